@@ -1,0 +1,46 @@
+# Two commands matter: `make demo` and `make test`. Both create .venv when it is missing and
+# reinstall only when pyproject.toml changed since the last install.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint format dev gateway mcp bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)  ## run the daily pipeline for the latest NYSE session on the simulated world
+	$(BIN)/ibkr-agent demo
+
+test: $(STAMP)  ## run the whole test-suite (exit code 5, "no tests collected", counts as a pass)
+	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+dev: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+gateway: $(STAMP)  ## the simulated IB Gateway on 127.0.0.1:4002
+	$(BIN)/ibkr-sim gateway --port 4002
+
+mcp: $(STAMP)  ## the MCP server on http://127.0.0.1:8000/mcp
+	$(BIN)/ibkr-mcp serve
+
+bench: $(STAMP)
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

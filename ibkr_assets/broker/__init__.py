@@ -1,0 +1,52 @@
+"""The IB client library: typed models, the Broker protocol and its backends."""
+
+from __future__ import annotations
+
+from ibkr_assets.broker.errors import BrokerError, LiveTradingNotAllowed
+from ibkr_assets.broker.protocol import Broker
+from ibkr_assets.broker.settings import BrokerSettings
+
+__all__ = ["Broker", "BrokerError", "BrokerSettings", "connect"]
+
+
+def connect(settings: BrokerSettings | None = None) -> Broker:
+    """Open the broker the settings name (``IBKR_BACKEND``, default ``sim``).
+
+    Refuses a live (non-paper) account unless ``allow_live`` is set or the connection is
+    read-only: paper is the default everywhere.
+    """
+    settings = settings or BrokerSettings()
+    broker: Broker
+    if settings.backend == "sim":
+        from ibkr_assets.broker.sim import SimBroker
+
+        broker = SimBroker.from_settings(settings)
+    elif settings.backend == "tws":
+        from ibkr_assets.broker.tws import TwsBroker
+
+        broker = TwsBroker.from_settings(settings)
+    else:
+        from ibkr_assets.broker.webapi import WebApiBroker
+
+        broker = WebApiBroker.from_settings(settings)
+    try:
+        _refuse_unsanctioned_live(broker, settings)
+    except BrokerError:
+        broker.close()
+        raise
+    return broker
+
+
+def _refuse_unsanctioned_live(broker: Broker, settings: BrokerSettings) -> None:
+    if settings.allow_live or settings.readonly:
+        return
+    accounts = broker.accounts()
+    chosen = [a for a in accounts if a.account_id == settings.account] or [
+        a for a in accounts if a.is_primary
+    ]
+    live = [a.account_id for a in chosen if not a.is_paper]
+    if live:
+        raise LiveTradingNotAllowed(
+            f"account {live[0]} is a live account; set IBKR_ALLOW_LIVE=true to trade it "
+            "or IBKR_READONLY=true to read it"
+        )

@@ -1,0 +1,130 @@
+"""Typed broker errors.
+
+Every error a backend raises is one of these, whatever the transport (in-process simulator,
+ib_async against TWS / IB Gateway, Client Portal Web API). Where IB has an error code for the
+condition it is kept in ``code`` so a user can search IB's error-code table for it; the message is
+written for a trader: it names the symbol, account, order or field that was wrong.
+
+IB codes used (TWS API "Message Codes"):
+  100  max rate of messages per second exceeded        -> PacingViolation
+  101  max number of tickers reached                   -> PacingViolation
+  162  historical market data service error / pacing  -> PacingViolation (when it says "pacing")
+  200  no security definition has been found           -> ContractNotFound
+  201  order rejected                                  -> OrderRejected
+  202  order cancelled                                 -> OrderRejected (when placing)
+  321  error validating request                        -> InvalidRequest
+  326  unable to connect, client id already in use    -> DuplicateClientId
+  354  requested market data is not subscribed         -> MarketDataUnavailable
+  502  couldn't connect to TWS                         -> NotConnected
+  504  not connected                                   -> NotConnected
+  1100 connectivity between IB and TWS lost            -> NotConnected
+  10147 order to cancel not found                      -> OrderNotFound
+"""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Base class of everything a broker backend raises on purpose.
+
+    ``code`` is IB's numeric error code where IB has one, else ``None``.
+    """
+
+    default_code: int | None = None
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        self.code = code if code is not None else self.default_code
+        self.message = message
+        super().__init__(f"[IB {self.code}] {message}" if self.code is not None else message)
+
+
+class NotConnected(BrokerError):
+    """The backend has no live connection to TWS / IB Gateway / the Client Portal gateway."""
+
+    default_code = 504
+
+
+class DuplicateClientId(NotConnected):
+    """Another API client already uses this clientId on the gateway."""
+
+    default_code = 326
+
+
+class ContractNotFound(BrokerError):
+    """No security definition matches the symbol, conId or contract fields given."""
+
+    default_code = 200
+
+
+class InvalidRequest(BrokerError):
+    """The request itself is malformed (bad duration, bar size, scanner code, field...)."""
+
+    default_code = 321
+
+
+class AccountNotFound(InvalidRequest):
+    """The account id is not one of the accounts this login manages."""
+
+
+class MarketDataUnavailable(BrokerError):
+    """No market data for the instrument (no subscription, no quote, or halted)."""
+
+    default_code = 354
+
+
+class PacingViolation(BrokerError):
+    """IB's request-rate limits were exceeded (messages/s, market-data lines, historical pacing)."""
+
+    default_code = 162
+
+
+class OrderRejected(BrokerError):
+    """The broker refused the order (margin, price, permissions...). Nothing was placed."""
+
+    default_code = 201
+
+
+class InvalidOrder(OrderRejected):
+    """The order was rejected before reaching the broker: a field is missing or out of range
+    (zero or negative quantity, NaN price, a limit order without a limit price...)."""
+
+    default_code = None
+
+
+class OrderNotFound(BrokerError):
+    """No open order with that id (already filled, cancelled, or never placed)."""
+
+    default_code = 10147
+
+
+class LiveTradingNotAllowed(BrokerError):
+    """A live (non-paper) account was used without the explicit opt-in setting."""
+
+
+_BY_CODE: dict[int, type[BrokerError]] = {
+    100: PacingViolation,
+    101: PacingViolation,
+    200: ContractNotFound,
+    201: OrderRejected,
+    202: OrderRejected,
+    321: InvalidRequest,
+    326: DuplicateClientId,
+    354: MarketDataUnavailable,
+    502: NotConnected,
+    504: NotConnected,
+    1100: NotConnected,
+    10147: OrderNotFound,
+    10167: MarketDataUnavailable,
+}
+
+
+def error_from_ib(code: int, message: str) -> BrokerError:
+    """Map an IB error code and message to the typed error a caller can catch.
+
+    Error 162 is IB's catch-all for historical data: it is a pacing violation only when the message
+    says so, otherwise the request was invalid (e.g. no data for that period).
+    """
+    if code == 162 and "pacing" not in message.lower():
+        return InvalidRequest(message, code=code)
+    cls = _BY_CODE.get(code, BrokerError)
+    return cls(message, code=code)

@@ -1,0 +1,182 @@
+"""The Broker protocol: one typed interface over every way of reaching IB.
+
+Backends: ``sim`` (in-process simulator), ``tws`` (ib_async against TWS / IB Gateway or the
+simulated gateway), ``webapi`` (Client Portal Web API). All methods are synchronous and safe to
+call from several threads; async callers (the MCP server) run them in a worker thread. Every
+method returns the models of :mod:`ibkr_assets.broker.models` and raises only the errors of
+:mod:`ibkr_assets.broker.errors`.
+
+``account_id=None`` always means the primary account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from ibkr_assets.broker.models import (
+    Account,
+    AccountSummary,
+    Bar,
+    CashBalance,
+    Contract,
+    ContractDetails,
+    Execution,
+    NewsHeadline,
+    OptionChain,
+    Order,
+    OrderBook,
+    OrderStatus,
+    PnL,
+    Position,
+    Quote,
+    ScanFilter,
+    ScannerRow,
+    WhatIfResult,
+)
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """What the pipeline and the MCP server need from IB."""
+
+    name: str  # "sim" | "tws" | "webapi"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the connection. Idempotent."""
+        ...
+
+    def now(self) -> datetime:
+        """The broker's current time (UTC). The simulator's clock may be pinned for backfills."""
+        ...
+
+    # -- reference ---------------------------------------------------------------------------
+    def resolve(
+        self,
+        symbol: str | int,
+        sec_type: str = "STK",
+        exchange: str = "SMART",
+        currency: str = "USD",
+    ) -> Contract:
+        """The one contract for a symbol (or a conId). Raises ContractNotFound."""
+        ...
+
+    def search(self, text: str, limit: int = 10) -> list[Contract]:
+        """Contracts whose symbol or name matches ``text`` (IB reqMatchingSymbols)."""
+        ...
+
+    def contract_details(self, contract: Contract) -> ContractDetails:
+        """Classification, tick and lot size, and trading hours of a contract."""
+        ...
+
+    def option_chain(self, underlying: Contract) -> OptionChain:
+        """Listed expiries and strikes of an underlying's options (IB reqSecDefOptParams)."""
+        ...
+
+    # -- accounts ----------------------------------------------------------------------------
+    def accounts(self) -> list[Account]:
+        """Managed accounts; exactly one has ``is_primary``."""
+        ...
+
+    def account_summary(self, account_id: str | None = None) -> AccountSummary:
+        """Net liquidation, cash, margin and buying power of an account."""
+        ...
+
+    def positions(self, account_id: str | None = None) -> list[Position]:
+        """Current holdings, marked to market."""
+        ...
+
+    def pnl(self, account_id: str | None = None) -> PnL:
+        """Daily, unrealised and realised P&L of an account."""
+        ...
+
+    def cash_balances(self, account_id: str | None = None) -> list[CashBalance]:
+        """The cash ledger, one line per currency, with FX rates to base."""
+        ...
+
+    # -- market data -------------------------------------------------------------------------
+    def quotes(self, contracts: Sequence[Contract]) -> list[Quote]:
+        """Snapshot quotes, in the order given. Raises MarketDataUnavailable for an instrument
+        with no quote at all."""
+        ...
+
+    def history(
+        self,
+        contract: Contract,
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> list[Bar]:
+        """Historical bars ending at ``end`` (None = now), IB's durations ("30 D", "1 Y") and
+        bar sizes ("1 min", "1 hour", "1 day"). Raises InvalidRequest for a bad spec."""
+        ...
+
+    def depth(self, contract: Contract, rows: int = 5) -> OrderBook:
+        """Level-2 order book, ``rows`` levels a side."""
+        ...
+
+    def news(
+        self,
+        contract: Contract,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+    ) -> list[NewsHeadline]:
+        """Headlines for an instrument between ``start`` and ``end``, newest first."""
+        ...
+
+    # -- trading -----------------------------------------------------------------------------
+    def what_if(self, order: Order) -> WhatIfResult:
+        """Margin and commission impact of an order, without placing it."""
+        ...
+
+    def place(self, order: Order) -> OrderStatus:
+        """Send an order. Raises InvalidOrder / OrderRejected; the account is then unchanged."""
+        ...
+
+    def cancel(self, order_id: int) -> OrderStatus:
+        """Cancel an open order. Raises OrderNotFound."""
+        ...
+
+    def modify(
+        self,
+        order_id: int,
+        quantity: float | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+    ) -> OrderStatus:
+        """Change an open order's quantity or prices (IB: placeOrder with the same orderId)."""
+        ...
+
+    def open_orders(self, account_id: str | None = None) -> list[OrderStatus]:
+        """Orders that can still fill."""
+        ...
+
+    def completed_orders(self, account_id: str | None = None) -> list[OrderStatus]:
+        """Orders that are done today (filled, cancelled, inactive)."""
+        ...
+
+    def executions(
+        self, account_id: str | None = None, since: datetime | None = None
+    ) -> list[Execution]:
+        """Fills with their commissions."""
+        ...
+
+    # -- scanner -----------------------------------------------------------------------------
+    def scan(
+        self,
+        code: str,
+        location: str = "STK.US.MAJOR",
+        filters: ScanFilter | None = None,
+        limit: int = 50,
+    ) -> list[ScannerRow]:
+        """A market scanner (TOP_PERC_GAIN, TOP_PERC_LOSE, MOST_ACTIVE, HOT_BY_VOLUME...)."""
+        ...
+
+    def scanner_codes(self) -> list[str]:
+        """Scanner codes this backend can run."""
+        ...

@@ -1,0 +1,85 @@
+"""The IB resource: the one broker connection the pipeline (and the MCP server) uses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from ibkr_assets.broker import Broker, BrokerSettings, connect
+
+
+class IBResource(dg.ConfigurableResource):
+    """Connection to Interactive Brokers through one of the Broker backends.
+
+    ``backend="sim"`` (the default) runs the simulated IB world in-process; ``"tws"`` talks to TWS,
+    IB Gateway or the simulated gateway through ib_async. The connection opens lazily and closes
+    when the run (or the MCP server) ends.
+    """
+
+    backend: str = "sim"
+    host: str = "127.0.0.1"
+    port: int = 4002
+    client_id: int = 1
+    account: str | None = None
+    readonly: bool = False
+    allow_live: bool = False
+    data_dir: str = "data"
+    sim_seed: int = 7
+    sim_symbols: int = 700
+    sim_now: str | None = None
+
+    _broker: Broker | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_env(cls) -> IBResource:
+        """Build from ``IBKR_*`` environment variables (see BrokerSettings)."""
+        s = BrokerSettings()
+        return cls(
+            backend=s.backend,
+            host=s.host,
+            port=s.port,
+            client_id=s.client_id,
+            account=s.account,
+            readonly=s.readonly,
+            allow_live=s.allow_live,
+            data_dir=str(s.data_dir),
+            sim_seed=s.sim_seed,
+            sim_symbols=s.sim_symbols,
+            sim_now=s.sim_now.isoformat() if s.sim_now else None,
+        )
+
+    def settings(self) -> BrokerSettings:
+        """These fields as BrokerSettings (environment variables do not override them)."""
+        return BrokerSettings.model_validate(
+            {
+                "backend": self.backend,
+                "host": self.host,
+                "port": self.port,
+                "client_id": self.client_id,
+                "account": self.account,
+                "readonly": self.readonly,
+                "allow_live": self.allow_live,
+                "data_dir": Path(self.data_dir),
+                "sim_seed": self.sim_seed,
+                "sim_symbols": self.sim_symbols,
+                "sim_now": datetime.fromisoformat(self.sim_now) if self.sim_now else None,
+            }
+        )
+
+    def get_broker(self) -> Broker:
+        """The open connection, opened on first use."""
+        if self._broker is None:
+            self._broker = connect(self.settings())
+        return self._broker
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection if one is open."""
+        if self._broker is not None:
+            self._broker.close()
+            self._broker = None

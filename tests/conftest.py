@@ -1,0 +1,11 @@
+"""Shared fixtures. Nothing in a test talks to anything but the simulator on loopback."""
+
+from __future__ import annotations
+
+import os
+
+# Tests must never reach a real IB account, a real Slack, or the Hugging Face hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+for _var in ("IBKR_BACKEND", "IBKR_HOST", "IBKR_PORT", "IBKR_ALLOW_LIVE", "SLACK_WEBHOOK_URL"):
+    os.environ.pop(_var, None)
