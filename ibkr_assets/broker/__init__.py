@@ -26,9 +26,9 @@ def connect(settings: BrokerSettings | None = None) -> Broker:
 
         broker = TwsBroker.from_settings(settings)
     else:
-        from ibkr_assets.broker.webapi import WebApiBroker
-
-        broker = WebApiBroker.from_settings(settings)
+        raise BrokerError(
+            f"backend {settings.backend!r} is not available yet; use IBKR_BACKEND=sim or tws"
+        )
     try:
         _refuse_unsanctioned_live(broker, settings)
     except BrokerError:
