@@ -75,6 +75,14 @@ class IBResource(dg.ConfigurableResource):
             self._broker = connect(self.settings())
         return self._broker
 
+    def broker_at(self, as_of: datetime) -> Broker:
+        """The broker as of a partition's run time. The simulator can be pinned to any instant,
+        so a backfill sees the market as it was; a real IB connection only knows "now", so the
+        assets also cut every history and news request at ``as_of``."""
+        broker = self.get_broker()
+        pinned = getattr(broker, "pinned", None)
+        return pinned(as_of) if callable(pinned) else broker
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()
 

@@ -1,0 +1,985 @@
+"""The ``tws`` backend: the Broker protocol on ib_async, against TWS, IB Gateway or the simulated
+gateway (``ibkr-sim gateway``), which speak the same socket protocol.
+
+How it behaves, for a trader who has fought IB's API before:
+
+* **One event loop, many threads.** ib_async is asyncio; the protocol is synchronous and called
+  from Dagster ops and the MCP server's worker threads. The backend runs ib_async on its own loop
+  in a daemon thread and every call is submitted to it, so callers never share a loop.
+* **Pacing.** IB allows 50 messages per second per client (error 100), 100 simultaneous
+  market-data lines (error 101) and 50 simultaneous historical requests, and refuses an identical
+  historical request within 15 s (error 162). ib_async's own throttle is set to
+  ``max_msg_rate`` (45/s by default), snapshots and historical requests go through semaphores
+  below IB's limits, and identical historical requests within 15 s are answered from memory.
+  A 700-symbol ingest therefore never trips a pacing violation.
+* **Connection.** Connects with retry and exponential backoff; after a dropped connection the
+  next call reconnects (same clientId) and restores the market-data type. Nothing else needs
+  restoring: the backend keeps no standing subscriptions.
+* **Errors.** ib_async is told to raise request errors; IB's codes become the typed errors of
+  :mod:`ibkr_assets.broker.errors` (200 -> ContractNotFound, 162 pacing -> PacingViolation...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time as _time
+from collections.abc import Awaitable, Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import ib_async
+from ib_async import IB, ExecutionFilter, ScannerSubscription
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from ibkr_assets.broker.errors import (
+    AccountNotFound,
+    BrokerError,
+    ContractNotFound,
+    InvalidRequest,
+    MarketDataUnavailable,
+    NotConnected,
+    OrderNotFound,
+    OrderRejected,
+    error_from_ib,
+)
+from ibkr_assets.broker.models import (
+    DONE_STATUSES,
+    Account,
+    AccountSummary,
+    Bar,
+    CashBalance,
+    Contract,
+    ContractDetails,
+    DepthLevel,
+    Execution,
+    NewsHeadline,
+    OptionChain,
+    Order,
+    OrderBook,
+    OrderStatus,
+    PnL,
+    Position,
+    Quote,
+    ScanFilter,
+    ScannerRow,
+    TradingSession,
+    WhatIfResult,
+)
+from ibkr_assets.broker.settings import BrokerSettings
+from ibkr_assets.broker.timeutil import parse_ib_hours, session_close_utc
+
+T = TypeVar("T")
+
+#: IB's "no value" for doubles, and ib_async's.
+_UNSET = 1.7976931348623157e308
+_HIST_MEMO_SECONDS = 15.0
+_ACCOUNT_TAGS = (
+    "NetLiquidation,TotalCashValue,SettledCash,GrossPositionValue,EquityWithLoanValue,"
+    "InitMarginReq,MaintMarginReq,AvailableFunds,ExcessLiquidity,BuyingPower,Cushion,Leverage"
+)
+#: How long a market order may take to fill during regular hours before place() returns it open.
+_FILL_WAIT = 3.0
+_ACK_STATUSES = {"PreSubmitted", "Submitted"} | set(DONE_STATUSES)
+
+
+def _num(value: Any) -> float | None:
+    """IB's optional number: None for unset, NaN, IB's max-double or an empty string."""
+    if value is None or value == "":
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(x) or abs(x) >= _UNSET:
+        return None
+    return x
+
+
+def to_ib_contract(c: Contract) -> ib_async.Contract:
+    """Our contract as ib_async's (conId is enough for IB; the rest helps logs and routing)."""
+    return ib_async.Contract(
+        conId=c.conid,
+        symbol=c.symbol,
+        secType="STK" if c.sec_type == "ETF" else c.sec_type,
+        exchange=c.exchange or "SMART",
+        primaryExchange=c.primary_exchange,
+        currency=c.currency,
+        lastTradeDateOrContractMonth=c.last_trade_date,
+        strike=c.strike,
+        right=c.right,
+        multiplier="" if c.multiplier == 1.0 else f"{c.multiplier:g}",
+        tradingClass=c.trading_class,
+    )
+
+
+def from_ib_contract(c: ib_async.Contract, name: str = "") -> Contract:
+    """ib_async's contract as ours."""
+    return Contract(
+        conid=c.conId,
+        symbol=c.symbol,
+        sec_type=c.secType or "STK",  # type: ignore[arg-type]
+        exchange=c.exchange or "SMART",
+        primary_exchange=c.primaryExchange,
+        currency=c.currency or "USD",
+        local_symbol=c.localSymbol or c.symbol,
+        name=name,
+        multiplier=float(c.multiplier) if c.multiplier else 1.0,
+        last_trade_date=c.lastTradeDateOrContractMonth,
+        strike=c.strike or 0.0,
+        right=(c.right or "")[:1],  # type: ignore[arg-type]
+        trading_class=c.tradingClass,
+    )
+
+
+def to_ib_order(o: Order, account: str) -> ib_async.Order:
+    """Our validated order as ib_async's."""
+    return ib_async.Order(
+        action=o.action,
+        totalQuantity=o.quantity,
+        orderType=o.order_type,
+        lmtPrice=o.limit_price if o.limit_price is not None else _UNSET,
+        auxPrice=o.stop_price if o.stop_price is not None else _UNSET,
+        tif=o.tif,
+        account=account,
+        orderRef=o.order_ref,
+        outsideRth=o.outside_rth,
+        parentId=o.parent_id or 0,
+        transmit=o.transmit,
+    )
+
+
+class _Loop:
+    """An asyncio loop in a daemon thread; ``run`` submits a coroutine and waits for its result."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name="ib_async-loop", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise NotConnected(f"IB did not answer within {timeout:.0f} s") from None
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+
+
+class TwsBroker:
+    """The Broker protocol over ib_async (TWS / IB Gateway / the simulated gateway)."""
+
+    name = "tws"
+
+    def __init__(self, settings: BrokerSettings) -> None:
+        self.settings = settings
+        self._loop = _Loop()
+        self._ib: IB = self._loop.run(self._make_ib(), timeout=10)
+        self._hist_memo: dict[tuple, tuple[float, list[Bar]]] = {}
+        self._closed = False
+        self._call(self._connect())
+
+    @classmethod
+    def from_settings(cls, settings: BrokerSettings) -> TwsBroker:
+        """Connect to the TWS / IB Gateway the settings name (host, port, clientId)."""
+        return cls(settings)
+
+    # -- plumbing ----------------------------------------------------------------------------
+    async def _make_ib(self) -> IB:
+        ib = IB()
+        ib.RaiseRequestErrors = True
+        ib.client.MaxRequests = self.settings.max_msg_rate
+        ib.client.RequestsInterval = 1
+        self._lines = asyncio.Semaphore(self.settings.max_market_data_lines)
+        self._hist = asyncio.Semaphore(self.settings.max_historical_requests)
+        self._reconnect = asyncio.Lock()
+        return ib
+
+    async def _connect(self) -> None:
+        s = self.settings
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(s.connect_attempts),
+            wait=wait_exponential(multiplier=0.5, max=8),
+            retry=retry_if_exception_type((ConnectionError, OSError, TimeoutError)),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._ib.connectAsync(
+                        s.host,
+                        s.port,
+                        clientId=s.client_id,
+                        timeout=s.timeout,
+                        readonly=s.readonly,
+                        account=s.account or "",
+                    )
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            raise NotConnected(
+                f"cannot reach TWS / IB Gateway at {s.host}:{s.port} (clientId {s.client_id}) "
+                f"after {s.connect_attempts} attempts: {exc}",
+                code=502,
+            ) from None
+        self._ib.reqMarketDataType(1)
+
+    async def _ensure(self) -> None:
+        if self._ib.isConnected():
+            return
+        async with self._reconnect:
+            if not self._ib.isConnected():
+                self._ib.disconnect()
+                await self._connect()
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if self._closed:
+            coro.close()
+            raise NotConnected("the tws broker was closed")
+        return self._loop.run(self._guarded(coro), timeout or self.settings.timeout * 3)
+
+    async def _guarded(self, coro: Awaitable[T]) -> T:
+        try:
+            await self._ensure()
+            return await coro
+        except ib_async.RequestError as exc:
+            raise error_from_ib(exc.code, exc.message) from None
+        except ConnectionError as exc:
+            raise NotConnected(f"connection to IB lost: {exc}") from None
+
+    async def _wait(self, awaitable: Awaitable[T], what: str) -> T:
+        try:
+            return await asyncio.wait_for(awaitable, self.settings.timeout)
+        except TimeoutError:
+            raise NotConnected(
+                f"IB did not answer {what} within {self.settings.timeout:.0f} s"
+            ) from None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._loop.run(self._disconnect(), timeout=5)
+        finally:
+            self._loop.stop()
+
+    async def _disconnect(self) -> None:
+        self._ib.disconnect()
+
+    def now(self) -> datetime:
+        return self._call(self._now())
+
+    async def _now(self) -> datetime:
+        t = await self._wait(self._ib.reqCurrentTimeAsync(), "the current time")
+        return t.astimezone(UTC)
+
+    # -- reference ---------------------------------------------------------------------------
+    def resolve(
+        self,
+        symbol: str | int,
+        sec_type: str = "STK",
+        exchange: str = "SMART",
+        currency: str = "USD",
+    ) -> Contract:
+        if isinstance(symbol, int):
+            query = ib_async.Contract(conId=symbol)
+            label = f"conId {symbol}"
+        else:
+            query = ib_async.Contract(
+                symbol=symbol.upper(),
+                secType="STK" if sec_type == "ETF" else sec_type,
+                exchange=exchange,
+                currency=currency,
+            )
+            label = f"{symbol} ({sec_type} {exchange} {currency})"
+        return self._call(self._details(query, label)).contract
+
+    async def _details(self, query: ib_async.Contract, label: str) -> ContractDetails:
+        try:
+            found = await self._wait(self._ib.reqContractDetailsAsync(query), f"details of {label}")
+        except ib_async.RequestError as exc:
+            if exc.code == 200:
+                raise ContractNotFound(f"no security definition for {label}") from None
+            raise
+        if not found:
+            raise ContractNotFound(f"no security definition for {label}")
+        if len(found) > 1:
+            raise InvalidRequest(
+                f"{label} is ambiguous ({len(found)} contracts); give a conId or exchange"
+            )
+        return _details_model(found[0])
+
+    def search(self, text: str, limit: int = 10) -> list[Contract]:
+        return self._call(self._search(text, limit))
+
+    async def _search(self, text: str, limit: int) -> list[Contract]:
+        found = await self._wait(self._ib.reqMatchingSymbolsAsync(text), f"symbols like {text!r}")
+        return [from_ib_contract(d.contract) for d in (found or [])[:limit] if d.contract]
+
+    def contract_details(self, contract: Contract) -> ContractDetails:
+        return self._call(self._details(to_ib_contract(contract), contract.symbol))
+
+    def option_chain(self, underlying: Contract) -> OptionChain:
+        return self._call(self._option_chain(underlying))
+
+    async def _option_chain(self, underlying: Contract) -> OptionChain:
+        chains = await self._wait(
+            self._ib.reqSecDefOptParamsAsync(
+                underlying.symbol, "", underlying.sec_type, underlying.conid
+            ),
+            f"option chain of {underlying.symbol}",
+        )
+        if not chains:
+            raise ContractNotFound(f"{underlying.symbol} has no listed options")
+        chain = next((c for c in chains if c.exchange == "SMART"), chains[0])
+        return OptionChain(
+            underlying=underlying,
+            exchange=chain.exchange,
+            trading_class=chain.tradingClass,
+            multiplier=float(chain.multiplier or 100),
+            expirations=sorted(chain.expirations),
+            strikes=sorted(chain.strikes),
+        )
+
+    # -- accounts ----------------------------------------------------------------------------
+    def accounts(self) -> list[Account]:
+        managed = self._call(self._managed())
+        primary = self.settings.account if self.settings.account in managed else managed[0]
+        return [
+            Account(account_id=a, is_paper=a.startswith("D"), is_primary=a == primary)
+            for a in managed
+        ]
+
+    async def _managed(self) -> list[str]:
+        managed = self._ib.managedAccounts()
+        if not managed:
+            raise NotConnected("IB reported no managed accounts")
+        return managed
+
+    async def _account(self, account_id: str | None) -> str:
+        managed = await self._managed()
+        wanted = account_id or self.settings.account
+        if wanted is None:
+            return managed[0]
+        if wanted not in managed:
+            raise AccountNotFound(
+                f"account {wanted!r} is not managed by this login (known: {', '.join(managed)})"
+            )
+        return wanted
+
+    def account_summary(self, account_id: str | None = None) -> AccountSummary:
+        return self._call(self._summary(account_id))
+
+    async def _summary(self, account_id: str | None) -> AccountSummary:
+        account = await self._account(account_id)
+        values = await self._fresh_summary(account)
+
+        def tag(name: str, default: float | None = 0.0) -> float | None:
+            return values.get(name, default)
+
+        net_liq = tag("NetLiquidation") or 0.0
+        gross = tag("GrossPositionValue") or 0.0
+        excess = tag("ExcessLiquidity") or 0.0
+        return AccountSummary(
+            account_id=account,
+            currency=values.get("_currency", "USD"),  # type: ignore[arg-type]
+            net_liquidation=net_liq,
+            total_cash=tag("TotalCashValue") or 0.0,
+            settled_cash=tag("SettledCash", None),
+            gross_position_value=gross,
+            equity_with_loan=tag("EquityWithLoanValue") or 0.0,
+            init_margin_req=tag("InitMarginReq") or 0.0,
+            maint_margin_req=tag("MaintMarginReq") or 0.0,
+            available_funds=tag("AvailableFunds") or 0.0,
+            excess_liquidity=excess,
+            buying_power=tag("BuyingPower") or 0.0,
+            cushion=excess / net_liq if net_liq else 0.0,
+            leverage=gross / net_liq if net_liq else 0.0,
+            time=datetime.now(UTC),
+        )
+
+    async def _fresh_summary(self, account: str) -> dict[str, Any]:
+        """A fresh account-summary snapshot (ib_async would otherwise keep the first one)."""
+        ib = self._ib
+        req_id = ib.client.getReqId()
+        future = ib.wrapper.startReq(req_id)
+        ib.client.reqAccountSummary(req_id, "All", _ACCOUNT_TAGS)
+        try:
+            await self._wait(future, f"the account summary of {account}")
+        finally:
+            ib.client.cancelAccountSummary(req_id)
+        values: dict[str, Any] = {}
+        for v in ib.wrapper.acctSummary.values():
+            if v.account == account and _num(v.value) is not None:
+                values[v.tag] = float(v.value)
+                if v.tag == "NetLiquidation" and v.currency:
+                    values["_currency"] = v.currency
+        if "NetLiquidation" not in values:
+            raise AccountNotFound(f"IB sent no account summary for {account}")
+        return values
+
+    async def _account_updates(self, account: str) -> None:
+        """Re-subscribe account updates: IB then sends the full portfolio and account values."""
+        await self._wait(self._ib.reqAccountUpdatesAsync(account), f"account updates of {account}")
+
+    def positions(self, account_id: str | None = None) -> list[Position]:
+        return self._call(self._positions(account_id))
+
+    async def _positions(self, account_id: str | None) -> list[Position]:
+        account = await self._account(account_id)
+        await self._account_updates(account)
+        return [
+            Position(
+                account_id=account,
+                contract=from_ib_contract(p.contract),
+                quantity=p.position,
+                avg_cost=p.averageCost,
+                market_price=_num(p.marketPrice),
+                market_value=_num(p.marketValue),
+                unrealized_pnl=_num(p.unrealizedPNL),
+                realized_pnl=_num(p.realizedPNL),
+                currency=p.contract.currency or "USD",
+            )
+            for p in self._ib.portfolio(account)
+            if p.position
+        ]
+
+    def pnl(self, account_id: str | None = None) -> PnL:
+        return self._call(self._pnl(account_id))
+
+    async def _pnl(self, account_id: str | None) -> PnL:
+        account = await self._account(account_id)
+        ib = self._ib
+        stream = ib.reqPnL(account)
+        try:
+            deadline = _time.monotonic() + self.settings.timeout
+            while _num(stream.dailyPnL) is None and _time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        finally:
+            ib.cancelPnL(account)
+        if _num(stream.dailyPnL) is None:
+            raise NotConnected(f"IB sent no P&L for {account}")
+        return PnL(
+            account_id=account,
+            daily=_num(stream.dailyPnL) or 0.0,
+            unrealized=_num(stream.unrealizedPnL) or 0.0,
+            realized=_num(stream.realizedPnL) or 0.0,
+        )
+
+    def cash_balances(self, account_id: str | None = None) -> list[CashBalance]:
+        return self._call(self._cash(account_id))
+
+    async def _cash(self, account_id: str | None) -> list[CashBalance]:
+        account = await self._account(account_id)
+        await self._account_updates(account)
+        values = [v for v in self._ib.accountValues(account) if v.currency not in ("", "BASE")]
+        rates = {v.currency: float(v.value) for v in values if v.tag == "ExchangeRate"}
+        base = next((v.currency for v in values if v.tag == "NetLiquidation"), "USD")
+        return [
+            CashBalance(
+                account_id=account,
+                currency=v.currency,
+                cash=float(v.value),
+                fx_rate=rates.get(v.currency, 1.0),
+                value_in_base=float(v.value) * rates.get(v.currency, 1.0),
+                base_currency=base,
+            )
+            for v in sorted(values, key=lambda v: v.currency)
+            if v.tag == "CashBalance" and float(v.value) != 0.0
+        ]
+
+    # -- market data -------------------------------------------------------------------------
+    def quotes(self, contracts: Sequence[Contract]) -> list[Quote]:
+        if not contracts:
+            return []
+        timeout = self.settings.timeout * 3 + len(contracts) / max(self.settings.max_msg_rate, 50)
+        return self._call(self._quotes(list(contracts)), timeout=timeout)
+
+    async def _quotes(self, contracts: list[Contract]) -> list[Quote]:
+        return list(await asyncio.gather(*(self._quote(c) for c in contracts)))
+
+    async def _quote(self, contract: Contract) -> Quote:
+        async with self._lines:
+            (t,) = await self._wait(
+                self._ib.reqTickersAsync(to_ib_contract(contract)), f"a quote for {contract.symbol}"
+            )
+        quote = Quote(
+            contract=contract,
+            time=(t.time or datetime.now(UTC)).astimezone(UTC),
+            bid=_positive(t.bid),
+            ask=_positive(t.ask),
+            last=_positive(t.last),
+            bid_size=_num(t.bidSize),
+            ask_size=_num(t.askSize),
+            last_size=_num(t.lastSize),
+            volume=_num(t.volume),
+            open=_positive(t.open),
+            high=_positive(t.high),
+            low=_positive(t.low),
+            close=_positive(t.close),
+            market_data_type=t.marketDataType or 1,
+        )
+        if quote.price is None:
+            raise MarketDataUnavailable(f"no quote at all for {contract.symbol}")
+        return quote
+
+    def history(
+        self,
+        contract: Contract,
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> list[Bar]:
+        from ibkr_sim import ibspec  # IB's duration / bar-size grammar, shared with the gateway
+
+        try:
+            ibspec.parse_duration(duration)
+            ibspec.parse_bar_size(bar_size)
+        except ValueError as exc:
+            raise InvalidRequest(f"{contract.symbol}: {exc}") from None
+        if what_to_show not in ("TRADES", "MIDPOINT", "BID", "ASK"):
+            raise InvalidRequest(f"{contract.symbol}: whatToShow {what_to_show!r} is not supported")
+        key = (contract.conid, duration, bar_size, what_to_show, end, use_rth)
+        memo = self._hist_memo.get(key)
+        if memo and _time.monotonic() - memo[0] < _HIST_MEMO_SECONDS:
+            return memo[1]
+        bars = self._call(self._history(contract, duration, bar_size, what_to_show, end, use_rth))
+        self._hist_memo[key] = (_time.monotonic(), bars)
+        return bars
+
+    async def _history(
+        self,
+        contract: Contract,
+        duration: str,
+        bar_size: str,
+        what_to_show: str,
+        end: datetime | None,
+        use_rth: bool,
+    ) -> list[Bar]:
+        async with self._hist:
+            data = await self._ib.reqHistoricalDataAsync(
+                to_ib_contract(contract),
+                endDateTime=end.astimezone(UTC) if end else "",
+                durationStr=duration,
+                barSizeSetting=bar_size,
+                whatToShow=what_to_show,
+                useRTH=use_rth,
+                formatDate=2,
+                timeout=self.settings.timeout * 3,
+            )
+        return [_bar(b, what_to_show) for b in data]
+
+    def depth(self, contract: Contract, rows: int = 5) -> OrderBook:
+        return self._call(self._depth(contract, rows))
+
+    async def _depth(self, contract: Contract, rows: int) -> OrderBook:
+        ib = self._ib
+        async with self._lines:
+            ticker = ib.reqMktDepth(to_ib_contract(contract), numRows=rows)
+            try:
+                deadline = _time.monotonic() + self.settings.timeout
+                while (len(ticker.domBids) < rows or len(ticker.domAsks) < rows) and (
+                    _time.monotonic() < deadline
+                ):
+                    await asyncio.sleep(0.01)
+            finally:
+                ib.cancelMktDepth(to_ib_contract(contract))
+        if not ticker.domBids or not ticker.domAsks:
+            raise MarketDataUnavailable(f"no market depth for {contract.symbol}")
+        return OrderBook(
+            contract=contract,
+            time=datetime.now(UTC),
+            bids=[
+                DepthLevel(
+                    side="BID", position=i, price=d.price, size=d.size, market_maker=d.marketMaker
+                )
+                for i, d in enumerate(ticker.domBids[:rows])
+            ],
+            asks=[
+                DepthLevel(
+                    side="ASK", position=i, price=d.price, size=d.size, market_maker=d.marketMaker
+                )
+                for i, d in enumerate(ticker.domAsks[:rows])
+            ],
+        )
+
+    def news(
+        self,
+        contract: Contract,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+    ) -> list[NewsHeadline]:
+        return self._call(self._news(contract, start, end, limit))
+
+    async def _news(
+        self, contract: Contract, start: datetime | None, end: datetime | None, limit: int
+    ) -> list[NewsHeadline]:
+        end = end or await self._now()
+        start = start or end - timedelta(days=1)
+        providers = await self._wait(self._ib.reqNewsProvidersAsync(), "news providers")
+        codes = "+".join(p.code for p in providers)
+        ib, client = self._ib, self._ib.client
+        # reqHistoricalNewsAsync in ib_async waits 4 s at most; a full page can take longer.
+        req_id = client.getReqId()
+        future = ib.wrapper.startReq(req_id)
+        client.reqHistoricalNews(
+            req_id,
+            contract.conid,
+            codes,
+            ib_async.util.formatIBDatetime(start.astimezone(UTC)),
+            ib_async.util.formatIBDatetime(end.astimezone(UTC)),
+            limit,
+            [],
+        )
+        items = await self._wait(future, f"headlines of {contract.symbol}")
+        heads = [
+            NewsHeadline(
+                time=h.time.astimezone(UTC) if h.time.tzinfo else h.time.replace(tzinfo=UTC),
+                provider_code=h.providerCode,
+                article_id=h.articleId,
+                headline=h.headline,
+                conid=contract.conid,
+                symbol=contract.symbol,
+            )
+            for h in items or []
+        ]
+        return sorted(heads, key=lambda h: h.time, reverse=True)[:limit]
+
+    # -- trading -----------------------------------------------------------------------------
+    def what_if(self, order: Order) -> WhatIfResult:
+        return self._call(self._what_if(order))
+
+    async def _what_if(self, order: Order) -> WhatIfResult:
+        account = await self._account(order.account_id)
+        try:
+            state = await self._wait(
+                self._ib.whatIfOrderAsync(
+                    to_ib_contract(order.contract), to_ib_order(order, account)
+                ),
+                f"the what-if of {order.action} {order.quantity:g} {order.contract.symbol}",
+            )
+        except ib_async.RequestError as exc:
+            raise OrderRejected(f"{order.contract.symbol}: {exc.message}", code=exc.code) from None
+        if not state:
+            raise OrderRejected(f"{order.contract.symbol}: IB returned no what-if result")
+
+        def f(x: Any) -> float:
+            return _num(x) or 0.0
+
+        init_after, ewl_after = f(state.initMarginAfter), f(state.equityWithLoanAfter)
+        warning = state.warningText or ""
+        accepted = not warning and init_after <= ewl_after
+        if not accepted and not warning:
+            warning = (
+                f"initial margin after the order ({init_after:,.0f}) would exceed equity with loan "
+                f"({ewl_after:,.0f})"
+            )
+        return WhatIfResult(
+            order=order,
+            account_id=account,
+            init_margin_before=f(state.initMarginBefore),
+            init_margin_after=init_after,
+            maint_margin_before=f(state.maintMarginBefore),
+            maint_margin_after=f(state.maintMarginAfter),
+            equity_with_loan_before=f(state.equityWithLoanBefore),
+            equity_with_loan_after=ewl_after,
+            commission=f(state.commission),
+            min_commission=_num(state.minCommission),
+            max_commission=_num(state.maxCommission),
+            commission_currency=state.commissionCurrency or "USD",
+            accepted=accepted,
+            warning=warning,
+        )
+
+    def place(self, order: Order) -> OrderStatus:
+        return self._call(self._place(order))
+
+    async def _place(self, order: Order) -> OrderStatus:
+        account = await self._account(order.account_id)
+        trade = self._ib.placeOrder(to_ib_contract(order.contract), to_ib_order(order, account))
+        await self._settle(trade, wait_fill=order.order_type == "MKT")
+        status = _status_model(trade, order.contract)
+        if status.status in ("Cancelled", "ApiCancelled", "Inactive") and status.filled == 0:
+            raise OrderRejected(
+                f"{order.action} {order.quantity:g} {order.contract.symbol} was rejected: "
+                f"{status.message or status.status}",
+                code=_last_error_code(trade) or 201,
+            )
+        return status
+
+    async def _settle(self, trade: ib_async.Trade, wait_fill: bool) -> None:
+        """Wait for IB to acknowledge an order and, for a market order, briefly for its fill."""
+        deadline = _time.monotonic() + self.settings.timeout
+        while trade.orderStatus.status not in _ACK_STATUSES:
+            if _time.monotonic() > deadline:
+                raise NotConnected(f"IB did not acknowledge order {trade.order.orderId} in time")
+            await asyncio.sleep(0.005)
+        fill_deadline = _time.monotonic() + (_FILL_WAIT if wait_fill else 0.0)
+        while not trade.isDone() and _time.monotonic() < fill_deadline:
+            await asyncio.sleep(0.005)
+
+    async def _find_open(self, order_id: int) -> ib_async.Trade:
+        trades = await self._wait(self._ib.reqAllOpenOrdersAsync(), "open orders")
+        for trade in list(trades) + self._ib.openTrades():
+            if trade.order.orderId == order_id and not trade.isDone():
+                return trade
+        raise OrderNotFound(f"no open order with id {order_id} (filled, cancelled or unknown)")
+
+    def cancel(self, order_id: int) -> OrderStatus:
+        return self._call(self._cancel(order_id))
+
+    async def _cancel(self, order_id: int) -> OrderStatus:
+        trade = await self._find_open(order_id)
+        self._ib.cancelOrder(trade.order)
+        deadline = _time.monotonic() + self.settings.timeout
+        while not trade.isDone() and _time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        return _status_model(trade, from_ib_contract(trade.contract))
+
+    def modify(
+        self,
+        order_id: int,
+        quantity: float | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+    ) -> OrderStatus:
+        if quantity is not None and not quantity > 0:
+            raise InvalidRequest(f"order {order_id}: quantity must be positive (got {quantity})")
+        return self._call(self._modify(order_id, quantity, limit_price, stop_price))
+
+    async def _modify(
+        self,
+        order_id: int,
+        quantity: float | None,
+        limit_price: float | None,
+        stop_price: float | None,
+    ) -> OrderStatus:
+        trade = await self._find_open(order_id)
+        o = trade.order
+        if quantity is not None:
+            o.totalQuantity = quantity
+        if limit_price is not None:
+            o.lmtPrice = limit_price
+        if stop_price is not None:
+            o.auxPrice = stop_price
+        before = len(trade.log)
+        self._ib.placeOrder(trade.contract, o)
+        deadline = _time.monotonic() + self.settings.timeout
+        while len(trade.log) == before and _time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        return _status_model(trade, from_ib_contract(trade.contract))
+
+    def open_orders(self, account_id: str | None = None) -> list[OrderStatus]:
+        return self._call(self._open_orders(account_id))
+
+    async def _open_orders(self, account_id: str | None) -> list[OrderStatus]:
+        account = await self._account(account_id)
+        trades = await self._wait(self._ib.reqAllOpenOrdersAsync(), "open orders")
+        return [
+            _status_model(t, from_ib_contract(t.contract))
+            for t in trades
+            if t.order.account == account and not t.isDone()
+        ]
+
+    def completed_orders(self, account_id: str | None = None) -> list[OrderStatus]:
+        return self._call(self._completed(account_id))
+
+    async def _completed(self, account_id: str | None) -> list[OrderStatus]:
+        account = await self._account(account_id)
+        trades = await self._wait(self._ib.reqCompletedOrdersAsync(False), "completed orders")
+        return [
+            _status_model(t, from_ib_contract(t.contract))
+            for t in trades
+            if t.order.account == account
+        ]
+
+    def executions(
+        self, account_id: str | None = None, since: datetime | None = None
+    ) -> list[Execution]:
+        return self._call(self._executions(account_id, since))
+
+    async def _executions(self, account_id: str | None, since: datetime | None) -> list[Execution]:
+        account = await self._account(account_id)
+        flt = ExecutionFilter(acctCode=account)
+        if since is not None:
+            flt.time = since.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S")
+        fills = await self._wait(self._ib.reqExecutionsAsync(flt), "executions")
+        return [
+            Execution(
+                exec_id=f.execution.execId,
+                order_id=f.execution.orderId,
+                perm_id=f.execution.permId,
+                order_ref=f.execution.orderRef,
+                account_id=f.execution.acctNumber,
+                contract=from_ib_contract(f.contract),
+                side=f.execution.side,  # type: ignore[arg-type]
+                shares=f.execution.shares,
+                price=f.execution.price,
+                time=f.execution.time.astimezone(UTC),
+                exchange=f.execution.exchange or "SIM",
+                commission=_num(f.commissionReport.commission) or 0.0,
+                commission_currency=f.commissionReport.currency or "USD",
+                realized_pnl=_num(f.commissionReport.realizedPNL),
+            )
+            for f in fills
+            if f.execution.acctNumber == account
+        ]
+
+    # -- scanner -----------------------------------------------------------------------------
+    def scan(
+        self,
+        code: str,
+        location: str = "STK.US.MAJOR",
+        filters: ScanFilter | None = None,
+        limit: int = 50,
+    ) -> list[ScannerRow]:
+        if code not in self.scanner_codes():
+            raise InvalidRequest(f"unknown scanner code {code!r}")
+        return self._call(self._scan(code, location, filters or ScanFilter(), limit))
+
+    async def _scan(self, code: str, location: str, f: ScanFilter, limit: int) -> list[ScannerRow]:
+        sub = ScannerSubscription(
+            instrument="STK",
+            locationCode=location,
+            scanCode=code,
+            numberOfRows=limit,
+            abovePrice=f.above_price if f.above_price is not None else _UNSET,
+            belowPrice=f.below_price if f.below_price is not None else _UNSET,
+            aboveVolume=int(f.above_volume) if f.above_volume is not None else 2**31 - 1,
+            marketCapAbove=f.market_cap_above if f.market_cap_above is not None else _UNSET,
+            marketCapBelow=f.market_cap_below if f.market_cap_below is not None else _UNSET,
+        )
+        rows = await self._wait(self._ib.reqScannerDataAsync(sub), f"scanner {code}")
+        contracts = [from_ib_contract(r.contractDetails.contract) for r in rows]
+        # IB's scanner returns ranks and contracts only; a snapshot adds the numbers a trader reads.
+        quotes = await self._quotes(contracts) if contracts else []
+        return [
+            ScannerRow(
+                rank=r.rank,
+                contract=c,
+                last=q.last,
+                change_pct=(q.last / q.close - 1.0) * 100.0 if q.last and q.close else None,
+                volume=q.volume,
+            )
+            for r, c, q in zip(rows, contracts, quotes, strict=True)
+        ]
+
+    def scanner_codes(self) -> list[str]:
+        if not hasattr(self, "_scan_codes"):
+            xml = self._call(self._wait(self._ib.reqScannerParametersAsync(), "scanner parameters"))
+            self._scan_codes = _scan_codes(xml)
+        return list(self._scan_codes)
+
+
+# -- conversions -----------------------------------------------------------------------------
+
+
+def _positive(x: Any) -> float | None:
+    v = _num(x)
+    return v if v is not None and v > 0 else None
+
+
+def _details_model(d: ib_async.ContractDetails) -> ContractDetails:
+    assert d.contract is not None
+    tz = d.timeZoneId or "America/New_York"
+    trading = [TradingSession(start=s, end=e) for s, e in parse_ib_hours(d.tradingHours, tz)]
+    liquid = [TradingSession(start=s, end=e) for s, e in parse_ib_hours(d.liquidHours, tz)]
+    lot = d.sizeIncrement if d.sizeIncrement and d.sizeIncrement > 1 else d.minSize
+    return ContractDetails(
+        contract=from_ib_contract(d.contract, name=d.longName),
+        sector=d.industry,
+        industry=d.category,
+        min_tick=d.minTick or 0.01,
+        lot_size=max(1, int(lot or 1)),
+        time_zone=tz,
+        trading_hours=trading,
+        liquid_hours=liquid,
+    )
+
+
+def _bar(b: ib_async.BarData, what_to_show: str) -> Bar:
+    if isinstance(b.date, datetime):
+        stamp, session = b.date.astimezone(UTC), None
+    else:
+        stamp, session = session_close_utc(b.date), b.date
+    return Bar(
+        time=stamp,
+        open=b.open,
+        high=b.high,
+        low=b.low,
+        close=b.close,
+        volume=float(b.volume) if what_to_show == "TRADES" else -1.0,
+        wap=_num(b.average),
+        bar_count=b.barCount or None,
+        session=session,
+    )
+
+
+def _last_error_code(trade: ib_async.Trade) -> int | None:
+    codes = [e.errorCode for e in trade.log if e.errorCode]
+    return codes[-1] if codes else None
+
+
+def _status_model(trade: ib_async.Trade, contract: Contract) -> OrderStatus:
+    o, s = trade.order, trade.orderStatus
+    messages = [e.message for e in trade.log if e.message]
+    status = s.status if s.status in _KNOWN_STATUSES else "PendingSubmit"
+    return OrderStatus(
+        order_id=o.orderId,
+        perm_id=o.permId or s.permId,
+        client_id=o.clientId,
+        account_id=o.account,
+        contract=contract,
+        action=o.action,  # type: ignore[arg-type]
+        quantity=float(o.totalQuantity),
+        order_type=o.orderType,  # type: ignore[arg-type]
+        limit_price=_num(o.lmtPrice) if o.orderType in ("LMT", "STP LMT") else None,
+        stop_price=_num(o.auxPrice) if o.orderType in ("STP", "STP LMT") else None,
+        tif=o.tif or "DAY",  # type: ignore[arg-type]
+        order_ref=o.orderRef,
+        parent_id=o.parentId or None,
+        status=status,  # type: ignore[arg-type]
+        filled=float(s.filled),
+        remaining=float(s.remaining) if s.status else float(o.totalQuantity),
+        avg_fill_price=_num(s.avgFillPrice) or None,
+        message=messages[-1] if messages else "",
+        time=(trade.log[-1].time if trade.log else datetime.now(UTC)).astimezone(UTC),
+    )
+
+
+_KNOWN_STATUSES = {
+    "PendingSubmit",
+    "PreSubmitted",
+    "Submitted",
+    "PendingCancel",
+    "Cancelled",
+    "ApiCancelled",
+    "Filled",
+    "Inactive",
+}
+
+
+def _scan_codes(xml: str) -> list[str]:
+    """The scan codes listed in IB's scanner-parameters XML."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise BrokerError(f"IB sent unreadable scanner parameters: {exc}") from None
+    return sorted({el.text.strip() for el in root.iter("scanCode") if el.text})
+
+
+__all__ = ["TwsBroker", "from_ib_contract", "to_ib_contract", "to_ib_order"]

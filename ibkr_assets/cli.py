@@ -1,0 +1,206 @@
+"""``ibkr-agent``: run the daily pipeline, the demo, and check the decision journal.
+
+    ibkr-agent demo                  # the daily job for the latest session on the simulated world
+    ibkr-agent run [--date D]        # the daily job for one NYSE session, with progress
+    ibkr-agent journal verify        # find the first changed, removed or reordered journal row
+
+Runs are recorded in the Dagster instance under ``<data root>/.dagster``, so ``make dev`` shows
+them (lineage, checks, metadata) next to scheduled runs and backfills.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:  # dagster is imported lazily to keep --help fast
+    from dagster import DagsterInstance
+
+console = Console()
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("IBKR_DATA_DIR", "data")).resolve()
+
+
+def _instance() -> DagsterInstance:
+    import dagster as dg
+
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(_data_dir() / ".dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.get()
+
+
+def latest_session(now: datetime | None = None) -> date:
+    """The most recent NYSE session whose daily run time (08:00 New York) has passed."""
+    from ibkr_assets.partitions import latest_partition_date
+
+    return latest_partition_date(now or datetime.now(UTC))
+
+
+def run_daily(session: date, quiet: bool = False) -> bool:
+    """Materialise the daily job for one session, showing progress. True when every step and
+    every check passed."""
+    import dagster as dg
+
+    from ibkr_assets.definitions import defs
+    from ibkr_assets.jobs import DAILY_JOB_NAME
+
+    job = defs.resolve_job_def(DAILY_JOB_NAME)
+    instance = _instance()
+    run_id = str(uuid.uuid4())
+    outcome: dict[str, object] = {}
+
+    def execute() -> None:
+        try:
+            outcome["result"] = job.execute_in_process(
+                instance=instance,
+                partition_key=session.isoformat(),
+                run_id=run_id,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            )
+        except Exception as exc:  # reported below; the thread must not die silently
+            outcome["error"] = exc
+
+    steps = len(job.get_plan_steps()) if hasattr(job, "get_plan_steps") else None
+    worker = threading.Thread(target=execute, name=f"daily-{session}")
+    worker.start()
+    done_types = {
+        dg.DagsterEventType.STEP_SUCCESS,
+        dg.DagsterEventType.STEP_FAILURE,
+        dg.DagsterEventType.STEP_SKIPPED,
+    }
+    seen = 0
+    failed_checks: list[str] = []
+    with Progress(
+        TextColumn(f"[bold]daily {session}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    ) as progress:
+        task = progress.add_task("starting", total=steps)
+        while worker.is_alive() or seen == 0:
+            worker.join(0.3)
+            records = instance.all_logs(run_id)
+            for rec in records[seen:]:
+                event = rec.dagster_event
+                if event is None:
+                    continue
+                if event.event_type in done_types:
+                    mark = {"STEP_SUCCESS": "ok", "STEP_FAILURE": "FAILED"}.get(
+                        event.event_type_value, "skipped"
+                    )
+                    progress.console.print(f"  {event.step_key:<28} {mark}")
+                    progress.update(task, advance=1, description=event.step_key)
+                elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+                    data = event.event_specific_data.evaluation  # type: ignore[union-attr]
+                    if not data.passed:
+                        failed_checks.append(f"{data.asset_key.to_user_string()}:{data.check_name}")
+            seen = len(records)
+            if not worker.is_alive():
+                break
+    if "error" in outcome:
+        console.print(f"[red]the run could not start:[/] {outcome['error']}")
+        return False
+    result = outcome["result"]
+    for name in failed_checks:
+        console.print(f"[yellow]check failed:[/] {name}")
+    ok = bool(result.success) and not failed_checks  # type: ignore[attr-defined]
+    console.print(
+        f"run {run_id} for {session}: " + ("[green]success[/]" if ok else "[red]not clean[/]")
+    )
+    return ok
+
+
+def _print_outputs(session: date) -> None:
+    root = _data_dir()
+    day = session.isoformat()
+    for label, path in (
+        ("order ticket", root / "reports" / f"order_ticket_{day}.json"),
+        ("recommendation", root / "reports" / f"recommendation_{day}.md"),
+        ("risk report", root / "reports" / f"risk_report_{day}.json"),
+        ("features", root / "features" / f"{day}.parquet"),
+        ("positions", root / "positions" / f"{day}.json"),
+        ("decision journal", root / "decision_log"),
+    ):
+        if path.exists():
+            console.print(f"  {label:<17} {path}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    session = args.date or latest_session()
+    ok = run_daily(session)
+    _print_outputs(session)
+    return 0 if ok else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    os.environ.setdefault("IBKR_BACKEND", "sim")
+    session = latest_session()
+    console.print(
+        f"[bold]ibkr-agent demo[/]: daily pipeline for NYSE session {session} on the simulated "
+        f"IB world (data root {_data_dir()})"
+    )
+    ok = run_daily(session)
+    _print_outputs(session)
+    return 0 if ok else 1
+
+
+def _cmd_journal_verify(args: argparse.Namespace) -> int:
+    from ibkr_assets.quant.journal import verify_journal
+
+    directory = Path(args.dir) if args.dir else _data_dir() / "decision_log"
+    result = verify_journal(directory)
+    if result.ok:
+        console.print(f"[green]journal intact[/]: {directory}")
+        return 0
+    console.print(f"[red]journal broken at row {result.first_bad_row}[/]: {result.reason}")
+    return 1
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ibkr-agent", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="run the daily job for the latest session on the simulated world")
+    run = sub.add_parser("run", help="run the daily job for one NYSE session")
+    run.add_argument("--date", type=_date, help="the session (YYYY-MM-DD); default the latest")
+    journal = sub.add_parser("journal", help="the tamper-evident decision journal")
+    jsub = journal.add_subparsers(dest="journal_command", required=True)
+    verify = jsub.add_parser("verify", help="report the first changed, removed or reordered row")
+    verify.add_argument("--dir", help="journal directory (default <data root>/decision_log)")
+    return parser
+
+
+_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "journal":
+        return _cmd_journal_verify(args)
+    return _COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
