@@ -1,0 +1,189 @@
+"""Alerts: tell a human when the compliance gate blocks the ticket, a run fails, or orders go out.
+
+Three channels, chosen by ``IBKR_ALERT_CHANNEL`` (other settings: ``IBKR_ALERT_LOG_PATH``,
+``IBKR_ALERT_SLACK_CHANNEL``, ``IBKR_ALERT_SMTP_HOST`` / ``_SMTP_PORT`` / ``_SMTP_USER`` /
+``_SMTP_STARTTLS``, ``IBKR_ALERT_EMAIL_FROM``, ``IBKR_ALERT_EMAIL_TO`` as a JSON list):
+
+* ``log`` (the default): the alert goes to the ``ibkr_assets.alerts`` logger and, when
+  ``log_path`` is set, is appended as one JSON line to that file (``data/alerts/alerts.jsonl`` by
+  default) so an operator — or a test — can read every alert the pipeline raised.
+* ``slack``: through slack-sdk, either an incoming webhook (``SLACK_WEBHOOK_URL``) or a bot token
+  (``SLACK_BOT_TOKEN``) posting ``chat.postMessage`` to ``slack_channel``.
+* ``email``: SMTP through the standard library (``smtplib``), STARTTLS and login when configured;
+  the password comes from ``IBKR_SMTP_PASSWORD``.
+
+Every alert is also written to the log sink first, so an alert is never lost silently when Slack
+or the mail server is down; a delivery failure then raises :class:`AlertDeliveryError`, whose
+message never contains the webhook URL, the token or the password. Secrets reach the resource as
+``dg.EnvVar`` fields, resolved by Dagster at run time and never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import smtplib
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Severity = Literal["info", "warning", "error"]
+Channel = Literal["log", "slack", "email"]
+
+logger = logging.getLogger("ibkr_assets.alerts")
+
+_LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_SLACK_ICONS = {"info": ":information_source:", "warning": ":warning:", "error": ":rotating_light:"}
+
+
+class AlertDeliveryError(RuntimeError):
+    """The alert was logged but could not be delivered to Slack or by email."""
+
+
+class AlertSettings(BaseSettings):
+    """Non-secret alert settings from ``IBKR_ALERT_*`` / ``IBKR_SMTP_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="IBKR_ALERT_", extra="ignore")
+
+    channel: Channel = Field("log", description="log | slack | email")
+    log_path: str | None = Field(None, description="JSON-lines file of every alert")
+    slack_channel: str = Field("#trading-alerts", description="channel for the bot-token route")
+    smtp_host: str = Field("localhost", description="SMTP server")
+    smtp_port: int = Field(25, description="587 for STARTTLS submission")
+    smtp_user: str | None = Field(None, description="login user; None = no login")
+    smtp_starttls: bool = False
+    email_from: str = "ibkr-agent@localhost"
+    email_to: list[str] = Field(default_factory=list, description="recipients (JSON list)")
+
+
+class AlertResource(dg.ConfigurableResource):
+    """Where the pipeline's alerts go: log (default), Slack, or email."""
+
+    channel: Channel = "log"
+    log_path: str | None = None
+    slack_webhook_url: str | None = None
+    slack_bot_token: str | None = None
+    slack_channel: str = "#trading-alerts"
+    slack_api_url: str = "https://slack.com/api/"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    email_from: str = "ibkr-agent@localhost"
+    email_to: list[str] = Field(default_factory=list)
+    timeout_s: float = 10.0
+
+    @classmethod
+    def from_env(cls, data_dir: str | Path = "data") -> AlertResource:
+        """Build from the environment. Secrets are passed as ``dg.EnvVar`` (resolved at run
+        time); only whether they are set is looked at here, never their value."""
+        s = AlertSettings()
+        secrets: dict[str, dg.EnvVar] = {
+            field: dg.EnvVar(var)
+            for field, var in (
+                ("slack_webhook_url", "SLACK_WEBHOOK_URL"),
+                ("slack_bot_token", "SLACK_BOT_TOKEN"),
+                ("smtp_password", "IBKR_SMTP_PASSWORD"),
+            )
+            if var in os.environ
+        }
+        return cls(
+            channel=s.channel,
+            log_path=s.log_path or str(Path(data_dir) / "alerts" / "alerts.jsonl"),
+            slack_channel=s.slack_channel,
+            smtp_host=s.smtp_host,
+            smtp_port=s.smtp_port,
+            smtp_user=s.smtp_user,
+            smtp_starttls=s.smtp_starttls,
+            email_from=s.email_from,
+            email_to=s.email_to,
+            **secrets,
+        )
+
+    def send(self, subject: str, body: str, severity: Severity = "warning") -> dict[str, str]:
+        """Log the alert, then deliver it on the configured channel.
+
+        Returns the alert record (time, severity, subject, body, channel). Raises
+        AlertDeliveryError when Slack or the mail server refused it (it is logged regardless).
+        """
+        if severity not in _LOG_LEVELS:
+            raise ValueError(f"severity must be one of {sorted(_LOG_LEVELS)}, not {severity!r}")
+        record = {
+            "time": datetime.now(UTC).isoformat(),
+            "severity": severity,
+            "subject": subject,
+            "body": body,
+            "channel": self.channel,
+        }
+        self._log(record)
+        if self.channel == "slack":
+            self._send_slack(subject, body, severity)
+        elif self.channel == "email":
+            self._send_email(subject, body, severity)
+        return record
+
+    def _log(self, record: dict[str, str]) -> None:
+        logger.log(_LOG_LEVELS[record["severity"]], "%s\n%s", record["subject"], record["body"])
+        if self.log_path:
+            path = Path(self.log_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def _send_slack(self, subject: str, body: str, severity: Severity) -> None:
+        text = f"{_SLACK_ICONS[severity]} *{subject}*\n{body}"
+        try:
+            if self.slack_webhook_url:
+                from slack_sdk.webhook import WebhookClient
+
+                hook = WebhookClient(self.slack_webhook_url, timeout=int(self.timeout_s))
+                response = hook.send(text=text)
+                if response.status_code != 200:
+                    raise AlertDeliveryError(
+                        f"Slack webhook answered HTTP {response.status_code}: {response.body[:200]}"
+                    )
+            elif self.slack_bot_token:
+                from slack_sdk import WebClient
+
+                client = WebClient(
+                    token=self.slack_bot_token,
+                    base_url=self.slack_api_url,
+                    timeout=int(self.timeout_s),
+                )
+                client.chat_postMessage(channel=self.slack_channel, text=text)
+            else:
+                raise AlertDeliveryError(
+                    "channel is slack but neither SLACK_WEBHOOK_URL nor SLACK_BOT_TOKEN is set"
+                )
+        except AlertDeliveryError:
+            raise
+        except Exception as exc:  # slack-sdk / network errors; never echo the URL or token
+            raise AlertDeliveryError(f"Slack delivery failed: {type(exc).__name__}") from None
+
+    def _send_email(self, subject: str, body: str, severity: Severity) -> None:
+        if not self.email_to:
+            raise AlertDeliveryError("channel is email but no recipients (IBKR_ALERT_EMAIL_TO)")
+        msg = EmailMessage()
+        msg["Subject"] = f"[ibkr-agent {severity}] {subject}"
+        msg["From"] = self.email_from
+        msg["To"] = ", ".join(self.email_to)
+        msg.set_content(body)
+        try:
+            with smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.timeout_s) as smtp:
+                if self.smtp_starttls:
+                    smtp.starttls()
+                if self.smtp_user:
+                    smtp.login(self.smtp_user, self.smtp_password or "")
+                smtp.send_message(msg)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise AlertDeliveryError(
+                f"email to {self.smtp_host}:{self.smtp_port} failed: {type(exc).__name__}: "
+                f"{getattr(exc, 'smtp_code', '')}"
+            ) from None
