@@ -1,0 +1,104 @@
+"""The alert sensors against a real (ephemeral) Dagster instance and event log."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from ibkr_assets.resources.alerts import AlertResource
+from ibkr_assets.sensors import (
+    asset_check_failure_alerts,
+    order_summary_alerts,
+    run_failure_alerts,
+)
+
+PARTS = dg.StaticPartitionsDefinition(["2024-03-04"])
+
+
+@dg.asset(partitions_def=PARTS)
+def feature_matrix() -> int:
+    return 1
+
+
+@dg.asset_check(asset=feature_matrix, partitions_def=PARTS)
+def no_nulls_in_required_columns() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=False, metadata={"offending_symbols": "AAA, BBB"})
+
+
+@dg.asset_check(asset=feature_matrix, partitions_def=PARTS)
+def concentration() -> dg.AssetCheckResult:  # a gate check: alerted in-run, not by the sensor
+    return dg.AssetCheckResult(passed=False)
+
+
+@dg.asset(partitions_def=PARTS)
+def order_ticket() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"orders": 3, "gross_notional": 12345.0})
+
+
+@dg.asset(partitions_def=PARTS)
+def exploding() -> None:
+    raise RuntimeError("broker went away")
+
+
+def _alerts(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_check_failure_sensor_alerts_once_and_skips_the_gate(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    log = tmp_path / "alerts.jsonl"
+    dg.materialize(
+        [feature_matrix, no_nulls_in_required_columns, concentration],
+        partition_key="2024-03-04",
+        instance=instance,
+    )
+    ctx = dg.build_sensor_context(
+        instance=instance, resources={"alerts": AlertResource(log_path=str(log))}
+    )
+    asset_check_failure_alerts(ctx)
+    [alert] = _alerts(log)
+    assert alert["subject"] == (
+        "Check failed: feature_matrix.no_nulls_in_required_columns [2024-03-04]"
+    )
+    assert "offending_symbols: AAA, BBB" in alert["body"]
+    # the cursor moved: evaluating again sends nothing new
+    ctx2 = dg.build_sensor_context(
+        instance=instance, cursor=ctx.cursor, resources={"alerts": AlertResource(log_path=str(log))}
+    )
+    asset_check_failure_alerts(ctx2)
+    assert len(_alerts(log)) == 1
+
+
+def test_order_summary_sensor(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    log = tmp_path / "alerts.jsonl"
+    dg.materialize([order_ticket], partition_key="2024-03-04", instance=instance)
+    ctx = dg.build_sensor_context(
+        instance=instance, resources={"alerts": AlertResource(log_path=str(log))}
+    )
+    order_summary_alerts(ctx)
+    [alert] = _alerts(log)
+    assert alert["subject"] == "Orders queued [2024-03-04]"
+    assert "orders: 3" in alert["body"] and alert["severity"] == "info"
+
+
+def test_run_failure_sensor(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    log = tmp_path / "alerts.jsonl"
+    result = dg.materialize(
+        [exploding], partition_key="2024-03-04", instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    failure = result.get_run_failure_event()
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alerts",
+        dagster_event=failure,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        resources={"alerts": AlertResource(log_path=str(log))},
+    ).for_run_failure()
+    run_failure_alerts(ctx)
+    [alert] = _alerts(log)
+    assert alert["subject"] == f"Run failed: {result.dagster_run.job_name} [2024-03-04]"
+    assert alert["severity"] == "error" and result.dagster_run.run_id in alert["body"]
