@@ -1,8 +1,55 @@
-"""Jobs and schedules: the daily job at 14:00 Europe/Bucharest on NYSE sessions."""
+"""Jobs and schedules: the daily job at 14:00 Europe/Bucharest on NYSE sessions.
+
+* ``daily_pipeline`` materialises every daily asset for one session (stages 1–9);
+* ``ingest_features`` only stages 1–3 (ingest, feature matrix and its checks, alpha scores,
+  portfolio snapshot) — what the ingest benchmark and a data-only backfill run;
+* ``daily_schedule`` fires Monday–Friday at 14:00 Bucharest (08:00 New York, before the open)
+  and requests the partition of that day's NYSE session; on an exchange holiday it skips, with
+  the reason in the tick's log.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import dagster as dg
 
-JOBS: list[dg.UnresolvedAssetJobDefinition] = []
-SCHEDULES: list[dg.ScheduleDefinition] = []
+from ibkr_assets.partitions import DAILY_PARTITIONS, NEW_YORK, is_session
+
+#: Asset groups of stages 1–3 (see ibkr_assets/assets).
+INGEST_GROUPS = ("ingest", "features", "signals", "portfolio")
+#: The weekly assets (rolling backtest) are partitioned by week, not by session.
+WEEKLY_GROUP = "backtest"
+
+daily_pipeline = dg.define_asset_job(
+    "daily_pipeline",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(WEEKLY_GROUP),
+    partitions_def=DAILY_PARTITIONS,
+    description="Every daily stage for one NYSE session: ingest to decision journal.",
+)
+
+ingest_features = dg.define_asset_job(
+    "ingest_features",
+    selection=dg.AssetSelection.groups(*INGEST_GROUPS),
+    partitions_def=DAILY_PARTITIONS,
+    description="Stages 1–3 for one NYSE session: ingest, feature matrix, alpha scores.",
+)
+
+
+@dg.schedule(
+    cron_schedule="0 14 * * 1-5",
+    execution_timezone="Europe/Bucharest",
+    job=daily_pipeline,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """Run the day's NYSE session at 14:00 Bucharest; skip exchange holidays."""
+    scheduled = context.scheduled_execution_time or datetime.now(NEW_YORK)
+    session = scheduled.astimezone(NEW_YORK).date().isoformat()
+    if not is_session(session):
+        return dg.SkipReason(f"{session} is not an NYSE session (exchange holiday)")
+    return dg.RunRequest(run_key=session, partition_key=session)
+
+
+JOBS: list[dg.UnresolvedAssetJobDefinition] = [daily_pipeline, ingest_features]
+SCHEDULES: list[dg.ScheduleDefinition] = [daily_schedule]

@@ -1,0 +1,77 @@
+"""Settings of stages 1–3 (ingest, features, signals): one resource, ``pipeline``.
+
+Every knob has a default a trader would start from and can be set by an ``IBKR_`` environment
+variable named after the field (lists as JSON, e.g. ``IBKR_WATCHLIST='["AAPL","MSFT"]'``):
+
+* universe: the watch-list (empty = every stock the simulator lists), plus holdings, plus the
+  day's movers — a scanner hit joins when it moved more than ``mover_min_change_pct`` (5%) on
+  volume above ``mover_min_volume_ratio`` (2×) its average daily volume;
+* history depth (``history_sessions``, 600 sessions of daily bars) and the news window (24 h);
+* the alpha blend: weights of the technical, fundamental and sentiment blocks and of the macro
+  regime adjustment;
+* data-quality thresholds (share of the universe that must reach the feature matrix).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, create_model
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ibkr_assets.broker import Broker
+
+
+class _EnvSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IBKR_", extra="ignore")
+
+
+class PipelineConfig(dg.ConfigurableResource):
+    """Watch-list, mover thresholds, history depth, alpha weights and data-quality limits."""
+
+    watchlist: list[str] = Field(
+        default_factory=list, description="symbols to follow; empty = the simulator's universe"
+    )
+    mover_min_change_pct: float = Field(5.0, gt=0, description="|% change| a mover must exceed")
+    mover_min_volume_ratio: float = Field(
+        2.0, gt=0, description="volume / average daily volume a mover must exceed"
+    )
+    scanner_codes: list[str] = Field(
+        default_factory=lambda: ["TOP_PERC_GAIN", "TOP_PERC_LOSE", "HOT_BY_VOLUME"],
+        description="IB scanners feeding top_movers",
+    )
+    scanner_location: str = "STK.US.MAJOR"
+    scanner_limit: int = Field(50, ge=1, le=50, description="rows per scanner (IB: at most 50)")
+    history_sessions: int = Field(600, ge=60, description="daily bars kept per symbol")
+    headline_hours: float = Field(24.0, gt=0, description="news window before the run")
+    headlines_per_symbol: int = Field(50, ge=1)
+    macro_sessions: int = Field(260, ge=30, description="history of the macro gauges")
+    weight_technical: float = Field(0.4, ge=0)
+    weight_fundamental: float = Field(0.35, ge=0)
+    weight_sentiment: float = Field(0.25, ge=0)
+    weight_macro: float = Field(0.2, ge=0, description="strength of the macro-regime adjustment")
+    min_universe_coverage: float = Field(
+        0.95, gt=0, le=1, description="share of the universe the feature matrix must cover"
+    )
+
+    @classmethod
+    def from_env(cls) -> PipelineConfig:
+        """Defaults overridden by ``IBKR_<FIELD>`` environment variables."""
+        fields: dict[str, Any] = {n: (f.annotation, f) for n, f in cls.model_fields.items()}
+        settings = create_model("PipelineSettings", __base__=_EnvSettings, **fields)()
+        return cls(**settings.model_dump())
+
+
+def watchlist_symbols(config: PipelineConfig, broker: Broker) -> list[str]:
+    """The configured watch-list, or — when empty and the broker is the simulator — every stock
+    the simulated market lists. A real broker needs an explicit watch-list."""
+    if config.watchlist:
+        return [s.strip().upper() for s in config.watchlist if s.strip()]
+    market = getattr(broker, "market", None)
+    if market is None:
+        raise ValueError(
+            f"no watch-list configured for the {broker.name!r} backend: set IBKR_WATCHLIST "
+            '(a JSON list such as ["AAPL","MSFT"])'
+        )
+    return [inst.symbol for inst in market.universe.stocks]

@@ -1,0 +1,94 @@
+"""Partitions: one per NYSE trading session, and one per week for the rolling backtest.
+
+A trader's "day" is an NYSE session, not a calendar day: Saturdays, Sundays and exchange
+holidays (Good Friday, Thanksgiving, ...) have no partition. The sessions come from
+``exchange_calendars`` (calendar ``XNYS``). Dagster's ``TimeWindowPartitionsDefinition`` is a
+weekday cron (``0 0 * * 1-5`` in New York) with the weekday holidays as ``exclusions``, so the
+partition set is exactly the session list, backfills select sessions only, and a partition key
+is the session date ``YYYY-MM-DD``.
+
+The pipeline runs for a session at 08:00 New York time (14:00 Europe/Bucharest), before the
+open: :func:`as_of` is that instant, and every asset keeps only data dated strictly before it —
+a backfill of an old session sees the market exactly as it was that morning.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import exchange_calendars as xcals
+import pandas as pd
+
+NEW_YORK = ZoneInfo("America/New_York")
+#: First session with a partition.
+FIRST_SESSION = "2024-01-02"
+#: The local New York time the daily run uses as its "now" (14:00 Europe/Bucharest).
+RUN_TIME_NY = time(8, 0)
+#: How far ahead holidays are known (exchange_calendars' default horizon is about a year).
+_HORIZON_DAYS = 365
+
+
+@functools.lru_cache(maxsize=1)
+def nyse_calendar() -> xcals.ExchangeCalendar:
+    """The NYSE calendar (XNYS), loaded once."""
+    return xcals.get_calendar("XNYS")
+
+
+def is_session(day: date | str) -> bool:
+    """True when ``day`` is an NYSE trading session."""
+    return bool(nyse_calendar().is_session(pd.Timestamp(day)))
+
+
+def sessions_between(start: date | str, end: date | str) -> list[date]:
+    """NYSE sessions from ``start`` to ``end`` inclusive."""
+    return [ts.date() for ts in nyse_calendar().sessions_in_range(start, end)]
+
+
+def previous_sessions(day: date | str, count: int) -> list[date]:
+    """The ``count`` sessions strictly before ``day``, oldest first."""
+    cal = nyse_calendar()
+    ts = pd.Timestamp(day)
+    last = cal.date_to_session(ts, direction="previous")
+    if last == ts:
+        last = cal.previous_session(last)
+    window = cal.sessions_window(last, -count)
+    return [s.date() for s in window]
+
+
+def weekday_holidays(start: date | str, end: date | str) -> list[date]:
+    """Weekdays from ``start`` to ``end`` on which NYSE is closed."""
+    days = pd.bdate_range(start, end)
+    sessions = set(nyse_calendar().sessions_in_range(start, end))
+    return [d.date() for d in days if d not in sessions]
+
+
+def as_of(partition_key: str) -> datetime:
+    """The instant (UTC) a session's run sees as "now": 08:00 New York on the session date."""
+    session = date.fromisoformat(partition_key)
+    return datetime.combine(session, RUN_TIME_NY, tzinfo=NEW_YORK).astimezone(UTC)
+
+
+def _daily_partitions() -> dg.TimeWindowPartitionsDefinition:
+    cal = nyse_calendar()
+    last = min(cal.last_session.date(), date.today() + timedelta(days=_HORIZON_DAYS))
+    holidays = weekday_holidays(FIRST_SESSION, last)
+    return dg.TimeWindowPartitionsDefinition(
+        start=FIRST_SESSION,
+        fmt="%Y-%m-%d",
+        cron_schedule="0 0 * * 1-5",
+        timezone="America/New_York",
+        # today's session exists from midnight New York, so the 08:00 run can materialise it
+        end_offset=1,
+        exclusions=[datetime.combine(d, time(0), tzinfo=NEW_YORK) for d in holidays],
+    )
+
+
+#: One partition per NYSE session, key ``YYYY-MM-DD``.
+DAILY_PARTITIONS = _daily_partitions()
+#: One partition per week (Monday start) for the weekly rolling backtest.
+WEEKLY_PARTITIONS = dg.WeeklyPartitionsDefinition(
+    start_date=FIRST_SESSION, timezone="America/New_York", day_offset=1
+)

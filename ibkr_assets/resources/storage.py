@@ -1,0 +1,121 @@
+"""The data root: where every stage's files live, and how they are written.
+
+Layout under ``IBKR_DATA_DIR`` (default ``./data``), as operators expect it::
+
+    staging/YYYY-MM-DD/<asset>.json|parquet   raw payloads of the ingest stage
+    features/YYYY-MM-DD.parquet               the feature matrix
+    positions/YYYY-MM-DD.json                 the portfolio snapshot
+    reports/order_ticket_YYYY-MM-DD.json      (and recommendation_*.md, risk_report_*.json)
+    decision_log/                             hash-chained decision journal
+    metrics/rolling_backtest.csv
+    plots/YYYY-MM-DD/<name>.png               charts shown in the Dagster UI
+    warehouse.duckdb                          tables (DuckDB IO manager) and the daily-bar cache
+
+Every file is written atomically — to a temporary file in the same directory, then
+``os.replace`` — so a reader never sees half a file and a rerun replaces a partition's files
+whole. A failed write leaves the previous version in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from ibkr_assets.broker.settings import BrokerSettings
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write ``path`` through ``write(tmp_path)`` then rename over it; the old file survives a
+    failure of ``write``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON: {value!r}")
+
+
+class StorageResource(dg.ConfigurableResource):
+    """Paths under the data root and atomic writers for JSON, parquet, text and bytes."""
+
+    data_dir: str = "data"
+
+    @classmethod
+    def from_env(cls) -> StorageResource:
+        """The data root from ``IBKR_DATA_DIR`` (the same one the broker uses)."""
+        return cls(data_dir=str(BrokerSettings().data_dir))
+
+    # -- paths ------------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir)
+
+    def staging_dir(self, partition_key: str) -> Path:
+        return self.root / "staging" / partition_key
+
+    def staging_path(self, partition_key: str, name: str, ext: str = "json") -> Path:
+        return self.staging_dir(partition_key) / f"{name}.{ext}"
+
+    def features_path(self, partition_key: str) -> Path:
+        return self.root / "features" / f"{partition_key}.parquet"
+
+    def positions_path(self, partition_key: str) -> Path:
+        return self.root / "positions" / f"{partition_key}.json"
+
+    def report_path(self, kind: str, partition_key: str, ext: str = "json") -> Path:
+        """``reports/<kind>_YYYY-MM-DD.<ext>`` (order_ticket, recommendation, risk_report)."""
+        return self.root / "reports" / f"{kind}_{partition_key}.{ext}"
+
+    def plot_path(self, partition_key: str, name: str) -> Path:
+        return self.root / "plots" / partition_key / f"{name}.png"
+
+    @property
+    def decision_log_dir(self) -> Path:
+        return self.root / "decision_log"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    # -- writers ----------------------------------------------------------------------------
+    def write_json(self, path: Path, payload: Any) -> Path:
+        """Write ``payload`` as indented JSON (dates as ISO strings)."""
+        text = json.dumps(payload, indent=2, default=_json_default, allow_nan=False)
+        return atomic_write(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+
+    def write_text(self, path: Path, text: str) -> Path:
+        return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    def write_bytes(self, path: Path, data: bytes) -> Path:
+        return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+    def write_parquet(self, path: Path, frame: pd.DataFrame) -> Path:
+        return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+    def write_frame_json(self, path: Path, frame: pd.DataFrame) -> Path:
+        """A DataFrame as a JSON list of records (ISO dates), the staging format of raw payloads."""
+        text = frame.to_json(orient="records", date_format="iso", indent=1)
+        return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
