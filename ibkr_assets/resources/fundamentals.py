@@ -1,0 +1,234 @@
+"""Fundamentals: quarterly statements and forward EPS per symbol, as of a date.
+
+Two sources behind one interface (:class:`FundamentalsResource`):
+
+* ``SimFundamentalsResource`` (the default) reads the simulated market's quarterly statements and
+  consensus forward EPS through the sim broker;
+* ``FMPFundamentalsResource`` calls Financial Modeling Prep's ``stable`` REST API
+  (https://site.financialmodelingprep.com/developer/docs): ``income-statement``,
+  ``balance-sheet-statement`` and ``cash-flow-statement`` with ``period=quarter``, and
+  ``analyst-estimates`` for forward EPS. The API key comes from ``FMP_API_KEY`` at run time and
+  is sent as the ``apikey`` header, so it never appears in a URL, a log line or an error.
+  Rate limits (HTTP 429) and server errors are retried with exponential backoff (tenacity).
+
+Either way only statements *filed before* the as-of date are returned (no look-ahead), and a
+symbol with no data is listed in ``missing`` with the reason instead of failing the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import dagster as dg
+import httpx
+import pandas as pd
+from pydantic import Field
+from tenacity import (
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from ibkr_assets.broker import Broker
+
+#: Columns of the quarterly statements frame, in order.
+STATEMENT_COLUMNS = [
+    "symbol",
+    "period_end",
+    "report_date",
+    "revenue",
+    "gross_profit",
+    "net_income",
+    "total_assets",
+    "operating_cash_flow",
+    "long_term_debt",
+    "current_assets",
+    "current_liabilities",
+    "shares_outstanding",
+]
+
+
+@dataclass
+class Fundamentals:
+    """Statements (long, one row per symbol and quarter), forward EPS per symbol, and the
+    symbols that had no data with the reason."""
+
+    statements: pd.DataFrame
+    forward_eps: pd.DataFrame  # symbol, forward_eps
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+def _finish(
+    frames: list[pd.DataFrame], eps: dict[str, float], missing: dict[str, str], as_of: date
+) -> Fundamentals:
+    statements = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame({c: pd.Series(dtype="float64") for c in STATEMENT_COLUMNS})
+    )
+    statements = statements.reindex(columns=STATEMENT_COLUMNS)
+    statements = statements.assign(
+        symbol=statements["symbol"].astype("string"),
+        period_end=pd.to_datetime(statements["period_end"]),
+        report_date=pd.to_datetime(statements["report_date"]),
+    )
+    statements = statements.loc[statements["report_date"] < pd.Timestamp(as_of)]
+    statements = statements.sort_values(["symbol", "period_end"]).reset_index(drop=True)
+    forward = pd.DataFrame(
+        {"symbol": pd.Series(list(eps), dtype="string"), "forward_eps": list(eps.values())}
+    )
+    return Fundamentals(statements=statements, forward_eps=forward, missing=missing)
+
+
+class FundamentalsResource(dg.ConfigurableResource):
+    """Where fundamentals come from. Subclasses implement :meth:`fetch`."""
+
+    def fetch(self, broker: Broker, symbols: Sequence[str], as_of: date) -> Fundamentals:
+        """Statements filed before ``as_of`` and forward EPS for ``symbols``."""
+        raise NotImplementedError
+
+
+class SimFundamentalsResource(FundamentalsResource):
+    """The simulated market's statements and consensus EPS (needs the ``sim`` broker)."""
+
+    def fetch(self, broker: Broker, symbols: Sequence[str], as_of: date) -> Fundamentals:
+        market = getattr(broker, "market", None)
+        if market is None:
+            raise ValueError(
+                f"simulated fundamentals need the sim broker, not {broker.name!r}: "
+                "set IBKR_FUNDAMENTALS=fmp and FMP_API_KEY"
+            )
+        frames: list[pd.DataFrame] = []
+        eps: dict[str, float] = {}
+        missing: dict[str, str] = {}
+        for symbol in symbols:
+            try:
+                conid = broker.resolve(symbol).conid
+                frame = market.fundamentals(conid, as_of)
+                eps[symbol] = float(market.forward_eps(conid, as_of))
+            except Exception as exc:  # one bad symbol is recorded, not fatal
+                missing[symbol] = f"{type(exc).__name__}: {exc}"
+                continue
+            if frame.empty:
+                missing[symbol] = "no statements reported"
+                continue
+            frames.append(frame.assign(symbol=symbol))
+        return _finish(frames, eps, missing, as_of)
+
+
+class FMPError(RuntimeError):
+    """Financial Modeling Prep answered with an error (the message never holds the key)."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, _RetryableStatus)
+
+
+class _RetryableStatus(FMPError):
+    pass
+
+
+# FMP field -> our column, per statement endpoint
+_FMP_FIELDS: dict[str, dict[str, str]] = {
+    "income-statement": {
+        "revenue": "revenue",
+        "grossProfit": "gross_profit",
+        "netIncome": "net_income",
+        "weightedAverageShsOutDil": "shares_outstanding",
+    },
+    "balance-sheet-statement": {
+        "totalAssets": "total_assets",
+        "longTermDebt": "long_term_debt",
+        "totalCurrentAssets": "current_assets",
+        "totalCurrentLiabilities": "current_liabilities",
+    },
+    "cash-flow-statement": {"operatingCashFlow": "operating_cash_flow"},
+}
+
+
+class FMPFundamentalsResource(FundamentalsResource):
+    """Financial Modeling Prep over HTTPS; set ``api_key=dg.EnvVar("FMP_API_KEY")``."""
+
+    api_key: str = Field(description="FMP API key (from FMP_API_KEY; never logged)")
+    base_url: str = "https://financialmodelingprep.com/stable"
+    quarters: int = Field(12, ge=5, description="quarters of statements per symbol")
+    timeout: float = Field(20.0, gt=0)
+    max_attempts: int = Field(4, ge=1, description="tries per request (429 / 5xx / network)")
+    backoff_seconds: float = Field(1.0, ge=0, description="first retry wait, doubled each time")
+
+    def _get(self, client: httpx.Client, endpoint: str, params: dict[str, str | int]) -> list:
+        @retry(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential(multiplier=self.backoff_seconds, max=30),
+            reraise=True,
+        )
+        def call() -> list:
+            response = client.get(f"/{endpoint}", params=params)
+            where = f"FMP {endpoint} {params.get('symbol', '')}: HTTP {response.status_code}"
+            if response.status_code == 429 or response.status_code >= 500:
+                raise _RetryableStatus(where)
+            if response.status_code in (401, 403):
+                raise FMPError(f"{where}: the API key (FMP_API_KEY) was refused")
+            if response.status_code >= 400:
+                raise FMPError(f"{where}: {response.text[:200]}")
+            payload = response.json()
+            if isinstance(payload, dict):  # FMP reports errors as {"Error Message": ...}
+                raise FMPError(f"{where}: {payload.get('Error Message', payload)}")
+            return payload
+
+        return call()
+
+    def _symbol(self, client: httpx.Client, symbol: str, as_of: date) -> tuple[pd.DataFrame, float]:
+        merged: pd.DataFrame | None = None
+        for endpoint, fields in _FMP_FIELDS.items():
+            rows = self._get(
+                client, endpoint, {"symbol": symbol, "period": "quarter", "limit": self.quarters}
+            )
+            if not rows:
+                raise LookupError(f"FMP has no {endpoint} for {symbol}")
+            raw = pd.DataFrame(rows)
+            filed = raw.get("filingDate", raw.get("fillingDate", raw["date"]))
+            frame = pd.DataFrame(
+                {
+                    "period_end": pd.to_datetime(raw["date"]),
+                    "report_date": pd.to_datetime(filed),
+                    **{ours: pd.to_numeric(raw.get(theirs)) for theirs, ours in fields.items()},
+                }
+            )
+            merged = (
+                frame
+                if merged is None
+                else merged.merge(frame.drop(columns="report_date"), on="period_end", how="inner")
+            )
+        estimates = self._get(client, "analyst-estimates", {"symbol": symbol, "period": "annual"})
+        future = sorted(
+            (e for e in estimates if date.fromisoformat(str(e["date"])[:10]) > as_of),
+            key=lambda e: e["date"],
+        )
+        eps = float(future[0]["epsAvg"]) if future else float("nan")
+        assert merged is not None
+        return merged.assign(symbol=symbol), eps
+
+    def fetch(self, broker: Broker, symbols: Sequence[str], as_of: date) -> Fundamentals:
+        frames: list[pd.DataFrame] = []
+        eps: dict[str, float] = {}
+        missing: dict[str, str] = {}
+        headers = {"apikey": self.api_key, "Accept": "application/json"}
+        with httpx.Client(base_url=self.base_url, headers=headers, timeout=self.timeout) as client:
+            for symbol in symbols:
+                try:
+                    frame, eps[symbol] = self._symbol(client, symbol, as_of)
+                except LookupError as exc:
+                    missing[symbol] = str(exc)
+                    continue
+                except _RetryableStatus as exc:
+                    missing[symbol] = f"{exc} after {self.max_attempts} attempts"
+                    continue
+                frames.append(frame)
+        return _finish(frames, eps, missing, as_of)
