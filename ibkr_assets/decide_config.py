@@ -1,0 +1,89 @@
+"""The limits and switches of stages 4–9 (optimise, overlay, gate, orders, submit, journal).
+
+One resource, ``decide``, holds every knob so the optimiser, the compliance gate and the order
+stages read the same numbers. Defaults are those of a conservative long-only book; an operator
+overrides them with a YAML file named by ``IBKR_DECIDE_CONFIG`` (keys = the field names below),
+and tests pass fields directly (``DecideConfig(concentration_max=0.01)``).
+
+Two kinds of limits, deliberately separate:
+
+* optimiser limits (``max_weight``, ``max_gross``, ``cash_buffer``, ``sector_cap``) shape the
+  target portfolio;
+* compliance limits (``concentration_max``, ``var_*_max``, ``gross_change_max``,
+  ``liquidity_max_adv``, ``sector_max``) are the gate a risk officer sets: a target that breaches
+  any of them is never turned into an order ticket.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+import yaml
+from pydantic import Field
+
+DEFAULT_OVERLAY_RULES = Path(__file__).with_name("overlay_rules.yaml")
+
+
+class DecideConfig(dg.ConfigurableResource):
+    """Limits and switches of the decision stages (risk model to decision journal)."""
+
+    # -- risk model ----------------------------------------------------------------------------
+    scenario_sessions: int = Field(504, ge=60, description="historical return scenarios (sessions)")
+    # -- optimiser: max alpha·w − λ_var·w'Σw − λ_cvar·CVaR − turnover cost ------------------------
+    risk_aversion: float = Field(5.0, ge=0, description="λ_var on the variance w'Σw (daily)")
+    cvar_aversion: float = Field(1.0, ge=0, description="λ_cvar on CVaR of the scenarios")
+    cvar_alpha: float = Field(0.95, gt=0.5, lt=1, description="CVaR confidence level")
+    turnover_cost: float = Field(0.001, ge=0, description="cost per unit of |Δw| (fraction)")
+    alpha_scale: float = Field(
+        0.0005, gt=0, description="daily expected return per unit of alpha score (score→return)"
+    )
+    max_gross: float = Field(1.2, gt=0, description="Σ|w| at most")
+    max_weight: float = Field(0.12, gt=0, le=1, description="|w_i| at most")
+    cash_buffer: float = Field(0.05, ge=0, lt=1, description="Σw at most 1 − cash buffer")
+    long_only: bool = True
+    sector_cap: float | None = Field(0.35, description="|Σ_sector w| at most; None = no cap")
+    # -- news & sentiment overlay ---------------------------------------------------------------
+    overlay_rules: str = Field(str(DEFAULT_OVERLAY_RULES), description="YAML rules file")
+    # -- compliance gate --------------------------------------------------------------------------
+    gross_change_max: float = Field(0.6, ge=0, description="|Δ gross exposure| at most")
+    var_confidence: float = Field(0.99, gt=0.5, lt=1, description="VaR confidence level")
+    var_historical_max: float = Field(0.03, gt=0, description="1-day historical VaR, of NAV")
+    var_parametric_max: float = Field(0.03, gt=0, description="1-day Gaussian VaR, of NAV")
+    concentration_max: float = Field(0.12, gt=0, description="largest |w_i| at most")
+    liquidity_max_adv: float = Field(0.10, gt=0, description="each trade at most this × ADV")
+    sector_max: float = Field(0.40, gt=0, description="largest sector gross weight at most")
+    # -- orders -----------------------------------------------------------------------------------
+    order_type: Literal["LMT", "MKT"] = "LMT"
+    limit_spread_fraction: float = Field(
+        0.25, ge=0, le=1, description="limit = mid ± this × spread (+ for buys)"
+    )
+    min_notional: float = Field(500.0, ge=0, description="drop trades smaller than this (USD)")
+    even_lots: bool = Field(False, description="round quantities to whole round lots")
+    whatif_shrink: float = Field(0.8, gt=0, lt=1, description="size multiplier per failed what-if")
+    whatif_max_attempts: int = Field(5, ge=1, description="what-if tries before dropping")
+    whatif_on_failure: Literal["drop", "keep"] = Field(
+        "drop", description="after the last failed attempt: drop the order or keep it flagged"
+    )
+    # -- submission -------------------------------------------------------------------------------
+    auto_submit: bool = Field(False, description="send the ticket to the broker (paper default)")
+    order_ref_prefix: str = Field("ibkr-agent", description="prefix of every order_ref")
+
+    @classmethod
+    def from_env(cls) -> DecideConfig:
+        """Defaults, overridden by the YAML file ``IBKR_DECIDE_CONFIG`` names (if any)."""
+        path = os.environ.get("IBKR_DECIDE_CONFIG")
+        if not path:
+            return cls()
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"IBKR_DECIDE_CONFIG={path}: cannot read the YAML: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ValueError(f"IBKR_DECIDE_CONFIG={path}: expected a mapping of field: value")
+        unknown = sorted(set(values) - set(cls.model_fields))
+        if unknown:
+            raise ValueError(f"IBKR_DECIDE_CONFIG={path}: unknown keys {unknown}")
+        return cls(**values)
