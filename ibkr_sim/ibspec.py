@@ -1,0 +1,165 @@
+"""IB's grammar for historical-data requests: duration strings and bar sizes.
+
+``reqHistoricalData`` takes a *duration* (``"60 S"``, ``"30 D"``, ``"2 W"``, ``"6 M"``, ``"1 Y"``:
+an integer, a space, one unit letter) that reaches back from ``endDateTime``, and a *bar size*
+spelled exactly as IB lists it (``"1 secs"``, ``"5 secs"`` ... ``"1 min"``, ``"5 mins"`` ...
+``"1 hour"``, ``"4 hours"``, ``"1 day"``, ``"1 week"``, ``"1 month"``). A malformed string is
+IB error 321 ("Error validating request"); here it raises :class:`ibkr_sim.errors.SpecError`,
+which is both a ``SimError(321)`` and a ``ValueError`` and names the offending text.
+
+The in-process broker and the TWS-protocol gateway both parse requests through this module, so
+the two backends accept and reject exactly the same strings. Reference: IB TWS API,
+"Historical Bar Data" (valid duration units and bar sizes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from ibkr_sim.errors import SpecError
+
+DURATION_UNITS = {"S": "seconds", "D": "days", "W": "weeks", "M": "months", "Y": "years"}
+
+#: Bar sizes IB accepts, in seconds (month = 0: calendar, built from daily bars).
+BAR_SIZES: dict[str, int] = {
+    "1 secs": 1,
+    "5 secs": 5,
+    "10 secs": 10,
+    "15 secs": 15,
+    "30 secs": 30,
+    "1 min": 60,
+    "2 mins": 120,
+    "3 mins": 180,
+    "5 mins": 300,
+    "10 mins": 600,
+    "15 mins": 900,
+    "20 mins": 1200,
+    "30 mins": 1800,
+    "1 hour": 3600,
+    "2 hours": 7200,
+    "3 hours": 10800,
+    "4 hours": 14400,
+    "8 hours": 28800,
+    "1 day": 86400,
+    "1 week": 7 * 86400,
+    "1 month": 0,
+}
+_UNIT_ALIASES = {
+    "sec": "secs",
+    "secs": "secs",
+    "min": "mins",
+    "mins": "mins",
+    "hour": "hours",
+    "hours": "hours",
+    "day": "day",
+    "days": "day",
+    "week": "week",
+    "weeks": "week",
+    "month": "month",
+    "months": "month",
+}
+_DURATION_RE = re.compile(r"^\s*(\d+)\s+([SDWMY])\s*$")
+_BAR_RE = re.compile(r"^\s*(\d+)\s+([A-Za-z]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A request's look-back, e.g. ``Duration(6, "M")`` for ``"6 M"``."""
+
+    count: int
+    unit: str  # one of "S", "D", "W", "M", "Y"
+
+    @property
+    def text(self) -> str:
+        """IB's spelling, e.g. ``"6 M"``."""
+        return f"{self.count} {self.unit}"
+
+    def offset(self) -> pd.DateOffset:
+        """The calendar offset to step back from the end time."""
+        return pd.DateOffset(**{DURATION_UNITS[self.unit]: self.count})
+
+
+@dataclass(frozen=True)
+class BarSize:
+    """One bar size: ``seconds`` for fixed bars, or a calendar ``day``/``week``/``month`` bar."""
+
+    text: str  # IB's spelling, e.g. "5 mins"
+    seconds: int  # 0 for "1 month"
+
+    @property
+    def is_daily(self) -> bool:
+        """True for bars built from whole sessions (1 day, 1 week, 1 month)."""
+        return self.seconds == 0 or self.seconds >= 86400
+
+    @property
+    def minutes(self) -> int:
+        """Intraday bar length in whole minutes (sub-minute bars return 0)."""
+        if self.is_daily:
+            raise ValueError(f"{self.text!r} is not an intraday bar size")
+        return self.seconds // 60
+
+    @property
+    def pandas_rule(self) -> str:
+        """The pandas resample rule for this bar (``"5min"``, ``"1h"``, ``"W-FRI"``, ``"MS"``)."""
+        if self.text == "1 month":
+            return "MS"
+        if self.text == "1 week":
+            return "W-FRI"
+        if self.text == "1 day":
+            return "D"
+        return f"{self.seconds}s"
+
+
+def parse_duration(text: str) -> Duration:
+    """``"30 D"`` -> ``Duration(30, "D")``; :class:`SpecError` (321) for anything else."""
+    m = _DURATION_RE.match(text) if isinstance(text, str) else None
+    if m is None or int(m.group(1)) <= 0:
+        raise SpecError(
+            f"Invalid duration {text!r}: expected '<integer> <unit>' with unit S, D, W, M or Y, "
+            "e.g. '30 D' or '1 Y'"
+        )
+    return Duration(int(m.group(1)), m.group(2))
+
+
+def parse_bar_size(text: str) -> BarSize:
+    """``"5 mins"`` -> ``BarSize("5 mins", 300)``; :class:`SpecError` (321) for a bad size.
+
+    IB's own spellings are accepted, plus the obvious singular/plural slips (``"1 mins"``,
+    ``"5 min"``, ``"1 days"``) which are normalised to IB's spelling.
+    """
+    m = _BAR_RE.match(text) if isinstance(text, str) else None
+    if m is not None:
+        count, unit = int(m.group(1)), _UNIT_ALIASES.get(m.group(2).lower())
+        if unit is not None:
+            if count == 1 and unit in ("mins", "hours"):
+                unit = unit[:-1]
+            canonical = f"{count} {unit}"
+            if canonical in BAR_SIZES:
+                return BarSize(canonical, BAR_SIZES[canonical])
+    raise SpecError(f"Invalid bar size {text!r}: IB accepts {', '.join(BAR_SIZES)}")
+
+
+def start_of(end: datetime, duration: Duration | str) -> datetime:
+    """The start of a request reaching back ``duration`` from ``end`` (same timezone as ``end``)."""
+    span = parse_duration(duration) if isinstance(duration, str) else duration
+    if span.unit == "S":
+        return end - timedelta(seconds=span.count)
+    if span.unit == "D":
+        return end - timedelta(days=span.count)
+    if span.unit == "W":
+        return end - timedelta(weeks=span.count)
+    return (pd.Timestamp(end) - span.offset()).to_pydatetime()
+
+
+__all__ = [
+    "BAR_SIZES",
+    "BarSize",
+    "Duration",
+    "parse_bar_size",
+    "parse_duration",
+    "start_of",
+]

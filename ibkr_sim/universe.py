@@ -1,0 +1,255 @@
+"""The simulated universe: real US tickers with IB-style contract descriptions.
+
+Stocks are the largest US listings under their real symbols, names, GICS sectors and industries
+and primary exchanges (``data/universe.csv``, largest first; ``data/industries.csv`` maps the
+industry keys to GICS names). Everything numeric is simulated and deterministic from the seed:
+
+- **conId**: a stable hash of ``(sec_type, symbol, currency)`` into IB's conId range; a few
+  well-known ones keep IB's real ids (AAPL 265598, MSFT 272093, SPY 756733, EUR.USD 12087792).
+  The conId does not depend on the seed, so a position keeps its contract across seeds.
+- **market cap** falls with rank like a power law (rank 1 ~ $3T, rank 700 ~ $8bn);
+  **start price** (2019-01-02) is drawn per symbol, **shares outstanding** = cap / price, and
+  **ADV** (average daily volume, shares) is a per-symbol turnover of 0.3 %-1.5 % of shares.
+- Lots of 100 shares, a min tick of one cent.
+
+``others`` holds the macro instruments: SPY and QQQ (STK, ``is_etf``), VIX and TNX (IND on CBOE;
+TNX is the 10-year Treasury yield x 10 as IB quotes it), CL (NYMEX crude, the continuous front
+month, so ``last_trade_date`` is left empty) and FX pairs on IDEALPRO in IB's own convention:
+``EUR.USD``, ``GBP.USD``, ``AUD.USD`` are symbol EUR/GBP/AUD with currency USD, while
+``USD.JPY``, ``USD.CHF``, ``USD.CAD`` are symbol USD with currency JPY/CHF/CAD.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+from ibkr_sim.errors import NO_SECURITY_DEFINITION, SimError
+
+#: IB's real conIds for a few contracts everybody knows; the rest are stable hashes.
+KNOWN_CONIDS: dict[tuple[str, str, str], int] = {
+    ("STK", "AAPL", "USD"): 265598,
+    ("STK", "MSFT", "USD"): 272093,
+    ("STK", "SPY", "USD"): 756733,
+    ("CASH", "EUR", "USD"): 12087792,
+}
+_EXCHANGES = {"Q": "NASDAQ", "N": "NYSE", "A": "ARCA"}
+MAX_STOCKS = 807
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One contract as IB describes it (``ContractDetails`` flattened)."""
+
+    conid: int
+    symbol: str
+    sec_type: str
+    exchange: str
+    primary_exchange: str
+    currency: str
+    name: str
+    sector: str
+    industry: str
+    lot_size: int
+    min_tick: float
+    adv: float
+    shares_outstanding: float
+    multiplier: float = 1.0
+    last_trade_date: str = ""
+    strike: float = 0.0
+    right: str = ""
+    underlying_conid: int = 0
+    is_etf: bool = False
+
+    @property
+    def local_symbol(self) -> str:
+        """IB's local symbol: ``EUR.USD`` for FX pairs, the symbol otherwise."""
+        return f"{self.symbol}.{self.currency}" if self.sec_type == "CASH" else self.symbol
+
+
+def stable_int(*parts: object) -> int:
+    """A 64-bit integer from the parts' text, the same in every process (unlike ``hash()``)."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def hashed_conid(sec_type: str, symbol: str, currency: str, lo: int, hi: int) -> int:
+    """A conId in ``[lo, hi)`` derived from the contract's identity (IB's or a stable hash)."""
+    known = KNOWN_CONIDS.get((sec_type, symbol, currency))
+    if known is not None:
+        return known
+    return lo + stable_int(sec_type, symbol, currency) % (hi - lo)
+
+
+def _read_csv(name: str) -> list[dict[str, str]]:
+    text = resources.files("ibkr_sim.data").joinpath(name).read_text(encoding="utf-8")
+    return list(csv.DictReader(text.splitlines()))
+
+
+def _macro_instruments() -> list[Instrument]:
+    def make(
+        sec_type: str,
+        symbol: str,
+        currency: str,
+        exchange: str,
+        primary: str,
+        name: str,
+        min_tick: float,
+        adv: float,
+        is_etf: bool = False,
+        multiplier: float = 1.0,
+    ) -> Instrument:
+        return Instrument(
+            conid=hashed_conid(sec_type, symbol, currency, 10_000_000, 900_000_000),
+            symbol=symbol,
+            sec_type=sec_type,
+            exchange=exchange,
+            primary_exchange=primary,
+            currency=currency,
+            name=name,
+            sector="",
+            industry="",
+            lot_size=1 if sec_type != "STK" else 100,
+            min_tick=min_tick,
+            adv=adv,
+            shares_outstanding=0.0,
+            multiplier=multiplier,
+            is_etf=is_etf,
+        )
+
+    return [
+        make("STK", "SPY", "USD", "SMART", "ARCA", "SPDR S&P 500 ETF Trust", 0.01, 6.5e7, True),
+        make("STK", "QQQ", "USD", "SMART", "NASDAQ", "Invesco QQQ Trust Series 1", 0.01, 4e7, True),
+        make("IND", "VIX", "USD", "CBOE", "", "CBOE Volatility Index", 0.01, 0.0),
+        make("IND", "TNX", "USD", "CBOE", "", "CBOE 10-Year Treasury Note Yield Index", 0.001, 0),
+        make(
+            "FUT",
+            "CL",
+            "USD",
+            "NYMEX",
+            "NYMEX",
+            "Light Sweet Crude Oil (front month)",
+            0.01,
+            3e5,
+            multiplier=1000.0,
+        ),
+        make("CASH", "EUR", "USD", "IDEALPRO", "", "European Monetary Union Euro", 5e-5, 0.0),
+        make("CASH", "GBP", "USD", "IDEALPRO", "", "British Pound", 5e-5, 0.0),
+        make("CASH", "USD", "JPY", "IDEALPRO", "", "US Dollar vs Japanese Yen", 5e-3, 0.0),
+        make("CASH", "USD", "CHF", "IDEALPRO", "", "US Dollar vs Swiss Franc", 5e-5, 0.0),
+        make("CASH", "USD", "CAD", "IDEALPRO", "", "US Dollar vs Canadian Dollar", 5e-5, 0.0),
+        make("CASH", "AUD", "USD", "IDEALPRO", "", "Australian Dollar", 5e-5, 0.0),
+    ]
+
+
+class Universe:
+    """``n_stocks`` real US stocks (largest first) plus the macro instruments in ``others``."""
+
+    def __init__(self, seed: int = 7, n_stocks: int = 700) -> None:
+        if not 1 <= n_stocks <= MAX_STOCKS:
+            raise ValueError(f"n_stocks must be between 1 and {MAX_STOCKS}, got {n_stocks}")
+        self.seed = seed
+        industries = {r["key"]: (r["sector"], r["industry"]) for r in _read_csv("industries.csv")}
+        rows = _read_csv("universe.csv")[:n_stocks]
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+        rank = np.arange(1, len(rows) + 1, dtype=np.float64)
+        market_cap = 3.0e12 * rank**-0.9 * np.exp(rng.normal(0.0, 0.1, len(rows)))
+        #: price on the first simulated session (2019-01-02), per stock, in row order
+        self.start_prices = np.round(np.exp(rng.uniform(np.log(18.0), np.log(450.0), len(rows))), 2)
+        turnover = np.exp(rng.uniform(np.log(0.003), np.log(0.015), len(rows)))
+        shares = np.round(market_cap / self.start_prices, -3)
+        self.stocks: list[Instrument] = []
+        for i, row in enumerate(rows):
+            sector, industry = industries[row["industry"]]
+            self.stocks.append(
+                Instrument(
+                    conid=hashed_conid("STK", row["symbol"], "USD", 10_000_000, 900_000_000),
+                    symbol=row["symbol"],
+                    sec_type="STK",
+                    exchange="SMART",
+                    primary_exchange=_EXCHANGES[row["exchange"]],
+                    currency="USD",
+                    name=row["name"],
+                    sector=sector,
+                    industry=industry,
+                    lot_size=100,
+                    min_tick=0.01,
+                    adv=float(np.round(shares[i] * turnover[i], -2)),
+                    shares_outstanding=float(shares[i]),
+                )
+            )
+        self.others: list[Instrument] = _macro_instruments()
+        self._by_conid: dict[int, Instrument] = {}
+        self._by_symbol: dict[str, list[Instrument]] = {}
+        for inst in self.stocks + self.others:
+            self.register(inst)
+
+    def register(self, inst: Instrument) -> Instrument:
+        """Add a contract (e.g. an option) so ``by_conid`` and ``lookup`` find it."""
+        known = self._by_conid.get(inst.conid)
+        if known is not None and known != inst:
+            raise ValueError(f"conid {inst.conid} already belongs to {known.symbol}")
+        self._by_conid[inst.conid] = inst
+        if inst.sec_type != "OPT" and known is None:
+            self._by_symbol.setdefault(inst.symbol, []).append(inst)
+            if inst.sec_type == "CASH":  # "JPY" finds USD.JPY as well as "USD" + JPY
+                self._by_symbol.setdefault(inst.currency, []).append(inst)
+        return inst
+
+    def all(self) -> list[Instrument]:
+        """Stocks then macro instruments (options registered later are not listed)."""
+        return self.stocks + self.others
+
+    def by_conid(self, conid: int) -> Instrument:
+        """The contract with this conId; ``SimError(200)`` if there is none."""
+        try:
+            return self._by_conid[int(conid)]
+        except (KeyError, TypeError, ValueError):
+            raise SimError(
+                NO_SECURITY_DEFINITION, f"No security definition has been found for conId {conid}"
+            ) from None
+
+    def lookup(
+        self, symbol: str, sec_type: str | None = None, currency: str | None = None
+    ) -> Instrument:
+        """Resolve a symbol (``AAPL``, ``BRK B``, ``EUR.USD``, ``USD`` + currency ``JPY``).
+
+        Without ``sec_type`` a stock wins over other kinds with the same symbol (CL is Colgate;
+        ask for ``FUT`` to get crude). ``SimError(200)`` names the request when nothing matches.
+        """
+        sym = symbol.strip().upper()
+        if "." in sym and sec_type in (None, "CASH"):
+            base, _, quote = sym.partition(".")
+            if currency is None or currency.upper() == quote:
+                sym, sec_type, currency = base, "CASH", quote
+        kinds = [sec_type.upper()] if sec_type else ["STK", "IND", "FUT", "CASH"]
+        candidates = self._by_symbol.get(sym, [])
+        for kind in kinds:
+            for inst in candidates:
+                if inst.sec_type == kind and (
+                    currency is None or inst.currency == currency.upper()
+                ):
+                    return inst
+        described = " ".join(p for p in (sec_type, currency) if p)
+        raise SimError(
+            NO_SECURITY_DEFINITION,
+            f"No security definition has been found for the request: {symbol} {described}".strip(),
+        )
+
+    def search(self, text: str, limit: int = 10) -> list[Instrument]:
+        """Symbol matches first (exact, then prefix), then names containing the text."""
+        q = text.strip().upper()
+        if not q:
+            return []
+        everything = self.all()
+        exact = [i for i in everything if i.symbol == q or i.local_symbol == q]
+        prefix = [i for i in everything if i.symbol.startswith(q) and i not in exact]
+        named = [i for i in everything if q in i.name.upper() and i not in exact + prefix]
+        return (exact + prefix + named)[:limit]
+
+
+__all__ = ["MAX_STOCKS", "Instrument", "Universe", "hashed_conid", "stable_int"]
