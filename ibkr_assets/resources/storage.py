@@ -21,12 +21,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pandas as pd
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from ibkr_assets.broker.settings import BrokerSettings
 
@@ -99,6 +102,27 @@ class StorageResource(dg.ConfigurableResource):
     @property
     def warehouse_path(self) -> Path:
         return self.root / "warehouse.duckdb"
+
+    @contextmanager
+    def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection to ``warehouse.duckdb``. DuckDB lets one process write at a
+        time, so opening retries (up to a minute) while another step holds the file."""
+
+        @retry(
+            retry=retry_if_exception_type(duckdb.IOException),
+            stop=stop_after_delay(60),
+            wait=wait_random_exponential(multiplier=0.05, max=2),
+            reraise=True,
+        )
+        def open_() -> duckdb.DuckDBPyConnection:
+            return duckdb.connect(str(self.warehouse_path))
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        conn = open_()
+        try:
+            yield conn
+        finally:
+            conn.close()
 
     # -- writers ----------------------------------------------------------------------------
     def write_json(self, path: Path, payload: Any) -> Path:
