@@ -21,15 +21,18 @@ INGEST_GROUPS = ("ingest", "features", "signals", "portfolio")
 #: The weekly assets (rolling backtest) are partitioned by week, not by session.
 WEEKLY_GROUP = "backtest"
 
+DAILY_JOB_NAME = "daily_pipeline"
+INGEST_JOB_NAME = "ingest_features"
+
 daily_pipeline = dg.define_asset_job(
-    "daily_pipeline",
+    DAILY_JOB_NAME,
     selection=dg.AssetSelection.all() - dg.AssetSelection.groups(WEEKLY_GROUP),
     partitions_def=DAILY_PARTITIONS,
     description="Every daily stage for one NYSE session: ingest to decision journal.",
 )
 
 ingest_features = dg.define_asset_job(
-    "ingest_features",
+    INGEST_JOB_NAME,
     selection=dg.AssetSelection.groups(*INGEST_GROUPS),
     partitions_def=DAILY_PARTITIONS,
     description="Stages 1–3 for one NYSE session: ingest, feature matrix, alpha scores.",

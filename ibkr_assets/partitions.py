@@ -71,6 +71,15 @@ def as_of(partition_key: str) -> datetime:
     return datetime.combine(session, RUN_TIME_NY, tzinfo=NEW_YORK).astimezone(UTC)
 
 
+def latest_partition_date(now: datetime) -> date:
+    """The most recent session whose run time (08:00 New York) is at or before ``now``."""
+    local = now.astimezone(NEW_YORK)
+    day = local.date()
+    if is_session(day) and local.time() >= RUN_TIME_NY:
+        return day
+    return previous_sessions(day, 1)[0]
+
+
 def _daily_partitions() -> dg.TimeWindowPartitionsDefinition:
     cal = nyse_calendar()
     last = min(cal.last_session.date(), date.today() + timedelta(days=_HORIZON_DAYS))

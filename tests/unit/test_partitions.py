@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from ibkr_assets.jobs import daily_schedule
-from ibkr_assets.partitions import DAILY_PARTITIONS, as_of, is_session, previous_sessions
+from ibkr_assets.partitions import (
+    DAILY_PARTITIONS,
+    as_of,
+    is_session,
+    latest_partition_date,
+    previous_sessions,
+)
 
 
 def test_partitions_are_exactly_the_nyse_sessions_of_2024() -> None:
@@ -46,3 +52,16 @@ def test_schedule_runs_the_current_session_and_skips_holidays() -> None:
     assert "2024-11-28" in result.skip_message and "not an NYSE session" in result.skip_message
     assert daily_schedule.cron_schedule == "0 14 * * 1-5"
     assert daily_schedule.execution_timezone == "Europe/Bucharest"
+
+
+def test_latest_partition_waits_for_the_run_time() -> None:
+    # Monday 2024-04-01 07:59 New York: Thursday's session (Good Friday closed)
+    assert latest_partition_date(datetime(2024, 4, 1, 11, 59, tzinfo=UTC)).isoformat() == (
+        "2024-03-28"
+    )
+    assert latest_partition_date(datetime(2024, 4, 1, 12, 0, tzinfo=UTC)).isoformat() == (
+        "2024-04-01"
+    )
+    assert latest_partition_date(datetime(2024, 4, 6, 15, 0, tzinfo=UTC)).isoformat() == (
+        "2024-04-05"
+    )

@@ -1,0 +1,495 @@
+"""Stage 1 — ingest: what the market looked like at 08:00 New York on the session.
+
+Each asset asks the broker (the ``ib`` resource, pinned to the partition's as-of time for a
+backfill), keeps only data dated before that instant, writes the raw payload to
+``staging/YYYY-MM-DD/<asset>.json|parquet`` and returns a DataFrame that the DuckDB IO manager
+stores in schema ``ingest``:
+
+* ``top_movers`` — IB scanners (TOP_PERC_GAIN, TOP_PERC_LOSE, HOT_BY_VOLUME);
+* ``universe`` — the watch-list, plus holdings, plus movers that moved more than 5% on volume
+  above 2x their average daily volume (the "fast lane");
+* ``quotes`` — one bulk snapshot;
+* ``daily_bars`` — 600 sessions of daily OHLCV per symbol, cached in DuckDB (``cache.daily_bars``)
+  so only the bars not yet seen are fetched;
+* ``fundamentals`` — quarterly statements filed before the session and forward EPS;
+* ``headlines`` — the last 24 hours of news per symbol;
+* ``macro_gauges`` — 10-year yield, EURUSD, crude, VIX, SPY and QQQ with the regime features.
+
+A symbol the broker does not know, a missing statement or an empty news day is recorded in the
+metadata and left to the data-quality checks; it does not fail the run.
+"""
+
+import math
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+
+from ibkr_assets.assets._common import (
+    daily_asset_kwargs,
+    frame_metadata,
+    listing,
+    session_of,
+    with_partition,
+)
+from ibkr_assets.broker import Broker
+from ibkr_assets.broker.errors import BrokerError
+from ibkr_assets.broker.models import Bar, Contract, Quote
+from ibkr_assets.config import PipelineConfig, watchlist_symbols
+from ibkr_assets.partitions import previous_sessions
+from ibkr_assets.resources.fundamentals import FundamentalsResource
+from ibkr_assets.resources.ib import IBResource
+from ibkr_assets.resources.storage import StorageResource
+
+INGEST = daily_asset_kwargs("ingest")
+BAR_COLUMNS = ["symbol", "session", "open", "high", "low", "close", "volume"]
+#: The macro gauges: column -> (symbol, secType, currency, whatToShow).
+MACRO_INSTRUMENTS: dict[str, tuple[str, str, str, str]] = {
+    "ten_year_yield": ("TNX", "IND", "USD", "TRADES"),
+    "eurusd": ("EUR", "CASH", "USD", "MIDPOINT"),
+    "crude": ("CL", "FUT", "USD", "TRADES"),
+    "vix": ("VIX", "IND", "USD", "TRADES"),
+    "spy": ("SPY", "STK", "USD", "TRADES"),
+    "qqq": ("QQQ", "STK", "USD", "TRADES"),
+}
+
+
+def ib_duration(first: date, as_of: datetime) -> str:
+    """The shortest IB duration string ("N D" up to a year, else "N Y") reaching back to
+    ``first`` from ``as_of``."""
+    days = (as_of.date() - first).days + 1
+    return f"{days} D" if days <= 365 else f"{math.ceil(days / 365)} Y"
+
+
+def _bars_frame(symbol: str, bars: Sequence[Bar], before: date) -> pd.DataFrame:
+    rows = [
+        (symbol, b.session or b.time.date(), b.open, b.high, b.low, b.close, b.volume)
+        for b in bars
+        if (b.session or b.time.date()) < before
+    ]
+    frame = pd.DataFrame(rows, columns=BAR_COLUMNS)
+    return frame.astype(
+        {"symbol": "string", "session": "datetime64[ns]"}
+        | dict.fromkeys(["open", "high", "low", "close", "volume"], "float64")
+    )
+
+
+def _resolve_all(broker: Broker, symbols: Sequence[str]) -> tuple[list[Contract], dict[str, str]]:
+    contracts, unknown = [], {}
+    for symbol in symbols:
+        try:
+            contracts.append(broker.resolve(symbol))
+        except BrokerError as exc:
+            unknown[symbol] = str(exc)
+    return contracts, unknown
+
+
+def _universe_contracts(universe: pd.DataFrame) -> list[Contract]:
+    return [
+        Contract(conid=int(r.conid), symbol=str(r.symbol), sec_type=str(r.sec_type))  # type: ignore[arg-type]
+        for r in universe.itertuples()
+    ]
+
+
+# -- top movers and universe ------------------------------------------------------------------
+
+
+@dg.asset(**INGEST)
+def top_movers(
+    context: dg.AssetExecutionContext,
+    ib: IBResource,
+    storage: StorageResource,
+    pipeline: PipelineConfig,
+) -> dg.Output[pd.DataFrame]:
+    """The day's biggest gainers, losers and volume surprises from IB's market scanners."""
+    key, _, at = session_of(context)
+    broker = ib.broker_at(at)
+    rows, failed = [], {}
+    for code in pipeline.scanner_codes:
+        try:
+            hits = broker.scan(
+                code, location=pipeline.scanner_location, limit=pipeline.scanner_limit
+            )
+        except BrokerError as exc:
+            failed[code] = str(exc)
+            continue
+        rows += [
+            (
+                code,
+                h.rank,
+                h.contract.symbol,
+                h.contract.conid,
+                h.change_pct,
+                h.volume,
+                h.avg_volume,
+            )
+            for h in hits
+        ]
+    frame = pd.DataFrame(
+        rows,
+        columns=["scanner", "rank", "symbol", "conid", "change_pct", "volume", "avg_volume"],
+    ).astype({"scanner": "string", "rank": "int64", "symbol": "string", "conid": "int64"})
+    frame = frame.astype(dict.fromkeys(["change_pct", "volume", "avg_volume"], "float64"))
+    storage.write_frame_json(storage.staging_path(key, "top_movers"), frame)
+    meta = frame_metadata(frame, scanners=", ".join(pipeline.scanner_codes))
+    if failed:
+        meta["failed_scanners"] = listing(failed)
+    return dg.Output(with_partition(frame, key), metadata=meta)
+
+
+def select_movers(
+    movers: pd.DataFrame, min_change_pct: float, min_volume_ratio: float
+) -> list[str]:
+    """Symbols whose |% change| exceeds ``min_change_pct`` on volume above ``min_volume_ratio``
+    times their average daily volume."""
+    ratio = movers["volume"] / movers["avg_volume"].where(movers["avg_volume"] > 0)
+    hot = movers.loc[(movers["change_pct"].abs() > min_change_pct) & (ratio > min_volume_ratio)]
+    return list(dict.fromkeys(hot["symbol"].astype(str)))
+
+
+@dg.asset(**INGEST)
+def universe(
+    context: dg.AssetExecutionContext,
+    ib: IBResource,
+    storage: StorageResource,
+    pipeline: PipelineConfig,
+    top_movers: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """The symbols the desk trades today: watch-list, holdings and heavy-volume movers."""
+    key, _, at = session_of(context)
+    broker = ib.broker_at(at)
+    reasons: dict[str, str] = dict.fromkeys(watchlist_symbols(pipeline, broker), "watchlist")
+    for pos in broker.positions():
+        if pos.contract.sec_type in ("STK", "ETF"):
+            reasons.setdefault(pos.contract.symbol, "holding")
+    movers = select_movers(
+        top_movers, pipeline.mover_min_change_pct, pipeline.mover_min_volume_ratio
+    )
+    for symbol in movers:
+        reasons.setdefault(symbol, "mover")
+    contracts, unknown = _resolve_all(broker, list(reasons))
+    rows = []
+    for c in contracts:
+        try:
+            d = broker.contract_details(c)
+        except BrokerError as exc:
+            unknown[c.symbol] = str(exc)
+            continue
+        adv = float(d.avg_daily_volume) if d.avg_daily_volume else float("nan")
+        rows.append(
+            (
+                c.symbol,
+                c.conid,
+                c.sec_type,
+                d.sector,
+                d.industry,
+                d.lot_size,
+                adv,
+                reasons[c.symbol],
+            )
+        )
+    columns = ["symbol", "conid", "sec_type", "sector", "industry", "lot_size", "adv", "reason"]
+    frame = pd.DataFrame(rows, columns=columns).astype(
+        {
+            "symbol": "string",
+            "conid": "int64",
+            "sec_type": "string",
+            "sector": "string",
+            "industry": "string",
+            "lot_size": "int64",
+            "adv": "float64",
+            "reason": "string",
+        }
+    )
+    storage.write_frame_json(storage.staging_path(key, "universe"), frame)
+    counts = frame["reason"].value_counts()
+    meta = frame_metadata(
+        frame,
+        watchlist=int(counts.get("watchlist", 0)),
+        holdings=int(counts.get("holding", 0)),
+        movers_added=int(counts.get("mover", 0)),
+        movers=", ".join(movers) or "(none)",
+        unknown_symbols=len(unknown),
+    )
+    if unknown:
+        meta["unknown_symbol_list"] = listing(unknown)
+    return dg.Output(with_partition(frame, key), metadata=meta)
+
+
+# -- quotes -----------------------------------------------------------------------------------
+
+
+def _quote_rows(quotes: Sequence[Quote]) -> list[tuple]:
+    return [
+        (
+            q.contract.symbol,
+            q.contract.conid,
+            q.bid,
+            q.ask,
+            q.last,
+            q.close,
+            q.volume,
+            q.mid,
+            q.spread,
+            q.time,
+        )
+        for q in quotes
+    ]
+
+
+@dg.asset(**INGEST)
+def quotes(
+    context: dg.AssetExecutionContext,
+    ib: IBResource,
+    storage: StorageResource,
+    universe: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """A pre-open snapshot of every universe symbol: bid, ask, last, previous close, volume."""
+    key, _, at = session_of(context)
+    broker = ib.broker_at(at)
+    contracts = _universe_contracts(universe)
+    rows, missing = [], {}
+    for start in range(0, len(contracts), 100):
+        chunk = contracts[start : start + 100]
+        try:
+            rows += _quote_rows(broker.quotes(chunk))
+        except BrokerError:  # one bad instrument: ask one by one to find it
+            for c in chunk:
+                try:
+                    rows += _quote_rows(broker.quotes([c]))
+                except BrokerError as exc:
+                    missing[c.symbol] = str(exc)
+    columns = ["symbol", "conid", "bid", "ask", "last", "close", "volume", "mid", "spread", "time"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame = frame.astype(
+        {"symbol": "string", "conid": "int64"}
+        | dict.fromkeys(["bid", "ask", "last", "close", "volume", "mid", "spread"], "float64")
+    ).assign(time=pd.to_datetime(frame["time"], utc=True))
+    storage.write_frame_json(storage.staging_path(key, "quotes"), frame)
+    rel_spread = (frame["spread"] / frame["mid"]).median() * 1e4
+    meta = frame_metadata(frame, median_spread_bps=float(rel_spread), missing=len(missing))
+    if missing:
+        meta["missing_symbols"] = listing(missing)
+    return dg.Output(with_partition(frame, key), metadata=meta)
+
+
+# -- daily bars (incremental) -----------------------------------------------------------------
+
+_CACHE_DDL = """
+create schema if not exists cache;
+create table if not exists cache.daily_bars (
+    symbol varchar, session date, open double, high double, low double, close double,
+    volume double, primary key (symbol, session)
+)
+"""
+
+
+def _cached_sessions(
+    storage: StorageResource, symbols: Sequence[str], first: date, last: date
+) -> pd.DataFrame:
+    with storage.warehouse() as conn:
+        conn.execute(_CACHE_DDL)
+        return conn.execute(
+            "select symbol, session from cache.daily_bars "
+            "where session between ? and ? and symbol in (select unnest(?))",
+            [first, last, list(symbols)],
+        ).df()
+
+
+def _store_bars(storage: StorageResource, frame: pd.DataFrame) -> None:
+    if frame.empty:
+        return
+    with storage.warehouse() as conn:
+        conn.execute(_CACHE_DDL)
+        conn.register("new_bars", frame.assign(session=frame["session"].dt.date))
+        conn.execute("insert or replace into cache.daily_bars select * from new_bars")
+
+
+def _load_bars(
+    storage: StorageResource, symbols: Sequence[str], first: date, last: date
+) -> pd.DataFrame:
+    with storage.warehouse() as conn:
+        frame = conn.execute(
+            "select symbol, session, open, high, low, close, volume from cache.daily_bars "
+            "where session between ? and ? and symbol in (select unnest(?)) "
+            "order by symbol, session",
+            [first, last, list(symbols)],
+        ).df()
+    return frame.astype({"symbol": "string", "session": "datetime64[ns]"})
+
+
+@dg.asset(**INGEST)
+def daily_bars(
+    context: dg.AssetExecutionContext,
+    ib: IBResource,
+    storage: StorageResource,
+    pipeline: PipelineConfig,
+    universe: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Daily OHLCV for the last 600 sessions before today; only bars not cached are fetched."""
+    key, session, at = session_of(context)
+    broker = ib.broker_at(at)
+    needed = previous_sessions(session, pipeline.history_sessions)
+    first, last = needed[0], needed[-1]
+    symbols = universe["symbol"].astype(str).tolist()
+    cached = _cached_sessions(storage, symbols, first, last)
+    have = cached.groupby("symbol")["session"].agg(set).to_dict() if len(cached) else {}
+    fetched_frames, failed = [], {}
+    requests = 0
+    for contract in _universe_contracts(universe):
+        got = {pd.Timestamp(s).date() for s in have.get(contract.symbol, set())}
+        missing = [s for s in needed if s not in got]
+        if not missing:
+            continue
+        requests += 1
+        try:
+            bars = broker.history(
+                contract, duration=ib_duration(missing[0], at), bar_size="1 day", end=at
+            )
+        except BrokerError as exc:
+            failed[contract.symbol] = str(exc)
+            continue
+        frame = _bars_frame(contract.symbol, bars, before=session)
+        fetched_frames.append(frame.loc[frame["session"].dt.date.isin(set(missing))])
+    fetched = (
+        pd.concat(fetched_frames, ignore_index=True)
+        if fetched_frames
+        else _bars_frame("", [], before=session)
+    )
+    _store_bars(storage, fetched)
+    storage.write_parquet(storage.staging_path(key, "daily_bars", "parquet"), fetched)
+    bars = _load_bars(storage, symbols, first, last)
+    meta = frame_metadata(
+        bars,
+        bars_fetched=len(fetched),
+        bars_cached=len(bars) - len(fetched),
+        symbols_fetched=requests,
+        history_requests_failed=len(failed),
+        first_session=first.isoformat(),
+        last_session=last.isoformat(),
+    )
+    if failed:
+        meta["failed_symbols"] = listing(failed)
+    return dg.Output(with_partition(bars, key), metadata=meta)
+
+
+# -- fundamentals, headlines, macro -----------------------------------------------------------
+
+
+@dg.asset(**INGEST)
+def fundamentals(
+    context: dg.AssetExecutionContext,
+    ib: IBResource,
+    storage: StorageResource,
+    fundamentals: FundamentalsResource,
+    universe: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Quarterly statements filed before the session, with each symbol's forward EPS."""
+    key, session, at = session_of(context)
+    broker = ib.broker_at(at)
+    stocks = universe.loc[universe["sec_type"] == "STK", "symbol"].astype(str).tolist()
+    data = fundamentals.fetch(broker, stocks, as_of=session)
+    frame = data.statements.merge(data.forward_eps, on="symbol", how="left")
+    storage.write_parquet(storage.staging_path(key, "fundamentals", "parquet"), frame)
+    storage.write_json(storage.staging_path(key, "fundamentals_missing"), data.missing)
+    meta = frame_metadata(
+        frame,
+        symbols_with_statements=int(frame["symbol"].nunique()),
+        symbols_missing=len(data.missing),
+        source=type(fundamentals).__name__,
+    )
+    if data.missing:
+        meta["missing_symbols"] = listing(data.missing)
+    return dg.Output(with_partition(frame, key), metadata=meta)
+
+
+@dg.asset(**INGEST)
+def headlines(
+    context: dg.AssetExecutionContext,
+    ib: IBResource,
+    storage: StorageResource,
+    pipeline: PipelineConfig,
+    universe: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Every headline of the last 24 hours before the run, per universe symbol."""
+    key, _, at = session_of(context)
+    broker = ib.broker_at(at)
+    start = at - timedelta(hours=pipeline.headline_hours)
+    rows, failed = [], {}
+    for contract in _universe_contracts(universe):
+        try:
+            items = broker.news(contract, start=start, end=at, limit=pipeline.headlines_per_symbol)
+        except BrokerError as exc:
+            failed[contract.symbol] = str(exc)
+            continue
+        rows += [
+            (contract.symbol, h.time, h.headline, h.provider_code, h.article_id)
+            for h in items
+            if start <= h.time < at
+        ]
+    frame = pd.DataFrame(
+        rows, columns=["symbol", "time", "headline", "provider_code", "article_id"]
+    )
+    frame = frame.astype(
+        {
+            "symbol": "string",
+            "headline": "string",
+            "provider_code": "string",
+            "article_id": "string",
+        }
+    ).assign(time=pd.to_datetime(frame["time"], utc=True))
+    storage.write_frame_json(storage.staging_path(key, "headlines"), frame)
+    meta = frame_metadata(
+        frame,
+        symbols_with_news=int(frame["symbol"].nunique()),
+        symbols_without_news=len(universe) - int(frame["symbol"].nunique()) - len(failed),
+        window_start=start.isoformat(),
+        window_end=at.isoformat(),
+    )
+    if failed:
+        meta["failed_symbols"] = listing(failed)
+    return dg.Output(with_partition(frame, key), metadata=meta)
+
+
+@dg.asset(**INGEST)
+def macro_gauges(
+    context: dg.AssetExecutionContext,
+    ib: IBResource,
+    storage: StorageResource,
+    pipeline: PipelineConfig,
+) -> dg.Output[pd.DataFrame]:
+    """Rates, dollar, oil, volatility and the index ETFs, with risk-on/off and curve features."""
+    key, session, at = session_of(context)
+    broker = ib.broker_at(at)
+    first = previous_sessions(session, pipeline.macro_sessions)[0]
+    closes, failed = {}, {}
+    for column, (symbol, sec_type, currency, what) in MACRO_INSTRUMENTS.items():
+        try:
+            contract = broker.resolve(symbol, sec_type=sec_type, currency=currency)
+            bars = broker.history(
+                contract,
+                duration=ib_duration(first, at),
+                bar_size="1 day",
+                what_to_show=what,
+                end=at,
+            )
+        except BrokerError as exc:
+            failed[column] = str(exc)
+            continue
+        frame = _bars_frame(symbol, bars, before=session)
+        closes[column] = frame.set_index("session")["close"]
+    history = pd.DataFrame(closes).sort_index()
+    history = history.loc[history.index >= pd.Timestamp(first)]
+    history.index.name = "session"
+    frame = history.reset_index()
+    storage.write_parquet(storage.staging_path(key, "macro_gauges", "parquet"), frame)
+    latest = frame.iloc[-1] if len(frame) else pd.Series(dtype="float64")
+    meta = frame_metadata(
+        frame.tail(10).iloc[::-1],
+        **{f"latest_{c}": float(latest[c]) for c in frame.columns if c != "session" and len(frame)},
+    )
+    meta["dagster/row_count"] = len(frame)
+    if failed:
+        meta["failed_gauges"] = listing(failed)
+    return dg.Output(with_partition(frame, key), metadata=meta)
