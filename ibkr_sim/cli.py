@@ -1,0 +1,55 @@
+"""``ibkr-sim``: command line of the simulated IB world.
+
+``ibkr-sim gateway [--host 127.0.0.1] [--port 4002] [--seed N] [--symbols 700]
+[--pacing off|ib] [--data-dir DIR]`` serves the TWS API socket protocol (as IB Gateway's paper
+port 4002 does) over the simulated market and the paper exchange kept under ``DIR/sim``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ibkr-sim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    gw = sub.add_parser("gateway", help="serve the TWS API protocol (simulated IB Gateway)")
+    gw.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    gw.add_argument("--port", type=int, default=4002, help="TCP port (default 4002; 0 = any)")
+    gw.add_argument("--seed", type=int, default=7, help="market seed (default 7)")
+    gw.add_argument("--symbols", type=int, default=700, help="number of stocks (default 700)")
+    gw.add_argument("--pacing", choices=("off", "ib"), default="off", help="emulate IB pacing")
+    gw.add_argument(
+        "--data-dir",
+        default=os.environ.get("IBKR_DATA_DIR", "data"),
+        help="data root; the paper account lives in DIR/sim (default $IBKR_DATA_DIR or ./data)",
+    )
+    gw.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if args.command == "gateway":
+        from ibkr_sim.gateway.server import serve_forever
+
+        if not 0 <= args.port <= 65535:
+            print(f"ibkr-sim gateway: --port {args.port} is not a TCP port", file=sys.stderr)
+            return 2
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(
+                serve_forever(
+                    args.host, args.port, args.seed, args.symbols, args.pacing, args.data_dir
+                )
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

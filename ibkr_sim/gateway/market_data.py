@@ -1,0 +1,527 @@
+"""Market data requests: quotes (snapshot and streaming), depth, historical bars, scanners, news.
+
+Quotes come from :meth:`SimMarket.snapshot` at the gateway clock (15 minutes earlier and with
+IB's delayed tick types 66-76 after ``reqMarketDataType(3)`` or ``(4)``). A snapshot is sent as
+``tickReqParams``, one ``tickPrice`` per price (bid/ask/last carry their sizes, as TWS sends
+them), ``tickSize`` volume, ``tickString`` last timestamp and ``tickSnapshotEnd``; a streaming
+request sends the same ticks and then the changes once per second until ``cancelMktData``.
+
+Historical bars follow IB's request grammar (:mod:`ibkr_sim.ibspec`): the duration reaches back
+from ``endDateTime`` (empty = now), only bars that are complete at the end time are returned,
+``formatDate=1`` writes ``YYYYMMDD`` / ``YYYYMMDD HH:MM:SS US/Eastern`` and ``formatDate=2``
+epoch seconds for intraday bars. ``MIDPOINT``, ``BID`` and ``ASK`` shift the trade bars by the
+quoted half spread; FX has no ``TRADES`` (error 162, as at IB). Volume is in shares.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+from xml.sax.saxutils import escape
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from ibkr_sim import ibspec
+from ibkr_sim.errors import HISTORICAL_DATA_ERROR, INVALID_REQUEST, SimError
+from ibkr_sim.gateway.contracts import market_name, read_contract, resolve, trading_class
+from ibkr_sim.gateway.wire import Reader
+
+if TYPE_CHECKING:
+    from ibkr_sim.gateway.server import Session
+    from ibkr_sim.universe import Instrument
+
+NEW_YORK = ZoneInfo("America/New_York")
+DELAY = timedelta(minutes=15)
+HISTORY_START = date(2019, 1, 2)
+MAX_INTRADAY_SESSIONS = 260
+WHAT_TO_SHOW = ("TRADES", "MIDPOINT", "BID", "ASK")
+
+# tick types: live -> delayed
+BID, ASK, LAST, HIGH, LOW, CLOSE, OPEN = 1, 2, 4, 6, 7, 9, 14
+BID_SIZE, ASK_SIZE, LAST_SIZE, VOLUME = 0, 3, 5, 8
+LAST_TIMESTAMP = 45
+DELAYED = {
+    BID: 66,
+    ASK: 67,
+    LAST: 68,
+    BID_SIZE: 69,
+    ASK_SIZE: 70,
+    LAST_SIZE: 71,
+    HIGH: 72,
+    LOW: 73,
+    VOLUME: 74,
+    CLOSE: 75,
+    OPEN: 76,
+    LAST_TIMESTAMP: 88,
+}
+
+
+def _quote_time(s: Session) -> datetime:
+    now = s.state.now()
+    return now - DELAY if s.market_data_type in (3, 4) else now
+
+
+def _tick(s: Session, tick: int) -> int:
+    return DELAYED[tick] if s.market_data_type in (3, 4) else tick
+
+
+def quote_ticks(s: Session, inst: Instrument, at: datetime) -> list[tuple[object, ...]]:
+    """The tick messages describing one snapshot, without the request id filled in."""
+    snap = s.state.market.snapshot(inst.conid, at)
+    t = lambda k: _tick(s, k)  # noqa: E731
+    msgs: list[tuple[object, ...]] = [
+        (1, 6, t(BID), float(snap.bid), float(snap.bid_size), 0),
+        (1, 6, t(ASK), float(snap.ask), float(snap.ask_size), 0),
+        (1, 6, t(LAST), float(snap.last), float(snap.last_size), 0),
+        (1, 6, t(HIGH), float(snap.high), 0.0, 0),
+        (1, 6, t(LOW), float(snap.low), 0.0, 0),
+        (1, 6, t(CLOSE), float(snap.prev_close), 0.0, 0),
+        (1, 6, t(OPEN), float(snap.open), 0.0, 0),
+        (2, 6, t(VOLUME), float(snap.volume)),
+        (46, 6, t(LAST_TIMESTAMP), str(int(snap.time.timestamp()))),
+    ]
+    return msgs
+
+
+def _send_ticks(s: Session, req_id: int, msgs: list[tuple[object, ...]]) -> None:
+    for m in msgs:
+        s.send(m[0], m[1], req_id, *m[2:])
+
+
+def req_mkt_data(s: Session, r: Reader) -> None:
+    r.int()  # version
+    req_id = r.int()
+    req = read_contract(r)
+    if req.sec_type == "BAG":
+        s.error(req_id, INVALID_REQUEST, "Combo (BAG) market data is not supported")
+        return
+    if r.bool():  # deltaNeutralContract
+        r.int(), r.float(), r.float()
+    r.str()  # genericTickList
+    snapshot = r.bool()
+    regulatory = r.bool()
+    r.str()  # mktDataOptions
+    inst = resolve(s.state.market, req)
+    if not snapshot and not s.state.pacer.allow_market_data_line(s, req_id, s.state.lines()):
+        return
+    if s.market_data_type != 1:
+        s.send(58, 1, req_id, s.market_data_type)
+    s.send(81, req_id, inst.min_tick, "SMART" if inst.sec_type == "STK" else inst.exchange, 3)
+    msgs = quote_ticks(s, inst, _quote_time(s))
+    _send_ticks(s, req_id, msgs)
+    if snapshot or regulatory:
+        s.send(57, 1, req_id)
+    else:
+        s.tickers[req_id] = inst.conid
+        s.last_ticks[req_id] = {m[2]: m for m in msgs}
+
+
+def cancel_mkt_data(s: Session, r: Reader) -> None:
+    r.int()
+    req_id = r.int()
+    s.tickers.pop(req_id, None)
+    s.last_ticks.pop(req_id, None)
+
+
+def req_market_data_type(s: Session, r: Reader) -> None:
+    r.int()
+    kind = r.int()
+    if kind not in (1, 2, 3, 4):
+        s.error(-1, INVALID_REQUEST, f"Invalid market data type {kind}: expected 1, 2, 3 or 4")
+        return
+    s.market_data_type = kind
+
+
+# ------------------------------------------------------------------ depth
+def _send_depth(s: Session, req_id: int, conid: int, rows: int, smart: bool, op: int) -> None:
+    bids, asks = s.state.market.depth(conid, _quote_time(s), rows=rows)
+    for side, levels in ((1, bids), (0, asks)):
+        for pos, (price, size, maker) in enumerate(levels):
+            if smart:
+                s.send(13, 1, req_id, pos, maker, op, side, float(price), float(size), True)
+            else:
+                s.send(12, 1, req_id, pos, op, side, float(price), float(size))
+
+
+def req_mkt_depth(s: Session, r: Reader) -> None:
+    r.int()
+    req_id = r.int()
+    req = read_contract(r)
+    rows = r.int(5)
+    smart = r.bool()
+    r.str()
+    inst = resolve(s.state.market, req)
+    rows = max(1, min(rows, 10))
+    if not s.state.pacer.allow_market_data_line(s, req_id, s.state.lines()):
+        return
+    _send_depth(s, req_id, inst.conid, rows, smart, 0)
+    s.depth[req_id] = (inst.conid, rows, smart)
+
+
+def cancel_mkt_depth(s: Session, r: Reader) -> None:
+    r.int()
+    s.depth.pop(r.int(), None)
+
+
+def push_stream_updates(s: Session) -> None:
+    """Once per second: changed ticks of streaming quotes, depth refreshes, PnL updates."""
+    at = _quote_time(s)
+    for req_id, conid in list(s.tickers.items()):
+        inst = s.state.market.universe.by_conid(conid)
+        before = s.last_ticks.get(req_id, {})
+        now = {m[2]: m for m in quote_ticks(s, inst, at)}
+        changed = [m for k, m in now.items() if before.get(k) != m]
+        _send_ticks(s, req_id, changed)
+        s.last_ticks[req_id] = now
+    for req_id, (conid, rows, smart) in list(s.depth.items()):
+        _send_depth(s, req_id, conid, rows, smart, 1)
+    from ibkr_sim.gateway.accounts import push_pnl
+
+    push_pnl(s)
+
+
+# ------------------------------------------------------------------ historical bars
+def parse_end(text: str, now: datetime) -> datetime:
+    """IB's endDateTime: empty, ``YYYYMMDD HH:MM:SS [tz]`` or ``YYYYMMDD-HH:MM:SS`` (UTC)."""
+    text = text.strip()
+    if not text:
+        return now
+    try:
+        if "-" in text and " " not in text:
+            return datetime.strptime(text, "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC)
+        parts = text.split()
+        if len(parts) == 1:
+            return datetime.strptime(parts[0], "%Y%m%d").replace(hour=23, minute=59, tzinfo=UTC)
+        stamp = datetime.strptime(parts[0] + parts[1], "%Y%m%d%H:%M:%S")
+        zone = ZoneInfo(parts[2]) if len(parts) > 2 else NEW_YORK
+        return stamp.replace(tzinfo=zone).astimezone(UTC)
+    except (ValueError, KeyError) as exc:
+        raise SimError(
+            INVALID_REQUEST, f"Invalid endDateTime {text!r}: expected 'YYYYMMDD HH:MM:SS [zone]'"
+        ) from exc
+
+
+def _half_spread(inst: Instrument, close: np.ndarray) -> np.ndarray:
+    return np.maximum(inst.min_tick, np.round(close * 2.5e-4 / inst.min_tick) * inst.min_tick)
+
+
+def _shift(frame: pd.DataFrame, inst: Instrument, what: str) -> pd.DataFrame:
+    if what == "TRADES":
+        return frame
+    sign = {"MIDPOINT": 0.0, "BID": -1.0, "ASK": 1.0}[what]
+    half = _half_spread(inst, frame["close"].to_numpy())
+    out = frame.copy()
+    for col in ("open", "high", "low", "close"):
+        out[col] = frame[col].to_numpy() + sign * half
+    out["volume"] = -1.0
+    return out
+
+
+def history_bars(
+    s: Session, inst: Instrument, end: datetime, duration: str, bar_text: str, what: str
+) -> tuple[datetime, pd.DataFrame, ibspec.BarSize]:
+    """Bars (UTC-indexed for intraday, session-indexed for daily) complete at ``end``."""
+    span = ibspec.parse_duration(duration)
+    bar = ibspec.parse_bar_size(bar_text)
+    if what not in WHAT_TO_SHOW:
+        raise SimError(
+            HISTORICAL_DATA_ERROR,
+            f"Historical Market Data Service error message:whatToShow {what!r} is not one of "
+            f"{', '.join(WHAT_TO_SHOW)}",
+        )
+    if what == "TRADES" and inst.sec_type == "CASH":
+        raise SimError(
+            HISTORICAL_DATA_ERROR,
+            f"Historical Market Data Service error message:No historical market data for "
+            f"{inst.local_symbol}/CASH@IDEALPRO TRADES (use MIDPOINT, BID or ASK)",
+        )
+    market = s.state.market
+    start = ibspec.start_of(end, span)
+    last = market.last_session(end)
+    first_day = max(start.astimezone(NEW_YORK).date(), HISTORY_START)
+    if bar.is_daily:
+        frame = market.daily_bars(inst.conid, first_day, last) if first_day <= last else None
+        if frame is None or frame.empty:
+            raise SimError(
+                HISTORICAL_DATA_ERROR,
+                "Historical Market Data Service error message:HMDS query "
+                f"returned no data: {inst.symbol} {duration} before {end:%Y%m%d %H:%M:%S} UTC",
+            )
+        if bar.text != "1 day":
+            frame = _calendar_bars(frame, bar.pandas_rule)
+        return start, _shift(frame, inst, what), bar
+    if bar.seconds < 60:
+        raise SimError(
+            HISTORICAL_DATA_ERROR,
+            "Historical Market Data Service error message:the simulator serves bars of 1 min "
+            f"or longer, not {bar.text!r}",
+        )
+    sessions = market.sessions(first_day, end.astimezone(NEW_YORK).date())
+    if len(sessions) > MAX_INTRADAY_SESSIONS:
+        raise SimError(
+            HISTORICAL_DATA_ERROR,
+            f"Historical Market Data Service error message:{bar.text} bars for {duration} "
+            f"exceed {MAX_INTRADAY_SESSIONS} sessions; ask for a shorter duration",
+        )
+    parts = [market.intraday_bars(inst.conid, day, bar.minutes) for day in sessions]
+    frame = pd.concat(parts) if parts else pd.DataFrame()
+    if not frame.empty:
+        starts = frame.index
+        ends = starts + pd.Timedelta(seconds=bar.seconds)
+        keep = (starts >= pd.Timestamp(start)) & (ends <= pd.Timestamp(end))
+        frame = frame.loc[keep]
+    if frame.empty:
+        raise SimError(
+            HISTORICAL_DATA_ERROR,
+            "Historical Market Data Service error message:HMDS query "
+            f"returned no data: {inst.symbol} {bar.text} {duration} before {end:%Y%m%d %H:%M:%S}",
+        )
+    return start, _shift(frame, inst, what), bar
+
+
+def _calendar_bars(daily: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """Weekly / monthly bars from daily ones, dated by their first session (as IB does)."""
+    idx = pd.DatetimeIndex(daily.index)
+    key = idx.to_period("W-FRI" if rule == "W-FRI" else "M")
+    grouped = daily.assign(_key=key.astype(str), _first=idx).groupby("_key", sort=True)
+    out = pd.DataFrame(
+        {
+            "open": grouped["open"].first(),
+            "high": grouped["high"].max(),
+            "low": grouped["low"].min(),
+            "close": grouped["close"].last(),
+            "volume": grouped["volume"].sum(),
+        }
+    )
+    out.index = pd.DatetimeIndex(grouped["_first"].first().to_numpy(), name="session")
+    return out
+
+
+def req_historical_data(s: Session, r: Reader) -> None:
+    req_id = r.int()
+    req = read_contract(r)
+    r.bool()  # includeExpired
+    end_text = r.str()
+    bar_text = r.str()
+    duration = r.str()
+    use_rth = r.bool()
+    what = r.str().upper()
+    format_date = r.int(1)
+    if req.sec_type == "BAG":
+        s.error(req_id, INVALID_REQUEST, "Combo (BAG) historical data is not supported")
+        return
+    r.bool()  # keepUpToDate: the bars are sent; no live updates follow in the simulation
+    r.str()  # chartOptions
+    inst = resolve(s.state.market, req)
+    end = parse_end(end_text, s.state.now())
+    key = (inst.conid, req.exchange, what, end_text, duration, bar_text, use_rth)
+    bar_seconds = ibspec.BAR_SIZES.get(bar_text.strip(), 0)
+    if not s.state.pacer.allow_historical(s, req_id, key, bar_seconds):
+        return
+    try:
+        start, frame, bar = history_bars(s, inst, end, duration, bar_text, what)
+    except ibspec.SpecError as exc:
+        # TWS answers a malformed duration / bar size with a historical-data error that ends
+        # the request (a bare 321 would leave ib_async waiting for its timeout)
+        raise SimError(
+            HISTORICAL_DATA_ERROR, f"Historical Market Data Service error message:{exc.message}"
+        ) from exc
+    fields: list[object] = [
+        17,
+        req_id,
+        start.astimezone(NEW_YORK).strftime("%Y%m%d %H:%M:%S"),
+        end.astimezone(NEW_YORK).strftime("%Y%m%d %H:%M:%S"),
+        len(frame),
+    ]
+    o, h, lo, c, v = (
+        frame[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume")
+    )
+    wap = (h + lo + c) / 3.0
+    if bar.is_daily:
+        dates = [f"{d:%Y%m%d}" for d in pd.DatetimeIndex(frame.index)]
+    elif format_date == 2:
+        dates = [str(int(t.timestamp())) for t in pd.DatetimeIndex(frame.index)]
+    else:
+        local = pd.DatetimeIndex(frame.index).tz_convert(NEW_YORK)
+        dates = [f"{t:%Y%m%d %H:%M:%S} US/Eastern" for t in local]
+    counts = np.maximum(1, (np.abs(v) / 250.0).astype(np.int64))
+    for i in range(len(frame)):
+        fields += [
+            dates[i],
+            round(o[i], 6),
+            round(h[i], 6),
+            round(lo[i], 6),
+            round(c[i], 6),
+            float(v[i]),
+            round(float(wap[i]), 6),
+            int(counts[i]) if v[i] >= 0 else -1,
+        ]
+    s.send(*fields)
+
+
+def cancel_historical_data(s: Session, r: Reader) -> None:
+    r.rest()  # requests are answered at once; nothing is left to cancel
+
+
+def req_head_timestamp(s: Session, r: Reader) -> None:
+    req_id = r.int()
+    inst = resolve(s.state.market, read_contract(r))
+    r.bool(), r.bool(), r.str()
+    format_date = r.int(1)
+    first = s.state.market.sessions(HISTORY_START, HISTORY_START + timedelta(days=10))[0]
+    opened = datetime(first.year, first.month, first.day, 9, 30, tzinfo=NEW_YORK)
+    text = str(int(opened.timestamp())) if format_date == 2 else f"{opened:%Y%m%d-%H:%M:%S}"
+    del inst
+    s.send(88, req_id, text)
+
+
+def cancel_head_timestamp(s: Session, r: Reader) -> None:
+    r.rest()
+
+
+# ------------------------------------------------------------------ scanners
+def scanner_parameters_xml(codes: tuple[str, ...]) -> str:
+    """A (small) ScanParameterResponse document in TWS's schema."""
+    scans = "".join(
+        f"<ScanType><displayName>{escape(c.replace('_', ' ').title())}</displayName>"
+        f"<scanCode>{escape(c)}</scanCode><instruments>STK</instruments></ScanType>"
+        for c in codes
+    )
+    filters = "".join(
+        f"<SimpleFilter><id>{f}</id><AbstractField><code>{f}</code></AbstractField></SimpleFilter>"
+        for f in ("priceAbove", "priceBelow", "volumeAbove", "marketCapAbove", "marketCapBelow")
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><ScanParameterResponse>'
+        "<InstrumentList><Instrument><name>US Stocks</name><type>STK</type></Instrument>"
+        "</InstrumentList><LocationTree><Location><displayName>US Stocks</displayName>"
+        "<locationCode>STK.US</locationCode><LocationTree><Location><displayName>Listed/NASDAQ"
+        "</displayName><locationCode>STK.US.MAJOR</locationCode></Location></LocationTree>"
+        f"</Location></LocationTree><ScanTypeList>{scans}</ScanTypeList>"
+        f"<FilterList>{filters}</FilterList></ScanParameterResponse>"
+    )
+
+
+def req_scanner_parameters(s: Session, r: Reader) -> None:
+    r.int()
+    s.send(19, 1, scanner_parameters_xml(tuple(s.state.market.SCANNER_CODES)))
+
+
+def _opt(value: float) -> float | None:
+    return None if value == 0.0 or value >= 1e300 else value
+
+
+def req_scanner_subscription(s: Session, r: Reader) -> None:
+    req_id = r.int()
+    rows = r.int(-1)
+    r.str()  # instrument
+    location = r.str()
+    code = r.str()
+    above_price, below_price = r.float(0.0), r.float(0.0)
+    above_volume = r.float(0.0)
+    cap_above, cap_below = r.float(0.0), r.float(0.0)
+    r.rest()  # ratings, maturities, coupons, stock type, tag-value options
+    if not s.state.pacer.allow_scanner(s, req_id, s.state.scanner_count()):
+        return
+    limit = 50 if rows <= 0 or rows >= 2**31 - 1 else min(rows, 50)
+    results = s.state.market.scan(
+        code,
+        s.state.now(),
+        location=location or "STK.US.MAJOR",
+        above_price=_opt(above_price),
+        below_price=_opt(below_price),
+        above_volume=_opt(above_volume),
+        market_cap_above=_opt(cap_above),
+        market_cap_below=_opt(cap_below),
+        limit=limit,
+    )
+    universe = s.state.market.universe
+    fields: list[object] = [20, 3, req_id, len(results)]
+    for res in results:
+        inst = universe.by_conid(res.conid)
+        fields += [
+            res.rank,
+            inst.conid,
+            inst.symbol,
+            inst.sec_type,
+            inst.last_trade_date,
+            inst.strike,
+            inst.right,
+            "SMART" if inst.sec_type == "STK" else inst.exchange,
+            inst.currency,
+            inst.local_symbol,
+            market_name(inst),
+            trading_class(inst),
+            "",
+            "",
+            "",
+            "",  # distance, benchmark, projection, legs
+        ]
+    s.scanners[req_id] = {"code": code, "location": location}
+    s.send(*fields)
+
+
+def cancel_scanner_subscription(s: Session, r: Reader) -> None:
+    r.int()
+    s.scanners.pop(r.int(), None)
+
+
+# ------------------------------------------------------------------ news
+def req_news_providers(s: Session, r: Reader) -> None:
+    providers = s.state.market.news_providers()
+    fields: list[object] = [85, len(providers)]
+    for code, name in providers:
+        fields += [code, name]
+    s.send(*fields)
+
+
+def _news_time(text: str, default: datetime) -> datetime:
+    text = text.strip()
+    if not text:
+        return default
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y%m%d %H:%M:%S", "%Y%m%d-%H:%M:%S"):
+        try:
+            return datetime.strptime(text.replace(" UTC", ""), fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return parse_end(text, default)
+
+
+def req_historical_news(s: Session, r: Reader) -> None:
+    req_id = r.int()
+    conid = r.int()
+    providers = {p for p in r.str().split("+") if p}
+    start_text, end_text = r.str(), r.str()
+    total = r.int(10)
+    r.str()
+    now = s.state.now()
+    end = _news_time(end_text, now)
+    start = _news_time(start_text, end - timedelta(days=30))
+    s.state.market.universe.by_conid(conid)
+    items = s.state.market.news(conid, start, end)
+    items = [h for h in items if not providers or h.provider_code in providers]
+    items.sort(key=lambda h: h.time, reverse=True)
+    total = max(1, min(total, 300))
+    for h in items[:total]:
+        s.articles[h.article_id] = h
+        stamp = h.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.0")
+        s.send(86, req_id, stamp, h.provider_code, h.article_id, h.headline)
+    s.send(87, req_id, len(items) > total)
+
+
+def req_news_article(s: Session, r: Reader) -> None:
+    req_id = r.int()
+    r.str()  # provider
+    article_id = r.str()
+    r.str()
+    headline = s.articles.get(article_id)
+    if headline is None:
+        s.error(req_id, 10172, f"Failed to request news article: unknown article {article_id!r}")
+        return
+    text = (
+        f"{headline.headline}\n\n{headline.symbol} "
+        f"({headline.provider_code}, {headline.time:%Y-%m-%d %H:%M} UTC)"
+    )
+    s.send(83, req_id, 0, text)

@@ -1,0 +1,623 @@
+"""Order requests: placeOrder (new, modify, what-if), cancel, open / completed orders, executions.
+
+An API client numbers its own orders (``orderId``, unique per clientId); the paper exchange has
+its own ids. The gateway keeps the mapping ``(clientId, orderId) -> exchange order`` so every
+client sees its own ids, and placing an order with an id that is already live modifies it, as
+at TWS. After each request, and every quarter second, each session compares the exchange's
+orders and executions with what it has reported and pushes ``orderStatus``, ``openOrder``,
+``execDetails`` (reqId -1) and ``commissionReport`` for the changes - this is how a resting limit
+order's fill reaches the client that placed it.
+
+``whatIf`` orders never reach the book: the exchange's pre-trade check answers with an
+``openOrder`` whose order state carries margin before / change / after, equity with loan and
+the commission, exactly the fields ``ib_async.IB.whatIfOrder`` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ibkr_sim.errors import INVALID_REQUEST, ORDER_NOT_FOUND, ORDER_REJECTED, SimError
+from ibkr_sim.gateway.contracts import contract_fields, read_contract, resolve
+from ibkr_sim.gateway.wire import UNSET_DOUBLE, Reader
+
+if TYPE_CHECKING:
+    from ibkr_sim.gateway.server import Session
+
+ORDER_TYPES = {"MKT", "LMT", "STP", "STP LMT"}
+OPEN_STATES = {"PendingSubmit", "PreSubmitted", "Submitted", "ApiPending", "PendingCancel"}
+
+
+@dataclass(frozen=True)
+class OrderMessage:
+    """The parts of a placeOrder request the simulated exchange uses."""
+
+    order_id: int
+    contract: Any
+    action: str
+    quantity: float
+    order_type: str
+    limit_price: float | None
+    stop_price: float | None
+    tif: str
+    account: str
+    order_ref: str
+    transmit: bool
+    parent_id: int
+    outside_rth: bool
+    what_if: bool
+
+
+def _price(value: float) -> float | None:
+    return None if value >= UNSET_DOUBLE / 2 else value
+
+
+def read_place_order(r: Reader) -> OrderMessage:
+    """Read message 3 up to whatIf in the layout ib_async writes for server version 178."""
+    order_id = r.int()
+    contract = read_contract(r)
+    r.str(), r.str()  # secIdType, secId
+    action = r.str().upper()
+    quantity = r.float()
+    order_type = r.str().upper()
+    limit_price = _price(r.float(UNSET_DOUBLE))
+    stop_price = _price(r.float(UNSET_DOUBLE))
+    tif = r.str().upper() or "DAY"
+    r.str()  # ocaGroup
+    account = r.str()
+    r.str(), r.str()  # openClose, origin
+    order_ref = r.str()
+    transmit = r.bool() if r.fields[r.pos] != "" else True
+    parent_id = r.int()
+    r.str(), r.str(), r.str(), r.str()  # blockOrder sweepToFill displaySize triggerMethod
+    outside_rth = r.bool()
+    r.str()  # hidden
+    if contract.sec_type == "BAG":
+        raise SimError(INVALID_REQUEST, "Combo (BAG) orders are not supported by the simulator")
+    for _ in range(7):  # "", discretionaryAmt, goodAfterTime, goodTillDate, fa group/method/pct
+        r.str()
+    for _ in range(24):  # modelCode ... deltaNeutralAuxPrice
+        r.str()
+    delta_neutral_type = r.fields[r.pos - 2]
+    if delta_neutral_type:
+        for _ in range(8):
+            r.str()
+    for _ in range(
+        6
+    ):  # continuousUpdate referencePriceType trailStopPrice trailingPercent scale x2
+        r.str()
+    increment = r.float(UNSET_DOUBLE)
+    if 0 < increment < UNSET_DOUBLE:
+        for _ in range(7):
+            r.str()
+    for _ in range(3):  # scaleTable activeStartTime activeStopTime
+        r.str()
+    if r.str():  # hedgeType
+        r.str()
+    for _ in range(4):  # optOutSmartRouting clearingAccount clearingIntent notHeld
+        r.str()
+    if r.bool():  # deltaNeutralContract
+        r.str(), r.str(), r.str()
+    if r.str():  # algoStrategy
+        for _ in range(2 * r.int()):
+            r.str()
+    r.str()  # algoId
+    what_if = r.bool()
+    r.rest()
+    return OrderMessage(
+        order_id,
+        contract,
+        action,
+        quantity,
+        order_type,
+        limit_price,
+        stop_price,
+        tif,
+        account,
+        order_ref,
+        transmit,
+        parent_id,
+        outside_rth,
+        what_if,
+    )
+
+
+def _validate(msg: OrderMessage) -> None:
+    if msg.action not in ("BUY", "SELL"):
+        raise SimError(
+            ORDER_REJECTED, f"Order rejected - reason: action {msg.action!r} must be BUY or SELL"
+        )
+    if not msg.quantity > 0:
+        raise SimError(
+            ORDER_REJECTED, f"Order rejected - reason: quantity {msg.quantity} must be positive"
+        )
+    if msg.order_type not in ORDER_TYPES:
+        raise SimError(
+            ORDER_REJECTED,
+            f"Order rejected - reason: order type {msg.order_type!r} is not supported "
+            f"({', '.join(sorted(ORDER_TYPES))})",
+        )
+    if msg.tif not in ("DAY", "GTC"):
+        raise SimError(
+            ORDER_REJECTED, f"Order rejected - reason: tif {msg.tif!r} must be DAY or GTC"
+        )
+
+
+def _order_request(s: Session, msg: OrderMessage, conid: int) -> Any:
+    from ibkr_sim.exchange import OrderRequest
+
+    parent = s.orders.get(msg.parent_id) if msg.parent_id else None
+    return OrderRequest(
+        conid=conid,
+        action=msg.action,
+        quantity=msg.quantity,
+        order_type=msg.order_type,
+        limit_price=msg.limit_price,
+        stop_price=msg.stop_price,
+        tif=msg.tif,
+        order_ref=msg.order_ref,
+        outside_rth=msg.outside_rth,
+        parent_id=parent,
+    )
+
+
+def _account(s: Session, requested: str) -> str:
+    accounts = s.state.exchange.accounts()
+    if requested:
+        if requested not in {a.account_id for a in accounts}:
+            raise SimError(
+                ORDER_REJECTED, f"Order rejected - reason: unknown account {requested!r}"
+            )
+        return requested
+    return next(a.account_id for a in accounts if a.is_primary)
+
+
+def place_order(s: Session, r: Reader) -> None:
+    msg = read_place_order(r)
+    try:
+        _validate(msg)
+        inst = resolve(s.state.market, msg.contract)
+        account = _account(s, msg.account)
+        ex = s.state.exchange
+        if msg.what_if:
+            result = ex.what_if(account, _order_request(s, msg, inst.conid))
+            if not result.accepted:
+                raise SimError(ORDER_REJECTED, f"Order rejected - reason: {result.warning}")
+            s.send(*open_order_fields(s, msg, inst, account, what_if=result))
+            return
+        existing = s.orders.get(msg.order_id)
+        if existing is not None:
+            info = ex.modify(
+                existing,
+                quantity=msg.quantity,
+                limit_price=msg.limit_price,
+                stop_price=msg.stop_price,
+            )
+        else:
+            info = ex.place(account, _order_request(s, msg, inst.conid), client_id=s.client_id or 0)
+            s.orders[msg.order_id] = info.order_id
+            s.state.order_owner[info.order_id] = (s.client_id or 0, msg.order_id)
+    except SimError as exc:
+        s.error(msg.order_id, exc.code, exc.message)
+        return
+    push_order_updates(s, force=info.order_id)
+
+
+def _state_fields(status: str, what_if: Any | None) -> list[object]:
+    if what_if is None:
+        return [status, *([""] * 9), "", "", "", "", ""]
+    w = what_if
+    return [
+        "PreSubmitted",
+        f"{w.init_margin_before:.2f}",
+        f"{w.maint_margin_before:.2f}",
+        f"{w.equity_with_loan_before:.2f}",
+        f"{w.init_margin_after - w.init_margin_before:.2f}",
+        f"{w.maint_margin_after - w.maint_margin_before:.2f}",
+        f"{w.equity_with_loan_after - w.equity_with_loan_before:.2f}",
+        f"{w.init_margin_after:.2f}",
+        f"{w.maint_margin_after:.2f}",
+        f"{w.equity_with_loan_after:.2f}",
+        float(w.commission),
+        float(w.commission),
+        float(w.commission),
+        "USD",
+        w.warning or "",
+    ]
+
+
+def open_order_fields(
+    s: Session,
+    order: Any,
+    inst: Any,
+    account: str,
+    what_if: Any | None = None,
+    status: str = "",
+    client_order_id: int | None = None,
+    client_id: int | None = None,
+    perm_id: int = 0,
+) -> list[object]:
+    """Message 5 (openOrder) in the server-version-178 layout ``ib_async`` decodes."""
+    order_id = order.order_id if client_order_id is None else client_order_id
+    return [
+        5,
+        order_id,
+        *contract_fields(inst),
+        order.action,
+        float(order.quantity),
+        order.order_type,
+        order.limit_price,
+        order.stop_price,
+        order.tif,
+        "",
+        account,
+        "",
+        0,
+        order.order_ref,
+        s.client_id if client_id is None else client_id,
+        perm_id,
+        bool(order.outside_rth),
+        False,
+        0.0,
+        "",
+        "",
+        "",
+        "",
+        "",  # ... faPercentage
+        "",
+        "",
+        "",
+        "",
+        "",
+        0,
+        "",
+        -1,  # modelCode .. exemptCode
+        0,
+        "",
+        "",
+        "",
+        "",
+        "",
+        0,
+        False,
+        False,
+        False,
+        "",
+        0,
+        False,
+        False,
+        "",  # .. nbboPriceCap
+        0,
+        0,
+        "",
+        0,
+        "",
+        "",  # parentId triggerMethod volatility volatilityType dnType dnAux
+        False,
+        0,
+        "",
+        "",
+        "",
+        "",
+        "",  # continuousUpdate .. comboLegsDescrip
+        0,
+        0,
+        0,  # combo legs, order combo legs, smart routing params
+        "",
+        "",
+        "",  # scale init/subs/increment
+        "",  # hedgeType
+        False,
+        "",
+        "",
+        False,
+        0,  # optOutSmartRouting .. deltaNeutralContract
+        "",  # algoStrategy
+        False,
+        what_if is not None,
+        *_state_fields(status, what_if),
+        False,
+        False,  # randomizeSize randomizePrice
+        0,  # conditions
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        0,
+        "",
+        "",
+        "",
+        "",
+        False,
+        False,
+        "",
+        False,
+        "",
+        False,
+        False,  # duration postToAts autoCancelParent
+        "",
+        "",
+        "",
+        "",
+        "",  # minTradeQty .. midOffsetAtHalf
+    ]
+
+
+def _client_ids(s: Session, info: Any) -> tuple[int, int]:
+    """(clientId, orderId) of an exchange order as the API reports it."""
+    owner = s.state.order_owner.get(info.order_id)
+    if owner is not None:
+        return owner
+    return int(getattr(info, "client_id", 0) or 0), int(info.order_id)
+
+
+def _send_open_order(s: Session, info: Any) -> None:
+    inst = s.state.market.universe.by_conid(info.conid)
+    client_id, order_id = _client_ids(s, info)
+    s.send(
+        *open_order_fields(
+            s,
+            info,
+            inst,
+            info.account,
+            status=info.status,
+            client_order_id=order_id,
+            client_id=client_id,
+            perm_id=int(info.order_id),
+        )
+    )
+
+
+def _send_status(s: Session, info: Any) -> None:
+    client_id, order_id = _client_ids(s, info)
+    s.send(
+        3,
+        order_id,
+        info.status,
+        float(info.filled),
+        float(info.remaining),
+        float(info.avg_fill_price or 0.0),
+        int(info.order_id),
+        0,
+        float(info.last_fill_price or 0.0),
+        client_id,
+        "",
+        0.0,
+    )
+
+
+def _exec_time(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y%m%d %H:%M:%S UTC")
+
+
+def _send_execution(s: Session, req_id: int, e: Any) -> None:
+    inst = s.state.market.universe.by_conid(e.conid)
+    owner = s.state.order_owner.get(e.order_id)
+    client_id, order_id = owner if owner else (0, int(e.order_id))
+    s.send(
+        11,
+        req_id,
+        order_id,
+        *contract_fields(inst, exchange="SMART"),
+        e.exec_id,
+        _exec_time(e.time),
+        e.account,
+        "ISLAND" if inst.sec_type == "STK" else inst.exchange,
+        "BOT" if e.side.upper() in ("BUY", "BOT") else "SLD",
+        float(e.shares),
+        float(e.price),
+        int(e.order_id),
+        client_id,
+        0,
+        float(e.cum_qty),
+        float(e.avg_price),
+        e.order_ref,
+        "",
+        "",
+        "",
+        1,
+        False,
+    )
+    s.send(59, 1, e.exec_id, float(e.commission), "USD", float(e.realized_pnl or 0.0), "", "")
+
+
+def push_order_updates(s: Session, force: int | None = None) -> None:
+    """Report status changes and new fills of this client's orders."""
+    if not s.orders:
+        return
+    ex = s.state.exchange
+    mine = set(s.orders.values())
+    infos = {o.order_id: o for o in ex.open_orders() if o.order_id in mine}
+    gone = [oid for oid in mine if oid not in infos]
+    if gone:
+        infos.update({o.order_id: o for o in ex.completed_orders() if o.order_id in gone})
+    for e in ex.executions():
+        if e.order_id in mine and e.exec_id not in s.reported_execs:
+            s.reported_execs.add(e.exec_id)
+            _send_execution(s, -1, e)
+    for oid, info in infos.items():
+        key = (info.status, float(info.filled))
+        if s.reported_status.get(oid) != key or oid == force:
+            if oid == force or s.reported_status.get(oid) is None:
+                _send_open_order(s, info)
+            s.reported_status[oid] = key
+            _send_status(s, info)
+
+
+def cancel_order(s: Session, r: Reader) -> None:
+    r.int()
+    order_id = r.int()
+    r.rest()
+    exchange_id = s.orders.get(order_id)
+    if exchange_id is None:
+        s.error(
+            order_id,
+            ORDER_NOT_FOUND,
+            f"OrderId {order_id} that needs to be cancelled is not found.",
+        )
+        return
+    s.state.exchange.cancel(exchange_id)
+    push_order_updates(s)
+
+
+def _send_open_orders(s: Session, only_mine: bool) -> None:
+    mine = set(s.orders.values())
+    for info in s.state.exchange.open_orders():
+        if (
+            only_mine
+            and info.order_id not in mine
+            and getattr(info, "client_id", None) != s.client_id
+        ):
+            continue
+        _send_open_order(s, info)
+        _send_status(s, info)
+    s.send(53, 1)
+
+
+def req_open_orders(s: Session, r: Reader) -> None:
+    r.rest()
+    _send_open_orders(s, only_mine=True)
+
+
+def req_all_open_orders(s: Session, r: Reader) -> None:
+    r.rest()
+    _send_open_orders(s, only_mine=False)
+
+
+def req_global_cancel(s: Session, r: Reader) -> None:
+    r.rest()
+    for info in s.state.exchange.open_orders():
+        s.state.exchange.cancel(info.order_id)
+    push_order_updates(s)
+
+
+def req_executions(s: Session, r: Reader) -> None:
+    r.int()
+    req_id = r.int()
+    client_id = r.int(0)
+    account = r.str()
+    since = r.str()
+    symbol = r.str().upper()
+    sec_type = r.str().upper()
+    r.str()  # exchange
+    side = r.str().upper()
+    universe = s.state.market.universe
+    for e in s.state.exchange.executions(account or None):
+        owner = s.state.order_owner.get(e.order_id)
+        inst = universe.by_conid(e.conid)
+        if client_id and (owner is None or owner[0] != client_id):
+            continue
+        if (symbol and inst.symbol != symbol) or (sec_type and inst.sec_type != sec_type):
+            continue
+        if side and side[0] != ("B" if e.side.upper() in ("BUY", "BOT") else "S"):
+            continue
+        if since and _exec_time(e.time).replace("-", " ") < since.replace("-", " "):
+            continue
+        _send_execution(s, req_id, e)
+    s.send(55, 1, req_id)
+
+
+def completed_order_fields(s: Session, info: Any) -> list[object]:
+    """Message 101 (completedOrder) in the layout ``ib_async`` decodes at version 178."""
+    inst = s.state.market.universe.by_conid(info.conid)
+    updated = getattr(info, "updated", None) or s.state.now()
+    return [
+        101,
+        *contract_fields(inst),
+        info.action,
+        float(info.quantity),
+        info.order_type,
+        info.limit_price,
+        info.stop_price,
+        info.tif,
+        "",
+        info.account,
+        "",
+        0,
+        info.order_ref,
+        int(info.order_id),
+        bool(info.outside_rth),
+        False,
+        0.0,
+        "",
+        "",
+        "",
+        "",  # permId .. faPercentage
+        "",
+        "",
+        "",
+        "",
+        "",
+        0,
+        "",
+        -1,  # modelCode .. exemptCode
+        "",
+        "",
+        "",
+        "",
+        "",
+        0,
+        False,
+        False,
+        "",
+        0,
+        0,
+        "",
+        0,
+        "",
+        "",  # .. deltaNeutralAuxPrice
+        False,
+        0,
+        "",
+        "",
+        "",  # continuousUpdate .. comboLegsDescrip
+        0,
+        0,
+        0,
+        "",
+        "",
+        "",
+        "",  # legs x3, scale x3, hedgeType
+        "",
+        "",
+        False,
+        0,
+        "",  # clearingAccount clearingIntent notHeld dnc algoStrategy
+        False,
+        info.status,
+        False,
+        False,
+        0,  # solicited status randomize x2 conditions
+        "",
+        "",
+        "",
+        False,
+        False,
+        "",
+        float(info.filled),
+        0,
+        False,
+        "",
+        False,
+        False,
+        0,
+        _exec_time(updated),
+        info.status,
+        "",
+        "",
+        "",
+        "",
+        "",
+    ]
+
+
+def req_completed_orders(s: Session, r: Reader) -> None:
+    r.rest()
+    for info in s.state.exchange.completed_orders():
+        s.send(*completed_order_fields(s, info))
+    s.send(102)

@@ -1,0 +1,129 @@
+"""IB's pacing limits, emulated when the gateway runs with ``--pacing ib``.
+
+The limits a TWS / IB Gateway enforces on an API client (TWS API documentation, "Pacing
+Violations" and "Historical Data Limitations"):
+
+* at most 50 messages per second from one client; beyond that the request is refused with
+  error 100 ("Max rate of messages per second has been exceeded");
+* at most 100 concurrent market-data lines (streaming ``reqMktData`` and ``reqMktDepth``
+  subscriptions) for the login; one more gets error 101 ("Max number of tickers has been
+  reached");
+* historical data: no identical request within 15 seconds, no six or more requests for the same
+  contract, exchange and tick type within 2 seconds, and no more than 60 requests in any
+  10-minute window for bars of 30 seconds or less; a violation gets error 162
+  ("Historical Market Data Service error message: Pacing violation");
+* at most 10 simultaneous scanner subscriptions (error 420).
+
+With pacing off every check passes. Time is the monotonic clock of the gateway process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+MESSAGES_PER_SECOND = 50
+MARKET_DATA_LINES = 100
+SCANNER_SUBSCRIPTIONS = 10
+IDENTICAL_WINDOW = 15.0
+SAME_CONTRACT_WINDOW, SAME_CONTRACT_MAX = 2.0, 5
+SMALL_BAR_WINDOW, SMALL_BAR_MAX, SMALL_BAR_SECONDS = 600.0, 60, 30
+
+MAX_RATE = 100
+MAX_TICKERS = 101
+HISTORICAL_PACING = 162
+MAX_SCANNERS = 420
+
+
+class Pacer:
+    """Keeps the counters behind IB's limits; every ``allow_*`` returns False after replying."""
+
+    def __init__(self, enabled: bool, clock: Callable[[], float] = time.monotonic) -> None:
+        self.enabled = enabled
+        self.clock = clock
+        self._messages: dict[Any, deque[float]] = {}
+        self._identical: dict[tuple[Any, ...], float] = {}
+        self._per_contract: dict[tuple[Any, ...], deque[float]] = {}
+        self._small_bars: deque[float] = deque()
+
+    def forget(self, session: Any) -> None:
+        self._messages.pop(session, None)
+
+    def allow_message(self, session: Any) -> bool:
+        if not self.enabled:
+            return True
+        now = self.clock()
+        times = self._messages.setdefault(session, deque())
+        while times and now - times[0] >= 1.0:
+            times.popleft()
+        if len(times) >= MESSAGES_PER_SECOND:
+            session.error(
+                -1,
+                MAX_RATE,
+                f"Max rate of messages per second has been exceeded:max={MESSAGES_PER_SECOND} "
+                f"rec={len(times) + 1}",
+            )
+            return False
+        times.append(now)
+        return True
+
+    def allow_market_data_line(self, session: Any, req_id: int, lines_in_use: int) -> bool:
+        if not self.enabled or lines_in_use < MARKET_DATA_LINES:
+            return True
+        session.error(
+            req_id,
+            MAX_TICKERS,
+            f"Max number of tickers has been reached: {MARKET_DATA_LINES} market data lines",
+        )
+        return False
+
+    def allow_scanner(self, session: Any, req_id: int, active: int) -> bool:
+        if not self.enabled or active < SCANNER_SUBSCRIPTIONS:
+            return True
+        session.error(
+            req_id,
+            MAX_SCANNERS,
+            f"Invalid Real-time Query: max number of scanner subscriptions "
+            f"({SCANNER_SUBSCRIPTIONS}) reached",
+        )
+        return False
+
+    def allow_historical(
+        self, session: Any, req_id: int, request: tuple[Any, ...], bar_seconds: int
+    ) -> bool:
+        """``request`` = (conid, exchange, whatToShow, end, duration, barSize, useRTH)."""
+        if not self.enabled:
+            return True
+        now = self.clock()
+        reason = ""
+        last = self._identical.get(request)
+        if last is not None and now - last < IDENTICAL_WINDOW:
+            reason = f"identical request within {IDENTICAL_WINDOW:.0f} seconds"
+        key = request[:3]
+        recent = self._per_contract.setdefault(key, deque())
+        while recent and now - recent[0] >= SAME_CONTRACT_WINDOW:
+            recent.popleft()
+        if not reason and len(recent) >= SAME_CONTRACT_MAX:
+            reason = (
+                f"{SAME_CONTRACT_MAX + 1} or more requests for the same contract within "
+                f"{SAME_CONTRACT_WINDOW:.0f} seconds"
+            )
+        small = 0 < bar_seconds <= SMALL_BAR_SECONDS
+        while self._small_bars and now - self._small_bars[0] >= SMALL_BAR_WINDOW:
+            self._small_bars.popleft()
+        if not reason and small and len(self._small_bars) >= SMALL_BAR_MAX:
+            reason = f"more than {SMALL_BAR_MAX} small-bar requests within 10 minutes"
+        if reason:
+            session.error(
+                req_id,
+                HISTORICAL_PACING,
+                f"Historical Market Data Service error message:Pacing violation ({reason})",
+            )
+            return False
+        self._identical[request] = now
+        recent.append(now)
+        if small:
+            self._small_bars.append(now)
+        return True

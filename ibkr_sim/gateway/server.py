@@ -1,0 +1,401 @@
+"""An asyncio TCP server that speaks the TWS API socket protocol, backed by the simulated IB world.
+
+One :class:`Gateway` serves many clients at once, each on its own :class:`Session` (its own
+clientId, subscriptions and order-id space), over one shared :class:`~ibkr_sim.market.SimMarket`
+and :class:`~ibkr_sim.exchange.PaperExchange`. The conversation follows IB Gateway:
+
+1. the client sends ``API\\0`` and a framed version range ``v157..178``; the gateway answers with
+   its server version (:data:`SERVER_VERSION`, the newest layout ``ib_async`` 2.1 speaks) and the
+   connection time;
+2. ``startApi`` (message 71) carries the clientId; a clientId already connected gets error 326
+   and the socket is closed, as TWS does; otherwise the gateway sends ``nextValidId``,
+   ``managedAccounts`` and the market-data farm notices 2104 / 2106 / 2158;
+3. requests are then dispatched by message id (see :mod:`ibkr_sim.gateway.handlers`); a request
+   the gateway does not serve is answered with an IB error for its reqId, never with silence.
+
+A malformed message (bad framing, non-UTF-8 bytes, a truncated request, an unknown message id)
+gets error 505 / 320 for that client and, where the stream can no longer be trusted, closes that
+client only; nothing reaches the paper exchange from a request that did not parse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ibkr_sim.errors import SimError
+from ibkr_sim.gateway import wire
+from ibkr_sim.gateway.pacing import Pacer
+
+if TYPE_CHECKING:
+    from ibkr_sim.exchange import PaperExchange
+    from ibkr_sim.market import SimMarket
+
+log = logging.getLogger(__name__)
+
+SERVER_VERSION = 178  # highest ib_async 2.1 asks for; below the protobuf-only versions
+MIN_CLIENT_VERSION = 157
+FILL_POLL_SECONDS = 0.25
+TICK_SECONDS = 1.0
+
+# IB error codes used by the transport itself
+DUPLICATE_CLIENT_ID = 326
+NOT_CONNECTED = 504
+BAD_MESSAGE = 505  # "Fatal error: unknown message id" / unparsable message
+UNSUPPORTED_VERSION = 503
+CANT_READ = 320  # "Error reading request: ..."
+OUT_OF_DATE = 503  # TWS's answer to a request it does not support ("must be upgraded")
+
+Handler = Callable[["Session", wire.Reader], Any]
+
+
+@dataclass
+class GatewayState:
+    """What every session shares: the simulated world, the clock and the pacing emulation."""
+
+    market: SimMarket
+    exchange: PaperExchange
+    clock: Callable[[], datetime]
+    pacer: Pacer
+    client_ids: set[int] = field(default_factory=set)
+    #: exchange order id -> (clientId, orderId) of the API client that placed it
+    order_owner: dict[int, tuple[int, int]] = field(default_factory=dict)
+    sessions: set[Session] = field(default_factory=set)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def lines(self) -> int:
+        """Market-data lines in use across all clients (streaming quotes and depth)."""
+        return sum(len(x.tickers) + len(x.depth) for x in self.sessions)
+
+    def scanner_count(self) -> int:
+        return sum(len(x.scanners) for x in self.sessions)
+
+
+class Session:
+    """One connected API client."""
+
+    def __init__(
+        self, state: GatewayState, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.state = state
+        self.reader = reader
+        self.writer = writer
+        self.client_id: int | None = None
+        self.client_version = 0
+        self.peer = writer.get_extra_info("peername")
+        # subscriptions, keyed by the client's reqId
+        self.tickers: dict[int, int] = {}  # reqId -> conid (streaming market data)
+        self.last_ticks: dict[int, dict[object, tuple[object, ...]]] = {}
+        self.depth: dict[int, tuple[int, int, bool]] = {}  # reqId -> (conid, rows, smart)
+        self.articles: dict[str, Any] = {}  # article id -> Headline sent to this client
+        self.scanners: dict[int, dict[str, Any]] = {}
+        self.pnl: dict[int, str] = {}
+        self.pnl_single: dict[int, tuple[str, int]] = {}
+        self.account_updates: str | None = None
+        self.market_data_type = 1
+        # order ids of this client -> exchange order ids, and what was already reported
+        self.orders: dict[int, int] = {}
+        self.reported_execs: set[str] = set()
+        self.reported_status: dict[int, tuple[str, float]] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.closed = False
+        self.closing = False  # set by a handler that must end the connection (error 326)
+
+    # ---------------------------------------------------------------- sending
+    def send(self, *fields: object) -> None:
+        if not self.closed:
+            self.writer.write(wire.frame(fields))
+
+    def error(self, req_id: int, code: int, message: str) -> None:
+        """IB error message (id 4, version 2) with an empty advancedOrderRejectJson."""
+        self.send(4, 2, req_id, code, message, "")
+
+    def sim_error(self, req_id: int, exc: SimError) -> None:
+        self.error(req_id, exc.code, exc.message)
+
+    # ---------------------------------------------------------------- life cycle
+    async def run(self) -> None:
+        buffer = bytearray()
+        try:
+            if not await self._handshake(buffer):
+                return
+            self.tasks.append(asyncio.create_task(self._poll_fills()))
+            self.tasks.append(asyncio.create_task(self._stream_ticks()))
+            while not self.closed:
+                for payload in wire.split_frames(buffer):
+                    self._dispatch(payload)
+                    if self.closed or self.closing:
+                        await self.writer.drain()
+                        return
+                await self.writer.drain()
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+        except wire.ProtocolError as exc:
+            self.error(-1, BAD_MESSAGE, f"Fatal error: {exc}; connection closed")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            await self.close()
+
+    async def _handshake(self, buffer: bytearray) -> bool:
+        prefix = await self.reader.readexactly(4)
+        if prefix != b"API\0":
+            raise wire.ProtocolError(f"handshake must start with b'API\\x00', got {prefix!r}")
+        while True:
+            frames = wire.split_frames(buffer)
+            if frames:
+                break
+            chunk = await self.reader.read(65536)
+            if not chunk:
+                return False
+            buffer += chunk
+        text = frames[0].decode(errors="replace").strip("\0")
+        versions = text.split(" ")[0]
+        try:
+            low, _, high = versions.lstrip("v").partition("..")
+            low_v, high_v = int(low), int(high or low)
+        except ValueError as exc:
+            raise wire.ProtocolError(f"bad version range {text!r}") from exc
+        if high_v < MIN_CLIENT_VERSION or low_v > SERVER_VERSION:
+            self.error(-1, UNSUPPORTED_VERSION, f"Unsupported client version range {text}")
+            return False
+        self.client_version = min(high_v, SERVER_VERSION)
+        # frames after the handshake arrive later; push back what followed it
+        for extra in frames[1:]:
+            buffer[:0] = wire.frame_raw(extra)
+        conn_time = self.state.now().strftime("%Y%m%d %H:%M:%S UTC")
+        self.writer.write(wire.frame([self.client_version, conn_time]))
+        await self.writer.drain()
+        return True
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for task in self.tasks:
+            task.cancel()
+        if self.client_id is not None:
+            self.state.client_ids.discard(self.client_id)
+            self.state.pacer.forget(self)
+        self.state.sessions.discard(self)
+        with contextlib.suppress(Exception):
+            await self.writer.drain()
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+    # ---------------------------------------------------------------- dispatch
+    def _dispatch(self, payload: bytes) -> None:
+        from ibkr_sim.gateway.handlers import HANDLERS, UNSUPPORTED
+
+        fields = wire.decode_fields(payload)
+        reader = wire.Reader(fields)
+        try:
+            msg_id = int(fields[0])
+        except ValueError as exc:
+            raise wire.ProtocolError(f"message id {fields[0]!r} is not a number") from exc
+        if self.client_id is None and msg_id != 71:
+            self.error(-1, NOT_CONNECTED, "Not connected: send startApi first")
+            return
+        reader.pos = 1
+        if msg_id != 71 and not self.state.pacer.allow_message(self):
+            return
+        handler = HANDLERS.get(msg_id)
+        if handler is None:
+            req_id = _guess_req_id(msg_id, fields)
+            if msg_id in UNSUPPORTED:
+                self.error(
+                    req_id,
+                    OUT_OF_DATE,
+                    f"The simulated gateway does not support {UNSUPPORTED[msg_id]}",
+                )
+                return
+            raise wire.ProtocolError(f"unknown message id {msg_id}")
+        try:
+            handler(self, reader)
+        except wire.ProtocolError as exc:
+            req_id = _guess_req_id(msg_id, fields)
+            self.error(req_id, CANT_READ, f"Error reading request: {exc}")
+        except SimError as exc:
+            self.sim_error(_guess_req_id(msg_id, fields), exc)
+
+    # ---------------------------------------------------------------- background work
+    async def _poll_fills(self) -> None:
+        from ibkr_sim.gateway.orders import push_order_updates
+
+        while not self.closed:
+            await asyncio.sleep(FILL_POLL_SECONDS)
+            if self.client_id is None:
+                continue
+            try:
+                push_order_updates(self)
+                await self.writer.drain()
+            except (ConnectionError, RuntimeError):
+                return
+            except Exception:  # keep serving; the next poll retries
+                log.exception("fill poll failed for client %s", self.client_id)
+
+    async def _stream_ticks(self) -> None:
+        from ibkr_sim.gateway.market_data import push_stream_updates
+
+        while not self.closed:
+            await asyncio.sleep(TICK_SECONDS)
+            if not (self.tickers or self.depth or self.pnl or self.pnl_single):
+                continue
+            try:
+                push_stream_updates(self)
+                await self.writer.drain()
+            except (ConnectionError, RuntimeError):
+                return
+            except Exception:
+                log.exception("tick stream failed for client %s", self.client_id)
+
+
+def _guess_req_id(msg_id: int, fields: list[str]) -> int:
+    """The reqId of a request, for error replies: the field after the id (and version)."""
+    from ibkr_sim.gateway.handlers import REQ_ID_POSITION
+
+    pos = REQ_ID_POSITION.get(msg_id)
+    if pos is None or pos >= len(fields):
+        return -1
+    try:
+        return int(fields[pos])
+    except ValueError:
+        return -1
+
+
+class Gateway:
+    """The gateway server; use :func:`start_gateway` to run one on a background thread."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self.server = await asyncio.start_server(self._serve, host, port)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = Session(self.state, reader, writer)
+        self.state.sessions.add(session)
+        await session.run()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for session in list(self.state.sessions):
+            await session.close()
+        if self.server is not None:
+            await self.server.wait_closed()
+
+
+@dataclass
+class GatewayHandle:
+    """A gateway running on its own event-loop thread."""
+
+    host: str
+    port: int
+    state: GatewayState
+    _loop: asyncio.AbstractEventLoop
+    _thread: threading.Thread
+    _gateway: Gateway
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if not self._thread.is_alive():
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._gateway.stop(), self._loop)
+        with contextlib.suppress(Exception):
+            fut.result(timeout)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> GatewayHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def build_state(
+    seed: int = 7,
+    symbols: int = 700,
+    pacing: str = "off",
+    data_dir: Path | str = "data",
+    clock: Callable[[], datetime] | None = None,
+) -> GatewayState:
+    """The shared world of a gateway: market, paper exchange (state under ``data_dir``), pacer."""
+    from ibkr_sim.exchange import PaperExchange
+    from ibkr_sim.market import SimMarket
+
+    if pacing not in ("off", "ib"):
+        raise ValueError(f"pacing must be 'off' or 'ib', got {pacing!r}")
+    clock = clock or (lambda: datetime.now(UTC))
+    market = SimMarket(seed=seed, n_stocks=symbols)
+    state_path = Path(data_dir) / "sim" / "paper.sqlite"
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    exchange = PaperExchange(market, state_path, clock=clock)
+    return GatewayState(market=market, exchange=exchange, clock=clock, pacer=Pacer(pacing == "ib"))
+
+
+def start_gateway(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    seed: int = 7,
+    symbols: int = 700,
+    pacing: str = "off",
+    data_dir: Path | str = "data",
+    clock: Callable[[], datetime] | None = None,
+) -> GatewayHandle:
+    """Start a gateway on a background thread; ``port=0`` picks a free port (see ``.port``)."""
+    state = build_state(seed, symbols, pacing, data_dir, clock)
+    loop = asyncio.new_event_loop()
+    gateway = Gateway(state)
+    ready: dict[str, Any] = {}
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            ready["port"] = loop.run_until_complete(gateway.start(host, port))
+        except BaseException as exc:
+            ready["error"] = exc
+            started.set()
+            return
+        started.set()
+        loop.run_forever()
+        loop.close()
+
+    thread = threading.Thread(target=run, name=f"ibkr-sim-gateway-{port}", daemon=True)
+    thread.start()
+    started.wait(30)
+    if "error" in ready:
+        raise ready["error"]
+    return GatewayHandle(host, ready["port"], state, loop, thread, gateway)
+
+
+async def serve_forever(
+    host: str, port: int, seed: int, symbols: int, pacing: str, data_dir: Path | str
+) -> None:
+    """Run a gateway in the current event loop until cancelled (the ``ibkr-sim gateway`` CLI)."""
+    gateway = Gateway(build_state(seed, symbols, pacing, data_dir))
+    bound = await gateway.start(host, port)
+    log.info("ibkr-sim gateway listening on %s:%d (pacing %s)", host, bound, pacing)
+    print(f"ibkr-sim gateway listening on {host}:{bound}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await gateway.stop()
+
+
+__all__ = ["SERVER_VERSION", "Gateway", "GatewayHandle", "Session", "start_gateway"]

@@ -1,0 +1,251 @@
+"""The simulated gateway through plain ib_async, as a user would drive IB Gateway.
+
+Nothing of ours sits between the test and the socket except starting the gateway. The gateway
+clock is pinned to a regular NYSE session (and advances in real time) so market orders fill and
+quotes are live whatever the wall-clock time of the test run.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pytest
+from ib_async import IB, LimitOrder, MarketOrder, ScannerSubscription, Stock
+
+from ibkr_sim.gateway import start_gateway
+
+SESSION_START = datetime(2025, 6, 10, 15, 0, tzinfo=UTC)  # Tue 11:00 New York
+
+
+def session_clock():
+    t0 = time.monotonic()
+    return lambda: SESSION_START + timedelta(seconds=time.monotonic() - t0)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    handle = start_gateway(
+        port=0, symbols=60, data_dir=tmp_path_factory.mktemp("gw"), clock=session_clock()
+    )
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def ib(gateway):
+    client = IB()
+    client.connect("127.0.0.1", gateway.port, clientId=1, timeout=10)
+    errors: list[tuple[int, int, str]] = []
+    client.errorEvent += lambda req_id, code, msg, contract: errors.append((req_id, code, msg))
+    client.test_errors = errors  # type: ignore[attr-defined]
+    yield client
+    client.disconnect()
+
+
+def test_connect_accounts_and_time(ib, gateway):
+    assert ib.isConnected()
+    assert ib.client.serverVersion() == 178
+    assert ib.managedAccounts() == ["DU1234567", "DU7654321"]
+    now = ib.reqCurrentTime()
+    assert abs((now - gateway.state.now()).total_seconds()) < 5
+
+
+def test_contract_details_and_unknown_symbol(ib, gateway):
+    (details,) = ib.reqContractDetails(Stock("AAPL", "SMART", "USD"))
+    inst = gateway.state.market.universe.lookup("AAPL")
+    assert details.contract.conId == inst.conid
+    assert details.contract.primaryExchange == inst.primary_exchange
+    assert details.longName == inst.name
+    assert details.minTick == pytest.approx(0.01)
+    assert details.timeZoneId == "US/Eastern"
+    assert ib.reqContractDetails(Stock("ZZZZQ", "SMART", "USD")) == []
+    assert any(code == 200 and "ZZZZQ" in msg for _, code, msg in ib.test_errors)
+    (qualified,) = ib.qualifyContracts(Stock("MSFT", "SMART", "USD"))
+    assert qualified.conId == gateway.state.market.universe.lookup("MSFT").conid
+
+
+def test_one_year_of_daily_bars(ib, gateway):
+    contract = Stock("AAPL", "SMART", "USD")
+    bars = ib.reqHistoricalData(contract, "", "1 Y", "1 day", "TRADES", useRTH=True, formatDate=1)
+    assert 245 <= len(bars) <= 255
+    dates = [b.date for b in bars]
+    assert dates == sorted(dates) and isinstance(dates[0], date)
+    assert dates[-1] < SESSION_START.date()  # today's bar is not complete yet
+    market = gateway.state.market
+    conid = market.universe.lookup("AAPL").conid
+    expected = market.daily_bars(conid, dates[0], dates[-1])
+    np.testing.assert_allclose([b.close for b in bars], expected["close"].to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose([b.volume for b in bars], expected["volume"].to_numpy())
+    assert all(b.low <= min(b.open, b.close) <= max(b.open, b.close) <= b.high for b in bars)
+    mid = ib.reqHistoricalData(contract, "", "1 M", "1 day", "MIDPOINT", True, 1)
+    bid = ib.reqHistoricalData(contract, "", "1 M", "1 day", "BID", True, 1)
+    assert [b.date for b in mid] == [b.date for b in bid]
+    assert all(b.close < m.close for b, m in zip(bid, mid, strict=True))
+
+
+def test_intraday_bars_format_date_2(ib):
+    bars = ib.reqHistoricalData(
+        Stock("MSFT", "SMART", "USD"), "", "2 D", "30 mins", "TRADES", True, formatDate=2
+    )
+    assert bars and all(b.date.tzinfo is not None for b in bars)
+    assert bars[-1].date + timedelta(minutes=30) <= SESSION_START + timedelta(minutes=5)
+    assert (
+        ib.reqHistoricalData(Stock("MSFT", "SMART", "USD"), "", "2 D", "7 mins", "TRADES", True, 1)
+        == []
+    )
+    assert any(code == 162 and "7 mins" in msg for _, code, msg in ib.test_errors)
+
+
+def test_snapshot_quotes(ib, gateway):
+    contracts = ib.qualifyContracts(Stock("AAPL", "SMART", "USD"), Stock("NVDA", "SMART", "USD"))
+    tickers = ib.reqTickers(*contracts)
+    for t in tickers:
+        snap = gateway.state.market.snapshot(t.contract.conId, gateway.state.now())
+        assert 0 < t.bid < t.ask
+        assert t.last == pytest.approx(snap.last, rel=0.02)
+        assert t.close == pytest.approx(snap.prev_close)
+        assert t.volume > 0
+
+
+def test_what_if_order(ib):
+    (contract,) = ib.qualifyContracts(Stock("AAPL", "SMART", "USD"))
+    state = ib.whatIfOrder(contract, MarketOrder("BUY", 100))
+    assert float(state.initMarginChange) > 0
+    assert float(state.equityWithLoanBefore) > 0
+    assert 0 < state.commission < 10
+    assert ib.positions() == [] or all(p.contract.conId != contract.conId for p in ib.positions())
+
+
+def test_market_order_fills_with_fill_events(ib):
+    (contract,) = ib.qualifyContracts(Stock("MSFT", "SMART", "USD"))
+    fills = []
+    ib.execDetailsEvent += lambda trade, fill: fills.append(fill)
+    trade = ib.placeOrder(contract, MarketOrder("BUY", 10, orderRef="gw-test-1"))
+    deadline = time.monotonic() + 10
+    while not trade.isDone() and time.monotonic() < deadline:
+        ib.sleep(0.05)
+    assert trade.orderStatus.status == "Filled"
+    assert trade.orderStatus.filled == 10
+    assert sum(f.execution.shares for f in trade.fills) == 10
+    assert fills and fills[0].execution.side == "BOT"
+    ib.sleep(0.1)
+    assert trade.fills[0].commissionReport.commission > 0
+    positions = {p.contract.conId: p.position for p in ib.reqPositions()}
+    assert positions[contract.conId] == 10
+
+
+def test_resting_limit_order_modify_and_cancel(ib):
+    (contract,) = ib.qualifyContracts(Stock("NVDA", "SMART", "USD"))
+    (ticker,) = ib.reqTickers(contract)
+    order = LimitOrder("BUY", 5, round(ticker.bid * 0.5, 2))
+    trade = ib.placeOrder(contract, order)
+    ib.sleep(0.5)
+    assert trade.orderStatus.status == "Submitted"
+    assert any(t.order.orderId == order.orderId for t in ib.reqAllOpenOrders())
+    order.lmtPrice = round(ticker.bid * 0.6, 2)
+    ib.placeOrder(contract, order)
+    ib.sleep(0.5)
+    assert trade.order.lmtPrice == pytest.approx(round(ticker.bid * 0.6, 2))
+    ib.cancelOrder(order)
+    deadline = time.monotonic() + 5
+    while trade.orderStatus.status != "Cancelled" and time.monotonic() < deadline:
+        ib.sleep(0.05)
+    assert trade.orderStatus.status == "Cancelled"
+
+
+def test_account_summary_and_updates(ib):
+    values = {(v.account, v.tag, v.currency): v.value for v in ib.accountSummary()}
+    net = float(values[("DU1234567", "NetLiquidation", "USD")])
+    assert net > 1_000_000 * 0.9
+    assert float(values[("DU7654321", "TotalCashValue", "USD")]) == pytest.approx(250_000, rel=1e-3)
+    ib.reqAccountUpdates("DU1234567")
+    assert any(v.tag == "NetLiquidation" for v in ib.accountValues("DU1234567"))
+
+
+def test_scanner_and_news(ib):
+    sub = ScannerSubscription(
+        instrument="STK", locationCode="STK.US.MAJOR", scanCode="TOP_PERC_GAIN", numberOfRows=10
+    )
+    rows = ib.reqScannerData(sub)
+    assert 1 <= len(rows) <= 10
+    assert [r.rank for r in rows] == sorted(r.rank for r in rows)
+    xml = ib.reqScannerParameters()
+    assert "TOP_PERC_GAIN" in xml and "<ScanParameterResponse>" in xml
+    providers = ib.reqNewsProviders()
+    assert {p.code for p in providers} >= {"BRFG"}
+    conid = rows[0].contractDetails.contract.conId
+    codes = "+".join(p.code for p in providers)
+    news = ib.reqHistoricalNews(conid, codes, "", "", 20)
+    assert all(n.providerCode in codes for n in news)
+
+
+def test_duplicate_client_id_is_refused(gateway, ib):
+    other = IB()
+    with pytest.raises((ConnectionError, TimeoutError)):
+        other.connect("127.0.0.1", gateway.port, clientId=1, timeout=3)
+    assert not other.isConnected()
+    assert ib.reqCurrentTime() is not None  # the first client is untouched
+
+
+def _raw(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _framed(text: bytes) -> bytes:
+    return struct.pack(">I", len(text)) + text
+
+
+def test_garbage_from_one_client_leaves_others_and_account_alone(gateway, ib):
+    before = {(v.tag, v.currency): v.value for v in ib.accountSummary("DU1234567")}
+    assert _raw(gateway.port, b"\x00\xff garbage that is not a handshake") == b""
+    handshake = b"API\0" + _framed(b"v157..178")
+    junk = _raw(
+        gateway.port, handshake + _framed(b"71\x002\x007\x00\x00") + _framed(b"\xff\xfe\x00")
+    )
+    assert b"505" in junk  # error 505 for the undecodable message, then closed
+    unknown = _raw(gateway.port, handshake + _framed(b"71\x002\x008\x00\x00") + _framed(b"999\x00"))
+    assert b"505" in unknown and b"unknown message id 999" in unknown
+    # a truncated placeOrder is answered with an error for that order id, never placed
+    cut = _raw(gateway.port, handshake + _framed(b"71\x002\x009\x00\x00") + _framed(b"3\x0042\x00"))
+    assert b"320" in cut
+    assert ib.reqCurrentTime() is not None
+    ib.sleep(0.2)
+    after = {(v.tag, v.currency): v.value for v in ib.accountSummary("DU1234567")}
+    assert after[("TotalCashValue", "USD")] == before[("TotalCashValue", "USD")]
+
+
+def test_unimplemented_request_gets_an_error(ib):
+    ib.test_errors.clear()
+    ib.client.reqRealTimeBars(
+        ib.client.getReqId(), Stock("AAPL", "SMART", "USD"), 5, "TRADES", True, []
+    )
+    ib.sleep(0.3)
+    assert any(code == 503 for _, code, _ in ib.test_errors)
+
+
+def test_pacing_ib_rejects_identical_historical_request(tmp_path):
+    with start_gateway(
+        port=0, symbols=20, pacing="ib", data_dir=tmp_path, clock=session_clock()
+    ) as gw:
+        client = IB()
+        client.connect("127.0.0.1", gw.port, clientId=3, timeout=10)
+        errors = []
+        client.errorEvent += lambda req_id, code, msg, contract: errors.append(code)
+        try:
+            contract = Stock("AAPL", "SMART", "USD")
+            first = client.reqHistoricalData(contract, "", "1 M", "1 day", "TRADES", True, 1)
+            second = client.reqHistoricalData(contract, "", "1 M", "1 day", "TRADES", True, 1)
+        finally:
+            client.disconnect()
+    assert first and second == []
+    assert errors.count(162) == 1
