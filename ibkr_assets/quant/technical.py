@@ -1,0 +1,212 @@
+"""Technical signals from daily OHLCV bars, computed with TA-Lib.
+
+Every signal below is read at a symbol's last bar and uses only bars up to that bar.
+
+* **Moving-average crossover** (``ma_signal``, ``ma_cross``): the 20- and 50-session simple
+  moving averages. ``ma_signal = (SMA20 - SMA50) / SMA50`` measures how far the short trend is
+  above the long one; ``ma_cross`` is +1 if the fast average crossed above the slow one within
+  the last 5 sessions (a fresh "golden cross"), -1 for a fresh cross below, else 0
+  (Brock, Lakonishok & LeBaron 1992, "Simple technical trading rules").
+* **Average True Range** (``atr``, ``atr_pct``): Wilder's 14-session ATR, the typical daily
+  range including gaps (Wilder 1978, *New Concepts in Technical Trading Systems*).
+* **ATR breakout** (``atr_breakout``): +1 when the close is above the highest high of the
+  previous 20 sessions by more than 0.5 ATR (a volatility-adjusted Donchian breakout, the
+  "turtle" entry), -1 when it is below the previous 20-session low by more than 0.5 ATR.
+  ``breakout_distance`` is the close's distance above the prior high (or below the prior low,
+  negative) in ATRs, 0 inside the channel.
+* **RSI extremes** (``rsi``, ``rsi_signal``): Wilder's 14-session Relative Strength Index.
+  Below 30 (oversold) maps linearly to a positive, mean-reversion signal up to +1 at RSI 0;
+  above 70 (overbought) to a negative one down to -1 at RSI 100; 0 in between.
+* **MACD histogram** (``macd_hist_pct``): MACD(12, 26, 9) line minus its signal line, divided
+  by the close so names are comparable (Appel 1979): positive and rising is accelerating trend.
+* **12-1 momentum** (``mom_12_1``): return from 252 to 21 sessions ago, skipping the last month
+  which tends to reverse (Jegadeesh & Titman 1993; Carhart 1997).
+* **Realised volatility** (``vol_20d``): annualised standard deviation of 20 daily log returns;
+  the low-volatility anomaly makes it a (negative) signal on its own (Ang et al. 2006).
+
+:func:`technical_features` does all of this for a long frame of many symbols in one pass over
+contiguous numpy blocks (no pandas groupby-apply), so 700 symbols x 300 sessions take well
+under a second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import talib
+
+BAR_COLUMNS = ("symbol", "session", "open", "high", "low", "close", "volume")
+FEATURE_COLUMNS = (
+    "close",
+    "sma_fast",
+    "sma_slow",
+    "ma_signal",
+    "ma_cross",
+    "atr",
+    "atr_pct",
+    "atr_breakout",
+    "breakout_distance",
+    "rsi",
+    "rsi_signal",
+    "macd_hist_pct",
+    "mom_12_1",
+    "vol_20d",
+    "adv_20d",
+)
+
+
+@dataclass(frozen=True)
+class TechnicalParams:
+    """Look-backs and thresholds of the technical block (defaults as in the module docstring)."""
+
+    sma_fast: int = 20
+    sma_slow: int = 50
+    cross_lookback: int = 5
+    atr_period: int = 14
+    breakout_window: int = 20
+    breakout_k: float = 0.5
+    rsi_period: int = 14
+    rsi_oversold: float = 30.0
+    rsi_overbought: float = 70.0
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
+    mom_lookback: int = 252
+    mom_skip: int = 21
+    vol_window: int = 20
+    trading_days: int = 252
+
+
+def _shift(x: np.ndarray, k: int) -> np.ndarray:
+    """``x`` lagged by ``k`` >= 1 steps, NaN-padded."""
+    out = np.full_like(x, np.nan)
+    if k < len(x):
+        out[k:] = x[: len(x) - k]
+    return out
+
+
+def indicator_arrays(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    params: TechnicalParams | None = None,
+) -> dict[str, np.ndarray]:
+    """Every technical feature as a full time series (float64 arrays, NaN during warm-up)."""
+    p = params or TechnicalParams()
+    high, low, close, volume = (
+        np.ascontiguousarray(a, dtype="float64") for a in (high, low, close, volume)
+    )
+    sma_fast = talib.SMA(close, timeperiod=p.sma_fast)
+    sma_slow = talib.SMA(close, timeperiod=p.sma_slow)
+    spread = sma_fast - sma_slow
+    above = np.sign(spread)
+    before = _shift(above, 1)
+    # A cross at t: the sign of fast - slow changes between t-1 and t (both defined, t nonzero).
+    crossed = np.where(
+        ~np.isnan(above) & ~np.isnan(before) & (above != before) & (above != 0), above, 0.0
+    )
+    recent = crossed.copy()
+    for k in range(1, p.cross_lookback):
+        lagged = np.nan_to_num(_shift(crossed, k))
+        recent = np.where(recent == 0, lagged, recent)
+    atr = talib.ATR(high, low, close, timeperiod=p.atr_period)
+    prior_high = _shift(talib.MAX(high, timeperiod=p.breakout_window), 1)
+    prior_low = _shift(talib.MIN(low, timeperiod=p.breakout_window), 1)
+    up = close > prior_high + p.breakout_k * atr
+    down = close < prior_low - p.breakout_k * atr
+    with np.errstate(invalid="ignore", divide="ignore"):
+        distance = np.select(
+            [close > prior_high, close < prior_low],
+            [(close - prior_high) / atr, (close - prior_low) / atr],
+            default=0.0,
+        )
+    undefined = np.isnan(atr) | np.isnan(prior_high)
+    rsi = talib.RSI(close, timeperiod=p.rsi_period)
+    rsi_signal = np.select(
+        [rsi < p.rsi_oversold, rsi > p.rsi_overbought],
+        [
+            (p.rsi_oversold - rsi) / p.rsi_oversold,
+            -(rsi - p.rsi_overbought) / (100 - p.rsi_overbought),
+        ],
+        default=0.0,
+    )
+    _, _, macd_hist = talib.MACD(
+        close, fastperiod=p.macd_fast, slowperiod=p.macd_slow, signalperiod=p.macd_signal
+    )
+    log_close = np.log(close)
+    log_ret = log_close - _shift(log_close, 1)
+    vol = talib.STDDEV(log_ret, timeperiod=p.vol_window, nbdev=1.0)
+    # TA-Lib's STDDEV is the population deviation; rescale to the sample one.
+    vol = vol * np.sqrt(p.vol_window / (p.vol_window - 1)) * np.sqrt(p.trading_days)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "close": close,
+            "sma_fast": sma_fast,
+            "sma_slow": sma_slow,
+            "ma_signal": spread / sma_slow,
+            "ma_cross": np.where(np.isnan(sma_slow), np.nan, recent),
+            "atr": atr,
+            "atr_pct": atr / close,
+            "atr_breakout": np.where(undefined, np.nan, up.astype("float64") - down),
+            "breakout_distance": np.where(undefined, np.nan, distance),
+            "rsi": rsi,
+            "rsi_signal": np.where(np.isnan(rsi), np.nan, rsi_signal),
+            "macd_hist_pct": macd_hist / close,
+            "mom_12_1": _shift(close, p.mom_skip) / _shift(close, p.mom_lookback) - 1.0,
+            "vol_20d": vol,
+            "adv_20d": talib.SMA(close * volume, timeperiod=p.vol_window),
+        }
+
+
+def technical_indicators(bars: pd.DataFrame, params: TechnicalParams | None = None) -> pd.DataFrame:
+    """Time series of every technical feature for ONE symbol's bars (index of ``bars`` kept)."""
+    missing = [c for c in ("high", "low", "close", "volume") if c not in bars.columns]
+    if missing:
+        raise ValueError(f"bars lack column(s) {missing}")
+    arrays = indicator_arrays(
+        bars["high"].to_numpy(),
+        bars["low"].to_numpy(),
+        bars["close"].to_numpy(),
+        bars["volume"].to_numpy(),
+        params,
+    )
+    return pd.DataFrame(arrays, index=bars.index)
+
+
+def technical_features(
+    bars_long: pd.DataFrame, params: TechnicalParams | None = None
+) -> pd.DataFrame:
+    """One row per symbol (index ``symbol``) with :data:`FEATURE_COLUMNS` at its last bar, plus
+    ``last_session`` and ``n_bars``.
+
+    ``bars_long`` has :data:`BAR_COLUMNS`; it is sorted here. Filter it to the as-of date first
+    (see :func:`ibkr_assets.quant.features.build_feature_matrix`). Duplicate (symbol, session)
+    rows are an error, since they would silently distort every look-back.
+    """
+    missing = [c for c in BAR_COLUMNS if c not in bars_long.columns]
+    if missing:
+        raise ValueError(f"bars_long lacks column(s) {missing}")
+    bars = bars_long.loc[:, list(BAR_COLUMNS)].assign(
+        symbol=bars_long["symbol"].astype(str), session=pd.to_datetime(bars_long["session"])
+    )
+    bars = bars.sort_values(["symbol", "session"], kind="stable").reset_index(drop=True)
+    dupes = bars.duplicated(["symbol", "session"])
+    if dupes.any():
+        raise ValueError(f"duplicate bars for {sorted(bars.loc[dupes, 'symbol'].unique())[:10]}")
+    symbols = bars["symbol"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])[: len(bars)]
+    ends = np.r_[starts[1:], len(bars)][: len(starts)].astype("int64")
+    columns = [bars[c].to_numpy(dtype="float64") for c in ("high", "low", "close", "volume")]
+    rows = np.full((len(starts), len(FEATURE_COLUMNS)), np.nan)
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        arrays = indicator_arrays(*(c[a:b] for c in columns), params=params)
+        rows[i] = [arrays[c][-1] for c in FEATURE_COLUMNS]
+    out = pd.DataFrame(
+        rows, index=pd.Index(symbols[starts], name="symbol"), columns=list(FEATURE_COLUMNS)
+    )
+    return out.assign(
+        last_session=bars["session"].to_numpy()[ends - 1], n_bars=(ends - starts).astype("int64")
+    )
