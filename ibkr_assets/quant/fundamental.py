@@ -1,0 +1,279 @@
+"""Fundamental signals from quarterly statements and forward EPS.
+
+**Piotroski F-score** (Piotroski 2000, "Value investing: the use of historical financial
+statement information to separate winners from losers", *Journal of Accounting Research*
+38, 1-41): nine pass/fail tests of profitability, balance-sheet health and efficiency. High
+scores (8-9) among cheap stocks earned about 7.5% a year more than low scores (0-1).
+
+Quarterly data are annualised the usual way: flows (revenue, gross profit, net income,
+operating cash flow) are **trailing-twelve-month sums** of the last four quarters; stocks
+(assets, debt, current assets/liabilities, shares) are the **latest quarter**. "Last year" is
+the same computation four quarters earlier. Ratios are scaled by **average total assets**
+(latest and a year earlier; the latest alone when the year-earlier figure is missing). Only
+statements with ``report_date <= as_of`` are used: what a trader could have known that day.
+
+=====  ==========================  ==========================================================
+#      criterion                   passes (scores 1) when
+=====  ==========================  ==========================================================
+1      ``f_roa``                   ROA = TTM net income / average assets > 0
+2      ``f_cfo``                   TTM operating cash flow > 0
+3      ``f_delta_roa``             ROA higher than a year earlier
+4      ``f_accrual``               CFO / average assets > ROA (earnings backed by cash)
+5      ``f_delta_leverage``        long-term debt / average assets lower than a year earlier
+6      ``f_delta_liquidity``       current ratio (current assets / liabilities) higher
+7      ``f_no_new_shares``         shares outstanding not above a year earlier
+8      ``f_delta_margin``          TTM gross margin higher than a year earlier
+9      ``f_delta_turnover``        asset turnover (TTM revenue / average assets) higher
+=====  ==========================  ==========================================================
+
+``piotroski`` is the number passed (0-9). It needs eight consecutive quarters (two TTM
+windows, checked by the period-end dates); with fewer it is NaN. A criterion whose inputs are
+missing counts as failed, as in the original paper (no evidence of strength is no point);
+``piotroski_available`` says how many criteria had their inputs.
+
+**Forward P/E** = price / consensus forward EPS, defined only for positive EPS. Its deviation
+from the sector median (``forward_pe_rel_sector = P/E / sector median - 1``) is the value
+signal: negative is cheap relative to peers (Basu 1977). ``forward_earnings_yield`` = EPS /
+price is reported too; it stays meaningful for loss makers.
+
+**Revenue growth** ``revenue_growth_yoy`` = TTM revenue / TTM revenue a year earlier - 1;
+``revenue_growth_flag`` is 1 above 15% (a growth screen), else 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+import pandas as pd
+
+STATEMENT_COLUMNS = (
+    "symbol",
+    "period_end",
+    "report_date",
+    "revenue",
+    "gross_profit",
+    "net_income",
+    "total_assets",
+    "operating_cash_flow",
+    "long_term_debt",
+    "current_assets",
+    "current_liabilities",
+    "shares_outstanding",
+)
+FLOWS = ("revenue", "gross_profit", "net_income", "operating_cash_flow")
+CRITERIA = (
+    "f_roa",
+    "f_cfo",
+    "f_delta_roa",
+    "f_accrual",
+    "f_delta_leverage",
+    "f_delta_liquidity",
+    "f_no_new_shares",
+    "f_delta_margin",
+    "f_delta_turnover",
+)
+FEATURE_COLUMNS = (
+    *CRITERIA,
+    "piotroski",
+    "piotroski_available",
+    "revenue_growth_yoy",
+    "revenue_growth_flag",
+    "forward_pe",
+    "forward_pe_sector_median",
+    "forward_pe_rel_sector",
+    "forward_earnings_yield",
+)
+# Three quarters between the first and last period-end of a TTM window, four a year apart.
+_TTM_SPAN_DAYS = (240, 310)
+_YEAR_SPAN_DAYS = (330, 400)
+
+
+def _known_statements(statements: pd.DataFrame, as_of: object | None) -> pd.DataFrame:
+    missing = [c for c in STATEMENT_COLUMNS if c not in statements.columns]
+    if missing:
+        raise ValueError(f"statements lack column(s) {missing}")
+    frame = statements.loc[:, list(STATEMENT_COLUMNS)].assign(
+        symbol=statements["symbol"].astype(str),
+        period_end=pd.to_datetime(statements["period_end"]),
+        report_date=pd.to_datetime(statements["report_date"]),
+    )
+    if as_of is not None:
+        frame = frame.loc[frame["report_date"] <= pd.Timestamp(as_of)]
+    frame = frame.sort_values(["symbol", "period_end", "report_date"], kind="stable")
+    # A restated quarter: keep the latest report known as of the date.
+    return frame.drop_duplicates(["symbol", "period_end"], keep="last").reset_index(drop=True)
+
+
+def statement_metrics(statements: pd.DataFrame, as_of: object | None = None) -> pd.DataFrame:
+    """Annualised metrics at each symbol's latest known quarter and a year earlier.
+
+    Index ``symbol``; columns ``<metric>`` and ``<metric>_prev`` for roa, cfo_to_assets,
+    leverage, current_ratio, gross_margin, asset_turnover, shares, revenue_ttm; plus
+    ``net_income_ttm``, ``cfo_ttm`` and ``quarters`` (consecutive quarters available, capped
+    at 8).
+    """
+    frame = _known_statements(statements, as_of)
+    numeric = frame.loc[:, list(STATEMENT_COLUMNS[3:])].apply(pd.to_numeric, errors="coerce")
+    group = numeric.groupby(frame["symbol"], sort=False)
+    ends = frame.groupby("symbol", sort=False)["period_end"]
+
+    def lag(values: pd.DataFrame | pd.Series, k: int) -> pd.DataFrame | pd.Series:
+        return values.groupby(frame["symbol"], sort=False).shift(k)
+
+    ttm_span = (frame["period_end"] - ends.shift(3)).dt.days
+    year_span = (frame["period_end"] - ends.shift(4)).dt.days
+    ttm_ok = ttm_span.between(*_TTM_SPAN_DAYS)
+    year_ok = year_span.between(*_YEAR_SPAN_DAYS)
+    flows = numeric.loc[:, list(FLOWS)]
+    ttm = (
+        flows
+        + group[list(FLOWS)].shift(1)
+        + group[list(FLOWS)].shift(2)
+        + group[list(FLOWS)].shift(3)
+    ).where(ttm_ok)
+    assets = numeric["total_assets"].where(numeric["total_assets"] > 0)
+    avg_assets = ((assets + lag(assets, 4).where(year_ok)) / 2).fillna(assets)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        current = pd.DataFrame(
+            {
+                "roa": ttm["net_income"] / avg_assets,
+                "cfo_to_assets": ttm["operating_cash_flow"] / avg_assets,
+                "leverage": numeric["long_term_debt"] / avg_assets,
+                "current_ratio": numeric["current_assets"]
+                / numeric["current_liabilities"].where(numeric["current_liabilities"] > 0),
+                "gross_margin": ttm["gross_profit"] / ttm["revenue"].where(ttm["revenue"] > 0),
+                "asset_turnover": ttm["revenue"] / avg_assets,
+                "shares": numeric["shares_outstanding"],
+                "revenue_ttm": ttm["revenue"],
+            }
+        )
+    previous = lag(current, 4).where(year_ok, axis=0).add_suffix("_prev")
+    # Consecutive quarters ending at each row: a run breaks when a gap is not ~one quarter.
+    step = (frame["period_end"] - ends.shift(1)).dt.days
+    breaks = ~step.between(60, 120)
+    run = breaks.astype("int64").groupby(frame["symbol"], sort=False).cumsum()
+    quarters = frame.groupby([frame["symbol"], run], sort=False).cumcount() + 1
+    table = pd.concat([current, previous], axis=1).assign(
+        net_income_ttm=ttm["net_income"],
+        cfo_ttm=ttm["operating_cash_flow"],
+        quarters=np.minimum(quarters.to_numpy(), 8),
+        symbol=frame["symbol"],
+    )
+    return table.groupby("symbol", sort=True).tail(1).set_index("symbol")
+
+
+def _passes(condition: pd.Series, *inputs: pd.Series) -> pd.Series:
+    """1.0 / 0.0, NaN where any input is missing."""
+    defined = pd.concat(inputs, axis=1).notna().all(axis=1)
+    return condition.astype("float64").where(defined)
+
+
+def piotroski_fscore(statements: pd.DataFrame, as_of: object | None = None) -> pd.DataFrame:
+    """The nine criteria (1/0, NaN when inputs are missing), ``piotroski`` (0-9, NaN with fewer
+    than eight consecutive quarters) and ``piotroski_available``, indexed by symbol."""
+    return _piotroski(statement_metrics(statements, as_of))
+
+
+def _piotroski(m: pd.DataFrame) -> pd.DataFrame:
+    criteria = pd.DataFrame(
+        {
+            "f_roa": _passes(m["roa"] > 0, m["roa"]),
+            "f_cfo": _passes(m["cfo_ttm"] > 0, m["cfo_ttm"]),
+            "f_delta_roa": _passes(m["roa"] > m["roa_prev"], m["roa"], m["roa_prev"]),
+            "f_accrual": _passes(m["cfo_to_assets"] > m["roa"], m["cfo_to_assets"], m["roa"]),
+            "f_delta_leverage": _passes(
+                m["leverage"] < m["leverage_prev"], m["leverage"], m["leverage_prev"]
+            ),
+            "f_delta_liquidity": _passes(
+                m["current_ratio"] > m["current_ratio_prev"],
+                m["current_ratio"],
+                m["current_ratio_prev"],
+            ),
+            "f_no_new_shares": _passes(
+                m["shares"] <= m["shares_prev"], m["shares"], m["shares_prev"]
+            ),
+            "f_delta_margin": _passes(
+                m["gross_margin"] > m["gross_margin_prev"],
+                m["gross_margin"],
+                m["gross_margin_prev"],
+            ),
+            "f_delta_turnover": _passes(
+                m["asset_turnover"] > m["asset_turnover_prev"],
+                m["asset_turnover"],
+                m["asset_turnover_prev"],
+            ),
+        },
+        index=m.index,
+    )
+    enough = m["quarters"] >= 8
+    return criteria.assign(
+        piotroski=criteria.fillna(0.0).sum(axis=1).where(enough),
+        piotroski_available=criteria.notna().sum(axis=1).astype("int64"),
+    )
+
+
+def revenue_growth(m: pd.DataFrame, threshold: float = 0.15) -> pd.DataFrame:
+    """YoY TTM revenue growth and the above-threshold flag from :func:`statement_metrics`."""
+    prev = m["revenue_ttm_prev"].where(m["revenue_ttm_prev"] > 0)
+    growth = m["revenue_ttm"] / prev - 1.0
+    return pd.DataFrame(
+        {
+            "revenue_growth_yoy": growth,
+            "revenue_growth_flag": (growth > threshold).astype("float64").where(growth.notna()),
+        },
+        index=m.index,
+    )
+
+
+def forward_pe(price: pd.Series, forward_eps: pd.Series, sector: pd.Series) -> pd.DataFrame:
+    """Forward P/E, its sector median and relative deviation, and the forward earnings yield.
+
+    All three inputs are indexed by symbol (aligned here). P/E is NaN for EPS <= 0 or a
+    non-positive price; the sector median is over the names with a defined P/E.
+    """
+    frame = pd.DataFrame({"price": price, "eps": forward_eps, "sector": sector})
+    frame = frame.assign(
+        price=pd.to_numeric(frame["price"], errors="coerce"),
+        eps=pd.to_numeric(frame["eps"], errors="coerce"),
+    )
+    price_ok = frame["price"].where(frame["price"] > 0)
+    pe = (price_ok / frame["eps"].where(frame["eps"] > 0)).astype("float64")
+    median = pe.groupby(frame["sector"].fillna("Unknown")).transform("median")
+    return pd.DataFrame(
+        {
+            "forward_pe": pe,
+            "forward_pe_sector_median": median,
+            "forward_pe_rel_sector": pe / median - 1.0,
+            "forward_earnings_yield": frame["eps"] / price_ok,
+        },
+        index=frame.index,
+    )
+
+
+def fundamental_features(
+    statements: pd.DataFrame,
+    forward_eps: pd.Series,
+    price: pd.Series,
+    sector: pd.Series,
+    as_of: object | None = None,
+    growth_threshold: float = 0.15,
+    symbols: list[Hashable] | None = None,
+) -> pd.DataFrame:
+    """Every fundamental feature (:data:`FEATURE_COLUMNS`), one row per symbol.
+
+    Rows are ``symbols`` when given (NaN where a symbol has no statements), else the union of
+    symbols in the statements and in ``price``.
+    """
+    metrics = statement_metrics(statements, as_of)
+    index = pd.Index(
+        symbols if symbols is not None else metrics.index.union(price.index), name="symbol"
+    )
+    blocks = pd.concat(
+        [_piotroski(metrics), revenue_growth(metrics, growth_threshold)], axis=1
+    ).reindex(index)
+    valuation = forward_pe(price.reindex(index), forward_eps.reindex(index), sector.reindex(index))
+    out = pd.concat([blocks, valuation], axis=1)
+    return out.assign(piotroski_available=out["piotroski_available"].fillna(0).astype("int64")).loc[
+        :, list(FEATURE_COLUMNS)
+    ]
