@@ -154,14 +154,18 @@ class Universe:
             raise ValueError(f"n_stocks must be between 1 and {MAX_STOCKS}, got {n_stocks}")
         self.seed = seed
         industries = {r["key"]: (r["sector"], r["industry"]) for r in _read_csv("industries.csv")}
-        rows = _read_csv("universe.csv")[:n_stocks]
+        rows = _read_csv("universe.csv")
+        # Draw for every listed stock, then keep the first n: a stock's numbers never depend on
+        # how many stocks were asked for.
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
         rank = np.arange(1, len(rows) + 1, dtype=np.float64)
         market_cap = 3.0e12 * rank**-0.9 * np.exp(rng.normal(0.0, 0.1, len(rows)))
-        #: price on the first simulated session (2019-01-02), per stock, in row order
-        self.start_prices = np.round(np.exp(rng.uniform(np.log(18.0), np.log(450.0), len(rows))), 2)
+        start = np.round(np.exp(rng.uniform(np.log(18.0), np.log(450.0), len(rows))), 2)
         turnover = np.exp(rng.uniform(np.log(0.003), np.log(0.015), len(rows)))
-        shares = np.round(market_cap / self.start_prices, -3)
+        shares = np.round(market_cap / start, -3)
+        rows = rows[:n_stocks]
+        #: price on the first simulated session (2019-01-02), per stock, in row order
+        self.start_prices = start[:n_stocks]
         self.stocks: list[Instrument] = []
         for i, row in enumerate(rows):
             sector, industry = industries[row["industry"]]
