@@ -241,111 +241,31 @@ def open_order_fields(
 ) -> list[object]:
     """Message 5 (openOrder) in the server-version-178 layout ``ib_async`` decodes."""
     order_id = order.order_id if client_order_id is None else client_order_id
+    # fmt: off
     return [
-        5,
-        order_id,
-        *contract_fields(inst),
-        order.action,
-        float(order.quantity),
-        order.order_type,
-        order.limit_price,
-        order.stop_price,
-        order.tif,
-        "",
-        account,
-        "",
-        0,
-        order.order_ref,
-        s.client_id if client_id is None else client_id,
-        perm_id,
-        bool(order.outside_rth),
-        False,
-        0.0,
-        "",
-        "",
-        "",
-        "",
-        "",  # ... faPercentage
-        "",
-        "",
-        "",
-        "",
-        "",
-        0,
-        "",
-        -1,  # modelCode .. exemptCode
-        0,
-        "",
-        "",
-        "",
-        "",
-        "",
-        0,
-        False,
-        False,
-        False,
-        "",
-        0,
-        False,
-        False,
-        "",  # .. nbboPriceCap
-        0,
-        0,
-        "",
-        0,
-        "",
-        "",  # parentId triggerMethod volatility volatilityType dnType dnAux
-        False,
-        0,
-        "",
-        "",
-        "",
-        "",
-        "",  # continuousUpdate .. comboLegsDescrip
-        0,
-        0,
-        0,  # combo legs, order combo legs, smart routing params
-        "",
-        "",
-        "",  # scale init/subs/increment
+        5, order_id, *contract_fields(inst),
+        order.action, float(order.quantity), order.order_type,
+        order.limit_price, order.stop_price, order.tif, "", account, "", 0, order.order_ref,
+        s.client_id if client_id is None else client_id, perm_id,
+        bool(order.outside_rth), False, 0.0, "", "", "", "", "",  # hidden .. faPercentage
+        "", "", "", "", "", 0, "", -1,  # modelCode .. exemptCode
+        0, "", "", "", "", "", 0, False, False, False, "", 0, False, False, "",  # .. nbboPriceCap
+        0, 0, "", 0, "", "",  # parentId triggerMethod volatility volatilityType dnType dnAux
+        False, 0, "", "", "", "", "",  # continuousUpdate .. comboLegsDescrip
+        0, 0, 0,  # combo legs, order combo legs, smart routing params
+        "", "", "",  # scale init/subs/increment
         "",  # hedgeType
-        False,
-        "",
-        "",
-        False,
-        0,  # optOutSmartRouting .. deltaNeutralContract
+        False, "", "", False, 0,  # optOutSmartRouting .. deltaNeutralContract
         "",  # algoStrategy
-        False,
-        what_if is not None,
+        False, what_if is not None,  # solicited whatIf
         *_state_fields(status, what_if),
-        False,
-        False,  # randomizeSize randomizePrice
+        False, False,  # randomizeSize randomizePrice
         0,  # conditions
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        0,
-        "",
-        "",
-        "",
-        "",
-        False,
-        False,
-        "",
-        False,
-        "",
-        False,
-        False,  # duration postToAts autoCancelParent
-        "",
-        "",
-        "",
-        "",
-        "",  # minTradeQty .. midOffsetAtHalf
+        "", "", "", "", "", "", "", 0, "", "", "", "", False, False, "", False,
+        "", False, False,  # duration postToAts autoCancelParent
+        "", "", "", "", "",  # minTradeQty .. midOffsetAtHalf
     ]
+    # fmt: on
 
 
 def _client_ids(s: Session, info: Any) -> tuple[int, int]:
@@ -526,94 +446,23 @@ def completed_order_fields(s: Session, info: Any) -> list[object]:
     """Message 101 (completedOrder) in the layout ``ib_async`` decodes at version 178."""
     inst = s.state.market.universe.by_conid(info.conid)
     updated = getattr(info, "updated", None) or s.state.now()
+    # fmt: off
     return [
-        101,
-        *contract_fields(inst),
-        info.action,
-        float(info.quantity),
-        info.order_type,
-        info.limit_price,
-        info.stop_price,
-        info.tif,
-        "",
-        info.account,
-        "",
-        0,
-        info.order_ref,
-        int(info.order_id),
-        bool(info.outside_rth),
-        False,
-        0.0,
-        "",
-        "",
-        "",
-        "",  # permId .. faPercentage
-        "",
-        "",
-        "",
-        "",
-        "",
-        0,
-        "",
-        -1,  # modelCode .. exemptCode
-        "",
-        "",
-        "",
-        "",
-        "",
-        0,
-        False,
-        False,
-        "",
-        0,
-        0,
-        "",
-        0,
-        "",
-        "",  # .. deltaNeutralAuxPrice
-        False,
-        0,
-        "",
-        "",
-        "",  # continuousUpdate .. comboLegsDescrip
-        0,
-        0,
-        0,
-        "",
-        "",
-        "",
-        "",  # legs x3, scale x3, hedgeType
-        "",
-        "",
-        False,
-        0,
-        "",  # clearingAccount clearingIntent notHeld dnc algoStrategy
-        False,
-        info.status,
-        False,
-        False,
-        0,  # solicited status randomize x2 conditions
-        "",
-        "",
-        "",
-        False,
-        False,
-        "",
-        float(info.filled),
-        0,
-        False,
-        "",
-        False,
-        False,
-        0,
-        _exec_time(updated),
-        info.status,
-        "",
-        "",
-        "",
-        "",
-        "",
+        101, *contract_fields(inst),
+        info.action, float(info.quantity), info.order_type, info.limit_price, info.stop_price,
+        info.tif, "", info.account, "", 0, info.order_ref, int(info.order_id),
+        bool(info.outside_rth), False, 0.0, "", "", "", "",  # hidden .. faPercentage
+        "", "", "", "", "", 0, "", -1,  # modelCode .. exemptCode
+        "", "", "", "", "", 0, False, False, "", 0, 0, "", 0, "", "",  # .. deltaNeutralAuxPrice
+        False, 0, "", "", "",  # continuousUpdate .. comboLegsDescrip
+        0, 0, 0, "", "", "", "",  # legs x3, scale x3, hedgeType
+        "", "", False, 0, "",  # clearingAccount clearingIntent notHeld dnc algoStrategy
+        False, info.status, False, False, 0,  # solicited status randomize x2 conditions
+        "", "", "", False, False, "", float(info.filled), 0, False, "", False, False, 0,
+        _exec_time(updated), info.status,
+        "", "", "", "", "",
     ]
+    # fmt: on
 
 
 def req_completed_orders(s: Session, r: Reader) -> None:

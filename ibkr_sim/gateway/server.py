@@ -51,6 +51,7 @@ NOT_CONNECTED = 504
 BAD_MESSAGE = 505  # "Fatal error: unknown message id" / unparsable message
 UNSUPPORTED_VERSION = 503
 CANT_READ = 320  # "Error reading request: ..."
+INTERNAL_ERROR = 322  # "Error processing request"
 OUT_OF_DATE = 503  # TWS's answer to a request it does not support ("must be upgraded")
 
 Handler = Callable[["Session", wire.Reader], Any]
@@ -172,8 +173,7 @@ class Session:
             return False
         self.client_version = min(high_v, SERVER_VERSION)
         # frames after the handshake arrive later; push back what followed it
-        for extra in frames[1:]:
-            buffer[:0] = wire.frame_raw(extra)
+        buffer[:0] = b"".join(wire.frame_raw(extra) for extra in frames[1:])
         conn_time = self.state.now().strftime("%Y%m%d %H:%M:%S UTC")
         self.writer.write(wire.frame([self.client_version, conn_time]))
         await self.writer.drain()
@@ -229,6 +229,13 @@ class Session:
             self.error(req_id, CANT_READ, f"Error reading request: {exc}")
         except SimError as exc:
             self.sim_error(_guess_req_id(msg_id, fields), exc)
+        except Exception as exc:  # a simulator bug must not take the client (or gateway) down
+            log.exception("request %s from client %s failed", msg_id, self.client_id)
+            self.error(
+                _guess_req_id(msg_id, fields),
+                INTERNAL_ERROR,
+                f"Simulated gateway could not serve message {msg_id}: {type(exc).__name__}: {exc}",
+            )
 
     # ---------------------------------------------------------------- background work
     async def _poll_fills(self) -> None:

@@ -30,6 +30,8 @@ def field(value: object) -> str:
     """Encode one value as TWS text: ``None``/unset -> empty, bool -> 1/0, inf -> Infinite."""
     if value is None:
         return ""
+    if hasattr(value, "item") and not isinstance(value, str):  # numpy scalar
+        value = value.item()
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, float):
@@ -37,7 +39,7 @@ def field(value: object) -> str:
             return ""
         if math.isinf(value):
             return "Infinite"
-        return repr(value)
+        return repr(float(value))
     if isinstance(value, int) and value == UNSET_INTEGER:
         return ""
     return str(value)
