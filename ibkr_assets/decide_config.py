@@ -33,12 +33,12 @@ class DecideConfig(dg.ConfigurableResource):
     # -- risk model ----------------------------------------------------------------------------
     scenario_sessions: int = Field(504, ge=60, description="historical return scenarios (sessions)")
     # -- optimiser: max alpha·w − λ_var·w'Σw − λ_cvar·CVaR − turnover cost ------------------------
-    risk_aversion: float = Field(5.0, ge=0, description="λ_var on the variance w'Σw (daily)")
-    cvar_aversion: float = Field(1.0, ge=0, description="λ_cvar on CVaR of the scenarios")
+    risk_aversion: float = Field(2.0, ge=0, description="λ_var on the variance w'Σw (daily)")
+    cvar_aversion: float = Field(0.02, ge=0, description="λ_cvar on CVaR of the scenarios")
     cvar_alpha: float = Field(0.95, gt=0.5, lt=1, description="CVaR confidence level")
-    turnover_cost: float = Field(0.001, ge=0, description="cost per unit of |Δw| (fraction)")
+    turnover_cost: float = Field(0.0005, ge=0, description="cost per unit of |Δw| (fraction)")
     alpha_scale: float = Field(
-        0.0005, gt=0, description="daily expected return per unit of alpha score (score→return)"
+        0.001, gt=0, description="daily expected return per unit of alpha score (score→return)"
     )
     max_gross: float = Field(1.2, gt=0, description="Σ|w| at most")
     max_weight: float = Field(0.12, gt=0, le=1, description="|w_i| at most")
@@ -48,7 +48,9 @@ class DecideConfig(dg.ConfigurableResource):
     # -- news & sentiment overlay ---------------------------------------------------------------
     overlay_rules: str = Field(str(DEFAULT_OVERLAY_RULES), description="YAML rules file")
     # -- compliance gate --------------------------------------------------------------------------
-    gross_change_max: float = Field(0.6, ge=0, description="|Δ gross exposure| at most")
+    gross_change_max: float = Field(
+        1.0, ge=0, description="|Δ gross exposure| at most (1.0 lets a new account invest)"
+    )
     var_confidence: float = Field(0.99, gt=0.5, lt=1, description="VaR confidence level")
     var_historical_max: float = Field(0.03, gt=0, description="1-day historical VaR, of NAV")
     var_parametric_max: float = Field(0.03, gt=0, description="1-day Gaussian VaR, of NAV")
