@@ -1,0 +1,304 @@
+"""News sentiment: the tone of each headline, and how unusual a symbol's last day of news is.
+
+**Scoring a headline.** Polarity is a number in [-1, 1]: positive news near +1, negative
+near -1, neutral or mixed near 0. Two scorers share the :class:`SentimentScorer` protocol:
+
+* :class:`TransformersScorer` runs a fine-tuned sequence classifier through Hugging Face
+  ``transformers``; the usual one is FinBERT (Araci 2019, "FinBERT: Financial sentiment
+  analysis with pre-trained language models", ``ProsusAI/finbert``), a BERT model trained on
+  the Financial PhraseBank with labels positive / negative / neutral. Polarity is
+  P(positive) - P(negative) from the softmax. Labels are read from the model's ``id2label``,
+  so any classifier with positive and negative classes works. Weights are loaded only from a
+  local directory or the local Hugging Face cache (``local_files_only=True``): nothing is ever
+  downloaded at run time. Runs on CPU, in batches.
+* :class:`LexiconScorer` counts words from finance-specific positive and negative lists in the
+  spirit of Loughran & McDonald (2011, "When is a liability not a liability? Textual analysis,
+  dictionaries, and 10-Ks", *Journal of Finance* 66, 35-65), who showed that general-purpose
+  dictionaries misread finance text ("liability", "tax", "cost" are not negative there).
+  The lists here are short, written for headlines, and include headline verbs ("beats",
+  "plunges", "downgrade"). A word preceded within three words by a negation ("not", "no",
+  "never", "without", "fails to", "n't") counts with the opposite sign, as in Loughran &
+  McDonald's treatment of negated positive words. Polarity = (pos - neg) / (pos + neg),
+  0 when no listed word appears.
+
+:func:`load_scorer` picks FinBERT-style when the configured model is available locally and
+the lexicon otherwise; the chosen scorer's ``name`` says which, for the asset metadata.
+
+**The signal.** A stock that always gets glowing coverage is not news when it gets another
+glowing headline. :func:`headline_polarity_zscore` therefore compares each symbol's mean
+polarity over the last 24 hours with its own history: the daily mean polarities of the
+previous ``history_days`` days (excluding the last 24 h). ``sentiment_z = (today - mean) / sd``.
+With little history the symbol's mean and variance are shrunk towards a prior (mean 0, the
+cross-sectional spread of daily polarity) with the weight of ``min_history_days`` days, so a
+first headline gets a sensible, finite score. Symbols without headlines in the last 24 h get
+``sentiment_z = 0`` (no news, no signal) and ``headlines_24h = 0``. z is clipped to [-5, 5].
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+POSITIVE_LABELS = frozenset({"positive", "pos", "bullish"})
+NEGATIVE_LABELS = frozenset({"negative", "neg", "bearish"})
+SENTIMENT_COLUMNS = (
+    "polarity_24h",
+    "headlines_24h",
+    "polarity_hist_mean",
+    "polarity_hist_std",
+    "polarity_hist_days",
+    "sentiment_z",
+)
+
+
+@runtime_checkable
+class SentimentScorer(Protocol):
+    """Anything that turns texts into polarities in [-1, 1]."""
+
+    name: str
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        """One polarity per text, float64, in [-1, 1]."""
+        ...
+
+
+class TransformersScorer:
+    """A local sequence-classification model (e.g. FinBERT): polarity = P(pos) - P(neg)."""
+
+    def __init__(self, model_path_or_name: str, batch_size: int = 32, max_length: int = 128):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path_or_name, local_files_only=True)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            model_path_or_name, local_files_only=True
+        ).eval()
+        labels = {int(i): str(label) for i, label in self.model.config.id2label.items()}
+        self.positive = [i for i, label in labels.items() if label.lower() in POSITIVE_LABELS]
+        self.negative = [i for i, label in labels.items() if label.lower() in NEGATIVE_LABELS]
+        if not self.positive or not self.negative:
+            raise ValueError(
+                f"model {model_path_or_name!r} has labels {labels}: need a positive and a "
+                f"negative class (one of {sorted(POSITIVE_LABELS)} / {sorted(NEGATIVE_LABELS)})"
+            )
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.name = f"transformers:{model_path_or_name}"
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros(len(texts), dtype="float64")
+        with self._torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                batch = [str(t) for t in texts[start : start + self.batch_size]]
+                encoded = self.tokenizer(
+                    batch,
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
+                probs = self.model(**encoded).logits.softmax(dim=-1).double().numpy()
+                out[start : start + len(batch)] = probs[:, self.positive].sum(axis=1) - probs[
+                    :, self.negative
+                ].sum(axis=1)
+        return out
+
+
+_POSITIVE_WORDS = """
+    abundance accomplish accomplished achieve achieved achievement achievements advance
+    advanced advances advantage advantageous advantages approval approve approved attain
+    attractive beat beating beats beneficial benefit benefited benefits best better bolster
+    bolstered boom booming boost boosted boosts breakthrough breakthroughs bullish buyback
+    buybacks champion climb climbed climbs collaborate compliment confident constructive
+    creative delight delighted dependable desirable easier effective efficiency
+    efficient empower enable enabled encouraged encouraging enhance enhanced enhancement
+    enjoy enthusiasm enthusiastic excellence excellent exceed exceeded exceeding exceeds
+    exceptional excited exciting exclusive expand expanded expanding expansion favorable
+    favorably favored gain gained gaining gains good great greater greatest grew grow growing
+    growth happy higher highest honor ideal impress impressed impressive improve improved
+    improvement improvements improves improving incredible innovate innovation innovative
+    insightful inspiration integrity jump jumped jumps leadership leading lucrative momentum
+    optimism optimistic outpace outpaced outperform outperformed outperforming outperforms
+    outstanding overweight perfect pleased popular positive premium profitability profitable
+    progress progressed prosper prosperity rally rallied rallies rebound rebounded rebounds
+    record recover recovered recovery resolve resolved reward rewarding rise rises
+    rising robust rose smooth soar soared soaring soars solid stabilize stability stable strength
+    strengthen strengthened strengthening strong stronger strongest succeed succeeded success
+    successes successful successfully superior surge surged surges surpass surpassed surpasses
+    surging tops transparency tremendous unmatched unparalleled up upbeat upgrade upgraded upgrades
+    upside upturn valuable versatile vibrant win winner winning wins
+"""
+_NEGATIVE_WORDS = """
+    abandon abandoned abuse accident accusation accusations accuse accused adverse adversely
+    allegation allegations alleged antitrust bad bankrupt bankruptcy bearish breach
+    breached burden cancel canceled cancelled cancellation caution cautious cease challenge
+    challenged challenging closure collapse collapsed collapses concern
+    concerned concerns conflict contraction correction corruption costly crash crashed crashes
+    crisis critical criticism criticized cut cuts cutting damage damaged damages danger dangerous
+    decline declined declines declining decrease decreased default defaulted defaults defect
+    defective deficit delay delayed delays delinquent delist delisted deny denied deteriorate
+    deteriorated deteriorating deterioration difficult difficulties difficulty disappoint
+    disappointed disappointing disappointment disappoints lowers lowered plunging slumping
+    sinking tumbling disaster discontinue discontinued dispute
+    disruption divest doubt downgrade downgraded downgrades downside downturn drop dropped
+    drops dump erode eroded erosion error errors fail failed failing fails failure
+    fall fallen falling falls fear fears fined fines flaw fraud fraudulent halt halted
+    halts hurt impair impaired impairment inability inadequate incident ineffective
+    inferior injunction insolvency insolvent instability investigation investigations lawsuit
+    lawsuits layoff layoffs liquidate liquidation litigation lose loses losing loss losses
+    lost lower lowest miss missed misses misstatement negative negatively obstacle
+    obsolete outflow outflows penalty penalties plummet plummeted plummets plunge plunged
+    plunges poor poorly probe problem problems protest recall recalled recalls recession
+    reject rejected resign resigned resignation restate restated restatement restructuring
+    retreat risky sank scandal sell-off selloff setback severe shortfall shrink
+    shrinking sink sinks slash slashed slashes slide slides slip slipped slips slow slowdown
+    slowed sluggish slump slumped slumps stall stalled stumble subpoena sue sued suffer
+    suffered suspend suspended suspension tumble tumbled tumbles turmoil uncertain uncertainty
+    underperform underperformed underweight unfavorable unprofitable unrest violate violated
+    violation volatile volatility warn warned warning warns weak weaken weakened weakening
+    weaker weakness worries worry worse worsen worsened worst writedown write-down writeoff
+"""
+_NEGATION_WORDS = """
+    not no never none neither nor nobody nothing without cannot cant isnt wasnt arent werent
+    dont doesnt didnt wont wouldnt shouldnt couldnt hasnt havent hadnt fail fails failed
+"""
+_NEGATORS = frozenset(_NEGATION_WORDS.split())
+_TOKEN = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
+
+
+class LexiconScorer:
+    """Finance word lists with negation: polarity = (pos - neg) / (pos + neg)."""
+
+    name = "lexicon:loughran-mcdonald-style"
+
+    def __init__(self, negation_window: int = 3):
+        self.positive = frozenset(_POSITIVE_WORDS.split())
+        self.negative = frozenset(_NEGATIVE_WORDS.split())
+        self.negation_window = negation_window
+
+    def polarity(self, text: str) -> float:
+        tokens = [t.replace("'", "") for t in _TOKEN.findall(str(text).lower())]
+        pos = neg = 0
+        for i, token in enumerate(tokens):
+            sign = (token in self.positive) - (token in self.negative)
+            if not sign or token in _NEGATORS:
+                continue
+            if any(t in _NEGATORS for t in tokens[max(0, i - self.negation_window) : i]):
+                sign = -sign
+            pos, neg = pos + (sign > 0), neg + (sign < 0)
+        return 0.0 if pos + neg == 0 else (pos - neg) / (pos + neg)
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        return np.array([self.polarity(t) for t in texts], dtype="float64")
+
+
+def load_scorer(model: str | None, batch_size: int = 32) -> SentimentScorer:
+    """The transformers scorer for ``model`` (a local path or a model id already in the Hugging
+    Face cache) when it loads offline, else the lexicon scorer (with a warning saying why).
+
+    A model that loads but has no positive/negative labels is a configuration error and raises.
+    """
+    if not model:
+        return LexiconScorer()
+    try:
+        return TransformersScorer(model, batch_size=batch_size)
+    except OSError as exc:  # not in the cache / no such directory: never download
+        where = "path" if Path(model).exists() else "model id (not in the local HF cache)"
+        log.warning("sentiment model %r %s unusable, using the lexicon: %s", model, where, exc)
+        return LexiconScorer()
+
+
+def score_headlines(headlines: pd.DataFrame, scorer: SentimentScorer) -> pd.DataFrame:
+    """``headlines`` (needs a ``headline`` column) with a ``polarity`` column; each distinct
+    text is scored once."""
+    if "headline" not in headlines.columns:
+        raise ValueError("headlines lack the 'headline' column")
+    text = headlines["headline"].fillna("").astype(str)
+    unique = pd.unique(text.to_numpy())
+    polarity = pd.Series(scorer.score(list(unique)), index=unique, dtype="float64")
+    return headlines.assign(polarity=polarity.reindex(text.to_numpy()).to_numpy())
+
+
+def _utc(values: pd.Series | datetime | pd.Timestamp) -> pd.Series | pd.Timestamp:
+    """Timestamps in UTC; naive ones are taken to be UTC."""
+    if isinstance(values, pd.Series):
+        out = pd.to_datetime(values)
+        return out.dt.tz_localize("UTC") if out.dt.tz is None else out.dt.tz_convert("UTC")
+    ts = pd.Timestamp(values)
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+
+
+def headline_polarity_zscore(
+    scored: pd.DataFrame,
+    as_of: datetime | pd.Timestamp,
+    symbols: Sequence[str] | None = None,
+    window_hours: float = 24.0,
+    history_days: int = 60,
+    min_history_days: int = 5,
+    default_sd: float = 0.5,
+) -> pd.DataFrame:
+    """Per symbol: mean polarity over ``(as_of - window_hours, as_of]``, its own history and
+    the z-score (:data:`SENTIMENT_COLUMNS`), indexed by symbol.
+
+    ``scored`` has ``symbol``, ``time`` and ``polarity`` (see :func:`score_headlines`); rows
+    after ``as_of`` are ignored. Rows are ``symbols`` when given, else every symbol seen.
+    ``default_sd`` is the prior spread used when not even two daily means exist to estimate it.
+    """
+    missing = [c for c in ("symbol", "time", "polarity") if c not in scored.columns]
+    if missing:
+        raise ValueError(f"scored headlines lack column(s) {missing}")
+    now = _utc(as_of)
+    start = now - pd.Timedelta(hours=window_hours)
+    frame = pd.DataFrame(
+        {
+            "symbol": scored["symbol"].astype(str).to_numpy(),
+            "time": _utc(scored["time"]).to_numpy(),
+            "polarity": pd.to_numeric(scored["polarity"], errors="coerce").to_numpy(),
+        }
+    ).dropna(subset=["polarity"])
+    frame = frame.loc[frame["time"] <= now]
+    recent = frame.loc[frame["time"] > start]
+    past = frame.loc[
+        (frame["time"] <= start) & (frame["time"] > start - pd.Timedelta(days=history_days))
+    ]
+    index = pd.Index(
+        symbols if symbols is not None else sorted(set(frame["symbol"])),
+        name="symbol",
+        dtype=object,
+    )
+    today = recent.groupby("symbol")["polarity"].agg(["mean", "size"]).reindex(index)
+    daily = past.groupby(["symbol", past["time"].dt.floor("D")])["polarity"].mean()
+    hist = daily.groupby(level="symbol").agg(["mean", "var", "size"]).reindex(index)
+    pool = daily if len(daily) >= 2 else recent.groupby("symbol")["polarity"].mean()
+    prior_sd = float(pool.std(ddof=1)) if len(pool) >= 2 else default_sd
+    prior_sd = prior_sd if np.isfinite(prior_sd) and prior_sd > 0 else default_sd
+    n = hist["size"].fillna(0.0).to_numpy()
+    mean = hist["mean"].fillna(0.0).to_numpy()
+    var = hist["var"].fillna(0.0).to_numpy()
+    k = float(min_history_days)
+    shrunk_mean = n * mean / (n + k)
+    dof = np.maximum(n - 1, 0)
+    shrunk_sd = np.sqrt((dof * var + k * prior_sd**2) / (dof + k))
+    x = today["mean"].to_numpy()
+    z = np.clip(np.nan_to_num((x - shrunk_mean) / shrunk_sd, nan=0.0), -5.0, 5.0)
+    return pd.DataFrame(
+        {
+            "polarity_24h": x,
+            "headlines_24h": today["size"].fillna(0).astype("int64").to_numpy(),
+            "polarity_hist_mean": hist["mean"].to_numpy(),
+            "polarity_hist_std": np.sqrt(hist["var"].to_numpy()),
+            "polarity_hist_days": n.astype("int64"),
+            "sentiment_z": z,
+        },
+        index=index,
+    )
