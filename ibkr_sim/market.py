@@ -435,7 +435,7 @@ def _intraday(seed: int, j: int) -> _Intraday:
     amp = (0.5 * p.sigma[max(j - 1, 0)] / math.sqrt(n))[:, None]
     tick = p.tick[:, None]
     path = np.exp(base + amp * bridge * taper)
-    path = np.clip(np.round(path / tick) * tick, lo[:, None], h[:, None])
+    path = np.clip(np.round(np.round(path / tick) * tick, 8), lo[:, None], h[:, None])
     path[:, 0], path[:, n] = o, c
     rows = np.arange(C)
     path[rows, t_high], path[rows, t_low] = h, lo
@@ -884,7 +884,9 @@ class SimMarket:
             path = day.path[cols]
             last = path[:, k] + f * (path[:, k + 1] - path[:, k])
             last = np.clip(
-                np.round(last / p.tick[cols]) * p.tick[cols], p.low[j, cols], p.high[j, cols]
+                np.round(np.round(last / p.tick[cols]) * p.tick[cols], 8),
+                p.low[j, cols],
+                p.high[j, cols],
             )
             cum = day.cum_volume[cols]
             volume = np.round(cum[:, k] + f * (cum[:, k + 1] - cum[:, k]), -2)

@@ -231,7 +231,8 @@ class Universe:
             if currency is None or currency.upper() == quote:
                 sym, sec_type, currency = base, "CASH", quote
         kinds = [sec_type.upper()] if sec_type else ["STK", "IND", "FUT", "CASH"]
-        candidates = self._by_symbol.get(sym, [])
+        # a pair's own symbol first: "USD" is USD.JPY before it is EUR.USD's quote currency
+        candidates = sorted(self._by_symbol.get(sym, []), key=lambda i: i.symbol != sym)
         for kind in kinds:
             for inst in candidates:
                 if inst.sec_type == kind and (
