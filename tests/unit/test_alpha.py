@@ -1,0 +1,127 @@
+"""Alpha blend: normalisation, block arithmetic, macro shift, drivers, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from ibkr_assets.quant.alpha import (
+    DEFAULT_SIGNALS,
+    OUTPUT_COLUMNS,
+    AlphaWeights,
+    compute_alpha_scores,
+    normalise,
+)
+
+COLUMNS = [c for block in DEFAULT_SIGNALS.values() for c in block]
+
+
+def _features(n: int = 50, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.standard_normal((n, len(COLUMNS))), columns=COLUMNS)
+    return frame.assign(
+        symbol=[f"S{i:02d}" for i in range(n)],
+        piotroski=rng.integers(0, 10, n).astype(float),
+        ma_cross=rng.choice([-1.0, 0.0, 0.0, 0.0, 1.0], n),
+    )
+
+
+def test_normalise_robust_zscore_by_hand() -> None:
+    x = pd.Series([1.0, 2.0, 3.0, 4.0, 1000.0, np.nan])
+    # median 3, |x - 3| = 2 1 0 1 997 -> MAD 1 -> scale 1.4826
+    expected = np.tanh((np.array([1, 2, 3, 4, 1000]) - 3) / 1.4826 / 2)
+    np.testing.assert_allclose(normalise(x), [*expected, 0.0])
+    # The outlier is capped at 1 and does not squeeze the others (a plain z-score would).
+    assert normalise(x)[4] <= 1.0 and normalise(x)[3] - normalise(x)[1] > 0.5
+    np.testing.assert_allclose(normalise(x, "rank"), [-1, -0.5, 0, 0.5, 1, 0])
+    # Mostly-zero flags fall back to the standard deviation; constants are neutral.
+    flags = pd.Series([0.0, 0.0, 0.0, 1.0, -1.0])
+    np.testing.assert_allclose(normalise(flags), np.tanh(flags / flags.std() / 2))
+    assert (normalise(pd.Series([5.0] * 4)) == 0).all()
+    with pytest.raises(ValueError, match="median"):
+        normalise(x, "median")  # type: ignore[arg-type]
+
+
+def test_blend_is_the_weighted_sum_of_blocks() -> None:
+    features = _features()
+    weights = AlphaWeights(technical=0.5, fundamental=0.25, sentiment=0.25, macro=0.0)
+    out = compute_alpha_scores(features, weights)
+    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    assert list(out["symbol"]) == list(features["symbol"])
+    tech = sum(s * normalise(features[c]) for c, s in DEFAULT_SIGNALS["technical"].items())
+    tech = tech / sum(abs(s) for s in DEFAULT_SIGNALS["technical"].values())
+    np.testing.assert_allclose(out["technical"], tech)
+    np.testing.assert_allclose(out["sentiment"], normalise(features["sentiment_z"]))
+    np.testing.assert_allclose(
+        out["alpha_score"],
+        0.5 * out["technical"] + 0.25 * out["fundamental"] + 0.25 * out["sentiment"],
+    )
+    for col in ("alpha_score", "technical", "fundamental", "sentiment"):
+        assert out[col].between(-1, 1).all()
+
+
+def test_cheap_quality_names_score_higher() -> None:
+    features = _features().assign(forward_pe_rel_sector=0.0, piotroski=5.0)
+    features.loc[0, ["forward_pe_rel_sector", "piotroski"]] = [-0.4, 9.0]  # cheap, high quality
+    features.loc[1, ["forward_pe_rel_sector", "piotroski"]] = [0.6, 1.0]  # dear, low quality
+    out = compute_alpha_scores(features).set_index("symbol")
+    assert out.loc["S00", "fundamental"] > 0.5 > -0.5 > out.loc["S01", "fundamental"]
+
+
+def test_macro_shifts_every_score_by_the_same_amount() -> None:
+    features = _features()
+    neutral = compute_alpha_scores(features, macro_adjustment=0.0)
+    risk_off = compute_alpha_scores(features, macro_adjustment=-1.0)
+    np.testing.assert_allclose(risk_off["alpha_score"] - neutral["alpha_score"], -0.1)
+    assert (risk_off["macro"] == -1.0).all()
+    nan = compute_alpha_scores(features, macro_adjustment=float("nan"))
+    np.testing.assert_allclose(nan["alpha_score"], neutral["alpha_score"])
+    with pytest.raises(ValueError, match="outside"):
+        compute_alpha_scores(features, macro_adjustment=2.0)
+
+
+def test_top_drivers_name_the_largest_contributions() -> None:
+    # Constant fundamentals and sentiment contribute nothing (and are left out of the drivers).
+    features = _features(n=20).assign(
+        sentiment_z=0.0, piotroski=5.0, forward_pe_rel_sector=0.1, revenue_growth_flag=1.0
+    )
+    features.loc[3, "mom_12_1"] = 50.0  # huge momentum -> tanh near 1
+    out = compute_alpha_scores(features, macro_adjustment=-0.5).set_index("symbol")
+    drivers = out.loc["S03", "top_drivers"].split("; ")
+    assert len(drivers) == 3
+    name, value = drivers[0].split(" ")
+    assert name == "mom_12_1"
+    # weight 0.4 * (1 / 5 of the technical block) * tanh(...) ~ +0.08
+    np.testing.assert_allclose(
+        float(value),
+        0.4
+        * 1.0
+        / 5.0
+        * np.tanh(
+            (50.0 - features["mom_12_1"].median())
+            / (1.4826 * (features["mom_12_1"] - features["mom_12_1"].median()).abs().median())
+            / 2
+        ),
+        atol=5e-4,
+    )
+    assert not any(d.startswith(("sentiment", "piotroski")) for d in drivers)
+    values = [abs(float(d.split(" ")[1])) for d in drivers]
+    assert values == sorted(values, reverse=True)
+
+
+def test_nan_signals_are_neutral_and_bad_input_is_named() -> None:
+    features = _features().assign(sentiment_z=np.nan)
+    out = compute_alpha_scores(features)
+    assert (out["sentiment"] == 0).all() and out["alpha_score"].notna().all()
+    with pytest.raises(ValueError, match="piotroski"):
+        compute_alpha_scores(features.drop(columns="piotroski"))
+    # A block with zero weight need not be present.
+    compute_alpha_scores(features.drop(columns="piotroski"), AlphaWeights(fundamental=0.0))
+    with pytest.raises(ValueError, match="duplicate symbols"):
+        compute_alpha_scores(pd.concat([features, features.head(1)]))
+    with pytest.raises(ValidationError):
+        AlphaWeights(technical=-0.1)
+    with pytest.raises(ValidationError, match="all zero"):
+        AlphaWeights(technical=0, fundamental=0, sentiment=0, macro=0)
