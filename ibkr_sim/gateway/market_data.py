@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 NEW_YORK = ZoneInfo("America/New_York")
 DELAY = timedelta(minutes=15)
 HISTORY_START = date(2019, 1, 2)
-MAX_INTRADAY_SESSIONS = 260
+MAX_INTRADAY_DAYS = 366
 WHAT_TO_SHOW = ("TRADES", "MIDPOINT", "BID", "ASK")
 
 # tick types: live -> delayed
@@ -203,26 +203,10 @@ def parse_end(text: str, now: datetime) -> datetime:
         ) from exc
 
 
-def _half_spread(inst: Instrument, close: np.ndarray) -> np.ndarray:
-    return np.maximum(inst.min_tick, np.round(close * 2.5e-4 / inst.min_tick) * inst.min_tick)
-
-
-def _shift(frame: pd.DataFrame, inst: Instrument, what: str) -> pd.DataFrame:
-    if what == "TRADES":
-        return frame
-    sign = {"MIDPOINT": 0.0, "BID": -1.0, "ASK": 1.0}[what]
-    half = _half_spread(inst, frame["close"].to_numpy())
-    out = frame.copy()
-    for col in ("open", "high", "low", "close"):
-        out[col] = frame[col].to_numpy() + sign * half
-    out["volume"] = -1.0
-    return out
-
-
 def history_bars(
     s: Session, inst: Instrument, end: datetime, duration: str, bar_text: str, what: str
 ) -> tuple[datetime, pd.DataFrame, ibspec.BarSize]:
-    """Bars (UTC-indexed for intraday, session-indexed for daily) complete at ``end``."""
+    """(start, bars, bar size): the market's bars complete within ``duration`` before ``end``."""
     span = ibspec.parse_duration(duration)
     bar = ibspec.parse_bar_size(bar_text)
     if what not in WHAT_TO_SHOW:
@@ -237,66 +221,28 @@ def history_bars(
             f"Historical Market Data Service error message:No historical market data for "
             f"{inst.local_symbol}/CASH@IDEALPRO TRADES (use MIDPOINT, BID or ASK)",
         )
-    market = s.state.market
     start = ibspec.start_of(end, span)
-    last = market.last_session(end)
-    first_day = max(start.astimezone(NEW_YORK).date(), HISTORY_START)
-    if bar.is_daily:
-        frame = market.daily_bars(inst.conid, first_day, last) if first_day <= last else None
-        if frame is None or frame.empty:
-            raise SimError(
-                HISTORICAL_DATA_ERROR,
-                "Historical Market Data Service error message:HMDS query "
-                f"returned no data: {inst.symbol} {duration} before {end:%Y%m%d %H:%M:%S} UTC",
-            )
-        if bar.text != "1 day":
-            frame = _calendar_bars(frame, bar.pandas_rule)
-        return start, _shift(frame, inst, what), bar
-    if bar.seconds < 60:
-        raise SimError(
-            HISTORICAL_DATA_ERROR,
-            "Historical Market Data Service error message:the simulator serves bars of 1 min "
-            f"or longer, not {bar.text!r}",
-        )
-    sessions = market.sessions(first_day, end.astimezone(NEW_YORK).date())
-    if len(sessions) > MAX_INTRADAY_SESSIONS:
+    if not bar.is_daily and (end - start).days > MAX_INTRADAY_DAYS:
         raise SimError(
             HISTORICAL_DATA_ERROR,
             f"Historical Market Data Service error message:{bar.text} bars for {duration} "
-            f"exceed {MAX_INTRADAY_SESSIONS} sessions; ask for a shorter duration",
+            f"exceed {MAX_INTRADAY_DAYS} days; ask for a shorter duration",
         )
-    parts = [market.intraday_bars(inst.conid, day, bar.minutes) for day in sessions]
-    frame = pd.concat(parts) if parts else pd.DataFrame()
-    if not frame.empty:
-        starts = frame.index
-        ends = starts + pd.Timedelta(seconds=bar.seconds)
-        keep = (starts >= pd.Timestamp(start)) & (ends <= pd.Timestamp(end))
-        frame = frame.loc[keep]
+    try:
+        frame = s.state.market.history(inst.conid, start, end, bar, what)
+    except SimError as exc:
+        raise SimError(
+            HISTORICAL_DATA_ERROR, f"Historical Market Data Service error message:{exc.message}"
+        ) from exc
     if frame.empty:
         raise SimError(
             HISTORICAL_DATA_ERROR,
-            "Historical Market Data Service error message:HMDS query "
-            f"returned no data: {inst.symbol} {bar.text} {duration} before {end:%Y%m%d %H:%M:%S}",
+            "Historical Market Data Service error message:HMDS query returned no data: "
+            f"{inst.symbol} {bar.text} {duration} before {end:%Y%m%d %H:%M:%S} UTC",
         )
-    return start, _shift(frame, inst, what), bar
-
-
-def _calendar_bars(daily: pd.DataFrame, rule: str) -> pd.DataFrame:
-    """Weekly / monthly bars from daily ones, dated by their first session (as IB does)."""
-    idx = pd.DatetimeIndex(daily.index)
-    key = idx.to_period("W-FRI" if rule == "W-FRI" else "M")
-    grouped = daily.assign(_key=key.astype(str), _first=idx).groupby("_key", sort=True)
-    out = pd.DataFrame(
-        {
-            "open": grouped["open"].first(),
-            "high": grouped["high"].max(),
-            "low": grouped["low"].min(),
-            "close": grouped["close"].last(),
-            "volume": grouped["volume"].sum(),
-        }
-    )
-    out.index = pd.DatetimeIndex(grouped["_first"].first().to_numpy(), name="session")
-    return out
+    if what != "TRADES":
+        frame = frame.assign(volume=-1.0)
+    return start, frame, bar
 
 
 def req_historical_data(s: Session, r: Reader) -> None:
@@ -339,12 +285,13 @@ def req_historical_data(s: Session, r: Reader) -> None:
         frame[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume")
     )
     wap = (h + lo + c) / 3.0
-    if bar.is_daily:
-        dates = [f"{d:%Y%m%d}" for d in pd.DatetimeIndex(frame.index)]
+    index = pd.DatetimeIndex(frame.index)
+    if bar.is_daily:  # indexed by the UTC close of the (last) session
+        dates = [f"{d:%Y%m%d}" for d in index.tz_convert(NEW_YORK)]
     elif format_date == 2:
-        dates = [str(int(t.timestamp())) for t in pd.DatetimeIndex(frame.index)]
+        dates = [str(int(t.timestamp())) for t in index]
     else:
-        local = pd.DatetimeIndex(frame.index).tz_convert(NEW_YORK)
+        local = index.tz_convert(NEW_YORK)
         dates = [f"{t:%Y%m%d %H:%M:%S} US/Eastern" for t in local]
     counts = np.maximum(1, (np.abs(v) / 250.0).astype(np.int64))
     for i in range(len(frame)):

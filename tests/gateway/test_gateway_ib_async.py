@@ -185,9 +185,12 @@ def test_scanner_and_news(ib):
 
 def test_duplicate_client_id_is_refused(gateway, ib):
     other = IB()
+    codes: list[int] = []
+    other.errorEvent += lambda req_id, code, msg, contract: codes.append(code)
     with pytest.raises((ConnectionError, TimeoutError)):
-        other.connect("127.0.0.1", gateway.port, clientId=1, timeout=3)
+        other.connect("127.0.0.1", gateway.port, clientId=1, timeout=2)
     assert not other.isConnected()
+    assert 326 in codes
     assert ib.reqCurrentTime() is not None  # the first client is untouched
 
 
