@@ -234,28 +234,46 @@ def _unit_t(rng: np.random.Generator, df: float, shape: tuple[int, ...]) -> np.n
     return rng.standard_t(df, shape) / math.sqrt(df / (df - 2.0))
 
 
+def on_tick(price: np.ndarray, tick: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Round to whole ticks; dividing by the (integer) ticks per unit gives exact decimals."""
+    per_unit = np.rint(1.0 / tick)
+    out = np.multiply(price, per_unit, out=out)
+    np.rint(out, out=out)
+    out /= per_unit
+    return out
+
+
 def _ohlc(
     rng: np.random.Generator,
-    prev_close: np.ndarray,
+    log_prev: np.ndarray,
     r: np.ndarray,
     sigma: np.ndarray,
     gap_share: np.ndarray,
     tick: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Open/high/low/close from log returns: a gap to the open, the rest intraday, wicks."""
-    log_prev = np.log(prev_close)
-    log_close = log_prev + r
-    log_open = log_prev + gap_share + 0.15 * sigma * rng.standard_normal(r.shape)
-    wick = 0.45 * sigma
-    log_high = np.maximum(log_open, log_close) + wick * rng.exponential(1.0, r.shape)
-    log_low = np.minimum(log_open, log_close) - wick * rng.exponential(1.0, r.shape)
+    """Open/high/low/close from log returns: a gap to the open, the rest intraday, wicks.
 
-    def on_tick(x: np.ndarray) -> np.ndarray:
-        return np.round(np.round(np.exp(x) / tick) * tick, 8)
-
-    o, c = np.maximum(on_tick(log_open), tick), np.maximum(on_tick(log_close), tick)
-    h = np.maximum(on_tick(log_high), np.maximum(o, c))
-    lo = np.maximum(np.minimum(on_tick(log_low), np.minimum(o, c)), tick)
+    Works in place on a few (T, C) buffers: the panel is large and fresh allocations are slow.
+    """
+    f32 = np.float32
+    shape = r.shape
+    c = np.add(log_prev, r)
+    o = rng.standard_normal(shape, dtype=f32) * sigma
+    o *= 0.15
+    o += gap_share
+    o += log_prev
+    h = rng.standard_exponential(shape, dtype=f32) * sigma
+    h *= 0.45
+    h += np.maximum(o, c)
+    lo = rng.standard_exponential(shape, dtype=f32) * sigma
+    lo *= -0.45
+    lo += np.minimum(o, c)
+    for x in (o, h, lo, c):
+        np.exp(x, out=x)
+        on_tick(x, tick, out=x)
+        np.maximum(x, tick, out=x)
+    np.maximum(h, np.maximum(o, c), out=h)
+    np.minimum(lo, np.minimum(o, c), out=lo)
     return o, h, lo, c
 
 
@@ -293,25 +311,29 @@ def _panel(seed: int) -> _Panel:
     e, sig_e = _garch(_unit_t(r_idio, 4.0, (T, N)), idio_vol, 0.06, 0.91)
 
     # news and jumps
-    u = r_news.random((T, N))
+    f32 = np.float32
+    u = r_news.random((T, N), dtype=f32)
     lam = news_rate[None, :]
     p0 = np.exp(-lam)
     p1 = p0 * lam
     p2 = p1 * lam / 2.0
     count = (u > p0).astype(np.int8) + (u > p0 + p1) + (u > p0 + p1 + p2)
-    tone = np.where(count > 0, np.clip(0.55 * r_news.standard_normal((T, N)), -1.0, 1.0), 0.0)
-    is_jump = r_news.random((T, N)) < 0.005
-    jump_sign = np.where(r_news.random((T, N)) < 0.5, -1.0, 1.0)
-    jump = is_jump * jump_sign * r_news.uniform(0.05, 0.12, (T, N))
-    tone = np.where(is_jump, jump_sign * r_news.uniform(0.6, 0.95, (T, N)), tone)
-    count = np.where(is_jump, np.maximum(count, 1), count).astype(np.int8)
+    tone = np.where(count > 0, np.clip(0.55 * r_news.standard_normal((T, N), dtype=f32), -1, 1), 0)
+    is_jump = r_news.random((T, N), dtype=f32) < 0.005
+    hit = np.flatnonzero(is_jump)
+    sign = np.where(r_news.random(hit.size) < 0.5, -1.0, 1.0)
+    jump = np.zeros((T, N))
+    jump.flat[hit] = sign * r_news.uniform(0.05, 0.12, hit.size)
+    tone.flat[hit] = sign * r_news.uniform(0.6, 0.95, hit.size)
+    count.flat[hit] = np.maximum(count.flat[hit], 1)
     drift = np.zeros((T, N))
     for lag in range(1, _NEWS_LAGS + 1):
         drift[lag:] += _NEWS_DRIFT * _NEWS_DECAY ** (lag - 1) * tone[:-lag]
 
     r = mu + drift + beta * m + gamma * s_fac[:, sector_of] + e + jump
     sigma = np.sqrt((beta * sig_m) ** 2 + (gamma * sig_s[:, sector_of]) ** 2 + sig_e**2)
-    gap = gap_frac * (r - jump) + jump * r_ohlc.uniform(0.7, 1.0, (T, N))
+    gap = gap_frac * (r - jump)
+    gap.flat[hit] += jump.flat[hit] * r_ohlc.uniform(0.7, 1.0, hit.size)
 
     # macro instruments
     R = np.zeros((T, C))
@@ -353,13 +375,15 @@ def _panel(seed: int) -> _Panel:
     GAP[:, N:] = 0.2 * R[:, N:]
 
     log_close = np.log(start) + np.cumsum(R, axis=0)
-    prev_close = np.exp(np.vstack([np.log(start)[None, :], log_close[:-1]]))
-    o, h, lo, c = _ohlc(r_ohlc, prev_close, R, SIG, GAP, tick)
+    log_prev = np.vstack([np.log(start)[None, :], log_close[:-1]])
+    o, h, lo, c = _ohlc(r_ohlc, log_prev, R, SIG, GAP, tick)
 
     # volume: around ADV, up with |r| / sigma, much higher on jump days
     surprise = np.abs(R - R.mean(axis=0)) / np.maximum(SIG, 1e-6)
-    vol = adv * np.exp(0.3 * r_vol.standard_normal((T, C)) - 0.045) * (0.65 + 0.35 * surprise / 0.8)
-    vol[:, :N] *= np.where(is_jump, r_vol.uniform(2.5, 5.0, (T, N)), 1.0)
+    z_vol = r_vol.standard_normal((T, C), dtype=f32)
+    vol = adv * np.exp(0.3 * z_vol - 0.045) * (0.65 + 0.35 * surprise / 0.8)
+    hit_t, hit_i = np.unravel_index(hit, (T, N))
+    vol[hit_t, hit_i] *= r_vol.uniform(2.5, 5.0, hit.size)
     vol = np.round(vol, -2)
     vol[:, N:] = np.where(adv[N:] > 0, np.maximum(vol[:, N:], 100.0), 0.0)
     vol[:, :N] = np.maximum(vol[:, :N], 100.0)
@@ -435,7 +459,7 @@ def _intraday(seed: int, j: int) -> _Intraday:
     amp = (0.5 * p.sigma[max(j - 1, 0)] / math.sqrt(n))[:, None]
     tick = p.tick[:, None]
     path = np.exp(base + amp * bridge * taper)
-    path = np.clip(np.round(np.round(path / tick) * tick, 8), lo[:, None], h[:, None])
+    path = np.clip(on_tick(path, tick), lo[:, None], h[:, None])
     path[:, 0], path[:, n] = o, c
     rows = np.arange(C)
     path[rows, t_high], path[rows, t_low] = h, lo
@@ -884,7 +908,7 @@ class SimMarket:
             path = day.path[cols]
             last = path[:, k] + f * (path[:, k + 1] - path[:, k])
             last = np.clip(
-                np.round(np.round(last / p.tick[cols]) * p.tick[cols], 8),
+                on_tick(last, p.tick[cols]),
                 p.low[j, cols],
                 p.high[j, cols],
             )
