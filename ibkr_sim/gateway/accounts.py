@@ -178,8 +178,17 @@ def _position_rows(s: Session, account: str) -> list[tuple[Any, list[object], fl
     ]
 
 
+def send_position(s: Session, account: str, conid: int) -> None:
+    """One ``position`` message (quantity 0 once the position is closed)."""
+    inst = s.state.market.universe.by_conid(conid)
+    held = [p for p in s.state.exchange.positions(account) if p.conid == conid]
+    qty, cost = (float(held[0].quantity), float(held[0].avg_cost)) if held else (0.0, 0.0)
+    s.send(61, 3, account, *contract_fields(inst), qty, cost)
+
+
 def req_positions(s: Session, r: Reader) -> None:
     r.int()
+    s.positions_subscribed = True
     for account in _accounts(s):
         for acct, contract, qty, cost in _position_rows(s, account):
             s.send(61, 3, acct, *contract, qty, cost)
@@ -188,6 +197,7 @@ def req_positions(s: Session, r: Reader) -> None:
 
 def cancel_positions(s: Session, r: Reader) -> None:
     r.rest()
+    s.positions_subscribed = False
 
 
 def req_positions_multi(s: Session, r: Reader) -> None:

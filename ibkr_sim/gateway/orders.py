@@ -346,27 +346,47 @@ def _send_execution(s: Session, req_id: int, e: Any) -> None:
     s.send(59, 1, e.exec_id, float(e.commission), "USD", float(e.realized_pnl or 0.0), "", "")
 
 
+TERMINAL = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
+
+
 def push_order_updates(s: Session, force: int | None = None) -> None:
-    """Report status changes and new fills of this client's orders."""
-    if not s.orders:
+    """Report new fills, order status changes and the positions they moved.
+
+    Fills of this client's orders go out as ``execDetails`` + ``commissionReport``; a changed
+    status as ``orderStatus`` (with ``openOrder`` the first time); a fill of *any* client moves
+    a position, sent as ``position`` to clients that called ``reqPositions`` and as
+    ``updatePortfolio`` + account values to clients subscribed to that account's updates.
+    """
+    live = {oid for oid in s.orders.values() if oid not in s.finished}
+    if not (live or s.positions_subscribed or s.account_updates):
         return
     ex = s.state.exchange
+    new = [e for e in ex.executions() if e.exec_id not in s.seen_execs]
     mine = set(s.orders.values())
-    infos = {o.order_id: o for o in ex.open_orders() if o.order_id in mine}
-    gone = [oid for oid in mine if oid not in infos]
-    if gone:
-        infos.update({o.order_id: o for o in ex.completed_orders() if o.order_id in gone})
-    for e in ex.executions():
-        if e.order_id in mine and e.exec_id not in s.reported_execs:
-            s.reported_execs.add(e.exec_id)
+    for e in new:
+        s.seen_execs.add(e.exec_id)
+        if e.order_id in mine:
             _send_execution(s, -1, e)
-    for oid, info in infos.items():
-        key = (info.status, float(info.filled))
-        if s.reported_status.get(oid) != key or oid == force:
-            if oid == force or s.reported_status.get(oid) is None:
-                _send_open_order(s, info)
-            s.reported_status[oid] = key
-            _send_status(s, info)
+    if live:
+        infos = {o.order_id: o for o in ex.open_orders() if o.order_id in live}
+        if len(infos) < len(live):
+            infos.update({o.order_id: o for o in ex.completed_orders() if o.order_id in live})
+        for oid, info in infos.items():
+            key = (info.status, float(info.filled))
+            if s.reported_status.get(oid) != key or oid == force:
+                if oid == force or s.reported_status.get(oid) is None:
+                    _send_open_order(s, info)
+                s.reported_status[oid] = key
+                _send_status(s, info)
+            if info.status in TERMINAL:
+                s.finished.add(oid)
+    from ibkr_sim.gateway.accounts import send_account_updates, send_position
+
+    for account, conid in sorted({(e.account, e.conid) for e in new}):
+        if s.positions_subscribed:
+            send_position(s, account, conid)
+    if s.account_updates and any(e.account == s.account_updates for e in new):
+        send_account_updates(s, s.account_updates)
 
 
 def cancel_order(s: Session, r: Reader) -> None:

@@ -105,7 +105,9 @@ class Session:
         self.market_data_type = 1
         # order ids of this client -> exchange order ids, and what was already reported
         self.orders: dict[int, int] = {}
-        self.reported_execs: set[str] = set()
+        self.seen_execs: set[str] = set()  # executions already accounted for (any client)
+        self.finished: set[int] = set()  # exchange ids of this client's orders that are done
+        self.positions_subscribed = False
         self.reported_status: dict[int, tuple[str, float]] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.closed = False
