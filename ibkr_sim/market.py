@@ -495,49 +495,65 @@ _FUNDAMENTAL_COLUMNS = [
 ]
 
 
-@functools.lru_cache(maxsize=2048)
-def _statements(seed: int, col: int, market_cap: float, shares0: float) -> pd.DataFrame:
-    """Every quarter 2015Q4..2028Q4 for one stock; its quality sets the trends."""
-    q = float(_panel(seed).quality[col])
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 41, col]))
-    period_end = pd.date_range("2015-12-31", "2028-12-31", freq="QE")
-    K = len(period_end)
-    k = np.arange(K) - 12.0  # quarters since 2018Q4
-    noise = rng.standard_normal((8, K))
-    growth = 0.06 + 0.07 * q + 0.04 * rng.standard_normal()  # annual revenue growth
-    revenue0 = market_cap / math.exp(rng.normal(math.log(3.0), 0.5)) / 4.0
-    seasonal = 1.0 + 0.03 * np.sin(np.arange(K) * math.pi / 2.0 + rng.uniform(0, 6.3))
+@dataclass(frozen=True)
+class _Statements:
+    """Every stock's quarters 2015Q4..2028Q4: (MAX_STOCKS, K) arrays per line item."""
+
+    period_end: np.ndarray  # (K,) datetime64[ns]
+    report_date: np.ndarray  # (MAX_STOCKS, K) datetime64[ns], increasing along K
+    items: dict[str, np.ndarray]
+
+
+@functools.lru_cache(maxsize=4)
+def _statements(seed: int) -> _Statements:
+    """Quarterly statements whose trends follow each stock's quality (vectorised, once per seed).
+
+    Good companies (high quality = high drift) grow revenue, widen margins, convert earnings to
+    cash, de-lever, improve liquidity and buy back shares; poor ones do the opposite, so the
+    Piotroski (2000) F-score spreads across 0..9.
+    """
+    uni = Universe(seed, MAX_STOCKS)
+    q = _panel(seed).quality[:, None]
+    shares0 = np.array([i.shares_outstanding for i in uni.stocks])[:, None]
+    market_cap = shares0 * uni.start_prices[:, None]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 41]))
+    period_end = pd.date_range("2015-12-31", "2028-12-31", freq="QE").values.astype("datetime64[D]")
+    N, K = MAX_STOCKS, len(period_end)
+    k = np.arange(K)[None, :] - 12.0  # quarters since 2018Q4
+    noise = rng.standard_normal((8, N, K))
+    level = rng.random((8, N, 1))
+    growth = 0.06 + 0.07 * q + 0.04 * noise[0, :, :1]  # annual revenue growth
+    revenue0 = market_cap / np.exp(math.log(3.0) + 0.5 * noise[1, :, :1]) / 4.0
+    seasonal = 1.0 + 0.03 * np.sin(np.arange(K)[None, :] * math.pi / 2.0 + 6.3 * level[0])
     revenue = revenue0 * np.exp(growth / 4.0 * k + 0.03 * noise[0]) * seasonal
-    gross_margin = np.clip(rng.uniform(0.25, 0.7) + 0.004 * q * k + 0.01 * noise[1], 0.05, 0.95)
+    gross_margin = np.clip(0.25 + 0.45 * level[1] + 0.004 * q * k + 0.01 * noise[1], 0.05, 0.95)
     net_margin = np.clip(0.07 + 0.05 * q + 0.004 * q * k + 0.012 * noise[2], -0.4, 0.45)
     net_income = revenue * net_margin
     cash_flow = net_income + revenue * (0.03 + 0.02 * q + 0.02 * noise[3])
-    turnover = rng.uniform(0.3, 1.4) * np.exp(0.01 * q * k + 0.015 * noise[4])
+    turnover = (0.3 + 1.1 * level[2]) * np.exp(0.01 * q * k + 0.015 * noise[4])
     total_assets = 4.0 * revenue / turnover
-    leverage = np.clip(rng.uniform(0.1, 0.4) - 0.004 * q * k + 0.008 * noise[5], 0.0, 0.85)
-    current_ratio = np.clip(rng.uniform(0.9, 2.2) + 0.02 * q * k + 0.04 * noise[6], 0.3, 5.0)
-    current_liabilities = total_assets * rng.uniform(0.1, 0.25)
+    leverage = np.clip(0.1 + 0.3 * level[3] - 0.004 * q * k + 0.008 * noise[5], 0.0, 0.85)
+    current_ratio = np.clip(0.9 + 1.3 * level[4] + 0.02 * q * k + 0.04 * noise[6], 0.3, 5.0)
+    current_liabilities = total_assets * (0.1 + 0.15 * level[5])
     shares = shares0 * np.exp(-0.004 * q * k + 0.0015 * noise[7])
-    lag = rng.integers(30, 46, K)
-    report = np.busday_offset(
-        (period_end.values.astype("datetime64[D]") + lag).astype("datetime64[D]"), 0, roll="forward"
+    lag = rng.integers(30, 46, (N, K))
+    report = np.busday_offset(period_end[None, :] + lag, 0, roll="forward")
+    items = {
+        "revenue": revenue,
+        "gross_profit": revenue * gross_margin,
+        "net_income": net_income,
+        "total_assets": total_assets,
+        "operating_cash_flow": cash_flow,
+        "long_term_debt": total_assets * leverage,
+        "current_assets": current_liabilities * current_ratio,
+        "current_liabilities": current_liabilities,
+        "shares_outstanding": shares,
+    }
+    return _Statements(
+        period_end=period_end.astype("datetime64[ns]"),
+        report_date=report.astype("datetime64[ns]"),
+        items={name: np.round(v, -3) for name, v in items.items()},
     )
-    frame = pd.DataFrame(
-        {
-            "period_end": period_end.values.astype("datetime64[ns]"),
-            "report_date": report.astype("datetime64[ns]"),
-            "revenue": np.round(revenue, -3),
-            "gross_profit": np.round(revenue * gross_margin, -3),
-            "net_income": np.round(net_income, -3),
-            "total_assets": np.round(total_assets, -3),
-            "operating_cash_flow": np.round(cash_flow, -3),
-            "long_term_debt": np.round(total_assets * leverage, -3),
-            "current_assets": np.round(current_liabilities * current_ratio, -3),
-            "current_liabilities": np.round(current_liabilities, -3),
-            "shares_outstanding": np.round(shares, -3),
-        }
-    )
-    return frame.astype({c: "float64" for c in _FUNDAMENTAL_COLUMNS[2:]})
 
 
 # -- news ------------------------------------------------------------------------------------
@@ -1053,29 +1069,23 @@ class SimMarket:
 
     def fundamentals(self, conid: int, as_of: date) -> pd.DataFrame:
         """Quarterly statements reported on or before ``as_of`` (oldest first), USD / shares."""
-        inst, col = self._stock(conid)
-        table = _statements(
-            self.seed,
-            col,
-            float(inst.shares_outstanding * self._p.start_price[col]),
-            inst.shares_outstanding,
-        )
-        known = table.loc[table["report_date"] <= pd.Timestamp(as_of)]
-        return known.reset_index(drop=True)
+        _, col = self._stock(conid)
+        st = _statements(self.seed)
+        n = int(np.searchsorted(st.report_date[col], np.datetime64(as_of, "ns"), "right"))
+        columns = {"period_end": st.period_end[:n], "report_date": st.report_date[col, :n]}
+        columns.update({name: v[col, :n] for name, v in st.items.items()})
+        return pd.DataFrame(columns, columns=_FUNDAMENTAL_COLUMNS)
 
     def forward_eps(self, conid: int, as_of: date) -> float:
         """Consensus EPS for the next twelve months: trailing EPS grown at the recent trend."""
-        table = self.fundamentals(conid, as_of)
-        last4, prior4 = table.iloc[-4:], table.iloc[-8:-4]
-        trailing = float(last4["net_income"].sum())
-        growth = (
-            float(last4["revenue"].sum() / prior4["revenue"].sum()) if len(prior4) == 4 else 1.0
-        )
-        growth = min(max(growth, 0.7), 1.5)
-        noise = 1.0 + 0.03 * (
-            (stable_int(self.seed, conid, as_of.isoformat()) % 2001) / 1000.0 - 1.0
-        )
-        return round(trailing * growth * noise / float(last4["shares_outstanding"].iloc[-1]), 4)
+        _, col = self._stock(conid)
+        st = _statements(self.seed)
+        n = int(np.searchsorted(st.report_date[col], np.datetime64(as_of, "ns"), "right"))
+        income, revenue = st.items["net_income"][col, :n], st.items["revenue"][col, :n]
+        growth = min(max(float(revenue[-4:].sum() / revenue[-8:-4].sum()), 0.7), 1.5)
+        noise = 1.0 + 0.03 * ((stable_int(self.seed, conid, as_of.isoformat()) % 2001) / 1000 - 1)
+        shares = float(st.items["shares_outstanding"][col, n - 1])
+        return round(float(income[-4:].sum()) * growth * noise / shares, 4)
 
     # -- news -------------------------------------------------------------------------------
     def news_providers(self) -> list[tuple[str, str]]:

@@ -334,23 +334,24 @@ def test_history_follows_ib_bar_sizes(market: SimMarket) -> None:
 
 
 def _piotroski(f: pd.DataFrame) -> int:
-    f = f.drop(columns=["period_end", "report_date"])
-    cur, prev = f.iloc[-4:].sum(), f.iloc[-8:-4].sum()
-    last, year_ago = f.iloc[-1], f.iloc[-5]
-    roa, roa_prev = cur.net_income / last.total_assets, prev.net_income / year_ago.total_assets
+    """Piotroski (2000) F-score from the last eight quarters (trailing four vs the four before)."""
+    x = {k: f[k].to_numpy() for k in f.columns[2:]}
+    ttm = {k: v[-4:].sum() for k, v in x.items()}
+    prior = {k: v[-8:-4].sum() for k, v in x.items()}
+    now, ago = {k: v[-1] for k, v in x.items()}, {k: v[-5] for k, v in x.items()}
     return sum(
         [
-            cur.net_income > 0,
-            cur.operating_cash_flow > 0,
-            roa > roa_prev,
-            cur.operating_cash_flow > cur.net_income,
-            last.long_term_debt / last.total_assets
-            < year_ago.long_term_debt / year_ago.total_assets,
-            last.current_assets / last.current_liabilities
-            > year_ago.current_assets / year_ago.current_liabilities,
-            last.shares_outstanding <= year_ago.shares_outstanding,
-            cur.gross_profit / cur.revenue > prev.gross_profit / prev.revenue,
-            cur.revenue / last.total_assets > prev.revenue / year_ago.total_assets,
+            ttm["net_income"] > 0,
+            ttm["operating_cash_flow"] > 0,
+            ttm["net_income"] / now["total_assets"] > prior["net_income"] / ago["total_assets"],
+            ttm["operating_cash_flow"] > ttm["net_income"],
+            now["long_term_debt"] / now["total_assets"]
+            < ago["long_term_debt"] / ago["total_assets"],
+            now["current_assets"] / now["current_liabilities"]
+            > ago["current_assets"] / ago["current_liabilities"],
+            now["shares_outstanding"] <= ago["shares_outstanding"],
+            ttm["gross_profit"] / ttm["revenue"] > prior["gross_profit"] / prior["revenue"],
+            ttm["revenue"] / now["total_assets"] > prior["revenue"] / ago["total_assets"],
         ]
     )
 
@@ -379,7 +380,8 @@ def test_piotroski_scores_spread_and_track_quality(market: SimMarket) -> None:
     for s in stocks:
         f = market.fundamentals(s.conid, date(2024, 6, 1))
         scores.append(_piotroski(f))
-        growth.append(f["revenue"].iloc[-4:].sum() / f["revenue"].iloc[-8:-4].sum() - 1)
+        revenue = f["revenue"].to_numpy()
+        growth.append(revenue[-4:].sum() / revenue[-8:-4].sum() - 1)
         fwd.append(market.forward_eps(s.conid, date(2024, 6, 1)))
     scores_arr = np.array(scores)
     assert scores_arr.min() <= 1 and scores_arr.max() >= 8
