@@ -45,12 +45,13 @@ class PipelineConfig(dg.ConfigurableResource):
     scanner_limit: int = Field(50, ge=1, le=50, description="rows per scanner (IB: at most 50)")
     history_sessions: int = Field(600, ge=60, description="daily bars kept per symbol")
     headline_hours: float = Field(24.0, gt=0, description="news window before the run")
-    headlines_per_symbol: int = Field(50, ge=1)
+    headlines_per_symbol: int = Field(50, ge=1, description="most recent kept per symbol")
+    headline_history_days: int = Field(30, ge=1, description="sentiment baseline window")
     macro_sessions: int = Field(260, ge=30, description="history of the macro gauges")
     weight_technical: float = Field(0.4, ge=0)
-    weight_fundamental: float = Field(0.35, ge=0)
-    weight_sentiment: float = Field(0.25, ge=0)
-    weight_macro: float = Field(0.2, ge=0, description="strength of the macro-regime adjustment")
+    weight_fundamental: float = Field(0.3, ge=0)
+    weight_sentiment: float = Field(0.2, ge=0)
+    weight_macro: float = Field(0.1, ge=0, description="strength of the macro-regime adjustment")
     min_universe_coverage: float = Field(
         0.95, gt=0, le=1, description="share of the universe the feature matrix must cover"
     )

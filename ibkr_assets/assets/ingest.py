@@ -12,7 +12,8 @@ stores in schema ``ingest``:
 * ``daily_bars`` — 600 sessions of daily OHLCV per symbol, cached in DuckDB (``cache.daily_bars``)
   so only the bars not yet seen are fetched;
 * ``fundamentals`` — quarterly statements filed before the session and forward EPS;
-* ``headlines`` — the last 24 hours of news per symbol;
+* ``headlines`` — the last 24 hours of news per symbol, and ``headline_history`` the weeks
+  before (each symbol's own sentiment baseline);
 * ``macro_gauges`` — 10-year yield, EURUSD, crude, VIX, SPY and QQQ with the regime features.
 
 A symbol the broker does not know, a missing statement or an empty news day is recorded in the
@@ -38,20 +39,22 @@ from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.broker.models import Bar, Contract, Quote
 from ibkr_assets.config import PipelineConfig, watchlist_symbols
 from ibkr_assets.partitions import previous_sessions
+from ibkr_assets.quant.macro import latest_regime, macro_features
 from ibkr_assets.resources.fundamentals import FundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
 
 INGEST = daily_asset_kwargs("ingest")
 BAR_COLUMNS = ["symbol", "session", "open", "high", "low", "close", "volume"]
-#: The macro gauges: column -> (symbol, secType, currency, whatToShow).
-MACRO_INSTRUMENTS: dict[str, tuple[str, str, str, str]] = {
-    "ten_year_yield": ("TNX", "IND", "USD", "TRADES"),
-    "eurusd": ("EUR", "CASH", "USD", "MIDPOINT"),
-    "crude": ("CL", "FUT", "USD", "TRADES"),
-    "vix": ("VIX", "IND", "USD", "TRADES"),
-    "spy": ("SPY", "STK", "USD", "TRADES"),
-    "qqq": ("QQQ", "STK", "USD", "TRADES"),
+#: The macro gauges: column -> (symbol, secType, currency, whatToShow, scale to our units).
+#: IB quotes TNX as the 10-year yield times ten; the gauge is in percent.
+MACRO_INSTRUMENTS: dict[str, tuple[str, str, str, str, float]] = {
+    "ten_year_yield": ("TNX", "IND", "USD", "TRADES", 0.1),
+    "eurusd": ("EUR", "CASH", "USD", "MIDPOINT", 1.0),
+    "crude": ("CL", "FUT", "USD", "TRADES", 1.0),
+    "vix": ("VIX", "IND", "USD", "TRADES", 1.0),
+    "spy": ("SPY", "STK", "USD", "TRADES", 1.0),
+    "qqq": ("QQQ", "STK", "USD", "TRADES", 1.0),
 }
 
 
@@ -404,52 +407,88 @@ def fundamentals(
     return dg.Output(with_partition(frame, key), metadata=meta)
 
 
-@dg.asset(**INGEST)
+HEADLINE_COLUMNS = {
+    "symbol": "string",
+    "time": "datetime64[ns, UTC]",
+    "headline": "string",
+    "provider_code": "string",
+    "article_id": "string",
+}
+
+
+def _headline_frame(rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(HEADLINE_COLUMNS))
+    return frame.assign(time=pd.to_datetime(frame["time"], utc=True)).astype(HEADLINE_COLUMNS)
+
+
+@dg.multi_asset(
+    outs={
+        "headlines": dg.AssetOut(
+            description="Every headline of the last 24 hours before the run, per symbol.",
+            metadata=INGEST["metadata"],
+            kinds=INGEST["kinds"],
+        ),
+        "headline_history": dg.AssetOut(
+            description="The headlines of the weeks before that: each symbol's own baseline.",
+            metadata=INGEST["metadata"],
+            kinds=INGEST["kinds"],
+        ),
+    },
+    partitions_def=INGEST["partitions_def"],
+    group_name=INGEST["group_name"],
+)
 def headlines(
     context: dg.AssetExecutionContext,
     ib: IBResource,
     storage: StorageResource,
     pipeline: PipelineConfig,
     universe: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
-    """Every headline of the last 24 hours before the run, per universe symbol."""
+):
+    """News per universe symbol: the last 24 hours (``headlines``) and the
+    ``headline_history_days`` before them (``headline_history``, the sentiment baseline)."""
     key, _, at = session_of(context)
     broker = ib.broker_at(at)
     start = at - timedelta(hours=pipeline.headline_hours)
+    history_start = start - timedelta(days=pipeline.headline_history_days)
     rows, failed = [], {}
     for contract in _universe_contracts(universe):
         try:
-            items = broker.news(contract, start=start, end=at, limit=pipeline.headlines_per_symbol)
+            items = broker.news(contract, start=history_start, end=at, limit=10_000)
         except BrokerError as exc:
             failed[contract.symbol] = str(exc)
             continue
         rows += [
             (contract.symbol, h.time, h.headline, h.provider_code, h.article_id)
             for h in items
-            if start <= h.time < at
+            if history_start <= h.time < at
         ]
-    frame = pd.DataFrame(
-        rows, columns=["symbol", "time", "headline", "provider_code", "article_id"]
+    everything = _headline_frame(rows)
+    recent_mask = everything["time"] >= pd.Timestamp(start)
+    recent, history = everything.loc[recent_mask], everything.loc[~recent_mask]
+    recent = (
+        recent.sort_values(["symbol", "time"], ascending=[True, False])
+        .groupby("symbol", sort=False)
+        .head(pipeline.headlines_per_symbol)
+        .reset_index(drop=True)
     )
-    frame = frame.astype(
-        {
-            "symbol": "string",
-            "headline": "string",
-            "provider_code": "string",
-            "article_id": "string",
-        }
-    ).assign(time=pd.to_datetime(frame["time"], utc=True))
-    storage.write_frame_json(storage.staging_path(key, "headlines"), frame)
+    storage.write_frame_json(storage.staging_path(key, "headlines"), recent)
+    storage.write_parquet(storage.staging_path(key, "headline_history", "parquet"), history)
+    with_news = int(recent["symbol"].nunique())
     meta = frame_metadata(
-        frame,
-        symbols_with_news=int(frame["symbol"].nunique()),
-        symbols_without_news=len(universe) - int(frame["symbol"].nunique()) - len(failed),
+        recent,
+        symbols_with_news=with_news,
+        symbols_without_news=len(universe) - with_news - len(failed),
         window_start=start.isoformat(),
         window_end=at.isoformat(),
     )
     if failed:
         meta["failed_symbols"] = listing(failed)
-    return dg.Output(with_partition(frame, key), metadata=meta)
+    yield dg.Output(with_partition(recent, key), output_name="headlines", metadata=meta)
+    yield dg.Output(
+        with_partition(history.reset_index(drop=True), key),
+        output_name="headline_history",
+        metadata=frame_metadata(history, window_start=history_start.isoformat()),
+    )
 
 
 @dg.asset(**INGEST)
@@ -464,7 +503,7 @@ def macro_gauges(
     broker = ib.broker_at(at)
     first = previous_sessions(session, pipeline.macro_sessions)[0]
     closes, failed = {}, {}
-    for column, (symbol, sec_type, currency, what) in MACRO_INSTRUMENTS.items():
+    for column, (symbol, sec_type, currency, what, scale) in MACRO_INSTRUMENTS.items():
         try:
             contract = broker.resolve(symbol, sec_type=sec_type, currency=currency)
             bars = broker.history(
@@ -478,16 +517,21 @@ def macro_gauges(
             failed[column] = str(exc)
             continue
         frame = _bars_frame(symbol, bars, before=session)
-        closes[column] = frame.set_index("session")["close"]
+        closes[column] = frame.set_index("session")["close"] * scale
     history = pd.DataFrame(closes).sort_index()
     history = history.loc[history.index >= pd.Timestamp(first)]
     history.index.name = "session"
-    frame = history.reset_index()
+    features = macro_features(history)
+    frame = history.join(features).reset_index()
     storage.write_parquet(storage.staging_path(key, "macro_gauges", "parquet"), frame)
-    latest = frame.iloc[-1] if len(frame) else pd.Series(dtype="float64")
+    regime = latest_regime(features)
     meta = frame_metadata(
         frame.tail(10).iloc[::-1],
-        **{f"latest_{c}": float(latest[c]) for c in frame.columns if c != "session" and len(frame)},
+        regime=regime.label,
+        risk_score=regime.risk_score,
+        equity_exposure=regime.equity_exposure,
+        regime_session=str(regime.session.date()) if pd.notna(regime.session) else None,
+        **{f"latest_{c}": float(history[c].iloc[-1]) for c in history.columns if len(history)},
     )
     meta["dagster/row_count"] = len(frame)
     if failed:

@@ -1,0 +1,94 @@
+"""Stage 3 — ``alpha_scores``: one score in [-1, 1] per symbol, and why.
+
+A thin wrapper over :func:`ibkr_assets.quant.alpha.compute_alpha_scores`: the technical,
+fundamental and sentiment blocks of the day's feature matrix, blended with the configured
+weights (``IBKR_WEIGHT_TECHNICAL`` ...), plus the macro regime of the day as an environment
+adjustment. The metadata shows what a PM looks at first: the distribution of scores (a PNG in
+the Dagster UI, also saved under ``plots/YYYY-MM-DD/``), the top and bottom names with their
+drivers, and the regime.
+"""
+
+import base64
+import io
+
+import dagster as dg
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ibkr_assets.assets._common import (
+    daily_asset_kwargs,
+    preview,
+    session_of,
+    with_partition,
+    without_partition,
+)
+from ibkr_assets.config import PipelineConfig
+from ibkr_assets.quant.alpha import AlphaWeights, compute_alpha_scores
+from ibkr_assets.quant.macro import FEATURE_COLUMNS as MACRO_COLUMNS
+from ibkr_assets.quant.macro import latest_regime
+from ibkr_assets.resources.storage import StorageResource
+
+
+def alpha_plot(scores: pd.DataFrame, title: str, names: int = 10) -> bytes:
+    """PNG: histogram of alpha scores, and the top and bottom ``names`` as horizontal bars."""
+    ranked = scores.sort_values("alpha_score")
+    ends = pd.concat([ranked.head(names), ranked.tail(names)]).drop_duplicates("symbol")
+    fig = Figure(figsize=(11, 4.5), dpi=90)  # no pyplot: no global state, safe in threads
+    hist, bars = fig.subplots(1, 2)
+    hist.hist(scores["alpha_score"], bins=30, color="#4c72b0", edgecolor="white")
+    hist.axvline(0, color="grey", linewidth=0.8)
+    hist.set(title=f"{title}: alpha distribution", xlabel="alpha score", ylabel="symbols")
+    colours = ["#c44e52" if v < 0 else "#55a868" for v in ends["alpha_score"]]
+    bars.barh(ends["symbol"].astype(str), ends["alpha_score"], color=colours)
+    bars.axvline(0, color="grey", linewidth=0.8)
+    bars.set(title=f"top and bottom {names}", xlabel="alpha score")
+    bars.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def alpha_weights(config: PipelineConfig) -> AlphaWeights:
+    """The blend weights of the pipeline settings."""
+    return AlphaWeights(
+        technical=config.weight_technical,
+        fundamental=config.weight_fundamental,
+        sentiment=config.weight_sentiment,
+        macro=config.weight_macro,
+    )
+
+
+@dg.asset(**daily_asset_kwargs("signals"))
+def alpha_scores(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    pipeline: PipelineConfig,
+    feature_matrix: pd.DataFrame,
+    macro_gauges: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Each symbol's expected edge in [-1, 1] from trend, value, quality, news and the regime."""
+    key, _, _ = session_of(context)
+    macro = without_partition(macro_gauges).set_index("session").loc[:, list(MACRO_COLUMNS)]
+    regime = latest_regime(macro)
+    scores = compute_alpha_scores(
+        without_partition(feature_matrix),
+        weights=alpha_weights(pipeline),
+        macro_adjustment=regime.macro_adjustment,
+    )
+    png = alpha_plot(scores, key)
+    path = storage.write_bytes(storage.plot_path(key, "alpha_scores"), png)
+    image = base64.b64encode(png).decode("ascii")
+    ranked = scores.sort_values("alpha_score", ascending=False)
+    meta = {
+        "dagster/row_count": len(scores),
+        "alpha_plot": dg.MetadataValue.md(f"![alpha scores](data:image/png;base64,{image})"),
+        "plot_path": dg.MetadataValue.path(str(path)),
+        "top_10": preview(ranked, 10),
+        "bottom_10": preview(ranked.iloc[::-1], 10),
+        "regime": regime.label,
+        "macro_adjustment": float(regime.macro_adjustment),
+        "mean_alpha": float(scores["alpha_score"].mean()),
+        "share_positive": float((scores["alpha_score"] > 0).mean()),
+    }
+    return dg.Output(with_partition(scores, key), metadata=meta)
