@@ -232,8 +232,7 @@ def score_headlines(headlines: pd.DataFrame, scorer: SentimentScorer) -> pd.Data
 def _utc(values: pd.Series | datetime | pd.Timestamp) -> pd.Series | pd.Timestamp:
     """Timestamps in UTC; naive ones are taken to be UTC."""
     if isinstance(values, pd.Series):
-        out = pd.to_datetime(values)
-        return out.dt.tz_localize("UTC") if out.dt.tz is None else out.dt.tz_convert("UTC")
+        return pd.to_datetime(values, utc=True)
     ts = pd.Timestamp(values)
     return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
 

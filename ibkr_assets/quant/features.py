@@ -1,0 +1,215 @@
+"""The feature matrix: one row per symbol with everything the scores and the optimiser need,
+as a trader could have known it at the decision time ``as_of``.
+
+Point-in-time rule (no look-ahead), applied here to every input:
+
+* a daily bar is known at its session's close, 16:00 New York: it is used when
+  ``session 16:00 America/New_York <= as_of``;
+* a quarterly statement is used from the day after its ``report_date`` (releases often come
+  after the close), i.e. when ``report_date + 1 day <= as_of``;
+* a headline is used when ``time <= as_of``; the sentiment window is the 24 h before ``as_of``;
+* a quote is used when its ``time <= as_of`` (without a time it is taken as the as-of snapshot).
+
+``as_of`` is a timestamp (naive = New York time) or a date, meaning the end of that day.
+Timestamps in the data (headline and quote times) without a zone are taken as UTC, as IB sends
+them. The daily job runs at 08:00 New York, so its matrix holds bars up to the previous session.
+
+Columns: identity and trading (``symbol``, ``conid``, ``sector``, ``industry``, ``lot_size``,
+``adv``, ``price`` with ``price_source``, ``bid``, ``ask``, ``spread``, ``spread_bps``,
+``last_session``), then the technical (:mod:`.technical`), fundamental (:mod:`.fundamental`,
+with ``forward_eps``) and sentiment (:mod:`.sentiment`) features, and ``as_of``.
+Rows are the universe symbols that have at least one bar by ``as_of``; a universe symbol
+without bars is left out (the coverage check on the matrix counts it).
+
+``price`` is the quote mid when bid and ask are both positive and not crossed, else the last
+trade, else the quote's previous close, else the last bar's close. ``adv`` is the universe's
+average daily dollar volume, or the 20-session average from the bars when the universe has none;
+``lot_size`` is 1 when the universe has none.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+from ibkr_assets.quant.fundamental import fundamental_features
+from ibkr_assets.quant.sentiment import SENTIMENT_COLUMNS, headline_polarity_zscore
+from ibkr_assets.quant.technical import TechnicalParams, technical_features
+
+MARKET_TZ = "America/New_York"
+SESSION_CLOSE = pd.Timedelta(hours=16)
+IDENTITY_COLUMNS = (
+    "symbol",
+    "conid",
+    "sector",
+    "industry",
+    "lot_size",
+    "adv",
+    "price",
+    "price_source",
+    "bid",
+    "ask",
+    "spread",
+    "spread_bps",
+    "last_session",
+)
+
+
+def as_of_timestamp(as_of: date | datetime | pd.Timestamp | str) -> pd.Timestamp:
+    """``as_of`` as a New York timestamp (a bare date -> the last instant of that day)."""
+    if isinstance(as_of, date) and not isinstance(as_of, datetime):
+        ts = pd.Timestamp(as_of) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    else:
+        ts = pd.Timestamp(as_of)
+    if pd.isna(ts):
+        raise ValueError(f"as_of {as_of!r} is not a time")
+    return ts.tz_localize(MARKET_TZ) if ts.tz is None else ts.tz_convert(MARKET_TZ)
+
+
+def _report_dates(values: pd.Series) -> pd.Series:
+    """Report dates (calendar days) as New York midnights."""
+    out = pd.to_datetime(values)
+    if out.dt.tz is not None:
+        out = out.dt.tz_convert(MARKET_TZ).dt.tz_localize(None)
+    return out.dt.normalize().dt.tz_localize(MARKET_TZ)
+
+
+def _require(frame: pd.DataFrame, name: str, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} lacks column(s) {missing}")
+
+
+def _known_bars(bars_long: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
+    sessions = pd.to_datetime(bars_long["session"])
+    if sessions.dt.tz is not None:
+        sessions = sessions.dt.tz_convert(MARKET_TZ).dt.tz_localize(None)
+    known_at = (sessions.dt.normalize() + SESSION_CLOSE).dt.tz_localize(MARKET_TZ)
+    return bars_long.loc[(known_at <= at).to_numpy()]
+
+
+def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataFrame:
+    _require(quotes, "quotes", ("symbol", "bid", "ask", "last", "close"))
+    q = quotes
+    if "time" in q.columns and q["time"].notna().any():
+        q = q.loc[
+            (pd.to_datetime(q["time"], utc=True) <= at).to_numpy() | q["time"].isna().to_numpy()
+        ]
+    q = q.assign(symbol=q["symbol"].astype(str)).drop_duplicates("symbol", keep="last")
+    q = q.set_index("symbol").reindex(index)
+    bid, ask, last, close = (
+        pd.to_numeric(q[c], errors="coerce").astype("float64")
+        for c in ("bid", "ask", "last", "close")
+    )
+    two_sided = (bid > 0) & (ask > 0) & (ask >= bid)
+    mid = ((bid + ask) / 2).where(two_sided)
+    price = mid.fillna(last.where(last > 0)).fillna(close.where(close > 0))
+    source = np.select(
+        [mid.notna(), (last > 0).to_numpy(), (close > 0).to_numpy()],
+        ["mid", "last", "prev_close"],
+        default="bar_close",
+    )
+    spread = (ask - bid).where(two_sided)
+    return pd.DataFrame(
+        {
+            "price": price,
+            "price_source": source,
+            "bid": bid.where(bid > 0),
+            "ask": ask.where(ask > 0),
+            "spread": spread,
+            "spread_bps": 1e4 * spread / mid,
+        },
+        index=index,
+    )
+
+
+def build_feature_matrix(
+    bars_long: pd.DataFrame,
+    quotes: pd.DataFrame,
+    fundamentals_long: pd.DataFrame,
+    forward_eps: pd.DataFrame | pd.Series,
+    headlines_scored: pd.DataFrame | None,
+    universe: pd.DataFrame,
+    as_of: date | datetime | pd.Timestamp | str,
+    technical_params: TechnicalParams | None = None,
+    growth_threshold: float = 0.15,
+    sentiment_history_days: int = 60,
+) -> pd.DataFrame:
+    """One row per symbol (column ``symbol``, sorted) with every feature known at ``as_of``.
+
+    Inputs are the pipeline's frames (see notes/PIPELINE.md): long daily bars, the quote
+    snapshot, long quarterly statements, forward EPS (``symbol``/``forward_eps`` frame or a
+    Series by symbol), headlines with ``polarity`` (or None) and the universe. Rows dated after
+    ``as_of`` are dropped here, so passing extra history is safe.
+    """
+    at = as_of_timestamp(as_of)
+    _require(universe, "universe", ("symbol", "sector"))
+    _require(bars_long, "bars_long", ("symbol", "session", "high", "low", "close", "volume"))
+    uni = universe.assign(symbol=universe["symbol"].astype(str)).drop_duplicates("symbol")
+    bars = _known_bars(bars_long, at)
+    bars = bars.loc[bars["symbol"].astype(str).isin(uni["symbol"]).to_numpy()]
+    technical = technical_features(bars, technical_params)
+    symbols = technical.index.astype(str)
+    uni = uni.set_index("symbol").reindex(
+        index=symbols, columns=["conid", "sector", "industry", "lot_size", "adv"]
+    )
+
+    prices = _prices(quotes, at, symbols)
+    fallback = prices["price"].isna()
+    prices = prices.assign(
+        price=prices["price"].fillna(technical["close"]),
+        price_source=np.where(fallback, "bar_close", prices["price_source"]),
+    )
+
+    _require(fundamentals_long, "fundamentals_long", ("symbol", "report_date"))
+    report = _report_dates(fundamentals_long["report_date"])
+    statements = fundamentals_long.loc[(report + pd.Timedelta(days=1) <= at).to_numpy()]
+    eps = (
+        forward_eps.set_index(forward_eps["symbol"].astype(str))["forward_eps"]
+        if isinstance(forward_eps, pd.DataFrame)
+        else forward_eps
+    )
+    eps = pd.to_numeric(eps, errors="coerce").groupby(level=0).last().reindex(symbols)
+    fundamental = fundamental_features(
+        statements,
+        forward_eps=eps,
+        price=prices["price"],
+        sector=uni["sector"],
+        growth_threshold=growth_threshold,
+        symbols=list(symbols),
+    )
+
+    if headlines_scored is None or headlines_scored.empty:
+        sentiment = pd.DataFrame({c: 0.0 for c in SENTIMENT_COLUMNS}, index=symbols).assign(
+            polarity_24h=np.nan, polarity_hist_mean=np.nan, polarity_hist_std=np.nan
+        )
+        sentiment = sentiment.astype({"headlines_24h": "int64", "polarity_hist_days": "int64"})
+    else:
+        sentiment = headline_polarity_zscore(
+            headlines_scored, at, symbols=list(symbols), history_days=sentiment_history_days
+        )
+
+    identity = pd.DataFrame(
+        {
+            "conid": uni["conid"],
+            "sector": uni["sector"].astype("string"),
+            "industry": uni["industry"].astype("string"),
+            "lot_size": pd.to_numeric(uni["lot_size"], errors="coerce").fillna(1).astype("int64"),
+            "adv": pd.to_numeric(uni["adv"], errors="coerce").fillna(technical["adv_20d"]),
+        },
+        index=symbols,
+    ).join(prices.assign(last_session=technical["last_session"]))
+    out = pd.concat(
+        [
+            identity,
+            technical.drop(columns=["last_session"]),
+            fundamental,
+            eps.rename("forward_eps"),
+            sentiment.loc[:, list(SENTIMENT_COLUMNS)],
+        ],
+        axis=1,
+    )
+    out.index.name = "symbol"
+    return out.reset_index().assign(as_of=at).sort_values("symbol", ignore_index=True)

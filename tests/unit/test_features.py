@@ -1,0 +1,193 @@
+"""The feature matrix: one row per symbol, point in time (no look-ahead)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ibkr_assets.quant.features import IDENTITY_COLUMNS, as_of_timestamp, build_feature_matrix
+from ibkr_assets.quant.fundamental import FEATURE_COLUMNS as FUNDAMENTAL_COLUMNS
+from ibkr_assets.quant.sentiment import SENTIMENT_COLUMNS
+from ibkr_assets.quant.technical import FEATURE_COLUMNS as TECHNICAL_COLUMNS
+
+SYMBOLS = ["AAA", "BBB", "CCC"]
+AS_OF = pd.Timestamp("2025-06-02 08:00", tz="America/New_York")  # a Monday, before the open
+SESSIONS = pd.bdate_range(end="2025-05-30", periods=300)  # up to the previous Friday
+
+
+def _inputs(seed: int = 0) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    bars = []
+    for i, symbol in enumerate(SYMBOLS):
+        close = 50 * (i + 1) * np.exp(np.cumsum(0.01 * rng.standard_normal(len(SESSIONS))))
+        bars.append(
+            pd.DataFrame(
+                {
+                    "symbol": symbol,
+                    "session": SESSIONS,
+                    "open": close,
+                    "high": close * 1.01,
+                    "low": close * 0.99,
+                    "close": close,
+                    "volume": 1e6,
+                }
+            )
+        )
+    ends = pd.date_range("2023-03-31", "2025-03-31", freq="QE")
+    statements = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "symbol": s,
+                    "period_end": ends,
+                    "report_date": ends + pd.Timedelta(days=35),
+                    **{
+                        c: rng.uniform(50, 150, len(ends))
+                        for c in (
+                            "revenue",
+                            "gross_profit",
+                            "net_income",
+                            "total_assets",
+                            "operating_cash_flow",
+                            "long_term_debt",
+                            "current_assets",
+                            "current_liabilities",
+                            "shares_outstanding",
+                        )
+                    },
+                }
+            )
+            for s in SYMBOLS
+        ]
+    )
+    headlines = pd.DataFrame(
+        {
+            "symbol": ["AAA", "AAA", "BBB", "AAA"],
+            "time": pd.to_datetime(
+                ["2025-05-20 10:00", "2025-06-01 20:00", "2025-06-02 07:00", "2025-05-22 10:00"]
+            ).tz_localize("UTC"),
+            "headline": ["x", "y", "z", "w"],
+            "polarity": [0.1, 0.8, -0.6, 0.2],
+        }
+    )
+    quotes = pd.DataFrame(
+        {
+            "symbol": SYMBOLS,
+            "bid": [49.9, 0.0, 149.0],
+            "ask": [50.1, 0.0, 151.0],
+            "last": [50.0, 101.0, 150.0],
+            "close": [50.0, 100.0, 149.5],
+            "time": AS_OF - pd.Timedelta(minutes=1),
+        }
+    )
+    universe = pd.DataFrame(
+        {
+            "symbol": [*SYMBOLS, "NOBARS"],
+            "conid": [1, 2, 3, 4],
+            "sector": ["Tech", "Tech", "Energy", "Tech"],
+            "industry": ["Software", "Hardware", "Oil", "Software"],
+            "lot_size": [1, 1, 100, 1],
+            "adv": [5e7, np.nan, 2e7, 1e6],
+        }
+    )
+    return {
+        "bars_long": pd.concat(bars, ignore_index=True),
+        "quotes": quotes,
+        "fundamentals_long": statements,
+        "forward_eps": pd.DataFrame({"symbol": SYMBOLS, "forward_eps": [2.5, 5.0, -1.0]}),
+        "headlines_scored": headlines,
+        "universe": universe,
+    }
+
+
+def _future_rows(inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Everything a trader at AS_OF could not know: today's and later bars, a statement
+    reported today, headlines and a quote after AS_OF."""
+    bars = inputs["bars_long"]
+    late = (
+        bars.groupby("symbol")
+        .tail(3)
+        .assign(
+            session=lambda f: f["session"] + pd.Timedelta(days=5),  # Jun 2-4: closes after AS_OF
+            close=1e6,
+            high=2e6,
+        )
+    )
+    statements = inputs["fundamentals_long"]
+    new_q = (
+        statements.groupby("symbol")
+        .tail(1)
+        .assign(
+            period_end=pd.Timestamp("2025-06-30"),
+            report_date=pd.Timestamp("2025-06-02"),
+            revenue=1e9,
+        )
+    )
+    news = pd.DataFrame(
+        {
+            "symbol": ["AAA", "CCC"],
+            "time": [AS_OF + pd.Timedelta(minutes=1), AS_OF + pd.Timedelta(days=2)],
+            "headline": ["late", "later"],
+            "polarity": [-1.0, 1.0],
+        }
+    )
+    quote = inputs["quotes"].assign(time=AS_OF + pd.Timedelta(hours=2), bid=1.0, ask=2.0)
+    return {
+        **inputs,
+        "bars_long": pd.concat([bars, late], ignore_index=True),
+        "fundamentals_long": pd.concat([statements, new_q], ignore_index=True),
+        "headlines_scored": pd.concat([inputs["headlines_scored"], news], ignore_index=True),
+        "quotes": pd.concat([inputs["quotes"], quote], ignore_index=True),
+    }
+
+
+def test_one_row_per_symbol_with_every_block() -> None:
+    out = build_feature_matrix(**_inputs(), as_of=AS_OF)
+    assert list(out["symbol"]) == SYMBOLS  # NOBARS has no bars: left out
+    for column in (*IDENTITY_COLUMNS, *TECHNICAL_COLUMNS, *FUNDAMENTAL_COLUMNS, *SENTIMENT_COLUMNS):
+        assert column in out.columns, column
+    row = out.set_index("symbol")
+    assert (row["last_session"] == SESSIONS[-1]).all()
+    np.testing.assert_allclose(row["price"], [50.0, 101.0, 150.0])
+    assert list(row["price_source"]) == ["mid", "last", "mid"]
+    np.testing.assert_allclose(row.loc["AAA", "spread_bps"], 1e4 * 0.2 / 50.0)
+    # Universe ADV where given, else the bars' 20-session dollar volume.
+    assert row.loc["AAA", "adv"] == 5e7 and row.loc["BBB", "adv"] == row.loc["BBB", "adv_20d"]
+    assert row.loc["CCC", "lot_size"] == 100
+    np.testing.assert_allclose(row.loc["AAA", "forward_pe"], 50.0 / 2.5)
+    assert np.isnan(row.loc["CCC", "forward_pe"])  # negative EPS
+    assert row["piotroski"].between(0, 9).all()
+    # AAA: one headline in the 24 h before AS_OF; the others are history.
+    assert row.loc["AAA", "headlines_24h"] == 1 and row.loc["AAA", "polarity_hist_days"] == 2
+    assert row.loc["CCC", "sentiment_z"] == 0.0
+
+
+def test_no_look_ahead_future_rows_change_nothing() -> None:
+    inputs = _inputs()
+    base = build_feature_matrix(**inputs, as_of=AS_OF)
+    with_future = build_feature_matrix(**_future_rows(inputs), as_of=AS_OF)
+    pd.testing.assert_frame_equal(base, with_future)
+    # ...and the future rows do matter once they are in the past.
+    later = build_feature_matrix(**_future_rows(inputs), as_of=AS_OF + pd.Timedelta(days=3))
+    assert (later["last_session"] > base["last_session"]).all()
+
+
+def test_as_of_dates_and_bad_input() -> None:
+    assert as_of_timestamp(date(2025, 5, 30)) == pd.Timestamp(
+        "2025-05-30 23:59:59.999999", tz="America/New_York"
+    )
+    inputs = _inputs()
+    # A bare date includes that day's bar (known at its 16:00 close).
+    friday = build_feature_matrix(**inputs, as_of=date(2025, 5, 30))
+    assert (friday["last_session"] == SESSIONS[-1]).all()
+    friday_noon = build_feature_matrix(**inputs, as_of=pd.Timestamp("2025-05-30 12:00"))
+    assert (friday_noon["last_session"] == SESSIONS[-2]).all()
+    with pytest.raises(ValueError, match="close"):
+        build_feature_matrix(
+            **{**inputs, "bars_long": inputs["bars_long"].drop(columns="close")}, as_of=AS_OF
+        )
+    no_news = build_feature_matrix(**{**inputs, "headlines_scored": None}, as_of=AS_OF)
+    assert (no_news["sentiment_z"] == 0).all() and (no_news["headlines_24h"] == 0).all()
