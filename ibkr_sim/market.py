@@ -480,6 +480,7 @@ def _intraday(seed: int, j: int) -> _Intraday:
 
 # -- fundamentals --------------------------------------------------------------------------------
 
+_BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 _FUNDAMENTAL_COLUMNS = [
     "period_end",
     "report_date",
@@ -685,8 +686,7 @@ class SimMarket:
         self._cols.update({inst.conid: n_max + j for j, inst in enumerate(self.universe.others)})
         self._stock_cols = np.arange(len(self.universe.stocks))
         self._conid_of_col = {c: conid for conid, c in self._cols.items()}
-        vix = self.universe.lookup("TNX", "IND")
-        self._tnx_col = self._cols[vix.conid]
+        self._tnx_col = self._cols[self.universe.lookup("TNX", "IND").conid]
 
     @property
     def _p(self) -> _Panel:
@@ -859,11 +859,10 @@ class SimMarket:
                 self.intraday_bars(conid, days[j].item(), bar_size.seconds // 60)
                 for j in range(lo, hi)
             ]
-            frame = (
-                pd.concat(parts)
-                if parts
-                else self.intraday_bars(conid, days[lo].item(), 1).iloc[:0]
-            )
+            if not parts:
+                empty = pd.DatetimeIndex([], tz="UTC", name="time")
+                return pd.DataFrame({c: [] for c in _BAR_COLUMNS}, index=empty, dtype="float64")
+            frame = pd.concat(parts)
             bar_end = frame.index.asi8 + bar_size.seconds * 1_000_000_000
             frame = frame.loc[
                 (frame.index.asi8 >= start_ns)

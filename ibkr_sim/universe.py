@@ -67,8 +67,13 @@ class Instrument:
 
     @property
     def local_symbol(self) -> str:
-        """IB's local symbol: ``EUR.USD`` for FX pairs, the symbol otherwise."""
-        return f"{self.symbol}.{self.currency}" if self.sec_type == "CASH" else self.symbol
+        """IB's local symbol: ``EUR.USD`` for FX pairs, OCC's for options, else the symbol."""
+        if self.sec_type == "CASH":
+            return f"{self.symbol}.{self.currency}"
+        if self.sec_type == "OPT":
+            strike = round(self.strike * 1000)
+            return f"{self.symbol:<6}{self.last_trade_date[2:]}{self.right}{strike:08d}"
+        return self.symbol
 
 
 def stable_int(*parts: object) -> int:
@@ -231,13 +236,15 @@ class Universe:
             if currency is None or currency.upper() == quote:
                 sym, sec_type, currency = base, "CASH", quote
         kinds = [sec_type.upper()] if sec_type else ["STK", "IND", "FUT", "CASH"]
+        etf_only = kinds == ["ETF"]  # IB reports ETFs as STK; accept the common alias
+        if etf_only:
+            kinds = ["STK"]
         # a pair's own symbol first: "USD" is USD.JPY before it is EUR.USD's quote currency
         candidates = sorted(self._by_symbol.get(sym, []), key=lambda i: i.symbol != sym)
         for kind in kinds:
             for inst in candidates:
-                if inst.sec_type == kind and (
-                    currency is None or inst.currency == currency.upper()
-                ):
+                wanted = currency is None or inst.currency == currency.upper()
+                if inst.sec_type == kind and wanted and (inst.is_etf or not etf_only):
                     return inst
         described = " ".join(p for p in (sec_type, currency) if p)
         raise SimError(

@@ -78,7 +78,10 @@ def test_universe_others_follow_ib_conventions() -> None:
         "EUR.USD",
     )
     jpy = u.lookup("USD", "CASH", "JPY")
-    assert jpy == u.lookup("USD.JPY") == u.lookup("JPY", "CASH")
+    assert jpy == u.lookup("USD.JPY") == u.lookup("JPY", "CASH") == u.lookup("USD", "CASH")
+    assert u.lookup("QQQ", "ETF").is_etf
+    with pytest.raises(SimError):
+        u.lookup("AAPL", "ETF")
 
 
 def test_universe_prefix_takes_the_first_n_with_the_same_contracts() -> None:
@@ -325,6 +328,9 @@ def test_history_follows_ib_bar_sizes(market: SimMarket) -> None:
     bid = market.history(aapl, start_of(OPEN, "1 M"), OPEN, parse_bar_size("1 day"), "BID")
     ask = market.history(aapl, start_of(OPEN, "1 M"), OPEN, parse_bar_size("1 day"), "ASK")
     assert (bid["close"] < ask["close"]).all()
+    weekend = datetime(2026, 11, 22, tzinfo=UTC)
+    empty = market.history(aapl, weekend - timedelta(days=1), weekend, parse_bar_size("1 min"))
+    assert empty.empty and list(empty.columns) == ["open", "high", "low", "close", "volume"]
     with pytest.raises(SimError) as err:
         market.history(aapl, start_of(OPEN, "60 S"), OPEN, parse_bar_size("5 secs"))
     assert err.value.code == 162
@@ -526,6 +532,7 @@ def test_option_chain_and_put_call_parity(market: SimMarket) -> None:
         "deterministic and registered once"
     )
     assert market.universe.by_conid(call.conid) == call and call.multiplier == 100
+    assert call.local_symbol == f"AAPL  {expiries[2][2:]}C{round(strike * 1000):08d}"
     c, p, s = market.snapshots([call.conid, put.conid, aapl], OPEN)
     assert 0 < c.bid < c.ask and 0 < p.bid < p.ask
     years = (datetime(2027, 2, 19, 21, tzinfo=UTC) - OPEN).total_seconds() / (365 * 86400)
