@@ -1,0 +1,147 @@
+"""Stages 1–3 materialised on the simulated world with a temporary data root.
+
+One NYSE session (Monday 2024-06-03) of a 60-stock simulated market: every ingest asset writes
+its staging payload, the feature matrix passes its Great Expectations checks, alpha scores and
+the portfolio snapshot are written; daily bars are fetched once and then served from the
+DuckDB cache; and a backfill of the session after later sessions were run gives the very same
+features (nothing dated after the session leaks in).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from ibkr_assets.assets import features, ingest, portfolio, signals
+from ibkr_assets.partitions import as_of
+from ibkr_assets.resources import build_resources
+
+SESSION = "2024-06-03"
+PREVIOUS = "2024-05-31"  # Friday
+LATER = "2024-06-10"
+N_SYMBOLS = 60
+STAGING = {
+    "universe.json",
+    "top_movers.json",
+    "quotes.json",
+    "daily_bars.parquet",
+    "fundamentals.parquet",
+    "fundamentals_missing.json",
+    "headlines.json",
+    "headline_history.parquet",
+    "macro_gauges.parquet",
+}
+ASSETS = dg.load_assets_from_modules([ingest, features, signals, portfolio])
+
+
+class World:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.resources = build_resources(str(root))
+        self.instance = dg.DagsterInstance.ephemeral()
+
+    def run(self, partition: str, selection: list[str] | None = None) -> dg.ExecuteInProcessResult:
+        result = dg.materialize(
+            ASSETS,
+            partition_key=partition,
+            resources=self.resources,
+            instance=self.instance,
+            selection=selection,
+        )
+        assert result.success
+        return result
+
+
+def _meta(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == dg.AssetKey(asset)
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IBKR_SIM_SYMBOLS", str(N_SYMBOLS))
+        mp.delenv("IBKR_WATCHLIST", raising=False)
+        yield World(tmp_path_factory.mktemp("pipeline-data"))
+
+
+@pytest.fixture(scope="module")
+def first_run(world: World) -> dg.ExecuteInProcessResult:
+    return world.run(SESSION)
+
+
+def test_stages_one_to_three_write_every_output(world: World, first_run) -> None:
+    staged = {p.name for p in (world.root / "staging" / SESSION).iterdir()}
+    assert staged == STAGING
+    assert not list(world.root.rglob("*.tmp")), "no temporary file left behind"
+
+    universe = json.loads((world.root / "staging" / SESSION / "universe.json").read_text())
+    assert len(universe) == N_SYMBOLS and {u["reason"] for u in universe} == {"watchlist"}
+
+    matrix = pd.read_parquet(world.root / "features" / f"{SESSION}.parquet")
+    assert len(matrix) == N_SYMBOLS and matrix["symbol"].is_unique
+    assert (matrix["price"] > 0).all() and (matrix["adv"] > 0).all()
+    assert matrix["piotroski"].between(0, 9).all()
+
+    checks = {c.check_name: c.passed for c in first_run.get_asset_check_evaluations()}
+    assert checks == dict.fromkeys(checks, True) and len(checks) == 5
+
+    alpha = first_run.output_for_node("alpha_scores")
+    assert len(alpha) == N_SYMBOLS and alpha["alpha_score"].between(-1, 1).all()
+    assert (world.root / "plots" / SESSION / "alpha_scores.png").read_bytes()[:4] == b"\x89PNG"
+    plot_md = _meta(first_run, "alpha_scores")["alpha_plot"]
+    assert plot_md.startswith("![alpha scores](data:image/png;base64,")
+
+    snapshot = json.loads((world.root / "positions" / f"{SESSION}.json").read_text())
+    assert snapshot["session"] == SESSION and snapshot["net_liquidation"] > 0
+    assert snapshot["positions"][-1]["symbol"] == "CASH"
+
+    macro = _meta(first_run, "macro_gauges")
+    assert macro["regime"] in ("risk_on", "neutral", "risk_off")
+    assert 1.0 < macro["latest_ten_year_yield"] < 10.0, "TNX (yield x 10) is scaled to percent"
+
+
+def test_daily_bars_are_fetched_once_then_cached(world: World, first_run) -> None:
+    meta = _meta(first_run, "daily_bars")
+    assert meta["bars_fetched"] == N_SYMBOLS * 600 and meta["bars_cached"] == 0
+    again = _meta(world.run(SESSION, selection=["daily_bars"]), "daily_bars")
+    assert again["bars_fetched"] == 0 and again["bars_cached"] == N_SYMBOLS * 600
+    assert again["symbols_fetched"] == 0
+    next_day = _meta(world.run("2024-06-04", selection=["universe", "daily_bars"]), "daily_bars")
+    assert next_day["bars_fetched"] == N_SYMBOLS, "one new session per symbol"
+    assert next_day["bars_cached"] == N_SYMBOLS * 599
+
+
+def test_backfill_sees_nothing_after_the_session(world: World, first_run) -> None:
+    before = pd.read_parquet(world.root / "features" / f"{SESSION}.parquet")
+    world.run(LATER)  # the cache now holds bars, news and statements after SESSION
+    rerun = world.run(SESSION)
+    after = pd.read_parquet(world.root / "features" / f"{SESSION}.parquet")
+    pd.testing.assert_frame_equal(before, after)
+
+    assert (pd.to_datetime(after["last_session"]) == pd.Timestamp(PREVIOUS)).all()
+    cutoff = pd.Timestamp(as_of(SESSION))
+    headlines = rerun.output_for_node("headlines", "headlines")
+    history = rerun.output_for_node("headlines", "headline_history")
+    assert (pd.to_datetime(headlines["time"], utc=True) < cutoff).all()
+    assert (pd.to_datetime(history["time"], utc=True) < cutoff).all()
+    bars = rerun.output_for_node("daily_bars")
+    assert pd.to_datetime(bars["session"]).max() == pd.Timestamp(PREVIOUS)
+    statements = rerun.output_for_node("fundamentals")
+    assert (pd.to_datetime(statements["report_date"]) < pd.Timestamp(SESSION)).all()
+
+    with duckdb.connect(str(world.root / "warehouse.duckdb"), read_only=True) as conn:
+        rows = conn.execute(
+            "select count(*) from features.feature_matrix where partition_date = ?", [SESSION]
+        ).fetchone()
+    assert rows == (N_SYMBOLS,), "a rerun replaces the partition's rows"
