@@ -685,7 +685,6 @@ class SimMarket:
         self._cols: dict[int, int] = {inst.conid: i for i, inst in enumerate(self.universe.stocks)}
         self._cols.update({inst.conid: n_max + j for j, inst in enumerate(self.universe.others)})
         self._stock_cols = np.arange(len(self.universe.stocks))
-        self._conid_of_col = {c: conid for conid, c in self._cols.items()}
         self._tnx_col = self._cols[self.universe.lookup("TNX", "IND").conid]
 
     @property
