@@ -5,7 +5,11 @@ macro blocks, with the signals that drove it.
    1.4826 x median absolute deviation, falling back to the standard deviation when more than
    half the names share one value, as with the 0/1 flags), squashed with ``tanh(z / 2)`` so
    one outlier cannot dominate (z = 1, 2, 3 map to 0.46, 0.76, 0.91). ``method="rank"`` uses
-   centred percentile ranks instead. A missing value is neutral (0). The sign in
+   centred percentile ranks instead. A missing value is neutral (0). Signals that are
+   already z-scores on their own scale (:data:`PRESCALED_SIGNALS`: the headline z-score, which
+   is 0 for the many names without news) skip the cross-sectional step and map as
+   ``tanh(z / 2)``; standardising a mostly-zero column again would blow up the few non-zeros.
+   The sign in
    :data:`DEFAULT_SIGNALS` makes "higher is better" for every signal (a cheap forward P/E
    relative to the sector and low volatility score positively).
 2. **Blocks** are the signed, weighted means of their normalised signals, so each is in
@@ -54,6 +58,7 @@ DEFAULT_SIGNALS: dict[str, dict[str, float]] = {
     },
     "sentiment": {"sentiment_z": 1.0},
 }
+PRESCALED_SIGNALS = frozenset({"sentiment_z"})
 OUTPUT_COLUMNS = ("symbol", "alpha_score", *BLOCKS, "macro", "top_drivers")
 
 
@@ -79,7 +84,7 @@ class AlphaWeights(BaseModel):
 
 
 def normalise(
-    values: pd.Series, method: Literal["zscore", "rank"] = "zscore", squash: float = 2.0
+    values: pd.Series, method: Literal["zscore", "rank"] = "zscore", spread: float = 2.0
 ) -> pd.Series:
     """A cross-section of one signal mapped into [-1, 1]; NaN/inf -> 0 (neutral)."""
     x = pd.to_numeric(values, errors="coerce").astype("float64").replace([np.inf, -np.inf], np.nan)
@@ -95,8 +100,14 @@ def normalise(
         scale = 1.4826 * (x - median).abs().median()
         if not scale > 0:
             scale = x.std(ddof=1)
-        out = np.tanh((x - median) / scale / squash) if scale > 0 else x * 0.0
+        out = np.tanh((x - median) / scale / spread) if scale > 0 else x * 0.0
     return out.fillna(0.0)
+
+
+def squash(values: pd.Series, scale: float = 2.0) -> np.ndarray:
+    """An already standardised signal into [-1, 1]: ``tanh(x / scale)``, NaN -> 0."""
+    x = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+    return np.nan_to_num(np.tanh(x / scale), nan=0.0)
 
 
 def compute_alpha_scores(
@@ -105,6 +116,7 @@ def compute_alpha_scores(
     macro_adjustment: float = 0.0,
     signals: Mapping[str, Mapping[str, float]] | None = None,
     method: Literal["zscore", "rank"] = "zscore",
+    prescaled: frozenset[str] = PRESCALED_SIGNALS,
 ) -> pd.DataFrame:
     """Score every symbol of ``features`` (``symbol`` column or index, one row each).
 
@@ -136,7 +148,10 @@ def compute_alpha_scores(
     for block in BLOCKS:
         cols = {c: s for c, s in spec[block].items() if c in frame.columns}
         norm = sum(abs(s) for s in cols.values())
-        parts = {c: s / norm * normalise(frame[c], method).to_numpy() for c, s in cols.items()}
+        parts = {
+            c: s / norm * (squash(frame[c]) if c in prescaled else normalise(frame[c], method))
+            for c, s in cols.items()
+        }
         blocks[block] = sum(parts.values()) if parts else np.zeros(len(frame))
         for c, part in parts.items():
             names.append(c)

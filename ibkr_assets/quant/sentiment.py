@@ -115,58 +115,58 @@ class TransformersScorer:
 
 
 _POSITIVE_WORDS = """
-    abundance accomplish accomplished achieve achieved achievement achievements advance
-    advanced advances advantage advantageous advantages approval approve approved attain
-    attractive beat beating beats beneficial benefit benefited benefits best better bolster
-    bolstered boom booming boost boosted boosts breakthrough breakthroughs bullish buyback
-    buybacks champion climb climbed climbs collaborate compliment confident constructive
-    creative delight delighted dependable desirable easier effective efficiency
-    efficient empower enable enabled encouraged encouraging enhance enhanced enhancement
-    enjoy enthusiasm enthusiastic excellence excellent exceed exceeded exceeding exceeds
-    exceptional excited exciting exclusive expand expanded expanding expansion favorable
-    favorably favored gain gained gaining gains good great greater greatest grew grow growing
-    growth happy higher highest honor ideal impress impressed impressive improve improved
-    improvement improvements improves improving incredible innovate innovation innovative
-    insightful inspiration integrity jump jumped jumps leadership leading lucrative momentum
-    optimism optimistic outpace outpaced outperform outperformed outperforming outperforms
-    outstanding overweight perfect pleased popular positive premium profitability profitable
-    progress progressed prosper prosperity rally rallied rallies rebound rebounded rebounds
-    record recover recovered recovery resolve resolved reward rewarding rise rises
-    rising robust rose smooth soar soared soaring soars solid stabilize stability stable strength
-    strengthen strengthened strengthening strong stronger strongest succeed succeeded success
-    successes successful successfully superior surge surged surges surpass surpassed surpasses
-    surging tops transparency tremendous unmatched unparalleled up upbeat upgrade upgraded upgrades
-    upside upturn valuable versatile vibrant win winner winning wins
+    abundance accomplish accomplished achieve achieved achievement achievements advance advanced
+    advances advantage advantageous advantages approval approve approved attain attractive beat
+    beating beats beneficial benefit benefited benefits best better bolster bolstered boom
+    booming boost boosted boosts breakthrough breakthroughs bullish buyback buybacks champion
+    climb climbed climbs collaborate compliment confident constructive creative delight
+    delighted dependable desirable easier effective efficiency efficient empower enable enabled
+    encouraged encouraging enhance enhanced enhancement enjoy enthusiasm enthusiastic excellence
+    excellent exceed exceeded exceeding exceeds exceptional excited exciting exclusive expand
+    expanded expanding expansion favorable favorably favored gain gained gaining gains good
+    great greater greatest grew grow growing growth happy higher highest honor ideal impress
+    impressed impressive improve improved improvement improvements improves improving incredible
+    innovate innovation innovative insightful inspiration integrity jump jumped jumps leadership
+    leading lucrative momentum optimism optimistic outpace outpaced outperform outperformed
+    outperforming outperforms outstanding overweight perfect pleased popular positive premium
+    profitability profitable progress progressed prosper prosperity rally rallied rallies
+    rebound rebounded rebounds record recover recovered recovery resolve resolved reward
+    rewarding rise rises rising robust rose smooth soar soared soaring soars solid stabilize
+    stability stable strength strengthen strengthened strengthening strong stronger strongest
+    succeed succeeded success successes successful successfully superior surge surged surges
+    surpass surpassed surpasses surging tops transparency tremendous unmatched unparalleled up
+    upbeat upgrade upgraded upgrades upside upturn valuable versatile vibrant win winner winning
+    wins
 """
 _NEGATIVE_WORDS = """
-    abandon abandoned abuse accident accusation accusations accuse accused adverse adversely
-    allegation allegations alleged antitrust bad bankrupt bankruptcy bearish breach
+    abandon abandoned ban banned abuse accident accusation accusations accuse accused adverse
+    adversely allegation allegations alleged antitrust bad bankrupt bankruptcy bearish breach
     breached burden cancel canceled cancelled cancellation caution cautious cease challenge
-    challenged challenging closure collapse collapsed collapses concern
-    concerned concerns conflict contraction correction corruption costly crash crashed crashes
-    crisis critical criticism criticized cut cuts cutting damage damaged damages danger dangerous
-    decline declined declines declining decrease decreased default defaulted defaults defect
-    defective deficit delay delayed delays delinquent delist delisted deny denied deteriorate
-    deteriorated deteriorating deterioration difficult difficulties difficulty disappoint
-    disappointed disappointing disappointment disappoints lowers lowered plunging slumping
-    sinking tumbling disaster discontinue discontinued dispute
-    disruption divest doubt downgrade downgraded downgrades downside downturn drop dropped
-    drops dump erode eroded erosion error errors fail failed failing fails failure
-    fall fallen falling falls fear fears fined fines flaw fraud fraudulent halt halted
-    halts hurt impair impaired impairment inability inadequate incident ineffective
-    inferior injunction insolvency insolvent instability investigation investigations lawsuit
-    lawsuits layoff layoffs liquidate liquidation litigation lose loses losing loss losses
-    lost lower lowest miss missed misses misstatement negative negatively obstacle
-    obsolete outflow outflows penalty penalties plummet plummeted plummets plunge plunged
-    plunges poor poorly probe problem problems protest recall recalled recalls recession
+    challenged challenging closure collapse collapsed collapses concern concerned concerns
+    conflict contraction correction corruption costly crash crashed crashes crisis critical
+    criticism criticized cut cuts cutting damage damaged damages danger dangerous decline
+    declined declines declining decrease decreased default defaulted defaults defect defective
+    deficit delay delayed delays delinquent delist delisted deny denied deteriorate deteriorated
+    deteriorating deterioration difficult difficulties difficulty disappoint disappointed
+    disappointing disappointment disappoints lowers lowered plunging slumping sinking tumbling
+    disaster discontinue discontinued dispute disruption divest doubt downgrade downgraded
+    downgrades downside downturn drop dropped drops dump erode eroded erosion error errors fail
+    failed failing fails failure fall fallen falling falls fear fears fined fines flaw fraud
+    fraudulent halt halted halts hurt impair impaired impairment inability inadequate incident
+    ineffective inferior injunction insolvency insolvent instability investigation
+    investigations lawsuit lawsuits layoff layoffs liquidate liquidation litigation lose loses
+    losing loss losses lost lower lowest miss missed misses misstatement negative negatively
+    obstacle obsolete outflow outflows penalty penalties plummet plummeted plummets plunge
+    plunged plunges poor poorly probe problem problems protest recall recalled recalls recession
     reject rejected resign resigned resignation restate restated restatement restructuring
-    retreat risky sank scandal sell-off selloff setback severe shortfall shrink
-    shrinking sink sinks slash slashed slashes slide slides slip slipped slips slow slowdown
-    slowed sluggish slump slumped slumps stall stalled stumble subpoena sue sued suffer
-    suffered suspend suspended suspension tumble tumbled tumbles turmoil uncertain uncertainty
+    retreat risky sank scandal sell-off selloff setback severe shortfall shrink shrinking sink
+    sinks slash slashed slashes slide slides slip slipped slips slow slowdown slowed slows
+    sluggish slump slumped slumps stall stalled stumble subpoena sue sued suffer suffered
+    suspend suspended suspension tumble tumbled tumbles turmoil uncertain uncertainty
     underperform underperformed underweight unfavorable unprofitable unrest violate violated
     violation volatile volatility warn warned warning warns weak weaken weakened weakening
-    weaker weakness worries worry worse worsen worsened worst writedown write-down writeoff
+    weaker weakens weakness weighs worries worry worse worsen worsened worst writedown
+    write-down writeoff
 """
 _NEGATION_WORDS = """
     not no never none neither nor nobody nothing without cannot cant isnt wasnt arent werent

@@ -53,7 +53,8 @@ def test_blend_is_the_weighted_sum_of_blocks() -> None:
     tech = sum(s * normalise(features[c]) for c, s in DEFAULT_SIGNALS["technical"].items())
     tech = tech / sum(abs(s) for s in DEFAULT_SIGNALS["technical"].values())
     np.testing.assert_allclose(out["technical"], tech)
-    np.testing.assert_allclose(out["sentiment"], normalise(features["sentiment_z"]))
+    # The headline z-score is already standardised: tanh(z / 2), no cross-sectional step.
+    np.testing.assert_allclose(out["sentiment"], np.tanh(features["sentiment_z"] / 2))
     np.testing.assert_allclose(
         out["alpha_score"],
         0.5 * out["technical"] + 0.25 * out["fundamental"] + 0.25 * out["sentiment"],
@@ -109,6 +110,17 @@ def test_top_drivers_name_the_largest_contributions() -> None:
     assert not any(d.startswith(("sentiment", "piotroski")) for d in drivers)
     values = [abs(float(d.split(" ")[1])) for d in drivers]
     assert values == sorted(values, reverse=True)
+
+
+def test_mostly_zero_headline_scores_do_not_blow_up() -> None:
+    # 45 names without news (z = 0) and five with a modest z of 1: each maps to tanh(0.5),
+    # where a second cross-sectional standardisation would push them to ~1.
+    features = _features().assign(sentiment_z=0.0)
+    features.loc[:4, "sentiment_z"] = 1.0
+    out = compute_alpha_scores(features)
+    np.testing.assert_allclose(out["sentiment"][:5], np.tanh(0.5))
+    assert (out["sentiment"][5:] == 0).all()
+    assert normalise(features["sentiment_z"])[0] > 0.9
 
 
 def test_nan_signals_are_neutral_and_bad_input_is_named() -> None:
