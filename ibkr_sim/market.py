@@ -59,7 +59,7 @@ from ibkr_sim.errors import (
     SimError,
 )
 from ibkr_sim.ibspec import BarSize
-from ibkr_sim.universe import MAX_STOCKS, Instrument, Universe, hashed_conid, stable_int
+from ibkr_sim.universe import MAX_STOCKS, Instrument, Universe, stable_int
 
 NEW_YORK = ZoneInfo("America/New_York")
 FIRST_SESSION = date(2019, 1, 2)
@@ -664,6 +664,43 @@ def _third_friday(year: int, month: int) -> date:
     return first + timedelta(days=(4 - first.weekday()) % 7 + 14)
 
 
+def monthly_expiry(year: int, month: int) -> date:
+    """The month's standard expiry: its third Friday, or the session before if that's a holiday."""
+    day = _third_friday(year, month)
+    while not _calendar().is_session(pd.Timestamp(day)):
+        day -= timedelta(days=1)
+    return day
+
+
+#: Every listable strike: 0.5 steps to 100, 2.5 to 500, 5 to 2000, 25 to 50000 (2579 strikes).
+STRIKE_LADDER = np.round(
+    np.concatenate(
+        [
+            np.arange(1, 201) * 0.5,
+            100.0 + np.arange(1, 161) * 2.5,
+            500.0 + np.arange(1, 301) * 5.0,
+            2000.0 + np.arange(1, 1920) * 25.0,
+        ]
+    ),
+    4,
+)
+#: Options encode (underlying column, expiry month since 2019-01, strike, right) in the conId, so
+#: any process can rebuild the contract from the conId alone (a position's option after restart).
+_OPT_BASE = 1_000_000_000
+_OPT_MONTHS = 128
+_OPT_STRIKES = 4096
+
+
+def _option_conid(col: int, month_index: int, strike_code: int, right: str) -> int:
+    packed = (col * _OPT_MONTHS + month_index) * _OPT_STRIKES + strike_code
+    return _OPT_BASE + packed * 2 + (right == "P")
+
+
+def _strike_code(strike: float) -> int | None:
+    i = int(np.searchsorted(STRIKE_LADDER, strike - 1e-6))
+    return i if i < len(STRIKE_LADDER) and abs(STRIKE_LADDER[i] - strike) < 1e-6 else None
+
+
 # -- the market --------------------------------------------------------------------------------
 
 
@@ -685,6 +722,8 @@ class SimMarket:
         self._cols: dict[int, int] = {inst.conid: i for i, inst in enumerate(self.universe.stocks)}
         self._cols.update({inst.conid: n_max + j for j, inst in enumerate(self.universe.others)})
         self._stock_cols = np.arange(len(self.universe.stocks))
+        self._conid_of_col = {c: conid for conid, c in self._cols.items()}
+        self.universe.resolver = self._decode_option
         self._tnx_col = self._cols[self.universe.lookup("TNX", "IND").conid]
 
     @property
@@ -1236,20 +1275,22 @@ class SimMarket:
         expiries: list[str] = []
         year, month = as_of.year, as_of.month
         while len(expiries) < 6:
-            friday = _third_friday(year, month)
-            while not _calendar().is_session(pd.Timestamp(friday)):
-                friday -= timedelta(days=1)
+            friday = monthly_expiry(year, month)
             if friday > as_of:
                 expiries.append(friday.strftime("%Y%m%d"))
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
         step = _strike_step(spot)
         lo, hi = math.ceil(spot * 0.7 / step), math.floor(spot * 1.3 / step)
         strikes = [round(k * step, 2) for k in range(max(lo, 1), hi + 1)]
-        return expiries, strikes
+        return expiries, [k for k in strikes if _strike_code(k) is not None]
 
     def option(self, underlying_conid: int, expiry: str, strike: float, right: str) -> Instrument:
-        """The listed option (OPT, multiplier 100), registered so ``by_conid``/``snapshot`` work."""
-        under, _ = self._optionable(underlying_conid)
+        """The listed option (OPT, multiplier 100), registered so ``by_conid``/``snapshot`` work.
+
+        Listed means a monthly expiry (2019-01 .. 2029-08) and a strike on :data:`STRIKE_LADDER`;
+        anything else is IB's error 200, as for an unlisted contract.
+        """
+        under, col = self._optionable(underlying_conid)
         side = {"C": "C", "CALL": "C", "P": "P", "PUT": "P"}.get(str(right).upper())
         if side is None:
             raise SimError(INVALID_REQUEST, f"option right must be C or P, got {right!r}")
@@ -1259,14 +1300,26 @@ class SimMarket:
             raise SimError(
                 INVALID_REQUEST, f"option expiry must be YYYYMMDD, got {expiry!r}"
             ) from None
-        if not (math.isfinite(strike) and strike > 0):
+        if not (isinstance(strike, int | float) and math.isfinite(strike) and strike > 0):
             raise SimError(INVALID_REQUEST, f"option strike must be positive, got {strike!r}")
-        if not _calendar().is_session(pd.Timestamp(exp)) or exp.weekday() not in (3, 4):
-            raise SimError(NO_SECURITY_DEFINITION, f"no {under.symbol} option expires on {expiry}")
-        strike = round(float(strike), 4)
-        ident = f"{under.symbol}|{expiry}|{strike:.4f}|{side}"
-        inst = Instrument(
-            conid=hashed_conid("OPT", ident, "USD", 900_000_000, 2_000_000_000),
+        month = (exp.year - 2019) * 12 + exp.month - 1
+        if not 0 <= month < _OPT_MONTHS or exp != monthly_expiry(exp.year, exp.month):
+            raise SimError(
+                NO_SECURITY_DEFINITION,
+                f"no {under.symbol} option expires on {expiry} (monthly expiries only)",
+            )
+        code = _strike_code(float(strike))
+        if code is None:
+            raise SimError(NO_SECURITY_DEFINITION, f"no {under.symbol} option with strike {strike}")
+        return self.universe.register(self._option_instrument(under, col, month, code, side))
+
+    def _option_instrument(
+        self, under: Instrument, col: int, month: int, code: int, side: str
+    ) -> Instrument:
+        exp = monthly_expiry(2019 + month // 12, month % 12 + 1)
+        strike = float(STRIKE_LADDER[code])
+        return Instrument(
+            conid=_option_conid(col, month, code, side),
             symbol=under.symbol,
             sec_type="OPT",
             exchange="SMART",
@@ -1280,12 +1333,23 @@ class SimMarket:
             adv=round(under.adv / 2000.0, -1),
             shares_outstanding=0.0,
             multiplier=100.0,
-            last_trade_date=expiry,
+            last_trade_date=exp.strftime("%Y%m%d"),
             strike=strike,
             right=side,
             underlying_conid=under.conid,
         )
-        return self.universe.register(inst)
+
+    def _decode_option(self, conid: int) -> Instrument | None:
+        """Rebuild an option from its conId (None when the conId is not a valid option's)."""
+        packed, put = divmod(conid - _OPT_BASE, 2)
+        rest, code = divmod(packed, _OPT_STRIKES)
+        col, month = divmod(rest, _OPT_MONTHS)
+        if conid < _OPT_BASE or code >= len(STRIKE_LADDER) or col not in self._conid_of_col:
+            return None
+        under = self.universe.by_conid(self._conid_of_col[col])
+        if under.sec_type != "STK":
+            return None
+        return self._option_instrument(under, col, month, code, "P" if put else "C")
 
     def _option_snapshot(self, inst: Instrument, at: datetime) -> Snapshot:
         if inst.sec_type != "OPT":
@@ -1336,9 +1400,11 @@ __all__ = [
     "FIRST_SESSION",
     "LAST_SESSION",
     "NEWS_PROVIDERS",
+    "STRIKE_LADDER",
     "Headline",
     "ScanResult",
     "SimMarket",
     "Snapshot",
     "black_scholes",
+    "monthly_expiry",
 ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -193,6 +194,8 @@ class Universe:
             )
         self.others: list[Instrument] = _macro_instruments()
         self._by_conid: dict[int, Instrument] = {}
+        #: rebuilds contracts not listed up front (options) from their conId; set by the market
+        self.resolver: Callable[[int], Instrument | None] | None = None
         self._by_symbol: dict[str, list[Instrument]] = {}
         for inst in self.stocks + self.others:
             self.register(inst)
@@ -216,11 +219,18 @@ class Universe:
     def by_conid(self, conid: int) -> Instrument:
         """The contract with this conId; ``SimError(200)`` if there is none."""
         try:
-            return self._by_conid[int(conid)]
-        except (KeyError, TypeError, ValueError):
+            key = int(conid)
+        except (TypeError, ValueError):
+            key = -1
+        found = self._by_conid.get(key)
+        if found is None and self.resolver is not None and key > 0:
+            rebuilt = self.resolver(key)
+            found = self.register(rebuilt) if rebuilt is not None else None
+        if found is None:
             raise SimError(
                 NO_SECURITY_DEFINITION, f"No security definition has been found for conId {conid}"
-            ) from None
+            )
+        return found
 
     def lookup(
         self, symbol: str, sec_type: str | None = None, currency: str | None = None

@@ -533,6 +533,9 @@ def test_option_chain_and_put_call_parity(market: SimMarket) -> None:
     )
     assert market.universe.by_conid(call.conid) == call and call.multiplier == 100
     assert call.local_symbol == f"AAPL  {expiries[2][2:]}C{round(strike * 1000):08d}"
+    fresh = SimMarket(seed=7, n_stocks=5)  # another process: the conId alone names the option
+    assert fresh.universe.by_conid(put.conid) == put
+    assert fresh.snapshot(put.conid, OPEN) == market.snapshot(put.conid, OPEN)
     c, p, s = market.snapshots([call.conid, put.conid, aapl], OPEN)
     assert 0 < c.bid < c.ask and 0 < p.bid < p.ask
     years = (datetime(2027, 2, 19, 21, tzinfo=UTC) - OPEN).total_seconds() / (365 * 86400)
@@ -540,8 +543,12 @@ def test_option_chain_and_put_call_parity(market: SimMarket) -> None:
     parity = s.last - strike * math.exp(-rate * years)
     mid = (c.bid + c.ask) / 2 - (p.bid + p.ask) / 2
     assert abs(mid - parity) < 0.03 * spot
+    for expiry, k in (("20261219", strike), ("20261211", strike), (expiries[0], strike + 0.3)):
+        with pytest.raises(SimError) as err:
+            market.option(aapl, expiry, k, "C")  # a Saturday, a weekly, an unlisted strike
+        assert err.value.code == 200
     with pytest.raises(SimError) as err:
-        market.option(aapl, "20261219", strike, "C")  # a Saturday
+        market.universe.by_conid(2_100_000_000)
     assert err.value.code == 200
     with pytest.raises(SimError) as err:
         market.option(aapl, expiries[0], strike, "X")
