@@ -145,3 +145,39 @@ def test_backfill_sees_nothing_after_the_session(world: World, first_run) -> Non
             "select count(*) from features.feature_matrix where partition_date = ?", [SESSION]
         ).fetchone()
     assert rows == (N_SYMBOLS,), "a rerun replaces the partition's rows"
+
+
+def test_movers_need_both_the_move_and_the_volume() -> None:
+    movers = pd.DataFrame(
+        {
+            "symbol": ["UP", "DOWN", "QUIET", "THIN", "UP"],
+            "change_pct": [6.0, -7.5, 5.0, 9.0, 6.0],
+            "volume": [3e6, 5e6, 9e6, 1.5e6, 3e6],
+            "avg_volume": [1e6, 2e6, 1e6, 1e6, 1e6],
+        }
+    )
+    # QUIET moved exactly 5% (not more); THIN traded 1.5x its ADV; UP appears in two scanners
+    assert ingest.select_movers(movers, 5.0, 2.0) == ["UP", "DOWN"]
+    assert ingest.select_movers(movers, 4.0, 1.4) == ["UP", "DOWN", "QUIET", "THIN"]
+
+
+def test_universe_adds_movers_and_records_unknown_symbols(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IBKR_SIM_SYMBOLS", str(N_SYMBOLS))
+        mp.setenv("IBKR_WATCHLIST", '["AAPL", "msft", "ZZZZ"]')
+        mp.setenv("IBKR_MOVER_MIN_CHANGE_PCT", "1.0")
+        mp.setenv("IBKR_MOVER_MIN_VOLUME_RATIO", "1.0")
+        world = World(tmp_path)
+    result = world.run(SESSION, selection=["top_movers", "universe"])
+    scans = result.output_for_node("top_movers")
+    expected = scans.loc[
+        (scans["change_pct"].abs() > 1.0) & (scans["volume"] > scans["avg_volume"])
+    ]
+    movers = set(expected["symbol"]) - {"AAPL", "MSFT"}
+    assert movers, "the thresholds let some scanner hits through"
+    universe = result.output_for_node("universe").set_index("symbol")
+    assert universe.loc[["AAPL", "MSFT"], "reason"].tolist() == ["watchlist", "watchlist"]
+    assert set(universe.index[universe["reason"] == "mover"]) == movers
+    assert "ZZZZ" not in universe.index
+    meta = _meta(result, "universe")
+    assert meta["unknown_symbols"] == 1 and "ZZZZ" in meta["unknown_symbol_list"]
