@@ -15,16 +15,18 @@ Timestamps in the data (headline and quote times) without a zone are taken as UT
 them. The daily job runs at 08:00 New York, so its matrix holds bars up to the previous session.
 
 Columns: identity and trading (``symbol``, ``conid``, ``sector``, ``industry``, ``lot_size``,
-``adv``, ``price`` with ``price_source``, ``bid``, ``ask``, ``spread``, ``spread_bps``,
-``last_session``), then the technical (:mod:`.technical`), fundamental (:mod:`.fundamental`,
-with ``forward_eps``) and sentiment (:mod:`.sentiment`) features, and ``as_of``.
+``adv``, ``avg_volume``, ``price`` with ``price_source``, ``bid``, ``ask``, ``spread``,
+``spread_bps``, ``last_session``), then the technical (:mod:`.technical`), fundamental
+(:mod:`.fundamental`, with ``forward_eps``) and sentiment (:mod:`.sentiment`) features, and
+``as_of``.
 Rows are the universe symbols that have at least one bar by ``as_of``; a universe symbol
 without bars is left out (the coverage check on the matrix counts it).
 
 ``price`` is the quote mid when bid and ask are both positive and not crossed, else the last
-trade, else the quote's previous close, else the last bar's close. ``adv`` is the universe's
-average daily dollar volume, or the 20-session average from the bars when the universe has none;
-``lot_size`` is 1 when the universe has none.
+trade, else the quote's previous close, else the last bar's close. ``adv`` is the average daily
+*dollar* volume of the last 20 sessions (close x volume, from the bars); ``avg_volume`` is the
+universe's ``adv`` as IB reports it (shares), NaN when absent. ``lot_size`` is 1 when the
+universe has none.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ IDENTITY_COLUMNS = (
     "industry",
     "lot_size",
     "adv",
+    "avg_volume",
     "price",
     "price_source",
     "bid",
@@ -197,7 +200,8 @@ def build_feature_matrix(
             "sector": uni["sector"].astype("string"),
             "industry": uni["industry"].astype("string"),
             "lot_size": pd.to_numeric(uni["lot_size"], errors="coerce").fillna(1).astype("int64"),
-            "adv": pd.to_numeric(uni["adv"], errors="coerce").fillna(technical["adv_20d"]),
+            "adv": technical["adv_20d"],
+            "avg_volume": pd.to_numeric(uni["adv"], errors="coerce"),
         },
         index=symbols,
     ).join(prices.assign(last_session=technical["last_session"]))

@@ -23,6 +23,8 @@ Every signal below is read at a symbol's last bar and uses only bars up to that 
   which tends to reverse (Jegadeesh & Titman 1993; Carhart 1997).
 * **Realised volatility** (``vol_20d``): annualised standard deviation of 20 daily log returns;
   the low-volatility anomaly makes it a (negative) signal on its own (Ang et al. 2006).
+* **Liquidity** (``adv_20d``): average daily dollar volume (close x volume) of 20 sessions,
+  for sizing trades against what the market can absorb.
 
 :func:`technical_features` does all of this for a long frame of many symbols in one pass over
 contiguous numpy blocks (no pandas groupby-apply), so 700 symbols x 300 sessions take well

@@ -154,8 +154,10 @@ def test_one_row_per_symbol_with_every_block() -> None:
     np.testing.assert_allclose(row["price"], [50.0, 101.0, 150.0])
     assert list(row["price_source"]) == ["mid", "last", "mid"]
     np.testing.assert_allclose(row.loc["AAA", "spread_bps"], 1e4 * 0.2 / 50.0)
-    # Universe ADV where given, else the bars' 20-session dollar volume.
-    assert row.loc["AAA", "adv"] == 5e7 and row.loc["BBB", "adv"] == row.loc["BBB", "adv_20d"]
+    # ADV in dollars from the bars (one unit for every name); IB's share volume kept apart.
+    bars = _inputs()["bars_long"].query("symbol == 'BBB'").tail(20)
+    np.testing.assert_allclose(row.loc["BBB", "adv"], (bars["close"] * bars["volume"]).mean())
+    assert row.loc["AAA", "avg_volume"] == 5e7 and np.isnan(row.loc["BBB", "avg_volume"])
     assert row.loc["CCC", "lot_size"] == 100
     np.testing.assert_allclose(row.loc["AAA", "forward_pe"], 50.0 / 2.5)
     assert np.isnan(row.loc["CCC", "forward_pe"])  # negative EPS
