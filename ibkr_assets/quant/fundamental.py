@@ -43,6 +43,7 @@ price is reported too; it stays meaningful for loss makers.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,9 @@ _TTM_SPAN_DAYS = (240, 310)
 _YEAR_SPAN_DAYS = (330, 400)
 
 
-def _known_statements(statements: pd.DataFrame, as_of: object | None) -> pd.DataFrame:
+def _known_statements(
+    statements: pd.DataFrame, as_of: date | datetime | pd.Timestamp | None
+) -> pd.DataFrame:
     missing = [c for c in STATEMENT_COLUMNS if c not in statements.columns]
     if missing:
         raise ValueError(f"statements lack column(s) {missing}")
@@ -105,7 +108,9 @@ def _known_statements(statements: pd.DataFrame, as_of: object | None) -> pd.Data
     return frame.drop_duplicates(["symbol", "period_end"], keep="last").reset_index(drop=True)
 
 
-def statement_metrics(statements: pd.DataFrame, as_of: object | None = None) -> pd.DataFrame:
+def statement_metrics(
+    statements: pd.DataFrame, as_of: date | datetime | pd.Timestamp | None = None
+) -> pd.DataFrame:
     """Annualised metrics at each symbol's latest known quarter and a year earlier.
 
     Index ``symbol``; columns ``<metric>`` and ``<metric>_prev`` for roa, cfo_to_assets,
@@ -169,7 +174,9 @@ def _passes(condition: pd.Series, *inputs: pd.Series) -> pd.Series:
     return condition.astype("float64").where(defined)
 
 
-def piotroski_fscore(statements: pd.DataFrame, as_of: object | None = None) -> pd.DataFrame:
+def piotroski_fscore(
+    statements: pd.DataFrame, as_of: date | datetime | pd.Timestamp | None = None
+) -> pd.DataFrame:
     """The nine criteria (1/0, NaN when inputs are missing), ``piotroski`` (0-9, NaN with fewer
     than eight consecutive quarters) and ``piotroski_available``, indexed by symbol."""
     return _piotroski(statement_metrics(statements, as_of))
@@ -256,7 +263,7 @@ def fundamental_features(
     forward_eps: pd.Series,
     price: pd.Series,
     sector: pd.Series,
-    as_of: object | None = None,
+    as_of: date | datetime | pd.Timestamp | None = None,
     growth_threshold: float = 0.15,
     symbols: list[Hashable] | None = None,
 ) -> pd.DataFrame:

@@ -184,7 +184,8 @@ def technical_features(
     """One row per symbol (index ``symbol``) with :data:`FEATURE_COLUMNS` at its last bar, plus
     ``last_session`` and ``n_bars``.
 
-    ``bars_long`` has :data:`BAR_COLUMNS`; it is sorted here. Filter it to the as-of date first
+    ``bars_long`` has :data:`BAR_COLUMNS`; it is sorted here, and bars with a missing or
+    non-positive high, low or close are skipped. Filter it to the as-of date first
     (see :func:`ibkr_assets.quant.features.build_feature_matrix`). Duplicate (symbol, session)
     rows are an error, since they would silently distort every look-back.
     """
@@ -194,7 +195,11 @@ def technical_features(
     bars = bars_long.loc[:, list(BAR_COLUMNS)].assign(
         symbol=bars_long["symbol"].astype(str), session=pd.to_datetime(bars_long["session"])
     )
-    bars = bars.sort_values(["symbol", "session"], kind="stable").reset_index(drop=True)
+    # A bar without a usable high/low/close (NaN or <= 0) is a data error; TA-Lib's recursive
+    # averages (ATR, RSI, MACD) would stay NaN for ever after it, so such bars are skipped.
+    usable = (bars.loc[:, ["high", "low", "close"]] > 0).all(axis=1)
+    bars = bars.loc[usable].sort_values(["symbol", "session"], kind="stable")
+    bars = bars.reset_index(drop=True)
     dupes = bars.duplicated(["symbol", "session"])
     if dupes.any():
         raise ValueError(f"duplicate bars for {sorted(bars.loc[dupes, 'symbol'].unique())[:10]}")

@@ -112,6 +112,18 @@ def test_cross_flag_marks_recent_crosses_only() -> None:
     assert np.isnan(flags[:9]).all()
 
 
+def test_bars_with_missing_prices_are_skipped() -> None:
+    clean = _bars("AAA", 120, 4)
+    broken = clean.copy()
+    broken.loc[50, "close"] = np.nan  # one bad print mid-history
+    broken.loc[60, "low"] = 0.0
+    expected = technical_features(clean.drop(index=[50, 60]))
+    got = technical_features(broken)
+    pd.testing.assert_frame_equal(got, expected)
+    assert np.isfinite(got.loc["AAA", ["atr", "rsi", "macd_hist_pct"]].to_numpy(float)).all()
+    assert got.loc["AAA", "n_bars"] == 118
+
+
 def test_bad_bars_are_named() -> None:
     with pytest.raises(ValueError, match="volume"):
         technical_features(_bars("AAA", 30, 1).drop(columns="volume"))
