@@ -80,6 +80,20 @@ def test_only_reports_known_as_of_the_date_are_used() -> None:
     assert np.isnan(piotroski_fscore(gapped).loc["HAND", "f_roa"])
 
 
+def test_restatement_counts_only_once_it_is_reported() -> None:
+    original = _hand_example()
+    restated = original.tail(1).assign(
+        report_date=QUARTER_ENDS[-1] + pd.Timedelta(days=90), net_income=-100.0
+    )
+    statements = pd.concat([original, restated], ignore_index=True)
+    before = piotroski_fscore(statements, as_of=QUARTER_ENDS[-1] + pd.Timedelta(days=60))
+    after = piotroski_fscore(statements, as_of=QUARTER_ENDS[-1] + pd.Timedelta(days=90))
+    assert before.loc["HAND", "f_roa"] == 1.0 and before.loc["HAND", "piotroski"] == 7
+    # Restated TTM net income 10 + 10 + 10 - 100 = -70: ROA < 0, ROA fell, and CFO 60 > -70.
+    assert after.loc["HAND", ["f_roa", "f_delta_roa", "f_accrual"]].tolist() == [0.0, 0.0, 1.0]
+    assert after.loc["HAND", "piotroski"] == 5
+
+
 def test_forward_pe_relative_to_sector() -> None:
     idx = ["A", "B", "C", "D", "E"]
     price = pd.Series([100.0, 200.0, 300.0, 50.0, 40.0], index=idx)
