@@ -102,7 +102,10 @@ def _known_statements(
         report_date=pd.to_datetime(statements["report_date"]),
     )
     if as_of is not None:
-        frame = frame.loc[frame["report_date"] <= pd.Timestamp(as_of)]
+        cutoff = pd.Timestamp(as_of)
+        if cutoff.tz is not None:  # report dates are New York calendar days
+            cutoff = cutoff.tz_convert("America/New_York").tz_localize(None)
+        frame = frame.loc[frame["report_date"] <= cutoff]
     frame = frame.sort_values(["symbol", "period_end", "report_date"], kind="stable")
     # A restated quarter: keep the latest report known as of the date.
     return frame.drop_duplicates(["symbol", "period_end"], keep="last").reset_index(drop=True)

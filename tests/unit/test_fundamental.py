@@ -75,6 +75,8 @@ def test_only_reports_known_as_of_the_date_are_used() -> None:
     assert np.isnan(piotroski_fscore(statements, as_of=before_last).loc["HAND", "piotroski"])
     on_report = piotroski_fscore(statements, as_of=QUARTER_ENDS[-1] + pd.Timedelta(days=30))
     assert on_report.loc["HAND", "piotroski"] == 7
+    aware = pd.Timestamp("2025-01-30 09:00", tz="America/New_York")  # the report day
+    assert piotroski_fscore(statements, as_of=aware).loc["HAND", "piotroski"] == 7
     # A quarter gap (a missing filing) breaks the TTM window instead of summing 5 quarters.
     gapped = statements.drop(index=5)
     assert np.isnan(piotroski_fscore(gapped).loc["HAND", "f_roa"])
