@@ -527,16 +527,17 @@ def _statements(seed: int) -> _Statements:
     revenue0 = market_cap / np.exp(math.log(3.0) + 0.5 * noise[1, :, :1]) / 4.0
     seasonal = 1.0 + 0.03 * np.sin(np.arange(K)[None, :] * math.pi / 2.0 + 6.3 * level[0])
     revenue = revenue0 * np.exp(growth / 4.0 * k + 0.03 * noise[0]) * seasonal
-    gross_margin = np.clip(0.25 + 0.45 * level[1] + 0.004 * q * k + 0.01 * noise[1], 0.05, 0.95)
-    net_margin = np.clip(0.07 + 0.05 * q + 0.004 * q * k + 0.012 * noise[2], -0.4, 0.45)
+    trend = 0.35 * q * k  # quality-signed quarters of improvement (bounded by the clips)
+    gross_margin = np.clip(0.25 + 0.45 * level[1] + 0.004 * trend + 0.01 * noise[1], 0.05, 0.95)
+    net_margin = np.clip(0.09 + 0.04 * q + 0.004 * trend + 0.012 * noise[2], -0.4, 0.45)
     net_income = revenue * net_margin
     cash_flow = net_income + revenue * (0.03 + 0.02 * q + 0.02 * noise[3])
-    turnover = (0.3 + 1.1 * level[2]) * np.exp(0.01 * q * k + 0.015 * noise[4])
+    turnover = (0.3 + 1.1 * level[2]) * np.exp(0.01 * trend + 0.015 * noise[4])
     total_assets = 4.0 * revenue / turnover
-    leverage = np.clip(0.1 + 0.3 * level[3] - 0.004 * q * k + 0.008 * noise[5], 0.0, 0.85)
-    current_ratio = np.clip(0.9 + 1.3 * level[4] + 0.02 * q * k + 0.04 * noise[6], 0.3, 5.0)
+    leverage = np.clip(0.1 + 0.3 * level[3] - 0.004 * trend + 0.008 * noise[5], 0.0, 0.85)
+    current_ratio = np.clip(0.9 + 1.3 * level[4] + 0.02 * trend + 0.04 * noise[6], 0.3, 5.0)
     current_liabilities = total_assets * (0.1 + 0.15 * level[5])
-    shares = shares0 * np.exp(-0.004 * q * k + 0.0015 * noise[7])
+    shares = shares0 * np.exp(-0.004 * trend + 0.006 * noise[7])
     lag = rng.integers(30, 46, (N, K))
     report = np.busday_offset(period_end[None, :] + lag, 0, roll="forward")
     items = {
