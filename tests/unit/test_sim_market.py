@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -115,7 +116,7 @@ def test_search_ranks_symbol_matches_before_names() -> None:
 
 def test_same_seed_same_numbers_in_another_process(market: SimMarket) -> None:
     code = (
-        "import sys; sys.path.insert(0, 'tests/unit');"
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r});"
         "from test_sim_market import _digest; from ibkr_sim.market import SimMarket;"
         "print(_digest(SimMarket(seed=7, n_stocks=700)))"
     )
