@@ -1161,7 +1161,7 @@ class SimMarket:
                 minute = 6 * 60 + int(rng.integers(0, 14 * 60))
             local = datetime.combine(day, time(minute // 60, minute % 60), NEW_YORK)
             tone = float(np.clip(base_tone + 0.15 * rng.standard_normal(), -1.0, 1.0))
-            strong = (jumped and k == 0) or abs(base_tone) > 0.85
+            strong = (jumped and k == 0) or (abs(base_tone) > 0.9 and rng.random() < 0.3)
             provider = NEWS_PROVIDERS[int(rng.integers(len(NEWS_PROVIDERS)))][0]
             article = f"{provider}${stable_int(self.seed, inst.conid, t, k) % 2**32:08x}"
             out.append(
