@@ -86,7 +86,8 @@ def portfolio_snapshot(
         "currency": summary.currency,
         **account,
         "cash_balances": [c.model_dump(mode="json") for c in broker.cash_balances()],
-        "positions": frame.to_dict(orient="records"),
+        # JSON has no NaN: an unpriced position's price and value are written as null
+        "positions": frame.astype(object).where(frame.notna(), None).to_dict(orient="records"),
     }
     path = storage.write_json(storage.positions_path(key), payload)
     meta = frame_metadata(
