@@ -407,6 +407,8 @@ def fundamentals(
     return dg.Output(with_partition(frame, key), metadata=meta)
 
 
+#: IB's historicalNews returns at most 300 headlines per request.
+IB_MAX_NEWS = 300
 HEADLINE_COLUMNS = {
     "symbol": "string",
     "time": "datetime64[ns, UTC]",
@@ -453,7 +455,7 @@ def headlines(
     rows, failed = [], {}
     for contract in _universe_contracts(universe):
         try:
-            items = broker.news(contract, start=history_start, end=at, limit=10_000)
+            items = broker.news(contract, start=history_start, end=at, limit=IB_MAX_NEWS)
         except BrokerError as exc:
             failed[contract.symbol] = str(exc)
             continue
