@@ -238,29 +238,41 @@ class Universe:
         """Resolve a symbol (``AAPL``, ``BRK B``, ``EUR.USD``, ``USD`` + currency ``JPY``).
 
         Without ``sec_type`` a stock wins over other kinds with the same symbol (CL is Colgate;
-        ask for ``FUT`` to get crude). ``SimError(200)`` names the request when nothing matches.
+        ask for ``FUT`` to get crude). Share classes may be written ``BRK.B`` or ``BRK-B`` too
+        (IB's spelling is ``BRK B``). ``SimError(200)`` names the request when nothing matches.
         """
         sym = symbol.strip().upper()
-        if "." in sym and sec_type in (None, "CASH"):
+        kind = sec_type.upper() if sec_type else None
+        found = None
+        if "." in sym and kind in (None, "CASH"):
             base, _, quote = sym.partition(".")
             if currency is None or currency.upper() == quote:
-                sym, sec_type, currency = base, "CASH", quote
-        kinds = [sec_type.upper()] if sec_type else ["STK", "IND", "FUT", "CASH"]
+                found = self._find(base, "CASH", quote)
+        if found is None:
+            found = self._find(sym, kind, currency)
+        if found is None and kind in (None, "STK", "ETF") and sym[-2:-1] in (".", "-", "/"):
+            found = self._find(f"{sym[:-2]} {sym[-1]}", kind, currency)
+        if found is None:
+            request = " ".join(p for p in (symbol, sec_type, currency) if p)
+            raise SimError(
+                NO_SECURITY_DEFINITION,
+                f"No security definition has been found for the request: {request}",
+            )
+        return found
+
+    def _find(self, sym: str, kind: str | None, currency: str | None) -> Instrument | None:
+        kinds = [kind] if kind else ["STK", "IND", "FUT", "CASH"]
         etf_only = kinds == ["ETF"]  # IB reports ETFs as STK; accept the common alias
         if etf_only:
             kinds = ["STK"]
         # a pair's own symbol first: "USD" is USD.JPY before it is EUR.USD's quote currency
         candidates = sorted(self._by_symbol.get(sym, []), key=lambda i: i.symbol != sym)
-        for kind in kinds:
+        for k in kinds:
             for inst in candidates:
                 wanted = currency is None or inst.currency == currency.upper()
-                if inst.sec_type == kind and wanted and (inst.is_etf or not etf_only):
+                if inst.sec_type == k and wanted and (inst.is_etf or not etf_only):
                     return inst
-        described = " ".join(p for p in (sec_type, currency) if p)
-        raise SimError(
-            NO_SECURITY_DEFINITION,
-            f"No security definition has been found for the request: {symbol} {described}".strip(),
-        )
+        return None
 
     def search(self, text: str, limit: int = 10) -> list[Instrument]:
         """Symbol matches first (exact, then prefix), then names containing the text."""

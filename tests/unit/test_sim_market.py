@@ -81,6 +81,7 @@ def test_universe_others_follow_ib_conventions() -> None:
     jpy = u.lookup("USD", "CASH", "JPY")
     assert jpy == u.lookup("USD.JPY") == u.lookup("JPY", "CASH") == u.lookup("USD", "CASH")
     assert u.lookup("QQQ", "ETF").is_etf
+    assert u.lookup("BRK.B") == u.lookup("brk-b") == u.lookup("BRK B", "STK")
     with pytest.raises(SimError):
         u.lookup("AAPL", "ETF")
 
