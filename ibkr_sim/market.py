@@ -1063,24 +1063,19 @@ class SimMarket:
         inst = self._instrument(conid)
         tick = inst.min_tick
         h = stable_int(self.seed, conid, _ns(at) // 60_000_000_000)
-        bids, asks = [], []
-        bid, ask, bsize, asize = (
-            snap.bid,
-            snap.ask,
-            max(snap.bid_size, 100.0),
-            max(snap.ask_size, 100.0),
-        )
+        lot = {"STK": 100.0, "CASH": 1_000_000.0}.get(inst.sec_type, 1.0)
+        bids: list[tuple[float, float, str]] = []
+        asks: list[tuple[float, float, str]] = []
+        bid, ask = snap.bid, snap.ask
+        bsize, asize = snap.bid_size or lot, snap.ask_size or lot
         for level in range(rows):
-            mm_b = _MARKET_MAKERS[(h >> (3 * level)) % len(_MARKET_MAKERS)]
-            mm_a = _MARKET_MAKERS[(h >> (3 * level + 1)) % len(_MARKET_MAKERS)]
-            bids.append((round(max(bid, tick), 8), bsize, mm_b))
-            asks.append((round(ask, 8), asize, mm_a))
+            if bid > 0:
+                bids.append((round(bid, 8), bsize, _MARKET_MAKERS[(h >> (3 * level)) % 8]))
+            asks.append((round(ask, 8), asize, _MARKET_MAKERS[(h >> (3 * level + 1)) % 8]))
             step = 1 + (h >> (2 * level + 5)) % 3
             bid, ask = bid - step * tick, ask + step * tick
-            bsize = float(np.round(bsize * (1.3 + 0.1 * ((h >> level) % 5)), -2))
-            asize = float(np.round(asize * (1.3 + 0.1 * ((h >> (level + 2)) % 5)), -2))
-            if bid <= 0:
-                break
+            bsize = max(lot, round(bsize * (1.3 + 0.1 * ((h >> level) % 5)) / lot) * lot)
+            asize = max(lot, round(asize * (1.3 + 0.1 * ((h >> (level + 2)) % 5)) / lot) * lot)
         return bids, asks
 
     def fx_rate(self, currency: str, at: datetime) -> float:

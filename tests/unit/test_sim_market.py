@@ -315,6 +315,17 @@ def test_depth_level_zero_is_the_quote(market: SimMarket) -> None:
     assert [b[0] for b in bids] == sorted((b[0] for b in bids), reverse=True)
     assert [a[0] for a in asks] == sorted(a[0] for a in asks)
     assert len({b[0] for b in bids}) == 5 and all(b[1] > 0 and b[2] for b in bids + asks)
+    aapl = _conid(market, "AAPL")
+    expiry = market.option_chain(aapl, DAY)[0][0]
+    call = market.option(aapl, expiry, 500.0, "C")
+    (obid, *_), (oask, *_) = market.depth(call.conid, OPEN, rows=3)
+    quote = market.snapshot(call.conid, OPEN)
+    assert (obid[0], obid[1], oask[0], oask[1]) == (
+        quote.bid,
+        quote.bid_size,
+        quote.ask,
+        quote.ask_size,
+    )
 
 
 def test_history_follows_ib_bar_sizes(market: SimMarket) -> None:
