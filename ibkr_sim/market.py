@@ -11,12 +11,15 @@
   References: Bollerslev (1986); Glosten, Jagannathan & Runkle (1993); Fama & French (1993).
 - ``mu_i`` is the stock's long-run drift ("quality"); the same quality drives its fundamentals:
   good companies grow revenue, expand margins, de-lever and buy back shares, so a Piotroski
-  F-score computed from the statements spreads over 0..9 and is informative about returns.
+  (2000) F-score computed from the statements spreads over 0..9 and is informative about
+  returns. Statements appear 30-45 days after the quarter ends (point in time).
 - ``J`` are rare jumps (about 0.5 % of stock-days, 5-12 %, mostly at the open) on 2.5-5x the
   average daily volume, each announced by a pre-market headline, so every day has a few top
   movers for the scanners.
 - ``drift`` is post-news drift: a headline's tone (in [-1, 1]) adds a decaying drift to the
   next five sessions' returns, so tone predicts later returns the way analysts hope it does.
+  A few headlines carry event phrases ("beats estimates", "guidance cut", "SEC probe",
+  "FDA ban"); jumps always come with one.
 
 Daily OHLC: part of the return happens overnight (the gap to the open), the rest intraday; highs
 and lows extend beyond the open/close by a volatility-scaled amount. Volume is around ADV and
@@ -29,8 +32,13 @@ touches the day's high and low and ends at the close; quotes have a spread that 
 liquid names, volume accumulates along a U-shaped profile. Before the open a snapshot shows the
 previous close with volume 0; after the close, the day's close.
 
-**Options** are priced with Black-Scholes from the underlying's conditional volatility (plus a
-mild skew) and the 10-year yield as the rate (Black & Scholes, 1973).
+**Scanners** rank live values during the session and the last completed session before the
+open (the pre-market "yesterday's movers" screen the pipeline runs at 08:00 New York).
+
+**Options** are listed monthly (third Fridays) on a fixed strike ladder and priced with
+Black-Scholes from the underlying's conditional volatility (plus a mild skew) and the 10-year
+yield as the rate (Black & Scholes, 1973). Their conIds encode the contract, so any process can
+rebuild an option from its conId alone.
 
 Everything is a pure function of ``seed`` and the session: the whole panel (2019-01-02 to
 2028-12-29, every listed stock plus the macro instruments) is drawn once per seed from
