@@ -1,0 +1,195 @@
+import numpy as np
+import pandas as pd
+import pytest
+from pypfopt.efficient_frontier import EfficientCVaR, EfficientFrontier
+
+from ibkr_assets.quant.optimiser import (
+    OptimisationResult,
+    OptimiserConfig,
+    OptimizationError,
+    PortfolioOptimiser,
+    optimise,
+)
+from ibkr_assets.quant.risk_metrics import historical_var_cvar
+from ibkr_assets.quant.risk_model import build_risk_model
+
+
+def _data(n: int = 8, s: int = 250, seed: int = 3):
+    rng = np.random.default_rng(seed)
+    symbols = [f"S{i}" for i in range(n)]
+    loadings = rng.normal(1.0, 0.3, n)
+    market = rng.standard_t(5, s) * 0.008
+    rets = np.outer(market, loadings) + rng.normal(0, 0.012, (s, n))
+    scenarios = pd.DataFrame(rets, columns=symbols)
+    cov = pd.DataFrame(np.cov(rets, rowvar=False), index=symbols, columns=symbols)
+    alpha = pd.Series(rng.normal(0, 0.001, n), index=symbols)
+    return symbols, cov, scenarios, alpha
+
+
+def test_unconstrained_mean_variance_matches_closed_form():
+    _symbols, cov, scenarios, alpha = _data()
+    lam = 50.0
+    cfg = OptimiserConfig(
+        risk_aversion=lam,
+        cvar_aversion=0.0,
+        turnover_cost=0.0,
+        long_only=False,
+        max_weight=1.0,
+        max_gross=10.0,
+        cash_buffer=0.0,
+    )
+    res = optimise(alpha * 0.05, cov, scenarios, cfg)
+    expected = np.linalg.solve(cov.to_numpy(), alpha.to_numpy() * 0.05) / (2 * lam)
+    assert np.abs(expected).max() < 0.5 and np.abs(expected).sum() < 2  # limits not binding
+    np.testing.assert_allclose(res.weights.to_numpy(), expected, atol=1e-6)
+    assert res.expected_return == pytest.approx(float(alpha @ expected) * 0.05, rel=1e-5)
+    assert res.volatility == pytest.approx(np.sqrt(expected @ cov.to_numpy() @ expected), 1e-5)
+
+
+def test_mean_variance_with_budget_matches_pypfopt_quadratic_utility():
+    symbols, cov, scenarios, alpha = _data(n=10)
+    mu = alpha * 0.2 + 0.0005
+    delta = 40.0
+    ef = EfficientFrontier(mu, cov, weight_bounds=(0, 0.3))
+    ef.max_quadratic_utility(risk_aversion=delta)
+    ref = pd.Series(ef.clean_weights(rounding=None))
+    cfg = OptimiserConfig(
+        risk_aversion=delta / 2,
+        cvar_aversion=0.0,
+        turnover_cost=0.0,
+        max_weight=0.3,
+        cash_buffer=0.0,
+        min_net=1.0,
+    )
+    res = optimise(mu, cov, scenarios, cfg)
+    np.testing.assert_allclose(res.weights.to_numpy(), ref.reindex(symbols).to_numpy(), atol=1e-5)
+
+
+def test_min_cvar_matches_pypfopt():
+    _symbols, cov, scenarios, alpha = _data(n=6, s=300)
+    ec = EfficientCVaR(alpha, scenarios, beta=0.95, weight_bounds=(0, 1))
+    ec.min_cvar()
+    _, ref_cvar = ec.portfolio_performance()
+    cfg = OptimiserConfig(
+        risk_aversion=0.0,
+        cvar_aversion=1.0,
+        turnover_cost=0.0,
+        max_weight=1.0,
+        cash_buffer=0.0,
+        min_net=1.0,
+    )
+    res = optimise(alpha * 0.0, cov, scenarios, cfg)
+    assert res.cvar == pytest.approx(ref_cvar, abs=1e-6)
+    assert res.weights.sum() == pytest.approx(1.0, abs=1e-6)
+    assert res.cvar == pytest.approx(historical_var_cvar(scenarios @ res.weights, 0.95)[1])
+
+
+def test_every_limit_holds_at_the_optimum():
+    symbols, cov, scenarios, alpha = _data(n=20)
+    sectors = {s: ("Tech" if i < 10 else "Energy") for i, s in enumerate(symbols)}
+    cfg = OptimiserConfig(
+        risk_aversion=0.5,
+        cvar_aversion=0.01,
+        long_only=False,
+        max_gross=1.2,
+        max_weight=0.12,
+        cash_buffer=0.05,
+        sector_cap=0.3,
+        sector_caps={"Energy": 0.2},
+    )
+    res = optimise(alpha * 10, cov, scenarios, cfg, sectors=sectors)  # strong alpha: limits bind
+    w = res.weights
+    tol = 1e-6
+    assert w.abs().max() <= 0.12 + tol
+    assert w.abs().sum() <= 1.2 + tol
+    assert w.sum() <= 0.95 + tol
+    sec = pd.Series(sectors)
+    assert abs(w[sec == "Tech"].sum()) <= 0.3 + tol
+    assert abs(w[sec == "Energy"].sum()) <= 0.2 + tol
+    assert (w < -1e-4).any()  # shorts allowed and used
+    assert w.abs().max() == pytest.approx(0.12, abs=1e-5)  # the cap binds
+    long = optimise(
+        alpha * 10, cov, scenarios, cfg.model_copy(update={"long_only": True}), None, sectors
+    )
+    assert (long.weights >= -tol).all()
+
+
+def test_turnover_cost_keeps_current_book():
+    symbols, cov, scenarios, alpha = _data()
+    w0 = pd.Series(0.1, index=symbols)
+    cfg = OptimiserConfig(risk_aversion=0.0, cvar_aversion=0.0, turnover_cost=1.0)
+    res = optimise(alpha, cov, scenarios, cfg, current_weights=w0 * 0.9)
+    np.testing.assert_allclose(res.weights.to_numpy(), 0.09, atol=1e-6)
+    free = optimise(
+        alpha,
+        cov,
+        scenarios,
+        cfg.model_copy(update={"turnover_cost": 0.0}),
+        current_weights=w0 * 0.9,
+    )
+    assert np.abs(free.weights - 0.09).max() > 0.01
+
+
+def test_parametrised_resolve_reuses_compilation_and_matches_fresh_build():
+    symbols, cov, scenarios, alpha = _data(n=12)
+    opt = PortfolioOptimiser(symbols, cov, scenarios, OptimiserConfig())
+    assert opt.problem.is_dpp()
+    first = opt.solve(alpha)
+    cached = opt.problem._cache.param_prog
+    assert cached is not None
+    alpha2 = alpha[::-1].set_axis(alpha.index)
+    second = opt.solve(alpha2, first.weights)
+    assert opt.problem._cache.param_prog is cached  # no recompilation
+    fresh = optimise(alpha2, cov, scenarios, OptimiserConfig(), current_weights=first.weights)
+    np.testing.assert_allclose(second.weights, fresh.weights, atol=1e-6)
+    assert isinstance(second, OptimisationResult)
+    assert second.solver == "CLARABEL"
+
+
+def test_from_risk_model_uses_daily_units():
+    rng = np.random.default_rng(0)
+    closes = pd.DataFrame(
+        100 * np.cumprod(1 + rng.normal(0.0005, 0.01, (200, 5)), axis=0),
+        columns=list("ABCDE"),
+    )
+    model = build_risk_model(closes, scenario_sessions=150)
+    opt = PortfolioOptimiser.from_risk_model(model)
+    res = opt.solve(pd.Series(0.001, index=model.symbols))
+    w = res.weights.to_numpy()
+    assert res.volatility == pytest.approx(np.sqrt(w @ model.daily_cov().to_numpy() @ w), 1e-9)
+
+
+def test_infeasible_limits_are_named():
+    symbols, cov, scenarios, alpha = _data(n=5)
+    with pytest.raises(OptimizationError, match=r"max_weight 0.12 × 5 symbols = 0.6 < min_net 0.9"):
+        optimise(alpha, cov, scenarios, OptimiserConfig(min_net=0.9))
+    with pytest.raises(OptimizationError, match=r"min_net 0.99 > 1 − cash_buffer 0.95"):
+        optimise(alpha, cov, scenarios, OptimiserConfig(min_net=0.99, max_weight=1.0))
+    sectors = dict.fromkeys(symbols, "Tech")
+    with pytest.raises(OptimizationError, match=r"sector caps \{'Tech': 0.2\}.*< min_net 0.5"):
+        optimise(
+            alpha,
+            cov,
+            scenarios,
+            OptimiserConfig(min_net=0.5, max_weight=0.5, sector_cap=0.2),
+            sectors=sectors,
+        )
+
+
+def test_bad_inputs_named():
+    symbols, cov, scenarios, alpha = _data(n=5)
+    bad = alpha.copy()
+    bad["S3"] = np.nan
+    with pytest.raises(OptimizationError, match=r"NaN or infinite expected return .*\['S3'\]"):
+        optimise(bad, cov, scenarios)
+    opt = PortfolioOptimiser(symbols, cov, scenarios)
+    with pytest.raises(OptimizationError, match=r"no expected return for \['S4'\]"):
+        opt.solve(alpha.drop("S4"))
+    with pytest.raises(OptimizationError, match=r"not in the optimiser: \['ZZZ'\]"):
+        opt.solve(alpha, pd.Series({"ZZZ": 0.1}))
+    sc = scenarios.copy()
+    sc.iloc[3, 1] = np.nan
+    with pytest.raises(OptimizationError, match=r"NaN or infinite return scenarios for \['S1'\]"):
+        PortfolioOptimiser(symbols, cov, sc)
+    with pytest.raises(OptimizationError, match="no sector for"):
+        PortfolioOptimiser(symbols, cov, scenarios, OptimiserConfig(sector_cap=0.3), {"S0": "X"})
