@@ -1,0 +1,154 @@
+"""``ibkr-mcp``: serve the IB tools, and discover or call them from a shell.
+
+    ibkr-mcp serve [--transport http|stdio] [--host 127.0.0.1] [--port 8000]
+    ibkr-mcp tools [--category C] [--json] [--url URL]     # list tools by category
+    ibkr-mcp call TOOL --args '{"symbols": ["AAPL"]}' [--url URL]
+    ibkr-mcp health [--url URL]                            # broker, account, paper/live, trading
+
+``tools``, ``call`` and ``health`` are MCP clients: with ``--url`` (e.g. http://127.0.0.1:8000/mcp)
+they talk to a running server, sending ``IBKR_MCP_TOKEN`` as a bearer token when set; without it
+they start a server over stdio with the current environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from mcp_server.config import MCPSettings
+
+
+def serve(transport: str, host: str, port: int) -> None:
+    """Run the server until interrupted; the broker connection closes on the way out."""
+    from mcp_server.server import build_server, http_app
+
+    server = build_server(MCPSettings())
+    try:
+        if transport == "stdio":
+            server.run("stdio")
+        else:
+            import uvicorn
+
+            app = http_app(server, host)
+            uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        server.app_state.close()
+
+
+def _client(url: str | None) -> Any:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    if url is None:
+        params = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "mcp_server.cli", "serve", "--transport", "stdio"],
+            env=dict(os.environ),
+        )
+        return Client(params)
+    token = os.environ.get("IBKR_MCP_TOKEN")
+    if not token:
+        return Client(url)
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    http = httpx2.AsyncClient(
+        headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30.0, read=300.0)
+    )
+    return Client(streamable_http_client(url, http_client=http))
+
+
+def example_call(tool: Any) -> str:
+    """The first line after "Examples:" in a tool's description."""
+    lines = [ln.strip() for ln in (tool.description or "").splitlines()]
+    if "Examples:" in lines:
+        rest = lines[lines.index("Examples:") + 1 :]
+        return next((ln for ln in rest if ln), "")
+    return ""
+
+
+async def _tools(url: str | None, category: str | None, as_json: bool) -> int:
+    async with _client(url) as client:
+        tools = (await client.list_tools()).tools
+    rows = [
+        {
+            "name": t.name,
+            "category": (t.meta or {}).get("category", ""),
+            "description": (t.description or "").strip().splitlines()[0],
+            "read_only": bool(t.annotations and t.annotations.read_only_hint),
+            "destructive": bool(t.annotations and t.annotations.destructive_hint),
+            "example": example_call(t),
+        }
+        for t in tools
+        if category is None or (t.meta or {}).get("category") == category
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for cat in sorted({r["category"] for r in rows}):
+        print(f"[{cat}]")
+        for r in (r for r in rows if r["category"] == cat):
+            flag = " (writes)" if not r["read_only"] else ""
+            print(f"  {r['name']}{flag}: {r['description']}")
+            if r["example"]:
+                print(f"      e.g. {r['example']}")
+    return 0
+
+
+async def _call(url: str | None, tool: str, arguments: dict[str, Any]) -> int:
+    async with _client(url) as client:
+        result = await client.call_tool(tool, arguments)
+    if result.is_error:
+        print(" ".join(c.text for c in result.content if hasattr(c, "text")), file=sys.stderr)
+        return 1
+    payload = result.structured_content
+    if payload is None:
+        payload = [c.model_dump(mode="json") for c in result.content]
+    print(json.dumps(payload, indent=2, default=str))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ibkr-mcp`` console script."""
+    parser = argparse.ArgumentParser(prog="ibkr-mcp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the MCP server")
+    p.add_argument("--transport", choices=["http", "stdio"], default="http")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p = sub.add_parser("tools", help="list the tools by category")
+    p.add_argument("--category")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8000/mcp")
+    p = sub.add_parser("call", help="call one tool and print its result as JSON")
+    p.add_argument("tool")
+    p.add_argument("--args", default="{}", help="arguments as a JSON object")
+    p.add_argument("--url")
+    p = sub.add_parser("health", help="broker connection, account and mode")
+    p.add_argument("--url")
+    args = parser.parse_args(argv)
+
+    if args.command == "serve":
+        serve(args.transport, args.host, args.port)
+        return 0
+    if args.command == "tools":
+        return anyio.run(_tools, args.url, args.category, args.json)
+    if args.command == "call":
+        try:
+            arguments = json.loads(args.args)
+        except json.JSONDecodeError as exc:
+            parser.error(f"--args is not valid JSON: {exc}")
+        if not isinstance(arguments, dict):
+            parser.error("--args must be a JSON object")
+        return anyio.run(_call, args.url, args.tool, arguments)
+    return anyio.run(_call, args.url, "health", {})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

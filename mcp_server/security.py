@@ -1,0 +1,103 @@
+"""HTTP security of the tool server: bearer token and Host/Origin validation.
+
+* The server binds 127.0.0.1 by default. Listening on any other address requires a bearer token
+  (``IBKR_MCP_TOKEN``); every request must then carry ``Authorization: Bearer <token>``, compared
+  in constant time. The token is never logged or echoed in an error.
+* Host and Origin headers are checked on every route (MCP and plain HTTP) against loopback names,
+  the bind address and ``IBKR_MCP_ALLOWED_HOSTS`` / ``IBKR_MCP_ALLOWED_ORIGINS``: a page on another
+  site cannot reach the server through DNS rebinding (MCP spec, "Security Warning").
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcp_server.config import LOOPBACK_HOSTS, MCPSettings
+
+
+class InsecureBinding(ValueError):
+    """Asked to listen off loopback without a bearer token."""
+
+
+def transport_security(settings: MCPSettings, host: str) -> TransportSecuritySettings:
+    """Allowed Host and Origin values for a server bound to ``host``."""
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    if host not in LOOPBACK_HOSTS and host not in ("0.0.0.0", "::"):
+        name = f"[{host}]" if ":" in host else host
+        hosts.append(f"{name}:*")
+        origins += [f"http://{name}:*", f"https://{name}:*"]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=hosts + settings.allowed_hosts,
+        allowed_origins=origins + settings.allowed_origins,
+    )
+
+
+def require_token_off_loopback(settings: MCPSettings, host: str) -> None:
+    """Refuse to listen anywhere but loopback without IBKR_MCP_TOKEN."""
+    if host not in LOOPBACK_HOSTS and settings.token is None:
+        raise InsecureBinding(
+            f"refusing to listen on {host}: set IBKR_MCP_TOKEN (a bearer token clients must send) "
+            "or bind 127.0.0.1"
+        )
+
+
+def _matches(value: str, allowed: list[str]) -> bool:
+    for pattern in allowed:
+        if value == pattern:
+            return True
+        if pattern.endswith(":*") and value.startswith(pattern[:-1]):
+            return True
+        if pattern.endswith(":*") and value == pattern[:-2]:
+            return True
+    return False
+
+
+async def _reject(send: Send, status: int, message: str, extra: list | None = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class SecurityMiddleware:
+    """ASGI middleware: Host/Origin validation, then the bearer token when one is configured."""
+
+    def __init__(self, app: ASGIApp, settings: MCPSettings, host: str) -> None:
+        self.app = app
+        self.security = transport_security(settings, host)
+        self._token = settings.token.get_secret_value().encode() if settings.token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        if not _matches(host, self.security.allowed_hosts):
+            await _reject(send, 421, "Host header not allowed")
+            return
+        origin = headers.get("origin")
+        if origin and not _matches(origin, self.security.allowed_origins):
+            await _reject(send, 403, "Origin not allowed")
+            return
+        if self._token is not None:
+            auth = headers.get("authorization", "")
+            scheme, _, given = auth.partition(" ")
+            ok = scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), self._token)
+            if not ok:
+                await _reject(
+                    send,
+                    401,
+                    "missing or invalid bearer token",
+                    [(b"www-authenticate", b'Bearer realm="ibkr-mcp"')],
+                )
+                return
+        await self.app(scope, receive, send)

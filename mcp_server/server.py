@@ -1,0 +1,181 @@
+"""The IBKR MCP server: Interactive Brokers as tools for AI assistants.
+
+One broker connection per server process (``IBResource.from_env().get_broker()``, the same
+resource class the pipeline uses), handed to every MCP session as a typed lifespan context. Tools
+come in seven categories (``reference``, ``portfolio``, ``market_data``, ``trading``, ``scanner``,
+``analysis``, ``pipeline``) plus ``server`` (health, ping); each tool carries its category in its
+metadata and read-only / destructive annotations. The tools that send orders exist only with
+``IBKR_MCP_TRADING=on`` (see :mod:`mcp_server.safety`).
+
+Transports: stdio (desktop assistants) and streamable HTTP at ``/mcp``; the HTTP app also answers
+plain ``GET /tools/list`` and ``POST /tools/call`` for scripts, behind the same Host/Origin checks
+and bearer token (:mod:`mcp_server.security`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ibkr_assets.broker import Broker
+from mcp_server import analysis, market_data, pipeline, portfolio, reference, scanner, trading
+from mcp_server.config import MCPSettings
+from mcp_server.context import AppState, _broker_from_env, add_tool, call_broker, state
+from mcp_server.security import SecurityMiddleware, require_token_off_loopback, transport_security
+
+SERVER_NAME = "ibkr-mcp"
+CATEGORY = "server"
+CATEGORIES = (
+    reference.CATEGORY,
+    portfolio.CATEGORY,
+    market_data.CATEGORY,
+    trading.CATEGORY,
+    scanner.CATEGORY,
+    analysis.CATEGORY,
+    pipeline.CATEGORY,
+    CATEGORY,
+)
+
+
+class IBKRServer(MCPServer[AppState]):
+    """MCPServer holding the process-wide state (broker, settings, trading guard)."""
+
+    app_state: AppState
+
+
+class Health(BaseModel):
+    """Connection, account and mode of the server."""
+
+    backend: str
+    connected: bool
+    account_id: str
+    paper: bool
+    trading: bool = Field(description="IBKR_MCP_TRADING: the order tools are offered")
+    kill_switch: bool
+    broker_time: str
+
+
+class Pong(BaseModel):
+    """The answer of the no-op tool."""
+
+    ok: bool = True
+
+
+async def health(ctx: Context) -> Health:
+    """Broker connection, account in use, paper/live, and whether trading is on.
+
+    Examples:
+        health() -> {"backend": "sim", "connected": true, "paper": true, "trading": false, ...}
+    """
+    app = state(ctx)
+
+    def run(b: Broker) -> Health:
+        accounts = b.accounts()
+        wanted = app.selected_account
+        acct = next(a for a in accounts if (a.account_id == wanted if wanted else a.is_primary))
+        return Health(
+            backend=b.name,
+            connected=True,
+            account_id=acct.account_id,
+            paper=acct.is_paper,
+            trading=app.settings.trading,
+            kill_switch=app.guard.kill_switch_engaged(),
+            broker_time=b.now().isoformat(),
+        )
+
+    return await call_broker(ctx, run)
+
+
+async def ping() -> Pong:
+    """A no-op: the latency floor of a tool call (used by bench/mcp_latency.py).
+
+    Examples:
+        ping() -> {"ok": true}
+    """
+    return Pong()
+
+
+def build_server(
+    settings: MCPSettings | None = None, broker_factory: Callable[[], Broker] | None = None
+) -> IBKRServer:
+    """The MCP server with every tool registered (order tools only when trading is on)."""
+    settings = settings or MCPSettings()
+    app_state = AppState(settings, broker_factory or _broker_from_env)
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        # The connection outlives sessions: it is opened on first use and closed by the caller
+        # of the server (cli.serve) when the process stops.
+        yield app_state
+
+    server = IBKRServer(
+        SERVER_NAME,
+        instructions=(
+            "Interactive Brokers tools. Paper account by default. To trade: preview_order, then "
+            "place_order with the returned confirmation_token and a reason."
+        ),
+        lifespan=lifespan,
+    )
+    server.app_state = app_state
+    reference.register(server)
+    portfolio.register(server)
+    market_data.register(server)
+    trading.register(server, trading=settings.trading)
+    scanner.register(server)
+    analysis.register(server)
+    pipeline.register(server)
+    add_tool(server, health, CATEGORY, open_world=True)
+    add_tool(server, ping, CATEGORY, open_world=False)
+    _add_plain_routes(server)
+    return server
+
+
+def _add_plain_routes(server: IBKRServer) -> None:
+    @server.custom_route("/tools/list", methods=["GET"])
+    async def tools_list(request: Request) -> Response:
+        tools = await server.list_tools()
+        return JSONResponse(
+            {"tools": [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]}
+        )
+
+    @server.custom_route("/tools/call", methods=["POST"])
+    async def tools_call(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+            name = body["name"]
+            arguments: dict[str, Any] = body.get("arguments") or {}
+            if not isinstance(name, str) or not isinstance(arguments, dict):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse(
+                {"error": 'body must be JSON {"name": "<tool>", "arguments": {...}}'},
+                status_code=400,
+            )
+        try:
+            result = await server.call_tool(name, arguments)
+        except ToolError as exc:
+            return JSONResponse({"isError": True, "error": str(exc)}, status_code=400)
+        return JSONResponse(result.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def http_app(server: IBKRServer, host: str = "127.0.0.1") -> Starlette:
+    """The streamable HTTP app (``/mcp`` plus the plain routes) behind the security middleware.
+
+    Raises InsecureBinding for a non-loopback ``host`` without IBKR_MCP_TOKEN.
+    """
+    settings = server.app_state.settings
+    require_token_off_loopback(settings, host)
+    app = server.streamable_http_app(
+        transport_security=transport_security(settings, host), host=host
+    )
+    app.add_middleware(SecurityMiddleware, settings=settings, host=host)
+    return app

@@ -1,0 +1,102 @@
+"""Fixtures of the MCP server tests: a real uvicorn server on a free loopback port.
+
+Every server here runs on the simulated IB world (``IBKR_BACKEND=sim``) with a temporary data root
+and a clock pinned inside a NYSE session, so market orders fill the same way on every run.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from mcp_server.config import MCPSettings
+from mcp_server.server import IBKRServer, build_server, http_app
+
+#: Friday 2026-11-20, 10:30 in New York: the market is open.
+SESSION_TIME = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
+SIM_SYMBOLS = 120
+
+
+def sim_env(data_dir: Path) -> dict[str, str]:
+    """Environment variables pointing a server at the simulator under ``data_dir``."""
+    return {
+        "IBKR_BACKEND": "sim",
+        "IBKR_DATA_DIR": str(data_dir),
+        "IBKR_SIM_NOW": SESSION_TIME.isoformat(),
+        "IBKR_SIM_SYMBOLS": str(SIM_SYMBOLS),
+    }
+
+
+def sim_broker_factory(data_dir: Path):
+    """Open the sim backend the way the server does, without touching os.environ."""
+    from ibkr_assets.broker import BrokerSettings, connect
+
+    def factory():
+        return connect(
+            BrokerSettings(
+                backend="sim", data_dir=data_dir, sim_now=SESSION_TIME, sim_symbols=SIM_SYMBOLS
+            )
+        )
+
+    return factory
+
+
+@dataclass
+class Running:
+    """A server listening on loopback."""
+
+    server: IBKRServer
+    port: int
+    host_header: str
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.base + "/mcp"
+
+
+@contextmanager
+def serve_http(
+    settings: MCPSettings, bind_host: str = "127.0.0.1", broker_factory=None
+) -> Iterator[Running]:
+    """Run the HTTP app in a thread on a free port (bound to 127.0.0.1 whatever ``bind_host``
+    says: ``bind_host`` only selects the security configuration, so no test listens off
+    loopback)."""
+    server = build_server(settings, broker_factory=broker_factory)
+    app = http_app(server, bind_host)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test MCP server did not start")
+        time.sleep(0.02)
+    try:
+        yield Running(server, port, f"127.0.0.1:{port}")
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        server.app_state.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
