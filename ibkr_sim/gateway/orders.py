@@ -221,9 +221,9 @@ def _state_fields(status: str, what_if: Any | None) -> list[object]:
         f"{w.maint_margin_after:.2f}",
         f"{w.equity_with_loan_after:.2f}",
         float(w.commission),
-        float(w.commission),
-        float(w.commission),
-        "USD",
+        float(w.min_commission),
+        float(w.max_commission),
+        w.currency,
         w.warning or "",
     ]
 
@@ -327,7 +327,7 @@ def _send_execution(s: Session, req_id: int, e: Any) -> None:
         e.exec_id,
         _exec_time(e.time),
         e.account,
-        "ISLAND" if inst.sec_type == "STK" else inst.exchange,
+        e.exchange,
         "BOT" if e.side.upper() in ("BUY", "BOT") else "SLD",
         float(e.shares),
         float(e.price),
@@ -343,7 +343,8 @@ def _send_execution(s: Session, req_id: int, e: Any) -> None:
         1,
         False,
     )
-    s.send(59, 1, e.exec_id, float(e.commission), "USD", float(e.realized_pnl or 0.0), "", "")
+    realized = None if e.realized_pnl is None else float(e.realized_pnl)  # unset on openings
+    s.send(59, 1, e.exec_id, float(e.commission), e.commission_currency, realized, "", "")
 
 
 TERMINAL = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}

@@ -43,30 +43,34 @@ class Pacer:
     def __init__(self, enabled: bool, clock: Callable[[], float] = time.monotonic) -> None:
         self.enabled = enabled
         self.clock = clock
-        self._messages: dict[Any, deque[float]] = {}
+        self._buckets: dict[Any, tuple[float, float]] = {}  # session -> (tokens, time)
         self._identical: dict[tuple[Any, ...], float] = {}
         self._per_contract: dict[tuple[Any, ...], deque[float]] = {}
         self._small_bars: deque[float] = deque()
 
     def forget(self, session: Any) -> None:
-        self._messages.pop(session, None)
+        self._buckets.pop(session, None)
 
-    def allow_message(self, session: Any) -> bool:
+    def allow_message(self, session: Any, arrived: float | None = None) -> bool:
+        """Count one message, timed by its arrival (``arrived``, monotonic) when known.
+
+        A token bucket of 50 refilled at 50 per second: a client that keeps to 50 messages in
+        any second never trips it, whatever the jitter between its bursts.
+        """
         if not self.enabled:
             return True
-        now = self.clock()
-        times = self._messages.setdefault(session, deque())
-        while times and now - times[0] >= 1.0:
-            times.popleft()
-        if len(times) >= MESSAGES_PER_SECOND:
+        now = self.clock() if arrived is None else arrived
+        tokens, last = self._buckets.get(session, (float(MESSAGES_PER_SECOND), now))
+        tokens = min(float(MESSAGES_PER_SECOND), tokens + (now - last) * MESSAGES_PER_SECOND)
+        if tokens < 1.0:
+            self._buckets[session] = (tokens, max(now, last))
             session.error(
                 -1,
                 MAX_RATE,
-                f"Max rate of messages per second has been exceeded:max={MESSAGES_PER_SECOND} "
-                f"rec={len(times) + 1}",
+                f"Max rate of messages per second has been exceeded:max={MESSAGES_PER_SECOND}",
             )
             return False
-        times.append(now)
+        self._buckets[session] = (tokens - 1.0, max(now, last))
         return True
 
     def allow_market_data_line(self, session: Any, req_id: int, lines_in_use: int) -> bool:

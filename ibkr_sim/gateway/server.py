@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,6 +113,8 @@ class Session:
         self.tasks: list[asyncio.Task[None]] = []
         self.closed = False
         self.closing = False  # set by a handler that must end the connection (error 326)
+        self.arrival = time.monotonic()  # when the bytes being dispatched were received
+        self.inbox: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
     # ---------------------------------------------------------------- sending
     def send(self, *fields: object) -> None:
@@ -131,6 +134,10 @@ class Session:
         try:
             if not await self._handshake(buffer):
                 return
+            # a separate reader stamps each chunk with its arrival time, so that IB's message
+            # rate is measured on arrival even while earlier requests are being served
+            inbox = self.inbox
+            self.tasks.append(asyncio.create_task(self._read_into(inbox)))
             self.tasks.append(asyncio.create_task(self._poll_fills()))
             self.tasks.append(asyncio.create_task(self._stream_ticks()))
             while not self.closed:
@@ -139,8 +146,9 @@ class Session:
                     if self.closed or self.closing:
                         await self.writer.drain()
                         return
+                    await asyncio.sleep(0)  # let the reader stamp what arrived meanwhile
                 await self.writer.drain()
-                chunk = await self.reader.read(65536)
+                self.arrival, chunk = await inbox.get()
                 if not chunk:
                     return
                 buffer += chunk
@@ -150,6 +158,14 @@ class Session:
             pass
         finally:
             await self.close()
+
+    async def _read_into(self, inbox: asyncio.Queue[tuple[float, bytes]]) -> None:
+        try:
+            while chunk := await self.reader.read(65536):
+                inbox.put_nowait((time.monotonic(), chunk))
+        except ConnectionError:
+            pass
+        inbox.put_nowait((time.monotonic(), b""))
 
     async def _handshake(self, buffer: bytearray) -> bool:
         prefix = await self.reader.readexactly(4)
@@ -187,6 +203,7 @@ class Session:
         self.closed = True
         for task in self.tasks:
             task.cancel()
+        self.inbox.put_nowait((time.monotonic(), b""))  # wakes run() if it waits for input
         if self.client_id is not None:
             self.state.client_ids.discard(self.client_id)
             self.state.pacer.forget(self)
@@ -211,7 +228,7 @@ class Session:
             self.error(-1, NOT_CONNECTED, "Not connected: send startApi first")
             return
         reader.pos = 1
-        if msg_id != 71 and not self.state.pacer.allow_message(self):
+        if msg_id != 71 and not self.state.pacer.allow_message(self, self.arrival):
             return
         handler = HANDLERS.get(msg_id)
         if handler is None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
+import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -111,6 +113,30 @@ def test_snapshot_quotes(ib, gateway):
         assert t.volume > 0
 
 
+def test_streaming_quotes_depth_and_delayed_data(ib, gateway):
+    (contract,) = ib.qualifyContracts(Stock("AAPL", "SMART", "USD"))
+    ticker = ib.reqMktData(contract)
+    ib.sleep(1.3)
+    assert 0 < ticker.bid < ticker.ask and ticker.last > 0
+    ib.cancelMktData(contract)
+    book = ib.reqMktDepth(contract, numRows=5)
+    ib.sleep(0.3)
+    assert len(book.domBids) == 5 and len(book.domAsks) == 5
+    assert book.domBids[0].price == pytest.approx(ticker.bid, rel=0.01)
+    assert all(a.price > b.price for a, b in zip(book.domAsks, book.domBids, strict=True))
+    ib.cancelMktDepth(contract)
+    ib.reqMarketDataType(3)
+    try:
+        (delayed,) = ib.reqTickers(contract)
+    finally:
+        ib.reqMarketDataType(1)
+    earlier = gateway.state.market.snapshot(
+        contract.conId, gateway.state.now() - timedelta(minutes=15)
+    )
+    assert delayed.marketDataType == 3
+    assert delayed.last == pytest.approx(earlier.last, rel=0.005)
+
+
 def test_what_if_order(ib):
     (contract,) = ib.qualifyContracts(Stock("AAPL", "SMART", "USD"))
     state = ib.whatIfOrder(contract, MarketOrder("BUY", 100))
@@ -192,6 +218,15 @@ def test_duplicate_client_id_is_refused(gateway, ib):
     assert not other.isConnected()
     assert 326 in codes
     assert ib.reqCurrentTime() is not None  # the first client is untouched
+    second = IB()
+    second.connect("127.0.0.1", gateway.port, clientId=2, timeout=10)
+    try:
+        assert second.managedAccounts() == ib.managedAccounts()
+        (a,) = second.reqContractDetails(Stock("AAPL", "SMART", "USD"))
+        (b,) = ib.reqContractDetails(Stock("AAPL", "SMART", "USD"))
+        assert a.contract.conId == b.contract.conId
+    finally:
+        second.disconnect()
 
 
 def _raw(port: int, payload: bytes) -> bytes:
@@ -249,7 +284,46 @@ def test_pacing_ib_rejects_identical_historical_request(tmp_path):
             contract = Stock("AAPL", "SMART", "USD")
             first = client.reqHistoricalData(contract, "", "1 M", "1 day", "TRADES", True, 1)
             second = client.reqHistoricalData(contract, "", "1 M", "1 day", "TRADES", True, 1)
+            other = client.reqHistoricalData(contract, "", "2 M", "1 day", "TRADES", True, 1)
+            assert errors.count(162) == 1
+            client.client.MaxRequests = 0  # switch off ib_async's own throttle: 80 at once
+            for _ in range(80):
+                client.client.reqCurrentTime()
+            client.sleep(0.5)
+            assert errors.count(100) >= 25
         finally:
             client.disconnect()
-    assert len(first) > 0 and len(second) == 0
-    assert errors.count(162) == 1
+    assert len(first) > 0 and len(second) == 0 and len(other) > len(first)
+
+
+def test_cli_serves_ib_async(tmp_path):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ibkr_sim.cli",
+            "gateway",
+            "--port",
+            "0",
+            "--symbols",
+            "20",
+            "--data-dir",
+            str(tmp_path),
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "listening on 127.0.0.1:" in line, line
+        port = int(line.rsplit(":", 1)[1])
+        client = IB()
+        client.connect("127.0.0.1", port, clientId=9, timeout=10)
+        assert client.managedAccounts() == ["DU1234567", "DU7654321"]
+        client.disconnect()
+        assert (tmp_path / "sim" / "paper.sqlite").exists()
+    finally:
+        proc.terminate()
+        proc.wait(10)
