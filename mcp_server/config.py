@@ -46,6 +46,7 @@ class MCPSettings(BaseSettings):
     )
     allow_live: bool = Field(False, description="allow orders on a live (non-paper) account")
     token_ttl_s: float = Field(120.0, gt=0, description="confirmation-token lifetime, seconds")
+    agent_cli: str = Field("ibkr-agent", description="the pipeline CLI run_daily_pipeline starts")
     user: str = Field("mcp-client", description="who is recorded in the audit log")
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="extra Host header values accepted (host:port or host:*)"

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from mcp_server.server import IBKRServer
 
 CATEGORY = "pipeline"
-AGENT_CLI = "ibkr-agent"
 
 Day = Annotated[date | None, Field(description="session date YYYY-MM-DD; omit for the latest")]
 
@@ -216,10 +215,11 @@ async def run_daily_pipeline(
         run_daily_pipeline(date="2026-11-23", reason="re-run after data fix")
     """
     app = state(ctx)
-    cli = shutil.which(AGENT_CLI, path=str(Path(sys.executable).parent)) or shutil.which(AGENT_CLI)
+    name = app.settings.agent_cli
+    cli = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if cli is None:
         raise ToolError(
-            f"the pipeline CLI {AGENT_CLI!r} is not available; install the package "
+            f"the pipeline CLI {name!r} is not available; install the package "
             "(pip install -e .) to launch runs"
         )
     command = [cli, "run"] + (["--date", date.isoformat()] if date else [])
