@@ -24,6 +24,8 @@ import dagster as dg
 import yaml
 from pydantic import Field
 
+from ibkr_assets.quant.optimiser import OptimiserConfig
+
 DEFAULT_OVERLAY_RULES = Path(__file__).with_name("overlay_rules.yaml")
 
 
@@ -89,3 +91,17 @@ class DecideConfig(dg.ConfigurableResource):
         if unknown:
             raise ValueError(f"IBKR_DECIDE_CONFIG={path}: unknown keys {unknown}")
         return cls(**values)
+
+    def optimiser_config(self) -> OptimiserConfig:
+        """The optimiser's limits and penalties."""
+        return OptimiserConfig(
+            risk_aversion=self.risk_aversion,
+            cvar_aversion=self.cvar_aversion,
+            cvar_alpha=self.cvar_alpha,
+            turnover_cost=self.turnover_cost,
+            max_gross=self.max_gross,
+            max_weight=self.max_weight,
+            cash_buffer=self.cash_buffer,
+            long_only=self.long_only,
+            sector_cap=self.sector_cap,
+        )

@@ -1,0 +1,127 @@
+"""Stages 4–5: the risk model and the optimised target portfolio.
+
+* ``risk_model``: the last ``scenario_sessions`` (504 by default, two years) daily close-to-close
+  returns of every scored symbol, taken only from sessions before the partition date. They are the
+  historical scenarios behind CVaR and historical VaR, and the sample from which the shrunk
+  (Ledoit–Wolf) covariance is estimated (:mod:`ibkr_assets.quant.risk_model`).
+* ``target_weights``: mean-variance-CVaR weights from :mod:`ibkr_assets.quant.optimiser` —
+  maximise alpha·w − λ_var·w'Σw − λ_cvar·CVaR − turnover cost under the gross, per-name, net
+  (cash buffer), long-only and sector limits of :class:`~ibkr_assets.decide_config.DecideConfig`.
+  Expected returns are the alpha scores scaled by ``alpha_scale`` (a score of 1 ≈ 5 bp a day).
+"""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from ibkr_assets.assets._common import listing, with_partition
+from ibkr_assets.assets.decide_common import (
+    current_weights,
+    decide_asset,
+    risk_model_frame,
+    risk_model_from_frame,
+)
+from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.quant.optimiser import PortfolioOptimiser
+from ibkr_assets.quant.risk_model import build_risk_model
+
+
+def close_panel(daily_bars: pd.DataFrame, symbols: pd.Index) -> pd.DataFrame:
+    """Daily closes, sessions x symbols, of the symbols that have bars."""
+    closes = daily_bars.pivot_table(index="session", columns="symbol", values="close").sort_index()
+    return closes.reindex(columns=[s for s in symbols if s in closes.columns])
+
+
+@decide_asset(ins={"daily_bars": dg.AssetIn(), "alpha_scores": dg.AssetIn()})
+def risk_model(
+    context: dg.AssetExecutionContext,
+    decide: DecideConfig,
+    daily_bars: pd.DataFrame,
+    alpha_scores: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Historical return scenarios and the shrunk covariance of every scored symbol: what the
+    optimiser and the VaR/CVaR limits think can happen tomorrow."""
+    symbols = pd.Index(alpha_scores["symbol"].astype(str))
+    model = build_risk_model(
+        close_panel(daily_bars, symbols), scenario_sessions=decide.scenario_sessions
+    )
+    no_bars = sorted(set(symbols) - set(model.symbols) - set(model.dropped))
+    vols = np.sqrt(np.diag(model.cov.to_numpy()))
+    return dg.Output(
+        with_partition(risk_model_frame(model), context.partition_key),
+        metadata={
+            "symbols": len(model.symbols),
+            "sessions": len(model.scenarios),
+            "first_session": str(model.scenarios.index.min()),
+            "last_session": str(model.scenarios.index.max()),
+            "left_out": listing({**model.dropped, **dict.fromkeys(no_bars, "no daily bars")}),
+            "shrinkage": float(model.shrinkage),
+            "median_annual_vol": float(np.median(vols)),
+        },
+    )
+
+
+@decide_asset(
+    ins={
+        "alpha_scores": dg.AssetIn(),
+        "risk_model": dg.AssetIn(),
+        "portfolio_snapshot": dg.AssetIn(),
+        "universe": dg.AssetIn(),
+    }
+)
+def target_weights(
+    context: dg.AssetExecutionContext,
+    decide: DecideConfig,
+    alpha_scores: pd.DataFrame,
+    risk_model: pd.DataFrame,
+    portfolio_snapshot: pd.DataFrame,
+    universe: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """The portfolio the optimiser wants for the session: one weight per symbol (fraction of net
+    liquidation), with ex-ante return, volatility and CVaR in the metadata."""
+    model = risk_model_from_frame(risk_model)
+    symbols = model.symbols
+    alpha = alpha_scores.set_index("symbol")["alpha_score"].reindex(symbols).fillna(0.0)
+    sectors = universe.drop_duplicates("symbol").set_index("symbol")["sector"].reindex(symbols)
+    sectors = sectors.fillna("Unknown")
+    held = current_weights(portfolio_snapshot)
+    current = held.reindex(symbols).fillna(0.0)
+    unmodelled = sorted(s for s, w in held.items() if w != 0 and s not in set(symbols))
+    optimiser = PortfolioOptimiser.from_risk_model(model, decide.optimiser_config(), sectors)
+    result = optimiser.solve(alpha * decide.alpha_scale, current)
+    frame = pd.DataFrame(
+        {
+            "symbol": symbols,
+            "sector": sectors.to_numpy(),
+            "alpha_score": alpha.to_numpy(),
+            "current_weight": current.to_numpy(),
+            "target_weight": result.weights.reindex(symbols).to_numpy(dtype=float),
+        }
+    )
+    ex_ante = {
+        "ex_ante_return": float(result.expected_return),
+        "ex_ante_volatility": float(result.volatility),
+        "ex_ante_cvar": float(result.cvar),
+    }
+    if "top_drivers" in alpha_scores:
+        drivers = alpha_scores.set_index("symbol")["top_drivers"].astype("string")
+        frame = frame.assign(top_drivers=frame["symbol"].map(drivers).fillna(""))
+    names = frame[frame["target_weight"] != 0].sort_values("target_weight", ascending=False)
+    return dg.Output(
+        with_partition(frame.assign(**ex_ante), context.partition_key),
+        metadata={
+            **ex_ante,
+            "names_held": len(names),
+            "solver": result.solver,
+            "solve_seconds": result.solve_seconds,
+            "held_outside_model": listing(unmodelled),
+            "gross": float(frame["target_weight"].abs().sum()),
+            "net": float(frame["target_weight"].sum()),
+            "top_weights": dg.MetadataValue.md(
+                names.head(10)[["symbol", "sector", "target_weight"]].to_markdown(index=False)
+            ),
+        },
+    )
+
+
+__all__ = ["close_panel", "risk_model", "target_weights"]

@@ -1,0 +1,72 @@
+"""Hand-made upstream frames for the decision-stage tests: small fixed frames named like the
+real ingest / signal assets (universe, quotes, daily_bars, portfolio_snapshot, alpha_scores,
+feature_matrix, headlines), so every number downstream is known."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from ibkr_assets.assets._common import daily_asset_kwargs, with_partition
+from ibkr_assets.partitions import previous_sessions
+
+SESSION = "2024-03-04"
+OTHER_SESSION = "2024-03-05"
+N = 20
+SYMBOLS = [f"S{i:02d}" for i in range(N)]
+SECTORS = ["Tech", "Health", "Energy", "Financials"] * (N // 4)
+
+
+def _upstream() -> list[dg.AssetsDefinition]:
+    rng = np.random.default_rng(0)
+    sessions = pd.to_datetime(previous_sessions(OTHER_SESSION, 300))
+    returns = rng.normal(0.0003, 0.015, (len(sessions), N))
+    closes = 100 * np.exp(np.cumsum(returns, axis=0))
+    frames = {
+        "daily_bars": pd.DataFrame(
+            {
+                "symbol": np.repeat(SYMBOLS, len(sessions)),
+                "session": np.tile(sessions, N),
+                "close": closes.T.ravel(),
+            }
+        ),
+        "universe": pd.DataFrame(
+            {
+                "symbol": SYMBOLS,
+                "conid": range(1000, 1000 + N),
+                "sector": SECTORS,
+                "lot_size": 1,
+                "adv": 1e6,
+            }
+        ),
+        "quotes": pd.DataFrame(
+            {"symbol": SYMBOLS, "bid": 99.95, "ask": 100.05, "last": 100.0, "mid": 100.0}
+        ),
+        "portfolio_snapshot": pd.DataFrame(
+            {
+                "symbol": ["CASH"],
+                "conid": [0],
+                "sec_type": ["CASH"],
+                "quantity": [1e6],
+                "market_value": [1e6],
+                "weight": [1.0],
+                "sector": ["Cash"],
+            }
+        ),
+        "alpha_scores": pd.DataFrame({"symbol": SYMBOLS, "alpha_score": rng.normal(0, 2, N)}),
+        "feature_matrix": pd.DataFrame({"symbol": SYMBOLS, "sentiment_z": 0.0}),
+        "headlines": pd.DataFrame({"symbol": ["S01"], "headline": ["S01 beats estimates"]}),
+    }
+
+    def source(name: str, frame: pd.DataFrame) -> dg.AssetsDefinition:
+        @dg.asset(name=name, **daily_asset_kwargs("handmade"))
+        def _asset(context) -> pd.DataFrame:
+            return with_partition(frame, context.partition_key)
+
+        return _asset
+
+    return [source(name, frame) for name, frame in frames.items()]
+
+
+UPSTREAM = _upstream()
