@@ -54,8 +54,9 @@ def build_resources(data_dir: str | None = None) -> dict[str, Any]:
     """The resources of the code location, configured from the environment at run time;
     ``data_dir`` overrides ``IBKR_DATA_DIR`` (tests, the demo)."""
     ib = IBResource.from_env()
-    if data_dir is not None:
-        ib = ib.model_copy(update={"data_dir": str(data_dir)})
+    if data_dir is not None:  # a new resource: Dagster re-creates resources from their fields
+        fields = {name: getattr(ib, name) for name in IBResource.model_fields}
+        ib = IBResource(**{**fields, "data_dir": str(data_dir)})
     storage = StorageResource(data_dir=ib.data_dir)
     return {
         "ib": ib,

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
 from ibkr_assets.assets import features, ingest, portfolio, signals
+from ibkr_assets.broker.models import Order
 from ibkr_assets.partitions import as_of
 from ibkr_assets.resources import build_resources
 
@@ -84,6 +87,7 @@ def test_stages_one_to_three_write_every_output(world: World, first_run) -> None
     staged = {p.name for p in (world.root / "staging" / SESSION).iterdir()}
     assert staged == STAGING
     assert not list(world.root.rglob("*.tmp")), "no temporary file left behind"
+    assert (world.root / "sim" / "paper.sqlite").exists(), "the paper account is under the root"
 
     universe = json.loads((world.root / "staging" / SESSION / "universe.json").read_text())
     assert len(universe) == N_SYMBOLS and {u["reason"] for u in universe} == {"watchlist"}
@@ -181,3 +185,31 @@ def test_universe_adds_movers_and_records_unknown_symbols(tmp_path: Path) -> Non
     assert "ZZZZ" not in universe.index
     meta = _meta(result, "universe")
     assert meta["unknown_symbols"] == 1 and "ZZZZ" in meta["unknown_symbol_list"]
+
+
+def test_holdings_join_the_universe_and_the_snapshot(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IBKR_SIM_SYMBOLS", str(N_SYMBOLS))
+        mp.setenv("IBKR_WATCHLIST", '["AAPL"]')
+        world = World(tmp_path)
+    # buy on the Friday before, while the simulated market is open
+    broker = world.resources["ib"].broker_at(datetime(2024, 5, 31, 15, 0, tzinfo=UTC))
+    fill = broker.place(Order(contract=broker.resolve("KO"), action="BUY", quantity=100))
+    assert fill.status == "Filled"
+
+    result = world.run(SESSION, selection=["top_movers", "universe", "portfolio_snapshot"])
+    universe = result.output_for_node("universe").set_index("symbol")
+    assert (
+        universe.loc["KO", "reason"] == "holding" and universe.loc["AAPL", "reason"] == "watchlist"
+    )
+
+    snapshot = result.output_for_node("portfolio_snapshot").set_index("symbol")
+    assert (
+        snapshot.loc["KO", "quantity"] == 100 and snapshot.loc["KO", "sector"] == "Consumer Staples"
+    )
+    saved = json.loads((tmp_path / "positions" / f"{SESSION}.json").read_text())
+    np.testing.assert_allclose(snapshot["weight"].sum(), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(
+        snapshot.loc["KO", "market_value"], snapshot.loc["KO", "weight"] * saved["net_liquidation"]
+    )
+    assert saved["positions"][0]["symbol"] == "KO" and saved["gross_position_value"] > 0
