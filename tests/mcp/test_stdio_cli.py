@@ -1,0 +1,85 @@
+"""The server over stdio (as a desktop assistant launches it) and the ibkr-mcp discovery CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from mcp_server.config import MCPSettings
+
+from .conftest import serve_http, sim_env
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_stdio_session_with_trading_off(tmp_path):
+    env = {**os.environ, **sim_env(tmp_path)}
+    env.pop("IBKR_MCP_TRADING", None)
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "mcp_server.cli", "serve", "--transport", "stdio"],
+        env=env,
+    )
+    async with Client(params) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        # write tools are not offered at all with trading off; previews and reads are
+        assert not names & {"place_order", "cancel_order", "modify_order"}
+        assert {"preview_order", "open_orders", "quotes", "positions"} <= names
+        q = await client.call_tool("quotes", {"symbols": ["AAPL", "SPY"]})
+        assert not q.is_error, q.content[0].text
+        assert [r["quote"]["contract"]["symbol"] for r in q.structured_content["quotes"]] == [
+            "AAPL",
+            "SPY",
+        ]
+        pos = await client.call_tool("positions", {})
+        assert pos.structured_content["positions"] == []  # a fresh paper account
+        h = await client.call_tool("history", {"symbol": "SPY", "duration": "1 M"})
+        assert len(h.structured_content["bars"]) >= 15
+        health = await client.call_tool("health", {})
+        assert health.structured_content["trading"] is False
+        assert health.structured_content["backend"] == "sim"
+        bad = await client.call_tool("quotes", {"symbols": []})
+        assert bad.is_error and "symbols" in bad.content[0].text
+        placed = await client.call_tool("place_order", {})
+        assert placed.is_error and "place_order" in placed.content[0].text
+        assert not (await client.call_tool("ping", {})).is_error  # still serving
+
+
+@pytest.fixture(scope="module")
+def http_server(tmp_path_factory):
+    with serve_http(MCPSettings(data_dir=tmp_path_factory.mktemp("cli"))) as running:
+        yield running
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mcp_server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "IBKR_MCP_TOKEN": ""},
+    )
+
+
+def test_cli_tools_json_by_category(http_server):
+    out = _cli("tools", "--json", "--category", "trading", "--url", http_server.url)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert {r["name"] for r in rows} == {"preview_order", "open_orders", "executions"}
+    assert all(r["category"] == "trading" and r["example"] for r in rows)
+
+
+def test_cli_tools_text_and_call(http_server):
+    out = _cli("tools", "--url", http_server.url)
+    assert out.returncode == 0, out.stderr
+    assert "[market_data]" in out.stdout and "e.g. quotes(" in out.stdout
+    call = _cli("call", "ping", "--url", http_server.url)
+    assert call.returncode == 0 and json.loads(call.stdout) == {"ok": True}
+    bad = _cli("call", "ping", "--args", "[1]", "--url", http_server.url)
+    assert bad.returncode == 2 and "JSON object" in bad.stderr
