@@ -5,16 +5,12 @@ failure: the gate is conservative) never stops the others — and returns a :cla
 with the measured value, the limit, by how much it was exceeded and the offending symbols or
 sectors, so a recommendation report can say exactly what to fix:
 
-=================  ==========================================================  ============
-check              value                                                      default limit
-=================  ==========================================================  ============
-gross_change       |gross(target) − gross(current)|                            1.0
-var_historical     1-day historical VaR at ``var_confidence`` (scenarios)      3% of NAV
-var_parametric     1-day Gaussian VaR at ``var_confidence`` (covariance)       3% of NAV
-concentration      largest |w_i|                                               12%
-liquidity          largest trade notional / average daily dollar volume        10%
-sector_exposure    largest sector gross weight Σ|w_i|                          40%
-=================  ==========================================================  ============
+* ``gross_exposure_change``: |gross(target) − gross(current)|, at most 1.0 by default;
+* ``var_historical``: 1-day historical VaR at ``var_confidence`` from the scenarios, 3% of NAV;
+* ``var_parametric``: 1-day Gaussian VaR at ``var_confidence`` from the covariance, 3% of NAV;
+* ``concentration``: the largest |w_i|, 12%;
+* ``liquidity``: the largest trade notional / average daily dollar volume, 10%;
+* ``sector_exposure``: the largest sector gross weight Σ|w_i|, 40%.
 
 VaR follows Jorion, *Value at Risk* (3rd ed., 2006); the liquidity limit reflects the
 price-impact literature (Almgren & Chriss 2000): beyond about a tenth of a day's volume a trade
@@ -42,7 +38,7 @@ from ibkr_assets.quant.risk_metrics import (
     sector_exposure,
 )
 
-GROSS_CHANGE = "gross_change"
+GROSS_CHANGE = "gross_exposure_change"
 VAR_HISTORICAL = "var_historical"
 VAR_PARAMETRIC = "var_parametric"
 CONCENTRATION = "concentration"

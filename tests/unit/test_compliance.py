@@ -41,7 +41,7 @@ def test_all_pass_on_a_modest_book():
     )
     sigma = math.sqrt(w.to_numpy() @ cov.to_numpy() @ w.to_numpy())
     assert r["var_parametric"].value == pytest.approx(norm.ppf(0.99) * sigma)
-    assert r["gross_change"].value == pytest.approx(0.4)
+    assert r["gross_exposure_change"].value == pytest.approx(0.4)
     assert r["liquidity"].value == pytest.approx(0.1 * 1e6 / 1e6)  # C: 100k of 1M ADV
     assert r["sector_exposure"].value == pytest.approx(0.2)
 
@@ -59,7 +59,8 @@ def test_breaches_report_value_limit_excess_and_offenders():
     conc = res["concentration"]
     assert not conc.passed and conc.value == pytest.approx(0.25)
     assert conc.excess == pytest.approx(0.13) and conc.offenders == ["A", "B", "C"]
-    assert not res["gross_change"].passed and res["gross_change"].excess == pytest.approx(0.25)
+    gross = res["gross_exposure_change"]
+    assert not gross.passed and gross.excess == pytest.approx(0.25)
     assert not res["sector_exposure"].passed and res["sector_exposure"].offenders == ["Tech"]
     assert res["sector_exposure"].excess == pytest.approx(0.05)
     liq = res["liquidity"]
@@ -71,7 +72,7 @@ def test_each_check_independent_and_missing_inputs_fail_conservatively():
     sc, cov = _risk()
     w = pd.Series({"A": 0.1, "Z": 0.05})  # Z has no scenarios / covariance / sector
     res = _by_name(evaluate_compliance(w, None, sc, cov))
-    assert res["concentration"].passed and res["gross_change"].passed
+    assert res["concentration"].passed and res["gross_exposure_change"].passed
     for name in ("var_historical", "var_parametric", "liquidity", "sector_exposure"):
         assert not res[name].passed and res[name].detail.startswith("not evaluated")
     assert "['Z']" in res["var_historical"].detail
