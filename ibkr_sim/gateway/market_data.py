@@ -25,6 +25,7 @@ import pandas as pd
 
 from ibkr_sim import ibspec
 from ibkr_sim.errors import HISTORICAL_DATA_ERROR, INVALID_REQUEST, SimError
+from ibkr_sim.gateway.accounts import push_pnl
 from ibkr_sim.gateway.contracts import market_name, read_contract, resolve, trading_class
 from ibkr_sim.gateway.wire import Reader
 
@@ -177,8 +178,6 @@ def push_stream_updates(s: Session) -> None:
         s.last_ticks[req_id] = now
     for req_id, (conid, rows, smart) in list(s.depth.items()):
         _send_depth(s, req_id, conid, rows, smart, 1)
-    from ibkr_sim.gateway.accounts import push_pnl
-
     push_pnl(s)
 
 

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ibkr_sim.errors import INVALID_REQUEST, ORDER_NOT_FOUND, ORDER_REJECTED, SimError
+from ibkr_sim.exchange import OrderRequest
+from ibkr_sim.gateway.accounts import send_account_updates, send_position
 from ibkr_sim.gateway.contracts import contract_fields, read_contract, resolve
 from ibkr_sim.gateway.wire import UNSET_DOUBLE, Reader
 
@@ -146,8 +148,6 @@ def _validate(msg: OrderMessage) -> None:
 
 
 def _order_request(s: Session, msg: OrderMessage, conid: int) -> Any:
-    from ibkr_sim.exchange import OrderRequest
-
     parent = s.orders.get(msg.parent_id) if msg.parent_id else None
     return OrderRequest(
         conid=conid,
@@ -381,8 +381,6 @@ def push_order_updates(s: Session, force: int | None = None) -> None:
                 _send_status(s, info)
             if info.status in TERMINAL:
                 s.finished.add(oid)
-    from ibkr_sim.gateway.accounts import send_account_updates, send_position
-
     for account, conid in sorted({(e.account, e.conid) for e in new}):
         if s.positions_subscribed:
             send_position(s, account, conid)

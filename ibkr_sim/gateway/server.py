@@ -29,15 +29,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ibkr_sim.errors import SimError
+from ibkr_sim.exchange import PaperExchange
 from ibkr_sim.gateway import wire
+from ibkr_sim.gateway.handlers import HANDLERS, REQ_ID_POSITION, UNSUPPORTED
+from ibkr_sim.gateway.market_data import push_stream_updates
+from ibkr_sim.gateway.orders import push_order_updates
 from ibkr_sim.gateway.pacing import Pacer
-
-if TYPE_CHECKING:
-    from ibkr_sim.exchange import PaperExchange
-    from ibkr_sim.market import SimMarket
+from ibkr_sim.market import SimMarket
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +217,6 @@ class Session:
 
     # ---------------------------------------------------------------- dispatch
     def _dispatch(self, payload: bytes) -> None:
-        from ibkr_sim.gateway.handlers import HANDLERS, UNSUPPORTED
-
         fields = wire.decode_fields(payload)
         reader = wire.Reader(fields)
         try:
@@ -258,8 +257,6 @@ class Session:
 
     # ---------------------------------------------------------------- background work
     async def _poll_fills(self) -> None:
-        from ibkr_sim.gateway.orders import push_order_updates
-
         while not self.closed:
             await asyncio.sleep(FILL_POLL_SECONDS)
             if self.client_id is None:
@@ -273,8 +270,6 @@ class Session:
                 log.exception("fill poll failed for client %s", self.client_id)
 
     async def _stream_ticks(self) -> None:
-        from ibkr_sim.gateway.market_data import push_stream_updates
-
         while not self.closed:
             await asyncio.sleep(TICK_SECONDS)
             if not (self.tickers or self.depth or self.pnl or self.pnl_single):
@@ -290,8 +285,6 @@ class Session:
 
 def _guess_req_id(msg_id: int, fields: list[str]) -> int:
     """The reqId of a request, for error replies: the field after the id (and version)."""
-    from ibkr_sim.gateway.handlers import REQ_ID_POSITION
-
     pos = REQ_ID_POSITION.get(msg_id)
     if pos is None or pos >= len(fields):
         return -1
@@ -361,8 +354,6 @@ def build_state(
     clock: Callable[[], datetime] | None = None,
 ) -> GatewayState:
     """The shared world of a gateway: market, paper exchange (state under ``data_dir``), pacer."""
-    from ibkr_sim.exchange import PaperExchange
-    from ibkr_sim.market import SimMarket
 
     if pacing not in ("off", "ib"):
         raise ValueError(f"pacing must be 'off' or 'ib', got {pacing!r}")

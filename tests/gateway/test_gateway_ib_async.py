@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
-from ib_async import IB, LimitOrder, MarketOrder, ScannerSubscription, Stock
+from ib_async import IB, Forex, LimitOrder, MarketOrder, Option, ScannerSubscription, Stock
 
 from ibkr_sim.gateway import start_gateway
 
@@ -327,3 +327,41 @@ def test_cli_serves_ib_async(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_executions_completed_orders_and_pnl(ib, gateway):
+    (contract,) = ib.qualifyContracts(Stock("AMZN", "SMART", "USD"))
+    trade = ib.placeOrder(contract, MarketOrder("BUY", 3, orderRef="gw-test-exec"))
+    deadline = time.monotonic() + 10
+    while not trade.isDone() and time.monotonic() < deadline:
+        ib.sleep(0.05)
+    assert trade.orderStatus.status == "Filled"
+    fills = ib.reqExecutions()
+    mine = [f for f in fills if f.execution.orderRef == "gw-test-exec"]
+    assert sum(f.execution.shares for f in mine) == 3
+    assert all(f.contract.conId == contract.conId for f in mine)
+    done = ib.reqCompletedOrders(apiOnly=False)
+    refs = {t.order.orderRef: t.orderStatus.status for t in done}
+    assert refs["gw-test-exec"] == "Filled"
+    pnl = ib.reqPnL("DU1234567")
+    single = ib.reqPnLSingle("DU1234567", "", contract.conId)
+    ib.sleep(1.3)
+    expected = gateway.state.exchange.pnl("DU1234567")
+    assert pnl.unrealizedPnL == pytest.approx(expected.unrealized, abs=50.0)
+    assert single.position == 3
+    assert single.value == pytest.approx(3 * trade.orderStatus.avgFillPrice, rel=0.02)
+    ib.cancelPnL("DU1234567")
+    ib.cancelPnLSingle("DU1234567", "", contract.conId)
+
+
+def test_reference_lookups(ib, gateway):
+    matches = ib.reqMatchingSymbols("MSF")
+    assert matches[0].contract.symbol == "MSFT"
+    (eur,) = ib.reqContractDetails(Forex("EURUSD"))
+    assert eur.contract.secType == "CASH" and eur.contract.currency == "USD"
+    (chain,) = ib.reqSecDefOptParams("AAPL", "", "STK", ib.qualifyContracts(Stock("AAPL"))[0].conId)
+    assert chain.expirations and chain.strikes and chain.multiplier == "100"
+    expiry, strike = chain.expirations[0], chain.strikes[len(chain.strikes) // 2]
+    (opt,) = ib.reqContractDetails(Option("AAPL", expiry, strike, "C", "SMART"))
+    assert opt.contract.secType == "OPT" and opt.contract.strike == strike
+    assert opt.underConId == gateway.state.market.universe.lookup("AAPL").conid
