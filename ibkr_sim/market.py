@@ -821,23 +821,37 @@ class SimMarket:
             raise SimError(
                 INVALID_REQUEST, f"intraday bar length must be 1..390 minutes, got {minutes}"
             )
-        j = self._session_index(session)
+        return self._session_bars(col, self._session_index(session), 60 * minutes)
+
+    def _session_bars(self, col: int, j: int, seconds: int) -> pd.DataFrame:
+        """One session's bars of ``seconds``: exact from the minute path for whole minutes,
+        interpolated along it below a minute (the sub-bars stay within their minute's range)."""
         day = _intraday(self.seed, j)
         n = day.minutes
-        starts = np.arange(0, n, minutes)
-        ends = np.minimum(starts + minutes, n)
-        path = day.path[col]
-        high = np.maximum.reduceat(path[:-1], starts)
-        low = np.minimum.reduceat(path[:-1], starts)
-        high, low = np.maximum(high, path[ends]), np.minimum(low, path[ends])
-        cum = day.cum_volume[col]
-        volume = np.round(cum[ends] - cum[starts], 0)
-        open_ns = _schedule()[1][j]
+        path, cum = day.path[col], day.cum_volume[col]
+        if seconds % 60 == 0:
+            step = seconds // 60
+            starts = np.arange(0, n, step)
+            ends = np.minimum(starts + step, n)
+            high = np.maximum(np.maximum.reduceat(path[:-1], starts), path[ends])
+            low = np.minimum(np.minimum.reduceat(path[:-1], starts), path[ends])
+            opens, closes = path[starts], path[ends]
+            volume = np.round(cum[ends] - cum[starts], 0)
+            offsets = starts * 60
+        else:
+            offsets = np.arange(0, n * 60, seconds)
+            grid = np.arange(n + 1)
+            edges = np.append(offsets, n * 60) / 60.0
+            tick = float(self._p.tick[col])
+            prices = on_tick(np.interp(edges, grid, path), np.array(tick))
+            opens, closes = prices[:-1], prices[1:]
+            high, low = np.maximum(opens, closes), np.minimum(opens, closes)
+            volume = np.round(np.diff(np.interp(edges, grid, cum)), 0)
         index = pd.DatetimeIndex(
-            pd.to_datetime(open_ns + starts * 60_000_000_000, utc=True), name="time"
+            pd.to_datetime(_schedule()[1][j] + offsets * 1_000_000_000, utc=True), name="time"
         )
         return pd.DataFrame(
-            {"open": path[starts], "high": high, "low": low, "close": path[ends], "volume": volume},
+            {"open": opens, "high": high, "low": low, "close": closes, "volume": volume},
             index=index,
         )
 
@@ -859,12 +873,12 @@ class SimMarket:
         """Bars ending in (start, end], as ``reqHistoricalData`` would return them.
 
         Daily/weekly/monthly bars are indexed by the UTC close of their last session; intraday
-        bars by their UTC start, only completed bars. BID/ASK shift prices by half the typical
-        spread; MIDPOINT equals TRADES. Sub-minute bars are IB error 162 here.
+        bars by their UTC start, only completed bars; sub-minute bars are interpolated along the
+        minute path. BID/ASK shift prices by half the typical spread; MIDPOINT equals TRADES.
         """
         col = self._col(conid)
         start_ns, end_ns = _ns(start), _ns(end)
-        days, opens, closes = _schedule()
+        _, opens, closes = _schedule()
         if bar_size.is_daily:
             lo = int(np.searchsorted(closes, start_ns, "right"))
             hi = int(np.searchsorted(closes, end_ns, "right"))
@@ -895,17 +909,9 @@ class SimMarket:
                     time=("_last", "last"),
                 ).set_index("time")
         else:
-            if bar_size.seconds < 60:
-                raise SimError(
-                    HISTORICAL_DATA_ERROR,
-                    f"bar size {bar_size.text!r} is not available in the simulator (1 min and up)",
-                )
             lo = int(np.searchsorted(closes, start_ns, "right"))
             hi = int(np.searchsorted(opens, end_ns, "left"))
-            parts = [
-                self.intraday_bars(conid, days[j].item(), bar_size.seconds // 60)
-                for j in range(lo, hi)
-            ]
+            parts = [self._session_bars(col, j, bar_size.seconds) for j in range(lo, hi)]
             if not parts:
                 empty = pd.DatetimeIndex([], tz="UTC", name="time")
                 return pd.DataFrame({c: [] for c in _BAR_COLUMNS}, index=empty, dtype="float64")

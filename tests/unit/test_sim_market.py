@@ -344,9 +344,15 @@ def test_history_follows_ib_bar_sizes(market: SimMarket) -> None:
     weekend = datetime(2026, 11, 22, tzinfo=UTC)
     empty = market.history(aapl, weekend - timedelta(days=1), weekend, parse_bar_size("1 min"))
     assert empty.empty and list(empty.columns) == ["open", "high", "low", "close", "volume"]
+    secs = market.history(aapl, start_of(OPEN, "1800 S"), OPEN, parse_bar_size("5 secs"))
+    minute = market.intraday_bars(aapl, DAY, 1).loc[secs.index[0] : secs.index[-1]]
+    assert len(secs) == 360 and secs.index[-1] == OPEN - timedelta(seconds=5)
+    assert (secs["low"] <= secs[["open", "close"]].min(axis=1)).all()
+    assert secs["high"].max() <= minute["high"].max() and secs["low"].min() >= minute["low"].min()
+    np.testing.assert_allclose(secs["volume"].sum(), minute["volume"].sum(), rtol=0.01)
     with pytest.raises(SimError) as err:
-        market.history(aapl, start_of(OPEN, "60 S"), OPEN, parse_bar_size("5 secs"))
-    assert err.value.code == 162
+        market.history(424242, start_of(OPEN, "60 S"), OPEN, parse_bar_size("5 secs"))
+    assert err.value.code == 200
 
 
 # -- fundamentals --------------------------------------------------------------------------
