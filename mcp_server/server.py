@@ -15,8 +15,11 @@ and bearer token (:mod:`mcp_server.security`).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -179,3 +182,29 @@ def http_app(server: IBKRServer, host: str = "127.0.0.1") -> Starlette:
     )
     app.add_middleware(SecurityMiddleware, settings=settings, host=host)
     return app
+
+
+@contextmanager
+def serve_in_thread(server: IBKRServer, host: str = "127.0.0.1") -> Iterator[int]:
+    """Serve ``http_app(server, host)`` from a background thread on a free loopback port; yields
+    the port. ``host`` selects the security configuration (the socket is always 127.0.0.1), so
+    tests and benchmarks exercise the token and Host checks without listening off loopback."""
+    import uvicorn
+
+    app = http_app(server, host)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the MCP HTTP server did not start")
+        time.sleep(0.02)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

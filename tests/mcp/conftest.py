@@ -6,9 +6,6 @@ and a clock pinned inside a NYSE session, so market orders fill the same way on 
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,10 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from mcp_server.config import MCPSettings
-from mcp_server.server import IBKRServer, build_server, http_app
+from mcp_server.server import IBKRServer, build_server, serve_in_thread
 
 #: Friday 2026-11-20, 10:30 in New York: the market is open.
 SESSION_TIME = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
@@ -71,29 +67,13 @@ class Running:
 def serve_http(
     settings: MCPSettings, bind_host: str = "127.0.0.1", broker_factory=None
 ) -> Iterator[Running]:
-    """Run the HTTP app in a thread on a free port (bound to 127.0.0.1 whatever ``bind_host``
-    says: ``bind_host`` only selects the security configuration, so no test listens off
-    loopback)."""
+    """Run the HTTP app in a thread on a free loopback port (``bind_host`` only selects the
+    security configuration, so no test listens off loopback)."""
     server = build_server(settings, broker_factory=broker_factory)
-    app = http_app(server, bind_host)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test MCP server did not start")
-        time.sleep(0.02)
     try:
-        yield Running(server, port, f"127.0.0.1:{port}")
+        with serve_in_thread(server, bind_host) as port:
+            yield Running(server, port, f"127.0.0.1:{port}")
     finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
         server.app_state.close()
 
 
