@@ -283,27 +283,23 @@ def req_historical_data(s: Session, r: Reader) -> None:
     o, h, lo, c, v = (
         frame[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume")
     )
-    wap = (h + lo + c) / 3.0
     index = pd.DatetimeIndex(frame.index)
     if bar.is_daily:  # indexed by the UTC close of the (last) session
-        dates = [f"{d:%Y%m%d}" for d in index.tz_convert(NEW_YORK)]
+        dates = list(index.tz_convert(NEW_YORK).strftime("%Y%m%d"))
     elif format_date == 2:
-        dates = [str(int(t.timestamp())) for t in index]
+        dates = [str(t) for t in (index.asi8 // 1_000_000_000).tolist()]
     else:
-        local = index.tz_convert(NEW_YORK)
-        dates = [f"{t:%Y%m%d %H:%M:%S} US/Eastern" for t in local]
-    counts = np.maximum(1, (np.abs(v) / 250.0).astype(np.int64))
-    for i in range(len(frame)):
-        fields += [
-            dates[i],
-            round(o[i], 6),
-            round(h[i], 6),
-            round(lo[i], 6),
-            round(c[i], 6),
-            float(v[i]),
-            round(float(wap[i]), 6),
-            int(counts[i]) if v[i] >= 0 else -1,
-        ]
+        dates = list(index.tz_convert(NEW_YORK).strftime("%Y%m%d %H:%M:%S US/Eastern"))
+    counts = np.where(v >= 0, np.maximum(1, np.abs(v) // 250), -1).astype(np.int64)
+    columns = [
+        dates,
+        *(list(map(repr, np.round(x, 6).tolist())) for x in (o, h, lo, c)),
+        list(map(repr, v.tolist())),
+        list(map(repr, np.round((h + lo + c) / 3.0, 6).tolist())),  # bar VWAP proxy
+        list(map(str, counts.tolist())),
+    ]
+    for row in zip(*columns, strict=True):
+        fields.extend(row)
     s.send(*fields)
 
 

@@ -28,6 +28,8 @@ class ProtocolError(Exception):
 
 def field(value: object) -> str:
     """Encode one value as TWS text: ``None``/unset -> empty, bool -> 1/0, inf -> Infinite."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if hasattr(value, "item") and not isinstance(value, str):  # numpy scalar
