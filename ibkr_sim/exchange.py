@@ -59,6 +59,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
+import numpy as np
 import pandas as pd
 
 from ibkr_sim.commissions import order_commission
@@ -93,6 +94,7 @@ DEFAULT_ACCOUNTS: tuple[tuple[str, bool, str, str, dict[str, float]], ...] = (
 )
 EXTENDED_HOURS = (time(4, 0), time(20, 0))
 _DEPTH_ROWS = 50
+_MAX_MISSED = 64  # instants examined per order when catching up
 _EPS = 1e-9
 
 _SCHEMA = """
@@ -114,7 +116,7 @@ CREATE TABLE IF NOT EXISTS orders (
     commission REAL NOT NULL DEFAULT 0, fill_value REAL NOT NULL DEFAULT 0,
     tier_volume REAL NOT NULL DEFAULT 0, triggered INTEGER NOT NULL DEFAULT 0,
     expires_us INTEGER, message TEXT NOT NULL DEFAULT '', created_us INTEGER NOT NULL,
-    updated_us INTEGER NOT NULL);
+    updated_us INTEGER NOT NULL, checked_us INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS orders_status ON orders (status);
 CREATE INDEX IF NOT EXISTS orders_ref ON orders (account_id, order_ref);
 CREATE TABLE IF NOT EXISTS executions (
@@ -414,6 +416,10 @@ class PaperExchange:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(orders)")}
+                if "checked_us" not in columns:  # files written before catch-up matching
+                    conn.execute("ALTER TABLE orders ADD COLUMN checked_us INTEGER")
+                    conn.execute("UPDATE orders SET checked_us = updated_us")
                 if conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0:
                     for account, primary, base, alias, cash in DEFAULT_ACCOUNTS:
                         conn.execute(
@@ -779,8 +785,8 @@ class PaperExchange:
             conn.execute(
                 """INSERT INTO orders (order_id, client_id, account_id, conid, action, quantity,
                 order_type, limit_price, stop_price, tif, order_ref, outside_rth, parent_id,
-                status, tier_volume, expires_us, message, created_us, updated_us)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                status, tier_volume, expires_us, message, created_us, updated_us, checked_us)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     oid,
                     int(client_id),
@@ -799,6 +805,7 @@ class PaperExchange:
                     month,
                     self._expiry(inst, req, at),
                     warning,
+                    _us(at),
                     _us(at),
                     _us(at),
                 ),
@@ -1088,8 +1095,68 @@ class PaperExchange:
             "SELECT * FROM orders WHERE status IN (?, ?) ORDER BY order_id", OPEN_STATUSES
         ).fetchall()
         for row in rows:
-            self._work(conn, row, at)
+            oid = row["order_id"]
+            for instant in [*self._missed(row, at), at]:
+                fresh = conn.execute("SELECT * FROM orders WHERE order_id = ?", (oid,)).fetchone()
+                if fresh["status"] not in OPEN_STATUSES:
+                    break
+                self._work(conn, fresh, instant)
+            conn.execute(
+                "UPDATE orders SET checked_us = max(checked_us, ?) WHERE order_id = ?",
+                (_us(at), oid),
+            )
         return at
+
+    def _missed(self, row: sqlite3.Row, at: datetime) -> list[datetime]:
+        """Instants since the order was last looked at when it may have become workable: the
+        start of each trading window it can work in, and the minute marks of bars whose range
+        reached its limit or stop price. Matching at these instants first gives a resting order
+        the fill (and timestamp) it would have had, however rarely the exchange is consulted."""
+        since = _dt(row["checked_us"])
+        if at - since < timedelta(minutes=1):
+            return []
+        inst = self.market.universe.by_conid(row["conid"])
+        if inst.sec_type == "OPT":
+            return []
+        order_type, buy = row["order_type"], row["action"] == "BUY"
+        limit = row["limit_price"] if order_type in ("LMT", "STP LMT") else None
+        stop = (
+            row["stop_price"] if order_type in ("STP", "STP LMT") and not row["triggered"] else None
+        )
+
+        def reached(low: pd.Series, high: pd.Series) -> np.ndarray:
+            hit = np.zeros(len(low), dtype=bool)
+            if limit is not None:
+                hit |= (low <= limit if buy else high >= limit).to_numpy()
+            if stop is not None:
+                hit |= (high >= stop if buy else low <= stop).to_numpy()
+            return hit
+
+        extended = self._extended(order_type, bool(row["outside_rth"]))
+        first = since.astimezone(NEW_YORK).date() - timedelta(days=1)
+        last = at.astimezone(NEW_YORK).date()
+        priced = limit is not None or stop is not None
+        if priced:
+            daily = self.market.daily_bars(inst.conid, first, last)
+            days = set(daily.index[reached(daily["low"], daily["high"])].date)
+        out: list[datetime] = []
+        for day in self.market.sessions(first, last):
+            for start, end in self._windows(inst, day, extended):
+                lo, hi = max(start, since), min(end, at)
+                if lo >= hi:
+                    continue
+                if start > since:
+                    out.append(start)
+                if not priced or day not in days:
+                    continue
+                bars = self.market.intraday_bars(inst.conid, day, 1)
+                bars = bars.loc[(bars.index >= lo - timedelta(minutes=1)) & (bars.index < hi)]
+                for ts in bars.index[reached(bars["low"], bars["high"])][:_MAX_MISSED]:
+                    bar = ts.to_pydatetime()
+                    out += [bar, bar + timedelta(minutes=1)]
+            if len(out) >= _MAX_MISSED:
+                break
+        return sorted({t for t in out if since < t < at})[:_MAX_MISSED]
 
     def _work(self, conn: sqlite3.Connection, row: sqlite3.Row, at: datetime) -> None:
         oid = row["order_id"]
@@ -1163,6 +1230,7 @@ class PaperExchange:
             (inst.conid, minute, side),
         ).fetchone()
         skip = row[0] if row else 0.0
+        conn.execute("DELETE FROM liquidity WHERE minute < ?", (minute - 1440,))
         bids, asks = self.market.depth(inst.conid, at, rows=_DEPTH_ROWS)
         fills, left = [], quantity
         for price, size, venue in asks if buy else bids:

@@ -482,3 +482,38 @@ def test_two_instances_and_a_process_trading_at_once_add_up(
         assert ex.cash(account)["USD"] == pytest.approx(usd - spent)
     execs = ex.executions()
     assert len({e.exec_id for e in execs}) == len(execs)
+
+
+def test_a_resting_order_fills_when_the_price_crossed_even_if_nobody_looked(
+    ex: PaperExchange, market: SimMarket, clock: Clock
+) -> None:
+    amzn = _conid(market, "AMZN")
+    marks = [OPEN + timedelta(minutes=m) for m in range(1, 330)]
+    asks = [market.snapshot(amzn, t).ask for t in marks]
+    limit = min(asks)
+    assert limit < market.snapshot(amzn, OPEN).ask
+    first = marks[next(i for i, a in enumerate(asks) if a <= limit + 1e-9)]
+    day = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=limit))
+    never = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=limit * 0.5))
+    assert day.status == "Submitted" and day.filled == 0
+    clock.at = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)  # the next day, a Saturday
+    filled = ex.order(day.order_id)
+    assert filled.status == "Filled" and filled.avg_fill_price <= limit + 1e-9
+    (fill,) = ex.executions(SECOND)
+    assert fill.time == first
+    assert ex.order(never.order_id).status == "Cancelled"
+
+
+def test_a_market_order_placed_before_the_open_fills_at_the_open(
+    ex: PaperExchange, market: SimMarket, clock: Clock
+) -> None:
+    amzn = _conid(market, "AMZN")
+    clock.at = datetime(2026, 11, 20, 13, 0, tzinfo=UTC)  # 08:00 New York
+    placed = ex.place(SECOND, OrderRequest(amzn, "BUY", 10))
+    assert placed.status == "PreSubmitted"
+    clock.at = OPEN
+    assert ex.order(placed.order_id).status == "Filled"
+    (fill,) = ex.executions(SECOND)
+    opening = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
+    assert fill.time == opening
+    assert fill.price == pytest.approx(market.snapshot(amzn, opening).ask)
