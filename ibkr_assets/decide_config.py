@@ -40,7 +40,7 @@ class DecideConfig(dg.ConfigurableResource):
     cvar_alpha: float = Field(0.95, gt=0.5, lt=1, description="CVaR confidence level")
     turnover_cost: float = Field(0.0005, ge=0, description="cost per unit of |Δw| (fraction)")
     alpha_scale: float = Field(
-        0.001, gt=0, description="daily expected return per unit of alpha score (score→return)"
+        0.01, gt=0, description="daily expected return per unit of alpha score (score→return)"
     )
     max_gross: float = Field(1.2, gt=0, description="Σ|w| at most")
     max_weight: float = Field(0.12, gt=0, le=1, description="|w_i| at most")
