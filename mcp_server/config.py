@@ -10,7 +10,7 @@ and the bearer token needed to listen on anything but loopback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -47,6 +47,9 @@ class MCPSettings(BaseSettings):
     allow_live: bool = Field(False, description="allow orders on a live (non-paper) account")
     token_ttl_s: float = Field(120.0, gt=0, description="confirmation-token lifetime, seconds")
     agent_cli: str = Field("ibkr-agent", description="the pipeline CLI run_daily_pipeline starts")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="server log level (tokens are never logged)"
+    )
     user: str = Field("mcp-client", description="who is recorded in the audit log")
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="extra Host header values accepted (host:port or host:*)"

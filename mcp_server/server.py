@@ -127,6 +127,7 @@ def build_server(
             "place_order with the returned confirmation_token and a reason."
         ),
         lifespan=lifespan,
+        log_level=settings.log_level,
     )
     server.app_state = app_state
     reference.register(server)
