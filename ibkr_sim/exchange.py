@@ -25,8 +25,13 @@ leave positions and cash that add up. A new file is seeded with two paper accoun
   whose parent is cancelled), ``Inactive`` (rejected at placement).
 
 Resting orders are matched **lazily**: whenever the exchange is consulted (any read or write), it
-first matches every open order against the book at the clock's current instant. With a pinned
-clock nothing moves; with the wall clock a resting limit fills once the simulated quotes cross it.
+first brings every open order up to the clock's current instant. It does not only look at the
+book now: it replays the instants the order missed since it was last examined - the start of each
+trading window (an order held overnight fills at the open) and the minute marks at which the
+simulated price reached its limit or stop (prefiltered on daily, then one-minute bars) - so a
+resting limit fills at the minute the quotes crossed it, with that time on the execution, however
+rarely anyone looks. With a pinned clock nothing moves. A reader pinned in the past never matches
+an order already examined at a later instant.
 
 **Rejections** raise :class:`~ibkr_sim.errors.SimError`: 321 for a malformed request (quantity not
 positive and finite, a limit order without a limit price, unknown action / type / tif, unknown
@@ -433,7 +438,8 @@ class PaperExchange:
                     conn.execute("INSERT OR IGNORE INTO meta VALUES ('next_order_id', 1)")
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 conn.close()
                 raise
             self._conn, self._pid = conn, os.getpid()
@@ -448,7 +454,8 @@ class PaperExchange:
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
 
@@ -1096,6 +1103,8 @@ class PaperExchange:
         ).fetchall()
         for row in rows:
             oid = row["order_id"]
+            if row["checked_us"] > _us(at):
+                continue  # already examined later than ``at`` (a reader pinned in the past)
             for instant in [*self._missed(row, at), at]:
                 fresh = conn.execute("SELECT * FROM orders WHERE order_id = ?", (oid,)).fetchone()
                 if fresh["status"] not in OPEN_STATUSES:

@@ -517,3 +517,43 @@ def test_a_market_order_placed_before_the_open_fills_at_the_open(
     opening = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
     assert fill.time == opening
     assert fill.price == pytest.approx(market.snapshot(amzn, opening).ask)
+
+
+def test_bracket_child_waits_for_its_parent(ex: PaperExchange, market: SimMarket) -> None:
+    amzn = _conid(market, "AMZN")
+    snap = market.snapshot(amzn, OPEN)
+    parent = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=snap.bid - 1))
+    child = ex.place(
+        SECOND,
+        OrderRequest(amzn, "SELL", 10, "STP", stop_price=snap.bid + 5, parent_id=parent.order_id),
+    )
+    # the stop is above the last price, so it would trigger at once - but its parent is working
+    assert child.status == "PreSubmitted" and child.filled == 0
+    ex.modify(parent.order_id, limit_price=snap.ask)
+    assert ex.order(parent.order_id).status == "Filled"
+    assert ex.order(child.order_id).status == "Filled"
+    assert ex.positions(SECOND) == []
+    other = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=snap.bid - 1))
+    orphan = ex.place(
+        SECOND,
+        OrderRequest(amzn, "SELL", 10, "LMT", limit_price=snap.ask, parent_id=other.order_id),
+    )
+    ex.cancel(other.order_id)
+    assert ex.order(orphan.order_id).status == "Cancelled"
+    with pytest.raises(SimError) as err:
+        ex.place(SECOND, OrderRequest(amzn, "SELL", 1, parent_id=123_456))
+    assert err.value.code == 10147
+
+
+def test_a_reader_pinned_in_the_past_does_not_rewrite_history(
+    ex: PaperExchange, market: SimMarket, clock: Clock
+) -> None:
+    amzn = _conid(market, "AMZN")
+    bid = market.snapshot(amzn, OPEN).bid
+    placed = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=bid, tif="GTC"))
+    clock.at = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)
+    now_status = ex.order(placed.order_id)
+    fills = ex.executions(SECOND)
+    past = PaperExchange(market, ex.state_path, clock=lambda: OPEN + timedelta(minutes=5))
+    assert past.order(placed.order_id) == now_status
+    assert past.executions(SECOND) == fills
