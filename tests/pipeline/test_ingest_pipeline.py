@@ -96,6 +96,11 @@ def test_stages_one_to_three_write_every_output(world: World, first_run) -> None
     assert len(matrix) == N_SYMBOLS and matrix["symbol"].is_unique
     assert (matrix["price"] > 0).all() and (matrix["adv"] > 0).all()
     assert matrix["piotroski"].between(0, 9).all()
+    headlines = first_run.output_for_node("headlines", "headlines")
+    assert matrix["headlines_24h"].sum() == len(headlines) > 0
+    with_news = matrix["headlines_24h"] > 0
+    assert (matrix.loc[with_news, "sentiment_z"] != 0).any()
+    assert (matrix.loc[~with_news, "sentiment_z"] == 0).all(), "no news, no signal"
 
     checks = {c.check_name: c.passed for c in first_run.get_asset_check_evaluations()}
     assert checks == dict.fromkeys(checks, True) and len(checks) == 5
