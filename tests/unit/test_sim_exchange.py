@@ -557,3 +557,41 @@ def test_a_reader_pinned_in_the_past_does_not_rewrite_history(
     past = PaperExchange(market, ex.state_path, clock=lambda: OPEN + timedelta(minutes=5))
     assert past.order(placed.order_id) == now_status
     assert past.executions(SECOND) == fills
+
+
+def test_long_options_have_no_loan_value_and_futures_move_no_cash(
+    ex: PaperExchange, market: SimMarket
+) -> None:
+    aapl = _conid(market, "AAPL")
+    expiries, strikes = market.option_chain(aapl, OPEN.date())
+    spot = market.snapshot(aapl, OPEN).last
+    call = market.option(aapl, expiries[1], min(strikes, key=lambda k: abs(k - spot)), "C")
+    bought = ex.place(SECOND, OrderRequest(call.conid, "BUY", 2))
+    assert bought.commission == pytest.approx(1.30)
+    (opt,) = ex.positions(SECOND)
+    assert opt.market_value == pytest.approx(2 * 100 * opt.market_price)
+    assert opt.avg_cost == pytest.approx(100 * bought.avg_fill_price + 0.65)
+    s = ex.summary(SECOND)
+    assert s.init_margin == 0.0
+    assert s.equity_with_loan == pytest.approx(s.net_liquidation - opt.market_value)
+    assert s.total_cash == pytest.approx(250_000 - 200 * bought.avg_fill_price - 1.30)
+
+    cl = market.universe.lookup("CL", "FUT")
+    cash_before = ex.cash(SECOND)["USD"]
+    net_before = s.net_liquidation
+    fut = ex.place(SECOND, OrderRequest(cl.conid, "BUY", 1))
+    assert ex.cash(SECOND)["USD"] == pytest.approx(cash_before - fut.commission)
+    pos = next(p for p in ex.positions(SECOND) if p.conid == cl.conid)
+    after = ex.summary(SECOND)
+    assert after.net_liquidation - net_before == pytest.approx(
+        -fut.commission - 1_000 * (fut.avg_fill_price - pos.market_price)
+    )
+    assert after.init_margin == pytest.approx(0.12 * 1_000 * pos.market_price)
+    sold = ex.place(SECOND, OrderRequest(cl.conid, "SELL", 1))
+    gain = 1_000 * (sold.avg_fill_price - fut.avg_fill_price)
+    assert ex.cash(SECOND)["USD"] == pytest.approx(
+        cash_before - fut.commission - sold.commission + gain
+    )
+    assert ex.executions(SECOND)[-1].realized_pnl == pytest.approx(
+        gain - fut.commission - sold.commission
+    )
