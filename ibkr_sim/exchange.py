@@ -85,7 +85,6 @@ DUPLICATE_ORDER_ID = 103
 ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT")
 TIFS = ("DAY", "GTC")
 OPEN_STATUSES = ("PreSubmitted", "Submitted")
-DONE_STATUSES = ("Filled", "Cancelled", "Inactive")
 #: (account, is primary, base currency, alias, opening cash by currency)
 DEFAULT_ACCOUNTS: tuple[tuple[str, bool, str, str, dict[str, float]], ...] = (
     (
@@ -358,6 +357,31 @@ def apply_fill(
     return realized
 
 
+def walk_book(
+    levels: list[tuple[float, float, str]],
+    quantity: float,
+    buy: bool,
+    limit: float | None = None,
+    taken: float = 0.0,
+) -> list[tuple[float, float, str]]:
+    """Fills (price, quantity, venue) of an order for ``quantity`` against one side of the book
+    (``levels`` best first, as (price, displayed size, venue)), taking only levels at ``limit`` or
+    better, after ``taken`` units at the top of the book were already consumed."""
+    fills, left = [], quantity
+    for price, size, venue in levels:
+        if limit is not None and (price > limit + _EPS if buy else price < limit - _EPS):
+            break
+        shown = size - min(taken, size)
+        taken -= size - shown
+        take = min(shown, left)
+        if take > _EPS:
+            fills.append((price, take, venue))
+            left -= take
+        if left <= _EPS:
+            break
+    return fills
+
+
 # -- time helpers --------------------------------------------------------------------------------
 
 
@@ -516,6 +540,16 @@ class PaperExchange:
             ],
         )
 
+    def _fx(self, at: datetime, base: str) -> Callable[[str], float]:
+        """Units of ``base`` per unit of a currency at ``at`` (memoised for one call)."""
+        base_rate = self.market.fx_rate(base, at)
+
+        @functools.cache
+        def fx(currency: str) -> float:
+            return self.market.fx_rate(currency, at) / base_rate
+
+        return fx
+
     def _valuation(
         self, book: _Book, at: datetime, base: str = "USD"
     ) -> tuple[AccountNumbers, list[PositionInfo], dict[int, tuple[float, float]]]:
@@ -527,12 +561,7 @@ class PaperExchange:
         snaps = dict(
             zip(conids + under_ids, self.market.snapshots(conids + under_ids, at), strict=True)
         )
-        fx_cache: dict[str, float] = {}
-
-        def fx(ccy: str) -> float:
-            if ccy not in fx_cache:
-                fx_cache[ccy] = self.market.fx_rate(ccy, at) / self.market.fx_rate(base, at)
-            return fx_cache[ccy]
+        fx = self._fx(at, base)
 
         total_cash = sum(amount * fx(c) for c, amount in book.cash.items())
         net = total_cash
@@ -635,12 +664,7 @@ class PaperExchange:
             _, rows, marks = self._valuation(book, at, base)
             today = self._today(conn, account, at)
         universe = self.market.universe
-        rate: dict[str, float] = {}
-
-        def fx(ccy: str) -> float:
-            if ccy not in rate:
-                rate[ccy] = self.market.fx_rate(ccy, at) / self.market.fx_rate(base, at)
-            return rate[ccy]
+        fx = self._fx(at, base)
 
         flows: dict[int, float] = {}
         traded: dict[int, float] = {}
@@ -1018,29 +1042,26 @@ class PaperExchange:
         self, req: OrderRequest, inst: Instrument, at: datetime
     ) -> list[tuple[float, float]]:
         """(price, quantity) the order would get now without moving the book (what-if)."""
-        snap = self.market.snapshot(inst.conid, at)
-        buy = req.action == "BUY"
         limit = req.limit_price
         if req.order_type == "STP":
             return [(float(req.stop_price), req.quantity)]
         if req.order_type == "STP LMT":
             return [(float(limit), req.quantity)]
-        if inst.sec_type == "CASH":
-            return [(snap.ask if buy else snap.bid, req.quantity)]
-        fills, left = [], req.quantity
-        bids, asks = self.market.depth(inst.conid, at, rows=_DEPTH_ROWS)
-        for price, size, _ in asks if buy else bids:
-            if limit is not None and (price > limit + _EPS if buy else price < limit - _EPS):
-                break
-            take = min(size, left)
-            fills.append((price, take))
-            left -= take
-            if left <= _EPS:
-                break
+        levels = self._levels(inst, req.action == "BUY", at)
+        fills = [(p, q) for p, q, _ in walk_book(levels, req.quantity, req.action == "BUY", limit)]
+        left = req.quantity - sum(q for _, q in fills)
         if left > _EPS:
-            rest = limit if limit is not None else (fills[-1][0] if fills else snap.last)
-            fills.append((rest, left))
+            fills.append((limit if limit is not None else levels[-1][0], left))
         return fills
+
+    def _levels(self, inst: Instrument, buy: bool, at: datetime) -> list[tuple[float, float, str]]:
+        """The side of the book an order takes: (price, displayed size, venue), best first.
+        IDEALPRO (FX) is treated as unlimited at the top of book."""
+        if inst.sec_type == "CASH":
+            snap = self.market.snapshot(inst.conid, at)
+            return [(snap.ask if buy else snap.bid, math.inf, "IDEALPRO")]
+        bids, asks = self.market.depth(inst.conid, at, rows=_DEPTH_ROWS)
+        return asks if buy else bids
 
     def _what_if(
         self,
@@ -1225,34 +1246,16 @@ class PaperExchange:
         limit: float | None,
         at: datetime,
     ) -> list[tuple[float, float, str]]:
-        """Walk the displayed book for up to ``quantity`` at ``limit`` or better, skipping the
+        """Walk the displayed book for up to ``quantity`` at ``limit`` or better, after the
         liquidity already taken in this market minute; record what is taken."""
-        if inst.sec_type == "CASH":
-            snap = self.market.snapshot(inst.conid, at)
-            price = snap.ask if buy else snap.bid
-            ok = limit is None or (price <= limit + _EPS if buy else price >= limit - _EPS)
-            return [(price, quantity, "IDEALPRO")] if ok else []
         side = "ask" if buy else "bid"
         minute = _us(at) // 60_000_000
         row = conn.execute(
             "SELECT taken FROM liquidity WHERE conid = ? AND minute = ? AND side = ?",
             (inst.conid, minute, side),
         ).fetchone()
-        skip = row[0] if row else 0.0
         conn.execute("DELETE FROM liquidity WHERE minute < ?", (minute - 1440,))
-        bids, asks = self.market.depth(inst.conid, at, rows=_DEPTH_ROWS)
-        fills, left = [], quantity
-        for price, size, venue in asks if buy else bids:
-            if limit is not None and (price > limit + _EPS if buy else price < limit - _EPS):
-                break
-            shown = size - min(skip, size)
-            skip -= size - shown
-            take = min(shown, left)
-            if take > _EPS:
-                fills.append((price, take, venue))
-                left -= take
-            if left <= _EPS:
-                break
+        fills = walk_book(self._levels(inst, buy, at), quantity, buy, limit, row[0] if row else 0.0)
         taken = sum(q for _, q, _ in fills)
         if taken:
             conn.execute(
@@ -1366,4 +1369,5 @@ __all__ = [
     "PositionInfo",
     "WhatIf",
     "apply_fill",
+    "walk_book",
 ]

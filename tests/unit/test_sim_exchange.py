@@ -18,6 +18,7 @@ from ibkr_sim.exchange import (
     PaperExchange,
     _Book,
     apply_fill,
+    walk_book,
 )
 from ibkr_sim.margin import buying_power, position_margin
 from ibkr_sim.market import SimMarket
@@ -129,6 +130,19 @@ def test_apply_fill_average_cost_realized_pnl_and_reversal(market: SimMarket) ->
     assert book.cash["USD"] == pytest.approx(10_000 - 1_001 + 479 + 1_199)
     assert apply_fill(book, inst, 40, 11.0, 1.0) == pytest.approx(480 - 0.4 - 440 - 1.0)
     assert inst.conid not in book.positions
+
+
+def test_walk_book_takes_levels_in_order_within_the_limit() -> None:
+    asks = [(10.00, 100.0, "A"), (10.01, 200.0, "B"), (10.03, 300.0, "C")]
+    assert walk_book(asks, 250, buy=True) == [(10.00, 100.0, "A"), (10.01, 150.0, "B")]
+    assert walk_book(asks, 250, buy=True, taken=50) == [(10.00, 50.0, "A"), (10.01, 200.0, "B")]
+    assert walk_book(asks, 1_000, buy=True, limit=10.01) == [
+        (10.00, 100.0, "A"),
+        (10.01, 200.0, "B"),
+    ]
+    assert walk_book(asks, 100, buy=True, limit=10.01, taken=300) == []
+    bids = [(9.99, 100.0, "A"), (9.98, 100.0, "B")]
+    assert walk_book(bids, 150, buy=False, limit=9.985) == [(9.99, 100.0, "A")]
 
 
 # -- accounts ----------------------------------------------------------------------------------
