@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 
 from mcp_server.config import MCPSettings
+from mcp_server.security import InsecureBinding
 
 
 def serve(transport: str, host: str, port: int) -> None:
@@ -135,7 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "serve":
-        serve(args.transport, args.host, args.port)
+        try:
+            serve(args.transport, args.host, args.port)
+        except InsecureBinding as exc:
+            parser.exit(2, f"ibkr-mcp: {exc}\n")
         return 0
     if args.command == "tools":
         return anyio.run(_tools, args.url, args.category, args.json)

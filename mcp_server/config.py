@@ -65,6 +65,11 @@ class MCPSettings(BaseSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
+    @field_validator("token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("allow_symbols", mode="after")
     @classmethod
     def _upper(cls, value: list[str]) -> list[str]:

@@ -129,3 +129,8 @@ def test_audit_appends_who_what_why(tmp_path):
     assert [r["action"] for r in rows] == ["place", "cancel"]
     assert rows[0]["who"] == "alice" and rows[0]["why"] == "rebalance"
     assert rows[0]["what"] == {"symbol": "AAPL"}
+
+
+def test_blank_token_counts_as_no_token(tmp_path, monkeypatch):
+    monkeypatch.setenv("IBKR_MCP_TOKEN", "   ")
+    assert MCPSettings(data_dir=tmp_path).token is None

@@ -63,7 +63,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "IBKR_MCP_TOKEN": ""},
+        env={k: v for k, v in os.environ.items() if k != "IBKR_MCP_TOKEN"},
     )
 
 
@@ -83,3 +83,15 @@ def test_cli_tools_text_and_call(http_server):
     assert call.returncode == 0 and json.loads(call.stdout) == {"ok": True}
     bad = _cli("call", "ping", "--args", "[1]", "--url", http_server.url)
     assert bad.returncode == 2 and "JSON object" in bad.stderr
+
+
+def test_cli_serve_refuses_non_loopback_without_token(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "mcp_server.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**os.environ, **sim_env(tmp_path), "IBKR_MCP_TOKEN": "  "},  # blank = no token
+    )
+    assert out.returncode == 2
+    assert "refusing to listen on 0.0.0.0" in out.stderr and "IBKR_MCP_TOKEN" in out.stderr

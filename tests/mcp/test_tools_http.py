@@ -381,3 +381,32 @@ async def test_pipeline_outputs_read_back(running, data_dir):
     assert "not in the feature matrix" in await err(running, "feature_row", {"symbol": "IBM"})
     launched = await ok(running, "run_daily_pipeline", {"date": str(date(2026, 11, 20))})
     assert launched["command"][-2:] == ["--date", "2026-11-20"] and launched["pid"] > 0
+
+
+async def test_live_account_refused(running, data_dir):
+    import sqlite3
+
+    await ok(running, "list_accounts")  # the simulator's account file exists from here on
+    with sqlite3.connect(data_dir / "sim" / "paper.sqlite") as db:  # a live account joins
+        db.execute("INSERT OR IGNORE INTO accounts VALUES ('U7777777', 0, 'USD', 'Live')")
+        db.execute("INSERT OR IGNORE INTO cash VALUES ('U7777777', 'USD', 500000.0)")
+    accounts = await ok(running, "list_accounts")
+    live = [a for a in accounts["accounts"] if a["account_id"] == "U7777777"]
+    assert live and live[0]["is_paper"] is False
+    text = await err(running, "preview_order", {"order": dict(LIMIT_BUY, account_id="U7777777")})
+    assert "U7777777 is a live (non-paper) account" in text and "IBKR_MCP_ALLOW_LIVE" in text
+
+
+async def test_rate_limit_refuses_through_place(running):
+    guard = running.server.app_state.guard
+    settings = guard.settings
+    guard.settings = settings.model_copy(update={"orders_per_minute": 1})
+    guard._minute.clear()
+    try:
+        for n in range(2):
+            prev = await ok(running, "preview_order", {"order": LIMIT_BUY})
+            args = {"order": LIMIT_BUY, "confirmation_token": prev["confirmation_token"]}
+            result = await call(running, "place_order", {**args, "reason": f"rate test {n}"})
+        assert result.is_error and "1 orders per minute" in result.content[0].text
+    finally:
+        guard.settings = settings
