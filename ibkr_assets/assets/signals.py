@@ -12,6 +12,7 @@ import base64
 import io
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -35,7 +36,9 @@ def alpha_plot(scores: pd.DataFrame, title: str, names: int = 10) -> bytes:
     ends = pd.concat([ranked.head(names), ranked.tail(names)]).drop_duplicates("symbol")
     fig = Figure(figsize=(11, 4.5), dpi=90)  # no pyplot: no global state, safe in threads
     hist, bars = fig.subplots(1, 2)
-    hist.hist(scores["alpha_score"], bins=30, color="#4c72b0", edgecolor="white")
+    values = scores["alpha_score"].to_numpy(dtype="float64")
+    bins = 30 if len(values) and np.ptp(values) > 1e-9 else 1  # all equal: one bar
+    hist.hist(values, bins=bins, color="#4c72b0", edgecolor="white")
     hist.axvline(0, color="grey", linewidth=0.8)
     hist.set(title=f"{title}: alpha distribution", xlabel="alpha score", ylabel="symbols")
     colours = ["#c44e52" if v < 0 else "#55a868" for v in ends["alpha_score"]]

@@ -12,7 +12,7 @@ Resource keys (what an asset names as a parameter):
 ``sentiment``      SentimentResource — FinBERT-style model (``IBKR_SENTIMENT_MODEL``) or lexicon
 ``alerts``         AlertResource — log / Slack / email
 ``decide``         DecideConfig — limits of stages 4–9
-``io_manager``     DuckDBPandasIOManager on ``<data root>/warehouse.duckdb``
+``io_manager``     WarehouseIOManager (DuckDB, pandas) on ``<data root>/warehouse.duckdb``
 =================  ==========================================================================
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import dagster as dg
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ibkr_assets.config import PipelineConfig
@@ -34,7 +33,7 @@ from ibkr_assets.resources.fundamentals import (
 )
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.sentiment import SentimentResource
-from ibkr_assets.resources.storage import StorageResource
+from ibkr_assets.resources.storage import StorageResource, WarehouseIOManager
 
 
 class _SourceSettings(BaseSettings):
@@ -66,5 +65,5 @@ def build_resources(data_dir: str | None = None) -> dict[str, Any]:
         "sentiment": SentimentResource.from_env(),
         "alerts": AlertResource.from_env(data_dir=ib.data_dir),
         "decide": DecideConfig.from_env(),
-        "io_manager": DuckDBPandasIOManager(database=str(storage.warehouse_path)),
+        "io_manager": WarehouseIOManager(database=str(storage.warehouse_path)),
     }

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pandas as pd
+from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
+from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from ibkr_assets.broker.settings import BrokerSettings
@@ -143,3 +145,27 @@ class StorageResource(dg.ConfigurableResource):
         """A DataFrame as a JSON list of records (ISO dates), the staging format of raw payloads."""
         text = frame.to_json(orient="records", date_format="iso", indent=1)
         return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+class _EmptyFrameTypeHandler(DuckDBPandasTypeHandler):
+    """dagster-duckdb-pandas skips empty frames, so a partition with no rows (a day without
+    news) leaves no table behind and the next stage fails to load it. Here an empty frame
+    still creates the table with its columns and types; its partition is then simply empty."""
+
+    def handle_output(
+        self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection
+    ) -> None:
+        if not obj.empty:
+            super().handle_output(context, table_slice, obj, connection)
+            return
+        table = f"{table_slice.schema}.{table_slice.table}"
+        connection.execute(f"create table if not exists {table} as select * from obj")
+        context.add_output_metadata({"dagster/partition_row_count": 0})
+
+
+class WarehouseIOManager(DuckDBPandasIOManager):
+    """The DuckDB pandas IO manager of the warehouse, with empty partitions stored as such."""
+
+    @staticmethod
+    def type_handlers() -> Sequence[DbTypeHandler]:
+        return [_EmptyFrameTypeHandler()]

@@ -218,3 +218,21 @@ def test_holdings_join_the_universe_and_the_snapshot(tmp_path: Path) -> None:
         snapshot.loc["KO", "market_value"], snapshot.loc["KO", "weight"] * saved["net_liquidation"]
     )
     assert saved["positions"][0]["symbol"] == "KO" and saved["gross_position_value"] > 0
+
+
+def test_empty_news_day_and_unknown_symbol_do_not_break_the_run(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IBKR_SIM_SYMBOLS", str(N_SYMBOLS))
+        mp.setenv("IBKR_WATCHLIST", '["AAPL", "MSFT", "NOTREAL"]')
+        mp.setenv("IBKR_HEADLINE_HOURS", "0.0001")  # a window too short for any headline
+        mp.setenv("IBKR_HEADLINE_HISTORY_DAYS", "1")
+        world = World(tmp_path)
+    result = world.run(SESSION)
+    assert len(result.output_for_node("headlines", "headlines")) == 0
+    matrix = result.output_for_node("feature_matrix")
+    assert sorted(matrix["symbol"]) == ["AAPL", "MSFT"]
+    assert (matrix["headlines_24h"] == 0).all() and (matrix["sentiment_z"] == 0).all()
+    assert "NOTREAL" in _meta(result, "universe")["unknown_symbol_list"]
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        (count,) = conn.execute("select count(*) from ingest.headlines").fetchone()
+    assert count == 0, "the empty day is stored as an empty table, so reruns and loads work"
