@@ -1175,9 +1175,11 @@ class PaperExchange:
                 lo, hi = max(start, since), min(end, at)
                 if lo >= hi:
                     continue
+                if priced and day not in days:
+                    continue  # the price never reached the order's level that day
                 if start > since:
                     out.append(start)
-                if not priced or day not in days:
+                if not priced:
                     continue
                 bars = self.market.intraday_bars(inst.conid, day, 1)
                 bars = bars.loc[(bars.index >= lo - timedelta(minutes=1)) & (bars.index < hi)]

@@ -609,3 +609,33 @@ def test_long_options_have_no_loan_value_and_futures_move_no_cash(
     assert ex.executions(SECOND)[-1].realized_pnl == pytest.approx(
         gain - fut.commission - sold.commission
     )
+
+
+def test_a_gtc_limit_left_alone_for_weeks_fills_at_the_first_crossing(
+    ex: PaperExchange, market: SimMarket, clock: Clock
+) -> None:
+    amzn = _conid(market, "AMZN")
+    sessions = market.sessions(OPEN.date() + timedelta(days=1), OPEN.date() + timedelta(days=40))
+    bars = market.daily_bars(amzn, sessions[0], sessions[-1])
+    target = bars["low"].iloc[3:].idxmin().date()
+
+    def marks(day):  # every minute mark of a session's regular hours
+        start, end = market.trading_hours(amzn, day)[0]
+        return [start + timedelta(minutes=k) for k in range(int((end - start).seconds / 60))]
+
+    limit = min(market.snapshot(amzn, t).ask for t in marks(target))
+    assert limit < market.snapshot(amzn, OPEN).bid
+    placed = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=limit, tif="GTC"))
+    assert placed.status == "Submitted"
+    # brute force: the first minute mark from now on at which the ask is at or below the limit
+    expected = next(
+        t
+        for day in [OPEN.date(), *sessions]
+        if day == OPEN.date() or bars.loc[str(day), "low"] <= limit
+        for t in marks(day)
+        if t > OPEN and market.snapshot(amzn, t).ask <= limit + 1e-9
+    )
+    clock.at = datetime.combine(sessions[-1], datetime.min.time(), UTC) + timedelta(hours=23)
+    assert ex.order(placed.order_id).status == "Filled"
+    (fill,) = ex.executions(SECOND)
+    assert fill.time == expected and fill.price <= limit + 1e-9
