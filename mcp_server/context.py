@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
 
 from ibkr_assets.broker import Broker, BrokerError
 from ibkr_assets.broker.models import Contract
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _broker_from_env() -> Broker:
+def broker_from_env() -> Broker:
+    """The broker the ``IBKR_*`` environment describes, through the pipeline's IB resource."""
     from ibkr_assets.resources.ib import IBResource
 
     return IBResource.from_env().get_broker()
@@ -40,7 +42,7 @@ class AppState:
     """One per server: the broker (opened on first use), settings and the trading guard."""
 
     settings: MCPSettings
-    broker_factory: Callable[[], Broker] = _broker_from_env
+    broker_factory: Callable[[], Broker] = broker_from_env
     guard: TradingGuard = field(init=False)
     selected_account: str | None = None
     _broker: Broker | None = field(default=None, init=False)
@@ -109,8 +111,6 @@ def add_tool(
     open_world: bool = True,
 ) -> None:
     """Register ``fn`` as a tool of ``category`` with its read-only / destructive annotations."""
-    from mcp_types import ToolAnnotations
-
     server.add_tool(
         fn,
         title=fn.__name__.replace("_", " ").capitalize(),

@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from ibkr_assets.broker import Broker
 from mcp_server import analysis, market_data, pipeline, portfolio, reference, scanner, trading
 from mcp_server.config import MCPSettings
-from mcp_server.context import AppState, _broker_from_env, add_tool, call_broker, state
+from mcp_server.context import AppState, add_tool, broker_from_env, call_broker, state
 from mcp_server.security import SecurityMiddleware, require_token_off_loopback, transport_security
 
 SERVER_NAME = "ibkr-mcp"
@@ -112,7 +112,7 @@ def build_server(
 ) -> IBKRServer:
     """The MCP server with every tool registered (order tools only when trading is on)."""
     settings = settings or MCPSettings()
-    app_state = AppState(settings, broker_factory or _broker_from_env)
+    app_state = AppState(settings, broker_factory or broker_from_env)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:

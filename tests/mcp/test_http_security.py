@@ -10,7 +10,7 @@ from mcp_server.config import MCPSettings
 from mcp_server.security import InsecureBinding
 from mcp_server.server import build_server, http_app
 
-from .conftest import serve_http
+from .conftest import serve_http, sim_broker_factory
 
 pytestmark = pytest.mark.anyio
 
@@ -19,15 +19,17 @@ TOKEN = "s3cret-token-for-tests-only"
 
 @pytest.fixture(scope="module")
 def open_server(tmp_path_factory):
-    with serve_http(MCPSettings(data_dir=tmp_path_factory.mktemp("open"))) as running:
+    data = tmp_path_factory.mktemp("open")
+    with serve_http(MCPSettings(data_dir=data), broker_factory=sim_broker_factory(data)) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory):
-    settings = MCPSettings(data_dir=tmp_path_factory.mktemp("tok"), token=TOKEN)
+    data = tmp_path_factory.mktemp("tok")
+    settings = MCPSettings(data_dir=data, token=TOKEN)
     # Configured as if listening on a LAN address (the socket itself stays on loopback).
-    with serve_http(settings, bind_host="192.168.1.20") as running:
+    with serve_http(settings, "192.168.1.20", sim_broker_factory(data)) as running:
         yield running
 
 

@@ -13,7 +13,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from mcp_server.config import MCPSettings
 
-from .conftest import serve_http, sim_env
+from .conftest import serve_http, sim_broker_factory, sim_env
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +53,8 @@ async def test_stdio_session_with_trading_off(tmp_path):
 
 @pytest.fixture(scope="module")
 def http_server(tmp_path_factory):
-    with serve_http(MCPSettings(data_dir=tmp_path_factory.mktemp("cli"))) as running:
+    data = tmp_path_factory.mktemp("cli")
+    with serve_http(MCPSettings(data_dir=data), broker_factory=sim_broker_factory(data)) as running:
         yield running
 
 
@@ -81,6 +82,13 @@ def test_cli_tools_text_and_call(http_server):
     assert "[market_data]" in out.stdout and "e.g. quotes(" in out.stdout
     call = _cli("call", "ping", "--url", http_server.url)
     assert call.returncode == 0 and json.loads(call.stdout) == {"ok": True}
+    health = _cli("health", "--url", http_server.url)
+    assert health.returncode == 0, health.stderr
+    assert json.loads(health.stdout)["paper"] is True
+    unknown = _cli(
+        "call", "resolve_contract", "--args", '{"symbol": "ZZZZQ"}', "--url", http_server.url
+    )
+    assert unknown.returncode == 1 and "ZZZZQ" in unknown.stderr
     bad = _cli("call", "ping", "--args", "[1]", "--url", http_server.url)
     assert bad.returncode == 2 and "JSON object" in bad.stderr
 

@@ -129,6 +129,18 @@ async def test_accounts_and_summary(running):
     assert "DU000" in text and "known" in text
 
 
+def test_plain_http_call_reaches_the_broker(running):
+    import httpx
+
+    r = httpx.post(
+        running.base + "/tools/call", json={"name": "quotes", "arguments": {"symbols": ["SPY"]}}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["structuredContent"]["quotes"][0]["quote"]["contract"]["symbol"] == "SPY"
+    bad = httpx.post(running.base + "/tools/call", json={"name": "quotes", "arguments": {}})
+    assert bad.status_code == 400 and "symbols" in bad.json()["error"]
+
+
 # -- market data -----------------------------------------------------------------------------
 async def test_quotes_bulk(running):
     q = await ok(running, "quotes", {"symbols": ["AAPL", "MSFT", "SPY"]})
