@@ -17,6 +17,7 @@ symbol with no data is listed in ``missing`` with the reason instead of failing 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -184,35 +185,45 @@ class FMPFundamentalsResource(FundamentalsResource):
 
         return call()
 
+    def _statement(
+        self, client: httpx.Client, endpoint: str, fields: dict[str, str], symbol: str
+    ) -> pd.DataFrame:
+        """One statement endpoint as (period_end, report_date, our columns); a field FMP does
+        not report is NaN."""
+        rows = self._get(
+            client, endpoint, {"symbol": symbol, "period": "quarter", "limit": self.quarters}
+        )
+        if not rows:
+            raise LookupError(f"FMP has no {endpoint} for {symbol}")
+        raw = pd.DataFrame(rows)
+        filed = raw.get("filingDate", raw.get("fillingDate", raw["date"]))
+        nan = pd.Series(float("nan"), index=raw.index)
+        return pd.DataFrame(
+            {
+                "period_end": pd.to_datetime(raw["date"]),
+                "report_date": pd.to_datetime(filed),
+                **{ours: pd.to_numeric(raw.get(theirs, nan)) for theirs, ours in fields.items()},
+            }
+        )
+
     def _symbol(self, client: httpx.Client, symbol: str, as_of: date) -> tuple[pd.DataFrame, float]:
-        merged: pd.DataFrame | None = None
-        for endpoint, fields in _FMP_FIELDS.items():
-            rows = self._get(
-                client, endpoint, {"symbol": symbol, "period": "quarter", "limit": self.quarters}
-            )
-            if not rows:
-                raise LookupError(f"FMP has no {endpoint} for {symbol}")
-            raw = pd.DataFrame(rows)
-            filed = raw.get("filingDate", raw.get("fillingDate", raw["date"]))
-            frame = pd.DataFrame(
-                {
-                    "period_end": pd.to_datetime(raw["date"]),
-                    "report_date": pd.to_datetime(filed),
-                    **{ours: pd.to_numeric(raw.get(theirs)) for theirs, ours in fields.items()},
-                }
-            )
-            merged = (
-                frame
-                if merged is None
-                else merged.merge(frame.drop(columns="report_date"), on="period_end", how="inner")
-            )
+        income, *others = [
+            self._statement(client, endpoint, fields, symbol)
+            for endpoint, fields in _FMP_FIELDS.items()
+        ]
+        merged = functools.reduce(
+            lambda left, right: left.merge(
+                right.drop(columns="report_date"), on="period_end", how="inner"
+            ),
+            others,
+            income,
+        )
         estimates = self._get(client, "analyst-estimates", {"symbol": symbol, "period": "annual"})
         future = sorted(
             (e for e in estimates if date.fromisoformat(str(e["date"])[:10]) > as_of),
             key=lambda e: e["date"],
         )
         eps = float(future[0]["epsAvg"]) if future else float("nan")
-        assert merged is not None
         return merged.assign(symbol=symbol), eps
 
     def fetch(self, broker: Broker, symbols: Sequence[str], as_of: date) -> Fundamentals:
