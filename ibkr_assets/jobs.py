@@ -5,7 +5,8 @@
   portfolio snapshot) — what the ingest benchmark and a data-only backfill run;
 * ``daily_schedule`` fires Monday–Friday at 14:00 Bucharest (08:00 New York, before the open)
   and requests the partition of that day's NYSE session; on an exchange holiday it skips, with
-  the reason in the tick's log.
+  the reason in the tick's log. It is on by default (like the alert sensors): with auto-submit
+  off, a run writes the order ticket but sends nothing.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ ingest_features = dg.define_asset_job(
     cron_schedule="0 14 * * 1-5",
     execution_timezone="Europe/Bucharest",
     job=daily_pipeline,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Run the day's NYSE session at 14:00 Bucharest; skip exchange holidays."""

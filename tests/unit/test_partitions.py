@@ -52,6 +52,7 @@ def test_schedule_runs_the_current_session_and_skips_holidays() -> None:
     assert "2024-11-28" in result.skip_message and "not an NYSE session" in result.skip_message
     assert daily_schedule.cron_schedule == "0 14 * * 1-5"
     assert daily_schedule.execution_timezone == "Europe/Bucharest"
+    assert daily_schedule.job_name == "daily_pipeline"
 
 
 def test_latest_partition_waits_for_the_run_time() -> None:
