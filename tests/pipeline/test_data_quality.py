@@ -16,6 +16,7 @@ from ibkr_assets.checks.data_quality import (
     POSITIVE,
     UNIQUE,
     check_results,
+    check_specs,
     validate_feature_matrix,
 )
 
@@ -44,6 +45,9 @@ def _validate(frame: pd.DataFrame, universe: list[str] = SYMBOLS) -> dict:
 
 
 def test_clean_matrix_passes_every_check() -> None:
+    specs = check_specs("feature_matrix")
+    assert {s.name for s in specs} == {NO_NULLS, POSITIVE, UNIQUE, FRESH, COVERAGE}
+    assert all(s.blocking for s in specs), "a failed data check stops the downstream stages"
     results = _validate(_clean())
     assert set(results) == {NO_NULLS, POSITIVE, UNIQUE, FRESH, COVERAGE}
     assert all(r.passed for r in results.values()), {k: r.description for k, r in results.items()}
