@@ -34,10 +34,11 @@ rarely anyone looks. With a pinned clock nothing moves. A reader pinned in the p
 an order already examined at a later instant.
 
 **Rejections** raise :class:`~ibkr_sim.errors.SimError`: 321 for a malformed request (quantity not
-positive and finite, a limit order without a limit price, unknown action / type / tif, unknown
-account), 200 for an unknown conId, 201 when the pre-trade margin check fails or the contract is
-not tradable (indices) - the rejected order is recorded as ``Inactive`` with the reason, so it is
-still found by its ``order_ref`` - and 10147 to cancel or modify an order that is unknown or done.
+positive, finite and whole, a limit order without a limit price, unknown action / type / tif,
+unknown account), 110 for a price off the contract's tick, 200 for an unknown conId, 201 when the
+pre-trade margin check fails or the contract is not tradable (indices) - the rejected order is
+recorded as ``Inactive`` with the reason, so it is still found by its ``order_ref`` - and 10147 to
+cancel or modify an order that is unknown or done.
 
 **Accounting** (see :mod:`ibkr_sim.commissions` and :mod:`ibkr_sim.margin`): positions carry
 IB's average cost (price x multiplier plus commission, per unit), unrealized P&L = market value
@@ -82,6 +83,8 @@ from ibkr_sim.universe import Instrument
 NEW_YORK = ZoneInfo("America/New_York")
 #: IB's "duplicate order id" error.
 DUPLICATE_ORDER_ID = 103
+#: IB's "price does not conform to the minimum price variation" error.
+PRICE_INCREMENT = 110
 ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT")
 TIFS = ("DAY", "GTC")
 OPEN_STATUSES = ("PreSubmitted", "Submitted")
@@ -942,7 +945,19 @@ class PaperExchange:
             conid = int(req.conid)
         except (TypeError, ValueError):
             raise SimError(NO_SECURITY_DEFINITION, f"bad conid {req.conid!r}") from None
-        return self.market.universe.by_conid(conid)
+        inst = self.market.universe.by_conid(conid)
+        if inst.sec_type != "CASH" and q != round(q):
+            raise bad(f"quantity {q} of {inst.symbol} must be whole (no fractional orders via API)")
+        for name in ("limit_price", "stop_price"):
+            value = getattr(req, name)
+            steps = None if value is None else value / inst.min_tick
+            if steps is not None and abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+                raise SimError(
+                    PRICE_INCREMENT,
+                    f"The price {value} does not conform to the minimum price variation "
+                    f"({inst.min_tick}) for {inst.symbol}",
+                )
+        return inst
 
     def _allocate_id(self, conn: sqlite3.Connection, order_id: int | None) -> int:
         nxt = int(conn.execute("SELECT value FROM meta WHERE key = 'next_order_id'").fetchone()[0])

@@ -330,13 +330,22 @@ def test_stop_waits_presubmitted_then_triggers_on_the_last_price(
     (pos,) = ex.positions(SECOND)
     assert pos.quantity == -100
     # a buy stop below the last price triggers at once and fills like a market order
-    buy_stop = ex.place(SECOND, OrderRequest(aapl, "BUY", 100, "STP", stop_price=trough * 0.9))
+    buy_stop = ex.place(
+        SECOND, OrderRequest(aapl, "BUY", 100, "STP", stop_price=round(trough * 0.9, 2))
+    )
     assert buy_stop.status == "Filled"
     assert ex.positions(SECOND) == []
     # a triggered stop limit whose limit is not reachable rests
     stp_lmt = ex.place(
         SECOND,
-        OrderRequest(aapl, "BUY", 10, "STP LMT", limit_price=trough * 0.8, stop_price=trough * 0.9),
+        OrderRequest(
+            aapl,
+            "BUY",
+            10,
+            "STP LMT",
+            limit_price=round(trough * 0.8, 2),
+            stop_price=round(trough * 0.9, 2),
+        ),
     )
     assert stp_lmt.status == "Submitted" and stp_lmt.filled == 0
 
@@ -408,6 +417,8 @@ def test_bad_requests_are_clear_errors_and_change_nothing(
         (OrderRequest(aapl, "BUY", 1, "LMT", limit_price=float("nan")), 321, "limit_price"),
         (OrderRequest(aapl, "BUY", 1, "STP"), 321, "stop_price"),
         (OrderRequest(aapl, "BUY", 1, tif="FOK"), 321, "time in force"),
+        (OrderRequest(aapl, "BUY", 1.5), 321, "whole"),
+        (OrderRequest(aapl, "BUY", 1, "LMT", limit_price=100.005), 110, "minimum price variation"),
         (OrderRequest(1, "BUY", 1), 200, ""),
         (OrderRequest(market.universe.lookup("VIX", "IND").conid, "BUY", 1), 201, "index"),
     ]
@@ -508,7 +519,9 @@ def test_a_resting_order_fills_when_the_price_crossed_even_if_nobody_looked(
     assert limit < market.snapshot(amzn, OPEN).ask
     first = marks[next(i for i, a in enumerate(asks) if a <= limit + 1e-9)]
     day = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=limit))
-    never = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=limit * 0.5))
+    never = ex.place(
+        SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=round(limit * 0.5, 2))
+    )
     assert day.status == "Submitted" and day.filled == 0
     clock.at = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)  # the next day, a Saturday
     filled = ex.order(day.order_id)
