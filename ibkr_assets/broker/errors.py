@@ -104,6 +104,7 @@ class LiveTradingNotAllowed(BrokerError):
 _BY_CODE: dict[int, type[BrokerError]] = {
     100: PacingViolation,
     101: PacingViolation,
+    110: OrderRejected,
     200: ContractNotFound,
     201: OrderRejected,
     202: OrderRejected,
