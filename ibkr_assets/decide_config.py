@@ -24,9 +24,9 @@ import dagster as dg
 import yaml
 from pydantic import Field
 
+from ibkr_assets.quant.compliance import ComplianceLimits
 from ibkr_assets.quant.optimiser import OptimiserConfig
-
-DEFAULT_OVERLAY_RULES = Path(__file__).with_name("overlay_rules.yaml")
+from ibkr_assets.quant.overlay import DEFAULT_RULES_PATH
 
 
 class DecideConfig(dg.ConfigurableResource):
@@ -48,7 +48,7 @@ class DecideConfig(dg.ConfigurableResource):
     long_only: bool = True
     sector_cap: float | None = Field(0.35, description="|Σ_sector w| at most; None = no cap")
     # -- news & sentiment overlay ---------------------------------------------------------------
-    overlay_rules: str = Field(str(DEFAULT_OVERLAY_RULES), description="YAML rules file")
+    overlay_rules: str = Field(str(DEFAULT_RULES_PATH), description="YAML news rules file")
     # -- compliance gate --------------------------------------------------------------------------
     gross_change_max: float = Field(
         1.0, ge=0, description="|Δ gross exposure| at most (1.0 lets a new account invest)"
@@ -104,4 +104,16 @@ class DecideConfig(dg.ConfigurableResource):
             cash_buffer=self.cash_buffer,
             long_only=self.long_only,
             sector_cap=self.sector_cap,
+        )
+
+    def compliance_limits(self) -> ComplianceLimits:
+        """The compliance gate's limits."""
+        return ComplianceLimits(
+            gross_change_max=self.gross_change_max,
+            var_confidence=self.var_confidence,
+            var_historical_max=self.var_historical_max,
+            var_parametric_max=self.var_parametric_max,
+            concentration_max=self.concentration_max,
+            liquidity_max_adv=self.liquidity_max_adv,
+            sector_max=self.sector_max,
         )

@@ -15,20 +15,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ibkr_assets.checks.compliance import COMPLIANCE_CHECKS
 from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource
 
-#: Check names of the compliance gate (see ibkr_assets/checks/compliance.py).
-COMPLIANCE_CHECK_NAMES = frozenset(
-    {
-        "gross_exposure_change",
-        "var_historical",
-        "var_parametric",
-        "concentration",
-        "liquidity",
-        "sector_exposure",
-    }
-)
 ORDER_ASSETS = ("order_ticket", "submitted_orders")
+GATED_ASSET = dg.AssetKey("risk_report")
 
 
 def _new_check_evaluations(context: dg.SensorEvaluationContext) -> list[dg.EventLogRecord]:
@@ -60,6 +51,10 @@ def _metadata_text(metadata: dict) -> str:
     return "\n".join(lines)
 
 
+def _is_gate(evaluation: dg.AssetCheckEvaluation) -> bool:
+    return evaluation.asset_key == GATED_ASSET and evaluation.check_name in COMPLIANCE_CHECKS
+
+
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def asset_check_failure_alerts(
     context: dg.SensorEvaluationContext, alerts: AlertResource
@@ -69,7 +64,7 @@ def asset_check_failure_alerts(
     sent = 0
     for record in records:
         evaluation = record.event_log_entry.dagster_event.asset_check_evaluation_data
-        if evaluation.passed or evaluation.check_name in COMPLIANCE_CHECK_NAMES:
+        if evaluation.passed or _is_gate(evaluation):
             continue
         asset = evaluation.asset_key.to_user_string()
         partition = evaluation.partition or "-"

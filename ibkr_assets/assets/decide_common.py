@@ -3,10 +3,8 @@ frame conversions every stage needs. No business logic lives here."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -97,11 +95,6 @@ def net_liquidation(portfolio_snapshot: pd.DataFrame) -> float:
     if not value > 0:
         raise ValueError(f"portfolio_snapshot: net liquidation must be positive (got {value})")
     return value
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

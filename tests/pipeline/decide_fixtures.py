@@ -9,13 +9,19 @@ import numpy as np
 import pandas as pd
 
 from ibkr_assets.assets._common import daily_asset_kwargs, with_partition
-from ibkr_assets.partitions import previous_sessions
+from ibkr_assets.partitions import as_of, previous_sessions
 
 SESSION = "2024-03-04"
 OTHER_SESSION = "2024-03-05"
 N = 20
 SYMBOLS = [f"S{i:02d}" for i in range(N)]
 SECTORS = ["Tech", "Health", "Energy", "Financials"] * (N // 4)
+
+
+#: Alpha scores on the scale of the real alpha model (about ±0.25); the best-scored name also
+#: has an "FDA ban" headline, so the news overlay must take it out of the book.
+ALPHA = np.random.default_rng(1).normal(0.0, 0.12, N)
+EVENT_SYMBOL = SYMBOLS[int(np.argmax(ALPHA))]
 
 
 def _upstream() -> list[dg.AssetsDefinition]:
@@ -41,7 +47,14 @@ def _upstream() -> list[dg.AssetsDefinition]:
             }
         ),
         "quotes": pd.DataFrame(
-            {"symbol": SYMBOLS, "bid": 99.95, "ask": 100.05, "last": 100.0, "mid": 100.0}
+            {
+                "symbol": SYMBOLS,
+                "bid": 99.95,
+                "ask": 100.05,
+                "last": 100.0,
+                "close": 100.0,
+                "mid": 100.0,
+            }
         ),
         "portfolio_snapshot": pd.DataFrame(
             {
@@ -54,9 +67,18 @@ def _upstream() -> list[dg.AssetsDefinition]:
                 "sector": ["Cash"],
             }
         ),
-        "alpha_scores": pd.DataFrame({"symbol": SYMBOLS, "alpha_score": rng.normal(0, 2, N)}),
+        "alpha_scores": pd.DataFrame({"symbol": SYMBOLS, "alpha_score": ALPHA}),
         "feature_matrix": pd.DataFrame({"symbol": SYMBOLS, "sentiment_z": 0.0}),
-        "headlines": pd.DataFrame({"symbol": ["S01"], "headline": ["S01 beats estimates"]}),
+        "headlines": pd.DataFrame(
+            {
+                "symbol": [EVENT_SYMBOL, "S01"],
+                "time": [as_of(SESSION) - pd.Timedelta(hours=2)] * 2,
+                "headline": [
+                    f"{EVENT_SYMBOL} shares slide as FDA ban looms",
+                    "S01 beats estimates",
+                ],
+            }
+        ),
     }
 
     def source(name: str, frame: pd.DataFrame) -> dg.AssetsDefinition:

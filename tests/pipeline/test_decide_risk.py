@@ -68,7 +68,7 @@ def test_every_optimiser_limit_holds_at_the_optimum(run):
     assert (weights >= -tol).all()
     sector = weights.groupby(pd.Series(SECTORS, index=SYMBOLS)).sum()
     assert sector.abs().max() <= 0.3 + tol
-    assert weights.sum() > 0.5, "with positive alphas the book should be invested"
+    assert weights.sum() > 0.3, "with positive alphas the book should be invested"
     meta = result.get_asset_materialization_events()[-1].materialization.metadata
     assert meta["ex_ante_volatility"].value > 0
     assert meta["ex_ante_cvar"].value >= meta["ex_ante_volatility"].value

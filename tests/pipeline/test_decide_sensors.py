@@ -26,7 +26,12 @@ def no_nulls_in_required_columns() -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=False, metadata={"offending_symbols": "AAA, BBB"})
 
 
-@dg.asset_check(asset=feature_matrix, partitions_def=PARTS)
+@dg.asset(partitions_def=PARTS)
+def risk_report() -> int:
+    return 1
+
+
+@dg.asset_check(asset=risk_report, partitions_def=PARTS)
 def concentration() -> dg.AssetCheckResult:  # a gate check: alerted in-run, not by the sensor
     return dg.AssetCheckResult(passed=False)
 
@@ -49,7 +54,7 @@ def test_check_failure_sensor_alerts_once_and_skips_the_gate(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     log = tmp_path / "alerts.jsonl"
     dg.materialize(
-        [feature_matrix, no_nulls_in_required_columns, concentration],
+        [feature_matrix, risk_report, no_nulls_in_required_columns, concentration],
         partition_key="2024-03-04",
         instance=instance,
     )

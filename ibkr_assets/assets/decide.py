@@ -1,0 +1,198 @@
+"""Stage 5–6: the news & sentiment overlay and the risk report behind the compliance gate.
+
+* ``overlaid_targets``: the optimiser's weights after the YAML overlay rules
+  (:mod:`ibkr_assets.quant.overlay`), e.g. drop a name whose sentiment z-score is below −2.5, or
+  set it to zero when a headline says "FDA ban". Every override is kept with its rule and reason.
+* ``risk_report``: every compliance number for the overlaid targets — gross exposure change,
+  historical and parametric VaR, concentration, liquidity of each implied trade against ADV,
+  sector exposure — against the limits of :class:`~ibkr_assets.decide_config.DecideConfig`
+  (:mod:`ibkr_assets.quant.compliance`). Written to ``reports/risk_report_YYYY-MM-DD.json`` and
+  DuckDB. When any limit is breached it also writes the recommendation-only report
+  ``reports/recommendation_YYYY-MM-DD.md`` (targets, failed checks and by how much), journals the
+  blocked decision, and sends an alert; the blocking checks in
+  :mod:`ibkr_assets.checks.compliance` then stop the order stages.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from ibkr_assets.assets._common import with_partition, without_partition
+from ibkr_assets.assets.decide_common import (
+    current_weights,
+    decide_asset,
+    frame_records,
+    net_liquidation,
+    risk_model_from_frame,
+)
+from ibkr_assets.assets.journal import EX_ANTE, record_decision
+from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.partitions import as_of
+from ibkr_assets.quant.compliance import evaluate_compliance, render_recommendation_markdown
+from ibkr_assets.quant.overlay import apply_overlay, load_rules
+from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource
+from ibkr_assets.resources.storage import StorageResource
+
+
+@decide_asset(
+    ins={
+        "target_weights": dg.AssetIn(),
+        "feature_matrix": dg.AssetIn(),
+        "headlines": dg.AssetIn(),
+    }
+)
+def overlaid_targets(
+    context: dg.AssetExecutionContext,
+    decide: DecideConfig,
+    target_weights: pd.DataFrame,
+    feature_matrix: pd.DataFrame,
+    headlines: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """The targets after the news & sentiment rules: what the desk would actually hold, with each
+    override, its rule and its reason."""
+    partition = context.partition_key
+    rules = load_rules(decide.overlay_rules)
+    targets = without_partition(target_weights)
+    features = without_partition(feature_matrix).drop_duplicates("symbol").set_index("symbol")
+    result = apply_overlay(
+        targets.set_index("symbol")["target_weight"],
+        rules,
+        sentiment=features.get("sentiment_z"),
+        headlines=without_partition(headlines),
+        as_of=as_of(partition),
+    )
+    overrides = result.overrides_frame()
+    reasons = overrides.groupby("symbol").agg(
+        override_rule=("rule", "; ".join), override_reason=("reason", "; ".join)
+    )
+    frame = targets.assign(weight=targets["symbol"].map(result.weights).astype("float64"))
+    frame = frame.assign(
+        override_rule=frame["symbol"].map(reasons["override_rule"]).fillna("").astype("string"),
+        override_reason=frame["symbol"].map(reasons["override_reason"]).fillna("").astype("string"),
+    )
+    return dg.Output(
+        with_partition(frame, partition),
+        metadata={
+            "overrides": len(overrides),
+            "rules": ", ".join(r.name for r in rules),
+            "override_table": dg.MetadataValue.md(overrides.to_markdown(index=False))
+            if len(overrides)
+            else "none",
+            "gross": float(frame["weight"].abs().sum()),
+        },
+    )
+
+
+@decide_asset(
+    ins={
+        "overlaid_targets": dg.AssetIn(),
+        "risk_model": dg.AssetIn(),
+        "portfolio_snapshot": dg.AssetIn(),
+        "universe": dg.AssetIn(),
+        "quotes": dg.AssetIn(),
+    }
+)
+def risk_report(
+    context: dg.AssetExecutionContext,
+    decide: DecideConfig,
+    storage: StorageResource,
+    alerts: AlertResource,
+    overlaid_targets: pd.DataFrame,
+    risk_model: pd.DataFrame,
+    portfolio_snapshot: pd.DataFrame,
+    universe: pd.DataFrame,
+    quotes: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """The compliance numbers of the day's targets against every limit; a breach blocks the
+    order ticket and produces a recommendation-only report and an alert instead."""
+    partition = context.partition_key
+    model = risk_model_from_frame(without_partition(risk_model))
+    targets = without_partition(overlaid_targets)
+    weights = targets.set_index("symbol")["weight"]
+    current = current_weights(portfolio_snapshot)
+    nav = net_liquidation(portfolio_snapshot)
+    ref = universe.drop_duplicates("symbol").set_index("symbol")
+    prices = mid_prices(quotes)
+    results = evaluate_compliance(
+        weights,
+        current,
+        model.scenarios,
+        model.daily_cov(),
+        decide.compliance_limits(),
+        sectors=ref["sector"],
+        adv=(ref["adv"] * prices).dropna(),
+        net_liquidation=nav,
+    )
+    report = pd.DataFrame(
+        {
+            "check": [r.name for r in results],
+            "value": [r.value for r in results],
+            "limit": [r.limit for r in results],
+            "passed": [r.passed for r in results],
+            "excess": [r.excess for r in results],
+            "detail": [r.detail for r in results],
+            "offenders": [", ".join(r.offenders) for r in results],
+        }
+    ).astype({"check": "string", "detail": "string", "offenders": "string", "passed": "bool"})
+    passed = bool(report["passed"].all())
+    ex_ante = {k: float(targets[k].iloc[0]) for k in EX_ANTE}
+    payload = {
+        "partition": partition,
+        "passed": passed,
+        "net_liquidation": nav,
+        **ex_ante,
+        "checks": frame_records(report),
+    }
+    written = [storage.write_json(storage.report_path("risk_report", partition, "json"), payload)]
+    failed = report[~report["passed"]]
+    metadata: dict = {
+        "passed": passed,
+        "failed_checks": ", ".join(failed["check"]) or "none",
+        "report": dg.MetadataValue.md(report.to_markdown(index=False)),
+        "path": dg.MetadataValue.path(str(written[0])),
+    }
+    if not passed:
+        markdown = render_recommendation_markdown(partition, weights, results, current)
+        rec = storage.write_text(storage.report_path("recommendation", partition, "md"), markdown)
+        written.append(rec)
+        metadata["recommendation"] = dg.MetadataValue.path(str(rec))
+        row = record_decision(
+            storage,
+            partition=partition,
+            targets=targets,
+            orders=pd.DataFrame(),
+            files=written,
+            ex_ante=ex_ante,
+            constraints_passed=False,
+        )
+        metadata["journal_row_hash"] = row["row_hash"]
+        body = "\n".join(
+            f"- {r.check}: {r.value:.6g} > limit {r.limit:.6g} (by {r.excess:.6g}) {r.detail}"
+            + (f"; offenders {r.offenders}" if r.offenders else "")
+            for r in failed.itertuples()
+        )
+        metadata["alert"] = send_alert(
+            context,
+            alerts,
+            subject=f"Compliance gate blocked the order ticket for {partition}",
+            body=f"{body}\nrecommendation only: {rec}",
+        )
+    return dg.Output(with_partition(report, partition), metadata=metadata)
+
+
+def mid_prices(quotes: pd.DataFrame) -> pd.Series:
+    """Mid price per symbol, the last trade (then previous close) where there is no mid."""
+    q = without_partition(quotes).drop_duplicates("symbol").set_index("symbol")
+    return q["mid"].fillna(q["last"]).fillna(q["close"]).astype("float64")
+
+
+def send_alert(
+    context: dg.AssetExecutionContext, alerts: AlertResource, subject: str, body: str
+) -> str:
+    """Send an error alert; a delivery failure is logged (the alert is in the log sink anyway)
+    and reported in the metadata rather than failing the asset."""
+    try:
+        alerts.send(subject=subject, body=body, severity="error")
+    except AlertDeliveryError as exc:
+        context.log.error(str(exc))
+        return f"not delivered: {exc}"
+    return "sent"

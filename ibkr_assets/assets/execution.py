@@ -1,0 +1,480 @@
+"""Stages 7–8: proposed orders, what-if margin, the order ticket, and (with auto-submit) submission.
+
+* ``proposed_orders`` diffs today's positions against the overlaid targets
+  (:mod:`ibkr_assets.quant.orders`): shares from weight × net liquidation / price, rounded to
+  the lot size (whole round lots with ``even_lots``), trades under ``min_notional`` dropped, limit
+  prices from the quote (mid ± ``limit_spread_fraction`` × spread: buyers pay up, sellers give).
+  It depends on ``risk_report``, so the compliance gate's blocking checks stop it.
+* ``what_if_orders`` asks the broker what each order would do to the account's margin (IB
+  whatIf). An order that would leave negative excess liquidity — or that IB would reject — is
+  sized down by ``whatif_shrink`` (20% by default) and asked again, until it passes or
+  ``whatif_max_attempts`` is reached; then it is dropped (or kept, flagged). Every attempt is
+  recorded.
+* ``order_ticket`` is what a trader would work: ``reports/order_ticket_YYYY-MM-DD.json`` plus a
+  DuckDB table. It refuses to exist when the day's risk report failed the compliance gate — the
+  blocking checks already stop it; this is the second lock.
+* ``submitted_orders`` sends the ticket only when ``auto_submit`` is on (default off). Each order
+  carries an idempotent ``order_ref`` derived from partition, symbol, side and quantity; before
+  placing, the broker's open and completed orders and its executions are searched for that ref,
+  so re-running a partition — even after a crash half-way through submission — never sends an
+  order twice. IB order ids and statuses go to ``reports/submitted_orders_YYYY-MM-DD.json``.
+
+The ticket and submission files, not the DuckDB tables, are what the next stage reads: a ticket
+may hold no orders, and an empty table is never created by the DuckDB IO manager.
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from ibkr_assets.assets._common import listing, with_partition, without_partition
+from ibkr_assets.assets.decide_common import (
+    current_quantities,
+    decide_asset,
+    frame_records,
+    net_liquidation,
+)
+from ibkr_assets.broker import Broker
+from ibkr_assets.broker.errors import BrokerError
+from ibkr_assets.broker.models import Contract, Order, OrderStatus, WhatIfResult
+from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.partitions import as_of
+from ibkr_assets.quant.orders import (
+    ProposedOrder,
+    order_ref,
+    propose_orders,
+    resize_until_margin_ok,
+)
+from ibkr_assets.resources.ib import IBResource
+from ibkr_assets.resources.storage import StorageResource
+
+PROPOSED_COLUMNS = {
+    "symbol": "string",
+    "conid": "int64",
+    "action": "string",  # BUY | SELL | "" (no trade)
+    "quantity": "int64",
+    "limit_price": "float64",
+    "mid": "float64",
+    "notional": "float64",
+    "current_shares": "float64",
+    "target_shares": "float64",
+    "target_weight": "float64",
+    "lot_size": "int64",
+    "order_ref": "string",
+    "reason": "string",
+}
+WHATIF_COLUMNS = {
+    "symbol": "string",
+    "conid": "int64",
+    "action": "string",
+    "attempt": "int64",  # 0 = no trade proposed; 1.. = what-if attempts
+    "quantity": "int64",
+    "limit_price": "float64",
+    "mid": "float64",
+    "passed": "bool",
+    "decision": "string",  # accepted | resized | dropped | kept_failing | no_trade
+    "final": "bool",  # this row's size is what goes on the ticket
+    "order_ref": "string",
+    "init_margin_change": "float64",
+    "maint_margin_after": "float64",
+    "excess_liquidity_after": "float64",
+    "commission": "float64",
+    "detail": "string",
+}
+TICKET_COLUMNS = {
+    "symbol": "string",
+    "conid": "int64",
+    "action": "string",
+    "quantity": "int64",
+    "order_type": "string",
+    "limit_price": "float64",
+    "notional": "float64",
+    "order_ref": "string",
+    "whatif_attempts": "int64",
+    "whatif_decision": "string",
+    "maint_margin_after": "float64",
+    "commission": "float64",
+}
+SUBMITTED_COLUMNS = {
+    "order_ref": "string",
+    "symbol": "string",
+    "action": "string",
+    "quantity": "float64",
+    "outcome": "string",  # placed | already_sent | already_executed | rejected
+    "order_id": "Int64",
+    "perm_id": "Int64",
+    "status": "string",
+    "filled": "float64",
+    "message": "string",
+}
+
+
+def _typed(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
+
+
+# -- proposed orders -------------------------------------------------------------------------
+
+
+@decide_asset(
+    ins={
+        "overlaid_targets": dg.AssetIn(),
+        "portfolio_snapshot": dg.AssetIn(),
+        "quotes": dg.AssetIn(),
+        "universe": dg.AssetIn(),
+    },
+    deps=["risk_report"],
+)
+def proposed_orders(
+    context: dg.AssetExecutionContext,
+    decide: DecideConfig,
+    overlaid_targets: pd.DataFrame,
+    portfolio_snapshot: pd.DataFrame,
+    quotes: pd.DataFrame,
+    universe: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """The trades that move today's positions to the targets — one row per symbol held or
+    targeted, with the reason when no trade is proposed."""
+    partition = context.partition_key
+    ref = without_partition(universe).drop_duplicates("symbol").set_index("symbol")
+    quote = without_partition(quotes).drop_duplicates("symbol").set_index("symbol")
+    targets = without_partition(overlaid_targets).set_index("symbol")["weight"]
+    held = current_quantities(portfolio_snapshot)
+    diff = propose_orders(
+        held,
+        targets[targets != 0],
+        net_liquidation(portfolio_snapshot),
+        quote.assign(price=quote["last"].fillna(quote["close"])),
+        lot_sizes=ref["lot_size"],
+        min_notional=decide.min_notional,
+        even_lots=decide.even_lots,
+        limit_spread_fraction=decide.limit_spread_fraction,
+        order_type=decide.order_type,
+    )
+    rows = {
+        o.symbol: {
+            **asdict(o),
+            "order_ref": order_ref(
+                partition, o.symbol, o.action, o.quantity, prefix=decide.order_ref_prefix
+            ),
+        }
+        for o in diff.orders
+    }
+    for skip in diff.skipped:
+        rows[skip.symbol] = {
+            "symbol": skip.symbol,
+            "notional": skip.notional,
+            "reason": skip.reason,
+        }
+    for sym in sorted(set(held.index[held != 0]) | set(targets.index[targets != 0]) - set(rows)):
+        rows[sym] = {"symbol": sym, "reason": "at target"}
+    frame = pd.DataFrame(list(rows.values()), columns=list(PROPOSED_COLUMNS)).assign(
+        action=lambda f: f["action"].fillna(""),
+        quantity=lambda f: f["quantity"].fillna(0),
+        order_ref=lambda f: f["order_ref"].fillna(""),
+        conid=lambda f: f["symbol"].map(ref["conid"]).fillna(0),
+        lot_size=lambda f: f["symbol"].map(ref["lot_size"]).fillna(1),
+        target_weight=lambda f: f["symbol"].map(targets).fillna(0.0),
+    )
+    frame = frame.astype(PROPOSED_COLUMNS).sort_values(["action", "symbol"], ignore_index=True)
+    trades = frame[frame["quantity"] > 0]
+    return dg.Output(
+        with_partition(frame, partition),
+        metadata={
+            "orders": len(trades),
+            "buys": int((trades["action"] == "BUY").sum()),
+            "sells": int((trades["action"] == "SELL").sum()),
+            "gross_notional": float(trades["notional"].sum()),
+            "skipped": listing({s.symbol: s.reason for s in diff.skipped}),
+        },
+    )
+
+
+# -- what-if ---------------------------------------------------------------------------------
+
+
+def order_from_row(row: pd.Series, order_type: str, quantity: float | None = None) -> Order:
+    """The broker order for one order row (conid, symbol, action, quantity, limit_price,
+    order_ref)."""
+    contract = Contract(conid=int(row["conid"]), symbol=str(row["symbol"]), sec_type="STK")
+    return Order(
+        contract=contract,
+        action=row["action"],
+        quantity=float(row["quantity"] if quantity is None else quantity),
+        order_type=order_type,  # type: ignore[arg-type]
+        limit_price=float(row["limit_price"]) if order_type == "LMT" else None,
+        order_ref=str(row["order_ref"]),
+    )
+
+
+def margin_check(
+    broker: Broker, row: pd.Series, order_type: str, log: list[WhatIfResult]
+) -> Callable[[ProposedOrder], tuple[bool, str]]:
+    """The what-if check of :func:`resize_until_margin_ok`: the order passes when IB accepts it
+    and excess liquidity stays non-negative once it fills. Each result is appended to ``log``."""
+
+    def check(order: ProposedOrder) -> tuple[bool, str]:
+        result = broker.what_if(order_from_row(row, order_type, quantity=order.quantity))
+        log.append(result)
+        ok = result.accepted and result.excess_liquidity_after >= 0
+        detail = (
+            f"maint margin {result.maint_margin_before:,.0f} -> {result.maint_margin_after:,.0f}, "
+            f"excess liquidity after {result.excess_liquidity_after:,.0f}"
+            + (f"; {result.warning}" if result.warning else "")
+        )
+        return ok, detail
+
+    return check
+
+
+@decide_asset(ins={"proposed_orders": dg.AssetIn()})
+def what_if_orders(
+    context: dg.AssetExecutionContext,
+    decide: DecideConfig,
+    ib: IBResource,
+    proposed_orders: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Each proposed trade after the broker's margin what-if: accepted, sized down until it
+    passed, or dropped — one row per attempt (attempt 0: a symbol with no trade, and why)."""
+    partition = context.partition_key
+    proposed = without_partition(proposed_orders)
+    rows = [
+        {
+            **row,
+            "attempt": 0,
+            "passed": False,
+            "final": False,
+            "decision": "no_trade",
+            "detail": row["reason"],
+        }
+        for row in proposed[proposed["quantity"] <= 0].to_dict("records")
+    ]
+    trades = proposed[proposed["quantity"] > 0]
+    broker = ib.broker_at(as_of(partition)) if len(trades) else None
+    decisions: dict[str, int] = {}
+    for _, row in trades.iterrows():
+        log: list[WhatIfResult] = []
+        result = resize_until_margin_ok(
+            ProposedOrder(
+                symbol=row["symbol"],
+                action=row["action"],
+                quantity=int(row["quantity"]),
+                limit_price=float(row["limit_price"]) if decide.order_type == "LMT" else None,
+                mid=float(row["mid"]),
+                notional=float(row["notional"]),
+                current_shares=float(row["current_shares"]),
+                target_shares=float(row["target_shares"]),
+                target_weight=float(row["target_weight"]),
+                reason=str(row["reason"]),
+            ),
+            margin_check(broker, row, decide.order_type, log),
+            shrink=1 - decide.whatif_shrink,
+            max_tries=decide.whatif_max_attempts,
+            lot_size=int(row["lot_size"]) if decide.even_lots else 1,
+            min_notional=decide.min_notional,
+            on_failure=decide.whatif_on_failure,
+        )
+        decisions[result.decision] = decisions.get(result.decision, 0) + 1
+        for attempt, what_if in zip(result.attempts, log, strict=True):
+            is_final = result.order is not None and attempt is result.attempts[-1]
+            rows.append(
+                {
+                    "symbol": row["symbol"],
+                    "conid": int(row["conid"]),
+                    "action": row["action"],
+                    "attempt": attempt.attempt,
+                    "quantity": attempt.quantity,
+                    "limit_price": row["limit_price"],
+                    "mid": row["mid"],
+                    "passed": attempt.passed,
+                    "decision": result.decision,
+                    "final": is_final,
+                    "order_ref": order_ref(
+                        partition,
+                        row["symbol"],
+                        row["action"],
+                        attempt.quantity,
+                        prefix=decide.order_ref_prefix,
+                    ),
+                    "init_margin_change": what_if.init_margin_change,
+                    "maint_margin_after": what_if.maint_margin_after,
+                    "excess_liquidity_after": what_if.excess_liquidity_after,
+                    "commission": what_if.commission,
+                    "detail": attempt.detail,
+                }
+            )
+    frame = _typed(rows, WHATIF_COLUMNS).sort_values(["symbol", "attempt"], ignore_index=True)
+    return dg.Output(
+        with_partition(frame, partition),
+        metadata={
+            "orders": len(trades),
+            "what_if_calls": int((frame["attempt"] > 0).sum()),
+            **{f"decision_{k}": v for k, v in sorted(decisions.items())},
+        },
+    )
+
+
+# -- order ticket ----------------------------------------------------------------------------
+
+
+def final_orders(what_if: pd.DataFrame, order_type: str) -> pd.DataFrame:
+    """The ticket: the final size of each order that survived the what-if loop."""
+    final = what_if[what_if["final"].astype(bool)]
+    attempts = what_if[what_if["attempt"] > 0].groupby("symbol")["attempt"].max()
+    ticket = final.assign(
+        order_type=order_type,
+        limit_price=final["limit_price"] if order_type == "LMT" else float("nan"),
+        notional=final["quantity"] * final["mid"],
+        whatif_attempts=final["symbol"].map(attempts),
+        whatif_decision=final["decision"],
+    )
+    return _typed(ticket[list(TICKET_COLUMNS)].to_dict("records"), TICKET_COLUMNS).sort_values(
+        "symbol", ignore_index=True
+    )
+
+
+def read_ticket(path: Path) -> pd.DataFrame:
+    """The orders of an order-ticket file."""
+    if not path.exists():
+        raise FileNotFoundError(f"no order ticket at {path}: materialise order_ticket first")
+    orders = json.loads(path.read_text())["orders"]
+    frame = pd.DataFrame(orders, columns=list(TICKET_COLUMNS))
+    return frame.astype(TICKET_COLUMNS)
+
+
+@decide_asset(ins={"what_if_orders": dg.AssetIn(), "risk_report": dg.AssetIn()})
+def order_ticket(
+    context: dg.AssetExecutionContext,
+    decide: DecideConfig,
+    storage: StorageResource,
+    what_if_orders: pd.DataFrame,
+    risk_report: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """The day's order ticket: the orders that passed the gate and the margin what-if."""
+    partition = context.partition_key
+    failed = risk_report.loc[~risk_report["passed"].astype(bool), "check"].tolist()
+    if failed:
+        raise RuntimeError(
+            f"{partition}: the compliance gate failed ({', '.join(failed)}); no order ticket — "
+            f"see {storage.report_path('recommendation', partition, 'md')}"
+        )
+    ticket = final_orders(without_partition(what_if_orders), decide.order_type)
+    path = storage.write_json(
+        storage.report_path("order_ticket", partition, "json"),
+        {
+            "partition": partition,
+            "auto_submit": decide.auto_submit,
+            "order_count": len(ticket),
+            "gross_notional": float(ticket["notional"].sum()),
+            "orders": frame_records(ticket),
+        },
+    )
+    return dg.Output(
+        with_partition(ticket, partition),
+        metadata={
+            "orders": len(ticket),
+            "gross_notional": float(ticket["notional"].sum()),
+            "path": str(path),
+            "ticket": dg.MetadataValue.md(ticket.head(30).to_markdown(index=False))
+            if len(ticket)
+            else "no orders",
+        },
+    )
+
+
+# -- submission ------------------------------------------------------------------------------
+
+
+def _known_refs(
+    broker: Broker, account_id: str | None
+) -> dict[str, tuple[str, OrderStatus | None]]:
+    """Every order_ref the broker already knows, and how it knows it."""
+    known: dict[str, tuple[str, OrderStatus | None]] = {}
+    for execution in broker.executions(account_id):
+        if execution.order_ref:
+            known[execution.order_ref] = ("already_executed", None)
+    for status in [*broker.completed_orders(account_id), *broker.open_orders(account_id)]:
+        if status.order_ref:
+            known[status.order_ref] = ("already_sent", status)
+    return known
+
+
+def submit_ticket(
+    broker: Broker, ticket: pd.DataFrame, account_id: str | None = None
+) -> pd.DataFrame:
+    """Place each ticket order whose ``order_ref`` the broker has never seen; one row per order
+    with its outcome, IB order id and status. A rejected order is recorded, not raised, so the
+    rest of the ticket still goes out."""
+    known = _known_refs(broker, account_id)
+    rows = []
+    for _, row in ticket.iterrows():
+        ref = str(row["order_ref"])
+        base = {
+            "order_ref": ref,
+            "symbol": row["symbol"],
+            "action": row["action"],
+            "quantity": float(row["quantity"]),
+        }
+        if ref in known:
+            outcome, status = known[ref]
+        else:
+            order = order_from_row(row, str(row["order_type"]))
+            try:
+                status = broker.place(order.model_copy(update={"account_id": account_id}))
+            except BrokerError as exc:
+                rows.append({**base, "outcome": "rejected", "message": str(exc)})
+                continue
+            outcome = "placed"
+        rows.append(
+            {
+                **base,
+                "outcome": outcome,
+                "order_id": status.order_id if status else None,
+                "perm_id": status.perm_id if status else None,
+                "status": status.status if status else "Filled",
+                "filled": status.filled if status else float(row["quantity"]),
+                "message": status.message if status else "",
+            }
+        )
+    return pd.DataFrame(rows, columns=list(SUBMITTED_COLUMNS)).astype(SUBMITTED_COLUMNS)
+
+
+@decide_asset(deps=["order_ticket"])
+def submitted_orders(
+    context: dg.AssetExecutionContext,
+    decide: DecideConfig,
+    storage: StorageResource,
+    ib: IBResource,
+) -> dg.Output[pd.DataFrame]:
+    """The ticket's orders as sent to the broker (only with auto-submit on), with IB order ids
+    and statuses; orders the broker already has are never sent again."""
+    partition = context.partition_key
+    ticket = read_ticket(storage.report_path("order_ticket", partition, "json"))
+    if decide.auto_submit and len(ticket):
+        broker = ib.broker_at(as_of(partition))
+        frame = submit_ticket(broker, ticket, account_id=ib.account)
+    else:
+        frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in SUBMITTED_COLUMNS.items()})
+    path = storage.write_json(
+        storage.report_path("submitted_orders", partition, "json"),
+        {
+            "partition": partition,
+            "auto_submit": decide.auto_submit,
+            "orders": frame_records(frame),
+        },
+    )
+    counts = frame["outcome"].value_counts().to_dict()
+    return dg.Output(
+        with_partition(frame, partition),
+        metadata={
+            "auto_submit": decide.auto_submit,
+            "placed": int(counts.get("placed", 0)),
+            "already_sent": int(counts.get("already_sent", 0) + counts.get("already_executed", 0)),
+            "rejected": int(counts.get("rejected", 0)),
+            "path": str(path),
+        },
+    )

@@ -1,0 +1,124 @@
+"""Stage 9: the decision journal — why the machine did what it did, tamper-evident.
+
+Each run appends one row to the parquet journal in ``data/decision_log/``
+(:mod:`ibkr_assets.quant.journal`): UTC time, partition, sha256 of the canonical JSON of the
+targets and of the orders, sha256 of every file the run wrote (ticket, risk report,
+recommendation), the top alpha drivers of the names held, ex-ante return, volatility and CVaR,
+whether the constraints passed, and the previous row's hash. Changing, removing or reordering any
+row breaks the chain, which ``ibkr-agent journal verify`` reports.
+
+A run blocked by the compliance gate is journalled too (by ``risk_report``, with
+``constraints_passed=False``): the journal records decisions not taken as well as those taken.
+"""
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from ibkr_assets.assets._common import without_partition
+from ibkr_assets.assets.decide_common import (
+    decide_asset,
+    frame_records,
+)
+from ibkr_assets.quant.journal import append_entry, sha256_file, sha256_json
+from ibkr_assets.resources.storage import StorageResource
+
+TOP_DRIVERS = 10
+#: Ex-ante numbers of the optimised portfolio carried by the target frames.
+EX_ANTE = ("ex_ante_return", "ex_ante_volatility", "ex_ante_cvar")
+
+
+def top_drivers(targets: pd.DataFrame, n: int = TOP_DRIVERS) -> list[dict]:
+    """The largest target weights with their alpha score (and the alpha model's own drivers
+    when it names them): what drove the book today."""
+    if targets.empty:
+        return []
+    held = targets.loc[targets["weight"] != 0]
+    held = held.reindex(held["weight"].abs().sort_values(ascending=False).index).head(n)
+    return [
+        {
+            "symbol": str(r["symbol"]),
+            "weight": round(float(r["weight"]), 6),
+            "alpha": round(float(r["alpha_score"]), 6),
+            **({"drivers": str(r["top_drivers"])} if "top_drivers" in r else {}),
+        }
+        for _, r in held.iterrows()
+    ]
+
+
+def record_decision(
+    storage: StorageResource,
+    *,
+    partition: str,
+    targets: pd.DataFrame,
+    orders: pd.DataFrame,
+    files: Sequence[Path],
+    ex_ante: dict[str, float],
+    constraints_passed: bool,
+) -> dict:
+    """Append one hash-chained row for a partition's decision; returns the row written."""
+    target_view = targets[["symbol", "weight"]].sort_values("symbol") if len(targets) else targets
+    return append_entry(
+        storage.decision_log_dir,
+        {
+            "partition": partition,
+            "targets_sha256": sha256_json(frame_records(target_view)),
+            "orders_sha256": sha256_json(frame_records(without_partition(orders))),
+            "files_sha256": {
+                Path(p).relative_to(storage.root).as_posix(): sha256_file(p) for p in files
+            },
+            "top_drivers": top_drivers(targets),
+            **ex_ante,
+            "constraints_passed": constraints_passed,
+        },
+    )
+
+
+@decide_asset(
+    ins={"overlaid_targets": dg.AssetIn()},
+    deps=["order_ticket", "submitted_orders"],
+)
+def decision_journal(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    overlaid_targets: pd.DataFrame,
+) -> dg.MaterializeResult:
+    """One tamper-evident journal row for the day's decision: targets, orders, files written,
+    drivers and ex-ante risk, chained to the previous row."""
+    partition = context.partition_key
+    ticket_path = storage.report_path("order_ticket", partition, "json")
+    files = [
+        p
+        for p in (
+            storage.report_path("risk_report", partition, "json"),
+            ticket_path,
+            storage.report_path("submitted_orders", partition, "json"),
+        )
+        if p.exists()
+    ]
+    orders = pd.DataFrame(json.loads(ticket_path.read_text())["orders"])
+    ex_ante = {k: float(overlaid_targets[k].iloc[0]) for k in EX_ANTE}
+    row = record_decision(
+        storage,
+        partition=partition,
+        targets=overlaid_targets,
+        orders=orders,
+        files=files,
+        ex_ante=ex_ante,
+        constraints_passed=True,
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "row_hash": row["row_hash"],
+            "prev_hash": row["prev_hash"],
+            "orders": len(orders),
+            "files": ", ".join(p.name for p in files),
+            "journal": str(storage.decision_log_dir),
+        }
+    )
+
+
+__all__ = ["EX_ANTE", "decision_journal", "record_decision", "top_drivers"]

@@ -1,0 +1,184 @@
+"""Stages 1–9 materialised on the simulated world (60 symbols, temporary data root): the order
+ticket and the journal, the optimiser limits at the optimum, idempotent submission across a
+crash. The gate blocking a breach is in test_decide_gate.py (hand-made upstream data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from ibkr_assets.assets import (
+    decide,
+    execution,
+    features,
+    ingest,
+    journal,
+    portfolio,
+    risk,
+    signals,
+)
+from ibkr_assets.assets.execution import final_orders, order_from_row, read_ticket
+from ibkr_assets.checks import compliance, data_quality
+from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.partitions import as_of
+from ibkr_assets.quant.journal import verify_journal
+from ibkr_assets.resources import build_resources
+from ibkr_assets.resources.alerts import AlertResource
+
+SESSION = "2024-06-03"
+SYMBOLS = 60
+
+
+ASSETS = dg.load_assets_from_modules(
+    [ingest, features, signals, portfolio, risk, decide, execution, journal]
+)
+CHECKS = dg.load_asset_checks_from_modules([data_quality, compliance])
+
+
+def run_day(data_dir: Path, decide: DecideConfig, partition: str = SESSION):
+    """Materialise every daily asset and check of one session; returns the result."""
+    resources = build_resources(data_dir=str(data_dir))
+    resources["decide"] = decide
+    resources["alerts"] = AlertResource(log_path=str(data_dir / "alerts.jsonl"))
+    return dg.materialize(
+        [*ASSETS, *CHECKS],
+        partition_key=partition,
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    ), resources
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _small_world():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IBKR_SIM_SYMBOLS", str(SYMBOLS))
+    mp.setenv("IBKR_SENTIMENT_MODEL", "lexicon")
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def happy(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("happy")
+    result, resources = run_day(data_dir, DecideConfig())
+    return data_dir, result, resources
+
+
+def test_daily_run_writes_ticket_and_journal(happy):
+    data_dir, result, _ = happy
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    ticket = json.loads((data_dir / "reports" / f"order_ticket_{SESSION}.json").read_text())
+    assert ticket["partition"] == SESSION and ticket["order_count"] == len(ticket["orders"])
+    assert ticket["order_count"] > 0, "a fresh paper account should buy into the targets"
+    for order in ticket["orders"]:
+        assert order["quantity"] > 0 and order["action"] in ("BUY", "SELL")
+        assert order["order_ref"].startswith("ibkr-agent")
+    assert len({o["order_ref"] for o in ticket["orders"]}) == len(ticket["orders"])
+    report = json.loads((data_dir / "reports" / f"risk_report_{SESSION}.json").read_text())
+    assert report["passed"] is True
+    assert not (data_dir / "reports" / f"recommendation_{SESSION}.md").exists()
+    # gate checks ran for this partition and passed
+    evaluations = result.get_asset_check_evaluations()
+    gate = [e for e in evaluations if e.asset_key == dg.AssetKey("risk_report")]
+    assert len(gate) == 6 and all(e.passed for e in gate)
+    # journal: one row, verifies, names the ticket's hash
+    journal = pd.read_parquet(data_dir / "decision_log")
+    assert len(journal) == 1 and bool(journal["constraints_passed"].iloc[0])
+    files = json.loads(journal["files_sha256"].iloc[0])
+    assert f"reports/order_ticket_{SESSION}.json" in files
+    assert verify_journal(data_dir / "decision_log").ok
+
+
+def test_targets_respect_the_optimiser_limits(happy):
+    data_dir, _, resources = happy
+    import duckdb
+
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        w = con.sql("select target_weight, sector from decide.target_weights").df()
+    decide = resources["decide"]
+    assert w["target_weight"].abs().max() <= decide.max_weight + 1e-6
+    assert w["target_weight"].abs().sum() <= decide.max_gross + 1e-6
+    assert w["target_weight"].sum() <= 1 - decide.cash_buffer + 1e-6
+    assert (w["target_weight"] >= -1e-6).all()  # long-only default
+
+
+def test_submission_is_idempotent_across_a_crash(happy):
+    data_dir, _, resources = happy
+    ticket = read_ticket(data_dir / "reports" / f"order_ticket_{SESSION}.json")
+    half = ticket.head(len(ticket) // 2)
+    broker = resources["ib"].broker_at(as_of(SESSION))
+    # a previous run sent half the ticket, then crashed before recording anything
+    for _, row in half.iterrows():
+        broker.place(order_from_row(row, str(row["order_type"])))
+
+    decide = DecideConfig(auto_submit=True)
+
+    def submit():
+        res = {k: resources[k] for k in ("ib", "storage", "io_manager")}
+        return dg.materialize(
+            [execution.submitted_orders],
+            partition_key=SESSION,
+            resources={**res, "decide": decide},
+            instance=dg.DagsterInstance.ephemeral(),
+            selection=[execution.submitted_orders],
+        )
+
+    first = json.loads(
+        (submit(), (data_dir / "reports" / f"submitted_orders_{SESSION}.json").read_text())[1]
+    )["orders"]
+    outcomes = pd.Series([o["outcome"] for o in first]).value_counts().to_dict()
+    assert outcomes.get("already_sent", 0) + outcomes.get("already_executed", 0) == len(half)
+    assert outcomes.get("placed", 0) == len(ticket) - len(half)
+    assert all(o["order_id"] for o in first if o["outcome"] == "placed")
+    # and a second rerun sends nothing at all
+    second = json.loads(
+        (submit(), (data_dir / "reports" / f"submitted_orders_{SESSION}.json").read_text())[1]
+    )["orders"]
+    assert not [o for o in second if o["outcome"] == "placed"]
+    refs = [s.order_ref for s in [*broker.open_orders(), *broker.completed_orders()]]
+    for ref in ticket["order_ref"]:
+        assert refs.count(ref) == 1, f"{ref} sent {refs.count(ref)} times"
+
+
+def test_ticket_takes_the_final_size_of_each_order():
+    def row(symbol, attempt, quantity, passed, decision, final):
+        return {
+            "symbol": symbol,
+            "conid": 1,
+            "action": "BUY",
+            "attempt": attempt,
+            "quantity": quantity,
+            "limit_price": 10.01,
+            "mid": 10.0,
+            "passed": passed,
+            "decision": decision,
+            "final": final,
+            "order_ref": f"ref-{symbol}-{quantity}",
+            "maint_margin_after": 1.0,
+            "commission": 1.0,
+        }
+
+    what_if = pd.DataFrame(
+        [
+            row("AAA", 1, 100, True, "accepted", True),
+            row("BBB", 1, 500, False, "resized", False),
+            row("BBB", 2, 400, False, "resized", False),
+            row("BBB", 3, 320, True, "resized", True),
+            row("CCC", 1, 50, False, "dropped", False),
+            row("CCC", 2, 40, False, "dropped", False),
+            row("DDD", 0, 0, False, "no_trade", False),
+        ]
+    )
+    ticket = final_orders(what_if, "LMT").set_index("symbol")
+    assert list(ticket.index) == ["AAA", "BBB"]
+    assert list(ticket["quantity"]) == [100, 320]
+    assert list(ticket["whatif_attempts"]) == [1, 3]
+    assert list(ticket["whatif_decision"]) == ["accepted", "resized"]
+    assert ticket.loc["BBB", "notional"] == pytest.approx(3200.0)
+    assert ticket.loc["BBB", "order_ref"] == "ref-BBB-320"
+    assert final_orders(what_if, "MKT")["limit_price"].isna().all()
