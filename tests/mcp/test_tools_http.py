@@ -127,6 +127,13 @@ async def test_accounts_and_summary(running):
     assert cash["total_in_base"] == pytest.approx(sum(b["value_in_base"] for b in cash["balances"]))
     text = await err(running, "select_account", {"account_id": "DU000"})
     assert "DU000" in text and "known" in text
+    other = next(a for a in ids if a != accts["selected"])
+    try:
+        chosen = await ok(running, "select_account", {"account_id": other})
+        assert chosen["selected"] == other
+        assert (await ok(running, "account_summary"))["account_id"] == other
+    finally:
+        await ok(running, "select_account", {"account_id": accts["selected"]})
 
 
 def test_plain_http_call_reaches_the_broker(running):
@@ -161,7 +168,9 @@ async def test_history_and_depth_and_news(running):
     book = await ok(running, "order_book", {"symbol": "AAPL", "rows": 3})
     assert len(book["bids"]) == 3 and book["bids"][0]["price"] < book["asks"][0]["price"]
     n = await ok(running, "news", {"symbol": "AAPL", "days": 30, "limit": 5})
-    assert len(n["headlines"]) <= 5
+    assert 1 <= len(n["headlines"]) <= 5
+    times = [x["time"] for x in n["headlines"]]
+    assert times == sorted(times, reverse=True)  # newest first
     assert all(x["symbol"] == "AAPL" for x in n["headlines"])
 
 
@@ -391,8 +400,31 @@ async def test_pipeline_outputs_read_back(running, data_dir):
     row = await ok(running, "feature_row", {"symbol": "msft"})
     assert row["features"] == {"symbol": "MSFT", "rsi": None} and row["alpha"] is None
     assert "not in the feature matrix" in await err(running, "feature_row", {"symbol": "IBM"})
+    (reports / "risk_report_2026-11-20.json").write_text(json.dumps({"cvar_95": 0.021}))
+    rr = await ok(running, "risk_report")
+    assert rr["content"] == {"cvar_95": 0.021} and rr["path"].endswith(
+        "risk_report_2026-11-20.json"
+    )
+    journal = data_dir / "decision_log"
+    journal.mkdir(exist_ok=True)
+    pd.DataFrame({"seq": [1, 2, 3], "hash": ["a", "b", "c"]}).to_parquet(
+        journal / "2026-11-20.parquet"
+    )
+    entries = await ok(running, "journal_entries", {"limit": 2})
+    assert entries["total_rows"] == 3 and [e["seq"] for e in entries["entries"]] == [3, 2]
     launched = await ok(running, "run_daily_pipeline", {"date": str(date(2026, 11, 20))})
     assert launched["command"][-2:] == ["--date", "2026-11-20"] and launched["pid"] > 0
+
+
+async def test_run_daily_pipeline_without_cli_is_a_clear_error(running):
+    app = running.server.app_state
+    settings = app.settings
+    app.settings = settings.model_copy(update={"agent_cli": "no-such-ibkr-agent"})
+    try:
+        text = await err(running, "run_daily_pipeline", {})
+    finally:
+        app.settings = settings
+    assert "'no-such-ibkr-agent' is not available" in text
 
 
 async def test_live_account_refused(running, data_dir):
