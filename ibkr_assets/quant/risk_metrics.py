@@ -168,3 +168,36 @@ def liquidity_usage(trade_notional: pd.Series, adv_notional: pd.Series) -> pd.Se
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(trades.to_numpy() == 0, 0.0, trades.to_numpy() / adv.to_numpy())
     return pd.Series(ratio, index=trades.index, name="adv_share")
+
+
+def risk_summary(
+    weights: pd.Series,
+    scenarios: pd.DataFrame,
+    cov: pd.DataFrame,
+    sectors: pd.Series | None = None,
+    mean: pd.Series | None = None,
+    levels: tuple[float, ...] = (0.95, 0.99),
+) -> dict[str, float | str | None]:
+    """Flat dict for a risk report: historical and Gaussian VaR/CVaR at each level (keys like
+    ``var_hist_95``, ``cvar_param_99``), exposures, concentration and the largest sector.
+
+    ``scenarios``, ``cov`` and ``mean`` in daily units give one-day figures.
+    """
+    returns = portfolio_returns(scenarios, weights)
+    out: dict[str, float | str | None] = {}
+    for level in levels:
+        tag = f"{round(level * 100):d}"
+        out[f"var_hist_{tag}"], out[f"cvar_hist_{tag}"] = historical_var_cvar(returns, level)
+        out[f"var_param_{tag}"], out[f"cvar_param_{tag}"] = parametric_var_cvar(
+            weights, cov, level, mean
+        )
+    e = exposure(weights)
+    c = concentration(weights)
+    out |= {"gross": e.gross, "net": e.net, "long": e.long, "short": e.short}
+    out |= {"max_weight": c.max_abs_weight, "max_weight_symbol": c.max_symbol}
+    out |= {"hhi": c.hhi, "effective_n": c.effective_n}
+    if sectors is not None:
+        sx = sector_exposure(weights, sectors)
+        out["top_sector"] = None if sx.empty else str(sx.index[0])
+        out["top_sector_gross"] = 0.0 if sx.empty else float(sx["gross"].iloc[0])
+    return out

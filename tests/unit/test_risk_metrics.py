@@ -10,6 +10,7 @@ from ibkr_assets.quant.risk_metrics import (
     liquidity_usage,
     parametric_var_cvar,
     portfolio_returns,
+    risk_summary,
     sector_exposure,
 )
 
@@ -86,3 +87,17 @@ def test_portfolio_returns_and_nan_errors():
         portfolio_returns(sc, pd.Series({"A": 0.5, "B": np.nan}))
     with pytest.raises(ValueError, match=r"no return scenarios for held symbols \['Z'\]"):
         portfolio_returns(sc, pd.Series({"Z": 0.5}))
+
+
+def test_risk_summary_collects_every_number():
+    rng = np.random.default_rng(2)
+    sc = pd.DataFrame(rng.normal(0, 0.01, (200, 3)), columns=["A", "B", "C"])
+    cov = sc.cov()
+    w = pd.Series({"A": 0.5, "B": -0.2, "C": 0.1})
+    out = risk_summary(w, sc, cov, pd.Series({"A": "X", "B": "Y", "C": "X"}))
+    assert (out["var_hist_99"], out["cvar_hist_99"]) == historical_var_cvar(sc @ w, 0.99)
+    assert (out["var_param_95"], out["cvar_param_95"]) == parametric_var_cvar(w, cov, 0.95)
+    assert out["gross"] == pytest.approx(0.8) and out["net"] == pytest.approx(0.4)
+    assert out["max_weight_symbol"] == "A"
+    assert (out["top_sector"], out["top_sector_gross"]) == ("X", pytest.approx(0.6))
+    assert out["cvar_hist_99"] >= out["var_hist_99"] >= out["var_hist_95"]
