@@ -11,6 +11,7 @@ from ibkr_assets.quant.journal import (
     GENESIS_HASH,
     append_entry,
     canonical_json,
+    decision_entry,
     read_journal,
     sha256_file,
     sha256_json,
@@ -125,3 +126,25 @@ def test_truncation_needs_the_anchor(tmp_path):
     assert verify_journal(tmp_path).ok  # a shorter chain is still a chain
     res = verify_journal(tmp_path, expected_head=head)
     assert not res.ok and "truncated" in res.reason
+
+
+def test_decision_entry_hashes_payloads_and_files(tmp_path):
+    f = tmp_path / "ticket.json"
+    f.write_text('{"orders": []}')
+    targets = pd.Series({"AAA": 0.1, "BBB": 0.05})
+    entry = decision_entry(
+        "2026-11-24",
+        targets,
+        [{"symbol": "AAA", "quantity": 10}],
+        {"order_ticket": f},
+        top_drivers={"AAA": "mom_12_1 +0.08"},
+        ex_ante_return=0.001,
+        constraints_passed=np.bool_(True),
+        run_id="abc",
+    )
+    assert entry["targets_sha256"] == hashlib.sha256(b'{"AAA":0.1,"BBB":0.05}').hexdigest()
+    assert entry["files_sha256"] == {"order_ticket": sha256_file(f)}
+    assert entry["constraints_passed"] is True and entry["run_id"] == "abc"
+    row = append_entry(tmp_path / "log", entry)
+    assert json.loads(row["files_sha256"]) == {"order_ticket": sha256_file(f)}
+    assert verify_journal(tmp_path / "log").ok
