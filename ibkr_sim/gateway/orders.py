@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ibkr_sim.errors import INVALID_REQUEST, ORDER_NOT_FOUND, ORDER_REJECTED, SimError
-from ibkr_sim.exchange import OrderRequest
+from ibkr_sim.exchange import DUPLICATE_ORDER_ID, OrderRequest
 from ibkr_sim.gateway.accounts import send_account_updates, send_position
 from ibkr_sim.gateway.contracts import contract_fields, read_contract, resolve
 from ibkr_sim.gateway.wire import UNSET_DOUBLE, Reader
@@ -182,9 +182,8 @@ def place_order(s: Session, r: Reader) -> None:
         account = _account(s, msg.account)
         ex = s.state.exchange
         if msg.what_if:
+            # a what-if IB would refuse still answers with its numbers and the warning text
             result = ex.what_if(account, _order_request(s, msg, inst.conid))
-            if not result.accepted:
-                raise SimError(ORDER_REJECTED, f"Order rejected - reason: {result.warning}")
             s.send(*open_order_fields(s, msg, inst, account, what_if=result))
             return
         existing = s.orders.get(msg.order_id)
@@ -196,7 +195,13 @@ def place_order(s: Session, r: Reader) -> None:
                 stop_price=msg.stop_price,
             )
         else:
-            info = ex.place(account, _order_request(s, msg, inst.conid), client_id=s.client_id or 0)
+            request = _order_request(s, msg, inst.conid)
+            try:  # keep the exchange's id (IB's permId) equal to the client's orderId if free
+                info = ex.place(account, request, client_id=s.client_id or 0, order_id=msg.order_id)
+            except SimError as exc:
+                if exc.code != DUPLICATE_ORDER_ID:
+                    raise
+                info = ex.place(account, request, client_id=s.client_id or 0)
             s.orders[msg.order_id] = info.order_id
             s.state.order_owner[info.order_id] = (s.client_id or 0, msg.order_id)
     except SimError as exc:
@@ -224,7 +229,7 @@ def _state_fields(status: str, what_if: Any | None) -> list[object]:
         float(w.min_commission),
         float(w.max_commission),
         w.currency,
-        w.warning or "",
+        w.warning or ("" if w.accepted else "order would not be accepted"),
     ]
 
 
