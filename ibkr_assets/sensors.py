@@ -117,9 +117,14 @@ def order_summary_alerts(
         ),
         key=lambda r: r.storage_id,
     )
+    sent = 0
     for record in records:
         mat = record.asset_materialization
         verb = "queued" if mat.asset_key.path[-1] == "order_ticket" else "submitted"
+        count = mat.metadata.get("orders" if verb == "queued" else "placed")
+        if count is not None and not count.value:
+            continue  # an empty ticket, or auto-submit off: nothing went anywhere
+        sent += 1
         _deliver(
             context,
             alerts,
@@ -130,7 +135,7 @@ def order_summary_alerts(
     last = max([after, *(r.storage_id for r in records)])
     if last:
         context.update_cursor(str(last))
-    return dg.SkipReason(f"{len(records)} order summary alert(s) sent")
+    return dg.SkipReason(f"{sent} order summary alert(s) sent")
 
 
 SENSORS: list[dg.SensorDefinition] = [

@@ -42,6 +42,11 @@ def order_ticket() -> dg.MaterializeResult:
 
 
 @dg.asset(partitions_def=PARTS)
+def submitted_orders() -> dg.MaterializeResult:  # auto-submit off: nothing placed, no alert
+    return dg.MaterializeResult(metadata={"auto_submit": False, "placed": 0})
+
+
+@dg.asset(partitions_def=PARTS)
 def exploding() -> None:
     raise RuntimeError("broker went away")
 
@@ -78,7 +83,7 @@ def test_check_failure_sensor_alerts_once_and_skips_the_gate(tmp_path):
 def test_order_summary_sensor(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     log = tmp_path / "alerts.jsonl"
-    dg.materialize([order_ticket], partition_key="2024-03-04", instance=instance)
+    dg.materialize([order_ticket, submitted_orders], partition_key="2024-03-04", instance=instance)
     ctx = dg.build_sensor_context(
         instance=instance, resources={"alerts": AlertResource(log_path=str(log))}
     )
