@@ -9,7 +9,7 @@ price, a negative volume, a duplicate or stale symbol, or too little of the univ
 stages downstream, and the failed check names the expectation and the symbols.
 
 Units: ``adv`` in the matrix is average daily *dollar* volume (20 sessions of close x volume);
-the universe's ``adv`` (IB's average volume, shares) is not passed on.
+the universe's ``adv`` (IB's average volume, shares) becomes ``avg_volume``.
 """
 
 import dagster as dg
@@ -77,7 +77,7 @@ def feature_matrix(
         fundamentals_long=statements,
         forward_eps=statements.drop_duplicates("symbol").loc[:, ["symbol", "forward_eps"]],
         headlines_scored=scored,
-        universe=uni.drop(columns=["adv"]),
+        universe=uni,
         as_of=at,
         sentiment_history_days=pipeline.headline_history_days,
     )

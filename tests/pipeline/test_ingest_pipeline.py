@@ -95,6 +95,8 @@ def test_stages_one_to_three_write_every_output(world: World, first_run) -> None
     matrix = pd.read_parquet(world.root / "features" / f"{SESSION}.parquet")
     assert len(matrix) == N_SYMBOLS and matrix["symbol"].is_unique
     assert (matrix["price"] > 0).all() and (matrix["adv"] > 0).all()
+    shares = pd.DataFrame(universe).set_index("symbol")["adv"]
+    np.testing.assert_allclose(matrix["avg_volume"], shares.loc[matrix["symbol"]].to_numpy())
     assert matrix["piotroski"].between(0, 9).all()
     headlines = first_run.output_for_node("headlines", "headlines")
     assert matrix["headlines_24h"].sum() == len(headlines) > 0
