@@ -37,6 +37,8 @@ def serve(transport: str, host: str, port: int) -> None:
             import uvicorn
 
             app = http_app(server, host)
+            mode = "on" if server.app_state.settings.trading else "off"
+            print(f"ibkr-mcp: http://{host}:{port}/mcp (trading {mode})", file=sys.stderr)
             uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         server.app_state.close()

@@ -82,11 +82,11 @@ class SecurityMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "")
         if not _matches(host, self.security.allowed_hosts):
-            await _reject(send, 421, "Host header not allowed")
+            await _reject(send, 421, "Host header not allowed (see IBKR_MCP_ALLOWED_HOSTS)")
             return
         origin = headers.get("origin")
         if origin and not _matches(origin, self.security.allowed_origins):
-            await _reject(send, 403, "Origin not allowed")
+            await _reject(send, 403, "Origin not allowed (see IBKR_MCP_ALLOWED_ORIGINS)")
             return
         if self._token is not None:
             auth = headers.get("authorization", "")

@@ -103,3 +103,17 @@ def test_cli_serve_refuses_non_loopback_without_token(tmp_path):
     )
     assert out.returncode == 2
     assert "refusing to listen on 0.0.0.0" in out.stderr and "IBKR_MCP_TOKEN" in out.stderr
+
+
+def test_console_script_spawns_its_own_stdio_server(tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "ibkr-mcp")
+    out = subprocess.run(
+        [script, "tools", "--json", "--category", "scanner"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **sim_env(tmp_path)},
+    )
+    assert out.returncode == 0, out.stderr
+    names = {r["name"] for r in json.loads(out.stdout)}
+    assert names == {"top_gainers", "top_losers", "most_active", "run_scanner", "scanner_codes"}
