@@ -365,3 +365,22 @@ def test_reference_lookups(ib, gateway):
     (opt,) = ib.reqContractDetails(Option("AAPL", expiry, strike, "C", "SMART"))
     assert opt.contract.secType == "OPT" and opt.contract.strike == strike
     assert opt.underConId == gateway.state.market.universe.lookup("AAPL").conid
+
+
+def test_history_end_date_weekly_bars_and_fx(ib, gateway):
+    contract = Stock("AAPL", "SMART", "USD")
+    end = date(2025, 3, 14)  # a Friday
+    daily = ib.reqHistoricalData(contract, end, "1 M", "1 day", "TRADES", True, 1)
+    assert daily[-1].date == end and daily[0].date >= date(2025, 2, 14)
+    weekly = ib.reqHistoricalData(contract, end, "6 M", "1 week", "TRADES", True, 1)
+    assert 24 <= len(weekly) <= 27
+    assert weekly[-1].close == pytest.approx(daily[-1].close)
+    assert sum(b.volume for b in daily if b.date > weekly[-2].date) == pytest.approx(
+        weekly[-1].volume
+    )
+    fx = Forex("EURUSD")
+    mid = ib.reqHistoricalData(fx, "", "5 D", "1 hour", "MIDPOINT", True, 1)
+    assert mid and all(0.5 < b.close < 2.0 for b in mid)
+    ib.test_errors.clear()
+    assert len(ib.reqHistoricalData(fx, "", "5 D", "1 hour", "TRADES", True, 1)) == 0
+    assert any(code == 162 and "TRADES" in msg for _, code, msg in ib.test_errors)
