@@ -5,6 +5,7 @@ crash. The gate blocking a breach is in test_decide_gate.py (hand-made upstream 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -25,7 +26,7 @@ from ibkr_assets.assets.execution import final_orders, order_from_row, read_tick
 from ibkr_assets.checks import compliance, data_quality
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
-from ibkr_assets.quant.journal import verify_journal
+from ibkr_assets.quant.journal import read_journal, verify_journal
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.alerts import AlertResource
 
@@ -182,3 +183,28 @@ def test_ticket_takes_the_final_size_of_each_order():
     assert ticket.loc["BBB", "notional"] == pytest.approx(3200.0)
     assert ticket.loc["BBB", "order_ref"] == "ref-BBB-320"
     assert final_orders(what_if, "MKT")["limit_price"].isna().all()
+
+
+def test_rerun_appends_a_chained_row_and_an_edit_is_detected(happy, tmp_path):
+    data_dir, _, resources = happy
+    dg.materialize(
+        [*ASSETS, *CHECKS],
+        partition_key=SESSION,
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        selection=[journal.decision_journal],
+    )
+    log = data_dir / "decision_log"
+    rows = read_journal(log)
+    assert len(rows) == 2 and list(rows["partition"]) == [SESSION, SESSION]
+    assert rows["prev_hash"].iloc[1] == rows["row_hash"].iloc[0]
+    assert verify_journal(log).ok
+    # tamper with a copy: change the first row's ex-ante return
+    copy = tmp_path / "decision_log"
+    shutil.copytree(log, copy)
+    first = sorted(copy.glob("*.parquet"))[0]
+    row = pd.read_parquet(first)
+    row.loc[0, "ex_ante_return"] = row.loc[0, "ex_ante_return"] + 0.01
+    row.to_parquet(first, index=False)
+    result = verify_journal(copy)
+    assert not result.ok and result.first_bad_row == 0
