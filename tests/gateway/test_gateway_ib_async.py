@@ -384,3 +384,24 @@ def test_history_end_date_weekly_bars_and_fx(ib, gateway):
     ib.test_errors.clear()
     assert len(ib.reqHistoricalData(fx, "", "5 D", "1 hour", "TRADES", True, 1)) == 0
     assert any(code == 162 and "TRADES" in msg for _, code, msg in ib.test_errors)
+
+
+def test_fill_made_elsewhere_is_pushed_to_the_client(ib, gateway):
+    """A resting order that fills outside this connection (here: modified at the exchange
+    directly, as another process sharing the paper account could) reaches the client by the
+    gateway's periodic poll, with its fill and commission."""
+    (contract,) = ib.qualifyContracts(Stock("GOOGL", "SMART", "USD"))
+    (ticker,) = ib.reqTickers(contract)
+    trade = ib.placeOrder(contract, LimitOrder("BUY", 4, round(ticker.bid * 0.7, 2)))
+    ib.sleep(0.4)
+    assert trade.orderStatus.status == "Submitted"
+    exchange = gateway.state.exchange
+    (working,) = [o for o in exchange.open_orders() if o.conid == contract.conId]
+    exchange.modify(working.order_id, limit_price=round(ticker.ask * 1.05, 2))
+    deadline = time.monotonic() + 5
+    while not trade.isDone() and time.monotonic() < deadline:
+        ib.sleep(0.05)
+    assert trade.orderStatus.status == "Filled"
+    assert sum(f.execution.shares for f in trade.fills) == 4
+    ib.sleep(0.1)
+    assert all(f.commissionReport.commission > 0 for f in trade.fills)
