@@ -21,8 +21,10 @@ metadata and left to the data-quality checks; it does not fail the run.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 
 import dagster as dg
 import pandas as pd
@@ -44,6 +46,7 @@ from ibkr_assets.resources.fundamentals import FundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
 
+T = TypeVar("T")
 INGEST = daily_asset_kwargs("ingest")
 BAR_COLUMNS = ["symbol", "session", "open", "high", "low", "close", "volume"]
 #: The macro gauges: column -> (symbol, secType, currency, whatToShow, scale to our units).
@@ -76,6 +79,33 @@ def _bars_frame(symbol: str, bars: Sequence[Bar], before: date) -> pd.DataFrame:
         {"symbol": "string", "session": "datetime64[ns]"}
         | dict.fromkeys(["open", "high", "low", "close", "volume"], "float64")
     )
+
+
+def fetch_each(
+    fetch: Callable[[Contract], T], contracts: Sequence[Contract], workers: int
+) -> tuple[dict[str, T], dict[str, str]]:
+    """``fetch(contract)`` for every contract, ``workers`` at a time (the broker paces its own
+    requests); returns the results and the error of each symbol that failed, by symbol."""
+
+    def one(contract: Contract) -> tuple[str, T | None, str | None]:
+        try:
+            return contract.symbol, fetch(contract), None
+        except BrokerError as exc:
+            return contract.symbol, None, str(exc)
+
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = list(pool.map(one, contracts))
+    else:
+        outcomes = [one(c) for c in contracts]
+    results = {s: r for s, r, e in outcomes if e is None}
+    failed = {s: e for s, _, e in outcomes if e is not None}
+    return results, failed  # type: ignore[return-value]
+
+
+def _workers(broker: Broker, config: PipelineConfig) -> int:
+    # the in-process simulator is CPU-bound under the GIL: threads would only add overhead
+    return 1 if broker.name == "sim" else config.request_workers
 
 
 def _resolve_all(broker: Broker, symbols: Sequence[str]) -> tuple[list[Contract], dict[str, str]]:
@@ -338,23 +368,23 @@ def daily_bars(
     symbols = universe["symbol"].astype(str).tolist()
     cached = _cached_sessions(storage, symbols, first, last)
     have = cached.groupby("symbol")["session"].agg(set).to_dict() if len(cached) else {}
-    fetched_frames, failed = [], {}
-    requests = 0
-    for contract in _universe_contracts(universe):
-        got = {pd.Timestamp(s).date() for s in have.get(contract.symbol, set())}
-        missing = [s for s in needed if s not in got]
-        if not missing:
-            continue
-        requests += 1
-        try:
-            bars = broker.history(
-                contract, duration=ib_duration(missing[0], at), bar_size="1 day", end=at
-            )
-        except BrokerError as exc:
-            failed[contract.symbol] = str(exc)
-            continue
-        frame = _bars_frame(contract.symbol, bars, before=session)
-        fetched_frames.append(frame.loc[frame["session"].dt.date.isin(set(missing))])
+    missing: dict[str, list[date]] = {}
+    for symbol in symbols:
+        got = {pd.Timestamp(s).date() for s in have.get(symbol, set())}
+        missing[symbol] = [s for s in needed if s not in got]
+    to_fetch = [c for c in _universe_contracts(universe) if missing[c.symbol]]
+    requests = len(to_fetch)
+    results, failed = fetch_each(
+        lambda c: broker.history(
+            c, duration=ib_duration(missing[c.symbol][0], at), bar_size="1 day", end=at
+        ),
+        to_fetch,
+        _workers(broker, pipeline),
+    )
+    fetched_frames = []
+    for symbol, got_bars in results.items():
+        frame = _bars_frame(symbol, got_bars, before=session)
+        fetched_frames.append(frame.loc[frame["session"].dt.date.isin(set(missing[symbol]))])
     fetched = (
         pd.concat(fetched_frames, ignore_index=True)
         if fetched_frames
@@ -452,18 +482,17 @@ def headlines(
     broker = ib.broker_at(at)
     start = at - timedelta(hours=pipeline.headline_hours)
     history_start = start - timedelta(days=pipeline.headline_history_days)
-    rows, failed = [], {}
-    for contract in _universe_contracts(universe):
-        try:
-            items = broker.news(contract, start=history_start, end=at, limit=IB_MAX_NEWS)
-        except BrokerError as exc:
-            failed[contract.symbol] = str(exc)
-            continue
-        rows += [
-            (contract.symbol, h.time, h.headline, h.provider_code, h.article_id)
-            for h in items
-            if history_start <= h.time < at
-        ]
+    results, failed = fetch_each(
+        lambda c: broker.news(c, start=history_start, end=at, limit=IB_MAX_NEWS),
+        _universe_contracts(universe),
+        _workers(broker, pipeline),
+    )
+    rows = [
+        (symbol, h.time, h.headline, h.provider_code, h.article_id)
+        for symbol, items in results.items()
+        for h in items
+        if history_start <= h.time < at
+    ]
     everything = _headline_frame(rows)
     recent_mask = everything["time"] >= pd.Timestamp(start)
     recent, history = everything.loc[recent_mask], everything.loc[~recent_mask]

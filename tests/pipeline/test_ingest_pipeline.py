@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from ibkr_assets.assets import features, ingest, portfolio, signals
-from ibkr_assets.broker.models import Order
+from ibkr_assets.broker.models import Contract, Order
 from ibkr_assets.partitions import as_of
 from ibkr_assets.resources import build_resources
 
@@ -238,3 +238,20 @@ def test_empty_news_day_and_unknown_symbol_do_not_break_the_run(tmp_path: Path) 
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
         (count,) = conn.execute("select count(*) from ingest.headlines").fetchone()
     assert count == 0, "the empty day is stored as an empty table, so reruns and loads work"
+
+
+def test_parallel_fetch_matches_serial_and_records_failures(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IBKR_SIM_SYMBOLS", str(N_SYMBOLS))
+        broker = World(tmp_path).resources["ib"].broker_at(as_of(SESSION))
+    contracts = [broker.resolve(s) for s in ("AAPL", "MSFT", "KO", "XOM")]
+    contracts.append(Contract(conid=999_999_999, symbol="GHOST", sec_type="STK"))
+
+    def fetch(contract: Contract) -> list:
+        return broker.history(contract, duration="30 D", end=as_of(SESSION))
+
+    serial, serial_failed = ingest.fetch_each(fetch, contracts, workers=1)
+    parallel, parallel_failed = ingest.fetch_each(fetch, contracts, workers=4)
+    assert list(serial) == ["AAPL", "MSFT", "KO", "XOM"] and serial == parallel
+    assert set(serial_failed) == set(parallel_failed) == {"GHOST"}
+    assert "200" in parallel_failed["GHOST"], "IB's 'no security definition' code is kept"
