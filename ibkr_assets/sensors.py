@@ -20,6 +20,8 @@ from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource
 
 ORDER_ASSETS = ("order_ticket", "submitted_orders")
 GATED_ASSET = dg.AssetKey("risk_report")
+#: Dagster's step keys of the gate's checks (``<asset>_<check>``).
+GATE_STEPS = frozenset(f"{GATED_ASSET.path[-1]}_{name}" for name in COMPLIANCE_CHECKS)
 
 
 def _new_check_evaluations(context: dg.SensorEvaluationContext) -> list[dg.EventLogRecord]:
@@ -49,6 +51,12 @@ def _metadata_text(metadata: dict) -> str:
         if isinstance(raw, str | int | float | bool):
             lines.append(f"- {key}: {raw}")
     return "\n".join(lines)
+
+
+def _failed_only_at_the_gate(instance: dg.DagsterInstance, run_id: str) -> bool:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    failed = {r.event_log_entry.step_key for r in records}
+    return bool(failed) and failed <= GATE_STEPS
 
 
 def _is_gate(evaluation: dg.AssetCheckEvaluation) -> bool:
@@ -86,8 +94,11 @@ def asset_check_failure_alerts(
 
 @dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING)
 def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertResource) -> None:
-    """Alert when any run of the pipeline fails."""
+    """Alert when any run of the pipeline fails — except a run stopped only by the compliance
+    gate, whose alert (with the recommendation report) was already sent by ``risk_report``."""
     run = context.dagster_run
+    if _failed_only_at_the_gate(context.instance, run.run_id):
+        return
     partition = run.tags.get("dagster/partition", "-")
     message = context.failure_event.message or "run failed"
     _deliver(

@@ -112,3 +112,29 @@ def test_run_failure_sensor(tmp_path):
     [alert] = _alerts(log)
     assert alert["subject"] == f"Run failed: {result.dagster_run.job_name} [2024-03-04]"
     assert alert["severity"] == "error" and result.dagster_run.run_id in alert["body"]
+
+
+@dg.asset_check(asset=risk_report, partitions_def=PARTS, blocking=True, name="liquidity")
+def blocking_liquidity() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=False)
+
+
+def test_run_failure_sensor_skips_runs_stopped_only_by_the_gate(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    log = tmp_path / "alerts.jsonl"
+    result = dg.materialize(
+        [risk_report, blocking_liquidity],
+        partition_key="2024-03-04",
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alerts",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        resources={"alerts": AlertResource(log_path=str(log))},
+    ).for_run_failure()
+    run_failure_alerts(ctx)
+    assert _alerts(log) == []
