@@ -368,17 +368,24 @@ def req_scanner_subscription(s: Session, r: Reader) -> None:
     if not s.state.pacer.allow_scanner(s, req_id, s.state.scanner_count()):
         return
     limit = 50 if rows <= 0 or rows >= 2**31 - 1 else min(rows, 50)
-    results = s.state.market.scan(
-        code,
-        s.state.now(),
-        location=location or "STK.US.MAJOR",
-        above_price=_opt(above_price),
-        below_price=_opt(below_price),
-        above_volume=_opt(above_volume),
-        market_cap_above=_opt(cap_above),
-        market_cap_below=_opt(cap_below),
-        limit=limit,
-    )
+    try:
+        results = s.state.market.scan(
+            code,
+            s.state.now(),
+            location=location or "STK.US.MAJOR",
+            above_price=_opt(above_price),
+            below_price=_opt(below_price),
+            above_volume=_opt(above_volume),
+            market_cap_above=_opt(cap_above),
+            market_cap_below=_opt(cap_below),
+            limit=limit,
+        )
+    except SimError as exc:  # TWS reports scanner failures through the HMDS error, 162
+        raise SimError(
+            HISTORICAL_DATA_ERROR,
+            f"Historical Market Data Service error message:API scanner subscription "
+            f"rejected: {exc.message}",
+        ) from exc
     universe = s.state.market.universe
     fields: list[object] = [20, 3, req_id, len(results)]
     for res in results:

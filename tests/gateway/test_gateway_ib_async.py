@@ -199,6 +199,10 @@ def test_scanner_and_news(ib):
     rows = ib.reqScannerData(sub)
     assert 1 <= len(rows) <= 10
     assert [r.rank for r in rows] == sorted(r.rank for r in rows)
+    ib.test_errors.clear()
+    bad = ScannerSubscription(instrument="STK", locationCode="STK.US.MAJOR", scanCode="NOPE")
+    assert len(ib.reqScannerData(bad)) == 0
+    assert any(code == 162 and "NOPE" in msg for _, code, msg in ib.test_errors)
     xml = ib.reqScannerParameters()
     assert "TOP_PERC_GAIN" in xml and "<ScanParameterResponse>" in xml
     providers = ib.reqNewsProviders()
