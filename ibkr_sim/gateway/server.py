@@ -48,13 +48,11 @@ FILL_POLL_SECONDS = 0.25
 TICK_SECONDS = 1.0
 
 # IB error codes used by the transport itself
-DUPLICATE_CLIENT_ID = 326
 NOT_CONNECTED = 504
 BAD_MESSAGE = 505  # "Fatal error: unknown message id" / unparsable message
-UNSUPPORTED_VERSION = 503
 CANT_READ = 320  # "Error reading request: ..."
 INTERNAL_ERROR = 322  # "Error processing request"
-OUT_OF_DATE = 503  # TWS's answer to a request it does not support ("must be upgraded")
+OUT_OF_DATE = 503  # TWS's answer to a client or request it does not support ("upgrade")
 
 Handler = Callable[["Session", wire.Reader], Any]
 
@@ -94,7 +92,6 @@ class Session:
         self.writer = writer
         self.client_id: int | None = None
         self.client_version = 0
-        self.peer = writer.get_extra_info("peername")
         # subscriptions, keyed by the client's reqId
         self.tickers: dict[int, int] = {}  # reqId -> conid (streaming market data)
         self.last_ticks: dict[int, dict[object, tuple[object, ...]]] = {}
@@ -188,7 +185,7 @@ class Session:
         except ValueError as exc:
             raise wire.ProtocolError(f"bad version range {text!r}") from exc
         if high_v < MIN_CLIENT_VERSION or low_v > SERVER_VERSION:
-            self.error(-1, UNSUPPORTED_VERSION, f"Unsupported client version range {text}")
+            self.error(-1, OUT_OF_DATE, f"Unsupported client version range {text}")
             return False
         self.client_version = min(high_v, SERVER_VERSION)
         # frames after the handshake arrive later; push back what followed it
