@@ -25,7 +25,10 @@ Units must agree: with daily scenarios use daily ``a`` and daily ``Σ``
 
 :class:`PortfolioOptimiser` builds the cvxpy problem once per symbol set with ``a``, ``w0``,
 ``U`` and ``R`` as Parameters (disciplined parametrised programming, DPP), so re-solving for a
-new day — as the backtest does every session — skips cvxpy's compilation. Any solver status
+new day — as the backtest does every session — skips cvxpy's compilation. A penalty weighted 0
+is left out of the problem. The solver is Clarabel (interior point, accurate to ~1e-8), then
+HiGHS, SCS, ECOS; ``solver="HIGHS"`` is about twice as fast on the 700-name daily problem
+but only accurate to ~1e-5 relative on the quadratic term. Any solver status
 other than optimal raises :class:`OptimizationError`; limits that cannot hold together are
 named before the solver runs.
 
@@ -49,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ibkr_assets.quant.risk_metrics import historical_var_cvar
 from ibkr_assets.quant.risk_model import RiskModel
 
-SOLVERS = ("CLARABEL", "SCS", "ECOS")
+SOLVERS = ("CLARABEL", "HIGHS", "SCS", "ECOS")
 
 
 class OptimizationError(Exception):
@@ -147,22 +150,22 @@ class PortfolioOptimiser:
         self._u = cp.Parameter((n, n), name="cov_factor")
         self._r = cp.Parameter((self.n_scenarios, n), name="scenarios")
         w = cp.Variable(n, name="w")
-        zeta = cp.Variable(name="var")
-        aux = cp.Variable(self.n_scenarios, nonneg=True, name="tail")
-        cvar = zeta + cp.sum(aux) / ((1 - cfg.cvar_alpha) * self.n_scenarios)
-        objective = (
-            self._alpha @ w
-            - cfg.risk_aversion * cp.sum_squares(self._u @ w)
-            - cfg.cvar_aversion * cvar
-            - cfg.turnover_cost * cp.norm1(w - self._w0)
-        )
+        objective = self._alpha @ w - cfg.turnover_cost * cp.norm1(w - self._w0)
         cons = [
-            aux >= -(self._r @ w) - zeta,
             cp.norm1(w) <= cfg.max_gross,
             cp.sum(w) <= cfg.max_net,
             w <= cfg.max_weight,
             w >= (0.0 if cfg.long_only else -cfg.max_weight),
         ]
+        # A term with a zero weight is left out, so its dense data never reaches the solver.
+        if cfg.risk_aversion > 0:
+            objective -= cfg.risk_aversion * cp.sum_squares(self._u @ w)
+        if cfg.cvar_aversion > 0:
+            zeta = cp.Variable(name="var")
+            aux = cp.Variable(self.n_scenarios, nonneg=True, name="tail")
+            cvar = zeta + cp.sum(aux) / ((1 - cfg.cvar_alpha) * self.n_scenarios)
+            objective -= cfg.cvar_aversion * cvar
+            cons.append(aux >= -(self._r @ w) - zeta)
         if cfg.min_net is not None:
             cons.append(cp.sum(w) >= cfg.min_net)
         for idx, cap in self._sector_groups.values():

@@ -193,3 +193,17 @@ def test_bad_inputs_named():
         PortfolioOptimiser(symbols, cov, sc)
     with pytest.raises(OptimizationError, match="no sector for"):
         PortfolioOptimiser(symbols, cov, scenarios, OptimiserConfig(sector_cap=0.3), {"S0": "X"})
+
+
+def test_zero_penalties_left_out_and_highs_agrees():
+    _symbols, cov, scenarios, alpha = _data(n=10)
+    lp = PortfolioOptimiser(_symbols, cov, scenarios, OptimiserConfig(risk_aversion=0.0))
+    names = {p.name() for p in lp.problem.parameters()}
+    assert "cov_factor" not in names and "scenarios" in names
+    cfg = OptimiserConfig(risk_aversion=20.0, cvar_aversion=0.05)
+    clarabel = optimise(alpha * 10, cov, scenarios, cfg)
+    highs = optimise(alpha * 10, cov, scenarios, cfg.model_copy(update={"solver": "HIGHS"}))
+    assert clarabel.weights.abs().sum() > 0.1
+    assert highs.solver == "HIGHS"
+    np.testing.assert_allclose(highs.weights, clarabel.weights, atol=1e-4)
+    assert highs.objective == pytest.approx(clarabel.objective, rel=1e-4)
