@@ -95,6 +95,11 @@ def test_intraday_bars_format_date_2(ib):
     )
     assert bars and all(b.date.tzinfo is not None for b in bars)
     assert bars[-1].date + timedelta(minutes=30) <= SESSION_START + timedelta(minutes=5)
+    local = ib.reqHistoricalData(
+        Stock("MSFT", "SMART", "USD"), "", "2 D", "30 mins", "TRADES", True, formatDate=1
+    )
+    assert [b.date for b in local] == [b.date for b in bars]  # same instants, New York time
+    assert str(local[0].date.tzinfo) == "US/Eastern"
     bad = ib.reqHistoricalData(
         Stock("MSFT", "SMART", "USD"), "", "2 D", "7 mins", "TRADES", True, 1
     )
