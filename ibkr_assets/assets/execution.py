@@ -104,7 +104,7 @@ SUBMITTED_COLUMNS = {
     "symbol": "string",
     "action": "string",
     "quantity": "float64",
-    "outcome": "string",  # placed | already_sent | already_executed | rejected
+    "outcome": "string",  # placed | already_sent | same_side_sent | already_executed | rejected
     "order_id": "Int64",
     "perm_id": "Int64",
     "status": "string",
@@ -389,27 +389,42 @@ def order_ticket(
 # -- submission ------------------------------------------------------------------------------
 
 
-def _known_refs(
-    broker: Broker, account_id: str | None
-) -> dict[str, tuple[str, OrderStatus | None]]:
-    """Every order_ref the broker already knows, and how it knows it."""
-    known: dict[str, tuple[str, OrderStatus | None]] = {}
-    for execution in broker.executions(account_id):
-        if execution.order_ref:
-            known[execution.order_ref] = ("already_executed", None)
+Sent = tuple[str, OrderStatus | None]
+
+
+def _known_orders(
+    broker: Broker, account_id: str | None, ref_prefix: str
+) -> tuple[dict[str, Sent], dict[tuple[str, str], Sent]]:
+    """What the broker already has: by exact ``order_ref``, and by (symbol, side) for every
+    order of this partition (refs starting with ``ref_prefix``) whatever its size."""
+    by_ref: dict[str, Sent] = {}
+    by_side: dict[tuple[str, str], Sent] = {}
+    for ex in broker.executions(account_id):
+        if ex.order_ref:
+            by_ref[ex.order_ref] = ("already_executed", None)
+            if ex.order_ref.startswith(ref_prefix):
+                side = "BUY" if ex.side == "BOT" else "SELL"
+                by_side[(ex.contract.symbol, side)] = ("already_executed", None)
     for status in [*broker.completed_orders(account_id), *broker.open_orders(account_id)]:
         if status.order_ref:
-            known[status.order_ref] = ("already_sent", status)
-    return known
+            by_ref[status.order_ref] = ("already_sent", status)
+            if status.order_ref.startswith(ref_prefix):
+                by_side[(status.contract.symbol, status.action)] = ("same_side_sent", status)
+    return by_ref, by_side
 
 
 def submit_ticket(
-    broker: Broker, ticket: pd.DataFrame, account_id: str | None = None
+    broker: Broker, ticket: pd.DataFrame, ref_prefix: str, account_id: str | None = None
 ) -> pd.DataFrame:
-    """Place each ticket order whose ``order_ref`` the broker has never seen; one row per order
-    with its outcome, IB order id and status. A rejected order is recorded, not raised, so the
+    """Place each ticket order the broker has never seen; one row per order with its outcome,
+    IB order id and status.
+
+    An order is skipped when the broker knows its exact ``order_ref`` (a rerun after a crash),
+    and also when it already has an order of this partition (``ref_prefix``) for the same symbol
+    and side at another size — positions moved by partial fills change the diff, and with it
+    the ref, but must never double the trade. A rejected order is recorded, not raised, so the
     rest of the ticket still goes out."""
-    known = _known_refs(broker, account_id)
+    by_ref, by_side = _known_orders(broker, account_id, ref_prefix)
     rows = []
     for _, row in ticket.iterrows():
         ref = str(row["order_ref"])
@@ -419,8 +434,9 @@ def submit_ticket(
             "action": row["action"],
             "quantity": float(row["quantity"]),
         }
-        if ref in known:
-            outcome, status = known[ref]
+        known = by_ref.get(ref) or by_side.get((str(row["symbol"]), str(row["action"])))
+        if known is not None:
+            outcome, status = known
         else:
             order = order_from_row(row, str(row["order_type"]))
             try:
@@ -456,7 +472,9 @@ def submitted_orders(
     ticket = read_ticket(storage.report_path("order_ticket", partition, "json"))
     if decide.auto_submit and len(ticket):
         broker = ib.broker_at(as_of(partition))
-        frame = submit_ticket(broker, ticket, account_id=ib.account)
+        frame = submit_ticket(
+            broker, ticket, f"{decide.order_ref_prefix}:{partition}:", account_id=ib.account
+        )
     else:
         frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in SUBMITTED_COLUMNS.items()})
     path = storage.write_json(
@@ -473,7 +491,11 @@ def submitted_orders(
         metadata={
             "auto_submit": decide.auto_submit,
             "placed": int(counts.get("placed", 0)),
-            "already_sent": int(counts.get("already_sent", 0) + counts.get("already_executed", 0)),
+            "already_sent": int(
+                sum(
+                    counts.get(k, 0) for k in ("already_sent", "same_side_sent", "already_executed")
+                )
+            ),
             "rejected": int(counts.get("rejected", 0)),
             "path": str(path),
         },

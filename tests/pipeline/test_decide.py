@@ -113,9 +113,15 @@ def test_submission_is_idempotent_across_a_crash(happy):
     ticket = read_ticket(data_dir / "reports" / f"order_ticket_{SESSION}.json")
     half = ticket.head(len(ticket) // 2)
     broker = resources["ib"].broker_at(as_of(SESSION))
+    assert len(ticket) >= 3
     # a previous run sent half the ticket, then crashed before recording anything
     for _, row in half.iterrows():
         broker.place(order_from_row(row, str(row["order_type"])))
+    # ... and, in an earlier attempt on this session, one more name at another size (so under
+    # another order_ref): it must not be bought twice either
+    other = ticket.iloc[-1]
+    resized = order_from_row(other, str(other["order_type"]), quantity=other["quantity"] - 1)
+    broker.place(resized.model_copy(update={"order_ref": f"ibkr-agent:{SESSION}:0123456789ab"}))
 
     decide = DecideConfig(auto_submit=True)
 
@@ -134,7 +140,10 @@ def test_submission_is_idempotent_across_a_crash(happy):
     )["orders"]
     outcomes = pd.Series([o["outcome"] for o in first]).value_counts().to_dict()
     assert outcomes.get("already_sent", 0) + outcomes.get("already_executed", 0) == len(half)
-    assert outcomes.get("placed", 0) == len(ticket) - len(half)
+    assert outcomes.get("same_side_sent", 0) == 1
+    assert outcomes.get("placed", 0) == len(ticket) - len(half) - 1
+    [skipped] = [o for o in first if o["outcome"] == "same_side_sent"]
+    assert skipped["symbol"] == other["symbol"]
     assert all(o["order_id"] for o in first if o["outcome"] == "placed")
     # and a second rerun sends nothing at all
     second = json.loads(
@@ -142,8 +151,9 @@ def test_submission_is_idempotent_across_a_crash(happy):
     )["orders"]
     assert not [o for o in second if o["outcome"] == "placed"]
     refs = [s.order_ref for s in [*broker.open_orders(), *broker.completed_orders()]]
-    for ref in ticket["order_ref"]:
+    for ref in ticket["order_ref"].iloc[:-1]:
         assert refs.count(ref) == 1, f"{ref} sent {refs.count(ref)} times"
+    assert other["order_ref"] not in refs
 
 
 def test_ticket_takes_the_final_size_of_each_order():
