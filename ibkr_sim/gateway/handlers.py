@@ -48,7 +48,9 @@ def start_api(s: Session, r: Reader) -> None:
         return
     s.client_id = client_id
     s.state.client_ids.add(client_id)
-    s.seen_execs = {e.exec_id for e in s.state.exchange.executions()}
+    existing = s.state.exchange.executions()
+    s.seen_execs = {e.exec_id for e in existing}
+    s.exec_cursor = max((e.time for e in existing), default=None)
     s.send(9, 1, s.state.exchange.next_order_id())
     s.send(15, 1, ",".join(a.account_id for a in s.state.exchange.accounts()))
     for code, text in FARM_NOTICES:

@@ -367,10 +367,11 @@ def push_order_updates(s: Session, force: int | None = None) -> None:
     if not (live or s.positions_subscribed or s.account_updates):
         return
     ex = s.state.exchange
-    new = [e for e in ex.executions() if e.exec_id not in s.seen_execs]
+    new = [e for e in ex.executions(since=s.exec_cursor) if e.exec_id not in s.seen_execs]
     mine = set(s.orders.values())
     for e in new:
         s.seen_execs.add(e.exec_id)
+        s.exec_cursor = e.time if s.exec_cursor is None else max(s.exec_cursor, e.time)
         if e.order_id in mine:
             _send_execution(s, -1, e)
     if live:

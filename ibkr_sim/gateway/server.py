@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 SERVER_VERSION = 178  # highest ib_async 2.1 asks for; below the protobuf-only versions
 MIN_CLIENT_VERSION = 157
-FILL_POLL_SECONDS = 0.25
+FILL_POLL_SECONDS = 0.25  # while this client has working orders
+IDLE_POLL_SECONDS = 1.0  # otherwise (fills of other clients still move positions)
 TICK_SECONDS = 1.0
 
 # IB error codes used by the transport itself
@@ -105,6 +106,7 @@ class Session:
         # order ids of this client -> exchange order ids, and what was already reported
         self.orders: dict[int, int] = {}
         self.seen_execs: set[str] = set()  # executions already accounted for (any client)
+        self.exec_cursor: datetime | None = None  # time of the latest execution seen
         self.finished: set[int] = set()  # exchange ids of this client's orders that are done
         self.positions_subscribed = False
         self.reported_status: dict[int, tuple[str, float]] = {}
@@ -255,7 +257,8 @@ class Session:
     # ---------------------------------------------------------------- background work
     async def _poll_fills(self) -> None:
         while not self.closed:
-            await asyncio.sleep(FILL_POLL_SECONDS)
+            live = any(oid not in self.finished for oid in self.orders.values())
+            await asyncio.sleep(FILL_POLL_SECONDS if live else IDLE_POLL_SECONDS)
             if self.client_id is None:
                 continue
             try:
