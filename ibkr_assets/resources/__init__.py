@@ -42,11 +42,12 @@ class _SourceSettings(BaseSettings):
     fundamentals: Literal["sim", "fmp"] = "sim"
 
 
-def fundamentals_resource() -> FundamentalsResource:
-    """Simulated fundamentals, or FMP when ``IBKR_FUNDAMENTALS=fmp`` (key read at run time)."""
+def fundamentals_resource(ib: IBResource) -> FundamentalsResource:
+    """Simulated fundamentals (of the market ``ib`` simulates), or FMP when
+    ``IBKR_FUNDAMENTALS=fmp`` (key read at run time)."""
     if _SourceSettings().fundamentals == "fmp":
         return FMPFundamentalsResource(api_key=dg.EnvVar("FMP_API_KEY"))
-    return SimFundamentalsResource()
+    return SimFundamentalsResource(sim_seed=ib.sim_seed, sim_symbols=ib.sim_symbols)
 
 
 def build_resources(data_dir: str | None = None) -> dict[str, Any]:
@@ -61,7 +62,7 @@ def build_resources(data_dir: str | None = None) -> dict[str, Any]:
         "ib": ib,
         "storage": storage,
         "pipeline": PipelineConfig.from_env(),
-        "fundamentals": fundamentals_resource(),
+        "fundamentals": fundamentals_resource(ib),
         "sentiment": SentimentResource.from_env(),
         "alerts": AlertResource.from_env(data_dir=ib.data_dir),
         "decide": DecideConfig.from_env(),

@@ -34,6 +34,7 @@ from tenacity import (
 )
 
 from ibkr_assets.broker import Broker
+from ibkr_assets.broker.sim import shared_market
 
 #: Columns of the quarterly statements frame, in order.
 STATEMENT_COLUMNS = [
@@ -93,15 +94,15 @@ class FundamentalsResource(dg.ConfigurableResource):
 
 
 class SimFundamentalsResource(FundamentalsResource):
-    """The simulated market's statements and consensus EPS (needs the ``sim`` broker)."""
+    """The simulated market's statements and consensus EPS: the sim broker's own market, or —
+    behind the simulated gateway (``tws`` backend) — the same deterministic market rebuilt
+    from its seed and size (``IBKR_SIM_SEED``, ``IBKR_SIM_SYMBOLS``)."""
+
+    sim_seed: int = 7
+    sim_symbols: int = 700
 
     def fetch(self, broker: Broker, symbols: Sequence[str], as_of: date) -> Fundamentals:
-        market = getattr(broker, "market", None)
-        if market is None:
-            raise ValueError(
-                f"simulated fundamentals need the sim broker, not {broker.name!r}: "
-                "set IBKR_FUNDAMENTALS=fmp and FMP_API_KEY"
-            )
+        market = getattr(broker, "market", None) or shared_market(self.sim_seed, self.sim_symbols)
         frames: list[pd.DataFrame] = []
         eps: dict[str, float] = {}
         missing: dict[str, str] = {}
