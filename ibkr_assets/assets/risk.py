@@ -96,7 +96,11 @@ def target_weights(
             "sector": sectors.to_numpy(),
             "alpha_score": alpha.to_numpy(),
             "current_weight": current.to_numpy(),
-            "target_weight": result.weights.reindex(symbols).to_numpy(dtype=float),
+            # the solver meets |w| <= max_weight to ~1e-9; clip so the gate's exact comparison
+            # never fails on solver round-off (clipping only lowers gross and net)
+            "target_weight": result.weights.reindex(symbols)
+            .clip(-decide.max_weight, decide.max_weight)
+            .to_numpy(dtype=float),
         }
     )
     ex_ante = {
