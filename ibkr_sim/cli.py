@@ -42,12 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.port <= 65535:
             print(f"ibkr-sim gateway: --port {args.port} is not a TCP port", file=sys.stderr)
             return 2
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(
-                serve_forever(
-                    args.host, args.port, args.seed, args.symbols, args.pacing, args.data_dir
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(
+                    serve_forever(
+                        args.host, args.port, args.seed, args.symbols, args.pacing, args.data_dir
+                    )
                 )
-            )
+        except (ValueError, OSError) as exc:  # bad --symbols, port in use, unwritable data dir
+            print(f"ibkr-sim gateway: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 
