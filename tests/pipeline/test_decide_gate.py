@@ -28,12 +28,12 @@ DECIDE = [
 ]
 
 
-def run(data_dir, config: DecideConfig, partition: str = SESSION, instance=None):
+def run(data_dir, config: DecideConfig, partition: str = SESSION, instance=None, alerts=None):
     resources = {
         "io_manager": DuckDBPandasIOManager(database=str(data_dir / "warehouse.duckdb")),
         "storage": StorageResource(data_dir=str(data_dir)),
         "decide": config,
-        "alerts": AlertResource(log_path=str(data_dir / "alerts.jsonl")),
+        "alerts": alerts or AlertResource(log_path=str(data_dir / "alerts.jsonl")),
     }
     return dg.materialize(
         [*UPSTREAM, *DECIDE, *COMPLIANCE_GATE],
@@ -126,3 +126,19 @@ def test_gate_checks_evaluate_only_their_partition(tmp_path):
             "where \"check\" = 'concentration' order by d"
         ).fetchall()
     assert rows == [(SESSION, False), (OTHER_SESSION, True)]
+
+
+def test_undeliverable_alert_still_blocks_and_keeps_the_recommendation(tmp_path):
+    # Slack chosen but no webhook or token: delivery fails, the gate's work must not be lost
+    alerts = AlertResource(channel="slack", log_path=str(tmp_path / "alerts.jsonl"))
+    result = run(tmp_path, DecideConfig(concentration_max=0.01), alerts=alerts)
+    assert not result.success and gate(result)["concentration"] is False
+    assert (tmp_path / "reports" / f"recommendation_{SESSION}.md").exists()
+    [event] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("risk_report")
+    ]
+    assert event.materialization.metadata["alert"].value.startswith("not delivered")
+    # the log sink still has it
+    assert "Compliance gate" in (tmp_path / "alerts.jsonl").read_text()
