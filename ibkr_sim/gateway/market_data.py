@@ -157,6 +157,8 @@ def req_mkt_depth(s: Session, r: Reader) -> None:
     rows = max(1, min(rows, 10))
     if not s.state.pacer.allow_market_data_line(s, req_id, s.state.lines()):
         return
+    if not s.state.pacer.allow_depth(s, req_id, sum(len(x.depth) for x in s.state.sessions)):
+        return
     _send_depth(s, req_id, inst.conid, rows, smart, 0)
     s.depth[req_id] = (inst.conid, rows, smart)
 

@@ -12,7 +12,8 @@ Violations" and "Historical Data Limitations"):
   contract, exchange and tick type within 2 seconds, and no more than 60 requests in any
   10-minute window for bars of 30 seconds or less; a violation gets error 162
   ("Historical Market Data Service error message: Pacing violation");
-* at most 10 simultaneous scanner subscriptions (error 420).
+* at most 10 simultaneous scanner subscriptions (error 420) and 3 market-depth subscriptions
+  (error 309).
 
 With pacing off every check passes. Time is the monotonic clock of the gateway process.
 """
@@ -27,6 +28,7 @@ from typing import Any
 MESSAGES_PER_SECOND = 50
 MARKET_DATA_LINES = 100
 SCANNER_SUBSCRIPTIONS = 10
+DEPTH_SUBSCRIPTIONS = 3
 IDENTICAL_WINDOW = 15.0
 SAME_CONTRACT_WINDOW, SAME_CONTRACT_MAX = 2.0, 5
 SMALL_BAR_WINDOW, SMALL_BAR_MAX, SMALL_BAR_SECONDS = 600.0, 60, 30
@@ -35,6 +37,7 @@ MAX_RATE = 100
 MAX_TICKERS = 101
 HISTORICAL_PACING = 162
 MAX_SCANNERS = 420
+MAX_DEPTH = 309
 
 
 class Pacer:
@@ -80,6 +83,16 @@ class Pacer:
             req_id,
             MAX_TICKERS,
             f"Max number of tickers has been reached: {MARKET_DATA_LINES} market data lines",
+        )
+        return False
+
+    def allow_depth(self, session: Any, req_id: int, active: int) -> bool:
+        if not self.enabled or active < DEPTH_SUBSCRIPTIONS:
+            return True
+        session.error(
+            req_id,
+            MAX_DEPTH,
+            f"Max number ({DEPTH_SUBSCRIPTIONS}) of market depth requests has been reached",
         )
         return False
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from ibkr_sim.gateway.pacing import MARKET_DATA_LINES, SCANNER_SUBSCRIPTIONS, Pacer
+from ibkr_sim.gateway.pacing import (
+    DEPTH_SUBSCRIPTIONS,
+    MARKET_DATA_LINES,
+    SCANNER_SUBSCRIPTIONS,
+    Pacer,
+)
 
 
 class Recorder:
@@ -55,6 +60,9 @@ def test_market_data_lines_and_scanners(clock):
     assert pacer.allow_scanner(s, 9, SCANNER_SUBSCRIPTIONS - 1)
     assert not pacer.allow_scanner(s, 10, SCANNER_SUBSCRIPTIONS)
     assert s.errors[-1][:2] == (10, 420)
+    assert pacer.allow_depth(s, 11, DEPTH_SUBSCRIPTIONS - 1)
+    assert not pacer.allow_depth(s, 12, DEPTH_SUBSCRIPTIONS)
+    assert s.errors[-1][:2] == (12, 309)
 
 
 def test_historical_identical_and_same_contract(clock):
