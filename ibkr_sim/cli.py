@@ -1,8 +1,9 @@
 """``ibkr-sim``: command line of the simulated IB world.
 
 ``ibkr-sim gateway [--host 127.0.0.1] [--port 4002] [--seed N] [--symbols 700]
-[--pacing off|ib] [--data-dir DIR]`` serves the TWS API socket protocol (as IB Gateway's paper
-port 4002 does) over the simulated market and the paper exchange kept under ``DIR/sim``.
+[--pacing off|ib] [--data-dir DIR] [--now ISO]`` serves the TWS API socket protocol (as IB
+Gateway's paper port 4002 does) over the simulated market and the paper exchange kept under
+``DIR/sim``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,15 @@ import contextlib
 import logging
 import os
 import sys
+from datetime import UTC, datetime
+
+
+def _instant(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date-time") from exc
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("IBKR_DATA_DIR", "data"),
         help="data root; the paper account lives in DIR/sim (default $IBKR_DATA_DIR or ./data)",
     )
+    gw.add_argument(
+        "--now",
+        type=_instant,
+        default=None,
+        help="start the gateway clock at this UTC instant (e.g. 2026-11-20T15:30:00Z, inside a "
+        "session so orders fill); it then advances in real time. Default: the wall clock",
+    )
     gw.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser
 
@@ -37,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     if args.command == "gateway":
-        from ibkr_sim.gateway.server import serve_forever
+        from ibkr_sim.gateway.server import running_clock, serve_forever
 
         if not 0 <= args.port <= 65535:
             print(f"ibkr-sim gateway: --port {args.port} is not a TCP port", file=sys.stderr)
@@ -46,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(
                     serve_forever(
-                        args.host, args.port, args.seed, args.symbols, args.pacing, args.data_dir
+                        args.host,
+                        args.port,
+                        args.seed,
+                        args.symbols,
+                        args.pacing,
+                        args.data_dir,
+                        clock=None if args.now is None else running_clock(args.now),
                     )
                 )
         except (ValueError, OSError) as exc:  # bad --symbols, port in use, unwritable data dir

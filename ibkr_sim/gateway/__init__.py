@@ -5,6 +5,12 @@ loopback port) or from the shell with ``ibkr-sim gateway``; then connect any TWS
 ``ib_async.IB().connect("127.0.0.1", handle.port, clientId=1)``.
 """
 
-from ibkr_sim.gateway.server import SERVER_VERSION, Gateway, GatewayHandle, start_gateway
+from ibkr_sim.gateway.server import (
+    SERVER_VERSION,
+    Gateway,
+    GatewayHandle,
+    running_clock,
+    start_gateway,
+)
 
-__all__ = ["SERVER_VERSION", "Gateway", "GatewayHandle", "start_gateway"]
+__all__ = ["SERVER_VERSION", "Gateway", "GatewayHandle", "running_clock", "start_gateway"]

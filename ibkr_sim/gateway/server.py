@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -401,11 +401,23 @@ def start_gateway(
     return GatewayHandle(host, ready["port"], state, loop, thread, gateway)
 
 
+def running_clock(start: datetime) -> Callable[[], datetime]:
+    """A clock that reads ``start`` now and advances in real time (pins the session)."""
+    t0 = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - t0)
+
+
 async def serve_forever(
-    host: str, port: int, seed: int, symbols: int, pacing: str, data_dir: Path | str
+    host: str,
+    port: int,
+    seed: int,
+    symbols: int,
+    pacing: str,
+    data_dir: Path | str,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
     """Run a gateway in the current event loop until cancelled (the ``ibkr-sim gateway`` CLI)."""
-    gateway = Gateway(build_state(seed, symbols, pacing, data_dir))
+    gateway = Gateway(build_state(seed, symbols, pacing, data_dir, clock))
     bound = await gateway.start(host, port)
     log.info("ibkr-sim gateway listening on %s:%d (pacing %s)", host, bound, pacing)
     print(f"ibkr-sim gateway listening on {host}:{bound}", flush=True)
@@ -415,4 +427,11 @@ async def serve_forever(
         await gateway.stop()
 
 
-__all__ = ["SERVER_VERSION", "Gateway", "GatewayHandle", "Session", "start_gateway"]
+__all__ = [
+    "SERVER_VERSION",
+    "Gateway",
+    "GatewayHandle",
+    "Session",
+    "running_clock",
+    "start_gateway",
+]

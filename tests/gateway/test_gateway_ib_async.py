@@ -316,6 +316,8 @@ def test_cli_serves_ib_async(tmp_path):
             "0",
             "--symbols",
             "20",
+            "--now",
+            "2025-06-10T15:00:00Z",
             "--data-dir",
             str(tmp_path),
             "--log-level",
@@ -324,16 +326,17 @@ def test_cli_serves_ib_async(tmp_path):
         stdout=subprocess.PIPE,
         text=True,
     )
+    client = IB()
     try:
         line = proc.stdout.readline()
         assert "listening on 127.0.0.1:" in line, line
         port = int(line.rsplit(":", 1)[1])
-        client = IB()
         client.connect("127.0.0.1", port, clientId=9, timeout=10)
         assert client.managedAccounts() == ["DU1234567", "DU7654321"]
-        client.disconnect()
+        assert abs((client.reqCurrentTime() - SESSION_START).total_seconds()) < 30
         assert (tmp_path / "sim" / "paper.sqlite").exists()
     finally:
+        client.disconnect()  # before the server goes, so no disconnect error leaks into ib_async
         proc.terminate()
         proc.wait(10)
 
