@@ -10,6 +10,7 @@ error 200 for the request's reqId.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
@@ -141,11 +142,39 @@ def portfolio_contract_fields(inst: Instrument) -> list[object]:
     return fields
 
 
-def _hours(market: SimMarket, inst: Instrument, today: date) -> str:
+def resolve_all(market: SimMarket, req: ContractRequest, today: date) -> list[Instrument]:
+    """Every instrument a request matches: an option request without strike or right lists
+    the chain (filtered by expiry prefix, strike and right), as TWS does; else one contract."""
+    if req.sec_type.upper() != "OPT" or req.conid or (req.strike and req.right):
+        return [resolve(market, req)]
+    symbol = req.symbol or req.local_symbol
+    underlying = market.universe.lookup(symbol, None, req.currency or None)
+    expiries, strikes = market.option_chain(underlying.conid, today)
+    right = {"CALL": "C", "PUT": "P"}.get(req.right.upper(), req.right.upper())
+    found = [
+        market.option(underlying.conid, expiry, strike, r)
+        for expiry in expiries
+        if expiry.startswith(req.last_trade_date)
+        for strike in strikes
+        if not req.strike or abs(strike - req.strike) < 1e-9
+        for r in ("C", "P")
+        if not right or r == right
+    ]
+    if not found:
+        raise SimError(
+            NO_SECURITY_DEFINITION,
+            f"No security definition has been found for the request: {symbol} OPT "
+            f"{req.last_trade_date} {req.strike or ''} {req.right}".strip(),
+        )
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _hours(market: SimMarket, conid: int, today: date) -> str:
     parts: list[str] = []
     for offset in range(7):
         day = today + timedelta(days=offset)
-        spans = market.trading_hours(inst.conid, day)
+        spans = market.trading_hours(conid, day)
         if not spans:
             parts.append(f"{day:%Y%m%d}:CLOSED")
             continue
@@ -159,8 +188,8 @@ def contract_details_fields(
     market: SimMarket, inst: Instrument, req_id: int, today: date
 ) -> list[object]:
     """Message 10 (contractDetails) for server version >= 164."""
-    hours = _hours(market, inst, today)
     under = market.universe.by_conid(inst.underlying_conid) if inst.underlying_conid else None
+    hours = _hours(market, (under or inst).conid, today)
     valid = "SMART,NYSE,NASDAQ,ARCA,BATS,IEX" if inst.sec_type == "STK" else inst.exchange
     return [
         10,

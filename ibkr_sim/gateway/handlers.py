@@ -14,7 +14,7 @@ from ibkr_sim.gateway import accounts, market_data, orders
 from ibkr_sim.gateway.contracts import (
     contract_details_fields,
     read_contract,
-    resolve,
+    resolve_all,
     trading_class,
 )
 from ibkr_sim.gateway.wire import Reader
@@ -85,9 +85,9 @@ def req_contract_details(s: Session, r: Reader) -> None:
     r.str()  # secIdType
     r.str()  # secId
     r.str()  # issuerId
-    inst = resolve(s.state.market, req)
     today = s.state.now().date()
-    s.send(*contract_details_fields(s.state.market, inst, req_id, today))
+    for inst in resolve_all(s.state.market, req, today):
+        s.send(*contract_details_fields(s.state.market, inst, req_id, today))
     s.send(52, 1, req_id)
 
 

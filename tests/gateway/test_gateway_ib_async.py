@@ -377,6 +377,9 @@ def test_reference_lookups(ib, gateway):
     (opt,) = ib.reqContractDetails(Option("AAPL", expiry, strike, "C", "SMART"))
     assert opt.contract.secType == "OPT" and opt.contract.strike == strike
     assert opt.underConId == gateway.state.market.universe.lookup("AAPL").conid
+    calls = ib.reqContractDetails(Option("AAPL", expiry, right="C", exchange="SMART"))
+    assert sorted(d.contract.strike for d in calls) == sorted(chain.strikes)
+    assert {d.contract.right for d in calls} == {"C"}
 
 
 def test_history_end_date_weekly_bars_and_fx(ib, gateway):
