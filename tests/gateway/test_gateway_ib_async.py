@@ -16,7 +16,16 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
-from ib_async import IB, Forex, LimitOrder, MarketOrder, Option, ScannerSubscription, Stock
+from ib_async import (
+    IB,
+    Forex,
+    LimitOrder,
+    MarketOrder,
+    Option,
+    Order,
+    ScannerSubscription,
+    Stock,
+)
 
 from ibkr_sim.gateway import start_gateway
 
@@ -429,3 +438,19 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
     assert "n_stocks must be between 1 and" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["gateway", "--pacing", "fast"])
+
+
+def test_bad_orders_are_rejected_with_a_reason(ib):
+    (contract,) = ib.qualifyContracts(Stock("AAPL", "SMART", "USD"))
+    positions = {p.contract.conId: p.position for p in ib.reqPositions()}
+    ib.test_errors.clear()
+    negative = ib.placeOrder(contract, MarketOrder("BUY", -5))
+    odd_type = ib.placeOrder(contract, Order(action="BUY", totalQuantity=1, orderType="PEG MID"))
+    ib.sleep(0.5)
+    assert negative.orderStatus.status == "Cancelled"
+    assert odd_type.orderStatus.status == "Cancelled"
+    reasons = {req_id: (code, msg) for req_id, code, msg in ib.test_errors}
+    assert reasons[negative.order.orderId][0] == 201
+    assert "quantity" in reasons[negative.order.orderId][1]
+    assert "PEG MID" in reasons[odd_type.order.orderId][1]
+    assert {p.contract.conId: p.position for p in ib.reqPositions()} == positions
