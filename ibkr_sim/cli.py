@@ -54,24 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     if args.command == "gateway":
-        from ibkr_sim.gateway.server import running_clock, serve_forever
+        from ibkr_sim.gateway.server import build_state, running_clock, serve_forever
 
         if not 0 <= args.port <= 65535:
             print(f"ibkr-sim gateway: --port {args.port} is not a TCP port", file=sys.stderr)
             return 2
-        try:
+        try:  # bad --symbols / unwritable data dir fail here, before any event loop starts
+            state = build_state(
+                args.seed,
+                args.symbols,
+                args.pacing,
+                args.data_dir,
+                None if args.now is None else running_clock(args.now),
+            )
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(
-                    serve_forever(
-                        args.host,
-                        args.port,
-                        args.seed,
-                        args.symbols,
-                        args.pacing,
-                        args.data_dir,
-                        clock=None if args.now is None else running_clock(args.now),
-                    )
-                )
+                asyncio.run(serve_forever(state, args.host, args.port))
         except (ValueError, OSError) as exc:  # bad --symbols, port in use, unwritable data dir
             print(f"ibkr-sim gateway: {exc}", file=sys.stderr)
             return 2

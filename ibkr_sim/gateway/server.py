@@ -407,18 +407,11 @@ def running_clock(start: datetime) -> Callable[[], datetime]:
     return lambda: start + timedelta(seconds=time.monotonic() - t0)
 
 
-async def serve_forever(
-    host: str,
-    port: int,
-    seed: int,
-    symbols: int,
-    pacing: str,
-    data_dir: Path | str,
-    clock: Callable[[], datetime] | None = None,
-) -> None:
-    """Run a gateway in the current event loop until cancelled (the ``ibkr-sim gateway`` CLI)."""
-    gateway = Gateway(build_state(seed, symbols, pacing, data_dir, clock))
+async def serve_forever(state: GatewayState, host: str, port: int) -> None:
+    """Serve ``state`` in the current event loop until cancelled (the ``ibkr-sim gateway`` CLI)."""
+    gateway = Gateway(state)
     bound = await gateway.start(host, port)
+    pacing = "ib" if state.pacer.enabled else "off"
     log.info("ibkr-sim gateway listening on %s:%d (pacing %s)", host, bound, pacing)
     print(f"ibkr-sim gateway listening on {host}:{bound}", flush=True)
     try:
