@@ -304,6 +304,11 @@ def test_pacing_ib_rejects_identical_historical_request(tmp_path):
             second = client.reqHistoricalData(contract, "", "1 M", "1 day", "TRADES", True, 1)
             other = client.reqHistoricalData(contract, "", "2 M", "1 day", "TRADES", True, 1)
             assert errors.count(162) == 1
+            (qualified,) = client.qualifyContracts(contract)
+            for _ in range(101):  # one more streaming line than IB's 100
+                client.client.reqMktData(client.client.getReqId(), qualified, "", False, False, [])
+            client.sleep(3.0)
+            assert errors.count(101) == 1
             client.client.MaxRequests = 0  # switch off ib_async's own throttle: 80 at once
             for _ in range(80):
                 client.client.reqCurrentTime()
