@@ -1,0 +1,243 @@
+"""What every Broker backend must do, asserted the same way for each (see conftest.BACKENDS)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from ibkr_sim.universe import Universe
+
+from ibkr_assets.broker import Broker
+from ibkr_assets.broker.errors import (
+    AccountNotFound,
+    ContractNotFound,
+    InvalidOrder,
+    InvalidRequest,
+    OrderNotFound,
+)
+from ibkr_assets.broker.models import Order, ScanFilter
+
+# -- reference -------------------------------------------------------------------------------
+
+
+def test_resolve_a_stock_by_symbol_and_by_conid(broker: Broker) -> None:
+    aapl = broker.resolve("AAPL")
+    assert (aapl.symbol, aapl.sec_type, aapl.currency) == ("AAPL", "STK", "USD")
+    assert aapl.conid > 0
+    assert broker.resolve(aapl.conid) == aapl
+
+
+def test_unknown_symbol_is_a_clear_error(broker: Broker) -> None:
+    with pytest.raises(ContractNotFound) as err:
+        broker.resolve("NOSUCHTICKER")
+    assert err.value.code == 200
+    assert "NOSUCHTICKER" in str(err.value)
+
+
+def test_search_and_contract_details(broker: Broker) -> None:
+    found = broker.search("MSFT")
+    assert found and found[0].symbol == "MSFT"
+    details = broker.contract_details(found[0])
+    assert details.sector and details.industry
+    assert details.lot_size >= 1 and details.min_tick > 0
+    assert details.liquid_hours, "regular trading hours are reported"
+    for session in details.liquid_hours:
+        assert session.start < session.end
+
+
+# -- market data -----------------------------------------------------------------------------
+
+
+def test_bulk_quotes_for_the_whole_universe(broker: Broker) -> None:
+    symbols = [inst.symbol for inst in Universe().stocks]
+    assert len(symbols) == 700
+    contracts = [broker.resolve(s) for s in symbols]
+    quotes = broker.quotes(contracts)
+    assert [q.contract.symbol for q in quotes] == symbols, "quotes come back in the order asked"
+    for q in quotes:
+        assert q.bid is not None and q.ask is not None and 0 < q.bid < q.ask, q
+        assert q.last is not None and q.last > 0
+        assert q.close is not None and q.close > 0
+        assert q.volume is not None and q.volume >= 0
+        assert q.spread is not None and q.spread / q.mid < 0.05, f"{q.contract.symbol} spread"
+
+
+def test_daily_history(broker: Broker) -> None:
+    aapl = broker.resolve("AAPL")
+    bars = broker.history(aapl, duration="1 Y", bar_size="1 day", what_to_show="TRADES")
+    assert 245 <= len(bars) <= 256, "one year is about 252 NYSE sessions"
+    sessions = [b.session for b in bars]
+    assert sessions == sorted(sessions) and len(set(sessions)) == len(sessions)
+    assert bars[-1].time <= broker.now()
+    for b in bars:
+        assert b.low <= min(b.open, b.close) <= max(b.open, b.close) <= b.high
+        assert b.volume > 0
+
+
+def test_history_rejects_a_bad_bar_size(broker: Broker) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        broker.history(broker.resolve("AAPL"), duration="1 Y", bar_size="7 parsecs")
+    assert "7 parsecs" in str(err.value)
+
+
+def test_depth(broker: Broker) -> None:
+    book = broker.depth(broker.resolve("NVDA"), rows=5)
+    assert len(book.bids) == 5 and len(book.asks) == 5
+    bid_prices = [lvl.price for lvl in book.bids]
+    ask_prices = [lvl.price for lvl in book.asks]
+    assert bid_prices == sorted(bid_prices, reverse=True)
+    assert ask_prices == sorted(ask_prices)
+    assert bid_prices[0] < ask_prices[0]
+    assert all(lvl.size > 0 for lvl in book.bids + book.asks)
+
+
+def test_news_headlines(broker: Broker) -> None:
+    from datetime import timedelta
+
+    aapl = broker.resolve("AAPL")
+    end = broker.now()
+    news = broker.news(aapl, start=end - timedelta(days=30), end=end)
+    assert news, "a month of news has headlines"
+    assert all(h.time <= end for h in news)
+    assert [h.time for h in news] == sorted((h.time for h in news), reverse=True)
+
+
+# -- accounts --------------------------------------------------------------------------------
+
+
+def test_several_paper_accounts_one_primary(broker: Broker) -> None:
+    accounts = broker.accounts()
+    assert len(accounts) >= 2
+    assert sum(a.is_primary for a in accounts) == 1
+    assert all(a.is_paper and a.account_id.startswith("DU") for a in accounts)
+    for a in accounts:
+        s = broker.account_summary(a.account_id)
+        assert s.net_liquidation > 0 and s.buying_power > 0
+    with pytest.raises(AccountNotFound):
+        broker.account_summary("U0000000")
+
+
+def test_cash_ledger_in_several_currencies(broker: Broker) -> None:
+    primary = next(a for a in broker.accounts() if a.is_primary)
+    ledger = broker.cash_balances(primary.account_id)
+    currencies = {line.currency for line in ledger}
+    assert {"USD", "EUR"} <= currencies
+    for line in ledger:
+        assert math.isclose(line.value_in_base, line.cash * line.fx_rate, rel_tol=1e-9)
+
+
+# -- trading ---------------------------------------------------------------------------------
+
+
+def _second_account(broker: Broker) -> str:
+    return next(a.account_id for a in broker.accounts() if not a.is_primary)
+
+
+def test_what_if_beyond_buying_power_is_flagged_and_changes_nothing(broker: Broker) -> None:
+    account = _second_account(broker)
+    before = broker.account_summary(account)
+    nvda = broker.resolve("NVDA")
+    price = broker.quotes([nvda])[0].ask
+    qty = math.ceil(before.buying_power * 3 / price)
+    result = broker.what_if(Order(contract=nvda, action="BUY", quantity=qty, account_id=account))
+    assert not result.accepted and result.warning
+    assert result.init_margin_after > result.equity_with_loan_after
+    assert result.commission > 0
+    after = broker.account_summary(account)
+    assert after.net_liquidation == pytest.approx(before.net_liquidation)
+    assert broker.positions(account) == [] or all(
+        p.contract.conid != nvda.conid for p in broker.positions(account)
+    )
+
+
+def test_a_market_fill_moves_cash_and_positions_consistently(broker: Broker) -> None:
+    account = _second_account(broker)
+    msft = broker.resolve("MSFT")
+    before = broker.account_summary(account)
+    pos_before = {p.contract.conid: p.quantity for p in broker.positions(account)}
+    status = broker.place(
+        Order(contract=msft, action="BUY", quantity=100, account_id=account, order_ref="ct-mkt")
+    )
+    assert status.status == "Filled" and status.filled == 100 and status.remaining == 0
+    fills = [e for e in broker.executions(account) if e.order_id == status.order_id]
+    assert sum(e.shares for e in fills) == 100
+    assert all(e.order_ref == "ct-mkt" and e.side == "BOT" for e in fills)
+    commission = sum(e.commission for e in fills)
+    assert commission > 0
+    after = broker.account_summary(account)
+    position = next(p for p in broker.positions(account) if p.contract.conid == msft.conid)
+    assert position.quantity == pos_before.get(msft.conid, 0) + 100
+    # Buying at the fill price and marking at the market price: net liquidation changes by minus
+    # the commission and minus what the fill paid above the mark (spread and slippage).
+    paid = sum(e.shares * e.price for e in fills)
+    slippage = paid - 100 * position.market_price
+    assert after.net_liquidation - before.net_liquidation == pytest.approx(
+        -(commission + slippage), abs=0.05
+    )
+    assert before.total_cash - after.total_cash == pytest.approx(paid + commission, abs=0.01)
+
+
+def test_place_modify_cancel_a_resting_limit_order(broker: Broker) -> None:
+    account = _second_account(broker)
+    aapl = broker.resolve("AAPL")
+    bid = broker.quotes([aapl])[0].bid
+    limit = round(bid * 0.8, 2)
+    placed = broker.place(
+        Order(
+            contract=aapl,
+            action="BUY",
+            quantity=10,
+            order_type="LMT",
+            limit_price=limit,
+            tif="GTC",
+            account_id=account,
+            order_ref="ct-lmt",
+        )
+    )
+    assert placed.status in ("PreSubmitted", "Submitted") and placed.filled == 0
+    assert placed.order_id in {o.order_id for o in broker.open_orders(account)}
+    modified = broker.modify(placed.order_id, quantity=20, limit_price=round(bid * 0.75, 2))
+    assert modified.quantity == 20 and modified.limit_price == pytest.approx(round(bid * 0.75, 2))
+    cancelled = broker.cancel(placed.order_id)
+    assert cancelled.status in ("Cancelled", "ApiCancelled")
+    assert placed.order_id not in {o.order_id for o in broker.open_orders(account)}
+    assert placed.order_id in {o.order_id for o in broker.completed_orders(account)}
+    with pytest.raises(OrderNotFound):
+        broker.cancel(placed.order_id)
+
+
+def test_a_bad_order_never_reaches_the_broker(broker: Broker) -> None:
+    aapl = broker.resolve("AAPL")
+    with pytest.raises(InvalidOrder):
+        Order(contract=aapl, action="BUY", quantity=-5)
+    with pytest.raises(InvalidOrder):
+        Order(contract=aapl, action="BUY", quantity=5, order_type="LMT")
+
+
+def test_accounts_are_independent(broker: Broker) -> None:
+    primary = next(a.account_id for a in broker.accounts() if a.is_primary)
+    other = _second_account(broker)
+    before = broker.account_summary(primary).total_cash
+    broker.place(Order(contract=broker.resolve("AMZN"), action="BUY", quantity=5, account_id=other))
+    assert broker.account_summary(primary).total_cash == pytest.approx(before)
+
+
+# -- scanner ---------------------------------------------------------------------------------
+
+
+def test_scanners(broker: Broker) -> None:
+    assert {"TOP_PERC_GAIN", "TOP_PERC_LOSE", "MOST_ACTIVE", "HOT_BY_VOLUME"} <= set(
+        broker.scanner_codes()
+    )
+    gainers = broker.scan("TOP_PERC_GAIN", limit=20)
+    losers = broker.scan("TOP_PERC_LOSE", limit=20)
+    assert len(gainers) == 20 and len(losers) == 20
+    assert [r.rank for r in gainers] == list(range(20))
+    g = [r.change_pct for r in gainers]
+    lo = [r.change_pct for r in losers]
+    assert g == sorted(g, reverse=True) and lo == sorted(lo)
+    assert g[0] > lo[0]
+    active = broker.scan("MOST_ACTIVE", filters=ScanFilter(above_price=50.0), limit=10)
+    assert all(r.last is not None and r.last > 50.0 for r in active)
+    with pytest.raises(InvalidRequest):
+        broker.scan("NOT_A_SCANNER")
