@@ -20,10 +20,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from ibkr_sim.errors import SimError
-from ibkr_sim.exchange import OrderRequest, PaperExchange
-from ibkr_sim.market import SimMarket
-from ibkr_sim.universe import Instrument
 
 from ibkr_assets.broker.errors import (
     AccountNotFound,
@@ -56,6 +52,10 @@ from ibkr_assets.broker.models import (
 )
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_sim import ibspec
+from ibkr_sim.errors import SimError
+from ibkr_sim.exchange import OrderRequest, PaperExchange
+from ibkr_sim.market import SimMarket
+from ibkr_sim.universe import Instrument
 
 _SEC_TYPES = {"STK", "ETF", "IND", "CASH", "FUT", "OPT", "CMDTY", "BOND"}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from ibkr_sim.universe import Universe
 
 from ibkr_assets.broker import Broker
 from ibkr_assets.broker.errors import (
@@ -16,6 +15,7 @@ from ibkr_assets.broker.errors import (
     OrderNotFound,
 )
 from ibkr_assets.broker.models import Order, ScanFilter
+from ibkr_sim.universe import Universe
 
 # -- reference -------------------------------------------------------------------------------
 
