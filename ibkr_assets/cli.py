@@ -1,6 +1,8 @@
 """``ibkr-agent``: run the daily pipeline, the demo, and check the decision journal.
 
-    ibkr-agent demo                  # the daily job for the latest session on the simulated world
+    ibkr-agent demo                  # the daily job for the latest session, through the simulated
+                                     # IB Gateway (ib_async over a loopback socket)
+    ibkr-agent demo --backend sim    # the same on the in-process simulator (no socket)
     ibkr-agent run [--date D]        # the daily job for one NYSE session, with progress
     ibkr-agent journal verify        # find the first changed, removed or reordered journal row
 
@@ -12,13 +14,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
+import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -107,7 +112,7 @@ def run_daily(session: date, quiet: bool = False) -> bool:
                     progress.console.print(f"  {event.step_key:<28} {mark}")
                     progress.update(task, advance=1, description=event.step_key)
                 elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
-                    data = event.event_specific_data.evaluation  # type: ignore[union-attr]
+                    data = event.asset_check_evaluation_data
                     if not data.passed:
                         failed_checks.append(f"{data.asset_key.to_user_string()}:{data.check_name}")
             seen = len(records)
@@ -148,14 +153,72 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+@contextmanager
+def simulated_gateway(data_dir: Path, now: datetime, pacing: str = "ib") -> Iterator[int]:
+    """Run ``ibkr-sim gateway`` as a subprocess on a free loopback port and yield the port.
+
+    The gateway's clock starts at ``now`` (so the demo sees the session it runs for), its paper
+    account lives under ``data_dir`` like the in-process simulator's, and its log goes to
+    ``data_dir/logs/gateway.log``. A separate process keeps the gateway off the pipeline's GIL,
+    as a real IB Gateway would be.
+    """
+    from ibkr_assets.broker import BrokerSettings
+
+    settings = BrokerSettings()
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "ibkr_sim.cli", "gateway",
+        "--host", "127.0.0.1", "--port", "0",
+        "--seed", str(settings.sim_seed), "--symbols", str(settings.sim_symbols),
+        "--pacing", pacing, "--data-dir", str(data_dir),
+        "--now", now.isoformat(), "--log-level", "WARNING",
+    ]  # fmt: skip
+    with (logs / "gateway.log").open("ab") as log:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    banner_source = cast(IO[str], proc.stdout)
+    threading.Thread(target=lambda: lines.put(banner_source.readline()), daemon=True).start()
+    try:
+        try:
+            banner = lines.get(timeout=60)
+        except queue.Empty:
+            banner = ""
+        if "listening on" not in banner:
+            raise RuntimeError(
+                f"the simulated gateway did not start (exit code {proc.poll()}); "
+                f"see {logs / 'gateway.log'}"
+            )
+        yield int(banner.rsplit(":", 1)[1])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    os.environ.setdefault("IBKR_BACKEND", "sim")
+    from ibkr_assets.partitions import as_of
+
     session = latest_session()
-    console.print(
-        f"[bold]ibkr-agent demo[/]: daily pipeline for NYSE session {session} on the simulated "
-        f"IB world (data root {_data_dir()})"
-    )
-    ok = run_daily(session)
+    root = _data_dir()
+    if args.backend == "sim":
+        os.environ["IBKR_BACKEND"] = "sim"
+        console.print(
+            f"[bold]ibkr-agent demo[/]: daily pipeline for NYSE session {session} on the "
+            f"in-process simulated IB world (data root {root})"
+        )
+        ok = run_daily(session)
+    else:
+        with simulated_gateway(root, as_of(session.isoformat())) as port:
+            os.environ.update(IBKR_BACKEND="tws", IBKR_HOST="127.0.0.1", IBKR_PORT=str(port))
+            console.print(
+                f"[bold]ibkr-agent demo[/]: daily pipeline for NYSE session {session} through "
+                f"the simulated IB Gateway on 127.0.0.1:{port} (ib_async, IB pacing; data root "
+                f"{root})"
+            )
+            ok = run_daily(session)
     _print_outputs(session)
     return 0 if ok else 1
 
@@ -182,7 +245,14 @@ def _date(text: str) -> date:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ibkr-agent", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run the daily job for the latest session on the simulated world")
+    demo = sub.add_parser("demo", help="the daily job for the latest session, simulated world")
+    demo.add_argument(
+        "--backend",
+        choices=("gateway", "sim"),
+        default="gateway",
+        help="gateway: through the simulated IB Gateway over ib_async (default); "
+        "sim: the in-process simulator",
+    )
     run = sub.add_parser("run", help="run the daily job for one NYSE session")
     run.add_argument("--date", type=_date, help="the session (YYYY-MM-DD); default the latest")
     journal = sub.add_parser("journal", help="the tamper-evident decision journal")
