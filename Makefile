@@ -30,8 +30,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-dev: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+dev: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000 (same instance as `ibkr-agent run`)
+	home="$$(realpath -m $${IBKR_DATA_DIR:-data})/.dagster" && mkdir -p "$$home" && \
+	cp -n dagster.yaml "$$home/dagster.yaml" && \
+	DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 gateway: $(STAMP)  ## the simulated IB Gateway on 127.0.0.1:4002
 	$(BIN)/ibkr-sim gateway --port 4002

@@ -43,6 +43,11 @@ def _instance() -> DagsterInstance:
 
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(_data_dir() / ".dagster")))
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():  # the project's instance settings (telemetry off), once
+        project = Path(__file__).resolve().parents[1] / "dagster.yaml"
+        default = "telemetry:\n  enabled: false\n"
+        config.write_text(project.read_text() if project.exists() else default)
     return dg.DagsterInstance.get()
 
 
@@ -56,8 +61,12 @@ def latest_session(now: datetime | None = None) -> date:
 def run_daily(session: date, quiet: bool = False) -> bool:
     """Materialise the daily job for one session, showing progress. True when every step and
     every check passed."""
+    import warnings
+
     import dagster as dg
 
+    # Partitioned asset checks are a Dagster "preview" feature; the warning is for us, not users.
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     from ibkr_assets.definitions import defs
     from ibkr_assets.jobs import DAILY_JOB_NAME
 
@@ -78,7 +87,7 @@ def run_daily(session: date, quiet: bool = False) -> bool:
         except Exception as exc:  # reported below; the thread must not die silently
             outcome["error"] = exc
 
-    steps = len(job.get_plan_steps()) if hasattr(job, "get_plan_steps") else None
+    steps = len(job.graph.node_dict)  # one step per asset op and per separate check op
     worker = threading.Thread(target=execute, name=f"daily-{session}")
     worker.start()
     done_types = {
