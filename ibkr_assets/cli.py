@@ -82,7 +82,8 @@ def run_daily(session: date, quiet: bool = False) -> bool:
                 partition_key=session.isoformat(),
                 run_id=run_id,
                 raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+                # step failures are printed below, one line each, instead of Dagster's tracebacks
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             )
         except Exception as exc:  # reported below; the thread must not die silently
             outcome["error"] = exc
@@ -119,6 +120,10 @@ def run_daily(session: date, quiet: bool = False) -> bool:
                         event.event_type_value, "skipped"
                     )
                     progress.console.print(f"  {event.step_key:<28} {mark}")
+                    if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+                        error = event.step_failure_data.error
+                        reason = error.message.strip().splitlines() if error else []
+                        progress.console.print(f"    [red]{' '.join(reason[:3])}[/]")
                     progress.update(task, advance=1, description=event.step_key)
                 elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
                     data = event.asset_check_evaluation_data
