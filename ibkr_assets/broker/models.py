@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ibkr_assets.broker.errors import InvalidOrder
+from ibkr_assets.broker.errors import InvalidOrder, InvalidRequest
 
 SecType = Literal["STK", "ETF", "IND", "CASH", "FUT", "OPT", "CMDTY", "BOND"]
 Action = Literal["BUY", "SELL"]
@@ -408,3 +408,18 @@ class OptionChain(_Model):
     multiplier: float
     expirations: list[str] = Field(description="YYYYMMDD, ascending")
     strikes: list[float] = Field(description="ascending")
+
+
+def option_spec(expiry: str, strike: float, right: str) -> tuple[str, float, str]:
+    """How a trader names one option, checked and in IB's spelling: expiry ``YYYYMMDD``, a
+    positive strike, right ``C`` or ``P`` (``CALL`` / ``PUT`` accepted). Raises InvalidRequest."""
+    try:
+        datetime.strptime(str(expiry), "%Y%m%d")
+    except ValueError:
+        raise InvalidRequest(f"option expiry must be YYYYMMDD, got {expiry!r}") from None
+    if not (isinstance(strike, int | float) and math.isfinite(strike) and strike > 0):
+        raise InvalidRequest(f"option strike must be a positive number, got {strike!r}")
+    side = {"C": "C", "CALL": "C", "P": "P", "PUT": "P"}.get(str(right).upper())
+    if side is None:
+        raise InvalidRequest(f"option right must be C or P, got {right!r}")
+    return str(expiry), float(strike), side

@@ -75,6 +75,14 @@ class Broker(Protocol):
         """Listed expiries and strikes of an underlying's options (IB reqSecDefOptParams)."""
         ...
 
+    def option_contract(
+        self, underlying: Contract, expiry: str, strike: float, right: str
+    ) -> Contract:
+        """The one listed option on ``underlying`` expiring ``expiry`` (YYYYMMDD) at ``strike``,
+        a call (``right`` "C") or a put ("P"). Raises ContractNotFound when no such option is
+        listed, InvalidRequest for a malformed expiry or right."""
+        ...
+
     # -- accounts ----------------------------------------------------------------------------
     def accounts(self) -> list[Account]:
         """Managed accounts; exactly one has ``is_primary``."""

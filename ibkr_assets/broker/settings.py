@@ -34,8 +34,13 @@ class BrokerSettings(BaseSettings):
     sim_symbols: int = Field(700, description="number of simulated US stocks")
     sim_now: datetime | None = Field(None, description="pin the simulator's clock (UTC)")
     # Pacing of the tws backend, kept under IB's documented limits (50 messages/s per client,
-    # 100 market-data lines, 50 simultaneous historical requests). 0 turns the message limit off.
-    max_msg_rate: int = Field(45, ge=0, description="API messages per second (IB: 50)")
+    # 100 market-data lines, 50 simultaneous historical requests, historical-data pacing).
+    pacing: bool = Field(
+        True,
+        description="pace requests client-side under IB's limits; false only against a gateway "
+        "that does not enforce them (ibkr-sim gateway --pacing off)",
+    )
+    max_msg_rate: int = Field(45, ge=0, description="API messages per second (IB: 50); 0 = off")
     max_market_data_lines: int = Field(90, ge=1, description="simultaneous snapshots (IB: 100)")
     max_historical_requests: int = Field(40, ge=1, description="simultaneous (IB: 50)")
     connect_attempts: int = Field(5, ge=1, description="connection attempts before giving up")

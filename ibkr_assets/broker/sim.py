@@ -49,6 +49,7 @@ from ibkr_assets.broker.models import (
     ScannerRow,
     TradingSession,
     WhatIfResult,
+    option_spec,
 )
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_sim import ibspec
@@ -203,6 +204,15 @@ class SimBroker:
             expirations=list(expiries),
             strikes=list(strikes),
         )
+
+    def option_contract(
+        self, underlying: Contract, expiry: str, strike: float, right: str
+    ) -> Contract:
+        self._check_open()
+        expiry, strike, right = option_spec(expiry, strike, right)
+        inst = self._instrument(underlying)
+        with _ib_errors():
+            return to_contract(self.market.option(inst.conid, expiry, strike, right))
 
     # -- accounts ----------------------------------------------------------------------------
     def accounts(self) -> list[Account]:

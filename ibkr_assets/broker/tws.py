@@ -6,14 +6,22 @@ How it behaves, for a trader who has fought IB's API before:
 * **One event loop, many threads.** ib_async is asyncio; the protocol is synchronous and called
   from Dagster ops and the MCP server's worker threads. The backend runs ib_async on its own loop
   in a daemon thread and every call is submitted to it, so callers never share a loop.
+  Everything that touches ib_async (its futures, its wrapper) runs as one ``async def`` on that
+  loop; requests ib_async keys by name rather than by reqId (current time, open and completed
+  orders, account updates, news providers, scanner parameters) are sent one at a time, since a
+  second one in flight would orphan the first.
 * **Pacing.** IB allows 50 messages per second per client (error 100), 100 simultaneous
-  market-data lines (error 101) and 50 simultaneous historical requests, and refuses an identical
-  historical request within 15 s (error 162). ib_async's own throttle is set to
-  ``max_msg_rate`` (45/s by default), snapshots and historical requests go through semaphores
-  below IB's limits, and identical historical requests within 15 s are answered from memory.
-  A 700-symbol ingest therefore never trips a pacing violation.
-* **Connection.** Connects with retry and exponential backoff; after a dropped connection the
-  next call reconnects (same clientId) and restores the market-data type. Nothing else needs
+  market-data lines (error 101), 3 depth subscriptions (error 309) and 50 simultaneous historical
+  requests; for historical data it refuses an identical request within 15 s, a sixth request for
+  one contract and tick type within 2 s, and more than 60 requests for bars of 30 s or less in
+  10 minutes (error 162). ib_async's own throttle is set to ``max_msg_rate`` (45/s by default),
+  snapshots, depth and historical requests go through semaphores below IB's limits, identical
+  historical requests within 15 s are answered from memory, and the two historical windows are
+  kept client-side (a request waits for its slot). A 700-symbol ingest therefore never trips a
+  pacing violation. ``IBKR_PACING=false`` turns the client-side pacing off, for a gateway that
+  does not enforce it (``ibkr-sim gateway --pacing off``).
+* **Connection.** Connects once, with retry and exponential backoff; after a dropped connection
+  the next call reconnects (same clientId) and restores the market-data type. Nothing else needs
   restoring: the backend keeps no standing subscriptions.
 * **Errors.** ib_async is told to raise request errors; IB's codes become the typed errors of
   :mod:`ibkr_assets.broker.errors` (200 -> ContractNotFound, 162 pacing -> PacingViolation...).
@@ -22,10 +30,13 @@ How it behaves, for a trader who has fought IB's API before:
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time as _time
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -66,15 +77,28 @@ from ibkr_assets.broker.models import (
     ScannerRow,
     TradingSession,
     WhatIfResult,
+    option_spec,
 )
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.timeutil import parse_ib_hours, session_close_utc
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: IB's "no value" for doubles, and ib_async's.
 _UNSET = 1.7976931348623157e308
-_HIST_MEMO_SECONDS = 15.0
+#: IB's historical-data pacing (error 162): no identical request within 15 s, at most 5 requests
+#: for one contract and tick type in 2 s, at most 60 requests for small bars (<= 30 s) in 10 min.
+#: The windows are measured when a request is queued, IB measures when it arrives; the margin
+#: covers the time a request may wait in ib_async's message throttle.
+_IDENTICAL_SECONDS = 15.0
+_SAME_CONTRACT_MAX, _SAME_CONTRACT_SECONDS = 5, 2.0
+_SMALL_BAR_MAX, _SMALL_BAR_SECONDS, _SMALL_BAR_SIZE = 60, 600.0, 30
+_WINDOW_MARGIN = 1.0
+#: IB allows 3 simultaneous market-depth subscriptions (error 309).
+_DEPTH_SUBSCRIPTIONS = 3
+#: IB's pacing errors: messages/s, market-data lines, historical pacing, depth, scanners.
+_PACING_CODES = frozenset({100, 101, 162, 309, 420})
 _ACCOUNT_TAGS = (
     "NetLiquidation,TotalCashValue,SettledCash,GrossPositionValue,EquityWithLoanValue,"
     "InitMarginReq,MaintMarginReq,AvailableFunds,ExcessLiquidity,BuyingPower,Cushion,Leverage"
@@ -150,6 +174,30 @@ def to_ib_order(o: Order, account: str) -> ib_async.Order:
     )
 
 
+@dataclass(frozen=True)
+class _HistoryRequest:
+    """One historical-data request; ``key`` is what IB compares for "identical"."""
+
+    contract: Contract
+    duration: str
+    bar_size: str
+    what_to_show: str
+    end: datetime | None
+    use_rth: bool
+    small: bool  # bars of 30 s or less (IB's 60-per-10-minutes limit)
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (
+            self.contract.conid,
+            self.duration,
+            self.bar_size,
+            self.what_to_show,
+            self.end,
+            self.use_rth,
+        )
+
+
 class _Loop:
     """An asyncio loop in a daemon thread; ``run`` submits a coroutine and waits for its result."""
 
@@ -176,6 +224,29 @@ class _Loop:
             self._thread.join(timeout=5)
 
 
+class _Window:
+    """At most ``limit`` requests in any ``seconds`` (plus a margin); ``slot`` waits for room.
+
+    Used only on the backend's event loop, so it needs no lock.
+    """
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds + _WINDOW_MARGIN
+        self._sent: deque[float] = deque()
+
+    async def slot(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            while self._sent and now - self._sent[0] >= self.seconds:
+                self._sent.popleft()
+            if len(self._sent) < self.limit:
+                self._sent.append(now)
+                return
+            await asyncio.sleep(self._sent[0] + self.seconds - now)
+
+
 class TwsBroker:
     """The Broker protocol over ib_async (TWS / IB Gateway / the simulated gateway)."""
 
@@ -183,11 +254,14 @@ class TwsBroker:
 
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
+        self._closed = False
         self._loop = _Loop()
         self._ib: IB = self._loop.run(self._make_ib(), timeout=10)
-        self._hist_memo: dict[tuple, tuple[float, list[Bar]]] = {}
-        self._closed = False
-        self._call(self._connect())
+        try:
+            self._loop.run(self._connect(), timeout=self._connect_budget())
+        except BaseException:
+            self._loop.stop()
+            raise
 
     @classmethod
     def from_settings(cls, settings: BrokerSettings) -> TwsBroker:
@@ -196,14 +270,42 @@ class TwsBroker:
 
     # -- plumbing ----------------------------------------------------------------------------
     async def _make_ib(self) -> IB:
+        """ib_async's client and every asyncio primitive, created on the backend's loop."""
+        s = self.settings
         ib = IB()
         ib.RaiseRequestErrors = True
-        ib.client.MaxRequests = self.settings.max_msg_rate
+        ib.errorEvent += self._on_error
+        ib.client.MaxRequests = s.max_msg_rate if s.pacing else 0
         ib.client.RequestsInterval = 1
-        self._lines = asyncio.Semaphore(self.settings.max_market_data_lines)
-        self._hist = asyncio.Semaphore(self.settings.max_historical_requests)
+        self._lines = asyncio.Semaphore(s.max_market_data_lines)
+        self._depth_slots = asyncio.Semaphore(_DEPTH_SUBSCRIPTIONS)
+        self._hist = asyncio.Semaphore(s.max_historical_requests)
         self._reconnect = asyncio.Lock()
+        # requests ib_async files under a fixed name: one in flight per name
+        self._named: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._hist_keys: defaultdict[tuple[Any, ...], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._hist_memo: dict[tuple[Any, ...], tuple[float, list[Bar]]] = {}
+        self._hist_sent: dict[tuple[Any, ...], float] = {}
+        self._per_contract: defaultdict[tuple[Any, ...], _Window] = defaultdict(
+            lambda: _Window(_SAME_CONTRACT_MAX, _SAME_CONTRACT_SECONDS)
+        )
+        self._small_bars = _Window(_SMALL_BAR_MAX, _SMALL_BAR_SECONDS)
+        self._order_ids: dict[int, int] = {}  # permId -> orderId of the orders this client sent
+        self._news_codes: str | None = None
+        self._scan_codes: list[str] | None = None
+        self.pacing_violations: list[tuple[int, str]] = []
         return ib
+
+    def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
+        """Keep every pacing error IB sent this connection (the backend should cause none)."""
+        if code in _PACING_CODES and (code != 162 or "pacing" in message.lower()):
+            log.warning("IB pacing error %d (reqId %d): %s", code, req_id, message)
+            self.pacing_violations.append((code, message))
+
+    def _connect_budget(self) -> float:
+        """Seconds all connection attempts and their backoff may take."""
+        s = self.settings
+        return s.connect_attempts * (s.timeout + 8.0) + 5.0
 
     async def _connect(self) -> None:
         s = self.settings
@@ -227,12 +329,13 @@ class TwsBroker:
         except (ConnectionError, OSError, TimeoutError) as exc:
             raise NotConnected(
                 f"cannot reach TWS / IB Gateway at {s.host}:{s.port} (clientId {s.client_id}) "
-                f"after {s.connect_attempts} attempts: {exc}",
+                f"after {s.connect_attempts} attempts: {exc or type(exc).__name__}",
                 code=502,
             ) from None
         self._ib.reqMarketDataType(1)
 
     async def _ensure(self) -> None:
+        """Reconnect (once, whoever asks first) if the connection dropped."""
         if self._ib.isConnected():
             return
         async with self._reconnect:
@@ -241,12 +344,20 @@ class TwsBroker:
                 await self._connect()
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run one of this class's ``async def`` methods on the backend's loop and wait for it.
+
+        ``coro`` must come from an ``async def``: its body, and so every ib_async call it makes,
+        then runs on the loop thread, never on the caller's.
+        """
         if self._closed:
             coro.close()
             raise NotConnected("the tws broker was closed")
-        return self._loop.run(self._guarded(coro), timeout or self.settings.timeout * 3)
+        budget = (timeout or self.settings.timeout * 3) + (
+            0.0 if self._ib.isConnected() else self._connect_budget()
+        )
+        return self._loop.run(self._guarded(coro), budget)
 
-    async def _guarded(self, coro: Awaitable[T]) -> T:
+    async def _guarded(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
             await self._ensure()
             return await coro
@@ -254,6 +365,8 @@ class TwsBroker:
             raise error_from_ib(exc.code, exc.message) from None
         except ConnectionError as exc:
             raise NotConnected(f"connection to IB lost: {exc}") from None
+        finally:
+            coro.close()  # never awaited when the connection could not be restored
 
     async def _wait(self, awaitable: Awaitable[T], what: str) -> T:
         try:
@@ -262,6 +375,11 @@ class TwsBroker:
             raise NotConnected(
                 f"IB did not answer {what} within {self.settings.timeout:.0f} s"
             ) from None
+
+    async def _named_request(self, name: str, send: Callable[[], Awaitable[T]], what: str) -> T:
+        """A request ib_async keys by ``name`` (not by reqId): one in flight at a time."""
+        async with self._named[name]:
+            return await self._wait(send(), what)
 
     def close(self) -> None:
         if self._closed:
@@ -279,7 +397,9 @@ class TwsBroker:
         return self._call(self._now())
 
     async def _now(self) -> datetime:
-        t = await self._wait(self._ib.reqCurrentTimeAsync(), "the current time")
+        t = await self._named_request(
+            "currentTime", self._ib.reqCurrentTimeAsync, "the current time"
+        )
         return t.astimezone(UTC)
 
     # -- reference ---------------------------------------------------------------------------
@@ -349,6 +469,21 @@ class TwsBroker:
             expirations=sorted(chain.expirations),
             strikes=sorted(chain.strikes),
         )
+
+    def option_contract(
+        self, underlying: Contract, expiry: str, strike: float, right: str
+    ) -> Contract:
+        expiry, strike, right = option_spec(expiry, strike, right)
+        query = ib_async.Option(
+            symbol=underlying.symbol,
+            lastTradeDateOrContractMonth=expiry,
+            strike=strike,
+            right=right,
+            exchange="SMART",
+            currency=underlying.currency,
+        )
+        label = f"{underlying.symbol} {expiry} {strike:g} {right}"
+        return self._call(self._details(query, label)).contract
 
     # -- accounts ----------------------------------------------------------------------------
     def accounts(self) -> list[Account]:
@@ -431,12 +566,21 @@ class TwsBroker:
         """Re-subscribe account updates: IB then sends the full portfolio and account values."""
         await self._wait(self._ib.reqAccountUpdatesAsync(account), f"account updates of {account}")
 
+    async def _account_values(
+        self, account: str
+    ) -> tuple[list[ib_async.PortfolioItem], list[ib_async.AccountValue]]:
+        """The portfolio and account values of ``account``, fresh from IB (one account at a
+        time: ib_async files account updates under one name)."""
+        async with self._named["accountValues"]:
+            await self._account_updates(account)
+            return self._ib.portfolio(account), self._ib.accountValues(account)
+
     def positions(self, account_id: str | None = None) -> list[Position]:
         return self._call(self._positions(account_id))
 
     async def _positions(self, account_id: str | None) -> list[Position]:
         account = await self._account(account_id)
-        await self._account_updates(account)
+        portfolio, _ = await self._account_values(account)
         return [
             Position(
                 account_id=account,
@@ -449,7 +593,7 @@ class TwsBroker:
                 realized_pnl=_num(p.realizedPNL),
                 currency=p.contract.currency or "USD",
             )
-            for p in self._ib.portfolio(account)
+            for p in portfolio
             if p.position
         ]
 
@@ -459,13 +603,14 @@ class TwsBroker:
     async def _pnl(self, account_id: str | None) -> PnL:
         account = await self._account(account_id)
         ib = self._ib
-        stream = ib.reqPnL(account)
-        try:
-            deadline = _time.monotonic() + self.settings.timeout
-            while _num(stream.dailyPnL) is None and _time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-        finally:
-            ib.cancelPnL(account)
+        async with self._named[f"pnl {account}"]:  # ib_async allows one subscription per account
+            stream = ib.reqPnL(account)
+            try:
+                deadline = _time.monotonic() + self.settings.timeout
+                while _num(stream.dailyPnL) is None and _time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+            finally:
+                ib.cancelPnL(account)
         if _num(stream.dailyPnL) is None:
             raise NotConnected(f"IB sent no P&L for {account}")
         return PnL(
@@ -480,8 +625,8 @@ class TwsBroker:
 
     async def _cash(self, account_id: str | None) -> list[CashBalance]:
         account = await self._account(account_id)
-        await self._account_updates(account)
-        values = [v for v in self._ib.accountValues(account) if v.currency not in ("", "BASE")]
+        _, account_values = await self._account_values(account)
+        values = [v for v in account_values if v.currency not in ("", "BASE")]
         rates = {v.currency: float(v.value) for v in values if v.tag == "ExchangeRate"}
         base = next((v.currency for v in values if v.tag == "NetLiquidation"), "USD")
         return [
@@ -545,47 +690,66 @@ class TwsBroker:
 
         try:
             ibspec.parse_duration(duration)
-            ibspec.parse_bar_size(bar_size)
+            size = ibspec.parse_bar_size(bar_size)
         except ValueError as exc:
             raise InvalidRequest(f"{contract.symbol}: {exc}") from None
         if what_to_show not in ("TRADES", "MIDPOINT", "BID", "ASK"):
             raise InvalidRequest(f"{contract.symbol}: whatToShow {what_to_show!r} is not supported")
-        key = (contract.conid, duration, bar_size, what_to_show, end, use_rth)
-        memo = self._hist_memo.get(key)
-        if memo and _time.monotonic() - memo[0] < _HIST_MEMO_SECONDS:
-            return memo[1]
-        bars = self._call(self._history(contract, duration, bar_size, what_to_show, end, use_rth))
-        self._hist_memo[key] = (_time.monotonic(), bars)
-        return bars
+        small = 0 < size.seconds <= _SMALL_BAR_SIZE
+        # a request may wait for its pacing slot: up to 10 minutes for small bars
+        timeout = self.settings.timeout * 3 + (_SMALL_BAR_SECONDS if small else _IDENTICAL_SECONDS)
+        request = _HistoryRequest(contract, duration, bar_size, what_to_show, end, use_rth, small)
+        return self._call(self._history(request), timeout=timeout)
 
-    async def _history(
-        self,
-        contract: Contract,
-        duration: str,
-        bar_size: str,
-        what_to_show: str,
-        end: datetime | None,
-        use_rth: bool,
-    ) -> list[Bar]:
+    async def _history(self, r: _HistoryRequest) -> list[Bar]:
+        """IB's historical pacing kept client-side: identical requests within 15 s share one
+        answer, a repeat after a failure waits out the 15 s, and a request waits for its slot in
+        the per-contract and small-bar windows."""
+        if not self.settings.pacing:
+            return await self._fetch_history(r)
+        loop = asyncio.get_running_loop()
+        async with self._hist_keys[r.key]:
+            memo = self._hist_memo.get(r.key)
+            if memo and loop.time() - memo[0] < _IDENTICAL_SECONDS:
+                return list(memo[1])
+            last = self._hist_sent.get(r.key)
+            if last is not None:
+                await asyncio.sleep(last + _IDENTICAL_SECONDS + _WINDOW_MARGIN - loop.time())
+            await self._per_contract[(r.contract.conid, r.what_to_show)].slot()
+            if r.small:
+                await self._small_bars.slot()
+            self._hist_sent[r.key] = loop.time()
+            bars = await self._fetch_history(r)
+            self._hist_memo[r.key] = (loop.time(), bars)
+            return list(bars)
+
+    async def _fetch_history(self, r: _HistoryRequest) -> list[Bar]:
+        timeout = self.settings.timeout * 3
         async with self._hist:
+            started = _time.monotonic()
             data = await self._ib.reqHistoricalDataAsync(
-                to_ib_contract(contract),
-                endDateTime=end.astimezone(UTC) if end else "",
-                durationStr=duration,
-                barSizeSetting=bar_size,
-                whatToShow=what_to_show,
-                useRTH=use_rth,
+                to_ib_contract(r.contract),
+                endDateTime=r.end.astimezone(UTC) if r.end else "",
+                durationStr=r.duration,
+                barSizeSetting=r.bar_size,
+                whatToShow=r.what_to_show,
+                useRTH=r.use_rth,
                 formatDate=2,
-                timeout=self.settings.timeout * 3,
+                timeout=timeout,
             )
-        return [_bar(b, what_to_show) for b in data]
+        if not data and _time.monotonic() - started >= timeout:
+            # ib_async answers a timed-out request with no bars; say what happened instead
+            raise NotConnected(
+                f"IB sent no {r.bar_size} bars for {r.contract.symbol} within {timeout:.0f} s"
+            )
+        return [_bar(b, r.what_to_show) for b in data]
 
     def depth(self, contract: Contract, rows: int = 5) -> OrderBook:
         return self._call(self._depth(contract, rows))
 
     async def _depth(self, contract: Contract, rows: int) -> OrderBook:
         ib = self._ib
-        async with self._lines:
+        async with self._depth_slots, self._lines:
             ticker = ib.reqMktDepth(to_ib_contract(contract), numRows=rows)
             try:
                 deadline = _time.monotonic() + self.settings.timeout
@@ -593,9 +757,11 @@ class TwsBroker:
                     _time.monotonic() < deadline
                 ):
                     await asyncio.sleep(0.01)
+                # cancelling clears the ticker's book: keep a copy
+                bids, asks = list(ticker.domBids[:rows]), list(ticker.domAsks[:rows])
             finally:
-                ib.cancelMktDepth(to_ib_contract(contract))
-        if not ticker.domBids or not ticker.domAsks:
+                ib.cancelMktDepth(ticker.contract)
+        if not bids or not asks:
             raise MarketDataUnavailable(f"no market depth for {contract.symbol}")
         return OrderBook(
             contract=contract,
@@ -604,13 +770,13 @@ class TwsBroker:
                 DepthLevel(
                     side="BID", position=i, price=d.price, size=d.size, market_maker=d.marketMaker
                 )
-                for i, d in enumerate(ticker.domBids[:rows])
+                for i, d in enumerate(bids)
             ],
             asks=[
                 DepthLevel(
                     side="ASK", position=i, price=d.price, size=d.size, market_maker=d.marketMaker
                 )
-                for i, d in enumerate(ticker.domAsks[:rows])
+                for i, d in enumerate(asks)
             ],
         )
 
@@ -628,8 +794,12 @@ class TwsBroker:
     ) -> list[NewsHeadline]:
         end = end or await self._now()
         start = start or end - timedelta(days=1)
-        providers = await self._wait(self._ib.reqNewsProvidersAsync(), "news providers")
-        codes = "+".join(p.code for p in providers)
+        if self._news_codes is None:
+            providers = await self._named_request(
+                "newsProviders", self._ib.reqNewsProvidersAsync, "news providers"
+            )
+            self._news_codes = "+".join(p.code for p in providers)
+        codes = self._news_codes
         ib, client = self._ib, self._ib.client
         # reqHistoricalNewsAsync in ib_async waits 4 s at most; a full page can take longer.
         req_id = client.getReqId()
@@ -710,6 +880,7 @@ class TwsBroker:
         account = await self._account(order.account_id)
         trade = self._ib.placeOrder(to_ib_contract(order.contract), to_ib_order(order, account))
         await self._settle(trade, wait_fill=order.order_type == "MKT")
+        self._remember(trade)
         status = _status_model(trade, order.contract)
         if status.status in ("Cancelled", "ApiCancelled", "Inactive") and status.filled == 0:
             raise OrderRejected(
@@ -730,8 +901,22 @@ class TwsBroker:
         while not trade.isDone() and _time.monotonic() < fill_deadline:
             await asyncio.sleep(0.005)
 
+    def _remember(self, trade: ib_async.Trade) -> None:
+        """Note an order's permId: completed-order messages carry the permId, not the orderId."""
+        perm_id = trade.order.permId or trade.orderStatus.permId
+        if perm_id and trade.order.orderId:
+            self._order_ids[perm_id] = trade.order.orderId
+
+    async def _all_open(self) -> list[ib_async.Trade]:
+        trades = await self._named_request(
+            "openOrders", self._ib.reqAllOpenOrdersAsync, "open orders"
+        )
+        for trade in trades:
+            self._remember(trade)
+        return trades
+
     async def _find_open(self, order_id: int) -> ib_async.Trade:
-        trades = await self._wait(self._ib.reqAllOpenOrdersAsync(), "open orders")
+        trades = await self._all_open()
         for trade in list(trades) + self._ib.openTrades():
             if trade.order.orderId == order_id and not trade.isDone():
                 return trade
@@ -786,7 +971,7 @@ class TwsBroker:
 
     async def _open_orders(self, account_id: str | None) -> list[OrderStatus]:
         account = await self._account(account_id)
-        trades = await self._wait(self._ib.reqAllOpenOrdersAsync(), "open orders")
+        trades = await self._all_open()
         return [
             _status_model(t, from_ib_contract(t.contract))
             for t in trades
@@ -798,9 +983,13 @@ class TwsBroker:
 
     async def _completed(self, account_id: str | None) -> list[OrderStatus]:
         account = await self._account(account_id)
-        trades = await self._wait(self._ib.reqCompletedOrdersAsync(False), "completed orders")
+        for trade in self._ib.trades():
+            self._remember(trade)
+        trades = await self._named_request(
+            "completedOrders", lambda: self._ib.reqCompletedOrdersAsync(False), "completed orders"
+        )
         return [
-            _status_model(t, from_ib_contract(t.contract))
+            _completed_model(t, self._order_ids.get(t.order.permId, t.order.orderId))
             for t in trades
             if t.order.account == account
         ]
@@ -815,7 +1004,11 @@ class TwsBroker:
         flt = ExecutionFilter(acctCode=account)
         if since is not None:
             flt.time = since.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S")
-        fills = await self._wait(self._ib.reqExecutionsAsync(flt), "executions")
+        answered = await self._wait(self._ib.reqExecutionsAsync(flt), "executions")
+        # ib_async attaches commission reports to the fills it keeps by execId, not to the copies
+        # a reqExecutions answer holds
+        known = self._ib.wrapper.fills
+        fills = [known.get(f.execution.execId, f) for f in answered]
         return [
             Execution(
                 exec_id=f.execution.execId,
@@ -845,11 +1038,11 @@ class TwsBroker:
         filters: ScanFilter | None = None,
         limit: int = 50,
     ) -> list[ScannerRow]:
-        if code not in self.scanner_codes():
-            raise InvalidRequest(f"unknown scanner code {code!r}")
         return self._call(self._scan(code, location, filters or ScanFilter(), limit))
 
     async def _scan(self, code: str, location: str, f: ScanFilter, limit: int) -> list[ScannerRow]:
+        if code not in await self._scanner_codes():
+            raise InvalidRequest(f"unknown scanner code {code!r}")
         sub = ScannerSubscription(
             instrument="STK",
             locationCode=location,
@@ -877,8 +1070,13 @@ class TwsBroker:
         ]
 
     def scanner_codes(self) -> list[str]:
-        if not hasattr(self, "_scan_codes"):
-            xml = self._call(self._wait(self._ib.reqScannerParametersAsync(), "scanner parameters"))
+        return self._call(self._scanner_codes())
+
+    async def _scanner_codes(self) -> list[str]:
+        if self._scan_codes is None:
+            xml = await self._named_request(
+                "scannerParams", self._ib.reqScannerParametersAsync, "scanner parameters"
+            )
             self._scan_codes = _scan_codes(xml)
         return list(self._scan_codes)
 
@@ -956,6 +1154,19 @@ def _status_model(trade: ib_async.Trade, contract: Contract) -> OrderStatus:
         avg_fill_price=_num(s.avgFillPrice) or None,
         message=messages[-1] if messages else "",
         time=(trade.log[-1].time if trade.log else datetime.now(UTC)).astimezone(UTC),
+    )
+
+
+def _completed_model(trade: ib_async.Trade, order_id: int) -> OrderStatus:
+    """A completed order (IB's completedOrder message: permId, no orderId) as ours."""
+    status = _status_model(trade, from_ib_contract(trade.contract))
+    filled = float(trade.order.filledQuantity) if _num(trade.order.filledQuantity) else 0.0
+    return status.model_copy(
+        update={
+            "order_id": order_id,
+            "filled": max(status.filled, filled),
+            "remaining": max(status.quantity - max(status.filled, filled), 0.0),
+        }
     )
 
 

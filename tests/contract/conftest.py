@@ -1,9 +1,10 @@
 """The broker under test, once per backend.
 
-Every test in this folder runs unchanged against each backend: ``sim`` (in-process) today, ``tws``
-(ib_async through the simulated gateway) and ``webapi`` as they land. Each backend gets its own
-temporary data root, so its paper account starts fresh, and a clock pinned inside a NYSE session
-so market orders fill the same way on every run.
+Every test in this folder runs unchanged against each backend: ``sim`` (in-process) and ``tws``
+(ib_async through the simulated gateway, started in-process on a free loopback port). Both see
+the same simulated world (seed, 700 symbols); each backend gets its own temporary data root, so
+its paper account starts fresh, and a clock inside a NYSE session so market orders fill the same
+way on every run (pinned for ``sim``, starting there and running in real time for the gateway).
 """
 
 from __future__ import annotations
@@ -15,14 +16,25 @@ from pathlib import Path
 import pytest
 
 from ibkr_assets.broker import Broker, BrokerSettings, connect
+from ibkr_sim.gateway import running_clock, start_gateway
 
 #: Friday 2026-11-20, 10:30 in New York: the market is open.
 SESSION_TIME = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
-BACKENDS = ["sim"]
+SEED, SYMBOLS = 7, 700
+BACKENDS = ["sim", "tws"]
 
 
-def _settings(backend: str, data_dir: Path) -> BrokerSettings:
-    return BrokerSettings(backend=backend, data_dir=data_dir, sim_now=SESSION_TIME)
+def _settings(backend: str, data_dir: Path, port: int = 4002) -> BrokerSettings:
+    return BrokerSettings(
+        backend=backend,
+        data_dir=data_dir,
+        sim_now=SESSION_TIME,
+        sim_seed=SEED,
+        sim_symbols=SYMBOLS,
+        port=port,
+        timeout=10.0,
+        pacing=False,  # the gateway below runs with --pacing off; tests/gateway cover pacing
+    )
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -30,6 +42,20 @@ def broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Broker]:
     data_dir = tmp_path_factory.mktemp(f"contract-{request.param}")
-    b = connect(_settings(request.param, data_dir))
-    yield b
-    b.close()
+    if request.param == "sim":
+        b = connect(_settings("sim", data_dir))
+        yield b
+        b.close()
+        return
+    with start_gateway(
+        host="127.0.0.1",
+        port=0,
+        seed=SEED,
+        symbols=SYMBOLS,
+        pacing="off",
+        data_dir=data_dir,
+        clock=running_clock(SESSION_TIME),
+    ) as gateway:
+        b = connect(_settings("tws", data_dir, port=gateway.port))
+        yield b
+        b.close()

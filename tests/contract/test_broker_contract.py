@@ -45,6 +45,26 @@ def test_search_and_contract_details(broker: Broker) -> None:
         assert session.start < session.end
 
 
+def test_option_contract_from_the_chain(broker: Broker) -> None:
+    aapl = broker.resolve("AAPL")
+    chain = broker.option_chain(aapl)
+    expiry, strike = chain.expirations[1], chain.strikes[len(chain.strikes) // 2]
+    call = broker.option_contract(aapl, expiry, strike, "C")
+    put = broker.option_contract(aapl, expiry, strike, "PUT")
+    assert (call.symbol, call.sec_type, call.last_trade_date) == ("AAPL", "OPT", expiry)
+    assert (call.strike, call.right, call.multiplier) == (strike, "C", 100.0)
+    assert put.right == "P" and put.conid not in (call.conid, aapl.conid)
+    assert broker.resolve(call.conid) == call
+    (quote,) = broker.quotes([call])
+    assert quote.price is not None and quote.price > 0
+    with pytest.raises(ContractNotFound):
+        broker.option_contract(aapl, "20261217", strike, "C")  # a Thursday: no monthly expiry
+    with pytest.raises(ContractNotFound):
+        broker.option_contract(aapl, expiry, strike + 0.37, "C")
+    with pytest.raises(InvalidRequest):
+        broker.option_contract(aapl, expiry, strike, "X")
+
+
 # -- market data -----------------------------------------------------------------------------
 
 
