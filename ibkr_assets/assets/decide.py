@@ -27,8 +27,9 @@ from ibkr_assets.assets.decide_common import (
 from ibkr_assets.assets.journal import EX_ANTE, record_decision
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
-from ibkr_assets.quant.compliance import evaluate_compliance, render_recommendation_markdown
-from ibkr_assets.quant.overlay import apply_overlay, load_rules
+from ibkr_assets.quant.compliance import render_recommendation_markdown
+from ibkr_assets.quant.decision import compliance_checks, overlay_targets
+from ibkr_assets.quant.overlay import load_rules
 from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource
 from ibkr_assets.resources.storage import StorageResource
 
@@ -51,24 +52,14 @@ def overlaid_targets(
     override, its rule and its reason."""
     partition = context.partition_key
     rules = load_rules(decide.overlay_rules)
-    targets = without_partition(target_weights)
-    features = without_partition(feature_matrix).drop_duplicates("symbol").set_index("symbol")
-    result = apply_overlay(
-        targets.set_index("symbol")["target_weight"],
+    frame, result = overlay_targets(
+        without_partition(target_weights),
         rules,
-        sentiment=features.get("sentiment_z"),
-        headlines=without_partition(headlines),
-        as_of=as_of(partition),
+        without_partition(feature_matrix),
+        without_partition(headlines),
+        as_of(partition),
     )
     overrides = result.overrides_frame()
-    reasons = overrides.groupby("symbol").agg(
-        override_rule=("rule", "; ".join), override_reason=("reason", "; ".join)
-    )
-    frame = targets.assign(weight=targets["symbol"].map(result.weights).astype("float64"))
-    frame = frame.assign(
-        override_rule=frame["symbol"].map(reasons["override_rule"]).fillna("").astype("string"),
-        override_reason=frame["symbol"].map(reasons["override_reason"]).fillna("").astype("string"),
-    )
     return dg.Output(
         with_partition(frame, partition),
         metadata={
@@ -110,17 +101,14 @@ def risk_report(
     weights = targets.set_index("symbol")["weight"]
     current = current_weights(portfolio_snapshot)
     nav = net_liquidation(portfolio_snapshot)
-    ref = universe.drop_duplicates("symbol").set_index("symbol")
-    prices = mid_prices(quotes)
-    results = evaluate_compliance(
+    results = compliance_checks(
         weights,
         current,
-        model.scenarios,
-        model.daily_cov(),
+        model,
         decide.compliance_limits(),
-        sectors=ref["sector"],
-        adv=(ref["adv"] * prices).dropna(),
-        net_liquidation=nav,
+        without_partition(universe),
+        without_partition(quotes),
+        nav,
     )
     report = pd.DataFrame(
         {
@@ -177,12 +165,6 @@ def risk_report(
             body=f"{body}\nrecommendation only: {rec}",
         )
     return dg.Output(with_partition(report, partition), metadata=metadata)
-
-
-def mid_prices(quotes: pd.DataFrame) -> pd.Series:
-    """Mid price per symbol, the last trade (then previous close) where there is no mid."""
-    q = without_partition(quotes).drop_duplicates("symbol").set_index("symbol")
-    return q["mid"].fillna(q["last"]).fillna(q["close"]).astype("float64")
 
 
 def send_alert(

@@ -43,10 +43,10 @@ from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.broker.models import Contract, Order, OrderStatus, WhatIfResult
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
+from ibkr_assets.quant.decision import diff_orders
 from ibkr_assets.quant.orders import (
     ProposedOrder,
     order_ref,
-    propose_orders,
     resize_until_margin_ok,
 )
 from ibkr_assets.resources.ib import IBResource
@@ -141,15 +141,14 @@ def proposed_orders(
     targeted, with the reason when no trade is proposed."""
     partition = context.partition_key
     ref = without_partition(universe).drop_duplicates("symbol").set_index("symbol")
-    quote = without_partition(quotes).drop_duplicates("symbol").set_index("symbol")
     targets = without_partition(overlaid_targets).set_index("symbol")["weight"]
     held = current_quantities(portfolio_snapshot)
-    diff = propose_orders(
+    diff = diff_orders(
         held,
-        targets[targets != 0],
+        targets,
         net_liquidation(portfolio_snapshot),
-        quote.assign(price=quote["last"].fillna(quote["close"])),
-        lot_sizes=ref["lot_size"],
+        without_partition(quotes),
+        without_partition(universe),
         min_notional=decide.min_notional,
         even_lots=decide.even_lots,
         limit_spread_fraction=decide.limit_spread_fraction,

@@ -23,12 +23,11 @@ from ibkr_assets.assets.decide_common import (
     decide_asset,
     frame_records,
 )
+from ibkr_assets.quant.decision import EX_ANTE
 from ibkr_assets.quant.journal import append_entry, sha256_file, sha256_json
 from ibkr_assets.resources.storage import StorageResource
 
 TOP_DRIVERS = 10
-#: Ex-ante numbers of the optimised portfolio carried by the target frames.
-EX_ANTE = ("ex_ante_return", "ex_ante_volatility", "ex_ante_cvar")
 
 
 def top_drivers(targets: pd.DataFrame, n: int = TOP_DRIVERS) -> list[dict]:

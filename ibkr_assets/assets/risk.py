@@ -23,14 +23,8 @@ from ibkr_assets.assets.decide_common import (
     risk_model_from_frame,
 )
 from ibkr_assets.decide_config import DecideConfig
-from ibkr_assets.quant.optimiser import PortfolioOptimiser
+from ibkr_assets.quant.decision import EX_ANTE, close_panel, optimise_targets, sector_map
 from ibkr_assets.quant.risk_model import build_risk_model
-
-
-def close_panel(daily_bars: pd.DataFrame, symbols: pd.Index) -> pd.DataFrame:
-    """Daily closes, sessions x symbols, of the symbols that have bars."""
-    closes = daily_bars.pivot_table(index="session", columns="symbol", values="close").sort_index()
-    return closes.reindex(columns=[s for s in symbols if s in closes.columns])
 
 
 @decide_asset(ins={"daily_bars": dg.AssetIn(), "alpha_scores": dg.AssetIn()})
@@ -81,39 +75,18 @@ def target_weights(
     """The portfolio the optimiser wants for the session: one weight per symbol (fraction of net
     liquidation), with ex-ante return, volatility and CVaR in the metadata."""
     model = risk_model_from_frame(risk_model)
-    symbols = model.symbols
-    alpha = alpha_scores.set_index("symbol")["alpha_score"].reindex(symbols).fillna(0.0)
-    sectors = universe.drop_duplicates("symbol").set_index("symbol")["sector"].reindex(symbols)
-    sectors = sectors.fillna("Unknown")
-    held = current_weights(portfolio_snapshot)
-    current = held.reindex(symbols).fillna(0.0)
-    unmodelled = sorted(s for s, w in held.items() if w != 0 and s not in set(symbols))
-    optimiser = PortfolioOptimiser.from_risk_model(model, decide.optimiser_config(), sectors)
-    result = optimiser.solve(alpha * decide.alpha_scale, current)
-    frame = pd.DataFrame(
-        {
-            "symbol": symbols,
-            "sector": sectors.to_numpy(),
-            "alpha_score": alpha.to_numpy(),
-            "current_weight": current.to_numpy(),
-            # the solver meets |w| <= max_weight to ~1e-9; clip so the gate's exact comparison
-            # never fails on solver round-off (clipping only lowers gross and net)
-            "target_weight": result.weights.reindex(symbols)
-            .clip(-decide.max_weight, decide.max_weight)
-            .to_numpy(dtype=float),
-        }
+    frame, result, unmodelled = optimise_targets(
+        alpha_scores,
+        model,
+        sector_map(universe, model.symbols),
+        current_weights(portfolio_snapshot),
+        decide.optimiser_config(),
+        decide.alpha_scale,
     )
-    ex_ante = {
-        "ex_ante_return": float(result.expected_return),
-        "ex_ante_volatility": float(result.volatility),
-        "ex_ante_cvar": float(result.cvar),
-    }
-    if "top_drivers" in alpha_scores:
-        drivers = alpha_scores.set_index("symbol")["top_drivers"].astype("string")
-        frame = frame.assign(top_drivers=frame["symbol"].map(drivers).fillna(""))
+    ex_ante = {k: float(frame[k].iloc[0]) for k in EX_ANTE}
     names = frame[frame["target_weight"] != 0].sort_values("target_weight", ascending=False)
     return dg.Output(
-        with_partition(frame.assign(**ex_ante), context.partition_key),
+        with_partition(frame, context.partition_key),
         metadata={
             **ex_ante,
             "names_held": len(names),
@@ -129,4 +102,4 @@ def target_weights(
     )
 
 
-__all__ = ["close_panel", "risk_model", "target_weights"]
+__all__ = ["risk_model", "target_weights"]

@@ -150,10 +150,39 @@ def build_feature_matrix(
     at = as_of_timestamp(as_of)
     _require(universe, "universe", ("symbol", "sector"))
     _require(bars_long, "bars_long", ("symbol", "session", "high", "low", "close", "volume"))
-    uni = universe.assign(symbol=universe["symbol"].astype(str)).drop_duplicates("symbol")
+    symbols = universe["symbol"].astype(str)
     bars = _known_bars(bars_long, at)
-    bars = bars.loc[bars["symbol"].astype(str).isin(uni["symbol"]).to_numpy()]
-    technical = technical_features(bars, technical_params)
+    bars = bars.loc[bars["symbol"].astype(str).isin(symbols).to_numpy()]
+    return assemble_feature_matrix(
+        technical_features(bars, technical_params),
+        quotes,
+        fundamentals_long,
+        forward_eps,
+        headlines_scored,
+        universe,
+        at,
+        growth_threshold=growth_threshold,
+        sentiment_history_days=sentiment_history_days,
+    )
+
+
+def assemble_feature_matrix(
+    technical: pd.DataFrame,
+    quotes: pd.DataFrame,
+    fundamentals_long: pd.DataFrame,
+    forward_eps: pd.DataFrame | pd.Series,
+    headlines_scored: pd.DataFrame | None,
+    universe: pd.DataFrame,
+    as_of: date | datetime | pd.Timestamp | str,
+    growth_threshold: float = 0.15,
+    sentiment_history_days: int = 60,
+) -> pd.DataFrame:
+    """The feature matrix from already computed technical features (one row per universe
+    symbol with bars, from :func:`~ibkr_assets.quant.technical.technical_features` or, in a
+    backtest, :func:`~ibkr_assets.quant.technical.technical_history`) and the other inputs of
+    :func:`build_feature_matrix`, which calls it."""
+    at = as_of_timestamp(as_of)
+    uni = universe.assign(symbol=universe["symbol"].astype(str)).drop_duplicates("symbol")
     symbols = technical.index.astype(str)
     uni = uni.set_index("symbol").reindex(
         index=symbols, columns=["conid", "sector", "industry", "lot_size", "adv"]

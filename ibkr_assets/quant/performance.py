@@ -57,12 +57,14 @@ def equity_curve(
     turnover: pd.Series | None = None,
     cost_per_turnover: float = 0.0,
     initial: float = 1.0,
+    costs: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Columns ``gross_return, cost, net_return, equity, drawdown`` per period.
 
-    ``cost = cost_per_turnover × turnover`` (turnover aligned on the returns' index, missing =
-    0); ``equity`` compounds the net returns from ``initial``; ``drawdown`` is
-    ``1 − equity / running peak`` (the peak includes the starting capital).
+    ``cost = cost_per_turnover × turnover + costs`` (both aligned on the returns' index,
+    missing = 0; ``costs`` are costs already measured per period, e.g. commissions and
+    slippage as fractions of NAV); ``equity`` compounds the net returns from ``initial``;
+    ``drawdown`` is ``1 − equity / running peak`` (the peak includes the starting capital).
     """
     r = _clean(returns)
     if cost_per_turnover < 0:
@@ -73,6 +75,8 @@ def equity_curve(
         else _clean(turnover.reindex(r.index).fillna(0.0), "turnover")
     )
     cost = cost_per_turnover * t
+    if costs is not None:
+        cost = cost + _clean(costs.reindex(r.index).fillna(0.0), "costs")
     net = r - cost
     equity = initial * (1 + net).cumprod()
     peak = np.maximum(equity.cummax(), initial)
@@ -169,9 +173,11 @@ def summarise(
     turnover: pd.Series | None = None,
     cost_per_turnover: float = 0.0,
     periods_per_year: int = PERIODS_PER_YEAR,
+    costs: pd.Series | None = None,
 ) -> PerformanceSummary:
-    """Every metric above for daily gross ``returns`` after turnover costs."""
-    curve = equity_curve(returns, turnover, cost_per_turnover)
+    """Every metric above for daily gross ``returns`` after turnover costs (and the measured
+    per-period ``costs``, see :func:`equity_curve`)."""
+    curve = equity_curve(returns, turnover, cost_per_turnover, costs=costs)
     net = curve["net_return"]
     # Prepend the starting capital so a loss on day one counts as a drawdown.
     equity = pd.concat([pd.Series([1.0]), curve["equity"].reset_index(drop=True)])

@@ -178,17 +178,9 @@ def technical_indicators(bars: pd.DataFrame, params: TechnicalParams | None = No
     return pd.DataFrame(arrays, index=bars.index)
 
 
-def technical_features(
-    bars_long: pd.DataFrame, params: TechnicalParams | None = None
-) -> pd.DataFrame:
-    """One row per symbol (index ``symbol``) with :data:`FEATURE_COLUMNS` at its last bar, plus
-    ``last_session`` and ``n_bars``.
-
-    ``bars_long`` has :data:`BAR_COLUMNS`; it is sorted here, and bars with a missing or
-    non-positive high, low or close are skipped. Filter it to the as-of date first
-    (see :func:`ibkr_assets.quant.features.build_feature_matrix`). Duplicate (symbol, session)
-    rows are an error, since they would silently distort every look-back.
-    """
+def _prepared_bars(bars_long: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Bars sorted by symbol and session without unusable rows, and the start and end row of
+    each symbol's block."""
     missing = [c for c in BAR_COLUMNS if c not in bars_long.columns]
     if missing:
         raise ValueError(f"bars_long lacks column(s) {missing}")
@@ -206,7 +198,27 @@ def technical_features(
     symbols = bars["symbol"].to_numpy()
     starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])[: len(bars)]
     ends = np.r_[starts[1:], len(bars)][: len(starts)].astype("int64")
-    columns = [bars[c].to_numpy(dtype="float64") for c in ("high", "low", "close", "volume")]
+    return bars, starts, ends
+
+
+def _columns(bars: pd.DataFrame) -> list[np.ndarray]:
+    return [bars[c].to_numpy(dtype="float64") for c in ("high", "low", "close", "volume")]
+
+
+def technical_features(
+    bars_long: pd.DataFrame, params: TechnicalParams | None = None
+) -> pd.DataFrame:
+    """One row per symbol (index ``symbol``) with :data:`FEATURE_COLUMNS` at its last bar, plus
+    ``last_session`` and ``n_bars``.
+
+    ``bars_long`` has :data:`BAR_COLUMNS`; it is sorted here, and bars with a missing or
+    non-positive high, low or close are skipped. Filter it to the as-of date first
+    (see :func:`ibkr_assets.quant.features.build_feature_matrix`). Duplicate (symbol, session)
+    rows are an error, since they would silently distort every look-back.
+    """
+    bars, starts, ends = _prepared_bars(bars_long)
+    symbols = bars["symbol"].to_numpy()
+    columns = _columns(bars)
     rows = np.full((len(starts), len(FEATURE_COLUMNS)), np.nan)
     for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
         arrays = indicator_arrays(*(c[a:b] for c in columns), params=params)
@@ -217,3 +229,53 @@ def technical_features(
     return out.assign(
         last_session=bars["session"].to_numpy()[ends - 1], n_bars=(ends - starts).astype("int64")
     )
+
+
+def technical_history(
+    bars_long: pd.DataFrame,
+    windows: list[tuple[pd.Timestamp, pd.Timestamp]],
+    params: TechnicalParams | None = None,
+) -> list[pd.DataFrame]:
+    """:func:`technical_features` of many days at once, for a backtest: one frame per
+    ``(first, last)`` session window, equal to ``technical_features`` of the bars dated in
+    ``[first, last]``.
+
+    Every symbol's indicators are computed once over all of ``bars_long`` and read at the
+    symbol's last bar in each window, so no value uses a bar after ``last``. The moving
+    windows (SMA, breakout channel, volatility, momentum) are identical; the recursive
+    averages (Wilder's ATR and RSI, the MACD EMAs) start earlier than in the one-day call,
+    which changes them by less than 1e-12 once a window holds a few hundred bars.
+    """
+    bars, starts, ends = _prepared_bars(bars_long)
+    symbols = bars["symbol"].to_numpy()
+    sessions = bars["session"].to_numpy()
+    columns = _columns(bars)
+    firsts = np.array([np.datetime64(pd.Timestamp(a), "ns") for a, _ in windows])
+    lasts = np.array([np.datetime64(pd.Timestamp(b), "ns") for _, b in windows])
+    values = np.full((len(windows), len(starts), len(FEATURE_COLUMNS)), np.nan)
+    last_row = np.full((len(windows), len(starts)), -1, dtype="int64")
+    counts = np.zeros((len(windows), len(starts)), dtype="int64")
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        arrays = indicator_arrays(*(c[a:b] for c in columns), params=params)
+        table = np.column_stack([arrays[c] for c in FEATURE_COLUMNS])
+        own = sessions[a:b]
+        hi = np.searchsorted(own, lasts, side="right")
+        lo = np.searchsorted(own, firsts, side="left")
+        counts[:, i] = np.maximum(hi - lo, 0)
+        known = counts[:, i] > 0
+        last_row[known, i] = a + hi[known] - 1
+        values[known, i] = table[hi[known] - 1]
+    out = []
+    for k in range(len(windows)):
+        keep = counts[k] > 0
+        frame = pd.DataFrame(
+            values[k, keep],
+            index=pd.Index(symbols[starts[keep]], name="symbol"),
+            columns=list(FEATURE_COLUMNS),
+        )
+        out.append(
+            frame.assign(
+                last_session=sessions[last_row[k, keep]], n_bars=counts[k, keep].astype("int64")
+            )
+        )
+    return out

@@ -1,0 +1,189 @@
+"""One session's decision, from its inputs to the orders: the steps the daily assets
+(``risk_model`` to ``proposed_orders``) and the weekly backtest replay both call, so a replayed
+day is decided by exactly the code that decides a live one.
+
+1. :func:`close_panel` — the closes the risk model is estimated from;
+2. :func:`optimise_targets` — alpha scores x ``alpha_scale`` as daily expected returns, the
+   risk model's covariance and scenarios, the current weights, into target weights
+   (:class:`~ibkr_assets.quant.optimiser.PortfolioOptimiser`), clipped to ``max_weight`` so
+   solver round-off never trips the gate's exact comparison;
+3. :func:`overlay_targets` — the news & sentiment rules (:mod:`.overlay`);
+4. :func:`compliance_checks` — the gate (:mod:`.compliance`): liquidity is measured against
+   the average daily volume (shares) times the pre-open mid price;
+5. :func:`diff_orders` — share quantities from the current position to the targets
+   (:func:`~ibkr_assets.quant.orders.propose_orders`), priced off the pre-open quote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal
+
+import pandas as pd
+
+from ibkr_assets.quant.compliance import CheckResult, ComplianceLimits, evaluate_compliance
+from ibkr_assets.quant.optimiser import (
+    OptimisationResult,
+    OptimiserConfig,
+    OptimizationError,
+    PortfolioOptimiser,
+)
+from ibkr_assets.quant.orders import OrderDiff, propose_orders
+from ibkr_assets.quant.overlay import OverlayResult, Rule, apply_overlay
+from ibkr_assets.quant.risk_model import RiskModel
+
+#: Ex-ante numbers of the optimised portfolio carried by the target frames.
+EX_ANTE = ("ex_ante_return", "ex_ante_volatility", "ex_ante_cvar")
+
+
+def close_panel(daily_bars: pd.DataFrame, symbols: Sequence[str]) -> pd.DataFrame:
+    """Daily closes, sessions x symbols, of the symbols that have bars."""
+    closes = daily_bars.pivot_table(index="session", columns="symbol", values="close").sort_index()
+    return closes.reindex(columns=[s for s in symbols if s in closes.columns])
+
+
+def sector_map(universe: pd.DataFrame, symbols: Sequence[str]) -> pd.Series:
+    """Each symbol's sector from the universe, ``"Unknown"`` where it has none."""
+    sectors = universe.drop_duplicates("symbol").set_index("symbol")["sector"]
+    return sectors.reindex(list(symbols)).fillna("Unknown")
+
+
+def optimise_targets(
+    alpha_scores: pd.DataFrame,
+    model: RiskModel,
+    sectors: pd.Series,
+    current: pd.Series,
+    config: OptimiserConfig,
+    alpha_scale: float,
+    optimiser: PortfolioOptimiser | None = None,
+) -> tuple[pd.DataFrame, OptimisationResult, list[str]]:
+    """The optimiser's target weights for the risk model's symbols.
+
+    Returns the target frame (``symbol, sector, alpha_score, current_weight, target_weight``,
+    ``top_drivers`` when the scores name them, and the :data:`EX_ANTE` numbers), the solver
+    result, and the held symbols the model cannot trade (they keep no target). ``optimiser``
+    is a compiled optimiser of the same symbols to re-solve with this model's risk (what the
+    backtest does every day); without it one is built.
+    """
+    symbols = model.symbols
+    alpha = alpha_scores.set_index("symbol")["alpha_score"].reindex(symbols).fillna(0.0)
+    sectors = sectors.reindex(symbols).fillna("Unknown")
+    w0 = current.reindex(symbols).fillna(0.0)
+    modelled = set(symbols)
+    unmodelled = sorted(str(s) for s, w in current.items() if w != 0 and s not in modelled)
+    if optimiser is None:
+        optimiser = PortfolioOptimiser.from_risk_model(model, config, sectors)
+    else:
+        if optimiser.symbols != list(symbols):
+            raise OptimizationError("the compiled optimiser holds other symbols than the model")
+        optimiser.update_risk(model.daily_cov(), model.scenarios)
+    result = optimiser.solve(alpha * alpha_scale, w0)
+    frame = pd.DataFrame(
+        {
+            "symbol": symbols,
+            "sector": sectors.to_numpy(),
+            "alpha_score": alpha.to_numpy(),
+            "current_weight": w0.to_numpy(),
+            "target_weight": result.weights.reindex(symbols)
+            .clip(-config.max_weight, config.max_weight)
+            .to_numpy(dtype=float),
+        }
+    )
+    if "top_drivers" in alpha_scores:
+        drivers = alpha_scores.set_index("symbol")["top_drivers"].astype("string")
+        frame = frame.assign(top_drivers=frame["symbol"].map(drivers).fillna(""))
+    frame = frame.assign(
+        ex_ante_return=float(result.expected_return),
+        ex_ante_volatility=float(result.volatility),
+        ex_ante_cvar=float(result.cvar),
+    )
+    return frame, result, unmodelled
+
+
+def overlay_targets(
+    targets: pd.DataFrame,
+    rules: list[Rule],
+    features: pd.DataFrame,
+    headlines: pd.DataFrame,
+    as_of: datetime | pd.Timestamp,
+) -> tuple[pd.DataFrame, OverlayResult]:
+    """``targets`` with ``weight`` after the news rules and, per symbol, the rules that fired
+    (``override_rule``) and why (``override_reason``)."""
+    features = features.drop_duplicates("symbol").set_index("symbol")
+    result = apply_overlay(
+        targets.set_index("symbol")["target_weight"],
+        rules,
+        sentiment=features.get("sentiment_z"),
+        headlines=headlines,
+        as_of=as_of,
+    )
+    overrides = result.overrides_frame()
+    reasons = overrides.groupby("symbol").agg(
+        override_rule=("rule", "; ".join), override_reason=("reason", "; ".join)
+    )
+    frame = targets.assign(weight=targets["symbol"].map(result.weights).astype("float64"))
+    frame = frame.assign(
+        override_rule=frame["symbol"].map(reasons["override_rule"]).fillna("").astype("string"),
+        override_reason=frame["symbol"].map(reasons["override_reason"]).fillna("").astype("string"),
+    )
+    return frame, result
+
+
+def mid_prices(quotes: pd.DataFrame) -> pd.Series:
+    """Mid price per symbol, the last trade (then previous close) where there is no mid."""
+    q = quotes.drop_duplicates("symbol").set_index("symbol")
+    return q["mid"].fillna(q["last"]).fillna(q["close"]).astype("float64")
+
+
+def compliance_checks(
+    weights: pd.Series,
+    current: pd.Series,
+    model: RiskModel,
+    limits: ComplianceLimits,
+    universe: pd.DataFrame,
+    quotes: pd.DataFrame,
+    net_liquidation: float,
+) -> list[CheckResult]:
+    """Every check of the gate for the day's final weights (one-day VaR from the model)."""
+    ref = universe.drop_duplicates("symbol").set_index("symbol")
+    return evaluate_compliance(
+        weights,
+        current,
+        model.scenarios,
+        model.daily_cov(),
+        limits,
+        sectors=ref["sector"],
+        adv=(ref["adv"] * mid_prices(quotes)).dropna(),
+        net_liquidation=net_liquidation,
+    )
+
+
+def diff_orders(
+    held_shares: pd.Series,
+    weights: pd.Series,
+    net_liquidation: float,
+    quotes: pd.DataFrame,
+    universe: pd.DataFrame,
+    *,
+    min_notional: float,
+    even_lots: bool,
+    limit_spread_fraction: float,
+    order_type: Literal["LMT", "MKT"],
+) -> OrderDiff:
+    """The orders from ``held_shares`` to the non-zero ``weights`` of ``net_liquidation``,
+    priced off the pre-open quotes (the last trade, then the previous close, without a
+    two-sided quote); symbols held without a target are sold out."""
+    ref = universe.drop_duplicates("symbol").set_index("symbol")
+    quote = quotes.drop_duplicates("symbol").set_index("symbol")
+    return propose_orders(
+        held_shares,
+        weights[weights != 0],
+        net_liquidation,
+        quote.assign(price=quote["last"].fillna(quote["close"])),
+        lot_sizes=ref["lot_size"],
+        min_notional=min_notional,
+        even_lots=even_lots,
+        limit_spread_fraction=limit_spread_fraction,
+        order_type=order_type,
+    )
