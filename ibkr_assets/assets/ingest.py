@@ -42,6 +42,7 @@ from ibkr_assets.broker.models import Bar, Contract, Quote
 from ibkr_assets.config import PipelineConfig, watchlist_symbols
 from ibkr_assets.partitions import previous_sessions
 from ibkr_assets.quant.macro import latest_regime, macro_features
+from ibkr_assets.quant.sentiment import split_headlines
 from ibkr_assets.resources.fundamentals import FundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
@@ -181,26 +182,9 @@ def select_movers(
     return list(dict.fromkeys(hot["symbol"].astype(str)))
 
 
-@dg.asset(**INGEST)
-def universe(
-    context: dg.AssetExecutionContext,
-    ib: IBResource,
-    storage: StorageResource,
-    pipeline: PipelineConfig,
-    top_movers: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
-    """The symbols the desk trades today: watch-list, holdings and heavy-volume movers."""
-    key, _, at = session_of(context)
-    broker = ib.broker_at(at)
-    reasons: dict[str, str] = dict.fromkeys(watchlist_symbols(pipeline, broker), "watchlist")
-    for pos in broker.positions():
-        if pos.contract.sec_type in ("STK", "ETF"):
-            reasons.setdefault(pos.contract.symbol, "holding")
-    movers = select_movers(
-        top_movers, pipeline.mover_min_change_pct, pipeline.mover_min_volume_ratio
-    )
-    for symbol in movers:
-        reasons.setdefault(symbol, "mover")
+def universe_frame(broker: Broker, reasons: dict[str, str]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """One row per symbol of ``reasons`` the broker knows (symbol, conid, sec_type, sector,
+    industry, lot_size, adv in shares, reason), and the error of each one it does not."""
     contracts, unknown = _resolve_all(broker, list(reasons))
     rows = []
     for c in contracts:
@@ -235,6 +219,30 @@ def universe(
             "reason": "string",
         }
     )
+    return frame, unknown
+
+
+@dg.asset(**INGEST)
+def universe(
+    context: dg.AssetExecutionContext,
+    ib: IBResource,
+    storage: StorageResource,
+    pipeline: PipelineConfig,
+    top_movers: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """The symbols the desk trades today: watch-list, holdings and heavy-volume movers."""
+    key, _, at = session_of(context)
+    broker = ib.broker_at(at)
+    reasons: dict[str, str] = dict.fromkeys(watchlist_symbols(pipeline, broker), "watchlist")
+    for pos in broker.positions():
+        if pos.contract.sec_type in ("STK", "ETF"):
+            reasons.setdefault(pos.contract.symbol, "holding")
+    movers = select_movers(
+        top_movers, pipeline.mover_min_change_pct, pipeline.mover_min_volume_ratio
+    )
+    for symbol in movers:
+        reasons.setdefault(symbol, "mover")
+    frame, unknown = universe_frame(broker, reasons)
     storage.write_frame_json(storage.staging_path(key, "universe"), frame)
     counts = frame["reason"].value_counts()
     meta = frame_metadata(
@@ -271,17 +279,11 @@ def _quote_rows(quotes: Sequence[Quote]) -> list[tuple]:
     ]
 
 
-@dg.asset(**INGEST)
-def quotes(
-    context: dg.AssetExecutionContext,
-    ib: IBResource,
-    storage: StorageResource,
-    universe: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
-    """A pre-open snapshot of every universe symbol: bid, ask, last, previous close, volume."""
-    key, _, at = session_of(context)
-    broker = ib.broker_at(at)
-    contracts = _universe_contracts(universe)
+def quote_frame(
+    broker: Broker, contracts: Sequence[Contract]
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A bulk snapshot of ``contracts`` (100 per request), and the error of each symbol the
+    broker could not quote."""
     rows, missing = [], {}
     for start in range(0, len(contracts), 100):
         chunk = contracts[start : start + 100]
@@ -299,6 +301,20 @@ def quotes(
         {"symbol": "string", "conid": "int64"}
         | dict.fromkeys(["bid", "ask", "last", "close", "volume", "mid", "spread"], "float64")
     ).assign(time=pd.to_datetime(frame["time"], utc=True))
+    return frame, missing
+
+
+@dg.asset(**INGEST)
+def quotes(
+    context: dg.AssetExecutionContext,
+    ib: IBResource,
+    storage: StorageResource,
+    universe: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """A pre-open snapshot of every universe symbol: bid, ask, last, previous close, volume."""
+    key, _, at = session_of(context)
+    broker = ib.broker_at(at)
+    frame, missing = quote_frame(broker, _universe_contracts(universe))
     storage.write_frame_json(storage.staging_path(key, "quotes"), frame)
     rel_spread = (frame["spread"] / frame["mid"]).median() * 1e4
     meta = frame_metadata(frame, median_spread_bps=float(rel_spread), missing=len(missing))
@@ -493,14 +509,8 @@ def headlines(
         for h in items
         if history_start <= h.time < at
     ]
-    everything = _headline_frame(rows)
-    recent_mask = everything["time"] >= pd.Timestamp(start)
-    recent, history = everything.loc[recent_mask], everything.loc[~recent_mask]
-    recent = (
-        recent.sort_values(["symbol", "time"], ascending=[True, False])
-        .groupby("symbol", sort=False)
-        .head(pipeline.headlines_per_symbol)
-        .reset_index(drop=True)
+    recent, history = split_headlines(
+        _headline_frame(rows), at, pipeline.headline_hours, pipeline.headlines_per_symbol
     )
     storage.write_frame_json(storage.staging_path(key, "headlines"), recent)
     storage.write_parquet(storage.staging_path(key, "headline_history", "parquet"), history)
@@ -522,17 +532,11 @@ def headlines(
     )
 
 
-@dg.asset(**INGEST)
-def macro_gauges(
-    context: dg.AssetExecutionContext,
-    ib: IBResource,
-    storage: StorageResource,
-    pipeline: PipelineConfig,
-) -> dg.Output[pd.DataFrame]:
-    """Rates, dollar, oil, volatility and the index ETFs, with risk-on/off and curve features."""
-    key, session, at = session_of(context)
-    broker = ib.broker_at(at)
-    first = previous_sessions(session, pipeline.macro_sessions)[0]
+def macro_history(
+    broker: Broker, first: date, at: datetime, session: date
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Daily closes of the :data:`MACRO_INSTRUMENTS` (our units) from ``first`` to the session
+    before ``session``, index ``session``; and the error of each gauge that failed."""
     closes, failed = {}, {}
     for column, (symbol, sec_type, currency, what, scale) in MACRO_INSTRUMENTS.items():
         try:
@@ -552,6 +556,21 @@ def macro_gauges(
     history = pd.DataFrame(closes).sort_index()
     history = history.loc[history.index >= pd.Timestamp(first)]
     history.index.name = "session"
+    return history, failed
+
+
+@dg.asset(**INGEST)
+def macro_gauges(
+    context: dg.AssetExecutionContext,
+    ib: IBResource,
+    storage: StorageResource,
+    pipeline: PipelineConfig,
+) -> dg.Output[pd.DataFrame]:
+    """Rates, dollar, oil, volatility and the index ETFs, with risk-on/off and curve features."""
+    key, session, at = session_of(context)
+    broker = ib.broker_at(at)
+    first = previous_sessions(session, pipeline.macro_sessions)[0]
+    history, failed = macro_history(broker, first, at, session)
     features = macro_features(history)
     frame = history.join(features).reset_index()
     storage.write_parquet(storage.staging_path(key, "macro_gauges", "parquet"), frame)

@@ -229,6 +229,24 @@ def score_headlines(headlines: pd.DataFrame, scorer: SentimentScorer) -> pd.Data
     return headlines.assign(polarity=polarity.reindex(text.to_numpy()).to_numpy())
 
 
+def split_headlines(
+    headlines: pd.DataFrame, as_of: datetime | pd.Timestamp, hours: float, per_symbol: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``headlines`` (``symbol``, ``time`` in UTC, all before ``as_of``) split into the last
+    ``hours`` before ``as_of`` — the ``per_symbol`` most recent of each symbol, newest first —
+    and the older ones (the symbol's own sentiment baseline)."""
+    start = pd.Timestamp(_utc(as_of)) - pd.Timedelta(hours=hours)
+    mask = (headlines["time"] >= start).to_numpy()
+    recent, history = headlines.loc[mask], headlines.loc[~mask]
+    recent = (
+        recent.sort_values(["symbol", "time"], ascending=[True, False])
+        .groupby("symbol", sort=False)
+        .head(per_symbol)
+        .reset_index(drop=True)
+    )
+    return recent, history
+
+
 def _utc(values: pd.Series | datetime | pd.Timestamp) -> pd.Series | pd.Timestamp:
     """Timestamps in UTC; naive ones are taken to be UTC."""
     if isinstance(values, pd.Series):
