@@ -8,6 +8,7 @@ with :func:`call_broker`, which also turns a broker error into a tool error with
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,12 +94,26 @@ async def call_broker(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: 
         raise ToolError(str(exc)) from None
 
 
+#: An option as a trader writes it: "AAPL 20261218 200 C" (underlying, expiry, strike, right).
+_OPTION = re.compile(
+    r"^(?P<symbol>[A-Z][A-Z0-9.]*)\s+(?P<expiry>\d{8})\s+(?P<strike>\d+(?:\.\d+)?)\s+"
+    r"(?P<right>C|P|CALL|PUT)$"
+)
+
+
 def resolve(broker: Broker, symbol: str, sec_type: str = "STK", currency: str = "USD") -> Contract:
-    """A contract from a symbol or a numeric conId (e.g. an option's conId)."""
-    text = symbol.strip()
+    """A contract from a ticker, a numeric conId, or an option written
+    "SYMBOL YYYYMMDD STRIKE C|P" (e.g. "AAPL 20261218 200 C")."""
+    text = " ".join(symbol.split()).upper()
     if text.isdigit():
         return broker.resolve(int(text))
-    return broker.resolve(text.upper(), sec_type=sec_type, currency=currency)
+    option = _OPTION.match(text)
+    if option:
+        underlying = broker.resolve(option["symbol"], currency=currency)
+        return broker.option_contract(
+            underlying, option["expiry"], float(option["strike"]), option["right"]
+        )
+    return broker.resolve(text, sec_type=sec_type, currency=currency)
 
 
 def add_tool(

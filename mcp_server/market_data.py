@@ -67,7 +67,11 @@ async def quotes(
     ctx: Context,
     symbols: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=32)]],
-        Field(min_length=1, max_length=100, description="tickers or numeric conIds (options)"),
+        Field(
+            min_length=1,
+            max_length=100,
+            description='tickers, numeric conIds, or options written "AAPL 20261218 200 C"',
+        ),
     ],
     sec_type: SecTypeParam = "STK",
 ) -> QuoteList:
@@ -75,6 +79,7 @@ async def quotes(
 
     Examples:
         quotes(symbols=["AAPL", "MSFT", "SPY"]) ; quotes(symbols=["EUR.USD"], sec_type="CASH")
+        quotes(symbols=["AAPL 20261218 200 C"])  (an option: symbol, expiry, strike, C or P)
     """
 
     def run(b) -> QuoteList:

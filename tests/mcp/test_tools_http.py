@@ -159,6 +159,24 @@ async def test_quotes_bulk(running):
         assert r["mid"] == pytest.approx((bid + ask) / 2)
 
 
+async def test_quotes_of_an_option_written_as_a_trader_writes_it(running):
+    q = await ok(running, "quotes", {"symbols": ["AAPL 20261218 200 C", "aapl  20261218 200 p"]})
+    call, put = (r["quote"]["contract"] for r in q["quotes"])
+    assert (call["symbol"], call["sec_type"], call["last_trade_date"]) == (
+        "AAPL",
+        "OPT",
+        "20261218",
+    )
+    assert (call["strike"], call["right"], put["right"]) == (200.0, "C", "P")
+    underlying = (await ok(running, "quotes", {"symbols": ["AAPL"]}))["quotes"][0]["price"]
+    call_price = q["quotes"][0]["price"]
+    assert call_price >= underlying - 200.0 - 1.0, "a call is worth at least its intrinsic value"
+    by_conid = await ok(running, "quotes", {"symbols": [str(call["conid"])]})
+    assert by_conid["quotes"][0]["quote"]["contract"] == call
+    text = await err(running, "quotes", {"symbols": ["AAPL 20261217 200 C"]})
+    assert "200" in text and "20261217" in text
+
+
 async def test_history_and_depth_and_news(running):
     h = await ok(running, "history", {"symbol": "AAPL", "duration": "30 D", "bar_size": "1 day"})
     bars = h["bars"]
