@@ -12,6 +12,7 @@ code   meaning
 321    error validating request (bad scanner code, bad duration / bar size)
 354    requested market data is not subscribed / not available
 10147  order to cancel / modify not found
+10148  order cannot be cancelled: it is already filled or cancelled
 ====== =====================================================================
 """
 
@@ -22,6 +23,7 @@ ORDER_REJECTED = 201
 INVALID_REQUEST = 321
 NO_MARKET_DATA = 354
 ORDER_NOT_FOUND = 10147
+CANNOT_CANCEL = 10148
 HISTORICAL_DATA_ERROR = 162
 
 
@@ -48,6 +50,7 @@ class SpecError(SimError, ValueError):
 
 
 __all__ = [
+    "CANNOT_CANCEL",
     "HISTORICAL_DATA_ERROR",
     "INVALID_REQUEST",
     "NO_MARKET_DATA",

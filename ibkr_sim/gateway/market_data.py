@@ -25,6 +25,7 @@ import pandas as pd
 
 from ibkr_sim import ibspec
 from ibkr_sim.errors import HISTORICAL_DATA_ERROR, INVALID_REQUEST, SimError
+from ibkr_sim.gateway import wire
 from ibkr_sim.gateway.accounts import push_pnl
 from ibkr_sim.gateway.contracts import market_name, read_contract, resolve, trading_class
 from ibkr_sim.gateway.wire import Reader
@@ -275,7 +276,7 @@ def req_historical_data(s: Session, r: Reader) -> None:
         raise SimError(
             HISTORICAL_DATA_ERROR, f"Historical Market Data Service error message:{exc.message}"
         ) from exc
-    fields: list[object] = [
+    header = [
         17,
         req_id,
         start.astimezone(NEW_YORK).strftime("%Y%m%d %H:%M:%S"),
@@ -287,7 +288,7 @@ def req_historical_data(s: Session, r: Reader) -> None:
     )
     index = pd.DatetimeIndex(frame.index)
     if bar.is_daily:  # indexed by the UTC close of the (last) session
-        dates = list(index.tz_convert(NEW_YORK).strftime("%Y%m%d"))
+        dates = _daily_labels(index, bar.text)
     elif format_date == 2:
         dates = [str(t) for t in (index.asi8 // 1_000_000_000).tolist()]
     else:
@@ -300,9 +301,27 @@ def req_historical_data(s: Session, r: Reader) -> None:
         list(map(repr, np.round((h + lo + c) / 3.0, 6).tolist())),  # bar VWAP proxy
         list(map(str, counts.tolist())),
     ]
-    for row in zip(*columns, strict=True):
-        fields.extend(row)
-    s.send(*fields)
+    # one frame of already-encoded text: a year of bars is ~2,000 fields per request
+    bars = [text for row in zip(*columns, strict=True) for text in row]
+    s.send_frame(wire.frame_text([*map(wire.field, header), *bars]))
+
+
+#: (first close, last close, count, bar size) -> the bars' New York dates as IB writes them;
+#: every stock shares the calendar, so one formatting serves all of them.
+_DAILY_LABELS: dict[tuple[int, int, int, str], list[str]] = {}
+
+
+def _daily_labels(index: pd.DatetimeIndex, bar_text: str) -> list[str]:
+    """``YYYYMMDD`` (New York) of daily, weekly or monthly bars stamped with their UTC close."""
+    if not len(index):
+        return []
+    key = (int(index.asi8[0]), int(index.asi8[-1]), len(index), bar_text)
+    labels = _DAILY_LABELS.get(key)
+    if labels is None:
+        if len(_DAILY_LABELS) >= 1024:
+            _DAILY_LABELS.clear()
+        labels = _DAILY_LABELS[key] = list(index.tz_convert(NEW_YORK).strftime("%Y%m%d"))
+    return labels
 
 
 def cancel_historical_data(s: Session, r: Reader) -> None:

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ibkr_sim.errors import INVALID_REQUEST, ORDER_NOT_FOUND, ORDER_REJECTED, SimError
+from ibkr_sim.errors import (
+    CANNOT_CANCEL,
+    INVALID_REQUEST,
+    ORDER_NOT_FOUND,
+    ORDER_REJECTED,
+    SimError,
+)
 from ibkr_sim.exchange import DUPLICATE_ORDER_ID, OrderRequest
 from ibkr_sim.gateway.accounts import send_account_updates, send_position
 from ibkr_sim.gateway.contracts import contract_fields, read_contract, resolve
@@ -406,7 +412,22 @@ def cancel_order(s: Session, r: Reader) -> None:
             f"OrderId {order_id} that needs to be cancelled is not found.",
         )
         return
-    s.state.exchange.cancel(exchange_id)
+    try:
+        s.state.exchange.cancel(exchange_id)
+    except SimError as exc:
+        if exc.code != ORDER_NOT_FOUND:
+            raise
+        # the order is done (filled, perhaps just now, or cancelled): TWS reports the final
+        # state first and then refuses the cancel with 10148; the client keeps its fill
+        done = s.state.exchange.order(exchange_id)
+        push_order_updates(s)
+        s.error(
+            order_id,
+            CANNOT_CANCEL,
+            f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
+            f"state: {done.status}.",
+        )
+        return
     push_order_updates(s)
 
 

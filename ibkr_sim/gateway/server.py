@@ -115,11 +115,36 @@ class Session:
         self.closing = False  # set by a handler that must end the connection (error 326)
         self.arrival = time.monotonic()  # when the bytes being dispatched were received
         self.inbox: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        self._out: list[bytes] = []  # frames not yet handed to the transport
 
     # ---------------------------------------------------------------- sending
     def send(self, *fields: object) -> None:
-        if not self.closed:
-            self.writer.write(wire.frame(fields))
+        """Queue one message; the frames of one request (a snapshot is a dozen ticks) leave in
+        one write when the request is done, or on the next turn of the event loop."""
+        if self.closed:
+            return
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._out.append(wire.frame(fields))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue one message already framed (see :func:`wire.frame_text`)."""
+        if self.closed:
+            return
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._out.append(frame)
+
+    def flush(self) -> None:
+        """Hand the queued frames to the transport in one write."""
+        if self._out:
+            if not self.writer.is_closing():
+                self.writer.write(b"".join(self._out))
+            self._out.clear()
+
+    async def drain(self) -> None:
+        self.flush()
+        await self.writer.drain()
 
     def error(self, req_id: int, code: int, message: str) -> None:
         """IB error message (id 4, version 2) with an empty advancedOrderRejectJson."""
@@ -143,11 +168,12 @@ class Session:
             while not self.closed:
                 for payload in wire.split_frames(buffer):
                     self._dispatch(payload)
+                    self.flush()
                     if self.closed or self.closing:
-                        await self.writer.drain()
+                        await self.drain()
                         return
                     await asyncio.sleep(0)  # let the reader stamp what arrived meanwhile
-                await self.writer.drain()
+                await self.drain()
                 self.arrival, chunk = await inbox.get()
                 if not chunk:
                     return
@@ -200,6 +226,7 @@ class Session:
     async def close(self) -> None:
         if self.closed:
             return
+        self.flush()
         self.closed = True
         for task in self.tasks:
             task.cancel()
@@ -263,7 +290,7 @@ class Session:
                 continue
             try:
                 push_order_updates(self)
-                await self.writer.drain()
+                await self.drain()
             except (ConnectionError, RuntimeError):
                 return
             except Exception:  # keep serving; the next poll retries
@@ -276,7 +303,7 @@ class Session:
                 continue
             try:
                 push_stream_updates(self)
-                await self.writer.drain()
+                await self.drain()
             except (ConnectionError, RuntimeError):
                 return
             except Exception:

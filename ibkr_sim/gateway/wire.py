@@ -53,6 +53,12 @@ def frame(fields: Iterable[object]) -> bytes:
     return HEADER.pack(len(payload)) + payload
 
 
+def frame_text(texts: list[str]) -> bytes:
+    """One framed message from fields already encoded as TWS text (see :func:`field`)."""
+    payload = ("\0".join(texts) + "\0").encode()
+    return HEADER.pack(len(payload)) + payload
+
+
 def frame_raw(payload: bytes) -> bytes:
     return HEADER.pack(len(payload)) + payload
 

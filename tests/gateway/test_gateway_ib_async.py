@@ -459,3 +459,31 @@ def test_bad_orders_are_rejected_with_a_reason(ib):
     assert "quantity" in reasons[negative.order.orderId][1]
     assert "PEG MID" in reasons[odd_type.order.orderId][1]
     assert {p.contract.conId: p.position for p in ib.reqPositions()} == positions
+
+
+def test_cancelling_a_filled_order_gets_10148_and_the_gateway_keeps_serving(ib):
+    """As TWS: the cancel is refused with 10148 naming the state; the trade stays filled, the
+    position stays, and the connection serves the next request."""
+    (contract,) = ib.qualifyContracts(Stock("AMZN", "SMART", "USD"))
+    trade = ib.placeOrder(contract, MarketOrder("BUY", 3))
+    deadline = time.monotonic() + 10
+    while not trade.isDone() and time.monotonic() < deadline:
+        ib.sleep(0.05)
+    assert trade.orderStatus.status == "Filled"
+    positions = {p.contract.conId: p.position for p in ib.reqPositions()}
+    ib.test_errors.clear()
+    ib.cancelOrder(trade.order)
+    deadline = time.monotonic() + 5
+    while not ib.test_errors and time.monotonic() < deadline:
+        ib.sleep(0.05)
+    ((req_id, code, msg),) = ib.test_errors
+    order_id = trade.order.orderId
+    assert (req_id, code) == (order_id, 10148)
+    assert (
+        msg == f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: Filled."
+    )
+    assert trade.orderStatus.status == "Filled"
+    assert trade.orderStatus.filled == 3
+    assert ib.isConnected()
+    assert {p.contract.conId: p.position for p in ib.reqPositions()} == positions
+    assert ib.reqCurrentTime() is not None
