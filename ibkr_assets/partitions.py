@@ -97,7 +97,13 @@ def _daily_partitions() -> dg.TimeWindowPartitionsDefinition:
 
 #: One partition per NYSE session, key ``YYYY-MM-DD``.
 DAILY_PARTITIONS = _daily_partitions()
-#: One partition per week (Monday start) for the weekly rolling backtest.
+#: One partition per week (Monday start, key = that Monday) for the weekly rolling backtest;
+#: the current week's partition exists from Monday, so Saturday's run can replay it.
 WEEKLY_PARTITIONS = dg.WeeklyPartitionsDefinition(
-    start_date=FIRST_SESSION, timezone="America/New_York", day_offset=1
+    start_date=FIRST_SESSION, timezone="America/New_York", day_offset=1, end_offset=1
 )
+
+
+def week_start(day: date) -> date:
+    """The Monday of ``day``'s week (a weekly partition key)."""
+    return day - timedelta(days=day.weekday())

@@ -7,6 +7,7 @@ replaces, never duplicates.
 
 from __future__ import annotations
 
+import base64
 import math
 from datetime import date, datetime
 from typing import Any
@@ -76,3 +77,9 @@ def listing(items: dict[str, str] | list[str], limit: int = 50) -> dg.MetadataVa
     if len(items) > limit:
         lines.append(f"- ... and {len(items) - limit} more")
     return dg.MetadataValue.md("\n".join(lines) or "(none)")
+
+
+def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
+    """A PNG inlined as markdown, so the Dagster UI shows the picture in the asset's metadata."""
+    image = base64.b64encode(png).decode("ascii")
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{image})")

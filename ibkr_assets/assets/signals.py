@@ -8,7 +8,6 @@ the Dagster UI, also saved under ``plots/YYYY-MM-DD/``), the top and bottom name
 drivers, and the regime.
 """
 
-import base64
 import io
 
 import dagster as dg
@@ -18,6 +17,7 @@ from matplotlib.figure import Figure
 
 from ibkr_assets.assets._common import (
     daily_asset_kwargs,
+    png_markdown,
     preview,
     session_of,
     with_partition,
@@ -81,11 +81,10 @@ def alpha_scores(
     )
     png = alpha_plot(scores, key)
     path = storage.write_bytes(storage.plot_path(key, "alpha_scores"), png)
-    image = base64.b64encode(png).decode("ascii")
     ranked = scores.sort_values("alpha_score", ascending=False)
     meta = {
         "dagster/row_count": len(scores),
-        "alpha_plot": dg.MetadataValue.md(f"![alpha scores](data:image/png;base64,{image})"),
+        "alpha_plot": png_markdown(png, "alpha scores"),
         "plot_path": dg.MetadataValue.path(str(path)),
         "top_10": preview(ranked, 10),
         "bottom_10": preview(ranked.iloc[::-1], 10),

@@ -92,6 +92,17 @@ class FundamentalsResource(dg.ConfigurableResource):
         """Statements filed before ``as_of`` and forward EPS for ``symbols``."""
         raise NotImplementedError
 
+    def forward_eps_history(
+        self, broker: Broker, symbols: Sequence[str], sessions: Sequence[date]
+    ) -> pd.DataFrame:
+        """Forward EPS of ``symbols`` as :meth:`fetch` gives it on each of ``sessions``
+        (columns session, symbol, forward_eps): what a backtest replays."""
+        frames = [
+            self.fetch(broker, symbols, as_of=day).forward_eps.assign(session=pd.Timestamp(day))
+            for day in sessions
+        ]
+        return pd.concat(frames, ignore_index=True).loc[:, ["session", "symbol", "forward_eps"]]
+
 
 class SimFundamentalsResource(FundamentalsResource):
     """The simulated market's statements and consensus EPS: the sim broker's own market, or —
@@ -119,6 +130,26 @@ class SimFundamentalsResource(FundamentalsResource):
                 continue
             frames.append(frame.assign(symbol=symbol))
         return _finish(frames, eps, missing, as_of)
+
+    def forward_eps_history(
+        self, broker: Broker, symbols: Sequence[str], sessions: Sequence[date]
+    ) -> pd.DataFrame:
+        market = getattr(broker, "market", None) or shared_market(self.sim_seed, self.sim_symbols)
+        conids: dict[str, int] = {}
+        for symbol in symbols:
+            try:
+                conids[symbol] = broker.resolve(symbol).conid
+            except Exception:  # fetch() reports it as missing; no EPS here either
+                continue
+        rows = []
+        for day in sessions:
+            for symbol, conid in conids.items():
+                try:
+                    rows.append((pd.Timestamp(day), symbol, float(market.forward_eps(conid, day))))
+                except Exception:
+                    continue
+        frame = pd.DataFrame(rows, columns=["session", "symbol", "forward_eps"])
+        return frame.astype({"symbol": "string"})
 
 
 class FMPError(RuntimeError):

@@ -1,0 +1,507 @@
+"""Weekly — ``rolling_backtest``: the daily job's own decisions replayed over the last months.
+
+Every Saturday (one partition per week, Monday start) the pipeline replays the sessions of the
+last ``months`` (6 by default) up to the week's last close with the quant functions of the
+daily job (:mod:`ibkr_assets.quant.backtest`): same features, alpha blend, risk model,
+optimiser, news overlay, compliance gate and order sizing, rebalancing every session, paying
+IB's tiered commissions (the simulator's schedule, :mod:`ibkr_sim.commissions`) and slippage.
+
+The data is fetched once for the window through the same broker and resources as the ingest
+assets (one history and a few news requests per symbol, each session's pre-open snapshot from a
+broker that can be pinned to the past — the simulator; any other broker's pre-open price is the
+previous close), then cut to what was known at each session's run time.
+
+Outputs: a row appended to ``metrics/rolling_backtest.csv`` (Sharpe, Sortino, maximum drawdown,
+turnover, hit rate, costs ...), the equity curve and drawdown as a PNG in the asset's metadata
+(and under ``plots/backtest-<label>/``), and — with ``calibrate`` on — the calibration's
+decision and both held-out Sharpes in the decision journal. ``ibkr-agent backtest`` runs the
+same function from the command line.
+"""
+
+
+import io
+import math
+import time as clock
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ibkr_assets.assets._common import png_markdown
+from ibkr_assets.assets.ingest import (
+    IB_MAX_NEWS,
+    _bars_frame,
+    _headline_frame,
+    _universe_contracts,
+    _workers,
+    fetch_each,
+    ib_duration,
+    macro_history,
+    quote_frame,
+    universe_frame,
+)
+from ibkr_assets.assets.signals import alpha_weights
+from ibkr_assets.broker import Broker
+from ibkr_assets.config import PipelineConfig, watchlist_symbols
+from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.jobs import WEEKLY_GROUP
+from ibkr_assets.partitions import (
+    NEW_YORK,
+    WEEKLY_PARTITIONS,
+    as_of,
+    previous_sessions,
+    sessions_between,
+)
+from ibkr_assets.quant.backtest import (
+    BacktestResult,
+    Calibration,
+    ReplayData,
+    ReplaySettings,
+    calibrate,
+    prepare_days,
+    simulate,
+)
+from ibkr_assets.quant.journal import append_entry
+from ibkr_assets.quant.overlay import load_rules
+from ibkr_assets.quant.sentiment import SentimentScorer, score_headlines
+from ibkr_assets.resources.fundamentals import FundamentalsResource
+from ibkr_assets.resources.ib import IBResource
+from ibkr_assets.resources.sentiment import SentimentResource
+from ibkr_assets.resources.storage import StorageResource
+from ibkr_sim.commissions import stock_commission
+
+#: The file each run appends its row to, under the data root's ``metrics/``.
+METRICS_FILE = "rolling_backtest.csv"
+#: A session's bars are final one hour after the close.
+CLOSE_NY = time(17, 0)
+#: News requests span at most this many days (IB returns at most 300 headlines per request).
+NEWS_CHUNK_DAYS = 30
+#: phase ("load" | "replay" | "calibrate"), done, total
+Progress = Callable[[str, int, int], None]
+
+
+class BacktestConfig(dg.Config):
+    """How far back to replay, the book's capital and slippage, and whether to calibrate."""
+
+    months: int = 6
+    calibrate: bool = False
+    workers: int = 1
+    slippage_bps: float = 5.0
+    initial_capital: float = 1_000_000.0
+
+
+def replay_settings(
+    pipeline: PipelineConfig,
+    decide: DecideConfig,
+    slippage_bps: float = 5.0,
+    initial_capital: float = 1_000_000.0,
+) -> ReplaySettings:
+    """The daily job's settings as the replay takes them."""
+    return ReplaySettings(
+        optimiser=decide.optimiser_config(),
+        limits=decide.compliance_limits(),
+        rules=load_rules(decide.overlay_rules),
+        weights=alpha_weights(pipeline),
+        alpha_scale=decide.alpha_scale,
+        scenario_sessions=decide.scenario_sessions,
+        history_sessions=pipeline.history_sessions,
+        macro_sessions=pipeline.macro_sessions,
+        headline_hours=pipeline.headline_hours,
+        headlines_per_symbol=pipeline.headlines_per_symbol,
+        headline_history_days=pipeline.headline_history_days,
+        min_notional=decide.min_notional,
+        even_lots=decide.even_lots,
+        limit_spread_fraction=decide.limit_spread_fraction,
+        order_type=decide.order_type,
+        initial_capital=initial_capital,
+        slippage_bps=slippage_bps,
+    )
+
+
+def closed_at(session: date) -> datetime:
+    """When a session's daily bar is final (17:00 New York), in UTC."""
+    return datetime.combine(session, CLOSE_NY, tzinfo=NEW_YORK).astimezone(UTC)
+
+
+def last_closed_session(now: datetime, not_after: date | None = None) -> date:
+    """The latest session whose bar is final at ``now`` (and not after ``not_after``)."""
+    day = now.astimezone(NEW_YORK).date()
+    if not_after is not None:
+        day = min(day, not_after)
+    candidates = sessions_between(day - timedelta(days=10), day)
+    closed = [s for s in candidates if closed_at(s) <= now]
+    return closed[-1] if closed else previous_sessions(candidates[0], 1)[0]
+
+
+def replay_window(end: date, months: int) -> list[date]:
+    """The sessions of the ``months`` months ending with ``end`` (inclusive)."""
+    start = (pd.Timestamp(end) - pd.DateOffset(months=months)).date() + timedelta(days=1)
+    return sessions_between(start, end)
+
+
+def _preopen_quotes(broker: Broker, universe: pd.DataFrame, sessions: Sequence[date], bars):
+    """Each session's 08:00 snapshot from a broker pinned to that time; a broker that cannot
+    look back gives the previous close as the only price."""
+    contracts = _universe_contracts(universe)
+    pinned = getattr(broker, "pinned", None)
+    frames = []
+    if callable(pinned):
+        for day in sessions:
+            frame, _ = quote_frame(pinned(as_of(day.isoformat())), contracts)
+            frames.append(frame.assign(session=pd.Timestamp(day)))
+        return pd.concat(frames, ignore_index=True)
+    closes = bars.pivot_table(index="session", columns="symbol", values="close").sort_index()
+    previous = closes.shift(1).ffill()
+    for day in sessions:
+        close = previous.loc[pd.Timestamp(day)]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "symbol": close.index.astype("string"),
+                    "conid": universe.set_index("symbol")["conid"].reindex(close.index).to_numpy(),
+                    "bid": np.nan,
+                    "ask": np.nan,
+                    "last": np.nan,
+                    "close": close.to_numpy(),
+                    "volume": np.nan,
+                    "mid": np.nan,
+                    "spread": np.nan,
+                    "time": pd.Timestamp(as_of(day.isoformat())),
+                    "session": pd.Timestamp(day),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_replay_data(
+    broker: Broker,
+    fundamentals: FundamentalsResource,
+    scorer: SentimentScorer,
+    settings: ReplaySettings,
+    symbols: Sequence[str],
+    sessions: Sequence[date],
+    request_workers: int = 1,
+    progress: Progress | None = None,
+) -> tuple[ReplayData, dict[str, str]]:
+    """Everything the replay of ``sessions`` reads, fetched once (see the module docstring);
+    also the symbols the broker did not know or could not serve, with the reason."""
+    if not sessions:
+        raise ValueError("no sessions to replay")
+    end = closed_at(sessions[-1])
+    pinned = getattr(broker, "pinned", None)
+    view = pinned(end) if callable(pinned) else broker
+    steps = 7
+
+    def step(k: int) -> None:
+        if progress is not None:
+            progress("load", k, steps)
+
+    universe, problems = universe_frame(view, dict.fromkeys(symbols, "watchlist"))
+    step(1)
+    first_bar = previous_sessions(sessions[0], settings.history_sessions)[0]
+    first_macro = previous_sessions(sessions[0], settings.macro_sessions)[0]
+    after = sessions[-1] + timedelta(days=1)
+    contracts = _universe_contracts(universe)
+    fetched, failed = fetch_each(
+        lambda c: view.history(c, duration=ib_duration(first_bar, end), bar_size="1 day", end=end),
+        contracts,
+        request_workers,
+    )
+    problems |= failed
+    bars = pd.concat(
+        [_bars_frame(s, got, before=after) for s, got in fetched.items()], ignore_index=True
+    )
+    bars = bars.loc[bars["session"] >= pd.Timestamp(first_bar)].reset_index(drop=True)
+    step(2)
+    quotes = _preopen_quotes(broker, universe, sessions, bars)
+    step(3)
+    stocks = universe.loc[universe["sec_type"] == "STK", "symbol"].astype(str).tolist()
+    statements = fundamentals.fetch(view, stocks, as_of=after)
+    problems |= statements.missing
+    eps = fundamentals.forward_eps_history(view, stocks, sessions)
+    step(4)
+    news_start = pd.Timestamp(as_of(sessions[0].isoformat())) - pd.Timedelta(
+        hours=settings.headline_hours, days=settings.headline_history_days
+    )
+    edges = [*pd.date_range(news_start, end, freq=f"{NEWS_CHUNK_DAYS}D"), pd.Timestamp(end)]
+    spans = [(a, b) for a, b in pairwise(edges) if a < b]
+    fetched_news, failed = fetch_each(
+        lambda c: [
+            h
+            for a, b in spans
+            for h in view.news(c, start=a, end=b, limit=IB_MAX_NEWS)
+            if a <= h.time < b
+        ],
+        contracts,
+        request_workers,
+    )
+    problems |= failed
+    headlines = _headline_frame(
+        [
+            (symbol, h.time, h.headline, h.provider_code, h.article_id)
+            for symbol, items in fetched_news.items()
+            for h in items
+        ]
+    )
+    step(5)
+    headlines = (
+        score_headlines(headlines, scorer) if len(headlines) else headlines.assign(polarity=0.0)
+    )
+    step(6)
+    macro, _ = macro_history(view, first_macro, end, after)
+    step(7)
+    calendar = sessions_between(min(first_bar, first_macro), sessions[-1])
+    data = ReplayData(
+        universe=universe.drop(columns="reason"),
+        bars=bars,
+        quotes=quotes,
+        statements=statements.statements,
+        forward_eps=eps,
+        headlines=headlines,
+        macro=macro,
+        sessions=list(sessions),
+        decision_times=[pd.Timestamp(as_of(s.isoformat())) for s in sessions],
+        calendar=calendar,
+    )
+    return data, problems
+
+
+def ib_commission(shares: float, value: float, sell: bool, month_shares: float) -> float:
+    """IB's tiered commission and fees for one US stock order (the simulator's schedule)."""
+    return stock_commission(shares, value, sell, month_shares)
+
+
+def backtest_plot(daily: pd.DataFrame, title: str) -> bytes:
+    """PNG: the equity curve (net of costs, from 1) above its drawdown."""
+    fig = Figure(figsize=(11, 5.5), dpi=90)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    index = pd.to_datetime(daily.index)
+    top.plot(index, daily["equity"], color="#4c72b0", linewidth=1.4)
+    top.axhline(1.0, color="grey", linewidth=0.8)
+    top.set(title=f"{title}: equity after costs", ylabel="equity (start = 1)")
+    bottom.fill_between(index, -daily["drawdown"] * 100, 0, color="#c44e52", alpha=0.6)
+    bottom.set(ylabel="drawdown %")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    """A finished run: the replay, the calibration (if asked), the row appended to the
+    metrics file, the files written, and the time taken per phase (seconds)."""
+
+    result: BacktestResult
+    calibration: Calibration | None
+    row: dict
+    csv_path: Path
+    plot_path: Path
+    png: bytes
+    timings: dict[str, float]
+    problems: dict[str, str]
+
+
+def append_metrics_row(storage: StorageResource, row: dict) -> Path:
+    """Append ``row`` to ``metrics/rolling_backtest.csv`` (header on first write; columns
+    added later are kept), rewriting the file atomically."""
+    path = storage.metrics_dir / METRICS_FILE
+    new = pd.DataFrame([row])
+    frame = pd.concat([pd.read_csv(path), new], ignore_index=True) if path.exists() else new
+    storage.write_text(path, frame.to_csv(index=False))
+    return path
+
+
+def _number(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+
+def run_backtest(
+    *,
+    broker: Broker,
+    storage: StorageResource,
+    pipeline: PipelineConfig,
+    decide: DecideConfig,
+    fundamentals: FundamentalsResource,
+    scorer: SentimentScorer,
+    end: date,
+    months: int,
+    label: str,
+    symbols: Sequence[str] | None = None,
+    calibration: bool = False,
+    workers: int = 1,
+    slippage_bps: float = 5.0,
+    initial_capital: float = 1_000_000.0,
+    progress: Progress | None = None,
+) -> BacktestRun:
+    """Load, replay (and optionally calibrate) the ``months`` before ``end``; write the
+    metrics row, the plot and (calibrating) the journal entry. ``symbols`` default to the
+    watch-list; ``label`` names the run in the files (the partition, or ``cli``)."""
+    timings: dict[str, float] = {}
+    started = clock.perf_counter()
+    settings = replay_settings(pipeline, decide, slippage_bps, initial_capital)
+    sessions = replay_window(end, months)
+    names = list(symbols) if symbols is not None else watchlist_symbols(pipeline, broker)
+    data, problems = load_replay_data(
+        broker,
+        fundamentals,
+        scorer,
+        settings,
+        names,
+        sessions,
+        request_workers=_workers(broker, pipeline),
+        progress=progress,
+    )
+    timings["load"] = clock.perf_counter() - started
+    mark = clock.perf_counter()
+    days = []
+    replay_progress = (
+        (lambda done, total, _: progress("replay", done, total)) if progress is not None else None
+    )
+    prepared = prepare_days(data, settings, workers=workers)
+    if calibration:
+        days = list(prepared)
+        result = simulate(days, data, settings, ib_commission, progress=replay_progress)
+    else:
+        result = simulate(
+            prepared, data, settings, ib_commission, progress=replay_progress, total=len(sessions)
+        )
+    timings["replay"] = clock.perf_counter() - mark
+    tuned = None
+    if calibration:
+        mark = clock.perf_counter()
+        if progress is not None:
+            progress("calibrate", 0, 1)
+        tuned = calibrate(days, data, settings, ib_commission)
+        timings["calibrate"] = clock.perf_counter() - mark
+        if progress is not None:
+            progress("calibrate", 1, 1)
+    s = result.summary
+    png = backtest_plot(result.daily, f"{label}: {sessions[0]} to {sessions[-1]}")
+    plot_path = storage.write_bytes(storage.plot_path(f"backtest-{label}", "equity"), png)
+    timings["total"] = clock.perf_counter() - started
+    daily = result.daily
+    row = {
+        "run_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "label": label,
+        "first_session": sessions[0].isoformat(),
+        "last_session": sessions[-1].isoformat(),
+        "sessions": len(daily),
+        "symbols": len(data.universe),
+        "total_return": s.total_return,
+        "cagr": s.cagr,
+        "annual_volatility": s.annual_volatility,
+        "sharpe": s.sharpe,
+        "sortino": s.sortino,
+        "max_drawdown": s.max_drawdown,
+        "drawdown_sessions": s.drawdown_duration,
+        "avg_turnover": s.average_turnover,
+        "total_cost": s.total_cost,
+        "commission_usd": float(daily["commission"].sum()),
+        "slippage_usd": float(daily["slippage"].sum()),
+        "hit_rate": s.hit_rate,
+        "avg_names_held": float(daily["names_held"].mean()),
+        "gate_blocked_sessions": int((~daily["gate_passed"]).sum()),
+        "weights": result.weights.model_dump_json(),
+        "calibration": tuned.decision if tuned else "off",
+        "held_out_sharpe_configured": tuned.held_out_sharpe_configured if tuned else None,
+        "held_out_sharpe_tuned": tuned.held_out_sharpe_tuned if tuned else None,
+        "tuned_weights": tuned.tuned.model_dump_json() if tuned else None,
+        "seconds": round(timings["total"], 2),
+    }
+    csv_path = append_metrics_row(storage, row)
+    if tuned is not None:
+        append_entry(
+            storage.decision_log_dir,
+            {
+                "partition": f"backtest-{label}",
+                "kind": "signal_weight_calibration",
+                "decision": tuned.decision,
+                "window": f"{sessions[0]}..{sessions[-1]}",
+                "train_sessions": tuned.train_sessions,
+                "held_out_sessions": tuned.held_out_sessions,
+                "configured_weights": tuned.configured.model_dump(),
+                "tuned_weights": tuned.tuned.model_dump(),
+                "train_sharpe": {k: _number(v) for k, v in tuned.train_sharpe.items()},
+                "held_out_sharpe_configured": _number(tuned.held_out_sharpe_configured),
+                "held_out_sharpe_tuned": _number(tuned.held_out_sharpe_tuned),
+            },
+        )
+    return BacktestRun(result, tuned, row, csv_path, plot_path, png, timings, problems)
+
+
+def week_end(partition_key: str, now: datetime) -> date:
+    """The last session of the partition's week whose bar is final by ``now``."""
+    monday = date.fromisoformat(partition_key)
+    return last_closed_session(now, not_after=monday + timedelta(days=6))
+
+
+@dg.asset(
+    partitions_def=WEEKLY_PARTITIONS,
+    group_name=WEEKLY_GROUP,
+    kinds={"pandas"},
+)
+def rolling_backtest(
+    context: dg.AssetExecutionContext,
+    config: BacktestConfig,
+    ib: IBResource,
+    storage: StorageResource,
+    pipeline: PipelineConfig,
+    decide: DecideConfig,
+    fundamentals: FundamentalsResource,
+    sentiment: SentimentResource,
+) -> dg.MaterializeResult:
+    """How the daily strategy would have done over the last months, after costs: the equity
+    curve, Sharpe, Sortino, drawdown, turnover and hit rate of the replayed decisions."""
+    end = week_end(context.partition_key, datetime.now(UTC))
+    run = run_backtest(
+        broker=ib.get_broker(),
+        storage=storage,
+        pipeline=pipeline,
+        decide=decide,
+        fundamentals=fundamentals,
+        scorer=sentiment.scorer(),
+        end=end,
+        months=config.months,
+        label=context.partition_key,
+        calibration=config.calibrate,
+        workers=config.workers,
+        slippage_bps=config.slippage_bps,
+        initial_capital=config.initial_capital,
+        progress=lambda phase, done, total: context.log.debug(f"{phase} {done}/{total}"),
+    )
+    r = run.row
+    meta = {
+        "equity_curve": png_markdown(run.png, "equity curve and drawdown"),
+        "plot_path": dg.MetadataValue.path(str(run.plot_path)),
+        "metrics_csv": dg.MetadataValue.path(str(run.csv_path)),
+        "window": f"{r['first_session']} to {r['last_session']} ({r['sessions']} sessions)",
+        "symbols": r["symbols"],
+        "sharpe": _number(r["sharpe"]),
+        "sortino": _number(r["sortino"]),
+        "max_drawdown": r["max_drawdown"],
+        "total_return": r["total_return"],
+        "avg_turnover": r["avg_turnover"],
+        "hit_rate": _number(r["hit_rate"]),
+        "total_cost": r["total_cost"],
+        "commission_usd": r["commission_usd"],
+        "gate_blocked_sessions": r["gate_blocked_sessions"],
+        "calibration": r["calibration"],
+        "seconds": dg.MetadataValue.md(", ".join(f"{k} {v:.1f}" for k, v in run.timings.items())),
+    }
+    if run.calibration is not None:
+        meta["held_out_sharpe_configured"] = _number(r["held_out_sharpe_configured"])
+        meta["held_out_sharpe_tuned"] = _number(r["held_out_sharpe_tuned"])
+    if run.problems:
+        meta["left_out"] = dg.MetadataValue.md(
+            "\n".join(f"- {k}: {v}" for k, v in list(run.problems.items())[:50])
+        )
+    return dg.MaterializeResult(metadata={k: v for k, v in meta.items() if v is not None})
