@@ -45,7 +45,7 @@ class PipelineConfig(dg.ConfigurableResource):
     scanner_limit: int = Field(50, ge=1, le=50, description="rows per scanner (IB: at most 50)")
     history_sessions: int = Field(600, ge=60, description="daily bars kept per symbol")
     request_workers: int = Field(
-        1, ge=1, description="history/news requests in flight (the broker enforces IB pacing)"
+        8, ge=1, description="history/news requests in flight (the broker enforces IB pacing)"
     )
     headline_hours: float = Field(24.0, gt=0, description="news window before the run")
     headlines_per_symbol: int = Field(50, ge=1, description="most recent kept per symbol")

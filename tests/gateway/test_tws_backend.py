@@ -72,6 +72,25 @@ def test_reconnects_after_a_dropped_socket(tmp_path: Path) -> None:
             broker.close()
 
 
+def test_calls_from_many_threads_at_once(tmp_path: Path) -> None:
+    """The pipeline's request workers and the MCP server's threads share one connection: named
+    requests (current time, news providers, account updates, open orders, scanner parameters)
+    must not orphan each other."""
+    with _gateway(tmp_path) as gateway:
+        broker = _broker(gateway.port, pacing=False)
+        try:
+            contracts = [to_contract(inst) for inst in gateway.state.market.universe.stocks[:24]]
+            calls = [lambda c=c: broker.news(c) for c in contracts]
+            calls += [broker.now, broker.positions, broker.open_orders, broker.cash_balances] * 3
+            calls += [broker.scanner_codes, broker.completed_orders] * 3
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(lambda call: call(), calls))
+            assert all(isinstance(r, list) for r in results[:24])
+            assert sum(len(r) for r in results[:24]) > 0, "a day of news for 24 names"
+        finally:
+            broker.close()
+
+
 def test_pacing_keeps_a_burst_inside_ibs_limits(tmp_path: Path) -> None:
     with _gateway(tmp_path, pacing="ib") as gateway:
         stocks = gateway.state.market.universe.stocks
