@@ -286,6 +286,7 @@ class TwsBroker:
         self._hist_keys: defaultdict[tuple[Any, ...], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._hist_memo: dict[tuple[Any, ...], tuple[float, list[Bar]]] = {}
         self._hist_sent: dict[tuple[Any, ...], float] = {}
+        self._hist_order: deque[tuple[float, tuple[Any, ...]]] = deque()  # (sent, key), in order
         self._per_contract: defaultdict[tuple[Any, ...], _Window] = defaultdict(
             lambda: _Window(_SAME_CONTRACT_MAX, _SAME_CONTRACT_SECONDS)
         )
@@ -719,9 +720,24 @@ class TwsBroker:
             if r.small:
                 await self._small_bars.slot()
             self._hist_sent[r.key] = loop.time()
+            self._hist_order.append((loop.time(), r.key))
             bars = await self._fetch_history(r)
             self._hist_memo[r.key] = (loop.time(), bars)
-            return list(bars)
+        self._forget_old_requests(loop.time())
+        return list(bars)
+
+    def _forget_old_requests(self, now: float) -> None:
+        """Drop what is kept of requests older than IB's 15 s: it can no longer matter."""
+        order = self._hist_order
+        while order and now - order[0][0] > _IDENTICAL_SECONDS + _WINDOW_MARGIN:
+            _, key = order.popleft()
+            sent = self._hist_sent.get(key)
+            if sent is not None and now - sent > _IDENTICAL_SECONDS + _WINDOW_MARGIN:
+                self._hist_sent.pop(key)
+                self._hist_memo.pop(key, None)
+                lock = self._hist_keys.get(key)
+                if lock is not None and not lock.locked():
+                    del self._hist_keys[key]
 
     async def _fetch_history(self, r: _HistoryRequest) -> list[Bar]:
         timeout = self.settings.timeout * 3
