@@ -647,7 +647,9 @@ class TwsBroker:
     def quotes(self, contracts: Sequence[Contract]) -> list[Quote]:
         if not contracts:
             return []
-        timeout = self.settings.timeout * 3 + len(contracts) / max(self.settings.max_msg_rate, 50)
+        s = self.settings
+        paced_rate = s.max_msg_rate if s.pacing and s.max_msg_rate else 500  # messages/s
+        timeout = s.timeout * 3 + len(contracts) / paced_rate
         return self._call(self._quotes(list(contracts)), timeout=timeout)
 
     async def _quotes(self, contracts: list[Contract]) -> list[Quote]:
