@@ -18,7 +18,6 @@ decision and both held-out Sharpes in the decision journal. ``ibkr-agent backtes
 same function from the command line.
 """
 
-
 import io
 import math
 import time as clock
@@ -36,12 +35,11 @@ from matplotlib.figure import Figure
 from ibkr_assets.assets._common import png_markdown
 from ibkr_assets.assets.ingest import (
     IB_MAX_NEWS,
-    _bars_frame,
     _headline_frame,
     _universe_contracts,
     _workers,
+    cached_bars,
     fetch_each,
-    ib_duration,
     macro_history,
     quote_frame,
     universe_frame,
@@ -182,6 +180,7 @@ def _preopen_quotes(broker: Broker, universe: pd.DataFrame, sessions: Sequence[d
 
 def load_replay_data(
     broker: Broker,
+    storage: StorageResource,
     fundamentals: FundamentalsResource,
     scorer: SentimentScorer,
     settings: ReplaySettings,
@@ -190,8 +189,10 @@ def load_replay_data(
     request_workers: int = 1,
     progress: Progress | None = None,
 ) -> tuple[ReplayData, dict[str, str]]:
-    """Everything the replay of ``sessions`` reads, fetched once (see the module docstring);
-    also the symbols the broker did not know or could not serve, with the reason."""
+    """Everything the replay of ``sessions`` reads, fetched once (see the module docstring;
+    daily bars through the daily job's DuckDB cache, so only bars it has not seen are
+    requested); also the symbols the broker did not know or could not serve, with the
+    reason."""
     if not sessions:
         raise ValueError("no sessions to replay")
     end = closed_at(sessions[-1])
@@ -209,16 +210,10 @@ def load_replay_data(
     first_macro = previous_sessions(sessions[0], settings.macro_sessions)[0]
     after = sessions[-1] + timedelta(days=1)
     contracts = _universe_contracts(universe)
-    fetched, failed = fetch_each(
-        lambda c: view.history(c, duration=ib_duration(first_bar, end), bar_size="1 day", end=end),
-        contracts,
-        request_workers,
-    )
+    needed = sessions_between(first_bar, sessions[-1])
+    bars, _, failed, _ = cached_bars(storage, view, universe, needed, end, after, request_workers)
     problems |= failed
-    bars = pd.concat(
-        [_bars_frame(s, got, before=after) for s, got in fetched.items()], ignore_index=True
-    )
-    bars = bars.loc[bars["session"] >= pd.Timestamp(first_bar)].reset_index(drop=True)
+    bars = bars.astype({"session": "datetime64[ns]"})
     step(2)
     quotes = _preopen_quotes(broker, universe, sessions, bars)
     step(3)
@@ -315,7 +310,11 @@ def append_metrics_row(storage: StorageResource, row: dict) -> Path:
     added later are kept), rewriting the file atomically."""
     path = storage.metrics_dir / METRICS_FILE
     new = pd.DataFrame([row])
-    frame = pd.concat([pd.read_csv(path), new], ignore_index=True) if path.exists() else new
+    frame = (
+        pd.concat([pd.read_csv(path), new.dropna(axis=1, how="all")], ignore_index=True)
+        if path.exists()
+        else new
+    )
     storage.write_text(path, frame.to_csv(index=False))
     return path
 
@@ -352,6 +351,7 @@ def run_backtest(
     names = list(symbols) if symbols is not None else watchlist_symbols(pipeline, broker)
     data, problems = load_replay_data(
         broker,
+        storage,
         fundamentals,
         scorer,
         settings,

@@ -368,18 +368,19 @@ def _load_bars(
     return frame.astype({"symbol": "string", "session": "datetime64[ns]"})
 
 
-@dg.asset(**INGEST)
-def daily_bars(
-    context: dg.AssetExecutionContext,
-    ib: IBResource,
+def cached_bars(
     storage: StorageResource,
-    pipeline: PipelineConfig,
+    broker: Broker,
     universe: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
-    """Daily OHLCV for the last 600 sessions before today; only bars not cached are fetched."""
-    key, session, at = session_of(context)
-    broker = ib.broker_at(at)
-    needed = previous_sessions(session, pipeline.history_sessions)
+    needed: Sequence[date],
+    at: datetime,
+    session: date,
+    workers: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str], int]:
+    """Daily bars of the universe for the ``needed`` sessions (all before ``session``): the
+    ones in the DuckDB cache, plus those fetched from the broker (as of ``at``) and added to
+    it. Returns the bars, the newly fetched ones, the symbols whose request failed (with the
+    error) and the number of history requests."""
     first, last = needed[0], needed[-1]
     symbols = universe["symbol"].astype(str).tolist()
     cached = _cached_sessions(storage, symbols, first, last)
@@ -395,7 +396,7 @@ def daily_bars(
             c, duration=ib_duration(missing[c.symbol][0], at), bar_size="1 day", end=at
         ),
         to_fetch,
-        _workers(broker, pipeline),
+        workers,
     )
     fetched_frames = []
     for symbol, got_bars in results.items():
@@ -407,8 +408,26 @@ def daily_bars(
         else _bars_frame("", [], before=session)
     )
     _store_bars(storage, fetched)
+    return _load_bars(storage, symbols, first, last), fetched, failed, requests
+
+
+@dg.asset(**INGEST)
+def daily_bars(
+    context: dg.AssetExecutionContext,
+    ib: IBResource,
+    storage: StorageResource,
+    pipeline: PipelineConfig,
+    universe: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Daily OHLCV for the last 600 sessions before today; only bars not cached are fetched."""
+    key, session, at = session_of(context)
+    broker = ib.broker_at(at)
+    needed = previous_sessions(session, pipeline.history_sessions)
+    first, last = needed[0], needed[-1]
+    bars, fetched, failed, requests = cached_bars(
+        storage, broker, universe, needed, at, session, _workers(broker, pipeline)
+    )
     storage.write_parquet(storage.staging_path(key, "daily_bars", "parquet"), fetched)
-    bars = _load_bars(storage, symbols, first, last)
     meta = frame_metadata(
         bars,
         bars_fetched=len(fetched),

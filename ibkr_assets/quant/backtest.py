@@ -113,7 +113,8 @@ class ReplayData:
 @dataclass(frozen=True)
 class ReplaySettings:
     """The live job's settings the replay uses (``PipelineConfig`` and ``DecideConfig`` field
-    names), plus the book's starting capital and the slippage."""
+    names), plus the book's starting capital and the execution costs: ``slippage_bps`` of
+    impact on every fill, and half the quoted spread when ``pay_spread``."""
 
     optimiser: OptimiserConfig
     limits: ComplianceLimits
@@ -132,6 +133,7 @@ class ReplaySettings:
     order_type: Literal["LMT", "MKT"] = "LMT"
     initial_capital: float = 1_000_000.0
     slippage_bps: float = 5.0
+    pay_spread: bool = True
 
 
 @dataclass(frozen=True)
@@ -377,7 +379,7 @@ def simulate(
                 order_type=settings.order_type,
             )
             spread = day.quotes.drop_duplicates("symbol").set_index("symbol")
-            half = (0.5 * spread["spread"] / spread["mid"]).fillna(0.0)
+            half = (0.5 * spread["spread"] / spread["mid"]).fillna(0.0) * settings.pay_spread
             for order in diff.orders:
                 open_price = float(opens.at[now, order.symbol])
                 sign = 1.0 if order.action == "BUY" else -1.0

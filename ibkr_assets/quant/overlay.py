@@ -202,9 +202,11 @@ def apply_overlay(
         elif isinstance(rule, HeadlineContains):
             recent = _recent_headlines(headlines, ts, rule.window_hours)
             text = recent["headline"].astype(str).str.lower()
-            news_symbols = set(recent["symbol"].astype(str))
-            for sym in (s for s in w.index if str(s) in news_symbols):
-                lines = text[recent["symbol"].astype(str) == str(sym)]
+            by_symbol = recent.groupby(recent["symbol"].astype(str)).indices
+            # a zero weight scaled stays zero, so only held names can be overridden
+            held = w.index[(w != 0).to_numpy()]
+            for sym in (s for s in held if str(s) in by_symbol):
+                lines = text.iloc[by_symbol[str(sym)]]
                 for phrase in rule.phrases:
                     hit = lines[lines.str.contains(phrase.lower(), regex=False)]
                     if not hit.empty:

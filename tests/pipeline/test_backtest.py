@@ -1,0 +1,168 @@
+"""The weekly backtest against the daily job on the simulated world (40 stocks): the replay
+decides a session exactly as the materialised daily assets do, and the weekly asset writes
+its metrics row, its plot and (calibrating) its journal entry."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from ibkr_assets.assets import (
+    backtest,
+    decide,
+    execution,
+    features,
+    ingest,
+    journal,
+    portfolio,
+    risk,
+    signals,
+)
+from ibkr_assets.assets.backtest import ib_commission, load_replay_data, replay_settings
+from ibkr_assets.checks import compliance, data_quality
+from ibkr_assets.config import PipelineConfig
+from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.jobs import weekly_schedule
+from ibkr_assets.partitions import sessions_between
+from ibkr_assets.quant.backtest import prepare_days, simulate
+from ibkr_assets.quant.journal import read_journal, verify_journal
+from ibkr_assets.quant.sentiment import LexiconScorer
+from ibkr_assets.resources import build_resources
+from ibkr_assets.resources.alerts import AlertResource
+from ibkr_assets.resources.fundamentals import SimFundamentalsResource
+from ibkr_assets.resources.ib import IBResource
+from ibkr_assets.resources.storage import StorageResource
+
+SYMBOLS = 40
+SESSION = "2024-06-12"
+WINDOW = sessions_between(date(2024, 6, 3), date(2024, 6, 14))
+WEEK = "2024-06-10"
+
+DAILY = dg.load_assets_from_modules(
+    [ingest, features, signals, portfolio, risk, decide, execution, journal]
+)
+CHECKS = dg.load_asset_checks_from_modules([data_quality, compliance])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _small_world():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IBKR_SIM_SYMBOLS", str(SYMBOLS))
+    mp.setenv("IBKR_SENTIMENT_MODEL", "lexicon")
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """The daily job of one session, materialised on a fresh paper account."""
+    root = tmp_path_factory.mktemp("live")
+    resources = build_resources(data_dir=str(root))
+    resources["alerts"] = AlertResource(log_path=str(root / "alerts.jsonl"))
+    result = dg.materialize(
+        [*DAILY, *CHECKS],
+        partition_key=SESSION,
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    return result
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("replay")
+    ib = IBResource(data_dir=str(root), sim_symbols=SYMBOLS)
+    broker = ib.get_broker()
+    settings = replay_settings(PipelineConfig(), DecideConfig())
+    data, _ = load_replay_data(
+        broker,
+        StorageResource(data_dir=str(root)),
+        SimFundamentalsResource(sim_symbols=SYMBOLS),
+        LexiconScorer(),
+        settings,
+        [s.symbol for s in broker.market.universe.stocks],
+        WINDOW,
+    )
+    days = {d.session: d for d in prepare_days(data, settings, workers=0)}
+    return data, settings, days
+
+
+def test_replay_and_live_job_decide_the_same_targets(live, replayed):
+    data, settings, days = replayed
+    day = days[date.fromisoformat(SESSION)]
+    matrix = live.output_for_node("feature_matrix").set_index("symbol")
+    got = day.features.set_index("symbol")
+    for column in ("price", "ma_signal", "rsi", "mom_12_1", "piotroski", "sentiment_z"):
+        np.testing.assert_allclose(
+            got[column].astype(float), matrix.loc[got.index, column].astype(float), rtol=1e-9
+        )
+    alpha = live.output_for_node("alpha_scores").set_index("symbol")["alpha_score"]
+    np.testing.assert_allclose(
+        day.alpha.set_index("symbol")["alpha_score"], alpha.loc[day.alpha["symbol"]], atol=1e-12
+    )
+    # the live account starts in cash: so does a replay of that one session
+    replay = simulate([day], data, settings, ib_commission).targets[day.session]
+    want = live.output_for_node("overlaid_targets").set_index("symbol")["weight"]
+    assert (want > 1e-4).sum() >= 5, "the live job should hold a real book"
+    np.testing.assert_allclose(replay.loc[want.index], want, atol=1e-6)
+
+
+def test_weekly_asset_writes_metrics_plot_and_journal(tmp_path):
+    resources = build_resources(data_dir=str(tmp_path))
+    result = dg.materialize(
+        [backtest.rolling_backtest],
+        partition_key=WEEK,
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={
+            "ops": {"rolling_backtest": {"config": {"months": 1, "calibrate": True, "workers": 1}}}
+        },
+    )
+    assert result.success
+    meta = result.asset_materializations_for_node("rolling_backtest")[0].metadata
+    for key in ("sharpe", "sortino", "max_drawdown", "avg_turnover", "hit_rate"):
+        assert key in meta
+    assert meta["equity_curve"].value.startswith("![equity curve and drawdown](data:image/png")
+    csv = tmp_path / "metrics" / "rolling_backtest.csv"
+    rows = pd.read_csv(csv)
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert row["label"] == WEEK and row["last_session"] == "2024-06-14"
+    assert row["sessions"] == len(sessions_between(date(2024, 5, 15), date(2024, 6, 14)))
+    assert row["symbols"] == SYMBOLS and row["commission_usd"] > 0
+    assert 0 <= row["max_drawdown"] < 1 and row["calibration"] in ("kept", "rejected")
+    png = Path(meta["plot_path"].value)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    entries = read_journal(tmp_path / "decision_log")
+    entry = entries.iloc[-1]
+    assert entry["kind"] == "signal_weight_calibration" and entry["decision"] == row["calibration"]
+    assert entry["held_out_sharpe_configured"] == pytest.approx(row["held_out_sharpe_configured"])
+    assert verify_journal(tmp_path / "decision_log").ok
+    # a second run appends, never rewrites
+    again = dg.materialize(
+        [backtest.rolling_backtest],
+        partition_key=WEEK,
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"rolling_backtest": {"config": {"months": 1, "workers": 0}}}},
+    )
+    assert again.success
+    rows = pd.read_csv(csv)
+    assert len(rows) == 2 and rows["calibration"].iloc[1] == "off"
+
+
+def test_weekly_schedule_requests_the_week_just_closed():
+    saturday = datetime(2024, 6, 15, 14, 0, tzinfo=UTC)  # 10:00 New York
+    request = weekly_schedule(dg.build_schedule_context(scheduled_execution_time=saturday))
+    assert request.partition_key == WEEK
+    assert backtest.week_end(WEEK, saturday) == date(2024, 6, 14)
+    # mid-week, only the sessions already closed count
+    wednesday = datetime(2024, 6, 12, 18, 0, tzinfo=UTC)  # 14:00 New York
+    assert backtest.week_end(WEEK, wednesday) == date(2024, 6, 11)

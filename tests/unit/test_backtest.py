@@ -1,0 +1,195 @@
+"""The backtest replay on the simulated market (40 stocks, one month): metrics of known series,
+no look-ahead, costs, the technical shortcut, calibration's rule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ibkr_assets.assets.backtest import ib_commission, load_replay_data, replay_settings
+from ibkr_assets.config import PipelineConfig
+from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.partitions import sessions_between
+from ibkr_assets.quant.alpha import AlphaWeights
+from ibkr_assets.quant.backtest import (
+    ReplayData,
+    calibrate,
+    candidate_weights,
+    prepare_day,
+    prepare_days,
+    simulate,
+    technical_windows,
+)
+from ibkr_assets.quant.performance import summarise
+from ibkr_assets.quant.sentiment import LexiconScorer
+from ibkr_assets.quant.technical import technical_features
+from ibkr_assets.resources.fundamentals import SimFundamentalsResource
+from ibkr_assets.resources.ib import IBResource
+from ibkr_assets.resources.storage import StorageResource
+
+SYMBOLS = 40
+SESSIONS = sessions_between(date(2024, 5, 28), date(2024, 6, 28))
+DAY = 10  # a session in the middle of the window
+
+
+def free(shares: float, value: float, sell: bool, month_shares: float) -> float:
+    return 0.0
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("backtest")
+    ib = IBResource(data_dir=str(root), sim_symbols=SYMBOLS)
+    broker = ib.get_broker()
+    settings = replay_settings(PipelineConfig(), DecideConfig())
+    data, problems = load_replay_data(
+        broker,
+        StorageResource(data_dir=str(root)),
+        SimFundamentalsResource(sim_symbols=SYMBOLS),
+        LexiconScorer(),
+        settings,
+        [s.symbol for s in broker.market.universe.stocks],
+        SESSIONS,
+    )
+    assert not problems
+    days = list(prepare_days(data, settings, workers=0))
+    return data, settings, days
+
+
+def test_metrics_of_a_series_with_known_sharpe_and_drawdown():
+    # +2% / -1% alternating: mean 0.5%, sample sd 1.5% * sqrt(n / (n - 1))
+    n = 20
+    r = pd.Series([0.02, -0.01] * (n // 2))
+    s = summarise(r)
+    expected = 0.005 / (0.015 * math.sqrt(n / (n - 1))) * math.sqrt(252)
+    assert s.sharpe == pytest.approx(expected, rel=1e-12)
+    # the worst fall is one -1% day from a peak
+    assert s.max_drawdown == pytest.approx(0.01)
+    assert s.hit_rate == pytest.approx(0.5)
+    # a -10% then -10% path from the start: drawdown 1 - 0.81, both days losses
+    crash = summarise(pd.Series([-0.1, -0.1, 0.05]))
+    assert crash.max_drawdown == pytest.approx(0.19)
+    # measured costs come off the returns one for one
+    costly = summarise(r, costs=pd.Series(0.001, index=r.index))
+    assert costly.total_cost == pytest.approx(0.001 * n)
+    assert costly.sharpe == pytest.approx(0.004 / (0.015 * math.sqrt(n / (n - 1))) * math.sqrt(252))
+
+
+def test_technical_history_equals_the_one_day_computation(world):
+    data, settings, _ = world
+    windows = technical_windows(data, settings)
+    day = data.sessions[DAY]
+    got = windows[DAY]
+    idx = data.calendar.index(day)
+    first, last = data.calendar[idx - settings.history_sessions], data.calendar[idx - 1]
+    sessions = data.bars["session"]
+    bars = data.bars.loc[(sessions >= pd.Timestamp(first)) & (sessions <= pd.Timestamp(last))]
+    want = technical_features(bars)
+    pd.testing.assert_index_equal(got.index, want.index)
+    assert (got["n_bars"] == want["n_bars"]).all()
+    assert (got["last_session"] == want["last_session"]).all()
+    numeric = want.columns.drop(["n_bars", "last_session"])
+    np.testing.assert_allclose(got[numeric], want[numeric], rtol=1e-10, atol=1e-12)
+
+
+def _perturb_after(data: ReplayData, i: int) -> ReplayData:
+    """Every input dated at or after session ``i``'s run time, scrambled."""
+    day, at = pd.Timestamp(data.sessions[i]), data.decision_times[i]
+    rng = np.random.default_rng(5)
+    bars = data.bars.copy()
+    late = bars["session"] >= day
+    for col in ("open", "high", "low", "close"):
+        bars.loc[late, col] *= rng.uniform(0.5, 1.5, late.sum())
+    bars.loc[late, "volume"] *= 7
+    quotes = data.quotes.copy()
+    later = quotes["session"] > day
+    quotes.loc[later, ["bid", "ask", "last", "close", "mid"]] *= 3
+    eps = data.forward_eps.copy()
+    eps.loc[eps["session"] > day, "forward_eps"] *= -4
+    statements = data.statements.copy()
+    statements.loc[statements["report_date"] >= day, "net_income"] *= -10
+    news = data.headlines.copy()
+    after = news["time"] >= at
+    news.loc[after, "polarity"] = -1.0
+    news.loc[after, "headline"] = "FDA ban fraud scandal collapse"
+    macro = data.macro.copy()
+    macro.loc[macro.index >= day] *= 2
+    return replace(
+        data,
+        bars=bars,
+        quotes=quotes,
+        forward_eps=eps,
+        statements=statements,
+        headlines=news,
+        macro=macro,
+    )
+
+
+def test_no_look_ahead(world):
+    data, settings, days = world
+    # sanity: the perturbation does reach the inputs of the *next* session
+    scrambled = _perturb_after(data, DAY)
+    later = prepare_day(
+        scrambled, DAY + 1, technical_windows(scrambled, settings)[DAY + 1], settings
+    )
+    assert not np.allclose(later.alpha["alpha_score"], days[DAY + 1].alpha["alpha_score"])
+
+    day = prepare_day(scrambled, DAY, technical_windows(scrambled, settings)[DAY], settings)
+    want = days[DAY]
+    pd.testing.assert_frame_equal(day.features, want.features)
+    pd.testing.assert_frame_equal(day.alpha, want.alpha)
+    pd.testing.assert_frame_equal(day.model.cov, want.model.cov)
+    pd.testing.assert_frame_equal(day.model.scenarios, want.model.scenarios)
+    assert day.macro_adjustment == want.macro_adjustment
+    got = simulate([day], scrambled, settings, free).targets[want.session]
+    expect = simulate([want], data, settings, free).targets[want.session]
+    pd.testing.assert_series_equal(got, expect)
+    assert (expect > 0).sum() >= 5, "the day should hold a real book"
+
+
+def test_costs_lower_returns(world):
+    data, settings, days = world
+    frictionless = simulate(days, data, replace(settings, slippage_bps=0.0, pay_spread=False), free)
+    costly = simulate(days, data, replace(settings, slippage_bps=20.0), ib_commission)
+    no_cost = frictionless.daily
+    assert (no_cost["cost"] == 0).all() and (no_cost["commission"] == 0).all()
+    assert (costly.daily["commission"] > 0).any() and (costly.daily["slippage"] > 0).all()
+    assert costly.summary.total_cost > 0
+    assert costly.daily["equity"].iloc[-1] < no_cost["equity"].iloc[-1]
+    assert costly.summary.total_return < frictionless.summary.total_return
+    np.testing.assert_allclose(
+        costly.daily["net_return"], costly.daily["gross_return"] - costly.daily["cost"]
+    )
+    # the equity curve compounds the net returns and ends at the final NAV
+    final = costly.daily["nav"].iloc[-1] / settings.initial_capital
+    assert costly.daily["equity"].iloc[-1] == pytest.approx(final, rel=1e-12)
+    assert costly.daily["turnover"].iloc[0] > 0.5, "the first session invests the cash"
+
+
+def test_calibration_keeps_weights_only_when_held_out_sharpe_improves(world):
+    data, settings, days = world
+    grid = candidate_weights(settings.weights)
+    assert set(grid) == {
+        "configured",
+        "technical x2",
+        "fundamental x2",
+        "sentiment x2",
+        "macro x2",
+    }
+    assert grid["sentiment x2"].sentiment == pytest.approx(2 * settings.weights.sentiment)
+    only = calibrate(days, data, settings, free, candidates={"configured": settings.weights})
+    assert only.decision == "rejected" and only.tuned == settings.weights
+    assert only.held_out_sharpe_tuned == only.held_out_sharpe_configured
+    tilted = AlphaWeights(technical=0.1, fundamental=0.1, sentiment=0.7, macro=0.1)
+    result = calibrate(
+        days, data, settings, free, candidates={"configured": settings.weights, "tilted": tilted}
+    )
+    assert result.train_sessions + result.held_out_sessions == len(days)
+    better = result.held_out_sharpe_tuned > result.held_out_sharpe_configured
+    assert result.kept == (result.tuned != settings.weights and better)
+    assert all(not math.isnan(v) for v in result.train_sharpe.values())
