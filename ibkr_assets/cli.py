@@ -5,6 +5,7 @@
     ibkr-agent demo --backend sim    # the same on the in-process simulator (no socket)
     ibkr-agent run [--date D]        # the daily job for one NYSE session, with progress
     ibkr-agent journal verify        # find the first changed, removed or reordered journal row
+    ibkr-agent backtest --months 6   # replay the daily decisions of the last 6 months, with costs
 
 Runs are recorded in the Dagster instance under ``<data root>/.dagster``, so ``make dev`` shows
 them (lineage, checks, metadata) next to scheduled runs and backfills.
@@ -249,6 +250,96 @@ def _cmd_journal_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    """Replay the daily job's decisions over the last ``--months`` (the weekly backtest's
+    function), with a progress bar; print the summary table and where the files went."""
+    import warnings
+
+    import dagster as dg
+    from rich.table import Table
+
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    from ibkr_assets.assets.backtest import last_closed_session, run_backtest
+    from ibkr_assets.config import watchlist_symbols
+    from ibkr_assets.resources import build_resources
+
+    resources = build_resources()
+    broker = resources["ib"].get_broker()
+    symbols = watchlist_symbols(resources["pipeline"], broker)
+    if args.symbols is not None:
+        if args.symbols < 2:
+            console.print(f"[red]--symbols must be at least 2, got {args.symbols}[/]")
+            return 2
+        symbols = symbols[: args.symbols]
+    end = args.end or last_closed_session(datetime.now(UTC))
+    with Progress(
+        TextColumn("[bold]{task.fields[phase]:<9}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task("", total=total, phase=phase)
+            progress.update(tasks[phase], completed=done, total=total)
+
+        run = run_backtest(
+            broker=broker,
+            storage=resources["storage"],
+            pipeline=resources["pipeline"],
+            decide=resources["decide"],
+            fundamentals=resources["fundamentals"],
+            scorer=resources["sentiment"].scorer(),
+            end=end,
+            months=args.months,
+            label="cli",
+            symbols=symbols,
+            calibration=args.calibrate,
+            workers=args.workers,
+            progress=report,
+        )
+    row = run.row
+    table = Table(title=f"backtest {row['first_session']} to {row['last_session']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    lines = [
+        ("sessions", f"{row['sessions']}"),
+        ("symbols", f"{row['symbols']}"),
+        ("total return", f"{row['total_return']:.2%}"),
+        ("CAGR", f"{row['cagr']:.2%}"),
+        ("volatility (annual)", f"{row['annual_volatility']:.2%}"),
+        ("Sharpe", f"{row['sharpe']:.2f}"),
+        ("Sortino", f"{row['sortino']:.2f}"),
+        ("max drawdown", f"{row['max_drawdown']:.2%}"),
+        ("turnover (per session)", f"{row['avg_turnover']:.2%}"),
+        ("hit rate", f"{row['hit_rate']:.1%}"),
+        ("costs (of capital)", f"{row['total_cost']:.2%}"),
+        ("commissions", f"${row['commission_usd']:,.0f}"),
+        ("slippage", f"${row['slippage_usd']:,.0f}"),
+        ("names held (mean)", f"{row['avg_names_held']:.1f}"),
+        ("sessions the gate blocked", f"{row['gate_blocked_sessions']}"),
+        ("calibration", str(row["calibration"])),
+    ]
+    if run.calibration is not None:
+        c = run.calibration
+        lines += [
+            ("held-out Sharpe, configured", f"{c.held_out_sharpe_configured:.2f}"),
+            ("held-out Sharpe, tuned", f"{c.held_out_sharpe_tuned:.2f}"),
+        ]
+    lines.append(("seconds", ", ".join(f"{k} {v:.1f}" for k, v in run.timings.items())))
+    for name, value in lines:
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"metrics row appended to {run.csv_path}")
+    console.print(f"equity curve and drawdown: {run.plot_path}")
+    if run.problems:
+        console.print(f"[yellow]left out:[/] {', '.join(list(run.problems)[:20])}")
+    return 0
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -273,10 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
     jsub = journal.add_subparsers(dest="journal_command", required=True)
     verify = jsub.add_parser("verify", help="report the first changed, removed or reordered row")
     verify.add_argument("--dir", help="journal directory (default <data root>/decision_log)")
+    bt = sub.add_parser("backtest", help="replay the daily decisions of the last months")
+    bt.add_argument("--months", type=int, default=6, help="months to replay (default 6)")
+    bt.add_argument("--symbols", type=int, help="only the first N symbols of the watch-list")
+    bt.add_argument("--end", type=_date, help="last session (default the latest closed one)")
+    bt.add_argument(
+        "--calibrate", action="store_true", help="tune the signal blend weights (slower)"
+    )
+    bt.add_argument(
+        "--workers", type=int, default=1, help="processes preparing the days (0 = none)"
+    )
     return parser
 
 
-_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run}
+_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "backtest": _cmd_backtest}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
