@@ -127,7 +127,8 @@ def build_risk_model(
     mean = window.mean(axis=0)
     filled = window.fillna(mean)
     demeaned = (filled - mean).to_numpy()
-    lw = LedoitWolf(assume_centered=True).fit(demeaned)
+    # store_precision=False: the precision matrix (an eigendecomposition) is never used
+    lw = LedoitWolf(assume_centered=True, store_precision=False).fit(demeaned)
     symbols = [str(s) for s in kept]
     cov = pd.DataFrame(lw.covariance_ * periods_per_year, index=symbols, columns=symbols)
     scenarios = pd.DataFrame(filled.to_numpy(), index=filled.index, columns=symbols)
