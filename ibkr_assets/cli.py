@@ -14,6 +14,7 @@ them (lineage, checks, metadata) next to scheduled runs and backfills.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import queue
 import subprocess
@@ -122,9 +123,7 @@ def run_daily(session: date, quiet: bool = False) -> bool:
                     )
                     progress.console.print(f"  {event.step_key:<28} {mark}")
                     if event.event_type == dg.DagsterEventType.STEP_FAILURE:
-                        error = event.step_failure_data.error
-                        reason = error.message.strip().splitlines() if error else []
-                        progress.console.print(f"    [red]{' '.join(reason[:3])}[/]")
+                        progress.console.print(f"    [red]{_root_cause(event)}[/]")
                     progress.update(task, advance=1, description=event.step_key)
                 elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
                     data = event.asset_check_evaluation_data
@@ -144,6 +143,15 @@ def run_daily(session: date, quiet: bool = False) -> bool:
         f"run {run_id} for {session}: " + ("[green]success[/]" if ok else "[red]not clean[/]")
     )
     return ok
+
+
+def _root_cause(event: object) -> str:
+    """The innermost error of a failed step: the exception our code raised, not Dagster's
+    wrapper around it."""
+    error = event.step_failure_data.error  # type: ignore[attr-defined]
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error is not None else "no error recorded"
 
 
 def _print_outputs(session: date) -> None:
@@ -213,6 +221,15 @@ def simulated_gateway(data_dir: Path, now: datetime, pacing: str = "ib") -> Iter
             proc.kill()
 
 
+def _simulated_stocks() -> list[str]:
+    """The tickers of the stocks the simulated world lists (IBKR_SIM_SEED / IBKR_SIM_SYMBOLS)."""
+    from ibkr_assets.broker import BrokerSettings
+    from ibkr_sim.universe import Universe
+
+    settings = BrokerSettings()
+    return [i.symbol for i in Universe(settings.sim_seed, settings.sim_symbols).stocks]
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ibkr_assets.partitions import as_of
 
@@ -228,6 +245,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     else:
         with simulated_gateway(root, as_of(session.isoformat())) as port:
             os.environ.update(IBKR_BACKEND="tws", IBKR_HOST="127.0.0.1", IBKR_PORT=str(port))
+            # Over a socket the pipeline needs a watch-list, as with a real IB account: the
+            # demo follows every stock the gateway simulates unless one is configured.
+            os.environ.setdefault("IBKR_WATCHLIST", json.dumps(_simulated_stocks()))
             console.print(
                 f"[bold]ibkr-agent demo[/]: daily pipeline for NYSE session {session} through "
                 f"the simulated IB Gateway on 127.0.0.1:{port} (ib_async, IB pacing; data root "
