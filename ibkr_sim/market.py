@@ -189,6 +189,12 @@ def _schedule() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return days, opens.astype(np.int64), closes.astype(np.int64)
 
 
+@functools.cache
+def _close_index() -> pd.DatetimeIndex:
+    """The UTC close of every panel session, the index of daily bars (sliced per request)."""
+    return pd.DatetimeIndex(pd.to_datetime(_schedule()[2], utc=True), name="time")
+
+
 def _ns(at: datetime) -> int:
     if at.tzinfo is None:
         raise ValueError(f"timestamp {at!r} must be timezone-aware (UTC)")
@@ -891,7 +897,7 @@ class SimMarket:
                     "close": p.close[lo:hi, col],
                     "volume": p.volume[lo:hi, col],
                 },
-                index=pd.DatetimeIndex(pd.to_datetime(closes[lo:hi], utc=True), name="time"),
+                index=_close_index()[lo:hi],
             )
             if bar_size.text != "1 day" and len(frame):
                 periods = (
