@@ -6,7 +6,9 @@ as IB Gateway is its own process) with its clock pinned to the pre-open of ``--s
 client is our ``tws`` Broker backend, called as the ``quotes`` and ``daily_bars`` assets call it:
 ``broker.quotes`` in chunks of 100, then ``broker.history(c, "1 Y", "1 day", end=as_of)`` per
 symbol through ``fetch_each`` with ``--workers`` request workers. A second line measures plain
-ib_async (no code of ours) doing the same work, as a reference.
+ib_async (no code of ours) doing the same work, as a reference. Each line also shows the CPU
+seconds the gateway process spent on that client (connect to disconnect, after a warm-up
+connection): well below the wall time, the client side or the pacing is what takes the time.
 
 Two pacing modes, each with its own target:
 
@@ -77,6 +79,7 @@ class Run:
     label: str
     snapshot: float = 0.0
     history: float = 0.0
+    gateway_cpu: float = float("nan")  # CPU seconds the gateway process spent on the run
     bars: int = 0
     pacing_errors: list[tuple[int, str]] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
@@ -105,8 +108,9 @@ def message_lower_bound(messages: int) -> float:
 @contextmanager
 def gateway_process(
     pacing: str, symbols: int, now: datetime, data_dir: Path, profile: Path | None
-) -> Iterator[int]:
-    """``ibkr-sim gateway`` on a free loopback port (optionally under cProfile); yields the port."""
+) -> Iterator[tuple[int, int]]:
+    """``ibkr-sim gateway`` on a free loopback port (optionally under cProfile); yields
+    (port, pid)."""
     cmd = [sys.executable]
     if profile is not None:
         cmd += ["-m", "cProfile", "-o", str(profile)]
@@ -119,7 +123,7 @@ def gateway_process(
         line = proc.stdout.readline()  # "ibkr-sim gateway listening on 127.0.0.1:PORT"
         if "listening on" not in line:
             raise SystemExit(f"the gateway did not start (exit code {proc.wait(10)})")
-        yield int(line.rsplit(":", 1)[1])
+        yield int(line.rsplit(":", 1)[1]), proc.pid
     finally:
         proc.send_signal(signal.SIGINT)  # lets cProfile write its statistics
         try:
@@ -127,6 +131,26 @@ def gateway_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def warm_up(port: int) -> None:
+    """One connection before the measured one: the gateway draws its market on first use."""
+
+    async def connect() -> None:
+        ib = ib_async.IB()
+        await ib.connectAsync("127.0.0.1", port, clientId=99, timeout=60)
+        ib.disconnect()
+
+    asyncio.run(connect())
 
 
 def run_tws(
@@ -232,8 +256,12 @@ def measure(
             if args.profile_gateway is not None and name == "tws":
                 args.profile_gateway.mkdir(parents=True, exist_ok=True)
                 profile = args.profile_gateway / f"gateway-{pacing}.prof"
-            with gateway_process(pacing, args.symbols, as_of, Path(root), profile) as port:
-                runs.append(one(port))
+            with gateway_process(pacing, args.symbols, as_of, Path(root), profile) as (port, pid):
+                warm_up(port)
+                cpu = cpu_seconds(pid)
+                run = one(port)
+                run.gateway_cpu = cpu_seconds(pid) - cpu
+                runs.append(run)
             if profile is not None:
                 print(f"gateway profile ({pacing}), top 15 by cumulative time: {profile}")
                 pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(15)
@@ -276,9 +304,15 @@ def main() -> None:
     for pacing in modes:
         runs = measure(pacing, contracts, as_of, args)
         print(f"\npacing {pacing}")
-        print(f"{'client':<46}{'snapshot s':>11}{'history s':>11}{'total s':>10}{'bars':>9}")
+        print(
+            f"{'client':<46}{'snapshot s':>11}{'history s':>11}{'total s':>10}{'bars':>9}"
+            f"{'gateway CPU s':>15}"
+        )
         for r in runs:
-            print(f"{r.label:<46}{r.snapshot:>11.2f}{r.history:>11.2f}{r.total:>10.2f}{r.bars:>9}")
+            print(
+                f"{r.label:<46}{r.snapshot:>11.2f}{r.history:>11.2f}{r.total:>10.2f}{r.bars:>9}"
+                f"{r.gateway_cpu:>15.2f}"
+            )
         tws = runs[0]
         if pacing == "off":
             verdict = "ok" if tws.total <= TARGET_OFF_SECONDS else "OVER"
