@@ -79,6 +79,7 @@ class Run:
     label: str
     snapshot: float = 0.0
     history: float = 0.0
+    throttle: int = 0  # the client's own limit, messages per second (0 = none)
     gateway_cpu: float = float("nan")  # CPU seconds the gateway process spent on the run
     bars: int = 0
     pacing_errors: list[tuple[int, str]] = field(default_factory=list)
@@ -168,7 +169,7 @@ def run_tws(
         settings.max_msg_rate = msg_rate
     broker = TwsBroker.from_settings(settings)
     rate = settings.max_msg_rate if settings.pacing else 0
-    run = Run(f"tws backend ({workers} workers, {rate or 'no'} msg/s throttle)")
+    run = Run(f"tws backend ({workers} workers, {rate or 'no'} msg/s throttle)", throttle=rate)
     # the backend keeps every pacing error IB sent on this connection, answered or not
     run.pacing_errors = broker.pacing_violations
     try:
@@ -198,7 +199,7 @@ def run_plain(
     """The same work in plain ib_async: snapshots in chunks of 100, all history requests at once
     (ib_async's own throttle, 45 msg/s by default, keeps the pace when IB's limits apply)."""
     rate = (msg_rate or ib_async.client.Client.MaxRequests) if pacing == "ib" else 0
-    run = Run(f"plain ib_async ({rate or 'no'} msg/s throttle)")
+    run = Run(f"plain ib_async ({rate or 'no'} msg/s throttle)", throttle=rate)
 
     async def work() -> None:
         ib = ib_async.IB()
@@ -341,6 +342,12 @@ def main() -> None:
                     f"{r.label:<46} measured / bound = {r.total:.2f} / {bound:.2f} = {ratio:.2f}x "
                     f"(target <= {TARGET_IB_RATIO}x: {verdict})"
                 )
+                if r.throttle and bound:
+                    floor = max(0, messages - r.throttle) / r.throttle
+                    print(
+                        f"{'':<46} its own throttle's floor: (M - {r.throttle}) / {r.throttle} = "
+                        f"{floor:.2f} s = {floor / bound:.2f}x the bound"
+                    )
             ratio = tws.total / bound if bound else float("inf")
             if ratio > TARGET_IB_RATIO:
                 problems.append(f"pacing ib: {ratio:.2f}x the bound > {TARGET_IB_RATIO}x")
