@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +386,10 @@ def build_state(
         raise ValueError(f"pacing must be 'off' or 'ib', got {pacing!r}")
     clock = clock or (lambda: datetime.now(UTC))
     market = SimMarket(seed=seed, n_stocks=symbols)
+    # draw the market now (about a second): not while the first client's connect waits for its
+    # positions, which ib_async's default 4 s connect timeout would feel on a busy machine
+    first = market.universe.stocks[0].conid
+    market.daily_bars(first, date(2019, 1, 2), date(2019, 1, 2))
     state_path = Path(data_dir) / "sim" / "paper.sqlite"
     state_path.parent.mkdir(parents=True, exist_ok=True)
     exchange = PaperExchange(market, state_path, clock=clock)
