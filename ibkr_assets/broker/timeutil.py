@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 NEW_YORK = ZoneInfo("America/New_York")
 
 
+@functools.lru_cache(maxsize=4096)
 def session_close_utc(
     session: date, tz: ZoneInfo = NEW_YORK, close: time = time(16, 0)
 ) -> datetime:
