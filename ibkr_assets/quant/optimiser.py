@@ -11,8 +11,13 @@ For ``n`` symbols with expected returns ``a`` (the alpha scores mapped to return
                 w ≥ 0                         (when long_only)
                 |Σ_{i∈k} w_i| ≤ cap_k         (optional sector caps)
 
-* the variance term is Markowitz (1952); it is written as ``‖U w‖²`` with ``Σ = U'U`` (Cholesky)
-  so the problem stays a second-order cone program;
+* the variance term is Markowitz (1952). It is never handed to the solver as the dense
+  ``n x n`` matrix: :func:`covariance_factors` writes ``Σ`` exactly as low rank plus a ridge,
+  ``w'Σw = ‖Z w‖² + d·‖w‖²`` with ``Z`` of ``k`` rows. A Ledoit–Wolf matrix built from the
+  scenarios (:mod:`ibkr_assets.quant.risk_model`) is exactly ``(1 − δ)/T·X'X + δμ·I`` with ``X``
+  the demeaned scenarios, so ``Z = √((1 − δ)/T)·X`` (``k = S`` = 504 rows instead of a
+  700-row Cholesky factor) and no decomposition is needed; any other ``Σ`` uses its
+  eigen-decomposition (``Z'Z = Σ − λ_min I``);
 * ``CVaR_α`` — the mean loss in the worst ``1 − α`` of the scenarios — uses the
   Rockafellar & Uryasev (2000) linearisation with one auxiliary per scenario:
   ``CVaR = min_ζ ζ + Σ_s u_s / ((1 − α) S)``, ``u_s ≥ −R_s·w − ζ``, ``u_s ≥ 0``. It penalises
@@ -23,24 +28,44 @@ For ``n`` symbols with expected returns ``a`` (the alpha scores mapped to return
 Units must agree: with daily scenarios use daily ``a`` and daily ``Σ``
 (:meth:`PortfolioOptimiser.from_risk_model` does this).
 
-:class:`PortfolioOptimiser` builds the cvxpy problem once per symbol set with ``a``, ``w0``,
-``U`` and ``R`` as Parameters (disciplined parametrised programming, DPP), so re-solving for a
-new day — as the backtest does every session — skips cvxpy's compilation. A penalty weighted 0
-is left out of the problem. The solver is Clarabel (interior point, accurate to ~1e-8), then
-HiGHS, SCS, ECOS; ``solver="HIGHS"`` is about twice as fast on the 700-name daily problem
-but only accurate to ~1e-5 relative on the quadratic term. Any solver status
-other than optimal raises :class:`OptimizationError`; limits that cannot hold together are
-named before the solver runs.
+**Re-solving (backtests).** :class:`PortfolioOptimiser` is the reusable compiled problem: it is
+built once per symbol set with ``a``, ``w0``, the scenarios and the covariance factor as cvxpy
+Parameters (disciplined parametrised programming, DPP), so :meth:`PortfolioOptimiser.solve`
+for a new day's alpha and book skips cvxpy's compilation, and
+:meth:`PortfolioOptimiser.update_risk` swaps in a new covariance and scenario set of the same
+shape without recompiling as long as the factor keeps its number of rows (always, for the
+risk model's Ledoit–Wolf matrices; otherwise the problem is rebuilt once). A penalty weighted
+0 is left out of the problem. The objective is scaled so a typical scenario return is 1 (the
+result's ``objective`` is in the original units): penalties of ~1e-5 on returns of ~1e-2
+otherwise sit at the solvers' absolute tolerances.
 
-References: H. Markowitz (1952), "Portfolio selection", *J. Finance* 7(1); R.T. Rockafellar &
-S. Uryasev (2000), "Optimization of conditional value-at-risk", *J. Risk* 2(3); S. Diamond &
-S. Boyd (2016), "CVXPY", *JMLR* 17.
+**Solvers.** ``solver="AUTO"`` (the default) takes HiGHS first for a large long-only book
+(scenario matrix of at least :data:`AUTO_HIGHS_ENTRIES` numbers, e.g. 700 names x 504 days)
+and Clarabel (interior point, ~1e-8) otherwise. HiGHS solves a linear program (no variance
+term, e.g. a minimum-CVaR portfolio) by the dual simplex method and the quadratic program by
+its active-set method, exact at the optimum's active set and 2-3x faster than Clarabel on the
+daily problem, whose dense 504 x 700 scenario block makes each interior-point step costly.
+The active-set method is not always reliable — with a current book spread thinly over
+hundreds of names, or with shorts allowed, it can cycle or stop at a point it then reports
+infeasible — so it runs
+under :data:`HIGHS_TIME_LIMIT` and anything but an optimal status passes the problem on to
+Clarabel, then the other solvers in :data:`SOLVERS`. Any final status other than optimal
+raises :class:`OptimizationError`; limits that cannot hold together are named before the
+solver runs.
+
+References: H. Markowitz (1952), "Portfolio selection", *J. Finance* 7(1); O. Ledoit &
+M. Wolf (2004), *J. Multivariate Analysis* 88(2); R.T. Rockafellar & S. Uryasev (2000),
+"Optimization of conditional value-at-risk", *J. Risk* 2(3); S. Diamond & S. Boyd (2016),
+"CVXPY", *JMLR* 17; Q. Huangfu & J.A.J. Hall (2018), "Parallelizing the dual revised simplex
+method" (HiGHS), *Math. Prog. Comp.* 10.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -53,6 +78,12 @@ from ibkr_assets.quant.risk_metrics import historical_var_cvar
 from ibkr_assets.quant.risk_model import RiskModel
 
 SOLVERS = ("CLARABEL", "HIGHS", "SCS", "ECOS")
+AUTO_HIGHS_ENTRIES = 50_000
+"""``solver="AUTO"`` tries HiGHS first from this many scenario-matrix entries (``n·S``) up."""
+HIGHS_TIME_LIMIT = 2.0
+"""Seconds HiGHS may take before the problem goes to the next solver (it cycles rarely)."""
+_SCENARIO_FORM_RTOL = 1e-9  # Σ − (a·X'X + b·I), relative to max|Σ|, to reuse the scenarios
+_EIG_RTOL = 1e-12  # eigenvalues this close (relative to the largest) to the smallest are equal
 
 
 class OptimizationError(Exception):
@@ -77,15 +108,18 @@ class OptimiserConfig(BaseModel):
     sector_caps: dict[str, float] = Field(
         default_factory=dict, description="per-sector caps overriding sector_cap"
     )
-    solver: str = Field("CLARABEL", description="first solver tried; then the others in SOLVERS")
+    solver: str = Field(
+        "AUTO",
+        description="first solver tried (AUTO: HiGHS for a large long-only book, else Clarabel)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> OptimiserConfig:
         bad = {k: v for k, v in self.sector_caps.items() if not (v >= 0 and math.isfinite(v))}
         if bad:
             raise ValueError(f"sector caps must be finite and >= 0: {bad}")
-        if self.solver.upper() not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.solver.upper() not in (*SOLVERS, "AUTO"):
+            raise ValueError(f"solver must be AUTO or one of {SOLVERS}, got {self.solver!r}")
         return self
 
     @property
@@ -108,6 +142,84 @@ class OptimisationResult:
     compile_seconds: float
 
 
+@dataclass(frozen=True)
+class CovarianceFactors:
+    """``Σ`` as low rank plus ridge: ``w'Σw = ‖loadings·w‖² + ridge·‖w‖²``.
+
+    ``from_scenarios``: ``loadings`` are the demeaned return scenarios, scaled — ``Σ`` is a
+    multiple of the scenarios' own covariance plus a multiple of the identity (Ledoit–Wolf
+    shrinkage towards ``μI``, or a plain sample covariance). Otherwise they come from the
+    eigen-decomposition of ``Σ``.
+    """
+
+    loadings: np.ndarray
+    ridge: float
+    from_scenarios: bool
+
+    @property
+    def rank(self) -> int:
+        """Number of rows of the low-rank part (scenarios, or eigenvectors kept)."""
+        return int(self.loadings.shape[0])
+
+    def variance(self, w: np.ndarray) -> float:
+        """``w'Σw`` from the factors (what the optimiser's variance term evaluates)."""
+        w = np.asarray(w, dtype="float64")
+        z = self.loadings @ w
+        return float(z @ z + self.ridge * w @ w)
+
+
+def covariance_factors(cov: np.ndarray, scenarios: np.ndarray | None = None) -> CovarianceFactors:
+    """The exact low-rank-plus-ridge form of the covariance ``cov`` (``n x n``, symmetric PSD).
+
+    When ``cov = a·X'X + b·I`` for the demeaned ``scenarios`` ``X`` (``S x n``) — to
+    :data:`_SCENARIO_FORM_RTOL` of its largest entry — the loadings are ``√a·X``. Otherwise
+    they are the eigenvectors above the smallest eigenvalue ``λ_min``, and the ridge is
+    ``λ_min``. Raises :class:`OptimizationError` if ``cov`` is not positive semidefinite.
+    """
+    sigma = np.asarray(cov, dtype="float64")
+    n = sigma.shape[0]
+    if scenarios is not None and n > 1:
+        r = np.asarray(scenarios, dtype="float64")
+        x = r - r.mean(axis=0)
+        gram = x.T @ x
+        off = ~np.eye(n, dtype=bool)
+        denom = float(np.sum(gram[off] ** 2))
+        if denom > 0:
+            a = float(np.sum(sigma[off] * gram[off])) / denom
+            b = float(np.mean(np.diag(sigma) - a * np.diag(gram)))
+            top = float(np.abs(sigma).max())
+            fit = np.abs(sigma - a * gram - b * np.eye(n)).max()
+            if a > 0 and b > -_SCENARIO_FORM_RTOL * top and fit <= _SCENARIO_FORM_RTOL * top:
+                return CovarianceFactors(math.sqrt(a) * x, max(b, 0.0), True)
+    vals, vecs = np.linalg.eigh(sigma)
+    _check_psd(sigma, vals)
+    ridge = max(float(vals[0]), 0.0)
+    keep = vals - ridge > _EIG_RTOL * max(float(vals[-1]), 1e-300)
+    keep[-1] = True  # at least one row, so the problem's shape never degenerates
+    loadings = vecs[:, keep] * np.sqrt(np.clip(vals[keep] - ridge, 0.0, None))
+    return CovarianceFactors(loadings.T.copy(), ridge, False)
+
+
+@functools.cache
+def _installed_solvers() -> frozenset[str]:
+    return frozenset(cp.installed_solvers())
+
+
+def _check_psd(sigma: np.ndarray, eigenvalues: np.ndarray | None = None) -> None:
+    """Raise :class:`OptimizationError` unless ``sigma`` is positive semidefinite (to 1e-10)."""
+    if eigenvalues is None:
+        try:
+            np.linalg.cholesky(sigma)
+            return
+        except np.linalg.LinAlgError:
+            eigenvalues = np.linalg.eigvalsh(sigma)
+    low, high = float(eigenvalues[0]), float(eigenvalues[-1])
+    if low < -1e-10 * max(high, 1e-300):
+        raise OptimizationError(
+            f"covariance is not positive semidefinite (min eigenvalue {low:.3g})"
+        )
+
+
 def _finite_frame(values: np.ndarray, labels: list[str], what: str) -> None:
     bad_cols = ~np.isfinite(values).all(axis=0) if values.ndim == 2 else ~np.isfinite(values)
     if bad_cols.any():
@@ -120,7 +232,7 @@ class PortfolioOptimiser:
 
     Build once with the covariance, scenarios and sectors; call :meth:`solve` with each day's
     expected returns and current weights. :meth:`update_risk` swaps in a new covariance and
-    scenario set of the same shape, still without recompiling.
+    scenario set of the same shape, still without recompiling (see the module docstring).
     """
 
     def __init__(
@@ -137,41 +249,13 @@ class PortfolioOptimiser:
             raise OptimizationError("duplicate symbols passed to the optimiser")
         if not self.symbols:
             raise OptimizationError("no symbols to optimise")
-        n = len(self.symbols)
         self.n_scenarios = len(scenarios)
         if self.n_scenarios < 2:
             raise OptimizationError("at least 2 return scenarios are needed for CVaR")
         self._sector_groups = self._groups(sectors)
         self._check_limits()
-
-        cfg = self.config
-        self._alpha = cp.Parameter(n, name="alpha")
-        self._w0 = cp.Parameter(n, name="w0")
-        self._u = cp.Parameter((n, n), name="cov_factor")
-        self._r = cp.Parameter((self.n_scenarios, n), name="scenarios")
-        w = cp.Variable(n, name="w")
-        objective = self._alpha @ w - cfg.turnover_cost * cp.norm1(w - self._w0)
-        cons = [
-            cp.norm1(w) <= cfg.max_gross,
-            cp.sum(w) <= cfg.max_net,
-            w <= cfg.max_weight,
-            w >= (0.0 if cfg.long_only else -cfg.max_weight),
-        ]
-        # A term with a zero weight is left out, so its dense data never reaches the solver.
-        if cfg.risk_aversion > 0:
-            objective -= cfg.risk_aversion * cp.sum_squares(self._u @ w)
-        if cfg.cvar_aversion > 0:
-            zeta = cp.Variable(name="var")
-            aux = cp.Variable(self.n_scenarios, nonneg=True, name="tail")
-            cvar = zeta + cp.sum(aux) / ((1 - cfg.cvar_alpha) * self.n_scenarios)
-            objective -= cfg.cvar_aversion * cvar
-            cons.append(aux >= -(self._r @ w) - zeta)
-        if cfg.min_net is not None:
-            cons.append(cp.sum(w) >= cfg.min_net)
-        for idx, cap in self._sector_groups.values():
-            cons += [cp.sum(w[idx]) <= cap, cp.sum(w[idx]) >= -cap]
-        self._w = w
-        self.problem = cp.Problem(cp.Maximize(objective), cons)
+        self._rank: int | None = None  # rows of the covariance factor of the built problem
+        self.problem: cp.Problem
         self.update_risk(cov, scenarios)
 
     @classmethod
@@ -239,8 +323,48 @@ class PortfolioOptimiser:
         if conflicts:
             raise OptimizationError("infeasible limits: " + "; ".join(conflicts))
 
+    def _build(self, rank: int) -> None:
+        """The parametrised cvxpy problem for a covariance factor of ``rank`` rows."""
+        cfg, n, n_s = self.config, len(self.symbols), self.n_scenarios
+        lower = 0.0 if cfg.long_only else -cfg.max_weight
+        w = cp.Variable(n, name="w", bounds=[np.full(n, lower), np.full(n, cfg.max_weight)])
+        self._alpha = cp.Parameter(n, name="alpha")
+        self._w0 = cp.Parameter(n, name="w0")
+        self._r = cp.Parameter((n_s, n), name="scenarios")
+        objective = self._alpha @ w
+        # long-only: Σ|w| is Σw, no auxiliaries needed
+        gross = cp.sum(w) if cfg.long_only else cp.norm1(w)
+        cons = [gross <= cfg.max_gross, cp.sum(w) <= cfg.max_net]
+        # A term with a zero weight is left out, so its dense data never reaches the solver.
+        if cfg.turnover_cost > 0:
+            objective -= cfg.turnover_cost * cp.norm1(w - self._w0)
+        if cfg.risk_aversion > 0:
+            self._factor = cp.Parameter((rank, n), name="cov_factor")
+            self._ridge = cp.Parameter(nonneg=True, name="cov_ridge")
+            variance = cp.sum_squares(self._factor @ w) + self._ridge * cp.sum_squares(w)
+            objective -= cfg.risk_aversion * variance
+        if cfg.cvar_aversion > 0:
+            zeta = cp.Variable(name="var")
+            aux = cp.Variable(n_s, nonneg=True, name="tail")
+            cvar = zeta + cp.sum(aux) / ((1 - cfg.cvar_alpha) * n_s)
+            objective -= cfg.cvar_aversion * cvar
+            cons.append(aux >= -(self._r @ w) - zeta)
+        if cfg.min_net is not None:
+            cons.append(cp.sum(w) >= cfg.min_net)
+        for idx, cap in self._sector_groups.values():
+            cons.append(cp.sum(w[idx]) <= cap)
+            if not cfg.long_only:
+                cons.append(cp.sum(w[idx]) >= -cap)
+        self._w = w
+        self.problem = cp.Problem(cp.Maximize(self._objective_scale * objective), cons)
+        self._rank = rank
+
     def update_risk(self, cov: pd.DataFrame, scenarios: pd.DataFrame) -> None:
-        """New covariance and scenarios (same symbols, same number of scenarios)."""
+        """New covariance and scenarios (same symbols, same number of scenarios).
+
+        Recompiles only when the covariance factor changes its number of rows (see
+        :func:`covariance_factors`).
+        """
         if len(scenarios) != self.n_scenarios:
             raise OptimizationError(
                 f"expected {self.n_scenarios} scenarios (fixed at build), got {len(scenarios)}"
@@ -253,20 +377,31 @@ class PortfolioOptimiser:
         r = scenarios.loc[:, self.symbols].to_numpy(dtype="float64")
         _finite_frame(r, self.symbols, "return scenarios")
         sigma = (sigma + sigma.T) / 2
-        try:
-            lower = np.linalg.cholesky(sigma)
-        except np.linalg.LinAlgError:
-            vals, vecs = np.linalg.eigh(sigma)
-            if vals.min() < -1e-10 * max(vals.max(), 1e-300):
-                raise OptimizationError(
-                    f"covariance is not positive semidefinite (min eigenvalue {vals.min():.3g})"
-                ) from None
-            lower = vecs * np.sqrt(np.clip(vals, 0, None))
+        if self.config.risk_aversion > 0:
+            factors = covariance_factors(sigma, r)
+            rank = factors.rank
+        else:  # no variance term: Σ only reports the volatility
+            _check_psd(sigma)
+            factors, rank = None, 0
+        if self._rank != rank:
+            rms = float(np.sqrt(np.mean(r**2)))
+            self._objective_scale = 1.0 / rms if rms > 0 else 1.0
+            self._build(rank)
         self._sigma = sigma
-        self._u.value = lower.T
         self._r.value = r
+        if factors is not None:
+            self._ridge.value = factors.ridge
+            self._factor.value = factors.loadings
 
     # -- solve ---------------------------------------------------------------------------------
+    def _solver_order(self) -> list[str]:
+        preferred = self.config.solver.upper()
+        if preferred == "AUTO":
+            big = len(self.symbols) * self.n_scenarios >= AUTO_HIGHS_ENTRIES
+            preferred = "HIGHS" if big and self.config.long_only else "CLARABEL"
+        order = [preferred] + [s for s in SOLVERS if s != preferred]
+        return [s for s in order if s in _installed_solvers()]
+
     def solve(
         self,
         expected_returns: pd.Series | Mapping[str, float],
@@ -285,7 +420,8 @@ class PortfolioOptimiser:
         a = a.reindex(self.symbols)
         _finite_frame(a.to_numpy(), self.symbols, "expected return (alpha)")
         w0 = pd.Series({} if current_weights is None else current_weights, dtype="float64")
-        outside = [s for s, v in w0.items() if s not in set(self.symbols) and v != 0]
+        known = set(self.symbols)
+        outside = [s for s, v in w0.items() if s not in known and v != 0]
         if outside:
             raise OptimizationError(f"current weights for symbols not in the optimiser: {outside}")
         w0 = w0.reindex(self.symbols).fillna(0.0)
@@ -293,14 +429,14 @@ class PortfolioOptimiser:
         self._alpha.value = a.to_numpy()
         self._w0.value = w0.to_numpy()
 
-        preferred = self.config.solver.upper()
-        order = [preferred] + [s for s in SOLVERS if s != preferred]
-        installed = set(cp.installed_solvers())
         errors = []
         start = time.perf_counter()
-        for solver in (s for s in order if s in installed):
+        for solver in self._solver_order():
             try:
-                self.problem.solve(solver=solver)
+                options = {"time_limit": HIGHS_TIME_LIMIT} if solver == "HIGHS" else {}
+                with warnings.catch_warnings():  # an inaccurate status is reported below
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.problem.solve(solver=solver, **options)
             except cp.error.SolverError as exc:
                 errors.append(f"{solver}: {exc}")
                 continue
@@ -326,7 +462,7 @@ class PortfolioOptimiser:
             expected_return=float(a.to_numpy() @ w),
             volatility=math.sqrt(max(float(w @ self._sigma @ w), 0.0)),
             cvar=cvar,
-            objective=float(self.problem.value),
+            objective=float(self.problem.value) / self._objective_scale,
             solver=str(self.problem.solver_stats.solver_name),
             solve_seconds=elapsed,
             compile_seconds=float(self.problem.compilation_time or 0.0),

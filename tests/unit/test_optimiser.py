@@ -1,13 +1,16 @@
+import cvxpy as cp
 import numpy as np
 import pandas as pd
 import pytest
 from pypfopt.efficient_frontier import EfficientCVaR, EfficientFrontier
 
+from ibkr_assets.quant import optimiser
 from ibkr_assets.quant.optimiser import (
     OptimisationResult,
     OptimiserConfig,
     OptimizationError,
     PortfolioOptimiser,
+    covariance_factors,
     optimise,
 )
 from ibkr_assets.quant.risk_metrics import historical_var_cvar
@@ -207,3 +210,133 @@ def test_zero_penalties_left_out_and_highs_agrees():
     assert highs.solver == "HIGHS"
     np.testing.assert_allclose(highs.weights, clarabel.weights, atol=1e-4)
     assert highs.objective == pytest.approx(clarabel.objective, rel=1e-4)
+
+
+def _daily_world(n: int = 120, s: int = 504, seed: int = 11):
+    """A Ledoit–Wolf risk model over ``n`` names in 4 sectors, alpha, and a 10-name book."""
+    rng = np.random.default_rng(seed)
+    symbols = [f"N{i:03d}" for i in range(n)]
+    sector_of = np.arange(n) % 4
+    market = rng.standard_t(4, s + 1) * 0.009
+    sector_moves = rng.standard_t(4, (s + 1, 4)) * 0.006
+    rets = (
+        np.outer(market, rng.normal(1, 0.3, n))
+        + sector_moves[:, sector_of]
+        + rng.standard_t(5, (s + 1, n)) * 0.012
+    )
+    closes = pd.DataFrame(100 * np.cumprod(1 + rets, axis=0), columns=symbols)
+    model = build_risk_model(closes, scenario_sessions=s)
+    sectors = pd.Series([f"K{k}" for k in sector_of], index=symbols)
+    alpha = pd.Series(rng.uniform(-1, 1, n), index=symbols) * 0.002
+    held = pd.Series(0.0, index=symbols)
+    held.iloc[rng.choice(n, 10, replace=False)] = 0.09
+    return model, sectors, alpha, held
+
+
+def _reference(alpha, cov, scenarios, cfg, w0, sectors):
+    """The textbook formulation: dense quad_form(w, Σ), norms as written, solved by Clarabel."""
+    n, s = len(alpha), len(scenarios)
+    w = cp.Variable(n)
+    zeta, tail = cp.Variable(), cp.Variable(s, nonneg=True)
+    cvar = zeta + cp.sum(tail) / ((1 - cfg.cvar_alpha) * s)
+    objective = (
+        alpha.to_numpy() @ w
+        - cfg.risk_aversion * cp.quad_form(w, cp.psd_wrap(cov.to_numpy()))
+        - cfg.cvar_aversion * cvar
+        - cfg.turnover_cost * cp.norm1(w - w0.to_numpy())
+    )
+    cons = [
+        tail >= -(scenarios.to_numpy() @ w) - zeta,
+        cp.norm1(w) <= cfg.max_gross,
+        cp.sum(w) <= cfg.max_net,
+        cp.abs(w) <= cfg.max_weight,
+    ]
+    if cfg.long_only:
+        cons.append(w >= 0)
+    for name in sectors.unique():
+        idx = np.flatnonzero(sectors.to_numpy() == name)
+        cons.append(cp.abs(cp.sum(w[idx])) <= cfg.sector_cap)
+    problem = cp.Problem(cp.Maximize(objective), cons)
+    problem.solve(solver="CLARABEL")
+    assert problem.status == cp.OPTIMAL
+    return np.asarray(w.value), float(problem.value)
+
+
+def test_covariance_factors_reproduce_the_variance():
+    rng = np.random.default_rng(5)
+    model, _, _, _ = _daily_world(n=40, s=120)
+    sigma = model.daily_cov().to_numpy()
+    lw = covariance_factors(sigma, model.scenarios.to_numpy())
+    assert lw.from_scenarios and lw.rank == 120 and lw.ridge > 0  # LW: shrunk towards μI
+    # a covariance unrelated to the scenarios: its eigen-decomposition, rank 6 + ridge 0.3
+    loadings = rng.normal(size=(40, 6))
+    generic = loadings @ loadings.T + 0.3 * np.eye(40)
+    eig = covariance_factors(generic, model.scenarios.to_numpy())
+    assert not eig.from_scenarios and eig.rank == 6
+    assert eig.ridge == pytest.approx(0.3, rel=1e-9)
+    for _ in range(5):
+        w = rng.normal(size=40)
+        assert lw.variance(w) == pytest.approx(w @ sigma @ w, rel=1e-9)
+        assert eig.variance(w) == pytest.approx(w @ generic @ w, rel=1e-9)
+    not_psd = generic - 10 * np.outer(loadings[:, 0], loadings[:, 0])
+    with pytest.raises(OptimizationError, match="not positive semidefinite"):
+        covariance_factors(not_psd)
+
+
+@pytest.mark.parametrize("long_only", [True, False])
+def test_fast_path_matches_the_textbook_formulation(long_only):
+    model, sectors, alpha, held = _daily_world()
+    cfg = OptimiserConfig(
+        risk_aversion=20.0, cvar_aversion=0.05, sector_cap=0.3, long_only=long_only
+    )
+    ref_w, ref_obj = _reference(alpha, model.daily_cov(), model.scenarios, cfg, held, sectors)
+    assert (np.abs(ref_w) > 1e-4).sum() >= 5  # a real portfolio, not a corner
+    opt = PortfolioOptimiser.from_risk_model(model, cfg, sectors)
+    assert opt.problem.is_dpp()
+    assert opt.problem.param_dict["cov_factor"].shape == (504, 120)  # scenarios, no n x n
+    auto = opt.solve(alpha, held)
+    # 120 x 504 scenario entries: AUTO tries HiGHS first for a long-only book
+    assert auto.solver == ("HIGHS" if long_only else "CLARABEL")
+    clarabel = PortfolioOptimiser.from_risk_model(
+        model, cfg.model_copy(update={"solver": "CLARABEL"}), sectors
+    ).solve(alpha, held)
+    for res in (auto, clarabel):
+        assert res.objective == pytest.approx(ref_obj, rel=1e-6)
+        np.testing.assert_allclose(res.weights.to_numpy(), ref_w, atol=2e-5)
+
+
+def test_highs_out_of_time_hands_over_to_clarabel(monkeypatch):
+    model, sectors, alpha, held = _daily_world()
+    cfg = OptimiserConfig(sector_cap=0.3)
+    fast = PortfolioOptimiser.from_risk_model(model, cfg, sectors).solve(alpha, held)
+    monkeypatch.setattr(optimiser, "HIGHS_TIME_LIMIT", 1e-6)
+    slow = PortfolioOptimiser.from_risk_model(model, cfg, sectors).solve(alpha, held)
+    assert (fast.solver, slow.solver) == ("HIGHS", "CLARABEL")
+    assert slow.objective == pytest.approx(fast.objective, rel=1e-6)
+    np.testing.assert_allclose(slow.weights, fast.weights, atol=2e-5)
+
+
+def test_update_risk_recompiles_only_when_the_factor_changes_shape():
+    model, sectors, alpha, held = _daily_world(n=30, s=200)
+    later, _, _, _ = _daily_world(n=30, s=200, seed=12)
+    opt = PortfolioOptimiser.from_risk_model(model, OptimiserConfig(), sectors)
+    opt.solve(alpha, held)
+    cached = opt.problem._cache.param_prog
+    opt.update_risk(later.daily_cov(), later.scenarios)  # another LW model: same shape
+    same = opt.solve(alpha, held)
+    assert opt.problem._cache.param_prog is cached
+    fresh = PortfolioOptimiser.from_risk_model(later, OptimiserConfig(), sectors)
+    np.testing.assert_allclose(same.weights, fresh.solve(alpha, held).weights, atol=1e-6)
+    # a covariance not built from these scenarios: an eigen factor of rank 3, rebuilt once
+    rng = np.random.default_rng(1)
+    loadings = rng.normal(size=(30, 3)) * 0.01
+    other = pd.DataFrame(
+        loadings @ loadings.T + 1e-4 * np.eye(30), index=later.symbols, columns=later.symbols
+    )
+    opt.update_risk(other, later.scenarios)
+    assert opt.problem.param_dict["cov_factor"].shape == (3, 30)
+    res = opt.solve(alpha, held)
+    w = res.weights.to_numpy()
+    assert res.volatility == pytest.approx(np.sqrt(w @ other.to_numpy() @ w), rel=1e-9)
+    again = optimise(alpha, other, later.scenarios, OptimiserConfig(), held, sectors)
+    np.testing.assert_allclose(res.weights, again.weights, atol=1e-6)
