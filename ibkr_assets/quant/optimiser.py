@@ -35,7 +35,9 @@ for a new day's alpha and book skips cvxpy's compilation, and
 :meth:`PortfolioOptimiser.update_risk` swaps in a new covariance and scenario set of the same
 shape without recompiling as long as the factor keeps its number of rows (always, for the
 risk model's Ledoit–Wolf matrices; otherwise the problem is rebuilt once). A penalty weighted
-0 is left out of the problem. The objective is scaled so a typical scenario return is 1 (the
+0 is left out of the problem. No solve starts from the previous solution (HiGHS's QP method
+ignores a start without its basis, Clarabel cannot use one), so a re-solve costs the same
+whatever changed. The objective is scaled so a typical scenario return is 1 (the
 result's ``objective`` is in the original units): penalties of ~1e-5 on returns of ~1e-2
 otherwise sit at the solvers' absolute tolerances.
 
@@ -78,6 +80,8 @@ from ibkr_assets.quant.risk_metrics import historical_var_cvar
 from ibkr_assets.quant.risk_model import RiskModel
 
 SOLVERS = ("CLARABEL", "HIGHS", "SCS", "ECOS")
+BP = 1e4
+"""Weights enter the solver in basis points, so small holdings stay clear of its tolerances."""
 AUTO_HIGHS_ENTRIES = 50_000
 """``solver="AUTO"`` tries HiGHS first from this many scenario-matrix entries (``n·S``) up."""
 HIGHS_TIME_LIMIT = 2.0
@@ -254,6 +258,7 @@ class PortfolioOptimiser:
             raise OptimizationError("at least 2 return scenarios are needed for CVaR")
         self._sector_groups = self._groups(sectors)
         self._check_limits()
+        self._lower = 0.0 if self.config.long_only else -self.config.max_weight
         self._rank: int | None = None  # rows of the covariance factor of the built problem
         self.problem: cp.Problem
         self.update_risk(cov, scenarios)
@@ -324,20 +329,37 @@ class PortfolioOptimiser:
             raise OptimizationError("infeasible limits: " + "; ".join(conflicts))
 
     def _build(self, rank: int) -> None:
-        """The parametrised cvxpy problem for a covariance factor of ``rank`` rows."""
+        """The parametrised cvxpy problem for a covariance factor of ``rank`` rows.
+
+        Weights, trades and scenario returns are variables in basis points (:data:`BP`) and the
+        objective is ``objective_scale · BP²`` times the one in the module docstring, so the
+        variance term keeps its size in the solver (its Hessian is unchanged).
+        """
         cfg, n, n_s = self.config, len(self.symbols), self.n_scenarios
-        lower = 0.0 if cfg.long_only else -cfg.max_weight
-        w = cp.Variable(n, name="w", bounds=[np.full(n, lower), np.full(n, cfg.max_weight)])
         self._alpha = cp.Parameter(n, name="alpha")
         self._w0 = cp.Parameter(n, name="w0")
         self._r = cp.Parameter((n_s, n), name="scenarios")
-        objective = self._alpha @ w
+        cons = []
+        if cfg.turnover_cost > 0:
+            # w = w0 + buy − sell, the name's limits as bounds on the trades (set in solve):
+            # an untraded name then sits on one bound per trade, not on the two rows of
+            # |w − w0| ≤ t plus its weight bound — the degenerate vertices on which HiGHS's
+            # active-set method cycles
+            self._buy_range = (cp.Parameter(n, name="buy_min"), cp.Parameter(n, name="buy_max"))
+            self._sell_range = (cp.Parameter(n, name="sell_min"), cp.Parameter(n, name="sell_max"))
+            buy = cp.Variable(n, name="buy", bounds=list(self._buy_range))
+            sell = cp.Variable(n, name="sell", bounds=list(self._sell_range))
+            w = cp.Variable(n, name="w")
+            cons.append(w - buy + sell == self._w0)
+            objective = BP * (self._alpha @ w - cfg.turnover_cost * (cp.sum(buy) + cp.sum(sell)))
+        else:
+            bounds = [np.full(n, BP * self._lower), np.full(n, BP * cfg.max_weight)]
+            w = cp.Variable(n, name="w", bounds=bounds)
+            objective = BP * self._alpha @ w
         # long-only: Σ|w| is Σw, no auxiliaries needed
         gross = cp.sum(w) if cfg.long_only else cp.norm1(w)
-        cons = [gross <= cfg.max_gross, cp.sum(w) <= cfg.max_net]
+        cons += [gross <= BP * cfg.max_gross, cp.sum(w) <= BP * cfg.max_net]
         # A term with a zero weight is left out, so its dense data never reaches the solver.
-        if cfg.turnover_cost > 0:
-            objective -= cfg.turnover_cost * cp.norm1(w - self._w0)
         if cfg.risk_aversion > 0:
             self._factor = cp.Parameter((rank, n), name="cov_factor")
             self._ridge = cp.Parameter(nonneg=True, name="cov_ridge")
@@ -347,14 +369,14 @@ class PortfolioOptimiser:
             zeta = cp.Variable(name="var")
             aux = cp.Variable(n_s, nonneg=True, name="tail")
             cvar = zeta + cp.sum(aux) / ((1 - cfg.cvar_alpha) * n_s)
-            objective -= cfg.cvar_aversion * cvar
+            objective -= BP * cfg.cvar_aversion * cvar
             cons.append(aux >= -(self._r @ w) - zeta)
         if cfg.min_net is not None:
-            cons.append(cp.sum(w) >= cfg.min_net)
+            cons.append(cp.sum(w) >= BP * cfg.min_net)
         for idx, cap in self._sector_groups.values():
-            cons.append(cp.sum(w[idx]) <= cap)
+            cons.append(cp.sum(w[idx]) <= BP * cap)
             if not cfg.long_only:
-                cons.append(cp.sum(w[idx]) >= -cap)
+                cons.append(cp.sum(w[idx]) >= -BP * cap)
         self._w = w
         self.problem = cp.Problem(cp.Maximize(self._objective_scale * objective), cons)
         self._rank = rank
@@ -427,7 +449,16 @@ class PortfolioOptimiser:
         w0 = w0.reindex(self.symbols).fillna(0.0)
         _finite_frame(w0.to_numpy(), self.symbols, "current weight")
         self._alpha.value = a.to_numpy()
-        self._w0.value = w0.to_numpy()
+        # in basis points to 1e-3 (1e-7 of NAV): HiGHS's QP start drops values under 1e-4
+        # (then reports its answer infeasible), which dust positions would otherwise hit
+        held = np.round(w0.to_numpy() * BP, 3)
+        self._w0.value = held
+        if self.config.turnover_cost > 0:
+            lower, upper = BP * self._lower, BP * self.config.max_weight
+            self._buy_range[0].value = np.maximum(lower - held, 0.0)
+            self._buy_range[1].value = np.maximum(upper - held, 0.0)
+            self._sell_range[0].value = np.maximum(held - upper, 0.0)
+            self._sell_range[1].value = np.maximum(held - lower, 0.0)
 
         errors = []
         start = time.perf_counter()
@@ -436,7 +467,7 @@ class PortfolioOptimiser:
                 options = {"time_limit": HIGHS_TIME_LIMIT} if solver == "HIGHS" else {}
                 with warnings.catch_warnings():  # an inaccurate status is reported below
                     warnings.simplefilter("ignore", UserWarning)
-                    self.problem.solve(solver=solver, **options)
+                    self.problem.solve(solver=solver, warm_start=False, **options)
             except cp.error.SolverError as exc:
                 errors.append(f"{solver}: {exc}")
                 continue
@@ -453,7 +484,7 @@ class PortfolioOptimiser:
                 + "; ".join(errors)
             )
         elapsed = time.perf_counter() - start
-        w = np.asarray(self._w.value, dtype="float64")
+        w = np.asarray(self._w.value, dtype="float64") / BP
         w[np.abs(w) < 1e-9] = 0.0
         weights = pd.Series(w, index=self.symbols, name="weight")
         _, cvar = historical_var_cvar(self._r.value @ w, self.config.cvar_alpha)
@@ -462,7 +493,7 @@ class PortfolioOptimiser:
             expected_return=float(a.to_numpy() @ w),
             volatility=math.sqrt(max(float(w @ self._sigma @ w), 0.0)),
             cvar=cvar,
-            objective=float(self.problem.value) / self._objective_scale,
+            objective=float(self.problem.value) / (self._objective_scale * BP**2),
             solver=str(self.problem.solver_stats.solver_name),
             solve_seconds=elapsed,
             compile_seconds=float(self.problem.compilation_time or 0.0),

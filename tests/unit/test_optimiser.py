@@ -307,7 +307,7 @@ def test_fast_path_matches_the_textbook_formulation(long_only):
 
 def test_highs_out_of_time_hands_over_to_clarabel(monkeypatch):
     model, sectors, alpha, held = _daily_world()
-    cfg = OptimiserConfig(sector_cap=0.3)
+    cfg = OptimiserConfig(risk_aversion=20.0, sector_cap=0.3)  # a well-determined optimum
     fast = PortfolioOptimiser.from_risk_model(model, cfg, sectors).solve(alpha, held)
     monkeypatch.setattr(optimiser, "HIGHS_TIME_LIMIT", 1e-6)
     slow = PortfolioOptimiser.from_risk_model(model, cfg, sectors).solve(alpha, held)
