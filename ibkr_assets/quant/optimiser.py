@@ -45,13 +45,15 @@ otherwise sit at the solvers' absolute tolerances.
 (scenario matrix of at least :data:`AUTO_HIGHS_ENTRIES` numbers, e.g. 700 names x 504 days)
 and Clarabel (interior point, ~1e-8) otherwise. HiGHS solves a linear program (no variance
 term, e.g. a minimum-CVaR portfolio) by the dual simplex method and the quadratic program by
-its active-set method, exact at the optimum's active set and 2-3x faster than Clarabel on the
-daily problem, whose dense 504 x 700 scenario block makes each interior-point step costly.
-The active-set method is not always reliable — with a current book spread thinly over
-hundreds of names, or with shorts allowed, it can cycle or stop at a point it then reports
-infeasible — so it runs
-under :data:`HIGHS_TIME_LIMIT` and anything but an optimal status passes the problem on to
-Clarabel, then the other solvers in :data:`SOLVERS`. Any final status other than optimal
+its active-set method, exact at the optimum's active set and about 3x faster than Clarabel on
+the daily problem, whose dense 504 x 700 scenario block makes every interior-point step
+costly. The active-set method needs a non-degenerate formulation: trades are variables
+``w = w0 + buy − sell`` whose bounds carry each name's weight limits (with ``|w − w0| ≤ t``
+every untraded name sits on a degenerate vertex and HiGHS cycles), and weights enter the
+solver in basis points (its starting point drops values under 1e-4). Even so it runs under
+:data:`HIGHS_TIME_LIMIT` and anything but an optimal status passes the problem on to Clarabel,
+then the other solvers in :data:`SOLVERS`. With shorts allowed HiGHS is never used on the
+quadratic program (it cycles, and can abort the process). Any final status other than optimal
 raises :class:`OptimizationError`; limits that cannot hold together are named before the
 solver runs.
 
@@ -417,11 +419,16 @@ class PortfolioOptimiser:
 
     # -- solve ---------------------------------------------------------------------------------
     def _solver_order(self) -> list[str]:
-        preferred = self.config.solver.upper()
+        cfg = self.config
+        preferred = cfg.solver.upper()
         if preferred == "AUTO":
             big = len(self.symbols) * self.n_scenarios >= AUTO_HIGHS_ENTRIES
-            preferred = "HIGHS" if big and self.config.long_only else "CLARABEL"
+            preferred = "HIGHS" if big and cfg.long_only else "CLARABEL"
         order = [preferred] + [s for s in SOLVERS if s != preferred]
+        if cfg.risk_aversion > 0 and not cfg.long_only:
+            # HiGHS 1.16's active-set QP method cycles on the long-short problem, and on some
+            # aborts the whole process (free(): invalid pointer), out of any fallback's reach
+            order.remove("HIGHS")
         return [s for s in order if s in _installed_solvers()]
 
     def solve(
