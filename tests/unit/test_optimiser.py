@@ -340,3 +340,40 @@ def test_update_risk_recompiles_only_when_the_factor_changes_shape():
     assert res.volatility == pytest.approx(np.sqrt(w @ other.to_numpy() @ w), rel=1e-9)
     again = optimise(alpha, other, later.scenarios, OptimiserConfig(), held, sectors)
     np.testing.assert_allclose(res.weights, again.weights, atol=1e-6)
+
+
+def test_large_min_cvar_goes_to_the_simplex_method_and_matches_pypfopt():
+    model, _, _, _ = _daily_world(n=100, s=500)
+    scenarios = model.scenarios
+    ec = EfficientCVaR(scenarios.mean(), scenarios, beta=0.95, weight_bounds=(0, 1))
+    ec.min_cvar()
+    cfg = OptimiserConfig(
+        risk_aversion=0.0,
+        cvar_aversion=1.0,
+        turnover_cost=0.0,
+        max_weight=1.0,
+        cash_buffer=0.0,
+        min_net=1.0,
+    )
+    res = optimise(scenarios.mean() * 0, model.daily_cov(), scenarios, cfg)
+    assert res.solver == "HIGHS"  # 100 x 500: an LP for HiGHS under AUTO
+    assert -res.objective == pytest.approx(float(ec._opt.value), abs=1e-6)
+    assert res.cvar == pytest.approx(float(ec._opt.value), abs=1e-6)
+    ref = pd.Series(ec.clean_weights(rounding=None)).reindex(scenarios.columns)
+    np.testing.assert_allclose(res.weights.to_numpy(), ref.to_numpy(), atol=1e-5)
+
+
+def test_a_book_outside_the_limits_is_traded_back_inside():
+    model, sectors, alpha, held = _daily_world()
+    held.iloc[0], held.iloc[1], held.iloc[2] = 0.15, -0.02, 1e-9  # over the cap, short, dust
+    cfg = OptimiserConfig(risk_aversion=20.0, sector_cap=0.3)
+    res = PortfolioOptimiser.from_risk_model(model, cfg, sectors).solve(alpha, held)
+    ref = PortfolioOptimiser.from_risk_model(
+        model, cfg.model_copy(update={"solver": "CLARABEL"}), sectors
+    ).solve(alpha, held)
+    assert res.solver == "HIGHS"
+    w = res.weights
+    assert w.min() >= -1e-9 and w.max() <= 0.12 + 1e-9 and w.sum() <= 0.95 + 1e-9
+    assert w.iloc[0] <= 0.12 + 1e-9 and w.iloc[1] >= 0
+    assert res.objective == pytest.approx(ref.objective, rel=1e-6)
+    np.testing.assert_allclose(w, ref.weights, atol=2e-5)
