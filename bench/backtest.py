@@ -74,6 +74,12 @@ def main() -> None:
     from ibkr_assets.resources import build_resources
 
     end = date.fromisoformat(args.end)
+    started = time.perf_counter()
+
+    def report(phase: str, done: int, total: int) -> None:
+        if done == total or done % 20 == 0:
+            print(f"  {phase} {done}/{total} at {time.perf_counter() - started:.1f} s", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="bench-backtest-") as root:
         resources = build_resources(root)
         broker = resources["ib"].get_broker()
@@ -88,6 +94,7 @@ def main() -> None:
             months=args.months,
             label="bench",
             workers=args.workers,
+            progress=report,
         )
     sessions = int(run.row["sessions"])
     total = run.timings["total"]
@@ -99,6 +106,9 @@ def main() -> None:
     for phase, seconds in run.timings.items():
         print(f"{phase:<40}{seconds:>10.2f}")
     print(f"{'replay per session':<40}{run.timings['replay'] / sessions:>10.2f}")
+    solves = run.result.daily["solve_seconds"]
+    print(f"{'  of which optimiser solve, mean':<40}{solves.mean():>10.2f}")
+    print(f"{'  optimiser solve, max':<40}{solves.max():>10.2f}")
     print(f"{'daily job, one session (cold root)':<40}{daily:>10.2f}")
     print(f"sharpe {run.row['sharpe']:.2f}, max drawdown {run.row['max_drawdown']:.2%}")
     print(

@@ -1140,6 +1140,34 @@ class SimMarket:
         shares = float(st.items["shares_outstanding"][col, n - 1])
         return round(float(income[-4:].sum()) * growth * noise / shares, 4)
 
+    def forward_eps_many(self, conids: Sequence[int], as_of: date) -> list[float]:
+        """:meth:`forward_eps` of many stocks for one date, vectorised over the statements
+        (a backtest asks for every stock on every session); the same numbers."""
+        st = _statements(self.seed)
+        cols = np.array([self._stock(c)[1] for c in conids], dtype=np.int64)
+        if not len(cols):
+            return []
+        n = (st.report_date[cols] <= np.datetime64(as_of, "ns")).sum(axis=1)
+        if n.min() < 8:  # too few quarters for the vectorised windows: one by one
+            return [self.forward_eps(c, as_of) for c in conids]
+        rows = cols[:, None]
+        last4 = n[:, None] + np.arange(-4, 0)
+        income = st.items["net_income"][rows, last4].sum(axis=1)
+        revenue = st.items["revenue"]
+        growth = revenue[rows, last4].sum(axis=1) / revenue[rows, last4 - 4].sum(axis=1)
+        shares = st.items["shares_outstanding"][cols, n - 1]
+        day = as_of.isoformat()
+        return [
+            round(
+                float(income[k])
+                * min(max(float(growth[k]), 0.7), 1.5)
+                * (1.0 + 0.03 * ((stable_int(self.seed, conid, day) % 2001) / 1000 - 1))
+                / float(shares[k]),
+                4,
+            )
+            for k, conid in enumerate(conids)
+        ]
+
     # -- news -------------------------------------------------------------------------------
     def news_providers(self) -> list[tuple[str, str]]:
         """IB news provider codes and names."""

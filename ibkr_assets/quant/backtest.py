@@ -157,7 +157,8 @@ class BacktestResult:
     """One replay: per session (index) ``nav`` at the close, ``gross_return`` (before costs),
     ``cost`` (commission + slippage, fraction of the pre-open NAV), ``net_return``,
     ``equity`` and ``drawdown`` (from 1), ``turnover``, ``commission`` and ``slippage`` (USD),
-    ``orders``, ``gate_passed``, ``names_held``, ``gross_exposure``; the final weights of each
+    ``orders``, ``gate_passed``, ``names_held``, ``gross_exposure``, ``solve_seconds`` (the
+    optimiser's solver call); the final weights of each
     session's decision (after the overlay); the summary; the blend weights used."""
 
     daily: pd.DataFrame
@@ -348,7 +349,7 @@ def simulate(
         if optimiser is None or optimiser.symbols != model.symbols:
             sectors = sector_map(data.universe, model.symbols)
             optimiser = PortfolioOptimiser.from_risk_model(model, settings.optimiser, sectors)
-        frame, _, _ = optimise_targets(
+        frame, solved, _ = optimise_targets(
             alpha,
             model,
             sector_map(data.universe, model.symbols),
@@ -411,6 +412,7 @@ def simulate(
                 "gate_passed": passed,
                 "names_held": int((held != 0).sum()),
                 "gross_exposure": float(marked.abs().sum()) / end_nav,
+                "solve_seconds": solved.solve_seconds,
             }
         )
         if progress is not None:

@@ -141,15 +141,24 @@ class SimFundamentalsResource(FundamentalsResource):
                 conids[symbol] = broker.resolve(symbol).conid
             except Exception:  # fetch() reports it as missing; no EPS here either
                 continue
-        rows = []
-        for day in sessions:
-            for symbol, conid in conids.items():
-                try:
-                    rows.append((pd.Timestamp(day), symbol, float(market.forward_eps(conid, day))))
-                except Exception:
-                    continue
-        frame = pd.DataFrame(rows, columns=["session", "symbol", "forward_eps"])
-        return frame.astype({"symbol": "string"})
+        stocks: dict[str, int] = {}
+        for symbol, conid in conids.items():
+            try:  # a symbol without fundamentals (an ETF) has no forward EPS
+                market.forward_eps(conid, sessions[0])
+            except Exception:
+                continue
+            stocks[symbol] = conid
+        frames = [
+            pd.DataFrame(
+                {
+                    "session": pd.Timestamp(day),
+                    "symbol": list(stocks),
+                    "forward_eps": market.forward_eps_many(list(stocks.values()), day),
+                }
+            )
+            for day in sessions
+        ]
+        return pd.concat(frames, ignore_index=True).astype({"symbol": "string"})
 
 
 class FMPError(RuntimeError):

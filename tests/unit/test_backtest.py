@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibkr_assets.assets.backtest import ib_commission, load_replay_data, replay_settings
+from ibkr_assets.assets.backtest import (
+    append_metrics_row,
+    ib_commission,
+    load_replay_data,
+    replay_settings,
+)
+from ibkr_assets.broker.sim import shared_market
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import sessions_between
@@ -33,8 +39,8 @@ from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
 
 SYMBOLS = 40
-SESSIONS = sessions_between(date(2024, 5, 28), date(2024, 6, 28))
-DAY = 10  # a session in the middle of the window
+SESSIONS = sessions_between(date(2024, 6, 10), date(2024, 6, 25))
+DAY = 5  # a session in the middle of the window
 
 
 def free(shares: float, value: float, sell: bool, month_shares: float) -> float:
@@ -193,3 +199,19 @@ def test_calibration_keeps_weights_only_when_held_out_sharpe_improves(world):
     better = result.held_out_sharpe_tuned > result.held_out_sharpe_configured
     assert result.kept == (result.tuned != settings.weights and better)
     assert all(not math.isnan(v) for v in result.train_sharpe.values())
+
+
+def test_vectorised_forward_eps_equals_one_by_one():
+    market = shared_market(7, SYMBOLS)
+    conids = [s.conid for s in market.universe.stocks]
+    for day in (date(2024, 6, 3), date(2021, 2, 16)):
+        assert market.forward_eps_many(conids, day) == [market.forward_eps(c, day) for c in conids]
+
+
+def test_metrics_rows_are_appended(tmp_path):
+    storage = StorageResource(data_dir=str(tmp_path))
+    append_metrics_row(storage, {"label": "a", "sharpe": 1.5})
+    path = append_metrics_row(storage, {"label": "b", "sharpe": float("nan"), "extra": 2})
+    rows = pd.read_csv(path)
+    assert rows["label"].tolist() == ["a", "b"] and rows["sharpe"].iloc[0] == 1.5
+    assert math.isnan(rows["sharpe"].iloc[1]) and rows["extra"].iloc[1] == 2
