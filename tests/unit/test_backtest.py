@@ -31,6 +31,8 @@ from ibkr_assets.quant.backtest import (
     simulate,
     technical_windows,
 )
+from ibkr_assets.quant.decision import optimise_targets, sector_map
+from ibkr_assets.quant.optimiser import PortfolioOptimiser
 from ibkr_assets.quant.performance import summarise
 from ibkr_assets.quant.sentiment import LexiconScorer
 from ibkr_assets.quant.technical import technical_features
@@ -215,3 +217,25 @@ def test_metrics_rows_are_appended(tmp_path):
     rows = pd.read_csv(path)
     assert rows["label"].tolist() == ["a", "b"] and rows["sharpe"].iloc[0] == 1.5
     assert math.isnan(rows["sharpe"].iloc[1]) and rows["extra"].iloc[1] == 2
+
+
+def test_reused_optimiser_solves_like_a_fresh_one(world):
+    """The replay re-solves one compiled problem every day; the live job builds its own."""
+    data, settings, days = world
+    first, later = days[0], days[DAY]
+    sectors = sector_map(data.universe, first.model.symbols)
+    compiled = PortfolioOptimiser.from_risk_model(first.model, settings.optimiser, sectors)
+    start, _, _ = optimise_targets(
+        first.alpha,
+        first.model,
+        sectors,
+        pd.Series(dtype=float),
+        settings.optimiser,
+        settings.alpha_scale,
+    )
+    current = start.set_index("symbol")["target_weight"]
+    args = (later.alpha, later.model, sectors, current, settings.optimiser, settings.alpha_scale)
+    reused, _, _ = optimise_targets(*args, optimiser=compiled)
+    fresh, _, _ = optimise_targets(*args)
+    assert (fresh["target_weight"] > 0).sum() >= 5
+    np.testing.assert_allclose(reused["target_weight"], fresh["target_weight"], atol=1e-6)
