@@ -291,7 +291,14 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
             console.print(f"[red]--symbols must be at least 2, got {args.symbols}[/]")
             return 2
         symbols = symbols[: args.symbols]
-    end = args.end or last_closed_session(datetime.now(UTC))
+    latest = last_closed_session(datetime.now(UTC))
+    if args.end is not None and args.end > latest:
+        console.print(f"[red]--end {args.end} is after the latest closed session {latest}[/]")
+        return 2
+    if args.months < 1:
+        console.print(f"[red]--months must be at least 1, got {args.months}[/]")
+        return 2
+    end = args.end or latest
     with Progress(
         TextColumn("[bold]{task.fields[phase]:<9}[/]"),
         BarColumn(),
