@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ibkr_assets import cli
 from ibkr_assets.assets import (
     backtest,
     decide,
@@ -166,3 +167,15 @@ def test_weekly_schedule_requests_the_week_just_closed():
     # mid-week, only the sessions already closed count
     wednesday = datetime(2024, 6, 12, 18, 0, tzinfo=UTC)  # 14:00 New York
     assert backtest.week_end(WEEK, wednesday) == date(2024, 6, 11)
+
+
+def test_cli_prints_the_table_and_appends_the_row(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IBKR_DATA_DIR", str(tmp_path))
+    code = cli.main(["backtest", "--months", "1", "--symbols", "8", "--end", "2024-06-28"])
+    assert code == 0
+    out = capsys.readouterr().out
+    for line in ("Sharpe", "Sortino", "max drawdown", "hit rate", "metrics row appended"):
+        assert line in out
+    rows = pd.read_csv(tmp_path / "metrics" / "rolling_backtest.csv")
+    assert rows["label"].tolist() == ["cli"] and rows["symbols"].iloc[0] == 8
+    assert (tmp_path / "plots" / "backtest-cli" / "equity.png").exists()
