@@ -438,6 +438,11 @@ def run_backtest(
     return BacktestRun(result, tuned, row, csv_path, plot_path, png, timings, problems)
 
 
+def _log_progress(context: dg.AssetExecutionContext, phase: str, done: int, total: int) -> None:
+    if done == total or done % 25 == 0:
+        context.log.info(f"{phase}: {done}/{total}")
+
+
 def week_end(partition_key: str, now: datetime) -> date:
     """The last session of the partition's week whose bar is final by ``now``."""
     monday = date.fromisoformat(partition_key)
@@ -476,7 +481,7 @@ def rolling_backtest(
         workers=config.workers,
         slippage_bps=config.slippage_bps,
         initial_capital=config.initial_capital,
-        progress=lambda phase, done, total: context.log.debug(f"{phase} {done}/{total}"),
+        progress=lambda phase, done, total: _log_progress(context, phase, done, total),
     )
     r = run.row
     meta = {
