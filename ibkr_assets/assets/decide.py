@@ -79,7 +79,7 @@ def overlaid_targets(
         "risk_model": dg.AssetIn(),
         "portfolio_snapshot": dg.AssetIn(),
         "universe": dg.AssetIn(),
-        "quotes": dg.AssetIn(),
+        "feature_matrix": dg.AssetIn(),
     }
 )
 def risk_report(
@@ -91,7 +91,7 @@ def risk_report(
     risk_model: pd.DataFrame,
     portfolio_snapshot: pd.DataFrame,
     universe: pd.DataFrame,
-    quotes: pd.DataFrame,
+    feature_matrix: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
     """The compliance numbers of the day's targets against every limit; a breach blocks the
     order ticket and produces a recommendation-only report and an alert instead."""
@@ -107,7 +107,7 @@ def risk_report(
         model,
         decide.compliance_limits(),
         without_partition(universe),
-        without_partition(quotes),
+        without_partition(feature_matrix),
         nav,
     )
     report = pd.DataFrame(

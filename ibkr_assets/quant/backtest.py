@@ -364,7 +364,7 @@ def simulate(
         final_weights = final.set_index("symbol")["weight"]
         targets[day.session] = final_weights
         checks = compliance_checks(
-            final_weights, current, model, settings.limits, data.universe, day.quotes, nav
+            final_weights, current, model, settings.limits, data.universe, day.features, nav
         )
         passed = all(c.passed for c in checks)
         paid = slipped = traded = 0.0

@@ -9,7 +9,8 @@ day is decided by exactly the code that decides a live one.
    solver round-off never trips the gate's exact comparison;
 3. :func:`overlay_targets` — the news & sentiment rules (:mod:`.overlay`);
 4. :func:`compliance_checks` — the gate (:mod:`.compliance`): liquidity is measured against
-   the average daily volume (shares) times the pre-open mid price;
+   the feature matrix's ``adv``, the 20-session average dollar volume from the daily bars
+   (every backend has bars; IB's contract details carry no average volume);
 5. :func:`diff_orders` — share quantities from the current position to the targets
    (:func:`~ibkr_assets.quant.orders.propose_orders`), priced off the pre-open quote.
 """
@@ -130,23 +131,19 @@ def overlay_targets(
     return frame, result
 
 
-def mid_prices(quotes: pd.DataFrame) -> pd.Series:
-    """Mid price per symbol, the last trade (then previous close) where there is no mid."""
-    q = quotes.drop_duplicates("symbol").set_index("symbol")
-    return q["mid"].fillna(q["last"]).fillna(q["close"]).astype("float64")
-
-
 def compliance_checks(
     weights: pd.Series,
     current: pd.Series,
     model: RiskModel,
     limits: ComplianceLimits,
     universe: pd.DataFrame,
-    quotes: pd.DataFrame,
+    features: pd.DataFrame,
     net_liquidation: float,
 ) -> list[CheckResult]:
-    """Every check of the gate for the day's final weights (one-day VaR from the model)."""
+    """Every check of the gate for the day's final weights (one-day VaR from the model);
+    each order's notional is compared with the symbol's 20-session average dollar volume."""
     ref = universe.drop_duplicates("symbol").set_index("symbol")
+    dollar_adv = features.drop_duplicates("symbol").set_index("symbol")["adv"]
     return evaluate_compliance(
         weights,
         current,
@@ -154,7 +151,7 @@ def compliance_checks(
         model.daily_cov(),
         limits,
         sectors=ref["sector"],
-        adv=(ref["adv"] * mid_prices(quotes)).dropna(),
+        adv=dollar_adv.astype("float64").dropna(),
         net_liquidation=net_liquidation,
     )
 

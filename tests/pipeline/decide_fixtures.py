@@ -68,7 +68,9 @@ def _upstream() -> list[dg.AssetsDefinition]:
             }
         ),
         "alpha_scores": pd.DataFrame({"symbol": SYMBOLS, "alpha_score": ALPHA}),
-        "feature_matrix": pd.DataFrame({"symbol": SYMBOLS, "sentiment_z": 0.0}),
+        # adv: 20-session average dollar volume from the bars ($5e7), deliberately not the
+        # universe's broker-reported 1e6 shares x $100
+        "feature_matrix": pd.DataFrame({"symbol": SYMBOLS, "sentiment_z": 0.0, "adv": 5e7}),
         "headlines": pd.DataFrame(
             {
                 "symbol": [EVENT_SYMBOL, "S01"],

@@ -77,6 +77,11 @@ def test_gate_passes_and_orders_are_proposed(tmp_path):
     assert event["override_rule"] == "event_risk_headline"
     assert "FDA ban" in event["override_reason"]
     assert (targets.drop(index=EVENT_SYMBOL)["override_rule"] == "").all()
+    # each order (from cash: weight x NAV of $1e6) against the bars' 20-session dollar volume
+    # (feature matrix adv = $5e7), not against the broker-reported volume of the universe
+    liquidity = next(c for c in report["checks"] if c["check"] == "liquidity")
+    largest_order = targets["weight"].abs().max() * 1e6
+    assert liquidity["value"] == pytest.approx(largest_order / 5e7, rel=1e-6)
 
 
 def test_concentration_breach_blocks_orders_writes_recommendation_and_alerts(tmp_path):
