@@ -41,6 +41,22 @@ whatever changed. The objective is scaled so a typical scenario return is 1 (the
 result's ``objective`` is in the original units): penalties of ~1e-5 on returns of ~1e-2
 otherwise sit at the solvers' absolute tolerances.
 
+**Working set.** A long-only book of :data:`WORKING_SET_MIN_NAMES` names or more holds a few
+dozen of them at the optimum, so :meth:`PortfolioOptimiser.solve` first solves the problem
+over a working set — the names held, the last solve's targets and the ``working_set`` best
+alphas — with every other weight at 0, then proves it optimal for the whole universe: with the
+restricted solve's duals (the budget and sector rows' prices and the scenario duals, which
+are the tail scenarios' probabilities in the CVaR linearisation) it prices each name left out,
+``a_i − c − 2λ_var(Σw)_i + λ_cvar·E_q[R_i] − prices of its rows``, the rate at which buying it
+would raise the objective. If none is positive (beyond :data:`WORKING_SET_TOL`) the KKT
+conditions of the full problem hold and the restricted optimum is the full one; otherwise
+the best-priced names join and it is solved again. After :data:`WORKING_SET_ROUNDS` rounds,
+once the set grows past :data:`WORKING_SET_MAX_SHARE` of the names, or on any failure, the
+full problem is solved. Working-set problems are compiled once per size bucket of
+:data:`WORKING_SET_SLOTS` names (unused slots padded with weight bounds of 0) and re-solved
+with the day's names loaded into their Parameters: at 700 names x 504 scenarios a solve takes
+~0.12 s instead of ~0.65 s, the same optimum to the solver's tolerance.
+
 **Solvers.** ``solver="AUTO"`` (the default) takes HiGHS first for a large long-only book
 (scenario matrix of at least :data:`AUTO_HIGHS_ENTRIES` numbers, e.g. 700 names x 504 days)
 and Clarabel (interior point, ~1e-8) otherwise. HiGHS solves a linear program (no variance
@@ -77,6 +93,7 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy import sparse
 
 from ibkr_assets.quant.risk_metrics import historical_var_cvar
 from ibkr_assets.quant.risk_model import RiskModel
@@ -88,6 +105,19 @@ AUTO_HIGHS_ENTRIES = 50_000
 """``solver="AUTO"`` tries HiGHS first from this many scenario-matrix entries (``n·S``) up."""
 HIGHS_TIME_LIMIT = 2.0
 """Seconds HiGHS may take before the problem goes to the next solver (it cycles rarely)."""
+WORKING_SET_MIN_NAMES = 300
+"""A long-only book of at least this many names is solved on a working set first."""
+WORKING_SET_ADD = 50
+"""Names left out with the largest entry gains that join the working set in a round."""
+WORKING_SET_ROUNDS = 6
+"""Working-set rounds before the full problem is solved instead."""
+WORKING_SET_MAX_SHARE = 0.6
+"""A working set above this share of the names is no shortcut: the full problem is solved."""
+WORKING_SET_SLOTS = 64
+"""Working-set problems are compiled for a multiple of this many names (padded, cached)."""
+WORKING_SET_TOL = 1e-7
+"""A name left out joins when buying it raises the objective faster than this per unit weight,
+in units of a typical scenario return (the solver's scaling: ~1.5e-9 of daily return)."""
 _SCENARIO_FORM_RTOL = 1e-9  # Σ − (a·X'X + b·I), relative to max|Σ|, to reuse the scenarios
 _EIG_RTOL = 1e-12  # eigenvalues this close (relative to the largest) to the smallest are equal
 
@@ -113,6 +143,12 @@ class OptimiserConfig(BaseModel):
     sector_cap: float | None = Field(None, gt=0, description="|Σ_sector w| at most, all sectors")
     sector_caps: dict[str, float] = Field(
         default_factory=dict, description="per-sector caps overriding sector_cap"
+    )
+    working_set: int | None = Field(
+        120,
+        ge=1,
+        description="best-alpha names in the first working set of a large long-only book "
+        "(None: always solve the full problem)",
     )
     solver: str = Field(
         "AUTO",
@@ -146,6 +182,56 @@ class OptimisationResult:
     solver: str
     solve_seconds: float
     compile_seconds: float
+
+
+@dataclass
+class _Compiled:
+    """A compiled problem over a number of weight slots and the handles to load and read it."""
+
+    alpha: cp.Parameter
+    w0: cp.Parameter
+    r: cp.Parameter
+    problem: cp.Problem | None = None
+    w: cp.Variable | None = None
+    factor: cp.Parameter | None = None
+    ridge: cp.Parameter | None = None
+    buy_range: tuple[cp.Parameter, cp.Parameter] | None = None
+    sell_range: tuple[cp.Parameter, cp.Parameter] | None = None
+    w_range: tuple[cp.Parameter, cp.Parameter] | None = None
+    membership: cp.Parameter | None = None
+    budget: list[cp.Constraint] | None = None
+    tail: cp.Constraint | None = None
+    floor: cp.Constraint | None = None
+    sector: cp.Constraint | None = None
+
+    def load_risk(self, r: np.ndarray, factors: CovarianceFactors | None, idx=None, slots=None):
+        """Scenario returns and covariance factor (columns ``idx`` of them, padded to ``slots``)."""
+        loadings = None if factors is None else factors.loadings
+        if idx is not None:
+            r = _pad(r, slots)
+            loadings = None if factors is None else _pad(loadings[:, idx], slots)
+        self.r.value = r
+        if factors is not None:
+            self.ridge.value = factors.ridge
+            self.factor.value = loadings
+
+
+@dataclass(frozen=True)
+class _Solved:
+    """One solve: weights in basis points (all names), objective value as the solver saw it."""
+
+    w_bp: np.ndarray
+    value: float
+    solver: str
+    compile_seconds: float
+
+
+def _pad(values: np.ndarray, slots: int) -> np.ndarray:
+    """``values`` with zero columns (last axis) up to ``slots``."""
+    extra = slots - values.shape[-1]
+    if extra <= 0:
+        return values
+    return np.concatenate([values, np.zeros((*values.shape[:-1], extra))], axis=-1)
 
 
 @dataclass(frozen=True)
@@ -259,6 +345,12 @@ class PortfolioOptimiser:
         if self.n_scenarios < 2:
             raise OptimizationError("at least 2 return scenarios are needed for CVaR")
         self._sector_groups = self._groups(sectors)
+        self._group_of = np.full(len(self.symbols), len(self._sector_groups))
+        for k, (idx, _) in enumerate(self._sector_groups.values()):
+            self._group_of[idx] = k
+        self._last_bp = np.zeros(len(self.symbols))  # the last solve's weights (bp)
+        self.working_set_rounds: list[int] = []
+        """Names in each working set of the last solve (empty: the full problem was solved)."""
         self._check_limits()
         self._lower = 0.0 if self.config.long_only else -self.config.max_weight
         self._rank: int | None = None  # rows of the covariance factor of the built problem
@@ -331,57 +423,83 @@ class PortfolioOptimiser:
             raise OptimizationError("infeasible limits: " + "; ".join(conflicts))
 
     def _build(self, rank: int) -> None:
-        """The parametrised cvxpy problem for a covariance factor of ``rank`` rows.
+        """(Re)build the full problem for a covariance factor of ``rank`` rows.
+
+        Drops the compiled working-set problems: they share the objective scale and the rank.
+        """
+        self._rank = rank
+        self._restricted: dict[int, _Compiled] = {}
+        groups = [idx for idx, _ in self._sector_groups.values()]
+        membership = np.zeros((len(groups), len(self.symbols)))
+        for k, idx in enumerate(groups):
+            membership[k, idx] = 1.0
+        self._full = self._compile(len(self.symbols), sparse.csr_matrix(membership))
+        self.problem = self._full.problem
+
+    def _compile(self, m: int, membership: sparse.csr_matrix | None) -> _Compiled:
+        """The parametrised cvxpy problem over ``m`` weight slots.
 
         Weights, trades and scenario returns are variables in basis points (:data:`BP`) and the
         objective is ``objective_scale · BP²`` times the one in the module docstring, so the
-        variance term keeps its size in the solver (its Hessian is unchanged).
+        variance term keeps its size in the solver (its Hessian is unchanged). The sector
+        rows are ``membership @ w`` — a constant 0/1 matrix for the full problem, a Parameter
+        for a working set (whose names change from day to day).
         """
-        cfg, n, n_s = self.config, len(self.symbols), self.n_scenarios
-        self._alpha = cp.Parameter(n, name="alpha")
-        self._w0 = cp.Parameter(n, name="w0")
-        self._r = cp.Parameter((n_s, n), name="scenarios")
+        cfg, n_s, rank = self.config, self.n_scenarios, self._rank or 0
+        n_groups = len(self._sector_groups)
+        c = _Compiled(
+            alpha=cp.Parameter(m, name="alpha"),
+            w0=cp.Parameter(m, name="w0"),
+            r=cp.Parameter((n_s, m), name="scenarios"),
+        )
         cons = []
         if cfg.turnover_cost > 0:
             # w = w0 + buy − sell, the name's limits as bounds on the trades (set in solve):
             # an untraded name then sits on one bound per trade, not on the two rows of
             # |w − w0| ≤ t plus its weight bound — the degenerate vertices on which HiGHS's
             # active-set method cycles
-            self._buy_range = (cp.Parameter(n, name="buy_min"), cp.Parameter(n, name="buy_max"))
-            self._sell_range = (cp.Parameter(n, name="sell_min"), cp.Parameter(n, name="sell_max"))
-            buy = cp.Variable(n, name="buy", bounds=list(self._buy_range))
-            sell = cp.Variable(n, name="sell", bounds=list(self._sell_range))
-            w = cp.Variable(n, name="w")
-            cons.append(w - buy + sell == self._w0)
-            objective = BP * (self._alpha @ w - cfg.turnover_cost * (cp.sum(buy) + cp.sum(sell)))
+            c.buy_range = (cp.Parameter(m, name="buy_min"), cp.Parameter(m, name="buy_max"))
+            c.sell_range = (cp.Parameter(m, name="sell_min"), cp.Parameter(m, name="sell_max"))
+            buy = cp.Variable(m, name="buy", bounds=list(c.buy_range))
+            sell = cp.Variable(m, name="sell", bounds=list(c.sell_range))
+            w = cp.Variable(m, name="w")
+            cons.append(w - buy + sell == c.w0)
+            objective = BP * (c.alpha @ w - cfg.turnover_cost * (cp.sum(buy) + cp.sum(sell)))
         else:
-            bounds = [np.full(n, BP * self._lower), np.full(n, BP * cfg.max_weight)]
-            w = cp.Variable(n, name="w", bounds=bounds)
-            objective = BP * self._alpha @ w
+            c.w_range = (cp.Parameter(m, name="w_min"), cp.Parameter(m, name="w_max"))
+            w = cp.Variable(m, name="w", bounds=list(c.w_range))
+            objective = BP * c.alpha @ w
         # long-only: Σ|w| is Σw, no auxiliaries needed
         gross = cp.sum(w) if cfg.long_only else cp.norm1(w)
-        cons += [gross <= BP * cfg.max_gross, cp.sum(w) <= BP * cfg.max_net]
+        c.budget = [gross <= BP * cfg.max_gross, cp.sum(w) <= BP * cfg.max_net]
+        cons += c.budget
         # A term with a zero weight is left out, so its dense data never reaches the solver.
         if cfg.risk_aversion > 0:
-            self._factor = cp.Parameter((rank, n), name="cov_factor")
-            self._ridge = cp.Parameter(nonneg=True, name="cov_ridge")
-            variance = cp.sum_squares(self._factor @ w) + self._ridge * cp.sum_squares(w)
+            c.factor = cp.Parameter((rank, m), name="cov_factor")
+            c.ridge = cp.Parameter(nonneg=True, name="cov_ridge")
+            variance = cp.sum_squares(c.factor @ w) + c.ridge * cp.sum_squares(w)
             objective -= cfg.risk_aversion * variance
         if cfg.cvar_aversion > 0:
             zeta = cp.Variable(name="var")
             aux = cp.Variable(n_s, nonneg=True, name="tail")
             cvar = zeta + cp.sum(aux) / ((1 - cfg.cvar_alpha) * n_s)
             objective -= BP * cfg.cvar_aversion * cvar
-            cons.append(aux >= -(self._r @ w) - zeta)
+            c.tail = aux >= -(c.r @ w) - zeta
+            cons.append(c.tail)
         if cfg.min_net is not None:
-            cons.append(cp.sum(w) >= BP * cfg.min_net)
-        for idx, cap in self._sector_groups.values():
-            cons.append(cp.sum(w[idx]) <= BP * cap)
+            c.floor = cp.sum(w) >= BP * cfg.min_net
+            cons.append(c.floor)
+        if n_groups:
+            caps = BP * np.array([cap for _, cap in self._sector_groups.values()])
+            if membership is None:
+                membership = c.membership = cp.Parameter((n_groups, m), name="sectors")
+            c.sector = membership @ w <= caps
+            cons.append(c.sector)
             if not cfg.long_only:
-                cons.append(cp.sum(w[idx]) >= -BP * cap)
-        self._w = w
-        self.problem = cp.Problem(cp.Maximize(self._objective_scale * objective), cons)
-        self._rank = rank
+                cons.append(membership @ w >= -caps)
+        c.w = w
+        c.problem = cp.Problem(cp.Maximize(self._objective_scale * objective), cons)
+        return c
 
     def update_risk(self, cov: pd.DataFrame, scenarios: pd.DataFrame) -> None:
         """New covariance and scenarios (same symbols, same number of scenarios).
@@ -412,10 +530,9 @@ class PortfolioOptimiser:
             self._objective_scale = 1.0 / rms if rms > 0 else 1.0
             self._build(rank)
         self._sigma = sigma
-        self._r.value = r
-        if factors is not None:
-            self._ridge.value = factors.ridge
-            self._factor.value = factors.loadings
+        self._scenarios = r
+        self._factors = factors
+        self._full.load_risk(r, factors)
 
     # -- solve ---------------------------------------------------------------------------------
     def _solver_order(self) -> list[str]:
@@ -440,7 +557,8 @@ class PortfolioOptimiser:
 
         Missing expected returns are an error naming the symbols; missing current weights
         are 0 (not held). Held symbols outside the optimiser's set are an error (they could
-        not be sold).
+        not be sold). A large long-only book is solved on a working set of names first (see
+        the module docstring); the answer is the full problem's optimum either way.
         """
         a = pd.Series(expected_returns, dtype="float64")
         missing = [s for s in self.symbols if s not in a.index]
@@ -455,55 +573,171 @@ class PortfolioOptimiser:
             raise OptimizationError(f"current weights for symbols not in the optimiser: {outside}")
         w0 = w0.reindex(self.symbols).fillna(0.0)
         _finite_frame(w0.to_numpy(), self.symbols, "current weight")
-        self._alpha.value = a.to_numpy()
+        alpha = a.to_numpy()
         # in basis points to 1e-3 (1e-7 of NAV): HiGHS's QP start drops values under 1e-4
         # (then reports its answer infeasible), which dust positions would otherwise hit
         held = np.round(w0.to_numpy() * BP, 3)
-        self._w0.value = held
-        if self.config.turnover_cost > 0:
-            lower, upper = BP * self._lower, BP * self.config.max_weight
-            self._buy_range[0].value = np.maximum(lower - held, 0.0)
-            self._buy_range[1].value = np.maximum(upper - held, 0.0)
-            self._sell_range[0].value = np.maximum(held - upper, 0.0)
-            self._sell_range[1].value = np.maximum(held - lower, 0.0)
 
-        errors = []
         start = time.perf_counter()
+        solved = None
+        self.working_set_rounds = []
+        if self._working_set_applies():
+            try:
+                solved = self._solve_working_set(alpha, held)
+            except OptimizationError:
+                solved = None  # e.g. limits the working set alone cannot meet: the full problem
+            if solved is None:
+                self.working_set_rounds = []
+        if solved is None:
+            solved = self._solve_on(self._full, np.arange(len(self.symbols)), alpha, held)
+        elapsed = time.perf_counter() - start
+        self._last_bp = solved.w_bp
+        w = solved.w_bp / BP
+        w[np.abs(w) < 1e-9] = 0.0
+        weights = pd.Series(w, index=self.symbols, name="weight")
+        _, cvar = historical_var_cvar(self._scenarios @ w, self.config.cvar_alpha)
+        return OptimisationResult(
+            weights=weights,
+            expected_return=float(alpha @ w),
+            volatility=math.sqrt(max(float(w @ self._sigma @ w), 0.0)),
+            cvar=cvar,
+            objective=solved.value / (self._objective_scale * BP**2),
+            solver=solved.solver,
+            solve_seconds=elapsed,
+            compile_seconds=solved.compile_seconds,
+        )
+
+    def _working_set_applies(self) -> bool:
+        cfg = self.config
+        return (
+            cfg.long_only
+            and cfg.working_set is not None
+            and len(self.symbols) >= WORKING_SET_MIN_NAMES
+        )
+
+    def _solve_working_set(self, alpha: np.ndarray, held: np.ndarray) -> _Solved | None:
+        """The full optimum from problems restricted to a growing set of names, or None.
+
+        Starts from the held names, yesterday's targets and the ``working_set`` best alphas.
+        After each restricted solve every name left out is priced with the solve's duals
+        (:meth:`_entry_gain`); if any would raise the objective, the :data:`WORKING_SET_ADD`
+        best-priced names join the set and it is solved again. None after
+        :data:`WORKING_SET_ROUNDS` rounds or once the set passes
+        :data:`WORKING_SET_MAX_SHARE` of the names: the caller solves the full problem.
+        """
+        n = len(self.symbols)
+        in_set = (held != 0) | (self._last_bp != 0)
+        in_set[np.argsort(-alpha, kind="stable")[: self.config.working_set]] = True
+        compile_seconds = 0.0
+        for _ in range(WORKING_SET_ROUNDS):
+            idx = np.flatnonzero(in_set)
+            if idx.size > WORKING_SET_MAX_SHARE * n:
+                return None
+            compiled = self._restricted_problem(idx.size)
+            self.working_set_rounds.append(idx.size)
+            solved = self._solve_on(compiled, idx, alpha, held)
+            compile_seconds += solved.compile_seconds
+            gain = self._entry_gain(compiled, solved.w_bp, alpha)
+            gain[idx] = -np.inf
+            if not (gain > WORKING_SET_TOL * BP).any():
+                return _Solved(solved.w_bp, solved.value, solved.solver, compile_seconds)
+            # the best gains join, violators or not: the next round's optimum tends to need them
+            best_first = np.argsort(-gain, kind="stable")[:WORKING_SET_ADD]
+            in_set[best_first[np.isfinite(gain[best_first])]] = True
+        return None
+
+    def _restricted_problem(self, size: int) -> _Compiled:
+        """The compiled working-set problem for ``size`` names (slots padded, cached by size)."""
+        slots = min(-(-size // WORKING_SET_SLOTS) * WORKING_SET_SLOTS, len(self.symbols))
+        if slots not in self._restricted:
+            self._restricted[slots] = self._compile(slots, None)
+        return self._restricted[slots]
+
+    def _entry_gain(self, c: _Compiled, w_bp: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """Rate at which buying each name from nothing raises the solver's (scaled) objective.
+
+        Per basis point of weight, from the restricted solve's weights ``w_bp`` (all names,
+        0 outside the set) and duals: alpha less the trading cost, less the marginal variance
+        ``2λ(Σw)_i``, plus the CVaR term priced by the scenario duals (the tail scenarios'
+        probabilities, scaled) and less the prices of the budget and sector rows. At an
+        optimum of the full problem no name outside the set has a positive gain (its KKT
+        condition), so these duals prove the restricted optimum is the full one.
+        """
+        cfg, scale = self.config, self._objective_scale
+        rows = [r for r in (c.tail, c.floor, c.sector, *c.budget) if r is not None]
+        if any(r.dual_value is None for r in rows):
+            raise OptimizationError(f"{c.problem.solver_stats.solver_name} returned no duals")
+        gain = scale * BP * (alpha - cfg.turnover_cost)
+        if self._factors is not None:
+            marginal = self._factors.loadings.T @ (self._factors.loadings @ w_bp)
+            marginal += self._factors.ridge * w_bp
+            gain -= scale * 2 * cfg.risk_aversion * marginal
+        if c.tail is not None:
+            gain += np.asarray(c.tail.dual_value, dtype="float64") @ self._scenarios
+        gain -= sum(float(con.dual_value) for con in c.budget)
+        if c.floor is not None:
+            gain += float(c.floor.dual_value)
+        if c.sector is not None:
+            prices = np.append(np.asarray(c.sector.dual_value, dtype="float64"), 0.0)
+            gain -= prices[self._group_of]
+        return gain
+
+    def _solve_on(
+        self, c: _Compiled, idx: np.ndarray, alpha: np.ndarray, held: np.ndarray
+    ) -> _Solved:
+        """Solve ``c`` over the names ``idx`` (the rest held at 0); weights in bp, all names."""
+        k, slots = idx.size, c.alpha.shape[0]
+        if c is not self._full:
+            c.load_risk(self._scenarios[:, idx], self._factors, idx, slots)
+            membership = np.zeros((len(self._sector_groups), slots))
+            if membership.size:
+                rows = self._group_of[idx]
+                named = rows < len(self._sector_groups)
+                membership[rows[named], np.flatnonzero(named)] = 1.0
+                c.membership.value = membership
+        c.alpha.value = _pad(alpha[idx], slots)
+        c.w0.value = _pad(held[idx], slots)
+        lower = np.full(slots, BP * self._lower)
+        upper = np.full(slots, BP * self.config.max_weight)
+        lower[k:] = upper[k:] = 0.0  # padding slots stay empty
+        if c.buy_range is not None:
+            h = c.w0.value
+            c.buy_range[0].value = np.maximum(lower - h, 0.0)
+            c.buy_range[1].value = np.maximum(upper - h, 0.0)
+            c.sell_range[0].value = np.maximum(h - upper, 0.0)
+            c.sell_range[1].value = np.maximum(h - lower, 0.0)
+        else:
+            c.w_range[0].value, c.w_range[1].value = lower, upper
+        problem = c.problem
+        errors = []
         for solver in self._solver_order():
             try:
                 options = {"time_limit": HIGHS_TIME_LIMIT} if solver == "HIGHS" else {}
                 with warnings.catch_warnings():  # an inaccurate status is reported below
                     warnings.simplefilter("ignore", UserWarning)
-                    self.problem.solve(solver=solver, warm_start=False, **options)
+                    problem.solve(solver=solver, warm_start=False, **options)
             except cp.error.SolverError as exc:
                 errors.append(f"{solver}: {exc}")
                 continue
-            if self.problem.status == cp.OPTIMAL:
+            if problem.status == cp.OPTIMAL:
                 break
-            errors.append(f"{solver}: status {self.problem.status}")
-            if self.problem.status in (cp.INFEASIBLE, cp.UNBOUNDED):
+            errors.append(f"{solver}: status {problem.status}")
+            if problem.status in (cp.INFEASIBLE, cp.UNBOUNDED):
                 break
         else:
             raise OptimizationError("no solver reached an optimal solution: " + "; ".join(errors))
-        if self.problem.status != cp.OPTIMAL:
+        if problem.status != cp.OPTIMAL:
             raise OptimizationError(
-                f"optimisation {self.problem.status} under limits {self._limits_text()}: "
+                f"optimisation {problem.status} under limits {self._limits_text()}: "
                 + "; ".join(errors)
             )
-        elapsed = time.perf_counter() - start
-        w = np.asarray(self._w.value, dtype="float64") / BP
-        w[np.abs(w) < 1e-9] = 0.0
-        weights = pd.Series(w, index=self.symbols, name="weight")
-        _, cvar = historical_var_cvar(self._r.value @ w, self.config.cvar_alpha)
-        return OptimisationResult(
-            weights=weights,
-            expected_return=float(a.to_numpy() @ w),
-            volatility=math.sqrt(max(float(w @ self._sigma @ w), 0.0)),
-            cvar=cvar,
-            objective=float(self.problem.value) / (self._objective_scale * BP**2),
-            solver=str(self.problem.solver_stats.solver_name),
-            solve_seconds=elapsed,
-            compile_seconds=float(self.problem.compilation_time or 0.0),
+        w_bp = np.zeros(len(self.symbols))
+        w_bp[idx] = np.asarray(c.w.value, dtype="float64")[:k]
+        return _Solved(
+            w_bp,
+            float(problem.value),
+            str(problem.solver_stats.solver_name),
+            float(problem.compilation_time or 0.0),
         )
 
     def _limits_text(self) -> str:

@@ -377,3 +377,119 @@ def test_a_book_outside_the_limits_is_traded_back_inside():
     assert w.iloc[0] <= 0.12 + 1e-9 and w.iloc[1] >= 0
     assert res.objective == pytest.approx(ref.objective, rel=1e-6)
     np.testing.assert_allclose(w, ref.weights, atol=2e-5)
+
+
+def _hedged_world(n: int = 320, s: int = 300, seed: int = 5):
+    """A large daily world whose name ``H`` loses money on average but falls when the market
+    rises: a diversifier with an alpha below 70% of the names, 11 sectors, a 25-name book."""
+    rng = np.random.default_rng(seed)
+    symbols = [f"N{i:03d}" for i in range(n - 1)] + ["H"]
+    sector_of = np.arange(n) % 11
+    market = rng.standard_t(4, s + 1) * 0.009
+    sector_moves = rng.standard_t(4, (s + 1, 11)) * 0.006
+    rets = (
+        np.outer(market, rng.normal(1, 0.3, n))
+        + sector_moves[:, sector_of]
+        + rng.standard_t(5, (s + 1, n)) * 0.012
+    )
+    rets[:, -1] = -market + rng.normal(0, 0.002, s + 1)
+    closes = pd.DataFrame(100 * np.cumprod(1 + rets, axis=0), columns=symbols)
+    model = build_risk_model(closes, scenario_sessions=s)
+    sectors = pd.Series([f"K{k}" for k in sector_of], index=symbols)
+    alpha = pd.Series(rng.uniform(-1, 1, n), index=symbols) * 0.002
+    alpha["H"] = -0.001
+    held = pd.Series(0.0, index=symbols)
+    held.iloc[rng.choice(n - 1, 25, replace=False)] = 0.03
+    return model, sectors, alpha, held
+
+
+def _full_and_working_set(model, cfg, sectors, days):
+    """Both paths over ``days`` of (alpha, book): results of each and the working-set sizes."""
+    full = PortfolioOptimiser.from_risk_model(
+        model, cfg.model_copy(update={"working_set": None}), sectors
+    )
+    ws = PortfolioOptimiser.from_risk_model(model, cfg, sectors)
+    out = []
+    for alpha, held in days:
+        ref = full.solve(alpha, held)
+        assert full.working_set_rounds == []
+        res = ws.solve(alpha, held)
+        out.append((ref, res, list(ws.working_set_rounds)))
+    return out
+
+
+def _assert_same_optimum(ref, res):
+    assert res.objective == pytest.approx(ref.objective, rel=1e-7)
+    np.testing.assert_allclose(res.weights.to_numpy(), ref.weights.to_numpy(), atol=1e-5)
+
+
+def test_working_set_finds_a_low_alpha_diversifier_outside_it():
+    model, sectors, alpha, held = _hedged_world()
+    cfg = OptimiserConfig(risk_aversion=20.0, cvar_aversion=0.05, sector_cap=0.3, working_set=10)
+    [(ref, res, rounds)] = _full_and_working_set(model, cfg, sectors, [(alpha, held)])
+    assert (alpha > alpha["H"]).mean() > 0.7
+    assert ref.weights["H"] > 0.05  # a low alpha bought for its hedge
+    assert len(rounds) >= 2 and rounds[-1] > rounds[0]  # the duals pulled it (and others) in
+    assert res.weights["H"] > 0.05
+    _assert_same_optimum(ref, res)
+
+
+@pytest.mark.parametrize(
+    ("limits", "binding"),
+    [
+        ({}, ("net",)),  # the daily defaults: net 0.95 binds
+        ({"sector_cap": 0.12, "max_weight": 0.05}, ("net", "sector")),
+        (
+            {"sector_caps": {"K0": 0.02, "K1": 0.0}, "sector_cap": 0.2, "min_net": 0.9},
+            ("net", "sector"),
+        ),
+        ({"max_gross": 0.4, "risk_aversion": 5.0}, ("gross",)),  # below the net ceiling
+        # Clarabel's duals price the names left out
+        (
+            {"turnover_cost": 1e-5, "cvar_aversion": 0.2, "working_set": 15, "solver": "CLARABEL"},
+            (),
+        ),
+        # a cautious book inside every limit: only the penalties price the names left out
+        (
+            {"risk_aversion": 60.0, "cvar_alpha": 0.99, "turnover_cost": 0.002, "working_set": 5},
+            (),
+        ),
+    ],
+)
+def test_working_set_solve_equals_the_full_solve(limits, binding):
+    model, sectors, alpha, held = _hedged_world(seed=8)
+    cfg = OptimiserConfig(**{"sector_cap": 0.3, "working_set": 40, **limits})
+    rng = np.random.default_rng(2)
+    full = PortfolioOptimiser.from_risk_model(
+        model, cfg.model_copy(update={"working_set": None}), sectors
+    )
+    ws = PortfolioOptimiser.from_risk_model(model, cfg, sectors)
+    caps = pd.Series({k: cfg.sector_caps.get(k, cfg.sector_cap) for k in sectors.unique()})
+    book_ref = book_ws = held
+    for day in range(3):  # alpha drifts; each path carries its own book, as in a backtest
+        ref, res = full.solve(alpha, book_ref), ws.solve(alpha, book_ws)
+        assert ws.working_set_rounds, "the working set was not used"
+        assert ws.working_set_rounds[-1] < 0.6 * len(alpha)
+        _assert_same_optimum(ref, res)
+        w = res.weights
+        by_sector = w.groupby(sectors).sum().reindex(caps.index)
+        assert (by_sector <= caps + 1e-7).all()
+        assert w.sum() <= min(cfg.max_gross, cfg.max_net) + 1e-7
+        if day == 0:
+            at_cap = {
+                "net": w.sum() >= cfg.max_net - 1e-7,
+                "gross": w.sum() >= cfg.max_gross - 1e-7,
+                "sector": (by_sector >= caps - 1e-7).any(),
+            }
+            assert tuple(k for k, hit in at_cap.items() if hit) == binding
+        book_ref, book_ws = ref.weights, res.weights
+        alpha = alpha * 0.7 + pd.Series(rng.uniform(-1, 1, len(alpha)), alpha.index) * 6e-4
+
+
+def test_working_set_the_limits_cannot_fit_in_falls_back_to_the_full_problem():
+    model, sectors, alpha, _ = _hedged_world()
+    # 5 names at 12% hold 60% at most, under the 90% floor: the full problem is solved
+    cfg = OptimiserConfig(min_net=0.9, working_set=5)
+    [(ref, res, rounds)] = _full_and_working_set(model, cfg, sectors, [(alpha, None)])
+    assert rounds == []
+    _assert_same_optimum(ref, res)
