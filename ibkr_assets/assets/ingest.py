@@ -384,12 +384,18 @@ def cached_bars(
     first, last = needed[0], needed[-1]
     symbols = universe["symbol"].astype(str).tolist()
     cached = _cached_sessions(storage, symbols, first, last)
-    have = cached.groupby("symbol")["session"].agg(set).to_dict() if len(cached) else {}
-    missing: dict[str, list[date]] = {}
-    for symbol in symbols:
-        got = {pd.Timestamp(s).date() for s in have.get(symbol, set())}
-        missing[symbol] = [s for s in needed if s not in got]
-    to_fetch = [c for c in _universe_contracts(universe) if missing[c.symbol]]
+    wanted = pd.MultiIndex.from_product(
+        [symbols, pd.DatetimeIndex(needed)], names=["symbol", "session"]
+    )
+    present = pd.MultiIndex.from_arrays(
+        [cached["symbol"].astype(str), pd.DatetimeIndex(cached["session"])]
+    )
+    absent = wanted.difference(present).to_frame(index=False)
+    missing: dict[str, list[date]] = {
+        str(symbol): sorted(sessions.dt.date)
+        for symbol, sessions in absent.groupby("symbol")["session"]
+    }
+    to_fetch = [c for c in _universe_contracts(universe) if missing.get(c.symbol)]
     requests = len(to_fetch)
     results, failed = fetch_each(
         lambda c: broker.history(
