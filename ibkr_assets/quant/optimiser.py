@@ -55,7 +55,8 @@ once the set grows past :data:`WORKING_SET_MAX_SHARE` of the names, or on any fa
 full problem is solved. Working-set problems are compiled once per size bucket of
 :data:`WORKING_SET_SLOTS` names (unused slots padded with weight bounds of 0) and re-solved
 with the day's names loaded into their Parameters: at 700 names x 504 scenarios a solve takes
-~0.12 s instead of ~0.65 s, the same optimum to the solver's tolerance.
+~0.06-0.12 s instead of ~0.67 s (``bench/optimiser.py``), the same optimum to the solver's
+tolerance.
 
 **Solvers.** ``solver="AUTO"`` (the default) takes HiGHS first for a large long-only book
 (scenario matrix of at least :data:`AUTO_HIGHS_ENTRIES` numbers, e.g. 700 names x 504 days)
@@ -145,7 +146,7 @@ class OptimiserConfig(BaseModel):
         default_factory=dict, description="per-sector caps overriding sector_cap"
     )
     working_set: int | None = Field(
-        120,
+        40,
         ge=1,
         description="best-alpha names in the first working set of a large long-only book "
         "(None: always solve the full problem)",
