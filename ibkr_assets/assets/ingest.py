@@ -407,7 +407,7 @@ def cached_bars(
     fetched_frames = []
     for symbol, got_bars in results.items():
         frame = _bars_frame(symbol, got_bars, before=session)
-        fetched_frames.append(frame.loc[frame["session"].dt.date.isin(set(missing[symbol]))])
+        fetched_frames.append(frame.loc[frame["session"].isin(pd.DatetimeIndex(missing[symbol]))])
     fetched = (
         pd.concat(fetched_frames, ignore_index=True)
         if fetched_frames

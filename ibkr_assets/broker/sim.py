@@ -16,7 +16,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -49,6 +49,7 @@ from ibkr_assets.broker.models import (
     ScannerRow,
     TradingSession,
     WhatIfResult,
+    bar_series,
     option_spec,
 )
 from ibkr_assets.broker.settings import BrokerSettings
@@ -571,32 +572,22 @@ class SimBroker:
 
 
 def _bars(frame: pd.DataFrame, what_to_show: str, daily: bool) -> list[Bar]:
-    """The simulator's OHLCV frame (index: bar time, UTC) as Bars, column-wise.
-
-    The values come straight from the simulated market, already typed, so the bars are built
-    without per-field validation (a year of 700 symbols is 176,000 bars).
-    """
+    """The simulator's OHLCV frame (index: bar time, UTC) as Bars, built column-wise."""
     times = frame.index.to_pydatetime()
-    sessions: list[date | None] = [t.date() for t in times] if daily else [None] * len(times)
-    volumes = (
-        frame["volume"].astype(float).tolist() if what_to_show == "TRADES" else [-1.0] * len(times)
-    )
-    columns = zip(
-        times,
-        frame["open"].astype(float).tolist(),
-        frame["high"].astype(float).tolist(),
-        frame["low"].astype(float).tolist(),
-        frame["close"].astype(float).tolist(),
-        volumes,
-        sessions,
-        strict=True,
-    )
-    return [
-        Bar.model_construct(
-            time=t, open=o, high=h, low=lo, close=c, volume=v, wap=None, bar_count=None, session=d
-        )
-        for t, o, h, lo, c, v, d in columns
-    ]
+    n = len(times)
+    columns = {
+        "time": times,
+        "open": frame["open"].to_numpy(float).tolist(),
+        "high": frame["high"].to_numpy(float).tolist(),
+        "low": frame["low"].to_numpy(float).tolist(),
+        "close": frame["close"].to_numpy(float).tolist(),
+        "volume": frame["volume"].to_numpy(float).tolist()
+        if what_to_show == "TRADES"
+        else [-1.0] * n,
+        "session": [t.date() for t in times] if daily else [None] * n,
+    }
+    rows = zip(*columns.values(), strict=True)
+    return bar_series([dict(zip(columns, row, strict=True)) for row in rows])
 
 
 __all__ = ["BrokerError", "SimBroker", "shared_market", "to_contract"]

@@ -211,7 +211,9 @@ def prepare_day(
     quotes = data.quotes.loc[data.quotes["session"] == day].drop(columns="session")
     eps = data.forward_eps.loc[data.forward_eps["session"] == day, ["symbol", "forward_eps"]]
     # as the fundamentals asset: forward EPS only for names with a statement filed before
-    filed = data.statements.loc[pd.to_datetime(data.statements["report_date"]) < day, "symbol"]
+    filed = data.statements.loc[
+        pd.to_datetime(data.statements["report_date"], cache=False) < day, "symbol"
+    ]
     eps = eps.loc[eps["symbol"].isin(set(filed.astype(str)))]
     history_start = at - pd.Timedelta(hours=settings.headline_hours)
     history_start -= pd.Timedelta(days=settings.headline_history_days)

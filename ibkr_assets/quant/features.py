@@ -73,7 +73,7 @@ def as_of_timestamp(as_of: date | datetime | pd.Timestamp | str) -> pd.Timestamp
 
 def _report_dates(values: pd.Series) -> pd.Series:
     """Report dates (calendar days) as New York midnights."""
-    out = pd.to_datetime(values)
+    out = pd.to_datetime(values, cache=False)
     if out.dt.tz is not None:
         out = out.dt.tz_convert(MARKET_TZ).dt.tz_localize(None)
     return out.dt.normalize().dt.tz_localize(MARKET_TZ)
@@ -86,7 +86,7 @@ def _require(frame: pd.DataFrame, name: str, columns: tuple[str, ...]) -> None:
 
 
 def _known_bars(bars_long: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
-    sessions = pd.to_datetime(bars_long["session"])
+    sessions = pd.to_datetime(bars_long["session"], cache=False)
     if sessions.dt.tz is not None:
         sessions = sessions.dt.tz_convert(MARKET_TZ).dt.tz_localize(None)
     known_at = (sessions.dt.normalize() + SESSION_CLOSE).dt.tz_localize(MARKET_TZ)
@@ -98,7 +98,8 @@ def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataF
     q = quotes
     if "time" in q.columns and q["time"].notna().any():
         q = q.loc[
-            (pd.to_datetime(q["time"], utc=True) <= at).to_numpy() | q["time"].isna().to_numpy()
+            (pd.to_datetime(q["time"], utc=True, cache=False) <= at).to_numpy()
+            | q["time"].isna().to_numpy()
         ]
     q = q.assign(symbol=q["symbol"].astype(str)).drop_duplicates("symbol", keep="last")
     q = q.set_index("symbol").reindex(index)

@@ -98,8 +98,8 @@ def _known_statements(
         raise ValueError(f"statements lack column(s) {missing}")
     frame = statements.loc[:, list(STATEMENT_COLUMNS)].assign(
         symbol=statements["symbol"].astype(str),
-        period_end=pd.to_datetime(statements["period_end"]),
-        report_date=pd.to_datetime(statements["report_date"]),
+        period_end=pd.to_datetime(statements["period_end"], cache=False),
+        report_date=pd.to_datetime(statements["report_date"], cache=False),
     )
     if as_of is not None:
         cutoff = pd.Timestamp(as_of)

@@ -147,7 +147,7 @@ def _recent_headlines(
     missing = {"symbol", "time", "headline"} - set(headlines.columns)
     if missing:
         raise ValueError(f"headlines need columns {sorted(missing)}")
-    times = pd.to_datetime(headlines["time"], utc=True)
+    times = pd.to_datetime(headlines["time"], utc=True, cache=False)
     start = as_of - pd.Timedelta(hours=hours)
     return headlines.loc[(times > start) & (times <= as_of)].reset_index(drop=True)
 

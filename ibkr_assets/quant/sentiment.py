@@ -250,7 +250,7 @@ def split_headlines(
 def _utc(values: pd.Series | datetime | pd.Timestamp) -> pd.Series | pd.Timestamp:
     """Timestamps in UTC; naive ones are taken to be UTC."""
     if isinstance(values, pd.Series):
-        return pd.to_datetime(values, utc=True)
+        return pd.to_datetime(values, utc=True, cache=False)
     ts = pd.Timestamp(values)
     return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
 

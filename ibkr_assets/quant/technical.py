@@ -185,7 +185,8 @@ def _prepared_bars(bars_long: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, n
     if missing:
         raise ValueError(f"bars_long lacks column(s) {missing}")
     bars = bars_long.loc[:, list(BAR_COLUMNS)].assign(
-        symbol=bars_long["symbol"].astype(str), session=pd.to_datetime(bars_long["session"])
+        symbol=bars_long["symbol"].astype(str),
+        session=pd.to_datetime(bars_long["session"], cache=False),
     )
     # A bar without a usable high/low/close (NaN or <= 0) is a data error; TA-Lib's recursive
     # averages (ATR, RSI, MACD) would stay NaN for ever after it, so such bars are skipped.
