@@ -83,8 +83,11 @@ method" (HiGHS), *Math. Prog. Comp.* 10.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
+import os
+import sys
 import time
 import warnings
 from collections.abc import Mapping
@@ -295,7 +298,28 @@ def covariance_factors(cov: np.ndarray, scenarios: np.ndarray | None = None) -> 
 
 @functools.cache
 def _installed_solvers() -> frozenset[str]:
-    return frozenset(cp.installed_solvers())
+    solvers = frozenset(cp.installed_solvers())
+    if "HIGHS" in solvers:
+        _swallow_highs_banner()
+    return solvers
+
+
+def _swallow_highs_banner() -> None:
+    """HiGHS prints a copyright banner on stdout when a process creates its first solver
+    (cvxpy silences only the solves). Create that first one with stdout on /dev/null, so CLI
+    output and reports stay clean."""
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+            ctypes.CDLL(None).fflush(None)  # the banner may still sit in C's stdout buffer
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _check_psd(sigma: np.ndarray, eigenvalues: np.ndarray | None = None) -> None:
@@ -543,9 +567,10 @@ class PortfolioOptimiser:
             big = len(self.symbols) * self.n_scenarios >= AUTO_HIGHS_ENTRIES
             preferred = "HIGHS" if big and cfg.long_only else "CLARABEL"
         order = [preferred] + [s for s in SOLVERS if s != preferred]
-        if cfg.risk_aversion > 0 and not cfg.long_only:
+        if cfg.risk_aversion > 0 and (not cfg.long_only or cfg.turnover_cost == 0):
             # HiGHS 1.16's active-set QP method cycles on the long-short problem, and on some
-            # aborts the whole process (free(): invalid pointer), out of any fallback's reach
+            # (and on long-only ones without a turnover cost) aborts the whole process
+            # (free(): invalid pointer), out of any fallback's reach
             order.remove("HIGHS")
         return [s for s in order if s in _installed_solvers()]
 

@@ -493,3 +493,14 @@ def test_working_set_the_limits_cannot_fit_in_falls_back_to_the_full_problem():
     [(ref, res, rounds)] = _full_and_working_set(model, cfg, sectors, [(alpha, None)])
     assert rounds == []
     _assert_same_optimum(ref, res)
+
+
+def test_highs_is_left_out_where_it_can_abort_the_process():
+    """HiGHS 1.16 can kill the process (free(): invalid pointer) on long-only books without a
+    turnover cost and on long-short books: there the chain starts with Clarabel instead."""
+    model, sectors, alpha, held = _daily_world(n=120)  # 120 x 504 scenarios: AUTO picks HiGHS
+    default = PortfolioOptimiser.from_risk_model(model, OptimiserConfig(), sectors)
+    assert default.solve(alpha, held).solver == "HIGHS"
+    free_trading = OptimiserConfig(turnover_cost=0.0)
+    result = PortfolioOptimiser.from_risk_model(model, free_trading, sectors).solve(alpha, held)
+    assert result.solver == "CLARABEL"
