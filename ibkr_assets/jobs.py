@@ -60,6 +60,7 @@ weekly_backtest = dg.define_asset_job(
     WEEKLY_JOB_NAME,
     selection=dg.AssetSelection.groups(WEEKLY_GROUP),
     partitions_def=WEEKLY_PARTITIONS,
+    executor_def=RUN_EXECUTOR,
     description="The rolling backtest: the last six months of daily decisions replayed.",
 )
 
