@@ -35,22 +35,7 @@ from tenacity import (
 
 from ibkr_assets.broker import Broker
 from ibkr_assets.broker.sim import shared_market
-
-#: Columns of the quarterly statements frame, in order.
-STATEMENT_COLUMNS = [
-    "symbol",
-    "period_end",
-    "report_date",
-    "revenue",
-    "gross_profit",
-    "net_income",
-    "total_assets",
-    "operating_cash_flow",
-    "long_term_debt",
-    "current_assets",
-    "current_liabilities",
-    "shares_outstanding",
-]
+from ibkr_assets.quant.fundamental import STATEMENT_COLUMNS
 
 
 @dataclass
@@ -71,7 +56,7 @@ def _finish(
         if frames
         else pd.DataFrame({c: pd.Series(dtype="float64") for c in STATEMENT_COLUMNS})
     )
-    statements = statements.reindex(columns=STATEMENT_COLUMNS)
+    statements = statements.reindex(columns=list(STATEMENT_COLUMNS))
     statements = statements.assign(
         symbol=statements["symbol"].astype("string"),
         period_end=pd.to_datetime(statements["period_end"]),
