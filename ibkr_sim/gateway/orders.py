@@ -373,6 +373,12 @@ def push_order_updates(s: Session, force: int | None = None) -> None:
     if not (live or s.positions_subscribed or s.account_updates):
         return
     ex = s.state.exchange
+    # Order states are read before the executions, so a fill that lands in between (another
+    # process shares the account) reaches the client as execDetails first and as a Filled
+    # status on the next poll - never a Filled order whose fills have not been sent.
+    infos = {o.order_id: o for o in ex.open_orders() if o.order_id in live} if live else {}
+    if len(infos) < len(live):
+        infos.update({o.order_id: o for o in ex.completed_orders() if o.order_id in live})
     new = [e for e in ex.executions(since=s.exec_cursor) if e.exec_id not in s.seen_execs]
     mine = set(s.orders.values())
     for e in new:
@@ -381,9 +387,6 @@ def push_order_updates(s: Session, force: int | None = None) -> None:
         if e.order_id in mine:
             _send_execution(s, -1, e)
     if live:
-        infos = {o.order_id: o for o in ex.open_orders() if o.order_id in live}
-        if len(infos) < len(live):
-            infos.update({o.order_id: o for o in ex.completed_orders() if o.order_id in live})
         for oid, info in infos.items():
             key = (info.status, float(info.filled))
             if s.reported_status.get(oid) != key or oid == force:
