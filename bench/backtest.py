@@ -29,23 +29,10 @@ TARGET_SECONDS = 60.0
 
 def daily_job_seconds(session: str) -> float:
     """Wall time of the whole daily job for one session, cold data root."""
-    from ibkr_assets.assets import (
-        decide,
-        execution,
-        features,
-        ingest,
-        journal,
-        portfolio,
-        risk,
-        signals,
-    )
-    from ibkr_assets.checks import compliance, data_quality
+    from ibkr_assets.assets import daily_assets, daily_checks
     from ibkr_assets.resources import build_resources
 
-    assets = dg.load_assets_from_modules(
-        [ingest, features, signals, portfolio, risk, decide, execution, journal]
-    )
-    checks = dg.load_asset_checks_from_modules([data_quality, compliance])
+    assets, checks = daily_assets(), daily_checks()
     with tempfile.TemporaryDirectory(prefix="bench-daily-") as root:
         start = time.perf_counter()
         result = dg.materialize(

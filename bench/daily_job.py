@@ -32,23 +32,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["IBKR_SIM_SYMBOLS"] = str(args.symbols)
 
-    from ibkr_assets.assets import (
-        decide,
-        execution,
-        features,
-        ingest,
-        journal,
-        portfolio,
-        risk,
-        signals,
-    )
-    from ibkr_assets.checks import compliance, data_quality
+    from ibkr_assets.assets import daily_assets, daily_checks
     from ibkr_assets.resources import build_resources
 
-    assets = dg.load_assets_from_modules(
-        [ingest, features, signals, portfolio, risk, decide, execution, journal]
-    )
-    checks = dg.load_asset_checks_from_modules([data_quality, compliance])
+    assets, checks = daily_assets(), daily_checks()
     decide_steps = {
         key.path[-1] for a in assets for key in a.keys if a.group_names_by_key[key] == DECIDE_GROUP
     }

@@ -4,3 +4,35 @@ Stages 1–3: :mod:`.ingest` (universe, quotes, daily_bars, fundamentals, headli
 macro_gauges, top_movers), :mod:`.features` (feature_matrix and its data-quality checks),
 :mod:`.signals` (alpha_scores), :mod:`.portfolio` (portfolio_snapshot).
 """
+
+from __future__ import annotations
+
+import importlib
+
+import dagster as dg
+
+#: The modules of the daily job's assets, stage by stage (the weekly backtest is separate).
+DAILY_MODULES = (
+    "ingest",
+    "features",
+    "signals",
+    "portfolio",
+    "risk",
+    "decide",
+    "execution",
+    "journal",
+)
+
+
+def daily_assets() -> list[dg.AssetsDefinition]:
+    """Every asset of the daily job (stages 1–9), e.g. to ``dg.materialize`` one session on a
+    temporary data root in a test or a benchmark."""
+    modules = [importlib.import_module(f"{__name__}.{name}") for name in DAILY_MODULES]
+    return list(dg.load_assets_from_modules(modules))
+
+
+def daily_checks() -> list[dg.AssetChecksDefinition]:
+    """Every asset check of the daily job: data quality and the compliance gate."""
+    from ibkr_assets import checks
+
+    return list(dg.load_asset_checks_from_package_module(checks))

@@ -13,19 +13,8 @@ import pandas as pd
 import pytest
 
 from ibkr_assets import cli
-from ibkr_assets.assets import (
-    backtest,
-    decide,
-    execution,
-    features,
-    ingest,
-    journal,
-    portfolio,
-    risk,
-    signals,
-)
+from ibkr_assets.assets import backtest, daily_assets, daily_checks
 from ibkr_assets.assets.backtest import ib_commission, load_replay_data, replay_settings
-from ibkr_assets.checks import compliance, data_quality
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.jobs import weekly_schedule
@@ -44,10 +33,8 @@ SESSION = "2024-06-12"
 WINDOW = sessions_between(date(2024, 6, 3), date(2024, 6, 14))
 WEEK = "2024-06-10"
 
-DAILY = dg.load_assets_from_modules(
-    [ingest, features, signals, portfolio, risk, decide, execution, journal]
-)
-CHECKS = dg.load_asset_checks_from_modules([data_quality, compliance])
+DAILY = daily_assets()
+CHECKS = daily_checks()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,18 +12,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from ibkr_assets.assets import (
-    decide,
-    execution,
-    features,
-    ingest,
-    journal,
-    portfolio,
-    risk,
-    signals,
-)
+from ibkr_assets.assets import daily_assets, daily_checks, execution, journal
 from ibkr_assets.assets.execution import final_orders, order_from_row, read_ticket
-from ibkr_assets.checks import compliance, data_quality
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
 from ibkr_assets.quant.journal import read_journal, verify_journal
@@ -34,10 +24,8 @@ SESSION = "2024-06-03"
 SYMBOLS = 60
 
 
-ASSETS = dg.load_assets_from_modules(
-    [ingest, features, signals, portfolio, risk, decide, execution, journal]
-)
-CHECKS = dg.load_asset_checks_from_modules([data_quality, compliance])
+ASSETS = daily_assets()
+CHECKS = daily_checks()
 
 
 def run_day(data_dir: Path, decide: DecideConfig, partition: str = SESSION):
