@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["IBKR_SIM_SYMBOLS"] = str(args.symbols)
 
-    from ibkr_assets.assets.backtest import run_backtest
+    from ibkr_assets.assets.backtest import run_backtest_on
     from ibkr_assets.resources import build_resources
 
     end = date.fromisoformat(args.end)
@@ -69,14 +69,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-backtest-") as root:
         resources = build_resources(root)
-        broker = resources["ib"].get_broker()
-        run = run_backtest(
-            broker=broker,
-            storage=resources["storage"],
-            pipeline=resources["pipeline"],
-            decide=resources["decide"],
-            fundamentals=resources["fundamentals"],
-            scorer=resources["sentiment"].scorer(),
+        run = run_backtest_on(
+            resources,
             end=end,
             months=args.months,
             label="bench",

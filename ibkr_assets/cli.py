@@ -279,7 +279,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    from ibkr_assets.assets.backtest import last_closed_session, run_backtest
+    from ibkr_assets.assets.backtest import last_closed_session, run_backtest_on
     from ibkr_assets.config import watchlist_symbols
     from ibkr_assets.resources import build_resources
 
@@ -313,13 +313,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
                 tasks[phase] = progress.add_task("", total=total, phase=phase)
             progress.update(tasks[phase], completed=done, total=total)
 
-        run = run_backtest(
-            broker=broker,
-            storage=resources["storage"],
-            pipeline=resources["pipeline"],
-            decide=resources["decide"],
-            fundamentals=resources["fundamentals"],
-            scorer=resources["sentiment"].scorer(),
+        run = run_backtest_on(
+            resources,
             end=end,
             months=args.months,
             label="cli",

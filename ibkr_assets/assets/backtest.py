@@ -21,11 +21,12 @@ same function from the command line.
 import io
 import math
 import time as clock
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -447,6 +448,20 @@ def week_end(partition_key: str, now: datetime) -> date:
     """The last session of the partition's week whose bar is final by ``now``."""
     monday = date.fromisoformat(partition_key)
     return last_closed_session(now, not_after=monday + timedelta(days=6))
+
+
+def run_backtest_on(resources: Mapping[str, Any], **options: Any) -> BacktestRun:
+    """:func:`run_backtest` with the pipeline's resources (``build_resources()``): the entry of
+    ``ibkr-agent backtest`` and ``bench/backtest.py``; ``options`` are run_backtest's own."""
+    return run_backtest(
+        broker=resources["ib"].get_broker(),
+        storage=resources["storage"],
+        pipeline=resources["pipeline"],
+        decide=resources["decide"],
+        fundamentals=resources["fundamentals"],
+        scorer=resources["sentiment"].scorer(),
+        **options,
+    )
 
 
 @dg.asset(

@@ -14,19 +14,14 @@ import pytest
 
 from ibkr_assets import cli
 from ibkr_assets.assets import backtest, daily_assets, daily_checks
-from ibkr_assets.assets.backtest import ib_commission, load_replay_data, replay_settings
-from ibkr_assets.config import PipelineConfig
-from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.assets.backtest import ib_commission
 from ibkr_assets.jobs import weekly_schedule
 from ibkr_assets.partitions import sessions_between
 from ibkr_assets.quant.backtest import prepare_days, simulate
 from ibkr_assets.quant.journal import read_journal, verify_journal
-from ibkr_assets.quant.sentiment import LexiconScorer
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.alerts import AlertResource
-from ibkr_assets.resources.fundamentals import SimFundamentalsResource
-from ibkr_assets.resources.ib import IBResource
-from ibkr_assets.resources.storage import StorageResource
+from tests.replay_fixtures import load_small_replay
 
 SYMBOLS = 40
 SESSION = "2024-06-12"
@@ -65,19 +60,7 @@ def live(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("replay")
-    ib = IBResource(data_dir=str(root), sim_symbols=SYMBOLS)
-    broker = ib.get_broker()
-    settings = replay_settings(PipelineConfig(), DecideConfig())
-    data, _ = load_replay_data(
-        broker,
-        StorageResource(data_dir=str(root)),
-        SimFundamentalsResource(sim_symbols=SYMBOLS),
-        LexiconScorer(),
-        settings,
-        [s.symbol for s in broker.market.universe.stocks],
-        WINDOW,
-    )
+    data, settings, _ = load_small_replay(tmp_path_factory.mktemp("replay"), SYMBOLS, WINDOW)
     days = {d.session: d for d in prepare_days(data, settings, workers=0)}
     return data, settings, days
 

@@ -14,12 +14,8 @@ import pytest
 from ibkr_assets.assets.backtest import (
     append_metrics_row,
     ib_commission,
-    load_replay_data,
-    replay_settings,
 )
 from ibkr_assets.broker.sim import shared_market
-from ibkr_assets.config import PipelineConfig
-from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import sessions_between
 from ibkr_assets.quant.alpha import AlphaWeights
 from ibkr_assets.quant.backtest import (
@@ -34,11 +30,9 @@ from ibkr_assets.quant.backtest import (
 from ibkr_assets.quant.decision import optimise_targets, sector_map
 from ibkr_assets.quant.optimiser import PortfolioOptimiser
 from ibkr_assets.quant.performance import summarise
-from ibkr_assets.quant.sentiment import LexiconScorer
 from ibkr_assets.quant.technical import technical_features
-from ibkr_assets.resources.fundamentals import SimFundamentalsResource
-from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
+from tests.replay_fixtures import load_small_replay
 
 SYMBOLS = 40
 SESSIONS = sessions_between(date(2024, 6, 10), date(2024, 6, 25))
@@ -51,18 +45,8 @@ def free(shares: float, value: float, sell: bool, month_shares: float) -> float:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("backtest")
-    ib = IBResource(data_dir=str(root), sim_symbols=SYMBOLS)
-    broker = ib.get_broker()
-    settings = replay_settings(PipelineConfig(), DecideConfig())
-    data, problems = load_replay_data(
-        broker,
-        StorageResource(data_dir=str(root)),
-        SimFundamentalsResource(sim_symbols=SYMBOLS),
-        LexiconScorer(),
-        settings,
-        [s.symbol for s in broker.market.universe.stocks],
-        SESSIONS,
+    data, settings, problems = load_small_replay(
+        tmp_path_factory.mktemp("backtest"), SYMBOLS, SESSIONS
     )
     assert not problems
     days = list(prepare_days(data, settings, workers=0))

@@ -1,0 +1,35 @@
+"""A small simulated world loaded for the backtest replay, shared by the unit and pipeline tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from ibkr_assets.assets.backtest import load_replay_data, replay_settings
+from ibkr_assets.config import PipelineConfig
+from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.quant.backtest import ReplayData, ReplaySettings
+from ibkr_assets.quant.sentiment import LexiconScorer
+from ibkr_assets.resources.fundamentals import SimFundamentalsResource
+from ibkr_assets.resources.ib import IBResource
+from ibkr_assets.resources.storage import StorageResource
+
+
+def load_small_replay(
+    root: Path, symbols: int, sessions: Sequence[date]
+) -> tuple[ReplayData, ReplaySettings, dict[str, str]]:
+    """The replay's data for every stock of a ``symbols``-stock simulated world over
+    ``sessions`` (default settings, lexicon sentiment), and the symbols it could not load."""
+    broker = IBResource(data_dir=str(root), sim_symbols=symbols).get_broker()
+    settings = replay_settings(PipelineConfig(), DecideConfig())
+    data, problems = load_replay_data(
+        broker,
+        StorageResource(data_dir=str(root)),
+        SimFundamentalsResource(sim_symbols=symbols),
+        LexiconScorer(),
+        settings,
+        [s.symbol for s in broker.market.universe.stocks],
+        sessions,
+    )
+    return data, settings, problems
