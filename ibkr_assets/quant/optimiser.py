@@ -83,11 +83,8 @@ method" (HiGHS), *Math. Prog. Comp.* 10.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
-import os
-import sys
 import time
 import warnings
 from collections.abc import Mapping
@@ -305,21 +302,18 @@ def _installed_solvers() -> frozenset[str]:
 
 
 def _swallow_highs_banner() -> None:
-    """HiGHS prints a copyright banner on stdout when a process creates its first solver
-    (cvxpy silences only the solves). Create that first one with stdout on /dev/null, so CLI
-    output and reports stay clean."""
+    """Keep HiGHS's copyright banner off stdout without touching the process's file descriptors.
+
+    HiGHS prints its banner once per process, from the first solver whose console logging is on,
+    and cvxpy creates each solver (``highspy.Highs()``, which logs at once) before it applies
+    any option, so no cvxpy solver option can silence it. A bare solver with console logging
+    off, logging first, takes that one banner silently; stdout, shared with a stdio MCP session
+    in the same process, is never redirected."""
     import highspy
 
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
-            highspy.Highs()
-            ctypes.CDLL(None).fflush(None)  # the banner may still sit in C's stdout buffer
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+    first = highspy._Highs()  # the C++ solver without highspy's callbacks: it logs nothing yet
+    first.setOptionValue("log_to_console", False)
+    first.setCallback(None, None)  # HiGHS writes its header here, to no console
 
 
 def _check_psd(sigma: np.ndarray, eigenvalues: np.ndarray | None = None) -> None:
