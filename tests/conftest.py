@@ -9,3 +9,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 for _var in ("IBKR_BACKEND", "IBKR_HOST", "IBKR_PORT", "IBKR_ALLOW_LIVE", "SLACK_WEBHOOK_URL"):
     os.environ.pop(_var, None)
+# The decision journal signs its rows with a key kept outside the journal; tests use this one
+# rather than creating ~/.config/ibkr-agent/journal.key.
+os.environ["IBKR_JOURNAL_KEY"] = "tests-only-journal-key-0123456789abcdef"

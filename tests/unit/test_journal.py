@@ -1,7 +1,9 @@
 import datetime as dt
 import hashlib
 import json
+import multiprocessing
 import os
+import stat
 
 import numpy as np
 import pandas as pd
@@ -9,9 +11,17 @@ import pytest
 
 from ibkr_assets.quant.journal import (
     GENESIS_HASH,
+    KEY_ENV,
+    KEY_FILE_ENV,
+    Anchor,
+    JournalKeyError,
+    JournalTampered,
     append_entry,
     canonical_json,
     decision_entry,
+    head_file,
+    journal_key,
+    key_file,
     read_journal,
     sha256_file,
     sha256_json,
@@ -92,15 +102,47 @@ def test_detects_changed_row(tmp_path):
     assert not res.ok and res.first_bad_row == 1 and "contents changed" in res.reason
 
 
+def _forge(path, **changes) -> dict:
+    """Rewrite one row file as a forger without the key would: edit fields, keep the chain
+    consistent by recomputing ``row_hash`` with sha256; return the new row."""
+    row = pd.read_parquet(path).iloc[0].to_dict()
+    row.update(changes)
+    hashed = {k: v for k, v in row.items() if k not in ("row_hash", "row_hmac")}
+    row["row_hash"] = sha256_json(hashed)
+    pd.DataFrame([row]).to_parquet(path, index=False)
+    return row
+
+
 def test_detects_changed_row_with_recomputed_hash(tmp_path):
     files = _journal(tmp_path)
-    df = pd.read_parquet(files[1])
-    df.loc[0, "constraints_passed"] = False  # was True
-    row = {k: v for k, v in df.iloc[0].to_dict().items() if k != "row_hash"}
-    df.loc[0, "row_hash"] = sha256_json(row)  # a forger re-hashes the edited row
-    df.to_parquet(files[1], index=False)
+    _forge(files[1], constraints_passed=False)  # was True
     res = verify_journal(tmp_path)
-    assert not res.ok and res.first_bad_row == 2 and "prev_hash" in res.reason
+    assert not res.ok and res.first_bad_row == 1 and res.check == "signature"
+    assert "not signed with the journal key" in res.reason
+
+
+def test_detects_full_rewrite_with_recomputed_hashes(tmp_path):
+    files = _journal(tmp_path)
+    prev = GENESIS_HASH
+    for f in files:  # every row rewritten, every hash recomputed: a valid sha256 chain
+        prev = _forge(f, ex_ante_return=0.9, prev_hash=prev)["row_hash"]
+    head = json.loads(head_file(tmp_path).read_text())
+    head["row_hash"] = prev
+    head_file(tmp_path).write_text(json.dumps(head))
+    res = verify_journal(tmp_path)
+    assert not res.ok and res.first_bad_row == 0 and res.check == "signature"
+
+
+def test_detects_forged_append(tmp_path):
+    files = _journal(tmp_path)
+    last = pd.read_parquet(files[-1]).iloc[0].to_dict()
+    forged = files[-1].with_name("00000004_2026-11-24.parquet")
+    pd.DataFrame([{**last, "seq": 4, "prev_hash": last["row_hash"]}]).to_parquet(forged)
+    _forge(forged, row_hmac="ab" * 32, partition="2026-11-24")
+    res = verify_journal(tmp_path)
+    assert not res.ok and res.first_bad_row == 4 and res.check == "signature"
+    with pytest.raises(JournalTampered, match=r"last row 00000004_\S+ is not signed"):
+        append_entry(tmp_path, _entry(25))
 
 
 def test_detects_removed_row(tmp_path):
@@ -108,6 +150,7 @@ def test_detects_removed_row(tmp_path):
     os.remove(files[1])
     res = verify_journal(tmp_path)
     assert not res.ok and res.first_bad_row == 1 and "removed" in res.reason
+    assert res.check == "sequence"
 
 
 def test_detects_reordered_rows(tmp_path):
@@ -119,13 +162,123 @@ def test_detects_reordered_rows(tmp_path):
     assert not res.ok and res.first_bad_row == 1 and "reordered" in res.reason
 
 
-def test_truncation_needs_the_anchor(tmp_path):
+def test_detects_removed_last_row(tmp_path):
     files = _journal(tmp_path)
-    head = read_journal(tmp_path)["row_hash"].iloc[-1]
     os.remove(files[-1])
-    assert verify_journal(tmp_path).ok  # a shorter chain is still a chain
-    res = verify_journal(tmp_path, expected_head=head)
-    assert not res.ok and "truncated" in res.reason
+    res = verify_journal(tmp_path)
+    assert not res.ok and res.check == "truncated"
+    assert "says the journal has 4 rows, it has 3" in res.reason
+    with pytest.raises(JournalTampered, match="rows were deleted from the end"):
+        append_entry(tmp_path, _entry(25))  # appending would hide the truncation
+    assert len(read_journal(tmp_path)) == 3
+
+
+def test_detects_all_rows_removed(tmp_path):
+    for f in _journal(tmp_path):
+        os.remove(f)
+    res = verify_journal(tmp_path)
+    assert not res.ok and res.check == "truncated" and "4 rows, it has 0" in res.reason
+
+
+def test_detects_missing_or_forged_head_file(tmp_path):
+    _journal(tmp_path)
+    head = head_file(tmp_path)
+    assert head == tmp_path.with_name(f"{tmp_path.name}.head.json")  # outside the journal
+    saved = json.loads(head.read_text())
+    head.write_text(json.dumps({**saved, "seq": 2}))  # claims fewer rows, hmac not redone
+    res = verify_journal(tmp_path)
+    assert not res.ok and res.check == "head" and "not signed" in res.reason
+    head.unlink()
+    res = verify_journal(tmp_path)
+    assert not res.ok and res.check == "head" and "missing" in res.reason
+
+
+def test_old_head_file_and_truncation_caught_by_an_anchor(tmp_path):
+    _journal(tmp_path, 3)
+    old_head = head_file(tmp_path).read_bytes()
+    last = append_entry(tmp_path, _entry(23))
+    os.remove(sorted(tmp_path.glob("*.parquet"))[-1])
+    head_file(tmp_path).write_bytes(old_head)  # an earlier genuine head file put back
+    assert verify_journal(tmp_path).ok  # nothing local can tell
+    anchor = Anchor(last["row_hash"], "Dagster (decision_journal 2026-11-23)")
+    res = verify_journal(tmp_path, anchors=[anchor])
+    assert not res.ok and res.check == "anchor"
+    assert res.reason.startswith("Dagster (decision_journal 2026-11-23) recorded row")
+
+
+def test_truncation_against_an_expected_head(tmp_path):
+    _journal(tmp_path)
+    head = read_journal(tmp_path)["row_hash"].iloc[-1]
+    assert verify_journal(tmp_path, expected_head=head).ok
+    res = verify_journal(tmp_path, expected_head="0" * 64)
+    assert not res.ok and res.check == "expected_head" and "truncated" in res.reason
+
+
+def test_without_the_key_nothing_is_intact(tmp_path, monkeypatch):
+    _journal(tmp_path)
+    monkeypatch.delenv(KEY_ENV)
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path.parent / "absent.key"))
+    res = verify_journal(tmp_path)
+    assert not res.ok and res.check == "key" and res.rows == 4
+    assert KEY_ENV in res.reason and "absent.key" in res.reason
+    with pytest.raises(JournalKeyError, match="does not exist"):  # never a new key for old rows
+        append_entry(tmp_path, _entry(25))
+    res = verify_journal(tmp_path, key=b"another key of at least thirty-two chars")
+    assert not res.ok and res.check == "signature" and res.first_bad_row == 0
+
+
+def test_key_file_created_once_with_mode_0600(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV)
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    path = tmp_path / "config" / "ibkr-agent" / "journal.key"
+    assert key_file() == path
+    append_entry(tmp_path / "log", _entry(20))
+    key = path.read_bytes()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(key.strip()) == 64
+    append_entry(tmp_path / "log", _entry(21))
+    assert path.read_bytes() == key and verify_journal(tmp_path / "log").ok
+    assert key not in (tmp_path / "log.head.json").read_bytes()
+    assert all(key.strip().decode() not in str(v) for v in read_journal(tmp_path / "log").values)
+    monkeypatch.setenv(KEY_ENV, key.decode())  # the same key given in the environment
+    assert verify_journal(tmp_path / "log").ok
+    monkeypatch.setenv(KEY_ENV, "short")
+    with pytest.raises(JournalKeyError, match="has 5 characters, at least 32"):
+        journal_key()
+
+
+def test_interrupted_append_is_reported_and_resumed(tmp_path):
+    _journal(tmp_path, 2)
+    before = head_file(tmp_path).read_bytes()
+    append_entry(tmp_path, _entry(22))
+    head_file(tmp_path).write_bytes(before)  # the process died before replacing the head
+    res = verify_journal(tmp_path)
+    assert res.ok and "1 signed rows after the head" in res.reason
+    append_entry(tmp_path, _entry(23))
+    res = verify_journal(tmp_path)
+    assert res.ok and res.rows == 4 and "after the head" not in res.reason
+
+
+def _append_many(directory: str, worker: int, count: int) -> None:
+    for i in range(count):
+        append_entry(directory, {"partition": f"w{worker}-{i}", "worker": worker})
+
+
+def test_concurrent_appends_from_processes_lose_nothing(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(str(tmp_path), w, 5)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    rows = read_journal(tmp_path)
+    assert len(rows) == 20 and sorted(rows["partition"]) == sorted(
+        f"w{w}-{i}" for w in range(4) for i in range(5)
+    )
+    res = verify_journal(tmp_path)
+    assert res.ok and "after the head" not in res.reason
+    assert json.loads(head_file(tmp_path).read_text())["seq"] == 19
 
 
 def test_decision_entry_hashes_payloads_and_files(tmp_path):
