@@ -259,15 +259,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_journal_verify(args: argparse.Namespace) -> int:
-    from ibkr_assets.quant.journal import verify_journal
+    """Authenticate the journal's rows and check them against the head file and the heads
+    Dagster recorded; print the check that failed."""
+    from ibkr_assets.journal_verify import JOURNAL_DIR, dagster_home, verify_decision_log
 
-    directory = Path(args.dir) if args.dir else _data_dir() / "decision_log"
-    result = verify_journal(directory)
-    if result.ok:
-        console.print(f"[green]journal intact[/]: {directory}")
-        return 0
-    console.print(f"[red]journal broken at row {result.first_bad_row}[/]: {result.reason}")
-    return 1
+    directory = Path(args.dir).resolve() if args.dir else _data_dir() / JOURNAL_DIR
+    result, recorded = verify_decision_log(directory)
+    if not result.ok:
+        where = f" at row {result.first_bad_row}" if result.first_bad_row is not None else ""
+        console.print(
+            f"[red]journal NOT verified{where}[/] ({result.check} check): {result.reason}",
+            soft_wrap=True,
+        )
+        return 1
+    console.print(f"[green]journal intact[/]: {directory}: {result.reason}", soft_wrap=True)
+    if recorded is None:
+        home = dagster_home(directory.parent)
+        console.print(f"[yellow]no Dagster instance at {home}[/]: recorded heads not compared")
+    else:
+        console.print(f"{recorded} journal rows recorded in Dagster, all present")
+    return 0
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -384,7 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--date", type=_date, help="the session (YYYY-MM-DD); default the latest")
     journal = sub.add_parser("journal", help="the tamper-evident decision journal")
     jsub = journal.add_subparsers(dest="journal_command", required=True)
-    verify = jsub.add_parser("verify", help="report the first changed, removed or reordered row")
+    verify = jsub.add_parser(
+        "verify",
+        help="authenticate every row; report a changed, forged, removed or reordered row, "
+        "rows deleted from the end, or a row Dagster recorded that is missing",
+    )
     verify.add_argument("--dir", help="journal directory (default <data root>/decision_log)")
     bt = sub.add_parser("backtest", help="replay the daily decisions of the last months")
     bt.add_argument("--months", type=int, default=6, help="months to replay (default 6)")

@@ -3,9 +3,11 @@
 Each run appends one row to the parquet journal in ``data/decision_log/``
 (:mod:`ibkr_assets.quant.journal`): UTC time, partition, sha256 of the canonical JSON of the
 targets and of the orders, sha256 of every file the run wrote (ticket, risk report,
-recommendation), the top alpha drivers of the names held, ex-ante return, volatility and CVaR,
-whether the constraints passed, and the previous row's hash. Changing, removing or reordering any
-row breaks the chain, which ``ibkr-agent journal verify`` reports.
+submission), the top alpha drivers of the names held, ex-ante return, volatility and CVaR,
+whether the constraints passed, and the previous row's hash. Each row is signed (HMAC) with the
+journal key kept outside the data root, and the signed head file beside the journal moves on.
+The materialisation records the row's hash (``row_hash``): Dagster's copy of the head, which
+``ibkr-agent journal verify`` compares with the journal (:mod:`ibkr_assets.journal_verify`).
 
 A run blocked by the compliance gate is journalled too (by ``risk_report``, with
 ``constraints_passed=False``): the journal records decisions not taken as well as those taken.
@@ -58,7 +60,7 @@ def record_decision(
     ex_ante: dict[str, float],
     constraints_passed: bool,
 ) -> dict:
-    """Append one hash-chained row for a partition's decision; returns the row written."""
+    """Append one hash-chained, signed row for a partition's decision; returns the row written."""
     target_view = targets[["symbol", "weight"]].sort_values("symbol") if len(targets) else targets
     return append_entry(
         storage.decision_log_dir,

@@ -301,3 +301,40 @@ def test_decision_entry_hashes_payloads_and_files(tmp_path):
     row = append_entry(tmp_path / "log", entry)
     assert json.loads(row["files_sha256"]) == {"order_ticket": sha256_file(f)}
     assert verify_journal(tmp_path / "log").ok
+
+
+def test_cli_verify_compares_with_the_heads_dagster_recorded(tmp_path, capsys):
+    import dagster as dg
+
+    from ibkr_assets.cli import main
+
+    log = tmp_path / "decision_log"
+    _journal(log, 2)
+    old_head = head_file(log).read_bytes()
+    last = append_entry(log, _entry(22))
+    (tmp_path / ".dagster").mkdir()
+    with dg.DagsterInstance.from_config(str(tmp_path / ".dagster")) as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "decision_journal", partition="2026-11-22", metadata={"row_hash": last["row_hash"]}
+            )
+        )
+    assert main(["journal", "verify", "--dir", str(log)]) == 0
+    assert "1 journal rows recorded in Dagster, all present" in capsys.readouterr().out
+    os.remove(sorted(log.glob("*.parquet"))[-1])
+    head_file(log).write_bytes(old_head)  # the earlier head file matches the shorter chain
+    assert main(["journal", "verify", "--dir", str(log)]) == 1
+    out = capsys.readouterr().out
+    assert "journal NOT verified (anchor check): Dagster (decision_journal 2026-11-22" in out
+    assert last["row_hash"][:16] in out
+
+
+def test_cli_verify_without_the_key_is_not_intact(tmp_path, capsys, monkeypatch):
+    from ibkr_assets.cli import main
+
+    _journal(tmp_path / "decision_log", 1)
+    monkeypatch.delenv(KEY_ENV)
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "nowhere.key"))
+    assert main(["journal", "verify", "--dir", str(tmp_path / "decision_log")]) == 1
+    out = capsys.readouterr().out
+    assert "journal NOT verified (key check): no journal key" in out and "intact" not in out
