@@ -2,7 +2,9 @@
 
 Three channels, chosen by ``IBKR_ALERT_CHANNEL`` (other settings: ``IBKR_ALERT_LOG_PATH``,
 ``IBKR_ALERT_SLACK_CHANNEL``, ``IBKR_ALERT_SMTP_HOST`` / ``_SMTP_PORT`` / ``_SMTP_USER`` /
-``_SMTP_STARTTLS``, ``IBKR_ALERT_EMAIL_FROM``, ``IBKR_ALERT_EMAIL_TO`` as a JSON list):
+``_SMTP_STARTTLS``, ``IBKR_ALERT_EMAIL_FROM``, ``IBKR_ALERT_EMAIL_TO`` as a JSON list, and
+``IBKR_ALERT_ORDER_POLL_SECONDS``, how often the order sensor asks IB about a session's
+submitted orders until they are done):
 
 * ``log`` (the default): the alert goes to the ``ibkr_assets.alerts`` logger and, when
   ``log_path`` is set, is appended as one JSON line to that file (``data/alerts/alerts.jsonl`` by
@@ -60,6 +62,9 @@ class AlertSettings(BaseSettings):
     smtp_starttls: bool = False
     email_from: str = "ibkr-agent@localhost"
     email_to: list[str] = Field(default_factory=list, description="recipients (JSON list)")
+    order_poll_seconds: float = Field(
+        300.0, ge=0, description="seconds between asking IB about a session's open orders"
+    )
 
 
 class AlertResource(dg.ConfigurableResource):
@@ -79,6 +84,8 @@ class AlertResource(dg.ConfigurableResource):
     email_from: str = "ibkr-agent@localhost"
     email_to: list[str] = Field(default_factory=list)
     timeout_s: float = 10.0
+    #: Seconds between two looks at IB for a session whose submitted orders are not all done.
+    order_poll_seconds: float = Field(300.0, ge=0)
 
     @classmethod
     def from_env(cls, data_dir: str | Path = "data") -> AlertResource:
@@ -104,6 +111,7 @@ class AlertResource(dg.ConfigurableResource):
             smtp_starttls=s.smtp_starttls,
             email_from=s.email_from,
             email_to=s.email_to,
+            order_poll_seconds=s.order_poll_seconds,
             **secrets,
         )
 

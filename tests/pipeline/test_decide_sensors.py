@@ -1,4 +1,5 @@
-"""The alert sensors against a real (ephemeral) Dagster instance and event log."""
+"""The check and run alert sensors against a real (ephemeral) Dagster instance and event log
+(the order sensor, which also reads the broker, is in test_order_alerts.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,7 @@ import json
 import dagster as dg
 
 from ibkr_assets.resources.alerts import AlertResource
-from ibkr_assets.sensors import (
-    asset_check_failure_alerts,
-    order_summary_alerts,
-    run_failure_alerts,
-)
+from ibkr_assets.sensors import asset_check_failure_alerts, run_failure_alerts
 
 PARTS = dg.StaticPartitionsDefinition(["2024-03-04"])
 
@@ -34,16 +31,6 @@ def risk_report() -> int:
 @dg.asset_check(asset=risk_report, partitions_def=PARTS)
 def concentration() -> dg.AssetCheckResult:  # a gate check: alerted in-run, not by the sensor
     return dg.AssetCheckResult(passed=False)
-
-
-@dg.asset(partitions_def=PARTS)
-def order_ticket() -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata={"orders": 3, "gross_notional": 12345.0})
-
-
-@dg.asset(partitions_def=PARTS)
-def submitted_orders() -> dg.MaterializeResult:  # auto-submit off: nothing placed, no alert
-    return dg.MaterializeResult(metadata={"auto_submit": False, "placed": 0})
 
 
 @dg.asset(partitions_def=PARTS)
@@ -78,19 +65,6 @@ def test_check_failure_sensor_alerts_once_and_skips_the_gate(tmp_path):
     )
     asset_check_failure_alerts(ctx2)
     assert len(_alerts(log)) == 1
-
-
-def test_order_summary_sensor(tmp_path):
-    instance = dg.DagsterInstance.ephemeral()
-    log = tmp_path / "alerts.jsonl"
-    dg.materialize([order_ticket, submitted_orders], partition_key="2024-03-04", instance=instance)
-    ctx = dg.build_sensor_context(
-        instance=instance, resources={"alerts": AlertResource(log_path=str(log))}
-    )
-    order_summary_alerts(ctx)
-    [alert] = _alerts(log)
-    assert alert["subject"] == "Orders queued [2024-03-04]"
-    assert "orders: 3" in alert["body"] and alert["severity"] == "info"
 
 
 def test_run_failure_sensor(tmp_path):

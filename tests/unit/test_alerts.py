@@ -202,9 +202,10 @@ def test_from_env_reads_settings_and_keeps_secrets_as_env_vars(monkeypatch, tmp_
     monkeypatch.setenv("IBKR_ALERT_CHANNEL", "email")
     monkeypatch.setenv("IBKR_ALERT_EMAIL_TO", '["risk@example.test"]')
     monkeypatch.setenv("IBKR_SMTP_PASSWORD", "hunter2")
+    monkeypatch.setenv("IBKR_ALERT_ORDER_POLL_SECONDS", "120")
     monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
     res = AlertResource.from_env(tmp_path)
-    assert res.channel == "email"
+    assert res.channel == "email" and res.order_poll_seconds == 120
     assert res.email_to == ["risk@example.test"]
     assert res.log_path == str(tmp_path / "alerts" / "alerts.jsonl")
     assert "hunter2" not in repr(res.__dict__)
