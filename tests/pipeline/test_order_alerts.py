@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -279,3 +280,30 @@ def test_no_order_alert_when_auto_submit_is_off(tmp_path: Path):
     [queued] = world.alerts()
     assert queued["subject"] == f"Orders queued [{SESSION}]" and "orders: 5" in queued["body"]
     assert json.loads(cursor)["sessions"] == {}
+
+
+def test_an_unreachable_ib_is_retried_on_the_next_tick(session: Session, monkeypatch):
+    monkeypatch.setenv("IBKR_CONNECT_ATTEMPTS", "1")
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    offline = IBResource(backend="tws", port=port, data_dir=str(session.data_dir))
+    with dg.build_sensor_context(
+        instance=session.instance,
+        resources={
+            "alerts": AlertResource(log_path=str(session.data_dir / "alerts" / "alerts.jsonl")),
+            "ib": offline,
+            "storage": StorageResource(data_dir=str(session.data_dir)),
+        },
+    ) as ctx:
+        order_summary_alerts(ctx)
+        cursor = ctx.cursor
+    # the refusal and rejection still went out; the summary waits for IB
+    assert [a["subject"].split(":")[0] for a in session.alerts()] == [
+        f"Orders queued [{SESSION}]",
+        "Order rejected by IB",
+        "Order refused by the order guard",
+    ]
+    assert json.loads(cursor)["sessions"][SESSION]["due"] is True
+    session.tick(_at(10, 0), cursor, poll_seconds=3600)  # due now, whatever the interval
+    assert session.alerts()[-1]["subject"].startswith(f"Orders submitted [{SESSION}]")
