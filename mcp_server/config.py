@@ -3,8 +3,8 @@
 The broker connection itself is configured by the ``IBKR_*`` variables of
 :class:`ibkr_assets.broker.settings.BrokerSettings` (backend, host, port, clientId, account), so the
 server and the pipeline always point at the same account. These settings cover what only the tool
-server has: whether trading tools exist at all, the per-order caps and rate limits, the kill switch
-and the bearer token needed to listen on anything but loopback.
+server has: whether trading tools exist at all, its own per-order caps and rate limits in the order
+guard, and the bearer token needed to listen on anything but loopback.
 """
 
 from __future__ import annotations
@@ -12,41 +12,63 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ibkr_assets.broker.settings import OrderLimits
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: A bearer token shorter than this is refused at startup (32 characters of
+#: ``secrets.token_urlsafe`` carry 192 bits).
+MIN_TOKEN_LENGTH = 32
 
 
 class MCPSettings(BaseSettings):
     """What the tool server may do. Trading is off unless ``IBKR_MCP_TRADING=on``."""
 
-    model_config = SettingsConfigDict(env_prefix="IBKR_MCP_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="IBKR_MCP_",
+        extra="ignore",
+        hide_input_in_errors=True,  # the token is secret
+    )
 
     trading: bool = Field(False, description="on = register the tools that send orders")
-    token: SecretStr | None = Field(None, description="bearer token; required off loopback")
+    token: SecretStr | None = Field(
+        None,
+        description=f"bearer token, at least {MIN_TOKEN_LENGTH} characters; required off loopback",
+    )
+    tls_cert: Path | None = Field(None, description="TLS certificate (PEM) to serve HTTPS")
+    tls_key: Path | None = Field(None, description="the TLS certificate's private key (PEM)")
     data_dir: Path = Field(
         Path("data"),
         validation_alias=AliasChoices("IBKR_DATA_DIR", "data_dir"),
         description="the pipeline's data root (reports, decision_log, features)",
     )
+    # The MCP server's own caps and rate limits in the order guard (ibkr_assets.broker.guard);
+    # account-wide switches (IBKR_READONLY, IBKR_KILL_SWITCH, IBKR_ALLOW_SYMBOLS, price and
+    # quote limits) are the broker settings', shared with the pipeline.
     max_quantity: float = Field(1_000, gt=0, description="max shares/contracts per order")
     max_notional: float = Field(50_000, gt=0, description="max order value, account currency")
     max_nlv_share: float = Field(
         0.10, gt=0, le=1, description="max order value as a share of net liquidation"
     )
-    allow_symbols: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="comma-separated allow-list; empty = any symbol"
-    )
     orders_per_minute: int = Field(5, ge=1, description="orders placed/modified per minute")
     orders_per_day: int = Field(50, ge=1, description="orders placed/modified per UTC day")
-    kill_switch: bool = Field(False, description="on = every trading tool refuses")
-    kill_switch_file: Path | None = Field(
-        None, description="if this file exists every trading tool refuses (default <data>/KILL)"
+    max_daily_notional: float = Field(
+        250_000, gt=0, description="order value placed/modified per UTC day, account currency"
     )
     allow_live: bool = Field(False, description="allow orders on a live (non-paper) account")
     token_ttl_s: float = Field(120.0, gt=0, description="confirmation-token lifetime, seconds")
     agent_cli: str = Field("ibkr-agent", description="the pipeline CLI run_daily_pipeline starts")
+    pipeline_client_id: int | None = Field(
+        None, ge=0, description="IB clientId of a launched run; default the server's + 1000"
+    )
+    pipeline_interval_min: float = Field(
+        10.0, ge=0, description="minutes between two launches of run_daily_pipeline"
+    )
+    warehouse_wait_s: float = Field(
+        5.0, ge=0, description="how long feature_row waits for the warehouse lock, seconds"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "WARNING", description="server log level (tokens are never logged)"
     )
@@ -58,7 +80,7 @@ class MCPSettings(BaseSettings):
         default_factory=list, description="extra Origin header values accepted"
     )
 
-    @field_validator("allow_symbols", "allowed_hosts", "allowed_origins", mode="before")
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
@@ -70,15 +92,47 @@ class MCPSettings(BaseSettings):
     def _blank_token_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("allow_symbols", mode="after")
+    @field_validator("token", mode="after")
     @classmethod
-    def _upper(cls, value: list[str]) -> list[str]:
-        return [v.upper() for v in value]
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"IBKR_MCP_TOKEN is {len(value.get_secret_value())} characters; use at least "
+                f"{MIN_TOKEN_LENGTH}, e.g. the output of "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> MCPSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("HTTPS needs both IBKR_MCP_TLS_CERT and IBKR_MCP_TLS_KEY (PEM files)")
+        for name, path in (
+            ("IBKR_MCP_TLS_CERT", self.tls_cert),
+            ("IBKR_MCP_TLS_KEY", self.tls_key),
+        ):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: {path} is not a readable file")
+        return self
 
     @property
-    def kill_file(self) -> Path:
-        """The kill-switch file: its existence stops every trading tool."""
-        return self.kill_switch_file or self.data_dir / "KILL"
+    def tls(self) -> bool:
+        """True when the server serves HTTPS (certificate and key set)."""
+        return self.tls_cert is not None
+
+    def order_limits(self) -> OrderLimits:
+        """The MCP server's caps as the order guard's limits of principal ``mcp``."""
+        return OrderLimits(
+            principal="mcp",
+            setting_prefix="IBKR_MCP_",
+            max_quantity=self.max_quantity,
+            max_notional=self.max_notional,
+            max_nlv_share=self.max_nlv_share,
+            orders_per_minute=self.orders_per_minute,
+            orders_per_day=self.orders_per_day,
+            max_daily_notional=self.max_daily_notional,
+            allow_live=self.allow_live,
+        )
 
     @property
     def audit_path(self) -> Path:

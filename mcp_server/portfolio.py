@@ -14,7 +14,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from ibkr_assets.broker.models import Account, AccountSummary, CashBalance, PnL, Position
-from mcp_server.context import add_tool, call_broker, state
+from mcp_server.context import add_tool, call_broker, session_key, state
 
 if TYPE_CHECKING:
     from mcp_server.server import IBKRServer
@@ -51,8 +51,9 @@ class CashLedger(BaseModel):
 
 
 def account_for(ctx: Context, account_id: str | None) -> str | None:
-    """The account a tool should use: the argument, else the selected one, else primary."""
-    return account_id or state(ctx).selected_account
+    """The account a tool should use: the argument, else the one this MCP session selected,
+    else (None) the primary."""
+    return account_id or state(ctx).selected_account(session_key(ctx))
 
 
 async def list_accounts(ctx: Context) -> AccountList:
@@ -63,13 +64,14 @@ async def list_accounts(ctx: Context) -> AccountList:
     """
     accounts = await call_broker(ctx, lambda b: b.accounts())
     primary = next(a.account_id for a in accounts if a.is_primary)
-    return AccountList(accounts=accounts, selected=state(ctx).selected_account or primary)
+    return AccountList(accounts=accounts, selected=account_for(ctx, None) or primary)
 
 
 async def select_account(
     ctx: Context, account_id: Annotated[str, Field(min_length=1, max_length=32)]
 ) -> AccountList:
-    """Use this account by default in every later tool call of this server.
+    """Use this account by default in every later tool call of this MCP session (other
+    sessions keep their own; plain-HTTP callers pass account_id to each tool).
 
     Examples:
         select_account(account_id="DU222222")
@@ -78,7 +80,7 @@ async def select_account(
     known = [a.account_id for a in accounts]
     if account_id not in known:
         raise ToolError(f"account {account_id!r} is not managed here (known: {', '.join(known)})")
-    state(ctx).selected_account = account_id
+    state(ctx).select_account(session_key(ctx), account_id)
     return AccountList(accounts=accounts, selected=account_id)
 
 

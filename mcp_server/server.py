@@ -23,17 +23,25 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp_types import CallToolResult, InputRequiredResult
+from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ibkr_assets.broker import Broker
+from ibkr_assets.broker import GuardedBroker
 from mcp_server import analysis, market_data, pipeline, portfolio, reference, scanner, trading
+from mcp_server.arguments import argument_error, make_strict
 from mcp_server.config import MCPSettings
 from mcp_server.context import AppState, add_tool, broker_from_env, call_broker, state
-from mcp_server.security import SecurityMiddleware, require_token_off_loopback, transport_security
+from mcp_server.portfolio import account_for
+from mcp_server.security import (
+    SecurityMiddleware,
+    require_token_off_loopback,
+    transport_security,
+    uvicorn_tls,
+)
 
 SERVER_NAME = "ibkr-mcp"
 CATEGORY = "server"
@@ -50,9 +58,27 @@ CATEGORIES = (
 
 
 class IBKRServer(MCPServer[AppState]):
-    """MCPServer holding the process-wide state (broker, settings, trading guard)."""
+    """MCPServer holding the process-wide state (broker, settings, trading guard), whose tools
+    take strict arguments (:mod:`mcp_server.arguments`) on every transport."""
 
     app_state: AppState
+
+    def add_tool(self, fn: Callable[..., Any], name: str | None = None, **kwargs: Any) -> None:
+        """Register ``fn`` as MCPServer does, then make its arguments strict."""
+        super().add_tool(fn, name=name, **kwargs)
+        make_strict(self, name or fn.__name__)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """Call a tool; arguments that fail validation answer one message naming each of them."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            raise argument_error(name, cause) from cause
 
 
 class Health(BaseModel):
@@ -81,9 +107,9 @@ async def health(ctx: Context) -> Health:
     """
     app = state(ctx)
 
-    def run(b: Broker) -> Health:
+    def run(b: GuardedBroker) -> Health:
         accounts = b.accounts()
-        wanted = app.selected_account
+        wanted = account_for(ctx, None)
         acct = next(a for a in accounts if (a.account_id == wanted if wanted else a.is_primary))
         return Health(
             backend=b.name,
@@ -91,7 +117,7 @@ async def health(ctx: Context) -> Health:
             account_id=acct.account_id,
             paper=acct.is_paper,
             trading=app.settings.trading,
-            kill_switch=app.guard.kill_switch_engaged(),
+            kill_switch=b.guard.halt_reason() is not None,
             broker_time=b.now().isoformat(),
         )
 
@@ -108,7 +134,8 @@ async def ping() -> Pong:
 
 
 def build_server(
-    settings: MCPSettings | None = None, broker_factory: Callable[[], Broker] | None = None
+    settings: MCPSettings | None = None,
+    broker_factory: Callable[[MCPSettings], GuardedBroker] | None = None,
 ) -> IBKRServer:
     """The MCP server with every tool registered (order tools only when trading is on)."""
     settings = settings or MCPSettings()
@@ -136,7 +163,7 @@ def build_server(
     trading.register(server, trading=settings.trading)
     scanner.register(server)
     analysis.register(server)
-    pipeline.register(server)
+    pipeline.register(server, trading=settings.trading)
     add_tool(server, health, CATEGORY, open_world=True)
     add_tool(server, ping, CATEGORY, open_world=False)
     _add_plain_routes(server)
@@ -159,6 +186,11 @@ def _add_plain_routes(server: IBKRServer) -> None:
             arguments: dict[str, Any] = body.get("arguments") or {}
             if not isinstance(name, str) or not isinstance(arguments, dict):
                 raise TypeError
+        except RecursionError:
+            return JSONResponse(
+                {"error": "body is JSON nested too deeply; tool arguments are a few levels deep"},
+                status_code=400,
+            )
         except (ValueError, KeyError, TypeError):
             return JSONResponse(
                 {"error": 'body must be JSON {"name": "<tool>", "arguments": {...}}'},
@@ -166,45 +198,54 @@ def _add_plain_routes(server: IBKRServer) -> None:
             )
         try:
             result = await server.call_tool(name, arguments)
+        except UnexpectedToolError as exc:
+            return JSONResponse({"isError": True, "error": str(exc)}, status_code=500)
         except ToolError as exc:
             return JSONResponse({"isError": True, "error": str(exc)}, status_code=400)
         return JSONResponse(result.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
-def http_app(server: IBKRServer, host: str = "127.0.0.1") -> Starlette:
-    """The streamable HTTP app (``/mcp`` plus the plain routes) behind the security middleware.
+def http_app(server: IBKRServer, host: str = "127.0.0.1", port: int = 8000) -> Starlette:
+    """The streamable HTTP app (``/mcp`` plus the plain routes) behind the security middleware,
+    for a server listening on ``host``:``port`` (the Origin header must name that port).
 
     Raises InsecureBinding for a non-loopback ``host`` without IBKR_MCP_TOKEN.
     """
     settings = server.app_state.settings
     require_token_off_loopback(settings, host)
     app = server.streamable_http_app(
-        transport_security=transport_security(settings, host), host=host
+        transport_security=transport_security(settings, host, port), host=host
     )
-    app.add_middleware(SecurityMiddleware, settings=settings, host=host)
+    app.add_middleware(SecurityMiddleware, settings=settings, host=host, port=port)
     return app
 
 
 @contextmanager
 def serve_in_thread(server: IBKRServer, host: str = "127.0.0.1") -> Iterator[int]:
-    """Serve ``http_app(server, host)`` from a background thread on a free loopback port; yields
-    the port. ``host`` selects the security configuration (the socket is always 127.0.0.1), so
-    tests and benchmarks exercise the token and Host checks without listening off loopback."""
+    """Serve ``http_app(server, host, port)`` from a background thread on a free loopback port
+    (HTTPS when the TLS settings are set); yields the port. ``host`` selects the security
+    configuration (the socket is always 127.0.0.1), so tests and benchmarks exercise the token and
+    Host checks without listening off loopback."""
     import uvicorn
 
-    app = http_app(server, host)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    port = sock.getsockname()[1]
+    app = http_app(server, host, port)
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", **uvicorn_tls(server.app_state.settings)
+    )
+    uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not uv.started:
         if time.monotonic() > deadline or not thread.is_alive():
+            sock.close()
             raise RuntimeError("the MCP HTTP server did not start")
         time.sleep(0.02)
     try:
-        yield sock.getsockname()[1]
+        yield port
     finally:
         uv.should_exit = True
         thread.join(timeout=10)

@@ -1,35 +1,38 @@
 """Trading tools: preview (what-if), place, cancel, modify, live orders and executions.
 
-Placing goes through the guard of :mod:`mcp_server.safety`: ``preview_order`` returns IB's what-if
-(initial/maintenance margin change, commission) and the order's share of net liquidation, checks the
-caps, and hands back a confirmation token bound to that exact order for 120 s; ``place_order``
-needs that token and a reason, which is written to the MCP order log. With
-``IBKR_MCP_TRADING`` off, ``place_order``, ``cancel_order`` and ``modify_order`` are not registered
-at all. A bracket is a parent (market or limit) with a take-profit limit and a stop-loss stop,
-both on the opposite side, as IB's bracket orders.
+Every order passes the broker layer's order guard (:mod:`ibkr_assets.broker.guard`) with the
+server's limits (``IBKR_MCP_*``). ``preview_order`` runs the guard's checks and IB's what-if
+(initial/maintenance margin change, commission, share of net liquidation) and, when both pass,
+hands back a confirmation token bound to that exact order for 120 s (:mod:`mcp_server.safety`);
+``place_order`` needs that token and a reason, which is written to the MCP order log. A change to
+an open order is a new order for the guard: ``preview_modify`` then ``modify_order`` with its
+token. With ``IBKR_MCP_TRADING`` off, ``place_order``, ``cancel_order``, ``preview_modify`` and
+``modify_order`` are not registered at all. A bracket is a parent (market or limit) with a
+take-profit limit and a stop-loss stop, both on the opposite side, as IB's bracket orders.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ibkr_assets.broker import Broker
+from ibkr_assets.broker import GuardedBroker
 from ibkr_assets.broker.errors import InvalidOrder
 from ibkr_assets.broker.models import (
-    Contract,
     Execution,
     Order,
     OrderStatus,
     OrderType,
     TimeInForce,
+    WhatIfResult,
 )
-from mcp_server.context import AppState, add_tool, call_broker, resolve, state
+from mcp_server.context import add_tool, call_broker, resolve, state
 from mcp_server.portfolio import AccountId, account_for
+from mcp_server.safety import TradingRefused
 
 if TYPE_CHECKING:
     from mcp_server.server import IBKRServer
@@ -56,6 +59,12 @@ class OrderRequest(BaseModel):
     tif: TimeInForce = "DAY"
     sec_type: Literal["STK", "ETF", "OPT", "CASH", "FUT"] = "STK"
     account_id: str | None = Field(None, max_length=32, description="omit for primary/selected")
+    client_order_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.:-]{1,40}$",
+        description="your idempotency key: an order with the same key is never sent twice "
+        "(becomes IB orderRef mcp-<key>)",
+    )
     take_profit: Price | None = Field(None, description="bracket: take-profit limit price")
     stop_loss: Price | None = Field(None, description="bracket: stop-loss stop price")
 
@@ -84,7 +93,9 @@ class Preview(BaseModel):
 
     order: OrderRequest
     account_id: str
-    reference_price: float = Field(description="price used for the caps (ask/bid for MKT)")
+    reference_price: float = Field(
+        description="price used for the caps: the higher of the order's prices and the market"
+    )
     notional: float = Field(description="quantity x price x multiplier, account currency")
     share_of_net_liq: float
     init_margin_change: float
@@ -115,19 +126,11 @@ class ExecutionList(BaseModel):
     executions: list[Execution]
 
 
-class _Checked(NamedTuple):
-    contract: Contract
-    parent: Order
-    price: float
-    notional: float
-    net_liq: float
-
-
-def _parent_order(b: Broker, req: OrderRequest, account_id: str) -> tuple[Contract, Order]:
-    """The contract and the (parent) broker order an order request stands for."""
+def _parent_order(b: GuardedBroker, req: OrderRequest, order_ref: str = "") -> Order:
+    """The (parent) broker order an order request stands for, in its account."""
     c = resolve(b, req.symbol, req.sec_type)
     try:
-        parent = Order(
+        return Order(
             contract=c,
             action=req.action,
             quantity=req.quantity,
@@ -135,78 +138,11 @@ def _parent_order(b: Broker, req: OrderRequest, account_id: str) -> tuple[Contra
             limit_price=req.limit_price,
             stop_price=req.stop_price,
             tif=req.tif,
-            account_id=account_id,
-            order_ref=f"mcp-{datetime.now(UTC):%Y%m%dT%H%M%S%f}",
+            account_id=b.account_id(req.account_id),
+            order_ref=order_ref,
         )
     except InvalidOrder as exc:
         raise ToolError(str(exc)) from None
-    return c, parent
-
-
-def _reference_price(b: Broker, c: Contract, req: OrderRequest) -> float:
-    """The price the caps use: ask for a market buy, bid for a market sell, else the order's."""
-    if req.order_type in ("LMT", "STP LMT"):
-        return float(req.limit_price)  # type: ignore[arg-type]
-    if req.order_type == "STP":
-        return float(req.stop_price)  # type: ignore[arg-type]
-    q = b.quotes([c])[0]
-    side = q.ask if req.action == "BUY" else q.bid
-    price = side if side and side > 0 else q.price
-    if not price:
-        raise ToolError(f"{c.symbol}: no quote to value a market order; use a limit order")
-    return float(price)
-
-
-def _guarded_check(app: AppState, b: Broker, req: OrderRequest) -> _Checked:
-    """Kill switch, live-account and caps checks shared by preview and place."""
-    guard = app.guard
-    guard.check_kill_switch()
-    accounts = b.accounts()
-    wanted = req.account_id
-    acct = next((a for a in accounts if (a.account_id == wanted if wanted else a.is_primary)), None)
-    if acct is None:
-        known = ", ".join(a.account_id for a in accounts)
-        raise ToolError(f"account {wanted!r} is not managed here (known: {known})")
-    guard.check_account(acct.account_id, acct.is_paper)
-    c, parent = _parent_order(b, req, acct.account_id)
-    net_liq = b.account_summary(acct.account_id).net_liquidation
-    price = _reference_price(b, c, req)
-    notional = guard.check_caps(c.symbol, req.quantity, price, c.multiplier, net_liq)
-    return _Checked(c, parent, price, notional, net_liq)
-
-
-async def preview_order(ctx: Context, order: OrderRequest) -> Preview:
-    """What-if an order (margin, commission, share of net liquidation), check the caps, and get
-    the confirmation token place_order needs (valid 120 s, for this exact order only).
-
-    Examples:
-        preview_order(order={"symbol": "AAPL", "action": "BUY", "quantity": 10,
-                             "order_type": "LMT", "limit_price": 180.0})
-    """
-    app = state(ctx)
-    req = order.model_copy(update={"account_id": account_for(ctx, order.account_id)})
-
-    def run(b: Broker) -> Preview:
-        chk = _guarded_check(app, b, req)
-        w = b.what_if(chk.parent)
-        token, ttl = app.guard.issue_token(req)
-        return Preview(
-            order=req,
-            account_id=chk.parent.account_id or "",
-            reference_price=chk.price,
-            notional=chk.notional,
-            share_of_net_liq=chk.notional / chk.net_liq,
-            init_margin_change=w.init_margin_change,
-            maint_margin_change=w.maint_margin_change,
-            excess_liquidity_after=w.excess_liquidity_after,
-            commission=w.commission,
-            accepted=w.accepted,
-            warning=w.warning,
-            confirmation_token=token,
-            expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
-        )
-
-    return await call_broker(ctx, run)
 
 
 def _bracket_exits(req: OrderRequest, parent: Order, parent_id: int) -> list[Order]:
@@ -232,38 +168,96 @@ def _bracket_exits(req: OrderRequest, parent: Order, parent_id: int) -> list[Ord
     ]
 
 
+def _refuse_rejected(w: WhatIfResult) -> None:
+    """No token for an order IB's what-if rejects."""
+    if not w.accepted:
+        o = w.order
+        raise TradingRefused(
+            f"IB's what-if rejects {o.action} {o.quantity:g} {o.contract.symbol}: "
+            f"{w.warning or 'not accepted'}; no confirmation token issued"
+        )
+
+
+async def preview_order(ctx: Context, order: OrderRequest) -> Preview:
+    """What-if an order (margin, commission, share of net liquidation), check it against every
+    limit of the order guard, and get the confirmation token place_order needs (valid 120 s,
+    for this exact order only). No token is issued for an order the guard or IB would refuse.
+
+    Examples:
+        preview_order(order={"symbol": "AAPL", "action": "BUY", "quantity": 10,
+                             "order_type": "LMT", "limit_price": 180.0})
+    """
+    app = state(ctx)
+
+    def run(b: GuardedBroker) -> Preview:
+        req = order.model_copy(
+            update={"account_id": b.account_id(account_for(ctx, order.account_id))}
+        )
+        parent = _parent_order(b, req)
+        checked = b.assess(parent)
+        if req.take_profit is not None:
+            for exit_order in _bracket_exits(req, checked.order, parent_id=0):
+                b.assess(exit_order)
+        w = b.what_if(checked.order)
+        _refuse_rejected(w)
+        token, ttl = app.confirmations.issue(req)
+        return Preview(
+            order=req,
+            account_id=checked.account_id,
+            reference_price=checked.reference_price,
+            notional=checked.notional,
+            share_of_net_liq=checked.share_of_net_liquidation,
+            init_margin_change=w.init_margin_change,
+            maint_margin_change=w.maint_margin_change,
+            excess_liquidity_after=w.excess_liquidity_after,
+            commission=w.commission,
+            accepted=w.accepted,
+            warning=w.warning,
+            confirmation_token=token,
+            expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
+        )
+
+    return await call_broker(ctx, run)
+
+
 async def place_order(
     ctx: Context,
     order: OrderRequest,
     confirmation_token: Annotated[str, Field(min_length=8, max_length=64)],
     reason: Reason,
 ) -> Placed:
-    """Send an order previewed with preview_order, presenting its confirmation token.
+    """Send an order previewed with preview_order, presenting its confirmation token. Confirming
+    the same token again returns the order already sent, never a second one.
 
     Examples:
         place_order(order={...same as previewed...}, confirmation_token="k3J...",
                     reason="rebalance: AAPL under target weight")
     """
     app = state(ctx)
-    req = order.model_copy(update={"account_id": account_for(ctx, order.account_id)})
 
-    def run(b: Broker) -> Placed:
-        chk = _guarded_check(app, b, req)
-        app.guard.redeem_token(confirmation_token, req)
-        app.guard.take_rate_slot()
-        sent = [b.place(chk.parent)]
+    def run(b: GuardedBroker) -> Placed:
+        req = order.model_copy(
+            update={"account_id": b.account_id(account_for(ctx, order.account_id))}
+        )
+        redemption = app.confirmations.check(confirmation_token, req)
+        if redemption.result is not None:
+            return Placed.model_validate(redemption.result)
+        key = req.client_order_id or redemption.digest[:24]
+        parent = _parent_order(b, req, order_ref=f"mcp-{key}")
+        sent = [b.place(parent)]
         if req.take_profit is not None:
-            sent += [b.place(o) for o in _bracket_exits(req, chk.parent, sent[0].order_id)]
-        app.guard.audit(
+            sent += [b.place(o) for o in _bracket_exits(req, parent, sent[0].order_id)]
+        placed = Placed(orders=sent)
+        app.confirmations.spend(redemption, placed.model_dump(mode="json"))
+        app.audit(
             "place",
-            app.settings.user,
             reason,
             {
                 "request": req.model_dump(mode="json"),
                 "orders": [s.model_dump(mode="json") for s in sent],
             },
         )
-        return Placed(orders=sent)
+        return placed
 
     return await call_broker(ctx, run)
 
@@ -271,58 +265,114 @@ async def place_order(
 async def cancel_order(
     ctx: Context, order_id: Annotated[int, Field(ge=0, description="IB orderId")], reason: Reason
 ) -> OrderStatus:
-    """Cancel an open order.
+    """Cancel an open order. Works under the kill switch (only read-only mode refuses it).
 
     Examples:
         cancel_order(order_id=12, reason="price moved away")
     """
     app = state(ctx)
 
-    def run(b: Broker) -> OrderStatus:
-        app.guard.check_kill_switch()
+    def run(b: GuardedBroker) -> OrderStatus:
         status = b.cancel(order_id)
-        app.guard.audit("cancel", app.settings.user, reason, status.model_dump(mode="json"))
+        app.audit("cancel", reason, status.model_dump(mode="json"))
         return status
+
+    return await call_broker(ctx, run)
+
+
+class ModifyRequest(BaseModel):
+    """A change to an open order. The confirmation token is bound to these fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: int = Field(ge=0, description="IB orderId")
+    quantity: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="new total quantity"
+    )
+    limit_price: Price | None = None
+    stop_price: Price | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ModifyRequest:
+        if self.quantity is None and self.limit_price is None and self.stop_price is None:
+            raise ValueError("nothing to modify: give quantity, limit_price or stop_price")
+        return self
+
+
+class ModifyPreview(BaseModel):
+    """The order as it would stand after the change, and the token modify_order needs."""
+
+    change: ModifyRequest
+    order: Order = Field(description="the order after the change")
+    reference_price: float = Field(description="price used for the caps")
+    notional: float = Field(description="quantity x price x multiplier, account currency")
+    share_of_net_liq: float
+    init_margin_change: float
+    commission: float
+    warning: str
+    confirmation_token: str = Field(description="pass to modify_order with the same change")
+    expires_at: datetime
+
+
+async def preview_modify(ctx: Context, change: ModifyRequest) -> ModifyPreview:
+    """Check a change to an open order as a new order (every limit, IB's what-if) and get the
+    confirmation token modify_order needs (valid 120 s, for this exact change only).
+
+    Examples:
+        preview_modify(change={"order_id": 12, "limit_price": 181.5})
+    """
+    app = state(ctx)
+
+    def run(b: GuardedBroker) -> ModifyPreview:
+        current = b.open_order(change.order_id)
+        changed = b.modified_order(current, change.quantity, change.limit_price, change.stop_price)
+        checked = b.assess(changed)
+        w = b.what_if(checked.order)
+        _refuse_rejected(w)
+        token, ttl = app.confirmations.issue(change)
+        return ModifyPreview(
+            change=change,
+            order=checked.order,
+            reference_price=checked.reference_price,
+            notional=checked.notional,
+            share_of_net_liq=checked.share_of_net_liquidation,
+            init_margin_change=w.init_margin_change,
+            commission=w.commission,
+            warning=w.warning,
+            confirmation_token=token,
+            expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
+        )
 
     return await call_broker(ctx, run)
 
 
 async def modify_order(
     ctx: Context,
-    order_id: Annotated[int, Field(ge=0, description="IB orderId")],
+    change: ModifyRequest,
+    confirmation_token: Annotated[str, Field(min_length=8, max_length=64)],
     reason: Reason,
-    quantity: Annotated[float | None, Field(gt=0, allow_inf_nan=False)] = None,
-    limit_price: Price | None = None,
-    stop_price: Price | None = None,
 ) -> OrderStatus:
-    """Change an open order's quantity or prices; the caps and rate limits apply again.
+    """Change an open order's quantity or prices, presenting the token of preview_modify for
+    this exact change; the changed order passes every limit again, as a new order would.
 
     Examples:
-        modify_order(order_id=12, limit_price=181.5, reason="improve the limit")
+        modify_order(change={"order_id": 12, "limit_price": 181.5}, confirmation_token="k3J...",
+                     reason="improve the limit")
     """
     app = state(ctx)
-    if quantity is None and limit_price is None and stop_price is None:
-        raise ToolError("nothing to modify: give quantity, limit_price or stop_price")
 
-    def run(b: Broker) -> OrderStatus:
-        app.guard.check_kill_switch()
-        current = next((o for o in b.open_orders() if o.order_id == order_id), None)
-        if current is None:
-            raise ToolError(f"no open order with id {order_id}")
-        qty = quantity if quantity is not None else current.remaining
-        price = limit_price or stop_price or current.limit_price or current.stop_price
-        if price is None:
-            q = b.quotes([current.contract])[0]
-            price = (q.ask if current.action == "BUY" else q.bid) or q.price or 0.0
-        net_liq = b.account_summary(current.account_id).net_liquidation
-        app.guard.check_caps(
-            current.contract.symbol, qty, price, current.contract.multiplier, net_liq
-        )
-        app.guard.take_rate_slot()
+    def run(b: GuardedBroker) -> OrderStatus:
+        redemption = app.confirmations.check(confirmation_token, change)
+        if redemption.result is not None:
+            return OrderStatus.model_validate(redemption.result)
         status = b.modify(
-            order_id, quantity=quantity, limit_price=limit_price, stop_price=stop_price
+            change.order_id,
+            quantity=change.quantity,
+            limit_price=change.limit_price,
+            stop_price=change.stop_price,
         )
-        app.guard.audit("modify", app.settings.user, reason, status.model_dump(mode="json"))
+        app.confirmations.spend(redemption, status.model_dump(mode="json"))
+        app.audit("modify", reason, status.model_dump(mode="json"))
         return status
 
     return await call_broker(ctx, run)
@@ -353,6 +403,7 @@ def register(server: IBKRServer, trading: bool) -> None:
     for fn in (preview_order, open_orders, executions):
         add_tool(server, fn, CATEGORY)
     if trading:
+        add_tool(server, preview_modify, CATEGORY)
         add_tool(server, place_order, CATEGORY, read_only=False, destructive=True)
         add_tool(server, cancel_order, CATEGORY, read_only=False, destructive=True)
         add_tool(server, modify_order, CATEGORY, read_only=False, destructive=True)

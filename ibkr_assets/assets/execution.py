@@ -38,8 +38,8 @@ from ibkr_assets.assets.decide_common import (
     frame_records,
     net_liquidation,
 )
-from ibkr_assets.broker import Broker
-from ibkr_assets.broker.errors import BrokerError
+from ibkr_assets.broker import Broker, GuardedBroker
+from ibkr_assets.broker.errors import BrokerError, OrderRefused
 from ibkr_assets.broker.models import Contract, Order, OrderStatus, WhatIfResult
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
@@ -104,7 +104,9 @@ SUBMITTED_COLUMNS = {
     "symbol": "string",
     "action": "string",
     "quantity": "float64",
-    "outcome": "string",  # placed | already_sent | same_side_sent | already_executed | rejected
+    # placed | already_sent | same_side_sent | already_executed | refused (by the order guard)
+    # | rejected (by IB)
+    "outcome": "string",
     "order_id": "Int64",
     "perm_id": "Int64",
     "status": "string",
@@ -392,7 +394,7 @@ Sent = tuple[str, OrderStatus | None]
 
 
 def _known_orders(
-    broker: Broker, account_id: str | None, ref_prefix: str
+    broker: Broker, account_id: str, ref_prefix: str
 ) -> tuple[dict[str, Sent], dict[tuple[str, str], Sent]]:
     """What the broker already has: by exact ``order_ref``, and by (symbol, side) for every
     order of this partition (refs starting with ``ref_prefix``) whatever its size."""
@@ -413,48 +415,55 @@ def _known_orders(
 
 
 def submit_ticket(
-    broker: Broker, ticket: pd.DataFrame, ref_prefix: str, account_id: str | None = None
+    broker: GuardedBroker, ticket: pd.DataFrame, ref_prefix: str, account_id: str | None = None
 ) -> pd.DataFrame:
-    """Place each ticket order the broker has never seen; one row per order with its outcome,
-    IB order id and status.
+    """Place each ticket order the broker has never seen, through the order guard; one row per
+    order with its outcome, IB order id and status.
 
-    An order is skipped when the broker knows its exact ``order_ref`` (a rerun after a crash),
-    and also when it already has an order of this partition (``ref_prefix``) for the same symbol
-    and side at another size — positions moved by partial fills change the diff, and with it
-    the ref, but must never double the trade. A rejected order is recorded, not raised, so the
-    rest of the ticket still goes out."""
-    by_ref, by_side = _known_orders(broker, account_id, ref_prefix)
+    Reconciliation and placement are one step: the account's order lock (shared by every
+    process on the data root) is held from reading what the broker has to the last placement,
+    so any number of simultaneous runs send each order once. An order is skipped when the broker
+    knows its exact ``order_ref`` (a rerun after a crash), and also when it already has an order
+    of this partition (``ref_prefix``) for the same symbol and side at another size — positions
+    moved by partial fills change the diff, and with it the ref, but must never double the
+    trade. An order the guard refuses (outcome ``refused``, the message names the limit) or IB
+    rejects (``rejected``) is recorded, not raised, so the rest of the ticket still goes out."""
     rows = []
-    for _, row in ticket.iterrows():
-        ref = str(row["order_ref"])
-        base = {
-            "order_ref": ref,
-            "symbol": row["symbol"],
-            "action": row["action"],
-            "quantity": float(row["quantity"]),
-        }
-        known = by_ref.get(ref) or by_side.get((str(row["symbol"]), str(row["action"])))
-        if known is not None:
-            outcome, status = known
-        else:
-            order = order_from_row(row, str(row["order_type"]))
-            try:
-                status = broker.place(order.model_copy(update={"account_id": account_id}))
-            except BrokerError as exc:
-                rows.append({**base, "outcome": "rejected", "message": str(exc)})
-                continue
-            outcome = "placed"
-        rows.append(
-            {
-                **base,
-                "outcome": outcome,
-                "order_id": status.order_id if status else None,
-                "perm_id": status.perm_id if status else None,
-                "status": status.status if status else "Filled",
-                "filled": status.filled if status else float(row["quantity"]),
-                "message": status.message if status else "",
+    with broker.account_lock(account_id) as account:
+        by_ref, by_side = _known_orders(broker, account, ref_prefix)
+        for _, row in ticket.iterrows():
+            ref = str(row["order_ref"])
+            base = {
+                "order_ref": ref,
+                "symbol": row["symbol"],
+                "action": row["action"],
+                "quantity": float(row["quantity"]),
             }
-        )
+            known = by_ref.get(ref) or by_side.get((str(row["symbol"]), str(row["action"])))
+            if known is not None:
+                outcome, status = known
+            else:
+                order = order_from_row(row, str(row["order_type"]))
+                try:
+                    status = broker.place(order.model_copy(update={"account_id": account}))
+                except OrderRefused as exc:
+                    rows.append({**base, "outcome": "refused", "message": str(exc)})
+                    continue
+                except BrokerError as exc:
+                    rows.append({**base, "outcome": "rejected", "message": str(exc)})
+                    continue
+                outcome = "placed"
+            rows.append(
+                {
+                    **base,
+                    "outcome": outcome,
+                    "order_id": status.order_id if status else None,
+                    "perm_id": status.perm_id if status else None,
+                    "status": status.status if status else "Filled",
+                    "filled": status.filled if status else float(row["quantity"]),
+                    "message": status.message if status else "",
+                }
+            )
     return pd.DataFrame(rows, columns=list(SUBMITTED_COLUMNS)).astype(SUBMITTED_COLUMNS)
 
 
@@ -496,6 +505,7 @@ def submitted_orders(
                 )
             ),
             "rejected": int(counts.get("rejected", 0)),
+            "refused": int(counts.get("refused", 0)),
             "path": str(path),
         },
     )

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
-from ibkr_assets.broker.errors import BrokerError, LiveTradingNotAllowed
+from ibkr_assets.broker.errors import BrokerError, LiveTradingNotAllowed, OrderRefused
+from ibkr_assets.broker.guard import GuardedBroker, OrderGuard
 from ibkr_assets.broker.protocol import Broker
-from ibkr_assets.broker.settings import BrokerSettings
+from ibkr_assets.broker.settings import BrokerSettings, OrderLimits, PipelineOrderLimits
 
-__all__ = ["Broker", "BrokerError", "BrokerSettings", "connect"]
+__all__ = [
+    "Broker",
+    "BrokerError",
+    "BrokerSettings",
+    "GuardedBroker",
+    "OrderLimits",
+    "OrderRefused",
+    "connect",
+]
 
 
-def connect(settings: BrokerSettings | None = None) -> Broker:
-    """Open the broker the settings name (``IBKR_BACKEND``, default ``sim``).
+def connect(
+    settings: BrokerSettings | None = None, limits: OrderLimits | None = None
+) -> GuardedBroker:
+    """Open the broker the settings name (``IBKR_BACKEND``, default ``sim``), behind the order
+    guard with the sender's ``limits`` (default: the pipeline's, ``IBKR_PIPELINE_*``).
 
     Refuses a live (non-paper) account unless ``allow_live`` is set or the connection is
     read-only: paper is the default everywhere.
     """
     settings = settings or BrokerSettings()
+    limits = limits or PipelineOrderLimits().limits()
     broker: Broker
     if settings.backend == "sim":
         from ibkr_assets.broker.sim import SimBroker
@@ -34,7 +47,7 @@ def connect(settings: BrokerSettings | None = None) -> Broker:
     except BrokerError:
         broker.close()
         raise
-    return broker
+    return GuardedBroker(broker, OrderGuard(settings, limits))
 
 
 def _refuse_unsanctioned_live(broker: Broker, settings: BrokerSettings) -> None:

@@ -91,6 +91,18 @@ class InvalidOrder(OrderRejected):
     default_code = None
 
 
+class OrderRefused(OrderRejected):
+    """The order guard refused the order before it reached the broker: a safety limit (read-only,
+    kill switch, live account, allow-list, caps, rate limits, price distance, quote freshness)
+    would be broken. ``limit`` names the setting that refused it. Nothing was sent."""
+
+    default_code = None
+
+    def __init__(self, message: str, limit: str) -> None:
+        self.limit = limit
+        super().__init__(f"refused by the order guard ({limit}): {message}")
+
+
 class OrderNotFound(BrokerError):
     """No open order with that id (already filled, cancelled, or never placed)."""
 

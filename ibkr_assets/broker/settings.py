@@ -1,17 +1,20 @@
-"""How to reach IB: one settings class read from ``IBKR_*`` environment variables.
+"""How to reach IB and what may be sent there, read from ``IBKR_*`` environment variables.
 
 The pipeline's IB resource and the MCP server both build their broker from these, so one set of
-environment variables points every process at the same account.
+environment variables points every process at the same account and the same order guard
+(:mod:`ibkr_assets.broker.guard`). Account-wide switches (read-only, live opt-in, kill switch,
+allow-list, price-distance and quote-age limits) are fields of :class:`BrokerSettings`; the caps and
+rate limits of each sender (the pipeline, the MCP server) are an :class:`OrderLimits`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BackendName = Literal["sim", "tws", "webapi"]
 
@@ -44,3 +47,97 @@ class BrokerSettings(BaseSettings):
     max_market_data_lines: int = Field(90, ge=1, description="simultaneous snapshots (IB: 100)")
     max_historical_requests: int = Field(40, ge=1, description="simultaneous (IB: 50)")
     connect_attempts: int = Field(5, ge=1, description="connection attempts before giving up")
+    # -- the order guard: account-wide switches, for every sender --------------------------
+    kill_switch: bool = Field(
+        False,
+        validation_alias=AliasChoices("IBKR_KILL_SWITCH", "IBKR_MCP_KILL_SWITCH", "kill_switch"),
+        description="on = no new or modified order is sent (cancels still go through)",
+    )
+    kill_switch_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "IBKR_KILL_SWITCH_FILE", "IBKR_MCP_KILL_SWITCH_FILE", "kill_switch_file"
+        ),
+        description="while this file exists the kill switch is on (default <data root>/KILL)",
+    )
+    allow_symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices(
+            "IBKR_ALLOW_SYMBOLS", "IBKR_MCP_ALLOW_SYMBOLS", "allow_symbols"
+        ),
+        description="comma-separated allow-list of resolved contracts: SYMBOL (its stock/ETF) or "
+        "SYMBOL:SECTYPE (e.g. AAPL:OPT for AAPL's options); empty = any",
+    )
+    max_price_distance: float = Field(
+        0.20,
+        gt=0,
+        description="a limit or stop price further than this fraction from the quote's midpoint "
+        "is refused (0.20 = 20%)",
+    )
+    max_quote_age_s: float = Field(
+        60.0, gt=0, description="a marketable order needs a quote at most this many seconds old"
+    )
+    require_live_quotes: bool = Field(
+        False, description="a marketable order needs live (not delayed) market data"
+    )
+
+    @field_validator("allow_symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("allow_symbols", mode="after")
+    @classmethod
+    def _upper_symbols(cls, value: list[str]) -> list[str]:
+        return [v.upper() for v in value]
+
+    @property
+    def kill_file(self) -> Path:
+        """The kill-switch file: while it exists no new or modified order is sent."""
+        return self.kill_switch_file or Path(self.data_dir) / "KILL"
+
+
+class OrderLimits(BaseModel):
+    """Caps and rate limits of one sender (``principal``) of orders to an account.
+
+    Each process that can send orders states who it is and its limits; the order guard counts
+    every order sent per account, principal and UTC day in a file under the data root, so the
+    limits hold across restarts and across processes. Money is in the account's base currency.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    principal: str = Field(description="who sends: 'pipeline', 'mcp', ...; counters are per name")
+    max_quantity: float = Field(gt=0, description="shares / contracts per order")
+    max_notional: float = Field(gt=0, description="order value at the market, per order")
+    max_nlv_share: float = Field(gt=0, le=1, description="order value / net liquidation")
+    orders_per_minute: int = Field(ge=1, description="orders placed or modified per 60 s")
+    orders_per_day: int = Field(ge=1, description="orders placed or modified per UTC day")
+    max_daily_notional: float = Field(gt=0, description="order value sent per UTC day")
+    allow_live: bool = Field(
+        False, description="this sender may trade a live account (besides IBKR_ALLOW_LIVE)"
+    )
+    setting_prefix: str = Field("", description="environment prefix, named in refusals")
+
+
+class PipelineOrderLimits(BaseSettings):
+    """The daily pipeline's caps, from ``IBKR_PIPELINE_*``: wide enough for the optimiser's own
+    book (12% of NAV per name, a full rebalance in one ticket), tight enough to stop a runaway."""
+
+    model_config = SettingsConfigDict(env_prefix="IBKR_PIPELINE_", extra="ignore")
+
+    max_quantity: float = Field(100_000, gt=0, description="shares per order")
+    max_notional: float = Field(250_000, gt=0, description="order value per order")
+    max_nlv_share: float = Field(0.15, gt=0, le=1, description="order value / net liquidation")
+    orders_per_minute: int = Field(120, ge=1, description="orders per 60 s")
+    orders_per_day: int = Field(400, ge=1, description="orders per UTC day")
+    max_daily_notional: float = Field(2_000_000, gt=0, description="order value per UTC day")
+    allow_live: bool = Field(True, description="live still needs IBKR_ALLOW_LIVE and promotion")
+
+    def limits(self) -> OrderLimits:
+        """These settings as the guard's limits of principal ``pipeline``."""
+        return OrderLimits(
+            principal="pipeline", setting_prefix="IBKR_PIPELINE_", **self.model_dump()
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from ibkr_assets.broker import Broker, BrokerSettings, connect
+from ibkr_assets.broker import BrokerSettings, GuardedBroker, OrderLimits, connect
 
 
 class IBResource(dg.ConfigurableResource):
@@ -31,7 +31,7 @@ class IBResource(dg.ConfigurableResource):
     sim_symbols: int = 700
     sim_now: str | None = None
 
-    _broker: Broker | None = PrivateAttr(default=None)
+    _broker: GuardedBroker | None = PrivateAttr(default=None)
 
     @classmethod
     def from_env(cls) -> IBResource:
@@ -52,9 +52,11 @@ class IBResource(dg.ConfigurableResource):
         )
 
     def settings(self) -> BrokerSettings:
-        """These fields as BrokerSettings (environment variables do not override them)."""
-        return BrokerSettings.model_validate(
-            {
+        """These fields as BrokerSettings (environment variables do not override them); the
+        order guard's account-wide switches (kill switch, allow-list, price and quote limits)
+        come from the environment, so no resource config can drop them."""
+        return BrokerSettings(
+            **{
                 "backend": self.backend,
                 "host": self.host,
                 "port": self.port,
@@ -69,19 +71,18 @@ class IBResource(dg.ConfigurableResource):
             }
         )
 
-    def get_broker(self) -> Broker:
-        """The open connection, opened on first use."""
+    def get_broker(self, limits: OrderLimits | None = None) -> GuardedBroker:
+        """The open connection, opened on first use, behind the order guard with the sender's
+        ``limits`` (default: the pipeline's, ``IBKR_PIPELINE_*``)."""
         if self._broker is None:
-            self._broker = connect(self.settings())
+            self._broker = connect(self.settings(), limits)
         return self._broker
 
-    def broker_at(self, as_of: datetime) -> Broker:
+    def broker_at(self, as_of: datetime) -> GuardedBroker:
         """The broker as of a partition's run time. The simulator can be pinned to any instant,
         so a backfill sees the market as it was; a real IB connection only knows "now", so the
         assets also cut every history and news request at ``as_of``."""
-        broker = self.get_broker()
-        pinned = getattr(broker, "pinned", None)
-        return pinned(as_of) if callable(pinned) else broker
+        return self.get_broker().pinned(as_of)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()

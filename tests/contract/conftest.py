@@ -5,6 +5,9 @@ Every test in this folder runs unchanged against each backend: ``sim`` (in-proce
 the same simulated world (seed, 700 symbols); each backend gets its own temporary data root, so
 its paper account starts fresh, and a clock inside a NYSE session so market orders fill the same
 way on every run (pinned for ``sim``, starting there and running in real time for the gateway).
+
+The suite is about the backends themselves, so it uses the backend behind ``connect``'s order
+guard (``.inner``); the guard has its own tests (tests/unit/test_order_guard.py, tests/safety/).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def broker(
 ) -> Iterator[Broker]:
     data_dir = tmp_path_factory.mktemp(f"contract-{request.param}")
     if request.param == "sim":
-        b = connect(_settings("sim", data_dir))
+        b = connect(_settings("sim", data_dir)).inner
         yield b
         b.close()
         return
@@ -56,6 +59,6 @@ def broker(
         data_dir=data_dir,
         clock=running_clock(SESSION_TIME),
     ) as gateway:
-        b = connect(_settings("tws", data_dir, port=gateway.port))
+        b = connect(_settings("tws", data_dir, port=gateway.port)).inner
         yield b
         b.close()

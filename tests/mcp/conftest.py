@@ -36,11 +36,12 @@ def sim_broker_factory(data_dir: Path):
     """Open the sim backend the way the server does, without touching os.environ."""
     from ibkr_assets.broker import BrokerSettings, connect
 
-    def factory():
+    def factory(settings: MCPSettings):
         return connect(
             BrokerSettings(
                 backend="sim", data_dir=data_dir, sim_now=SESSION_TIME, sim_symbols=SIM_SYMBOLS
-            )
+            ),
+            settings.order_limits(),
         )
 
     return factory

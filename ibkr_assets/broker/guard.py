@@ -1,0 +1,580 @@
+"""The order guard: the one gate every order passes, whoever sends it, before it reaches IB.
+
+:func:`ibkr_assets.broker.connect` wraps every backend in a :class:`GuardedBroker`, so the
+pipeline's submission, the MCP tools and anything added later send orders through
+:meth:`OrderGuard.assess` and the account's order lock. In the order the checks run:
+
+1. **read-only** (``IBKR_READONLY``): nothing is sent, not even a cancel;
+2. **kill switch** (``IBKR_KILL_SWITCH`` or the file ``<data root>/KILL``): no new or modified
+   order; cancels still go through, so a halted book can be flattened by hand;
+3. **live account**: refused unless ``IBKR_ALLOW_LIVE`` and the sender's own opt-in are both on;
+4. **allow-list** (``IBKR_ALLOW_SYMBOLS``) by the *resolved* contract: ``AAPL`` allows AAPL's
+   stock, ``AAPL:OPT`` its options, so an option never passes on its underlying's entry;
+5. **quote**: a marketable order (market, a limit through the touch, a stop already triggered)
+   needs a quote at most ``IBKR_MAX_QUOTE_AGE_S`` old (live data if ``IBKR_REQUIRE_LIVE_QUOTES``);
+   a limit or stop price further than ``IBKR_MAX_PRICE_DISTANCE`` from the quote's midpoint is
+   refused;
+6. **caps valued at the market**: the order is valued at the higher of its own prices and the
+   market it would meet (the ask for a buy, the bid for a sell, else the last price), times the
+   multiplier, so a buy stop at $1 or a sell limit at $0.01 is valued at what it would really
+   cost; per-order quantity, value and share of net liquidation;
+7. **rate and daily limits**, counted per account, sender and UTC day in
+   ``<data root>/guard/orders.sqlite``, shared by every process and kept across restarts:
+   orders per minute, orders per day and value sent per day.
+
+Placement is **exactly once**: under an exclusive lock per account (``<data root>/guard/
+<account>.lock``, an ``flock`` every process on the data root takes), the guard looks the
+order's ``order_ref`` up among the broker's open orders, completed orders and executions and
+returns the order IB already has instead of sending a second one. Callers that reconcile a whole
+ticket first (the pipeline) hold the same lock across reconciliation and placement with
+:meth:`GuardedBroker.account_lock`.
+
+A modify is a new order for the guard: the order as it would stand after the change passes every
+check again and counts against the rate limits. A refusal raises :class:`OrderRefused` naming the
+limit, its setting and by how much it was exceeded; nothing reaches the broker.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ibkr_assets.broker.errors import MarketDataUnavailable, OrderNotFound, OrderRefused
+from ibkr_assets.broker.models import Contract, Execution, Order, OrderStatus, Quote
+from ibkr_assets.broker.protocol import Broker
+from ibkr_assets.broker.settings import BrokerSettings, OrderLimits
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders_sent (
+    account TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    day TEXT NOT NULL,            -- UTC date the order was sent
+    sent_at REAL NOT NULL,        -- wall-clock seconds since the epoch
+    notional REAL NOT NULL,       -- order value at the market, base currency
+    order_ref TEXT NOT NULL,
+    what TEXT NOT NULL            -- 'BUY 10 AAPL LMT 180' for the audit
+);
+CREATE INDEX IF NOT EXISTS orders_sent_day ON orders_sent (account, principal, day);
+"""
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the guard found for one order that passed every check.
+
+    ``reference_price`` is the per-unit price the caps use (the higher of the order's own prices
+    and the market it would meet); ``notional`` = quantity x reference price x multiplier.
+    """
+
+    order: Order
+    account_id: str
+    contract: Contract
+    quote: Quote | None
+    reference_price: float
+    notional: float
+    net_liquidation: float
+    marketable: bool
+
+    @property
+    def share_of_net_liquidation(self) -> float:
+        """Order value / net liquidation."""
+        return self.notional / self.net_liquidation
+
+
+class _AccountLock:
+    """An exclusive lock per account shared by threads (an RLock) and processes (``flock``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._depth == 0:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                    os.close(self._fd)
+                    self._fd = None
+
+
+class OrderGuard:
+    """The limits of one sender (``limits.principal``) on the accounts of one data root.
+
+    ``wall_clock`` (seconds since the epoch) drives the rate limits; tests pass a fake one.
+    Thread-safe; processes coordinate through the files under ``<data root>/guard``.
+    """
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        limits: OrderLimits,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.limits = limits
+        self._wall_clock = wall_clock
+        self._root = Path(settings.data_dir) / "guard"
+        self._locks: dict[str, _AccountLock] = {}
+        self._locks_guard = threading.Lock()
+
+    # -- switches ----------------------------------------------------------------------------
+    def halt_reason(self) -> str | None:
+        """Why no new order may be sent right now (read-only or kill switch), or None."""
+        if self.settings.readonly:
+            return "read-only mode (IBKR_READONLY=true): no order can be sent"
+        if self.settings.kill_switch:
+            return "the kill switch is on (IBKR_KILL_SWITCH); turn it off to trade again"
+        if self.settings.kill_file.exists():
+            return (
+                f"the kill switch is on (the file {self.settings.kill_file} exists); remove it "
+                "to trade again"
+            )
+        return None
+
+    def check_cancel(self) -> None:
+        """A cancel is refused only in read-only mode; the kill switch never blocks it."""
+        if self.settings.readonly:
+            raise OrderRefused(
+                "read-only mode (IBKR_READONLY=true): no order can be sent or cancelled",
+                "readonly",
+            )
+
+    # -- the checks --------------------------------------------------------------------------
+    def assess(self, broker: Broker, order: Order, *, count_daily: bool = True) -> Assessment:
+        """Every check but placement; raises OrderRefused naming the first limit broken.
+
+        ``count_daily=False`` leaves the order out of the daily value limit (a bracket's exits,
+        which only close what their parent opened)."""
+        halted = self.halt_reason()
+        if halted:
+            raise OrderRefused(halted, "readonly" if self.settings.readonly else "kill_switch")
+        account = self.account_for(broker, order.account_id)
+        contract = self._resolved(broker, order.contract)
+        self._check_allowed(contract)
+        order = order.model_copy(update={"contract": contract, "account_id": account})
+        quote = self._quote(broker, contract)
+        self._check_prices(order, quote)
+        marketable = is_marketable(order, quote)
+        if marketable:
+            self._check_fresh(broker, order, quote)
+        price = reference_price(order, quote)
+        if price is None:
+            raise OrderRefused(
+                f"{contract.symbol}: no quote to value a {order.order_type} order at the market; "
+                "send a limit order or wait for market data",
+                "quote",
+            )
+        notional = order.quantity * price * contract.multiplier
+        net_liq = broker.account_summary(account).net_liquidation
+        self._check_caps(order, notional, net_liq)
+        self._check_rates(account, notional if count_daily else 0.0)
+        return Assessment(order, account, contract, quote, price, notional, net_liq, marketable)
+
+    def account_for(self, broker: Broker, wanted: str | None) -> str:
+        """The account an order for ``wanted`` goes to (None = the configured, else primary),
+        refused when it is not managed here or is live without both opt-ins."""
+        accounts = broker.accounts()
+        wanted = wanted or self.settings.account
+        acct = next(
+            (a for a in accounts if (a.account_id == wanted if wanted else a.is_primary)), None
+        )
+        if acct is None:
+            known = ", ".join(a.account_id for a in accounts)
+            raise OrderRefused(
+                f"account {wanted!r} is not managed here (known: {known})", "account"
+            )
+        if not acct.is_paper:
+            if not self.settings.allow_live:
+                raise OrderRefused(
+                    f"account {acct.account_id} is a live (non-paper) account; orders need "
+                    "IBKR_ALLOW_LIVE=true",
+                    "allow_live",
+                )
+            if not self.limits.allow_live:
+                raise OrderRefused(
+                    f"account {acct.account_id} is a live (non-paper) account; orders from "
+                    f"{self.limits.principal} need {self.limits.setting_prefix}ALLOW_LIVE=on",
+                    "allow_live",
+                )
+        return acct.account_id
+
+    @staticmethod
+    def _resolved(broker: Broker, contract: Contract) -> Contract:
+        """The contract as IB defines it: an order's own symbol, type or multiplier is never
+        trusted for the allow-list or the caps."""
+        if contract.conid:
+            return broker.resolve(contract.conid)
+        return broker.resolve(
+            contract.symbol, contract.sec_type, contract.exchange, contract.currency
+        )
+
+    def _check_allowed(self, contract: Contract) -> None:
+        allowed = self.settings.allow_symbols
+        if not allowed:
+            return
+        stock_like = contract.sec_type in ("STK", "ETF")
+        entry = contract.symbol if stock_like else f"{contract.symbol}:{contract.sec_type}"
+        if entry.upper() not in allowed:
+            raise OrderRefused(
+                f"{entry} ({contract.sec_type} conId {contract.conid}) is not on the allow-list "
+                f"IBKR_ALLOW_SYMBOLS ({', '.join(allowed)})",
+                "allow_symbols",
+            )
+
+    @staticmethod
+    def _quote(broker: Broker, contract: Contract) -> Quote | None:
+        try:
+            return broker.quotes([contract])[0]
+        except MarketDataUnavailable:
+            return None
+
+    def _check_prices(self, order: Order, quote: Quote | None) -> None:
+        """A limit or stop price far from the market is a fat finger, or a way round the caps."""
+        mid = _midpoint(quote)
+        if mid is None:
+            return
+        limit = self.settings.max_price_distance
+        for name in ("limit_price", "stop_price"):
+            price = getattr(order, name)
+            if price is None:
+                continue
+            distance = abs(price / mid - 1.0)
+            if distance > limit:
+                raise OrderRefused(
+                    f"{order.contract.symbol}: {name} {price:,.4g} is {distance:.1%} from the "
+                    f"quote's midpoint {mid:,.4g}, beyond the limit of {limit:.0%} "
+                    "(IBKR_MAX_PRICE_DISTANCE)",
+                    "max_price_distance",
+                )
+
+    def _check_fresh(self, broker: Broker, order: Order, quote: Quote | None) -> None:
+        sym = order.contract.symbol
+        if quote is None or _side_price(order, quote) is None:
+            raise OrderRefused(
+                f"{sym}: no quote for a marketable {order.order_type} order; it would fill at "
+                "an unknown price",
+                "quote",
+            )
+        age = (broker.now() - quote.time).total_seconds()
+        limit = self.settings.max_quote_age_s
+        if age > limit:
+            raise OrderRefused(
+                f"{sym}: the quote is {age:,.0f} s old, older than the {limit:g} s a marketable "
+                "order needs (IBKR_MAX_QUOTE_AGE_S)",
+                "max_quote_age_s",
+            )
+        if self.settings.require_live_quotes and quote.market_data_type != 1:
+            raise OrderRefused(
+                f"{sym}: market data is delayed (type {quote.market_data_type}) and a marketable "
+                "order needs live data (IBKR_REQUIRE_LIVE_QUOTES)",
+                "require_live_quotes",
+            )
+
+    def _check_caps(self, order: Order, notional: float, net_liq: float) -> None:
+        lim, sym, pre = self.limits, order.contract.symbol, self.limits.setting_prefix
+        if order.quantity > lim.max_quantity:
+            raise OrderRefused(
+                f"{sym}: quantity {order.quantity:,g} exceeds the cap of {lim.max_quantity:,g} "
+                f"per order by {order.quantity - lim.max_quantity:,g} ({pre}MAX_QUANTITY)",
+                "max_quantity",
+            )
+        if notional > lim.max_notional:
+            raise OrderRefused(
+                f"{sym}: order value {notional:,.2f} at the market exceeds the cap of "
+                f"{lim.max_notional:,.2f} by {notional - lim.max_notional:,.2f} "
+                f"({pre}MAX_NOTIONAL)",
+                "max_notional",
+            )
+        if net_liq <= 0:
+            raise OrderRefused(
+                f"net liquidation is {net_liq:,.2f}; no order can be sized", "max_nlv_share"
+            )
+        share = notional / net_liq
+        if share > lim.max_nlv_share:
+            raise OrderRefused(
+                f"{sym}: order value {notional:,.2f} is {share:.2%} of net liquidation, above the "
+                f"cap of {lim.max_nlv_share:.2%} by {share - lim.max_nlv_share:.2%} "
+                f"({pre}MAX_NLV_SHARE)",
+                "max_nlv_share",
+            )
+
+    # -- persisted counters ------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        self._root.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self._root / "orders.sqlite", timeout=30)
+        con.executescript(_SCHEMA)
+        return con
+
+    def _check_rates(self, account: str, notional: float) -> None:
+        lim, pre = self.limits, self.limits.setting_prefix
+        now = self._wall_clock()
+        day = datetime.fromtimestamp(now, UTC).date().isoformat()
+        with closing(self._db()) as con:
+            minute, today, value = con.execute(
+                "SELECT COUNT(*) FILTER (WHERE sent_at > ?), COUNT(*), COALESCE(SUM(notional), 0) "
+                "FROM orders_sent WHERE account = ? AND principal = ? AND day = ?",
+                (now - 60.0, account, lim.principal, day),
+            ).fetchone()
+        if minute >= lim.orders_per_minute:
+            raise OrderRefused(
+                f"rate limit: {minute} orders from {lim.principal} on {account} in the last "
+                f"minute, the limit is {lim.orders_per_minute} ({pre}ORDERS_PER_MINUTE); wait "
+                "and retry",
+                "orders_per_minute",
+            )
+        if today >= lim.orders_per_day:
+            raise OrderRefused(
+                f"rate limit: {today} orders from {lim.principal} on {account} today (UTC), the "
+                f"limit is {lim.orders_per_day} ({pre}ORDERS_PER_DAY)",
+                "orders_per_day",
+            )
+        if value + notional > lim.max_daily_notional:
+            raise OrderRefused(
+                f"daily value limit: {value:,.2f} sent today plus this order's {notional:,.2f} "
+                f"exceeds {lim.max_daily_notional:,.2f} by "
+                f"{value + notional - lim.max_daily_notional:,.2f} ({pre}MAX_DAILY_NOTIONAL)",
+                "max_daily_notional",
+            )
+
+    def record(self, assessment: Assessment, counted_notional: float) -> None:
+        """Count a sent order against the sender's limits on its account."""
+        o = assessment.order
+        price = o.limit_price or o.stop_price
+        what = f"{o.action} {o.quantity:g} {o.contract.symbol} {o.order_type}" + (
+            f" {price:g}" if price else ""
+        )
+        now = self._wall_clock()
+        with closing(self._db()) as con, con:
+            con.execute(
+                "INSERT INTO orders_sent VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    assessment.account_id,
+                    self.limits.principal,
+                    datetime.fromtimestamp(now, UTC).date().isoformat(),
+                    now,
+                    counted_notional,
+                    o.order_ref,
+                    what,
+                ),
+            )
+
+    # -- the account lock --------------------------------------------------------------------
+    def account_lock(self, account_id: str) -> _AccountLock:
+        """The exclusive lock of an account's order flow (threads and processes)."""
+        safe = "".join(ch if ch.isalnum() else "_" for ch in account_id)
+        with self._locks_guard:
+            lock = self._locks.get(safe)
+            if lock is None:
+                lock = self._locks[safe] = _AccountLock(self._root / f"{safe}.lock")
+            return lock
+
+
+def _midpoint(quote: Quote | None) -> float | None:
+    if quote is None:
+        return None
+    return quote.mid or quote.price
+
+
+def _side_price(order: Order, quote: Quote) -> float | None:
+    """The price the order would meet: the ask for a buy, the bid for a sell, else the last."""
+    side = quote.ask if order.action == "BUY" else quote.bid
+    if side is not None and math.isfinite(side) and side > 0:
+        return side
+    return quote.price
+
+
+def is_marketable(order: Order, quote: Quote | None) -> bool:
+    """Would the order trade at once: a market order, a limit through the touch, or a stop
+    already triggered. Without a quote only a market order is known to be marketable."""
+    if order.order_type == "MKT":
+        return True
+    side = _side_price(order, quote) if quote is not None else None
+    if side is None:
+        return False
+    buy = order.action == "BUY"
+    if order.stop_price is not None:
+        triggered = side >= order.stop_price if buy else side <= order.stop_price
+        if not triggered:
+            return False
+        if order.order_type == "STP":
+            return True
+    limit = order.limit_price
+    return limit is not None and (limit >= side if buy else limit <= side)
+
+
+def reference_price(order: Order, quote: Quote | None) -> float | None:
+    """The per-unit price the caps use: the higher of the order's own limit and stop prices and
+    the market it would meet (ask for a buy, bid for a sell, else last). None when neither the
+    order nor the market gives a price."""
+    prices = [p for p in (order.limit_price, order.stop_price) if p is not None]
+    if quote is not None and (side := _side_price(order, quote)) is not None:
+        prices.append(side)
+    return max(prices) if prices else None
+
+
+def _as_status(order_ref: str, executions: Sequence[Execution]) -> OrderStatus:
+    """The fills of an order IB no longer lists as an order, as its (filled) status."""
+    first = executions[0]
+    shares = sum(e.shares for e in executions)
+    return OrderStatus(
+        order_id=first.order_id,
+        perm_id=first.perm_id,
+        account_id=first.account_id,
+        contract=first.contract,
+        action="BUY" if first.side == "BOT" else "SELL",
+        quantity=shares,
+        order_type="MKT",
+        order_ref=order_ref,
+        status="Filled",
+        filled=shares,
+        remaining=0.0,
+        avg_fill_price=sum(e.shares * e.price for e in executions) / shares,
+        time=max(e.time for e in executions),
+    )
+
+
+class GuardedBroker:
+    """A backend behind the order guard: ``place`` and ``modify`` pass every check and the
+    account lock, ``cancel`` passes the read-only check; everything else is the backend's own.
+    """
+
+    def __init__(self, inner: Broker, guard: OrderGuard) -> None:
+        self.inner = inner
+        self.guard = guard
+        self.name = inner.name
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Reads (quotes, history, accounts, ...) are the backend's own.
+        return getattr(self.inner, attribute)
+
+    def pinned(self, at: datetime) -> GuardedBroker:
+        """The backend pinned to ``at`` (the simulator's backfills), still behind the guard."""
+        pinned = getattr(self.inner, "pinned", None)
+        return GuardedBroker(pinned(at), self.guard) if callable(pinned) else self
+
+    def account_id(self, wanted: str | None = None) -> str:
+        """The account an order for ``wanted`` (None = the configured or primary one) goes to."""
+        return self.guard.account_for(self.inner, wanted)
+
+    @contextmanager
+    def account_lock(self, account_id: str | None = None) -> Iterator[str]:
+        """Hold the account's order lock (reconcile, then place, as one step); yields the id."""
+        account = self.account_id(account_id)
+        with self.guard.account_lock(account).held():
+            yield account
+
+    def assess(self, order: Order) -> Assessment:
+        """Every check, without sending (a preview): raises OrderRefused or says what passed."""
+        return self.guard.assess(self.inner, order, count_daily=order.parent_id is None)
+
+    def known_order(self, order_ref: str, account_id: str | None = None) -> OrderStatus | None:
+        """The order IB already has under ``order_ref`` (open, done today, or only as fills)."""
+        if not order_ref:
+            return None
+        account = self.account_id(account_id)
+        for status in [
+            *self.inner.open_orders(account),
+            *self.inner.completed_orders(account),
+        ]:
+            if status.order_ref == order_ref:
+                return status
+        fills = [e for e in self.inner.executions(account) if e.order_ref == order_ref]
+        return _as_status(order_ref, fills) if fills else None
+
+    def place(self, order: Order) -> OrderStatus:
+        """Send an order that passes the guard, once: an ``order_ref`` IB already has returns
+        that order. Raises OrderRefused (nothing sent) or the backend's errors."""
+        account = self.account_id(order.account_id)
+        with self.guard.account_lock(account).held():
+            existing = self.known_order(order.order_ref, account)
+            if existing is not None:
+                return existing
+            assessment = self.assess(order.model_copy(update={"account_id": account}))
+            status = self.inner.place(assessment.order)
+            counted = assessment.notional if order.parent_id is None else 0.0
+            self.guard.record(assessment, counted)
+            return status
+
+    def modify(
+        self,
+        order_id: int,
+        quantity: float | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+    ) -> OrderStatus:
+        """Change an open order; the order as it would stand passes the guard as a new one."""
+        current = self.open_order(order_id)
+        changed = self.modified_order(current, quantity, limit_price, stop_price)
+        with self.guard.account_lock(current.account_id).held():
+            assessment = self.guard.assess(self.inner, changed, count_daily=True)
+            status = self.inner.modify(
+                order_id, quantity=quantity, limit_price=limit_price, stop_price=stop_price
+            )
+            self.guard.record(assessment, assessment.notional)
+            return status
+
+    def open_order(self, order_id: int) -> OrderStatus:
+        """The open order with IB ``orderId`` ``order_id``, in any managed account."""
+        for acct in self.inner.accounts():
+            for o in self.inner.open_orders(acct.account_id):
+                if o.order_id == order_id:
+                    return o
+        raise OrderNotFound(f"no open order with id {order_id} (filled, cancelled or unknown)")
+
+    @staticmethod
+    def modified_order(
+        current: OrderStatus,
+        quantity: float | None,
+        limit_price: float | None,
+        stop_price: float | None,
+    ) -> Order:
+        """The order as it would stand after a modify (IB: the same orderId, new fields)."""
+        return Order(
+            contract=current.contract,
+            action=current.action,
+            quantity=quantity if quantity is not None else current.quantity,
+            order_type=current.order_type,
+            limit_price=limit_price if limit_price is not None else current.limit_price,
+            stop_price=stop_price if stop_price is not None else current.stop_price,
+            tif=current.tif,
+            account_id=current.account_id,
+            order_ref=current.order_ref,
+        )
+
+    def cancel(self, order_id: int) -> OrderStatus:
+        """Cancel an open order (refused only in read-only mode)."""
+        self.guard.check_cancel()
+        return self.inner.cancel(order_id)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+__all__ = [
+    "Assessment",
+    "GuardedBroker",
+    "OrderGuard",
+    "is_marketable",
+    "reference_price",
+]
