@@ -4,7 +4,9 @@
                                      # IB Gateway (ib_async over a loopback socket)
     ibkr-agent demo --backend sim    # the same on the in-process simulator (no socket)
     ibkr-agent run [--date D]        # the daily job for one NYSE session, with progress
-    ibkr-agent journal verify        # find the first changed, removed or reordered journal row
+    ibkr-agent journal verify        # authenticate the journal; name a changed, forged, removed,
+                                     # reordered or truncated row
+    ibkr-agent promote               # allow live trading after N green paper sessions (journalled)
     ibkr-agent backtest --months 6   # replay the daily decisions of the last 6 months, with costs
 
 Runs are recorded in the Dagster instance under ``<data root>/.dagster``, so ``make dev`` shows
@@ -281,6 +283,48 @@ def _cmd_journal_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_promote(args: argparse.Namespace) -> int:
+    """Check the last N sessions' paper evidence; record the promotion when all of it is green,
+    otherwise list each failing session and why, and write nothing."""
+    from rich.markup import escape
+
+    from ibkr_assets.promotion import promotion_check, record_promotion
+
+    root = _data_dir()
+    try:
+        check = promotion_check(root, args.sessions, args.account)
+    except ValueError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        return 2
+    for evidence in check.sessions:
+        mark = "[green]green[/]" if evidence.green else "[red]NOT green[/]"
+        account = escape(evidence.account or "-")
+        console.print(
+            f"  {evidence.session}  {account:<10} {mark}  {escape(evidence.checks)}", soft_wrap=True
+        )
+        for problem in evidence.problems:
+            console.print(f"      - {escape(problem)}", soft_wrap=True)
+    if not check.ok:
+        for problem in check.problems:
+            console.print(f"[red]{escape(problem)}[/]", soft_wrap=True)
+        failing = sum(not s.green for s in check.sessions)
+        console.print(
+            f"[red]not promoted[/]: {failing} of {len(check.sessions)} sessions not green "
+            f"({check.required} green paper sessions needed); nothing was written",
+            soft_wrap=True,
+        )
+        return 1
+    row = record_promotion(root, check)
+    # the evidence column holds the sessions listed above
+    shown = {k: json.loads(v) if k == "sessions" else v for k, v in row.items() if k != "evidence"}
+    console.print_json(json.dumps(shown))
+    console.print(
+        f"[green]promoted[/]: {check.required} green paper sessions on {escape(str(check.account))}"
+        f"; recorded as journal row {row['seq']}"
+    )
+    return 0
+
+
 def _cmd_backtest(args: argparse.Namespace) -> int:
     """Replay the daily job's decisions over the last ``--months`` (the weekly backtest's
     function), with a progress bar; print the summary table and where the files went."""
@@ -401,6 +445,17 @@ def build_parser() -> argparse.ArgumentParser:
         "rows deleted from the end, or a row Dagster recorded that is missing",
     )
     verify.add_argument("--dir", help="journal directory (default <data root>/decision_log)")
+    promote = sub.add_parser(
+        "promote", help="allow live trading after N green paper sessions (recorded in the journal)"
+    )
+    promote.add_argument(
+        "--sessions",
+        type=int,
+        help="sessions to check (default IBKR_PROMOTION_SESSIONS, 10; never fewer)",
+    )
+    promote.add_argument(
+        "--account", help="the paper account the sessions ran on (default: the newest session's)"
+    )
     bt = sub.add_parser("backtest", help="replay the daily decisions of the last months")
     bt.add_argument("--months", type=int, default=6, help="months to replay (default 6)")
     bt.add_argument("--symbols", type=int, help="only the first N symbols of the watch-list")
@@ -414,7 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "backtest": _cmd_backtest}
+_COMMANDS = {
+    "demo": _cmd_demo,
+    "run": _cmd_run,
+    "backtest": _cmd_backtest,
+    "promote": _cmd_promote,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
