@@ -184,11 +184,11 @@ def _dagster_checks(instance: dg.DagsterInstance, day: str) -> tuple[str, list[s
             if event is None:
                 continue
             data = event.event_specific_data
-            name = f"{data.asset_key.to_user_string()}:{data.check_name}"  # type: ignore[union-attr]
+            name = f"{data.asset_key.to_user_string()}:{data.check_name}"
             if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
                 planned.add(name)
             else:
-                results.setdefault(name, []).append(bool(data.passed))  # type: ignore[union-attr]
+                results.setdefault(name, []).append(bool(data.passed))
     failed = sorted(n for n, outcomes in results.items() if not all(outcomes))
     missing = sorted(planned - results.keys())
     if failed:
