@@ -10,6 +10,12 @@ which is both a ``SimError(321)`` and a ``ValueError`` and names the offending t
 The in-process broker and the TWS-protocol gateway both parse requests through this module, so
 the two backends accept and reject exactly the same strings. Reference: IB TWS API,
 "Historical Bar Data" (valid duration units and bar sizes).
+
+How far back one request may reach depends on the bar size (:func:`check_span`): IB's "Step Sizes"
+table (TWS API, Historical Data Limitations, ``#hd_step_sizes``) lists, per duration, the bar
+sizes a request of that length may use, so that "only a few thousand bars are returned at a time";
+its longest row is 1 Y. For bars of a day or longer, which IB serves further back than a year, the
+older API guide's rule of at most 2000 bars per request bounds the duration instead.
 """
 
 from __future__ import annotations
@@ -143,6 +149,51 @@ def parse_bar_size(text: str) -> BarSize:
     raise SpecError(f"Invalid bar size {text!r}: IB accepts {', '.join(BAR_SIZES)}")
 
 
+#: Average calendar lengths, in seconds, to compare durations written in different units.
+_UNIT_SECONDS = {"S": 1.0, "D": 86_400.0, "W": 7 * 86_400.0, "Y": 365.25 * 86_400.0}
+_UNIT_SECONDS["M"] = _UNIT_SECONDS["Y"] / 12
+
+#: The longest duration of one request, per bar size. Intraday sizes from IB's Step Sizes table
+#: (the longest row that allows the size: 1800 S up to "1 secs", 1 D up to "1 min", 1 W up to
+#: "20 mins", 1 M up to "8 hours"); daily and longer bars from the 2000-bars-per-request rule
+#: (7 Y of sessions = ~1,764 bars, 38 Y of weeks = ~1,983, 166 Y of months = 1,992).
+MAX_DURATION: dict[str, Duration] = {
+    "1 secs": Duration(1800, "S"),
+    "5 secs": Duration(3600, "S"),
+    "10 secs": Duration(14400, "S"),
+    "15 secs": Duration(14400, "S"),
+    "30 secs": Duration(28800, "S"),
+    "1 min": Duration(1, "D"),
+    "2 mins": Duration(2, "D"),
+    **dict.fromkeys(["3 mins", "5 mins", "10 mins", "15 mins", "20 mins"], Duration(1, "W")),
+    **dict.fromkeys(
+        ["30 mins", "1 hour", "2 hours", "3 hours", "4 hours", "8 hours"], Duration(1, "M")
+    ),
+    "1 day": Duration(7, "Y"),
+    "1 week": Duration(38, "Y"),
+    "1 month": Duration(166, "Y"),
+}
+
+
+def span_seconds(duration: Duration) -> float:
+    """A duration's length in seconds, months and years at their average calendar length."""
+    return duration.count * _UNIT_SECONDS[duration.unit]
+
+
+def check_span(duration: str, bar_size: str) -> tuple[Duration, BarSize]:
+    """Parse a request's duration and bar size and check the duration against
+    :data:`MAX_DURATION` for that bar size; :class:`SpecError` naming the limit otherwise."""
+    span, size = parse_duration(duration), parse_bar_size(bar_size)
+    limit = MAX_DURATION[size.text]
+    if span_seconds(span) > span_seconds(limit):
+        rule = "2000 bars per request" if size.is_daily else "historical-data step sizes"
+        raise SpecError(
+            f"Duration {span.text!r} is too long for {size.text!r} bars: at most {limit.text} "
+            f"per request (IB's {rule}); ask for a shorter duration or a larger bar size"
+        )
+    return span, size
+
+
 def start_of(end: datetime, duration: Duration | str) -> datetime:
     """The start of a request reaching back ``duration`` from ``end`` (same timezone as ``end``)."""
     span = parse_duration(duration) if isinstance(duration, str) else duration
@@ -157,9 +208,12 @@ def start_of(end: datetime, duration: Duration | str) -> datetime:
 
 __all__ = [
     "BAR_SIZES",
+    "MAX_DURATION",
     "BarSize",
     "Duration",
+    "check_span",
     "parse_bar_size",
     "parse_duration",
+    "span_seconds",
     "start_of",
 ]

@@ -20,28 +20,47 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
+from pydantic import ValidationError
 
-from mcp_server.config import MCPSettings
-from mcp_server.security import InsecureBinding
+from mcp_server.config import LOOPBACK_HOSTS, MCPSettings
+from mcp_server.security import InsecureBinding, uvicorn_tls
 
 
 def serve(transport: str, host: str, port: int) -> None:
     """Run the server until interrupted; the broker connection closes on the way out."""
     from mcp_server.server import build_server, http_app
 
-    server = build_server(MCPSettings())
+    settings = MCPSettings()
+    server = build_server(settings)
     try:
         if transport == "stdio":
             server.run("stdio")
         else:
             import uvicorn
 
-            app = http_app(server, host)
-            mode = "on" if server.app_state.settings.trading else "off"
-            print(f"ibkr-mcp: http://{host}:{port}/mcp (trading {mode})", file=sys.stderr)
-            uvicorn.run(app, host=host, port=port, log_level="warning")
+            app = http_app(server, host, port)
+            mode = "on" if settings.trading else "off"
+            scheme = "https" if settings.tls else "http"
+            print(f"ibkr-mcp: {scheme}://{host}:{port}/mcp (trading {mode})", file=sys.stderr)
+            if host not in LOOPBACK_HOSTS and not settings.tls:
+                print(
+                    "ibkr-mcp: warning: the bearer token crosses the network in clear text; "
+                    "set IBKR_MCP_TLS_CERT and IBKR_MCP_TLS_KEY to serve HTTPS",
+                    file=sys.stderr,
+                )
+            uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_tls(settings))
     finally:
         server.app_state.close()
+
+
+def settings_error(exc: ValidationError) -> str:
+    """A settings validation failure as one line per setting, without pydantic's decoration."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return "invalid settings: " + "; ".join(lines)
 
 
 def _client(url: str | None) -> Any:
@@ -142,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve(args.transport, args.host, args.port)
         except InsecureBinding as exc:
             parser.exit(2, f"ibkr-mcp: {exc}\n")
+        except ValidationError as exc:
+            parser.exit(2, f"ibkr-mcp: {settings_error(exc)}\n")
         return 0
     if args.command == "tools":
         return anyio.run(_tools, args.url, args.category, args.json)

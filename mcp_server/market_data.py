@@ -2,7 +2,9 @@
 
 Quotes are IB snapshots (bid/ask/last/volume and the previous close, IB tick 9); bars follow IB's
 reqHistoricalData grammar: ``duration`` like "30 D", "6 M", "1 Y" and ``bar_size`` like "1 min",
-"1 hour", "1 day"; ``what_to_show`` TRADES, MIDPOINT, BID or ASK.
+"1 hour", "1 day"; ``what_to_show`` TRADES, MIDPOINT, BID or ASK. One request reaches back at most
+as far as IB serves for its bar size (``ibkr_sim.ibspec.MAX_DURATION``: 1 D of 1-minute bars,
+1 M of hourly bars, 7 Y of daily bars...), so an answer stays a few thousand bars.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from ibkr_assets.broker.models import Bar, Contract, NewsHeadline, OrderBook, Quote, WhatToShow
+from ibkr_sim import ibspec  # IB's duration / bar-size rules, shared with the backends
+from ibkr_sim.errors import SpecError
 from mcp_server.context import add_tool, call_broker, resolve
 from mcp_server.reference import SecTypeParam, Symbol
 
@@ -93,7 +98,12 @@ async def history(
     ctx: Context,
     symbol: Symbol,
     duration: Annotated[
-        str, Field(pattern=r"^\d+ [SDWMY]$", description='IB duration: "30 D", "6 M", "1 Y"')
+        str,
+        Field(
+            pattern=r"^\d{1,6} [SDWMY]$",
+            description='IB duration: "30 D", "6 M", "1 Y"; at most 1 D of 1 min bars, 1 W of '
+            "5 mins, 1 M of 1 hour, 7 Y of 1 day",
+        ),
     ] = "6 M",
     bar_size: Annotated[
         str, Field(max_length=10, description='IB bar size: "1 min", "1 hour", "1 day"')
@@ -101,11 +111,17 @@ async def history(
     what_to_show: WhatToShow = "TRADES",
     sec_type: SecTypeParam = "STK",
 ) -> BarSeries:
-    """Historical OHLCV bars (IB reqHistoricalData), oldest first.
+    """Historical OHLCV bars (IB reqHistoricalData), oldest first. How far back one request
+    reaches depends on the bar size, as at IB (1 D of 1 min bars, 1 M of 1 hour, 7 Y of 1 day).
 
     Examples:
         history(symbol="AAPL", duration="30 D", bar_size="1 day")
+        history(symbol="SPY", duration="1 D", bar_size="5 mins")
     """
+    try:
+        ibspec.check_span(duration, bar_size)
+    except SpecError as exc:
+        raise ToolError(exc.message) from None
 
     def run(b) -> BarSeries:
         c = resolve(b, symbol, sec_type)

@@ -5,28 +5,45 @@ Files under ``IBKR_DATA_DIR`` (see :mod:`ibkr_assets.resources.storage`):
 ``decision_log/*.parquet`` (the hash-chained journal), ``features/YYYY-MM-DD.parquet`` (one row
 per symbol) and the ``alpha_scores`` table of ``warehouse.duckdb``. A tool whose file does not
 exist yet answers with a clear "not produced yet" naming the file it looked for. ``date`` omitted
-means the latest file present.
+means the latest file present. While a run holds the warehouse's write lock, ``feature_row`` waits
+up to ``IBKR_MCP_WAREHOUSE_WAIT_S`` for it, then says the warehouse is busy.
+
+``run_daily_pipeline`` exists only with ``IBKR_MCP_TRADING=on`` and refuses while the order guard
+halts trading (read-only or kill switch). One run at a time per data root: the launched process
+inherits an ``flock`` on ``<data>/mcp/pipeline.lock`` and holds it until it exits, so a second
+launch, from this server or another, answers "already running" with the first run's pid, start
+and log. At most one launch per ``IBKR_MCP_PIPELINE_INTERVAL_MIN`` minutes. The run connects to IB
+with its own clientId (``IBKR_MCP_PIPELINE_CLIENT_ID``, default the server's ``IBKR_CLIENT_ID`` +
+1000), so it never collides with the server's connection (IB error 326). A thread waits on the
+process (no zombie) and records its exit in ``<data>/mcp/pipeline_run.json``, which
+``pipeline_run_status`` reads back with the log's last lines.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import anyio
 import pandas as pd
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from mcp_server.context import add_tool, state
+from mcp_server.context import AppState, add_tool, state
 from mcp_server.reference import Symbol
+from mcp_server.trading import Reason
 
 if TYPE_CHECKING:
     from mcp_server.server import IBKRServer
@@ -66,13 +83,28 @@ class FeatureRow(BaseModel):
     alpha: dict[str, Any] | None = Field(None, description="alpha_scores row, if computed")
 
 
-class RunLaunched(BaseModel):
-    """A daily run started in the background."""
+#: How far back the client id of a launched run is from the server's, by default.
+PIPELINE_CLIENT_ID_OFFSET = 1000
+#: Lines of the run's log ``pipeline_run_status`` returns by default.
+LOG_TAIL_LINES = 40
 
-    date: str
+
+class PipelineRun(BaseModel):
+    """The last daily run launched through MCP on this data root, and how it ended."""
+
+    state: Literal["running", "succeeded", "failed", "unknown"] = Field(
+        description="unknown: the process is gone but no exit code was recorded (the server "
+        "that launched it stopped first); read the log"
+    )
+    date: str = Field(description="the session it runs, or 'latest'")
     pid: int
+    client_id: int = Field(description="the IB clientId the run connects with")
     command: list[str]
+    started_at: datetime
+    finished_at: datetime | None = None
+    exit_code: int | None = None
     log_path: str
+    log_tail: list[str] = Field(default_factory=list, description="the log's last lines")
 
 
 def _clean(value: Any) -> Any:
@@ -158,25 +190,40 @@ async def journal_entries(
     )
 
 
-def _alpha_row(warehouse: Path, symbol: str, stamp: str) -> dict[str, Any] | None:
-    """The symbol's alpha_scores row for the date from the DuckDB warehouse, read-only."""
+def _alpha_row(warehouse: Path, symbol: str, stamp: str, wait_s: float) -> dict[str, Any] | None:
+    """The symbol's alpha_scores row for the date from the DuckDB warehouse, read-only; None when
+    the warehouse or the table does not exist yet. While another process holds the warehouse's
+    write lock (a running pipeline), retry for ``wait_s`` seconds, then raise a ToolError."""
     if not warehouse.exists():
         return None
     import duckdb
 
-    try:
-        with duckdb.connect(str(warehouse), read_only=True) as con:
-            tables = con.execute(
-                "select table_schema from information_schema.tables where table_name = "
-                "'alpha_scores'"
-            ).fetchall()
-            if not tables:
-                return None
-            frame = con.execute(
-                f'select * from "{tables[0][0]}".alpha_scores where symbol = ?', [symbol]
-            ).df()
-    except duckdb.Error:
-        return None  # locked by a running pipeline, or another layout: not available
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with duckdb.connect(str(warehouse), read_only=True) as con:
+                tables = con.execute(
+                    "select table_schema from information_schema.tables where table_name = "
+                    "'alpha_scores'"
+                ).fetchall()
+                if not tables:
+                    return None
+                frame = con.execute(
+                    f'select * from "{tables[0][0]}".alpha_scores where symbol = ?', [symbol]
+                ).df()
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise ToolError(f"cannot read alpha scores from {warehouse}: {exc}") from None
+            if time.monotonic() >= deadline:
+                raise ToolError(
+                    f"the warehouse {warehouse} is busy: another process (a pipeline run) holds "
+                    f"its write lock and did not release it within {wait_s:g} s "
+                    "(IBKR_MCP_WAREHOUSE_WAIT_S); retry when the run has finished"
+                ) from None
+            time.sleep(min(0.25, max(deadline - time.monotonic(), 0.0)))
+        except duckdb.Error as exc:
+            raise ToolError(f"cannot read alpha scores from {warehouse}: {exc}") from None
     for col in ("partition", "session", "date"):
         if col in frame.columns:
             frame = frame.loc[frame[col].astype(str).str.startswith(stamp)]
@@ -190,31 +237,89 @@ async def feature_row(ctx: Context, symbol: Symbol, date: Day = None) -> Feature
     Examples:
         feature_row(symbol="AAPL")
     """
-    root = state(ctx).data_dir
-    path, stamp = _dated(root / "features", "{date}.parquet", date, "feature matrix")
-    frame = pd.read_parquet(path)
-    sym = symbol.upper()
-    rows = frame.loc[frame["symbol"] == sym] if "symbol" in frame.columns else frame.loc[[sym]]
-    if rows.empty:
-        raise ToolError(f"{sym} is not in the feature matrix of {stamp} ({len(frame)} symbols)")
-    return FeatureRow(
-        symbol=sym,
-        date=stamp,
-        features=_records(rows.tail(1))[0],
-        alpha=_alpha_row(root / "warehouse.duckdb", sym, stamp),
-    )
-
-
-async def run_daily_pipeline(
-    ctx: Context, date: Day = None, reason: Annotated[str, Field(max_length=500)] = ""
-) -> RunLaunched:
-    """Start the daily pipeline for a session in the background (``ibkr-agent run --date D``).
-    Orders are submitted only if the pipeline's own auto-submit setting is on.
-
-    Examples:
-        run_daily_pipeline(date="2026-11-23", reason="re-run after data fix")
-    """
     app = state(ctx)
+    root = app.data_dir
+
+    def run() -> FeatureRow:
+        path, stamp = _dated(root / "features", "{date}.parquet", date, "feature matrix")
+        frame = pd.read_parquet(path)
+        sym = symbol.upper()
+        if "symbol" in frame.columns:
+            rows = frame.loc[frame["symbol"] == sym]
+        else:
+            rows = frame.loc[frame.index == sym]
+        if rows.empty:
+            raise ToolError(f"{sym} is not in the feature matrix of {stamp} ({len(frame)} symbols)")
+        alpha = _alpha_row(root / "warehouse.duckdb", sym, stamp, app.settings.warehouse_wait_s)
+        return FeatureRow(symbol=sym, date=stamp, features=_records(rows.tail(1))[0], alpha=alpha)
+
+    return await anyio.to_thread.run_sync(run)
+
+
+# -- launching a run -----------------------------------------------------------------------------
+#: The reaper thread of each run this process launched, by pid.
+_REAPERS: dict[int, threading.Thread] = {}
+
+
+def _run_paths(root: Path) -> tuple[Path, Path]:
+    """The launch record and the lock file of ``run_daily_pipeline`` under a data root."""
+    folder = root / "mcp"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "pipeline_run.json", folder / "pipeline.lock"
+
+
+def _take_lock(path: Path) -> int | None:
+    """An open descriptor holding the exclusive ``flock`` on ``path``, or None if a process
+    (a running pipeline) holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_record(path: Path) -> PipelineRun | None:
+    if not path.exists():
+        return None
+    return PipelineRun.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def _write_record(path: Path, run: PipelineRun) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(run.model_dump_json(exclude={"log_tail"}, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _log_tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` lines of a log (reading at most its last 64 KiB)."""
+    if not path.exists():
+        return []
+    with path.open("rb") as fh:
+        fh.seek(max(path.stat().st_size - 65_536, 0))
+        text = fh.read().decode("utf-8", errors="replace")
+    return text.splitlines()[-lines:]
+
+
+def _reap(proc: subprocess.Popen[bytes], record_path: Path) -> None:
+    """Wait for a launched run (so it never lingers as a zombie) and record how it ended."""
+    code = proc.wait()
+    run = _read_record(record_path)
+    if run is not None and run.pid == proc.pid:
+        _write_record(
+            record_path,
+            run.model_copy(
+                update={
+                    "state": "succeeded" if code == 0 else "failed",
+                    "exit_code": code,
+                    "finished_at": datetime.now(UTC),
+                }
+            ),
+        )
+
+
+def _pipeline_cli(app: AppState) -> str:
     name = app.settings.agent_cli
     cli = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if cli is None:
@@ -222,25 +327,138 @@ async def run_daily_pipeline(
             f"the pipeline CLI {name!r} is not available; install the package "
             "(pip install -e .) to launch runs"
         )
-    command = [cli, "run"] + (["--date", date.isoformat()] if date else [])
-    logs = app.data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"mcp_run_{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    return cli
+
+
+def _client_id(app: AppState) -> int:
+    """The IB clientId of a launched run: distinct from the server's own connection."""
+    if app.settings.pipeline_client_id is not None:
+        return app.settings.pipeline_client_id
+    return app.order_guard.settings.client_id + PIPELINE_CLIENT_ID_OFFSET
+
+
+def _launch(app: AppState, day: date | None, reason: str) -> PipelineRun:
+    """Start ``<agent_cli> run [--date D]`` under the lock, or refuse saying why."""
+    halt = app.order_guard.halt_reason()
+    if halt is not None:
+        raise ToolError(f"run_daily_pipeline refused: {halt}")
+    cli = _pipeline_cli(app)
+    record_path, lock_path = _run_paths(app.data_dir)
+    fd = _take_lock(lock_path)
+    if fd is None:
+        last = _read_record(record_path)
+        detail = (
+            f"pid {last.pid}, started at {last.started_at:%Y-%m-%d %H:%M:%S} UTC, log "
+            f"{last.log_path}"
+            if last is not None
+            else f"lock {lock_path} held"
         )
-    app.guard.audit("run_daily_pipeline", app.settings.user, reason, {"command": command})
-    return RunLaunched(
-        date=date.isoformat() if date else "latest",
-        pid=proc.pid,
-        command=command,
-        log_path=str(log_path),
+        raise ToolError(f"a daily pipeline run is already running: {detail}")
+    try:
+        last = _read_record(record_path)
+        interval = timedelta(minutes=app.settings.pipeline_interval_min)
+        now = datetime.now(UTC)
+        if last is not None and now - last.started_at < interval:
+            raise ToolError(
+                f"run_daily_pipeline was last launched at {last.started_at:%H:%M:%S} UTC; at most "
+                f"one launch per {app.settings.pipeline_interval_min:g} minutes "
+                f"(IBKR_MCP_PIPELINE_INTERVAL_MIN): next at {last.started_at + interval:%H:%M:%S} "
+                "UTC"
+            )
+        command = [cli, "run"] + (["--date", day.isoformat()] if day else [])
+        client_id = _client_id(app)
+        env = {
+            **os.environ,
+            "IBKR_CLIENT_ID": str(client_id),
+            "IBKR_DATA_DIR": str(app.data_dir),
+        }
+        logs = app.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"mcp_run_{now:%Y%m%dT%H%M%S}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                pass_fds=(fd,),  # the run holds the lock until it exits
+                start_new_session=True,
+            )
+        run = PipelineRun(
+            state="running",
+            date=day.isoformat() if day else "latest",
+            pid=proc.pid,
+            client_id=client_id,
+            command=command,
+            started_at=now,
+            log_path=str(log_path),
+        )
+        _write_record(record_path, run)
+    finally:
+        os.close(fd)
+    reaper = threading.Thread(
+        target=_reap, args=(proc, record_path), name=f"pipeline-reaper-{proc.pid}", daemon=True
     )
+    reaper.start()
+    _REAPERS[proc.pid] = reaper
+    app.audit(
+        "run_daily_pipeline",
+        reason,
+        {"command": command, "pid": proc.pid, "client_id": client_id, "log": str(log_path)},
+    )
+    return run
 
 
-def register(server: IBKRServer) -> None:
-    """Add this category's tools to the server."""
-    for fn in (latest_order_ticket, risk_report, journal_entries, feature_row):
+async def run_daily_pipeline(ctx: Context, reason: Reason, date: Day = None) -> PipelineRun:
+    """Start the daily pipeline for a session in the background (``ibkr-agent run --date D``),
+    one run at a time, with its own IB clientId; follow it with pipeline_run_status. Orders are
+    submitted only if the pipeline's own auto-submit setting is on, through the order guard.
+
+    Examples:
+        run_daily_pipeline(date="2026-11-23", reason="re-run after data fix")
+    """
+    app = state(ctx)
+    return await anyio.to_thread.run_sync(_launch, app, date, reason)
+
+
+async def pipeline_run_status(
+    ctx: Context,
+    lines: Annotated[int, Field(ge=0, le=500, description="log lines to return")] = LOG_TAIL_LINES,
+) -> PipelineRun:
+    """The last run launched with run_daily_pipeline: running, succeeded or failed, its exit
+    code and the end of its log.
+
+    Examples:
+        pipeline_run_status() ; pipeline_run_status(lines=100)
+    """
+    app = state(ctx)
+    record_path, lock_path = _run_paths(app.data_dir)
+
+    def run() -> PipelineRun:
+        last = _read_record(record_path)
+        if last is None:
+            raise NotProducedYet(f"no pipeline run launched through MCP yet (no {record_path})")
+        if last.exit_code is None:
+            fd = _take_lock(lock_path)
+            if fd is None:
+                last = last.model_copy(update={"state": "running"})
+            else:
+                os.close(fd)
+                reaper = _REAPERS.get(last.pid)
+                if reaper is not None:  # ours: it has just ended; let the reaper record it
+                    reaper.join(timeout=5)
+                    last = _read_record(record_path) or last
+                if last.exit_code is None:
+                    last = last.model_copy(update={"state": "unknown"})
+        return last.model_copy(update={"log_tail": _log_tail(Path(last.log_path), lines)})
+
+    return await anyio.to_thread.run_sync(run)
+
+
+def register(server: IBKRServer, trading: bool) -> None:
+    """Add this category's tools to the server; the launcher only when trading is on."""
+    for fn in (latest_order_ticket, risk_report, journal_entries, feature_row, pipeline_run_status):
         add_tool(server, fn, CATEGORY, open_world=False)
-    add_tool(server, run_daily_pipeline, CATEGORY, read_only=False, open_world=False)
+    if trading:
+        add_tool(server, run_daily_pipeline, CATEGORY, read_only=False, open_world=False)

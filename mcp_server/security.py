@@ -3,9 +3,13 @@
 * The server binds 127.0.0.1 by default. Listening on any other address requires a bearer token
   (``IBKR_MCP_TOKEN``); every request must then carry ``Authorization: Bearer <token>``, compared
   in constant time. The token is never logged or echoed in an error.
-* Host and Origin headers are checked on every route (MCP and plain HTTP) against loopback names,
-  the bind address and ``IBKR_MCP_ALLOWED_HOSTS`` / ``IBKR_MCP_ALLOWED_ORIGINS``: a page on another
-  site cannot reach the server through DNS rebinding (MCP spec, "Security Warning").
+* Host and Origin headers are checked on every route (MCP and plain HTTP): the Host against
+  loopback names and the bind address, the Origin against the server's own origin (its scheme,
+  a loopback name or the bind address, and its port), plus ``IBKR_MCP_ALLOWED_HOSTS`` /
+  ``IBKR_MCP_ALLOWED_ORIGINS``. A page on another site cannot reach the server through DNS
+  rebinding (MCP spec, "Security Warning"), nor can a page served by another local port.
+* Off loopback the token travels with every request: serve HTTPS there with
+  ``IBKR_MCP_TLS_CERT`` / ``IBKR_MCP_TLS_KEY`` (see :func:`uvicorn_tls`).
 """
 
 from __future__ import annotations
@@ -23,19 +27,27 @@ class InsecureBinding(ValueError):
     """Asked to listen off loopback without a bearer token."""
 
 
-def transport_security(settings: MCPSettings, host: str) -> TransportSecuritySettings:
-    """Allowed Host and Origin values for a server bound to ``host``."""
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+def transport_security(settings: MCPSettings, host: str, port: int) -> TransportSecuritySettings:
+    """Allowed Host and Origin values for a server bound to ``host``:``port``."""
+    names = ["127.0.0.1", "localhost", "[::1]"]
     if host not in LOOPBACK_HOSTS and host not in ("0.0.0.0", "::"):
-        name = f"[{host}]" if ":" in host else host
-        hosts.append(f"{name}:*")
-        origins += [f"http://{name}:*", f"https://{name}:*"]
+        names.append(f"[{host}]" if ":" in host else host)
+    scheme = "https" if settings.tls else "http"
+    origins = [f"{scheme}://{n}:{port}" for n in names]
+    if port == {"http": 80, "https": 443}[scheme]:  # browsers leave the default port out
+        origins += [f"{scheme}://{n}" for n in names]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=hosts + settings.allowed_hosts,
+        allowed_hosts=[f"{n}:*" for n in names] + settings.allowed_hosts,
         allowed_origins=origins + settings.allowed_origins,
     )
+
+
+def uvicorn_tls(settings: MCPSettings) -> dict[str, str]:
+    """uvicorn's ``ssl_certfile`` / ``ssl_keyfile`` from the TLS settings (empty without TLS)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return {}
+    return {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
 
 
 def require_token_off_loopback(settings: MCPSettings, host: str) -> None:
@@ -70,9 +82,9 @@ async def _reject(send: Send, status: int, message: str, extra: list | None = No
 class SecurityMiddleware:
     """ASGI middleware: Host/Origin validation, then the bearer token when one is configured."""
 
-    def __init__(self, app: ASGIApp, settings: MCPSettings, host: str) -> None:
+    def __init__(self, app: ASGIApp, settings: MCPSettings, host: str, port: int) -> None:
         self.app = app
-        self.security = transport_security(settings, host)
+        self.security = transport_security(settings, host, port)
         self._token = settings.token.get_secret_value().encode() if settings.token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,7 +98,13 @@ class SecurityMiddleware:
             return
         origin = headers.get("origin")
         if origin and not _matches(origin, self.security.allowed_origins):
-            await _reject(send, 403, "Origin not allowed (see IBKR_MCP_ALLOWED_ORIGINS)")
+            own = self.security.allowed_origins[0]
+            await _reject(
+                send,
+                403,
+                f"Origin {origin!r} not allowed: only the server's own origin ({own}) and "
+                "IBKR_MCP_ALLOWED_ORIGINS",
+            )
             return
         if self._token is not None:
             auth = headers.get("authorization", "")

@@ -105,6 +105,51 @@ def test_cli_serve_refuses_non_loopback_without_token(tmp_path):
     assert "refusing to listen on 0.0.0.0" in out.stderr and "IBKR_MCP_TOKEN" in out.stderr
 
 
+def test_cli_serve_refuses_a_short_token_without_echoing_it(tmp_path):
+    short = "tok-" + "x" * 10
+    out = subprocess.run(
+        [sys.executable, "-m", "mcp_server.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**os.environ, **sim_env(tmp_path), "IBKR_MCP_TOKEN": short},
+    )
+    assert out.returncode == 2
+    assert "IBKR_MCP_TOKEN is 14 characters; use at least 32" in out.stderr
+    assert short not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cli_preview_then_place_across_two_processes(tmp_path):
+    """The README's flow: ``ibkr-mcp call preview_order`` then ``ibkr-mcp call place_order`` with
+    its token and a reason, each call its own stdio server (no --url)."""
+    env = {**os.environ, **sim_env(tmp_path), "IBKR_MCP_TRADING": "on"}
+    env.pop("IBKR_MCP_TOKEN", None)
+    order = {"symbol": "MSFT", "action": "BUY", "quantity": 2}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "mcp_server.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+
+    preview = cli("call", "preview_order", "--args", json.dumps({"order": order}))
+    assert preview.returncode == 0, preview.stderr
+    token = json.loads(preview.stdout)["confirmation_token"]
+    args = {"order": order, "confirmation_token": token, "reason": "rebalance: MSFT under target"}
+    placed = cli("call", "place_order", "--args", json.dumps(args))
+    assert placed.returncode == 0, placed.stderr
+    order_ref = json.loads(placed.stdout)["orders"][0]["order_ref"]
+    broker = sim_broker_factory(tmp_path)(MCPSettings(data_dir=tmp_path))
+    try:
+        fills = [e for e in broker.executions() if e.order_ref == order_ref]
+    finally:
+        broker.close()
+    assert sum(e.shares for e in fills) == 2
+
+
 def test_console_script_spawns_its_own_stdio_server(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "ibkr-mcp")
     out = subprocess.run(

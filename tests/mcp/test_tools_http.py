@@ -8,7 +8,6 @@ keep serving afterwards.
 from __future__ import annotations
 
 import json
-from datetime import date
 
 import pandas as pd
 import pytest
@@ -128,12 +127,12 @@ async def test_accounts_and_summary(running):
     text = await err(running, "select_account", {"account_id": "DU000"})
     assert "DU000" in text and "known" in text
     other = next(a for a in ids if a != accts["selected"])
-    try:
-        chosen = await ok(running, "select_account", {"account_id": other})
-        assert chosen["selected"] == other
-        assert (await ok(running, "account_summary"))["account_id"] == other
-    finally:
-        await ok(running, "select_account", {"account_id": accts["selected"]})
+    async with Client(running.url) as session:  # the choice lasts for this session only
+        chosen = await session.call_tool("select_account", {"account_id": other})
+        assert chosen.structured_content["selected"] == other
+        summary = await session.call_tool("account_summary", {})
+        assert summary.structured_content["account_id"] == other
+    assert (await ok(running, "account_summary"))["account_id"] == accts["selected"]
 
 
 def test_plain_http_call_reaches_the_broker(running):
@@ -286,8 +285,6 @@ async def test_pipeline_outputs_read_back(running, data_dir):
     )
     entries = await ok(running, "journal_entries", {"limit": 2})
     assert entries["total_rows"] == 3 and [e["seq"] for e in entries["entries"]] == [3, 2]
-    launched = await ok(running, "run_daily_pipeline", {"date": str(date(2026, 11, 20))})
-    assert launched["command"][-2:] == ["--date", "2026-11-20"] and launched["pid"] > 0
 
 
 async def test_run_daily_pipeline_without_cli_is_a_clear_error(running):
@@ -295,7 +292,7 @@ async def test_run_daily_pipeline_without_cli_is_a_clear_error(running):
     settings = app.settings
     app.settings = settings.model_copy(update={"agent_cli": "no-such-ibkr-agent"})
     try:
-        text = await err(running, "run_daily_pipeline", {})
+        text = await err(running, "run_daily_pipeline", {"reason": "nightly re-run"})
     finally:
         app.settings = settings
     assert "'no-such-ibkr-agent' is not available" in text
