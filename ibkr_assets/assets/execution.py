@@ -43,6 +43,7 @@ from ibkr_assets.broker.errors import BrokerError, OrderRefused
 from ibkr_assets.broker.models import Contract, Order, OrderStatus, WhatIfResult
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
+from ibkr_assets.promotion import live_trading_promoted
 from ibkr_assets.quant.decision import diff_orders
 from ibkr_assets.quant.orders import (
     ProposedOrder,
@@ -467,6 +468,28 @@ def submit_ticket(
     return pd.DataFrame(rows, columns=list(SUBMITTED_COLUMNS)).astype(SUBMITTED_COLUMNS)
 
 
+def unpromoted_live_account(
+    broker: GuardedBroker, account_id: str | None, data_root: Path
+) -> str | None:
+    """Why the ticket stays a recommendation: the account is live and ``ibkr-agent promote``
+    has not recorded enough green paper sessions (None for a paper or promoted account).
+    Raises JournalNotVerified when the journal holding the promotion fails verification."""
+    accounts = broker.accounts()
+    account = next(
+        (a for a in accounts if a.account_id == account_id),
+        next(a for a in accounts if a.is_primary),
+    )
+    if account.is_paper:
+        return None
+    if live_trading_promoted(data_root) is not None:
+        return None
+    return (
+        f"{account.account_id} is a live account and live trading has not been promoted: the "
+        "ticket is a recommendation only; run `ibkr-agent promote` after enough green paper "
+        "sessions"
+    )
+
+
 @decide_asset(deps=["order_ticket"])
 def submitted_orders(
     context: dg.AssetExecutionContext,
@@ -478,18 +501,23 @@ def submitted_orders(
     and statuses; orders the broker already has are never sent again."""
     partition = context.partition_key
     ticket = read_ticket(storage.report_path("order_ticket", partition, "json"))
+    frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in SUBMITTED_COLUMNS.items()})
+    held_back = ""
     if decide.auto_submit and len(ticket):
         broker = ib.broker_at(as_of(partition))
-        frame = submit_ticket(
-            broker, ticket, f"{decide.order_ref_prefix}:{partition}:", account_id=ib.account
-        )
-    else:
-        frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in SUBMITTED_COLUMNS.items()})
+        held_back = unpromoted_live_account(broker, ib.account, storage.root) or ""
+        if held_back:
+            context.log.warning(held_back)
+        else:
+            frame = submit_ticket(
+                broker, ticket, f"{decide.order_ref_prefix}:{partition}:", account_id=ib.account
+            )
     path = storage.write_json(
         storage.report_path("submitted_orders", partition, "json"),
         {
             "partition": partition,
             "auto_submit": decide.auto_submit,
+            "recommendation_only": held_back,
             "orders": frame_records(frame),
         },
     )
@@ -506,6 +534,7 @@ def submitted_orders(
             ),
             "rejected": int(counts.get("rejected", 0)),
             "refused": int(counts.get("refused", 0)),
+            "recommendation_only": held_back or "no",
             "path": str(path),
         },
     )
