@@ -127,12 +127,12 @@ async def test_accounts_and_summary(running):
     text = await err(running, "select_account", {"account_id": "DU000"})
     assert "DU000" in text and "known" in text
     other = next(a for a in ids if a != accts["selected"])
-    async with Client(running.url) as session:  # the choice lasts for this session only
-        chosen = await session.call_tool("select_account", {"account_id": other})
-        assert chosen.structured_content["selected"] == other
-        summary = await session.call_tool("account_summary", {})
-        assert summary.structured_content["account_id"] == other
+    chosen = await ok(running, "select_account", {"account_id": other})
+    assert chosen["selected"] == other
+    # A choice never switches the account of other sessions; an explicit account_id always works.
     assert (await ok(running, "account_summary"))["account_id"] == accts["selected"]
+    explicit = await ok(running, "account_summary", {"account_id": other})
+    assert explicit["account_id"] == other
 
 
 def test_plain_http_call_reaches_the_broker(running):
