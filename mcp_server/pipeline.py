@@ -317,6 +317,7 @@ def _reap(proc: subprocess.Popen[bytes], record_path: Path) -> None:
                 }
             ),
         )
+    _REAPERS.pop(proc.pid, None)
 
 
 def _pipeline_cli(app: AppState) -> str:

@@ -125,6 +125,28 @@ async def test_a_run_launched_by_another_server_blocks_this_one(tmp_path):
     assert done["state"] == "succeeded" and done["exit_code"] == 0
 
 
+async def test_a_run_whose_end_was_not_recorded_is_unknown(tmp_path):
+    """The server that launched it stopped before the run ended: no exit code, lock free."""
+    (tmp_path / "mcp").mkdir()
+    (tmp_path / "logs").mkdir()
+    log = tmp_path / "logs" / "mcp_run_20261120T143000.log"
+    log.write_text("".join(f"line {i}\n" for i in range(60)))
+    record = {
+        "state": "running",
+        "date": "latest",
+        "pid": 999_999,
+        "client_id": 1001,
+        "command": ["ibkr-agent", "run"],
+        "started_at": "2026-11-20T14:30:00Z",
+        "log_path": str(log),
+    }
+    (tmp_path / "mcp" / "pipeline_run.json").write_text(json.dumps(record))
+    with server(tmp_path) as running:
+        status = (await call(running, "pipeline_run_status", {"lines": 3})).structured_content
+    assert status["state"] == "unknown" and status["exit_code"] is None
+    assert status["log_tail"] == ["line 57", "line 58", "line 59"]
+
+
 async def test_rate_limited_between_launches(tmp_path):
     cli = fake_cli(tmp_path, seconds=0, exit_code=0)
     with server(tmp_path, agent_cli=cli, pipeline_interval_min=10) as running:
