@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -19,6 +21,7 @@ from ibkr_assets.assets.execution import (
     unpromoted_live_account,
 )
 from ibkr_assets.broker import BrokerSettings, connect
+from ibkr_sim.gateway import running_clock, start_gateway
 
 from .conftest import SESSION_TIME, SIM_SYMBOLS, World
 
@@ -67,11 +70,15 @@ from datetime import datetime
 import pandas as pd
 from ibkr_assets.assets.execution import TICKET_COLUMNS, submit_ticket
 from ibkr_assets.broker import BrokerSettings, connect
+from ibkr_sim.gateway import running_clock, start_gateway
 
 data_dir, ticket_path, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
 ticket = pd.DataFrame(json.load(open(ticket_path))).astype(TICKET_COLUMNS)
 now, symbols = datetime.fromisoformat(sys.argv[4]), int(sys.argv[5])
-broker = connect(BrokerSettings(backend="sim", data_dir=data_dir, sim_now=now, sim_symbols=symbols))
+backend, port, client_id = sys.argv[7], int(sys.argv[8]), int(sys.argv[9])
+broker = connect(BrokerSettings(backend=backend, data_dir=data_dir, sim_now=now,
+                                sim_symbols=symbols, port=port, client_id=client_id,
+                                pacing=False))
 while time.time() < start:
     time.sleep(0.001)
 frame = submit_ticket(broker, ticket, sys.argv[6])
@@ -79,12 +86,41 @@ print(json.dumps(frame["outcome"].tolist()))
 """
 
 
-def test_three_simultaneous_submissions_send_each_order_once(world: World):
+@contextmanager
+def _venue(world: World, backend: str) -> Iterator[int]:
+    """The port of the simulated gateway on this world for ``tws``; 0 for the in-process sim."""
+    if backend == "sim":
+        yield 0
+        return
+    with start_gateway(
+        host="127.0.0.1",
+        port=0,
+        seed=7,
+        symbols=SIM_SYMBOLS,
+        pacing="off",
+        data_dir=world.data_dir,
+        clock=running_clock(SESSION_TIME),
+    ) as gateway:
+        yield gateway.port
+
+
+@pytest.mark.parametrize("backend", ["sim", "tws"])
+def test_three_simultaneous_submissions_send_each_order_once(world: World, backend: str):
     ticket = _ticket(world)
     path = world.data_dir / "ticket.json"
     path.write_text(ticket.to_json(orient="records"))
-    start = time.time() + 6.0  # every worker imported and connected by then
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    with _venue(world, backend) as port:
+        start = time.time() + 8.0  # every worker imported and connected by then
+        outcomes = _run_workers(world, path, start, env, backend, port)
+    assert Counter(outcomes)["placed"] == len(SYMBOLS)  # one worker placed each, once
+    refs = Counter(e.order_ref for e in world.account().executions())
+    assert refs == Counter(ticket["order_ref"])
+    for sym in SYMBOLS:
+        assert world.holdings(sym) == 7
+
+
+def _run_workers(world, path, start, env, backend, port) -> list[str]:
     workers = [
         subprocess.Popen(
             [
@@ -97,24 +133,23 @@ def test_three_simultaneous_submissions_send_each_order_once(world: World):
                 SESSION_TIME.isoformat(),
                 str(SIM_SYMBOLS),
                 PREFIX,
+                backend,
+                str(port),
+                str(21 + n),  # one IB clientId per process, as IB requires
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
         )
-        for _ in range(3)
+        for n in range(3)
     ]
     outcomes = []
     for w in workers:
         out, err = w.communicate(timeout=120)
         assert w.returncode == 0, err
         outcomes += json.loads(out.strip().splitlines()[-1])
-    assert Counter(outcomes)["placed"] == len(SYMBOLS)  # one worker placed each, once
-    refs = Counter(e.order_ref for e in world.account().executions())
-    assert refs == Counter(ticket["order_ref"])
-    for sym in SYMBOLS:
-        assert world.holdings(sym) == 7
+    return outcomes
 
 
 def test_kill_switch_stops_the_pipelines_submission(world: World):
@@ -140,9 +175,11 @@ def test_pipeline_caps_refuse_and_name_their_setting(world: World, monkeypatch):
     assert over.any() and (~over).any()
     refused = frame.loc[frame["outcome"] == "refused", "symbol"]
     assert set(refused) == set(ticket.loc[over, "symbol"])
-    assert frame.loc[frame["outcome"] == "refused", "message"].str.contains(
-        "IBKR_PIPELINE_MAX_NOTIONAL"
-    ).all()
+    assert (
+        frame.loc[frame["outcome"] == "refused", "message"]
+        .str.contains("IBKR_PIPELINE_MAX_NOTIONAL")
+        .all()
+    )
     held = {p.contract.symbol for p in world.account().positions()}
     assert held == set(ticket.loc[~over, "symbol"])
 
