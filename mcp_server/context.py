@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ibkr_assets.broker import Broker, BrokerError, GuardedBroker
 from ibkr_assets.broker.guard import OrderGuard
@@ -55,9 +55,7 @@ class AppState:
     broker_factory: Callable[[MCPSettings], GuardedBroker] = broker_from_env
     confirmations: ConfirmationStore = field(init=False)
     audit_log: AuditLog = field(init=False)
-    _selected: weakref.WeakKeyDictionary[object, str] = field(
-        default_factory=weakref.WeakKeyDictionary, init=False
-    )
+    _selected: dict[str, str] = field(default_factory=dict, init=False)
     _broker: GuardedBroker | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -88,17 +86,12 @@ class AppState:
         """Append an order action to the MCP order log, as this server's user."""
         self.audit_log.append(action, self.settings.user, why, what)
 
-    def selected_account(self, session: object | None) -> str | None:
+    def selected_account(self, session: str | None) -> str | None:
         """The account an MCP session chose with ``select_account`` (None: the primary)."""
         return self._selected.get(session) if session is not None else None
 
-    def select_account(self, session: object | None, account_id: str) -> None:
+    def select_account(self, session: str, account_id: str) -> None:
         """Make ``account_id`` the default of one MCP session only."""
-        if session is None:
-            raise ToolError(
-                "select_account needs an MCP session; over plain HTTP pass account_id to each "
-                "tool instead"
-            )
         self._selected[session] = account_id
 
     def close(self) -> None:
@@ -109,13 +102,33 @@ class AppState:
                 self._broker = None
 
 
-def session_key(ctx: Context) -> object | None:
-    """The MCP session a call belongs to (None for the plain-HTTP routes). Choices made for a
-    session are held weakly: they go when the session does."""
+def session_key(ctx: Context) -> str | None:
+    """The MCP session a call belongs to, or None where there is none.
+
+    MCP 2026-07-28 is stateless (each request stands alone, no ``Mcp-Session-Id``), and so are
+    the plain-HTTP routes: None. A handshake-era (2025) client over streamable HTTP is keyed by
+    its ``Mcp-Session-Id``; over stdio a server process has exactly one client."""
     try:
-        return ctx.request_context.session
+        request = ctx.request_context
     except ValueError:
         return None
+    if request.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        return None
+    if request.request is None:
+        return "stdio"
+    return request.request.headers.get("mcp-session-id")
+
+
+def require_session(ctx: Context) -> str:
+    """The call's MCP session, or a tool error saying there is none and what to do instead."""
+    session = session_key(ctx)
+    if session is None:
+        raise ToolError(
+            "this request has no MCP session to remember an account for (MCP 2026-07-28 "
+            "requests and the plain-HTTP routes are stateless): pass account_id to each tool "
+            "instead, or set IBKR_ACCOUNT for the whole server"
+        )
+    return session
 
 
 def state(ctx: Context) -> AppState:

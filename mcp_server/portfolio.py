@@ -14,7 +14,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from ibkr_assets.broker.models import Account, AccountSummary, CashBalance, PnL, Position
-from mcp_server.context import add_tool, call_broker, session_key, state
+from mcp_server.context import add_tool, call_broker, require_session, session_key, state
 
 if TYPE_CHECKING:
     from mcp_server.server import IBKRServer
@@ -70,17 +70,19 @@ async def list_accounts(ctx: Context) -> AccountList:
 async def select_account(
     ctx: Context, account_id: Annotated[str, Field(min_length=1, max_length=32)]
 ) -> AccountList:
-    """Use this account by default in every later tool call of this MCP session (other
-    sessions keep their own; plain-HTTP callers pass account_id to each tool).
+    """Use this account by default in every later tool call of this MCP session; other
+    sessions keep their own. Stateless requests (MCP 2026-07-28, plain HTTP) have no session:
+    pass account_id to each tool there.
 
     Examples:
         select_account(account_id="DU222222")
     """
+    session = require_session(ctx)
     accounts = await call_broker(ctx, lambda b: b.accounts())
     known = [a.account_id for a in accounts]
     if account_id not in known:
         raise ToolError(f"account {account_id!r} is not managed here (known: {', '.join(known)})")
-    state(ctx).select_account(session_key(ctx), account_id)
+    state(ctx).select_account(session, account_id)
     return AccountList(accounts=accounts, selected=account_id)
 
 

@@ -220,10 +220,21 @@ async def preview_order(ctx: Context, order: OrderRequest) -> Preview:
     return await call_broker(ctx, run)
 
 
+ConfirmationToken = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=64,
+        description="the confirmation_token preview_order (or preview_modify) returned; "
+        "preview first",
+    ),
+]
+
+
 async def place_order(
     ctx: Context,
     order: OrderRequest,
-    confirmation_token: Annotated[str, Field(min_length=8, max_length=64)],
+    confirmation_token: ConfirmationToken,
     reason: Reason,
 ) -> Placed:
     """Send an order previewed with preview_order, presenting its confirmation token. Confirming
@@ -349,7 +360,7 @@ async def preview_modify(ctx: Context, change: ModifyRequest) -> ModifyPreview:
 async def modify_order(
     ctx: Context,
     change: ModifyRequest,
-    confirmation_token: Annotated[str, Field(min_length=8, max_length=64)],
+    confirmation_token: ConfirmationToken,
     reason: Reason,
 ) -> OrderStatus:
     """Change an open order's quantity or prices, presenting the token of preview_modify for

@@ -9,15 +9,18 @@ pipeline's submission, the MCP tools and anything added later send orders throug
    order; cancels still go through, so a halted book can be flattened by hand;
 3. **live account**: refused unless ``IBKR_ALLOW_LIVE`` and the sender's own opt-in are both on;
 4. **allow-list** (``IBKR_ALLOW_SYMBOLS``) by the *resolved* contract: ``AAPL`` allows AAPL's
-   stock, ``AAPL:OPT`` its options, so an option never passes on its underlying's entry;
+   stock (as does ``AAPL:STK``), ``AAPL:OPT`` its options, so an option never passes on its
+   underlying's entry;
 5. **quote**: a marketable order (market, a limit through the touch, a stop already triggered)
    needs a quote at most ``IBKR_MAX_QUOTE_AGE_S`` old (live data if ``IBKR_REQUIRE_LIVE_QUOTES``);
    a limit or stop price further than ``IBKR_MAX_PRICE_DISTANCE`` from the quote's midpoint is
    refused;
 6. **caps valued at the market**: the order is valued at the higher of its own prices and the
    market it would meet (the ask for a buy, the bid for a sell, else the last price), times the
-   multiplier, so a buy stop at $1 or a sell limit at $0.01 is valued at what it would really
-   cost; per-order quantity, value and share of net liquidation;
+   multiplier, in the account's base currency, so a buy stop at $1 or a sell limit at $0.01 is
+   valued at what it would really cost; an instrument with no quote at all is refused, since
+   neither its value nor its prices can be checked; per-order quantity, value and share of net
+   liquidation;
 7. **rate and daily limits**, counted per account, sender and UTC day in
    ``<data root>/guard/orders.sqlite``, shared by every process and kept across restarts:
    orders per minute, orders per day and value sent per day.
@@ -49,7 +52,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ibkr_assets.broker.errors import MarketDataUnavailable, OrderNotFound, OrderRefused
+from ibkr_assets.broker.errors import (
+    BrokerError,
+    MarketDataUnavailable,
+    OrderNotFound,
+    OrderRefused,
+)
 from ibkr_assets.broker.models import Contract, Execution, Order, OrderStatus, Quote
 from ibkr_assets.broker.protocol import Broker
 from ibkr_assets.broker.settings import BrokerSettings, OrderLimits
@@ -64,7 +72,7 @@ CREATE TABLE IF NOT EXISTS orders_sent (
     order_ref TEXT NOT NULL,
     what TEXT NOT NULL            -- 'BUY 10 AAPL LMT 180' for the audit
 );
-CREATE INDEX IF NOT EXISTS orders_sent_day ON orders_sent (account, principal, day);
+CREATE INDEX IF NOT EXISTS orders_sent_time ON orders_sent (account, principal, sent_at);
 """
 
 
@@ -174,19 +182,22 @@ class OrderGuard:
         self._check_allowed(contract)
         order = order.model_copy(update={"contract": contract, "account_id": account})
         quote = self._quote(broker, contract)
+        if quote is None or _midpoint(quote) is None:
+            raise OrderRefused(
+                f"{contract.symbol}: no quote, so the order cannot be valued at the market nor its "
+                "prices checked against it; wait for market data",
+                "quote",
+            )
         self._check_prices(order, quote)
         marketable = is_marketable(order, quote)
         if marketable:
             self._check_fresh(broker, order, quote)
         price = reference_price(order, quote)
-        if price is None:
-            raise OrderRefused(
-                f"{contract.symbol}: no quote to value a {order.order_type} order at the market; "
-                "send a limit order or wait for market data",
-                "quote",
-            )
-        notional = order.quantity * price * contract.multiplier
-        net_liq = broker.account_summary(account).net_liquidation
+        assert price is not None  # the quote has a midpoint
+        summary = broker.account_summary(account)
+        rate = self._to_base(broker, account, contract.currency, summary.currency)
+        notional = order.quantity * price * contract.multiplier * rate
+        net_liq = summary.net_liquidation
         self._check_caps(order, notional, net_liq)
         self._check_rates(account, notional if count_daily else 0.0)
         return Assessment(order, account, contract, quote, price, notional, net_liq, marketable)
@@ -220,6 +231,28 @@ class OrderGuard:
         return acct.account_id
 
     @staticmethod
+    def _to_base(broker: Broker, account: str, currency: str, base: str) -> float:
+        """Units of the account's base currency per unit of ``currency``: the cash ledger's
+        rate where the account holds that currency, else the FX pair's quote."""
+        if currency == base:
+            return 1.0
+        for line in broker.cash_balances(account):
+            if line.currency == currency and line.fx_rate > 0:
+                return line.fx_rate
+        for symbol, quoted, invert in ((base, currency, True), (currency, base, False)):
+            try:
+                pair = broker.resolve(symbol, "CASH", "IDEALPRO", quoted)
+                mid = _midpoint(broker.quotes([pair])[0])
+            except BrokerError:
+                continue
+            if mid:
+                return 1.0 / mid if invert else mid
+        raise OrderRefused(
+            f"no {base}/{currency} rate to value the order in the account's base currency",
+            "quote",
+        )
+
+    @staticmethod
     def _resolved(broker: Broker, contract: Contract) -> Contract:
         """The contract as IB defines it: an order's own symbol, type or multiplier is never
         trusted for the allow-list or the caps."""
@@ -233,9 +266,12 @@ class OrderGuard:
         allowed = self.settings.allow_symbols
         if not allowed:
             return
-        stock_like = contract.sec_type in ("STK", "ETF")
-        entry = contract.symbol if stock_like else f"{contract.symbol}:{contract.sec_type}"
-        if entry.upper() not in allowed:
+        entry = f"{contract.symbol}:{contract.sec_type}".upper()
+        names = {entry}
+        if contract.sec_type in ("STK", "ETF"):  # a bare symbol names the stock
+            entry = contract.symbol.upper()
+            names.add(entry)
+        if not names & set(allowed):
             raise OrderRefused(
                 f"{entry} ({contract.sec_type} conId {contract.conid}) is not on the allow-list "
                 f"IBKR_ALLOW_SYMBOLS ({', '.join(allowed)})",
@@ -332,9 +368,10 @@ class OrderGuard:
         day = datetime.fromtimestamp(now, UTC).date().isoformat()
         with closing(self._db()) as con:
             minute, today, value = con.execute(
-                "SELECT COUNT(*) FILTER (WHERE sent_at > ?), COUNT(*), COALESCE(SUM(notional), 0) "
-                "FROM orders_sent WHERE account = ? AND principal = ? AND day = ?",
-                (now - 60.0, account, lim.principal, day),
+                "SELECT COUNT(*) FILTER (WHERE sent_at > ?), COUNT(*) FILTER (WHERE day = ?), "
+                "COALESCE(SUM(notional) FILTER (WHERE day = ?), 0) "
+                "FROM orders_sent WHERE account = ? AND principal = ? AND sent_at > ?",
+                (now - 60.0, day, day, account, lim.principal, now - 2 * 86_400.0),
             ).fetchone()
         if minute >= lim.orders_per_minute:
             raise OrderRefused(

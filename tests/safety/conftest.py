@@ -133,10 +133,13 @@ class Session:
 
 
 @asynccontextmanager
-async def mcp_session(world: World, transport: str, **env: str) -> AsyncIterator[Session]:
+async def mcp_session(
+    world: World, transport: str, mode: str = "auto", **env: str
+) -> AsyncIterator[Session]:
     """A client session with a server started the way a user starts it: ``ibkr-mcp serve`` over
     stdio as a subprocess, or the HTTP app on a free loopback port; both read the same
-    ``IBKR_*`` environment."""
+    ``IBKR_*`` environment. ``mode="legacy"`` speaks the handshake-era protocol (sessions);
+    the default negotiates MCP 2026-07-28 (stateless)."""
     values = world.server_env(**env)
     if transport == "stdio":
         params = StdioServerParameters(
@@ -144,14 +147,14 @@ async def mcp_session(world: World, transport: str, **env: str) -> AsyncIterator
             args=["-m", "mcp_server.cli", "serve", "--transport", "stdio"],
             env={**os.environ, **values},
         )
-        async with Client(params) as client:
+        async with Client(params, mode=mode) as client:
             yield Session(client)
         return
     with _env(values):
         server = build_server(MCPSettings())
         try:
             with serve_in_thread(server) as port:
-                async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                async with Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as client:
                     yield Session(client)
         finally:
             server.app_state.close()
