@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from mcp import Client
 
 from mcp_server.config import MCPSettings
 from mcp_server.server import IBKRServer, build_server, serve_in_thread
@@ -76,6 +77,46 @@ def serve_http(
             yield Running(server, port, f"127.0.0.1:{port}")
     finally:
         server.app_state.close()
+
+
+#: Tight caps of the trading-on test servers.
+CAPS = {"max_quantity": 500, "max_notional": 60_000, "max_nlv_share": 0.05}
+
+
+@contextmanager
+def trading_server(data_dir: Path) -> Iterator[Running]:
+    """A trading-on server with tight caps and generous rate limits on ``data_dir``."""
+    settings = MCPSettings(
+        data_dir=data_dir,
+        trading=True,
+        orders_per_minute=50,
+        orders_per_day=100,
+        user="pytest",
+        agent_cli="true",
+        **CAPS,
+    )
+    with serve_http(settings, broker_factory=sim_broker_factory(data_dir)) as r:
+        yield r
+
+
+async def call(running: Running, name: str, args: dict | None = None):
+    """One tool call through a real MCP client."""
+    async with Client(running.url) as client:
+        return await client.call_tool(name, args or {})
+
+
+async def ok(running: Running, name: str, args: dict | None = None) -> dict:
+    """A tool call that must succeed: its structured result."""
+    result = await call(running, name, args)
+    assert not result.is_error, result.content[0].text
+    return result.structured_content
+
+
+async def err(running: Running, name: str, args: dict | None = None) -> str:
+    """A tool call that must fail: its message."""
+    result = await call(running, name, args)
+    assert result.is_error, result.structured_content
+    return result.content[0].text
 
 
 @pytest.fixture

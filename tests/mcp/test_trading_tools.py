@@ -10,13 +10,11 @@ import json
 import pytest
 from mcp import Client
 
-from mcp_server.config import MCPSettings
-
-from .conftest import serve_http, sim_broker_factory
+from .conftest import err, ok, trading_server
 
 pytestmark = pytest.mark.anyio
 
-CAPS = {"max_quantity": 500, "max_notional": 60_000, "max_nlv_share": 0.05}
+
 MARKET_BUY = {"symbol": "MSFT", "action": "BUY", "quantity": 5, "order_type": "MKT"}
 
 
@@ -27,34 +25,8 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def running(data_dir):
-    settings = MCPSettings(
-        data_dir=data_dir,
-        trading=True,
-        orders_per_minute=50,
-        orders_per_day=100,
-        user="pytest",
-        agent_cli="true",
-        **CAPS,
-    )
-    with serve_http(settings, broker_factory=sim_broker_factory(data_dir)) as r:
+    with trading_server(data_dir) as r:
         yield r
-
-
-async def call(running, name: str, args: dict | None = None):
-    async with Client(running.url) as client:
-        return await client.call_tool(name, args or {})
-
-
-async def ok(running, name: str, args: dict | None = None) -> dict:
-    result = await call(running, name, args)
-    assert not result.is_error, result.content[0].text
-    return result.structured_content
-
-
-async def err(running, name: str, args: dict | None = None) -> str:
-    result = await call(running, name, args)
-    assert result.is_error, result.structured_content
-    return result.content[0].text
 
 
 def broker(running):
