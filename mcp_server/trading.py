@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ibkr_assets.broker import GuardedBroker
 from ibkr_assets.broker.errors import InvalidOrder
+from ibkr_assets.broker.guard import Assessment
 from ibkr_assets.broker.models import (
     Execution,
     Order,
@@ -88,10 +89,10 @@ class OrderRequest(BaseModel):
         return self
 
 
-class Preview(BaseModel):
-    """What the order would do, and the token that lets ``place_order`` send it."""
+class Checked(BaseModel):
+    """What an order would do once it passed the order guard and IB's what-if, and the token
+    that lets it be sent."""
 
-    order: OrderRequest
     account_id: str
     reference_price: float = Field(
         description="price used for the caps: the higher of the order's prices and the market"
@@ -104,8 +105,33 @@ class Preview(BaseModel):
     commission: float
     accepted: bool = Field(description="False if IB would reject it (see warning)")
     warning: str
-    confirmation_token: str = Field(description="pass to place_order with the same order")
+    confirmation_token: str = Field(description="pass back with the very same request")
     expires_at: datetime
+
+    @classmethod
+    def of(cls, checked: Assessment, w: WhatIfResult, token: str, ttl: float, **fields):
+        """The preview of an order the guard assessed and IB what-if'ed, with its token."""
+        return cls(
+            account_id=checked.account_id,
+            reference_price=checked.reference_price,
+            notional=checked.notional,
+            share_of_net_liq=checked.share_of_net_liquidation,
+            init_margin_change=w.init_margin_change,
+            maint_margin_change=w.maint_margin_change,
+            excess_liquidity_after=w.excess_liquidity_after,
+            commission=w.commission,
+            accepted=w.accepted,
+            warning=w.warning,
+            confirmation_token=token,
+            expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
+            **fields,
+        )
+
+
+class Preview(Checked):
+    """A new order: what it would do, and the token ``place_order`` needs."""
+
+    order: OrderRequest
 
 
 class Placed(BaseModel):
@@ -201,21 +227,7 @@ async def preview_order(ctx: Context, order: OrderRequest) -> Preview:
         w = b.what_if(checked.order)
         _refuse_rejected(w)
         token, ttl = app.confirmations.issue(req)
-        return Preview(
-            order=req,
-            account_id=checked.account_id,
-            reference_price=checked.reference_price,
-            notional=checked.notional,
-            share_of_net_liq=checked.share_of_net_liquidation,
-            init_margin_change=w.init_margin_change,
-            maint_margin_change=w.maint_margin_change,
-            excess_liquidity_after=w.excess_liquidity_after,
-            commission=w.commission,
-            accepted=w.accepted,
-            warning=w.warning,
-            confirmation_token=token,
-            expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
-        )
+        return Preview.of(checked, w, token, ttl, order=req)
 
     return await call_broker(ctx, run)
 
@@ -310,19 +322,12 @@ class ModifyRequest(BaseModel):
         return self
 
 
-class ModifyPreview(BaseModel):
-    """The order as it would stand after the change, and the token modify_order needs."""
+class ModifyPreview(Checked):
+    """A change to an open order: the order as it would stand, and the token modify_order
+    needs."""
 
     change: ModifyRequest
     order: Order = Field(description="the order after the change")
-    reference_price: float = Field(description="price used for the caps")
-    notional: float = Field(description="quantity x price x multiplier, account currency")
-    share_of_net_liq: float
-    init_margin_change: float
-    commission: float
-    warning: str
-    confirmation_token: str = Field(description="pass to modify_order with the same change")
-    expires_at: datetime
 
 
 async def preview_modify(ctx: Context, change: ModifyRequest) -> ModifyPreview:
@@ -341,18 +346,7 @@ async def preview_modify(ctx: Context, change: ModifyRequest) -> ModifyPreview:
         w = b.what_if(checked.order)
         _refuse_rejected(w)
         token, ttl = app.confirmations.issue(change)
-        return ModifyPreview(
-            change=change,
-            order=checked.order,
-            reference_price=checked.reference_price,
-            notional=checked.notional,
-            share_of_net_liq=checked.share_of_net_liquidation,
-            init_margin_change=w.init_margin_change,
-            commission=w.commission,
-            warning=w.warning,
-            confirmation_token=token,
-            expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
-        )
+        return ModifyPreview.of(checked, w, token, ttl, change=change, order=checked.order)
 
     return await call_broker(ctx, run)
 
