@@ -14,7 +14,7 @@ take-profit limit and a stop-loss stop, both on the opposite side, as IB's brack
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -109,7 +109,9 @@ class Checked(BaseModel):
     expires_at: datetime
 
     @classmethod
-    def of(cls, checked: Assessment, w: WhatIfResult, token: str, ttl: float, **fields):
+    def of(
+        cls, checked: Assessment, w: WhatIfResult, token: str, ttl: float, **fields: Any
+    ) -> Self:
         """The preview of an order the guard assessed and IB what-if'ed, with its token."""
         return cls(
             account_id=checked.account_id,
