@@ -10,24 +10,51 @@ variable named after the field (lists as JSON, e.g. ``IBKR_WATCHLIST='["AAPL","M
 * the alpha blend: weights of the technical, fundamental and sentiment blocks and of the macro
   regime adjustment;
 * data-quality thresholds (share of the universe that must reach the feature matrix).
+
+A list may also be written comma-separated (``IBKR_WATCHLIST=AAPL,MSFT``). A malformed value
+is named with its variable (:class:`~ibkr_assets.errors.ConfigurationError`), and the code
+location still loads with the problem shown on the resource (see
+:class:`~ibkr_assets.errors.SettingsResource`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import re
+from typing import Annotated, Any, get_origin
 
-import dagster as dg
-from pydantic import Field, create_model
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, ValidationError, create_model, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ibkr_assets.broker import Broker
+from ibkr_assets.errors import SettingsResource, settings_error
+
+#: A ticker as IB spells it: letters, digits, '.', '-' or a space ("BRK B"), at most 12.
+SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9. -]{0,11}")
 
 
 class _EnvSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IBKR_", extra="ignore")
 
 
-class PipelineConfig(dg.ConfigurableResource):
+def env_list(value: object) -> object:
+    """A list setting as written in the environment: a JSON list (``["AAPL","MSFT"]``) or
+    comma-separated (``AAPL,MSFT``)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text.startswith("["):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"not a JSON list ({exc.msg} at character {exc.pos}); "
+            'write it as ["AAPL","MSFT"] or AAPL,MSFT'
+        ) from None
+
+
+class PipelineConfig(SettingsResource):
     """Watch-list, mover thresholds, history depth, alpha weights and data-quality limits."""
 
     watchlist: list[str] = Field(
@@ -59,12 +86,34 @@ class PipelineConfig(dg.ConfigurableResource):
         0.95, gt=0, le=1, description="share of the universe the feature matrix must cover"
     )
 
+    @field_validator("watchlist")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not SYMBOL.fullmatch(s.strip())]
+        if bad:
+            raise ValueError(
+                f"not a ticker symbol: {', '.join(map(repr, bad[:5]))} (a symbol has letters, "
+                "digits, '.', '-' or a space, at most 12 characters; separate symbols with commas)"
+            )
+        return value
+
     @classmethod
     def from_env(cls) -> PipelineConfig:
-        """Defaults overridden by ``IBKR_<FIELD>`` environment variables."""
-        fields: dict[str, Any] = {n: (f.annotation, f) for n, f in cls.model_fields.items()}
-        settings = create_model("PipelineSettings", __base__=_EnvSettings, **fields)()
-        return cls(**settings.model_dump())
+        """Defaults overridden by ``IBKR_<FIELD>`` environment variables; raises
+        :class:`~ibkr_assets.errors.ConfigurationError` naming a malformed one."""
+        fields: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            if name == "problem":
+                continue
+            annotation = field.annotation
+            if get_origin(annotation) is list:  # JSON or comma-separated, parsed by env_list
+                annotation = Annotated[annotation, NoDecode, BeforeValidator(env_list)]
+            fields[name] = (annotation, field)
+        try:
+            settings = create_model("PipelineSettings", __base__=_EnvSettings, **fields)()
+            return cls(**settings.model_dump())
+        except ValidationError as exc:
+            raise settings_error(exc, cls.model_fields) from None
 
 
 def watchlist_symbols(config: PipelineConfig, broker: Broker) -> list[str]:

@@ -12,24 +12,32 @@ Two kinds of limits, deliberately separate:
 * compliance limits (``concentration_max``, ``var_*_max``, ``gross_change_max``,
   ``liquidity_max_adv``, ``sector_max``) are the gate a risk officer sets: a target that breaches
   any of them is never turned into an order ticket.
+
+A key of the YAML file that is not a field is named with the closest field (``max_gros``: did
+you mean ``max_gross``?), and limits that contradict each other (a per-name limit above the
+aggregate limit that contains it, such as ``max_weight`` above ``max_gross``) are refused naming
+both. Either problem is a :class:`~ibkr_assets.errors.ConfigurationError`; the code location
+still loads with the problem shown on the ``decide`` resource, and a run that uses it fails at
+start with the message.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-import dagster as dg
 import yaml
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
+from ibkr_assets.errors import ConfigurationError, SettingsResource
 from ibkr_assets.quant.compliance import ComplianceLimits
 from ibkr_assets.quant.optimiser import OptimiserConfig
 from ibkr_assets.quant.overlay import DEFAULT_RULES_PATH
 
 
-class DecideConfig(dg.ConfigurableResource):
+class DecideConfig(SettingsResource):
     """Limits and switches of the decision stages (risk model to decision journal)."""
 
     # -- risk model ----------------------------------------------------------------------------
@@ -75,22 +83,60 @@ class DecideConfig(dg.ConfigurableResource):
     auto_submit: bool = Field(False, description="send the ticket to the broker (paper default)")
     order_ref_prefix: str = Field("ibkr-agent", description="prefix of every order_ref")
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        """Refuse a per-name limit above the aggregate limit that contains it."""
+        pairs = [
+            ("max_weight", self.max_weight, "max_gross", self.max_gross),
+            ("concentration_max", self.concentration_max, "sector_max", self.sector_max),
+        ]
+        if self.long_only:  # a long-short book may offset a name within its sector and net
+            net = 1 - self.cash_buffer
+            pairs.append(("max_weight", self.max_weight, "1 - cash_buffer (long only)", net))
+            if self.sector_cap is not None:
+                pairs.append(("max_weight", self.max_weight, "sector_cap", self.sector_cap))
+        contradictions = [
+            f"{name} {value:g} is above {limit_name} {limit:g}"
+            for name, value, limit_name, limit in pairs
+            if value > limit + 1e-12
+        ]
+        if contradictions:
+            raise ValueError(
+                "; ".join(contradictions)
+                + ": one position may not exceed the total it is part of; lower the first or "
+                "raise the second"
+            )
+        return self
+
     @classmethod
     def from_env(cls) -> DecideConfig:
-        """Defaults, overridden by the YAML file ``IBKR_DECIDE_CONFIG`` names (if any)."""
+        """Defaults, overridden by the YAML file ``IBKR_DECIDE_CONFIG`` names (if any); raises
+        :class:`~ibkr_assets.errors.ConfigurationError` naming the file and the key."""
         path = os.environ.get("IBKR_DECIDE_CONFIG")
         if not path:
             return cls()
+        where = f"IBKR_DECIDE_CONFIG={path}"
         try:
             values = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"IBKR_DECIDE_CONFIG={path}: cannot read the YAML: {exc}") from exc
+            raise ConfigurationError(f"{where}: cannot read the YAML: {exc}") from None
         if not isinstance(values, dict):
-            raise ValueError(f"IBKR_DECIDE_CONFIG={path}: expected a mapping of field: value")
-        unknown = sorted(set(values) - set(cls.model_fields))
+            raise ConfigurationError(f"{where}: expected a mapping of field: value")
+        fields = [name for name in cls.model_fields if name != "problem"]
+        unknown = [str(key) for key in values if key not in fields]
         if unknown:
-            raise ValueError(f"IBKR_DECIDE_CONFIG={path}: unknown keys {unknown}")
-        return cls(**values)
+            raise ConfigurationError(
+                f"{where}: " + "; ".join(_unknown_key(key, fields) for key in unknown)
+            )
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = [
+                f"{'.'.join(map(str, e['loc'])) or 'limits'}: "
+                + str(e["msg"]).removeprefix("Value error, ")
+                for e in exc.errors()
+            ]
+            raise ConfigurationError(f"{where}: " + "; ".join(problems)) from None
 
     def optimiser_config(self) -> OptimiserConfig:
         """The optimiser's limits and penalties."""
@@ -117,3 +163,10 @@ class DecideConfig(dg.ConfigurableResource):
             liquidity_max_adv=self.liquidity_max_adv,
             sector_max=self.sector_max,
         )
+
+
+def _unknown_key(key: str, fields: list[str]) -> str:
+    """``key`` is not a field: name it, with the closest field when one is close."""
+    close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"the keys are {', '.join(fields)}"
+    return f"unknown key {key!r} ({hint})"

@@ -22,6 +22,8 @@ import dagster as dg
 import exchange_calendars as xcals
 import pandas as pd
 
+from ibkr_assets.errors import ConfigurationError
+
 NEW_YORK = ZoneInfo("America/New_York")
 #: First session with a partition.
 FIRST_SESSION = "2024-01-02"
@@ -78,6 +80,50 @@ def latest_partition_date(now: datetime) -> date:
     if is_session(day) and local.time() >= RUN_TIME_NY:
         return day
     return previous_sessions(day, 1)[0]
+
+
+def nearest_sessions(day: date) -> tuple[date | None, date | None]:
+    """The NYSE sessions strictly before and after ``day`` (None beyond the calendar)."""
+    cal = nyse_calendar()
+    found: list[date | None] = []
+    for direction, step in (("previous", -1), ("next", 1)):
+        probe = pd.Timestamp(day + timedelta(days=step))
+        try:
+            found.append(cal.date_to_session(probe, direction=direction).date())
+        except (ValueError, xcals.errors.DateOutOfBounds):
+            found.append(None)
+    return found[0], found[1]
+
+
+def _named(day: date | None) -> str:
+    return f"{day:%A} {day.isoformat()}" if day is not None else "none in the calendar"
+
+
+def check_session(day: date) -> str:
+    """``day``'s partition key; :class:`~ibkr_assets.errors.ConfigurationError` when ``day``
+    has no partition: not an NYSE session (naming the nearest sessions before and after),
+    before :data:`FIRST_SESSION`, or after the latest partition."""
+    key = day.isoformat()
+    first, last = FIRST_SESSION, DAILY_PARTITIONS.get_last_partition_key()
+    if key < first:
+        raise ConfigurationError(f"{key} is before the first session with a partition, {first}")
+    try:
+        session = is_session(day)
+    except xcals.errors.DateOutOfBounds:  # beyond the calendar's horizon: no partition either
+        session = True
+    if not session:
+        why = "a weekend day" if day.weekday() >= 5 else "an exchange holiday"
+        before, after = nearest_sessions(day)
+        raise ConfigurationError(
+            f"{key} ({day:%A}) is not an NYSE session ({why}); the nearest sessions are "
+            f"{_named(before)} before and {_named(after)} after"
+        )
+    if last is None or key > last:
+        raise ConfigurationError(
+            f"{key} has no partition yet: the latest is {last} (a session's partition exists "
+            "from midnight New York on its day)"
+        )
+    return key
 
 
 def _daily_partitions() -> dg.TimeWindowPartitionsDefinition:

@@ -18,18 +18,29 @@ stores in schema ``ingest``:
 
 A symbol the broker does not know, a missing statement or an empty news day is recorded in the
 metadata and left to the data-quality checks; it does not fail the run.
+
+Retries: the run connects to IB when it starts (the ``ib`` resource), so an unreachable IB fails
+the run before any asset. After that, a transient error (the connection dropped, IB did not
+answer in time, a pacing violation) fails the step and the one :data:`INGEST_RETRY` policy runs
+it again with backoff and jitter; any other error fails the step at once, without retries
+(:func:`transient_retries_only`). Nothing in an asset loops on its own.
 """
 
+import functools
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import dagster as dg
 import pandas as pd
 
 from ibkr_assets.assets._common import (
+    IB,
+    IB_NEWS,
+    Table,
     daily_asset_kwargs,
     frame_metadata,
     listing,
@@ -37,19 +48,147 @@ from ibkr_assets.assets._common import (
     with_partition,
 )
 from ibkr_assets.broker import Broker
-from ibkr_assets.broker.errors import BrokerError
+from ibkr_assets.broker.errors import BrokerError, NotConnected, PacingViolation
 from ibkr_assets.broker.models import Bar, Contract, Quote
 from ibkr_assets.config import PipelineConfig, watchlist_symbols
-from ibkr_assets.partitions import previous_sessions
+from ibkr_assets.partitions import DAILY_PARTITIONS, previous_sessions
+from ibkr_assets.quant.macro import FEATURE_COLUMNS as MACRO_FEATURES
 from ibkr_assets.quant.macro import latest_regime, macro_features
 from ibkr_assets.quant.sentiment import split_headlines
+from ibkr_assets.resources import fundamentals_source
 from ibkr_assets.resources.fundamentals import FundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
 
 T = TypeVar("T")
-INGEST = daily_asset_kwargs("ingest")
-BAR_COLUMNS = ["symbol", "session", "open", "high", "low", "close", "volume"]
+F = TypeVar("F", bound=Callable[..., Any])
+#: Errors worth another attempt of a step: the connection dropped or IB did not answer in time
+#: (NotConnected), or IB asked for slower requests (PacingViolation).
+TRANSIENT_ERRORS: tuple[type[BrokerError], ...] = (NotConnected, PacingViolation)
+#: The ingest assets' one retry policy: up to 3 more attempts, about 10 s, 20 s and 40 s later
+#: (exponential backoff, ±jitter so that retried steps do not reconnect in step).
+INGEST_RETRY = dg.RetryPolicy(
+    max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+GROUP = "ingest"
+
+
+def ingest_asset(table: Table, source: str = IB) -> dict[str, Any]:
+    """The decorator arguments of an ingest asset storing ``table``, read from ``source``
+    through IB's API: the daily partitions, the catalog entry, and :data:`INGEST_RETRY`."""
+    catalog = daily_asset_kwargs(GROUP, table, stage="1-ingest", source=source, kinds={"ib"})
+    return {**catalog, "retry_policy": INGEST_RETRY}
+
+
+TOP_MOVERS = Table(
+    {
+        "scanner": ("string", "IB scanner code (TOP_PERC_GAIN, TOP_PERC_LOSE, HOT_BY_VOLUME)"),
+        "rank": ("int64", "IB's rank in the scanner's list, 0 = first"),
+        "symbol": ("string", "ticker symbol"),
+        "conid": ("int64", "IB contract id (conId)"),
+        "change_pct": ("float64", "change against the previous close, percent"),
+        "volume": ("float64", "volume of the session so far, shares"),
+        "avg_volume": ("float64", "average daily volume, shares"),
+    }
+)
+UNIVERSE = Table(
+    {
+        "symbol": ("string", "ticker symbol"),
+        "conid": ("int64", "IB contract id (conId)"),
+        "sec_type": ("string", "IB security type (secType): STK or ETF"),
+        "sector": ("string", "sector (IB industry)"),
+        "industry": ("string", "industry (IB category)"),
+        "lot_size": ("int64", "round lot, shares (IB sizeIncrement / minSize)"),
+        "adv": ("float64", "average daily volume as IB reports it, shares"),
+        "reason": ("string", "why the symbol is traded today: watchlist, holding or mover"),
+    }
+)
+QUOTES = Table(
+    {
+        "symbol": ("string", "ticker symbol"),
+        "conid": ("int64", "IB contract id (conId)"),
+        "bid": ("float64", "best bid, USD per share"),
+        "ask": ("float64", "best ask, USD per share"),
+        "last": ("float64", "last trade, USD per share"),
+        "close": ("float64", "previous session's close, USD per share (IB tick 9)"),
+        "volume": ("float64", "volume of the session so far, shares"),
+        "mid": ("float64", "(bid + ask) / 2, USD per share"),
+        "spread": ("float64", "ask - bid, USD per share"),
+        "time": ("datetime64[ns, UTC]", "time of the snapshot, UTC"),
+    }
+)
+BARS = Table(
+    {
+        "symbol": ("string", "ticker symbol"),
+        "session": ("datetime64[ns]", "the NYSE session of the bar (date)"),
+        "open": ("float64", "opening price, USD per share"),
+        "high": ("float64", "highest price, USD per share"),
+        "low": ("float64", "lowest price, USD per share"),
+        "close": ("float64", "closing price, USD per share"),
+        "volume": ("float64", "volume traded in the session, shares"),
+    }
+)
+BAR_COLUMNS = BARS.names
+#: What the fundamentals resource returns: quarterly statements (flows over the quarter,
+#: balances at its end) with the symbol's forward EPS.
+FUNDAMENTALS = Table(
+    {
+        "symbol": ("string", "ticker symbol"),
+        "period_end": ("datetime64[ns]", "last day of the fiscal quarter"),
+        "report_date": ("datetime64[ns]", "day the statement was published"),
+        "revenue": ("float64", "revenue of the quarter, USD"),
+        "gross_profit": ("float64", "gross profit of the quarter, USD"),
+        "net_income": ("float64", "net income of the quarter, USD"),
+        "total_assets": ("float64", "total assets at the quarter's end, USD"),
+        "operating_cash_flow": ("float64", "operating cash flow of the quarter, USD"),
+        "long_term_debt": ("float64", "long-term debt at the quarter's end, USD"),
+        "current_assets": ("float64", "current assets at the quarter's end, USD"),
+        "current_liabilities": ("float64", "current liabilities at the quarter's end, USD"),
+        "shares_outstanding": ("float64", "shares outstanding at the quarter's end, shares"),
+        "forward_eps": ("float64", "consensus forward earnings per share, USD per share"),
+    }
+)
+HEADLINES = Table(
+    {
+        "symbol": ("string", "ticker symbol the news is about"),
+        "time": ("datetime64[ns, UTC]", "publication time, UTC"),
+        "headline": ("string", "the headline's text"),
+        "provider_code": ("string", "IB news provider code (providerCode), e.g. BRFG"),
+        "article_id": ("string", "IB article id (articleId, for reqNewsArticle)"),
+    }
+)
+MACRO = Table(
+    {
+        "session": ("datetime64[ns]", "the NYSE session of the closes (date)"),
+        "ten_year_yield": ("float64", "US 10-year Treasury yield, percent (IB's TNX / 10)"),
+        "eurusd": ("float64", "EUR.USD close, USD per euro"),
+        "crude": ("float64", "WTI crude oil front future close, USD per barrel"),
+        "vix": ("float64", "CBOE volatility index close, index points"),
+        "spy": ("float64", "SPY (S&P 500 ETF) close, USD per share"),
+        "qqq": ("float64", "QQQ (Nasdaq-100 ETF) close, USD per share"),
+    }
+) + Table(
+    dict(
+        zip(
+            MACRO_FEATURES,
+            [
+                ("float64", "VIX level, index points"),
+                ("float64", "VIX against its trailing 60-session mean, in standard deviations"),
+                ("float64", "SPY close / its 50-session average - 1, fraction"),
+                ("float64", "20-session return of QQQ minus that of SPY, fraction"),
+                ("float64", "20-session return of crude oil, fraction"),
+                ("float64", "20-session return of EUR.USD, fraction"),
+                ("float64", "10-year Treasury yield, percent"),
+                ("float64", "20-session change of the 10-year yield, percentage points"),
+                ("float64", "risk appetite in [-1, 1]: weighted tanh of the components"),
+                ("float64", "+1 risk-on (score > 0.25), -1 risk-off (< -0.25), 0 neutral"),
+                ("float64", "gross-exposure multiplier 0.75 + 0.25 x risk_score, in [0.5, 1]"),
+                ("float64", "the environment term added to every alpha score (= risk_score)"),
+            ],
+            strict=True,
+        )
+    )
+)
 #: The macro gauges: column -> (symbol, secType, currency, whatToShow, scale to our units).
 #: IB quotes TNX as the 10-year yield times ten; the gauge is in percent.
 MACRO_INSTRUMENTS: dict[str, tuple[str, str, str, str, float]] = {
@@ -60,6 +199,48 @@ MACRO_INSTRUMENTS: dict[str, tuple[str, str, str, str, float]] = {
     "spy": ("SPY", "STK", "USD", "TRADES", 1.0),
     "qqq": ("QQQ", "STK", "USD", "TRADES", 1.0),
 }
+
+
+def transient_retries_only(compute: F) -> F:
+    """Let :data:`INGEST_RETRY` retry ``compute`` (an asset's function, plain or generator) only
+    for :data:`TRANSIENT_ERRORS`: any other error fails the step at once, as a ``dg.Failure``
+    that bypasses the retry policy, with the original error as its cause."""
+
+    def permanent(exc: Exception) -> dg.Failure:
+        return dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False)
+
+    if inspect.isgeneratorfunction(compute):
+
+        @functools.wraps(compute)
+        def generator(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from compute(*args, **kwargs)
+            except (*TRANSIENT_ERRORS, dg.Failure):
+                raise
+            except Exception as exc:
+                raise permanent(exc) from exc
+
+        return cast(F, generator)
+
+    @functools.wraps(compute)
+    def plain(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return compute(*args, **kwargs)
+        except (*TRANSIENT_ERRORS, dg.Failure):
+            raise
+        except Exception as exc:
+            raise permanent(exc) from exc
+
+    return cast(F, plain)
+
+
+def request_error(exc: BrokerError) -> str:
+    """The error of one symbol's (scanner's, gauge's) request, to record in the metadata; a lost
+    connection is the step's error rather than the symbol's and is raised again, so the step
+    fails and :data:`INGEST_RETRY` runs it again."""
+    if isinstance(exc, NotConnected):
+        raise exc
+    return str(exc)
 
 
 def ib_duration(first: date, as_of: datetime) -> str:
@@ -75,11 +256,7 @@ def _bars_frame(symbol: str, bars: Sequence[Bar], before: date) -> pd.DataFrame:
         for b in bars
         if (b.session or b.time.date()) < before
     ]
-    frame = pd.DataFrame(rows, columns=BAR_COLUMNS)
-    return frame.astype(
-        {"symbol": "string", "session": "datetime64[ns]"}
-        | dict.fromkeys(["open", "high", "low", "close", "volume"], "float64")
-    )
+    return pd.DataFrame(rows, columns=BARS.names).astype(BARS.dtypes)
 
 
 def fetch_each(
@@ -92,7 +269,7 @@ def fetch_each(
         try:
             return contract.symbol, fetch(contract), None
         except BrokerError as exc:
-            return contract.symbol, None, str(exc)
+            return contract.symbol, None, request_error(exc)
 
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -115,7 +292,7 @@ def _resolve_all(broker: Broker, symbols: Sequence[str]) -> tuple[list[Contract]
         try:
             contracts.append(broker.resolve(symbol))
         except BrokerError as exc:
-            unknown[symbol] = str(exc)
+            unknown[symbol] = request_error(exc)
     return contracts, unknown
 
 
@@ -129,7 +306,8 @@ def _universe_contracts(universe: pd.DataFrame) -> list[Contract]:
 # -- top movers and universe ------------------------------------------------------------------
 
 
-@dg.asset(**INGEST)
+@dg.asset(**ingest_asset(TOP_MOVERS))
+@transient_retries_only
 def top_movers(
     context: dg.AssetExecutionContext,
     ib: IBResource,
@@ -146,7 +324,7 @@ def top_movers(
                 code, location=pipeline.scanner_location, limit=pipeline.scanner_limit
             )
         except BrokerError as exc:
-            failed[code] = str(exc)
+            failed[code] = request_error(exc)
             continue
         rows += [
             (
@@ -160,11 +338,7 @@ def top_movers(
             )
             for h in hits
         ]
-    frame = pd.DataFrame(
-        rows,
-        columns=["scanner", "rank", "symbol", "conid", "change_pct", "volume", "avg_volume"],
-    ).astype({"scanner": "string", "rank": "int64", "symbol": "string", "conid": "int64"})
-    frame = frame.astype(dict.fromkeys(["change_pct", "volume", "avg_volume"], "float64"))
+    frame = pd.DataFrame(rows, columns=TOP_MOVERS.names).astype(TOP_MOVERS.dtypes)
     storage.write_frame_json(storage.staging_path(key, "top_movers"), frame)
     meta = frame_metadata(frame, scanners=", ".join(pipeline.scanner_codes))
     if failed:
@@ -191,7 +365,7 @@ def universe_frame(broker: Broker, reasons: dict[str, str]) -> tuple[pd.DataFram
         try:
             d = broker.contract_details(c)
         except BrokerError as exc:
-            unknown[c.symbol] = str(exc)
+            unknown[c.symbol] = request_error(exc)
             continue
         adv = float(d.avg_daily_volume) if d.avg_daily_volume else float("nan")
         rows.append(
@@ -206,23 +380,11 @@ def universe_frame(broker: Broker, reasons: dict[str, str]) -> tuple[pd.DataFram
                 reasons[c.symbol],
             )
         )
-    columns = ["symbol", "conid", "sec_type", "sector", "industry", "lot_size", "adv", "reason"]
-    frame = pd.DataFrame(rows, columns=columns).astype(
-        {
-            "symbol": "string",
-            "conid": "int64",
-            "sec_type": "string",
-            "sector": "string",
-            "industry": "string",
-            "lot_size": "int64",
-            "adv": "float64",
-            "reason": "string",
-        }
-    )
-    return frame, unknown
+    return pd.DataFrame(rows, columns=UNIVERSE.names).astype(UNIVERSE.dtypes), unknown
 
 
-@dg.asset(**INGEST)
+@dg.asset(**ingest_asset(UNIVERSE))
+@transient_retries_only
 def universe(
     context: dg.AssetExecutionContext,
     ib: IBResource,
@@ -289,22 +451,20 @@ def quote_frame(
         chunk = contracts[start : start + 100]
         try:
             rows += _quote_rows(broker.quotes(chunk))
-        except BrokerError:  # one bad instrument: ask one by one to find it
+        except BrokerError as exc:  # one bad instrument: ask one by one to find it
+            request_error(exc)
             for c in chunk:
                 try:
                     rows += _quote_rows(broker.quotes([c]))
                 except BrokerError as exc:
-                    missing[c.symbol] = str(exc)
-    columns = ["symbol", "conid", "bid", "ask", "last", "close", "volume", "mid", "spread", "time"]
-    frame = pd.DataFrame(rows, columns=columns)
-    frame = frame.astype(
-        {"symbol": "string", "conid": "int64"}
-        | dict.fromkeys(["bid", "ask", "last", "close", "volume", "mid", "spread"], "float64")
-    ).assign(time=pd.to_datetime(frame["time"], utc=True))
+                    missing[c.symbol] = request_error(exc)
+    frame = pd.DataFrame(rows, columns=QUOTES.names)
+    frame = frame.assign(time=pd.to_datetime(frame["time"], utc=True)).astype(QUOTES.dtypes)
     return frame, missing
 
 
-@dg.asset(**INGEST)
+@dg.asset(**ingest_asset(QUOTES))
+@transient_retries_only
 def quotes(
     context: dg.AssetExecutionContext,
     ib: IBResource,
@@ -365,7 +525,7 @@ def _load_bars(
             "order by symbol, session",
             [first, last, list(symbols)],
         ).df()
-    return frame.astype({"symbol": "string", "session": "datetime64[ns]"})
+    return frame.astype(BARS.dtypes)
 
 
 def cached_bars(
@@ -417,7 +577,8 @@ def cached_bars(
     return _load_bars(storage, symbols, first, last), fetched, failed, requests
 
 
-@dg.asset(**INGEST)
+@dg.asset(**ingest_asset(BARS))
+@transient_retries_only
 def daily_bars(
     context: dg.AssetExecutionContext,
     ib: IBResource,
@@ -451,7 +612,8 @@ def daily_bars(
 # -- fundamentals, headlines, macro -----------------------------------------------------------
 
 
-@dg.asset(**INGEST)
+@dg.asset(**ingest_asset(FUNDAMENTALS, source=fundamentals_source()))
+@transient_retries_only
 def fundamentals(
     context: dg.AssetExecutionContext,
     ib: IBResource,
@@ -480,13 +642,9 @@ def fundamentals(
 
 #: IB's historicalNews returns at most 300 headlines per request.
 IB_MAX_NEWS = 300
-HEADLINE_COLUMNS = {
-    "symbol": "string",
-    "time": "datetime64[ns, UTC]",
-    "headline": "string",
-    "provider_code": "string",
-    "article_id": "string",
-}
+HEADLINE_COLUMNS = HEADLINES.dtypes
+#: The catalog entry both news assets share (the multi-asset takes it per output).
+NEWS = ingest_asset(HEADLINES, source=IB_NEWS)
 
 
 def _headline_frame(rows: list[tuple]) -> pd.DataFrame:
@@ -496,20 +654,20 @@ def _headline_frame(rows: list[tuple]) -> pd.DataFrame:
 
 @dg.multi_asset(
     outs={
-        "headlines": dg.AssetOut(
-            description="Every headline of the last 24 hours before the run, per symbol.",
-            metadata=INGEST["metadata"],
-            kinds=INGEST["kinds"],
-        ),
-        "headline_history": dg.AssetOut(
-            description="The headlines of the weeks before that: each symbol's own baseline.",
-            metadata=INGEST["metadata"],
-            kinds=INGEST["kinds"],
-        ),
+        name: dg.AssetOut(
+            description=description,
+            **{k: NEWS[k] for k in ("metadata", "kinds", "owners", "tags")},
+        )
+        for name, description in (
+            ("headlines", "Every headline of the last 24 hours before the run, per symbol."),
+            ("headline_history", "The headlines of the weeks before: each symbol's own baseline."),
+        )
     },
-    partitions_def=INGEST["partitions_def"],
-    group_name=INGEST["group_name"],
+    partitions_def=DAILY_PARTITIONS,
+    group_name=GROUP,
+    retry_policy=INGEST_RETRY,
 )
+@transient_retries_only
 def headlines(
     context: dg.AssetExecutionContext,
     ib: IBResource,
@@ -574,7 +732,7 @@ def macro_history(
                 end=at,
             )
         except BrokerError as exc:
-            failed[column] = str(exc)
+            failed[column] = request_error(exc)
             continue
         frame = _bars_frame(symbol, bars, before=session)
         closes[column] = frame.set_index("session")["close"] * scale
@@ -584,7 +742,8 @@ def macro_history(
     return history, failed
 
 
-@dg.asset(**INGEST)
+@dg.asset(**ingest_asset(MACRO))
+@transient_retries_only
 def macro_gauges(
     context: dg.AssetExecutionContext,
     ib: IBResource,

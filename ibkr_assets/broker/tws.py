@@ -86,6 +86,18 @@ from ibkr_assets.broker.timeutil import parse_ib_hours, session_close_utc
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+
+class _FailedAttemptFilter(logging.Filter):
+    """ib_async logs every failed connection attempt at ERROR ("API connection failed: ...",
+    "Make sure API port on TWS/IBG is open"); the backend reports all its attempts once, in the
+    NotConnected it raises, so these lines would only repeat it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("API connection failed", "Make sure API port"))
+
+
+logging.getLogger("ib_async.client").addFilter(_FailedAttemptFilter())
+
 #: IB's "no value" for doubles, and ib_async's.
 _UNSET = 1.7976931348623157e308
 #: IB's historical-data pacing (error 162): no identical request within 15 s, at most 5 requests

@@ -42,18 +42,26 @@ class _SourceSettings(BaseSettings):
     fundamentals: Literal["sim", "fmp"] = "sim"
 
 
+def fundamentals_source() -> Literal["sim", "fmp"]:
+    """Where the pipeline's fundamentals come from (``IBKR_FUNDAMENTALS``): the simulator or
+    Financial Modeling Prep."""
+    return _SourceSettings().fundamentals
+
+
 def fundamentals_resource(ib: IBResource) -> FundamentalsResource:
     """Simulated fundamentals (of the market ``ib`` simulates), or FMP when
     ``IBKR_FUNDAMENTALS=fmp`` (key read at run time)."""
-    if _SourceSettings().fundamentals == "fmp":
+    if fundamentals_source() == "fmp":
         return FMPFundamentalsResource(api_key=dg.EnvVar("FMP_API_KEY"))
     return SimFundamentalsResource(sim_seed=ib.sim_seed, sim_symbols=ib.sim_symbols)
 
 
 def build_resources(data_dir: str | None = None) -> dict[str, Any]:
     """The resources of the code location, configured from the environment at run time;
-    ``data_dir`` overrides ``IBKR_DATA_DIR`` (tests, the demo)."""
-    ib = IBResource.from_env()
+    ``data_dir`` overrides ``IBKR_DATA_DIR`` (tests, the demo). A malformed setting does not
+    stop the code location loading: the resource carries the problem and a run using it fails
+    at start with it (see :class:`~ibkr_assets.errors.SettingsResource`)."""
+    ib = IBResource.from_env_deferred()
     if data_dir is not None:  # a new resource: Dagster re-creates resources from their fields
         fields = {name: getattr(ib, name) for name in IBResource.model_fields}
         ib = IBResource(**{**fields, "data_dir": str(data_dir)})
@@ -61,10 +69,10 @@ def build_resources(data_dir: str | None = None) -> dict[str, Any]:
     return {
         "ib": ib,
         "storage": storage,
-        "pipeline": PipelineConfig.from_env(),
+        "pipeline": PipelineConfig.from_env_deferred(),
         "fundamentals": fundamentals_resource(ib),
         "sentiment": SentimentResource.from_env(),
         "alerts": AlertResource.from_env(data_dir=ib.data_dir),
-        "decide": DecideConfig.from_env(),
+        "decide": DecideConfig.from_env_deferred(),
         "io_manager": WarehouseIOManager(database=str(storage.warehouse_path)),
     }

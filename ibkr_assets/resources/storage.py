@@ -14,6 +14,11 @@ Layout under ``IBKR_DATA_DIR`` (default ``./data``), as operators expect it::
 Every file is written atomically — to a temporary file in the same directory, then
 ``os.replace`` — so a reader never sees half a file and a rerun replaces a partition's files
 whole. A failed write leaves the previous version in place.
+
+A ``warehouse.duckdb`` that DuckDB cannot open (damaged, truncated, not a DuckDB file) is a
+:class:`~ibkr_assets.errors.ConfigurationError` naming the file and what to do: the IO manager
+checks it when a run starts, so the run fails before any step. Only a lock held by another
+process is waited for.
 """
 
 from __future__ import annotations
@@ -29,11 +34,61 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pandas as pd
-from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
+from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_random_exponential
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from ibkr_assets.broker.settings import BrokerSettings
+from ibkr_assets.errors import ConfigurationError
+
+
+def _locked(exc: BaseException) -> bool:
+    """True when DuckDB refused the file because another process holds its lock."""
+    return isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc)
+
+
+def _unusable(path: Path, exc: duckdb.Error) -> ConfigurationError:
+    reason = str(exc).removeprefix("IO Error: ")
+    return ConfigurationError(
+        f"cannot open the warehouse {path}: {reason}. If it is damaged, move it aside "
+        f"(mv {path} {path}.damaged) and run again: its tables are rebuilt as partitions are "
+        "materialised again, and the daily-bar cache (cache.daily_bars) refetches from IB."
+    )
+
+
+def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
+    """Connect to the DuckDB file ``path``, waiting up to a minute while another process holds
+    its lock (DuckDB lets one process write at a time). A file DuckDB cannot open for another
+    reason raises :class:`~ibkr_assets.errors.ConfigurationError` naming it and what to do."""
+
+    @retry(
+        retry=retry_if_exception(_locked),
+        stop=stop_after_delay(60),
+        wait=wait_random_exponential(multiplier=0.05, max=2),
+        reraise=True,
+    )
+    def connect() -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(path))
+
+    try:
+        return connect()
+    except duckdb.Error as exc:
+        if _locked(exc):
+            raise
+        raise _unusable(path, exc) from None
+
+
+def check_warehouse(path: Path) -> None:
+    """Raise :class:`~ibkr_assets.errors.ConfigurationError` when the DuckDB file ``path``
+    exists and cannot be opened; a file locked by another process is taken as sound."""
+    if not path.exists():
+        return
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.Error as exc:
+        if not _locked(exc):
+            raise _unusable(path, exc) from None
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -107,20 +162,9 @@ class StorageResource(dg.ConfigurableResource):
 
     @contextmanager
     def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection to ``warehouse.duckdb``. DuckDB lets one process write at a
-        time, so opening retries (up to a minute) while another step holds the file."""
-
-        @retry(
-            retry=retry_if_exception_type(duckdb.IOException),
-            stop=stop_after_delay(60),
-            wait=wait_random_exponential(multiplier=0.05, max=2),
-            reraise=True,
-        )
-        def open_() -> duckdb.DuckDBPyConnection:
-            return duckdb.connect(str(self.warehouse_path))
-
+        """A short-lived connection to ``warehouse.duckdb`` (see :func:`open_warehouse`)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        conn = open_()
+        conn = open_warehouse(self.warehouse_path)
         try:
             yield conn
         finally:
@@ -163,9 +207,40 @@ class _EmptyFrameTypeHandler(DuckDBPandasTypeHandler):
         context.add_output_metadata({"dagster/partition_row_count": 0})
 
 
+#: The asset metadata key naming the DuckDB schema of the asset's table in the warehouse.
+WAREHOUSE_SCHEMA = "warehouse_schema"
+
+
+class _WarehouseTables(DbIOManager):
+    """Dagster's database IO manager, taking each table's DuckDB schema from the asset's
+    ``warehouse_schema`` metadata (Dagster's own key, ``schema``, reads in the UI as if it
+    were the column schema)."""
+
+    def _get_table_slice(
+        self, context: dg.OutputContext | dg.InputContext, output_context: dg.OutputContext
+    ) -> TableSlice:
+        table_slice = super()._get_table_slice(context, output_context)
+        schema = (output_context.definition_metadata or {}).get(WAREHOUSE_SCHEMA)
+        return table_slice._replace(schema=str(schema)) if schema else table_slice
+
+
 class WarehouseIOManager(DuckDBPandasIOManager):
-    """The DuckDB pandas IO manager of the warehouse, with empty partitions stored as such."""
+    """The DuckDB pandas IO manager of the warehouse, with empty partitions stored as such.
+
+    It opens the warehouse when a run starts: a damaged file fails the run before any step,
+    with one message naming it, rather than each step after Dagster's own ten retries."""
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
         return [_EmptyFrameTypeHandler()]
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> DbIOManager:
+        check_warehouse(Path(self.database))
+        return _WarehouseTables(
+            db_client=DuckDbClient(),
+            database=self.database,
+            schema=self.schema_,
+            type_handlers=self.type_handlers(),
+            default_load_type=self.default_load_type(),
+            io_manager_name="WarehouseIOManager",
+        )

@@ -28,7 +28,10 @@ def test_yaml_overrides(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("concentraton_max: 0.05\n", "unknown keys \\['concentraton_max'\\]"),
+        (
+            "concentraton_max: 0.05\n",
+            "unknown key 'concentraton_max' .did you mean 'concentration_max'",
+        ),
         ("- 1\n- 2\n", "expected a mapping"),
         ("a: [\n", "cannot read the YAML"),
     ],
