@@ -1,10 +1,20 @@
 """Sensors: alerts on failed asset checks, failed runs, and the orders of each session.
 
-* ``asset_check_failure_alerts`` reads new asset-check evaluations from the event log and alerts
-  on each failure (data-quality expectations, the compliance gate) with its metadata. The gate's
-  own failure is also alerted from inside the run by ``risk_report`` — with the recommendation
-  report's path — so this sensor skips those to avoid a double page.
-* ``run_failure_alerts`` alerts on any failed run of the code location with the error.
+Every run on the instance is seen, however it was started: from the UI, a schedule, a backfill,
+``ibkr-agent run`` or the MCP launcher (the last two execute in-process, with no code-location
+origin; the sensors do not filter on it).
+
+* ``asset_check_failure_alerts`` alerts on each failed asset check (data-quality expectations on
+  ``feature_matrix``) with its partition and metadata, once the run that evaluated it has ended
+  (succeeded, failed or was cancelled): it follows the instance's run-end events by storage id
+  (``fetch_run_status_changes``, served from one global sequence by every event log storage:
+  the index shard of the run-sharded SQLite storage the project ships, the events table of
+  Postgres) and reads each ended run's check evaluations. The compliance gate's own failure is
+  alerted from inside the run by ``risk_report`` — with the recommendation report's path — so
+  this sensor skips the gate's checks: one alert per breach, not two.
+* ``run_failure_alerts`` alerts on every failed run with each failed step and its error (the
+  innermost exception, not Dagster's wrapper), except a run stopped only by failed blocking
+  checks: those checks were alerted on their own.
 * ``order_summary_alerts`` follows each session's orders (:mod:`ibkr_assets.order_watch`):
   a summary when an order ticket is written (orders queued); when orders are submitted, an
   error alert for each order IB rejected or the order guard refused (the order and the reason),
@@ -15,15 +25,18 @@
   Inactive later (a DAY order expiring unfilled, a cancel from elsewhere) raises its own alert,
   and a final summary goes out with the session's fills.
 
-All three read the event log with a cursor (the last storage id seen), so an alert goes out
-once; the order sensor's cursor also keeps, for each recent session, the orders already alerted
-(a rerun of the session, or the next poll, never pages twice for one order).
+Each sensor keeps a cursor (the last storage id it read), so an alert goes out once; the order
+sensor's cursor also keeps, for each recent session, the orders already alerted (a rerun of the
+session, or the next poll, never pages twice for one order). The check and run sensors start
+from the instance's latest run end when first evaluated (as Dagster's run-status sensors do):
+switching them on never pages about old runs. The daemon evaluates each sensor at most every
+``IBKR_ALERT_SENSOR_INTERVAL_S`` seconds (60).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +44,7 @@ import dagster as dg
 
 from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.checks.compliance import COMPLIANCE_CHECKS
+from ibkr_assets.jobs import ACCOUNT_TAG, BACKFILL_TAG, TRIGGER_TAG
 from ibkr_assets.order_watch import (
     NOT_ACCEPTED,
     SessionOrder,
@@ -40,7 +54,7 @@ from ibkr_assets.order_watch import (
     tallies,
 )
 from ibkr_assets.partitions import nyse_calendar
-from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource
+from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource, AlertSettings
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
 
@@ -53,21 +67,19 @@ WATCH_AFTER_CLOSE = timedelta(minutes=30)
 #: How long a session's alerted orders stay in the cursor after its watch ended (reruns).
 KEEP_SESSIONS = timedelta(days=10)
 GATED_ASSET = dg.AssetKey("risk_report")
-#: Dagster's step keys of the gate's checks (``<asset>_<check>``).
-GATE_STEPS = frozenset(f"{GATED_ASSET.path[-1]}_{name}" for name in COMPLIANCE_CHECKS)
-
-
-def _new_check_evaluations(context: dg.SensorEvaluationContext) -> list[dg.EventLogRecord]:
-    after = int(context.cursor) if context.cursor else None
-    return list(
-        context.instance.get_event_records(
-            dg.EventRecordsFilter(
-                event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after
-            ),
-            ascending=True,
-            limit=200,
-        )
-    )
+#: Seconds between two evaluations of each alert sensor by the daemon, at least.
+SENSOR_INTERVAL_S = AlertSettings().sensor_interval_seconds
+#: The run-status events after which a run's check evaluations are final.
+RUN_ENDS = (
+    dg.DagsterEventType.RUN_SUCCESS,
+    dg.DagsterEventType.RUN_FAILURE,
+    dg.DagsterEventType.RUN_CANCELED,
+)
+#: Run ends of each kind read per evaluation (the rest on the next one).
+RUN_ENDS_PER_TICK = 100
+#: The error Dagster raises in a step whose blocking asset check failed
+#: (``dagster._core.errors.DagsterAssetCheckFailedError``).
+CHECK_FAILED_ERROR = "DagsterAssetCheckFailedError"
 
 
 def _deliver(context: dg.SensorEvaluationContext, alerts: AlertResource, **alert) -> None:
@@ -86,59 +98,154 @@ def _metadata_text(metadata: dict) -> str:
     return "\n".join(lines)
 
 
-def _failed_only_at_the_gate(instance: dg.DagsterInstance, run_id: str) -> bool:
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
-    failed = {r.event_log_entry.step_key for r in records}
-    return bool(failed) and failed <= GATE_STEPS
+def _run_line(run: dg.DagsterRun | None, run_id: str) -> str:
+    """``run <id> of <job>, trigger cli, account DU123`` — which run, and who started it."""
+    if run is None:
+        return f"run {run_id}"
+    trigger = run.tags.get(TRIGGER_TAG, "ui (no trigger tag)")
+    if BACKFILL_TAG in run.tags:
+        trigger = f"backfill {run.tags[BACKFILL_TAG]}"
+    account = run.tags.get(ACCOUNT_TAG, "-")
+    return f"run {run_id} of {run.job_name}, trigger {trigger}, account {account}"
+
+
+def root_cause(error: Any) -> str:
+    """The innermost error of a failure (a ``SerializableErrorInfo``): the exception our code
+    raised, not Dagster's wrapper around it, as ``Type: message``."""
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error is not None else "no error recorded"
+
+
+# -- asset checks ---------------------------------------------------------------------------
+
+
+def _latest_run_end(instance: dg.DagsterInstance) -> int:
+    """The storage id of the instance's latest run end (-1 when no run ever ended)."""
+    ids = [
+        record.storage_id
+        for kind in RUN_ENDS
+        for record in instance.fetch_run_status_changes(kind, limit=1).records
+    ]
+    return max(ids, default=-1)
+
+
+def _run_ends_after(
+    instance: dg.DagsterInstance, after: int
+) -> tuple[list[dg.EventLogRecord], int]:
+    """The run ends (success, failure, cancellation) after storage id ``after``, oldest first,
+    and the storage id to continue after. When one kind fills its page, the others are cut at
+    its last record, so nothing beyond the new cursor is read now and skipped later."""
+    pages = [
+        instance.fetch_run_status_changes(
+            dg.RunStatusChangeRecordsFilter(kind, after_storage_id=after),
+            limit=RUN_ENDS_PER_TICK,
+            ascending=True,
+        )
+        for kind in RUN_ENDS
+    ]
+    records = sorted((r for page in pages for r in page.records), key=lambda r: r.storage_id)
+    full = [page.records[-1].storage_id for page in pages if page.has_more]
+    if full:
+        records = [r for r in records if r.storage_id <= min(full)]
+    return records, (records[-1].storage_id if records else after)
+
+
+def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> Iterable[dg.AssetCheckEvaluation]:
+    """The failed check evaluations of a run, but the compliance gate's (alerted in-run)."""
+    for record in instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records:
+        evaluation = record.event_log_entry.dagster_event.asset_check_evaluation_data
+        if not evaluation.passed and not _is_gate(evaluation):
+            yield evaluation
 
 
 def _is_gate(evaluation: dg.AssetCheckEvaluation) -> bool:
     return evaluation.asset_key == GATED_ASSET and evaluation.check_name in COMPLIANCE_CHECKS
 
 
-@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def _check_cursor(cursor: str | None) -> int | None:
+    """The storage id of the last run end read, or None before the first evaluation (or after
+    the sensor read check evaluations by their own ids, before it followed run ends)."""
+    if not cursor or not cursor.startswith("{"):
+        return None
+    return int(json.loads(cursor)["run_ends_after"])
+
+
+@dg.sensor(
+    minimum_interval_seconds=SENSOR_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING
+)
 def asset_check_failure_alerts(
     context: dg.SensorEvaluationContext, alerts: AlertResource
 ) -> dg.SkipReason:
-    """Alert on every failed asset check (except the compliance gate, alerted in-run)."""
-    records = _new_check_evaluations(context)
+    """Alert on every failed asset check of each run that ended (except the compliance gate,
+    alerted in-run), with the session and the check's metadata."""
+    instance = context.instance
+    after = _check_cursor(context.cursor)
+    if after is None:
+        after = _latest_run_end(instance)
+        context.update_cursor(json.dumps({"run_ends_after": after}))
+        return dg.SkipReason(f"started: alerting on runs that end after event {after}")
+    ends, last = _run_ends_after(instance, after)
     sent = 0
-    for record in records:
-        evaluation = record.event_log_entry.dagster_event.asset_check_evaluation_data
-        if evaluation.passed or _is_gate(evaluation):
-            continue
-        asset = evaluation.asset_key.to_user_string()
-        partition = evaluation.partition or "-"
-        _deliver(
-            context,
-            alerts,
-            subject=f"Check failed: {asset}.{evaluation.check_name} [{partition}]",
-            body=(
-                f"run {record.run_id}\n"
-                f"{evaluation.description or ''}\n{_metadata_text(evaluation.metadata)}"
-            ).strip(),
-            severity="error" if evaluation.severity == dg.AssetCheckSeverity.ERROR else "warning",
-        )
-        sent += 1
-    if records:
-        context.update_cursor(str(records[-1].storage_id))
-    return dg.SkipReason(f"{sent} alert(s) sent for {len(records)} new check evaluation(s)")
+    for end in ends:
+        run = instance.get_run_by_id(end.run_id)
+        for evaluation in _failed_checks(instance, end.run_id):
+            asset = evaluation.asset_key.to_user_string()
+            _deliver(
+                context,
+                alerts,
+                subject=(
+                    f"Check failed: {asset}.{evaluation.check_name} [{evaluation.partition or '-'}]"
+                ),
+                body=(
+                    f"{_run_line(run, end.run_id)}\n{evaluation.description or ''}\n"
+                    f"{_metadata_text(evaluation.metadata)}"
+                ).strip(),
+                severity=(
+                    "error" if evaluation.severity == dg.AssetCheckSeverity.ERROR else "warning"
+                ),
+            )
+            sent += 1
+    context.update_cursor(json.dumps({"run_ends_after": last}))
+    return dg.SkipReason(f"{sent} check alert(s) sent for {len(ends)} ended run(s)")
 
 
-@dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING)
+# -- runs -----------------------------------------------------------------------------------
+
+
+def _stopped_only_by_checks(failures: Sequence[dg.DagsterEvent]) -> bool:
+    """True when every failed step failed because a blocking check failed (each such check
+    has its own alert: the data-quality ones from the check sensor, the gate from the run)."""
+    return bool(failures) and all(
+        f.step_failure_data.error is not None
+        and f.step_failure_data.error.cls_name == CHECK_FAILED_ERROR
+        for f in failures
+    )
+
+
+@dg.run_failure_sensor(
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
+    monitor_all_code_locations=True,  # also the in-process runs of `ibkr-agent run` (no origin)
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertResource) -> None:
-    """Alert when any run of the pipeline fails — except a run stopped only by the compliance
-    gate, whose alert (with the recommendation report) was already sent by ``risk_report``."""
+    """Alert when any run fails, naming each failed step and its error — except a run stopped
+    only by failed blocking checks, already alerted one by one."""
     run = context.dagster_run
-    if _failed_only_at_the_gate(context.instance, run.run_id):
+    failures = context.get_step_failure_events()
+    if _stopped_only_by_checks(failures):
         return
     partition = run.tags.get("dagster/partition", "-")
+    steps = [f"- step {f.step_key}: {root_cause(f.step_failure_data.error)}" for f in failures]
+    where = f" at {', '.join(f.step_key or '-' for f in failures)}" if failures else ""
     message = context.failure_event.message or "run failed"
     _deliver(
         context,
         alerts,
-        subject=f"Run failed: {run.job_name} [{partition}]",
-        body=f"run {run.run_id}\n{message}",
+        subject=f"Run failed: {run.job_name} [{partition}]{where}",
+        body="\n".join([_run_line(run, run.run_id), *steps, message]),
         severity="error",
     )
 
@@ -327,7 +434,9 @@ def _prune(sessions: dict[str, Watch], now: float) -> None:
             del sessions[day]
 
 
-@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    minimum_interval_seconds=SENSOR_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING
+)
 def order_summary_alerts(
     context: dg.SensorEvaluationContext,
     alerts: AlertResource,

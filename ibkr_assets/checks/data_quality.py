@@ -1,7 +1,8 @@
 """Data quality of the feature matrix, validated with Great Expectations.
 
 Before any score is computed, the day's feature matrix must pass five checks (each an asset
-check on ``feature_matrix``, blocking: a failure stops the stages downstream):
+check on ``feature_matrix``, partitioned by session like the asset, blocking: a failure stops
+the stages downstream):
 
 ==============================  ==============================================================
 check                           Great Expectations expectation(s)
@@ -34,6 +35,8 @@ import great_expectations as gx
 import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from ibkr_assets.partitions import DAILY_PARTITIONS
+
 NO_NULLS = "no_nulls_in_required"
 POSITIVE = "prices_volumes_positive"
 UNIQUE = "unique_symbols"
@@ -48,10 +51,16 @@ CHECK_DESCRIPTIONS = {
 }
 
 
-def check_specs(asset: str = "feature_matrix") -> list[dg.AssetCheckSpec]:
-    """The data-quality checks of an asset, blocking its downstream stages on failure."""
+def check_specs(
+    asset: str = "feature_matrix", partitions_def: dg.PartitionsDefinition = DAILY_PARTITIONS
+) -> list[dg.AssetCheckSpec]:
+    """The data-quality checks of an asset, blocking its downstream stages on failure. They are
+    partitioned like the asset (one NYSE session each), so every evaluation records its session
+    and the asset's Checks tab shows each session's data quality."""
     return [
-        dg.AssetCheckSpec(name, asset=asset, description=text, blocking=True)
+        dg.AssetCheckSpec(
+            name, asset=asset, description=text, blocking=True, partitions_def=partitions_def
+        )
         for name, text in CHECK_DESCRIPTIONS.items()
     ]
 

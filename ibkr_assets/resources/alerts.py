@@ -4,7 +4,8 @@ Three channels, chosen by ``IBKR_ALERT_CHANNEL`` (other settings: ``IBKR_ALERT_L
 ``IBKR_ALERT_SLACK_CHANNEL``, ``IBKR_ALERT_SMTP_HOST`` / ``_SMTP_PORT`` / ``_SMTP_USER`` /
 ``_SMTP_STARTTLS``, ``IBKR_ALERT_EMAIL_FROM``, ``IBKR_ALERT_EMAIL_TO`` as a JSON list, and
 ``IBKR_ALERT_ORDER_POLL_SECONDS``, how often the order sensor asks IB about a session's
-submitted orders until they are done):
+submitted orders until they are done, and ``IBKR_ALERT_SENSOR_INTERVAL_S``, the least time
+between two evaluations of each alert sensor by the Dagster daemon):
 
 * ``log`` (the default): the alert goes to the ``ibkr_assets.alerts`` logger and, when
   ``log_path`` is set, is appended as one JSON line to that file (``data/alerts/alerts.jsonl`` by
@@ -64,6 +65,9 @@ class AlertSettings(BaseSettings):
     email_to: list[str] = Field(default_factory=list, description="recipients (JSON list)")
     order_poll_seconds: float = Field(
         300.0, ge=0, description="seconds between asking IB about a session's open orders"
+    )
+    sensor_interval_seconds: int = Field(
+        60, ge=1, description="least seconds between two evaluations of an alert sensor"
     )
 
 
