@@ -1,14 +1,24 @@
-"""Shared wiring of the daily assets: the partition's as-of time, table metadata, previews.
+"""Shared wiring of the daily assets: the partition's as-of time, the catalog entry of each
+asset (columns, owners, tags, kinds), table metadata rounded for reading, previews.
 
 Every partitioned DataFrame asset carries a ``partition_date`` column (the session, as a
 timestamp) so the DuckDB IO manager deletes the partition's rows before inserting — a rerun
 replaces, never duplicates.
+
+The catalog: each table asset declares its columns once, as a :class:`Table` (pandas dtype and
+meaning with unit per column); the frame is typed from it where the asset builds the frame, and
+the Dagster UI's Columns panel shows it (``dagster/column_schema``). Every asset is owned by
+:data:`OWNERS` and tagged with its ``stage``, its data
+``source`` (``ib``, ``ib-news``, ``sim`` / ``fmp`` fundamentals, or ``derived`` from other
+assets) and whether trading depends on it (``trading_critical``): filter the catalog with
+e.g. ``tag:trading_critical=true``.
 """
 
 from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -16,23 +26,134 @@ import dagster as dg
 import pandas as pd
 
 from ibkr_assets.partitions import DAILY_PARTITIONS, as_of
+from ibkr_assets.resources.storage import WAREHOUSE_SCHEMA
 
 PARTITION_COLUMN = "partition_date"
+PARTITION_DESCRIPTION = "the NYSE session (partition) the row belongs to"
+#: Tag keys of every asset.
+STAGE, SOURCE, TRADING_CRITICAL = "stage", "source", "trading_critical"
+#: Data sources: IB's API (whichever backend, the simulated one included), IB's news, or only
+#: other assets of the pipeline.
+IB, IB_NEWS, DERIVED = "ib", "ib-news", "derived"
+#: Significant digits a float keeps in metadata (never fewer than two decimals).
+METADATA_DIGITS = 6
 
 
-def table_metadata(schema: str) -> dict[str, str]:
-    """Asset metadata for the DuckDB IO manager: the schema and the partition column."""
-    return {"schema": schema, "partition_expr": PARTITION_COLUMN}
+#: Who answers for the pipeline's assets (a Dagster owner: ``team:<name>`` or an e-mail).
+OWNERS = ["team:trading"]
 
 
-def daily_asset_kwargs(group: str, schema: str | None = None) -> dict[str, Any]:
-    """Keyword arguments shared by every daily asset of a stage."""
+class Table:
+    """The columns of a table, in order: each column's pandas dtype and its meaning with its
+    unit — the one declaration the asset types its frame from and the catalog shows."""
+
+    def __init__(self, columns: Mapping[str, tuple[str, str]]) -> None:
+        self.columns = dict(columns)
+
+    def __add__(self, more: Table) -> Table:
+        """This table's columns followed by ``more``'s (a table that extends another)."""
+        return Table({**self.columns, **more.columns})
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        """Column -> pandas dtype (for ``DataFrame.astype``)."""
+        return {name: dtype for name, (dtype, _) in self.columns.items()}
+
+    def schema(self, partitioned: bool = True) -> dg.TableSchema:
+        """The column schema of the catalog; ``partitioned`` adds the partition column the
+        warehouse stores with every row."""
+        columns = [dg.TableColumn(n, dtype, text) for n, (dtype, text) in self.columns.items()]
+        if partitioned:
+            columns.append(dg.TableColumn(PARTITION_COLUMN, "datetime64[s]", PARTITION_DESCRIPTION))
+        return dg.TableSchema(columns=columns)
+
+
+def asset_tags(stage: str, source: str, critical: bool = False) -> dict[str, str]:
+    """The catalog tags of an asset: its stage, its data source and whether trading depends on
+    it (a failure or a late run leaves the desk without today's orders)."""
+    return {STAGE: stage, SOURCE: source, TRADING_CRITICAL: str(critical).lower()}
+
+
+def catalog_kwargs(
+    *,
+    stage: str,
+    source: str = DERIVED,
+    kinds: Iterable[str] = (),
+    critical: bool = False,
+    columns: dg.TableSchema | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Owners, tags, kinds and metadata (with the column schema) of an asset's decorator (or
+    ``AssetOut``)."""
+    meta = dict(metadata or {})
+    if columns is not None:
+        meta["dagster/column_schema"] = columns
+    return {
+        "owners": OWNERS,
+        "tags": asset_tags(stage, source, critical),
+        "kinds": set(kinds),
+        "metadata": meta,
+    }
+
+
+def table_metadata(warehouse_schema: str) -> dict[str, str]:
+    """Where the DuckDB IO manager keeps a daily table: its warehouse schema and the partition
+    column whose rows a rerun replaces."""
+    return {WAREHOUSE_SCHEMA: warehouse_schema, "partition_expr": PARTITION_COLUMN}
+
+
+def daily_asset_kwargs(
+    group: str,
+    table: Table | None = None,
+    *,
+    stage: str | None = None,
+    source: str = DERIVED,
+    kinds: Iterable[str] = (),
+    critical: bool = False,
+    warehouse_schema: str | None = None,
+) -> dict[str, Any]:
+    """Decorator arguments of a daily asset stored in the warehouse: the session partitions,
+    its group, its warehouse schema (the group's unless given), and its catalog entry (stage —
+    the group's unless given —, source, kinds besides pandas and duckdb, the columns of
+    ``table``)."""
     return {
         "partitions_def": DAILY_PARTITIONS,
         "group_name": group,
-        "metadata": table_metadata(schema or group),
-        "kinds": {"pandas", "duckdb"},
+        **catalog_kwargs(
+            stage=stage or group,
+            source=source,
+            kinds={"pandas", "duckdb", *kinds},
+            critical=critical,
+            columns=table.schema() if table is not None else None,
+            metadata=table_metadata(warehouse_schema or group),
+        ),
     }
+
+
+def readable_number(value: float) -> float:
+    """``value`` rounded for reading: six significant digits, never fewer than two decimals
+    (0.9500000005734556 -> 0.95, 764363.7050000001 -> 764363.71)."""
+    if not math.isfinite(value) or value == 0:
+        return float(value)
+    decimals = max(2, METADATA_DIGITS - 1 - math.floor(math.log10(abs(value))))
+    return round(float(value), decimals)
+
+
+def readable(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Materialisation metadata with every float (plain or ``MetadataValue.float``) rounded by
+    :func:`readable_number`; everything else as given."""
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if isinstance(value, float):
+            value = readable_number(value)
+        elif isinstance(value, dg.FloatMetadataValue) and value.value is not None:
+            value = dg.MetadataValue.float(readable_number(value.value))
+        out[key] = value
+    return out
 
 
 def session_of(context: dg.AssetExecutionContext) -> tuple[str, date, datetime]:
@@ -58,13 +179,14 @@ def preview(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
 
 
 def frame_metadata(frame: pd.DataFrame, **extra: Any) -> dict[str, Any]:
-    """Row count and preview of a frame, plus ``extra`` (None / NaN values dropped)."""
+    """Row count and preview of a frame, plus ``extra`` (None / NaN values dropped, floats
+    rounded for reading)."""
     meta: dict[str, Any] = {"dagster/row_count": len(frame), "preview": preview(frame)}
     for key, value in extra.items():
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
         meta[key] = value
-    return meta
+    return readable(meta)
 
 
 def listing(items: dict[str, str] | list[str], limit: int = 50) -> dg.MetadataValue:

@@ -16,6 +16,7 @@ import dagster as dg
 import pandas as pd
 
 from ibkr_assets.assets._common import (
+    Table,
     daily_asset_kwargs,
     frame_metadata,
     session_of,
@@ -47,9 +48,81 @@ REQUIRED_COLUMNS = (
 )
 #: Prices and volumes: strictly positive.
 POSITIVE_COLUMNS = ("price", "close", "adv", "sma_fast", "atr")
+#: The matrix :func:`build_feature_matrix` assembles (see :mod:`ibkr_assets.quant.features`);
+#: ``piotroski`` criteria f_* are 1 (passed) or 0, as in Piotroski (2000).
+FEATURE_MATRIX = Table(
+    {
+        "symbol": ("string", "ticker symbol"),
+        "conid": ("int64", "IB contract id (conId)"),
+        "sector": ("string", "sector (IB industry)"),
+        "industry": ("string", "industry (IB category)"),
+        "lot_size": ("int64", "round lot, shares (1 when IB gives none)"),
+        "adv": ("float64", "average daily dollar volume of 20 sessions (close x volume), USD"),
+        "avg_volume": ("float64", "average daily volume as IB reports it, shares"),
+        "price": ("float64", "decision price, USD per share: mid, else last, else a close"),
+        "price_source": ("string", "which price: mid, last, prev_close or bar_close"),
+        "bid": ("float64", "best bid, USD per share"),
+        "ask": ("float64", "best ask, USD per share"),
+        "spread": ("float64", "ask - bid of a two-sided quote, USD per share"),
+        "spread_bps": ("float64", "spread / mid, basis points"),
+        "last_session": ("datetime64[ns]", "session of the symbol's latest daily bar"),
+        "close": ("float64", "latest daily close, USD per share"),
+        "sma_fast": ("float64", "20-session simple moving average of the close, USD per share"),
+        "sma_slow": ("float64", "50-session simple moving average of the close, USD per share"),
+        "ma_signal": ("float64", "(SMA20 - SMA50) / SMA50, fraction"),
+        "ma_cross": ("float64", "+1 fast SMA crossed above the slow in 5 sessions, -1 below, 0"),
+        "atr": ("float64", "Wilder's 14-session average true range, USD per share"),
+        "atr_pct": ("float64", "ATR / close, fraction"),
+        "atr_breakout": ("float64", "+1 close above the prior 20-session high + 0.5 ATR, -1 below"),
+        "breakout_distance": ("float64", "close beyond the prior 20-session channel, ATRs"),
+        "rsi": ("float64", "Wilder's 14-session relative strength index, 0-100"),
+        "rsi_signal": ("float64", "mean reversion in [-1, 1]: + below RSI 30, - above RSI 70"),
+        "macd_hist_pct": ("float64", "MACD(12, 26, 9) histogram / close, fraction"),
+        "mom_12_1": ("float64", "return from 252 to 21 sessions ago, fraction"),
+        "vol_20d": ("float64", "annualised volatility of 20 daily log returns, fraction"),
+        "adv_20d": ("float64", "average daily dollar volume of 20 sessions, USD"),
+        "n_bars": ("int64", "daily bars behind the technical features"),
+        "f_roa": ("float64", "Piotroski 1: ROA (TTM net income / average assets) > 0"),
+        "f_cfo": ("float64", "Piotroski 2: TTM operating cash flow > 0"),
+        "f_delta_roa": ("float64", "Piotroski 3: ROA higher than a year earlier"),
+        "f_accrual": ("float64", "Piotroski 4: operating cash flow / average assets > ROA"),
+        "f_delta_leverage": (
+            "float64",
+            "Piotroski 5: long-term debt / assets lower than a year ago",
+        ),
+        "f_delta_liquidity": ("float64", "Piotroski 6: current ratio higher than a year earlier"),
+        "f_no_new_shares": ("float64", "Piotroski 7: shares outstanding not above a year earlier"),
+        "f_delta_margin": ("float64", "Piotroski 8: TTM gross margin higher than a year earlier"),
+        "f_delta_turnover": ("float64", "Piotroski 9: asset turnover higher than a year earlier"),
+        "piotroski": ("float64", "Piotroski F-score, criteria passed 0-9 (NaN: < 8 quarters)"),
+        "piotroski_available": ("int64", "criteria whose inputs were present, 0-9"),
+        "revenue_growth_yoy": ("float64", "TTM revenue / TTM revenue a year earlier - 1, fraction"),
+        "revenue_growth_flag": ("float64", "1 when revenue grew more than 15% a year, else 0"),
+        "forward_pe": ("float64", "price / forward EPS (positive EPS only), ratio"),
+        "forward_pe_sector_median": ("float64", "median forward P/E of the sector, ratio"),
+        "forward_pe_rel_sector": ("float64", "forward P/E / sector median - 1 (< 0: cheap)"),
+        "forward_earnings_yield": ("float64", "forward EPS / price, fraction"),
+        "forward_eps": ("float64", "consensus forward earnings per share, USD per share"),
+        "polarity_24h": ("float64", "mean headline polarity of the last 24 hours, -1 to 1"),
+        "headlines_24h": ("int64", "headlines of the last 24 hours"),
+        "polarity_hist_mean": ("float64", "mean daily polarity of the days before, -1 to 1"),
+        "polarity_hist_std": ("float64", "standard deviation of that daily polarity"),
+        "polarity_hist_days": ("int64", "days with news in the baseline window"),
+        "sentiment_z": ("float64", "last 24 h's polarity against the symbol's own baseline, SDs"),
+        "as_of": ("datetime64[us, America/New_York]", "decision time: 08:00 New York"),
+    }
+)
 
 
-@dg.asset(**daily_asset_kwargs("features"), check_specs=check_specs("feature_matrix"))
+@dg.asset(
+    **daily_asset_kwargs(
+        "features",
+        FEATURE_MATRIX,
+        stage="2-features",
+        kinds={"talib", "great_expectations", "parquet"},
+    ),
+    check_specs=check_specs("feature_matrix"),
+)
 def feature_matrix(
     context: dg.AssetExecutionContext,
     storage: StorageResource,

@@ -12,6 +12,8 @@ import dagster as dg
 import pandas as pd
 
 from ibkr_assets.assets._common import (
+    IB,
+    Table,
     daily_asset_kwargs,
     frame_metadata,
     session_of,
@@ -21,17 +23,20 @@ from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
 
-POSITION_COLUMNS = {
-    "symbol": "string",
-    "conid": "int64",
-    "sec_type": "string",
-    "quantity": "float64",
-    "avg_cost": "float64",
-    "market_price": "float64",
-    "market_value": "float64",
-    "weight": "float64",
-    "sector": "string",
-}
+POSITIONS = Table(
+    {
+        "symbol": ("string", "ticker symbol, or CASH for the account's cash"),
+        "conid": ("int64", "IB contract id (conId), 0 for cash"),
+        "sec_type": ("string", "IB security type (secType): STK, ETF, ... or CASH"),
+        "quantity": ("float64", "position, shares (negative: short); cash: base currency"),
+        "avg_cost": ("float64", "IB average cost, base currency per share"),
+        "market_price": ("float64", "IB market price, base currency per share"),
+        "market_value": ("float64", "quantity x market price, base currency"),
+        "weight": ("float64", "market value / net liquidation, fraction"),
+        "sector": ("string", "sector (IB industry); Cash for the cash row"),
+    }
+)
+POSITION_COLUMNS = POSITIONS.dtypes
 ACCOUNT_FIELDS = (
     "net_liquidation",
     "total_cash",
@@ -46,7 +51,11 @@ ACCOUNT_FIELDS = (
 )
 
 
-@dg.asset(**daily_asset_kwargs("portfolio"))
+@dg.asset(
+    **daily_asset_kwargs(
+        "portfolio", POSITIONS, stage="3-portfolio", source=IB, kinds={"ib"}, critical=True
+    )
+)
 def portfolio_snapshot(
     context: dg.AssetExecutionContext, ib: IBResource, storage: StorageResource
 ) -> dg.Output[pd.DataFrame]:
@@ -95,6 +104,6 @@ def portfolio_snapshot(
         account_id=summary.account_id,
         positions=len(frame) - 1,
         path=dg.MetadataValue.path(str(path)),
-        **{name: dg.MetadataValue.float(value) for name, value in account.items()},
+        **account,
     )
     return dg.Output(with_partition(frame, key), metadata=meta)

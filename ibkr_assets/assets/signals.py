@@ -16,9 +16,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ibkr_assets.assets._common import (
+    Table,
     daily_asset_kwargs,
     png_markdown,
     preview,
+    readable,
     session_of,
     with_partition,
     without_partition,
@@ -28,6 +30,19 @@ from ibkr_assets.quant.alpha import AlphaWeights, compute_alpha_scores
 from ibkr_assets.quant.macro import FEATURE_COLUMNS as MACRO_COLUMNS
 from ibkr_assets.quant.macro import latest_regime
 from ibkr_assets.resources.storage import StorageResource
+
+#: What :func:`compute_alpha_scores` returns: the blend and its blocks, each in [-1, 1].
+ALPHA_SCORES = Table(
+    {
+        "symbol": ("string", "ticker symbol"),
+        "alpha_score": ("float64", "expected edge in [-1, 1]: the weighted blend of the blocks"),
+        "technical": ("float64", "technical block (trend, breakout, RSI, momentum), -1 to 1"),
+        "fundamental": ("float64", "fundamental block (Piotroski, value, growth), -1 to 1"),
+        "sentiment": ("float64", "news sentiment block (sentiment_z), -1 to 1"),
+        "macro": ("float64", "macro-regime adjustment added to every name, -1 to 1"),
+        "top_drivers": ("string", "the three largest contributions, e.g. 'mom_12_1 +0.081'"),
+    }
+)
 
 
 def alpha_plot(scores: pd.DataFrame, title: str, names: int = 10) -> bytes:
@@ -62,7 +77,7 @@ def alpha_weights(config: PipelineConfig) -> AlphaWeights:
     )
 
 
-@dg.asset(**daily_asset_kwargs("signals"))
+@dg.asset(**daily_asset_kwargs("signals", ALPHA_SCORES, stage="3-signals", kinds={"matplotlib"}))
 def alpha_scores(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
@@ -93,4 +108,4 @@ def alpha_scores(
         "mean_alpha": float(scores["alpha_score"].mean()),
         "share_positive": float((scores["alpha_score"] > 0).mean()),
     }
-    return dg.Output(with_partition(scores, key), metadata=meta)
+    return dg.Output(with_partition(scores, key), metadata=readable(meta))
