@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ibkr_assets.assets._common import png_markdown
+from ibkr_assets.assets._common import IB, Table, catalog_kwargs, png_markdown, readable
 from ibkr_assets.assets.ingest import (
     IB_MAX_NEWS,
     _headline_frame,
@@ -83,6 +83,37 @@ CLOSE_NY = time(17, 0)
 NEWS_CHUNK_DAYS = 30
 #: phase ("load" | "replay" | "calibrate"), done, total
 Progress = Callable[[str, int, int], None]
+#: A row of ``metrics/rolling_backtest.csv``: what one run of the replay measured.
+METRICS = Table(
+    {
+        "run_utc": ("string", "when the run finished, ISO 8601 UTC"),
+        "label": ("string", "the week replayed (its Monday's partition key), or cli"),
+        "first_session": ("string", "first session replayed, YYYY-MM-DD"),
+        "last_session": ("string", "last session replayed, YYYY-MM-DD"),
+        "sessions": ("int64", "sessions replayed"),
+        "symbols": ("int64", "symbols in the replay's universe"),
+        "total_return": ("float64", "equity growth over the window after costs, fraction"),
+        "cagr": ("float64", "compound annual growth rate after costs, fraction a year"),
+        "annual_volatility": ("float64", "annualised volatility of daily returns, fraction"),
+        "sharpe": ("float64", "annualised Sharpe ratio of daily net returns (risk-free 0)"),
+        "sortino": ("float64", "annualised Sortino ratio (downside deviation)"),
+        "max_drawdown": ("float64", "largest fall of equity from a running peak, fraction"),
+        "drawdown_sessions": ("int64", "longest drawdown, peak to recovery, sessions"),
+        "avg_turnover": ("float64", "mean daily turnover (sum of |weight changes|), of NAV"),
+        "total_cost": ("float64", "commissions and slippage summed over days, fraction of NAV"),
+        "commission_usd": ("float64", "IB commissions paid, USD"),
+        "slippage_usd": ("float64", "slippage paid, USD"),
+        "hit_rate": ("float64", "share of days with a non-zero return that were positive"),
+        "avg_names_held": ("float64", "mean number of names held"),
+        "gate_blocked_sessions": ("int64", "sessions the compliance gate blocked"),
+        "weights": ("string", "JSON: the alpha blend weights replayed"),
+        "calibration": ("string", "off, or the calibration's decision"),
+        "held_out_sharpe_configured": ("float64", "calibration: held-out Sharpe, configured"),
+        "held_out_sharpe_tuned": ("float64", "calibration: held-out Sharpe, tuned weights"),
+        "tuned_weights": ("string", "calibration: JSON of the tuned weights"),
+        "seconds": ("float64", "wall time of the run, seconds"),
+    }
+)
 
 
 class BacktestConfig(dg.Config):
@@ -467,7 +498,15 @@ def run_backtest_on(resources: Mapping[str, Any], **options: Any) -> BacktestRun
 @dg.asset(
     partitions_def=WEEKLY_PARTITIONS,
     group_name=WEEKLY_GROUP,
-    kinds={"pandas"},
+    # the replay reads the daily-bar cache daily_bars keeps in the warehouse (cache.daily_bars),
+    # every session of it, and fetches the rest of what the daily job reads from IB itself
+    deps=[dg.AssetDep("daily_bars", partition_mapping=dg.AllPartitionMapping())],
+    **catalog_kwargs(
+        stage="weekly-backtest",
+        source=IB,
+        kinds={"pandas", "cvxpy", "matplotlib", "csv"},
+        columns=METRICS.schema(partitioned=False),
+    ),
 )
 def rolling_backtest(
     context: dg.AssetExecutionContext,
@@ -480,7 +519,8 @@ def rolling_backtest(
     sentiment: SentimentResource,
 ) -> dg.MaterializeResult:
     """How the daily strategy would have done over the last months, after costs: the equity
-    curve, Sharpe, Sortino, drawdown, turnover and hit rate of the replayed decisions."""
+    curve, Sharpe, Sortino, drawdown, turnover and hit rate of the replayed decisions (one row
+    of ``metrics/rolling_backtest.csv`` per run)."""
     end = week_end(context.partition_key, datetime.now(UTC))
     run = run_backtest(
         broker=ib.get_broker(),
@@ -524,4 +564,4 @@ def rolling_backtest(
         meta["left_out"] = dg.MetadataValue.md(
             "\n".join(f"- {k}: {v}" for k, v in list(run.problems.items())[:50])
         )
-    return dg.MaterializeResult(metadata={k: v for k, v in meta.items() if v is not None})
+    return dg.MaterializeResult(metadata=readable({k: v for k, v in meta.items() if v is not None}))

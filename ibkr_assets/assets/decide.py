@@ -1,5 +1,8 @@
 """Stage 5–6: the news & sentiment overlay and the risk report behind the compliance gate.
 
+``risk_report`` is the compliance gate's asset (group ``compliance_gate``, stage
+``6-compliance-gate``): its six blocking asset checks are the gate.
+
 * ``overlaid_targets``: the optimiser's weights after the YAML overlay rules
   (:mod:`ibkr_assets.quant.overlay`), e.g. drop a name whose sentiment z-score is below −2.5, or
   set it to zero when a headline says "FDA ban". Every override is kept with its rule and reason.
@@ -16,7 +19,7 @@
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import with_partition, without_partition
+from ibkr_assets.assets._common import Table, readable, with_partition, without_partition
 from ibkr_assets.assets.decide_common import (
     current_weights,
     decide_asset,
@@ -25,6 +28,7 @@ from ibkr_assets.assets.decide_common import (
     risk_model_from_frame,
 )
 from ibkr_assets.assets.journal import EX_ANTE, record_decision
+from ibkr_assets.assets.risk import TARGETS
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
 from ibkr_assets.quant.compliance import render_recommendation_markdown
@@ -33,13 +37,37 @@ from ibkr_assets.quant.overlay import load_rules
 from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource
 from ibkr_assets.resources.storage import StorageResource
 
+#: The asset group of the compliance gate: the UI's search finds it by name.
+GATE_GROUP = "compliance_gate"
+OVERLAID = TARGETS + Table(
+    {
+        "weight": ("float64", "weight after the news rules: what the desk holds, fraction of NAV"),
+        "override_rule": ("string", "the overlay rule(s) that changed the weight; empty: none"),
+        "override_reason": ("string", "why the rule fired, e.g. the matching headline"),
+    }
+)
+RISK_REPORT = Table(
+    {
+        "check": ("string", "the compliance gate's check (one blocking asset check each)"),
+        "value": ("float64", "measured: fraction of net liquidation (liquidity: of ADV)"),
+        "limit": ("float64", "the limit of DecideConfig, in the value's unit"),
+        "passed": ("bool", "value within the limit"),
+        "excess": ("float64", "max(value - limit, 0), in the value's unit"),
+        "detail": ("string", "how the value was measured"),
+        "offenders": ("string", "symbols or sectors over the limit, comma-separated"),
+    }
+)
+
 
 @decide_asset(
+    OVERLAID,
+    stage="5-overlay",
+    kinds={"yaml"},
     ins={
         "target_weights": dg.AssetIn(),
         "feature_matrix": dg.AssetIn(),
         "headlines": dg.AssetIn(),
-    }
+    },
 )
 def overlaid_targets(
     context: dg.AssetExecutionContext,
@@ -62,25 +90,31 @@ def overlaid_targets(
     overrides = result.overrides_frame()
     return dg.Output(
         with_partition(frame, partition),
-        metadata={
-            "overrides": len(overrides),
-            "rules": ", ".join(r.name for r in rules),
-            "override_table": dg.MetadataValue.md(overrides.to_markdown(index=False))
-            if len(overrides)
-            else "none",
-            "gross": float(frame["weight"].abs().sum()),
-        },
+        metadata=readable(
+            {
+                "overrides": len(overrides),
+                "rules": ", ".join(r.name for r in rules),
+                "override_table": dg.MetadataValue.md(overrides.to_markdown(index=False))
+                if len(overrides)
+                else "none",
+                "gross": float(frame["weight"].abs().sum()),
+            }
+        ),
     )
 
 
 @decide_asset(
+    RISK_REPORT,
+    stage="6-compliance-gate",
+    group=GATE_GROUP,
+    kinds={"json"},
     ins={
         "overlaid_targets": dg.AssetIn(),
         "risk_model": dg.AssetIn(),
         "portfolio_snapshot": dg.AssetIn(),
         "universe": dg.AssetIn(),
         "feature_matrix": dg.AssetIn(),
-    }
+    },
 )
 def risk_report(
     context: dg.AssetExecutionContext,
@@ -93,8 +127,8 @@ def risk_report(
     universe: pd.DataFrame,
     feature_matrix: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    """The compliance numbers of the day's targets against every limit; a breach blocks the
-    order ticket and produces a recommendation-only report and an alert instead."""
+    """The compliance gate: the day's targets against every limit, one blocking check each; a
+    breach blocks the order ticket and produces a recommendation-only report and an alert."""
     partition = context.partition_key
     model = risk_model_from_frame(without_partition(risk_model))
     targets = without_partition(overlaid_targets)
@@ -120,7 +154,7 @@ def risk_report(
             "detail": [r.detail for r in results],
             "offenders": [", ".join(r.offenders) for r in results],
         }
-    ).astype({"check": "string", "detail": "string", "offenders": "string", "passed": "bool"})
+    ).astype(RISK_REPORT.dtypes)
     passed = bool(report["passed"].all())
     ex_ante = {k: float(targets[k].iloc[0]) for k in EX_ANTE}
     payload = {

@@ -1,27 +1,57 @@
 """Shared wiring of the decision stages (4–9): the asset decorator, the partition column, and the
-frame conversions every stage needs. No business logic lives here."""
+frame conversions every stage needs. No business logic lives here.
+
+Every decision stage is trading-critical in the catalog: a failure or a late run leaves the
+desk without today's orders (or their record)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import daily_asset_kwargs
+from ibkr_assets.assets._common import DERIVED, Table, daily_asset_kwargs
 from ibkr_assets.quant.risk_model import RiskModel
 
 GROUP = "decide"
 
 
-def decide_asset(**kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
-    """``@dg.asset`` with the daily partitions, the ``decide`` group and DuckDB schema, and the
-    partition column (so a rerun replaces its partition's rows)."""
-    base = daily_asset_kwargs(GROUP)
-    base["metadata"] = {**base["metadata"], **kwargs.pop("metadata", {})}
+def decide_asset(
+    table: Table,
+    *,
+    stage: str,
+    source: str = DERIVED,
+    kinds: Iterable[str] = (),
+    group: str = GROUP,
+    **kwargs: Any,
+) -> Callable[..., dg.AssetsDefinition]:
+    """``@dg.asset`` of a decision stage storing ``table``: the daily partitions, the ``decide``
+    warehouse schema and the partition column (so a rerun replaces its partition's rows), and
+    its catalog entry (``group``, ``stage``, ``source``, ``kinds``, trading-critical);
+    ``kwargs`` go to ``dg.asset``."""
+    base = daily_asset_kwargs(
+        group, table, stage=stage, source=source, kinds=kinds, critical=True, warehouse_schema=GROUP
+    )
     return dg.asset(**base, **kwargs)
+
+
+#: The long table a risk model is stored as (:func:`risk_model_frame`).
+RISK_MODEL = Table(
+    {
+        "kind": ("string", "scenario, cov, mean, shrinkage, periods_per_year or dropped"),
+        "row": ("string", "scenario: its session; cov: the first symbol; dropped: the reason"),
+        "symbol": ("string", "the symbol (cov: the second one); empty for the scalars"),
+        "value": (
+            "float64",
+            "scenario: daily simple return, fraction; cov: annualised covariance of returns; "
+            "mean: annualised mean return, fraction; shrinkage: Ledoit-Wolf intensity, 0-1; "
+            "periods_per_year: sessions a year",
+        ),
+    }
+)
 
 
 def risk_model_frame(model: RiskModel) -> pd.DataFrame:
@@ -44,9 +74,7 @@ def risk_model_frame(model: RiskModel) -> pd.DataFrame:
         {"kind": "dropped", "row": list(model.dropped.values()), "symbol": list(model.dropped)}
     ).assign(value=float("nan"))
     frame = pd.concat([scen, cov, mean, scalars, dropped], ignore_index=True)
-    return frame[["kind", "row", "symbol", "value"]].astype(
-        {"kind": "string", "row": "string", "symbol": "string", "value": "float64"}
-    )
+    return frame[RISK_MODEL.names].astype(RISK_MODEL.dtypes)
 
 
 def risk_model_from_frame(frame: pd.DataFrame) -> RiskModel:

@@ -31,7 +31,14 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import listing, with_partition, without_partition
+from ibkr_assets.assets._common import (
+    IB,
+    Table,
+    listing,
+    readable,
+    with_partition,
+    without_partition,
+)
 from ibkr_assets.assets.decide_common import (
     current_quantities,
     decide_asset,
@@ -42,6 +49,7 @@ from ibkr_assets.broker import Broker, GuardedBroker
 from ibkr_assets.broker.errors import BrokerError, OrderRefused
 from ibkr_assets.broker.models import Contract, Order, OrderStatus, WhatIfResult
 from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.freshness import DAILY_OUTPUT_FRESHNESS
 from ibkr_assets.partitions import as_of
 from ibkr_assets.promotion import live_trading_promoted
 from ibkr_assets.quant.decision import diff_orders
@@ -53,67 +61,86 @@ from ibkr_assets.quant.orders import (
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
 
-PROPOSED_COLUMNS = {
-    "symbol": "string",
-    "conid": "int64",
-    "action": "string",  # BUY | SELL | "" (no trade)
-    "quantity": "int64",
-    "limit_price": "float64",
-    "mid": "float64",
-    "notional": "float64",
-    "current_shares": "float64",
-    "target_shares": "float64",
-    "target_weight": "float64",
-    "lot_size": "int64",
-    "order_ref": "string",
-    "reason": "string",
-}
-WHATIF_COLUMNS = {
-    "symbol": "string",
-    "conid": "int64",
-    "action": "string",
-    "attempt": "int64",  # 0 = no trade proposed; 1.. = what-if attempts
-    "quantity": "int64",
-    "limit_price": "float64",
-    "mid": "float64",
-    "passed": "bool",
-    "decision": "string",  # accepted | resized | dropped | kept_failing | no_trade
-    "final": "bool",  # this row's size is what goes on the ticket
-    "order_ref": "string",
-    "init_margin_change": "float64",
-    "maint_margin_after": "float64",
-    "excess_liquidity_after": "float64",
-    "commission": "float64",
-    "detail": "string",
-}
-TICKET_COLUMNS = {
-    "symbol": "string",
-    "conid": "int64",
-    "action": "string",
-    "quantity": "int64",
-    "order_type": "string",
-    "limit_price": "float64",
-    "notional": "float64",
-    "order_ref": "string",
-    "whatif_attempts": "int64",
-    "whatif_decision": "string",
-    "maint_margin_after": "float64",
-    "commission": "float64",
-}
-SUBMITTED_COLUMNS = {
-    "order_ref": "string",
-    "symbol": "string",
-    "action": "string",
-    "quantity": "float64",
-    # placed | already_sent | same_side_sent | already_executed | refused (by the order guard)
-    # | rejected (by IB)
-    "outcome": "string",
-    "order_id": "Int64",
-    "perm_id": "Int64",
-    "status": "string",
-    "filled": "float64",
-    "message": "string",
-}
+SYMBOL = ("string", "ticker symbol")
+CONID = ("int64", "IB contract id (conId)")
+ORDER_REF = ("string", "idempotency key sent as IB's orderRef: <prefix>:<session>:<hash>")
+MARGIN_AFTER = ("float64", "IB what-if: maintenance margin after the fill, USD")
+COMMISSION = ("float64", "IB what-if: commission estimate, USD")
+PROPOSED = Table(
+    {
+        "symbol": SYMBOL,
+        "conid": CONID,
+        "action": ("string", "BUY, SELL, or empty when no trade is proposed"),
+        "quantity": ("int64", "shares to trade (rounded to the lot size); 0: no trade"),
+        "limit_price": ("float64", "limit: mid +/- a fraction of the spread, USD per share"),
+        "mid": ("float64", "quote mid, USD per share"),
+        "notional": ("float64", "quantity x mid, USD"),
+        "current_shares": ("float64", "shares held before the session"),
+        "target_shares": ("float64", "shares of the target weight: weight x NAV / price"),
+        "target_weight": ("float64", "overlaid target weight, fraction of net liquidation"),
+        "lot_size": ("int64", "round lot, shares"),
+        "order_ref": ORDER_REF,
+        "reason": ("string", "why this trade, or why none (at target, under min_notional ...)"),
+    }
+)
+PROPOSED_COLUMNS = PROPOSED.dtypes
+WHATIF = Table(
+    {
+        "symbol": SYMBOL,
+        "conid": CONID,
+        "action": ("string", "BUY or SELL (empty: no trade proposed)"),
+        "attempt": ("int64", "what-if attempt, 1 = first; 0: no trade proposed"),
+        "quantity": ("int64", "shares asked in this attempt"),
+        "limit_price": ("float64", "limit price, USD per share"),
+        "mid": ("float64", "quote mid, USD per share"),
+        "passed": ("bool", "IB accepted it and excess liquidity stays >= 0 after the fill"),
+        "decision": ("string", "accepted, resized, dropped, kept_failing or no_trade"),
+        "final": ("bool", "this row's size is what goes on the ticket"),
+        "order_ref": ORDER_REF,
+        "init_margin_change": ("float64", "IB what-if: change of initial margin, USD"),
+        "maint_margin_after": MARGIN_AFTER,
+        "excess_liquidity_after": ("float64", "IB what-if: excess liquidity after the fill, USD"),
+        "commission": COMMISSION,
+        "detail": ("string", "the what-if's margins, IB's warning, or why no trade"),
+    }
+)
+WHATIF_COLUMNS = WHATIF.dtypes
+TICKET = Table(
+    {
+        "symbol": SYMBOL,
+        "conid": CONID,
+        "action": ("string", "BUY or SELL"),
+        "quantity": ("int64", "shares to trade"),
+        "order_type": ("string", "IB orderType: LMT or MKT"),
+        "limit_price": ("float64", "limit price, USD per share (empty for MKT)"),
+        "notional": ("float64", "quantity x mid, USD"),
+        "order_ref": ORDER_REF,
+        "whatif_attempts": ("int64", "what-if calls made before the order passed"),
+        "whatif_decision": ("string", "accepted, resized or kept_failing"),
+        "maint_margin_after": MARGIN_AFTER,
+        "commission": COMMISSION,
+    }
+)
+TICKET_COLUMNS = TICKET.dtypes
+SUBMITTED = Table(
+    {
+        "order_ref": ORDER_REF,
+        "symbol": SYMBOL,
+        "action": ("string", "BUY or SELL"),
+        "quantity": ("float64", "shares on the ticket"),
+        "outcome": (
+            "string",
+            "placed, already_sent, same_side_sent, already_executed, refused (by the order "
+            "guard) or rejected (by IB)",
+        ),
+        "order_id": ("Int64", "IB orderId"),
+        "perm_id": ("Int64", "IB permId"),
+        "status": ("string", "IB order status (Submitted, Filled, ...)"),
+        "filled": ("float64", "shares filled so far"),
+        "message": ("string", "IB's or the order guard's message"),
+    }
+)
+SUBMITTED_COLUMNS = SUBMITTED.dtypes
 
 
 def _typed(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
@@ -124,6 +151,8 @@ def _typed(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
 
 
 @decide_asset(
+    PROPOSED,
+    stage="7-orders",
     ins={
         "overlaid_targets": dg.AssetIn(),
         "portfolio_snapshot": dg.AssetIn(),
@@ -186,13 +215,15 @@ def proposed_orders(
     trades = frame[frame["quantity"] > 0]
     return dg.Output(
         with_partition(frame, partition),
-        metadata={
-            "orders": len(trades),
-            "buys": int((trades["action"] == "BUY").sum()),
-            "sells": int((trades["action"] == "SELL").sum()),
-            "gross_notional": float(trades["notional"].sum()),
-            "skipped": listing({s.symbol: s.reason for s in diff.skipped}),
-        },
+        metadata=readable(
+            {
+                "orders": len(trades),
+                "buys": int((trades["action"] == "BUY").sum()),
+                "sells": int((trades["action"] == "SELL").sum()),
+                "gross_notional": float(trades["notional"].sum()),
+                "skipped": listing({s.symbol: s.reason for s in diff.skipped}),
+            }
+        ),
     )
 
 
@@ -233,7 +264,9 @@ def margin_check(
     return check
 
 
-@decide_asset(ins={"proposed_orders": dg.AssetIn()})
+@decide_asset(
+    WHATIF, stage="7-orders", source=IB, kinds={"ib"}, ins={"proposed_orders": dg.AssetIn()}
+)
 def what_if_orders(
     context: dg.AssetExecutionContext,
     decide: DecideConfig,
@@ -348,7 +381,13 @@ def read_ticket(path: Path) -> pd.DataFrame:
     return frame.astype(TICKET_COLUMNS)
 
 
-@decide_asset(ins={"what_if_orders": dg.AssetIn(), "risk_report": dg.AssetIn()})
+@decide_asset(
+    TICKET,
+    stage="7-orders",
+    kinds={"json"},
+    freshness_policy=DAILY_OUTPUT_FRESHNESS,
+    ins={"what_if_orders": dg.AssetIn(), "risk_report": dg.AssetIn()},
+)
 def order_ticket(
     context: dg.AssetExecutionContext,
     decide: DecideConfig,
@@ -356,7 +395,8 @@ def order_ticket(
     what_if_orders: pd.DataFrame,
     risk_report: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    """The day's order ticket: the orders that passed the gate and the margin what-if."""
+    """The day's order ticket: the orders that passed the compliance gate and the margin
+    what-if. Due by 14:30 Europe/Bucharest on every NYSE session (late after that)."""
     partition = context.partition_key
     failed = risk_report.loc[~risk_report["passed"].astype(bool), "check"].tolist()
     if failed:
@@ -377,14 +417,18 @@ def order_ticket(
     )
     return dg.Output(
         with_partition(ticket, partition),
-        metadata={
-            "orders": len(ticket),
-            "gross_notional": float(ticket["notional"].sum()),
-            "path": str(path),
-            "ticket": dg.MetadataValue.md(ticket.head(30).to_markdown(index=False))
-            if len(ticket)
-            else "no orders",
-        },
+        metadata=readable(
+            {
+                "orders": len(ticket),
+                "gross_notional": float(ticket["notional"].sum()),
+                "path": str(path),
+                "ticket": dg.MetadataValue.md(  # every float on the ticket is USD
+                    ticket.head(30).to_markdown(index=False, floatfmt=",.2f")
+                )
+                if len(ticket)
+                else "no orders",
+            }
+        ),
     )
 
 
@@ -490,7 +534,9 @@ def unpromoted_live_account(
     )
 
 
-@decide_asset(deps=["order_ticket"])
+@decide_asset(
+    SUBMITTED, stage="8-submission", source=IB, kinds={"ib", "json"}, deps=["order_ticket"]
+)
 def submitted_orders(
     context: dg.AssetExecutionContext,
     decide: DecideConfig,

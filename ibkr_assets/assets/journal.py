@@ -20,16 +20,36 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import without_partition
-from ibkr_assets.assets.decide_common import (
-    decide_asset,
-    frame_records,
-)
+from ibkr_assets.assets._common import Table, catalog_kwargs, without_partition
+from ibkr_assets.assets.decide_common import GROUP, frame_records
+from ibkr_assets.assets.risk import TARGETS
+from ibkr_assets.freshness import DAILY_OUTPUT_FRESHNESS
+from ibkr_assets.partitions import DAILY_PARTITIONS
 from ibkr_assets.quant.decision import EX_ANTE
 from ibkr_assets.quant.journal import append_entry, sha256_file, sha256_json
 from ibkr_assets.resources.storage import StorageResource
 
 TOP_DRIVERS = 10
+#: A day's row of the journal (a calibration row of the weekly backtest has its own fields).
+JOURNAL = Table(
+    {
+        "seq": ("int64", "row number in the journal, 0 = first"),
+        "ts_utc": ("string", "when the row was appended, ISO 8601 UTC"),
+        "partition": ("string", "the NYSE session decided"),
+        "targets_sha256": (
+            "string",
+            "sha256 of the canonical JSON of the targets (symbol, weight)",
+        ),
+        "orders_sha256": ("string", "sha256 of the canonical JSON of the ticket's orders"),
+        "files_sha256": ("string", "JSON: each file the run wrote (under the data root) -> sha256"),
+        "top_drivers": ("string", "JSON: the largest target weights, their alpha and drivers"),
+        **{name: TARGETS.columns[name] for name in EX_ANTE},
+        "constraints_passed": ("bool", "the compliance gate passed (false: decision blocked)"),
+        "prev_hash": ("string", "the previous row's row_hash: the chain"),
+        "row_hash": ("string", "sha256 over every other field of the row"),
+        "row_hmac": ("string", "HMAC-SHA256 of row_hash under the journal key"),
+    }
+)
 
 
 def top_drivers(targets: pd.DataFrame, n: int = TOP_DRIVERS) -> list[dict]:
@@ -78,17 +98,27 @@ def record_decision(
     )
 
 
-@decide_asset(
+@dg.asset(
+    partitions_def=DAILY_PARTITIONS,
+    group_name=GROUP,
     ins={"overlaid_targets": dg.AssetIn()},
     deps=["order_ticket", "submitted_orders"],
+    freshness_policy=DAILY_OUTPUT_FRESHNESS,
+    **catalog_kwargs(
+        stage="9-journal",
+        kinds={"parquet"},
+        critical=True,
+        columns=JOURNAL.schema(partitioned=False),
+    ),
 )
 def decision_journal(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     overlaid_targets: pd.DataFrame,
 ) -> dg.MaterializeResult:
-    """One tamper-evident journal row for the day's decision: targets, orders, files written,
-    drivers and ex-ante risk, chained to the previous row."""
+    """One tamper-evident journal row for the day's decision (``decision_log/``): targets,
+    orders, files written, drivers and ex-ante risk, chained to the previous row. Due by 14:30
+    Europe/Bucharest on every NYSE session (late after that)."""
     partition = context.partition_key
     ticket_path = storage.report_path("order_ticket", partition, "json")
     files = [

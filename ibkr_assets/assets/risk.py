@@ -15,8 +15,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from ibkr_assets.assets._common import listing, with_partition
+from ibkr_assets.assets._common import Table, listing, preview, readable, with_partition
 from ibkr_assets.assets.decide_common import (
+    RISK_MODEL,
     current_weights,
     decide_asset,
     risk_model_frame,
@@ -26,8 +27,28 @@ from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.decision import EX_ANTE, close_panel, optimise_targets, sector_map
 from ibkr_assets.quant.risk_model import build_risk_model
 
+#: What :func:`optimise_targets` returns; the ex-ante numbers are the portfolio's, on every row.
+TARGETS = Table(
+    {
+        "symbol": ("string", "ticker symbol"),
+        "sector": ("string", "sector (IB industry)"),
+        "alpha_score": ("float64", "the symbol's alpha score, -1 to 1"),
+        "current_weight": ("float64", "weight held before the session, fraction of net liq."),
+        "target_weight": ("float64", "the optimiser's weight, fraction of net liquidation"),
+        "top_drivers": ("string", "the alpha score's three largest contributions"),
+        "ex_ante_return": ("float64", "expected 1-day return of the targets, fraction of NAV"),
+        "ex_ante_volatility": ("float64", "1-day volatility of the targets, fraction of NAV"),
+        "ex_ante_cvar": ("float64", "1-day CVaR (at cvar_alpha, 95%) of the targets, of NAV"),
+    }
+)
 
-@decide_asset(ins={"daily_bars": dg.AssetIn(), "alpha_scores": dg.AssetIn()})
+
+@decide_asset(
+    RISK_MODEL,
+    stage="4-risk-model",
+    kinds={"scikitlearn"},
+    ins={"daily_bars": dg.AssetIn(), "alpha_scores": dg.AssetIn()},
+)
 def risk_model(
     context: dg.AssetExecutionContext,
     decide: DecideConfig,
@@ -44,25 +65,30 @@ def risk_model(
     vols = np.sqrt(np.diag(model.cov.to_numpy()))
     return dg.Output(
         with_partition(risk_model_frame(model), context.partition_key),
-        metadata={
-            "symbols": len(model.symbols),
-            "sessions": len(model.scenarios),
-            "first_session": str(model.scenarios.index.min()),
-            "last_session": str(model.scenarios.index.max()),
-            "left_out": listing({**model.dropped, **dict.fromkeys(no_bars, "no daily bars")}),
-            "shrinkage": float(model.shrinkage),
-            "median_annual_vol": float(np.median(vols)),
-        },
+        metadata=readable(
+            {
+                "symbols": len(model.symbols),
+                "sessions": len(model.scenarios),
+                "first_session": str(model.scenarios.index.min()),
+                "last_session": str(model.scenarios.index.max()),
+                "left_out": listing({**model.dropped, **dict.fromkeys(no_bars, "no daily bars")}),
+                "shrinkage": float(model.shrinkage),
+                "median_annual_vol": float(np.median(vols)),
+            }
+        ),
     )
 
 
 @decide_asset(
+    TARGETS,
+    stage="5-optimise",
+    kinds={"cvxpy"},
     ins={
         "alpha_scores": dg.AssetIn(),
         "risk_model": dg.AssetIn(),
         "portfolio_snapshot": dg.AssetIn(),
         "universe": dg.AssetIn(),
-    }
+    },
 )
 def target_weights(
     context: dg.AssetExecutionContext,
@@ -87,19 +113,19 @@ def target_weights(
     names = frame[frame["target_weight"] != 0].sort_values("target_weight", ascending=False)
     return dg.Output(
         with_partition(frame, context.partition_key),
-        metadata={
-            **ex_ante,
-            "names_held": len(names),
-            "solver": result.solver,
-            "solve_seconds": result.solve_seconds,
-            "held_outside_model": listing(unmodelled),
-            "gross": float(frame["target_weight"].abs().sum()),
-            "net": float(frame["target_weight"].sum()),
-            "top_weights": dg.MetadataValue.md(
-                names.head(10)[["symbol", "sector", "target_weight"]].to_markdown(index=False)
-            ),
-        },
+        metadata=readable(
+            {
+                **ex_ante,
+                "names_held": len(names),
+                "solver": result.solver,
+                "solve_seconds": result.solve_seconds,
+                "held_outside_model": listing(unmodelled),
+                "gross": float(frame["target_weight"].abs().sum()),
+                "net": float(frame["target_weight"].sum()),
+                "top_weights": preview(names[["symbol", "sector", "target_weight"]], 10),
+            }
+        ),
     )
 
 
-__all__ = ["risk_model", "target_weights"]
+__all__ = ["TARGETS", "risk_model", "target_weights"]

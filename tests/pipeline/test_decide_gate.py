@@ -9,14 +9,13 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ibkr_assets.assets import decide, execution, risk
 from ibkr_assets.checks.compliance import COMPLIANCE_CHECKS, COMPLIANCE_GATE
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.journal import verify_journal
 from ibkr_assets.resources.alerts import AlertResource
-from ibkr_assets.resources.storage import StorageResource
+from ibkr_assets.resources.storage import StorageResource, WarehouseIOManager
 from tests.pipeline.decide_fixtures import EVENT_SYMBOL, OTHER_SESSION, SESSION, UPSTREAM
 
 DECIDE = [
@@ -30,7 +29,7 @@ DECIDE = [
 
 def run(data_dir, config: DecideConfig, partition: str = SESSION, instance=None, alerts=None):
     resources = {
-        "io_manager": DuckDBPandasIOManager(database=str(data_dir / "warehouse.duckdb")),
+        "io_manager": WarehouseIOManager(database=str(data_dir / "warehouse.duckdb")),
         "storage": StorageResource(data_dir=str(data_dir)),
         "decide": config,
         "alerts": alerts or AlertResource(log_path=str(data_dir / "alerts.jsonl")),

@@ -8,13 +8,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ibkr_assets.assets import risk
 from ibkr_assets.assets._common import without_partition
 from ibkr_assets.assets.decide_common import risk_model_frame, risk_model_from_frame
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.risk_model import build_risk_model
+from ibkr_assets.resources.storage import WarehouseIOManager
 from tests.pipeline.decide_fixtures import SECTORS, SESSION, SYMBOLS, UPSTREAM
 
 
@@ -26,7 +26,7 @@ def run(tmp_path_factory):
         [*UPSTREAM, risk.risk_model, risk.target_weights],
         partition_key=SESSION,
         resources={
-            "io_manager": DuckDBPandasIOManager(database=str(data_dir / "warehouse.duckdb")),
+            "io_manager": WarehouseIOManager(database=str(data_dir / "warehouse.duckdb")),
             "decide": config,
         },
         instance=dg.DagsterInstance.ephemeral(),

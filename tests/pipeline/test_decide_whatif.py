@@ -8,13 +8,13 @@ import math
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ibkr_assets.assets import execution
 from ibkr_assets.assets._common import daily_asset_kwargs, with_partition
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
 from ibkr_assets.resources.ib import IBResource
+from ibkr_assets.resources.storage import WarehouseIOManager
 
 SESSION = "2024-06-03"
 
@@ -56,7 +56,7 @@ def run_what_if(world, config: DecideConfig) -> pd.DataFrame:
     def source(context) -> pd.DataFrame:
         return with_partition(proposed, context.partition_key)
 
-    io = DuckDBPandasIOManager(database=str(data_dir / "warehouse.duckdb"))
+    io = WarehouseIOManager(database=str(data_dir / "warehouse.duckdb"))
     dg.materialize(
         [source, execution.what_if_orders],
         partition_key=SESSION,
