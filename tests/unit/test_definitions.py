@@ -9,5 +9,6 @@ def test_definitions_load() -> None:
     from ibkr_assets.definitions import defs
 
     assert isinstance(defs, dg.Definitions)
+    dg.Definitions.validate_loadable(defs)
     defs.resolve_all_job_defs()
     assert "ib" in (defs.resources or {})
