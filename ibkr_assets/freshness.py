@@ -102,13 +102,17 @@ def latest_run(instance: dg.DagsterInstance, session: str) -> str:
 
 
 @dg.sensor(
-    # the alert sensors' interval (IBKR_ALERT_SENSOR_INTERVAL_S)
+    # the alert sensors' interval (IBKR_ALERT_SENSOR_INTERVAL_SECONDS)
     minimum_interval_seconds=AlertSettings().sensor_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "After 14:30 Europe/Bucharest on an NYSE session: one alert when today's order_ticket "
+        "or decision_journal has not been materialised."
+    ),
 )
 def late_output_alerts(context: dg.SensorEvaluationContext, alerts: AlertResource) -> dg.SkipReason:
-    """After 14:30 Bucharest on an NYSE session: one alert when today's order ticket or decision
-    journal has not been materialised."""
+    """Alert once per session when a daily output is missing after its deadline (the cursor
+    holds the last session alerted; a failed delivery is retried on the next tick)."""
     at = now()
     session = session_due(at)
     if session is None:
