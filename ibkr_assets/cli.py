@@ -72,10 +72,27 @@ def run_daily(session: date, quiet: bool = False) -> bool:
     # Partitioned asset checks are a Dagster "preview" feature; the warning is for us, not users.
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     from ibkr_assets.definitions import defs
-    from ibkr_assets.jobs import DAILY_JOB_NAME
+    from ibkr_assets.jobs import (
+        ACCOUNT_TAG,
+        DAILY_JOB_NAME,
+        account_run_in_progress,
+        in_process_tags,
+    )
 
     job = defs.resolve_job_def(DAILY_JOB_NAME)
     instance = _instance()
+    tags = in_process_tags()
+    # the run queue's limit, for a run that does not go through the queue: one per account
+    busy = account_run_in_progress(instance, tags[ACCOUNT_TAG])
+    if busy is not None:
+        console.print(
+            f"[red]not started:[/] run {busy.run_id} ({busy.job_name}, session "
+            f"{busy.tags.get('dagster/partition', '-')}) of account {tags[ACCOUNT_TAG]} is in "
+            f"progress on the Dagster instance {instance.root_directory}; one run per account "
+            "at a time — wait for it to end (the UI, `make dev`, shows it), then run again",
+            soft_wrap=True,
+        )
+        return False
     run_id = str(uuid.uuid4())
     outcome: dict[str, object] = {}
 
@@ -85,6 +102,7 @@ def run_daily(session: date, quiet: bool = False) -> bool:
                 instance=instance,
                 partition_key=session.isoformat(),
                 run_id=run_id,
+                tags=tags,
                 raise_on_error=False,
                 # step failures are printed below, one line each, instead of Dagster's tracebacks
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},

@@ -40,6 +40,7 @@ from typing import Literal, get_args
 import dagster as dg
 
 from ibkr_assets.broker.settings import BrokerSettings
+from ibkr_assets.errors import ConfigurationError
 from ibkr_assets.partitions import NEW_YORK, is_session, week_start
 
 #: Asset groups of stages 1–3 (see ibkr_assets/assets).
@@ -91,11 +92,15 @@ def trigger_tags(trigger: Trigger) -> dict[str, str]:
 
 def in_process_tags() -> dict[str, str]:
     """The tags of a run ``ibkr-agent run`` executes in this process: the trigger named by
-    ``IBKR_RUN_TRIGGER`` (``cli`` or ``mcp``; default ``cli``), the account and the process."""
+    ``IBKR_RUN_TRIGGER`` (``cli`` or ``mcp``; default ``cli``; anything else raises
+    :class:`~ibkr_assets.errors.ConfigurationError`), the account and the process."""
     trigger = os.environ.get(TRIGGER_ENV, "cli")
     allowed = [t for t in get_args(Trigger) if t != "schedule"]
     if trigger not in allowed:
-        raise ValueError(f"{TRIGGER_ENV}={trigger!r}: expected one of {', '.join(allowed)}")
+        raise ConfigurationError(
+            f"{TRIGGER_ENV}={trigger!r} (who started the run): expected one of "
+            f"{', '.join(allowed)}; unset it for cli"
+        )
     return {
         TRIGGER_TAG: trigger,
         ACCOUNT_TAG: account_tag(),

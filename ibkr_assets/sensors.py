@@ -30,7 +30,7 @@ sensor's cursor also keeps, for each recent session, the orders already alerted 
 session, or the next poll, never pages twice for one order). The check and run sensors start
 from the instance's latest run end when first evaluated (as Dagster's run-status sensors do):
 switching them on never pages about old runs. The daemon evaluates each sensor at most every
-``IBKR_ALERT_SENSOR_INTERVAL_S`` seconds (60).
+``IBKR_ALERT_SENSOR_INTERVAL_SECONDS`` seconds (60).
 """
 
 from __future__ import annotations
@@ -231,14 +231,18 @@ def _stopped_only_by_checks(failures: Sequence[dg.DagsterEvent]) -> bool:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertResource) -> None:
-    """Alert when any run fails, naming each failed step and its error — except a run stopped
-    only by failed blocking checks, already alerted one by one."""
+    """Alert when any run fails, naming each failed step and its error (or the run's own error
+    when it failed outside any step, e.g. a resource that could not start) — except a run
+    stopped only by failed blocking checks, already alerted one by one."""
     run = context.dagster_run
     failures = context.get_step_failure_events()
     if _stopped_only_by_checks(failures):
         return
     partition = run.tags.get("dagster/partition", "-")
     steps = [f"- step {f.step_key}: {root_cause(f.step_failure_data.error)}" for f in failures]
+    run_error = context.failure_event.job_failure_data.error
+    if not failures and run_error is not None:
+        steps = [f"- error: {root_cause(run_error)}"]
     where = f" at {', '.join(f.step_key or '-' for f in failures)}" if failures else ""
     message = context.failure_event.message or "run failed"
     _deliver(

@@ -372,6 +372,7 @@ def _launch(app: AppState, day: date | None, reason: str) -> PipelineRun:
             **os.environ,
             "IBKR_CLIENT_ID": str(client_id),
             "IBKR_DATA_DIR": str(app.data_dir),
+            "IBKR_RUN_TRIGGER": "mcp",  # the run's ibkr/trigger tag
         }
         logs = app.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)

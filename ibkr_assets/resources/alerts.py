@@ -4,7 +4,7 @@ Three channels, chosen by ``IBKR_ALERT_CHANNEL`` (other settings: ``IBKR_ALERT_L
 ``IBKR_ALERT_SLACK_CHANNEL``, ``IBKR_ALERT_SMTP_HOST`` / ``_SMTP_PORT`` / ``_SMTP_USER`` /
 ``_SMTP_STARTTLS``, ``IBKR_ALERT_EMAIL_FROM``, ``IBKR_ALERT_EMAIL_TO`` as a JSON list, and
 ``IBKR_ALERT_ORDER_POLL_SECONDS``, how often the order sensor asks IB about a session's
-submitted orders until they are done, and ``IBKR_ALERT_SENSOR_INTERVAL_S``, the least time
+submitted orders until they are done, and ``IBKR_ALERT_SENSOR_INTERVAL_SECONDS``, the least time
 between two evaluations of each alert sensor by the Dagster daemon):
 
 * ``log`` (the default): the alert goes to the ``ibkr_assets.alerts`` logger and, when
