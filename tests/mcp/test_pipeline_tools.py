@@ -34,7 +34,7 @@ def fake_cli(folder: Path, seconds: float, exit_code: int) -> str:
     script.write_text(
         "#!/bin/sh\n"
         'echo "args: $*"\n'
-        'echo "client: $IBKR_CLIENT_ID data: $IBKR_DATA_DIR"\n'
+        'echo "client: $IBKR_CLIENT_ID data: $IBKR_DATA_DIR trigger: $IBKR_RUN_TRIGGER"\n'
         f"sleep {seconds}\n"
         'echo "done"\n'
         f"exit {exit_code}\n"
@@ -104,7 +104,7 @@ async def test_one_run_at_a_time_with_its_own_client_id_reaped_and_reported(tmp_
     assert done["state"] == "failed" and done["exit_code"] == 3 and done["finished_at"]
     assert done["log_tail"] == [
         "args: run --date 2026-11-20",
-        f"client: {expected_id} data: {tmp_path}",
+        f"client: {expected_id} data: {tmp_path} trigger: mcp",  # the run's ibkr/trigger tag
         "done",
     ]
     assert not is_zombie(run["pid"])
