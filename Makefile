@@ -30,10 +30,20 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-dev: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000 (same instance as `ibkr-agent run`)
-	home="$$(realpath -m $${IBKR_DATA_DIR:-data})/.dagster" && mkdir -p "$$home" && \
-	cp -n dagster.yaml "$$home/dagster.yaml" && \
-	DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+# `dg dev` is Dagster's command for this (`dagster dev` is superseded). It runs in the
+# instance directory, <data root>/.dagster, so the only dagster.yaml Dagster sees there is
+# the instance's own (run from here, Dagster would warn that ./dagster.yaml, the template
+# copied into the instance, does not configure it). IBKR_* values naming a file or folder
+# relative to here are made absolute first, so they mean what they mean to `ibkr-agent`.
+dev: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000 (DAGSTER_PORT), the instance `ibkr-agent run` uses
+	root="$$(realpath -m "$${IBKR_DATA_DIR:-data}")" && home="$$root/.dagster" && \
+	mkdir -p "$$home" && { [ -e "$$home/dagster.yaml" ] || cp dagster.yaml "$$home/"; } && \
+	for name in $$(compgen -e | grep '^IBKR_'); do \
+	  value="$${!name}"; \
+	  if [[ -n "$$value" && "$$value" != /* && -e "$$value" ]]; then export "$$name=$$PWD/$$value"; fi; \
+	done && \
+	cd "$$home" && IBKR_DATA_DIR="$$root" DAGSTER_HOME="$$home" \
+	"$(CURDIR)/$(BIN)/dg" dev -w "$(CURDIR)/workspace.yaml" -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
 
 gateway: $(STAMP)  ## the simulated IB Gateway on 127.0.0.1:4002
 	$(BIN)/ibkr-sim gateway --port 4002

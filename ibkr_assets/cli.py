@@ -11,6 +11,11 @@
 
 Runs are recorded in the Dagster instance under ``<data root>/.dagster``, so ``make dev`` shows
 them (lineage, checks, metadata) next to scheduled runs and backfills.
+
+Errors a user fixes (a malformed ``IBKR_*`` variable, a typo in the decide YAML, a damaged state
+file, a date that is no NYSE session) are printed as one line on stderr, naming the variable,
+key, file or date and what to do, with exit code 2; a run that fails for another reason exits
+with 1. After a run, only the files that run wrote are listed as its outputs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,8 +40,26 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 if TYPE_CHECKING:  # dagster is imported lazily to keep --help fast
     from dagster import DagsterInstance
+    from dagster._utils.error import SerializableErrorInfo
 
 console = Console()
+
+
+def _error(message: str) -> None:
+    """One line on stderr: what went wrong and what to do, never a traceback."""
+    print(f"ibkr-agent: {' '.join(message.split())}", file=sys.stderr)
+
+
+def _check_settings() -> None:
+    """Read every setting a run uses, so that a malformed one is named before anything runs
+    (raises :class:`~ibkr_assets.errors.ConfigurationError`)."""
+    from ibkr_assets.config import PipelineConfig
+    from ibkr_assets.decide_config import DecideConfig
+    from ibkr_assets.resources.ib import IBResource
+
+    IBResource.from_env()
+    PipelineConfig.from_env()
+    DecideConfig.from_env()
 
 
 def _data_dir() -> Path:
@@ -156,6 +180,8 @@ def run_daily(session: date, quiet: bool = False) -> bool:
         console.print(f"[red]the run could not start:[/] {outcome['error']}")
         return False
     result = outcome["result"]
+    if not result.success and _failed_at_start(instance, run_id, session):  # type: ignore[attr-defined]
+        return False
     for name in failed_checks:
         console.print(f"[yellow]check failed:[/] {name}")
     ok = bool(result.success) and not failed_checks  # type: ignore[attr-defined]
@@ -165,16 +191,65 @@ def run_daily(session: date, quiet: bool = False) -> bool:
     return ok
 
 
+def _innermost(error: SerializableErrorInfo) -> SerializableErrorInfo:
+    """The error our code raised, inside Dagster's wrappers around it."""
+    while error.cause is not None:
+        error = error.cause
+    return error
+
+
+def _error_text(error: SerializableErrorInfo) -> str:
+    """The error's message without its module-qualified class name."""
+    text = error.message.strip()
+    head, sep, rest = text.partition(": ")
+    return rest if sep and head.endswith(error.cls_name) else text
+
+
+def _failed_at_start(instance: DagsterInstance, run_id: str, session: date) -> bool:
+    """When the run failed before any step (a resource could not start: IB unreachable, a
+    setting or state file to fix), say why in one line and return True. A
+    :class:`~ibkr_assets.errors.ConfigurationError` is raised again for :func:`main`."""
+    import dagster as dg
+
+    from ibkr_assets.errors import ConfigurationError
+
+    records = instance.all_logs(run_id)
+    events = [r.dagster_event for r in records if r.dagster_event is not None]
+    if any(e.event_type == dg.DagsterEventType.STEP_START for e in events):
+        return False
+    failures = [e for e in events if e.event_type == dg.DagsterEventType.RUN_FAILURE]
+    error = getattr(failures[-1].event_specific_data, "error", None) if failures else None
+    if error is None:
+        return False
+    cause = _innermost(error)
+    message = (
+        f"run {run_id} for {session} failed at start, nothing was materialised: "
+        f"{_error_text(cause)}"
+    )
+    if cause.cls_name == ConfigurationError.__name__:
+        raise ConfigurationError(message)
+    _error(message)
+    return True
+
+
 def _root_cause(event: object) -> str:
     """The innermost error of a failed step: the exception our code raised, not Dagster's
     wrapper around it."""
     error = event.step_failure_data.error  # type: ignore[attr-defined]
-    while error is not None and error.cause is not None:
-        error = error.cause
-    return error.message.strip() if error is not None else "no error recorded"
+    return _innermost(error).message.strip() if error is not None else "no error recorded"
 
 
-def _print_outputs(session: date) -> None:
+def _written_since(path: Path, since: float) -> bool:
+    """True when ``path`` (a file, or any file under a directory) was modified at or after
+    ``since`` (epoch seconds)."""
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return any(f.stat().st_mtime >= since for f in files)
+
+
+def _print_outputs(session: date, since: float) -> None:
+    """List the files written for ``session`` by the run that started at ``since`` (epoch
+    seconds). A session's file left by an earlier run is said to be that, never listed as
+    this run's output."""
     root = _data_dir()
     day = session.isoformat()
     for label, path in (
@@ -185,14 +260,29 @@ def _print_outputs(session: date) -> None:
         ("positions", root / "positions" / f"{day}.json"),
         ("decision journal", root / "decision_log"),
     ):
-        if path.exists():
-            console.print(f"  {label:<17} {path}")
+        if not path.exists():
+            continue
+        if _written_since(path, since):
+            console.print(f"  {label:<17} {path}", soft_wrap=True)
+        elif path.is_file():
+            written = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+            console.print(
+                f"  [dim]{label:<17} not written by this run; {path} is from an earlier run "
+                f"({written})[/]",
+                soft_wrap=True,
+            )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from ibkr_assets.partitions import check_session
+
+    if args.date is not None:
+        check_session(args.date)
+    _check_settings()
     session = args.date or latest_session()
+    started = time.time()
     ok = run_daily(session)
-    _print_outputs(session)
+    _print_outputs(session, started)
     return 0 if ok else 1
 
 
@@ -253,8 +343,10 @@ def _simulated_stocks() -> list[str]:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ibkr_assets.partitions import as_of
 
+    _check_settings()
     session = latest_session()
     root = _data_dir()
+    started = time.time()
     if args.backend == "sim":
         os.environ["IBKR_BACKEND"] = "sim"
         console.print(
@@ -274,7 +366,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 f"{root})"
             )
             ok = run_daily(session)
-    _print_outputs(session)
+    _print_outputs(session, started)
     return 0 if ok else 1
 
 
@@ -356,6 +448,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from ibkr_assets.config import watchlist_symbols
     from ibkr_assets.resources import build_resources
 
+    _check_settings()
     resources = build_resources()
     broker = resources["ib"].get_broker()
     symbols = watchlist_symbols(resources["pipeline"], broker)
@@ -497,9 +590,15 @@ _COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "journal":
-        return _cmd_journal_verify(args)
-    return _COMMANDS[args.command](args)
+    from ibkr_assets.errors import ConfigurationError  # after --help, which needs no dagster
+
+    try:
+        if args.command == "journal":
+            return _cmd_journal_verify(args)
+        return _COMMANDS[args.command](args)
+    except ConfigurationError as exc:
+        _error(str(exc))
+        return 2
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def _locked(exc: BaseException) -> bool:
 
 
 def _unusable(path: Path, exc: duckdb.Error) -> ConfigurationError:
-    reason = str(exc).removeprefix("IO Error: ")
+    reason = str(exc).removeprefix("IO Error: ").rstrip("!.")
     return ConfigurationError(
         f"cannot open the warehouse {path}: {reason}. If it is damaged, move it aside "
         f"(mv {path} {path}.damaged) and run again: its tables are rebuilt as partitions are "
