@@ -118,6 +118,40 @@ def test_run_failure_alert_names_the_step_and_the_innermost_error(tmp_path):
     )
 
 
+@dg.resource
+def unreachable_broker(_) -> None:
+    raise ConnectionRefusedError("cannot reach IB at 127.0.0.1:4002")
+
+
+@dg.asset(partitions_def=PARTS, required_resource_keys={"ib"})
+def needs_ib() -> int:
+    return 1
+
+
+def test_run_failure_alert_for_a_run_that_failed_before_any_step(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    log = tmp_path / "alerts.jsonl"
+    result = dg.materialize(
+        [needs_ib],
+        partition_key=SESSION,
+        instance=instance,
+        resources={"ib": unreachable_broker},
+        raise_on_error=False,
+    )
+    assert not result.success
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alerts",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        resources={"alerts": AlertResource(log_path=str(log))},
+    ).for_run_failure()
+    run_failure_alerts(ctx)
+    [alert] = _alerts(log)
+    assert alert["subject"] == f"Run failed: {result.dagster_run.job_name} [{SESSION}]"
+    assert "- error: ConnectionRefusedError: cannot reach IB at 127.0.0.1:4002" in alert["body"]
+
+
 @dg.asset_check(asset=risk_report, partitions_def=PARTS, blocking=True, name="liquidity")
 def blocking_liquidity() -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=False)
@@ -142,3 +176,16 @@ def test_no_run_failure_alert_for_a_run_stopped_only_by_blocking_checks(tmp_path
         ).for_run_failure()
         run_failure_alerts(ctx)
     assert _alerts(log) == []
+
+
+def test_every_check_of_the_pipeline_is_partitioned_like_its_asset():
+    """So each evaluation records its session and the Checks tab shows each session's history
+    (the on-disk evaluations are checked in test_instance_alerts.py)."""
+    from ibkr_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert len(graph.asset_check_keys) >= 11  # five data-quality checks, six of the gate
+    for key in graph.asset_check_keys:
+        partitions = graph.get(key).partitions_def
+        assert partitions is not None, key
+        assert partitions == graph.get(key.asset_key).partitions_def, key
