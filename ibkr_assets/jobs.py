@@ -110,7 +110,10 @@ def in_process_tags() -> dict[str, str]:
 
 def _process_gone(run: dg.DagsterRun) -> bool:
     """True when ``run`` was executed in-process on this host by a process that has exited
-    (killed before it could record the run's end)."""
+    (killed before it could record the run's end). A run the daemon launched is never such a
+    run, even when it re-executes one and copied its tags."""
+    if run.remote_job_origin is not None:
+        return False
     host, _, pid = run.tags.get(PROCESS_TAG, "").rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
