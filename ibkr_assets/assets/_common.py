@@ -8,10 +8,10 @@ replaces, never duplicates.
 The catalog: each table asset declares its columns once, as a :class:`Table` (pandas dtype and
 meaning with unit per column); the frame is typed from it where the asset builds the frame, and
 the Dagster UI's Columns panel shows it (``dagster/column_schema``). Every asset is owned by
-:data:`OWNERS` and tagged with its ``stage``, its data
-``source`` (``ib``, ``ib-news``, ``sim`` / ``fmp`` fundamentals, or ``derived`` from other
-assets) and whether trading depends on it (``trading_critical``): filter the catalog with
-e.g. ``tag:trading_critical=true``.
+:data:`OWNERS` and tagged with its ``stage``, its data ``source`` (``ib``, ``ib-news``, ``sim``
+or ``fmp`` fundamentals, or ``derived`` from other assets) and whether trading depends on it
+(``trading_critical``): filter the catalog with e.g. ``tag:trading_critical=true``. Floats in
+materialisation metadata go through :func:`readable`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ STAGE, SOURCE, TRADING_CRITICAL = "stage", "source", "trading_critical"
 IB, IB_NEWS, DERIVED = "ib", "ib-news", "derived"
 #: Significant digits a float keeps in metadata (never fewer than two decimals).
 METADATA_DIGITS = 6
-
-
 #: Who answers for the pipeline's assets (a Dagster owner: ``team:<name>`` or an e-mail).
 OWNERS = ["team:trading"]
 
