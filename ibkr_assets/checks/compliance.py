@@ -21,6 +21,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
+from ibkr_assets.assets._common import readable
 from ibkr_assets.partitions import DAILY_PARTITIONS
 from ibkr_assets.quant.compliance import CHECK_NAMES
 
@@ -43,13 +44,15 @@ def check_result(risk_report: pd.DataFrame, name: str) -> dg.AssetCheckResult:
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
         description=f"{name}: {float(row['value']):.6g} {verdict} limit {float(row['limit']):.6g}",
-        metadata={
-            "value": float(row["value"]),
-            "limit": float(row["limit"]),
-            "excess": float(row["excess"]),
-            "detail": str(row["detail"]),
-            "offenders": str(row["offenders"]),
-        },
+        metadata=readable(
+            {
+                "value": float(row["value"]),
+                "limit": float(row["limit"]),
+                "excess": float(row["excess"]),
+                "detail": str(row["detail"]),
+                "offenders": str(row["offenders"]),
+            }
+        ),
     )
 
 
