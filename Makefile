@@ -38,6 +38,7 @@ format: $(STAMP)
 dev: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000 (DAGSTER_PORT), the instance `ibkr-agent run` uses
 	root="$$(realpath -m "$${IBKR_DATA_DIR:-data}")" && home="$$root/.dagster" && \
 	mkdir -p "$$home" && { [ -e "$$home/dagster.yaml" ] || cp dagster.yaml "$$home/"; } && \
+	{ cmp -s dagster.yaml "$$home/dagster.yaml" || echo "note: $$home/dagster.yaml differs from ./dagster.yaml (run queue, limits); copy it over to use the shipped settings" >&2; } && \
 	for name in $$(compgen -e | grep '^IBKR_'); do \
 	  value="$${!name}"; \
 	  if [[ -n "$$value" && "$$value" != /* && -e "$$value" ]]; then export "$$name=$$PWD/$$value"; fi; \

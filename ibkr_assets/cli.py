@@ -72,15 +72,21 @@ def _instance() -> DagsterInstance:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(_data_dir() / ".dagster")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():  # the project's instance settings (telemetry off), once
-        project = Path(__file__).resolve().parents[1] / "dagster.yaml"
+    project = Path(__file__).resolve().parents[1] / "dagster.yaml"
+    if not config.exists():  # the project's instance settings (telemetry off, run queue), once
         default = "telemetry:\n  enabled: false\n"
         config.write_text(project.read_text() if project.exists() else default)
+    elif project.exists() and config.read_text() != project.read_text():
+        print(
+            f"note: {config} differs from the project's {project} (run queue, limits); "
+            "copy it over to use the shipped settings",
+            file=sys.stderr,
+        )
     return dg.DagsterInstance.get()
 
 
 def latest_session(now: datetime | None = None) -> date:
-    """The most recent NYSE session whose daily run time (08:00 New York) has passed."""
+    """The most recent NYSE session whose daily run time (14:00 Bucharest) has passed."""
     from ibkr_assets.partitions import latest_partition_date
 
     return latest_partition_date(now or datetime.now(UTC))

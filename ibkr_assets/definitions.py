@@ -18,7 +18,7 @@ import dagster as dg
 from ibkr_assets import assets as assets_package
 from ibkr_assets import checks as checks_package
 from ibkr_assets.freshness import FRESHNESS_SENSORS
-from ibkr_assets.jobs import JOBS, SCHEDULES
+from ibkr_assets.jobs import JOBS, RUN_EXECUTOR, SCHEDULES
 from ibkr_assets.resources import build_resources
 from ibkr_assets.sensors import SENSORS
 
@@ -74,4 +74,6 @@ defs = dg.Definitions(
     schedules=SCHEDULES,
     sensors=[*SENSORS, *FRESHNESS_SENSORS],
     resources=build_resources(),
+    # "Materialize" in the UI too: every step in one process, one IB connection per run.
+    executor=RUN_EXECUTOR,
 )

@@ -7,9 +7,10 @@ weekday cron (``0 0 * * 1-5`` in New York) with the weekday holidays as ``exclus
 partition set is exactly the session list, backfills select sessions only, and a partition key
 is the session date ``YYYY-MM-DD``.
 
-The pipeline runs for a session at 08:00 New York time (14:00 Europe/Bucharest), before the
-open: :func:`as_of` is that instant, and every asset keeps only data dated strictly before it —
-a backfill of an old session sees the market exactly as it was that morning.
+The pipeline runs for a session at 14:00 Europe/Bucharest — 07:00 New York, or 08:00 in the
+weeks when the two daylight-saving changes differ — before the open: :func:`as_of` is that
+instant, and every asset keeps only data dated strictly before it — a backfill of an old session
+sees the market exactly as it was that morning.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import pandas as pd
 from ibkr_assets.errors import ConfigurationError
 
 NEW_YORK = ZoneInfo("America/New_York")
+BUCHAREST = ZoneInfo("Europe/Bucharest")
 #: First session with a partition.
 FIRST_SESSION = "2024-01-02"
-#: The local New York time the daily run uses as its "now" (14:00 Europe/Bucharest).
-RUN_TIME_NY = time(8, 0)
+#: The local Bucharest time of the daily run, the "now" it sees (the schedule's own time).
+RUN_TIME_BUCHAREST = time(14, 0)
 #: How far ahead holidays are known (exchange_calendars' default horizon is about a year).
 _HORIZON_DAYS = 365
 
@@ -68,16 +70,16 @@ def weekday_holidays(start: date | str, end: date | str) -> list[date]:
 
 
 def as_of(partition_key: str) -> datetime:
-    """The instant (UTC) a session's run sees as "now": 08:00 New York on the session date."""
+    """The instant (UTC) a session's run sees as "now": 14:00 Europe/Bucharest on the session
+    date (07:00 New York most of the year)."""
     session = date.fromisoformat(partition_key)
-    return datetime.combine(session, RUN_TIME_NY, tzinfo=NEW_YORK).astimezone(UTC)
+    return datetime.combine(session, RUN_TIME_BUCHAREST, tzinfo=BUCHAREST).astimezone(UTC)
 
 
 def latest_partition_date(now: datetime) -> date:
-    """The most recent session whose run time (08:00 New York) is at or before ``now``."""
-    local = now.astimezone(NEW_YORK)
-    day = local.date()
-    if is_session(day) and local.time() >= RUN_TIME_NY:
+    """The most recent session whose run time (14:00 Bucharest) is at or before ``now``."""
+    day = now.astimezone(NEW_YORK).date()
+    if is_session(day) and now >= as_of(day.isoformat()):
         return day
     return previous_sessions(day, 1)[0]
 
@@ -135,7 +137,7 @@ def _daily_partitions() -> dg.TimeWindowPartitionsDefinition:
         fmt="%Y-%m-%d",
         cron_schedule="0 0 * * 1-5",
         timezone="America/New_York",
-        # today's session exists from midnight New York, so the 08:00 run can materialise it
+        # today's session exists from midnight New York, so the 14:00 Bucharest run can run it
         end_offset=1,
         exclusions=[datetime.combine(d, time(0), tzinfo=NEW_YORK) for d in holidays],
     )

@@ -33,7 +33,7 @@ liquid names, volume accumulates along a U-shaped profile. Before the open a sna
 previous close with volume 0; after the close, the day's close.
 
 **Scanners** rank live values during the session and the last completed session before the
-open (the pre-market "yesterday's movers" screen the pipeline runs at 08:00 New York).
+open (the pre-market "yesterday's movers" screen the pipeline runs at 07:00 New York).
 
 **Options** are listed monthly (third Fridays) on a fixed strike ladder and priced with
 Black-Scholes from the underlying's conditional volatility (plus a mild skew) and the 10-year

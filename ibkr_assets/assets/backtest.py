@@ -176,8 +176,8 @@ def replay_window(end: date, months: int) -> list[date]:
 
 
 def _preopen_quotes(broker: Broker, universe: pd.DataFrame, sessions: Sequence[date], bars):
-    """Each session's 08:00 snapshot from a broker pinned to that time; a broker that cannot
-    look back gives the previous close as the only price."""
+    """Each session's run-time (14:00 Bucharest) snapshot from a broker pinned to that time; a
+    broker that cannot look back gives the previous close as the only price."""
     contracts = _universe_contracts(universe)
     pinned = getattr(broker, "pinned", None)
     frames = []

@@ -1,4 +1,5 @@
-"""Stage 2 — ``feature_matrix``: one row per symbol, everything known at 08:00 New York.
+"""Stage 2 — ``feature_matrix``: one row per symbol, everything known at the run time
+(14:00 Bucharest, before the open).
 
 A thin wrapper over :func:`ibkr_assets.quant.features.build_feature_matrix`: it scores the
 headlines with the configured sentiment model, assembles the matrix from the ingest assets as
@@ -109,7 +110,10 @@ FEATURE_MATRIX = Table(
         "polarity_hist_std": ("float64", "standard deviation of that daily polarity"),
         "polarity_hist_days": ("int64", "days with news in the baseline window"),
         "sentiment_z": ("float64", "last 24 h's polarity against the symbol's own baseline, SDs"),
-        "as_of": ("datetime64[us, America/New_York]", "decision time: 08:00 New York"),
+        "as_of": (
+            "datetime64[us, America/New_York]",
+            "decision time: 14:00 Europe/Bucharest (07:00 New York)",
+        ),
     }
 )
 

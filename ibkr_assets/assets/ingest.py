@@ -1,4 +1,4 @@
-"""Stage 1 — ingest: what the market looked like at 08:00 New York on the session.
+"""Stage 1 — ingest: what the market looked like at the run time (14:00 Bucharest) on the session.
 
 Each asset asks the broker (the ``ib`` resource, pinned to the partition's as-of time for a
 backfill), keeps only data dated before that instant, writes the raw payload to

@@ -9,7 +9,7 @@ the alpha blend (:func:`~ibkr_assets.quant.alpha.compute_alpha_scores`) with the
 the compliance gate and the order diff of :mod:`ibkr_assets.quant.decision`. Only the data
 access differs: the window's bars, pre-open quotes, statements, forward EPS, headlines and
 macro gauges are fetched once (:class:`ReplayData`) and cut to what was known at each day's
-run time, 08:00 New York — exactly the cut the ingest assets make:
+run time, 14:00 Bucharest (07:00 New York) — exactly the cut the ingest assets make:
 
 * bars: the ``history_sessions`` sessions before the day (technical indicators are computed
   once per symbol over the whole window and read at each day's last known bar,

@@ -12,7 +12,8 @@ Point-in-time rule (no look-ahead), applied here to every input:
 
 ``as_of`` is a timestamp (naive = New York time) or a date, meaning the end of that day.
 Timestamps in the data (headline and quote times) without a zone are taken as UTC, as IB sends
-them. The daily job runs at 08:00 New York, so its matrix holds bars up to the previous session.
+them. The daily job runs at 14:00 Bucharest (07:00 New York), so its matrix holds bars up to
+the previous session.
 
 Columns: identity and trading (``symbol``, ``conid``, ``sector``, ``industry``, ``lot_size``,
 ``adv``, ``avg_volume``, ``price`` with ``price_source``, ``bid``, ``ask``, ``spread``,

@@ -26,9 +26,11 @@ def test_partitions_are_exactly_the_nyse_sessions_of_2024() -> None:
     assert "2025-01-09" not in keys, "the national day of mourning for President Carter"
 
 
-def test_as_of_is_eight_new_york_on_the_session() -> None:
-    assert as_of("2024-07-01") == datetime(2024, 7, 1, 12, 0, tzinfo=UTC)  # EDT
-    assert as_of("2024-12-02") == datetime(2024, 12, 2, 13, 0, tzinfo=UTC)  # EST
+def test_as_of_is_fourteen_bucharest_on_the_session() -> None:
+    assert as_of("2024-07-01") == datetime(2024, 7, 1, 11, 0, tzinfo=UTC)  # EEST, 07:00 EDT
+    assert as_of("2024-12-02") == datetime(2024, 12, 2, 12, 0, tzinfo=UTC)  # EET, 07:00 EST
+    # 2024-03-11: New York already on EDT, Bucharest still on EET: 08:00 New York
+    assert as_of("2024-03-11") == datetime(2024, 3, 11, 12, 0, tzinfo=UTC)
 
 
 def test_previous_sessions_skip_the_holiday() -> None:
@@ -56,11 +58,11 @@ def test_schedule_runs_the_current_session_and_skips_holidays() -> None:
 
 
 def test_latest_partition_waits_for_the_run_time() -> None:
-    # Monday 2024-04-01 07:59 New York: Thursday's session (Good Friday closed)
-    assert latest_partition_date(datetime(2024, 4, 1, 11, 59, tzinfo=UTC)).isoformat() == (
+    # Monday 2024-04-01 13:59 Bucharest (EEST): Thursday's session (Good Friday closed)
+    assert latest_partition_date(datetime(2024, 4, 1, 10, 59, tzinfo=UTC)).isoformat() == (
         "2024-03-28"
     )
-    assert latest_partition_date(datetime(2024, 4, 1, 12, 0, tzinfo=UTC)).isoformat() == (
+    assert latest_partition_date(datetime(2024, 4, 1, 11, 0, tzinfo=UTC)).isoformat() == (
         "2024-04-01"
     )
     assert latest_partition_date(datetime(2024, 4, 6, 15, 0, tzinfo=UTC)).isoformat() == (
