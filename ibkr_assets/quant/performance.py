@@ -1,17 +1,21 @@
-"""Performance of a strategy from its daily returns: equity curve after costs, Sharpe, Sortino,
-drawdown, turnover and hit rate.
+"""Performance of a strategy from its daily returns: equity curve after costs, volatility, Sharpe,
+Sortino, drawdown, turnover and hit rate.
 
 * **Costs**: each day's net return is the gross return minus ``cost_per_turnover × turnover``,
   turnover being ``Σ|w_t − w_{t−1}|`` (both sides of every trade, fractions of NAV); a cost of
   10 bp per unit of turnover is a typical half-spread plus commission for liquid US stocks.
+* **Volatility**: the sample standard deviation (ddof = 1) of the period returns × √252, a
+  fraction a year (0.2 = 20% a year).
 * **Sharpe ratio** (Sharpe 1966, 1994): ``mean / std × √252`` of daily net returns, risk-free
   rate 0, sample standard deviation (ddof = 1).
 * **Sortino ratio** (Sortino & Price 1994): ``mean / DD × √252`` with the downside deviation
   ``DD = √(mean(min(r, 0)²))`` over all days, so only losses count as risk.
-* **Maximum drawdown**: the largest fall of the equity curve from a running peak,
-  ``max(1 − E_t / max_{s≤t} E_s)``, with the peak, the trough, the recovery (first day back at
-  the peak, if any) and the duration in periods from peak to recovery (or to the end when not
-  recovered) (Magdon-Ismail & Atiya 2004, "Maximum drawdown", *Risk* 17(10)).
+* **Maximum drawdown**: the largest fall of the equity curve (or of any price path) from a
+  running peak, ``max(1 − E_t / max_{s≤t} E_s)``, a **positive** fraction of the peak (0.25 =
+  25% below it; 0 = never below an earlier high), with the peak, the trough, the recovery
+  (first day back at the peak, if any) and the duration in periods from peak to recovery (or
+  to the end when not recovered) (Magdon-Ismail & Atiya 2004, "Maximum drawdown", *Risk*
+  17(10)).
 * **Hit rate**: the share of days with a non-zero return that were positive.
 
 Returns are simple (not log) returns; the equity curve compounds them.
@@ -91,6 +95,20 @@ def equity_curve(
     )
 
 
+def annualised_volatility(
+    returns: pd.Series | np.ndarray, periods_per_year: int = PERIODS_PER_YEAR
+) -> float:
+    """Sample standard deviation (ddof = 1) of the period returns × √``periods_per_year``: a
+    fraction a year. Simple or log returns alike; NaN with fewer than 2 returns."""
+    r = pd.Series(np.asarray(returns, dtype="float64"))
+    bad = np.flatnonzero(~np.isfinite(r.to_numpy()))
+    if bad.size:
+        raise ValueError(f"NaN or infinite returns at positions {bad[:5].tolist()}")
+    if len(r) < 2:
+        return math.nan
+    return float(r.std(ddof=1) * math.sqrt(periods_per_year))
+
+
 def sharpe_ratio(returns: pd.Series, periods_per_year: int = PERIODS_PER_YEAR) -> float:
     """Annualised Sharpe ratio (risk-free 0); NaN with fewer than 2 returns or zero spread."""
     r = _clean(returns)
@@ -121,8 +139,10 @@ class Drawdown:
 
 
 def max_drawdown(equity: pd.Series) -> Drawdown:
-    """Maximum drawdown of an equity curve, with peak, trough, recovery and duration (periods
-    from the peak to the recovery, or to the last period when not recovered)."""
+    """Maximum drawdown of an equity curve or a price path (positive values): the largest fall
+    from a running peak as a positive fraction of that peak, with peak, trough, recovery and
+    duration (periods from the peak to the recovery, or to the last period when not
+    recovered)."""
     e = _clean(equity, "equity")
     if (e <= 0).any():
         raise ValueError("equity must be positive")
@@ -189,9 +209,7 @@ def summarise(
         periods=len(net),
         total_return=total,
         cagr=float((1 + total) ** (1 / years) - 1),
-        annual_volatility=float(net.std(ddof=1) * math.sqrt(periods_per_year))
-        if len(net) > 1
-        else math.nan,
+        annual_volatility=annualised_volatility(net, periods_per_year),
         sharpe=sharpe_ratio(net, periods_per_year),
         sortino=sortino_ratio(net, periods_per_year),
         max_drawdown=dd.max_drawdown,

@@ -12,8 +12,9 @@ All numbers are fractions of net liquidation value (NAV) over one day, losses po
   *Value at Risk*, 3rd ed., ch. 5); ``cvar`` adds ``σ·φ(z_α)/(1 − α)``. Fat tails make the
   historical figure the larger one in a crash window — compare both.
 * **Exposure**: gross ``Σ|w|``, net ``Σw``, long and short sides.
-* **Concentration**: largest ``|w_i|``, Herfindahl ``Σw_i²`` of the gross-normalised book and
-  the effective number of names ``1/HHI``.
+* **Concentration**: largest ``|w_i|``, the shares of gross exposure ``|w_i| / Σ|w|`` of the
+  largest name and of the five largest, Herfindahl ``Σ(|w_i| / Σ|w|)²`` of the gross-normalised
+  book and the effective number of names ``1/HHI``.
 * **Sector exposure**: net and gross weight per sector.
 * **Liquidity**: each trade's notional as a share of the name's average daily dollar volume
   (ADV); above ~10% a trade moves the price against you (Almgren & Chriss 2000).
@@ -120,23 +121,38 @@ def exposure(weights: pd.Series) -> Exposure:
 
 @dataclass(frozen=True)
 class Concentration:
-    """Largest position, Herfindahl index of |w|/gross and effective number of names."""
+    """Largest position (in the weights' units, and as a share of gross exposure), the share of
+    the ``top`` largest, Herfindahl index of |w|/gross and effective number of names."""
 
     max_abs_weight: float
     max_symbol: str | None
     hhi: float
     effective_n: float
+    max_share: float
+    top_share: float
 
 
-def concentration(weights: pd.Series) -> Concentration:
-    """Largest ``|w_i|`` (and its symbol), ``HHI = Σ(|w_i|/gross)²`` and ``1/HHI``."""
+def concentration(weights: pd.Series, top: int = 5) -> Concentration:
+    """Largest ``|w_i|`` (and its symbol), its share of gross ``|w_i|/Σ|w|``, the share of the
+    ``top`` largest, ``HHI = Σ(|w_i|/Σ|w|)²`` and ``1/HHI``. ``weights`` may be fractions of
+    NAV or values (the shares and HHI do not depend on the unit); all zeros when gross is 0."""
+    if top < 1:
+        raise ValueError(f"top must be >= 1, got {top}")
     w = _finite_weights(weights).abs()
     gross = float(w.sum())
     if gross == 0:
-        return Concentration(0.0, None, 0.0, 0.0)
+        return Concentration(0.0, None, 0.0, 0.0, 0.0, 0.0)
     shares = w / gross
     hhi = float((shares**2).sum())
-    return Concentration(float(w.max()), str(w.idxmax()), hhi, 1.0 / hhi)
+    largest = np.sort(shares.to_numpy())[::-1]
+    return Concentration(
+        float(w.max()),
+        str(w.idxmax()),
+        hhi,
+        1.0 / hhi,
+        float(largest[0]),
+        float(largest[:top].sum()),
+    )
 
 
 def sector_exposure(weights: pd.Series, sectors: pd.Series) -> pd.DataFrame:

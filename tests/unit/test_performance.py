@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from ibkr_assets.quant.performance import (
+    annualised_volatility,
     equity_curve,
     hit_rate,
     max_drawdown,
@@ -29,6 +30,19 @@ def test_known_sharpe_and_sortino():
     assert hit_rate(pd.Series([0.01, 0.0, -0.02, 0.03])) == pytest.approx(2 / 3)
 
 
+def test_annualised_volatility_by_hand():
+    r = [0.01, -0.02, 0.015, 0.0]
+    mean = sum(r) / 4
+    by_hand = math.sqrt(sum((x - mean) ** 2 for x in r) / 3) * math.sqrt(252)
+    assert annualised_volatility(pd.Series(r)) == pytest.approx(by_hand, rel=1e-12)
+    assert annualised_volatility(np.array(r), periods_per_year=52) == pytest.approx(
+        by_hand / math.sqrt(252) * math.sqrt(52), rel=1e-12
+    )
+    assert math.isnan(annualised_volatility(pd.Series([0.01])))
+    with pytest.raises(ValueError, match=r"NaN or infinite returns at positions \[1\]"):
+        annualised_volatility(pd.Series([0.01, np.nan, 0.02]))
+
+
 def test_known_drawdown_and_duration():
     equity = pd.Series([1.0, 1.1, 0.99, 0.88, 1.0, 1.12], index=IDX)
     dd = max_drawdown(equity)
@@ -38,6 +52,9 @@ def test_known_drawdown_and_duration():
     open_dd = max_drawdown(equity.iloc[:5])
     assert open_dd.recovery is None and open_dd.duration == 3
     assert max_drawdown(pd.Series([1.0, 1.1, 1.2])).max_drawdown == 0.0
+    # a price path: a positive fraction of the running peak (120 -> 90 is 25%)
+    prices = pd.Series([100.0, 120.0, 90.0, 130.0, 117.0])
+    assert max_drawdown(prices).max_drawdown == pytest.approx(1 - 90 / 120)
 
 
 def test_equity_curve_costs_lower_returns():
@@ -64,6 +81,7 @@ def test_turnover_and_summary():
     assert s.periods == 3
     assert s.total_return == pytest.approx(np.prod(1 + net) - 1)
     assert s.sharpe == pytest.approx(net.mean() / net.std(ddof=1) * math.sqrt(252))
+    assert s.annual_volatility == pytest.approx(net.std(ddof=1) * math.sqrt(252))
     assert s.max_drawdown == pytest.approx(
         1 - (1 + net.iloc[0]) * (1 + net.iloc[1]) / (1 + net.iloc[0])
     )
