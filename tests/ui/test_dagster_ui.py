@@ -97,17 +97,17 @@ def _start(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> sub
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
-    """Stop each process group: SIGTERM, then SIGKILL after 10 s; nothing is left behind."""
+    """Stop each process group (the instance is thrown away): SIGTERM, then SIGKILL for
+    whatever is left 2 s later, the groups' code servers and run workers included."""
     for process in processes:
         os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 2
     for process in processes:
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        with contextlib.suppress(ProcessLookupError):  # code servers, run workers left over
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _wait_for_code_location(url: str, webserver: subprocess.Popen, log: Path) -> None:
@@ -263,7 +263,9 @@ def test_failed_gate_check_shows_its_session_and_metadata(
     }
     assert float(values["limit"]) == CONCENTRATION_MAX
     assert float(values["value"]) > CONCENTRATION_MAX
-    assert float(values["excess"]) == pytest.approx(float(values["value"]) - CONCENTRATION_MAX)
+    assert float(values["excess"]) == pytest.approx(
+        float(values["value"]) - CONCENTRATION_MAX, abs=1e-4
+    )
     assert re.fullmatch(r"[A-Z.]+(, [A-Z.]+)*", values["offenders"]), values  # the names
 
 
@@ -304,30 +306,30 @@ def test_backfill_queues_its_runs(page: Page, dagster_ui: str, gate_run: str) ->
     limit = _backfill_run_limit()
     assert len(BACKFILL) > limit
     _launch(page, dagster_ui, BACKFILL, "Launch backfill")
-    page.goto(f"{dagster_ui}/runs")
-    # the tabs' counts, once the daemon has created the backfill's runs and started some
-    queued_tab = page.get_by_text(re.compile(r"^Queued \(\d+\)$"))
-    in_progress_tab = page.get_by_text(re.compile(r"^In progress \(\d+\)$"))
+    page.goto(f"{dagster_ui}/runs?view=backfills")
+    backfill = page.locator('a[href^="/runs/b/"]').first.get_attribute("href")  # the only one
+    # its runs, once the daemon has created them all and started some
+    statuses = {
+        status: page.get_by_text(status, exact=True)
+        for status in ("Queued", "Starting", "Started", "Canceling")
+    }
     deadline = time.monotonic() + BACKFILL_S
     while True:
-        queued, running = (
-            int(re.findall(r"\d+", tab.inner_text())[0]) for tab in (queued_tab, in_progress_tab)
-        )
+        page.goto(f"{dagster_ui}{backfill}?tab=runs")
+        page.wait_for_load_state("networkidle")
+        counts = {status: shown.count() for status, shown in statuses.items()}
+        queued = counts.pop("Queued")
+        running = sum(counts.values())
         if running and queued + running == len(BACKFILL):
             break
         assert time.monotonic() < deadline, (
-            f"after {BACKFILL_S} s: {queued} queued and {running} in progress, "
-            f"not the {len(BACKFILL)} runs of the backfill with some started"
+            f"after {BACKFILL_S} s the backfill shows {queued} runs queued and {running} in "
+            f"progress, not its {len(BACKFILL)} runs with some started"
         )
         page.wait_for_timeout(2_000)
-        page.reload()
-    assert running <= limit
-    queued_tab.click()
-    shown = page.get_by_text(re.compile(r"^partition: \d{4}-\d{2}-\d{2}$"))
-    expect(shown.first).to_be_visible()
-    partitions = [text.removeprefix("partition: ") for text in shown.all_inner_texts()]
-    assert len(partitions) >= len(BACKFILL) - limit, partitions
-    assert set(partitions) <= set(BACKFILL), partitions
+    assert running <= limit < len(BACKFILL)
+    shown = page.get_by_text(re.compile(r"^partition: \d{4}-\d{2}-\d{2}$")).all_inner_texts()
+    assert sorted(text.removeprefix("partition: ") for text in shown) == BACKFILL
     # why a run waits: the limit on backfill runs, as dagster.yaml sets it
     page.get_by_role("button", name="View queue criteria").first.click()
     criteria = page.get_by_role("dialog")
