@@ -4,7 +4,6 @@ import pandas as pd
 import pytest
 from pypfopt.efficient_frontier import EfficientCVaR, EfficientFrontier
 
-from ibkr_assets.quant import optimiser
 from ibkr_assets.quant.optimiser import (
     OptimisationResult,
     OptimiserConfig,
@@ -12,6 +11,7 @@ from ibkr_assets.quant.optimiser import (
     PortfolioOptimiser,
     covariance_factors,
     optimise,
+    solving,
 )
 from ibkr_assets.quant.risk_metrics import historical_var_cvar
 from ibkr_assets.quant.risk_model import build_risk_model
@@ -309,7 +309,7 @@ def test_highs_out_of_time_hands_over_to_clarabel(monkeypatch):
     model, sectors, alpha, held = _daily_world()
     cfg = OptimiserConfig(risk_aversion=20.0, sector_cap=0.3)  # a well-determined optimum
     fast = PortfolioOptimiser.from_risk_model(model, cfg, sectors).solve(alpha, held)
-    monkeypatch.setattr(optimiser, "HIGHS_TIME_LIMIT", 1e-6)
+    monkeypatch.setattr(solving, "HIGHS_TIME_LIMIT", 1e-6)
     slow = PortfolioOptimiser.from_risk_model(model, cfg, sectors).solve(alpha, held)
     assert (fast.solver, slow.solver) == ("HIGHS", "CLARABEL")
     assert slow.objective == pytest.approx(fast.objective, rel=1e-6)

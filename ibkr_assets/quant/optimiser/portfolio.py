@@ -1,0 +1,188 @@
+"""The optimiser's interface: :class:`PortfolioOptimiser`, its result, one-shot :func:`optimise`.
+
+:class:`PortfolioOptimiser` is the reusable compiled problem for a fixed symbol set: built once
+with the covariance, scenarios and sectors, then :meth:`~PortfolioOptimiser.solve` for each
+day's expected returns and current weights, and :meth:`~PortfolioOptimiser.update_risk` for a
+new covariance and scenario set of the same shape, neither recompiling (see
+:mod:`ibkr_assets.quant.optimiser.problem`). It checks its inputs (symbols, NaNs, limits;
+:mod:`ibkr_assets.quant.optimiser.diagnostics`), solves on a working set when that applies
+(:mod:`ibkr_assets.quant.optimiser.working_set`) and the full problem otherwise
+(:mod:`ibkr_assets.quant.optimiser.solving`), and reports the weights (fractions of NAV) with
+their ex-ante return, volatility and CVaR in the units of the inputs (daily, from a risk model).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import cvxpy as cp
+import numpy as np
+import pandas as pd
+
+from ibkr_assets.quant.optimiser.config import OptimiserConfig
+from ibkr_assets.quant.optimiser.diagnostics import OptimizationError, check_finite, check_limits
+from ibkr_assets.quant.optimiser.problem import BP, Formulation, SectorGroups
+from ibkr_assets.quant.optimiser.solving import solve_on
+from ibkr_assets.quant.optimiser.working_set import solve_working_set, working_set_applies
+from ibkr_assets.quant.risk_metrics import historical_var_cvar
+from ibkr_assets.quant.risk_model import RiskModel
+
+
+@dataclass(frozen=True)
+class OptimisationResult:
+    """Target weights and their ex-ante statistics (in the units of the inputs)."""
+
+    weights: pd.Series
+    expected_return: float
+    volatility: float
+    cvar: float
+    objective: float
+    solver: str
+    solve_seconds: float
+    compile_seconds: float
+
+
+class PortfolioOptimiser:
+    """Mean-variance-CVaR optimiser for a fixed symbol set, re-solvable without recompiling.
+
+    Build once with the covariance, scenarios and sectors; call :meth:`solve` with each day's
+    expected returns and current weights. :meth:`update_risk` swaps in a new covariance and
+    scenario set of the same shape, still without recompiling (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        symbols: list[str],
+        cov: pd.DataFrame,
+        scenarios: pd.DataFrame,
+        config: OptimiserConfig | None = None,
+        sectors: Mapping[str, str] | pd.Series | None = None,
+    ) -> None:
+        self.config = config or OptimiserConfig()
+        self.symbols = [str(s) for s in symbols]
+        if len(set(self.symbols)) != len(self.symbols):
+            raise OptimizationError("duplicate symbols passed to the optimiser")
+        if not self.symbols:
+            raise OptimizationError("no symbols to optimise")
+        self.n_scenarios = len(scenarios)
+        if self.n_scenarios < 2:
+            raise OptimizationError("at least 2 return scenarios are needed for CVaR")
+        groups = SectorGroups.build(self.symbols, sectors, self.config)
+        self._last_bp = np.zeros(len(self.symbols))  # the last solve's weights (bp)
+        self.working_set_rounds: list[int] = []
+        """Names in each working set of the last solve (empty: the full problem was solved)."""
+        check_limits(self.config, len(self.symbols), groups.caps, groups.sizes)
+        self._form = Formulation(self.config, len(self.symbols), self.n_scenarios, groups)
+        self.update_risk(cov, scenarios)
+
+    @classmethod
+    def from_risk_model(
+        cls,
+        model: RiskModel,
+        config: OptimiserConfig | None = None,
+        sectors: Mapping[str, str] | pd.Series | None = None,
+    ) -> PortfolioOptimiser:
+        """From a :class:`~ibkr_assets.quant.risk_model.RiskModel`, in daily units."""
+        return cls(model.symbols, model.daily_cov(), model.scenarios, config, sectors)
+
+    @property
+    def problem(self) -> cp.Problem:
+        """The compiled full problem (the working-set ones are compiled beside it)."""
+        return self._form.full.problem
+
+    def update_risk(self, cov: pd.DataFrame, scenarios: pd.DataFrame) -> None:
+        """New covariance and scenarios (same symbols, same number of scenarios).
+
+        Recompiles only when the covariance factor changes its number of rows (see
+        :func:`~ibkr_assets.quant.optimiser.covariance.covariance_factors`).
+        """
+        if len(scenarios) != self.n_scenarios:
+            raise OptimizationError(
+                f"expected {self.n_scenarios} scenarios (fixed at build), got {len(scenarios)}"
+            )
+        missing = [s for s in self.symbols if s not in cov.index or s not in scenarios.columns]
+        if missing:
+            raise OptimizationError(f"no covariance or scenarios for {missing}")
+        sigma = cov.loc[self.symbols, self.symbols].to_numpy(dtype="float64")
+        check_finite(sigma, self.symbols, "covariance")
+        r = scenarios.loc[:, self.symbols].to_numpy(dtype="float64")
+        check_finite(r, self.symbols, "return scenarios")
+        self._form.set_risk((sigma + sigma.T) / 2, r)
+
+    def solve(
+        self,
+        expected_returns: pd.Series | Mapping[str, float],
+        current_weights: pd.Series | Mapping[str, float] | None = None,
+    ) -> OptimisationResult:
+        """Optimal weights for today's expected returns, starting from ``current_weights``.
+
+        Missing expected returns are an error naming the symbols; missing current weights
+        are 0 (not held). Held symbols outside the optimiser's set are an error (they could
+        not be sold). A large long-only book is solved on a working set of names first (see
+        :mod:`ibkr_assets.quant.optimiser.working_set`); the answer is the full problem's
+        optimum either way.
+        """
+        a = pd.Series(expected_returns, dtype="float64")
+        missing = [s for s in self.symbols if s not in a.index]
+        if missing:
+            raise OptimizationError(f"no expected return for {missing}")
+        a = a.reindex(self.symbols)
+        check_finite(a.to_numpy(), self.symbols, "expected return (alpha)")
+        w0 = pd.Series({} if current_weights is None else current_weights, dtype="float64")
+        known = set(self.symbols)
+        outside = [s for s, v in w0.items() if s not in known and v != 0]
+        if outside:
+            raise OptimizationError(f"current weights for symbols not in the optimiser: {outside}")
+        w0 = w0.reindex(self.symbols).fillna(0.0)
+        check_finite(w0.to_numpy(), self.symbols, "current weight")
+        alpha = a.to_numpy()
+        # in basis points to 1e-3 (1e-7 of NAV): HiGHS's QP start drops values under 1e-4
+        # (then reports its answer infeasible), which dust positions would otherwise hit
+        held = np.round(w0.to_numpy() * BP, 3)
+
+        form = self._form
+        start = time.perf_counter()
+        found = None
+        self.working_set_rounds = []
+        if working_set_applies(self.config, len(self.symbols)):
+            try:
+                found = solve_working_set(form, alpha, held, self._last_bp)
+            except OptimizationError:
+                found = None  # e.g. limits the working set alone cannot meet: the full problem
+        if found is None:
+            solved = solve_on(form, form.full, np.arange(len(self.symbols)), alpha, held)
+        else:
+            solved, self.working_set_rounds = found
+        elapsed = time.perf_counter() - start
+        self._last_bp = solved.w_bp
+        w = solved.w_bp / BP
+        w[np.abs(w) < 1e-9] = 0.0
+        weights = pd.Series(w, index=self.symbols, name="weight")
+        _, cvar = historical_var_cvar(form.scenarios @ w, self.config.cvar_alpha)
+        return OptimisationResult(
+            weights=weights,
+            expected_return=float(alpha @ w),
+            volatility=math.sqrt(max(float(w @ form.sigma @ w), 0.0)),
+            cvar=cvar,
+            objective=solved.value / (form.objective_scale * BP**2),
+            solver=solved.solver,
+            solve_seconds=elapsed,
+            compile_seconds=solved.compile_seconds,
+        )
+
+
+def optimise(
+    expected_returns: pd.Series,
+    cov: pd.DataFrame,
+    scenarios: pd.DataFrame,
+    config: OptimiserConfig | None = None,
+    current_weights: pd.Series | None = None,
+    sectors: Mapping[str, str] | pd.Series | None = None,
+) -> OptimisationResult:
+    """One-shot solve over the symbols of ``expected_returns`` (builds a fresh optimiser)."""
+    symbols = [str(s) for s in expected_returns.index]
+    opt = PortfolioOptimiser(symbols, cov, scenarios, config, sectors)
+    return opt.solve(expected_returns, current_weights)
