@@ -53,16 +53,9 @@ from ibkr_assets.broker.models import Contract
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.tws import TwsBroker
 from ibkr_assets.config import PipelineConfig
-from ibkr_sim.gateway.pacing import (
-    HISTORICAL_PACING,
-    MAX_DEPTH,
-    MAX_RATE,
-    MAX_SCANNERS,
-    MAX_TICKERS,
-    MESSAGES_PER_SECOND,
-    SMALL_BAR_SECONDS,
-)
+from ibkr_sim.gateway.pacing import MESSAGES_PER_SECOND, SMALL_BAR_SECONDS
 from ibkr_sim.universe import Universe
+from ibkr_spec.errors import is_pacing
 
 TARGET_OFF_SECONDS = 15.0
 TARGET_IB_RATIO = 1.2
@@ -88,13 +81,6 @@ class Run:
     @property
     def total(self) -> float:
         return self.snapshot + self.history
-
-
-def is_pacing_error(code: int, message: str) -> bool:
-    """IB's pacing refusals: message rate, market-data lines, scanners, depth, HMDS pacing."""
-    if code in (MAX_RATE, MAX_TICKERS, MAX_SCANNERS, MAX_DEPTH):
-        return True
-    return code == HISTORICAL_PACING and "pacing" in message.lower()
 
 
 def message_lower_bound(messages: int) -> float:
@@ -205,7 +191,7 @@ def run_plain(
         ib = ib_async.IB()
         ib.client.MaxRequests = rate
         ib.errorEvent += lambda _req_id, code, msg, _c: (
-            run.pacing_errors.append((code, msg)) if is_pacing_error(code, msg) else None
+            run.pacing_errors.append((code, msg)) if is_pacing(code, msg) else None
         )
         await ib.connectAsync("127.0.0.1", port, clientId=12, timeout=20)
         ibc = [ib_async.Contract(conId=c.conid, exchange="SMART") for c in contracts]

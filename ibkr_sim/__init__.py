@@ -1,6 +1,7 @@
 """The simulated IB world: a deterministic market, a paper exchange and IB-protocol gateways.
 
 ``ibkr_sim.universe`` (contracts), ``ibkr_sim.market`` (prices, quotes, fundamentals, news,
-scanners, options), ``ibkr_sim.ibspec`` (IB's duration / bar-size grammar) and
-``ibkr_sim.errors`` (IB-coded errors). Nothing here imports ``ibkr_assets``.
+scanners, options), ``ibkr_sim.exchange`` (the paper exchange) and ``ibkr_sim.gateway`` (the
+TWS-protocol gateway). IB's own rules (error codes, the duration / bar-size grammar, commissions,
+margin) come from :mod:`ibkr_spec`. Nothing here imports ``ibkr_assets`` or ``mcp_server``.
 """

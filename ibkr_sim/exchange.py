@@ -33,14 +33,14 @@ resting limit fills at the minute the quotes crossed it, with that time on the e
 rarely anyone looks. With a pinned clock nothing moves. A reader pinned in the past never matches
 an order already examined at a later instant.
 
-**Rejections** raise :class:`~ibkr_sim.errors.SimError`: 321 for a malformed request (quantity not
+**Rejections** raise :class:`~ibkr_sim.errors.IBError`: 321 for a malformed request (quantity not
 positive, finite and whole, a limit order without a limit price, unknown action / type / tif,
 unknown account), 110 for a price off the contract's tick, 200 for an unknown conId, 201 when the
 pre-trade margin check fails or the contract is not tradable (indices) - the rejected order is
 recorded as ``Inactive`` with the reason, so it is still found by its ``order_ref`` - and 10147 to
 cancel or modify an order that is unknown or done.
 
-**Accounting** (see :mod:`ibkr_sim.commissions` and :mod:`ibkr_sim.margin`): positions carry
+**Accounting** (see :mod:`ibkr_spec.commissions` and :mod:`ibkr_sim.margin`): positions carry
 IB's average cost (price x multiplier plus commission, per unit), unrealized P&L = market value
 - quantity x average cost, realized P&L on closing fills net of both commissions. Positions are
 marked at the last price clamped into the bid/ask. Daily P&L is the change since the previous
@@ -68,23 +68,23 @@ import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
-from ibkr_sim.commissions import order_commission
-from ibkr_sim.errors import (
+from ibkr_sim.market import SimMarket
+from ibkr_sim.universe import Instrument
+from ibkr_spec.commissions import order_commission
+from ibkr_spec.errors import (
     INVALID_REQUEST,
     NO_SECURITY_DEFINITION,
     ORDER_NOT_FOUND,
     ORDER_REJECTED,
-    SimError,
+    PRICE_INCREMENT,
+    IBError,
 )
-from ibkr_sim.margin import buying_power, position_margin
-from ibkr_sim.market import SimMarket
-from ibkr_sim.universe import Instrument
+from ibkr_spec.margin import buying_power, position_margin
 
 NEW_YORK = ZoneInfo("America/New_York")
 #: IB's "duplicate order id" error.
 DUPLICATE_ORDER_ID = 103
 #: IB's "price does not conform to the minimum price variation" error.
-PRICE_INCREMENT = 110
 ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT")
 TIFS = ("DAY", "GTC")
 OPEN_STATUSES = ("PreSubmitted", "Submitted")
@@ -403,7 +403,7 @@ def _dt(us: int) -> datetime:
 
 def _utc(at: datetime) -> datetime:
     if at.tzinfo is None:
-        raise SimError(INVALID_REQUEST, f"time {at.isoformat()} must be timezone-aware")
+        raise IBError(INVALID_REQUEST, f"time {at.isoformat()} must be timezone-aware")
     return at.astimezone(UTC)
 
 
@@ -515,7 +515,7 @@ class PaperExchange:
         ).fetchone()
         if row is None:
             known = ", ".join(r[0] for r in conn.execute("SELECT account_id FROM accounts"))
-            raise SimError(INVALID_REQUEST, f"unknown account {account!r} (known: {known})")
+            raise IBError(INVALID_REQUEST, f"unknown account {account!r} (known: {known})")
         return row[0]
 
     def _load(self, conn: sqlite3.Connection, account: str) -> _Book:
@@ -740,7 +740,7 @@ class PaperExchange:
             )
 
     def order(self, order_id: int) -> OrderInfo:
-        """One order by its exchange id (SimError 10147 when unknown)."""
+        """One order by its exchange id (IBError 10147 when unknown)."""
         with self._tx() as conn:
             self._process(conn)
             return self._get(conn, order_id)
@@ -795,7 +795,7 @@ class PaperExchange:
     def _get(self, conn: sqlite3.Connection, order_id: int) -> OrderInfo:
         row = conn.execute("SELECT * FROM orders WHERE order_id = ?", (int(order_id),)).fetchone()
         if row is None:
-            raise SimError(ORDER_NOT_FOUND, f"OrderId {order_id} is not found")
+            raise IBError(ORDER_NOT_FOUND, f"OrderId {order_id} is not found")
         return _order_info(row)
 
     # -- orders: writes --------------------------------------------------------------------
@@ -804,7 +804,7 @@ class PaperExchange:
     ) -> OrderInfo:
         """Place an order; it fills at once as far as the book allows, the rest works or waits.
 
-        Raises SimError 321 (malformed), 200 (unknown conId), 201 (rejected: recorded Inactive).
+        Raises IBError 321 (malformed), 200 (unknown conId), 201 (rejected: recorded Inactive).
         """
         inst = self._validate(req)
         with self._tx() as conn:
@@ -848,11 +848,11 @@ class PaperExchange:
                 self._process(conn, at)
             info = self._get(conn, oid)
         if warning:
-            raise SimError(ORDER_REJECTED, f"Order rejected - reason: {warning}")
+            raise IBError(ORDER_REJECTED, f"Order rejected - reason: {warning}")
         return info
 
     def cancel(self, order_id: int) -> OrderInfo:
-        """Cancel an open order (its children too); SimError 10147 if unknown or already done."""
+        """Cancel an open order (its children too); IBError 10147 if unknown or already done."""
         with self._tx() as conn:
             at = self._process(conn)
             info = self._open(conn, order_id, "cancelled")
@@ -890,7 +890,7 @@ class PaperExchange:
             )
             self._validate(new)
             if new.quantity < info.filled - _EPS:
-                raise SimError(
+                raise IBError(
                     INVALID_REQUEST,
                     f"order {order_id}: quantity {new.quantity} is below the {info.filled} "
                     "already filled",
@@ -920,8 +920,8 @@ class PaperExchange:
 
     # -- internals -------------------------------------------------------------------------
     def _validate(self, req: OrderRequest) -> Instrument:
-        def bad(reason: str) -> SimError:
-            return SimError(INVALID_REQUEST, f"invalid order for conid {req.conid}: {reason}")
+        def bad(reason: str) -> IBError:
+            return IBError(INVALID_REQUEST, f"invalid order for conid {req.conid}: {reason}")
 
         if req.action not in ("BUY", "SELL"):
             raise bad(f"action {req.action!r} must be BUY or SELL")
@@ -944,7 +944,7 @@ class PaperExchange:
         try:
             conid = int(req.conid)
         except (TypeError, ValueError):
-            raise SimError(NO_SECURITY_DEFINITION, f"bad conid {req.conid!r}") from None
+            raise IBError(NO_SECURITY_DEFINITION, f"bad conid {req.conid!r}") from None
         inst = self.market.universe.by_conid(conid)
         if inst.sec_type != "CASH" and q != round(q):
             raise bad(f"quantity {q} of {inst.symbol} must be whole (no fractional orders via API)")
@@ -952,7 +952,7 @@ class PaperExchange:
             value = getattr(req, name)
             steps = None if value is None else value / inst.min_tick
             if steps is not None and abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
-                raise SimError(
+                raise IBError(
                     PRICE_INCREMENT,
                     f"The price {value} does not conform to the minimum price variation "
                     f"({inst.min_tick}) for {inst.symbol}",
@@ -966,14 +966,14 @@ class PaperExchange:
         else:
             oid = int(order_id)
             if conn.execute("SELECT 1 FROM orders WHERE order_id = ?", (oid,)).fetchone():
-                raise SimError(DUPLICATE_ORDER_ID, f"Duplicate order id {oid}")
+                raise IBError(DUPLICATE_ORDER_ID, f"Duplicate order id {oid}")
         conn.execute("UPDATE meta SET value = ? WHERE key = 'next_order_id'", (max(nxt, oid + 1),))
         return oid
 
     def _open(self, conn: sqlite3.Connection, order_id: int, verb: str) -> OrderInfo:
         info = self._get(conn, order_id)
         if info.status not in OPEN_STATUSES:
-            raise SimError(
+            raise IBError(
                 ORDER_NOT_FOUND,
                 f"OrderId {order_id} that needs to be {verb} is not found (state: {info.status})",
             )
@@ -1034,7 +1034,7 @@ class PaperExchange:
             for _, end in self._windows(inst, day, extended):
                 if end > at:
                     return _us(end)
-        raise SimError(
+        raise IBError(
             ORDER_REJECTED, f"no trading session for {inst.symbol} after {at.isoformat()}"
         )
 

@@ -59,21 +59,20 @@ import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
-from ibkr_sim.errors import (
+from ibkr_sim.universe import MAX_STOCKS, Instrument, Universe, stable_int
+from ibkr_spec.errors import (
     HISTORICAL_DATA_ERROR,
     INVALID_REQUEST,
+    NO_FUNDAMENTALS,
     NO_MARKET_DATA,
     NO_SECURITY_DEFINITION,
-    SimError,
+    IBError,
 )
-from ibkr_sim.ibspec import BarSize
-from ibkr_sim.universe import MAX_STOCKS, Instrument, Universe, stable_int
+from ibkr_spec.historical import BarSize
 
 NEW_YORK = ZoneInfo("America/New_York")
 FIRST_SESSION = date(2019, 1, 2)
 LAST_SESSION = date(2028, 12, 29)
-#: A fundamentals-free code IB uses: "fundamentals data for the security is not available".
-NO_FUNDAMENTALS = 430
 
 SECTORS = (
     "Information Technology",
@@ -761,7 +760,7 @@ class SimMarket:
         closes = cal.schedule["close"].values.astype("datetime64[ns]").astype(np.int64)
         i = int(np.searchsorted(closes, _ns(at), "right")) - 1
         if i < 0:
-            raise SimError(NO_MARKET_DATA, f"no session closed by {at.isoformat()}")
+            raise IBError(NO_MARKET_DATA, f"no session closed by {at.isoformat()}")
         return cal.sessions[i].date()
 
     def trading_hours(self, conid: int, day: date) -> list[tuple[datetime, datetime]]:
@@ -785,8 +784,8 @@ class SimMarket:
     def _col(self, conid: int) -> int:
         col = self._cols.get(conid)
         if col is None:
-            inst = self._instrument(conid)  # SimError(200) when unknown
-            raise SimError(
+            inst = self._instrument(conid)  # IBError(200) when unknown
+            raise IBError(
                 HISTORICAL_DATA_ERROR, f"no price history for {inst.symbol} ({inst.sec_type})"
             )
         return col
@@ -824,7 +823,7 @@ class SimMarket:
         """Bars of ``minutes`` (1..390) within one session; index UTC bar start; o h l c volume."""
         col = self._col(conid)
         if not 1 <= minutes <= 390:
-            raise SimError(
+            raise IBError(
                 INVALID_REQUEST, f"intraday bar length must be 1..390 minutes, got {minutes}"
             )
         return self._session_bars(col, self._session_index(session), 60 * minutes)
@@ -865,7 +864,7 @@ class SimMarket:
         days = _schedule()[0]
         j = int(np.searchsorted(days, np.datetime64(session, "D")))
         if j >= len(days) or days[j] != np.datetime64(session, "D"):
-            raise SimError(HISTORICAL_DATA_ERROR, f"{session} is not a simulated NYSE session")
+            raise IBError(HISTORICAL_DATA_ERROR, f"{session} is not a simulated NYSE session")
         return j
 
     def history(
@@ -946,13 +945,13 @@ class SimMarket:
             return "open", j, (ns - opens[j]) / 60e9
         if j < len(days) and (i < 0 or at.astimezone(NEW_YORK).date() == days[j].item()):
             if i < 0 and ns < opens[0] - 86_400_000_000_000:
-                raise SimError(
+                raise IBError(
                     NO_MARKET_DATA,
                     f"the simulated market starts on {FIRST_SESSION}; no data at {at.isoformat()}",
                 )
             return "pre", j, 0.0
         if j >= len(days) and ns > closes[-1] + 5 * 86_400_000_000_000:
-            raise SimError(
+            raise IBError(
                 NO_MARKET_DATA,
                 f"the simulated market ends on {LAST_SESSION}; no data at {at.isoformat()}",
             )
@@ -1078,7 +1077,7 @@ class SimMarket:
     ) -> tuple[list[tuple[float, float, str]], list[tuple[float, float, str]]]:
         """Level-2 book: (bids best-first, asks best-first) of (price, size, market maker)."""
         if not 1 <= rows <= 50:
-            raise SimError(INVALID_REQUEST, f"depth rows must be 1..50, got {rows}")
+            raise IBError(INVALID_REQUEST, f"depth rows must be 1..50, got {rows}")
         snap = self.snapshot(conid, at)
         inst = self._instrument(conid)
         tick = inst.min_tick
@@ -1107,14 +1106,14 @@ class SimMarket:
             if inst.sec_type == "CASH" and cur in (inst.symbol, inst.currency):
                 last = self.snapshot(inst.conid, at).last
                 return last if inst.currency == "USD" else 1.0 / last
-        raise SimError(NO_SECURITY_DEFINITION, f"no FX rate for currency {currency!r}")
+        raise IBError(NO_SECURITY_DEFINITION, f"no FX rate for currency {currency!r}")
 
     # -- fundamentals -----------------------------------------------------------------------
     def _stock(self, conid: int) -> tuple[Instrument, int]:
         inst = self._instrument(conid)
         col = self._cols.get(conid)
         if inst.sec_type != "STK" or inst.is_etf or col is None:
-            raise SimError(
+            raise IBError(
                 NO_FUNDAMENTALS,
                 f"fundamentals data is not available for {inst.symbol} ({inst.sec_type})",
             )
@@ -1240,17 +1239,17 @@ class SimMarket:
         volume relative to the average expected by this time of day.
         """
         if code not in self.SCANNER_CODES:
-            raise SimError(
+            raise IBError(
                 INVALID_REQUEST,
                 f"unknown scanner code {code!r}; valid: {', '.join(self.SCANNER_CODES)}",
             )
         if location not in self.LOCATIONS:
-            raise SimError(
+            raise IBError(
                 INVALID_REQUEST,
                 f"unknown scanner location {location!r}; valid: {', '.join(self.LOCATIONS)}",
             )
         if limit < 1:
-            raise SimError(INVALID_REQUEST, f"scanner limit must be at least 1, got {limit}")
+            raise IBError(INVALID_REQUEST, f"scanner limit must be at least 1, got {limit}")
         stocks = self.universe.stocks
         cols = self._stock_cols
         if location in ("STK.NASDAQ", "STK.NYSE"):
@@ -1305,7 +1304,7 @@ class SimMarket:
         inst = self._instrument(conid)
         col = self._cols.get(conid)
         if inst.sec_type != "STK" or col is None:
-            raise SimError(
+            raise IBError(
                 NO_SECURITY_DEFINITION, f"no option chain for {inst.symbol} ({inst.sec_type})"
             )
         return inst, col
@@ -1337,24 +1336,24 @@ class SimMarket:
         under, col = self._optionable(underlying_conid)
         side = {"C": "C", "CALL": "C", "P": "P", "PUT": "P"}.get(str(right).upper())
         if side is None:
-            raise SimError(INVALID_REQUEST, f"option right must be C or P, got {right!r}")
+            raise IBError(INVALID_REQUEST, f"option right must be C or P, got {right!r}")
         try:
             exp = datetime.strptime(expiry, "%Y%m%d").date()
         except (TypeError, ValueError):
-            raise SimError(
+            raise IBError(
                 INVALID_REQUEST, f"option expiry must be YYYYMMDD, got {expiry!r}"
             ) from None
         if not (isinstance(strike, int | float) and math.isfinite(strike) and strike > 0):
-            raise SimError(INVALID_REQUEST, f"option strike must be positive, got {strike!r}")
+            raise IBError(INVALID_REQUEST, f"option strike must be positive, got {strike!r}")
         month = (exp.year - 2019) * 12 + exp.month - 1
         if not 0 <= month < _OPT_MONTHS or exp != monthly_expiry(exp.year, exp.month):
-            raise SimError(
+            raise IBError(
                 NO_SECURITY_DEFINITION,
                 f"no {under.symbol} option expires on {expiry} (monthly expiries only)",
             )
         code = _strike_code(float(strike))
         if code is None:
-            raise SimError(NO_SECURITY_DEFINITION, f"no {under.symbol} option with strike {strike}")
+            raise IBError(NO_SECURITY_DEFINITION, f"no {under.symbol} option with strike {strike}")
         return self.universe.register(self._option_instrument(under, col, month, code, side))
 
     def _option_instrument(
@@ -1397,7 +1396,7 @@ class SimMarket:
 
     def _option_snapshot(self, inst: Instrument, at: datetime) -> Snapshot:
         if inst.sec_type != "OPT":
-            raise SimError(NO_MARKET_DATA, f"no market data for {inst.symbol} ({inst.sec_type})")
+            raise IBError(NO_MARKET_DATA, f"no market data for {inst.symbol} ({inst.sec_type})")
         under = self.snapshot(inst.underlying_conid, at)
         col = self._cols[inst.underlying_conid]
         _, j, _ = self._when(at)

@@ -29,7 +29,7 @@ from importlib import resources
 
 import numpy as np
 
-from ibkr_sim.errors import NO_SECURITY_DEFINITION, SimError
+from ibkr_spec.errors import NO_SECURITY_DEFINITION, IBError
 
 #: IB's real conIds for a few contracts everybody knows; the rest are stable hashes.
 KNOWN_CONIDS: dict[tuple[str, str, str], int] = {
@@ -217,7 +217,7 @@ class Universe:
         return self.stocks + self.others
 
     def by_conid(self, conid: int) -> Instrument:
-        """The contract with this conId; ``SimError(200)`` if there is none."""
+        """The contract with this conId; ``IBError(200)`` if there is none."""
         try:
             key = int(conid)
         except (TypeError, ValueError):
@@ -227,7 +227,7 @@ class Universe:
             rebuilt = self.resolver(key)
             found = self.register(rebuilt) if rebuilt is not None else None
         if found is None:
-            raise SimError(
+            raise IBError(
                 NO_SECURITY_DEFINITION, f"No security definition has been found for conId {conid}"
             )
         return found
@@ -239,7 +239,7 @@ class Universe:
 
         Without ``sec_type`` a stock wins over other kinds with the same symbol (CL is Colgate;
         ask for ``FUT`` to get crude). Share classes may be written ``BRK.B`` or ``BRK-B`` too
-        (IB's spelling is ``BRK B``). ``SimError(200)`` names the request when nothing matches.
+        (IB's spelling is ``BRK B``). ``IBError(200)`` names the request when nothing matches.
         """
         sym = symbol.strip().upper()
         kind = sec_type.upper() if sec_type else None
@@ -254,7 +254,7 @@ class Universe:
             found = self._find(f"{sym[:-2]} {sym[-1]}", kind, currency)
         if found is None:
             request = " ".join(p for p in (symbol, sec_type, currency) if p)
-            raise SimError(
+            raise IBError(
                 NO_SECURITY_DEFINITION,
                 f"No security definition has been found for the request: {request}",
             )

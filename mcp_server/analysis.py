@@ -28,8 +28,8 @@ from pydantic import BaseModel, Field
 
 from ibkr_assets.broker import Broker
 from ibkr_assets.broker.models import Bar, Position
-from ibkr_sim import ibspec  # IB's duration / bar-size rules, shared with the backends
-from ibkr_sim.errors import SpecError
+from ibkr_spec import historical  # IB's duration / bar-size rules, shared with the backends
+from ibkr_spec.errors import SpecError
 from mcp_server.context import add_tool, call_broker, resolve
 from mcp_server.portfolio import AccountId, account_for
 from mcp_server.reference import Symbol
@@ -286,7 +286,7 @@ async def stock_analysis(
         stock_analysis(symbol="NVDA") -> {"volatility": 0.45, "beta": 1.7, "rsi14": 61.2, ...}
     """
     try:
-        ibspec.check_span(duration, "1 day")
+        historical.check_span(duration, "1 day")
     except SpecError as exc:
         raise ToolError(exc.message) from None
     return await call_broker(ctx, _analyse, symbol, benchmark, duration)

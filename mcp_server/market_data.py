@@ -3,7 +3,7 @@
 Quotes are IB snapshots (bid/ask/last/volume and the previous close, IB tick 9); bars follow IB's
 reqHistoricalData grammar: ``duration`` like "30 D", "6 M", "1 Y" and ``bar_size`` like "1 min",
 "1 hour", "1 day"; ``what_to_show`` TRADES, MIDPOINT, BID or ASK. One request reaches back at most
-as far as IB serves for its bar size (``ibkr_sim.ibspec.MAX_DURATION``: 1 D of 1-minute bars,
+as far as IB serves for its bar size (``ibkr_spec.historical.MAX_DURATION``: 1 D of 1-minute bars,
 1 M of hourly bars, 7 Y of daily bars...), so an answer stays a few thousand bars.
 """
 
@@ -17,8 +17,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from ibkr_assets.broker.models import Bar, Contract, NewsHeadline, OrderBook, Quote, WhatToShow
-from ibkr_sim import ibspec  # IB's duration / bar-size rules, shared with the backends
-from ibkr_sim.errors import SpecError
+from ibkr_spec import historical  # IB's duration / bar-size rules, shared with the backends
+from ibkr_spec.errors import SpecError
 from mcp_server.context import add_tool, call_broker, resolve
 from mcp_server.reference import SecTypeParam, Symbol
 
@@ -119,7 +119,7 @@ async def history(
         history(symbol="SPY", duration="1 D", bar_size="5 mins")
     """
     try:
-        ibspec.check_span(duration, bar_size)
+        historical.check_span(duration, bar_size)
     except SpecError as exc:
         raise ToolError(exc.message) from None
 

@@ -4,7 +4,7 @@ Every Saturday (one partition per week, Monday start) the pipeline replays the s
 last ``months`` (6 by default) up to the week's last close with the quant functions of the
 daily job (:mod:`ibkr_assets.quant.backtest`): same features, alpha blend, risk model,
 optimiser, news overlay, compliance gate and order sizing, rebalancing every session, paying
-IB's tiered commissions (the simulator's schedule, :mod:`ibkr_sim.commissions`) and slippage.
+IB's tiered commissions (:mod:`ibkr_spec.commissions`, the paper exchange's too) and slippage.
 
 The data is fetched once for the window through the same broker and resources as the ingest
 assets (one history and a few news requests per symbol, each session's pre-open snapshot from a
@@ -73,7 +73,7 @@ from ibkr_assets.resources.fundamentals import FundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.sentiment import SentimentResource
 from ibkr_assets.resources.storage import StorageResource
-from ibkr_sim.commissions import stock_commission
+from ibkr_spec.commissions import stock_commission
 
 #: The file each run appends its row to, under the data root's ``metrics/``.
 METRICS_FILE = "rolling_backtest.csv"

@@ -5,23 +5,15 @@ ib_async against TWS / IB Gateway, Client Portal Web API). Where IB has an error
 condition it is kept in ``code`` so a user can search IB's error-code table for it; the message is
 written for a trader: it names the symbol, account, order or field that was wrong.
 
-IB codes used (TWS API "Message Codes"):
-  100  max rate of messages per second exceeded        -> PacingViolation
-  101  max number of tickers reached                   -> PacingViolation
-  162  historical market data service error / pacing  -> PacingViolation (when it says "pacing")
-  200  no security definition has been found           -> ContractNotFound
-  201  order rejected                                  -> OrderRejected
-  202  order cancelled                                 -> OrderRejected (when placing)
-  321  error validating request                        -> InvalidRequest
-  326  unable to connect, client id already in use    -> DuplicateClientId
-  354  requested market data is not subscribed         -> MarketDataUnavailable
-  502  couldn't connect to TWS                         -> NotConnected
-  504  not connected                                   -> NotConnected
-  1100 connectivity between IB and TWS lost            -> NotConnected
-  10147 order to cancel not found                      -> OrderNotFound
+IB's codes, named in :mod:`ibkr_spec.errors` (TWS API "Message Codes"), map to these errors:
+100, 101 -> PacingViolation; 110, 201, 202 -> OrderRejected; 162 (unless its message says
+"pacing"), 321 -> InvalidRequest; 200 -> ContractNotFound; 326 -> DuplicateClientId; 354,
+10167 -> MarketDataUnavailable; 502, 504, 1100 -> NotConnected; 10147 -> OrderNotFound.
 """
 
 from __future__ import annotations
+
+from ibkr_spec import errors as ib
 
 
 class BrokerError(Exception):
@@ -41,25 +33,25 @@ class BrokerError(Exception):
 class NotConnected(BrokerError):
     """The backend has no live connection to TWS / IB Gateway / the Client Portal gateway."""
 
-    default_code = 504
+    default_code = ib.NOT_CONNECTED
 
 
 class DuplicateClientId(NotConnected):
     """Another API client already uses this clientId on the gateway."""
 
-    default_code = 326
+    default_code = ib.DUPLICATE_CLIENT_ID
 
 
 class ContractNotFound(BrokerError):
     """No security definition matches the symbol, conId or contract fields given."""
 
-    default_code = 200
+    default_code = ib.NO_SECURITY_DEFINITION
 
 
 class InvalidRequest(BrokerError):
     """The request itself is malformed (bad duration, bar size, scanner code, field...)."""
 
-    default_code = 321
+    default_code = ib.INVALID_REQUEST
 
 
 class AccountNotFound(InvalidRequest):
@@ -69,19 +61,19 @@ class AccountNotFound(InvalidRequest):
 class MarketDataUnavailable(BrokerError):
     """No market data for the instrument (no subscription, no quote, or halted)."""
 
-    default_code = 354
+    default_code = ib.NO_MARKET_DATA
 
 
 class PacingViolation(BrokerError):
     """IB's request-rate limits were exceeded (messages/s, market-data lines, historical pacing)."""
 
-    default_code = 162
+    default_code = ib.HISTORICAL_DATA_ERROR
 
 
 class OrderRejected(BrokerError):
     """The broker refused the order (margin, price, permissions...). Nothing was placed."""
 
-    default_code = 201
+    default_code = ib.ORDER_REJECTED
 
 
 class InvalidOrder(OrderRejected):
@@ -106,7 +98,7 @@ class OrderRefused(OrderRejected):
 class OrderNotFound(BrokerError):
     """No open order with that id (already filled, cancelled, or never placed)."""
 
-    default_code = 10147
+    default_code = ib.ORDER_NOT_FOUND
 
 
 class LiveTradingNotAllowed(BrokerError):
@@ -114,20 +106,20 @@ class LiveTradingNotAllowed(BrokerError):
 
 
 _BY_CODE: dict[int, type[BrokerError]] = {
-    100: PacingViolation,
-    101: PacingViolation,
-    110: OrderRejected,
-    200: ContractNotFound,
-    201: OrderRejected,
-    202: OrderRejected,
-    321: InvalidRequest,
-    326: DuplicateClientId,
-    354: MarketDataUnavailable,
-    502: NotConnected,
-    504: NotConnected,
-    1100: NotConnected,
-    10147: OrderNotFound,
-    10167: MarketDataUnavailable,
+    ib.MAX_RATE: PacingViolation,
+    ib.MAX_TICKERS: PacingViolation,
+    ib.PRICE_INCREMENT: OrderRejected,
+    ib.NO_SECURITY_DEFINITION: ContractNotFound,
+    ib.ORDER_REJECTED: OrderRejected,
+    ib.ORDER_CANCELLED: OrderRejected,
+    ib.INVALID_REQUEST: InvalidRequest,
+    ib.DUPLICATE_CLIENT_ID: DuplicateClientId,
+    ib.NO_MARKET_DATA: MarketDataUnavailable,
+    ib.COULD_NOT_CONNECT: NotConnected,
+    ib.NOT_CONNECTED: NotConnected,
+    ib.CONNECTIVITY_LOST: NotConnected,
+    ib.ORDER_NOT_FOUND: OrderNotFound,
+    ib.DELAYED_DATA: MarketDataUnavailable,
 }
 
 
@@ -137,7 +129,7 @@ def error_from_ib(code: int, message: str) -> BrokerError:
     Error 162 is IB's catch-all for historical data: it is a pacing violation only when the message
     says so, otherwise the request was invalid (e.g. no data for that period).
     """
-    if code == 162 and "pacing" not in message.lower():
+    if code == ib.HISTORICAL_DATA_ERROR and not ib.is_pacing(code, message):
         return InvalidRequest(message, code=code)
     cls = _BY_CODE.get(code, BrokerError)
     return cls(message, code=code)

@@ -53,11 +53,11 @@ from ibkr_assets.broker.models import (
     option_spec,
 )
 from ibkr_assets.broker.settings import BrokerSettings
-from ibkr_sim import ibspec
-from ibkr_sim.errors import SimError
 from ibkr_sim.exchange import OrderRequest, PaperExchange
 from ibkr_sim.market import SimMarket
 from ibkr_sim.universe import Instrument
+from ibkr_spec import historical
+from ibkr_spec.errors import IBError
 
 _SEC_TYPES = {"STK", "ETF", "IND", "CASH", "FUT", "OPT", "CMDTY", "BOND"}
 
@@ -73,7 +73,7 @@ def _ib_errors() -> Iterator[None]:
     """Turn the simulator's IB-coded errors into the typed broker errors."""
     try:
         yield
-    except SimError as exc:
+    except IBError as exc:
         raise error_from_ib(exc.code, exc.message) from None
 
 
@@ -350,13 +350,13 @@ class SimBroker:
         inst = self._instrument(contract)
         end = min(end or self.now(), self.now())
         try:
-            span = ibspec.parse_duration(duration)
-            size = ibspec.parse_bar_size(bar_size)
-        except (SimError, ValueError) as exc:
+            span = historical.parse_duration(duration)
+            size = historical.parse_bar_size(bar_size)
+        except (IBError, ValueError) as exc:
             raise InvalidRequest(f"{contract.symbol}: {exc}") from None
         if what_to_show not in ("TRADES", "MIDPOINT", "BID", "ASK"):
             raise InvalidRequest(f"{contract.symbol}: whatToShow {what_to_show!r} is not supported")
-        start = ibspec.start_of(end, span)
+        start = historical.start_of(end, span)
         with _ib_errors():
             frame = self.market.history(
                 inst.conid, start=start, end=end, bar_size=size, what_to_show=what_to_show

@@ -82,6 +82,8 @@ from ibkr_assets.broker.models import (
 )
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.timeutil import parse_ib_hours, session_close_utc
+from ibkr_spec import historical
+from ibkr_spec.errors import COULD_NOT_CONNECT, NO_SECURITY_DEFINITION, is_pacing
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -110,8 +112,6 @@ _SMALL_BAR_MAX, _SMALL_BAR_SECONDS, _SMALL_BAR_SIZE = 60, 600.0, 30
 _WINDOW_MARGIN = 1.0
 #: IB allows 3 simultaneous market-depth subscriptions (error 309).
 _DEPTH_SUBSCRIPTIONS = 3
-#: IB's pacing errors: messages/s, market-data lines, historical pacing, depth, scanners.
-_PACING_CODES = frozenset({100, 101, 162, 309, 420})
 _ACCOUNT_TAGS = (
     "NetLiquidation,TotalCashValue,SettledCash,GrossPositionValue,EquityWithLoanValue,"
     "InitMarginReq,MaintMarginReq,AvailableFunds,ExcessLiquidity,BuyingPower,Cushion,Leverage"
@@ -312,7 +312,7 @@ class TwsBroker:
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
         """Keep every pacing error IB sent this connection (the backend should cause none)."""
-        if code in _PACING_CODES and (code != 162 or "pacing" in message.lower()):
+        if is_pacing(code, message):
             log.warning("IB pacing error %d (reqId %d): %s", code, req_id, message)
             self.pacing_violations.append((code, message))
 
@@ -344,7 +344,7 @@ class TwsBroker:
             raise NotConnected(
                 f"cannot reach TWS / IB Gateway at {s.host}:{s.port} (clientId {s.client_id}) "
                 f"after {s.connect_attempts} attempts: {exc or type(exc).__name__}",
-                code=502,
+                code=COULD_NOT_CONNECT,
             ) from None
         self._ib.reqMarketDataType(1)
 
@@ -441,7 +441,7 @@ class TwsBroker:
         try:
             found = await self._wait(self._ib.reqContractDetailsAsync(query), f"details of {label}")
         except ib_async.RequestError as exc:
-            if exc.code == 200:
+            if exc.code == NO_SECURITY_DEFINITION:
                 raise ContractNotFound(f"no security definition for {label}") from None
             raise
         if not found:
@@ -702,11 +702,9 @@ class TwsBroker:
         end: datetime | None = None,
         use_rth: bool = True,
     ) -> list[Bar]:
-        from ibkr_sim import ibspec  # IB's duration / bar-size grammar, shared with the gateway
-
         try:
-            ibspec.parse_duration(duration)
-            size = ibspec.parse_bar_size(bar_size)
+            historical.parse_duration(duration)
+            size = historical.parse_bar_size(bar_size)
         except ValueError as exc:
             raise InvalidRequest(f"{contract.symbol}: {exc}") from None
         if what_to_show not in ("TRADES", "MIDPOINT", "BID", "ASK"):

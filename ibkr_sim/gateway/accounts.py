@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ibkr_sim.errors import INVALID_REQUEST, SimError
 from ibkr_sim.gateway.contracts import contract_fields, portfolio_contract_fields
 from ibkr_sim.gateway.wire import Reader
+from ibkr_spec.errors import INVALID_REQUEST, IBError
 
 if TYPE_CHECKING:
     from ibkr_sim.gateway.server import Session
@@ -40,7 +40,7 @@ def _accounts(s: Session, wanted: str = "") -> list[str]:
     ids = [a.account_id for a in s.state.exchange.accounts()]
     if wanted and wanted not in ("All", ""):
         if wanted not in ids:
-            raise SimError(INVALID_REQUEST, f"Unknown account {wanted!r}; managed: {','.join(ids)}")
+            raise IBError(INVALID_REQUEST, f"Unknown account {wanted!r}; managed: {','.join(ids)}")
         return [wanted]
     return ids
 

@@ -4,7 +4,7 @@ A client names a contract with the twelve TWS fields ``conId, symbol, secType,
 lastTradeDateOrContractMonth, strike, right, multiplier, exchange, primaryExchange, currency,
 localSymbol, tradingClass``. A non-zero conId wins (as in TWS); otherwise the symbol, security
 type and currency are resolved in the simulated universe, options through the option chain of
-their underlying. Unknown contracts raise ``SimError(200)``, which the session sends as IB's
+their underlying. Unknown contracts raise ``IBError(200)``, which the session sends as IB's
 error 200 for the request's reqId.
 """
 
@@ -16,8 +16,8 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from ibkr_sim.errors import NO_SECURITY_DEFINITION, SimError
 from ibkr_sim.gateway.wire import Reader
+from ibkr_spec.errors import NO_SECURITY_DEFINITION, IBError
 
 if TYPE_CHECKING:
     from ibkr_sim.market import SimMarket
@@ -73,17 +73,17 @@ def read_contract(r: Reader, with_primary: bool = True) -> ContractRequest:
 
 
 def resolve(market: SimMarket, req: ContractRequest) -> Instrument:
-    """The simulated instrument a client contract names; ``SimError(200)`` if none."""
+    """The simulated instrument a client contract names; ``IBError(200)`` if none."""
     universe = market.universe
     if req.conid:
         return universe.by_conid(req.conid)
     sec_type = req.sec_type.upper() or None
     symbol = req.symbol or req.local_symbol
     if not symbol:
-        raise SimError(NO_SECURITY_DEFINITION, "No security definition: the contract has no symbol")
+        raise IBError(NO_SECURITY_DEFINITION, "No security definition: the contract has no symbol")
     if sec_type in ("OPT", "FOP"):
         if not (req.last_trade_date and req.strike and req.right):
-            raise SimError(
+            raise IBError(
                 NO_SECURITY_DEFINITION,
                 f"No security definition has been found for the request: option on {symbol} "
                 "needs lastTradeDateOrContractMonth, strike and right",
@@ -161,7 +161,7 @@ def resolve_all(market: SimMarket, req: ContractRequest, today: date) -> list[In
         if not right or r == right
     ]
     if not found:
-        raise SimError(
+        raise IBError(
             NO_SECURITY_DEFINITION,
             f"No security definition has been found for the request: {symbol} OPT "
             f"{req.last_trade_date} {req.strike or ''} {req.right}".strip(),

@@ -18,11 +18,11 @@ from ibkr_sim.gateway.contracts import (
     trading_class,
 )
 from ibkr_sim.gateway.wire import Reader
+from ibkr_spec.errors import DUPLICATE_CLIENT_ID, INVALID_REQUEST
 
 if TYPE_CHECKING:
     from ibkr_sim.gateway.server import Handler, Session
 
-DUPLICATE_CLIENT_ID = 326
 FARM_NOTICES = (
     (2104, "Market data farm connection is OK:usfarm"),
     (2106, "HMDS data farm connection is OK:ushmds"),
@@ -35,7 +35,7 @@ def start_api(s: Session, r: Reader) -> None:
     r.int()  # version
     client_id = r.int()
     if s.client_id is not None:
-        s.error(-1, 321, f"startApi was already received for clientId {s.client_id}")
+        s.error(-1, INVALID_REQUEST, f"startApi was already received for clientId {s.client_id}")
         return
     if client_id in s.state.client_ids:
         s.error(

@@ -6,7 +6,7 @@ IB's delayed tick types 66-76 after ``reqMarketDataType(3)`` or ``(4)``). A snap
 them), ``tickSize`` volume, ``tickString`` last timestamp and ``tickSnapshotEnd``; a streaming
 request sends the same ticks and then the changes once per second until ``cancelMktData``.
 
-Historical bars follow IB's request grammar (:mod:`ibkr_sim.ibspec`): the duration reaches back
+Historical bars follow IB's request grammar (:mod:`ibkr_spec.historical`): the duration reaches back
 from ``endDateTime`` (empty = now), only bars that are complete at the end time are returned,
 ``formatDate=1`` writes ``YYYYMMDD`` / ``YYYYMMDD HH:MM:SS US/Eastern`` and ``formatDate=2``
 epoch seconds for intraday bars. ``MIDPOINT``, ``BID`` and ``ASK`` shift the trade bars by the
@@ -23,12 +23,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from ibkr_sim import ibspec
-from ibkr_sim.errors import HISTORICAL_DATA_ERROR, INVALID_REQUEST, SimError
 from ibkr_sim.gateway import wire
 from ibkr_sim.gateway.accounts import push_pnl
 from ibkr_sim.gateway.contracts import market_name, read_contract, resolve, trading_class
 from ibkr_sim.gateway.wire import Reader
+from ibkr_spec import historical
+from ibkr_spec.errors import HISTORICAL_DATA_ERROR, INVALID_REQUEST, IBError
 
 if TYPE_CHECKING:
     from ibkr_sim.gateway.server import Session
@@ -200,44 +200,44 @@ def parse_end(text: str, now: datetime) -> datetime:
         zone = ZoneInfo(parts[2]) if len(parts) > 2 else NEW_YORK
         return stamp.replace(tzinfo=zone).astimezone(UTC)
     except (ValueError, KeyError) as exc:
-        raise SimError(
+        raise IBError(
             INVALID_REQUEST, f"Invalid endDateTime {text!r}: expected 'YYYYMMDD HH:MM:SS [zone]'"
         ) from exc
 
 
 def history_bars(
     s: Session, inst: Instrument, end: datetime, duration: str, bar_text: str, what: str
-) -> tuple[datetime, pd.DataFrame, ibspec.BarSize]:
+) -> tuple[datetime, pd.DataFrame, historical.BarSize]:
     """(start, bars, bar size): the market's bars complete within ``duration`` before ``end``."""
-    span = ibspec.parse_duration(duration)
-    bar = ibspec.parse_bar_size(bar_text)
+    span = historical.parse_duration(duration)
+    bar = historical.parse_bar_size(bar_text)
     if what not in WHAT_TO_SHOW:
-        raise SimError(
+        raise IBError(
             HISTORICAL_DATA_ERROR,
             f"Historical Market Data Service error message:whatToShow {what!r} is not one of "
             f"{', '.join(WHAT_TO_SHOW)}",
         )
     if what == "TRADES" and inst.sec_type == "CASH":
-        raise SimError(
+        raise IBError(
             HISTORICAL_DATA_ERROR,
             f"Historical Market Data Service error message:No historical market data for "
             f"{inst.local_symbol}/CASH@IDEALPRO TRADES (use MIDPOINT, BID or ASK)",
         )
-    start = ibspec.start_of(end, span)
+    start = historical.start_of(end, span)
     if not bar.is_daily and (end - start).days > MAX_INTRADAY_DAYS:
-        raise SimError(
+        raise IBError(
             HISTORICAL_DATA_ERROR,
             f"Historical Market Data Service error message:{bar.text} bars for {duration} "
             f"exceed {MAX_INTRADAY_DAYS} days; ask for a shorter duration",
         )
     try:
         frame = s.state.market.history(inst.conid, start, end, bar, what)
-    except SimError as exc:
-        raise SimError(
+    except IBError as exc:
+        raise IBError(
             HISTORICAL_DATA_ERROR, f"Historical Market Data Service error message:{exc.message}"
         ) from exc
     if frame.empty:
-        raise SimError(
+        raise IBError(
             HISTORICAL_DATA_ERROR,
             "Historical Market Data Service error message:HMDS query returned no data: "
             f"{inst.symbol} {bar.text} {duration} before {end:%Y%m%d %H:%M:%S} UTC",
@@ -265,15 +265,15 @@ def req_historical_data(s: Session, r: Reader) -> None:
     inst = resolve(s.state.market, req)
     end = parse_end(end_text, s.state.now())
     key = (inst.conid, req.exchange, what, end_text, duration, bar_text, use_rth)
-    bar_seconds = ibspec.BAR_SIZES.get(bar_text.strip(), 0)
+    bar_seconds = historical.BAR_SIZES.get(bar_text.strip(), 0)
     if not s.state.pacer.allow_historical(s, req_id, key, bar_seconds):
         return
     try:
         start, frame, bar = history_bars(s, inst, end, duration, bar_text, what)
-    except ibspec.SpecError as exc:
+    except historical.SpecError as exc:
         # TWS answers a malformed duration / bar size with a historical-data error that ends
         # the request (a bare 321 would leave ib_async waiting for its timeout)
-        raise SimError(
+        raise IBError(
             HISTORICAL_DATA_ERROR, f"Historical Market Data Service error message:{exc.message}"
         ) from exc
     header = [
@@ -401,8 +401,8 @@ def req_scanner_subscription(s: Session, r: Reader) -> None:
             market_cap_below=_opt(cap_below),
             limit=limit,
         )
-    except SimError as exc:  # TWS reports scanner failures through the HMDS error, 162
-        raise SimError(
+    except IBError as exc:  # TWS reports scanner failures through the HMDS error, 162
+        raise IBError(
             HISTORICAL_DATA_ERROR,
             f"Historical Market Data Service error message:API scanner subscription "
             f"rejected: {exc.message}",

@@ -19,17 +19,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ibkr_sim.errors import (
-    CANNOT_CANCEL,
-    INVALID_REQUEST,
-    ORDER_NOT_FOUND,
-    ORDER_REJECTED,
-    SimError,
-)
 from ibkr_sim.exchange import DUPLICATE_ORDER_ID, OrderRequest
 from ibkr_sim.gateway.accounts import send_account_updates, send_position
 from ibkr_sim.gateway.contracts import contract_fields, read_contract, resolve
 from ibkr_sim.gateway.wire import UNSET_DOUBLE, Reader
+from ibkr_spec.errors import (
+    CANNOT_CANCEL,
+    INVALID_REQUEST,
+    ORDER_NOT_FOUND,
+    ORDER_REJECTED,
+    IBError,
+)
 
 if TYPE_CHECKING:
     from ibkr_sim.gateway.server import Session
@@ -83,7 +83,7 @@ def read_place_order(r: Reader) -> OrderMessage:
     outside_rth = r.bool()
     r.str()  # hidden
     if contract.sec_type == "BAG":
-        raise SimError(INVALID_REQUEST, "Combo (BAG) orders are not supported by the simulator")
+        raise IBError(INVALID_REQUEST, "Combo (BAG) orders are not supported by the simulator")
     for _ in range(7):  # "", discretionaryAmt, goodAfterTime, goodTillDate, fa group/method/pct
         r.str()
     for _ in range(24):  # modelCode ... deltaNeutralAuxPrice
@@ -134,21 +134,21 @@ def read_place_order(r: Reader) -> OrderMessage:
 
 def _validate(msg: OrderMessage) -> None:
     if msg.action not in ("BUY", "SELL"):
-        raise SimError(
+        raise IBError(
             ORDER_REJECTED, f"Order rejected - reason: action {msg.action!r} must be BUY or SELL"
         )
     if not msg.quantity > 0:
-        raise SimError(
+        raise IBError(
             ORDER_REJECTED, f"Order rejected - reason: quantity {msg.quantity} must be positive"
         )
     if msg.order_type not in ORDER_TYPES:
-        raise SimError(
+        raise IBError(
             ORDER_REJECTED,
             f"Order rejected - reason: order type {msg.order_type!r} is not supported "
             f"({', '.join(sorted(ORDER_TYPES))})",
         )
     if msg.tif not in ("DAY", "GTC"):
-        raise SimError(
+        raise IBError(
             ORDER_REJECTED, f"Order rejected - reason: tif {msg.tif!r} must be DAY or GTC"
         )
 
@@ -173,9 +173,7 @@ def _account(s: Session, requested: str) -> str:
     accounts = s.state.exchange.accounts()
     if requested:
         if requested not in {a.account_id for a in accounts}:
-            raise SimError(
-                ORDER_REJECTED, f"Order rejected - reason: unknown account {requested!r}"
-            )
+            raise IBError(ORDER_REJECTED, f"Order rejected - reason: unknown account {requested!r}")
         return requested
     return next(a.account_id for a in accounts if a.is_primary)
 
@@ -204,13 +202,13 @@ def place_order(s: Session, r: Reader) -> None:
             request = _order_request(s, msg, inst.conid)
             try:  # keep the exchange's id (IB's permId) equal to the client's orderId if free
                 info = ex.place(account, request, client_id=s.client_id or 0, order_id=msg.order_id)
-            except SimError as exc:
+            except IBError as exc:
                 if exc.code != DUPLICATE_ORDER_ID:
                     raise
                 info = ex.place(account, request, client_id=s.client_id or 0)
             s.orders[msg.order_id] = info.order_id
             s.state.order_owner[info.order_id] = (s.client_id or 0, msg.order_id)
-    except SimError as exc:
+    except IBError as exc:
         s.error(msg.order_id, exc.code, exc.message)
         return
     push_order_updates(s, force=info.order_id)
@@ -417,7 +415,7 @@ def cancel_order(s: Session, r: Reader) -> None:
         return
     try:
         s.state.exchange.cancel(exchange_id)
-    except SimError as exc:
+    except IBError as exc:
         if exc.code != ORDER_NOT_FOUND:
             raise
         # the order is done (filled, perhaps just now, or cancelled): TWS reports the final

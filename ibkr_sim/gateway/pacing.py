@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ibkr_spec.errors import HISTORICAL_DATA_ERROR, MAX_DEPTH, MAX_RATE, MAX_SCANNERS, MAX_TICKERS
+
 MESSAGES_PER_SECOND = 50
 MARKET_DATA_LINES = 100
 SCANNER_SUBSCRIPTIONS = 10
@@ -32,12 +34,6 @@ DEPTH_SUBSCRIPTIONS = 3
 IDENTICAL_WINDOW = 15.0
 SAME_CONTRACT_WINDOW, SAME_CONTRACT_MAX = 2.0, 5
 SMALL_BAR_WINDOW, SMALL_BAR_MAX, SMALL_BAR_SECONDS = 600.0, 60, 30
-
-MAX_RATE = 100
-MAX_TICKERS = 101
-HISTORICAL_PACING = 162
-MAX_SCANNERS = 420
-MAX_DEPTH = 309
 
 
 class Pacer:
@@ -135,7 +131,7 @@ class Pacer:
         if reason:
             session.error(
                 req_id,
-                HISTORICAL_PACING,
+                HISTORICAL_DATA_ERROR,
                 f"Historical Market Data Service error message:Pacing violation ({reason})",
             )
             return False

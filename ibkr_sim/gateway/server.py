@@ -31,7 +31,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ibkr_sim.errors import SimError
 from ibkr_sim.exchange import PaperExchange
 from ibkr_sim.gateway import wire
 from ibkr_sim.gateway.handlers import HANDLERS, REQ_ID_POSITION, UNSUPPORTED
@@ -39,6 +38,7 @@ from ibkr_sim.gateway.market_data import push_stream_updates
 from ibkr_sim.gateway.orders import push_order_updates
 from ibkr_sim.gateway.pacing import Pacer
 from ibkr_sim.market import SimMarket
+from ibkr_spec.errors import IBError
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Session:
         """IB error message (id 4, version 2) with an empty advancedOrderRejectJson."""
         self.send(4, 2, req_id, code, message, "")
 
-    def sim_error(self, req_id: int, exc: SimError) -> None:
+    def ib_error(self, req_id: int, exc: IBError) -> None:
         self.error(req_id, exc.code, exc.message)
 
     # ---------------------------------------------------------------- life cycle
@@ -271,8 +271,8 @@ class Session:
         except wire.ProtocolError as exc:
             req_id = _guess_req_id(msg_id, fields)
             self.error(req_id, CANT_READ, f"Error reading request: {exc}")
-        except SimError as exc:
-            self.sim_error(_guess_req_id(msg_id, fields), exc)
+        except IBError as exc:
+            self.ib_error(_guess_req_id(msg_id, fields), exc)
         except Exception as exc:  # a simulator bug must not take the client (or gateway) down
             log.exception("request %s from client %s failed", msg_id, self.client_id)
             self.error(

@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ibkr_sim.commissions import order_commission, stock_commission, stock_tier_rate
-from ibkr_sim.errors import SimError
 from ibkr_sim.exchange import (
     OrderRequest,
     PaperExchange,
@@ -20,8 +18,10 @@ from ibkr_sim.exchange import (
     apply_fill,
     walk_book,
 )
-from ibkr_sim.margin import buying_power, position_margin
 from ibkr_sim.market import SimMarket
+from ibkr_spec.commissions import order_commission, stock_commission, stock_tier_rate
+from ibkr_spec.errors import IBError
+from ibkr_spec.margin import buying_power, position_margin
 
 #: Friday 2026-11-20, 10:30 in New York: the market is open.
 OPEN = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
@@ -160,7 +160,7 @@ def test_new_file_is_seeded_with_two_accounts(ex: PaperExchange) -> None:
     assert s.net_liquidation == pytest.approx(1_000_000 + 50_000 * eur + 20_000 * gbp)
     assert s.buying_power == pytest.approx(2 * s.net_liquidation)
     assert ex.summary(SECOND).net_liquidation == pytest.approx(250_000.0)
-    with pytest.raises(SimError) as err:
+    with pytest.raises(IBError) as err:
         ex.summary("U0000000")
     assert err.value.code == 321
 
@@ -293,7 +293,7 @@ def test_resting_limit_then_modify_and_cancel(ex: PaperExchange, market: SimMark
         lambda: ex.modify(placed.order_id, quantity=5),
         lambda: ex.cancel(999_999),
     ):
-        with pytest.raises(SimError) as err:
+        with pytest.raises(IBError) as err:
             call()
         assert err.value.code == 10147
     assert ex.summary(SECOND) == before
@@ -396,7 +396,7 @@ def test_what_if_beyond_buying_power_is_flagged_and_changes_nothing(
     assert ex.summary(SECOND).init_margin == pytest.approx(ok.init_margin_after)
     # placing the oversized order is rejected (201), recorded Inactive, and moves nothing
     middle = _state(ex, SECOND)
-    with pytest.raises(SimError) as err:
+    with pytest.raises(IBError) as err:
         ex.place(SECOND, OrderRequest(nvda, "BUY", qty, order_ref="too-big"))
     assert err.value.code == 201 and "buying power" in err.value.message
     (rejected,) = ex.find_by_ref(SECOND, "too-big")
@@ -423,10 +423,10 @@ def test_bad_requests_are_clear_errors_and_change_nothing(
         (OrderRequest(market.universe.lookup("VIX", "IND").conid, "BUY", 1), 201, "index"),
     ]
     for req, code, text in cases:
-        with pytest.raises(SimError) as err:
+        with pytest.raises(IBError) as err:
             ex.place(PRIMARY, req)
         assert err.value.code == code and text in err.value.message
-    with pytest.raises(SimError) as err:
+    with pytest.raises(IBError) as err:
         ex.place("DU0000000", OrderRequest(aapl, "BUY", 1))
     assert err.value.code == 321
     assert _state(ex, PRIMARY)[:3] == before[:3]
@@ -567,7 +567,7 @@ def test_bracket_child_waits_for_its_parent(ex: PaperExchange, market: SimMarket
     )
     ex.cancel(other.order_id)
     assert ex.order(orphan.order_id).status == "Cancelled"
-    with pytest.raises(SimError) as err:
+    with pytest.raises(IBError) as err:
         ex.place(SECOND, OrderRequest(amzn, "SELL", 1, parent_id=123_456))
     assert err.value.code == 10147
 

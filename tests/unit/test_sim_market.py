@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibkr_sim.errors import SimError
-from ibkr_sim.ibspec import parse_bar_size, start_of
 from ibkr_sim.market import SimMarket, black_scholes
 from ibkr_sim.universe import Universe
+from ibkr_spec.errors import IBError
+from ibkr_spec.historical import parse_bar_size, start_of
 
 #: Friday 2026-11-20, 10:30 in New York: the market is open.
 OPEN = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
@@ -82,7 +82,7 @@ def test_universe_others_follow_ib_conventions() -> None:
     assert jpy == u.lookup("USD.JPY") == u.lookup("JPY", "CASH") == u.lookup("USD", "CASH")
     assert u.lookup("QQQ", "ETF").is_etf
     assert u.lookup("BRK.B") == u.lookup("brk-b") == u.lookup("BRK B", "STK")
-    with pytest.raises(SimError):
+    with pytest.raises(IBError):
         u.lookup("AAPL", "ETF")
 
 
@@ -99,10 +99,10 @@ def test_unknown_contracts_are_error_200() -> None:
         lambda: u.by_conid(1),
         lambda: u.lookup("AAPL", "FUT"),
     ):
-        with pytest.raises(SimError) as err:
+        with pytest.raises(IBError) as err:
             call()
         assert err.value.code == 200
-    with pytest.raises(SimError, match="NOSUCHTICKER"):
+    with pytest.raises(IBError, match="NOSUCHTICKER"):
         u.lookup("NOSUCHTICKER")
 
 
@@ -293,10 +293,10 @@ def test_snapshot_before_the_open_and_after_the_close(market: SimMarket) -> None
 
 
 def test_snapshot_outside_the_simulated_years_is_354(market: SimMarket) -> None:
-    with pytest.raises(SimError) as err:
+    with pytest.raises(IBError) as err:
         market.snapshot(_conid(market, "AAPL"), datetime(2015, 1, 5, 15, tzinfo=UTC))
     assert err.value.code == 354
-    with pytest.raises(SimError) as err:
+    with pytest.raises(IBError) as err:
         market.snapshot(424242, OPEN)
     assert err.value.code == 200
 
@@ -350,7 +350,7 @@ def test_history_follows_ib_bar_sizes(market: SimMarket) -> None:
     assert (secs["low"] <= secs[["open", "close"]].min(axis=1)).all()
     assert secs["high"].max() <= minute["high"].max() and secs["low"].min() >= minute["low"].min()
     np.testing.assert_allclose(secs["volume"].sum(), minute["volume"].sum(), rtol=0.01)
-    with pytest.raises(SimError) as err:
+    with pytest.raises(IBError) as err:
         market.history(424242, start_of(OPEN, "60 S"), OPEN, parse_bar_size("5 secs"))
     assert err.value.code == 200
 
@@ -393,7 +393,7 @@ def test_fundamentals_are_point_in_time(market: SimMarket) -> None:
     later = market.fundamentals(aapl, DAY)
     earlier = market.fundamentals(aapl, date(2022, 5, 10))
     pd.testing.assert_frame_equal(later.iloc[: len(earlier)], earlier)
-    with pytest.raises(SimError):
+    with pytest.raises(IBError):
         market.fundamentals(_conid(market, "SPY"), DAY)
 
 
@@ -522,7 +522,7 @@ def test_pre_market_scan_shows_the_last_session(market: SimMarket) -> None:
 def test_unknown_scanner_code_or_location_is_321(
     market: SimMarket, code: str, location: str
 ) -> None:
-    with pytest.raises(SimError) as err:
+    with pytest.raises(IBError) as err:
         market.scan(code, OPEN, location=location)
     assert err.value.code == 321 and (code in str(err.value) or location in str(err.value))
 
@@ -563,13 +563,13 @@ def test_option_chain_and_put_call_parity(market: SimMarket) -> None:
     mid = (c.bid + c.ask) / 2 - (p.bid + p.ask) / 2
     assert abs(mid - parity) < 0.03 * spot
     for expiry, k in (("20261219", strike), ("20261211", strike), (expiries[0], strike + 0.3)):
-        with pytest.raises(SimError) as err:
+        with pytest.raises(IBError) as err:
             market.option(aapl, expiry, k, "C")  # a Saturday, a weekly, an unlisted strike
         assert err.value.code == 200
-    with pytest.raises(SimError) as err:
+    with pytest.raises(IBError) as err:
         market.universe.by_conid(2_100_000_000)
     assert err.value.code == 200
-    with pytest.raises(SimError) as err:
+    with pytest.raises(IBError) as err:
         market.option(aapl, expiries[0], strike, "X")
     assert err.value.code == 321
 
@@ -580,7 +580,7 @@ def test_fx_rates_follow_ib_quote_conventions(market: SimMarket) -> None:
     assert market.fx_rate("USD", OPEN) == 1.0
     assert market.fx_rate("EUR", OPEN) == eur
     np.testing.assert_allclose(market.fx_rate("JPY", OPEN), 1 / usdjpy)
-    with pytest.raises(SimError) as err:
+    with pytest.raises(IBError) as err:
         market.fx_rate("XYZ", OPEN)
     assert err.value.code == 200
 

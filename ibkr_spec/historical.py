@@ -4,11 +4,12 @@
 an integer, a space, one unit letter) that reaches back from ``endDateTime``, and a *bar size*
 spelled exactly as IB lists it (``"1 secs"``, ``"5 secs"`` ... ``"1 min"``, ``"5 mins"`` ...
 ``"1 hour"``, ``"4 hours"``, ``"1 day"``, ``"1 week"``, ``"1 month"``). A malformed string is
-IB error 321 ("Error validating request"); here it raises :class:`ibkr_sim.errors.SpecError`,
-which is both a ``SimError(321)`` and a ``ValueError`` and names the offending text.
+IB error 321 ("Error validating request"); here it raises :class:`ibkr_spec.errors.SpecError`,
+which is both an ``IBError(321)`` and a ``ValueError`` and names the offending text.
 
-The in-process broker and the TWS-protocol gateway both parse requests through this module, so
-the two backends accept and reject exactly the same strings. Reference: IB TWS API,
+The backends (the in-process broker, the ``tws`` backend before it sends a request), the MCP
+tools and the simulated TWS-protocol gateway all parse requests through this module, so they
+accept and reject exactly the same strings. Reference: IB TWS API,
 "Historical Bar Data" (valid duration units and bar sizes).
 
 How far back one request may reach depends on the bar size (:func:`check_span`): IB's "Step Sizes"
@@ -26,7 +27,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from ibkr_sim.errors import SpecError
+from ibkr_spec.errors import SpecError
 
 DURATION_UNITS = {"S": "seconds", "D": "days", "W": "weeks", "M": "months", "Y": "years"}
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ibkr_sim import ibspec
-from ibkr_sim.errors import SimError, SpecError
+from ibkr_spec import historical
+from ibkr_spec.errors import IBError, SpecError
 
 
 @pytest.mark.parametrize(
@@ -15,7 +15,7 @@ from ibkr_sim.errors import SimError, SpecError
     [("60 S", 60, "S"), ("30 D", 30, "D"), ("2 W", 2, "W"), ("6 M", 6, "M"), (" 1 Y ", 1, "Y")],
 )
 def test_durations_parse(text: str, count: int, unit: str) -> None:
-    span = ibspec.parse_duration(text)
+    span = historical.parse_duration(text)
     assert (span.count, span.unit) == (count, unit)
     assert span.text == f"{count} {unit}"
 
@@ -23,10 +23,10 @@ def test_durations_parse(text: str, count: int, unit: str) -> None:
 @pytest.mark.parametrize("text", ["", "1Y", "1 y", "0 D", "-3 D", "1.5 D", "3 Q", "D 3", "1 D 2"])
 def test_bad_durations_are_321_naming_the_text(text: str) -> None:
     with pytest.raises(SpecError) as err:
-        ibspec.parse_duration(text)
+        historical.parse_duration(text)
     assert err.value.code == 321
     assert repr(text) in str(err.value)
-    assert isinstance(err.value, SimError) and isinstance(err.value, ValueError)
+    assert isinstance(err.value, IBError) and isinstance(err.value, ValueError)
 
 
 @pytest.mark.parametrize(
@@ -45,30 +45,30 @@ def test_bad_durations_are_321_naming_the_text(text: str) -> None:
     ],
 )
 def test_bar_sizes_parse(text: str, canonical: str, seconds: int, daily: bool) -> None:
-    size = ibspec.parse_bar_size(text)
+    size = historical.parse_bar_size(text)
     assert (size.text, size.seconds, size.is_daily) == (canonical, seconds, daily)
 
 
 def test_intraday_minutes_and_daily_has_none() -> None:
-    assert ibspec.parse_bar_size("15 mins").minutes == 15
+    assert historical.parse_bar_size("15 mins").minutes == 15
     with pytest.raises(ValueError, match="not an intraday"):
-        _ = ibspec.parse_bar_size("1 day").minutes
+        _ = historical.parse_bar_size("1 day").minutes
 
 
 @pytest.mark.parametrize("text", ["7 parsecs", "7 mins", "2 days", "1", "min", "", "1 fortnight"])
 def test_bad_bar_sizes_are_321_naming_the_text(text: str) -> None:
     with pytest.raises(SpecError) as err:
-        ibspec.parse_bar_size(text)
+        historical.parse_bar_size(text)
     assert err.value.code == 321 and repr(text) in str(err.value)
 
 
 def test_start_of_steps_back_by_calendar_units() -> None:
     end = datetime(2024, 3, 29, 20, 0, tzinfo=UTC)
-    assert ibspec.start_of(end, "60 S") == datetime(2024, 3, 29, 19, 59, tzinfo=UTC)
-    assert ibspec.start_of(end, "30 D") == datetime(2024, 2, 28, 20, 0, tzinfo=UTC)
-    assert ibspec.start_of(end, "2 W") == datetime(2024, 3, 15, 20, 0, tzinfo=UTC)
-    assert ibspec.start_of(end, "1 M") == datetime(2024, 2, 29, 20, 0, tzinfo=UTC)
-    assert ibspec.start_of(end, ibspec.parse_duration("1 Y")) == datetime(
+    assert historical.start_of(end, "60 S") == datetime(2024, 3, 29, 19, 59, tzinfo=UTC)
+    assert historical.start_of(end, "30 D") == datetime(2024, 2, 28, 20, 0, tzinfo=UTC)
+    assert historical.start_of(end, "2 W") == datetime(2024, 3, 15, 20, 0, tzinfo=UTC)
+    assert historical.start_of(end, "1 M") == datetime(2024, 2, 29, 20, 0, tzinfo=UTC)
+    assert historical.start_of(end, historical.parse_duration("1 Y")) == datetime(
         2023, 3, 29, 20, tzinfo=UTC
     )
-    assert ibspec.start_of(end, "1 Y").tzinfo is not None
+    assert historical.start_of(end, "1 Y").tzinfo is not None

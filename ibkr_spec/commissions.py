@@ -1,4 +1,5 @@
-"""IB-like commissions for the paper exchange (IBKR Pro **tiered** pricing, approximated).
+"""IB's commissions (IBKR Pro **tiered** pricing, approximated): what the paper exchange
+charges and what the backtest assumes.
 
 US stocks and ETFs, per order:
 
