@@ -1,33 +1,47 @@
 """Analysis tools: portfolio health, single-stock risk and trend, position sizing, allocation.
 
-The numbers a trader checks before acting, computed from the broker's positions, account values
-and daily bars with numpy/pandas and TA-Lib:
+The numbers a trader checks before acting, from the broker's positions, account values and
+daily bars. Every formula is :mod:`ibkr_assets.quant`'s, so a number here means what it means in
+the pipeline:
 
-* concentration: largest weight, top-5 weight and the Herfindahl-Hirschman index
-  ``HHI = sum(w_i^2)`` of position weights (1/HHI = effective number of positions);
-* leverage = gross position value / net liquidation; cushion = excess liquidity / net liquidation
-  (IB margins the account when it goes negative);
-* volatility = standard deviation of daily log returns x sqrt(252); beta = cov(r, r_m) / var(r_m)
-  against a benchmark (SPY) on common dates; ATR(14) and RSI(14) are Wilder's (TA-Lib); maximum
-  drawdown = min(P_t / max_{s<=t} P_s - 1);
-* position size for a fixed-fractional risk budget (Van Tharp, "Trade Your Way to Financial
-  Freedom", ch. 12): shares = risk budget / (ATR multiple x ATR), capped by available funds.
+* concentration (:func:`~ibkr_assets.quant.risk_metrics.concentration`): largest and top-5 shares
+  of gross exposure and the Herfindahl-Hirschman index ``HHI = sum(w_i^2)`` of those shares
+  (1/HHI = effective number of positions); sector mix
+  (:func:`~ibkr_assets.quant.risk_metrics.sector_exposure`);
+* leverage = gross position value / net liquidation; cushion = excess liquidity / net
+  liquidation (IB margins the account when it goes negative), both as the broker reports them;
+* volatility (:func:`~ibkr_assets.quant.performance.annualised_volatility` of daily log
+  returns); maximum drawdown (:func:`~ibkr_assets.quant.performance.max_drawdown`), a
+  **positive** fraction of the running peak, as in the backtest; beta, trailing returns and
+  trend (:mod:`ibkr_assets.quant.stock_risk`); Wilder's ATR(14) and RSI(14)
+  (:func:`~ibkr_assets.quant.technical.technical_indicators`, TA-Lib);
+* position size for a fixed-fractional risk budget
+  (:func:`~ibkr_assets.quant.stock_risk.fixed_fractional_size`), priced at the market as the
+  order guard values an order (:func:`~ibkr_assets.broker.guard.reference_price`).
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import pandas as pd
-import talib
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from ibkr_assets.broker import Broker
-from ibkr_assets.broker.models import Bar, Position
+from ibkr_assets.broker.guard import reference_price
+from ibkr_assets.broker.models import Bar, Order, Position
+from ibkr_assets.quant.performance import annualised_volatility, max_drawdown
+from ibkr_assets.quant.risk_metrics import concentration, sector_exposure
+from ibkr_assets.quant.stock_risk import (
+    beta,
+    fixed_fractional_size,
+    log_returns,
+    trailing_return,
+    trend,
+)
+from ibkr_assets.quant.technical import technical_indicators
 from ibkr_spec import historical  # IB's duration / bar-size rules, shared with the backends
 from ibkr_spec.errors import SpecError
 from mcp_server.context import add_tool, call_broker, resolve
@@ -38,69 +52,21 @@ if TYPE_CHECKING:
     from mcp_server.server import IBKRServer
 
 CATEGORY = "analysis"
-TRADING_DAYS = 252
+OHLCV = ("open", "high", "low", "close", "volume")
+#: Sessions in the trailing returns: about one and three months.
+MONTH_SESSIONS, QUARTER_SESSIONS = 21, 63
 
 
-# -- pure functions -----------------------------------------------------------------------------
 def bars_frame(bars: list[Bar]) -> pd.DataFrame:
-    """OHLCV bars as a float frame indexed by bar time."""
-    if not bars:
-        return pd.DataFrame(columns=["open", "high", "low", "close", "volume"], dtype="float64")
+    """OHLCV bars as a float frame indexed by bar date (the session for daily bars), oldest
+    first; of two bars on one date the later in the list is kept."""
     frame = pd.DataFrame(
-        {
-            "open": [b.open for b in bars],
-            "high": [b.high for b in bars],
-            "low": [b.low for b in bars],
-            "close": [b.close for b in bars],
-            "volume": [b.volume for b in bars],
-        },
+        [[getattr(b, k) for k in OHLCV] for b in bars],
+        columns=list(OHLCV),
         index=pd.DatetimeIndex([b.session or b.time.date() for b in bars], name="date"),
         dtype="float64",
     )
     return frame[~frame.index.duplicated(keep="last")].sort_index()
-
-
-def annualised_volatility(close: pd.Series) -> float:
-    """Standard deviation of daily log returns (ddof=1) x sqrt(252)."""
-    r = np.log(close.to_numpy(dtype="float64"))
-    r = np.diff(r)
-    return float(np.std(r, ddof=1) * math.sqrt(TRADING_DAYS)) if len(r) > 1 else float("nan")
-
-
-def beta(close: pd.Series, benchmark: pd.Series) -> float:
-    """Beta of daily simple returns against the benchmark's, on common dates."""
-    both = pd.concat([close, benchmark], axis=1, join="inner").pct_change().dropna()
-    if len(both) < 3:
-        return float("nan")
-    cov = np.cov(both.iloc[:, 0].to_numpy(), both.iloc[:, 1].to_numpy(), ddof=1)
-    return float(cov[0, 1] / cov[1, 1]) if cov[1, 1] > 0 else float("nan")
-
-
-def max_drawdown(close: pd.Series) -> float:
-    """Largest peak-to-trough fall, as a negative fraction (0 = never below a previous high)."""
-    p = close.to_numpy(dtype="float64")
-    return float(np.min(p / np.maximum.accumulate(p) - 1.0)) if len(p) else float("nan")
-
-
-def concentration(weights: np.ndarray) -> tuple[float, float, float]:
-    """(largest |weight|, top-5 |weight| sum, HHI) of position weights (of gross exposure)."""
-    w = np.sort(np.abs(np.asarray(weights, dtype="float64")))[::-1]
-    if w.size == 0 or w.sum() == 0:
-        return 0.0, 0.0, 0.0
-    w = w / w.sum()
-    return float(w[0]), float(w[:5].sum()), float(np.sum(w**2))
-
-
-def fixed_fractional_shares(
-    risk_budget: float, stop_distance: float, price: float, available_funds: float, lot: int = 1
-) -> int:
-    """Shares whose loss at the stop equals the risk budget, capped by available funds, in lots."""
-    if stop_distance <= 0 or price <= 0:
-        return 0
-    by_risk = risk_budget / stop_distance
-    by_cash = max(available_funds, 0.0) / price
-    lots = math.floor(min(by_risk, by_cash) / lot)
-    return max(lots, 0) * lot
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -108,20 +74,23 @@ class Weight(BaseModel):
     """A bucket of the portfolio and its share of net liquidation."""
 
     name: str
-    market_value: float
-    weight: float = Field(description="market value / net liquidation")
+    market_value: float = Field(description="account currency")
+    weight: float = Field(description="market value / net liquidation, a fraction")
 
 
 class PortfolioHealth(BaseModel):
     """Concentration, leverage, cash, margin cushion and sector mix of an account."""
 
     account_id: str
-    net_liquidation: float
+    net_liquidation: float = Field(description="account currency")
     positions: int
-    largest_weight: float = Field(description="of gross exposure")
-    top5_weight: float
-    hhi: float = Field(description="Herfindahl index of weights; 1/hhi = effective positions")
-    leverage: float
+    largest_weight: float = Field(description="largest |market value| / gross exposure, 0-1")
+    top5_weight: float = Field(description="five largest |market values| / gross exposure, 0-1")
+    hhi: float = Field(
+        description="Herfindahl index of the shares of gross exposure, 0-1; "
+        "1/hhi = effective number of positions"
+    )
+    leverage: float = Field(description="gross position value / net liquidation")
     cash_share: float = Field(description="total cash / net liquidation")
     cushion: float = Field(description="excess liquidity / net liquidation")
     sectors: list[Weight]
@@ -132,19 +101,27 @@ class StockAnalysis(BaseModel):
     """Risk and trend of one stock from daily bars."""
 
     symbol: str
-    last_close: float
-    bars: int
-    volatility: float = Field(description="annualised, from daily log returns")
-    beta: float = Field(description="vs the benchmark, daily returns")
+    last_close: float = Field(description="price units")
+    bars: int = Field(description="daily bars analysed")
+    volatility: float = Field(
+        description="annualised: sample std of daily log returns x sqrt(252), a fraction a year"
+    )
+    beta: float = Field(description="vs the benchmark, daily simple returns on common dates")
     benchmark: str
     atr14: float = Field(description="Wilder ATR(14), price units")
-    atr_pct: float = Field(description="ATR / close")
-    rsi14: float
-    max_drawdown: float
-    return_1m: float
-    return_3m: float
-    sma50: float
-    sma200: float | None
+    atr_pct: float = Field(description="ATR / close, a fraction")
+    rsi14: float = Field(description="Wilder RSI(14), 0-100")
+    max_drawdown: float = Field(
+        description="largest fall of the close from its running peak over the bars analysed, "
+        "a positive fraction of the peak (0.25 = 25% below it; 0 = never below an earlier "
+        "high); the backtest's convention"
+    )
+    return_1m: float = Field(description="close / close 21 sessions earlier - 1, a fraction")
+    return_3m: float = Field(
+        description="close / close 63 sessions earlier (or the first bar) - 1, a fraction"
+    )
+    sma50: float = Field(description="mean of the last 50 closes (all, if fewer), price units")
+    sma200: float | None = Field(description="mean of the last 200 closes; None if fewer bars")
     trend: str = Field(description="up / down / sideways from price vs SMA50 vs SMA200")
 
 
@@ -152,14 +129,14 @@ class PositionSize(BaseModel):
     """Shares to buy so the loss at the stop equals the risk budget."""
 
     symbol: str
-    price: float
-    atr14: float
-    stop_distance: float
+    price: float = Field(description="the ask (else last): what a buy would pay, price units")
+    atr14: float = Field(description="Wilder ATR(14), price units")
+    stop_distance: float = Field(description="atr_multiple x ATR(14), price units")
     stop_price: float
     risk_budget: float = Field(description="account currency")
     shares: int
-    notional: float
-    share_of_net_liq: float
+    notional: float = Field(description="shares x price, account currency")
+    share_of_net_liq: float = Field(description="notional / net liquidation, a fraction")
     limited_by: str = Field(description="risk or available_funds")
 
 
@@ -179,6 +156,7 @@ class Allocation(BaseModel):
 
 # -- tools --------------------------------------------------------------------------------------
 def _weights(items: dict[str, float], net_liq: float) -> list[Weight]:
+    """Buckets as shares of net liquidation, largest |market value| first."""
     rows = [
         Weight(name=k, market_value=v, weight=v / net_liq if net_liq else 0.0)
         for k, v in items.items()
@@ -186,12 +164,24 @@ def _weights(items: dict[str, float], net_liq: float) -> list[Weight]:
     return sorted(rows, key=lambda w: -abs(w.market_value))
 
 
+def _market_values(rows: list[Position]) -> pd.Series:
+    """Market value of each position (account currency; unknown = 0), by conId."""
+    return pd.Series(
+        [p.market_value or 0.0 for p in rows],
+        index=[str(p.contract.conid) for p in rows],
+        dtype="float64",
+    )
+
+
 def _sector_values(b: Broker, rows: list[Position]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for p in rows:
-        sector = b.contract_details(p.contract).sector or "Unclassified"
-        out[sector] = out.get(sector, 0.0) + (p.market_value or 0.0)
-    return out
+    """Net market value per sector ("Unclassified" when IB gives none)."""
+    sectors = pd.Series(
+        [b.contract_details(p.contract).sector or "Unclassified" for p in rows],
+        index=[str(p.contract.conid) for p in rows],
+        dtype="object",
+    )
+    by_sector = sector_exposure(_market_values(rows), sectors)
+    return {str(k): float(v) for k, v in by_sector["net"].items()}
 
 
 async def portfolio_health(ctx: Context, account_id: AccountId = None) -> PortfolioHealth:
@@ -206,11 +196,11 @@ async def portfolio_health(ctx: Context, account_id: AccountId = None) -> Portfo
     def run(b: Broker) -> PortfolioHealth:
         s = b.account_summary(acct)
         rows = b.positions(s.account_id)
-        largest, top5, hhi = concentration(np.array([p.market_value or 0.0 for p in rows]))
+        c = concentration(_market_values(rows), top=5)
         nl = s.net_liquidation
         warnings = []
-        if largest > 0.25:
-            warnings.append(f"largest position is {largest:.0%} of gross exposure")
+        if c.max_share > 0.25:
+            warnings.append(f"largest position is {c.max_share:.0%} of gross exposure")
         if s.leverage > 1.5:
             warnings.append(f"leverage {s.leverage:.2f}x")
         if s.cushion < 0.10:
@@ -222,9 +212,9 @@ async def portfolio_health(ctx: Context, account_id: AccountId = None) -> Portfo
             account_id=s.account_id,
             net_liquidation=nl,
             positions=len(rows),
-            largest_weight=largest,
-            top5_weight=top5,
-            hhi=hhi,
+            largest_weight=c.max_share,
+            top5_weight=c.top_share,
+            hhi=c.hhi,
             leverage=s.leverage,
             cash_share=s.total_cash / nl if nl else 0.0,
             cushion=s.cushion,
@@ -235,43 +225,43 @@ async def portfolio_health(ctx: Context, account_id: AccountId = None) -> Portfo
     return await call_broker(ctx, run)
 
 
+def analyse_bars(
+    symbol: str, bars: pd.DataFrame, benchmark: str, benchmark_close: pd.Series
+) -> StockAnalysis:
+    """The analysis of one stock's daily ``bars`` (:func:`bars_frame`) against the benchmark's
+    closes: every number from :mod:`ibkr_assets.quant`."""
+    close = bars["close"]
+    last = technical_indicators(bars).iloc[-1]
+    t = trend(close)
+    return StockAnalysis(
+        symbol=symbol,
+        last_close=float(close.iloc[-1]),
+        bars=len(bars),
+        volatility=annualised_volatility(log_returns(close)),
+        beta=beta(close, benchmark_close),
+        benchmark=benchmark,
+        atr14=float(last["atr"]),
+        atr_pct=float(last["atr_pct"]),
+        rsi14=float(last["rsi"]),
+        max_drawdown=max_drawdown(close).max_drawdown,
+        return_1m=trailing_return(close, MONTH_SESSIONS),
+        return_3m=trailing_return(close, QUARTER_SESSIONS),
+        sma50=t.sma_fast,
+        sma200=t.sma_slow,
+        trend=t.label,
+    )
+
+
 def _analyse(b: Broker, symbol: str, benchmark: str, duration: str) -> StockAnalysis:
     c = resolve(b, symbol)
     df = bars_frame(b.history(c, duration=duration, bar_size="1 day"))
     if len(df) < 30:
         raise ToolError(f"{c.symbol}: only {len(df)} daily bars; need at least 30")
     bench = bars_frame(b.history(resolve(b, benchmark), duration=duration, bar_size="1 day"))
-    high, low, close = (df[k].to_numpy() for k in ("high", "low", "close"))
-    atr = float(talib.ATR(high, low, close, timeperiod=14)[-1])
-    rsi = float(talib.RSI(close, timeperiod=14)[-1])
-    sma50 = float(df["close"].tail(50).mean())
-    sma200 = float(df["close"].tail(200).mean()) if len(df) >= 200 else None
-    last = float(close[-1])
-    if sma200 is not None and last > sma50 > sma200:
-        trend = "up"
-    elif sma200 is not None and last < sma50 < sma200:
-        trend = "down"
-    elif sma200 is None:
-        trend = "up" if last > sma50 else "down"
-    else:
-        trend = "sideways"
-    return StockAnalysis(
-        symbol=c.symbol,
-        last_close=last,
-        bars=len(df),
-        volatility=annualised_volatility(df["close"]),
-        beta=beta(df["close"], bench["close"]),
-        benchmark=benchmark,
-        atr14=atr,
-        atr_pct=atr / last,
-        rsi14=rsi,
-        max_drawdown=max_drawdown(df["close"]),
-        return_1m=float(close[-1] / close[-22] - 1.0),
-        return_3m=float(close[-1] / close[max(-64, -len(close))] - 1.0),
-        sma50=sma50,
-        sma200=sma200,
-        trend=trend,
-    )
+    try:
+        return analyse_bars(c.symbol, df, benchmark, bench["close"])
+    except ValueError as exc:  # bars the formulas cannot use (a zero or missing close)
+        raise ToolError(f"{c.symbol}: {exc}") from None
 
 
 async def stock_analysis(
@@ -315,19 +305,17 @@ async def position_size(
         df = bars_frame(b.history(c, duration="3 M", bar_size="1 day"))
         if len(df) < 15:
             raise ToolError(f"{c.symbol}: only {len(df)} daily bars; need 15 for ATR(14)")
-        atr = float(
-            talib.ATR(df["high"].to_numpy(), df["low"].to_numpy(), df["close"].to_numpy(), 14)[-1]
-        )
-        q = b.quotes([c])[0]
-        price = q.ask or q.price
+        atr = float(technical_indicators(df)["atr"].iloc[-1])
+        if not atr > 0:
+            raise ToolError(f"{c.symbol}: ATR(14) is {atr:g}, no stop distance to size against")
+        lot = b.contract_details(c).lot_size
+        # What a buy would pay: the order guard's market price of a market buy.
+        price = reference_price(Order(contract=c, action="BUY", quantity=lot), b.quotes([c])[0])
         if not price:
             raise ToolError(f"{c.symbol}: no price to size against")
-        lot = b.contract_details(c).lot_size
         budget = s.net_liquidation * risk_pct / 100.0
         stop = atr_multiple * atr
-        shares = fixed_fractional_shares(budget, stop, price, s.available_funds, lot)
-        by_cash = max(s.available_funds, 0.0) / price
-        limited = "risk" if budget / stop <= by_cash else "available_funds"
+        size = fixed_fractional_size(budget, stop, price, s.available_funds, lot)
         return PositionSize(
             symbol=c.symbol,
             price=price,
@@ -335,10 +323,10 @@ async def position_size(
             stop_distance=stop,
             stop_price=price - stop,
             risk_budget=budget,
-            shares=shares,
-            notional=shares * price,
-            share_of_net_liq=shares * price / s.net_liquidation if s.net_liquidation else 0.0,
-            limited_by=limited,
+            shares=size.shares,
+            notional=size.shares * price,
+            share_of_net_liq=size.shares * price / s.net_liquidation if s.net_liquidation else 0.0,
+            limited_by=size.limited_by,
         )
 
     return await call_broker(ctx, run)

@@ -1,71 +1,115 @@
-"""The analysis formulas against fixed inputs and independent implementations."""
+"""The analysis tools' numbers are quant's: each field of ``stock_analysis`` against fixed
+inputs and an independent implementation (numpy, a plain-Python Wilder recursion), the drawdown
+in the backtest's sign, and portfolio concentration from quant's one function."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from ibkr_assets.broker.models import Bar
-from mcp_server.analysis import (
-    annualised_volatility,
-    bars_frame,
-    beta,
-    concentration,
-    fixed_fractional_shares,
-    max_drawdown,
-)
+from ibkr_assets.quant.performance import summarise
+from ibkr_assets.quant.risk_metrics import concentration
+from mcp_server.analysis import analyse_bars, bars_frame
 
 
-def test_volatility_matches_hand_computation():
-    close = pd.Series([100.0, 101.0, 99.0, 102.0, 103.0])
-    r = [np.log(101 / 100), np.log(99 / 101), np.log(102 / 99), np.log(103 / 102)]
-    mean = sum(r) / 4
-    expected = (sum((x - mean) ** 2 for x in r) / 3) ** 0.5 * 252**0.5
-    np.testing.assert_allclose(annualised_volatility(close), expected, rtol=1e-12)
+def _wilder_atr(high: list[float], low: list[float], close: list[float], n: int = 14) -> float:
+    """Wilder's ATR: the first value the mean of n true ranges, then (ATR*(n-1) + TR) / n."""
+    tr = [
+        max(high[i] - low[i], abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1]))
+        for i in range(1, len(close))
+    ]
+    atr = sum(tr[:n]) / n
+    for x in tr[n:]:
+        atr = (atr * (n - 1) + x) / n
+    return atr
 
 
-def test_beta_recovers_a_known_slope():
-    rng = np.random.default_rng(3)
-    market = rng.normal(0, 0.01, 400)
-    stock = 1.7 * market + rng.normal(0, 0.002, 400)
-    idx = pd.date_range("2025-01-01", periods=401, freq="B")
-    m = pd.Series(100 * np.cumprod(np.r_[1.0, 1 + market]), index=idx)
-    s = pd.Series(50 * np.cumprod(np.r_[1.0, 1 + stock]), index=idx)
-    # independent: least-squares slope of simple returns
-    slope = np.polyfit(m.pct_change().dropna(), s.pct_change().dropna(), 1)[0]
-    np.testing.assert_allclose(beta(s, m), slope, rtol=1e-10)
-    np.testing.assert_allclose(beta(s, m), 1.7, atol=0.05)
-    # only common dates count
-    assert beta(s.iloc[:2], m) != beta(s.iloc[:2], m)  # NaN with too few dates
+def _wilder_rsi(close: list[float], n: int = 14) -> float:
+    """Wilder's RSI: gains and losses averaged like the ATR, 100 * gain / (gain + loss)."""
+    moves = [b - a for a, b in pairwise(close)]
+    gain = sum(max(m, 0.0) for m in moves[:n]) / n
+    loss = sum(max(-m, 0.0) for m in moves[:n]) / n
+    for m in moves[n:]:
+        gain = (gain * (n - 1) + max(m, 0.0)) / n
+        loss = (loss * (n - 1) + max(-m, 0.0)) / n
+    return 100 * gain / (gain + loss)
 
 
-def test_max_drawdown():
-    close = pd.Series([100.0, 120.0, 90.0, 130.0, 117.0])
-    np.testing.assert_allclose(max_drawdown(close), 90 / 120 - 1)
-    assert max_drawdown(pd.Series([1.0, 2.0, 3.0])) == 0.0
+@pytest.fixture
+def bars() -> tuple[pd.DataFrame, pd.Series]:
+    """260 sessions of a stock with a 1.3 beta to its benchmark, and the benchmark's closes."""
+    rng = np.random.default_rng(11)
+    idx = pd.bdate_range("2025-01-02", periods=260, name="date")
+    market = rng.normal(0.0003, 0.01, len(idx))
+    r = 1.3 * market + rng.normal(0, 0.008, len(idx))
+    close = 80 * np.cumprod(1 + r)
+    spread = close * rng.uniform(0.005, 0.02, len(idx))
+    frame = pd.DataFrame(
+        {
+            "open": close * (1 + rng.normal(0, 0.003, len(idx))),
+            "high": close + spread,
+            "low": close - spread,
+            "close": close,
+            "volume": rng.integers(1e5, 1e6, len(idx)).astype("float64"),
+        },
+        index=idx,
+    )
+    bench = pd.Series(400 * np.cumprod(1 + market), index=idx)
+    return frame, bench
 
 
-def test_concentration_and_hhi():
-    largest, top5, hhi = concentration(np.array([50.0, -30.0, 20.0]))
-    np.testing.assert_allclose([largest, top5, hhi], [0.5, 1.0, 0.25 + 0.09 + 0.04])
-    assert concentration(np.array([])) == (0.0, 0.0, 0.0)
+def test_every_field_against_an_independent_implementation(bars):
+    frame, bench = bars
+    a = analyse_bars("XYZ", frame, "SPY", bench)
+    c = frame["close"].to_numpy()
+    h, lo = frame["high"].tolist(), frame["low"].tolist()
+    log_r = np.diff(np.log(c))
+    np.testing.assert_allclose(a.volatility, np.std(log_r, ddof=1) * math.sqrt(252), rtol=1e-12)
+    simple = pd.DataFrame({"s": frame["close"], "m": bench}).pct_change().dropna()
+    np.testing.assert_allclose(a.beta, np.polyfit(simple["m"], simple["s"], 1)[0], rtol=1e-10)
+    np.testing.assert_allclose(a.atr14, _wilder_atr(h, lo, c.tolist()), rtol=1e-10)
+    np.testing.assert_allclose(a.atr_pct, a.atr14 / c[-1], rtol=1e-12)
+    np.testing.assert_allclose(a.rsi14, _wilder_rsi(c.tolist()), rtol=1e-10)
+    peak = np.maximum.accumulate(c)
+    np.testing.assert_allclose(a.max_drawdown, np.max(1 - c / peak), rtol=1e-12)
+    np.testing.assert_allclose(a.return_1m, c[-1] / c[-22] - 1, rtol=1e-12)
+    np.testing.assert_allclose(a.return_3m, c[-1] / c[-64] - 1, rtol=1e-12)
+    np.testing.assert_allclose([a.sma50, a.sma200], [c[-50:].mean(), c[-200:].mean()])
+    expected = (
+        "up" if c[-1] > a.sma50 > a.sma200 else "down" if c[-1] < a.sma50 < a.sma200 else "sideways"
+    )
+    assert (a.trend, a.bars, a.last_close, a.benchmark) == (expected, 260, c[-1], "SPY")
 
 
-@pytest.mark.parametrize(
-    ("budget", "stop", "price", "funds", "lot", "expected"),
-    [
-        (5_000, 4.0, 100.0, 1e6, 1, 1250),  # risk-limited
-        (5_000, 4.0, 100.0, 50_000, 1, 500),  # funds-limited
-        (5_000, 4.0, 100.0, 1e6, 100, 1200),  # round lots
-        (5_000, 0.0, 100.0, 1e6, 1, 0),
-        (5_000, 4.0, 100.0, -10.0, 1, 0),
-    ],
-)
-def test_fixed_fractional_shares(budget, stop, price, funds, lot, expected):
-    assert fixed_fractional_shares(budget, stop, price, funds, lot) == expected
+def test_drawdown_has_the_backtests_sign(bars):
+    """The tool and the backtest report the same positive fraction for the same path."""
+    frame, bench = bars
+    path = pd.Series([100.0, 120.0, 90.0, 130.0, 117.0])
+    frame = frame.iloc[-5:].assign(close=path.to_numpy())
+    a = analyse_bars("XYZ", frame, "SPY", bench)
+    assert a.max_drawdown == pytest.approx(1 - 90 / 120) and a.max_drawdown > 0
+    backtest = summarise(path.pct_change().dropna())
+    assert backtest.max_drawdown == pytest.approx(a.max_drawdown)
+    rising = frame.assign(close=[1.0, 2.0, 3.0, 4.0, 5.0])
+    assert analyse_bars("XYZ", rising, "SPY", bench).max_drawdown == 0.0
+
+
+def test_concentration_shares_of_gross_exposure():
+    """What portfolio_health reports: shares of gross market value, signs ignored."""
+    c = concentration(pd.Series({"1": 50.0, "2": -30.0, "3": 20.0}))
+    np.testing.assert_allclose(
+        [c.max_share, c.top_share, c.hhi, c.effective_n],
+        [0.5, 1.0, 0.25 + 0.09 + 0.04, 1 / 0.38],
+    )
+    assert concentration(pd.Series({"1": 50.0, "2": -30.0, "3": 20.0}), top=2).top_share == 0.8
+    empty = concentration(pd.Series([], dtype="float64"))
+    assert (empty.max_share, empty.top_share, empty.hhi) == (0.0, 0.0, 0.0)
 
 
 def test_bars_frame_orders_and_dedupes():
@@ -77,3 +121,7 @@ def test_bars_frame_orders_and_dedupes():
     frame = bars_frame(bars)
     assert list(frame["close"]) == [1.5, 2.5]
     assert frame.index.is_monotonic_increasing
+    dup = bars_frame([*bars, bars[0].model_copy(update={"close": 9.0})])
+    assert list(dup["close"]) == [1.5, 9.0]  # the later bar of a date wins
+    empty = bars_frame([])
+    assert empty.empty and list(empty.columns) == ["open", "high", "low", "close", "volume"]
