@@ -340,10 +340,10 @@ def simulated_gateway(data_dir: Path, now: datetime, pacing: str = "ib") -> Iter
 def _simulated_stocks() -> list[str]:
     """The tickers of the stocks the simulated world lists (IBKR_SIM_SEED / IBKR_SIM_SYMBOLS)."""
     from ibkr_assets.broker import BrokerSettings
-    from ibkr_sim.universe import Universe
+    from ibkr_assets.broker.sim import simulated_stocks
 
     settings = BrokerSettings()
-    return [i.symbol for i in Universe(settings.sim_seed, settings.sim_symbols).stocks]
+    return simulated_stocks(settings.sim_seed, settings.sim_symbols)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -121,10 +121,11 @@ def watchlist_symbols(config: PipelineConfig, broker: Broker) -> list[str]:
     the simulated market lists. A real broker needs an explicit watch-list."""
     if config.watchlist:
         return [s.strip().upper() for s in config.watchlist if s.strip()]
-    market = getattr(broker, "market", None)
-    if market is None:
+    if broker.name != "sim":
         raise ValueError(
             f"no watch-list configured for the {broker.name!r} backend: set IBKR_WATCHLIST "
             '(a JSON list such as ["AAPL","MSFT"])'
         )
-    return [inst.symbol for inst in market.universe.stocks]
+    from ibkr_assets.broker.sim import listed_stocks  # the simulated world, for the sim only
+
+    return listed_stocks(broker)
