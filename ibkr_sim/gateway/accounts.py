@@ -15,7 +15,7 @@ from ibkr_sim.gateway.wire import Reader
 from ibkr_spec.errors import INVALID_REQUEST, IBError
 
 if TYPE_CHECKING:
-    from ibkr_sim.gateway.server import Session
+    from ibkr_sim.gateway.session import Session
 
 #: IB tag -> AccountNumbers attribute
 SUMMARY_TAGS: dict[str, str] = {

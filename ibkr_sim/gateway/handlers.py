@@ -21,7 +21,7 @@ from ibkr_sim.gateway.wire import Reader
 from ibkr_spec.errors import DUPLICATE_CLIENT_ID, INVALID_REQUEST
 
 if TYPE_CHECKING:
-    from ibkr_sim.gateway.server import Handler, Session
+    from ibkr_sim.gateway.session import Handler, Session
 
 FARM_NOTICES = (
     (2104, "Market data farm connection is OK:usfarm"),

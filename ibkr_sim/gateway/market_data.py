@@ -31,7 +31,7 @@ from ibkr_spec import historical
 from ibkr_spec.errors import HISTORICAL_DATA_ERROR, INVALID_REQUEST, IBError
 
 if TYPE_CHECKING:
-    from ibkr_sim.gateway.server import Session
+    from ibkr_sim.gateway.session import Session
     from ibkr_sim.universe import Instrument
 
 NEW_YORK = ZoneInfo("America/New_York")

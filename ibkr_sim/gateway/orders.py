@@ -32,7 +32,7 @@ from ibkr_spec.errors import (
 )
 
 if TYPE_CHECKING:
-    from ibkr_sim.gateway.server import Session
+    from ibkr_sim.gateway.session import Session
 
 ORDER_TYPES = {"MKT", "LMT", "STP", "STP LMT"}
 OPEN_STATES = {"PendingSubmit", "PreSubmitted", "Submitted", "ApiPending", "PendingCancel"}

@@ -1,8 +1,9 @@
 """An asyncio TCP server that speaks the TWS API socket protocol, backed by the simulated IB world.
 
-One :class:`Gateway` serves many clients at once, each on its own :class:`Session` (its own
-clientId, subscriptions and order-id space), over one shared :class:`~ibkr_sim.market.SimMarket`
-and :class:`~ibkr_sim.exchange.PaperExchange`. The conversation follows IB Gateway:
+One :class:`Gateway` serves many clients at once, each on its own :class:`Connection` (a
+:class:`~ibkr_sim.gateway.session.Session`: its own clientId, subscriptions and order-id space),
+over one shared :class:`~ibkr_sim.market.SimMarket` and :class:`~ibkr_sim.exchange.PaperExchange`.
+The conversation follows IB Gateway:
 
 1. the client sends ``API\\0`` and a framed version range ``v157..178``; the gateway answers with
    its server version (:data:`SERVER_VERSION`, the newest layout ``ib_async`` 2.1 speaks) and the
@@ -26,7 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,16 @@ from ibkr_sim.gateway.handlers import HANDLERS, REQ_ID_POSITION, UNSUPPORTED
 from ibkr_sim.gateway.market_data import push_stream_updates
 from ibkr_sim.gateway.orders import push_order_updates
 from ibkr_sim.gateway.pacing import Pacer
+from ibkr_sim.gateway.session import GatewayState, Session
 from ibkr_sim.market import SimMarket
-from ibkr_spec.errors import IBError
+from ibkr_spec.errors import (
+    BAD_MESSAGE,
+    CANT_READ,
+    INTERNAL_ERROR,
+    NOT_CONNECTED,
+    OUT_OF_DATE,
+    IBError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,110 +57,10 @@ FILL_POLL_SECONDS = 0.25  # while this client has working orders
 IDLE_POLL_SECONDS = 1.0  # otherwise (fills of other clients still move positions)
 TICK_SECONDS = 1.0
 
-# IB error codes used by the transport itself
-NOT_CONNECTED = 504
-BAD_MESSAGE = 505  # "Fatal error: unknown message id" / unparsable message
-CANT_READ = 320  # "Error reading request: ..."
-INTERNAL_ERROR = 322  # "Error processing request"
-OUT_OF_DATE = 503  # TWS's answer to a client or request it does not support ("upgrade")
 
-Handler = Callable[["Session", wire.Reader], Any]
-
-
-@dataclass
-class GatewayState:
-    """What every session shares: the simulated world, the clock and the pacing emulation."""
-
-    market: SimMarket
-    exchange: PaperExchange
-    clock: Callable[[], datetime]
-    pacer: Pacer
-    client_ids: set[int] = field(default_factory=set)
-    #: exchange order id -> (clientId, orderId) of the API client that placed it
-    order_owner: dict[int, tuple[int, int]] = field(default_factory=dict)
-    sessions: set[Session] = field(default_factory=set)
-
-    def now(self) -> datetime:
-        return self.clock()
-
-    def lines(self) -> int:
-        """Market-data lines in use across all clients (streaming quotes and depth)."""
-        return sum(len(x.tickers) + len(x.depth) for x in self.sessions)
-
-    def scanner_count(self) -> int:
-        return sum(len(x.scanners) for x in self.sessions)
-
-
-class Session:
-    """One connected API client."""
-
-    def __init__(
-        self, state: GatewayState, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self.state = state
-        self.reader = reader
-        self.writer = writer
-        self.client_id: int | None = None
-        self.client_version = 0
-        # subscriptions, keyed by the client's reqId
-        self.tickers: dict[int, int] = {}  # reqId -> conid (streaming market data)
-        self.last_ticks: dict[int, dict[object, tuple[object, ...]]] = {}
-        self.depth: dict[int, tuple[int, int, bool]] = {}  # reqId -> (conid, rows, smart)
-        self.articles: dict[str, Any] = {}  # article id -> Headline sent to this client
-        self.scanners: dict[int, dict[str, Any]] = {}
-        self.pnl: dict[int, str] = {}
-        self.pnl_single: dict[int, tuple[str, int]] = {}
-        self.account_updates: str | None = None
-        self.market_data_type = 1
-        # order ids of this client -> exchange order ids, and what was already reported
-        self.orders: dict[int, int] = {}
-        self.seen_execs: set[str] = set()  # executions already accounted for (any client)
-        self.exec_cursor: datetime | None = None  # time of the latest execution seen
-        self.finished: set[int] = set()  # exchange ids of this client's orders that are done
-        self.positions_subscribed = False
-        self.reported_status: dict[int, tuple[str, float]] = {}
-        self.tasks: list[asyncio.Task[None]] = []
-        self.closed = False
-        self.closing = False  # set by a handler that must end the connection (error 326)
-        self.arrival = time.monotonic()  # when the bytes being dispatched were received
-        self.inbox: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-        self._out: list[bytes] = []  # frames not yet handed to the transport
-
-    # ---------------------------------------------------------------- sending
-    def send(self, *fields: object) -> None:
-        """Queue one message; the frames of one request (a snapshot is a dozen ticks) leave in
-        one write when the request is done, or on the next turn of the event loop."""
-        if self.closed:
-            return
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._out.append(wire.frame(fields))
-
-    def send_frame(self, frame: bytes) -> None:
-        """Queue one message already framed (see :func:`wire.frame_text`)."""
-        if self.closed:
-            return
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._out.append(frame)
-
-    def flush(self) -> None:
-        """Hand the queued frames to the transport in one write."""
-        if self._out:
-            if not self.writer.is_closing():
-                self.writer.write(b"".join(self._out))
-            self._out.clear()
-
-    async def drain(self) -> None:
-        self.flush()
-        await self.writer.drain()
-
-    def error(self, req_id: int, code: int, message: str) -> None:
-        """IB error message (id 4, version 2) with an empty advancedOrderRejectJson."""
-        self.send(4, 2, req_id, code, message, "")
-
-    def ib_error(self, req_id: int, exc: IBError) -> None:
-        self.error(req_id, exc.code, exc.message)
+class Connection(Session):
+    """A session's life on its socket: the handshake, the read loop that dispatches each
+    request to its handler, and the background work (fills, streaming ticks)."""
 
     # ---------------------------------------------------------------- life cycle
     async def run(self) -> None:
@@ -222,24 +131,6 @@ class Session:
         self.writer.write(wire.frame([self.client_version, conn_time]))
         await self.writer.drain()
         return True
-
-    async def close(self) -> None:
-        if self.closed:
-            return
-        self.flush()
-        self.closed = True
-        for task in self.tasks:
-            task.cancel()
-        self.inbox.put_nowait((time.monotonic(), b""))  # wakes run() if it waits for input
-        if self.client_id is not None:
-            self.state.client_ids.discard(self.client_id)
-            self.state.pacer.forget(self)
-        self.state.sessions.discard(self)
-        with contextlib.suppress(Exception):
-            await self.writer.drain()
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
 
     # ---------------------------------------------------------------- dispatch
     def _dispatch(self, payload: bytes) -> None:
@@ -333,7 +224,7 @@ class Gateway:
         return self.server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = Session(self.state, reader, writer)
+        session = Connection(self.state, reader, writer)
         self.state.sessions.add(session)
         await session.run()
 
@@ -453,9 +344,9 @@ async def serve_forever(state: GatewayState, host: str, port: int) -> None:
 
 __all__ = [
     "SERVER_VERSION",
+    "Connection",
     "Gateway",
     "GatewayHandle",
-    "Session",
     "running_clock",
     "start_gateway",
 ]
