@@ -11,8 +11,11 @@ Two sources behind one interface (:class:`FundamentalsResource`):
   is sent as the ``apikey`` header, so it never appears in a URL, a log line or an error.
   Rate limits (HTTP 429) and server errors are retried with exponential backoff (tenacity).
 
-Either way only statements *filed before* the as-of date are returned (no look-ahead), and a
-symbol with no data is listed in ``missing`` with the reason instead of failing the run.
+Either way only statements *filed before* the as-of date are returned (no look-ahead). A symbol
+with no data — unknown to IB (error 200), no fundamentals for the security (IB error 430, e.g.
+an ETF), no statements yet, or FMP answering HTTP 404 or an empty list — is listed in
+:attr:`Fundamentals.missing` with the reason and named in one warning per fetch, instead of
+failing the run; any other error (a lost connection, a refused key, a malformed answer) raises.
 """
 
 from __future__ import annotations
@@ -34,17 +37,36 @@ from tenacity import (
 )
 
 from ibkr_assets.broker import Broker
+from ibkr_assets.broker.errors import BrokerError, ContractNotFound
+from ibkr_assets.broker.sim import shared_market
 from ibkr_assets.quant.fundamental import STATEMENT_COLUMNS
+from ibkr_spec.errors import NO_FUNDAMENTALS, NO_SECURITY_DEFINITION, IBError
+
+log = dg.get_dagster_logger(__name__)
+#: IB's codes for "nothing to fetch for this symbol".
+NO_DATA_CODES = frozenset({NO_SECURITY_DEFINITION, NO_FUNDAMENTALS})
 
 
 @dataclass
 class Fundamentals:
     """Statements (long, one row per symbol and quarter), forward EPS per symbol, and the
-    symbols that had no data with the reason."""
+    symbols that had no data: ``missing`` maps each to the reason (for the asset's metadata)."""
 
     statements: pd.DataFrame
     forward_eps: pd.DataFrame  # symbol, forward_eps
     missing: dict[str, str] = field(default_factory=dict)
+
+
+def _no_data(exc: BrokerError | IBError) -> bool:
+    """Whether an IB-coded error means the symbol has nothing to fetch (not a failure)."""
+    return isinstance(exc, ContractNotFound) or exc.code in NO_DATA_CODES
+
+
+def _warn_missing(what: str, missing: dict[str, str], asked: int) -> None:
+    """One warning naming every symbol without data and why."""
+    if missing:
+        listed = "; ".join(f"{symbol}: {why}" for symbol, why in missing.items())
+        log.warning("%s: no data for %d of %d symbols (%s)", what, len(missing), asked, listed)
 
 
 def _finish(
@@ -80,7 +102,9 @@ class FundamentalsResource(dg.ConfigurableResource):
         self, broker: Broker, symbols: Sequence[str], sessions: Sequence[date]
     ) -> pd.DataFrame:
         """Forward EPS of ``symbols`` as :meth:`fetch` gives it on each of ``sessions``
-        (columns session, symbol, forward_eps): what a backtest replays."""
+        (columns session, symbol, forward_eps): what a backtest replays. A symbol without data
+        has no rows (named in a warning; :attr:`Fundamentals.missing` of :meth:`fetch` holds
+        the reason)."""
         frames = [
             self.fetch(broker, symbols, as_of=day).forward_eps.assign(session=pd.Timestamp(day))
             for day in sessions
@@ -97,9 +121,7 @@ class SimFundamentalsResource(FundamentalsResource):
     sim_symbols: int = 700
 
     def fetch(self, broker: Broker, symbols: Sequence[str], as_of: date) -> Fundamentals:
-        from ibkr_assets.broker.sim import simulated_market  # the simulated world, this source only
-
-        market = simulated_market(broker, self.sim_seed, self.sim_symbols)
+        market = getattr(broker, "market", None) or shared_market(self.sim_seed, self.sim_symbols)
         frames: list[pd.DataFrame] = []
         eps: dict[str, float] = {}
         missing: dict[str, str] = {}
@@ -108,34 +130,40 @@ class SimFundamentalsResource(FundamentalsResource):
                 conid = broker.resolve(symbol).conid
                 frame = market.fundamentals(conid, as_of)
                 eps[symbol] = float(market.forward_eps(conid, as_of))
-            except Exception as exc:  # one bad symbol is recorded, not fatal
+            except (BrokerError, IBError) as exc:
+                if not _no_data(exc):
+                    raise
                 missing[symbol] = f"{type(exc).__name__}: {exc}"
                 continue
             if frame.empty:
                 missing[symbol] = "no statements reported"
                 continue
             frames.append(frame.assign(symbol=symbol))
+        _warn_missing("fundamentals (simulated)", missing, len(symbols))
         return _finish(frames, eps, missing, as_of)
 
     def forward_eps_history(
         self, broker: Broker, symbols: Sequence[str], sessions: Sequence[date]
     ) -> pd.DataFrame:
-        from ibkr_assets.broker.sim import simulated_market  # the simulated world, this source only
-
-        market = simulated_market(broker, self.sim_seed, self.sim_symbols)
+        market = getattr(broker, "market", None) or shared_market(self.sim_seed, self.sim_symbols)
         conids: dict[str, int] = {}
+        skipped: dict[str, str] = {}
         for symbol in symbols:
             try:
                 conids[symbol] = broker.resolve(symbol).conid
-            except Exception:  # fetch() reports it as missing; no EPS here either
-                continue
+            except ContractNotFound as exc:  # fetch() reports it as missing too
+                skipped[symbol] = f"{type(exc).__name__}: {exc}"
         stocks: dict[str, int] = {}
         for symbol, conid in conids.items():
             try:  # a symbol without fundamentals (an ETF) has no forward EPS
                 market.forward_eps(conid, sessions[0])
-            except Exception:
+            except (BrokerError, IBError) as exc:
+                if not _no_data(exc):
+                    raise
+                skipped[symbol] = f"{type(exc).__name__}: {exc}"
                 continue
             stocks[symbol] = conid
+        _warn_missing("forward EPS history (simulated)", skipped, len(symbols))
         frames = [
             pd.DataFrame(
                 {
@@ -151,6 +179,10 @@ class SimFundamentalsResource(FundamentalsResource):
 
 class FMPError(RuntimeError):
     """Financial Modeling Prep answered with an error (the message never holds the key)."""
+
+
+class FMPNoData(FMPError):
+    """FMP has nothing for the symbol: HTTP 404 or an empty list."""
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -205,6 +237,8 @@ class FMPFundamentalsResource(FundamentalsResource):
                 raise _RetryableStatus(where)
             if response.status_code in (401, 403):
                 raise FMPError(f"{where}: the API key (FMP_API_KEY) was refused")
+            if response.status_code == 404:
+                raise FMPNoData(f"{where}: not found")
             if response.status_code >= 400:
                 raise FMPError(f"{where}: {response.text[:200]}")
             payload = response.json()
@@ -223,7 +257,7 @@ class FMPFundamentalsResource(FundamentalsResource):
             client, endpoint, {"symbol": symbol, "period": "quarter", "limit": self.quarters}
         )
         if not rows:
-            raise LookupError(f"FMP has no {endpoint} for {symbol}")
+            raise FMPNoData(f"FMP has no {endpoint} for {symbol}")
         raw = pd.DataFrame(rows)
         filed = raw.get("filingDate", raw.get("fillingDate", raw["date"]))
         nan = pd.Series(float("nan"), index=raw.index)
@@ -264,11 +298,12 @@ class FMPFundamentalsResource(FundamentalsResource):
             for symbol in symbols:
                 try:
                     frame, eps[symbol] = self._symbol(client, symbol, as_of)
-                except LookupError as exc:
+                except FMPNoData as exc:
                     missing[symbol] = str(exc)
                     continue
                 except _RetryableStatus as exc:
                     missing[symbol] = f"{exc} after {self.max_attempts} attempts"
                     continue
                 frames.append(frame)
+        _warn_missing("fundamentals (FMP)", missing, len(symbols))
         return _finish(frames, eps, missing, as_of)

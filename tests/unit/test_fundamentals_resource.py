@@ -1,9 +1,11 @@
 """The FMP client against a real HTTP server on loopback: parsing, look-ahead cut, retries,
-the key kept out of URLs and errors, and a missing symbol recorded instead of crashing."""
+the key kept out of URLs and errors, a symbol without data (empty list, HTTP 404) recorded and
+named in a warning instead of crashing, a malformed answer raised."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import date
@@ -27,6 +29,8 @@ QUARTERS = [
 def _payload(endpoint: str, symbol: str) -> list[dict]:
     if symbol == "NOPE":
         return []
+    if symbol == "BROKEN":  # rows without the "date" every statement has
+        return [{"symbol": symbol, "revenue": 1.0}]
     rows = []
     for i, (end, filed) in enumerate(QUARTERS):
         row = {"date": end, "filingDate": filed, "symbol": symbol}
@@ -56,6 +60,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.fail_first.get(endpoint, 0) > 0:
             self.fail_first[endpoint] -= 1
             return self._send(503, {"Error Message": "busy"})
+        if query.get("symbol") == "GONE":
+            return self._send(404, {"Error Message": "not found"})
         if endpoint == "analyst-estimates":
             body = [
                 {"date": "2025-12-31", "epsAvg": 7.0},
@@ -125,3 +131,17 @@ def test_persistent_server_errors_mark_the_symbol_missing(server: str) -> None:
     assert got.statements.empty
     assert "HTTP 503" in got.missing["MSFT"] and "3 attempts" in got.missing["MSFT"]
     assert len([c for c in _Handler.calls if c[0] == "income-statement"]) == 3
+
+
+def test_not_found_is_missing_and_named_in_a_warning(server: str, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        got = _client(server).fetch(None, ["AAPL", "GONE", "NOPE"], as_of=date(2024, 8, 1))  # type: ignore[arg-type]
+    assert set(got.statements["symbol"]) == {"AAPL"}
+    assert "HTTP 404" in got.missing["GONE"] and "income-statement" in got.missing["NOPE"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "2 of 3 symbols" in warning and "GONE: " in warning and "NOPE: " in warning
+
+
+def test_a_malformed_answer_raises(server: str) -> None:
+    with pytest.raises(KeyError, match="date"):
+        _client(server).fetch(None, ["BROKEN"], as_of=date(2024, 8, 1))  # type: ignore[arg-type]
