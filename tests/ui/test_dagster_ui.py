@@ -159,8 +159,8 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # the instance's SQLite storage, created once here: the webserver and the daemon would
     # otherwise both create it at start, and the loser finds two schema versions
     dg.DagsterInstance.from_config(str(home)).dispose()
-    url = f"http://127.0.0.1:{_free_port()}"
-    port = url.rsplit(":", 1)[1]
+    port = str(_free_port())
+    url = f"http://127.0.0.1:{port}"
     bin_dir = Path(sys.executable).parent
     workspace = str(REPO / "workspace.yaml")
     # like `make dev`: run in the instance directory, whose dagster.yaml is the instance's own
