@@ -38,7 +38,6 @@ from tenacity import (
 
 from ibkr_assets.broker import Broker
 from ibkr_assets.broker.errors import BrokerError, ContractNotFound
-from ibkr_assets.broker.sim import shared_market
 from ibkr_assets.quant.fundamental import STATEMENT_COLUMNS
 from ibkr_spec.errors import NO_FUNDAMENTALS, NO_SECURITY_DEFINITION, IBError
 
@@ -121,7 +120,9 @@ class SimFundamentalsResource(FundamentalsResource):
     sim_symbols: int = 700
 
     def fetch(self, broker: Broker, symbols: Sequence[str], as_of: date) -> Fundamentals:
-        market = getattr(broker, "market", None) or shared_market(self.sim_seed, self.sim_symbols)
+        from ibkr_assets.broker.sim import simulated_market  # the simulated world, this source only
+
+        market = simulated_market(broker, self.sim_seed, self.sim_symbols)
         frames: list[pd.DataFrame] = []
         eps: dict[str, float] = {}
         missing: dict[str, str] = {}
@@ -145,7 +146,9 @@ class SimFundamentalsResource(FundamentalsResource):
     def forward_eps_history(
         self, broker: Broker, symbols: Sequence[str], sessions: Sequence[date]
     ) -> pd.DataFrame:
-        market = getattr(broker, "market", None) or shared_market(self.sim_seed, self.sim_symbols)
+        from ibkr_assets.broker.sim import simulated_market  # the simulated world, this source only
+
+        market = simulated_market(broker, self.sim_seed, self.sim_symbols)
         conids: dict[str, int] = {}
         skipped: dict[str, str] = {}
         for symbol in symbols:
