@@ -145,14 +145,15 @@ def account_run_in_progress(instance: dg.DagsterInstance, account: str) -> dg.Da
     return None
 
 
-#: The tags every run of every job carries, however it is started.
+#: The tags every run of every job carries, however it is started: job ``tags`` (not
+#: ``run_tags``), because the UI's launchpad and backfills copy the job's tags onto each run.
 JOB_RUN_TAGS = {ACCOUNT_TAG: account_tag()}
 
 daily_pipeline = dg.define_asset_job(
     DAILY_JOB_NAME,
     selection=dg.AssetSelection.all() - dg.AssetSelection.groups(WEEKLY_GROUP),
     executor_def=RUN_EXECUTOR,
-    run_tags=JOB_RUN_TAGS,
+    tags=JOB_RUN_TAGS,
     description="Every daily stage for one NYSE session: ingest to decision journal.",
 )
 
@@ -160,7 +161,7 @@ ingest_features = dg.define_asset_job(
     INGEST_JOB_NAME,
     selection=dg.AssetSelection.groups(*INGEST_GROUPS),
     executor_def=RUN_EXECUTOR,
-    run_tags=JOB_RUN_TAGS,
+    tags=JOB_RUN_TAGS,
     description="Stages 1–3 for one NYSE session: ingest, feature matrix, alpha scores.",
 )
 
@@ -168,7 +169,7 @@ weekly_backtest = dg.define_asset_job(
     WEEKLY_JOB_NAME,
     selection=dg.AssetSelection.groups(WEEKLY_GROUP),
     executor_def=RUN_EXECUTOR,
-    run_tags=JOB_RUN_TAGS,
+    tags=JOB_RUN_TAGS,
     description="The rolling backtest: the last six months of daily decisions replayed.",
 )
 
