@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from ibkr_assets.broker.errors import (
-    BrokerError,
+    ContractNotFound,
     MarketDataUnavailable,
     OrderNotFound,
     OrderRefused,
@@ -243,7 +243,7 @@ class OrderGuard:
             try:
                 pair = broker.resolve(symbol, "CASH", "IDEALPRO", quoted)
                 mid = _midpoint(broker.quotes([pair])[0])
-            except BrokerError:
+            except (ContractNotFound, MarketDataUnavailable):  # not this way round: the other
                 continue
             if mid:
                 return 1.0 / mid if invert else mid
