@@ -49,7 +49,7 @@ from mcp_server.portfolio import AccountId, account_for
 from mcp_server.reference import Symbol
 
 if TYPE_CHECKING:
-    from mcp_server.server import IBKRServer
+    from mcp_server.app import IBKRServer
 
 CATEGORY = "analysis"
 OHLCV = ("open", "high", "low", "close", "volume")

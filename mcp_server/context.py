@@ -1,10 +1,8 @@
-"""The server's state (one broker connection, settings, confirmations, audit) and how tools
-reach it.
+"""How tools reach the server's state (:class:`~mcp_server.app.AppState`) and register.
 
-The state lives for the whole server process; the MCP lifespan hands it to every session as a typed
-lifespan context, and the plain-HTTP routes (``/tools/list``, ``/tools/call``) reach the same
-object through the server. The broker is behind the order guard with the server's own limits
-(``IBKR_MCP_*``). Broker methods are synchronous, so tools call them in a worker thread with
+The MCP lifespan hands the state to every session as a typed lifespan context, and the
+plain-HTTP routes (``/tools/list``, ``/tools/call``) reach the same object through the server
+(:func:`state`). Broker methods are synchronous, so tools call them in a worker thread with
 :func:`call_broker`, which also turns a broker error into a tool error with IB's message.
 
 The account a tool uses by default is chosen per MCP session (``select_account``); the plain-HTTP
@@ -14,11 +12,8 @@ routes have no session and take an explicit ``account_id`` (else the primary acc
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -26,80 +21,11 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from ibkr_assets.broker import Broker, BrokerError, GuardedBroker
-from ibkr_assets.broker.guard import OrderGuard
+from ibkr_assets.broker import Broker, BrokerError
 from ibkr_assets.broker.models import Contract
-from mcp_server.config import MCPSettings
-from mcp_server.safety import AuditLog, ConfirmationStore
-
-if TYPE_CHECKING:
-    from mcp_server.server import IBKRServer
+from mcp_server.app import AppState, IBKRServer
 
 T = TypeVar("T")
-
-
-def broker_from_env(settings: MCPSettings) -> GuardedBroker:
-    """The broker the ``IBKR_*`` environment describes, through the pipeline's IB resource,
-    behind the order guard with the MCP server's limits."""
-    from ibkr_assets.resources.ib import IBResource
-
-    return IBResource.from_env().get_broker(settings.order_limits())
-
-
-@dataclass
-class AppState:
-    """One per server: the guarded broker (opened on first use), settings, confirmation tokens,
-    the audit log, and each MCP session's chosen account."""
-
-    settings: MCPSettings
-    broker_factory: Callable[[MCPSettings], GuardedBroker] = broker_from_env
-    confirmations: ConfirmationStore = field(init=False)
-    audit_log: AuditLog = field(init=False)
-    _selected: dict[str, str] = field(default_factory=dict, init=False)
-    _broker: GuardedBroker | None = field(default=None, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-
-    def __post_init__(self) -> None:
-        self.confirmations = ConfirmationStore(
-            self.settings.data_dir / "mcp" / "confirmations.sqlite", self.settings.token_ttl_s
-        )
-        self.audit_log = AuditLog(self.settings.audit_path)
-
-    @property
-    def data_dir(self) -> Path:
-        """The pipeline's data root."""
-        return self.settings.data_dir
-
-    def broker(self) -> GuardedBroker:
-        """The one connection, opened on first use (blocking: call from a worker thread)."""
-        with self._lock:
-            if self._broker is None:
-                self._broker = self.broker_factory(self.settings)
-            return self._broker
-
-    @property
-    def order_guard(self) -> OrderGuard:
-        """The order guard every order of this server passes (opens the broker if needed)."""
-        return self.broker().guard
-
-    def audit(self, action: str, why: str, what: dict[str, Any]) -> None:
-        """Append an order action to the MCP order log, as this server's user."""
-        self.audit_log.append(action, self.settings.user, why, what)
-
-    def selected_account(self, session: str | None) -> str | None:
-        """The account an MCP session chose with ``select_account`` (None: the primary)."""
-        return self._selected.get(session) if session is not None else None
-
-    def select_account(self, session: str, account_id: str) -> None:
-        """Make ``account_id`` the default of one MCP session only."""
-        self._selected[session] = account_id
-
-    def close(self) -> None:
-        """Close the broker connection if one is open."""
-        with self._lock:
-            if self._broker is not None:
-                self._broker.close()
-                self._broker = None
 
 
 def session_key(ctx: Context) -> str | None:

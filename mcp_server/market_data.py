@@ -23,7 +23,7 @@ from mcp_server.context import add_tool, call_broker, resolve
 from mcp_server.reference import SecTypeParam, Symbol
 
 if TYPE_CHECKING:
-    from mcp_server.server import IBKRServer
+    from mcp_server.app import IBKRServer
 
 CATEGORY = "market_data"
 

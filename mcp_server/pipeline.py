@@ -33,7 +33,7 @@ import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 import pandas as pd
@@ -41,12 +41,10 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from mcp_server.context import AppState, add_tool, state
+from mcp_server.app import AppState, IBKRServer
+from mcp_server.context import add_tool, state
 from mcp_server.reference import Symbol
 from mcp_server.trading import Reason
-
-if TYPE_CHECKING:
-    from mcp_server.server import IBKRServer
 
 CATEGORY = "pipeline"
 

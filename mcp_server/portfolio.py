@@ -17,7 +17,7 @@ from ibkr_assets.broker.models import Account, AccountSummary, CashBalance, PnL,
 from mcp_server.context import add_tool, call_broker, require_session, session_key, state
 
 if TYPE_CHECKING:
-    from mcp_server.server import IBKRServer
+    from mcp_server.app import IBKRServer
 
 CATEGORY = "portfolio"
 

@@ -17,7 +17,7 @@ from ibkr_assets.broker.models import Contract, ContractDetails, OptionChain, Tr
 from mcp_server.context import add_tool, call_broker, resolve
 
 if TYPE_CHECKING:
-    from mcp_server.server import IBKRServer
+    from mcp_server.app import IBKRServer
 
 CATEGORY = "reference"
 

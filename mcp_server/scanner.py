@@ -16,7 +16,7 @@ from ibkr_assets.broker.models import ScanFilter, ScannerRow
 from mcp_server.context import add_tool, call_broker
 
 if TYPE_CHECKING:
-    from mcp_server.server import IBKRServer
+    from mcp_server.app import IBKRServer
 
 CATEGORY = "scanner"
 

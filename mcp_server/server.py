@@ -22,19 +22,19 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp_types import CallToolResult, InputRequiredResult
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ibkr_assets.broker import GuardedBroker
+from ibkr_assets.broker import BrokerError, GuardedBroker
 from mcp_server import analysis, market_data, pipeline, portfolio, reference, scanner, trading
-from mcp_server.arguments import argument_error, make_strict
+from mcp_server.app import AppState, IBKRServer, broker_from_env
 from mcp_server.config import MCPSettings
-from mcp_server.context import AppState, add_tool, broker_from_env, call_broker, state
+from mcp_server.context import add_tool, state
 from mcp_server.portfolio import account_for
 from mcp_server.security import (
     SecurityMiddleware,
@@ -57,40 +57,18 @@ CATEGORIES = (
 )
 
 
-class IBKRServer(MCPServer[AppState]):
-    """MCPServer holding the process-wide state (broker, settings, trading guard), whose tools
-    take strict arguments (:mod:`mcp_server.arguments`) on every transport."""
-
-    app_state: AppState
-
-    def add_tool(self, fn: Callable[..., Any], name: str | None = None, **kwargs: Any) -> None:
-        """Register ``fn`` as MCPServer does, then make its arguments strict."""
-        super().add_tool(fn, name=name, **kwargs)
-        make_strict(self, name or fn.__name__)
-
-    async def call_tool(
-        self, name: str, arguments: dict[str, Any], context: Context | None = None
-    ) -> CallToolResult | InputRequiredResult:
-        """Call a tool; arguments that fail validation answer one message naming each of them."""
-        try:
-            return await super().call_tool(name, arguments, context)
-        except ToolError as exc:
-            cause = exc.__cause__
-            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
-                raise
-            raise argument_error(name, cause) from cause
-
-
 class Health(BaseModel):
-    """Connection, account and mode of the server."""
+    """Whether the broker answers, and the account and mode of the server. When the broker does
+    not answer, ``connected`` is false, ``error`` says why, and the broker's fields are null."""
 
-    backend: str
-    connected: bool
-    account_id: str
-    paper: bool
+    connected: bool = Field(description="the broker answered this call (accounts and its clock)")
+    error: str | None = Field(default=None, description="why the broker did not answer")
+    backend: str | None = Field(default=None, description="the broker backend: sim, tws, webapi")
+    account_id: str | None = None
+    paper: bool | None = None
     trading: bool = Field(description="IBKR_MCP_TRADING: the order tools are offered")
-    kill_switch: bool
-    broker_time: str
+    kill_switch: bool | None = None
+    broker_time: str | None = Field(default=None, description="the broker's clock, ISO 8601")
 
 
 class Pong(BaseModel):
@@ -100,28 +78,34 @@ class Pong(BaseModel):
 
 
 async def health(ctx: Context) -> Health:
-    """Broker connection, account in use, paper/live, and whether trading is on.
+    """Whether the broker answers, the account in use, paper/live, and whether trading is on.
 
     Examples:
-        health() -> {"backend": "sim", "connected": true, "paper": true, "trading": false, ...}
+        health() -> {"connected": true, "backend": "sim", "paper": true, "trading": false, ...}
+        health() -> {"connected": false, "error": "[IB 502] cannot reach TWS / IB Gateway ...",
+                     "backend": null, ...}
     """
     app = state(ctx)
+    wanted = account_for(ctx, None)
 
-    def run(b: GuardedBroker) -> Health:
-        accounts = b.accounts()
-        wanted = account_for(ctx, None)
-        acct = next(a for a in accounts if (a.account_id == wanted if wanted else a.is_primary))
-        return Health(
-            backend=b.name,
-            connected=True,
-            account_id=acct.account_id,
-            paper=acct.is_paper,
-            trading=app.settings.trading,
-            kill_switch=b.guard.halt_reason() is not None,
-            broker_time=b.now().isoformat(),
-        )
+    def run() -> Health:
+        try:
+            b = app.broker()
+            accounts = b.accounts()
+            acct = next(a for a in accounts if (a.account_id == wanted if wanted else a.is_primary))
+            return Health(
+                connected=True,
+                backend=b.name,
+                account_id=acct.account_id,
+                paper=acct.is_paper,
+                trading=app.settings.trading,
+                kill_switch=b.guard.halt_reason() is not None,
+                broker_time=b.now().isoformat(),
+            )
+        except BrokerError as exc:
+            return Health(connected=False, error=str(exc), trading=app.settings.trading)
 
-    return await call_broker(ctx, run)
+    return await anyio.to_thread.run_sync(run)
 
 
 async def ping() -> Pong:

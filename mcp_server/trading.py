@@ -36,7 +36,7 @@ from mcp_server.portfolio import AccountId, account_for
 from mcp_server.safety import TradingRefused
 
 if TYPE_CHECKING:
-    from mcp_server.server import IBKRServer
+    from mcp_server.app import IBKRServer
 
 CATEGORY = "trading"
 

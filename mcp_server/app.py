@@ -1,0 +1,121 @@
+"""The MCP server's process-wide state and the server class the tool modules register on.
+
+:class:`AppState` lives for the whole server process: one broker connection behind the order
+guard with the server's own limits (``IBKR_MCP_*``), opened on first use, the settings, the
+confirmation tokens, the audit log and each MCP session's chosen account. :class:`IBKRServer`
+holds it; the MCP lifespan hands it to every session as a typed lifespan context, and the
+plain-HTTP routes (``/tools/list``, ``/tools/call``) reach it through the server.
+
+The tool modules, :mod:`mcp_server.context` and :mod:`mcp_server.server` import this module;
+it imports none of them, so the server's modules form no circle.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp_types import CallToolResult, InputRequiredResult
+from pydantic import ValidationError
+
+from ibkr_assets.broker import GuardedBroker
+from ibkr_assets.broker.guard import OrderGuard
+from mcp_server.arguments import argument_error, make_strict
+from mcp_server.config import MCPSettings
+from mcp_server.safety import AuditLog, ConfirmationStore
+
+
+def broker_from_env(settings: MCPSettings) -> GuardedBroker:
+    """The broker the ``IBKR_*`` environment describes, through the pipeline's IB resource,
+    behind the order guard with the MCP server's limits."""
+    from ibkr_assets.resources.ib import IBResource
+
+    return IBResource.from_env().get_broker(settings.order_limits())
+
+
+@dataclass
+class AppState:
+    """One per server: the guarded broker (opened on first use), settings, confirmation tokens,
+    the audit log, and each MCP session's chosen account."""
+
+    settings: MCPSettings
+    broker_factory: Callable[[MCPSettings], GuardedBroker] = broker_from_env
+    confirmations: ConfirmationStore = field(init=False)
+    audit_log: AuditLog = field(init=False)
+    _selected: dict[str, str] = field(default_factory=dict, init=False)
+    _broker: GuardedBroker | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.confirmations = ConfirmationStore(
+            self.settings.data_dir / "mcp" / "confirmations.sqlite", self.settings.token_ttl_s
+        )
+        self.audit_log = AuditLog(self.settings.audit_path)
+
+    @property
+    def data_dir(self) -> Path:
+        """The pipeline's data root."""
+        return self.settings.data_dir
+
+    def broker(self) -> GuardedBroker:
+        """The one connection, opened on first use (blocking: call from a worker thread)."""
+        with self._lock:
+            if self._broker is None:
+                self._broker = self.broker_factory(self.settings)
+            return self._broker
+
+    @property
+    def order_guard(self) -> OrderGuard:
+        """The order guard every order of this server passes (opens the broker if needed)."""
+        return self.broker().guard
+
+    def audit(self, action: str, why: str, what: dict[str, Any]) -> None:
+        """Append an order action to the MCP order log, as this server's user."""
+        self.audit_log.append(action, self.settings.user, why, what)
+
+    def selected_account(self, session: str | None) -> str | None:
+        """The account an MCP session chose with ``select_account`` (None: the primary)."""
+        return self._selected.get(session) if session is not None else None
+
+    def select_account(self, session: str, account_id: str) -> None:
+        """Make ``account_id`` the default of one MCP session only."""
+        self._selected[session] = account_id
+
+    def close(self) -> None:
+        """Close the broker connection if one is open."""
+        with self._lock:
+            if self._broker is not None:
+                self._broker.close()
+                self._broker = None
+
+
+class IBKRServer(MCPServer[AppState]):
+    """MCPServer holding the process-wide state (broker, settings, trading guard), whose tools
+    take strict arguments (:mod:`mcp_server.arguments`) on every transport."""
+
+    app_state: AppState
+
+    def add_tool(self, fn: Callable[..., Any], name: str | None = None, **kwargs: Any) -> None:
+        """Register ``fn`` as MCPServer does, then make its arguments strict."""
+        super().add_tool(fn, name=name, **kwargs)
+        make_strict(self, name or fn.__name__)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """Call a tool; arguments that fail validation answer one message naming each of them."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            raise argument_error(name, cause) from cause
+
+
+__all__ = ["AppState", "IBKRServer", "broker_from_env"]
