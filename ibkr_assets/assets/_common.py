@@ -11,7 +11,7 @@ the Dagster UI's Columns panel shows it (``dagster/column_schema``). Every asset
 :data:`OWNERS` and tagged with its ``stage``, its data ``source`` (``ib``, ``ib-news``, ``sim``
 or ``fmp`` fundamentals, or ``derived`` from other assets) and whether trading depends on it
 (``trading_critical``): filter the catalog with e.g. ``tag:trading_critical=true``. Floats in
-materialisation metadata go through :func:`readable`.
+materialisation metadata go through :func:`ibkr_assets.metadata.readable`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from ibkr_assets.metadata import readable
 from ibkr_assets.partitions import DAILY_PARTITIONS, as_of
 from ibkr_assets.resources.storage import WAREHOUSE_SCHEMA
 
@@ -35,8 +36,6 @@ STAGE, SOURCE, TRADING_CRITICAL = "stage", "source", "trading_critical"
 #: Data sources: IB's API (whichever backend, the simulated one included), IB's news, or only
 #: other assets of the pipeline.
 IB, IB_NEWS, DERIVED = "ib", "ib-news", "derived"
-#: Significant digits a float keeps in metadata (never fewer than two decimals).
-METADATA_DIGITS = 6
 #: Who answers for the pipeline's assets (a Dagster owner: ``team:<name>`` or an e-mail).
 OWNERS = ["team:trading"]
 
@@ -130,28 +129,6 @@ def daily_asset_kwargs(
             metadata=table_metadata(warehouse_schema or group),
         ),
     }
-
-
-def readable_number(value: float) -> float:
-    """``value`` rounded for reading: six significant digits, never fewer than two decimals
-    (0.9500000005734556 -> 0.95, 764363.7050000001 -> 764363.71)."""
-    if not math.isfinite(value) or value == 0:
-        return float(value)
-    decimals = max(2, METADATA_DIGITS - 1 - math.floor(math.log10(abs(value))))
-    return round(float(value), decimals)
-
-
-def readable(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """Materialisation metadata with every float (plain or ``MetadataValue.float``) rounded by
-    :func:`readable_number`; everything else as given."""
-    out: dict[str, Any] = {}
-    for key, value in metadata.items():
-        if isinstance(value, float):
-            value = readable_number(value)
-        elif isinstance(value, dg.FloatMetadataValue) and value.value is not None:
-            value = dg.MetadataValue.float(readable_number(value.value))
-        out[key] = value
-    return out
 
 
 def session_of(context: dg.AssetExecutionContext) -> tuple[str, date, datetime]:

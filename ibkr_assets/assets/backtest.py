@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ibkr_assets.assets._common import IB, Table, catalog_kwargs, png_markdown, readable
+from ibkr_assets.assets._common import IB, Table, catalog_kwargs, png_markdown
 from ibkr_assets.assets.ingest import (
     IB_MAX_NEWS,
     _headline_frame,
@@ -50,6 +50,7 @@ from ibkr_assets.broker import Broker
 from ibkr_assets.config import PipelineConfig, watchlist_symbols
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.jobs import WEEKLY_GROUP
+from ibkr_assets.metadata import readable
 from ibkr_assets.partitions import (
     NEW_YORK,
     WEEKLY_PARTITIONS,

@@ -19,7 +19,7 @@
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import Table, readable, with_partition, without_partition
+from ibkr_assets.assets._common import Table, with_partition, without_partition
 from ibkr_assets.assets.decide_common import (
     current_weights,
     decide_asset,
@@ -30,6 +30,7 @@ from ibkr_assets.assets.decide_common import (
 from ibkr_assets.assets.journal import EX_ANTE, record_decision
 from ibkr_assets.assets.risk import TARGETS
 from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.metadata import readable
 from ibkr_assets.partitions import as_of
 from ibkr_assets.quant.compliance import render_recommendation_markdown
 from ibkr_assets.quant.decision import compliance_checks, overlay_targets

@@ -15,7 +15,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from ibkr_assets.assets._common import Table, listing, preview, readable, with_partition
+from ibkr_assets.assets._common import Table, listing, preview, with_partition
 from ibkr_assets.assets.decide_common import (
     RISK_MODEL,
     current_weights,
@@ -24,6 +24,7 @@ from ibkr_assets.assets.decide_common import (
     risk_model_from_frame,
 )
 from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.metadata import readable
 from ibkr_assets.quant.decision import EX_ANTE, close_panel, optimise_targets, sector_map
 from ibkr_assets.quant.risk_model import build_risk_model
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import readable
+from ibkr_assets.metadata import readable
 from ibkr_assets.partitions import DAILY_PARTITIONS
 from ibkr_assets.quant.compliance import CHECK_NAMES
 

@@ -18,11 +18,10 @@ from ibkr_assets.assets._common import (
     SOURCE,
     STAGE,
     TRADING_CRITICAL,
-    readable,
-    readable_number,
 )
 from ibkr_assets.assets.execution import order_ticket
 from ibkr_assets.definitions import defs
+from ibkr_assets.metadata import readable, readable_number
 from ibkr_assets.resources.storage import WAREHOUSE_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
