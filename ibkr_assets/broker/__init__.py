@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ibkr_assets.broker.errors import BrokerError, LiveTradingNotAllowed, OrderRefused
-from ibkr_assets.broker.guard import GuardedBroker, OrderGuard
+from ibkr_assets.broker.guard import OrderGuard
+from ibkr_assets.broker.guarded import GuardedBroker
 from ibkr_assets.broker.protocol import Broker
 from ibkr_assets.broker.settings import BrokerSettings, OrderLimits, PipelineOrderLimits
 

@@ -25,6 +25,7 @@ pipeline's submission, the MCP tools and anything added later send orders throug
    ``<data root>/guard/orders.sqlite``, shared by every process and kept across restarts:
    orders per minute, orders per day and value sent per day.
 
+:class:`~ibkr_assets.broker.guarded.GuardedBroker` puts a backend behind the guard.
 Placement is **exactly once**: under an exclusive lock per account (``<data root>/guard/
 <account>.lock``, an ``flock`` every process on the data root takes), the guard looks the
 order's ``order_ref`` up among the broker's open orders, completed orders and executions and
@@ -45,20 +46,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ibkr_assets.broker.errors import (
     ContractNotFound,
     MarketDataUnavailable,
-    OrderNotFound,
     OrderRefused,
 )
-from ibkr_assets.broker.models import Contract, Execution, Order, OrderStatus, Quote
+from ibkr_assets.broker.models import Contract, Order, Quote
 from ibkr_assets.broker.protocol import Broker
 from ibkr_assets.broker.settings import BrokerSettings, OrderLimits
 
@@ -470,147 +469,8 @@ def reference_price(order: Order, quote: Quote | None) -> float | None:
     return max(prices) if prices else None
 
 
-def _as_status(order_ref: str, executions: Sequence[Execution]) -> OrderStatus:
-    """The fills of an order IB no longer lists as an order, as its (filled) status."""
-    first = executions[0]
-    shares = sum(e.shares for e in executions)
-    return OrderStatus(
-        order_id=first.order_id,
-        perm_id=first.perm_id,
-        account_id=first.account_id,
-        contract=first.contract,
-        action="BUY" if first.side == "BOT" else "SELL",
-        quantity=shares,
-        order_type="MKT",
-        order_ref=order_ref,
-        status="Filled",
-        filled=shares,
-        remaining=0.0,
-        avg_fill_price=sum(e.shares * e.price for e in executions) / shares,
-        time=max(e.time for e in executions),
-    )
-
-
-class GuardedBroker:
-    """A backend behind the order guard: ``place`` and ``modify`` pass every check and the
-    account lock, ``cancel`` passes the read-only check; everything else is the backend's own.
-    """
-
-    def __init__(self, inner: Broker, guard: OrderGuard) -> None:
-        self.inner = inner
-        self.guard = guard
-        self.name = inner.name
-
-    def __getattr__(self, attribute: str) -> Any:
-        # Reads (quotes, history, accounts, ...) are the backend's own.
-        return getattr(self.inner, attribute)
-
-    def pinned(self, at: datetime) -> GuardedBroker:
-        """The backend pinned to ``at`` (the simulator's backfills), still behind the guard."""
-        pinned = getattr(self.inner, "pinned", None)
-        return GuardedBroker(pinned(at), self.guard) if callable(pinned) else self
-
-    def account_id(self, wanted: str | None = None) -> str:
-        """The account an order for ``wanted`` (None = the configured or primary one) goes to."""
-        return self.guard.account_for(self.inner, wanted)
-
-    @contextmanager
-    def account_lock(self, account_id: str | None = None) -> Iterator[str]:
-        """Hold the account's order lock (reconcile, then place, as one step); yields the id."""
-        account = self.account_id(account_id)
-        with self.guard.account_lock(account).held():
-            yield account
-
-    def assess(self, order: Order) -> Assessment:
-        """Every check, without sending (a preview): raises OrderRefused or says what passed."""
-        return self.guard.assess(self.inner, order, count_daily=order.parent_id is None)
-
-    def known_order(self, order_ref: str, account_id: str | None = None) -> OrderStatus | None:
-        """The order IB already has under ``order_ref`` (open, done today, or only as fills)."""
-        if not order_ref:
-            return None
-        account = self.account_id(account_id)
-        for status in [
-            *self.inner.open_orders(account),
-            *self.inner.completed_orders(account),
-        ]:
-            if status.order_ref == order_ref:
-                return status
-        fills = [e for e in self.inner.executions(account) if e.order_ref == order_ref]
-        return _as_status(order_ref, fills) if fills else None
-
-    def place(self, order: Order) -> OrderStatus:
-        """Send an order that passes the guard, once: an ``order_ref`` IB already has returns
-        that order. Raises OrderRefused (nothing sent) or the backend's errors."""
-        account = self.account_id(order.account_id)
-        with self.guard.account_lock(account).held():
-            existing = self.known_order(order.order_ref, account)
-            if existing is not None:
-                return existing
-            assessment = self.assess(order.model_copy(update={"account_id": account}))
-            status = self.inner.place(assessment.order)
-            counted = assessment.notional if order.parent_id is None else 0.0
-            self.guard.record(assessment, counted)
-            return status
-
-    def modify(
-        self,
-        order_id: int,
-        quantity: float | None = None,
-        limit_price: float | None = None,
-        stop_price: float | None = None,
-    ) -> OrderStatus:
-        """Change an open order; the order as it would stand passes the guard as a new one."""
-        current = self.open_order(order_id)
-        changed = self.modified_order(current, quantity, limit_price, stop_price)
-        with self.guard.account_lock(current.account_id).held():
-            assessment = self.guard.assess(self.inner, changed, count_daily=True)
-            status = self.inner.modify(
-                order_id, quantity=quantity, limit_price=limit_price, stop_price=stop_price
-            )
-            self.guard.record(assessment, assessment.notional)
-            return status
-
-    def open_order(self, order_id: int) -> OrderStatus:
-        """The open order with IB ``orderId`` ``order_id``, in any managed account."""
-        for acct in self.inner.accounts():
-            for o in self.inner.open_orders(acct.account_id):
-                if o.order_id == order_id:
-                    return o
-        raise OrderNotFound(f"no open order with id {order_id} (filled, cancelled or unknown)")
-
-    @staticmethod
-    def modified_order(
-        current: OrderStatus,
-        quantity: float | None,
-        limit_price: float | None,
-        stop_price: float | None,
-    ) -> Order:
-        """The order as it would stand after a modify (IB: the same orderId, new fields)."""
-        return Order(
-            contract=current.contract,
-            action=current.action,
-            quantity=quantity if quantity is not None else current.quantity,
-            order_type=current.order_type,
-            limit_price=limit_price if limit_price is not None else current.limit_price,
-            stop_price=stop_price if stop_price is not None else current.stop_price,
-            tif=current.tif,
-            account_id=current.account_id,
-            order_ref=current.order_ref,
-        )
-
-    def cancel(self, order_id: int) -> OrderStatus:
-        """Cancel an open order (refused only in read-only mode)."""
-        self.guard.check_cancel()
-        return self.inner.cancel(order_id)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 __all__ = [
     "Assessment",
-    "GuardedBroker",
     "OrderGuard",
     "is_marketable",
     "reference_price",

@@ -28,7 +28,7 @@ from ibkr_assets.broker.errors import (
     NotConnected,
     error_from_ib,
 )
-from ibkr_assets.broker.guard import GuardedBroker
+from ibkr_assets.broker.guarded import GuardedBroker
 from ibkr_assets.broker.models import (
     Account,
     AccountSummary,

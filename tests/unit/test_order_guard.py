@@ -24,7 +24,8 @@ import pytest
 
 from ibkr_assets.broker import BrokerSettings, OrderLimits, OrderRefused, connect
 from ibkr_assets.broker.errors import MarketDataUnavailable
-from ibkr_assets.broker.guard import GuardedBroker, OrderGuard
+from ibkr_assets.broker.guard import OrderGuard
+from ibkr_assets.broker.guarded import GuardedBroker
 from ibkr_assets.broker.models import Contract, Order, OrderStatus, Quote
 from ibkr_assets.broker.sim import SimBroker
 

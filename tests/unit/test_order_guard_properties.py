@@ -26,7 +26,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from ibkr_assets.broker import BrokerSettings, OrderLimits, OrderRefused, connect
-from ibkr_assets.broker.guard import GuardedBroker, is_marketable, reference_price
+from ibkr_assets.broker.guard import is_marketable, reference_price
+from ibkr_assets.broker.guarded import GuardedBroker
 from ibkr_assets.broker.models import Contract, Order, Quote
 
 SESSION = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)  # NYSE open, live simulated quotes
