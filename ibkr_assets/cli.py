@@ -197,13 +197,6 @@ def run_daily(session: date, quiet: bool = False) -> bool:
     return ok
 
 
-def _innermost(error: SerializableErrorInfo) -> SerializableErrorInfo:
-    """The error our code raised, inside Dagster's wrappers around it."""
-    while error.cause is not None:
-        error = error.cause
-    return error
-
-
 def _error_text(error: SerializableErrorInfo) -> str:
     """The error's message without its module-qualified class name."""
     text = error.message.strip()
@@ -227,7 +220,9 @@ def _failed_at_start(instance: DagsterInstance, run_id: str, session: date) -> b
     error = getattr(failures[-1].event_specific_data, "error", None) if failures else None
     if error is None:
         return False
-    cause = _innermost(error)
+    from ibkr_assets.sensors import innermost
+
+    cause = innermost(error)
     message = (
         f"run {run_id} for {session} failed at start, nothing was materialised: "
         f"{_error_text(cause)}"
@@ -241,8 +236,9 @@ def _failed_at_start(instance: DagsterInstance, run_id: str, session: date) -> b
 def _root_cause(event: object) -> str:
     """The innermost error of a failed step: the exception our code raised, not Dagster's
     wrapper around it."""
-    error = event.step_failure_data.error  # type: ignore[attr-defined]
-    return _innermost(error).message.strip() if error is not None else "no error recorded"
+    from ibkr_assets.sensors import root_cause
+
+    return root_cause(event.step_failure_data.error)  # type: ignore[attr-defined]
 
 
 def _written_since(path: Path, since: float) -> bool:

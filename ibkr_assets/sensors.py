@@ -109,11 +109,18 @@ def _run_line(run: dg.DagsterRun | None, run_id: str) -> str:
     return f"run {run_id} of {run.job_name}, trigger {trigger}, account {account}"
 
 
+def innermost(error: Any) -> Any:
+    """The error our code raised inside Dagster's wrappers around it (a
+    ``SerializableErrorInfo``, or None)."""
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error
+
+
 def root_cause(error: Any) -> str:
     """The innermost error of a failure (a ``SerializableErrorInfo``): the exception our code
     raised, not Dagster's wrapper around it, as ``Type: message``."""
-    while error is not None and error.cause is not None:
-        error = error.cause
+    error = innermost(error)
     return error.message.strip() if error is not None else "no error recorded"
 
 
