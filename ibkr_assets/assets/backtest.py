@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ibkr_assets.assets._common import IB, Table, catalog_kwargs, png_markdown
+from ibkr_assets.assets.catalog import IB, Table, catalog_kwargs
 from ibkr_assets.assets.ingest import (
     IB_MAX_NEWS,
     _headline_frame,
@@ -45,6 +45,7 @@ from ibkr_assets.assets.ingest import (
     quote_frame,
     universe_frame,
 )
+from ibkr_assets.assets.materialization import png_markdown
 from ibkr_assets.assets.signals import alpha_weights
 from ibkr_assets.broker import Broker
 from ibkr_assets.config import PipelineConfig, watchlist_symbols

@@ -19,7 +19,7 @@
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import Table, with_partition, without_partition
+from ibkr_assets.assets.catalog import Table
 from ibkr_assets.assets.decide_common import (
     current_weights,
     decide_asset,
@@ -28,6 +28,7 @@ from ibkr_assets.assets.decide_common import (
     risk_model_from_frame,
 )
 from ibkr_assets.assets.journal import EX_ANTE, record_decision
+from ibkr_assets.assets.partition import with_partition, without_partition
 from ibkr_assets.assets.risk import TARGETS
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.metadata import readable

@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import DERIVED, Table, daily_asset_kwargs
+from ibkr_assets.assets.catalog import DERIVED, Table, daily_asset_kwargs
 from ibkr_assets.quant.risk_model import RiskModel
 
 GROUP = "decide"

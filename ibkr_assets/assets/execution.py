@@ -31,25 +31,21 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import (
-    IB,
-    Table,
-    listing,
-    readable,
-    with_partition,
-    without_partition,
-)
+from ibkr_assets.assets.catalog import IB, Table
 from ibkr_assets.assets.decide_common import (
     current_quantities,
     decide_asset,
     frame_records,
     net_liquidation,
 )
+from ibkr_assets.assets.materialization import listing
+from ibkr_assets.assets.partition import with_partition, without_partition
 from ibkr_assets.broker import Broker, GuardedBroker
 from ibkr_assets.broker.errors import BrokerError, OrderRefused
 from ibkr_assets.broker.models import Contract, Order, OrderStatus, WhatIfResult
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.freshness import DAILY_OUTPUT_FRESHNESS
+from ibkr_assets.metadata import readable
 from ibkr_assets.partitions import as_of
 from ibkr_assets.promotion import live_trading_promoted
 from ibkr_assets.quant.decision import diff_orders

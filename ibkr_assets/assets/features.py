@@ -16,14 +16,9 @@ the universe's ``adv`` (IB's average volume, shares) becomes ``avg_volume``.
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import (
-    Table,
-    daily_asset_kwargs,
-    frame_metadata,
-    session_of,
-    with_partition,
-    without_partition,
-)
+from ibkr_assets.assets.catalog import Table, daily_asset_kwargs
+from ibkr_assets.assets.materialization import frame_metadata
+from ibkr_assets.assets.partition import session_of, with_partition, without_partition
 from ibkr_assets.checks.data_quality import check_results, check_specs, validate_feature_matrix
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.partitions import previous_sessions

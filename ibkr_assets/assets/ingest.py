@@ -37,16 +37,9 @@ from typing import Any, TypeVar, cast
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import (
-    IB,
-    IB_NEWS,
-    Table,
-    daily_asset_kwargs,
-    frame_metadata,
-    listing,
-    session_of,
-    with_partition,
-)
+from ibkr_assets.assets.catalog import IB, IB_NEWS, Table, daily_asset_kwargs
+from ibkr_assets.assets.materialization import frame_metadata, listing
+from ibkr_assets.assets.partition import session_of, with_partition
 from ibkr_assets.broker import Broker
 from ibkr_assets.broker.errors import BrokerError, NotConnected, PacingViolation
 from ibkr_assets.broker.models import Bar, Contract, Quote

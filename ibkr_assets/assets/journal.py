@@ -20,8 +20,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import Table, catalog_kwargs, without_partition
+from ibkr_assets.assets.catalog import Table, catalog_kwargs
 from ibkr_assets.assets.decide_common import GROUP, frame_records
+from ibkr_assets.assets.partition import without_partition
 from ibkr_assets.assets.risk import TARGETS
 from ibkr_assets.freshness import DAILY_OUTPUT_FRESHNESS
 from ibkr_assets.partitions import DAILY_PARTITIONS

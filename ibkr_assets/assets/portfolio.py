@@ -11,14 +11,9 @@ to the asset's metadata.
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets._common import (
-    IB,
-    Table,
-    daily_asset_kwargs,
-    frame_metadata,
-    session_of,
-    with_partition,
-)
+from ibkr_assets.assets.catalog import IB, Table, daily_asset_kwargs
+from ibkr_assets.assets.materialization import frame_metadata
+from ibkr_assets.assets.partition import session_of, with_partition
 from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource

@@ -15,7 +15,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from ibkr_assets.assets._common import Table, listing, preview, with_partition
+from ibkr_assets.assets.catalog import Table
 from ibkr_assets.assets.decide_common import (
     RISK_MODEL,
     current_weights,
@@ -23,6 +23,8 @@ from ibkr_assets.assets.decide_common import (
     risk_model_frame,
     risk_model_from_frame,
 )
+from ibkr_assets.assets.materialization import listing, preview
+from ibkr_assets.assets.partition import with_partition
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.metadata import readable
 from ibkr_assets.quant.decision import EX_ANTE, close_panel, optimise_targets, sector_map

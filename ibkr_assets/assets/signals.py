@@ -15,17 +15,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ibkr_assets.assets._common import (
-    Table,
-    daily_asset_kwargs,
-    png_markdown,
-    preview,
-    readable,
-    session_of,
-    with_partition,
-    without_partition,
-)
+from ibkr_assets.assets.catalog import Table, daily_asset_kwargs
+from ibkr_assets.assets.materialization import png_markdown, preview
+from ibkr_assets.assets.partition import session_of, with_partition, without_partition
 from ibkr_assets.config import PipelineConfig
+from ibkr_assets.metadata import readable
 from ibkr_assets.quant.alpha import AlphaWeights, compute_alpha_scores
 from ibkr_assets.quant.macro import FEATURE_COLUMNS as MACRO_COLUMNS
 from ibkr_assets.quant.macro import latest_regime

@@ -8,7 +8,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from ibkr_assets.assets._common import daily_asset_kwargs, with_partition
+from ibkr_assets.assets.catalog import daily_asset_kwargs
+from ibkr_assets.assets.partition import with_partition
 from ibkr_assets.partitions import as_of, previous_sessions
 
 SESSION = "2024-03-04"

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from ibkr_assets.assets import risk
-from ibkr_assets.assets._common import without_partition
 from ibkr_assets.assets.decide_common import risk_model_frame, risk_model_from_frame
+from ibkr_assets.assets.partition import without_partition
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.risk_model import build_risk_model
 from ibkr_assets.resources.storage import WarehouseIOManager

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from ibkr_assets.assets import execution
-from ibkr_assets.assets._common import daily_asset_kwargs, with_partition
+from ibkr_assets.assets.catalog import daily_asset_kwargs
+from ibkr_assets.assets.partition import with_partition
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
 from ibkr_assets.resources.ib import IBResource

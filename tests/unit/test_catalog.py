@@ -13,13 +13,9 @@ import pytest
 import yaml
 
 from ibkr_assets import definitions
-from ibkr_assets.assets._common import (
-    PARTITION_COLUMN,
-    SOURCE,
-    STAGE,
-    TRADING_CRITICAL,
-)
+from ibkr_assets.assets.catalog import SOURCE, STAGE, TRADING_CRITICAL
 from ibkr_assets.assets.execution import order_ticket
+from ibkr_assets.assets.partition import PARTITION_COLUMN
 from ibkr_assets.definitions import defs
 from ibkr_assets.metadata import readable, readable_number
 from ibkr_assets.resources.storage import WAREHOUSE_SCHEMA

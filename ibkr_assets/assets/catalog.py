@@ -1,36 +1,24 @@
-"""Shared wiring of the daily assets: the partition's as-of time, the catalog entry of each
-asset (columns, owners, tags, kinds), table metadata rounded for reading, previews.
+"""The catalog entry of each asset: its columns, owners, tags, kinds and where it is stored.
 
-Every partitioned DataFrame asset carries a ``partition_date`` column (the session, as a
-timestamp) so the DuckDB IO manager deletes the partition's rows before inserting — a rerun
-replaces, never duplicates.
-
-The catalog: each table asset declares its columns once, as a :class:`Table` (pandas dtype and
-meaning with unit per column); the frame is typed from it where the asset builds the frame, and
-the Dagster UI's Columns panel shows it (``dagster/column_schema``). Every asset is owned by
-:data:`OWNERS` and tagged with its ``stage``, its data ``source`` (``ib``, ``ib-news``, ``sim``
-or ``fmp`` fundamentals, or ``derived`` from other assets) and whether trading depends on it
-(``trading_critical``): filter the catalog with e.g. ``tag:trading_critical=true``. Floats in
-materialisation metadata go through :func:`ibkr_assets.metadata.readable`.
+Each table asset declares its columns once, as a :class:`Table` (pandas dtype and meaning with
+unit per column); the frame is typed from it where the asset builds the frame, and the Dagster
+UI's Columns panel shows it (``dagster/column_schema``). Every asset is owned by :data:`OWNERS`
+and tagged with its ``stage``, its data ``source`` (``ib``, ``ib-news``, ``sim`` or ``fmp``
+fundamentals, or ``derived`` from other assets) and whether trading depends on it
+(``trading_critical``): filter the catalog with e.g. ``tag:trading_critical=true``.
 """
 
 from __future__ import annotations
 
-import base64
-import math
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
-from ibkr_assets.metadata import readable
-from ibkr_assets.partitions import DAILY_PARTITIONS, as_of
+from ibkr_assets.assets.partition import PARTITION_COLUMN, PARTITION_DESCRIPTION
+from ibkr_assets.partitions import DAILY_PARTITIONS
 from ibkr_assets.resources.storage import WAREHOUSE_SCHEMA
 
-PARTITION_COLUMN = "partition_date"
-PARTITION_DESCRIPTION = "the NYSE session (partition) the row belongs to"
 #: Tag keys of every asset.
 STAGE, SOURCE, TRADING_CRITICAL = "stage", "source", "trading_critical"
 #: Data sources: IB's API (whichever backend, the simulated one included), IB's news, or only
@@ -129,54 +117,3 @@ def daily_asset_kwargs(
             metadata=table_metadata(warehouse_schema or group),
         ),
     }
-
-
-def session_of(context: dg.AssetExecutionContext) -> tuple[str, date, datetime]:
-    """(partition key, session date, as-of instant in UTC) of the run."""
-    key = context.partition_key
-    return key, date.fromisoformat(key), as_of(key)
-
-
-def with_partition(frame: pd.DataFrame, partition_key: str) -> pd.DataFrame:
-    """``frame`` with the partition column set to the session."""
-    return frame.assign(**{PARTITION_COLUMN: pd.Timestamp(partition_key)})
-
-
-def without_partition(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` without the partition column (as loaded from the warehouse)."""
-    return frame.drop(columns=[PARTITION_COLUMN], errors="ignore")
-
-
-def preview(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
-    """The first rows of a frame as a markdown table for the Dagster UI."""
-    head = without_partition(frame).head(rows)
-    return dg.MetadataValue.md(head.to_markdown(index=False, floatfmt=".4g"))
-
-
-def frame_metadata(frame: pd.DataFrame, **extra: Any) -> dict[str, Any]:
-    """Row count and preview of a frame, plus ``extra`` (None / NaN values dropped, floats
-    rounded for reading)."""
-    meta: dict[str, Any] = {"dagster/row_count": len(frame), "preview": preview(frame)}
-    for key, value in extra.items():
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        meta[key] = value
-    return readable(meta)
-
-
-def listing(items: dict[str, str] | list[str], limit: int = 50) -> dg.MetadataValue:
-    """A markdown bullet list (first ``limit`` items) — for missing or rejected symbols."""
-    lines = (
-        [f"- {k}: {v}" for k, v in list(items.items())[:limit]]
-        if isinstance(items, dict)
-        else [f"- {k}" for k in items[:limit]]
-    )
-    if len(items) > limit:
-        lines.append(f"- ... and {len(items) - limit} more")
-    return dg.MetadataValue.md("\n".join(lines) or "(none)")
-
-
-def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
-    """A PNG inlined as markdown, so the Dagster UI shows the picture in the asset's metadata."""
-    image = base64.b64encode(png).decode("ascii")
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{image})")
