@@ -22,7 +22,8 @@ the pipeline:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import pandas as pd
 from mcp.server.mcpserver import Context
@@ -31,7 +32,7 @@ from pydantic import BaseModel, Field
 
 from ibkr_assets.broker import Broker
 from ibkr_assets.broker.guard import reference_price
-from ibkr_assets.broker.models import Bar, Order, Position
+from ibkr_assets.broker.models import AccountSummary, Bar, Order, Position
 from ibkr_assets.quant.performance import annualised_volatility, max_drawdown
 from ibkr_assets.quant.risk_metrics import concentration, sector_exposure
 from ibkr_assets.quant.stock_risk import (
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from mcp_server.app import IBKRServer
 
 CATEGORY = "analysis"
+T = TypeVar("T")
 OHLCV = ("open", "high", "low", "close", "volume")
 #: Sessions in the trailing returns: about one and three months.
 MONTH_SESSIONS, QUARTER_SESSIONS = 21, 63
@@ -184,6 +186,51 @@ def _sector_values(b: Broker, rows: list[Position]) -> dict[str, float]:
     return {str(k): float(v) for k, v in by_sector["net"].items()}
 
 
+async def _on_account(
+    ctx: Context,
+    account_id: str | None,
+    view: Callable[[Broker, AccountSummary, list[Position]], T],
+) -> T:
+    """``view(broker, summary, positions)`` of the account (the session's or the primary one
+    when ``account_id`` is None), run in a worker thread."""
+    acct = account_for(ctx, account_id)
+
+    def run(b: Broker) -> T:
+        s = b.account_summary(acct)
+        return view(b, s, b.positions(s.account_id))
+
+    return await call_broker(ctx, run)
+
+
+def _health(b: Broker, s: AccountSummary, rows: list[Position]) -> PortfolioHealth:
+    """What :func:`portfolio_health` reports for an account's summary and positions."""
+    c = concentration(_market_values(rows), top=5)
+    nl = s.net_liquidation
+    warnings = []
+    if c.max_share > 0.25:
+        warnings.append(f"largest position is {c.max_share:.0%} of gross exposure")
+    if s.leverage > 1.5:
+        warnings.append(f"leverage {s.leverage:.2f}x")
+    if s.cushion < 0.10:
+        warnings.append(f"margin cushion {s.cushion:.0%} is below 10%")
+    sectors = _weights(_sector_values(b, rows), nl)
+    if sectors and abs(sectors[0].weight) > 0.40:
+        warnings.append(f"{sectors[0].name} is {sectors[0].weight:.0%} of net liquidation")
+    return PortfolioHealth(
+        account_id=s.account_id,
+        net_liquidation=nl,
+        positions=len(rows),
+        largest_weight=c.max_share,
+        top5_weight=c.top_share,
+        hhi=c.hhi,
+        leverage=s.leverage,
+        cash_share=s.total_cash / nl if nl else 0.0,
+        cushion=s.cushion,
+        sectors=sectors,
+        warnings=warnings,
+    )
+
+
 async def portfolio_health(ctx: Context, account_id: AccountId = None) -> PortfolioHealth:
     """Concentration (largest, top-5, HHI), leverage, cash, margin cushion and sector mix,
     with plain-language warnings.
@@ -191,38 +238,7 @@ async def portfolio_health(ctx: Context, account_id: AccountId = None) -> Portfo
     Examples:
         portfolio_health()
     """
-    acct = account_for(ctx, account_id)
-
-    def run(b: Broker) -> PortfolioHealth:
-        s = b.account_summary(acct)
-        rows = b.positions(s.account_id)
-        c = concentration(_market_values(rows), top=5)
-        nl = s.net_liquidation
-        warnings = []
-        if c.max_share > 0.25:
-            warnings.append(f"largest position is {c.max_share:.0%} of gross exposure")
-        if s.leverage > 1.5:
-            warnings.append(f"leverage {s.leverage:.2f}x")
-        if s.cushion < 0.10:
-            warnings.append(f"margin cushion {s.cushion:.0%} is below 10%")
-        sectors = _weights(_sector_values(b, rows), nl)
-        if sectors and abs(sectors[0].weight) > 0.40:
-            warnings.append(f"{sectors[0].name} is {sectors[0].weight:.0%} of net liquidation")
-        return PortfolioHealth(
-            account_id=s.account_id,
-            net_liquidation=nl,
-            positions=len(rows),
-            largest_weight=c.max_share,
-            top5_weight=c.top_share,
-            hhi=c.hhi,
-            leverage=s.leverage,
-            cash_share=s.total_cash / nl if nl else 0.0,
-            cushion=s.cushion,
-            sectors=sectors,
-            warnings=warnings,
-        )
-
-    return await call_broker(ctx, run)
+    return await _on_account(ctx, account_id, _health)
 
 
 def analyse_bars(
@@ -332,6 +348,27 @@ async def position_size(
     return await call_broker(ctx, run)
 
 
+def _allocation(b: Broker, s: AccountSummary, rows: list[Position]) -> Allocation:
+    """What :func:`allocation` reports for an account's summary and positions."""
+    nl = s.net_liquidation
+    by_ccy: dict[str, float] = {}
+    for line in b.cash_balances(s.account_id):
+        by_ccy[line.currency] = by_ccy.get(line.currency, 0.0) + line.value_in_base
+    for p in rows:
+        by_ccy[p.currency] = by_ccy.get(p.currency, 0.0) + (p.market_value or 0.0)
+    return Allocation(
+        account_id=s.account_id,
+        net_liquidation=nl,
+        by_position=_weights({p.contract.symbol: p.market_value or 0.0 for p in rows}, nl),
+        by_sector=_weights(_sector_values(b, rows), nl),
+        by_currency=_weights(by_ccy, nl),
+        cash=s.total_cash,
+        settled_cash=s.settled_cash,
+        available_funds=s.available_funds,
+        buying_power=s.buying_power,
+    )
+
+
 async def allocation(ctx: Context, account_id: AccountId = None) -> Allocation:
     """Allocation by position, sector and currency, and the cash picture (settled cash,
     available funds, buying power).
@@ -339,30 +376,7 @@ async def allocation(ctx: Context, account_id: AccountId = None) -> Allocation:
     Examples:
         allocation()
     """
-    acct = account_for(ctx, account_id)
-
-    def run(b: Broker) -> Allocation:
-        s = b.account_summary(acct)
-        rows = b.positions(s.account_id)
-        nl = s.net_liquidation
-        by_ccy: dict[str, float] = {}
-        for line in b.cash_balances(s.account_id):
-            by_ccy[line.currency] = by_ccy.get(line.currency, 0.0) + line.value_in_base
-        for p in rows:
-            by_ccy[p.currency] = by_ccy.get(p.currency, 0.0) + (p.market_value or 0.0)
-        return Allocation(
-            account_id=s.account_id,
-            net_liquidation=nl,
-            by_position=_weights({p.contract.symbol: p.market_value or 0.0 for p in rows}, nl),
-            by_sector=_weights(_sector_values(b, rows), nl),
-            by_currency=_weights(by_ccy, nl),
-            cash=s.total_cash,
-            settled_cash=s.settled_cash,
-            available_funds=s.available_funds,
-            buying_power=s.buying_power,
-        )
-
-    return await call_broker(ctx, run)
+    return await _on_account(ctx, account_id, _allocation)
 
 
 def register(server: IBKRServer) -> None:

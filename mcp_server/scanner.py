@@ -7,6 +7,7 @@ A scanner ranks instruments of a ``location`` (IB locationCode, e.g. STK.US.MAJO
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.mcpserver import Context
@@ -49,37 +50,27 @@ async def _scan(
     return ScanResult(code=code, location=location, rows=rows)
 
 
-async def top_gainers(
-    ctx: Context, limit: Limit = 10, location: Location = "STK.US.MAJOR"
-) -> ScanResult:
-    """Biggest % gainers since the previous close (IB TOP_PERC_GAIN).
+def _preset(name: str, code: str, what: str) -> Callable[..., Awaitable[ScanResult]]:
+    """A tool ``name`` that runs IB's scanner ``code`` (described by ``what``) with only a row
+    limit and a location."""
+
+    async def tool(
+        ctx: Context, limit: Limit = 10, location: Location = "STK.US.MAJOR"
+    ) -> ScanResult:
+        return await _scan(ctx, code, location, None, limit)
+
+    tool.__name__ = tool.__qualname__ = name
+    tool.__doc__ = f"""{what} (IB {code}).
 
     Examples:
-        top_gainers(limit=5)
+        {name}(limit=5)
     """
-    return await _scan(ctx, "TOP_PERC_GAIN", location, None, limit)
+    return tool
 
 
-async def top_losers(
-    ctx: Context, limit: Limit = 10, location: Location = "STK.US.MAJOR"
-) -> ScanResult:
-    """Biggest % losers since the previous close (IB TOP_PERC_LOSE).
-
-    Examples:
-        top_losers(limit=5)
-    """
-    return await _scan(ctx, "TOP_PERC_LOSE", location, None, limit)
-
-
-async def most_active(
-    ctx: Context, limit: Limit = 10, location: Location = "STK.US.MAJOR"
-) -> ScanResult:
-    """Most traded by volume today (IB MOST_ACTIVE).
-
-    Examples:
-        most_active(limit=5)
-    """
-    return await _scan(ctx, "MOST_ACTIVE", location, None, limit)
+top_gainers = _preset("top_gainers", "TOP_PERC_GAIN", "Biggest % gainers since the previous close")
+top_losers = _preset("top_losers", "TOP_PERC_LOSE", "Biggest % losers since the previous close")
+most_active = _preset("most_active", "MOST_ACTIVE", "Most traded by volume today")
 
 
 async def run_scanner(

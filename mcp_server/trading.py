@@ -89,6 +89,21 @@ class OrderRequest(BaseModel):
         return self
 
 
+#: The fields of an order request that the broker order takes over unchanged, by name.
+ORDER_FIELDS = frozenset({"action", "quantity", "order_type", "limit_price", "stop_price", "tif"})
+
+
+#: What a preview shows of IB's what-if (:class:`WhatIfResult`), by the same names.
+WHAT_IF_FIELDS = (
+    "init_margin_change",
+    "maint_margin_change",
+    "excess_liquidity_after",
+    "commission",
+    "accepted",
+    "warning",
+)
+
+
 class Checked(BaseModel):
     """What an order would do once it passed the order guard and IB's what-if, and the token
     that lets it be sent."""
@@ -118,12 +133,7 @@ class Checked(BaseModel):
             reference_price=checked.reference_price,
             notional=checked.notional,
             share_of_net_liq=checked.share_of_net_liquidation,
-            init_margin_change=w.init_margin_change,
-            maint_margin_change=w.maint_margin_change,
-            excess_liquidity_after=w.excess_liquidity_after,
-            commission=w.commission,
-            accepted=w.accepted,
-            warning=w.warning,
+            **{name: getattr(w, name) for name in WHAT_IF_FIELDS},
             confirmation_token=token,
             expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
             **fields,
@@ -160,12 +170,7 @@ def _parent_order(b: GuardedBroker, req: OrderRequest, order_ref: str = "") -> O
     try:
         return Order(
             contract=c,
-            action=req.action,
-            quantity=req.quantity,
-            order_type=req.order_type,
-            limit_price=req.limit_price,
-            stop_price=req.stop_price,
-            tif=req.tif,
+            **req.model_dump(include=ORDER_FIELDS),
             account_id=b.account_id(req.account_id),
             order_ref=order_ref,
         )
