@@ -82,19 +82,38 @@ class CheckResult:
     offenders: list[str] = field(default_factory=list)
 
 
-def _result(name: str, value: float, limit: float, detail: str, offenders=()) -> CheckResult:
-    excess = max(value - limit, 0.0)
-    passed = bool(value <= limit + 1e-12)
-    return CheckResult(
-        name, passed, float(value), float(limit), float(excess), detail, sorted(offenders)
-    )
+#: Slack of every comparison with a limit: weights that sum to exactly a limit in floating point.
+TOLERANCE = 1e-12
 
 
-def _guarded(name: str, limit: float, fn: Callable[[], CheckResult]) -> CheckResult:
+@dataclass(frozen=True)
+class _Measured:
+    """What one check measured: the ``value`` held against its limit, a human ``detail``, and,
+    for a check of the largest of many (symbols, sectors, trades), each one's measure
+    (``by_item``, of which ``value`` is the largest): those over the limit are the offenders."""
+
+    value: float
+    detail: str
+    by_item: pd.Series | None = None
+
+
+def _judge(name: str, limit: float, measure: Callable[[], _Measured]) -> CheckResult:
+    """Run one check against ``limit``; one that cannot run (an input missing) fails, saying
+    why."""
     try:
-        return fn()
+        m = measure()
     except (ValueError, KeyError) as exc:
         return CheckResult(name, False, math.nan, limit, math.nan, f"not evaluated: {exc}")
+    over = [] if m.by_item is None else m.by_item.index[m.by_item > limit + TOLERANCE].map(str)
+    return CheckResult(
+        name,
+        bool(m.value <= limit + TOLERANCE),
+        float(m.value),
+        float(limit),
+        float(max(m.value - limit, 0.0)),
+        m.detail,
+        sorted(over),
+    )
 
 
 def evaluate_compliance(
@@ -121,40 +140,31 @@ def evaluate_compliance(
     w0 = pd.Series({} if current_weights is None else current_weights, dtype="float64")
     conf = lim.var_confidence
 
-    def gross_change() -> CheckResult:
+    def gross_change() -> _Measured:
         g1, g0 = exposure(w).gross, exposure(w0).gross
-        return _result(
-            GROSS_CHANGE, abs(g1 - g0), lim.gross_change_max, f"gross {g0:.2%} -> {g1:.2%}"
-        )
+        return _Measured(abs(g1 - g0), f"gross {g0:.2%} -> {g1:.2%}")
 
-    def var_hist() -> CheckResult:
+    def var_hist() -> _Measured:
         var, cvar = historical_var_cvar(portfolio_returns(scenarios, w), conf)
-        return _result(
-            VAR_HISTORICAL,
+        return _Measured(
             var,
-            lim.var_historical_max,
             f"{conf:.0%} 1-day historical VaR {var:.2%} (CVaR {cvar:.2%}) over "
             f"{len(scenarios)} scenarios",
         )
 
-    def var_param() -> CheckResult:
+    def var_param() -> _Measured:
         var, _ = parametric_var_cvar(w, cov, conf, mean)
-        return _result(
-            VAR_PARAMETRIC, var, lim.var_parametric_max, f"{conf:.0%} 1-day Gaussian VaR {var:.2%}"
-        )
+        return _Measured(var, f"{conf:.0%} 1-day Gaussian VaR {var:.2%}")
 
-    def conc() -> CheckResult:
+    def conc() -> _Measured:
         c = concentration(w)
-        over = w.index[w.abs() > lim.concentration_max + 1e-12].map(str)
-        return _result(
-            CONCENTRATION,
+        return _Measured(
             c.max_abs_weight,
-            lim.concentration_max,
             f"largest {c.max_symbol} {c.max_abs_weight:.2%}; effective names {c.effective_n:.1f}",
-            over,
+            w.abs(),
         )
 
-    def liquidity() -> CheckResult:
+    def liquidity() -> _Measured:
         if adv is None:
             raise ValueError("no ADV given")
         if trade_notional is not None:
@@ -167,31 +177,23 @@ def evaluate_compliance(
             trades = trades[trades > 0] * net_liquidation
         usage = liquidity_usage(trades, adv)
         if usage.empty:
-            return _result(LIQUIDITY, 0.0, lim.liquidity_max_adv, "no trades")
+            return _Measured(0.0, "no trades")
         worst = usage.idxmax()
-        over = usage.index[usage > lim.liquidity_max_adv].map(str)
-        return _result(
-            LIQUIDITY,
-            float(usage.max()),
-            lim.liquidity_max_adv,
-            f"largest trade {worst} = {usage.max():.2%} of ADV",
-            over,
+        return _Measured(
+            float(usage.max()), f"largest trade {worst} = {usage.max():.2%} of ADV", usage
         )
 
-    def sector() -> CheckResult:
+    def sector() -> _Measured:
         if sectors is None:
             raise ValueError("no sectors given")
         sx = sector_exposure(w, sectors)
         if sx.empty:
-            return _result(SECTOR_EXPOSURE, 0.0, lim.sector_max, "no positions")
+            return _Measured(0.0, "no positions")
         top = sx.index[0]
-        over = sx.index[sx["gross"] > lim.sector_max].map(str)
-        return _result(
-            SECTOR_EXPOSURE,
+        return _Measured(
             float(sx["gross"].iloc[0]),
-            lim.sector_max,
             f"largest sector {top} {sx['gross'].iloc[0]:.2%}",
-            over,
+            sx["gross"],
         )
 
     bad = w.index[~np.isfinite(w.to_numpy())].tolist()
@@ -205,7 +207,7 @@ def evaluate_compliance(
         (LIQUIDITY, lim.liquidity_max_adv, liquidity),
         (SECTOR_EXPOSURE, lim.sector_max, sector),
     ]
-    return [_guarded(name, limit, fn) for name, limit, fn in checks]
+    return [_judge(name, limit, measure) for name, limit, measure in checks]
 
 
 def _fmt(x: float) -> str:

@@ -37,6 +37,7 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
+from ibkr_assets.quant.frames import require_columns
 from ibkr_assets.quant.fundamental import fundamental_features
 from ibkr_assets.quant.sentiment import SENTIMENT_COLUMNS, headline_polarity_zscore
 from ibkr_assets.quant.technical import TechnicalParams, technical_features
@@ -80,12 +81,6 @@ def _report_dates(values: pd.Series) -> pd.Series:
     return out.dt.normalize().dt.tz_localize(MARKET_TZ)
 
 
-def _require(frame: pd.DataFrame, name: str, columns: tuple[str, ...]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{name} lacks column(s) {missing}")
-
-
 def _known_bars(bars_long: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
     sessions = pd.to_datetime(bars_long["session"], cache=False)
     if sessions.dt.tz is not None:
@@ -95,7 +90,7 @@ def _known_bars(bars_long: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
 
 
 def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataFrame:
-    _require(quotes, "quotes", ("symbol", "bid", "ask", "last", "close"))
+    require_columns(quotes, "quotes", ("symbol", "bid", "ask", "last", "close"))
     q = quotes
     if "time" in q.columns and q["time"].notna().any():
         q = q.loc[
@@ -144,14 +139,15 @@ def build_feature_matrix(
 ) -> pd.DataFrame:
     """One row per symbol (column ``symbol``, sorted) with every feature known at ``as_of``.
 
-    Inputs are the pipeline's frames (see notes/PIPELINE.md): long daily bars, the quote
-    snapshot, long quarterly statements, forward EPS (``symbol``/``forward_eps`` frame or a
-    Series by symbol), headlines with ``polarity`` (or None) and the universe. Rows dated after
-    ``as_of`` are dropped here, so passing extra history is safe.
+    Inputs are the frames of the pipeline's ingest stage (docs/architecture.md, "Pipeline
+    stages"): long daily bars, the quote snapshot, long quarterly statements, forward EPS
+    (``symbol``/``forward_eps`` frame or a Series by symbol), headlines with ``polarity`` (or
+    None) and the universe. Rows dated after ``as_of`` are dropped here, so passing extra
+    history is safe.
     """
     at = as_of_timestamp(as_of)
-    _require(universe, "universe", ("symbol", "sector"))
-    _require(bars_long, "bars_long", ("symbol", "session", "high", "low", "close", "volume"))
+    require_columns(universe, "universe", ("symbol", "sector"))
+    require_columns(bars_long, "bars_long", ("symbol", "session", "high", "low", "close", "volume"))
     symbols = universe["symbol"].astype(str)
     bars = _known_bars(bars_long, at)
     bars = bars.loc[bars["symbol"].astype(str).isin(symbols).to_numpy()]
@@ -197,7 +193,7 @@ def assemble_feature_matrix(
         price_source=np.where(fallback, "bar_close", prices["price_source"]),
     )
 
-    _require(fundamentals_long, "fundamentals_long", ("symbol", "report_date"))
+    require_columns(fundamentals_long, "fundamentals_long", ("symbol", "report_date"))
     report = _report_dates(fundamentals_long["report_date"])
     statements = fundamentals_long.loc[(report + pd.Timedelta(days=1) <= at).to_numpy()]
     eps = (

@@ -48,6 +48,8 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
+from ibkr_assets.quant.frames import require_columns
+
 STATEMENT_COLUMNS = (
     "symbol",
     "period_end",
@@ -93,9 +95,7 @@ _YEAR_SPAN_DAYS = (330, 400)
 def _known_statements(
     statements: pd.DataFrame, as_of: date | datetime | pd.Timestamp | None
 ) -> pd.DataFrame:
-    missing = [c for c in STATEMENT_COLUMNS if c not in statements.columns]
-    if missing:
-        raise ValueError(f"statements lack column(s) {missing}")
+    require_columns(statements, "statements", STATEMENT_COLUMNS)
     frame = statements.loc[:, list(STATEMENT_COLUMNS)].assign(
         symbol=statements["symbol"].astype(str),
         period_end=pd.to_datetime(statements["period_end"], cache=False),

@@ -46,6 +46,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from ibkr_assets.quant.frames import require_columns
+
 log = logging.getLogger(__name__)
 
 POSITIVE_LABELS = frozenset({"positive", "pos", "bullish"})
@@ -271,9 +273,7 @@ def headline_polarity_zscore(
     after ``as_of`` are ignored. Rows are ``symbols`` when given, else every symbol seen.
     ``default_sd`` is the prior spread used when not even two daily means exist to estimate it.
     """
-    missing = [c for c in ("symbol", "time", "polarity") if c not in scored.columns]
-    if missing:
-        raise ValueError(f"scored headlines lack column(s) {missing}")
+    require_columns(scored, "scored headlines", ("symbol", "time", "polarity"))
     now = _utc(as_of)
     start = now - pd.Timedelta(hours=window_hours)
     frame = pd.DataFrame(

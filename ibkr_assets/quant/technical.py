@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 import talib
 
+from ibkr_assets.quant.frames import require_columns
+
 BAR_COLUMNS = ("symbol", "session", "open", "high", "low", "close", "volume")
 FEATURE_COLUMNS = (
     "close",
@@ -165,9 +167,7 @@ def indicator_arrays(
 
 def technical_indicators(bars: pd.DataFrame, params: TechnicalParams | None = None) -> pd.DataFrame:
     """Time series of every technical feature for ONE symbol's bars (index of ``bars`` kept)."""
-    missing = [c for c in ("high", "low", "close", "volume") if c not in bars.columns]
-    if missing:
-        raise ValueError(f"bars lack column(s) {missing}")
+    require_columns(bars, "bars", ("high", "low", "close", "volume"))
     arrays = indicator_arrays(
         bars["high"].to_numpy(),
         bars["low"].to_numpy(),
@@ -181,9 +181,7 @@ def technical_indicators(bars: pd.DataFrame, params: TechnicalParams | None = No
 def _prepared_bars(bars_long: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Bars sorted by symbol and session without unusable rows, and the start and end row of
     each symbol's block."""
-    missing = [c for c in BAR_COLUMNS if c not in bars_long.columns]
-    if missing:
-        raise ValueError(f"bars_long lacks column(s) {missing}")
+    require_columns(bars_long, "bars_long", BAR_COLUMNS)
     bars = bars_long.loc[:, list(BAR_COLUMNS)].assign(
         symbol=bars_long["symbol"].astype(str),
         session=pd.to_datetime(bars_long["session"], cache=False),

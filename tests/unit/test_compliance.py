@@ -68,6 +68,21 @@ def test_breaches_report_value_limit_excess_and_offenders():
     assert not res["var_historical"].passed and not res["var_parametric"].passed
 
 
+def test_a_check_at_its_limit_passes_with_no_offenders():
+    """Passing and offending use the same tolerance: a sector or trade at its limit (up to float
+    noise) passes and names nothing to fix."""
+    sc, cov = _risk()
+    w = pd.Series({"A": 0.1 + 3e-13, "B": 0.3, "C": 0.1, "D": 0.1})  # Tech = 0.4 + 3e-13
+    trades = pd.Series({"C": 1e5 * (1 + 3e-12)})  # 10% of C's ADV, plus float noise
+    res = _by_name(
+        evaluate_compliance(w, w, sc, cov, sectors=SECTORS, adv=ADV, trade_notional=trades)
+    )
+    for name in ("sector_exposure", "liquidity"):
+        assert res[name].passed and res[name].offenders == [], res[name]
+    over = _by_name(evaluate_compliance(w * 1.01, w, sc, cov, sectors=SECTORS, adv=ADV))
+    assert not over["sector_exposure"].passed and over["sector_exposure"].offenders == ["Tech"]
+
+
 def test_each_check_independent_and_missing_inputs_fail_conservatively():
     sc, cov = _risk()
     w = pd.Series({"A": 0.1, "Z": 0.05})  # Z has no scenarios / covariance / sector
