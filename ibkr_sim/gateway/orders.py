@@ -15,11 +15,11 @@ the commission, exactly the fields ``ib_async.IB.whatIfOrder`` returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ibkr_sim.exchange import DUPLICATE_ORDER_ID, OrderRequest
+from ibkr_sim.exchange import DUPLICATE_ORDER_ID, OrderRequest, order_problem
 from ibkr_sim.gateway.accounts import send_account_updates, send_position
 from ibkr_sim.gateway.contracts import contract_fields, read_contract, resolve
 from ibkr_sim.gateway.wire import UNSET_DOUBLE, Reader
@@ -34,27 +34,18 @@ from ibkr_spec.errors import (
 if TYPE_CHECKING:
     from ibkr_sim.gateway.session import Session
 
-ORDER_TYPES = {"MKT", "LMT", "STP", "STP LMT"}
-OPEN_STATES = {"PendingSubmit", "PreSubmitted", "Submitted", "ApiPending", "PendingCancel"}
-
 
 @dataclass(frozen=True)
 class OrderMessage:
-    """The parts of a placeOrder request the simulated exchange uses."""
+    """A placeOrder request: the client's ``order_id`` and ``contract``, the order itself (its
+    conid set once the contract is resolved, its parent as the client numbers it in
+    ``parent_order_id``, 0 for none) and whether it is only a what-if."""
 
     order_id: int
     contract: Any
-    action: str
-    quantity: float
-    order_type: str
-    limit_price: float | None
-    stop_price: float | None
-    tif: str
     account: str
-    order_ref: str
-    transmit: bool
-    parent_id: int
-    outside_rth: bool
+    order: OrderRequest
+    parent_order_id: int
     what_if: bool
 
 
@@ -77,7 +68,8 @@ def read_place_order(r: Reader) -> OrderMessage:
     account = r.str()
     r.str(), r.str()  # openClose, origin
     order_ref = r.str()
-    transmit = r.bool() if r.fields[r.pos] != "" else True
+    if r.fields[r.pos] != "":  # transmit: ignored, every order is transmitted
+        r.bool()
     parent_id = r.int()
     r.str(), r.str(), r.str(), r.str()  # blockOrder sweepToFill displaySize triggerMethod
     outside_rth = r.bool()
@@ -114,59 +106,24 @@ def read_place_order(r: Reader) -> OrderMessage:
     r.str()  # algoId
     what_if = r.bool()
     r.rest()
-    return OrderMessage(
-        order_id,
-        contract,
-        action,
-        quantity,
-        order_type,
-        limit_price,
-        stop_price,
-        tif,
-        account,
-        order_ref,
-        transmit,
-        parent_id,
-        outside_rth,
-        what_if,
+    order = OrderRequest(
+        conid=0,
+        action=action,
+        quantity=quantity,
+        order_type=order_type,
+        limit_price=limit_price,
+        stop_price=stop_price,
+        tif=tif,
+        order_ref=order_ref,
+        outside_rth=outside_rth,
     )
+    return OrderMessage(order_id, contract, account, order, parent_id, what_if)
 
 
-def _validate(msg: OrderMessage) -> None:
-    if msg.action not in ("BUY", "SELL"):
-        raise IBError(
-            ORDER_REJECTED, f"Order rejected - reason: action {msg.action!r} must be BUY or SELL"
-        )
-    if not msg.quantity > 0:
-        raise IBError(
-            ORDER_REJECTED, f"Order rejected - reason: quantity {msg.quantity} must be positive"
-        )
-    if msg.order_type not in ORDER_TYPES:
-        raise IBError(
-            ORDER_REJECTED,
-            f"Order rejected - reason: order type {msg.order_type!r} is not supported "
-            f"({', '.join(sorted(ORDER_TYPES))})",
-        )
-    if msg.tif not in ("DAY", "GTC"):
-        raise IBError(
-            ORDER_REJECTED, f"Order rejected - reason: tif {msg.tif!r} must be DAY or GTC"
-        )
-
-
-def _order_request(s: Session, msg: OrderMessage, conid: int) -> Any:
-    parent = s.orders.get(msg.parent_id) if msg.parent_id else None
-    return OrderRequest(
-        conid=conid,
-        action=msg.action,
-        quantity=msg.quantity,
-        order_type=msg.order_type,
-        limit_price=msg.limit_price,
-        stop_price=msg.stop_price,
-        tif=msg.tif,
-        order_ref=msg.order_ref,
-        outside_rth=msg.outside_rth,
-        parent_id=parent,
-    )
+def _order_request(s: Session, msg: OrderMessage, conid: int) -> OrderRequest:
+    """The order as the exchange takes it: ``conid`` resolved, the parent by exchange id."""
+    parent = s.orders.get(msg.parent_order_id) if msg.parent_order_id else None
+    return replace(msg.order, conid=conid, parent_id=parent)
 
 
 def _account(s: Session, requested: str) -> str:
@@ -181,22 +138,27 @@ def _account(s: Session, requested: str) -> str:
 def place_order(s: Session, r: Reader) -> None:
     msg = read_place_order(r)
     try:
-        _validate(msg)
+        problem = order_problem(msg.order)
+        if problem:
+            raise IBError(ORDER_REJECTED, f"Order rejected - reason: {problem}")
         inst = resolve(s.state.market, msg.contract)
         account = _account(s, msg.account)
         ex = s.state.exchange
         if msg.what_if:
             # a what-if IB would refuse still answers with its numbers and the warning text
             result = ex.what_if(account, _order_request(s, msg, inst.conid))
-            s.send(*open_order_fields(s, msg, inst, account, what_if=result))
+            fields = open_order_fields(
+                s, msg.order, inst, account, what_if=result, client_order_id=msg.order_id
+            )
+            s.send(*fields)
             return
         existing = s.orders.get(msg.order_id)
         if existing is not None:
             info = ex.modify(
                 existing,
-                quantity=msg.quantity,
-                limit_price=msg.limit_price,
-                stop_price=msg.stop_price,
+                quantity=msg.order.quantity,
+                limit_price=msg.order.limit_price,
+                stop_price=msg.order.stop_price,
             )
         else:
             request = _order_request(s, msg, inst.conid)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from ibkr_sim.exchange import (
+    Book,
     OrderRequest,
     PaperExchange,
-    _Book,
     apply_fill,
     walk_book,
 )
@@ -115,7 +115,7 @@ def test_reg_t_margin_per_position() -> None:
 
 def test_apply_fill_average_cost_realized_pnl_and_reversal(market: SimMarket) -> None:
     inst = market.universe.lookup("AAPL")
-    book = _Book({"USD": 10_000.0})
+    book = Book({"USD": 10_000.0})
     assert apply_fill(book, inst, 100, 10.0, 1.0) is None
     pos = book.positions[inst.conid]
     assert (pos.cost_basis + pos.comm_basis) / pos.quantity == pytest.approx(10.01)
