@@ -52,7 +52,7 @@ gateway: $(STAMP)  ## the simulated IB Gateway on 127.0.0.1:4002
 	$(BIN)/ibkr-sim gateway --port 4002
 
 mcp: $(STAMP)  ## the MCP server on http://127.0.0.1:8000/mcp
-	$(BIN)/ibkr-mcp serve
+	$(BIN)/ibkr-agent mcp serve
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

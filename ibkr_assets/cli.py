@@ -8,6 +8,8 @@
                                      # reordered or truncated row
     ibkr-agent promote               # allow live trading after N green paper sessions (journalled)
     ibkr-agent backtest --months 6   # replay the daily decisions of the last 6 months, with costs
+    ibkr-agent mcp serve             # the MCP tool server (ibkr-agent mcp --help: serve, tools,
+                                     # call, health)
 
 Runs are recorded in the Dagster instance under ``<data root>/.dagster``, so ``make dev`` shows
 them (lineage, checks, metadata) next to scheduled runs and backfills.
@@ -33,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, NoReturn, cast
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -530,6 +532,17 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_mcp(argv: Sequence[str]) -> NoReturn:
+    """``ibkr-agent mcp ARGS``: become ``python -m mcp_server.cli ARGS``, the MCP server's CLI.
+
+    The MCP server is a layer above this package (docs/architecture.md), so it is run as a
+    program, never imported. Replacing this process keeps stdin and stdout (the stdio MCP
+    stream), signals and the exit code the server's own."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "mcp_server.cli", *argv])
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -569,6 +582,12 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument(
         "--account", help="the paper account the sessions ran on (default: the newest session's)"
     )
+    # Parsed by the MCP server's own CLI (main hands ``mcp ...`` over before parsing).
+    sub.add_parser(
+        "mcp",
+        add_help=False,
+        help="the MCP tool server: serve, tools, call, health (ibkr-agent mcp --help)",
+    )
     bt = sub.add_parser("backtest", help="replay the daily decisions of the last months")
     bt.add_argument("--months", type=int, default=6, help="months to replay (default 6)")
     bt.add_argument("--symbols", type=int, help="only the first N symbols of the watch-list")
@@ -591,6 +610,9 @@ _COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["mcp"]:
+        _cmd_mcp(argv[1:])
     args = build_parser().parse_args(argv)
     from ibkr_assets.errors import ConfigurationError  # after --help, which needs no dagster
 

@@ -1,13 +1,17 @@
-"""``ibkr-mcp``: serve the IB tools, and discover or call them from a shell.
+"""``ibkr-agent mcp``: serve the IB tools, and discover or call them from a shell.
 
-    ibkr-mcp serve [--transport http|stdio] [--host 127.0.0.1] [--port 8000]
-    ibkr-mcp tools [--category C] [--json] [--url URL]     # list tools by category
-    ibkr-mcp call TOOL --args '{"symbols": ["AAPL"]}' [--url URL]
-    ibkr-mcp health [--url URL]                            # broker, account, paper/live, trading
+    ibkr-agent mcp serve [--transport http|stdio] [--host 127.0.0.1] [--port 8000]
+    ibkr-agent mcp tools [--category C] [--json] [--url URL]     # list tools by category
+    ibkr-agent mcp call TOOL --args '{"symbols": ["AAPL"]}' [--url URL]
+    ibkr-agent mcp health [--url URL]                  # broker, account, paper/live, trading
 
 ``tools``, ``call`` and ``health`` are MCP clients: with ``--url`` (e.g. http://127.0.0.1:8000/mcp)
 they talk to a running server, sending ``IBKR_MCP_TOKEN`` as a bearer token when set; without it
 they start a server over stdio with the current environment.
+
+``ibkr-agent mcp`` runs this module (``python -m mcp_server.cli``). ``ibkr-mcp``, the old name of
+the command (another published package has a command of that name), still works for one release
+and says so in one line on stderr; stdout stays the MCP stream.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ from pydantic import ValidationError
 from mcp_server.config import LOOPBACK_HOSTS, MCPSettings
 from mcp_server.security import InsecureBinding, uvicorn_tls
 
+#: The command, as a user types it (``ibkr-agent mcp`` runs this module).
+PROG = "ibkr-agent mcp"
+#: The command's old name: a deprecated alias, removed in the next release.
+OLD_PROG = "ibkr-mcp"
+
 
 def serve(transport: str, host: str, port: int) -> None:
     """Run the server until interrupted; the broker connection closes on the way out."""
@@ -41,10 +50,10 @@ def serve(transport: str, host: str, port: int) -> None:
             app = http_app(server, host, port)
             mode = "on" if settings.trading else "off"
             scheme = "https" if settings.tls else "http"
-            print(f"ibkr-mcp: {scheme}://{host}:{port}/mcp (trading {mode})", file=sys.stderr)
+            print(f"{PROG}: {scheme}://{host}:{port}/mcp (trading {mode})", file=sys.stderr)
             if host not in LOOPBACK_HOSTS and not settings.tls:
                 print(
-                    "ibkr-mcp: warning: the bearer token crosses the network in clear text; "
+                    f"{PROG}: warning: the bearer token crosses the network in clear text; "
                     "set IBKR_MCP_TLS_CERT and IBKR_MCP_TLS_KEY to serve HTTPS",
                     file=sys.stderr,
                 )
@@ -137,8 +146,8 @@ async def _call(url: str | None, tool: str, arguments: dict[str, Any]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ibkr-mcp`` console script."""
-    parser = argparse.ArgumentParser(prog="ibkr-mcp", description=__doc__.splitlines()[0])
+    """``ibkr-agent mcp ARGS`` (which runs ``python -m mcp_server.cli ARGS``)."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the MCP server")
     p.add_argument("--transport", choices=["http", "stdio"], default="http")
@@ -160,9 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             serve(args.transport, args.host, args.port)
         except InsecureBinding as exc:
-            parser.exit(2, f"ibkr-mcp: {exc}\n")
+            parser.exit(2, f"{PROG}: {exc}\n")
         except ValidationError as exc:
-            parser.exit(2, f"ibkr-mcp: {settings_error(exc)}\n")
+            parser.exit(2, f"{PROG}: {settings_error(exc)}\n")
         return 0
     if args.command == "tools":
         return anyio.run(_tools, args.url, args.category, args.json)
@@ -175,6 +184,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--args must be a JSON object")
         return anyio.run(_call, args.url, args.tool, arguments)
     return anyio.run(_call, args.url, "health", {})
+
+
+def deprecated_main(argv: Sequence[str] | None = None) -> int:
+    """The ``ibkr-mcp`` console script: :func:`main`, after one line on stderr (never stdout,
+    the stdio MCP stream) saying the command is now ``ibkr-agent mcp``."""
+    print(
+        f"{OLD_PROG}: deprecated, removed in the next release; run `{PROG} ...` with the same "
+        "arguments",
+        file=sys.stderr,
+    )
+    return main(argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The server over stdio (as a desktop assistant launches it) and the ibkr-mcp discovery CLI."""
+"""The server over stdio (as a desktop assistant launches it) and the ``ibkr-agent mcp`` discovery
+CLI (and its deprecated old name, ``ibkr-mcp``)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import json
 import os
 import subprocess
 import sys
+from subprocess import CompletedProcess
 
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from mcp_server.config import MCPSettings
 
@@ -120,7 +122,7 @@ def test_cli_serve_refuses_a_short_token_without_echoing_it(tmp_path):
 
 
 def test_cli_preview_then_place_across_two_processes(tmp_path):
-    """The README's flow: ``ibkr-mcp call preview_order`` then ``ibkr-mcp call place_order`` with
+    """The README's flow: ``ibkr-agent mcp call preview_order`` then ``... call place_order`` with
     its token and a reason, each call its own stdio server (no --url)."""
     env = {**os.environ, **sim_env(tmp_path), "IBKR_MCP_TRADING": "on"}
     env.pop("IBKR_MCP_TOKEN", None)
@@ -150,15 +152,49 @@ def test_cli_preview_then_place_across_two_processes(tmp_path):
     assert sum(e.shares for e in fills) == 2
 
 
-def test_console_script_spawns_its_own_stdio_server(tmp_path):
-    script = os.path.join(os.path.dirname(sys.executable), "ibkr-mcp")
-    out = subprocess.run(
-        [script, "tools", "--json", "--category", "scanner"],
+def _script(name: str, *args: str, env: dict[str, str] | None = None) -> CompletedProcess:
+    """Run a console script of this install, as a user types it."""
+    return subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), name), *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, **sim_env(tmp_path)},
+        env=env,
     )
+
+
+def test_console_script_spawns_its_own_stdio_server(tmp_path):
+    args = ("mcp", "tools", "--json", "--category", "scanner")
+    out = _script("ibkr-agent", *args, env={**os.environ, **sim_env(tmp_path)})
     assert out.returncode == 0, out.stderr
     names = {r["name"] for r in json.loads(out.stdout)}
     assert names == {"top_gainers", "top_losers", "most_active", "run_scanner", "scanner_codes"}
+
+
+def test_ibkr_agent_mcp_is_the_mcp_cli_and_the_old_name_warns_on_stderr():
+    new = _script("ibkr-agent", "mcp", "--help")
+    assert new.returncode == 0, new.stderr
+    assert new.stdout.startswith("usage: ibkr-agent mcp")
+    assert "{serve,tools,call,health}" in new.stdout
+    assert new.stderr == ""
+    assert ",mcp," in _script("ibkr-agent", "--help").stdout  # listed among the commands
+    wrong = _script("ibkr-agent", "mcp", "nosuch")
+    assert wrong.returncode == 2 and "usage: ibkr-agent mcp" in wrong.stderr
+    old = _script("ibkr-mcp", "--help")
+    assert old.returncode == 0 and old.stdout == new.stdout  # nothing added to stdout
+    [note] = old.stderr.splitlines()
+    assert "ibkr-mcp: deprecated" in note and "ibkr-agent mcp" in note
+
+
+async def test_the_old_name_still_serves_stdio(tmp_path):
+    """A desktop assistant configured with ``ibkr-mcp serve --transport stdio`` keeps working: the
+    deprecation note goes to stderr, stdout carries only the MCP stream."""
+    params = StdioServerParameters(
+        command=os.path.join(os.path.dirname(sys.executable), "ibkr-mcp"),
+        args=["serve", "--transport", "stdio"],
+        env={**os.environ, **sim_env(tmp_path)},
+    )
+    with open(tmp_path / "stderr.txt", "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            assert not (await client.call_tool("ping", {})).is_error
+    assert "ibkr-mcp: deprecated" in (tmp_path / "stderr.txt").read_text()
