@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
@@ -40,6 +40,8 @@ OrderStatusCode = Literal[
     "Filled",
     "Inactive",
 ]
+#: Every status IB reports for an order.
+ORDER_STATUSES: frozenset[str] = frozenset(get_args(OrderStatusCode))
 #: Statuses after which an order can no longer fill.
 DONE_STATUSES: frozenset[str] = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
@@ -432,3 +434,11 @@ def option_spec(expiry: str, strike: float, right: str) -> tuple[str, float, str
     if side is None:
         raise InvalidRequest(f"option right must be C or P, got {right!r}")
     return str(expiry), float(strike), side
+
+
+def modified_quantity(order_id: int, quantity: float | None) -> float | None:
+    """The new quantity of a modify of order ``order_id``, checked: None (unchanged) or positive
+    (shares / contracts). Raises InvalidRequest."""
+    if quantity is not None and not quantity > 0:
+        raise InvalidRequest(f"order {order_id}: quantity must be positive (got {quantity})")
+    return quantity

@@ -10,14 +10,9 @@ import pytest
 from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.broker.models import Contract, Order
 from ibkr_assets.broker.timeutil import parse_ib_hours, session_close_utc
-from ibkr_assets.broker.tws import (
-    _UNSET,
-    _num,
-    _scan_codes,
-    from_ib_contract,
-    to_ib_contract,
-    to_ib_order,
-)
+from ibkr_assets.broker.tws import from_ib_contract, to_ib_contract, to_ib_order
+from ibkr_assets.broker.tws.market_data import scan_codes
+from ibkr_assets.broker.tws.wire import UNSET, num
 
 AAPL = Contract(
     conid=265598, symbol="AAPL", sec_type="STK", primary_exchange="NASDAQ", name="Apple"
@@ -40,10 +35,10 @@ def test_daily_bars_are_stamped_at_the_close_in_summer_and_winter() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("", None), (None, None), ("12.5", 12.5), (_UNSET, None), (math.nan, None), ("x", None)],
+    [("", None), (None, None), ("12.5", 12.5), (UNSET, None), (math.nan, None), ("x", None)],
 )
 def test_ib_optional_numbers(raw: object, expected: float | None) -> None:
-    assert _num(raw) == expected
+    assert num(raw) == expected
 
 
 def test_contract_round_trip() -> None:
@@ -68,7 +63,7 @@ def test_order_fields_map_to_ib_names() -> None:
     assert (ib.lmtPrice, ib.auxPrice, ib.tif) == (180.0, 181.0, "GTC")
     assert (ib.account, ib.orderRef) == ("DU1234567", "ibkr-agent:2026-11-20:abc")
     market = to_ib_order(Order(contract=AAPL, action="BUY", quantity=1), "DU1234567")
-    assert market.lmtPrice == _UNSET and market.auxPrice == _UNSET
+    assert market.lmtPrice == UNSET and market.auxPrice == UNSET
 
 
 def test_scanner_parameters_xml() -> None:
@@ -78,6 +73,6 @@ def test_scanner_parameters_xml() -> None:
         "<ScanType><scanCode>MOST_ACTIVE</scanCode></ScanType>"
         "</ScanTypeList></ScanParameterResponse>"
     )
-    assert _scan_codes(xml) == ["MOST_ACTIVE", "TOP_PERC_GAIN"]
+    assert scan_codes(xml) == ["MOST_ACTIVE", "TOP_PERC_GAIN"]
     with pytest.raises(BrokerError, match="scanner parameters"):
-        _scan_codes("<not xml")
+        scan_codes("<not xml")

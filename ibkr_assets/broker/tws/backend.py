@@ -1,0 +1,209 @@
+"""The tws backend's Broker: the synchronous protocol methods, each checking its arguments and
+running its request on the connection's loop. It speaks the protocol's whole vocabulary, so it
+names the models through their module (``models.Quote``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import ib_async
+
+from ibkr_assets.broker import models
+from ibkr_assets.broker.errors import InvalidRequest
+from ibkr_assets.broker.settings import BrokerSettings
+from ibkr_assets.broker.tws.accounts import Accounts
+from ibkr_assets.broker.tws.connection import Connection
+from ibkr_assets.broker.tws.contracts import Contracts, to_ib_contract
+from ibkr_assets.broker.tws.market_data import MarketData
+from ibkr_assets.broker.tws.orders import Orders
+from ibkr_assets.broker.tws.pacing import (
+    IDENTICAL_SECONDS,
+    SMALL_BAR_SECONDS,
+    SMALL_BAR_SIZE,
+    HistoryRequest,
+)
+from ibkr_spec import historical
+
+
+class TwsBroker:
+    """The Broker protocol over ib_async (TWS / IB Gateway / the simulated gateway).
+
+    ``pacing_violations`` lists every pacing error IB sent this connection (code, message).
+    """
+
+    name = "tws"
+
+    def __init__(self, settings: BrokerSettings) -> None:
+        self.settings = settings
+        self._conn = Connection(settings)
+        self._call = self._conn.call
+        self.pacing_violations = self._conn.pacing_violations
+        self._contracts = Contracts(self._conn)
+        self._accounts = Accounts(self._conn)
+        self._market = MarketData(self._conn)
+        self._orders = Orders(self._conn, self._accounts)
+
+    @classmethod
+    def from_settings(cls, settings: BrokerSettings) -> TwsBroker:
+        """Connect to the TWS / IB Gateway the settings name (host, port, clientId)."""
+        return cls(settings)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def now(self) -> datetime:
+        return self._call(self._conn.now())
+
+    # -- reference ---------------------------------------------------------------------------
+    def resolve(
+        self,
+        symbol: str | int,
+        sec_type: str = "STK",
+        exchange: str = "SMART",
+        currency: str = "USD",
+    ) -> models.Contract:
+        if isinstance(symbol, int):
+            query = ib_async.Contract(conId=symbol)
+            label = f"conId {symbol}"
+        else:
+            query = ib_async.Contract(
+                symbol=symbol.upper(),
+                secType="STK" if sec_type == "ETF" else sec_type,
+                exchange=exchange,
+                currency=currency,
+            )
+            label = f"{symbol} ({sec_type} {exchange} {currency})"
+        return self._call(self._contracts.details(query, label)).contract
+
+    def search(self, text: str, limit: int = 10) -> list[models.Contract]:
+        return self._call(self._contracts.search(text, limit))
+
+    def contract_details(self, contract: models.Contract) -> models.ContractDetails:
+        return self._call(self._contracts.details(to_ib_contract(contract), contract.symbol))
+
+    def option_chain(self, underlying: models.Contract) -> models.OptionChain:
+        return self._call(self._contracts.option_chain(underlying))
+
+    def option_contract(
+        self, underlying: models.Contract, expiry: str, strike: float, right: str
+    ) -> models.Contract:
+        expiry, strike, right = models.option_spec(expiry, strike, right)
+        query = ib_async.Option(
+            symbol=underlying.symbol,
+            lastTradeDateOrContractMonth=expiry,
+            strike=strike,
+            right=right,
+            exchange="SMART",
+            currency=underlying.currency,
+        )
+        label = f"{underlying.symbol} {expiry} {strike:g} {right}"
+        return self._call(self._contracts.details(query, label)).contract
+
+    # -- accounts ----------------------------------------------------------------------------
+    def accounts(self) -> list[models.Account]:
+        managed = self._call(self._accounts.managed())
+        primary = self.settings.account if self.settings.account in managed else managed[0]
+        return [
+            models.Account(account_id=a, is_paper=a.startswith("D"), is_primary=a == primary)
+            for a in managed
+        ]
+
+    def account_summary(self, account_id: str | None = None) -> models.AccountSummary:
+        return self._call(self._accounts.summary(account_id))
+
+    def positions(self, account_id: str | None = None) -> list[models.Position]:
+        return self._call(self._accounts.positions(account_id))
+
+    def pnl(self, account_id: str | None = None) -> models.PnL:
+        return self._call(self._accounts.pnl(account_id))
+
+    def cash_balances(self, account_id: str | None = None) -> list[models.CashBalance]:
+        return self._call(self._accounts.cash(account_id))
+
+    # -- market data -------------------------------------------------------------------------
+    def quotes(self, contracts: Sequence[models.Contract]) -> list[models.Quote]:
+        if not contracts:
+            return []
+        s = self.settings
+        paced_rate = s.max_msg_rate if s.pacing and s.max_msg_rate else 500  # messages/s
+        timeout = s.timeout * 3 + len(contracts) / paced_rate
+        return self._call(self._market.quotes(list(contracts)), timeout=timeout)
+
+    def history(
+        self,
+        contract: models.Contract,
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> list[models.Bar]:
+        try:
+            historical.parse_duration(duration)
+            size = historical.parse_bar_size(bar_size)
+        except ValueError as exc:
+            raise InvalidRequest(f"{contract.symbol}: {exc}") from None
+        if what_to_show not in ("TRADES", "MIDPOINT", "BID", "ASK"):
+            raise InvalidRequest(f"{contract.symbol}: whatToShow {what_to_show!r} is not supported")
+        small = 0 < size.seconds <= SMALL_BAR_SIZE
+        # a request may wait for its pacing slot: up to 10 minutes for small bars
+        timeout = self.settings.timeout * 3 + (SMALL_BAR_SECONDS if small else IDENTICAL_SECONDS)
+        request = HistoryRequest(contract, duration, bar_size, what_to_show, end, use_rth, small)
+        return self._call(self._market.history(request), timeout=timeout)
+
+    def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
+        return self._call(self._market.depth(contract, rows))
+
+    def news(
+        self,
+        contract: models.Contract,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+    ) -> list[models.NewsHeadline]:
+        return self._call(self._market.news(contract, start, end, limit))
+
+    # -- trading -----------------------------------------------------------------------------
+    def what_if(self, order: models.Order) -> models.WhatIfResult:
+        return self._call(self._orders.what_if(order))
+
+    def place(self, order: models.Order) -> models.OrderStatus:
+        return self._call(self._orders.place(order))
+
+    def cancel(self, order_id: int) -> models.OrderStatus:
+        return self._call(self._orders.cancel(order_id))
+
+    def modify(
+        self,
+        order_id: int,
+        quantity: float | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+    ) -> models.OrderStatus:
+        quantity = models.modified_quantity(order_id, quantity)
+        return self._call(self._orders.modify(order_id, quantity, limit_price, stop_price))
+
+    def open_orders(self, account_id: str | None = None) -> list[models.OrderStatus]:
+        return self._call(self._orders.open_orders(account_id))
+
+    def completed_orders(self, account_id: str | None = None) -> list[models.OrderStatus]:
+        return self._call(self._orders.completed(account_id))
+
+    def executions(
+        self, account_id: str | None = None, since: datetime | None = None
+    ) -> list[models.Execution]:
+        return self._call(self._orders.executions(account_id, since))
+
+    # -- scanner -----------------------------------------------------------------------------
+    def scan(
+        self,
+        code: str,
+        location: str = "STK.US.MAJOR",
+        filters: models.ScanFilter | None = None,
+        limit: int = 50,
+    ) -> list[models.ScannerRow]:
+        return self._call(self._market.scan(code, location, filters or models.ScanFilter(), limit))
+
+    def scanner_codes(self) -> list[str]:
+        return self._call(self._market.scanner_codes())

@@ -1,0 +1,249 @@
+"""The tws backend's market data: snapshot quotes, historical bars, market depth, news headlines
+and scanners.
+
+Snapshots, depth and historical requests go through semaphores below IB's limits (100
+simultaneous market-data lines, error 101; 3 depth subscriptions, error 309; 50 simultaneous
+historical requests), historical requests also through :class:`~.pacing.HistoryPacer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time as _time
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import ib_async
+from ib_async import ScannerSubscription
+
+from ibkr_assets.broker.errors import (
+    BrokerError,
+    InvalidRequest,
+    MarketDataUnavailable,
+    NotConnected,
+)
+from ibkr_assets.broker.models import (
+    Bar,
+    Contract,
+    DepthLevel,
+    NewsHeadline,
+    OrderBook,
+    Quote,
+    ScanFilter,
+    ScannerRow,
+    bar_series,
+)
+from ibkr_assets.broker.timeutil import session_close_utc
+from ibkr_assets.broker.tws.connection import Connection
+from ibkr_assets.broker.tws.contracts import from_ib_contract, to_ib_contract
+from ibkr_assets.broker.tws.pacing import HistoryPacer, HistoryRequest
+from ibkr_assets.broker.tws.wire import UNSET, num, positive
+
+#: IB allows 3 simultaneous market-depth subscriptions (error 309).
+_DEPTH_SUBSCRIPTIONS = 3
+
+
+class MarketData:
+    """Market-data requests, run on the connection's loop."""
+
+    def __init__(self, conn: Connection) -> None:
+        s = conn.settings
+        self._conn = conn
+        self._ib = conn.ib
+        self._lines = asyncio.Semaphore(s.max_market_data_lines)
+        self._depth_slots = asyncio.Semaphore(_DEPTH_SUBSCRIPTIONS)
+        self._hist = asyncio.Semaphore(s.max_historical_requests)
+        self._pacer = HistoryPacer()
+        self._news_codes: str | None = None
+        self._scan_codes: list[str] | None = None
+
+    async def quotes(self, contracts: list[Contract]) -> list[Quote]:
+        return list(await asyncio.gather(*(self._quote(c) for c in contracts)))
+
+    async def _quote(self, contract: Contract) -> Quote:
+        async with self._lines:
+            (t,) = await self._conn.wait(
+                self._ib.reqTickersAsync(to_ib_contract(contract)), f"a quote for {contract.symbol}"
+            )
+        quote = Quote(
+            contract=contract,
+            time=(t.time or datetime.now(UTC)).astimezone(UTC),
+            bid=positive(t.bid),
+            ask=positive(t.ask),
+            last=positive(t.last),
+            bid_size=num(t.bidSize),
+            ask_size=num(t.askSize),
+            last_size=num(t.lastSize),
+            volume=num(t.volume),
+            open=positive(t.open),
+            high=positive(t.high),
+            low=positive(t.low),
+            close=positive(t.close),
+            market_data_type=t.marketDataType or 1,
+        )
+        if quote.price is None:
+            raise MarketDataUnavailable(f"no quote at all for {contract.symbol}")
+        return quote
+
+    async def history(self, r: HistoryRequest) -> list[Bar]:
+        """The bars ``r`` asks for, inside IB's historical pacing unless ``IBKR_PACING=false``."""
+        if not self._conn.settings.pacing:
+            return await self._fetch_history(r)
+        return await self._pacer.paced(r, self._fetch_history)
+
+    async def _fetch_history(self, r: HistoryRequest) -> list[Bar]:
+        timeout = self._conn.settings.timeout * 3
+        async with self._hist:
+            started = _time.monotonic()
+            data = await self._ib.reqHistoricalDataAsync(
+                to_ib_contract(r.contract),
+                endDateTime=r.end.astimezone(UTC) if r.end else "",
+                durationStr=r.duration,
+                barSizeSetting=r.bar_size,
+                whatToShow=r.what_to_show,
+                useRTH=r.use_rth,
+                formatDate=2,
+                timeout=timeout,
+            )
+        if not data and _time.monotonic() - started >= timeout:
+            # ib_async answers a timed-out request with no bars; say what happened instead
+            raise NotConnected(
+                f"IB sent no {r.bar_size} bars for {r.contract.symbol} within {timeout:.0f} s"
+            )
+        return bar_series([_bar_fields(b, r.what_to_show) for b in data])
+
+    async def depth(self, contract: Contract, rows: int) -> OrderBook:
+        ib = self._ib
+        async with self._depth_slots, self._lines:
+            ticker = ib.reqMktDepth(to_ib_contract(contract), numRows=rows)
+            try:
+                deadline = _time.monotonic() + self._conn.settings.timeout
+                while (len(ticker.domBids) < rows or len(ticker.domAsks) < rows) and (
+                    _time.monotonic() < deadline
+                ):
+                    await asyncio.sleep(0.01)
+                # cancelling clears the ticker's book: keep a copy
+                bids, asks = list(ticker.domBids[:rows]), list(ticker.domAsks[:rows])
+            finally:
+                ib.cancelMktDepth(ticker.contract)
+        if not bids or not asks:
+            raise MarketDataUnavailable(f"no market depth for {contract.symbol}")
+        return OrderBook(
+            contract=contract,
+            time=datetime.now(UTC),
+            bids=[
+                DepthLevel(
+                    side="BID", position=i, price=d.price, size=d.size, market_maker=d.marketMaker
+                )
+                for i, d in enumerate(bids)
+            ],
+            asks=[
+                DepthLevel(
+                    side="ASK", position=i, price=d.price, size=d.size, market_maker=d.marketMaker
+                )
+                for i, d in enumerate(asks)
+            ],
+        )
+
+    async def news(
+        self, contract: Contract, start: datetime | None, end: datetime | None, limit: int
+    ) -> list[NewsHeadline]:
+        end = end or await self._conn.now()
+        start = start or end - timedelta(days=1)
+        if self._news_codes is None:
+            providers = await self._conn.named_request(
+                "newsProviders", self._ib.reqNewsProvidersAsync, "news providers"
+            )
+            self._news_codes = "+".join(p.code for p in providers)
+        codes = self._news_codes
+        ib, client = self._ib, self._ib.client
+        # reqHistoricalNewsAsync in ib_async waits 4 s at most; a full page can take longer.
+        req_id = client.getReqId()
+        future = ib.wrapper.startReq(req_id)
+        client.reqHistoricalNews(
+            req_id,
+            contract.conid,
+            codes,
+            ib_async.util.formatIBDatetime(start.astimezone(UTC)),
+            ib_async.util.formatIBDatetime(end.astimezone(UTC)),
+            limit,
+            [],
+        )
+        items = await self._conn.wait(future, f"headlines of {contract.symbol}")
+        heads = [
+            NewsHeadline(
+                time=h.time.astimezone(UTC) if h.time.tzinfo else h.time.replace(tzinfo=UTC),
+                provider_code=h.providerCode,
+                article_id=h.articleId,
+                headline=h.headline,
+                conid=contract.conid,
+                symbol=contract.symbol,
+            )
+            for h in items or []
+        ]
+        return sorted(heads, key=lambda h: h.time, reverse=True)[:limit]
+
+    async def scan(self, code: str, location: str, f: ScanFilter, limit: int) -> list[ScannerRow]:
+        if code not in await self.scanner_codes():
+            raise InvalidRequest(f"unknown scanner code {code!r}")
+        sub = ScannerSubscription(
+            instrument="STK",
+            locationCode=location,
+            scanCode=code,
+            numberOfRows=limit,
+            abovePrice=f.above_price if f.above_price is not None else UNSET,
+            belowPrice=f.below_price if f.below_price is not None else UNSET,
+            aboveVolume=int(f.above_volume) if f.above_volume is not None else 2**31 - 1,
+            marketCapAbove=f.market_cap_above if f.market_cap_above is not None else UNSET,
+            marketCapBelow=f.market_cap_below if f.market_cap_below is not None else UNSET,
+        )
+        rows = await self._conn.wait(self._ib.reqScannerDataAsync(sub), f"scanner {code}")
+        contracts = [from_ib_contract(r.contractDetails.contract) for r in rows]
+        # IB's scanner returns ranks and contracts only; a snapshot adds the numbers a trader reads.
+        quotes = await self.quotes(contracts) if contracts else []
+        return [
+            ScannerRow(
+                rank=r.rank,
+                contract=c,
+                last=q.last,
+                change_pct=(q.last / q.close - 1.0) * 100.0 if q.last and q.close else None,
+                volume=q.volume,
+            )
+            for r, c, q in zip(rows, contracts, quotes, strict=True)
+        ]
+
+    async def scanner_codes(self) -> list[str]:
+        if self._scan_codes is None:
+            xml = await self._conn.named_request(
+                "scannerParams", self._ib.reqScannerParametersAsync, "scanner parameters"
+            )
+            self._scan_codes = scan_codes(xml)
+        return list(self._scan_codes)
+
+
+def _bar_fields(b: ib_async.BarData, what_to_show: str) -> dict[str, Any]:
+    if isinstance(b.date, datetime):
+        stamp, session = b.date.astimezone(UTC), None
+    else:
+        stamp, session = session_close_utc(b.date), b.date
+    return {
+        "time": stamp,
+        "open": b.open,
+        "high": b.high,
+        "low": b.low,
+        "close": b.close,
+        "volume": float(b.volume) if what_to_show == "TRADES" else -1.0,
+        "wap": num(b.average),
+        "bar_count": b.barCount or None,
+        "session": session,
+    }
+
+
+def scan_codes(xml: str) -> list[str]:
+    """The scan codes listed in IB's scanner-parameters XML."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise BrokerError(f"IB sent unreadable scanner parameters: {exc}") from None
+    return sorted({el.text.strip() for el in root.iter("scanCode") if el.text})
