@@ -17,8 +17,9 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from ibkr_sim import market as sim
 from ibkr_sim.market import SimMarket
+from ibkr_sim.market.calendar import schedule
+from ibkr_sim.market.paths import panel
 
 
 def _best(fn: Callable[[], object], repeat: int = 5) -> float:
@@ -31,11 +32,11 @@ def _best(fn: Callable[[], object], repeat: int = 5) -> float:
 
 
 def main() -> None:
-    sim._schedule()
+    schedule()
     m = SimMarket(seed=7, n_stocks=700)
-    cold = _best(lambda: m._p, repeat=1)
-    rebuild = _best(lambda: sim._panel.__wrapped__(11), repeat=3)
-    shape = m._p.close.shape
+    cold = _best(lambda: panel(m.seed), repeat=1)
+    rebuild = _best(lambda: panel.__wrapped__(11), repeat=3)
+    shape = panel(m.seed).close.shape
     draw = _best(lambda: np.random.default_rng(1).standard_normal(shape))
     print(f"panel {shape}: cold {cold:.3f} s, rebuild {rebuild:.3f} s")
     print(f"  baseline one normal draw of that shape {draw:.4f} s -> ratio {rebuild / draw:.1f}x")

@@ -1,0 +1,144 @@
+"""Bars of the simulated market: daily bars from the panel, intraday bars from the session paths.
+
+Daily bars are rows of the daily panel; weekly and monthly bars aggregate them (New York weeks
+ending Friday, calendar months). Intraday bars of whole minutes are exact along the minute path
+(open, running extremes, close, volume traded in the bar); sub-minute bars are interpolated along
+it. ``history`` answers the way ``reqHistoricalData`` does: bars ending in (start, end], only
+completed ones, BID/ASK shifted by half the typical spread, MIDPOINT equal to TRADES.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+from ibkr_sim.market.calendar import (
+    NEW_YORK,
+    close_index,
+    schedule,
+    session_index,
+    session_slice,
+    to_ns,
+)
+from ibkr_sim.market.paths import intraday, on_tick, panel
+from ibkr_sim.market.quotes import spread
+from ibkr_spec.errors import INVALID_REQUEST, IBError
+from ibkr_spec.historical import BarSize
+
+_BAR_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+def _panel_bars(seed: int, col: int, rows: slice, index: pd.DatetimeIndex) -> pd.DataFrame:
+    """Daily OHLCV of one panel column over a range of sessions, float64."""
+    p = panel(seed)
+    return pd.DataFrame({name: getattr(p, name)[rows, col] for name in _BAR_COLUMNS}, index=index)
+
+
+def daily_bars(seed: int, col: int, start: date, end: date) -> pd.DataFrame:
+    """Daily OHLCV of one panel column for sessions in [start, end]; index ``session``."""
+    sl = session_slice(start, end)
+    index = pd.DatetimeIndex(schedule()[0][sl].astype("datetime64[ns]"), name="session")
+    return _panel_bars(seed, col, sl, index)
+
+
+def daily_close_panel(
+    seed: int, cols: list[int], conids: list[int], start: date, end: date
+) -> pd.DataFrame:
+    """Closes, sessions x ``conids`` (held in panel columns ``cols``), in one slice."""
+    sl = session_slice(start, end)
+    index = pd.DatetimeIndex(schedule()[0][sl].astype("datetime64[ns]"), name="session")
+    return pd.DataFrame(panel(seed).close[sl][:, cols], index=index, columns=list(conids))
+
+
+def intraday_bars(seed: int, col: int, session: date, minutes: int) -> pd.DataFrame:
+    """Bars of ``minutes`` (1..390) within one session; index UTC bar start; o h l c volume."""
+    if not 1 <= minutes <= 390:
+        raise IBError(INVALID_REQUEST, f"intraday bar length must be 1..390 minutes, got {minutes}")
+    return session_bars(seed, col, session_index(session), 60 * minutes)
+
+
+def session_bars(seed: int, col: int, j: int, seconds: int) -> pd.DataFrame:
+    """One session's bars of ``seconds``: exact from the minute path for whole minutes,
+    interpolated along it below a minute (the sub-bars stay within their minute's range)."""
+    day = intraday(seed, j)
+    n = day.minutes
+    path, cum = day.path[col], day.cum_volume[col]
+    if seconds % 60 == 0:
+        step = seconds // 60
+        starts = np.arange(0, n, step)
+        ends = np.minimum(starts + step, n)
+        high = np.maximum(np.maximum.reduceat(path[:-1], starts), path[ends])
+        low = np.minimum(np.minimum.reduceat(path[:-1], starts), path[ends])
+        opens, closes = path[starts], path[ends]
+        volume = np.round(cum[ends] - cum[starts], 0)
+        offsets = starts * 60
+    else:
+        offsets = np.arange(0, n * 60, seconds)
+        grid = np.arange(n + 1)
+        edges = np.append(offsets, n * 60) / 60.0
+        tick = float(panel(seed).tick[col])
+        prices = on_tick(np.interp(edges, grid, path), np.array(tick))
+        opens, closes = prices[:-1], prices[1:]
+        high, low = np.maximum(opens, closes), np.minimum(opens, closes)
+        volume = np.round(np.diff(np.interp(edges, grid, cum)), 0)
+    index = pd.DatetimeIndex(
+        pd.to_datetime(schedule()[1][j] + offsets * 1_000_000_000, utc=True), name="time"
+    )
+    return pd.DataFrame(
+        {"open": opens, "high": high, "low": low, "close": closes, "volume": volume},
+        index=index,
+    )
+
+
+def history(
+    seed: int, col: int, start: datetime, end: datetime, bar_size: BarSize, what_to_show: str
+) -> pd.DataFrame:
+    """Bars of one panel column ending in (start, end], as ``reqHistoricalData`` returns them.
+
+    Daily/weekly/monthly bars are indexed by the UTC close of their last session; intraday
+    bars by their UTC start, only completed bars; sub-minute bars are interpolated along the
+    minute path. BID/ASK shift prices by half the typical spread; MIDPOINT equals TRADES.
+    """
+    start_ns, end_ns = to_ns(start), to_ns(end)
+    _, opens, closes = schedule()
+    if bar_size.is_daily:
+        lo = int(np.searchsorted(closes, start_ns, "right"))
+        hi = int(np.searchsorted(closes, end_ns, "right"))
+        frame = _panel_bars(seed, col, slice(lo, hi), close_index()[lo:hi])
+        if bar_size.text != "1 day" and len(frame):
+            periods = (
+                frame.index.tz_convert(NEW_YORK)
+                .tz_localize(None)
+                .to_period("W-FRI" if bar_size.text == "1 week" else "M")
+            )
+            grouped = frame.assign(_last=frame.index).groupby(periods.values)
+            frame = grouped.agg(
+                open=("open", "first"),
+                high=("high", "max"),
+                low=("low", "min"),
+                close=("close", "last"),
+                volume=("volume", "sum"),
+                time=("_last", "last"),
+            ).set_index("time")
+    else:
+        lo = int(np.searchsorted(closes, start_ns, "right"))
+        hi = int(np.searchsorted(opens, end_ns, "left"))
+        parts = [session_bars(seed, col, j, bar_size.seconds) for j in range(lo, hi)]
+        if not parts:
+            empty = pd.DatetimeIndex([], tz="UTC", name="time")
+            return pd.DataFrame({c: [] for c in _BAR_COLUMNS}, index=empty, dtype="float64")
+        frame = pd.concat(parts)
+        bar_end = frame.index.asi8 + bar_size.seconds * 1_000_000_000
+        frame = frame.loc[
+            (frame.index.asi8 >= start_ns)
+            & (bar_end <= np.minimum(end_ns, closes[np.searchsorted(closes, frame.index.asi8)]))
+        ]
+    if what_to_show in ("BID", "ASK") and len(frame):
+        half = 0.5 * spread(seed, np.full(len(frame), col), frame["close"].to_numpy(), 1.0)
+        sign = -1.0 if what_to_show == "BID" else 1.0
+        frame = frame.assign(
+            **{c: frame[c] + sign * half for c in ("open", "high", "low", "close")}
+        )
+    return frame

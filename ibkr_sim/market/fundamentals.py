@@ -1,0 +1,138 @@
+"""Quarterly fundamentals of the simulated market, point in time, and consensus forward EPS.
+
+A stock's long-run drift ("quality", :mod:`ibkr_sim.market.paths`) also drives its statements:
+good companies grow revenue, expand margins, de-lever and buy back shares, so a Piotroski (2000)
+F-score computed from the statements spreads over 0..9 and is informative about returns.
+Statements appear 30-45 days after the quarter ends (point in time): a query as of a date sees
+only the quarters reported by then. Amounts in USD (rounded to thousands), shares in shares.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from ibkr_sim.market.paths import panel
+from ibkr_sim.universe import MAX_STOCKS, Universe, stable_int
+
+
+@dataclass(frozen=True)
+class Statements:
+    """Every stock's quarters 2015Q4..2028Q4: (MAX_STOCKS, K) arrays per line item."""
+
+    period_end: np.ndarray  # (K,) datetime64[ns]
+    report_date: np.ndarray  # (MAX_STOCKS, K) datetime64[ns], increasing along K
+    items: dict[str, np.ndarray]
+
+
+@functools.lru_cache(maxsize=4)
+def statements(seed: int) -> Statements:
+    """Quarterly statements whose trends follow each stock's quality (vectorised, once per seed).
+
+    Good companies (high quality = high drift) grow revenue, widen margins, convert earnings to
+    cash, de-lever, improve liquidity and buy back shares; poor ones do the opposite, so the
+    Piotroski (2000) F-score spreads across 0..9.
+    """
+    uni = Universe(seed, MAX_STOCKS)
+    q = panel(seed).quality[:, None]
+    shares0 = np.array([i.shares_outstanding for i in uni.stocks])[:, None]
+    market_cap = shares0 * uni.start_prices[:, None]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 41]))
+    period_end = pd.date_range("2015-12-31", "2028-12-31", freq="QE").values.astype("datetime64[D]")
+    N, K = MAX_STOCKS, len(period_end)
+    k = np.arange(K)[None, :] - 12.0  # quarters since 2018Q4
+    noise = rng.standard_normal((8, N, K))
+    level = rng.random((8, N, 1))
+    growth = 0.06 + 0.07 * q + 0.04 * noise[0, :, :1]  # annual revenue growth
+    revenue0 = market_cap / np.exp(math.log(3.0) + 0.5 * noise[1, :, :1]) / 4.0
+    seasonal = 1.0 + 0.03 * np.sin(np.arange(K)[None, :] * math.pi / 2.0 + 6.3 * level[0])
+    revenue = revenue0 * np.exp(growth / 4.0 * k + 0.03 * noise[0]) * seasonal
+    trend = 0.35 * q * k  # quality-signed quarters of improvement (bounded by the clips)
+    gross_margin = np.clip(0.25 + 0.45 * level[1] + 0.004 * trend + 0.01 * noise[1], 0.05, 0.95)
+    net_margin = np.clip(0.09 + 0.04 * q + 0.004 * trend + 0.012 * noise[2], -0.4, 0.45)
+    net_income = revenue * net_margin
+    cash_flow = net_income + revenue * (0.03 + 0.02 * q + 0.02 * noise[3])
+    turnover = (0.3 + 1.1 * level[2]) * np.exp(0.01 * trend + 0.015 * noise[4])
+    total_assets = 4.0 * revenue / turnover
+    leverage = np.clip(0.1 + 0.3 * level[3] - 0.004 * trend + 0.008 * noise[5], 0.0, 0.85)
+    current_ratio = np.clip(0.9 + 1.3 * level[4] + 0.02 * trend + 0.04 * noise[6], 0.3, 5.0)
+    current_liabilities = total_assets * (0.1 + 0.15 * level[5])
+    shares = shares0 * np.exp(-0.004 * trend + 0.006 * noise[7])
+    lag = rng.integers(30, 46, (N, K))
+    report = np.busday_offset(period_end[None, :] + lag, 0, roll="forward")
+    items = {
+        "revenue": revenue,
+        "gross_profit": revenue * gross_margin,
+        "net_income": net_income,
+        "total_assets": total_assets,
+        "operating_cash_flow": cash_flow,
+        "long_term_debt": total_assets * leverage,
+        "current_assets": current_liabilities * current_ratio,
+        "current_liabilities": current_liabilities,
+        "shares_outstanding": shares,
+    }
+    return Statements(
+        period_end=period_end.astype("datetime64[ns]"),
+        report_date=report.astype("datetime64[ns]"),
+        items={name: np.round(v, -3) for name, v in items.items()},
+    )
+
+
+def fundamentals(seed: int, col: int, as_of: date) -> pd.DataFrame:
+    """One stock's quarterly statements reported on or before ``as_of`` (oldest first).
+
+    Columns: ``period_end``, ``report_date``, then the line items of :func:`statements`.
+    """
+    st = statements(seed)
+    n = int(np.searchsorted(st.report_date[col], np.datetime64(as_of, "ns"), "right"))
+    columns = {"period_end": st.period_end[:n], "report_date": st.report_date[col, :n]}
+    columns.update({name: v[col, :n] for name, v in st.items.items()})
+    return pd.DataFrame(columns)
+
+
+def _eps(income: float, growth: float, shares: float, seed: int, conid: int, day: str) -> float:
+    """Trailing income grown at ``growth`` (clamped to 0.7..1.5), with a +-3 % consensus error
+    fixed per stock and day, per share (USD, 4 decimals)."""
+    noise = 1.0 + 0.03 * ((stable_int(seed, conid, day) % 2001) / 1000 - 1)
+    return round(income * min(max(growth, 0.7), 1.5) * noise / shares, 4)
+
+
+def forward_eps(seed: int, conid: int, col: int, as_of: date) -> float:
+    """Consensus EPS for the next twelve months: trailing EPS grown at the recent trend."""
+    st = statements(seed)
+    n = int(np.searchsorted(st.report_date[col], np.datetime64(as_of, "ns"), "right"))
+    income, revenue = st.items["net_income"][col, :n], st.items["revenue"][col, :n]
+    growth = float(revenue[-4:].sum() / revenue[-8:-4].sum())
+    shares = float(st.items["shares_outstanding"][col, n - 1])
+    return _eps(float(income[-4:].sum()), growth, shares, seed, conid, as_of.isoformat())
+
+
+def forward_eps_many(
+    seed: int, conids: Sequence[int], cols: Sequence[int], as_of: date
+) -> list[float]:
+    """:func:`forward_eps` of many stocks for one date, vectorised over the statements
+    (a backtest asks for every stock on every session); the same numbers."""
+    st = statements(seed)
+    rows_of = np.array(cols, dtype=np.int64)
+    if not len(rows_of):
+        return []
+    n = (st.report_date[rows_of] <= np.datetime64(as_of, "ns")).sum(axis=1)
+    if n.min() < 8:  # too few quarters for the vectorised windows: one by one
+        return [forward_eps(seed, c, col, as_of) for c, col in zip(conids, cols, strict=True)]
+    rows = rows_of[:, None]
+    last4 = n[:, None] + np.arange(-4, 0)
+    income = st.items["net_income"][rows, last4].sum(axis=1)
+    revenue = st.items["revenue"]
+    growth = revenue[rows, last4].sum(axis=1) / revenue[rows, last4 - 4].sum(axis=1)
+    shares = st.items["shares_outstanding"][rows_of, n - 1]
+    day = as_of.isoformat()
+    return [
+        _eps(float(income[k]), float(growth[k]), float(shares[k]), seed, conid, day)
+        for k, conid in enumerate(conids)
+    ]

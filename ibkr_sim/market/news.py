@@ -1,0 +1,161 @@
+"""News of the simulated market: dated headlines whose tone relates to returns.
+
+How many headlines a stock gets on a session, their common tone and the jumps they announce are
+drawn with the daily panel (:mod:`ibkr_sim.market.paths`), where the tone also adds a decaying
+drift to the next five sessions' returns. Here each headline gets its time (06:00-20:00 New York;
+a jump's first headline before the open, 07:00-09:15), a provider, a stable article id and its
+text: a template picked by tone (positive, neutral, negative), with event phrases ("beats
+estimates", "guidance cut", "SEC probe", "FDA ban" for health care) when the news is strong, as
+it always is for a jump. Only stocks have news; ETFs and other instruments have none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+
+import numpy as np
+
+from ibkr_sim.market.calendar import NEW_YORK, schedule, to_ns
+from ibkr_sim.market.paths import panel
+from ibkr_sim.universe import Instrument, stable_int
+
+NEWS_PROVIDERS = (
+    ("BRFG", "Briefing.com General Market Columns"),
+    ("DJNL", "Dow Jones Newsletters"),
+    ("BZ", "Benzinga Pro"),
+)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One news headline, IB-style (provider code, article id)."""
+
+    time: datetime
+    provider_code: str
+    article_id: str
+    headline: str
+    conid: int
+    symbol: str
+    tone: float  # -1 (very negative) .. 1 (very positive)
+
+
+_BROKERS = (
+    "Morgan Stanley",
+    "Goldman Sachs",
+    "JPMorgan",
+    "BofA Securities",
+    "Citi",
+    "Barclays",
+    "UBS",
+    "Jefferies",
+    "Wells Fargo",
+    "Evercore ISI",
+    "Bernstein",
+    "Piper Sandler",
+)
+_POSITIVE = (
+    "{name} shares rise after {broker} upgrades to Overweight",
+    "{name} raises full-year outlook on strong demand",
+    "{sym}: {broker} lifts price target to ${target}",
+    "{name} wins multi-year contract; shares climb",
+    "{name} announces ${buyback} billion share buyback",
+    "Insiders add to stakes in {name}",
+    "{name} margins expand as input costs ease",
+)
+_NEUTRAL = (
+    "{name} to present at {broker} {sector} conference",
+    "{name} declares quarterly dividend",
+    "{name} names new chief financial officer",
+    "{name} files quarterly report with the SEC",
+    "{name} schedules Q{q} earnings call",
+    "Options traders position in {sym} ahead of earnings",
+)
+_NEGATIVE = (
+    "{name} downgraded to Underweight at {broker}",
+    "{name} shares slip as sales growth slows",
+    "{sym}: {broker} cuts price target to ${target}",
+    "{name} warns of supply-chain delays",
+    "Short interest in {name} climbs to a one-year high",
+    "{name} CFO departs unexpectedly",
+)
+_STRONG_POSITIVE = (
+    "{name} beats estimates and raises guidance; shares jump",
+    "{name} Q{q} EPS beats estimates by ${beat}",
+)
+_STRONG_NEGATIVE = (
+    "{name} guidance cut sends shares lower",
+    "{name} discloses SEC probe into revenue recognition",
+    "{name} misses estimates as demand weakens",
+)
+_FDA = "FDA ban on {name} drug candidate weighs on shares"
+
+
+def _headline_text(rng: np.random.Generator, inst: Instrument, tone: float, strong: bool) -> str:
+    if strong and tone > 0:
+        pool: tuple[str, ...] = _STRONG_POSITIVE
+    elif strong:
+        pool = (*_STRONG_NEGATIVE, _FDA) if inst.sector == "Health Care" else _STRONG_NEGATIVE
+    else:
+        pool = _POSITIVE if tone > 0.25 else _NEGATIVE if tone < -0.25 else _NEUTRAL
+    template = pool[int(rng.integers(len(pool)))]
+    return template.format(
+        name=inst.name,
+        sym=inst.symbol,
+        broker=_BROKERS[int(rng.integers(len(_BROKERS)))],
+        sector=inst.sector or "Investor",
+        target=int(rng.integers(20, 600)),
+        buyback=int(rng.integers(1, 20)),
+        q=int(rng.integers(1, 5)),
+        beat=f"{rng.uniform(0.02, 0.4):.2f}",
+    )
+
+
+def headlines(
+    seed: int, inst: Instrument, col: int | None, start: datetime, end: datetime
+) -> list[Headline]:
+    """Headlines with ``start <= time <= end``, oldest first (stocks only; others have none).
+
+    ``col`` is the instrument's panel column (None for a contract outside the panel).
+    """
+    start_ns, end_ns = to_ns(start), to_ns(end)
+    if col is None or inst.sec_type != "STK" or inst.is_etf or end_ns < start_ns:
+        return []
+    p = panel(seed)
+    days = schedule()[0]
+    lo = int(np.searchsorted(days, np.datetime64(start.astimezone(NEW_YORK).date(), "D")))
+    hi = int(np.searchsorted(days, np.datetime64(end.astimezone(NEW_YORK).date(), "D"), "right"))
+    out: list[Headline] = []
+    for t in np.flatnonzero(p.news_count[lo:hi, col]) + lo:
+        out.extend(_session_headlines(seed, inst, col, int(t)))
+    return [h for h in out if start <= h.time <= end]
+
+
+def _session_headlines(seed: int, inst: Instrument, col: int, t: int) -> list[Headline]:
+    p = panel(seed)
+    day = schedule()[0][t].item()
+    base_tone, jumped = float(p.news_tone[t, col]), bool(p.jump[t, col])
+    out = []
+    for k in range(int(p.news_count[t, col])):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 77, col, t, k]))
+        if jumped and k == 0:  # the big move is announced before the open
+            minute = 7 * 60 + int(rng.integers(0, 135))
+        else:
+            minute = 6 * 60 + int(rng.integers(0, 14 * 60))
+        local = datetime.combine(day, time(minute // 60, minute % 60), NEW_YORK)
+        tone = float(np.clip(base_tone + 0.15 * rng.standard_normal(), -1.0, 1.0))
+        strong = (jumped and k == 0) or (abs(base_tone) > 0.9 and rng.random() < 0.3)
+        provider = NEWS_PROVIDERS[int(rng.integers(len(NEWS_PROVIDERS)))][0]
+        article = f"{provider}${stable_int(seed, inst.conid, t, k) % 2**32:08x}"
+        out.append(
+            Headline(
+                time=local.astimezone(UTC),
+                provider_code=provider,
+                article_id=article,
+                headline=_headline_text(rng, inst, tone, strong),
+                conid=inst.conid,
+                symbol=inst.symbol,
+                tone=round(tone, 4),
+            )
+        )
+    return sorted(out, key=lambda h: h.time)

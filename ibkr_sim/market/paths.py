@@ -1,0 +1,373 @@
+"""Price paths of the simulated market: the daily panel and each session's intraday path.
+
+**Daily returns** follow a multi-factor model, as a risk model would decompose a real stock::
+
+    r[t, i] = mu_i + drift[t, i] + beta_i * m[t] + gamma_i * s[t, sector(i)] + e[t, i] + J[t, i]
+
+- ``m`` is the market factor: GJR-GARCH(1,1) volatility (shocks raise tomorrow's variance, falls
+  more than rises, so volatility clusters and is negatively correlated with returns) with
+  Student-t(5) shocks (fat tails). ``s`` are eleven GICS sector factors (GARCH, t(5)) and ``e`` is
+  idiosyncratic (GARCH, t(4)) with a per-stock volatility that is higher for smaller caps.
+  References: Bollerslev (1986); Glosten, Jagannathan & Runkle (1993); Fama & French (1993).
+- ``mu_i`` is the stock's long-run drift ("quality"); the same quality drives its fundamentals
+  (:mod:`ibkr_sim.market.fundamentals`).
+- ``J`` are rare jumps (about 0.5 % of stock-days, 5-12 %, mostly at the open) on 2.5-5x the
+  average daily volume, each announced by a pre-market headline, so every day has a few top
+  movers for the scanners.
+- ``drift`` is post-news drift: a headline's tone (in [-1, 1]) adds a decaying drift to the
+  next five sessions' returns, so tone predicts later returns the way analysts hope it does
+  (the headlines' text is written by :mod:`ibkr_sim.market.news`).
+
+Daily OHLC: part of the return happens overnight (the gap to the open), the rest intraday; highs
+and lows extend beyond the open/close by a volatility-scaled amount. Volume is around ADV and
+rises with ``|r|``. Macro instruments: SPY (the market factor), QQQ (market + tech), VIX (the
+market's conditional volatility, annualised), TNX (10-year yield x 10, mean-reverting), crude and
+FX (mean-reverting in logs).
+
+**Intraday**: within a session the price follows a deterministic bridge that starts at the open,
+touches the day's high and low and ends at the close; volume accumulates along a U-shaped profile.
+
+The whole panel (2019-01-02 to 2028-12-29, every listed stock plus the macro instruments) is
+drawn once per seed from ``numpy.random.SeedSequence`` and cached per process, so two processes
+see identical numbers and a stock's history does not depend on how many stocks the universe holds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ibkr_sim.market.calendar import schedule
+from ibkr_sim.universe import MAX_STOCKS, Universe
+
+SECTORS = (
+    "Information Technology",
+    "Communication Services",
+    "Consumer Discretionary",
+    "Consumer Staples",
+    "Health Care",
+    "Financials",
+    "Industrials",
+    "Energy",
+    "Materials",
+    "Real Estate",
+    "Utilities",
+)
+#: Market beta tilt per sector (defensives below 1, cyclicals above).
+_SECTOR_BETA = {
+    "Information Technology": 1.2,
+    "Communication Services": 1.05,
+    "Consumer Discretionary": 1.15,
+    "Consumer Staples": 0.65,
+    "Health Care": 0.8,
+    "Financials": 1.1,
+    "Industrials": 1.05,
+    "Energy": 1.0,
+    "Materials": 1.05,
+    "Real Estate": 0.85,
+    "Utilities": 0.55,
+}
+#: (symbol, currency) -> start level, long-run level, mean reversion per day, daily log vol
+_MACRO_OU = {
+    ("TNX", "USD"): (26.6, 42.0, 0.01, 0.012),
+    ("CL", "USD"): (46.5, 75.0, 0.01, 0.022),
+    ("EUR", "USD"): (1.146, 1.10, 0.005, 0.0045),
+    ("GBP", "USD"): (1.27, 1.27, 0.005, 0.005),
+    ("USD", "JPY"): (108.9, 140.0, 0.004, 0.005),
+    ("USD", "CHF"): (0.985, 0.90, 0.005, 0.0045),
+    ("USD", "CAD"): (1.36, 1.35, 0.005, 0.004),
+    ("AUD", "USD"): (0.70, 0.68, 0.005, 0.006),
+}
+_NEWS_LAGS = 5  # sessions of post-news drift
+_NEWS_DRIFT = 0.004  # daily drift per unit tone on the first session after the news
+_NEWS_DECAY = 0.8
+
+
+# -- the daily panel ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Panel:
+    """Every instrument's daily history for one seed; columns: stocks (csv order), then others."""
+
+    open: np.ndarray  # (T, C) float64
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    sigma: np.ndarray  # (T, C) conditional daily volatility of the next session's return
+    news_count: np.ndarray  # (T, C) int8: headlines on that session
+    news_tone: np.ndarray  # (T, C) float32: the session's news tone (0 without news)
+    jump: np.ndarray  # (T, C) bool: jump (big mover) sessions
+    start_price: np.ndarray  # (C,) price before the first session
+    tick: np.ndarray  # (C,)
+    quality: np.ndarray  # (MAX_STOCKS,) standardised long-run drift
+    adv: np.ndarray  # (C,)
+
+
+def _garch(
+    z: np.ndarray, target: np.ndarray, alpha: float, beta: float, gamma: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """GJR-GARCH(1,1) paths for unit-variance shocks ``z`` (T, K); returns (eps, next sigma)."""
+    T, K = z.shape
+    omega = target**2 * (1.0 - alpha - beta - gamma / 2.0)
+    eps = np.empty((T, K))
+    sig_next = np.empty((T, K))
+    s2 = target**2
+    for t in range(T):
+        e = np.sqrt(s2) * z[t]
+        eps[t] = e
+        s2 = omega + (alpha + gamma * (e < 0.0)) * e * e + beta * s2
+        sig_next[t] = np.sqrt(s2)
+    return eps, sig_next
+
+
+def _unit_t(rng: np.random.Generator, df: float, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.standard_t(df, shape) / math.sqrt(df / (df - 2.0))
+
+
+def on_tick(price: np.ndarray, tick: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Round to whole ticks; dividing by the (integer) ticks per unit gives exact decimals."""
+    per_unit = np.rint(1.0 / tick)
+    out = np.multiply(price, per_unit, out=out)
+    np.rint(out, out=out)
+    out /= per_unit
+    return out
+
+
+def _ohlc(
+    rng: np.random.Generator,
+    log_prev: np.ndarray,
+    r: np.ndarray,
+    sigma: np.ndarray,
+    gap_share: np.ndarray,
+    tick: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Open/high/low/close from log returns: a gap to the open, the rest intraday, wicks.
+
+    Works in place on a few (T, C) buffers: the panel is large and fresh allocations are slow.
+    """
+    f32 = np.float32
+    shape = r.shape
+    c = np.add(log_prev, r)
+    o = rng.standard_normal(shape, dtype=f32) * sigma
+    o *= 0.15
+    o += gap_share
+    o += log_prev
+    h = rng.standard_exponential(shape, dtype=f32) * sigma
+    h *= 0.45
+    h += np.maximum(o, c)
+    lo = rng.standard_exponential(shape, dtype=f32) * sigma
+    lo *= -0.45
+    lo += np.minimum(o, c)
+    for x in (o, h, lo, c):
+        np.exp(x, out=x)
+        on_tick(x, tick, out=x)
+        np.maximum(x, tick, out=x)
+    np.maximum(h, np.maximum(o, c), out=h)
+    np.minimum(lo, np.minimum(o, c), out=lo)
+    return o, h, lo, c
+
+
+@functools.lru_cache(maxsize=4)
+def panel(seed: int) -> Panel:
+    """Draw the whole market for a seed, vectorised (~0.5 s once per process and seed)."""
+    uni = Universe(seed, MAX_STOCKS)
+    days, _, _ = schedule()
+    T, N = len(days), MAX_STOCKS
+    others = uni.others
+    C = N + len(others)
+    col = {(i.symbol, i.sec_type, i.currency): N + j for j, i in enumerate(others)}
+    ss = np.random.SeedSequence([seed, 20190102])
+    r_params, r_factor, r_idio, r_ohlc, r_news, r_vol = (
+        np.random.default_rng(s) for s in ss.spawn(6)
+    )
+
+    # per-stock parameters
+    rank_frac = np.arange(N) / (N - 1)
+    sector_of = np.array([SECTORS.index(i.sector) for i in uni.stocks])
+    beta = np.array([_SECTOR_BETA[i.sector] for i in uni.stocks]) * r_params.uniform(0.7, 1.3, N)
+    gamma = r_params.uniform(0.5, 1.2, N)
+    idio_vol = 0.008 + 0.009 * rank_frac + r_params.uniform(0.0, 0.005, N)
+    quality = r_params.standard_normal(N)
+    mu = 0.0003 + 0.0004 * quality
+    news_rate = 0.25 + 0.5 * (1.0 - rank_frac)  # headlines per session
+    gap_frac = r_params.uniform(0.15, 0.35, N)
+
+    # factors
+    z_m = _unit_t(r_factor, 5.0, (T, 1))
+    m, sig_m = _garch(z_m, np.array([0.0105]), alpha=0.04, beta=0.89, gamma=0.10)
+    s_fac, sig_s = _garch(
+        _unit_t(r_factor, 5.0, (T, len(SECTORS))), np.full(len(SECTORS), 0.006), 0.06, 0.92
+    )
+    e, sig_e = _garch(_unit_t(r_idio, 4.0, (T, N)), idio_vol, 0.06, 0.91)
+
+    # news and jumps
+    f32 = np.float32
+    u = r_news.random((T, N), dtype=f32)
+    lam = news_rate[None, :]
+    p0 = np.exp(-lam)
+    p1 = p0 * lam
+    p2 = p1 * lam / 2.0
+    count = (u > p0).astype(np.int8) + (u > p0 + p1) + (u > p0 + p1 + p2)
+    tone = np.where(count > 0, np.clip(0.55 * r_news.standard_normal((T, N), dtype=f32), -1, 1), 0)
+    is_jump = r_news.random((T, N), dtype=f32) < 0.005
+    hit = np.flatnonzero(is_jump)
+    sign = np.where(r_news.random(hit.size) < 0.5, -1.0, 1.0)
+    jump = np.zeros((T, N))
+    jump.flat[hit] = sign * r_news.uniform(0.05, 0.12, hit.size)
+    tone.flat[hit] = sign * r_news.uniform(0.6, 0.95, hit.size)
+    count.flat[hit] = np.maximum(count.flat[hit], 1)
+    drift = np.zeros((T, N))
+    for lag in range(1, _NEWS_LAGS + 1):
+        drift[lag:] += _NEWS_DRIFT * _NEWS_DECAY ** (lag - 1) * tone[:-lag]
+
+    r = mu + drift + beta * m + gamma * s_fac[:, sector_of] + e + jump
+    sigma = np.sqrt((beta * sig_m) ** 2 + (gamma * sig_s[:, sector_of]) ** 2 + sig_e**2)
+    gap = gap_frac * (r - jump)
+    gap.flat[hit] += jump.flat[hit] * r_ohlc.uniform(0.7, 1.0, hit.size)
+
+    # macro instruments
+    R = np.zeros((T, C))
+    SIG = np.zeros((T, C))
+    GAP = np.zeros((T, C))
+    R[:, :N], SIG[:, :N], GAP[:, :N] = r, sigma, gap
+    start = np.zeros(C)
+    start[:N] = uni.start_prices
+    tick = np.array([i.min_tick for i in uni.stocks + others])
+    adv = np.array([i.adv for i in uni.stocks + others])
+    it = SECTORS.index("Information Technology")
+    spy, qqq = col[("SPY", "STK", "USD")], col[("QQQ", "STK", "USD")]
+    R[:, spy] = 0.00035 + m[:, 0]
+    SIG[:, spy] = sig_m[:, 0]
+    R[:, qqq] = 0.00045 + 1.15 * m[:, 0] + 0.8 * s_fac[:, it]
+    SIG[:, qqq] = np.hypot(1.15 * sig_m[:, 0], 0.8 * sig_s[:, it])
+    start[spy], start[qqq] = 250.18, 150.0
+    # VIX: tomorrow's market volatility, annualised, with its own noise around it
+    vix_col = col[("VIX", "IND", "USD")]
+    vix_noise = np.zeros(T)
+    z_vix = r_factor.standard_normal(T)
+    for t in range(1, T):
+        vix_noise[t] = 0.9 * vix_noise[t - 1] + 0.03 * z_vix[t]
+    vix = np.clip(100.0 * math.sqrt(252.0) * sig_m[:, 0] * 1.1 * np.exp(vix_noise), 9.0, 85.0)
+    start[vix_col] = vix[0]
+    R[:, vix_col] = np.diff(np.log(vix), prepend=np.log(vix[0]))
+    SIG[:, vix_col] = 0.06
+    for key, (x0, level, kappa, vol) in _MACRO_OU.items():
+        c = col[(key[0], "IND" if key[0] == "TNX" else "FUT" if key[0] == "CL" else "CASH", key[1])]
+        z = r_factor.standard_normal(T)
+        x = np.empty(T)
+        prev = math.log(x0)
+        for t in range(T):
+            prev = prev + kappa * (math.log(level) - prev) + vol * z[t]
+            x[t] = prev
+        R[:, c] = np.diff(x, prepend=math.log(x0))
+        SIG[:, c] = vol
+        start[c] = x0
+    GAP[:, N:] = 0.2 * R[:, N:]
+
+    log_close = np.log(start) + np.cumsum(R, axis=0)
+    log_prev = np.vstack([np.log(start)[None, :], log_close[:-1]])
+    o, h, lo, c = _ohlc(r_ohlc, log_prev, R, SIG, GAP, tick)
+
+    # volume: around ADV, up with |r| / sigma, much higher on jump days
+    surprise = np.abs(R - R.mean(axis=0)) / np.maximum(SIG, 1e-6)
+    z_vol = r_vol.standard_normal((T, C), dtype=f32)
+    vol = adv * np.exp(0.3 * z_vol - 0.045) * (0.65 + 0.35 * surprise / 0.8)
+    hit_t, hit_i = np.unravel_index(hit, (T, N))
+    vol[hit_t, hit_i] *= r_vol.uniform(2.5, 5.0, hit.size)
+    vol = np.round(vol, -2)
+    vol[:, N:] = np.where(adv[N:] > 0, np.maximum(vol[:, N:], 100.0), 0.0)
+    vol[:, :N] = np.maximum(vol[:, :N], 100.0)
+
+    news_count = np.zeros((T, C), dtype=np.int8)
+    news_tone = np.zeros((T, C), dtype=np.float32)
+    jumps = np.zeros((T, C), dtype=bool)
+    news_count[:, :N], news_tone[:, :N], jumps[:, :N] = count, tone, is_jump
+    for a in (o, h, lo, c, vol, SIG):
+        a.flags.writeable = False
+    return Panel(
+        open=o,
+        high=h,
+        low=lo,
+        close=c,
+        volume=vol,
+        sigma=SIG,
+        news_count=news_count,
+        news_tone=news_tone,
+        jump=jumps,
+        start_price=start,
+        tick=tick,
+        quality=quality,
+        adv=adv,
+    )
+
+
+# -- intraday ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Intraday:
+    """One session's minute grid for every column: price path, running extremes, volume so far."""
+
+    path: np.ndarray  # (C, n + 1) price at each minute mark; [:, 0] open, [:, n] close
+    run_high: np.ndarray
+    run_low: np.ndarray
+    cum_volume: np.ndarray  # (C, n + 1) shares traded up to each minute mark
+    minutes: int
+
+
+@functools.lru_cache(maxsize=8)
+def intraday(seed: int, j: int) -> Intraday:
+    """A deterministic bridge from open to close through the day's high and low."""
+    p = panel(seed)
+    _, opens, closes = schedule()
+    n = int((closes[j] - opens[j]) // 60_000_000_000)
+    C = p.close.shape[1]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 31, j]))
+    o, h, lo, c = p.open[j], p.high[j], p.low[j], p.close[j]
+    t_high = rng.integers(1, n, C)
+    t_low = rng.integers(1, n, C)
+    t_low = np.where(t_low == t_high, (t_high + n // 3) % (n - 1) + 1, t_low)
+    high_first = t_high < t_low
+    t1, t2 = np.minimum(t_high, t_low)[:, None], np.maximum(t_high, t_low)[:, None]
+    v0, v3 = np.log(o)[:, None], np.log(c)[:, None]
+    v1 = np.where(high_first, np.log(h), np.log(lo))[:, None]
+    v2 = np.where(high_first, np.log(lo), np.log(h))[:, None]
+    k = np.arange(n + 1)[None, :]
+    base = np.where(
+        k <= t1,
+        v0 + (v1 - v0) * k / t1,
+        np.where(
+            k <= t2, v1 + (v2 - v1) * (k - t1) / (t2 - t1), v2 + (v3 - v2) * (k - t2) / (n - t2)
+        ),
+    )
+    walk = np.zeros((C, n + 1))
+    np.cumsum(rng.standard_normal((C, n)), axis=1, out=walk[:, 1:])
+    bridge = walk - walk[:, -1:] * (k / n)
+    taper = np.clip(
+        np.minimum(np.minimum(np.abs(k - t1), np.abs(k - t2)), np.minimum(k, n - k)) / 8.0, 0, 1
+    )
+    amp = (0.5 * p.sigma[max(j - 1, 0)] / math.sqrt(n))[:, None]
+    tick = p.tick[:, None]
+    path = np.exp(base + amp * bridge * taper)
+    path = np.clip(on_tick(path, tick), lo[:, None], h[:, None])
+    path[:, 0], path[:, n] = o, c
+    rows = np.arange(C)
+    path[rows, t_high], path[rows, t_low] = h, lo
+    u = (np.arange(n) + 0.5) / n
+    profile = 1.0 + 2.5 * (2.0 * u - 1.0) ** 4 + 0.8 * np.exp(-u * 30.0)  # U-shape, open burst
+    w = profile[None, :] * np.exp(0.3 * rng.standard_normal((C, n)))
+    cum = np.zeros((C, n + 1))
+    np.cumsum(w, axis=1, out=cum[:, 1:])
+    cum *= (p.volume[j] / cum[:, -1])[:, None]
+    return Intraday(
+        path=path,
+        run_high=np.maximum.accumulate(path, axis=1),
+        run_low=np.minimum.accumulate(path, axis=1),
+        cum_volume=cum,
+        minutes=n,
+    )

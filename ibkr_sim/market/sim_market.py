@@ -1,0 +1,251 @@
+"""The simulated market for one seed: contracts resolved to panel columns, requests answered by
+the package's concept modules (see :mod:`ibkr_sim.market`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+from ibkr_sim.market import bars, calendar, fundamentals, news, options, quotes, scanner
+from ibkr_sim.market.news import Headline
+from ibkr_sim.market.quotes import Snapshot
+from ibkr_sim.market.scanner import ScanResult
+from ibkr_sim.universe import MAX_STOCKS, Instrument, Universe
+from ibkr_spec.errors import (
+    HISTORICAL_DATA_ERROR,
+    INVALID_REQUEST,
+    NO_FUNDAMENTALS,
+    NO_MARKET_DATA,
+    NO_SECURITY_DEFINITION,
+    IBError,
+)
+from ibkr_spec.historical import BarSize
+
+
+class SimMarket:
+    """The deterministic simulated market for one seed (see :mod:`ibkr_sim.market`).
+
+    Every stock of the universe and every macro instrument has a column in the daily panel
+    (stocks first, in universe order, then the others after all :data:`MAX_STOCKS` listable
+    stocks); options are priced from their underlying's column. Timestamps are timezone-aware.
+    """
+
+    SCANNER_CODES: tuple[str, ...] = scanner.SCANNER_CODES
+    LOCATIONS: tuple[str, ...] = scanner.LOCATIONS
+
+    def __init__(self, seed: int = 7, n_stocks: int = 700) -> None:
+        self.seed = int(seed)
+        self.universe = Universe(self.seed, n_stocks)
+        self._cols: dict[int, int] = {inst.conid: i for i, inst in enumerate(self.universe.stocks)}
+        self._cols.update(
+            {inst.conid: MAX_STOCKS + j for j, inst in enumerate(self.universe.others)}
+        )
+        self._conid_of_col = {c: conid for conid, c in self._cols.items()}
+        self.universe.resolver = self._decode_option
+        self._tnx_col = self._cols[self.universe.lookup("TNX", "IND").conid]
+
+    # -- calendar ---------------------------------------------------------------------------
+    def sessions(self, start: date, end: date) -> list[date]:
+        """NYSE sessions between ``start`` and ``end`` inclusive."""
+        return calendar.sessions(start, end)
+
+    def last_session(self, at: datetime) -> date:
+        """The latest session whose close is at or before ``at``."""
+        return calendar.last_session(at)
+
+    def trading_hours(self, conid: int, day: date) -> list[tuple[datetime, datetime]]:
+        """Regular trading hours in UTC (FX: IDEALPRO's 17:15 ET the day before to 17:00 ET)."""
+        return calendar.trading_hours(self._instrument(conid).sec_type, day)
+
+    # -- lookups ----------------------------------------------------------------------------
+    def _instrument(self, conid: int) -> Instrument:
+        return self.universe.by_conid(conid)
+
+    def _col(self, conid: int) -> int:
+        """The contract's panel column; IB's error 162 for a contract without price history."""
+        col = self._cols.get(conid)
+        if col is None:
+            inst = self._instrument(conid)  # IBError(200) when unknown
+            raise IBError(
+                HISTORICAL_DATA_ERROR, f"no price history for {inst.symbol} ({inst.sec_type})"
+            )
+        return col
+
+    def _stock(self, conid: int) -> int:
+        """A stock's panel column; IB's error 430 for anything that has no fundamentals."""
+        inst = self._instrument(conid)
+        col = self._cols.get(conid)
+        if inst.sec_type != "STK" or inst.is_etf or col is None:
+            raise IBError(
+                NO_FUNDAMENTALS,
+                f"fundamentals data is not available for {inst.symbol} ({inst.sec_type})",
+            )
+        return col
+
+    def _optionable(self, conid: int) -> tuple[Instrument, int]:
+        """A stock and its panel column; IB's error 200 for anything without an option chain."""
+        inst = self._instrument(conid)
+        col = self._cols.get(conid)
+        if inst.sec_type != "STK" or col is None:
+            raise IBError(
+                NO_SECURITY_DEFINITION, f"no option chain for {inst.symbol} ({inst.sec_type})"
+            )
+        return inst, col
+
+    # -- bars -------------------------------------------------------------------------------
+    def daily_bars(self, conid: int, start: date, end: date) -> pd.DataFrame:
+        """Daily OHLCV for sessions in [start, end]; index ``session`` (datetime64), float64."""
+        return bars.daily_bars(self.seed, self._col(conid), start, end)
+
+    def daily_close_panel(self, conids: list[int], start: date, end: date) -> pd.DataFrame:
+        """Closes, sessions x conids, in one slice of the cached panel."""
+        cols = [self._col(c) for c in conids]
+        return bars.daily_close_panel(self.seed, cols, conids, start, end)
+
+    def intraday_bars(self, conid: int, session: date, minutes: int) -> pd.DataFrame:
+        """Bars of ``minutes`` (1..390) within one session; index UTC bar start; o h l c volume."""
+        return bars.intraday_bars(self.seed, self._col(conid), session, minutes)
+
+    def history(
+        self,
+        conid: int,
+        start: datetime,
+        end: datetime,
+        bar_size: BarSize,
+        what_to_show: str = "TRADES",
+    ) -> pd.DataFrame:
+        """Bars ending in (start, end], as ``reqHistoricalData`` would return them.
+
+        Daily/weekly/monthly bars are indexed by the UTC close of their last session; intraday
+        bars by their UTC start, only completed bars; sub-minute bars are interpolated along the
+        minute path. BID/ASK shift prices by half the typical spread; MIDPOINT equals TRADES.
+        """
+        return bars.history(self.seed, self._col(conid), start, end, bar_size, what_to_show)
+
+    # -- quotes -----------------------------------------------------------------------------
+    def snapshot(self, conid: int, at: datetime) -> Snapshot:
+        """Top of book at ``at`` (see :class:`Snapshot`)."""
+        return self.snapshots([conid], at)[0]
+
+    def snapshots(self, conids: Sequence[int], at: datetime) -> list[Snapshot]:
+        """Snapshots for many contracts at once, in the order asked (options priced one by one)."""
+        out: dict[int, Snapshot] = {}
+        panel_ids = [c for c in conids if c in self._cols]
+        if panel_ids:
+            cols = np.fromiter(
+                (self._cols[c] for c in panel_ids), dtype=np.int64, count=len(panel_ids)
+            )
+            found = quotes.panel_snapshots(self.seed, panel_ids, cols, at)
+            out.update(zip(panel_ids, found, strict=True))
+        for c in conids:
+            if c not in out:
+                out[c] = self._option_snapshot(self._instrument(c), at)
+        return [out[c] for c in conids]
+
+    def _option_snapshot(self, inst: Instrument, at: datetime) -> Snapshot:
+        if inst.sec_type != "OPT":
+            raise IBError(NO_MARKET_DATA, f"no market data for {inst.symbol} ({inst.sec_type})")
+        under = self.snapshot(inst.underlying_conid, at)
+        under_col = self._cols[inst.underlying_conid]
+        return options.snapshot(self.seed, inst, under, under_col, self._tnx_col, at)
+
+    def depth(
+        self, conid: int, at: datetime, rows: int = 5
+    ) -> tuple[list[tuple[float, float, str]], list[tuple[float, float, str]]]:
+        """Level-2 book: (bids best-first, asks best-first) of (price, size, market maker)."""
+        if not 1 <= rows <= 50:
+            raise IBError(INVALID_REQUEST, f"depth rows must be 1..50, got {rows}")
+        snap = self.snapshot(conid, at)
+        return quotes.depth(self.seed, self._instrument(conid), snap, at, rows)
+
+    def fx_rate(self, currency: str, at: datetime) -> float:
+        """USD per one unit of ``currency`` (USD -> 1.0), from the FX pair's last price."""
+        cur = currency.upper()
+        if cur == "USD":
+            return 1.0
+        for inst in self.universe.others:
+            if inst.sec_type == "CASH" and cur in (inst.symbol, inst.currency):
+                last = self.snapshot(inst.conid, at).last
+                return last if inst.currency == "USD" else 1.0 / last
+        raise IBError(NO_SECURITY_DEFINITION, f"no FX rate for currency {currency!r}")
+
+    # -- fundamentals -----------------------------------------------------------------------
+    def fundamentals(self, conid: int, as_of: date) -> pd.DataFrame:
+        """Quarterly statements reported on or before ``as_of`` (oldest first), USD / shares."""
+        return fundamentals.fundamentals(self.seed, self._stock(conid), as_of)
+
+    def forward_eps(self, conid: int, as_of: date) -> float:
+        """Consensus EPS for the next twelve months: trailing EPS grown at the recent trend."""
+        return fundamentals.forward_eps(self.seed, conid, self._stock(conid), as_of)
+
+    def forward_eps_many(self, conids: Sequence[int], as_of: date) -> list[float]:
+        """:meth:`forward_eps` of many stocks for one date, vectorised over the statements
+        (a backtest asks for every stock on every session); the same numbers."""
+        cols = [self._stock(c) for c in conids]
+        return fundamentals.forward_eps_many(self.seed, conids, cols, as_of)
+
+    # -- news -------------------------------------------------------------------------------
+    def news_providers(self) -> list[tuple[str, str]]:
+        """IB news provider codes and names."""
+        return list(news.NEWS_PROVIDERS)
+
+    def news(self, conid: int, start: datetime, end: datetime) -> list[Headline]:
+        """Headlines with ``start <= time <= end``, oldest first (stocks only; others have none)."""
+        inst = self._instrument(conid)
+        return news.headlines(self.seed, inst, self._cols.get(conid), start, end)
+
+    # -- scanners ---------------------------------------------------------------------------
+    def scan(
+        self,
+        code: str,
+        at: datetime,
+        location: str = "STK.US.MAJOR",
+        above_price: float | None = None,
+        below_price: float | None = None,
+        above_volume: float | None = None,
+        market_cap_above: float | None = None,
+        market_cap_below: float | None = None,
+        limit: int = 50,
+    ) -> list[ScanResult]:
+        """IB market scanner over the stocks (ETFs excluded).
+
+        During a session it ranks live values; before the open it ranks the last completed
+        session (what a pre-market screen of "yesterday's movers" shows). HOT_BY_VOLUME ranks
+        volume relative to the average expected by this time of day.
+        """
+        return scanner.scan(
+            self.seed,
+            self.universe.stocks,
+            code,
+            at,
+            location,
+            above_price,
+            below_price,
+            above_volume,
+            market_cap_above,
+            market_cap_below,
+            limit,
+        )
+
+    # -- options ----------------------------------------------------------------------------
+    def option_chain(self, underlying_conid: int, as_of: date) -> tuple[list[str], list[float]]:
+        """Monthly expiries (third Fridays, next six) and strikes 70 %-130 % of the last close."""
+        _, col = self._optionable(underlying_conid)
+        return options.chain(self.seed, col, as_of)
+
+    def option(self, underlying_conid: int, expiry: str, strike: float, right: str) -> Instrument:
+        """The listed option (OPT, multiplier 100), registered so ``by_conid``/``snapshot`` work.
+
+        Listed means a monthly expiry (2019-01 .. 2029-08) and a strike on
+        :data:`~ibkr_sim.market.options.STRIKE_LADDER`; anything else is IB's error 200, as for
+        an unlisted contract.
+        """
+        under, col = self._optionable(underlying_conid)
+        return self.universe.register(options.contract(under, col, expiry, strike, right))
+
+    def _decode_option(self, conid: int) -> Instrument | None:
+        """Rebuild an option from its conId (None when the conId is not a valid option's)."""
+        return options.decode(conid, self._conid_of_col, self.universe)
