@@ -421,27 +421,7 @@ class Tx:
         rows = self.conn.execute(
             f"SELECT * FROM executions WHERE {' AND '.join(where)} ORDER BY seq", args
         ).fetchall()
-        return [
-            ExecutionInfo(
-                exec_id=r["exec_id"],
-                order_id=r["order_id"],
-                perm_id=r["order_id"],
-                order_ref=r["order_ref"],
-                account_id=r["account_id"],
-                conid=r["conid"],
-                side=r["side"],
-                shares=r["shares"],
-                price=r["price"],
-                time=from_us(r["time_us"]),
-                commission=r["commission"],
-                commission_currency=r["commission_currency"],
-                realized_pnl=r["realized_pnl"],
-                cum_qty=r["cum_qty"],
-                avg_price=r["avg_price"],
-                exchange=r["venue"],
-            )
-            for r in rows
-        ]
+        return [_execution_info(r) for r in rows]
 
     def execution_rows_after(self, account: str, start: datetime) -> list[sqlite3.Row]:
         """The account's execution rows strictly after ``start`` (with sec_type, multiplier)."""
@@ -479,29 +459,34 @@ class Tx:
         )
 
 
+#: OrderInfo fields stored in the orders table under the same name
+_ORDER_COLUMNS = (
+    "order_id", "client_id", "account_id", "conid", "action", "quantity", "order_type",
+    "limit_price", "stop_price", "tif", "order_ref", "parent_id", "status", "filled",
+    "avg_fill_price", "last_fill_price", "commission", "message",
+)  # fmt: skip
+#: ExecutionInfo fields stored in the executions table under the same name
+_EXECUTION_COLUMNS = (
+    "exec_id", "order_id", "order_ref", "account_id", "conid", "side", "shares", "price",
+    "commission", "commission_currency", "realized_pnl", "cum_qty", "avg_price",
+)  # fmt: skip
+
+
 def _order_info(r: sqlite3.Row) -> OrderInfo:
     return OrderInfo(
-        order_id=r["order_id"],
+        **{c: r[c] for c in _ORDER_COLUMNS},
         perm_id=r["order_id"],
-        client_id=r["client_id"],
-        account_id=r["account_id"],
-        conid=r["conid"],
-        action=r["action"],
-        quantity=r["quantity"],
-        order_type=r["order_type"],
-        limit_price=r["limit_price"],
-        stop_price=r["stop_price"],
-        tif=r["tif"],
-        order_ref=r["order_ref"],
         outside_rth=bool(r["outside_rth"]),
-        parent_id=r["parent_id"],
-        status=r["status"],
-        filled=r["filled"],
         remaining=max(r["quantity"] - r["filled"], 0.0),
-        avg_fill_price=r["avg_fill_price"],
-        last_fill_price=r["last_fill_price"],
-        commission=r["commission"],
-        message=r["message"],
         time=from_us(r["created_us"]),
         updated=from_us(r["updated_us"]),
+    )
+
+
+def _execution_info(r: sqlite3.Row) -> ExecutionInfo:
+    return ExecutionInfo(
+        **{c: r[c] for c in _EXECUTION_COLUMNS},
+        perm_id=r["order_id"],
+        time=from_us(r["time_us"]),
+        exchange=r["venue"],
     )

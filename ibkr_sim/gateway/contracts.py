@@ -142,6 +142,12 @@ def portfolio_contract_fields(inst: Instrument) -> list[object]:
     return fields
 
 
+def scanner_contract_fields(inst: Instrument) -> list[object]:
+    """The scannerData layout: no multiplier, SMART for stocks, marketName before tradingClass."""
+    fields = contract_fields(inst, exchange="SMART" if inst.sec_type == "STK" else None)
+    return [*fields[:6], *fields[7:10], market_name(inst), fields[10]]
+
+
 def resolve_all(market: SimMarket, req: ContractRequest, today: date) -> list[Instrument]:
     """Every instrument a request matches: an option request without strike or right lists
     the chain (filtered by expiry prefix, strike and right), as TWS does; else one contract."""

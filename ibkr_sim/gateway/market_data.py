@@ -25,7 +25,7 @@ import pandas as pd
 
 from ibkr_sim.gateway import wire
 from ibkr_sim.gateway.accounts import push_pnl
-from ibkr_sim.gateway.contracts import market_name, read_contract, resolve, trading_class
+from ibkr_sim.gateway.contracts import read_contract, resolve, scanner_contract_fields
 from ibkr_sim.gateway.wire import Reader
 from ibkr_spec import historical
 from ibkr_spec.errors import HISTORICAL_DATA_ERROR, INVALID_REQUEST, IBError
@@ -411,24 +411,8 @@ def req_scanner_subscription(s: Session, r: Reader) -> None:
     fields: list[object] = [20, 3, req_id, len(results)]
     for res in results:
         inst = universe.by_conid(res.conid)
-        fields += [
-            res.rank,
-            inst.conid,
-            inst.symbol,
-            inst.sec_type,
-            inst.last_trade_date,
-            inst.strike,
-            inst.right,
-            "SMART" if inst.sec_type == "STK" else inst.exchange,
-            inst.currency,
-            inst.local_symbol,
-            market_name(inst),
-            trading_class(inst),
-            "",
-            "",
-            "",
-            "",  # distance, benchmark, projection, legs
-        ]
+        fields += [res.rank, *scanner_contract_fields(inst)]
+        fields += ["", "", "", ""]  # distance, benchmark, projection, legs
     s.scanners[req_id] = {"code": code, "location": location}
     s.send(*fields)
 

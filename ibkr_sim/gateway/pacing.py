@@ -72,36 +72,36 @@ class Pacer:
         self._buckets[session] = (tokens - 1.0, max(now, last))
         return True
 
-    def allow_market_data_line(self, session: Any, req_id: int, lines_in_use: int) -> bool:
-        if not self.enabled or lines_in_use < MARKET_DATA_LINES:
+    def _allow_count(
+        self, session: Any, req_id: int, active: int, limit: int, code: int, message: str
+    ) -> bool:
+        """Allow one more of ``active`` subscriptions up to ``limit``; else reply ``code``."""
+        if not self.enabled or active < limit:
             return True
-        session.error(
-            req_id,
-            MAX_TICKERS,
-            f"Max number of tickers has been reached: {MARKET_DATA_LINES} market data lines",
-        )
+        session.error(req_id, code, message)
         return False
+
+    def allow_market_data_line(self, session: Any, req_id: int, lines_in_use: int) -> bool:
+        """One more streaming market-data line (error 101 beyond 100)."""
+        message = f"Max number of tickers has been reached: {MARKET_DATA_LINES} market data lines"
+        return self._allow_count(
+            session, req_id, lines_in_use, MARKET_DATA_LINES, MAX_TICKERS, message
+        )
 
     def allow_depth(self, session: Any, req_id: int, active: int) -> bool:
-        if not self.enabled or active < DEPTH_SUBSCRIPTIONS:
-            return True
-        session.error(
-            req_id,
-            MAX_DEPTH,
-            f"Max number ({DEPTH_SUBSCRIPTIONS}) of market depth requests has been reached",
-        )
-        return False
+        """One more market-depth subscription (error 309 beyond 3)."""
+        message = f"Max number ({DEPTH_SUBSCRIPTIONS}) of market depth requests has been reached"
+        return self._allow_count(session, req_id, active, DEPTH_SUBSCRIPTIONS, MAX_DEPTH, message)
 
     def allow_scanner(self, session: Any, req_id: int, active: int) -> bool:
-        if not self.enabled or active < SCANNER_SUBSCRIPTIONS:
-            return True
-        session.error(
-            req_id,
-            MAX_SCANNERS,
+        """One more scanner subscription (error 420 beyond 10)."""
+        message = (
             f"Invalid Real-time Query: max number of scanner subscriptions "
-            f"({SCANNER_SUBSCRIPTIONS}) reached",
+            f"({SCANNER_SUBSCRIPTIONS}) reached"
         )
-        return False
+        return self._allow_count(
+            session, req_id, active, SCANNER_SUBSCRIPTIONS, MAX_SCANNERS, message
+        )
 
     def allow_historical(
         self, session: Any, req_id: int, request: tuple[Any, ...], bar_seconds: int

@@ -22,7 +22,6 @@ client only; nothing reaches the paper exchange from a request that did not pars
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -30,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from ibkr_sim.exchange import PaperExchange
 from ibkr_sim.gateway import wire
@@ -164,8 +163,14 @@ class Connection(Session):
             self.error(req_id, CANT_READ, f"Error reading request: {exc}")
         except IBError as exc:
             self.ib_error(_guess_req_id(msg_id, fields), exc)
-        except Exception as exc:  # a simulator bug must not take the client (or gateway) down
-            log.exception("request %s from client %s failed", msg_id, self.client_id)
+        except Exception as exc:  # boundary: a simulator bug must not take the client down
+            log.exception(
+                "message %s (%s) from client %s failed; answered with error %s",
+                msg_id,
+                handler.__name__,
+                self.client_id,
+                INTERNAL_ERROR,
+            )
             self.error(
                 _guess_req_id(msg_id, fields),
                 INTERNAL_ERROR,
@@ -174,31 +179,53 @@ class Connection(Session):
 
     # ---------------------------------------------------------------- background work
     async def _poll_fills(self) -> None:
-        while not self.closed:
+        """Push fills and order states every quarter second while this client has working
+        orders, every second otherwise (fills of other clients still move positions)."""
+
+        def interval() -> float:
             live = any(oid not in self.finished for oid in self.orders.values())
-            await asyncio.sleep(FILL_POLL_SECONDS if live else IDLE_POLL_SECONDS)
-            if self.client_id is None:
-                continue
-            try:
-                push_order_updates(self)
-                await self.drain()
-            except (ConnectionError, RuntimeError):
-                return
-            except Exception:  # keep serving; the next poll retries
-                log.exception("fill poll failed for client %s", self.client_id)
+            return FILL_POLL_SECONDS if live else IDLE_POLL_SECONDS
+
+        await self._repeat(
+            "pushing order updates",
+            interval,
+            lambda: self.client_id is not None,
+            push_order_updates,
+        )
 
     async def _stream_ticks(self) -> None:
+        """Push streaming ticks, depth and P&L every second while any is subscribed."""
+        await self._repeat(
+            "streaming ticks",
+            lambda: TICK_SECONDS,
+            lambda: bool(self.tickers or self.depth or self.pnl or self.pnl_single),
+            push_stream_updates,
+        )
+
+    async def _repeat(
+        self,
+        what: str,
+        interval: Callable[[], float],
+        due: Callable[[], bool],
+        push: Callable[[Session], None],
+    ) -> None:
+        """Every ``interval()`` seconds, ``push`` to this client when ``due()``, until it is gone.
+
+        A deliberate boundary: a failed push (a simulator bug, a busy state file) is logged with
+        its traceback and retried at the next interval; it must not end the client's session.
+        """
         while not self.closed:
-            await asyncio.sleep(TICK_SECONDS)
-            if not (self.tickers or self.depth or self.pnl or self.pnl_single):
+            await asyncio.sleep(interval())
+            if not due():
                 continue
             try:
-                push_stream_updates(self)
+                push(self)
                 await self.drain()
-            except (ConnectionError, RuntimeError):
+            except (ConnectionError, RuntimeError) as exc:  # the socket or the loop is gone
+                log.debug("%s to client %s stopped: %r", what, self.client_id, exc)
                 return
             except Exception:
-                log.exception("tick stream failed for client %s", self.client_id)
+                log.exception("%s to client %s failed; retrying", what, self.client_id)
 
 
 def _guess_req_id(msg_id: int, fields: list[str]) -> int:
@@ -252,8 +279,15 @@ class GatewayHandle:
         if not self._thread.is_alive():
             return
         fut = asyncio.run_coroutine_threadsafe(self._gateway.stop(), self._loop)
-        with contextlib.suppress(Exception):
+        try:
             fut.result(timeout)
+        except Exception:  # boundary: the loop is stopped and the thread joined regardless
+            log.exception(
+                "gateway on %s:%d did not close its clients cleanly within %.1f s",
+                self.host,
+                self.port,
+                timeout,
+            )
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
 
@@ -262,6 +296,16 @@ class GatewayHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class WorldOptions(TypedDict, total=False):
+    """The keyword options of :func:`build_state`, for functions that pass them on."""
+
+    seed: int
+    symbols: int
+    pacing: str
+    data_dir: Path | str
+    clock: Callable[[], datetime] | None
 
 
 def build_state(
@@ -288,16 +332,11 @@ def build_state(
 
 
 def start_gateway(
-    host: str = "127.0.0.1",
-    port: int = 0,
-    seed: int = 7,
-    symbols: int = 700,
-    pacing: str = "off",
-    data_dir: Path | str = "data",
-    clock: Callable[[], datetime] | None = None,
+    host: str = "127.0.0.1", port: int = 0, **world: Unpack[WorldOptions]
 ) -> GatewayHandle:
-    """Start a gateway on a background thread; ``port=0`` picks a free port (see ``.port``)."""
-    state = build_state(seed, symbols, pacing, data_dir, clock)
+    """Start a gateway on a background thread; ``port=0`` picks a free port (see ``.port``).
+    ``world`` are :func:`build_state`'s options (seed, symbols, pacing, data_dir, clock)."""
+    state = build_state(**world)
     loop = asyncio.new_event_loop()
     gateway = Gateway(state)
     ready: dict[str, Any] = {}

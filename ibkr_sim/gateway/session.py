@@ -134,10 +134,10 @@ class Session:
             self.state.client_ids.discard(self.client_id)
             self.state.pacer.forget(self)
         self.state.sessions.discard(self)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError):  # the client may already have hung up
             await self.writer.drain()
         self.writer.close()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError):
             await self.writer.wait_closed()
 
 
