@@ -13,11 +13,12 @@
 * ``order_ticket`` is what a trader would work: ``reports/order_ticket_YYYY-MM-DD.json`` plus a
   DuckDB table. It refuses to exist when the day's risk report failed the compliance gate — the
   blocking checks already stop it; this is the second lock.
-* ``submitted_orders`` sends the ticket only when ``auto_submit`` is on (default off). Each order
-  carries an idempotent ``order_ref`` derived from partition, symbol, side and quantity; before
-  placing, the broker's open and completed orders and its executions are searched for that ref,
-  so re-running a partition — even after a crash half-way through submission — never sends an
-  order twice. IB order ids and statuses go to ``reports/submitted_orders_YYYY-MM-DD.json``.
+* ``submitted_orders`` sends the ticket only when ``auto_submit`` is on (default off), through
+  :func:`ibkr_assets.broker.submission.submit_orders`. Each order carries an idempotent
+  ``order_ref`` derived from partition, symbol, side and quantity; before placing, the broker's
+  open and completed orders and its executions are searched for that ref, so re-running a
+  partition — even after a crash half-way through submission — never sends an order twice. IB
+  order ids and statuses go to ``reports/submitted_orders_YYYY-MM-DD.json``.
 
 The ticket and submission files, not the DuckDB tables, are what the next stage reads: a ticket
 may hold no orders, and an empty table is never created by the DuckDB IO manager.
@@ -41,8 +42,8 @@ from ibkr_assets.assets.decide_common import (
 from ibkr_assets.assets.materialization import listing
 from ibkr_assets.assets.partition import with_partition, without_partition
 from ibkr_assets.broker import Broker, GuardedBroker
-from ibkr_assets.broker.errors import BrokerError, OrderRefused
-from ibkr_assets.broker.models import Contract, Order, OrderStatus, WhatIfResult
+from ibkr_assets.broker.models import Contract, Order, WhatIfResult
+from ibkr_assets.broker.submission import submit_orders
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.freshness import DAILY_OUTPUT_FRESHNESS
 from ibkr_assets.metadata import readable
@@ -146,28 +147,16 @@ def _typed(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
 # -- proposed orders -------------------------------------------------------------------------
 
 
-@decide_asset(
-    PROPOSED,
-    stage="7-orders",
-    ins={
-        "overlaid_targets": dg.AssetIn(),
-        "portfolio_snapshot": dg.AssetIn(),
-        "quotes": dg.AssetIn(),
-        "universe": dg.AssetIn(),
-    },
-    deps=["risk_report"],
-)
-def proposed_orders(
-    context: dg.AssetExecutionContext,
+def propose_orders(
+    partition: str,
     decide: DecideConfig,
     overlaid_targets: pd.DataFrame,
     portfolio_snapshot: pd.DataFrame,
     quotes: pd.DataFrame,
     universe: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
-    """The trades that move today's positions to the targets — one row per symbol held or
-    targeted, with the reason when no trade is proposed."""
-    partition = context.partition_key
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The :data:`PROPOSED` table — one row per symbol held or targeted: the trade to the
+    overlaid target weight, or why none — and the symbols skipped with their reason."""
     ref = without_partition(universe).drop_duplicates("symbol").set_index("symbol")
     targets = without_partition(overlaid_targets).set_index("symbol")["weight"]
     held = current_quantities(portfolio_snapshot)
@@ -208,6 +197,34 @@ def proposed_orders(
         target_weight=lambda f: f["symbol"].map(targets).fillna(0.0),
     )
     frame = frame.astype(PROPOSED_COLUMNS).sort_values(["action", "symbol"], ignore_index=True)
+    return frame, {s.symbol: s.reason for s in diff.skipped}
+
+
+@decide_asset(
+    PROPOSED,
+    stage="7-orders",
+    ins={
+        "overlaid_targets": dg.AssetIn(),
+        "portfolio_snapshot": dg.AssetIn(),
+        "quotes": dg.AssetIn(),
+        "universe": dg.AssetIn(),
+    },
+    deps=["risk_report"],
+)
+def proposed_orders(
+    context: dg.AssetExecutionContext,
+    decide: DecideConfig,
+    overlaid_targets: pd.DataFrame,
+    portfolio_snapshot: pd.DataFrame,
+    quotes: pd.DataFrame,
+    universe: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """The trades that move today's positions to the targets — one row per symbol held or
+    targeted, with the reason when no trade is proposed."""
+    partition = context.partition_key
+    frame, skipped = propose_orders(
+        partition, decide, overlaid_targets, portfolio_snapshot, quotes, universe
+    )
     trades = frame[frame["quantity"] > 0]
     return dg.Output(
         with_partition(frame, partition),
@@ -217,7 +234,7 @@ def proposed_orders(
                 "buys": int((trades["action"] == "BUY").sum()),
                 "sells": int((trades["action"] == "SELL").sum()),
                 "gross_notional": float(trades["notional"].sum()),
-                "skipped": listing({s.symbol: s.reason for s in diff.skipped}),
+                "skipped": listing(skipped),
             }
         ),
     )
@@ -260,19 +277,12 @@ def margin_check(
     return check
 
 
-@decide_asset(
-    WHATIF, stage="7-orders", source=IB, kinds={"ib"}, ins={"proposed_orders": dg.AssetIn()}
-)
-def what_if_orders(
-    context: dg.AssetExecutionContext,
-    decide: DecideConfig,
-    ib: IBResource,
-    proposed_orders: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
-    """Each proposed trade after the broker's margin what-if: accepted, sized down until it
-    passed, or dropped — one row per attempt (attempt 0: a symbol with no trade, and why)."""
-    partition = context.partition_key
-    proposed = without_partition(proposed_orders)
+def size_by_margin(
+    broker: Broker | None, proposed: pd.DataFrame, decide: DecideConfig, partition: str
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The :data:`WHATIF` table of the proposed trades — one row per what-if attempt, attempt 0
+    for a symbol with no trade — and how many orders ended in each decision. ``broker`` (None
+    when nothing trades) answers the what-ifs."""
     rows = [
         {
             **row,
@@ -284,10 +294,10 @@ def what_if_orders(
         }
         for row in proposed[proposed["quantity"] <= 0].to_dict("records")
     ]
-    trades = proposed[proposed["quantity"] > 0]
-    broker = ib.broker_at(as_of(partition)) if len(trades) else None
     decisions: dict[str, int] = {}
-    for _, row in trades.iterrows():
+    for _, row in proposed[proposed["quantity"] > 0].iterrows():
+        if broker is None:
+            raise ValueError(f"size_by_margin: {row['symbol']} trades and no broker was given")
         log: list[WhatIfResult] = []
         result = resize_until_margin_ok(
             ProposedOrder(
@@ -339,10 +349,29 @@ def what_if_orders(
                 }
             )
     frame = _typed(rows, WHATIF_COLUMNS).sort_values(["symbol", "attempt"], ignore_index=True)
+    return frame, decisions
+
+
+@decide_asset(
+    WHATIF, stage="7-orders", source=IB, kinds={"ib"}, ins={"proposed_orders": dg.AssetIn()}
+)
+def what_if_orders(
+    context: dg.AssetExecutionContext,
+    decide: DecideConfig,
+    ib: IBResource,
+    proposed_orders: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Each proposed trade after the broker's margin what-if: accepted, sized down until it
+    passed, or dropped — one row per attempt (attempt 0: a symbol with no trade, and why)."""
+    partition = context.partition_key
+    proposed = without_partition(proposed_orders)
+    trades = int((proposed["quantity"] > 0).sum())
+    broker = ib.broker_at(as_of(partition)) if trades else None
+    frame, decisions = size_by_margin(broker, proposed, decide, partition)
     return dg.Output(
         with_partition(frame, partition),
         metadata={
-            "orders": len(trades),
+            "orders": trades,
             "what_if_calls": int((frame["attempt"] > 0).sum()),
             **{f"decision_{k}": v for k, v in sorted(decisions.items())},
         },
@@ -431,81 +460,15 @@ def order_ticket(
 # -- submission ------------------------------------------------------------------------------
 
 
-Sent = tuple[str, OrderStatus | None]
-
-
-def _known_orders(
-    broker: Broker, account_id: str, ref_prefix: str
-) -> tuple[dict[str, Sent], dict[tuple[str, str], Sent]]:
-    """What the broker already has: by exact ``order_ref``, and by (symbol, side) for every
-    order of this partition (refs starting with ``ref_prefix``) whatever its size."""
-    by_ref: dict[str, Sent] = {}
-    by_side: dict[tuple[str, str], Sent] = {}
-    for ex in broker.executions(account_id):
-        if ex.order_ref:
-            by_ref[ex.order_ref] = ("already_executed", None)
-            if ex.order_ref.startswith(ref_prefix):
-                side = "BUY" if ex.side == "BOT" else "SELL"
-                by_side[(ex.contract.symbol, side)] = ("already_executed", None)
-    for status in [*broker.completed_orders(account_id), *broker.open_orders(account_id)]:
-        if status.order_ref:
-            by_ref[status.order_ref] = ("already_sent", status)
-            if status.order_ref.startswith(ref_prefix):
-                by_side[(status.contract.symbol, status.action)] = ("same_side_sent", status)
-    return by_ref, by_side
-
-
 def submit_ticket(
     broker: GuardedBroker, ticket: pd.DataFrame, ref_prefix: str, account_id: str | None = None
 ) -> pd.DataFrame:
-    """Place each ticket order the broker has never seen, through the order guard; one row per
-    order with its outcome, IB order id and status.
-
-    Reconciliation and placement are one step: the account's order lock (shared by every
-    process on the data root) is held from reading what the broker has to the last placement,
-    so any number of simultaneous runs send each order once. An order is skipped when the broker
-    knows its exact ``order_ref`` (a rerun after a crash), and also when it already has an order
-    of this partition (``ref_prefix``) for the same symbol and side at another size — positions
-    moved by partial fills change the diff, and with it the ref, but must never double the
-    trade. An order the guard refuses (outcome ``refused``, the message names the limit) or IB
-    rejects (``rejected``) is recorded, not raised, so the rest of the ticket still goes out."""
-    rows = []
-    with broker.account_lock(account_id) as account:
-        by_ref, by_side = _known_orders(broker, account, ref_prefix)
-        for _, row in ticket.iterrows():
-            ref = str(row["order_ref"])
-            base = {
-                "order_ref": ref,
-                "symbol": row["symbol"],
-                "action": row["action"],
-                "quantity": float(row["quantity"]),
-            }
-            known = by_ref.get(ref) or by_side.get((str(row["symbol"]), str(row["action"])))
-            if known is not None:
-                outcome, status = known
-            else:
-                order = order_from_row(row, str(row["order_type"]))
-                try:
-                    status = broker.place(order.model_copy(update={"account_id": account}))
-                except OrderRefused as exc:
-                    rows.append({**base, "outcome": "refused", "message": str(exc)})
-                    continue
-                except BrokerError as exc:
-                    rows.append({**base, "outcome": "rejected", "message": str(exc)})
-                    continue
-                outcome = "placed"
-            rows.append(
-                {
-                    **base,
-                    "outcome": outcome,
-                    "order_id": status.order_id if status else None,
-                    "perm_id": status.perm_id if status else None,
-                    "status": status.status if status else "Filled",
-                    "filled": status.filled if status else float(row["quantity"]),
-                    "message": status.message if status else "",
-                }
-            )
-    return pd.DataFrame(rows, columns=list(SUBMITTED_COLUMNS)).astype(SUBMITTED_COLUMNS)
+    """The :data:`SUBMITTED` table of a ticket sent through the order guard, each order at most
+    once (:func:`ibkr_assets.broker.submission.submit_orders`): one row per order with its
+    outcome, IB order id and status. ``ref_prefix``: the refs of this partition's orders."""
+    orders = [order_from_row(row, str(row["order_type"])) for _, row in ticket.iterrows()]
+    sent = submit_orders(broker, orders, ref_prefix, account_id=account_id)
+    return _typed([asdict(s) for s in sent], SUBMITTED_COLUMNS)
 
 
 def unpromoted_live_account(

@@ -7,36 +7,16 @@ only once; ``cancel`` passes the read-only check; every read is the backend's ow
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from ibkr_assets.broker.errors import OrderNotFound
 from ibkr_assets.broker.guard import Assessment, OrderGuard
-from ibkr_assets.broker.models import Execution, Order, OrderStatus
+from ibkr_assets.broker.known_orders import KnownOrders
+from ibkr_assets.broker.models import Order, OrderStatus
 from ibkr_assets.broker.protocol import Broker
-
-
-def _as_status(order_ref: str, executions: Sequence[Execution]) -> OrderStatus:
-    """The fills of an order IB no longer lists as an order, as its (filled) status."""
-    first = executions[0]
-    shares = sum(e.shares for e in executions)
-    return OrderStatus(
-        order_id=first.order_id,
-        perm_id=first.perm_id,
-        account_id=first.account_id,
-        contract=first.contract,
-        action="BUY" if first.side == "BOT" else "SELL",
-        quantity=shares,
-        order_type="MKT",
-        order_ref=order_ref,
-        status="Filled",
-        filled=shares,
-        remaining=0.0,
-        avg_fill_price=sum(e.shares * e.price for e in executions) / shares,
-        time=max(e.time for e in executions),
-    )
 
 
 class GuardedBroker:
@@ -63,42 +43,46 @@ class GuardedBroker:
         return self.guard.account_for(self.inner, wanted)
 
     @contextmanager
-    def account_lock(self, account_id: str | None = None) -> Iterator[str]:
-        """Hold the account's order lock (reconcile, then place, as one step); yields the id."""
+    def account_lock(self, account_id: str | None = None) -> Iterator[KnownOrders]:
+        """Hold the account's order lock and read what IB has of its orders once (reconcile,
+        then place, as one step): yields that snapshot, for :meth:`place` to look orders up in
+        while the lock is held."""
         account = self.account_id(account_id)
         with self.guard.account_lock(account).held():
-            yield account
+            known = KnownOrders.read(self.inner, account)
+            try:
+                yield known
+            finally:
+                known.held = False
 
     def assess(self, order: Order) -> Assessment:
         """Every check, without sending (a preview): raises OrderRefused or says what passed."""
         return self.guard.assess(self.inner, order, count_daily=order.parent_id is None)
 
-    def known_order(self, order_ref: str, account_id: str | None = None) -> OrderStatus | None:
-        """The order IB already has under ``order_ref`` (open, done today, or only as fills)."""
-        if not order_ref:
-            return None
-        account = self.account_id(account_id)
-        for status in [
-            *self.inner.open_orders(account),
-            *self.inner.completed_orders(account),
-        ]:
-            if status.order_ref == order_ref:
-                return status
-        fills = [e for e in self.inner.executions(account) if e.order_ref == order_ref]
-        return _as_status(order_ref, fills) if fills else None
-
-    def place(self, order: Order) -> OrderStatus:
+    def place(self, order: Order, known: KnownOrders | None = None) -> OrderStatus:
         """Send an order that passes the guard, once: an ``order_ref`` IB already has returns
-        that order. Raises OrderRefused (nothing sent) or the backend's errors."""
+        that order. ``known``: the snapshot of :meth:`account_lock` the caller holds (read
+        anew under the lock when None). Raises OrderRefused (nothing sent) or the backend's
+        errors; ValueError for a snapshot of another account or one no longer held."""
         account = self.account_id(order.account_id)
         with self.guard.account_lock(account).held():
-            existing = self.known_order(order.order_ref, account)
-            if existing is not None:
-                return existing
+            if known is not None and (not known.held or known.account_id != account):
+                raise ValueError(
+                    f"an order for {account} was given the order snapshot of {known.account_id}"
+                    f"{'' if known.held else ' after its lock was released'}: pass the snapshot "
+                    f"`with broker.account_lock({account!r}) as known` yields, inside that block"
+                )
+            if order.order_ref:
+                known = known if known is not None else KnownOrders.read(self.inner, account)
+                existing = known.find(order.order_ref)
+                if existing is not None:
+                    return existing
             assessment = self.assess(order.model_copy(update={"account_id": account}))
             status = self.inner.place(assessment.order)
             counted = assessment.notional if order.parent_id is None else 0.0
             self.guard.record(assessment, counted)
+            if known is not None:
+                known.add(status)
             return status
 
     def modify(
