@@ -1,8 +1,14 @@
 """The pipeline's assets, one module per stage; ``definitions.py`` loads every module here.
 
-Stages 1–3: :mod:`.ingest` (universe, quotes, daily_bars, fundamentals, headlines,
+The daily stages: :mod:`.ingest` (universe, quotes, daily_bars, fundamentals, headlines,
 macro_gauges, top_movers), :mod:`.features` (feature_matrix and its data-quality checks),
-:mod:`.signals` (alpha_scores), :mod:`.portfolio` (portfolio_snapshot).
+:mod:`.signals` (alpha_scores), :mod:`.portfolio` (portfolio_snapshot), :mod:`.risk_model`
+(risk_model), :mod:`.targets` (target_weights), :mod:`.overlay` (overlaid_targets),
+:mod:`.risk_report` (risk_report: the compliance gate), :mod:`.execution` (proposed_orders,
+what_if_orders, order_ticket, submitted_orders), :mod:`.journal` (decision_journal); weekly:
+:mod:`.backtest` (rolling_backtest). What the stages share: :mod:`.catalog` (columns, owners,
+tags, decorator arguments), :mod:`.partition` (the run's session and the partition column),
+:mod:`.materialization` (metadata for reading), :mod:`.records` (a frame as JSON records).
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ DAILY_MODULES = (
     "features",
     "signals",
     "portfolio",
-    "risk",
-    "decide",
+    "risk_model",
+    "targets",
+    "overlay",
+    "risk_report",
     "execution",
     "journal",
 )

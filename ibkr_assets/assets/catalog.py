@@ -10,7 +10,7 @@ fundamentals, or ``derived`` from other assets) and whether trading depends on i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -26,6 +26,8 @@ STAGE, SOURCE, TRADING_CRITICAL = "stage", "source", "trading_critical"
 IB, IB_NEWS, DERIVED = "ib", "ib-news", "derived"
 #: Who answers for the pipeline's assets (a Dagster owner: ``team:<name>`` or an e-mail).
 OWNERS = ["team:trading"]
+#: The asset group and warehouse schema of the decision stages (4–9).
+DECIDE_GROUP = "decide"
 
 
 class Table:
@@ -117,3 +119,29 @@ def daily_asset_kwargs(
             metadata=table_metadata(warehouse_schema or group),
         ),
     }
+
+
+def decide_asset(
+    table: Table,
+    *,
+    stage: str,
+    source: str = DERIVED,
+    kinds: Iterable[str] = (),
+    group: str = DECIDE_GROUP,
+    **kwargs: Any,
+) -> Callable[..., dg.AssetsDefinition]:
+    """``@dg.asset`` of a decision stage storing ``table``: the daily partitions, the ``decide``
+    warehouse schema and the partition column (so a rerun replaces its partition's rows), and
+    its catalog entry (``group``, ``stage``, ``source``, ``kinds``, trading-critical: a failure
+    or a late run leaves the desk without today's orders or their record); ``kwargs`` go to
+    ``dg.asset``."""
+    base = daily_asset_kwargs(
+        group,
+        table,
+        stage=stage,
+        source=source,
+        kinds=kinds,
+        critical=True,
+        warehouse_schema=DECIDE_GROUP,
+    )
+    return dg.asset(**base, **kwargs)

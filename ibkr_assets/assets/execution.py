@@ -32,15 +32,11 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets.catalog import IB, Table
-from ibkr_assets.assets.decide_common import (
-    current_quantities,
-    decide_asset,
-    frame_records,
-    net_liquidation,
-)
+from ibkr_assets.assets.catalog import IB, Table, decide_asset
 from ibkr_assets.assets.materialization import listing
 from ibkr_assets.assets.partition import with_partition, without_partition
+from ibkr_assets.assets.portfolio import current_quantities, net_liquidation
+from ibkr_assets.assets.records import frame_records
 from ibkr_assets.broker import Broker, GuardedBroker
 from ibkr_assets.broker.models import Contract, Order, WhatIfResult
 from ibkr_assets.broker.submission import submit_orders

@@ -20,10 +20,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets.catalog import Table, catalog_kwargs
-from ibkr_assets.assets.decide_common import GROUP, frame_records
+from ibkr_assets.assets.catalog import DECIDE_GROUP, Table, catalog_kwargs
 from ibkr_assets.assets.partition import without_partition
-from ibkr_assets.assets.risk import TARGETS
+from ibkr_assets.assets.records import frame_records
+from ibkr_assets.assets.targets import TARGETS
 from ibkr_assets.freshness import DAILY_OUTPUT_FRESHNESS
 from ibkr_assets.partitions import DAILY_PARTITIONS
 from ibkr_assets.quant.decision import EX_ANTE
@@ -101,7 +101,7 @@ def record_decision(
 
 @dg.asset(
     partitions_def=DAILY_PARTITIONS,
-    group_name=GROUP,
+    group_name=DECIDE_GROUP,
     ins={"overlaid_targets": dg.AssetIn()},
     deps=["order_ticket", "submitted_orders"],
     freshness_policy=DAILY_OUTPUT_FRESHNESS,
@@ -153,4 +153,4 @@ def decision_journal(
     )
 
 
-__all__ = ["EX_ANTE", "decision_journal", "record_decision", "top_drivers"]
+__all__ = ["decision_journal", "record_decision", "top_drivers"]

@@ -5,7 +5,8 @@ of net liquidation, sector) plus one ``CASH`` row (``sec_type="CASH"``, the acco
 cash in base currency), so the weights of a snapshot sum to 1 and an empty account still says
 how much it can invest. The account numbers a risk manager reads — net liquidation, cash,
 gross position value, margin, buying power — go with it to ``positions/YYYY-MM-DD.json`` and
-to the asset's metadata.
+to the asset's metadata. The decision stages read the snapshot with :func:`current_weights`,
+:func:`current_quantities` and :func:`net_liquidation`.
 """
 
 import dagster as dg
@@ -102,3 +103,26 @@ def portfolio_snapshot(
         **account,
     )
     return dg.Output(with_partition(frame, key), metadata=meta)
+
+
+def holdings(portfolio_snapshot: pd.DataFrame) -> pd.DataFrame:
+    """The snapshot's security positions (without its ``CASH`` row)."""
+    return portfolio_snapshot[portfolio_snapshot["sec_type"] != "CASH"]
+
+
+def current_weights(portfolio_snapshot: pd.DataFrame) -> pd.Series:
+    """Signed weight of each held symbol (market value / net liquidation)."""
+    return holdings(portfolio_snapshot).groupby("symbol")["weight"].sum().astype(float)
+
+
+def current_quantities(portfolio_snapshot: pd.DataFrame) -> pd.Series:
+    """Signed shares held of each symbol."""
+    return holdings(portfolio_snapshot).groupby("symbol")["quantity"].sum().astype(float)
+
+
+def net_liquidation(portfolio_snapshot: pd.DataFrame) -> float:
+    """Net liquidation value: the market values of the positions and the cash row summed."""
+    value = float(portfolio_snapshot["market_value"].sum())
+    if not value > 0:
+        raise ValueError(f"portfolio_snapshot: net liquidation must be positive (got {value})")
+    return value

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibkr_assets.assets import decide, execution, risk
+from ibkr_assets.assets import execution, overlay, risk_model, risk_report, targets
 from ibkr_assets.checks.compliance import COMPLIANCE_CHECKS, COMPLIANCE_GATE
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.journal import verify_journal
@@ -19,10 +19,10 @@ from ibkr_assets.resources.storage import StorageResource, WarehouseIOManager
 from tests.pipeline.decide_fixtures import EVENT_SYMBOL, OTHER_SESSION, SESSION, UPSTREAM
 
 DECIDE = [
-    risk.risk_model,
-    risk.target_weights,
-    decide.overlaid_targets,
-    decide.risk_report,
+    risk_model.risk_model,
+    targets.target_weights,
+    overlay.overlaid_targets,
+    risk_report.risk_report,
     execution.proposed_orders,
 ]
 

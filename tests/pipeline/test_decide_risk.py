@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibkr_assets.assets import risk
-from ibkr_assets.assets.decide_common import risk_model_frame, risk_model_from_frame
+from ibkr_assets.assets import risk_model, targets
 from ibkr_assets.assets.partition import without_partition
+from ibkr_assets.assets.risk_model import risk_model_frame, risk_model_from_frame
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.risk_model import build_risk_model
 from ibkr_assets.resources.storage import WarehouseIOManager
@@ -23,7 +23,7 @@ def run(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("risk")
     config = DecideConfig(sector_cap=0.3)
     result = dg.materialize(
-        [*UPSTREAM, risk.risk_model, risk.target_weights],
+        [*UPSTREAM, risk_model.risk_model, targets.target_weights],
         partition_key=SESSION,
         resources={
             "io_manager": WarehouseIOManager(database=str(data_dir / "warehouse.duckdb")),

@@ -1,53 +1,33 @@
-"""Stage 5–6: the news & sentiment overlay and the risk report behind the compliance gate.
+"""Stage 6 — ``risk_report``: the compliance gate.
 
 ``risk_report`` is the compliance gate's asset (group ``compliance_gate``, stage
-``6-compliance-gate``): its six blocking asset checks are the gate.
-
-* ``overlaid_targets``: the optimiser's weights after the YAML overlay rules
-  (:mod:`ibkr_assets.quant.overlay`), e.g. drop a name whose sentiment z-score is below −2.5, or
-  set it to zero when a headline says "FDA ban". Every override is kept with its rule and reason.
-* ``risk_report``: every compliance number for the overlaid targets — gross exposure change,
-  historical and parametric VaR, concentration, liquidity of each implied trade against ADV,
-  sector exposure — against the limits of :class:`~ibkr_assets.decide_config.DecideConfig`
-  (:mod:`ibkr_assets.quant.compliance`). Written to ``reports/risk_report_YYYY-MM-DD.json`` and
-  DuckDB. When any limit is breached it also writes the recommendation-only report
-  ``reports/recommendation_YYYY-MM-DD.md`` (targets, failed checks and by how much), journals the
-  blocked decision, and sends an alert; the blocking checks in
-  :mod:`ibkr_assets.checks.compliance` then stop the order stages.
+``6-compliance-gate``): its six blocking asset checks are the gate. It holds every compliance
+number for the overlaid targets — gross exposure change, historical and parametric VaR,
+concentration, liquidity of each implied trade against ADV, sector exposure — against the limits
+of :class:`~ibkr_assets.decide_config.DecideConfig` (:mod:`ibkr_assets.quant.compliance`).
+Written to ``reports/risk_report_YYYY-MM-DD.json`` and DuckDB. When any limit is breached it
+also writes the recommendation-only report ``reports/recommendation_YYYY-MM-DD.md`` (targets,
+failed checks and by how much), journals the blocked decision, and sends an alert; the blocking
+checks in :mod:`ibkr_assets.checks.compliance` then stop the order stages.
 """
 
 import dagster as dg
 import pandas as pd
 
-from ibkr_assets.assets.catalog import Table
-from ibkr_assets.assets.decide_common import (
-    current_weights,
-    decide_asset,
-    frame_records,
-    net_liquidation,
-    risk_model_from_frame,
-)
-from ibkr_assets.assets.journal import EX_ANTE, record_decision
+from ibkr_assets.assets.catalog import Table, decide_asset
+from ibkr_assets.assets.journal import record_decision
 from ibkr_assets.assets.partition import with_partition, without_partition
-from ibkr_assets.assets.risk import TARGETS
+from ibkr_assets.assets.portfolio import current_weights, net_liquidation
+from ibkr_assets.assets.records import frame_records
+from ibkr_assets.assets.risk_model import risk_model_from_frame
 from ibkr_assets.decide_config import DecideConfig
-from ibkr_assets.metadata import readable
-from ibkr_assets.partitions import as_of
 from ibkr_assets.quant.compliance import render_recommendation_markdown
-from ibkr_assets.quant.decision import compliance_checks, overlay_targets
-from ibkr_assets.quant.overlay import load_rules
+from ibkr_assets.quant.decision import EX_ANTE, compliance_checks
 from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource
 from ibkr_assets.resources.storage import StorageResource
 
 #: The asset group of the compliance gate: the UI's search finds it by name.
 GATE_GROUP = "compliance_gate"
-OVERLAID = TARGETS + Table(
-    {
-        "weight": ("float64", "weight after the news rules: what the desk holds, fraction of NAV"),
-        "override_rule": ("string", "the overlay rule(s) that changed the weight; empty: none"),
-        "override_reason": ("string", "why the rule fired, e.g. the matching headline"),
-    }
-)
 RISK_REPORT = Table(
     {
         "check": ("string", "the compliance gate's check (one blocking asset check each)"),
@@ -59,50 +39,6 @@ RISK_REPORT = Table(
         "offenders": ("string", "symbols or sectors over the limit, comma-separated"),
     }
 )
-
-
-@decide_asset(
-    OVERLAID,
-    stage="5-overlay",
-    kinds={"yaml"},
-    ins={
-        "target_weights": dg.AssetIn(),
-        "feature_matrix": dg.AssetIn(),
-        "headlines": dg.AssetIn(),
-    },
-)
-def overlaid_targets(
-    context: dg.AssetExecutionContext,
-    decide: DecideConfig,
-    target_weights: pd.DataFrame,
-    feature_matrix: pd.DataFrame,
-    headlines: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
-    """The targets after the news & sentiment rules: what the desk would actually hold, with each
-    override, its rule and its reason."""
-    partition = context.partition_key
-    rules = load_rules(decide.overlay_rules)
-    frame, result = overlay_targets(
-        without_partition(target_weights),
-        rules,
-        without_partition(feature_matrix),
-        without_partition(headlines),
-        as_of(partition),
-    )
-    overrides = result.overrides_frame()
-    return dg.Output(
-        with_partition(frame, partition),
-        metadata=readable(
-            {
-                "overrides": len(overrides),
-                "rules": ", ".join(r.name for r in rules),
-                "override_table": dg.MetadataValue.md(overrides.to_markdown(index=False))
-                if len(overrides)
-                else "none",
-                "gross": float(frame["weight"].abs().sum()),
-            }
-        ),
-    )
 
 
 @decide_asset(

@@ -1,42 +1,25 @@
-"""Shared wiring of the decision stages (4–9): the asset decorator, the partition column, and the
-frame conversions every stage needs. No business logic lives here.
+"""Stage 4 — ``risk_model``: what the optimiser and the VaR/CVaR limits think can happen
+tomorrow.
 
-Every decision stage is trading-critical in the catalog: a failure or a late run leaves the
-desk without today's orders (or their record)."""
-
-from __future__ import annotations
-
-import json
-from collections.abc import Callable, Iterable
-from typing import Any
+The last ``scenario_sessions`` (504 by default, two years) daily close-to-close returns of every
+scored symbol, taken only from sessions before the partition date. They are the historical
+scenarios behind CVaR and historical VaR, and the sample from which the shrunk (Ledoit–Wolf)
+covariance is estimated (:mod:`ibkr_assets.quant.risk_model`). The model is stored as one long
+table (:data:`RISK_MODEL`, :func:`risk_model_frame`) that the later stages read back with
+:func:`risk_model_from_frame`.
+"""
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
-from ibkr_assets.assets.catalog import DERIVED, Table, daily_asset_kwargs
-from ibkr_assets.quant.risk_model import RiskModel
-
-GROUP = "decide"
-
-
-def decide_asset(
-    table: Table,
-    *,
-    stage: str,
-    source: str = DERIVED,
-    kinds: Iterable[str] = (),
-    group: str = GROUP,
-    **kwargs: Any,
-) -> Callable[..., dg.AssetsDefinition]:
-    """``@dg.asset`` of a decision stage storing ``table``: the daily partitions, the ``decide``
-    warehouse schema and the partition column (so a rerun replaces its partition's rows), and
-    its catalog entry (``group``, ``stage``, ``source``, ``kinds``, trading-critical);
-    ``kwargs`` go to ``dg.asset``."""
-    base = daily_asset_kwargs(
-        group, table, stage=stage, source=source, kinds=kinds, critical=True, warehouse_schema=GROUP
-    )
-    return dg.asset(**base, **kwargs)
-
+from ibkr_assets.assets.catalog import Table, decide_asset
+from ibkr_assets.assets.materialization import listing
+from ibkr_assets.assets.partition import with_partition
+from ibkr_assets.decide_config import DecideConfig
+from ibkr_assets.metadata import readable
+from ibkr_assets.quant.decision import close_panel
+from ibkr_assets.quant.risk_model import RiskModel, build_risk_model
 
 #: The long table a risk model is stored as (:func:`risk_model_frame`).
 RISK_MODEL = Table(
@@ -102,29 +85,37 @@ def risk_model_from_frame(frame: pd.DataFrame) -> RiskModel:
     )
 
 
-def holdings(portfolio_snapshot: pd.DataFrame) -> pd.DataFrame:
-    """The snapshot's security positions (without its ``CASH`` row)."""
-    return portfolio_snapshot[portfolio_snapshot["sec_type"] != "CASH"]
-
-
-def current_weights(portfolio_snapshot: pd.DataFrame) -> pd.Series:
-    """Signed weight of each held symbol (market value / net liquidation)."""
-    return holdings(portfolio_snapshot).groupby("symbol")["weight"].sum().astype(float)
-
-
-def current_quantities(portfolio_snapshot: pd.DataFrame) -> pd.Series:
-    """Signed shares held of each symbol."""
-    return holdings(portfolio_snapshot).groupby("symbol")["quantity"].sum().astype(float)
-
-
-def net_liquidation(portfolio_snapshot: pd.DataFrame) -> float:
-    """Net liquidation value: the market values of the positions and the cash row summed."""
-    value = float(portfolio_snapshot["market_value"].sum())
-    if not value > 0:
-        raise ValueError(f"portfolio_snapshot: net liquidation must be positive (got {value})")
-    return value
-
-
-def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON-safe records of a frame (NaN -> null, timestamps ISO)."""
-    return json.loads(frame.to_json(orient="records", date_format="iso", double_precision=12))
+@decide_asset(
+    RISK_MODEL,
+    stage="4-risk-model",
+    kinds={"scikitlearn"},
+    ins={"daily_bars": dg.AssetIn(), "alpha_scores": dg.AssetIn()},
+)
+def risk_model(
+    context: dg.AssetExecutionContext,
+    decide: DecideConfig,
+    daily_bars: pd.DataFrame,
+    alpha_scores: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Historical return scenarios and the shrunk covariance of every scored symbol: what the
+    optimiser and the VaR/CVaR limits think can happen tomorrow."""
+    symbols = pd.Index(alpha_scores["symbol"].astype(str))
+    model = build_risk_model(
+        close_panel(daily_bars, symbols), scenario_sessions=decide.scenario_sessions
+    )
+    no_bars = sorted(set(symbols) - set(model.symbols) - set(model.dropped))
+    vols = np.sqrt(np.diag(model.cov.to_numpy()))
+    return dg.Output(
+        with_partition(risk_model_frame(model), context.partition_key),
+        metadata=readable(
+            {
+                "symbols": len(model.symbols),
+                "sessions": len(model.scenarios),
+                "first_session": str(model.scenarios.index.min()),
+                "last_session": str(model.scenarios.index.max()),
+                "left_out": listing({**model.dropped, **dict.fromkeys(no_bars, "no daily bars")}),
+                "shrinkage": float(model.shrinkage),
+                "median_annual_vol": float(np.median(vols)),
+            }
+        ),
+    )

@@ -1,34 +1,23 @@
-"""Stages 4–5: the risk model and the optimised target portfolio.
+"""Stage 5 — ``target_weights``: the optimised target portfolio.
 
-* ``risk_model``: the last ``scenario_sessions`` (504 by default, two years) daily close-to-close
-  returns of every scored symbol, taken only from sessions before the partition date. They are the
-  historical scenarios behind CVaR and historical VaR, and the sample from which the shrunk
-  (Ledoit–Wolf) covariance is estimated (:mod:`ibkr_assets.quant.risk_model`).
-* ``target_weights``: mean-variance-CVaR weights from :mod:`ibkr_assets.quant.optimiser` —
-  maximise alpha·w − λ_var·w'Σw − λ_cvar·CVaR − turnover cost under the gross, per-name, net
-  (cash buffer), long-only and sector limits of :class:`~ibkr_assets.decide_config.DecideConfig`.
-  Expected returns are the alpha scores (about ±0.25) scaled by ``alpha_scale``: with the default
-  0.01 a score of 0.1 expects 10 bp a day, enough to beat the turnover and CVaR penalties.
+Mean-variance-CVaR weights from :mod:`ibkr_assets.quant.optimiser` — maximise alpha·w −
+λ_var·w'Σw − λ_cvar·CVaR − turnover cost under the gross, per-name, net (cash buffer),
+long-only and sector limits of :class:`~ibkr_assets.decide_config.DecideConfig`. Expected
+returns are the alpha scores (about ±0.25) scaled by ``alpha_scale``: with the default 0.01 a
+score of 0.1 expects 10 bp a day, enough to beat the turnover and CVaR penalties.
 """
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
-from ibkr_assets.assets.catalog import Table
-from ibkr_assets.assets.decide_common import (
-    RISK_MODEL,
-    current_weights,
-    decide_asset,
-    risk_model_frame,
-    risk_model_from_frame,
-)
+from ibkr_assets.assets.catalog import Table, decide_asset
 from ibkr_assets.assets.materialization import listing, preview
 from ibkr_assets.assets.partition import with_partition
+from ibkr_assets.assets.portfolio import current_weights
+from ibkr_assets.assets.risk_model import risk_model_from_frame
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.metadata import readable
-from ibkr_assets.quant.decision import EX_ANTE, close_panel, optimise_targets, sector_map
-from ibkr_assets.quant.risk_model import build_risk_model
+from ibkr_assets.quant.decision import EX_ANTE, optimise_targets, sector_map
 
 #: What :func:`optimise_targets` returns; the ex-ante numbers are the portfolio's, on every row.
 TARGETS = Table(
@@ -44,42 +33,6 @@ TARGETS = Table(
         "ex_ante_cvar": ("float64", "1-day CVaR (at cvar_alpha, 95%) of the targets, of NAV"),
     }
 )
-
-
-@decide_asset(
-    RISK_MODEL,
-    stage="4-risk-model",
-    kinds={"scikitlearn"},
-    ins={"daily_bars": dg.AssetIn(), "alpha_scores": dg.AssetIn()},
-)
-def risk_model(
-    context: dg.AssetExecutionContext,
-    decide: DecideConfig,
-    daily_bars: pd.DataFrame,
-    alpha_scores: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
-    """Historical return scenarios and the shrunk covariance of every scored symbol: what the
-    optimiser and the VaR/CVaR limits think can happen tomorrow."""
-    symbols = pd.Index(alpha_scores["symbol"].astype(str))
-    model = build_risk_model(
-        close_panel(daily_bars, symbols), scenario_sessions=decide.scenario_sessions
-    )
-    no_bars = sorted(set(symbols) - set(model.symbols) - set(model.dropped))
-    vols = np.sqrt(np.diag(model.cov.to_numpy()))
-    return dg.Output(
-        with_partition(risk_model_frame(model), context.partition_key),
-        metadata=readable(
-            {
-                "symbols": len(model.symbols),
-                "sessions": len(model.scenarios),
-                "first_session": str(model.scenarios.index.min()),
-                "last_session": str(model.scenarios.index.max()),
-                "left_out": listing({**model.dropped, **dict.fromkeys(no_bars, "no daily bars")}),
-                "shrinkage": float(model.shrinkage),
-                "median_annual_vol": float(np.median(vols)),
-            }
-        ),
-    )
 
 
 @decide_asset(
@@ -129,6 +82,3 @@ def target_weights(
             }
         ),
     )
-
-
-__all__ = ["TARGETS", "risk_model", "target_weights"]
