@@ -47,7 +47,7 @@ from zoneinfo import ZoneInfo
 
 import ib_async
 
-from ibkr_assets.assets.ingest import fetch_each
+from ibkr_assets.assets.market_data import fetch_each
 from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.broker.models import Contract
 from ibkr_assets.broker.settings import BrokerSettings

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from ibkr_assets.assets.backtest import load_replay_data, replay_settings
+from ibkr_assets.assets.backtest import replay_settings
+from ibkr_assets.assets.replay_data import load_replay_data
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.backtest import ReplayData, ReplaySettings

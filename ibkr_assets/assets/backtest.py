@@ -6,10 +6,10 @@ daily job (:mod:`ibkr_assets.quant.backtest`): same features, alpha blend, risk 
 optimiser, news overlay, compliance gate and order sizing, rebalancing every session, paying
 IB's tiered commissions (:mod:`ibkr_spec.commissions`, the paper exchange's too) and slippage.
 
-The data is fetched once for the window through the same broker and resources as the ingest
-assets (one history and a few news requests per symbol, each session's pre-open snapshot from a
-broker that can be pinned to the past — the simulator; any other broker's pre-open price is the
-previous close), then cut to what was known at each session's run time.
+One pass: the data is fetched once for the window through the same broker requests and
+resources as the ingest assets (:func:`~ibkr_assets.assets.replay_data.load_replay_data`), the
+replay runs on it, and the results are written. What could not be fetched is named in a warning
+and in the asset's metadata (``left_out``).
 
 Outputs: a row appended to ``metrics/rolling_backtest.csv`` (Sharpe, Sortino, maximum drawdown,
 turnover, hit rate, costs ...), the equity curve and drawdown as a PNG in the asset's metadata
@@ -21,33 +21,21 @@ same function from the command line.
 import io
 import math
 import time as clock
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from itertools import pairwise
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from ibkr_assets.assets.catalog import IB, Table, catalog_kwargs
-from ibkr_assets.assets.ingest import (
-    IB_MAX_NEWS,
-    _headline_frame,
-    _universe_contracts,
-    _workers,
-    cached_bars,
-    fetch_each,
-    macro_history,
-    quote_frame,
-    universe_frame,
-)
-from ibkr_assets.assets.materialization import png_markdown
+from ibkr_assets.assets.market_data import named_failures, request_workers
+from ibkr_assets.assets.materialization import listing, png_markdown
+from ibkr_assets.assets.replay_data import Progress, closed_at, load_replay_data
 from ibkr_assets.assets.signals import alpha_weights
-from ibkr_assets.broker import Broker
 from ibkr_assets.config import PipelineConfig, watchlist_symbols
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.jobs import WEEKLY_GROUP
@@ -55,7 +43,6 @@ from ibkr_assets.metadata import readable
 from ibkr_assets.partitions import (
     NEW_YORK,
     WEEKLY_PARTITIONS,
-    as_of,
     previous_sessions,
     sessions_between,
 )
@@ -70,7 +57,6 @@ from ibkr_assets.quant.backtest import (
 )
 from ibkr_assets.quant.journal import append_entry
 from ibkr_assets.quant.overlay import load_rules
-from ibkr_assets.quant.sentiment import SentimentScorer, score_headlines
 from ibkr_assets.resources.fundamentals import FundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.sentiment import SentimentResource
@@ -79,12 +65,8 @@ from ibkr_spec.commissions import stock_commission
 
 #: The file each run appends its row to, under the data root's ``metrics/``.
 METRICS_FILE = "rolling_backtest.csv"
-#: A session's bars are final one hour after the close.
-CLOSE_NY = time(17, 0)
-#: News requests span at most this many days (IB returns at most 300 headlines per request).
-NEWS_CHUNK_DAYS = 30
-#: phase ("load" | "replay" | "calibrate"), done, total
-Progress = Callable[[str, int, int], None]
+#: The resources a backtest runs with: the keys of ``build_resources()`` it reads.
+RESOURCE_KEYS = ("ib", "storage", "pipeline", "decide", "fundamentals", "sentiment")
 #: A row of ``metrics/rolling_backtest.csv``: what one run of the replay measured.
 METRICS = Table(
     {
@@ -156,11 +138,6 @@ def replay_settings(
     )
 
 
-def closed_at(session: date) -> datetime:
-    """When a session's daily bar is final (17:00 New York), in UTC."""
-    return datetime.combine(session, CLOSE_NY, tzinfo=NEW_YORK).astimezone(UTC)
-
-
 def last_closed_session(now: datetime, not_after: date | None = None) -> date:
     """The latest session whose bar is final at ``now`` (and not after ``not_after``)."""
     day = now.astimezone(NEW_YORK).date()
@@ -175,136 +152,6 @@ def replay_window(end: date, months: int) -> list[date]:
     """The sessions of the ``months`` months ending with ``end`` (inclusive)."""
     start = (pd.Timestamp(end) - pd.DateOffset(months=months)).date() + timedelta(days=1)
     return sessions_between(start, end)
-
-
-def _preopen_quotes(broker: Broker, universe: pd.DataFrame, sessions: Sequence[date], bars):
-    """Each session's run-time (14:00 Bucharest) snapshot from a broker pinned to that time; a
-    broker that cannot look back gives the previous close as the only price."""
-    contracts = _universe_contracts(universe)
-    pinned = getattr(broker, "pinned", None)
-    frames = []
-    if callable(pinned):
-        for day in sessions:
-            frame, _ = quote_frame(pinned(as_of(day.isoformat())), contracts)
-            frames.append(frame.assign(session=pd.Timestamp(day)))
-        return pd.concat(frames, ignore_index=True)
-    closes = bars.pivot_table(index="session", columns="symbol", values="close").sort_index()
-    previous = closes.shift(1).ffill()
-    for day in sessions:
-        close = previous.loc[pd.Timestamp(day)]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "symbol": close.index.astype("string"),
-                    "conid": universe.set_index("symbol")["conid"].reindex(close.index).to_numpy(),
-                    "bid": np.nan,
-                    "ask": np.nan,
-                    "last": np.nan,
-                    "close": close.to_numpy(),
-                    "volume": np.nan,
-                    "mid": np.nan,
-                    "spread": np.nan,
-                    "time": pd.Timestamp(as_of(day.isoformat())),
-                    "session": pd.Timestamp(day),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
-
-
-def load_replay_data(
-    broker: Broker,
-    storage: StorageResource,
-    fundamentals: FundamentalsResource,
-    scorer: SentimentScorer,
-    settings: ReplaySettings,
-    symbols: Sequence[str],
-    sessions: Sequence[date],
-    request_workers: int = 1,
-    progress: Progress | None = None,
-) -> tuple[ReplayData, dict[str, str]]:
-    """Everything the replay of ``sessions`` reads, fetched once (see the module docstring;
-    daily bars through the daily job's DuckDB cache, so only bars it has not seen are
-    requested); also the symbols the broker did not know or could not serve, with the
-    reason."""
-    if not sessions:
-        raise ValueError("no sessions to replay")
-    end = closed_at(sessions[-1])
-    pinned = getattr(broker, "pinned", None)
-    view = pinned(end) if callable(pinned) else broker
-    steps = 7
-
-    def step(k: int) -> None:
-        if progress is not None:
-            progress("load", k, steps)
-
-    universe, problems = universe_frame(view, dict.fromkeys(symbols, "watchlist"))
-    step(1)
-    first_bar = previous_sessions(sessions[0], settings.history_sessions)[0]
-    first_macro = previous_sessions(sessions[0], settings.macro_sessions)[0]
-    after = sessions[-1] + timedelta(days=1)
-    contracts = _universe_contracts(universe)
-    needed = sessions_between(first_bar, sessions[-1])
-    bars, _, failed, _ = cached_bars(storage, view, universe, needed, end, after, request_workers)
-    problems |= failed
-    bars = bars.astype({"session": "datetime64[ns]"})
-    step(2)
-    quotes = _preopen_quotes(broker, universe, sessions, bars)
-    step(3)
-    stocks = universe.loc[universe["sec_type"] == "STK", "symbol"].astype(str).tolist()
-    statements = fundamentals.fetch(view, stocks, as_of=after)
-    problems |= statements.missing
-    eps = fundamentals.forward_eps_history(view, stocks, sessions)
-    step(4)
-    news_start = pd.Timestamp(as_of(sessions[0].isoformat())) - pd.Timedelta(
-        hours=settings.headline_hours, days=settings.headline_history_days
-    )
-    edges = [*pd.date_range(news_start, end, freq=f"{NEWS_CHUNK_DAYS}D"), pd.Timestamp(end)]
-    spans = [(a, b) for a, b in pairwise(edges) if a < b]
-    fetched_news, failed = fetch_each(
-        lambda c: [
-            h
-            for a, b in spans
-            for h in view.news(c, start=a, end=b, limit=IB_MAX_NEWS)
-            if a <= h.time < b
-        ],
-        contracts,
-        request_workers,
-    )
-    problems |= failed
-    headlines = _headline_frame(
-        [
-            (symbol, h.time, h.headline, h.provider_code, h.article_id)
-            for symbol, items in fetched_news.items()
-            for h in items
-        ]
-    )
-    step(5)
-    headlines = (
-        score_headlines(headlines, scorer) if len(headlines) else headlines.assign(polarity=0.0)
-    )
-    step(6)
-    macro, _ = macro_history(view, first_macro, end, after)
-    step(7)
-    calendar = sessions_between(min(first_bar, first_macro), sessions[-1])
-    data = ReplayData(
-        universe=universe.drop(columns="reason"),
-        bars=bars,
-        quotes=quotes,
-        statements=statements.statements,
-        forward_eps=eps,
-        headlines=headlines,
-        macro=macro,
-        sessions=list(sessions),
-        decision_times=[pd.Timestamp(as_of(s.isoformat())) for s in sessions],
-        calendar=calendar,
-    )
-    return data, problems
-
-
-def ib_commission(shares: float, value: float, sell: bool, month_shares: float) -> float:
-    """IB's tiered commission and fees for one US stock order (the simulator's schedule)."""
-    return stock_commission(shares, value, sell, month_shares)
 
 
 def backtest_plot(daily: pd.DataFrame, title: str) -> bytes:
@@ -339,32 +186,51 @@ class BacktestRun:
     problems: dict[str, str]
 
 
-def append_metrics_row(storage: StorageResource, row: dict) -> Path:
-    """Append ``row`` to ``metrics/rolling_backtest.csv`` (header on first write; columns
-    added later are kept), rewriting the file atomically."""
-    path = storage.metrics_dir / METRICS_FILE
-    new = pd.DataFrame([row])
-    frame = (
-        pd.concat([pd.read_csv(path), new.dropna(axis=1, how="all")], ignore_index=True)
-        if path.exists()
-        else new
-    )
-    storage.write_text(path, frame.to_csv(index=False))
-    return path
-
-
 def _number(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
 
+def _replay(
+    data: ReplayData,
+    settings: ReplaySettings,
+    calibration: bool,
+    workers: int,
+    progress: Progress | None,
+    timings: dict[str, float],
+) -> tuple[BacktestResult, Calibration | None]:
+    """The replay of ``data`` and, with ``calibration``, the calibration on the same days; the
+    seconds each phase took go to ``timings``."""
+    report = progress or (lambda phase, done, total: None)
+    mark = clock.perf_counter()
+    prepared = prepare_days(data, settings, workers=workers)
+    days = list(prepared) if calibration else prepared
+    result = simulate(
+        days,
+        data,
+        settings,
+        stock_commission,
+        progress=lambda done, total, _: report("replay", done, total),
+        total=len(data.sessions),
+    )
+    timings["replay"] = clock.perf_counter() - mark
+    if not calibration:
+        return result, None
+    mark = clock.perf_counter()
+    report("calibrate", 0, 1)
+    tuned = calibrate(list(days), data, settings, stock_commission)
+    timings["calibrate"] = clock.perf_counter() - mark
+    report("calibrate", 1, 1)
+    return result, tuned
+
+
 def run_backtest(
     *,
-    broker: Broker,
+    ib: IBResource,
     storage: StorageResource,
     pipeline: PipelineConfig,
     decide: DecideConfig,
     fundamentals: FundamentalsResource,
-    scorer: SentimentScorer,
+    sentiment: SentimentResource,
     end: date,
     months: int,
     label: str,
@@ -382,42 +248,21 @@ def run_backtest(
     started = clock.perf_counter()
     settings = replay_settings(pipeline, decide, slippage_bps, initial_capital)
     sessions = replay_window(end, months)
+    broker = ib.get_broker()
     names = list(symbols) if symbols is not None else watchlist_symbols(pipeline, broker)
     data, problems = load_replay_data(
         broker,
         storage,
         fundamentals,
-        scorer,
+        sentiment.scorer(),
         settings,
         names,
         sessions,
-        request_workers=_workers(broker, pipeline),
+        request_workers=request_workers(broker, pipeline),
         progress=progress,
     )
     timings["load"] = clock.perf_counter() - started
-    mark = clock.perf_counter()
-    days = []
-    replay_progress = (
-        (lambda done, total, _: progress("replay", done, total)) if progress is not None else None
-    )
-    prepared = prepare_days(data, settings, workers=workers)
-    if calibration:
-        days = list(prepared)
-        result = simulate(days, data, settings, ib_commission, progress=replay_progress)
-    else:
-        result = simulate(
-            prepared, data, settings, ib_commission, progress=replay_progress, total=len(sessions)
-        )
-    timings["replay"] = clock.perf_counter() - mark
-    tuned = None
-    if calibration:
-        mark = clock.perf_counter()
-        if progress is not None:
-            progress("calibrate", 0, 1)
-        tuned = calibrate(days, data, settings, ib_commission)
-        timings["calibrate"] = clock.perf_counter() - mark
-        if progress is not None:
-            progress("calibrate", 1, 1)
+    result, tuned = _replay(data, settings, calibration, workers, progress, timings)
     s = result.summary
     png = backtest_plot(result.daily, f"{label}: {sessions[0]} to {sessions[-1]}")
     plot_path = storage.write_bytes(storage.plot_path(f"backtest-{label}", "equity"), png)
@@ -451,7 +296,7 @@ def run_backtest(
         "tuned_weights": tuned.tuned.model_dump_json() if tuned else None,
         "seconds": round(timings["total"], 2),
     }
-    csv_path = append_metrics_row(storage, row)
+    csv_path = storage.append_csv_row(storage.metrics_dir / METRICS_FILE, row)
     if tuned is not None:
         append_entry(
             storage.decision_log_dir,
@@ -486,15 +331,7 @@ def week_end(partition_key: str, now: datetime) -> date:
 def run_backtest_on(resources: Mapping[str, Any], **options: Any) -> BacktestRun:
     """:func:`run_backtest` with the pipeline's resources (``build_resources()``): the entry of
     ``ibkr-agent backtest`` and ``bench/backtest.py``; ``options`` are run_backtest's own."""
-    return run_backtest(
-        broker=resources["ib"].get_broker(),
-        storage=resources["storage"],
-        pipeline=resources["pipeline"],
-        decide=resources["decide"],
-        fundamentals=resources["fundamentals"],
-        scorer=resources["sentiment"].scorer(),
-        **options,
-    )
+    return run_backtest(**{key: resources[key] for key in RESOURCE_KEYS}, **options)
 
 
 @dg.asset(
@@ -525,12 +362,12 @@ def rolling_backtest(
     of ``metrics/rolling_backtest.csv`` per run)."""
     end = week_end(context.partition_key, datetime.now(UTC))
     run = run_backtest(
-        broker=ib.get_broker(),
+        ib=ib,
         storage=storage,
         pipeline=pipeline,
         decide=decide,
         fundamentals=fundamentals,
-        scorer=sentiment.scorer(),
+        sentiment=sentiment,
         end=end,
         months=config.months,
         label=context.partition_key,
@@ -541,29 +378,23 @@ def rolling_backtest(
         progress=lambda phase, done, total: _log_progress(context, phase, done, total),
     )
     r = run.row
+    ratios = ["sharpe", "sortino", "hit_rate"]  # None when undefined (no variance, no trades)
+    if run.calibration is not None:
+        ratios += ["held_out_sharpe_configured", "held_out_sharpe_tuned"]
     meta = {
         "equity_curve": png_markdown(run.png, "equity curve and drawdown"),
         "plot_path": dg.MetadataValue.path(str(run.plot_path)),
         "metrics_csv": dg.MetadataValue.path(str(run.csv_path)),
         "window": f"{r['first_session']} to {r['last_session']} ({r['sessions']} sessions)",
-        "symbols": r["symbols"],
-        "sharpe": _number(r["sharpe"]),
-        "sortino": _number(r["sortino"]),
-        "max_drawdown": r["max_drawdown"],
-        "total_return": r["total_return"],
-        "avg_turnover": r["avg_turnover"],
-        "hit_rate": _number(r["hit_rate"]),
-        "total_cost": r["total_cost"],
-        "commission_usd": r["commission_usd"],
-        "gate_blocked_sessions": r["gate_blocked_sessions"],
+        **{k: r[k] for k in ("symbols", "max_drawdown", "total_return", "avg_turnover")},
+        **{k: r[k] for k in ("total_cost", "commission_usd", "gate_blocked_sessions")},
         "calibration": r["calibration"],
         "seconds": dg.MetadataValue.md(", ".join(f"{k} {v:.1f}" for k, v in run.timings.items())),
+        **{k: _number(r[k]) for k in ratios},
     }
-    if run.calibration is not None:
-        meta["held_out_sharpe_configured"] = _number(r["held_out_sharpe_configured"])
-        meta["held_out_sharpe_tuned"] = _number(r["held_out_sharpe_tuned"])
     if run.problems:
-        meta["left_out"] = dg.MetadataValue.md(
-            "\n".join(f"- {k}: {v}" for k, v in list(run.problems.items())[:50])
+        context.log.warning(
+            named_failures(f"rolling_backtest {context.partition_key}", run.problems)
         )
+        meta["left_out"] = listing(run.problems)
     return dg.MaterializeResult(metadata=readable({k: v for k, v in meta.items() if v is not None}))

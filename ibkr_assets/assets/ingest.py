@@ -24,25 +24,43 @@ the run before any asset. After that, a transient error (the connection dropped,
 answer in time, a pacing violation) fails the step and the one :data:`INGEST_RETRY` policy runs
 it again with backoff and jitter; any other error fails the step at once, without retries
 (:func:`transient_retries_only`). Nothing in an asset loops on its own.
+
+Every asset is built by one factory (:func:`ingest_asset`): its body asks
+:mod:`~ibkr_assets.assets.market_data` (or the fundamentals resource) and returns what it read
+as :class:`Fetched`; the factory stages the payload, names every symbol (scanner, gauge) that
+could not be fetched in a warning and in the metadata, and adds the partition column.
 """
 
 import functools
 import inspect
-import math
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 import dagster as dg
 import pandas as pd
 
 from ibkr_assets.assets.catalog import IB, IB_NEWS, Table, daily_asset_kwargs
+from ibkr_assets.assets.market_data import (
+    BARS,
+    HEADLINES,
+    QUOTES,
+    TOP_MOVERS,
+    UNIVERSE,
+    cached_bars,
+    headline_frame,
+    macro_history,
+    named_failures,
+    quote_frame,
+    request_workers,
+    scanner_frame,
+    universe_contracts,
+    universe_frame,
+)
 from ibkr_assets.assets.materialization import frame_metadata, listing
 from ibkr_assets.assets.partition import session_of, with_partition
-from ibkr_assets.broker import Broker
 from ibkr_assets.broker.errors import BrokerError, NotConnected, PacingViolation
-from ibkr_assets.broker.models import Bar, Contract, Quote
 from ibkr_assets.config import PipelineConfig, watchlist_symbols
 from ibkr_assets.partitions import DAILY_PARTITIONS, previous_sessions
 from ibkr_assets.quant.macro import FEATURE_COLUMNS as MACRO_FEATURES
@@ -53,7 +71,6 @@ from ibkr_assets.resources.fundamentals import FundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
 
-T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 #: Errors worth another attempt of a step: the connection dropped or IB did not answer in time
 #: (NotConnected), or IB asked for slower requests (PacingViolation).
@@ -64,64 +81,9 @@ INGEST_RETRY = dg.RetryPolicy(
     max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
 GROUP = "ingest"
+#: How a payload is staged: ``staging/YYYY-MM-DD/<output>.json`` (records) or ``.parquet``.
+JSON, PARQUET = "json", "parquet"
 
-
-def ingest_asset(table: Table, source: str = IB) -> dict[str, Any]:
-    """The decorator arguments of an ingest asset storing ``table``, read from ``source``
-    through IB's API: the daily partitions, the catalog entry, and :data:`INGEST_RETRY`."""
-    catalog = daily_asset_kwargs(GROUP, table, stage="1-ingest", source=source, kinds={"ib"})
-    return {**catalog, "retry_policy": INGEST_RETRY}
-
-
-TOP_MOVERS = Table(
-    {
-        "scanner": ("string", "IB scanner code (TOP_PERC_GAIN, TOP_PERC_LOSE, HOT_BY_VOLUME)"),
-        "rank": ("int64", "IB's rank in the scanner's list, 0 = first"),
-        "symbol": ("string", "ticker symbol"),
-        "conid": ("int64", "IB contract id (conId)"),
-        "change_pct": ("float64", "change against the previous close, percent"),
-        "volume": ("float64", "volume of the session so far, shares"),
-        "avg_volume": ("float64", "average daily volume, shares"),
-    }
-)
-UNIVERSE = Table(
-    {
-        "symbol": ("string", "ticker symbol"),
-        "conid": ("int64", "IB contract id (conId)"),
-        "sec_type": ("string", "IB security type (secType): STK or ETF"),
-        "sector": ("string", "sector (IB industry)"),
-        "industry": ("string", "industry (IB category)"),
-        "lot_size": ("int64", "round lot, shares (IB sizeIncrement / minSize)"),
-        "adv": ("float64", "average daily volume as IB reports it, shares"),
-        "reason": ("string", "why the symbol is traded today: watchlist, holding or mover"),
-    }
-)
-QUOTES = Table(
-    {
-        "symbol": ("string", "ticker symbol"),
-        "conid": ("int64", "IB contract id (conId)"),
-        "bid": ("float64", "best bid, USD per share"),
-        "ask": ("float64", "best ask, USD per share"),
-        "last": ("float64", "last trade, USD per share"),
-        "close": ("float64", "previous session's close, USD per share (IB tick 9)"),
-        "volume": ("float64", "volume of the session so far, shares"),
-        "mid": ("float64", "(bid + ask) / 2, USD per share"),
-        "spread": ("float64", "ask - bid, USD per share"),
-        "time": ("datetime64[ns, UTC]", "time of the snapshot, UTC"),
-    }
-)
-BARS = Table(
-    {
-        "symbol": ("string", "ticker symbol"),
-        "session": ("datetime64[ns]", "the NYSE session of the bar (date)"),
-        "open": ("float64", "opening price, USD per share"),
-        "high": ("float64", "highest price, USD per share"),
-        "low": ("float64", "lowest price, USD per share"),
-        "close": ("float64", "closing price, USD per share"),
-        "volume": ("float64", "volume traded in the session, shares"),
-    }
-)
-BAR_COLUMNS = BARS.names
 #: What the fundamentals resource returns: quarterly statements (flows over the quarter,
 #: balances at its end) with the symbol's forward EPS.
 FUNDAMENTALS = Table(
@@ -139,15 +101,6 @@ FUNDAMENTALS = Table(
         "current_liabilities": ("float64", "current liabilities at the quarter's end, USD"),
         "shares_outstanding": ("float64", "shares outstanding at the quarter's end, shares"),
         "forward_eps": ("float64", "consensus forward earnings per share, USD per share"),
-    }
-)
-HEADLINES = Table(
-    {
-        "symbol": ("string", "ticker symbol the news is about"),
-        "time": ("datetime64[ns, UTC]", "publication time, UTC"),
-        "headline": ("string", "the headline's text"),
-        "provider_code": ("string", "IB news provider code (providerCode), e.g. BRFG"),
-        "article_id": ("string", "IB article id (articleId, for reqNewsArticle)"),
     }
 )
 MACRO = Table(
@@ -182,161 +135,124 @@ MACRO = Table(
         )
     )
 )
-#: The macro gauges: column -> (symbol, secType, currency, whatToShow, scale to our units).
-#: IB quotes TNX as the 10-year yield times ten; the gauge is in percent.
-MACRO_INSTRUMENTS: dict[str, tuple[str, str, str, str, float]] = {
-    "ten_year_yield": ("TNX", "IND", "USD", "TRADES", 0.1),
-    "eurusd": ("EUR", "CASH", "USD", "MIDPOINT", 1.0),
-    "crude": ("CL", "FUT", "USD", "TRADES", 1.0),
-    "vix": ("VIX", "IND", "USD", "TRADES", 1.0),
-    "spy": ("SPY", "STK", "USD", "TRADES", 1.0),
-    "qqq": ("QQQ", "STK", "USD", "TRADES", 1.0),
-}
 
 
 def transient_retries_only(compute: F) -> F:
-    """Let :data:`INGEST_RETRY` retry ``compute`` (an asset's function, plain or generator) only
-    for :data:`TRANSIENT_ERRORS`: any other error fails the step at once, as a ``dg.Failure``
+    """Let :data:`INGEST_RETRY` retry ``compute`` (an asset's function) only for
+    :data:`TRANSIENT_ERRORS`: any other error fails the step at once, as a ``dg.Failure``
     that bypasses the retry policy, with the original error as its cause."""
 
-    def permanent(exc: Exception) -> dg.Failure:
-        return dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False)
-
-    if inspect.isgeneratorfunction(compute):
-
-        @functools.wraps(compute)
-        def generator(*args: Any, **kwargs: Any) -> Any:
-            try:
-                yield from compute(*args, **kwargs)
-            except (*TRANSIENT_ERRORS, dg.Failure):
-                raise
-            except Exception as exc:
-                raise permanent(exc) from exc
-
-        return cast(F, generator)
-
     @functools.wraps(compute)
-    def plain(*args: Any, **kwargs: Any) -> Any:
+    def attempt(*args: Any, **kwargs: Any) -> Any:
         try:
             return compute(*args, **kwargs)
         except (*TRANSIENT_ERRORS, dg.Failure):
             raise
-        except Exception as exc:
-            raise permanent(exc) from exc
+        except Exception as exc:  # not hidden: the step fails now, with exc as the cause
+            description = f"{type(exc).__name__}: {exc}"
+            raise dg.Failure(description=description, allow_retries=False) from exc
 
-    return cast(F, plain)
-
-
-def request_error(exc: BrokerError) -> str:
-    """The error of one symbol's (scanner's, gauge's) request, to record in the metadata; a lost
-    connection is the step's error rather than the symbol's and is raised again, so the step
-    fails and :data:`INGEST_RETRY` runs it again."""
-    if isinstance(exc, NotConnected):
-        raise exc
-    return str(exc)
+    return cast(F, attempt)
 
 
-def ib_duration(first: date, as_of: datetime) -> str:
-    """The shortest IB duration string ("N D" up to a year, else "N Y") reaching back to
-    ``first`` from ``as_of``."""
-    days = (as_of.date() - first).days + 1
-    return f"{days} D" if days <= 365 else f"{math.ceil(days / 365)} Y"
+@dataclass(frozen=True)
+class Fetched:
+    """What an ingest asset read for one output: the table; what could not be fetched (symbol,
+    scanner or gauge -> IB's error); the materialisation's metadata besides row count and
+    preview; the payload to stage when it is not the table (daily_bars: the bars fetched
+    today); the rows to preview when not the first ten (macro_gauges: the latest first)."""
+
+    frame: pd.DataFrame
+    failed: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    staged: pd.DataFrame | None = None
+    preview: pd.DataFrame | None = None
 
 
-def _bars_frame(symbol: str, bars: Sequence[Bar], before: date) -> pd.DataFrame:
-    rows = [
-        (symbol, b.session or b.time.date(), b.open, b.high, b.low, b.close, b.volume)
-        for b in bars
-        if (b.session or b.time.date()) < before
-    ]
-    return pd.DataFrame(rows, columns=BARS.names).astype(BARS.dtypes)
+@dataclass(frozen=True)
+class Out:
+    """How the factory stores one output: its staging format and the metadata key that lists
+    what could not be fetched."""
+
+    staging: str = JSON
+    failed_key: str = "failed_symbols"
 
 
-def fetch_each(
-    fetch: Callable[[Contract], T], contracts: Sequence[Contract], workers: int
-) -> tuple[dict[str, T], dict[str, str]]:
-    """``fetch(contract)`` for every contract, ``workers`` at a time (the broker paces its own
-    requests); returns the results and the error of each symbol that failed, by symbol."""
-
-    def one(contract: Contract) -> tuple[str, T | None, str | None]:
-        try:
-            return contract.symbol, fetch(contract), None
-        except BrokerError as exc:
-            return contract.symbol, None, request_error(exc)
-
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            outcomes = list(pool.map(one, contracts))
+def _output(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    name: str,
+    out: Out,
+    got: Fetched,
+    output_name: str = "result",
+) -> dg.Output:
+    """The output ``output_name`` of the asset ``name``: ``got`` staged, its failures named in a
+    warning and in the metadata, the partition column added."""
+    key = context.partition_key
+    staged = got.frame if got.staged is None else got.staged
+    path = storage.staging_path(key, name, out.staging)
+    if out.staging == PARQUET:
+        storage.write_parquet(path, staged)
     else:
-        outcomes = [one(c) for c in contracts]
-    results = {s: r for s, r, e in outcomes if e is None}
-    failed = {s: e for s, _, e in outcomes if e is not None}
-    return results, failed  # type: ignore[return-value]
+        storage.write_frame_json(path, staged)
+    meta = frame_metadata(got.frame if got.preview is None else got.preview, **got.metadata)
+    meta["dagster/row_count"] = len(got.frame)
+    if got.failed:
+        context.log.warning(named_failures(f"{name} {key}", got.failed))
+        meta[out.failed_key] = listing(dict(got.failed))
+    return dg.Output(with_partition(got.frame, key), output_name=output_name, metadata=meta)
 
 
-def _workers(broker: Broker, config: PipelineConfig) -> int:
-    # the in-process simulator is CPU-bound under the GIL: threads would only add overhead
-    return 1 if broker.name == "sim" else config.request_workers
+def ingest_asset(
+    table: Table, out: Out = Out(), *, source: str = IB, outs: Mapping[str, str] | None = None
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """The factory of the ingest assets: an asset of the daily partitions storing ``table``
+    (read from ``source`` through IB's API), with :data:`INGEST_RETRY` for transient errors
+    only, whose body returns a :class:`Fetched` — or, given ``outs`` (output name ->
+    description, one multi-asset), a mapping of output name -> (:class:`Out`, Fetched)."""
+    catalog = daily_asset_kwargs(GROUP, table, stage="1-ingest", source=source, kinds={"ib"})
+
+    def build(body: Callable[..., Any]) -> dg.AssetsDefinition:
+        @functools.wraps(body)
+        def compute(context: dg.AssetExecutionContext, **kwargs: Any) -> Any:
+            got = body(context, **kwargs)
+            if outs is None:
+                return _output(context, kwargs["storage"], body.__name__, out, got)
+            return tuple(_output(context, kwargs["storage"], n, *got[n], n) for n in outs)
+
+        # the body's inputs and resources, and the output Dagster stores (not Fetched)
+        returns = dg.Output[pd.DataFrame] if outs is None else inspect.Signature.empty
+        compute.__signature__ = inspect.signature(body).replace(return_annotation=returns)  # type: ignore[attr-defined]
+        if outs is None:
+            decorate = dg.asset(**catalog, retry_policy=INGEST_RETRY)
+        else:
+            shared = {k: catalog[k] for k in ("metadata", "kinds", "owners", "tags")}
+            decorate = dg.multi_asset(
+                outs={n: dg.AssetOut(description=d, **shared) for n, d in outs.items()},
+                partitions_def=DAILY_PARTITIONS,
+                group_name=GROUP,
+                retry_policy=INGEST_RETRY,
+            )
+        return decorate(transient_retries_only(compute))
+
+    return build
 
 
-def _resolve_all(broker: Broker, symbols: Sequence[str]) -> tuple[list[Contract], dict[str, str]]:
-    contracts, unknown = [], {}
-    for symbol in symbols:
-        try:
-            contracts.append(broker.resolve(symbol))
-        except BrokerError as exc:
-            unknown[symbol] = request_error(exc)
-    return contracts, unknown
+# -- the assets -------------------------------------------------------------------------------
 
 
-def _universe_contracts(universe: pd.DataFrame) -> list[Contract]:
-    return [
-        Contract(conid=int(r.conid), symbol=str(r.symbol), sec_type=str(r.sec_type))  # type: ignore[arg-type]
-        for r in universe.itertuples()
-    ]
-
-
-# -- top movers and universe ------------------------------------------------------------------
-
-
-@dg.asset(**ingest_asset(TOP_MOVERS))
-@transient_retries_only
+@ingest_asset(TOP_MOVERS, Out(failed_key="failed_scanners"))
 def top_movers(
     context: dg.AssetExecutionContext,
     ib: IBResource,
     storage: StorageResource,
     pipeline: PipelineConfig,
-) -> dg.Output[pd.DataFrame]:
+) -> Fetched:
     """The day's biggest gainers, losers and volume surprises from IB's market scanners."""
-    key, _, at = session_of(context)
-    broker = ib.broker_at(at)
-    rows, failed = [], {}
-    for code in pipeline.scanner_codes:
-        try:
-            hits = broker.scan(
-                code, location=pipeline.scanner_location, limit=pipeline.scanner_limit
-            )
-        except BrokerError as exc:
-            failed[code] = request_error(exc)
-            continue
-        rows += [
-            (
-                code,
-                h.rank,
-                h.contract.symbol,
-                h.contract.conid,
-                h.change_pct,
-                h.volume,
-                h.avg_volume,
-            )
-            for h in hits
-        ]
-    frame = pd.DataFrame(rows, columns=TOP_MOVERS.names).astype(TOP_MOVERS.dtypes)
-    storage.write_frame_json(storage.staging_path(key, "top_movers"), frame)
-    meta = frame_metadata(frame, scanners=", ".join(pipeline.scanner_codes))
-    if failed:
-        meta["failed_scanners"] = listing(failed)
-    return dg.Output(with_partition(frame, key), metadata=meta)
+    broker = ib.broker_at(session_of(context)[2])
+    codes = pipeline.scanner_codes
+    frame, failed = scanner_frame(broker, codes, pipeline.scanner_location, pipeline.scanner_limit)
+    return Fetched(frame, failed, {"scanners": ", ".join(codes)})
 
 
 def select_movers(
@@ -349,45 +265,16 @@ def select_movers(
     return list(dict.fromkeys(hot["symbol"].astype(str)))
 
 
-def universe_frame(broker: Broker, reasons: dict[str, str]) -> tuple[pd.DataFrame, dict[str, str]]:
-    """One row per symbol of ``reasons`` the broker knows (symbol, conid, sec_type, sector,
-    industry, lot_size, adv in shares, reason), and the error of each one it does not."""
-    contracts, unknown = _resolve_all(broker, list(reasons))
-    rows = []
-    for c in contracts:
-        try:
-            d = broker.contract_details(c)
-        except BrokerError as exc:
-            unknown[c.symbol] = request_error(exc)
-            continue
-        adv = float(d.avg_daily_volume) if d.avg_daily_volume else float("nan")
-        rows.append(
-            (
-                c.symbol,
-                c.conid,
-                c.sec_type,
-                d.sector,
-                d.industry,
-                d.lot_size,
-                adv,
-                reasons[c.symbol],
-            )
-        )
-    return pd.DataFrame(rows, columns=UNIVERSE.names).astype(UNIVERSE.dtypes), unknown
-
-
-@dg.asset(**ingest_asset(UNIVERSE))
-@transient_retries_only
+@ingest_asset(UNIVERSE, Out(failed_key="unknown_symbol_list"))
 def universe(
     context: dg.AssetExecutionContext,
     ib: IBResource,
     storage: StorageResource,
     pipeline: PipelineConfig,
     top_movers: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
+) -> Fetched:
     """The symbols the desk trades today: watch-list, holdings and heavy-volume movers."""
-    key, _, at = session_of(context)
-    broker = ib.broker_at(at)
+    broker = ib.broker_at(session_of(context)[2])
     reasons: dict[str, str] = dict.fromkeys(watchlist_symbols(pipeline, broker), "watchlist")
     for pos in broker.positions():
         if pos.contract.sec_type in ("STK", "ETF"):
@@ -398,369 +285,150 @@ def universe(
     for symbol in movers:
         reasons.setdefault(symbol, "mover")
     frame, unknown = universe_frame(broker, reasons)
-    storage.write_frame_json(storage.staging_path(key, "universe"), frame)
     counts = frame["reason"].value_counts()
-    meta = frame_metadata(
-        frame,
-        watchlist=int(counts.get("watchlist", 0)),
-        holdings=int(counts.get("holding", 0)),
-        movers_added=int(counts.get("mover", 0)),
-        movers=", ".join(movers) or "(none)",
-        unknown_symbols=len(unknown),
-    )
-    if unknown:
-        meta["unknown_symbol_list"] = listing(unknown)
-    return dg.Output(with_partition(frame, key), metadata=meta)
+    meta = {
+        "watchlist": int(counts.get("watchlist", 0)),
+        "holdings": int(counts.get("holding", 0)),
+        "movers_added": int(counts.get("mover", 0)),
+        "movers": ", ".join(movers) or "(none)",
+        "unknown_symbols": len(unknown),
+    }
+    return Fetched(frame, unknown, meta)
 
 
-# -- quotes -----------------------------------------------------------------------------------
-
-
-def _quote_rows(quotes: Sequence[Quote]) -> list[tuple]:
-    return [
-        (
-            q.contract.symbol,
-            q.contract.conid,
-            q.bid,
-            q.ask,
-            q.last,
-            q.close,
-            q.volume,
-            q.mid,
-            q.spread,
-            q.time,
-        )
-        for q in quotes
-    ]
-
-
-def quote_frame(
-    broker: Broker, contracts: Sequence[Contract]
-) -> tuple[pd.DataFrame, dict[str, str]]:
-    """A bulk snapshot of ``contracts`` (100 per request), and the error of each symbol the
-    broker could not quote."""
-    rows, missing = [], {}
-    for start in range(0, len(contracts), 100):
-        chunk = contracts[start : start + 100]
-        try:
-            rows += _quote_rows(broker.quotes(chunk))
-        except BrokerError as exc:  # one bad instrument: ask one by one to find it
-            request_error(exc)
-            for c in chunk:
-                try:
-                    rows += _quote_rows(broker.quotes([c]))
-                except BrokerError as exc:
-                    missing[c.symbol] = request_error(exc)
-    frame = pd.DataFrame(rows, columns=QUOTES.names)
-    frame = frame.assign(time=pd.to_datetime(frame["time"], utc=True)).astype(QUOTES.dtypes)
-    return frame, missing
-
-
-@dg.asset(**ingest_asset(QUOTES))
-@transient_retries_only
+@ingest_asset(QUOTES, Out(failed_key="missing_symbols"))
 def quotes(
     context: dg.AssetExecutionContext,
     ib: IBResource,
     storage: StorageResource,
     universe: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
+) -> Fetched:
     """A pre-open snapshot of every universe symbol: bid, ask, last, previous close, volume."""
-    key, _, at = session_of(context)
-    broker = ib.broker_at(at)
-    frame, missing = quote_frame(broker, _universe_contracts(universe))
-    storage.write_frame_json(storage.staging_path(key, "quotes"), frame)
+    broker = ib.broker_at(session_of(context)[2])
+    frame, missing = quote_frame(broker, universe_contracts(universe))
     rel_spread = (frame["spread"] / frame["mid"]).median() * 1e4
-    meta = frame_metadata(frame, median_spread_bps=float(rel_spread), missing=len(missing))
-    if missing:
-        meta["missing_symbols"] = listing(missing)
-    return dg.Output(with_partition(frame, key), metadata=meta)
-
-
-# -- daily bars (incremental) -----------------------------------------------------------------
-
-_CACHE_DDL = """
-create schema if not exists cache;
-create table if not exists cache.daily_bars (
-    symbol varchar, session date, open double, high double, low double, close double,
-    volume double, primary key (symbol, session)
-)
-"""
-
-
-def _cached_sessions(
-    storage: StorageResource, symbols: Sequence[str], first: date, last: date
-) -> pd.DataFrame:
-    with storage.warehouse() as conn:
-        conn.execute(_CACHE_DDL)
-        return conn.execute(
-            "select symbol, session from cache.daily_bars "
-            "where session between ? and ? and symbol in (select unnest(?))",
-            [first, last, list(symbols)],
-        ).df()
-
-
-def _store_bars(storage: StorageResource, frame: pd.DataFrame) -> None:
-    if frame.empty:
-        return
-    with storage.warehouse() as conn:
-        conn.execute(_CACHE_DDL)
-        conn.register("new_bars", frame.assign(session=frame["session"].dt.date))
-        conn.execute("insert or replace into cache.daily_bars select * from new_bars")
-
-
-def _load_bars(
-    storage: StorageResource, symbols: Sequence[str], first: date, last: date
-) -> pd.DataFrame:
-    with storage.warehouse() as conn:
-        frame = conn.execute(
-            "select symbol, session, open, high, low, close, volume from cache.daily_bars "
-            "where session between ? and ? and symbol in (select unnest(?)) "
-            "order by symbol, session",
-            [first, last, list(symbols)],
-        ).df()
-    return frame.astype(BARS.dtypes)
-
-
-def cached_bars(
-    storage: StorageResource,
-    broker: Broker,
-    universe: pd.DataFrame,
-    needed: Sequence[date],
-    at: datetime,
-    session: date,
-    workers: int,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str], int]:
-    """Daily bars of the universe for the ``needed`` sessions (all before ``session``): the
-    ones in the DuckDB cache, plus those fetched from the broker (as of ``at``) and added to
-    it. Returns the bars, the newly fetched ones, the symbols whose request failed (with the
-    error) and the number of history requests."""
-    first, last = needed[0], needed[-1]
-    symbols = universe["symbol"].astype(str).tolist()
-    cached = _cached_sessions(storage, symbols, first, last)
-    wanted = pd.MultiIndex.from_product(
-        [symbols, pd.DatetimeIndex(needed)], names=["symbol", "session"]
+    return Fetched(
+        frame, missing, {"median_spread_bps": float(rel_spread), "missing": len(missing)}
     )
-    present = pd.MultiIndex.from_arrays(
-        [cached["symbol"].astype(str), pd.DatetimeIndex(cached["session"])]
-    )
-    absent = wanted.difference(present).to_frame(index=False)
-    missing: dict[str, list[date]] = {
-        str(symbol): sorted(sessions.dt.date)
-        for symbol, sessions in absent.groupby("symbol")["session"]
-    }
-    to_fetch = [c for c in _universe_contracts(universe) if missing.get(c.symbol)]
-    requests = len(to_fetch)
-    results, failed = fetch_each(
-        lambda c: broker.history(
-            c, duration=ib_duration(missing[c.symbol][0], at), bar_size="1 day", end=at
-        ),
-        to_fetch,
-        workers,
-    )
-    fetched_frames = []
-    for symbol, got_bars in results.items():
-        frame = _bars_frame(symbol, got_bars, before=session)
-        fetched_frames.append(frame.loc[frame["session"].isin(pd.DatetimeIndex(missing[symbol]))])
-    fetched = (
-        pd.concat(fetched_frames, ignore_index=True)
-        if fetched_frames
-        else _bars_frame("", [], before=session)
-    )
-    _store_bars(storage, fetched)
-    return _load_bars(storage, symbols, first, last), fetched, failed, requests
 
 
-@dg.asset(**ingest_asset(BARS))
-@transient_retries_only
+@ingest_asset(BARS, Out(PARQUET))
 def daily_bars(
     context: dg.AssetExecutionContext,
     ib: IBResource,
     storage: StorageResource,
     pipeline: PipelineConfig,
     universe: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
+) -> Fetched:
     """Daily OHLCV for the last 600 sessions before today; only bars not cached are fetched."""
-    key, session, at = session_of(context)
+    _, session, at = session_of(context)
     broker = ib.broker_at(at)
     needed = previous_sessions(session, pipeline.history_sessions)
-    first, last = needed[0], needed[-1]
+    workers = request_workers(broker, pipeline)
+    contracts = universe_contracts(universe)
     bars, fetched, failed, requests = cached_bars(
-        storage, broker, universe, needed, at, session, _workers(broker, pipeline)
+        storage, broker, contracts, needed, at, session, workers
     )
-    storage.write_parquet(storage.staging_path(key, "daily_bars", "parquet"), fetched)
-    meta = frame_metadata(
-        bars,
-        bars_fetched=len(fetched),
-        bars_cached=len(bars) - len(fetched),
-        symbols_fetched=requests,
-        history_requests_failed=len(failed),
-        first_session=first.isoformat(),
-        last_session=last.isoformat(),
-    )
-    if failed:
-        meta["failed_symbols"] = listing(failed)
-    return dg.Output(with_partition(bars, key), metadata=meta)
+    meta = {
+        "bars_fetched": len(fetched),
+        "bars_cached": len(bars) - len(fetched),
+        "symbols_fetched": requests,
+        "history_requests_failed": len(failed),
+        "first_session": needed[0].isoformat(),
+        "last_session": needed[-1].isoformat(),
+    }
+    return Fetched(bars, failed, meta, staged=fetched)
 
 
-# -- fundamentals, headlines, macro -----------------------------------------------------------
-
-
-@dg.asset(**ingest_asset(FUNDAMENTALS, source=fundamentals_source()))
-@transient_retries_only
+@ingest_asset(FUNDAMENTALS, Out(PARQUET, "missing_symbols"), source=fundamentals_source())
 def fundamentals(
     context: dg.AssetExecutionContext,
     ib: IBResource,
     storage: StorageResource,
     fundamentals: FundamentalsResource,
     universe: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
+) -> Fetched:
     """Quarterly statements filed before the session, with each symbol's forward EPS."""
     key, session, at = session_of(context)
-    broker = ib.broker_at(at)
     stocks = universe.loc[universe["sec_type"] == "STK", "symbol"].astype(str).tolist()
-    data = fundamentals.fetch(broker, stocks, as_of=session)
+    data = fundamentals.fetch(ib.broker_at(at), stocks, as_of=session)
     frame = data.statements.merge(data.forward_eps, on="symbol", how="left")
-    storage.write_parquet(storage.staging_path(key, "fundamentals", "parquet"), frame)
     storage.write_json(storage.staging_path(key, "fundamentals_missing"), data.missing)
-    meta = frame_metadata(
-        frame,
-        symbols_with_statements=int(frame["symbol"].nunique()),
-        symbols_missing=len(data.missing),
-        source=type(fundamentals).__name__,
-    )
-    if data.missing:
-        meta["missing_symbols"] = listing(data.missing)
-    return dg.Output(with_partition(frame, key), metadata=meta)
+    meta = {
+        "symbols_with_statements": int(frame["symbol"].nunique()),
+        "symbols_missing": len(data.missing),
+        "source": type(fundamentals).__name__,
+    }
+    return Fetched(frame, data.missing, meta)
 
 
-#: IB's historicalNews returns at most 300 headlines per request.
-IB_MAX_NEWS = 300
-HEADLINE_COLUMNS = HEADLINES.dtypes
-#: The catalog entry both news assets share (the multi-asset takes it per output).
-NEWS = ingest_asset(HEADLINES, source=IB_NEWS)
-
-
-def _headline_frame(rows: list[tuple]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=list(HEADLINE_COLUMNS))
-    return frame.assign(time=pd.to_datetime(frame["time"], utc=True)).astype(HEADLINE_COLUMNS)
-
-
-@dg.multi_asset(
+@ingest_asset(
+    HEADLINES,
+    source=IB_NEWS,
     outs={
-        name: dg.AssetOut(
-            description=description,
-            **{k: NEWS[k] for k in ("metadata", "kinds", "owners", "tags")},
-        )
-        for name, description in (
-            ("headlines", "Every headline of the last 24 hours before the run, per symbol."),
-            ("headline_history", "The headlines of the weeks before: each symbol's own baseline."),
-        )
+        "headlines": "Every headline of the last 24 hours before the run, per symbol.",
+        "headline_history": "The headlines of the weeks before: each symbol's own baseline.",
     },
-    partitions_def=DAILY_PARTITIONS,
-    group_name=GROUP,
-    retry_policy=INGEST_RETRY,
 )
-@transient_retries_only
 def headlines(
     context: dg.AssetExecutionContext,
     ib: IBResource,
     storage: StorageResource,
     pipeline: PipelineConfig,
     universe: pd.DataFrame,
-):
+) -> dict[str, tuple[Out, Fetched]]:
     """News per universe symbol: the last 24 hours (``headlines``) and the
     ``headline_history_days`` before them (``headline_history``, the sentiment baseline)."""
-    key, _, at = session_of(context)
+    _, _, at = session_of(context)
     broker = ib.broker_at(at)
     start = at - timedelta(hours=pipeline.headline_hours)
     history_start = start - timedelta(days=pipeline.headline_history_days)
-    results, failed = fetch_each(
-        lambda c: broker.news(c, start=history_start, end=at, limit=IB_MAX_NEWS),
-        _universe_contracts(universe),
-        _workers(broker, pipeline),
+    news, failed = headline_frame(
+        broker,
+        universe_contracts(universe),
+        [(history_start, at)],
+        request_workers(broker, pipeline),
     )
-    rows = [
-        (symbol, h.time, h.headline, h.provider_code, h.article_id)
-        for symbol, items in results.items()
-        for h in items
-        if history_start <= h.time < at
-    ]
     recent, history = split_headlines(
-        _headline_frame(rows), at, pipeline.headline_hours, pipeline.headlines_per_symbol
+        news, at, pipeline.headline_hours, pipeline.headlines_per_symbol
     )
-    storage.write_frame_json(storage.staging_path(key, "headlines"), recent)
-    storage.write_parquet(storage.staging_path(key, "headline_history", "parquet"), history)
     with_news = int(recent["symbol"].nunique())
-    meta = frame_metadata(
-        recent,
-        symbols_with_news=with_news,
-        symbols_without_news=len(universe) - with_news - len(failed),
-        window_start=start.isoformat(),
-        window_end=at.isoformat(),
-    )
-    if failed:
-        meta["failed_symbols"] = listing(failed)
-    yield dg.Output(with_partition(recent, key), output_name="headlines", metadata=meta)
-    yield dg.Output(
-        with_partition(history.reset_index(drop=True), key),
-        output_name="headline_history",
-        metadata=frame_metadata(history, window_start=history_start.isoformat()),
-    )
+    meta = {
+        "symbols_with_news": with_news,
+        "symbols_without_news": len(universe) - with_news - len(failed),
+        "window_start": start.isoformat(),
+        "window_end": at.isoformat(),
+    }
+    return {
+        "headlines": (Out(), Fetched(recent, failed, meta)),
+        "headline_history": (
+            Out(PARQUET),
+            Fetched(
+                history.reset_index(drop=True), {}, {"window_start": history_start.isoformat()}
+            ),
+        ),
+    }
 
 
-def macro_history(
-    broker: Broker, first: date, at: datetime, session: date
-) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Daily closes of the :data:`MACRO_INSTRUMENTS` (our units) from ``first`` to the session
-    before ``session``, index ``session``; and the error of each gauge that failed."""
-    closes, failed = {}, {}
-    for column, (symbol, sec_type, currency, what, scale) in MACRO_INSTRUMENTS.items():
-        try:
-            contract = broker.resolve(symbol, sec_type=sec_type, currency=currency)
-            bars = broker.history(
-                contract,
-                duration=ib_duration(first, at),
-                bar_size="1 day",
-                what_to_show=what,
-                end=at,
-            )
-        except BrokerError as exc:
-            failed[column] = request_error(exc)
-            continue
-        frame = _bars_frame(symbol, bars, before=session)
-        closes[column] = frame.set_index("session")["close"] * scale
-    history = pd.DataFrame(closes).sort_index()
-    history = history.loc[history.index >= pd.Timestamp(first)]
-    history.index.name = "session"
-    return history, failed
-
-
-@dg.asset(**ingest_asset(MACRO))
-@transient_retries_only
+@ingest_asset(MACRO, Out(PARQUET, "failed_gauges"))
 def macro_gauges(
     context: dg.AssetExecutionContext,
     ib: IBResource,
     storage: StorageResource,
     pipeline: PipelineConfig,
-) -> dg.Output[pd.DataFrame]:
+) -> Fetched:
     """Rates, dollar, oil, volatility and the index ETFs, with risk-on/off and curve features."""
-    key, session, at = session_of(context)
-    broker = ib.broker_at(at)
+    _, session, at = session_of(context)
     first = previous_sessions(session, pipeline.macro_sessions)[0]
-    history, failed = macro_history(broker, first, at, session)
+    history, failed = macro_history(ib.broker_at(at), first, at, session)
     features = macro_features(history)
     frame = history.join(features).reset_index()
-    storage.write_parquet(storage.staging_path(key, "macro_gauges", "parquet"), frame)
     regime = latest_regime(features)
-    meta = frame_metadata(
-        frame.tail(10).iloc[::-1],
-        regime=regime.label,
-        risk_score=regime.risk_score,
-        equity_exposure=regime.equity_exposure,
-        regime_session=str(regime.session.date()) if pd.notna(regime.session) else None,
+    meta = {
+        "regime": regime.label,
+        "risk_score": regime.risk_score,
+        "equity_exposure": regime.equity_exposure,
+        "regime_session": str(regime.session.date()) if pd.notna(regime.session) else None,
         **{f"latest_{c}": float(history[c].iloc[-1]) for c in history.columns if len(history)},
-    )
-    meta["dagster/row_count"] = len(frame)
-    if failed:
-        meta["failed_gauges"] = listing(failed)
-    return dg.Output(with_partition(frame, key), metadata=meta)
+    }
+    return Fetched(frame, failed, meta, preview=frame.tail(10).iloc[::-1])

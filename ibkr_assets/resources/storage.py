@@ -19,6 +19,10 @@ A ``warehouse.duckdb`` that DuckDB cannot open (damaged, truncated, not a DuckDB
 :class:`~ibkr_assets.errors.ConfigurationError` naming the file and what to do: the IO manager
 checks it when a run starts, so the run fails before any step. Only a lock held by another
 process is waited for.
+
+Every statement on the warehouse is a constant with ``?`` parameters, in the named methods
+here (the daily-bar cache: :meth:`StorageResource.cached_bars`, :meth:`StorageResource.cache_bars`);
+the IO manager's tables are created through DuckDB's relational API, not SQL text.
 """
 
 from __future__ import annotations
@@ -28,14 +32,13 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import duckdb
 import pandas as pd
-from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
-from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
@@ -106,6 +109,28 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+#: The daily-bar cache: one row per symbol and session, prices in USD per share, volume in shares.
+_DAILY_BARS_DDL = """
+create schema if not exists cache;
+create table if not exists cache.daily_bars (
+    symbol varchar, session date, open double, high double, low double, close double,
+    volume double, primary key (symbol, session)
+)
+"""
+_SELECT_BARS = """
+select symbol, session, open, high, low, close, volume from cache.daily_bars
+where session between ? and ? and symbol in (select unnest(?))
+order by symbol, session
+"""
+_INSERT_BARS = """
+insert or replace into cache.daily_bars
+select symbol, session, open, high, low, close, volume from new_bars
+"""
+_TABLE_EXISTS = """
+select count(*) from information_schema.tables where table_schema = ? and table_name = ?
+"""
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
@@ -170,6 +195,25 @@ class StorageResource(dg.ConfigurableResource):
         finally:
             conn.close()
 
+    # -- the daily-bar cache ----------------------------------------------------------------
+    def cached_bars(self, symbols: Sequence[str], first: date, last: date) -> pd.DataFrame:
+        """The cached daily bars of ``symbols`` for the sessions ``first`` to ``last``
+        (inclusive), by symbol and session: symbol, session (date), open, high, low, close
+        (USD per share), volume (shares)."""
+        with self.warehouse() as conn:
+            conn.execute(_DAILY_BARS_DDL)
+            return conn.execute(_SELECT_BARS, [first, last, list(symbols)]).df()
+
+    def cache_bars(self, bars: pd.DataFrame) -> None:
+        """Add ``bars`` (the columns of :meth:`cached_bars`, session as a timestamp) to the
+        cache, replacing a bar of the same symbol and session."""
+        if bars.empty:
+            return
+        with self.warehouse() as conn:
+            conn.execute(_DAILY_BARS_DDL)
+            conn.register("new_bars", bars.assign(session=bars["session"].dt.date))
+            conn.execute(_INSERT_BARS)
+
     # -- writers ----------------------------------------------------------------------------
     def write_json(self, path: Path, payload: Any) -> Path:
         """Write ``payload`` as indented JSON (dates as ISO strings)."""
@@ -190,6 +234,17 @@ class StorageResource(dg.ConfigurableResource):
         text = frame.to_json(orient="records", date_format="iso", indent=1)
         return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
+    def append_csv_row(self, path: Path, row: dict[str, Any]) -> Path:
+        """Append ``row`` to the CSV file ``path`` (header on first write; columns added later
+        are kept; a value that is missing or NaN is left empty), rewriting it atomically."""
+        new = pd.DataFrame([row])
+        frame = (
+            pd.concat([pd.read_csv(path), new.dropna(axis=1, how="all")], ignore_index=True)
+            if path.exists()
+            else new
+        )
+        return self.write_text(path, frame.to_csv(index=False))
+
 
 class _EmptyFrameTypeHandler(DuckDBPandasTypeHandler):
     """dagster-duckdb-pandas skips empty frames, so a partition with no rows (a day without
@@ -197,13 +252,19 @@ class _EmptyFrameTypeHandler(DuckDBPandasTypeHandler):
     still creates the table with its columns and types; its partition is then simply empty."""
 
     def handle_output(
-        self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection
+        self,
+        context: dg.OutputContext,
+        table_slice: Any,  # dagster's TableSlice: schema, table, partition of the output
+        obj: pd.DataFrame,
+        connection: duckdb.DuckDBPyConnection,
     ) -> None:
         if not obj.empty:
             super().handle_output(context, table_slice, obj, connection)
             return
-        table = f"{table_slice.schema}.{table_slice.table}"
-        connection.execute(f"create table if not exists {table} as select * from obj")
+        schema, table = table_slice.schema, table_slice.table
+        [(exists,)] = connection.execute(_TABLE_EXISTS, [schema, table]).fetchall()
+        if not exists:
+            connection.from_df(obj).create(f"{schema}.{table}")
         context.add_output_metadata({"dagster/partition_row_count": 0})
 
 
@@ -211,36 +272,54 @@ class _EmptyFrameTypeHandler(DuckDBPandasTypeHandler):
 WAREHOUSE_SCHEMA = "warehouse_schema"
 
 
-class _WarehouseTables(DbIOManager):
-    """Dagster's database IO manager, taking each table's DuckDB schema from the asset's
-    ``warehouse_schema`` metadata (Dagster's own key, ``schema``, reads in the UI as if it
-    were the column schema)."""
+class _InWarehouseSchema:
+    """An output (or input) context as the DuckDB IO manager reads it: Dagster's ``schema``
+    metadata key — the documented way to name an asset's DuckDB schema — taken from the
+    asset's ``warehouse_schema`` (Dagster's own key reads in the UI as if it were the column
+    schema, so the catalog does not carry it). Everything else is the context's own."""
 
-    def _get_table_slice(
-        self, context: dg.OutputContext | dg.InputContext, output_context: dg.OutputContext
-    ) -> TableSlice:
-        table_slice = super()._get_table_slice(context, output_context)
-        schema = (output_context.definition_metadata or {}).get(WAREHOUSE_SCHEMA)
-        return table_slice._replace(schema=str(schema)) if schema else table_slice
+    def __init__(self, context: dg.OutputContext | dg.InputContext) -> None:
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    @property
+    def definition_metadata(self) -> dict[str, Any]:
+        meta = dict(self._context.definition_metadata or {})
+        if WAREHOUSE_SCHEMA in meta:
+            meta["schema"] = meta[WAREHOUSE_SCHEMA]
+        return meta
+
+    @property
+    def upstream_output(self) -> _InWarehouseSchema:
+        return _InWarehouseSchema(self._context.upstream_output)  # type: ignore[union-attr]
+
+
+class _WarehouseTables(dg.IOManager):
+    """dagster-duckdb's IO manager, reading each table's schema from ``warehouse_schema``."""
+
+    def __init__(self, tables: dg.IOManager) -> None:
+        self._tables = tables
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        self._tables.handle_output(_InWarehouseSchema(context), obj)  # type: ignore[arg-type]
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        return self._tables.load_input(_InWarehouseSchema(context))  # type: ignore[arg-type]
 
 
 class WarehouseIOManager(DuckDBPandasIOManager):
-    """The DuckDB pandas IO manager of the warehouse, with empty partitions stored as such.
+    """The DuckDB pandas IO manager of the warehouse, with empty partitions stored as such and
+    each table in the DuckDB schema its asset's ``warehouse_schema`` names.
 
     It opens the warehouse when a run starts: a damaged file fails the run before any step,
     with one message naming it, rather than each step after Dagster's own ten retries."""
 
     @staticmethod
-    def type_handlers() -> Sequence[DbTypeHandler]:
+    def type_handlers() -> Sequence[DuckDBPandasTypeHandler]:
         return [_EmptyFrameTypeHandler()]
 
-    def create_io_manager(self, context: dg.InitResourceContext) -> DbIOManager:
+    def create_io_manager(self, context: dg.InitResourceContext) -> dg.IOManager:
         check_warehouse(Path(self.database))
-        return _WarehouseTables(
-            db_client=DuckDbClient(),
-            database=self.database,
-            schema=self.schema_,
-            type_handlers=self.type_handlers(),
-            default_load_type=self.default_load_type(),
-            io_manager_name="WarehouseIOManager",
-        )
+        return _WarehouseTables(super().create_io_manager(context))

@@ -14,13 +14,13 @@ import pytest
 
 from ibkr_assets import cli
 from ibkr_assets.assets import backtest, daily_assets, daily_checks
-from ibkr_assets.assets.backtest import ib_commission
 from ibkr_assets.jobs import weekly_schedule
 from ibkr_assets.partitions import sessions_between
 from ibkr_assets.quant.backtest import prepare_days, simulate
 from ibkr_assets.quant.journal import read_journal, verify_journal
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.alerts import AlertResource
+from ibkr_spec.commissions import stock_commission
 from tests.replay_fixtures import load_small_replay
 
 SYMBOLS = 40
@@ -79,7 +79,7 @@ def test_replay_and_live_job_decide_the_same_targets(live, replayed):
         day.alpha.set_index("symbol")["alpha_score"], alpha.loc[day.alpha["symbol"]], atol=1e-12
     )
     # the live account starts in cash: so does a replay of that one session
-    replay = simulate([day], data, settings, ib_commission).targets[day.session]
+    replay = simulate([day], data, settings, stock_commission).targets[day.session]
     want = live.output_for_node("overlaid_targets").set_index("symbol")["weight"]
     assert (want > 1e-4).sum() >= 5, "the live job should hold a real book"
     np.testing.assert_allclose(replay.loc[want.index], want, atol=1e-6)

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from ibkr_assets.assets import features, ingest, portfolio, signals
+from ibkr_assets.assets.market_data import fetch_each
 from ibkr_assets.broker.models import Contract, Order
 from ibkr_assets.partitions import as_of
 from ibkr_assets.resources import build_resources
@@ -250,8 +251,8 @@ def test_parallel_fetch_matches_serial_and_records_failures(tmp_path: Path) -> N
     def fetch(contract: Contract) -> list:
         return broker.history(contract, duration="30 D", end=as_of(SESSION))
 
-    serial, serial_failed = ingest.fetch_each(fetch, contracts, workers=1)
-    parallel, parallel_failed = ingest.fetch_each(fetch, contracts, workers=4)
+    serial, serial_failed = fetch_each(fetch, contracts, workers=1)
+    parallel, parallel_failed = fetch_each(fetch, contracts, workers=4)
     assert list(serial) == ["AAPL", "MSFT", "KO", "XOM"] and serial == parallel
     assert set(serial_failed) == set(parallel_failed) == {"GHOST"}
     assert "200" in parallel_failed["GHOST"], "IB's 'no security definition' code is kept"

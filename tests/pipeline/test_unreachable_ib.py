@@ -20,7 +20,8 @@ import dagster as dg
 import pytest
 
 from ibkr_assets.assets import ingest
-from ibkr_assets.assets.ingest import INGEST_RETRY, fetch_each, transient_retries_only
+from ibkr_assets.assets.ingest import INGEST_RETRY, transient_retries_only
+from ibkr_assets.assets.market_data import fetch_each
 from ibkr_assets.broker.errors import ContractNotFound, NotConnected
 from ibkr_assets.broker.models import Contract
 from ibkr_assets.resources import build_resources
@@ -128,40 +129,26 @@ def test_every_ingest_asset_carries_the_one_retry_policy():
     assert INGEST_RETRY.backoff == dg.Backoff.EXPONENTIAL and INGEST_RETRY.jitter is not None
 
 
-def _attempts(error: Exception, generator: bool) -> tuple[bool, int]:
+def _attempts(error: Exception) -> tuple[bool, int]:
     """Materialise an asset that raises ``error`` on its first attempt; (success, attempts)."""
     calls: list[int] = []
 
-    def once() -> None:
+    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2))
+    @transient_retries_only
+    def flaky() -> int:
         calls.append(1)
         if len(calls) == 1:
             raise error
-
-    if generator:
-
-        @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2))
-        @transient_retries_only
-        def flaky():
-            once()
-            yield dg.Output(1)
-
-    else:
-
-        @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2))
-        @transient_retries_only
-        def flaky() -> int:
-            once()
-            return 1
+        return 1
 
     result = dg.materialize([flaky], raise_on_error=False)
     return result.success, len(calls)
 
 
-@pytest.mark.parametrize("generator", [False, True], ids=["plain", "generator"])
-def test_a_transient_error_is_retried_and_a_bug_is_not(generator: bool):
-    assert _attempts(NotConnected("connection to IB lost"), generator) == (True, 2)
-    assert _attempts(KeyError("close"), generator) == (False, 1)
-    assert _attempts(ContractNotFound("XYZ"), generator) == (False, 1)
+def test_a_transient_error_is_retried_and_a_bug_is_not():
+    assert _attempts(NotConnected("connection to IB lost")) == (True, 2)
+    assert _attempts(KeyError("close")) == (False, 1)
+    assert _attempts(ContractNotFound("XYZ")) == (False, 1)
 
 
 def test_a_lost_connection_is_the_steps_error_not_the_symbols():

@@ -42,7 +42,7 @@ import pytest
 import yaml
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
-from ibkr_assets.assets.ingest import QUOTES
+from ibkr_assets.assets.market_data import QUOTES
 from ibkr_assets.definitions import defs
 from ibkr_assets.jobs import BACKFILL_TAG, DAILY_JOB_NAME
 from ibkr_assets.partitions import latest_partition_date, previous_sessions

@@ -11,10 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibkr_assets.assets.backtest import (
-    append_metrics_row,
-    ib_commission,
-)
 from ibkr_assets.broker.sim import shared_market
 from ibkr_assets.partitions import sessions_between
 from ibkr_assets.quant.alpha import AlphaWeights
@@ -32,6 +28,7 @@ from ibkr_assets.quant.optimiser import PortfolioOptimiser
 from ibkr_assets.quant.performance import summarise
 from ibkr_assets.quant.technical import technical_features
 from ibkr_assets.resources.storage import StorageResource
+from ibkr_spec.commissions import stock_commission
 from tests.replay_fixtures import load_small_replay
 
 SYMBOLS = 40
@@ -147,7 +144,7 @@ def test_no_look_ahead(world):
 def test_costs_lower_returns(world):
     data, settings, days = world
     frictionless = simulate(days, data, replace(settings, slippage_bps=0.0, pay_spread=False), free)
-    costly = simulate(days, data, replace(settings, slippage_bps=20.0), ib_commission)
+    costly = simulate(days, data, replace(settings, slippage_bps=20.0), stock_commission)
     no_cost = frictionless.daily
     assert (no_cost["cost"] == 0).all() and (no_cost["commission"] == 0).all()
     assert (costly.daily["commission"] > 0).any() and (costly.daily["slippage"] > 0).all()
@@ -196,8 +193,9 @@ def test_vectorised_forward_eps_equals_one_by_one():
 
 def test_metrics_rows_are_appended(tmp_path):
     storage = StorageResource(data_dir=str(tmp_path))
-    append_metrics_row(storage, {"label": "a", "sharpe": 1.5})
-    path = append_metrics_row(storage, {"label": "b", "sharpe": float("nan"), "extra": 2})
+    path = storage.metrics_dir / "rolling_backtest.csv"
+    storage.append_csv_row(path, {"label": "a", "sharpe": 1.5})
+    storage.append_csv_row(path, {"label": "b", "sharpe": float("nan"), "extra": 2})
     rows = pd.read_csv(path)
     assert rows["label"].tolist() == ["a", "b"] and rows["sharpe"].iloc[0] == 1.5
     assert math.isnan(rows["sharpe"].iloc[1]) and rows["extra"].iloc[1] == 2

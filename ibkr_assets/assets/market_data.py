@@ -1,0 +1,375 @@
+"""What the ingest assets and the weekly replay ask the broker for, and the tables its answers fill.
+
+Each function takes a :class:`~ibkr_assets.broker.Broker` (pinned to the as-of time of the run
+or replay) and returns typed frames plus the error of every symbol (scanner, gauge) the broker
+could not serve, by name, so the caller names it in a warning and in the asset's metadata. A
+lost connection is the step's error rather than a symbol's: it is raised again
+(:func:`request_error`) so the step fails and its retry policy runs it again.
+
+Daily bars go through the DuckDB cache of the storage resource (``cache.daily_bars``): the
+cached bars are read once, only the missing sessions are requested, and those are added.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime
+from typing import TypeVar
+
+import pandas as pd
+
+from ibkr_assets.assets.catalog import Table
+from ibkr_assets.broker import Broker
+from ibkr_assets.broker.errors import BrokerError, NotConnected
+from ibkr_assets.broker.models import Bar, Contract, Quote
+from ibkr_assets.config import PipelineConfig
+from ibkr_assets.resources.storage import StorageResource
+
+T = TypeVar("T")
+
+TOP_MOVERS = Table(
+    {
+        "scanner": ("string", "IB scanner code (TOP_PERC_GAIN, TOP_PERC_LOSE, HOT_BY_VOLUME)"),
+        "rank": ("int64", "IB's rank in the scanner's list, 0 = first"),
+        "symbol": ("string", "ticker symbol"),
+        "conid": ("int64", "IB contract id (conId)"),
+        "change_pct": ("float64", "change against the previous close, percent"),
+        "volume": ("float64", "volume of the session so far, shares"),
+        "avg_volume": ("float64", "average daily volume, shares"),
+    }
+)
+UNIVERSE = Table(
+    {
+        "symbol": ("string", "ticker symbol"),
+        "conid": ("int64", "IB contract id (conId)"),
+        "sec_type": ("string", "IB security type (secType): STK or ETF"),
+        "sector": ("string", "sector (IB industry)"),
+        "industry": ("string", "industry (IB category)"),
+        "lot_size": ("int64", "round lot, shares (IB sizeIncrement / minSize)"),
+        "adv": ("float64", "average daily volume as IB reports it, shares"),
+        "reason": ("string", "why the symbol is traded today: watchlist, holding or mover"),
+    }
+)
+QUOTES = Table(
+    {
+        "symbol": ("string", "ticker symbol"),
+        "conid": ("int64", "IB contract id (conId)"),
+        "bid": ("float64", "best bid, USD per share"),
+        "ask": ("float64", "best ask, USD per share"),
+        "last": ("float64", "last trade, USD per share"),
+        "close": ("float64", "previous session's close, USD per share (IB tick 9)"),
+        "volume": ("float64", "volume of the session so far, shares"),
+        "mid": ("float64", "(bid + ask) / 2, USD per share"),
+        "spread": ("float64", "ask - bid, USD per share"),
+        "time": ("datetime64[ns, UTC]", "time of the snapshot, UTC"),
+    }
+)
+BARS = Table(
+    {
+        "symbol": ("string", "ticker symbol"),
+        "session": ("datetime64[ns]", "the NYSE session of the bar (date)"),
+        "open": ("float64", "opening price, USD per share"),
+        "high": ("float64", "highest price, USD per share"),
+        "low": ("float64", "lowest price, USD per share"),
+        "close": ("float64", "closing price, USD per share"),
+        "volume": ("float64", "volume traded in the session, shares"),
+    }
+)
+HEADLINES = Table(
+    {
+        "symbol": ("string", "ticker symbol the news is about"),
+        "time": ("datetime64[ns, UTC]", "publication time, UTC"),
+        "headline": ("string", "the headline's text"),
+        "provider_code": ("string", "IB news provider code (providerCode), e.g. BRFG"),
+        "article_id": ("string", "IB article id (articleId, for reqNewsArticle)"),
+    }
+)
+#: IB's historicalNews returns at most 300 headlines per request.
+IB_MAX_NEWS = 300
+#: IB's snapshot requests of the quotes: this many contracts at a time.
+QUOTE_CHUNK = 100
+#: The macro gauges: column -> (symbol, secType, currency, whatToShow, scale to our units).
+#: IB quotes TNX as the 10-year yield times ten; the gauge is in percent.
+MACRO_INSTRUMENTS: dict[str, tuple[str, str, str, str, float]] = {
+    "ten_year_yield": ("TNX", "IND", "USD", "TRADES", 0.1),
+    "eurusd": ("EUR", "CASH", "USD", "MIDPOINT", 1.0),
+    "crude": ("CL", "FUT", "USD", "TRADES", 1.0),
+    "vix": ("VIX", "IND", "USD", "TRADES", 1.0),
+    "spy": ("SPY", "STK", "USD", "TRADES", 1.0),
+    "qqq": ("QQQ", "STK", "USD", "TRADES", 1.0),
+}
+
+
+def request_error(exc: BrokerError) -> str:
+    """The error of one symbol's (scanner's, gauge's) request, to record in the metadata; a lost
+    connection is the step's error rather than the symbol's and is raised again, so the step
+    fails and its retry policy runs it again."""
+    if isinstance(exc, NotConnected):
+        raise exc
+    return str(exc)
+
+
+def ib_duration(first: date, as_of: datetime) -> str:
+    """The shortest IB duration string ("N D" up to a year, else "N Y") reaching back to
+    ``first`` from ``as_of``."""
+    days = (as_of.date() - first).days + 1
+    return f"{days} D" if days <= 365 else f"{math.ceil(days / 365)} Y"
+
+
+def request_workers(broker: Broker, config: PipelineConfig) -> int:
+    """How many requests to keep in flight: the configured ``request_workers``, or one for the
+    in-process simulator (CPU-bound under the GIL: threads would only add overhead)."""
+    return 1 if broker.name == "sim" else config.request_workers
+
+
+def fetch_each(
+    fetch: Callable[[Contract], T], contracts: Sequence[Contract], workers: int
+) -> tuple[dict[str, T], dict[str, str]]:
+    """``fetch(contract)`` for every contract, ``workers`` at a time (the broker paces its own
+    requests); returns the results and the error of each symbol that failed, by symbol."""
+
+    def one(contract: Contract) -> tuple[str, T | None, str | None]:
+        try:
+            return contract.symbol, fetch(contract), None
+        except BrokerError as exc:
+            return contract.symbol, None, request_error(exc)
+
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = list(pool.map(one, contracts))
+    else:
+        outcomes = [one(c) for c in contracts]
+    results = {s: r for s, r, e in outcomes if e is None}
+    failed = {s: e for s, _, e in outcomes if e is not None}
+    return results, failed  # type: ignore[return-value]
+
+
+def universe_contracts(universe: pd.DataFrame) -> list[Contract]:
+    """The contracts of a :data:`UNIVERSE` frame's rows."""
+    return [
+        Contract(conid=int(r.conid), symbol=str(r.symbol), sec_type=str(r.sec_type))  # type: ignore[arg-type]
+        for r in universe.itertuples()
+    ]
+
+
+# -- scanners and the universe ----------------------------------------------------------------
+
+
+def scanner_frame(
+    broker: Broker, codes: Sequence[str], location: str, limit: int
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The hits of IB's market scanners ``codes`` (:data:`TOP_MOVERS`), and the error of each
+    scanner that failed."""
+    rows, failed = [], {}
+    for code in codes:
+        try:
+            hits = broker.scan(code, location=location, limit=limit)
+        except BrokerError as exc:
+            failed[code] = request_error(exc)
+            continue
+        rows += [
+            (
+                code,
+                h.rank,
+                h.contract.symbol,
+                h.contract.conid,
+                h.change_pct,
+                h.volume,
+                h.avg_volume,
+            )
+            for h in hits
+        ]
+    return pd.DataFrame(rows, columns=TOP_MOVERS.names).astype(TOP_MOVERS.dtypes), failed
+
+
+def universe_frame(broker: Broker, reasons: dict[str, str]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """One row per symbol of ``reasons`` the broker knows (:data:`UNIVERSE`), and the error of
+    each one it does not."""
+    rows, unknown = [], {}
+    for symbol in reasons:
+        try:
+            c = broker.resolve(symbol)
+        except BrokerError as exc:
+            unknown[symbol] = request_error(exc)
+            continue
+        try:
+            d = broker.contract_details(c)
+        except BrokerError as exc:
+            unknown[c.symbol] = request_error(exc)
+            continue
+        adv = float(d.avg_daily_volume) if d.avg_daily_volume else float("nan")
+        rows.append(
+            (c.symbol, c.conid, c.sec_type, d.sector, d.industry, d.lot_size, adv, reasons[symbol])
+        )
+    return pd.DataFrame(rows, columns=UNIVERSE.names).astype(UNIVERSE.dtypes), unknown
+
+
+# -- quotes -----------------------------------------------------------------------------------
+
+
+def _quote_rows(quotes: Sequence[Quote]) -> list[tuple]:
+    return [
+        (
+            q.contract.symbol,
+            q.contract.conid,
+            q.bid,
+            q.ask,
+            q.last,
+            q.close,
+            q.volume,
+            q.mid,
+            q.spread,
+            q.time,
+        )
+        for q in quotes
+    ]
+
+
+def quote_frame(
+    broker: Broker, contracts: Sequence[Contract]
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A bulk snapshot of ``contracts`` (:data:`QUOTE_CHUNK` per request, :data:`QUOTES`), and
+    the error of each symbol the broker could not quote."""
+    rows, missing = [], {}
+    for start in range(0, len(contracts), QUOTE_CHUNK):
+        chunk = contracts[start : start + QUOTE_CHUNK]
+        try:
+            rows += _quote_rows(broker.quotes(chunk))
+        except BrokerError as exc:  # one bad instrument: ask one by one to find it
+            request_error(exc)
+            for c in chunk:
+                try:
+                    rows += _quote_rows(broker.quotes([c]))
+                except BrokerError as exc:
+                    missing[c.symbol] = request_error(exc)
+    frame = pd.DataFrame(rows, columns=QUOTES.names)
+    frame = frame.assign(time=pd.to_datetime(frame["time"], utc=True)).astype(QUOTES.dtypes)
+    return frame, missing
+
+
+# -- daily bars (incremental) -----------------------------------------------------------------
+
+
+def bars_frame(symbol: str, bars: Sequence[Bar], before: date) -> pd.DataFrame:
+    """``symbol``'s bars of the sessions before ``before`` (:data:`BARS`)."""
+    rows = [
+        (symbol, b.session or b.time.date(), b.open, b.high, b.low, b.close, b.volume)
+        for b in bars
+        if (b.session or b.time.date()) < before
+    ]
+    return pd.DataFrame(rows, columns=BARS.names).astype(BARS.dtypes)
+
+
+def cached_bars(
+    storage: StorageResource,
+    broker: Broker,
+    contracts: Sequence[Contract],
+    needed: Sequence[date],
+    at: datetime,
+    session: date,
+    workers: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str], int]:
+    """Daily bars of ``contracts`` for the ``needed`` sessions (all before ``session``): the
+    ones in the DuckDB cache, plus those fetched from the broker (as of ``at``) and added to
+    it. Returns the bars (by symbol and session), the newly fetched ones, the symbols whose
+    request failed (with the error) and the number of history requests."""
+    symbols = [c.symbol for c in contracts]
+    cached = storage.cached_bars(symbols, needed[0], needed[-1]).astype(BARS.dtypes)
+    wanted = pd.MultiIndex.from_product(
+        [symbols, pd.DatetimeIndex(needed)], names=["symbol", "session"]
+    )
+    present = pd.MultiIndex.from_arrays([cached["symbol"].astype(str), cached["session"]])
+    absent = wanted.difference(present).to_frame(index=False)
+    missing: dict[str, list[date]] = {
+        str(symbol): sorted(sessions.dt.date)
+        for symbol, sessions in absent.groupby("symbol")["session"]
+    }
+    to_fetch = [c for c in contracts if missing.get(c.symbol)]
+    results, failed = fetch_each(
+        lambda c: broker.history(
+            c, duration=ib_duration(missing[c.symbol][0], at), bar_size="1 day", end=at
+        ),
+        to_fetch,
+        workers,
+    )
+    fetched_frames = []
+    for symbol, got in results.items():
+        frame = bars_frame(symbol, got, before=session)
+        fetched_frames.append(frame.loc[frame["session"].isin(pd.DatetimeIndex(missing[symbol]))])
+    fetched = (
+        pd.concat(fetched_frames, ignore_index=True)
+        if fetched_frames
+        else bars_frame("", [], before=session)
+    )
+    storage.cache_bars(fetched)
+    bars = pd.concat([cached, fetched], ignore_index=True).sort_values(["symbol", "session"])
+    return bars.reset_index(drop=True).astype(BARS.dtypes), fetched, failed, len(to_fetch)
+
+
+# -- news and macro ---------------------------------------------------------------------------
+
+
+def headline_frame(
+    broker: Broker,
+    contracts: Sequence[Contract],
+    spans: Sequence[tuple[datetime, datetime]],
+    workers: int,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Every headline about ``contracts`` published in each ``(start, end)`` span (one
+    request per symbol and span, :data:`HEADLINES`), and the error of each symbol that
+    failed."""
+    results, failed = fetch_each(
+        lambda c: [
+            h
+            for start, end in spans
+            for h in broker.news(c, start=start, end=end, limit=IB_MAX_NEWS)
+            if start <= h.time < end
+        ],
+        contracts,
+        workers,
+    )
+    rows = [
+        (symbol, h.time, h.headline, h.provider_code, h.article_id)
+        for symbol, items in results.items()
+        for h in items
+    ]
+    frame = pd.DataFrame(rows, columns=HEADLINES.names)
+    frame = frame.assign(time=pd.to_datetime(frame["time"], utc=True)).astype(HEADLINES.dtypes)
+    return frame, failed
+
+
+def macro_history(
+    broker: Broker, first: date, at: datetime, session: date
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Daily closes of the :data:`MACRO_INSTRUMENTS` (our units) from ``first`` to the session
+    before ``session``, index ``session``; and the error of each gauge that failed."""
+    closes, failed = {}, {}
+    for column, (symbol, sec_type, currency, what, scale) in MACRO_INSTRUMENTS.items():
+        try:
+            contract = broker.resolve(symbol, sec_type=sec_type, currency=currency)
+            bars = broker.history(
+                contract,
+                duration=ib_duration(first, at),
+                bar_size="1 day",
+                what_to_show=what,
+                end=at,
+            )
+        except BrokerError as exc:
+            failed[column] = request_error(exc)
+            continue
+        frame = bars_frame(symbol, bars, before=session)
+        closes[column] = frame.set_index("session")["close"] * scale
+    history = pd.DataFrame(closes).sort_index()
+    history = history.loc[history.index >= pd.Timestamp(first)]
+    history.index.name = "session"
+    return history, failed
+
+
+def named_failures(what: str, failed: Mapping[str, str], limit: int = 50) -> str:
+    """One line naming each of ``failed`` (name -> error) for a warning: ``what: N failed
+    (A: error; B: error ...)``."""
+    shown = "; ".join(f"{name}: {error}" for name, error in list(failed.items())[:limit])
+    more = f"; ... and {len(failed) - limit} more" if len(failed) > limit else ""
+    return f"{what}: {len(failed)} could not be fetched ({shown}{more})"
