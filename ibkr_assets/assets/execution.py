@@ -59,6 +59,8 @@ CONID = ("int64", "IB contract id (conId)")
 ORDER_REF = ("string", "idempotency key sent as IB's orderRef: <prefix>:<session>:<hash>")
 MARGIN_AFTER = ("float64", "IB what-if: maintenance margin after the fill, USD")
 COMMISSION = ("float64", "IB what-if: commission estimate, USD")
+MID = ("float64", "quote mid, USD per share")
+NOTIONAL = ("float64", "quantity x mid, USD")
 PROPOSED = Table(
     {
         "symbol": SYMBOL,
@@ -66,8 +68,8 @@ PROPOSED = Table(
         "action": ("string", "BUY, SELL, or empty when no trade is proposed"),
         "quantity": ("int64", "shares to trade (rounded to the lot size); 0: no trade"),
         "limit_price": ("float64", "limit: mid +/- a fraction of the spread, USD per share"),
-        "mid": ("float64", "quote mid, USD per share"),
-        "notional": ("float64", "quantity x mid, USD"),
+        "mid": MID,
+        "notional": NOTIONAL,
         "current_shares": ("float64", "shares held before the session"),
         "target_shares": ("float64", "shares of the target weight: weight x NAV / price"),
         "target_weight": ("float64", "overlaid target weight, fraction of net liquidation"),
@@ -85,7 +87,7 @@ WHATIF = Table(
         "attempt": ("int64", "what-if attempt, 1 = first; 0: no trade proposed"),
         "quantity": ("int64", "shares asked in this attempt"),
         "limit_price": ("float64", "limit price, USD per share"),
-        "mid": ("float64", "quote mid, USD per share"),
+        "mid": MID,
         "passed": ("bool", "IB accepted it and excess liquidity stays >= 0 after the fill"),
         "decision": ("string", "accepted, resized, dropped, kept_failing or no_trade"),
         "final": ("bool", "this row's size is what goes on the ticket"),
@@ -106,7 +108,7 @@ TICKET = Table(
         "quantity": ("int64", "shares to trade"),
         "order_type": ("string", "IB orderType: LMT or MKT"),
         "limit_price": ("float64", "limit price, USD per share (empty for MKT)"),
-        "notional": ("float64", "quantity x mid, USD"),
+        "notional": NOTIONAL,
         "order_ref": ORDER_REF,
         "whatif_attempts": ("int64", "what-if calls made before the order passed"),
         "whatif_decision": ("string", "accepted, resized or kept_failing"),

@@ -11,6 +11,11 @@ failed checks and by how much), journals the blocked decision, and sends an aler
 checks in :mod:`ibkr_assets.checks.compliance` then stop the order stages.
 """
 
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
 import dagster as dg
 import pandas as pd
 
@@ -21,7 +26,7 @@ from ibkr_assets.assets.portfolio import current_weights, net_liquidation
 from ibkr_assets.assets.records import frame_records
 from ibkr_assets.assets.risk_model import risk_model_from_frame
 from ibkr_assets.decide_config import DecideConfig
-from ibkr_assets.quant.compliance import render_recommendation_markdown
+from ibkr_assets.quant.compliance import CheckResult, render_recommendation_markdown
 from ibkr_assets.quant.decision import EX_ANTE, compliance_checks
 from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource
 from ibkr_assets.resources.storage import StorageResource
@@ -68,31 +73,19 @@ def risk_report(
     """The compliance gate: the day's targets against every limit, one blocking check each; a
     breach blocks the order ticket and produces a recommendation-only report and an alert."""
     partition = context.partition_key
-    model = risk_model_from_frame(without_partition(risk_model))
     targets = without_partition(overlaid_targets)
-    weights = targets.set_index("symbol")["weight"]
     current = current_weights(portfolio_snapshot)
     nav = net_liquidation(portfolio_snapshot)
     results = compliance_checks(
-        weights,
+        targets.set_index("symbol")["weight"],
         current,
-        model,
+        risk_model_from_frame(without_partition(risk_model)),
         decide.compliance_limits(),
         without_partition(universe),
         without_partition(feature_matrix),
         nav,
     )
-    report = pd.DataFrame(
-        {
-            "check": [r.name for r in results],
-            "value": [r.value for r in results],
-            "limit": [r.limit for r in results],
-            "passed": [r.passed for r in results],
-            "excess": [r.excess for r in results],
-            "detail": [r.detail for r in results],
-            "offenders": [", ".join(r.offenders) for r in results],
-        }
-    ).astype(RISK_REPORT.dtypes)
+    report = report_frame(results)
     passed = bool(report["passed"].all())
     ex_ante = {k: float(targets[k].iloc[0]) for k in EX_ANTE}
     payload = {
@@ -102,41 +95,69 @@ def risk_report(
         **ex_ante,
         "checks": frame_records(report),
     }
-    written = [storage.write_json(storage.report_path("risk_report", partition, "json"), payload)]
-    failed = report[~report["passed"]]
-    metadata: dict = {
+    path = storage.write_json(storage.report_path("risk_report", partition, "json"), payload)
+    metadata: dict[str, Any] = {
         "passed": passed,
-        "failed_checks": ", ".join(failed["check"]) or "none",
+        "failed_checks": ", ".join(report.loc[~report["passed"], "check"]) or "none",
         "report": dg.MetadataValue.md(report.to_markdown(index=False)),
-        "path": dg.MetadataValue.path(str(written[0])),
+        "path": dg.MetadataValue.path(str(path)),
     }
     if not passed:
-        markdown = render_recommendation_markdown(partition, weights, results, current)
-        rec = storage.write_text(storage.report_path("recommendation", partition, "md"), markdown)
-        written.append(rec)
-        metadata["recommendation"] = dg.MetadataValue.path(str(rec))
-        row = record_decision(
-            storage,
-            partition=partition,
-            targets=targets,
-            orders=pd.DataFrame(),
-            files=written,
-            ex_ante=ex_ante,
-            constraints_passed=False,
-        )
-        metadata["journal_row_hash"] = row["row_hash"]
-        body = "\n".join(
-            f"- {r.check}: {r.value:.6g} > limit {r.limit:.6g} (by {r.excess:.6g}) {r.detail}"
-            + (f"; offenders {r.offenders}" if r.offenders else "")
-            for r in failed.itertuples()
-        )
-        metadata["alert"] = send_alert(
-            context,
-            alerts,
-            subject=f"Compliance gate blocked the order ticket for {partition}",
-            body=f"{body}\nrecommendation only: {rec}",
+        metadata |= recommend_only(
+            context, storage, alerts, targets, current, results, report, ex_ante, path
         )
     return dg.Output(with_partition(report, partition), metadata=metadata)
+
+
+def report_frame(results: Sequence[CheckResult]) -> pd.DataFrame:
+    """The :data:`RISK_REPORT` table: one row per check, its offenders comma-separated."""
+    rows = [{**asdict(r), "check": r.name, "offenders": ", ".join(r.offenders)} for r in results]
+    return pd.DataFrame(rows, columns=RISK_REPORT.names).astype(RISK_REPORT.dtypes)
+
+
+def recommend_only(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    alerts: AlertResource,
+    targets: pd.DataFrame,
+    current: pd.Series,
+    results: Sequence[CheckResult],
+    report: pd.DataFrame,
+    ex_ante: dict[str, float],
+    report_path: Path,
+) -> dict[str, Any]:
+    """A breached gate: the recommendation-only report, the blocked decision journalled (with
+    the risk report at ``report_path`` and the recommendation), and an error alert; returns the
+    metadata that says where each went."""
+    partition = context.partition_key
+    weights = targets.set_index("symbol")["weight"]
+    markdown = render_recommendation_markdown(partition, weights, results, current)
+    rec = storage.write_text(storage.report_path("recommendation", partition, "md"), markdown)
+    row = record_decision(
+        storage,
+        partition=partition,
+        targets=targets,
+        orders=pd.DataFrame(),
+        files=[report_path, rec],
+        ex_ante=ex_ante,
+        constraints_passed=False,
+    )
+    body = "\n".join(
+        f"- {r.check}: {r.value:.6g} > limit {r.limit:.6g} (by {r.excess:.6g}) {r.detail}"
+        + (f"; offenders {r.offenders}" if r.offenders else "")
+        for r in report[~report["passed"]].itertuples()
+    )
+    alert = send_alert(
+        context,
+        alerts,
+        subject=f"Compliance gate blocked the order ticket for {partition}",
+        body=f"{body}\nrecommendation only: {rec}",
+    )
+    return {
+        "recommendation": dg.MetadataValue.path(str(rec)),
+        "journal_row_hash": row["row_hash"],
+        "alert": alert,
+    }
 
 
 def send_alert(

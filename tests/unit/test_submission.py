@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ibkr_assets.broker import BrokerSettings, OrderLimits, connect
+from ibkr_assets.broker import BrokerSettings, connect
 from ibkr_assets.broker.guarded import GuardedBroker
 from ibkr_assets.broker.models import Order
 from ibkr_assets.broker.submission import submit_orders
@@ -23,28 +23,10 @@ READS = ("open_orders", "completed_orders", "executions")
 
 
 def _broker(data_dir: Path) -> GuardedBroker:
-    """The guarded sim on ``data_dir``, switches off, caps roomy (USD, shares, orders)."""
-    settings = BrokerSettings(
-        backend="sim",
-        data_dir=data_dir,
-        sim_now=SESSION,
-        sim_symbols=120,
-        readonly=False,
-        kill_switch=False,
-        allow_live=False,
-        allow_symbols=[],
+    """The guarded sim on ``data_dir``, with the pipeline's limits."""
+    return connect(
+        BrokerSettings(backend="sim", data_dir=data_dir, sim_now=SESSION, sim_symbols=120)
     )
-    limits = OrderLimits(
-        principal="pipeline",
-        setting_prefix="IBKR_PIPELINE_",
-        max_quantity=10_000,
-        max_notional=50_000.0,
-        max_nlv_share=0.10,
-        orders_per_minute=1_000,
-        orders_per_day=10_000,
-        max_daily_notional=10_000_000.0,
-    )
-    return connect(settings, limits)
 
 
 def _buy(broker: GuardedBroker, symbol: str, quantity: int = 2) -> Order:
