@@ -84,7 +84,7 @@ def main() -> None:
             "IBKR_SIM_NOW": datetime(2026, 11, 20, 15, 30, tzinfo=UTC).isoformat(),
         }
     )
-    from mcp_server.config import MCPSettings
+    from ibkr_assets.settings import MCPSettings
     from mcp_server.server import build_server, serve_in_thread
 
     server = build_server(MCPSettings(data_dir=data))

@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # dagster is imported lazily to keep --help fast
     from dagster import DagsterInstance
     from dagster._utils.error import SerializableErrorInfo
 
+    from ibkr_assets.settings import Settings
+
 console = Console()
 
 
@@ -54,24 +56,25 @@ def _error(message: str) -> None:
 
 def _check_settings() -> None:
     """Read every setting a run uses, so that a malformed one is named before anything runs
-    (raises :class:`~ibkr_assets.errors.ConfigurationError`)."""
-    from ibkr_assets.config import PipelineConfig
-    from ibkr_assets.decide_config import DecideConfig
-    from ibkr_assets.resources.ib import IBResource
+    (raises :class:`~ibkr_assets.errors.ConfigurationError`); the MCP server's are its own."""
+    from ibkr_assets.settings import env_sections, load_settings
 
-    IBResource.from_env()
-    PipelineConfig.from_env()
-    DecideConfig.from_env()
+    load_settings().checked(*(name for name in [*env_sections(), "decide"] if name != "mcp"))
 
 
 def _data_dir() -> Path:
-    return Path(os.environ.get("IBKR_DATA_DIR", "data")).resolve()
+    from ibkr_assets.settings import load_settings
+
+    return Path(load_settings().broker.data_dir).resolve()
 
 
 def _instance() -> DagsterInstance:
+    """The Dagster instance at ``DAGSTER_HOME``, default ``<data root>/.dagster``."""
     import dagster as dg
 
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(_data_dir() / ".dagster")))
+    from ibkr_assets.settings import load_settings
+
+    home = (load_settings().run.dagster_home or _data_dir() / ".dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     project = Path(__file__).resolve().parents[1] / "dagster.yaml"
@@ -84,7 +87,7 @@ def _instance() -> DagsterInstance:
             "copy it over to use the shipped settings",
             file=sys.stderr,
         )
-    return dg.DagsterInstance.get()
+    return dg.DagsterInstance.from_config(str(home))
 
 
 def latest_session(now: datetime | None = None) -> date:
@@ -94,9 +97,10 @@ def latest_session(now: datetime | None = None) -> date:
     return latest_partition_date(now or datetime.now(UTC))
 
 
-def run_daily(session: date, quiet: bool = False) -> bool:
-    """Materialise the daily job for one session, showing progress. True when every step and
-    every check passed."""
+def run_daily(session: date, quiet: bool = False, settings: Settings | None = None) -> bool:
+    """Materialise the daily job for one session, showing progress; with ``settings``, on the
+    resources built from them instead of the code location's (the demo's gateway and
+    watch-list). True when every step and every check passed."""
     import warnings
 
     import dagster as dg
@@ -110,6 +114,7 @@ def run_daily(session: date, quiet: bool = False) -> bool:
         account_run_in_progress,
         in_process_tags,
     )
+    from ibkr_assets.resources import build_resources
 
     job = defs.resolve_job_def(DAILY_JOB_NAME)
     instance = _instance()
@@ -135,6 +140,7 @@ def run_daily(session: date, quiet: bool = False) -> bool:
                 partition_key=session.isoformat(),
                 run_id=run_id,
                 tags=tags,
+                resources=build_resources(settings=settings) if settings else None,
                 raise_on_error=False,
                 # step failures are printed below, one line each, instead of Dagster's tracebacks
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
@@ -299,9 +305,9 @@ def simulated_gateway(data_dir: Path, now: datetime, pacing: str = "ib") -> Iter
     ``data_dir/logs/gateway.log``. A separate process keeps the gateway off the pipeline's GIL,
     as a real IB Gateway would be.
     """
-    from ibkr_assets.broker import BrokerSettings
+    from ibkr_assets.settings import load_settings
 
-    settings = BrokerSettings()
+    settings = load_settings().broker
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     command = [
@@ -337,39 +343,41 @@ def simulated_gateway(data_dir: Path, now: datetime, pacing: str = "ib") -> Iter
 
 def _simulated_stocks() -> list[str]:
     """The tickers of the stocks the simulated world lists (IBKR_SIM_SEED / IBKR_SIM_SYMBOLS)."""
-    from ibkr_assets.broker import BrokerSettings
     from ibkr_assets.broker.sim import simulated_stocks
+    from ibkr_assets.settings import load_settings
 
-    settings = BrokerSettings()
+    settings = load_settings().broker
     return simulated_stocks(settings.sim_seed, settings.sim_symbols)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ibkr_assets.partitions import as_of
+    from ibkr_assets.settings import load_settings
 
     _check_settings()
     session = latest_session()
     root = _data_dir()
     started = time.time()
+    settings = load_settings()
     if args.backend == "sim":
-        os.environ["IBKR_BACKEND"] = "sim"
         console.print(
             f"[bold]ibkr-agent demo[/]: daily pipeline for NYSE session {session} on the "
             f"in-process simulated IB world (data root {root})"
         )
-        ok = run_daily(session)
+        ok = run_daily(session, settings=settings.updated(broker={"backend": "sim"}))
     else:
         with simulated_gateway(root, as_of(session.isoformat())) as port:
-            os.environ.update(IBKR_BACKEND="tws", IBKR_HOST="127.0.0.1", IBKR_PORT=str(port))
+            gateway = {"broker": {"backend": "tws", "host": "127.0.0.1", "port": port}}
             # Over a socket the pipeline needs a watch-list, as with a real IB account: the
             # demo follows every stock the gateway simulates unless one is configured.
-            os.environ.setdefault("IBKR_WATCHLIST", json.dumps(_simulated_stocks()))
+            if not settings.pipeline.watchlist:
+                gateway["pipeline"] = {"watchlist": _simulated_stocks()}
             console.print(
                 f"[bold]ibkr-agent demo[/]: daily pipeline for NYSE session {session} through "
                 f"the simulated IB Gateway on 127.0.0.1:{port} (ib_async, IB pacing; data root "
                 f"{root})"
             )
-            ok = run_daily(session)
+            ok = run_daily(session, settings=settings.updated(**gateway))
     _print_outputs(session, started)
     return 0 if ok else 1
 

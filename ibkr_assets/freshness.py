@@ -27,7 +27,8 @@ import dagster as dg
 
 from ibkr_assets.jobs import WEEKLY_JOB_NAME
 from ibkr_assets.partitions import is_session
-from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource, AlertSettings
+from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource
+from ibkr_assets.settings import load_settings
 
 #: The daily outputs with a deadline.
 DAILY_OUTPUTS = ("order_ticket", "decision_journal")
@@ -103,7 +104,7 @@ def latest_run(instance: dg.DagsterInstance, session: str) -> str:
 
 @dg.sensor(
     # the alert sensors' interval (IBKR_ALERT_SENSOR_INTERVAL_SECONDS)
-    minimum_interval_seconds=AlertSettings().sensor_interval_seconds,
+    minimum_interval_seconds=load_settings().alerts.sensor_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "After 14:30 Europe/Bucharest on an NYSE session: one alert when today's order_ticket "

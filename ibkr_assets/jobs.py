@@ -35,13 +35,12 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Literal
 
 import dagster as dg
 
-from ibkr_assets.broker.settings import BrokerSettings
-from ibkr_assets.errors import ConfigurationError
 from ibkr_assets.partitions import NEW_YORK, is_session, week_start
+from ibkr_assets.settings import load_settings
 
 #: Asset groups of stages 1–3 (see ibkr_assets/assets).
 INGEST_GROUPS = ("ingest", "features", "signals", "portfolio")
@@ -66,9 +65,6 @@ BACKFILL_TAG = "dagster/backfill"
 #: The account tag's value when no account is configured (the connection's primary account).
 PRIMARY_ACCOUNT = "primary"
 Trigger = Literal["schedule", "cli", "mcp"]
-#: The environment variable that tells ``ibkr-agent run`` who started it (``cli`` by default;
-#: the MCP server's launcher sets ``mcp``).
-TRIGGER_ENV = "IBKR_RUN_TRIGGER"
 #: Run statuses during which a run holds its account's slot.
 IN_PROGRESS = [
     dg.DagsterRunStatus.STARTING,
@@ -81,8 +77,8 @@ SCHEDULE_PRIORITY = "10"
 
 
 def account_tag() -> str:
-    """The value of ``ibkr/account`` for this process's settings."""
-    return BrokerSettings().account or PRIMARY_ACCOUNT
+    """The value of ``ibkr/account`` for this process's settings (``IBKR_ACCOUNT``)."""
+    return load_settings().broker.account or PRIMARY_ACCOUNT
 
 
 def trigger_tags(trigger: Trigger) -> dict[str, str]:
@@ -94,13 +90,7 @@ def in_process_tags() -> dict[str, str]:
     """The tags of a run ``ibkr-agent run`` executes in this process: the trigger named by
     ``IBKR_RUN_TRIGGER`` (``cli`` or ``mcp``; default ``cli``; anything else raises
     :class:`~ibkr_assets.errors.ConfigurationError`), the account and the process."""
-    trigger = os.environ.get(TRIGGER_ENV, "cli")
-    allowed = [t for t in get_args(Trigger) if t != "schedule"]
-    if trigger not in allowed:
-        raise ConfigurationError(
-            f"{TRIGGER_ENV}={trigger!r} (who started the run): expected one of "
-            f"{', '.join(allowed)}; unset it for cli"
-        )
+    trigger = load_settings().checked("run").run.run_trigger
     return {
         TRIGGER_TAG: trigger,
         ACCOUNT_TAG: account_tag(),

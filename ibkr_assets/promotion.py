@@ -38,13 +38,12 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ibkr_assets.jobs import DAILY_JOB_NAME, WEEKLY_JOB_NAME
 from ibkr_assets.journal_verify import JOURNAL_DIR, open_instance, verify_decision_log
 from ibkr_assets.partitions import is_session
 from ibkr_assets.quant.journal import VerifyResult, append_entry, read_journal, sha256_file
+from ibkr_assets.settings import load_settings
 
 PROMOTION_KIND = "live_promotion"
 #: IB paper account ids start with "D" (DU...), as ``broker.models.Account.is_paper`` says.
@@ -56,14 +55,10 @@ PARTITION_TAG = "dagster/partition"
 _RUN_LOOKBACK = 5000  # daily runs scanned for sessions (about 20 years of one run a session)
 
 
-class PromotionSettings(BaseSettings):
-    """How much paper evidence a live account needs (``IBKR_PROMOTION_SESSIONS``)."""
-
-    model_config = SettingsConfigDict(env_prefix="IBKR_", extra="ignore")
-
-    promotion_sessions: int = Field(
-        10, ge=1, description="green paper sessions needed before a live account is traded"
-    )
+def sessions_required() -> int:
+    """Green paper sessions a live account needs (``IBKR_PROMOTION_SESSIONS``); raises
+    :class:`~ibkr_assets.errors.ConfigurationError` when the variable is malformed."""
+    return load_settings().checked("promotion").promotion.promotion_sessions
 
 
 class JournalNotVerified(RuntimeError):
@@ -293,7 +288,7 @@ def promotion_check(
     """The evidence for promoting: the last ``sessions`` sessions with runs (default
     ``IBKR_PROMOTION_SESSIONS``), each judged by :func:`session_evidence`, on ``account`` (default:
     the paper account of the newest session), and the journal's verification."""
-    required = PromotionSettings().promotion_sessions
+    required = sessions_required()
     wanted = required if sessions is None else sessions
     if wanted < required:
         raise ValueError(
@@ -362,7 +357,7 @@ def live_trading_promoted(data_dir: Path) -> Promotion | None:
     if rows.empty:
         return None
     row = rows.iloc[-1]
-    if int(row["sessions_required"]) < PromotionSettings().promotion_sessions:
+    if int(row["sessions_required"]) < sessions_required():
         return None
     return Promotion(
         promoted_at=dt.datetime.fromisoformat(str(row["ts_utc"])),

@@ -54,9 +54,10 @@ from ibkr_assets.order_watch import (
     tallies,
 )
 from ibkr_assets.partitions import nyse_calendar
-from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource, AlertSettings
+from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
+from ibkr_assets.settings import load_settings
 
 ORDER_ASSETS = ("order_ticket", "submitted_orders")
 #: The order watch connects as the pipeline's clientId plus this, read-only, so it never takes
@@ -68,7 +69,7 @@ WATCH_AFTER_CLOSE = timedelta(minutes=30)
 KEEP_SESSIONS = timedelta(days=10)
 GATED_ASSET = dg.AssetKey("risk_report")
 #: Seconds between two evaluations of each alert sensor by the daemon, at least.
-SENSOR_INTERVAL_S = AlertSettings().sensor_interval_seconds
+SENSOR_INTERVAL_S = load_settings().alerts.sensor_interval_seconds
 #: The run-status events after which a run's check evaluations are final.
 RUN_ENDS = (
     dg.DagsterEventType.RUN_SUCCESS,

@@ -25,17 +25,16 @@ from pydantic import ValidationError
 
 from ibkr_assets.broker import GuardedBroker
 from ibkr_assets.broker.guard import OrderGuard
+from ibkr_assets.resources.ib import IBResource
+from ibkr_assets.settings import MCPSettings, load_settings
 from mcp_server.arguments import argument_error, make_strict
-from mcp_server.config import MCPSettings
 from mcp_server.safety import AuditLog, ConfirmationStore
 
 
 def broker_from_env(settings: MCPSettings) -> GuardedBroker:
-    """The broker the ``IBKR_*`` environment describes, through the pipeline's IB resource,
-    behind the order guard with the MCP server's limits."""
-    from ibkr_assets.resources.ib import IBResource
-
-    return IBResource.from_env().get_broker(settings.order_limits())
+    """The broker the ``IBKR_*`` settings describe, through the pipeline's IB resource, behind
+    the order guard with the MCP server's limits."""
+    return IBResource.from_settings(load_settings()).get_broker(settings.order_limits())
 
 
 @dataclass

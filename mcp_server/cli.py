@@ -24,9 +24,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
-from pydantic import ValidationError
 
-from mcp_server.config import LOOPBACK_HOSTS, MCPSettings
+from mcp_server.config import LOOPBACK_HOSTS
 from mcp_server.security import InsecureBinding, uvicorn_tls
 
 #: The command, as a user types it (``ibkr-agent mcp`` runs this module).
@@ -37,9 +36,10 @@ OLD_PROG = "ibkr-mcp"
 
 def serve(transport: str, host: str, port: int) -> None:
     """Run the server until interrupted; the broker connection closes on the way out."""
+    from ibkr_assets.settings import load_settings
     from mcp_server.server import build_server, http_app
 
-    settings = MCPSettings()
+    settings = load_settings().checked("mcp").mcp
     server = build_server(settings)
     try:
         if transport == "stdio":
@@ -60,16 +60,6 @@ def serve(transport: str, host: str, port: int) -> None:
             uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_tls(settings))
     finally:
         server.app_state.close()
-
-
-def settings_error(exc: ValidationError) -> str:
-    """A settings validation failure as one line per setting, without pydantic's decoration."""
-    lines = []
-    for error in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        lines.append(f"{where}: {message}" if where else message)
-    return "invalid settings: " + "; ".join(lines)
 
 
 def _client(url: str | None) -> Any:
@@ -166,12 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "serve":
+        from ibkr_assets.errors import ConfigurationError
+
         try:
             serve(args.transport, args.host, args.port)
-        except InsecureBinding as exc:
+        except (InsecureBinding, ConfigurationError) as exc:
             parser.exit(2, f"{PROG}: {exc}\n")
-        except ValidationError as exc:
-            parser.exit(2, f"{PROG}: {settings_error(exc)}\n")
         return 0
     if args.command == "tools":
         return anyio.run(_tools, args.url, args.category, args.json)

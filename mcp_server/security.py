@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import hmac
 import json
+from typing import TYPE_CHECKING
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_server.config import LOOPBACK_HOSTS, MCPSettings
+from mcp_server.config import LOOPBACK_HOSTS
+
+if TYPE_CHECKING:  # the settings tree imports Dagster; the CLI's client commands need none of it
+    from ibkr_assets.settings import MCPSettings
 
 
 class InsecureBinding(ValueError):

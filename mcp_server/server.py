@@ -31,9 +31,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ibkr_assets.broker import BrokerError, GuardedBroker
+from ibkr_assets.settings import MCPSettings, load_settings
 from mcp_server import analysis, market_data, pipeline, portfolio, reference, scanner, trading
 from mcp_server.app import AppState, IBKRServer, broker_from_env
-from mcp_server.config import MCPSettings
 from mcp_server.context import add_tool, state
 from mcp_server.portfolio import account_for
 from mcp_server.security import (
@@ -122,7 +122,7 @@ def build_server(
     broker_factory: Callable[[MCPSettings], GuardedBroker] | None = None,
 ) -> IBKRServer:
     """The MCP server with every tool registered (order tools only when trading is on)."""
-    settings = settings or MCPSettings()
+    settings = settings or load_settings().checked("mcp").mcp
     app_state = AppState(settings, broker_factory or broker_from_env)
 
     @asynccontextmanager

@@ -5,6 +5,9 @@ environment variables points every process at the same account and the same orde
 (:mod:`ibkr_assets.broker.guard`). Account-wide switches (read-only, live opt-in, kill switch,
 allow-list, price-distance and quote-age limits) are fields of :class:`BrokerSettings`; the caps and
 rate limits of each sender (the pipeline, the MCP server) are an :class:`OrderLimits`.
+
+These classes are sections of the one settings tree (:mod:`ibkr_assets.settings`), which reads
+them once per process; the broker core cannot import the tree, so they are declared here.
 """
 
 from __future__ import annotations
@@ -13,29 +16,88 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BackendName = Literal["sim", "tws", "webapi"]
 
+_INSTANT = TypeAdapter(datetime)
 
-class BrokerSettings(BaseSettings):
+
+def _path_text(value: object) -> object:
+    """A path given as a ``Path`` kept as its text (Dagster config holds strings, not paths)."""
+    return str(value) if isinstance(value, Path) else value
+
+
+def _iso_instant(value: object) -> object:
+    """An instant (a ``datetime``, or any text pydantic reads as one) as ISO-8601 text."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = _INSTANT.validate_python(value)  # refuses text that is no instant
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def comma_list(value: object) -> object:
+    """A list as written in the environment: comma-separated (``AAPL,MSFT``)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+#: A list of text from the environment, comma-separated.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(comma_list)]
+
+
+class BrokerConnection(BaseModel):
+    """Where the broker is and which world it opens: the fields the pipeline's IB resource shows
+    in Dagster's configuration, declared once for :class:`BrokerSettings` and the resource.
+    Every type is one Dagster config accepts (text, numbers, booleans)."""
+
+    backend: BackendName = Field(
+        "sim",
+        description="sim (the in-process simulator) or tws (ib_async against TWS, IB Gateway or "
+        "the simulated gateway); webapi is not available yet",
+    )
+    host: str = Field("127.0.0.1", description="TWS / IB Gateway host")
+    port: int = Field(4002, description="7497 TWS paper, 7496 TWS live, 4002 Gateway paper")
+    client_id: int = Field(1, description="API clientId; unique per connection")
+    account: str | None = Field(
+        None, description="account to trade; unset = the connection's primary account"
+    )
+    readonly: bool = Field(False, description="connect read-only: no order can be sent")
+    allow_live: bool = Field(False, description="explicit opt-in to use a non-paper account")
+    data_dir: Annotated[str, BeforeValidator(_path_text)] = Field(
+        "data",
+        description="data root: staging, features, reports, decision journal, DuckDB warehouse, "
+        "paper account",
+    )
+    sim_seed: int = Field(7, description="seed of the simulated market")
+    sim_symbols: int = Field(700, description="number of simulated US stocks")
+    sim_now: Annotated[str | None, BeforeValidator(_iso_instant)] = Field(
+        None, description="pin the simulator's clock (ISO-8601 time, UTC when no offset)"
+    )
+
+    @property
+    def sim_clock(self) -> datetime | None:
+        """``sim_now`` as an instant, or None for the wall clock."""
+        return datetime.fromisoformat(self.sim_now) if self.sim_now else None
+
+
+class BrokerSettings(BrokerConnection, BaseSettings):
     """Connection settings. Paper trading is the default; a live account needs ``allow_live``."""
 
     model_config = SettingsConfigDict(env_prefix="IBKR_", extra="ignore")
 
-    backend: BackendName = Field("sim", description="sim (in-process), tws (ib_async), webapi")
-    host: str = Field("127.0.0.1", description="TWS / IB Gateway host")
-    port: int = Field(4002, description="7497 TWS paper, 7496 TWS live, 4002 Gateway paper")
-    client_id: int = Field(1, description="API clientId; unique per connection")
-    account: str | None = Field(None, description="account id; None = the primary account")
-    readonly: bool = Field(False, description="connect read-only: no order can be sent")
-    allow_live: bool = Field(False, description="explicit opt-in to use a non-paper account")
-    timeout: float = Field(20.0, description="seconds to wait for a request")
-    data_dir: Path = Field(Path("data"), description="data root (IBKR_DATA_DIR)")
-    sim_seed: int = Field(7, description="seed of the simulated market")
-    sim_symbols: int = Field(700, description="number of simulated US stocks")
-    sim_now: datetime | None = Field(None, description="pin the simulator's clock (UTC)")
+    timeout: float = Field(20.0, description="seconds to wait for an answer to an IB request")
     # Pacing of the tws backend, kept under IB's documented limits (50 messages/s per client,
     # 100 market-data lines, 50 simultaneous historical requests, historical-data pacing).
     pacing: bool = Field(
@@ -46,7 +108,9 @@ class BrokerSettings(BaseSettings):
     max_msg_rate: int = Field(45, ge=0, description="API messages per second (IB: 50); 0 = off")
     max_market_data_lines: int = Field(90, ge=1, description="simultaneous snapshots (IB: 100)")
     max_historical_requests: int = Field(40, ge=1, description="simultaneous (IB: 50)")
-    connect_attempts: int = Field(5, ge=1, description="connection attempts before giving up")
+    connect_attempts: int = Field(
+        5, ge=1, description="connection attempts (with backoff) before a run fails at start"
+    )
     # -- the order guard: account-wide switches, for every sender --------------------------
     kill_switch: bool = Field(
         False,
@@ -60,7 +124,7 @@ class BrokerSettings(BaseSettings):
         ),
         description="while this file exists the kill switch is on (default <data root>/KILL)",
     )
-    allow_symbols: Annotated[list[str], NoDecode] = Field(
+    allow_symbols: CommaList = Field(
         default_factory=list,
         validation_alias=AliasChoices(
             "IBKR_ALLOW_SYMBOLS", "IBKR_MCP_ALLOW_SYMBOLS", "allow_symbols"
@@ -80,13 +144,6 @@ class BrokerSettings(BaseSettings):
     require_live_quotes: bool = Field(
         False, description="a marketable order needs live (not delayed) market data"
     )
-
-    @field_validator("allow_symbols", mode="before")
-    @classmethod
-    def _split_symbols(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
 
     @field_validator("allow_symbols", mode="after")
     @classmethod

@@ -1,6 +1,9 @@
 """Dagster resources: IB broker, storage, pipeline settings, fundamentals, sentiment, alerts,
 the decision-stage limits, and the DuckDB IO manager.
 
+Every resource is built from the settings tree (:mod:`ibkr_assets.settings`) by
+:func:`build_resources`; secrets reach them as ``dg.EnvVar``, so the UI shows where they come from.
+
 Resource keys (what an asset names as a parameter):
 
 =================  ==========================================================================
@@ -20,9 +23,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import dagster as dg
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.resources.alerts import AlertResource
@@ -34,45 +34,43 @@ from ibkr_assets.resources.fundamentals import (
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.sentiment import SentimentResource
 from ibkr_assets.resources.storage import StorageResource, WarehouseIOManager
-
-
-class _SourceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="IBKR_", extra="ignore")
-
-    fundamentals: Literal["sim", "fmp"] = "sim"
+from ibkr_assets.settings import FMP_API_KEY, Settings, load_settings
 
 
 def fundamentals_source() -> Literal["sim", "fmp"]:
     """Where the pipeline's fundamentals come from (``IBKR_FUNDAMENTALS``): the simulator or
     Financial Modeling Prep."""
-    return _SourceSettings().fundamentals
+    return load_settings().fundamentals.fundamentals
 
 
-def fundamentals_resource(ib: IBResource) -> FundamentalsResource:
-    """Simulated fundamentals (of the market ``ib`` simulates), or FMP when
-    ``IBKR_FUNDAMENTALS=fmp`` (key read at run time)."""
-    if fundamentals_source() == "fmp":
-        return FMPFundamentalsResource(api_key=dg.EnvVar("FMP_API_KEY"))
-    return SimFundamentalsResource(sim_seed=ib.sim_seed, sim_symbols=ib.sim_symbols)
+def fundamentals_resource(settings: Settings) -> FundamentalsResource:
+    """Simulated fundamentals (of the market the ``broker`` section simulates), or FMP when
+    ``IBKR_FUNDAMENTALS=fmp`` (key ``FMP_API_KEY``, resolved when a run starts)."""
+    if settings.fundamentals.fundamentals == "fmp":
+        return FMPFundamentalsResource(api_key=FMP_API_KEY.env_var())
+    broker = settings.broker
+    return SimFundamentalsResource(sim_seed=broker.sim_seed, sim_symbols=broker.sim_symbols)
 
 
-def build_resources(data_dir: str | None = None) -> dict[str, Any]:
-    """The resources of the code location, configured from the environment at run time;
-    ``data_dir`` overrides ``IBKR_DATA_DIR`` (tests, the demo). A malformed setting does not
-    stop the code location loading: the resource carries the problem and a run using it fails
-    at start with it (see :class:`~ibkr_assets.errors.SettingsResource`)."""
-    ib = IBResource.from_env_deferred()
-    if data_dir is not None:  # a new resource: Dagster re-creates resources from their fields
-        fields = {name: getattr(ib, name) for name in IBResource.model_fields}
-        ib = IBResource(**{**fields, "data_dir": str(data_dir)})
-    storage = StorageResource(data_dir=ib.data_dir)
+def build_resources(
+    data_dir: str | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    """The resources of the code location, built from ``settings`` (default: this process's,
+    :func:`~ibkr_assets.settings.load_settings`); ``data_dir`` overrides ``IBKR_DATA_DIR``
+    (tests, benchmarks). A malformed setting does not stop the code location loading: the
+    resource carries the problem and a run using it fails at start with it (see
+    :class:`~ibkr_assets.errors.SettingsResource`)."""
+    settings = settings or load_settings()
+    if data_dir is not None:
+        settings = settings.updated(broker={"data_dir": str(data_dir)})
+    storage = StorageResource(data_dir=settings.broker.data_dir)
     return {
-        "ib": ib,
+        "ib": IBResource.from_settings(settings),
         "storage": storage,
-        "pipeline": PipelineConfig.from_env_deferred(),
-        "fundamentals": fundamentals_resource(ib),
-        "sentiment": SentimentResource.from_env(),
-        "alerts": AlertResource.from_env(data_dir=ib.data_dir),
-        "decide": DecideConfig.from_env_deferred(),
+        "pipeline": PipelineConfig.from_settings(settings),
+        "fundamentals": fundamentals_resource(settings),
+        "sentiment": SentimentResource.from_settings(settings),
+        "alerts": AlertResource.from_settings(settings),
+        "decide": DecideConfig.from_settings(settings),
         "io_manager": WarehouseIOManager(database=str(storage.warehouse_path)),
     }

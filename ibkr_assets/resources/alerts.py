@@ -1,31 +1,34 @@
 """Alerts: tell a human when the compliance gate blocks the ticket, a run fails, or orders go out.
 
 Three channels, chosen by ``IBKR_ALERT_CHANNEL`` (other settings: ``IBKR_ALERT_LOG_PATH``,
-``IBKR_ALERT_SLACK_CHANNEL``, ``IBKR_ALERT_SMTP_HOST`` / ``_SMTP_PORT`` / ``_SMTP_USER`` /
-``_SMTP_STARTTLS``, ``IBKR_ALERT_EMAIL_FROM``, ``IBKR_ALERT_EMAIL_TO`` as a JSON list, and
-``IBKR_ALERT_ORDER_POLL_SECONDS``, how often the order sensor asks IB about a session's
-submitted orders until they are done, and ``IBKR_ALERT_SENSOR_INTERVAL_SECONDS``, the least time
-between two evaluations of each alert sensor by the Dagster daemon):
+``IBKR_ALERT_SLACK_ROUTE``, ``IBKR_ALERT_SLACK_CHANNEL``, ``IBKR_ALERT_SMTP_HOST`` /
+``_SMTP_PORT`` / ``_SMTP_USER`` / ``_SMTP_STARTTLS``, ``IBKR_ALERT_EMAIL_FROM``,
+``IBKR_ALERT_EMAIL_TO`` as a JSON list, and ``IBKR_ALERT_ORDER_POLL_SECONDS``, how often the
+order sensor asks IB about a session's submitted orders until they are done, and
+``IBKR_ALERT_SENSOR_INTERVAL_SECONDS``, the least time between two evaluations of each alert
+sensor by the Dagster daemon; all in the ``alerts`` section of :mod:`ibkr_assets.settings`):
 
 * ``log`` (the default): the alert goes to the ``ibkr_assets.alerts`` logger and, when
   ``log_path`` is set, is appended as one JSON line to that file (``data/alerts/alerts.jsonl`` by
   default) so an operator — or a test — can read every alert the pipeline raised.
-* ``slack``: through slack-sdk, either an incoming webhook (``SLACK_WEBHOOK_URL``) or a bot token
-  (``SLACK_BOT_TOKEN``) posting ``chat.postMessage`` to ``slack_channel``.
+* ``slack``: through slack-sdk, either an incoming webhook (``SLACK_WEBHOOK_URL``, the default
+  route) or, with ``IBKR_ALERT_SLACK_ROUTE=bot``, a bot token (``SLACK_BOT_TOKEN``) posting
+  ``chat.postMessage`` to ``slack_channel``.
 * ``email``: SMTP through the standard library (``smtplib``), STARTTLS and login when configured;
   the password comes from ``IBKR_SMTP_PASSWORD``.
 
 Every alert is also written to the log sink first, so an alert is never lost silently when Slack
 or the mail server is down; a delivery failure then raises :class:`AlertDeliveryError`, whose
 message never contains the webhook URL, the token or the password. Secrets reach the resource as
-``dg.EnvVar`` fields, resolved by Dagster at run time and never logged.
+``dg.EnvVar`` fields chosen by the settings (the Slack route's secret when the channel is slack,
+the SMTP password when the channel is email with an SMTP user), resolved by Dagster when a run
+starts and never logged.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import smtplib
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -33,11 +36,17 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ibkr_assets.errors import SettingsResource
+from ibkr_assets.settings import (
+    SLACK_BOT_TOKEN,
+    SLACK_WEBHOOK_URL,
+    SMTP_PASSWORD,
+    AlertFields,
+    Settings,
+)
 
 Severity = Literal["info", "warning", "error"]
-Channel = Literal["log", "slack", "email"]
 
 logger = logging.getLogger("ibkr_assets.alerts")
 
@@ -49,74 +58,32 @@ class AlertDeliveryError(RuntimeError):
     """The alert was logged but could not be delivered to Slack or by email."""
 
 
-class AlertSettings(BaseSettings):
-    """Non-secret alert settings from ``IBKR_ALERT_*`` / ``IBKR_SMTP_*`` environment variables."""
-
-    model_config = SettingsConfigDict(env_prefix="IBKR_ALERT_", extra="ignore")
-
-    channel: Channel = Field("log", description="log | slack | email")
-    log_path: str | None = Field(None, description="JSON-lines file of every alert")
-    slack_channel: str = Field("#trading-alerts", description="channel for the bot-token route")
-    smtp_host: str = Field("localhost", description="SMTP server")
-    smtp_port: int = Field(25, description="587 for STARTTLS submission")
-    smtp_user: str | None = Field(None, description="login user; None = no login")
-    smtp_starttls: bool = False
-    email_from: str = "ibkr-agent@localhost"
-    email_to: list[str] = Field(default_factory=list, description="recipients (JSON list)")
-    order_poll_seconds: float = Field(
-        300.0, ge=0, description="seconds between asking IB about a session's open orders"
-    )
-    sensor_interval_seconds: int = Field(
-        60, ge=1, description="least seconds between two evaluations of an alert sensor"
-    )
-
-
-class AlertResource(dg.ConfigurableResource):
+class AlertResource(SettingsResource, AlertFields):
     """Where the pipeline's alerts go: log (default), Slack, or email."""
 
-    channel: Channel = "log"
-    log_path: str | None = None
     slack_webhook_url: str | None = None
     slack_bot_token: str | None = None
-    slack_channel: str = "#trading-alerts"
     slack_api_url: str = "https://slack.com/api/"
-    smtp_host: str = "localhost"
-    smtp_port: int = 25
-    smtp_user: str | None = None
     smtp_password: str | None = None
-    smtp_starttls: bool = False
-    email_from: str = "ibkr-agent@localhost"
-    email_to: list[str] = Field(default_factory=list)
     timeout_s: float = 10.0
-    #: Seconds between two looks at IB for a session whose submitted orders are not all done.
-    order_poll_seconds: float = Field(300.0, ge=0)
 
     @classmethod
-    def from_env(cls, data_dir: str | Path = "data") -> AlertResource:
-        """Build from the environment. Secrets are passed as ``dg.EnvVar`` (resolved at run
-        time); only whether they are set is looked at here, never their value."""
-        s = AlertSettings()
-        secrets: dict[str, dg.EnvVar] = {
-            field: dg.EnvVar(var)
-            for field, var in (
-                ("slack_webhook_url", "SLACK_WEBHOOK_URL"),
-                ("slack_bot_token", "SLACK_BOT_TOKEN"),
-                ("smtp_password", "IBKR_SMTP_PASSWORD"),
-            )
-            if var in os.environ
-        }
+    def from_settings(cls, settings: Settings) -> AlertResource:
+        """The ``alerts`` section, the log file under the data root unless one is set, and the
+        secret the configured channel needs as a ``dg.EnvVar`` (resolved when a run starts)."""
+        alerts = settings.alerts
+        secrets: dict[str, dg.EnvVar] = {}
+        if alerts.channel == "slack" and alerts.slack_route == "webhook":
+            secrets["slack_webhook_url"] = SLACK_WEBHOOK_URL.env_var()
+        elif alerts.channel == "slack":
+            secrets["slack_bot_token"] = SLACK_BOT_TOKEN.env_var()
+        elif alerts.channel == "email" and alerts.smtp_user:
+            secrets["smtp_password"] = SMTP_PASSWORD.env_var()
+        fields = alerts.model_dump(include=set(AlertFields.model_fields))
         return cls(
-            channel=s.channel,
-            log_path=s.log_path or str(Path(data_dir) / "alerts" / "alerts.jsonl"),
-            slack_channel=s.slack_channel,
-            smtp_host=s.smtp_host,
-            smtp_port=s.smtp_port,
-            smtp_user=s.smtp_user,
-            smtp_starttls=s.smtp_starttls,
-            email_from=s.email_from,
-            email_to=s.email_to,
-            order_poll_seconds=s.order_poll_seconds,
+            **fields | {"log_path": alerts.log_path or _default_log(settings.broker.data_dir)},
             **secrets,
+            problem=settings.problem("alerts"),
         )
 
     def send(self, subject: str, body: str, severity: Severity = "warning") -> dict[str, str]:
@@ -199,3 +166,8 @@ class AlertResource(dg.ConfigurableResource):
                 f"email to {self.smtp_host}:{self.smtp_port} failed: {type(exc).__name__}: "
                 f"{getattr(exc, 'smtp_code', '')}"
             ) from None
+
+
+def _default_log(data_dir: str) -> str:
+    """The alert log under the data root: ``<data root>/alerts/alerts.jsonl``."""
+    return str(Path(data_dir) / "alerts" / "alerts.jsonl")

@@ -14,11 +14,13 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
-from pydantic import PrivateAttr, ValidationError
+from pydantic import PrivateAttr
 
 from ibkr_assets.broker import BrokerSettings, GuardedBroker, OrderLimits, connect
 from ibkr_assets.broker.errors import DuplicateClientId, NotConnected
-from ibkr_assets.errors import ConfigurationError, SettingsResource, settings_error
+from ibkr_assets.broker.settings import BrokerConnection
+from ibkr_assets.errors import ConfigurationError, SettingsResource
+from ibkr_assets.settings import Settings, load_settings
 
 #: The first 16 bytes of every SQLite database file.
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -56,81 +58,48 @@ def damaged_state_file(data_dir: Path) -> str | None:
     return None
 
 
-class IBResource(SettingsResource):
+class IBResource(SettingsResource, BrokerConnection):
     """Connection to Interactive Brokers through one of the Broker backends.
 
     ``backend="sim"`` (the default) runs the simulated IB world in-process; ``"tws"`` talks to TWS,
     IB Gateway or the simulated gateway through ib_async. A run connects when it starts (so an
     unreachable IB fails the run before any step); elsewhere (the MCP server, sensors) the
     connection opens on first use. It closes when the run (or the MCP server) ends.
-    """
 
-    backend: str = "sim"
-    host: str = "127.0.0.1"
-    port: int = 4002
-    client_id: int = 1
-    account: str | None = None
-    readonly: bool = False
-    allow_live: bool = False
-    data_dir: str = "data"
-    sim_seed: int = 7
-    sim_symbols: int = 700
-    sim_now: str | None = None
+    The fields (``BrokerConnection``) are the ``broker`` section's connection and simulated
+    world; the rest of that section (timeouts, pacing, the order guard's account-wide switches)
+    and the pipeline's order limits come from the settings of the process that connects.
+    """
 
     _broker: GuardedBroker | None = PrivateAttr(default=None)
 
     @classmethod
-    def from_env(cls) -> IBResource:
-        """Build from ``IBKR_*`` environment variables (see BrokerSettings); raises
-        :class:`~ibkr_assets.errors.ConfigurationError` naming a malformed one."""
-        try:
-            s = BrokerSettings()
-        except ValidationError as exc:
-            raise settings_error(exc, BrokerSettings.model_fields) from None
+    def from_settings(cls, settings: Settings) -> IBResource:
+        """The ``broker`` section's connection, carrying the problem of a malformed ``IBKR_*``
+        or ``IBKR_PIPELINE_*`` variable."""
         return cls(
-            backend=s.backend,
-            host=s.host,
-            port=s.port,
-            client_id=s.client_id,
-            account=s.account,
-            readonly=s.readonly,
-            allow_live=s.allow_live,
-            data_dir=str(s.data_dir),
-            sim_seed=s.sim_seed,
-            sim_symbols=s.sim_symbols,
-            sim_now=s.sim_now.isoformat() if s.sim_now else None,
+            **settings.broker.model_dump(include=set(BrokerConnection.model_fields)),
+            problem=settings.problem("broker", "pipeline_orders"),
         )
 
     def settings(self) -> BrokerSettings:
-        """These fields as BrokerSettings (environment variables do not override them); the
-        order guard's account-wide switches (kill switch, allow-list, price and quote limits)
-        come from the environment, so no resource config can drop them."""
-        return BrokerSettings(
-            **{
-                "backend": self.backend,
-                "host": self.host,
-                "port": self.port,
-                "client_id": self.client_id,
-                "account": self.account,
-                "readonly": self.readonly,
-                "allow_live": self.allow_live,
-                "data_dir": Path(self.data_dir),
-                "sim_seed": self.sim_seed,
-                "sim_symbols": self.sim_symbols,
-                "sim_now": datetime.fromisoformat(self.sim_now) if self.sim_now else None,
-            }
-        )
+        """The process's ``broker`` settings with this resource's fields: the order guard's
+        account-wide switches (kill switch, allow-list, price and quote limits) always come from
+        the settings, so no resource config can drop them."""
+        fields = self.model_dump(include=set(BrokerConnection.model_fields))
+        return load_settings().updated(broker=fields).broker
 
     def get_broker(self, limits: OrderLimits | None = None) -> GuardedBroker:
         """The open connection, opened on first use, behind the order guard with the sender's
-        ``limits`` (default: the pipeline's, ``IBKR_PIPELINE_*``).
+        ``limits`` (default: the pipeline's, ``IBKR_PIPELINE_*``, from the settings).
 
         Raises :class:`~ibkr_assets.errors.ConfigurationError` for a setting or state file to
         fix, and ``NotConnected`` naming the backend, host:port and clientId tried, and what to
         check, when IB cannot be reached."""
         if self._broker is None:
             settings = self.checked().settings()
-            damaged = damaged_state_file(settings.data_dir)
+            limits = limits or load_settings().pipeline_orders.limits()
+            damaged = damaged_state_file(Path(settings.data_dir))
             if damaged:
                 raise ConfigurationError(damaged)
             try:

@@ -11,18 +11,9 @@ from __future__ import annotations
 
 import functools
 
-import dagster as dg
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from ibkr_assets.errors import SettingsResource
 from ibkr_assets.quant.sentiment import SentimentScorer, load_scorer
-
-
-class _SentimentSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="IBKR_SENTIMENT_", extra="ignore")
-
-    model: str | None = None
-    batch_size: int = 32
+from ibkr_assets.settings import SentimentFields, Settings
 
 
 @functools.lru_cache(maxsize=4)
@@ -30,17 +21,13 @@ def _load(model: str | None, batch_size: int) -> SentimentScorer:
     return load_scorer(model, batch_size=batch_size)
 
 
-class SentimentResource(dg.ConfigurableResource):
+class SentimentResource(SettingsResource, SentimentFields):
     """Which sentiment model scores the headlines (None = the finance lexicon)."""
 
-    model: str | None = Field(None, description="local path or HF-cache id of a classifier")
-    batch_size: int = Field(32, ge=1, description="headlines per forward pass")
-
     @classmethod
-    def from_env(cls) -> SentimentResource:
-        """From ``IBKR_SENTIMENT_MODEL`` / ``IBKR_SENTIMENT_BATCH_SIZE``."""
-        s = _SentimentSettings()
-        return cls(model=s.model, batch_size=s.batch_size)
+    def from_settings(cls, settings: Settings) -> SentimentResource:
+        """The ``sentiment`` section (``IBKR_SENTIMENT_MODEL`` / ``IBKR_SENTIMENT_BATCH_SIZE``)."""
+        return cls(**settings.sentiment.model_dump(), problem=settings.problem("sentiment"))
 
     def scorer(self) -> SentimentScorer:
         """The loaded scorer, cached per process."""

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
+from ibkr_assets.settings import MCPSettings
 from mcp_server.app import IBKRServer
-from mcp_server.config import MCPSettings
 from mcp_server.server import build_server, serve_in_thread
 
 #: Friday 2026-11-20, 10:30 in New York: the market is open.

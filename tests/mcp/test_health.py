@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ibkr_assets.broker.errors import NotConnected
-from mcp_server.config import MCPSettings
+from ibkr_assets.settings import MCPSettings
 
 from .conftest import ok, serve_http, sim_broker_factory
 

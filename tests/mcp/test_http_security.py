@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 from pydantic import ValidationError
 
-from mcp_server.config import MCPSettings
+from ibkr_assets.settings import MCPSettings
 from mcp_server.security import InsecureBinding
 from mcp_server.server import build_server, http_app
 

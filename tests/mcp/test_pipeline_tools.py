@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from mcp import Client
 
-from mcp_server.config import MCPSettings
+from ibkr_assets.settings import MCPSettings
 
 from .conftest import SESSION_TIME, SIM_SYMBOLS, Running, serve_http, sim_broker_factory
 

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from mcp_server.config import MCPSettings
+from ibkr_assets.settings import MCPSettings
 
 from .conftest import serve_http, sim_broker_factory, sim_env
 

@@ -15,8 +15,8 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.server.mcpserver.utilities.func_metadata import func_metadata
 from pydantic import BaseModel, Field, ValidationError
 
+from ibkr_assets.settings import MCPSettings
 from mcp_server.arguments import model_problems, strict_model
-from mcp_server.config import MCPSettings
 
 from .conftest import serve_http, sim_broker_factory, sim_env
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from ibkr_assets.resources.sentiment import SentimentResource
+from ibkr_assets.settings import load_settings
 
 
 def test_no_model_means_the_finance_lexicon(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IBKR_SENTIMENT_MODEL", raising=False)
-    scorer = SentimentResource.from_env().scorer()
+    scorer = SentimentResource.from_settings(load_settings()).scorer()
     assert scorer.name.startswith("lexicon")
     polarity = scorer.score(["Acme beats estimates", "Acme shares plunge on SEC probe"])
     assert polarity[0] > 0 > polarity[1]
@@ -24,7 +25,7 @@ def test_model_that_is_not_available_offline_falls_back(
     missing = tmp_path / "no-such-model"
     monkeypatch.setenv("IBKR_SENTIMENT_MODEL", str(missing))
     monkeypatch.setenv("IBKR_SENTIMENT_BATCH_SIZE", "8")
-    resource = SentimentResource.from_env()
+    resource = SentimentResource.from_settings(load_settings())
     assert resource.model == str(missing) and resource.batch_size == 8
     scorer = resource.scorer()
     assert scorer.name.startswith("lexicon")

@@ -21,7 +21,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from ibkr_assets.broker import Broker, BrokerSettings, connect
-from mcp_server.config import MCPSettings
+from ibkr_assets.settings import MCPSettings
 from mcp_server.server import build_server, serve_in_thread
 
 #: Friday 2026-11-20, 10:30 in New York: the market is open.

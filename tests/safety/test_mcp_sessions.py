@@ -52,7 +52,7 @@ async def test_a_legacy_stdio_session_keeps_its_choice(world: World, transport):
 
 
 def test_plain_http_has_no_session_to_select_for(world: World, monkeypatch):
-    from mcp_server.config import MCPSettings
+    from ibkr_assets.settings import MCPSettings
     from mcp_server.server import build_server, serve_in_thread
 
     for k, v in world.server_env().items():

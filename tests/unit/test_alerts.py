@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import dagster as dg
 import pytest
 
+from ibkr_assets.errors import ConfigurationError
 from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource
+from ibkr_assets.settings import load_settings
 
 
 class _SlackHandler(BaseHTTPRequestHandler):
@@ -198,14 +201,57 @@ def test_email_without_recipients_or_server_fails_clearly():
         alerts.send("s", "b")
 
 
-def test_from_env_reads_settings_and_keeps_secrets_as_env_vars(monkeypatch, tmp_path):
+def test_from_settings_reads_settings_and_keeps_secrets_as_env_vars(monkeypatch, tmp_path):
+    monkeypatch.setenv("IBKR_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("IBKR_ALERT_CHANNEL", "email")
     monkeypatch.setenv("IBKR_ALERT_EMAIL_TO", '["risk@example.test"]')
+    monkeypatch.setenv("IBKR_ALERT_SMTP_USER", "risk-bot")
     monkeypatch.setenv("IBKR_SMTP_PASSWORD", "hunter2")
     monkeypatch.setenv("IBKR_ALERT_ORDER_POLL_SECONDS", "120")
     monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
-    res = AlertResource.from_env(tmp_path)
+    res = AlertResource.from_settings(load_settings())
     assert res.channel == "email" and res.order_poll_seconds == 120
-    assert res.email_to == ["risk@example.test"]
+    assert res.email_to == ["risk@example.test"] and res.smtp_user == "risk-bot"
     assert res.log_path == str(tmp_path / "alerts" / "alerts.jsonl")
     assert "hunter2" not in repr(res.__dict__)
+    assert res.problem is None
+
+
+@pytest.mark.parametrize(
+    ("env", "secret"),
+    [
+        ({"IBKR_ALERT_CHANNEL": "slack"}, "SLACK_WEBHOOK_URL"),
+        ({"IBKR_ALERT_CHANNEL": "slack", "IBKR_ALERT_SLACK_ROUTE": "bot"}, "SLACK_BOT_TOKEN"),
+        ({"IBKR_ALERT_CHANNEL": "email", "IBKR_ALERT_SMTP_USER": "u"}, "IBKR_SMTP_PASSWORD"),
+        ({"IBKR_ALERT_CHANNEL": "email"}, None),
+        ({}, None),
+    ],
+    ids=["slack-webhook", "slack-bot", "email-login", "email-no-login", "log"],
+)
+def test_the_secret_follows_the_configuration_not_the_environment(monkeypatch, env, secret):
+    """Which secret the resource takes (as a ``dg.EnvVar``, resolved when a run starts) is
+    decided by the settings, whether or not the secret's variable is set when they are read."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "IBKR_SMTP_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    wanted = {
+        "SLACK_WEBHOOK_URL": "slack_webhook_url",
+        "SLACK_BOT_TOKEN": "slack_bot_token",
+        "IBKR_SMTP_PASSWORD": "smtp_password",
+    }
+    resource = AlertResource.from_settings(load_settings())
+    secrets = {field: getattr(resource, field) for field in wanted.values()}
+    assert {field: value for field, value in secrets.items() if value is not None} == (
+        {wanted[secret]: secret} if secret else {}
+    )
+    assert all(isinstance(value, dg.EnvVar) for value in secrets.values() if value is not None)
+
+
+def test_a_malformed_alert_setting_is_carried_by_the_resource(monkeypatch):
+    monkeypatch.setenv("IBKR_ALERT_SMTP_PORT", "twenty-five")
+    res = AlertResource.from_settings(load_settings())
+    assert res.smtp_port == 25  # the default, until the setting is fixed
+    assert "IBKR_ALERT_SMTP_PORT='twenty-five'" in (res.problem or "")
+    with pytest.raises(ConfigurationError, match="IBKR_ALERT_SMTP_PORT='twenty-five'"):
+        res.checked()

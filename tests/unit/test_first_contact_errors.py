@@ -27,6 +27,7 @@ from ibkr_assets.errors import ConfigurationError
 from ibkr_assets.partitions import check_session
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
+from ibkr_assets.settings import load_settings
 
 PROJECT = Path(__file__).resolve().parents[2]
 SESSION = "2024-06-03"
@@ -168,8 +169,8 @@ def test_contradictory_limits_in_the_yaml_name_the_file_and_both(tmp_path, monke
     config.write_text("max_weight: 0.5\nmax_gross: 0.4\nsector_cap: null\n")
     monkeypatch.setenv("IBKR_DECIDE_CONFIG", str(config))
     with pytest.raises(ConfigurationError, match=r"max_weight 0\.5 is above max_gross 0\.4"):
-        DecideConfig.from_env()
-    assert "max_gross 0.4" in (DecideConfig.from_env_deferred().problem or "")
+        load_settings().checked("decide")
+    assert "max_gross 0.4" in (DecideConfig.from_settings(load_settings()).problem or "")
 
 
 def test_non_sessions_name_the_nearest_sessions() -> None:
@@ -185,7 +186,7 @@ def test_non_sessions_name_the_nearest_sessions() -> None:
 
 def test_a_malformed_client_id_is_carried_by_the_resource(monkeypatch) -> None:
     monkeypatch.setenv("IBKR_CLIENT_ID", "abc")
-    deferred = IBResource.from_env_deferred()
+    deferred = IBResource.from_settings(load_settings())
     assert "IBKR_CLIENT_ID='abc'" in (deferred.problem or "")
     with pytest.raises(ConfigurationError, match="IBKR_CLIENT_ID='abc'"):
         deferred.get_broker()  # the MCP server's path: the same message, no connection tried
@@ -193,7 +194,7 @@ def test_a_malformed_client_id_is_carried_by_the_resource(monkeypatch) -> None:
 
 def test_a_watchlist_may_be_comma_separated(monkeypatch) -> None:
     monkeypatch.setenv("IBKR_WATCHLIST", "AAPL, MSFT,BRK B")
-    assert PipelineConfig.from_env().watchlist == ["AAPL", "MSFT", "BRK B"]
+    assert PipelineConfig.from_settings(load_settings()).watchlist == ["AAPL", "MSFT", "BRK B"]
 
 
 def test_a_damaged_warehouse_fails_at_once(tmp_path: Path) -> None:
