@@ -1,9 +1,13 @@
 """``ibkr-sim``: command line of the simulated IB world.
 
 ``ibkr-sim gateway [--host 127.0.0.1] [--port 4002] [--seed N] [--symbols 700]
-[--pacing off|ib] [--data-dir DIR] [--now ISO]`` serves the TWS API socket protocol (as IB
-Gateway's paper port 4002 does) over the simulated market and the paper exchange kept under
-``DIR/sim``.
+[--pacing off|ib] [--data-dir DIR] [--now ISO] [--profile ideal|ib-paper] [--accounts N]
+[--max-connections 32] [--frame-timeout SECONDS] [--fault KIND-at=WHEN[,for=S][,restore=C]]...``
+serves the TWS API socket protocol (as IB Gateway's paper port 4002 does) over the simulated
+market and the paper exchange kept under ``DIR/sim``. ``--profile`` picks how real it is
+(``ibkr_sim/gateway/profile.py``); ``--fault`` scripts a connectivity loss (``drop-at``), a farm
+drop (``farm-drop-at``) or a restart (``restart-at``) at a gateway-clock instant or ``+SECONDS``
+after start, e.g. ``--fault drop-at=+30,for=10,restore=1102`` (``ibkr_sim/gateway/faults.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import os
 import sys
 from datetime import UTC, datetime
 
+from ibkr_sim.gateway.faults import Fault, parse_fault
+from ibkr_sim.gateway.profile import get_profile
+
 
 def _instant(text: str) -> datetime:
     try:
@@ -23,6 +30,13 @@ def _instant(text: str) -> datetime:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date-time") from exc
     return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _fault(text: str) -> Fault:
+    try:
+        return parse_fault(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +60,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the gateway clock at this UTC instant (e.g. 2026-11-20T15:30:00Z, inside a "
         "session so orders fill); it then advances in real time. Default: the wall clock",
     )
+    gw.add_argument(
+        "--profile",
+        choices=("ideal", "ib-paper"),
+        default="ideal",
+        help="realism profile: ideal (default; benchmarks) or ib-paper (entitlements, delayed "
+        "data, farm drops, nightly restart, precautions, partial fills, history gaps)",
+    )
+    gw.add_argument(
+        "--accounts",
+        type=int,
+        default=None,
+        help="managed accounts per login (default: the profile's; 1 on ib-paper, N for an "
+        "advisor-style login)",
+    )
+    gw.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="API connections served at once (default 32, IB's threshold)",
+    )
+    gw.add_argument(
+        "--frame-timeout",
+        type=float,
+        default=None,
+        help="seconds a client may leave a message half-sent before it is dropped (default 30)",
+    )
+    gw.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        type=_fault,
+        metavar="KIND-at=WHEN",
+        help="scripted fault, repeatable: drop-at=, farm-drop-at= or restart-at= an ISO instant "
+        "of the gateway clock or +SECONDS after start; options ,for=SECONDS ,restore=1101|1102",
+    )
     gw.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser
 
@@ -60,15 +109,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ibkr-sim gateway: --port {args.port} is not a TCP port", file=sys.stderr)
             return 2
         try:  # bad --symbols / unwritable data dir fail here, before any event loop starts
+            knobs = {
+                "accounts": args.accounts,
+                "max_connections": args.max_connections,
+                "frame_timeout": args.frame_timeout,
+            }
+            profile = get_profile(args.profile).with_options(
+                **{k: v for k, v in knobs.items() if v is not None}
+            )
             state = build_state(
                 args.seed,
                 args.symbols,
                 args.pacing,
                 args.data_dir,
                 None if args.now is None else running_clock(args.now),
+                profile,
             )
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(serve_forever(state, args.host, args.port))
+                asyncio.run(serve_forever(state, args.host, args.port, args.fault))
         except (ValueError, OSError) as exc:  # bad --symbols, port in use, unwritable data dir
             print(f"ibkr-sim gateway: {exc}", file=sys.stderr)
             return 2

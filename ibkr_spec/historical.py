@@ -17,6 +17,15 @@ table (TWS API, Historical Data Limitations, ``#hd_step_sizes``) lists, per dura
 sizes a request of that length may use, so that "only a few thousand bars are returned at a time";
 its longest row is 1 Y. For bars of a day or longer, which IB serves further back than a year, the
 older API guide's rule of at most 2000 bars per request bounds the duration instead.
+
+**Bars of a day or longer count trading sessions, not calendar time** (:func:`session_window`):
+``"N D"`` answers the last N sessions, and ``"N W"`` / ``"N M"`` / ``"N Y"`` the sessions after the
+same date N weeks / months / years before the last one; while a session is open its bar (the day
+so far) is the last one. So ``"2 D"`` asked on a Monday at 11:00 New York answers Friday's bar and
+Monday's bar so far, and on a Monday before the open Thursday's and Friday's; counted as 48
+calendar hours it would reach back only to Saturday and find no bar at all (error 162 "HMDS query
+returned no data"), which is what IB does not answer. Intraday bar sizes keep
+:func:`start_of`'s calendar reach.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from ibkr_spec.errors import SpecError
@@ -196,7 +206,9 @@ def check_span(duration: str, bar_size: str) -> tuple[Duration, BarSize]:
 
 
 def start_of(end: datetime, duration: Duration | str) -> datetime:
-    """The start of a request reaching back ``duration`` from ``end`` (same timezone as ``end``)."""
+    """The start of a request reaching back ``duration`` from ``end`` (same timezone as ``end``),
+    in calendar time: the reach of intraday bars. Bars of a day or longer count sessions
+    instead (:func:`session_window`)."""
     span = parse_duration(duration) if isinstance(duration, str) else duration
     if span.unit == "S":
         return end - timedelta(seconds=span.count)
@@ -207,14 +219,65 @@ def start_of(end: datetime, duration: Duration | str) -> datetime:
     return (pd.Timestamp(end) - span.offset()).to_pydatetime()
 
 
+@dataclass(frozen=True)
+class SessionWindow:
+    """The sessions whose daily bars answer a request: rows ``first`` .. ``last`` (inclusive) of
+    the calendar passed to :func:`session_window`; ``in_progress`` when the last one is still open
+    at the end time (its bar is the day so far). Empty when ``last < first``."""
+
+    first: int
+    last: int
+    in_progress: bool
+
+    @property
+    def empty(self) -> bool:
+        return self.last < self.first
+
+
+def session_window(
+    end: datetime,
+    duration: Duration | str,
+    days: np.ndarray,
+    opens: np.ndarray,
+    closes: np.ndarray,
+) -> SessionWindow:
+    """The sessions a request for bars of a day or longer reaching back ``duration`` from ``end``
+    answers, counted in trading sessions as IB counts them (see the module docstring).
+
+    ``days`` are the calendar's sessions (``datetime64[D]``, ascending), ``opens`` / ``closes``
+    their open and close instants as int64 nanoseconds UTC; ``end`` must be timezone-aware.
+    The last session is the one open at ``end`` (open <= end < close) or else the latest closed
+    by ``end``. ``"N S"`` reaches back N seconds from ``end`` (sessions closing after that).
+    """
+    span = parse_duration(duration) if isinstance(duration, str) else duration
+    if end.tzinfo is None:
+        raise ValueError(f"end {end!r} must be timezone-aware")
+    end_ns = int(pd.Timestamp(end).tz_convert("UTC").value)
+    started = int(np.searchsorted(opens, end_ns, "right")) - 1  # latest session opened by end
+    in_progress = started >= 0 and end_ns < int(closes[started])
+    last = started if in_progress else int(np.searchsorted(closes, end_ns, "right")) - 1
+    if last < 0:
+        return SessionWindow(0, -1, False)
+    if span.unit == "D":
+        first = last - span.count + 1
+    elif span.unit == "S":
+        first = int(np.searchsorted(closes, end_ns - span.count * 1_000_000_000, "right"))
+    else:
+        cut = pd.Timestamp(days[last]) - span.offset()
+        first = int(np.searchsorted(days, np.datetime64(cut.date(), "D"), "right"))
+    return SessionWindow(max(first, 0), last, in_progress)
+
+
 __all__ = [
     "BAR_SIZES",
     "MAX_DURATION",
     "BarSize",
     "Duration",
+    "SessionWindow",
     "check_span",
     "parse_bar_size",
     "parse_duration",
+    "session_window",
     "span_seconds",
     "start_of",
 ]

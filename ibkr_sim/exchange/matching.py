@@ -11,6 +11,11 @@ Orders follow IB's status lifecycle:
   pays the spread and then the deeper levels. Stops trigger on the last price (IB's default for
   US stocks): a buy stop when last >= stop, a sell stop when last <= stop; a triggered STP is a
   market order, STP LMT a limit order. FX (IDEALPRO) fills in full at the top of book.
+- With a participation limit (the gateway's ``ib-paper`` profile) the orders on one side of a
+  stock take at most that share of the minute's traded volume in each minute, so an order large
+  against the minute bar fills in several executions over several minutes (``Submitted`` with a
+  growing filled quantity, then ``Filled``), each recorded with its own commission and
+  cumulative quantity, as IB reports partial fills (tws.md, "Partial fills").
 - ``Filled``, ``Cancelled`` (by request, or a DAY order at the end of its session; a bracket child
   whose parent is cancelled), ``Inactive`` (rejected at placement).
 
@@ -74,8 +79,24 @@ def walk_book(
 class Matcher:
     """Brings the open orders of a state file up to an instant of a :class:`SimMarket`."""
 
-    def __init__(self, market: SimMarket) -> None:
+    def __init__(self, market: SimMarket, participation: float | None = None) -> None:
         self.market = market
+        #: share of a minute's stock volume the orders on one side may take in that minute
+        self.participation = participation
+
+    def minute_cap(self, inst: Instrument, at: datetime) -> float:
+        """Shares the orders on one side may take in the minute of ``at`` (inf: no limit, or
+        no minute bar at ``at``, e.g. outside regular hours)."""
+        if self.participation is None or inst.sec_type != "STK":
+            return math.inf
+        day = at.astimezone(NEW_YORK).date()
+        if not self.market.sessions(day, day):
+            return math.inf
+        bars = self.market.intraday_bars(inst.conid, day, 1)
+        minute = pd.Timestamp(at).floor("min")
+        if minute not in bars.index:
+            return math.inf
+        return math.floor(self.participation * float(bars.at[minute, "volume"]))
 
     def levels(self, inst: Instrument, buy: bool, at: datetime) -> list[tuple[float, float, str]]:
         """The side of the book an order takes: (price, displayed size, venue), best first.
@@ -224,6 +245,9 @@ class Matcher:
         liquidity already taken in this market minute; record what is taken."""
         side = "ask" if buy else "bid"
         already = tx.liquidity_taken(inst.conid, side, at)
+        quantity = min(quantity, max(0.0, self.minute_cap(inst, at) - already))
+        if quantity <= EPS:
+            return []
         fills = walk_book(self.levels(inst, buy, at), quantity, buy, limit, already)
         taken = sum(q for _, q, _ in fills)
         if taken:

@@ -39,19 +39,21 @@ from ibkr_spec.errors import INVALID_REQUEST, ORDER_NOT_FOUND, ORDER_REJECTED, I
 
 class PaperExchange:
     """Paper accounts, orders and fills over a :class:`SimMarket`, with their state in the SQLite
-    file ``state_path`` (see :mod:`ibkr_sim.exchange`)."""
+    file ``state_path`` (see :mod:`ibkr_sim.exchange`); ``participation`` caps the share of a
+    minute's stock volume taken in that minute (partial fills; None: the displayed book only)."""
 
     def __init__(
         self,
         market: SimMarket,
         state_path: Path | str,
         clock: Callable[[], datetime] | None = None,
+        participation: float | None = None,
     ) -> None:
         self.market = market
         self.state_path = Path(state_path)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._store = Store(self.state_path)
-        self._matcher = Matcher(market)
+        self._matcher = Matcher(market, participation)
 
     def close(self) -> None:
         """Close this instance's connection (the state stays in the file)."""
@@ -71,6 +73,15 @@ class PaperExchange:
     def accounts(self) -> list[AccountInfo]:
         """The paper accounts, primary first."""
         with self._store.tx() as tx:
+            return tx.accounts()
+
+    def open_accounts(self, count: int) -> list[AccountInfo]:
+        """At least ``count`` paper accounts (an advisor-style login's), primary first: the two
+        seeded ones, then ``DU8000003``, ``DU8000004``... with USD 100,000 each."""
+        with self._store.tx() as tx:
+            have = tx.accounts()
+            for n in range(len(have) + 1, count + 1):
+                tx.add_account(f"DU8{n:06d}", False, "USD", f"Paper {n}", {"USD": 100_000.0})
             return tx.accounts()
 
     def summary(self, account: str) -> AccountNumbers:

@@ -123,14 +123,7 @@ class Store:
                     conn.execute("UPDATE orders SET checked_us = updated_us")
                 if conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0:
                     for account, primary, base, alias, cash in DEFAULT_ACCOUNTS:
-                        conn.execute(
-                            "INSERT INTO accounts VALUES (?, ?, ?, ?)",
-                            (account, int(primary), base, alias),
-                        )
-                        conn.executemany(
-                            "INSERT INTO cash VALUES (?, ?, ?)",
-                            [(account, c, a) for c, a in cash.items()],
-                        )
+                        Tx(conn).add_account(account, primary, base, alias, cash)
                     conn.execute("INSERT OR IGNORE INTO meta VALUES ('next_order_id', 1)")
                 conn.execute("COMMIT")
             except BaseException:
@@ -177,6 +170,17 @@ class Tx:
             AccountInfo(r["account_id"], bool(r["is_primary"]), r["base_currency"], r["alias"])
             for r in rows
         ]
+
+    def add_account(
+        self, account: str, primary: bool, base: str, alias: str, cash: dict[str, float]
+    ) -> None:
+        """A new paper account holding ``cash`` (currency -> amount)."""
+        self.conn.execute(
+            "INSERT INTO accounts VALUES (?, ?, ?, ?)", (account, int(primary), base, alias)
+        )
+        self.conn.executemany(
+            "INSERT INTO cash VALUES (?, ?, ?)", [(account, c, a) for c, a in cash.items()]
+        )
 
     def base_currency(self, account: str) -> str:
         """The account's base currency; IBError 321 naming the known accounts if unknown."""

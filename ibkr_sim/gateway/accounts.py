@@ -37,7 +37,7 @@ SUMMARY_TAGS: dict[str, str] = {
 
 
 def _accounts(s: Session, wanted: str = "") -> list[str]:
-    ids = [a.account_id for a in s.state.exchange.accounts()]
+    ids = s.state.managed_accounts()
     if wanted and wanted not in ("All", ""):
         if wanted not in ids:
             raise IBError(INVALID_REQUEST, f"Unknown account {wanted!r}; managed: {','.join(ids)}")

@@ -17,17 +17,12 @@ from ibkr_sim.gateway.contracts import (
     resolve_all,
     trading_class,
 )
+from ibkr_sim.gateway.faults import FARMS_OK
 from ibkr_sim.gateway.wire import Reader
 from ibkr_spec.errors import DUPLICATE_CLIENT_ID, INVALID_REQUEST
 
 if TYPE_CHECKING:
     from ibkr_sim.gateway.session import Handler, Session
-
-FARM_NOTICES = (
-    (2104, "Market data farm connection is OK:usfarm"),
-    (2106, "HMDS data farm connection is OK:ushmds"),
-    (2158, "Sec-def data farm connection is OK:secdefil"),
-)
 
 
 # ------------------------------------------------------------------ connection
@@ -52,8 +47,9 @@ def start_api(s: Session, r: Reader) -> None:
     s.seen_execs = {e.exec_id for e in existing}
     s.exec_cursor = max((e.time for e in existing), default=None)
     s.send(9, 1, s.state.exchange.next_order_id())
-    s.send(15, 1, ",".join(a.account_id for a in s.state.exchange.accounts()))
-    for code, text in FARM_NOTICES:
+    s.send(15, 1, ",".join(s.state.managed_accounts()))
+    # the farm notices TWS sends on connect [MSGCODES]
+    for code, text in FARMS_OK:
         s.error(-1, code, text)
 
 
@@ -68,7 +64,7 @@ def req_current_time(s: Session, r: Reader) -> None:
 
 
 def req_managed_accounts(s: Session, r: Reader) -> None:
-    s.send(15, 1, ",".join(a.account_id for a in s.state.exchange.accounts()))
+    s.send(15, 1, ",".join(s.state.managed_accounts()))
 
 
 def ignore_versioned(s: Session, r: Reader) -> None:

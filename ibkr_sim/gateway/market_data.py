@@ -1,16 +1,35 @@
 """Market data requests: quotes (snapshot and streaming), depth, historical bars, scanners, news.
 
 Quotes come from :meth:`SimMarket.snapshot` at the gateway clock (15 minutes earlier and with
-IB's delayed tick types 66-76 after ``reqMarketDataType(3)`` or ``(4)``). A snapshot is sent as
+IB's delayed tick types 66-76 after ``reqMarketDataType(3)`` or ``(4)``). When the realism
+profile models entitlements (``ib-paper``), a request follows IB's rules [MDTYPE] [DELAYED]:
+
+- live or frozen data (type 1 / 2) for a contract the account has no real-time subscription
+  for is refused: 10089 "Requested market data requires additional subscription for API ...
+  Delayed market data is available." when delayed data is enabled, 354 "Requested market data
+  is not subscribed." when it is not (tws.md, "Errors when there is no subscription");
+- delayed data (type 3 / 4) is served as ticks 66-76 with a ``marketDataType`` callback (3, or 4
+  for delayed-frozen while the market is closed), or refused with 10168 "... Delayed market data
+  is not enabled." when the login has delayed data off;
+- with a subscription, live data is sent whatever type was asked ("If live data is available it
+  is always sent instead of delayed" [DELAYED]) with a ``marketDataType`` callback of 1 (2 for
+  frozen while the market is closed): "a marketDataType(1) callback comes automatically after
+  reqMktData if the user has live permission" [MDTYPE].
+
+Without entitlements (``ideal``) every type is served as asked, as before. A snapshot is sent as
 ``tickReqParams``, one ``tickPrice`` per price (bid/ask/last carry their sizes, as TWS sends
 them), ``tickSize`` volume, ``tickString`` last timestamp and ``tickSnapshotEnd``; a streaming
 request sends the same ticks and then the changes once per second until ``cancelMktData``.
 
 Historical bars follow IB's request grammar (:mod:`ibkr_spec.historical`): the duration reaches back
-from ``endDateTime`` (empty = now), only bars that are complete at the end time are returned,
+from ``endDateTime`` (empty = now); bars of a day or longer count trading sessions, with the day
+so far as the last bar while a session is open (:func:`ibkr_spec.historical.session_window`);
+intraday bars reach back in calendar time and only bars complete at the end time are returned,
 ``formatDate=1`` writes ``YYYYMMDD`` / ``YYYYMMDD HH:MM:SS US/Eastern`` and ``formatDate=2``
 epoch seconds for intraday bars. ``MIDPOINT``, ``BID`` and ``ASK`` shift the trade bars by the
-quoted half spread; FX has no ``TRADES`` (error 162, as at IB). Volume is in shares.
+quoted half spread; FX has no ``TRADES`` (error 162, as at IB). Volume is in shares. A symbol
+the realism profile gives a history gap is answered with 162 "HMDS query returned no data"
+(tws.md, "Historical data").
 """
 
 from __future__ import annotations
@@ -28,7 +47,7 @@ from ibkr_sim.gateway.accounts import push_pnl
 from ibkr_sim.gateway.contracts import read_contract, resolve, scanner_contract_fields
 from ibkr_sim.gateway.wire import Reader
 from ibkr_spec import historical
-from ibkr_spec.errors import HISTORICAL_DATA_ERROR, INVALID_REQUEST, IBError
+from ibkr_spec.errors import HISTORICAL_DATA_ERROR, INVALID_REQUEST, NO_MARKET_DATA, IBError
 
 if TYPE_CHECKING:
     from ibkr_sim.gateway.session import Session
@@ -58,21 +77,27 @@ DELAYED = {
     OPEN: 76,
     LAST_TIMESTAMP: 88,
 }
+#: tws.md, "Errors when there is no subscription" (wording partly UNCERTAIN there)
+NEEDS_SUBSCRIPTION = 10089
+DELAYED_NOT_ENABLED = 10168
 
 
-def _quote_time(s: Session) -> datetime:
+def _quote_time(s: Session, delayed: bool | None = None) -> datetime:
+    """The instant quotes are taken at: now, or 15 minutes ago for delayed data (``delayed``
+    None: as the session's market-data type says)."""
     now = s.state.now()
-    return now - DELAY if s.market_data_type in (3, 4) else now
+    if delayed is None:
+        delayed = s.market_data_type in (3, 4)
+    return now - DELAY if delayed else now
 
 
-def _tick(s: Session, tick: int) -> int:
-    return DELAYED[tick] if s.market_data_type in (3, 4) else tick
-
-
-def quote_ticks(s: Session, inst: Instrument, at: datetime) -> list[tuple[object, ...]]:
-    """The tick messages describing one snapshot, without the request id filled in."""
+def quote_ticks(
+    s: Session, inst: Instrument, at: datetime, delayed: bool
+) -> list[tuple[object, ...]]:
+    """The tick messages describing one snapshot (delayed: tick types 66-76, 88), without the
+    request id filled in."""
     snap = s.state.market.snapshot(inst.conid, at)
-    t = lambda k: _tick(s, k)  # noqa: E731
+    t = lambda k: DELAYED[k] if delayed else k  # noqa: E731
     msgs: list[tuple[object, ...]] = [
         (1, 6, t(BID), float(snap.bid), float(snap.bid_size), 0),
         (1, 6, t(ASK), float(snap.ask), float(snap.ask_size), 0),
@@ -106,18 +131,61 @@ def req_mkt_data(s: Session, r: Reader) -> None:
     regulatory = r.bool()
     r.str()  # mktDataOptions
     inst = resolve(s.state.market, req)
+    served = served_type(s, req_id, inst)
+    if served is None:
+        return
     if not snapshot and not s.state.pacer.allow_market_data_line(s, req_id, s.state.lines()):
         return
-    if s.market_data_type != 1:
-        s.send(58, 1, req_id, s.market_data_type)
+    if served != 1 or s.state.profile.live_data is not None:
+        s.send(58, 1, req_id, served)
     s.send(81, req_id, inst.min_tick, "SMART" if inst.sec_type == "STK" else inst.exchange, 3)
-    msgs = quote_ticks(s, inst, _quote_time(s))
+    delayed = served in (3, 4)
+    msgs = quote_ticks(s, inst, _quote_time(s, delayed), delayed)
     _send_ticks(s, req_id, msgs)
     if snapshot or regulatory:
         s.send(57, 1, req_id)
     else:
         s.tickers[req_id] = inst.conid
         s.last_ticks[req_id] = {m[2]: m for m in msgs}
+        if delayed:
+            s.delayed.add(req_id)
+
+
+def served_type(s: Session, req_id: int, inst: Instrument) -> int | None:
+    """The market-data type a request is served with (1 live, 2 frozen, 3 delayed, 4
+    delayed-frozen), or None after answering IB's entitlement error (see the module docstring).
+    Without an entitlement model: the session's type, as asked."""
+    asked = s.market_data_type
+    profile = s.state.profile
+    if profile.live_data is None:
+        return asked
+    account = s.state.managed_accounts()[0]
+    now = s.state.now()
+    hours = s.state.market.trading_hours(inst.conid, now.astimezone(NEW_YORK).date())
+    closed = not any(start <= now < end for start, end in hours)
+    if profile.has_live_data(account, inst.sec_type):
+        return 2 if closed and asked in (2, 4) else 1
+    where = f"{inst.symbol} {inst.primary_exchange or inst.exchange}/TOP/ALL"
+    if asked in (1, 2):
+        if profile.delayed_data:
+            s.error(
+                req_id,
+                NEEDS_SUBSCRIPTION,
+                "Requested market data requires additional subscription for API. See link in "
+                f"'Market Data Connections' dialog for more details.Delayed market data is "
+                f"available.{where}",
+            )
+        else:
+            s.error(req_id, NO_MARKET_DATA, f"Requested market data is not subscribed.{where}")
+        return None
+    if not profile.delayed_data:
+        s.error(
+            req_id,
+            DELAYED_NOT_ENABLED,
+            f"Requested market data is not subscribed. Delayed market data is not enabled.{where}",
+        )
+        return None
+    return 4 if closed and asked == 4 else 3
 
 
 def cancel_mkt_data(s: Session, r: Reader) -> None:
@@ -125,6 +193,7 @@ def cancel_mkt_data(s: Session, r: Reader) -> None:
     req_id = r.int()
     s.tickers.pop(req_id, None)
     s.last_ticks.pop(req_id, None)
+    s.delayed.discard(req_id)
 
 
 def req_market_data_type(s: Session, r: Reader) -> None:
@@ -171,11 +240,12 @@ def cancel_mkt_depth(s: Session, r: Reader) -> None:
 
 def push_stream_updates(s: Session) -> None:
     """Once per second: changed ticks of streaming quotes, depth refreshes, PnL updates."""
-    at = _quote_time(s)
     for req_id, conid in list(s.tickers.items()):
         inst = s.state.market.universe.by_conid(conid)
         before = s.last_ticks.get(req_id, {})
-        now = {m[2]: m for m in quote_ticks(s, inst, at)}
+        delayed = req_id in s.delayed
+        at = _quote_time(s, delayed)
+        now = {m[2]: m for m in quote_ticks(s, inst, at, delayed)}
         changed = [m for k, m in now.items() if before.get(k) != m]
         _send_ticks(s, req_id, changed)
         s.last_ticks[req_id] = now
@@ -208,7 +278,8 @@ def parse_end(text: str, now: datetime) -> datetime:
 def history_bars(
     s: Session, inst: Instrument, end: datetime, duration: str, bar_text: str, what: str
 ) -> tuple[datetime, pd.DataFrame, historical.BarSize]:
-    """(start, bars, bar size): the market's bars complete within ``duration`` before ``end``."""
+    """(start, bars, bar size): the market's bars within ``duration`` before ``end`` (see the
+    module docstring for how bars of a day or longer are counted)."""
     span = historical.parse_duration(duration)
     bar = historical.parse_bar_size(bar_text)
     if what not in WHAT_TO_SHOW:
@@ -223,28 +294,48 @@ def history_bars(
             f"Historical Market Data Service error message:No historical market data for "
             f"{inst.local_symbol}/CASH@IDEALPRO TRADES (use MIDPOINT, BID or ASK)",
         )
-    start = historical.start_of(end, span)
-    if not bar.is_daily and (end - start).days > MAX_INTRADAY_DAYS:
+    if s.state.profile.history_gap(inst.symbol, inst.sec_type):
         raise IBError(
             HISTORICAL_DATA_ERROR,
-            f"Historical Market Data Service error message:{bar.text} bars for {duration} "
-            f"exceed {MAX_INTRADAY_DAYS} days; ask for a shorter duration",
+            "Historical Market Data Service error message:HMDS query returned no data: "
+            f"{inst.symbol}@{inst.primary_exchange or inst.exchange} {what.title()}",
         )
     try:
-        frame = s.state.market.history(inst.conid, start, end, bar, what)
+        if bar.is_daily:  # trading sessions, today's bar so far included (IB's count)
+            first, frame = s.state.market.session_history(inst.conid, end, span, bar, what)
+            start = end if first is None else first
+        else:
+            start = historical.start_of(end, span)
+            if (end - start).days > MAX_INTRADAY_DAYS:
+                raise IBError(
+                    HISTORICAL_DATA_ERROR,
+                    f"{bar.text} bars for {duration} exceed {MAX_INTRADAY_DAYS} days; ask for a "
+                    "shorter duration",
+                )
+            frame = s.state.market.history(inst.conid, start, end, bar, what)
     except IBError as exc:
         raise IBError(
             HISTORICAL_DATA_ERROR, f"Historical Market Data Service error message:{exc.message}"
         ) from exc
+    return start, _no_data_check(frame, inst, bar, duration, end, what), bar
+
+
+def _no_data_check(
+    frame: pd.DataFrame,
+    inst: Instrument,
+    bar: historical.BarSize,
+    duration: str,
+    end: datetime,
+    what: str,
+) -> pd.DataFrame:
+    """The bars as sent (volume -1 unless TRADES); 162 "HMDS query returned no data" if none."""
     if frame.empty:
         raise IBError(
             HISTORICAL_DATA_ERROR,
             "Historical Market Data Service error message:HMDS query returned no data: "
             f"{inst.symbol} {bar.text} {duration} before {end:%Y%m%d %H:%M:%S} UTC",
         )
-    if what != "TRADES":
-        frame = frame.assign(volume=-1.0)
-    return start, frame, bar
+    return frame if what == "TRADES" else frame.assign(volume=-1.0)
 
 
 def req_historical_data(s: Session, r: Reader) -> None:

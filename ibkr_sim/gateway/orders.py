@@ -8,6 +8,13 @@ orders and executions with what it has reported and pushes ``orderStatus``, ``op
 ``execDetails`` (reqId -1) and ``commissionReport`` for the changes - this is how a resting limit
 order's fill reaches the client that placed it.
 
+With the realism profile's precautionary settings (TWS Global Configuration -> API ->
+Precautions, and the order Presets' "Size Limit" / "Total Value Limit"), an order above a limit
+is rejected before it reaches the exchange, through the error callback as TWS does when "Bypass
+Order Precautions for API Orders" is off: error 201 with the precaution's text (tws.md, "Orders":
+the code is UNCERTAIN there, 201 or 10xxx; we use 201, whose "Order rejected - reason:" ends the
+order in every client). What-if orders are not checked (they place nothing).
+
 ``whatIf`` orders never reach the book: the exchange's pre-trade check answers with an
 ``openOrder`` whose order state carries margin before / change / after, equity with loan and
 the commission, exactly the fields ``ib_async.IB.whatIfOrder`` returns.
@@ -127,12 +134,37 @@ def _order_request(s: Session, msg: OrderMessage, conid: int) -> OrderRequest:
 
 
 def _account(s: Session, requested: str) -> str:
-    accounts = s.state.exchange.accounts()
+    managed = s.state.managed_accounts()
     if requested:
-        if requested not in {a.account_id for a in accounts}:
+        if requested not in managed:
             raise IBError(ORDER_REJECTED, f"Order rejected - reason: unknown account {requested!r}")
         return requested
-    return next(a.account_id for a in accounts if a.is_primary)
+    return managed[0]
+
+
+def precaution_problem(s: Session, order: OrderRequest, inst: Any) -> str:
+    """The precautionary-settings text TWS rejects ``order`` with, or '' (tws.md, "Orders",
+    "Precautionary settings"; the wording follows its "size exceeds the Size Limit of 500")."""
+    profile = s.state.profile
+    described = f'"{order.action} {order.quantity:g} {inst.symbol}"'
+    if profile.max_order_size is not None and order.quantity > profile.max_order_size:
+        return (
+            f"The following order {described} size exceeds the Size Limit of "
+            f"{profile.max_order_size:g}."
+        )
+    if profile.max_order_value is None:
+        return ""
+    price = order.limit_price or order.stop_price
+    if price is None:
+        snap = s.state.market.snapshot(inst.conid, s.state.now())
+        price = snap.ask if order.action == "BUY" else snap.bid
+    value = order.quantity * float(price) * inst.multiplier
+    if value > profile.max_order_value:
+        return (
+            f"The following order {described} value estimate of {value:,.2f} {inst.currency} "
+            f"exceeds the Total Value Limit of {profile.max_order_value:,.0f} {inst.currency}."
+        )
+    return ""
 
 
 def place_order(s: Session, r: Reader) -> None:
@@ -152,6 +184,9 @@ def place_order(s: Session, r: Reader) -> None:
             )
             s.send(*fields)
             return
+        caution = precaution_problem(s, msg.order, inst)
+        if caution:
+            raise IBError(ORDER_REJECTED, f"Order rejected - reason:{caution}")
         existing = s.orders.get(msg.order_id)
         if existing is not None:
             info = ex.modify(

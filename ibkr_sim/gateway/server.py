@@ -17,6 +17,15 @@ The conversation follows IB Gateway:
 A malformed message (bad framing, non-UTF-8 bytes, a truncated request, an unknown message id)
 gets error 505 / 320 for that client and, where the stream can no longer be trusted, closes that
 client only; nothing reaches the paper exchange from a request that did not parse.
+
+The gateway protects itself as IB Gateway does, whatever the realism profile
+(:mod:`ibkr_sim.gateway.profile`): it serves at most ``max_connections`` API clients at once (IB's
+default threshold is 32; a client beyond it has its socket closed at once and reports 502
+"Couldn't connect to TWS ... Verify that the maximum API connection threshold (default 32) is
+not exceeded" [IBAPI-ERR]), and it drops a client that leaves a message (or its handshake)
+half-sent for ``frame_timeout`` seconds, so stalled clients cannot hold its memory. Scripted and
+scheduled faults (:mod:`ibkr_sim.gateway.faults`: connectivity loss, farm drops, restarts,
+the profile's nightly restart) run on the gateway's own loop.
 """
 
 from __future__ import annotations
@@ -25,18 +34,22 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
+from zoneinfo import ZoneInfo
 
 from ibkr_sim.exchange import PaperExchange
+from ibkr_sim.gateway import faults as fault_actions
 from ibkr_sim.gateway import wire
+from ibkr_sim.gateway.faults import Fault, FaultKind
 from ibkr_sim.gateway.handlers import HANDLERS, REQ_ID_POSITION, UNSUPPORTED
 from ibkr_sim.gateway.market_data import push_stream_updates
 from ibkr_sim.gateway.orders import push_order_updates
 from ibkr_sim.gateway.pacing import Pacer
+from ibkr_sim.gateway.profile import RealismProfile, get_profile
 from ibkr_sim.gateway.session import GatewayState, Session
 from ibkr_sim.market import SimMarket
 from ibkr_spec.errors import (
@@ -55,6 +68,8 @@ MIN_CLIENT_VERSION = 157
 FILL_POLL_SECONDS = 0.25  # while this client has working orders
 IDLE_POLL_SECONDS = 1.0  # otherwise (fills of other clients still move positions)
 TICK_SECONDS = 1.0
+FAULT_POLL_SECONDS = 0.05  # how often scheduled faults are checked against the clocks
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 class Connection(Session):
@@ -64,8 +79,13 @@ class Connection(Session):
     # ---------------------------------------------------------------- life cycle
     async def run(self) -> None:
         buffer = bytearray()
+        timeout = self.state.profile.frame_timeout
         try:
-            if not await self._handshake(buffer):
+            try:
+                if not await asyncio.wait_for(self._handshake(buffer), timeout):
+                    return
+            except TimeoutError:
+                log.warning("dropped a client that did not finish its handshake in %.1f s", timeout)
                 return
             # a separate reader stamps each chunk with its arrival time, so that IB's message
             # rate is measured on arrival even while earlier requests are being served
@@ -82,7 +102,19 @@ class Connection(Session):
                         return
                     await asyncio.sleep(0)  # let the reader stamp what arrived meanwhile
                 await self.drain()
-                self.arrival, chunk = await inbox.get()
+                if buffer:  # a message is half-sent: the rest must come within frame_timeout
+                    try:
+                        self.arrival, chunk = await asyncio.wait_for(inbox.get(), timeout)
+                    except TimeoutError:
+                        log.warning(
+                            "dropped client %s: a message was left half-sent (%d bytes) for %.1f s",
+                            self.client_id,
+                            len(buffer),
+                            timeout,
+                        )
+                        return
+                else:
+                    self.arrival, chunk = await inbox.get()
                 if not chunk:
                     return
                 buffer += chunk
@@ -198,7 +230,10 @@ class Connection(Session):
         await self._repeat(
             "streaming ticks",
             lambda: TICK_SECONDS,
-            lambda: bool(self.tickers or self.depth or self.pnl or self.pnl_single),
+            lambda: (
+                bool(self.tickers or self.depth or self.pnl or self.pnl_single)
+                and self.state.streaming
+            ),
             push_stream_updates,
         )
 
@@ -240,28 +275,116 @@ def _guess_req_id(msg_id: int, fields: list[str]) -> int:
 
 
 class Gateway:
-    """The gateway server; use :func:`start_gateway` to run one on a background thread."""
+    """The gateway server; use :func:`start_gateway` to run one on a background thread.
 
-    def __init__(self, state: GatewayState) -> None:
+    ``faults`` are scripted (:class:`~ibkr_sim.gateway.faults.Fault`); the profile adds its
+    seeded farm drops and nightly restart. All of them run on the gateway's event loop."""
+
+    def __init__(self, state: GatewayState, faults: Iterable[Fault] = ()) -> None:
         self.state = state
         self.server: asyncio.Server | None = None
+        self.host = ""
+        self.port = 0
+        self.restarting = False
+        profile = state.profile
+        self._pending = [
+            *faults,
+            *(Fault("farm-drop", after=t) for t in profile.farm_drop_offsets()),
+        ]
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> int:
         self.server = await asyncio.start_server(self._serve, host, port)
-        return self.server.sockets[0].getsockname()[1]
+        self.host, self.port = host, self.server.sockets[0].getsockname()[1]
+        self._spawn(self._run_schedule())
+        return self.port
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        limit = self.state.profile.max_connections
+        if len(self.state.sessions) >= limit:
+            # the client reports 502 "... maximum API connection threshold (default 32) ..."
+            # [IBAPI-ERR]; the gateway only closes the socket
+            log.warning("refused an API connection: %d clients connected (max %d)", limit, limit)
+            writer.close()
+            return
         session = Connection(self.state, reader, writer)
         self.state.sessions.add(session)
         await session.run()
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self.server is not None:
             self.server.close()
         for session in list(self.state.sessions):
             await session.close()
         if self.server is not None:
             await self.server.wait_closed()
+
+    # ---------------------------------------------------------------- faults
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def trigger(self, fault: Fault) -> None:
+        """Start ``fault`` now (on the gateway's loop), whenever it was scheduled for."""
+        profile = self.state.profile
+        if fault.kind == "drop":
+            seconds = (
+                profile.connectivity_outage_seconds if fault.seconds is None else fault.seconds
+            )
+            restore = profile.restore_code if fault.restore is None else fault.restore
+            self._spawn(fault_actions.connectivity_outage(self.state, seconds, restore))
+        elif fault.kind == "farm-drop":
+            seconds = profile.farm_outage_seconds if fault.seconds is None else fault.seconds
+            self._spawn(fault_actions.farm_outage(self.state, seconds))
+        else:
+            seconds = profile.restart_seconds if fault.seconds is None else fault.seconds
+            self._spawn(self.restart(seconds))
+
+    async def restart(self, seconds: float) -> None:
+        """Close every client and the listening port for ``seconds``, then listen again on the
+        same port, as IB Gateway's nightly restart does (tws.md, "Nightly restart")."""
+        if self.restarting or self.server is None:
+            return
+        self.restarting = True
+        log.warning(
+            "restart: dropping %d clients, port closed for %.1f s",
+            len(self.state.sessions),
+            seconds,
+        )
+        try:
+            self.server.close()
+            for session in list(self.state.sessions):
+                await session.close()
+            await asyncio.sleep(seconds)
+            self.server = await asyncio.start_server(self._serve, self.host, self.port)
+        finally:
+            self.restarting = False
+        log.warning("restart: listening again on %s:%d", self.host, self.port)
+
+    async def _run_schedule(self) -> None:
+        """Fire scripted faults when due, and the profile's nightly restart when the gateway
+        clock passes it (New York time)."""
+        started = time.monotonic()
+        nightly = self.state.profile.nightly_restart
+        last = self.state.now()
+        while True:
+            await asyncio.sleep(FAULT_POLL_SECONDS)
+            now, uptime = self.state.now(), time.monotonic() - started
+            due = [f for f in self._pending if f.due(now, uptime)]
+            for fault in due:
+                self._pending.remove(fault)
+                self.trigger(fault)
+            if nightly is not None:
+                local = last.astimezone(NEW_YORK)
+                at = datetime.combine(local.date(), nightly, NEW_YORK)
+                if at <= local:
+                    at += timedelta(days=1)
+                if now >= at:
+                    self.trigger(Fault("restart", after=0.0))
+            last = now
 
 
 @dataclass
@@ -291,6 +414,20 @@ class GatewayHandle:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
 
+    def trigger(
+        self, kind: FaultKind, seconds: float | None = None, restore: int | None = None
+    ) -> None:
+        """Start a fault now: ``"drop"`` (1100, then ``restore`` 1101 / 1102 after
+        ``seconds``), ``"farm-drop"`` (2103 / 2105 / 2157, then OK) or ``"restart"``; ``seconds``
+        and ``restore`` default to the profile's (see :mod:`ibkr_sim.gateway.faults`)."""
+        fault = Fault(kind, after=0.0, seconds=seconds, restore=restore)
+        self._loop.call_soon_threadsafe(self._gateway.trigger, fault)
+
+    @property
+    def restarting(self) -> bool:
+        """True while a restart keeps the port closed."""
+        return self._gateway.restarting
+
     def __enter__(self) -> GatewayHandle:
         return self
 
@@ -306,6 +443,7 @@ class WorldOptions(TypedDict, total=False):
     pacing: str
     data_dir: Path | str
     clock: Callable[[], datetime] | None
+    profile: RealismProfile | str
 
 
 def build_state(
@@ -314,9 +452,12 @@ def build_state(
     pacing: str = "off",
     data_dir: Path | str = "data",
     clock: Callable[[], datetime] | None = None,
+    profile: RealismProfile | str = "ideal",
 ) -> GatewayState:
-    """The shared world of a gateway: market, paper exchange (state under ``data_dir``), pacer."""
+    """The shared world of a gateway: market, paper exchange (state under ``data_dir``), pacer
+    and realism profile (a :class:`RealismProfile` or its name; ``ideal`` by default)."""
 
+    profile = get_profile(profile) if isinstance(profile, str) else profile
     if pacing not in ("off", "ib"):
         raise ValueError(f"pacing must be 'off' or 'ib', got {pacing!r}")
     clock = clock or (lambda: datetime.now(UTC))
@@ -327,18 +468,31 @@ def build_state(
     market.daily_bars(first, date(2019, 1, 2), date(2019, 1, 2))
     state_path = Path(data_dir) / "sim" / "paper.sqlite"
     state_path.parent.mkdir(parents=True, exist_ok=True)
-    exchange = PaperExchange(market, state_path, clock=clock)
-    return GatewayState(market=market, exchange=exchange, clock=clock, pacer=Pacer(pacing == "ib"))
+    exchange = PaperExchange(market, state_path, clock=clock, participation=profile.participation)
+    exchange.open_accounts(profile.accounts)
+    return GatewayState(
+        market=market,
+        exchange=exchange,
+        clock=clock,
+        pacer=Pacer(pacing == "ib"),
+        profile=profile,
+    )
 
 
 def start_gateway(
-    host: str = "127.0.0.1", port: int = 0, **world: Unpack[WorldOptions]
+    host: str = "127.0.0.1",
+    port: int = 0,
+    faults: Iterable[Fault | str] = (),
+    **world: Unpack[WorldOptions],
 ) -> GatewayHandle:
     """Start a gateway on a background thread; ``port=0`` picks a free port (see ``.port``).
-    ``world`` are :func:`build_state`'s options (seed, symbols, pacing, data_dir, clock)."""
+    ``faults`` are scripted faults (:class:`Fault` or their ``--fault`` text, e.g.
+    ``"drop-at=+2,for=1,restore=1102"``); ``world`` are :func:`build_state`'s options (seed,
+    symbols, pacing, data_dir, clock, profile)."""
+    scripted = [fault_actions.parse_fault(f) if isinstance(f, str) else f for f in faults]
     state = build_state(**world)
     loop = asyncio.new_event_loop()
-    gateway = Gateway(state)
+    gateway = Gateway(state, scripted)
     ready: dict[str, Any] = {}
     started = threading.Event()
 
@@ -368,12 +522,20 @@ def running_clock(start: datetime) -> Callable[[], datetime]:
     return lambda: start + timedelta(seconds=time.monotonic() - t0)
 
 
-async def serve_forever(state: GatewayState, host: str, port: int) -> None:
+async def serve_forever(
+    state: GatewayState, host: str, port: int, faults: Iterable[Fault] = ()
+) -> None:
     """Serve ``state`` in the current event loop until cancelled (the ``ibkr-sim gateway`` CLI)."""
-    gateway = Gateway(state)
+    gateway = Gateway(state, faults)
     bound = await gateway.start(host, port)
     pacing = "ib" if state.pacer.enabled else "off"
-    log.info("ibkr-sim gateway listening on %s:%d (pacing %s)", host, bound, pacing)
+    log.info(
+        "ibkr-sim gateway listening on %s:%d (pacing %s, profile %s)",
+        host,
+        bound,
+        pacing,
+        state.profile.name,
+    )
     print(f"ibkr-sim gateway listening on {host}:{bound}", flush=True)
     try:
         await asyncio.Event().wait()

@@ -21,6 +21,7 @@ from typing import Any
 from ibkr_sim.exchange import PaperExchange
 from ibkr_sim.gateway import wire
 from ibkr_sim.gateway.pacing import Pacer
+from ibkr_sim.gateway.profile import IDEAL, RealismProfile
 from ibkr_sim.market import SimMarket
 from ibkr_spec.errors import IBError
 
@@ -29,12 +30,17 @@ Handler = Callable[["Session", wire.Reader], Any]
 
 @dataclass
 class GatewayState:
-    """What every session shares: the simulated world, the clock and the pacing emulation."""
+    """What every session shares: the simulated world, the clock, the pacing emulation, the
+    realism profile and the outages in progress."""
 
     market: SimMarket
     exchange: PaperExchange
     clock: Callable[[], datetime]
     pacer: Pacer
+    profile: RealismProfile = IDEAL
+    #: between 1100 and 1101 / 1102, and while the data farms are broken: no streaming
+    connectivity_down: bool = False
+    farms_down: bool = False
     client_ids: set[int] = field(default_factory=set)
     #: exchange order id -> (clientId, orderId) of the API client that placed it
     order_owner: dict[int, tuple[int, int]] = field(default_factory=dict)
@@ -42,6 +48,16 @@ class GatewayState:
 
     def now(self) -> datetime:
         return self.clock()
+
+    def managed_accounts(self) -> list[str]:
+        """The accounts this login manages (``managedAccounts``), primary first: the first
+        ``profile.accounts`` accounts of the paper exchange."""
+        return [a.account_id for a in self.exchange.accounts()][: self.profile.accounts]
+
+    @property
+    def streaming(self) -> bool:
+        """Whether market data flows (not during a connectivity loss or a farm outage)."""
+        return not (self.connectivity_down or self.farms_down)
 
     def lines(self) -> int:
         """Market-data lines in use across all clients (streaming quotes and depth)."""
@@ -64,6 +80,7 @@ class Session:
         self.client_version = 0
         # subscriptions, keyed by the client's reqId
         self.tickers: dict[int, int] = {}  # reqId -> conid (streaming market data)
+        self.delayed: set[int] = set()  # reqIds of tickers served as delayed data (66-76)
         self.last_ticks: dict[int, dict[object, tuple[object, ...]]] = {}
         self.depth: dict[int, tuple[int, int, bool]] = {}  # reqId -> (conid, rows, smart)
         self.articles: dict[str, Any] = {}  # article id -> Headline sent to this client
@@ -121,6 +138,13 @@ class Session:
 
     def ib_error(self, req_id: int, exc: IBError) -> None:
         self.error(req_id, exc.code, exc.message)
+
+    def drop_market_data(self) -> None:
+        """Forget every streaming subscription (quotes and depth), as TWS does on 1101."""
+        self.tickers.clear()
+        self.last_ticks.clear()
+        self.delayed.clear()
+        self.depth.clear()
 
     async def close(self) -> None:
         if self.closed:

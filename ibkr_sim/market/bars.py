@@ -5,6 +5,9 @@ ending Friday, calendar months). Intraday bars of whole minutes are exact along 
 (open, running extremes, close, volume traded in the bar); sub-minute bars are interpolated along
 it. ``history`` answers the way ``reqHistoricalData`` does: bars ending in (start, end], only
 completed ones, BID/ASK shifted by half the typical spread, MIDPOINT equal to TRADES.
+``session_history`` answers a request for bars of a day or longer as IB counts it, in trading
+sessions (:func:`ibkr_spec.historical.session_window`), with the day so far as the last bar
+while a session is open.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from ibkr_sim.market.calendar import (
     to_ns,
 )
 from ibkr_sim.market.paths import intraday, on_tick, panel
-from ibkr_sim.market.quotes import spread
+from ibkr_sim.market.quotes import spread, state
 from ibkr_spec.errors import INVALID_REQUEST, IBError
-from ibkr_spec.historical import BarSize
+from ibkr_spec.historical import BarSize, Duration, session_window
 
 _BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 
@@ -106,22 +109,7 @@ def history(
     if bar_size.is_daily:
         lo = int(np.searchsorted(closes, start_ns, "right"))
         hi = int(np.searchsorted(closes, end_ns, "right"))
-        frame = _panel_bars(seed, col, slice(lo, hi), close_index()[lo:hi])
-        if bar_size.text != "1 day" and len(frame):
-            periods = (
-                frame.index.tz_convert(NEW_YORK)
-                .tz_localize(None)
-                .to_period("W-FRI" if bar_size.text == "1 week" else "M")
-            )
-            grouped = frame.assign(_last=frame.index).groupby(periods.values)
-            frame = grouped.agg(
-                open=("open", "first"),
-                high=("high", "max"),
-                low=("low", "min"),
-                close=("close", "last"),
-                volume=("volume", "sum"),
-                time=("_last", "last"),
-            ).set_index("time")
+        frame = _aggregate(_panel_bars(seed, col, slice(lo, hi), close_index()[lo:hi]), bar_size)
     else:
         lo = int(np.searchsorted(closes, start_ns, "right"))
         hi = int(np.searchsorted(opens, end_ns, "left"))
@@ -135,6 +123,64 @@ def history(
             (frame.index.asi8 >= start_ns)
             & (bar_end <= np.minimum(end_ns, closes[np.searchsorted(closes, frame.index.asi8)]))
         ]
+    return _quoted(seed, col, frame, what_to_show)
+
+
+def session_history(
+    seed: int, col: int, end: datetime, duration: Duration, bar_size: BarSize, what_to_show: str
+) -> tuple[datetime | None, pd.DataFrame]:
+    """(start, bars) of a request for bars of a day or longer reaching back ``duration`` from
+    ``end``, counted in trading sessions as IB counts them (see
+    :func:`ibkr_spec.historical.session_window`); while a session is open at ``end`` its bar so
+    far (open, running high and low, last, volume traded) is the last one, stamped with the
+    session's close like every daily bar. ``start`` is the first session's open (None: no bar)."""
+    days, opens, closes = schedule()
+    window = session_window(end, duration, days, opens, closes)
+    if window.empty:
+        empty = pd.DatetimeIndex([], tz="UTC", name="time")
+        return None, pd.DataFrame({c: [] for c in _BAR_COLUMNS}, index=empty, dtype="float64")
+    done = window.last if window.in_progress else window.last + 1
+    frame = _panel_bars(seed, col, slice(window.first, done), close_index()[window.first : done])
+    if window.in_progress:
+        now = state(seed, np.array([col]), end)
+        today = pd.DataFrame(
+            {
+                "open": now["open"],
+                "high": now["high"],
+                "low": now["low"],
+                "close": now["last"],
+                "volume": now["volume"],
+            },
+            index=close_index()[window.last : window.last + 1],
+        )
+        frame = pd.concat([frame, today]) if len(frame) else today
+    start = pd.Timestamp(int(opens[window.first]), tz="UTC").to_pydatetime()
+    return start, _quoted(seed, col, _aggregate(frame, bar_size), what_to_show)
+
+
+def _aggregate(frame: pd.DataFrame, bar_size: BarSize) -> pd.DataFrame:
+    """Daily bars as weekly (New York weeks ending Friday) or monthly bars, each stamped with
+    the close of its last session; daily bars unchanged."""
+    if bar_size.text == "1 day" or not len(frame):
+        return frame
+    periods = (
+        frame.index.tz_convert(NEW_YORK)
+        .tz_localize(None)
+        .to_period("W-FRI" if bar_size.text == "1 week" else "M")
+    )
+    grouped = frame.assign(_last=frame.index).groupby(periods.values)
+    return grouped.agg(
+        open=("open", "first"),
+        high=("high", "max"),
+        low=("low", "min"),
+        close=("close", "last"),
+        volume=("volume", "sum"),
+        time=("_last", "last"),
+    ).set_index("time")
+
+
+def _quoted(seed: int, col: int, frame: pd.DataFrame, what_to_show: str) -> pd.DataFrame:
+    """BID / ASK bars: trade prices shifted by half the typical spread; others unchanged."""
     if what_to_show in ("BID", "ASK") and len(frame):
         half = 0.5 * spread(seed, np.full(len(frame), col), frame["close"].to_numpy(), 1.0)
         sign = -1.0 if what_to_show == "BID" else 1.0

@@ -22,7 +22,7 @@ from ibkr_spec.errors import (
     NO_SECURITY_DEFINITION,
     IBError,
 )
-from ibkr_spec.historical import BarSize
+from ibkr_spec.historical import BarSize, Duration
 
 
 class SimMarket:
@@ -124,6 +124,21 @@ class SimMarket:
         minute path. BID/ASK shift prices by half the typical spread; MIDPOINT equals TRADES.
         """
         return bars.history(self.seed, self._col(conid), start, end, bar_size, what_to_show)
+
+    def session_history(
+        self,
+        conid: int,
+        end: datetime,
+        duration: Duration,
+        bar_size: BarSize,
+        what_to_show: str = "TRADES",
+    ) -> tuple[datetime | None, pd.DataFrame]:
+        """(start, bars) of bars of a day or longer reaching back ``duration`` trading sessions
+        (IB's count) from ``end``, the day so far last while a session is open; see
+        :func:`ibkr_sim.market.bars.session_history`."""
+        return bars.session_history(
+            self.seed, self._col(conid), end, duration, bar_size, what_to_show
+        )
 
     # -- quotes -----------------------------------------------------------------------------
     def snapshot(self, conid: int, at: datetime) -> Snapshot:
