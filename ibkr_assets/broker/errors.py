@@ -13,7 +13,12 @@ IB's codes, named in :mod:`ibkr_spec.errors` (TWS API "Message Codes"), map to t
 
 from __future__ import annotations
 
+from typing import Any
+
 from ibkr_spec import errors as ib
+
+#: The error each IB code means, filled by the class statements below (their ``means``).
+_BY_CODE: dict[int, type[BrokerError]] = {}
 
 
 class BrokerError(Exception):
@@ -24,56 +29,52 @@ class BrokerError(Exception):
 
     default_code: int | None = None
 
+    def __init_subclass__(cls, *, means: tuple[int, ...] = (), **kwargs: Any) -> None:
+        """A subclass names the IB codes that mean it (``means``): :func:`error_from_ib` maps
+        each of them to it, and the first is its ``default_code``."""
+        super().__init_subclass__(**kwargs)
+        if means:
+            cls.default_code = means[0]
+        _BY_CODE.update(dict.fromkeys(means, cls))
+
     def __init__(self, message: str, code: int | None = None) -> None:
         self.code = code if code is not None else self.default_code
         self.message = message
         super().__init__(f"[IB {self.code}] {message}" if self.code is not None else message)
 
 
-class NotConnected(BrokerError):
+class NotConnected(
+    BrokerError, means=(ib.NOT_CONNECTED, ib.COULD_NOT_CONNECT, ib.CONNECTIVITY_LOST)
+):
     """The backend has no live connection to TWS / IB Gateway / the Client Portal gateway."""
 
-    default_code = ib.NOT_CONNECTED
 
-
-class DuplicateClientId(NotConnected):
+class DuplicateClientId(NotConnected, means=(ib.DUPLICATE_CLIENT_ID,)):
     """Another API client already uses this clientId on the gateway."""
 
-    default_code = ib.DUPLICATE_CLIENT_ID
 
-
-class ContractNotFound(BrokerError):
+class ContractNotFound(BrokerError, means=(ib.NO_SECURITY_DEFINITION,)):
     """No security definition matches the symbol, conId or contract fields given."""
 
-    default_code = ib.NO_SECURITY_DEFINITION
 
-
-class InvalidRequest(BrokerError):
+class InvalidRequest(BrokerError, means=(ib.INVALID_REQUEST,)):
     """The request itself is malformed (bad duration, bar size, scanner code, field...)."""
-
-    default_code = ib.INVALID_REQUEST
 
 
 class AccountNotFound(InvalidRequest):
     """The account id is not one of the accounts this login manages."""
 
 
-class MarketDataUnavailable(BrokerError):
+class MarketDataUnavailable(BrokerError, means=(ib.NO_MARKET_DATA, ib.DELAYED_DATA)):
     """No market data for the instrument (no subscription, no quote, or halted)."""
 
-    default_code = ib.NO_MARKET_DATA
 
-
-class PacingViolation(BrokerError):
+class PacingViolation(BrokerError, means=(ib.MAX_RATE, ib.MAX_TICKERS)):
     """IB's request-rate limits were exceeded (messages/s, market-data lines, historical pacing)."""
 
-    default_code = ib.HISTORICAL_DATA_ERROR
 
-
-class OrderRejected(BrokerError):
+class OrderRejected(BrokerError, means=(ib.ORDER_REJECTED, ib.PRICE_INCREMENT, ib.ORDER_CANCELLED)):
     """The broker refused the order (margin, price, permissions...). Nothing was placed."""
-
-    default_code = ib.ORDER_REJECTED
 
 
 class InvalidOrder(OrderRejected):
@@ -95,32 +96,12 @@ class OrderRefused(OrderRejected):
         super().__init__(f"refused by the order guard ({limit}): {message}")
 
 
-class OrderNotFound(BrokerError):
+class OrderNotFound(BrokerError, means=(ib.ORDER_NOT_FOUND,)):
     """No open order with that id (already filled, cancelled, or never placed)."""
-
-    default_code = ib.ORDER_NOT_FOUND
 
 
 class LiveTradingNotAllowed(BrokerError):
     """A live (non-paper) account was used without the explicit opt-in setting."""
-
-
-_BY_CODE: dict[int, type[BrokerError]] = {
-    ib.MAX_RATE: PacingViolation,
-    ib.MAX_TICKERS: PacingViolation,
-    ib.PRICE_INCREMENT: OrderRejected,
-    ib.NO_SECURITY_DEFINITION: ContractNotFound,
-    ib.ORDER_REJECTED: OrderRejected,
-    ib.ORDER_CANCELLED: OrderRejected,
-    ib.INVALID_REQUEST: InvalidRequest,
-    ib.DUPLICATE_CLIENT_ID: DuplicateClientId,
-    ib.NO_MARKET_DATA: MarketDataUnavailable,
-    ib.COULD_NOT_CONNECT: NotConnected,
-    ib.NOT_CONNECTED: NotConnected,
-    ib.CONNECTIVITY_LOST: NotConnected,
-    ib.ORDER_NOT_FOUND: OrderNotFound,
-    ib.DELAYED_DATA: MarketDataUnavailable,
-}
 
 
 def error_from_ib(code: int, message: str) -> BrokerError:

@@ -13,6 +13,10 @@ transport's own objects. Conventions, which hold for every field below:
 
 Field names are Pythonic; where IB's API spells a field differently the IB name is given in the
 field description so a user can search for it (``conId``, ``auxPrice``, ``orderRef``...).
+
+The checks every backend applies to a request's arguments (an option's expiry, strike and right, a
+modify's quantity, a history request's duration and bar size) live here too, so that every backend
+accepts and refuses the same requests with the same message.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from ibkr_assets.broker.errors import InvalidOrder, InvalidRequest
+from ibkr_spec import historical
 
 SecType = Literal["STK", "ETF", "IND", "CASH", "FUT", "OPT", "CMDTY", "BOND"]
 Action = Literal["BUY", "SELL"]
@@ -389,9 +394,9 @@ class ScanFilter(_Model):
 
 
 class ScannerRow(_Model):
-    """One row of a scanner result, ranked from 0."""
+    """One row of a scanner result."""
 
-    rank: int
+    rank: int = Field(description="0 = the best match (IB rank)")
     contract: Contract
     last: float | None = None
     change_pct: float | None = Field(None, description="% change vs previous close")
@@ -442,3 +447,17 @@ def modified_quantity(order_id: int, quantity: float | None) -> float | None:
     if quantity is not None and not quantity > 0:
         raise InvalidRequest(f"order {order_id}: quantity must be positive (got {quantity})")
     return quantity
+
+
+def history_spec(
+    symbol: str, duration: str, bar_size: str, what_to_show: str
+) -> tuple[historical.Duration, historical.BarSize]:
+    """A historical-data request's duration and bar size in IB's grammar (``"1 Y"``, ``"1 day"``),
+    with a ``what_to_show`` the backends serve. Raises InvalidRequest naming ``symbol``."""
+    try:
+        span, size = historical.parse_duration(duration), historical.parse_bar_size(bar_size)
+    except ValueError as exc:  # ibkr_spec's SpecError: IB error 321, also a ValueError
+        raise InvalidRequest(f"{symbol}: {exc}") from None
+    if what_to_show not in get_args(WhatToShow):
+        raise InvalidRequest(f"{symbol}: whatToShow {what_to_show!r} is not supported")
+    return span, size

@@ -10,7 +10,6 @@ from datetime import datetime
 import ib_async
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.errors import InvalidRequest
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.tws.accounts import Accounts
 from ibkr_assets.broker.tws.connection import Connection
@@ -23,7 +22,6 @@ from ibkr_assets.broker.tws.pacing import (
     SMALL_BAR_SIZE,
     HistoryRequest,
 )
-from ibkr_spec import historical
 
 
 class TwsBroker:
@@ -139,13 +137,7 @@ class TwsBroker:
         end: datetime | None = None,
         use_rth: bool = True,
     ) -> list[models.Bar]:
-        try:
-            historical.parse_duration(duration)
-            size = historical.parse_bar_size(bar_size)
-        except ValueError as exc:
-            raise InvalidRequest(f"{contract.symbol}: {exc}") from None
-        if what_to_show not in ("TRADES", "MIDPOINT", "BID", "ASK"):
-            raise InvalidRequest(f"{contract.symbol}: whatToShow {what_to_show!r} is not supported")
+        _, size = models.history_spec(contract.symbol, duration, bar_size, what_to_show)
         small = 0 < size.seconds <= SMALL_BAR_SIZE
         # a request may wait for its pacing slot: up to 10 minutes for small bars
         timeout = self.settings.timeout * 3 + (SMALL_BAR_SECONDS if small else IDENTICAL_SECONDS)

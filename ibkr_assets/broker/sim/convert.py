@@ -1,0 +1,75 @@
+"""The simulated world's records and errors as the broker's models and errors.
+
+The simulator's records (:mod:`ibkr_sim.exchange`, :mod:`ibkr_sim.market`, :mod:`ibkr_sim.universe`)
+and the broker's models spell IB's fields the same Pythonic way, so most fields carry over by name
+(:func:`copied`); what is named differently, or computed, is given explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import pandas as pd
+from pydantic import BaseModel
+
+from ibkr_assets.broker.errors import error_from_ib
+from ibkr_assets.broker.models import Bar, Contract, bar_series
+from ibkr_sim.universe import Instrument
+from ibkr_spec.errors import IBError
+
+T = TypeVar("T")
+
+
+@contextmanager
+def ib_errors() -> Iterator[None]:
+    """Turn the simulator's IB-coded errors into the typed broker errors."""
+    try:
+        yield
+    except IBError as exc:
+        raise error_from_ib(exc.code, exc.message) from None
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    """The fields of a dataclass or a pydantic model, in declaration order (no properties)."""
+    if dataclasses.is_dataclass(kind):
+        return tuple(f.name for f in dataclasses.fields(kind))
+    if issubclass(kind, BaseModel):
+        return tuple(kind.model_fields)
+    raise TypeError(f"{kind.__name__} is neither a dataclass nor a pydantic model")
+
+
+def copied(target: type[T], record: object, *, skip: Collection[str] = (), **given: Any) -> T:
+    """A ``target`` (a broker model, or a simulator record) built from the fields it shares by
+    name with ``record``, except those in ``skip``, and the fields ``given``."""
+    shared = set(_field_names(type(record))) - set(skip) - set(given)
+    values = {name: getattr(record, name) for name in _field_names(target) if name in shared}
+    return target(**values, **given)
+
+
+def to_contract(inst: Instrument) -> Contract:
+    """The broker model of a simulated instrument (``local_symbol`` is its symbol)."""
+    return copied(Contract, inst, local_symbol=inst.symbol)
+
+
+def bars(frame: pd.DataFrame, what_to_show: str, daily: bool) -> list[Bar]:
+    """The simulator's OHLCV frame (index: bar time, UTC) as Bars, built column-wise."""
+    times = frame.index.to_pydatetime()
+    n = len(times)
+    columns = {
+        "time": times,
+        "open": frame["open"].to_numpy(float).tolist(),
+        "high": frame["high"].to_numpy(float).tolist(),
+        "low": frame["low"].to_numpy(float).tolist(),
+        "close": frame["close"].to_numpy(float).tolist(),
+        "volume": frame["volume"].to_numpy(float).tolist()
+        if what_to_show == "TRADES"
+        else [-1.0] * n,
+        "session": [t.date() for t in times] if daily else [None] * n,
+    }
+    rows = zip(*columns.values(), strict=True)
+    return bar_series([dict(zip(columns, row, strict=True)) for row in rows])
