@@ -52,7 +52,7 @@ class SimBroker:
     def from_settings(cls, settings: BrokerSettings) -> SimBroker:
         """Open the simulated world the settings describe (seed, size, data root, clock)."""
         market = shared_market(settings.sim_seed, settings.sim_symbols)
-        pinned = settings.sim_now
+        pinned = settings.sim_clock
         if pinned is not None and pinned.tzinfo is None:
             pinned = pinned.replace(tzinfo=UTC)
         clock = (lambda: pinned) if pinned is not None else None
