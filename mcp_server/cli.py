@@ -73,14 +73,17 @@ def _client(url: str | None) -> Any:
             env=dict(os.environ),
         )
         return Client(params)
-    token = os.environ.get("IBKR_MCP_TOKEN")
-    if not token:
+    from ibkr_assets.settings import load_settings
+
+    token = load_settings().mcp.token  # IBKR_MCP_TOKEN; None when unset (or too short to use)
+    if token is None:
         return Client(url)
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
     http = httpx2.AsyncClient(
-        headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30.0, read=300.0)
+        headers={"Authorization": f"Bearer {token.get_secret_value()}"},
+        timeout=httpx2.Timeout(30.0, read=300.0),
     )
     return Client(streamable_http_client(url, http_client=http))
 

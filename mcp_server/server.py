@@ -1,6 +1,6 @@
 """The IBKR MCP server: Interactive Brokers as tools for AI assistants.
 
-One broker connection per server process (``IBResource.from_env().get_broker()``, the same
+One broker connection per server process (``IBResource.from_settings(...).get_broker()``, the same
 resource class the pipeline uses), handed to every MCP session as a typed lifespan context. Tools
 come in seven categories (``reference``, ``portfolio``, ``market_data``, ``trading``, ``scanner``,
 ``analysis``, ``pipeline``) plus ``server`` (health, ping); each tool carries its category in its

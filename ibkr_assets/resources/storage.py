@@ -42,7 +42,6 @@ import pandas as pd
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.errors import ConfigurationError
 
 
@@ -143,11 +142,6 @@ class StorageResource(dg.ConfigurableResource):
     """Paths under the data root and atomic writers for JSON, parquet, text and bytes."""
 
     data_dir: str = "data"
-
-    @classmethod
-    def from_env(cls) -> StorageResource:
-        """The data root from ``IBKR_DATA_DIR`` (the same one the broker uses)."""
-        return cls(data_dir=str(BrokerSettings().data_dir))
 
     # -- paths ------------------------------------------------------------------------------
     @property
