@@ -23,14 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     from ibkr_sim.gateway.session import GatewayState
 
 log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.05  # how often scheduled faults are checked against the clocks
+NEW_YORK = ZoneInfo("America/New_York")
 
 FaultKind = Literal["drop", "restart", "farm-drop"]
 KINDS: tuple[FaultKind, ...] = ("drop", "restart", "farm-drop")
@@ -164,6 +170,77 @@ async def farm_outage(state: GatewayState, seconds: float) -> None:
         _tell_all(state, FARMS_OK)
 
 
+class FaultSchedule:
+    """The faults of one gateway: scripted ones, the profile's seeded farm drops and its
+    nightly restart; :meth:`trigger` starts one at once. ``restart`` closes and reopens the
+    gateway's port (the server's job); everything runs on the gateway's event loop."""
+
+    def __init__(
+        self,
+        state: GatewayState,
+        scripted: Iterable[Fault],
+        restart: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.state = state
+        self.restart = restart
+        offsets = state.profile.farm_drop_offsets()
+        self.pending = [*scripted, *(Fault("farm-drop", after=t) for t in offsets)]
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self) -> None:
+        """Begin watching the clocks (call on the gateway's running loop)."""
+        self._spawn(self._run())
+
+    def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def trigger(self, fault: Fault) -> None:
+        """Start ``fault`` now, whenever it was scheduled for; unset lengths and the restore
+        code come from the profile."""
+        profile = self.state.profile
+        if fault.kind == "drop":
+            seconds = profile.connectivity_outage_seconds
+            restore = profile.restore_code if fault.restore is None else fault.restore
+            outage = connectivity_outage(self.state, _or(fault.seconds, seconds), restore)
+            self._spawn(outage)
+        elif fault.kind == "farm-drop":
+            seconds = _or(fault.seconds, profile.farm_outage_seconds)
+            self._spawn(farm_outage(self.state, seconds))
+        else:
+            self._spawn(self.restart(_or(fault.seconds, profile.restart_seconds)))
+
+    async def _run(self) -> None:
+        """Fire pending faults when due, and the nightly restart when the gateway clock passes
+        the profile's time (New York)."""
+        started = time.monotonic()
+        nightly = self.state.profile.nightly_restart
+        last = self.state.now()
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            now, uptime = self.state.now(), time.monotonic() - started
+            for fault in [f for f in self.pending if f.due(now, uptime)]:
+                self.pending.remove(fault)
+                self.trigger(fault)
+            if nightly is not None:
+                local = last.astimezone(NEW_YORK)
+                at = datetime.combine(local.date(), nightly, NEW_YORK)
+                if at <= local:
+                    at += timedelta(days=1)
+                if now >= at:
+                    self.trigger(Fault("restart", after=0.0))
+            last = now
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
 __all__ = [
     "CONNECTIVITY_LOST",
     "DATA_KEPT",
@@ -173,6 +250,7 @@ __all__ = [
     "KINDS",
     "Fault",
     "FaultKind",
+    "FaultSchedule",
     "connectivity_outage",
     "farm_outage",
     "parse_fault",

@@ -8,12 +8,8 @@ orders and executions with what it has reported and pushes ``orderStatus``, ``op
 ``execDetails`` (reqId -1) and ``commissionReport`` for the changes - this is how a resting limit
 order's fill reaches the client that placed it.
 
-With the realism profile's precautionary settings (TWS Global Configuration -> API ->
-Precautions, and the order Presets' "Size Limit" / "Total Value Limit"), an order above a limit
-is rejected before it reaches the exchange, through the error callback as TWS does when "Bypass
-Order Precautions for API Orders" is off: error 201 with the precaution's text (tws.md, "Orders":
-the code is UNCERTAIN there, 201 or 10xxx; we use 201, whose "Order rejected - reason:" ends the
-order in every client). What-if orders are not checked (they place nothing).
+With the realism profile's precautionary settings an order above a limit is rejected before
+it reaches the exchange (:mod:`ibkr_sim.gateway.precautions`).
 
 ``whatIf`` orders never reach the book: the exchange's pre-trade check answers with an
 ``openOrder`` whose order state carries margin before / change / after, equity with loan and
@@ -29,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ibkr_sim.exchange import DUPLICATE_ORDER_ID, OrderRequest, order_problem
 from ibkr_sim.gateway.accounts import send_account_updates, send_position
 from ibkr_sim.gateway.contracts import contract_fields, read_contract, resolve
+from ibkr_sim.gateway.precautions import precaution_problem
 from ibkr_sim.gateway.wire import UNSET_DOUBLE, Reader
 from ibkr_spec.errors import (
     CANNOT_CANCEL,
@@ -140,31 +137,6 @@ def _account(s: Session, requested: str) -> str:
             raise IBError(ORDER_REJECTED, f"Order rejected - reason: unknown account {requested!r}")
         return requested
     return managed[0]
-
-
-def precaution_problem(s: Session, order: OrderRequest, inst: Any) -> str:
-    """The precautionary-settings text TWS rejects ``order`` with, or '' (tws.md, "Orders",
-    "Precautionary settings"; the wording follows its "size exceeds the Size Limit of 500")."""
-    profile = s.state.profile
-    described = f'"{order.action} {order.quantity:g} {inst.symbol}"'
-    if profile.max_order_size is not None and order.quantity > profile.max_order_size:
-        return (
-            f"The following order {described} size exceeds the Size Limit of "
-            f"{profile.max_order_size:g}."
-        )
-    if profile.max_order_value is None:
-        return ""
-    price = order.limit_price or order.stop_price
-    if price is None:
-        snap = s.state.market.snapshot(inst.conid, s.state.now())
-        price = snap.ask if order.action == "BUY" else snap.bid
-    value = order.quantity * float(price) * inst.multiplier
-    if value > profile.max_order_value:
-        return (
-            f"The following order {described} value estimate of {value:,.2f} {inst.currency} "
-            f"exceeds the Total Value Limit of {profile.max_order_value:,.0f} {inst.currency}."
-        )
-    return ""
 
 
 def place_order(s: Session, r: Reader) -> None:

@@ -39,12 +39,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
-from zoneinfo import ZoneInfo
 
 from ibkr_sim.exchange import PaperExchange
-from ibkr_sim.gateway import faults as fault_actions
 from ibkr_sim.gateway import wire
-from ibkr_sim.gateway.faults import Fault, FaultKind
+from ibkr_sim.gateway.faults import Fault, FaultKind, FaultSchedule, parse_fault
 from ibkr_sim.gateway.handlers import HANDLERS, REQ_ID_POSITION, UNSUPPORTED
 from ibkr_sim.gateway.market_data import push_stream_updates
 from ibkr_sim.gateway.orders import push_order_updates
@@ -68,8 +66,6 @@ MIN_CLIENT_VERSION = 157
 FILL_POLL_SECONDS = 0.25  # while this client has working orders
 IDLE_POLL_SECONDS = 1.0  # otherwise (fills of other clients still move positions)
 TICK_SECONDS = 1.0
-FAULT_POLL_SECONDS = 0.05  # how often scheduled faults are checked against the clocks
-NEW_YORK = ZoneInfo("America/New_York")
 
 
 class Connection(Session):
@@ -277,8 +273,9 @@ def _guess_req_id(msg_id: int, fields: list[str]) -> int:
 class Gateway:
     """The gateway server; use :func:`start_gateway` to run one on a background thread.
 
-    ``faults`` are scripted (:class:`~ibkr_sim.gateway.faults.Fault`); the profile adds its
-    seeded farm drops and nightly restart. All of them run on the gateway's event loop."""
+    ``faults`` are scripted (:class:`~ibkr_sim.gateway.faults.Fault`); with the profile's
+    seeded farm drops and nightly restart they run on the gateway's event loop
+    (:class:`~ibkr_sim.gateway.faults.FaultSchedule`)."""
 
     def __init__(self, state: GatewayState, faults: Iterable[Fault] = ()) -> None:
         self.state = state
@@ -286,17 +283,12 @@ class Gateway:
         self.host = ""
         self.port = 0
         self.restarting = False
-        profile = state.profile
-        self._pending = [
-            *faults,
-            *(Fault("farm-drop", after=t) for t in profile.farm_drop_offsets()),
-        ]
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.faults = FaultSchedule(state, faults, self.restart)
 
     async def start(self, host: str, port: int) -> int:
         self.server = await asyncio.start_server(self._serve, host, port)
         self.host, self.port = host, self.server.sockets[0].getsockname()[1]
-        self._spawn(self._run_schedule())
+        self.faults.start()
         return self.port
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -312,36 +304,13 @@ class Gateway:
         await session.run()
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        self.faults.stop()
         if self.server is not None:
             self.server.close()
         for session in list(self.state.sessions):
             await session.close()
         if self.server is not None:
             await self.server.wait_closed()
-
-    # ---------------------------------------------------------------- faults
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def trigger(self, fault: Fault) -> None:
-        """Start ``fault`` now (on the gateway's loop), whenever it was scheduled for."""
-        profile = self.state.profile
-        if fault.kind == "drop":
-            seconds = (
-                profile.connectivity_outage_seconds if fault.seconds is None else fault.seconds
-            )
-            restore = profile.restore_code if fault.restore is None else fault.restore
-            self._spawn(fault_actions.connectivity_outage(self.state, seconds, restore))
-        elif fault.kind == "farm-drop":
-            seconds = profile.farm_outage_seconds if fault.seconds is None else fault.seconds
-            self._spawn(fault_actions.farm_outage(self.state, seconds))
-        else:
-            seconds = profile.restart_seconds if fault.seconds is None else fault.seconds
-            self._spawn(self.restart(seconds))
 
     async def restart(self, seconds: float) -> None:
         """Close every client and the listening port for ``seconds``, then listen again on the
@@ -363,28 +332,6 @@ class Gateway:
         finally:
             self.restarting = False
         log.warning("restart: listening again on %s:%d", self.host, self.port)
-
-    async def _run_schedule(self) -> None:
-        """Fire scripted faults when due, and the profile's nightly restart when the gateway
-        clock passes it (New York time)."""
-        started = time.monotonic()
-        nightly = self.state.profile.nightly_restart
-        last = self.state.now()
-        while True:
-            await asyncio.sleep(FAULT_POLL_SECONDS)
-            now, uptime = self.state.now(), time.monotonic() - started
-            due = [f for f in self._pending if f.due(now, uptime)]
-            for fault in due:
-                self._pending.remove(fault)
-                self.trigger(fault)
-            if nightly is not None:
-                local = last.astimezone(NEW_YORK)
-                at = datetime.combine(local.date(), nightly, NEW_YORK)
-                if at <= local:
-                    at += timedelta(days=1)
-                if now >= at:
-                    self.trigger(Fault("restart", after=0.0))
-            last = now
 
 
 @dataclass
@@ -421,7 +368,7 @@ class GatewayHandle:
         ``seconds``), ``"farm-drop"`` (2103 / 2105 / 2157, then OK) or ``"restart"``; ``seconds``
         and ``restore`` default to the profile's (see :mod:`ibkr_sim.gateway.faults`)."""
         fault = Fault(kind, after=0.0, seconds=seconds, restore=restore)
-        self._loop.call_soon_threadsafe(self._gateway.trigger, fault)
+        self._loop.call_soon_threadsafe(self._gateway.faults.trigger, fault)
 
     @property
     def restarting(self) -> bool:
@@ -489,7 +436,7 @@ def start_gateway(
     ``faults`` are scripted faults (:class:`Fault` or their ``--fault`` text, e.g.
     ``"drop-at=+2,for=1,restore=1102"``); ``world`` are :func:`build_state`'s options (seed,
     symbols, pacing, data_dir, clock, profile)."""
-    scripted = [fault_actions.parse_fault(f) if isinstance(f, str) else f for f in faults]
+    scripted = [parse_fault(f) if isinstance(f, str) else f for f in faults]
     state = build_state(**world)
     loop = asyncio.new_event_loop()
     gateway = Gateway(state, scripted)

@@ -445,3 +445,28 @@ def test_two_days_on_a_monday_count_sessions(
             assert len(week) == 5 and week[-1].date == expected[-1]
         finally:
             ib.disconnect()
+
+
+def test_session_window_counts_sessions() -> None:
+    """The rule itself (ibkr_spec.historical.session_window), on the simulated NYSE calendar."""
+    from ibkr_sim.market.calendar import schedule
+    from ibkr_spec.historical import session_window
+
+    days, opens, closes = schedule()
+
+    def sessions(end: datetime, duration: str) -> list[date]:
+        w = session_window(end, duration, days, opens, closes)
+        return [d.item() for d in days[w.first : w.last + 1]]
+
+    assert sessions(MONDAY_OPEN, "1 D") == [date(2025, 6, 9)]  # today so far
+    assert session_window(MONDAY_OPEN, "1 D", days, opens, closes).in_progress
+    assert sessions(MONDAY_EARLY, "1 D") == [date(2025, 6, 6)]
+    saturday = datetime(2025, 6, 7, 16, 0, tzinfo=UTC)
+    assert sessions(saturday, "3 D") == [date(2025, 6, 4), date(2025, 6, 5), date(2025, 6, 6)]
+    assert len(sessions(saturday, "1 W")) == 5
+    assert 20 <= len(sessions(saturday, "1 M")) <= 22
+    assert 250 <= len(sessions(saturday, "1 Y")) <= 253
+    # Presidents' Day 2025-02-17 is no session: 5 D before Fri 2025-02-21 starts on the 14th
+    friday = datetime(2025, 2, 21, 22, 0, tzinfo=UTC)
+    assert sessions(friday, "5 D")[0] == date(2025, 2, 14)
+    assert session_window(datetime(2018, 1, 2, tzinfo=UTC), "1 D", days, opens, closes).empty
