@@ -204,12 +204,16 @@ def _output(
 
 
 def ingest_asset(
-    table: Table, out: Out = Out(), *, source: str = IB, outs: Mapping[str, str] | None = None
+    table: Table,
+    out: Out = Out(),
+    *,
+    source: str = IB,
+    outs: Mapping[str, tuple[str, Out]] | None = None,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """The factory of the ingest assets: an asset of the daily partitions storing ``table``
-    (read from ``source`` through IB's API), with :data:`INGEST_RETRY` for transient errors
-    only, whose body returns a :class:`Fetched` — or, given ``outs`` (output name ->
-    description, one multi-asset), a mapping of output name -> (:class:`Out`, Fetched)."""
+    (read from ``source`` through IB's API) as ``out`` says, with :data:`INGEST_RETRY` for
+    transient errors only, whose body returns a :class:`Fetched` — or, given ``outs`` (output
+    name -> description and :class:`Out`: one multi-asset), output name -> Fetched."""
     catalog = daily_asset_kwargs(GROUP, table, stage="1-ingest", source=source, kinds={"ib"})
 
     def build(body: Callable[..., Any]) -> dg.AssetsDefinition:
@@ -218,7 +222,8 @@ def ingest_asset(
             got = body(context, **kwargs)
             if outs is None:
                 return _output(context, kwargs["storage"], body.__name__, out, got)
-            return tuple(_output(context, kwargs["storage"], n, *got[n], n) for n in outs)
+            storage = kwargs["storage"]
+            return tuple(_output(context, storage, n, o, got[n], n) for n, (_, o) in outs.items())
 
         # the body's inputs and resources, and the output Dagster stores (not Fetched)
         returns = dg.Output[pd.DataFrame] if outs is None else inspect.Signature.empty
@@ -228,7 +233,7 @@ def ingest_asset(
         else:
             shared = {k: catalog[k] for k in ("metadata", "kinds", "owners", "tags")}
             decorate = dg.multi_asset(
-                outs={n: dg.AssetOut(description=d, **shared) for n, d in outs.items()},
+                outs={n: dg.AssetOut(description=d, **shared) for n, (d, _) in outs.items()},
                 partitions_def=DAILY_PARTITIONS,
                 group_name=GROUP,
                 retry_policy=INGEST_RETRY,
@@ -366,8 +371,11 @@ def fundamentals(
     HEADLINES,
     source=IB_NEWS,
     outs={
-        "headlines": "Every headline of the last 24 hours before the run, per symbol.",
-        "headline_history": "The headlines of the weeks before: each symbol's own baseline.",
+        "headlines": ("Every headline of the last 24 hours before the run, per symbol.", Out()),
+        "headline_history": (
+            "The headlines of the weeks before: each symbol's own baseline.",
+            Out(PARQUET),
+        ),
     },
 )
 def headlines(
@@ -376,7 +384,7 @@ def headlines(
     storage: StorageResource,
     pipeline: PipelineConfig,
     universe: pd.DataFrame,
-) -> dict[str, tuple[Out, Fetched]]:
+) -> dict[str, Fetched]:
     """News per universe symbol: the last 24 hours (``headlines``) and the
     ``headline_history_days`` before them (``headline_history``, the sentiment baseline)."""
     _, _, at = session_of(context)
@@ -399,14 +407,10 @@ def headlines(
         "window_start": start.isoformat(),
         "window_end": at.isoformat(),
     }
+    history_meta = {"window_start": history_start.isoformat()}
     return {
-        "headlines": (Out(), Fetched(recent, failed, meta)),
-        "headline_history": (
-            Out(PARQUET),
-            Fetched(
-                history.reset_index(drop=True), {}, {"window_start": history_start.isoformat()}
-            ),
-        ),
+        "headlines": Fetched(recent, failed, meta),
+        "headline_history": Fetched(history.reset_index(drop=True), {}, history_meta),
     }
 
 

@@ -304,6 +304,8 @@ def cached_bars(
         else bars_frame("", [], before=session)
     )
     storage.cache_bars(fetched)
+    if fetched.empty:  # the cache had them all, in order
+        return cached, fetched, failed, len(to_fetch)
     bars = pd.concat([cached, fetched], ignore_index=True).sort_values(["symbol", "session"])
     return bars.reset_index(drop=True).astype(BARS.dtypes), fetched, failed, len(to_fetch)
 
