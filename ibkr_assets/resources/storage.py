@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -125,6 +126,8 @@ _INSERT_BARS = """
 insert or replace into cache.daily_bars
 select symbol, session, open, high, low, close, volume from new_bars
 """
+#: A warehouse schema or table name: what DuckDB reads as one identifier without quotes.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TABLE_EXISTS = """
 select count(*) from information_schema.tables where table_schema = ? and table_name = ?
 """
@@ -266,6 +269,17 @@ class _EmptyFrameTypeHandler(DuckDBPandasTypeHandler):
 WAREHOUSE_SCHEMA = "warehouse_schema"
 
 
+def _identifier(name: str, what: str) -> str:
+    """``name`` when it is a plain identifier (dagster-duckdb writes schema and table names into
+    its statements as they are); otherwise a ValueError naming it."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(
+            f"{what} {name!r} cannot name a warehouse table: use letters, digits and "
+            "underscores only"
+        )
+    return name
+
+
 class _InWarehouseSchema:
     """An output (or input) context as the DuckDB IO manager reads it: Dagster's ``schema``
     metadata key — the documented way to name an asset's DuckDB schema — taken from the
@@ -282,7 +296,7 @@ class _InWarehouseSchema:
     def definition_metadata(self) -> dict[str, Any]:
         meta = dict(self._context.definition_metadata or {})
         if WAREHOUSE_SCHEMA in meta:
-            meta["schema"] = meta[WAREHOUSE_SCHEMA]
+            meta["schema"] = _identifier(str(meta[WAREHOUSE_SCHEMA]), WAREHOUSE_SCHEMA)
         return meta
 
     @property
@@ -291,15 +305,20 @@ class _InWarehouseSchema:
 
 
 class _WarehouseTables(dg.IOManager):
-    """dagster-duckdb's IO manager, reading each table's schema from ``warehouse_schema``."""
+    """dagster-duckdb's IO manager, reading each table's schema from ``warehouse_schema``;
+    schema and table (the asset's name) are checked to be plain identifiers first."""
 
     def __init__(self, tables: dg.IOManager) -> None:
         self._tables = tables
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        if context.has_asset_key:
+            _identifier(context.asset_key.path[-1], "asset name")
         self._tables.handle_output(_InWarehouseSchema(context), obj)  # type: ignore[arg-type]
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        if context.has_asset_key:
+            _identifier(context.asset_key.path[-1], "asset name")
         return self._tables.load_input(_InWarehouseSchema(context))  # type: ignore[arg-type]
 
 
