@@ -30,10 +30,17 @@ code   name                     meaning
 504    NOT_CONNECTED            not connected
 505    BAD_MESSAGE              fatal error: unknown message id
 1100   CONNECTIVITY_LOST        connectivity between IB and TWS has been lost
+1101   DATA_LOST                connectivity restored, market-data subscriptions lost
+                                (the client must request them again)
+1102   DATA_KEPT                connectivity restored, subscriptions maintained
+10089  NEEDS_SUBSCRIPTION       requested market data requires an additional subscription
+                                (delayed data is available)
 10147  ORDER_NOT_FOUND          order to cancel / modify not found
 10148  CANNOT_CANCEL            order cannot be cancelled: already filled or cancelled
 10167  DELAYED_DATA             requested market data is not subscribed; displaying
                                 delayed market data
+10168  DELAYED_NOT_ENABLED      requested market data is not subscribed; delayed market
+                                data is not enabled
 ====== ======================== =====================================================
 """
 
@@ -59,9 +66,13 @@ OUT_OF_DATE = 503
 NOT_CONNECTED = 504
 BAD_MESSAGE = 505
 CONNECTIVITY_LOST = 1100
+DATA_LOST = 1101
+DATA_KEPT = 1102
+NEEDS_SUBSCRIPTION = 10089
 ORDER_NOT_FOUND = 10147
 CANNOT_CANCEL = 10148
 DELAYED_DATA = 10167
+DELAYED_NOT_ENABLED = 10168
 
 #: Codes of IB's request-rate limits (162 only when its message says "pacing").
 PACING_CODES = frozenset({MAX_RATE, MAX_TICKERS, HISTORICAL_DATA_ERROR, MAX_DEPTH, MAX_SCANNERS})
@@ -101,7 +112,10 @@ __all__ = [
     "CANT_READ",
     "CONNECTIVITY_LOST",
     "COULD_NOT_CONNECT",
+    "DATA_KEPT",
+    "DATA_LOST",
     "DELAYED_DATA",
+    "DELAYED_NOT_ENABLED",
     "DUPLICATE_CLIENT_ID",
     "HISTORICAL_DATA_ERROR",
     "INTERNAL_ERROR",
@@ -110,6 +124,7 @@ __all__ = [
     "MAX_RATE",
     "MAX_SCANNERS",
     "MAX_TICKERS",
+    "NEEDS_SUBSCRIPTION",
     "NOT_CONNECTED",
     "NO_FUNDAMENTALS",
     "NO_MARKET_DATA",

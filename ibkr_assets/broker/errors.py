@@ -6,9 +6,10 @@ condition it is kept in ``code`` so a user can search IB's error-code table for 
 written for a trader: it names the symbol, account, order or field that was wrong.
 
 IB's codes, named in :mod:`ibkr_spec.errors` (TWS API "Message Codes"), map to these errors:
-100, 101 -> PacingViolation; 110, 201, 202 -> OrderRejected; 162 (unless its message says
-"pacing"), 321 -> InvalidRequest; 200 -> ContractNotFound; 326 -> DuplicateClientId; 354,
-10167 -> MarketDataUnavailable; 502, 504, 1100 -> NotConnected; 10147 -> OrderNotFound.
+100, 101, 162 when its message says "pacing" -> PacingViolation; 110, 201, 202 ->
+OrderRejected; 162 (any other), 321 -> InvalidRequest; 200 -> ContractNotFound; 326 ->
+DuplicateClientId; 354, 10089, 10167, 10168 -> MarketDataUnavailable; 502, 504, 1100 ->
+NotConnected; 10147 -> OrderNotFound.
 """
 
 from __future__ import annotations
@@ -65,12 +66,16 @@ class AccountNotFound(InvalidRequest):
     """The account id is not one of the accounts this login manages."""
 
 
-class MarketDataUnavailable(BrokerError, means=(ib.NO_MARKET_DATA, ib.DELAYED_DATA)):
+class MarketDataUnavailable(
+    BrokerError,
+    means=(ib.NO_MARKET_DATA, ib.NEEDS_SUBSCRIPTION, ib.DELAYED_DATA, ib.DELAYED_NOT_ENABLED),
+):
     """No market data for the instrument (no subscription, no quote, or halted)."""
 
 
-class PacingViolation(BrokerError, means=(ib.MAX_RATE, ib.MAX_TICKERS)):
-    """IB's request-rate limits were exceeded (messages/s, market-data lines, historical pacing)."""
+class PacingViolation(BrokerError, means=(ib.MAX_RATE, ib.MAX_TICKERS, ib.HISTORICAL_DATA_ERROR)):
+    """IB's request-rate limits were exceeded (messages/s, market-data lines, historical pacing:
+    162 "Historical data request pacing violation")."""
 
 
 class OrderRejected(BrokerError, means=(ib.ORDER_REJECTED, ib.PRICE_INCREMENT, ib.ORDER_CANCELLED)):
@@ -107,8 +112,9 @@ class LiveTradingNotAllowed(BrokerError):
 def error_from_ib(code: int, message: str) -> BrokerError:
     """Map an IB error code and message to the typed error a caller can catch.
 
-    Error 162 is IB's catch-all for historical data: it is a pacing violation only when the message
-    says so, otherwise the request was invalid (e.g. no data for that period).
+    Error 162 is IB's catch-all for historical data: it is a pacing violation (PacingViolation)
+    only when the message says so, otherwise the request was invalid (e.g. "HMDS query returned
+    no data" for that period).
     """
     if code == ib.HISTORICAL_DATA_ERROR and not ib.is_pacing(code, message):
         return InvalidRequest(message, code=code)

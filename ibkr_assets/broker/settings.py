@@ -105,11 +105,30 @@ class BrokerSettings(BrokerConnection, BaseSettings):
         description="pace requests client-side under IB's limits; false only against a gateway "
         "that does not enforce them (ibkr-sim gateway --pacing off)",
     )
-    max_msg_rate: int = Field(45, ge=0, description="API messages per second (IB: 50); 0 = off")
+    max_msg_rate: int = Field(
+        50, ge=0, description="API messages per second, IB's rate (error 100 beyond); 0 = off"
+    )
+    msg_burst: int = Field(
+        40,
+        ge=1,
+        description="messages sent at once after a pause (IB allows 50; the rest absorbs network "
+        "jitter)",
+    )
     max_market_data_lines: int = Field(90, ge=1, description="simultaneous snapshots (IB: 100)")
     max_historical_requests: int = Field(40, ge=1, description="simultaneous (IB: 50)")
     connect_attempts: int = Field(
         5, ge=1, description="connection attempts (with backoff) before a run fails at start"
+    )
+    reconnect_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="after a dropped connection, seconds of reconnecting (with backoff) before "
+        "every request fails",
+    )
+    market_data_type: Literal["live", "frozen", "delayed", "delayed-frozen"] = Field(
+        "live",
+        description="market data asked for first (IB reqMarketDataType); live and frozen fall "
+        "back to delayed and delayed-frozen where IB has no subscription (10089, 354)",
     )
     # -- the order guard: account-wide switches, for every sender --------------------------
     kill_switch: bool = Field(

@@ -5,8 +5,8 @@ IB's delayed tick types 66-76 after ``reqMarketDataType(3)`` or ``(4)``); which 
 is served with, or IB's entitlement error, is :mod:`ibkr_sim.gateway.entitlements`'s. A
 snapshot is sent as ``tickReqParams``, one ``tickPrice`` per price (bid/ask/last carry their
 sizes, as TWS sends them), ``tickSize`` volume, ``tickString`` last timestamp and
-``tickSnapshotEnd``; a streaming request sends the same ticks and then the changes once per
-second until ``cancelMktData``.
+``tickSnapshotEnd``; a streaming request sends the same ticks (and tick 21 avVolume when it
+asks for generic tick 165) and then the changes once per second until ``cancelMktData``.
 
 Historical bars follow IB's request grammar (:mod:`ibkr_spec.historical`): the duration reaches back
 from ``endDateTime`` (empty = now); bars of a day or longer count trading sessions, with the day
@@ -51,6 +51,7 @@ WHAT_TO_SHOW = ("TRADES", "MIDPOINT", "BID", "ASK")
 BID, ASK, LAST, HIGH, LOW, CLOSE, OPEN = 1, 2, 4, 6, 7, 9, 14
 BID_SIZE, ASK_SIZE, LAST_SIZE, VOLUME = 0, 3, 5, 8
 LAST_TIMESTAMP = 45
+MISC_STATS, AV_VOLUME = "165", 21  # generic tick 165 -> tick 21 avVolume (tws.md, tick types)
 DELAYED = {
     BID: 66,
     ASK: 67,
@@ -111,7 +112,7 @@ def req_mkt_data(s: Session, r: Reader) -> None:
         return
     if r.bool():  # deltaNeutralContract
         r.int(), r.float(), r.float()
-    r.str()  # genericTickList
+    generic_ticks = {t.strip() for t in r.str().split(",")}
     snapshot = r.bool()
     regulatory = r.bool()
     r.str()  # mktDataOptions
@@ -127,6 +128,11 @@ def req_mkt_data(s: Session, r: Reader) -> None:
     delayed = served in (3, 4)
     msgs = quote_ticks(s, inst, _quote_time(s, delayed), delayed)
     _send_ticks(s, req_id, msgs)
+    if MISC_STATS in generic_ticks and not snapshot and inst.adv:
+        # generic tick 165 ("Misc. Stats", allowed in delayed mode [DELAYED]): of its ticks only
+        # 21 avVolume, the average daily volume in shares, is served; generic ticks come on
+        # streaming requests only (IB refuses them on snapshots; memory, UNCERTAIN)
+        s.send(2, 6, req_id, AV_VOLUME, float(inst.adv))
     if snapshot or regulatory:
         s.send(57, 1, req_id)
     else:

@@ -34,7 +34,12 @@ def _gateway(data_dir: Path, port: int = 0, pacing: str = "off") -> GatewayHandl
 
 def _broker(port: int, client_id: int = 1, **overrides: object) -> TwsBroker:
     settings = BrokerSettings(
-        backend="tws", port=port, client_id=client_id, timeout=5.0, connect_attempts=2
+        backend="tws",
+        port=port,
+        client_id=client_id,
+        timeout=5.0,
+        connect_attempts=2,
+        reconnect_seconds=3.0,
     )
     return TwsBroker(settings.model_copy(update=overrides))
 

@@ -20,7 +20,9 @@ from ibkr_spec import errors as ib
         (ib.INVALID_REQUEST, e.InvalidRequest),
         (ib.DUPLICATE_CLIENT_ID, e.DuplicateClientId),
         (ib.NO_MARKET_DATA, e.MarketDataUnavailable),
+        (ib.NEEDS_SUBSCRIPTION, e.MarketDataUnavailable),
         (ib.DELAYED_DATA, e.MarketDataUnavailable),
+        (ib.DELAYED_NOT_ENABLED, e.MarketDataUnavailable),
         (ib.COULD_NOT_CONNECT, e.NotConnected),
         (ib.NOT_CONNECTED, e.NotConnected),
         (ib.CONNECTIVITY_LOST, e.NotConnected),
@@ -39,7 +41,7 @@ def test_historical_data_error_is_invalid_unless_ib_says_pacing() -> None:
     no_data = e.error_from_ib(ib.HISTORICAL_DATA_ERROR, "HMDS query returned no data")
     assert type(no_data) is e.InvalidRequest and no_data.code == ib.HISTORICAL_DATA_ERROR
     paced = e.error_from_ib(ib.HISTORICAL_DATA_ERROR, "Historical data request pacing violation")
-    assert not isinstance(paced, e.InvalidRequest) and paced.code == ib.HISTORICAL_DATA_ERROR
+    assert type(paced) is e.PacingViolation and paced.code == ib.HISTORICAL_DATA_ERROR
 
 
 @pytest.mark.parametrize(

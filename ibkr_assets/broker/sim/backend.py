@@ -121,6 +121,7 @@ class SimBroker:
             trading_hours=hours,
             liquid_hours=hours,
             avg_daily_volume=inst.adv or None,
+            avg_volume_source="ib" if inst.adv else None,
             market_cap=(inst.shares_outstanding * price) if inst.shares_outstanding else None,
         )
 
@@ -251,12 +252,15 @@ class SimBroker:
         inst = self._instrument(contract)
         end = min(end or self.now(), self.now())
         span, size = models.history_spec(contract.symbol, duration, bar_size, what_to_show)
-        start = historical.start_of(end, span)
         with ib_errors():
-            frame = self.market.history(
-                inst.conid, start=start, end=end, bar_size=size, what_to_show=what_to_show
-            )
-        return bars(frame, what_to_show, size.is_daily)
+            if size.is_daily:  # trading sessions, today's bar so far included, as the gateway
+                _, frame = self.market.session_history(inst.conid, end, span, size, what_to_show)
+            else:
+                start = historical.start_of(end, span)
+                frame = self.market.history(
+                    inst.conid, start=start, end=end, bar_size=size, what_to_show=what_to_show
+                )
+        return models.bars_as_of(bars(frame, what_to_show, size.is_daily), end)
 
     def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
         self._check_open()

@@ -27,14 +27,16 @@ from ibkr_assets.broker.tws.pacing import (
 class TwsBroker:
     """The Broker protocol over ib_async (TWS / IB Gateway / the simulated gateway).
 
-    ``pacing_violations`` lists every pacing error IB sent this connection (code, message).
+    ``pacing_violations`` lists every pacing error IB sent this connection (code, message);
+    ``connection`` is the connection itself (its market-data type, message bucket and streaming
+    subscriptions), for diagnostics.
     """
 
     name = "tws"
 
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
-        self._conn = Connection(settings)
+        self._conn = self.connection = Connection(settings)
         self._call = self._conn.call
         self.pacing_violations = self._conn.pacing_violations
         self._contracts = Contracts(self._conn)
@@ -78,7 +80,14 @@ class TwsBroker:
         return self._call(self._contracts.search(text, limit))
 
     def contract_details(self, contract: models.Contract) -> models.ContractDetails:
-        return self._call(self._contracts.details(to_ib_contract(contract), contract.symbol))
+        return self._call(self._details_and_volume(contract))
+
+    async def _details_and_volume(self, contract: models.Contract) -> models.ContractDetails:
+        """IB's contract details with its average daily volume, which IB sends as a market-data
+        tick, not with the details (see :meth:`MarketData.avg_volume`)."""
+        details = await self._contracts.details(to_ib_contract(contract), contract.symbol)
+        volume, source = await self._market.avg_volume(details.contract)
+        return details.model_copy(update={"avg_daily_volume": volume, "avg_volume_source": source})
 
     def option_chain(self, underlying: models.Contract) -> models.OptionChain:
         return self._call(self._contracts.option_chain(underlying))

@@ -1,35 +1,80 @@
 """The tws backend's connection: one ib_async client on its own event loop, connected with retry
-and exponential backoff, reconnected (same clientId) by the first call after a drop, with
-ib_async's message throttle set to ``max_msg_rate`` messages per second (IB allows 50, error 100)
-unless ``IBKR_PACING=false``. That throttle is a sliding window (at most N messages in any
-second) over every message ib_async sends, cancels and the handshake included, counted in its
-synchronous ``sendMsg``. An ``aiolimiter`` leaky bucket could only be acquired around the requests
-we await, so it would miss the messages ib_async sends on its own; and from idle it lets a burst
-of N and then N per second through, up to 2N in one second (89 of AsyncLimiter(45, 1), measured).
+and exponential backoff, reconnected (same clientId) by the first call after a drop, paced by a
+token bucket at IB's own message rate, and told what IB says on the side (farm notices,
+connectivity loss and restore, entitlement refusals).
 
 Every other part of the backend runs as ``async def`` on this loop through :meth:`Connection.call`.
+IB's behaviour followed here is cited from ``shared/ibkr-behaviour/tws.md`` by its tags:
+
+* **Message pacing** ("TWS API's inherent limitation of 50 messages per second" [ORDLIM]; error
+  100 beyond it): :class:`MessageBucket` is a token bucket of ``msg_burst`` tokens refilled at
+  ``max_msg_rate`` per second, installed at ``Client.sendMsg``, the one point every message
+  ib_async sends passes (requests, cancels, the ones ib_async sends on its own), in place of
+  ib_async's sliding window (``MaxRequests`` per ``RequestsInterval``). IB counts the same way (a
+  burst, then a steady rate), so the client can run at IB's rate; the burst is kept a little
+  under IB's 50 so that messages delayed and then bunched on the way (network jitter, a busy
+  gateway) still arrive within IB's bucket.
+* **Market-data type** ([MDTYPE], [DELAYED]): the connection asks for ``IBKR_MARKET_DATA_TYPE``
+  (``reqMarketDataType``) on every (re)connect; when IB refuses live or frozen data for want of
+  a subscription (10089, 354) :meth:`Connection.fall_back` asks for the delayed counterpart
+  (live -> delayed 3, frozen -> delayed-frozen 4), which IB serves as delayed ticks 66-76 for the
+  contracts without a subscription and still live for those with one.
+* **Notices** [MSGCODES]: the farm messages 2103-2158 are information (logged, never an error);
+  1100 (connectivity lost) is logged; on 1101 ("restored - data lost") every streaming
+  subscription of :meth:`Connection.subscribe` is requested again; 1102 keeps them.
+* **Reconnecting**: a dropped socket (a gateway restart, IB's nightly reset) is reconnected by
+  the next call, with exponential backoff, for at most ``IBKR_RECONNECT_SECONDS``; a gateway
+  that stays down that long fails that call, and every later call makes one attempt only
+  (NotConnected at once while the port is closed), so a run fails in bounded time instead of
+  retrying each request. A client id in use (326) is never retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import threading
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import ib_async
 from ib_async import IB
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
-from ibkr_assets.broker.errors import NotConnected, error_from_ib
+from ibkr_assets.broker.errors import DuplicateClientId, NotConnected, error_from_ib
 from ibkr_assets.broker.settings import BrokerSettings
-from ibkr_spec.errors import COULD_NOT_CONNECT, is_pacing
+from ibkr_spec.errors import (
+    CONNECTIVITY_LOST,
+    COULD_NOT_CONNECT,
+    DATA_LOST,
+    DUPLICATE_CLIENT_ID,
+    is_pacing,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+#: IB's market-data types by the names of ``IBKR_MARKET_DATA_TYPE`` [MDTYPE]
+MARKET_DATA_TYPES = {"live": 1, "frozen": 2, "delayed": 3, "delayed-frozen": 4}
+#: a refused live / frozen type -> its delayed counterpart [MDTYPE]
+_DELAYED = {1: 3, 2: 4}
+#: farm notices, information only [MSGCODES]: 2103 / 2105 / 2157 broken, 2104 / 2106 / 2158 OK
+FARM_NOTICES = frozenset({2103, 2104, 2105, 2106, 2157, 2158})
+#: errors on a streaming request that do not end it: the farm and other 21xx notices (ib_async's
+#: warnings) and 10167 "displaying delayed market data" [IBA wrapper.py error()]
+_STREAM_WARNINGS = frozenset({10167, *range(2100, 2200)})
+_ConnectErrors = (ConnectionError, OSError, TimeoutError)
 
 
 class _FailedAttemptFilter(logging.Filter):
@@ -70,17 +115,84 @@ class _Loop:
             self._thread.join(timeout=5)
 
 
+class MessageBucket:
+    """IB's message pacing for one ib_async client: a token bucket of ``burst`` messages refilled
+    at ``rate`` per second, at ``Client.sendMsg`` (see the module docstring). Messages wait in
+    order; ``sent`` counts the messages written to the socket. ``rate`` 0 sends at once."""
+
+    def __init__(self, client: ib_async.Client, rate: float, burst: int) -> None:
+        self._client = client
+        self.rate = float(rate)
+        self.burst = float(max(1, burst))
+        self._tokens = self.burst
+        self._stamp: float | None = None
+        self._queue: deque[str] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self.sent = 0
+        client.MaxRequests = 0  # ib_async's own sliding window off: this bucket replaces it
+        client.sendMsg = self.send  # type: ignore[method-assign]  # every message passes here
+
+    def send(self, msg: str | None) -> None:
+        """Queue ``msg`` (ib_async's serialized message) and send what the bucket allows."""
+        if msg:
+            self._queue.append(msg)
+        self._drain()
+
+    def clear(self) -> None:
+        """Forget what waits: messages of a connection that dropped must not reach the next."""
+        self._queue.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self.rate > 0:
+            elapsed = 0.0 if self._stamp is None else now - self._stamp
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+        self._stamp = now
+        conn = self._client.conn
+        while self._queue and (self.rate <= 0 or self._tokens >= 1.0):
+            payload = self._queue.popleft().encode()
+            conn.sendMsg(struct.pack(">I", len(payload)) + payload)  # IB's length-prefixed frame
+            self._tokens -= 1.0
+            self.sent += 1
+        if self._queue and self._timer is None:
+            wait = (1.0 - self._tokens) / self.rate
+            self._timer = loop.call_at(now + wait, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._drain()
+
+
+@dataclass
+class Stream:
+    """A streaming market-data subscription (``reqMktData``, not a snapshot): ``ticker`` fills
+    as IB's ticks come; ``failed`` is set with IB's error if IB ends the request."""
+
+    req_id: int
+    contract: ib_async.Contract
+    generic_ticks: str
+    ticker: ib_async.Ticker
+    failed: asyncio.Future[None] = field(repr=False)
+
+
 class Connection:
     """ib_async's client (``ib``) on the backend's own loop, connected to the TWS / IB Gateway
-    the settings name. ``pacing_violations`` keeps every pacing error IB sent (code, message)."""
+    the settings name. ``pacing_violations`` keeps every pacing error IB sent (code, message);
+    ``data_type`` is the market-data type in effect (1 live ... 4 delayed-frozen)."""
 
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
         self._closed = False
+        self.data_type = MARKET_DATA_TYPES[settings.market_data_type]
         self._loop = _Loop()
         self.ib: IB = self._loop.run(self._make_ib(), timeout=10)
         try:
-            self._loop.run(self._connect(), timeout=self._connect_budget())
+            first = stop_after_attempt(settings.connect_attempts)
+            self._loop.run(self._connect(first), timeout=self._connect_budget())
         except BaseException:
             self._loop.stop()
             raise
@@ -91,64 +203,143 @@ class Connection:
         ib = IB()
         ib.RaiseRequestErrors = True
         ib.errorEvent += self._on_error
-        ib.client.MaxRequests = s.max_msg_rate if s.pacing else 0
+        ib.disconnectedEvent += self._on_disconnected
         ib.client.RequestsInterval = 1
+        self.bucket = MessageBucket(ib.client, s.max_msg_rate if s.pacing else 0, s.msg_burst)
         self._reconnect = asyncio.Lock()
         # requests ib_async files under a fixed name: one in flight per name
         self._named: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.pacing_violations: list[tuple[int, str]] = []
+        self.streams: dict[int, Stream] = {}
+        self._refused: tuple[int, str] | None = None  # 326 while connecting
+        self._down_since: float | None = None  # monotonic, while reconnecting
+        self.ib_time: datetime | None = None  # the latest time IB told us
         return ib
 
+    # -- what IB says on the side ----------------------------------------------------------
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
-        """Keep every pacing error IB sent this connection (the backend should cause none)."""
+        """IB's errors and notices beyond a request's own answer (see the module docstring)."""
         if is_pacing(code, message):
             log.warning("IB pacing error %d (reqId %d): %s", code, req_id, message)
             self.pacing_violations.append((code, message))
+        if code in FARM_NOTICES:
+            log.info("IB notice %d: %s", code, message)
+        elif code == CONNECTIVITY_LOST:
+            log.warning("IB %d: %s; waiting for IB to restore it", code, message)
+        elif code == DATA_LOST:
+            self._resubscribe(message)
+        elif code == DUPLICATE_CLIENT_ID:
+            self._refused = (code, message)
+        stream = self.streams.get(req_id)
+        if stream is not None and code not in _STREAM_WARNINGS and not stream.failed.done():
+            stream.failed.set_exception(ib_async.RequestError(req_id, code, message))
 
+    def _resubscribe(self, message: str) -> None:
+        """1101: IB dropped every market-data subscription; request each stream again (same
+        reqId, so its ticks keep filling the same ticker) [MSGCODES]."""
+        log.warning(
+            "IB %d: %s; requesting %d subscriptions again", DATA_LOST, message, len(self.streams)
+        )
+        for s in self.streams.values():
+            self.ib.client.reqMktData(s.req_id, s.contract, s.generic_ticks, False, False, [])
+
+    def _on_disconnected(self) -> None:
+        """The socket closed: nothing queued may reach the next connection, and every stream
+        waiting for ticks learns it."""
+        self.bucket.clear()
+        for s in self.streams.values():
+            if not s.failed.done():
+                s.failed.set_exception(ConnectionError("the connection to IB closed"))
+
+    # -- connecting ----------------------------------------------------------------------------
     def _connect_budget(self) -> float:
-        """Seconds all connection attempts and their backoff may take."""
+        """Seconds all first connection attempts and their backoff may take."""
         s = self.settings
         return s.connect_attempts * (s.timeout + 8.0) + 5.0
 
-    async def _connect(self) -> None:
+    async def _connect(self, stop: Any = None) -> None:
+        """Connect, retrying with exponential backoff (``stop``: tenacity's stop condition;
+        None: one attempt); 326 is never retried."""
         s = self.settings
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(s.connect_attempts),
-            wait=wait_exponential(multiplier=0.5, max=8),
-            retry=retry_if_exception_type((ConnectionError, OSError, TimeoutError)),
+            stop=stop or stop_after_attempt(1),
+            wait=wait_exponential_jitter(initial=0.5, max=8, jitter=0.5),
+            retry=retry_if_exception_type(_ConnectErrors),
             reraise=True,
         )
+        self._refused = None
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self.ib.connectAsync(
-                        s.host,
-                        s.port,
-                        clientId=s.client_id,
-                        timeout=s.timeout,
-                        readonly=s.readonly,
-                        account=s.account or "",
-                    )
-        except (ConnectionError, OSError, TimeoutError) as exc:
+                    try:
+                        await self._connect_once()
+                    except _ConnectErrors:
+                        if self._refused is not None:
+                            break  # IB said why: retrying cannot help
+                        raise
+        except _ConnectErrors as exc:
             raise NotConnected(
-                f"cannot reach TWS / IB Gateway at {s.host}:{s.port} (clientId {s.client_id}) "
-                f"after {s.connect_attempts} attempts: {exc or type(exc).__name__}",
+                f"cannot reach TWS / IB Gateway at {s.host}:{s.port} (clientId {s.client_id}): "
+                f"{exc or type(exc).__name__}",
                 code=COULD_NOT_CONNECT,
             ) from None
-        self.ib.reqMarketDataType(1)
+        if self._refused is not None:
+            code, message = self._refused
+            raise DuplicateClientId(
+                f"{message} (clientId {s.client_id} at {s.host}:{s.port}): another API client "
+                "holds it; set IBKR_CLIENT_ID to a free one",
+                code=code,
+            )
+
+    async def _connect_once(self) -> None:
+        s = self.settings
+        self.ib.disconnect()
+        await self.ib.connectAsync(
+            s.host,
+            s.port,
+            clientId=s.client_id,
+            timeout=s.timeout,
+            readonly=s.readonly,
+            account=s.account or "",
+        )
+        if not self.ib.isConnected():
+            raise ConnectionError("the connection closed during the handshake")
+        self.ib.reqMarketDataType(self.data_type)
 
     async def _ensure(self) -> None:
-        """Reconnect (once, whoever asks first) if the connection dropped."""
+        """Reconnect (once, whoever asks first) if the connection dropped: with backoff for at
+        most ``reconnect_seconds`` since the drop was noticed; once that budget is spent, one
+        attempt per call (a gateway that is back is used again; one that is still down fails
+        the call at once)."""
         if self.ib.isConnected():
             return
         async with self._reconnect:
-            if not self.ib.isConnected():
-                self.ib.disconnect()
-                await self._connect()
+            if self.ib.isConnected():
+                return
+            s = self.settings
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.warning(
+                    "connection to IB lost; reconnecting for up to %.0f s", s.reconnect_seconds
+                )
+            left = s.reconnect_seconds - (time.monotonic() - self._down_since)
+            try:
+                await self._connect(stop=stop_after_delay(left) if left > 0 else None)
+            except DuplicateClientId:
+                raise
+            except NotConnected as exc:
+                raise NotConnected(
+                    f"IB unreachable for {time.monotonic() - self._down_since:.0f} s, longer "
+                    f"than IBKR_RECONNECT_SECONDS ({s.reconnect_seconds:g} s): {exc.message}",
+                    code=COULD_NOT_CONNECT,
+                ) from None
+            log.info("reconnected to IB after %.1f s", time.monotonic() - self._down_since)
+            self._down_since = None
 
+    # -- running requests ----------------------------------------------------------------------
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run one of the backend's ``async def`` methods on the loop and wait for it (seconds:
-        ``timeout``, default 3x the settings' timeout, plus the connection budget when the
+        ``timeout``, default 3x the settings' timeout, plus the reconnect budget when the
         connection must first be restored).
 
         ``coro`` must come from an ``async def``: its body, and so every ib_async call it makes,
@@ -157,8 +348,9 @@ class Connection:
         if self._closed:
             coro.close()
             raise NotConnected("the tws broker was closed")
-        budget = (timeout or self.settings.timeout * 3) + (
-            0.0 if self.ib.isConnected() else self._connect_budget()
+        s = self.settings
+        budget = (timeout or s.timeout * 3) + (
+            0.0 if self.ib.isConnected() else s.reconnect_seconds + s.timeout
         )
         return self._loop.run(self._guarded(coro), budget)
 
@@ -193,9 +385,49 @@ class Connection:
             return await self.wait(send(), what)
 
     async def now(self) -> datetime:
-        """IB's current time (UTC)."""
+        """IB's current time (UTC); also kept as ``ib_time``, the latest time IB told us."""
         t = await self.named_request("currentTime", self.ib.reqCurrentTimeAsync, "the current time")
-        return t.astimezone(UTC)
+        t = t.astimezone(UTC)
+        self.ib_time = max(t, self.ib_time) if self.ib_time else t
+        return t
+
+    # -- market-data type and streaming ----------------------------------------------------------
+    def fall_back(self, asked: int) -> bool:
+        """IB refused data of type ``asked`` for want of a subscription: switch the connection to
+        its delayed counterpart [MDTYPE]. True when a request should be sent again (switched now,
+        or already switched by another request); False when there is nothing to fall back to."""
+        if self.data_type != asked:
+            return True
+        delayed = _DELAYED.get(asked)
+        if delayed is None:
+            return False
+        log.info(
+            "IB has no subscription for market-data type %d here; asking for type %d (delayed)",
+            asked,
+            delayed,
+        )
+        self.data_type = delayed
+        self.ib.reqMarketDataType(delayed)
+        return True
+
+    def subscribe(self, contract: ib_async.Contract, generic_ticks: str = "") -> Stream:
+        """Start a streaming subscription (requested again after a 1101); end it with
+        :meth:`unsubscribe`."""
+        req_id = self.ib.client.getReqId()
+        ticker = self.ib.wrapper.startTicker(req_id, contract, "mktData")
+        stream = Stream(req_id, contract, generic_ticks, ticker, asyncio.Future())
+        self.streams[req_id] = stream
+        self.ib.client.reqMktData(req_id, contract, generic_ticks, False, False, [])
+        return stream
+
+    def unsubscribe(self, stream: Stream) -> None:
+        """End ``stream`` (cancelMktData, unless IB already ended it or the socket closed)."""
+        self.streams.pop(stream.req_id, None)
+        self.ib.wrapper.endTicker(stream.ticker, "mktData")
+        if not stream.failed.done():
+            stream.failed.cancel()
+            if self.ib.isConnected():
+                self.ib.client.cancelMktData(stream.req_id)
 
     def close(self) -> None:
         """Disconnect and stop the loop. Idempotent."""

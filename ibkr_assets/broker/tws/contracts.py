@@ -3,6 +3,8 @@ trading hours, symbol search and option chains."""
 
 from __future__ import annotations
 
+import time
+
 import ib_async
 
 from ibkr_assets.broker.errors import ContractNotFound, InvalidRequest
@@ -66,15 +68,30 @@ def _details_model(d: ib_async.ContractDetails) -> ContractDetails:
     )
 
 
+#: seconds a contract's details are reused: reference data, but its trading hours move on daily
+DETAILS_SECONDS = 3600.0
+
+
 class Contracts:
-    """Contract look-ups, run on the connection's loop."""
+    """Contract look-ups, run on the connection's loop. The details of a contract found are kept
+    for :data:`DETAILS_SECONDS`, so the details of a contract just resolved (the universe step
+    does both for every symbol) cost no second request."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._ib = conn.ib
+        self._known: dict[int, tuple[float, ContractDetails]] = {}  # conId -> (monotonic, details)
 
     async def details(self, query: ib_async.Contract, label: str) -> ContractDetails:
         """The one contract ``query`` describes (``label`` names it in errors)."""
+        known = self._known.get(query.conId)
+        if known is not None and time.monotonic() - known[0] < DETAILS_SECONDS:
+            return known[1]
+        details = await self._request_details(query, label)
+        self._known[details.contract.conid] = (time.monotonic(), details)
+        return details
+
+    async def _request_details(self, query: ib_async.Contract, label: str) -> ContractDetails:
         try:
             found = await self._conn.wait(
                 self._ib.reqContractDetailsAsync(query), f"details of {label}"

@@ -1,9 +1,24 @@
-"""The tws backend's market data: snapshot quotes, historical bars, market depth, news headlines
-and scanners.
+"""The tws backend's market data: snapshot quotes, average volume, historical bars, market
+depth, news headlines and scanners.
 
 Snapshots, depth and historical requests go through semaphores below IB's limits (100
 simultaneous market-data lines, error 101; 3 depth subscriptions, error 309; 50 simultaneous
 historical requests), historical requests also through :class:`~.pacing.HistoryPacer`.
+
+IB's behaviour followed here (``shared/ibkr-behaviour/tws.md``, by tag):
+
+* the first quote of a connection goes alone: if IB refuses its market-data type for want of a
+  subscription (10089, or 354 with delayed data off) the connection falls back to delayed data
+  (:meth:`~.connection.Connection.fall_back`) and the request is sent again, before the other
+  requests follow [MDTYPE] [DELAYED]; a quote records the type it was served with
+  (``marketDataType`` callback: 1 live, 2 frozen, 3 delayed, 4 delayed-frozen);
+* a quote's time is IB's: the last-trade timestamp tick (45, delayed 88), else IB's current
+  time, never the client's clock, so a quote is as old as IB says (15-20 minutes when delayed);
+* average volume is IB's ``avVolume`` (generic tick 165 -> tick 21, allowed in delayed mode
+  [DELAYED]), asked on a streaming request (IB does not serve generic ticks on snapshots), else
+  the mean volume of the last complete daily sessions; ``avg_volume_source`` says which;
+* while a session is open, daily bars end with the day so far (IB's count), stamped with the
+  request's end rather than the session's close (:func:`~ibkr_assets.broker.models.bars_as_of`).
 """
 
 from __future__ import annotations
@@ -11,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import time as _time
 import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import ib_async
 from ib_async import ScannerSubscription
@@ -33,15 +49,26 @@ from ibkr_assets.broker.models import (
     ScanFilter,
     ScannerRow,
     bar_series,
+    bars_as_of,
 )
 from ibkr_assets.broker.timeutil import session_close_utc
 from ibkr_assets.broker.tws.connection import Connection
 from ibkr_assets.broker.tws.contracts import from_ib_contract, to_ib_contract
 from ibkr_assets.broker.tws.pacing import HistoryPacer, HistoryRequest
 from ibkr_assets.broker.tws.wire import UNSET, num, positive
+from ibkr_spec.errors import DELAYED_NOT_ENABLED, NEEDS_SUBSCRIPTION, NO_MARKET_DATA
+
+T = TypeVar("T")
 
 #: IB allows 3 simultaneous market-depth subscriptions (error 309).
 _DEPTH_SUBSCRIPTIONS = 3
+#: IB's refusals of a market-data type for want of a subscription [MDTYPE]
+_REFUSED = frozenset({NEEDS_SUBSCRIPTION, NO_MARKET_DATA, DELAYED_NOT_ENABLED})
+#: seconds to wait for IB's average volume (tick 21) on a streaming request
+AVG_VOLUME_SECONDS = 4.0
+#: complete daily sessions averaged when IB sends no average volume (about a trading month)
+AVG_VOLUME_SESSIONS = 20
+_TYPE_NAMES = {1: "live", 2: "frozen", 3: "delayed", 4: "delayed-frozen"}
 
 
 class MarketData:
@@ -57,34 +84,121 @@ class MarketData:
         self._pacer = HistoryPacer()
         self._news_codes: str | None = None
         self._scan_codes: list[str] | None = None
+        self._probe = asyncio.Lock()
+        self._type_known = False  # IB served (or refused) a request at the current type
 
+    # -- the market-data type ------------------------------------------------------------------
+    async def _served(self, request: Callable[[], Awaitable[T]], symbol: str) -> T:
+        """``request()`` at the connection's market-data type, falling back to delayed data once
+        if IB refuses the type for want of a subscription. The first request of a connection
+        goes alone, so a refusal is met once, not by every request in flight."""
+        if self._type_known:
+            return await self._with_fallback(request, symbol)
+        async with self._probe:
+            result = await self._with_fallback(request, symbol)
+            self._type_known = True
+            return result
+
+    async def _with_fallback(self, request: Callable[[], Awaitable[T]], symbol: str) -> T:
+        while True:
+            asked = self._conn.data_type
+            try:
+                return await request()
+            except ib_async.RequestError as exc:
+                if exc.code not in _REFUSED:
+                    raise
+                if self._conn.fall_back(asked):
+                    continue
+                self._type_known = True
+                raise MarketDataUnavailable(
+                    f"no market data for {symbol}: IB refused {_TYPE_NAMES[asked]} data "
+                    f"({exc.message.strip()}); subscribe to it in IB's Account Management, or "
+                    "enable delayed data for the login",
+                    code=exc.code,
+                ) from None
+
+    # -- quotes ----------------------------------------------------------------------------------
     async def quotes(self, contracts: list[Contract]) -> list[Quote]:
-        return list(await asyncio.gather(*(self._quote(c) for c in contracts)))
+        fields = await asyncio.gather(*(self._quote_fields(c) for c in contracts))
+        if any(f["time"] is None for f in fields):  # no timestamp tick: IB's clock, asked once
+            now = await self._conn.now()
+            fields = [f if f["time"] else {**f, "time": now} for f in fields]
+        return [Quote(contract=c, **f) for c, f in zip(contracts, fields, strict=True)]
 
-    async def _quote(self, contract: Contract) -> Quote:
-        async with self._lines:
-            (t,) = await self._conn.wait(
-                self._ib.reqTickersAsync(to_ib_contract(contract)), f"a quote for {contract.symbol}"
-            )
-        quote = Quote(
-            contract=contract,
-            time=(t.time or datetime.now(UTC)).astimezone(UTC),
-            bid=positive(t.bid),
-            ask=positive(t.ask),
-            last=positive(t.last),
-            bid_size=num(t.bidSize),
-            ask_size=num(t.askSize),
-            last_size=num(t.lastSize),
-            volume=num(t.volume),
-            open=positive(t.open),
-            high=positive(t.high),
-            low=positive(t.low),
-            close=positive(t.close),
-            market_data_type=t.marketDataType or 1,
-        )
-        if quote.price is None:
+    async def _quote_fields(self, contract: Contract) -> dict[str, Any]:
+        """One snapshot's fields as IB sent them (``time`` None without a timestamp tick)."""
+
+        async def snapshot() -> ib_async.Ticker:
+            async with self._lines:
+                (t,) = await self._conn.wait(
+                    self._ib.reqTickersAsync(to_ib_contract(contract)),
+                    f"a quote for {contract.symbol}",
+                )
+            return t
+
+        t = await self._served(snapshot, contract.symbol)
+        stamp = t.lastTimestamp or t.delayedLastTimestamp
+        fields = {
+            "time": stamp.astimezone(UTC) if stamp else None,
+            "bid": positive(t.bid),
+            "ask": positive(t.ask),
+            "last": positive(t.last),
+            "bid_size": num(t.bidSize),
+            "ask_size": num(t.askSize),
+            "last_size": num(t.lastSize),
+            "volume": num(t.volume),
+            "open": positive(t.open),
+            "high": positive(t.high),
+            "low": positive(t.low),
+            "close": positive(t.close),
+            "market_data_type": t.marketDataType or self._conn.data_type,
+        }
+        if not any(fields[k] for k in ("bid", "ask", "last", "close")):
             raise MarketDataUnavailable(f"no quote at all for {contract.symbol}")
-        return quote
+        return fields
+
+    # -- average volume --------------------------------------------------------------------------
+    async def avg_volume(
+        self, contract: Contract
+    ) -> tuple[float | None, Literal["ib", "daily_bars"] | None]:
+        """(shares per day, source): IB's ``avVolume`` (generic tick 165 -> tick 21) on a
+        streaming request, else the mean volume of the last complete daily sessions; (None,
+        None) when neither is available."""
+        volume = await self._ib_avg_volume(contract)
+        if volume is not None:
+            return volume, "ib"
+        try:
+            bars = await self.history(
+                HistoryRequest(
+                    contract, f"{AVG_VOLUME_SESSIONS + 1} D", "1 day", "TRADES", None, True, False
+                )
+            )
+        except (BrokerError, ib_async.RequestError):
+            return None, None
+        done = [b.volume for b in bars if b.session and b.time >= session_close_utc(b.session)]
+        done = [v for v in done[-AVG_VOLUME_SESSIONS:] if v > 0]
+        return (sum(done) / len(done), "daily_bars") if done else (None, None)
+
+    async def _ib_avg_volume(self, contract: Contract) -> float | None:
+        """IB's average daily volume (tick 21), or None if IB sends none in time or refuses."""
+
+        async def stream() -> float | None:
+            async with self._lines:
+                s = self._conn.subscribe(to_ib_contract(contract), "165")
+                try:
+                    deadline = _time.monotonic() + AVG_VOLUME_SECONDS
+                    while positive(s.ticker.avVolume) is None and _time.monotonic() < deadline:
+                        if s.failed.done():
+                            s.failed.result()  # IB ended the request: its error
+                        await asyncio.sleep(0.02)
+                    return positive(s.ticker.avVolume)
+                finally:
+                    self._conn.unsubscribe(s)
+
+        try:
+            return await self._served(stream, contract.symbol)
+        except MarketDataUnavailable:
+            return None
 
     async def history(self, r: HistoryRequest) -> list[Bar]:
         """The bars ``r`` asks for, inside IB's historical pacing unless ``IBKR_PACING=false``."""
@@ -111,7 +225,20 @@ class MarketData:
             raise NotConnected(
                 f"IB sent no {r.bar_size} bars for {r.contract.symbol} within {timeout:.0f} s"
             )
-        return bar_series([_bar_fields(b, r.what_to_show) for b in data])
+        bars = bar_series([_bar_fields(b, r.what_to_show) for b in data])
+        if bars and bars[-1].session is not None:
+            bars = bars_as_of(bars, await self._answered_at(r))
+        return bars
+
+    async def _answered_at(self, r: HistoryRequest) -> datetime:
+        """The instant IB answered ``r`` as of: its end, unless that is later than IB's clock
+        (or unset), then IB's current time (asked only when no earlier answer covers it)."""
+        end = r.end.astimezone(UTC) if r.end else None
+        known = self._conn.ib_time
+        if end is not None and known is not None and end <= known:
+            return end
+        now = await self._conn.now()
+        return min(end, now) if end else now
 
     async def depth(self, contract: Contract, rows: int) -> OrderBook:
         ib = self._ib
