@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from ibkr_assets import cli
+from ibkr_assets.cli.run import run_daily
 from ibkr_assets.definitions import defs
 from ibkr_assets.errors import ConfigurationError
 from ibkr_assets.jobs import (
@@ -128,7 +128,7 @@ def test_ibkr_agent_run_refuses_while_a_run_of_the_account_is_in_progress(home: 
         with dg.DagsterInstance.from_config(str(home)) as instance:
             assert account_run_in_progress(instance, "DU7654321") is None
             assert account_run_in_progress(instance, "primary").run_id == busy.run_id
-        assert cli.run_daily(datetime.fromisoformat(SESSION).date(), quiet=True) is False
+        assert run_daily(datetime.fromisoformat(SESSION).date(), quiet=True) is False
     out = " ".join(capsys.readouterr().out.split())
     assert f"not started: run {busy.run_id} (__ephemeral_asset_job__, session -)" in out
     assert "of account primary is in progress" in out and "one run per account" in out

@@ -20,7 +20,7 @@ import pytest
 from pydantic import ValidationError
 from rich.console import Console
 
-from ibkr_assets import cli
+from ibkr_assets.cli import run as cli_run
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.errors import ConfigurationError
@@ -212,7 +212,7 @@ def test_a_damaged_warehouse_fails_at_once(tmp_path: Path) -> None:
 def test_only_this_runs_files_are_listed(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("IBKR_DATA_DIR", str(tmp_path))
     out = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=out, width=400))
+    monkeypatch.setattr(cli_run, "console", Console(file=out, width=400))
     reports = tmp_path / "reports"
     reports.mkdir()
     ticket = reports / f"order_ticket_{SESSION}.json"
@@ -221,7 +221,7 @@ def test_only_this_runs_files_are_listed(tmp_path: Path, monkeypatch) -> None:
     started = time.time()
     recommendation = reports / f"recommendation_{SESSION}.md"
     recommendation.write_text("# this run\n")
-    cli._print_outputs(date.fromisoformat(SESSION), started)
+    cli_run.print_outputs(date.fromisoformat(SESSION), started)
     lines = out.getvalue().splitlines()
     [listed] = [line for line in lines if str(recommendation) in line]
     assert "earlier" not in listed

@@ -1,0 +1,231 @@
+"""``ibkr-agent run``: the daily job for one NYSE session in this process, with a progress bar,
+one line per failed step or check, and the files the run wrote (the demo runs it the same way)."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ibkr_assets.cli.instance import check_settings, dagster_instance, data_dir
+from ibkr_assets.cli.output import console, print_error
+
+if TYPE_CHECKING:  # dagster is imported lazily to keep --help fast
+    from dagster import DagsterInstance
+    from dagster._utils.error import SerializableErrorInfo
+
+    from ibkr_assets.settings import Settings
+
+
+def latest_session(now: datetime | None = None) -> date:
+    """The most recent NYSE session whose daily run time (14:00 Bucharest) has passed."""
+    from ibkr_assets.partitions import latest_partition_date
+
+    return latest_partition_date(now or datetime.now(UTC))
+
+
+def run_daily(session: date, quiet: bool = False, settings: Settings | None = None) -> bool:
+    """Materialise the daily job for one session, showing progress; with ``settings``, on the
+    resources built from them instead of the code location's (the demo's gateway and
+    watch-list). True when every step and every check passed."""
+    import warnings
+
+    import dagster as dg
+
+    # Partitioned asset checks are a Dagster "preview" feature; the warning is for us, not users.
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    from ibkr_assets.definitions import defs
+    from ibkr_assets.jobs import (
+        ACCOUNT_TAG,
+        DAILY_JOB_NAME,
+        account_run_in_progress,
+        in_process_tags,
+    )
+    from ibkr_assets.resources import build_resources
+
+    job = defs.resolve_job_def(DAILY_JOB_NAME)
+    instance = dagster_instance()
+    tags = in_process_tags()
+    # the run queue's limit, for a run that does not go through the queue: one per account
+    busy = account_run_in_progress(instance, tags[ACCOUNT_TAG])
+    if busy is not None:
+        console.print(
+            f"[red]not started:[/] run {busy.run_id} ({busy.job_name}, session "
+            f"{busy.tags.get('dagster/partition', '-')}) of account {tags[ACCOUNT_TAG]} is in "
+            f"progress on the Dagster instance {instance.root_directory}; one run per account "
+            "at a time — wait for it to end (the UI, `make dev`, shows it), then run again",
+            soft_wrap=True,
+        )
+        return False
+    run_id = str(uuid.uuid4())
+    outcome: dict[str, object] = {}
+
+    def execute() -> None:
+        try:
+            outcome["result"] = job.execute_in_process(
+                instance=instance,
+                partition_key=session.isoformat(),
+                run_id=run_id,
+                tags=tags,
+                resources=build_resources(settings=settings) if settings else None,
+                raise_on_error=False,
+                # step failures are printed below, one line each, instead of Dagster's tracebacks
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            )
+        except Exception as exc:  # reported below; the thread must not die silently
+            outcome["error"] = exc
+
+    steps = len(job.graph.node_dict)  # one step per asset op and per separate check op
+    worker = threading.Thread(target=execute, name=f"daily-{session}")
+    worker.start()
+    done_types = {
+        dg.DagsterEventType.STEP_SUCCESS,
+        dg.DagsterEventType.STEP_FAILURE,
+        dg.DagsterEventType.STEP_SKIPPED,
+    }
+    seen = 0
+    failed_checks: list[str] = []
+    with Progress(
+        TextColumn(f"[bold]daily {session}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    ) as progress:
+        task = progress.add_task("starting", total=steps)
+        while worker.is_alive() or seen == 0:
+            worker.join(0.3)
+            records = instance.all_logs(run_id)
+            for rec in records[seen:]:
+                event = rec.dagster_event
+                if event is None:
+                    continue
+                if event.event_type in done_types:
+                    mark = {"STEP_SUCCESS": "ok", "STEP_FAILURE": "FAILED"}.get(
+                        event.event_type_value, "skipped"
+                    )
+                    progress.console.print(f"  {event.step_key:<28} {mark}")
+                    if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+                        progress.console.print(f"    [red]{_root_cause(event)}[/]")
+                    progress.update(task, advance=1, description=event.step_key)
+                elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+                    data = event.asset_check_evaluation_data
+                    if not data.passed:
+                        failed_checks.append(f"{data.asset_key.to_user_string()}:{data.check_name}")
+            seen = len(records)
+            if not worker.is_alive():
+                break
+    if "error" in outcome:
+        console.print(f"[red]the run could not start:[/] {outcome['error']}")
+        return False
+    result = outcome["result"]
+    if not result.success and _failed_at_start(instance, run_id, session):  # type: ignore[attr-defined]
+        return False
+    for name in failed_checks:
+        console.print(f"[yellow]check failed:[/] {name}")
+    ok = bool(result.success) and not failed_checks  # type: ignore[attr-defined]
+    console.print(
+        f"run {run_id} for {session}: " + ("[green]success[/]" if ok else "[red]not clean[/]")
+    )
+    return ok
+
+
+def _error_text(error: SerializableErrorInfo) -> str:
+    """The error's message without its module-qualified class name."""
+    text = error.message.strip()
+    head, sep, rest = text.partition(": ")
+    return rest if sep and head.endswith(error.cls_name) else text
+
+
+def _failed_at_start(instance: DagsterInstance, run_id: str, session: date) -> bool:
+    """When the run failed before any step (a resource could not start: IB unreachable, a
+    setting or state file to fix), say why in one line and return True. A
+    :class:`~ibkr_assets.errors.ConfigurationError` is raised again for the command's ``main``."""
+    import dagster as dg
+
+    from ibkr_assets.errors import ConfigurationError
+
+    records = instance.all_logs(run_id)
+    events = [r.dagster_event for r in records if r.dagster_event is not None]
+    if any(e.event_type == dg.DagsterEventType.STEP_START for e in events):
+        return False
+    failures = [e for e in events if e.event_type == dg.DagsterEventType.RUN_FAILURE]
+    error = getattr(failures[-1].event_specific_data, "error", None) if failures else None
+    if error is None:
+        return False
+    from ibkr_assets.sensors import innermost
+
+    cause = innermost(error)
+    message = (
+        f"run {run_id} for {session} failed at start, nothing was materialised: "
+        f"{_error_text(cause)}"
+    )
+    if cause.cls_name == ConfigurationError.__name__:
+        raise ConfigurationError(message)
+    print_error(message)
+    return True
+
+
+def _root_cause(event: object) -> str:
+    """The innermost error of a failed step: the exception our code raised, not Dagster's
+    wrapper around it."""
+    from ibkr_assets.sensors import root_cause
+
+    return root_cause(event.step_failure_data.error)  # type: ignore[attr-defined]
+
+
+def _written_since(path: Path, since: float) -> bool:
+    """True when ``path`` (a file, or any file under a directory) was modified at or after
+    ``since`` (epoch seconds)."""
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return any(f.stat().st_mtime >= since for f in files)
+
+
+def print_outputs(session: date, since: float) -> None:
+    """List the files written for ``session`` by the run that started at ``since`` (epoch
+    seconds). A session's file left by an earlier run is said to be that, never listed as
+    this run's output."""
+    root = data_dir()
+    day = session.isoformat()
+    for label, path in (
+        ("order ticket", root / "reports" / f"order_ticket_{day}.json"),
+        ("recommendation", root / "reports" / f"recommendation_{day}.md"),
+        ("risk report", root / "reports" / f"risk_report_{day}.json"),
+        ("features", root / "features" / f"{day}.parquet"),
+        ("positions", root / "positions" / f"{day}.json"),
+        ("decision journal", root / "decision_log"),
+    ):
+        if not path.exists():
+            continue
+        if _written_since(path, since):
+            console.print(f"  {label:<17} {path}", soft_wrap=True)
+        elif path.is_file():
+            written = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+            console.print(
+                f"  [dim]{label:<17} not written by this run; {path} is from an earlier run "
+                f"({written})[/]",
+                soft_wrap=True,
+            )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``ibkr-agent run [--date D]``: the daily job for ``D`` (default the latest session);
+    exit code 0 when every step and check passed, else 1."""
+    from ibkr_assets.partitions import check_session
+
+    if args.date is not None:
+        check_session(args.date)
+    check_settings()
+    session = args.date or latest_session()
+    started = time.time()
+    ok = run_daily(session)
+    print_outputs(session, started)
+    return 0 if ok else 1
