@@ -5,7 +5,8 @@ macro_gauges, top_movers), :mod:`.features` (feature_matrix and its data-quality
 :mod:`.signals` (alpha_scores), :mod:`.portfolio` (portfolio_snapshot), :mod:`.risk_model`
 (risk_model), :mod:`.targets` (target_weights), :mod:`.overlay` (overlaid_targets),
 :mod:`.risk_report` (risk_report: the compliance gate), :mod:`.execution` (proposed_orders,
-what_if_orders, order_ticket, submitted_orders), :mod:`.journal` (decision_journal); weekly:
+what_if_orders, order_ticket), :mod:`.submission` (submitted_orders), :mod:`.journal`
+(decision_journal); weekly:
 :mod:`.backtest` (rolling_backtest). What the stages share: :mod:`.catalog` (columns, owners,
 tags, decorator arguments), :mod:`.partition` (the run's session and the partition column),
 :mod:`.materialization` (metadata for reading), :mod:`.records` (a frame as JSON records).
@@ -28,6 +29,7 @@ DAILY_MODULES = (
     "overlay",
     "risk_report",
     "execution",
+    "submission",
     "journal",
 )
 

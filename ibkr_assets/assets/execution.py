@@ -1,4 +1,5 @@
-"""Stages 7–8: proposed orders, what-if margin, the order ticket, and (with auto-submit) submission.
+"""Stage 7: proposed orders, what-if margin and the order ticket (stage 8 sends it:
+:mod:`ibkr_assets.assets.submission`).
 
 * ``proposed_orders`` diffs today's positions against the overlaid targets
   (:mod:`ibkr_assets.quant.orders`): shares from weight × net liquidation / price, rounded to
@@ -13,15 +14,9 @@
 * ``order_ticket`` is what a trader would work: ``reports/order_ticket_YYYY-MM-DD.json`` plus a
   DuckDB table. It refuses to exist when the day's risk report failed the compliance gate — the
   blocking checks already stop it; this is the second lock.
-* ``submitted_orders`` sends the ticket only when ``auto_submit`` is on (default off), through
-  :func:`ibkr_assets.broker.submission.submit_orders`. Each order carries an idempotent
-  ``order_ref`` derived from partition, symbol, side and quantity; before placing, the broker's
-  open and completed orders and its executions are searched for that ref, so re-running a
-  partition — even after a crash half-way through submission — never sends an order twice. IB
-  order ids and statuses go to ``reports/submitted_orders_YYYY-MM-DD.json``.
 
-The ticket and submission files, not the DuckDB tables, are what the next stage reads: a ticket
-may hold no orders, and an empty table is never created by the DuckDB IO manager.
+The ticket file, not the DuckDB table, is what submission reads: a ticket may hold no orders,
+and an empty table is never created by the DuckDB IO manager.
 """
 
 import json
@@ -37,14 +32,12 @@ from ibkr_assets.assets.materialization import listing
 from ibkr_assets.assets.partition import with_partition, without_partition
 from ibkr_assets.assets.portfolio import current_quantities, net_liquidation
 from ibkr_assets.assets.records import frame_records
-from ibkr_assets.broker import Broker, GuardedBroker
+from ibkr_assets.broker import Broker
 from ibkr_assets.broker.models import Contract, Order, WhatIfResult
-from ibkr_assets.broker.submission import submit_orders
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.freshness import DAILY_OUTPUT_FRESHNESS
 from ibkr_assets.metadata import readable
 from ibkr_assets.partitions import as_of
-from ibkr_assets.promotion import live_trading_promoted
 from ibkr_assets.quant.decision import diff_orders
 from ibkr_assets.quant.orders import (
     ProposedOrder,
@@ -117,28 +110,10 @@ TICKET = Table(
     }
 )
 TICKET_COLUMNS = TICKET.dtypes
-SUBMITTED = Table(
-    {
-        "order_ref": ORDER_REF,
-        "symbol": SYMBOL,
-        "action": ("string", "BUY or SELL"),
-        "quantity": ("float64", "shares on the ticket"),
-        "outcome": (
-            "string",
-            "placed, already_sent, same_side_sent, already_executed, refused (by the order "
-            "guard) or rejected (by IB)",
-        ),
-        "order_id": ("Int64", "IB orderId"),
-        "perm_id": ("Int64", "IB permId"),
-        "status": ("string", "IB order status (Submitted, Filled, ...)"),
-        "filled": ("float64", "shares filled so far"),
-        "message": ("string", "IB's or the order guard's message"),
-    }
-)
-SUBMITTED_COLUMNS = SUBMITTED.dtypes
 
 
-def _typed(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+def typed_frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    """A frame of ``rows`` with exactly ``columns`` (name -> pandas dtype), in that order."""
     return pd.DataFrame(rows, columns=list(columns)).astype(columns)
 
 
@@ -346,7 +321,7 @@ def size_by_margin(
                     "detail": attempt.detail,
                 }
             )
-    frame = _typed(rows, WHATIF_COLUMNS).sort_values(["symbol", "attempt"], ignore_index=True)
+    frame = typed_frame(rows, WHATIF_COLUMNS).sort_values(["symbol", "attempt"], ignore_index=True)
     return frame, decisions
 
 
@@ -390,7 +365,7 @@ def final_orders(what_if: pd.DataFrame, order_type: str) -> pd.DataFrame:
         whatif_attempts=final["symbol"].map(attempts),
         whatif_decision=final["decision"],
     )
-    return _typed(ticket[list(TICKET_COLUMNS)].to_dict("records"), TICKET_COLUMNS).sort_values(
+    return typed_frame(ticket[list(TICKET_COLUMNS)].to_dict("records"), TICKET_COLUMNS).sort_values(
         "symbol", ignore_index=True
     )
 
@@ -452,92 +427,4 @@ def order_ticket(
                 else "no orders",
             }
         ),
-    )
-
-
-# -- submission ------------------------------------------------------------------------------
-
-
-def submit_ticket(
-    broker: GuardedBroker, ticket: pd.DataFrame, ref_prefix: str, account_id: str | None = None
-) -> pd.DataFrame:
-    """The :data:`SUBMITTED` table of a ticket sent through the order guard, each order at most
-    once (:func:`ibkr_assets.broker.submission.submit_orders`): one row per order with its
-    outcome, IB order id and status. ``ref_prefix``: the refs of this partition's orders."""
-    orders = [order_from_row(row, str(row["order_type"])) for _, row in ticket.iterrows()]
-    sent = submit_orders(broker, orders, ref_prefix, account_id=account_id)
-    return _typed([asdict(s) for s in sent], SUBMITTED_COLUMNS)
-
-
-def unpromoted_live_account(
-    broker: GuardedBroker, account_id: str | None, data_root: Path
-) -> str | None:
-    """Why the ticket stays a recommendation: the account is live and ``ibkr-agent promote``
-    has not recorded enough green paper sessions (None for a paper or promoted account).
-    Raises JournalNotVerified when the journal holding the promotion fails verification."""
-    accounts = broker.accounts()
-    account = next(
-        (a for a in accounts if a.account_id == account_id),
-        next(a for a in accounts if a.is_primary),
-    )
-    if account.is_paper:
-        return None
-    if live_trading_promoted(data_root) is not None:
-        return None
-    return (
-        f"{account.account_id} is a live account and live trading has not been promoted: the "
-        "ticket is a recommendation only; run `ibkr-agent promote` after enough green paper "
-        "sessions"
-    )
-
-
-@decide_asset(
-    SUBMITTED, stage="8-submission", source=IB, kinds={"ib", "json"}, deps=["order_ticket"]
-)
-def submitted_orders(
-    context: dg.AssetExecutionContext,
-    decide: DecideConfig,
-    storage: StorageResource,
-    ib: IBResource,
-) -> dg.Output[pd.DataFrame]:
-    """The ticket's orders as sent to the broker (only with auto-submit on), with IB order ids
-    and statuses; orders the broker already has are never sent again."""
-    partition = context.partition_key
-    ticket = read_ticket(storage.report_path("order_ticket", partition, "json"))
-    frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in SUBMITTED_COLUMNS.items()})
-    held_back = ""
-    if decide.auto_submit and len(ticket):
-        broker = ib.broker_at(as_of(partition))
-        held_back = unpromoted_live_account(broker, ib.account, storage.root) or ""
-        if held_back:
-            context.log.warning(held_back)
-        else:
-            frame = submit_ticket(
-                broker, ticket, f"{decide.order_ref_prefix}:{partition}:", account_id=ib.account
-            )
-    path = storage.write_json(
-        storage.report_path("submitted_orders", partition, "json"),
-        {
-            "partition": partition,
-            "auto_submit": decide.auto_submit,
-            "recommendation_only": held_back,
-            "orders": frame_records(frame),
-        },
-    )
-    counts = frame["outcome"].value_counts().to_dict()
-    return dg.Output(
-        with_partition(frame, partition),
-        metadata={
-            "auto_submit": decide.auto_submit,
-            "placed": int(counts.get("placed", 0)),
-            "already_sent": int(
-                sum(
-                    counts.get(k, 0) for k in ("already_sent", "same_side_sent", "already_executed")
-                )
-            ),
-            "rejected": int(counts.get("rejected", 0)),
-            "refused": int(counts.get("refused", 0)),
-            "recommendation_only": held_back or "no",
-            "path": str(path),
-        },
     )

@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from ibkr_assets.assets import daily_assets, daily_checks, execution, journal
+from ibkr_assets.assets import daily_assets, daily_checks, journal, submission
 from ibkr_assets.assets.execution import final_orders, order_from_row, read_ticket
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
@@ -116,11 +116,11 @@ def test_submission_is_idempotent_across_a_crash(happy):
     def submit():
         res = {k: resources[k] for k in ("ib", "storage", "io_manager")}
         return dg.materialize(
-            [execution.submitted_orders],
+            [submission.submitted_orders],
             partition_key=SESSION,
             resources={**res, "decide": decide},
             instance=dg.DagsterInstance.ephemeral(),
-            selection=[execution.submitted_orders],
+            selection=[submission.submitted_orders],
         )
 
     first = json.loads(

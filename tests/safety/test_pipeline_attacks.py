@@ -15,11 +15,8 @@ from contextlib import contextmanager
 import pandas as pd
 import pytest
 
-from ibkr_assets.assets.execution import (
-    TICKET_COLUMNS,
-    submit_ticket,
-    unpromoted_live_account,
-)
+from ibkr_assets.assets.execution import TICKET_COLUMNS
+from ibkr_assets.assets.submission import submit_ticket, unpromoted_live_account
 from ibkr_assets.broker import BrokerSettings, connect
 from ibkr_sim.gateway import running_clock, start_gateway
 
@@ -68,7 +65,8 @@ _WORKER = """
 import json, sys, time
 from datetime import datetime
 import pandas as pd
-from ibkr_assets.assets.execution import TICKET_COLUMNS, submit_ticket
+from ibkr_assets.assets.execution import TICKET_COLUMNS
+from ibkr_assets.assets.submission import submit_ticket
 from ibkr_assets.broker import BrokerSettings, connect
 from ibkr_sim.gateway import running_clock, start_gateway
 
