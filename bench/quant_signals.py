@@ -15,13 +15,14 @@ Run: ``.venv/bin/python bench/quant_signals.py``
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from ibkr_assets.quant.alpha import compute_alpha_scores
-from ibkr_assets.quant.features import build_feature_matrix
+from ibkr_assets.quant.features import FeatureInputs, build_feature_matrix
 from ibkr_assets.quant.macro import latest_regime, macro_features
 from ibkr_assets.quant.sentiment import LexiconScorer, score_headlines
 from ibkr_assets.quant.technical import FEATURE_COLUMNS, technical_features, technical_indicators
@@ -38,6 +39,11 @@ def _timed(fn, repeat: int = 3):
         out = fn()
         best = min(best, time.perf_counter() - start)
     return best, out
+
+
+def _attributes(items: Sequence[object], names: Sequence[str]) -> pd.DataFrame:
+    """One row per item, one column per attribute in ``names`` (in that order)."""
+    return pd.DataFrame({name: [getattr(item, name) for item in items] for name in names})
 
 
 def main() -> None:
@@ -63,35 +69,12 @@ def main() -> None:
         }
     )
     news = [h for s in stocks for h in market.news(s.conid, AS_OF - timedelta(days=60), AS_OF)]
-    headlines = pd.DataFrame(
-        {
-            "symbol": [h.symbol for h in news],
-            "time": [h.time for h in news],
-            "headline": [h.headline for h in news],
-            "tone": [h.tone for h in news],
-        }
-    )
+    headlines = _attributes(news, ("symbol", "time", "headline", "tone"))
     snaps = market.snapshots([s.conid for s in stocks], AS_OF)
-    quotes = pd.DataFrame(
-        {
-            "symbol": [s.symbol for s in stocks],
-            "bid": [q.bid for q in snaps],
-            "ask": [q.ask for q in snaps],
-            "last": [q.last for q in snaps],
-            "close": [q.prev_close for q in snaps],
-            "time": [q.time for q in snaps],
-        }
-    )
-    universe = pd.DataFrame(
-        {
-            "symbol": [s.symbol for s in stocks],
-            "conid": [s.conid for s in stocks],
-            "sector": [s.sector for s in stocks],
-            "industry": [s.industry for s in stocks],
-            "lot_size": [s.lot_size for s in stocks],
-            "adv": [s.adv for s in stocks],
-        }
-    )
+    quotes = _attributes(snaps, ("bid", "ask", "last", "prev_close", "time"))
+    quotes = quotes.rename(columns={"prev_close": "close"})
+    quotes.insert(0, "symbol", [s.symbol for s in stocks])
+    universe = _attributes(stocks, ("symbol", "conid", "sector", "industry", "lot_size", "adv"))
     print(
         f"inputs from the simulator: {time.perf_counter() - t0:.1f} s; bars {bars.shape}, "
         f"statements {statements.shape}, headlines {len(headlines)}"
@@ -123,7 +106,9 @@ def main() -> None:
     )
 
     build, matrix = _timed(
-        lambda: build_feature_matrix(bars, quotes, statements, eps, scored, universe, AS_OF)
+        lambda: build_feature_matrix(
+            bars, FeatureInputs(quotes, statements, eps, scored, universe), AS_OF
+        )
     )
     macro_hist = pd.DataFrame(
         {"spy": bars.loc[bars["symbol"] == stocks[0].symbol].set_index("session")["close"]}

@@ -22,7 +22,7 @@ from ibkr_assets.assets.partition import session_of, with_partition, without_par
 from ibkr_assets.checks.data_quality import check_results, check_specs, validate_feature_matrix
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.partitions import previous_sessions
-from ibkr_assets.quant.features import build_feature_matrix
+from ibkr_assets.quant.features import FeatureInputs, build_feature_matrix
 from ibkr_assets.quant.sentiment import score_headlines
 from ibkr_assets.resources.sentiment import SentimentResource
 from ibkr_assets.resources.storage import StorageResource
@@ -143,14 +143,17 @@ def feature_matrix(
     )
     scorer = sentiment.scorer()
     scored = score_headlines(news, scorer) if len(news) else None
-    matrix = build_feature_matrix(
-        bars_long=without_partition(daily_bars),
+    inputs = FeatureInputs(
         quotes=without_partition(quotes),
         fundamentals_long=statements,
         forward_eps=statements.drop_duplicates("symbol").loc[:, ["symbol", "forward_eps"]],
         headlines_scored=scored,
         universe=uni,
-        as_of=at,
+    )
+    matrix = build_feature_matrix(
+        without_partition(daily_bars),
+        inputs,
+        at,
         sentiment_history_days=pipeline.headline_history_days,
     )
     path = storage.write_parquet(storage.features_path(key), matrix)

@@ -69,7 +69,7 @@ from ibkr_assets.quant.decision import (
     overlay_targets,
     sector_map,
 )
-from ibkr_assets.quant.features import assemble_feature_matrix
+from ibkr_assets.quant.features import FeatureInputs, assemble_feature_matrix
 from ibkr_assets.quant.macro import latest_regime, macro_features
 from ibkr_assets.quant.optimiser import OptimiserConfig, PortfolioOptimiser
 from ibkr_assets.quant.overlay import Rule
@@ -224,15 +224,9 @@ def prepare_day(
         news, at, settings.headline_hours, settings.headlines_per_symbol
     )
     news = pd.concat([older, recent], ignore_index=True)
+    inputs = FeatureInputs(quotes, data.statements, eps, news if len(news) else None, data.universe)
     features = assemble_feature_matrix(
-        technical,
-        quotes,
-        data.statements,
-        eps,
-        news if len(news) else None,
-        data.universe,
-        at,
-        sentiment_history_days=settings.headline_history_days,
+        technical, inputs, at, sentiment_history_days=settings.headline_history_days
     )
     first_macro, _ = window.before(session, settings.macro_sessions)
     macro = data.macro.loc[(data.macro.index >= first_macro) & (data.macro.index < day)]

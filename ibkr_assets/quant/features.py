@@ -32,6 +32,7 @@ universe has none.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import numpy as np
@@ -125,39 +126,41 @@ def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataF
     )
 
 
+@dataclass(frozen=True)
+class FeatureInputs:
+    """The frames the matrix is assembled from besides the daily bars, as the pipeline's ingest
+    stage stores them (docs/architecture.md, "Pipeline stages"): the quote snapshot, long
+    quarterly statements, forward EPS (``symbol``/``forward_eps`` frame or a Series by symbol),
+    headlines with ``polarity`` (or None) and the universe. Rows dated after the matrix's
+    ``as_of`` are dropped where they are read, so passing extra history is safe."""
+
+    quotes: pd.DataFrame
+    fundamentals_long: pd.DataFrame
+    forward_eps: pd.DataFrame | pd.Series
+    headlines_scored: pd.DataFrame | None
+    universe: pd.DataFrame
+
+
 def build_feature_matrix(
     bars_long: pd.DataFrame,
-    quotes: pd.DataFrame,
-    fundamentals_long: pd.DataFrame,
-    forward_eps: pd.DataFrame | pd.Series,
-    headlines_scored: pd.DataFrame | None,
-    universe: pd.DataFrame,
+    inputs: FeatureInputs,
     as_of: date | datetime | pd.Timestamp | str,
     technical_params: TechnicalParams | None = None,
     growth_threshold: float = 0.15,
     sentiment_history_days: int = 60,
 ) -> pd.DataFrame:
-    """One row per symbol (column ``symbol``, sorted) with every feature known at ``as_of``.
-
-    Inputs are the frames of the pipeline's ingest stage (docs/architecture.md, "Pipeline
-    stages"): long daily bars, the quote snapshot, long quarterly statements, forward EPS
-    (``symbol``/``forward_eps`` frame or a Series by symbol), headlines with ``polarity`` (or
-    None) and the universe. Rows dated after ``as_of`` are dropped here, so passing extra
-    history is safe.
-    """
+    """One row per symbol (column ``symbol``, sorted) with every feature known at ``as_of``:
+    the technical features of the long daily bars known by then, with the other ``inputs``
+    (:func:`assemble_feature_matrix`)."""
     at = as_of_timestamp(as_of)
-    require_columns(universe, "universe", ("symbol", "sector"))
+    require_columns(inputs.universe, "universe", ("symbol", "sector"))
     require_columns(bars_long, "bars_long", ("symbol", "session", "high", "low", "close", "volume"))
-    symbols = universe["symbol"].astype(str)
+    symbols = inputs.universe["symbol"].astype(str)
     bars = _known_bars(bars_long, at)
     bars = bars.loc[bars["symbol"].astype(str).isin(symbols).to_numpy()]
     return assemble_feature_matrix(
         technical_features(bars, technical_params),
-        quotes,
-        fundamentals_long,
-        forward_eps,
-        headlines_scored,
-        universe,
+        inputs,
         at,
         growth_threshold=growth_threshold,
         sentiment_history_days=sentiment_history_days,
@@ -166,36 +169,34 @@ def build_feature_matrix(
 
 def assemble_feature_matrix(
     technical: pd.DataFrame,
-    quotes: pd.DataFrame,
-    fundamentals_long: pd.DataFrame,
-    forward_eps: pd.DataFrame | pd.Series,
-    headlines_scored: pd.DataFrame | None,
-    universe: pd.DataFrame,
+    inputs: FeatureInputs,
     as_of: date | datetime | pd.Timestamp | str,
     growth_threshold: float = 0.15,
     sentiment_history_days: int = 60,
 ) -> pd.DataFrame:
     """The feature matrix from already computed technical features (one row per universe
     symbol with bars, from :func:`~ibkr_assets.quant.technical.technical_features` or, in a
-    backtest, :func:`~ibkr_assets.quant.technical.technical_history`) and the other inputs of
-    :func:`build_feature_matrix`, which calls it."""
+    backtest, :func:`~ibkr_assets.quant.technical.technical_history`) and the other
+    ``inputs``; :func:`build_feature_matrix` calls it."""
     at = as_of_timestamp(as_of)
+    universe = inputs.universe
     uni = universe.assign(symbol=universe["symbol"].astype(str)).drop_duplicates("symbol")
     symbols = technical.index.astype(str)
     uni = uni.set_index("symbol").reindex(
         index=symbols, columns=["conid", "sector", "industry", "lot_size", "adv"]
     )
 
-    prices = _prices(quotes, at, symbols)
+    prices = _prices(inputs.quotes, at, symbols)
     fallback = prices["price"].isna()
     prices = prices.assign(
         price=prices["price"].fillna(technical["close"]),
         price_source=np.where(fallback, "bar_close", prices["price_source"]),
     )
 
-    require_columns(fundamentals_long, "fundamentals_long", ("symbol", "report_date"))
-    report = _report_dates(fundamentals_long["report_date"])
-    statements = fundamentals_long.loc[(report + pd.Timedelta(days=1) <= at).to_numpy()]
+    require_columns(inputs.fundamentals_long, "fundamentals_long", ("symbol", "report_date"))
+    report = _report_dates(inputs.fundamentals_long["report_date"])
+    statements = inputs.fundamentals_long.loc[(report + pd.Timedelta(days=1) <= at).to_numpy()]
+    forward_eps = inputs.forward_eps
     eps = (
         forward_eps.set_index(forward_eps["symbol"].astype(str))["forward_eps"]
         if isinstance(forward_eps, pd.DataFrame)
@@ -211,14 +212,14 @@ def assemble_feature_matrix(
         symbols=list(symbols),
     )
 
-    if headlines_scored is None or headlines_scored.empty:
+    if inputs.headlines_scored is None or inputs.headlines_scored.empty:
         sentiment = pd.DataFrame({c: 0.0 for c in SENTIMENT_COLUMNS}, index=symbols).assign(
             polarity_24h=np.nan, polarity_hist_mean=np.nan, polarity_hist_std=np.nan
         )
         sentiment = sentiment.astype({"headlines_24h": "int64", "polarity_hist_days": "int64"})
     else:
         sentiment = headline_polarity_zscore(
-            headlines_scored, at, symbols=list(symbols), history_days=sentiment_history_days
+            inputs.headlines_scored, at, symbols=list(symbols), history_days=sentiment_history_days
         )
 
     identity = pd.DataFrame(

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ibkr_assets.quant.features import IDENTITY_COLUMNS, as_of_timestamp, build_feature_matrix
+from ibkr_assets.quant.features import (
+    IDENTITY_COLUMNS,
+    FeatureInputs,
+    as_of_timestamp,
+    build_feature_matrix,
+)
 from ibkr_assets.quant.fundamental import FEATURE_COLUMNS as FUNDAMENTAL_COLUMNS
+from ibkr_assets.quant.fundamental import STATEMENT_COLUMNS
 from ibkr_assets.quant.sentiment import SENTIMENT_COLUMNS
 from ibkr_assets.quant.technical import FEATURE_COLUMNS as TECHNICAL_COLUMNS
 
@@ -18,7 +25,8 @@ AS_OF = pd.Timestamp("2025-06-02 08:00", tz="America/New_York")  # a Monday, bef
 SESSIONS = pd.bdate_range(end="2025-05-30", periods=300)  # up to the previous Friday
 
 
-def _inputs(seed: int = 0) -> dict[str, pd.DataFrame]:
+def _inputs(seed: int = 0) -> tuple[pd.DataFrame, FeatureInputs]:
+    """Daily bars and the other inputs of three symbols (and a universe name without bars)."""
     rng = np.random.default_rng(seed)
     bars = []
     for i, symbol in enumerate(SYMBOLS):
@@ -46,17 +54,8 @@ def _inputs(seed: int = 0) -> dict[str, pd.DataFrame]:
                     "report_date": ends + pd.Timedelta(days=35),
                     **{
                         c: rng.uniform(50, 150, len(ends))
-                        for c in (
-                            "revenue",
-                            "gross_profit",
-                            "net_income",
-                            "total_assets",
-                            "operating_cash_flow",
-                            "long_term_debt",
-                            "current_assets",
-                            "current_liabilities",
-                            "shares_outstanding",
-                        )
+                        for c in STATEMENT_COLUMNS
+                        if c not in ("symbol", "period_end", "report_date")
                     },
                 }
             )
@@ -93,20 +92,18 @@ def _inputs(seed: int = 0) -> dict[str, pd.DataFrame]:
             "adv": [5e7, np.nan, 2e7, 1e6],
         }
     )
-    return {
-        "bars_long": pd.concat(bars, ignore_index=True),
-        "quotes": quotes,
-        "fundamentals_long": statements,
-        "forward_eps": pd.DataFrame({"symbol": SYMBOLS, "forward_eps": [2.5, 5.0, -1.0]}),
-        "headlines_scored": headlines,
-        "universe": universe,
-    }
+    return pd.concat(bars, ignore_index=True), FeatureInputs(
+        quotes=quotes,
+        fundamentals_long=statements,
+        forward_eps=pd.DataFrame({"symbol": SYMBOLS, "forward_eps": [2.5, 5.0, -1.0]}),
+        headlines_scored=headlines,
+        universe=universe,
+    )
 
 
-def _future_rows(inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def _future_rows(bars: pd.DataFrame, inputs: FeatureInputs) -> tuple[pd.DataFrame, FeatureInputs]:
     """Everything a trader at AS_OF could not know: today's and later bars, a statement
     reported today, headlines and a quote after AS_OF."""
-    bars = inputs["bars_long"]
     late = (
         bars.groupby("symbol")
         .tail(3)
@@ -116,7 +113,7 @@ def _future_rows(inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
             high=2e6,
         )
     )
-    statements = inputs["fundamentals_long"]
+    statements = inputs.fundamentals_long
     new_q = (
         statements.groupby("symbol")
         .tail(1)
@@ -134,18 +131,18 @@ def _future_rows(inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
             "polarity": [-1.0, 1.0],
         }
     )
-    quote = inputs["quotes"].assign(time=AS_OF + pd.Timedelta(hours=2), bid=1.0, ask=2.0)
-    return {
-        **inputs,
-        "bars_long": pd.concat([bars, late], ignore_index=True),
-        "fundamentals_long": pd.concat([statements, new_q], ignore_index=True),
-        "headlines_scored": pd.concat([inputs["headlines_scored"], news], ignore_index=True),
-        "quotes": pd.concat([inputs["quotes"], quote], ignore_index=True),
-    }
+    quote = inputs.quotes.assign(time=AS_OF + pd.Timedelta(hours=2), bid=1.0, ask=2.0)
+    return pd.concat([bars, late], ignore_index=True), replace(
+        inputs,
+        fundamentals_long=pd.concat([statements, new_q], ignore_index=True),
+        headlines_scored=pd.concat([inputs.headlines_scored, news], ignore_index=True),
+        quotes=pd.concat([inputs.quotes, quote], ignore_index=True),
+    )
 
 
 def test_one_row_per_symbol_with_every_block() -> None:
-    out = build_feature_matrix(**_inputs(), as_of=AS_OF)
+    bars_long, inputs = _inputs()
+    out = build_feature_matrix(bars_long, inputs, AS_OF)
     assert list(out["symbol"]) == SYMBOLS  # NOBARS has no bars: left out
     for column in (*IDENTITY_COLUMNS, *TECHNICAL_COLUMNS, *FUNDAMENTAL_COLUMNS, *SENTIMENT_COLUMNS):
         assert column in out.columns, column
@@ -155,7 +152,7 @@ def test_one_row_per_symbol_with_every_block() -> None:
     assert list(row["price_source"]) == ["mid", "last", "mid"]
     np.testing.assert_allclose(row.loc["AAA", "spread_bps"], 1e4 * 0.2 / 50.0)
     # ADV in dollars from the bars (one unit for every name); IB's share volume kept apart.
-    bars = _inputs()["bars_long"].query("symbol == 'BBB'").tail(20)
+    bars = bars_long.query("symbol == 'BBB'").tail(20)
     np.testing.assert_allclose(row.loc["BBB", "adv"], (bars["close"] * bars["volume"]).mean())
     assert row.loc["AAA", "avg_volume"] == 5e7 and np.isnan(row.loc["BBB", "avg_volume"])
     assert row.loc["CCC", "lot_size"] == 100
@@ -168,12 +165,12 @@ def test_one_row_per_symbol_with_every_block() -> None:
 
 
 def test_no_look_ahead_future_rows_change_nothing() -> None:
-    inputs = _inputs()
-    base = build_feature_matrix(**inputs, as_of=AS_OF)
-    with_future = build_feature_matrix(**_future_rows(inputs), as_of=AS_OF)
+    bars, inputs = _inputs()
+    base = build_feature_matrix(bars, inputs, AS_OF)
+    with_future = build_feature_matrix(*_future_rows(bars, inputs), AS_OF)
     pd.testing.assert_frame_equal(base, with_future)
     # ...and the future rows do matter once they are in the past.
-    later = build_feature_matrix(**_future_rows(inputs), as_of=AS_OF + pd.Timedelta(days=3))
+    later = build_feature_matrix(*_future_rows(bars, inputs), AS_OF + pd.Timedelta(days=3))
     assert (later["last_session"] > base["last_session"]).all()
 
 
@@ -181,15 +178,13 @@ def test_as_of_dates_and_bad_input() -> None:
     assert as_of_timestamp(date(2025, 5, 30)) == pd.Timestamp(
         "2025-05-30 23:59:59.999999", tz="America/New_York"
     )
-    inputs = _inputs()
+    bars, inputs = _inputs()
     # A bare date includes that day's bar (known at its 16:00 close).
-    friday = build_feature_matrix(**inputs, as_of=date(2025, 5, 30))
+    friday = build_feature_matrix(bars, inputs, date(2025, 5, 30))
     assert (friday["last_session"] == SESSIONS[-1]).all()
-    friday_noon = build_feature_matrix(**inputs, as_of=pd.Timestamp("2025-05-30 12:00"))
+    friday_noon = build_feature_matrix(bars, inputs, pd.Timestamp("2025-05-30 12:00"))
     assert (friday_noon["last_session"] == SESSIONS[-2]).all()
     with pytest.raises(ValueError, match="close"):
-        build_feature_matrix(
-            **{**inputs, "bars_long": inputs["bars_long"].drop(columns="close")}, as_of=AS_OF
-        )
-    no_news = build_feature_matrix(**{**inputs, "headlines_scored": None}, as_of=AS_OF)
+        build_feature_matrix(bars.drop(columns="close"), inputs, AS_OF)
+    no_news = build_feature_matrix(bars, replace(inputs, headlines_scored=None), AS_OF)
     assert (no_news["sentiment_z"] == 0).all() and (no_news["headlines_24h"] == 0).all()
