@@ -37,7 +37,8 @@ class TwsBroker:
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
         self._conn = self.connection = Connection(settings)
-        self._call = self._conn.call
+        self._call = self._conn.call  # orders: sent once
+        self._read = self._conn.read  # reads: sent again if the connection drops meanwhile
         self.pacing_violations = self._conn.pacing_violations
         self._contracts = Contracts(self._conn)
         self._accounts = Accounts(self._conn)
@@ -53,7 +54,7 @@ class TwsBroker:
         self._conn.close()
 
     def now(self) -> datetime:
-        return self._call(self._conn.now())
+        return self._read(lambda: self._conn.now())
 
     # -- reference ---------------------------------------------------------------------------
     def resolve(
@@ -74,13 +75,13 @@ class TwsBroker:
                 currency=currency,
             )
             label = f"{symbol} ({sec_type} {exchange} {currency})"
-        return self._call(self._contracts.details(query, label)).contract
+        return self._read(lambda: self._contracts.details(query, label)).contract
 
     def search(self, text: str, limit: int = 10) -> list[models.Contract]:
-        return self._call(self._contracts.search(text, limit))
+        return self._read(lambda: self._contracts.search(text, limit))
 
     def contract_details(self, contract: models.Contract) -> models.ContractDetails:
-        return self._call(self._details_and_volume(contract))
+        return self._read(lambda: self._details_and_volume(contract))
 
     async def _details_and_volume(self, contract: models.Contract) -> models.ContractDetails:
         """IB's contract details with its average daily volume, which IB sends as a market-data
@@ -90,7 +91,7 @@ class TwsBroker:
         return details.model_copy(update={"avg_daily_volume": volume, "avg_volume_source": source})
 
     def option_chain(self, underlying: models.Contract) -> models.OptionChain:
-        return self._call(self._contracts.option_chain(underlying))
+        return self._read(lambda: self._contracts.option_chain(underlying))
 
     def option_contract(
         self, underlying: models.Contract, expiry: str, strike: float, right: str
@@ -105,11 +106,11 @@ class TwsBroker:
             currency=underlying.currency,
         )
         label = f"{underlying.symbol} {expiry} {strike:g} {right}"
-        return self._call(self._contracts.details(query, label)).contract
+        return self._read(lambda: self._contracts.details(query, label)).contract
 
     # -- accounts ----------------------------------------------------------------------------
     def accounts(self) -> list[models.Account]:
-        managed = self._call(self._accounts.managed())
+        managed = self._read(lambda: self._accounts.managed())
         primary = self.settings.account if self.settings.account in managed else managed[0]
         return [
             models.Account(account_id=a, is_paper=a.startswith("D"), is_primary=a == primary)
@@ -117,16 +118,16 @@ class TwsBroker:
         ]
 
     def account_summary(self, account_id: str | None = None) -> models.AccountSummary:
-        return self._call(self._accounts.summary(account_id))
+        return self._read(lambda: self._accounts.summary(account_id))
 
     def positions(self, account_id: str | None = None) -> list[models.Position]:
-        return self._call(self._accounts.positions(account_id))
+        return self._read(lambda: self._accounts.positions(account_id))
 
     def pnl(self, account_id: str | None = None) -> models.PnL:
-        return self._call(self._accounts.pnl(account_id))
+        return self._read(lambda: self._accounts.pnl(account_id))
 
     def cash_balances(self, account_id: str | None = None) -> list[models.CashBalance]:
-        return self._call(self._accounts.cash(account_id))
+        return self._read(lambda: self._accounts.cash(account_id))
 
     # -- market data -------------------------------------------------------------------------
     def quotes(self, contracts: Sequence[models.Contract]) -> list[models.Quote]:
@@ -135,7 +136,7 @@ class TwsBroker:
         s = self.settings
         paced_rate = s.max_msg_rate if s.pacing and s.max_msg_rate else 500  # messages/s
         timeout = s.timeout * 3 + len(contracts) / paced_rate
-        return self._call(self._market.quotes(list(contracts)), timeout=timeout)
+        return self._read(lambda: self._market.quotes(list(contracts)), timeout=timeout)
 
     def history(
         self,
@@ -151,10 +152,10 @@ class TwsBroker:
         # a request may wait for its pacing slot: up to 10 minutes for small bars
         timeout = self.settings.timeout * 3 + (SMALL_BAR_SECONDS if small else IDENTICAL_SECONDS)
         request = HistoryRequest(contract, duration, bar_size, what_to_show, end, use_rth, small)
-        return self._call(self._market.history(request), timeout=timeout)
+        return self._read(lambda: self._market.history(request), timeout=timeout)
 
     def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
-        return self._call(self._market.depth(contract, rows))
+        return self._read(lambda: self._market.depth(contract, rows))
 
     def news(
         self,
@@ -163,7 +164,7 @@ class TwsBroker:
         end: datetime | None = None,
         limit: int = 50,
     ) -> list[models.NewsHeadline]:
-        return self._call(self._market.news(contract, start, end, limit))
+        return self._read(lambda: self._market.news(contract, start, end, limit))
 
     # -- trading -----------------------------------------------------------------------------
     def what_if(self, order: models.Order) -> models.WhatIfResult:
@@ -186,15 +187,15 @@ class TwsBroker:
         return self._call(self._orders.modify(order_id, quantity, limit_price, stop_price))
 
     def open_orders(self, account_id: str | None = None) -> list[models.OrderStatus]:
-        return self._call(self._orders.open_orders(account_id))
+        return self._read(lambda: self._orders.open_orders(account_id))
 
     def completed_orders(self, account_id: str | None = None) -> list[models.OrderStatus]:
-        return self._call(self._orders.completed(account_id))
+        return self._read(lambda: self._orders.completed(account_id))
 
     def executions(
         self, account_id: str | None = None, since: datetime | None = None
     ) -> list[models.Execution]:
-        return self._call(self._orders.executions(account_id, since))
+        return self._read(lambda: self._orders.executions(account_id, since))
 
     # -- scanner -----------------------------------------------------------------------------
     def scan(
@@ -204,7 +205,9 @@ class TwsBroker:
         filters: models.ScanFilter | None = None,
         limit: int = 50,
     ) -> list[models.ScannerRow]:
-        return self._call(self._market.scan(code, location, filters or models.ScanFilter(), limit))
+        return self._read(
+            lambda: self._market.scan(code, location, filters or models.ScanFilter(), limit)
+        )
 
     def scanner_codes(self) -> list[str]:
-        return self._call(self._market.scanner_codes())
+        return self._read(lambda: self._market.scanner_codes())

@@ -212,6 +212,7 @@ class Connection:
         self.pacing_violations: list[tuple[int, str]] = []
         self.streams: dict[int, Stream] = {}
         self._refused: tuple[int, str] | None = None  # 326 while connecting
+        self._refusal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._down_since: float | None = None  # monotonic, while reconnecting
         self.ib_time: datetime | None = None  # the latest time IB told us
         return ib
@@ -230,6 +231,8 @@ class Connection:
             self._resubscribe(message)
         elif code == DUPLICATE_CLIENT_ID:
             self._refused = (code, message)
+            if not self._refusal.done():
+                self._refusal.set_result(None)
         stream = self.streams.get(req_id)
         if stream is not None and code not in _STREAM_WARNINGS and not stream.failed.done():
             stream.failed.set_exception(ib_async.RequestError(req_id, code, message))
@@ -292,16 +295,28 @@ class Connection:
             )
 
     async def _connect_once(self) -> None:
+        """One connection attempt; it ends as soon as IB refuses the client id (326), which
+        ib_async would otherwise wait out until its timeout."""
         s = self.settings
         self.ib.disconnect()
-        await self.ib.connectAsync(
-            s.host,
-            s.port,
-            clientId=s.client_id,
-            timeout=s.timeout,
-            readonly=s.readonly,
-            account=s.account or "",
+        self._refusal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        connect = asyncio.ensure_future(
+            self.ib.connectAsync(
+                s.host,
+                s.port,
+                clientId=s.client_id,
+                timeout=s.timeout,
+                readonly=s.readonly,
+                account=s.account or "",
+            )
         )
+        await asyncio.wait({connect, self._refusal}, return_when=asyncio.FIRST_COMPLETED)
+        if self._refusal.done():
+            connect.cancel()
+            self.ib.disconnect()
+            raise ConnectionError("IB refused the connection")
+        self._refusal.cancel()
+        await connect
         if not self.ib.isConnected():
             raise ConnectionError("the connection closed during the handshake")
         self.ib.reqMarketDataType(self.data_type)
@@ -340,30 +355,48 @@ class Connection:
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run one of the backend's ``async def`` methods on the loop and wait for it (seconds:
         ``timeout``, default 3x the settings' timeout, plus the reconnect budget when the
-        connection must first be restored).
+        connection must first be restored). Sent once: for orders, whose fate is unknown when
+        the connection drops while they are in flight.
 
         ``coro`` must come from an ``async def``: its body, and so every ib_async call it makes,
         then runs on the loop thread, never on the caller's.
         """
+        return self._run(lambda: coro, 0, timeout)
+
+    def read(
+        self, request: Callable[[], Coroutine[Any, Any, T]], timeout: float | None = None
+    ) -> T:
+        """As :meth:`call`, for a request that only reads (``request()`` makes its coroutine):
+        if the connection drops while it is in flight, it is sent once more after reconnecting."""
+        return self._run(request, 1, timeout)
+
+    def _run(
+        self, make: Callable[[], Coroutine[Any, Any, T]], retries: int, timeout: float | None
+    ) -> T:
         if self._closed:
-            coro.close()
+            make().close()
             raise NotConnected("the tws broker was closed")
         s = self.settings
-        budget = (timeout or s.timeout * 3) + (
-            0.0 if self.ib.isConnected() else s.reconnect_seconds + s.timeout
+        budget = (timeout or s.timeout * 3) * (retries + 1) + (
+            0.0 if self.ib.isConnected() and not retries else s.reconnect_seconds + s.timeout
         )
-        return self._loop.run(self._guarded(coro), budget)
+        return self._loop.run(self._guarded(make, retries), budget)
 
-    async def _guarded(self, coro: Coroutine[Any, Any, T]) -> T:
-        try:
-            await self._ensure()
-            return await coro
-        except ib_async.RequestError as exc:
-            raise error_from_ib(exc.code, exc.message) from None
-        except ConnectionError as exc:
-            raise NotConnected(f"connection to IB lost: {exc}") from None
-        finally:
-            coro.close()  # never awaited when the connection could not be restored
+    async def _guarded(self, make: Callable[[], Coroutine[Any, Any, T]], retries: int) -> T:
+        for attempt in range(retries + 1):
+            coro = make()
+            try:
+                await self._ensure()
+                return await coro
+            except ib_async.RequestError as exc:
+                raise error_from_ib(exc.code, exc.message) from None
+            except ConnectionError as exc:
+                if attempt == retries:
+                    raise NotConnected(f"connection to IB lost: {exc}") from None
+                log.info("connection to IB lost during a read (%s); reading again", exc)
+            finally:
+                coro.close()  # never awaited when the connection could not be restored
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def wait(self, awaitable: Awaitable[T], what: str) -> T:
         """``awaitable``'s result, or NotConnected naming ``what`` after the settings' timeout."""
