@@ -45,7 +45,9 @@ def start_api(s: Session, r: Reader) -> None:
     s.state.client_ids.add(client_id)
     existing = s.state.exchange.executions()
     s.seen_execs = {e.exec_id for e in existing}
-    s.exec_cursor = max((e.time for e in existing), default=None)
+    # new fills come at or after the gateway's clock now, even when earlier runs on this data
+    # dir stamped executions later (a restarted gateway whose clock starts at the same instant)
+    s.exec_cursor = min([max(e.time for e in existing), s.state.now()]) if existing else None
     s.send(9, 1, s.state.exchange.next_order_id())
     s.send(15, 1, ",".join(s.state.managed_accounts()))
     # the farm notices TWS sends on connect [MSGCODES]

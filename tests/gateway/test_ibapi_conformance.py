@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from ibapi.execution import ExecutionFilter
 from ibapi.order_cancel import OrderCancel
 
-from ibkr_sim.gateway import GatewayHandle, start_gateway
+from ibkr_sim.gateway import GatewayHandle, running_clock, start_gateway
 from ibkr_sim.gateway.profile import IB_PAPER
 from tests.gateway.ibapi_client import IbapiClient, fx_pair, order, stock
 from tests.gateway.test_realism_profile import fast_clock
@@ -319,6 +320,27 @@ def test_cancel_an_open_order(paper: GatewayHandle) -> None:
         assert info.status == "Cancelled"
         ib.cancelOrder(order_id, OrderCancel())  # TWS: not cancellable any more
         ib.wait_until(lambda: 10148 in ib.error_codes(order_id), what="error 10148")
+
+
+def test_fills_are_reported_after_a_restart_on_the_same_data_dir(tmp_path: Path) -> None:
+    """A gateway started again on its data dir with its clock at the same instant (a pinned
+    session, as ``make demo`` and the fault tests run it) still sends a new fill's execDetails,
+    although the earlier run stamped its executions later."""
+    for run, pause in ((1, 1.5), (2, 0.0)):
+        with (
+            start_gateway(
+                symbols=40,
+                data_dir=tmp_path,
+                clock=running_clock(SESSION_START),
+                profile=IB_PAPER,
+            ) as handle,
+            connect(handle, client_id=1) as ib,
+        ):
+            time.sleep(pause)  # run 1 fills later on the gateway clock than run 2 will
+            order_id = ib.take_order_id()
+            ib.placeOrder(order_id, stock("AAPL"), order("BUY", 10, None, f"run-{run}"))
+            _, _, fill = ib.wait_for("execDetails", lambda _, __, e, i=order_id: e.orderId == i)
+            assert fill.orderRef == f"run-{run}" and fill.shares == 10
 
 
 # ---------------------------------------------------------------------- connectivity [MSGCODES]
