@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from ibkr_assets.quant.journal import Anchor, VerifyResult, verify_journal
+from ibkr_assets.settings import load_settings
 
 #: Where a data root keeps its Dagster instance (``ibkr-agent run``, ``make dev``).
 DAGSTER_DIR = ".dagster"
@@ -61,17 +62,19 @@ def verify_decision_log(
 ) -> tuple[VerifyResult, int | None]:
     """Verify the journal in ``directory`` (rows, signatures, head file) and that it holds every
     row Dagster recorded; ``instance`` defaults to the one of the journal's data root (its
-    parent directory, :func:`open_instance`).
+    parent directory, :func:`open_instance`). The key is the settings' (``IBKR_JOURNAL_KEY`` or
+    its key file); without one a journal with rows is not intact (check ``key``).
 
     Returns the result and how many recorded heads were checked (None: no Dagster instance).
     The recorded heads are read before the journal, so a row appended meanwhile is never
     reported missing."""
+    key = load_settings().checked("journal").journal.key()
     if instance is not None:
         anchors = recorded_heads(instance)
     else:
         own = open_instance(directory.resolve().parent)
         if own is None:
-            return verify_journal(directory), None
+            return verify_journal(directory, key=key), None
         with own:
             anchors = recorded_heads(own)
-    return verify_journal(directory, anchors=anchors), len(anchors)
+    return verify_journal(directory, key=key, anchors=anchors), len(anchors)

@@ -333,6 +333,7 @@ def record_promotion(
             "journal_rows_verified": check.journal.rows,
         },
         now=now,
+        key=load_settings().checked("journal").journal.appending_key(data_root / JOURNAL_DIR),
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from ibkr_assets.partitions import sessions_between
 from ibkr_assets.promotion import PromotionCheck
 from ibkr_assets.quant.journal import append_entry, sha256_file
+from tests.journal_key import TEST_KEY
 
 ACCOUNT = "DU1234567"
 #: The 12 NYSE sessions of 2024-05-14 .. 2024-05-30 (Memorial Day, 2024-05-27, is not one).
@@ -53,6 +54,7 @@ def run_session(
             "files_sha256": {p.relative_to(root).as_posix(): sha256_file(p) for p in files},
             "constraints_passed": gate_passed,
         },
+        key=TEST_KEY,
     )
 
 

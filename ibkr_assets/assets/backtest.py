@@ -61,6 +61,7 @@ from ibkr_assets.resources.fundamentals import FundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.sentiment import SentimentResource
 from ibkr_assets.resources.storage import StorageResource
+from ibkr_assets.settings import load_settings
 from ibkr_spec.commissions import stock_commission
 
 #: The file each run appends its row to, under the data root's ``metrics/``.
@@ -313,6 +314,7 @@ def run_backtest(
                 "held_out_sharpe_configured": _number(tuned.held_out_sharpe_configured),
                 "held_out_sharpe_tuned": _number(tuned.held_out_sharpe_tuned),
             },
+            key=load_settings().checked("journal").journal.appending_key(storage.decision_log_dir),
         )
     return BacktestRun(result, tuned, row, csv_path, plot_path, png, timings, problems)
 

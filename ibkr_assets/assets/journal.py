@@ -29,6 +29,7 @@ from ibkr_assets.partitions import DAILY_PARTITIONS
 from ibkr_assets.quant.decision import EX_ANTE
 from ibkr_assets.quant.journal import append_entry, sha256_file, sha256_json
 from ibkr_assets.resources.storage import StorageResource
+from ibkr_assets.settings import load_settings
 
 TOP_DRIVERS = 10
 #: A day's row of the journal (a calibration row of the weekly backtest has its own fields).
@@ -81,7 +82,8 @@ def record_decision(
     ex_ante: dict[str, float],
     constraints_passed: bool,
 ) -> dict:
-    """Append one hash-chained, signed row for a partition's decision; returns the row written."""
+    """Append one hash-chained, signed row for a partition's decision (signed with the settings'
+    journal key); returns the row written."""
     target_view = targets[["symbol", "weight"]].sort_values("symbol") if len(targets) else targets
     return append_entry(
         storage.decision_log_dir,
@@ -96,6 +98,7 @@ def record_decision(
             **ex_ante,
             "constraints_passed": constraints_passed,
         },
+        key=load_settings().checked("journal").journal.appending_key(storage.decision_log_dir),
     )
 
 

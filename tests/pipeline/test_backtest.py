@@ -21,6 +21,7 @@ from ibkr_assets.quant.journal import read_journal, verify_journal
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.alerts import AlertResource
 from ibkr_spec.commissions import stock_commission
+from tests.journal_key import TEST_KEY
 from tests.replay_fixtures import load_small_replay
 
 SYMBOLS = 40
@@ -115,7 +116,7 @@ def test_weekly_asset_writes_metrics_plot_and_journal(tmp_path):
     entry = entries.iloc[-1]
     assert entry["kind"] == "signal_weight_calibration" and entry["decision"] == row["calibration"]
     assert entry["held_out_sharpe_configured"] == pytest.approx(row["held_out_sharpe_configured"])
-    assert verify_journal(tmp_path / "decision_log").ok
+    assert verify_journal(tmp_path / "decision_log", key=TEST_KEY).ok
     # a second run appends, never rewrites
     again = dg.materialize(
         [backtest.rolling_backtest],

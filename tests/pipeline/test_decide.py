@@ -19,6 +19,7 @@ from ibkr_assets.partitions import as_of
 from ibkr_assets.quant.journal import read_journal, verify_journal
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.alerts import AlertResource
+from tests.journal_key import TEST_KEY
 
 SESSION = "2024-06-03"
 SYMBOLS = 60
@@ -80,7 +81,7 @@ def test_daily_run_writes_ticket_and_journal(happy):
     assert len(journal) == 1 and bool(journal["constraints_passed"].iloc[0])
     files = json.loads(journal["files_sha256"].iloc[0])
     assert f"reports/order_ticket_{SESSION}.json" in files
-    assert verify_journal(data_dir / "decision_log").ok
+    assert verify_journal(data_dir / "decision_log", key=TEST_KEY).ok
 
 
 def test_targets_respect_the_optimiser_limits(happy):
@@ -196,7 +197,7 @@ def test_rerun_appends_a_chained_row_and_an_edit_is_detected(happy, tmp_path):
     rows = read_journal(log)
     assert len(rows) == 2 and list(rows["partition"]) == [SESSION, SESSION]
     assert rows["prev_hash"].iloc[1] == rows["row_hash"].iloc[0]
-    assert verify_journal(log).ok
+    assert verify_journal(log, key=TEST_KEY).ok
     # tamper with a copy: change the first row's ex-ante return
     copy = tmp_path / "decision_log"
     shutil.copytree(log, copy)
@@ -204,5 +205,5 @@ def test_rerun_appends_a_chained_row_and_an_edit_is_detected(happy, tmp_path):
     row = pd.read_parquet(first)
     row.loc[0, "ex_ante_return"] = row.loc[0, "ex_ante_return"] + 0.01
     row.to_parquet(first, index=False)
-    result = verify_journal(copy)
+    result = verify_journal(copy, key=TEST_KEY)
     assert not result.ok and result.first_bad_row == 0

@@ -16,6 +16,7 @@ from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.journal import verify_journal
 from ibkr_assets.resources.alerts import AlertResource
 from ibkr_assets.resources.storage import StorageResource, WarehouseIOManager
+from tests.journal_key import TEST_KEY
 from tests.pipeline.decide_fixtures import EVENT_SYMBOL, OTHER_SESSION, SESSION, UPSTREAM
 
 DECIDE = [
@@ -110,7 +111,7 @@ def test_concentration_breach_blocks_orders_writes_recommendation_and_alerts(tmp
         f"reports/risk_report_{SESSION}.json",
         f"reports/recommendation_{SESSION}.md",
     }
-    assert verify_journal(tmp_path / "decision_log").ok
+    assert verify_journal(tmp_path / "decision_log", key=TEST_KEY).ok
 
 
 def test_gate_checks_evaluate_only_their_partition(tmp_path):

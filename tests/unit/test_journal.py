@@ -11,22 +11,22 @@ import pytest
 
 from ibkr_assets.quant.journal import (
     GENESIS_HASH,
-    KEY_ENV,
-    KEY_FILE_ENV,
     Anchor,
+    JournalKey,
     JournalKeyError,
     JournalTampered,
     append_entry,
     canonical_json,
     decision_entry,
     head_file,
-    journal_key,
-    key_file,
     read_journal,
     sha256_file,
     sha256_json,
     verify_journal,
 )
+from ibkr_assets.settings import load_settings
+from ibkr_assets.settings.journal import KEY_ENV, KEY_FILE_ENV
+from tests.journal_key import TEST_KEY as KEY
 
 
 def _entry(day: int) -> dict:
@@ -47,7 +47,7 @@ def _entry(day: int) -> dict:
 def _journal(tmp_path, n: int = 4):
     start = dt.datetime(2026, 11, 20, 13, 0, tzinfo=dt.UTC)
     for i in range(n):
-        append_entry(tmp_path, _entry(20 + i), now=start + dt.timedelta(days=i))
+        append_entry(tmp_path, _entry(20 + i), now=start + dt.timedelta(days=i), key=KEY)
     return sorted(p for p in tmp_path.iterdir() if p.suffix == ".parquet")
 
 
@@ -82,14 +82,14 @@ def test_append_and_read_chain(tmp_path):
     assert df["ts_utc"].iloc[1] == "2026-11-21T13:00:00.000000+00:00"
     assert json.loads(df["top_drivers"].iloc[0]) == ["mom_12_1 +0.08", "piotroski +0.06"]
     assert df["ex_ante_cvar"].iloc[0] == pytest.approx(0.025)
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert res.ok and res.first_bad_row is None and res.rows == 4
-    assert verify_journal(tmp_path, expected_head=df["row_hash"].iloc[-1]).ok
+    assert verify_journal(tmp_path, expected_head=df["row_hash"].iloc[-1], key=KEY).ok
     assert not list(tmp_path.glob(".tmp-*"))
     with pytest.raises(ValueError, match="may not set \\['row_hash'\\]"):
-        append_entry(tmp_path, {"partition": "2026-11-25", "row_hash": "x"})
+        append_entry(tmp_path, {"partition": "2026-11-25", "row_hash": "x"}, key=KEY)
     with pytest.raises(ValueError, match="needs a partition"):
-        append_entry(tmp_path, {"ex_ante_return": 0.1})
+        append_entry(tmp_path, {"ex_ante_return": 0.1}, key=KEY)
     assert len(read_journal(tmp_path)) == 4  # nothing written by the failed appends
 
 
@@ -98,7 +98,7 @@ def test_detects_changed_row(tmp_path):
     df = pd.read_parquet(files[1])
     df.loc[0, "ex_ante_return"] = 0.5
     df.to_parquet(files[1], index=False)
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert not res.ok and res.first_bad_row == 1 and "contents changed" in res.reason
 
 
@@ -116,7 +116,7 @@ def _forge(path, **changes) -> dict:
 def test_detects_changed_row_with_recomputed_hash(tmp_path):
     files = _journal(tmp_path)
     _forge(files[1], constraints_passed=False)  # was True
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert not res.ok and res.first_bad_row == 1 and res.check == "signature"
     assert "not signed with the journal key" in res.reason
 
@@ -129,7 +129,7 @@ def test_detects_full_rewrite_with_recomputed_hashes(tmp_path):
     head = json.loads(head_file(tmp_path).read_text())
     head["row_hash"] = prev
     head_file(tmp_path).write_text(json.dumps(head))
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert not res.ok and res.first_bad_row == 0 and res.check == "signature"
 
 
@@ -139,16 +139,16 @@ def test_detects_forged_append(tmp_path):
     forged = files[-1].with_name("00000004_2026-11-24.parquet")
     pd.DataFrame([{**last, "seq": 4, "prev_hash": last["row_hash"]}]).to_parquet(forged)
     _forge(forged, row_hmac="ab" * 32, partition="2026-11-24")
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert not res.ok and res.first_bad_row == 4 and res.check == "signature"
     with pytest.raises(JournalTampered, match=r"last row 00000004_\S+ is not signed"):
-        append_entry(tmp_path, _entry(25))
+        append_entry(tmp_path, _entry(25), key=KEY)
 
 
 def test_detects_removed_row(tmp_path):
     files = _journal(tmp_path)
     os.remove(files[1])
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert not res.ok and res.first_bad_row == 1 and "removed" in res.reason
     assert res.check == "sequence"
 
@@ -158,25 +158,25 @@ def test_detects_reordered_rows(tmp_path):
     a, b = files[1].read_bytes(), files[2].read_bytes()
     files[1].write_bytes(b)
     files[2].write_bytes(a)
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert not res.ok and res.first_bad_row == 1 and "reordered" in res.reason
 
 
 def test_detects_removed_last_row(tmp_path):
     files = _journal(tmp_path)
     os.remove(files[-1])
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert not res.ok and res.check == "truncated"
     assert "says the journal has 4 rows, it has 3" in res.reason
     with pytest.raises(JournalTampered, match="rows were deleted from the end"):
-        append_entry(tmp_path, _entry(25))  # appending would hide the truncation
+        append_entry(tmp_path, _entry(25), key=KEY)  # appending would hide the truncation
     assert len(read_journal(tmp_path)) == 3
 
 
 def test_detects_all_rows_removed(tmp_path):
     for f in _journal(tmp_path):
         os.remove(f)
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert not res.ok and res.check == "truncated" and "4 rows, it has 0" in res.reason
 
 
@@ -186,22 +186,22 @@ def test_detects_missing_or_forged_head_file(tmp_path):
     assert head == tmp_path.with_name(f"{tmp_path.name}.head.json")  # outside the journal
     saved = json.loads(head.read_text())
     head.write_text(json.dumps({**saved, "seq": 2}))  # claims fewer rows, hmac not redone
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert not res.ok and res.check == "head" and "not signed" in res.reason
     head.unlink()
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert not res.ok and res.check == "head" and "missing" in res.reason
 
 
 def test_old_head_file_and_truncation_caught_by_an_anchor(tmp_path):
     _journal(tmp_path, 3)
     old_head = head_file(tmp_path).read_bytes()
-    last = append_entry(tmp_path, _entry(23))
+    last = append_entry(tmp_path, _entry(23), key=KEY)
     os.remove(sorted(tmp_path.glob("*.parquet"))[-1])
     head_file(tmp_path).write_bytes(old_head)  # an earlier genuine head file put back
-    assert verify_journal(tmp_path).ok  # nothing local can tell
+    assert verify_journal(tmp_path, key=KEY).ok  # nothing local can tell
     anchor = Anchor(last["row_hash"], "Dagster (decision_journal 2026-11-23)")
-    res = verify_journal(tmp_path, anchors=[anchor])
+    res = verify_journal(tmp_path, anchors=[anchor], key=KEY)
     assert not res.ok and res.check == "anchor"
     assert res.reason.startswith("Dagster (decision_journal 2026-11-23) recorded row")
 
@@ -209,8 +209,8 @@ def test_old_head_file_and_truncation_caught_by_an_anchor(tmp_path):
 def test_truncation_against_an_expected_head(tmp_path):
     _journal(tmp_path)
     head = read_journal(tmp_path)["row_hash"].iloc[-1]
-    assert verify_journal(tmp_path, expected_head=head).ok
-    res = verify_journal(tmp_path, expected_head="0" * 64)
+    assert verify_journal(tmp_path, expected_head=head, key=KEY).ok
+    res = verify_journal(tmp_path, expected_head="0" * 64, key=KEY)
     assert not res.ok and res.check == "expected_head" and "truncated" in res.reason
 
 
@@ -218,13 +218,26 @@ def test_without_the_key_nothing_is_intact(tmp_path, monkeypatch):
     _journal(tmp_path)
     monkeypatch.delenv(KEY_ENV)
     monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path.parent / "absent.key"))
-    res = verify_journal(tmp_path)
+    journal = load_settings().journal
+    res = verify_journal(tmp_path, key=journal.key())
     assert not res.ok and res.check == "key" and res.rows == 4
     assert KEY_ENV in res.reason and "absent.key" in res.reason
     with pytest.raises(JournalKeyError, match="does not exist"):  # never a new key for old rows
-        append_entry(tmp_path, _entry(25))
-    res = verify_journal(tmp_path, key=b"another key of at least thirty-two chars")
+        append_entry(tmp_path, _entry(25), key=journal.appending_key(tmp_path))
+    assert not (tmp_path.parent / "absent.key").exists()
+    res = verify_journal(tmp_path, key=JournalKey(b"another key of at least thirty-two chars"))
     assert not res.ok and res.check == "signature" and res.first_bad_row == 0
+
+
+def test_a_new_journal_verifies_without_a_key(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV)
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "absent.key"))
+    res = verify_journal(tmp_path / "log", key=load_settings().journal.key())
+    assert res.ok and res.reason == "no rows yet"
+    res = verify_journal(
+        tmp_path / "log", key=load_settings().journal.key(), anchors=[Anchor("ab" * 32, "Dagster")]
+    )
+    assert not res.ok and res.check == "key" and res.rows == 0
 
 
 def test_key_file_created_once_with_mode_0600(tmp_path, monkeypatch):
@@ -232,36 +245,41 @@ def test_key_file_created_once_with_mode_0600(tmp_path, monkeypatch):
     monkeypatch.delenv(KEY_FILE_ENV, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     path = tmp_path / "config" / "ibkr-agent" / "journal.key"
-    assert key_file() == path
-    append_entry(tmp_path / "log", _entry(20))
+    journal = load_settings().journal
+    assert journal.key_file == path and journal.key().secret is None  # not created to read
+    assert not path.exists()
+    append_entry(tmp_path / "log", _entry(20), key=journal.appending_key(tmp_path / "log"))
     key = path.read_bytes()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(key.strip()) == 64
-    append_entry(tmp_path / "log", _entry(21))
-    assert path.read_bytes() == key and verify_journal(tmp_path / "log").ok
+    append_entry(tmp_path / "log", _entry(21), key=journal.appending_key(tmp_path / "log"))
+    assert path.read_bytes() == key and verify_journal(tmp_path / "log", key=journal.key()).ok
     assert key not in (tmp_path / "log.head.json").read_bytes()
     assert all(key.strip().decode() not in str(v) for v in read_journal(tmp_path / "log").values)
+    assert key.strip() not in repr(journal.key()).encode()
     monkeypatch.setenv(KEY_ENV, key.decode())  # the same key given in the environment
-    assert verify_journal(tmp_path / "log").ok
+    assert verify_journal(tmp_path / "log", key=load_settings().journal.key()).ok
     monkeypatch.setenv(KEY_ENV, "short")
     with pytest.raises(JournalKeyError, match="has 5 characters, at least 32"):
-        journal_key()
+        load_settings().journal.key().required()
+    monkeypatch.setenv(KEY_ENV, "  ")  # blank: the key file, as if unset
+    assert load_settings().journal.key().secret == key.strip()
 
 
 def test_interrupted_append_is_reported_and_resumed(tmp_path):
     _journal(tmp_path, 2)
     before = head_file(tmp_path).read_bytes()
-    append_entry(tmp_path, _entry(22))
+    append_entry(tmp_path, _entry(22), key=KEY)
     head_file(tmp_path).write_bytes(before)  # the process died before replacing the head
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert res.ok and "1 signed rows after the head" in res.reason
-    append_entry(tmp_path, _entry(23))
-    res = verify_journal(tmp_path)
+    append_entry(tmp_path, _entry(23), key=KEY)
+    res = verify_journal(tmp_path, key=KEY)
     assert res.ok and res.rows == 4 and "after the head" not in res.reason
 
 
 def _append_many(directory: str, worker: int, count: int) -> None:
     for i in range(count):
-        append_entry(directory, {"partition": f"w{worker}-{i}", "worker": worker})
+        append_entry(directory, {"partition": f"w{worker}-{i}", "worker": worker}, key=KEY)
 
 
 def test_concurrent_appends_from_processes_lose_nothing(tmp_path):
@@ -276,7 +294,7 @@ def test_concurrent_appends_from_processes_lose_nothing(tmp_path):
     assert len(rows) == 20 and sorted(rows["partition"]) == sorted(
         f"w{w}-{i}" for w in range(4) for i in range(5)
     )
-    res = verify_journal(tmp_path)
+    res = verify_journal(tmp_path, key=KEY)
     assert res.ok and "after the head" not in res.reason
     assert json.loads(head_file(tmp_path).read_text())["seq"] == 19
 
@@ -298,9 +316,9 @@ def test_decision_entry_hashes_payloads_and_files(tmp_path):
     assert entry["targets_sha256"] == hashlib.sha256(b'{"AAA":0.1,"BBB":0.05}').hexdigest()
     assert entry["files_sha256"] == {"order_ticket": sha256_file(f)}
     assert entry["constraints_passed"] is True and entry["run_id"] == "abc"
-    row = append_entry(tmp_path / "log", entry)
+    row = append_entry(tmp_path / "log", entry, key=KEY)
     assert json.loads(row["files_sha256"]) == {"order_ticket": sha256_file(f)}
-    assert verify_journal(tmp_path / "log").ok
+    assert verify_journal(tmp_path / "log", key=KEY).ok
 
 
 def test_cli_verify_compares_with_the_heads_dagster_recorded(tmp_path, capsys):
@@ -311,7 +329,7 @@ def test_cli_verify_compares_with_the_heads_dagster_recorded(tmp_path, capsys):
     log = tmp_path / "decision_log"
     _journal(log, 2)
     old_head = head_file(log).read_bytes()
-    last = append_entry(log, _entry(22))
+    last = append_entry(log, _entry(22), key=KEY)
     (tmp_path / ".dagster").mkdir()
     with dg.DagsterInstance.from_config(str(tmp_path / ".dagster")) as instance:
         instance.report_runless_asset_event(

@@ -15,6 +15,7 @@ from ibkr_assets.promotion import (
     record_promotion,
 )
 from ibkr_assets.quant.journal import append_entry, head_file, read_journal
+from tests.journal_key import TEST_KEY
 from tests.promotion_fixtures import ACCOUNT, ORDER, SESSIONS, green_sessions, problems, run_session
 
 
@@ -99,6 +100,7 @@ def test_reports_edited_after_the_run_or_a_gate_blocked_rerun_do_not_count(tmp_p
     append_entry(
         tmp_path / "decision_log",
         {"partition": SESSIONS[5].isoformat(), "constraints_passed": False},
+        key=TEST_KEY,
     )
     found = problems(promotion_check(tmp_path))
     assert found == {

@@ -1,0 +1,45 @@
+"""Who started an in-process run and where its Dagster instance lives; how much paper evidence a
+live account needs (``IBKR_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Who may start a run ``ibkr-agent run`` executes in-process (``IBKR_RUN_TRIGGER``).
+IN_PROCESS_TRIGGERS = ("cli", "mcp")
+
+
+class PromotionSettings(BaseSettings):
+    """How much paper evidence a live account needs."""
+
+    model_config = SettingsConfigDict(env_prefix="IBKR_", extra="ignore")
+
+    promotion_sessions: int = Field(
+        10, ge=1, description="green paper sessions needed before a live account is traded"
+    )
+
+
+class RunSettings(BaseSettings):
+    """Who started an in-process run, and where its Dagster instance lives."""
+
+    model_config = SettingsConfigDict(env_prefix="IBKR_", extra="ignore")
+
+    run_trigger: str = Field(
+        "cli", description="who started `ibkr-agent run`: cli, or mcp (the MCP server's launcher)"
+    )
+    dagster_home: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("DAGSTER_HOME", "dagster_home"),
+        description="Dagster instance of `ibkr-agent run`, `demo` and `promote`; unset = "
+        "<data root>/.dagster",
+    )
+
+    @field_validator("run_trigger")
+    @classmethod
+    def _trigger(cls, value: str) -> str:
+        if value not in IN_PROCESS_TRIGGERS:
+            raise ValueError(f"expected one of {', '.join(IN_PROCESS_TRIGGERS)}")
+        return value
