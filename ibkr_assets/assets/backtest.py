@@ -22,7 +22,7 @@ import io
 import math
 import time as clock
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,8 +66,6 @@ from ibkr_spec.commissions import stock_commission
 
 #: The file each run appends its row to, under the data root's ``metrics/``.
 METRICS_FILE = "rolling_backtest.csv"
-#: The resources a backtest runs with: the keys of ``build_resources()`` it reads.
-RESOURCE_KEYS = ("ib", "storage", "pipeline", "decide", "fundamentals", "sentiment")
 #: A row of ``metrics/rolling_backtest.csv``: what one run of the replay measured.
 METRICS = Table(
     {
@@ -101,8 +99,26 @@ METRICS = Table(
 )
 
 
+@dataclass(frozen=True)
+class BacktestResources:
+    """The pipeline resources a backtest reads, named as the keys of ``build_resources()``."""
+
+    ib: IBResource
+    storage: StorageResource
+    pipeline: PipelineConfig
+    decide: DecideConfig
+    fundamentals: FundamentalsResource
+    sentiment: SentimentResource
+
+    @classmethod
+    def of(cls, resources: Mapping[str, Any]) -> "BacktestResources":
+        """The backtest's resources out of all the pipeline's (``build_resources()``)."""
+        return cls(**{f.name: resources[f.name] for f in fields(cls)})
+
+
 class BacktestConfig(dg.Config):
-    """How far back to replay, the book's capital and slippage, and whether to calibrate."""
+    """How far back to replay, the book's capital and slippage, and whether to calibrate; the
+    fields but ``calibrate`` are :func:`run_backtest`'s options of the same names."""
 
     months: int = 6
     calibrate: bool = False
@@ -225,13 +241,8 @@ def _replay(
 
 
 def run_backtest(
+    resources: BacktestResources,
     *,
-    ib: IBResource,
-    storage: StorageResource,
-    pipeline: PipelineConfig,
-    decide: DecideConfig,
-    fundamentals: FundamentalsResource,
-    sentiment: SentimentResource,
     end: date,
     months: int,
     label: str,
@@ -245,21 +256,22 @@ def run_backtest(
     """Load, replay (and optionally calibrate) the ``months`` before ``end``; write the
     metrics row, the plot and (calibrating) the journal entry. ``symbols`` default to the
     watch-list; ``label`` names the run in the files (the partition, or ``cli``)."""
+    storage = resources.storage
     timings: dict[str, float] = {}
     started = clock.perf_counter()
-    settings = replay_settings(pipeline, decide, slippage_bps, initial_capital)
+    settings = replay_settings(resources.pipeline, resources.decide, slippage_bps, initial_capital)
     sessions = replay_window(end, months)
-    broker = ib.get_broker()
-    names = list(symbols) if symbols is not None else watchlist_symbols(pipeline, broker)
+    broker = resources.ib.get_broker()
+    names = list(symbols) if symbols is not None else watchlist_symbols(resources.pipeline, broker)
     data, problems = load_replay_data(
         broker,
         storage,
-        fundamentals,
-        sentiment.scorer(),
+        resources.fundamentals,
+        resources.sentiment.scorer(),
         settings,
         names,
         sessions,
-        request_workers=request_workers(broker, pipeline),
+        request_workers=request_workers(broker, resources.pipeline),
         progress=progress,
     )
     timings["load"] = clock.perf_counter() - started
@@ -333,7 +345,7 @@ def week_end(partition_key: str, now: datetime) -> date:
 def run_backtest_on(resources: Mapping[str, Any], **options: Any) -> BacktestRun:
     """:func:`run_backtest` with the pipeline's resources (``build_resources()``): the entry of
     ``ibkr-agent backtest`` and ``bench/backtest.py``; ``options`` are run_backtest's own."""
-    return run_backtest(**{key: resources[key] for key in RESOURCE_KEYS}, **options)
+    return run_backtest(BacktestResources.of(resources), **options)
 
 
 @dg.asset(
@@ -364,20 +376,12 @@ def rolling_backtest(
     of ``metrics/rolling_backtest.csv`` per run)."""
     end = week_end(context.partition_key, datetime.now(UTC))
     run = run_backtest(
-        ib=ib,
-        storage=storage,
-        pipeline=pipeline,
-        decide=decide,
-        fundamentals=fundamentals,
-        sentiment=sentiment,
+        BacktestResources(ib, storage, pipeline, decide, fundamentals, sentiment),
         end=end,
-        months=config.months,
         label=context.partition_key,
         calibration=config.calibrate,
-        workers=config.workers,
-        slippage_bps=config.slippage_bps,
-        initial_capital=config.initial_capital,
         progress=lambda phase, done, total: _log_progress(context, phase, done, total),
+        **config.model_dump(exclude={"calibrate"}),  # run_backtest's options of those names
     )
     r = run.row
     ratios = ["sharpe", "sortino", "hit_rate"]  # None when undefined (no variance, no trades)
