@@ -16,13 +16,11 @@ Run: ``.venv/bin/python bench/backtest.py [--symbols 700] [--months 6] [--end 20
 
 from __future__ import annotations
 
-import argparse
-import os
 import tempfile
 import time
 from datetime import date
 
-import dagster as dg
+from _world import materialize_timed, parse_world, world_parser
 
 TARGET_SECONDS = 60.0
 
@@ -34,28 +32,18 @@ def daily_job_seconds(session: str) -> float:
 
     assets, checks = daily_assets(), daily_checks()
     with tempfile.TemporaryDirectory(prefix="bench-daily-") as root:
-        start = time.perf_counter()
-        result = dg.materialize(
-            [*assets, *checks],
-            partition_key=session,
-            resources=build_resources(root),
-            instance=dg.DagsterInstance.ephemeral(),
-            raise_on_error=False,
+        elapsed, _ = materialize_timed(
+            "the daily job", [*assets, *checks], session, build_resources(root)
         )
-        elapsed = time.perf_counter() - start
-    if not result.success:
-        raise SystemExit(f"the daily job failed for {session}")
     return elapsed
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=700)
+    parser = world_parser(__doc__)
     parser.add_argument("--months", type=int, default=6)
     parser.add_argument("--end", default="2024-06-28")
     parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args()
-    os.environ["IBKR_SIM_SYMBOLS"] = str(args.symbols)
+    args = parse_world(parser)
 
     from ibkr_assets.assets.backtest import run_backtest_on
     from ibkr_assets.resources import build_resources

@@ -14,23 +14,19 @@ Run: ``.venv/bin/python bench/daily_job.py [--symbols 700] [--session 2024-06-03
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
-import time
 
-import dagster as dg
+from _world import materialize_timed, parse_world, world_parser
 
 TARGET_SECONDS = 60.0
 DECIDE_GROUP = "decide"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=700)
+    parser = world_parser(__doc__)
     parser.add_argument("--session", default="2024-06-03")
-    args = parser.parse_args()
-    os.environ["IBKR_SIM_SYMBOLS"] = str(args.symbols)
+    args = parse_world(parser)
 
     from ibkr_assets.assets import daily_assets, daily_checks
     from ibkr_assets.resources import build_resources
@@ -40,24 +36,11 @@ def main() -> None:
         key.path[-1] for a in assets for key in a.keys if a.group_names_by_key[key] == DECIDE_GROUP
     }
     with tempfile.TemporaryDirectory(prefix="bench-daily-") as root:
-        start = time.perf_counter()
-        result = dg.materialize(
-            [*assets, *checks],
-            partition_key=args.session,
-            resources=build_resources(root),
-            raise_on_error=False,
+        total, steps = materialize_timed(
+            "daily job", [*assets, *checks], args.session, build_resources(root)
         )
-        total = time.perf_counter() - start
         ticket = os.path.join(root, "reports", f"order_ticket_{args.session}.json")
         wrote_ticket = os.path.exists(ticket)
-    if not result.success:
-        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        raise SystemExit(f"daily job failed for {args.session}: {failed}")
-    steps = {
-        e.step_key: e.event_specific_data.duration_ms / 1000
-        for e in result.all_events
-        if e.event_type_value == "STEP_SUCCESS"
-    }
     # the gate's checks run as their own steps, ``risk_report_<check>``
     stage2 = sum(t for s, t in steps.items() if s in decide_steps or s.startswith("risk_report_"))
     stage1 = sum(steps.values()) - stage2

@@ -14,37 +14,19 @@ Run: ``.venv/bin/python bench/pipeline_ingest.py [--symbols 700] [--session 2024
 
 from __future__ import annotations
 
-import argparse
-import os
 import tempfile
-import time
 
 import dagster as dg
+from _world import materialize_timed, parse_world, world_parser
 
 TARGET_SECONDS = 30.0
 TARGET_SPEEDUP = 3.0
 
 
-def _run(assets: list, resources: dict, session: str) -> tuple[float, dict[str, float]]:
-    start = time.perf_counter()
-    result = dg.materialize(assets, partition_key=session, resources=resources)
-    total = time.perf_counter() - start
-    if not result.success:
-        raise SystemExit(f"stages 1-3 failed for {session}")
-    steps = {
-        e.step_key: e.event_specific_data.duration_ms / 1000
-        for e in result.all_events
-        if e.event_type_value == "STEP_SUCCESS"
-    }
-    return total, steps
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=700)
+    parser = world_parser(__doc__)
     parser.add_argument("--session", default="2024-06-03")
-    args = parser.parse_args()
-    os.environ["IBKR_SIM_SYMBOLS"] = str(args.symbols)
+    args = parse_world(parser)
 
     from ibkr_assets.assets import features, ingest, portfolio, signals
     from ibkr_assets.resources import build_resources
@@ -52,8 +34,8 @@ def main() -> None:
     assets = dg.load_assets_from_modules([ingest, features, signals, portfolio])
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as root:
         resources = build_resources(root)
-        first, steps1 = _run(assets, resources, args.session)
-        second, steps2 = _run(assets, resources, args.session)
+        first, steps1 = materialize_timed("stages 1-3", assets, args.session, resources)
+        second, steps2 = materialize_timed("stages 1-3", assets, args.session, resources)
 
     print(f"stages 1-3, {args.symbols} symbols, session {args.session}")
     print(f"{'stage':<20}{'run 1 (s)':>12}{'run 2 (s)':>12}")
