@@ -17,7 +17,6 @@ from ibkr_assets.quant.journal import (
     JournalTampered,
     append_entry,
     canonical_json,
-    decision_entry,
     head_file,
     read_journal,
     sha256_file,
@@ -297,28 +296,6 @@ def test_concurrent_appends_from_processes_lose_nothing(tmp_path):
     res = verify_journal(tmp_path, key=KEY)
     assert res.ok and "after the head" not in res.reason
     assert json.loads(head_file(tmp_path).read_text())["seq"] == 19
-
-
-def test_decision_entry_hashes_payloads_and_files(tmp_path):
-    f = tmp_path / "ticket.json"
-    f.write_text('{"orders": []}')
-    targets = pd.Series({"AAA": 0.1, "BBB": 0.05})
-    entry = decision_entry(
-        "2026-11-24",
-        targets,
-        [{"symbol": "AAA", "quantity": 10}],
-        {"order_ticket": f},
-        top_drivers={"AAA": "mom_12_1 +0.08"},
-        ex_ante_return=0.001,
-        constraints_passed=np.bool_(True),
-        run_id="abc",
-    )
-    assert entry["targets_sha256"] == hashlib.sha256(b'{"AAA":0.1,"BBB":0.05}').hexdigest()
-    assert entry["files_sha256"] == {"order_ticket": sha256_file(f)}
-    assert entry["constraints_passed"] is True and entry["run_id"] == "abc"
-    row = append_entry(tmp_path / "log", entry, key=KEY)
-    assert json.loads(row["files_sha256"]) == {"order_ticket": sha256_file(f)}
-    assert verify_journal(tmp_path / "log", key=KEY).ok
 
 
 def test_cli_verify_compares_with_the_heads_dagster_recorded(tmp_path, capsys):

@@ -35,7 +35,6 @@ the head file), :mod:`.log` (row files, lock, append, read), :mod:`.verify` (the
 
 from ibkr_assets.quant.journal.canonical import (
     canonical_json,
-    decision_entry,
     sha256_file,
     sha256_json,
     sha256_text,
@@ -61,7 +60,6 @@ __all__ = [
     "VerifyResult",
     "append_entry",
     "canonical_json",
-    "decision_entry",
     "head_file",
     "journal_is_new",
     "read_journal",

@@ -77,33 +77,3 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def decision_entry(
-    partition: str,
-    targets: Any,
-    orders: Any,
-    files: Mapping[str, str | os.PathLike[str]] | None = None,
-    *,
-    top_drivers: Any = None,
-    ex_ante_return: float | None = None,
-    ex_ante_volatility: float | None = None,
-    ex_ante_cvar: float | None = None,
-    constraints_passed: bool,
-    **extra: Any,
-) -> dict[str, Any]:
-    """The daily pipeline's journal entry: sha256 of the canonical JSON of ``targets`` and
-    ``orders``, sha256 of each written file (``files``: label -> path), the drivers, the
-    ex-ante statistics and the gate's verdict, plus any ``extra`` fields."""
-    return {
-        "partition": partition,
-        "targets_sha256": sha256_json(targets),
-        "orders_sha256": sha256_json(orders),
-        "files_sha256": {k: sha256_file(v) for k, v in sorted((files or {}).items())},
-        "top_drivers": top_drivers,
-        "ex_ante_return": ex_ante_return,
-        "ex_ante_volatility": ex_ante_volatility,
-        "ex_ante_cvar": ex_ante_cvar,
-        "constraints_passed": bool(constraints_passed),
-        **extra,
-    }
