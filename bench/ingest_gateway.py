@@ -101,7 +101,19 @@ def gateway_process(
     cmd = [sys.executable]
     if profile is not None:
         cmd += ["-m", "cProfile", "-o", str(profile)]
-    cmd += ["-m", "ibkr_sim.cli", "gateway", "--port", "0", "--pacing", pacing]
+    # the ideal profile: IB's pacing is what is measured, not a paper login's entitlements,
+    # farm drops or history gaps (the gateway's default is ib-paper)
+    cmd += [
+        "-m",
+        "ibkr_sim.cli",
+        "gateway",
+        "--port",
+        "0",
+        "--pacing",
+        pacing,
+        "--profile",
+        "ideal",
+    ]
     cmd += ["--symbols", str(symbols), "--data-dir", str(data_dir), "--now", now.isoformat()]
     cmd += ["--log-level", "WARNING"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

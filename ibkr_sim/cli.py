@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument(
         "--profile",
         choices=("ideal", "ib-paper"),
-        default="ideal",
-        help="realism profile: ideal (default; benchmarks) or ib-paper (entitlements, delayed "
-        "data, farm drops, nightly restart, precautions, partial fills, history gaps)",
+        default="ib-paper",
+        help="realism profile: ib-paper (default: entitlements, delayed data, farm drops, "
+        "nightly restart, precautions, partial fills, history gaps) or ideal (benchmarks)",
     )
     gw.add_argument(
         "--accounts",

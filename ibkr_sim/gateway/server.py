@@ -399,10 +399,11 @@ def build_state(
     pacing: str = "off",
     data_dir: Path | str = "data",
     clock: Callable[[], datetime] | None = None,
-    profile: RealismProfile | str = "ideal",
+    profile: RealismProfile | str = "ib-paper",
 ) -> GatewayState:
     """The shared world of a gateway: market, paper exchange (state under ``data_dir``), pacer
-    and realism profile (a :class:`RealismProfile` or its name; ``ideal`` by default)."""
+    and realism profile (a :class:`RealismProfile` or its name; ``ib-paper`` by default, what a
+    real paper login meets; ``ideal`` for benchmarks)."""
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     if pacing not in ("off", "ib"):

@@ -1,7 +1,8 @@
 """The broker under test, once per backend.
 
 Every test in this folder runs unchanged against each backend: ``sim`` (in-process) and ``tws``
-(ib_async through the simulated gateway, started in-process on a free loopback port). Both see
+(ib_async through the simulated gateway on its ``ib-paper`` profile, started in-process on a free
+loopback port). Both see
 the same simulated world (seed, 700 symbols); each backend gets its own temporary data root, so
 its paper account starts fresh, and a clock inside a NYSE session so market orders fill the same
 way on every run (pinned for ``sim``, starting there and running in real time for the gateway).
@@ -20,10 +21,22 @@ import pytest
 
 from ibkr_assets.broker import Broker, BrokerSettings, connect
 from ibkr_sim.gateway import running_clock, start_gateway
+from ibkr_sim.gateway.profile import IB_PAPER
 
 #: Friday 2026-11-20, 10:30 in New York: the market is open.
 SESSION_TIME = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 SEED, SYMBOLS = 7, 700
+#: what a paper login meets (entitlements, partial fills, precautions), with the several accounts
+#: of an advisor-style login the account tests use and the US-equity subscription of a live
+#: account shared with it (so a scanner's ranks and its rows' quotes are of one moment; options
+#: still come delayed; delayed stocks: tests/gateway/test_tws_realism.py); no seeded farm drops
+#: or history gaps, which would make a backend's answer depend on the moment
+PROFILE = IB_PAPER.with_options(
+    accounts=2,
+    live_data=IB_PAPER.live_data | {"STK"},
+    history_gap_rate=0.0,
+    farm_drops_per_day=0.0,
+)
 BACKENDS = ["sim", "tws"]
 
 
@@ -58,6 +71,7 @@ def broker(
         pacing="off",
         data_dir=data_dir,
         clock=running_clock(SESSION_TIME),
+        profile=PROFILE,
     ) as gateway:
         b = connect(_settings("tws", data_dir, port=gateway.port)).inner
         yield b

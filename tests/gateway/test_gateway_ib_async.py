@@ -28,6 +28,7 @@ from ib_async import (
 )
 
 from ibkr_sim.gateway import start_gateway
+from ibkr_sim.gateway.profile import IB_PAPER
 
 SESSION_START = datetime(2025, 6, 10, 15, 0, tzinfo=UTC)  # Tue 11:00 New York
 
@@ -37,10 +38,25 @@ def session_clock():
     return lambda: SESSION_START + timedelta(seconds=time.monotonic() - t0)
 
 
+#: an advisor-style paper login (two accounts) whose live account shares its market-data
+#: subscriptions, so live quotes flow; no seeded farm drops or history gaps: each test says what
+#: it expects (tests/gateway/test_realism_profile.py covers entitlements and faults)
+PROFILE = IB_PAPER.with_options(
+    accounts=2,
+    live_data=frozenset({"STK", "ETF", "OPT", "IND", "FUT", "CASH"}),
+    history_gap_rate=0.0,
+    farm_drops_per_day=0.0,
+)
+
+
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     handle = start_gateway(
-        port=0, symbols=60, data_dir=tmp_path_factory.mktemp("gw"), clock=session_clock()
+        port=0,
+        symbols=60,
+        data_dir=tmp_path_factory.mktemp("gw"),
+        clock=session_clock(),
+        profile=PROFILE,
     )
     yield handle
     handle.stop()
@@ -146,14 +162,14 @@ def test_streaming_quotes_depth_and_delayed_data(ib, gateway):
     ib.cancelMktDepth(contract)
     ib.reqMarketDataType(3)
     try:
-        (delayed,) = ib.reqTickers(contract)
+        (asked_delayed,) = ib.reqTickers(contract)
     finally:
         ib.reqMarketDataType(1)
-    earlier = gateway.state.market.snapshot(
-        contract.conId, gateway.state.now() - timedelta(minutes=15)
-    )
-    assert delayed.marketDataType == 3
-    assert delayed.last == pytest.approx(earlier.last, rel=0.005)
+    # with a subscription live data is sent whatever type was asked [DELAYED]; delayed data
+    # itself: tests/gateway/test_realism_profile.py
+    now = gateway.state.market.snapshot(contract.conId, gateway.state.now())
+    assert asked_delayed.marketDataType == 1
+    assert asked_delayed.last == pytest.approx(now.last, rel=0.005)
 
 
 def test_what_if_order(ib):
@@ -297,7 +313,7 @@ def test_unimplemented_request_gets_an_error(ib):
 
 def test_pacing_ib_rejects_identical_historical_request(tmp_path):
     with start_gateway(
-        port=0, symbols=20, pacing="ib", data_dir=tmp_path, clock=session_clock()
+        port=0, symbols=20, pacing="ib", data_dir=tmp_path, clock=session_clock(), profile=PROFILE
     ) as gw:
         client = IB()
         client.connect("127.0.0.1", gw.port, clientId=3, timeout=10)
@@ -351,7 +367,7 @@ def test_cli_serves_ib_async(tmp_path):
         assert "listening on 127.0.0.1:" in line, line
         port = int(line.rsplit(":", 1)[1])
         client.connect("127.0.0.1", port, clientId=9, timeout=10)
-        assert client.managedAccounts() == ["DU1234567", "DU7654321"]
+        assert client.managedAccounts() == ["DU1234567"]  # ib-paper by default: one login
         assert abs((client.reqCurrentTime() - SESSION_START).total_seconds()) < 30
         assert (tmp_path / "sim" / "paper.sqlite").exists()
     finally:

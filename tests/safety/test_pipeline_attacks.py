@@ -19,6 +19,7 @@ from ibkr_assets.assets.execution import TICKET_COLUMNS
 from ibkr_assets.assets.submission import submit_ticket, unpromoted_live_account
 from ibkr_assets.broker import BrokerSettings, connect
 from ibkr_sim.gateway import running_clock, start_gateway
+from ibkr_sim.gateway.profile import IB_PAPER
 
 from .conftest import SESSION_TIME, SIM_SYMBOLS, World
 
@@ -98,6 +99,11 @@ def _venue(world: World, backend: str) -> Iterator[int]:
         pacing="off",
         data_dir=world.data_dir,
         clock=running_clock(SESSION_TIME),
+        # a paper login sharing a live account's US-equity data: delayed quotes are 15 minutes
+        # old, and the guard rightly refuses marketable orders on them (max_quote_age_s)
+        profile=IB_PAPER.with_options(
+            live_data=IB_PAPER.live_data | {"STK"}, history_gap_rate=0.0, farm_drops_per_day=0.0
+        ),
     ) as gateway:
         yield gateway.port
 
