@@ -48,8 +48,8 @@ dev: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000 (DAGSTER_PORT), the in
 	cd "$$home" && IBKR_DATA_DIR="$$root" DAGSTER_HOME="$$home" \
 	"$(CURDIR)/$(BIN)/dg" dev -w "$(CURDIR)/workspace.yaml" -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
 
-gateway: $(STAMP)  ## the simulated IB Gateway on 127.0.0.1:4002
-	$(BIN)/ibkr-sim gateway --port 4002
+gateway: $(STAMP)  ## the simulated IB Gateway on 127.0.0.1:4002, with IB's pacing limits
+	$(BIN)/ibkr-sim gateway --port 4002 --pacing ib
 
 mcp: $(STAMP)  ## the MCP server on http://127.0.0.1:8000/mcp
 	$(BIN)/ibkr-agent mcp serve

@@ -33,8 +33,14 @@ from mcp_server.safety import AuditLog, ConfirmationStore
 
 def broker_from_env(settings: MCPSettings) -> GuardedBroker:
     """The broker the ``IBKR_*`` settings describe, through the pipeline's IB resource, behind
-    the order guard with the MCP server's limits."""
-    return IBResource.from_settings(load_settings()).get_broker(settings.order_limits())
+    the order guard with the MCP server's limits, connected with the server's own clientId
+    (``IBKR_MCP_CLIENT_ID``, default the pipeline's + 1)."""
+    tree = load_settings()
+    client_id = settings.client_id
+    if client_id is None:
+        client_id = tree.broker.client_id + 1
+    resource = IBResource.from_settings(tree.updated(broker={"client_id": client_id}))
+    return resource.get_broker(settings.order_limits())
 
 
 @dataclass

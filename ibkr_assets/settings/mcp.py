@@ -59,6 +59,12 @@ class MCPSettings(BaseSettings):
     allow_live: bool = Field(False, description="allow orders on a live (non-paper) account")
     token_ttl_s: float = Field(120.0, gt=0, description="confirmation-token lifetime, seconds")
     agent_cli: str = Field("ibkr-agent", description="the pipeline CLI run_daily_pipeline starts")
+    client_id: int | None = Field(
+        None,
+        ge=0,
+        description="IB clientId of the MCP server; default IBKR_CLIENT_ID + 1, so the server "
+        "and a pipeline run on the default settings never share one (IB answers 326)",
+    )
     pipeline_client_id: int | None = Field(
         None, ge=0, description="IB clientId of a launched run; default the server's + 1000"
     )
