@@ -3,7 +3,7 @@
 ``ibkr-agent promote`` looks at the last N NYSE sessions that have runs (N =
 ``IBKR_PROMOTION_SESSIONS``, default 10; ``--sessions`` may ask for more) and, only when every
 one of them ran green on one paper account, appends a promotion row with the evidence of each
-session to the decision journal. The execution stage asks :func:`live_trading_promoted` before
+session to the decision journal. The submission stage asks :func:`live_trading_promoted` before
 sending orders to a live account; without a promotion a live account gets recommendations only.
 
 A session is green when what the pipeline wrote under the data root says so:
