@@ -55,7 +55,7 @@ mcp: $(STAMP)  ## the MCP server on http://127.0.0.1:8000/mcp
 	$(BIN)/ibkr-agent mcp serve
 
 bench: $(STAMP)
-	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done  # bench/_*.py: shared helpers
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
