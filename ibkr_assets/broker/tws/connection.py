@@ -86,7 +86,21 @@ class _FailedAttemptFilter(logging.Filter):
         return not str(record.msg).startswith(("API connection failed", "Make sure API port"))
 
 
+class _HandledErrorFilter(logging.Filter):
+    """ib_async logs every IB error at ERROR; those the backend handles itself (a refused
+    market-data type it falls back from, the connectivity messages it logs in its own words)
+    are kept at INFO, so a run's log shows errors only where something failed."""
+
+    HANDLED = tuple(f"Error {code}," for code in (10089, 354, 1100, 1101, 1102))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith(self.HANDLED):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 logging.getLogger("ib_async.client").addFilter(_FailedAttemptFilter())
+logging.getLogger("ib_async.wrapper").addFilter(_HandledErrorFilter())
 
 
 class _Loop:
