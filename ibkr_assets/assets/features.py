@@ -17,6 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from ibkr_assets.assets.catalog import Table, daily_asset_kwargs
+from ibkr_assets.assets.market_data import MISSING_DATA
 from ibkr_assets.assets.materialization import frame_metadata
 from ibkr_assets.assets.partition import session_of, with_partition, without_partition
 from ibkr_assets.checks.data_quality import check_results, check_specs, validate_feature_matrix
@@ -167,6 +168,10 @@ def feature_matrix(
         min_coverage=pipeline.min_universe_coverage,
     )
     missing = sorted(set(uni["symbol"].astype(str)) - set(matrix["symbol"]))
+    absent = (
+        f"feature_matrix {key}: {len(missing)} of {len(uni)} universe symbols have no row, for "
+        f"want of daily bars ({', '.join(missing[:50])}{' ...' if len(missing) > 50 else ''})"
+    )
     meta = frame_metadata(
         matrix.loc[:, ["symbol", "sector", "price", "rsi", "mom_12_1", "piotroski", "sentiment_z"]],
         columns=len(matrix.columns),
@@ -177,6 +182,8 @@ def feature_matrix(
         headlines_scored=len(news),
         null_cells=int(matrix.isna().sum().sum()),
         path=dg.MetadataValue.path(str(path)),
+        # one line for the run's summary; the coverage check decides whether it is too much
+        **{MISSING_DATA: absent if missing else None},
     )
     yield dg.Output(with_partition(matrix, key), metadata=meta)
     yield from check_results(outcomes, asset="feature_matrix")

@@ -17,13 +17,19 @@ stores in schema ``ingest``:
 * ``macro_gauges`` — 10-year yield, EURUSD, crude, VIX, SPY and QQQ with the regime features.
 
 A symbol the broker does not know, a missing statement or an empty news day is recorded in the
-metadata and left to the data-quality checks; it does not fail the run.
+metadata (and in the one line under ``missing_data`` the run's summary prints) and left to the
+data-quality checks; it does not fail the run. A watch-list none of whose symbols IB knows does:
+there would be nothing to trade but the day's movers.
 
 Retries: the run connects to IB when it starts (the ``ib`` resource), so an unreachable IB fails
 the run before any asset. After that, a transient error (the connection dropped, IB did not
-answer in time, a pacing violation) fails the step and the one :data:`INGEST_RETRY` policy runs
-it again with backoff and jitter; any other error fails the step at once, without retries
-(:func:`transient_retries_only`). Nothing in an asset loops on its own.
+answer in time, a pacing violation: :func:`~ibkr_assets.assets.market_data.is_transient`) fails
+the step and the one :data:`INGEST_RETRY` policy runs it again with backoff and jitter; any other
+error fails the step at once, without retries (:func:`transient_retries_only`): bad input, a
+client id in use (326), a damaged warehouse, or IB still unreachable after the backend's own
+reconnecting for ``IBKR_RECONNECT_SECONDS``. Nothing in an asset loops on its own. A failed
+step fails only its asset and those downstream of it; the other ingest assets still run, and a
+rerun of the session fetches what is missing (daily bars already cached are not fetched again).
 
 Every asset is built by one factory (:func:`ingest_asset`): its body asks
 :mod:`~ibkr_assets.assets.market_data` (or the fundamentals resource) and returns what it read
@@ -45,11 +51,13 @@ from ibkr_assets.assets.catalog import IB, IB_NEWS, Table, daily_asset_kwargs
 from ibkr_assets.assets.market_data import (
     BARS,
     HEADLINES,
+    MISSING_DATA,
     QUOTES,
     TOP_MOVERS,
     UNIVERSE,
     cached_bars,
     headline_frame,
+    is_transient,
     macro_history,
     named_failures,
     quote_frame,
@@ -60,8 +68,8 @@ from ibkr_assets.assets.market_data import (
 )
 from ibkr_assets.assets.materialization import frame_metadata, listing
 from ibkr_assets.assets.partition import session_of, with_partition
-from ibkr_assets.broker.errors import BrokerError, NotConnected, PacingViolation
 from ibkr_assets.config import PipelineConfig, watchlist_symbols
+from ibkr_assets.errors import ConfigurationError
 from ibkr_assets.partitions import DAILY_PARTITIONS, previous_sessions
 from ibkr_assets.quant.macro import FEATURE_COLUMNS as MACRO_FEATURES
 from ibkr_assets.quant.macro import latest_regime, macro_features
@@ -72,9 +80,6 @@ from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
 
 F = TypeVar("F", bound=Callable[..., Any])
-#: Errors worth another attempt of a step: the connection dropped or IB did not answer in time
-#: (NotConnected), or IB asked for slower requests (PacingViolation).
-TRANSIENT_ERRORS: tuple[type[BrokerError], ...] = (NotConnected, PacingViolation)
 #: The ingest assets' one retry policy: up to 3 more attempts, about 10 s, 20 s and 40 s later
 #: (exponential backoff, ±jitter so that retried steps do not reconnect in step).
 INGEST_RETRY = dg.RetryPolicy(
@@ -138,17 +143,20 @@ MACRO = Table(
 
 
 def transient_retries_only(compute: F) -> F:
-    """Let :data:`INGEST_RETRY` retry ``compute`` (an asset's function) only for
-    :data:`TRANSIENT_ERRORS`: any other error fails the step at once, as a ``dg.Failure``
-    that bypasses the retry policy, with the original error as its cause."""
+    """Let :data:`INGEST_RETRY` retry ``compute`` (an asset's function) only for transient
+    errors (:func:`~ibkr_assets.assets.market_data.is_transient`): any other error fails the
+    step at once, as a ``dg.Failure`` that bypasses the retry policy, with the original error
+    as its cause."""
 
     @functools.wraps(compute)
     def attempt(*args: Any, **kwargs: Any) -> Any:
         try:
             return compute(*args, **kwargs)
-        except (*TRANSIENT_ERRORS, dg.Failure):
+        except dg.Failure:
             raise
-        except Exception as exc:  # not hidden: the step fails now, with exc as the cause
+        except Exception as exc:  # not hidden: the step fails, with exc as the cause
+            if is_transient(exc):
+                raise
             description = f"{type(exc).__name__}: {exc}"
             raise dg.Failure(description=description, allow_retries=False) from exc
 
@@ -198,8 +206,10 @@ def _output(
     meta = frame_metadata(got.frame if got.preview is None else got.preview, **got.metadata)
     meta["dagster/row_count"] = len(got.frame)
     if got.failed:
-        context.log.warning(named_failures(f"{name} {key}", got.failed))
+        line = named_failures(f"{name} {key}", got.failed)
+        context.log.warning(line)
         meta[out.failed_key] = listing(dict(got.failed))
+        meta[MISSING_DATA] = line
     return dg.Output(with_partition(got.frame, key), output_name=output_name, metadata=meta)
 
 
@@ -291,6 +301,14 @@ def universe(
         reasons.setdefault(symbol, "mover")
     frame, unknown = universe_frame(broker, reasons)
     counts = frame["reason"].value_counts()
+    wanted = [s for s, why in reasons.items() if why == "watchlist"]
+    if wanted and not counts.get("watchlist", 0):
+        errors = "; ".join(f"{s}: {unknown.get(s, 'unknown')}" for s in wanted[:50])
+        raise ConfigurationError(
+            f"IB knows none of the {len(wanted)} watch-list symbol(s) ({errors}); fix "
+            'IBKR_WATCHLIST (a JSON list of IB symbols such as ["AAPL","MSFT"]): without them '
+            "the day would trade nothing but the movers"
+        )
     meta = {
         "watchlist": int(counts.get("watchlist", 0)),
         "holdings": int(counts.get("holding", 0)),

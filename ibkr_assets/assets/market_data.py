@@ -3,8 +3,9 @@
 Each function takes a :class:`~ibkr_assets.broker.Broker` (pinned to the as-of time of the run
 or replay) and returns typed frames plus the error of every symbol (scanner, gauge) the broker
 could not serve, by name, so the caller names it in a warning and in the asset's metadata. A
-lost connection is the step's error rather than a symbol's: it is raised again
-(:func:`request_error`) so the step fails and its retry policy runs it again.
+lost connection or a pacing violation is the step's error rather than a symbol's: it is raised
+again (:func:`request_error`) so the step fails, and its retry policy runs it again when
+:func:`is_transient` says another attempt can help.
 
 Daily bars go through the DuckDB cache of the storage resource (``cache.daily_bars``): the
 cached bars are read once, only the missing sessions are requested, and those are added.
@@ -22,12 +23,25 @@ import pandas as pd
 
 from ibkr_assets.assets.catalog import Table
 from ibkr_assets.broker import Broker
-from ibkr_assets.broker.errors import BrokerError, NotConnected
+from ibkr_assets.broker.errors import (
+    BrokerError,
+    DuplicateClientId,
+    NotConnected,
+    PacingViolation,
+)
 from ibkr_assets.broker.models import Bar, Contract, Quote
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.resources.storage import StorageResource
+from ibkr_spec.errors import COULD_NOT_CONNECT
 
 T = TypeVar("T")
+
+#: The errors of a step rather than of one symbol: the connection dropped or IB did not answer
+#: in time (NotConnected), or IB asked for slower requests (PacingViolation).
+STEP_ERRORS: tuple[type[BrokerError], ...] = (NotConnected, PacingViolation)
+#: The metadata key of a materialisation's one line naming the data it lacks (what could not
+#: be fetched, the symbols absent from the feature matrix): the run's summary prints it.
+MISSING_DATA = "missing_data"
 
 TOP_MOVERS = Table(
     {
@@ -103,12 +117,25 @@ MACRO_INSTRUMENTS: dict[str, tuple[str, str, str, str, float]] = {
 
 
 def request_error(exc: BrokerError) -> str:
-    """The error of one symbol's (scanner's, gauge's) request, to record in the metadata; a lost
-    connection is the step's error rather than the symbol's and is raised again, so the step
-    fails and its retry policy runs it again."""
-    if isinstance(exc, NotConnected):
+    """The error of one symbol's (scanner's, gauge's) request, to record in the metadata; one of
+    :data:`STEP_ERRORS` is the step's error rather than the symbol's and is raised again, so the
+    step fails (and its retry policy runs it again when :func:`is_transient`)."""
+    if isinstance(exc, STEP_ERRORS):
         raise exc
     return str(exc)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when another attempt of a step may succeed: one of :data:`STEP_ERRORS`, except a
+    client id in use (326: another client holds it until someone stops that client) and IB
+    still unreachable after the backend's own reconnecting (502, after
+    ``IBKR_RECONNECT_SECONDS`` of attempts with backoff: retrying the step would only postpone
+    the run's failure)."""
+    if isinstance(exc, DuplicateClientId):
+        return False
+    if isinstance(exc, NotConnected) and exc.code == COULD_NOT_CONNECT:
+        return False
+    return isinstance(exc, STEP_ERRORS)
 
 
 def ib_duration(first: date, as_of: datetime) -> str:

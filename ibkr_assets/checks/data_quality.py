@@ -76,11 +76,20 @@ class ExpectationOutcome:
     unexpected_count: int = 0
     offending_symbols: list[str] = field(default_factory=list)
     observed: Any = None
+    element_count: int = 0
+    mostly: float | None = None
 
     def describe(self) -> str:
         where = f"({self.column})" if self.column else ""
         if self.success:
             return f"{self.expectation}{where}: passed"
+        if self.check == COVERAGE and self.mostly is not None and self.element_count:
+            present = self.element_count - self.unexpected_count
+            return (
+                f"universe coverage {present / self.element_count:.1%} ({present} of "
+                f"{self.element_count} symbols) below the required {self.mostly:.0%}; no row "
+                f"for {self.unexpected_count}: {', '.join(self.offending_symbols[:50]) or '-'}"
+            )
         shown = self.offending_symbols[:20]
         more = len(self.offending_symbols) - len(shown)
         names = ", ".join(shown) + (f" and {more} more" if more else "")
@@ -122,6 +131,8 @@ def _run(frame: pd.DataFrame, expectations: Sequence[Any]) -> list[ExpectationOu
                 unexpected_count=int(r.result.get("unexpected_count") or 0),
                 offending_symbols=symbols,
                 observed=r.result.get("observed_value"),
+                element_count=int(r.result.get("element_count") or 0),
+                mostly=config.kwargs.get("mostly"),
             )
         )
     return outcomes

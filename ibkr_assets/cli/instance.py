@@ -1,14 +1,31 @@
 """Where a command's runs live: the settings checked up front, the data root, and the Dagster
-instance under it."""
+instance under it.
+
+Several ``ibkr-agent run`` processes may start at once (a schedule tick, a manual run, an
+assistant's launch). Dagster creates the instance's SQLite storages (tables, alembic stamp) the
+first time one is opened, and two processes doing that together leave it broken for good
+(``table runs already exists``, then ``alembic_version has more than one head``). So the
+instance is opened under an exclusive file lock (:func:`file_lock`, ``<home>/instance.lock``):
+the first process creates the storages, the others wait for it and then open them as they are.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:  # dagster is imported lazily to keep --help fast
     from dagster import DagsterInstance
+
+#: Seconds a process waits for another one to finish creating the instance's storages.
+INSTANCE_LOCK_SECONDS = 120.0
+#: Seconds between two attempts to take a lock another process holds.
+LOCK_POLL_SECONDS = 0.1
 
 
 def check_settings() -> None:
@@ -26,17 +43,67 @@ def data_dir() -> Path:
     return Path(load_settings().broker.data_dir).resolve()
 
 
-def dagster_instance() -> DagsterInstance:
-    """The Dagster instance at ``DAGSTER_HOME``, default ``<data root>/.dagster``."""
-    import dagster as dg
-
+def dagster_home() -> Path:
+    """The Dagster home: ``DAGSTER_HOME`` (``run.dagster_home``), default ``<data root>/.dagster``;
+    created when missing."""
     from ibkr_assets.settings import load_settings
 
     home = (load_settings().run.dagster_home or data_dir() / ".dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+@contextmanager
+def file_lock(path: Path, wait: float = 0.0) -> Iterator[IO[str] | None]:
+    """Hold an exclusive lock on ``path`` (created when missing; ``flock``, so the system
+    releases it when the process ends, however it ends). Waits up to ``wait`` seconds for
+    another process to release it; yields the open file (to note the holder in), or None when
+    it is still held by another process after ``wait``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield None
+                    return
+                time.sleep(LOCK_POLL_SECONDS)
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def dagster_instance() -> DagsterInstance:
+    """The Dagster instance at :func:`dagster_home`, opened under ``<home>/instance.lock`` (see
+    the module docstring); raises :class:`~ibkr_assets.errors.ConfigurationError` when another
+    process holds that lock for more than :data:`INSTANCE_LOCK_SECONDS`."""
+    import dagster as dg
+
+    from ibkr_assets.errors import ConfigurationError
+
+    home = dagster_home()
+    lock = home / "instance.lock"
+    with file_lock(lock, wait=INSTANCE_LOCK_SECONDS) as held:
+        if held is None:
+            raise ConfigurationError(
+                f"the Dagster instance {home} is being created or migrated by another process "
+                f"that has held {lock} for more than {INSTANCE_LOCK_SECONDS:.0f} s; if no other "
+                f"ibkr-agent or dagster process is running (`fuser {lock}`), run again"
+            )
+        _install_config(home)
+        return dg.DagsterInstance.from_config(str(home))
+
+
+def _install_config(home: Path) -> None:
+    """Copy the project's ``dagster.yaml`` (telemetry off, run queue) into ``home`` once; say
+    so when the copy there differs from the project's."""
     config = home / "dagster.yaml"
     project = Path(__file__).resolve().parents[2] / "dagster.yaml"
-    if not config.exists():  # the project's instance settings (telemetry off, run queue), once
+    if not config.exists():
         default = "telemetry:\n  enabled: false\n"
         config.write_text(project.read_text() if project.exists() else default)
     elif project.exists() and config.read_text() != project.read_text():
@@ -45,4 +112,3 @@ def dagster_instance() -> DagsterInstance:
             "copy it over to use the shipped settings",
             file=sys.stderr,
         )
-    return dg.DagsterInstance.from_config(str(home))

@@ -4,16 +4,25 @@ one line per failed step or check, and the files the run wrote (the demo runs it
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ibkr_assets.cli.instance import check_settings, dagster_instance, data_dir
+from ibkr_assets.cli.instance import (
+    check_settings,
+    dagster_home,
+    dagster_instance,
+    data_dir,
+    file_lock,
+)
 from ibkr_assets.cli.output import console, print_error
 
 if TYPE_CHECKING:  # dagster is imported lazily to keep --help fast
@@ -33,37 +42,94 @@ def latest_session(now: datetime | None = None) -> date:
 def run_daily(session: date, quiet: bool = False, settings: Settings | None = None) -> bool:
     """Materialise the daily job for one session, showing progress; with ``settings``, on the
     resources built from them instead of the code location's (the demo's gateway and
-    watch-list). True when every step and every check passed."""
+    watch-list). True when every step and every check passed.
+
+    One run per account at a time, as the run queue keeps it for the runs it launches: the run
+    holds ``<Dagster home>/account-<account>.lock`` while it runs (an ``ibkr-agent run`` started
+    meanwhile is refused, naming it) and is refused while a run of the account the queue
+    launched is in progress."""
     import warnings
 
     import dagster as dg
 
     # Partitioned asset checks are a Dagster "preview" feature; the warning is for us, not users.
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    from ibkr_assets.jobs import ACCOUNT_TAG, account_run_in_progress, in_process_tags
+
+    instance = dagster_instance()
+    tags = in_process_tags()
+    account = tags[ACCOUNT_TAG]
+    lock = dagster_home() / f"account-{re.sub(r'[^A-Za-z0-9_.-]', '_', account)}.lock"
+    run_id = str(uuid.uuid4())
+    with file_lock(lock) as held:
+        if held is None:
+            holder = _lock_holder(lock)
+            console.print(
+                f"[red]not started:[/] run {holder.get('run_id', '(starting)')} (session "
+                f"{holder.get('session', '-')}) of account {account} is in progress in process "
+                f"{holder.get('process', '-')} (ibkr-agent run; it holds {lock}); one run per "
+                "account at a time — wait for it to end, then run again",
+                soft_wrap=True,
+            )
+            return False
+        # the run queue's limit, for a run that does not go through the queue: one per account
+        busy = account_run_in_progress(instance, account)
+        if busy is not None:
+            console.print(
+                f"[red]not started:[/] run {busy.run_id} ({busy.job_name}, session "
+                f"{busy.tags.get('dagster/partition', '-')}) of account {account} is in "
+                f"progress on the Dagster instance {instance.root_directory}; one run per account "
+                "at a time — wait for it to end (the UI, `make dev`, shows it), then run again",
+                soft_wrap=True,
+            )
+            return False
+        held.seek(0)
+        held.truncate()
+        held.write(json.dumps({"run_id": run_id, **tags, "session": session.isoformat()}))
+        held.flush()
+        return _execute(instance, run_id, tags, session, quiet, settings)
+
+
+def _lock_holder(lock: Path) -> dict[str, str]:
+    """What the process holding ``lock`` wrote there: run_id, session and process (``ibkr/process``
+    tag as ``process``); empty while it has not written it yet."""
+    from ibkr_assets.jobs import PROCESS_TAG
+
+    try:
+        noted = json.loads(lock.read_text() or "{}")
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {**noted, "process": noted.get(PROCESS_TAG, "-")}
+
+
+@dataclass
+class _Summary:
+    """What a run's events said beyond its steps' success: the failed checks and the data
+    that could not be fetched (each one line)."""
+
+    failed_steps: list[str] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)
+    missing_data: list[str] = field(default_factory=list)
+
+
+def _execute(
+    instance: DagsterInstance,
+    run_id: str,
+    tags: dict[str, str],
+    session: date,
+    quiet: bool,
+    settings: Settings | None,
+) -> bool:
+    """Execute the daily job for ``session`` as run ``run_id`` with progress, then print what
+    failed and what data is missing; True when every step and every check passed."""
+    import dagster as dg
+
+    from ibkr_assets.assets.market_data import MISSING_DATA
     from ibkr_assets.definitions import defs
-    from ibkr_assets.jobs import (
-        ACCOUNT_TAG,
-        DAILY_JOB_NAME,
-        account_run_in_progress,
-        in_process_tags,
-    )
+    from ibkr_assets.jobs import DAILY_JOB_NAME
     from ibkr_assets.resources import build_resources
 
     job = defs.resolve_job_def(DAILY_JOB_NAME)
-    instance = dagster_instance()
-    tags = in_process_tags()
-    # the run queue's limit, for a run that does not go through the queue: one per account
-    busy = account_run_in_progress(instance, tags[ACCOUNT_TAG])
-    if busy is not None:
-        console.print(
-            f"[red]not started:[/] run {busy.run_id} ({busy.job_name}, session "
-            f"{busy.tags.get('dagster/partition', '-')}) of account {tags[ACCOUNT_TAG]} is in "
-            f"progress on the Dagster instance {instance.root_directory}; one run per account "
-            "at a time — wait for it to end (the UI, `make dev`, shows it), then run again",
-            soft_wrap=True,
-        )
-        return False
-    run_id = str(uuid.uuid4())
     outcome: dict[str, object] = {}
 
     def execute() -> None:
@@ -90,7 +156,7 @@ def run_daily(session: date, quiet: bool = False, settings: Settings | None = No
         dg.DagsterEventType.STEP_SKIPPED,
     }
     seen = 0
-    failed_checks: list[str] = []
+    summary = _Summary()
     with Progress(
         TextColumn(f"[bold]daily {session}[/]"),
         BarColumn(),
@@ -115,11 +181,17 @@ def run_daily(session: date, quiet: bool = False, settings: Settings | None = No
                     progress.console.print(f"  {event.step_key:<28} {mark}")
                     if event.event_type == dg.DagsterEventType.STEP_FAILURE:
                         progress.console.print(f"    [red]{_root_cause(event)}[/]")
+                        summary.failed_steps.append(str(event.step_key))
                     progress.update(task, advance=1, description=event.step_key)
                 elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
                     data = event.asset_check_evaluation_data
                     if not data.passed:
-                        failed_checks.append(f"{data.asset_key.to_user_string()}:{data.check_name}")
+                        name = f"{data.asset_key.to_user_string()}:{data.check_name}"
+                        summary.failed_checks.append(f"{name}: {data.description or '-'}")
+                elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+                    missing = event.materialization.metadata.get(MISSING_DATA)
+                    if missing is not None:
+                        summary.missing_data.append(str(missing.value))
             seen = len(records)
             if not worker.is_alive():
                 break
@@ -129,12 +201,32 @@ def run_daily(session: date, quiet: bool = False, settings: Settings | None = No
     result = outcome["result"]
     if not result.success and _failed_at_start(instance, run_id, session):  # type: ignore[attr-defined]
         return False
-    for name in failed_checks:
-        console.print(f"[yellow]check failed:[/] {name}")
-    ok = bool(result.success) and not failed_checks  # type: ignore[attr-defined]
-    console.print(
-        f"run {run_id} for {session}: " + ("[green]success[/]" if ok else "[red]not clean[/]")
-    )
+    return _print_summary(run_id, session, bool(result.success), summary)  # type: ignore[attr-defined]
+
+
+def _print_summary(run_id: str, session: date, success: bool, summary: _Summary) -> bool:
+    """Print the failed checks, the data that is missing and the run's verdict; True when the
+    run is clean (every step and check passed)."""
+    for line in summary.failed_checks:
+        console.print(f"[yellow]check failed:[/] {line}", soft_wrap=True)
+    for line in summary.missing_data:
+        console.print(f"[yellow]data missing:[/] {line}", soft_wrap=True)
+    ok = success and not summary.failed_checks
+    if ok:
+        gaps = len(summary.missing_data)
+        verdict = "[green]success[/]" + (
+            f" (with {gaps} data gap(s), named above: the checks found coverage enough)"
+            if gaps
+            else ""
+        )
+    else:
+        problems = []
+        if summary.failed_steps:
+            problems.append(f"step(s) failed: {', '.join(summary.failed_steps)}")
+        if summary.failed_checks:
+            problems.append(f"{len(summary.failed_checks)} check(s) failed")
+        verdict = "[red]not clean[/]" + (f" ({'; '.join(problems)})" if problems else "")
+    console.print(f"run {run_id} for {session}: {verdict}", soft_wrap=True)
     return ok
 
 
