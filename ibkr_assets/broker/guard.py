@@ -57,7 +57,7 @@ from ibkr_assets.broker.errors import (
     MarketDataUnavailable,
     OrderRefused,
 )
-from ibkr_assets.broker.models import Contract, Order, Quote
+from ibkr_assets.broker.models import DELAYED_DATA_TYPES, Contract, Order, Quote
 from ibkr_assets.broker.protocol import Broker
 from ibkr_assets.broker.settings import BrokerSettings, OrderLimits
 
@@ -312,12 +312,17 @@ class OrderGuard:
                 "quote",
             )
         age = (broker.now() - quote.time).total_seconds()
-        limit = self.settings.max_quote_age_s
+        # IB serves delayed data (types 3, 4) 15-20 minutes late: it is judged against its own
+        # bound, so a paper account without a subscription can trade on it unless live data is
+        # required (below). [MDTYPE, DELAYED in shared/ibkr-behaviour/tws.md]
+        delayed = quote.market_data_type in DELAYED_DATA_TYPES
+        limit = self.settings.max_delayed_quote_age_s if delayed else self.settings.max_quote_age_s
         if age > limit:
+            setting = "IBKR_MAX_DELAYED_QUOTE_AGE_S" if delayed else "IBKR_MAX_QUOTE_AGE_S"
             raise OrderRefused(
-                f"{sym}: the quote is {age:,.0f} s old, older than the {limit:g} s a marketable "
-                "order needs (IBKR_MAX_QUOTE_AGE_S)",
-                "max_quote_age_s",
+                f"{sym}: the {'delayed ' if delayed else ''}quote is {age:,.0f} s old, older than "
+                f"the {limit:g} s a marketable order needs ({setting})",
+                "max_delayed_quote_age_s" if delayed else "max_quote_age_s",
             )
         if self.settings.require_live_quotes and quote.market_data_type != 1:
             raise OrderRefused(

@@ -100,6 +100,10 @@ class ContractDetails(_Model):
     market_cap: float | None = Field(None, description="USD, when known")
 
 
+#: IB's market-data types that are delayed 15-20 minutes: 3 delayed, 4 delayed-frozen [MDTYPE].
+DELAYED_DATA_TYPES = frozenset({3, 4})
+
+
 class Quote(_Model):
     """A snapshot of top-of-book and the session's trading so far."""
 

@@ -163,6 +163,12 @@ class BrokerSettings(BrokerConnection, BaseSettings):
     require_live_quotes: bool = Field(
         False, description="a marketable order needs live (not delayed) market data"
     )
+    max_delayed_quote_age_s: float = Field(
+        1260.0,
+        gt=0,
+        description="a marketable order on delayed data (IB's 15-20 minutes: a paper account "
+        "without a subscription) needs a quote at most this many seconds old",
+    )
 
     @field_validator("allow_symbols", mode="after")
     @classmethod

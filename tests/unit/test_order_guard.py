@@ -467,6 +467,20 @@ def test_a_stale_quote_refuses_a_triggered_stop(data_dir):
     _nothing_reached(b)
 
 
+def test_delayed_data_is_judged_against_its_own_age_bound(data_dir):
+    """A paper account without a subscription trades on IB's delayed data (15-20 minutes old),
+    but not on delayed data older than IBKR_MAX_DELAYED_QUOTE_AGE_S (1,260 s)."""
+    b = _with_quotes(data_dir, age_s=900.0, data_type=3)
+    status = b.place(_sell(_aapl(b), 1, "dly", order_type="MKT"))
+    assert [e.order_id for e in b.inner.executions()] == [status.order_id]
+    stale = _with_quotes(data_dir, age_s=1800.0, data_type=3)
+    text = _refused(
+        lambda: stale.place(_sell(_aapl(stale), 1, "old", order_type="MKT")),
+        "max_delayed_quote_age_s",
+    )
+    assert "delayed quote is 1,800 s old" in text and "IBKR_MAX_DELAYED_QUOTE_AGE_S" in text
+
+
 def test_delayed_data_refuses_a_marketable_order_when_live_data_is_required(data_dir):
     b = _with_quotes(data_dir, data_type=3, require_live=True)
     text = _refused(
