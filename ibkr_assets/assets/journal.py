@@ -3,9 +3,12 @@
 Each run appends one row to the parquet journal in ``data/decision_log/``
 (:mod:`ibkr_assets.quant.journal`): UTC time, partition, sha256 of the canonical JSON of the
 targets and of the orders, sha256 of every file the run wrote (ticket, risk report,
-submission), the top alpha drivers of the names held, ex-ante return, volatility and CVaR,
-whether the constraints passed, and the previous row's hash. Each row is signed (HMAC) with the
-journal key kept outside the data root, and the signed head file beside the journal moves on.
+submission), what became of each ticket order at the broker (``submission``: its outcome —
+``placed`` now, ``already_sent`` / ``already_executed`` by an earlier run that crashed or lost
+its connection — with IB's status), the top alpha drivers of the names held, ex-ante return,
+volatility and CVaR, whether the constraints passed, and the previous row's hash. Each row is
+signed (HMAC) with the journal key kept outside the data root, and the signed head file beside
+the journal moves on.
 The materialisation records the row's hash (``row_hash``): Dagster's copy of the head, which
 ``ibkr-agent journal verify`` compares with the journal (:mod:`ibkr_assets.journal_verify`).
 
@@ -14,8 +17,9 @@ A run blocked by the compliance gate is journalled too (by ``risk_report``, with
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -32,6 +36,8 @@ from ibkr_assets.resources.storage import StorageResource
 from ibkr_assets.settings import load_settings
 
 TOP_DRIVERS = 10
+#: What the journal keeps of each ticket order's submission (``reports/submitted_orders_*``).
+SUBMISSION_FIELDS = ("order_ref", "outcome", "status", "filled", "order_id", "perm_id")
 #: A day's row of the journal (a calibration row of the weekly backtest has its own fields).
 JOURNAL = Table(
     {
@@ -45,6 +51,12 @@ JOURNAL = Table(
         "orders_sha256": ("string", "sha256 of the canonical JSON of the ticket's orders"),
         "files_sha256": ("string", "JSON: each file the run wrote (under the data root) -> sha256"),
         "top_drivers": ("string", "JSON: the largest target weights, their alpha and drivers"),
+        "submission": (
+            "string",
+            "JSON: each ticket order sent to the broker (order_ref, outcome: placed, "
+            "already_sent, ...; IB status, shares filled, orderId, permId); [] when nothing "
+            "was sent (auto-submit off, recommendation only, gate blocked)",
+        ),
         **{name: TARGETS.columns[name] for name in EX_ANTE},
         "constraints_passed": ("bool", "the compliance gate passed (false: decision blocked)"),
         "prev_hash": ("string", "the previous row's row_hash: the chain"),
@@ -81,9 +93,11 @@ def record_decision(
     files: Sequence[Path],
     ex_ante: dict[str, float],
     constraints_passed: bool,
+    submission: Sequence[Mapping[str, Any]] = (),
 ) -> dict:
     """Append one hash-chained, signed row for a partition's decision (signed with the settings'
-    journal key); returns the row written."""
+    journal key); returns the row written. ``submission``: the rows of the submission report
+    (what became of each ticket order), kept as :data:`SUBMISSION_FIELDS`."""
     target_view = targets[["symbol", "weight"]].sort_values("symbol") if len(targets) else targets
     return append_entry(
         storage.decision_log_dir,
@@ -95,6 +109,7 @@ def record_decision(
                 Path(p).relative_to(storage.root).as_posix(): sha256_file(p) for p in files
             },
             "top_drivers": top_drivers(targets),
+            "submission": [{k: row.get(k) for k in SUBMISSION_FIELDS} for row in submission],
             **ex_ante,
             "constraints_passed": constraints_passed,
         },
@@ -125,15 +140,10 @@ def decision_journal(
     Europe/Bucharest on every NYSE session (late after that)."""
     partition = context.partition_key
     ticket_path = storage.report_path("order_ticket", partition, "json")
-    files = [
-        p
-        for p in (
-            storage.report_path("risk_report", partition, "json"),
-            ticket_path,
-            storage.report_path("submitted_orders", partition, "json"),
-        )
-        if p.exists()
-    ]
+    submitted_path = storage.report_path("submitted_orders", partition, "json")
+    risk_path = storage.report_path("risk_report", partition, "json")
+    files = [p for p in (risk_path, ticket_path, submitted_path) if p.exists()]
+    sent = json.loads(submitted_path.read_text())["orders"] if submitted_path.exists() else []
     orders = pd.DataFrame(json.loads(ticket_path.read_text())["orders"])
     ex_ante = {k: float(overlaid_targets[k].iloc[0]) for k in EX_ANTE}
     row = record_decision(
@@ -144,12 +154,15 @@ def decision_journal(
         files=files,
         ex_ante=ex_ante,
         constraints_passed=True,
+        submission=sent,
     )
+    outcomes = pd.Series([o["outcome"] for o in sent], dtype="string").value_counts()
     return dg.MaterializeResult(
         metadata={
             "row_hash": row["row_hash"],
             "prev_hash": row["prev_hash"],
             "orders": len(orders),
+            "submission": ", ".join(f"{n} {o}" for o, n in outcomes.items()) or "nothing sent",
             "files": ", ".join(p.name for p in files),
             "journal": str(storage.decision_log_dir),
         }

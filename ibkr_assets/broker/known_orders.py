@@ -4,7 +4,8 @@ fills, read in one go under the account's order lock (:class:`KnownOrders`).
 :class:`~ibkr_assets.broker.guarded.GuardedBroker` looks an order's ``order_ref`` up here before
 sending it, so an order IB already has is never sent twice; a caller that places a whole batch
 (:mod:`ibkr_assets.broker.submission`) reads the snapshot once and keeps it current by adding
-each order it places.
+each order it places, and reads it again (:meth:`KnownOrders.reread`) after a placement whose
+fate is unknown.
 """
 
 from __future__ import annotations
@@ -62,6 +63,21 @@ class KnownOrders:
             completed_orders=list(broker.completed_orders(account_id)),
             executions=list(broker.executions(account_id)),
         )
+
+    def reread(self, broker: Broker) -> None:
+        """Read the account's orders again from ``broker``, into this snapshot (the one the
+        caller holds with the lock): after a placement whose fate is unknown (a dropped
+        connection, a timeout), what IB now has. Raises the backend's BrokerError when IB
+        cannot be asked; ValueError once the lock is released."""
+        if not self.held:
+            raise ValueError(
+                f"the order snapshot of {self.account_id} was read again after its lock was "
+                "released: read it inside the `with broker.account_lock(...)` block"
+            )
+        fresh = KnownOrders.read(broker, self.account_id)
+        self.open_orders = fresh.open_orders
+        self.completed_orders = fresh.completed_orders
+        self.executions = fresh.executions
 
     @property
     def orders(self) -> list[OrderStatus]:
