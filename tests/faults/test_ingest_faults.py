@@ -1,0 +1,269 @@
+"""Faults during ingest (issue #16): the simulated IB Gateway killed (``kill -9``) or restarted
+while the daily run is fetching, and a second client holding the run's client id (326).
+
+Each run is ``ibkr-agent run``'s own :func:`~ibkr_assets.cli.run.run_daily` against the gateway
+over loopback (``IBKR_BACKEND=tws``), on a small world (a 12-stock market, a 5-symbol watch-list);
+the fault is set off when the run's ``daily_bars`` step starts, read from the run's events in
+the Dagster instance. After each: a run that must stop fails within bounded time, naming why,
+without step retries that cannot help; a rerun of the session completes, and the warehouse then
+holds the session's data in full (nothing lost).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from ibkr_assets.assets.ingest import transient_retries_only
+from ibkr_assets.broker import BrokerSettings, connect
+from ibkr_assets.broker.errors import DuplicateClientId, NotConnected
+from ibkr_assets.broker.sim import simulated_stocks
+from ibkr_assets.cli.instance import dagster_instance
+from ibkr_assets.cli.run import run_daily
+from ibkr_assets.partitions import as_of
+from ibkr_assets.settings import load_settings
+from ibkr_sim.gateway import GatewayHandle, running_clock, start_gateway
+from ibkr_sim.gateway.profile import IB_PAPER
+from ibkr_spec.errors import COULD_NOT_CONNECT
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
+
+SESSION = "2024-06-03"
+SIM_SYMBOLS = 12
+WATCHLIST = simulated_stocks(7, SIM_SYMBOLS)[:5]
+CLIENT_ID = 31
+#: seconds the backend reconnects after a drop before a request fails (IBKR_RECONNECT_SECONDS)
+RECONNECT_SECONDS = 3.0
+#: no random farm drops or history gaps: each test sets off its own fault
+PAPER = IB_PAPER.with_options(history_gap_rate=0.0, farm_drops_per_day=0.0)
+INGEST = {"top_movers", "universe", "quotes", "daily_bars", "fundamentals", "headlines"}
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The settings of ``ibkr-agent run`` against a gateway on loopback (port set per test)."""
+    for name in ("DAGSTER_HOME", "IBKR_ACCOUNT", "IBKR_RUN_TRIGGER"):
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "data"
+    for name, value in {
+        "IBKR_DATA_DIR": str(root),
+        "IBKR_SIM_SYMBOLS": str(SIM_SYMBOLS),
+        "IBKR_BACKEND": "tws",
+        "IBKR_HOST": "127.0.0.1",
+        "IBKR_CLIENT_ID": str(CLIENT_ID),
+        "IBKR_WATCHLIST": json.dumps(WATCHLIST),
+        "IBKR_RECONNECT_SECONDS": str(RECONNECT_SECONDS),
+    }.items():
+        monkeypatch.setenv(name, value)
+    return root
+
+
+def _gateway(data_dir: Path, profile=PAPER) -> GatewayHandle:
+    """A simulated gateway in this process, its clock at the session's run time."""
+    return start_gateway(
+        symbols=SIM_SYMBOLS,
+        data_dir=data_dir / "gateway",
+        clock=running_clock(as_of(SESSION)),
+        profile=profile,
+    )
+
+
+@contextmanager
+def _gateway_process(data_dir: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``ibkr-sim gateway`` as a subprocess (so it can be killed) and its port."""
+    command = [
+        sys.executable, "-m", "ibkr_sim.cli", "gateway", "--port", "0",
+        "--symbols", str(SIM_SYMBOLS), "--data-dir", str(data_dir / "gateway"),
+        "--now", as_of(SESSION).isoformat(), "--log-level", "WARNING",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        assert "listening on" in banner, banner
+        yield proc, int(banner.rsplit(":", 1)[1])
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _run(when_step_starts: Callable[[], None] | None = None, step: str = "daily_bars") -> bool:
+    """``ibkr-agent run --date SESSION`` in this process (settings from the environment); calls
+    ``when_step_starts`` as soon as ``step`` has started. True when the run is clean."""
+    outcome: dict[str, bool] = {}
+    settings = load_settings()
+    worker = threading.Thread(
+        target=lambda: outcome.update(ok=run_daily(date.fromisoformat(SESSION), True, settings))
+    )
+    worker.start()
+    if when_step_starts is not None:
+        instance = dagster_instance()
+        while worker.is_alive() and not _started(instance, step):
+            time.sleep(0.02)
+        when_step_starts()
+    worker.join(100)
+    assert not worker.is_alive(), "the run did not end"
+    return outcome["ok"]
+
+
+def _started(instance: dg.DagsterInstance, step: str) -> bool:
+    runs = instance.get_runs(limit=1)
+    return bool(runs) and any(
+        r.dagster_event is not None
+        and r.dagster_event.event_type == dg.DagsterEventType.STEP_START
+        and r.dagster_event.step_key == step
+        for r in instance.all_logs(runs[0].run_id)
+    )
+
+
+def _last_run_events() -> tuple[dg.DagsterRun, list[dg.DagsterEvent]]:
+    instance = dagster_instance()
+    run = instance.get_runs(limit=1)[0]
+    return run, [r.dagster_event for r in instance.all_logs(run.run_id) if r.dagster_event]
+
+
+def _steps(events: list[dg.DagsterEvent], kind: dg.DagsterEventType) -> set[str]:
+    return {str(e.step_key) for e in events if e.event_type == kind}
+
+
+def _assert_session_complete(data_dir: Path) -> None:
+    """The warehouse holds the session in full: every watch-list symbol's 600 daily bars, its
+    quote and its row of the feature matrix."""
+    day = f"timestamp '{SESSION}'"
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
+        bars = conn.execute(
+            f"select symbol, count(*) from ingest.daily_bars where partition_date = {day} "
+            "group by symbol"
+        ).fetchall()
+        quoted, featured = (
+            {
+                s
+                for (s,) in conn.sql(
+                    f"select symbol from {t} where partition_date = {day}"
+                ).fetchall()
+            }
+            for t in ("ingest.quotes", "features.feature_matrix")
+        )
+    assert dict(bars) == dict.fromkeys(WATCHLIST, 600)
+    assert quoted == featured == set(WATCHLIST)
+
+
+def test_gateway_killed_mid_ingest_fails_in_bounded_time_then_a_rerun_completes(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    killed: list[float] = []
+    with _gateway_process(data_dir) as (gateway, port):
+        monkeypatch.setenv("IBKR_PORT", str(port))
+
+        def kill() -> None:
+            os.kill(gateway.pid, signal.SIGKILL)
+            killed.append(time.monotonic())
+
+        assert _run(kill) is False
+    ended = time.monotonic()
+    run, events = _last_run_events()
+    failed = _steps(events, dg.DagsterEventType.STEP_FAILURE)
+    # the steps asking IB after the kill fail; none of them is retried (IB stays unreachable)
+    assert failed and failed <= INGEST, failed
+    assert "daily_bars" in failed | _steps(events, dg.DagsterEventType.STEP_SUCCESS)
+    assert not _steps(events, dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    assert ended - killed[0] < RECONNECT_SECONDS + 15, "bounded by the reconnect budget"
+    out = " ".join(capsys.readouterr().out.split())
+    assert "IBKR_RECONNECT_SECONDS" in out and "cannot reach TWS / IB Gateway" in out
+    assert f"run {run.run_id} for {SESSION}: not clean (step(s) failed:" in out
+
+    with _gateway_process(data_dir) as (_, port):  # IB is back: the same session again
+        monkeypatch.setenv("IBKR_PORT", str(port))
+        assert _run() is True
+    _assert_session_complete(data_dir)
+
+
+def test_gateway_restart_within_the_reconnect_budget_is_survived(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IBKR_RECONNECT_SECONDS", "20")
+    with _gateway(data_dir) as gateway:
+        monkeypatch.setenv("IBKR_PORT", str(gateway.port))
+        assert _run(lambda: gateway.trigger("restart", seconds=2.0)) is True
+    _, events = _last_run_events()
+    assert not _steps(events, dg.DagsterEventType.STEP_FAILURE)
+    assert "success" in capsys.readouterr().out
+    _assert_session_complete(data_dir)
+
+
+def test_gateway_down_longer_than_the_budget_fails_only_the_affected_assets_then_rerun_completes(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _gateway(data_dir) as gateway:
+        monkeypatch.setenv("IBKR_PORT", str(gateway.port))
+        assert _run(lambda: gateway.trigger("restart", seconds=RECONNECT_SECONDS + 4)) is False
+        _, events = _last_run_events()
+        failed = _steps(events, dg.DagsterEventType.STEP_FAILURE)
+        succeeded = _steps(events, dg.DagsterEventType.STEP_SUCCESS)
+        # the assets that asked IB while it was down failed; those before it did not, and
+        # what does not depend on a failed asset still ran (the run's other steps are skipped)
+        assert failed and failed <= INGEST, failed
+        assert {"top_movers", "universe"} <= succeeded
+        assert not _steps(events, dg.DagsterEventType.STEP_UP_FOR_RETRY)
+        assert _run() is True  # the gateway is back: a rerun of the session completes
+    _assert_session_complete(data_dir)
+
+
+def test_a_client_id_in_use_fails_the_run_at_once_naming_it(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _gateway(data_dir) as gateway:
+        monkeypatch.setenv("IBKR_PORT", str(gateway.port))
+        settings = BrokerSettings(
+            backend="tws", host="127.0.0.1", port=gateway.port, client_id=CLIENT_ID
+        )
+        holder = connect(settings)  # another API client, holding the run's client id
+        try:
+            started = time.monotonic()
+            assert _run() is False
+            seconds = time.monotonic() - started
+        finally:
+            holder.close()
+    err = " ".join(capsys.readouterr().err.split())
+    assert "failed at start, nothing was materialised" in err
+    assert "[IB 326]" in err and f"clientId {CLIENT_ID}" in err and "IBKR_CLIENT_ID" in err
+    assert seconds < 30, "IB's refusal ends the attempt: no timeout, no retry"
+    _, events = _last_run_events()
+    assert not _steps(events, dg.DagsterEventType.STEP_START)
+
+
+@pytest.mark.parametrize(
+    ("error", "attempts"),
+    [
+        (NotConnected("connection to IB lost: Broken pipe"), 2),  # transient: retried
+        (DuplicateClientId("client id 31 in use"), 1),
+        (NotConnected("IB unreachable for 120 s", code=COULD_NOT_CONNECT), 1),
+        (ValueError("bad input"), 1),
+    ],
+)
+def test_only_errors_another_attempt_can_fix_are_retried(error: Exception, attempts: int) -> None:
+    calls: list[int] = []
+
+    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2))
+    @transient_retries_only
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return 1
+
+    result = dg.materialize([flaky], raise_on_error=False)
+    assert (result.success, len(calls)) == (attempts == 2, attempts)
