@@ -62,6 +62,7 @@ from ibkr_assets.assets.execution import (
 from ibkr_assets.assets.partition import with_partition
 from ibkr_assets.assets.records import frame_records
 from ibkr_assets.broker import GuardedBroker
+from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.broker.submission import SENT_OUTCOMES, submit_orders
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import DAILY_PARTITIONS, as_of
@@ -204,12 +205,20 @@ def submitted_orders(
     frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in SUBMITTED_COLUMNS.items()})
     held_back = ""
     if decide.auto_submit and len(ticket):
-        broker = ib.broker_at(as_of(partition))
-        held_back = unpromoted_live_account(broker, ib.account, storage.root) or ""
-        if not held_back:
-            frame = submit_ticket(
-                broker, ticket, f"{decide.order_ref_prefix}:{partition}:", account_id=ib.account
-            )
+        try:
+            broker = ib.broker_at(as_of(partition))
+            held_back = unpromoted_live_account(broker, ib.account, storage.root) or ""
+            if not held_back:
+                frame = submit_ticket(
+                    broker, ticket, f"{decide.order_ref_prefix}:{partition}:", account_id=ib.account
+                )
+        except BrokerError as exc:  # raised only before the first placement
+            raise dg.Failure(
+                f"none of the {len(ticket)} ticket orders was sent: IB could not be reached or "
+                f"its orders read before the first placement ({exc}); rerun the partition once "
+                "IB answers (submission looks every order up by order_ref first)",
+                metadata={"missing": ", ".join(ticket["order_ref"].astype(str))},
+            ) from exc
     passed, severity, summary = submission_verdict(frame, decide.auto_submit, held_back)
     path = storage.write_json(
         storage.report_path("submitted_orders", partition, "json"),

@@ -36,6 +36,7 @@ from ibkr_assets.assets.submission import submission_verdict, submit_ticket
 from ibkr_assets.broker import Broker, BrokerSettings, connect
 from ibkr_assets.broker.errors import NotConnected, OrderRejected
 from ibkr_assets.broker.guarded import GuardedBroker
+from ibkr_assets.broker.known_orders import KnownOrders
 from ibkr_assets.broker.models import Order, OrderStatus
 from ibkr_assets.broker.submission import submit_orders
 from ibkr_assets.decide_config import DecideConfig
@@ -245,6 +246,7 @@ import sys, time
 import dagster as dg
 from ibkr_assets.assets import daily_assets, journal
 from ibkr_assets.broker.guarded import GuardedBroker
+from ibkr_assets.broker.known_orders import KnownOrders
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.resources import build_resources
 
@@ -419,6 +421,25 @@ def test_a_run_with_an_order_not_sent_is_red_and_says_which(
     assert len(report["orders"]) == len(ticket)
 
 
+def test_a_run_that_cannot_reach_ib_before_the_first_order_fails_saying_nothing_was_sent(
+    decided_day: Path, pipeline_env: dict[str, str], tmp_path: Path, monkeypatch
+) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(decided_day, data_dir)
+    n = len(read_ticket(data_dir / "reports" / f"order_ticket_{SESSION}.json"))
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise NotConnected("cannot reach TWS / IB Gateway at 127.0.0.1:4002 (clientId 1)", 502)
+
+    monkeypatch.setattr(KnownOrders, "read", unreachable)
+    result = _materialize(data_dir, DecideConfig(auto_submit=True), ["submitted_orders"])
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.message
+    assert f"none of the {n} ticket orders was sent" in message and "[IB 502]" in message
+    assert _orders_at_ib(_account(data_dir, as_of(SESSION), PIPELINE_SYMBOLS)) == Counter()
+
+
 # -- through the simulated gateway: connectivity lost, an acknowledgement lost in a restart --------
 def _ticket(account: Broker, quantity: int = 3) -> pd.DataFrame:
     rows = []
@@ -561,6 +582,7 @@ from ibkr_assets.assets.execution import TICKET_COLUMNS
 from ibkr_assets.assets.submission import submit_ticket
 from ibkr_assets.broker import BrokerSettings, connect
 from ibkr_assets.broker.guarded import GuardedBroker
+from ibkr_assets.broker.known_orders import KnownOrders
 
 data_dir, port, ticket_path, k, prefix = sys.argv[1:6]
 place, placed = GuardedBroker.place, []
