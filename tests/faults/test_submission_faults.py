@@ -539,6 +539,27 @@ def test_a_restart_that_loses_an_acknowledgement_reports_the_order_ib_filled(
     _assert_once(_account(tmp_path), list(ticket["order_ref"]))
 
 
+def test_a_drop_before_the_acknowledgement_fails_the_placement_at_once(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The socket closing while an order awaits IB's acknowledgement fails the placement in
+    about a second (504, fate unknown), not after the 20 s timeout; IB has the order once."""
+    contract = _account(tmp_path).resolve("AAPL")
+    ref = f"{PREFIX}AAPL:BUY:3"
+    with _gateway(tmp_path) as gateway:
+        _on_placement(monkeypatch, 1, lambda s: gateway.trigger("restart", 1.0), swallow=True)
+        settings = {"port": gateway.port, "pacing": False, "timeout": 20.0, "client_id": 34}
+        broker = connect(BrokerSettings(backend="tws", data_dir=tmp_path, **settings)).inner
+        try:
+            started = time.monotonic()
+            with pytest.raises(NotConnected, match=r"^\[IB 504\] .* the connection to IB closed"):
+                broker.place(Order(contract=contract, action="BUY", quantity=3, order_ref=ref))
+            assert time.monotonic() - started < 2.0
+        finally:
+            broker.close()
+    _assert_once(_account(tmp_path), [ref])
+
+
 def test_a_gateway_down_longer_than_the_reconnect_budget_fails_clearly_then_rerun_completes(
     tmp_path: Path, monkeypatch
 ) -> None:

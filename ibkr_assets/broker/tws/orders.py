@@ -33,6 +33,8 @@ from ibkr_assets.broker.tws.wire import UNSET, num
 
 #: How long a market order may take to fill during regular hours before place() returns it open.
 _FILL_WAIT = 3.0
+#: Seconds between two looks at an order's status (and the connection) while waiting on it.
+_POLL_S = 0.005
 _ACK_STATUSES = {"PreSubmitted", "Submitted"} | set(DONE_STATUSES)
 
 
@@ -119,15 +121,26 @@ class Orders:
         return status
 
     async def _settle(self, trade: ib_async.Trade, wait_fill: bool) -> None:
-        """Wait for IB to acknowledge an order and, for a market order, briefly for its fill."""
-        deadline = _time.monotonic() + self._conn.settings.timeout
+        """Wait for IB to acknowledge an order (at most the settings' timeout) and, for a market
+        order, briefly for its fill (:data:`_FILL_WAIT` s). Raises NotConnected (504) when the
+        acknowledgement does not come in time, and as soon as the socket closes before it comes
+        (a gateway restart): the order's fate is then unknown, and the submission asks IB by
+        ``order_ref`` (:mod:`ibkr_assets.broker.submission`). A drop after the acknowledgement
+        only ends the wait for the fill."""
+        started = _time.monotonic()
+        deadline = started + self._conn.settings.timeout
         while trade.orderStatus.status not in _ACK_STATUSES:
+            if not self._ib.isConnected():
+                raise NotConnected(
+                    f"IB did not acknowledge order {trade.order.orderId}: the connection to IB "
+                    f"closed {_time.monotonic() - started:.1f} s after it was placed"
+                )
             if _time.monotonic() > deadline:
                 raise NotConnected(f"IB did not acknowledge order {trade.order.orderId} in time")
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(_POLL_S)
         fill_deadline = _time.monotonic() + (_FILL_WAIT if wait_fill else 0.0)
-        while not trade.isDone() and _time.monotonic() < fill_deadline:
-            await asyncio.sleep(0.005)
+        while not trade.isDone() and self._ib.isConnected() and _time.monotonic() < fill_deadline:
+            await asyncio.sleep(_POLL_S)
 
     def _remember(self, trade: ib_async.Trade) -> None:
         """Note an order's permId: completed-order messages carry the permId, not the orderId."""
@@ -155,7 +168,7 @@ class Orders:
         self._ib.cancelOrder(trade.order)
         deadline = _time.monotonic() + self._conn.settings.timeout
         while not trade.isDone() and _time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(_POLL_S)
         return _status_model(trade, from_ib_contract(trade.contract))
 
     async def modify(
@@ -177,7 +190,7 @@ class Orders:
         self._ib.placeOrder(trade.contract, o)
         deadline = _time.monotonic() + self._conn.settings.timeout
         while len(trade.log) == before and _time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(_POLL_S)
         return _status_model(trade, from_ib_contract(trade.contract))
 
     async def open_orders(self, account_id: str | None) -> list[OrderStatus]:
