@@ -8,6 +8,11 @@ market and the paper exchange kept under ``DIR/sim``. ``--profile`` picks how re
 (``ibkr_sim/gateway/profile.py``); ``--fault`` scripts a connectivity loss (``drop-at``), a farm
 drop (``farm-drop-at``) or a restart (``restart-at``) at a gateway-clock instant or ``+SECONDS``
 after start, e.g. ``--fault drop-at=+30,for=10,restore=1102`` (``ibkr_sim/gateway/faults.py``).
+
+``ibkr-sim webapi [--host 127.0.0.1] [--port 5000] [--data-dir DIR] [--now ISO]
+[--tls/--no-tls] [--profile ideal|ib-paper] [--authenticated]`` serves a simulated Client Portal
+Web API gateway (``https://HOST:PORT/v1/api``, self-signed certificate under ``DIR/sim/webapi``)
+over the same market and paper accounts (``ibkr_sim/webapi/``).
 """
 
 from __future__ import annotations
@@ -96,12 +101,73 @@ def build_parser() -> argparse.ArgumentParser:
         "of the gateway clock or +SECONDS after start; options ,for=SECONDS ,restore=1101|1102",
     )
     gw.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    _add_webapi_parser(sub)
     return parser
+
+
+def _add_webapi_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    web = sub.add_parser("webapi", help="serve the Client Portal Web API (simulated gateway)")
+    web.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    web.add_argument("--port", type=int, default=5000, help="TCP port (default 5000; 0 = any)")
+    web.add_argument("--seed", type=int, default=7, help="market seed (default 7)")
+    web.add_argument("--symbols", type=int, default=700, help="number of stocks (default 700)")
+    web.add_argument(
+        "--data-dir",
+        default=os.environ.get("IBKR_DATA_DIR", "data"),
+        help="data root; paper accounts in DIR/sim, the certificate in DIR/sim/webapi",
+    )
+    web.add_argument(
+        "--now", type=_instant, default=None, help="start the gateway clock at this UTC instant"
+    )
+    web.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="HTTPS with a self-signed certificate (default); --no-tls for plain HTTP",
+    )
+    web.add_argument(
+        "--profile",
+        choices=("ideal", "ib-paper"),
+        default="ib-paper",
+        help="realism profile (entitlements -> field 6509, order precautions -> questions)",
+    )
+    web.add_argument(
+        "--authenticated",
+        action="store_true",
+        help="start logged in (else POST /v1/api/sim/login stands in for the browser login)",
+    )
+    web.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+
+
+def _webapi(args: argparse.Namespace) -> int:
+    from ibkr_sim.gateway.server import running_clock
+    from ibkr_sim.webapi import build_webapi, serve
+
+    if not 0 <= args.port <= 65535:
+        print(f"ibkr-sim webapi: --port {args.port} is not a TCP port", file=sys.stderr)
+        return 2
+    try:
+        state = build_webapi(
+            authenticated=args.authenticated,
+            seed=args.seed,
+            symbols=args.symbols,
+            data_dir=args.data_dir,
+            clock=None if args.now is None else running_clock(args.now),
+            profile=args.profile,
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            serve(state, args.host, args.port, args.tls, args.data_dir)
+    except (ValueError, OSError) as exc:  # bad --symbols, unwritable data dir
+        print(f"ibkr-sim webapi: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if args.command == "webapi":
+        return _webapi(args)
     if args.command == "gateway":
         from ibkr_sim.gateway.server import build_state, running_clock, serve_forever
 

@@ -1,0 +1,96 @@
+"""The Starlette app of the simulated Client Portal gateway: every route under ``/v1/api``, and
+what the gateway does before any route runs, in this order:
+
+1. ``411`` for a POST without ``Content-Length`` [V1DOC "Headers"];
+2. IBKR's rate limits (:mod:`~ibkr_sim.webapi.ratelimit`): ``429 {"error": ...}``;
+3. the session (:mod:`~ibkr_sim.webapi.auth`): the request keeps it alive (or finds it timed
+   out); before login every endpoint but ``/sim/login`` answers 401, without a brokerage session
+   every ``/iserver`` endpoint but the session ones answers 401.
+
+A route that fails with an unexpected exception answers 500 ``{"error": ...}`` naming it (IBKR
+answers 500 "internal server error" with its reason), never a dropped connection.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+
+from ibkr_sim.webapi import (
+    routes_contracts,
+    routes_market_data,
+    routes_orders,
+    routes_portfolio,
+    routes_session,
+)
+from ibkr_sim.webapi.routes_session import OPEN_WITHOUT_BROKERAGE, OPEN_WITHOUT_LOGIN
+from ibkr_sim.webapi.state import WebApiState, error
+
+log = logging.getLogger(__name__)
+PREFIX = "/v1/api"
+
+
+class GatewayMiddleware(BaseHTTPMiddleware):
+    """Content-Length, rate limits and the session gate (see the module docstring)."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        st: WebApiState = request.app.state.webapi
+        path = request.url.path
+        if not path.startswith(PREFIX + "/"):
+            return error(f"{path} is not served: the Web API lives under {PREFIX}/", 404)
+        path = path[len(PREFIX) :]
+        headers = request.headers
+        if request.method == "POST" and not {"content-length", "transfer-encoding"} & {
+            k.lower() for k in headers
+        }:
+            return error("Length Required: send a Content-Length header with a POST", 411)
+        refused = st.limits.admit(request.method, path)
+        if refused:
+            return error(refused, 429)
+        session = st.session
+        if path not in OPEN_WITHOUT_LOGIN:
+            session.touch()
+            if not session.logged_in:
+                return error(
+                    "not authenticated: log in first (simulator: POST /v1/api/sim/login)", 401
+                )
+            gated = path.startswith("/iserver/") and path not in OPEN_WITHOUT_BROKERAGE
+            if gated and not session.brokerage:
+                return error(
+                    "no brokerage session: it timed out without /tickle; call "
+                    "/iserver/reauthenticate or /iserver/auth/ssodh/init",
+                    401,
+                )
+        try:
+            return await call_next(request)
+        except Exception as exc:  # boundary: a simulator bug answers 500, as IBKR's errors do
+            log.exception("%s %s failed", request.method, request.url.path)
+            return JSONResponse(
+                {"error": f"internal server error: {type(exc).__name__}: {exc}"}, status_code=500
+            )
+
+
+def build_app(state: WebApiState) -> Starlette:
+    """The ASGI app serving ``state`` under ``/v1/api``."""
+    routes = (
+        routes_session.ROUTES
+        + routes_portfolio.ROUTES
+        + routes_contracts.ROUTES
+        + routes_market_data.ROUTES
+        + routes_orders.ROUTES
+    )
+    app = Starlette(
+        routes=[Mount(PREFIX, routes=routes)],
+        middleware=[Middleware(GatewayMiddleware)],
+    )
+    app.state.webapi = state
+    return app
+
+
+__all__ = ["PREFIX", "build_app"]

@@ -1,0 +1,165 @@
+"""Contracts: ``/iserver/secdef/search``, ``/iserver/contract/{conid}/info``, ``/trsrv/stocks``,
+from the simulated universe (conids are the TWS gateway's, fixed for the life of an instrument).
+
+A conid the universe does not know answers 400 ``{"error": ..., "statusCode": 400}`` (webapi.md,
+"Error responses": 400 for a bad conid or parameters).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ibkr_sim.universe import Instrument
+from ibkr_sim.webapi.state import WebApiState, bad_request, json_body, ok, web_state
+from ibkr_spec.errors import IBError
+
+#: results of one /iserver/secdef/search
+SEARCH_LIMIT = 10
+SEARCH_SEC_TYPES = ("STK", "IND", "BOND", "FUT", "CASH")
+
+
+def instrument(st: WebApiState, raw: object) -> Instrument | JSONResponse:
+    """The instrument with conid ``raw``, or IBKR's 400 naming it."""
+    try:
+        return st.world.market.universe.by_conid(int(str(raw)))
+    except (ValueError, IBError):
+        return bad_request(f"Invalid conid: {raw!r} is not a contract id the gateway knows")
+
+
+def _month(expiry: str) -> str:
+    """``20260320`` -> ``MAR26`` (the months IBKR lists in search sections)."""
+    return datetime.strptime(expiry, "%Y%m%d").strftime("%b%y").upper()
+
+
+def _search_row(st: WebApiState, inst: Instrument) -> dict[str, Any]:
+    listing = inst.primary_exchange or inst.exchange
+    sections: list[dict[str, Any]] = [{"secType": inst.sec_type}]
+    opt = None
+    if inst.sec_type == "STK":
+        expiries, _ = st.world.market.option_chain(inst.conid, st.world.now().date())
+        opt = ";".join(expiries)
+        months = ";".join(dict.fromkeys(_month(e) for e in expiries))
+        sections.append({"secType": "OPT", "months": months, "exchange": "SMART;CBOE;ISE"})
+    return {
+        "conid": str(inst.conid),
+        "companyHeader": f"{inst.name} - {listing}",
+        "companyName": inst.name,
+        "symbol": inst.symbol,
+        "description": listing,
+        "restricted": None,
+        "fop": None,
+        "opt": opt,
+        "war": None,
+        "sections": sections,
+    }
+
+
+async def secdef_search(request: Request) -> JSONResponse:
+    """``GET|POST /iserver/secdef/search?symbol=&secType=&name=``: contracts by symbol (or name
+    with ``name=true``), stocks first; an empty list when nothing matches."""
+    st = web_state(request)
+    params: dict[str, Any] = dict(request.query_params)
+    if request.method == "POST":
+        body = await json_body(request)
+        if body is None:
+            return bad_request("the search body must be a JSON object with a 'symbol'")
+        params.update(body)
+    symbol = str(params.get("symbol", "")).strip()
+    if not symbol:
+        return bad_request("symbol is required, e.g. /iserver/secdef/search?symbol=AAPL")
+    sec_type = str(params.get("secType", "") or "").upper()
+    if sec_type and sec_type not in SEARCH_SEC_TYPES:
+        return bad_request(f"secType {sec_type!r} is not one of {', '.join(SEARCH_SEC_TYPES)}")
+    by_name = str(params.get("name", "false")).lower() == "true"
+    found = st.world.market.universe.search(symbol, limit=SEARCH_LIMIT * 3)
+    if not by_name:
+        found = [i for i in found if i.symbol.startswith(symbol.upper())]
+    if sec_type:
+        found = [i for i in found if i.sec_type == sec_type]
+    return ok([_search_row(st, i) for i in found[:SEARCH_LIMIT]])
+
+
+async def contract_info(request: Request) -> JSONResponse:
+    """``GET /iserver/contract/{conid}/info``: the contract's details."""
+    st = web_state(request)
+    inst = instrument(st, request.path_params["conid"])
+    if isinstance(inst, JSONResponse):
+        return inst
+    listing = inst.primary_exchange or inst.exchange
+    body: dict[str, Any] = {
+        "cfi_code": "",
+        "symbol": inst.symbol,
+        "cusip": None,
+        "expiry_full": inst.last_trade_date,
+        "con_id": inst.conid,
+        "maturity_date": inst.last_trade_date,
+        "industry": inst.industry,
+        "instrument_type": inst.sec_type,
+        "trading_class": inst.symbol if inst.sec_type != "CASH" else inst.local_symbol,
+        "valid_exchanges": "SMART," + listing if listing != "SMART" else "SMART",
+        "allow_sell_long": False,
+        "is_zero_commission_security": False,
+        "local_symbol": inst.local_symbol,
+        "contract_clarification_type": None,
+        "classifier": None,
+        "currency": inst.currency,
+        "text": None,
+        "underlying_con_id": inst.underlying_conid,
+        "r_t_h": True,
+        "multiplier": f"{inst.multiplier:g}" if inst.multiplier != 1 else "",
+        "underlying_issuer": None,
+        "contract_month": inst.last_trade_date[:6],
+        "company_name": inst.name,
+        "smart_available": True,
+        "exchange": "SMART",
+        "category": inst.sector,
+    }
+    if inst.sec_type == "OPT":
+        body["right"] = "CALL" if inst.right == "C" else "PUT"
+        body["strike"] = f"{inst.strike:g}"
+    # the spec types these as strings without nullable: send them only when known
+    return ok({k: v for k, v in body.items() if v is not None})
+
+
+async def trsrv_stocks(request: Request) -> JSONResponse:
+    """``GET /trsrv/stocks?symbols=AAPL,IBKR``: stocks by upper-case symbol; an unknown symbol
+    maps to an empty list."""
+    st = web_state(request)
+    text = request.query_params.get("symbols", "")
+    symbols = [s.strip() for s in text.split(",") if s.strip()]
+    if not symbols:
+        return bad_request("symbols is required, e.g. /trsrv/stocks?symbols=AAPL,IBKR")
+    universe = st.world.market.universe
+    out: dict[str, list[dict[str, Any]]] = {}
+    for symbol in symbols:
+        matches = [i for i in universe.stocks if i.symbol == symbol]
+        out[symbol] = [
+            {
+                "name": inst.name.upper(),
+                "chineseName": "",
+                "assetClass": "STK",
+                "contracts": [
+                    {
+                        "conid": inst.conid,
+                        "exchange": inst.primary_exchange,
+                        "isUS": inst.currency == "USD",
+                    }
+                ],
+            }
+            for inst in matches
+        ]
+    return ok(out)
+
+
+ROUTES = [
+    Route("/iserver/secdef/search", secdef_search, methods=["GET", "POST"]),
+    Route("/iserver/contract/{conid}/info", contract_info, methods=["GET"]),
+    Route("/trsrv/stocks", trsrv_stocks, methods=["GET"]),
+]
+
+__all__ = ["ROUTES", "instrument"]

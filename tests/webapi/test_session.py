@@ -1,0 +1,95 @@
+"""The session: 401 before login, the simulated login, the timeout without /tickle, logout, TLS."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from ibkr_sim.webapi import start_webapi
+from tests.webapi.conftest import SYMBOLS, client
+from tests.webapi.spec import validate
+
+
+def test_unauthenticated_then_login_then_logout(tmp_path):
+    gw = start_webapi(symbols=SYMBOLS, data_dir=tmp_path, rate_limits=False)
+    with gw, client(gw) as api:
+        for method, path in (
+            ("GET", "/iserver/accounts"),
+            ("GET", "/portfolio/accounts"),
+            ("POST", "/tickle"),
+        ):
+            r = api.request(method, path, json={} if method == "POST" else None)
+            assert r.status_code == 401, (path, r.text)
+            assert "log in" in r.json()["error"]
+        status = api.post("/sim/login", json={}).json()
+        assert status["authenticated"] is True
+        r = api.post("/iserver/auth/status", json={})
+        assert validate(r)["authenticated"] is True
+        accounts = validate(api.get("/iserver/accounts"))
+        assert accounts["accounts"] == ["DU1234567"]
+        tickle = validate(api.post("/tickle", json={}))
+        assert tickle["iserver"]["authStatus"]["authenticated"] is True
+        assert len(tickle["session"]) == 32 and tickle["ssoExpires"] > 0
+        assert validate(api.post("/logout", json={})) == {"status": True}
+        assert api.get("/iserver/accounts").status_code == 401
+
+
+def test_brokerage_session_times_out_without_tickle_and_reauthenticates(tmp_path):
+    with (
+        start_webapi(
+            authenticated=True,
+            rate_limits=False,
+            session_timeout=0.6,
+            symbols=SYMBOLS,
+            data_dir=tmp_path,
+        ) as gw,
+        client(gw) as api,
+    ):
+        for _ in range(4):  # tickling every 0.3 s keeps the session past its 0.6 s timeout
+            time.sleep(0.3)
+            validate(api.post("/tickle", json={}))
+        assert api.get("/iserver/accounts").status_code == 200
+        time.sleep(0.8)
+        status = validate(api.post("/iserver/auth/status", json={}))
+        assert (status["authenticated"], status["connected"]) == (False, True)
+        r = api.get("/iserver/accounts")
+        assert r.status_code == 401 and "reauthenticate" in r.json()["error"]
+        assert api.get("/portfolio/accounts").status_code == 200  # the SSO session lives on
+        assert api.post("/iserver/reauthenticate", json={}).json() == {"message": "triggered"}
+        assert validate(api.get("/iserver/accounts"))["accounts"] == ["DU1234567"]
+
+
+def test_https_with_self_signed_certificate_and_plain_http(tmp_path):
+    with start_webapi(authenticated=True, symbols=SYMBOLS, data_dir=tmp_path) as gw:
+        assert gw.url.startswith("https://") and gw.cert_path == tmp_path / "sim/webapi/cert.pem"
+        with client(gw) as api:
+            assert api.post("/iserver/auth/status", json={}).json()["authenticated"] is True
+        with (
+            httpx.Client(base_url=gw.url) as untrusting,
+            pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
+        ):
+            untrusting.post("/iserver/auth/status", json={})
+    with start_webapi(tls=False, authenticated=True, symbols=SYMBOLS, data_dir=tmp_path) as gw:
+        assert gw.url.startswith("http://") and gw.cert_path is None
+        with httpx.Client(base_url=gw.url) as api:
+            assert api.post("/iserver/auth/status", json={}).json()["authenticated"] is True
+
+
+def test_post_without_content_length_is_411(api):
+    raw = httpx.Request("POST", f"{api.base_url}tickle")
+    raw.headers.pop("Content-Length", None)
+    r = api.send(raw)
+    assert r.status_code == 411 and "Content-Length" in r.json()["error"]
+    assert api.post("/tickle", json={}).status_code == 200
+
+
+def test_rate_limits_answer_429(tmp_path):
+    gw = start_webapi(authenticated=True, symbols=SYMBOLS, data_dir=tmp_path)
+    with gw, client(gw) as api:
+        assert api.get("/iserver/account/orders").status_code == 200
+        r = api.get("/iserver/account/orders")  # IBKR: 1 request per 5 s
+        assert r.status_code == 429 and "1 per 5 s" in r.json()["error"]
+        codes = [api.post("/iserver/auth/status", json={}).status_code for _ in range(12)]
+        assert 429 in codes  # 10 requests per second across the gateway
