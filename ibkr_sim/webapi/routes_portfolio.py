@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ibkr_sim.universe import Instrument
 from ibkr_sim.webapi.auth import SERVER_INFO
 from ibkr_sim.webapi.state import WebApiState, account_problem, bad_request, ok, web_state
 
@@ -119,14 +120,17 @@ async def portfolio_accounts(request: Request) -> JSONResponse:
 
 
 def _entry(amount: float | None, at_ms: int, value: str | None = None) -> dict[str, Any]:
-    """One summary value as IBKR sends it (``value`` for text entries, ``amount`` for money)."""
-    return {
+    """One summary value as IBKR sends it (``value`` for text entries, ``amount`` for money;
+    the spec's ``value`` is a string, not nullable, so money entries leave it out)."""
+    entry: dict[str, Any] = {
         "amount": 0.0 if amount is None else round(amount, 2),
         "isNull": amount is None and value is None,
         "timestamp": at_ms,
-        "value": value,
         "severity": 0,
     }
+    if value is not None:
+        entry["value"] = value
+    return entry
 
 
 async def summary(request: Request) -> JSONResponse:
@@ -269,7 +273,6 @@ async def positions(request: Request) -> JSONResponse:
                 "unrealizedPnl": p.unrealized_pnl,
                 "exchs": None,
                 "expiry": inst.last_trade_date or None,
-                "putOrCall": inst.right or None,
                 "multiplier": inst.multiplier,
                 "strike": f"{inst.strike:g}",
                 "exerciseStyle": None,
@@ -286,9 +289,15 @@ async def positions(request: Request) -> JSONResponse:
                 "isUS": inst.currency == "USD",
                 "pageSize": PAGE_SIZE,
                 "incrementRules": [{"lowerEdge": 0.0, "increment": inst.min_tick}],
+                **_option_fields(inst),
             }
         )
     return ok(out)
+
+
+def _option_fields(inst: Instrument) -> dict[str, Any]:
+    """``putOrCall`` only for options (the spec's enum is not nullable)."""
+    return {"putOrCall": inst.right} if inst.right in ("P", "C") else {}
 
 
 ROUTES = [

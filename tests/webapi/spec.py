@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from jsonschema_path import SchemaPath
 from openapi_core import Config, OpenAPI
+from openapi_core.exceptions import OpenAPIError
 from openapi_core.templating.paths.exceptions import PathNotFound, ServerNotFound
 from openapi_core.testing import MockRequest, MockResponse
 from werkzeug.datastructures import ImmutableMultiDict
@@ -70,5 +71,21 @@ def validate(response: httpx.Response) -> Any:
             openapi().validate_response(mock_request, mock_response)
         except (PathNotFound, ServerNotFound):
             continue
+        except OpenAPIError as exc:
+            raise AssertionError(
+                f"{request.method} {path} -> {response.status_code} breaks IBKR's spec: "
+                + "; ".join(_reasons(exc))
+            ) from exc
         return response.json()
     raise AssertionError(f"{request.method} {path} is not a path of IBKR's spec")
+
+
+def _reasons(exc: BaseException) -> list[str]:
+    """The schema violations behind an openapi-core error, each with where it is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        errors = getattr(seen, "schema_errors", None)
+        if errors:
+            return [f"{'/'.join(map(str, e.absolute_path)) or '.'}: {e.message}" for e in errors]
+        seen = seen.__cause__
+    return [str(exc)]
