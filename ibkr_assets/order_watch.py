@@ -3,8 +3,10 @@
 The daily run writes the order ticket (``reports/order_ticket_<day>.json``: every order queued,
 with its notional at the mid) and, with auto-submit on, the submission report
 (``reports/submitted_orders_<day>.json``: one row per ticket order with its ``outcome`` —
-``placed``, ``already_sent``, ``same_side_sent``, ``already_executed``, ``rejected`` by IB or
-``refused`` by the order guard — and IB's order id, permId and message). What happened next
+``placed``, ``already_sent``, ``same_side_sent``, ``already_executed``, ``rejected`` by IB,
+``refused`` by the order guard, ``not_sent`` (IB had nothing of it after every placement failed)
+or ``unknown`` (IB could not be asked after a placement failed) — and IB's order id, permId and
+message). What happened next
 is only at the broker: :func:`session_orders` joins each submitted order to the broker's order
 (by ``order_ref``, or by permId for an order the broker already held under another ref) and to
 its executions, and :class:`SessionOrder` says where it stands:
@@ -14,8 +16,10 @@ its executions, and :class:`SessionOrder` says where it stands:
 ``partially_filled``   some shares executed (still working, or the rest cancelled)
 ``working``            accepted by IB, nothing executed yet (PreSubmitted / Submitted)
 ``cancelled``          cancelled or made Inactive by IB after it was accepted, nothing executed
-``rejected``           never accepted: rejected by IB at placement, or refused by the guard
-``unknown``            the broker no longer reports it (IB keeps completed orders for a day)
+``rejected``           never accepted: rejected by IB at placement, refused by the guard, or
+                       not sent (every placement failed and IB had nothing of it)
+``unknown``            the broker does not report it: no longer (IB keeps completed orders for
+                       a day), or never, for an order whose fate the submission could not learn
 =====================  ======================================================================
 
 Values are in USD: ordered value = shares × the ticket's mid (the value the ticket queued);
@@ -33,8 +37,16 @@ from ibkr_assets.broker.models import DONE_STATUSES, Execution, OrderStatus
 
 OrderState = Literal["filled", "partially_filled", "working", "cancelled", "rejected", "unknown"]
 
-#: Submission outcomes where the order never became an order at IB.
-NOT_ACCEPTED = frozenset({"rejected", "refused"})
+#: Submission outcomes where the order never became an order at IB, with the status a
+#: :class:`SessionOrder` reads for it (IB has none).
+NOT_ACCEPTED: dict[str, str] = {"rejected": "Rejected", "refused": "Refused", "not_sent": "NotSent"}
+#: The outcome of an order whose fate the submission could not learn (IB could not be asked).
+FATE_UNKNOWN = "unknown"
+#: Submission outcomes alerted as soon as the submission is recorded, once per order: the
+#: orders not at IB as the ticket says, or not known to be.
+ALERTED_AT_SUBMISSION = frozenset({*NOT_ACCEPTED, FATE_UNKNOWN})
+#: The status of an order the broker does not report.
+UNREPORTED = "Unknown"
 #: IB statuses that end an order without (all of) its fills.
 CANCELLED_STATUSES = frozenset({"Cancelled", "ApiCancelled", "Inactive"})
 #: Shares below which an order counts as fully executed (float noise).
@@ -58,8 +70,9 @@ class SessionOrder:
 
     ``quantity`` and ``filled`` are shares; ``price`` is the USD per share the ticket valued the
     order at (its mid); ``fill_value`` is the executed value in USD; ``status`` is IB's order
-    status (``Rejected`` / ``Refused`` for an order IB never accepted, ``Unknown`` when the
-    broker no longer reports it); ``message`` is IB's reason or the guard's refusal."""
+    status (``Rejected`` / ``Refused`` / ``NotSent`` for an order IB never accepted, ``Unknown``
+    when the broker does not report it); ``message`` is IB's reason, the guard's refusal or
+    why the submission could not place it."""
 
     order_ref: str
     symbol: str
@@ -83,7 +96,7 @@ class SessionOrder:
             return "partially_filled"
         if self.status in CANCELLED_STATUSES:
             return "cancelled"
-        if self.status == "Unknown":
+        if self.status == UNREPORTED:
             return "unknown"
         return "working"
 
@@ -101,6 +114,14 @@ class SessionOrder:
         )
 
     @property
+    def at_ib(self) -> bool:
+        """True when the order went to IB: sent, or (fate unknown at submission) reported by
+        IB since."""
+        if self.outcome == FATE_UNKNOWN:
+            return self.status != UNREPORTED
+        return self.outcome not in NOT_ACCEPTED
+
+    @property
     def value(self) -> float:
         """Ordered value in USD (shares × the ticket's mid)."""
         return self.quantity * self.price
@@ -116,8 +137,10 @@ class SessionOrder:
 
     @property
     def label(self) -> str:
-        """The state in words (a guard refusal named as such)."""
-        return "refused" if self.outcome == "refused" else self.state.replace("_", " ")
+        """The state in words (a guard refusal and an order not sent named as such)."""
+        if self.outcome in ("refused", "not_sent"):
+            return self.outcome.replace("_", " ")
+        return self.state.replace("_", " ")
 
 
 def shares(quantity: float) -> str:
@@ -182,12 +205,7 @@ def session_orders(
             value += (status.filled - shares) * (status.avg_fill_price or 0.0)
             shares = status.filled
         outcome = str(row["outcome"])
-        if status:
-            state = status.status
-        elif outcome in NOT_ACCEPTED:
-            state = outcome.capitalize()
-        else:
-            state = "Unknown"
+        state = status.status if status else NOT_ACCEPTED.get(outcome, UNREPORTED)
         message = (status.message if status else "") or str(row.get("message") or "")
         if outcome in NOT_ACCEPTED:
             message = str(row.get("message") or "") or message
@@ -212,8 +230,9 @@ def tallies(
     ticket: Sequence[Mapping[str, Any]], orders: Sequence[SessionOrder]
 ) -> dict[str, Tally]:
     """Counts and USD values of :data:`SUMMARY_ROWS`: queued = the ticket at its notional;
-    submitted = orders IB accepted, at their ordered value; filled and partially filled at their
-    executed value; working at ordered value; rejected / cancelled at the value not executed."""
+    submitted = orders that went to IB (:attr:`SessionOrder.at_ib`), at their ordered value;
+    filled and partially filled at their executed value; working at ordered value; rejected /
+    cancelled at the value not executed."""
     by_state: dict[str, list[SessionOrder]] = {}
     for order in orders:
         by_state.setdefault(order.state, []).append(order)
@@ -224,7 +243,7 @@ def tallies(
     ended = by_state.get("rejected", []) + by_state.get("cancelled", [])
     return {
         "queued": Tally(len(ticket), float(sum(float(r.get("notional") or 0) for r in ticket))),
-        "submitted": tally([o for o in orders if o.outcome not in NOT_ACCEPTED], "value"),
+        "submitted": tally([o for o in orders if o.at_ib], "value"),
         "filled": tally(by_state.get("filled", []), "fill_value"),
         "partially_filled": tally(by_state.get("partially_filled", []), "fill_value"),
         "working": tally(by_state.get("working", []), "value"),

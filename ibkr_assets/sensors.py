@@ -17,9 +17,11 @@ origin; the sensors do not filter on it).
   checks: those checks were alerted on their own.
 * ``order_summary_alerts`` follows each session's orders (:mod:`ibkr_assets.order_watch`):
   a summary when an order ticket is written (orders queued); when orders are submitted, an
-  error alert for each order IB rejected or the order guard refused (the order and the reason),
-  then a summary of queued, submitted, filled, partially filled, working and rejected/cancelled
-  orders with their USD values, read from IB's order statuses and executions. It keeps asking
+  error alert for each order IB rejected, the order guard refused, the submission could not
+  send (``not_sent``) or could not learn the fate of (``unknown``): the order, the reason and,
+  for the last two, what to do (rerun the partition; check the order at IB); then a summary
+  of queued, submitted, filled, partially filled, working and rejected/cancelled orders with
+  their USD values, read from IB's order statuses and executions. It keeps asking
   IB (every ``IBKR_ALERT_ORDER_POLL_SECONDS``, through its own read-only connection) until
   every order of the session is done or the session closed: each order IB cancels or makes
   Inactive later (a DAY order expiring unfilled, a cancel from elsewhere) raises its own alert,
@@ -46,7 +48,7 @@ from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.checks.compliance import COMPLIANCE_CHECKS
 from ibkr_assets.jobs import ACCOUNT_TAG, BACKFILL_TAG, TRIGGER_TAG
 from ibkr_assets.order_watch import (
-    NOT_ACCEPTED,
+    ALERTED_AT_SUBMISSION,
     SessionOrder,
     session_orders,
     shares,
@@ -318,11 +320,26 @@ def _ticket_orders(
 
 
 def _order_alert(day: str, order: SessionOrder) -> dict[str, str]:
-    """The alert for an order IB rejected or cancelled, or the guard refused."""
+    """The alert for an order IB rejected or cancelled, the guard refused, or the submission
+    could not send or could not learn the fate of (these two say what to do)."""
+    todo = ""
     if order.outcome == "refused":
         what, why = "refused by the order guard", "limit"
     elif order.outcome == "rejected":
         what, why = "rejected by IB", "IB's reason"
+    elif order.outcome == "not_sent":
+        what, why = "not sent", "why"
+        todo = (
+            f"rerun the partition {day}: it looks the order up by order_ref first and sends "
+            "it only if IB has nothing of it"
+        )
+    elif order.outcome == "unknown":
+        what, why = "fate unknown", "why"
+        todo = (
+            f"check at IB for an order or fills under order_ref {order.order_ref}, or rerun "
+            f"the partition {day} once IB answers: it looks the order up by order_ref first and "
+            "sends it only if IB has nothing of it"
+        )
     elif order.status == "Inactive":
         what, why = "made inactive by IB", "IB's reason"
     else:
@@ -332,8 +349,9 @@ def _order_alert(day: str, order: SessionOrder) -> dict[str, str]:
         "subject": f"Order {what}: {order.describe()} [{day}]",
         "body": (
             f"order_ref {order.order_ref}\n"
-            f"status {order.status}{filled}; unfilled value USD {order.unfilled_value:,.2f}\n"
-            f"{why}: {order.message or 'none given'}"
+            f"outcome {order.outcome}, status {order.status}{filled}; "
+            f"unfilled value USD {order.unfilled_value:,.2f}\n"
+            f"{why}: {order.message or 'none given'}" + (f"\nwhat to do: {todo}" if todo else "")
         ),
         "severity": "error",
     }
@@ -346,20 +364,21 @@ def _submission_alerts(
     day: str,
     sessions: dict[str, Watch],
 ) -> int:
-    """Alert each order the submission could not place, and put the session under watch.
-    Returns the number of alerts sent."""
+    """Alert each order the submission could not place or could not learn the fate of
+    (:data:`~ibkr_assets.order_watch.ALERTED_AT_SUBMISSION`), once per order, and put the
+    session under watch. Returns the number of alerts sent."""
     report = _read_report(context, storage, "submitted_orders", day)
     if report is None or not report.get("auto_submit") or not report["orders"]:
         return 0  # auto-submit off, or an empty ticket: nothing went anywhere
     rows = report["orders"]
-    fresh = [r for r in rows if r["outcome"] in ("placed", *NOT_ACCEPTED)]
+    fresh = [r for r in rows if r["outcome"] in ("placed", *ALERTED_AT_SUBMISSION)]
     if day in sessions and not fresh:
         return 0  # a rerun that found every order already at IB: the watch goes on as it was
     watch = sessions.setdefault(day, {"alerted": [], "open": True, "due": True, "polled": 0.0})
     watch.update(open=True, due=True)
     sent = 0
     for order in session_orders(rows, _ticket_orders(context, storage, day), [], []):
-        if order.outcome in NOT_ACCEPTED and order.order_ref not in watch["alerted"]:
+        if order.outcome in ALERTED_AT_SUBMISSION and order.order_ref not in watch["alerted"]:
             _deliver(context, alerts, **_order_alert(day, order))
             watch["alerted"].append(order.order_ref)
             sent += 1

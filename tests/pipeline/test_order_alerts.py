@@ -24,7 +24,7 @@ from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.broker.models import Order
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.sim import SimBroker
-from ibkr_assets.order_watch import shares
+from ibkr_assets.order_watch import Tally, session_orders, shares, tallies
 from ibkr_assets.resources.alerts import AlertResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
@@ -34,6 +34,7 @@ SESSION = "2024-03-04"
 NEW_YORK = ZoneInfo("America/New_York")
 SYMBOLS = 40
 PARTS = dg.StaticPartitionsDefinition([SESSION])
+NVDA, META = f"ibkr-agent:{SESSION}:nvda", f"ibkr-agent:{SESSION}:meta"
 GUARD_MESSAGE = "order guard: notional 60,000.00 USD exceeds max_order_notional 50,000 by 10,000"
 
 
@@ -307,3 +308,49 @@ def test_an_unreachable_ib_is_retried_on_the_next_tick(session: Session, monkeyp
     assert json.loads(cursor)["sessions"][SESSION]["due"] is True
     session.tick(_at(10, 0), cursor, poll_seconds=3600)  # due now, whatever the interval
     assert session.alerts()[-1]["subject"].startswith(f"Orders submitted [{SESSION}]")
+
+
+def test_orders_not_sent_or_of_unknown_fate_are_alerted_once_saying_what_to_do(session: Session):
+    # the link dropped while NVDA and META were placed: IB could not be asked about NVDA
+    # afterwards (it had in fact rejected it); IB had nothing of META after two attempts
+    unknown = "placing it failed ([IB 504] ...) and IB could not be asked what it has"
+    not_sent = "IB has no order and no fill under its ref after 2 attempts"
+    rows = [
+        *session.submitted[:3],
+        {**session.submitted[3], "outcome": "unknown", "message": unknown},
+        {**session.submitted[4], "outcome": "not_sent", "message": not_sent},
+    ]
+    session.write_reports(rows)
+    cursor = session.tick(_at(10, 0), None)
+    _queued, nvda, meta, amzn, summary = session.alerts()
+    assert nvda["subject"] == f"Order fate unknown: BUY 1,000,000 NVDA [{SESSION}]"
+    assert nvda["severity"] == "error" and "outcome unknown, status Unknown" in nvda["body"]
+    assert f"why: {unknown}" in nvda["body"]
+    assert f"what to do: check at IB for an order or fills under order_ref {NVDA}" in nvda["body"]
+    assert meta["subject"] == f"Order not sent: BUY 50 META [{SESSION}]"
+    assert meta["severity"] == "error" and "outcome not_sent, status NotSent" in meta["body"]
+    assert f"why: {not_sent}" in meta["body"]
+    assert f"what to do: rerun the partition {SESSION}:" in meta["body"]
+    assert amzn["subject"].startswith("Order cancelled at IB")
+    # the summary asks IB: it has NVDA (Inactive), not META
+    assert summary["subject"] == (
+        f"Orders submitted [{SESSION}]: 4 of 5 at IB, 1 filled, 1 partially filled, "
+        "2 rejected/cancelled"
+    )
+    assert f"META ({META}) not sent: NotSent — {not_sent}" in summary["body"]
+    assert f"NVDA ({NVDA}) cancelled: Inactive — insufficient buying power" in summary["body"]
+    # a rerun that still could not send META nor ask about NVDA pages no order again
+    before = len(session.alerts())
+    dg.materialize([submitted_orders], partition_key=SESSION, instance=session.instance)
+    session.tick(_at(10, 0), cursor)
+    [rerun] = session.alerts()[before:]
+    assert rerun["subject"].startswith(f"Orders submitted [{SESSION}]: 4 of 5 at IB")
+
+
+def test_an_order_of_unknown_fate_ib_does_not_report_is_not_counted_at_ib(session: Session):
+    row = {**session.submitted[4], "outcome": "unknown", "message": "IB could not be asked"}
+    [order] = session_orders([row], session.ticket, [], [])
+    assert (order.state, order.at_ib) == ("unknown", False)
+    counts = tallies(session.ticket, [order])
+    assert counts["submitted"].orders == 0
+    assert counts["unknown"] == Tally(1, pytest.approx(_value(session.ticket, "META")))
