@@ -269,7 +269,15 @@ def _submit(st: WebApiState, pending: PendingOrder) -> JSONResponse:
 
 
 def _proceed(st: WebApiState, pending: PendingOrder) -> JSONResponse:
-    return _ask(st, pending) if pending.questions else _submit(st, pending)
+    """Ask the first question, or submit when none is left; the exchange's checks of the order's
+    form (price off the tick, fractional quantity) answer before any question is asked."""
+    if pending.questions:
+        try:
+            st.world.exchange.what_if(pending.account, pending.request)
+        except IBError as exc:
+            return error(exc.message)
+        return _ask(st, pending)
+    return _submit(st, pending)
 
 
 async def _order_body(request: Request, wrapped: bool) -> dict[str, Any] | JSONResponse:
