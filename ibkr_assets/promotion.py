@@ -12,15 +12,21 @@ A session is green when what the pipeline wrote under the data root says so:
   and the one being promoted;
 * ``reports/risk_report_<day>.json``: the compliance gate passed;
 * ``reports/submitted_orders_<day>.json``: auto-submit was on, so the ticket really went to the
-  paper account, and IB rejected none of its orders;
+  paper account, and every order went out: none rejected by IB, ``not_sent`` or of ``unknown``
+  fate, and not every one refused by the order guard (the failures that make
+  ``every_order_sent`` block the run; the guard's refusal of some orders is a deliberate, green
+  outcome);
 * the decision journal: a row for the session with the constraints passed, no row for it with
   the gate failed, and the risk report and submission files are the ones that row hashed (a
   report edited after the run does not count);
 * the asset checks, from the Dagster instance at ``<data root>/.dagster`` when there is one
-  (where ``ibkr-agent run`` and ``make dev`` record runs): every data-quality and compliance
-  check planned for the session was evaluated and none ever failed, and the latest daily run
-  succeeded. Without an instance the checks are judged from the files above: the data-quality
-  checks are blocking, so a run that failed them wrote no risk report.
+  (where ``ibkr-agent run`` and ``make dev`` record runs): every data-quality, compliance and
+  submission check planned for the session was evaluated, and none failed at ERROR severity in
+  its latest evaluation (a rerun that passes a check replaces the run that failed it; a check
+  that failed at WARN severity, such as some orders refused by the order guard, leaves the run
+  green and is only counted), and the latest daily run succeeded. Without an instance the
+  checks are judged from the files above: the data-quality checks are blocking, so a run that
+  failed them wrote no risk report.
 
 The whole journal must also verify (signatures, head file, heads Dagster recorded), since the
 promotion is only as trustworthy as the journal it is written to.
@@ -50,6 +56,9 @@ PROMOTION_KIND = "live_promotion"
 PAPER_PREFIX = "D"
 #: IB order states of an order IB refused or cancelled itself.
 NOT_ACCEPTED = frozenset({"Inactive", "Cancelled"})
+#: Submission outcomes of an order that did not go out, as a promotion's evidence names them
+#: (each fails ``every_order_sent`` at ERROR severity: ``ibkr_assets.assets.submission``).
+NOT_SENT = {"rejected": "rejected", "not_sent": "not sent", "unknown": "of unknown fate"}
 #: The run tag Dagster sets to the partition key.
 PARTITION_TAG = "dagster/partition"
 _RUN_LOOKBACK = 5000  # daily runs scanned for sessions (about 20 years of one run a session)
@@ -158,7 +167,9 @@ def sessions_with_runs(
 
 
 def _dagster_checks(instance: dg.DagsterInstance, day: str) -> tuple[str, list[str]]:
-    """How the session's asset checks and latest daily run went, from the instance."""
+    """How the session's asset checks and latest daily run went, from the instance: each check
+    is judged by its latest evaluation over the session's runs, and only an ERROR-severity
+    failure is a problem (see the module docstring)."""
     records = instance.get_run_records(filters=dg.RunsFilter(tags={PARTITION_TAG: day}))
     runs = [r.dagster_run for r in records if r.dagster_run.job_name != WEEKLY_JOB_NAME]
     if not runs:
@@ -168,12 +179,12 @@ def _dagster_checks(instance: dg.DagsterInstance, day: str) -> tuple[str, list[s
     if daily and daily[0].status != dg.DagsterRunStatus.SUCCESS:
         problems.append(f"the latest daily run {daily[0].run_id[:8]} ended {daily[0].status.value}")
     planned: set[str] = set()
-    results: dict[str, list[bool]] = {}
+    latest: dict[str, dg.AssetCheckEvaluation] = {}  # each check's latest evaluation
     kinds = {
         dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
         dg.DagsterEventType.ASSET_CHECK_EVALUATION,
     }
-    for run in runs:
+    for run in reversed(runs):  # oldest first: a later evaluation replaces an earlier one
         for entry in instance.all_logs(run.run_id, of_type=kinds):
             event = entry.dagster_event
             if event is None:
@@ -183,17 +194,21 @@ def _dagster_checks(instance: dg.DagsterInstance, day: str) -> tuple[str, list[s
             if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
                 planned.add(name)
             else:
-                results.setdefault(name, []).append(bool(data.passed))
-    failed = sorted(n for n, outcomes in results.items() if not all(outcomes))
-    missing = sorted(planned - results.keys())
+                latest[name] = data
+    failed = sorted(
+        n for n, e in latest.items() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+    )
+    warned = sorted(n for n, e in latest.items() if not e.passed and n not in failed)
+    missing = sorted(planned - latest.keys())
     if failed:
         problems.append(f"asset checks failed: {', '.join(failed)}")
     if missing:
         problems.append(f"asset checks planned but never evaluated: {', '.join(missing)}")
-    if not results:
+    if not latest:
         problems.append("no asset check was evaluated for the session")
-    passed = len(results) - len(failed)
-    return f"checks: {passed} passed in {len(runs)} Dagster runs", problems
+    passed = len(latest) - len(failed) - len(warned)
+    warnings = f", {len(warned)} failed with a warning ({', '.join(warned)})" if warned else ""
+    return f"checks: {passed} passed{warnings} in {len(runs)} Dagster runs", problems
 
 
 def session_evidence(
@@ -233,11 +248,15 @@ def session_evidence(
             problems.append("auto-submit was off: no order went to the paper account")
         rows = submitted.get("orders") or []
         orders = len(rows)
+        if rows and all(o.get("outcome") == "refused" for o in rows):
+            problems.append("the order guard refused every order: none went to the paper account")
         for o in rows:
-            if o.get("outcome") == "rejected" or o.get("status") in NOT_ACCEPTED:
+            outcome = str(o.get("outcome"))
+            if outcome in NOT_SENT or o.get("status") in NOT_ACCEPTED:
                 why = o.get("message") or o.get("status")
+                what = NOT_SENT.get(outcome, "rejected")
                 problems.append(
-                    f"{o.get('action')} {o.get('quantity')} {o.get('symbol')} rejected: {why}"
+                    f"{o.get('action')} {o.get('quantity')} {o.get('symbol')} {what}: {why}"
                 )
 
     journal_row = None

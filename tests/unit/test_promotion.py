@@ -18,6 +18,8 @@ from ibkr_assets.quant.journal import append_entry, head_file, read_journal
 from tests.journal_key import TEST_KEY
 from tests.promotion_fixtures import ACCOUNT, ORDER, SESSIONS, green_sessions, problems, run_session
 
+REFUSED = {**ORDER, "outcome": "refused", "message": "order guard: max_order_notional"}
+
 
 def test_ten_green_paper_sessions_are_promoted_and_journalled(tmp_path, monkeypatch, capsys):
     green_sessions(tmp_path)
@@ -132,3 +134,25 @@ def test_the_configured_number_of_sessions_is_a_floor(tmp_path, monkeypatch, cap
     assert main(["promote"]) == 0
     monkeypatch.setenv("IBKR_PROMOTION_SESSIONS", "12")  # raised after the promotion
     assert live_trading_promoted(tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    ("orders", "expected"),
+    [
+        (
+            [{**ORDER, "outcome": "not_sent", "message": "IB has nothing"}],
+            ["BUY 10.0 AAPL not sent: IB has nothing"],
+        ),
+        (
+            [{**ORDER, "outcome": "unknown", "message": "IB unreachable"}],
+            ["BUY 10.0 AAPL of unknown fate: IB unreachable"],
+        ),
+        ([REFUSED], ["the order guard refused every order: none went to the paper account"]),
+        ([{**ORDER, "outcome": "placed", "status": "Filled"}, {**REFUSED, "symbol": "MSFT"}], []),
+    ],
+    ids=["not-sent", "unknown", "all-refused", "some-refused-is-green"],
+)
+def test_orders_that_did_not_go_out_make_the_session_not_green(tmp_path, orders, expected):
+    green_sessions(tmp_path, SESSIONS[:9])
+    run_session(tmp_path, SESSIONS[9], orders=orders)
+    assert problems(promotion_check(tmp_path)).get(SESSIONS[9].isoformat(), []) == expected
