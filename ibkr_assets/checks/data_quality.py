@@ -18,8 +18,11 @@ check                           Great Expectations expectation(s)
                                 mostly=0.95)`` over the universe
 ==============================  ==============================================================
 
-A failed check names the expectation, the column and the offending symbols. Validation runs in
-an ephemeral GX context (nothing written to disk) on a pandas datasource.
+A failed check names the expectation, the column and the offending symbols; a failed coverage
+check says the coverage, of how many symbols, the threshold (``IBKR_MIN_UNIVERSE_COVERAGE``) and
+the symbols without a row (most often: IB could not serve their daily bars, which the run's
+summary names with IB's error). Validation runs in an ephemeral GX context (nothing written to
+disk) on a pandas datasource.
 """
 
 from __future__ import annotations

@@ -54,11 +54,12 @@ def dagster_home() -> Path:
 
 
 @contextmanager
-def file_lock(path: Path, wait: float = 0.0) -> Iterator[IO[str] | None]:
+def file_lock(path: Path, wait: float = 0.0, note: str = "") -> Iterator[bool]:
     """Hold an exclusive lock on ``path`` (created when missing; ``flock``, so the system
-    releases it when the process ends, however it ends). Waits up to ``wait`` seconds for
-    another process to release it; yields the open file (to note the holder in), or None when
-    it is still held by another process after ``wait``."""
+    releases it when the process ends, however it ends), with ``note`` (who holds it) written in
+    the file while held. Waits up to ``wait`` seconds for another process to release it; yields
+    True when held, False when another process still holds it after ``wait`` (its note is then
+    the file's text)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
         deadline = time.monotonic() + wait
@@ -68,13 +69,22 @@ def file_lock(path: Path, wait: float = 0.0) -> Iterator[IO[str] | None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    yield None
+                    yield False
                     return
                 time.sleep(LOCK_POLL_SECONDS)
         try:
-            yield handle
+            _rewrite(handle, note)
+            yield True
         finally:
+            _rewrite(handle, "")
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _rewrite(handle: IO[str], text: str) -> None:
+    handle.seek(0)
+    handle.truncate()
+    handle.write(text)
+    handle.flush()
 
 
 def dagster_instance() -> DagsterInstance:
@@ -88,7 +98,7 @@ def dagster_instance() -> DagsterInstance:
     home = dagster_home()
     lock = home / "instance.lock"
     with file_lock(lock, wait=INSTANCE_LOCK_SECONDS) as held:
-        if held is None:
+        if not held:
             raise ConfigurationError(
                 f"the Dagster instance {home} is being created or migrated by another process "
                 f"that has held {lock} for more than {INSTANCE_LOCK_SECONDS:.0f} s; if no other "

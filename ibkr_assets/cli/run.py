@@ -1,5 +1,7 @@
 """``ibkr-agent run``: the daily job for one NYSE session in this process, with a progress bar,
-one line per failed step or check, and the files the run wrote (the demo runs it the same way)."""
+one line per failed step or check, one per asset whose data is incomplete (what could not be
+fetched, with IB's error), and the files the run wrote (the demo runs it the same way). One run
+per account at a time (:func:`run_daily`)."""
 
 from __future__ import annotations
 
@@ -54,20 +56,25 @@ def run_daily(session: date, quiet: bool = False, settings: Settings | None = No
 
     # Partitioned asset checks are a Dagster "preview" feature; the warning is for us, not users.
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    from ibkr_assets.jobs import ACCOUNT_TAG, account_run_in_progress, in_process_tags
+    from ibkr_assets.jobs import ACCOUNT_TAG, PROCESS_TAG, account_run_in_progress, in_process_tags
 
     instance = dagster_instance()
     tags = in_process_tags()
     account = tags[ACCOUNT_TAG]
     lock = dagster_home() / f"account-{re.sub(r'[^A-Za-z0-9_.-]', '_', account)}.lock"
     run_id = str(uuid.uuid4())
-    with file_lock(lock) as held:
-        if held is None:
+    note = {"run_id": run_id, "session": session.isoformat(), "process": tags[PROCESS_TAG]}
+    with file_lock(lock, note=json.dumps(note)) as held:
+        if not held:
             holder = _lock_holder(lock)
+            what = (
+                f"run {holder['run_id']} (session {holder['session']}) of account {account} is "
+                f"in progress in process {holder['process']}"
+                if holder
+                else f"another run of account {account} is starting"
+            )
             console.print(
-                f"[red]not started:[/] run {holder.get('run_id', '(starting)')} (session "
-                f"{holder.get('session', '-')}) of account {account} is in progress in process "
-                f"{holder.get('process', '-')} (ibkr-agent run; it holds {lock}); one run per "
+                f"[red]not started:[/] {what} (ibkr-agent run; it holds {lock}); one run per "
                 "account at a time — wait for it to end, then run again",
                 soft_wrap=True,
             )
@@ -83,23 +90,16 @@ def run_daily(session: date, quiet: bool = False, settings: Settings | None = No
                 soft_wrap=True,
             )
             return False
-        held.seek(0)
-        held.truncate()
-        held.write(json.dumps({"run_id": run_id, **tags, "session": session.isoformat()}))
-        held.flush()
         return _execute(instance, run_id, tags, session, quiet, settings)
 
 
 def _lock_holder(lock: Path) -> dict[str, str]:
-    """What the process holding ``lock`` wrote there: run_id, session and process (``ibkr/process``
-    tag as ``process``); empty while it has not written it yet."""
-    from ibkr_assets.jobs import PROCESS_TAG
-
+    """What the run holding ``lock`` noted there (run_id, session, process as ``host:pid``);
+    empty while it has not noted it yet."""
     try:
-        noted = json.loads(lock.read_text() or "{}")
+        return json.loads(lock.read_text() or "{}")
     except (OSError, json.JSONDecodeError):
         return {}
-    return {**noted, "process": noted.get(PROCESS_TAG, "-")}
 
 
 @dataclass

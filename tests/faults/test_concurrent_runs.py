@@ -13,6 +13,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -69,11 +70,15 @@ def test_runs_started_together_on_a_fresh_data_dir_one_proceeds_the_others_refus
     assert run_daily(date.fromisoformat(SESSION), quiet=True) is True
 
 
-def test_the_lock_is_held_by_one_holder_at_a_time(tmp_path: Path) -> None:
+def test_a_lock_is_held_by_one_holder_at_a_time_with_its_note(tmp_path: Path) -> None:
     path = tmp_path / "home" / "instance.lock"
-    with file_lock(path) as first:
-        assert first is not None
-        with file_lock(path, wait=0.3) as second:
-            assert second is None, "another holder (another open file) is refused"
+    with file_lock(path, note="run 1") as first:
+        assert first and path.read_text() == "run 1"
+        started = time.monotonic()
+        with file_lock(path, wait=0.3, note="run 2") as second:
+            assert not second, "another holder (another open file) is refused"
+            assert time.monotonic() - started >= 0.3, "after waiting"
+            assert path.read_text() == "run 1", "the holder's note is kept"
+    assert path.read_text() == "", "the note goes with its holder"
     with file_lock(path) as again:
-        assert again is not None, "released when its holder leaves"
+        assert again, "released when its holder leaves"
