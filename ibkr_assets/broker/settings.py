@@ -64,8 +64,8 @@ class BrokerConnection(BaseModel):
 
     backend: BackendName = Field(
         "sim",
-        description="sim (the in-process simulator) or tws (ib_async against TWS, IB Gateway or "
-        "the simulated gateway); webapi is not available yet",
+        description="sim (the in-process simulator), tws (ib_async against TWS, IB Gateway or "
+        "the simulated gateway) or webapi (the Client Portal Web API at IBKR_WEBAPI_URL)",
     )
     host: str = Field("127.0.0.1", description="TWS / IB Gateway host")
     port: int = Field(4002, description="7497 TWS paper, 7496 TWS live, 4002 Gateway paper")
@@ -124,6 +124,21 @@ class BrokerSettings(BrokerConnection, BaseSettings):
         gt=0,
         description="after a dropped connection, seconds of reconnecting (with backoff) before "
         "every request fails",
+    )
+    # -- the webapi backend: the Client Portal gateway (or ibkr-sim webapi) -----------------
+    webapi_url: str = Field(
+        "https://localhost:5000/v1/api",
+        description="base URL of the Client Portal Web API gateway (webapi backend)",
+    )
+    webapi_verify: bool = Field(
+        True,
+        description="verify the gateway's TLS certificate; false only on a trusted machine "
+        "(IBKR's gateway ships a self-signed one: prefer IBKR_WEBAPI_CA_FILE)",
+    )
+    webapi_ca_file: Path | None = Field(
+        None,
+        description="certificate file (PEM) to trust for the gateway, e.g. "
+        "<data root>/sim/webapi/cert.pem of ibkr-sim webapi",
     )
     market_data_type: Literal["live", "frozen", "delayed", "delayed-frozen"] = Field(
         "live",
