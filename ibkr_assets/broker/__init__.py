@@ -40,9 +40,9 @@ def connect(
 
         broker = TwsBroker.from_settings(settings)
     else:
-        raise BrokerError(
-            f"backend {settings.backend!r} is not available yet; use IBKR_BACKEND=sim or tws"
-        )
+        from ibkr_assets.broker.webapi import WebApiBroker
+
+        broker = WebApiBroker.from_settings(settings)
     try:
         _refuse_unsanctioned_live(broker, settings)
     except BrokerError:

@@ -1,8 +1,10 @@
 """The broker under test, once per backend.
 
-Every test in this folder runs unchanged against each backend: ``sim`` (in-process) and ``tws``
+Every test in this folder runs unchanged against each backend: ``sim`` (in-process), ``tws``
 (ib_async through the simulated gateway on its ``ib-paper`` profile, started in-process on a free
-loopback port). Both see
+loopback port) and ``webapi`` (the simulated Client Portal gateway on the same profile, over HTTPS
+with its self-signed certificate trusted, logged in, rate limits off like the TWS gateway's
+pacing). All see
 the same simulated world (seed, 700 symbols); each backend gets its own temporary data root, so
 its paper account starts fresh, and a clock inside a NYSE session so market orders fill the same
 way on every run (pinned for ``sim``, starting there and running in real time for the gateway).
@@ -22,6 +24,7 @@ import pytest
 from ibkr_assets.broker import Broker, BrokerSettings, connect
 from ibkr_sim.gateway import running_clock, start_gateway
 from ibkr_sim.gateway.profile import IB_PAPER
+from ibkr_sim.webapi import start_webapi
 
 #: Friday 2026-11-20, 10:30 in New York: the market is open.
 SESSION_TIME = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
@@ -37,10 +40,10 @@ PROFILE = IB_PAPER.with_options(
     history_gap_rate=0.0,
     farm_drops_per_day=0.0,
 )
-BACKENDS = ["sim", "tws"]
+BACKENDS = ["sim", "tws", "webapi"]
 
 
-def _settings(backend: str, data_dir: Path, port: int = 4002) -> BrokerSettings:
+def _settings(backend: str, data_dir: Path, port: int = 4002, **extra: object) -> BrokerSettings:
     return BrokerSettings(
         backend=backend,
         data_dir=data_dir,
@@ -50,6 +53,7 @@ def _settings(backend: str, data_dir: Path, port: int = 4002) -> BrokerSettings:
         port=port,
         timeout=10.0,
         pacing=False,  # the gateway below runs with --pacing off; tests/gateway cover pacing
+        **extra,
     )
 
 
@@ -62,6 +66,24 @@ def broker(
         b = connect(_settings("sim", data_dir)).inner
         yield b
         b.close()
+        return
+    if request.param == "webapi":
+        with start_webapi(
+            authenticated=True,
+            rate_limits=False,
+            seed=SEED,
+            symbols=SYMBOLS,
+            data_dir=data_dir,
+            clock=running_clock(SESSION_TIME),
+            profile=PROFILE,
+        ) as webapi:
+            b = connect(
+                _settings(
+                    "webapi", data_dir, webapi_url=webapi.url, webapi_ca_file=webapi.cert_path
+                )
+            ).inner
+            yield b
+            b.close()
         return
     with start_gateway(
         host="127.0.0.1",
@@ -76,3 +98,23 @@ def broker(
         b = connect(_settings("tws", data_dir, port=gateway.port)).inner
         yield b
         b.close()
+
+
+#: tests the webapi backend cannot pass yet, and the endpoint the simulated gateway lacks for each
+WEBAPI_NOT_SERVED = {
+    "test_search_and_contract_details": "trading hours need /trsrv/secdef/schedule",
+    "test_option_contract_from_the_chain": "needs /iserver/secdef/strikes and /iserver/secdef/info",
+    "test_depth": "the Web API serves the book only on its websocket (sbd)",
+    "test_news_headlines": "the Web API has no historical-news endpoint",
+    "test_scanners": "needs /iserver/scanner/params and /iserver/scanner/run",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the webapi runs of :data:`WEBAPI_NOT_SERVED` as strict expected failures."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        name = getattr(item, "originalname", item.name)
+        if callspec and callspec.params.get("broker") == "webapi" and name in WEBAPI_NOT_SERVED:
+            reason = f"webapi backend: {WEBAPI_NOT_SERVED[name]}"
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

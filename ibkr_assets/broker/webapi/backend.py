@@ -1,0 +1,168 @@
+"""The webapi backend's Broker: the synchronous protocol methods over the Client Portal
+gateway's session. Methods the Web API cannot serve here yet raise a BrokerError naming the
+method, the backend and the endpoint they wait for."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import NoReturn
+
+from ibkr_assets.broker import models
+from ibkr_assets.broker.errors import BrokerError
+from ibkr_assets.broker.settings import BrokerSettings
+from ibkr_assets.broker.webapi.accounts import Accounts
+from ibkr_assets.broker.webapi.contracts import Contracts
+from ibkr_assets.broker.webapi.market_data import MarketData
+from ibkr_assets.broker.webapi.orders import Orders
+from ibkr_assets.broker.webapi.session import Session
+
+
+def not_served(method: str, why: str) -> NoReturn:
+    """Fail a protocol method the webapi backend does not serve yet, saying why."""
+    raise BrokerError(
+        f"{method} is not available on the webapi backend yet ({why}); use IBKR_BACKEND=tws"
+    )
+
+
+class WebApiBroker:
+    """The Broker protocol over IBKR's Client Portal Web API (a gateway, or ibkr-sim webapi)."""
+
+    name = "webapi"
+
+    def __init__(self, settings: BrokerSettings) -> None:
+        self.settings = settings
+        self.session = Session(settings)
+        self._contracts = Contracts(self.session)
+        self._accounts = Accounts(self.session, self._contracts, settings.account)
+        self._market = MarketData(self.session, settings.timeout)
+        self._orders = Orders(self.session, self._accounts, self._contracts)
+
+    @classmethod
+    def from_settings(cls, settings: BrokerSettings) -> WebApiBroker:
+        """Open the gateway at ``IBKR_WEBAPI_URL`` (logged in at the gateway beforehand)."""
+        return cls(settings)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def now(self) -> datetime:
+        return self._accounts.server_now()
+
+    # -- reference ---------------------------------------------------------------------------
+    def resolve(
+        self,
+        symbol: str | int,
+        sec_type: str = "STK",
+        exchange: str = "SMART",
+        currency: str = "USD",
+    ) -> models.Contract:
+        if isinstance(symbol, int):
+            return self._contracts.contract(symbol)
+        return self._contracts.resolve(symbol, sec_type, currency)
+
+    def search(self, text: str, limit: int = 10) -> list[models.Contract]:
+        return self._contracts.search(text, limit)
+
+    def contract_details(self, contract: models.Contract) -> models.ContractDetails:
+        details = self._contracts.details(contract)
+        volume = self._market.avg_volume(contract)
+        return details.model_copy(
+            update={"avg_daily_volume": volume, "avg_volume_source": "ib" if volume else None}
+        )
+
+    def option_chain(self, underlying: models.Contract) -> models.OptionChain:
+        not_served("option_chain", "needs /iserver/secdef/strikes")
+
+    def option_contract(
+        self, underlying: models.Contract, expiry: str, strike: float, right: str
+    ) -> models.Contract:
+        models.option_spec(expiry, strike, right)
+        not_served("option_contract", "needs /iserver/secdef/info")
+
+    # -- accounts ----------------------------------------------------------------------------
+    def accounts(self) -> list[models.Account]:
+        return self._accounts.accounts()
+
+    def account_summary(self, account_id: str | None = None) -> models.AccountSummary:
+        return self._accounts.summary(account_id)
+
+    def positions(self, account_id: str | None = None) -> list[models.Position]:
+        return self._accounts.positions(account_id)
+
+    def pnl(self, account_id: str | None = None) -> models.PnL:
+        not_served("pnl", "needs /iserver/account/pnl/partitioned")
+
+    def cash_balances(self, account_id: str | None = None) -> list[models.CashBalance]:
+        return self._accounts.cash(account_id)
+
+    # -- market data -------------------------------------------------------------------------
+    def quotes(self, contracts: Sequence[models.Contract]) -> list[models.Quote]:
+        return self._market.quotes(list(contracts))
+
+    def history(
+        self,
+        contract: models.Contract,
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> list[models.Bar]:
+        return self._market.history(contract, duration, bar_size, what_to_show, end, use_rth)
+
+    def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
+        not_served("depth", "the Web API streams the book only on its websocket (sbd topic)")
+
+    def news(
+        self,
+        contract: models.Contract,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+    ) -> list[models.NewsHeadline]:
+        not_served("news", "the Web API has no historical-news endpoint")
+
+    # -- trading -----------------------------------------------------------------------------
+    def what_if(self, order: models.Order) -> models.WhatIfResult:
+        return self._orders.what_if(order)
+
+    def place(self, order: models.Order) -> models.OrderStatus:
+        return self._orders.place(order)
+
+    def cancel(self, order_id: int) -> models.OrderStatus:
+        return self._orders.cancel(order_id)
+
+    def modify(
+        self,
+        order_id: int,
+        quantity: float | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+    ) -> models.OrderStatus:
+        quantity = models.modified_quantity(order_id, quantity)
+        return self._orders.modify(order_id, quantity, limit_price, stop_price)
+
+    def open_orders(self, account_id: str | None = None) -> list[models.OrderStatus]:
+        return self._orders.orders(account_id, done=False)
+
+    def completed_orders(self, account_id: str | None = None) -> list[models.OrderStatus]:
+        return self._orders.orders(account_id, done=True)
+
+    def executions(
+        self, account_id: str | None = None, since: datetime | None = None
+    ) -> list[models.Execution]:
+        return self._orders.executions(account_id, since)
+
+    # -- scanner -----------------------------------------------------------------------------
+    def scan(
+        self,
+        code: str,
+        location: str = "STK.US.MAJOR",
+        filters: models.ScanFilter | None = None,
+        limit: int = 50,
+    ) -> list[models.ScannerRow]:
+        not_served("scan", "needs /iserver/scanner/run")
+
+    def scanner_codes(self) -> list[str]:
+        not_served("scanner_codes", "needs /iserver/scanner/params")

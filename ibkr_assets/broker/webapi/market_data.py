@@ -1,0 +1,231 @@
+"""Market data through the Web API: snapshot quotes and historical bars.
+
+**Snapshot** (``/iserver/marketdata/snapshot``): IBKR answers the first request for a conid with
+no values (the pre-flight opens its stream), so conids are asked in chunks of 100 and a chunk's
+rows without data are asked again every :data:`POLL_SECONDS` until ``IBKR_TIMEOUT``. Field 6509
+says what was served: ``R`` live (type 1), ``Z`` frozen (2), ``D`` delayed (3), ``Y`` frozen
+delayed (4), ``N`` not subscribed (no prices: MarketDataUnavailable). Values are strings: a last
+price may carry ``C`` (previous close) or ``H`` (halted), sizes thousands separators or ``K`` /
+``M``.
+
+**History** (``/iserver/marketdata/history``): IB's durations and bar sizes of the protocol
+(``"1 Y"``, ``"1 day"``) in IBKR's ``period`` / ``bar`` grammar (``1y``, ``1d``); ``t`` is epoch ms,
+``v`` is in units of ``volumeFactor``. Bars of a day or longer are dated with their New York
+session and stamped at its close, the bar still forming stamped with the request's end
+(:func:`~ibkr_assets.broker.models.bars_as_of`).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from ibkr_assets.broker.errors import (
+    BrokerError,
+    InvalidRequest,
+    MarketDataUnavailable,
+    error_from_ib,
+)
+from ibkr_assets.broker.models import Bar, Contract, Quote, bar_series, bars_as_of, history_spec
+from ibkr_assets.broker.timeutil import NEW_YORK, session_close_utc
+from ibkr_assets.broker.webapi.session import GatewayError, Session
+from ibkr_spec import errors as ib
+from ibkr_spec.webapi import SNAPSHOT_MAX_CONIDS
+
+#: seconds between snapshot requests for rows still without data (IBKR refreshes every 500 ms)
+POLL_SECONDS = 0.25
+#: snapshot field ids the backend asks for
+LAST, BID, ASK, BID_SIZE, ASK_SIZE, LAST_SIZE = "31", "84", "86", "88", "85", "7059"
+VOLUME, HIGH, LOW, OPEN, PRIOR_CLOSE, AVG_VOLUME = "7762", "70", "71", "7295", "7741", "7282"
+AVAILABILITY = "6509"
+_PRICES = (LAST, BID, ASK, BID_SIZE, ASK_SIZE, LAST_SIZE, VOLUME, HIGH, LOW, OPEN, PRIOR_CLOSE)
+FIELDS = ",".join((*_PRICES, AVG_VOLUME, AVAILABILITY))
+#: 6509's first character -> IB's market-data type
+DATA_TYPES = {"R": 1, "Z": 2, "D": 3, "Y": 4}
+#: IB bar size -> IBKR ``bar``
+BARS = {
+    **{("1 min" if n == 1 else f"{n} mins"): f"{n}min" for n in (1, 2, 3, 5, 10, 15, 30)},
+    **{("1 hour" if n == 1 else f"{n} hours"): f"{n}h" for n in (1, 2, 3, 4, 8)},
+    "1 day": "1d",
+    "1 week": "1w",
+    "1 month": "1m",
+}
+#: IB whatToShow -> IBKR ``source``
+SOURCES = {"TRADES": "Trades", "MIDPOINT": "Midpoint"}
+_SCALE = {"K": 1e3, "M": 1e6, "B": 1e9}
+
+
+def number(text: object) -> float | None:
+    """A snapshot value as a number: ``"C193.18"`` -> 193.18, ``"1,300"`` -> 1300,
+    ``"1.2M"`` -> 1.2e6; None when absent or not a number."""
+    if text is None:
+        return None
+    s = str(text).strip().replace(",", "")
+    if s[:1] in ("C", "H"):
+        s = s[1:]
+    scale = _SCALE.get(s[-1:], 1.0)
+    if scale != 1.0:
+        s = s[:-1]
+    try:
+        return float(s) * scale
+    except ValueError:
+        return None
+
+
+def _period(duration: str, symbol: str) -> str:
+    count, unit = duration.split()
+    n = int(count)
+    if unit != "S":
+        return f"{n}{unit.lower()}"
+    if n % 3600 == 0 and n // 3600 <= 8:
+        return f"{n // 3600}h"
+    if n % 60 == 0 and n // 60 <= 30:
+        return f"{n // 60}min"
+    raise InvalidRequest(
+        f"{symbol}: duration {duration!r}: the Web API takes seconds only as whole minutes up to "
+        "30 or whole hours up to 8 (IBKR period {1-30}min, {1-8}h)"
+    )
+
+
+class MarketData:
+    """Quotes and bars over one :class:`Session`."""
+
+    def __init__(self, session: Session, timeout: float) -> None:
+        self._s = session
+        self._timeout = timeout
+
+    # -- snapshot ----------------------------------------------------------------------------
+    def snapshot_rows(self, conids: list[int]) -> dict[int, dict[str, Any]]:
+        """Each conid's snapshot row with data, past IBKR's pre-flight; rows that stay without
+        data until the timeout are left out."""
+        self._s.iserver_accounts()  # IBKR: /iserver/accounts before the first snapshot
+        rows: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(conids), SNAPSHOT_MAX_CONIDS):
+            chunk = list(dict.fromkeys(conids[i : i + SNAPSHOT_MAX_CONIDS]))
+            deadline = time.monotonic() + self._timeout
+            while chunk:
+                answer = self._s.get(
+                    "/iserver/marketdata/snapshot",
+                    conids=",".join(map(str, chunk)),
+                    fields=FIELDS,
+                )
+                for row in answer if isinstance(answer, list) else []:
+                    if AVAILABILITY in row:
+                        rows[int(row["conid"])] = row
+                        self._s.observe_time(row.get("_updated"))
+                chunk = [c for c in chunk if c not in rows]
+                if not chunk or time.monotonic() > deadline:
+                    break
+                time.sleep(POLL_SECONDS)
+        return rows
+
+    def quotes(self, contracts: list[Contract]) -> list[Quote]:
+        """Snapshot quotes in the order given (see the module docstring)."""
+        rows = self.snapshot_rows([c.conid for c in contracts])
+        return [self._quote(c, rows.get(c.conid)) for c in contracts]
+
+    def _quote(self, contract: Contract, row: dict[str, Any] | None) -> Quote:
+        label = f"{contract.symbol} (conId {contract.conid})"
+        if row is None:
+            raise MarketDataUnavailable(
+                f"{label}: the gateway sent no snapshot values within {self._timeout:g} s "
+                "(IBKR_TIMEOUT)",
+                code=ib.NO_MARKET_DATA,
+            )
+        served = str(row.get(AVAILABILITY, ""))
+        data_type = DATA_TYPES.get(served[:1])
+        if data_type is None:
+            raise MarketDataUnavailable(
+                f"{label}: no market data (field 6509 {served!r}: not subscribed); subscribe to "
+                "its market data at IBKR",
+                code=ib.NEEDS_SUBSCRIPTION,
+            )
+        updated = row.get("_updated")
+        stamp = datetime.fromtimestamp(int(updated) / 1000, UTC) if updated else self._s.now()
+        return Quote(
+            contract=contract,
+            time=stamp,
+            bid=number(row.get(BID)),
+            ask=number(row.get(ASK)),
+            last=number(row.get(LAST)),
+            bid_size=number(row.get(BID_SIZE)),
+            ask_size=number(row.get(ASK_SIZE)),
+            last_size=number(row.get(LAST_SIZE)),
+            volume=number(row.get(VOLUME)),
+            open=number(row.get(OPEN)),
+            high=number(row.get(HIGH)),
+            low=number(row.get(LOW)),
+            close=number(row.get(PRIOR_CLOSE)),
+            market_data_type=data_type,
+        )
+
+    def avg_volume(self, contract: Contract) -> float | None:
+        """IBKR's 90-day average volume (field 7282, shares), or None when not sent."""
+        row = self.snapshot_rows([contract.conid]).get(contract.conid)
+        return number(row.get(AVG_VOLUME)) if row else None
+
+    # -- history -----------------------------------------------------------------------------
+    def history(
+        self,
+        contract: Contract,
+        duration: str,
+        bar_size: str,
+        what_to_show: str,
+        end: datetime | None,
+        use_rth: bool,
+    ) -> list[Bar]:
+        """Historical bars (see the module docstring); InvalidRequest for what the Web API
+        cannot ask, IBKR's HMDS errors as IB's 162."""
+        symbol = contract.symbol
+        span, size = history_spec(symbol, duration, bar_size, what_to_show)
+        bar = BARS.get(size.text)
+        if bar is None:
+            raise InvalidRequest(
+                f"{symbol}: bar size {bar_size!r}: the Web API serves {', '.join(BARS)}"
+            )
+        source = SOURCES.get(what_to_show)
+        if source is None:
+            raise InvalidRequest(
+                f"{symbol}: whatToShow {what_to_show!r}: the webapi backend serves TRADES and "
+                "MIDPOINT"
+            )
+        params: dict[str, Any] = {
+            "conid": contract.conid,
+            "period": _period(span.text, symbol),
+            "bar": bar,
+            "source": source,
+            "outsideRth": "false" if use_rth else "true",
+        }
+        if end is not None:
+            params["startTime"] = end.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S")
+        try:
+            body = self._s.get("/iserver/marketdata/history", **params)
+        except GatewayError as exc:  # HMDS errors: 500 {"error": text}
+            raise ib_history_error(symbol, exc.text) from None
+        if not isinstance(body, dict) or "data" not in body:
+            raise BrokerError(f"{symbol}: the gateway answered no bars: {body!r}")
+        factor = float(body.get("volumeFactor") or 1)
+        daily = size.is_daily
+        records = []
+        for d in body["data"]:
+            stamp = datetime.fromtimestamp(int(d["t"]) / 1000, UTC)
+            session = stamp.astimezone(NEW_YORK).date() if daily else None
+            records.append(
+                {
+                    "time": session_close_utc(session) if session else stamp,
+                    "open": d["o"],
+                    "high": d["h"],
+                    "low": d["l"],
+                    "close": d["c"],
+                    "volume": float(d["v"]) * factor if what_to_show == "TRADES" else -1.0,
+                    "session": session,
+                }
+            )
+        bars = bar_series(records)
+        return bars_as_of(bars, end or self._s.now()) if daily else bars
+
+
+def ib_history_error(symbol: str, text: str) -> BrokerError:
+    """An HMDS error text as IB's 162: a pacing violation when it says so, else InvalidRequest."""
+    return error_from_ib(ib.HISTORICAL_DATA_ERROR, f"{symbol}: {text}")

@@ -1,0 +1,348 @@
+"""Orders through the Web API: place with IBKR's reply questions, what-if, modify, cancel, and
+the day's orders and fills.
+
+**Reply questions.** IBKR may answer an order with a question (``{"id", "message",
+"messageIds"}``) to confirm through ``/iserver/reply/{id}`` before the order goes on. The backend
+confirms only the message ids in :data:`SAFE_REPLIES`, each a warning the project's order guard
+has already judged for itself (every order reaches a backend through it); any other question is
+declined (``{"confirmed": false}``: IBKR drops the order) and the placement fails with IB's own
+text, so a trader can decide at IB. Questions are answered one at a time, at once (IBKR cancels
+an order whose question waits while other requests go by).
+
+**Order status.** IBKR acknowledges a placement with an order id and a status only; the order as
+IB holds it (fills, average price) is read from ``/iserver/account/orders``, which answers the
+day's orders (IBKR: 1 request per 5 s, paced). Its first answer after a placement may lack the
+order (IBKR's pre-flight), so it is asked once more before the placement is reported from the
+acknowledgement alone.
+
+**Errors.** IBKR answers business errors with HTTP 200 ``{"error": text}``: ``"OrderID <id>
+doesn't exist"`` -> OrderNotFound, any other -> OrderRejected with IB's text.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from ibkr_assets.broker.errors import (
+    BrokerError,
+    InvalidOrder,
+    OrderNotFound,
+    OrderRejected,
+)
+from ibkr_assets.broker.models import (
+    DONE_STATUSES,
+    ORDER_STATUSES,
+    Execution,
+    Order,
+    OrderStatus,
+    OrderStatusCode,
+    OrderType,
+    WhatIfResult,
+)
+from ibkr_assets.broker.webapi.accounts import Accounts
+from ibkr_assets.broker.webapi.contracts import Contracts
+from ibkr_assets.broker.webapi.session import Session, error_text
+from ibkr_spec import errors as ib
+
+#: message ids confirmed without asking anyone, and the guard check that already covers each
+SAFE_REPLIES: dict[str, str] = {
+    "o354": "no market data: the guard's quote-age limits (IBKR_MAX_QUOTE_AGE_S, "
+    "IBKR_MAX_DELAYED_QUOTE_AGE_S, IBKR_REQUIRE_LIVE_QUOTES)",
+    "o163": "price away from the market: the guard's IBKR_MAX_PRICE_DISTANCE",
+    "o383": "size above the precautionary Size Limit: the sender's max_quantity",
+    "o451": "value above the precautionary Total Value Limit: the sender's max_notional",
+}
+#: questions one order may chain before the backend gives up (IBind loops 20 times)
+MAX_QUESTIONS = 20
+#: the broker's order type -> IBKR's orderType
+WIRE_TYPES = {"MKT": "MKT", "LMT": "LMT", "STP": "STP", "STP LMT": "STOP_LIMIT"}
+#: /iserver/account/orders' origOrderType -> the broker's order type
+ROW_TYPES = {"MARKET": "MKT", "LIMIT": "LMT", "STOP": "STP", "STOP_LIMIT": "STP LMT"}
+#: days of fills /iserver/account/trades reaches back
+MAX_TRADE_DAYS = 7
+
+
+def wire_order(order: Order, account: str) -> dict[str, Any]:
+    """``order`` as IBKR's order object (``price`` is the limit, or the stop of a STP;
+    ``auxPrice`` the stop of a STOP_LIMIT; ``cOID`` the order_ref)."""
+    if order.parent_id is not None or not order.transmit:
+        raise InvalidOrder(
+            f"{order.contract.symbol}: bracket children (parent_id, transmit=False) are not "
+            "served by the webapi backend yet"
+        )
+    body: dict[str, Any] = {
+        "acctId": account,
+        "conid": order.contract.conid,
+        "orderType": WIRE_TYPES[order.order_type],
+        "side": order.action,
+        "quantity": order.quantity,
+        "tif": order.tif,
+        "outsideRTH": order.outside_rth,
+    }
+    if order.order_type == "STP":
+        body["price"] = order.stop_price
+    elif order.limit_price is not None:
+        body["price"] = order.limit_price
+    if order.order_type == "STP LMT":
+        body["auxPrice"] = order.stop_price
+    if order.order_ref:
+        body["cOID"] = order.order_ref
+    return body
+
+
+def order_error(text: str, label: str) -> BrokerError:
+    """IBKR's ``{"error": text}`` about an order as the broker's error."""
+    if "doesn't exist" in text:
+        return OrderNotFound(f"{label}: {text}")
+    return OrderRejected(f"{label}: {text}")
+
+
+def _money(text: object) -> float:
+    """``"1,977.60 USD"`` -> 1977.6."""
+    head = str(text or "0").replace(",", "").split()
+    try:
+        return float(head[0]) if head else 0.0
+    except ValueError:
+        return 0.0
+
+
+class Orders:
+    """Placing and reading orders over one :class:`Session`."""
+
+    def __init__(self, session: Session, accounts: Accounts, contracts: Contracts) -> None:
+        self._s = session
+        self._accounts = accounts
+        self._contracts = contracts
+
+    # -- sending -----------------------------------------------------------------------------
+    def _confirmed(self, answer: Any, label: str) -> dict[str, Any]:
+        """Answer the reply questions of ``answer`` (see the module docstring) until IBKR
+        acknowledges the order; its acknowledgement ``{"order_id", "order_status"}``."""
+        for _ in range(MAX_QUESTIONS):
+            text = error_text(answer)
+            if text is not None:
+                raise order_error(text, label)
+            first = answer[0] if isinstance(answer, list) and answer else {}
+            if "order_id" in first:
+                return first
+            if "id" not in first:
+                raise BrokerError(f"{label}: the gateway answered the order with {answer!r}")
+            ids = [str(i) for i in first.get("messageIds") or []]
+            question = " ".join(str(m) for m in first.get("message") or [])
+            unsafe = [i for i in ids if i not in SAFE_REPLIES]
+            if unsafe or not ids:
+                self._s.post(f"/iserver/reply/{first['id']}", {"confirmed": False})
+                raise OrderRejected(
+                    f"{label}: IB asked ({', '.join(ids) or 'no message id'}): {question} -- "
+                    f"the webapi backend confirms only {', '.join(SAFE_REPLIES)}; nothing was "
+                    "placed (confirm or suppress this question at IB if the order is meant)"
+                )
+            answer = self._s.post(f"/iserver/reply/{first['id']}", {"confirmed": True})
+        raise OrderRejected(f"{label}: IB asked more than {MAX_QUESTIONS} questions; not placed")
+
+    def place(self, order: Order) -> OrderStatus:
+        account = self._accounts.account(order.account_id)
+        self._s.iserver_accounts()
+        label = f"{order.action} {order.quantity:g} {order.contract.symbol} ({account})"
+        body = {"orders": [wire_order(order, account)]}
+        ack = self._confirmed(self._s.post(f"/iserver/account/{account}/orders", body), label)
+        order_id = int(ack["order_id"])
+        row = self._row(order_id, again=True)
+        if row is not None:
+            return self._status(row)
+        return OrderStatus(
+            order_id=order_id,
+            account_id=account,
+            contract=order.contract,
+            action=order.action,
+            quantity=order.quantity,
+            order_type=order.order_type,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            tif=order.tif,
+            order_ref=order.order_ref,
+            status=_status_code(str(ack.get("order_status", "Submitted"))),
+            remaining=order.quantity,
+            time=self._s.now(),
+        )
+
+    def what_if(self, order: Order) -> WhatIfResult:
+        account = self._accounts.account(order.account_id)
+        self._s.iserver_accounts()
+        label = f"what-if {order.action} {order.quantity:g} {order.contract.symbol} ({account})"
+        body = self._s.post(
+            f"/iserver/account/{account}/orders/whatif", {"orders": [wire_order(order, account)]}
+        )
+        if not isinstance(body, dict) or "amount" not in body:
+            raise order_error(error_text(body) or f"unexpected answer {body!r}", label)
+        amount = body["amount"]
+        commission_text = str(amount.get("commission") or "0")
+        parts = commission_text.split()
+        problem = body.get("error")
+
+        def trio(key: str) -> tuple[float, float]:
+            entry = body.get(key) or {}
+            return _money(entry.get("current")), _money(entry.get("after"))
+
+        init, maint, equity = trio("initial"), trio("maintenance"), trio("equity")
+        return WhatIfResult(
+            order=order,
+            account_id=account,
+            init_margin_before=init[0],
+            init_margin_after=init[1],
+            maint_margin_before=maint[0],
+            maint_margin_after=maint[1],
+            equity_with_loan_before=equity[0],
+            equity_with_loan_after=equity[1],
+            commission=_money(commission_text),
+            commission_currency=parts[1] if len(parts) > 1 else "USD",
+            accepted=not problem,
+            warning=str(problem or body.get("warn") or ""),
+        )
+
+    def modify(
+        self,
+        order_id: int,
+        quantity: float | None,
+        limit_price: float | None,
+        stop_price: float | None,
+    ) -> OrderStatus:
+        current = self._open_status(order_id)
+        changed = current.model_copy(
+            update={
+                "quantity": quantity if quantity is not None else current.quantity,
+                "limit_price": limit_price if limit_price is not None else current.limit_price,
+                "stop_price": stop_price if stop_price is not None else current.stop_price,
+            }
+        )
+        order = Order(
+            contract=changed.contract,
+            action=changed.action,
+            quantity=changed.quantity,
+            order_type=changed.order_type,
+            limit_price=changed.limit_price,
+            stop_price=changed.stop_price,
+            tif=changed.tif,
+            account_id=changed.account_id,
+        )
+        account = current.account_id
+        label = f"modify order {order_id} ({account})"
+        body = wire_order(order, account)
+        answer = self._s.post(f"/iserver/account/{account}/order/{order_id}", body)
+        self._confirmed(answer, label)
+        row = self._row(order_id, again=True)
+        return self._status(row) if row is not None else changed
+
+    def cancel(self, order_id: int) -> OrderStatus:
+        current = self._open_status(order_id)
+        account = current.account_id
+        answer = self._s.request("DELETE", f"/iserver/account/{account}/order/{order_id}")
+        text = error_text(answer)
+        if text is not None:
+            raise order_error(text, f"cancel order {order_id} ({account})")
+        row = self._row(order_id, again=False)
+        return self._status(row) if row is not None else current
+
+    # -- reading -----------------------------------------------------------------------------
+    def _rows(self) -> list[dict[str, Any]]:
+        """``/iserver/account/orders``: the day's orders of every account of the login."""
+        self._s.iserver_accounts()
+        body = self._s.get("/iserver/account/orders")
+        return list(body.get("orders") or []) if isinstance(body, dict) else []
+
+    def _row(self, order_id: int, again: bool) -> dict[str, Any] | None:
+        for _ in range(2 if again else 1):
+            found = [r for r in self._rows() if int(r.get("orderId", -1)) == order_id]
+            if found:
+                return found[0]
+        return None
+
+    def _open_status(self, order_id: int) -> OrderStatus:
+        row = self._row(order_id, again=False)
+        status = self._status(row) if row is not None else None
+        if status is None or status.is_done:
+            state = f"is {status.status}" if status is not None else "is not among today's orders"
+            raise OrderNotFound(
+                f"order {order_id} {state}: no open order with that id", code=ib.ORDER_NOT_FOUND
+            )
+        return status
+
+    def _status(self, row: dict[str, Any]) -> OrderStatus:
+        order_type = cast(OrderType, ROW_TYPES.get(str(row.get("origOrderType")), "MKT"))
+        price = _number(row.get("price"))
+        aux = _number(row.get("auxPrice"))
+        limit = price if order_type in ("LMT", "STP LMT") else None
+        stop = price if order_type == "STP" else aux if order_type == "STP LMT" else None
+        updated = row.get("lastExecutionTime_r")
+        raw_status = str(row.get("status", ""))
+        return OrderStatus(
+            order_id=int(row["orderId"]),
+            account_id=str(row.get("acct") or row.get("account")),
+            contract=self._contracts.contract(int(row["conid"])),
+            action="BUY" if str(row.get("side", "")).upper().startswith("B") else "SELL",
+            quantity=float(row.get("totalSize") or 0.0),
+            order_type=order_type,
+            limit_price=limit,
+            stop_price=stop,
+            tif="GTC" if row.get("timeInForce") == "GTC" else "DAY",
+            order_ref=str(row.get("order_ref") or ""),
+            status=_status_code(raw_status),
+            filled=float(row.get("filledQuantity") or 0.0),
+            remaining=float(row.get("remainingQuantity") or 0.0),
+            avg_fill_price=_number(row.get("avgPrice")),
+            message="" if raw_status in ORDER_STATUSES else f"IB status {raw_status}",
+            time=datetime.fromtimestamp(int(updated) / 1000, UTC) if updated else self._s.now(),
+        )
+
+    def orders(self, account_id: str | None, done: bool) -> list[OrderStatus]:
+        """The day's open (``done`` False) or finished orders of one account."""
+        account = self._accounts.account(account_id)
+        statuses = [self._status(r) for r in self._rows() if (r.get("acct") or "") == account]
+        return [s for s in statuses if (s.status in DONE_STATUSES) == done]
+
+    def executions(self, account_id: str | None, since: datetime | None) -> list[Execution]:
+        """Fills of one account since ``since`` (today's when None; IBKR reaches 7 days back)."""
+        account = self._accounts.account(account_id)
+        days = 1
+        if since is not None:
+            days = min(MAX_TRADE_DAYS, max(1, math.ceil((self._s.now() - since).days) + 1))
+        rows = self._s.get("/iserver/account/trades", days=days) or []
+        out = []
+        for r in rows:
+            if (r.get("account") or r.get("accountCode")) != account:
+                continue
+            stamp = datetime.fromtimestamp(int(r["trade_time_r"]) / 1000, UTC)
+            if since is not None and stamp < since:
+                continue
+            out.append(
+                Execution(
+                    exec_id=str(r["execution_id"]),
+                    order_id=int(r.get("order_id") or 0),
+                    order_ref=str(r.get("order_ref") or ""),
+                    account_id=account,
+                    contract=self._contracts.contract(int(r["conid"])),
+                    side="BOT" if str(r.get("side", "")).upper().startswith("B") else "SLD",
+                    shares=float(r["size"]),
+                    price=float(str(r["price"]).replace(",", "")),
+                    time=stamp,
+                    exchange=str(r.get("exchange") or ""),
+                    commission=_money(r.get("commission")),
+                )
+            )
+        return out
+
+
+def _number(value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    return _money(value)
+
+
+def _status_code(text: str) -> OrderStatusCode:
+    """IBKR's order status as IB's (``WarnState``, a working order with a warning: Submitted)."""
+    return cast(OrderStatusCode, text if text in ORDER_STATUSES else "Submitted")
+
+
+__all__ = ["SAFE_REPLIES", "Orders", "wire_order"]
