@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import date, datetime
 from typing import TypeVar
 
@@ -152,25 +152,45 @@ def request_workers(broker: Broker, config: PipelineConfig) -> int:
 
 
 def fetch_each(
-    fetch: Callable[[Contract], T], contracts: Sequence[Contract], workers: int
+    fetch: Callable[[Contract], T],
+    contracts: Sequence[Contract],
+    workers: int,
+    keep: Callable[[dict[str, T]], None] | None = None,
 ) -> tuple[dict[str, T], dict[str, str]]:
     """``fetch(contract)`` for every contract, ``workers`` at a time (the broker paces its own
-    requests); returns the results and the error of each symbol that failed, by symbol."""
+    requests); returns the results and the error of each symbol that failed, by symbol.
 
-    def one(contract: Contract) -> tuple[str, T | None, str | None]:
+    A step error (:data:`STEP_ERRORS`: the connection lost, IB's pacing) stops it: the requests
+    not yet sent are not sent, ``keep`` (when given) receives the results fetched so far, and
+    the error is raised again, for the step's retry policy."""
+
+    def one(contract: Contract) -> tuple[str, T | None, BrokerError | None]:
         try:
             return contract.symbol, fetch(contract), None
         except BrokerError as exc:
-            return contract.symbol, None, request_error(exc)
+            return contract.symbol, None, exc
 
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            outcomes = list(pool.map(one, contracts))
+            futures = [pool.submit(one, c) for c in contracts]
+            for future in as_completed(futures):
+                if isinstance(future.result()[2], STEP_ERRORS):
+                    pool.shutdown(cancel_futures=True)  # waits for the requests in flight
+                    break
+        outcomes = [f.result() for f in futures if not f.cancelled()]
     else:
-        outcomes = [one(c) for c in contracts]
+        outcomes = []
+        for contract in contracts:
+            outcomes.append(one(contract))
+            if isinstance(outcomes[-1][2], STEP_ERRORS):
+                break
     results = {s: r for s, r, e in outcomes if e is None}
-    failed = {s: e for s, _, e in outcomes if e is not None}
-    return results, failed  # type: ignore[return-value]
+    step = next((e for _, _, e in outcomes if isinstance(e, STEP_ERRORS)), None)
+    if step is not None:
+        if keep is not None:
+            keep(results)  # type: ignore[arg-type]
+        raise step
+    return results, {s: str(e) for s, _, e in outcomes if e is not None}  # type: ignore[return-value]
 
 
 def universe_contracts(universe: pd.DataFrame) -> list[Contract]:
@@ -314,22 +334,25 @@ def cached_bars(
         for symbol, sessions in absent.groupby("symbol")["session"]
     }
     to_fetch = [c for c in contracts if missing.get(c.symbol)]
+
+    def new_bars(got: Mapping[str, Sequence[Bar]]) -> pd.DataFrame:
+        """The bars of ``got`` (symbol -> IB's bars) of the sessions the cache lacks."""
+        frames = []
+        for symbol, bars in got.items():
+            frame = bars_frame(symbol, bars, before=session)
+            frames.append(frame.loc[frame["session"].isin(pd.DatetimeIndex(missing[symbol]))])
+        return pd.concat(frames, ignore_index=True) if frames else bars_frame("", [], session)
+
+    # bars fetched before a lost connection are cached all the same: the retry asks for the rest
     results, failed = fetch_each(
         lambda c: broker.history(
             c, duration=ib_duration(missing[c.symbol][0], at), bar_size="1 day", end=at
         ),
         to_fetch,
         workers,
+        keep=lambda got: storage.cache_bars(new_bars(got)),
     )
-    fetched_frames = []
-    for symbol, got in results.items():
-        frame = bars_frame(symbol, got, before=session)
-        fetched_frames.append(frame.loc[frame["session"].isin(pd.DatetimeIndex(missing[symbol]))])
-    fetched = (
-        pd.concat(fetched_frames, ignore_index=True)
-        if fetched_frames
-        else bars_frame("", [], before=session)
-    )
+    fetched = new_bars(results)
     storage.cache_bars(fetched)
     if fetched.empty:  # the cache had them all, in order
         return cached, fetched, failed, len(to_fetch)

@@ -28,6 +28,7 @@ SESSION = "2024-06-03"
 RUNS = 3
 
 
+@pytest.mark.slow
 def test_runs_started_together_on_a_fresh_data_dir_one_proceeds_the_others_refuse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

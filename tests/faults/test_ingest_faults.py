@@ -6,7 +6,8 @@ over loopback (``IBKR_BACKEND=tws``), on a small world (a 12-stock market, a 5-s
 the fault is set off when the run's ``daily_bars`` step starts, read from the run's events in
 the Dagster instance. After each: a run that must stop fails within bounded time, naming why,
 without step retries that cannot help; a rerun of the session completes, and the warehouse then
-holds the session's data in full (nothing lost).
+holds the session's data in full (nothing lost). Daily bars fetched before a lost connection
+stay in the cache, so the retry asks IB only for the rest.
 """
 
 from __future__ import annotations
@@ -22,18 +23,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
 import pytest
 
 from ibkr_assets.assets.ingest import transient_retries_only
+from ibkr_assets.assets.market_data import cached_bars
 from ibkr_assets.broker import BrokerSettings, connect
 from ibkr_assets.broker.errors import DuplicateClientId, NotConnected
 from ibkr_assets.broker.sim import simulated_stocks
 from ibkr_assets.cli.instance import dagster_instance
 from ibkr_assets.cli.run import run_daily
-from ibkr_assets.partitions import as_of
+from ibkr_assets.partitions import as_of, previous_sessions
+from ibkr_assets.resources import build_resources
 from ibkr_assets.settings import load_settings
 from ibkr_sim.gateway import GatewayHandle, running_clock, start_gateway
 from ibkr_sim.gateway.profile import IB_PAPER
@@ -161,6 +165,7 @@ def _assert_session_complete(data_dir: Path) -> None:
     assert quoted == featured == set(WATCHLIST)
 
 
+@pytest.mark.slow
 def test_gateway_killed_mid_ingest_fails_in_bounded_time_then_a_rerun_completes(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -191,6 +196,7 @@ def test_gateway_killed_mid_ingest_fails_in_bounded_time_then_a_rerun_completes(
     _assert_session_complete(data_dir)
 
 
+@pytest.mark.slow
 def test_gateway_restart_within_the_reconnect_budget_is_survived(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -204,6 +210,7 @@ def test_gateway_restart_within_the_reconnect_budget_is_survived(
     _assert_session_complete(data_dir)
 
 
+@pytest.mark.slow
 def test_gateway_down_longer_than_the_budget_fails_only_the_affected_assets_then_rerun_completes(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -267,3 +274,47 @@ def test_only_errors_another_attempt_can_fix_are_retried(error: Exception, attem
 
     result = dg.materialize([flaky], raise_on_error=False)
     assert (result.success, len(calls)) == (attempts == 2, attempts)
+
+
+class _DropsAt:
+    """A broker whose connection drops at its ``nth`` history request (and stays down)."""
+
+    def __init__(self, broker: Any, nth: int) -> None:
+        self.broker, self.nth, self.requests = broker, nth, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.broker, name)
+
+    def history(self, *args: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        if self.requests >= self.nth:
+            raise NotConnected("connection to IB lost: [Errno 32] Broken pipe")
+        return self.broker.history(*args, **kwargs)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_bars_fetched_before_a_drop_are_kept_and_the_retry_asks_only_for_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    monkeypatch.setenv("IBKR_SIM_SYMBOLS", str(SIM_SYMBOLS))
+    resources = build_resources(str(tmp_path))
+    storage, broker = resources["storage"], resources["ib"].broker_at(as_of(SESSION))
+    contracts = [broker.resolve(s) for s in WATCHLIST]
+    session = date.fromisoformat(SESSION)
+    needed = previous_sessions(session, 30)
+
+    def fetch(source: Any) -> tuple:
+        return cached_bars(storage, source, contracts, needed, as_of(SESSION), session, workers)
+
+    dropping = _DropsAt(broker, nth=3)
+    with pytest.raises(NotConnected, match="Broken pipe"):  # the step's error, not the symbols'
+        fetch(dropping)
+    kept = storage.cached_bars(WATCHLIST, needed[0], needed[-1])
+    per_symbol = kept.groupby("symbol").size()
+    assert len(per_symbol) >= 2 and (per_symbol == len(needed)).all(), "whole symbols kept"
+    if workers == 1:
+        assert dropping.requests == 3, "nothing is asked once the connection is lost"
+    bars, fetched, failed, requests = fetch(broker)  # the retry
+    assert requests == len(WATCHLIST) - len(per_symbol) and not failed
+    assert set(fetched["symbol"]).isdisjoint(per_symbol.index)
+    assert len(bars) == len(WATCHLIST) * len(needed)

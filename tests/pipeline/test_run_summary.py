@@ -57,6 +57,7 @@ def _out(capsys: pytest.CaptureFixture[str]) -> str:
     return " ".join(capsys.readouterr().out.split())
 
 
+@pytest.mark.slow
 def test_data_ib_could_not_serve_below_the_coverage_threshold_fails_the_run_naming_it(
     env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -72,6 +73,7 @@ def test_data_ib_could_not_serve_below_the_coverage_threshold_fails_the_run_nami
     assert "not clean (step(s) failed: feature_matrix; 1 check(s) failed)" in out
 
 
+@pytest.mark.slow
 def test_data_gaps_within_the_threshold_leave_the_run_green_and_are_named(
     env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
