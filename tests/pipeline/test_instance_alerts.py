@@ -7,7 +7,8 @@ Four sessions on a 60-stock simulated world with a 10-symbol watch-list (a run t
 10 s, plus as much to start the process):
 
 1. orders: the paper account is first loaded up on margin until IB refuses more, and the run
-   submits (auto-submit on, orders failing the margin what-if kept): IB rejects its buys;
+   submits (auto-submit on, orders failing the margin what-if kept): IB rejects its buys, and
+   the blocking check ``every_order_sent`` fails the run;
 2. a failed run: the tws backend at a loopback port nobody listens on, started as the MCP
    launcher starts it (``IBKR_RUN_TRIGGER=mcp``), for the other paper account — so during 3.,
    which the per-account limit would otherwise make it wait for;
@@ -238,7 +239,8 @@ def test_every_alert_lands_once_from_runs_the_cli_started(tmp_path: Path) -> Non
             "submit", auto_submit=True, whatif_on_failure="keep", gross_change_max=2.5
         )
         code, output = world.run(orders_day, IBKR_DECIDE_CONFIG=str(submit))
-        assert code == 0, output
+        # an order IB rejects fails the blocking check every_order_sent: the run is red
+        assert code == 1 and "submitted_orders:every_order_sent" in output, output
         report = json.loads(
             (world.root / "reports" / f"submitted_orders_{orders_day}.json").read_text()
         )
@@ -325,7 +327,10 @@ def test_every_alert_lands_once_from_runs_the_cli_started(tmp_path: Path) -> Non
         body = run_failure["body"]
         assert f"run {runs[failed_day].run_id} of daily_pipeline, trigger mcp" in body
         assert f"127.0.0.1:{port}" in body
-        check_alert = next(a for a in alerts if a["subject"].startswith("Check failed"))
+        # (run 1's every_order_sent is alerted too when it ended after the sensor's first tick)
+        check_alert = next(
+            a for a in alerts if a["subject"].startswith("Check failed: feature_matrix.")
+        )
         assert (
             f"run {runs[quality_day].run_id} of daily_pipeline, trigger cli" in check_alert["body"]
         )
