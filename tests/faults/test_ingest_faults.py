@@ -29,10 +29,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ibkr_assets.assets.ingest import transient_retries_only
 from ibkr_assets.assets.market_data import cached_bars
 from ibkr_assets.broker import BrokerSettings, connect
-from ibkr_assets.broker.errors import DuplicateClientId, NotConnected
+from ibkr_assets.broker.errors import NotConnected
 from ibkr_assets.broker.sim import simulated_stocks
 from ibkr_assets.cli.instance import dagster_instance
 from ibkr_assets.cli.run import run_daily
@@ -41,7 +40,6 @@ from ibkr_assets.resources import build_resources
 from ibkr_assets.settings import load_settings
 from ibkr_sim.gateway import GatewayHandle, running_clock, start_gateway
 from ibkr_sim.gateway.profile import IB_PAPER
-from ibkr_spec.errors import COULD_NOT_CONNECT
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
@@ -250,30 +248,6 @@ def test_a_client_id_in_use_fails_the_run_at_once_naming_it(
     assert seconds < 30, "IB's refusal ends the attempt: no timeout, no retry"
     _, events = _last_run_events()
     assert not _steps(events, dg.DagsterEventType.STEP_START)
-
-
-@pytest.mark.parametrize(
-    ("error", "attempts"),
-    [
-        (NotConnected("connection to IB lost: Broken pipe"), 2),  # transient: retried
-        (DuplicateClientId("client id 31 in use"), 1),
-        (NotConnected("IB unreachable for 120 s", code=COULD_NOT_CONNECT), 1),
-        (ValueError("bad input"), 1),
-    ],
-)
-def test_only_errors_another_attempt_can_fix_are_retried(error: Exception, attempts: int) -> None:
-    calls: list[int] = []
-
-    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2))
-    @transient_retries_only
-    def flaky() -> int:
-        calls.append(1)
-        if len(calls) == 1:
-            raise error
-        return 1
-
-    result = dg.materialize([flaky], raise_on_error=False)
-    assert (result.success, len(calls)) == (attempts == 2, attempts)
 
 
 class _DropsAt:

@@ -22,9 +22,15 @@ import pytest
 from ibkr_assets.assets import ingest
 from ibkr_assets.assets.ingest import INGEST_RETRY, transient_retries_only
 from ibkr_assets.assets.market_data import fetch_each
-from ibkr_assets.broker.errors import ContractNotFound, NotConnected
+from ibkr_assets.broker.errors import (
+    ContractNotFound,
+    DuplicateClientId,
+    NotConnected,
+    PacingViolation,
+)
 from ibkr_assets.broker.models import Contract
 from ibkr_assets.resources import build_resources
+from ibkr_spec.errors import COULD_NOT_CONNECT
 
 SESSION = "2024-06-03"
 PROJECT = Path(__file__).resolve().parents[2]
@@ -147,8 +153,12 @@ def _attempts(error: Exception) -> tuple[bool, int]:
 
 def test_a_transient_error_is_retried_and_a_bug_is_not():
     assert _attempts(NotConnected("connection to IB lost")) == (True, 2)
+    assert _attempts(PacingViolation("Historical data request pacing violation")) == (True, 2)
     assert _attempts(KeyError("close")) == (False, 1)
     assert _attempts(ContractNotFound("XYZ")) == (False, 1)
+    # another client holds the client id (326); IB unreachable after the backend's reconnecting
+    assert _attempts(DuplicateClientId("client id 31 is in use")) == (False, 1)
+    assert _attempts(NotConnected("IB unreachable for 120 s", code=COULD_NOT_CONNECT)) == (False, 1)
 
 
 def test_a_lost_connection_is_the_steps_error_not_the_symbols():
