@@ -2,8 +2,9 @@
 
 webapi.md, "Rate limits": "global limit of 10 total requests per second" for the CP Gateway, and
 a per-endpoint table [V1DOC] [NEWDOC]; going over returns 429 Too Many Requests. History allows
-5 concurrent requests. Every window is a sliding one over a monotonic clock (seconds). The
-penalty box (10-15 min for repeat violators, UNCERTAIN which) is not modelled yet.
+5 concurrent requests. The limits are IBKR's published ones in :mod:`ibkr_spec.webapi`, the
+table the webapi backend paces itself by. Every window is a sliding one over a monotonic clock
+(seconds). The penalty box (10-15 min for repeat violators, UNCERTAIN which) is not modelled yet.
 """
 
 from __future__ import annotations
@@ -13,25 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-#: requests per second across all endpoints through the CP Gateway [NEWDOC]
-GLOBAL_LIMIT = (10, 1.0)
-#: (method, path under /v1/api) -> (requests, per seconds) [V1DOC rate table]
-ENDPOINT_LIMITS: dict[tuple[str, str], tuple[int, float]] = {
-    ("GET", "/iserver/account/orders"): (1, 5.0),
-    ("GET", "/iserver/account/pnl/partitioned"): (1, 5.0),
-    ("GET", "/iserver/account/trades"): (1, 5.0),
-    ("GET", "/iserver/marketdata/snapshot"): (10, 1.0),
-    ("GET", "/iserver/scanner/params"): (1, 900.0),
-    ("POST", "/iserver/scanner/run"): (1, 1.0),
-    ("GET", "/portfolio/accounts"): (1, 5.0),
-    ("GET", "/portfolio/subaccounts"): (1, 5.0),
-    ("GET", "/sso/validate"): (1, 60.0),
-    ("GET", "/tickle"): (1, 1.0),
-    ("POST", "/tickle"): (1, 1.0),
-}
-#: concurrent ``/iserver/marketdata/history`` requests [V1DOC]
-HISTORY_CONCURRENCY = 5
-HISTORY_PATH = "/iserver/marketdata/history"
+from ibkr_spec.webapi import ENDPOINT_LIMITS, GLOBAL_LIMIT, HISTORY_CONCURRENCY, HISTORY_PATH
 
 
 class RateLimiter:
