@@ -13,6 +13,7 @@ from typing import get_args
 
 from ibkr_assets.broker import models
 from ibkr_assets.broker.errors import AccountNotFound, InvalidRequest, NotConnected
+from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.sim.convert import bars, copied, ib_errors, to_contract
 from ibkr_sim.exchange import OrderInfo, OrderRequest, PaperExchange
@@ -330,11 +331,9 @@ class SimBroker:
         stop_price: float | None = None,
     ) -> models.OrderStatus:
         self._check_open()
-        quantity = models.modified_quantity(order_id, quantity)
+        change = OrderChange(order_id, quantity, limit_price, stop_price)
         with self._lock, ib_errors():
-            info = self.exchange.modify(
-                order_id, quantity=quantity, limit_price=limit_price, stop_price=stop_price
-            )
+            info = self.exchange.modify(order_id, **change.updates())
         return self._status(info)
 
     def open_orders(self, account_id: str | None = None) -> list[models.OrderStatus]:

@@ -10,6 +10,7 @@ from datetime import datetime
 import ib_async
 
 from ibkr_assets.broker import models
+from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.tws.accounts import Accounts
 from ibkr_assets.broker.tws.connection import Connection
@@ -183,8 +184,8 @@ class TwsBroker:
         limit_price: float | None = None,
         stop_price: float | None = None,
     ) -> models.OrderStatus:
-        quantity = models.modified_quantity(order_id, quantity)
-        return self._call(self._orders.modify(order_id, quantity, limit_price, stop_price))
+        change = OrderChange(order_id, quantity, limit_price, stop_price)
+        return self._call(self._orders.modify(change))
 
     def open_orders(self, account_id: str | None = None) -> list[models.OrderStatus]:
         return self._read(lambda: self._orders.open_orders(account_id))

@@ -26,6 +26,7 @@ from ibkr_assets.broker.models import (
     OrderStatus,
     WhatIfResult,
 )
+from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.tws.accounts import Accounts
 from ibkr_assets.broker.tws.connection import Connection
 from ibkr_assets.broker.tws.contracts import from_ib_contract, to_ib_contract
@@ -171,21 +172,15 @@ class Orders:
             await asyncio.sleep(_POLL_S)
         return _status_model(trade, from_ib_contract(trade.contract))
 
-    async def modify(
-        self,
-        order_id: int,
-        quantity: float | None,
-        limit_price: float | None,
-        stop_price: float | None,
-    ) -> OrderStatus:
-        trade = await self._find_open(order_id)
+    async def modify(self, change: OrderChange) -> OrderStatus:
+        trade = await self._find_open(change.order_id)
         o = trade.order
-        if quantity is not None:
-            o.totalQuantity = quantity
-        if limit_price is not None:
-            o.lmtPrice = limit_price
-        if stop_price is not None:
-            o.auxPrice = stop_price
+        if change.quantity is not None:
+            o.totalQuantity = change.quantity
+        if change.limit_price is not None:
+            o.lmtPrice = change.limit_price
+        if change.stop_price is not None:
+            o.auxPrice = change.stop_price
         before = len(trade.log)
         self._ib.placeOrder(trade.contract, o)
         deadline = _time.monotonic() + self._conn.settings.timeout

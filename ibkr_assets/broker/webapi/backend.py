@@ -10,6 +10,7 @@ from typing import NoReturn
 
 from ibkr_assets.broker import models
 from ibkr_assets.broker.errors import BrokerError
+from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.webapi.accounts import Accounts
 from ibkr_assets.broker.webapi.contracts import Contracts
@@ -140,8 +141,7 @@ class WebApiBroker:
         limit_price: float | None = None,
         stop_price: float | None = None,
     ) -> models.OrderStatus:
-        quantity = models.modified_quantity(order_id, quantity)
-        return self._orders.modify(order_id, quantity, limit_price, stop_price)
+        return self._orders.modify(OrderChange(order_id, quantity, limit_price, stop_price))
 
     def open_orders(self, account_id: str | None = None) -> list[models.OrderStatus]:
         return self._orders.orders(account_id, done=False)

@@ -41,6 +41,7 @@ from ibkr_assets.broker.models import (
     OrderType,
     WhatIfResult,
 )
+from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.webapi.accounts import Accounts
 from ibkr_assets.broker.webapi.contracts import Contracts
 from ibkr_assets.broker.webapi.session import Session, error_text
@@ -202,21 +203,10 @@ class Orders:
             warning=str(problem or body.get("warn") or ""),
         )
 
-    def modify(
-        self,
-        order_id: int,
-        quantity: float | None,
-        limit_price: float | None,
-        stop_price: float | None,
-    ) -> OrderStatus:
+    def modify(self, change: OrderChange) -> OrderStatus:
+        order_id = change.order_id
         current = self._open_status(order_id)
-        changed = current.model_copy(
-            update={
-                "quantity": quantity if quantity is not None else current.quantity,
-                "limit_price": limit_price if limit_price is not None else current.limit_price,
-                "stop_price": stop_price if stop_price is not None else current.stop_price,
-            }
-        )
+        changed = current.model_copy(update=change.updates())
         order = Order(
             contract=changed.contract,
             action=changed.action,
