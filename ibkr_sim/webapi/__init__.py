@@ -9,7 +9,8 @@ the spec does not show follows ``shared/ibkr-behaviour/webapi.md``:
 - :mod:`~ibkr_sim.webapi.tls`: the self-signed certificate under ``<data>/sim/webapi``;
 - :mod:`~ibkr_sim.webapi.state`: the state every route shares, IBKR's error bodies;
 - ``routes_session``, ``routes_portfolio``, ``routes_contracts``, ``routes_market_data``,
-  ``routes_orders``: the endpoints by area;
+  ``routes_orders`` (order entry, reply questions), ``routes_order_status`` (orders and fills):
+  the endpoints by area; ``order_form``: an order object as the exchange's, the questions it meets;
 - :mod:`~ibkr_sim.webapi.app`: the Starlette app (``/v1/api``, the gate before every route);
 - :mod:`~ibkr_sim.webapi.server`: :func:`start_webapi` (tests) and :func:`serve` (the CLI).
 """

@@ -25,6 +25,7 @@ from starlette.routing import Mount
 from ibkr_sim.webapi import (
     routes_contracts,
     routes_market_data,
+    routes_order_status,
     routes_orders,
     routes_portfolio,
     routes_session,
@@ -84,6 +85,7 @@ def build_app(state: WebApiState) -> Starlette:
         + routes_contracts.ROUTES
         + routes_market_data.ROUTES
         + routes_orders.ROUTES
+        + routes_order_status.ROUTES
     )
     app = Starlette(
         routes=[Mount(PREFIX, routes=routes)],

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from ibkr_sim.universe import Instrument
 from ibkr_sim.webapi.auth import SERVER_INFO
-from ibkr_sim.webapi.state import WebApiState, account_problem, bad_request, ok, web_state
+from ibkr_sim.webapi.state import WebApiState, account_route, bad_request, ok, web_state
 
 #: positions per page of /portfolio/{accountId}/positions/{pageId}
 PAGE_SIZE = 100
@@ -133,12 +133,8 @@ def _entry(amount: float | None, at_ms: int, value: str | None = None) -> dict[s
     return entry
 
 
-async def summary(request: Request) -> JSONResponse:
+async def summary(request: Request, st: WebApiState, account: str) -> JSONResponse:
     """``GET /portfolio/{accountId}/summary``: lower-case keys, each ``{amount, isNull, ...}``."""
-    st = web_state(request)
-    account = request.path_params["accountId"]
-    if (problem := account_problem(st, account)) is not None:
-        return problem
     n = st.world.exchange.summary(account)
     at = _ms(st)
     money = {
@@ -164,12 +160,8 @@ async def summary(request: Request) -> JSONResponse:
     return ok(body)
 
 
-async def ledger(request: Request) -> JSONResponse:
+async def ledger(request: Request, st: WebApiState, account: str) -> JSONResponse:
     """``GET /portfolio/{accountId}/ledger``: cash by currency and ``BASE``, in each currency."""
-    st = web_state(request)
-    account = request.path_params["accountId"]
-    if (problem := account_problem(st, account)) is not None:
-        return problem
     ex = st.world.exchange
     numbers = ex.summary(account)
     cash = ex.cash(account)
@@ -240,12 +232,8 @@ async def ledger(request: Request) -> JSONResponse:
     return ok(body)
 
 
-async def positions(request: Request) -> JSONResponse:
+async def positions(request: Request, st: WebApiState, account: str) -> JSONResponse:
     """``GET /portfolio/{accountId}/positions/{pageId}``: 100 positions per page from page 0."""
-    st = web_state(request)
-    account = request.path_params["accountId"]
-    if (problem := account_problem(st, account)) is not None:
-        return problem
     try:
         page = int(request.path_params["pageId"])
     except ValueError:
@@ -303,9 +291,9 @@ def _option_fields(inst: Instrument) -> dict[str, Any]:
 ROUTES = [
     Route("/iserver/accounts", iserver_accounts, methods=["GET"]),
     Route("/portfolio/accounts", portfolio_accounts, methods=["GET"]),
-    Route("/portfolio/{accountId}/summary", summary, methods=["GET"]),
-    Route("/portfolio/{accountId}/ledger", ledger, methods=["GET"]),
-    Route("/portfolio/{accountId}/positions/{pageId}", positions, methods=["GET"]),
+    Route("/portfolio/{accountId}/summary", account_route(summary), methods=["GET"]),
+    Route("/portfolio/{accountId}/ledger", account_route(ledger), methods=["GET"]),
+    Route("/portfolio/{accountId}/positions/{pageId}", account_route(positions), methods=["GET"]),
 ]
 
 __all__ = ["ROUTES"]

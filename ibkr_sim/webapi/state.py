@@ -10,7 +10,9 @@ responses": business errors are ``{"error": text}``, with HTTP 200 for order pro
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,13 +84,32 @@ def bad_request(text: str) -> JSONResponse:
     return JSONResponse({"error": text, "statusCode": 400}, status_code=400)
 
 
-def account_problem(st: WebApiState, account: str) -> JSONResponse | None:
-    """HTTP 500 naming an account this login does not have (IBKR: "wrong accountId passed"),
-    else None."""
-    if account in st.accounts():
-        return None
-    known = ", ".join(st.accounts())
-    return error(f"Account {account} is not one of this login's accounts ({known})", 500)
+#: a route under ``/{accountId}``: called with the request, the state and the account
+AccountHandler = Callable[[Request, WebApiState, str], Awaitable[JSONResponse]]
+
+
+def account_route(
+    handler: AccountHandler, *, voids_questions: bool = False
+) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """The route ``handler`` serves for the path's ``{accountId}``, called only for an account
+    this login has; any other is HTTP 500 naming it (IBKR: "wrong accountId passed").
+    ``voids_questions``: an order request, which voids every unanswered reply question first
+    (answering one then gives 503), whatever the account."""
+
+    @functools.wraps(handler)
+    async def route(request: Request) -> JSONResponse:
+        st = web_state(request)
+        if voids_questions:
+            with st.lock:
+                st.stale_replies.update(st.replies)
+                st.replies.clear()
+        account = request.path_params["accountId"]
+        if account not in st.accounts():
+            known = ", ".join(st.accounts())
+            return error(f"Account {account} is not one of this login's accounts ({known})", 500)
+        return await handler(request, st, account)
+
+    return route
 
 
 async def json_body(request: Request) -> dict[str, Any] | None:
@@ -103,7 +124,7 @@ async def json_body(request: Request) -> dict[str, Any] | None:
 __all__ = [
     "PendingOrder",
     "WebApiState",
-    "account_problem",
+    "account_route",
     "bad_request",
     "error",
     "json_body",

@@ -1,0 +1,174 @@
+"""Reading orders: ``GET /iserver/account/orders`` (the day's orders, open ones whenever placed)
+and ``GET /iserver/account/trades`` (fills), from the paper exchange the TWS-protocol gateway uses
+(an order placed there is listed here too).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ibkr_sim.exchange import ExecutionInfo, OrderInfo
+from ibkr_sim.webapi.state import WebApiState, bad_request, ok, web_state
+
+NEW_YORK = ZoneInfo("America/New_York")
+#: the exchange's order type -> IBKR's (origOrderType, orderType) in /iserver/account/orders
+ORDER_TYPE_NAMES = {
+    "MKT": ("MARKET", "Market"),
+    "LMT": ("LIMIT", "Limit"),
+    "STP": ("STOP", "Stop"),
+    "STP LMT": ("STOP_LIMIT", "Stop Limit"),
+}
+STATUS_FILTERS = {
+    "inactive": "Inactive",
+    "pending_submit": "PendingSubmit",
+    "pre_submitted": "PreSubmitted",
+    "submitted": "Submitted",
+    "filled": "Filled",
+    "pending_cancel": "PendingCancel",
+    "cancelled": "Cancelled",
+    "warn_state": "WarnState",
+}
+MAX_TRADE_DAYS = 7
+
+
+def _day_start(now: datetime) -> datetime:
+    local = now.astimezone(NEW_YORK)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _order_row(st: WebApiState, o: OrderInfo) -> dict[str, Any]:
+    inst = st.world.market.universe.by_conid(o.conid)
+    orig, name = ORDER_TYPE_NAMES[o.order_type]
+    verb = "Bought" if o.action == "BUY" else "Sold"
+    price = o.limit_price or o.stop_price
+    desc = f"{verb if o.filled else o.action.title()} {o.quantity:g} {name}"
+    desc += f" {price:.2f}" if price is not None else ""
+    desc += ", Day" if o.tif == "DAY" else ", GTC"
+    row: dict[str, Any] = {
+        "acct": o.account_id,
+        "account": o.account_id,
+        "conidex": str(o.conid),
+        "conid": str(o.conid),
+        "orderId": o.order_id,
+        "cashCcy": inst.currency,
+        "sizeAndFills": f"{o.filled:g}/{o.quantity:g}",
+        "orderDesc": desc,
+        "description1": inst.symbol,
+        "ticker": inst.symbol,
+        "secType": inst.sec_type,
+        "listingExchange": inst.primary_exchange or inst.exchange,
+        "remainingQuantity": f"{o.remaining:g}",
+        "filledQuantity": f"{o.filled:g}",
+        "totalSize": f"{o.quantity:g}",
+        "companyName": inst.name,
+        "status": o.status,
+        "order_ccp_status": o.status,
+        "origOrderType": orig,
+        "orderType": name,
+        "timeInForce": o.tif,
+        "lastExecutionTime": o.updated.astimezone(NEW_YORK).strftime("%y%m%d%H%M%S"),
+        "lastExecutionTime_r": str(int(o.updated.timestamp() * 1000)),
+        "side": o.action,
+        "order_ref": o.order_ref,
+        "supportsTaxOpt": "0",
+        "isEventTrading": "0",
+    }
+    if price is not None:
+        row["price"] = f"{price:.2f}"
+    if o.avg_fill_price is not None:
+        row["avgPrice"] = f"{o.avg_fill_price:.2f}"
+    return row
+
+
+async def live_orders(request: Request) -> JSONResponse:
+    """``GET /iserver/account/orders?filters=&force=``: the day's orders of the login's accounts
+    (open ones whenever placed); ``force=true`` clears the cache and answers none."""
+    st = web_state(request)
+    if request.query_params.get("force", "false").lower() == "true":
+        return ok({"orders": [], "snapshot": True})
+    wanted = set()
+    for f in request.query_params.get("filters", "").split(","):
+        f = f.strip().lower()
+        if f and f != "sort_by_time":
+            if f not in STATUS_FILTERS:
+                return bad_request(f"filter {f!r} is not one of {', '.join(STATUS_FILTERS)}")
+            wanted.add(STATUS_FILTERS[f])
+    ex = st.world.exchange
+    since = _day_start(st.world.now())
+    rows: list[OrderInfo] = []
+    for account in st.accounts():
+        rows += ex.open_orders(account)
+        rows += [o for o in ex.completed_orders(account) if o.updated >= since]
+    rows = [o for o in rows if not wanted or o.status in wanted]
+    rows.sort(key=lambda o: o.time, reverse=True)
+    return ok({"orders": [_order_row(st, o) for o in rows], "snapshot": True})
+
+
+def _trade_row(st: WebApiState, e: ExecutionInfo) -> dict[str, Any]:
+    inst = st.world.market.universe.by_conid(e.conid)
+    buy = e.side == "BOT"
+    gross = e.shares * e.price * inst.multiplier
+    return {
+        "execution_id": e.exec_id,
+        "symbol": inst.symbol,
+        "supports_tax_opt": "0",
+        "side": "B" if buy else "S",
+        "order_description": f"{'Bought' if buy else 'Sold'} {e.shares:g} @ {e.price:.2f} on "
+        f"{e.exchange}",
+        "trade_time": e.time.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S"),
+        "trade_time_r": int(e.time.timestamp() * 1000),
+        "size": e.shares,
+        "price": f"{e.price:.2f}",
+        "order_ref": e.order_ref,
+        "submitter": "simuser",
+        "exchange": e.exchange,
+        "commission": f"{e.commission:.2f}",
+        "net_amount": -gross - e.commission if buy else gross - e.commission,
+        "account": e.account_id,
+        "accountCode": e.account_id,
+        "account_allocation_name": e.account_id,
+        "company_name": inst.name,
+        "contract_description_1": inst.symbol,
+        "sec_type": inst.sec_type,
+        "listing_exchange": inst.primary_exchange or inst.exchange,
+        "conid": str(e.conid),
+        "conidEx": str(e.conid),
+        "clearing_id": "IB",
+        "clearing_name": "IB",
+        "liquidation_trade": "0",
+        "is_event_trading": "0",
+        "order_id": e.order_id,
+    }
+
+
+async def trades(request: Request) -> JSONResponse:
+    """``GET /iserver/account/trades?days=N``: fills of the login's accounts, today's unless
+    ``days`` (at most 7) says how many days back."""
+    st = web_state(request)
+    raw = request.query_params.get("days", "1")
+    try:
+        days = int(raw)
+    except ValueError:
+        return bad_request(f"days {raw!r} must be a whole number from 1 to {MAX_TRADE_DAYS}")
+    if not 1 <= days <= MAX_TRADE_DAYS:
+        return bad_request(f"days {days} must be from 1 to {MAX_TRADE_DAYS}")
+    since = _day_start(st.world.now()) - timedelta(days=days - 1)
+    fills: list[ExecutionInfo] = []
+    for account in st.accounts():
+        fills += st.world.exchange.executions(account, since)
+    fills.sort(key=lambda e: e.time, reverse=True)
+    return ok([_trade_row(st, e) for e in fills])
+
+
+ROUTES = [
+    Route("/iserver/account/orders", live_orders, methods=["GET"]),
+    Route("/iserver/account/trades", trades, methods=["GET"]),
+]
+
+__all__ = ["ROUTES"]
