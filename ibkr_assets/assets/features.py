@@ -17,7 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from ibkr_assets.assets.catalog import Table, daily_asset_kwargs
-from ibkr_assets.assets.market_data import MISSING_DATA
+from ibkr_assets.assets.market_data import MISSING_DATA, value_counts
 from ibkr_assets.assets.materialization import frame_metadata
 from ibkr_assets.assets.partition import session_of, with_partition, without_partition
 from ibkr_assets.checks.data_quality import check_results, check_specs, validate_feature_matrix
@@ -56,12 +56,21 @@ FEATURE_MATRIX = Table(
         "lot_size": ("int64", "round lot, shares (1 when IB gives none)"),
         "adv": ("float64", "average daily dollar volume of 20 sessions (close x volume), USD"),
         "avg_volume": ("float64", "average daily volume as IB reports it, shares"),
+        "avg_volume_source": (
+            "string",
+            "where avg_volume comes from: ib (tick 165 avVolume) or daily_bars; empty when unknown",
+        ),
         "price": ("float64", "decision price, USD per share: mid, else last, else a close"),
         "price_source": ("string", "which price: mid, last, prev_close or bar_close"),
         "bid": ("float64", "best bid, USD per share"),
         "ask": ("float64", "best ask, USD per share"),
         "spread": ("float64", "ask - bid of a two-sided quote, USD per share"),
         "spread_bps": ("float64", "spread / mid, basis points"),
+        "market_data_type": (
+            "string",
+            "IB's market-data type of the quote: live, frozen, delayed (15-20 minutes) or "
+            "delayed-frozen; empty without a quote",
+        ),
         "last_session": ("datetime64[ns]", "session of the symbol's latest daily bar"),
         "close": ("float64", "latest daily close, USD per share"),
         "sma_fast": ("float64", "20-session simple moving average of the close, USD per share"),
@@ -181,6 +190,8 @@ def feature_matrix(
         sentiment_scorer=scorer.name,
         headlines_scored=len(news),
         null_cells=int(matrix.isna().sum().sum()),
+        market_data_types=value_counts(matrix, "market_data_type"),
+        avg_volume_sources=value_counts(matrix, "avg_volume_source"),
         path=dg.MetadataValue.path(str(path)),
         # one line for the run's summary; the coverage check decides whether it is too much
         **{MISSING_DATA: absent if missing else None},

@@ -65,6 +65,7 @@ from ibkr_assets.assets.market_data import (
     scanner_frame,
     universe_contracts,
     universe_frame,
+    value_counts,
 )
 from ibkr_assets.assets.materialization import frame_metadata, listing
 from ibkr_assets.assets.partition import session_of, with_partition
@@ -315,6 +316,7 @@ def universe(
         "movers_added": int(counts.get("mover", 0)),
         "movers": ", ".join(movers) or "(none)",
         "unknown_symbols": len(unknown),
+        "avg_volume_sources": value_counts(frame, "avg_volume_source"),
     }
     return Fetched(frame, unknown, meta)
 
@@ -330,9 +332,12 @@ def quotes(
     broker = ib.broker_at(session_of(context)[2])
     frame, missing = quote_frame(broker, universe_contracts(universe))
     rel_spread = (frame["spread"] / frame["mid"]).median() * 1e4
-    return Fetched(
-        frame, missing, {"median_spread_bps": float(rel_spread), "missing": len(missing)}
-    )
+    meta = {
+        "median_spread_bps": float(rel_spread),
+        "missing": len(missing),
+        "market_data_types": value_counts(frame, "market_data_type"),
+    }
+    return Fetched(frame, missing, meta)
 
 
 @ingest_asset(BARS, Out(PARQUET))

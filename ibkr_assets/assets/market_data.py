@@ -29,7 +29,7 @@ from ibkr_assets.broker.errors import (
     NotConnected,
     PacingViolation,
 )
-from ibkr_assets.broker.models import Bar, Contract, Quote
+from ibkr_assets.broker.models import MARKET_DATA_TYPE_NAMES, Bar, Contract, Quote
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.resources.storage import StorageResource
 from ibkr_spec.errors import COULD_NOT_CONNECT
@@ -63,6 +63,11 @@ UNIVERSE = Table(
         "industry": ("string", "industry (IB category)"),
         "lot_size": ("int64", "round lot, shares (IB sizeIncrement / minSize)"),
         "adv": ("float64", "average daily volume as IB reports it, shares"),
+        "avg_volume_source": (
+            "string",
+            "where adv comes from: ib (IB's tick 165 avVolume) or daily_bars (mean of the last "
+            "complete sessions); empty when unknown",
+        ),
         "reason": ("string", "why the symbol is traded today: watchlist, holding or mover"),
     }
 )
@@ -78,6 +83,11 @@ QUOTES = Table(
         "mid": ("float64", "(bid + ask) / 2, USD per share"),
         "spread": ("float64", "ask - bid, USD per share"),
         "time": ("datetime64[ns, UTC]", "time of the snapshot, UTC"),
+        "market_data_type": (
+            "string",
+            "IB's market-data type the quote was served with: live, frozen, delayed (15-20 "
+            "minutes) or delayed-frozen",
+        ),
     }
 )
 BARS = Table(
@@ -247,8 +257,19 @@ def universe_frame(broker: Broker, reasons: dict[str, str]) -> tuple[pd.DataFram
             unknown[c.symbol] = request_error(exc)
             continue
         adv = float(d.avg_daily_volume) if d.avg_daily_volume else float("nan")
+        source = d.avg_volume_source if d.avg_daily_volume else None
         rows.append(
-            (c.symbol, c.conid, c.sec_type, d.sector, d.industry, d.lot_size, adv, reasons[symbol])
+            (
+                c.symbol,
+                c.conid,
+                c.sec_type,
+                d.sector,
+                d.industry,
+                d.lot_size,
+                adv,
+                source,
+                reasons[symbol],
+            )
         )
     return pd.DataFrame(rows, columns=UNIVERSE.names).astype(UNIVERSE.dtypes), unknown
 
@@ -269,9 +290,17 @@ def _quote_rows(quotes: Sequence[Quote]) -> list[tuple]:
             q.mid,
             q.spread,
             q.time,
+            MARKET_DATA_TYPE_NAMES.get(q.market_data_type, str(q.market_data_type)),
         )
         for q in quotes
     ]
+
+
+def value_counts(frame: pd.DataFrame, column: str) -> dict[str, int]:
+    """How many rows of ``frame`` hold each value of ``column`` (most frequent first, empty
+    cells left out), for an asset's metadata: e.g. the market-data types of the quotes,
+    ``{"delayed": 693}``."""
+    return {str(k): int(n) for k, n in frame[column].value_counts().items()}
 
 
 def quote_frame(
@@ -320,7 +349,8 @@ def cached_bars(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str], int]:
     """Daily bars of ``contracts`` for the ``needed`` sessions (all before ``session``): the
     ones in the DuckDB cache, plus those fetched from the broker (as of ``at``) and added to
-    it. Returns the bars (by symbol and session), the newly fetched ones, the symbols whose
+    it; a bar of a session not closed by ``at`` (IB's day so far) is used but not cached.
+    Returns the bars (by symbol and session), the newly fetched ones, the symbols whose
     request failed (with the error) and the number of history requests."""
     symbols = [c.symbol for c in contracts]
     cached = storage.cached_bars(symbols, needed[0], needed[-1]).astype(BARS.dtypes)
@@ -350,10 +380,10 @@ def cached_bars(
         ),
         to_fetch,
         workers,
-        keep=lambda got: storage.cache_bars(new_bars(got)),
+        keep=lambda got: storage.cache_bars(new_bars(got), at),
     )
     fetched = new_bars(results)
-    storage.cache_bars(fetched)
+    storage.cache_bars(fetched, at)
     if fetched.empty:  # the cache had them all, in order
         return cached, fetched, failed, len(to_fetch)
     bars = pd.concat([cached, fetched], ignore_index=True).sort_values(["symbol", "session"])

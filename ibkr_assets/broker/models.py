@@ -102,6 +102,8 @@ class ContractDetails(_Model):
 
 #: IB's market-data types that are delayed 15-20 minutes: 3 delayed, 4 delayed-frozen [MDTYPE].
 DELAYED_DATA_TYPES = frozenset({3, 4})
+#: IB's market-data types by code, named as ``IBKR_MARKET_DATA_TYPE`` names them [MDTYPE].
+MARKET_DATA_TYPE_NAMES = {1: "live", 2: "frozen", 3: "delayed", 4: "delayed-frozen"}
 
 
 class Quote(_Model):

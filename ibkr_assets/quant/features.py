@@ -16,18 +16,21 @@ them. The daily job runs at 14:00 Bucharest (07:00 New York), so its matrix hold
 the previous session.
 
 Columns: identity and trading (``symbol``, ``conid``, ``sector``, ``industry``, ``lot_size``,
-``adv``, ``avg_volume``, ``price`` with ``price_source``, ``bid``, ``ask``, ``spread``,
-``spread_bps``, ``last_session``), then the technical (:mod:`.technical`), fundamental
-(:mod:`.fundamental`, with ``forward_eps``) and sentiment (:mod:`.sentiment`) features, and
-``as_of``.
+``adv``, ``avg_volume`` with ``avg_volume_source``, ``price`` with ``price_source``, ``bid``,
+``ask``, ``spread``, ``spread_bps``, ``market_data_type``, ``last_session``), then the technical
+(:mod:`.technical`), fundamental (:mod:`.fundamental`, with ``forward_eps``) and sentiment
+(:mod:`.sentiment`) features, and ``as_of``.
 Rows are the universe symbols that have at least one bar by ``as_of``; a universe symbol
 without bars is left out (the coverage check on the matrix counts it).
 
 ``price`` is the quote mid when bid and ask are both positive and not crossed, else the last
 trade, else the quote's previous close, else the last bar's close. ``adv`` is the average daily
 *dollar* volume of the last 20 sessions (close x volume, from the bars); ``avg_volume`` is the
-universe's ``adv`` as IB reports it (shares), NaN when absent. ``lot_size`` is 1 when the
-universe has none.
+universe's ``adv`` (shares), NaN when absent, with ``avg_volume_source`` saying where it came
+from (``ib``: IB's tick 165; ``daily_bars``: the mean of the last complete sessions), empty when
+the universe does not say. ``market_data_type`` is the quote's (``live``, ``frozen``,
+``delayed``, ``delayed-frozen``), empty without a quote or when the quotes do not say.
+``lot_size`` is 1 when the universe has none.
 """
 
 from __future__ import annotations
@@ -53,12 +56,14 @@ IDENTITY_COLUMNS = (
     "lot_size",
     "adv",
     "avg_volume",
+    "avg_volume_source",
     "price",
     "price_source",
     "bid",
     "ask",
     "spread",
     "spread_bps",
+    "market_data_type",
     "last_session",
 )
 
@@ -113,6 +118,7 @@ def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataF
         default="bar_close",
     )
     spread = (ask - bid).where(two_sided)
+    data_type = q["market_data_type"] if "market_data_type" in q.columns else pd.NA
     return pd.DataFrame(
         {
             "price": price,
@@ -121,6 +127,7 @@ def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataF
             "ask": ask.where(ask > 0),
             "spread": spread,
             "spread_bps": 1e4 * spread / mid,
+            "market_data_type": pd.Series(data_type, index=index, dtype="string"),
         },
         index=index,
     )
@@ -183,7 +190,8 @@ def assemble_feature_matrix(
     uni = universe.assign(symbol=universe["symbol"].astype(str)).drop_duplicates("symbol")
     symbols = technical.index.astype(str)
     uni = uni.set_index("symbol").reindex(
-        index=symbols, columns=["conid", "sector", "industry", "lot_size", "adv"]
+        index=symbols,
+        columns=["conid", "sector", "industry", "lot_size", "adv", "avg_volume_source"],
     )
 
     prices = _prices(inputs.quotes, at, symbols)
@@ -230,6 +238,7 @@ def assemble_feature_matrix(
             "lot_size": pd.to_numeric(uni["lot_size"], errors="coerce").fillna(1).astype("int64"),
             "adv": technical["adv_20d"],
             "avg_volume": pd.to_numeric(uni["adv"], errors="coerce"),
+            "avg_volume_source": uni["avg_volume_source"].astype("string"),
         },
         index=symbols,
     ).join(prices.assign(last_session=technical["last_session"]))

@@ -33,7 +33,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from ibkr_assets.errors import ConfigurationError
+from ibkr_assets.partitions import NEW_YORK, nyse_calendar
 
 
 def _locked(exc: BaseException) -> bool:
@@ -126,11 +127,26 @@ _INSERT_BARS = """
 insert or replace into cache.daily_bars
 select symbol, session, open, high, low, close, volume from new_bars
 """
+#: NYSE's regular close, after midnight New York.
+_USUAL_CLOSE = pd.Timedelta(hours=16)
 #: A warehouse schema or table name: what DuckDB reads as one identifier without quotes.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TABLE_EXISTS = """
 select count(*) from information_schema.tables where table_schema = ? and table_name = ?
 """
+
+
+def session_closed(sessions: pd.Series, as_of: datetime) -> pd.Series:
+    """For each of ``sessions`` (dates or timestamps), True when its NYSE session had closed by
+    ``as_of`` (timezone-aware): the calendar's close, early closes included, or 16:00 New York
+    for a day the calendar does not list."""
+    if as_of.tzinfo is None:
+        raise ValueError(f"as_of {as_of!r} has no timezone: give the request's end in UTC")
+    days = pd.DatetimeIndex(pd.to_datetime(sessions)).normalize()
+    listed = pd.DatetimeIndex(nyse_calendar().closes.reindex(days.unique()).reindex(days))
+    usual = (days + _USUAL_CLOSE).tz_localize(NEW_YORK).tz_convert("UTC")
+    closes = listed.where(listed.notna(), usual)
+    return pd.Series(closes <= pd.Timestamp(as_of), index=sessions.index)
 
 
 def _json_default(value: Any) -> Any:
@@ -201,9 +217,13 @@ class StorageResource(dg.ConfigurableResource):
             conn.execute(_DAILY_BARS_DDL)
             return conn.execute(_SELECT_BARS, [first, last, list(symbols)]).df()
 
-    def cache_bars(self, bars: pd.DataFrame) -> None:
-        """Add ``bars`` (the columns of :meth:`cached_bars`, session as a timestamp) to the
-        cache, replacing a bar of the same symbol and session."""
+    def cache_bars(self, bars: pd.DataFrame, as_of: datetime) -> None:
+        """Add ``bars`` (the columns of :meth:`cached_bars`, session as a timestamp), fetched by
+        a request that ended at ``as_of`` (timezone-aware), to the cache, replacing a bar of the
+        same symbol and session. Only final bars are kept: the bar of a session that had not
+        closed by ``as_of`` (IB's day so far, :func:`~ibkr_assets.broker.models.bars_as_of`) is
+        left out, so a later request fetches the whole session."""
+        bars = bars.loc[session_closed(bars["session"], as_of).to_numpy()]
         if bars.empty:
             return
         with self.warehouse() as conn:

@@ -98,6 +98,12 @@ def test_stages_one_to_three_write_every_output(world: World, first_run) -> None
     assert (matrix["price"] > 0).all() and (matrix["adv"] > 0).all()
     shares = pd.DataFrame(universe).set_index("symbol")["adv"]
     np.testing.assert_allclose(matrix["avg_volume"], shares.loc[matrix["symbol"]].to_numpy())
+    # where the numbers came from: the sim backend serves live data (type 1) and IB's volume
+    assert (matrix["market_data_type"] == "live").all()
+    assert (matrix["avg_volume_source"] == "ib").all()
+    assert _meta(first_run, "quotes")["market_data_types"] == {"live": N_SYMBOLS}
+    assert _meta(first_run, "universe")["avg_volume_sources"] == {"ib": N_SYMBOLS}
+    assert _meta(first_run, "feature_matrix")["market_data_types"] == {"live": N_SYMBOLS}
     assert matrix["piotroski"].between(0, 9).all()
     headlines = first_run.output_for_node("headlines", "headlines")
     assert matrix["headlines_24h"].sum() == len(headlines) > 0

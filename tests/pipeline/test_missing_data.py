@@ -23,8 +23,8 @@ def universe_with_a_ghost(aapl: int) -> dg.AssetsDefinition:
     @dg.asset(name="universe", **daily_asset_kwargs("test", UNIVERSE))
     def universe() -> pd.DataFrame:
         rows = [
-            ("AAPL", aapl, "STK", "Technology", "Computers", 1, 5e7, "watchlist"),
-            ("GHOST", 999_999_999, "STK", "Technology", "Computers", 1, 1e6, "watchlist"),
+            ("AAPL", aapl, "STK", "Technology", "Computers", 1, 5e7, "ib", "watchlist"),
+            ("GHOST", 999_999_999, "STK", "Technology", "Computers", 1, 1e6, "ib", "watchlist"),
         ]
         frame = pd.DataFrame(rows, columns=UNIVERSE.names).astype(UNIVERSE.dtypes)
         return with_partition(frame, SESSION)

@@ -80,6 +80,7 @@ def _inputs(seed: int = 0) -> tuple[pd.DataFrame, FeatureInputs]:
             "last": [50.0, 101.0, 150.0],
             "close": [50.0, 100.0, 149.5],
             "time": AS_OF - pd.Timedelta(minutes=1),
+            "market_data_type": ["delayed", "live", "delayed"],
         }
     )
     universe = pd.DataFrame(
@@ -90,6 +91,7 @@ def _inputs(seed: int = 0) -> tuple[pd.DataFrame, FeatureInputs]:
             "industry": ["Software", "Hardware", "Oil", "Software"],
             "lot_size": [1, 1, 100, 1],
             "adv": [5e7, np.nan, 2e7, 1e6],
+            "avg_volume_source": pd.array(["ib", None, "daily_bars", "ib"], dtype="string"),
         }
     )
     return pd.concat(bars, ignore_index=True), FeatureInputs(
@@ -131,7 +133,9 @@ def _future_rows(bars: pd.DataFrame, inputs: FeatureInputs) -> tuple[pd.DataFram
             "polarity": [-1.0, 1.0],
         }
     )
-    quote = inputs.quotes.assign(time=AS_OF + pd.Timedelta(hours=2), bid=1.0, ask=2.0)
+    quote = inputs.quotes.assign(
+        time=AS_OF + pd.Timedelta(hours=2), bid=1.0, ask=2.0, market_data_type="frozen"
+    )
     return pd.concat([bars, late], ignore_index=True), replace(
         inputs,
         fundamentals_long=pd.concat([statements, new_q], ignore_index=True),
@@ -156,6 +160,10 @@ def test_one_row_per_symbol_with_every_block() -> None:
     np.testing.assert_allclose(row.loc["BBB", "adv"], (bars["close"] * bars["volume"]).mean())
     assert row.loc["AAA", "avg_volume"] == 5e7 and np.isnan(row.loc["BBB", "avg_volume"])
     assert row.loc["CCC", "lot_size"] == 100
+    # where each number came from: IB's market-data type of the quote, the source of avg_volume
+    assert row["market_data_type"].tolist() == ["delayed", "live", "delayed"]
+    assert row["avg_volume_source"].tolist() == ["ib", pd.NA, "daily_bars"]
+    assert str(row["market_data_type"].dtype) == str(row["avg_volume_source"].dtype) == "string"
     np.testing.assert_allclose(row.loc["AAA", "forward_pe"], 50.0 / 2.5)
     assert np.isnan(row.loc["CCC", "forward_pe"])  # negative EPS
     assert row["piotroski"].between(0, 9).all()
@@ -172,6 +180,23 @@ def test_no_look_ahead_future_rows_change_nothing() -> None:
     # ...and the future rows do matter once they are in the past.
     later = build_feature_matrix(*_future_rows(bars, inputs), AS_OF + pd.Timedelta(days=3))
     assert (later["last_session"] > base["last_session"]).all()
+
+
+def test_quotes_and_a_universe_that_do_not_say_leave_the_sources_empty() -> None:
+    """Quotes without a market-data type (a hand-made frame, an old staging file) and a
+    universe without avg_volume_source: the columns are there, empty, not made up."""
+    bars, inputs = _inputs()
+    bare = replace(
+        inputs,
+        quotes=inputs.quotes.drop(columns="market_data_type"),
+        universe=inputs.universe.drop(columns="avg_volume_source"),
+    )
+    out = build_feature_matrix(bars, bare, AS_OF)
+    assert out["market_data_type"].isna().all() and out["avg_volume_source"].isna().all()
+    assert str(out["market_data_type"].dtype) == "string"
+    # a symbol without a quote has no market-data type either
+    one = build_feature_matrix(bars, replace(inputs, quotes=inputs.quotes.iloc[:1]), AS_OF)
+    assert one["market_data_type"].tolist() == ["delayed", pd.NA, pd.NA]
 
 
 def test_as_of_dates_and_bad_input() -> None:
