@@ -120,10 +120,11 @@ class BrokerSettings(BrokerConnection, BaseSettings):
         5, ge=1, description="connection attempts (with backoff) before a run fails at start"
     )
     reconnect_seconds: float = Field(
-        120.0,
+        60.0,
         gt=0,
         description="after a dropped connection, seconds of reconnecting (with backoff) before "
-        "every request fails",
+        "every request fails; with the start's attempts a gateway that stays down fails a run "
+        "in under 2 minutes",
     )
     # -- the webapi backend: the Client Portal gateway (or ibkr-sim webapi) -----------------
     webapi_url: str = Field(

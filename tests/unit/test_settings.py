@@ -36,6 +36,19 @@ def test_the_readme_table_is_the_generated_one() -> None:
     assert TABLE_BEGIN in readme and TABLE_END in readme
 
 
+def test_the_defaults_fail_a_run_on_a_gateway_that_stays_down_within_two_minutes() -> None:
+    """Issue #16: a gateway that stays down fails the run in at most 2 minutes. Mid-run the
+    backend reconnects for IBKR_RECONNECT_SECONDS, then may still be in one attempt (up to
+    IBKR_TIMEOUT on a gateway that accepts and never answers) after one backoff wait (8 s and
+    0.5 s of jitter at most); at the start, IBKR_CONNECT_ATTEMPTS attempts with the waits
+    between them (0.5, 1, 2, 4, 8 ... s, each with up to 0.5 s of jitter; a closed port refuses
+    at once). Measured on loopback: 8-9 s at the start, 65 s after a kill (closed port)."""
+    default = {name: f.default for name, f in BrokerSettings.model_fields.items()}
+    waits = sum(min(0.5 * 2**i, 8.0) + 0.5 for i in range(default["connect_attempts"] - 1))
+    assert waits <= 10.0
+    assert default["reconnect_seconds"] + 8.5 + default["timeout"] <= 120.0 - waits
+
+
 def test_every_field_has_a_documented_variable() -> None:
     table = settings_table()
     for section in env_sections().values():
