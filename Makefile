@@ -19,9 +19,9 @@ install: $(STAMP)
 demo: $(STAMP)  ## run the daily pipeline for the latest NYSE session on the simulated world
 	$(BIN)/ibkr-agent demo
 
-test: $(STAMP)  ## the import-layer contracts, then the whole test-suite (exit code 5, "no tests collected", counts as a pass)
+test: $(STAMP)  ## the import-layer contracts, then the whole test-suite, its files spread over one worker per core (exit code 5, "no tests collected", counts as a pass)
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
