@@ -42,8 +42,8 @@ def latest_session(now: datetime | None = None) -> date:
 
 
 def run_daily(session: date, quiet: bool = False, settings: Settings | None = None) -> bool:
-    """Materialise the daily job for one session, showing progress; with ``settings``, on the
-    resources built from them instead of the code location's (the demo's gateway and
+    """Materialise the daily job for one session, showing progress, on resources built from
+    ``settings`` (default: this process's, read now; the demo passes its gateway and
     watch-list). True when every step and every check passed.
 
     One run per account at a time, as the run queue keeps it for the runs it launches: the run
@@ -139,7 +139,9 @@ def _execute(
                 partition_key=session.isoformat(),
                 run_id=run_id,
                 tags=tags,
-                resources=build_resources(settings=settings) if settings else None,
+                # always this process's settings as they are now, not the code location's
+                # resources as they were when definitions was first imported
+                resources=build_resources(settings=settings),
                 raise_on_error=False,
                 # step failures are printed below, one line each, instead of Dagster's tracebacks
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
