@@ -41,17 +41,19 @@ def test_brokerage_session_times_out_without_tickle_and_reauthenticates(tmp_path
         start_webapi(
             authenticated=True,
             rate_limits=False,
-            session_timeout=0.6,
+            session_timeout=3.0,
             symbols=SYMBOLS,
             data_dir=tmp_path,
         ) as gw,
         client(gw) as api,
     ):
-        for _ in range(4):  # tickling every 0.3 s keeps the session past its 0.6 s timeout
-            time.sleep(0.3)
+        # tickling every 1 s keeps the session past its 3 s timeout (a margin wide enough for a
+        # loaded machine: a request that takes up to 2 s still keeps it alive)
+        for _ in range(5):
+            time.sleep(1.0)
             validate(api.post("/tickle", json={}))
         assert api.get("/iserver/accounts").status_code == 200
-        time.sleep(0.8)
+        time.sleep(3.5)
         status = validate(api.post("/iserver/auth/status", json={}))
         assert (status["authenticated"], status["connected"]) == (False, True)
         r = api.get("/iserver/accounts")
