@@ -53,6 +53,7 @@ from tenacity import (
 )
 
 from ibkr_assets.broker.errors import DuplicateClientId, NotConnected, error_from_ib
+from ibkr_assets.broker.models import MARKET_DATA_TYPE_NAMES
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_spec.errors import (
     CONNECTIVITY_LOST,
@@ -66,7 +67,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 #: IB's market-data types by the names of ``IBKR_MARKET_DATA_TYPE`` [MDTYPE]
-MARKET_DATA_TYPES = {"live": 1, "frozen": 2, "delayed": 3, "delayed-frozen": 4}
+MARKET_DATA_TYPES = {name: number for number, name in MARKET_DATA_TYPE_NAMES.items()}
 #: a refused live / frozen type -> its delayed counterpart [MDTYPE]
 _DELAYED = {1: 3, 2: 4}
 #: farm notices, information only [MSGCODES]: 2103 / 2105 / 2157 broken, 2104 / 2106 / 2158 OK

@@ -40,6 +40,7 @@ from ibkr_assets.broker.errors import (
     NotConnected,
 )
 from ibkr_assets.broker.models import (
+    MARKET_DATA_TYPE_NAMES,
     Bar,
     Contract,
     DepthLevel,
@@ -68,7 +69,6 @@ _REFUSED = frozenset({NEEDS_SUBSCRIPTION, NO_MARKET_DATA, DELAYED_NOT_ENABLED})
 AVG_VOLUME_SECONDS = 4.0
 #: complete daily sessions averaged when IB sends no average volume (about a trading month)
 AVG_VOLUME_SESSIONS = 20
-_TYPE_NAMES = {1: "live", 2: "frozen", 3: "delayed", 4: "delayed-frozen"}
 
 
 class MarketData:
@@ -111,7 +111,7 @@ class MarketData:
                     continue
                 self._type_known = True
                 raise MarketDataUnavailable(
-                    f"no market data for {symbol}: IB refused {_TYPE_NAMES[asked]} data "
+                    f"no market data for {symbol}: IB refused {MARKET_DATA_TYPE_NAMES[asked]} data "
                     f"({exc.message.strip()}); subscribe to it in IB's Account Management, or "
                     "enable delayed data for the login",
                     code=exc.code,
