@@ -105,6 +105,12 @@ class OrderNotFound(BrokerError, means=(ib.ORDER_NOT_FOUND,)):
     """No open order with that id (already filled, cancelled, or never placed)."""
 
 
+class NotSupported(BrokerError):
+    """IB does not offer this through the backend in use (price alerts and watchlists exist only
+    in the Client Portal Web API, market depth and news only in the TWS API). The message names
+    the feature, the backend, and the backend that has it. Nothing was changed."""
+
+
 class LiveTradingNotAllowed(BrokerError):
     """A live (non-paper) account was used without the explicit opt-in setting."""
 

@@ -410,6 +410,44 @@ class WhatIfResult(_Model):
         return self.equity_with_loan_after - self.maint_margin_after
 
 
+AlertCondition = Literal[">=", "<="]
+
+
+class PriceAlert(_Model):
+    """A price alert kept by IB: it triggers once the contract's last price crosses ``price``
+    (IB Client Portal ``/iserver/account/{accountId}/alert``; the TWS API has no alerts)."""
+
+    alert_id: int = Field(description="IB order_id of the alert")
+    account_id: str
+    name: str = Field(description="IB alertName")
+    contract: Contract
+    condition: AlertCondition = Field(description="last price >= or <= price (IB operator)")
+    price: float = Field(description="threshold, in the contract's currency (IB value)")
+    active: bool = Field(True, description="IB alert_active")
+    triggered: bool = Field(False, description="IB alert_triggered")
+    message: str = Field("", description="IB alertMessage, shown when it triggers")
+    created: datetime | None = None
+
+
+class Watchlist(_Model):
+    """A named list of contracts kept by IB (Client Portal ``/iserver/watchlist``)."""
+
+    watchlist_id: str = Field(description="IB watchlist id")
+    name: str
+    contracts: list[Contract] = Field(default_factory=list)
+    read_only: bool = Field(False, description="IB's own lists (e.g. 'Holdings') cannot change")
+
+
+class FxRate(_Model):
+    """What one unit of ``source`` currency is worth in ``target`` currency (IB
+    ``/iserver/exchangerate``; over TWS the IDEALPRO pair's midpoint)."""
+
+    source: str = Field(description="ISO 4217 code converted from")
+    target: str = Field(description="ISO 4217 code converted to")
+    rate: float = Field(description="units of target per unit of source")
+    time: datetime
+
+
 class ScanFilter(_Model):
     """Filters of a market scanner subscription (IB ScannerSubscription fields)."""
 

@@ -23,6 +23,7 @@ from ibkr_assets.broker.models import (
     Contract,
     ContractDetails,
     Execution,
+    FxRate,
     NewsHeadline,
     OptionChain,
     Order,
@@ -30,9 +31,11 @@ from ibkr_assets.broker.models import (
     OrderStatus,
     PnL,
     Position,
+    PriceAlert,
     Quote,
     ScanFilter,
     ScannerRow,
+    Watchlist,
     WhatIfResult,
 )
 
@@ -168,6 +171,11 @@ class Broker(Protocol):
         """Orders that are done today (filled, cancelled, inactive)."""
         ...
 
+    def order_status(self, order_id: int) -> OrderStatus:
+        """Today's order with IB ``orderId`` ``order_id``, open or done, in any managed account.
+        Raises OrderNotFound."""
+        ...
+
     def executions(
         self, account_id: str | None = None, since: datetime | None = None
     ) -> list[Execution]:
@@ -187,4 +195,50 @@ class Broker(Protocol):
 
     def scanner_codes(self) -> list[str]:
         """Scanner codes this backend can run."""
+        ...
+
+    # -- alerts and watchlists (IB: Client Portal Web API only; the TWS API has neither) -----
+    def alerts(self, account_id: str | None = None) -> list[PriceAlert]:
+        """The account's price alerts, active or not. Raises NotSupported on ``tws``."""
+        ...
+
+    def create_alert(
+        self,
+        contract: Contract,
+        condition: str,
+        price: float,
+        name: str = "",
+        account_id: str | None = None,
+    ) -> PriceAlert:
+        """A new active alert: triggers once ``contract``'s last price is ``condition`` (">=" or
+        "<=") ``price`` (in the contract's currency). Raises InvalidRequest for a bad condition or
+        price, NotSupported on ``tws``."""
+        ...
+
+    def delete_alert(self, alert_id: int, account_id: str | None = None) -> None:
+        """Remove an alert. Raises OrderNotFound for an unknown id, NotSupported on ``tws``."""
+        ...
+
+    def watchlists(self) -> list[Watchlist]:
+        """The user's watchlists with their contracts. Raises NotSupported on ``tws``."""
+        ...
+
+    def save_watchlist(
+        self, name: str, contracts: Sequence[Contract], watchlist_id: str | None = None
+    ) -> Watchlist:
+        """Create a watchlist, or replace the contracts of ``watchlist_id`` (IB: POST
+        /iserver/watchlist with the same id). Raises InvalidRequest for an empty name or a
+        read-only list, NotSupported on ``tws``."""
+        ...
+
+    def delete_watchlist(self, watchlist_id: str) -> None:
+        """Remove a watchlist. Raises InvalidRequest for an unknown or read-only one,
+        NotSupported on ``tws``."""
+        ...
+
+    # -- foreign exchange --------------------------------------------------------------------
+    def exchange_rate(self, source: str, target: str) -> FxRate:
+        """What one unit of ``source`` is worth in ``target`` now. Raises InvalidRequest for a
+        currency IB does not convert. A conversion itself is an Order on the IDEALPRO pair
+        (``resolve(base, "CASH", "IDEALPRO", quote)``), placed through the order guard."""
         ...

@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import get_args
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.errors import AccountNotFound, InvalidRequest, NotConnected
+from ibkr_assets.broker.errors import (
+    AccountNotFound,
+    InvalidRequest,
+    NotConnected,
+    NotSupported,
+)
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.sim.convert import bars, copied, ib_errors, to_contract
@@ -384,3 +389,36 @@ class SimBroker:
 
     def scanner_codes(self) -> list[str]:
         return list(self.market.SCANNER_CODES)
+
+    def alerts(self, account_id: str | None = None) -> list[models.PriceAlert]:
+        raise NotSupported(f"alerts are not available on the {self.name} backend yet")
+
+    def create_alert(
+        self,
+        contract: models.Contract,
+        condition: str,
+        price: float,
+        name: str = "",
+        account_id: str | None = None,
+    ) -> models.PriceAlert:
+        raise NotSupported(f"alerts are not available on the {self.name} backend yet")
+
+    def delete_alert(self, alert_id: int, account_id: str | None = None) -> None:
+        raise NotSupported(f"alerts are not available on the {self.name} backend yet")
+
+    def watchlists(self) -> list[models.Watchlist]:
+        raise NotSupported(f"watchlists are not available on the {self.name} backend yet")
+
+    def save_watchlist(
+        self, name: str, contracts: Sequence[models.Contract], watchlist_id: str | None = None
+    ) -> models.Watchlist:
+        raise NotSupported(f"watchlists are not available on the {self.name} backend yet")
+
+    def delete_watchlist(self, watchlist_id: str) -> None:
+        raise NotSupported(f"watchlists are not available on the {self.name} backend yet")
+
+    def order_status(self, order_id: int) -> models.OrderStatus:
+        raise NotSupported(f"order_status is not available on the {self.name} backend yet")
+
+    def exchange_rate(self, source: str, target: str) -> models.FxRate:
+        raise NotSupported(f"exchange_rate is not available on the {self.name} backend yet")

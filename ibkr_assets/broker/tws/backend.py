@@ -10,6 +10,7 @@ from datetime import datetime
 import ib_async
 
 from ibkr_assets.broker import models
+from ibkr_assets.broker.errors import NotSupported
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.tws.accounts import Accounts
@@ -23,6 +24,14 @@ from ibkr_assets.broker.tws.pacing import (
     SMALL_BAR_SIZE,
     HistoryRequest,
 )
+
+
+def _web_api_only(feature: str) -> NotSupported:
+    """IB offers ``feature`` through the Client Portal Web API, not the TWS API."""
+    return NotSupported(
+        f"{feature} are not available on the tws backend: IB's TWS API has no {feature} "
+        "(they live in the Client Portal Web API). Use IBKR_BACKEND=webapi, or TWS's own window."
+    )
 
 
 class TwsBroker:
@@ -212,3 +221,37 @@ class TwsBroker:
 
     def scanner_codes(self) -> list[str]:
         return self._read(lambda: self._market.scanner_codes())
+
+    # -- alerts and watchlists: the TWS API has neither ---------------------------------------
+    def alerts(self, account_id: str | None = None) -> list[models.PriceAlert]:
+        raise _web_api_only("price alerts")
+
+    def create_alert(
+        self,
+        contract: models.Contract,
+        condition: str,
+        price: float,
+        name: str = "",
+        account_id: str | None = None,
+    ) -> models.PriceAlert:
+        raise _web_api_only("price alerts")
+
+    def delete_alert(self, alert_id: int, account_id: str | None = None) -> None:
+        raise _web_api_only("price alerts")
+
+    def watchlists(self) -> list[models.Watchlist]:
+        raise _web_api_only("watchlists")
+
+    def save_watchlist(
+        self, name: str, contracts: Sequence[models.Contract], watchlist_id: str | None = None
+    ) -> models.Watchlist:
+        raise _web_api_only("watchlists")
+
+    def delete_watchlist(self, watchlist_id: str) -> None:
+        raise _web_api_only("watchlists")
+
+    def order_status(self, order_id: int) -> models.OrderStatus:
+        raise NotSupported(f"order_status is not available on the {self.name} backend yet")
+
+    def exchange_rate(self, source: str, target: str) -> models.FxRate:
+        raise NotSupported(f"exchange_rate is not available on the {self.name} backend yet")

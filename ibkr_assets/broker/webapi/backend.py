@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import NoReturn
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.errors import BrokerError
+from ibkr_assets.broker.errors import BrokerError, NotSupported
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.webapi.accounts import Accounts
@@ -166,3 +166,36 @@ class WebApiBroker:
 
     def scanner_codes(self) -> list[str]:
         not_served("scanner_codes", "needs /iserver/scanner/params")
+
+    def alerts(self, account_id: str | None = None) -> list[models.PriceAlert]:
+        raise NotSupported(f"alerts are not available on the {self.name} backend yet")
+
+    def create_alert(
+        self,
+        contract: models.Contract,
+        condition: str,
+        price: float,
+        name: str = "",
+        account_id: str | None = None,
+    ) -> models.PriceAlert:
+        raise NotSupported(f"alerts are not available on the {self.name} backend yet")
+
+    def delete_alert(self, alert_id: int, account_id: str | None = None) -> None:
+        raise NotSupported(f"alerts are not available on the {self.name} backend yet")
+
+    def watchlists(self) -> list[models.Watchlist]:
+        raise NotSupported(f"watchlists are not available on the {self.name} backend yet")
+
+    def save_watchlist(
+        self, name: str, contracts: Sequence[models.Contract], watchlist_id: str | None = None
+    ) -> models.Watchlist:
+        raise NotSupported(f"watchlists are not available on the {self.name} backend yet")
+
+    def delete_watchlist(self, watchlist_id: str) -> None:
+        raise NotSupported(f"watchlists are not available on the {self.name} backend yet")
+
+    def order_status(self, order_id: int) -> models.OrderStatus:
+        raise NotSupported(f"order_status is not available on the {self.name} backend yet")
+
+    def exchange_rate(self, source: str, target: str) -> models.FxRate:
+        raise NotSupported(f"exchange_rate is not available on the {self.name} backend yet")
