@@ -8,6 +8,7 @@ simulated world as the TWS-protocol gateway: the same ``<data>/sim/paper.sqlite`
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -123,12 +124,21 @@ def start_webapi(
 
 
 def serve(state: WebApiState, host: str, port: int, tls: bool, data_dir: Path | str) -> None:
-    """Serve ``state`` in the foreground until interrupted (the ``ibkr-sim webapi`` CLI)."""
+    """Serve ``state`` in the foreground until interrupted (the ``ibkr-sim webapi`` CLI).
+
+    The socket is bound before the banner is printed, so the banner names the port bound
+    (``port=0``: the free port the system picked) and a supervisor reading it can connect."""
     config, cert = _config(state, host, port, tls, data_dir)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))  # OSError (port taken, bad host) reaches the CLI
     scheme = "https" if tls else "http"
     where = f" (self-signed certificate {cert})" if cert else ""
-    print(f"ibkr-sim webapi listening on {scheme}://{host}:{port}{PREFIX}{where}", flush=True)
-    uvicorn.Server(config).run()
+    bound = sock.getsockname()[1]
+    print(f"ibkr-sim webapi listening on {scheme}://{host}:{bound}{PREFIX}{where}", flush=True)
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 __all__ = ["WebApiHandle", "build_webapi", "serve", "start_webapi"]
