@@ -156,9 +156,10 @@ def ib_duration(first: date, as_of: datetime) -> str:
 
 
 def request_workers(broker: Broker, config: PipelineConfig) -> int:
-    """How many requests to keep in flight: the configured ``request_workers``, or one for the
-    in-process simulator (CPU-bound under the GIL: threads would only add overhead)."""
-    return 1 if broker.name == "sim" else config.request_workers
+    """How many history (and news) requests to keep in flight, each on its own thread: the
+    configured ``request_workers``, at most the backend's ``history_concurrency`` (IB's 50
+    open requests, the Web API's 5 concurrent, one for the in-process simulator)."""
+    return min(config.request_workers, broker.history_concurrency)
 
 
 def fetch_each(

@@ -45,6 +45,10 @@ class Broker(Protocol):
     """What the pipeline and the MCP server need from IB."""
 
     name: str  # "sim" | "tws" | "webapi"
+    #: How many ``history`` requests the backend runs at once (IB's or IBKR's limit, or 1 where
+    #: threads would only add overhead); a caller fetching many contracts keeps at most this
+    #: many requests in flight, and the backend holds its pacing across those threads.
+    history_concurrency: int
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:

@@ -39,6 +39,8 @@ class SimBroker:
     """The Broker protocol served by the simulated market and paper exchange, in-process."""
 
     name = "sim"
+    #: one at a time: in-process and CPU-bound under the GIL, threads would only add overhead
+    history_concurrency = 1
 
     def __init__(
         self,

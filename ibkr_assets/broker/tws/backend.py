@@ -43,6 +43,9 @@ class TwsBroker:
     """
 
     name = "tws"
+    #: IB: "the maximum number of simultaneous open historical data requests from the API is 50"
+    #: (TWS API, Historical Data Limitations); its pacing rules are kept by tws/pacing.py
+    history_concurrency = 50
 
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings

@@ -17,6 +17,7 @@ from ibkr_assets.broker.webapi.contracts import Contracts
 from ibkr_assets.broker.webapi.market_data import MarketData
 from ibkr_assets.broker.webapi.orders import Orders
 from ibkr_assets.broker.webapi.session import Session
+from ibkr_spec.webapi import HISTORY_CONCURRENCY
 
 
 def not_served(method: str, why: str) -> NoReturn:
@@ -30,6 +31,8 @@ class WebApiBroker:
     """The Broker protocol over IBKR's Client Portal Web API (a gateway, or ibkr-sim webapi)."""
 
     name = "webapi"
+    #: IBKR: 5 concurrent /iserver/marketdata/history requests (the pacer holds them to it)
+    history_concurrency = HISTORY_CONCURRENCY
 
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
