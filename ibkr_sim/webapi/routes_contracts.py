@@ -81,7 +81,11 @@ async def secdef_search(request: Request) -> JSONResponse:
         found = [i for i in found if i.symbol.startswith(symbol.upper())]
     if sec_type:
         found = [i for i in found if i.sec_type == sec_type]
-    return ok([_search_row(st, i) for i in found[:SEARCH_LIMIT]])
+    found = found[:SEARCH_LIMIT]
+    if not by_name:  # IBKR: strikes stay empty after a search by name
+        with st.lock:
+            st.searched.update((st.session.session_id, i.conid) for i in found)
+    return ok([_search_row(st, i) for i in found])
 
 
 async def contract_info(request: Request) -> JSONResponse:

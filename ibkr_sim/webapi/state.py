@@ -52,6 +52,11 @@ class WebApiState:
     stale_replies: set[str] = field(default_factory=set)
     #: message ids suppressed for the brokerage session (/iserver/questions/suppress)
     suppressed: set[str] = field(default_factory=set)
+    #: (login session id, conid) of every stock /iserver/secdef/search returned by symbol: IBKR
+    #: answers /iserver/secdef/strikes only for an underlying searched in the same session
+    searched: set[tuple[str, int]] = field(default_factory=set)
+    #: login session ids that asked /iserver/account/pnl/partitioned (IBKR's first answer is empty)
+    pnl_asked: set[str] = field(default_factory=set)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
