@@ -8,7 +8,9 @@ what the gateway does before any route runs, in this order:
    every ``/iserver`` endpoint but the session ones answers 401.
 
 A route that fails with an unexpected exception answers 500 ``{"error": ...}`` naming it (IBKR
-answers 500 "internal server error" with its reason), never a dropped connection.
+answers 500 "internal server error" with its reason), never a dropped connection. A path the
+simulator does not serve answers 404, a method it does not serve on a path 405 (with ``Allow``),
+both ``{"error": ...}`` like every other error of the gateway.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -77,6 +80,16 @@ class GatewayMiddleware(BaseHTTPMiddleware):
             )
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no route) and 405 (route without that method) as ``{"error": ...}``."""
+    assert isinstance(exc, HTTPException)
+    text = {
+        404: f"{request.url.path} is not served by this gateway",
+        405: f"{request.method} is not served on {request.url.path}",
+    }.get(exc.status_code, exc.detail)
+    return JSONResponse({"error": text}, status_code=exc.status_code, headers=exc.headers)
+
+
 def build_app(state: WebApiState) -> Starlette:
     """The ASGI app serving ``state`` under ``/v1/api``."""
     routes = (
@@ -90,6 +103,7 @@ def build_app(state: WebApiState) -> Starlette:
     app = Starlette(
         routes=[Mount(PREFIX, routes=routes)],
         middleware=[Middleware(GatewayMiddleware)],
+        exception_handlers={HTTPException: _http_error},
     )
     app.state.webapi = state
     return app
