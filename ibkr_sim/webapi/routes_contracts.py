@@ -31,8 +31,9 @@ def instrument(st: WebApiState, raw: object) -> Instrument | JSONResponse:
         return bad_request(f"Invalid conid: {raw!r} is not a contract id the gateway knows")
 
 
-def _month(expiry: str) -> str:
-    """``20260320`` -> ``MAR26`` (the months IBKR lists in search sections)."""
+def month_code(expiry: str) -> str:
+    """``20260320`` -> ``MAR26``: the months IBKR lists in search sections and takes in
+    strikes and info requests."""
     return datetime.strptime(expiry, "%Y%m%d").strftime("%b%y").upper()
 
 
@@ -43,7 +44,7 @@ def _search_row(st: WebApiState, inst: Instrument) -> dict[str, Any]:
     if inst.sec_type == "STK":
         expiries, _ = st.world.market.option_chain(inst.conid, st.world.now().date())
         opt = ";".join(expiries)
-        months = ";".join(dict.fromkeys(_month(e) for e in expiries))
+        months = ";".join(dict.fromkeys(month_code(e) for e in expiries))
         sections.append({"secType": "OPT", "months": months, "exchange": "SMART;CBOE;ISE"})
     return {
         "conid": str(inst.conid),
@@ -166,4 +167,4 @@ ROUTES = [
     Route("/trsrv/stocks", trsrv_stocks, methods=["GET"]),
 ]
 
-__all__ = ["ROUTES", "instrument"]
+__all__ = ["ROUTES", "instrument", "month_code"]
