@@ -34,6 +34,7 @@ from ibkr_sim.gateway.accounts import push_pnl
 from ibkr_sim.gateway.contracts import read_contract, resolve, scanner_contract_fields
 from ibkr_sim.gateway.entitlements import served_type
 from ibkr_sim.gateway.wire import Reader
+from ibkr_sim.market.scanner import FILTERS as SCAN_FILTERS
 from ibkr_spec import historical
 from ibkr_spec.errors import HISTORICAL_DATA_ERROR, INVALID_REQUEST, IBError
 
@@ -399,7 +400,7 @@ def scanner_parameters_xml(codes: tuple[str, ...]) -> str:
     )
     filters = "".join(
         f"<SimpleFilter><id>{f}</id><AbstractField><code>{f}</code></AbstractField></SimpleFilter>"
-        for f in ("priceAbove", "priceBelow", "volumeAbove", "marketCapAbove", "marketCapBelow")
+        for f in SCAN_FILTERS
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?><ScanParameterResponse>'

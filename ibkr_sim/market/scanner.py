@@ -26,6 +26,14 @@ SCANNER_CODES: tuple[str, ...] = (
     "HOT_BY_VOLUME",
 )
 LOCATIONS: tuple[str, ...] = ("STK.US.MAJOR", "STK.US", "STK.NASDAQ", "STK.NYSE")
+#: the filters a scan takes: IB's filter code -> the keyword of :func:`scan`
+FILTERS: dict[str, str] = {
+    "priceAbove": "above_price",
+    "priceBelow": "below_price",
+    "volumeAbove": "above_volume",
+    "marketCapAbove": "market_cap_above",
+    "marketCapBelow": "market_cap_below",
+}
 
 
 @dataclass(frozen=True)
