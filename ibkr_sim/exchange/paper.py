@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ibkr_sim.exchange import accounts, hours
 from ibkr_sim.exchange.accounts import AccountInfo, AccountNumbers, PnLInfo, PositionInfo, WhatIf
+from ibkr_sim.exchange.alerts import AlertBook
 from ibkr_sim.exchange.hours import utc
 from ibkr_sim.exchange.matching import Matcher
 from ibkr_sim.exchange.orders import (
@@ -32,6 +33,7 @@ from ibkr_sim.exchange.orders import (
     validate,
 )
 from ibkr_sim.exchange.storage import DONE_STATUSES, Store, Tx
+from ibkr_sim.exchange.watchlists import WatchlistBook
 from ibkr_sim.market import SimMarket
 from ibkr_sim.universe import Instrument
 from ibkr_spec.errors import INVALID_REQUEST, ORDER_NOT_FOUND, ORDER_REJECTED, IBError
@@ -54,6 +56,9 @@ class PaperExchange:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._store = Store(self.state_path)
         self._matcher = Matcher(market, participation)
+        #: the accounts' price alerts and the login's watchlists, kept in the same file
+        self.alerts = AlertBook(self._store, market, self.now)
+        self.watchlists = WatchlistBook(self._store, market.universe, self.now)
 
     def close(self) -> None:
         """Close this instance's connection (the state stays in the file)."""

@@ -6,7 +6,9 @@ a single ``BEGIN IMMEDIATE`` transaction (:meth:`Store.tx`): matching resting or
 fills to cash and positions and reading the account happen atomically, so two processes trading
 the same account always leave positions and cash that add up. A new file is seeded with two
 paper accounts: ``DU1234567`` (primary; USD 1,000,000, EUR 50,000, GBP 20,000) and ``DU7654321``
-(USD 250,000). Times are stored as integer microseconds since the epoch (UTC).
+(USD 250,000). Times are stored as integer microseconds since the epoch (UTC). The price alerts
+and watchlists of :mod:`~ibkr_sim.exchange.alerts` and :mod:`~ibkr_sim.exchange.watchlists` live
+in the same file (their queries are theirs).
 """
 
 from __future__ import annotations
@@ -78,6 +80,15 @@ CREATE TABLE IF NOT EXISTS liquidity (
     conid INTEGER NOT NULL, minute INTEGER NOT NULL, side TEXT NOT NULL, taken REAL NOT NULL,
     PRIMARY KEY (conid, minute, side));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id INTEGER PRIMARY KEY, account_id TEXT NOT NULL, conid INTEGER NOT NULL,
+    operator TEXT NOT NULL, price REAL NOT NULL, name TEXT NOT NULL, message TEXT NOT NULL,
+    repeatable INTEGER NOT NULL, outside_rth INTEGER NOT NULL, tif TEXT NOT NULL,
+    expires_us INTEGER, active INTEGER NOT NULL, triggered_us INTEGER,
+    created_us INTEGER NOT NULL, checked_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS watchlists (
+    watchlist_id TEXT PRIMARY KEY, name TEXT NOT NULL, conids TEXT NOT NULL,
+    modified_us INTEGER NOT NULL);
 """
 
 
