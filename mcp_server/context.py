@@ -22,10 +22,16 @@ from mcp_types import ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ibkr_assets.broker import Broker, BrokerError
+from ibkr_assets.broker.errors import NotSupported
 from ibkr_assets.broker.models import Contract
 from mcp_server.app import AppState, IBKRServer
 
 T = TypeVar("T")
+
+
+class NotAvailable(ToolError):
+    """The broker backend in use does not offer this feature (IB offers it through another of
+    its APIs, e.g. price alerts only in the Client Portal Web API); nothing was changed."""
 
 
 def session_key(ctx: Context) -> str | None:
@@ -67,7 +73,9 @@ def state(ctx: Context) -> AppState:
 
 
 async def call_broker(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn(broker, *args, **kwargs)`` in a worker thread; broker errors become tool errors."""
+    """Run ``fn(broker, *args, **kwargs)`` in a worker thread; broker errors become tool errors
+    with IB's message, and a feature the backend does not offer (NotSupported: "<feature> is not
+    available on the <backend> backend: ...") becomes :class:`NotAvailable`."""
     app = state(ctx)
 
     def run() -> T:
@@ -75,6 +83,8 @@ async def call_broker(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: 
 
     try:
         return await anyio.to_thread.run_sync(run)
+    except NotSupported as exc:
+        raise NotAvailable(exc.message) from None
     except BrokerError as exc:
         raise ToolError(str(exc)) from None
 

@@ -2,10 +2,13 @@
 
 One broker connection per server process (``IBResource.from_settings(...).get_broker()``, the same
 resource class the pipeline uses), handed to every MCP session as a typed lifespan context. Tools
-come in seven categories (``reference``, ``portfolio``, ``market_data``, ``trading``, ``scanner``,
-``analysis``, ``pipeline``) plus ``server`` (health, ping); each tool carries its category in its
-metadata and read-only / destructive annotations. The tools that send orders exist only with
-``IBKR_MCP_TRADING=on`` (see :mod:`mcp_server.safety`).
+come in ten categories (``reference``, ``portfolio``, ``market_data``, ``trading``, ``fx``,
+``alerts``, ``watchlists``, ``scanner``, ``analysis``, ``pipeline``) plus ``server`` (health,
+ping); each tool carries its category in its metadata and read-only / destructive annotations.
+The tools that send orders exist only with ``IBKR_MCP_TRADING=on`` (see
+:mod:`mcp_server.safety`). Resources (:mod:`mcp_server.resources`) publish the accounts,
+positions, P&L and the pipeline's latest ticket and risk report for assistants to attach
+without a tool call.
 
 Transports: stdio (desktop assistants) and streamable HTTP at ``/mcp``; the HTTP app also answers
 plain ``GET /tools/list`` and ``POST /tools/call`` for scripts, behind the same Host/Origin checks
@@ -32,7 +35,20 @@ from starlette.responses import JSONResponse, Response
 
 from ibkr_assets.broker import BrokerError, GuardedBroker
 from ibkr_assets.settings import MCPSettings, load_settings
-from mcp_server import analysis, market_data, pipeline, portfolio, reference, scanner, trading
+from mcp_server import (
+    alerts,
+    analysis,
+    fx,
+    market_data,
+    order_history,
+    pipeline,
+    portfolio,
+    reference,
+    resources,
+    scanner,
+    trading,
+    watchlists,
+)
 from mcp_server.app import AppState, IBKRServer, broker_from_env
 from mcp_server.context import add_tool, state
 from mcp_server.portfolio import account_for
@@ -50,6 +66,9 @@ CATEGORIES = (
     portfolio.CATEGORY,
     market_data.CATEGORY,
     trading.CATEGORY,
+    fx.CATEGORY,
+    alerts.CATEGORY,
+    watchlists.CATEGORY,
     scanner.CATEGORY,
     analysis.CATEGORY,
     pipeline.CATEGORY,
@@ -145,11 +164,16 @@ def build_server(
     portfolio.register(server)
     market_data.register(server)
     trading.register(server, trading=settings.trading)
+    order_history.register(server)
+    fx.register(server)
+    alerts.register(server)
+    watchlists.register(server)
     scanner.register(server)
     analysis.register(server)
     pipeline.register(server, trading=settings.trading)
     add_tool(server, health, CATEGORY, open_world=True)
     add_tool(server, ping, CATEGORY, open_world=False)
+    resources.register(server)
     _add_plain_routes(server)
     return server
 
