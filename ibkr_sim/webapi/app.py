@@ -30,7 +30,10 @@ from ibkr_sim.webapi import (
     routes_market_data,
     routes_order_status,
     routes_orders,
+    routes_pnl,
     routes_portfolio,
+    routes_reference,
+    routes_scanner,
     routes_session,
 )
 from ibkr_sim.webapi.routes_session import OPEN_WITHOUT_BROKERAGE, OPEN_WITHOUT_LOGIN
@@ -99,6 +102,9 @@ def build_app(state: WebApiState) -> Starlette:
         + routes_market_data.ROUTES
         + routes_orders.ROUTES
         + routes_order_status.ROUTES
+        + routes_reference.ROUTES
+        + routes_scanner.ROUTES
+        + routes_pnl.ROUTES
     )
     app = Starlette(
         routes=[Mount(PREFIX, routes=routes)],

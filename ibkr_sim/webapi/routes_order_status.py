@@ -1,6 +1,12 @@
-"""Reading orders: ``GET /iserver/account/orders`` (the day's orders, open ones whenever placed)
-and ``GET /iserver/account/trades`` (fills), from the paper exchange the TWS-protocol gateway uses
+"""Reading orders: ``GET /iserver/account/orders`` (the day's orders, open ones whenever placed),
+``GET /iserver/account/order/status/{orderId}`` (one of those orders) and
+``GET /iserver/account/trades`` (fills), from the paper exchange the TWS-protocol gateway uses
 (an order placed there is listed here too).
+
+An order status names the order's limit and stop as ``limit_price`` / ``stop_price`` when it has
+them: IBKR's spec lists no price field for this answer, but a client modifying the order needs
+them (UNCERTAIN whether IBKR sends them under these names). An order that is not among the day's
+orders (done on an earlier day, or unknown) answers 503, as IBKR's does for an earlier session's.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ibkr_sim.exchange import ExecutionInfo, OrderInfo
-from ibkr_sim.webapi.state import WebApiState, bad_request, ok, web_state
+from ibkr_sim.webapi.state import WebApiState, bad_request, error, ok, web_state
 
 NEW_YORK = ZoneInfo("America/New_York")
 #: the exchange's order type -> IBKR's (origOrderType, orderType) in /iserver/account/orders
@@ -86,6 +92,19 @@ def _order_row(st: WebApiState, o: OrderInfo) -> dict[str, Any]:
     return row
 
 
+def todays_orders(st: WebApiState) -> list[OrderInfo]:
+    """The login's orders the gateway knows this day: open ones whenever placed, done ones
+    finished since midnight New York; newest first."""
+    ex = st.world.exchange
+    since = _day_start(st.world.now())
+    rows: list[OrderInfo] = []
+    for account in st.accounts():
+        rows += ex.open_orders(account)
+        rows += [o for o in ex.completed_orders(account) if o.updated >= since]
+    rows.sort(key=lambda o: o.time, reverse=True)
+    return rows
+
+
 async def live_orders(request: Request) -> JSONResponse:
     """``GET /iserver/account/orders?filters=&force=``: the day's orders of the login's accounts
     (open ones whenever placed); ``force=true`` clears the cache and answers none."""
@@ -99,15 +118,83 @@ async def live_orders(request: Request) -> JSONResponse:
             if f not in STATUS_FILTERS:
                 return bad_request(f"filter {f!r} is not one of {', '.join(STATUS_FILTERS)}")
             wanted.add(STATUS_FILTERS[f])
-    ex = st.world.exchange
-    since = _day_start(st.world.now())
-    rows: list[OrderInfo] = []
-    for account in st.accounts():
-        rows += ex.open_orders(account)
-        rows += [o for o in ex.completed_orders(account) if o.updated >= since]
-    rows = [o for o in rows if not wanted or o.status in wanted]
-    rows.sort(key=lambda o: o.time, reverse=True)
+    rows = [o for o in todays_orders(st) if not wanted or o.status in wanted]
     return ok({"orders": [_order_row(st, o) for o in rows], "snapshot": True})
+
+
+#: the exchange's status -> IBKR's order_status_description
+STATUS_DESCRIPTIONS = {
+    "PreSubmitted": "Order Submitted",
+    "Submitted": "Order Submitted",
+    "Filled": "Order Filled",
+    "Cancelled": "Order Cancelled",
+    "Inactive": "Order Inactive",
+}
+
+
+async def order_status(request: Request) -> JSONResponse:
+    """``GET /iserver/account/order/status/{orderId}``: one of the day's orders (503 for any
+    other, see the module docstring)."""
+    st = web_state(request)
+    raw = request.path_params["orderId"]
+    try:
+        order_id = int(raw)
+    except ValueError:
+        return bad_request(f"orderId {raw!r} must be a whole number")
+    found = [o for o in todays_orders(st) if o.order_id == order_id]
+    if not found:
+        return error(
+            f"order {order_id} is not an order of this brokerage session: IBKR answers the "
+            "status of the current session's orders only",
+            503,
+        )
+    o = found[0]
+    inst = st.world.market.universe.by_conid(o.conid)
+    orig, name = ORDER_TYPE_NAMES[o.order_type]
+    done = o.status not in ("PreSubmitted", "Submitted")
+    verb = ("Bought" if o.action == "BUY" else "Sold") if o.filled else o.action.title()
+    desc = f"{verb} {o.quantity:g} {name}" + (", Day" if o.tif == "DAY" else ", GTC")
+    body: dict[str, Any] = {
+        "order_id": o.order_id,
+        "server_id": "0",
+        "request_id": "0",
+        "conid": o.conid,
+        "conidex": str(o.conid),
+        "symbol": inst.symbol,
+        "contract_description_1": inst.symbol,
+        "company_name": inst.name.upper(),
+        "listing_exchange": inst.primary_exchange or inst.exchange,
+        "sec_type": inst.sec_type,
+        "currency": inst.currency,
+        "account": o.account_id,
+        "order_clearing_account": o.account_id,
+        "side": o.action,
+        "order_type": orig,
+        "tif": o.tif,
+        "total_size": f"{o.quantity:.1f}",
+        "cum_fill": f"{o.filled:.1f}",
+        "size": f"{o.remaining:.1f}",
+        "size_and_fills": f"{o.filled:g}" if done else f"{o.filled:g}/{o.quantity:g}",
+        "order_status": o.status,
+        "order_status_description": STATUS_DESCRIPTIONS.get(o.status, o.status),
+        "order_description": desc,
+        "order_description_with_contract": desc.replace(name, f"{inst.symbol} {name}", 1),
+        "order_time": o.time.astimezone(NEW_YORK).strftime("%y%m%d%H%M%S"),
+        "order_not_editable": done,
+        "cannot_cancel_order": done,
+        "deactivate_order": False,
+        "editable_fields": "",
+        "child_order_type": "0",
+        "alert_active": 0,
+        "sub_type": None,
+    }
+    if o.avg_fill_price is not None:
+        body["average_price"] = f"{o.avg_fill_price:.2f}"
+    if o.limit_price is not None:
+        body["limit_price"] = str(o.limit_price)
+    if o.stop_price is not None:
+        body["stop_price"] = str(o.stop_price)
+    return ok(body)
 
 
 def _trade_row(st: WebApiState, e: ExecutionInfo) -> dict[str, Any]:
@@ -168,6 +255,7 @@ async def trades(request: Request) -> JSONResponse:
 
 ROUTES = [
     Route("/iserver/account/orders", live_orders, methods=["GET"]),
+    Route("/iserver/account/order/status/{orderId}", order_status, methods=["GET"]),
     Route("/iserver/account/trades", trades, methods=["GET"]),
 ]
 
