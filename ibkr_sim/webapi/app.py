@@ -26,7 +26,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 
 from ibkr_sim.webapi import (
+    routes_alerts,
     routes_contracts,
+    routes_fx,
     routes_market_data,
     routes_order_status,
     routes_orders,
@@ -35,6 +37,7 @@ from ibkr_sim.webapi import (
     routes_reference,
     routes_scanner,
     routes_session,
+    routes_watchlists,
 )
 from ibkr_sim.webapi.routes_session import OPEN_WITHOUT_BROKERAGE, OPEN_WITHOUT_LOGIN
 from ibkr_sim.webapi.state import WebApiState, error
@@ -105,6 +108,9 @@ def build_app(state: WebApiState) -> Starlette:
         + routes_reference.ROUTES
         + routes_scanner.ROUTES
         + routes_pnl.ROUTES
+        + routes_alerts.ROUTES
+        + routes_watchlists.ROUTES
+        + routes_fx.ROUTES
     )
     app = Starlette(
         routes=[Mount(PREFIX, routes=routes)],

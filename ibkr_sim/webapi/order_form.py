@@ -11,7 +11,15 @@ from the realism profile:
 
 Questions suppressed through ``/iserver/questions/suppress`` are not asked.
 
-**Errors**: a malformed order (missing or bad fields, an unsupported type or time in force) is a
+**Currency conversion** (webapi.md, "FX"): ``isCcyConv: true`` marks an order on an IDEALPRO
+pair (secType CASH) as a conversion, which IB books as cash in the two currencies, never as a
+virtual FX position - as the paper exchange books every FX fill. Its size is ``quantity`` in the
+base currency (EUR of EUR.USD), or ``fxQty``, the cash to convert in the quote currency (USD of
+EUR.USD; IBKR's ``totalCashSize`` / ``cashCcy``), turned into a base quantity at the limit price,
+else at the ask for a buy and the bid for a sell now, to 2 decimals.
+
+**Errors**: a malformed order (missing or bad fields, an unsupported type or time in force,
+``isCcyConv`` on anything but a currency pair, ``fxQty`` without it or with ``quantity``) is a
 ``ValueError`` naming what is wrong, a conid the gateway does not know a ``LookupError`` (both
 answered 400 by the routes).
 """
@@ -54,8 +62,9 @@ def _number(body: dict[str, Any], name: str) -> float | None:
 def parse_order(st: WebApiState, body: dict[str, Any]) -> tuple[OrderRequest, Instrument]:
     """The exchange's order and its contract from an IBKR order object; ``ValueError`` naming
     what is missing or wrong (answered 400), ``LookupError`` for an unknown conid (400)."""
-    missing = [f for f in ("conid", "orderType", "side", "quantity", "tif") if f not in body]
-    if missing and not ("conid" in missing and "conidex" in body):
+    needed = ("conid", "orderType", "side", "tif", "fxQty" if "fxQty" in body else "quantity")
+    missing = [f for f in needed if f not in body]
+    if missing and not (missing == ["conid"] and "conidex" in body):
         raise ValueError(f"order is missing {', '.join(missing)} (IBKR requires all five)")
     raw_conid = body.get("conid", str(body.get("conidex", "")).partition("@")[0])
     inst = instrument(st, raw_conid)
@@ -70,9 +79,9 @@ def parse_order(st: WebApiState, body: dict[str, Any]) -> tuple[OrderRequest, In
     tif = str(body["tif"]).upper()
     if tif not in TIFS:
         raise ValueError(f"tif {body['tif']!r}: the simulated gateway serves DAY and GTC")
-    quantity = _number(body, "quantity")
     price, aux = _number(body, "price"), _number(body, "auxPrice")
     limit = price if order_type in ("LMT", "STP LMT") else None
+    quantity = _quantity(st, body, inst, limit)
     stop = price if order_type == "STP" else aux if order_type == "STP LMT" else None
     outside = body.get("outsideRTH", body.get("outsideRth", False))
     req = OrderRequest(
@@ -96,6 +105,34 @@ def parse_order(st: WebApiState, body: dict[str, Any]) -> tuple[OrderRequest, In
         if needed and value is None:
             raise ValueError(f"a {body['orderType']} order needs {name}")
     return req, inst
+
+
+def _quantity(
+    st: WebApiState, body: dict[str, Any], inst: Instrument, limit: float | None
+) -> float | None:
+    """The order's quantity in the instrument's units: ``quantity``, or for a currency
+    conversion ``fxQty`` (quote-currency cash) at its price (see the module docstring)."""
+    conversion = body.get("isCcyConv", False)
+    if not isinstance(conversion, bool):
+        raise ValueError(f"isCcyConv {conversion!r} must be true or false")
+    if conversion and inst.sec_type != "CASH":
+        raise ValueError(
+            f"isCcyConv is for currency pairs (secType CASH); conid {inst.conid} is "
+            f"{inst.symbol} ({inst.sec_type})"
+        )
+    cash = _number(body, "fxQty")
+    if cash is None:
+        return _number(body, "quantity")
+    if not conversion:
+        raise ValueError("fxQty is the cash of a currency conversion: send it with isCcyConv true")
+    if "quantity" in body:
+        raise ValueError("a conversion is sized by quantity or by fxQty, not both")
+    if cash <= 0:
+        raise ValueError(f"fxQty {cash:g} must be positive")
+    quote = st.world.market.snapshot(inst.conid, st.world.now())
+    side = str(body.get("side", "")).upper()
+    price = limit or (quote.ask if side == "BUY" else quote.bid)
+    return round(cash / price, 2)
 
 
 def _describe(req: OrderRequest, inst: Instrument) -> str:
