@@ -52,11 +52,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ibkr_assets.broker.errors import (
-    ContractNotFound,
-    MarketDataUnavailable,
-    OrderRefused,
-)
+from ibkr_assets.broker.errors import MarketDataUnavailable, OrderRefused
+from ibkr_assets.broker.fx import pair_rate
 from ibkr_assets.broker.models import DELAYED_DATA_TYPES, Contract, Order, Quote
 from ibkr_assets.broker.protocol import Broker
 from ibkr_assets.broker.settings import BrokerSettings, OrderLimits
@@ -238,14 +235,9 @@ class OrderGuard:
         for line in broker.cash_balances(account):
             if line.currency == currency and line.fx_rate > 0:
                 return line.fx_rate
-        for symbol, quoted, invert in ((base, currency, True), (currency, base, False)):
-            try:
-                pair = broker.resolve(symbol, "CASH", "IDEALPRO", quoted)
-                mid = _midpoint(broker.quotes([pair])[0])
-            except (ContractNotFound, MarketDataUnavailable):  # not this way round: the other
-                continue
-            if mid:
-                return 1.0 / mid if invert else mid
+        rate = pair_rate(broker, currency, base)
+        if rate:
+            return rate
         raise OrderRefused(
             f"no {base}/{currency} rate to value the order in the account's base currency",
             "quote",

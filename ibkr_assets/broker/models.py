@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
@@ -504,6 +504,31 @@ def option_spec(expiry: str, strike: float, right: str) -> tuple[str, float, str
     if side is None:
         raise InvalidRequest(f"option right must be C or P, got {right!r}")
     return str(expiry), float(strike), side
+
+
+def alert_spec(
+    contract: Contract, condition: str, price: float, name: str = ""
+) -> tuple[AlertCondition, float, str]:
+    """A price alert as a trader names it, checked: condition ``>=`` or ``<=``, a positive price
+    in the contract's currency, the name (default ``"AAPL >= 200"``). Raises InvalidRequest."""
+    if condition not in get_args(AlertCondition):
+        raise InvalidRequest(
+            f"{contract.symbol}: alert condition must be '>=' or '<=' (the last price against "
+            f"the threshold), got {condition!r}"
+        )
+    if not (isinstance(price, int | float) and math.isfinite(price) and price > 0):
+        raise InvalidRequest(f"{contract.symbol}: alert price must be positive, got {price!r}")
+    label = name.strip() or f"{contract.symbol} {condition} {price:g}"
+    return cast(AlertCondition, condition), float(price), label
+
+
+def currency_code(text: str) -> str:
+    """An ISO 4217 currency code in IB's spelling (``"eur"`` -> ``"EUR"``). Raises
+    InvalidRequest."""
+    code = str(text).strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise InvalidRequest(f"currency must be a 3-letter ISO code such as USD, got {text!r}")
+    return code
 
 
 def modified_quantity(order_id: int, quantity: float | None) -> float | None:
