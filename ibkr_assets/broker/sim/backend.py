@@ -12,19 +12,23 @@ from pathlib import Path
 from typing import get_args
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.errors import (
-    AccountNotFound,
-    InvalidRequest,
-    NotConnected,
-    NotSupported,
-)
+from ibkr_assets.broker.errors import AccountNotFound, InvalidRequest, NotConnected
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
-from ibkr_assets.broker.sim.convert import bars, copied, ib_errors, to_contract
+from ibkr_assets.broker.sim.convert import (
+    bars,
+    copied,
+    ib_errors,
+    to_alert,
+    to_contract,
+    to_watchlist,
+)
 from ibkr_sim.exchange import OrderInfo, OrderRequest, PaperExchange
+from ibkr_sim.exchange.accounts import fx_rates
 from ibkr_sim.market import SimMarket
 from ibkr_sim.universe import Instrument
 from ibkr_spec import historical
+from ibkr_spec.errors import IBError
 
 _SEC_TYPES = frozenset(get_args(models.SecType))
 
@@ -392,8 +396,12 @@ class SimBroker:
     def scanner_codes(self) -> list[str]:
         return list(self.market.SCANNER_CODES)
 
+    # -- alerts and watchlists (the paper exchange's, in paper.sqlite) -----------------------
     def alerts(self, account_id: str | None = None) -> list[models.PriceAlert]:
-        raise NotSupported(f"alerts are not available on the {self.name} backend yet")
+        self._check_open()
+        account = self._account(account_id)
+        with ib_errors():
+            return [to_alert(a, self.market.universe) for a in self.exchange.alerts.alerts(account)]
 
     def create_alert(
         self,
@@ -403,24 +411,51 @@ class SimBroker:
         name: str = "",
         account_id: str | None = None,
     ) -> models.PriceAlert:
-        raise NotSupported(f"alerts are not available on the {self.name} backend yet")
+        self._check_open()
+        operator, threshold, label = models.alert_spec(contract, condition, price, name)
+        account = self._account(account_id)
+        inst = self._instrument(contract)
+        with ib_errors():
+            made = self.exchange.alerts.create(account, inst.conid, operator, threshold, label)
+            return to_alert(made, self.market.universe)
 
     def delete_alert(self, alert_id: int, account_id: str | None = None) -> None:
-        raise NotSupported(f"alerts are not available on the {self.name} backend yet")
+        self._check_open()
+        account = self._account(account_id)
+        with ib_errors():
+            self.exchange.alerts.delete(account, alert_id)
 
     def watchlists(self) -> list[models.Watchlist]:
-        raise NotSupported(f"watchlists are not available on the {self.name} backend yet")
+        self._check_open()
+        universe = self.market.universe
+        return [to_watchlist(w, universe) for w in self.exchange.watchlists.watchlists()]
 
     def save_watchlist(
         self, name: str, contracts: Sequence[models.Contract], watchlist_id: str | None = None
     ) -> models.Watchlist:
-        raise NotSupported(f"watchlists are not available on the {self.name} backend yet")
+        self._check_open()
+        conids = [self._instrument(c).conid for c in contracts]
+        with ib_errors():
+            saved = self.exchange.watchlists.save(name, conids, watchlist_id)
+        return to_watchlist(saved, self.market.universe)
 
     def delete_watchlist(self, watchlist_id: str) -> None:
-        raise NotSupported(f"watchlists are not available on the {self.name} backend yet")
+        self._check_open()
+        with ib_errors():
+            self.exchange.watchlists.delete(watchlist_id)
 
     def order_status(self, order_id: int) -> models.OrderStatus:
-        raise NotSupported(f"order_status is not available on the {self.name} backend yet")
+        self._check_open()
+        with ib_errors():
+            return self._status(self.exchange.order(order_id))
 
     def exchange_rate(self, source: str, target: str) -> models.FxRate:
-        raise NotSupported(f"exchange_rate is not available on the {self.name} backend yet")
+        """At the pairs' last prices: the rates the paper accounts are valued at."""
+        self._check_open()
+        source, target = models.currency_code(source), models.currency_code(target)
+        now = self.now()
+        try:
+            rate = fx_rates(self.market, now, target)(source)
+        except IBError as exc:
+            raise InvalidRequest(f"no exchange rate {source}->{target}: {exc.message}") from None
+        return models.FxRate(source=source, target=target, rate=rate, time=now)

@@ -17,8 +17,10 @@ import pandas as pd
 from pydantic import BaseModel
 
 from ibkr_assets.broker.errors import error_from_ib
-from ibkr_assets.broker.models import Bar, Contract, bar_series
-from ibkr_sim.universe import Instrument
+from ibkr_assets.broker.models import Bar, Contract, PriceAlert, Watchlist, bar_series
+from ibkr_sim.exchange.alerts import AlertInfo
+from ibkr_sim.exchange.watchlists import WatchlistInfo
+from ibkr_sim.universe import Instrument, Universe
 from ibkr_spec.errors import IBError
 
 T = TypeVar("T")
@@ -54,6 +56,23 @@ def copied(target: type[T], record: object, *, skip: Collection[str] = (), **giv
 def to_contract(inst: Instrument) -> Contract:
     """The broker model of a simulated instrument (``local_symbol`` is its symbol)."""
     return copied(Contract, inst, local_symbol=inst.symbol)
+
+
+def to_alert(a: AlertInfo, universe: Universe) -> PriceAlert:
+    """The broker model of a stored price alert."""
+    return copied(
+        PriceAlert,
+        a,
+        contract=to_contract(universe.by_conid(a.conid)),
+        condition=a.operator,
+        triggered=a.triggered is not None,
+    )
+
+
+def to_watchlist(w: WatchlistInfo, universe: Universe) -> Watchlist:
+    """The broker model of a stored watchlist."""
+    contracts = [to_contract(universe.by_conid(c)) for c in w.conids]
+    return copied(Watchlist, w, contracts=contracts)
 
 
 def bars(frame: pd.DataFrame, what_to_show: str, daily: bool) -> list[Bar]:
