@@ -14,6 +14,8 @@ from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.webapi.accounts import Accounts
 from ibkr_assets.broker.webapi.contracts import Contracts
+from ibkr_assets.broker.webapi.fx import Fx
+from ibkr_assets.broker.webapi.lists import Lists
 from ibkr_assets.broker.webapi.market_data import MarketData
 from ibkr_assets.broker.webapi.orders import Orders
 from ibkr_assets.broker.webapi.session import Session
@@ -41,6 +43,8 @@ class WebApiBroker:
         self._accounts = Accounts(self.session, self._contracts, settings.account)
         self._market = MarketData(self.session, settings.timeout)
         self._orders = Orders(self.session, self._accounts, self._contracts)
+        self._lists = Lists(self.session, self._accounts, self._contracts)
+        self._fx = Fx(self.session, self._contracts)
 
     @classmethod
     def from_settings(cls, settings: BrokerSettings) -> WebApiBroker:
@@ -63,6 +67,8 @@ class WebApiBroker:
     ) -> models.Contract:
         if isinstance(symbol, int):
             return self._contracts.contract(symbol)
+        if sec_type == "CASH":  # IBKR finds pairs through /iserver/currency/pairs
+            return self._fx.pair(symbol, currency)
         return self._contracts.resolve(symbol, sec_type, currency)
 
     def search(self, text: str, limit: int = 10) -> list[models.Contract]:
@@ -170,8 +176,9 @@ class WebApiBroker:
     def scanner_codes(self) -> list[str]:
         not_served("scanner_codes", "needs /iserver/scanner/params")
 
+    # -- alerts and watchlists ----------------------------------------------------------------
     def alerts(self, account_id: str | None = None) -> list[models.PriceAlert]:
-        raise NotSupported(f"alerts are not available on the {self.name} backend yet")
+        return self._lists.alerts(account_id)
 
     def create_alert(
         self,
@@ -181,24 +188,24 @@ class WebApiBroker:
         name: str = "",
         account_id: str | None = None,
     ) -> models.PriceAlert:
-        raise NotSupported(f"alerts are not available on the {self.name} backend yet")
+        return self._lists.create_alert(contract, condition, price, name, account_id)
 
     def delete_alert(self, alert_id: int, account_id: str | None = None) -> None:
-        raise NotSupported(f"alerts are not available on the {self.name} backend yet")
+        self._lists.delete_alert(alert_id, account_id)
 
     def watchlists(self) -> list[models.Watchlist]:
-        raise NotSupported(f"watchlists are not available on the {self.name} backend yet")
+        return self._lists.watchlists()
 
     def save_watchlist(
         self, name: str, contracts: Sequence[models.Contract], watchlist_id: str | None = None
     ) -> models.Watchlist:
-        raise NotSupported(f"watchlists are not available on the {self.name} backend yet")
+        return self._lists.save_watchlist(name, contracts, watchlist_id)
 
     def delete_watchlist(self, watchlist_id: str) -> None:
-        raise NotSupported(f"watchlists are not available on the {self.name} backend yet")
+        self._lists.delete_watchlist(watchlist_id)
 
     def order_status(self, order_id: int) -> models.OrderStatus:
         raise NotSupported(f"order_status is not available on the {self.name} backend yet")
 
     def exchange_rate(self, source: str, target: str) -> models.FxRate:
-        raise NotSupported(f"exchange_rate is not available on the {self.name} backend yet")
+        return self._fx.rate(source, target)

@@ -67,7 +67,8 @@ MAX_TRADE_DAYS = 7
 
 def wire_order(order: Order, account: str) -> dict[str, Any]:
     """``order`` as IBKR's order object (``price`` is the limit, or the stop of a STP;
-    ``auxPrice`` the stop of a STOP_LIMIT; ``cOID`` the order_ref)."""
+    ``auxPrice`` the stop of a STOP_LIMIT; ``cOID`` the order_ref). An order on a currency pair
+    (CASH) is IBKR's currency conversion (``isCcyConv``), sized in the base currency."""
     if order.parent_id is not None or not order.transmit:
         raise InvalidOrder(
             f"{order.contract.symbol}: bracket children (parent_id, transmit=False) are not "
@@ -90,6 +91,8 @@ def wire_order(order: Order, account: str) -> dict[str, Any]:
         body["auxPrice"] = order.stop_price
     if order.order_ref:
         body["cOID"] = order.order_ref
+    if order.contract.sec_type == "CASH":  # IBKR's currency conversion: cash, no FX position
+        body["isCcyConv"] = True
     return body
 
 
