@@ -10,7 +10,8 @@ from datetime import datetime
 import ib_async
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.errors import NotSupported
+from ibkr_assets.broker.errors import InvalidRequest, NotSupported
+from ibkr_assets.broker.fx import pair_rate
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.tws.accounts import Accounts
@@ -254,7 +255,15 @@ class TwsBroker:
         raise _web_api_only("watchlists")
 
     def order_status(self, order_id: int) -> models.OrderStatus:
-        raise NotSupported(f"order_status is not available on the {self.name} backend yet")
+        return self._read(lambda: self._orders.status(order_id))
 
     def exchange_rate(self, source: str, target: str) -> models.FxRate:
-        raise NotSupported(f"exchange_rate is not available on the {self.name} backend yet")
+        """The IDEALPRO pair's midpoint (the TWS API has no exchange-rate request)."""
+        source, target = models.currency_code(source), models.currency_code(target)
+        rate = pair_rate(self, source, target)
+        if rate is None:
+            raise InvalidRequest(
+                f"no exchange rate {source}->{target}: IB lists no quoted IDEALPRO pair "
+                f"{source}.{target} or {target}.{source}"
+            )
+        return models.FxRate(source=source, target=target, rate=rate, time=self.now())

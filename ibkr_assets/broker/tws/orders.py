@@ -199,6 +199,10 @@ class Orders:
 
     async def completed(self, account_id: str | None) -> list[OrderStatus]:
         account = await self._accounts.account(account_id)
+        return [s for s in await self._all_completed() if s.account_id == account]
+
+    async def _all_completed(self) -> list[OrderStatus]:
+        """Today's completed orders of every account, with the orderIds this client knows."""
         for trade in self._ib.trades():
             self._remember(trade)
         trades = await self._conn.named_request(
@@ -207,8 +211,18 @@ class Orders:
         return [
             _completed_model(t, self._order_ids.get(t.order.permId, t.order.orderId))
             for t in trades
-            if t.order.account == account
         ]
+
+    async def status(self, order_id: int) -> OrderStatus:
+        """The order ``order_id`` of any account: open (IB's open orders), else done today
+        (IB's completed orders). Raises OrderNotFound."""
+        for trade in await self._all_open():
+            if trade.order.orderId == order_id and not trade.isDone():
+                return _status_model(trade, from_ib_contract(trade.contract))
+        for done in await self._all_completed():
+            if done.order_id == order_id:
+                return done
+        raise OrderNotFound(f"order {order_id} is neither open nor among today's completed orders")
 
     async def executions(self, account_id: str | None, since: datetime | None) -> list[Execution]:
         account = await self._accounts.account(account_id)
