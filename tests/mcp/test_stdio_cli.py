@@ -74,7 +74,13 @@ def test_cli_tools_json_by_category(http_server):
     out = _cli("tools", "--json", "--category", "trading", "--url", http_server.url)
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
-    assert {r["name"] for r in rows} == {"preview_order", "open_orders", "executions"}
+    assert {r["name"] for r in rows} == {
+        "preview_order",
+        "open_orders",
+        "executions",
+        "order_status",
+        "completed_orders",
+    }
     assert all(r["category"] == "trading" and r["example"] for r in rows)
 
 
