@@ -179,7 +179,7 @@ async def order_status(request: Request) -> JSONResponse:
         "order_status_description": STATUS_DESCRIPTIONS.get(o.status, o.status),
         "order_description": desc,
         "order_description_with_contract": desc.replace(name, f"{inst.symbol} {name}", 1),
-        "order_time": o.time.astimezone(NEW_YORK).strftime("%y%m%d%H%M%S"),
+        "order_time": o.time.astimezone(UTC).strftime("%y%m%d%H%M%S"),
         "order_not_editable": done,
         "cannot_cancel_order": done,
         "deactivate_order": False,

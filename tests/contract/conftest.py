@@ -98,23 +98,3 @@ def broker(
         b = connect(_settings("tws", data_dir, port=gateway.port)).inner
         yield b
         b.close()
-
-
-#: tests the webapi backend cannot pass yet, and the endpoint the simulated gateway lacks for each
-WEBAPI_NOT_SERVED = {
-    "test_search_and_contract_details": "trading hours need /trsrv/secdef/schedule",
-    "test_option_contract_from_the_chain": "needs /iserver/secdef/strikes and /iserver/secdef/info",
-    "test_depth": "the Web API serves the book only on its websocket (sbd)",
-    "test_news_headlines": "the Web API has no historical-news endpoint",
-    "test_scanners": "needs /iserver/scanner/params and /iserver/scanner/run",
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the webapi runs of :data:`WEBAPI_NOT_SERVED` as strict expected failures."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        name = getattr(item, "originalname", item.name)
-        if callspec and callspec.params.get("broker") == "webapi" and name in WEBAPI_NOT_SERVED:
-            reason = f"webapi backend: {WEBAPI_NOT_SERVED[name]}"
-            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

@@ -12,6 +12,7 @@ from ibkr_assets.broker.errors import (
     ContractNotFound,
     InvalidOrder,
     InvalidRequest,
+    NotSupported,
     OrderNotFound,
 )
 from ibkr_assets.broker.models import Order, ScanFilter
@@ -101,6 +102,10 @@ def test_history_rejects_a_bad_bar_size(broker: Broker) -> None:
 
 
 def test_depth(broker: Broker) -> None:
+    if broker.name == "webapi":  # IBKR's Web API streams the book on its websocket only
+        with pytest.raises(NotSupported, match="IBKR_BACKEND=tws"):
+            broker.depth(broker.resolve("NVDA"), rows=5)
+        return
     book = broker.depth(broker.resolve("NVDA"), rows=5)
     assert len(book.bids) == 5 and len(book.asks) == 5
     bid_prices = [lvl.price for lvl in book.bids]
@@ -116,6 +121,10 @@ def test_news_headlines(broker: Broker) -> None:
 
     aapl = broker.resolve("AAPL")
     end = broker.now()
+    if broker.name == "webapi":  # IBKR's Web API has no historical-news endpoint
+        with pytest.raises(NotSupported, match="IBKR_BACKEND=tws"):
+            broker.news(aapl, start=end - timedelta(days=30), end=end)
+        return
     news = broker.news(aapl, start=end - timedelta(days=30), end=end)
     assert news, "a month of news has headlines"
     assert all(h.time <= end for h in news)

@@ -1,7 +1,12 @@
 """Accounts through the Web API: ``/iserver/accounts`` (the login's accounts), then the
 ``/portfolio`` endpoints, which IBKR answers only after ``/portfolio/accounts`` was asked:
 ``/portfolio/{acct}/summary`` (lower-case keys, each ``{amount, timestamp, ...}``), ``/ledger``
-(cash by currency, with ``BASE``) and ``/positions/{page}`` (100 a page, from page 0)."""
+(cash by currency, with ``BASE``) and ``/positions/{page}`` (100 a page, from page 0).
+
+P&L comes from ``/iserver/account/pnl/partitioned`` (one row per account, ``<account>.Core``:
+``dpl`` daily, ``upl`` unrealized; IBKR: 1 request per 5 s, and the session's first answer is
+empty, so it is asked once more), with the day's realized P&L from the ledger's ``BASE``
+``realizedpnl`` (the partitioned answer names none)."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ibkr_assets.broker.errors import AccountNotFound, BrokerError
-from ibkr_assets.broker.models import Account, AccountSummary, CashBalance, Position
+from ibkr_assets.broker.models import Account, AccountSummary, CashBalance, PnL, Position
 from ibkr_assets.broker.webapi.contracts import Contracts
 from ibkr_assets.broker.webapi.session import Session
 
@@ -152,11 +157,38 @@ class Accounts:
                 return out
             page += 1
 
+    def _ledger(self, account: str) -> dict[str, dict[str, Any]]:
+        """``/portfolio/{account}/ledger``: cash and P&L by currency, and their ``BASE`` total."""
+        self._portfolio_accounts()
+        return self._s.get(f"/portfolio/{account}/ledger") or {}
+
+    def pnl(self, account_id: str | None) -> PnL:
+        """Daily, unrealized and today's realized P&L, in the account's base currency."""
+        account = self.account(account_id)
+        row: dict[str, Any] | None = None
+        for _ in range(2):  # IBKR's first answer of a session is {"upnl": {}}
+            body = self._s.get("/iserver/account/pnl/partitioned") or {}
+            row = (body.get("upnl") or {}).get(f"{account}.Core")
+            if row:
+                break
+        if not row:
+            raise BrokerError(
+                f"account {account}: /iserver/account/pnl/partitioned answered no row for it "
+                "twice; ask again in a few seconds"
+            )
+        base = self._ledger(account).get("BASE") or {}
+        return PnL(
+            account_id=account,
+            daily=float(row.get("dpl") or 0.0),
+            unrealized=float(row.get("upl") or 0.0),
+            realized=float(base.get("realizedpnl") or 0.0),
+            currency=str(base.get("currency") or "USD"),
+        )
+
     def cash(self, account_id: str | None) -> list[CashBalance]:
         """The ledger's currencies (not its ``BASE`` total), with their rates to base."""
         account = self.account(account_id)
-        self._portfolio_accounts()
-        ledger = self._s.get(f"/portfolio/{account}/ledger") or {}
+        ledger = self._ledger(account)
         base = str((ledger.get("BASE") or {}).get("currency") or "USD")
         out = []
         for key, row in sorted(ledger.items()):

@@ -1,32 +1,25 @@
 """The webapi backend's Broker: the synchronous protocol methods over the Client Portal
-gateway's session. Methods the Web API cannot serve here yet raise a BrokerError naming the
-method, the backend and the endpoint they wait for."""
+gateway's session. Methods IBKR's Web API cannot serve (depth, news) raise NotSupported naming
+the tws backend."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NoReturn
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.errors import BrokerError, NotSupported
+from ibkr_assets.broker.errors import NotSupported
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
+from ibkr_assets.broker.timeutil import NEW_YORK
 from ibkr_assets.broker.webapi.accounts import Accounts
 from ibkr_assets.broker.webapi.contracts import Contracts
 from ibkr_assets.broker.webapi.fx import Fx
 from ibkr_assets.broker.webapi.lists import Lists
-from ibkr_assets.broker.webapi.market_data import MarketData
+from ibkr_assets.broker.webapi.market_data import MarketData, Scanner
 from ibkr_assets.broker.webapi.orders import Orders
 from ibkr_assets.broker.webapi.session import Session
 from ibkr_spec.webapi import HISTORY_CONCURRENCY
-
-
-def not_served(method: str, why: str) -> NoReturn:
-    """Fail a protocol method the webapi backend does not serve yet, saying why."""
-    raise BrokerError(
-        f"{method} is not available on the webapi backend yet ({why}); use IBKR_BACKEND=tws"
-    )
 
 
 class WebApiBroker:
@@ -45,6 +38,7 @@ class WebApiBroker:
         self._orders = Orders(self.session, self._accounts, self._contracts)
         self._lists = Lists(self.session, self._accounts, self._contracts)
         self._fx = Fx(self.session, self._contracts)
+        self._scanner = Scanner(self.session, self._contracts, self._market)
 
     @classmethod
     def from_settings(cls, settings: BrokerSettings) -> WebApiBroker:
@@ -75,20 +69,19 @@ class WebApiBroker:
         return self._contracts.search(text, limit)
 
     def contract_details(self, contract: models.Contract) -> models.ContractDetails:
-        details = self._contracts.details(contract)
+        details = self._contracts.details(contract, self.now().astimezone(NEW_YORK).date())
         volume = self._market.avg_volume(contract)
         return details.model_copy(
             update={"avg_daily_volume": volume, "avg_volume_source": "ib" if volume else None}
         )
 
     def option_chain(self, underlying: models.Contract) -> models.OptionChain:
-        not_served("option_chain", "needs /iserver/secdef/strikes")
+        return self._contracts.option_chain(underlying)
 
     def option_contract(
         self, underlying: models.Contract, expiry: str, strike: float, right: str
     ) -> models.Contract:
-        models.option_spec(expiry, strike, right)
-        not_served("option_contract", "needs /iserver/secdef/info")
+        return self._contracts.option_contract(underlying, expiry, strike, right)
 
     # -- accounts ----------------------------------------------------------------------------
     def accounts(self) -> list[models.Account]:
@@ -101,7 +94,7 @@ class WebApiBroker:
         return self._accounts.positions(account_id)
 
     def pnl(self, account_id: str | None = None) -> models.PnL:
-        not_served("pnl", "needs /iserver/account/pnl/partitioned")
+        return self._accounts.pnl(account_id)
 
     def cash_balances(self, account_id: str | None = None) -> list[models.CashBalance]:
         return self._accounts.cash(account_id)
@@ -122,7 +115,11 @@ class WebApiBroker:
         return self._market.history(contract, duration, bar_size, what_to_show, end, use_rth)
 
     def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
-        not_served("depth", "the Web API streams the book only on its websocket (sbd topic)")
+        raise NotSupported(
+            "depth is not available on the webapi backend: IBKR's Web API streams the order "
+            "book only on its websocket (sbd topic), it has no REST endpoint; use "
+            "IBKR_BACKEND=tws"
+        )
 
     def news(
         self,
@@ -131,7 +128,10 @@ class WebApiBroker:
         end: datetime | None = None,
         limit: int = 50,
     ) -> list[models.NewsHeadline]:
-        not_served("news", "the Web API has no historical-news endpoint")
+        raise NotSupported(
+            "news is not available on the webapi backend: IBKR's Web API has no "
+            "historical-news endpoint; use IBKR_BACKEND=tws"
+        )
 
     # -- trading -----------------------------------------------------------------------------
     def what_if(self, order: models.Order) -> models.WhatIfResult:
@@ -171,10 +171,10 @@ class WebApiBroker:
         filters: models.ScanFilter | None = None,
         limit: int = 50,
     ) -> list[models.ScannerRow]:
-        not_served("scan", "needs /iserver/scanner/run")
+        return self._scanner.scan(code, location, filters or models.ScanFilter(), limit)
 
     def scanner_codes(self) -> list[str]:
-        not_served("scanner_codes", "needs /iserver/scanner/params")
+        return self._scanner.codes()
 
     # -- alerts and watchlists ----------------------------------------------------------------
     def alerts(self, account_id: str | None = None) -> list[models.PriceAlert]:
@@ -205,7 +205,7 @@ class WebApiBroker:
         self._lists.delete_watchlist(watchlist_id)
 
     def order_status(self, order_id: int) -> models.OrderStatus:
-        raise NotSupported(f"order_status is not available on the {self.name} backend yet")
+        return self._orders.status(order_id)
 
     def exchange_rate(self, source: str, target: str) -> models.FxRate:
         return self._fx.rate(source, target)

@@ -1,33 +1,65 @@
 """Contracts through the Web API: ``/iserver/secdef/search`` finds a symbol's conid,
-``/iserver/contract/{conid}/info`` describes it. Conids are fixed for the life of an instrument,
-so each contract's info is asked once and kept.
+``/iserver/contract/{conid}/info`` describes it, ``/trsrv/secdef`` adds its listing exchange and
+price increment, ``/trsrv/secdef/schedule`` its trading hours; option chains come from
+``/iserver/secdef/strikes`` and options from ``/iserver/secdef/info``. Conids are fixed for the
+life of an instrument, so each contract's info and definition are asked once and kept; the
+listing exchange a search row names (its ``description``) is kept too, so a contract resolved by
+symbol costs no ``/trsrv/secdef`` request.
 
-The info names no listing exchange, so ``primary_exchange`` is left empty (``/trsrv/secdef``
-has it; next step). Trading hours come from ``/trsrv/secdef/schedule``, which the simulated
-gateway does not serve yet: contract_details then has no sessions.
+**Options.** IBKR answers strikes (and, per its docs, option info) only for an underlying that
+``/iserver/secdef/search`` returned by symbol in the same brokerage session, so each chain or
+option look-up searches the underlying first; the search row lists the chain's months
+(``sections``, ``MAR26``) and expiries (``opt``, ``YYYYMMDD;...``).
+
+**Schedule.** IBKR answers weekday templates (``20000101`` = any Saturday ... ``20000107`` = any
+Friday) and dated exceptions, times ``HHMM`` in the answer's ``timezone``; a window closing at or
+before its opening opened the day before. A day's liquid (regular) hours are its ``sessions``, or
+its trading windows marked ``prop: "LIQUID"`` when the whole day is liquid; a day without liquid
+hours is closed (weekends, holidays). The spec's schema spells the windows ``tradingTimes``, its
+example ``tradingtimes``: both are read.
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
+from ibkr_assets.broker import models
 from ibkr_assets.broker.errors import ContractNotFound, InvalidRequest
-from ibkr_assets.broker.models import Contract, ContractDetails, SecType
+from ibkr_assets.broker.models import (
+    Contract,
+    ContractDetails,
+    OptionChain,
+    SecType,
+    TradingSession,
+)
 from ibkr_assets.broker.webapi.session import Session
 from ibkr_spec.errors import NO_SECURITY_DEFINITION
 
 #: secdef/search's secType for the broker's (IBKR searches STK, IND, BOND; ETFs are STK)
 SEARCH_TYPES = {"STK": "STK", "ETF": "STK", "IND": "IND", "BOND": "BOND"}
+#: /trsrv/secdef/schedule's assetClass for the broker's secType (options: the underlying's hours)
+SCHEDULE_CLASSES = {"STK": "STK", "ETF": "STK", "OPT": "OPT", "FUT": "FUT", "BOND": "BND"}
+#: days of trading hours contract_details reports, from today (as the other backends)
+HOURS_DAYS = 8
+#: IBKR's routing exchange, never a listing one
+SMART = "SMART"
+#: IBKR's schedule template dates: 20000101 stands for any Saturday (weekday() 5)
+TEMPLATE_SATURDAY = date(2000, 1, 1)
 
 
 class Contracts:
-    """Resolves and describes contracts; thread-safe, each conid's info asked once."""
+    """Resolves and describes contracts; thread-safe, each conid's info and definition asked
+    once."""
 
     def __init__(self, session: Session) -> None:
         self._s = session
         self._lock = threading.Lock()
         self._info: dict[int, dict[str, Any]] = {}
+        self._secdef: dict[int, dict[str, Any]] = {}
+        self._listing: dict[int, str] = {}
         self._conids: dict[tuple[str, str], int] = {}
 
     def info(self, conid: int) -> dict[str, Any]:
@@ -49,9 +81,49 @@ class Contracts:
             self._info[conid] = body
         return body
 
+    def secdef(self, conid: int) -> dict[str, Any]:
+        """``/trsrv/secdef`` of one conid (listing exchange, price increments), kept."""
+        with self._lock:
+            cached = self._secdef.get(conid)
+        if cached is not None:
+            return cached
+        body = self._s.get("/trsrv/secdef", conids=str(conid))
+        rows = [r for r in (body or {}).get("secdef") or [] if int(r.get("conid", -1)) == conid]
+        if not rows:
+            raise ContractNotFound(f"conId {conid}: the gateway has no security definition")
+        self.note_listing(conid, rows[0].get("listingExchange"))
+        with self._lock:
+            self._secdef[conid] = rows[0]
+        return rows[0]
+
+    def note_listing(self, conid: int, exchange: object) -> None:
+        """Keep ``conid``'s listing exchange as an answer named it (SMART, a router, is none)."""
+        text = str(exchange or "")
+        with self._lock:
+            self._listing[conid] = "" if text == SMART else text
+
+    def _primary_exchange(self, conid: int) -> str:
+        with self._lock:
+            known = self._listing.get(conid)
+        if known is None:
+            self.secdef(conid)
+            with self._lock:
+                known = self._listing[conid]
+        return known
+
     def contract(self, conid: int) -> Contract:
         """The contract with IB id ``conid``."""
-        return to_contract(self.info(conid))
+        info = self.info(conid)
+        return to_contract(info, self._primary_exchange(conid))
+
+    def _search(self, symbol: str, sec_type: str | None = None) -> list[dict[str, Any]]:
+        """``/iserver/secdef/search`` by symbol; keeps each row's listing exchange."""
+        params = {"symbol": symbol} | ({"secType": sec_type} if sec_type else {})
+        rows = [r for r in self._s.get("/iserver/secdef/search", **params) or []]
+        for r in rows:
+            if str(r.get("conid", "")).isdigit() and r.get("description"):
+                self.note_listing(int(r["conid"]), r["description"])
+        return rows
 
     def resolve(self, symbol: str, sec_type: str, currency: str) -> Contract:
         """The one contract of ``symbol`` (its first search match of that type and currency)."""
@@ -67,8 +139,8 @@ class Contracts:
                     f"{label}: the webapi backend resolves STK, ETF, IND and BOND by symbol; "
                     "resolve other types by conId"
                 )
-            rows = self._s.get("/iserver/secdef/search", symbol=symbol, secType=search_type)
-            conids = [int(r["conid"]) for r in rows or [] if r.get("symbol") == symbol]
+            rows = self._search(symbol, search_type)
+            conids = [int(r["conid"]) for r in rows if r.get("symbol") == symbol]
             if not conids:
                 raise ContractNotFound(f"{label}: no security definition found")
             conid = conids[0]
@@ -81,22 +153,149 @@ class Contracts:
 
     def search(self, text: str, limit: int) -> list[Contract]:
         """Contracts whose symbol starts with ``text`` (IBKR's secdef search), at most ``limit``."""
-        rows = self._s.get("/iserver/secdef/search", symbol=text.strip())
-        conids = [int(r["conid"]) for r in rows or [] if str(r.get("conid", "")).isdigit()]
+        rows = self._search(text.strip())
+        conids = [int(r["conid"]) for r in rows if str(r.get("conid", "")).isdigit()]
         return [self.contract(c) for c in conids[:limit]]
 
-    def details(self, contract: Contract) -> ContractDetails:
-        """Classification and tick of ``contract`` from its info."""
+    def details(self, contract: Contract, today: date) -> ContractDetails:
+        """Classification, tick and the trading hours of :data:`HOURS_DAYS` days from ``today``
+        (the gateway's date) of ``contract``."""
         info = self.info(contract.conid)
+        found = self.contract(contract.conid)
+        rules = self.secdef(contract.conid).get("incrementRules") or []
+        tick = float(rules[0].get("increment") or 0.0) if rules else 0.0
+        zone, trading, liquid = "America/New_York", [], []
+        asset_class = SCHEDULE_CLASSES.get(found.sec_type)
+        if asset_class is not None:
+            params = {"assetClass": asset_class, "symbol": found.symbol}
+            if found.primary_exchange:
+                params["exchange"] = found.primary_exchange
+            venues = self._s.get("/trsrv/secdef/schedule", **params) or []
+            if venues:
+                zone = str(venues[0].get("timezone") or zone)
+                trading, liquid = hours(venues[0].get("schedules") or [], zone, today)
         return ContractDetails(
-            contract=to_contract(info),
+            contract=found,
             sector=str(info.get("category") or ""),
             industry=str(info.get("industry") or ""),
+            min_tick=tick or 0.01,
+            time_zone=zone,
+            trading_hours=trading,
+            liquid_hours=liquid,
         )
 
+    # -- options -----------------------------------------------------------------------------
+    def _underlying_row(self, underlying: Contract) -> dict[str, Any]:
+        """The underlying's search row (IBKR's prerequisite for strikes and option info)."""
+        rows = self._search(underlying.symbol, SEARCH_TYPES.get(underlying.sec_type))
+        for r in rows:
+            if str(r.get("conid")) == str(underlying.conid):
+                return r
+        raise ContractNotFound(
+            f"{underlying.symbol} (conId {underlying.conid}): the gateway's search for "
+            f"{underlying.symbol} did not return it, so it lists no options for it"
+        )
 
-def to_contract(info: dict[str, Any]) -> Contract:
-    """A contract from IBKR's ``/iserver/contract/{conid}/info`` answer."""
+    def option_chain(self, underlying: Contract) -> OptionChain:
+        """Expiries (the search row's ``opt``) and strikes (``/iserver/secdef/strikes`` of each
+        month the row lists) of ``underlying``'s options."""
+        row = self._underlying_row(underlying)
+        sections = [s for s in row.get("sections") or [] if s.get("secType") == "OPT"]
+        months = [m for s in sections for m in str(s.get("months") or "").split(";") if m]
+        if not months:
+            raise ContractNotFound(
+                f"{underlying.symbol} has no listed options", code=NO_SECURITY_DEFINITION
+            )
+        strikes: set[float] = set()
+        for month in months:
+            body = self._s.get(
+                "/iserver/secdef/strikes",
+                conid=underlying.conid,
+                sectype="OPT",
+                month=month,
+                exchange=SMART,
+            )
+            strikes.update(float(x) for side in ("call", "put") for x in body.get(side) or [])
+        return OptionChain(
+            underlying=underlying,
+            exchange=SMART,
+            trading_class=underlying.symbol,
+            multiplier=100.0,
+            expirations=sorted(e for e in str(row.get("opt") or "").split(";") if e),
+            strikes=sorted(strikes),
+        )
+
+    def option_contract(
+        self, underlying: Contract, expiry: str, strike: float, right: str
+    ) -> Contract:
+        """The listed option (``/iserver/secdef/info`` of its month, strike and right)."""
+        expiry, strike, right = models.option_spec(expiry, strike, right)
+        label = f"{underlying.symbol} {expiry} {strike:g} {right}"
+        self._underlying_row(underlying)
+        month = datetime.strptime(expiry, "%Y%m%d").strftime("%b%y").upper()
+        try:
+            rows = self._s.get(
+                "/iserver/secdef/info",
+                conid=underlying.conid,
+                sectype="OPT",
+                month=month,
+                strike=f"{strike:g}",
+                right=right,
+                exchange=SMART,
+            )
+        except InvalidRequest as exc:  # a month IBKR does not list
+            raise ContractNotFound(
+                f"no {label} option listed: {exc.message}", code=NO_SECURITY_DEFINITION
+            ) from None
+        found = [r for r in rows or [] if str(r.get("maturityDate")) == expiry]
+        if not found:
+            raise ContractNotFound(f"no {label} option listed", code=NO_SECURITY_DEFINITION)
+        conid = int(found[0]["conid"])
+        self.note_listing(conid, found[0].get("listingExchange"))
+        return self.contract(conid)
+
+
+def _windows(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(trading windows, liquid windows) of one schedule entry (see the module docstring)."""
+    times = list(entry.get("tradingtimes") or entry.get("tradingTimes") or [])
+    liquid = list(entry.get("sessions") or []) or [t for t in times if t.get("prop") == "LIQUID"]
+    return (times, liquid) if liquid else ([], [])
+
+
+def _span(day: date, window: dict[str, Any], zone: ZoneInfo) -> TradingSession:
+    opening, closing = str(window["openingTime"]), str(window["closingTime"])
+    start = datetime.combine(day, time(int(opening[:2]), int(opening[2:])), zone)
+    end = datetime.combine(day, time(int(closing[:2]), int(closing[2:])), zone)
+    if end <= start:
+        start -= timedelta(days=1)
+    return TradingSession(start=start.astimezone(UTC), end=end.astimezone(UTC))
+
+
+def hours(
+    entries: list[dict[str, Any]], zone_name: str, today: date
+) -> tuple[list[TradingSession], list[TradingSession]]:
+    """(trading hours, liquid hours) of the :data:`HOURS_DAYS` days from ``today`` in a
+    ``/trsrv/secdef/schedule`` venue's ``schedules`` (each day its dated entry, else its
+    weekday's template)."""
+    zone = ZoneInfo(zone_name)
+    by_date = {str(e.get("tradingScheduleDate")): e for e in entries}
+    trading: list[TradingSession] = []
+    liquid: list[TradingSession] = []
+    for offset in range(HOURS_DAYS):
+        day = today + timedelta(days=offset)
+        template = TEMPLATE_SATURDAY + timedelta(days=(day.weekday() - 5) % 7)
+        entry = by_date.get(f"{day:%Y%m%d}") or by_date.get(f"{template:%Y%m%d}")
+        if entry is None:
+            continue
+        times, liquid_times = _windows(entry)
+        trading += [_span(day, w, zone) for w in times]
+        liquid += [_span(day, w, zone) for w in liquid_times]
+    return trading, liquid
+
+
+def to_contract(info: dict[str, Any], primary_exchange: str = "") -> Contract:
+    """A contract from IBKR's ``/iserver/contract/{conid}/info`` answer and its listing
+    exchange."""
     sec_type = str(info.get("instrument_type") or "STK")
     right = {"CALL": "C", "PUT": "P"}.get(str(info.get("right", "")).upper(), "")
     multiplier = str(info.get("multiplier") or "")
@@ -104,7 +303,8 @@ def to_contract(info: dict[str, Any]) -> Contract:
         conid=int(info["con_id"]),
         symbol=str(info.get("symbol", "")),
         sec_type=cast(SecType, sec_type),
-        exchange=str(info.get("exchange") or "SMART"),
+        exchange=str(info.get("exchange") or SMART),
+        primary_exchange=primary_exchange,
         currency=str(info.get("currency") or "USD"),
         local_symbol=str(info.get("local_symbol") or ""),
         name=str(info.get("company_name") or ""),

@@ -13,6 +13,12 @@ price may carry ``C`` (previous close) or ``H`` (halted), sizes thousands separa
 ``v`` is in units of ``volumeFactor``. Bars of a day or longer are dated with their New York
 session and stamped at its close, the bar still forming stamped with the request's end
 (:func:`~ibkr_assets.broker.models.bars_as_of`).
+
+**Scanners** (``/iserver/scanner/params``, ``/iserver/scanner/run``): the codes are asked once
+per broker (IBKR: 1 request per 15 min); a run answers at most 50 contracts, best first, with
+ranks and contracts only, so a snapshot adds the numbers a trader reads (as the tws backend
+does). The Web API has no order book or historical-news endpoint (IBKR streams the book on its
+websocket only): depth and news are the tws backend's.
 """
 
 from __future__ import annotations
@@ -27,8 +33,18 @@ from ibkr_assets.broker.errors import (
     MarketDataUnavailable,
     error_from_ib,
 )
-from ibkr_assets.broker.models import Bar, Contract, Quote, bar_series, bars_as_of, history_spec
+from ibkr_assets.broker.models import (
+    Bar,
+    Contract,
+    Quote,
+    ScanFilter,
+    ScannerRow,
+    bar_series,
+    bars_as_of,
+    history_spec,
+)
 from ibkr_assets.broker.timeutil import NEW_YORK, session_close_utc
+from ibkr_assets.broker.webapi.contracts import Contracts
 from ibkr_assets.broker.webapi.session import GatewayError, Session
 from ibkr_spec import errors as ib
 from ibkr_spec.webapi import SNAPSHOT_MAX_CONIDS
@@ -54,6 +70,14 @@ BARS = {
 #: IB whatToShow -> IBKR ``source``
 SOURCES = {"TRADES": "Trades", "MIDPOINT": "Midpoint"}
 _SCALE = {"K": 1e3, "M": 1e6, "B": 1e9}
+#: a scan's filters: ScanFilter's field -> IBKR's filter code (/iserver/scanner/params)
+SCAN_FILTERS = {
+    "above_price": "priceAbove",
+    "below_price": "priceBelow",
+    "above_volume": "volumeAbove",
+    "market_cap_above": "marketCapAbove",
+    "market_cap_below": "marketCapBelow",
+}
 
 
 def number(text: object) -> float | None:
@@ -229,3 +253,51 @@ class MarketData:
 def ib_history_error(symbol: str, text: str) -> BrokerError:
     """An HMDS error text as IB's 162: a pacing violation when it says so, else InvalidRequest."""
     return error_from_ib(ib.HISTORICAL_DATA_ERROR, f"{symbol}: {text}")
+
+
+class Scanner:
+    """IBKR's market scanners over one :class:`Session` (see the module docstring)."""
+
+    def __init__(self, session: Session, contracts: Contracts, market: MarketData) -> None:
+        self._s = session
+        self._contracts = contracts
+        self._market = market
+        self._codes: list[str] | None = None
+
+    def codes(self) -> list[str]:
+        """The scan types of ``/iserver/scanner/params``, asked once."""
+        if self._codes is None:
+            body = self._s.get("/iserver/scanner/params") or {}
+            self._codes = [str(t["code"]) for t in body.get("scan_type_list") or []]
+        return list(self._codes)
+
+    def scan(self, code: str, location: str, f: ScanFilter, limit: int) -> list[ScannerRow]:
+        """The best ``limit`` (at most 50) stocks of scan ``code`` at ``location``."""
+        codes = self.codes()
+        if code not in codes:
+            raise InvalidRequest(
+                f"unknown scanner code {code!r}; the gateway runs {', '.join(codes)}"
+            )
+        filters = [
+            {"code": SCAN_FILTERS[name], "value": value}
+            for name, value in f.model_dump().items()
+            if value is not None
+        ]
+        body = {"instrument": "STK", "location": location, "type": code, "filter": filters}
+        answer = self._s.post("/iserver/scanner/run", body) or {}
+        rows = list(answer.get("contracts") or [])[: max(limit, 0)]
+        contracts = []
+        for r in rows:
+            self._contracts.note_listing(int(r["con_id"]), r.get("listing_exchange"))
+            contracts.append(self._contracts.contract(int(r["con_id"])))
+        quotes = self._market.quotes(contracts) if contracts else []
+        return [
+            ScannerRow(
+                rank=rank,
+                contract=c,
+                last=q.last,
+                change_pct=(q.last / q.close - 1.0) * 100.0 if q.last and q.close else None,
+                volume=q.volume,
+            )
+            for rank, (c, q) in enumerate(zip(contracts, quotes, strict=True))
+        ]

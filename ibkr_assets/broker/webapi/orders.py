@@ -10,10 +10,14 @@ text, so a trader can decide at IB. Questions are answered one at a time, at onc
 an order whose question waits while other requests go by).
 
 **Order status.** IBKR acknowledges a placement with an order id and a status only; the order as
-IB holds it (fills, average price) is read from ``/iserver/account/orders``, which answers the
-day's orders (IBKR: 1 request per 5 s, paced). Its first answer after a placement may lack the
-order (IBKR's pre-flight), so it is asked once more before the placement is reported from the
-acknowledgement alone.
+IB holds it (fills, average price) is read from ``/iserver/account/order/status/{id}``, one
+order of the current brokerage session (IBKR answers 503 for any other), after every placement,
+modification and cancellation and before a modification or cancellation (its account, whether
+it is still open, its prices). The day's orders, ``/iserver/account/orders`` (IBKR: 1 request
+per 5 s, paced), are read only to list open and completed orders. The single status names no
+order reference, so the backend keeps the references of the orders it placed or listed; its
+limit and stop are read as ``limit_price`` / ``stop_price`` (the simulated gateway's names;
+IBKR's spec lists no price there).
 
 **Errors.** IBKR answers business errors with HTTP 200 ``{"error": text}``: ``"OrderID <id>
 doesn't exist"`` -> OrderNotFound, any other -> OrderRejected with IB's text.
@@ -22,6 +26,7 @@ doesn't exist"`` -> OrderNotFound, any other -> OrderRejected with IB's text.
 from __future__ import annotations
 
 import math
+import threading
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -44,7 +49,7 @@ from ibkr_assets.broker.models import (
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.webapi.accounts import Accounts
 from ibkr_assets.broker.webapi.contracts import Contracts
-from ibkr_assets.broker.webapi.session import Session, error_text
+from ibkr_assets.broker.webapi.session import GatewayError, Session, error_text
 from ibkr_spec import errors as ib
 
 #: message ids confirmed without asking anyone, and the guard check that already covers each
@@ -119,6 +124,10 @@ class Orders:
         self._s = session
         self._accounts = accounts
         self._contracts = contracts
+        self._lock = threading.Lock()
+        #: order id -> order reference, of the orders placed or listed (the single status
+        #: names none)
+        self._refs: dict[int, str] = {}
 
     # -- sending -----------------------------------------------------------------------------
     def _confirmed(self, answer: Any, label: str) -> dict[str, Any]:
@@ -153,24 +162,26 @@ class Orders:
         body = {"orders": [wire_order(order, account)]}
         ack = self._confirmed(self._s.post(f"/iserver/account/{account}/orders", body), label)
         order_id = int(ack["order_id"])
-        row = self._row(order_id, again=True)
-        if row is not None:
-            return self._status(row)
-        return OrderStatus(
-            order_id=order_id,
-            account_id=account,
-            contract=order.contract,
-            action=order.action,
-            quantity=order.quantity,
-            order_type=order.order_type,
-            limit_price=order.limit_price,
-            stop_price=order.stop_price,
-            tif=order.tif,
-            order_ref=order.order_ref,
-            status=_status_code(str(ack.get("order_status", "Submitted"))),
-            remaining=order.quantity,
-            time=self._s.now(),
-        )
+        with self._lock:
+            self._refs[order_id] = order.order_ref
+        try:
+            return self.status(order_id)
+        except OrderNotFound:  # placed, but not shown yet: report the acknowledgement
+            return OrderStatus(
+                order_id=order_id,
+                account_id=account,
+                contract=order.contract,
+                action=order.action,
+                quantity=order.quantity,
+                order_type=order.order_type,
+                limit_price=order.limit_price,
+                stop_price=order.stop_price,
+                tif=order.tif,
+                order_ref=order.order_ref,
+                status=_status_code(str(ack.get("order_status", "Submitted"))),
+                remaining=order.quantity,
+                time=self._s.now(),
+            )
 
     def what_if(self, order: Order) -> WhatIfResult:
         account = self._accounts.account(order.account_id)
@@ -223,42 +234,79 @@ class Orders:
         account = current.account_id
         label = f"modify order {order_id} ({account})"
         body = wire_order(order, account)
+        self._s.iserver_accounts()
         answer = self._s.post(f"/iserver/account/{account}/order/{order_id}", body)
         self._confirmed(answer, label)
-        row = self._row(order_id, again=True)
-        return self._status(row) if row is not None else changed
+        return self.status(order_id)
 
     def cancel(self, order_id: int) -> OrderStatus:
         current = self._open_status(order_id)
         account = current.account_id
+        self._s.iserver_accounts()
         answer = self._s.request("DELETE", f"/iserver/account/{account}/order/{order_id}")
         text = error_text(answer)
         if text is not None:
             raise order_error(text, f"cancel order {order_id} ({account})")
-        row = self._row(order_id, again=False)
-        return self._status(row) if row is not None else current
+        return self.status(order_id)
 
     # -- reading -----------------------------------------------------------------------------
+    def status(self, order_id: int) -> OrderStatus:
+        """``/iserver/account/order/status/{order_id}``: one order of the current brokerage
+        session, open or done; OrderNotFound for any other (IBKR's 503)."""
+        try:
+            body = self._s.get(f"/iserver/account/order/status/{order_id}")
+        except GatewayError as exc:
+            if exc.status != 503:
+                raise
+            raise OrderNotFound(
+                f"order {order_id} is not an order of this brokerage session (IBKR answers the "
+                f"status of the current session's orders only): {exc.text}",
+                code=ib.ORDER_NOT_FOUND,
+            ) from None
+        text = error_text(body)
+        if text is not None or not isinstance(body, dict) or "order_id" not in body:
+            raise OrderNotFound(
+                f"order {order_id}: the gateway answered no status: {text or body!r}",
+                code=ib.ORDER_NOT_FOUND,
+            )
+        order_type = cast(OrderType, ROW_TYPES.get(str(body.get("order_type")), "MKT"))
+        raw_status = str(body.get("order_status", ""))
+        stamp = str(body.get("order_time") or "")
+        with self._lock:
+            ref = self._refs.get(order_id, "")
+        return OrderStatus(
+            order_id=int(body["order_id"]),
+            account_id=str(body.get("account")),
+            contract=self._contracts.contract(int(body["conid"])),
+            action="BUY" if str(body.get("side", "")).upper().startswith("B") else "SELL",
+            quantity=float(body.get("total_size") or 0.0),
+            order_type=order_type,
+            limit_price=_number(body.get("limit_price")),
+            stop_price=_number(body.get("stop_price")),
+            tif="GTC" if body.get("tif") == "GTC" else "DAY",
+            order_ref=ref,
+            status=_status_code(raw_status),
+            filled=float(body.get("cum_fill") or 0.0),
+            remaining=float(body.get("size") or 0.0),
+            avg_fill_price=_number(body.get("average_price")),
+            message="" if raw_status in ORDER_STATUSES else f"IB status {raw_status}",
+            time=datetime.strptime(stamp, "%y%m%d%H%M%S").replace(tzinfo=UTC)
+            if stamp
+            else self._s.now(),
+        )
+
     def _rows(self) -> list[dict[str, Any]]:
         """``/iserver/account/orders``: the day's orders of every account of the login."""
         self._s.iserver_accounts()
         body = self._s.get("/iserver/account/orders")
         return list(body.get("orders") or []) if isinstance(body, dict) else []
 
-    def _row(self, order_id: int, again: bool) -> dict[str, Any] | None:
-        for _ in range(2 if again else 1):
-            found = [r for r in self._rows() if int(r.get("orderId", -1)) == order_id]
-            if found:
-                return found[0]
-        return None
-
     def _open_status(self, order_id: int) -> OrderStatus:
-        row = self._row(order_id, again=False)
-        status = self._status(row) if row is not None else None
-        if status is None or status.is_done:
-            state = f"is {status.status}" if status is not None else "is not among today's orders"
+        status = self.status(order_id)
+        if status.is_done:
             raise OrderNotFound(
-                f"order {order_id} {state}: no open order with that id", code=ib.ORDER_NOT_FOUND
+                f"order {order_id} is {status.status}: no open order with that id",
+                code=ib.ORDER_NOT_FOUND,
             )
         return status
 
@@ -270,8 +318,11 @@ class Orders:
         stop = price if order_type == "STP" else aux if order_type == "STP LMT" else None
         updated = row.get("lastExecutionTime_r")
         raw_status = str(row.get("status", ""))
+        order_id, ref = int(row["orderId"]), str(row.get("order_ref") or "")
+        with self._lock:
+            self._refs[order_id] = ref
         return OrderStatus(
-            order_id=int(row["orderId"]),
+            order_id=order_id,
             account_id=str(row.get("acct") or row.get("account")),
             contract=self._contracts.contract(int(row["conid"])),
             action="BUY" if str(row.get("side", "")).upper().startswith("B") else "SELL",
@@ -280,7 +331,7 @@ class Orders:
             limit_price=limit,
             stop_price=stop,
             tif="GTC" if row.get("timeInForce") == "GTC" else "DAY",
-            order_ref=str(row.get("order_ref") or ""),
+            order_ref=ref,
             status=_status_code(raw_status),
             filled=float(row.get("filledQuantity") or 0.0),
             remaining=float(row.get("remainingQuantity") or 0.0),
