@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,8 +43,9 @@ from starlette.routing import BaseRoute, Match, Mount
 from ibkr_sim.gateway import running_clock
 from ibkr_sim.webapi import WebApiHandle, start_webapi
 from ibkr_sim.webapi.app import build_app
+from ibkr_spec.webapi import GLOBAL_LIMIT
 from tests.webapi.conftest import ACCOUNT, OPEN, SYMBOLS, client
-from tests.webapi.spec import relaxed_spec
+from tests.webapi.spec import relaxed_spec, validate
 
 #: derandomised cases per served operation and source of data (valid, known values, the spec's
 #: examples, invalid): 4 x 8 requests at most per operation
@@ -387,3 +389,23 @@ def test_known_defects(sweep: Sweep, defect: Defect) -> None:
     response = sweep.http.request(defect.method, defect.path, json=defect.body)
     assert response.status_code < 500, response.text
     assert isinstance(response.json().get("error"), str), response.text
+
+
+def test_rate_limits_answer_429_with_an_error(tmp_path: Path) -> None:
+    """IBKR's limits on: past a per-endpoint limit (``/iserver/account/orders``, 1 per 5 s) and
+    past the global 10 per second, 429 ``{"error": ...}`` naming the limit (webapi.md, "Rate
+    limits"; the spec lists no 429), and the answer before it is the spec's."""
+    with (
+        start_webapi(symbols=SYMBOLS, data_dir=tmp_path, clock=running_clock(OPEN)) as handle,
+        client(handle) as http,
+    ):
+        assert http.post("/sim/login").json()["authenticated"] is True
+        validate(http.get("/iserver/account/orders"))
+        refused = http.get("/iserver/account/orders")
+        assert refused.status_code == 429, refused.text
+        assert "/iserver/account/orders allows 1 per 5 s" in refused.json()["error"]
+        answers = [http.get("/iserver/accounts") for _ in range(GLOBAL_LIMIT[0] + 1)]
+        statuses = [r.status_code for r in answers]
+        assert statuses[-1] == 429 and set(statuses) == {200, 429}, statuses
+        assert "10 requests per second" in answers[-1].json()["error"]
+        assert answers[-1].headers["content-type"] == "application/json"
