@@ -85,6 +85,21 @@ class BrokerConnection(BaseModel):
     sim_now: Annotated[str | None, BeforeValidator(_iso_instant)] = Field(
         None, description="pin the simulator's clock (ISO-8601 time, UTC when no offset)"
     )
+    # -- the webapi backend: the Client Portal gateway (or ibkr-sim webapi) -----------------
+    webapi_url: str = Field(
+        "https://localhost:5000/v1/api",
+        description="base URL of the Client Portal Web API gateway (webapi backend)",
+    )
+    webapi_verify: bool = Field(
+        True,
+        description="verify the gateway's TLS certificate; false only on a trusted machine "
+        "(IBKR's gateway ships a self-signed one: prefer IBKR_WEBAPI_CA_FILE)",
+    )
+    webapi_ca_file: Annotated[str | None, BeforeValidator(_path_text)] = Field(
+        None,
+        description="certificate file (PEM) to trust for the gateway, e.g. "
+        "<data root>/sim/webapi/cert.pem of ibkr-sim webapi",
+    )
 
     @property
     def sim_clock(self) -> datetime | None:
@@ -125,21 +140,6 @@ class BrokerSettings(BrokerConnection, BaseSettings):
         description="after a dropped connection, seconds of reconnecting (with backoff) before "
         "every request fails; with the start's attempts a gateway that stays down fails a run "
         "in under 2 minutes",
-    )
-    # -- the webapi backend: the Client Portal gateway (or ibkr-sim webapi) -----------------
-    webapi_url: str = Field(
-        "https://localhost:5000/v1/api",
-        description="base URL of the Client Portal Web API gateway (webapi backend)",
-    )
-    webapi_verify: bool = Field(
-        True,
-        description="verify the gateway's TLS certificate; false only on a trusted machine "
-        "(IBKR's gateway ships a self-signed one: prefer IBKR_WEBAPI_CA_FILE)",
-    )
-    webapi_ca_file: Path | None = Field(
-        None,
-        description="certificate file (PEM) to trust for the gateway, e.g. "
-        "<data root>/sim/webapi/cert.pem of ibkr-sim webapi",
     )
     market_data_type: Literal["live", "frozen", "delayed", "delayed-frozen"] = Field(
         "live",

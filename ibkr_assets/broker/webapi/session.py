@@ -25,6 +25,7 @@ import ssl
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,12 +61,12 @@ def error_text(body: object) -> str | None:
 
 def _verify(settings: BrokerSettings) -> ssl.SSLContext | bool:
     if settings.webapi_ca_file is not None:
-        if not settings.webapi_ca_file.is_file():
+        if not Path(settings.webapi_ca_file).is_file():
             raise NotConnected(
                 f"IBKR_WEBAPI_CA_FILE {settings.webapi_ca_file} is not a file; point it at the "
                 "gateway's certificate (PEM)"
             )
-        return ssl.create_default_context(cafile=str(settings.webapi_ca_file))
+        return ssl.create_default_context(cafile=settings.webapi_ca_file)
     return settings.webapi_verify
 
 
