@@ -2,6 +2,7 @@
 
     ibkr-agent demo                  # the daily job for the latest session, through the simulated
                                      # IB Gateway (ib_async over a loopback socket)
+    ibkr-agent demo --backend webapi # the same through the simulated Client Portal Web API
     ibkr-agent demo --backend sim    # the same on the in-process simulator (no socket)
     ibkr-agent run [--date D]        # the daily job for one NYSE session, with progress
     ibkr-agent journal verify        # authenticate the journal; name a changed, forged, removed,
@@ -49,9 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the daily job for the latest session, simulated world")
     demo.add_argument(
         "--backend",
-        choices=("gateway", "sim"),
+        choices=("gateway", "webapi", "sim"),
         default="gateway",
         help="gateway: through the simulated IB Gateway over ib_async (default); "
+        "webapi: through the simulated Client Portal Web API gateway over HTTPS; "
         "sim: the in-process simulator",
     )
     run = sub.add_parser("run", help="run the daily job for one NYSE session")
