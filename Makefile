@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)  ## run the daily pipeline for the latest NYSE session on the simulated world
-	$(BIN)/ibkr-agent demo
+# BACKEND=gateway (default): the simulated IB Gateway over ib_async; webapi: the simulated Client
+# Portal Web API gateway over HTTPS; sim: the in-process simulator.
+BACKEND ?= gateway
+
+demo: $(STAMP)  ## run the daily pipeline for the latest NYSE session on the simulated world (BACKEND=gateway|webapi|sim)
+	$(BIN)/ibkr-agent demo --backend $(BACKEND)
 
 test: $(STAMP)  ## the import-layer contracts, then the whole test-suite, its files spread over one worker per core (exit code 5, "no tests collected", counts as a pass)
 	$(BIN)/lint-imports --no-cache
