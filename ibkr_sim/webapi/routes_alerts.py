@@ -103,11 +103,13 @@ def _detail(st: WebApiState, a: AlertInfo) -> dict[str, Any]:
     return out
 
 
-def _alert_id(raw: object) -> int | None:
+def _int64_id(raw: object) -> int | None:
+    """``raw`` as a positive int64 id (an alert id, a conid), or None."""
     try:
-        return int(str(raw))
+        number = int(str(raw))
     except ValueError:
         return None
+    return number if 0 < number < 2**63 else None
 
 
 def _condition(body: dict[str, Any]) -> tuple[int, str, float]:
@@ -123,7 +125,7 @@ def _condition(body: dict[str, Any]) -> tuple[int, str, float]:
             f"condition type {cond.get('type')!r}: the simulator evaluates price conditions "
             "(type 1) only"
         )
-    conid = _alert_id(str(cond.get("conidex", "")).partition("@")[0])
+    conid = _int64_id(str(cond.get("conidex", "")).partition("@")[0])
     if conid is None:
         raise ValueError(f"conidex {cond.get('conidex')!r} must be 'conid@EXCHANGE'")
     try:
@@ -156,7 +158,7 @@ async def create_alert(request: Request, st: WebApiState, account: str) -> JSONR
     except ValueError as exc:
         return bad_request(str(exc))
     raw_id = body.get("orderId")
-    alert_id = None if raw_id in (None, "", 0) else _alert_id(raw_id)
+    alert_id = None if raw_id in (None, "", 0) else _int64_id(raw_id)
     if raw_id not in (None, "", 0) and alert_id is None:
         return bad_request(f"orderId {raw_id!r} is not an alert id")
     try:
@@ -179,7 +181,7 @@ async def create_alert(request: Request, st: WebApiState, account: str) -> JSONR
 
 
 def _not_found(alert_id: object, text: str) -> JSONResponse:
-    found = _alert_id(alert_id)
+    found = _int64_id(alert_id)
     body: dict[str, Any] = {"success": False, "text": text}
     if found is not None:
         body["order_id"] = found
@@ -191,7 +193,7 @@ async def activate_alert(request: Request, st: WebApiState, account: str) -> JSO
     body = await json_body(request)
     if body is None or body.get("alertActive") not in (0, 1) or "alertId" not in body:
         return bad_request('the body must be {"alertId": <id>, "alertActive": 1 or 0}')
-    alert_id = _alert_id(body["alertId"])
+    alert_id = _int64_id(body["alertId"])
     if alert_id is None:
         return bad_request(f"alertId {body['alertId']!r} is not an alert id")
     try:
@@ -204,7 +206,7 @@ async def activate_alert(request: Request, st: WebApiState, account: str) -> JSO
 async def delete_alert(request: Request, st: WebApiState, account: str) -> JSONResponse:
     """``DELETE /iserver/account/{accountId}/alert/{alertId}``."""
     raw = request.path_params["alertId"]
-    alert_id = _alert_id(raw)
+    alert_id = _int64_id(raw)
     if alert_id is None:
         return bad_request(f"alertId {raw!r} is not an alert id")
     try:
@@ -220,8 +222,11 @@ async def alert_detail(request: Request) -> JSONResponse:
     if request.query_params.get("type") != "Q":
         return bad_request("type=Q is required (IBKR's only query type for an alert)")
     raw = request.path_params["alertId"]
-    alert_id = _alert_id(raw)
+    alert_id = _int64_id(raw)
     if alert_id is None:
+        if raw.strip().lstrip("-").isdigit():  # a number, but no alert id (IBKR: int64)
+            return bad_request(f"alertId {raw!r} is not an alert id")
+        # IBKR's spec: "500 orderId is not parsable; unable to process request"
         return error(f"orderId {raw!r} is not parsable; unable to process request", 500)
     try:
         alert = st.world.exchange.alerts.alert(alert_id)

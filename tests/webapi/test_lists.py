@@ -78,6 +78,8 @@ def test_alerts_round_trip_and_trigger(api, gateway: WebApiHandle):
     again = validate(api.delete(f"/iserver/account/{ACCOUNT}/alert/{far['order_id']}"))
     assert again["success"] is False and str(far["order_id"]) in again["text"]
     assert [a["order_id"] for a in validate(api.get(alerts))] == [near["order_id"]]
+    huge = api.delete(f"/iserver/account/{ACCOUNT}/alert/{2**64}")  # past IBKR's int64 ids
+    assert huge.status_code == 400 and "alert id" in huge.json()["error"]
 
     # the alert lives in paper.sqlite: the exchange over the same file sees it
     exchange = PaperExchange(
