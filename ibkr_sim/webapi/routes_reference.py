@@ -26,6 +26,7 @@ answer unknown).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -105,7 +106,7 @@ async def trsrv_secdef(request: Request) -> JSONResponse:
 
 # -- /trsrv/secdef/schedule ------------------------------------------------------------------------
 Windows = tuple[tuple[str, str], ...]
-#: an underlying with its option chain: (underlying, expiries YYYYMMDD, strikes)
+#: an underlying with (some of) its option chain: (underlying, expiries YYYYMMDD, strikes)
 Chain = tuple[Instrument, list[str], list[float]]
 
 
@@ -184,50 +185,36 @@ async def trading_schedule(request: Request) -> JSONResponse:
 
 
 # -- option chains -----------------------------------------------------------------------------
-def _chain(
-    st: WebApiState, raw: object
-) -> tuple[Instrument, list[str], list[float]] | JSONResponse:
-    """The underlying with conid ``raw`` and its chain (expiries, strikes), or IBKR's 400."""
-    inst = instrument(st, raw)
+def _chain_month(st: WebApiState, params: Mapping[str, str]) -> Chain | JSONResponse:
+    """The underlying ``conid`` of a strikes or info request, its chain's expiries in ``month``
+    (``MAR26``) and its strikes; or IBKR's 400 for a sectype other than OPT, a conid without
+    options, or a month outside the chain (naming the chain's months)."""
+    sec_type = params.get("sectype", "")
+    if sec_type.upper() != "OPT":
+        return bad_request(f"sectype {sec_type!r}: the simulated gateway lists options (OPT) only")
+    inst = instrument(st, params.get("conid", ""))
     if isinstance(inst, JSONResponse):
         return inst
     try:
         expiries, strikes = st.world.market.option_chain(inst.conid, st.world.now().date())
     except IBError as exc:
         return bad_request(f"conid {inst.conid} ({inst.symbol}) has no options: {exc.message}")
-    return inst, expiries, strikes
-
-
-def _month_expiries(expiries: list[str], month: str) -> list[str] | JSONResponse:
-    """The chain's expiries in ``month`` (``MAR26``), or 400 naming the chain's months."""
-    found = [e for e in expiries if month_code(e) == month.upper()]
+    month = params.get("month", "").upper()
+    found = [e for e in expiries if month_code(e) == month]
     if not found:
         months = ";".join(dict.fromkeys(month_code(e) for e in expiries))
         return bad_request(f"month {month!r} is not one of this chain's months ({months})")
-    return found
-
-
-def _sec_type(raw: str) -> JSONResponse | None:
-    if raw.upper() != "OPT":
-        return bad_request(f"sectype {raw!r}: the simulated gateway lists options (OPT) only")
-    return None
+    return inst, found, strikes
 
 
 async def strikes(request: Request) -> JSONResponse:
     """``GET /iserver/secdef/strikes?conid=&sectype=OPT&month=MAR26&exchange=SMART``: the strikes
     of the month's calls and puts (empty before a search for the underlying, see above)."""
     st = web_state(request)
-    params = request.query_params
-    refused = _sec_type(params.get("sectype", ""))
-    if refused is not None:
-        return refused
-    found = _chain(st, params.get("conid", ""))
+    found = _chain_month(st, request.query_params)
     if isinstance(found, JSONResponse):
         return found
-    inst, expiries, listed = found
-    in_month = _month_expiries(expiries, params.get("month", ""))
-    if isinstance(in_month, JSONResponse):
-        return in_month
+    inst, _, listed = found
     with st.lock:
         searched = (st.session.session_id, inst.conid) in st.searched
     shown = list(listed) if searched else []
@@ -282,16 +269,10 @@ async def secdef_info(request: Request) -> JSONResponse:
                 "validExchanges": "SMART," + _listing(inst),
             }
         )
-    refused = _sec_type(params.get("sectype", ""))
-    if refused is not None:
-        return refused
-    found = _chain(st, params.get("conid", ""))
+    found = _chain_month(st, params)
     if isinstance(found, JSONResponse):
         return found
-    under, expiries, _ = found
-    in_month = _month_expiries(expiries, params.get("month", ""))
-    if isinstance(in_month, JSONResponse):
-        return in_month
+    under, in_month, _ = found
     right = params.get("right", "").upper()
     raw_strike = params.get("strike", "")
     try:
