@@ -2,24 +2,42 @@
 (:mod:`ibkr_spec.webapi`: 10 requests/s through the gateway, the per-endpoint table, 5 history
 requests at once) instead of meeting a 429 and the penalty box that follows repeated ones.
 
-The gateway counts the requests of the last N seconds (sliding windows), measured when a request
-arrives; the windows here are measured when a request leaves, so each is widened by
-:data:`MARGIN` seconds to absorb the network's jitter.
+The gateway counts the requests of the last N seconds (sliding windows) by when each *arrives*,
+which the client cannot see: a request may wait in the connection pool, a TLS handshake or the
+interpreter's lock after it leaves the pacer. What the client does know is that a request arrived
+before its answer came back, and that a request it sends now arrives after now. So each request
+holds its place in a window from the moment it is admitted: while it is in flight it counts as
+arriving at any moment (it stays in every window), and once answered it counts as having arrived
+at the answer's time, the latest it can have. A new request is admitted when fewer than the
+limit's count of requests may have arrived within the last N seconds: the gateway then cannot
+count more, whatever the delays on the way. The price is one round trip per window (a request
+leaves the window N seconds after its answer, not after its arrival), against a penalty box of
+10-15 minutes for a 429 too many. Thread-safe: the ingest's request workers share one pacer.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ibkr_spec.webapi import ENDPOINT_LIMITS, GLOBAL_LIMIT, HISTORY_CONCURRENCY, HISTORY_PATH
 
-#: seconds added to every window (requests leave here, the gateway counts them on arrival)
-MARGIN = 0.05
+#: seconds added to every window: the resolution of the two clocks that measure it
+MARGIN = 0.005
 _GLOBAL = ("*", "*")
+
+
+class _Sent:
+    """One admitted request: ``answered`` is the monotonic time its answer came back (the
+    latest it can have arrived), None while it is in flight."""
+
+    __slots__ = ("answered",)
+
+    def __init__(self) -> None:
+        self.answered: float | None = None
 
 
 class Pacer:
@@ -29,22 +47,14 @@ class Pacer:
     def __init__(self, enabled: bool = True, monotonic: Callable[[], float] = time.monotonic):
         self.enabled = enabled
         self._monotonic = monotonic
-        self._lock = threading.Lock()
-        self._sent: dict[tuple[str, str], deque[float]] = {}
+        self._changed = threading.Condition()
+        self._windows: dict[tuple[str, str], list[_Sent]] = {}
         self._history = threading.BoundedSemaphore(HISTORY_CONCURRENCY)
-
-    def _wait_for(self, key: tuple[str, str], limit: tuple[int, float], now: float) -> float:
-        """Seconds until ``key``'s window has room (0: now), its expired sends dropped."""
-        count, seconds = limit
-        sent = self._sent.setdefault(key, deque())
-        while sent and now - sent[0] >= seconds + MARGIN:
-            sent.popleft()
-        return 0.0 if len(sent) < count else sent[0] + seconds + MARGIN - now
 
     @contextmanager
     def admit(self, method: str, path: str) -> Iterator[None]:
         """Hold the request ``method path`` until every limit it falls under has room (and, for
-        history, one of the 5 slots is free) and count it as sent."""
+        history, one of the 5 slots is free); the block sends it and receives the answer."""
         if not self.enabled:
             yield
             return
@@ -52,23 +62,40 @@ class Pacer:
         if history:
             self._history.acquire()
         try:
-            self._take(method, path)
-            yield
+            sent = self._take(method, path)
+            try:
+                yield
+            finally:
+                with self._changed:
+                    sent.answered = self._monotonic()
+                    self._changed.notify_all()
         finally:
             if history:
                 self._history.release()
 
-    def _take(self, method: str, path: str) -> None:
+    def _wait_for(self, key: tuple[str, str], limit: tuple[int, float], now: float) -> float:
+        """Seconds until ``key``'s window has room: 0 now, ``inf`` not before a request in
+        flight is answered; requests that can no longer be in the gateway's window dropped."""
+        count, seconds = limit
+        window = self._windows.setdefault(key, [])
+        window[:] = [s for s in window if s.answered is None or now - s.answered < seconds + MARGIN]
+        if len(window) < count:
+            return 0.0
+        answered = [s.answered for s in window if s.answered is not None]
+        return min(answered) + seconds + MARGIN - now if answered else math.inf
+
+    def _take(self, method: str, path: str) -> _Sent:
+        limits = [(_GLOBAL, GLOBAL_LIMIT)]
         own = ENDPOINT_LIMITS.get((method, path))
-        while True:
-            with self._lock:
+        if own is not None:
+            limits.append(((method, path), own))
+        with self._changed:
+            while True:
                 now = self._monotonic()
-                wait = self._wait_for(_GLOBAL, GLOBAL_LIMIT, now)
-                if own is not None:
-                    wait = max(wait, self._wait_for((method, path), own, now))
+                wait = max(self._wait_for(key, limit, now) for key, limit in limits)
                 if wait <= 0:
-                    self._sent[_GLOBAL].append(now)
-                    if own is not None:
-                        self._sent[(method, path)].append(now)
-                    return
-            time.sleep(wait)
+                    sent = _Sent()
+                    for key, _ in limits:
+                        self._windows[key].append(sent)
+                    return sent
+                self._changed.wait(None if math.isinf(wait) else wait)

@@ -71,7 +71,11 @@ def _verify(settings: BrokerSettings) -> ssl.SSLContext | bool:
 
 
 class Session:
-    """The HTTPS client of one gateway and its brokerage session (see the module docstring)."""
+    """The HTTPS client of one gateway and its brokerage session (see the module docstring).
+
+    ``too_many_requests`` counts the gateway's 429 answers on this session (each one a request
+    the pacing let through too early, and a step toward IBKR's penalty box).
+    """
 
     def __init__(self, settings: BrokerSettings) -> None:
         self.url = settings.webapi_url.rstrip("/")
@@ -83,6 +87,8 @@ class Session:
         self._accounts: dict[str, Any] | None = None
         self._closed = threading.Event()
         self._offset: float | None = None  # the gateway's clock minus ours, seconds
+        self.too_many_requests = 0
+        self._count_lock = threading.Lock()  # not _lock: reauthenticate() answers under it
         try:
             self._open()
         except BrokerError:
@@ -145,6 +151,8 @@ class Session:
         if status == 401:
             raise NotConnected(self._login_hint(f"{where} answered 401 ({text})"))
         if status == 429:
+            with self._count_lock:
+                self.too_many_requests += 1
             raise PacingViolation(f"{where}: the gateway refused it as too many requests: {text}")
         if status == 400:
             raise InvalidRequest(f"{where}: {text}")
