@@ -14,12 +14,11 @@ There is no second way for an order to reach IB.
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, Field
 
 from ibkr_assets.broker import GuardedBroker
 from ibkr_assets.broker.errors import ContractNotFound
@@ -43,27 +42,16 @@ Amount = Annotated[
 ]
 
 
-class FxQuote(BaseModel):
+class FxQuote(FxRate):
     """IB's rate between two currencies and what an amount becomes at it."""
 
-    source: str = Field(description="the currency converted from")
-    target: str = Field(description="the currency converted to")
-    rate: float = Field(description="units of target per unit of source")
-    time: datetime = Field(description="when IB quoted the rate")
     amount: float = Field(description="in source")
     converted: float = Field(description="amount x rate, in target, before spread and commission")
 
     @classmethod
     def of(cls, rate: FxRate, amount: float) -> FxQuote:
         """The quote of ``amount`` at ``rate``."""
-        return cls(
-            source=rate.source,
-            target=rate.target,
-            rate=rate.rate,
-            time=rate.time,
-            amount=amount,
-            converted=amount * rate.rate,
-        )
+        return cls(**dict(rate), amount=amount, converted=amount * rate.rate)
 
 
 class FxPreview(Preview):
@@ -123,7 +111,8 @@ async def preview_fx_conversion(
     Examples:
         preview_fx_conversion(from_currency="USD", to_currency="EUR", amount=10000)
           -> {"order": {"symbol": "12087792", "action": "BUY", "quantity": 9132, "sec_type":
-              "CASH", ...}, "pair": {"local_symbol": "EUR.USD", ...}, "confirmation_token": ...}
+              "CASH", ...}, "pair": {"symbol": "EUR", "currency": "USD", ...},
+              "confirmation_token": ...}
     """
     _check_pair(from_currency, to_currency)
 
@@ -134,7 +123,7 @@ async def preview_fx_conversion(
         if base_units < 1:
             raise ToolError(
                 f"{amount:g} {from_currency} is less than one {pair.symbol}, the smallest "
-                f"{pair.local_symbol or pair.symbol} order"
+                f"{pair.symbol}.{pair.currency} order"
             )
         request = OrderRequest(
             symbol=str(pair.conid),

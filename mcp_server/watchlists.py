@@ -35,6 +35,7 @@ Symbols = Annotated[
     list[Symbol],
     Field(max_length=100, description="tickers, FX pairs or numeric conIds, all of sec_type"),
 ]
+Changed = Annotated[Symbols, Field(min_length=1)]
 
 
 class WatchlistList(BaseModel):
@@ -101,7 +102,7 @@ async def create_watchlist(
 async def add_to_watchlist(
     ctx: Context,
     watchlist: WatchlistRef,
-    symbols: Annotated[Symbols, Field(min_length=1)],
+    symbols: Changed,
     sec_type: SecTypeParam = "STK",
 ) -> Watchlist:
     """Add contracts to a watchlist (those already on it stay once, in place).
@@ -123,7 +124,7 @@ async def add_to_watchlist(
 async def remove_from_watchlist(
     ctx: Context,
     watchlist: WatchlistRef,
-    symbols: Annotated[Symbols, Field(min_length=1)],
+    symbols: Changed,
     sec_type: SecTypeParam = "STK",
 ) -> Watchlist:
     """Remove contracts from a watchlist. Refused, with nothing changed, when one of them is
