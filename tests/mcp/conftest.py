@@ -1,7 +1,10 @@
 """Fixtures of the MCP server tests: a real uvicorn server on a free loopback port.
 
-Every server here runs on the simulated IB world (``IBKR_BACKEND=sim``) with a temporary data root
-and a clock pinned inside a NYSE session, so market orders fill the same way on every run.
+Every server here runs on the simulated IB world with a temporary data root and a clock inside a
+NYSE session, so market orders fill the same way on every run: on the in-process simulator
+(``IBKR_BACKEND=sim``, its clock pinned) by default; a module whose tests take the ``backend``
+fixture runs once per Broker backend, the ``tws`` and ``webapi`` ones through their simulated
+gateway on loopback (tests/backends.py), except its tests marked ``backends("sim")``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from mcp import Client
 from ibkr_assets.settings import MCPSettings
 from mcp_server.app import IBKRServer
 from mcp_server.server import build_server, serve_in_thread
+from tests.backends import MARKER, backend, broker_fields, parametrize_backends
+
+__all__ = ["backend"]  # the fixture, found here by the tests of this folder
 
 #: Friday 2026-11-20, 10:30 in New York: the market is open.
 SESSION_TIME = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
@@ -34,19 +40,35 @@ def sim_env(data_dir: Path) -> dict[str, str]:
     }
 
 
-def sim_broker_factory(data_dir: Path):
-    """Open the sim backend the way the server does, without touching os.environ."""
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_backends(metafunc)
+
+
+def broker_factory(fields: dict):
+    """Open the backend of the ``broker`` settings ``fields`` the way the server does (behind
+    the order guard, with the server's limits), without touching os.environ."""
     from ibkr_assets.broker import BrokerSettings, connect
 
     def factory(settings: MCPSettings):
-        return connect(
-            BrokerSettings(
-                backend="sim", data_dir=data_dir, sim_now=SESSION_TIME, sim_symbols=SIM_SYMBOLS
-            ),
-            settings.order_limits(),
-        )
+        return connect(BrokerSettings(**fields), settings.order_limits())
 
     return factory
+
+
+def sim_broker_factory(data_dir: Path):
+    """Open the sim backend on ``data_dir`` the way the server does."""
+    return broker_factory(
+        {
+            "backend": "sim",
+            "data_dir": data_dir,
+            "sim_now": SESSION_TIME,
+            "sim_symbols": SIM_SYMBOLS,
+        }
+    )
 
 
 @dataclass
@@ -85,8 +107,9 @@ CAPS = {"max_quantity": 500, "max_notional": 60_000, "max_nlv_share": 0.05}
 
 
 @contextmanager
-def trading_server(data_dir: Path) -> Iterator[Running]:
-    """A trading-on server with tight caps and generous rate limits on ``data_dir``."""
+def trading_server(data_dir: Path, backend: str = "sim") -> Iterator[Running]:
+    """A trading-on server with tight caps and generous rate limits on ``data_dir``, through
+    ``backend`` (its simulated gateway, if any, running as long as the server)."""
     settings = MCPSettings(
         data_dir=data_dir,
         trading=True,
@@ -96,7 +119,10 @@ def trading_server(data_dir: Path) -> Iterator[Running]:
         agent_cli="true",
         **CAPS,
     )
-    with serve_http(settings, broker_factory=sim_broker_factory(data_dir)) as r:
+    with (
+        broker_fields(backend, data_dir, SESSION_TIME, SIM_SYMBOLS) as fields,
+        serve_http(settings, broker_factory=broker_factory(fields)) as r,
+    ):
         yield r
 
 
