@@ -124,7 +124,8 @@ def test_whatif_place_with_questions_cancel(gateway: WebApiHandle, ibkr: IbkrCli
     assert "amount" in preview and "equity" in preview
     for unanswered in (QuestionType.MISSING_MARKET_DATA, QuestionType.PRICE_PERCENTAGE_CONSTRAINT):
         answers = {q: a for q, a in ANSWERS.items() if q is not unanswered}
-        with pytest.raises(ValueError, match="No answer found for question: .*" + re.escape(str(unanswered))):
+        refused = "No answer found for question: .*" + re.escape(str(unanswered))
+        with pytest.raises(ValueError, match=refused):
             ibkr.place_order(_order(price=low, coid="ibind-1"), answers)
     placed = ibkr.place_order(_order(price=low, coid="ibind-1"), ANSWERS).data
     order_id = placed["order_id"]
