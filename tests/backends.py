@@ -38,8 +38,13 @@ PAPER = IB_PAPER.with_options(
     history_gap_rate=0.0,
     farm_drops_per_day=0.0,
 )
-#: the marker restricting a test to some backends: ``@pytest.mark.backends("sim")``
-MARKER = "backends(*names): run this test only on these Broker backends (tests/backends.py)"
+#: the markers of :func:`parametrize_backends`: ``@pytest.mark.backends("sim")`` keeps a test to
+#: some backends; ``@pytest.mark.backend_gap("webapi", "why")`` expects it to fail on one (strict:
+#: it must fail, so the mark goes once the backend does it)
+MARKERS = (
+    "backends(*names): run this test only on these Broker backends (tests/backends.py)",
+    "backend_gap(name, reason): this test fails on that Broker backend, for this reason (strict)",
+)
 
 
 @contextmanager
@@ -85,12 +90,23 @@ def broker_fields(
 def parametrize_backends(metafunc: pytest.Metafunc) -> None:
     """``pytest_generate_tests`` of a folder whose tests take a ``backend`` fixture: one
     module-scoped run per backend (each module's gateway started once per backend), restricted
-    to a test's ``backends`` marker where it has one."""
+    to a test's ``backends`` marker where it has one, a strict expected failure on the backend
+    of each of its ``backend_gap`` markers."""
     if "backend" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("backends")
     names = list(marker.args) if marker else list(BACKENDS)
-    metafunc.parametrize("backend", names, indirect=True, scope="module")
+    gaps = {m.args[0]: m.args[1] for m in metafunc.definition.iter_markers("backend_gap")}
+    params = [
+        pytest.param(
+            name,
+            marks=[pytest.mark.xfail(strict=True, reason=f"{name} backend: {gaps[name]}")]
+            if name in gaps
+            else [],
+        )
+        for name in names
+    ]
+    metafunc.parametrize("backend", params, indirect=True, scope="module")
 
 
 @pytest.fixture(scope="module")

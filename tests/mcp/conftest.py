@@ -21,7 +21,7 @@ from mcp import Client
 from ibkr_assets.settings import MCPSettings
 from mcp_server.app import IBKRServer
 from mcp_server.server import build_server, serve_in_thread
-from tests.backends import MARKER, backend, broker_fields, parametrize_backends
+from tests.backends import MARKERS, backend, broker_fields, parametrize_backends
 
 __all__ = ["backend"]  # the fixture, found here by the tests of this folder
 
@@ -41,7 +41,8 @@ def sim_env(data_dir: Path) -> dict[str, str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", MARKER)
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -1,8 +1,9 @@
 """Every tool through a real MCP client over streamable HTTP, on the simulated IB world.
 
-One server per module (trading on, tight caps) on a free loopback port; each test is one
-behaviour. Errors must come back as an error result with a clear message, and the server must
-keep serving afterwards.
+One server per module and backend (trading on, tight caps) on a free loopback port: the tools
+that reach IB run on every backend (sim, tws, webapi), the rest on the simulator only
+(``backends("sim")``); each test is one behaviour. Errors must come back as an error result
+with a clear message, and the server must keep serving afterwards.
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("mcp-http")
+def data_dir(tmp_path_factory, backend):
+    return tmp_path_factory.mktemp(f"mcp-http-{backend}")
 
 
 @pytest.fixture(scope="module")
-def running(data_dir):
-    with trading_server(data_dir) as r:
+def running(data_dir, backend):
+    with trading_server(data_dir, backend) as r:
         yield r
 
 
 # -- discovery -------------------------------------------------------------------------------
+@pytest.mark.backends("sim")
 async def test_tools_listed_with_categories_and_annotations(running):
     async with Client(running.url) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
@@ -77,6 +79,7 @@ async def test_unknown_symbol_is_a_clear_error_and_server_keeps_serving(running)
     assert (await ok(running, "ping"))["ok"] is True
 
 
+@pytest.mark.backends("sim")
 async def test_schema_violation_names_the_argument(running):
     text = await err(running, "search_contracts", {"text": "AAPL", "limit": 500})
     assert "limit" in text
@@ -107,6 +110,7 @@ async def test_accounts_and_summary(running):
     assert explicit["account_id"] == other
 
 
+@pytest.mark.backends("sim")
 def test_plain_http_call_reaches_the_broker(running):
     import httpx
 
@@ -148,12 +152,17 @@ async def test_quotes_of_an_option_written_as_a_trader_writes_it(running):
     assert "200" in text and "20261217" in text
 
 
-async def test_history_and_depth_and_news(running):
+async def test_history_and_depth_and_news(running, backend):
     h = await ok(running, "history", {"symbol": "AAPL", "duration": "30 D", "bar_size": "1 day"})
     bars = h["bars"]
     assert 15 <= len(bars) <= 31
     assert all(b["low"] <= min(b["open"], b["close"]) for b in bars)
     assert [b["time"] for b in bars] == sorted(b["time"] for b in bars)
+    if backend == "webapi":  # IBKR's Web API has no REST endpoint for the book or for news
+        for tool, args in (("order_book", {"symbol": "AAPL"}), ("news", {"symbol": "AAPL"})):
+            text = await err(running, tool, args)
+            assert "not available on the webapi backend" in text and "IBKR_BACKEND=tws" in text
+        return
     book = await ok(running, "order_book", {"symbol": "AAPL", "rows": 3})
     assert len(book["bids"]) == 3 and book["bids"][0]["price"] < book["asks"][0]["price"]
     n = await ok(running, "news", {"symbol": "AAPL", "days": 30, "limit": 5})
@@ -191,9 +200,9 @@ async def test_stock_analysis_and_sizing(running):
     assert s["shares"] * s["stop_distance"] <= s["risk_budget"] + 1e-6
 
 
-async def test_health(running):
+async def test_health(running, backend):
     h = await ok(running, "health")
-    assert h == {**h, "backend": "sim", "connected": True, "paper": True, "trading": True}
+    assert h == {**h, "backend": backend, "connected": True, "paper": True, "trading": True}
 
 
 # -- portfolio analysis after the fill ----------------------------------------------------------
@@ -218,6 +227,7 @@ async def test_portfolio_health_and_allocation(running):
 
 
 # -- pipeline --------------------------------------------------------------------------------
+@pytest.mark.backends("sim")
 async def test_pipeline_outputs_not_produced_yet(running):
     for tool, args in (
         ("latest_order_ticket", {}),
@@ -229,6 +239,7 @@ async def test_pipeline_outputs_not_produced_yet(running):
         assert "not produced yet" in text, tool
 
 
+@pytest.mark.backends("sim")
 async def test_pipeline_outputs_read_back(running, data_dir):
     reports = data_dir / "reports"
     reports.mkdir(exist_ok=True)
@@ -259,6 +270,7 @@ async def test_pipeline_outputs_read_back(running, data_dir):
     assert entries["total_rows"] == 3 and [e["seq"] for e in entries["entries"]] == [3, 2]
 
 
+@pytest.mark.backends("sim")
 async def test_run_daily_pipeline_without_cli_is_a_clear_error(running):
     app = running.server.app_state
     settings = app.settings

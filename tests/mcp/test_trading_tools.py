@@ -1,6 +1,8 @@
 """The trading tools through a real MCP client over streamable HTTP, on the simulated IB world:
 preview -> token -> place, idempotent confirmation, modify as a new order, cancel under the kill
 switch, and refusals that name their limit. Every test checks what reached the paper account.
+What goes to IB (place, bracket, modify, cancel) runs on every backend (sim, tws, webapi); the
+refusals, decided before anything is sent, on the simulator only (``backends("sim")``).
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ MARKET_BUY = {"symbol": "MSFT", "action": "BUY", "quantity": 5, "order_type": "M
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("mcp-trading")
+def data_dir(tmp_path_factory, backend):
+    return tmp_path_factory.mktemp(f"mcp-trading-{backend}")
 
 
 @pytest.fixture(scope="module")
-def running(data_dir):
-    with trading_server(data_dir) as r:
+def running(data_dir, backend):
+    with trading_server(data_dir, backend) as r:
         yield r
 
 
@@ -62,6 +64,7 @@ async def test_preview_then_place_with_token_and_audit(running, data_dir):
     assert entry["what"]["request"]["symbol"] == "MSFT"
 
 
+@pytest.mark.backends("sim")
 async def test_place_without_or_with_mismatched_token_refused(running):
     text = await err(
         running,
@@ -81,6 +84,7 @@ async def test_place_without_or_with_mismatched_token_refused(running):
     assert "confirmation_token" in missing
 
 
+@pytest.mark.backends("sim")
 async def test_expired_token_refused(running):
     prev = await ok(running, "preview_order", {"order": MARKET_BUY})
     store = running.server.app_state.confirmations
@@ -101,6 +105,7 @@ async def test_expired_token_refused(running):
     assert "expired" in text
 
 
+@pytest.mark.backends("sim")
 async def test_caps_refuse_over_limit_orders(running):
     text = await err(
         running, "preview_order", {"order": dict(MARKET_BUY, quantity=501, order_type="MKT")}
@@ -111,6 +116,7 @@ async def test_caps_refuse_over_limit_orders(running):
     assert "IBKR_MCP_MAX_NOTIONAL" in text and "by " in text
 
 
+@pytest.mark.backends("sim")
 async def test_bad_order_fields_are_named(running):
     text = await err(running, "preview_order", {"order": dict(MARKET_BUY, order_type="LMT")})
     assert "limit_price" in text
@@ -122,6 +128,7 @@ async def test_bad_order_fields_are_named(running):
     assert "inverted" in text
 
 
+@pytest.mark.backend_gap("webapi", "bracket orders (parentId / cOID) are not placed yet")
 async def test_bracket_modify_needs_its_own_token_and_cancel(running):
     quote = (await ok(running, "quotes", {"symbols": ["MSFT"]}))["quotes"][0]["quote"]
     limit = round(quote["bid"] * 0.9, 2)  # below the market: rests
@@ -180,6 +187,7 @@ async def test_kill_switch_file_stops_new_orders_not_cancels(running, data_dir):
     await ok(running, "preview_order", {"order": MARKET_BUY})
 
 
+@pytest.mark.backends("sim")
 async def test_refusal_after_preview_leaves_the_token_usable(running, data_dir):
     prev = await ok(running, "preview_order", {"order": MARKET_BUY})
     args = {
@@ -197,6 +205,7 @@ async def test_refusal_after_preview_leaves_the_token_usable(running, data_dir):
     assert placed["orders"][0]["status"] == "Filled"
 
 
+@pytest.mark.backends("sim")
 async def test_live_account_refused(running, data_dir):
     import sqlite3
 
@@ -212,6 +221,7 @@ async def test_live_account_refused(running, data_dir):
     assert broker(running).open_orders("U7777777") == []
 
 
+@pytest.mark.backends("sim")
 async def test_rate_limit_refuses_through_place(running):
     guard = broker(running).guard
     limits, clock = guard.limits, guard._wall_clock
