@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from ibkr_assets.assets.market_data import cached_bars, request_workers
-from ibkr_assets.broker import BrokerSettings, connect
+from ibkr_assets.broker import Broker, BrokerSettings, connect
 from ibkr_assets.broker.errors import PacingViolation
-from ibkr_assets.broker.guarded import GuardedBroker
 from ibkr_assets.broker.models import Contract
+from ibkr_assets.broker.webapi import WebApiBroker
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.partitions import previous_sessions
 from ibkr_assets.resources.storage import StorageResource
@@ -26,7 +26,7 @@ from tests.webapi.conftest import OPEN, SYMBOLS
 SESSIONS = 20
 
 
-def _bars(root: Path, broker: GuardedBroker) -> tuple[int, dict[str, str]]:
+def _bars(root: Path, broker: Broker) -> tuple[int, dict[str, str]]:
     """The daily_bars asset's cached_bars for every symbol, on an empty cache."""
     session = OPEN.date()
     contracts = [
@@ -52,24 +52,27 @@ def test_threaded_history_meets_no_429_when_paced(tmp_path: Path) -> None:
         clock=running_clock(OPEN),
         profile="ideal",
     ) as gw:
-        for pacing in (True, False):
-            settings = BrokerSettings(
-                backend="webapi",
-                data_dir=tmp_path,
-                webapi_url=gw.url,
-                webapi_ca_file=gw.cert_path,
-                timeout=10.0,
-                pacing=pacing,
-            )
-            time.sleep(GLOBAL_LIMIT[1])  # the previous client's requests leave the window
-            broker = connect(settings)
-            try:
-                if pacing:
-                    assert _bars(tmp_path / "paced", broker) == (SYMBOLS * SESSIONS, {})
-                    assert broker.session.too_many_requests == 0
-                else:  # the same threads unpaced: the gateway refuses, the session counts it
-                    with pytest.raises(PacingViolation, match="Too many requests"):
-                        _bars(tmp_path / "unpaced", broker)
-                    assert broker.session.too_many_requests >= 1
-            finally:
-                broker.close()
+        settings = BrokerSettings(
+            backend="webapi",
+            data_dir=tmp_path,
+            webapi_url=gw.url,
+            webapi_ca_file=gw.cert_path,
+            timeout=10.0,
+            pacing=True,
+        )
+        paced = connect(settings)  # as the pipeline builds it
+        try:
+            assert _bars(tmp_path / "paced", paced) == (SYMBOLS * SESSIONS, {})
+            assert paced.session.too_many_requests == 0
+        finally:
+            paced.close()
+        # the same threads unpaced: the gateway refuses, the session counts it (the backend
+        # alone: connect()'s live-account check asks /portfolio/accounts, allowed once per 5 s)
+        time.sleep(GLOBAL_LIMIT[1])  # the paced client's requests leave the gateway's window
+        unpaced = WebApiBroker(settings.model_copy(update={"pacing": False}))
+        try:
+            with pytest.raises(PacingViolation, match="GET /iserver/marketdata/history"):
+                _bars(tmp_path / "unpaced", unpaced)
+            assert unpaced.session.too_many_requests >= 1
+        finally:
+            unpaced.close()
