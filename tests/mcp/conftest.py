@@ -153,48 +153,13 @@ def anyio_backend() -> str:
 
 
 def readonly_broker_factory(data_dir: Path):
-    """The sim backend in read-only mode (``IBKR_READONLY=true``), as the server opens it."""
-    from ibkr_assets.broker import BrokerSettings, connect
-
-    def factory(settings: MCPSettings):
-        return connect(
-            BrokerSettings(
-                backend="sim",
-                data_dir=data_dir,
-                sim_now=SESSION_TIME,
-                sim_symbols=SIM_SYMBOLS,
-                readonly=True,
-            ),
-            settings.order_limits(),
-        )
-
-    return factory
-
-
-@contextmanager
-def tws_server(data_dir: Path) -> Iterator[Running]:
-    """A trading-on server on the ``tws`` backend, through the simulated TWS gateway on a free
-    loopback port over ``data_dir``'s paper account."""
-    from ibkr_assets.broker import BrokerSettings, connect
-    from ibkr_sim.gateway import running_clock, start_gateway
-
-    with start_gateway(
-        host="127.0.0.1",
-        port=0,
-        symbols=SIM_SYMBOLS,
-        pacing="off",
-        data_dir=data_dir,
-        clock=running_clock(SESSION_TIME),
-    ) as gateway:
-
-        def factory(settings: MCPSettings):
-            return connect(
-                BrokerSettings(
-                    backend="tws", data_dir=data_dir, port=gateway.port, pacing=False, timeout=10.0
-                ),
-                settings.order_limits(),
-            )
-
-        settings = MCPSettings(data_dir=data_dir, trading=True, user="pytest", **CAPS)
-        with serve_http(settings, broker_factory=factory) as r:
-            yield r
+    """The sim backend on ``data_dir`` in read-only mode (``IBKR_READONLY=true``)."""
+    return broker_factory(
+        {
+            "backend": "sim",
+            "data_dir": data_dir,
+            "sim_now": SESSION_TIME,
+            "sim_symbols": SIM_SYMBOLS,
+            "readonly": True,
+        }
+    )

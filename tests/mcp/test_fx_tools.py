@@ -1,7 +1,7 @@
-"""FX tools through a real MCP client over streamable HTTP, on the simulated IB world: the
-conversion quote, and a conversion that is an ordinary order on the IDEALPRO pair, previewed by
-the order guard and sent by place_order with its token. Every test checks the paper account's
-cash ledger, open orders and fills afterwards.
+"""FX tools through a real MCP client over streamable HTTP, on the simulated IB world and every
+backend: the conversion quote, and a conversion that is an ordinary order on the IDEALPRO pair
+(on webapi IBKR's currency conversion), previewed by the order guard and sent by place_order with
+its token. Every test checks the paper account's cash ledger, open orders and fills afterwards.
 """
 
 from __future__ import annotations
@@ -12,18 +12,27 @@ import pytest
 
 from ibkr_assets.settings import MCPSettings
 
-from .conftest import CAPS, err, ok, serve_http, sim_broker_factory
+from .conftest import (
+    CAPS,
+    SESSION_TIME,
+    SIM_SYMBOLS,
+    broker_factory,
+    broker_fields,
+    err,
+    ok,
+    serve_http,
+)
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("mcp-fx")
+def data_dir(tmp_path_factory, backend):
+    return tmp_path_factory.mktemp(f"mcp-fx-{backend}")
 
 
 @pytest.fixture(scope="module")
-def running(data_dir):
+def running(data_dir, backend):
     # FX orders are sized in units of currency: the per-order quantity cap is raised so the
     # value caps (max_notional 60 000 USD, 5% of net liquidation) are the ones that bind.
     settings = MCPSettings(
@@ -33,7 +42,10 @@ def running(data_dir):
         user="pytest",
         **{**CAPS, "max_quantity": 100_000},
     )
-    with serve_http(settings, broker_factory=sim_broker_factory(data_dir)) as r:
+    with (
+        broker_fields(backend, data_dir, SESSION_TIME, SIM_SYMBOLS) as fields,
+        serve_http(settings, broker_factory=broker_factory(fields)) as r,
+    ):
         yield r
 
 
@@ -56,21 +68,22 @@ async def test_quote_is_ibs_rate_and_the_pairs_price(running):
     assert quote["converted"] == pytest.approx(10_000 * quote["rate"])
     b = broker(running)
     pair = b.quotes([b.resolve("EUR", "CASH", "IDEALPRO", "USD")])[0]
-    assert quote["rate"] == pytest.approx(2 / (pair.bid + pair.ask), rel=1e-3)  # 1 / EUR.USD
+    assert quote["rate"] == pytest.approx(1 / (pair.mid or pair.price), rel=1e-3)  # 1 / EUR.USD
     text = await err(running, "fx_quote", conversion("USD", "USD", 1))
     assert "nothing to convert" in text
 
 
 async def test_conversion_goes_through_preview_and_place(running, data_dir):
     before = cash(running)
-    preview = await ok(running, "preview_fx_conversion", conversion("USD", "EUR", 20_000))
+    # 5 000 USD: under the 10 000 units the paper profile's size precaution (IB o383) refuses
+    preview = await ok(running, "preview_fx_conversion", conversion("USD", "EUR", 5_000))
     order = preview["order"]
     pair = preview["pair"]
     assert (pair["symbol"], pair["currency"], pair["sec_type"]) == ("EUR", "USD", "CASH")
     assert order["symbol"] == str(pair["conid"]) and order["sec_type"] == "CASH"
     assert order["action"] == "BUY" and order["order_type"] == "MKT"
-    assert order["quantity"] == math.floor(20_000 * preview["quote"]["rate"])
-    assert preview["notional"] == pytest.approx(20_000, rel=0.01)  # valued in USD, the base
+    assert order["quantity"] == math.floor(5_000 * preview["quote"]["rate"])
+    assert preview["notional"] == pytest.approx(5_000, rel=0.01)  # valued in USD, the base
     assert cash(running) == before  # a preview sends nothing
 
     placed = await ok(
@@ -86,7 +99,7 @@ async def test_conversion_goes_through_preview_and_place(running, data_dir):
     assert status["status"] == "Filled" and status["contract"]["sec_type"] == "CASH"
     after = cash(running)
     assert after["EUR"] - before.get("EUR", 0.0) == pytest.approx(order["quantity"])
-    assert before["USD"] - after["USD"] == pytest.approx(20_000, rel=0.01)
+    assert before["USD"] - after["USD"] == pytest.approx(5_000, rel=0.01)
 
     looked_up = await ok(running, "order_status", {"order_id": status["order_id"]})
     assert looked_up["status"] == "Filled" and looked_up["filled"] == order["quantity"]
