@@ -3,10 +3,10 @@
 ``GET /iserver/account/trades`` (fills), from the paper exchange the TWS-protocol gateway uses
 (an order placed there is listed here too).
 
-An order status names the order's limit and stop as ``limit_price`` / ``stop_price`` when it has
-them: IBKR's spec lists no price field for this answer, but a client modifying the order needs
-them (UNCERTAIN whether IBKR sends them under these names). An order that is not among the day's
-orders (done on an earlier day, or unknown) answers 503, as IBKR's does for an earlier session's.
+An order status carries the fields of IBKR's ``orderStatus`` schema and no others: the spec lists
+no limit or stop price there (a client learns them from the day's orders, ``price`` and
+``auxPrice``), so neither does the simulator. An order that is not among the day's orders (done on
+an earlier day, or unknown) answers 503, as IBKR's does for an earlier session's.
 """
 
 from __future__ import annotations
@@ -153,7 +153,9 @@ async def order_status(request: Request) -> JSONResponse:
     orig, name = ORDER_TYPE_NAMES[o.order_type]
     done = o.status not in ("PreSubmitted", "Submitted")
     verb = ("Bought" if o.action == "BUY" else "Sold") if o.filled else o.action.title()
-    desc = f"{verb} {o.quantity:g} {name}" + (", Day" if o.tif == "DAY" else ", GTC")
+    price = o.limit_price if o.limit_price is not None else o.stop_price
+    terms = f"{name} {price:.2f}" if price is not None else name
+    desc = f"{verb} {o.quantity:g} {terms}" + (", Day" if o.tif == "DAY" else ", GTC")
     body: dict[str, Any] = {
         "order_id": o.order_id,
         "server_id": "0",
@@ -168,7 +170,7 @@ async def order_status(request: Request) -> JSONResponse:
         "currency": inst.currency,
         "account": o.account_id,
         "order_clearing_account": o.account_id,
-        "side": o.action,
+        "side": o.action,  # the schema's enum (BUY/SELL); the spec's example shows "S"
         "order_type": orig,
         "tif": o.tif,
         "total_size": f"{o.quantity:.1f}",
@@ -190,10 +192,6 @@ async def order_status(request: Request) -> JSONResponse:
     }
     if o.avg_fill_price is not None:
         body["average_price"] = f"{o.avg_fill_price:.2f}"
-    if o.limit_price is not None:
-        body["limit_price"] = str(o.limit_price)
-    if o.stop_price is not None:
-        body["stop_price"] = str(o.stop_price)
     return ok(body)
 
 

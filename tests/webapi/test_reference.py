@@ -138,15 +138,13 @@ def test_pnl_first_answer_is_empty_then_values(api):
 def test_order_status(api):
     filled = validate(api.get(f"/iserver/account/order/status/{_buy(api, 5)}"))
     assert (filled["order_status"], filled["cum_fill"], filled["size"]) == ("Filled", "5.0", "0.0")
-    assert (
-        filled["side"] == "BUY"
-        and filled["order_type"] == "MARKET"
-        and filled["account"] == ACCOUNT
-    )
+    assert (filled["side"], filled["order_type"], filled["account"]) == ("BUY", "MARKET", ACCOUNT)
     assert float(filled["average_price"]) > 0 and filled["cannot_cancel_order"] is True
     resting = validate(api.get(f"/iserver/account/order/status/{_buy(api, 5, 'LMT', 100.0)}"))
     assert resting["order_status"] in ("PreSubmitted", "Submitted")
-    assert resting["limit_price"] == "100.0" and resting["order_not_editable"] is False
+    assert "limit_price" not in resting  # IBKR's orderStatus names no price...
+    assert "Limit 100.00" in resting["order_description"]  # ...but describes the order
+    assert resting["order_not_editable"] is False
     r = api.get("/iserver/account/order/status/987654321")
     assert r.status_code == 503 and "987654321" in r.json()["error"]
 
@@ -184,3 +182,13 @@ def test_backend_pnl_and_order_status(broker):
     assert pnl.account_id == ACCOUNT and pnl.unrealized != 0.0
     with pytest.raises(OrderNotFound):
         broker.order_status(987654321)
+
+
+def test_backend_learns_the_prices_of_an_order_it_did_not_place(api, broker):
+    """IBKR's single order status names no price: for an order another client placed the
+    backend reads the day's orders once, so a modify keeps the limit it does not change."""
+    order_id = _buy(api, 5, "LMT", 100.0)
+    status = broker.order_status(order_id)
+    assert (status.order_type, status.limit_price, status.stop_price) == ("LMT", 100.0, None)
+    changed = broker.modify(order_id, quantity=7)
+    assert (changed.quantity, changed.limit_price) == (7, 100.0)

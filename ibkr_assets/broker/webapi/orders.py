@@ -14,10 +14,10 @@ IB holds it (fills, average price) is read from ``/iserver/account/order/status/
 order of the current brokerage session (IBKR answers 503 for any other), after every placement,
 modification and cancellation and before a modification or cancellation (its account, whether
 it is still open, its prices). The day's orders, ``/iserver/account/orders`` (IBKR: 1 request
-per 5 s, paced), are read only to list open and completed orders. The single status names no
-order reference, so the backend keeps the references of the orders it placed or listed; its
-limit and stop are read as ``limit_price`` / ``stop_price`` (the simulated gateway's names;
-IBKR's spec lists no price there).
+per 5 s, paced), are read only to list open and completed orders. The single status (IBKR's
+``orderStatus`` schema) names neither the order reference nor the limit and stop prices, so the
+backend keeps those terms for the orders it placed, modified or listed, and reads the day's orders
+(``price``, ``auxPrice``) once for an order it has not seen (placed by another client).
 
 **Errors.** IBKR answers business errors with HTTP 200 ``{"error": text}``: ``"OrderID <id>
 doesn't exist"`` -> OrderNotFound, any other -> OrderRejected with IB's text.
@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import threading
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from ibkr_assets.broker.errors import (
     BrokerError,
@@ -117,6 +117,14 @@ def _money(text: object) -> float:
         return 0.0
 
 
+class _Terms(NamedTuple):
+    """What IBKR's single order status leaves out: the order reference and its prices."""
+
+    order_ref: str
+    limit_price: float | None
+    stop_price: float | None
+
+
 class Orders:
     """Placing and reading orders over one :class:`Session`."""
 
@@ -125,9 +133,9 @@ class Orders:
         self._accounts = accounts
         self._contracts = contracts
         self._lock = threading.Lock()
-        #: order id -> order reference, of the orders placed or listed (the single status
-        #: names none)
-        self._refs: dict[int, str] = {}
+        #: order id -> its terms the single status does not name, of the orders placed,
+        #: modified or listed
+        self._terms: dict[int, _Terms] = {}
 
     # -- sending -----------------------------------------------------------------------------
     def _confirmed(self, answer: Any, label: str) -> dict[str, Any]:
@@ -162,8 +170,7 @@ class Orders:
         body = {"orders": [wire_order(order, account)]}
         ack = self._confirmed(self._s.post(f"/iserver/account/{account}/orders", body), label)
         order_id = int(ack["order_id"])
-        with self._lock:
-            self._refs[order_id] = order.order_ref
+        self._remember(order_id, _Terms(order.order_ref, order.limit_price, order.stop_price))
         try:
             return self.status(order_id)
         except OrderNotFound:  # placed, but not shown yet: report the acknowledgement
@@ -237,6 +244,7 @@ class Orders:
         self._s.iserver_accounts()
         answer = self._s.post(f"/iserver/account/{account}/order/{order_id}", body)
         self._confirmed(answer, label)
+        self._remember(order_id, _Terms(current.order_ref, changed.limit_price, changed.stop_price))
         return self.status(order_id)
 
     def cancel(self, order_id: int) -> OrderStatus:
@@ -272,8 +280,7 @@ class Orders:
         order_type = cast(OrderType, ROW_TYPES.get(str(body.get("order_type")), "MKT"))
         raw_status = str(body.get("order_status", ""))
         stamp = str(body.get("order_time") or "")
-        with self._lock:
-            ref = self._refs.get(order_id, "")
+        terms = self._known_terms(order_id)
         return OrderStatus(
             order_id=int(body["order_id"]),
             account_id=str(body.get("account")),
@@ -281,10 +288,10 @@ class Orders:
             action="BUY" if str(body.get("side", "")).upper().startswith("B") else "SELL",
             quantity=float(body.get("total_size") or 0.0),
             order_type=order_type,
-            limit_price=_number(body.get("limit_price")),
-            stop_price=_number(body.get("stop_price")),
+            limit_price=terms.limit_price if order_type in ("LMT", "STP LMT") else None,
+            stop_price=terms.stop_price if order_type in ("STP", "STP LMT") else None,
             tif="GTC" if body.get("tif") == "GTC" else "DAY",
-            order_ref=ref,
+            order_ref=terms.order_ref,
             status=_status_code(raw_status),
             filled=float(body.get("cum_fill") or 0.0),
             remaining=float(body.get("size") or 0.0),
@@ -294,6 +301,22 @@ class Orders:
             if stamp
             else self._s.now(),
         )
+
+    def _remember(self, order_id: int, terms: _Terms) -> None:
+        with self._lock:
+            self._terms[order_id] = terms
+
+    def _known_terms(self, order_id: int) -> _Terms:
+        """The reference and prices of ``order_id``: remembered, else read once from the day's
+        orders (an order another client placed); blank if it is not among them."""
+        with self._lock:
+            known = self._terms.get(order_id)
+        if known is not None:
+            return known
+        for row in self._rows():
+            self._status(row)  # remembers every listed order's terms
+        with self._lock:
+            return self._terms.setdefault(order_id, _Terms("", None, None))
 
     def _rows(self) -> list[dict[str, Any]]:
         """``/iserver/account/orders``: the day's orders of every account of the login."""
@@ -319,8 +342,7 @@ class Orders:
         updated = row.get("lastExecutionTime_r")
         raw_status = str(row.get("status", ""))
         order_id, ref = int(row["orderId"]), str(row.get("order_ref") or "")
-        with self._lock:
-            self._refs[order_id] = ref
+        self._remember(order_id, _Terms(ref, limit, stop))
         return OrderStatus(
             order_id=order_id,
             account_id=str(row.get("acct") or row.get("account")),
