@@ -8,9 +8,11 @@ profile with live US-equity data and nothing random (:data:`PAPER`), their rate 
 the backends' pacing (tests/gateway and tests/webapi cover pacing); their clock starts at the
 given instant and runs in real time, where the simulator's is pinned there.
 
-A test module opts in with a fixture named ``backend`` (:func:`parametrize_backends` in its
-folder's conftest makes it a module-scoped parameter over :data:`BACKENDS`); a test that does
-not go through the transport keeps to the simulator with ``@pytest.mark.backends("sim")``.
+A folder opts in by importing this module's hooks and fixture into its conftest
+(``from tests.backends import backend, pytest_configure, pytest_generate_tests``); then a test
+module whose tests take the ``backend`` fixture runs once per backend of :data:`BACKENDS`, and a
+test that does not go through the transport keeps to the simulator with
+``@pytest.mark.backends("sim")``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ PAPER = IB_PAPER.with_options(
     history_gap_rate=0.0,
     farm_drops_per_day=0.0,
 )
-#: the markers of :func:`parametrize_backends`: ``@pytest.mark.backends("sim")`` keeps a test to
+#: the markers of :func:`pytest_generate_tests`: ``@pytest.mark.backends("sim")`` keeps a test to
 #: some backends; ``@pytest.mark.backend_gap("webapi", "why")`` expects it to fail on one (strict:
 #: it must fail, so the mark goes once the backend does it)
 MARKERS = (
@@ -87,11 +89,16 @@ def broker_fields(
         }
 
 
-def parametrize_backends(metafunc: pytest.Metafunc) -> None:
-    """``pytest_generate_tests`` of a folder whose tests take a ``backend`` fixture: one
-    module-scoped run per backend (each module's gateway started once per backend), restricted
-    to a test's ``backends`` marker where it has one, a strict expected failure on the backend
-    of each of its ``backend_gap`` markers."""
+def pytest_configure(config: pytest.Config) -> None:
+    """Register :data:`MARKERS` (``--strict-markers``)."""
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """For a test taking the ``backend`` fixture: one module-scoped run per backend (each
+    module's gateway started once per backend), restricted to the test's ``backends`` marker
+    where it has one, a strict expected failure on the backend of each ``backend_gap`` marker."""
     if "backend" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("backends")
@@ -111,5 +118,5 @@ def parametrize_backends(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="module")
 def backend(request: pytest.FixtureRequest) -> str:
-    """The backend of this run of the module (see :func:`parametrize_backends`)."""
+    """The backend of this run of the module (see :func:`pytest_generate_tests`)."""
     return str(request.param)

@@ -21,9 +21,10 @@ from mcp import Client
 from ibkr_assets.settings import MCPSettings
 from mcp_server.app import IBKRServer
 from mcp_server.server import build_server, serve_in_thread
-from tests.backends import MARKERS, backend, broker_fields, parametrize_backends
+from tests.backends import backend, broker_fields, pytest_configure, pytest_generate_tests
 
-__all__ = ["backend"]  # the fixture, found here by the tests of this folder
+#: the backend fixture and its hooks, found here by the tests of this folder
+__all__ = ["backend", "pytest_configure", "pytest_generate_tests"]
 
 #: Friday 2026-11-20, 10:30 in New York: the market is open.
 SESSION_TIME = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
@@ -38,15 +39,6 @@ def sim_env(data_dir: Path) -> dict[str, str]:
         "IBKR_SIM_NOW": SESSION_TIME.isoformat(),
         "IBKR_SIM_SYMBOLS": str(SIM_SYMBOLS),
     }
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    for marker in MARKERS:
-        config.addinivalue_line("markers", marker)
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    parametrize_backends(metafunc)
 
 
 def broker_factory(fields: dict):

@@ -1,6 +1,9 @@
 """Stages 1–9 materialised on the simulated world (60 symbols, temporary data root): the order
 ticket and the journal, the optimiser limits at the optimum, idempotent submission across a
-crash. The gate blocking a breach is in test_decide_gate.py (hand-made upstream data)."""
+crash. Each runs on every Broker backend (sim; tws and webapi through their simulated gateway on
+loopback, with the world's stocks as the watch-list, as the demo has it); the journal's
+tamper check on the simulator only. The gate blocking a breach is in test_decide_gate.py
+(hand-made upstream data)."""
 
 from __future__ import annotations
 
@@ -14,11 +17,14 @@ import pytest
 
 from ibkr_assets.assets import daily_assets, daily_checks, journal, submission
 from ibkr_assets.assets.execution import final_orders, order_from_row, read_ticket
+from ibkr_assets.broker.sim import simulated_stocks
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
 from ibkr_assets.quant.journal import read_journal, verify_journal
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.alerts import AlertResource
+from ibkr_assets.settings import load_settings
+from tests.backends import SEED, broker_fields
 from tests.journal_key import TEST_KEY
 
 SESSION = "2024-06-03"
@@ -29,9 +35,15 @@ ASSETS = daily_assets()
 CHECKS = daily_checks()
 
 
-def run_day(data_dir: Path, decide: DecideConfig, partition: str = SESSION):
-    """Materialise every daily asset and check of one session; returns the result."""
-    resources = build_resources(data_dir=str(data_dir))
+def run_day(data_dir: Path, decide: DecideConfig, partition: str = SESSION, broker=None):
+    """Materialise every daily asset and check of one session, through the ``broker`` settings
+    given (default: the environment's, the simulator); returns the result."""
+    settings = load_settings()
+    if broker is not None:
+        settings = settings.updated(broker=broker)
+        if broker["backend"] != "sim":  # over a socket the pipeline needs a watch-list
+            settings = settings.updated(pipeline={"watchlist": simulated_stocks(SEED, SYMBOLS)})
+    resources = build_resources(data_dir=str(data_dir), settings=settings)
     resources["decide"] = decide
     resources["alerts"] = AlertResource(log_path=str(data_dir / "alerts.jsonl"))
     return dg.materialize(
@@ -53,10 +65,18 @@ def _small_world():
 
 
 @pytest.fixture(scope="module")
-def happy(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("happy")
-    result, resources = run_day(data_dir, DecideConfig())
-    return data_dir, result, resources
+def happy(tmp_path_factory, backend):
+    data_dir = tmp_path_factory.mktemp(f"happy-{backend}")
+    with (
+        broker_fields(backend, data_dir, as_of(SESSION), SYMBOLS) as broker,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        # the gateways' limits are off: so is the pacing (a process setting, read by the IB
+        # resource from the environment, not one of the broker fields it carries)
+        mp.setenv("IBKR_PACING", "false")
+        result, resources = run_day(data_dir, DecideConfig(), broker=broker)
+        yield data_dir, result, resources
+        resources["ib"].close()
 
 
 def test_daily_run_writes_ticket_and_journal(happy):
@@ -111,6 +131,7 @@ def test_submission_is_idempotent_across_a_crash(happy):
     other = ticket.iloc[-1]
     resized = order_from_row(other, str(other["order_type"]), quantity=other["quantity"] - 1)
     broker.place(resized.model_copy(update={"order_ref": f"ibkr-agent:{SESSION}:0123456789ab"}))
+    resources["ib"].close()  # the crashed run's connection is gone (one per client id at IB)
 
     decide = DecideConfig(auto_submit=True)
 
@@ -139,6 +160,7 @@ def test_submission_is_idempotent_across_a_crash(happy):
         (submit(), (data_dir / "reports" / f"submitted_orders_{SESSION}.json").read_text())[1]
     )["orders"]
     assert not [o for o in second if o["outcome"] == "placed"]
+    broker = resources["ib"].broker_at(as_of(SESSION))
     refs = [s.order_ref for s in [*broker.open_orders(), *broker.completed_orders()]]
     for ref in ticket["order_ref"].iloc[:-1]:
         assert refs.count(ref) == 1, f"{ref} sent {refs.count(ref)} times"
@@ -184,6 +206,7 @@ def test_ticket_takes_the_final_size_of_each_order():
     assert final_orders(what_if, "MKT")["limit_price"].isna().all()
 
 
+@pytest.mark.backends("sim")
 def test_rerun_appends_a_chained_row_and_an_edit_is_detected(happy, tmp_path):
     data_dir, _, resources = happy
     dg.materialize(
