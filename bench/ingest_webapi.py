@@ -2,7 +2,9 @@
 bars for 700 symbols, under IBKR's Web API rate limits, against the lower bound those limits allow.
 
 The gateway is ``ibkr-sim webapi`` (HTTPS, logged in, the ``ideal`` realism profile) with IBKR's
-rate limits on: it answers 429 to a request over a limit, as IBKR's gateway does. The client is
+rate limits on: it answers 429 to a request over a limit, as IBKR's gateway does. It runs as a
+subprocess (its own interpreter and GIL, as IBKR's gateway is its own Java process) with its
+clock started at the pre-open of ``--session``. The client is
 the ``webapi`` backend as ``connect()`` builds it for the pipeline, called through the ingest's
 own functions: :func:`~ibkr_assets.assets.market_data.quote_frame` (the ``quotes`` asset:
 chunks of 100) and :func:`~ibkr_assets.assets.market_data.cached_bars` (the ``daily_bars``
@@ -44,9 +46,14 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -63,9 +70,7 @@ from ibkr_assets.broker.webapi.pacing import MARGIN
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.partitions import previous_sessions
 from ibkr_assets.resources.storage import StorageResource
-from ibkr_sim.gateway import running_clock
 from ibkr_sim.universe import Universe
-from ibkr_sim.webapi import start_webapi
 from ibkr_spec.webapi import (
     GLOBAL_LIMIT,
     HISTORY_CONCURRENCY,
@@ -154,26 +159,40 @@ def ingest(
     return run
 
 
+@contextmanager
+def webapi_process(symbols: int, now: datetime, data_dir: Path) -> Iterator[tuple[str, Path]]:
+    """``ibkr-sim webapi`` on a free loopback port, logged in, IBKR's rate limits on; yields
+    its base URL and the certificate to trust."""
+    cmd = [sys.executable, "-m", "ibkr_sim.cli", "webapi", "--port", "0", "--authenticated"]
+    cmd += ["--profile", "ideal", "--symbols", str(symbols), "--data-dir", str(data_dir)]
+    cmd += ["--now", now.isoformat(), "--log-level", "WARNING"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        # "ibkr-sim webapi listening on https://127.0.0.1:PORT/v1/api (self-signed certificate C)"
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            raise SystemExit(f"ibkr-sim webapi did not start (exit code {proc.wait(10)})")
+        url = line.split("listening on ", 1)[1].split()[0]
+        yield url, data_dir / "sim" / "webapi" / "cert.pem"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def run_webapi(symbols: int, contracts: list[Contract], as_of: datetime) -> tuple[Run, Bound]:
     """The ingest through the webapi backend against ``ibkr-sim webapi`` with IBKR's limits;
     also the median time of one history request on the idle gateway (for the bound)."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-webapi-") as root,
-        start_webapi(
-            authenticated=True,
-            rate_limits=True,
-            symbols=symbols,
-            data_dir=root,
-            clock=running_clock(as_of),
-            profile="ideal",
-        ) as gw,
+        webapi_process(symbols, as_of, Path(root)) as (url, cert),
     ):
         settings = BrokerSettings(
-            backend="webapi",
-            data_dir=Path(root),
-            webapi_url=gw.url,
-            webapi_ca_file=Path(gw.cert_path) if gw.cert_path else None,
-            pacing=True,
+            backend="webapi", data_dir=Path(root), webapi_url=url, webapi_ca_file=cert, pacing=True
         )
         broker = connect(settings)
         try:
