@@ -21,7 +21,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import AfterValidator, Field
 
 from ibkr_assets.broker import GuardedBroker
-from ibkr_assets.broker.errors import ContractNotFound
+from ibkr_assets.broker.fx import listed_pair
 from ibkr_assets.broker.models import Contract, FxRate
 from mcp_server.context import add_tool, call_broker
 from mcp_server.portfolio import AccountId, account_for
@@ -68,17 +68,14 @@ def _check_pair(source: str, target: str) -> None:
 
 
 def _pair(b: GuardedBroker, source: str, target: str) -> tuple[Contract, bool]:
-    """IB's IDEALPRO pair between two currencies, and whether ``source`` is its base currency
-    (IB lists each pair one way round only: EUR.USD, never USD.EUR)."""
-    for base, quoted in ((source, target), (target, source)):
-        try:
-            return b.resolve(base, "CASH", "IDEALPRO", quoted), base == source
-        except ContractNotFound:
-            continue
-    raise ToolError(
-        f"IB lists no IDEALPRO pair between {source} and {target} ({source}.{target} nor "
-        f"{target}.{source}); convert through USD in two steps"
-    )
+    """IB's IDEALPRO pair between two currencies, and whether ``source`` is its base currency."""
+    listed = listed_pair(b, source, target)
+    if listed is None:
+        raise ToolError(
+            f"IB lists no IDEALPRO pair between {source} and {target} ({source}.{target} nor "
+            f"{target}.{source}); convert through USD in two steps"
+        )
+    return listed
 
 
 async def fx_quote(

@@ -325,7 +325,8 @@ class OrderGuard:
 
     def _check_caps(self, order: Order, notional: float, net_liq: float) -> None:
         lim, sym, pre = self.limits, order.contract.symbol, self.limits.setting_prefix
-        if order.quantity > lim.max_quantity:
+        # a currency order's quantity is units of money, capped by its value alone
+        if order.contract.sec_type != "CASH" and order.quantity > lim.max_quantity:
             raise OrderRefused(
                 f"{sym}: quantity {order.quantity:,g} exceeds the cap of {lim.max_quantity:,g} "
                 f"per order by {order.quantity - lim.max_quantity:,g} ({pre}MAX_QUANTITY)",

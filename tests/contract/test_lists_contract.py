@@ -120,7 +120,7 @@ def test_fx_conversion_lands_in_the_paper_account(broker: Broker) -> None:
 def test_the_guard_values_an_fx_order_in_base_currency(broker: Broker, tmp_path: Path) -> None:
     limits = OrderLimits(
         principal="contract",
-        max_quantity=1e9,
+        max_quantity=1_000,  # shares / contracts: a currency order is capped by value alone
         max_notional=250_000,
         max_nlv_share=1.0,
         orders_per_minute=100,
@@ -134,3 +134,6 @@ def test_the_guard_values_an_fx_order_in_base_currency(broker: Broker, tmp_path:
     assert judged.notional == pytest.approx(10_000, rel=2e-3)
     with pytest.raises(OrderRefused, match="max_notional"):
         guard.assess(broker, Order(contract=usd_jpy, action="BUY", quantity=300_000))
+    aapl = broker.resolve("AAPL")  # the share cap still holds for shares
+    with pytest.raises(OrderRefused, match="max_quantity"):
+        guard.assess(broker, Order(contract=aapl, action="BUY", quantity=1_001))

@@ -33,14 +33,14 @@ def data_dir(tmp_path_factory, backend):
 
 @pytest.fixture(scope="module")
 def running(data_dir, backend):
-    # FX orders are sized in units of currency: the per-order quantity cap is raised so the
-    # value caps (max_notional 60 000 USD, 5% of net liquidation) are the ones that bind.
+    # FX orders are sized in units of currency: the share cap (max_quantity 500) does not apply
+    # to them, the value caps (max_notional 60 000 USD, 5% of net liquidation) bind.
     settings = MCPSettings(
         data_dir=data_dir,
         trading=True,
         orders_per_minute=50,
         user="pytest",
-        **{**CAPS, "max_quantity": 100_000},
+        **CAPS,
     )
     with (
         broker_fields(backend, data_dir, SESSION_TIME, SIM_SYMBOLS) as fields,
