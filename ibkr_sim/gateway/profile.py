@@ -9,7 +9,10 @@ Two profiles are named (``ibkr-sim gateway --profile ideal|ib-paper``):
   ``shared/ibkr-behaviour/tws.md`` describes it (tags such as [MDTYPE] below name its sources):
   no real-time US equity subscription (live requests refused, delayed data served), a farm
   drop now and then, a nightly restart, TWS's order precautions, partial fills of orders large
-  against the minute's volume, a few symbols whose history HMDS does not have, one account.
+  against the minute's volume, a few symbols whose history HMDS does not have, one account;
+  on the Client Portal Web API (``ibkr-sim webapi``, ``shared/ibkr-behaviour/webapi.md``) the
+  same entitlements (snapshot field 6509), precautions (reply questions o383 / o451), partial
+  fills and history gaps, and IBKR's nightly server reset and rate-limit penalty box.
 
 Whatever the profile, the gateway protects itself as IB Gateway does (``max_connections``,
 ``frame_timeout``) and counts history durations in trading sessions
@@ -79,6 +82,22 @@ class RealismProfile:
     nightly_restart: time | None = None
     #: seconds the gateway is away during a restart
     restart_seconds: float = 60.0
+    #: New York time of IBKR's nightly server reset as the Client Portal Web API meets it
+    #: (webapi.md, "Daily reset": /iserver briefly unavailable about 01:00 [NEWDOC], the session
+    #: reset at midnight [V1DOC]): the brokerage session ends, /iserver answers 503 for
+    #: ``server_reset_seconds``, then 401 until re-authenticated; None = no reset
+    server_reset: time | None = None
+    #: seconds (gateway clock) /iserver stays unavailable from ``server_reset``
+    server_reset_seconds: float = 60.0
+
+    # -- Web API rate limits [V1DOC] [NEWDOC] ----------------------------------------------------
+    #: seconds a client that broke IBKR's Web API rate limits ``penalty_box_after`` times within
+    #: a minute stays in IBKR's penalty box (every request 429; "10 minutes" [NEWDOC], "15 minutes"
+    #: [V1DOC]); None = no penalty box (429 for the refused request only)
+    penalty_box_seconds: float | None = None
+    #: 429 answers within 60 s that put the client in the penalty box ("violators", "repeat
+    #: violators": the count is UNCERTAIN in webapi.md, ours)
+    penalty_box_after: int = 5
 
     # -- orders [ORDLIM] ------------------------------------------------------------------------
     #: TWS precautionary "Size Limit" (shares / contracts per order); None = no limit
@@ -108,6 +127,17 @@ class RealismProfile:
             raise ValueError(f"participation must be in (0, 1], got {self.participation}")
         if not 0 <= self.history_gap_rate <= 1:
             raise ValueError(f"history_gap_rate must be in [0, 1], got {self.history_gap_rate}")
+        if self.server_reset_seconds < 0:
+            raise ValueError(
+                f"server_reset_seconds must be >= 0 seconds, got {self.server_reset_seconds}"
+            )
+        if self.penalty_box_seconds is not None and self.penalty_box_seconds <= 0:
+            raise ValueError(
+                f"penalty_box_seconds must be positive seconds or None, got "
+                f"{self.penalty_box_seconds}"
+            )
+        if self.penalty_box_after < 1:
+            raise ValueError(f"penalty_box_after must be at least 1, got {self.penalty_box_after}")
 
     # -- questions the gateway asks -------------------------------------------------------------
     def has_live_data(self, account: str, sec_type: str) -> bool:
@@ -154,6 +184,9 @@ IB_PAPER = RealismProfile(
     farm_drops_per_day=2.0,
     nightly_restart=time(23, 45),  # IB Gateway's auto-restart setting, North America [MSGCODES]
     restart_seconds=60.0,
+    server_reset=time(1, 0),  # IBKR's nightly reset, North America [NEWDOC]; V1DOC says 00:00
+    server_reset_seconds=60.0,
+    penalty_box_seconds=600.0,  # "may be put in a penalty box for 10 minutes" [NEWDOC]
     max_order_size=10_000.0,  # TWS Presets "Size Limit" (ours; IB's default varies by preset)
     max_order_value=1_000_000.0,  # "Total Value Limit"
     participation=0.10,

@@ -4,8 +4,9 @@ what the gateway does before any route runs, in this order:
 1. ``411`` for a POST without ``Content-Length`` [V1DOC "Headers"];
 2. IBKR's rate limits (:mod:`~ibkr_sim.webapi.ratelimit`): ``429 {"error": ...}``;
 3. the session (:mod:`~ibkr_sim.webapi.auth`): the request keeps it alive (or finds it timed
-   out); before login every endpoint but ``/sim/login`` answers 401, without a brokerage session
-   every ``/iserver`` endpoint but the session ones answers 401.
+   out or ended by IBKR's nightly reset); before login every endpoint but ``/sim/login`` answers
+   401, without a brokerage session every ``/iserver`` endpoint but the session ones answers 401
+   (503 while the nightly reset is under way).
 
 A route that fails with an unexpected exception answers 500 ``{"error": ...}`` naming it (IBKR
 answers 500 "internal server error" with its reason), never a dropped connection. A path the
@@ -63,20 +64,11 @@ class GatewayMiddleware(BaseHTTPMiddleware):
         refused = st.limits.admit(request.method, path)
         if refused:
             return error(refused, 429)
-        session = st.session
         if path not in OPEN_WITHOUT_LOGIN:
-            session.touch()
-            if not session.logged_in:
-                return error(
-                    "not authenticated: log in first (simulator: POST /v1/api/sim/login)", 401
-                )
             gated = path.startswith("/iserver/") and path not in OPEN_WITHOUT_BROKERAGE
-            if gated and not session.brokerage:
-                return error(
-                    "no brokerage session: it timed out without /tickle; call "
-                    "/iserver/reauthenticate or /iserver/auth/ssodh/init",
-                    401,
-                )
+            gate = st.session.refusal(gated)
+            if gate is not None:
+                return error(*gate)
         try:
             return await call_next(request)
         except Exception as exc:  # boundary: a simulator bug answers 500, as IBKR's errors do

@@ -37,12 +37,22 @@ def build_webapi(
     """The gateway's state: the world of :func:`ibkr_sim.gateway.server.build_state` (seed,
     symbols, data_dir, clock, profile), logged in already when ``authenticated``, IBKR's rate
     limits on unless ``rate_limits=False``, the brokerage session ending after
-    ``session_timeout`` seconds without a request."""
-    return WebApiState(
-        world=build_state(**world),
-        session=AuthSession(session_timeout, authenticated),
-        limits=RateLimiter(rate_limits),
+    ``session_timeout`` seconds without a request; the profile's nightly reset and penalty box."""
+    state = build_state(**world)
+    profile = state.profile
+    session = AuthSession(
+        session_timeout,
+        authenticated,
+        clock=state.clock,
+        reset=profile.server_reset,
+        reset_seconds=profile.server_reset_seconds,
     )
+    limits = RateLimiter(
+        rate_limits,
+        penalty_seconds=profile.penalty_box_seconds,
+        penalty_after=profile.penalty_box_after,
+    )
+    return WebApiState(world=state, session=session, limits=limits)
 
 
 def _config(
