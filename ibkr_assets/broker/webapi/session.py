@@ -8,8 +8,9 @@ session kept alive and reopened, every request paced, IBKR's HTTP errors as the 
   step at the gateway (username, password, 2FA) a program cannot do, so without it the backend
   fails naming the gateway's login page. A daemon thread tickles every :data:`TICKLE_SECONDS`
   (IBKR: at least every 5 minutes, about every 60 s) and reopens a brokerage session the tickle
-  reports lost. A 401 on a request reopens the session once and sends the request again: the
-  gateway refused it before doing anything, so an order is not sent twice.
+  reports lost. A 401 on a request (a timed-out session, IBKR's nightly reset) reopens the
+  session once and sends the request again: the gateway refused it before doing anything, so an
+  order is not sent twice. During the reset itself ``/iserver`` answers 503 (GatewayError).
 * **Priming.** ``/iserver/accounts`` is asked once per brokerage session, before the endpoints
   IBKR says need it (snapshot, orders, modify, cancel, live orders).
 * **Errors.** An unreachable gateway -> NotConnected; 401 after reopening -> NotConnected naming
@@ -111,11 +112,14 @@ class Session:
     def request(
         self, method: str, path: str, params: dict[str, Any] | None = None, json: Any = None
     ) -> Any:
-        """Send one request, paced, reopening the brokerage session once on a 401; the JSON
-        answer of a 200, else the broker error the status means."""
+        """Send one request, paced, reopening the brokerage session once on a 401 (primed
+        again before an ``/iserver`` request is resent: the caller primed the lost session); the
+        JSON answer of a 200, else the broker error the status means."""
         response = self._send(method, path, params, json)
         if response.status_code == 401:
             self.reauthenticate()
+            if path.startswith("/iserver/") and path != "/iserver/accounts":
+                self.iserver_accounts()
             response = self._send(method, path, params, json)
         return self._answer(method, path, response)
 
