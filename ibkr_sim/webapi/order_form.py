@@ -18,6 +18,11 @@ base currency (EUR of EUR.USD), or ``fxQty``, the cash to convert in the quote c
 EUR.USD; IBKR's ``totalCashSize`` / ``cashCcy``), turned into a base quantity at the limit price,
 else at the ask for a buy and the bid for a sell now, to 2 decimals.
 
+**Brackets** (webapi.md, "Brackets"): the children of a bracket name their parent by
+``parentId``, the parent's ``cOID`` (:func:`parent_ref`); the routes place them (see
+:mod:`ibkr_sim.webapi.routes_orders`). OCA groups of independent orders (``isSingleGroup``) are not
+simulated: such an order is refused.
+
 **Errors**: a malformed order (missing or bad fields, an unsupported type or time in force,
 ``isCcyConv`` on anything but a currency pair, ``fxQty`` without it or with ``quantity``) is a
 ``ValueError`` naming what is wrong, a conid the gateway does not know a ``LookupError`` (both
@@ -98,13 +103,30 @@ def parse_order(st: WebApiState, body: dict[str, Any]) -> tuple[OrderRequest, In
     problem = order_problem(req)
     if problem:
         raise ValueError(problem)
-    for name, value in (("price", limit), ("auxPrice", stop)):
+    for name, value in (("price", price), ("auxPrice", aux)):
         needed = (name == "price" and order_type in ("LMT", "STP LMT", "STP")) or (
             name == "auxPrice" and order_type == "STP LMT"
         )
         if needed and value is None:
             raise ValueError(f"a {body['orderType']} order needs {name}")
     return req, inst
+
+
+def parent_ref(body: dict[str, Any]) -> str | None:
+    """The ``cOID`` a bracket child names its parent by (``parentId``), None for any other
+    order; ``ValueError`` for an empty or non-text one, or for ``isSingleGroup`` (OCA groups of
+    independent orders are not simulated)."""
+    if body.get("isSingleGroup"):
+        raise ValueError(
+            "isSingleGroup: OCA groups are not simulated; a bracket's children name their "
+            "parent by parentId"
+        )
+    raw = body.get("parentId")
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, str | int) or str(raw) == "":
+        raise ValueError(f"parentId {raw!r} must be the parent order's cOID (a non-empty string)")
+    return str(raw)
 
 
 def _quantity(
@@ -194,4 +216,4 @@ def questions(st: WebApiState, account: str, req: OrderRequest, inst: Instrument
     return [(mid, text) for mid, text in asked if mid not in st.suppressed]
 
 
-__all__ = ["ORDER_TYPES", "PRICE_CAP_PERCENT", "TIFS", "parse_order", "questions"]
+__all__ = ["ORDER_TYPES", "PRICE_CAP_PERCENT", "TIFS", "parent_ref", "parse_order", "questions"]

@@ -3,6 +3,14 @@
 ``GET /iserver/account/trades`` (fills), from the paper exchange the TWS-protocol gateway uses
 (an order placed there is listed here too).
 
+A bracket child's row in the day's orders names its parent's order id, ``parentId`` (IBKR's
+spec lists no parent field in ``liveOrdersResponse``; UNCERTAIN what IBKR names it). An order on a
+currency pair is listed as IBKR lists a currency conversion (webapi.md, "FX"; the spec's example
+row): ``secType`` CASH, ``listingExchange`` FXCONV, ``description1`` the pair (``EUR.USD``),
+``cashCcy`` the quote currency and ``totalCashSize`` the order's value in it (at the average fill
+price, else the limit; left out while neither is known); the paper exchange books every FX fill
+as cash, as IB books a conversion.
+
 An order status carries the fields of IBKR's ``orderStatus`` schema and no others: the spec lists
 no limit or stop price there (a client learns them from the day's orders, ``price`` and
 ``auxPrice``), so neither does the simulator. An order that is not among the day's orders (done on
@@ -20,6 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ibkr_sim.exchange import ExecutionInfo, OrderInfo
+from ibkr_sim.universe import Instrument
 from ibkr_sim.webapi.state import WebApiState, bad_request, error, ok, web_state
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -48,13 +57,19 @@ def _day_start(now: datetime) -> datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def _price(value: float, inst: Instrument) -> str:
+    """A price as IBKR writes it: cents for stocks and options, five decimals for a currency
+    pair (the spec's example: ``"0.90000"``)."""
+    return f"{value:.5f}" if inst.sec_type == "CASH" else f"{value:.2f}"
+
+
 def _order_row(st: WebApiState, o: OrderInfo) -> dict[str, Any]:
     inst = st.world.market.universe.by_conid(o.conid)
     orig, name = ORDER_TYPE_NAMES[o.order_type]
     verb = "Bought" if o.action == "BUY" else "Sold"
     price = o.limit_price or o.stop_price
     desc = f"{verb if o.filled else o.action.title()} {o.quantity:g} {name}"
-    desc += f" {price:.2f}" if price is not None else ""
+    desc += f" {_price(price, inst)}" if price is not None else ""
     desc += ", Day" if o.tif == "DAY" else ", GTC"
     row: dict[str, Any] = {
         "acct": o.account_id,
@@ -86,9 +101,16 @@ def _order_row(st: WebApiState, o: OrderInfo) -> dict[str, Any]:
         "isEventTrading": "0",
     }
     if price is not None:
-        row["price"] = f"{price:.2f}"
+        row["price"] = _price(price, inst)
     if o.avg_fill_price is not None:
-        row["avgPrice"] = f"{o.avg_fill_price:.2f}"
+        row["avgPrice"] = _price(o.avg_fill_price, inst)
+    if o.parent_id is not None:
+        row["parentId"] = o.parent_id
+    if inst.sec_type == "CASH":
+        row.update(listingExchange="FXCONV", description1=inst.local_symbol)
+        rate = o.avg_fill_price if o.avg_fill_price is not None else o.limit_price
+        if rate is not None:
+            row["totalCashSize"] = f"{o.quantity * rate:.2f}"
     return row
 
 
@@ -154,7 +176,7 @@ async def order_status(request: Request) -> JSONResponse:
     done = o.status not in ("PreSubmitted", "Submitted")
     verb = ("Bought" if o.action == "BUY" else "Sold") if o.filled else o.action.title()
     price = o.limit_price if o.limit_price is not None else o.stop_price
-    terms = f"{name} {price:.2f}" if price is not None else name
+    terms = f"{name} {_price(price, inst)}" if price is not None else name
     desc = f"{verb} {o.quantity:g} {terms}" + (", Day" if o.tif == "DAY" else ", GTC")
     body: dict[str, Any] = {
         "order_id": o.order_id,
@@ -191,7 +213,7 @@ async def order_status(request: Request) -> JSONResponse:
         "sub_type": None,
     }
     if o.avg_fill_price is not None:
-        body["average_price"] = f"{o.avg_fill_price:.2f}"
+        body["average_price"] = _price(o.avg_fill_price, inst)
     return ok(body)
 
 
@@ -204,12 +226,12 @@ def _trade_row(st: WebApiState, e: ExecutionInfo) -> dict[str, Any]:
         "symbol": inst.symbol,
         "supports_tax_opt": "0",
         "side": "B" if buy else "S",
-        "order_description": f"{'Bought' if buy else 'Sold'} {e.shares:g} @ {e.price:.2f} on "
-        f"{e.exchange}",
+        "order_description": f"{'Bought' if buy else 'Sold'} {e.shares:g} @ "
+        f"{_price(e.price, inst)} on {e.exchange}",
         "trade_time": e.time.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S"),
         "trade_time_r": int(e.time.timestamp() * 1000),
         "size": e.shares,
-        "price": f"{e.price:.2f}",
+        "price": _price(e.price, inst),
         "order_ref": e.order_ref,
         "submitter": "simuser",
         "exchange": e.exchange,

@@ -10,6 +10,18 @@ order's acknowledgement follows; ``false`` drops the order). Any later order req
 unanswered question: answering it then gives 503 [V1DOC]; an unknown reply id gives
 ``{"error": "reply id not found: '<id>'"}``.
 
+**Brackets** (webapi.md, "Brackets"): one request may hold a bracket, the parent (with its
+``cOID``) first and then its children, each naming it by ``parentId``; any other group of orders
+is 400. The questions of every order are asked in turn, then the parent is placed and the
+children after it with its order id as their parent, held at the exchange until it fills (as the
+TWS gateway's bracket children are); the answer acknowledges each order, in the request's order.
+A lone child whose ``parentId`` names the ``cOID`` of a working order of the account is attached
+to that order, as TWS attaches a child to a working parent (UNCERTAIN whether IBKR's gateway
+resolves a ``cOID`` of an earlier request; IBKR's campus lesson "Complex Orders" says legs may
+also be placed one after the other); a ``parentId`` naming neither is ``{"error"}``. The paper
+exchange has no OCA between a bracket's children (neither gateway cancels the other child when
+one fills).
+
 **Errors**: a malformed order (missing or bad fields, an unsupported type or time in force) is
 400; a conid the gateway does not know is 400; the exchange's rejections (price off the tick,
 margin, index) are HTTP 200 ``{"error": text}``; an order id that is unknown or done is 200
@@ -19,6 +31,7 @@ margin, index) are HTTP 200 ``{"error": text}``; an order id that is unknown or 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -27,7 +40,7 @@ from starlette.routing import Route
 
 from ibkr_sim.exchange import OrderInfo, OrderRequest
 from ibkr_sim.universe import Instrument
-from ibkr_sim.webapi.order_form import parse_order, questions
+from ibkr_sim.webapi.order_form import parent_ref, parse_order, questions
 from ibkr_sim.webapi.state import (
     PendingOrder,
     WebApiState,
@@ -86,23 +99,36 @@ def _ask(st: WebApiState, pending: PendingOrder) -> JSONResponse:
 
 
 def _submit(st: WebApiState, pending: PendingOrder) -> JSONResponse:
-    """Send the order (or modification) to the exchange; IBKR's acknowledgement or error."""
+    """Send the order (or modification) to the exchange, a bracket's children after their
+    parent; IBKR's acknowledgement of each, or the error (a bracket refused whole)."""
     ex = st.world.exchange
+    placed: list[OrderInfo] = []
     try:
         if pending.modify_id is None:
-            info = ex.place(pending.account, pending.request, client_id=WEBAPI_CLIENT_ID)
+            placed.append(ex.place(pending.account, pending.request, client_id=WEBAPI_CLIENT_ID))
+            for child in pending.children:
+                child = replace(child, parent_id=placed[0].order_id)
+                placed.append(ex.place(pending.account, child, client_id=WEBAPI_CLIENT_ID))
         else:
             req = pending.request
-            info = ex.modify(
-                pending.modify_id,
-                quantity=req.quantity,
-                limit_price=req.limit_price,
-                stop_price=req.stop_price,
+            placed.append(
+                ex.modify(
+                    pending.modify_id,
+                    quantity=req.quantity,
+                    limit_price=req.limit_price,
+                    stop_price=req.stop_price,
+                )
             )
     except IBError as exc:
+        if placed and pending.modify_id is None:
+            ex.cancel(placed[0].order_id)  # its children placed so far go with it
         return error(exc.message)
-    ack = {"order_id": str(info.order_id), "order_status": info.status, "encrypt_message": "1"}
-    return ok([ack])
+    return ok(
+        [
+            {"order_id": str(i.order_id), "order_status": i.status, "encrypt_message": "1"}
+            for i in placed
+        ]
+    )
 
 
 def _proceed(st: WebApiState, pending: PendingOrder) -> JSONResponse:
@@ -110,50 +136,101 @@ def _proceed(st: WebApiState, pending: PendingOrder) -> JSONResponse:
     form (price off the tick, fractional quantity) answer before any question is asked."""
     if pending.questions:
         try:
-            st.world.exchange.what_if(pending.account, pending.request)
+            for req in [pending.request, *pending.children]:
+                st.world.exchange.what_if(pending.account, req)
         except IBError as exc:
             return error(exc.message)
         return _ask(st, pending)
     return _submit(st, pending)
 
 
-async def _order_sent(
-    request: Request, st: WebApiState, original: OrderInfo | None = None
-) -> tuple[OrderRequest, Instrument] | JSONResponse:
-    """The order of the request's body, parsed: ``{"orders": [order]}`` for a new order, one
-    order object (the original's conid unless it names one) for a modification of
-    ``original``; else the 400 answer naming what is wrong."""
-    body = await json_body(request)
-    if body is None:
-        return bad_request("the body must be a JSON object")
-    if original is None:
-        orders = body.get("orders")
-        if not isinstance(orders, list) or not orders or not isinstance(orders[0], dict):
-            return bad_request('the body must be {"orders": [ {order} ]}')
-        if len(orders) > 1:
-            return bad_request(
-                "one order per request: brackets and OCA groups are not simulated yet"
-            )
-        body = orders[0]
-    else:
-        body = {"conid": original.conid, **body}
+Parsed = tuple[OrderRequest, Instrument, str | None]
+
+
+def _parsed(st: WebApiState, body: dict[str, Any]) -> Parsed | JSONResponse:
+    """One order object as the exchange's order, its contract and the ``cOID`` its
+    ``parentId`` names; else the 400 answer naming what is wrong."""
     try:
-        return parse_order(st, body)
+        req, inst = parse_order(st, body)
+        return req, inst, parent_ref(body)
     except (ValueError, LookupError) as exc:
         return bad_request(str(exc))
 
 
+async def _orders_sent(request: Request, st: WebApiState) -> list[Parsed] | JSONResponse:
+    """The orders of a ``{"orders": [order, ...]}`` body: one order, or a bracket (the parent
+    first, then its children naming its ``cOID``); else the 400 answer naming what is wrong."""
+    body = await json_body(request)
+    orders = None if body is None else body.get("orders")
+    if not isinstance(orders, list) or not orders or not all(isinstance(o, dict) for o in orders):
+        return bad_request('the body must be {"orders": [ {order}, ... ]}')
+    parsed: list[Parsed] = []
+    for order in orders:
+        one = _parsed(st, order)
+        if isinstance(one, JSONResponse):
+            return one
+        parsed.append(one)
+    parent = parsed[0][0]
+    if len(parsed) > 1 and (
+        parsed[0][2] is not None
+        or not parent.order_ref
+        or any(ref != parent.order_ref for _, _, ref in parsed[1:])
+    ):
+        return bad_request(
+            "several orders in one request must be a bracket: the parent first, with a cOID, "
+            "then its children, each with parentId equal to that cOID"
+        )
+    return parsed
+
+
+async def _modification(
+    request: Request, st: WebApiState, original: OrderInfo
+) -> tuple[OrderRequest, Instrument] | JSONResponse:
+    """The order object of a modification of ``original`` (its conid unless the body names
+    one), parsed; else the 400 answer naming what is wrong."""
+    body = await json_body(request)
+    if body is None:
+        return bad_request("the body must be a JSON object")
+    parsed = _parsed(st, {"conid": original.conid, **body})
+    return parsed if isinstance(parsed, JSONResponse) else parsed[:2]
+
+
+def _attached(st: WebApiState, account: str, req: OrderRequest, ref: str) -> OrderRequest | None:
+    """A lone child with its parent's exchange id: the working order of ``account`` whose
+    ``cOID`` is ``ref``; None when there is none."""
+    working = [
+        o
+        for o in st.world.exchange.find_by_ref(account, ref)
+        if o.status in ("PreSubmitted", "Submitted")
+    ]
+    return replace(req, parent_id=working[-1].order_id) if working else None
+
+
 async def place(request: Request, st: WebApiState, account: str) -> JSONResponse:
-    """``POST /iserver/account/{accountId}/orders`` with ``{"orders": [order]}``."""
-    parsed = await _order_sent(request, st)
+    """``POST /iserver/account/{accountId}/orders`` with ``{"orders": [order, ...]}``: one
+    order or a bracket (see the module docstring)."""
+    parsed = await _orders_sent(request, st)
     if isinstance(parsed, JSONResponse):
         return parsed
-    req, inst = parsed
-    if req.order_ref and st.world.exchange.find_by_ref(account, req.order_ref):
-        return error(
-            f"Order couldn't be submitted: Local order ID={req.order_ref} is already registered."
-        )
-    return _proceed(st, PendingOrder(account, req, questions(st, account, req, inst)))
+    for req, _, _ in parsed:
+        if req.order_ref and st.world.exchange.find_by_ref(account, req.order_ref):
+            return error(
+                f"Order couldn't be submitted: Local order ID={req.order_ref} is already "
+                "registered."
+            )
+    first, _, ref = parsed[0]
+    if ref is not None:
+        attached = _attached(st, account, first, ref)
+        if attached is None:
+            return error(
+                f"parentId {ref!r} names no working order of {account}: a child's parentId is "
+                "the cOID of its parent, sent in the same request or working already"
+            )
+        first = attached
+    asked = [q for req, i, _ in parsed for q in questions(st, account, req, i)]
+    asked = list(dict.fromkeys(asked))  # a question the legs share is asked once
+    pending = PendingOrder(account, first, asked, children=[c for c, _, _ in parsed[1:]])
+    return _proceed(st, pending)
 
 
 async def reply(request: Request) -> JSONResponse:
@@ -182,10 +259,10 @@ async def reply(request: Request) -> JSONResponse:
 async def what_if(request: Request, st: WebApiState, account: str) -> JSONResponse:
     """``POST /iserver/account/{accountId}/orders/whatif``: margin, equity and commission if the
     order filled now; every value a formatted string."""
-    parsed = await _order_sent(request, st)
+    parsed = await _orders_sent(request, st)
     if isinstance(parsed, JSONResponse):
         return parsed
-    req, inst = parsed
+    req, inst, _ = parsed[0]
     try:
         w = st.world.exchange.what_if(account, req)
     except IBError as exc:
@@ -244,7 +321,7 @@ async def modify(request: Request, st: WebApiState, account: str) -> JSONRespons
     info = _order_of(st, account, request.path_params["orderId"])
     if isinstance(info, JSONResponse):
         return info
-    parsed = await _order_sent(request, st, original=info)
+    parsed = await _modification(request, st, info)
     if isinstance(parsed, JSONResponse):
         return parsed
     req, inst = parsed

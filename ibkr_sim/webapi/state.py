@@ -35,6 +35,8 @@ class PendingOrder:
     questions: list[tuple[str, str]]
     #: the exchange order id a modification applies to; None for a new order
     modify_id: int | None = None
+    #: a bracket's children, placed after ``request`` with its exchange order id as parent_id
+    children: list[OrderRequest] = field(default_factory=list)
 
 
 @dataclass

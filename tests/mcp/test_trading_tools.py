@@ -128,7 +128,6 @@ async def test_bad_order_fields_are_named(running):
     assert "inverted" in text
 
 
-@pytest.mark.backend_gap("webapi", "bracket orders (parentId / cOID) are not placed yet")
 async def test_bracket_modify_needs_its_own_token_and_cancel(running):
     quote = (await ok(running, "quotes", {"symbols": ["MSFT"]}))["quotes"][0]["quote"]
     limit = round(quote["bid"] * 0.9, 2)  # below the market: rests

@@ -3,6 +3,7 @@ errors, and the same order seen by the TWS-protocol gateway (same paper.sqlite).
 
 from __future__ import annotations
 
+import pytest
 from ib_async import IB
 
 from ibkr_sim.gateway import start_gateway
@@ -116,3 +117,57 @@ def test_web_order_is_the_tws_gateways_order(gateway, api):
     assert seen and seen[0].order.permId and seen[0].order.lmtPrice == low
     assert seen[0].order.totalQuantity == 5 and seen[0].contract.conId == AAPL
     assert order_id in {o.order_id for o in tws.state.exchange.open_orders()}
+
+
+def _rows(api) -> dict[int, dict]:
+    return {o["orderId"]: o for o in validate(api.get("/iserver/account/orders"))["orders"]}
+
+
+def test_bracket_children_name_the_parents_coid_and_wait_for_its_fill(api):
+    validate(api.post("/iserver/questions/suppress", json={"messageIds": ["o354", "o163"]}))
+    last = _last(api)
+    low, high, stop = round(last * 0.8, 2), round(last * 1.2, 2), round(last * 0.7, 2)
+    parent = _order(price=low, cOID="br-1")["orders"][0]
+    tp = {**parent, "side": "SELL", "price": high, "parentId": "br-1"}
+    sl = {**tp, "orderType": "STP", "price": stop}
+    del tp["cOID"], sl["cOID"]  # V1DOC: no cOID on a bracket's children
+    acks = validate(api.post(ORDERS, json={"orders": [parent, tp, sl]}))
+    parent_id, tp_id, sl_id = (int(a["order_id"]) for a in acks)
+    rows = _rows(api)
+    assert rows[parent_id]["status"] == "Submitted" and "parentId" not in rows[parent_id]
+    assert rows[tp_id]["parentId"] == rows[sl_id]["parentId"] == parent_id
+    assert rows[tp_id]["status"] == rows[sl_id]["status"] == "PreSubmitted"  # held
+
+    marketable = {**parent, "price": round(last * 1.02, 2)}
+    validate(api.post(f"/iserver/account/{ACCOUNT}/order/{parent_id}", json=marketable))
+    rows = _rows(api)
+    assert rows[parent_id]["status"] == "Filled"
+    assert rows[tp_id]["status"] == "Submitted"  # works once the parent filled
+    assert rows[sl_id]["status"] == "PreSubmitted"  # a stop not yet triggered
+
+    # a lone child attaches to the working order whose cOID it names, as TWS attaches one
+    rest = validate(api.post(ORDERS, json=_order(price=low, cOID="br-2")))
+    alone = validate(api.post(ORDERS, json={"orders": [{**tp, "parentId": "br-2"}]}))
+    assert _rows(api)[int(alone[0]["order_id"])]["parentId"] == int(rest[0]["order_id"])
+    validate(api.delete(f"/iserver/account/{ACCOUNT}/order/{rest[0]['order_id']}"))
+    assert _rows(api)[int(alone[0]["order_id"])]["status"] == "Cancelled"  # with its parent
+
+    unknown = validate(api.post(ORDERS, json={"orders": [{**tp, "parentId": "nobody"}]}))
+    assert "parentId 'nobody'" in unknown["error"]
+    two = {"orders": [_order(price=low)["orders"][0], _order(price=low)["orders"][0]]}
+    r = api.post(ORDERS, json=two)
+    assert r.status_code == 400 and "bracket" in r.json()["error"]
+    r = api.post(ORDERS, json={"orders": [{**parent, "cOID": "br-3", "isSingleGroup": True}]})
+    assert r.status_code == 400 and "isSingleGroup" in r.json()["error"]
+
+
+def test_currency_conversion_is_listed_as_fxconv(gateway, api):
+    validate(api.post("/iserver/questions/suppress", json={"messageIds": ["o354"]}))
+    eur = gateway.state.world.market.universe.lookup("EUR.USD", "CASH")
+    body = {"conid": eur.conid, "orderType": "MKT", "side": "BUY", "quantity": 1_000}
+    ack = validate(api.post(ORDERS, json={"orders": [{**body, "tif": "DAY", "isCcyConv": True}]}))
+    row = _rows(api)[int(ack[0]["order_id"])]
+    assert (row["secType"], row["listingExchange"]) == ("CASH", "FXCONV")
+    assert (row["description1"], row["ticker"], row["cashCcy"]) == ("EUR.USD", "EUR", "USD")
+    assert row["status"] == "Filled" and len(row["avgPrice"].split(".")[1]) == 5
+    assert float(row["totalCashSize"]) == pytest.approx(1_000 * float(row["avgPrice"]), abs=0.01)

@@ -19,6 +19,14 @@ per 5 s, paced), are read only to list open and completed orders. The single sta
 backend keeps those terms for the orders it placed, modified or listed, and reads the day's orders
 (``price``, ``auxPrice``) once for an order it has not seen (placed by another client).
 
+**Brackets.** IBKR links a bracket child to its parent by the parent's ``cOID`` (the
+order_ref): the child's ``parentId``. A child (``parent_id``, the parent's IB order id) is sent
+as the tws backend sends it, after its parent, naming the parent's order_ref as ``parentId``;
+the parent must carry one. As V1DOC asks, a child's own ``cOID`` is left out; the backend keeps
+its order_ref with its other terms. The Web API has no untransmitted orders (IBKR numbers an
+order when it receives it, so a held parent would have no id for its children to name): an
+order with ``transmit=False`` is refused.
+
 **Errors.** IBKR answers business errors with HTTP 200 ``{"error": text}``: ``"OrderID <id>
 doesn't exist"`` -> OrderNotFound, any other -> OrderRejected with IB's text.
 """
@@ -70,14 +78,22 @@ ROW_TYPES = {"MARKET": "MKT", "LIMIT": "LMT", "STOP": "STP", "STOP_LIMIT": "STP 
 MAX_TRADE_DAYS = 7
 
 
-def wire_order(order: Order, account: str) -> dict[str, Any]:
+def wire_order(order: Order, account: str, parent_ref: str = "") -> dict[str, Any]:
     """``order`` as IBKR's order object (``price`` is the limit, or the stop of a STP;
-    ``auxPrice`` the stop of a STOP_LIMIT; ``cOID`` the order_ref). An order on a currency pair
-    (CASH) is IBKR's currency conversion (``isCcyConv``), sized in the base currency."""
-    if order.parent_id is not None or not order.transmit:
+    ``auxPrice`` the stop of a STOP_LIMIT; ``cOID`` the order_ref; a bracket child's
+    ``parentId`` is ``parent_ref``, its parent's order_ref, and it carries no ``cOID``).
+
+    An order on a currency pair (CASH) is IBKR's currency conversion (``isCcyConv``), sized by
+    ``quantity`` in the base currency - the quantity the order guard judged. IBKR's prose
+    (V1DOC) sizes conversions by ``fxQty``, cash in the quote currency that IB turns into a base
+    quantity at the fill price (the spec's example row: 2,500 CAD bought 2,806.46 AUD at an
+    average 0.8908 under a 0.90 limit), so no ``fxQty`` fixes the base quantity the guard
+    judged; the spec's order object has no ``fxQty`` and requires ``quantity``."""
+    if not order.transmit:
         raise InvalidOrder(
-            f"{order.contract.symbol}: bracket children (parent_id, transmit=False) are not "
-            "served by the webapi backend yet"
+            f"{order.contract.symbol}: the Web API transmits every order it receives "
+            "(transmit=False is not served by the webapi backend): place the parent, then "
+            "each child with parent_id"
         )
     body: dict[str, Any] = {
         "acctId": account,
@@ -94,7 +110,9 @@ def wire_order(order: Order, account: str) -> dict[str, Any]:
         body["price"] = order.limit_price
     if order.order_type == "STP LMT":
         body["auxPrice"] = order.stop_price
-    if order.order_ref:
+    if order.parent_id is not None:
+        body["parentId"] = parent_ref
+    elif order.order_ref:
         body["cOID"] = order.order_ref
     if order.contract.sec_type == "CASH":  # IBKR's currency conversion: cash, no FX position
         body["isCcyConv"] = True
@@ -118,11 +136,13 @@ def _money(text: object) -> float:
 
 
 class _Terms(NamedTuple):
-    """What IBKR's single order status leaves out: the order reference and its prices."""
+    """What IBKR's single order status leaves out: the order reference, its prices and a
+    bracket child's parent order id."""
 
     order_ref: str
     limit_price: float | None
     stop_price: float | None
+    parent_id: int | None = None
 
 
 class Orders:
@@ -163,14 +183,31 @@ class Orders:
             answer = self._s.post(f"/iserver/reply/{first['id']}", {"confirmed": True})
         raise OrderRejected(f"{label}: IB asked more than {MAX_QUESTIONS} questions; not placed")
 
+    def _parent_ref(self, order: Order) -> str:
+        """The order_ref (IBKR's ``cOID``) of a bracket child's parent; '' for any other order.
+        Raises InvalidOrder when the parent has none."""
+        if order.parent_id is None:
+            return ""
+        ref = self._known_terms(order.parent_id).order_ref
+        if not ref:
+            raise InvalidOrder(
+                f"{order.contract.symbol}: parent order {order.parent_id} has no order_ref; IBKR "
+                "names a bracket child's parent by the parent's cOID (order_ref), so place the "
+                "parent with one"
+            )
+        return ref
+
     def place(self, order: Order) -> OrderStatus:
         account = self._accounts.account(order.account_id)
+        body = {"orders": [wire_order(order, account, self._parent_ref(order))]}
         self._s.iserver_accounts()
         label = f"{order.action} {order.quantity:g} {order.contract.symbol} ({account})"
-        body = {"orders": [wire_order(order, account)]}
         ack = self._confirmed(self._s.post(f"/iserver/account/{account}/orders", body), label)
         order_id = int(ack["order_id"])
-        self._remember(order_id, _Terms(order.order_ref, order.limit_price, order.stop_price))
+        self._remember(
+            order_id,
+            _Terms(order.order_ref, order.limit_price, order.stop_price, order.parent_id),
+        )
         try:
             return self.status(order_id)
         except OrderNotFound:  # placed, but not shown yet: report the acknowledgement
@@ -185,6 +222,7 @@ class Orders:
                 stop_price=order.stop_price,
                 tif=order.tif,
                 order_ref=order.order_ref,
+                parent_id=order.parent_id,
                 status=_status_code(str(ack.get("order_status", "Submitted"))),
                 remaining=order.quantity,
                 time=self._s.now(),
@@ -194,9 +232,8 @@ class Orders:
         account = self._accounts.account(order.account_id)
         self._s.iserver_accounts()
         label = f"what-if {order.action} {order.quantity:g} {order.contract.symbol} ({account})"
-        body = self._s.post(
-            f"/iserver/account/{account}/orders/whatif", {"orders": [wire_order(order, account)]}
-        )
+        wired = wire_order(order, account, self._parent_ref(order))
+        body = self._s.post(f"/iserver/account/{account}/orders/whatif", {"orders": [wired]})
         if not isinstance(body, dict) or "amount" not in body:
             raise order_error(error_text(body) or f"unexpected answer {body!r}", label)
         amount = body["amount"]
@@ -244,7 +281,10 @@ class Orders:
         self._s.iserver_accounts()
         answer = self._s.post(f"/iserver/account/{account}/order/{order_id}", body)
         self._confirmed(answer, label)
-        self._remember(order_id, _Terms(current.order_ref, changed.limit_price, changed.stop_price))
+        self._remember(
+            order_id,
+            _Terms(current.order_ref, changed.limit_price, changed.stop_price, current.parent_id),
+        )
         return self.status(order_id)
 
     def cancel(self, order_id: int) -> OrderStatus:
@@ -292,6 +332,7 @@ class Orders:
             stop_price=terms.stop_price if order_type in ("STP", "STP LMT") else None,
             tif="GTC" if body.get("tif") == "GTC" else "DAY",
             order_ref=terms.order_ref,
+            parent_id=terms.parent_id,
             status=_status_code(raw_status),
             filled=float(body.get("cum_fill") or 0.0),
             remaining=float(body.get("size") or 0.0),
@@ -341,8 +382,12 @@ class Orders:
         stop = price if order_type == "STP" else aux if order_type == "STP LMT" else None
         updated = row.get("lastExecutionTime_r")
         raw_status = str(row.get("status", ""))
-        order_id, ref = int(row["orderId"]), str(row.get("order_ref") or "")
-        self._remember(order_id, _Terms(ref, limit, stop))
+        order_id = int(row["orderId"])
+        with self._lock:  # a child's order_ref is the backend's own (no cOID sent for it)
+            known = self._terms.get(order_id)
+        ref = str(row.get("order_ref") or "") or (known.order_ref if known else "")
+        parent = int(row["parentId"]) if row.get("parentId") else None
+        self._remember(order_id, _Terms(ref, limit, stop, parent))
         return OrderStatus(
             order_id=order_id,
             account_id=str(row.get("acct") or row.get("account")),
@@ -354,6 +399,7 @@ class Orders:
             stop_price=stop,
             tif="GTC" if row.get("timeInForce") == "GTC" else "DAY",
             order_ref=ref,
+            parent_id=parent,
             status=_status_code(raw_status),
             filled=float(row.get("filledQuantity") or 0.0),
             remaining=float(row.get("remainingQuantity") or 0.0),
