@@ -107,8 +107,11 @@ def test_fx_conversion_lands_in_the_paper_account(broker: Broker) -> None:
     before = paper.cash(account)
     pair = broker.resolve("EUR", "CASH", "IDEALPRO", "USD")
     assert (pair.symbol, pair.sec_type, pair.currency) == ("EUR", "CASH", "USD")
+    assert pair.local_symbol == "EUR.USD"  # IB's local symbol of the pair
     placed = broker.place(Order(contract=pair, action="BUY", quantity=2_500, order_ref="fx-1"))
-    assert broker.order_status(placed.order_id).status == "Filled"
+    done = broker.order_status(placed.order_id)
+    assert done.status == "Filled" and done.filled == pytest.approx(2_500)
+    assert done.avg_fill_price == pytest.approx(broker.exchange_rate("EUR", "USD").rate, rel=2e-3)
     after = paper.cash(account)
     assert after["EUR"] - before["EUR"] == pytest.approx(2_500)
     rate = broker.exchange_rate("EUR", "USD").rate

@@ -54,8 +54,9 @@ def copied(target: type[T], record: object, *, skip: Collection[str] = (), **giv
 
 
 def to_contract(inst: Instrument) -> Contract:
-    """The broker model of a simulated instrument (``local_symbol`` is its symbol)."""
-    return copied(Contract, inst, local_symbol=inst.symbol)
+    """The broker model of a simulated instrument, with IB's local symbol (``EUR.USD`` for a
+    currency pair, OCC's for an option, else the symbol)."""
+    return copied(Contract, inst, local_symbol=inst.local_symbol)
 
 
 def to_alert(a: AlertInfo, universe: Universe) -> PriceAlert:

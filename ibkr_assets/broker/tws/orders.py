@@ -202,15 +202,35 @@ class Orders:
         return [s for s in await self._all_completed() if s.account_id == account]
 
     async def _all_completed(self) -> list[OrderStatus]:
-        """Today's completed orders of every account, with the orderIds this client knows."""
+        """Today's completed orders of every account, with the orderIds this client knows and
+        the average price of their fills (see :meth:`_with_fill_prices`)."""
         for trade in self._ib.trades():
             self._remember(trade)
         trades = await self._conn.named_request(
             "completedOrders", lambda: self._ib.reqCompletedOrdersAsync(False), "completed orders"
         )
-        return [
+        done = [
             _completed_model(t, self._order_ids.get(t.order.permId, t.order.orderId))
             for t in trades
+        ]
+        return await self._with_fill_prices(done)
+
+    async def _with_fill_prices(self, done: list[OrderStatus]) -> list[OrderStatus]:
+        """``done`` with each filled order's average fill price: IB's completed-order message
+        carries none, so it is the size-weighted price of the order's fills (by permId) - the
+        fills this client has seen, else today's executions, asked for once."""
+        missing = {s.perm_id for s in done if s.perm_id and s.filled and s.avg_fill_price is None}
+        if not missing:
+            return done
+        fills = list(self._ib.fills())
+        if missing - {f.execution.permId for f in fills}:
+            fills += await self._conn.wait(
+                self._ib.reqExecutionsAsync(ExecutionFilter()), "executions"
+            )
+        prices = {perm_id: _average_price(fills, perm_id) for perm_id in missing}
+        return [
+            s.model_copy(update={"avg_fill_price": prices[s.perm_id]}) if s.perm_id in prices else s
+            for s in done
         ]
 
     async def status(self, order_id: int) -> OrderStatus:
@@ -254,6 +274,15 @@ class Orders:
             for f in fills
             if f.execution.acctNumber == account
         ]
+
+
+def _average_price(fills: list[ib_async.Fill], perm_id: int) -> float | None:
+    """The size-weighted price of the fills of order ``perm_id`` (each fill counted once)."""
+    mine = {f.execution.execId: f.execution for f in fills if f.execution.permId == perm_id}
+    shares = sum(e.shares for e in mine.values())
+    if not shares:
+        return None
+    return sum(e.shares * e.price for e in mine.values()) / shares
 
 
 def _last_error_code(trade: ib_async.Trade) -> int | None:
