@@ -97,9 +97,10 @@ class AuthSession:
     def _open_brokerage(self) -> bool:
         """Open the brokerage session (under the lock) unless a reset is under way."""
         now = self._clock()
-        if self._resetting(now) is not None:
-            self.brokerage = False
-            self.ended = "IBKR's nightly reset is under way"
+        reset = self._resetting(now)
+        if reset is not None:
+            if self.brokerage or not self.ended:
+                self.brokerage, self.ended = False, _reset_text(reset)
             return False
         self.brokerage, self.ended, self._opened_at = True, "", now
         self._last_seen = self._monotonic()
@@ -138,8 +139,7 @@ class AuthSession:
                 self.ended = f"it timed out ({self.timeout:g} s without a request or /tickle)"
             reset = self.last_reset(self._clock())
             if self.brokerage and reset is not None and self._opened_at < reset:
-                self.brokerage = False
-                self.ended = f"IBKR's nightly reset at {reset.astimezone(NEW_YORK):%H:%M} New York"
+                self.brokerage, self.ended = False, _reset_text(reset)
             self._last_seen = now
 
     def refusal(self, iserver: bool) -> tuple[str, int] | None:
@@ -196,6 +196,11 @@ class AuthSession:
             "hmds": {"error": "no bridge"},
             "iserver": {"authStatus": self.auth_status()},
         }
+
+
+def _reset_text(at: datetime) -> str:
+    """Why a brokerage session ended at the nightly reset ``at``."""
+    return f"IBKR's nightly reset at {at.astimezone(NEW_YORK):%H:%M} New York"
 
 
 __all__ = ["DEFAULT_TIMEOUT", "SERVER_INFO", "USER_ID", "AuthSession"]
