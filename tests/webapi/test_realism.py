@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ibkr_assets.broker import BrokerSettings, connect
+from ibkr_assets.broker import connect
 from ibkr_assets.broker.webapi import WebApiBroker
 from ibkr_assets.broker.webapi.session import GatewayError
 from ibkr_sim.gateway import running_clock
@@ -35,6 +35,7 @@ from ibkr_sim.gateway.profile import IB_PAPER, IDEAL, RealismProfile
 from ibkr_sim.webapi import WebApiHandle, start_webapi
 from tests.webapi.conftest import ACCOUNT, OPEN, SYMBOLS, client
 from tests.webapi.spec import validate
+from tests.webapi.test_backend import _settings as backend_settings
 
 AAPL, MSFT, EURUSD = 265598, 272093, 12087792
 ORDERS = f"/iserver/account/{ACCOUNT}/orders"
@@ -237,15 +238,7 @@ def test_webapi_backend_survives_the_nightly_reset(
     """The backend's requests fail with the gateway's 503 during the reset; after it the first
     request meets 401, reopens the brokerage session, primes it and is answered."""
     gw, clock = before_reset
-    settings = BrokerSettings(
-        backend="webapi",
-        data_dir=tmp_path,
-        webapi_url=gw.url,
-        webapi_ca_file=gw.cert_path,
-        timeout=10.0,
-        pacing=False,
-    )
-    broker = connect(settings).inner
+    broker = connect(backend_settings(gw, tmp_path)).inner
     assert isinstance(broker, WebApiBroker)
     try:
         aapl = broker.resolve("AAPL")
