@@ -7,13 +7,16 @@ import time
 import httpx
 import pytest
 
+from ibkr_sim.gateway import running_clock
 from ibkr_sim.webapi import start_webapi
-from tests.webapi.conftest import SYMBOLS, client
+from tests.webapi.conftest import OPEN, SYMBOLS, client
 from tests.webapi.spec import validate
 
 
 def test_unauthenticated_then_login_then_logout(tmp_path):
-    gw = start_webapi(symbols=SYMBOLS, data_dir=tmp_path, rate_limits=False)
+    gw = start_webapi(
+        clock=running_clock(OPEN), symbols=SYMBOLS, data_dir=tmp_path, rate_limits=False
+    )
     with gw, client(gw) as api:
         for method, path in (
             ("GET", "/iserver/accounts"),
@@ -39,6 +42,7 @@ def test_unauthenticated_then_login_then_logout(tmp_path):
 def test_brokerage_session_times_out_without_tickle_and_reauthenticates(tmp_path):
     with (
         start_webapi(
+            clock=running_clock(OPEN),
             authenticated=True,
             rate_limits=False,
             session_timeout=3.0,
@@ -64,7 +68,9 @@ def test_brokerage_session_times_out_without_tickle_and_reauthenticates(tmp_path
 
 
 def test_https_with_self_signed_certificate_and_plain_http(tmp_path):
-    with start_webapi(authenticated=True, symbols=SYMBOLS, data_dir=tmp_path) as gw:
+    with start_webapi(
+        clock=running_clock(OPEN), authenticated=True, symbols=SYMBOLS, data_dir=tmp_path
+    ) as gw:
         assert gw.url.startswith("https://") and gw.cert_path == tmp_path / "sim/webapi/cert.pem"
         with client(gw) as api:
             assert api.post("/iserver/auth/status", json={}).json()["authenticated"] is True
@@ -73,7 +79,9 @@ def test_https_with_self_signed_certificate_and_plain_http(tmp_path):
             pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
         ):
             untrusting.post("/iserver/auth/status", json={})
-    with start_webapi(tls=False, authenticated=True, symbols=SYMBOLS, data_dir=tmp_path) as gw:
+    with start_webapi(
+        clock=running_clock(OPEN), tls=False, authenticated=True, symbols=SYMBOLS, data_dir=tmp_path
+    ) as gw:
         assert gw.url.startswith("http://") and gw.cert_path is None
         with httpx.Client(base_url=gw.url) as api:
             assert api.post("/iserver/auth/status", json={}).json()["authenticated"] is True
@@ -88,7 +96,9 @@ def test_post_without_content_length_is_411(api):
 
 
 def test_rate_limits_answer_429(tmp_path):
-    gw = start_webapi(authenticated=True, symbols=SYMBOLS, data_dir=tmp_path)
+    gw = start_webapi(
+        clock=running_clock(OPEN), authenticated=True, symbols=SYMBOLS, data_dir=tmp_path
+    )
     with gw, client(gw) as api:
         assert api.get("/iserver/account/orders").status_code == 200
         r = api.get("/iserver/account/orders")  # IBKR: 1 request per 5 s
