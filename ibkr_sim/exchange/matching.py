@@ -17,7 +17,8 @@ Orders follow IB's status lifecycle:
   growing filled quantity, then ``Filled``), each recorded with its own commission and
   cumulative quantity, as IB reports partial fills (tws.md, "Partial fills").
 - ``Filled``, ``Cancelled`` (by request, or a DAY order at the end of its session; a bracket child
-  whose parent is cancelled), ``Inactive`` (rejected at placement).
+  whose parent is cancelled, or whose sibling filled: a bracket's children are one-cancels-all,
+  as IB links a bracket's profit taker and stop loss), ``Inactive`` (rejected at placement).
 
 Resting orders are matched **lazily**: whenever the exchange is consulted (any read or write), it
 first brings every open order up to the clock's current instant. It does not only look at the
@@ -302,3 +303,6 @@ class Matcher:
             row["order_id"], filled, value, commission, fills[-1][0], status, at, inst.multiplier
         )
         tx.save_book(account, book)
+        if status == "Filled" and row["parent_id"] is not None:
+            siblings = [i for i in tx.open_children(row["parent_id"]) if i != row["order_id"]]
+            tx.set_status(siblings, "Cancelled", "OCA: its bracket sibling filled", at)

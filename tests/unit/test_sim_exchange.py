@@ -572,6 +572,26 @@ def test_bracket_child_waits_for_its_parent(ex: PaperExchange, market: SimMarket
     assert err.value.code == 10147
 
 
+def test_a_bracket_childs_fill_cancels_its_sibling(ex: PaperExchange, market: SimMarket) -> None:
+    amzn = _conid(market, "AMZN")
+    snap = market.snapshot(amzn, OPEN)
+    parent = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=snap.bid - 1))
+    take_profit = ex.place(
+        SECOND,
+        OrderRequest(amzn, "SELL", 10, "LMT", limit_price=snap.bid, parent_id=parent.order_id),
+    )
+    stop_loss = ex.place(
+        SECOND,
+        OrderRequest(amzn, "SELL", 10, "STP", stop_price=snap.bid - 20, parent_id=parent.order_id),
+    )
+    ex.modify(parent.order_id, limit_price=snap.ask)  # the parent fills, the take-profit at once
+    assert ex.order(take_profit.order_id).status == "Filled"
+    cancelled = ex.order(stop_loss.order_id)
+    assert (cancelled.status, cancelled.filled) == ("Cancelled", 0)
+    assert "sibling filled" in cancelled.message
+    assert ex.positions(SECOND) == [] and ex.open_orders(SECOND) == []
+
+
 def test_a_reader_pinned_in_the_past_does_not_rewrite_history(
     ex: PaperExchange, market: SimMarket, clock: Clock
 ) -> None:
