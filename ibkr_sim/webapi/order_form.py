@@ -37,6 +37,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from ibkr_sim.exchange import OrderRequest, order_problem
+from ibkr_sim.gateway.precautions import precaution_breaches
 from ibkr_sim.universe import Instrument
 from ibkr_sim.webapi.routes_contracts import instrument
 from ibkr_sim.webapi.state import WebApiState
@@ -160,7 +161,7 @@ def _quantity(
 def _describe(req: OrderRequest, inst: Instrument) -> str:
     price = req.limit_price or req.stop_price
     tail = f" {req.order_type} {price:.2f}" if price is not None else ""
-    return f'"{req.action} {req.quantity:g} {inst.symbol}{tail}"'
+    return f'"{req.action} {req.quantity:.10g} {inst.symbol}{tail}"'
 
 
 def questions(st: WebApiState, account: str, req: OrderRequest, inst: Instrument) -> list:
@@ -190,29 +191,14 @@ def questions(st: WebApiState, account: str, req: OrderRequest, inst: Instrument
                     f"of {PRICE_CAP_PERCENT:g}%. Are you sure you want to submit this order?",
                 )
             )
-    if profile.max_order_size is not None and req.quantity > profile.max_order_size:
-        asked.append(
-            (
-                "o383",
-                f"The following order {described} size exceeds the Size Limit of "
-                f"{profile.max_order_size:g}. Are you sure you want to submit this order?",
-            )
-        )
-    if profile.max_order_value is not None:
-        price = (
-            req.limit_price or req.stop_price or (quote.ask if req.action == "BUY" else quote.bid)
-        )
-        value = req.quantity * price * inst.multiplier
-        if value > profile.max_order_value:
-            asked.append(
-                (
-                    "o451",
-                    f"The following order {described} value estimate of {value:,.2f} "
-                    f"{inst.currency} exceeds the Total Value Limit of "
-                    f"{profile.max_order_value:,.0f} {inst.currency}. Are you sure you want to "
-                    "submit this order?",
-                )
-            )
+
+    def market_price() -> float:
+        return quote.ask if req.action == "BUY" else quote.bid
+
+    breaches = precaution_breaches(profile, req, inst, described, market_price)
+    for kind, mid in (("size", "o383"), ("value", "o451")):
+        if kind in breaches:
+            asked.append((mid, f"{breaches[kind]} Are you sure you want to submit this order?"))
     return [(mid, text) for mid, text in asked if mid not in st.suppressed]
 
 

@@ -68,7 +68,7 @@ def _order_row(st: WebApiState, o: OrderInfo) -> dict[str, Any]:
     orig, name = ORDER_TYPE_NAMES[o.order_type]
     verb = "Bought" if o.action == "BUY" else "Sold"
     price = o.limit_price or o.stop_price
-    desc = f"{verb if o.filled else o.action.title()} {o.quantity:g} {name}"
+    desc = f"{verb if o.filled else o.action.title()} {o.quantity:.10g} {name}"
     desc += f" {_price(price, inst)}" if price is not None else ""
     desc += ", Day" if o.tif == "DAY" else ", GTC"
     row: dict[str, Any] = {
@@ -78,15 +78,15 @@ def _order_row(st: WebApiState, o: OrderInfo) -> dict[str, Any]:
         "conid": str(o.conid),
         "orderId": o.order_id,
         "cashCcy": inst.currency,
-        "sizeAndFills": f"{o.filled:g}/{o.quantity:g}",
+        "sizeAndFills": f"{o.filled:.10g}/{o.quantity:.10g}",
         "orderDesc": desc,
         "description1": inst.symbol,
         "ticker": inst.symbol,
         "secType": inst.sec_type,
         "listingExchange": inst.primary_exchange or inst.exchange,
-        "remainingQuantity": f"{o.remaining:g}",
-        "filledQuantity": f"{o.filled:g}",
-        "totalSize": f"{o.quantity:g}",
+        "remainingQuantity": f"{o.remaining:.10g}",
+        "filledQuantity": f"{o.filled:.10g}",
+        "totalSize": f"{o.quantity:.10g}",
         "companyName": inst.name,
         "status": o.status,
         "order_ccp_status": o.status,
@@ -177,7 +177,7 @@ async def order_status(request: Request) -> JSONResponse:
     verb = ("Bought" if o.action == "BUY" else "Sold") if o.filled else o.action.title()
     price = o.limit_price if o.limit_price is not None else o.stop_price
     terms = f"{name} {_price(price, inst)}" if price is not None else name
-    desc = f"{verb} {o.quantity:g} {terms}" + (", Day" if o.tif == "DAY" else ", GTC")
+    desc = f"{verb} {o.quantity:.10g} {terms}" + (", Day" if o.tif == "DAY" else ", GTC")
     body: dict[str, Any] = {
         "order_id": o.order_id,
         "server_id": "0",
@@ -198,7 +198,7 @@ async def order_status(request: Request) -> JSONResponse:
         "total_size": f"{o.quantity:.1f}",
         "cum_fill": f"{o.filled:.1f}",
         "size": f"{o.remaining:.1f}",
-        "size_and_fills": f"{o.filled:g}" if done else f"{o.filled:g}/{o.quantity:g}",
+        "size_and_fills": f"{o.filled:.10g}" if done else f"{o.filled:.10g}/{o.quantity:.10g}",
         "order_status": o.status,
         "order_status_description": STATUS_DESCRIPTIONS.get(o.status, o.status),
         "order_description": desc,
@@ -226,7 +226,7 @@ def _trade_row(st: WebApiState, e: ExecutionInfo) -> dict[str, Any]:
         "symbol": inst.symbol,
         "supports_tax_opt": "0",
         "side": "B" if buy else "S",
-        "order_description": f"{'Bought' if buy else 'Sold'} {e.shares:g} @ "
+        "order_description": f"{'Bought' if buy else 'Sold'} {e.shares:.10g} @ "
         f"{_price(e.price, inst)} on {e.exchange}",
         "trade_time": e.time.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S"),
         "trade_time_r": int(e.time.timestamp() * 1000),

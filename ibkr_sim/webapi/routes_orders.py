@@ -283,7 +283,7 @@ async def what_if(request: Request, st: WebApiState, account: str) -> JSONRespon
 
     out: dict[str, Any] = {
         "amount": {
-            "amount": f"{amount:,.2f} {inst.currency} ({req.quantity:g} Shares)",
+            "amount": f"{amount:,.2f} {inst.currency} ({req.quantity:.10g} Shares)",
             "commission": f"{w.commission:,.2f} {ccy}",
             "total": f"{amount + w.commission:,.2f} {inst.currency}",
         },
@@ -291,9 +291,9 @@ async def what_if(request: Request, st: WebApiState, account: str) -> JSONRespon
         "initial": trio(w.init_margin_before, w.init_margin_after),
         "maintenance": trio(w.maint_margin_before, w.maint_margin_after),
         "position": {
-            "current": f"{held:g}",
-            "change": f"{change:g}",
-            "after": f"{held + change:g}",
+            "current": f"{held:.10g}",
+            "change": f"{change:.10g}",
+            "after": f"{held + change:.10g}",
         },
         "error": None if w.accepted else w.warning,
     }
