@@ -40,13 +40,9 @@ PAPER = IB_PAPER.with_options(
     history_gap_rate=0.0,
     farm_drops_per_day=0.0,
 )
-#: the markers of :func:`pytest_generate_tests`: ``@pytest.mark.backends("sim")`` keeps a test to
-#: some backends; ``@pytest.mark.backend_gap("webapi", "why")`` expects it to fail on one (strict:
-#: it must fail, so the mark goes once the backend does it)
-MARKERS = (
-    "backends(*names): run this test only on these Broker backends (tests/backends.py)",
-    "backend_gap(name, reason): this test fails on that Broker backend, for this reason (strict)",
-)
+#: the marker of :func:`pytest_generate_tests`: ``@pytest.mark.backends("sim")`` keeps a test to
+#: some backends
+MARKER = "backends(*names): run this test only on these Broker backends (tests/backends.py)"
 
 
 @contextmanager
@@ -90,30 +86,19 @@ def broker_fields(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register :data:`MARKERS` (``--strict-markers``)."""
-    for marker in MARKERS:
-        config.addinivalue_line("markers", marker)
+    """Register :data:`MARKER` (``--strict-markers``)."""
+    config.addinivalue_line("markers", MARKER)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """For a test taking the ``backend`` fixture: one module-scoped run per backend (each
     module's gateway started once per backend), restricted to the test's ``backends`` marker
-    where it has one, a strict expected failure on the backend of each ``backend_gap`` marker."""
+    where it has one."""
     if "backend" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("backends")
     names = list(marker.args) if marker else list(BACKENDS)
-    gaps = {m.args[0]: m.args[1] for m in metafunc.definition.iter_markers("backend_gap")}
-    params = [
-        pytest.param(
-            name,
-            marks=[pytest.mark.xfail(strict=True, reason=f"{name} backend: {gaps[name]}")]
-            if name in gaps
-            else [],
-        )
-        for name in names
-    ]
-    metafunc.parametrize("backend", params, indirect=True, scope="module")
+    metafunc.parametrize("backend", names, indirect=True, scope="module")
 
 
 @pytest.fixture(scope="module")
