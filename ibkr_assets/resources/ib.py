@@ -146,6 +146,15 @@ def unreachable(settings: BrokerSettings, exc: NotConnected) -> str:
             f"{tried}. Another API client is connected with clientId {settings.client_id}: "
             "set IBKR_CLIENT_ID to an unused id, or disconnect the other client."
         )
+    if settings.backend == "webapi":
+        return (
+            f"{tried}. Check that the Client Portal gateway is running at "
+            f"{settings.webapi_url} (IBKR_WEBAPI_URL) and that a browser login on its page "
+            "finished (IBKR's login, with two-factor authentication for a live user, opens the "
+            "brokerage session; it ends after IBKR's nightly reset or when another session of "
+            "the same user logs in); that its certificate is trusted (IBKR_WEBAPI_CA_FILE, "
+            "IBKR_WEBAPI_VERIFY)."
+        )
     return (
         f"{tried}. Check that TWS or IB Gateway is running and logged in on {settings.host}; "
         "that its API is enabled (Configure > Settings > API: Enable ActiveX and Socket "

@@ -175,3 +175,16 @@ def test_a_lost_connection_is_the_steps_error_not_the_symbols():
 
     with pytest.raises(NotConnected):  # fails the step, which the RetryPolicy runs again
         fetch_each(dropped, contracts, workers=2)
+
+
+def test_the_unreachable_message_names_what_to_check_on_each_backend(tmp_path):
+    from ibkr_assets.broker.settings import BrokerSettings
+    from ibkr_assets.resources.ib import unreachable
+
+    lost = NotConnected("connection refused")
+    gateway = unreachable(BrokerSettings(backend="tws", data_dir=tmp_path, port=4002), lost)
+    assert "IB Gateway" in gateway and "4002" in gateway and "IBKR_CLIENT_ID" in gateway
+    url = "https://127.0.0.1:5000/v1/api"
+    portal = unreachable(BrokerSettings(backend="webapi", data_dir=tmp_path, webapi_url=url), lost)
+    assert url in portal and "browser login" in portal and "IBKR_WEBAPI_CA_FILE" in portal
+    assert "clientId" not in portal and "IBKR_PORT" not in portal
