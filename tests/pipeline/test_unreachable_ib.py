@@ -29,7 +29,9 @@ from ibkr_assets.broker.errors import (
     PacingViolation,
 )
 from ibkr_assets.broker.models import Contract
+from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.resources import build_resources
+from ibkr_assets.resources.ib import unreachable
 from ibkr_spec.errors import COULD_NOT_CONNECT
 
 SESSION = "2024-06-03"
@@ -178,9 +180,6 @@ def test_a_lost_connection_is_the_steps_error_not_the_symbols():
 
 
 def test_the_unreachable_message_names_what_to_check_on_each_backend(tmp_path):
-    from ibkr_assets.broker.settings import BrokerSettings
-    from ibkr_assets.resources.ib import unreachable
-
     lost = NotConnected("connection refused")
     gateway = unreachable(BrokerSettings(backend="tws", data_dir=tmp_path, port=4002), lost)
     assert "IB Gateway" in gateway and "4002" in gateway and "IBKR_CLIENT_ID" in gateway
