@@ -8,7 +8,10 @@ Point-in-time rule (no look-ahead), applied here to every input:
 * a quarterly statement is used from the day after its ``report_date`` (releases often come
   after the close), i.e. when ``report_date + 1 day <= as_of``;
 * a headline is used when ``time <= as_of``; the sentiment window is the 24 h before ``as_of``;
-* a quote is used when its ``time <= as_of`` (without a time it is taken as the as-of snapshot).
+* a quote is used when its ``time <= as_of + QUOTE_GRACE`` (without a time it is taken as the
+  as-of snapshot): the run that decides at ``as_of`` takes its quotes minutes after it starts, and
+  the orders it sends meet the market of then, so quotes of the run's first hour inform the
+  decision; quotes of a later day (a backfill asking IB today for an earlier session) never do.
 
 ``as_of`` is a timestamp (naive = New York time) or a date, meaning the end of that day.
 Timestamps in the data (headline and quote times) without a zone are taken as UTC, as IB sends
@@ -47,6 +50,9 @@ from ibkr_assets.quant.sentiment import SENTIMENT_COLUMNS, headline_polarity_zsc
 from ibkr_assets.quant.technical import TechnicalParams, technical_features
 
 MARKET_TZ = "America/New_York"
+#: how long after ``as_of`` a quote still counts as the decision's own (the run takes its quotes
+#: after it starts: the universe and ingest steps take minutes, more under IBKR's Web API limits)
+QUOTE_GRACE = pd.Timedelta(hours=1)
 SESSION_CLOSE = pd.Timedelta(hours=16)
 IDENTITY_COLUMNS = (
     "symbol",
@@ -100,7 +106,7 @@ def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataF
     q = quotes
     if "time" in q.columns and q["time"].notna().any():
         q = q.loc[
-            (pd.to_datetime(q["time"], utc=True, cache=False) <= at).to_numpy()
+            (pd.to_datetime(q["time"], utc=True, cache=False) <= at + QUOTE_GRACE).to_numpy()
             | q["time"].isna().to_numpy()
         ]
     q = q.assign(symbol=q["symbol"].astype(str)).drop_duplicates("symbol", keep="last")

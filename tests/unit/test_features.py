@@ -11,6 +11,7 @@ import pytest
 
 from ibkr_assets.quant.features import (
     IDENTITY_COLUMNS,
+    QUOTE_GRACE,
     FeatureInputs,
     as_of_timestamp,
     build_feature_matrix,
@@ -180,6 +181,18 @@ def test_no_look_ahead_future_rows_change_nothing() -> None:
     # ...and the future rows do matter once they are in the past.
     later = build_feature_matrix(*_future_rows(bars, inputs), AS_OF + pd.Timedelta(days=3))
     assert (later["last_session"] > base["last_session"]).all()
+
+
+def test_the_runs_own_quotes_count_a_later_days_do_not() -> None:
+    """The run deciding at AS_OF takes its quotes minutes after it starts: those are its own
+    (within QUOTE_GRACE); a quote of the next day is look-ahead and left out."""
+    bars, inputs = _inputs()
+    minutes_later = inputs.quotes.assign(time=AS_OF + pd.Timedelta(minutes=8))
+    out = build_feature_matrix(bars, replace(inputs, quotes=minutes_later), AS_OF)
+    assert list(out["price_source"]) == ["mid", "last", "mid"]
+    next_day = inputs.quotes.assign(time=AS_OF + QUOTE_GRACE + pd.Timedelta(seconds=1))
+    out = build_feature_matrix(bars, replace(inputs, quotes=next_day), AS_OF)
+    assert set(out["price_source"]) == {"bar_close"}
 
 
 def test_quotes_and_a_universe_that_do_not_say_leave_the_sources_empty() -> None:
