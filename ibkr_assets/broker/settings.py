@@ -208,7 +208,9 @@ class OrderLimits(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     principal: str = Field(description="who sends: 'pipeline', 'mcp', ...; counters are per name")
-    max_quantity: float = Field(gt=0, description="shares / contracts per order")
+    max_quantity: float = Field(
+        gt=0, description="shares / contracts per order (a currency order: by value alone)"
+    )
     max_notional: float = Field(gt=0, description="order value at the market, per order")
     max_nlv_share: float = Field(gt=0, le=1, description="order value / net liquidation")
     orders_per_minute: int = Field(ge=1, description="orders placed or modified per 60 s")
@@ -226,7 +228,9 @@ class PipelineOrderLimits(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="IBKR_PIPELINE_", extra="ignore")
 
-    max_quantity: float = Field(100_000, gt=0, description="shares per order")
+    max_quantity: float = Field(
+        100_000, gt=0, description="shares per order (a currency order: by value alone)"
+    )
     max_notional: float = Field(250_000, gt=0, description="order value per order")
     max_nlv_share: float = Field(0.15, gt=0, le=1, description="order value / net liquidation")
     orders_per_minute: int = Field(120, ge=1, description="orders per 60 s")

@@ -46,7 +46,9 @@ class MCPSettings(BaseSettings):
     # The MCP server's own caps and rate limits in the order guard (ibkr_assets.broker.guard);
     # account-wide switches (IBKR_READONLY, IBKR_KILL_SWITCH, IBKR_ALLOW_SYMBOLS, price and
     # quote limits) are the broker settings', shared with the pipeline.
-    max_quantity: float = Field(1_000, gt=0, description="max shares/contracts per order")
+    max_quantity: float = Field(
+        1_000, gt=0, description="max shares/contracts per order (currency: by value alone)"
+    )
     max_notional: float = Field(50_000, gt=0, description="max order value, account currency")
     max_nlv_share: float = Field(
         0.10, gt=0, le=1, description="max order value as a share of net liquidation"
