@@ -33,6 +33,14 @@ floor, printed too, is about floor((R - 1) / 10) * (1 s + MARGIN + t).
 Target: the ingest within 1.2x the bound, and no 429 (counted by the backend's session, which
 sees every answer).
 
+**The universe step** (:func:`~ibkr_assets.assets.market_data.universe_frame`: the N symbols
+resolved and described, average volume included, no trading hours) is timed first, on its own,
+with its own bound: ceil(N / STOCKS_PER_REQUEST) ``/trsrv/stocks`` + ceil(N / SECDEF_MAX_CONIDS)
+``/trsrv/secdef`` + 1 ``/iserver/accounts`` + 2 * ceil(N / SNAPSHOT_MAX_CONIDS) snapshots (field
+7282), plus 2 requests (``/iserver/secdef/search``, ``/iserver/contract/{conid}/info``) for each
+symbol ``/trsrv/stocks`` cannot take (not capital letters only: ``BRK B``); N = 700: 4 + 4 + 1 + 14
++ 2 = 25 requests, floor(24 / 10) = 2 s. Target: within 1.5x.
+
 Beside it, the ``tws`` figure: the same ingest functions through the ``tws`` backend against the
 simulated TWS gateway (a subprocess, IB's pacing on: 50 messages/s), as ``ingest_gateway.py``
 runs it, with IB's lower bound for those 2N messages; no target here (``ingest_gateway.py`` has
@@ -63,9 +71,15 @@ from zoneinfo import ZoneInfo
 from _world import parse_world, world_parser
 from ingest_gateway import gateway_process, message_lower_bound, warm_up
 
-from ibkr_assets.assets.market_data import cached_bars, quote_frame, request_workers
+from ibkr_assets.assets.market_data import (
+    cached_bars,
+    quote_frame,
+    request_workers,
+    universe_frame,
+)
 from ibkr_assets.broker import Broker, BrokerSettings, connect
 from ibkr_assets.broker.models import Contract
+from ibkr_assets.broker.webapi.contracts import STOCKS_PER_REQUEST, STOCKS_SYMBOL
 from ibkr_assets.broker.webapi.pacing import MARGIN
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.partitions import previous_sessions
@@ -74,10 +88,12 @@ from ibkr_sim.universe import Universe
 from ibkr_spec.webapi import (
     GLOBAL_LIMIT,
     HISTORY_CONCURRENCY,
+    SECDEF_MAX_CONIDS,
     SNAPSHOT_MAX_CONIDS,
 )
 
 TARGET_RATIO = 1.2  # webapi ingest / the Web API's lower bound
+UNIVERSE_TARGET_RATIO = 1.5  # webapi universe step / its lower bound
 NEW_YORK = ZoneInfo("America/New_York")
 PROBES = 5  # history requests timed one by one on the idle gateway
 
@@ -88,6 +104,7 @@ class Run:
 
     label: str
     workers: int
+    universe: float = 0.0  # the universe step, before the ingest (not in total)
     snapshot: float = 0.0
     history: float = 0.0
     bars: int = 0
@@ -128,6 +145,45 @@ class Bound:
         """About the backend pacer's own floor: each window held one round trip longer."""
         count, seconds = GLOBAL_LIMIT
         return (self.requests - 1) // count * (seconds + MARGIN + self.history_seconds)
+
+
+@dataclass(frozen=True)
+class UniverseBound:
+    """The Web API's lower bound of the universe step for ``symbols`` (see the module
+    docstring), seconds."""
+
+    symbols: list[str]
+
+    @property
+    def requests(self) -> int:
+        n = len(self.symbols)
+        alone = sum(not STOCKS_SYMBOL.fullmatch(s) for s in self.symbols)
+        batched = n - alone
+        return (
+            math.ceil(batched / STOCKS_PER_REQUEST)
+            + math.ceil(n / SECDEF_MAX_CONIDS)
+            + 1
+            + 2 * math.ceil(n / SNAPSHOT_MAX_CONIDS)
+            + 2 * alone
+        )
+
+    @property
+    def seconds(self) -> float:
+        count, seconds = GLOBAL_LIMIT
+        return (self.requests - 1) // count * seconds
+
+
+def timed_universe(run: Run, broker: Broker, contracts: list[Contract]) -> None:
+    """The universe step's call for the symbols of ``contracts`` (all on the watch-list),
+    timed into ``run``; a symbol the broker does not know is a failure."""
+    start = time.perf_counter()
+    frame, unknown = universe_frame(
+        broker, dict.fromkeys((c.symbol for c in contracts), "watchlist")
+    )
+    run.universe = time.perf_counter() - start
+    run.failures |= {s: f"universe: {e}" for s, e in unknown.items()}
+    if len(frame) + len(unknown) != len(contracts):
+        run.failures["(universe)"] = f"{len(frame)} rows for {len(contracts)} symbols"
 
 
 def one_year(session: date) -> list[date]:
@@ -203,7 +259,11 @@ def run_webapi(symbols: int, contracts: list[Contract], as_of: datetime) -> tupl
                 broker.history(c, "1 Y", "1 day", end=as_of)
                 probes.append(time.perf_counter() - start)
             time.sleep(GLOBAL_LIMIT[1] + MARGIN)  # the probes leave the gateway's windows
+            universe = Run("webapi backend", 1)
+            timed_universe(universe, broker, contracts)
+            time.sleep(GLOBAL_LIMIT[1] + MARGIN)
             run = ingest("webapi backend", broker, contracts, as_of, Path(root))
+            run.universe, run.failures = universe.universe, universe.failures | run.failures
             run.too_many_requests = broker.session.too_many_requests
         finally:
             broker.close()
@@ -222,7 +282,10 @@ def run_tws(symbols: int, contracts: list[Contract], as_of: datetime) -> Run:
         )
         broker = connect(settings)
         try:
+            universe = Run("tws backend", 1)
+            timed_universe(universe, broker, contracts)
             run = ingest("tws backend", broker, contracts, as_of, Path(root))
+            run.universe, run.failures = universe.universe, universe.failures | run.failures
             run.too_many_requests = len(broker.pacing_violations)
         finally:
             broker.close()
@@ -277,6 +340,14 @@ def main() -> None:
         f"{seconds:g} s + {MARGIN:g} s after each answer): about {bound.pacer_floor:.2f} s = "
         f"{bound.pacer_floor / bound.seconds:.2f}x"
     )
+    universe_bound = UniverseBound([c.symbol for c in contracts])
+    universe_ratio = webapi.universe / universe_bound.seconds
+    print(
+        f"universe: {webapi.universe:.2f} s, lower bound {universe_bound.seconds:.2f} s "
+        f"({universe_bound.requests} requests: /trsrv/stocks, /trsrv/secdef, snapshots of field "
+        f"7282) = {universe_ratio:.2f}x (target <= {UNIVERSE_TARGET_RATIO}x)"
+        + (f"; tws backend {runs[1].universe:.2f} s" if args.tws else "")
+    )
     ratio = webapi.total / bound.seconds
     verdict = "ok" if ratio <= TARGET_RATIO else "OVER"
     print(
@@ -295,6 +366,10 @@ def main() -> None:
     problems = []
     if ratio > TARGET_RATIO:
         problems.append(f"webapi {ratio:.2f}x the bound > {TARGET_RATIO}x")
+    if universe_ratio > UNIVERSE_TARGET_RATIO:
+        problems.append(
+            f"webapi universe {universe_ratio:.2f}x its bound > {UNIVERSE_TARGET_RATIO}x"
+        )
     for r in runs:
         for symbol, err in list(r.failures.items())[:5]:
             print(f"  {r.label}: {symbol}: {err}")

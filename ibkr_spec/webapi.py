@@ -29,6 +29,8 @@ HISTORY_CONCURRENCY = 5
 HISTORY_PATH = "/iserver/marketdata/history"
 #: conids and fields of one ``/iserver/marketdata/snapshot`` request
 SNAPSHOT_MAX_CONIDS, SNAPSHOT_MAX_FIELDS = 100, 50
+#: conids of one ``/trsrv/secdef`` request [NEWDOC: "/trsv/secdef POST 200 conids/request"]
+SECDEF_MAX_CONIDS = 200
 #: data points of one ``/iserver/marketdata/history`` answer
 HISTORY_MAX_POINTS = 1000
 
@@ -38,6 +40,7 @@ __all__ = [
     "HISTORY_CONCURRENCY",
     "HISTORY_MAX_POINTS",
     "HISTORY_PATH",
+    "SECDEF_MAX_CONIDS",
     "SNAPSHOT_MAX_CONIDS",
     "SNAPSHOT_MAX_FIELDS",
 ]

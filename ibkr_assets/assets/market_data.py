@@ -23,12 +23,8 @@ import pandas as pd
 
 from ibkr_assets.assets.catalog import Table
 from ibkr_assets.broker import Broker
-from ibkr_assets.broker.errors import (
-    BrokerError,
-    DuplicateClientId,
-    NotConnected,
-    PacingViolation,
-)
+from ibkr_assets.broker.batch import CONNECTION_ERRORS
+from ibkr_assets.broker.errors import BrokerError, DuplicateClientId, NotConnected
 from ibkr_assets.broker.models import MARKET_DATA_TYPE_NAMES, Bar, Contract, Quote
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.resources.storage import StorageResource
@@ -38,7 +34,7 @@ T = TypeVar("T")
 
 #: The errors of a step rather than of one symbol: the connection dropped or IB did not answer
 #: in time (NotConnected), or IB asked for slower requests (PacingViolation).
-STEP_ERRORS: tuple[type[BrokerError], ...] = (NotConnected, PacingViolation)
+STEP_ERRORS: tuple[type[BrokerError], ...] = CONNECTION_ERRORS
 #: The metadata key of a materialisation's one line naming the data it lacks (what could not
 #: be fetched, the symbols absent from the feature matrix): the run's summary prints it.
 MISSING_DATA = "missing_data"
@@ -244,18 +240,21 @@ def scanner_frame(
 
 def universe_frame(broker: Broker, reasons: dict[str, str]) -> tuple[pd.DataFrame, dict[str, str]]:
     """One row per symbol of ``reasons`` the broker knows (:data:`UNIVERSE`), and the error of
-    each one it does not."""
-    rows, unknown = [], {}
-    for symbol in reasons:
-        try:
-            c = broker.resolve(symbol)
-        except BrokerError as exc:
-            unknown[symbol] = request_error(exc)
-            continue
-        try:
-            d = broker.contract_details(c)
-        except BrokerError as exc:
-            unknown[c.symbol] = request_error(exc)
+    each one it does not. The symbols are resolved and described together
+    (``resolve_many``, ``contract_details_many`` without trading hours), so a backend that
+    can ask for many at once (webapi) does."""
+    contracts: list[tuple[str, Contract]] = []
+    unknown: dict[str, str] = {}
+    for symbol, found in broker.resolve_many(list(reasons)).items():
+        if isinstance(found, BrokerError):
+            unknown[symbol] = request_error(found)
+        else:
+            contracts.append((symbol, found))
+    described = broker.contract_details_many([c for _, c in contracts], hours=False)
+    rows = []
+    for (symbol, c), d in zip(contracts, described, strict=True):
+        if isinstance(d, BrokerError):
+            unknown[c.symbol] = request_error(d)
             continue
         adv = float(d.avg_daily_volume) if d.avg_daily_volume else float("nan")
         source = d.avg_volume_source if d.avg_daily_volume else None

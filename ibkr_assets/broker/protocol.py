@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.broker.models import (
     Account,
     AccountSummary,
@@ -76,6 +77,24 @@ class Broker(Protocol):
 
     def contract_details(self, contract: Contract) -> ContractDetails:
         """Classification, tick and lot size, and trading hours of a contract."""
+        ...
+
+    def resolve_many(
+        self, symbols: Sequence[str], sec_type: str = "STK", currency: str = "USD"
+    ) -> dict[str, Contract | BrokerError]:
+        """The contract of each symbol as :meth:`resolve` finds it (on SMART), keyed by the
+        symbol as given; a symbol IB does not know maps to its error (ContractNotFound). A
+        backend may ask for many symbols at once (webapi: ``/trsrv/stocks`` and
+        ``/trsrv/secdef``). Raises the errors of the connection (NotConnected, PacingViolation)."""
+        ...
+
+    def contract_details_many(
+        self, contracts: Sequence[Contract], hours: bool = True
+    ) -> list[ContractDetails | BrokerError]:
+        """:meth:`contract_details` of each contract, in the order given, a contract's error in
+        its place; with ``hours=False`` the trading and liquid hours are left empty (on the
+        webapi backend they cost a request per contract). Raises the errors of the connection
+        (NotConnected, PacingViolation)."""
         ...
 
     def option_chain(self, underlying: Contract) -> OptionChain:

@@ -1,5 +1,6 @@
 """Contracts: ``/iserver/secdef/search``, ``/iserver/contract/{conid}/info``, ``/trsrv/stocks``,
-from the simulated universe (conids are the TWS gateway's, fixed for the life of an instrument).
+``/trsrv/futures``, from the simulated universe (conids are the TWS gateway's, fixed for the life
+of an instrument).
 
 A conid the universe does not know answers 400 ``{"error": ..., "statusCode": 400}`` (webapi.md,
 "Error responses": 400 for a bad conid or parameters).
@@ -7,8 +8,9 @@ A conid the universe does not know answers 400 ``{"error": ..., "statusCode": 40
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,6 +20,7 @@ from ibkr_sim.universe import Instrument
 from ibkr_sim.webapi.state import WebApiState, bad_request, json_body, ok, web_state
 from ibkr_spec.errors import IBError
 
+NEW_YORK = ZoneInfo("America/New_York")
 #: results of one /iserver/secdef/search
 SEARCH_LIMIT = 10
 SEARCH_SEC_TYPES = ("STK", "IND", "BOND", "FUT", "CASH")
@@ -131,18 +134,34 @@ async def contract_info(request: Request) -> JSONResponse:
     return ok({k: v for k, v in body.items() if v is not None})
 
 
-async def trsrv_stocks(request: Request) -> JSONResponse:
-    """``GET /trsrv/stocks?symbols=AAPL,IBKR``: stocks by upper-case symbol; an unknown symbol
-    maps to an empty list."""
-    st = web_state(request)
+def _by_symbol(st: WebApiState, sec_type: str) -> dict[str, list[Instrument]]:
+    """The universe's instruments of ``sec_type`` by symbol."""
+    out: dict[str, list[Instrument]] = {}
+    for inst in st.world.market.universe.all():
+        if inst.sec_type == sec_type:
+            out.setdefault(inst.symbol, []).append(inst)
+    return out
+
+
+def _symbols(request: Request, example: str) -> list[str] | JSONResponse:
+    """The request's comma-separated ``symbols``, or IBKR's 400 when there are none."""
     text = request.query_params.get("symbols", "")
     symbols = [s.strip() for s in text.split(",") if s.strip()]
     if not symbols:
-        return bad_request("symbols is required, e.g. /trsrv/stocks?symbols=AAPL,IBKR")
-    universe = st.world.market.universe
+        return bad_request(f"symbols is required, e.g. {request.url.path}?symbols={example}")
+    return symbols
+
+
+async def trsrv_stocks(request: Request) -> JSONResponse:
+    """``GET /trsrv/stocks?symbols=AAPL,IBKR``: stocks (ETFs included, IBKR's STK) by upper-case
+    symbol, as many symbols as the request names; an unknown symbol maps to an empty list."""
+    st = web_state(request)
+    symbols = _symbols(request, "AAPL,IBKR")
+    if isinstance(symbols, JSONResponse):
+        return symbols
+    stocks = _by_symbol(st, "STK")
     out: dict[str, list[dict[str, Any]]] = {}
     for symbol in symbols:
-        matches = [i for i in universe.stocks if i.symbol == symbol]
         out[symbol] = [
             {
                 "name": inst.name.upper(),
@@ -156,7 +175,57 @@ async def trsrv_stocks(request: Request) -> JSONResponse:
                     }
                 ],
             }
-            for inst in matches
+            for inst in stocks.get(symbol, [])
+        ]
+    return ok(out)
+
+
+def front_month_ltd(today: date) -> date:
+    """The last trading day of NYMEX crude's (CL) front month on ``today``: trading ends 3
+    business days before the 25th of the month before the contract month, 4 when the 25th is
+    not a business day (CME, "Light Sweet Crude Oil Futures - Contract Specs"); business days
+    are weekdays here (exchange holidays are not modelled)."""
+    year, month = today.year, today.month
+    while True:
+        the_25th = date(year, month, 25)
+        back = 3 if the_25th.weekday() < 5 else 4
+        ltd = the_25th
+        while back:
+            ltd -= timedelta(days=1)
+            back -= ltd.weekday() < 5
+        if ltd >= today:
+            return ltd
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+async def trsrv_futures(request: Request) -> JSONResponse:
+    """``GET /trsrv/futures?symbols=CL[&exchange=NYMEX]``: the non-expired futures of each
+    symbol (IBKR's ``{"ES": [{symbol, conid, underlyingConid, expirationDate, ltd,
+    shortFuturesCutOff, longFuturesCutOff}]}``, dates ``YYYYMMDD`` integers). The simulated
+    universe lists one contract per future, its continuous front month, dated with the front
+    month's last trading day (:func:`front_month_ltd`); no underlying index is listed
+    (``underlyingConid`` 0). An unknown symbol maps to an empty list (IBKR's answer unknown)."""
+    st = web_state(request)
+    symbols = _symbols(request, "ES,MES")
+    if isinstance(symbols, JSONResponse):
+        return symbols
+    wanted = request.query_params.get("exchange", "").strip().upper()
+    futures = _by_symbol(st, "FUT")
+    ltd = int(f"{front_month_ltd(st.world.now().astimezone(NEW_YORK).date()):%Y%m%d}")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for symbol in symbols:
+        out[symbol] = [
+            {
+                "symbol": inst.symbol,
+                "conid": inst.conid,
+                "underlyingConid": 0,
+                "expirationDate": ltd,
+                "ltd": ltd,
+                "shortFuturesCutOff": ltd,
+                "longFuturesCutOff": ltd,
+            }
+            for inst in futures.get(symbol.upper(), [])
+            if not wanted or inst.primary_exchange == wanted
         ]
     return ok(out)
 
@@ -165,6 +234,7 @@ ROUTES = [
     Route("/iserver/secdef/search", secdef_search, methods=["GET", "POST"]),
     Route("/iserver/contract/{conid}/info", contract_info, methods=["GET"]),
     Route("/trsrv/stocks", trsrv_stocks, methods=["GET"]),
+    Route("/trsrv/futures", trsrv_futures, methods=["GET"]),
 ]
 
 __all__ = ["ROUTES", "instrument", "month_code"]

@@ -39,10 +39,9 @@ from ibkr_sim.universe import Instrument
 from ibkr_sim.webapi.routes_contracts import instrument, month_code
 from ibkr_sim.webapi.state import WebApiState, bad_request, ok, web_state
 from ibkr_spec.errors import IBError
+from ibkr_spec.webapi import SECDEF_MAX_CONIDS
 
 NEW_YORK = ZoneInfo("America/New_York")
-#: conids one /trsrv/secdef request may name [NEWDOC]
-SECDEF_MAX_CONIDS = 200
 #: days of schedule one /trsrv/secdef/schedule answer covers ("up to a month")
 SCHEDULE_DAYS = 31
 #: the schedule's assetClass -> the simulated universe's secType (OPT: the underlying's hours)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import get_args
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.errors import AccountNotFound, InvalidRequest, NotConnected
+from ibkr_assets.broker.batch import details_each, resolve_each
+from ibkr_assets.broker.errors import AccountNotFound, BrokerError, InvalidRequest, NotConnected
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.sim.convert import (
@@ -136,6 +137,16 @@ class SimBroker:
             avg_volume_source="ib" if inst.adv else None,
             market_cap=(inst.shares_outstanding * price) if inst.shares_outstanding else None,
         )
+
+    def resolve_many(
+        self, symbols: Sequence[str], sec_type: str = "STK", currency: str = "USD"
+    ) -> dict[str, models.Contract | BrokerError]:
+        return resolve_each(self, symbols, sec_type, currency)
+
+    def contract_details_many(
+        self, contracts: Sequence[models.Contract], hours: bool = True
+    ) -> list[models.ContractDetails | BrokerError]:
+        return details_each(self, contracts, hours)
 
     def option_chain(self, underlying: models.Contract) -> models.OptionChain:
         self._check_open()

@@ -10,7 +10,8 @@ from datetime import datetime
 import ib_async
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.errors import InvalidRequest, NotSupported
+from ibkr_assets.broker.batch import details_each, resolve_each
+from ibkr_assets.broker.errors import BrokerError, InvalidRequest, NotSupported
 from ibkr_assets.broker.fx import pair_rate
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
@@ -96,6 +97,16 @@ class TwsBroker:
 
     def contract_details(self, contract: models.Contract) -> models.ContractDetails:
         return self._read(lambda: self._details_and_volume(contract))
+
+    def resolve_many(
+        self, symbols: Sequence[str], sec_type: str = "STK", currency: str = "USD"
+    ) -> dict[str, models.Contract | BrokerError]:
+        return resolve_each(self, symbols, sec_type, currency)
+
+    def contract_details_many(
+        self, contracts: Sequence[models.Contract], hours: bool = True
+    ) -> list[models.ContractDetails | BrokerError]:
+        return details_each(self, contracts, hours)
 
     async def _details_and_volume(self, contract: models.Contract) -> models.ContractDetails:
         """IB's contract details with its average daily volume, which IB sends as a market-data

@@ -5,21 +5,32 @@ the tws backend."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.errors import NotSupported
+from ibkr_assets.broker.batch import resolve_each
+from ibkr_assets.broker.errors import BrokerError, NotSupported
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.timeutil import NEW_YORK
 from ibkr_assets.broker.webapi.accounts import Accounts
-from ibkr_assets.broker.webapi.contracts import Contracts
+from ibkr_assets.broker.webapi.contracts import STOCK_TYPES, Contracts
 from ibkr_assets.broker.webapi.fx import Fx
 from ibkr_assets.broker.webapi.lists import Lists
 from ibkr_assets.broker.webapi.market_data import MarketData, Scanner
 from ibkr_assets.broker.webapi.orders import Orders
 from ibkr_assets.broker.webapi.session import Session
 from ibkr_spec.webapi import HISTORY_CONCURRENCY
+
+
+def _ib_volume(
+    details: models.ContractDetails, volumes: dict[int, float | None]
+) -> models.ContractDetails:
+    """``details`` with IBKR's average volume of its conid (snapshot field 7282)."""
+    volume = volumes.get(details.contract.conid)
+    return details.model_copy(
+        update={"avg_daily_volume": volume, "avg_volume_source": "ib" if volume else None}
+    )
 
 
 class WebApiBroker:
@@ -63,17 +74,36 @@ class WebApiBroker:
             return self._contracts.contract(symbol)
         if sec_type == "CASH":  # IBKR finds pairs through /iserver/currency/pairs
             return self._fx.pair(symbol, currency)
+        if sec_type == "FUT":  # the front month, through /trsrv/futures
+            return self._contracts.future(symbol, currency, self._today())
         return self._contracts.resolve(symbol, sec_type, currency)
+
+    def _today(self) -> date:
+        """The gateway's date in New York (IBKR's schedules and expiries)."""
+        return self.now().astimezone(NEW_YORK).date()
 
     def search(self, text: str, limit: int = 10) -> list[models.Contract]:
         return self._contracts.search(text, limit)
 
     def contract_details(self, contract: models.Contract) -> models.ContractDetails:
-        details = self._contracts.details(contract, self.now().astimezone(NEW_YORK).date())
-        volume = self._market.avg_volume(contract)
-        return details.model_copy(
-            update={"avg_daily_volume": volume, "avg_volume_source": "ib" if volume else None}
+        details = self._contracts.details(contract, self._today())
+        return _ib_volume(details, self._market.avg_volumes([details.contract.conid]))
+
+    def resolve_many(
+        self, symbols: Sequence[str], sec_type: str = "STK", currency: str = "USD"
+    ) -> dict[str, models.Contract | BrokerError]:
+        if sec_type in STOCK_TYPES:  # /trsrv/stocks and /trsrv/secdef, many at once
+            return self._contracts.resolve_many(symbols, sec_type, currency)
+        return resolve_each(self, symbols, sec_type, currency)
+
+    def contract_details_many(
+        self, contracts: Sequence[models.Contract], hours: bool = True
+    ) -> list[models.ContractDetails | BrokerError]:
+        found = self._contracts.details_many(contracts, self._today() if hours else None)
+        volumes = self._market.avg_volumes(
+            [d.contract.conid for d in found if not isinstance(d, BrokerError)]
         )
+        return [d if isinstance(d, BrokerError) else _ib_volume(d, volumes) for d in found]
 
     def option_chain(self, underlying: models.Contract) -> models.OptionChain:
         return self._contracts.option_chain(underlying)

@@ -6,6 +6,19 @@ life of an instrument, so each contract's info and definition are asked once and
 listing exchange a search row names (its ``description``) is kept too, so a contract resolved by
 symbol costs no ``/trsrv/secdef`` request.
 
+**Many stocks at once** (``resolve_many``, ``details_many``): ``/trsrv/stocks`` names the conids
+of many symbols in one request (:data:`STOCKS_PER_REQUEST` a request: IBKR names no limit, this
+keeps the URL near 1 KB) and ``/trsrv/secdef`` describes up to 200 conids in one (listing
+exchange, tick, IBKR's sector and group, currency), so 700 stocks cost 4 + 4 requests instead of
+several each. A stock's contract is then built from its ``/trsrv/secdef`` row
+(:func:`secdef_contract`: no trading class, the name as ``/trsrv`` writes it); a symbol that is
+not upper-case letters only (``BRK B``: IBKR's ``/trsrv/stocks`` takes capital letters) and other
+types are resolved one by one. Classification (sector = IBKR's ``sector``, industry = its
+``group``, as TWS's industry and category) and tick always come from ``/trsrv/secdef``.
+
+**Futures** (``/trsrv/futures?symbols=CL``): IBKR lists a symbol's non-expired futures; the front
+month is the one expiring first whose last trading day (``ltd``) is not past.
+
 **Options.** IBKR answers strikes (and, per its docs, option info) only for an underlying that
 ``/iserver/secdef/search`` returned by symbol in the same brokerage session, so each chain or
 option look-up searches the underlying first; the search row lists the chain's months
@@ -15,19 +28,25 @@ option look-up searches the underlying first; the search row lists the chain's m
 Friday) and dated exceptions, times ``HHMM`` in the answer's ``timezone``; a window closing at or
 before its opening opened the day before. A day's liquid (regular) hours are its ``sessions``, or
 its trading windows marked ``prop: "LIQUID"`` when the whole day is liquid; a day without liquid
-hours is closed (weekends, holidays). The spec's schema spells the windows ``tradingTimes``, its
+hours is closed (weekends, holidays). The schedule is asked per contract, once per gateway day:
+IBKR's request names a contract (``assetClass`` and ``symbol`` required) and its answer is "the
+trading schedule ... for the requested contract"; no source says contracts of one exchange share
+it (futures of one exchange do not). The spec's schema spells the windows ``tradingTimes``, its
 example ``tradingtimes``: both are read.
 """
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.errors import ContractNotFound, InvalidRequest
+from ibkr_assets.broker.batch import each
+from ibkr_assets.broker.errors import BrokerError, ContractNotFound, InvalidRequest
 from ibkr_assets.broker.models import (
     Contract,
     ContractDetails,
@@ -37,6 +56,7 @@ from ibkr_assets.broker.models import (
 )
 from ibkr_assets.broker.webapi.session import Session
 from ibkr_spec.errors import NO_SECURITY_DEFINITION
+from ibkr_spec.webapi import SECDEF_MAX_CONIDS
 
 #: secdef/search's secType for the broker's (IBKR searches STK, IND, BOND; ETFs are STK)
 SEARCH_TYPES = {"STK": "STK", "ETF": "STK", "IND": "IND", "BOND": "BOND"}
@@ -48,6 +68,15 @@ HOURS_DAYS = 8
 SMART = "SMART"
 #: IBKR's schedule template dates: 20000101 stands for any Saturday (weekday() 5)
 TEMPLATE_SATURDAY = date(2000, 1, 1)
+#: the secTypes /trsrv/stocks and /trsrv/secdef serve in batches (IBKR's STK, ETFs included)
+STOCK_TYPES = ("STK", "ETF")
+#: symbols of one /trsrv/stocks request (IBKR names no limit; see the module docstring)
+STOCKS_PER_REQUEST = 200
+#: what /trsrv/stocks takes: "Symbols must contain only capitalized letters" (IBKR's spec)
+STOCKS_SYMBOL = re.compile(r"[A-Z]+")
+#: the time zone of a ContractDetails without trading hours
+DEFAULT_ZONE = "America/New_York"
+Hours = tuple[str, list[TradingSession], list[TradingSession]]
 
 
 class Contracts:
@@ -61,6 +90,7 @@ class Contracts:
         self._secdef: dict[int, dict[str, Any]] = {}
         self._listing: dict[int, str] = {}
         self._conids: dict[tuple[str, str], int] = {}
+        self._hours: dict[tuple[int, date], Hours] = {}
 
     def info(self, conid: int) -> dict[str, Any]:
         """``/iserver/contract/{conid}/info``, kept; ContractNotFound for a conid IBKR lacks."""
@@ -83,18 +113,37 @@ class Contracts:
 
     def secdef(self, conid: int) -> dict[str, Any]:
         """``/trsrv/secdef`` of one conid (listing exchange, price increments), kept."""
-        with self._lock:
-            cached = self._secdef.get(conid)
-        if cached is not None:
-            return cached
-        body = self._s.get("/trsrv/secdef", conids=str(conid))
-        rows = [r for r in (body or {}).get("secdef") or [] if int(r.get("conid", -1)) == conid]
-        if not rows:
+        row = self.secdefs([conid]).get(conid)
+        if row is None:
             raise ContractNotFound(f"conId {conid}: the gateway has no security definition")
-        self.note_listing(conid, rows[0].get("listingExchange"))
+        return row
+
+    def secdefs(self, conids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """``/trsrv/secdef`` rows of ``conids`` (:data:`SECDEF_MAX_CONIDS` a request), kept;
+        a conid the gateway does not know is left out."""
         with self._lock:
-            self._secdef[conid] = rows[0]
-        return rows[0]
+            missing = list(dict.fromkeys(c for c in conids if c not in self._secdef))
+        for i in range(0, len(missing), SECDEF_MAX_CONIDS):
+            for row in self._secdef_rows(missing[i : i + SECDEF_MAX_CONIDS]):
+                conid = int(row.get("conid", -1))
+                self.note_listing(conid, row.get("listingExchange"))
+                with self._lock:
+                    self._secdef[conid] = row
+        with self._lock:
+            return {c: self._secdef[c] for c in conids if c in self._secdef}
+
+    def _secdef_rows(self, conids: list[int]) -> list[dict[str, Any]]:
+        """One ``/trsrv/secdef`` request; when the gateway refuses it (400: a conid it does not
+        know), each half asked on its own, so one bad conid costs about 2 log2(n) requests."""
+        try:
+            body = self._s.get("/trsrv/secdef", conids=",".join(map(str, conids)))
+        except InvalidRequest:
+            if len(conids) == 1:
+                return []
+            half = len(conids) // 2
+            return self._secdef_rows(conids[:half]) + self._secdef_rows(conids[half:])
+        wanted = set(conids)
+        return [r for r in (body or {}).get("secdef") or [] if int(r.get("conid", -1)) in wanted]
 
     def note_listing(self, conid: int, exchange: object) -> None:
         """Keep ``conid``'s listing exchange as an answer named it (SMART, a router, is none)."""
@@ -151,20 +200,120 @@ class Contracts:
             raise ContractNotFound(f"{label}: {symbol} trades in {found.currency}")
         return found
 
+    def resolve_many(
+        self, symbols: Sequence[str], sec_type: str, currency: str
+    ) -> dict[str, Contract | BrokerError]:
+        """Each stock's contract, keyed by the symbol as given (see the module docstring):
+        ``/trsrv/stocks`` for the conids, ``/trsrv/secdef`` for the rest."""
+        wanted = {s: s.upper() for s in symbols}
+        batched = [u for u in dict.fromkeys(wanted.values()) if STOCKS_SYMBOL.fullmatch(u)]
+        with self._lock:
+            batched = [u for u in batched if (u, sec_type) not in self._conids]
+        candidates: dict[str, list[int]] = {}
+        for i in range(0, len(batched), STOCKS_PER_REQUEST):
+            chunk = batched[i : i + STOCKS_PER_REQUEST]
+            body = self._s.get("/trsrv/stocks", symbols=",".join(chunk)) or {}
+            for symbol in chunk:
+                candidates[symbol] = [
+                    int(c["conid"])
+                    for entry in body.get(symbol) or []
+                    if entry.get("assetClass") == "STK"
+                    for c in entry.get("contracts") or []
+                    if c.get("isUS") or currency != "USD"
+                ]
+        rows = self.secdefs([c for conids in candidates.values() for c in conids])
+        for symbol, conids in candidates.items():
+            match = [c for c in conids if c in rows and rows[c].get("currency") == currency]
+            if match:
+                with self._lock:
+                    self._conids[(symbol, sec_type)] = match[0]
+
+        def one(symbol: str) -> Contract:
+            with self._lock:
+                conid = self._conids.get((symbol, sec_type))
+            if symbol in candidates and conid is None:
+                raise ContractNotFound(
+                    f"{symbol} ({sec_type} {currency}): no security definition found",
+                    code=NO_SECURITY_DEFINITION,
+                )
+            if conid is None:  # not asked in the batch
+                return self.resolve(symbol, sec_type, currency)
+            row = self.secdefs([conid]).get(conid)
+            return secdef_contract(row) if row else self.contract(conid)
+
+        found = each(wanted.values(), one)
+        return dict(zip(wanted, found, strict=True))
+
+    def future(self, symbol: str, currency: str, today: date) -> Contract:
+        """The front month of future ``symbol`` on ``today`` (``/trsrv/futures``, see the
+        module docstring)."""
+        symbol = symbol.upper()
+        label = f"{symbol} (FUT {currency})"
+        body = self._s.get("/trsrv/futures", symbols=symbol) or {}
+        live = [r for r in body.get(symbol) or [] if int(r.get("ltd") or 0) >= _yyyymmdd(today)]
+        if not live:
+            raise ContractNotFound(
+                f"{label}: the gateway lists no future of {symbol} that has not expired",
+                code=NO_SECURITY_DEFINITION,
+            )
+        front = min(live, key=lambda r: int(r.get("expirationDate") or r["ltd"]))
+        found = self.contract(int(front["conid"]))
+        if found.currency != currency:
+            raise ContractNotFound(f"{label}: {symbol} trades in {found.currency}")
+        return found
+
     def search(self, text: str, limit: int) -> list[Contract]:
         """Contracts whose symbol starts with ``text`` (IBKR's secdef search), at most ``limit``."""
         rows = self._search(text.strip())
         conids = [int(r["conid"]) for r in rows if str(r.get("conid", "")).isdigit()]
         return [self.contract(c) for c in conids[:limit]]
 
-    def details(self, contract: Contract, today: date) -> ContractDetails:
-        """Classification, tick and the trading hours of :data:`HOURS_DAYS` days from ``today``
-        (the gateway's date) of ``contract``."""
-        info = self.info(contract.conid)
+    def details(self, contract: Contract, today: date | None) -> ContractDetails:
+        """Classification, tick and (unless ``today`` is None) the trading hours of
+        :data:`HOURS_DAYS` days from ``today`` (the gateway's date) of ``contract``."""
         found = self.contract(contract.conid)
-        rules = self.secdef(contract.conid).get("incrementRules") or []
+        return self._details(found, self.secdef(contract.conid), today)
+
+    def details_many(
+        self, contracts: Sequence[Contract], today: date | None
+    ) -> list[ContractDetails | BrokerError]:
+        """:meth:`details` of each contract, a contract's error in its place; the stocks'
+        definitions asked in batches (see the module docstring)."""
+        rows = self.secdefs([c.conid for c in contracts if c.sec_type in STOCK_TYPES])
+
+        def one(contract: Contract) -> ContractDetails:
+            row = rows.get(contract.conid) if contract.sec_type in STOCK_TYPES else None
+            if row is None or row.get("assetClass") != "STK":
+                return self.details(contract, today)
+            return self._details(secdef_contract(row), row, today)
+
+        return each(contracts, one)
+
+    def _details(self, found: Contract, row: dict[str, Any], today: date | None) -> ContractDetails:
+        rules = row.get("incrementRules") or []
         tick = float(rules[0].get("increment") or 0.0) if rules else 0.0
-        zone, trading, liquid = "America/New_York", [], []
+        zone, trading, liquid = DEFAULT_ZONE, [], []
+        if today is not None:
+            zone, trading, liquid = self.trading_hours(found, today)
+        return ContractDetails(
+            contract=found,
+            sector=str(row.get("sector") or ""),
+            industry=str(row.get("group") or ""),
+            min_tick=tick or 0.01,
+            time_zone=zone,
+            trading_hours=trading,
+            liquid_hours=liquid,
+        )
+
+    def trading_hours(self, found: Contract, today: date) -> Hours:
+        """(time zone, trading hours, liquid hours) of :data:`HOURS_DAYS` days from ``today``
+        (``/trsrv/secdef/schedule``, asked once per contract and day)."""
+        key = (found.conid, today)
+        with self._lock:
+            known = self._hours.get(key)
+        if known is not None:
+            return known
+        zone, trading, liquid = DEFAULT_ZONE, [], []
         asset_class = SCHEDULE_CLASSES.get(found.sec_type)
         if asset_class is not None:
             params = {"assetClass": asset_class, "symbol": found.symbol}
@@ -174,15 +323,9 @@ class Contracts:
             if venues:
                 zone = str(venues[0].get("timezone") or zone)
                 trading, liquid = hours(venues[0].get("schedules") or [], zone, today)
-        return ContractDetails(
-            contract=found,
-            sector=str(info.get("category") or ""),
-            industry=str(info.get("industry") or ""),
-            min_tick=tick or 0.01,
-            time_zone=zone,
-            trading_hours=trading,
-            liquid_hours=liquid,
-        )
+        with self._lock:
+            self._hours[key] = (zone, trading, liquid)
+        return zone, trading, liquid
 
     # -- options -----------------------------------------------------------------------------
     def _underlying_row(self, underlying: Contract) -> dict[str, Any]:
@@ -313,4 +456,25 @@ def to_contract(info: dict[str, Any], primary_exchange: str = "") -> Contract:
         strike=float(info.get("strike") or 0.0),
         right=cast("Any", right),
         trading_class=str(info.get("trading_class") or ""),
+    )
+
+
+def _yyyymmdd(day: date) -> int:
+    return int(f"{day:%Y%m%d}")
+
+
+def secdef_contract(row: dict[str, Any]) -> Contract:
+    """A stock's contract from its ``/trsrv/secdef`` row (IBKR's STK: ETFs too): listing
+    exchange, currency and name as the row gives them, no trading class."""
+    symbol = str(row.get("ticker") or "")
+    listing = str(row.get("listingExchange") or "")
+    return Contract(
+        conid=int(row["conid"]),
+        symbol=symbol,
+        sec_type="STK",
+        exchange=SMART,
+        primary_exchange="" if listing == SMART else listing,
+        currency=str(row.get("currency") or "USD"),
+        local_symbol=symbol,
+        name=str(row.get("name") or ""),
     )

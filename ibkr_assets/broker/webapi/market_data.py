@@ -122,26 +122,36 @@ class MarketData:
     # -- snapshot ----------------------------------------------------------------------------
     def snapshot_rows(self, conids: list[int]) -> dict[int, dict[str, Any]]:
         """Each conid's snapshot row with data, past IBKR's pre-flight; rows that stay without
-        data until the timeout are left out."""
+        data until the timeout (from their chunk's first request) are left out. Every chunk's
+        pre-flight is sent before any chunk is asked again, so many chunks wait for their values
+        once, not once each."""
         self._s.iserver_accounts()  # IBKR: /iserver/accounts before the first snapshot
         rows: dict[int, dict[str, Any]] = {}
-        for i in range(0, len(conids), SNAPSHOT_MAX_CONIDS):
-            chunk = list(dict.fromkeys(conids[i : i + SNAPSHOT_MAX_CONIDS]))
-            deadline = time.monotonic() + self._timeout
-            while chunk:
+        unique = list(dict.fromkeys(conids))
+        # (conids still without data, the chunk's deadline once asked)
+        pending: list[tuple[list[int], float | None]] = [
+            (unique[i : i + SNAPSHOT_MAX_CONIDS], None)
+            for i in range(0, len(unique), SNAPSHOT_MAX_CONIDS)
+        ]
+        while pending:
+            started = time.monotonic()
+            asked: list[tuple[list[int], float]] = []
+            for chunk, deadline in pending:
                 answer = self._s.get(
                     "/iserver/marketdata/snapshot",
                     conids=",".join(map(str, chunk)),
                     fields=FIELDS,
                 )
+                asked.append((chunk, deadline or time.monotonic() + self._timeout))
                 for row in answer if isinstance(answer, list) else []:
                     if AVAILABILITY in row:
                         rows[int(row["conid"])] = row
                         self._s.observe_time(row.get("_updated"))
-                chunk = [c for c in chunk if c not in rows]
-                if not chunk or time.monotonic() > deadline:
-                    break
-                time.sleep(POLL_SECONDS)
+            now = time.monotonic()
+            left = [([c for c in chunk if c not in rows], deadline) for chunk, deadline in asked]
+            pending = [(chunk, deadline) for chunk, deadline in left if chunk and now <= deadline]
+            if pending:
+                time.sleep(max(0.0, started + POLL_SECONDS - now))
         return rows
 
     def quotes(self, contracts: list[Contract]) -> list[Quote]:
@@ -184,10 +194,11 @@ class MarketData:
             market_data_type=data_type,
         )
 
-    def avg_volume(self, contract: Contract) -> float | None:
-        """IBKR's 90-day average volume (field 7282, shares), or None when not sent."""
-        row = self.snapshot_rows([contract.conid]).get(contract.conid)
-        return number(row.get(AVG_VOLUME)) if row else None
+    def avg_volumes(self, conids: list[int]) -> dict[int, float | None]:
+        """IBKR's 90-day average volume (field 7282, shares) of each conid, None when not sent
+        (snapshots of 100 conids a request)."""
+        rows = self.snapshot_rows(conids)
+        return {c: number(rows[c].get(AVG_VOLUME)) if c in rows else None for c in conids}
 
     # -- history -----------------------------------------------------------------------------
     def history(
