@@ -10,12 +10,12 @@ from datetime import date
 import pytest
 
 from ibkr_assets.broker.errors import BrokerError, ContractNotFound
-from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.webapi.backend import WebApiBroker
 from ibkr_sim.webapi.routes_contracts import front_month_ltd
 from ibkr_spec.webapi import SECDEF_MAX_CONIDS
 from tests.webapi.conftest import OPEN
 from tests.webapi.spec import validate
+from tests.webapi.test_backend import _settings as backend_settings
 
 
 def test_stocks_by_many_symbols(gateway, api):
@@ -81,15 +81,7 @@ def test_front_month_last_trading_day(today, ltd):
 @pytest.fixture
 def counted(gateway, tmp_path, monkeypatch):
     """The webapi backend, and a Counter of the paths it requests."""
-    settings = BrokerSettings(
-        backend="webapi",
-        data_dir=tmp_path,
-        webapi_url=gateway.url,
-        webapi_ca_file=gateway.cert_path,
-        timeout=10.0,
-        pacing=False,
-    )
-    broker = WebApiBroker.from_settings(settings)
+    broker = WebApiBroker.from_settings(backend_settings(gateway, tmp_path))
     paths: Counter[str] = Counter()
     send = broker.session.request
 
