@@ -221,7 +221,10 @@ class Contracts:
                     for c in entry.get("contracts") or []
                     if c.get("isUS") or currency != "USD"
                 ]
-        rows = self.secdefs([c for conids in candidates.values() for c in conids])
+        with self._lock:  # symbols resolved before: their definitions in the same batch
+            known = [self._conids.get((u, sec_type)) for u in wanted.values()]
+        asked = [c for conids in candidates.values() for c in conids]
+        rows = self.secdefs(asked + [c for c in known if c is not None])
         for symbol, conids in candidates.items():
             match = [c for c in conids if c in rows and rows[c].get("currency") == currency]
             if match:
