@@ -136,13 +136,15 @@ def start_webapi(
 def serve(state: WebApiState, host: str, port: int, tls: bool, data_dir: Path | str) -> None:
     """Serve ``state`` in the foreground until interrupted (the ``ibkr-sim webapi`` CLI).
 
-    The socket is bound before the banner is printed, so the banner names the port bound
-    (``port=0``: the free port the system picked) and a supervisor reading it can connect."""
+    The socket is bound and listening before the banner is printed, so the banner names the port
+    bound (``port=0``: the free port the system picked) and a supervisor reading it can connect
+    at once (a connection waits in the backlog until the server accepts it)."""
     config, cert = _config(state, host, port, tls, data_dir)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))  # OSError (port taken, bad host) reaches the CLI
+    sock.listen(2048)  # uvicorn's backlog
     scheme = "https" if tls else "http"
     where = f" (self-signed certificate {cert})" if cert else ""
     bound = sock.getsockname()[1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import httpx
@@ -105,3 +107,22 @@ def test_rate_limits_answer_429(tmp_path):
         assert r.status_code == 429 and "1 per 5 s" in r.json()["error"]
         codes = [api.post("/iserver/auth/status", json={}).status_code for _ in range(12)]
         assert 429 in codes  # 10 requests per second across the gateway
+
+
+def test_the_cli_banner_comes_once_the_gateway_accepts_connections(tmp_path):
+    """A supervisor (``ibkr-agent demo``, the bench) connects as soon as it reads the banner."""
+    command = ["webapi", "--port", "0", "--no-tls", "--authenticated", "--symbols", str(SYMBOLS)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ibkr_sim.cli", *command, "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        banner = proc.stdout.readline()
+        url = banner.split("listening on ")[1].split()[0]
+        r = httpx.post(f"{url}/iserver/auth/status", timeout=30)  # at once: no retry, no sleep
+        assert r.status_code == 200 and r.json()["authenticated"] is True
+    finally:
+        proc.terminate()
+        proc.wait(10)
