@@ -10,7 +10,9 @@ industry keys to GICS names). Everything numeric is simulated and deterministic 
 - **market cap** falls with rank like a power law (rank 1 ~ $3T, rank 700 ~ $8bn);
   **start price** (2019-01-02) is drawn per symbol, **shares outstanding** = cap / price, and
   **ADV** (average daily volume, shares) is a per-symbol turnover of 0.3 %-1.5 % of shares.
-- Lots of 100 shares, a min tick of one cent.
+- **round lot** of the start price's tier (:func:`ibkr_spec.lots.round_lot`: 100 shares up to
+  $250, 40 up to $1,000, ...); quotes and contract details re-tier it at each previous close.
+  A min tick of one cent.
 
 ``others`` holds the macro instruments: SPY and QQQ (STK, ``is_etf``), VIX and TNX (IND on CBOE;
 TNX is the 10-year Treasury yield x 10 as IB quotes it), CL (NYMEX crude, the continuous front
@@ -30,6 +32,7 @@ from importlib import resources
 import numpy as np
 
 from ibkr_spec.errors import NO_SECURITY_DEFINITION, IBError
+from ibkr_spec.lots import round_lot
 
 #: IB's real conIds for a few contracts everybody knows; the rest are stable hashes.
 KNOWN_CONIDS: dict[tuple[str, str, str], int] = {
@@ -186,7 +189,7 @@ class Universe:
                     name=row["name"],
                     sector=sector,
                     industry=industry,
-                    lot_size=100,
+                    lot_size=round_lot(float(start[i])),
                     min_tick=0.01,
                     adv=float(np.round(shares[i] * turnover[i], -2)),
                     shares_outstanding=float(shares[i]),

@@ -6,7 +6,9 @@ and low and the volume traded so far. Before the open a snapshot shows the previ
 volume 0; after the close, the day's close. The spread widens for less liquid names (about 1 bp
 for mega caps, tens of bp for thin names, at least one tick), 3x before the open and 2x after
 the close. Sizes and the depth ladder's market makers are hashed from the seed, the contract and
-the minute, so a quote is the same in every process.
+the minute, so a quote is the same in every process. A stock's sizes are whole round lots of its
+price tier at the previous close (:func:`ibkr_spec.lots.round_lot`: 100 shares up to $250, 40 up
+to $1,000, 10 up to $10,000, else 1).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from ibkr_sim.market.calendar import to_ns, when
 from ibkr_sim.market.paths import intraday, on_tick, panel
 from ibkr_sim.universe import Instrument, stable_int
+from ibkr_spec.lots import round_lot
 
 _MARKET_MAKERS = ("NSDQ", "ARCA", "EDGX", "BATS", "IEX", "NYSE", "DRCTEDGE", "MEMX")
 
@@ -123,7 +126,11 @@ def panel_snapshots(seed: int, conids: list[int], cols: np.ndarray, at: datetime
     minute = to_ns(at) // 60_000_000_000
     h = (cols * 2654435761 + minute * 40503 + seed * 977) % 4294967296
     depth_scale = np.clip(p.adv[cols] / 2e5, 3, 80).astype(np.int64)
-    lot = np.where(p.adv[cols] > 0, 100.0, 0.0)
+    traded = p.adv[cols] > 0  # stocks and ETFs; FX and indices quote no size
+    lot = np.array(
+        [round_lot(pc) if t else 0 for pc, t in zip(st["prev_close"], traded, strict=True)],
+        dtype=np.float64,
+    )
     bid_size = lot * (1 + h % depth_scale)
     ask_size = lot * (1 + (h >> 8) % depth_scale)
     last_size = lot * (1 + (h >> 16) % 5)
@@ -152,11 +159,15 @@ def depth(
     """Level-2 book around ``snap``: (bids best-first, asks best-first) of (price, size, maker).
 
     Level 0 is the quote itself; each deeper level is 1-3 ticks further out with 1.3-1.7x the
-    size (in lots: 100 shares, 1,000,000 of an FX pair's base currency, else 1).
+    size (in lots: a stock's round lot at the previous close, 1,000,000 of an FX pair's base
+    currency, else 1).
     """
     tick = inst.min_tick
     h = stable_int(seed, inst.conid, to_ns(at) // 60_000_000_000)
-    lot = {"STK": 100.0, "CASH": 1_000_000.0}.get(inst.sec_type, 1.0)
+    if inst.sec_type == "STK":
+        lot = float(round_lot(snap.prev_close))
+    else:
+        lot = 1_000_000.0 if inst.sec_type == "CASH" else 1.0
     bids: list[tuple[float, float, str]] = []
     asks: list[tuple[float, float, str]] = []
     bid, ask = snap.bid, snap.ask

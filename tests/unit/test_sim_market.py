@@ -18,6 +18,7 @@ from ibkr_sim.market import SimMarket, black_scholes
 from ibkr_sim.universe import Universe
 from ibkr_spec.errors import IBError
 from ibkr_spec.historical import parse_bar_size, start_of
+from ibkr_spec.lots import round_lot
 
 #: Friday 2026-11-20, 10:30 in New York: the market is open.
 OPEN = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
@@ -59,7 +60,8 @@ def test_universe_has_700_real_tickers_largest_first() -> None:
     assert symbols[:3] == ["AAPL", "MSFT", "NVDA"]
     assert u.lookup("AAPL").conid == 265598
     assert len({i.conid for i in u.all()}) == len(u.all())
-    assert all(s.sector and s.industry and s.lot_size == 100 and s.adv > 0 for s in u.stocks)
+    assert all(s.sector and s.industry and s.adv > 0 for s in u.stocks)
+    assert [s.lot_size for s in u.stocks] == [round_lot(p) for p in u.start_prices]
     assert u.lookup("JPM").sector == "Financials"
     caps = [s.shares_outstanding for s in u.stocks]
     assert all(c > 0 for c in caps)
@@ -133,8 +135,9 @@ def test_history_does_not_depend_on_universe_size(market: SimMarket) -> None:
 
 
 #: SHA-256 of :func:`_everything` for seed 7, recorded from the single-module market before it
-#: became a package; any change to a simulated number changes it.
-EVERYTHING_SEED_7 = "1650647a60e3738ecccad81c96993f35e7273c8c908f2c90fef9bca51f36cf88"
+#: became a package and re-recorded when quote sizes became tiered round lots (issue #18); any
+#: change to a simulated number changes it.
+EVERYTHING_SEED_7 = "4af8a52bcd73707847ed5670aeaffabea331c2ed07a2f80323de1c497ba137ff"
 
 
 def _everything(m: SimMarket) -> str:

@@ -30,6 +30,7 @@ from ibkr_sim.market import SimMarket
 from ibkr_sim.universe import Instrument
 from ibkr_spec import historical
 from ibkr_spec.errors import IBError
+from ibkr_spec.lots import round_lot
 
 _SEC_TYPES = frozenset(get_args(models.SecType))
 
@@ -126,16 +127,17 @@ class SimBroker:
                 for day in self.market.sessions(today, today + timedelta(days=7))
                 for start, end in self.market.trading_hours(inst.conid, day)
             ]
-        price = self.market.snapshot(inst.conid, self.now()).last
+        snap = self.market.snapshot(inst.conid, self.now())
         return copied(
             models.ContractDetails,
             inst,
             contract=to_contract(inst),
+            lot_size=round_lot(snap.prev_close) if inst.sec_type == "STK" else inst.lot_size,
             trading_hours=hours,
             liquid_hours=hours,
             avg_daily_volume=inst.adv or None,
             avg_volume_source="ib" if inst.adv else None,
-            market_cap=(inst.shares_outstanding * price) if inst.shares_outstanding else None,
+            market_cap=(inst.shares_outstanding * snap.last) if inst.shares_outstanding else None,
         )
 
     def resolve_many(
