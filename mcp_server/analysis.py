@@ -4,16 +4,18 @@ The numbers a trader checks before acting, from the broker's positions, account 
 daily bars. Every formula is :mod:`ibkr_assets.quant`'s, so a number here means what it means in
 the pipeline:
 
-* concentration (:func:`~ibkr_assets.quant.risk_metrics.concentration`): largest and top-5 shares
-  of gross exposure and the Herfindahl-Hirschman index ``HHI = sum(w_i^2)`` of those shares
+* concentration (:func:`~ibkr_assets.quant.risk_metrics.concentration`): the largest position
+  and the five largest as shares of net liquidation (the compliance gate's measure) and the
+  Herfindahl-Hirschman index ``HHI = sum(s_i^2)`` of the shares ``s_i`` of gross exposure
   (1/HHI = effective number of positions); sector mix
   (:func:`~ibkr_assets.quant.risk_metrics.sector_exposure`);
 * leverage = gross position value / net liquidation; cushion = excess liquidity / net
   liquidation (IB margins the account when it goes negative), both as the broker reports them;
 * volatility (:func:`~ibkr_assets.quant.performance.annualised_volatility` of daily log
   returns); maximum drawdown (:func:`~ibkr_assets.quant.performance.max_drawdown`), a
-  **positive** fraction of the running peak, as in the backtest; beta, trailing returns and
-  trend (:mod:`ibkr_assets.quant.stock_risk`); Wilder's ATR(14) and RSI(14)
+  **positive** fraction of the running peak, as in the backtest; beta
+  (:func:`~ibkr_assets.quant.performance.beta` of the daily simple returns), trailing returns
+  and trend (:mod:`ibkr_assets.quant.stock_risk`); Wilder's ATR(14) and RSI(14)
   (:func:`~ibkr_assets.quant.technical.technical_indicators`, TA-Lib);
 * position size for a fixed-fractional risk budget
   (:func:`~ibkr_assets.quant.stock_risk.fixed_fractional_size`), priced at the market as the
@@ -86,8 +88,12 @@ class PortfolioHealth(BaseModel):
     account_id: str
     net_liquidation: float = Field(description="account currency")
     positions: int
-    largest_weight: float = Field(description="largest |market value| / gross exposure, 0-1")
-    top5_weight: float = Field(description="five largest |market values| / gross exposure, 0-1")
+    largest_weight: float = Field(
+        description="largest |market value| / net liquidation, a fraction (the gate's measure)"
+    )
+    top5_weight: float = Field(
+        description="five largest |market values| summed / net liquidation, a fraction"
+    )
     hhi: float = Field(
         description="Herfindahl index of the shares of gross exposure, 0-1; "
         "1/hhi = effective number of positions"
@@ -204,11 +210,16 @@ async def _on_account(
 
 def _health(b: Broker, s: AccountSummary, rows: list[Position]) -> PortfolioHealth:
     """What :func:`portfolio_health` reports for an account's summary and positions."""
-    c = concentration(_market_values(rows), top=5)
     nl = s.net_liquidation
+    if not nl > 0:
+        raise ToolError(
+            f"account {s.account_id}: net liquidation is {nl:,.2f}; concentration is measured "
+            "against a positive net liquidation"
+        )
+    c = concentration(_market_values(rows), top=5, nav=nl)
     warnings = []
-    if c.max_share > 0.25:
-        warnings.append(f"largest position is {c.max_share:.0%} of gross exposure")
+    if c.max_abs_weight > 0.25:
+        warnings.append(f"largest position is {c.max_abs_weight:.0%} of net liquidation")
     if s.leverage > 1.5:
         warnings.append(f"leverage {s.leverage:.2f}x")
     if s.cushion < 0.10:
@@ -220,11 +231,11 @@ def _health(b: Broker, s: AccountSummary, rows: list[Position]) -> PortfolioHeal
         account_id=s.account_id,
         net_liquidation=nl,
         positions=len(rows),
-        largest_weight=c.max_share,
-        top5_weight=c.top_share,
+        largest_weight=c.max_abs_weight,
+        top5_weight=c.top_weight,
         hhi=c.hhi,
         leverage=s.leverage,
-        cash_share=s.total_cash / nl if nl else 0.0,
+        cash_share=s.total_cash / nl,
         cushion=s.cushion,
         sectors=sectors,
         warnings=warnings,

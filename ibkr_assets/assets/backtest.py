@@ -12,10 +12,13 @@ replay runs on it, and the results are written. What could not be fetched is nam
 and in the asset's metadata (``left_out``).
 
 Outputs: a row appended to ``metrics/rolling_backtest.csv`` (Sharpe, Sortino, maximum drawdown,
-turnover, hit rate, costs ...), the equity curve and drawdown as a PNG in the asset's metadata
-(and under ``plots/backtest-<label>/``), and — with ``calibrate`` on — the calibration's
-decision and both held-out Sharpes in the decision journal. ``ibkr-agent backtest`` runs the
-same function from the command line.
+turnover, hit rate, costs, and what they are worth: the equal-weight and SPY buy-and-hold
+benchmarks of the same sessions, beta to SPY, the excess return over each with its t-statistic,
+a bootstrap 95% interval of the Sharpe and the deflated Sharpe ratio given the configurations
+tried — :func:`~ibkr_assets.quant.backtest.backtest_statistics`), the equity curve and drawdown
+as a PNG in the asset's metadata (and under ``plots/backtest-<label>/``), and — with
+``calibrate`` on — the calibration's decision and both held-out Sharpes in the decision
+journal. ``ibkr-agent backtest`` runs the same function from the command line.
 """
 
 import io
@@ -47,10 +50,13 @@ from ibkr_assets.partitions import (
     sessions_between,
 )
 from ibkr_assets.quant.backtest import (
+    BENCHMARKS,
     BacktestResult,
+    BacktestStatistics,
     Calibration,
     ReplayData,
     ReplaySettings,
+    backtest_statistics,
     calibrate,
     prepare_days,
     simulate,
@@ -82,13 +88,41 @@ METRICS = Table(
         "sortino": ("float64", "annualised Sortino ratio (downside deviation)"),
         "max_drawdown": ("float64", "largest fall of equity from a running peak, fraction"),
         "drawdown_sessions": ("int64", "longest drawdown, peak to recovery, sessions"),
-        "avg_turnover": ("float64", "mean daily turnover (sum of |weight changes|), of NAV"),
+        "avg_turnover": (
+            "float64",
+            "mean daily turnover, one side (sum of |weight changes| / 2) without the first "
+            "session (which invests the cash), fraction of NAV",
+        ),
         "total_cost": ("float64", "commissions and slippage summed over days, fraction of NAV"),
         "commission_usd": ("float64", "IB commissions paid, USD"),
         "slippage_usd": ("float64", "slippage paid, USD"),
         "hit_rate": ("float64", "share of days with a non-zero return that were positive"),
         "avg_names_held": ("float64", "mean number of names held"),
         "gate_blocked_sessions": ("int64", "sessions the compliance gate blocked"),
+        # buy-and-hold benchmarks of the same sessions, bought at the close before the first
+        "equal_weight_total_return": ("float64", "equal-weight of the names: total return"),
+        "equal_weight_sharpe": ("float64", "equal-weight of the names: annualised Sharpe"),
+        "equal_weight_max_drawdown": ("float64", "equal-weight of the names: max drawdown"),
+        "spy_total_return": ("float64", "SPY buy-and-hold: total return, fraction"),
+        "spy_sharpe": ("float64", "SPY buy-and-hold: annualised Sharpe ratio"),
+        "spy_max_drawdown": ("float64", "SPY buy-and-hold: maximum drawdown, fraction"),
+        "excess_return_equal_weight": (
+            "float64",
+            "mean daily net return minus the equal-weight benchmark's x 252, fraction a year",
+        ),
+        "excess_t_equal_weight": ("float64", "t-statistic of that mean (|t| > 2: ~5% two-sided)"),
+        "excess_return_spy": ("float64", "mean daily net return minus SPY's x 252, fraction/year"),
+        "excess_t_spy": ("float64", "t-statistic of that mean (|t| > 2: ~5% two-sided)"),
+        "beta_spy": ("float64", "beta of daily net returns to SPY's"),
+        "sharpe_low": ("float64", "Sharpe's bootstrap 95% interval, low end"),
+        "sharpe_high": ("float64", "Sharpe's bootstrap 95% interval, high end"),
+        "sharpe_interval_method": ("string", "how the interval was drawn (seeded: reproducible)"),
+        "deflated_sharpe": (
+            "float64",
+            "deflated Sharpe ratio (Bailey & Lopez de Prado 2014): probability the Sharpe "
+            "beats the best of `trials` tries by luck",
+        ),
+        "trials": ("int64", "configurations tried: the calibration's candidates, else 1"),
         "weights": ("string", "JSON: the alpha blend weights replayed"),
         "calibration": ("string", "off, or the calibration's decision"),
         "held_out_sharpe_configured": ("float64", "calibration: held-out Sharpe, configured"),
@@ -96,6 +130,21 @@ METRICS = Table(
         "tuned_weights": ("string", "calibration: JSON of the tuned weights"),
         "seconds": ("float64", "wall time of the run, seconds"),
     }
+)
+
+
+#: The statistics columns the asset's metadata shows beside the Sharpe.
+STATISTICS_METADATA = (
+    "sharpe_low",
+    "sharpe_high",
+    "deflated_sharpe",
+    "beta_spy",
+    "equal_weight_sharpe",
+    "spy_sharpe",
+    "excess_return_equal_weight",
+    "excess_t_equal_weight",
+    "excess_return_spy",
+    "excess_t_spy",
 )
 
 
@@ -190,11 +239,12 @@ def backtest_plot(daily: pd.DataFrame, title: str) -> bytes:
 
 @dataclass(frozen=True)
 class BacktestRun:
-    """A finished run: the replay, the calibration (if asked), the row appended to the
-    metrics file, the files written, and the time taken per phase (seconds)."""
+    """A finished run: the replay, the calibration (if asked), the statistics, the row appended
+    to the metrics file, the files written, and the time taken per phase (seconds)."""
 
     result: BacktestResult
     calibration: Calibration | None
+    statistics: BacktestStatistics
     row: dict
     csv_path: Path
     plot_path: Path
@@ -205,6 +255,33 @@ class BacktestRun:
 
 def _number(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+
+def statistics_columns(stats: BacktestStatistics) -> dict[str, float | int | str | None]:
+    """The metrics row's columns of the statistics (None for a benchmark without data)."""
+    row: dict[str, float | int | str | None] = {}
+    for name in BENCHMARKS:
+        b = stats.benchmarks.get(name)
+        row |= {
+            f"{name}_total_return": b.summary.total_return if b else None,
+            f"{name}_sharpe": b.summary.sharpe if b else None,
+            f"{name}_max_drawdown": b.summary.max_drawdown if b else None,
+        }
+    for name in BENCHMARKS:
+        b = stats.benchmarks.get(name)
+        row |= {
+            f"excess_return_{name}": b.excess_return if b else None,
+            f"excess_t_{name}": b.excess_t if b else None,
+        }
+    interval = stats.sharpe_interval
+    return row | {
+        "beta_spy": stats.beta_spy,
+        "sharpe_low": interval.low,
+        "sharpe_high": interval.high,
+        "sharpe_interval_method": interval.method,
+        "deflated_sharpe": stats.deflated_sharpe,
+        "trials": stats.trials,
+    }
 
 
 def _replay(
@@ -277,6 +354,12 @@ def run_backtest(
     timings["load"] = clock.perf_counter() - started
     result, tuned = _replay(data, settings, calibration, workers, progress, timings)
     s = result.summary
+    stats = backtest_statistics(
+        result,
+        data,
+        trials=len(tuned.train_sharpe) if tuned else 1,
+        trial_sharpes=list(tuned.train_sharpe.values()) if tuned else None,
+    )
     png = backtest_plot(result.daily, f"{label}: {sessions[0]} to {sessions[-1]}")
     plot_path = storage.write_bytes(storage.plot_path(f"backtest-{label}", "equity"), png)
     timings["total"] = clock.perf_counter() - started
@@ -302,6 +385,7 @@ def run_backtest(
         "hit_rate": s.hit_rate,
         "avg_names_held": float(daily["names_held"].mean()),
         "gate_blocked_sessions": int((~daily["gate_passed"]).sum()),
+        **statistics_columns(stats),
         "weights": result.weights.model_dump_json(),
         "calibration": tuned.decision if tuned else "off",
         "held_out_sharpe_configured": tuned.held_out_sharpe_configured if tuned else None,
@@ -328,7 +412,7 @@ def run_backtest(
             },
             key=load_settings().checked("journal").journal.appending_key(storage.decision_log_dir),
         )
-    return BacktestRun(result, tuned, row, csv_path, plot_path, png, timings, problems)
+    return BacktestRun(result, tuned, stats, row, csv_path, plot_path, png, timings, problems)
 
 
 def _log_progress(context: dg.AssetExecutionContext, phase: str, done: int, total: int) -> None:
@@ -384,7 +468,8 @@ def rolling_backtest(
         **config.model_dump(exclude={"calibrate"}),  # run_backtest's options of those names
     )
     r = run.row
-    ratios = ["sharpe", "sortino", "hit_rate"]  # None when undefined (no variance, no trades)
+    # None when undefined (no variance, no trades, a benchmark without data)
+    ratios = ["sharpe", "sortino", "hit_rate", *STATISTICS_METADATA]
     if run.calibration is not None:
         ratios += ["held_out_sharpe_configured", "held_out_sharpe_tuned"]
     meta = {
@@ -395,6 +480,8 @@ def rolling_backtest(
         **{k: r[k] for k in ("symbols", "max_drawdown", "total_return", "avg_turnover")},
         **{k: r[k] for k in ("total_cost", "commission_usd", "gate_blocked_sessions")},
         "calibration": r["calibration"],
+        "trials": r["trials"],
+        "sharpe_interval_method": r["sharpe_interval_method"],
         "seconds": dg.MetadataValue.md(", ".join(f"{k} {v:.1f}" for k, v in run.timings.items())),
         **{k: _number(r[k]) for k in ratios},
     }

@@ -12,6 +12,32 @@ from ibkr_assets.cli.instance import check_settings
 from ibkr_assets.cli.output import console
 
 
+def _figure(value: float | None, form: str) -> str:
+    """``value`` in ``form``, or "n/a" when there is none (a benchmark without data)."""
+    return "n/a" if value is None or value != value else form.format(value)
+
+
+def _benchmark_lines(row: dict) -> list[tuple[str, str]]:
+    """Each buy-and-hold benchmark's total return, Sharpe and drawdown, and the strategy's
+    annualised excess return over it with its t-statistic."""
+    lines = []
+    for key, name in (("equal_weight", "equal-weight"), ("spy", "SPY")):
+        lines += [
+            (
+                f"{name} buy-and-hold: return, Sharpe, drawdown",
+                f"{_figure(row[f'{key}_total_return'], '{:.2%}')}, "
+                f"{_figure(row[f'{key}_sharpe'], '{:.2f}')}, "
+                f"{_figure(row[f'{key}_max_drawdown'], '{:.2%}')}",
+            ),
+            (
+                f"excess over {name} (a year), t",
+                f"{_figure(row[f'excess_return_{key}'], '{:+.2%}')}, "
+                f"t = {_figure(row[f'excess_t_{key}'], '{:.2f}')}",
+            ),
+        ]
+    return lines
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Replay the daily job's decisions over the last ``--months`` (the weekly backtest's
     function), with a progress bar; print the summary table and where the files went."""
@@ -77,9 +103,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         ("CAGR", f"{row['cagr']:.2%}"),
         ("volatility (annual)", f"{row['annual_volatility']:.2%}"),
         ("Sharpe", f"{row['sharpe']:.2f}"),
+        ("Sharpe, bootstrap 95% interval", f"{row['sharpe_low']:.2f} to {row['sharpe_high']:.2f}"),
+        (f"deflated Sharpe ({row['trials']} tried)", f"{row['deflated_sharpe']:.2f}"),
         ("Sortino", f"{row['sortino']:.2f}"),
         ("max drawdown", f"{row['max_drawdown']:.2%}"),
-        ("turnover (per session)", f"{row['avg_turnover']:.2%}"),
+        ("beta to SPY", _figure(row["beta_spy"], "{:.2f}")),
+        *_benchmark_lines(row),
+        ("turnover (one side, per session)", f"{row['avg_turnover']:.2%}"),
         ("hit rate", f"{row['hit_rate']:.1%}"),
         ("costs (of capital)", f"{row['total_cost']:.2%}"),
         ("commissions", f"${row['commission_usd']:,.0f}"),
@@ -98,6 +128,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     for name, value in lines:
         table.add_row(name, value)
     console.print(table)
+    console.print(f"Sharpe interval: {row['sharpe_interval_method']}")
     console.print(f"metrics row appended to {run.csv_path}")
     console.print(f"equity curve and drawdown: {run.plot_path}")
     if run.problems:

@@ -31,8 +31,14 @@ partial fills of the live order stages are not modelled (the book is long-only a
 95% invested, so margin never binds).
 
 **Scoring.** Daily net returns after commission and slippage give the equity curve, Sharpe,
-Sortino, maximum drawdown and hit rate (:mod:`ibkr_assets.quant.performance`); turnover is
-the traded notional over the pre-open NAV.
+Sortino, maximum drawdown and hit rate (:mod:`ibkr_assets.quant.performance`); a session's
+turnover is the traded notional (both sides) over the pre-open NAV, reported as the one-side
+average without the first session. :func:`backtest_statistics` sets the result against the
+window's buy-and-hold benchmarks — the universe's names in equal amounts and SPY, both bought at
+the close before the first session — with the beta to SPY, the annualised excess return over
+each benchmark and its t-statistic, a stationary-bootstrap 95% interval of the Sharpe and the
+deflated Sharpe ratio given the configurations tried (each one function of
+:mod:`ibkr_assets.quant.performance`).
 
 **Calibration** (:func:`calibrate`, optional): the blend weights of the signal blocks are
 tuned on the first part of the window (a small grid around the configured weights, each
@@ -73,7 +79,17 @@ from ibkr_assets.quant.features import FeatureInputs, assemble_feature_matrix
 from ibkr_assets.quant.macro import latest_regime, macro_features
 from ibkr_assets.quant.optimiser import OptimiserConfig, PortfolioOptimiser
 from ibkr_assets.quant.overlay import Rule
-from ibkr_assets.quant.performance import PerformanceSummary, summarise
+from ibkr_assets.quant.performance import (
+    PerformanceSummary,
+    SharpeInterval,
+    beta,
+    buy_and_hold_returns,
+    deflated_sharpe_ratio,
+    equity_curve,
+    excess_return,
+    sharpe_interval,
+    summarise,
+)
 from ibkr_assets.quant.risk_model import RiskModel, build_risk_model
 from ibkr_assets.quant.sentiment import split_headlines
 from ibkr_assets.quant.technical import technical_history
@@ -419,13 +435,88 @@ def simulate(
         raise ValueError("no sessions to replay")
     daily = pd.DataFrame(rows).set_index("session")
     summary = summarise(daily["gross_return"], turnover=daily["turnover"], costs=daily["cost"])
-    curve = (1 + daily["gross_return"] - daily["cost"]).cumprod()
-    daily = daily.assign(
-        net_return=daily["gross_return"] - daily["cost"],
-        equity=curve,
-        drawdown=1 - curve / np.maximum(curve.cummax(), 1.0),
-    )
+    curve = equity_curve(daily["gross_return"], costs=daily["cost"])
+    daily = daily.assign(**{k: curve[k] for k in ("net_return", "equity", "drawdown")})
     return BacktestResult(daily=daily, targets=targets, summary=summary, weights=blend)
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+#: The benchmarks :func:`backtest_statistics` compares with: the universe's names in equal
+#: amounts, and SPY (the macro gauges' close).
+BENCHMARKS = ("equal_weight", "spy")
+
+
+def benchmark_returns(data: ReplayData) -> dict[str, pd.Series]:
+    """Daily returns of each of :data:`BENCHMARKS` over the replayed sessions, bought and held
+    from the close of the session before the first: the universe's names with a close that day
+    in equal amounts, and SPY. A benchmark without the closes it needs is left out."""
+    before, _ = _Window(data.calendar).before(data.sessions[0], 1)
+    last = pd.Timestamp(data.sessions[-1])
+    out = {}
+    names = _closes(data)
+    names = names.loc[(names.index >= before) & (names.index <= last)]
+    if len(names) > 1 and before in names.index:
+        out["equal_weight"] = buy_and_hold_returns(names.loc[:, names.loc[before].notna()])
+    if "spy" in data.macro.columns:
+        spy = data.macro["spy"].dropna()
+        spy = spy.loc[(spy.index >= before) & (spy.index <= last)]
+        if len(spy) > 1 and spy.index[0] == before:
+            out["spy"] = buy_and_hold_returns(spy.to_frame())
+    return out
+
+
+@dataclass(frozen=True)
+class BenchmarkComparison:
+    """A buy-and-hold benchmark over the backtest's window: its own summary, and the
+    strategy's annualised excess return over it (a fraction a year) with its t-statistic."""
+
+    summary: PerformanceSummary
+    excess_return: float
+    excess_t: float
+
+
+@dataclass(frozen=True)
+class BacktestStatistics:
+    """What a backtest's Sharpe is worth: each benchmark of :data:`BENCHMARKS` that had data,
+    the beta to SPY (NaN without it), the bootstrap interval of the Sharpe and the deflated
+    Sharpe ratio given ``trials`` configurations tried."""
+
+    benchmarks: dict[str, BenchmarkComparison]
+    beta_spy: float
+    sharpe_interval: SharpeInterval
+    deflated_sharpe: float
+    trials: int
+
+
+def backtest_statistics(
+    result: BacktestResult,
+    data: ReplayData,
+    trials: int = 1,
+    trial_sharpes: Sequence[float] | None = None,
+    seed: int = 0,
+) -> BacktestStatistics:
+    """The statistics of ``result`` (replayed on ``data``): benchmarks on the same sessions,
+    beta to SPY, excess returns and t-statistics, a seeded 95% stationary-bootstrap interval
+    of the Sharpe and the deflated Sharpe ratio after ``trials`` configurations with annualised
+    Sharpes ``trial_sharpes`` (the calibration's sweep; 1 and None without one)."""
+    net = result.daily["net_return"]
+    # like for like: a benchmark missing a close on a replayed session is left out
+    aligned = {name: r.reindex(net.index) for name, r in benchmark_returns(data).items()}
+    aligned = {name: r for name, r in aligned.items() if not r.isna().any()}
+    comparisons = {}
+    for name, returns in aligned.items():
+        excess = excess_return(net, returns)
+        comparisons[name] = BenchmarkComparison(
+            summarise(returns), excess.annualised, excess.t_stat
+        )
+    return BacktestStatistics(
+        benchmarks=comparisons,
+        beta_spy=beta(net, aligned["spy"]) if "spy" in aligned else math.nan,
+        sharpe_interval=sharpe_interval(net, seed=seed),
+        deflated_sharpe=deflated_sharpe_ratio(net, trials, trial_sharpes),
+        trials=trials,
+    )
 
 
 # -- calibration --------------------------------------------------------------------------------

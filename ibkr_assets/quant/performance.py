@@ -17,6 +17,28 @@ Sortino, drawdown, turnover and hit rate.
   to the end when not recovered) (Magdon-Ismail & Atiya 2004, "Maximum drawdown", *Risk*
   17(10)).
 * **Hit rate**: the share of days with a non-zero return that were positive.
+* **Average turnover** (reported): one side, ``Σ|Δw| / 2`` a day (what was bought, or sold,
+  as a fraction of NAV), averaged over every period but the first — the first invests the
+  starting cash, which is not trading.
+* **Buy-and-hold benchmark**: equal amounts in every column at the first close, never
+  rebalanced, no costs; its daily returns are those of the drifting book.
+* **Beta** ``cov(r, r_b) / var(r_b)`` against a benchmark's returns on the dates both have
+  (sample covariances, ddof = 1): the least-squares slope (Sharpe 1964).
+* **Excess return** over a benchmark: the mean daily difference ``d = r − r_b`` × 252, with
+  the t-statistic ``mean(d) / (sd(d) / √n)`` of the hypothesis that the mean is 0 (i.i.d.
+  days; |t| > 2 is the usual bar, about 5% two-sided).
+* **Sharpe interval**: the percentile interval of the Sharpe ratio over resamples of the
+  daily returns by the *stationary bootstrap* (Politis & Romano 1994, JASA 89(428)): blocks of
+  geometrically distributed length (mean ``mean_block`` periods) from random starts, wrapping
+  around, so short-range dependence is kept; seeded, so a rerun gives the same interval.
+* **Probabilistic and deflated Sharpe ratios** (Bailey & López de Prado 2012, "The Sharpe ratio
+  efficient frontier", *J. of Risk* 15(2); 2014, "The deflated Sharpe ratio", *J. of Portfolio
+  Management* 40(5)): ``PSR(SR*) = Φ((SR − SR*)·√(T − 1) / √(1 − γ₃·SR + (γ₄ − 1)/4·SR²))``
+  with the per-period Sharpe ``SR``, skewness ``γ₃`` and (non-excess) kurtosis ``γ₄`` of the
+  ``T`` returns; the DSR is the PSR against the Sharpe the best of ``N`` tries would show by
+  luck alone, ``SR* = √V·((1 − γ)·Φ⁻¹(1 − 1/N) + γ·Φ⁻¹(1 − 1/(N·e)))`` (γ the Euler–Mascheroni
+  constant, ``V`` the variance of the tries' per-period Sharpes; ``SR* = 0`` for one try). The
+  DSR is a probability: above 0.95 the edge is unlikely to be luck, given the tries.
 
 Returns are simple (not log) returns; the equity curve compounds them.
 """
@@ -24,12 +46,16 @@ Returns are simple (not log) returns; the equity curve compounds them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import kurtosis, norm, skew
 
 PERIODS_PER_YEAR = 252
+#: The Euler–Mascheroni constant of the expected maximum of N normal draws.
+EULER_GAMMA = 0.5772156649015329
 
 
 def _clean(returns: pd.Series, what: str = "returns") -> pd.Series:
@@ -109,13 +135,21 @@ def annualised_volatility(
     return float(r.std(ddof=1) * math.sqrt(periods_per_year))
 
 
+def _sharpe_rows(returns: np.ndarray, periods_per_year: int) -> np.ndarray:
+    """The annualised Sharpe ratio of each row of a 2-D array of returns (NaN where a row has
+    fewer than 2 returns or no spread)."""
+    if returns.shape[1] < 2:
+        return np.full(returns.shape[0], math.nan)
+    sd = returns.std(axis=1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = returns.mean(axis=1) / sd * math.sqrt(periods_per_year)
+    return np.where(sd > 0, out, math.nan)
+
+
 def sharpe_ratio(returns: pd.Series, periods_per_year: int = PERIODS_PER_YEAR) -> float:
     """Annualised Sharpe ratio (risk-free 0); NaN with fewer than 2 returns or zero spread."""
-    r = _clean(returns)
-    sd = r.std(ddof=1)
-    if len(r) < 2 or not sd > 0:
-        return math.nan
-    return float(r.mean() / sd * math.sqrt(periods_per_year))
+    r = _clean(returns).to_numpy()
+    return float(_sharpe_rows(r[np.newaxis, :], periods_per_year)[0])
 
 
 def sortino_ratio(returns: pd.Series, periods_per_year: int = PERIODS_PER_YEAR) -> float:
@@ -171,6 +205,186 @@ def hit_rate(returns: pd.Series) -> float:
     return float((active > 0).mean()) if len(active) else math.nan
 
 
+def average_one_way_turnover(turnover: pd.Series) -> float:
+    """Mean one-side turnover a period, ``Σ|Δw| / 2``, over every period but the first (which
+    invests the starting cash); ``turnover`` is both sides (:func:`turnover`), fractions of
+    NAV. NaN with fewer than 2 periods."""
+    t = _clean(turnover, "turnover")
+    if (t < 0).any():
+        raise ValueError(f"negative turnover at {t.index[t < 0].tolist()[:5]}")
+    return float(t.iloc[1:].mean() / 2) if len(t) > 1 else math.nan
+
+
+def buy_and_hold_returns(closes: pd.DataFrame) -> pd.Series:
+    """Daily returns of equal amounts put in every column of ``closes`` (rows = periods,
+    oldest first) at the first row's close and never rebalanced, no costs: the returns of the
+    drifting book from the second row on. A gap is filled with the last close; a column
+    without a first close is an error naming it."""
+    if len(closes) < 2:
+        raise ValueError(f"buy and hold needs 2 closes or more, got {len(closes)}")
+    prices = closes.astype("float64").ffill()
+    first = prices.iloc[0]
+    missing = first.index[~(np.isfinite(first) & (first > 0))].tolist()
+    if missing:
+        raise ValueError(f"no positive first close for {missing[:10]}")
+    value = (prices / first).mean(axis=1)
+    return value.pct_change().iloc[1:].rename("return")
+
+
+def _paired(returns: pd.Series, benchmark: pd.Series) -> pd.DataFrame:
+    both = pd.concat([_clean(returns), _clean(benchmark, "benchmark returns")], axis=1)
+    return both.dropna().set_axis(["r", "b"], axis=1)
+
+
+def beta(returns: pd.Series, benchmark: pd.Series) -> float:
+    """``cov(r, r_b) / var(r_b)`` of two return series on the dates both have (sample
+    covariances, ddof = 1); NaN with fewer than 3 common dates or a flat benchmark."""
+    both = _paired(returns, benchmark)
+    if len(both) < 3:
+        return math.nan
+    cov = np.cov(both["r"].to_numpy(), both["b"].to_numpy(), ddof=1)
+    return float(cov[0, 1] / cov[1, 1]) if cov[1, 1] > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class ExcessReturn:
+    """Mean excess return over a benchmark, annualised (a fraction a year), its t-statistic
+    and the number of common periods."""
+
+    annualised: float
+    t_stat: float
+    periods: int
+
+
+def excess_return(
+    returns: pd.Series, benchmark: pd.Series, periods_per_year: int = PERIODS_PER_YEAR
+) -> ExcessReturn:
+    """``mean(r − r_b) × periods_per_year`` on the dates both have, with the t-statistic
+    ``mean / (sd / √n)`` of the daily differences (NaN with fewer than 2 dates or no spread)."""
+    both = _paired(returns, benchmark)
+    d = (both["r"] - both["b"]).to_numpy()
+    n = len(d)
+    if n < 2:
+        return ExcessReturn(math.nan, math.nan, n)
+    sd = float(d.std(ddof=1))
+    t = float(d.mean() / (sd / math.sqrt(n))) if sd > 0 else math.nan
+    return ExcessReturn(float(d.mean() * periods_per_year), t, n)
+
+
+def stationary_bootstrap_indices(
+    n: int, resamples: int, mean_block: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``resamples × n`` positions into a series of ``n`` periods drawn by the stationary
+    bootstrap (Politis & Romano 1994): each position starts a new block at a uniform random
+    period with probability ``1 / mean_block``, else follows the previous one (wrapping)."""
+    if n < 1 or resamples < 1:
+        raise ValueError(f"need n >= 1 and resamples >= 1, got n={n}, resamples={resamples}")
+    if mean_block < 1:
+        raise ValueError(f"mean_block must be >= 1 period, got {mean_block}")
+    starts = rng.integers(0, n, size=(resamples, n))
+    new_block = rng.random((resamples, n)) < 1.0 / mean_block
+    index = np.empty((resamples, n), dtype=np.int64)
+    index[:, 0] = starts[:, 0]
+    for t in range(1, n):
+        index[:, t] = np.where(new_block[:, t], starts[:, t], (index[:, t - 1] + 1) % n)
+    return index
+
+
+@dataclass(frozen=True)
+class SharpeInterval:
+    """A bootstrap interval of the annualised Sharpe ratio and how it was drawn."""
+
+    low: float
+    high: float
+    confidence: float
+    method: str
+
+
+def sharpe_interval(
+    returns: pd.Series,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    mean_block: float = 5.0,
+    seed: int = 0,
+    periods_per_year: int = PERIODS_PER_YEAR,
+) -> SharpeInterval:
+    """Percentile interval at ``confidence`` of the annualised Sharpe ratio over ``resamples``
+    stationary-bootstrap resamples (:func:`stationary_bootstrap_indices`, mean block
+    ``mean_block`` periods, generator seeded with ``seed``). NaN bounds with fewer than 3
+    returns; resamples without spread are left out."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    r = _clean(returns).to_numpy()
+    method = (
+        f"stationary bootstrap (Politis-Romano), mean block {mean_block:g} periods, "
+        f"{resamples} resamples, seed {seed}"
+    )
+    if len(r) < 3:
+        return SharpeInterval(math.nan, math.nan, confidence, method)
+    index = stationary_bootstrap_indices(len(r), resamples, mean_block, np.random.default_rng(seed))
+    sharpes = _sharpe_rows(r[index], periods_per_year)
+    sharpes = sharpes[np.isfinite(sharpes)]
+    if sharpes.size == 0:
+        return SharpeInterval(math.nan, math.nan, confidence, method)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(sharpes, [tail, 1 - tail])
+    return SharpeInterval(float(low), float(high), confidence, method)
+
+
+def probabilistic_sharpe_ratio(
+    sharpe: float, periods: int, skewness: float, kurt: float, benchmark: float = 0.0
+) -> float:
+    """``P(true SR > benchmark)`` given a per-period (not annualised) Sharpe ratio ``sharpe``
+    measured on ``periods`` returns with ``skewness`` and non-excess kurtosis ``kurt`` (3 for a
+    normal); ``benchmark`` per period too (Bailey & López de Prado 2012). NaN when undefined."""
+    if periods < 2 or not math.isfinite(sharpe):
+        return math.nan
+    spread = 1 - skewness * sharpe + (kurt - 1) / 4 * sharpe**2
+    if not spread > 0:
+        return math.nan
+    return float(norm.cdf((sharpe - benchmark) * math.sqrt(periods - 1) / math.sqrt(spread)))
+
+
+def expected_max_sharpe(trials: int, variance: float) -> float:
+    """The Sharpe ratio (per period) the best of ``trials`` independent tries shows by luck
+    when every true Sharpe is 0 and the tries' Sharpes vary with ``variance`` (per period²):
+    ``√V·((1 − γ)·Φ⁻¹(1 − 1/N) + γ·Φ⁻¹(1 − 1/(N·e)))``; 0 for one try."""
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    if variance < 0:
+        raise ValueError(f"variance must be >= 0, got {variance}")
+    if trials == 1:
+        return 0.0
+    z = (1 - EULER_GAMMA) * norm.ppf(1 - 1 / trials)
+    z += EULER_GAMMA * norm.ppf(1 - 1 / (trials * math.e))
+    return float(math.sqrt(variance) * z)
+
+
+def deflated_sharpe_ratio(
+    returns: pd.Series,
+    trials: int = 1,
+    trial_sharpes: Sequence[float] | None = None,
+    periods_per_year: int = PERIODS_PER_YEAR,
+) -> float:
+    """The deflated Sharpe ratio (Bailey & López de Prado 2014) of ``returns`` after ``trials``
+    configurations were tried: the probabilistic Sharpe ratio against
+    :func:`expected_max_sharpe`. ``trial_sharpes`` are the tries' annualised Sharpes (their
+    variance is ``V``); without two finite ones ``V`` is the sampling variance of this Sharpe,
+    ``(1 − γ₃·SR + (γ₄ − 1)/4·SR²) / (T − 1)`` (the tries differ by noise alone). A
+    probability; NaN with fewer than 3 returns or no spread."""
+    r = _clean(returns).to_numpy()
+    if len(r) < 3 or not r.std(ddof=1) > 0:
+        return math.nan
+    sr = float(r.mean() / r.std(ddof=1))
+    g3, g4 = float(skew(r)), float(kurtosis(r, fisher=False))
+    finite = [x for x in (trial_sharpes or []) if math.isfinite(x)]
+    if len(finite) >= 2:
+        variance = float(np.var(np.asarray(finite) / math.sqrt(periods_per_year), ddof=1))
+    else:
+        variance = max(1 - g3 * sr + (g4 - 1) / 4 * sr**2, 0.0) / (len(r) - 1)
+    return probabilistic_sharpe_ratio(sr, len(r), g3, g4, expected_max_sharpe(trials, variance))
+
+
 @dataclass(frozen=True)
 class PerformanceSummary:
     """The headline numbers of a backtest (annualised where it says so)."""
@@ -183,7 +397,7 @@ class PerformanceSummary:
     sortino: float
     max_drawdown: float
     drawdown_duration: int
-    average_turnover: float
+    average_turnover: float  # one side, without the first period (average_one_way_turnover)
     total_cost: float
     hit_rate: float
 
@@ -214,7 +428,7 @@ def summarise(
         sortino=sortino_ratio(net, periods_per_year),
         max_drawdown=dd.max_drawdown,
         drawdown_duration=dd.duration,
-        average_turnover=float(turnover.reindex(net.index).fillna(0.0).mean())
+        average_turnover=average_one_way_turnover(turnover.reindex(net.index).fillna(0.0))
         if turnover is not None
         else 0.0,
         total_cost=float(curve["cost"].sum()),

@@ -12,9 +12,10 @@ All numbers are fractions of net liquidation value (NAV) over one day, losses po
   *Value at Risk*, 3rd ed., ch. 5); ``cvar`` adds ``σ·φ(z_α)/(1 − α)``. Fat tails make the
   historical figure the larger one in a crash window — compare both.
 * **Exposure**: gross ``Σ|w|``, net ``Σw``, long and short sides.
-* **Concentration**: largest ``|w_i|``, the shares of gross exposure ``|w_i| / Σ|w|`` of the
-  largest name and of the five largest, Herfindahl ``Σ(|w_i| / Σ|w|)²`` of the gross-normalised
-  book and the effective number of names ``1/HHI``.
+* **Concentration**: the largest ``|w_i|`` and the five largest summed, as shares of NAV (the
+  compliance gate's and the MCP tools' one measure; a value book is divided by its net
+  liquidation), Herfindahl ``Σ(|w_i| / Σ|w|)²`` of the gross-normalised book and the effective
+  number of names ``1/HHI``.
 * **Sector exposure**: net and gross weight per sector.
 * **Liquidity**: each trade's notional as a share of the name's average daily dollar volume
   (ADV); above ~10% a trade moves the price against you (Almgren & Chriss 2000).
@@ -121,37 +122,37 @@ def exposure(weights: pd.Series) -> Exposure:
 
 @dataclass(frozen=True)
 class Concentration:
-    """Largest position (in the weights' units, and as a share of gross exposure), the share of
-    the ``top`` largest, Herfindahl index of |w|/gross and effective number of names."""
+    """The largest position ``|w_i|`` and the ``top`` largest summed, as fractions of NAV; the
+    largest's symbol; the Herfindahl index of ``|w|/gross`` and the effective number of names."""
 
     max_abs_weight: float
     max_symbol: str | None
+    top_weight: float
     hhi: float
     effective_n: float
-    max_share: float
-    top_share: float
 
 
-def concentration(weights: pd.Series, top: int = 5) -> Concentration:
-    """Largest ``|w_i|`` (and its symbol), its share of gross ``|w_i|/Σ|w|``, the share of the
-    ``top`` largest, ``HHI = Σ(|w_i|/Σ|w|)²`` and ``1/HHI``. ``weights`` may be fractions of
-    NAV or values (the shares and HHI do not depend on the unit); all zeros when gross is 0."""
+def concentration(weights: pd.Series, top: int = 5, nav: float = 1.0) -> Concentration:
+    """Largest ``|w_i| / nav`` (and its symbol), the ``top`` largest ``|w_i|`` summed over
+    ``nav``, ``HHI = Σ(|w_i|/Σ|w|)²`` and ``1/HHI``. ``weights`` are fractions of NAV (``nav``
+    1, the default) or values in a currency with ``nav`` the net liquidation in the same one;
+    all zeros when the book is empty."""
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")
+    if not (math.isfinite(nav) and nav > 0):
+        raise ValueError(f"nav must be a positive net liquidation, got {nav}")
     w = _finite_weights(weights).abs()
     gross = float(w.sum())
     if gross == 0:
-        return Concentration(0.0, None, 0.0, 0.0, 0.0, 0.0)
-    shares = w / gross
-    hhi = float((shares**2).sum())
-    largest = np.sort(shares.to_numpy())[::-1]
+        return Concentration(0.0, None, 0.0, 0.0, 0.0)
+    hhi = float(((w / gross) ** 2).sum())
+    largest = np.sort(w.to_numpy())[::-1]
     return Concentration(
-        float(w.max()),
+        float(largest[0]) / nav,
         str(w.idxmax()),
+        float(largest[:top].sum()) / nav,
         hhi,
         1.0 / hhi,
-        float(largest[0]),
-        float(largest[:top].sum()),
     )
 
 

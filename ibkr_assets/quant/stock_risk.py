@@ -6,9 +6,8 @@ What a trader checks on a single name before acting (the MCP ``stock_analysis`` 
 
 * **Log returns** ``ln(P_t / P_{t−1})``; annualised volatility is their sample standard deviation
   × √252 (:func:`.performance.annualised_volatility`).
-* **Beta** ``cov(r, r_m) / var(r_m)`` of daily simple returns against a benchmark's on the dates
-  both have (sample covariances, ddof = 1) — the slope of the least-squares line of the stock's
-  returns on the benchmark's (Sharpe 1964, the CAPM beta).
+* **Beta** of daily simple returns against a benchmark's on the dates both have
+  (:func:`.performance.beta`, the backtest's beta to SPY too).
 * **Trailing return** over ``n`` sessions ``P_T / P_{T−n} − 1`` (simple, a fraction).
 * **Trend** from the last close against the 50- and 200-session simple moving averages: "up"
   when ``close > SMA50 > SMA200``, "down" when ``close < SMA50 < SMA200``, else "sideways";
@@ -26,6 +25,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from ibkr_assets.quant import performance
 
 
 def _prices(prices: pd.Series | np.ndarray, what: str = "prices") -> np.ndarray:
@@ -46,10 +47,7 @@ def beta(prices: pd.Series, benchmark_prices: pd.Series) -> float:
     (index = date); NaN with fewer than 3 common returns or a flat benchmark."""
     both = pd.concat([prices, benchmark_prices], axis=1, join="inner").astype("float64")
     returns = both.pct_change().dropna()
-    if len(returns) < 3:
-        return math.nan
-    cov = np.cov(returns.iloc[:, 0].to_numpy(), returns.iloc[:, 1].to_numpy(), ddof=1)
-    return float(cov[0, 1] / cov[1, 1]) if cov[1, 1] > 0 else math.nan
+    return performance.beta(returns.iloc[:, 0], returns.iloc[:, 1])
 
 
 def trailing_return(prices: pd.Series | np.ndarray, periods: int) -> float:

@@ -100,16 +100,23 @@ def test_drawdown_has_the_backtests_sign(bars):
     assert analyse_bars("XYZ", rising, "SPY", bench).max_drawdown == 0.0
 
 
-def test_concentration_shares_of_gross_exposure():
-    """What portfolio_health reports: shares of gross market value, signs ignored."""
-    c = concentration(pd.Series({"1": 50.0, "2": -30.0, "3": 20.0}))
+def test_concentration_shares_of_net_liquidation():
+    """What portfolio_health reports: market values over net liquidation (signs ignored), the
+    compliance gate's measure; the HHI of the shares of gross exposure."""
+    values = pd.Series({"1": 50.0, "2": -30.0, "3": 20.0})
+    c = concentration(values, nav=200.0)
     np.testing.assert_allclose(
-        [c.max_share, c.top_share, c.hhi, c.effective_n],
-        [0.5, 1.0, 0.25 + 0.09 + 0.04, 1 / 0.38],
+        [c.max_abs_weight, c.top_weight, c.hhi, c.effective_n],
+        [50 / 200, 100 / 200, 0.25 + 0.09 + 0.04, 1 / 0.38],
     )
-    assert concentration(pd.Series({"1": 50.0, "2": -30.0, "3": 20.0}), top=2).top_share == 0.8
-    empty = concentration(pd.Series([], dtype="float64"))
-    assert (empty.max_share, empty.top_share, empty.hhi) == (0.0, 0.0, 0.0)
+    assert concentration(values, top=2, nav=200.0).top_weight == pytest.approx(80 / 200)
+    # the same book as fractions of NAV gives the same numbers: one measure
+    same = concentration(values / 200.0)
+    assert (same.max_abs_weight, same.top_weight) == pytest.approx((c.max_abs_weight, 0.5))
+    empty = concentration(pd.Series([], dtype="float64"), nav=200.0)
+    assert (empty.max_abs_weight, empty.top_weight, empty.hhi) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="nav must be a positive net liquidation, got 0"):
+        concentration(values, nav=0.0)
 
 
 def test_bars_frame_orders_and_dedupes():

@@ -110,6 +110,19 @@ def test_weekly_asset_writes_metrics_plot_and_journal(tmp_path):
     assert row["sessions"] == len(sessions_between(date(2024, 5, 15), date(2024, 6, 14)))
     assert row["symbols"] == SYMBOLS and row["commission_usd"] > 0
     assert 0 <= row["max_drawdown"] < 1 and row["calibration"] in ("kept", "rejected")
+    # the statistics beside the Sharpe: benchmarks, beta, excess returns, interval, DSR
+    assert set(backtest.METRICS.names) <= set(rows.columns)
+    for key in ("equal_weight", "spy"):
+        figures = row[[f"{key}_total_return", f"{key}_sharpe", f"excess_t_{key}"]]
+        assert np.isfinite(figures.astype(float)).all()
+        assert 0 <= row[f"{key}_max_drawdown"] < 1
+    assert row["sharpe_low"] < row["sharpe"] < row["sharpe_high"]
+    assert "stationary bootstrap" in row["sharpe_interval_method"]
+    assert 0 <= row["deflated_sharpe"] <= 1 and np.isfinite(row["beta_spy"])
+    assert row["trials"] == 5, "the calibration tried the configured weights and four tilts"
+    assert 0 < row["avg_turnover"] < 1
+    for key in ("deflated_sharpe", "sharpe_low", "excess_t_equal_weight", "trials"):
+        assert key in meta
     png = Path(meta["plot_path"].value)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     entries = read_journal(tmp_path / "decision_log")
@@ -128,6 +141,7 @@ def test_weekly_asset_writes_metrics_plot_and_journal(tmp_path):
     assert again.success
     rows = pd.read_csv(csv)
     assert len(rows) == 2 and rows["calibration"].iloc[1] == "off"
+    assert rows["trials"].iloc[-1] == 1, "no sweep: one configuration tried"
 
 
 def test_weekly_schedule_requests_the_week_just_closed():

@@ -16,6 +16,8 @@ from ibkr_assets.partitions import sessions_between
 from ibkr_assets.quant.alpha import AlphaWeights
 from ibkr_assets.quant.backtest import (
     ReplayData,
+    backtest_statistics,
+    benchmark_returns,
     calibrate,
     candidate_weights,
     prepare_day,
@@ -25,7 +27,7 @@ from ibkr_assets.quant.backtest import (
 )
 from ibkr_assets.quant.decision import optimise_targets, sector_map
 from ibkr_assets.quant.optimiser import PortfolioOptimiser
-from ibkr_assets.quant.performance import summarise
+from ibkr_assets.quant.performance import beta, excess_return, summarise
 from ibkr_assets.quant.technical import technical_features
 from ibkr_assets.resources.storage import StorageResource
 from ibkr_spec.commissions import stock_commission
@@ -221,3 +223,30 @@ def test_reused_optimiser_solves_like_a_fresh_one(world):
     fresh, _, _ = optimise_targets(*args)
     assert (fresh["target_weight"] > 0).sum() >= 5
     np.testing.assert_allclose(reused["target_weight"], fresh["target_weight"], atol=1e-6)
+
+
+def test_statistics_against_benchmarks_built_by_hand(world):
+    """Both benchmarks bought at the close before the first session: equal amounts of every
+    name, and SPY; the strategy's excess return, beta and interval on the same sessions."""
+    data, settings, days = world
+    result = simulate(days, data, settings, stock_commission)
+    closes = data.bars.pivot_table(index="session", columns="symbol", values="close")
+    before = closes.index[closes.index < pd.Timestamp(data.sessions[0])][-1]
+    window = closes.loc[before : pd.Timestamp(data.sessions[-1])]
+    value = (window / window.iloc[0]).mean(axis=1)
+    bench = benchmark_returns(data)
+    np.testing.assert_allclose(bench["equal_weight"], value.pct_change().iloc[1:], rtol=1e-12)
+    spy = data.macro["spy"].loc[before : pd.Timestamp(data.sessions[-1])]
+    np.testing.assert_allclose(bench["spy"], spy.pct_change().iloc[1:], rtol=1e-12)
+    assert list(bench["spy"].index) == list(result.daily.index)
+    stats = backtest_statistics(result, data, trials=3, trial_sharpes=[0.5, 1.0, 2.0])
+    net = result.daily["net_return"]
+    ew = stats.benchmarks["equal_weight"]
+    assert ew.summary.total_return == pytest.approx(value.iloc[-1] - 1, rel=1e-12)
+    assert ew.excess_return == pytest.approx(excess_return(net, bench["equal_weight"]).annualised)
+    assert stats.beta_spy == pytest.approx(beta(net, bench["spy"]))
+    interval = stats.sharpe_interval
+    assert interval.low < result.summary.sharpe < interval.high
+    assert 0 <= stats.deflated_sharpe <= 1 and stats.trials == 3
+    # the drawdown column is performance's, from the starting capital
+    assert result.daily["drawdown"].max() == pytest.approx(result.summary.max_drawdown)

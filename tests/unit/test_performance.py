@@ -86,7 +86,7 @@ def test_turnover_and_summary():
         1 - (1 + net.iloc[0]) * (1 + net.iloc[1]) / (1 + net.iloc[0])
     )
     assert s.total_cost == pytest.approx(0.0011)
-    assert s.average_turnover == pytest.approx(1.1 / 3)
+    assert s.average_turnover == pytest.approx((0.3 + 0.3) / 2 / 2)  # one side, not day one
     assert s.hit_rate == pytest.approx(2 / 3)
     first_day_loss = summarise(pd.Series([-0.1, 0.05]))
     assert first_day_loss.max_drawdown == pytest.approx(0.1)
