@@ -1,6 +1,6 @@
 """``ibkr-sim``: command line of the simulated IB world.
 
-``ibkr-sim gateway [--host 127.0.0.1] [--port 4002] [--seed N] [--symbols 700]
+``ibkr-sim gateway [--host 127.0.0.1] [--port 4002] [--seed N] [--symbols 700] [--edge default|none]
 [--pacing off|ib] [--data-dir DIR] [--now ISO] [--profile ideal|ib-paper] [--accounts N]
 [--max-connections 32] [--frame-timeout SECONDS] [--fault KIND-at=WHEN[,for=S][,restore=C]]...``
 serves the TWS API socket protocol (as IB Gateway's paper port 4002 does) over the simulated
@@ -8,11 +8,12 @@ market and the paper exchange kept under ``DIR/sim``. ``--profile`` picks how re
 (``ibkr_sim/gateway/profile.py``); ``--fault`` scripts a connectivity loss (``drop-at``), a farm
 drop (``farm-drop-at``) or a restart (``restart-at``) at a gateway-clock instant or ``+SECONDS``
 after start, e.g. ``--fault drop-at=+30,for=10,restore=1102`` (``ibkr_sim/gateway/faults.py``).
+``--edge none`` serves a market where no observable predicts returns (``ibkr_sim/market/edge.py``).
 
-``ibkr-sim webapi [--host 127.0.0.1] [--port 5000] [--data-dir DIR] [--now ISO]
-[--tls/--no-tls] [--profile ideal|ib-paper] [--authenticated]`` serves a simulated Client Portal
-Web API gateway (``https://HOST:PORT/v1/api``, self-signed certificate under ``DIR/sim/webapi``)
-over the same market and paper accounts (``ibkr_sim/webapi/``).
+``ibkr-sim webapi [--host 127.0.0.1] [--port 5000] [--edge default|none] [--data-dir DIR]
+[--now ISO] [--tls/--no-tls] [--profile ideal|ib-paper] [--authenticated]`` serves a simulated
+Client Portal Web API gateway (``https://HOST:PORT/v1/api``, self-signed certificate under
+``DIR/sim/webapi``) over the same market and paper accounts (``ibkr_sim/webapi/``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--port", type=int, default=4002, help="TCP port (default 4002; 0 = any)")
     gw.add_argument("--seed", type=int, default=7, help="market seed (default 7)")
     gw.add_argument("--symbols", type=int, default=700, help="number of stocks (default 700)")
+    _add_edge(gw)
     gw.add_argument("--pacing", choices=("off", "ib"), default="off", help="emulate IB pacing")
     gw.add_argument(
         "--data-dir",
@@ -105,12 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_edge(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--edge",
+        choices=("default", "none"),
+        default="default",
+        help="how observables predict returns: default (realistic daily ICs, 0.01-0.03) or "
+        "none (no signal has an edge; ibkr_sim/market/edge.py)",
+    )
+
+
 def _add_webapi_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     web = sub.add_parser("webapi", help="serve the Client Portal Web API (simulated gateway)")
     web.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     web.add_argument("--port", type=int, default=5000, help="TCP port (default 5000; 0 = any)")
     web.add_argument("--seed", type=int, default=7, help="market seed (default 7)")
     web.add_argument("--symbols", type=int, default=700, help="number of stocks (default 700)")
+    _add_edge(web)
     web.add_argument(
         "--data-dir",
         default=os.environ.get("IBKR_DATA_DIR", "data"),
@@ -151,6 +164,7 @@ def _webapi(args: argparse.Namespace) -> int:
             authenticated=args.authenticated,
             seed=args.seed,
             symbols=args.symbols,
+            edge=args.edge,
             data_dir=args.data_dir,
             clock=None if args.now is None else running_clock(args.now),
             profile=args.profile,
@@ -190,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.data_dir,
                 None if args.now is None else running_clock(args.now),
                 profile,
+                args.edge,
             )
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(serve_forever(state, args.host, args.port, args.fault))

@@ -82,6 +82,11 @@ class BrokerConnection(BaseModel):
     )
     sim_seed: int = Field(7, description="seed of the simulated market")
     sim_symbols: int = Field(700, description="number of simulated US stocks")
+    sim_edge: Literal["default", "none"] = Field(
+        "default",
+        description="how the simulated market's observables predict returns: default (realistic "
+        "daily ICs of 0.01-0.03 for news tone, quality and momentum) or none (no edge at all)",
+    )
     sim_now: Annotated[str | None, BeforeValidator(_iso_instant)] = Field(
         None, description="pin the simulator's clock (ISO-8601 time, UTC when no offset)"
     )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ibkr_assets.cli.instance import check_settings
+from ibkr_assets.cli.instance import check_settings, edge_settings
 from ibkr_assets.cli.output import console
 
 
@@ -52,7 +52,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from ibkr_assets.resources import build_resources
 
     check_settings()
-    resources = build_resources()
+    resources = build_resources(settings=edge_settings(args.edge))
     broker = resources["ib"].get_broker()
     symbols = watchlist_symbols(resources["pipeline"], broker)
     if args.symbols is not None:

@@ -9,6 +9,7 @@
                                      # reordered or truncated row
     ibkr-agent promote               # allow live trading after N green paper sessions (journalled)
     ibkr-agent backtest --months 6   # replay the daily decisions of the last 6 months, with costs
+    ... --edge none                  # demo, run, backtest: on the simulated market without edge
     ibkr-agent mcp serve             # the MCP tool server (ibkr-agent mcp --help: serve, tools,
                                      # call, health)
 
@@ -56,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         "webapi: through the simulated Client Portal Web API gateway over HTTPS; "
         "sim: the in-process simulator",
     )
+    _add_edge(demo)
     run = sub.add_parser("run", help="run the daily job for one NYSE session")
+    _add_edge(run)
     run.add_argument("--date", type=_date, help="the session (YYYY-MM-DD); default the latest")
     journal = sub.add_parser("journal", help="the tamper-evident decision journal")
     jsub = journal.add_subparsers(dest="journal_command", required=True)
@@ -93,7 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument(
         "--workers", type=int, default=1, help="processes preparing the days (0 = none)"
     )
+    _add_edge(bt)
     return parser
+
+
+def _add_edge(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--edge",
+        choices=("default", "none"),
+        help="the simulated market's edge (overrides IBKR_SIM_EDGE): default (realistic daily ICs, "
+        "0.01-0.03) or none (no observable predicts returns)",
+    )
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

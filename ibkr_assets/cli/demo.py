@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, cast
 
-from ibkr_assets.cli.instance import check_settings, data_dir
+from ibkr_assets.cli.instance import check_settings, data_dir, edge_settings
 from ibkr_assets.cli.output import console
 from ibkr_assets.cli.run import latest_session, print_outputs, run_daily
 
@@ -56,22 +56,25 @@ def _simulator(command: list[str], log_path: Path, what: str) -> Iterator[str]:
             proc.kill()
 
 
-def _world_options(data_dir: Path, now: datetime) -> list[str]:
+def _world_options(data_dir: Path, now: datetime, edge: str) -> list[str]:
     """The ``ibkr-sim`` options both gateways share: the simulated world of the broker settings
-    (IBKR_SIM_SEED / IBKR_SIM_SYMBOLS), its paper accounts under ``data_dir``, its clock
-    starting at ``now``, a free loopback port."""
+    (IBKR_SIM_SEED / IBKR_SIM_SYMBOLS) with ``edge``, its paper accounts under ``data_dir``,
+    its clock starting at ``now``, a free loopback port."""
     from ibkr_assets.settings import load_settings
 
     settings = load_settings().broker
     return [
         "--host", "127.0.0.1", "--port", "0",
         "--seed", str(settings.sim_seed), "--symbols", str(settings.sim_symbols),
+        "--edge", edge,
         "--data-dir", str(data_dir), "--now", now.isoformat(), "--log-level", "WARNING",
     ]  # fmt: skip
 
 
 @contextmanager
-def simulated_gateway(data_dir: Path, now: datetime, pacing: str = "ib") -> Iterator[int]:
+def simulated_gateway(
+    data_dir: Path, now: datetime, edge: str, pacing: str = "ib"
+) -> Iterator[int]:
     """Run ``ibkr-sim gateway`` as a subprocess on a free loopback port and yield the port.
 
     The gateway's clock starts at ``now`` (so the demo sees the session it runs for), its paper
@@ -79,13 +82,13 @@ def simulated_gateway(data_dir: Path, now: datetime, pacing: str = "ib") -> Iter
     ``data_dir/logs/gateway.log``. A separate process keeps the gateway off the pipeline's GIL,
     as a real IB Gateway would be.
     """
-    command = ["gateway", *_world_options(data_dir, now), "--pacing", pacing]
+    command = ["gateway", *_world_options(data_dir, now, edge), "--pacing", pacing]
     with _simulator(command, data_dir / "logs" / "gateway.log", "IB Gateway") as banner:
         yield int(banner.rsplit(":", 1)[1])
 
 
 @contextmanager
-def simulated_webapi(data_dir: Path, now: datetime) -> Iterator[tuple[str, Path]]:
+def simulated_webapi(data_dir: Path, now: datetime, edge: str) -> Iterator[tuple[str, Path]]:
     """Run ``ibkr-sim webapi`` as a subprocess on a free loopback port and yield its base URL
     (``https://127.0.0.1:<port>/v1/api``) and the self-signed certificate to trust.
 
@@ -95,7 +98,9 @@ def simulated_webapi(data_dir: Path, now: datetime) -> Iterator[tuple[str, Path]
     limits, logged in already (``--authenticated`` stands in for the browser login a real
     Client Portal gateway needs).
     """
-    command = ["webapi", *_world_options(data_dir, now), "--profile", "ib-paper", "--authenticated"]
+    command = [
+        "webapi", *_world_options(data_dir, now, edge), "--profile", "ib-paper", "--authenticated"
+    ]  # fmt: skip
     with _simulator(command, data_dir / "logs" / "webapi.log", "Client Portal gateway") as banner:
         url = banner.split("listening on ", 1)[1].split()[0]
         yield url, data_dir / "sim" / "webapi" / "cert.pem"
@@ -111,16 +116,17 @@ def _simulated_stocks() -> list[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``ibkr-agent demo [--backend gateway|webapi|sim]``: the daily job for the latest session
-    on the simulated world; exit code 0 when every step and check passed, else 1."""
+    """``ibkr-agent demo [--backend gateway|webapi|sim] [--edge default|none]``: the daily job
+    for the latest session on the simulated world; exit code 0 when every step and check
+    passed, else 1."""
     from ibkr_assets.partitions import as_of
-    from ibkr_assets.settings import load_settings
 
     check_settings()
     session = latest_session()
     root = data_dir()
     started = time.time()
-    settings = load_settings()
+    settings = edge_settings(args.edge)
+    edge = settings.broker.sim_edge
     if args.backend == "sim":
         console.print(
             f"[bold]ibkr-agent demo[/]: daily pipeline for NYSE session {session} on the "
@@ -136,7 +142,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         watchlist = {}
     now = as_of(session.isoformat())
     if args.backend == "webapi":
-        with simulated_webapi(root, now) as (url, cert):
+        with simulated_webapi(root, now, edge) as (url, cert):
             broker = {
                 "backend": "webapi",
                 "webapi_url": url,
@@ -150,7 +156,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
             ok = run_daily(session, settings=settings.updated(broker=broker, **watchlist))
     else:
-        with simulated_gateway(root, now) as port:
+        with simulated_gateway(root, now, edge) as port:
             broker = {"backend": "tws", "host": "127.0.0.1", "port": port}
             console.print(
                 f"[bold]ibkr-agent demo[/]: daily pipeline for NYSE session {session} through "

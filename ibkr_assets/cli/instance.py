@@ -22,6 +22,8 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:  # dagster is imported lazily to keep --help fast
     from dagster import DagsterInstance
 
+    from ibkr_assets.settings import Settings
+
 #: Seconds a process waits for another one to finish creating the instance's storages.
 INSTANCE_LOCK_SECONDS = 120.0
 #: Seconds between two attempts to take a lock another process holds.
@@ -34,6 +36,15 @@ def check_settings() -> None:
     from ibkr_assets.settings import env_sections, load_settings
 
     load_settings().checked(*(name for name in [*env_sections(), "decide"] if name != "mcp"))
+
+
+def edge_settings(edge: str | None) -> Settings:
+    """This process's settings with the simulated market's edge ``--edge`` names (``default`` or
+    ``none``), or as read (``IBKR_SIM_EDGE``) when no flag was given."""
+    from ibkr_assets.settings import load_settings
+
+    settings = load_settings()
+    return settings.updated(broker={"sim_edge": edge}) if edge else settings
 
 
 def data_dir() -> Path:

@@ -23,6 +23,7 @@ from ibkr_assets.cli.instance import (
     dagster_home,
     dagster_instance,
     data_dir,
+    edge_settings,
     file_lock,
 )
 from ibkr_assets.cli.output import console, print_error
@@ -311,8 +312,8 @@ def print_outputs(session: date, since: float) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``ibkr-agent run [--date D]``: the daily job for ``D`` (default the latest session);
-    exit code 0 when every step and check passed, else 1."""
+    """``ibkr-agent run [--date D] [--edge default|none]``: the daily job for ``D`` (default the
+    latest session); exit code 0 when every step and check passed, else 1."""
     from ibkr_assets.partitions import check_session
 
     if args.date is not None:
@@ -320,6 +321,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_settings()
     session = args.date or latest_session()
     started = time.time()
-    ok = run_daily(session)
+    ok = run_daily(session, settings=edge_settings(args.edge))
     print_outputs(session, started)
     return 0 if ok else 1

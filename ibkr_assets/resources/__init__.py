@@ -49,7 +49,9 @@ def fundamentals_resource(settings: Settings) -> FundamentalsResource:
     if settings.fundamentals.fundamentals == "fmp":
         return FMPFundamentalsResource(api_key=FMP_API_KEY.env_var())
     broker = settings.broker
-    return SimFundamentalsResource(sim_seed=broker.sim_seed, sim_symbols=broker.sim_symbols)
+    return SimFundamentalsResource(
+        sim_seed=broker.sim_seed, sim_symbols=broker.sim_symbols, sim_edge=broker.sim_edge
+    )
 
 
 def build_resources(

@@ -114,15 +114,16 @@ class FundamentalsResource(dg.ConfigurableResource):
 class SimFundamentalsResource(FundamentalsResource):
     """The simulated market's statements and consensus EPS: the sim broker's own market, or —
     behind the simulated gateway (``tws`` backend) — the same deterministic market rebuilt
-    from its seed and size (``IBKR_SIM_SEED``, ``IBKR_SIM_SYMBOLS``)."""
+    from its seed, size and edge (``IBKR_SIM_SEED``, ``IBKR_SIM_SYMBOLS``, ``IBKR_SIM_EDGE``)."""
 
     sim_seed: int = 7
     sim_symbols: int = 700
+    sim_edge: str = "default"
 
     def fetch(self, broker: Broker, symbols: Sequence[str], as_of: date) -> Fundamentals:
         from ibkr_assets.broker.sim import simulated_market  # the simulated world, this source only
 
-        market = simulated_market(broker, self.sim_seed, self.sim_symbols)
+        market = simulated_market(broker, self.sim_seed, self.sim_symbols, self.sim_edge)
         frames: list[pd.DataFrame] = []
         eps: dict[str, float] = {}
         missing: dict[str, str] = {}
@@ -148,7 +149,7 @@ class SimFundamentalsResource(FundamentalsResource):
     ) -> pd.DataFrame:
         from ibkr_assets.broker.sim import simulated_market  # the simulated world, this source only
 
-        market = simulated_market(broker, self.sim_seed, self.sim_symbols)
+        market = simulated_market(broker, self.sim_seed, self.sim_symbols, self.sim_edge)
         conids: dict[str, int] = {}
         skipped: dict[str, str] = {}
         for symbol in symbols:

@@ -49,7 +49,7 @@ from ibkr_sim.gateway.orders import push_order_updates
 from ibkr_sim.gateway.pacing import Pacer
 from ibkr_sim.gateway.profile import RealismProfile, get_profile
 from ibkr_sim.gateway.session import GatewayState, Session
-from ibkr_sim.market import SimMarket
+from ibkr_sim.market import Edge, SimMarket
 from ibkr_spec.errors import (
     BAD_MESSAGE,
     CANT_READ,
@@ -387,6 +387,7 @@ class WorldOptions(TypedDict, total=False):
 
     seed: int
     symbols: int
+    edge: str
     pacing: str
     data_dir: Path | str
     clock: Callable[[], datetime] | None
@@ -400,8 +401,10 @@ def build_state(
     data_dir: Path | str = "data",
     clock: Callable[[], datetime] | None = None,
     profile: RealismProfile | str = "ib-paper",
+    edge: str = "default",
 ) -> GatewayState:
-    """The shared world of a gateway: market, paper exchange (state under ``data_dir``), pacer
+    """The shared world of a gateway: market (its ``edge``: ``default`` or ``none``, see
+    :class:`~ibkr_sim.market.edge.Edge`), paper exchange (state under ``data_dir``), pacer
     and realism profile (a :class:`RealismProfile` or its name; ``ib-paper`` by default, what a
     real paper login meets; ``ideal`` for benchmarks)."""
 
@@ -409,7 +412,7 @@ def build_state(
     if pacing not in ("off", "ib"):
         raise ValueError(f"pacing must be 'off' or 'ib', got {pacing!r}")
     clock = clock or (lambda: datetime.now(UTC))
-    market = SimMarket(seed=seed, n_stocks=symbols)
+    market = SimMarket(seed=seed, n_stocks=symbols, edge=Edge.named(edge))
     # draw the market now (about a second): not while the first client's connect waits for its
     # positions, which ib_async's default 4 s connect timeout would feel on a busy machine
     first = market.universe.stocks[0].conid

@@ -25,6 +25,7 @@ from ibkr_sim.market.calendar import (
     session_slice,
     to_ns,
 )
+from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.paths import intraday, on_tick, panel
 from ibkr_sim.market.quotes import spread, state
 from ibkr_spec.errors import INVALID_REQUEST, IBError
@@ -33,39 +34,41 @@ from ibkr_spec.historical import BarSize, Duration, session_window
 _BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
-def _panel_bars(seed: int, col: int, rows: slice, index: pd.DatetimeIndex) -> pd.DataFrame:
+def _panel_bars(
+    seed: int, edge: Edge, col: int, rows: slice, index: pd.DatetimeIndex
+) -> pd.DataFrame:
     """Daily OHLCV of one panel column over a range of sessions, float64."""
-    p = panel(seed)
+    p = panel(seed, edge)
     return pd.DataFrame({name: getattr(p, name)[rows, col] for name in _BAR_COLUMNS}, index=index)
 
 
-def daily_bars(seed: int, col: int, start: date, end: date) -> pd.DataFrame:
+def daily_bars(seed: int, edge: Edge, col: int, start: date, end: date) -> pd.DataFrame:
     """Daily OHLCV of one panel column for sessions in [start, end]; index ``session``."""
     sl = session_slice(start, end)
     index = pd.DatetimeIndex(schedule()[0][sl].astype("datetime64[ns]"), name="session")
-    return _panel_bars(seed, col, sl, index)
+    return _panel_bars(seed, edge, col, sl, index)
 
 
 def daily_close_panel(
-    seed: int, cols: list[int], conids: list[int], start: date, end: date
+    seed: int, edge: Edge, cols: list[int], conids: list[int], start: date, end: date
 ) -> pd.DataFrame:
     """Closes, sessions x ``conids`` (held in panel columns ``cols``), in one slice."""
     sl = session_slice(start, end)
     index = pd.DatetimeIndex(schedule()[0][sl].astype("datetime64[ns]"), name="session")
-    return pd.DataFrame(panel(seed).close[sl][:, cols], index=index, columns=list(conids))
+    return pd.DataFrame(panel(seed, edge).close[sl][:, cols], index=index, columns=list(conids))
 
 
-def intraday_bars(seed: int, col: int, session: date, minutes: int) -> pd.DataFrame:
+def intraday_bars(seed: int, edge: Edge, col: int, session: date, minutes: int) -> pd.DataFrame:
     """Bars of ``minutes`` (1..390) within one session; index UTC bar start; o h l c volume."""
     if not 1 <= minutes <= 390:
         raise IBError(INVALID_REQUEST, f"intraday bar length must be 1..390 minutes, got {minutes}")
-    return session_bars(seed, col, session_index(session), 60 * minutes)
+    return session_bars(seed, edge, col, session_index(session), 60 * minutes)
 
 
-def session_bars(seed: int, col: int, j: int, seconds: int) -> pd.DataFrame:
+def session_bars(seed: int, edge: Edge, col: int, j: int, seconds: int) -> pd.DataFrame:
     """One session's bars of ``seconds``: exact from the minute path for whole minutes,
     interpolated along it below a minute (the sub-bars stay within their minute's range)."""
-    day = intraday(seed, j)
+    day = intraday(seed, edge, j)
     n = day.minutes
     path, cum = day.path[col], day.cum_volume[col]
     if seconds % 60 == 0:
@@ -81,7 +84,7 @@ def session_bars(seed: int, col: int, j: int, seconds: int) -> pd.DataFrame:
         offsets = np.arange(0, n * 60, seconds)
         grid = np.arange(n + 1)
         edges = np.append(offsets, n * 60) / 60.0
-        tick = float(panel(seed).tick[col])
+        tick = float(panel(seed, edge).tick[col])
         prices = on_tick(np.interp(edges, grid, path), np.array(tick))
         opens, closes = prices[:-1], prices[1:]
         high, low = np.maximum(opens, closes), np.minimum(opens, closes)
@@ -96,7 +99,13 @@ def session_bars(seed: int, col: int, j: int, seconds: int) -> pd.DataFrame:
 
 
 def history(
-    seed: int, col: int, start: datetime, end: datetime, bar_size: BarSize, what_to_show: str
+    seed: int,
+    edge: Edge,
+    col: int,
+    start: datetime,
+    end: datetime,
+    bar_size: BarSize,
+    what_to_show: str,
 ) -> pd.DataFrame:
     """Bars of one panel column ending in (start, end], as ``reqHistoricalData`` returns them.
 
@@ -109,11 +118,13 @@ def history(
     if bar_size.is_daily:
         lo = int(np.searchsorted(closes, start_ns, "right"))
         hi = int(np.searchsorted(closes, end_ns, "right"))
-        frame = _aggregate(_panel_bars(seed, col, slice(lo, hi), close_index()[lo:hi]), bar_size)
+        frame = _aggregate(
+            _panel_bars(seed, edge, col, slice(lo, hi), close_index()[lo:hi]), bar_size
+        )
     else:
         lo = int(np.searchsorted(closes, start_ns, "right"))
         hi = int(np.searchsorted(opens, end_ns, "left"))
-        parts = [session_bars(seed, col, j, bar_size.seconds) for j in range(lo, hi)]
+        parts = [session_bars(seed, edge, col, j, bar_size.seconds) for j in range(lo, hi)]
         if not parts:
             empty = pd.DatetimeIndex([], tz="UTC", name="time")
             return pd.DataFrame({c: [] for c in _BAR_COLUMNS}, index=empty, dtype="float64")
@@ -123,11 +134,17 @@ def history(
             (frame.index.asi8 >= start_ns)
             & (bar_end <= np.minimum(end_ns, closes[np.searchsorted(closes, frame.index.asi8)]))
         ]
-    return _quoted(seed, col, frame, what_to_show)
+    return _quoted(seed, edge, col, frame, what_to_show)
 
 
 def session_history(
-    seed: int, col: int, end: datetime, duration: Duration, bar_size: BarSize, what_to_show: str
+    seed: int,
+    edge: Edge,
+    col: int,
+    end: datetime,
+    duration: Duration,
+    bar_size: BarSize,
+    what_to_show: str,
 ) -> tuple[datetime | None, pd.DataFrame]:
     """(start, bars) of a request for bars of a day or longer reaching back ``duration`` from
     ``end``, counted in trading sessions as IB counts them (see
@@ -140,9 +157,11 @@ def session_history(
         empty = pd.DatetimeIndex([], tz="UTC", name="time")
         return None, pd.DataFrame({c: [] for c in _BAR_COLUMNS}, index=empty, dtype="float64")
     done = window.last if window.in_progress else window.last + 1
-    frame = _panel_bars(seed, col, slice(window.first, done), close_index()[window.first : done])
+    frame = _panel_bars(
+        seed, edge, col, slice(window.first, done), close_index()[window.first : done]
+    )
     if window.in_progress:
-        now = state(seed, np.array([col]), end)
+        now = state(seed, edge, np.array([col]), end)
         today = pd.DataFrame(
             {
                 "open": now["open"],
@@ -155,7 +174,7 @@ def session_history(
         )
         frame = pd.concat([frame, today]) if len(frame) else today
     start = pd.Timestamp(int(opens[window.first]), tz="UTC").to_pydatetime()
-    return start, _quoted(seed, col, _aggregate(frame, bar_size), what_to_show)
+    return start, _quoted(seed, edge, col, _aggregate(frame, bar_size), what_to_show)
 
 
 def _aggregate(frame: pd.DataFrame, bar_size: BarSize) -> pd.DataFrame:
@@ -179,10 +198,12 @@ def _aggregate(frame: pd.DataFrame, bar_size: BarSize) -> pd.DataFrame:
     ).set_index("time")
 
 
-def _quoted(seed: int, col: int, frame: pd.DataFrame, what_to_show: str) -> pd.DataFrame:
+def _quoted(
+    seed: int, edge: Edge, col: int, frame: pd.DataFrame, what_to_show: str
+) -> pd.DataFrame:
     """BID / ASK bars: trade prices shifted by half the typical spread; others unchanged."""
     if what_to_show in ("BID", "ASK") and len(frame):
-        half = 0.5 * spread(seed, np.full(len(frame), col), frame["close"].to_numpy(), 1.0)
+        half = 0.5 * spread(seed, edge, np.full(len(frame), col), frame["close"].to_numpy(), 1.0)
         sign = -1.0 if what_to_show == "BID" else 1.0
         frame = frame.assign(
             **{c: frame[c] + sign * half for c in ("open", "high", "low", "close")}

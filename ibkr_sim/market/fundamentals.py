@@ -1,8 +1,11 @@
 """Quarterly fundamentals of the simulated market, point in time, and consensus forward EPS.
 
-A stock's long-run drift ("quality", :mod:`ibkr_sim.market.paths`) also drives its statements:
-good companies grow revenue, expand margins, de-lever and buy back shares, so a Piotroski (2000)
-F-score computed from the statements spreads over 0..9 and is informative about returns.
+A stock's latent quality (:func:`ibkr_sim.market.paths.stocks`) drives its statements: good
+companies grow revenue, expand margins, de-lever and buy back shares, so a Piotroski (2000)
+F-score computed from the statements spreads over 0..9 and ranks quality. Quality predicts
+returns only through ``Edge.quality_drift`` (:mod:`ibkr_sim.market.edge`): the statements are the
+same in every world of a seed, informative about returns in the default one, not in the
+edge-free one.
 Statements appear 30-45 days after the quarter ends (point in time): a query as of a date sees
 only the quarters reported by then. Amounts in USD (rounded to thousands), shares in shares.
 """
@@ -18,7 +21,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from ibkr_sim.market.paths import panel
+from ibkr_sim.market.paths import stocks
 from ibkr_sim.universe import MAX_STOCKS, Universe, stable_int
 
 
@@ -35,12 +38,12 @@ class Statements:
 def statements(seed: int) -> Statements:
     """Quarterly statements whose trends follow each stock's quality (vectorised, once per seed).
 
-    Good companies (high quality = high drift) grow revenue, widen margins, convert earnings to
+    Good companies (high quality) grow revenue, widen margins, convert earnings to
     cash, de-lever, improve liquidity and buy back shares; poor ones do the opposite, so the
     Piotroski (2000) F-score spreads across 0..9.
     """
     uni = Universe(seed, MAX_STOCKS)
-    q = panel(seed).quality[:, None]
+    q = stocks(seed).quality[:, None]
     shares0 = np.array([i.shares_outstanding for i in uni.stocks])[:, None]
     market_cap = shares0 * uni.start_prices[:, None]
     rng = np.random.default_rng(np.random.SeedSequence([seed, 41]))

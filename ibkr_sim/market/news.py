@@ -1,12 +1,15 @@
 """News of the simulated market: dated headlines whose tone relates to returns.
 
-How many headlines a stock gets on a session, their common tone and the jumps they announce are
-drawn with the daily panel (:mod:`ibkr_sim.market.paths`), where the tone also adds a decaying
-drift to the next five sessions' returns. Here each headline gets its time (06:00-20:00 New York;
-a jump's first headline before the open, 07:00-09:15), a provider, a stable article id and its
-text: a template picked by tone (positive, neutral, negative), with event phrases ("beats
-estimates", "guidance cut", "SEC probe", "FDA ban" for health care) when the news is strong, as
-it always is for a jump. Only stocks have news; ETFs and other instruments have none.
+How many headlines a stock gets on a session, their common tone and the jumps they report are
+drawn with the daily panel (:mod:`ibkr_sim.market.paths`), where the tone adds a decaying drift
+of ``Edge.news_tone_drift`` per unit tone to the next five sessions' returns (none in the
+edge-free world). Here each headline gets its time (06:00-20:00 New York; on a jump's session
+every headline comes once the price can move, from the open less ``Edge.jump_news_lead``
+minutes, 0 by default, the first within 15 minutes of it: no headline tells a jump's sign
+before the price shows it), a provider, a stable article id and its text: a template picked by
+tone (positive, neutral, negative), with event phrases ("beats estimates", "guidance cut", "SEC
+probe", "FDA ban" for health care) when the news is strong, as it always is for a jump. Only
+stocks have news; ETFs and other instruments have none.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import UTC, datetime, time
 import numpy as np
 
 from ibkr_sim.market.calendar import NEW_YORK, schedule, to_ns
+from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.paths import panel
 from ibkr_sim.universe import Instrument, stable_int
 
@@ -112,7 +116,7 @@ def _headline_text(rng: np.random.Generator, inst: Instrument, tone: float, stro
 
 
 def headlines(
-    seed: int, inst: Instrument, col: int | None, start: datetime, end: datetime
+    seed: int, edge: Edge, inst: Instrument, col: int | None, start: datetime, end: datetime
 ) -> list[Headline]:
     """Headlines with ``start <= time <= end``, oldest first (stocks only; others have none).
 
@@ -121,25 +125,33 @@ def headlines(
     start_ns, end_ns = to_ns(start), to_ns(end)
     if col is None or inst.sec_type != "STK" or inst.is_etf or end_ns < start_ns:
         return []
-    p = panel(seed)
+    p = panel(seed, edge)
     days = schedule()[0]
     lo = int(np.searchsorted(days, np.datetime64(start.astimezone(NEW_YORK).date(), "D")))
     hi = int(np.searchsorted(days, np.datetime64(end.astimezone(NEW_YORK).date(), "D"), "right"))
     out: list[Headline] = []
     for t in np.flatnonzero(p.news_count[lo:hi, col]) + lo:
-        out.extend(_session_headlines(seed, inst, col, int(t)))
+        out.extend(_session_headlines(seed, edge, inst, col, int(t)))
     return [h for h in out if start <= h.time <= end]
 
 
-def _session_headlines(seed: int, inst: Instrument, col: int, t: int) -> list[Headline]:
-    p = panel(seed)
+#: New York minute of the open: a jump's news comes then (less ``Edge.jump_news_lead``)
+_OPEN_MINUTE = 9 * 60 + 30
+_LAST_MINUTE = 20 * 60  # the day's last headline minute
+
+
+def _session_headlines(seed: int, edge: Edge, inst: Instrument, col: int, t: int) -> list[Headline]:
+    p = panel(seed, edge)
     day = schedule()[0][t].item()
     base_tone, jumped = float(p.news_tone[t, col]), bool(p.jump[t, col])
     out = []
     for k in range(int(p.news_count[t, col])):
         rng = np.random.default_rng(np.random.SeedSequence([seed, 77, col, t, k]))
-        if jumped and k == 0:  # the big move is announced before the open
-            minute = 7 * 60 + int(rng.integers(0, 135))
+        first = _OPEN_MINUTE - edge.jump_news_lead
+        if jumped and k == 0:  # the big move is reported as the price makes it
+            minute = first + int(rng.integers(0, 15))
+        elif jumped:  # later stories of the move, never before it
+            minute = first + int(rng.integers(0, _LAST_MINUTE - first))
         else:
             minute = 6 * 60 + int(rng.integers(0, 14 * 60))
         local = datetime.combine(day, time(minute // 60, minute % 60), NEW_YORK)

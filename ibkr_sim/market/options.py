@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ibkr_sim.market.calendar import NEW_YORK, exchange_calendar, schedule, to_ns, when
+from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.paths import panel
 from ibkr_sim.market.quotes import Snapshot
 from ibkr_sim.universe import Instrument, Universe, stable_int
@@ -97,11 +98,11 @@ def _strike_code(strike: float) -> int | None:
 # -- the market --------------------------------------------------------------------------------
 
 
-def chain(seed: int, col: int, as_of: date) -> tuple[list[str], list[float]]:
+def chain(seed: int, edge: Edge, col: int, as_of: date) -> tuple[list[str], list[float]]:
     """Monthly expiries (third Fridays, next six) and strikes 70 %-130 % of the last close."""
     days = schedule()[0]
     i = max(int(np.searchsorted(days, np.datetime64(as_of, "D"), "right")) - 1, 0)
-    spot = float(panel(seed).close[i, col])
+    spot = float(panel(seed, edge).close[i, col])
     expiries: list[str] = []
     year, month = as_of.year, as_of.month
     while len(expiries) < 6:
@@ -185,7 +186,13 @@ def decode(conid: int, conid_of_col: Mapping[int, int], universe: Universe) -> I
 
 
 def snapshot(
-    seed: int, inst: Instrument, under: Snapshot, under_col: int, rate_col: int, at: datetime
+    seed: int,
+    edge: Edge,
+    inst: Instrument,
+    under: Snapshot,
+    under_col: int,
+    rate_col: int,
+    at: datetime,
 ) -> Snapshot:
     """The option's quote at ``at`` from its underlying's quote ``under``.
 
@@ -194,7 +201,7 @@ def snapshot(
     close prices the underlying's with one more day to expiry.
     """
     _, j, _ = when(at)
-    p = panel(seed)
+    p = panel(seed, edge)
     base_vol = float(p.sigma[max(j - 1, 0), under_col]) * math.sqrt(252.0)
     rate = float(p.close[max(j - 1, 0), rate_col]) / 1000.0
     expiry_close = datetime.combine(

@@ -9,14 +9,18 @@
   Student-t(5) shocks (fat tails). ``s`` are eleven GICS sector factors (GARCH, t(5)) and ``e`` is
   idiosyncratic (GARCH, t(4)) with a per-stock volatility that is higher for smaller caps.
   References: Bollerslev (1986); Glosten, Jagannathan & Runkle (1993); Fama & French (1993).
-- ``mu_i`` is the stock's long-run drift ("quality"); the same quality drives its fundamentals
+- ``mu_i`` is the stock's long-run drift: a common 0.03 %/day plus ``Edge.quality_drift`` per
+  standard deviation of its latent quality, which also drives its fundamentals
   (:mod:`ibkr_sim.market.fundamentals`).
 - ``J`` are rare jumps (about 0.5 % of stock-days, 5-12 %, mostly at the open) on 2.5-5x the
-  average daily volume, each announced by a pre-market headline, so every day has a few top
-  movers for the scanners.
-- ``drift`` is post-news drift: a headline's tone (in [-1, 1]) adds a decaying drift to the
-  next five sessions' returns, so tone predicts later returns the way analysts hope it does
-  (the headlines' text is written by :mod:`ibkr_sim.market.news`).
+  average daily volume, each with a strong headline of its sign stamped when the price moves
+  (:mod:`ibkr_sim.market.news`), so every day has a few top movers for the scanners.
+- ``drift`` is what observables predict, each link one parameter of
+  :class:`~ibkr_sim.market.edge.Edge`: post-news drift (a headline's tone in [-1, 1] adds
+  ``Edge.news_tone_drift`` per unit tone, decaying by 0.8 a session, to the next five sessions'
+  returns) and momentum (``Edge.momentum`` per standard deviation of the stock's idiosyncratic
+  return over the past 12 months skipping the last one). With :meth:`Edge.none` no observable
+  predicts returns.
 
 Daily OHLC: part of the return happens overnight (the gap to the open), the rest intraday; highs
 and lows extend beyond the open/close by a volatility-scaled amount. Volume is around ADV and
@@ -28,8 +32,10 @@ FX (mean-reverting in logs).
 touches the day's high and low and ends at the close; volume accumulates along a U-shaped profile.
 
 The whole panel (2019-01-02 to 2028-12-29, every listed stock plus the macro instruments) is
-drawn once per seed from ``numpy.random.SeedSequence`` and cached per process, so two processes
-see identical numbers and a stock's history does not depend on how many stocks the universe holds.
+drawn once per seed and edge from ``numpy.random.SeedSequence`` and cached per process, so two
+processes see identical numbers and a stock's history does not depend on how many stocks the
+universe holds. The random draws do not depend on the edge: the edge-free world of a seed has
+the same shocks, news and fundamentals as its default world, only without the links.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ibkr_sim.market.calendar import schedule
+from ibkr_sim.market.edge import Edge
 from ibkr_sim.universe import MAX_STOCKS, Universe
 
 SECTORS = (
@@ -82,8 +89,8 @@ _MACRO_OU = {
     ("AUD", "USD"): (0.70, 0.68, 0.005, 0.006),
 }
 _NEWS_LAGS = 5  # sessions of post-news drift
-_NEWS_DRIFT = 0.004  # daily drift per unit tone on the first session after the news
-_NEWS_DECAY = 0.8
+_NEWS_DECAY = 0.8  # the drift's decay per session (its size is Edge.news_tone_drift)
+_MOMENTUM_WINDOW = (252, 21)  # 12-1 momentum: sessions back to the window's start and end
 
 
 # -- the daily panel ---------------------------------------------------------------------------
@@ -104,8 +111,58 @@ class Panel:
     jump: np.ndarray  # (T, C) bool: jump (big mover) sessions
     start_price: np.ndarray  # (C,) price before the first session
     tick: np.ndarray  # (C,)
-    quality: np.ndarray  # (MAX_STOCKS,) standardised long-run drift
     adv: np.ndarray  # (C,)
+
+
+@dataclass(frozen=True)
+class Stocks:
+    """One seed's per-stock parameters, (MAX_STOCKS,) each, whatever the edge."""
+
+    beta: np.ndarray  # market beta
+    gamma: np.ndarray  # sector loading
+    idio_vol: np.ndarray  # target daily idiosyncratic volatility
+    quality: np.ndarray  # latent quality, standard normal: drives fundamentals (and drift)
+    news_rate: np.ndarray  # headlines per session
+    gap_frac: np.ndarray  # share of the non-jump return made overnight
+
+
+def _streams(seed: int) -> tuple[np.random.Generator, ...]:
+    """The panel's six independent random streams: params, factor, idio, ohlc, news, volume."""
+    ss = np.random.SeedSequence([seed, 20190102])
+    return tuple(np.random.default_rng(s) for s in ss.spawn(6))
+
+
+@functools.lru_cache(maxsize=4)
+def stocks(seed: int) -> Stocks:
+    """Draw the per-stock parameters of a seed (the fundamentals need ``quality`` alone)."""
+    uni = Universe(seed, MAX_STOCKS)
+    r_params = _streams(seed)[0]
+    N = MAX_STOCKS
+    rank_frac = np.arange(N) / (N - 1)
+    beta = np.array([_SECTOR_BETA[i.sector] for i in uni.stocks]) * r_params.uniform(0.7, 1.3, N)
+    gamma = r_params.uniform(0.5, 1.2, N)
+    idio_vol = 0.008 + 0.009 * rank_frac + r_params.uniform(0.0, 0.005, N)
+    quality = r_params.standard_normal(N)
+    return Stocks(
+        beta=beta,
+        gamma=gamma,
+        idio_vol=idio_vol,
+        quality=quality,
+        news_rate=0.25 + 0.5 * (1.0 - rank_frac),
+        gap_frac=r_params.uniform(0.15, 0.35, N),
+    )
+
+
+def _momentum_z(e: np.ndarray, idio_vol: np.ndarray) -> np.ndarray:
+    """(T, N) each stock's idiosyncratic return over sessions t-252 .. t-22 (12-1 momentum, known
+    at the close before session t), in standard deviations; 0 before a full window."""
+    start, skip = _MOMENTUM_WINDOW
+    cum = np.vstack([np.zeros((1, e.shape[1])), np.cumsum(e, axis=0)])  # cum[t] = e[:t].sum()
+    z = np.zeros_like(e)
+    z[start:] = (cum[start - skip : len(e) - skip] - cum[: len(e) - start]) / (
+        idio_vol * math.sqrt(start - skip)
+    )
+    return z
 
 
 def _garch(
@@ -173,29 +230,19 @@ def _ohlc(
 
 
 @functools.lru_cache(maxsize=4)
-def panel(seed: int) -> Panel:
-    """Draw the whole market for a seed, vectorised (~0.5 s once per process and seed)."""
+def panel(seed: int, edge: Edge) -> Panel:
+    """Draw the whole market for a seed and edge, vectorised (~0.5 s once per process)."""
     uni = Universe(seed, MAX_STOCKS)
     days, _, _ = schedule()
     T, N = len(days), MAX_STOCKS
     others = uni.others
     C = N + len(others)
     col = {(i.symbol, i.sec_type, i.currency): N + j for j, i in enumerate(others)}
-    ss = np.random.SeedSequence([seed, 20190102])
-    r_params, r_factor, r_idio, r_ohlc, r_news, r_vol = (
-        np.random.default_rng(s) for s in ss.spawn(6)
-    )
-
-    # per-stock parameters
-    rank_frac = np.arange(N) / (N - 1)
+    _, r_factor, r_idio, r_ohlc, r_news, r_vol = _streams(seed)
+    st = stocks(seed)
     sector_of = np.array([SECTORS.index(i.sector) for i in uni.stocks])
-    beta = np.array([_SECTOR_BETA[i.sector] for i in uni.stocks]) * r_params.uniform(0.7, 1.3, N)
-    gamma = r_params.uniform(0.5, 1.2, N)
-    idio_vol = 0.008 + 0.009 * rank_frac + r_params.uniform(0.0, 0.005, N)
-    quality = r_params.standard_normal(N)
-    mu = 0.0003 + 0.0004 * quality
-    news_rate = 0.25 + 0.5 * (1.0 - rank_frac)  # headlines per session
-    gap_frac = r_params.uniform(0.15, 0.35, N)
+    beta, gamma, idio_vol, news_rate = st.beta, st.gamma, st.idio_vol, st.news_rate
+    mu = 0.0003 + edge.quality_drift * st.quality
 
     # factors
     z_m = _unit_t(r_factor, 5.0, (T, 1))
@@ -221,13 +268,13 @@ def panel(seed: int) -> Panel:
     jump.flat[hit] = sign * r_news.uniform(0.05, 0.12, hit.size)
     tone.flat[hit] = sign * r_news.uniform(0.6, 0.95, hit.size)
     count.flat[hit] = np.maximum(count.flat[hit], 1)
-    drift = np.zeros((T, N))
+    drift = edge.momentum * _momentum_z(e, idio_vol)
     for lag in range(1, _NEWS_LAGS + 1):
-        drift[lag:] += _NEWS_DRIFT * _NEWS_DECAY ** (lag - 1) * tone[:-lag]
+        drift[lag:] += edge.news_tone_drift * _NEWS_DECAY ** (lag - 1) * tone[:-lag]
 
     r = mu + drift + beta * m + gamma * s_fac[:, sector_of] + e + jump
     sigma = np.sqrt((beta * sig_m) ** 2 + (gamma * sig_s[:, sector_of]) ** 2 + sig_e**2)
-    gap = gap_frac * (r - jump)
+    gap = st.gap_frac * (r - jump)
     gap.flat[hit] += jump.flat[hit] * r_ohlc.uniform(0.7, 1.0, hit.size)
 
     # macro instruments
@@ -301,7 +348,6 @@ def panel(seed: int) -> Panel:
         jump=jumps,
         start_price=start,
         tick=tick,
-        quality=quality,
         adv=adv,
     )
 
@@ -321,9 +367,9 @@ class Intraday:
 
 
 @functools.lru_cache(maxsize=8)
-def intraday(seed: int, j: int) -> Intraday:
+def intraday(seed: int, edge: Edge, j: int) -> Intraday:
     """A deterministic bridge from open to close through the day's high and low."""
-    p = panel(seed)
+    p = panel(seed, edge)
     _, opens, closes = schedule()
     n = int((closes[j] - opens[j]) // 60_000_000_000)
     C = p.close.shape[1]

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from ibkr_sim.market.calendar import to_ns, when
+from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.paths import intraday, on_tick, panel
 from ibkr_sim.universe import Instrument, stable_int
 from ibkr_spec.lots import round_lot
@@ -45,14 +46,14 @@ class Snapshot:
     prev_close: float
 
 
-def _prev_close(seed: int, j: int, cols: np.ndarray) -> np.ndarray:
-    p = panel(seed)
+def _prev_close(seed: int, edge: Edge, j: int, cols: np.ndarray) -> np.ndarray:
+    p = panel(seed, edge)
     return p.close[j - 1, cols] if j > 0 else p.start_price[cols]
 
 
-def spread(seed: int, cols: np.ndarray, price: np.ndarray, widen: float) -> np.ndarray:
+def spread(seed: int, edge: Edge, cols: np.ndarray, price: np.ndarray, widen: float) -> np.ndarray:
     """Quoted spread: ~1 bp for mega caps, tens of bp for thin names; at least one tick."""
-    p = panel(seed)
+    p = panel(seed, edge)
     tick = p.tick[cols]
     dollar_adv = np.maximum(p.adv[cols] * price, 1.0)
     bps = np.clip(1.0 + 5.0e4 / np.sqrt(dollar_adv), 1.0, 50.0)
@@ -60,12 +61,12 @@ def spread(seed: int, cols: np.ndarray, price: np.ndarray, widen: float) -> np.n
     return np.maximum(np.round(price * bps * widen / 1e4 / tick), 1.0) * tick
 
 
-def state(seed: int, cols: np.ndarray, at: datetime) -> dict[str, np.ndarray]:
+def state(seed: int, edge: Edge, cols: np.ndarray, at: datetime) -> dict[str, np.ndarray]:
     """Last/open/high/low/volume/prev_close for panel columns at an instant (vectorised)."""
-    p = panel(seed)
+    p = panel(seed, edge)
     kind, j, minutes = when(at)
     if kind == "open":
-        day = intraday(seed, j)
+        day = intraday(seed, edge, j)
         k = min(int(minutes), day.minutes - 1)
         f = min(minutes - k, 1.0)
         path = day.path[cols]
@@ -83,13 +84,13 @@ def state(seed: int, cols: np.ndarray, at: datetime) -> dict[str, np.ndarray]:
             "high": np.maximum(day.run_high[cols, k], last),
             "low": np.minimum(day.run_low[cols, k], last),
             "volume": volume,
-            "prev_close": _prev_close(seed, j, cols),
+            "prev_close": _prev_close(seed, edge, j, cols),
             "widen": np.array(1.0),
             "elapsed": np.array(max(minutes, 1.0) / day.minutes),
             "session": np.array(j),
         }
     if kind == "pre":
-        prev = _prev_close(seed, j, cols)
+        prev = _prev_close(seed, edge, j, cols)
         return {
             "last": prev,
             "open": prev,
@@ -107,19 +108,21 @@ def state(seed: int, cols: np.ndarray, at: datetime) -> dict[str, np.ndarray]:
         "high": p.high[j, cols],
         "low": p.low[j, cols],
         "volume": p.volume[j, cols],
-        "prev_close": _prev_close(seed, j, cols),
+        "prev_close": _prev_close(seed, edge, j, cols),
         "widen": np.array(2.0),
         "elapsed": np.array(1.0),
         "session": np.array(j),
     }
 
 
-def panel_snapshots(seed: int, conids: list[int], cols: np.ndarray, at: datetime) -> list[Snapshot]:
+def panel_snapshots(
+    seed: int, edge: Edge, conids: list[int], cols: np.ndarray, at: datetime
+) -> list[Snapshot]:
     """Snapshots of contracts with a panel column (``cols[k]`` holds ``conids[k]``)."""
-    p = panel(seed)
-    st = state(seed, cols, at)
+    p = panel(seed, edge)
+    st = state(seed, edge, cols, at)
     last, tick = st["last"], p.tick[cols]
-    quoted = spread(seed, cols, last, float(st["widen"]))
+    quoted = spread(seed, edge, cols, last, float(st["widen"]))
     bid = np.maximum(np.floor((last - quoted / 2.0) / tick + 1e-9) * tick, tick)
     ask = np.maximum(bid + quoted, np.ceil(last / tick - 1e-9) * tick)
     ask = np.where(ask <= bid, bid + tick, ask)

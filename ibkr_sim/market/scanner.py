@@ -14,6 +14,7 @@ from datetime import datetime
 import numpy as np
 
 from ibkr_sim.market.calendar import from_ns, schedule, when
+from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.paths import panel
 from ibkr_sim.market.quotes import state
 from ibkr_sim.universe import Instrument
@@ -50,6 +51,7 @@ class ScanResult:
 
 def scan(
     seed: int,
+    edge: Edge,
     stocks: Sequence[Instrument],
     code: str,
     at: datetime,
@@ -85,10 +87,12 @@ def scan(
             [i for i, s in enumerate(stocks) if s.primary_exchange == venue], dtype=np.int64
         )
     kind, j, _ = when(at)
-    st = state(seed, cols, at if kind != "pre" else from_ns(schedule()[2][j - 1]) if j > 0 else at)
+    st = state(
+        seed, edge, cols, at if kind != "pre" else from_ns(schedule()[2][j - 1]) if j > 0 else at
+    )
     last, volume, prev = st["last"], st["volume"], st["prev_close"]
     change = (last / prev - 1.0) * 100.0
-    adv = panel(seed).adv[cols]
+    adv = panel(seed, edge).adv[cols]
     cap = last * np.array([stocks[c].shares_outstanding for c in cols])
     keep = np.ones(len(cols), dtype=bool)
     for value, bound, above in (

@@ -1,5 +1,5 @@
-"""The simulated market for one seed: contracts resolved to panel columns, requests answered by
-the package's concept modules (see :mod:`ibkr_sim.market`)."""
+"""The simulated market for one seed and edge: contracts resolved to panel columns, requests
+answered by the package's concept modules (see :mod:`ibkr_sim.market`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ibkr_sim.market import bars, calendar, fundamentals, news, options, quotes, scanner
+from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.news import Headline
 from ibkr_sim.market.quotes import Snapshot
 from ibkr_sim.market.scanner import ScanResult
@@ -26,7 +27,9 @@ from ibkr_spec.historical import BarSize, Duration
 
 
 class SimMarket:
-    """The deterministic simulated market for one seed (see :mod:`ibkr_sim.market`).
+    """The deterministic simulated market for one seed (see :mod:`ibkr_sim.market`) and edge
+    (how strongly observables predict returns, :class:`~ibkr_sim.market.edge.Edge`; the
+    default world's unless given).
 
     Every stock of the universe and every macro instrument has a column in the daily panel
     (stocks first, in universe order, then the others after all :data:`MAX_STOCKS` listable
@@ -36,8 +39,9 @@ class SimMarket:
     SCANNER_CODES: tuple[str, ...] = scanner.SCANNER_CODES
     LOCATIONS: tuple[str, ...] = scanner.LOCATIONS
 
-    def __init__(self, seed: int = 7, n_stocks: int = 700) -> None:
+    def __init__(self, seed: int = 7, n_stocks: int = 700, edge: Edge | None = None) -> None:
         self.seed = int(seed)
+        self.edge = edge if edge is not None else Edge()
         self.universe = Universe(self.seed, n_stocks)
         self._cols: dict[int, int] = {inst.conid: i for i, inst in enumerate(self.universe.stocks)}
         self._cols.update(
@@ -98,16 +102,16 @@ class SimMarket:
     # -- bars -------------------------------------------------------------------------------
     def daily_bars(self, conid: int, start: date, end: date) -> pd.DataFrame:
         """Daily OHLCV for sessions in [start, end]; index ``session`` (datetime64), float64."""
-        return bars.daily_bars(self.seed, self._col(conid), start, end)
+        return bars.daily_bars(self.seed, self.edge, self._col(conid), start, end)
 
     def daily_close_panel(self, conids: list[int], start: date, end: date) -> pd.DataFrame:
         """Closes, sessions x conids, in one slice of the cached panel."""
         cols = [self._col(c) for c in conids]
-        return bars.daily_close_panel(self.seed, cols, conids, start, end)
+        return bars.daily_close_panel(self.seed, self.edge, cols, conids, start, end)
 
     def intraday_bars(self, conid: int, session: date, minutes: int) -> pd.DataFrame:
         """Bars of ``minutes`` (1..390) within one session; index UTC bar start; o h l c volume."""
-        return bars.intraday_bars(self.seed, self._col(conid), session, minutes)
+        return bars.intraday_bars(self.seed, self.edge, self._col(conid), session, minutes)
 
     def history(
         self,
@@ -123,7 +127,9 @@ class SimMarket:
         bars by their UTC start, only completed bars; sub-minute bars are interpolated along the
         minute path. BID/ASK shift prices by half the typical spread; MIDPOINT equals TRADES.
         """
-        return bars.history(self.seed, self._col(conid), start, end, bar_size, what_to_show)
+        return bars.history(
+            self.seed, self.edge, self._col(conid), start, end, bar_size, what_to_show
+        )
 
     def session_history(
         self,
@@ -137,7 +143,7 @@ class SimMarket:
         (IB's count) from ``end``, the day so far last while a session is open; see
         :func:`ibkr_sim.market.bars.session_history`."""
         return bars.session_history(
-            self.seed, self._col(conid), end, duration, bar_size, what_to_show
+            self.seed, self.edge, self._col(conid), end, duration, bar_size, what_to_show
         )
 
     # -- quotes -----------------------------------------------------------------------------
@@ -153,7 +159,7 @@ class SimMarket:
             cols = np.fromiter(
                 (self._cols[c] for c in panel_ids), dtype=np.int64, count=len(panel_ids)
             )
-            found = quotes.panel_snapshots(self.seed, panel_ids, cols, at)
+            found = quotes.panel_snapshots(self.seed, self.edge, panel_ids, cols, at)
             out.update(zip(panel_ids, found, strict=True))
         for c in conids:
             if c not in out:
@@ -165,7 +171,7 @@ class SimMarket:
             raise IBError(NO_MARKET_DATA, f"no market data for {inst.symbol} ({inst.sec_type})")
         under = self.snapshot(inst.underlying_conid, at)
         under_col = self._cols[inst.underlying_conid]
-        return options.snapshot(self.seed, inst, under, under_col, self._tnx_col, at)
+        return options.snapshot(self.seed, self.edge, inst, under, under_col, self._tnx_col, at)
 
     def depth(
         self, conid: int, at: datetime, rows: int = 5
@@ -210,7 +216,7 @@ class SimMarket:
     def news(self, conid: int, start: datetime, end: datetime) -> list[Headline]:
         """Headlines with ``start <= time <= end``, oldest first (stocks only; others have none)."""
         inst = self._instrument(conid)
-        return news.headlines(self.seed, inst, self._cols.get(conid), start, end)
+        return news.headlines(self.seed, self.edge, inst, self._cols.get(conid), start, end)
 
     # -- scanners ---------------------------------------------------------------------------
     def scan(
@@ -233,6 +239,7 @@ class SimMarket:
         """
         return scanner.scan(
             self.seed,
+            self.edge,
             self.universe.stocks,
             code,
             at,
@@ -249,7 +256,7 @@ class SimMarket:
     def option_chain(self, underlying_conid: int, as_of: date) -> tuple[list[str], list[float]]:
         """Monthly expiries (third Fridays, next six) and strikes 70 %-130 % of the last close."""
         _, col = self._optionable(underlying_conid)
-        return options.chain(self.seed, col, as_of)
+        return options.chain(self.seed, self.edge, col, as_of)
 
     def option(self, underlying_conid: int, expiry: str, strike: float, right: str) -> Instrument:
         """The listed option (OPT, multiplier 100), registered so ``by_conid``/``snapshot`` work.

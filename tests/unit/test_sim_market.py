@@ -135,9 +135,10 @@ def test_history_does_not_depend_on_universe_size(market: SimMarket) -> None:
 
 
 #: SHA-256 of :func:`_everything` for seed 7, recorded from the single-module market before it
-#: became a package and re-recorded when quote sizes became tiered round lots (issue #18); any
-#: change to a simulated number changes it.
-EVERYTHING_SEED_7 = "4af8a52bcd73707847ed5670aeaffabea331c2ed07a2f80323de1c497ba137ff"
+#: became a package and re-recorded when quote sizes became tiered round lots and the built-in
+#: edge gave way to the named, smaller links of ibkr_sim/market/edge.py (issue #18); any change
+#: to a simulated number changes it.
+EVERYTHING_SEED_7 = "236eab254d98a8c2859432224808bea38561f43c83ac43a317f7e4d4603e2089"
 
 
 def _everything(m: SimMarket) -> str:
@@ -502,7 +503,9 @@ def test_news_tone_predicts_the_next_sessions(market: SimMarket) -> None:
             fwd.append(math.log(col[i + 5] / base))
             texts.append(h.headline)
     assert len(tones) > 5000
-    assert np.corrcoef(tones, fwd)[0, 1] > 0.08
+    # the default edge's news_tone_drift gives about 0.03 over ~21,000 headlines (standard error
+    # about 0.007; it was 0.08+ with the built-in edge); test_market_edge pins the daily ICs
+    assert np.corrcoef(tones, fwd)[0, 1] > 0.015
     for phrase in ("beats estimates", "guidance cut", "SEC probe", "FDA ban"):
         assert any(phrase in t for t in texts), phrase
     assert 0.001 < np.mean(["SEC probe" in t or "guidance cut" in t for t in texts]) < 0.05

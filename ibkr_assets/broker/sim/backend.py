@@ -26,7 +26,7 @@ from ibkr_assets.broker.sim.convert import (
 )
 from ibkr_sim.exchange import OrderInfo, OrderRequest, PaperExchange
 from ibkr_sim.exchange.accounts import fx_rates
-from ibkr_sim.market import SimMarket
+from ibkr_sim.market import Edge, SimMarket
 from ibkr_sim.universe import Instrument
 from ibkr_spec import historical
 from ibkr_spec.errors import IBError
@@ -36,9 +36,10 @@ _SEC_TYPES = frozenset(get_args(models.SecType))
 
 
 @functools.lru_cache(maxsize=4)
-def shared_market(seed: int, n_stocks: int) -> SimMarket:
-    """One market per (seed, size) per process: building the price panel is the costly part."""
-    return SimMarket(seed=seed, n_stocks=n_stocks)
+def shared_market(seed: int, n_stocks: int, edge: str = "default") -> SimMarket:
+    """One market per (seed, size, edge name: ``default`` or ``none``) per process: building the
+    price panel is the costly part."""
+    return SimMarket(seed=seed, n_stocks=n_stocks, edge=Edge.named(edge))
 
 
 class SimBroker:
@@ -64,8 +65,8 @@ class SimBroker:
 
     @classmethod
     def from_settings(cls, settings: BrokerSettings) -> SimBroker:
-        """Open the simulated world the settings describe (seed, size, data root, clock)."""
-        market = shared_market(settings.sim_seed, settings.sim_symbols)
+        """Open the simulated world the settings describe (seed, size, edge, data root, clock)."""
+        market = shared_market(settings.sim_seed, settings.sim_symbols, settings.sim_edge)
         pinned = settings.sim_clock
         if pinned is not None and pinned.tzinfo is None:
             pinned = pinned.replace(tzinfo=UTC)

@@ -36,9 +36,10 @@ def _tickers(universe: Universe) -> list[str]:
     return [inst.symbol for inst in universe.stocks]
 
 
-def simulated_market(broker: Broker, seed: int, n_stocks: int) -> SimMarket:
-    """The simulated market behind ``broker``: the sim backend's own, else (the ``tws`` backend
-    against the simulated gateway) the same deterministic market rebuilt from ``seed`` and
-    ``n_stocks`` (``IBKR_SIM_SEED``, ``IBKR_SIM_SYMBOLS``)."""
+def simulated_market(broker: Broker, seed: int, n_stocks: int, edge: str) -> SimMarket:
+    """The simulated market behind ``broker``: the sim backend's own, else (the ``tws`` or
+    ``webapi`` backend against a simulated gateway) the same deterministic market rebuilt from
+    ``seed``, ``n_stocks`` and ``edge`` (``IBKR_SIM_SEED``, ``IBKR_SIM_SYMBOLS``,
+    ``IBKR_SIM_EDGE``)."""
     sim = _sim_backend(broker)
-    return sim.market if sim is not None else shared_market(seed, n_stocks)
+    return sim.market if sim is not None else shared_market(seed, n_stocks, edge)
