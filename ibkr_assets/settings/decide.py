@@ -52,7 +52,9 @@ class DecideLimits(BaseModel):
         0.25, ge=0, le=1, description="limit = mid ± this × spread (+ for buys)"
     )
     min_notional: float = Field(500.0, ge=0, description="drop trades smaller than this (USD)")
-    even_lots: bool = Field(False, description="round quantities to whole round lots")
+    even_lots: bool = Field(
+        True, description="round quantities to whole round lots (as the seed's ticket does)"
+    )
     whatif_shrink: float = Field(0.8, gt=0, lt=1, description="size multiplier per failed what-if")
     whatif_max_attempts: int = Field(5, ge=1, description="what-if tries before dropping")
     whatif_on_failure: Literal["drop", "keep"] = Field(
