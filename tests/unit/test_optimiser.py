@@ -504,3 +504,36 @@ def test_highs_is_left_out_where_it_can_abort_the_process():
     free_trading = OptimiserConfig(turnover_cost=0.0)
     result = PortfolioOptimiser.from_risk_model(model, free_trading, sectors).solve(alpha, held)
     assert result.solver == "CLARABEL"
+
+
+def test_annualised_covariance_with_daily_scenarios_is_refused():
+    symbols, cov, scenarios, alpha = _data(n=6)
+    with pytest.raises(OptimizationError, match=r"2\d\dx the scenarios' own .* different units"):
+        optimise(alpha, cov * 252, scenarios)
+    opt = PortfolioOptimiser(symbols, cov, scenarios)
+    with pytest.raises(OptimizationError, match="annualised covariance beside daily scenarios"):
+        opt.update_risk(cov * 252, scenarios)
+    assert optimise(alpha, cov * 1.5, scenarios).weights.notna().all()  # shrinkage-sized: fine
+
+
+def test_too_few_scenarios_for_cvar_are_refused_naming_the_minimum():
+    symbols, cov, scenarios, _alpha = _data(n=5, s=120)
+    with pytest.raises(OptimizationError, match=r"59 return scenarios .* at least 60 are needed"):
+        PortfolioOptimiser(symbols, cov, scenarios.iloc[:59])
+    PortfolioOptimiser(symbols, cov, scenarios.iloc[:60])  # three in the worst 5 %
+    with pytest.raises(OptimizationError, match=r"CVaR at 99%: at least 300"):
+        PortfolioOptimiser(symbols, cov, scenarios, OptimiserConfig(cvar_alpha=0.99))
+
+
+def test_unbounded_status_is_reported_as_a_numerical_failure(monkeypatch):
+    _symbols, cov, scenarios, alpha = _data(n=5)
+
+    def lost_precision(self: cp.Problem, *args: object, **kwargs: object) -> None:
+        self._status = cp.UNBOUNDED
+
+    monkeypatch.setattr(cp.Problem, "solve", lost_precision)
+    with pytest.raises(OptimizationError) as err:
+        optimise(alpha, cov, scenarios)
+    text = str(err.value)
+    assert "numerical failure (said unbounded of a bounded problem)" in text
+    assert "CLARABEL" in text and "largest variance" in text and "status unbounded" not in text

@@ -1,13 +1,16 @@
 """What the optimiser says when it cannot work: its error and the checks that name the cause.
 
 Every check raises :class:`OptimizationError` with a message naming what was wrong — the symbols
-with NaN or infinite inputs, a covariance that is not positive semidefinite, limits that cannot
-hold together — before a solver runs, so a failure is never a bare solver status. Limits are
-fractions of net asset value, as in :class:`~ibkr_assets.quant.optimiser.OptimiserConfig`.
+with NaN or infinite inputs, a covariance that is not positive semidefinite, a covariance in
+other units than the scenarios (annualised beside daily returns), too few scenarios for the CVaR
+level, limits that cannot hold together — before a solver runs, so a failure is never a bare
+solver status. Limits are fractions of net asset value, as in
+:class:`~ibkr_assets.quant.optimiser.OptimiserConfig`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -25,6 +28,57 @@ def check_finite(values: np.ndarray, labels: list[str], what: str) -> None:
     if bad_cols.any():
         named = [labels[i] for i in np.flatnonzero(bad_cols)]
         raise OptimizationError(f"NaN or infinite {what} for {named}")
+
+
+MIN_TAIL_SCENARIOS = 3
+"""Scenarios the CVaR tail must hold at least: CVaR averages the worst ``(1 - α)·S`` scenarios,
+and with one or two it is a worst case, not an average. ``ceil(3 / (1 - α))`` is 60 scenarios at
+95 % (the risk model's shortest history, ``min_history``, and the smallest ``scenario_sessions``
+the decision config accepts) and 300 at 99 %; the default 504 sessions hold 25 at 95 %."""
+UNITS_RATIO_BAND = (1 / 20, 20.0)
+"""How far the covariance's diagonal may be from the scenarios' own variances (median ratio over
+the names) before the two are taken to be in different units: a shrunk or factor covariance
+stays well within 20x of the sample variance, an annualised one is 252x a daily one."""
+
+
+def min_cvar_scenarios(cvar_alpha: float) -> int:
+    """The fewest scenarios a CVaR at level ``cvar_alpha`` is estimated from
+    (:data:`MIN_TAIL_SCENARIOS` in the tail)."""
+    return math.ceil(MIN_TAIL_SCENARIOS / (1 - cvar_alpha) - 1e-9)
+
+
+def check_scenario_count(n_scenarios: int, cvar_alpha: float) -> None:
+    """Raise unless there are enough scenarios for a CVaR at level ``cvar_alpha``."""
+    need = min_cvar_scenarios(cvar_alpha)
+    if n_scenarios < need:
+        raise OptimizationError(
+            f"{n_scenarios} return scenarios are too few for CVaR at {cvar_alpha:.0%}: at least "
+            f"{need} are needed ({MIN_TAIL_SCENARIOS} in the worst {1 - cvar_alpha:.0%}); pass "
+            "a longer scenario history (risk model scenario_sessions) or a lower cvar_alpha"
+        )
+
+
+def check_same_units(sigma: np.ndarray, scenarios: np.ndarray) -> None:
+    """Raise when the covariance ``sigma`` and the return ``scenarios`` (rows = scenarios) are in
+    different units, e.g. an annualised covariance beside daily scenarios (ratio near 252).
+
+    Compares the covariance's diagonal with each name's variance over the scenarios (median
+    ratio over the names whose both are positive) against :data:`UNITS_RATIO_BAND`.
+    """
+    diag = np.diag(sigma)
+    var = scenarios.var(axis=0, ddof=1)
+    both = (diag > 0) & (var > 0)
+    if not both.any():
+        return
+    ratio = float(np.median(diag[both] / var[both]))
+    low, high = UNITS_RATIO_BAND
+    if not low <= ratio <= high:
+        raise OptimizationError(
+            f"the covariance's variances are {ratio:.3g}x the scenarios' own (median over "
+            f"{int(both.sum())} names): the two are in different units (252x: an annualised "
+            "covariance beside daily scenarios); pass both in daily units "
+            "(RiskModel.daily_cov() with RiskModel.scenarios)"
+        )
 
 
 def check_psd(sigma: np.ndarray, eigenvalues: np.ndarray | None = None) -> None:

@@ -4,7 +4,8 @@
 with the covariance, scenarios and sectors, then :meth:`~PortfolioOptimiser.solve` for each
 day's expected returns and current weights, and :meth:`~PortfolioOptimiser.update_risk` for a
 new covariance and scenario set of the same shape, neither recompiling (see
-:mod:`ibkr_assets.quant.optimiser.problem`). It checks its inputs (symbols, NaNs, limits;
+:mod:`ibkr_assets.quant.optimiser.problem`). It checks its inputs (symbols, NaNs, the
+covariance's units against the scenarios', enough scenarios for the CVaR level, limits;
 :mod:`ibkr_assets.quant.optimiser.diagnostics`), solves on a working set when that applies
 (:mod:`ibkr_assets.quant.optimiser.working_set`) and the full problem otherwise
 (:mod:`ibkr_assets.quant.optimiser.solving`), and reports the weights (fractions of NAV) with
@@ -23,7 +24,13 @@ import numpy as np
 import pandas as pd
 
 from ibkr_assets.quant.optimiser.config import OptimiserConfig
-from ibkr_assets.quant.optimiser.diagnostics import OptimizationError, check_finite, check_limits
+from ibkr_assets.quant.optimiser.diagnostics import (
+    OptimizationError,
+    check_finite,
+    check_limits,
+    check_same_units,
+    check_scenario_count,
+)
 from ibkr_assets.quant.optimiser.problem import BP, Formulation, SectorGroups
 from ibkr_assets.quant.optimiser.solving import solve_on
 from ibkr_assets.quant.optimiser.working_set import solve_working_set, working_set_applies
@@ -68,8 +75,7 @@ class PortfolioOptimiser:
         if not self.symbols:
             raise OptimizationError("no symbols to optimise")
         self.n_scenarios = len(scenarios)
-        if self.n_scenarios < 2:
-            raise OptimizationError("at least 2 return scenarios are needed for CVaR")
+        check_scenario_count(self.n_scenarios, self.config.cvar_alpha)
         groups = SectorGroups.build(self.symbols, sectors, self.config)
         self._last_bp = np.zeros(len(self.symbols))  # the last solve's weights (bp)
         self.working_set_rounds: list[int] = []
@@ -110,6 +116,7 @@ class PortfolioOptimiser:
         check_finite(sigma, self.symbols, "covariance")
         r = scenarios.loc[:, self.symbols].to_numpy(dtype="float64")
         check_finite(r, self.symbols, "return scenarios")
+        check_same_units(sigma, r)
         self._form.set_risk((sigma + sigma.T) / 2, r)
 
     def solve(

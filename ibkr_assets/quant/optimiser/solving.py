@@ -12,7 +12,9 @@ but an optimal status passes the problem on to Clarabel, then the other solvers 
 :data:`~ibkr_assets.quant.optimiser.config.SOLVERS`. With shorts allowed HiGHS is never used on
 the quadratic program (it cycles, and can abort the process). Any final status other than
 optimal raises :class:`~ibkr_assets.quant.optimiser.diagnostics.OptimizationError` naming the
-limits in force.
+limits in force. The weights are bounded (``max_weight``, ``max_gross``), so a solver that says
+"unbounded" has lost precision: that is reported as a numerical failure, with the inputs' scale,
+and the next solver tried.
 
 No solve starts from the previous solution (HiGHS's QP method ignores a start without its basis,
 Clarabel cannot use one), so a re-solve costs the same whatever changed.
@@ -114,11 +116,23 @@ def solve_on(
             continue
         if problem.status == cp.OPTIMAL:
             break
+        if problem.status in (cp.UNBOUNDED, cp.UNBOUNDED_INACCURATE):
+            # every weight is bounded (max_weight, max_gross): the solver lost precision
+            errors.append(
+                f"{solver}: numerical failure (said {problem.status} of a bounded problem)"
+            )
+            continue
         errors.append(f"{solver}: status {problem.status}")
-        if problem.status in (cp.INFEASIBLE, cp.UNBOUNDED):
+        if problem.status == cp.INFEASIBLE:
             break
     else:
-        raise OptimizationError("no solver reached an optimal solution: " + "; ".join(errors))
+        raise OptimizationError(
+            "no solver reached an optimal solution: "
+            + "; ".join(errors)
+            + f" (largest |expected return| {np.abs(alpha).max():.3g}, largest variance "
+            f"{np.diag(form.sigma).max():.3g}: a numerical failure usually means an input off "
+            "the daily scale, e.g. returns in percent)"
+        )
     if problem.status != cp.OPTIMAL:
         raise OptimizationError(
             f"optimisation {problem.status} under limits "
