@@ -333,23 +333,23 @@ def test_buy_stop_far_below_the_market_is_valued_at_the_ask(data_dir):
     assert b.assess(_buy(aapl, 1, order_type="STP", stop_price=1.0)).reference_price == (
         _quote(b, aapl).ask
     )
-    order = _buy(aapl, 60, "stp", order_type="STP", stop_price=1.0)  # $60 at its own price
-    _notional_refusal(b, order, 60 * _quote(b, aapl).ask)
+    order = _buy(aapl, 120, "stp", order_type="STP", stop_price=1.0)  # $120 at its own price
+    _notional_refusal(b, order, 120 * _quote(b, aapl).ask)
 
 
 def test_sell_limit_far_below_the_market_is_valued_at_the_bid(data_dir):
     b = _open(data_dir, max_price_distance=FAR)
     aapl = _aapl(b)
-    order = _sell(aapl, 60, "lmt", order_type="LMT", limit_price=0.01)  # $0.60 at its own price
-    _notional_refusal(b, order, 60 * _quote(b, aapl).bid)
+    order = _sell(aapl, 120, "lmt", order_type="LMT", limit_price=0.01)  # $1.20 at its own price
+    _notional_refusal(b, order, 120 * _quote(b, aapl).bid)
 
 
 def test_sell_stop_limit_with_a_far_limit_is_valued_at_the_bid(data_dir):
     b = _open(data_dir, max_price_distance=FAR)
     aapl = _aapl(b)
     stop = round(_quote(b, aapl).bid * 0.95, 2)
-    order = _sell(aapl, 60, "sl", order_type="STP LMT", stop_price=stop, limit_price=0.01)
-    _notional_refusal(b, order, 60 * _quote(b, aapl).bid)
+    order = _sell(aapl, 120, "sl", order_type="STP LMT", stop_price=stop, limit_price=0.01)
+    _notional_refusal(b, order, 120 * _quote(b, aapl).bid)
 
 
 def test_buy_stop_limit_with_a_far_limit_is_valued_at_its_limit(data_dir):
@@ -357,8 +357,8 @@ def test_buy_stop_limit_with_a_far_limit_is_valued_at_its_limit(data_dir):
     aapl = _aapl(b)
     ask = _quote(b, aapl).ask
     stop, limit = round(ask * 1.05, 2), round(ask * 10, 2)
-    order = _buy(aapl, 6, "bl", order_type="STP LMT", stop_price=stop, limit_price=limit)
-    _notional_refusal(b, order, 6 * limit)  # may pay up to the limit once triggered
+    order = _buy(aapl, 12, "bl", order_type="STP LMT", stop_price=stop, limit_price=limit)
+    _notional_refusal(b, order, 12 * limit)  # may pay up to the limit once triggered
 
 
 def test_option_value_counts_the_multiplier(data_dir):
@@ -384,8 +384,8 @@ def test_option_multiplier_is_the_resolved_contracts_not_the_orders(data_dir):
 def test_cap_refusal_names_the_limit_its_setting_and_the_excess(data_dir, limit):
     caps = {
         "max_quantity": {"max_quantity": 5},
-        "max_notional": {"max_notional": 5_000.0},
-        "max_nlv_share": {"max_notional": 1e9, "max_nlv_share": 0.004},
+        "max_notional": {"max_notional": 2_000.0},
+        "max_nlv_share": {"max_notional": 1e9, "max_nlv_share": 0.002},
     }[limit]
     b = _open(data_dir, limits=_limits(**caps))
     aapl = _aapl(b)
@@ -395,11 +395,11 @@ def test_cap_refusal_names_the_limit_its_setting_and_the_excess(data_dir, limit)
         expected = "quantity 6 exceeds the cap of 5 per order by 1 (IBKR_PIPELINE_MAX_QUANTITY)"
     elif limit == "max_notional":
         expected = (
-            f"exceeds the cap of 5,000.00 by {value - 5_000:,.2f} (IBKR_PIPELINE_MAX_NOTIONAL)"
+            f"exceeds the cap of 2,000.00 by {value - 2_000:,.2f} (IBKR_PIPELINE_MAX_NOTIONAL)"
         )
     else:
         share = value / b.account_summary().net_liquidation
-        expected = f"above the cap of 0.40% by {share - 0.004:.2%} (IBKR_PIPELINE_MAX_NLV_SHARE)"
+        expected = f"above the cap of 0.20% by {share - 0.002:.2%} (IBKR_PIPELINE_MAX_NLV_SHARE)"
     assert expected in text
     _nothing_reached(b)
 
@@ -519,7 +519,7 @@ def test_no_quote_never_values_an_order_at_an_absurd_price_of_its_own(
     data_dir, action, order_type, stop, limit
 ):
     """Without market data neither the distance rule nor the market can value these orders;
-    at their own prices 60 AAPL (about $60,000 at the market) would count as $60 or $0.60."""
+    at their own prices 60 AAPL (about $28,000 at the market) would count as $60 or $0.60."""
     b = _with_quotes(data_dir, missing=True)
     order = Order(
         contract=_aapl(b),
@@ -640,14 +640,14 @@ def test_orders_per_day_reset_on_the_next_utc_day(data_dir):
 
 
 def test_daily_value_limit(data_dir):
-    b = _open(data_dir, limits=_limits(max_daily_notional=2_500.0))
+    b = _open(data_dir, limits=_limits(max_daily_notional=1_200.0))
     aapl = _aapl(b)
-    ask = _quote(b, aapl).ask  # about $999: two fit in $2,500, a third does not
+    ask = _quote(b, aapl).ask  # about $466: two fit in $1,200, a third does not
     b.place(_buy(aapl, 1, "v1", order_type="MKT"))
     b.place(_buy(aapl, 1, "v2", order_type="MKT"))
     text = _refused(lambda: b.place(_buy(aapl, 1, "v3", order_type="MKT")), "max_daily_notional")
     assert f"{2 * ask:,.2f} sent today plus this order's {ask:,.2f}" in text
-    assert f"by {3 * ask - 2_500:,.2f} (IBKR_PIPELINE_MAX_DAILY_NOTIONAL)" in text
+    assert f"by {3 * ask - 1_200:,.2f} (IBKR_PIPELINE_MAX_DAILY_NOTIONAL)" in text
     assert _held(b) == {("AAPL", "STK"): 2}
 
 
