@@ -28,16 +28,22 @@ from .conftest import SESSION_TIME, SIM_SYMBOLS, Running, serve_http, sim_broker
 pytestmark = pytest.mark.anyio
 
 
-def fake_cli(folder: Path, seconds: float, exit_code: int) -> str:
-    """A pipeline CLI that logs its arguments and clientId, runs ``seconds`` and exits."""
+def fake_cli(folder: Path, seconds: float, exit_code: int, gate: Path | None = None) -> str:
+    """A pipeline CLI that logs its arguments and clientId, runs ``seconds`` (or, with ``gate``,
+    until that file exists, at most 60 s) and exits."""
     script = folder / f"fake-agent-{seconds:g}-{exit_code}"
+    wait = (
+        f"i=0; while [ ! -f {gate} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"
+        if gate
+        else f"sleep {seconds}\n"
+    )
     script.write_text(
         "#!/bin/sh\n"
         'echo "args: $*"\n'
         'echo "client: $IBKR_CLIENT_ID data: $IBKR_DATA_DIR trigger: $IBKR_RUN_TRIGGER"\n'
-        f"sleep {seconds}\n"
-        'echo "done"\n'
-        f"exit {exit_code}\n"
+        + wait
+        + 'echo "done"\n'
+        + f"exit {exit_code}\n"
     )
     script.chmod(0o755)
     return str(script)
@@ -114,13 +120,15 @@ async def test_one_run_at_a_time_with_its_own_client_id_reaped_and_reported(tmp_
 
 
 async def test_a_run_launched_by_another_server_blocks_this_one(tmp_path):
-    cli = fake_cli(tmp_path, seconds=2, exit_code=0)
+    release = tmp_path / "release"  # the run lasts until the second server has been refused
+    cli = fake_cli(tmp_path, seconds=0, exit_code=0, gate=release)
     with server(tmp_path, agent_cli=cli, pipeline_client_id=77) as first:
         run = (await call(first, "run_daily_pipeline", {"reason": "nightly"})).structured_content
         assert run["client_id"] == 77
         with server(tmp_path, agent_cli=cli) as second:
             refused = await call(second, "run_daily_pipeline", {"reason": "again"})
             assert refused.is_error and f"pid {run['pid']}" in refused.content[0].text
+        release.touch()
         done = await wait_finished(first)
     assert done["state"] == "succeeded" and done["exit_code"] == 0
 
