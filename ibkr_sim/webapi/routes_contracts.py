@@ -34,6 +34,26 @@ def instrument(st: WebApiState, raw: object) -> Instrument | JSONResponse:
         return bad_request(f"Invalid conid: {raw!r} is not a contract id the gateway knows")
 
 
+def instruments_of(
+    st: WebApiState, request: Request, limit: int, example: str
+) -> list[Instrument] | JSONResponse:
+    """The instruments of the request's ``conids`` query (comma-separated, at most ``limit``), or
+    IBKR's 400 naming what was wrong (none given: ``example`` shows the form; too many; one
+    unknown)."""
+    raw = [c.strip() for c in request.query_params.get("conids", "").split(",") if c.strip()]
+    if not raw:
+        return bad_request(f"conids is required, e.g. {example}")
+    if len(raw) > limit:
+        return bad_request(f"{len(raw)} conids asked; at most {limit} per request")
+    found = []
+    for conid in raw:
+        inst = instrument(st, conid)
+        if isinstance(inst, JSONResponse):
+            return inst
+        found.append(inst)
+    return found
+
+
 def month_code(expiry: str) -> str:
     """``20260320`` -> ``MAR26``: the months IBKR lists in search sections and takes in
     strikes and info requests."""

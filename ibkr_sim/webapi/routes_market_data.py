@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from ibkr_sim.gateway.market_data import DELAY, history_bars
 from ibkr_sim.universe import Instrument
-from ibkr_sim.webapi.routes_contracts import instrument
+from ibkr_sim.webapi.routes_contracts import instrument, instruments_of
 from ibkr_sim.webapi.state import WebApiState, bad_request, error, ok, web_state
 from ibkr_spec.errors import IBError
 
@@ -144,20 +144,12 @@ def snapshot_fields(st: WebApiState, inst: Instrument, now: datetime) -> dict[st
 async def snapshot(request: Request) -> JSONResponse:
     """``GET /iserver/marketdata/snapshot?conids=&fields=`` (see the module docstring)."""
     st = web_state(request)
-    raw = [c.strip() for c in request.query_params.get("conids", "").split(",") if c.strip()]
-    if not raw:
-        return bad_request("conids is required, e.g. ?conids=265598&fields=31,84,86")
-    if len(raw) > MAX_CONIDS:
-        return bad_request(f"{len(raw)} conids asked; a snapshot takes at most {MAX_CONIDS}")
+    instruments = instruments_of(st, request, MAX_CONIDS, "?conids=265598&fields=31,84,86")
+    if isinstance(instruments, JSONResponse):
+        return instruments
     fields = [f.strip() for f in request.query_params.get("fields", "").split(",") if f.strip()]
     if len(fields) > MAX_FIELDS:
         return bad_request(f"{len(fields)} fields asked; a snapshot takes at most {MAX_FIELDS}")
-    instruments = []
-    for c in raw:
-        inst = instrument(st, c)
-        if isinstance(inst, JSONResponse):
-            return inst
-        instruments.append(inst)
     now = st.world.now()
     out: list[dict[str, Any]] = []
     for inst in instruments:

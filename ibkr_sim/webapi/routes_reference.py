@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ibkr_sim.universe import Instrument
-from ibkr_sim.webapi.routes_contracts import instrument, month_code
+from ibkr_sim.webapi.routes_contracts import instrument, instruments_of, month_code
 from ibkr_sim.webapi.state import WebApiState, bad_request, ok, web_state
 from ibkr_spec.errors import IBError
 from ibkr_spec.webapi import SECDEF_MAX_CONIDS
@@ -88,19 +88,12 @@ def _secdef_row(inst: Instrument) -> dict[str, Any]:
 
 async def trsrv_secdef(request: Request) -> JSONResponse:
     """``GET /trsrv/secdef?conids=265598,8314``: security definitions, at most 200 conids."""
-    st = web_state(request)
-    raw = [c.strip() for c in request.query_params.get("conids", "").split(",") if c.strip()]
-    if not raw:
-        return bad_request("conids is required, e.g. /trsrv/secdef?conids=265598,8314")
-    if len(raw) > SECDEF_MAX_CONIDS:
-        return bad_request(f"{len(raw)} conids: at most {SECDEF_MAX_CONIDS} per request")
-    rows = []
-    for conid in raw:
-        inst = instrument(st, conid)
-        if isinstance(inst, JSONResponse):
-            return inst
-        rows.append(_secdef_row(inst))
-    return ok({"secdef": rows})
+    found = instruments_of(
+        web_state(request), request, SECDEF_MAX_CONIDS, "/trsrv/secdef?conids=265598,8314"
+    )
+    if isinstance(found, JSONResponse):
+        return found
+    return ok({"secdef": [_secdef_row(inst) for inst in found]})
 
 
 # -- /trsrv/secdef/schedule ------------------------------------------------------------------------
