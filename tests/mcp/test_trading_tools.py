@@ -111,8 +111,11 @@ async def test_caps_refuse_over_limit_orders(running):
         running, "preview_order", {"order": dict(MARKET_BUY, quantity=501, order_type="MKT")}
     )
     assert "quantity 501 exceeds" in text and "IBKR_MCP_MAX_QUANTITY" in text
-    big = {"symbol": "AAPL", "action": "BUY", "quantity": 100, "order_type": "MKT"}
-    text = await err(running, "preview_order", {"order": big})  # ~100 x 1000 > 60k
+    aapl = (await ok(running, "quotes", {"symbols": ["AAPL"]}))["quotes"][0]["quote"]
+    shares = int(60_000 / aapl["ask"]) + 1  # just over the 60k value cap, under the 500 shares
+    assert shares <= 500
+    big = {"symbol": "AAPL", "action": "BUY", "quantity": shares, "order_type": "MKT"}
+    text = await err(running, "preview_order", {"order": big})
     assert "IBKR_MCP_MAX_NOTIONAL" in text and "by " in text
 
 
