@@ -451,7 +451,15 @@ def macro_history(
 
 def named_failures(what: str, failed: Mapping[str, str], limit: int = 50) -> str:
     """One line naming each of ``failed`` (name -> error) for a warning: ``what: N failed
-    (A: error; B: error ...)``."""
-    shown = "; ".join(f"{name}: {error}" for name, error in list(failed.items())[:limit])
-    more = f"; ... and {len(failed) - limit} more" if len(failed) > limit else ""
+    (A: error; B: error ...)``; names failing for the same reason share it (``A, B, C and 697
+    more: news is not available on the webapi backend ...``), so one cause reads once."""
+    by_error: dict[str, list[str]] = {}
+    for name, error in failed.items():
+        by_error.setdefault(error, []).append(name)
+    parts = []
+    for error, names in by_error.items():
+        listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        parts.append(f"{listed}: {error}")
+    shown = "; ".join(parts[:limit])
+    more = f"; ... and {len(parts) - limit} more" if len(parts) > limit else ""
     return f"{what}: {len(failed)} could not be fetched ({shown}{more})"

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ibkr_assets.assets import ingest
 from ibkr_assets.assets.catalog import daily_asset_kwargs
-from ibkr_assets.assets.market_data import UNIVERSE
+from ibkr_assets.assets.market_data import UNIVERSE, named_failures
 from ibkr_assets.assets.partition import with_partition
 from ibkr_assets.resources import build_resources
 
@@ -61,3 +61,12 @@ def test_a_symbol_without_a_quote_is_named_in_a_warning_and_the_metadata(tmp_pat
     ]
     assert len(warnings) == 1
     assert warnings[0].startswith(f"quotes {SESSION}: 1 could not be fetched (GHOST: ")
+
+
+def test_one_cause_reads_once_however_many_symbols_it_hit():
+    """A backend without news fails every symbol for the same reason: named once, with a
+    few of the symbols, not 700 times."""
+    same = {f"S{i}": "news is not available on the webapi backend" for i in range(700)}
+    line = named_failures("headlines", {"GHOST": "no such symbol"} | same)
+    assert line.startswith("headlines: 701 could not be fetched (GHOST: no such symbol; S0, S1")
+    assert line.count("news is not available") == 1 and "S9 and 690 more: news" in line
