@@ -11,11 +11,12 @@ resources as the ingest assets (:func:`~ibkr_assets.assets.replay_data.load_repl
 replay runs on it, and the results are written. What could not be fetched is named in a warning
 and in the asset's metadata (``left_out``).
 
-Outputs: a row appended to ``metrics/rolling_backtest.csv`` (Sharpe, Sortino, maximum drawdown,
+Outputs: a row of ``metrics/rolling_backtest.csv`` (Sharpe, Sortino, maximum drawdown,
 turnover, hit rate, costs, and what they are worth: the equal-weight and SPY buy-and-hold
 benchmarks of the same sessions, beta to SPY, the excess return over each with its t-statistic,
 a bootstrap 95% interval of the Sharpe and the deflated Sharpe ratio given the configurations
-tried — :func:`~ibkr_assets.quant.backtest.backtest_statistics`), the equity curve and drawdown
+tried — :func:`~ibkr_assets.quant.backtest.backtest_statistics`; one row per partition, which a
+rerun replaces, and one per command-line run), the equity curve and drawdown
 as a PNG in the asset's metadata (and under ``plots/backtest-<label>/``), and — with
 ``calibrate`` on — the calibration's decision and both held-out Sharpes in the decision
 journal. ``ibkr-agent backtest`` runs the same function from the command line.
@@ -70,7 +71,8 @@ from ibkr_assets.resources.storage import StorageResource
 from ibkr_assets.settings import load_settings
 from ibkr_spec.commissions import stock_commission
 
-#: The file each run appends its row to, under the data root's ``metrics/``.
+#: The file each run writes its row to, under the data root's ``metrics/``: one row per weekly
+#: partition (ordered by partition key, a rerun replaces it) and one per command-line run.
 METRICS_FILE = "rolling_backtest.csv"
 #: A row of ``metrics/rolling_backtest.csv``: what one run of the replay measured.
 METRICS = Table(
@@ -323,6 +325,7 @@ def run_backtest(
     end: date,
     months: int,
     label: str,
+    partition: bool = False,
     symbols: Sequence[str] | None = None,
     calibration: bool = False,
     workers: int = 1,
@@ -332,7 +335,8 @@ def run_backtest(
 ) -> BacktestRun:
     """Load, replay (and optionally calibrate) the ``months`` before ``end``; write the
     metrics row, the plot and (calibrating) the journal entry. ``symbols`` default to the
-    watch-list; ``label`` names the run in the files (the partition, or ``cli``)."""
+    watch-list; ``label`` names the run in the files (the partition, or ``cli``); with
+    ``partition`` the label is a weekly partition whose earlier row the new one replaces."""
     storage = resources.storage
     timings: dict[str, float] = {}
     started = clock.perf_counter()
@@ -393,7 +397,9 @@ def run_backtest(
         "tuned_weights": tuned.tuned.model_dump_json() if tuned else None,
         "seconds": round(timings["total"], 2),
     }
-    csv_path = storage.append_csv_row(storage.metrics_dir / METRICS_FILE, row)
+    csv_path = storage.append_csv_row(
+        storage.metrics_dir / METRICS_FILE, row, key="label" if partition else None
+    )
     if tuned is not None:
         append_entry(
             storage.decision_log_dir,
@@ -457,12 +463,13 @@ def rolling_backtest(
 ) -> dg.MaterializeResult:
     """How the daily strategy would have done over the last months, after costs: the equity
     curve, Sharpe, Sortino, drawdown, turnover and hit rate of the replayed decisions (one row
-    of ``metrics/rolling_backtest.csv`` per run)."""
+    of ``metrics/rolling_backtest.csv`` per partition, replaced by a rerun)."""
     end = week_end(context.partition_key, datetime.now(UTC))
     run = run_backtest(
         BacktestResources(ib, storage, pipeline, decide, fundamentals, sentiment),
         end=end,
         label=context.partition_key,
+        partition=True,
         calibration=config.calibrate,
         progress=lambda phase, done, total: _log_progress(context, phase, done, total),
         **config.model_dump(exclude={"calibrate"}),  # run_backtest's options of those names

@@ -251,15 +251,21 @@ class StorageResource(dg.ConfigurableResource):
         text = frame.to_json(orient="records", date_format="iso", indent=1)
         return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
-    def append_csv_row(self, path: Path, row: dict[str, Any]) -> Path:
+    def append_csv_row(self, path: Path, row: dict[str, Any], *, key: str | None = None) -> Path:
         """Append ``row`` to the CSV file ``path`` (header on first write; columns added later
-        are kept; a value that is missing or NaN is left empty), rewriting it atomically."""
+        are kept; a value that is missing or NaN is left empty), rewriting it atomically (a
+        crash leaves the rows already written). With ``key`` (a column), ``row`` replaces the
+        rows whose ``key`` equals its own, and the rows are ordered by ``key`` (stable: rows of
+        equal keys keep their order)."""
         new = pd.DataFrame([row])
-        frame = (
-            pd.concat([pd.read_csv(path), new.dropna(axis=1, how="all")], ignore_index=True)
-            if path.exists()
-            else new
-        )
+        if not path.exists():
+            return self.write_text(path, new.to_csv(index=False))
+        old = pd.read_csv(path)
+        if key is not None:
+            old = old[old[key].astype(str) != str(row[key])]
+        frame = pd.concat([old, new.dropna(axis=1, how="all")], ignore_index=True)
+        if key is not None:
+            frame = frame.sort_values(key, kind="stable", key=lambda k: k.astype(str))
         return self.write_text(path, frame.to_csv(index=False))
 
 

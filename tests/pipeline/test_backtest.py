@@ -130,7 +130,7 @@ def test_weekly_asset_writes_metrics_plot_and_journal(tmp_path):
     assert entry["kind"] == "signal_weight_calibration" and entry["decision"] == row["calibration"]
     assert entry["held_out_sharpe_configured"] == pytest.approx(row["held_out_sharpe_configured"])
     assert verify_journal(tmp_path / "decision_log", key=TEST_KEY).ok
-    # a second run appends, never rewrites
+    # a second run of the partition replaces its row
     again = dg.materialize(
         [backtest.rolling_backtest],
         partition_key=WEEK,
@@ -140,8 +140,10 @@ def test_weekly_asset_writes_metrics_plot_and_journal(tmp_path):
     )
     assert again.success
     rows = pd.read_csv(csv)
-    assert len(rows) == 2 and rows["calibration"].iloc[1] == "off"
-    assert rows["trials"].iloc[-1] == 1, "no sweep: one configuration tried"
+    assert rows["label"].tolist() == [WEEK], "one row per partition"
+    assert rows["calibration"].iloc[0] == "off", "the second run's row"
+    assert rows["trials"].iloc[0] == 1, "no sweep: one configuration tried"
+    assert rows["run_utc"].iloc[0] >= row["run_utc"]
 
 
 def test_weekly_schedule_requests_the_week_just_closed():

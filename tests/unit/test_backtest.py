@@ -203,6 +203,22 @@ def test_metrics_rows_are_appended(tmp_path):
     assert math.isnan(rows["sharpe"].iloc[1]) and rows["extra"].iloc[1] == 2
 
 
+def test_a_keyed_metrics_row_replaces_its_own(tmp_path):
+    """A partition's rerun replaces its row; other partitions and command-line rows are kept,
+    ordered by partition."""
+    storage = StorageResource(data_dir=str(tmp_path))
+    path = storage.metrics_dir / "rolling_backtest.csv"
+    storage.append_csv_row(path, {"label": "2024-06-10", "sharpe": 1.0}, key="label")
+    storage.append_csv_row(path, {"label": "cli", "sharpe": 0.5})
+    storage.append_csv_row(path, {"label": "2024-06-03", "sharpe": 2.0}, key="label")
+    storage.append_csv_row(path, {"label": "2024-06-10", "sharpe": 3.0}, key="label")
+    storage.append_csv_row(path, {"label": "cli", "sharpe": 0.7})
+    rows = pd.read_csv(path)
+    assert rows["label"].tolist() == ["2024-06-03", "2024-06-10", "cli", "cli"]
+    assert rows["sharpe"].tolist() == [2.0, 3.0, 0.5, 0.7]
+    assert not list(path.parent.glob(".*.tmp")), "the temporary file was renamed over the CSV"
+
+
 def test_reused_optimiser_solves_like_a_fresh_one(world):
     """The replay re-solves one compiled problem every day; the live job builds its own."""
     data, settings, days = world
