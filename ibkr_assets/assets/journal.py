@@ -5,7 +5,8 @@ Each run appends one row to the parquet journal in ``data/decision_log/``
 targets and of the orders, sha256 of every file the run wrote (ticket, risk report,
 submission), what became of each ticket order at the broker (``submission``: its outcome —
 ``placed`` now, ``already_sent`` / ``already_executed`` by an earlier run that crashed or lost
-its connection — with IB's status), the top alpha drivers of the names held, ex-ante return,
+its connection — with IB's status), each held name's five largest alpha contributions
+(signal weight x standardised signal value, as the alpha stage names them), ex-ante return,
 volatility and CVaR, whether the constraints passed, and the previous row's hash. Each row is
 signed (HMAC) with the journal key kept outside the data root, and the signed head file beside
 the journal moves on.
@@ -35,7 +36,6 @@ from ibkr_assets.quant.journal import append_entry, sha256_file, sha256_json
 from ibkr_assets.resources.storage import StorageResource
 from ibkr_assets.settings import load_settings
 
-TOP_DRIVERS = 10
 #: What the journal keeps of each ticket order's submission (``reports/submitted_orders_*``).
 SUBMISSION_FIELDS = ("order_ref", "outcome", "status", "filled", "order_id", "perm_id")
 #: A day's row of the journal (a calibration row of the weekly backtest has its own fields).
@@ -50,7 +50,11 @@ JOURNAL = Table(
         ),
         "orders_sha256": ("string", "sha256 of the canonical JSON of the ticket's orders"),
         "files_sha256": ("string", "JSON: each file the run wrote (under the data root) -> sha256"),
-        "top_drivers": ("string", "JSON: the largest target weights, their alpha and drivers"),
+        "top_drivers": (
+            "string",
+            "JSON: each name held (largest weight first): weight, alpha score and its five "
+            "largest contributions ('mom_12_1 +0.081; ...': signal weight x standardised value)",
+        ),
         "submission": (
             "string",
             "JSON: each ticket order sent to the broker (order_ref, outcome: placed, "
@@ -66,13 +70,15 @@ JOURNAL = Table(
 )
 
 
-def top_drivers(targets: pd.DataFrame, n: int = TOP_DRIVERS) -> list[dict]:
-    """The largest target weights with their alpha score (and the alpha model's own drivers
-    when it names them): what drove the book today."""
+def top_drivers(targets: pd.DataFrame) -> list[dict]:
+    """Every name held, largest weight first, with its weight, alpha score and the alpha
+    stage's five largest contributions to it (``top_drivers`` of
+    :func:`~ibkr_assets.quant.alpha.compute_alpha_scores`, when the targets carry them): what
+    drove the book today, name by name."""
     if targets.empty:
         return []
     held = targets.loc[targets["weight"] != 0]
-    held = held.reindex(held["weight"].abs().sort_values(ascending=False).index).head(n)
+    held = held.reindex(held["weight"].abs().sort_values(ascending=False, kind="stable").index)
     return [
         {
             "symbol": str(r["symbol"]),

@@ -34,7 +34,7 @@ ALPHA_SCORES = Table(
         "fundamental": ("float64", "fundamental block (Piotroski, value, growth), -1 to 1"),
         "sentiment": ("float64", "news sentiment block (sentiment_z), -1 to 1"),
         "macro": ("float64", "macro-regime adjustment added to every name, -1 to 1"),
-        "top_drivers": ("string", "the three largest contributions, e.g. 'mom_12_1 +0.081'"),
+        "top_drivers": ("string", "the five largest contributions, e.g. 'mom_12_1 +0.081'"),
     }
 )
 

@@ -27,7 +27,7 @@ TARGETS = Table(
         "alpha_score": ("float64", "the symbol's alpha score, -1 to 1"),
         "current_weight": ("float64", "weight held before the session, fraction of net liq."),
         "target_weight": ("float64", "the optimiser's weight, fraction of net liquidation"),
-        "top_drivers": ("string", "the alpha score's three largest contributions"),
+        "top_drivers": ("string", "the alpha score's five largest contributions"),
         "ex_ante_return": ("float64", "expected 1-day return of the targets, fraction of NAV"),
         "ex_ante_volatility": ("float64", "1-day volatility of the targets, fraction of NAV"),
         "ex_ante_cvar": ("float64", "1-day CVaR (at cvar_alpha, 95%) of the targets, of NAV"),

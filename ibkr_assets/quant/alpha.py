@@ -21,8 +21,9 @@ macro blocks, with the signals that drove it.
    [-1, 1] (:mod:`ibkr_assets.quant.macro`), the same for every name: in a risk-off regime every
    score is pulled down, so the optimiser holds less; it does not change the ranking.
 4. **Drivers**: alpha is exactly the sum of per-signal contributions
-   (block weight x signal weight x normalised value); ``top_drivers`` names the three with the
-   largest absolute contribution, e.g. ``"mom_12_1 +0.081; piotroski +0.060; macro -0.030"``.
+   (block weight x signal weight x normalised value); ``top_drivers`` names the
+   :data:`TOP_DRIVERS` (five) with the largest absolute contribution, e.g.
+   ``"mom_12_1 +0.081; piotroski +0.060; macro -0.030; ..."`` (the decision journal keeps them).
 
 The function is pure: given the features as of a date and that date's macro adjustment it
 returns that date's scores, so the weekly backtest replays it on history unchanged.
@@ -60,6 +61,8 @@ DEFAULT_SIGNALS: dict[str, dict[str, float]] = {
 }
 PRESCALED_SIGNALS = frozenset({"sentiment_z"})
 OUTPUT_COLUMNS = ("symbol", "alpha_score", *BLOCKS, "macro", "top_drivers")
+#: How many of a name's largest contributions ``top_drivers`` names.
+TOP_DRIVERS = 5
 
 
 class AlphaWeights(BaseModel):
@@ -170,7 +173,7 @@ def compute_alpha_scores(
     )
 
 
-def top_drivers(contributions: np.ndarray, names: list[str], k: int = 3) -> list[str]:
+def top_drivers(contributions: np.ndarray, names: list[str], k: int = TOP_DRIVERS) -> list[str]:
     """Per row, the ``k`` largest absolute contributions as ``"name +0.123; ..."`` (zeros
     left out)."""
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]

@@ -101,6 +101,11 @@ def test_daily_run_writes_ticket_and_journal(happy):
     assert len(journal) == 1 and bool(journal["constraints_passed"].iloc[0])
     files = json.loads(journal["files_sha256"].iloc[0])
     assert f"reports/order_ticket_{SESSION}.json" in files
+    # drivers: every name held, largest weight first, its five largest alpha contributions
+    drivers = json.loads(journal["top_drivers"].iloc[0])
+    weights = [abs(d["weight"]) for d in drivers]
+    assert drivers and 0 not in weights and weights == sorted(weights, reverse=True)
+    assert all(len(d["drivers"].split("; ")) == 5 for d in drivers)
     assert verify_journal(data_dir / "decision_log", key=TEST_KEY).ok
 
 

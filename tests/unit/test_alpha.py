@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from ibkr_assets.quant.alpha import (
     DEFAULT_SIGNALS,
     OUTPUT_COLUMNS,
+    TOP_DRIVERS,
     AlphaWeights,
     compute_alpha_scores,
     normalise,
@@ -91,7 +92,7 @@ def test_top_drivers_name_the_largest_contributions() -> None:
     features.loc[3, "mom_12_1"] = 50.0  # huge momentum -> tanh near 1
     out = compute_alpha_scores(features, macro_adjustment=-0.5).set_index("symbol")
     drivers = out.loc["S03", "top_drivers"].split("; ")
-    assert len(drivers) == 3
+    assert len(drivers) == TOP_DRIVERS == 5
     name, value = drivers[0].split(" ")
     assert name == "mom_12_1"
     # weight 0.4 * (1 / 5 of the technical block) * tanh(...) ~ +0.08

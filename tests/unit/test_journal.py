@@ -333,3 +333,29 @@ def test_cli_verify_without_the_key_is_not_intact(tmp_path, capsys, monkeypatch)
     assert main(["journal", "verify", "--dir", str(tmp_path / "decision_log")]) == 1
     out = capsys.readouterr().out
     assert "journal NOT verified (key check): no journal key" in out and "intact" not in out
+
+
+def test_journal_drivers_are_each_held_names_alpha_contributions():
+    """Every name held, largest |weight| first, with the alpha stage's five contributions."""
+    from ibkr_assets.assets.journal import top_drivers
+    from ibkr_assets.quant.alpha import DEFAULT_SIGNALS, compute_alpha_scores
+
+    rng = np.random.default_rng(3)
+    columns = [c for block in DEFAULT_SIGNALS.values() for c in block]
+    features = pd.DataFrame(rng.normal(size=(12, len(columns))), columns=columns)
+    features.insert(0, "symbol", [f"S{i:02d}" for i in range(12)])
+    scores = compute_alpha_scores(features, macro_adjustment=0.2)
+    weights = [0.0] * 12
+    weights[4], weights[7], weights[1] = 0.05, -0.12, 0.08
+    targets = scores.assign(weight=weights)
+    rows = top_drivers(targets)
+    assert [r["symbol"] for r in rows] == ["S07", "S01", "S04"], "held only, largest first"
+    for r in rows:
+        drivers = r["drivers"].split("; ")
+        assert len(drivers) == 5
+        values = [abs(float(d.split(" ")[1])) for d in drivers]
+        assert values == sorted(values, reverse=True)
+        assert r["alpha"] == pytest.approx(
+            scores.set_index("symbol").loc[r["symbol"], "alpha_score"], abs=1e-6
+        )
+    assert top_drivers(targets.iloc[:0]) == []
