@@ -355,7 +355,7 @@ class Orders:
         if known is not None:
             return known
         for row in self._rows():
-            self._status(row)  # remembers every listed order's terms
+            self._row_terms(row)  # remembers every listed order's terms (no contract lookups)
         with self._lock:
             return self._terms.setdefault(order_id, _Terms("", None, None))
 
@@ -374,20 +374,26 @@ class Orders:
             )
         return status
 
-    def _status(self, row: dict[str, Any]) -> OrderStatus:
+    def _row_terms(self, row: dict[str, Any]) -> tuple[int, OrderType, _Terms]:
+        """A day's-orders row's id, order type and terms, remembered for the single status."""
         order_type = cast(OrderType, ROW_TYPES.get(str(row.get("origOrderType")), "MKT"))
         price = _number(row.get("price"))
         aux = _number(row.get("auxPrice"))
         limit = price if order_type in ("LMT", "STP LMT") else None
         stop = price if order_type == "STP" else aux if order_type == "STP LMT" else None
-        updated = row.get("lastExecutionTime_r")
-        raw_status = str(row.get("status", ""))
         order_id = int(row["orderId"])
         with self._lock:  # a child's order_ref is the backend's own (no cOID sent for it)
             known = self._terms.get(order_id)
         ref = str(row.get("order_ref") or "") or (known.order_ref if known else "")
         parent = int(row["parentId"]) if row.get("parentId") else None
-        self._remember(order_id, _Terms(ref, limit, stop, parent))
+        terms = _Terms(ref, limit, stop, parent)
+        self._remember(order_id, terms)
+        return order_id, order_type, terms
+
+    def _status(self, row: dict[str, Any]) -> OrderStatus:
+        order_id, order_type, terms = self._row_terms(row)
+        updated = row.get("lastExecutionTime_r")
+        raw_status = str(row.get("status", ""))
         return OrderStatus(
             order_id=order_id,
             account_id=str(row.get("acct") or row.get("account")),
@@ -395,11 +401,11 @@ class Orders:
             action="BUY" if str(row.get("side", "")).upper().startswith("B") else "SELL",
             quantity=float(row.get("totalSize") or 0.0),
             order_type=order_type,
-            limit_price=limit,
-            stop_price=stop,
+            limit_price=terms.limit_price,
+            stop_price=terms.stop_price,
             tif="GTC" if row.get("timeInForce") == "GTC" else "DAY",
-            order_ref=ref,
-            parent_id=parent,
+            order_ref=terms.order_ref,
+            parent_id=terms.parent_id,
             status=_status_code(raw_status),
             filled=float(row.get("filledQuantity") or 0.0),
             remaining=float(row.get("remainingQuantity") or 0.0),
