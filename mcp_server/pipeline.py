@@ -448,7 +448,8 @@ async def pipeline_run_status(
                 reaper = _REAPERS.get(last.pid)
                 if reaper is not None:  # ours: it has just ended; let the reaper record it
                     reaper.join(timeout=5)
-                    last = _read_record(record_path) or last
+                # read again: the reaper may have recorded the end since the first read
+                last = _read_record(record_path) or last
                 if last.exit_code is None:
                     last = last.model_copy(update={"state": "unknown"})
         return last.model_copy(update={"log_tail": _log_tail(Path(last.log_path), lines)})
