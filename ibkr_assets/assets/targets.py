@@ -57,13 +57,13 @@ def target_weights(
     """The portfolio the optimiser wants for the session: one weight per symbol (fraction of net
     liquidation), with ex-ante return, volatility and CVaR in the metadata."""
     model = risk_model_from_frame(risk_model)
+    expected = alpha_scores["alpha_score"] * decide.alpha_scale
     frame, result, unmodelled = optimise_targets(
-        alpha_scores,
+        alpha_scores.assign(expected_return=expected),
         model,
         sector_map(universe, model.symbols),
         current_weights(portfolio_snapshot),
         decide.optimiser_config(),
-        decide.alpha_scale,
     )
     ex_ante = {k: float(frame[k].iloc[0]) for k in EX_ANTE}
     names = frame[frame["target_weight"] != 0].sort_values("target_weight", ascending=False)

@@ -3,7 +3,7 @@
 day is decided by exactly the code that decides a live one.
 
 1. :func:`close_panel` — the closes the risk model is estimated from;
-2. :func:`optimise_targets` — alpha scores x ``alpha_scale`` as daily expected returns, the
+2. :func:`optimise_targets` — the alpha stage's daily expected returns (``expected_return``), the
    risk model's covariance and scenarios, the current weights, into target weights
    (:class:`~ibkr_assets.quant.optimiser.PortfolioOptimiser`), clipped to ``max_weight`` so
    solver round-off never trips the gate's exact comparison;
@@ -56,10 +56,10 @@ def optimise_targets(
     sectors: pd.Series,
     current: pd.Series,
     config: OptimiserConfig,
-    alpha_scale: float,
     optimiser: PortfolioOptimiser | None = None,
 ) -> tuple[pd.DataFrame, OptimisationResult, list[str]]:
-    """The optimiser's target weights for the risk model's symbols.
+    """The optimiser's target weights for the risk model's symbols, maximising the alpha
+    stage's ``expected_return`` (daily, fraction) of ``alpha_scores`` net of risk and costs.
 
     Returns the target frame (``symbol, sector, alpha_score, current_weight, target_weight``,
     ``top_drivers`` when the scores name them, and the :data:`EX_ANTE` numbers), the solver
@@ -68,7 +68,9 @@ def optimise_targets(
     backtest does every day); without it one is built.
     """
     symbols = model.symbols
-    alpha = alpha_scores.set_index("symbol")["alpha_score"].reindex(symbols).fillna(0.0)
+    scores = alpha_scores.set_index("symbol")
+    alpha = scores["alpha_score"].reindex(symbols).fillna(0.0)
+    expected = scores["expected_return"].reindex(symbols).fillna(0.0)
     sectors = sectors.reindex(symbols).fillna("Unknown")
     w0 = current.reindex(symbols).fillna(0.0)
     modelled = set(symbols)
@@ -79,7 +81,7 @@ def optimise_targets(
         if optimiser.symbols != list(symbols):
             raise OptimizationError("the compiled optimiser holds other symbols than the model")
         optimiser.update_risk(model.daily_cov(), model.scenarios)
-    result = optimiser.solve(alpha * alpha_scale, w0)
+    result = optimiser.solve(expected, w0)
     frame = pd.DataFrame(
         {
             "symbol": symbols,

@@ -225,16 +225,15 @@ def test_reused_optimiser_solves_like_a_fresh_one(world):
     first, later = days[0], days[DAY]
     sectors = sector_map(data.universe, first.model.symbols)
     compiled = PortfolioOptimiser.from_risk_model(first.model, settings.optimiser, sectors)
+
+    def scored(day):
+        return day.alpha.assign(expected_return=day.alpha["alpha_score"] * settings.alpha_scale)
+
     start, _, _ = optimise_targets(
-        first.alpha,
-        first.model,
-        sectors,
-        pd.Series(dtype=float),
-        settings.optimiser,
-        settings.alpha_scale,
+        scored(first), first.model, sectors, pd.Series(dtype=float), settings.optimiser
     )
     current = start.set_index("symbol")["target_weight"]
-    args = (later.alpha, later.model, sectors, current, settings.optimiser, settings.alpha_scale)
+    args = (scored(later), later.model, sectors, current, settings.optimiser)
     reused, _, _ = optimise_targets(*args, optimiser=compiled)
     fresh, _, _ = optimise_targets(*args)
     assert (fresh["target_weight"] > 0).sum() >= 5

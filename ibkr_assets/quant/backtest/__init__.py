@@ -1,0 +1,94 @@
+"""Backtest replay: the daily decision re-run on every session of a past window, with the book
+carried from day to day, trading costs paid, and the result scored.
+
+**Same code as the live job.** Each replayed session is decided by the functions the daily
+assets call: the feature matrix (:func:`~ibkr_assets.quant.features.assemble_feature_matrix`),
+the alpha blend (:func:`~ibkr_assets.quant.alpha.compute_alpha_scores`) with the macro regime
+(:func:`~ibkr_assets.quant.macro.latest_regime`), the risk model
+(:func:`~ibkr_assets.quant.risk_model.build_risk_model`), then the optimiser, the news overlay,
+the compliance gate and the order diff of :mod:`ibkr_assets.quant.decision`. Only the data
+access differs: the window's bars, pre-open quotes, statements, forward EPS, headlines and
+macro gauges are fetched once (:class:`ReplayData`) and cut to what was known at each day's
+run time, 14:00 Bucharest (07:00 New York) — exactly the cut the ingest assets make:
+
+* bars: the ``history_sessions`` sessions before the day (technical indicators are computed
+  once per symbol over the whole window and read at each day's last known bar,
+  :func:`~ibkr_assets.quant.technical.technical_history`); the risk model's closes likewise;
+* statements filed before the session; that session's forward EPS and pre-open quote;
+* headlines before the run time: the last ``headline_hours`` (at most ``headlines_per_symbol``
+  per name) and the ``headline_history_days`` before them;
+* the macro gauges of the ``macro_sessions`` sessions before the day.
+
+**The book.** The replay starts in cash (``initial_capital``). Before the open of session
+``t`` the book is valued at the previous close, which gives the current weights the optimiser
+starts from; the targets pass the overlay and the gate — a day the gate blocks trades
+nothing, as the live job sends no ticket — and the order diff sizes whole-share orders
+(``min_notional`` and lots as live). Orders fill at the session's open, buys above and sells
+below it by half the pre-open quoted spread plus ``slippage_bps`` of market impact, and pay
+the broker's commission (a callable, e.g. IB's tiered schedule of the simulator, with the
+month-to-date share volume). The book is marked at the close. The margin what-if and
+partial fills of the live order stages are not modelled (the book is long-only and at most
+95% invested, so margin never binds).
+
+**Scoring.** Daily net returns after commission and slippage give the equity curve, Sharpe,
+Sortino, maximum drawdown and hit rate (:mod:`ibkr_assets.quant.performance`); a session's
+turnover is the traded notional (both sides) over the pre-open NAV, reported as the one-side
+average without the first session. :func:`backtest_statistics` sets the result against the
+window's buy-and-hold benchmarks — the universe's names in equal amounts and SPY, both bought at
+the close before the first session — with the beta to SPY, the annualised excess return over
+each benchmark and its t-statistic, a stationary-bootstrap 95% interval of the Sharpe and the
+deflated Sharpe ratio given the configurations tried (each one function of
+:mod:`ibkr_assets.quant.performance`).
+
+**Calibration** (:func:`calibrate`, optional): the blend weights of the signal blocks are
+tuned on the first part of the window (a small grid around the configured weights, each
+replayed in full) and kept only if the held-out rest of the window has a higher Sharpe with
+them than with the configured weights, both replayed from cash.
+
+**Speed.** The day's inputs (features, alpha, risk model) do not depend on the book, so
+:func:`prepare_days` computes them in worker processes while the main process replays the
+book in order. The optimiser is compiled once for the universe and re-solved every day with
+that day's alpha, current weights, covariance and scenarios (cvxpy parameters), so a day
+costs one solver call — the same problem, size and solver as the live job.
+"""
+
+from __future__ import annotations
+
+from ibkr_assets.quant.backtest.book import BacktestResult, Commission, Progress, simulate
+from ibkr_assets.quant.backtest.calibration import Calibration, calibrate, candidate_weights
+from ibkr_assets.quant.backtest.replay import (
+    DayInputs,
+    ReplayData,
+    ReplaySettings,
+    prepare_day,
+    prepare_days,
+    technical_windows,
+)
+from ibkr_assets.quant.backtest.statistics import (
+    BENCHMARKS,
+    BacktestStatistics,
+    BenchmarkComparison,
+    backtest_statistics,
+    benchmark_returns,
+)
+
+__all__ = [
+    "BENCHMARKS",
+    "BacktestResult",
+    "BacktestStatistics",
+    "BenchmarkComparison",
+    "Calibration",
+    "Commission",
+    "DayInputs",
+    "Progress",
+    "ReplayData",
+    "ReplaySettings",
+    "backtest_statistics",
+    "benchmark_returns",
+    "calibrate",
+    "candidate_weights",
+    "prepare_day",
+    "prepare_days",
+    "simulate",
+    "technical_windows",
+]
