@@ -8,13 +8,16 @@ A round lot of an NMS stock is
 - **1 share** above $10,000.00.
 
 The exchanges and FINRA conformed their rules to these tiers for the compliance date of
-3 November 2025; before it every stock's round lot was 100 shares. The rule assigns each stock
-its tier from its average closing price over an evaluation period (the preceding month); callers
-pass the price that stands for it (the simulator and the pipeline use the previous close).
+3 November 2025; before it every stock's round lot was 100 shares. The primary listing exchange
+assigns each stock its tier twice a year from its average closing price over a one-month
+evaluation period (March's closes for the lot in force from the first business day of May,
+September's for November); callers pass the price that stands for it (the simulator and the
+pipeline use the previous close, so a stock near a tier's edge may be a tier off for a while).
 
 Reference: SEC Release No. 34-101070 (18 September 2024), 89 FR 81620, "Regulation NMS: Minimum
 Pricing Increments, Access Fees, and Transparency of Better Priced Orders"; exchange conforming
-filings such as SR-CboeEDGX-2025-078 (Release No. 34-104196, 90 FR 52730).
+filings such as SR-CboeEDGX-2025-078 (Release No. 34-104196, 90 FR 52730); the evaluation
+periods as Nasdaq's UTP Vendor Alert #2025-10 (7 May 2025) states them.
 """
 
 from __future__ import annotations
