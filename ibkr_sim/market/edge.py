@@ -32,10 +32,12 @@ class Edge:
 
     - ``news_tone_drift``: daily drift (log return) per unit headline tone (tone in [-1, 1]) on
       the first session after the news, decaying by 0.8 a session over five sessions
-      (:mod:`ibkr_sim.market.paths`). Firm-specific news tone predicts next-day returns and a
-      drift over the following days (Tetlock 2007; Tetlock, Saar-Tsechansky & Macskassy 2008),
-      of a few basis points per standard deviation of tone; practitioner studies of vendor news
-      sentiment report daily ICs of about 0.01-0.03. Default 0.0004 (4 bp at tone 1, about
+      (:mod:`ibkr_sim.market.paths`). Tetlock (2007) finds media pessimism pushes the whole
+      market down for a day, then reverts; for single firms, negative words in firm-specific
+      news forecast low earnings and next-day returns with a small under-reaction (Tetlock,
+      Saar-Tsechansky & Macskassy 2008), a few basis points per standard deviation of tone.
+      The daily IC of 0.01-0.03 is a modelling choice in the range vendors publish for news
+      sentiment, not a figure from these papers. Default 0.0004 (4 bp at tone 1, about
       2 bp per standard deviation of a news day's tone, plus the decaying tail): daily IC of
       the day's tone about 0.017.
     - ``quality_drift``: daily drift per standard deviation of the latent "quality" that the
