@@ -79,28 +79,34 @@ class Weight(BaseModel):
 
     name: str
     market_value: float = Field(description="account currency")
-    weight: float = Field(description="market value / net liquidation, a fraction")
+    weight: float | None = Field(
+        description="market value / net liquidation, a fraction (None when net liquidation is "
+        "not positive)"
+    )
 
 
 class PortfolioHealth(BaseModel):
-    """Concentration, leverage, cash, margin cushion and sector mix of an account."""
+    """Concentration, leverage, cash, margin cushion and sector mix of an account. Shares of net
+    liquidation are None for an account whose net liquidation is zero or negative (in deficit):
+    the report still names its positions' concentration (``hhi``) and leads its warnings with
+    the deficit."""
 
     account_id: str
     net_liquidation: float = Field(description="account currency")
     positions: int
-    largest_weight: float = Field(
+    largest_weight: float | None = Field(
         description="largest |market value| / net liquidation, a fraction (the gate's measure)"
     )
-    top5_weight: float = Field(
+    top5_weight: float | None = Field(
         description="five largest |market values| summed / net liquidation, a fraction"
     )
     hhi: float = Field(
         description="Herfindahl index of the shares of gross exposure, 0-1; "
         "1/hhi = effective number of positions"
     )
-    leverage: float = Field(description="gross position value / net liquidation")
-    cash_share: float = Field(description="total cash / net liquidation")
-    cushion: float = Field(description="excess liquidity / net liquidation")
+    leverage: float = Field(description="gross position value / net liquidation (IB's)")
+    cash_share: float | None = Field(description="total cash / net liquidation")
+    cushion: float = Field(description="excess liquidity / net liquidation (IB's)")
     sectors: list[Weight]
     warnings: list[str]
 
@@ -166,7 +172,7 @@ class Allocation(BaseModel):
 def _weights(items: dict[str, float], net_liq: float) -> list[Weight]:
     """Buckets as shares of net liquidation, largest |market value| first."""
     rows = [
-        Weight(name=k, market_value=v, weight=v / net_liq if net_liq else 0.0)
+        Weight(name=k, market_value=v, weight=v / net_liq if net_liq > 0 else None)
         for k, v in items.items()
     ]
     return sorted(rows, key=lambda w: -abs(w.market_value))
@@ -209,33 +215,37 @@ async def _on_account(
 
 
 def _health(b: Broker, s: AccountSummary, rows: list[Position]) -> PortfolioHealth:
-    """What :func:`portfolio_health` reports for an account's summary and positions."""
+    """What :func:`portfolio_health` reports for an account's summary and positions; an account
+    in deficit (net liquidation <= 0) is reported too, without shares of net liquidation."""
     nl = s.net_liquidation
-    if not nl > 0:
-        raise ToolError(
-            f"account {s.account_id}: net liquidation is {nl:,.2f}; concentration is measured "
-            "against a positive net liquidation"
-        )
-    c = concentration(_market_values(rows), top=5, nav=nl)
+    solvent = nl > 0
+    values = _market_values(rows)
+    c = concentration(values, top=5, nav=nl if solvent else 1.0)
+    sectors = _weights(_sector_values(b, rows), nl)
     warnings = []
-    if c.max_abs_weight > 0.25:
+    if not solvent:
+        warnings.append(
+            f"net liquidation is {nl:,.2f} {s.currency}: the account owes more than it holds, "
+            "so IB may liquidate positions; deposit funds or reduce positions now"
+        )
+    elif c.max_abs_weight > 0.25:
         warnings.append(f"largest position is {c.max_abs_weight:.0%} of net liquidation")
     if s.leverage > 1.5:
         warnings.append(f"leverage {s.leverage:.2f}x")
     if s.cushion < 0.10:
         warnings.append(f"margin cushion {s.cushion:.0%} is below 10%")
-    sectors = _weights(_sector_values(b, rows), nl)
-    if sectors and abs(sectors[0].weight) > 0.40:
-        warnings.append(f"{sectors[0].name} is {sectors[0].weight:.0%} of net liquidation")
+    top = sectors[0] if sectors else None
+    if top is not None and top.weight is not None and abs(top.weight) > 0.40:
+        warnings.append(f"{top.name} is {top.weight:.0%} of net liquidation")
     return PortfolioHealth(
         account_id=s.account_id,
         net_liquidation=nl,
         positions=len(rows),
-        largest_weight=c.max_abs_weight,
-        top5_weight=c.top_weight,
+        largest_weight=c.max_abs_weight if solvent else None,
+        top5_weight=c.top_weight if solvent else None,
         hhi=c.hhi,
         leverage=s.leverage,
-        cash_share=s.total_cash / nl,
+        cash_share=s.total_cash / nl if solvent else None,
         cushion=s.cushion,
         sectors=sectors,
         warnings=warnings,

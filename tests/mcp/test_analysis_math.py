@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibkr_assets.broker.models import Bar
+from ibkr_assets.broker.models import AccountSummary, Bar, Contract, ContractDetails, Position
 from ibkr_assets.quant.performance import summarise
 from ibkr_assets.quant.risk_metrics import concentration
-from mcp_server.analysis import analyse_bars, bars_frame
+from mcp_server.analysis import _health, analyse_bars, bars_frame
 
 
 def _wilder_atr(high: list[float], low: list[float], close: list[float], n: int = 14) -> float:
@@ -132,3 +132,50 @@ def test_bars_frame_orders_and_dedupes():
     assert list(dup["close"]) == [1.5, 9.0]  # the later bar of a date wins
     empty = bars_frame([])
     assert empty.empty and list(empty.columns) == ["open", "high", "low", "close", "volume"]
+
+
+class _Sectors:
+    """A broker stand-in answering contract details only (what the health report asks)."""
+
+    def contract_details(self, contract: Contract) -> ContractDetails:
+        return ContractDetails(contract=contract, sector="Technology")
+
+
+def _account(net_liquidation: float) -> AccountSummary:
+    return AccountSummary(
+        account_id="DU1",
+        net_liquidation=net_liquidation,
+        total_cash=-60_000.0,
+        gross_position_value=50_000.0,
+        equity_with_loan=net_liquidation,
+        init_margin_req=25_000.0,
+        maint_margin_req=12_500.0,
+        available_funds=net_liquidation - 25_000.0,
+        excess_liquidity=net_liquidation - 12_500.0,
+        buying_power=0.0,
+        cushion=-1.0,
+        leverage=5.0,
+        time=datetime(2026, 11, 20, 15, tzinfo=UTC),
+    )
+
+
+def _position(conid: int, symbol: str, value: float) -> Position:
+    contract = Contract(conid=conid, symbol=symbol, sec_type="STK")
+    return Position(
+        account_id="DU1", contract=contract, quantity=100, avg_cost=1.0, market_value=value
+    )
+
+
+def test_an_account_in_deficit_is_reported_with_the_deficit_first():
+    """A margin emergency is when the report matters most: no refusal, no share of a negative
+    net liquidation, the deficit named first and the concentration of gross exposure kept."""
+    rows = [_position(1, "AAPL", 40_000.0), _position(2, "MSFT", 10_000.0)]
+    health = _health(_Sectors(), _account(-10_000.0), rows)  # type: ignore[arg-type]
+    assert health.largest_weight is None and health.top5_weight is None
+    assert health.cash_share is None and health.sectors[0].weight is None
+    assert health.hhi == pytest.approx(0.8**2 + 0.2**2)
+    assert health.warnings[0].startswith("net liquidation is -10,000.00 USD")
+    assert "leverage 5.00x" in health.warnings
+    solvent = _health(_Sectors(), _account(100_000.0), rows)  # type: ignore[arg-type]
+    assert solvent.largest_weight == pytest.approx(0.4) and solvent.cash_share == -0.6
+    assert solvent.warnings[0] == "largest position is 40% of net liquidation"
