@@ -123,6 +123,22 @@ def test_6509_and_o354_follow_each_accounts_entitlements(tmp_path: Path) -> None
         assert asked == [] and "order_id" in ack[0]
 
 
+def test_a_delayed_quote_reads_as_old_as_it_is(tmp_path: Path) -> None:
+    """The Web API row names no trade time: the backend stamps a delayed quote (6509 ``D``)
+    15 minutes before the gateway's refresh, as old as its prices are, so the order guard judges
+    it against its delayed-quote bound (IBKR_MAX_DELAYED_QUOTE_AGE_S) and never as fresh."""
+    with webapi(tmp_path, PAPER) as gw:
+        broker = connect(backend_settings(gw, tmp_path)).inner
+        assert isinstance(broker, WebApiBroker)
+        try:
+            quote = broker.quotes([broker.resolve("AAPL")])[0]
+            age = (broker.now() - quote.time).total_seconds()
+        finally:
+            broker.close()
+    assert quote.market_data_type == 3
+    assert DELAY.total_seconds() <= age < DELAY.total_seconds() + 30
+
+
 # ---------------------------------------------------------------------- orders
 def test_partial_fills_show_in_live_orders_and_trades(tmp_path: Path) -> None:
     """A market order of about 3.5 minutes' allowed participation fills in several executions:

@@ -6,7 +6,10 @@ rows without data are asked again every :data:`POLL_SECONDS` until ``IBKR_TIMEOU
 says what was served: ``R`` live (type 1), ``Z`` frozen (2), ``D`` delayed (3), ``Y`` frozen
 delayed (4), ``N`` not subscribed (no prices: MarketDataUnavailable). Values are strings: a last
 price may carry ``C`` (previous close) or ``H`` (halted), sizes thousands separators or ``K`` /
-``M``.
+``M``. A row names no trade time, only ``_updated`` (when the gateway last refreshed it), so a
+quote is stamped ``_updated``, less IB's :data:`DELAY` for delayed data (``D``, ``Y``): delayed
+prices are at least 15 minutes old, as the tws backend's last-trade time shows them, and the
+order guard judges them against its delayed-quote bound rather than as fresh.
 
 **History** (``/iserver/marketdata/history``): IB's durations and bar sizes of the protocol
 (``"1 Y"``, ``"1 day"``) in IBKR's ``period`` / ``bar`` grammar (``1y``, ``1d``); ``t`` is epoch ms,
@@ -24,7 +27,7 @@ websocket only): depth and news are the tws backend's.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ibkr_assets.broker.errors import (
@@ -59,6 +62,8 @@ _PRICES = (LAST, BID, ASK, BID_SIZE, ASK_SIZE, LAST_SIZE, VOLUME, HIGH, LOW, OPE
 FIELDS = ",".join((*_PRICES, AVG_VOLUME, AVAILABILITY))
 #: 6509's first character -> IB's market-data type
 DATA_TYPES = {"R": 1, "Z": 2, "D": 3, "Y": 4}
+#: how late IB serves delayed data (types 3 and 4): "15-20 minutes" for US stocks; the least
+DELAY = timedelta(minutes=15)
 #: IB bar size -> IBKR ``bar``
 BARS = {
     **{("1 min" if n == 1 else f"{n} mins"): f"{n}min" for n in (1, 2, 3, 5, 10, 15, 30)},
@@ -177,6 +182,8 @@ class MarketData:
             )
         updated = row.get("_updated")
         stamp = datetime.fromtimestamp(int(updated) / 1000, UTC) if updated else self._s.now()
+        if data_type in (3, 4):
+            stamp -= DELAY
         return Quote(
             contract=contract,
             time=stamp,
