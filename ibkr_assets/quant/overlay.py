@@ -203,14 +203,16 @@ def apply_overlay(
             recent = _recent_headlines(headlines, ts, rule.window_hours)
             text = recent["headline"].astype(str).str.lower()
             by_symbol = recent.groupby(recent["symbol"].astype(str)).indices
+            # each phrase looked for once in every recent line; a symbol's lines index into it
+            found = {p: text.str.contains(p.lower(), regex=False).to_numpy() for p in rule.phrases}
             # a zero weight scaled stays zero, so only held names can be overridden
             held = w.index[(w != 0).to_numpy()]
             for sym in (s for s in held if str(s) in by_symbol):
-                lines = text.iloc[by_symbol[str(sym)]]
+                lines = by_symbol[str(sym)]
                 for phrase in rule.phrases:
-                    hit = lines[lines.str.contains(phrase.lower(), regex=False)]
-                    if not hit.empty:
-                        original = recent.loc[hit.index[0], "headline"]
+                    hit = lines[found[phrase][lines]]
+                    if len(hit):
+                        original = recent.at[int(hit[0]), "headline"]
                         change(
                             sym,
                             w[sym] * rule.scale,
