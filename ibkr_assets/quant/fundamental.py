@@ -173,8 +173,10 @@ def statement_metrics(
 
 def _passes(condition: pd.Series, *inputs: pd.Series) -> pd.Series:
     """1.0 / 0.0, NaN where any input is missing."""
-    defined = pd.concat(inputs, axis=1).notna().all(axis=1)
-    return condition.astype("float64").where(defined)
+    defined = np.logical_and.reduce([x.notna().to_numpy() for x in inputs])
+    return pd.Series(
+        np.where(defined, condition.to_numpy(dtype="float64"), np.nan), index=condition.index
+    )
 
 
 def piotroski_fscore(
