@@ -16,6 +16,8 @@ with the model it follows and its references:
 - :mod:`~ibkr_sim.market.fundamentals`: point-in-time quarterly statements (Piotroski-ready)
   and consensus forward EPS;
 - :mod:`~ibkr_sim.market.news`: dated headlines whose tone relates to returns;
+- :mod:`~ibkr_sim.market.social`: per-session social post and mention counts, spiking with news
+  and big moves;
 - :mod:`~ibkr_sim.market.scanner`: IB's market scanners (top gainers and losers, most active,
   hot by volume);
 - :mod:`~ibkr_sim.market.options`: monthly options on a strike ladder, priced by Black-Scholes.

@@ -19,8 +19,11 @@
   :class:`~ibkr_sim.market.edge.Edge`: post-news drift (a headline's tone in [-1, 1] adds
   ``Edge.news_tone_drift`` per unit tone, decaying by 0.8 a session, to the next five sessions'
   returns) and momentum (``Edge.momentum`` per standard deviation of the stock's idiosyncratic
-  return over the past 12 months skipping the last one). With :meth:`Edge.none` no observable
-  predicts returns.
+  return over the past 12 months skipping the last one) and social attention's price pressure
+  (``Edge.social_attention_drift`` per unit of abnormal attention,
+  :func:`~ibkr_sim.market.social.price_pressure`; the chatter itself is drawn here, from the
+  news, jumps and idiosyncratic shocks, by :func:`~ibkr_sim.market.social.draw_chatter`). With
+  :meth:`Edge.none` no observable predicts returns.
 
 Daily OHLC: part of the return happens overnight (the gap to the open), the rest intraday; highs
 and lows extend beyond the open/close by a volatility-scaled amount. Volume is around ADV and
@@ -48,6 +51,7 @@ import numpy as np
 
 from ibkr_sim.market.calendar import schedule
 from ibkr_sim.market.edge import Edge
+from ibkr_sim.market.social import Chatter, draw_chatter, price_pressure
 from ibkr_sim.universe import MAX_STOCKS, Universe
 
 SECTORS = (
@@ -112,6 +116,7 @@ class Panel:
     start_price: np.ndarray  # (C,) price before the first session
     tick: np.ndarray  # (C,)
     adv: np.ndarray  # (C,)
+    chatter: Chatter  # (T, MAX_STOCKS) social post and mention counts (ibkr_sim.market.social)
 
 
 @dataclass(frozen=True)
@@ -271,6 +276,8 @@ def panel(seed: int, edge: Edge) -> Panel:
     drift = edge.momentum * _momentum_z(e, idio_vol)
     for lag in range(1, _NEWS_LAGS + 1):
         drift[lag:] += edge.news_tone_drift * _NEWS_DECAY ** (lag - 1) * tone[:-lag]
+    chatter = draw_chatter(seed, days, count, is_jump, e / idio_vol)
+    drift += edge.social_attention_drift * price_pressure(chatter.attention)
 
     r = mu + drift + beta * m + gamma * s_fac[:, sector_of] + e + jump
     sigma = np.sqrt((beta * sig_m) ** 2 + (gamma * sig_s[:, sector_of]) ** 2 + sig_e**2)
@@ -349,6 +356,7 @@ def panel(seed: int, edge: Edge) -> Panel:
         start_price=start,
         tick=tick,
         adv=adv,
+        chatter=chatter,
     )
 
 

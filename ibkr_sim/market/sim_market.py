@@ -9,7 +9,16 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from ibkr_sim.market import bars, calendar, fundamentals, news, options, quotes, scanner
+from ibkr_sim.market import (
+    bars,
+    calendar,
+    fundamentals,
+    news,
+    options,
+    paths,
+    quotes,
+    scanner,
+)
 from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.news import Headline
 from ibkr_sim.market.quotes import Snapshot
@@ -217,6 +226,29 @@ class SimMarket:
         """Headlines with ``start <= time <= end``, oldest first (stocks only; others have none)."""
         inst = self._instrument(conid)
         return news.headlines(self.seed, self.edge, inst, self._cols.get(conid), start, end)
+
+    # -- social chatter ---------------------------------------------------------------------
+    def social_chatter(self, conid: int, start: date, end: date) -> pd.DataFrame:
+        """A stock's social chatter of the sessions in [start, end] (:mod:`.social`): columns
+        ``session`` (datetime64, the window ends at its close and the counts are known from
+        then), ``posts`` (Reddit-like) and ``mentions`` (X/StockTwits-like); ``ValueError``
+        for anything but a stock (the simulated world has no chatter about ETFs or others)."""
+        inst = self._instrument(conid)
+        col = self._cols.get(conid)
+        if inst.sec_type != "STK" or inst.is_etf or col is None or col >= MAX_STOCKS:
+            raise ValueError(
+                f"the simulated world has no social chatter about {inst.symbol} "
+                f"({'ETF' if inst.is_etf else inst.sec_type}): only stocks have it"
+            )
+        rows = calendar.session_slice(start, end)
+        chatter = paths.panel(self.seed, self.edge).chatter
+        return pd.DataFrame(
+            {
+                "session": calendar.schedule()[0][rows].astype("datetime64[ns]"),
+                "posts": chatter.posts[rows, col].astype(np.int64),
+                "mentions": chatter.mentions[rows, col].astype(np.int64),
+            }
+        )
 
     # -- scanners ---------------------------------------------------------------------------
     def scan(

@@ -138,7 +138,7 @@ def test_history_does_not_depend_on_universe_size(market: SimMarket) -> None:
 #: became a package and re-recorded when quote sizes became tiered round lots and the built-in
 #: edge gave way to the named, smaller links of ibkr_sim/market/edge.py (issue #18); any change
 #: to a simulated number changes it.
-EVERYTHING_SEED_7 = "236eab254d98a8c2859432224808bea38561f43c83ac43a317f7e4d4603e2089"
+EVERYTHING_SEED_7 = "1ebb8bf2f9c0208d4ad4c90dae44059db682817804a2f23b65cea89aa6d00f76"
 
 
 def _everything(m: SimMarket) -> str:
