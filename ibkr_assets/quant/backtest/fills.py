@@ -169,8 +169,9 @@ def fill_order(
         return Fill("limit", quantity, filled, float(limit), priced.commission, 0.0, 0.0, cap)
     priced = costs(filled, bar.open, half_spread, adv_shares, daily_vol, month_shares, not buy)
     price = bar.open + sign * (priced.spread + priced.impact) / filled
+    spread, impact = priced.spread, priced.impact
     if limit is not None and (price > limit if buy else price < limit):
         price = limit  # the walk stops at the limit: the impact beyond it is not paid
-    spread = min(priced.spread, abs(price - bar.open) * filled)
-    impact = abs(price - bar.open) * filled - spread
+        paid = abs(limit - bar.open) * filled
+        spread, impact = min(spread, paid), max(paid - spread, 0.0)
     return Fill("open", quantity, filled, price, priced.commission, spread, impact, cap)
