@@ -136,9 +136,10 @@ def test_history_does_not_depend_on_universe_size(market: SimMarket) -> None:
 
 #: SHA-256 of :func:`_everything` for seed 7, recorded from the single-module market before it
 #: became a package and re-recorded when quote sizes became tiered round lots and the built-in
-#: edge gave way to the named, smaller links of ibkr_sim/market/edge.py (issue #18); any change
-#: to a simulated number changes it.
-EVERYTHING_SEED_7 = "1ebb8bf2f9c0208d4ad4c90dae44059db682817804a2f23b65cea89aa6d00f76"
+#: edge gave way to the named, smaller links of ibkr_sim/market/edge.py (issue #18), and when the
+#: intraday path became a pinned, reflected Brownian bridge (#18 item 4); any change to a
+#: simulated number changes it.
+EVERYTHING_SEED_7 = "9a2e5b2d59135a69a8f2265ccd9e8a7f6eca5b7eb774fde7d7d4415f7467a1b9"
 
 
 def _everything(m: SimMarket) -> str:
