@@ -1,7 +1,8 @@
 """The pipeline's assets, one module per stage; ``definitions.py`` loads every module here.
 
 The daily stages: :mod:`.ingest` (universe, quotes, daily_bars, fundamentals, headlines,
-macro_gauges, top_movers), :mod:`.features` (feature_matrix and its data-quality checks),
+macro_gauges, top_movers, social_chatter), :mod:`.features` (feature_matrix and its data-quality
+checks),
 :mod:`.signals` (alpha_scores), :mod:`.portfolio` (portfolio_snapshot), :mod:`.risk_model`
 (risk_model), :mod:`.targets` (target_weights), :mod:`.overlay` (overlaid_targets),
 :mod:`.risk_report` (risk_report: the compliance gate), :mod:`.execution` (proposed_orders,

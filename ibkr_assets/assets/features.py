@@ -115,6 +115,22 @@ FEATURE_MATRIX = Table(
         "polarity_hist_std": ("float64", "standard deviation of that daily polarity"),
         "polarity_hist_days": ("int64", "days with news in the baseline window"),
         "sentiment_z": ("float64", "last 24 h's polarity against the symbol's own baseline, SDs"),
+        "social_posts": (
+            "float64",
+            "posts naming the symbol on the last session (Reddit); NaN: not counted",
+        ),
+        "social_mentions": (
+            "float64",
+            "messages naming the symbol on the last session (StockTwits); NaN: not counted",
+        ),
+        "social_spike_z": (
+            "float64",
+            "robust z of log(1 + posts) against the 60 sessions before (r/wallstreetbets spike)",
+        ),
+        "social_volume_z": (
+            "float64",
+            "robust z of log(1 + messages) against the 60 sessions before (mention anomaly)",
+        ),
         "as_of": (
             "datetime64[us, America/New_York]",
             "decision time: 14:00 Europe/Bucharest (07:00 New York)",
@@ -143,6 +159,7 @@ def feature_matrix(
     fundamentals: pd.DataFrame,
     headlines: pd.DataFrame,
     headline_history: pd.DataFrame,
+    social_chatter: pd.DataFrame,
 ):
     """Technical, fundamental and sentiment features of every universe symbol, as of the run."""
     key, session, at = session_of(context)
@@ -159,6 +176,7 @@ def feature_matrix(
         forward_eps=statements.drop_duplicates("symbol").loc[:, ["symbol", "forward_eps"]],
         headlines_scored=scored,
         universe=uni,
+        social=without_partition(social_chatter),
     )
     matrix = build_feature_matrix(
         without_partition(daily_bars),

@@ -14,7 +14,10 @@ stores in schema ``ingest``:
 * ``fundamentals`` — quarterly statements filed before the session and forward EPS;
 * ``headlines`` — the last 24 hours of news per symbol, and ``headline_history`` the weeks
   before (each symbol's own sentiment baseline);
-* ``macro_gauges`` — 10-year yield, EURUSD, crude, VIX, SPY and QQQ with the regime features.
+* ``macro_gauges`` — 10-year yield, EURUSD, crude, VIX, SPY and QQQ with the regime features;
+* ``social_chatter`` — per symbol and session, posts (Reddit) and messages (StockTwits) naming
+  it, the sessions before the run (:mod:`ibkr_assets.resources.social`; a source that fails is
+  named in the metadata and its counts are NaN, never 0).
 
 A symbol the broker does not know, a missing statement or an empty news day is recorded in the
 metadata (and in the one line under ``missing_data`` the run's summary prints) and left to the
@@ -75,9 +78,10 @@ from ibkr_assets.partitions import DAILY_PARTITIONS, previous_sessions
 from ibkr_assets.quant.macro import FEATURE_COLUMNS as MACRO_FEATURES
 from ibkr_assets.quant.macro import latest_regime, macro_features
 from ibkr_assets.quant.sentiment import split_headlines
-from ibkr_assets.resources import fundamentals_source
+from ibkr_assets.resources import fundamentals_source, social_source
 from ibkr_assets.resources.fundamentals import FundamentalsResource
 from ibkr_assets.resources.ib import IBResource
+from ibkr_assets.resources.social import SocialResource
 from ibkr_assets.resources.storage import StorageResource
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -107,6 +111,18 @@ FUNDAMENTALS = Table(
         "current_liabilities": ("float64", "current liabilities at the quarter's end, USD"),
         "shares_outstanding": ("float64", "shares outstanding at the quarter's end, shares"),
         "forward_eps": ("float64", "consensus forward earnings per share, USD per share"),
+    }
+)
+SOCIAL = Table(
+    {
+        "symbol": ("string", "ticker symbol"),
+        "session": (
+            "datetime64[ns]",
+            "NYSE session: its window runs from the previous session's close (16:00 New York) to "
+            "its own, when the counts are known",
+        ),
+        "posts": ("float64", "posts naming the symbol (Reddit); NaN: not counted"),
+        "mentions": ("float64", "messages naming the symbol (StockTwits); NaN: not counted"),
     }
 )
 MACRO = Table(
@@ -459,3 +475,29 @@ def macro_gauges(
         **{f"latest_{c}": float(history[c].iloc[-1]) for c in history.columns if len(history)},
     }
     return Fetched(frame, failed, meta, preview=frame.tail(10).iloc[::-1])
+
+
+@ingest_asset(SOCIAL, Out(PARQUET, "not_counted"), source=social_source())
+def social_chatter(
+    context: dg.AssetExecutionContext,
+    ib: IBResource,
+    storage: StorageResource,
+    social: SocialResource,
+    universe: pd.DataFrame,
+) -> Fetched:
+    """Posts and messages naming each universe symbol, per session, over the sessions before
+    the run: the day's chatter and its trailing history (the feature matrix's spike scores)."""
+    _, session, at = session_of(context)
+    sessions = previous_sessions(session, social.history_sessions + 1)
+    symbols = universe["symbol"].astype(str).tolist()
+    got = social.fetch(ib.broker_at(at), symbols, sessions)
+    last = got.counts.loc[got.counts["session"] == pd.Timestamp(sessions[-1])]
+    meta = {
+        "source": social.source,
+        "requests": got.requests,
+        "sessions": len(sessions) - 1,
+        "last_session": sessions[-1].isoformat(),
+        "symbols_counted": int(last[["posts", "mentions"]].notna().any(axis=1).sum()),
+        "failed_source": ", ".join(k for k in got.failed if " " not in k) or None,
+    }
+    return Fetched(got.counts.astype(SOCIAL.dtypes), got.failed, meta)

@@ -8,6 +8,8 @@ Point-in-time rule (no look-ahead), applied here to every input:
 * a quarterly statement is used from the day after its ``report_date`` (releases often come
   after the close), i.e. when ``report_date + 1 day <= as_of``;
 * a headline is used when ``time <= as_of``; the sentiment window is the 24 h before ``as_of``;
+* a session's social-chatter counts are used once that session has closed (16:00 New York), like
+  its bar;
 * a quote is used when its ``time <= as_of + QUOTE_GRACE`` (without a time it is taken as the
   as-of snapshot): the run that decides at ``as_of`` takes its quotes minutes after it starts, and
   the orders it sends meet the market of then, so quotes of the run's first hour inform the
@@ -22,7 +24,8 @@ Columns: identity and trading (``symbol``, ``conid``, ``sector``, ``industry``, 
 ``adv``, ``avg_volume`` with ``avg_volume_source``, ``price`` with ``price_source``, ``bid``,
 ``ask``, ``spread``, ``spread_bps``, ``market_data_type``, ``last_session``), then the technical
 (:mod:`.technical`), fundamental (:mod:`.fundamental`, with ``forward_eps``) and sentiment
-(:mod:`.sentiment`) features, and ``as_of``.
+(:mod:`.sentiment`) features, the social-chatter scores (:mod:`.social`: NaN without chatter),
+and ``as_of``.
 Rows are the universe symbols that have at least one bar by ``as_of``; a universe symbol
 without bars is left out (the coverage check on the matrix counts it).
 
@@ -47,6 +50,7 @@ import pandas as pd
 from ibkr_assets.quant.frames import require_columns
 from ibkr_assets.quant.fundamental import fundamental_features
 from ibkr_assets.quant.sentiment import SENTIMENT_COLUMNS, headline_polarity_zscore
+from ibkr_assets.quant.social import social_features
 from ibkr_assets.quant.technical import TechnicalParams, technical_features
 
 MARKET_TZ = "America/New_York"
@@ -144,14 +148,17 @@ class FeatureInputs:
     """The frames the matrix is assembled from besides the daily bars, as the pipeline's ingest
     stage stores them (docs/architecture.md, "Pipeline stages"): the quote snapshot, long
     quarterly statements, forward EPS (``symbol``/``forward_eps`` frame or a Series by symbol),
-    headlines with ``polarity`` (or None) and the universe. Rows dated after the matrix's
-    ``as_of`` are dropped where they are read, so passing extra history is safe."""
+    headlines with ``polarity`` (or None), the universe and the social-chatter counts (columns
+    ``symbol``, ``session``, ``posts``, ``mentions``; None: the scores are NaN). Rows dated
+    after the matrix's ``as_of`` are dropped where they are read, so passing extra history is
+    safe."""
 
     quotes: pd.DataFrame
     fundamentals_long: pd.DataFrame
     forward_eps: pd.DataFrame | pd.Series
     headlines_scored: pd.DataFrame | None
     universe: pd.DataFrame
+    social: pd.DataFrame | None = None
 
 
 def build_feature_matrix(
@@ -236,6 +243,14 @@ def assemble_feature_matrix(
             inputs.headlines_scored, at, symbols=list(symbols), history_days=sentiment_history_days
         )
 
+    chatter = inputs.social
+    social = social_features(
+        pd.DataFrame(columns=["symbol", "session", "posts", "mentions"])
+        if chatter is None
+        else _known_bars(chatter, at),
+        list(symbols),
+    )
+
     identity = pd.DataFrame(
         {
             "conid": uni["conid"],
@@ -255,6 +270,7 @@ def assemble_feature_matrix(
             fundamental,
             eps.rename("forward_eps"),
             sentiment.loc[:, list(SENTIMENT_COLUMNS)],
+            social.set_axis(symbols),
         ],
         axis=1,
     )

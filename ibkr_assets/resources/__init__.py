@@ -12,6 +12,8 @@ Resource keys (what an asset names as a parameter):
 ``pipeline``       PipelineConfig — watch-list, mover thresholds, alpha weights (``IBKR_*``)
 ``fundamentals``   SimFundamentalsResource, or FMPFundamentalsResource when
                    ``IBKR_FUNDAMENTALS=fmp`` (key from ``FMP_API_KEY``)
+``social``         SimSocialResource, or the Reddit (PRAW) / StockTwits source, or none
+                   (``IBKR_SOCIAL_SOURCE``; Reddit's credentials from ``REDDIT_CLIENT_*``)
 ``sentiment``      SentimentResource — FinBERT-style model (``IBKR_SENTIMENT_MODEL``) or lexicon
 ``alerts``         AlertResource — log / Slack / email
 ``decide``         DecideConfig — limits of stages 4–9
@@ -33,8 +35,21 @@ from ibkr_assets.resources.fundamentals import (
 )
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.sentiment import SentimentResource
+from ibkr_assets.resources.social import (
+    NoSocialResource,
+    RedditSocialResource,
+    SimSocialResource,
+    SocialResource,
+    StocktwitsSocialResource,
+)
 from ibkr_assets.resources.storage import StorageResource, WarehouseIOManager
-from ibkr_assets.settings import FMP_API_KEY, Settings, load_settings
+from ibkr_assets.settings import (
+    FMP_API_KEY,
+    REDDIT_CLIENT_ID,
+    REDDIT_CLIENT_SECRET,
+    Settings,
+    load_settings,
+)
 
 
 def fundamentals_source() -> Literal["sim", "fmp"]:
@@ -51,6 +66,38 @@ def fundamentals_resource(settings: Settings) -> FundamentalsResource:
     broker = settings.broker
     return SimFundamentalsResource(
         sim_seed=broker.sim_seed, sim_symbols=broker.sim_symbols, sim_edge=broker.sim_edge
+    )
+
+
+def social_source() -> str:
+    """Where the pipeline's social chatter comes from (``IBKR_SOCIAL_SOURCE``)."""
+    return load_settings().social.source
+
+
+def social_resource(settings: Settings) -> SocialResource:
+    """The ``social`` section's source: the simulated world's chatter (of the market the
+    ``broker`` section simulates), Reddit through PRAW (credentials resolved when a run
+    starts), StockTwits' public streams, or none."""
+    social = settings.social
+    common = {"history_sessions": social.history_sessions}
+    if social.source == "none":
+        return NoSocialResource(**common)
+    if social.source == "stocktwits":
+        return StocktwitsSocialResource(**common, max_requests=social.max_requests)
+    if social.source == "reddit":
+        secret_file = social.reddit_client_secret_file
+        return RedditSocialResource(
+            **common,
+            max_requests=social.max_requests,
+            client_id=REDDIT_CLIENT_ID.env_var(),
+            client_secret="" if secret_file else REDDIT_CLIENT_SECRET.env_var(),
+            client_secret_file=str(secret_file) if secret_file else None,
+            user_agent=social.reddit_user_agent,
+            subreddits=list(social.subreddits),
+        )
+    broker = settings.broker
+    return SimSocialResource(
+        **common, sim_seed=broker.sim_seed, sim_symbols=broker.sim_symbols, sim_edge=broker.sim_edge
     )
 
 
@@ -71,6 +118,7 @@ def build_resources(
         "storage": storage,
         "pipeline": PipelineConfig.from_settings(settings),
         "fundamentals": fundamentals_resource(settings),
+        "social": social_resource(settings),
         "sentiment": SentimentResource.from_settings(settings),
         "alerts": AlertResource.from_settings(settings),
         "decide": DecideConfig.from_settings(settings),

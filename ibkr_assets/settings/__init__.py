@@ -11,18 +11,20 @@ from the ``dg.EnvVar`` fields :func:`ibkr_assets.resources.build_resources` give
 Sections (``Settings`` fields): ``broker`` (connection, simulated world, order guard switches),
 ``pipeline_orders`` (the pipeline's caps in the order guard), ``pipeline`` (stages 1–3),
 ``decide_file`` and ``decide`` (the limits of stages 4–9, from the YAML file), ``alerts``,
-``sentiment``, ``fundamentals``, ``promotion``, ``journal`` (the signing key), ``mcp`` (the tool
-server), ``run`` (who started a run, the Dagster instance). The broker sections live in the
-broker core (:mod:`ibkr_assets.broker.settings`), which may import nothing of ours; the fields a
-Dagster resource also shows in its configuration are declared once, in a plain pydantic model
-both the section and the resource inherit (``BrokerConnection``, :class:`PipelineFields`,
-:class:`DecideLimits`, :class:`AlertFields`, :class:`SentimentFields`).
+``sentiment``, ``fundamentals``, ``social`` (social chatter), ``promotion``, ``journal`` (the
+signing key), ``mcp`` (the tool server), ``run`` (who started a run, the Dagster instance). The
+broker sections live in the broker core (:mod:`ibkr_assets.broker.settings`), which may import
+nothing of ours; the fields a Dagster resource also shows in its configuration are declared
+once, in a plain pydantic model both the section and the resource inherit
+(``BrokerConnection``, :class:`PipelineFields`, :class:`DecideLimits`, :class:`AlertFields`,
+:class:`SentimentFields`).
 
 Modules: :mod:`.tree` (the root :class:`Settings`, loading, problems), one module per section
 (:mod:`.pipeline` with sentiment and fundamentals, :mod:`.decide`, :mod:`.alerts`,
-:mod:`.journal`, :mod:`.run` with promotion, :mod:`.mcp`), :mod:`.secret` (the ``dg.EnvVar``
-secrets) and :mod:`.table` (README's table of variables: ``python -m ibkr_assets.settings``
-prints it, ``--readme README.md`` rewrites it there between its markers).
+:mod:`.journal`, :mod:`.run` with promotion, :mod:`.mcp`, :mod:`.social`), :mod:`.secret` (the
+``dg.EnvVar`` secrets) and :mod:`.table` (README's table of variables:
+``python -m ibkr_assets.settings`` prints it, ``--readme README.md`` rewrites it there between
+its markers).
 """
 
 from ibkr_assets.settings.alerts import AlertFields, AlertSettings
@@ -39,17 +41,22 @@ from ibkr_assets.settings.pipeline import (
 from ibkr_assets.settings.run import PromotionSettings, RunSettings
 from ibkr_assets.settings.secret import (
     FMP_API_KEY,
+    REDDIT_CLIENT_ID,
+    REDDIT_CLIENT_SECRET,
     SECRETS,
     SLACK_BOT_TOKEN,
     SLACK_WEBHOOK_URL,
     SMTP_PASSWORD,
     Secret,
 )
+from ibkr_assets.settings.social import SocialSettings
 from ibkr_assets.settings.table import TABLE_BEGIN, TABLE_END, settings_table, with_table
 from ibkr_assets.settings.tree import Settings, clear_settings_cache, env_sections, load_settings
 
 __all__ = [
     "FMP_API_KEY",
+    "REDDIT_CLIENT_ID",
+    "REDDIT_CLIENT_SECRET",
     "SECRETS",
     "SLACK_BOT_TOKEN",
     "SLACK_WEBHOOK_URL",
@@ -71,6 +78,7 @@ __all__ = [
     "SentimentFields",
     "SentimentSettings",
     "Settings",
+    "SocialSettings",
     "clear_settings_cache",
     "env_sections",
     "load_settings",

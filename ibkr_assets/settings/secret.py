@@ -28,4 +28,18 @@ SLACK_BOT_TOKEN = Secret(
 )
 SMTP_PASSWORD = Secret("IBKR_SMTP_PASSWORD", "SMTP password, when IBKR_ALERT_SMTP_USER is set")
 FMP_API_KEY = Secret("FMP_API_KEY", "Financial Modeling Prep API key, when IBKR_FUNDAMENTALS=fmp")
-SECRETS = (SLACK_WEBHOOK_URL, SLACK_BOT_TOKEN, SMTP_PASSWORD, FMP_API_KEY)
+REDDIT_CLIENT_ID = Secret(
+    "REDDIT_CLIENT_ID", "Reddit script-app client id, when IBKR_SOCIAL_SOURCE=reddit"
+)
+REDDIT_CLIENT_SECRET = Secret(
+    "REDDIT_CLIENT_SECRET",
+    "Reddit client secret, when IBKR_SOCIAL_SOURCE=reddit and no secret file is named",
+)
+SECRETS = (
+    SLACK_WEBHOOK_URL,
+    SLACK_BOT_TOKEN,
+    SMTP_PASSWORD,
+    FMP_API_KEY,
+    REDDIT_CLIENT_ID,
+    REDDIT_CLIENT_SECRET,
+)

@@ -26,6 +26,7 @@ from ibkr_assets.settings.journal import JournalSettings
 from ibkr_assets.settings.mcp import MCPSettings
 from ibkr_assets.settings.pipeline import FundamentalsSettings, PipelineSettings, SentimentSettings
 from ibkr_assets.settings.run import PromotionSettings, RunSettings
+from ibkr_assets.settings.social import SocialSettings
 
 
 class Settings(BaseModel):
@@ -41,6 +42,7 @@ class Settings(BaseModel):
     alerts: AlertSettings
     sentiment: SentimentSettings
     fundamentals: FundamentalsSettings
+    social: SocialSettings
     promotion: PromotionSettings
     journal: JournalSettings
     mcp: MCPSettings

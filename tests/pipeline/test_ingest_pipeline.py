@@ -40,6 +40,7 @@ STAGING = {
     "headlines.json",
     "headline_history.parquet",
     "macro_gauges.parquet",
+    "social_chatter.parquet",
 }
 ASSETS = dg.load_assets_from_modules([ingest, features, signals, portfolio])
 

@@ -28,7 +28,7 @@ WAREHOUSE = sorted(n for n, a in ASSETS.items() if WAREHOUSE_SCHEMA in a.metadat
 
 
 def test_every_asset_has_owners_tags_kinds_and_a_description() -> None:
-    assert len(ASSETS) == 21
+    assert len(ASSETS) == 22
     for name, asset in ASSETS.items():
         assert asset.owners == ["team:trading"], name
         assert {STAGE, SOURCE, TRADING_CRITICAL} <= set(asset.tags), name
@@ -41,12 +41,13 @@ def test_every_asset_has_owners_tags_kinds_and_a_description() -> None:
     assert "top_movers" not in critical
     assert ASSETS["headlines"].tags[SOURCE] == "ib-news"
     assert ASSETS["fundamentals"].tags[SOURCE] in ("sim", "fmp")
+    assert ASSETS["social_chatter"].tags[SOURCE] in ("sim", "reddit", "stocktwits", "none")
     assert {"cvxpy"} <= ASSETS["target_weights"].kinds
     assert {"talib", "duckdb", "pandas"} <= ASSETS["feature_matrix"].kinds
 
 
 def test_every_table_declares_its_columns_with_meanings() -> None:
-    assert len(WAREHOUSE) == 19
+    assert len(WAREHOUSE) == 20
     for name in [*WAREHOUSE, "decision_journal", "rolling_backtest"]:
         schema = ASSETS[name].metadata["dagster/column_schema"]
         columns = {c.name: c for c in schema.columns}
