@@ -1,0 +1,150 @@
+"""The cost model (ibkr_assets.quant.costs): IB's commission through the injected callable,
+half spread and square-root impact against hand computations, amortisation, the band."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ibkr_assets.quant.costs import (
+    CostModel,
+    CostRates,
+    cost_rates,
+    impact_chords,
+    order_cost,
+)
+from ibkr_spec.commissions import stock_commission
+
+MODEL = CostModel(commission=stock_commission)
+
+
+def test_order_cost_adds_commission_half_spread_and_square_root_impact():
+    # 1,000 shares at $50 (value $50,000), 2 cents half spread, ADV 1,000,000 shares, σ 2 %
+    cost = order_cost(MODEL, 1_000, 50.0, 0.02, 1_000_000, 0.02)
+    # IB: 0.0035 x 1,000 = 3.50 (> 0.35 minimum, < 1 % cap) + fees 0.0032 x 1,000 = 3.20
+    assert cost.commission == pytest.approx(6.70)
+    assert cost.spread == pytest.approx(20.0)  # 1,000 x 0.02
+    # 0.3 x 0.02 x sqrt(0.001) x 50,000
+    assert cost.impact == pytest.approx(0.3 * 0.02 * math.sqrt(1e-3) * 50_000)
+    assert cost.total == pytest.approx(6.70 + 20.0 + cost.impact)
+
+
+def test_commission_tiers_and_sales_fees_come_from_the_injected_schedule():
+    calls = []
+
+    def schedule(shares, value, sell, month_shares):
+        calls.append((shares, value, sell, month_shares))
+        return stock_commission(shares, value, sell, month_shares)
+
+    model = CostModel(commission=schedule)
+    first = order_cost(model, 10_000, 20.0, 0.0, 1e6, 0.0, month_shares=0)
+    volume = order_cost(model, 10_000, 20.0, 0.0, 1e6, 0.0, month_shares=5_000_000)
+    sale = order_cost(model, 10_000, 20.0, 0.0, 1e6, 0.0, month_shares=0, sell=True)
+    assert calls == [
+        (10_000, 200_000.0, False, 0),
+        (10_000, 200_000.0, False, 5_000_000),
+        (10_000, 200_000.0, True, 0),
+    ]
+    assert first.commission - volume.commission == pytest.approx((0.0035 - 0.0015) * 10_000)
+    # SEC fee 27.80 per million of proceeds and FINRA TAF 0.000166 a share
+    assert sale.commission - first.commission == pytest.approx(200_000 * 27.8e-6 + 1.66)
+    tiny = order_cost(MODEL, 1, 20.0, 0.0, 1e6, 0.0)
+    assert tiny.commission == pytest.approx(0.20 + 0.0032)  # the 1 % cap under the minimum
+
+
+def test_impact_grows_with_the_share_of_adv():
+    small = order_cost(MODEL, 1_000, 100.0, 0.0, 1e6, 0.02).impact
+    large = order_cost(MODEL, 100_000, 100.0, 0.0, 1e6, 0.02).impact
+    # per dollar, impact grows with sqrt(participation): 100x the order, 10x the rate
+    assert (large / 100_000) / (small / 1_000) == pytest.approx(10.0)
+    assert order_cost(MODEL, 0, 100.0, 0.05, 1e6, 0.02).total == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"price": -1.0}, "price=-1.0"),
+        ({"adv_shares": 0.0}, "adv_shares=0.0"),
+        ({"daily_vol": float("nan")}, "daily_vol=nan"),
+    ],
+)
+def test_order_cost_refuses_bad_inputs_naming_them(kwargs, named):
+    args = {
+        "shares": 100,
+        "price": 10.0,
+        "half_spread": 0.01,
+        "adv_shares": 1e5,
+        "daily_vol": 0.02,
+        **kwargs,
+    }
+    with pytest.raises(ValueError, match=named):
+        order_cost(MODEL, **args)
+
+
+def test_cost_rates_match_order_cost_per_unit_of_weight_amortised():
+    nav = 1_000_000.0
+    index = pd.Index(["AAA", "BBB"])
+    price = pd.Series([50.0, 400.0], index=index)
+    half = pd.Series([0.02, 0.50], index=index)
+    adv = pd.Series([5e7, 2e8], index=index)  # USD a day
+    vol = pd.Series([0.02, 0.03], index=index)
+    model = CostModel(commission=stock_commission, holding_period_sessions=10)
+    rates = cost_rates(model, price, half, adv, vol, nav)
+    for sym in index:
+        # the reference order: 1 % of NAV; its cost per unit of weight, over 10 sessions
+        value = 0.01 * nav
+        shares = value / price[sym]
+        one = order_cost(model, shares, price[sym], half[sym], adv[sym] / price[sym], vol[sym])
+        linear = (one.commission + one.spread) / value
+        assert rates.buy[sym] == pytest.approx(linear / 10)
+        sell = order_cost(
+            model, shares, price[sym], half[sym], adv[sym] / price[sym], vol[sym], sell=True
+        )
+        assert rates.sell[sym] == pytest.approx((sell.commission + sell.spread) / value / 10)
+        assert rates.sell[sym] > rates.buy[sym]  # sales pay the regulatory fees
+        # impact: rate x |Δw|^1.5 is order_cost's impact as a fraction of NAV
+        assert rates.impact[sym] * 0.01**1.5 * 10 == pytest.approx(one.impact / nav)
+    assert rates.band == model.no_trade_band
+    # a longer holding period makes every rate proportionally cheaper
+    patient = cost_rates(model.model_copy(update={"holding_period_sessions": 20}), price, half,
+                         adv, vol, nav)  # fmt: skip
+    np.testing.assert_allclose(patient.buy * 2, rates.buy)
+    np.testing.assert_allclose(patient.impact * 2, rates.impact)
+
+
+def test_cost_rates_name_the_symbols_with_unusable_inputs():
+    index = pd.Index(["AAA", "BBB", "CCC"])
+    price = pd.Series([10.0, 20.0, 30.0], index=index)
+    ones = pd.Series(1.0, index=index)
+    with pytest.raises(ValueError, match=r"BBB: adv_dollars; CCC: half_spread"):
+        cost_rates(
+            MODEL,
+            price,
+            ones.drop("CCC"),
+            pd.Series([1e6, 0.0, 1e6], index=index),
+            ones * 0.02,
+            1e6,
+        )
+
+
+def test_the_no_trade_band_is_validated_and_free_rates_are_zero():
+    with pytest.raises(ValueError, match="no_trade_band"):
+        CostModel(commission=stock_commission, no_trade_band=-0.001)
+    free = CostRates.free(["AAA", "BBB"])
+    assert free.band == 0.0 and not free.buy.any() and not free.impact.any()
+
+
+def test_impact_chords_meet_the_curve_at_the_breakpoints_and_lie_above_it():
+    starts, slopes = impact_chords()
+    assert (np.diff(slopes) > 0).all()  # convex: the segments fill in order
+
+    def chords(x: float) -> float:
+        widths = np.append(np.diff(starts), np.inf)
+        parts = np.clip(x - starts, 0.0, widths)
+        return float(parts @ slopes)
+
+    for x in (0.005, 0.02, 0.06, 0.25):
+        assert chords(x) == pytest.approx(x**1.5, rel=1e-9)
+    for x in (0.001, 0.01, 0.04, 0.12):
+        assert chords(x) >= x**1.5
