@@ -3,8 +3,10 @@
 Every Saturday (one partition per week, Monday start) the pipeline replays the sessions of the
 last ``months`` (6 by default) up to the week's last close with the quant functions of the
 daily job (:mod:`ibkr_assets.quant.backtest`): same features, alpha blend, risk model,
-optimiser, news overlay, compliance gate and order sizing, rebalancing every session, paying
-IB's tiered commissions (:mod:`ibkr_spec.commissions`, the paper exchange's too) and slippage.
+optimiser, news overlay, compliance gate, order sizing and margin what-if, rebalancing every
+session; orders fill as the paper exchange fills them (limits only when the day's range reaches
+them, large orders in part), paying IB's tiered commissions, the spread and market impact
+(:mod:`~ibkr_assets.assets.ib_rules`).
 
 One pass: the data is fetched once for the window through the same broker requests and
 resources as the ingest assets (:func:`~ibkr_assets.assets.replay_data.load_replay_data`), the
@@ -19,7 +21,11 @@ tried — :func:`~ibkr_assets.quant.backtest.backtest_statistics`; one row per p
 rerun replaces, and one per command-line run), the equity curve and drawdown
 as a PNG in the asset's metadata (and under ``plots/backtest-<label>/``), and — with
 ``calibrate`` on — the calibration's decision and both held-out Sharpes in the decision
-journal. ``ibkr-agent backtest`` runs the same function from the command line.
+journal. Every run also saves its sessions under the data root's ``backtest/<label>/``
+(:func:`save_results`): ``daily.parquet`` (NAV, returns, costs, turnover per session),
+``positions.parquet`` (the book at each close) and ``trades.parquet`` (every order and its
+fill), so any metric can be recomputed. ``ibkr-agent backtest`` runs the same function from
+the command line.
 """
 
 import io
@@ -36,6 +42,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ibkr_assets.assets.catalog import IB, Table, catalog_kwargs
+from ibkr_assets.assets.ib_rules import ib_execution
 from ibkr_assets.assets.market_data import named_failures, request_workers
 from ibkr_assets.assets.materialization import listing, png_markdown
 from ibkr_assets.assets.replay_data import Progress, closed_at, load_replay_data
@@ -69,7 +76,6 @@ from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.sentiment import SentimentResource
 from ibkr_assets.resources.storage import StorageResource
 from ibkr_assets.settings import load_settings
-from ibkr_spec.commissions import stock_commission
 
 #: The file each run writes its row to, under the data root's ``metrics/``: one row per weekly
 #: partition (ordered by partition key, a rerun replaces it) and one per command-line run.
@@ -97,7 +103,7 @@ METRICS = Table(
         ),
         "total_cost": ("float64", "commissions and slippage summed over days, fraction of NAV"),
         "commission_usd": ("float64", "IB commissions paid, USD"),
-        "slippage_usd": ("float64", "slippage paid, USD"),
+        "slippage_usd": ("float64", "spread and market impact paid, USD"),
         "hit_rate": ("float64", "share of days with a non-zero return that were positive"),
         "avg_names_held": ("float64", "mean number of names held"),
         "gate_blocked_sessions": ("int64", "sessions the compliance gate blocked"),
@@ -168,20 +174,18 @@ class BacktestResources:
 
 
 class BacktestConfig(dg.Config):
-    """How far back to replay, the book's capital and slippage, and whether to calibrate; the
-    fields but ``calibrate`` are :func:`run_backtest`'s options of the same names."""
+    """How far back to replay, the book's capital, and whether to calibrate; the fields but
+    ``calibrate`` are :func:`run_backtest`'s options of the same names."""
 
     months: int = 6
     calibrate: bool = False
     workers: int = 1
-    slippage_bps: float = 5.0
     initial_capital: float = 1_000_000.0
 
 
 def replay_settings(
     pipeline: PipelineConfig,
     decide: DecideConfig,
-    slippage_bps: float = 5.0,
     initial_capital: float = 1_000_000.0,
 ) -> ReplaySettings:
     """The daily job's settings as the replay takes them."""
@@ -201,8 +205,10 @@ def replay_settings(
         even_lots=decide.even_lots,
         limit_spread_fraction=decide.limit_spread_fraction,
         order_type=decide.order_type,
+        whatif_shrink=decide.whatif_shrink,
+        whatif_max_attempts=decide.whatif_max_attempts,
+        whatif_on_failure=decide.whatif_on_failure,
         initial_capital=initial_capital,
-        slippage_bps=slippage_bps,
     )
 
 
@@ -242,7 +248,8 @@ def backtest_plot(daily: pd.DataFrame, title: str) -> bytes:
 @dataclass(frozen=True)
 class BacktestRun:
     """A finished run: the replay, the calibration (if asked), the statistics, the row appended
-    to the metrics file, the files written, and the time taken per phase (seconds)."""
+    to the metrics file, the files written (``results_dir``: :func:`save_results`), and the
+    time taken per phase (seconds)."""
 
     result: BacktestResult
     calibration: Calibration | None
@@ -250,9 +257,27 @@ class BacktestRun:
     row: dict
     csv_path: Path
     plot_path: Path
+    results_dir: Path
     png: bytes
     timings: dict[str, float]
     problems: dict[str, str]
+
+
+#: Where each run's per-session results go, under the data root (one folder per label).
+RESULTS_DIR = "backtest"
+
+
+def save_results(storage: StorageResource, label: str, result: BacktestResult) -> Path:
+    """Write the replay's sessions under ``<data root>/backtest/<label>/`` (a rerun replaces
+    them): ``daily.parquet`` (:attr:`BacktestResult.daily`, index ``session``),
+    ``positions.parquet`` (session, symbol, shares, close, weight) and ``trades.parquet``
+    (every order: session, symbol, side, ordered and filled shares, fill price and kind,
+    commission, spread, impact in USD). The folder."""
+    folder = storage.root / RESULTS_DIR / label
+    storage.write_parquet(folder / "daily.parquet", result.daily.reset_index())
+    storage.write_parquet(folder / "positions.parquet", result.positions)
+    storage.write_parquet(folder / "trades.parquet", result.trades)
+    return folder
 
 
 def _number(x: float) -> float | None:
@@ -304,7 +329,7 @@ def _replay(
         days,
         data,
         settings,
-        stock_commission,
+        ib_execution(),
         progress=lambda done, total, _: report("replay", done, total),
         total=len(data.sessions),
     )
@@ -313,7 +338,7 @@ def _replay(
         return result, None
     mark = clock.perf_counter()
     report("calibrate", 0, 1)
-    tuned = calibrate(list(days), data, settings, stock_commission)
+    tuned = calibrate(list(days), data, settings, ib_execution())
     timings["calibrate"] = clock.perf_counter() - mark
     report("calibrate", 1, 1)
     return result, tuned
@@ -329,18 +354,18 @@ def run_backtest(
     symbols: Sequence[str] | None = None,
     calibration: bool = False,
     workers: int = 1,
-    slippage_bps: float = 5.0,
     initial_capital: float = 1_000_000.0,
     progress: Progress | None = None,
 ) -> BacktestRun:
     """Load, replay (and optionally calibrate) the ``months`` before ``end``; write the
-    metrics row, the plot and (calibrating) the journal entry. ``symbols`` default to the
+    metrics row, the plot, the sessions' results (:func:`save_results`) and (calibrating) the
+    journal entry. ``symbols`` default to the
     watch-list; ``label`` names the run in the files (the partition, or ``cli``); with
     ``partition`` the label is a weekly partition whose earlier row the new one replaces."""
     storage = resources.storage
     timings: dict[str, float] = {}
     started = clock.perf_counter()
-    settings = replay_settings(resources.pipeline, resources.decide, slippage_bps, initial_capital)
+    settings = replay_settings(resources.pipeline, resources.decide, initial_capital)
     sessions = replay_window(end, months)
     broker = resources.ib.get_broker()
     names = list(symbols) if symbols is not None else watchlist_symbols(resources.pipeline, broker)
@@ -366,6 +391,7 @@ def run_backtest(
     )
     png = backtest_plot(result.daily, f"{label}: {sessions[0]} to {sessions[-1]}")
     plot_path = storage.write_bytes(storage.plot_path(f"backtest-{label}", "equity"), png)
+    results_dir = save_results(storage, label, result)
     timings["total"] = clock.perf_counter() - started
     daily = result.daily
     row = {
@@ -418,7 +444,9 @@ def run_backtest(
             },
             key=load_settings().checked("journal").journal.appending_key(storage.decision_log_dir),
         )
-    return BacktestRun(result, tuned, stats, row, csv_path, plot_path, png, timings, problems)
+    return BacktestRun(
+        result, tuned, stats, row, csv_path, plot_path, results_dir, png, timings, problems
+    )
 
 
 def _log_progress(context: dg.AssetExecutionContext, phase: str, done: int, total: int) -> None:
@@ -483,6 +511,7 @@ def rolling_backtest(
         "equity_curve": png_markdown(run.png, "equity curve and drawdown"),
         "plot_path": dg.MetadataValue.path(str(run.plot_path)),
         "metrics_csv": dg.MetadataValue.path(str(run.csv_path)),
+        "results_dir": dg.MetadataValue.path(str(run.results_dir)),
         "window": f"{r['first_session']} to {r['last_session']} ({r['sessions']} sessions)",
         **{k: r[k] for k in ("symbols", "max_drawdown", "total_return", "avg_turnover")},
         **{k: r[k] for k in ("total_cost", "commission_usd", "gate_blocked_sessions")},

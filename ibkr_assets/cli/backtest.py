@@ -113,7 +113,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         ("hit rate", f"{row['hit_rate']:.1%}"),
         ("costs (of capital)", f"{row['total_cost']:.2%}"),
         ("commissions", f"${row['commission_usd']:,.0f}"),
-        ("slippage", f"${row['slippage_usd']:,.0f}"),
+        ("spread and impact", f"${row['slippage_usd']:,.0f}"),
         ("names held (mean)", f"{row['avg_names_held']:.1f}"),
         ("sessions the gate blocked", f"{row['gate_blocked_sessions']}"),
         ("calibration", str(row["calibration"])),
@@ -131,6 +131,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     console.print(f"Sharpe interval: {row['sharpe_interval_method']}")
     console.print(f"metrics row appended to {run.csv_path}")
     console.print(f"equity curve and drawdown: {run.plot_path}")
+    console.print(f"sessions, positions and trades (Parquet): {run.results_dir}")
     if run.problems:
         console.print(f"[yellow]left out:[/] {', '.join(list(run.problems)[:20])}")
     return 0

@@ -14,13 +14,13 @@ import pytest
 
 from ibkr_assets import cli
 from ibkr_assets.assets import backtest, daily_assets, daily_checks
+from ibkr_assets.assets.ib_rules import ib_execution
 from ibkr_assets.jobs import weekly_schedule
 from ibkr_assets.partitions import sessions_between
 from ibkr_assets.quant.backtest import prepare_days, simulate
 from ibkr_assets.quant.journal import read_journal, verify_journal
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.alerts import AlertResource
-from ibkr_spec.commissions import stock_commission
 from tests.journal_key import TEST_KEY
 from tests.replay_fixtures import load_small_replay
 
@@ -80,7 +80,7 @@ def test_replay_and_live_job_decide_the_same_targets(live, replayed):
         day.alpha.set_index("symbol")["alpha_score"], alpha.loc[day.alpha["symbol"]], atol=1e-12
     )
     # the live account starts in cash: so does a replay of that one session
-    replay = simulate([day], data, settings, stock_commission).targets[day.session]
+    replay = simulate([day], data, settings, ib_execution()).targets[day.session]
     want = live.output_for_node("overlaid_targets").set_index("symbol")["weight"]
     assert (want > 1e-4).sum() >= 5, "the live job should hold a real book"
     np.testing.assert_allclose(replay.loc[want.index], want, atol=1e-6)
@@ -125,6 +125,15 @@ def test_weekly_asset_writes_metrics_plot_and_journal(tmp_path):
         assert key in meta
     png = Path(meta["plot_path"].value)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the sessions are saved: their net returns give the row's Sharpe back
+    saved = Path(meta["results_dir"].value)
+    assert saved == tmp_path / "backtest" / WEEK
+    daily = pd.read_parquet(saved / "daily.parquet")
+    net = daily["nav"] / daily["nav_open"] - 1
+    assert net.mean() / net.std() * np.sqrt(252) == pytest.approx(row["sharpe"], rel=1e-6)
+    trades = pd.read_parquet(saved / "trades.parquet")
+    assert trades["commission"].sum() == pytest.approx(row["commission_usd"], rel=1e-6)
+    assert (saved / "positions.parquet").exists()
     entries = read_journal(tmp_path / "decision_log")
     entry = entries.iloc[-1]
     assert entry["kind"] == "signal_weight_calibration" and entry["decision"] == row["calibration"]
@@ -161,8 +170,16 @@ def test_cli_prints_the_table_and_appends_the_row(tmp_path, monkeypatch, capsys)
     code = cli.main(["backtest", "--months", "1", "--symbols", "8", "--end", "2024-06-28"])
     assert code == 0
     out = capsys.readouterr().out
-    for line in ("Sharpe", "Sortino", "max drawdown", "hit rate", "metrics row appended"):
+    for line in (
+        "Sharpe",
+        "Sortino",
+        "max drawdown",
+        "hit rate",
+        "metrics row appended",
+        "Parquet",
+    ):
         assert line in out
     rows = pd.read_csv(tmp_path / "metrics" / "rolling_backtest.csv")
     assert rows["label"].tolist() == ["cli"] and rows["symbols"].iloc[0] == 8
     assert (tmp_path / "plots" / "backtest-cli" / "equity.png").exists()
+    assert (tmp_path / "backtest" / "cli" / "trades.parquet").exists()

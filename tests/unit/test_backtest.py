@@ -1,5 +1,6 @@
 """The backtest replay on the simulated market (40 stocks, one month): metrics of known series,
-no look-ahead, costs, the technical shortcut, calibration's rule."""
+no look-ahead, costs, fills like the paper exchange, the technical shortcut, calibration's
+rule."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ibkr_assets.assets.backtest import save_results
+from ibkr_assets.assets.ib_rules import ib_execution
 from ibkr_assets.broker.sim import shared_market
 from ibkr_assets.partitions import sessions_between
 from ibkr_assets.quant.alpha import AlphaWeights
 from ibkr_assets.quant.backtest import (
+    Execution,
     ReplayData,
     backtest_statistics,
     benchmark_returns,
@@ -25,12 +29,13 @@ from ibkr_assets.quant.backtest import (
     simulate,
     technical_windows,
 )
+from ibkr_assets.quant.costs import OrderCost
 from ibkr_assets.quant.decision import optimise_targets, sector_map
 from ibkr_assets.quant.optimiser import PortfolioOptimiser
 from ibkr_assets.quant.performance import beta, excess_return, summarise
 from ibkr_assets.quant.technical import technical_features
 from ibkr_assets.resources.storage import StorageResource
-from ibkr_spec.commissions import stock_commission
+from ibkr_spec.lots import round_lot
 from tests.replay_fixtures import load_small_replay
 
 SYMBOLS = 40
@@ -38,8 +43,12 @@ SESSIONS = sessions_between(date(2024, 6, 10), date(2024, 6, 25))
 DAY = 5  # a session in the middle of the window
 
 
-def free(shares: float, value: float, sell: bool, month_shares: float) -> float:
-    return 0.0
+def no_costs(shares, price, half_spread, adv_shares, daily_vol, month_shares, sell):
+    return OrderCost(0.0, 0.0, 0.0)
+
+
+#: no commission, spread or impact; the universe's lots, no margin what-if
+free = Execution(costs=no_costs)
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +154,11 @@ def test_no_look_ahead(world):
 
 def test_costs_lower_returns(world):
     data, settings, days = world
-    frictionless = simulate(days, data, replace(settings, slippage_bps=0.0, pay_spread=False), free)
-    costly = simulate(days, data, replace(settings, slippage_bps=20.0), stock_commission)
+    frictionless = simulate(days, data, settings, free)
+    costly = simulate(days, data, settings, ib_execution())
     no_cost = frictionless.daily
     assert (no_cost["cost"] == 0).all() and (no_cost["commission"] == 0).all()
-    assert (costly.daily["commission"] > 0).any() and (costly.daily["slippage"] > 0).all()
+    assert (costly.daily["commission"] > 0).any() and (costly.daily["spread"] > 0).any()
     assert costly.summary.total_cost > 0
     assert costly.daily["equity"].iloc[-1] < no_cost["equity"].iloc[-1]
     assert costly.summary.total_return < frictionless.summary.total_return
@@ -160,6 +169,106 @@ def test_costs_lower_returns(world):
     final = costly.daily["nav"].iloc[-1] / settings.initial_capital
     assert costly.daily["equity"].iloc[-1] == pytest.approx(final, rel=1e-12)
     assert costly.daily["turnover"].iloc[0] > 0.5, "the first session invests the cash"
+
+
+@pytest.fixture(scope="module")
+def replayed(world):
+    data, settings, days = world
+    return simulate(days, data, settings, ib_execution())
+
+
+def test_orders_fill_only_where_the_day_s_range_reaches_them(world, replayed):
+    """Every trade against its session's bar: a resting limit fills at its limit and only when
+    the quote reached it, one marketable at the open pays the spread and never passes its
+    limit, an unreached one fills nothing; fills never exceed the order."""
+    data, _, _ = world
+    trades = replayed.trades
+    bars = data.bars.set_index(["session", "symbol"])
+    quotes = data.quotes.set_index(["session", "symbol"])
+    assert set(trades["fill"]) == {"open", "limit", "none"}, "all three cases on a month"
+    assert (trades["filled"] <= trades["ordered"]).all()
+    for t in trades.itertuples():
+        bar, quote = bars.loc[(t.session, t.symbol)], quotes.loc[(t.session, t.symbol)]
+        half = 0.5 * quote["spread"] / quote["mid"] * bar["open"]
+        buy = t.side == "BUY"
+        touch = bar["open"] + half if buy else bar["open"] - half
+        marketable = touch <= t.limit_price if buy else touch >= t.limit_price
+        reached = bar["low"] + half <= t.limit_price if buy else bar["high"] - half >= t.limit_price
+        if t.fill == "limit":
+            assert not marketable and reached and t.price == t.limit_price
+            assert t.spread == 0 and t.impact == 0
+        elif t.fill == "open":
+            assert marketable and t.spread == pytest.approx(half * t.filled, rel=1e-9)
+            assert (t.price <= t.limit_price) if buy else (t.price >= t.limit_price)
+        else:
+            assert not marketable and not reached and t.filled == 0
+    # the book holds what was filled, not what was ordered
+    last = replayed.positions.loc[replayed.positions["session"] == trades["session"].max()]
+    signed = trades["filled"].where(trades["side"] == "BUY", -trades["filled"])
+    held = signed.groupby(trades["symbol"]).sum()
+    np.testing.assert_allclose(
+        last.set_index("symbol")["shares"].sort_index(), held.loc[held != 0].sort_index()
+    )
+
+
+def test_orders_are_whole_tiered_round_lots(world, replayed):
+    """With even lots (the live default) every order but an exit is whole round lots of the
+    name's price tier at the previous close (ibkr_spec.lots.round_lot)."""
+    data, settings, _ = world
+    assert settings.even_lots
+    closes = data.bars.pivot_table(index="session", columns="symbol", values="close")
+    previous = closes.shift(1)
+    held = replayed.positions.set_index(["session", "symbol"])["shares"]
+    sessions = list(closes.index)
+    checked = 0
+    for t in replayed.trades.itertuples():
+        before = sessions[sessions.index(t.session) - 1]
+        exit_ = t.side == "SELL" and held.get((before, t.symbol), 0.0) == t.ordered
+        if not exit_:
+            lot = round_lot(previous.at[t.session, t.symbol])
+            assert t.ordered % lot == 0, (t.symbol, t.ordered, lot)
+            checked += 1
+    assert checked > 20
+
+
+def test_the_what_if_sizes_orders_down_while_margin_fails(world):
+    """A margin rule that fails every order larger than 30,000 USD of stock: the what-if loop
+    (quant.orders.resize_until_margin_ok, as the live stage) shrinks each by whatif_shrink
+    until it passes, whole lots, or drops it."""
+    data, settings, days = world
+
+    def strict(shares: float, price: float) -> float:
+        return 1e12 if abs(shares) * price > 30_000 else 0.0
+
+    result = simulate(days[:2], data, settings, replace(ib_execution(), initial_margin=strict))
+    trades = result.trades
+    assert {"resized"} <= set(trades["whatif_decision"])
+    assert (trades["ordered"] * trades["limit_price"] <= 30_000 * 1.0001).all()
+    resized = trades.loc[trades["whatif_decision"] == "resized"]
+    assert (resized["whatif_attempts"] > 1).all()
+    # Reg-T on a cash account that is at most 95% invested never binds
+    assert set(simulate(days[:2], data, settings, ib_execution()).trades["whatif_decision"]) == {
+        "accepted"
+    }
+
+
+def test_saved_results_recompute_the_summary(world, replayed, tmp_path):
+    """Sharpe and turnover recomputed from the saved Parquet files match the summary."""
+    folder = save_results(StorageResource(data_dir=str(tmp_path)), "unit", replayed)
+    daily = pd.read_parquet(folder / "daily.parquet").set_index("session")
+    trades = pd.read_parquet(folder / "trades.parquet")
+    positions = pd.read_parquet(folder / "positions.parquet")
+    net = daily["nav"] / daily["nav_open"] - 1
+    np.testing.assert_allclose(net, daily["net_return"], atol=1e-12)
+    sharpe = net.mean() / net.std(ddof=1) * math.sqrt(252)
+    assert sharpe == pytest.approx(replayed.summary.sharpe, rel=1e-9)
+    notional = (trades["filled"] * trades["price"].fillna(0)).groupby(trades["session"]).sum()
+    turnover = (notional.reindex(daily.index, fill_value=0.0) / daily["nav_open"]).iloc[1:]
+    assert turnover.mean() / 2 == pytest.approx(replayed.summary.average_turnover, rel=1e-9)
+    costs = trades[["commission", "spread", "impact"]].sum().sum()
+    assert costs == pytest.approx((daily["cost"] * daily["nav_open"]).sum(), rel=1e-9)
+    weights = positions.groupby("session")["weight"].sum()
+    np.testing.assert_allclose(weights, daily["gross_exposure"].loc[weights.index], rtol=1e-9)
 
 
 def test_calibration_keeps_weights_only_when_held_out_sharpe_improves(world):
@@ -244,7 +353,7 @@ def test_statistics_against_benchmarks_built_by_hand(world):
     """Both benchmarks bought at the close before the first session: equal amounts of every
     name, and SPY; the strategy's excess return, beta and interval on the same sessions."""
     data, settings, days = world
-    result = simulate(days, data, settings, stock_commission)
+    result = simulate(days, data, settings, ib_execution())
     closes = data.bars.pivot_table(index="session", columns="symbol", values="close")
     before = closes.index[closes.index < pd.Timestamp(data.sessions[0])][-1]
     window = closes.loc[before : pd.Timestamp(data.sessions[-1])]

@@ -4,31 +4,20 @@ open fills as the paper exchange fills it, from the session's daily bar."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pytest
 
 from ibkr_assets.quant.backtest.fills import Bar, fill_order, participation_cap
+from ibkr_assets.quant.costs import OrderCost
 
 # a session that opens at 100, trades down to 98 and up to 103, 1,000,000 shares
 BAR = Bar(open=100.0, high=103.0, low=98.0, close=101.0, volume=1_000_000.0)
 HALF = 0.02  # half spread, USD per share
 
 
-@dataclass(frozen=True)
-class Cost:
-    commission: float
-    spread: float
-    impact: float
-
-    @property
-    def total(self) -> float:
-        return self.commission + self.spread + self.impact
-
-
 def costs(shares, price, half_spread, adv_shares, daily_vol, month_shares, sell):
     """A stand-in cost model: 1 c a share, the half spread, and 1 bp of impact."""
-    return Cost(0.01 * shares, half_spread * shares, 1e-4 * price * shares)
+    return OrderCost(0.01 * shares, half_spread * shares, 1e-4 * price * shares)
 
 
 def fill(buy, quantity, limit, bar=BAR, participation=0.10):

@@ -22,18 +22,20 @@ run time, 14:00 Bucharest (07:00 New York) — exactly the cut the ingest assets
 **The book.** The replay starts in cash (``initial_capital``). Before the open of session
 ``t`` the book is valued at the previous close, which gives the current weights the optimiser
 starts from; the targets pass the overlay and the gate — a day the gate blocks trades
-nothing, as the live job sends no ticket — and the order diff sizes whole-share orders
-(``min_notional`` and lots as live). Orders fill at the session's open, buys above and sells
-below it by half the pre-open quoted spread plus ``slippage_bps`` of market impact, and pay
-the broker's commission (a callable, e.g. IB's tiered schedule of the simulator, with the
-month-to-date share volume). The book is marked at the close. The margin what-if and
-partial fills of the live order stages are not modelled (the book is long-only and at most
-95% invested, so margin never binds).
+nothing, as the live job sends no ticket — and the orders are the live order stages': the
+order diff (``min_notional``; whole round lots at each name's price with ``even_lots``, IB's
+tiered lots passed in), then the what-if size-down while the account's Reg-T initial margin
+would fail (:mod:`.trading`). The orders fill as the paper exchange fills DAY orders sent
+before the open (:mod:`.fills`): market and marketable limits at the open, paying the spread
+and impact; other limits at their limit only if the day's range reaches them; large orders in
+part (a participation share of the volume traded at or through the limit); the rest expires.
+Every fill's commission, spread and impact come from one cost function passed in
+(:class:`.trading.Execution`). The book is marked at the close.
 
-**Scoring.** Daily net returns after commission and slippage give the equity curve, Sharpe,
-Sortino, maximum drawdown and hit rate (:mod:`ibkr_assets.quant.performance`); a session's
-turnover is the traded notional (both sides) over the pre-open NAV, reported as the one-side
-average without the first session. :func:`backtest_statistics` sets the result against the
+**Scoring.** Daily net returns after commission, spread and impact give the equity curve,
+Sharpe, Sortino, maximum drawdown and hit rate (:mod:`ibkr_assets.quant.performance`); a
+session's turnover is the notional filled (both sides) over the pre-open NAV, reported as the
+one-side average without the first session. :func:`backtest_statistics` sets the result against the
 window's buy-and-hold benchmarks — the universe's names in equal amounts and SPY, both bought at
 the close before the first session — with the beta to SPY, the annualised excess return over
 each benchmark and its t-statistic, a stationary-bootstrap 95% interval of the Sharpe and the
@@ -54,7 +56,7 @@ costs one solver call — the same problem, size and solver as the live job.
 
 from __future__ import annotations
 
-from ibkr_assets.quant.backtest.book import BacktestResult, Commission, Progress, simulate
+from ibkr_assets.quant.backtest.book import BacktestResult, Progress, simulate
 from ibkr_assets.quant.backtest.calibration import Calibration, calibrate, candidate_weights
 from ibkr_assets.quant.backtest.replay import (
     DayInputs,
@@ -71,15 +73,17 @@ from ibkr_assets.quant.backtest.statistics import (
     backtest_statistics,
     benchmark_returns,
 )
+from ibkr_assets.quant.backtest.trading import TRADE_COLUMNS, Execution
 
 __all__ = [
     "BENCHMARKS",
+    "TRADE_COLUMNS",
     "BacktestResult",
     "BacktestStatistics",
     "BenchmarkComparison",
     "Calibration",
-    "Commission",
     "DayInputs",
+    "Execution",
     "Progress",
     "ReplayData",
     "ReplaySettings",

@@ -1,5 +1,6 @@
-"""The book carried through the replayed sessions: decide with the live job's code, fill, pay
-costs, mark at the close (:func:`simulate`)."""
+"""The book carried through the replayed sessions: decide with the live job's code, trade as the
+order stages and the paper exchange do (:mod:`~ibkr_assets.quant.backtest.trading`), mark at
+the close (:func:`simulate`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ import pandas as pd
 
 from ibkr_assets.quant.alpha import AlphaWeights, compute_alpha_scores
 from ibkr_assets.quant.backtest.replay import DayInputs, ReplayData, ReplaySettings
+from ibkr_assets.quant.backtest.trading import (
+    TRADE_COLUMNS,
+    Execution,
+    session_bars,
+    trade_session,
+)
 from ibkr_assets.quant.decision import (
     compliance_checks,
-    diff_orders,
     optimise_targets,
     overlay_targets,
     sector_map,
@@ -26,25 +32,33 @@ from ibkr_assets.quant.performance import (
     summarise,
 )
 
-#: commission(shares, value_usd, sell, month_to_date_shares) -> USD
-Commission = Callable[[float, float, bool, float], float]
 #: progress(sessions_done, sessions_total, session)
 Progress = Callable[[int, int, date], None]
 
 
 @dataclass(frozen=True)
 class BacktestResult:
-    """One replay: per session (index) ``nav`` at the close, ``gross_return`` (before costs),
-    ``cost`` (commission + slippage, fraction of the pre-open NAV), ``net_return``,
-    ``equity`` and ``drawdown`` (from 1), ``turnover``, ``commission`` and ``slippage`` (USD),
-    ``orders``, ``gate_passed``, ``names_held``, ``gross_exposure``, ``solve_seconds`` (the
-    optimiser's solver call); the final weights of each
-    session's decision (after the overlay); the summary; the blend weights used."""
+    """One replay.
+
+    ``daily``, per session (index): ``nav_open`` (the book at the previous close before the
+    session's trades) and ``nav`` (at the close), USD; ``gross_return`` (before costs),
+    ``cost`` (commission + spread + impact, fraction of ``nav_open``), ``net_return``,
+    ``equity`` and ``drawdown`` (from 1), ``turnover`` (notional filled at the fill prices,
+    both sides, over ``nav_open``), ``commission``, ``spread``, ``impact`` and ``slippage``
+    (spread + impact) in USD, ``orders`` (sent), ``filled_orders`` (filled at least in part),
+    ``gate_passed``, ``names_held``, ``gross_exposure``, ``solve_seconds`` (the optimiser's
+    solver call). ``targets``: the final weights of each session's decision (after the
+    overlay). ``positions``: the book at each close (session, symbol, shares, close, weight of
+    ``nav``). ``trades``: every order sent and its fill
+    (:data:`~ibkr_assets.quant.backtest.trading.TRADE_COLUMNS`). The summary; the blend
+    weights used."""
 
     daily: pd.DataFrame
     targets: dict[date, pd.Series]
     summary: PerformanceSummary
     weights: AlphaWeights
+    positions: pd.DataFrame
+    trades: pd.DataFrame
 
 
 # -- the book -----------------------------------------------------------------------------------
@@ -59,7 +73,7 @@ def simulate(
     days: Iterable[DayInputs],
     data: ReplayData,
     settings: ReplaySettings,
-    commission: Commission,
+    execution: Execution,
     weights: AlphaWeights | None = None,
     progress: Progress | None = None,
     total: int | None = None,
@@ -67,19 +81,22 @@ def simulate(
     """Replay the book over ``days`` (in session order, as :func:`prepare_days` yields them;
     consumed once, so the replay starts before the last day is prepared) from cash.
 
-    With ``weights`` other than the settings' the alpha scores are re-blended from each day's
+    Each session trades by ``execution``'s rules (costs, round lots, margin what-if; see
+    :func:`~ibkr_assets.quant.backtest.trading.trade_session`). With ``weights`` other than the
+    settings' the alpha scores are re-blended from each day's
     feature matrix with them (the calibration's candidates). ``total`` is the number of days
     for ``progress`` (default ``len(days)``).
     """
     if total is None:
         total = len(days)  # type: ignore[arg-type]
     blend = weights or settings.weights
-    opens, closes = _price_panel(data, "open"), _price_panel(data, "close")
+    closes = _price_panel(data, "close")
+    bars = session_bars(data.bars, data.sessions)
     cash = settings.initial_capital
     shares = pd.Series(dtype="float64")
     optimiser: PortfolioOptimiser | None = None
     month, month_shares = None, 0.0  # IB's tiers count the month's shares
-    rows, targets = [], {}
+    rows, targets, positions, trades = [], {}, [], []
     for k, day in enumerate(days):
         now = pd.Timestamp(day.session)
         if now not in closes.index:
@@ -118,50 +135,61 @@ def simulate(
             final_weights, current, model, settings.limits, data.universe, day.features, nav
         )
         passed = all(c.passed for c in checks)
-        paid = slipped = traded = 0.0
-        orders = 0
+        paid = spread = impact = traded = 0.0
+        orders = filled = 0
         if passed:
-            diff = diff_orders(
-                held,
-                final_weights,
+            model_vol = np.sqrt(np.diag(model.daily_cov().to_numpy()))
+            day_trades = trade_session(
+                day.session,
+                shares,
+                cash,
                 nav,
+                final_weights,
+                previous,
                 day.quotes,
                 data.universe,
-                min_notional=settings.min_notional,
-                even_lots=settings.even_lots,
-                limit_spread_fraction=settings.limit_spread_fraction,
-                order_type=settings.order_type,
+                bars[now],
+                day.features,
+                pd.Series(model_vol, index=model.symbols),
+                month_shares,
+                settings,
+                execution,
             )
-            spread = day.quotes.drop_duplicates("symbol").set_index("symbol")
-            half = (0.5 * spread["spread"] / spread["mid"]).fillna(0.0) * settings.pay_spread
-            for order in diff.orders:
-                open_price = float(opens.at[now, order.symbol])
-                sign = 1.0 if order.action == "BUY" else -1.0
-                cut = float(half.get(order.symbol, 0.0)) + settings.slippage_bps / 1e4
-                price = open_price * (1 + sign * cut)
-                qty = float(order.quantity)
-                fee = commission(qty, qty * price, order.action == "SELL", month_shares)
-                cash -= sign * qty * price + fee
-                shares[order.symbol] = float(shares.get(order.symbol, 0.0)) + sign * qty
-                month_shares += qty
-                paid += fee
-                slipped += qty * abs(price - open_price)
-                traded += qty * open_price
-                orders += 1
+            cash, shares, month_shares = day_trades.cash, day_trades.shares, day_trades.month_shares
+            paid, spread, impact = day_trades.commission, day_trades.spread, day_trades.impact
+            traded, orders = day_trades.traded, day_trades.orders
+            filled = sum(1 for r in day_trades.rows if r["filled"] > 0)
+            trades += day_trades.rows
         held = shares[shares != 0]
-        marked = held * closes.loc[now].reindex(held.index)
+        close = closes.loc[now].reindex(held.index)
+        marked = held * close
         end_nav = cash + float(marked.sum())
-        cost = (paid + slipped) / nav
+        positions.append(
+            pd.DataFrame(
+                {
+                    "session": now,
+                    "symbol": held.index.astype(str),
+                    "shares": held.to_numpy(),
+                    "close": close.to_numpy(),
+                    "weight": (marked / end_nav).to_numpy(),
+                }
+            )
+        )
+        cost = (paid + spread + impact) / nav
         rows.append(
             {
                 "session": now,
+                "nav_open": nav,
                 "nav": end_nav,
                 "gross_return": end_nav / nav - 1 + cost,
                 "cost": cost,
                 "turnover": traded / nav,
                 "commission": paid,
-                "slippage": slipped,
+                "spread": spread,
+                "impact": impact,
+                "slippage": spread + impact,
                 "orders": orders,
+                "filled_orders": filled,
                 "gate_passed": passed,
                 "names_held": int((held != 0).sum()),
                 "gross_exposure": float(marked.abs().sum()) / end_nav,
@@ -176,4 +204,11 @@ def simulate(
     summary = summarise(daily["gross_return"], turnover=daily["turnover"], costs=daily["cost"])
     curve = equity_curve(daily["gross_return"], costs=daily["cost"])
     daily = daily.assign(**{k: curve[k] for k in ("net_return", "equity", "drawdown")})
-    return BacktestResult(daily=daily, targets=targets, summary=summary, weights=blend)
+    return BacktestResult(
+        daily=daily,
+        targets=targets,
+        summary=summary,
+        weights=blend,
+        positions=pd.concat(positions, ignore_index=True),
+        trades=pd.DataFrame(trades, columns=list(TRADE_COLUMNS)),
+    )

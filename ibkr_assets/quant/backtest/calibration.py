@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ibkr_assets.quant.alpha import AlphaWeights
-from ibkr_assets.quant.backtest.book import Commission, simulate
+from ibkr_assets.quant.backtest.book import simulate
 from ibkr_assets.quant.backtest.replay import DayInputs, ReplayData, ReplaySettings
+from ibkr_assets.quant.backtest.trading import Execution
 
 # -- calibration --------------------------------------------------------------------------------
 
@@ -50,7 +51,7 @@ def calibrate(
     days: Sequence[DayInputs],
     data: ReplayData,
     settings: ReplaySettings,
-    commission: Commission,
+    execution: Execution,
     train_fraction: float = 2 / 3,
     candidates: dict[str, AlphaWeights] | None = None,
 ) -> Calibration:
@@ -63,15 +64,15 @@ def calibrate(
     grid = candidates or candidate_weights(settings.weights)
     train, test = days[:split], days[split:]
     sharpe = {
-        name: simulate(train, data, settings, commission, weights=w).summary.sharpe
+        name: simulate(train, data, settings, execution, weights=w).summary.sharpe
         for name, w in grid.items()
     }
     best = max(sharpe, key=lambda n: -math.inf if math.isnan(sharpe[n]) else sharpe[n])
-    held_configured = simulate(test, data, settings, commission).summary.sharpe
+    held_configured = simulate(test, data, settings, execution).summary.sharpe
     held_tuned = (
         held_configured
         if grid[best] == settings.weights
-        else simulate(test, data, settings, commission, weights=grid[best]).summary.sharpe
+        else simulate(test, data, settings, execution, weights=grid[best]).summary.sharpe
     )
     return Calibration(
         configured=settings.weights,

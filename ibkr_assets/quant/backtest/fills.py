@@ -29,8 +29,9 @@ per share; the quotes are the path ± ``h``):
   The order fills at most ``floor(participation x that volume)`` shares; the rest expires at the
   close (DAY).
 
-Costs: :data:`OrderCosts` is the one cost model (commission, spread, impact, in USD) the caller
-passes in; the book (:func:`~ibkr_assets.quant.backtest.book.simulate`) adds nothing of its own.
+Costs: :data:`OrderCosts` is the one cost model (:func:`ibkr_assets.quant.costs.order_cost`:
+commission, spread, impact, in USD) with its model bound by the caller; the book
+(:func:`~ibkr_assets.quant.backtest.book.simulate`) adds nothing of its own.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
+
+from ibkr_assets.quant.costs import OrderCost
 
 #: The paper exchange's participation share of a minute's volume (``ib-paper`` profile,
 #: ``ibkr_sim/gateway/profile.py``): a modelling choice of the simulator, not an IB rule.
@@ -47,25 +50,8 @@ PAPER_PARTICIPATION = 0.10
 FillKind = Literal["open", "limit", "none"]
 
 
-class OrderCost(Protocol):
-    """What the cost model returns for one fill, USD: ``commission``, ``spread`` (half the
-    quoted spread x shares), ``impact`` and their ``total``."""
-
-    @property
-    def commission(self) -> float: ...
-
-    @property
-    def spread(self) -> float: ...
-
-    @property
-    def impact(self) -> float: ...
-
-    @property
-    def total(self) -> float: ...
-
-
 #: ``costs(shares, price, half_spread, adv_shares, daily_vol, month_shares, sell) -> OrderCost``:
-#: the one cost model (``ibkr_assets.quant.costs.order_cost`` with its model bound); ``price``
+#: the one cost model (:func:`ibkr_assets.quant.costs.order_cost` with its model bound); ``price``
 #: and ``half_spread`` USD per share, ``adv_shares`` the average daily volume in shares,
 #: ``daily_vol`` the daily return volatility (fraction), ``month_shares`` the shares traded so
 #: far this month (IB's tiers).

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ibkr_assets.quant.alpha import AlphaWeights, compute_alpha_scores
+from ibkr_assets.quant.backtest.fills import PAPER_PARTICIPATION
 from ibkr_assets.quant.compliance import ComplianceLimits
 from ibkr_assets.quant.decision import (
     close_panel,
@@ -58,8 +59,9 @@ class ReplayData:
 @dataclass(frozen=True)
 class ReplaySettings:
     """The live job's settings the replay uses (``PipelineConfig`` and ``DecideConfig`` field
-    names), plus the book's starting capital and the execution costs: ``slippage_bps`` of
-    impact on every fill, and half the quoted spread when ``pay_spread``."""
+    names; ``even_lots`` on by default, as live), plus the book's starting capital and the paper
+    exchange's ``participation`` share of the volume an order may take (None: no cap; see
+    :mod:`~ibkr_assets.quant.backtest.fills`)."""
 
     optimiser: OptimiserConfig
     limits: ComplianceLimits
@@ -73,12 +75,14 @@ class ReplaySettings:
     headlines_per_symbol: int = 50
     headline_history_days: int = 30
     min_notional: float = 500.0
-    even_lots: bool = False
+    even_lots: bool = True
     limit_spread_fraction: float = 0.25
     order_type: Literal["LMT", "MKT"] = "LMT"
+    whatif_shrink: float = 0.8
+    whatif_max_attempts: int = 5
+    whatif_on_failure: Literal["drop", "keep"] = "drop"
     initial_capital: float = 1_000_000.0
-    slippage_bps: float = 5.0
-    pay_spread: bool = True
+    participation: float | None = PAPER_PARTICIPATION
 
 
 @dataclass(frozen=True)
