@@ -47,6 +47,7 @@ from ibkr_assets.assets.market_data import named_failures, request_workers
 from ibkr_assets.assets.materialization import listing, png_markdown
 from ibkr_assets.assets.replay_data import Progress, closed_at, load_replay_data
 from ibkr_assets.assets.signals import alpha_weights
+from ibkr_assets.broker import Broker
 from ibkr_assets.config import PipelineConfig, watchlist_symbols
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.jobs import WEEKLY_GROUP
@@ -205,11 +206,25 @@ def replay_settings(
         even_lots=decide.even_lots,
         limit_spread_fraction=decide.limit_spread_fraction,
         order_type=decide.order_type,
+        mover_min_change_pct=pipeline.mover_min_change_pct,
+        mover_min_volume_ratio=pipeline.mover_min_volume_ratio,
+        scanner_codes=tuple(pipeline.scanner_codes),
+        scanner_limit=pipeline.scanner_limit,
         whatif_shrink=decide.whatif_shrink,
         whatif_max_attempts=decide.whatif_max_attempts,
         whatif_on_failure=decide.whatif_on_failure,
         initial_capital=initial_capital,
     )
+
+
+def mover_candidates(pipeline: PipelineConfig, broker: Broker) -> list[str]:
+    """The names the daily job's scanners could add to a configured watch-list, which a replay
+    loads to rebuild each session's movers: every stock of the simulated market; none without a
+    watch-list (every stock is on it) or with a real broker (IB's scanners cannot be asked
+    about past sessions, so a replay on IB data decides over the watch-list alone)."""
+    if not pipeline.watchlist or broker.name != "sim":
+        return []
+    return watchlist_symbols(pipeline.model_copy(update={"watchlist": []}), broker)
 
 
 def last_closed_session(now: datetime, not_after: date | None = None) -> date:
@@ -369,6 +384,7 @@ def run_backtest(
     sessions = replay_window(end, months)
     broker = resources.ib.get_broker()
     names = list(symbols) if symbols is not None else watchlist_symbols(resources.pipeline, broker)
+    movers_from = mover_candidates(resources.pipeline, broker) if symbols is None else []
     data, problems = load_replay_data(
         broker,
         storage,
@@ -379,6 +395,7 @@ def run_backtest(
         sessions,
         request_workers=request_workers(broker, resources.pipeline),
         progress=progress,
+        movers_from=movers_from,
     )
     timings["load"] = clock.perf_counter() - started
     result, tuned = _replay(data, settings, calibration, workers, progress, timings)

@@ -77,6 +77,7 @@ from ibkr_assets.errors import ConfigurationError
 from ibkr_assets.partitions import DAILY_PARTITIONS, previous_sessions
 from ibkr_assets.quant.macro import FEATURE_COLUMNS as MACRO_FEATURES
 from ibkr_assets.quant.macro import latest_regime, macro_features
+from ibkr_assets.quant.movers import select_movers
 from ibkr_assets.quant.sentiment import split_headlines
 from ibkr_assets.resources import fundamentals_source, social_source
 from ibkr_assets.resources.fundamentals import FundamentalsResource
@@ -285,16 +286,6 @@ def top_movers(
     codes = pipeline.scanner_codes
     frame, failed = scanner_frame(broker, codes, pipeline.scanner_location, pipeline.scanner_limit)
     return Fetched(frame, failed, {"scanners": ", ".join(codes)})
-
-
-def select_movers(
-    movers: pd.DataFrame, min_change_pct: float, min_volume_ratio: float
-) -> list[str]:
-    """Symbols whose |% change| exceeds ``min_change_pct`` on volume above ``min_volume_ratio``
-    times their average daily volume."""
-    ratio = movers["volume"] / movers["avg_volume"].where(movers["avg_volume"] > 0)
-    hot = movers.loc[(movers["change_pct"].abs() > min_change_pct) & (ratio > min_volume_ratio)]
-    return list(dict.fromkeys(hot["symbol"].astype(str)))
 
 
 @ingest_asset(UNIVERSE, Out(failed_key="unknown_symbol_list"))

@@ -95,9 +95,12 @@ def load_replay_data(
     sessions: Sequence[date],
     request_workers: int = 1,
     progress: Progress | None = None,
+    movers_from: Sequence[str] = (),
 ) -> tuple[ReplayData, dict[str, str]]:
-    """Everything the replay of ``sessions`` reads, fetched once (see the module docstring),
-    and what could not be fetched: each symbol (or macro gauge) with the reason."""
+    """Everything the replay of ``sessions`` reads for the watch-list ``symbols`` and the
+    names ``movers_from`` its scanners could add (loaded alike; the replay adds one only on the
+    sessions it is a mover), fetched once (see the module docstring), and what could not be
+    fetched: each symbol (or macro gauge) with the reason."""
     if not sessions:
         raise ValueError("no sessions to replay")
     end = closed_at(sessions[-1])
@@ -108,7 +111,9 @@ def load_replay_data(
         if progress is not None:
             progress("load", k, LOAD_STEPS)
 
-    universe, problems = universe_frame(view, dict.fromkeys(symbols, "watchlist"))
+    reasons = dict.fromkeys(movers_from, "mover") | dict.fromkeys(symbols, "watchlist")
+    universe, problems = universe_frame(view, reasons)
+    candidates = set(movers_from) - set(symbols)
     contracts = universe_contracts(universe)
     step(1)
     first_bar = previous_sessions(sessions[0], settings.history_sessions)[0]
@@ -152,5 +157,6 @@ def load_replay_data(
         sessions=list(sessions),
         decision_times=[pd.Timestamp(as_of(s.isoformat())) for s in sessions],
         calendar=sessions_between(min(first_bar, first_macro), sessions[-1]),
+        watchlist=[str(s) for s in symbols] if candidates else None,
     )
     return data, problems

@@ -24,6 +24,7 @@ from ibkr_assets.assets import features, ingest, portfolio, signals
 from ibkr_assets.assets.market_data import fetch_each
 from ibkr_assets.broker.models import Contract, Order
 from ibkr_assets.partitions import as_of
+from ibkr_assets.quant.movers import select_movers
 from ibkr_assets.resources import build_resources
 
 SESSION = "2024-06-03"
@@ -176,8 +177,8 @@ def test_movers_need_both_the_move_and_the_volume() -> None:
         }
     )
     # QUIET moved exactly 5% (not more); THIN traded 1.5x its ADV; UP appears in two scanners
-    assert ingest.select_movers(movers, 5.0, 2.0) == ["UP", "DOWN"]
-    assert ingest.select_movers(movers, 4.0, 1.4) == ["UP", "DOWN", "QUIET", "THIN"]
+    assert select_movers(movers, 5.0, 2.0) == ["UP", "DOWN"]
+    assert select_movers(movers, 4.0, 1.4) == ["UP", "DOWN", "QUIET", "THIN"]
 
 
 def test_universe_adds_movers_and_records_unknown_symbols(tmp_path: Path) -> None:

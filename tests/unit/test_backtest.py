@@ -15,7 +15,7 @@ import pytest
 from ibkr_assets.assets.backtest import save_results
 from ibkr_assets.assets.ib_rules import ib_execution
 from ibkr_assets.broker.sim import shared_market
-from ibkr_assets.partitions import sessions_between
+from ibkr_assets.partitions import as_of, sessions_between
 from ibkr_assets.quant.alpha import AlphaWeights
 from ibkr_assets.quant.backtest import (
     Execution,
@@ -31,9 +31,11 @@ from ibkr_assets.quant.backtest import (
 )
 from ibkr_assets.quant.costs import OrderCost
 from ibkr_assets.quant.decision import optimise_targets, sector_map
+from ibkr_assets.quant.movers import DAILY_SCANNERS, replay_movers, scan_previous_session
 from ibkr_assets.quant.optimiser import PortfolioOptimiser
 from ibkr_assets.quant.performance import beta, excess_return, summarise
 from ibkr_assets.quant.technical import technical_features
+from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
 from ibkr_spec.lots import round_lot
 from tests.replay_fixtures import load_small_replay
@@ -374,3 +376,54 @@ def test_statistics_against_benchmarks_built_by_hand(world):
     assert 0 <= stats.deflated_sharpe <= 1 and stats.trials == 3
     # the drawdown column is performance's, from the starting capital
     assert result.daily["drawdown"].max() == pytest.approx(result.summary.max_drawdown)
+
+
+def test_the_replayed_scan_is_the_simulator_s_pre_open_scan(world, tmp_path):
+    """The movers a replay adds come from the pre-open scans rebuilt from daily bars: the same
+    names, order and figures as the simulated scanner answers at the daily job's run time."""
+    data, _, _ = world
+    broker = IBResource(data_dir=str(tmp_path), sim_symbols=SYMBOLS).get_broker()
+    session = data.sessions[DAY]
+    pinned = broker.pinned(as_of(session.isoformat()))
+    avg = data.universe.drop_duplicates("symbol").set_index("symbol")["adv"]
+    closes = data.bars.pivot_table(index="session", columns="symbol", values="close")
+    volumes = data.bars.pivot_table(index="session", columns="symbol", values="volume")
+    k = int(closes.index.searchsorted(pd.Timestamp(session)))
+    rebuilt = scan_previous_session(
+        closes.iloc[k - 1], closes.iloc[k - 2], volumes.iloc[k - 1], avg, DAILY_SCANNERS, 10
+    )
+    for code in DAILY_SCANNERS:
+        live = pinned.scan(code, limit=10)
+        mine = rebuilt.loc[rebuilt["scanner"] == code]
+        assert [h.contract.symbol for h in live] == mine["symbol"].tolist(), code
+        np.testing.assert_allclose(
+            [h.change_pct for h in live], mine["change_pct"], atol=1e-3, err_msg=code
+        )
+        np.testing.assert_allclose([h.volume for h in live], mine["volume"], rtol=1e-9)
+
+
+def test_with_a_watch_list_a_session_trades_its_universe_only(world):
+    """A replay of a 20-name watch-list decides each session over the watch-list, its holdings
+    and that session's movers (the live universe), never the other loaded names."""
+    data, settings, days = world
+    watch = sorted(data.universe["symbol"].astype(str))[:20]
+    narrowed = replace(data, watchlist=watch)
+    loose = replace(settings, mover_min_change_pct=2.0, mover_min_volume_ratio=0.5)
+    movers = replay_movers(
+        data.bars,
+        [pd.Timestamp(s) for s in data.sessions],
+        data.universe.set_index("symbol")["adv"],
+        loose.scanner_codes,
+        loose.scanner_limit,
+        loose.mover_min_change_pct,
+        loose.mover_min_volume_ratio,
+    )
+    assert any(set(m) - set(watch) for m in movers.values()), "some movers off the list"
+    result = simulate(days, narrowed, loose, free)
+    held: set[str] = set()
+    for session, weights in result.targets.items():
+        day = pd.Timestamp(session)
+        assert set(weights.index) <= {*watch, *movers[day], *held}, session
+        book = result.positions.loc[result.positions["session"] == day]
+        held = set(book["symbol"])
+    assert any(set(w.index[w > 0]) - set(watch) for w in result.targets.values())

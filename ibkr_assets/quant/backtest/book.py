@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ibkr_assets.quant.alpha import AlphaWeights, compute_alpha_scores
-from ibkr_assets.quant.backtest.replay import DayInputs, ReplayData, ReplaySettings
+from ibkr_assets.quant.backtest.replay import DayInputs, ReplayData, ReplaySettings, day_universe
 from ibkr_assets.quant.backtest.trading import (
     TRADE_COLUMNS,
     Execution,
@@ -25,6 +25,7 @@ from ibkr_assets.quant.decision import (
     overlay_targets,
     sector_map,
 )
+from ibkr_assets.quant.movers import replay_movers
 from ibkr_assets.quant.optimiser import PortfolioOptimiser
 from ibkr_assets.quant.performance import (
     PerformanceSummary,
@@ -84,7 +85,10 @@ def simulate(
     Each session trades by ``execution``'s rules (costs, round lots, margin what-if; see
     :func:`~ibkr_assets.quant.backtest.trading.trade_session`). With ``weights`` other than the
     settings' the alpha scores are re-blended from each day's
-    feature matrix with them (the calibration's candidates). ``total`` is the number of days
+    feature matrix with them (the calibration's candidates). With a ``data.watchlist`` each
+    session decides over the watch-list, the names held and the session's movers
+    (:func:`~ibkr_assets.quant.movers.replay_movers`: the pre-open scans rebuilt from the
+    previous sessions' bars), as the daily job's universe. ``total`` is the number of days
     for ``progress`` (default ``len(days)``).
     """
     if total is None:
@@ -92,6 +96,17 @@ def simulate(
     blend = weights or settings.weights
     closes = _price_panel(data, "close")
     bars = session_bars(data.bars, data.sessions)
+    movers = None
+    if data.watchlist is not None:
+        movers = replay_movers(
+            data.bars,
+            [pd.Timestamp(s) for s in data.sessions],
+            data.universe.drop_duplicates("symbol").set_index("symbol")["adv"],
+            settings.scanner_codes,
+            settings.scanner_limit,
+            settings.mover_min_change_pct,
+            settings.mover_min_volume_ratio,
+        )
     cash = settings.initial_capital
     shares = pd.Series(dtype="float64")
     optimiser: PortfolioOptimiser | None = None
@@ -111,6 +126,9 @@ def simulate(
             raise ValueError(f"{day.session}: no previous close for {value.index[value.isna()]}")
         nav = cash + float(value.sum())
         current = value / nav
+        if movers is not None:
+            members = {*data.watchlist, *movers[now], *held.index.astype(str)}
+            day = day_universe(day, members, blend)
         alpha = (
             day.alpha
             if blend == settings.weights

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from multiprocessing import get_context
 from typing import Literal
@@ -42,6 +42,9 @@ class ReplayData:
     forward_eps. ``headlines``: symbol, time (UTC), headline, polarity. ``macro``: the gauge
     closes, index session. ``sessions``: the replayed sessions; ``decision_times``: each one's
     run time (UTC); ``calendar``: every exchange session from the first bar to the last.
+    ``watchlist``: the names every session's universe holds, the others of ``universe`` only
+    the sessions they are movers (or held) in, as the daily job's ``universe`` asset adds them;
+    None: every name is on the watch-list.
     """
 
     universe: pd.DataFrame
@@ -54,6 +57,7 @@ class ReplayData:
     sessions: list[date]
     decision_times: list[pd.Timestamp]
     calendar: list[date]
+    watchlist: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,10 @@ class ReplaySettings:
     even_lots: bool = True
     limit_spread_fraction: float = 0.25
     order_type: Literal["LMT", "MKT"] = "LMT"
+    mover_min_change_pct: float = 5.0
+    mover_min_volume_ratio: float = 2.0
+    scanner_codes: tuple[str, ...] = ("TOP_PERC_GAIN", "TOP_PERC_LOSE", "HOT_BY_VOLUME")
+    scanner_limit: int = 50
     whatif_shrink: float = 0.8
     whatif_max_attempts: int = 5
     whatif_on_failure: Literal["drop", "keep"] = "drop"
@@ -183,6 +191,18 @@ def prepare_day(
         quotes=quotes,
         headlines=recent,
     )
+
+
+def day_universe(day: DayInputs, members: set[str], weights: AlphaWeights) -> DayInputs:
+    """``day``'s inputs cut to the names of its universe ``members`` (watch-list, holdings and
+    the day's movers): the feature matrix's rows, the alpha blended again over them (its
+    cross-sectional scores are the universe's, as live) and the risk model's names. The
+    feature matrix's cross-sectional columns (sector medians) and the risk model's shrinkage
+    stay those of every name loaded: a modelling shortcut."""
+    features = day.features.loc[day.features["symbol"].astype(str).isin(members)]
+    alpha = compute_alpha_scores(features, weights, day.macro_adjustment)
+    model = day.model.subset([s for s in day.model.symbols if s in members])
+    return replace(day, features=features, alpha=alpha, model=model)
 
 
 _WORKER: dict[str, object] = {}
