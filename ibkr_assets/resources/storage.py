@@ -143,10 +143,11 @@ def session_closed(sessions: pd.Series, as_of: datetime) -> pd.Series:
     if as_of.tzinfo is None:
         raise ValueError(f"as_of {as_of!r} has no timezone: give the request's end in UTC")
     days = pd.DatetimeIndex(pd.to_datetime(sessions)).normalize()
-    listed = pd.DatetimeIndex(nyse_calendar().closes.reindex(days.unique()).reindex(days))
-    usual = (days + _USUAL_CLOSE).tz_localize(NEW_YORK).tz_convert("UTC")
-    closes = listed.where(listed.notna(), usual)
-    return pd.Series(closes <= pd.Timestamp(as_of), index=sessions.index)
+    unique = days.unique()  # a day's close is looked up once, however many rows share it
+    listed = pd.DatetimeIndex(nyse_calendar().closes.reindex(unique))
+    usual = (unique + _USUAL_CLOSE).tz_localize(NEW_YORK).tz_convert("UTC")
+    closed = listed.where(listed.notna(), usual) <= pd.Timestamp(as_of)
+    return pd.Series(closed[unique.get_indexer(days)], index=sessions.index)
 
 
 def _json_default(value: Any) -> Any:
