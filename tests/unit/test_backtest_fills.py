@@ -4,11 +4,15 @@ open fills as the paper exchange fills it, from the session's daily bar."""
 from __future__ import annotations
 
 import math
+from datetime import date
 
+import pandas as pd
 import pytest
 
 from ibkr_assets.quant.backtest.fills import Bar, fill_order, participation_cap
+from ibkr_assets.quant.backtest.trading import SizedOrder, fill_orders
 from ibkr_assets.quant.costs import OrderCost
+from ibkr_assets.quant.orders import ProposedOrder
 
 # a session that opens at 100, trades down to 98 and up to 103, 1,000,000 shares
 BAR = Bar(open=100.0, high=103.0, low=98.0, close=101.0, volume=1_000_000.0)
@@ -106,3 +110,24 @@ def test_bad_inputs_are_refused():
         fill(True, 0, 99.0)
     with pytest.raises(ValueError, match="half_spread"):
         fill_order(True, 1, 99.0, -0.1, BAR, costs, adv_shares=1, daily_vol=0.1, month_shares=0)
+
+
+def test_an_order_without_a_bar_that_session_expires_unfilled():
+    order = ProposedOrder("HALT", "BUY", 100, 10.0, 10.0, 1000.0, 0.0, 100.0, 0.01, "")
+    bars = pd.DataFrame(
+        {"open": [100.0], "high": [103.0], "low": [98.0], "close": [101.0], "volume": [1e6]},
+        index=pd.Index(["OTHER"], name="symbol"),
+    )
+    quotes = pd.DataFrame({"symbol": ["HALT"], "spread": [0.02], "mid": [10.0]})
+    fills, rows = fill_orders(
+        date(2024, 6, 3),
+        [SizedOrder(order, 100, 1, "accepted")],
+        bars,
+        quotes,
+        pd.Series({"HALT": 1e6}),
+        pd.Series({"HALT": 0.02}),
+        0.0,
+        costs,
+        0.10,
+    )
+    assert fills[0].kind == "none" and rows[0]["filled"] == 0 and rows[0]["ordered"] == 100

@@ -176,18 +176,19 @@ def fill_orders(
     participation: float | None,
 ) -> tuple[list[Fill], list[dict]]:
     """Each order's fill over ``session`` (``bars``: the session's open, high, low, close and
-    volume by symbol; the half spread from the pre-open ``quotes``, scaled to the open) and the
-    trade rows (:data:`TRADE_COLUMNS`). ``month_shares`` grows with each fill (IB's tiers)."""
+    volume by symbol; the half spread from the pre-open ``quotes``, scaled to the open; a name
+    without a bar that session fills nothing) and the trade rows (:data:`TRADE_COLUMNS`).
+    ``month_shares`` grows with each fill (IB's tiers)."""
     quote = quotes.drop_duplicates("symbol").set_index("symbol")
     relative = (0.5 * quote["spread"] / quote["mid"]).where(lambda s: np.isfinite(s) & (s >= 0))
     fills, rows = [], []
     for sized in orders:
         order = sized.order
-        if order.symbol not in bars.index:
-            raise ValueError(f"{session}: no bar for {order.symbol}, an order of the day")
-        b = bars.loc[order.symbol]
-        bar = Bar(*(float(b[k]) for k in ("open", "high", "low", "close", "volume")))
+        b = bars.loc[order.symbol] if order.symbol in bars.index else None
+        fields = ("open", "high", "low", "close", "volume")
+        bar = Bar(*(math.nan if b is None else float(b[k]) for k in fields))
         if not all(math.isfinite(x) for x in (bar.open, bar.high, bar.low, bar.volume)):
+            # no trade that session (a halt, a gap in the bars): the DAY order expires unfilled
             fill = Fill("none", order.quantity, 0.0, math.nan, 0.0, 0.0, 0.0, 0.0)
         else:
             fill = fill_order(
