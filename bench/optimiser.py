@@ -52,6 +52,9 @@ WORKING_SET_OBJECTIVE_RTOL = 1e-7
 WORKING_SET_WEIGHTS_TOL = 1e-5
 OPTIMUM_TOL = 1e-6
 WEIGHTS_TOL = 1e-4  # an LP's optimal weights need not be unique; the CVaR is
+#: Daily expected return per unit of the bench's synthetic score (the scale the pipeline's
+#: alpha_scale setting had before expected returns came from the signals' evidence).
+ALPHA_SCALE = 0.01
 SECTORS = ("Tech", "Health", "Financials", "Energy", "Industrials", "ConsDisc", "Staples",
            "Utilities", "RealEstate", "Materials", "Comms")  # fmt: skip
 
@@ -166,7 +169,7 @@ def bench_daily(n: int, s: int, days: int) -> None:
     raw = rng.normal(size=n)
     alphas = []
     for _ in range(days + 1):  # alpha scores in [-1, 1] drifting day to day
-        alphas.append(pd.Series(np.clip(raw / 3, -1, 1) * decide.alpha_scale, index=symbols))
+        alphas.append(pd.Series(np.clip(raw / 3, -1, 1) * ALPHA_SCALE, index=symbols))
         raw = 0.8 * raw + 0.6 * rng.normal(size=n)
 
     def cold():

@@ -39,8 +39,13 @@ class DecideConfig(SettingsResource, DecideLimits):
         return cls(**settings.decide.model_dump(), problem=settings.problem("decide"))
 
     def optimiser_config(self) -> OptimiserConfig:
-        """The optimiser's limits and penalties (its fields are named as these)."""
-        return OptimiserConfig(**self.model_dump(include=set(OptimiserConfig.model_fields)))
+        """The optimiser's limits and penalties (its fields are named as these), with the
+        one-off ``turnover_cost`` amortised over ``holding_period_sessions``: the objective is
+        one session's expected return, so a trade is charged the share of its cost one session
+        of holding bears."""
+        fields = self.model_dump(include=set(OptimiserConfig.model_fields))
+        fields["turnover_cost"] = self.turnover_cost / self.holding_period_sessions
+        return OptimiserConfig(**fields)
 
     def compliance_limits(self) -> ComplianceLimits:
         """The compliance gate's limits (its fields are named as these)."""

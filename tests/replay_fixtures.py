@@ -8,9 +8,11 @@ from pathlib import Path
 
 from ibkr_assets.assets.backtest import replay_settings
 from ibkr_assets.assets.replay_data import load_replay_data
+from ibkr_assets.assets.signals import evidence_settings
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.backtest import ReplayData, ReplaySettings
+from ibkr_assets.quant.evidence import EvidenceSettings
 from ibkr_assets.quant.sentiment import LexiconScorer
 from ibkr_assets.resources.fundamentals import SimFundamentalsResource
 from ibkr_assets.resources.ib import IBResource
@@ -18,12 +20,14 @@ from ibkr_assets.resources.storage import StorageResource
 
 
 def load_small_replay(
-    root: Path, symbols: int, sessions: Sequence[date]
+    root: Path, symbols: int, sessions: Sequence[date], evidence: EvidenceSettings | None = None
 ) -> tuple[ReplayData, ReplaySettings, dict[str, str]]:
     """The replay's data for every stock of a ``symbols``-stock simulated world over
-    ``sessions`` (default settings, lexicon sentiment), and the symbols it could not load."""
+    ``sessions`` (default settings but ``evidence``, lexicon sentiment), and the symbols it
+    could not load."""
     broker = IBResource(data_dir=str(root), sim_symbols=symbols).get_broker()
-    settings = replay_settings(PipelineConfig(), DecideConfig())
+    reading = evidence or evidence_settings(PipelineConfig())
+    settings = replay_settings(PipelineConfig(), DecideConfig(), reading)
     data, problems = load_replay_data(
         broker,
         StorageResource(data_dir=str(root)),

@@ -20,19 +20,22 @@ a bootstrap 95% interval of the Sharpe and the deflated Sharpe ratio given the c
 tried — :func:`~ibkr_assets.quant.backtest.backtest_statistics`; one row per partition, which a
 rerun replaces, and one per command-line run), the equity curve and drawdown
 as a PNG in the asset's metadata (and under ``plots/backtest-<label>/``), and — with
-``calibrate`` on — the calibration's decision and both held-out Sharpes in the decision
-journal. Every run also saves its sessions under the data root's ``backtest/<label>/``
-(:func:`save_results`): ``daily.parquet`` (NAV, returns, costs, turnover per session),
-``positions.parquet`` (the book at each close) and ``trades.parquet`` (every order and its
-fill), so any metric can be recomputed. ``ibkr-agent backtest`` runs the same function from
-the command line.
+``calibrate`` on — the walk-forward calibration of the evidence reading over at least
+:data:`CALIBRATION_MONTHS` (its folds, paired Newey–West t and decision) in the decision
+journal; a kept reading is written where the daily job reads it
+(:func:`~ibkr_assets.assets.signals.write_calibrated_evidence`). Every run also saves its
+sessions under the data root's ``backtest/<label>/`` (:func:`save_results`): ``daily.parquet``
+(NAV, returns, costs, turnover per session), ``positions.parquet`` (the book at each close) and
+``trades.parquet`` (every order and its fill), so any metric can be recomputed.
+``ibkr-agent backtest`` runs the same function from the command line.
 """
 
 import io
+import json
 import math
 import time as clock
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,11 @@ from ibkr_assets.assets.ib_rules import ib_execution
 from ibkr_assets.assets.market_data import named_failures, request_workers
 from ibkr_assets.assets.materialization import listing, png_markdown
 from ibkr_assets.assets.replay_data import Progress, closed_at, load_replay_data
-from ibkr_assets.assets.signals import alpha_weights
+from ibkr_assets.assets.signals import (
+    CALIBRATED_EVIDENCE,
+    effective_evidence,
+    write_calibrated_evidence,
+)
 from ibkr_assets.broker import Broker
 from ibkr_assets.config import PipelineConfig, watchlist_symbols
 from ibkr_assets.decide_config import DecideConfig
@@ -68,8 +75,10 @@ from ibkr_assets.quant.backtest import (
     backtest_statistics,
     calibrate,
     prepare_days,
+    signal_panel,
     simulate,
 )
+from ibkr_assets.quant.evidence import EvidenceSettings
 from ibkr_assets.quant.journal import append_entry
 from ibkr_assets.quant.overlay import load_rules
 from ibkr_assets.resources.fundamentals import FundamentalsResource
@@ -78,6 +87,8 @@ from ibkr_assets.resources.sentiment import SentimentResource
 from ibkr_assets.resources.storage import StorageResource
 from ibkr_assets.settings import load_settings
 
+#: The shortest window a calibration replays: walk-forward folds over two years.
+CALIBRATION_MONTHS = 24
 #: The file each run writes its row to, under the data root's ``metrics/``: one row per weekly
 #: partition (ordered by partition key, a rerun replaces it) and one per command-line run.
 METRICS_FILE = "rolling_backtest.csv"
@@ -132,11 +143,14 @@ METRICS = Table(
             "beats the best of `trials` tries by luck",
         ),
         "trials": ("int64", "configurations tried: the calibration's candidates, else 1"),
-        "weights": ("string", "JSON: the alpha blend weights replayed"),
-        "calibration": ("string", "off, or the calibration's decision"),
-        "held_out_sharpe_configured": ("float64", "calibration: held-out Sharpe, configured"),
-        "held_out_sharpe_tuned": ("float64", "calibration: held-out Sharpe, tuned weights"),
-        "tuned_weights": ("string", "calibration: JSON of the tuned weights"),
+        "evidence": ("string", "JSON: how the signals' evidence was read (window, |t|, prior)"),
+        "calibration": ("string", "off, or the calibration's decision (kept or rejected)"),
+        "calibration_difference": (
+            "float64",
+            "calibration: mean out-of-sample daily return, chosen minus configured, fraction",
+        ),
+        "calibration_t": ("float64", "calibration: Newey-West t of that mean (kept if >= 2)"),
+        "tuned_evidence": ("string", "calibration: JSON of the reading the last year chose"),
         "seconds": ("float64", "wall time of the run, seconds"),
     }
 )
@@ -187,15 +201,16 @@ class BacktestConfig(dg.Config):
 def replay_settings(
     pipeline: PipelineConfig,
     decide: DecideConfig,
+    evidence: EvidenceSettings,
     initial_capital: float = 1_000_000.0,
 ) -> ReplaySettings:
-    """The daily job's settings as the replay takes them."""
+    """The daily job's settings as the replay takes them (``evidence``: the reading the daily
+    job uses, :func:`~ibkr_assets.assets.signals.effective_evidence`)."""
     return ReplaySettings(
         optimiser=decide.optimiser_config(),
         limits=decide.compliance_limits(),
         rules=load_rules(decide.overlay_rules),
-        weights=alpha_weights(pipeline),
-        alpha_scale=decide.alpha_scale,
+        evidence=evidence,
         scenario_sessions=decide.scenario_sessions,
         history_sessions=pipeline.history_sessions,
         macro_sessions=pipeline.macro_sessions,
@@ -338,7 +353,10 @@ def _replay(
     seconds each phase took go to ``timings``."""
     report = progress or (lambda phase, done, total: None)
     mark = clock.perf_counter()
-    prepared = prepare_days(data, settings, workers=workers)
+    panel = signal_panel(data, settings, workers=workers)
+    timings["evidence"] = clock.perf_counter() - mark
+    mark = clock.perf_counter()
+    prepared = prepare_days(data, settings, panel, workers=workers)
     days = list(prepared) if calibration else prepared
     result = simulate(
         days,
@@ -353,7 +371,7 @@ def _replay(
         return result, None
     mark = clock.perf_counter()
     report("calibrate", 0, 1)
-    tuned = calibrate(list(days), data, settings, ib_execution())
+    tuned = calibrate(list(days), data, settings, ib_execution(), panel)
     timings["calibrate"] = clock.perf_counter() - mark
     report("calibrate", 1, 1)
     return result, tuned
@@ -380,8 +398,9 @@ def run_backtest(
     storage = resources.storage
     timings: dict[str, float] = {}
     started = clock.perf_counter()
-    settings = replay_settings(resources.pipeline, resources.decide, initial_capital)
-    sessions = replay_window(end, months)
+    reading, _ = effective_evidence(storage, resources.pipeline)
+    settings = replay_settings(resources.pipeline, resources.decide, reading, initial_capital)
+    sessions = replay_window(end, max(months, CALIBRATION_MONTHS) if calibration else months)
     broker = resources.ib.get_broker()
     names = list(symbols) if symbols is not None else watchlist_symbols(resources.pipeline, broker)
     movers_from = mover_candidates(resources.pipeline, broker) if symbols is None else []
@@ -403,8 +422,8 @@ def run_backtest(
     stats = backtest_statistics(
         result,
         data,
-        trials=len(tuned.train_sharpe) if tuned else 1,
-        trial_sharpes=list(tuned.train_sharpe.values()) if tuned else None,
+        trials=len(tuned.sharpe) if tuned else 1,
+        trial_sharpes=list(tuned.sharpe.values()) if tuned else None,
     )
     png = backtest_plot(result.daily, f"{label}: {sessions[0]} to {sessions[-1]}")
     plot_path = storage.write_bytes(storage.plot_path(f"backtest-{label}", "equity"), png)
@@ -433,32 +452,40 @@ def run_backtest(
         "avg_names_held": float(daily["names_held"].mean()),
         "gate_blocked_sessions": int((~daily["gate_passed"]).sum()),
         **statistics_columns(stats),
-        "weights": result.weights.model_dump_json(),
+        "evidence": json.dumps(asdict(result.evidence)),
         "calibration": tuned.decision if tuned else "off",
-        "held_out_sharpe_configured": tuned.held_out_sharpe_configured if tuned else None,
-        "held_out_sharpe_tuned": tuned.held_out_sharpe_tuned if tuned else None,
-        "tuned_weights": tuned.tuned.model_dump_json() if tuned else None,
+        "calibration_difference": tuned.mean_difference if tuned else None,
+        "calibration_t": tuned.t_stat if tuned else None,
+        "tuned_evidence": json.dumps(asdict(tuned.tuned)) if tuned else None,
         "seconds": round(timings["total"], 2),
     }
     csv_path = storage.append_csv_row(
         storage.metrics_dir / METRICS_FILE, row, key="label" if partition else None
     )
     if tuned is not None:
+        record = {
+            "partition": f"backtest-{label}",
+            "kind": "evidence_calibration",
+            "decision": tuned.decision,
+            "window": f"{sessions[0]}..{sessions[-1]}",
+            "test_sessions": tuned.test_sessions,
+            "configured_evidence": asdict(tuned.configured),
+            "candidate": tuned.candidate,
+            "tuned_evidence": asdict(tuned.tuned),
+            "sharpe": {k: _number(v) for k, v in tuned.sharpe.items()},
+            "folds": [asdict(f) for f in tuned.folds],
+            "mean_difference": _number(tuned.mean_difference),
+            "t_stat": _number(tuned.t_stat),
+            "t_required": tuned.t_required,
+            "applied_to": str(storage.root / CALIBRATED_EVIDENCE) if tuned.kept else None,
+        }
+        if tuned.kept:
+            provenance = {k: record[k] for k in ("partition", "window", "candidate", "t_stat")}
+            provenance["calibrated_utc"] = row["run_utc"]
+            write_calibrated_evidence(storage, tuned.tuned, provenance)
         append_entry(
             storage.decision_log_dir,
-            {
-                "partition": f"backtest-{label}",
-                "kind": "signal_weight_calibration",
-                "decision": tuned.decision,
-                "window": f"{sessions[0]}..{sessions[-1]}",
-                "train_sessions": tuned.train_sessions,
-                "held_out_sessions": tuned.held_out_sessions,
-                "configured_weights": tuned.configured.model_dump(),
-                "tuned_weights": tuned.tuned.model_dump(),
-                "train_sharpe": {k: _number(v) for k, v in tuned.train_sharpe.items()},
-                "held_out_sharpe_configured": _number(tuned.held_out_sharpe_configured),
-                "held_out_sharpe_tuned": _number(tuned.held_out_sharpe_tuned),
-            },
+            record,
             key=load_settings().checked("journal").journal.appending_key(storage.decision_log_dir),
         )
     return BacktestRun(
@@ -523,7 +550,7 @@ def rolling_backtest(
     # None when undefined (no variance, no trades, a benchmark without data)
     ratios = ["sharpe", "sortino", "hit_rate", *STATISTICS_METADATA]
     if run.calibration is not None:
-        ratios += ["held_out_sharpe_configured", "held_out_sharpe_tuned"]
+        ratios += ["calibration_difference", "calibration_t"]
     meta = {
         "equity_curve": png_markdown(run.png, "equity curve and drawdown"),
         "plot_path": dg.MetadataValue.path(str(run.plot_path)),

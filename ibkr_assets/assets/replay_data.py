@@ -117,6 +117,8 @@ def load_replay_data(
     contracts = universe_contracts(universe)
     step(1)
     first_bar = previous_sessions(sessions[0], settings.history_sessions)[0]
+    # the signals' evidence is measured over a warm-up before the first replayed session
+    warmup = previous_sessions(sessions[0], settings.evidence.sessions)
     first_macro = previous_sessions(sessions[0], settings.macro_sessions)[0]
     after = sessions[-1] + timedelta(days=1)
     needed = sessions_between(first_bar, sessions[-1])
@@ -129,9 +131,9 @@ def load_replay_data(
     stocks = universe.loc[universe["sec_type"] == "STK", "symbol"].astype(str).tolist()
     statements = fundamentals.fetch(view, stocks, as_of=after)
     problems |= statements.missing
-    eps = fundamentals.forward_eps_history(view, stocks, sessions)
+    eps = fundamentals.forward_eps_history(view, stocks, [*warmup, *sessions])
     step(4)
-    news_start = pd.Timestamp(as_of(sessions[0].isoformat())) - pd.Timedelta(
+    news_start = pd.Timestamp(as_of(warmup[0].isoformat())) - pd.Timedelta(
         hours=settings.headline_hours, days=settings.headline_history_days
     )
     edges = [*pd.date_range(news_start, end, freq=f"{NEWS_CHUNK_DAYS}D"), pd.Timestamp(end)]
@@ -157,6 +159,8 @@ def load_replay_data(
         sessions=list(sessions),
         decision_times=[pd.Timestamp(as_of(s.isoformat())) for s in sessions],
         calendar=sessions_between(min(first_bar, first_macro), sessions[-1]),
+        warmup=warmup,
+        warmup_times=[pd.Timestamp(as_of(s.isoformat())) for s in warmup],
         watchlist=[str(s) for s in symbols] if candidates else None,
     )
     return data, problems

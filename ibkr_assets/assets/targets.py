@@ -3,8 +3,9 @@
 Mean-variance-CVaR weights from :mod:`ibkr_assets.quant.optimiser` — maximise alpha·w −
 λ_var·w'Σw − λ_cvar·CVaR − turnover cost under the gross, per-name, net (cash buffer),
 long-only and sector limits of :class:`~ibkr_assets.decide_config.DecideConfig`. Expected
-returns are the alpha scores (about ±0.25) scaled by ``alpha_scale``: with the default 0.01 a
-score of 0.1 expects 10 bp a day, enough to beat the turnover and CVaR penalties.
+returns are the alpha stage's ``expected_return`` (daily: the composite's trailing IC x the
+name's volatility x its standardised score, :mod:`ibkr_assets.quant.evidence`); without
+significant evidence they are 0 and the book holds little.
 """
 
 import dagster as dg
@@ -57,9 +58,8 @@ def target_weights(
     """The portfolio the optimiser wants for the session: one weight per symbol (fraction of net
     liquidation), with ex-ante return, volatility and CVaR in the metadata."""
     model = risk_model_from_frame(risk_model)
-    expected = alpha_scores["alpha_score"] * decide.alpha_scale
     frame, result, unmodelled = optimise_targets(
-        alpha_scores.assign(expected_return=expected),
+        alpha_scores,
         model,
         sector_map(universe, model.symbols),
         current_weights(portfolio_snapshot),

@@ -1,34 +1,36 @@
-"""Alpha score: one number in [-1, 1] per symbol from the technical, fundamental, sentiment and
-macro blocks, with the signals that drove it.
+"""Alpha score: the day's signals combined with the weights and signs their trailing evidence
+gives them (:mod:`ibkr_assets.quant.evidence`), the blocks they belong to as sub-scores, and
+the expected daily return the score implies (Grinold's rule).
 
-1. **Normalise each signal across the universe** on the day: a robust z-score (median and
-   1.4826 x median absolute deviation, falling back to the standard deviation when more than
-   half the names share one value, as with the 0/1 flags), squashed with ``tanh(z / 2)`` so
-   one outlier cannot dominate (z = 1, 2, 3 map to 0.46, 0.76, 0.91). ``method="rank"`` uses
-   centred percentile ranks instead. A missing value is neutral (0). Signals that are
-   already z-scores on their own scale (:data:`PRESCALED_SIGNALS`: the headline z-score, which
-   is 0 for the many names without news) skip the cross-sectional step and map as
-   ``tanh(z / 2)``; standardising a mostly-zero column again would blow up the few non-zeros.
-   The sign in
-   :data:`DEFAULT_SIGNALS` makes "higher is better" for every signal (a cheap forward P/E
-   relative to the sector and low volatility score positively).
-2. **Blocks** are the signed, weighted means of their normalised signals, so each is in
-   [-1, 1]: technical (trend, breakout, RSI mean reversion, MACD, 12-1 momentum, low
-   volatility), fundamental (Piotroski F-score, forward P/E vs sector, revenue growth > 15%),
-   sentiment (headline polarity z-score vs own history).
-3. **Blend**: ``alpha = (w_t T + w_f F + w_s S + w_m M) / (w_t + w_f + w_s + w_m)`` with
-   :class:`AlphaWeights` (default 0.4 / 0.3 / 0.2 / 0.1). ``M`` is the macro adjustment in
-   [-1, 1] (:mod:`ibkr_assets.quant.macro`), the same for every name: in a risk-off regime every
-   score is pulled down, so the optimiser holds less; it does not change the ranking.
-4. **Drivers**: alpha is exactly the sum of per-signal contributions
-   (block weight x signal weight x normalised value); ``top_drivers`` names the
-   :data:`TOP_DRIVERS` (five) with the largest absolute contribution, e.g.
-   ``"mom_12_1 +0.081; piotroski +0.060; macro -0.030; ..."`` (the decision journal keeps them).
+1. **Normalise each signal across the universe** on the day (:func:`signal_matrix`): a robust
+   z-score (median and 1.4826 x median absolute deviation, falling back to the standard
+   deviation when more than half the names share one value, as with the 0/1 flags), squashed
+   with ``tanh(z / 2)`` so one outlier cannot dominate (z = 1, 2, 3 map to 0.46, 0.76, 0.91).
+   ``method="rank"`` uses centred percentile ranks instead. A missing value is neutral (0).
+   Signals that are already z-scores on their own scale (:data:`PRESCALED_SIGNALS`: the
+   headline z-score, which is 0 for the many names without news) skip the cross-sectional
+   step and map as ``tanh(z / 2)``; standardising a mostly-zero column again would blow up the
+   few non-zeros. The evidence measures each signal's IC on exactly these values.
+2. **Score** ``alpha = Σ_k w_k x_k`` with the signed evidence weights ``w`` (absolute weights
+   summing to 1, or all 0 when no signal is distinguishable from zero), so it is in [-1, 1].
+   No block has a weight of its own: the **blocks** technical (trend, breakout, RSI, MACD,
+   12-1 momentum, volatility), fundamental (Piotroski F-score, forward P/E vs sector, revenue
+   growth > 15%) and sentiment (headline polarity z-score) are the sums of their signals'
+   contributions, reported so a reader sees where a score comes from (they add up to it).
+3. **Expected return** (daily, fraction): ``IC_c · σ_i · z_i`` with ``z`` the score
+   standardised across names, ``σ_i`` the name's daily volatility and ``IC_c`` the composite's
+   shrunk IC (:func:`~ibkr_assets.quant.evidence.grinold_expected_returns`): the optimiser's
+   input. A day without evidence expects 0 everywhere.
+4. **Macro**: the regime's adjustment in [-1, 1] (:mod:`ibkr_assets.quant.macro`) is reported
+   beside the score; being the same for every name it carries no cross-sectional evidence and
+   moves neither the score nor the expected return.
+5. **Drivers**: the score is exactly the sum of per-signal contributions (weight x normalised
+   value); ``top_drivers`` names the :data:`TOP_DRIVERS` (five) with the largest absolute
+   contribution, e.g. ``"mom_12_1 +0.081; piotroski +0.060; ..."`` (the journal keeps them).
 
-The function is pure: given the features as of a date and that date's macro adjustment it
-returns that date's scores, so the weekly backtest replays it on history unchanged.
-Multi-factor blending of this kind follows Grinold & Kahn (2000), *Active Portfolio
-Management*, ch. 10-11 ("signal to alpha": standardise, then weight).
+The function is pure: given the features as of a date, that date's evidence and volatilities
+it returns that date's scores, so the backtest replays it on history unchanged. Standardise,
+then weight by evidence: Grinold & Kahn (2000), *Active Portfolio Management*, ch. 10-11.
 """
 
 from __future__ import annotations
@@ -38,52 +40,38 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ibkr_assets.quant.evidence import grinold_expected_returns
 
 BLOCKS = ("technical", "fundamental", "sentiment")
-# block -> {feature column: signed weight}
-DEFAULT_SIGNALS: dict[str, dict[str, float]] = {
-    "technical": {
-        "ma_signal": 1.0,
-        "ma_cross": 0.5,
-        "atr_breakout": 0.5,
-        "rsi_signal": 1.0,
-        "macd_hist_pct": 0.5,
-        "mom_12_1": 1.0,
-        "vol_20d": -0.5,
-    },
-    "fundamental": {
-        "piotroski": 1.0,
-        "forward_pe_rel_sector": -1.0,
-        "revenue_growth_flag": 0.5,
-    },
-    "sentiment": {"sentiment_z": 1.0},
+#: block -> its signals (feature columns); their weights and signs come from the evidence
+SIGNAL_BLOCKS: dict[str, tuple[str, ...]] = {
+    "technical": (
+        "ma_signal",
+        "ma_cross",
+        "atr_breakout",
+        "rsi_signal",
+        "macd_hist_pct",
+        "mom_12_1",
+        "vol_20d",
+    ),
+    "fundamental": ("piotroski", "forward_pe_rel_sector", "revenue_growth_flag"),
+    "sentiment": ("sentiment_z",),
 }
+#: every signal, in block order
+SIGNALS: tuple[str, ...] = tuple(c for block in SIGNAL_BLOCKS.values() for c in block)
 PRESCALED_SIGNALS = frozenset({"sentiment_z"})
-OUTPUT_COLUMNS = ("symbol", "alpha_score", *BLOCKS, "macro", "top_drivers")
+OUTPUT_COLUMNS = (
+    "symbol",
+    "alpha_score",
+    *BLOCKS,
+    "macro",
+    "volatility",
+    "expected_return",
+    "top_drivers",
+)
 #: How many of a name's largest contributions ``top_drivers`` names.
 TOP_DRIVERS = 5
-
-
-class AlphaWeights(BaseModel):
-    """Weights of the blocks in the blend (non-negative, not all zero; normalised to sum 1)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    technical: float = Field(0.4, ge=0)
-    fundamental: float = Field(0.3, ge=0)
-    sentiment: float = Field(0.2, ge=0)
-    macro: float = Field(0.1, ge=0)
-
-    @model_validator(mode="after")
-    def _not_all_zero(self) -> AlphaWeights:
-        if self.total <= 0:
-            raise ValueError("alpha weights are all zero")
-        return self
-
-    @property
-    def total(self) -> float:
-        return self.technical + self.fundamental + self.sentiment + self.macro
 
 
 def normalise(
@@ -113,62 +101,84 @@ def squash(values: pd.Series, scale: float = 2.0) -> np.ndarray:
     return np.nan_to_num(np.tanh(x / scale), nan=0.0)
 
 
-def compute_alpha_scores(
-    features: pd.DataFrame,
-    weights: AlphaWeights | None = None,
-    macro_adjustment: float = 0.0,
-    signals: Mapping[str, Mapping[str, float]] | None = None,
-    method: Literal["zscore", "rank"] = "zscore",
-    prescaled: frozenset[str] = PRESCALED_SIGNALS,
-) -> pd.DataFrame:
-    """Score every symbol of ``features`` (``symbol`` column or index, one row each).
-
-    Returns :data:`OUTPUT_COLUMNS` in the input order: ``alpha_score`` and the ``technical``,
-    ``fundamental``, ``sentiment`` blocks in [-1, 1], ``macro`` (the adjustment, NaN treated as
-    0 = no view) and ``top_drivers``. A signal column missing for a block with positive weight
-    is an error naming it.
-    """
-    w = weights or AlphaWeights()
-    spec = {b: dict((signals or DEFAULT_SIGNALS).get(b, {})) for b in BLOCKS}
+def _symbols(features: pd.DataFrame) -> pd.Series:
     symbols = (
         features["symbol"] if "symbol" in features.columns else features.index.to_series()
     ).astype(str)
     dupes = symbols[symbols.duplicated()].unique().tolist()
     if dupes:
         raise ValueError(f"features have duplicate symbols {dupes[:10]}")
-    missing = [
-        col for b in BLOCKS if getattr(w, b) > 0 for col in spec[b] if col not in features.columns
-    ]
+    return symbols
+
+
+def signal_matrix(
+    features: pd.DataFrame,
+    signals: tuple[str, ...] = SIGNALS,
+    method: Literal["zscore", "rank"] = "zscore",
+    prescaled: frozenset[str] = PRESCALED_SIGNALS,
+) -> pd.DataFrame:
+    """The day's ``signals`` normalised into [-1, 1] (step 1 of the module docstring), index
+    symbol, one column per signal; a signal column missing from ``features`` is an error
+    naming it."""
+    symbols = _symbols(features)
+    missing = [c for c in signals if c not in features.columns]
     if missing:
         raise ValueError(f"features lack signal column(s) {missing}")
+    frame = features.reset_index(drop=True)
+    columns = {
+        c: squash(frame[c]) if c in prescaled else normalise(frame[c], method).to_numpy()
+        for c in signals
+    }
+    return pd.DataFrame(columns, index=pd.Index(symbols.to_numpy(), name="symbol"), dtype="float64")
+
+
+def compute_alpha_scores(
+    features: pd.DataFrame,
+    weights: Mapping[str, float] | pd.Series,
+    composite_ic: float = 0.0,
+    volatility: pd.Series | None = None,
+    macro_adjustment: float = 0.0,
+    method: Literal["zscore", "rank"] = "zscore",
+) -> pd.DataFrame:
+    """Score every symbol of ``features`` (``symbol`` column or index, one row each) with the
+    signed signal ``weights`` (signal -> weight, from
+    :func:`~ibkr_assets.quant.evidence.evidence_at`; a signal not named weighs 0).
+
+    Returns :data:`OUTPUT_COLUMNS` in the input order: ``alpha_score`` in [-1, 1] and its
+    ``technical``, ``fundamental``, ``sentiment`` parts, ``macro`` (reported only, NaN read as
+    0), ``volatility`` (``volatility`` by symbol, daily), ``expected_return`` (Grinold's rule
+    with ``composite_ic``; daily, fraction) and ``top_drivers``.
+    """
+    w = pd.Series(dict(weights), dtype="float64").reindex(list(SIGNALS)).fillna(0.0)
+    unknown = sorted(set(dict(weights)) - set(SIGNALS))
+    if unknown:
+        raise ValueError(f"weights name unknown signal(s) {unknown}; the signals are {SIGNALS}")
+    if float(w.abs().sum()) > 1 + 1e-9:
+        raise ValueError(f"the absolute signal weights sum to {w.abs().sum():.4f}, above 1")
     macro = 0.0 if macro_adjustment is None or np.isnan(macro_adjustment) else macro_adjustment
     if not -1.0 <= macro <= 1.0:
         raise ValueError(f"macro_adjustment {macro_adjustment} is outside [-1, 1]")
-    frame = features.reset_index(drop=True)
-    names: list[str] = []
-    contributions: list[np.ndarray] = []
-    blocks: dict[str, np.ndarray] = {}
-    for block in BLOCKS:
-        cols = {c: s for c, s in spec[block].items() if c in frame.columns}
-        norm = sum(abs(s) for s in cols.values())
-        parts = {
-            c: s / norm * (squash(frame[c]) if c in prescaled else normalise(frame[c], method))
-            for c, s in cols.items()
-        }
-        blocks[block] = sum(parts.values()) if parts else np.zeros(len(frame))
-        for c, part in parts.items():
-            names.append(c)
-            contributions.append(getattr(w, block) / w.total * part)
-    names.append("macro")
-    contributions.append(np.full(len(frame), w.macro / w.total * macro))
-    matrix = np.column_stack(contributions)
+    symbols = _symbols(features)
+    weighted = [c for c in SIGNALS if w[c] != 0]
+    matrix = signal_matrix(features, tuple(weighted), method) * w[weighted]
+    contributions = matrix.reindex(columns=list(SIGNALS), fill_value=0.0)
+    score = contributions.sum(axis=1)
+    vol = (
+        pd.Series(np.nan, index=score.index)
+        if volatility is None
+        else pd.to_numeric(volatility, errors="coerce").reindex(score.index).astype("float64")
+    )
+    expected = grinold_expected_returns(score, vol, composite_ic) if weighted else score * 0.0
+    blocks = {b: contributions.loc[:, list(cols)].sum(axis=1) for b, cols in SIGNAL_BLOCKS.items()}
     return pd.DataFrame(
         {
             "symbol": symbols.to_numpy(),
-            "alpha_score": matrix.sum(axis=1),
-            **{b: np.asarray(v, dtype="float64") for b, v in blocks.items()},
+            "alpha_score": score.to_numpy(),
+            **{b: v.to_numpy(dtype="float64") for b, v in blocks.items()},
             "macro": macro,
-            "top_drivers": top_drivers(matrix, names),
+            "volatility": vol.to_numpy(),
+            "expected_return": expected.to_numpy(dtype="float64"),
+            "top_drivers": top_drivers(contributions.to_numpy(), list(SIGNALS)),
         }
     )
 

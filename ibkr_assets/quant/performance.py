@@ -2,8 +2,10 @@
 Sortino, drawdown, turnover and hit rate.
 
 * **Costs**: each day's net return is the gross return minus ``cost_per_turnover × turnover``,
-  turnover being ``Σ|w_t − w_{t−1}|`` (both sides of every trade, fractions of NAV); a cost of
-  10 bp per unit of turnover is a typical half-spread plus commission for liquid US stocks.
+  turnover being ``Σ|w_t − w_{t−1}|`` (both sides of every trade, fractions of NAV). The decision
+  stages charge ``turnover_cost`` (8 bp per unit traded by default: half spread, commission and
+  impact as measured on the simulated market; the backtest pays each fill's own) amortised over
+  the holding period.
 * **Volatility**: the sample standard deviation (ddof = 1) of the period returns × √252, a
   fraction a year (0.2 = 20% a year).
 * **Sharpe ratio** (Sharpe 1966, 1994): ``mean / std × √252`` of daily net returns, risk-free

@@ -1,5 +1,6 @@
 """Stages 1–3 of the pipeline (``IBKR_``, ``IBKR_SENTIMENT_``): watch-list, movers, history,
-alpha weights and data quality; the headline scorer; where fundamentals come from.
+how the signals' evidence is read, and data quality; the headline scorer; where fundamentals
+come from.
 
 The fields the Dagster resources also show are declared once, in plain pydantic models the
 section and its resource both inherit (:class:`PipelineFields`, :class:`SentimentFields`).
@@ -43,7 +44,7 @@ EnvList = Annotated[list[str], NoDecode, BeforeValidator(env_list)]
 
 
 class PipelineFields(BaseModel):
-    """Watch-list, mover thresholds, history depth, alpha weights and data-quality limits."""
+    """Watch-list, mover thresholds, history depth, signal evidence and data-quality limits."""
 
     watchlist: EnvList = Field(
         default_factory=list,
@@ -68,10 +69,18 @@ class PipelineFields(BaseModel):
     headlines_per_symbol: int = Field(50, ge=1, description="most recent kept per symbol")
     headline_history_days: int = Field(30, ge=1, description="sentiment baseline window (days)")
     macro_sessions: int = Field(260, ge=30, description="history of the macro gauges")
-    weight_technical: float = Field(0.4, ge=0, description="weight of the technical block")
-    weight_fundamental: float = Field(0.3, ge=0, description="weight of the fundamental block")
-    weight_sentiment: float = Field(0.2, ge=0, description="weight of the sentiment block")
-    weight_macro: float = Field(0.1, ge=0, description="strength of the macro-regime adjustment")
+    evidence_sessions: int = Field(
+        250, ge=20, description="sessions of daily signal ICs behind the weights (about a year)"
+    )
+    evidence_t_threshold: float = Field(
+        2.0, ge=0, description="Newey-West |t| of a signal's mean IC below which it weighs 0"
+    )
+    evidence_prior_sd: float = Field(
+        0.02, gt=0, description="prior spread of true daily ICs: shrinks a measured IC toward 0"
+    )
+    volatility_sessions: int = Field(
+        60, ge=2, description="sessions of returns behind each name's daily volatility (E[r])"
+    )
     min_universe_coverage: float = Field(
         0.95, gt=0, le=1, description="share of the universe the feature matrix must cover"
     )

@@ -1,22 +1,25 @@
-"""Alpha blend: normalisation, block arithmetic, macro shift, drivers, bad input."""
+"""Alpha scores: normalisation, evidence weights and blocks, macro reported only, drivers,
+bad input."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 
 from ibkr_assets.quant.alpha import (
-    DEFAULT_SIGNALS,
     OUTPUT_COLUMNS,
+    SIGNAL_BLOCKS,
+    SIGNALS,
     TOP_DRIVERS,
-    AlphaWeights,
     compute_alpha_scores,
     normalise,
+    signal_matrix,
 )
 
-COLUMNS = [c for block in DEFAULT_SIGNALS.values() for c in block]
+COLUMNS = list(SIGNALS)
+#: evidence-style weights: signed, absolute values summing to 1
+WEIGHTS = {"mom_12_1": 0.3, "rsi_signal": -0.2, "piotroski": 0.3, "sentiment_z": 0.2}
 
 
 def _features(n: int = 50, seed: int = 0) -> pd.DataFrame:
@@ -45,43 +48,49 @@ def test_normalise_robust_zscore_by_hand() -> None:
         normalise(x, "median")  # type: ignore[arg-type]
 
 
-def test_blend_is_the_weighted_sum_of_blocks() -> None:
+def test_score_is_the_weighted_sum_and_blocks_add_up_to_it() -> None:
     features = _features()
-    weights = AlphaWeights(technical=0.5, fundamental=0.25, sentiment=0.25, macro=0.0)
-    out = compute_alpha_scores(features, weights)
+    out = compute_alpha_scores(features, WEIGHTS)
     assert list(out.columns) == list(OUTPUT_COLUMNS)
     assert list(out["symbol"]) == list(features["symbol"])
-    tech = sum(s * normalise(features[c]) for c, s in DEFAULT_SIGNALS["technical"].items())
-    tech = tech / sum(abs(s) for s in DEFAULT_SIGNALS["technical"].values())
+    tech = 0.3 * normalise(features["mom_12_1"]) - 0.2 * normalise(features["rsi_signal"])
     np.testing.assert_allclose(out["technical"], tech)
+    np.testing.assert_allclose(out["fundamental"], 0.3 * normalise(features["piotroski"]))
     # The headline z-score is already standardised: tanh(z / 2), no cross-sectional step.
-    np.testing.assert_allclose(out["sentiment"], np.tanh(features["sentiment_z"] / 2))
+    np.testing.assert_allclose(out["sentiment"], 0.2 * np.tanh(features["sentiment_z"] / 2))
     np.testing.assert_allclose(
-        out["alpha_score"],
-        0.5 * out["technical"] + 0.25 * out["fundamental"] + 0.25 * out["sentiment"],
+        out["alpha_score"], out["technical"] + out["fundamental"] + out["sentiment"]
     )
     for col in ("alpha_score", "technical", "fundamental", "sentiment"):
         assert out[col].between(-1, 1).all()
+    # without evidence (no weights) every score and expected return is 0
+    flat = compute_alpha_scores(features, {})
+    assert (flat["alpha_score"] == 0).all() and (flat["expected_return"] == 0).all()
+    assert set(signal_matrix(features).columns) == {c for b in SIGNAL_BLOCKS.values() for c in b}
 
 
-def test_cheap_quality_names_score_higher() -> None:
-    features = _features().assign(forward_pe_rel_sector=0.0, piotroski=5.0)
-    features.loc[0, ["forward_pe_rel_sector", "piotroski"]] = [-0.4, 9.0]  # cheap, high quality
-    features.loc[1, ["forward_pe_rel_sector", "piotroski"]] = [0.6, 1.0]  # dear, low quality
-    out = compute_alpha_scores(features).set_index("symbol")
-    assert out.loc["S00", "fundamental"] > 0.5 > -0.5 > out.loc["S01", "fundamental"]
+def test_the_evidence_sign_decides_which_names_score_higher() -> None:
+    features = _features().assign(forward_pe_rel_sector=0.0)
+    features.loc[0, "forward_pe_rel_sector"] = -0.4  # cheap
+    features.loc[1, "forward_pe_rel_sector"] = 0.6  # dear
+    cheap_is_good = compute_alpha_scores(features, {"forward_pe_rel_sector": -1.0})
+    out = cheap_is_good.set_index("symbol")
+    assert out.loc["S00", "fundamental"] > 0 > out.loc["S01", "fundamental"]
+    dear_is_good = compute_alpha_scores(features, {"forward_pe_rel_sector": 1.0})
+    np.testing.assert_allclose(dear_is_good["alpha_score"], -cheap_is_good["alpha_score"])
 
 
-def test_macro_shifts_every_score_by_the_same_amount() -> None:
+def test_macro_is_reported_and_moves_nothing() -> None:
     features = _features()
-    neutral = compute_alpha_scores(features, macro_adjustment=0.0)
-    risk_off = compute_alpha_scores(features, macro_adjustment=-1.0)
-    np.testing.assert_allclose(risk_off["alpha_score"] - neutral["alpha_score"], -0.1)
+    neutral = compute_alpha_scores(features, WEIGHTS, 0.02, macro_adjustment=0.0)
+    risk_off = compute_alpha_scores(features, WEIGHTS, 0.02, macro_adjustment=-1.0)
+    np.testing.assert_allclose(risk_off["alpha_score"], neutral["alpha_score"])
+    np.testing.assert_allclose(risk_off["expected_return"], neutral["expected_return"])
     assert (risk_off["macro"] == -1.0).all()
-    nan = compute_alpha_scores(features, macro_adjustment=float("nan"))
-    np.testing.assert_allclose(nan["alpha_score"], neutral["alpha_score"])
+    nan = compute_alpha_scores(features, WEIGHTS, macro_adjustment=float("nan"))
+    assert (nan["macro"] == 0).all()
     with pytest.raises(ValueError, match="outside"):
-        compute_alpha_scores(features, macro_adjustment=2.0)
+        compute_alpha_scores(features, WEIGHTS, macro_adjustment=2.0)
 
 
 def test_top_drivers_name_the_largest_contributions() -> None:
@@ -90,24 +99,16 @@ def test_top_drivers_name_the_largest_contributions() -> None:
         sentiment_z=0.0, piotroski=5.0, forward_pe_rel_sector=0.1, revenue_growth_flag=1.0
     )
     features.loc[3, "mom_12_1"] = 50.0  # huge momentum -> tanh near 1
-    out = compute_alpha_scores(features, macro_adjustment=-0.5).set_index("symbol")
+    weights = {c: 0.1 for c in ("ma_signal", "ma_cross", "atr_breakout", "macd_hist_pct")}
+    weights |= {"mom_12_1": 0.2, "vol_20d": -0.1, "piotroski": 0.1, "sentiment_z": 0.1}
+    out = compute_alpha_scores(features, weights).set_index("symbol")
     drivers = out.loc["S03", "top_drivers"].split("; ")
     assert len(drivers) == TOP_DRIVERS == 5
     name, value = drivers[0].split(" ")
     assert name == "mom_12_1"
-    # weight 0.4 * (1 / 5 of the technical block) * tanh(...) ~ +0.08
-    np.testing.assert_allclose(
-        float(value),
-        0.4
-        * 1.0
-        / 5.0
-        * np.tanh(
-            (50.0 - features["mom_12_1"].median())
-            / (1.4826 * (features["mom_12_1"] - features["mom_12_1"].median()).abs().median())
-            / 2
-        ),
-        atol=5e-4,
-    )
+    median = features["mom_12_1"].median()
+    scale = 1.4826 * (features["mom_12_1"] - median).abs().median()
+    np.testing.assert_allclose(float(value), 0.2 * np.tanh((50.0 - median) / scale / 2), atol=5e-4)
     assert not any(d.startswith(("sentiment", "piotroski")) for d in drivers)
     values = [abs(float(d.split(" ")[1])) for d in drivers]
     assert values == sorted(values, reverse=True)
@@ -118,7 +119,7 @@ def test_mostly_zero_headline_scores_do_not_blow_up() -> None:
     # where a second cross-sectional standardisation would push them to ~1.
     features = _features().assign(sentiment_z=0.0)
     features.loc[:4, "sentiment_z"] = 1.0
-    out = compute_alpha_scores(features)
+    out = compute_alpha_scores(features, {"sentiment_z": 1.0})
     np.testing.assert_allclose(out["sentiment"][:5], np.tanh(0.5))
     assert (out["sentiment"][5:] == 0).all()
     assert normalise(features["sentiment_z"])[0] > 0.9
@@ -126,15 +127,15 @@ def test_mostly_zero_headline_scores_do_not_blow_up() -> None:
 
 def test_nan_signals_are_neutral_and_bad_input_is_named() -> None:
     features = _features().assign(sentiment_z=np.nan)
-    out = compute_alpha_scores(features)
+    out = compute_alpha_scores(features, WEIGHTS)
     assert (out["sentiment"] == 0).all() and out["alpha_score"].notna().all()
     with pytest.raises(ValueError, match="piotroski"):
-        compute_alpha_scores(features.drop(columns="piotroski"))
-    # A block with zero weight need not be present.
-    compute_alpha_scores(features.drop(columns="piotroski"), AlphaWeights(fundamental=0.0))
+        compute_alpha_scores(features.drop(columns="piotroski"), WEIGHTS)
+    # A signal without weight need not be present.
+    compute_alpha_scores(features.drop(columns="piotroski"), {"mom_12_1": 1.0})
     with pytest.raises(ValueError, match="duplicate symbols"):
-        compute_alpha_scores(pd.concat([features, features.head(1)]))
-    with pytest.raises(ValidationError):
-        AlphaWeights(technical=-0.1)
-    with pytest.raises(ValidationError, match="all zero"):
-        AlphaWeights(technical=0, fundamental=0, sentiment=0, macro=0)
+        compute_alpha_scores(pd.concat([features, features.head(1)]), WEIGHTS)
+    with pytest.raises(ValueError, match="unknown signal"):
+        compute_alpha_scores(features, {"alpha_decay": 0.5})
+    with pytest.raises(ValueError, match="above 1"):
+        compute_alpha_scores(features, {"mom_12_1": 0.8, "piotroski": -0.5})

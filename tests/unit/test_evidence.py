@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from ibkr_assets.quant.alpha import SIGNALS, compute_alpha_scores, signal_matrix
 from ibkr_assets.quant.evidence import (
     EvidenceSettings,
     ICPanel,
@@ -23,21 +24,6 @@ from ibkr_assets.quant.evidence import (
 from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.paths import panel as market_panel
 from ibkr_sim.universe import MAX_STOCKS
-
-#: the alpha stage's signal columns
-SIGNALS = (
-    "ma_signal",
-    "ma_cross",
-    "atr_breakout",
-    "rsi_signal",
-    "macd_hist_pct",
-    "mom_12_1",
-    "vol_20d",
-    "piotroski",
-    "forward_pe_rel_sector",
-    "revenue_growth_flag",
-    "sentiment_z",
-)
 
 
 def _bartlett_double_sum(x: np.ndarray, lags: int) -> float:
@@ -154,6 +140,19 @@ def test_grinold_expected_return_is_ic_times_volatility_times_z() -> None:
     assert got["A"] == pytest.approx(0.04 * 0.02 * (0.3 - 0.0) / score.std(ddof=1))
     # no spread, no view
     assert (grinold_expected_returns(score * 0, vol, 0.04) == 0).all()
+    # the alpha stage writes the same numbers into expected_return
+    rng = np.random.default_rng(2)
+    features = pd.DataFrame(rng.standard_normal((40, len(SIGNALS))), columns=list(SIGNALS))
+    features = features.assign(symbol=[f"S{i}" for i in range(40)])
+    vols = pd.Series(rng.uniform(0.01, 0.03, 40), index=features["symbol"])
+    weights = {"mom_12_1": 0.6, "rsi_signal": -0.4}
+    out = compute_alpha_scores(features, weights, composite_ic=0.03, volatility=vols)
+    matrix = signal_matrix(features)
+    score = 0.6 * matrix["mom_12_1"] - 0.4 * matrix["rsi_signal"]
+    np.testing.assert_allclose(out["alpha_score"], score.to_numpy())
+    z = (score - score.mean()) / score.std(ddof=1)
+    np.testing.assert_allclose(out["expected_return"], (0.03 * vols * z).to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(out["technical"], out["alpha_score"])
 
 
 def test_daily_volatility_of_the_last_sessions() -> None:
@@ -181,7 +180,7 @@ def world_evidence(request) -> tuple[str, pd.DataFrame]:
             index=names,
         )
         features["sentiment_z"] = features["sentiment_z"].fillna(0.0)
-        signals = features  # a rank IC does not depend on the alpha stage's monotone squash
+        signals = signal_matrix(features.rename_axis("symbol").reset_index())
         ic, cov = session_evidence(signals, pd.Series(close[t] / close[t - 1] - 1, index=names))
         rows.append((pd.Timestamp("2020-01-01") + pd.Timedelta(days=t), ic, cov))
     panel = ICPanel.of([(d.date(), ic, cov) for d, ic, cov in rows], SIGNALS)

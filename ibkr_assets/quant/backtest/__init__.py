@@ -3,7 +3,8 @@ carried from day to day, trading costs paid, and the result scored.
 
 **Same code as the live job.** Each replayed session is decided by the functions the daily
 assets call: the feature matrix (:func:`~ibkr_assets.quant.features.assemble_feature_matrix`),
-the alpha blend (:func:`~ibkr_assets.quant.alpha.compute_alpha_scores`) with the macro regime
+the signals' evidence (:mod:`ibkr_assets.quant.evidence`), the alpha scores and their
+expected returns (:func:`~ibkr_assets.quant.alpha.compute_alpha_scores`) with the macro regime
 (:func:`~ibkr_assets.quant.macro.latest_regime`), the risk model
 (:func:`~ibkr_assets.quant.risk_model.build_risk_model`), then the optimiser, the news overlay,
 the compliance gate and the order diff of :mod:`ibkr_assets.quant.decision`. Only the data
@@ -42,10 +43,15 @@ each benchmark and its t-statistic, a stationary-bootstrap 95% interval of the S
 deflated Sharpe ratio given the configurations tried (each one function of
 :mod:`ibkr_assets.quant.performance`).
 
-**Calibration** (:func:`calibrate`, optional): the blend weights of the signal blocks are
-tuned on the first part of the window (a small grid around the configured weights, each
-replayed in full) and kept only if the held-out rest of the window has a higher Sharpe with
-them than with the configured weights, both replayed from cash.
+**Evidence.** Each replayed day's signal weights, signs and expected-return scale come from
+the signals' daily rank ICs of the sessions before it (:func:`signal_panel`, read by
+:func:`~ibkr_assets.quant.evidence.evidence_at`), measured over a warm-up before the first
+replayed session and over the window itself, as the daily job's ``signal_evidence`` does.
+
+**Calibration** (:func:`calibrate`, optional): walk-forward over at least 24 months, how the
+evidence is read (window, |t| threshold, shrinkage) is chosen on each trailing year and tested
+on the next quarter against the configured reading; the choice is kept only when the paired
+out-of-sample daily differences have a Newey–West t of 2 or more.
 
 **Speed.** The day's inputs (features, alpha, risk model) do not depend on the book, so
 :func:`prepare_days` computes them in worker processes while the main process replays the
@@ -57,13 +63,19 @@ costs one solver call — the same problem, size and solver as the live job.
 from __future__ import annotations
 
 from ibkr_assets.quant.backtest.book import BacktestResult, Progress, simulate
-from ibkr_assets.quant.backtest.calibration import Calibration, calibrate, candidate_weights
+from ibkr_assets.quant.backtest.calibration import (
+    Calibration,
+    Fold,
+    calibrate,
+    candidate_evidence,
+)
 from ibkr_assets.quant.backtest.replay import (
     DayInputs,
     ReplayData,
     ReplaySettings,
     prepare_day,
     prepare_days,
+    signal_panel,
     technical_windows,
 )
 from ibkr_assets.quant.backtest.statistics import (
@@ -84,15 +96,17 @@ __all__ = [
     "Calibration",
     "DayInputs",
     "Execution",
+    "Fold",
     "Progress",
     "ReplayData",
     "ReplaySettings",
     "backtest_statistics",
     "benchmark_returns",
     "calibrate",
-    "candidate_weights",
+    "candidate_evidence",
     "prepare_day",
     "prepare_days",
+    "signal_panel",
     "simulate",
     "technical_windows",
 ]

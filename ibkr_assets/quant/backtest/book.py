@@ -5,13 +5,13 @@ the close (:func:`simulate`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
 import pandas as pd
 
-from ibkr_assets.quant.alpha import AlphaWeights, compute_alpha_scores
+from ibkr_assets.quant.alpha import compute_alpha_scores
 from ibkr_assets.quant.backtest.replay import DayInputs, ReplayData, ReplaySettings, day_universe
 from ibkr_assets.quant.backtest.trading import (
     TRADE_COLUMNS,
@@ -25,6 +25,7 @@ from ibkr_assets.quant.decision import (
     overlay_targets,
     sector_map,
 )
+from ibkr_assets.quant.evidence import EvidenceSettings, ICPanel, evidence_at
 from ibkr_assets.quant.movers import replay_movers
 from ibkr_assets.quant.optimiser import PortfolioOptimiser
 from ibkr_assets.quant.performance import (
@@ -51,13 +52,13 @@ class BacktestResult:
     solver call). ``targets``: the final weights of each session's decision (after the
     overlay). ``positions``: the book at each close (session, symbol, shares, close, weight of
     ``nav``). ``trades``: every order sent and its fill
-    (:data:`~ibkr_assets.quant.backtest.trading.TRADE_COLUMNS`). The summary; the blend
-    weights used."""
+    (:data:`~ibkr_assets.quant.backtest.trading.TRADE_COLUMNS`). The summary; how the evidence
+    was read."""
 
     daily: pd.DataFrame
     targets: dict[date, pd.Series]
     summary: PerformanceSummary
-    weights: AlphaWeights
+    evidence: EvidenceSettings
     positions: pd.DataFrame
     trades: pd.DataFrame
 
@@ -75,7 +76,8 @@ def simulate(
     data: ReplayData,
     settings: ReplaySettings,
     execution: Execution,
-    weights: AlphaWeights | None = None,
+    evidence: EvidenceSettings | None = None,
+    panel: ICPanel | None = None,
     progress: Progress | None = None,
     total: int | None = None,
 ) -> BacktestResult:
@@ -83,17 +85,18 @@ def simulate(
     consumed once, so the replay starts before the last day is prepared) from cash.
 
     Each session trades by ``execution``'s rules (costs, round lots, margin what-if; see
-    :func:`~ibkr_assets.quant.backtest.trading.trade_session`). With ``weights`` other than the
-    settings' the alpha scores are re-blended from each day's
-    feature matrix with them (the calibration's candidates). With a ``data.watchlist`` each
-    session decides over the watch-list, the names held and the session's movers
-    (:func:`~ibkr_assets.quant.movers.replay_movers`: the pre-open scans rebuilt from the
-    previous sessions' bars), as the daily job's universe. ``total`` is the number of days
+    :func:`~ibkr_assets.quant.backtest.trading.trade_session`). With ``evidence`` other than
+    the settings' (the calibration's candidates) each day's evidence is read again from
+    ``panel`` (:func:`~.replay.signal_panel`) with it and the alpha scores re-blended from the
+    day's feature matrix. With a ``data.watchlist`` each session decides over the watch-list,
+    the names held and the session's movers (:func:`~ibkr_assets.quant.movers.replay_movers`:
+    the pre-open scans rebuilt from the previous sessions' bars), as the daily job's universe.
+    ``total`` is the number of days
     for ``progress`` (default ``len(days)``).
     """
     if total is None:
         total = len(days)  # type: ignore[arg-type]
-    blend = weights or settings.weights
+    reading = evidence or settings.evidence
     closes = _price_panel(data, "close")
     bars = session_bars(data.bars, data.sessions)
     movers = None
@@ -126,20 +129,24 @@ def simulate(
             raise ValueError(f"{day.session}: no previous close for {value.index[value.isna()]}")
         nav = cash + float(value.sum())
         current = value / nav
+        if reading != settings.evidence:
+            if panel is None:
+                raise ValueError("re-reading the evidence needs the signal panel")
+            seen = evidence_at(panel, day.session, reading)
+            rescored = compute_alpha_scores(
+                day.features, seen.weights, seen.composite_ic, day.volatility, day.macro_adjustment
+            )
+            day = replace(day, evidence=seen, alpha=rescored)
         if movers is not None:
             members = {*data.watchlist, *movers[now], *held.index.astype(str)}
-            day = day_universe(day, members, blend)
-        alpha = (
-            day.alpha
-            if blend == settings.weights
-            else compute_alpha_scores(day.features, blend, day.macro_adjustment)
-        )
+            day = day_universe(day, members)
+        alpha = day.alpha
         model = day.model
         if optimiser is None or optimiser.symbols != model.symbols:
             sectors = sector_map(data.universe, model.symbols)
             optimiser = PortfolioOptimiser.from_risk_model(model, settings.optimiser, sectors)
         frame, solved, _ = optimise_targets(
-            alpha.assign(expected_return=alpha["alpha_score"] * settings.alpha_scale),
+            alpha,
             model,
             sector_map(data.universe, model.symbols),
             current,
@@ -226,7 +233,7 @@ def simulate(
         daily=daily,
         targets=targets,
         summary=summary,
-        weights=blend,
+        evidence=reading,
         positions=pd.concat(positions, ignore_index=True),
         trades=pd.DataFrame(trades, columns=list(TRADE_COLUMNS)),
     )

@@ -1,7 +1,10 @@
 """What a replay reads and what it knows each day: the window's data fetched once
-(:class:`ReplayData`), the live settings it uses (:class:`ReplaySettings`), and each session's
+(:class:`ReplayData`), the live settings it uses (:class:`ReplaySettings`), each session's
 inputs cut to what the live job knew at its run time (:func:`prepare_day`, :func:`prepare_days`,
-in worker processes)."""
+in worker processes), and the signals' daily evidence behind them (:func:`signal_panel`: the
+rank IC of every session of the warm-up and the window, read by
+:func:`~ibkr_assets.quant.evidence.evidence_at` before each day; the daily job's
+``signal_evidence`` asset calls the same function on the data its ingest stage holds)."""
 
 from __future__ import annotations
 
@@ -15,11 +18,17 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ibkr_assets.quant.alpha import AlphaWeights, compute_alpha_scores
+from ibkr_assets.quant.alpha import SIGNALS, compute_alpha_scores, signal_matrix
 from ibkr_assets.quant.backtest.fills import PAPER_PARTICIPATION
 from ibkr_assets.quant.compliance import ComplianceLimits
-from ibkr_assets.quant.decision import (
-    close_panel,
+from ibkr_assets.quant.decision import close_panel
+from ibkr_assets.quant.evidence import (
+    Evidence,
+    EvidenceSettings,
+    ICPanel,
+    daily_volatility,
+    evidence_at,
+    session_evidence,
 )
 from ibkr_assets.quant.features import FeatureInputs, assemble_feature_matrix
 from ibkr_assets.quant.macro import latest_regime, macro_features
@@ -42,6 +51,9 @@ class ReplayData:
     forward_eps. ``headlines``: symbol, time (UTC), headline, polarity. ``macro``: the gauge
     closes, index session. ``sessions``: the replayed sessions; ``decision_times``: each one's
     run time (UTC); ``calendar``: every exchange session from the first bar to the last.
+    ``warmup`` (with ``warmup_times``, their run times): sessions before the first replayed one
+    whose signal evidence is measured too, so the first replayed day has a year of it; the
+    bars, statements and headlines must reach back far enough for their features.
     ``watchlist``: the names every session's universe holds, the others of ``universe`` only
     the sessions they are movers (or held) in, as the daily job's ``universe`` asset adds them;
     None: every name is on the watch-list.
@@ -58,6 +70,17 @@ class ReplayData:
     decision_times: list[pd.Timestamp]
     calendar: list[date]
     watchlist: list[str] | None = None
+    warmup: list[date] = field(default_factory=list)
+    warmup_times: list[pd.Timestamp] = field(default_factory=list)
+
+    @property
+    def evidence_sessions(self) -> list[tuple[date, pd.Timestamp]]:
+        """Every session whose signal evidence is measured (warm-up, then replayed), with its
+        run time."""
+        return [
+            *zip(self.warmup, self.warmup_times, strict=True),
+            *zip(self.sessions, self.decision_times, strict=True),
+        ]
 
 
 @dataclass(frozen=True)
@@ -65,13 +88,13 @@ class ReplaySettings:
     """The live job's settings the replay uses (``PipelineConfig`` and ``DecideConfig`` field
     names; ``even_lots`` on by default, as live), plus the book's starting capital and the paper
     exchange's ``participation`` share of the volume an order may take (None: no cap; see
-    :mod:`~ibkr_assets.quant.backtest.fills`)."""
+    :mod:`~ibkr_assets.quant.backtest.fills`); ``evidence`` reads the signals' trailing
+    evidence (weights, signs and the size of expected returns)."""
 
-    optimiser: OptimiserConfig
-    limits: ComplianceLimits
-    rules: list[Rule]
-    weights: AlphaWeights = field(default_factory=AlphaWeights)
-    alpha_scale: float = 0.01
+    optimiser: OptimiserConfig = field(default_factory=OptimiserConfig)
+    limits: ComplianceLimits = field(default_factory=ComplianceLimits)
+    rules: list[Rule] = field(default_factory=list)
+    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     scenario_sessions: int = 504
     history_sessions: int = 600
     macro_sessions: int = 260
@@ -96,13 +119,15 @@ class ReplaySettings:
 @dataclass(frozen=True)
 class DayInputs:
     """What the live job knows at a session's run time: the feature matrix, the macro
-    adjustment, the alpha scores, the risk model, the pre-open quotes and the last day's
-    headlines (for the overlay)."""
+    adjustment, the signals' evidence, each name's daily volatility, the alpha scores, the
+    risk model, the pre-open quotes and the last day's headlines (for the overlay)."""
 
     session: date
     as_of: pd.Timestamp
     features: pd.DataFrame
     macro_adjustment: float
+    evidence: Evidence
+    volatility: pd.Series
     alpha: pd.DataFrame
     model: RiskModel
     quotes: pd.DataFrame
@@ -118,18 +143,28 @@ class SessionWindow:
     def __init__(self, calendar: Sequence[date]) -> None:
         self.days = np.array([np.datetime64(d, "D") for d in calendar])
 
-    def before(self, session: date, count: int) -> tuple[pd.Timestamp, pd.Timestamp]:
-        """First and last of the ``count`` sessions strictly before ``session``."""
+    def before(
+        self, session: date, count: int, clip: bool = False
+    ) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """First and last of the ``count`` sessions strictly before ``session`` (with
+        ``clip``, of as many as the calendar holds when it holds fewer)."""
         i = int(np.searchsorted(self.days, np.datetime64(session, "D")))
-        if i < count:
+        count = min(count, i) if clip else count
+        if i < count or i == 0:
             raise ValueError(f"the data holds {i} sessions before {session}, {count} are needed")
         return pd.Timestamp(self.days[i - count]), pd.Timestamp(self.days[i - 1])
 
 
-def technical_windows(data: ReplayData, settings: ReplaySettings) -> list[pd.DataFrame]:
-    """The technical features of every replayed session (bars of its history window)."""
+def technical_windows(
+    data: ReplayData, settings: ReplaySettings, sessions: Sequence[date] | None = None
+) -> list[pd.DataFrame]:
+    """The technical features of every replayed session, each from the ``history_sessions``
+    bars before it; or of the evidence's ``sessions``, each from as many of those bars as the
+    data holds (a warm-up session's window starts at the first bar)."""
     window = SessionWindow(data.calendar)
-    spans = [window.before(s, settings.history_sessions) for s in data.sessions]
+    days = data.sessions if sessions is None else sessions
+    clip = sessions is not None
+    spans = [window.before(s, settings.history_sessions, clip) for s in days]
     return technical_history(data.bars, spans)
 
 
@@ -138,18 +173,17 @@ def universe_closes(data: ReplayData) -> pd.DataFrame:
     return close_panel(data.bars, sorted(data.universe["symbol"].astype(str)))
 
 
-def prepare_day(
+def day_features(
     data: ReplayData,
-    i: int,
+    session: date,
+    at: pd.Timestamp,
     technical: pd.DataFrame,
     settings: ReplaySettings,
-    closes: pd.DataFrame | None = None,
-) -> DayInputs:
-    """The inputs of replayed session ``i`` as the live job would see them at its run time
-    (``technical`` from :func:`technical_windows`; ``closes`` the wide close panel of the
-    bars, computed here when not given)."""
-    session, at = data.sessions[i], data.decision_times[i]
-    window = SessionWindow(data.calendar)
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The feature matrix of ``session`` as the live job assembles it at its run time ``at``
+    (``technical`` its technical features), with the session's pre-open quotes and the last
+    ``headline_hours`` of headlines (the overlay's). A session without a quote or forward EPS
+    in the data prices at the last close and leaves forward P/E unknown."""
     day = pd.Timestamp(session)
     quotes = data.quotes.loc[data.quotes["session"] == day].drop(columns="session")
     eps = data.forward_eps.loc[data.forward_eps["session"] == day, ["symbol", "forward_eps"]]
@@ -171,21 +205,87 @@ def prepare_day(
     features = assemble_feature_matrix(
         technical, inputs, at, sentiment_history_days=settings.headline_history_days
     )
+    return features, quotes, recent
+
+
+def panel_row(
+    data: ReplayData,
+    session: date,
+    at: pd.Timestamp,
+    technical: pd.DataFrame,
+    settings: ReplaySettings,
+    returns: pd.DataFrame,
+) -> tuple[date, pd.Series, np.ndarray] | None:
+    """One session's evidence (:func:`~ibkr_assets.quant.evidence.session_evidence`): its
+    normalised signals against its close-to-close ``returns`` (a row of the returns panel);
+    None when the data has no return for the session."""
+    day = pd.Timestamp(session)
+    if day not in returns.index:
+        return None
+    features, _, _ = day_features(data, session, at, technical, settings)
+    signals = signal_matrix(features)
+    ic, cov = session_evidence(signals, returns.loc[day])
+    return session, ic, cov
+
+
+def signal_panel(data: ReplayData, settings: ReplaySettings, workers: int = 0) -> ICPanel:
+    """The daily evidence of every session of ``data.evidence_sessions`` (warm-up and
+    replayed), computed in ``workers`` processes (0: here)."""
+    days = data.evidence_sessions
+    if not days:
+        return ICPanel.empty(SIGNALS)
+    technical = technical_windows(data, settings, [d for d, _ in days])
+    if workers <= 0:
+        returns = universe_closes(data).pct_change(fill_method=None)
+        rows = [
+            panel_row(data, d, at, technical[k], settings, returns)
+            for k, (d, at) in enumerate(days)
+        ]
+    else:
+        with _pool(data, technical, settings, workers) as pool:
+            rows = list(pool.map(_panel_row_in_worker, range(len(days)), chunksize=8))
+    return ICPanel.of([r for r in rows if r is not None], SIGNALS)
+
+
+def prepare_day(
+    data: ReplayData,
+    i: int,
+    technical: pd.DataFrame,
+    settings: ReplaySettings,
+    panel: ICPanel,
+    closes: pd.DataFrame | None = None,
+) -> DayInputs:
+    """The inputs of replayed session ``i`` as the live job would see them at its run time
+    (``technical`` from :func:`technical_windows`; ``panel`` from :func:`signal_panel`, read
+    before the session; ``closes`` the wide close panel of the bars, computed here when not
+    given)."""
+    session, at = data.sessions[i], data.decision_times[i]
+    window = SessionWindow(data.calendar)
+    day = pd.Timestamp(session)
+    features, quotes, recent = day_features(data, session, at, technical, settings)
     first_macro, _ = window.before(session, settings.macro_sessions)
     macro = data.macro.loc[(data.macro.index >= first_macro) & (data.macro.index < day)]
     regime = latest_regime(macro_features(macro))
-    alpha = compute_alpha_scores(features, settings.weights, regime.macro_adjustment)
     first, last = window.before(session, settings.history_sessions)
-    panel = universe_closes(data) if closes is None else closes
-    panel = panel.loc[(panel.index >= first) & (panel.index <= last)]
-    panel = panel.dropna(how="all").dropna(axis=1, how="all")
-    symbols = [s for s in alpha["symbol"] if s in panel.columns]
-    model = build_risk_model(panel.loc[:, symbols], scenario_sessions=settings.scenario_sessions)
+    panel_closes = universe_closes(data) if closes is None else closes
+    panel_closes = panel_closes.loc[(panel_closes.index >= first) & (panel_closes.index <= last)]
+    panel_closes = panel_closes.dropna(how="all").dropna(axis=1, how="all")
+    evidence = evidence_at(panel, session, settings.evidence)
+    volatility = daily_volatility(panel_closes, settings.evidence.volatility_sessions)
+    alpha = compute_alpha_scores(
+        features, evidence.weights, evidence.composite_ic, volatility, regime.macro_adjustment
+    )
+    symbols = [s for s in alpha["symbol"] if s in panel_closes.columns]
+    model = build_risk_model(
+        panel_closes.loc[:, symbols], scenario_sessions=settings.scenario_sessions
+    )
     return DayInputs(
         session=session,
         as_of=at,
         features=features,
         macro_adjustment=regime.macro_adjustment,
+        evidence=evidence,
+        volatility=volatility,
         alpha=alpha,
         model=model,
         quotes=quotes,
@@ -193,14 +293,18 @@ def prepare_day(
     )
 
 
-def day_universe(day: DayInputs, members: set[str], weights: AlphaWeights) -> DayInputs:
+def day_universe(day: DayInputs, members: set[str]) -> DayInputs:
     """``day``'s inputs cut to the names of its universe ``members`` (watch-list, holdings and
-    the day's movers): the feature matrix's rows, the alpha blended again over them (its
+    the day's movers): the feature matrix's rows, the alpha scored again over them with the
+    day's evidence (its
     cross-sectional scores are the universe's, as live) and the risk model's names. The
     feature matrix's cross-sectional columns (sector medians) and the risk model's shrinkage
     stay those of every name loaded: a modelling shortcut."""
     features = day.features.loc[day.features["symbol"].astype(str).isin(members)]
-    alpha = compute_alpha_scores(features, weights, day.macro_adjustment)
+    ev = day.evidence
+    alpha = compute_alpha_scores(
+        features, ev.weights, ev.composite_ic, day.volatility, day.macro_adjustment
+    )
     model = day.model.subset([s for s in day.model.symbols if s in members])
     return replace(day, features=features, alpha=alpha, model=model)
 
@@ -208,11 +312,52 @@ def day_universe(day: DayInputs, members: set[str], weights: AlphaWeights) -> Da
 _WORKER: dict[str, object] = {}
 
 
-def _init_worker(data: ReplayData, technical: list[pd.DataFrame], settings: ReplaySettings) -> None:
+def _init_worker(
+    data: ReplayData,
+    technical: list[pd.DataFrame],
+    settings: ReplaySettings,
+    panel: ICPanel | None,
+) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # two cores: one solving in the parent, one preparing here
-    _WORKER.update(data=data, technical=technical, settings=settings, closes=universe_closes(data))
+    closes = universe_closes(data)
+    _WORKER.update(
+        data=data,
+        technical=technical,
+        settings=settings,
+        panel=panel,
+        closes=closes,
+        returns=closes.pct_change(fill_method=None),
+    )
+
+
+def _pool(
+    data: ReplayData,
+    technical: list[pd.DataFrame],
+    settings: ReplaySettings,
+    workers: int,
+    panel: ICPanel | None = None,
+) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(data, technical, settings, panel),
+    )
+
+
+def _panel_row_in_worker(k: int) -> tuple[date, pd.Series, np.ndarray] | None:
+    data: ReplayData = _WORKER["data"]  # type: ignore[assignment]
+    session, at = data.evidence_sessions[k]
+    return panel_row(
+        data,
+        session,
+        at,
+        _WORKER["technical"][k],  # type: ignore[index]
+        _WORKER["settings"],  # type: ignore[arg-type]
+        _WORKER["returns"],  # type: ignore[arg-type]
+    )
 
 
 def _prepare_in_worker(i: int) -> DayInputs:
@@ -221,26 +366,23 @@ def _prepare_in_worker(i: int) -> DayInputs:
         i,
         _WORKER["technical"][i],  # type: ignore[index]
         _WORKER["settings"],  # type: ignore[arg-type]
+        _WORKER["panel"],  # type: ignore[arg-type]
         _WORKER["closes"],  # type: ignore[arg-type]
     )
 
 
 def prepare_days(
-    data: ReplayData, settings: ReplaySettings, workers: int = 1
+    data: ReplayData, settings: ReplaySettings, panel: ICPanel, workers: int = 1
 ) -> Iterator[DayInputs]:
-    """Every replayed session's :class:`DayInputs`, in order; with ``workers`` > 0 they are
-    computed in that many worker processes (started fresh, ``spawn``) while the caller consumes
-    them, with 0 in this process."""
+    """Every replayed session's :class:`DayInputs`, in order (``panel`` from
+    :func:`signal_panel`); with ``workers`` > 0 they are computed in that many worker
+    processes (started fresh, ``spawn``) while the caller consumes them, with 0 in this
+    process."""
     technical = technical_windows(data, settings)
     if workers <= 0:
         closes = universe_closes(data)
         for i in range(len(data.sessions)):
-            yield prepare_day(data, i, technical[i], settings, closes)
+            yield prepare_day(data, i, technical[i], settings, panel, closes)
         return
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(data, technical, settings),
-    ) as pool:
+    with _pool(data, technical, settings, workers, panel) as pool:
         yield from pool.map(_prepare_in_worker, range(len(data.sessions)))
