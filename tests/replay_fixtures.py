@@ -17,17 +17,20 @@ from ibkr_assets.quant.sentiment import LexiconScorer
 from ibkr_assets.resources.fundamentals import SimFundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
+from ibkr_assets.settings import load_settings
 
 
 def load_small_replay(
     root: Path, symbols: int, sessions: Sequence[date], evidence: EvidenceSettings | None = None
 ) -> tuple[ReplayData, ReplaySettings, dict[str, str]]:
     """The replay's data for every stock of a ``symbols``-stock simulated world over
-    ``sessions`` (default settings but ``evidence``, lexicon sentiment), and the symbols it
+    ``sessions`` (the environment's settings, as the daily job reads them, but ``evidence``;
+    lexicon sentiment), and the symbols it
     could not load."""
     broker = IBResource(data_dir=str(root), sim_symbols=symbols).get_broker()
-    reading = evidence or evidence_settings(PipelineConfig())
-    settings = replay_settings(PipelineConfig(), DecideConfig(), reading)
+    pipeline = PipelineConfig.from_settings(load_settings())  # as the daily job reads it
+    reading = evidence or evidence_settings(pipeline)
+    settings = replay_settings(pipeline, DecideConfig(), reading)
     data, problems = load_replay_data(
         broker,
         StorageResource(data_dir=str(root)),

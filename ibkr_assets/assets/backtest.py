@@ -89,6 +89,9 @@ from ibkr_assets.settings import load_settings
 
 #: The shortest window a calibration replays: walk-forward folds over two years.
 CALIBRATION_MONTHS = 24
+#: The walk-forward folds (sessions): a year to choose a reading on, the next quarter to test it,
+#: at least two years of sessions (:func:`~ibkr_assets.quant.backtest.calibrate`).
+CALIBRATION_FOLDS = {"train_sessions": 252, "fold_sessions": 63, "min_sessions": 504}
 #: The file each run writes its row to, under the data root's ``metrics/``: one row per weekly
 #: partition (ordered by partition key, a rerun replaces it) and one per command-line run.
 METRICS_FILE = "rolling_backtest.csv"
@@ -371,7 +374,7 @@ def _replay(
         return result, None
     mark = clock.perf_counter()
     report("calibrate", 0, 1)
-    tuned = calibrate(list(days), data, settings, ib_execution(), panel)
+    tuned = calibrate(list(days), data, settings, ib_execution(), panel, **CALIBRATION_FOLDS)
     timings["calibrate"] = clock.perf_counter() - mark
     report("calibrate", 1, 1)
     return result, tuned

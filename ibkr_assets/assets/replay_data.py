@@ -131,7 +131,7 @@ def load_replay_data(
     stocks = universe.loc[universe["sec_type"] == "STK", "symbol"].astype(str).tolist()
     statements = fundamentals.fetch(view, stocks, as_of=after)
     problems |= statements.missing
-    eps = fundamentals.forward_eps_history(view, stocks, [*warmup, *sessions])
+    eps = fundamentals.forward_eps_history(view, stocks, sessions)
     step(4)
     news_start = pd.Timestamp(as_of(warmup[0].isoformat())) - pd.Timedelta(
         hours=settings.headline_hours, days=settings.headline_history_days

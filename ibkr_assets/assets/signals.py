@@ -186,7 +186,9 @@ def evidence_data(
     )
 
 
-def _panel_frame(panel: ICPanel) -> pd.DataFrame:
+def panel_frame(panel: ICPanel) -> pd.DataFrame:
+    """``panel`` as the rows of :data:`EVIDENCE_CACHE`: per session each signal's IC and the
+    signals' covariance flattened (``cov_i_j``)."""
     k = panel.cov.shape[1]
     cov = pd.DataFrame(
         panel.cov.reshape(len(panel.ic), k * k),
@@ -212,7 +214,7 @@ def measured_panel(storage: StorageResource, data: ReplayData, settings: ReplayS
             workers=2 if len(todo) >= PARALLEL_FROM else 0,
         )
         if len(fresh.ic):
-            stored = pd.concat([stored, _panel_frame(fresh)], ignore_index=True)
+            stored = pd.concat([stored, panel_frame(fresh)], ignore_index=True)
             stored = stored.assign(session=pd.to_datetime(stored["session"]))
             storage.write_parquet(path, stored.sort_values("session", ignore_index=True))
     wanted = {pd.Timestamp(d) for d, _ in data.evidence_sessions}

@@ -121,8 +121,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if run.calibration is not None:
         c = run.calibration
         lines += [
-            ("held-out Sharpe, configured", f"{c.held_out_sharpe_configured:.2f}"),
-            ("held-out Sharpe, tuned", f"{c.held_out_sharpe_tuned:.2f}"),
+            ("calibration candidate", c.candidate),
+            (
+                "out-of-sample difference (per session)",
+                f"{c.mean_difference:+.3%}, t {c.t_stat:.2f} (keeps at {c.t_required:g}), "
+                f"{c.test_sessions} sessions in {len(c.folds)} folds",
+            ),
         ]
     lines.append(("seconds", ", ".join(f"{k} {v:.1f}" for k, v in run.timings.items())))
     for name, value in lines:

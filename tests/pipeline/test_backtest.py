@@ -4,6 +4,7 @@ its metrics row, its plot and (calibrating) its journal entry."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -15,12 +16,14 @@ import pytest
 from ibkr_assets import cli
 from ibkr_assets.assets import backtest, daily_assets, daily_checks
 from ibkr_assets.assets.ib_rules import ib_execution
+from ibkr_assets.assets.signals import EVIDENCE_CACHE, evidence_data, measured_panel, panel_frame
 from ibkr_assets.jobs import weekly_schedule
 from ibkr_assets.partitions import sessions_between
-from ibkr_assets.quant.backtest import prepare_days, simulate
+from ibkr_assets.quant.backtest import prepare_days, signal_panel, simulate
 from ibkr_assets.quant.journal import read_journal, verify_journal
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.alerts import AlertResource
+from ibkr_assets.resources.storage import StorageResource
 from tests.journal_key import TEST_KEY
 from tests.replay_fixtures import load_small_replay
 
@@ -43,9 +46,22 @@ def _small_world():
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    """The daily job of one session, materialised on a fresh paper account."""
+def replayed(tmp_path_factory):
+    data, settings, _ = load_small_replay(tmp_path_factory.mktemp("replay"), SYMBOLS, WINDOW)
+    panel = signal_panel(data, settings, workers=0)
+    days = {d.session: d for d in prepare_days(data, settings, panel, workers=0)}
+    return data, settings, days, panel
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, replayed):
+    """The daily job of one session, materialised on a fresh paper account whose evidence
+    cache holds what a daily job run every day before would have measured: the replay's panel
+    (a cold run measures the sessions its 30 days of headlines cover only)."""
+    *_, panel = replayed
     root = tmp_path_factory.mktemp("live")
+    storage = StorageResource(data_dir=str(root))
+    storage.write_parquet(storage.root / EVIDENCE_CACHE, panel_frame(panel))
     resources = build_resources(data_dir=str(root))
     resources["alerts"] = AlertResource(log_path=str(root / "alerts.jsonl"))
     result = dg.materialize(
@@ -59,15 +75,8 @@ def live(tmp_path_factory):
     return result
 
 
-@pytest.fixture(scope="module")
-def replayed(tmp_path_factory):
-    data, settings, _ = load_small_replay(tmp_path_factory.mktemp("replay"), SYMBOLS, WINDOW)
-    days = {d.session: d for d in prepare_days(data, settings, workers=0)}
-    return data, settings, days
-
-
 def test_replay_and_live_job_decide_the_same_targets(live, replayed):
-    data, settings, days = replayed
+    data, settings, days, _ = replayed
     day = days[date.fromisoformat(SESSION)]
     matrix = live.output_for_node("feature_matrix").set_index("symbol")
     got = day.features.set_index("symbol")
@@ -75,10 +84,16 @@ def test_replay_and_live_job_decide_the_same_targets(live, replayed):
         np.testing.assert_allclose(
             got[column].astype(float), matrix.loc[got.index, column].astype(float), rtol=1e-9
         )
-    alpha = live.output_for_node("alpha_scores").set_index("symbol")["alpha_score"]
-    np.testing.assert_allclose(
-        day.alpha.set_index("symbol")["alpha_score"], alpha.loc[day.alpha["symbol"]], atol=1e-12
-    )
+    evidence = live.output_for_node("signal_evidence").set_index("signal")
+    np.testing.assert_allclose(evidence["weight"], day.evidence.weights.loc[evidence.index])
+    assert evidence["composite_ic"].iloc[0] == pytest.approx(day.evidence.composite_ic)
+    scores = live.output_for_node("alpha_scores").set_index("symbol")
+    for column in ("alpha_score", "expected_return"):
+        np.testing.assert_allclose(
+            day.alpha.set_index("symbol")[column],
+            scores.loc[day.alpha["symbol"], column],
+            atol=1e-12,
+        )
     # the live account starts in cash: so does a replay of that one session
     replay = simulate([day], data, settings, ib_execution()).targets[day.session]
     want = live.output_for_node("overlaid_targets").set_index("symbol")["weight"]
@@ -86,7 +101,35 @@ def test_replay_and_live_job_decide_the_same_targets(live, replayed):
     np.testing.assert_allclose(replay.loc[want.index], want, atol=1e-6)
 
 
-def test_weekly_asset_writes_metrics_plot_and_journal(tmp_path):
+def test_a_cold_daily_job_measures_the_evidence_the_replay_measures(live, replayed, tmp_path):
+    """The live job's own measurement of past sessions (from its ingest data: bars, statements,
+    30 days of headlines) equals the replay's for every signal but sentiment, whose sessions
+    before the headline history it cannot measure."""
+    data, settings, _, panel = replayed
+    key = SESSION
+    built = evidence_data(
+        key,
+        live.output_for_node("universe").drop(columns="partition_date"),
+        live.output_for_node("daily_bars").drop(columns="partition_date"),
+        live.output_for_node("fundamentals").drop(columns="partition_date"),
+        data.headlines.iloc[0:0],
+        settings.evidence.sessions,
+    )
+    cold = measured_panel(StorageResource(data_dir=str(tmp_path)), built, settings)
+    shared = [s for s in panel.ic.columns if s != "sentiment_z"]
+    rows = panel.ic.loc[cold.ic.index, shared]
+    assert len(rows) == settings.evidence.sessions
+    np.testing.assert_allclose(cold.ic[shared], rows, atol=1e-12)
+    assert panel.ic["forward_pe_rel_sector"].isna().all(), "no forward EPS history: no IC"
+
+
+def test_weekly_asset_writes_metrics_plot_and_journal(tmp_path, monkeypatch):
+    # the walk-forward calibration's two years shrunk to the month replayed: 8 sessions to
+    # choose on, 4 to test, the plumbing (row, journal, decision) as in production
+    monkeypatch.setattr(backtest, "CALIBRATION_MONTHS", 1)
+    monkeypatch.setattr(
+        backtest, "CALIBRATION_FOLDS", {"train_sessions": 8, "fold_sessions": 4, "min_sessions": 16}
+    )
     resources = build_resources(data_dir=str(tmp_path))
     result = dg.materialize(
         [backtest.rolling_backtest],
@@ -119,7 +162,7 @@ def test_weekly_asset_writes_metrics_plot_and_journal(tmp_path):
     assert row["sharpe_low"] < row["sharpe"] < row["sharpe_high"]
     assert "stationary bootstrap" in row["sharpe_interval_method"]
     assert 0 <= row["deflated_sharpe"] <= 1 and np.isfinite(row["beta_spy"])
-    assert row["trials"] == 5, "the calibration tried the configured weights and four tilts"
+    assert row["trials"] == 7, "the calibration tried the configured reading and six others"
     assert 0 < row["avg_turnover"] < 1
     for key in ("deflated_sharpe", "sharpe_low", "excess_t_equal_weight", "trials"):
         assert key in meta
@@ -136,8 +179,11 @@ def test_weekly_asset_writes_metrics_plot_and_journal(tmp_path):
     assert (saved / "positions.parquet").exists()
     entries = read_journal(tmp_path / "decision_log")
     entry = entries.iloc[-1]
-    assert entry["kind"] == "signal_weight_calibration" and entry["decision"] == row["calibration"]
-    assert entry["held_out_sharpe_configured"] == pytest.approx(row["held_out_sharpe_configured"])
+    assert entry["kind"] == "evidence_calibration" and entry["decision"] == row["calibration"]
+    assert entry["t_stat"] == pytest.approx(row["calibration_t"])
+    assert len(json.loads(entry["folds"])) == 4 and entry["test_sessions"] == row["sessions"] - 8
+    kept = (tmp_path / "calibration" / "evidence.json").exists()
+    assert kept == (row["calibration"] == "kept"), "a kept reading is where the daily job reads it"
     assert verify_journal(tmp_path / "decision_log", key=TEST_KEY).ok
     # a second run of the partition replaces its row
     again = dg.materialize(

@@ -230,10 +230,17 @@ def panel_row(
 
 def signal_panel(data: ReplayData, settings: ReplaySettings, workers: int = 0) -> ICPanel:
     """The daily evidence of every session of ``data.evidence_sessions`` (warm-up and
-    replayed), computed in ``workers`` processes (0: here)."""
+    replayed), computed in ``workers`` processes (0: here).
+
+    A past session's signals are measured from what the daily job's ingest holds for it: its
+    bars, statements and headlines, priced at the last close, without the pre-open quote or the
+    forward EPS of that session (the daily job keeps only today's), so a replayed day reads the
+    same evidence as a daily job that ran every day before it; forward P/E has no measured IC
+    and so no weight."""
     days = data.evidence_sessions
     if not days:
         return ICPanel.empty(SIGNALS)
+    data = replace(data, quotes=data.quotes.iloc[0:0], forward_eps=data.forward_eps.iloc[0:0])
     technical = technical_windows(data, settings, [d for d, _ in days])
     if workers <= 0:
         returns = universe_closes(data).pct_change(fill_method=None)
