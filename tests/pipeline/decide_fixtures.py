@@ -68,7 +68,12 @@ def _upstream() -> list[dg.AssetsDefinition]:
                 "sector": ["Cash"],
             }
         ),
-        "alpha_scores": pd.DataFrame({"symbol": SYMBOLS, "alpha_score": ALPHA}),
+        # expected daily returns by Grinold's rule with a composite IC of 0.05, a daily
+        # volatility of 2% (0.05 x 0.02 = 1e-3) and the score standardised (its spread
+        # 0.12): up to about 20 bp a day, a strong signal
+        "alpha_scores": pd.DataFrame(
+            {"symbol": SYMBOLS, "alpha_score": ALPHA, "expected_return": ALPHA / 0.12 * 1e-3}
+        ),
         # adv: 20-session average dollar volume from the bars ($5e7), deliberately not the
         # universe's broker-reported 1e6 shares x $100
         "feature_matrix": pd.DataFrame({"symbol": SYMBOLS, "sentiment_z": 0.0, "adv": 5e7}),

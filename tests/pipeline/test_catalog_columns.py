@@ -69,7 +69,7 @@ def test_every_table_outputs_the_columns_it_declares(day) -> None:
             actual = [(name, dtype(t)) for name, t in frame.dtypes.items()]
             assert actual == declared(asset, key), key.to_user_string()
             checked.append(key.to_user_string())
-    assert len(checked) == 20
+    assert len(checked) == 21
 
 
 def test_the_journal_holds_the_columns_it_declares(day) -> None:

@@ -47,6 +47,7 @@ from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.sim import SimBroker
 from ibkr_assets.jobs import SCHEDULES
 from ibkr_assets.partitions import NEW_YORK, latest_partition_date, previous_sessions
+from tests.small_world import SMALL_WORLD_EVIDENCE
 
 pytestmark = pytest.mark.slow
 
@@ -86,6 +87,7 @@ class World:
         self.env.update(
             DAGSTER_HOME=str(self.home),
             IBKR_DATA_DIR=str(root),
+            **SMALL_WORLD_EVIDENCE,
             IBKR_SIM_SYMBOLS=str(SIM_SYMBOLS),
             IBKR_WATCHLIST=json.dumps(WATCHLIST),
             IBKR_ALERT_SENSOR_INTERVAL_SECONDS="1",

@@ -46,6 +46,7 @@ from ibkr_assets.assets.market_data import QUOTES
 from ibkr_assets.definitions import defs
 from ibkr_assets.jobs import BACKFILL_TAG, DAILY_JOB_NAME
 from ibkr_assets.partitions import latest_partition_date, previous_sessions
+from tests.small_world import SMALL_WORLD_EVIDENCE
 from tests.ui.conftest import new_page
 
 pytestmark = [pytest.mark.slow, pytest.mark.ui]
@@ -152,6 +153,7 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env.update(
         DAGSTER_HOME=str(home),
         IBKR_DATA_DIR=str(root),
+        **SMALL_WORLD_EVIDENCE,
         IBKR_SIM_SYMBOLS=str(SIM_SYMBOLS),
         IBKR_WATCHLIST=json.dumps(WATCHLIST),
         IBKR_DECIDE_CONFIG=str(decide),

@@ -28,7 +28,7 @@ WAREHOUSE = sorted(n for n, a in ASSETS.items() if WAREHOUSE_SCHEMA in a.metadat
 
 
 def test_every_asset_has_owners_tags_kinds_and_a_description() -> None:
-    assert len(ASSETS) == 22
+    assert len(ASSETS) == 23  # signal_evidence joined stage 3
     for name, asset in ASSETS.items():
         assert asset.owners == ["team:trading"], name
         assert {STAGE, SOURCE, TRADING_CRITICAL} <= set(asset.tags), name
@@ -47,7 +47,7 @@ def test_every_asset_has_owners_tags_kinds_and_a_description() -> None:
 
 
 def test_every_table_declares_its_columns_with_meanings() -> None:
-    assert len(WAREHOUSE) == 20
+    assert len(WAREHOUSE) == 21
     for name in [*WAREHOUSE, "decision_journal", "rolling_backtest"]:
         schema = ASSETS[name].metadata["dagster/column_schema"]
         columns = {c.name: c for c in schema.columns}

@@ -338,13 +338,16 @@ def test_cli_verify_without_the_key_is_not_intact(tmp_path, capsys, monkeypatch)
 def test_journal_drivers_are_each_held_names_alpha_contributions():
     """Every name held, largest |weight| first, with the alpha stage's five contributions."""
     from ibkr_assets.assets.journal import top_drivers
-    from ibkr_assets.quant.alpha import DEFAULT_SIGNALS, compute_alpha_scores
+    from ibkr_assets.quant.alpha import SIGNALS, compute_alpha_scores
 
     rng = np.random.default_rng(3)
-    columns = [c for block in DEFAULT_SIGNALS.values() for c in block]
+    columns = list(SIGNALS)
     features = pd.DataFrame(rng.normal(size=(12, len(columns))), columns=columns)
     features.insert(0, "symbol", [f"S{i:02d}" for i in range(12)])
-    scores = compute_alpha_scores(features, macro_adjustment=0.2)
+    # evidence weights as the signal_evidence asset would give them (|w| summing to 1)
+    raw = rng.normal(size=len(columns))
+    evidence = dict(zip(columns, raw / np.abs(raw).sum(), strict=True))
+    scores = compute_alpha_scores(features, evidence, macro_adjustment=0.2)
     weights = [0.0] * 12
     weights[4], weights[7], weights[1] = 0.05, -0.12, 0.08
     targets = scores.assign(weight=weights)
