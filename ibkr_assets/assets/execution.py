@@ -159,7 +159,7 @@ def propose_orders(
             "notional": skip.notional,
             "reason": skip.reason,
         }
-    for sym in sorted(set(held.index[held != 0]) | set(targets.index[targets != 0]) - set(rows)):
+    for sym in sorted((set(held.index[held != 0]) | set(targets.index[targets != 0])) - set(rows)):
         rows[sym] = {"symbol": sym, "reason": "at target"}
     frame = pd.DataFrame(list(rows.values()), columns=list(PROPOSED_COLUMNS)).assign(
         action=lambda f: f["action"].fillna(""),

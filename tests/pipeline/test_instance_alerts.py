@@ -237,8 +237,13 @@ def test_every_alert_lands_once_from_runs_the_cli_started(tmp_path: Path) -> Non
         # 1. orders IB rejects (the order sensor reads every materialisation from the start,
         # so this run may end before the daemon's first tick)
         _load_up_on_margin(world, before)
+        # ten names give weak evidence: without the CVaR penalty the book trades
         submit = world.decide(
-            "submit", auto_submit=True, whatif_on_failure="keep", gross_change_max=2.5
+            "submit",
+            auto_submit=True,
+            whatif_on_failure="keep",
+            gross_change_max=2.5,
+            cvar_aversion=0.0,
         )
         code, output = world.run(orders_day, IBKR_DECIDE_CONFIG=str(submit))
         # an order IB rejects fails the blocking check every_order_sent: the run is red
@@ -266,7 +271,8 @@ def test_every_alert_lands_once_from_runs_the_cli_started(tmp_path: Path) -> Non
         )
         # 3. the compliance gate
         code, output = world.run(
-            gate_day, IBKR_DECIDE_CONFIG=str(world.decide("gate", concentration_max=0.01))
+            gate_day,
+            IBKR_DECIDE_CONFIG=str(world.decide("gate", concentration_max=0.01, cvar_aversion=0.0)),
         )
         assert code == 1 and "risk_report_concentration" in output, output
         code, output = _finish(failed)

@@ -116,3 +116,37 @@ def test_resize_until_margin_ok_records_each_decision():
     assert [a.quantity for a in tiny.attempts] == [3, 2, 1] and tiny.order is None
     floor = resize_until_margin_ok(_order(10), never, max_tries=10, min_notional=700)
     assert [a.quantity for a in floor.attempts] == [10, 8] and floor.decision == "dropped"
+
+
+def test_the_ticket_keeps_the_orders_of_names_already_held():
+    """A held name's rebalance is an order on the ticket, not "at target": the proposed-orders
+    table once overwrote every held name's order (a set-precedence slip), so a book could never
+    be cut — a levered account's sells vanished."""
+    from ibkr_assets.assets.execution import propose_orders as proposed_table
+    from ibkr_assets.decide_config import DecideConfig
+
+    snapshot = pd.DataFrame(
+        {
+            "symbol": ["AAA", "BBB", "CASH"],
+            "conid": [1, 2, 0],
+            "sec_type": ["STK", "STK", "CASH"],
+            "quantity": [1_000.0, 500.0, 50_000.0],
+            "market_value": [100_000.0, 25_000.0, 50_000.0],
+        }
+    )
+    targets = pd.DataFrame({"symbol": ["AAA", "BBB", "CCC"], "weight": [0.0, 0.25, 0.10]})
+    quotes = pd.DataFrame(
+        {
+            "symbol": ["AAA", "BBB", "CCC"],
+            "bid": [99.95, 49.95, 19.99],
+            "ask": [100.05, 50.05, 20.01],
+            "last": [100.0, 50.0, 20.0],
+            "close": [100.0, 50.0, 20.0],
+        }
+    )
+    universe = pd.DataFrame({"symbol": ["AAA", "BBB", "CCC"], "conid": [1, 2, 3], "lot_size": 1})
+    frame, _ = proposed_table("2026-11-30", DecideConfig(), targets, snapshot, quotes, universe)
+    orders = frame.set_index("symbol")
+    assert orders.loc["AAA", "action"] == "SELL" and orders.loc["AAA", "quantity"] == 1_000
+    assert orders.loc["BBB", "action"] == "BUY"  # 25% of 175k at 50 = 875 shares, 500 held
+    assert orders.loc["BBB", "quantity"] == 375 and orders.loc["CCC", "action"] == "BUY"
