@@ -7,8 +7,9 @@ Four sessions on a 60-stock simulated world with a 10-symbol watch-list (a run t
 10 s, plus as much to start the process):
 
 1. orders: the paper account is first loaded up on margin until IB refuses more, and the run
-   submits (auto-submit on, orders failing the margin what-if kept): IB rejects its buys, and
-   the blocking check ``every_order_sent`` fails the run;
+   submits (auto-submit on, orders failing the margin what-if kept): what it sends fails — IB
+   rejects buys beyond buying power, the order guard refuses the sells that cut the levered
+   book when one is above its caps — and the blocking check ``every_order_sent`` fails the run;
 2. a failed run: the tws backend at a loopback port nobody listens on, started as the MCP
    launcher starts it (``IBKR_RUN_TRIGGER=mcp``), for the other paper account — so during 3.,
    which the per-account limit would otherwise make it wait for;
@@ -127,6 +128,10 @@ class World:
 def _finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
     output, _ = proc.communicate(timeout=180)
     return proc.returncode, output
+
+
+#: a submission's failed outcomes, as the order alerts name them
+FAILED_OUTCOMES = {"rejected": "rejected by IB", "refused": "refused by the order guard"}
 
 
 def _load_up_on_margin(world: World, session: str) -> None:
@@ -251,8 +256,8 @@ def test_every_alert_lands_once_from_runs_the_cli_started(tmp_path: Path) -> Non
         report = json.loads(
             (world.root / "reports" / f"submitted_orders_{orders_day}.json").read_text()
         )
-        rejected = [o for o in report["orders"] if o["outcome"] == "rejected"]
-        assert rejected, f"no order rejected by IB: {report['orders']}"
+        failed_orders = [o for o in report["orders"] if o["outcome"] in FAILED_OUTCOMES]
+        assert failed_orders, f"no order rejected by IB or refused: {report['orders']}"
         # the check and run sensors start after the latest run end at their first tick
         _wait(
             lambda: len(_sensor_ticks(instance)) == len(SENSORS),
@@ -307,9 +312,9 @@ def test_every_alert_lands_once_from_runs_the_cli_started(tmp_path: Path) -> Non
         expected = {
             f"Orders queued [{orders_day}]",
             *(
-                f"Order rejected by IB: {o['action']} {o['quantity']:,.0f} {o['symbol']} "
-                f"[{orders_day}]"
-                for o in rejected
+                f"Order {FAILED_OUTCOMES[o['outcome']]}: {o['action']} {o['quantity']:,.0f} "
+                f"{o['symbol']} [{orders_day}]"
+                for o in failed_orders
             ),
             f"Compliance gate blocked the order ticket for {gate_day}",
             *(f"Check failed: feature_matrix.{name} [{quality_day}]" for name in failed_checks),
