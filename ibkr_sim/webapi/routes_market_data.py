@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
@@ -84,8 +85,11 @@ def availability(st: WebApiState, inst: Instrument, now: datetime) -> str:
     return f"{first}pB"
 
 
-def _num(value: float) -> str:
-    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.6g}"
+def _num(value: float, tick: float) -> str:
+    """A price as IBKR's snapshot writes it: to the instrument's price increment (two decimals
+    for a stock's cent, five for EUR.USD's half pip)."""
+    decimals = max(2, -Decimal(str(tick)).normalize().as_tuple().exponent)
+    return f"{value:.{decimals}f}"
 
 
 def _size(value: float) -> str:
@@ -120,21 +124,21 @@ def snapshot_fields(st: WebApiState, inst: Instrument, now: datetime) -> dict[st
     mark = q.ask if q.ask < q.last else q.bid if q.bid > q.last else q.last
     fields.update(
         {
-            "31": ("C" if closed else "") + _num(q.last),
-            "84": _num(q.bid),
-            "86": _num(q.ask),
+            "31": ("C" if closed else "") + _num(q.last, inst.min_tick),
+            "84": _num(q.bid, inst.min_tick),
+            "86": _num(q.ask, inst.min_tick),
             "88": _size(q.bid_size),
             "85": _size(q.ask_size),
             "7059": _size(q.last_size),
             "87": _size(q.volume),
             "7762": f"{q.volume:.0f}",
-            "70": _num(q.high),
-            "71": _num(q.low),
-            "7295": _num(q.open),
-            "7741": _num(q.prev_close),
-            "82": ("+" if change > 0 else "") + _num(change),
+            "70": _num(q.high, inst.min_tick),
+            "71": _num(q.low, inst.min_tick),
+            "7295": _num(q.open, inst.min_tick),
+            "7741": _num(q.prev_close, inst.min_tick),
+            "82": ("+" if change > 0 else "") + _num(change, inst.min_tick),
             "83": f"{100 * change / q.prev_close:.2f}" if q.prev_close else "0.00",
-            "7635": _num(mark),
+            "7635": _num(mark, inst.min_tick),
             "7282": _size(inst.adv),
         }
     )

@@ -68,9 +68,7 @@ async def test_quote_is_ibs_rate_and_the_pairs_price(running, backend):
     assert quote["converted"] == pytest.approx(10_000 * quote["rate"])
     b = broker(running)
     pair = b.quotes([b.resolve("EUR", "CASH", "IDEALPRO", "USD")])[0]
-    # the webapi snapshot prints prices of 1 and above to two decimals, so EUR.USD's mid there is
-    # known to half a cent (about 0.5 %); the other backends carry the full price
-    precision = 5e-3 if backend == "webapi" else 1e-3
+    precision = 1e-3  # every backend carries the pair's price to its increment
     eur_usd = pair.mid or pair.price
     assert quote["rate"] == pytest.approx(1 / eur_usd, rel=precision)
     text = await err(running, "fx_quote", conversion("USD", "USD", 1))
