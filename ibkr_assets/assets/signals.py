@@ -58,8 +58,9 @@ CALIBRATED_EVIDENCE = Path("calibration") / "evidence.json"
 #: Every past session's measured evidence (IC row and signal covariance), kept under the data
 #: root so each run measures only the sessions it has not measured before.
 EVIDENCE_CACHE = Path("evidence") / "signal_ic.parquet"
-#: Sessions to measure above which the measuring runs in two worker processes.
-PARALLEL_FROM = 40
+#: Sessions to measure from which the measuring runs in two worker processes (a cold data
+#: root measures a year; a daily run measures one session, which a spawned pool would slow).
+PARALLEL_FROM = 120
 #: Each signal's block.
 BLOCK_OF = {signal: block for block, signals in SIGNAL_BLOCKS.items() for signal in signals}
 #: What :func:`signal_evidence` returns: one row per signal.

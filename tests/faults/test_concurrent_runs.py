@@ -21,6 +21,7 @@ import pytest
 
 from ibkr_assets.cli.instance import file_lock
 from ibkr_assets.cli.run import run_daily
+from tests.small_world import SMALL_WORLD_EVIDENCE
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(150)]
 
@@ -35,6 +36,7 @@ def test_runs_started_together_on_a_fresh_data_dir_one_proceeds_the_others_refus
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IBKR_", "DAGSTER_"))}
     env |= {
         "IBKR_DATA_DIR": str(tmp_path),
+        **SMALL_WORLD_EVIDENCE,
         "IBKR_SIM_SYMBOLS": "20",
         "IBKR_WATCHLIST": '["AAPL","MSFT","KO"]',
         "IBKR_JOURNAL_KEY": os.environ["IBKR_JOURNAL_KEY"],

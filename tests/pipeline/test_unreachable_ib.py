@@ -33,6 +33,7 @@ from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.ib import unreachable
 from ibkr_spec.errors import COULD_NOT_CONNECT
+from tests.small_world import SMALL_WORLD_EVIDENCE
 
 SESSION = "2024-06-03"
 PROJECT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,7 @@ def test_an_unreachable_ib_fails_the_run_at_start_and_leaves_good_data(tmp_path,
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IBKR_", "DAGSTER_"))}
     env |= {
         "IBKR_DATA_DIR": str(tmp_path),
+        **SMALL_WORLD_EVIDENCE,
         "IBKR_BACKEND": "tws",
         "IBKR_PORT": str(port),
         "IBKR_CLIENT_ID": "41",
