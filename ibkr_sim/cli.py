@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 from datetime import UTC, datetime
 
@@ -177,9 +178,18 @@ def _webapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stoppable() -> None:
+    """Stop on SIGTERM and SIGINT whatever the parent process left: an ignored signal is
+    inherited across exec, and a gateway started by a parent that ignores SIGTERM (a test
+    worker, a shell's background job) would otherwise outlive every ``terminate()``."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    _stoppable()
     if args.command == "webapi":
         return _webapi(args)
     if args.command == "gateway":

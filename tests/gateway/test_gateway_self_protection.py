@@ -9,6 +9,7 @@ Raw sockets speak the wire format directly (4-byte big-endian length, NUL-termin
 
 from __future__ import annotations
 
+import signal
 import socket
 import struct
 import subprocess
@@ -245,3 +246,38 @@ def test_cli_profile_accounts_and_fault(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "explode" in bad.stderr
+
+
+def test_the_gateway_stops_on_sigterm_even_if_its_parent_ignored_it(tmp_path: Path) -> None:
+    """An ignored signal is inherited across exec: a gateway started by a process that ignores
+    SIGTERM (a test worker, a shell's background job) still stops on terminate()."""
+
+    def ignore_sigterm() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ibkr_sim.cli",
+            "gateway",
+            "--port",
+            "0",
+            "--symbols",
+            "5",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=ignore_sigterm,
+    )
+    try:
+        assert proc.stdout is not None and "listening on" in proc.stdout.readline()
+        proc.terminate()
+        assert proc.wait(15) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
