@@ -316,7 +316,7 @@ def decided_day(tmp_path_factory, pipeline_env) -> Path:
     data_dir = tmp_path_factory.mktemp("decided")
     result = _materialize(data_dir, DecideConfig())
     assert result.success, [e.message for e in result.all_events if e.is_failure]
-    assert len(read_ticket(data_dir / "reports" / f"order_ticket_{SESSION}.json")) >= 4
+    assert len(read_ticket(data_dir / "reports" / f"order_ticket_{SESSION}.json")) >= 3
     return data_dir
 
 
