@@ -125,8 +125,19 @@ class World:
         return [json.loads(line) for line in self.alerts_path.read_text().splitlines()]
 
 
+#: seconds a run may take (about 10 s alone; the orders run took over 180 s on a loaded CI
+#: worker beside the suite's other subprocesses since the evidence step joined the daily job)
+RUN_TIMEOUT_S = 360
+
+
 def _finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    output, _ = proc.communicate(timeout=180)
+    try:
+        output, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+        message = f"the run did not end in {RUN_TIMEOUT_S} s; its output:\n{output}"
+        raise AssertionError(message) from None
     return proc.returncode, output
 
 
