@@ -17,11 +17,17 @@ same way, as today's search volume against its trailing median (of 8 weeks).
 
 A count is NaN when its source did not answer (never 0); a score is NaN when today's count is
 NaN or fewer than ``min_history`` of the trailing sessions have one. NaN is neutral downstream.
+
+A score looks back :func:`lookback` sessions (121 with the default window: the session, the 60
+before it and the 60 before those, which the MAD's own medians read). :func:`social_panel`
+scores every session of a history at once (the backtest's replay, which reads the day's row
+with :func:`known_row`); :func:`social_features` is its last row, so a replay and the daily
+job give the same scores whenever the job's chatter reaches that far back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,9 +40,21 @@ SOCIAL_COLUMNS = ("social_posts", "social_mentions", "social_spike_z", "social_v
 MIN_SCALE = 0.5
 #: Scores are clipped to +-CLIP standard deviations.
 CLIP = 5.0
+#: The trailing sessions a score is measured against, and the fewest it needs known.
+WINDOW, MIN_HISTORY = 60, 20
+#: When a session's counts are known: at its close, 16:00 New York (as its daily bar).
+MARKET_TZ, SESSION_CLOSE = "America/New_York", pd.Timedelta(hours=16)
 
 
-def robust_zscores(counts: pd.DataFrame, window: int = 60, min_history: int = 20) -> pd.DataFrame:
+def lookback(window: int = WINDOW) -> int:
+    """Sessions a score reads: the session, the ``window`` before it and the ``window`` before
+    those (the trailing medians its scale is the median of)."""
+    return 2 * window + 1
+
+
+def robust_zscores(
+    counts: pd.DataFrame, window: int = WINDOW, min_history: int = MIN_HISTORY
+) -> pd.DataFrame:
     """Sessions x symbols counts (NaN = unknown) -> each session's robust z-score of
     ``L = log(1 + count)`` against the ``window`` sessions before it: ``(L[t] - m[t]) /
     max(1.4826 x s[t], MIN_SCALE)``, clipped to +-CLIP, where ``m[t]`` is the median of ``L``
@@ -57,14 +75,62 @@ def robust_zscores(counts: pd.DataFrame, window: int = 60, min_history: int = 20
     return z.clip(-CLIP, CLIP)
 
 
+def social_panel(
+    chatter: pd.DataFrame,
+    symbols: Sequence[str],
+    window: int = WINDOW,
+    min_history: int = MIN_HISTORY,
+) -> dict[str, pd.DataFrame]:
+    """Every session's :data:`SOCIAL_COLUMNS`: column -> a sessions x ``symbols`` frame (index
+    the sorted sessions of ``chatter``, NaN where a symbol has no count), each session's counts
+    and their robust z-scores against the sessions before it (:func:`robust_zscores`).
+
+    ``chatter`` has columns ``symbol``, ``session``, ``posts`` and ``mentions`` (NaN where the
+    source did not count)."""
+    require_columns(chatter, "chatter", ("symbol", "session", "posts", "mentions"))
+    columns = pd.Index([str(s) for s in symbols], name="symbol")
+    frame = chatter.assign(
+        symbol=chatter["symbol"].astype(str), session=pd.to_datetime(chatter["session"])
+    )
+    sessions = pd.DatetimeIndex(sorted(frame["session"].unique()), name="session")
+    out: dict[str, pd.DataFrame] = {}
+    for count, level, score in (
+        ("posts", "social_posts", "social_spike_z"),
+        ("mentions", "social_mentions", "social_volume_z"),
+    ):
+        wide = frame.pivot_table(index="session", columns="symbol", values=count, aggfunc="last")
+        wide = wide.reindex(index=sessions, columns=columns).astype("float64")
+        out[level] = wide
+        out[score] = robust_zscores(wide, window, min_history)
+    return out
+
+
+def known_row(
+    panel: Mapping[str, pd.DataFrame], at: pd.Timestamp, symbols: Sequence[str]
+) -> pd.DataFrame:
+    """One row per symbol of ``symbols`` (index ``symbol``): the :data:`SOCIAL_COLUMNS` of the
+    last session of ``panel`` (:func:`social_panel`) closed by ``at`` (naive: New York time),
+    all NaN when none was."""
+    index = pd.Index([str(s) for s in symbols], name="symbol")
+    sessions = next(iter(panel.values())).index
+    closes = (sessions + SESSION_CLOSE).tz_localize(MARKET_TZ)
+    when = pd.Timestamp(at)
+    when = when.tz_localize(MARKET_TZ) if when.tz is None else when.tz_convert(MARKET_TZ)
+    i = int(closes.searchsorted(when, side="right")) - 1
+    if i < 0:
+        return pd.DataFrame(np.nan, index=index, columns=list(SOCIAL_COLUMNS))
+    return pd.DataFrame({c: panel[c].iloc[i].reindex(index) for c in SOCIAL_COLUMNS}, index=index)
+
+
 def social_features(
     chatter: pd.DataFrame,
     symbols: Sequence[str],
-    window: int = 60,
-    min_history: int = 20,
+    window: int = WINDOW,
+    min_history: int = MIN_HISTORY,
 ) -> pd.DataFrame:
     """One row per symbol of ``symbols``: the last session's counts (``social_posts``,
-    ``social_mentions``) and their robust z-scores (``social_spike_z``, ``social_volume_z``).
+    ``social_mentions``) and their robust z-scores (``social_spike_z``, ``social_volume_z``):
+    the last row of :func:`social_panel` over the last :func:`lookback` sessions.
 
     ``chatter`` has columns ``symbol``, ``session``, ``posts`` and ``mentions`` (NaN where the
     source did not count), every row known at the decision time (the caller drops later ones);
@@ -74,17 +140,9 @@ def social_features(
     out = pd.DataFrame(np.nan, index=index, columns=list(SOCIAL_COLUMNS))
     if chatter.empty:
         return out
-    frame = chatter.assign(
-        symbol=chatter["symbol"].astype(str), session=pd.to_datetime(chatter["session"])
-    )
-    sessions = pd.DatetimeIndex(sorted(frame["session"].unique()))
-    for count, level, score in (
-        ("posts", "social_posts", "social_spike_z"),
-        ("mentions", "social_mentions", "social_volume_z"),
-    ):
-        wide = frame.pivot_table(index="session", columns="symbol", values=count, aggfunc="last")
-        wide = wide.reindex(index=sessions, columns=index.astype(str)).astype("float64")
-        z = robust_zscores(wide.iloc[-(2 * window + 1) :], window, min_history)
-        out[level] = wide.iloc[-1].to_numpy()
-        out[score] = z.iloc[-1].to_numpy()
+    days = pd.to_datetime(chatter["session"])
+    first = pd.DatetimeIndex(days.unique()).sort_values()[-lookback(window) :][0]
+    panel = social_panel(chatter.loc[(days >= first).to_numpy()], symbols, window, min_history)
+    for column in SOCIAL_COLUMNS:
+        out[column] = panel[column].iloc[-1].to_numpy()
     return out
