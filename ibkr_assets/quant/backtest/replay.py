@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import cached_property
 from multiprocessing import get_context
 from typing import Literal
 
@@ -36,6 +37,7 @@ from ibkr_assets.quant.optimiser import OptimiserConfig
 from ibkr_assets.quant.overlay import Rule
 from ibkr_assets.quant.risk_model import RiskModel, build_risk_model
 from ibkr_assets.quant.sentiment import split_headlines
+from ibkr_assets.quant.social import SOCIAL_COLUMNS, known_row, social_panel
 from ibkr_assets.quant.technical import technical_history
 
 
@@ -56,7 +58,10 @@ class ReplayData:
     bars, statements and headlines must reach back far enough for their features.
     ``watchlist``: the names every session's universe holds, the others of ``universe`` only
     the sessions they are movers (or held) in, as the daily job's ``universe`` asset adds them;
-    None: every name is on the watch-list.
+    None: every name is on the watch-list. ``social``: the social-chatter counts (symbol,
+    session, posts, mentions; NaN where not counted) from
+    :func:`~ibkr_assets.quant.social.lookback` sessions before the first evidence session;
+    None: no chatter, the social scores are NaN.
     """
 
     universe: pd.DataFrame
@@ -72,6 +77,16 @@ class ReplayData:
     watchlist: list[str] | None = None
     warmup: list[date] = field(default_factory=list)
     warmup_times: list[pd.Timestamp] = field(default_factory=list)
+    social: pd.DataFrame | None = None
+
+    @cached_property
+    def social_scores(self) -> dict[str, pd.DataFrame]:
+        """Every session's social columns (:func:`~ibkr_assets.quant.social.social_panel`),
+        scored once: a session's row is what the daily job's feature matrix computes from the
+        chatter known then (scoring each day's window alone takes 0.3 s with 700 names)."""
+        if self.social is None:
+            raise ValueError("the replay's data has no social chatter (ReplayData.social is None)")
+        return social_panel(self.social, sorted(self.universe["symbol"].astype(str)))
 
     @property
     def evidence_sessions(self) -> list[tuple[date, pd.Timestamp]]:
@@ -205,6 +220,9 @@ def day_features(
     features = assemble_feature_matrix(
         technical, inputs, at, sentiment_history_days=settings.headline_history_days
     )
+    if data.social is not None:  # the daily job's social scores, scored once for every day
+        social = known_row(data.social_scores, at, features["symbol"].astype(str).tolist())
+        features = features.assign(**{c: social[c].to_numpy() for c in SOCIAL_COLUMNS})
     return features, quotes, recent
 
 
