@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ibkr_assets.quant.frames import require_columns
-from ibkr_assets.quant.fundamental import fundamental_features
+from ibkr_assets.quant.fundamental import fundamental_features, statement_metrics
 from ibkr_assets.quant.sentiment import SENTIMENT_COLUMNS, headline_polarity_zscore
 from ibkr_assets.quant.social import social_features
 from ibkr_assets.quant.technical import TechnicalParams, technical_features
@@ -143,6 +143,21 @@ def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataF
     )
 
 
+def _statement_metrics_known(inputs: FeatureInputs, at: pd.Timestamp) -> pd.DataFrame:
+    """The statements' metrics (:func:`~ibkr_assets.quant.fundamental.statement_metrics`) from
+    the filings known at ``at``: each symbol's last row of ``inputs.statement_history`` known by
+    then, or computed from the known rows of ``inputs.fundamentals_long``."""
+    history = inputs.statement_history
+    if history is None:
+        statements = inputs.fundamentals_long
+        require_columns(statements, "fundamentals_long", ("symbol", "report_date"))
+        known = _report_dates(statements["report_date"]) + pd.Timedelta(days=1) <= at
+        return statement_metrics(statements.loc[known.to_numpy()])
+    known = _report_dates(history["known_from"]) + pd.Timedelta(days=1) <= at
+    latest = history.loc[known.to_numpy()].groupby("symbol", sort=True).tail(1)
+    return latest.drop(columns="known_from").set_index("symbol")
+
+
 @dataclass(frozen=True)
 class FeatureInputs:
     """The frames the matrix is assembled from besides the daily bars, as the pipeline's ingest
@@ -151,7 +166,10 @@ class FeatureInputs:
     headlines with ``polarity`` (or None), the universe and the social-chatter counts (columns
     ``symbol``, ``session``, ``posts``, ``mentions``; None: the scores are NaN). Rows dated
     after the matrix's ``as_of`` are dropped where they are read, so passing extra history is
-    safe."""
+    safe. ``statement_history``: the statements' metrics after each filing
+    (:func:`~ibkr_assets.quant.fundamental.statement_history` of ``fundamentals_long``), given by
+    a replay that assembles many days from the same statements; None: computed from
+    ``fundamentals_long`` for the day."""
 
     quotes: pd.DataFrame
     fundamentals_long: pd.DataFrame
@@ -159,6 +177,7 @@ class FeatureInputs:
     headlines_scored: pd.DataFrame | None
     universe: pd.DataFrame
     social: pd.DataFrame | None = None
+    statement_history: pd.DataFrame | None = None
 
 
 def build_feature_matrix(
@@ -214,9 +233,7 @@ def assemble_feature_matrix(
         price_source=np.where(fallback, "bar_close", prices["price_source"]),
     )
 
-    require_columns(inputs.fundamentals_long, "fundamentals_long", ("symbol", "report_date"))
-    report = _report_dates(inputs.fundamentals_long["report_date"])
-    statements = inputs.fundamentals_long.loc[(report + pd.Timedelta(days=1) <= at).to_numpy()]
+    metrics = _statement_metrics_known(inputs, at)
     forward_eps = inputs.forward_eps
     eps = (
         forward_eps.set_index(forward_eps["symbol"].astype(str))["forward_eps"]
@@ -225,7 +242,7 @@ def assemble_feature_matrix(
     )
     eps = pd.to_numeric(eps, errors="coerce").groupby(level=0).last().reindex(symbols)
     fundamental = fundamental_features(
-        statements,
+        metrics,
         forward_eps=eps,
         price=prices["price"],
         sector=uni["sector"],

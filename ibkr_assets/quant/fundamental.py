@@ -171,6 +171,32 @@ def statement_metrics(
     return table.groupby("symbol", sort=True).tail(1).set_index("symbol")
 
 
+def statement_history(statements: pd.DataFrame) -> pd.DataFrame:
+    """:func:`statement_metrics` as it stood after each filing: one row per symbol and distinct
+    ``report_date`` (columns ``symbol``, ``known_from`` — that report date — then the metrics),
+    sorted by both. A day's metrics are each symbol's last row known by then
+    (:func:`~ibkr_assets.quant.features.assemble_feature_matrix` with
+    ``FeatureInputs.statement_history``): a replay that assembles hundreds of days from the same
+    statements computes them once, by the same function, instead of once a day."""
+    require_columns(statements, "statements", STATEMENT_COLUMNS)
+    frame = statements.assign(
+        symbol=statements["symbol"].astype(str),
+        report_date=pd.to_datetime(statements["report_date"], cache=False),
+    )
+    keys = (
+        frame.loc[:, ["symbol", "report_date"]]
+        .drop_duplicates()
+        .rename(columns={"report_date": "known_from"})
+        .sort_values(["symbol", "known_from"], ignore_index=True)
+    )
+    keys["state"] = keys.index.astype(str)
+    # every filing's state: the symbol's statements reported by then, under a key of its own
+    states = frame.merge(keys, on="symbol")
+    states = states.loc[states["report_date"] <= states["known_from"]]
+    metrics = statement_metrics(states.assign(symbol=states["state"]))
+    return keys.join(metrics, on="state").drop(columns="state")
+
+
 def _passes(condition: pd.Series, *inputs: pd.Series) -> pd.Series:
     """1.0 / 0.0, NaN where any input is missing."""
     defined = np.logical_and.reduce([x.notna().to_numpy() for x in inputs])
@@ -264,20 +290,19 @@ def forward_pe(price: pd.Series, forward_eps: pd.Series, sector: pd.Series) -> p
 
 
 def fundamental_features(
-    statements: pd.DataFrame,
+    metrics: pd.DataFrame,
     forward_eps: pd.Series,
     price: pd.Series,
     sector: pd.Series,
-    as_of: date | datetime | pd.Timestamp | None = None,
     growth_threshold: float = 0.15,
     symbols: list[Hashable] | None = None,
 ) -> pd.DataFrame:
-    """Every fundamental feature (:data:`FEATURE_COLUMNS`), one row per symbol.
+    """Every fundamental feature (:data:`FEATURE_COLUMNS`), one row per symbol, from the
+    statements' :func:`statement_metrics` as of the day.
 
     Rows are ``symbols`` when given (NaN where a symbol has no statements), else the union of
-    symbols in the statements and in ``price``.
+    symbols in the metrics and in ``price``.
     """
-    metrics = statement_metrics(statements, as_of)
     index = pd.Index(
         symbols if symbols is not None else metrics.index.union(price.index), name="symbol"
     )

@@ -279,7 +279,7 @@ def headline_polarity_zscore(
     frame = pd.DataFrame(
         {
             "symbol": scored["symbol"].astype(str).to_numpy(),
-            "time": _utc(scored["time"]).to_numpy(),
+            "time": _utc(scored["time"]).array,
             "polarity": pd.to_numeric(scored["polarity"], errors="coerce").to_numpy(),
         }
     ).dropna(subset=["polarity"])

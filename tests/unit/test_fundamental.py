@@ -12,6 +12,8 @@ from ibkr_assets.quant.fundamental import (
     forward_pe,
     fundamental_features,
     piotroski_fscore,
+    statement_history,
+    statement_metrics,
 )
 
 QUARTER_ENDS = pd.to_datetime(
@@ -112,7 +114,7 @@ def test_fundamental_features_row_per_symbol() -> None:
     symbols = ["HAND", "NODATA"]
     price = pd.Series([100.0, 50.0], index=symbols)
     out = fundamental_features(
-        _hand_example(),
+        statement_metrics(_hand_example()),
         forward_eps=pd.Series([5.0, 2.0], index=symbols),
         price=price,
         sector=pd.Series(["Tech", "Tech"], index=symbols),
@@ -131,3 +133,23 @@ def test_fundamental_features_row_per_symbol() -> None:
 def test_missing_column_is_named() -> None:
     with pytest.raises(ValueError, match="long_term_debt"):
         piotroski_fscore(_hand_example().drop(columns="long_term_debt"))
+
+
+def test_statement_history_is_the_metrics_after_each_filing() -> None:
+    """The precomputed history a replay reads equals statement_metrics recomputed on every
+    day, restatements and a second name with a gap included."""
+    hand = _hand_example()
+    restated = hand.tail(1).assign(
+        report_date=QUARTER_ENDS[-1] + pd.Timedelta(days=90), net_income=-100.0
+    )
+    gapped = hand.drop(index=5).assign(
+        symbol="GAP", report_date=hand["report_date"] + pd.Timedelta(days=3)
+    )
+    statements = pd.concat([hand, restated, gapped], ignore_index=True)
+    history = statement_history(statements)
+    assert len(history) == statements[["symbol", "report_date"]].drop_duplicates().shape[0]
+    for day in pd.date_range(QUARTER_ENDS[0], QUARTER_ENDS[-1] + pd.Timedelta(days=120), freq="5D"):
+        expected = statement_metrics(statements, as_of=day)
+        known = history.loc[history["known_from"] <= day].groupby("symbol").tail(1)
+        got = known.drop(columns="known_from").set_index("symbol")
+        pd.testing.assert_frame_equal(got, expected, check_names=False)

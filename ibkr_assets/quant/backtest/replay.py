@@ -32,6 +32,7 @@ from ibkr_assets.quant.evidence import (
     session_evidence,
 )
 from ibkr_assets.quant.features import FeatureInputs, assemble_feature_matrix
+from ibkr_assets.quant.fundamental import statement_history
 from ibkr_assets.quant.macro import latest_regime, macro_features
 from ibkr_assets.quant.optimiser import OptimiserConfig
 from ibkr_assets.quant.overlay import Rule
@@ -87,6 +88,13 @@ class ReplayData:
         if self.social is None:
             raise ValueError("the replay's data has no social chatter (ReplayData.social is None)")
         return social_panel(self.social, sorted(self.universe["symbol"].astype(str)))
+
+    @cached_property
+    def statement_history(self) -> pd.DataFrame:
+        """The statements' metrics after each filing
+        (:func:`~ibkr_assets.quant.fundamental.statement_history`), computed once for every day
+        the replay assembles."""
+        return statement_history(self.statements)
 
     @property
     def evidence_sessions(self) -> list[tuple[date, pd.Timestamp]]:
@@ -216,7 +224,14 @@ def day_features(
         news, at, settings.headline_hours, settings.headlines_per_symbol
     )
     news = pd.concat([older, recent], ignore_index=True)
-    inputs = FeatureInputs(quotes, data.statements, eps, news if len(news) else None, data.universe)
+    inputs = FeatureInputs(
+        quotes,
+        data.statements,
+        eps,
+        news if len(news) else None,
+        data.universe,
+        statement_history=data.statement_history,
+    )
     features = assemble_feature_matrix(
         technical, inputs, at, sentiment_history_days=settings.headline_history_days
     )
