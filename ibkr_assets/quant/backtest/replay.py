@@ -96,6 +96,27 @@ class ReplayData:
         the replay assembles."""
         return statement_history(self.statements)
 
+    @cached_property
+    def first_report(self) -> pd.Series:
+        """Each symbol's first statement's report date (midnight), by symbol."""
+        reported = pd.to_datetime(self.statements["report_date"], cache=False)
+        return reported.groupby(self.statements["symbol"].astype(str).to_numpy()).min()
+
+    @cached_property
+    def headline_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """The headlines' positions in time order and their times in that order (UTC, int64
+        nanoseconds): a day's window is a slice of the first."""
+        times = pd.to_datetime(self.headlines["time"], utc=True, cache=False)
+        values = times.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").astype("int64")
+        order = np.argsort(values, kind="stable")
+        return order, values[order]
+
+    def headlines_between(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """The headlines with ``start <= time < end`` (UTC timestamps), in their own order."""
+        order, times = self.headline_order
+        lo, hi = np.searchsorted(times, [start.value, end.value], side="left")
+        return self.headlines.iloc[np.sort(order[lo:hi])]
+
     @property
     def evidence_sessions(self) -> list[tuple[date, pd.Timestamp]]:
         """Every session whose signal evidence is measured (warm-up, then replayed), with its
@@ -211,15 +232,11 @@ def day_features(
     quotes = data.quotes.loc[data.quotes["session"] == day].drop(columns="session")
     eps = data.forward_eps.loc[data.forward_eps["session"] == day, ["symbol", "forward_eps"]]
     # as the fundamentals asset: forward EPS only for names with a statement filed before
-    filed = data.statements.loc[
-        pd.to_datetime(data.statements["report_date"], cache=False) < day, "symbol"
-    ]
-    eps = eps.loc[eps["symbol"].isin(set(filed.astype(str)))]
+    first_report = data.first_report.reindex(eps["symbol"].astype(str).to_numpy())
+    eps = eps.loc[(first_report < day).to_numpy()]
     history_start = at - pd.Timedelta(hours=settings.headline_hours)
     history_start -= pd.Timedelta(days=settings.headline_history_days)
-    news = data.headlines.loc[
-        (data.headlines["time"] >= history_start) & (data.headlines["time"] < at)
-    ]
+    news = data.headlines_between(history_start, at)
     recent, older = split_headlines(
         news, at, settings.headline_hours, settings.headlines_per_symbol
     )
