@@ -14,6 +14,7 @@ from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.backtest import ReplayData, ReplaySettings
 from ibkr_assets.quant.evidence import EvidenceSettings
 from ibkr_assets.quant.sentiment import LexiconScorer
+from ibkr_assets.resources import social_resource
 from ibkr_assets.resources.fundamentals import SimFundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
@@ -25,10 +26,10 @@ def load_small_replay(
 ) -> tuple[ReplayData, ReplaySettings, dict[str, str]]:
     """The replay's data for every stock of a ``symbols``-stock simulated world over
     ``sessions`` (the environment's settings, as the daily job reads them, but ``evidence``;
-    lexicon sentiment), and the symbols it
-    could not load."""
+    lexicon sentiment; the configured social source), and the symbols it could not load."""
     broker = IBResource(data_dir=str(root), sim_symbols=symbols).get_broker()
-    pipeline = PipelineConfig.from_settings(load_settings())  # as the daily job reads it
+    environment = load_settings()
+    pipeline = PipelineConfig.from_settings(environment)  # as the daily job reads it
     reading = evidence or evidence_settings(pipeline)
     settings = replay_settings(pipeline, DecideConfig(), reading)
     data, problems = load_replay_data(
@@ -39,5 +40,6 @@ def load_small_replay(
         settings,
         [s.symbol for s in broker.market.universe.stocks],
         sessions,
+        social=social_resource(environment),
     )
     return data, settings, problems

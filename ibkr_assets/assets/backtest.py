@@ -84,6 +84,7 @@ from ibkr_assets.quant.overlay import load_rules
 from ibkr_assets.resources.fundamentals import FundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.sentiment import SentimentResource
+from ibkr_assets.resources.social import SocialResource
 from ibkr_assets.resources.storage import StorageResource
 from ibkr_assets.settings import load_settings
 
@@ -184,6 +185,7 @@ class BacktestResources:
     decide: DecideConfig
     fundamentals: FundamentalsResource
     sentiment: SentimentResource
+    social: SocialResource
 
     @classmethod
     def of(cls, resources: Mapping[str, Any]) -> "BacktestResources":
@@ -418,6 +420,7 @@ def run_backtest(
         request_workers=request_workers(broker, resources.pipeline),
         progress=progress,
         movers_from=movers_from,
+        social=resources.social,
     )
     timings["load"] = clock.perf_counter() - started
     result, tuned = _replay(data, settings, calibration, workers, progress, timings)
@@ -535,13 +538,14 @@ def rolling_backtest(
     decide: DecideConfig,
     fundamentals: FundamentalsResource,
     sentiment: SentimentResource,
+    social: SocialResource,
 ) -> dg.MaterializeResult:
     """How the daily strategy would have done over the last months, after costs: the equity
     curve, Sharpe, Sortino, drawdown, turnover and hit rate of the replayed decisions (one row
     of ``metrics/rolling_backtest.csv`` per partition, replaced by a rerun)."""
     end = week_end(context.partition_key, datetime.now(UTC))
     run = run_backtest(
-        BacktestResources(ib, storage, pipeline, decide, fundamentals, sentiment),
+        BacktestResources(ib, storage, pipeline, decide, fundamentals, sentiment, social),
         end=end,
         label=context.partition_key,
         partition=True,

@@ -5,7 +5,10 @@ the window rather than once a session: the universe's reference data; the daily 
 the daily job's DuckDB cache (only bars it has not seen are requested); each session's pre-open
 snapshot from a broker that can be pinned to the past — the simulator; any other broker's
 pre-open price is the previous close; statements and forward EPS; the news of the window in
-chunks of :data:`NEWS_CHUNK_DAYS`, scored once; the macro gauges. The replay
+chunks of :data:`NEWS_CHUNK_DAYS`, scored once; the macro gauges; the social chatter of every
+session from a score's lookback (:func:`~ibkr_assets.quant.social.lookback`, 121 sessions) before
+the first evidence session (a real source that cannot reach that far leaves the older sessions
+NaN, so the social signals have no IC there and no weight from them). The replay
 (:mod:`ibkr_assets.quant.backtest`) then cuts it to what was known at each session's run time.
 """
 
@@ -30,7 +33,9 @@ from ibkr_assets.broker import Broker
 from ibkr_assets.partitions import NEW_YORK, as_of, previous_sessions, sessions_between
 from ibkr_assets.quant.backtest import ReplayData, ReplaySettings
 from ibkr_assets.quant.sentiment import SentimentScorer, score_headlines
+from ibkr_assets.quant.social import lookback
 from ibkr_assets.resources.fundamentals import FundamentalsResource
+from ibkr_assets.resources.social import SocialResource
 from ibkr_assets.resources.storage import StorageResource
 
 #: A session's bars are final one hour after the close.
@@ -40,7 +45,7 @@ NEWS_CHUNK_DAYS = 30
 #: phase ("load" | "replay" | "calibrate"), done, total
 Progress = Callable[[str, int, int], None]
 #: The loading steps :func:`load_replay_data` reports to its ``progress``.
-LOAD_STEPS = 7
+LOAD_STEPS = 8
 
 
 def closed_at(session: date) -> datetime:
@@ -96,11 +101,14 @@ def load_replay_data(
     request_workers: int = 1,
     progress: Progress | None = None,
     movers_from: Sequence[str] = (),
+    social: SocialResource | None = None,
 ) -> tuple[ReplayData, dict[str, str]]:
     """Everything the replay of ``sessions`` reads for the watch-list ``symbols`` and the
     names ``movers_from`` its scanners could add (loaded alike; the replay adds one only on the
     sessions it is a mover), fetched once (see the module docstring), and what could not be
-    fetched: each symbol (or macro gauge) with the reason."""
+    fetched: each symbol (or macro gauge) with the reason, a social source's failures as
+    ``social <source>[ <symbol>]``. Without ``social`` the replay has no chatter (its social
+    scores are NaN)."""
     if not sessions:
         raise ValueError("no sessions to replay")
     end = closed_at(sessions[-1])
@@ -148,6 +156,17 @@ def load_replay_data(
     macro, failed = macro_history(view, first_macro, end, after)
     problems |= {f"macro {gauge}": error for gauge, error in failed.items()}
     step(7)
+    chatter = None
+    if social is not None:  # the sessions before the last whose chatter a decision reads
+        first_chatter = previous_sessions(warmup[0], lookback() + 1)[0]  # + the first's opener
+        counted = social.fetch(
+            view,
+            universe["symbol"].astype(str).tolist(),
+            sessions_between(first_chatter, previous_sessions(sessions[-1], 1)[0]),
+        )
+        chatter = counted.counts
+        problems |= {f"social {key}": error for key, error in counted.failed.items()}
+    step(8)
     data = ReplayData(
         universe=universe.drop(columns="reason"),
         bars=bars,
@@ -162,5 +181,6 @@ def load_replay_data(
         warmup=warmup,
         warmup_times=[pd.Timestamp(as_of(s.isoformat())) for s in warmup],
         watchlist=[str(s) for s in symbols] if candidates else None,
+        social=chatter,
     )
     return data, problems

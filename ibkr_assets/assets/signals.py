@@ -8,7 +8,11 @@ a year of ICs on top of the 253 bars 12-1 momentum needs), the statements and th
 history — with the backtest's own functions (:func:`~ibkr_assets.quant.backtest.signal_panel`).
 Past sessions have no pre-open quote or forward EPS in the ingest data: they price at the
 last close and leave forward P/E unknown (no IC that session), and sentiment has ICs only for
-the sessions the headline history covers. Each signal's trailing mean IC, Newey–West t,
+the sessions the headline history covers; the social-chatter scores likewise only for the
+sessions whose score's 41-121 sessions of chatter the ``social_chatter`` asset holds
+(``IBKR_SOCIAL_HISTORY_SESSIONS``, 120), so a cold start measures them over its last ~80
+sessions and the daily runs add one a day (a source without history gives NaN: no IC, no
+weight). Each signal's trailing mean IC, Newey–West t,
 shrunk IC and weight (0 below ``IBKR_EVIDENCE_T_THRESHOLD``; sign from the evidence) are the
 asset's rows and metadata (:mod:`ibkr_assets.quant.evidence`). A weekly calibration that
 keeps a better reading writes it to ``calibration/evidence.json`` under the data root
@@ -53,6 +57,7 @@ from ibkr_assets.quant.sentiment import score_headlines
 from ibkr_assets.resources.sentiment import SentimentResource
 from ibkr_assets.resources.storage import StorageResource
 
+log = dg.get_dagster_logger(__name__)
 #: Where a calibration that was kept leaves the evidence reading, under the data root.
 CALIBRATED_EVIDENCE = Path("calibration") / "evidence.json"
 #: Every past session's measured evidence (IC row and signal covariance), kept under the data
@@ -84,7 +89,7 @@ ALPHA_SCORES = Table(
         "alpha_score": ("float64", "signals weighted by their evidence, -1 to 1"),
         "technical": ("float64", "the technical signals' part of the score"),
         "fundamental": ("float64", "the fundamental signals' part of the score"),
-        "sentiment": ("float64", "the news sentiment signal's part of the score"),
+        "sentiment": ("float64", "the sentiment signals' part (news tone, social chatter)"),
         "macro": ("float64", "macro-regime adjustment, -1 to 1 (reported, not in the score)"),
         "volatility": ("float64", "daily volatility of the last 60 sessions' returns, fraction"),
         "expected_return": ("float64", "IC x volatility x standardised score, daily fraction"),
@@ -160,9 +165,11 @@ def evidence_data(
     statements: pd.DataFrame,
     headlines: pd.DataFrame,
     sessions: int,
+    social: pd.DataFrame | None = None,
 ) -> ReplayData:
     """The ingest stage's data as the replay's, with the ``sessions`` sessions before
-    ``session_key`` as the evidence's (warm-up) sessions and none to replay."""
+    ``session_key`` as the evidence's (warm-up) sessions and none to replay; ``social``: the
+    ``social_chatter`` counts (None: no chatter, the social signals have no IC)."""
     days = pd.to_datetime(bars["session"], cache=False)
     first = days.min().date() if len(days) else previous_sessions(session_key, 1)[0]
     before = [d for d in previous_sessions(session_key, sessions) if d >= first]
@@ -184,6 +191,7 @@ def evidence_data(
         calendar=sessions_between(first, previous_sessions(session_key, 1)[0]),
         warmup=before,
         warmup_times=[pd.Timestamp(as_of(d.isoformat())) for d in before],
+        social=social,
     )
 
 
@@ -199,13 +207,31 @@ def panel_frame(panel: ICPanel) -> pd.DataFrame:
     return panel.ic.join(cov).reset_index()
 
 
+def cache_columns() -> list[str]:
+    """The columns of :data:`EVIDENCE_CACHE`, in order (a row of :func:`panel_frame` of the
+    signals :data:`SIGNALS`)."""
+    k = len(SIGNALS)
+    return ["session", *SIGNALS, *(f"cov_{i}_{j}" for i in range(k) for j in range(k))]
+
+
 def measured_panel(storage: StorageResource, data: ReplayData, settings: ReplaySettings) -> ICPanel:
     """The evidence of every warm-up session of ``data``: the sessions measured by earlier runs
     from :data:`EVIDENCE_CACHE`, the others measured now (and added to it). A session's row is
     measured once, by the first run after its close, from what that run's ingest data held;
-    a later run holds less of its headlines, so the first measurement is the one kept."""
+    a later run holds less of its headlines, so the first measurement is the one kept. A cache
+    measured with other signals than :data:`SIGNALS` (an older version's, before a signal was
+    added) is measured again whole, from what this run holds, and replaced: its covariances
+    lack the new signals' rows, and a signal missing from it would otherwise never be
+    measured."""
     path = storage.root / EVIDENCE_CACHE
     stored = pd.read_parquet(path) if path.exists() else pd.DataFrame({"session": []})
+    if len(stored) and list(stored.columns) != cache_columns():
+        found = [c for c in stored.columns if c != "session" and not c.startswith("cov_")]
+        log.warning(
+            f"{path} was measured with the signals {found}, not {list(SIGNALS)}: measuring "
+            f"its {len(stored)} sessions again and replacing it"
+        )
+        stored = pd.DataFrame({"session": []})
     known = set(pd.to_datetime(stored["session"]).dt.date) if len(stored) else set()
     todo = [(d, at) for d, at in data.evidence_sessions if d not in known]
     if todo:
@@ -215,20 +241,19 @@ def measured_panel(storage: StorageResource, data: ReplayData, settings: ReplayS
             workers=2 if len(todo) >= PARALLEL_FROM else 0,
         )
         if len(fresh.ic):
-            stored = pd.concat([stored, panel_frame(fresh)], ignore_index=True)
+            measured = panel_frame(fresh)
+            stored = pd.concat([stored, measured], ignore_index=True) if len(stored) else measured
             stored = stored.assign(session=pd.to_datetime(stored["session"]))
             storage.write_parquet(path, stored.sort_values("session", ignore_index=True))
     wanted = {pd.Timestamp(d) for d, _ in data.evidence_sessions}
     rows = stored.loc[pd.to_datetime(stored["session"]).isin(wanted)] if len(stored) else stored
-    k = len(SIGNALS)
+    k, covariances = len(SIGNALS), cache_columns()[1 + len(SIGNALS) :]
     return ICPanel.of(
         [
             (
                 pd.Timestamp(r["session"]).date(),
                 r[list(SIGNALS)].astype("float64"),
-                r[[f"cov_{i}_{j}" for i in range(k) for j in range(k)]]
-                .to_numpy(dtype="float64")
-                .reshape(k, k),
+                r[covariances].to_numpy(dtype="float64").reshape(k, k),
             )
             for _, r in rows.iterrows()
         ],
@@ -251,6 +276,7 @@ def signal_evidence(
     fundamentals: pd.DataFrame,
     headlines: pd.DataFrame,
     headline_history: pd.DataFrame,
+    social_chatter: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
     """What each signal has been worth: its trailing daily IC, t-statistic, shrunk IC and the
     signed weight it gets in today's score."""
@@ -267,6 +293,7 @@ def signal_evidence(
         without_partition(fundamentals),
         scored,
         reading.sessions,
+        without_partition(social_chatter),
     )
     settings = ReplaySettings(
         history_sessions=pipeline.history_sessions,

@@ -7,15 +7,18 @@ the expected daily return the score implies (Grinold's rule).
    deviation when more than half the names share one value, as with the 0/1 flags), squashed
    with ``tanh(z / 2)`` so one outlier cannot dominate (z = 1, 2, 3 map to 0.46, 0.76, 0.91).
    ``method="rank"`` uses centred percentile ranks instead. A missing value is neutral (0).
-   Signals that are already z-scores on their own scale (:data:`PRESCALED_SIGNALS`: the
-   headline z-score, which is 0 for the many names without news) skip the cross-sectional
-   step and map as ``tanh(z / 2)``; standardising a mostly-zero column again would blow up the
-   few non-zeros. The evidence measures each signal's IC on exactly these values.
+   Signals that are already z-scores on their own scale (:data:`PRESCALED_SIGNALS`) skip the
+   cross-sectional step and map as ``tanh(z / 2)``: the headline z-score, which is 0 for the
+   many names without news (standardising a mostly-zero column again would blow up the few
+   non-zeros), and the social-chatter spike and volume z-scores, each a name's chatter against
+   its own trailing level (:mod:`~ibkr_assets.quant.social`; NaN without enough history,
+   hence neutral). The evidence measures each signal's IC on exactly these values.
 2. **Score** ``alpha = Σ_k w_k x_k`` with the signed evidence weights ``w`` (absolute weights
    summing to 1, or all 0 when no signal is distinguishable from zero), so it is in [-1, 1].
    No block has a weight of its own: the **blocks** technical (trend, breakout, RSI, MACD,
    12-1 momentum, volatility), fundamental (Piotroski F-score, forward P/E vs sector, revenue
-   growth > 15%) and sentiment (headline polarity z-score) are the sums of their signals'
+   growth > 15%) and sentiment (headline polarity z-score, Reddit post spike and
+   X/StockTwits volume anomaly z-scores) are the sums of their signals'
    contributions, reported so a reader sees where a score comes from (they add up to it).
 3. **Expected return** (daily, fraction): ``IC_c · σ_i · z_i`` with ``z`` the score
    standardised across names, ``σ_i`` the name's daily volatility and ``IC_c`` the composite's
@@ -56,11 +59,11 @@ SIGNAL_BLOCKS: dict[str, tuple[str, ...]] = {
         "vol_20d",
     ),
     "fundamental": ("piotroski", "forward_pe_rel_sector", "revenue_growth_flag"),
-    "sentiment": ("sentiment_z",),
+    "sentiment": ("sentiment_z", "social_spike_z", "social_volume_z"),
 }
 #: every signal, in block order
 SIGNALS: tuple[str, ...] = tuple(c for block in SIGNAL_BLOCKS.values() for c in block)
-PRESCALED_SIGNALS = frozenset({"sentiment_z"})
+PRESCALED_SIGNALS = frozenset({"sentiment_z", "social_spike_z", "social_volume_z"})
 OUTPUT_COLUMNS = (
     "symbol",
     "alpha_score",

@@ -5,6 +5,7 @@ its metrics row, its plot and (calibrating) its journal entry."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -16,11 +17,20 @@ import pytest
 from ibkr_assets import cli
 from ibkr_assets.assets import backtest, daily_assets, daily_checks
 from ibkr_assets.assets.ib_rules import ib_execution
-from ibkr_assets.assets.signals import EVIDENCE_CACHE, evidence_data, measured_panel, panel_frame
+from ibkr_assets.assets.signals import (
+    EVIDENCE_CACHE,
+    cache_columns,
+    evidence_data,
+    measured_panel,
+    panel_frame,
+)
 from ibkr_assets.jobs import weekly_schedule
 from ibkr_assets.partitions import sessions_between
+from ibkr_assets.quant.alpha import SIGNALS
 from ibkr_assets.quant.backtest import prepare_days, signal_panel, simulate
+from ibkr_assets.quant.evidence import ICPanel
 from ibkr_assets.quant.journal import read_journal, verify_journal
+from ibkr_assets.quant.social import SOCIAL_COLUMNS, lookback
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.alerts import AlertResource
 from ibkr_assets.resources.storage import StorageResource
@@ -41,6 +51,9 @@ def _small_world():
     mp = pytest.MonkeyPatch()
     mp.setenv("IBKR_SIM_SYMBOLS", str(SYMBOLS))
     mp.setenv("IBKR_SENTIMENT_MODEL", "lexicon")
+    # the chatter a social score reads whole (quant.social.lookback, 121 sessions): the default
+    # 120 is one short, and about 1 name in 30 then scores slightly differently live
+    mp.setenv("IBKR_SOCIAL_HISTORY_SESSIONS", str(lookback()))
     yield
     mp.undo()
 
@@ -80,10 +93,12 @@ def test_replay_and_live_job_decide_the_same_targets(live, replayed):
     day = days[date.fromisoformat(SESSION)]
     matrix = live.output_for_node("feature_matrix").set_index("symbol")
     got = day.features.set_index("symbol")
-    for column in ("price", "ma_signal", "rsi", "mom_12_1", "piotroski", "sentiment_z"):
+    columns = ("price", "ma_signal", "rsi", "mom_12_1", "piotroski", "sentiment_z", *SOCIAL_COLUMNS)
+    for column in columns:
         np.testing.assert_allclose(
             got[column].astype(float), matrix.loc[got.index, column].astype(float), rtol=1e-9
         )
+    assert got["social_volume_z"].notna().all(), "every simulated stock has scored chatter"
     evidence = live.output_for_node("signal_evidence").set_index("signal")
     np.testing.assert_allclose(evidence["weight"], day.evidence.weights.loc[evidence.index])
     assert evidence["composite_ic"].iloc[0] == pytest.approx(day.evidence.composite_ic)
@@ -103,8 +118,10 @@ def test_replay_and_live_job_decide_the_same_targets(live, replayed):
 
 def test_a_cold_daily_job_measures_the_evidence_the_replay_measures(live, replayed, tmp_path):
     """The live job's own measurement of past sessions (from its ingest data: bars, statements,
-    30 days of headlines) equals the replay's for every signal but sentiment, whose sessions
-    before the headline history it cannot measure."""
+    30 days of headlines, the chatter of the sessions before it) equals the replay's for every
+    signal but the sentiment block's: the headline history does not reach its older sessions,
+    and a past session's chatter scores read fewer sessions than the replay's (the ingest's
+    end before today), though enough to be measured."""
     data, settings, _, panel = replayed
     key = SESSION
     built = evidence_data(
@@ -114,13 +131,42 @@ def test_a_cold_daily_job_measures_the_evidence_the_replay_measures(live, replay
         live.output_for_node("fundamentals").drop(columns="partition_date"),
         data.headlines.iloc[0:0],
         settings.evidence.sessions,
+        live.output_for_node("social_chatter").drop(columns="partition_date"),
     )
     cold = measured_panel(StorageResource(data_dir=str(tmp_path)), built, settings)
-    shared = [s for s in panel.ic.columns if s != "sentiment_z"]
+    social = ["social_spike_z", "social_volume_z"]
+    shared = [s for s in panel.ic.columns if s not in ("sentiment_z", *social)]
     rows = panel.ic.loc[cold.ic.index, shared]
     assert len(rows) == settings.evidence.sessions
     np.testing.assert_allclose(cold.ic[shared], rows, atol=1e-12)
     assert panel.ic["forward_pe_rel_sector"].isna().all(), "no forward EPS history: no IC"
+    assert cold.ic[social].notna().all().all() and panel.ic[social].notna().all().all()
+
+
+def test_an_evidence_cache_of_other_signals_is_measured_again(replayed, tmp_path):
+    """A cache written before the social signals joined (11 signals, 11 x 11 covariances) is
+    measured again with every signal and replaced, not read with the new signals missing."""
+    data, settings, _, panel = replayed
+    last = data.evidence_sessions[-3:]
+    data = replace(
+        data,
+        sessions=[],
+        decision_times=[],
+        warmup=[d for d, _ in last],
+        warmup_times=[at for _, at in last],
+    )
+    old = [s for s in SIGNALS if not s.startswith("social_")]
+    assert len(old) == 11
+    stale = ICPanel(panel.ic.loc[:, old], np.zeros((len(panel.ic), len(old), len(old))))
+    storage = StorageResource(data_dir=str(tmp_path))
+    storage.write_parquet(storage.root / EVIDENCE_CACHE, panel_frame(stale))
+    got = measured_panel(storage, data, settings)
+    want = panel.ic.loc[got.ic.index]
+    assert len(got.ic) == 3 and list(got.ic.columns) == list(SIGNALS)
+    np.testing.assert_allclose(got.ic, want, atol=1e-12)
+    np.testing.assert_allclose(got.cov, panel.cov[-3:], atol=1e-12)
+    cached = pd.read_parquet(storage.root / EVIDENCE_CACHE)
+    assert list(cached.columns) == cache_columns() and len(cached) == 3
 
 
 def test_weekly_asset_writes_metrics_plot_and_journal(tmp_path, monkeypatch):
