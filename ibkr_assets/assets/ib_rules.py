@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import partial
 
 from ibkr_assets.quant.backtest import Execution
-from ibkr_assets.quant.costs import CostModel, order_cost
+from ibkr_assets.quant.costs import DEFAULT_HOLDING_PERIOD, CostModel, order_cost
 from ibkr_spec.commissions import stock_commission
 from ibkr_spec.lots import round_lot
 from ibkr_spec.margin import position_margin
@@ -25,10 +25,20 @@ def stock_initial_margin(shares: float, price: float) -> float:
     return position_margin("STK", shares, price)[0]
 
 
+def ib_cost_model(holding_period_sessions: float = DEFAULT_HOLDING_PERIOD) -> CostModel:
+    """The one cost model with IB's tiered commission, its trades' costs amortised over
+    ``holding_period_sessions`` (the decision config's) in the optimiser."""
+    return CostModel(commission=stock_commission, holding_period_sessions=holding_period_sessions)
+
+
 def ib_execution(costs: CostModel | None = None) -> Execution:
-    """IB's rules for the replay: the cost model ``costs`` (default: its defaults with IB's
-    tiered commission), tiered round lots, Reg-T initial margin."""
-    model = costs if costs is not None else CostModel(commission=stock_commission)
+    """IB's rules for the replay: the cost model ``costs`` (default: :func:`ib_cost_model`),
+    for the fills and the optimiser's per-name rates; tiered round lots; Reg-T initial
+    margin."""
+    model = costs if costs is not None else ib_cost_model()
     return Execution(
-        costs=partial(order_cost, model), round_lot=round_lot, initial_margin=stock_initial_margin
+        costs=partial(order_cost, model),
+        round_lot=round_lot,
+        initial_margin=stock_initial_margin,
+        cost_model=model,
     )

@@ -4,7 +4,9 @@ day is decided by exactly the code that decides a live one.
 
 1. :func:`close_panel` — the closes the risk model is estimated from;
 2. :func:`optimise_targets` — the alpha stage's daily expected returns (``expected_return``), the
-   risk model's covariance and scenarios, the current weights, into target weights
+   risk model's covariance and scenarios, the current weights and each name's trading costs
+   (:func:`trading_costs`: the one cost model from the quoted spread, the 20-session dollar ADV
+   and the model's volatility), into target weights
    (:class:`~ibkr_assets.quant.optimiser.PortfolioOptimiser`), clipped to ``max_weight`` so
    solver round-off never trips the gate's exact comparison;
 3. :func:`overlay_targets` — the news & sentiment rules (:mod:`.overlay`);
@@ -21,9 +23,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from ibkr_assets.quant.compliance import CheckResult, ComplianceLimits, evaluate_compliance
+from ibkr_assets.quant.costs import CostModel, CostRates, cost_rates
 from ibkr_assets.quant.optimiser import (
     OptimisationResult,
     OptimiserConfig,
@@ -50,6 +54,52 @@ def sector_map(universe: pd.DataFrame, symbols: Sequence[str]) -> pd.Series:
     return sectors.reindex(list(symbols)).fillna("Unknown")
 
 
+def quote_prices(quotes: pd.DataFrame) -> pd.DataFrame:
+    """The pre-open quotes by symbol with ``price``: the last trade, else the previous close
+    (the price the order diff sizes shares at)."""
+    quote = quotes.drop_duplicates("symbol").set_index("symbol")
+    return quote.assign(price=quote["last"].fillna(quote["close"]))
+
+
+def trading_costs(
+    costs: CostModel,
+    model: RiskModel,
+    quotes: pd.DataFrame,
+    features: pd.DataFrame,
+    nav: float,
+    month_shares: float = 0.0,
+) -> tuple[CostRates, list[str]]:
+    """Each of ``model``'s names' trading costs for a book of ``nav`` USD
+    (:func:`~ibkr_assets.quant.costs.cost_rates`): half the quoted ``spread`` and the price of
+    :func:`quote_prices` (the spread ``ask − bid`` where the quotes carry no ``spread``), the
+    feature matrix's ``adv`` (20-session average dollar volume) and the
+    model's daily volatility. Returns the rates of the names with every input, and the names
+    left out (no two-sided quote, price or ADV): the optimiser charges those its flat
+    ``turnover_cost``."""
+    symbols = pd.Index(model.symbols, dtype="object")
+    quote = quote_prices(quotes).reindex(symbols)
+    spread = quote["spread"] if "spread" in quote else quote["ask"] - quote["bid"]
+    adv = features.drop_duplicates("symbol").set_index("symbol")["adv"].reindex(symbols)
+    vol = np.sqrt(np.clip(np.diag(model.daily_cov().to_numpy(dtype="float64")), 0.0, None))
+    inputs = pd.DataFrame(
+        {
+            "price": quote["price"],
+            "half_spread": spread / 2,
+            "adv": adv,
+            "vol": vol,
+        },
+        index=symbols,
+        dtype="float64",
+    )
+    usable = np.isfinite(inputs).all(axis=1) & (inputs[["price", "adv"]] > 0).all(axis=1)
+    usable &= (inputs[["half_spread", "vol"]] >= 0).all(axis=1)
+    known = inputs[usable]
+    rates = cost_rates(
+        costs, known["price"], known["half_spread"], known["adv"], known["vol"], nav, month_shares
+    )
+    return rates, [str(s) for s in symbols[~usable.to_numpy()]]
+
+
 def optimise_targets(
     alpha_scores: pd.DataFrame,
     model: RiskModel,
@@ -57,9 +107,11 @@ def optimise_targets(
     current: pd.Series,
     config: OptimiserConfig,
     optimiser: PortfolioOptimiser | None = None,
+    costs: CostRates | None = None,
 ) -> tuple[pd.DataFrame, OptimisationResult, list[str]]:
     """The optimiser's target weights for the risk model's symbols, maximising the alpha
-    stage's ``expected_return`` (daily, fraction) of ``alpha_scores`` net of risk and costs.
+    stage's ``expected_return`` (daily, fraction) of ``alpha_scores`` net of risk and the
+    trading ``costs`` (:func:`trading_costs`; None: the config's flat ``turnover_cost``).
 
     Returns the target frame (``symbol, sector, alpha_score, current_weight, target_weight``,
     ``top_drivers`` when the scores name them, and the :data:`EX_ANTE` numbers), the solver
@@ -81,7 +133,7 @@ def optimise_targets(
         if optimiser.symbols != list(symbols):
             raise OptimizationError("the compiled optimiser holds other symbols than the model")
         optimiser.update_risk(model.daily_cov(), model.scenarios)
-    result = optimiser.solve(expected, w0)
+    result = optimiser.solve(expected, w0, costs)
     frame = pd.DataFrame(
         {
             "symbol": symbols,
@@ -171,15 +223,14 @@ def diff_orders(
     order_type: Literal["LMT", "MKT"],
 ) -> OrderDiff:
     """The orders from ``held_shares`` to the non-zero ``weights`` of ``net_liquidation``,
-    priced off the pre-open quotes (the last trade, then the previous close, without a
-    two-sided quote); symbols held without a target are sold out."""
+    priced off the pre-open quotes (:func:`quote_prices`); symbols held without a target are
+    sold out."""
     ref = universe.drop_duplicates("symbol").set_index("symbol")
-    quote = quotes.drop_duplicates("symbol").set_index("symbol")
     return propose_orders(
         held_shares,
         weights[weights != 0],
         net_liquidation,
-        quote.assign(price=quote["last"].fillna(quote["close"])),
+        quote_prices(quotes),
         lot_sizes=ref["lot_size"],
         min_notional=min_notional,
         even_lots=even_lots,

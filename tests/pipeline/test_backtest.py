@@ -17,6 +17,7 @@ import pytest
 from ibkr_assets import cli
 from ibkr_assets.assets import backtest, daily_assets, daily_checks
 from ibkr_assets.assets.ib_rules import ib_execution
+from ibkr_assets.assets.portfolio import net_liquidation
 from ibkr_assets.assets.signals import (
     EVIDENCE_CACHE,
     cache_columns,
@@ -109,8 +110,12 @@ def test_replay_and_live_job_decide_the_same_targets(live, replayed):
             scores.loc[day.alpha["symbol"], column],
             atol=1e-12,
         )
-    # the live account starts in cash: so does a replay of that one session
-    replay = simulate([day], data, settings, ib_execution()).targets[day.session]
+    # the live account starts in cash: so does a replay of that one session, with the same
+    # net liquidation (the optimiser's trading costs depend on the book's size)
+    nav = net_liquidation(live.output_for_node("portfolio_snapshot"))
+    replay = simulate([day], data, replace(settings, initial_capital=nav), ib_execution()).targets[
+        day.session
+    ]
     want = live.output_for_node("overlaid_targets").set_index("symbol")["weight"]
     assert (want > 1e-4).sum() >= 3, "the live job should hold a real book"
     np.testing.assert_allclose(replay.loc[want.index], want, atol=1e-6)

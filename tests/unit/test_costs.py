@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from ibkr_assets.quant.costs import (
+    IMPACT_FIT_RANGE,
     CostModel,
     CostRates,
     cost_rates,
-    impact_chords,
+    impact_quadratic,
     order_cost,
 )
 from ibkr_spec.commissions import stock_commission
@@ -135,16 +136,13 @@ def test_the_no_trade_band_is_validated_and_free_rates_are_zero():
     assert free.band == 0.0 and not free.buy.any() and not free.impact.any()
 
 
-def test_impact_chords_meet_the_curve_at_the_breakpoints_and_lie_above_it():
-    starts, slopes = impact_chords()
-    assert (np.diff(slopes) > 0).all()  # convex: the segments fill in order
-
-    def chords(x: float) -> float:
-        widths = np.append(np.diff(starts), np.inf)
-        parts = np.clip(x - starts, 0.0, widths)
-        return float(parts @ slopes)
-
-    for x in (0.005, 0.02, 0.06, 0.25):
-        assert chords(x) == pytest.approx(x**1.5, rel=1e-9)
-    for x in (0.001, 0.01, 0.04, 0.12):
-        assert chords(x) >= x**1.5
+def test_impact_quadratic_is_the_least_squares_fit_of_the_power_law():
+    a, b = impact_quadratic()
+    x = np.linspace(0.0, IMPACT_FIT_RANGE, 20_001)
+    fitted, *_ = np.linalg.lstsq(np.column_stack([x, x**2]), x**1.5, rcond=None)
+    np.testing.assert_allclose([a, b], fitted, rtol=1e-4)
+    for size in (0.05, 0.08, 0.12):  # within 2 % where impact matters
+        assert a * size + b * size**2 == pytest.approx(size**1.5, rel=0.02)
+    assert a * 0.005 + b * 0.005**2 > 0.005**1.5  # small trades: charged more, never less
+    with pytest.raises(ValueError, match="fit range"):
+        impact_quadratic(0.0)

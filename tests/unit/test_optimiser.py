@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 from pypfopt.efficient_frontier import EfficientCVaR, EfficientFrontier
 
+from ibkr_assets.quant.costs import CostRates, impact_quadratic
 from ibkr_assets.quant.optimiser import (
     OptimisationResult,
     OptimiserConfig,
@@ -537,3 +538,121 @@ def test_unbounded_status_is_reported_as_a_numerical_failure(monkeypatch):
     text = str(err.value)
     assert "numerical failure (said unbounded of a bounded problem)" in text
     assert "CLARABEL" in text and "largest variance" in text and "status unbounded" not in text
+
+
+# -- per-name trading costs ----------------------------------------------------------------------
+
+
+def _separable_world(n: int = 6, s: int = 400, vol: float = 0.02, seed: int = 4):
+    """Independent names of equal volatility and a diagonal covariance: with the CVaR off each
+    name's optimum is on its own, ``w = w0 + (a − c)/(2(λσ² + q))`` for a buy."""
+    rng = np.random.default_rng(seed)
+    symbols = [f"C{i}" for i in range(n)]
+    scenarios = pd.DataFrame(rng.normal(0, vol, (s, n)), columns=symbols)
+    cov = pd.DataFrame(np.eye(n) * vol**2, index=symbols, columns=symbols)
+    return symbols, cov, scenarios
+
+
+def _rates(symbols, buy, sell=None, impact=0.0, band: float = 0.0) -> CostRates:
+    index = pd.Index(list(symbols))
+    return CostRates(
+        pd.Series(buy, index=index, dtype="float64"),
+        pd.Series(buy if sell is None else sell, index=index, dtype="float64"),
+        pd.Series(impact, index=index, dtype="float64"),
+        band,
+    )
+
+
+@pytest.mark.parametrize("solver", ["CLARABEL", "HIGHS"])
+def test_a_dear_name_is_traded_less_than_an_identical_cheap_one(solver):
+    symbols, cov, scenarios = _separable_world()
+    lam, vol = 5.0, 0.02
+    cfg = OptimiserConfig(
+        risk_aversion=lam, cvar_aversion=0.0, max_weight=0.5, max_gross=3.0, cash_buffer=0.0,
+        sector_cap=None, solver=solver,
+    )  # fmt: skip
+    alpha = pd.Series(4e-4, index=symbols)  # every name alike
+    buy = np.array([1e-5, 1e-4, 2e-4, 1e-5, 1e-4, 2e-4])
+    impact = np.array([0.0, 0.0, 0.0, 2e-3, 2e-3, 2e-3])
+    res = optimise(alpha, cov, scenarios, cfg, costs=_rates(symbols, buy, impact=impact))
+    a, b = impact_quadratic()
+    # each name on its own: a − c_i − a_fit·impact_i = 2(λσ² + b·impact_i)·w_i
+    expected = np.maximum(4e-4 - buy - a * impact, 0) / (2 * (lam * vol**2 + b * impact))
+    assert expected.sum() < 1 and expected[-1] == 0  # the budget does not bind; C5 too dear
+    np.testing.assert_allclose(res.weights.to_numpy(), expected, rtol=1e-4, atol=1e-7)
+    w = res.weights
+    assert w["C0"] > w["C1"] > w["C2"] > 0  # dearer to buy: bought less
+    assert w["C0"] > w["C3"] and w["C1"] > w["C4"]  # dearer impact: bought less
+    # and sold less: held above the target, the dear name keeps more of its position
+    held = pd.Series(0.15, index=symbols)
+    sold = optimise(alpha, cov, scenarios, cfg, held, costs=_rates(symbols, 0.0, buy))
+    assert sold.weights["C2"] > sold.weights["C1"] > sold.weights["C0"]
+
+
+def test_trading_costs_change_without_recompiling_and_the_band_keeps_small_trades():
+    symbols, cov, scenarios, alpha = _data(n=12)
+    opt = PortfolioOptimiser(symbols, cov, scenarios, OptimiserConfig())
+    assert opt.problem.is_dpp()
+    cheap = opt.solve(alpha, costs=_rates(symbols, 1e-5))
+    cached = opt.problem._cache.param_prog
+    dear = _rates(symbols, np.linspace(1e-5, 5e-4, 12), impact=1e-3)
+    again = opt.solve(alpha, cheap.weights * 0.5, dear)
+    assert opt.problem._cache.param_prog is cached  # new costs, no recompilation
+    fresh = optimise(alpha, cov, scenarios, OptimiserConfig(), cheap.weights * 0.5, costs=dear)
+    np.testing.assert_allclose(again.weights, fresh.weights, atol=1e-6)
+    assert again.objective == pytest.approx(fresh.objective, rel=1e-6)
+    # a book off the optimum (held names under the cap ±10 bp in turn, net unchanged) at
+    # (nearly) no cost: every trade back is under a 20 bp band, so none is made
+    tiny = OptimiserConfig(turnover_cost=1e-9)
+    opt = PortfolioOptimiser(symbols, cov, scenarios, tiny)
+    best = opt.solve(alpha, costs=_rates(symbols, 1e-9)).weights
+    inside = best.index[(best > 2e-3) & (best < 0.118)]
+    pairs = len(inside) // 2 * 2
+    assert pairs >= 2
+    nudge = pd.Series(0.0, index=symbols)
+    nudge[inside[:pairs]] = np.resize([1e-3, -1e-3], pairs)
+    nudged = best + nudge
+    banded = opt.solve(alpha, nudged, _rates(symbols, 1e-9, band=2e-3))
+    assert set(banded.band_kept) >= set(nudge.index[nudge != 0])
+    kept = list(banded.band_kept)
+    np.testing.assert_allclose(banded.weights[kept], nudged[kept], atol=1e-6)  # bp to 1e-3
+    no_band = opt.solve(alpha, nudged, _rates(symbols, 1e-9))
+    assert no_band.band_kept == ()
+    np.testing.assert_allclose(no_band.weights, best, atol=1e-5)  # traded back
+
+
+def test_bad_trading_costs_are_named():
+    symbols, cov, scenarios, alpha = _data()
+    bad = _rates(symbols, 1e-4)
+    bad.buy["S3"] = np.nan
+    with pytest.raises(OptimizationError, match=r"trading cost rate for \['S3'\]"):
+        optimise(alpha, cov, scenarios, costs=bad)
+    with pytest.raises(OptimizationError, match=r"negative trading cost rates for \['S1'\]"):
+        optimise(alpha, cov, scenarios, costs=_rates(symbols, [0, -1e-4, *[0] * 6]))
+    free = OptimiserConfig(turnover_cost=0.0)
+    with pytest.raises(OptimizationError, match="positive turnover_cost"):
+        optimise(alpha, cov, scenarios, free, costs=_rates(symbols, 1e-4))
+
+
+def test_working_set_with_per_name_costs_equals_the_full_solve():
+    model, sectors, alpha, held = _hedged_world(seed=8)
+    rng = np.random.default_rng(9)
+    n = len(alpha)
+    costs = _rates(
+        alpha.index,
+        rng.uniform(5e-6, 3e-4, n),
+        rng.uniform(5e-6, 3e-4, n),
+        impact=rng.uniform(0, 5e-3, n),
+    )
+    cfg = OptimiserConfig(sector_cap=0.3, working_set=40)
+    full = PortfolioOptimiser.from_risk_model(
+        model, cfg.model_copy(update={"working_set": None}), sectors
+    )
+    ws = PortfolioOptimiser.from_risk_model(model, cfg, sectors)
+    book_ref = book_ws = held
+    for _ in range(3):
+        ref, res = full.solve(alpha, book_ref, costs), ws.solve(alpha, book_ws, costs)
+        assert ws.working_set_rounds and res.solver == "HIGHS"
+        _assert_same_optimum(ref, res)
+        book_ref, book_ws = ref.weights, res.weights
+        alpha = alpha * 0.7 + pd.Series(rng.uniform(-1, 1, n), alpha.index) * 6e-4

@@ -24,6 +24,7 @@ from ibkr_assets.quant.decision import (
     optimise_targets,
     overlay_targets,
     sector_map,
+    trading_costs,
 )
 from ibkr_assets.quant.evidence import EvidenceSettings, ICPanel, evidence_at
 from ibkr_assets.quant.movers import replay_movers
@@ -145,6 +146,11 @@ def simulate(
         if optimiser is None or optimiser.symbols != model.symbols:
             sectors = sector_map(data.universe, model.symbols)
             optimiser = PortfolioOptimiser.from_risk_model(model, settings.optimiser, sectors)
+        costs = None
+        if execution.cost_model is not None:  # each name's rates, as the daily job charges
+            costs, _ = trading_costs(
+                execution.cost_model, model, day.quotes, day.features, nav, month_shares
+            )
         frame, solved, _ = optimise_targets(
             alpha,
             model,
@@ -152,6 +158,7 @@ def simulate(
             current,
             settings.optimiser,
             optimiser,
+            costs,
         )
         final, _ = overlay_targets(frame, settings.rules, day.features, day.headlines, day.as_of)
         final_weights = final.set_index("symbol")["weight"]

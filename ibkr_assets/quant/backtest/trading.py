@@ -22,6 +22,7 @@ import pandas as pd
 
 from ibkr_assets.quant.backtest.fills import Bar, Fill, OrderCosts, fill_order
 from ibkr_assets.quant.backtest.replay import ReplaySettings
+from ibkr_assets.quant.costs import CostModel
 from ibkr_assets.quant.decision import diff_orders
 from ibkr_assets.quant.orders import ProposedOrder, resize_until_margin_ok
 
@@ -54,11 +55,13 @@ class Execution:
     """IB's rules the replay trades by, passed in by the caller: ``costs``, the one cost model
     (commission, spread, impact, USD); ``round_lot``, the round lot at a price (None: the
     universe's ``lot_size`` column); ``initial_margin``, a stock position's Reg-T initial
-    margin (None: no what-if, every order passes)."""
+    margin (None: no what-if, every order passes); ``cost_model``, the model ``costs`` is bound
+    to, whose per-name rates the optimiser charges (None: its flat ``turnover_cost``)."""
 
     costs: OrderCosts
     round_lot: RoundLot | None = None
     initial_margin: InitialMargin | None = None
+    cost_model: CostModel | None = None
 
 
 @dataclass(frozen=True)

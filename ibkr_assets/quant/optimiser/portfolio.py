@@ -23,6 +23,7 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 
+from ibkr_assets.quant.costs import CostRates, impact_quadratic
 from ibkr_assets.quant.optimiser.config import OptimiserConfig
 from ibkr_assets.quant.optimiser.diagnostics import (
     OptimizationError,
@@ -31,7 +32,7 @@ from ibkr_assets.quant.optimiser.diagnostics import (
     check_same_units,
     check_scenario_count,
 )
-from ibkr_assets.quant.optimiser.problem import BP, Formulation, SectorGroups
+from ibkr_assets.quant.optimiser.problem import BP, Formulation, SectorGroups, TradeCosts
 from ibkr_assets.quant.optimiser.solving import solve_on
 from ibkr_assets.quant.optimiser.working_set import solve_working_set, working_set_applies
 from ibkr_assets.quant.risk_metrics import historical_var_cvar
@@ -50,6 +51,8 @@ class OptimisationResult:
     solver: str
     solve_seconds: float
     compile_seconds: float
+    band_kept: tuple[str, ...] = ()
+    """Names whose trade under the no-trade band was undone (kept at the current weight)."""
 
 
 class PortfolioOptimiser:
@@ -123,14 +126,19 @@ class PortfolioOptimiser:
         self,
         expected_returns: pd.Series | Mapping[str, float],
         current_weights: pd.Series | Mapping[str, float] | None = None,
+        costs: CostRates | None = None,
     ) -> OptimisationResult:
-        """Optimal weights for today's expected returns, starting from ``current_weights``.
+        """Optimal weights for today's expected returns, starting from ``current_weights``, net
+        of each name's trading ``costs`` (:func:`~ibkr_assets.quant.costs.cost_rates`; a name
+        they leave out, or every name without them, pays the config's flat ``turnover_cost``).
 
         Missing expected returns are an error naming the symbols; missing current weights
         are 0 (not held). Held symbols outside the optimiser's set are an error (they could
         not be sold). A large long-only book is solved on a working set of names first (see
         :mod:`ibkr_assets.quant.optimiser.working_set`); the answer is the full problem's
-        optimum either way.
+        optimum either way. Then the trades under the costs' no-trade band are undone (the name
+        kept at its current weight), smallest first, each when the book so kept is within every
+        limit (:attr:`OptimisationResult.band_kept`).
         """
         a = pd.Series(expected_returns, dtype="float64")
         missing = [s for s in self.symbols if s not in a.index]
@@ -149,6 +157,7 @@ class PortfolioOptimiser:
         # in basis points to 1e-3 (1e-7 of NAV): HiGHS's QP start drops values under 1e-4
         # (then reports its answer infeasible), which dust positions would otherwise hit
         held = np.round(w0.to_numpy() * BP, 3)
+        trade_costs = self._trade_costs(costs)
 
         form = self._form
         start = time.perf_counter()
@@ -156,17 +165,19 @@ class PortfolioOptimiser:
         self.working_set_rounds = []
         if working_set_applies(self.config, len(self.symbols)):
             try:
-                found = solve_working_set(form, alpha, held, self._last_bp)
+                found = solve_working_set(form, alpha, held, self._last_bp, trade_costs)
             except OptimizationError:
                 found = None  # e.g. limits the working set alone cannot meet: the full problem
         if found is None:
-            solved = solve_on(form, form.full, np.arange(len(self.symbols)), alpha, held)
+            everyone = np.arange(len(self.symbols))
+            solved = solve_on(form, form.full, everyone, alpha, held, trade_costs)
         else:
             solved, self.working_set_rounds = found
         elapsed = time.perf_counter() - start
         self._last_bp = solved.w_bp
         w = solved.w_bp / BP
         w[np.abs(w) < 1e-9] = 0.0
+        w, kept = self._apply_band(w, held / BP, trade_costs.band)
         weights = pd.Series(w, index=self.symbols, name="weight")
         _, cvar = historical_var_cvar(form.scenarios @ w, self.config.cvar_alpha)
         return OptimisationResult(
@@ -178,7 +189,48 @@ class PortfolioOptimiser:
             solver=solved.solver,
             solve_seconds=elapsed,
             compile_seconds=solved.compile_seconds,
+            band_kept=kept,
         )
+
+    def _trade_costs(self, costs: CostRates | None) -> TradeCosts:
+        """The solver's per-name rates: ``costs`` (the impact power law as its quadratic fit)
+        with the flat ``turnover_cost`` for names they leave out. Raises
+        :class:`OptimizationError` on a rate that is negative or not finite, or on rates given
+        to an optimiser without a turnover cost (its weights, not trades, are the variables)."""
+        n, flat = len(self.symbols), self.config.turnover_cost
+        if costs is None:
+            return TradeCosts.flat(n, flat)
+        if flat <= 0:
+            raise OptimizationError(
+                "per-name trading costs need a positive turnover_cost (the rate of names "
+                "without one); set turnover_cost > 0 or pass no costs"
+            )
+        a, b = impact_quadratic()
+        frame = pd.DataFrame({"buy": costs.buy, "sell": costs.sell, "impact": costs.impact})
+        missing = ~pd.Index(self.symbols).isin(frame.index)
+        frame = frame.reindex(self.symbols)
+        frame.loc[missing] = [flat, flat, 0.0]
+        rates = frame.to_numpy(dtype="float64")
+        check_finite(rates.T, self.symbols, "trading cost rate")
+        bad = [s for s, row in zip(self.symbols, rates, strict=True) if (row < 0).any()]
+        if bad:
+            raise OptimizationError(f"negative trading cost rates for {bad}")
+        buy, sell, impact = rates.T
+        return TradeCosts(buy + a * impact, sell + a * impact, b * impact, costs.band)
+
+    def _apply_band(
+        self, w: np.ndarray, w0: np.ndarray, band: float
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
+        """``w`` with trades smaller than ``band`` (fraction of NAV) undone, smallest first, each
+        only when the book so kept stays within every limit; and the names undone."""
+        small = np.flatnonzero((np.abs(w - w0) < band) & (w != w0))
+        kept, undone = w.copy(), []
+        for i in small[np.argsort(np.abs(w - w0)[small], kind="stable")]:
+            trial = kept.copy()
+            trial[i] = w0[i]
+            if self._form.within_limits(trial):
+                kept, undone = trial, [*undone, i]
+        return kept, tuple(self.symbols[i] for i in sorted(undone))
 
 
 def optimise(
@@ -188,8 +240,9 @@ def optimise(
     config: OptimiserConfig | None = None,
     current_weights: pd.Series | None = None,
     sectors: Mapping[str, str] | pd.Series | None = None,
+    costs: CostRates | None = None,
 ) -> OptimisationResult:
     """One-shot solve over the symbols of ``expected_returns`` (builds a fresh optimiser)."""
     symbols = [str(s) for s in expected_returns.index]
     opt = PortfolioOptimiser(symbols, cov, scenarios, config, sectors)
-    return opt.solve(expected_returns, current_weights)
+    return opt.solve(expected_returns, current_weights, costs)

@@ -20,9 +20,21 @@ and the objective is scaled so a typical scenario return is 1 (``objective_scale
 ``objective_scale · BP²`` times the one in :mod:`ibkr_assets.quant.optimiser`, so the variance
 term keeps its size (its Hessian is unchanged).
 
-**Trades as variables.** With a turnover cost, ``w = w0 + buy − sell`` and each name's weight
-limits are bounds on its trades: with ``|w − w0| ≤ t`` every untraded name sits on a degenerate
-vertex (two rows plus its weight bound) on which HiGHS's active-set method cycles.
+**Trades as variables, costs per name.** With a turnover cost the trades are variables and each
+name's weight limits are bounds on them: with ``|w − w0| ≤ t`` every untraded name sits on a
+degenerate vertex (two rows plus its weight bound) on which HiGHS's active-set method cycles. The
+bounds depend on the book (Parameters), and cvxpy's DPP refuses a Parameter multiplying a variable
+whose bounds are Parameters, so each name's cost rate cannot multiply its trades. Instead
+(:class:`TradeCosts` loaded with every solve, :meth:`Formulation.load`), a name buying at ``c_b``
+and selling at ``c_s`` per unit traded pays ``r·|Δw| + d·Δw`` with ``r = (c_b + c_s)/2`` and
+``d = (c_b − c_s)/2``: the ``d`` part is linear in ``w`` and joins its expected return; the ``r``
+part is ``ρ·(B + S)`` with trades measured in units of the name's rate, ``g = r/ρ`` (``ρ`` the
+config's flat ``turnover_cost``, fixed at compile), in the rows ``g ∘ w − B + S = g ∘ w0`` (a
+Parameter times the unbounded ``w``, which DPP accepts). Impact's quadratic part
+``q·(w − w0)²`` (:func:`~ibkr_assets.quant.costs.impact_quadratic`) is
+``sum_squares(sqrt(q) ∘ w)`` with ``−2q·w0`` joining the expected return. The constants the
+rewrite drops (``d·w0 − q·w0²``) are added back to the reported objective
+(:meth:`Formulation.constant`).
 """
 
 from __future__ import annotations
@@ -41,6 +53,35 @@ from ibkr_assets.quant.optimiser.diagnostics import OptimizationError, check_psd
 
 BP = 1e4
 """Weights enter the solver in basis points, so small holdings stay clear of its tolerances."""
+
+
+MIN_RATE_RATIO = 1e-3
+"""A name's mean trading rate is at least this share of the flat ``turnover_cost``: its trades are
+measured in units of its rate, and a zero rate would free its weight from its bounds."""
+
+
+@dataclass(frozen=True)
+class TradeCosts:
+    """Each name's trading costs over the optimiser's symbols, fractions of NAV, amortised over
+    the holding period (:class:`~ibkr_assets.quant.costs.CostRates`): ``buy`` and ``sell`` per
+    unit of weight traded (the impact fit's linear part included), ``impact_quad`` the
+    coefficient of ``|Δw|²``; ``band`` the no-trade band (fraction of NAV)."""
+
+    buy: np.ndarray
+    sell: np.ndarray
+    impact_quad: np.ndarray
+    band: float = 0.0
+
+    @classmethod
+    def flat(cls, n_names: int, rate: float) -> TradeCosts:
+        """The same ``rate`` per unit traded for every name, no impact, no band."""
+        return cls(np.full(n_names, rate), np.full(n_names, rate), np.zeros(n_names))
+
+    def split(self, flat: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(g, d)``: each name's mean rate ``(buy + sell)/2`` as a multiple of ``flat`` (at
+        least :data:`MIN_RATE_RATIO`) and its half difference ``(buy − sell)/2``."""
+        mean = np.maximum((self.buy + self.sell) / 2, MIN_RATE_RATIO * flat)
+        return mean / flat, (self.buy - self.sell) / 2
 
 
 def pad(values: np.ndarray, slots: int) -> np.ndarray:
@@ -128,6 +169,9 @@ class CompiledProblem:
     factor: cp.Parameter | None = None
     ridge: cp.Parameter | None = None
     buy_range: tuple[cp.Parameter, cp.Parameter] | None = None
+    rate: cp.Parameter | None = None
+    rate_w0: cp.Parameter | None = None
+    impact_root: cp.Parameter | None = None
     sell_range: tuple[cp.Parameter, cp.Parameter] | None = None
     w_range: tuple[cp.Parameter, cp.Parameter] | None = None
     membership: cp.Parameter | None = None
@@ -212,6 +256,34 @@ class Formulation:
         membership = self.groups.membership(np.arange(self.n_names), self.n_names)
         self.full = self._compile(self.n_names, sparse.csr_matrix(membership))
 
+    def constant(self, idx: np.ndarray, held_bp: np.ndarray, costs: TradeCosts) -> float:
+        """The objective's constant that :meth:`load`'s rewrite of the costs drops, in the
+        solver's units: ``d·w0 − q·w0²`` of the names ``idx`` (module docstring)."""
+        if self.config.turnover_cost <= 0:
+            return 0.0
+        _, d = costs.split(self.config.turnover_cost)
+        h = held_bp[idx] / BP
+        value = float(d[idx] @ h - costs.impact_quad[idx] @ h**2)
+        return self.objective_scale * BP**2 * value
+
+    def within_limits(self, w: np.ndarray, tol: float = 1e-9) -> bool:
+        """Whether weights ``w`` (fractions of NAV, all names) keep every limit of the problem:
+        each name's bounds, gross, net, the net floor and the sector caps (to ``tol``)."""
+        cfg = self.config
+        net = float(w.sum())
+        if not (
+            ((w >= self.lower - tol) & (w <= cfg.max_weight + tol)).all()
+            and float(np.abs(w).sum()) <= cfg.max_gross + tol
+            and net <= cfg.max_net + tol
+            and (cfg.min_net is None or net >= cfg.min_net - tol)
+        ):
+            return False
+        if not len(self.groups):
+            return True
+        caps = np.array(list(self.groups.caps.values()))
+        exposure = np.bincount(self.groups.group_of, weights=w, minlength=len(caps) + 1)[:-1]
+        return bool((np.abs(exposure) <= caps + tol).all())
+
     def restricted(self, slots: int) -> CompiledProblem:
         """The compiled working-set problem of ``slots`` weight slots (compiled once, cached)."""
         if slots not in self._restricted:
@@ -219,32 +291,46 @@ class Formulation:
         return self._restricted[slots]
 
     def load(
-        self, c: CompiledProblem, idx: np.ndarray, alpha: np.ndarray, held_bp: np.ndarray
+        self,
+        c: CompiledProblem,
+        idx: np.ndarray,
+        alpha: np.ndarray,
+        held_bp: np.ndarray,
+        costs: TradeCosts,
     ) -> None:
         """Load ``c`` for the names ``idx`` (indices into the symbols; every other name at 0).
 
         ``alpha``: expected returns of all names; ``held_bp``: current weights of all names in
-        basis points. A working-set problem also gets the names' risk data and sector rows;
-        its unused slots get weight bounds of 0.
+        basis points; ``costs``: every name's rates. A working-set problem also gets the names'
+        risk data and sector rows; its unused slots get weight bounds of 0.
         """
         k, slots = idx.size, c.slots
         if c is not self.full:
             c.load_risk(self.scenarios, self.factors, idx)
             if len(self.groups):
                 c.membership.value = self.groups.membership(idx, slots)
-        c.alpha.value = pad(alpha[idx], slots)
         c.w0.value = pad(held_bp[idx], slots)
         lower = np.full(slots, BP * self.lower)
         upper = np.full(slots, BP * self.config.max_weight)
         lower[k:] = upper[k:] = 0.0  # padding slots stay empty
+        expected = alpha[idx]
         if c.buy_range is not None:
+            # trades in units of each name's rate (module docstring); padding slots at rate 1
+            g, d = costs.split(self.config.turnover_cost)
+            g = np.append(g[idx], np.ones(slots - k))
+            q = costs.impact_quad[idx]
+            expected = expected - d[idx] + 2 * q * held_bp[idx] / BP
             h = c.w0.value
-            c.buy_range[0].value = np.maximum(lower - h, 0.0)
-            c.buy_range[1].value = np.maximum(upper - h, 0.0)
-            c.sell_range[0].value = np.maximum(h - upper, 0.0)
-            c.sell_range[1].value = np.maximum(h - lower, 0.0)
+            c.buy_range[0].value = g * np.maximum(lower - h, 0.0)
+            c.buy_range[1].value = g * np.maximum(upper - h, 0.0)
+            c.sell_range[0].value = g * np.maximum(h - upper, 0.0)
+            c.sell_range[1].value = g * np.maximum(h - lower, 0.0)
+            c.rate.value = g
+            c.rate_w0.value = g * h
+            c.impact_root.value = pad(np.sqrt(q), slots)
         else:
             c.w_range[0].value, c.w_range[1].value = lower, upper
+        c.alpha.value = pad(expected, slots)
 
     def _compile(self, m: int, membership: sparse.csr_matrix | None) -> CompiledProblem:
         """The parametrised cvxpy problem over ``m`` weight slots (units: module docstring).
@@ -262,13 +348,20 @@ class Formulation:
         cons = []
         if cfg.turnover_cost > 0:
             # w = w0 + buy − sell, the name's limits as bounds on the trades (set in load)
+            # g ∘ w − buy + sell = g ∘ w0, trades in units of each name's rate (module
+            # docstring), the name's limits as bounds on them (set in load)
             c.buy_range = (cp.Parameter(m, name="buy_min"), cp.Parameter(m, name="buy_max"))
             c.sell_range = (cp.Parameter(m, name="sell_min"), cp.Parameter(m, name="sell_max"))
+            c.rate = cp.Parameter(m, nonneg=True, name="rate")
+            c.rate_w0 = cp.Parameter(m, name="rate_w0")
+            c.impact_root = cp.Parameter(m, nonneg=True, name="impact_root")
             buy = cp.Variable(m, name="buy", bounds=list(c.buy_range))
             sell = cp.Variable(m, name="sell", bounds=list(c.sell_range))
             w = cp.Variable(m, name="w")
-            cons.append(w - buy + sell == c.w0)
+            cons.append(cp.multiply(c.rate, w) - buy + sell == c.rate_w0)
             objective = BP * (c.alpha @ w - cfg.turnover_cost * (cp.sum(buy) + cp.sum(sell)))
+            # BP² · q · (w / BP)² = q · w² in the solver's units
+            objective -= cp.sum_squares(cp.multiply(c.impact_root, w))
         else:
             c.w_range = (cp.Parameter(m, name="w_min"), cp.Parameter(m, name="w_max"))
             w = cp.Variable(m, name="w", bounds=list(c.w_range))

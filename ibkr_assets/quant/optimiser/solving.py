@@ -38,7 +38,7 @@ import numpy as np
 
 from ibkr_assets.quant.optimiser.config import SOLVERS, OptimiserConfig
 from ibkr_assets.quant.optimiser.diagnostics import OptimizationError, limits_text
-from ibkr_assets.quant.optimiser.problem import CompiledProblem, Formulation
+from ibkr_assets.quant.optimiser.problem import CompiledProblem, Formulation, TradeCosts
 
 AUTO_HIGHS_ENTRIES = 50_000
 """``solver="AUTO"`` tries HiGHS first from this many scenario-matrix entries (``n·S``) up."""
@@ -96,13 +96,19 @@ def solver_order(cfg: OptimiserConfig, n_names: int, n_scenarios: int) -> list[s
 
 
 def solve_on(
-    form: Formulation, c: CompiledProblem, idx: np.ndarray, alpha: np.ndarray, held_bp: np.ndarray
+    form: Formulation,
+    c: CompiledProblem,
+    idx: np.ndarray,
+    alpha: np.ndarray,
+    held_bp: np.ndarray,
+    costs: TradeCosts,
 ) -> Solved:
     """Solve ``c`` over the names ``idx`` (the rest held at 0); weights in bp, all names.
 
-    ``alpha``: expected returns, ``held_bp``: current weights in basis points, of all names.
+    ``alpha``: expected returns, ``held_bp``: current weights in basis points, ``costs``: the
+    trading costs, of all names.
     """
-    form.load(c, idx, alpha, held_bp)
+    form.load(c, idx, alpha, held_bp, costs)
     problem = c.problem
     errors = []
     for solver in solver_order(form.config, form.n_names, form.n_scenarios):
@@ -142,7 +148,7 @@ def solve_on(
     w_bp[idx] = np.asarray(c.w.value, dtype="float64")[: idx.size]
     return Solved(
         w_bp,
-        float(problem.value),
+        float(problem.value) + form.constant(idx, held_bp, costs),
         str(problem.solver_stats.solver_name),
         float(problem.compilation_time or 0.0),
     )

@@ -6,7 +6,7 @@ held, the last solve's targets and the ``working_set`` best alphas — with ever
 0, then proves it optimal for the whole universe: with the restricted solve's duals (the budget
 and sector rows' prices and the scenario duals, which are the tail scenarios' probabilities in
 the CVaR linearisation) it prices each name left out,
-``a_i − c − 2λ_var(Σw)_i + λ_cvar·E_q[R_i] − prices of its rows``, the rate at which buying it
+``a_i − c_i − 2λ_var(Σw)_i + λ_cvar·E_q[R_i] − prices of its rows``, the rate at which buying it
 would raise the objective (:func:`entry_gain`). If none is positive (beyond
 :data:`WORKING_SET_TOL`) the KKT conditions of the full problem hold and the restricted optimum
 is the full one; otherwise the best-priced names join and it is solved again. After
@@ -27,7 +27,7 @@ import numpy as np
 
 from ibkr_assets.quant.optimiser.config import OptimiserConfig
 from ibkr_assets.quant.optimiser.diagnostics import OptimizationError
-from ibkr_assets.quant.optimiser.problem import BP, CompiledProblem, Formulation
+from ibkr_assets.quant.optimiser.problem import BP, CompiledProblem, Formulation, TradeCosts
 from ibkr_assets.quant.optimiser.solving import Solved, solve_on
 
 WORKING_SET_MIN_NAMES = 300
@@ -51,18 +51,22 @@ def working_set_applies(cfg: OptimiserConfig, n_names: int) -> bool:
 
 
 def solve_working_set(
-    form: Formulation, alpha: np.ndarray, held_bp: np.ndarray, last_bp: np.ndarray
+    form: Formulation,
+    alpha: np.ndarray,
+    held_bp: np.ndarray,
+    last_bp: np.ndarray,
+    costs: TradeCosts,
 ) -> tuple[Solved, list[int]] | None:
     """The full optimum from problems restricted to a growing set of names, or None.
 
     ``alpha``: expected returns; ``held_bp`` and ``last_bp``: the current weights and the last
-    solve's targets, in basis points; all of every name. Starts from the held names, the last
-    targets and the ``working_set`` best alphas. After each restricted solve every name left
-    out is priced with the solve's duals (:func:`entry_gain`); if any would raise the
-    objective, the :data:`WORKING_SET_ADD` best-priced names join the set and it is solved
+    solve's targets, in basis points; ``costs``: the trading costs; all of every name. Starts from
+    the held names, the last targets and the ``working_set`` best alphas. After each restricted
+    solve every name left out is priced with the solve's duals (:func:`entry_gain`); if any would
+    raise the objective, the :data:`WORKING_SET_ADD` best-priced names join the set and it is solved
     again. Returns the solve and the number of names in each round's set; None after
-    :data:`WORKING_SET_ROUNDS` rounds or once the set passes :data:`WORKING_SET_MAX_SHARE` of
-    the names: the caller solves the full problem.
+    :data:`WORKING_SET_ROUNDS` rounds or once the set passes :data:`WORKING_SET_MAX_SHARE` of the
+    names: the caller solves the full problem.
     """
     n = form.n_names
     in_set = (held_bp != 0) | (last_bp != 0)
@@ -76,9 +80,9 @@ def solve_working_set(
         slots = min(-(-idx.size // WORKING_SET_SLOTS) * WORKING_SET_SLOTS, n)
         compiled = form.restricted(slots)
         rounds.append(idx.size)
-        solved = solve_on(form, compiled, idx, alpha, held_bp)
+        solved = solve_on(form, compiled, idx, alpha, held_bp, costs)
         compile_seconds += solved.compile_seconds
-        gain = entry_gain(form, compiled, solved.w_bp, alpha)
+        gain = entry_gain(form, compiled, solved.w_bp, alpha, costs)
         gain[idx] = -np.inf
         if not (gain > WORKING_SET_TOL * BP).any():
             return Solved(solved.w_bp, solved.value, solved.solver, compile_seconds), rounds
@@ -89,12 +93,17 @@ def solve_working_set(
 
 
 def entry_gain(
-    form: Formulation, c: CompiledProblem, w_bp: np.ndarray, alpha: np.ndarray
+    form: Formulation,
+    c: CompiledProblem,
+    w_bp: np.ndarray,
+    alpha: np.ndarray,
+    costs: TradeCosts,
 ) -> np.ndarray:
     """Rate at which buying each name from nothing raises the solver's (scaled) objective.
 
     Per basis point of weight, from the restricted solve's weights ``w_bp`` (all names,
-    0 outside the set) and duals: alpha less the trading cost, less the marginal variance
+    0 outside the set) and duals: alpha less the name's buy rate (the impact term's quadratic
+    part has no slope at 0; a name left out is not held), less the marginal variance
     ``2λ(Σw)_i``, plus the CVaR term priced by the scenario duals (the tail scenarios'
     probabilities, scaled) and less the prices of the budget and sector rows. At an
     optimum of the full problem no name outside the set has a positive gain (its KKT
@@ -104,7 +113,7 @@ def entry_gain(
     rows = [r for r in (c.tail, c.floor, c.sector, *c.budget) if r is not None]
     if any(r.dual_value is None for r in rows):
         raise OptimizationError(f"{c.problem.solver_stats.solver_name} returned no duals")
-    gain = scale * BP * (alpha - cfg.turnover_cost)
+    gain = scale * BP * (alpha - costs.buy)
     if factors is not None:
         marginal = factors.loadings.T @ (factors.loadings @ w_bp)
         marginal += factors.ridge * w_bp
