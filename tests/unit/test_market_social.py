@@ -2,9 +2,10 @@
 the same in the default and edge-free worlds, bigger for large caps, bursting on news and jump
 sessions, and linked to future returns only through ``Edge.social_attention_drift``.
 
-Measured on seed 7 (daily IC of the post-spike and mention-anomaly z-scores of
-:mod:`ibkr_assets.quant.social` against the next session's return, t-statistic): default edge
-0.007 (t=9) and 0.017 (t=24); ``Edge.none()``: within noise.
+Measured on seed 7, 2019-2028, as the evidence measures them (the feature matrix's
+post-spike and mention-anomaly z-scores, normalised by the alpha stage, rank IC against the next
+session's return): default edge 0.0068 (t=9.6) and 0.0177 (t=24.4); ``Edge.none()``: -0.0008
+(t=-1.1) and -0.0005 (t=-0.7).
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibkr_assets.quant.social import robust_zscores
+from ibkr_assets.quant.alpha import signal_matrix
+from ibkr_assets.quant.evidence import rank_ic
+from ibkr_assets.quant.social import social_panel
 from ibkr_sim.market import SimMarket
 from ibkr_sim.market.calendar import schedule, session_slice
 from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.paths import panel
 from ibkr_sim.universe import MAX_STOCKS
-from tests.unit.test_market_edge import NONE_SE, _daily_ic
+from tests.unit.test_market_edge import NONE_SE
 
 SEED = 7
-#: the spike signal's daily IC the default is sized for (Edge.social_attention_drift)
-SPIKE_BAND = (0.005, 0.015)
+#: the social signals' daily ICs the default is sized for (Edge.social_attention_drift)
+BANDS = {"social_spike_z": (0.005, 0.015), "social_volume_z": (0.01, 0.03)}
+SOCIAL_SIGNALS = ("social_spike_z", "social_volume_z")
 
 
 def test_chatter_is_the_same_in_both_worlds_and_bigger_for_large_caps() -> None:
@@ -64,29 +68,48 @@ def test_sim_market_serves_a_stocks_counts_and_refuses_an_etf() -> None:
         m.social_chatter(m.universe.lookup("SPY").conid, date(2024, 3, 1), date(2024, 3, 8))
 
 
-def _ics(edge: Edge, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _evidence_ics(edge: Edge, scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Each session's rank IC of the social signals against the next session's return, as the
+    evidence measures it: the day's z-scores normalised by the alpha stage
+    (:func:`~ibkr_assets.quant.alpha.signal_matrix`, prescaled) and ranked by
+    :func:`~ibkr_assets.quant.evidence.rank_ic`; the first 100 sessions (no scores yet) left
+    out."""
     log_close = np.log(panel(SEED, edge).close[:, :MAX_STOCKS])
     nxt = np.full_like(log_close, np.nan)
     nxt[:-1] = np.diff(log_close, axis=0)  # row t: the return of session t + 1
-    return {name: _daily_ic(z[100:], nxt[100:]) for name, z in scores.items()}
+    symbols = scores["social_spike_z"].columns
+    rows = {}
+    for t in range(100, len(nxt) - 1):
+        day = pd.DataFrame({s: scores[s].iloc[t].to_numpy() for s in SOCIAL_SIGNALS}, symbols)
+        rows[t] = rank_ic(signal_matrix(day, SOCIAL_SIGNALS), pd.Series(nxt[t], symbols))
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 @pytest.mark.slow
-def test_default_edge_gives_the_spike_signal_a_small_ic_and_none_gives_none() -> None:
+def test_default_edge_gives_the_social_signals_a_small_ic_and_none_gives_none() -> None:
+    """The feature matrix's social scores (:func:`~ibkr_assets.quant.social.social_panel` of
+    the simulated counts, the replay's code) carry the IC
+    :attr:`Edge.social_attention_drift` is sized for, and none without the edge."""
     chatter = panel(SEED, Edge()).chatter  # the same in both worlds
-    scores = {
-        name: robust_zscores(pd.DataFrame(counts)).to_numpy()
-        for name, counts in (("post spike", chatter.posts), ("mention anomaly", chatter.mentions))
-    }
-    default = _ics(Edge(), scores)
-    spike = default["post spike"]
-    mean, se = spike.mean(), spike.std(ddof=1) / np.sqrt(len(spike))
-    print(f"post spike IC {mean:+.4f} (t={mean / se:+.1f})")
-    assert SPIKE_BAND[0] <= mean <= SPIKE_BAND[1] and mean / se > 4
-    anomaly = default["mention anomaly"]
-    print(f"mention anomaly IC {anomaly.mean():+.4f}")
-    assert 0.005 <= anomaly.mean() <= 0.03
-    for name, ic in _ics(Edge.none(), scores).items():
-        mean, se = ic.mean(), ic.std(ddof=1) / np.sqrt(len(ic))
-        print(f"{name} without edge: IC {mean:+.4f} (se {se:.4f})")
-        assert abs(mean) < NONE_SE * se, f"{name}: IC {mean:.4f} without edge"
+    days = pd.DatetimeIndex(schedule()[0])
+    symbols = [f"S{i:03d}" for i in range(chatter.posts.shape[1])]
+    counts = pd.DataFrame(
+        {
+            "symbol": np.tile(symbols, len(days)),
+            "session": np.repeat(days, len(symbols)),
+            "posts": chatter.posts.ravel().astype(float),
+            "mentions": chatter.mentions.ravel().astype(float),
+        }
+    )
+    scores = social_panel(counts, symbols)
+    for edge, bands in ((Edge(), BANDS), (Edge.none(), None)):
+        ics = _evidence_ics(edge, scores)
+        for name in SOCIAL_SIGNALS:
+            mean = ics[name].mean()
+            se = ics[name].std(ddof=1) / np.sqrt(ics[name].count())
+            print(f"{name} ({'default' if bands else 'none'}): IC {mean:+.4f} (t={mean / se:+.1f})")
+            if bands:
+                low, high = bands[name]
+                assert low <= mean <= high and mean / se > 4, f"{name}: IC {mean:.4f}"
+            else:
+                assert abs(mean) < NONE_SE * se, f"{name}: IC {mean:.4f} without edge"
