@@ -6,7 +6,8 @@
     ibkr-agent mcp health [--url URL]                  # broker, account, paper/live, trading
 
 ``tools``, ``call`` and ``health`` are MCP clients: with ``--url`` (e.g. http://127.0.0.1:8000/mcp)
-they talk to a running server, sending ``IBKR_MCP_TOKEN`` as a bearer token when set; without it
+they talk to a running server, sending the secret ``IBKR_MCP_TOKEN`` (or the contents of the file
+``IBKR_MCP_TOKEN_FILE`` names, or Vault's) as a bearer token when set; without it
 they start a server over stdio with the current environment.
 
 ``ibkr-agent mcp`` runs this module (``python -m mcp_server.cli``). ``ibkr-mcp``, the old name of
@@ -73,9 +74,9 @@ def _client(url: str | None) -> Any:
             env=dict(os.environ),
         )
         return Client(params)
-    from ibkr_assets.settings import load_settings
+    from ibkr_assets.settings.secret import MCP_TOKEN
 
-    token = load_settings().mcp.token  # IBKR_MCP_TOKEN; None when unset (or too short to use)
+    token = MCP_TOKEN.read()  # IBKR_MCP_TOKEN, its file or Vault; None when unset
     if token is None:
         return Client(url)
     import httpx2

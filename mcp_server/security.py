@@ -1,8 +1,12 @@
 """HTTP security of the tool server: bearer token and Host/Origin validation.
 
 * The server binds 127.0.0.1 by default. Listening on any other address requires a bearer token
-  (``IBKR_MCP_TOKEN``); every request must then carry ``Authorization: Bearer <token>``, compared
-  in constant time. The token is never logged or echoed in an error.
+  (the secret ``IBKR_MCP_TOKEN``: the variable, the file ``IBKR_MCP_TOKEN_FILE`` names, or Vault;
+  see :mod:`ibkr_assets.settings.secret`); every request must then carry
+  ``Authorization: Bearer <token>``, compared in constant time. A token set when the server
+  starts is read again at each request, so a rotated token file takes effect at once; a token
+  that can no longer be read refuses every request (503) until it can. The token is never logged
+  or echoed in an error.
 * Host and Origin headers are checked on every route (MCP and plain HTTP): the Host against
   loopback names and the bind address, the Origin against the server's own origin (its scheme,
   a loopback name or the bind address, and its port), plus ``IBKR_MCP_ALLOWED_HOSTS`` /
@@ -16,8 +20,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from typing import TYPE_CHECKING
 
+import anyio
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -25,6 +31,8 @@ from mcp_server.config import LOOPBACK_HOSTS
 
 if TYPE_CHECKING:  # the settings tree imports Dagster; the CLI's client commands need none of it
     from ibkr_assets.settings import MCPSettings
+
+logger = logging.getLogger("mcp_server.security")
 
 
 class InsecureBinding(ValueError):
@@ -54,13 +62,18 @@ def uvicorn_tls(settings: MCPSettings) -> dict[str, str]:
     return {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
 
 
-def require_token_off_loopback(settings: MCPSettings, host: str) -> None:
-    """Refuse to listen anywhere but loopback without IBKR_MCP_TOKEN."""
-    if host not in LOOPBACK_HOSTS and settings.token is None:
+def require_token_off_loopback(host: str) -> bool:
+    """Refuse to listen anywhere but loopback without IBKR_MCP_TOKEN; True when a token is set.
+    Raises :class:`~ibkr_assets.settings.SecretError` when it is set but unusable."""
+    from ibkr_assets.settings.secret import MCP_TOKEN
+
+    token = MCP_TOKEN.read() is not None
+    if host not in LOOPBACK_HOSTS and not token:
         raise InsecureBinding(
             f"refusing to listen on {host}: set IBKR_MCP_TOKEN (a bearer token clients must send) "
-            "or bind 127.0.0.1"
+            "or IBKR_MCP_TOKEN_FILE, or bind 127.0.0.1"
         )
+    return token
 
 
 def _matches(value: str, allowed: list[str]) -> bool:
@@ -84,12 +97,15 @@ async def _reject(send: Send, status: int, message: str, extra: list | None = No
 
 
 class SecurityMiddleware:
-    """ASGI middleware: Host/Origin validation, then the bearer token when one is configured."""
+    """ASGI middleware: Host/Origin validation, then the bearer token when ``token`` (a token was
+    set when the server started), read again at each request."""
 
-    def __init__(self, app: ASGIApp, settings: MCPSettings, host: str, port: int) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: MCPSettings, host: str, port: int, token: bool
+    ) -> None:
         self.app = app
         self.security = transport_security(settings, host, port)
-        self._token = settings.token.get_secret_value().encode() if settings.token else None
+        self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,10 +126,19 @@ class SecurityMiddleware:
                 "IBKR_MCP_ALLOWED_ORIGINS",
             )
             return
-        if self._token is not None:
+        if self.token:
+            from ibkr_assets.settings.secret import MCP_TOKEN, SecretError
+
+            try:  # a file read, or an HTTP request to Vault: off the event loop
+                token = await anyio.to_thread.run_sync(MCP_TOKEN.required)
+            except SecretError as exc:
+                logger.error("refusing a request: %s", exc)
+                await _reject(send, 503, "the server cannot read its bearer token; see its log")
+                return
             auth = headers.get("authorization", "")
             scheme, _, given = auth.partition(" ")
-            ok = scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), self._token)
+            expected = token.get_secret_value().encode()
+            ok = scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected)
             if not ok:
                 await _reject(
                     send,

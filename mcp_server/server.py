@@ -217,14 +217,16 @@ def http_app(server: IBKRServer, host: str = "127.0.0.1", port: int = 8000) -> S
     """The streamable HTTP app (``/mcp`` plus the plain routes) behind the security middleware,
     for a server listening on ``host``:``port`` (the Origin header must name that port).
 
-    Raises InsecureBinding for a non-loopback ``host`` without IBKR_MCP_TOKEN.
+    Raises InsecureBinding for a non-loopback ``host`` without IBKR_MCP_TOKEN, and
+    :class:`~ibkr_assets.settings.SecretError` for a token that is set but unusable (too short,
+    its file unreadable).
     """
     settings = server.app_state.settings
-    require_token_off_loopback(settings, host)
+    token = require_token_off_loopback(host)
     app = server.streamable_http_app(
         transport_security=transport_security(settings, host, port), host=host
     )
-    app.add_middleware(SecurityMiddleware, settings=settings, host=host, port=port)
+    app.add_middleware(SecurityMiddleware, settings=settings, host=host, port=port, token=token)
     return app
 
 

@@ -6,10 +6,17 @@ import os
 
 from tests.small_world import SMALL_WORLD_EVIDENCE
 
-# Tests must never reach a real IB account, a real Slack, or the Hugging Face hub.
+# Tests must never reach a real IB account, a real Slack or Vault, or the Hugging Face hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-for _var in ("IBKR_BACKEND", "IBKR_HOST", "IBKR_PORT", "IBKR_ALLOW_LIVE", "SLACK_WEBHOOK_URL"):
+for _var in (
+    "IBKR_BACKEND",
+    "IBKR_HOST",
+    "IBKR_PORT",
+    "IBKR_ALLOW_LIVE",
+    "SLACK_WEBHOOK_URL",
+    "VAULT_ADDR",
+):
     os.environ.pop(_var, None)
 # The decision journal signs its rows with a key kept outside the journal; tests use this one
 # rather than creating ~/.config/ibkr-agent/journal.key.

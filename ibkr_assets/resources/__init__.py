@@ -2,7 +2,8 @@
 the decision-stage limits, and the DuckDB IO manager.
 
 Every resource is built from the settings tree (:mod:`ibkr_assets.settings`) by
-:func:`build_resources`; secrets reach them as ``dg.EnvVar``, so the UI shows where they come from.
+:func:`build_resources`; no resource holds a secret: each reads the secrets it uses when it uses
+them (:mod:`ibkr_assets.settings.secret`: a variable, the file ``<NAME>_FILE`` names, or Vault).
 
 Resource keys (what an asset names as a parameter):
 
@@ -43,13 +44,7 @@ from ibkr_assets.resources.social import (
     StocktwitsSocialResource,
 )
 from ibkr_assets.resources.storage import StorageResource, WarehouseIOManager
-from ibkr_assets.settings import (
-    FMP_API_KEY,
-    REDDIT_CLIENT_ID,
-    REDDIT_CLIENT_SECRET,
-    Settings,
-    load_settings,
-)
+from ibkr_assets.settings import Settings, load_settings
 
 
 def fundamentals_source() -> Literal["sim", "fmp"]:
@@ -60,9 +55,9 @@ def fundamentals_source() -> Literal["sim", "fmp"]:
 
 def fundamentals_resource(settings: Settings) -> FundamentalsResource:
     """Simulated fundamentals (of the market the ``broker`` section simulates), or FMP when
-    ``IBKR_FUNDAMENTALS=fmp`` (key ``FMP_API_KEY``, resolved when a run starts)."""
+    ``IBKR_FUNDAMENTALS=fmp`` (key ``FMP_API_KEY``, read at each fetch)."""
     if settings.fundamentals.fundamentals == "fmp":
-        return FMPFundamentalsResource(api_key=FMP_API_KEY.env_var())
+        return FMPFundamentalsResource()
     broker = settings.broker
     return SimFundamentalsResource(
         sim_seed=broker.sim_seed, sim_symbols=broker.sim_symbols, sim_edge=broker.sim_edge
@@ -76,8 +71,8 @@ def social_source() -> str:
 
 def social_resource(settings: Settings) -> SocialResource:
     """The ``social`` section's source: the simulated world's chatter (of the market the
-    ``broker`` section simulates), Reddit through PRAW (credentials resolved when a run
-    starts), StockTwits' public streams, or none."""
+    ``broker`` section simulates), Reddit through PRAW (credentials read at each fetch),
+    StockTwits' public streams, or none."""
     social = settings.social
     common = {"history_sessions": social.history_sessions}
     if social.source == "none":
@@ -85,13 +80,9 @@ def social_resource(settings: Settings) -> SocialResource:
     if social.source == "stocktwits":
         return StocktwitsSocialResource(**common, max_requests=social.max_requests)
     if social.source == "reddit":
-        secret_file = social.reddit_client_secret_file
         return RedditSocialResource(
             **common,
             max_requests=social.max_requests,
-            client_id=REDDIT_CLIENT_ID.env_var(),
-            client_secret="" if secret_file else REDDIT_CLIENT_SECRET.env_var(),
-            client_secret_file=str(secret_file) if secret_file else None,
             user_agent=social.reddit_user_agent,
             subreddits=list(social.subreddits),
         )

@@ -19,10 +19,10 @@ sensor by the Dagster daemon; all in the ``alerts`` section of :mod:`ibkr_assets
 
 Every alert is also written to the log sink first, so an alert is never lost silently when Slack
 or the mail server is down; a delivery failure then raises :class:`AlertDeliveryError`, whose
-message never contains the webhook URL, the token or the password. Secrets reach the resource as
-``dg.EnvVar`` fields chosen by the settings (the Slack route's secret when the channel is slack,
-the SMTP password when the channel is email with an SMTP user), resolved by Dagster when a run
-starts and never logged.
+message never contains the webhook URL, the token or the password. The secret the channel needs
+(the Slack route's, or the SMTP password when there is an SMTP user) is read at each alert sent
+(:mod:`ibkr_assets.settings.secret`: its variable, the file ``<NAME>_FILE`` names, or Vault), so a
+rotated secret file takes effect at the next alert; no field of the resource holds it.
 """
 
 from __future__ import annotations
@@ -35,20 +35,23 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Literal
 
-import dagster as dg
-
 from ibkr_assets.errors import SettingsResource
 from ibkr_assets.settings import (
     SLACK_BOT_TOKEN,
     SLACK_WEBHOOK_URL,
     SMTP_PASSWORD,
     AlertFields,
+    SecretError,
     Settings,
 )
 
 Severity = Literal["info", "warning", "error"]
 
 logger = logging.getLogger("ibkr_assets.alerts")
+#: slack-sdk's clients log through this one: at DEBUG its webhook client logs the URL of each
+#: request, which is the secret, so nothing below INFO is ever emitted.
+_slack_logger = logging.getLogger("ibkr_assets.alerts.slack_sdk")
+_slack_logger.setLevel(logging.INFO)
 
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _SLACK_ICONS = {"info": ":information_source:", "warning": ":warning:", "error": ":rotating_light:"}
@@ -61,28 +64,16 @@ class AlertDeliveryError(RuntimeError):
 class AlertResource(SettingsResource, AlertFields):
     """Where the pipeline's alerts go: log (default), Slack, or email."""
 
-    slack_webhook_url: str | None = None
-    slack_bot_token: str | None = None
     slack_api_url: str = "https://slack.com/api/"
-    smtp_password: str | None = None
     timeout_s: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlertResource:
-        """The ``alerts`` section, the log file under the data root unless one is set, and the
-        secret the configured channel needs as a ``dg.EnvVar`` (resolved when a run starts)."""
+        """The ``alerts`` section, the log file under the data root unless one is set."""
         alerts = settings.alerts
-        secrets: dict[str, dg.EnvVar] = {}
-        if alerts.channel == "slack" and alerts.slack_route == "webhook":
-            secrets["slack_webhook_url"] = SLACK_WEBHOOK_URL.env_var()
-        elif alerts.channel == "slack":
-            secrets["slack_bot_token"] = SLACK_BOT_TOKEN.env_var()
-        elif alerts.channel == "email" and alerts.smtp_user:
-            secrets["smtp_password"] = SMTP_PASSWORD.env_var()
         fields = alerts.model_dump(include=set(AlertFields.model_fields))
         return cls(
             **fields | {"log_path": alerts.log_path or _default_log(settings.broker.data_dir)},
-            **secrets,
             problem=settings.problem("alerts"),
         )
 
@@ -118,29 +109,31 @@ class AlertResource(SettingsResource, AlertFields):
 
     def _send_slack(self, subject: str, body: str, severity: Severity) -> None:
         text = f"{_SLACK_ICONS[severity]} *{subject}*\n{body}"
+        secret = SLACK_BOT_TOKEN if self.slack_route == "bot" else SLACK_WEBHOOK_URL
         try:
-            if self.slack_webhook_url:
+            value = secret.required().get_secret_value()
+        except SecretError as exc:
+            raise AlertDeliveryError(f"channel is slack but {exc}") from None
+        try:
+            if self.slack_route == "webhook":
                 from slack_sdk.webhook import WebhookClient
 
-                hook = WebhookClient(self.slack_webhook_url, timeout=int(self.timeout_s))
+                hook = WebhookClient(value, timeout=int(self.timeout_s), logger=_slack_logger)
                 response = hook.send(text=text)
                 if response.status_code != 200:
                     raise AlertDeliveryError(
                         f"Slack webhook answered HTTP {response.status_code}: {response.body[:200]}"
                     )
-            elif self.slack_bot_token:
+            else:
                 from slack_sdk import WebClient
 
                 client = WebClient(
-                    token=self.slack_bot_token,
+                    token=value,
                     base_url=self.slack_api_url,
                     timeout=int(self.timeout_s),
+                    logger=_slack_logger,
                 )
                 client.chat_postMessage(channel=self.slack_channel, text=text)
-            else:
-                raise AlertDeliveryError(
-                    "channel is slack but neither SLACK_WEBHOOK_URL nor SLACK_BOT_TOKEN is set"
-                )
         except AlertDeliveryError:
             raise
         except Exception as exc:  # slack-sdk / network errors; never echo the URL or token
@@ -155,11 +148,17 @@ class AlertResource(SettingsResource, AlertFields):
         msg["To"] = ", ".join(self.email_to)
         msg.set_content(body)
         try:
+            password = SMTP_PASSWORD.required() if self.smtp_user else None
+        except SecretError as exc:
+            raise AlertDeliveryError(
+                f"channel is email with IBKR_ALERT_SMTP_USER but {exc}"
+            ) from None
+        try:
             with smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.timeout_s) as smtp:
                 if self.smtp_starttls:
                     smtp.starttls()
-                if self.smtp_user:
-                    smtp.login(self.smtp_user, self.smtp_password or "")
+                if self.smtp_user and password is not None:
+                    smtp.login(self.smtp_user, password.get_secret_value())
                 smtp.send_message(msg)
         except (smtplib.SMTPException, OSError) as exc:
             raise AlertDeliveryError(

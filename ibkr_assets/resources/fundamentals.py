@@ -7,8 +7,10 @@ Two sources behind one interface (:class:`FundamentalsResource`):
 * ``FMPFundamentalsResource`` calls Financial Modeling Prep's ``stable`` REST API
   (https://site.financialmodelingprep.com/developer/docs): ``income-statement``,
   ``balance-sheet-statement`` and ``cash-flow-statement`` with ``period=quarter``, and
-  ``analyst-estimates`` for forward EPS. The API key comes from ``FMP_API_KEY`` at run time and
-  is sent as the ``apikey`` header, so it never appears in a URL, a log line or an error.
+  ``analyst-estimates`` for forward EPS. The API key is the secret ``FMP_API_KEY`` (its variable,
+  the file ``FMP_API_KEY_FILE`` names, or Vault: :mod:`ibkr_assets.settings.secret`), read at
+  each fetch and sent as the ``apikey`` header, so it never appears in a URL, a log line or an
+  error.
   Rate limits (HTTP 429) and server errors are retried with exponential backoff (tenacity).
 
 Either way only statements *filed before* the as-of date are returned (no look-ahead). A symbol
@@ -39,6 +41,7 @@ from tenacity import (
 from ibkr_assets.broker import Broker
 from ibkr_assets.broker.errors import BrokerError, ContractNotFound
 from ibkr_assets.quant.fundamental import STATEMENT_COLUMNS
+from ibkr_assets.settings.secret import FMP_API_KEY
 from ibkr_spec.errors import NO_FUNDAMENTALS, NO_SECURITY_DEFINITION, IBError
 
 log = dg.get_dagster_logger(__name__)
@@ -218,9 +221,9 @@ _FMP_FIELDS: dict[str, dict[str, str]] = {
 
 
 class FMPFundamentalsResource(FundamentalsResource):
-    """Financial Modeling Prep over HTTPS; set ``api_key=dg.EnvVar("FMP_API_KEY")``."""
+    """Financial Modeling Prep over HTTPS, with the API key the secret ``FMP_API_KEY`` holds when
+    a fetch starts."""
 
-    api_key: str = Field(description="FMP API key (from FMP_API_KEY; never logged)")
     base_url: str = "https://financialmodelingprep.com/stable"
     quarters: int = Field(12, ge=5, description="quarters of statements per symbol")
     timeout: float = Field(20.0, gt=0)
@@ -297,7 +300,8 @@ class FMPFundamentalsResource(FundamentalsResource):
         frames: list[pd.DataFrame] = []
         eps: dict[str, float] = {}
         missing: dict[str, str] = {}
-        headers = {"apikey": self.api_key, "Accept": "application/json"}
+        key = FMP_API_KEY.required().get_secret_value()
+        headers = {"apikey": key, "Accept": "application/json"}
         with httpx.Client(base_url=self.base_url, headers=headers, timeout=self.timeout) as client:
             for symbol in symbols:
                 try:

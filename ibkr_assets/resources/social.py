@@ -7,11 +7,12 @@ Sources behind one interface (:class:`SocialResource`), chosen by ``IBKR_SOCIAL_
   broker;
 * ``reddit`` — :class:`RedditSocialResource` searches the subreddits ``IBKR_SOCIAL_SUBREDDITS``
   names (r/wallstreetbets by default) for each symbol with PRAW (the Python Reddit API Wrapper)
-  and counts the posts per session (``posts``). Credentials are secrets (``REDDIT_CLIENT_ID``,
-  ``REDDIT_CLIENT_SECRET`` or the file ``IBKR_SOCIAL_REDDIT_CLIENT_SECRET_FILE`` names),
-  resolved when a run starts and never logged. Reddit's free Data API tier allows 100 queries a
-  minute per OAuth client (Reddit Data API terms, 2023); PRAW reads the ``X-Ratelimit-*``
-  headers and waits when they run low;
+  and counts the posts per session (``posts``). Credentials are the secrets
+  ``REDDIT_CLIENT_ID`` and ``REDDIT_CLIENT_SECRET`` (each its variable, the file ``<NAME>_FILE``
+  names — ``IBKR_SOCIAL_REDDIT_CLIENT_SECRET_FILE`` too — or Vault:
+  :mod:`ibkr_assets.settings.secret`), read at each fetch and never logged. Reddit's free Data
+  API tier allows 100 queries a minute per OAuth client (Reddit Data API terms, 2023); PRAW
+  reads the ``X-Ratelimit-*`` headers and waits when they run low;
 * ``stocktwits`` — :class:`StocktwitsSocialResource` pages the public symbol stream
   (``https://api.stocktwits.com/api/2/streams/symbol/{SYMBOL}.json``, 30 messages a page, older
   pages by ``max=<cursor>``) and counts the messages per session (``mentions``). StockTwits
@@ -39,7 +40,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -52,6 +52,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from ibkr_assets.broker import Broker
 from ibkr_assets.broker.errors import BrokerError
+from ibkr_assets.settings.secret import REDDIT_CLIENT_ID, REDDIT_CLIENT_SECRET, SecretError
 from ibkr_spec.errors import IBError
 
 log = dg.get_dagster_logger(__name__)
@@ -331,13 +332,6 @@ class RedditSocialResource(_HTTPSource):
     are noisy, which the robust z-score (:mod:`ibkr_assets.quant.social`) tolerates but does not
     cure."""
 
-    client_id: str = Field(description="Reddit app client id (from REDDIT_CLIENT_ID)")
-    client_secret: str = Field(
-        "", description="Reddit client secret (from REDDIT_CLIENT_SECRET; never logged)"
-    )
-    client_secret_file: str | None = Field(
-        None, description="file holding the client secret, read when a run starts"
-    )
     user_agent: str = Field(description="Reddit User-Agent naming the app and its user")
     subreddits: list[str] = Field(default_factory=lambda: ["wallstreetbets"])
     reddit_url: str = "https://www.reddit.com"
@@ -351,29 +345,16 @@ class RedditSocialResource(_HTTPSource):
     def column(self) -> str:
         return "posts"
 
-    def _secret(self) -> str:
-        if self.client_secret_file:
-            path = Path(self.client_secret_file).expanduser()
-            try:
-                return path.read_text().strip()
-            except OSError as exc:
-                raise SourceDown(
-                    f"the Reddit client secret file {path} cannot be read ({exc.strerror}); fix "
-                    "IBKR_SOCIAL_REDDIT_CLIENT_SECRET_FILE"
-                ) from exc
-        if not self.client_secret:
-            raise SourceDown(
-                "no Reddit client secret: set REDDIT_CLIENT_SECRET or "
-                "IBKR_SOCIAL_REDDIT_CLIENT_SECRET_FILE"
-            )
-        return self.client_secret
-
     def _open(self) -> Any:
         import praw  # only this source needs it
 
+        try:
+            client_id, secret = REDDIT_CLIENT_ID.required(), REDDIT_CLIENT_SECRET.required()
+        except SecretError as exc:
+            raise SourceDown(str(exc)) from None
         reddit = praw.Reddit(
-            client_id=self.client_id,
-            client_secret=self._secret(),
+            client_id=client_id.get_secret_value(),
+            client_secret=secret.get_secret_value(),
             user_agent=self.user_agent,
             reddit_url=self.reddit_url,
             oauth_url=self.oauth_url,

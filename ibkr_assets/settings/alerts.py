@@ -1,5 +1,6 @@
 """Where alerts go (``IBKR_ALERT_``); the fields the alerts resource also shows are declared once,
-in :class:`AlertFields`. Its secrets are :data:`ibkr_assets.settings.secret.SECRETS`."""
+in :class:`AlertFields`. Its secrets (``SLACK_WEBHOOK_URL``, ``SLACK_BOT_TOKEN``,
+``IBKR_SMTP_PASSWORD``) are read by :mod:`ibkr_assets.settings.secret` at each alert sent."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ class AlertFields(BaseModel):
     channel: Channel = Field("log", description="log, slack or email")
     log_path: str | None = Field(
         None, description="JSON-lines file of every alert; unset = <data root>/alerts/alerts.jsonl"
+    )
+    slack_route: Literal["webhook", "bot"] = Field(
+        "webhook",
+        description="with channel slack: webhook (SLACK_WEBHOOK_URL) or bot (SLACK_BOT_TOKEN)",
     )
     slack_channel: str = Field(
         "#trading-alerts", description="Slack channel of the bot-token route"
@@ -37,14 +42,10 @@ class AlertFields(BaseModel):
 
 
 class AlertSettings(AlertFields, BaseSettings):
-    """Alert settings from ``IBKR_ALERT_*`` (secrets: :data:`SECRETS`)."""
+    """Alert settings from ``IBKR_ALERT_*``."""
 
     model_config = SettingsConfigDict(env_prefix="IBKR_ALERT_", extra="ignore")
 
-    slack_route: Literal["webhook", "bot"] = Field(
-        "webhook",
-        description="with channel slack: webhook (SLACK_WEBHOOK_URL) or bot (SLACK_BOT_TOKEN)",
-    )
     sensor_interval_seconds: int = Field(
         60, ge=1, description="least seconds between two evaluations of an alert sensor"
     )

@@ -1,7 +1,9 @@
-"""The decision journal's signing key (``IBKR_JOURNAL_KEY``, ``IBKR_JOURNAL_KEY_FILE``,
-``XDG_CONFIG_HOME``), resolved here for :mod:`ibkr_assets.quant.journal`, which reads no
-settings: :meth:`JournalSettings.key` to verify, :meth:`JournalSettings.appending_key` to append
-(the key file is created for a new journal only)."""
+"""The decision journal's signing key, resolved here for :mod:`ibkr_assets.quant.journal`, which
+reads no settings: :meth:`JournalSettings.key` to verify, :meth:`JournalSettings.appending_key`
+to append. The key is the secret ``IBKR_JOURNAL_KEY`` (:data:`~.secret.JOURNAL_KEY`: the
+variable, the file ``IBKR_JOURNAL_KEY_FILE`` names, or Vault), else the contents of the default
+key file ``$XDG_CONFIG_HOME/ibkr-agent/journal.key``; the key file (named or default) is created
+for a new journal only."""
 
 from __future__ import annotations
 
@@ -11,42 +13,30 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ibkr_assets.quant.journal import JournalKey, journal_is_new
+from ibkr_assets.settings.secret import JOURNAL_KEY, SecretError, read_secret_file
 
 #: The variable holding the key itself (at least :data:`MIN_KEY_CHARS` characters).
-KEY_ENV = "IBKR_JOURNAL_KEY"
+KEY_ENV = JOURNAL_KEY.variable
 #: The variable naming the key file (default ``<config home>/ibkr-agent/journal.key``).
-KEY_FILE_ENV = "IBKR_JOURNAL_KEY_FILE"
+KEY_FILE_ENV = JOURNAL_KEY.file_variable
 #: A key shorter than this (in characters) is refused.
-MIN_KEY_CHARS = 32
+MIN_KEY_CHARS = JOURNAL_KEY.min_length
 
 
 class JournalSettings(BaseSettings):
-    """Where the decision journal's signing key is (see :mod:`ibkr_assets.quant.journal`)."""
+    """Where the decision journal's default key file is (see :mod:`ibkr_assets.quant.journal`)."""
 
     model_config = SettingsConfigDict(env_prefix="IBKR_", extra="ignore")
 
-    journal_key: SecretStr | None = Field(
-        None, description="the decision journal's signing key (at least 32 characters)"
-    )
-    journal_key_file: Path | None = Field(
-        None,
-        description="file holding the key when IBKR_JOURNAL_KEY is unset; default "
-        "$XDG_CONFIG_HOME/ibkr-agent/journal.key, created by the first append",
-    )
     config_home: Path | None = Field(
         None,
         validation_alias=AliasChoices("XDG_CONFIG_HOME", "config_home"),
-        description="base of the default key file; unset = ~/.config",
+        description="base of the journal's default key file; unset = ~/.config",
     )
-
-    @field_validator("journal_key", "journal_key_file", mode="before")
-    @classmethod
-    def _stripped(cls, value: object) -> object:
-        return (value.strip() or None) if isinstance(value, str) else value
 
     @field_validator("config_home", mode="before")
     @classmethod
@@ -57,46 +47,48 @@ class JournalSettings(BaseSettings):
     def key_file(self) -> Path:
         """The key file: ``IBKR_JOURNAL_KEY_FILE``, else ``<config home>/ibkr-agent/journal.key``
         (``~/.config/ibkr-agent/journal.key`` when ``XDG_CONFIG_HOME`` is unset)."""
-        if self.journal_key_file is not None:
-            return self.journal_key_file.expanduser()
+        named = JOURNAL_KEY.file()
+        if named is not None:
+            return named
         return (self.config_home or Path.home() / ".config") / "ibkr-agent" / "journal.key"
 
     def key(self, create: bool = False) -> JournalKey:
         """The key rows are signed with, read at call time and never logged or stored in the
-        journal: ``IBKR_JOURNAL_KEY``, else the contents of :attr:`key_file` (created first when
-        ``create``). Without a usable key (none set, the file unreadable, or shorter than
-        :data:`MIN_KEY_CHARS` characters) the key has no secret and names what to set."""
-        if self.journal_key is not None:
-            text, source = self.journal_key.get_secret_value(), KEY_ENV
-        else:
-            path = self.key_file
-            source = f"the key file {path}"
-            if not path.exists():
+        journal: the secret ``IBKR_JOURNAL_KEY``, else the contents of :attr:`key_file`
+        (created first when ``create`` and it does not exist). Without a usable key (none set,
+        the file unreadable, or shorter than :data:`MIN_KEY_CHARS` characters) the key has no
+        secret and names what to set."""
+        try:
+            named = JOURNAL_KEY.file()
+            if named is not None and not named.exists():
                 if not create:
-                    return JournalKey(
-                        None,
-                        f"no journal key: {KEY_ENV} is not set and the key file {path} does not "
-                        f"exist; set {KEY_ENV} or {KEY_FILE_ENV} to the key that signed this "
-                        "journal",
-                    )
-                _create_key_file(path)
-            try:
-                text = path.read_text().strip()
-            except OSError as exc:
-                return JournalKey(None, f"{source} cannot be read: {exc.strerror}")
-        if len(text) < MIN_KEY_CHARS:
-            return JournalKey(
-                None,
-                f"the journal key in {source} has {len(text)} characters, at least "
-                f"{MIN_KEY_CHARS} are needed (e.g. python -c 'import secrets; "
-                "print(secrets.token_hex(32))')",
-            )
-        return JournalKey(text.encode("utf-8"))
+                    return _no_key(named)
+                _create_key_file(named)
+            key = JOURNAL_KEY.read()
+            if key is None:
+                path = self.key_file
+                if not path.exists():
+                    if not create:
+                        return _no_key(path)
+                    _create_key_file(path)
+                key = JOURNAL_KEY.checked(read_secret_file(path, "the key file"), str(path))
+        except SecretError as exc:
+            return JournalKey(None, str(exc))
+        return JournalKey(key.get_secret_value().encode("utf-8"))
 
     def appending_key(self, directory: str | os.PathLike[str]) -> JournalKey:
         """The key to append to the journal in ``directory`` with: :meth:`key`, its file created
         only when the journal is new (no row, no head file) — never a new key for old rows."""
         return self.key(create=journal_is_new(directory))
+
+
+def _no_key(path: Path) -> JournalKey:
+    """No key: neither set nor in the key file ``path``, which does not exist."""
+    return JournalKey(
+        None,
+        f"no journal key: {KEY_ENV} is not set and the key file {path} does not exist; set "
+        f"{KEY_ENV} or {KEY_FILE_ENV} to the key that signed this journal",
+    )
 
 
 def _create_key_file(path: Path) -> None:

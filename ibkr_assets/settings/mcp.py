@@ -1,19 +1,17 @@
 """What the MCP tool server may do (``IBKR_MCP_``): trading on or off, its own caps and rate
-limits in the order guard, the bearer token and TLS needed off loopback."""
+limits in the order guard, and TLS off loopback. The bearer token needed off loopback is the
+secret ``IBKR_MCP_TOKEN`` (:data:`~ibkr_assets.settings.secret.MCP_TOKEN`), read at each
+request the server authenticates."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ibkr_assets.broker.settings import CommaList, OrderLimits
-
-#: A bearer token shorter than this is refused at startup (32 characters of
-#: ``secrets.token_urlsafe`` carry 192 bits).
-MIN_TOKEN_LENGTH = 32
 
 
 class MCPSettings(BaseSettings):
@@ -22,20 +20,11 @@ class MCPSettings(BaseSettings):
     The broker connection itself is the ``broker`` section's (backend, host, port, clientId,
     account), so the server and the pipeline point at the same account; these settings cover
     what only the tool server has: whether trading tools exist at all, its own per-order caps and
-    rate limits in the order guard, and the bearer token needed to listen on anything but
-    loopback."""
+    rate limits in the order guard, and the TLS files to serve HTTPS with."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="IBKR_MCP_",
-        extra="ignore",
-        hide_input_in_errors=True,  # the token is secret
-    )
+    model_config = SettingsConfigDict(env_prefix="IBKR_MCP_", extra="ignore")
 
     trading: bool = Field(False, description="on = register the tools that send orders")
-    token: SecretStr | None = Field(
-        None,
-        description=f"bearer token, at least {MIN_TOKEN_LENGTH} characters; required off loopback",
-    )
     tls_cert: Path | None = Field(None, description="TLS certificate (PEM) to serve HTTPS")
     tls_key: Path | None = Field(None, description="the TLS certificate's private key (PEM)")
     data_dir: Path = Field(
@@ -87,22 +76,6 @@ class MCPSettings(BaseSettings):
     allowed_origins: CommaList = Field(
         default_factory=list, description="extra Origin header values accepted, comma-separated"
     )
-
-    @field_validator("token", mode="before")
-    @classmethod
-    def _blank_token_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("token", mode="after")
-    @classmethod
-    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
-            raise ValueError(
-                f"IBKR_MCP_TOKEN is {len(value.get_secret_value())} characters; use at least "
-                f"{MIN_TOKEN_LENGTH}, e.g. the output of "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-            )
-        return value
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Self:

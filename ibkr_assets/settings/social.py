@@ -2,15 +2,14 @@
 messages naming each symbol, and how much of a source's rate limit one run may use.
 
 The credentials of Reddit are secrets (:data:`~ibkr_assets.settings.secret.REDDIT_CLIENT_ID`,
-:data:`~ibkr_assets.settings.secret.REDDIT_CLIENT_SECRET`, resolved by Dagster at run time);
-the client secret may instead be read from the file ``IBKR_SOCIAL_REDDIT_CLIENT_SECRET_FILE``
-names (a mounted secret). StockTwits' public symbol streams need no credentials. X (Twitter)
-is not offered: its API's read access is paid.
+:data:`~ibkr_assets.settings.secret.REDDIT_CLIENT_SECRET`, read at each fetch); the client
+secret's file may also be named by ``IBKR_SOCIAL_REDDIT_CLIENT_SECRET_FILE``, its older name.
+StockTwits' public symbol streams need no credentials. X (Twitter) is not offered: its API's
+read access is paid.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -41,11 +40,6 @@ class SocialSettings(BaseSettings):
         "python:ibkr-agent:0.1 (social chatter counts)",
         description="User-Agent of the Reddit requests (Reddit asks for a unique, descriptive one "
         "naming the app and its Reddit user)",
-    )
-    reddit_client_secret_file: Path | None = Field(
-        None,
-        description="file holding the Reddit client secret, read when a run starts, instead of "
-        "REDDIT_CLIENT_SECRET",
     )
     history_sessions: int = Field(
         120,

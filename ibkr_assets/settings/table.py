@@ -31,8 +31,9 @@ def _shown(value: Any) -> str:
 
 
 def settings_rows() -> list[tuple[str, str, str]]:
-    """(variables, default, meaning) of every variable, section by section, then the secrets;
-    a variable two sections share (``IBKR_DATA_DIR``) is listed once."""
+    """(variables, default, meaning) of every variable, section by section, then the secrets
+    and the variables naming their files; a variable two sections share (``IBKR_DATA_DIR``) is
+    listed once."""
     rows: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     for section in env_sections().values():
@@ -44,7 +45,16 @@ def settings_rows() -> list[tuple[str, str, str]]:
             variables = f"`{names[0]}`" + "".join(f" (or `{n}`)" for n in names[1:])
             default = _shown(field.get_default(call_default_factory=True))
             rows.append((variables, default, str(field.description)))
-    rows += [(f"`{s.variable}`", "—", f"secret: {s.description}") for s in SECRETS]
+    for secret in SECRETS:
+        rows.append((f"`{secret.variable}`", "—", f"secret: {secret.description}"))
+        files = "".join(f" (or `{alias}`)" for alias in secret.file_aliases)
+        rows.append(
+            (
+                f"`{secret.file_variable}`{files}",
+                "—",
+                f"file holding {secret.variable} (a mounted secret), read at each use",
+            )
+        )
     return rows
 
 

@@ -26,6 +26,7 @@ from ibkr_assets.settings.journal import JournalSettings
 from ibkr_assets.settings.mcp import MCPSettings
 from ibkr_assets.settings.pipeline import FundamentalsSettings, PipelineSettings, SentimentSettings
 from ibkr_assets.settings.run import PromotionSettings, RunSettings
+from ibkr_assets.settings.secret import VaultSettings
 from ibkr_assets.settings.social import SocialSettings
 
 
@@ -47,6 +48,7 @@ class Settings(BaseModel):
     journal: JournalSettings
     mcp: MCPSettings
     run: RunSettings
+    vault: VaultSettings
     problems: dict[str, str] = Field(
         default_factory=dict,
         description="section -> one line naming its malformed variables; the section holds the "

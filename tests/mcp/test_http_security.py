@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 from pydantic import ValidationError
 
-from ibkr_assets.settings import MCPSettings
+from ibkr_assets.settings import MCPSettings, SecretError
 from mcp_server.security import InsecureBinding
 from mcp_server.server import build_server, http_app
 
@@ -34,10 +34,11 @@ def open_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory):
     data = tmp_path_factory.mktemp("tok")
-    settings = MCPSettings(data_dir=data, token=TOKEN)
     # Configured as if listening on a LAN address (the socket itself stays on loopback).
-    with serve_http(settings, "192.168.1.20", sim_broker_factory(data)) as running:
-        yield running
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("IBKR_MCP_TOKEN", TOKEN)
+        with serve_http(MCPSettings(data_dir=data), "192.168.1.20", sim_broker_factory(data)) as up:
+            yield up
 
 
 def test_non_loopback_without_token_refuses_to_start(tmp_path):
@@ -97,13 +98,13 @@ def test_origin_must_be_the_servers_own_host_and_port(open_server):
         assert ok.status_code == 200, origin
 
 
-def test_short_or_half_configured_secrets_refused_at_startup(tmp_path):
+def test_short_or_half_configured_secrets_refused_at_startup(tmp_path, monkeypatch):
     short = "x" * 31
-    with pytest.raises(
-        ValidationError, match="IBKR_MCP_TOKEN is 31 characters; use at least 32"
-    ) as err:
-        MCPSettings(data_dir=tmp_path, token=short)
-    assert short not in str(err.value)  # the token is never echoed
+    monkeypatch.setenv("IBKR_MCP_TOKEN", short)
+    server = build_server(MCPSettings(data_dir=tmp_path))
+    with pytest.raises(SecretError, match="IBKR_MCP_TOKEN is 31 characters; use at least 32") as e:
+        http_app(server, "0.0.0.0")
+    assert short not in str(e.value)  # the token is never echoed
     cert = tmp_path / "cert.pem"
     cert.write_text("-")
     with pytest.raises(ValidationError, match="needs both IBKR_MCP_TLS_CERT and IBKR_MCP_TLS_KEY"):
@@ -181,12 +182,13 @@ def tls_files(tmp_path_factory) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-async def test_https_with_token_off_loopback(tls_files, tmp_path):
+async def test_https_with_token_off_loopback(tls_files, tmp_path, monkeypatch):
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
     cert, key = tls_files
-    settings = MCPSettings(data_dir=tmp_path, token=TOKEN, tls_cert=cert, tls_key=key)
+    monkeypatch.setenv("IBKR_MCP_TOKEN", TOKEN)
+    settings = MCPSettings(data_dir=tmp_path, tls_cert=cert, tls_key=key)
     trust = ssl.create_default_context(cafile=str(cert))
     auth = {"Authorization": f"Bearer {TOKEN}"}
     # Configured as if listening on a LAN address (the socket itself stays on loopback).

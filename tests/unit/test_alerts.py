@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import dagster as dg
 import pytest
 
 from ibkr_assets.errors import ConfigurationError
@@ -116,9 +115,10 @@ def test_bad_severity_is_rejected(tmp_path):
         AlertResource(log_path=str(tmp_path / "a.jsonl")).send("x", "y", severity="panic")  # type: ignore[arg-type]
 
 
-def test_slack_webhook_posts_the_text(slack_server, tmp_path):
+def test_slack_webhook_posts_the_text(slack_server, tmp_path, monkeypatch):
     url = f"http://127.0.0.1:{slack_server.server_port}/services/T0/B0/secret"
-    alerts = AlertResource(channel="slack", slack_webhook_url=url, log_path=str(tmp_path / "a"))
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", url)
+    alerts = AlertResource(channel="slack", log_path=str(tmp_path / "a"))
     alerts.send("Compliance gate failed 2024-03-04", "concentration: 0.15 > 0.12", "error")
     [req] = slack_server.requests
     assert req["path"] == "/services/T0/B0/secret"
@@ -129,30 +129,32 @@ def test_slack_webhook_posts_the_text(slack_server, tmp_path):
     assert "Compliance gate failed" in (tmp_path / "a").read_text()
 
 
-def test_slack_webhook_failure_never_leaks_the_url(slack_server, tmp_path):
+def test_slack_webhook_failure_never_leaks_the_url(slack_server, tmp_path, monkeypatch):
     slack_server.status = 404
     url = f"http://127.0.0.1:{slack_server.server_port}/services/T0/B0/topsecret"
-    alerts = AlertResource(channel="slack", slack_webhook_url=url, log_path=str(tmp_path / "a"))
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", url)
+    alerts = AlertResource(channel="slack", log_path=str(tmp_path / "a"))
     with pytest.raises(AlertDeliveryError, match="HTTP 404") as info:
         alerts.send("s", "b")
     assert "topsecret" not in str(info.value)
     assert (tmp_path / "a").read_text().count("\n") == 1
 
 
-def test_slack_unreachable_raises_without_secret(tmp_path):
+def test_slack_unreachable_raises_without_secret(tmp_path, monkeypatch):
     with socketserver.TCPServer(("127.0.0.1", 0), socketserver.BaseRequestHandler) as s:
         port = s.server_address[1]
-    url = f"http://127.0.0.1:{port}/services/T0/B0/topsecret"
-    alerts = AlertResource(channel="slack", slack_webhook_url=url, timeout_s=2)
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", f"http://127.0.0.1:{port}/services/T0/B0/topsecret")
+    alerts = AlertResource(channel="slack", timeout_s=2)
     with pytest.raises(AlertDeliveryError) as info:
         alerts.send("s", "b")
     assert "topsecret" not in str(info.value)
 
 
-def test_slack_bot_token_uses_chat_post_message(slack_server):
+def test_slack_bot_token_uses_chat_post_message(slack_server, monkeypatch):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
     alerts = AlertResource(
         channel="slack",
-        slack_bot_token="xoxb-test-token",
+        slack_route="bot",
         slack_channel="#desk",
         slack_api_url=f"http://127.0.0.1:{slack_server.server_port}/api/",
     )
@@ -170,13 +172,13 @@ def test_slack_without_credentials_is_a_clear_error():
         AlertResource(channel="slack").send("s", "b")
 
 
-def test_email_goes_through_smtp(smtp_server):
+def test_email_goes_through_smtp(smtp_server, monkeypatch):
+    monkeypatch.setenv("IBKR_SMTP_PASSWORD", "pw")
     alerts = AlertResource(
         channel="email",
         smtp_host="127.0.0.1",
         smtp_port=smtp_server.server_address[1],
         smtp_user="desk",
-        smtp_password="pw",
         email_from="bot@example.test",
         email_to=["risk@example.test", "pm@example.test"],
     )
@@ -201,17 +203,18 @@ def test_email_without_recipients_or_server_fails_clearly():
         alerts.send("s", "b")
 
 
-def test_from_settings_reads_settings_and_keeps_secrets_as_env_vars(monkeypatch, tmp_path):
+def test_from_settings_reads_settings_and_holds_no_secret(monkeypatch, tmp_path):
     monkeypatch.setenv("IBKR_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("IBKR_ALERT_CHANNEL", "email")
     monkeypatch.setenv("IBKR_ALERT_EMAIL_TO", '["risk@example.test"]')
     monkeypatch.setenv("IBKR_ALERT_SMTP_USER", "risk-bot")
     monkeypatch.setenv("IBKR_SMTP_PASSWORD", "hunter2")
     monkeypatch.setenv("IBKR_ALERT_ORDER_POLL_SECONDS", "120")
-    monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("IBKR_ALERT_SLACK_ROUTE", "bot")
     res = AlertResource.from_settings(load_settings())
     assert res.channel == "email" and res.order_poll_seconds == 120
     assert res.email_to == ["risk@example.test"] and res.smtp_user == "risk-bot"
+    assert res.slack_route == "bot"
     assert res.log_path == str(tmp_path / "alerts" / "alerts.jsonl")
     assert "hunter2" not in repr(res.__dict__)
     assert res.problem is None
@@ -223,29 +226,20 @@ def test_from_settings_reads_settings_and_keeps_secrets_as_env_vars(monkeypatch,
         ({"IBKR_ALERT_CHANNEL": "slack"}, "SLACK_WEBHOOK_URL"),
         ({"IBKR_ALERT_CHANNEL": "slack", "IBKR_ALERT_SLACK_ROUTE": "bot"}, "SLACK_BOT_TOKEN"),
         ({"IBKR_ALERT_CHANNEL": "email", "IBKR_ALERT_SMTP_USER": "u"}, "IBKR_SMTP_PASSWORD"),
-        ({"IBKR_ALERT_CHANNEL": "email"}, None),
-        ({}, None),
     ],
-    ids=["slack-webhook", "slack-bot", "email-login", "email-no-login", "log"],
+    ids=["slack-webhook", "slack-bot", "email-login"],
 )
-def test_the_secret_follows_the_configuration_not_the_environment(monkeypatch, env, secret):
-    """Which secret the resource takes (as a ``dg.EnvVar``, resolved when a run starts) is
-    decided by the settings, whether or not the secret's variable is set when they are read."""
+def test_a_missing_secret_is_named_when_an_alert_is_sent(monkeypatch, tmp_path, env, secret):
+    """Which secret an alert needs is decided by the settings; it is read when the alert is
+    sent, and its absence named (with its _FILE variable) after the alert was logged."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for name in ("SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "IBKR_SMTP_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
-    wanted = {
-        "SLACK_WEBHOOK_URL": "slack_webhook_url",
-        "SLACK_BOT_TOKEN": "slack_bot_token",
-        "IBKR_SMTP_PASSWORD": "smtp_password",
-    }
+    monkeypatch.setenv("IBKR_ALERT_EMAIL_TO", '["risk@example.test"]')
+    monkeypatch.setenv("IBKR_DATA_DIR", str(tmp_path))
     resource = AlertResource.from_settings(load_settings())
-    secrets = {field: getattr(resource, field) for field in wanted.values()}
-    assert {field: value for field, value in secrets.items() if value is not None} == (
-        {wanted[secret]: secret} if secret else {}
-    )
-    assert all(isinstance(value, dg.EnvVar) for value in secrets.values() if value is not None)
+    with pytest.raises(AlertDeliveryError, match=f"set {secret}, or {secret}_FILE"):
+        resource.send("gate failed", "concentration")
+    assert "gate failed" in (tmp_path / "alerts" / "alerts.jsonl").read_text()
 
 
 def test_a_malformed_alert_setting_is_carried_by_the_resource(monkeypatch):

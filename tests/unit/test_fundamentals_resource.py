@@ -95,8 +95,14 @@ def server() -> Iterator[str]:
     httpd.server_close()
 
 
-def _client(url: str, key: str = KEY) -> FMPFundamentalsResource:
-    return FMPFundamentalsResource(api_key=key, base_url=url, backoff_seconds=0, max_attempts=3)
+@pytest.fixture(autouse=True)
+def _fmp_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secret FMP_API_KEY, read by the resource at each fetch."""
+    monkeypatch.setenv("FMP_API_KEY", KEY)
+
+
+def _client(url: str) -> FMPFundamentalsResource:
+    return FMPFundamentalsResource(base_url=url, backoff_seconds=0, max_attempts=3)
 
 
 def test_statements_before_as_of_and_next_year_eps(server: str) -> None:
@@ -119,9 +125,10 @@ def test_statements_before_as_of_and_next_year_eps(server: str) -> None:
         assert query["period"] in ("quarter", "annual")
 
 
-def test_refused_key_is_a_clear_error_without_the_key(server: str) -> None:
+def test_refused_key_is_a_clear_error_without_the_key(server: str, monkeypatch) -> None:
+    monkeypatch.setenv("FMP_API_KEY", "wrong-key-999")
     with pytest.raises(FMPError, match="FMP_API_KEY") as err:
-        _client(server, key="wrong-key-999").fetch(None, ["AAPL"], as_of=date(2024, 8, 1))  # type: ignore[arg-type]
+        _client(server).fetch(None, ["AAPL"], as_of=date(2024, 8, 1))  # type: ignore[arg-type]
     assert "wrong-key-999" not in str(err.value) and "401" in str(err.value)
 
 

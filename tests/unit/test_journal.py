@@ -258,7 +258,7 @@ def test_key_file_created_once_with_mode_0600(tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, key.decode())  # the same key given in the environment
     assert verify_journal(tmp_path / "log", key=load_settings().journal.key()).ok
     monkeypatch.setenv(KEY_ENV, "short")
-    with pytest.raises(JournalKeyError, match="has 5 characters, at least 32"):
+    with pytest.raises(JournalKeyError, match="IBKR_JOURNAL_KEY is 5 characters; use at least 32"):
         load_settings().journal.key().required()
     monkeypatch.setenv(KEY_ENV, "  ")  # blank: the key file, as if unset
     assert load_settings().journal.key().secret == key.strip()

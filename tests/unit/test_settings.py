@@ -15,9 +15,11 @@ from ibkr_assets.errors import ConfigurationError, env_variables
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.settings import (
+    MCP_TOKEN,
     SECRETS,
     TABLE_BEGIN,
     TABLE_END,
+    SecretError,
     env_sections,
     load_settings,
     settings_table,
@@ -25,9 +27,15 @@ from ibkr_assets.settings import (
 )
 
 PROJECT = Path(__file__).resolve().parents[2]
-#: Where a variable may still be read outside the settings tree: environments handed to a
-#: subprocess (the MCP server's pipeline launch and CLI re-exec copy os.environ).
-READS_ALLOWED = {"ibkr_assets/settings/tree.py", "mcp_server/pipeline.py", "mcp_server/cli.py"}
+#: Where a variable may still be read outside the settings tree: the secrets, read at each use,
+#: and environments handed to a subprocess (the MCP server's pipeline launch and CLI re-exec
+#: copy os.environ).
+READS_ALLOWED = {
+    "ibkr_assets/settings/tree.py",
+    "ibkr_assets/settings/secret.py",
+    "mcp_server/pipeline.py",
+    "mcp_server/cli.py",
+}
 
 
 def test_the_readme_table_is_the_generated_one() -> None:
@@ -80,8 +88,9 @@ def test_a_malformed_variable_is_named_and_the_others_still_apply(monkeypatch, t
 
 def test_a_secret_is_never_shown_in_the_problem(monkeypatch) -> None:
     monkeypatch.setenv("IBKR_MCP_TOKEN", "short-secret")
-    problem = load_settings().problems["mcp"]
-    assert "IBKR_MCP_TOKEN is 12 characters" in problem and "short-secret" not in problem
+    with pytest.raises(SecretError, match="IBKR_MCP_TOKEN is 12 characters") as err:
+        MCP_TOKEN.read()
+    assert "short-secret" not in str(err.value)
 
 
 def test_the_settings_are_read_once_until_a_variable_changes(monkeypatch) -> None:

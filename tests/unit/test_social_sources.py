@@ -95,10 +95,15 @@ def server() -> Iterator[tuple[str, list[str]]]:
         httpd.server_close()
 
 
+@pytest.fixture(autouse=True)
+def _reddit_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secrets REDDIT_CLIENT_ID and REDDIT_CLIENT_SECRET, read at each fetch."""
+    monkeypatch.setenv("REDDIT_CLIENT_ID", "loopback")
+    monkeypatch.setenv("REDDIT_CLIENT_SECRET", SECRET)
+
+
 def _reddit(url: str, **kwargs: object) -> RedditSocialResource:
     options: dict[str, object] = {
-        "client_id": "loopback",
-        "client_secret": SECRET,
         "user_agent": "python:ibkr-agent-tests:0.1 (loopback)",
         "reddit_url": url,
         "oauth_url": url,
@@ -128,10 +133,13 @@ def test_reddit_counts_posts_per_session_through_pages_and_a_429(server, caplog)
     assert SECRET not in caplog.text
 
 
-def test_reddit_refused_credentials_name_the_source_without_the_secret(server, caplog) -> None:
+def test_reddit_refused_credentials_name_the_source_without_the_secret(
+    server, caplog, monkeypatch
+) -> None:
     url, _ = server
     caplog.set_level(logging.DEBUG)
-    got = _reddit(url, client_id="wrong").fetch(None, ["AAPL", "GME"], SESSIONS)  # type: ignore[arg-type]
+    monkeypatch.setenv("REDDIT_CLIENT_ID", "wrong")
+    got = _reddit(url).fetch(None, ["AAPL", "GME"], SESSIONS)  # type: ignore[arg-type]
     assert got.counts.empty
     assert list(got.failed) == ["reddit"]
     assert (
@@ -140,22 +148,19 @@ def test_reddit_refused_credentials_name_the_source_without_the_secret(server, c
     assert SECRET not in got.failed["reddit"] and SECRET not in caplog.text
 
 
-def test_reddit_secret_from_a_file_and_a_missing_file_named(server, tmp_path) -> None:
+def test_reddit_secret_from_a_file_and_a_missing_file_named(server, tmp_path, monkeypatch) -> None:
+    """The client secret's file under its older variable name, still read."""
     url, _ = server
     secret = tmp_path / "reddit_secret"
     secret.write_text(SECRET + "\n")
-    got = _reddit(url, client_secret="", client_secret_file=str(secret)).fetch(
-        None,  # type: ignore[arg-type]
-        ["GME"],
-        SESSIONS,
-    )
+    monkeypatch.delenv("REDDIT_CLIENT_SECRET")
+    monkeypatch.setenv("IBKR_SOCIAL_REDDIT_CLIENT_SECRET_FILE", str(secret))
+    got = _reddit(url).fetch(None, ["GME"], SESSIONS)  # type: ignore[arg-type]
     assert got.failed == {} and len(got.counts) == 3
-    missing = _reddit(url, client_secret="", client_secret_file=str(tmp_path / "nope")).fetch(
-        None,  # type: ignore[arg-type]
-        ["GME"],
-        SESSIONS,
-    )
+    monkeypatch.setenv("IBKR_SOCIAL_REDDIT_CLIENT_SECRET_FILE", str(tmp_path / "nope"))
+    missing = _reddit(url).fetch(None, ["GME"], SESSIONS)  # type: ignore[arg-type]
     assert "cannot be read" in missing.failed["reddit"] and missing.counts.empty
+    assert "IBKR_SOCIAL_REDDIT_CLIENT_SECRET_FILE" in missing.failed["reddit"]
 
 
 def test_stocktwits_counts_messages_and_names_what_it_could_not_count(server) -> None:
