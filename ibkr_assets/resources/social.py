@@ -114,7 +114,7 @@ def _frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
 class SocialResource(dg.ConfigurableResource):
     """Where social chatter comes from. Subclasses implement :meth:`fetch`."""
 
-    history_sessions: int = Field(120, ge=41, description="sessions of chatter asked per symbol")
+    history_sessions: int = Field(121, ge=41, description="sessions of chatter asked per symbol")
 
     @property
     def source(self) -> str:

@@ -42,10 +42,11 @@ class SocialSettings(BaseSettings):
         "naming the app and its Reddit user)",
     )
     history_sessions: int = Field(
-        120,
+        121,
         ge=41,
         description="sessions of chatter per symbol the ingest asks for (the z-scores compare the "
-        "last with the 60 before, themselves measured against the 60 before them)",
+        "last with the 60 before, themselves measured against the 60 before them: 121 in all, "
+        "what a replay reads, so the daily job's scores equal the backtest's)",
     )
     max_requests: int = Field(
         200,
