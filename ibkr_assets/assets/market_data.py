@@ -14,9 +14,11 @@ cached bars are read once, only the missing sessions are requested, and those ar
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import date, datetime
+from itertools import pairwise
 from typing import TypeVar
 
 import pandas as pd
@@ -24,8 +26,19 @@ import pandas as pd
 from ibkr_assets.assets.catalog import Table
 from ibkr_assets.broker import Broker
 from ibkr_assets.broker.batch import CONNECTION_ERRORS
-from ibkr_assets.broker.errors import BrokerError, DuplicateClientId, NotConnected
-from ibkr_assets.broker.models import MARKET_DATA_TYPE_NAMES, Bar, Contract, Quote
+from ibkr_assets.broker.errors import (
+    BrokerError,
+    DuplicateClientId,
+    InvalidRequest,
+    NotConnected,
+)
+from ibkr_assets.broker.models import (
+    MARKET_DATA_TYPE_NAMES,
+    Bar,
+    Contract,
+    NewsHeadline,
+    Quote,
+)
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.resources.storage import StorageResource
 from ibkr_spec.errors import COULD_NOT_CONNECT
@@ -328,13 +341,18 @@ def quote_frame(
 # -- daily bars (incremental) -----------------------------------------------------------------
 
 
+def _bar_rows(symbol: str, bars: Sequence[Bar], keep: Callable[[date], bool]) -> list[tuple]:
+    """``symbol``'s bars of the sessions ``keep`` accepts, as :data:`BARS` rows."""
+    return [
+        (symbol, day, b.open, b.high, b.low, b.close, b.volume)
+        for b in bars
+        if keep(day := b.session or b.time.date())
+    ]
+
+
 def bars_frame(symbol: str, bars: Sequence[Bar], before: date) -> pd.DataFrame:
     """``symbol``'s bars of the sessions before ``before`` (:data:`BARS`)."""
-    rows = [
-        (symbol, b.session or b.time.date(), b.open, b.high, b.low, b.close, b.volume)
-        for b in bars
-        if (b.session or b.time.date()) < before
-    ]
+    rows = _bar_rows(symbol, bars, lambda day: day < before)
     return pd.DataFrame(rows, columns=BARS.names).astype(BARS.dtypes)
 
 
@@ -354,24 +372,22 @@ def cached_bars(
     request failed (with the error) and the number of history requests."""
     symbols = [c.symbol for c in contracts]
     cached = storage.cached_bars(symbols, needed[0], needed[-1]).astype(BARS.dtypes)
-    wanted = pd.MultiIndex.from_product(
-        [symbols, pd.DatetimeIndex(needed)], names=["symbol", "session"]
-    )
-    present = pd.MultiIndex.from_arrays([cached["symbol"].astype(str), cached["session"]])
-    absent = wanted.difference(present).to_frame(index=False)
-    missing: dict[str, list[date]] = {
-        str(symbol): sorted(sessions.dt.date)
-        for symbol, sessions in absent.groupby("symbol")["session"]
-    }
+    present = set(zip(cached["symbol"].astype(str), cached["session"].dt.date, strict=True))
+    missing: dict[str, list[date]] = {}
+    for symbol in symbols:
+        lacking = sorted({day for day in needed if (symbol, day) not in present})
+        if lacking:
+            missing[symbol] = lacking
     to_fetch = [c for c in contracts if missing.get(c.symbol)]
 
     def new_bars(got: Mapping[str, Sequence[Bar]]) -> pd.DataFrame:
-        """The bars of ``got`` (symbol -> IB's bars) of the sessions the cache lacks."""
-        frames = []
+        """The bars of ``got`` (symbol -> IB's bars) of the sessions the cache lacks (all
+        before ``session``), in one frame."""
+        rows = []
         for symbol, bars in got.items():
-            frame = bars_frame(symbol, bars, before=session)
-            frames.append(frame.loc[frame["session"].isin(pd.DatetimeIndex(missing[symbol]))])
-        return pd.concat(frames, ignore_index=True) if frames else bars_frame("", [], session)
+            lacking = {day for day in missing[symbol] if day < session}
+            rows += _bar_rows(symbol, bars, lacking.__contains__)
+        return pd.DataFrame(rows, columns=BARS.names).astype(BARS.dtypes)
 
     # bars fetched before a lost connection are cached all the same: the retry asks for the rest
     results, failed = fetch_each(
@@ -393,25 +409,59 @@ def cached_bars(
 # -- news and macro ---------------------------------------------------------------------------
 
 
+def news_between(
+    broker: Broker, contract: Contract, start: datetime, end: datetime
+) -> list[NewsHeadline]:
+    """Every headline about ``contract`` with ``start <= time < end``, newest first, in as few
+    requests as IB's cap allows: IB answers a news request with its newest
+    :data:`IB_MAX_NEWS` headlines, so a full answer is followed by a request ending at the
+    oldest headline it held (the headlines of that instant come again and are kept once)."""
+    found: dict[tuple[str, str], NewsHeadline] = {}
+    stop = end
+    while True:
+        page = broker.news(contract, start=start, end=stop, limit=IB_MAX_NEWS)
+        for h in page:
+            if start <= h.time < end:
+                found.setdefault((h.provider_code, h.article_id), h)
+        if len(page) < IB_MAX_NEWS:
+            return list(found.values())
+        oldest = min(h.time for h in page)
+        if oldest >= stop:
+            raise InvalidRequest(
+                f"{contract.symbol} has more than {IB_MAX_NEWS} headlines at {oldest}: IB "
+                "cannot be asked for the older ones; ask for a shorter span"
+            )
+        stop = oldest
+
+
 def headline_frame(
     broker: Broker,
     contracts: Sequence[Contract],
     spans: Sequence[tuple[datetime, datetime]],
     workers: int,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Every headline about ``contracts`` published in each ``(start, end)`` span (one
-    request per symbol and span, :data:`HEADLINES`), and the error of each symbol that
-    failed."""
-    results, failed = fetch_each(
-        lambda c: [
-            h
-            for start, end in spans
-            for h in broker.news(c, start=start, end=end, limit=IB_MAX_NEWS)
-            if start <= h.time < end
-        ],
-        contracts,
-        workers,
-    )
+    """Every headline about ``contracts`` published in each ``(start, end)`` span (end
+    excluded; :data:`HEADLINES`), span after span, each newest first; and the error of each
+    symbol that failed. The spans must be disjoint and in time order; those that follow one
+    another are asked together (:func:`news_between`), so a symbol takes one request per
+    :data:`IB_MAX_NEWS` headlines rather than one per span."""
+    if any(end > start for (_, end), (start, _) in pairwise(spans)):
+        raise ValueError(f"news spans must be disjoint and in time order, got {spans}")
+    runs: list[tuple[datetime, datetime]] = []
+    for start, end in spans:
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    starts = [start for start, _ in spans]
+
+    def span_by_span(contract: Contract) -> list[NewsHeadline]:
+        found = [h for start, end in runs for h in news_between(broker, contract, start, end)]
+        # each headline's span: the last one starting at or before it (sorted stably)
+        span = [bisect_right(starts, h.time) - 1 for h in found]
+        return [h for _, h in sorted(zip(span, found, strict=True), key=lambda pair: pair[0])]
+
+    results, failed = fetch_each(span_by_span, contracts, workers)
     rows = [
         (symbol, h.time, h.headline, h.provider_code, h.article_id)
         for symbol, items in results.items()

@@ -40,7 +40,9 @@ from ibkr_assets.resources.storage import StorageResource
 
 #: A session's bars are final one hour after the close.
 CLOSE_NY = time(17, 0)
-#: News requests span at most this many days (IB returns at most 300 headlines per request).
+#: The window's news is framed span after span of this many days (the frame's row order);
+#: :func:`~ibkr_assets.assets.market_data.headline_frame` asks for adjacent spans together, in
+#: pages of IB's 300 headlines per request.
 NEWS_CHUNK_DAYS = 30
 #: phase ("load" | "replay" | "calibrate"), done, total
 Progress = Callable[[str, int, int], None]

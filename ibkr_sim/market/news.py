@@ -9,19 +9,22 @@ minutes, 0 by default, the first within 15 minutes of it: no headline tells a ju
 before the price shows it), a provider, a stable article id and its text: a template picked by
 tone (positive, neutral, negative), with event phrases ("beats estimates", "guidance cut", "SEC
 probe", "FDA ban" for health care) when the news is strong, as it always is for a jump. Only
-stocks have news; ETFs and other instruments have none.
+stocks have news; ETFs and other instruments have none. Each headline draws from its own numpy
+generator, keyed by its stock and session, so it is the same whichever span it is asked in; the
+draws are numpy's without building a generator per headline (:mod:`ibkr_sim.market.seeded`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import numpy as np
 
 from ibkr_sim.market.calendar import NEW_YORK, schedule, to_ns
 from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.paths import panel
+from ibkr_sim.market.seeded import KeyedDraws, pcg64_states
 from ibkr_sim.universe import Instrument, stable_int
 
 NEWS_PROVIDERS = (
@@ -95,22 +98,22 @@ _STRONG_NEGATIVE = (
 _FDA = "FDA ban on {name} drug candidate weighs on shares"
 
 
-def _headline_text(rng: np.random.Generator, inst: Instrument, tone: float, strong: bool) -> str:
+def _headline_text(rng: KeyedDraws, inst: Instrument, tone: float, strong: bool) -> str:
     if strong and tone > 0:
         pool: tuple[str, ...] = _STRONG_POSITIVE
     elif strong:
         pool = (*_STRONG_NEGATIVE, _FDA) if inst.sector == "Health Care" else _STRONG_NEGATIVE
     else:
         pool = _POSITIVE if tone > 0.25 else _NEGATIVE if tone < -0.25 else _NEUTRAL
-    template = pool[int(rng.integers(len(pool)))]
+    template = pool[rng.integers(len(pool))]
     return template.format(
         name=inst.name,
         sym=inst.symbol,
-        broker=_BROKERS[int(rng.integers(len(_BROKERS)))],
+        broker=_BROKERS[rng.integers(len(_BROKERS))],
         sector=inst.sector or "Investor",
-        target=int(rng.integers(20, 600)),
-        buyback=int(rng.integers(1, 20)),
-        q=int(rng.integers(1, 5)),
+        target=rng.integers(20, 600),
+        buyback=rng.integers(1, 20),
+        q=rng.integers(1, 5),
         beat=f"{rng.uniform(0.02, 0.4):.2f}",
     )
 
@@ -129,10 +132,9 @@ def headlines(
     days = schedule()[0]
     lo = int(np.searchsorted(days, np.datetime64(start.astimezone(NEW_YORK).date(), "D")))
     hi = int(np.searchsorted(days, np.datetime64(end.astimezone(NEW_YORK).date(), "D"), "right"))
-    out: list[Headline] = []
-    for t in np.flatnonzero(p.news_count[lo:hi, col]) + lo:
-        out.extend(_session_headlines(seed, edge, inst, col, int(t)))
-    return [h for h in out if start <= h.time <= end]
+    sessions = np.flatnonzero(p.news_count[lo:hi, col]) + lo
+    found = _session_headlines(seed, edge, inst, col, sessions)
+    return [h for h in found if start <= h.time <= end]
 
 
 #: New York minute of the open: a jump's news comes then (less ``Edge.jump_news_lead``)
@@ -140,34 +142,47 @@ _OPEN_MINUTE = 9 * 60 + 30
 _LAST_MINUTE = 20 * 60  # the day's last headline minute
 
 
-def _session_headlines(seed: int, edge: Edge, inst: Instrument, col: int, t: int) -> list[Headline]:
+def _session_headlines(
+    seed: int, edge: Edge, inst: Instrument, col: int, sessions: np.ndarray
+) -> list[Headline]:
+    """The headlines of the panel rows ``sessions`` (ascending), oldest first: each session's
+    ``news_count`` headlines, the k-th drawn from its own generator keyed (seed, 77, col,
+    session, k), so a headline is the same whichever span it is asked in."""
     p = panel(seed, edge)
-    day = schedule()[0][t].item()
-    base_tone, jumped = float(p.news_tone[t, col]), bool(p.jump[t, col])
-    out = []
-    for k in range(int(p.news_count[t, col])):
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 77, col, t, k]))
-        first = _OPEN_MINUTE - edge.jump_news_lead
-        if jumped and k == 0:  # the big move is reported as the price makes it
-            minute = first + int(rng.integers(0, 15))
-        elif jumped:  # later stories of the move, never before it
-            minute = first + int(rng.integers(0, _LAST_MINUTE - first))
-        else:
-            minute = 6 * 60 + int(rng.integers(0, 14 * 60))
-        local = datetime.combine(day, time(minute // 60, minute % 60), NEW_YORK)
-        tone = float(np.clip(base_tone + 0.15 * rng.standard_normal(), -1.0, 1.0))
-        strong = (jumped and k == 0) or (abs(base_tone) > 0.9 and rng.random() < 0.3)
-        provider = NEWS_PROVIDERS[int(rng.integers(len(NEWS_PROVIDERS)))][0]
-        article = f"{provider}${stable_int(seed, inst.conid, t, k) % 2**32:08x}"
-        out.append(
-            Headline(
-                time=local.astimezone(UTC),
-                provider_code=provider,
-                article_id=article,
-                headline=_headline_text(rng, inst, tone, strong),
-                conid=inst.conid,
-                symbol=inst.symbol,
-                tone=round(tone, 4),
+    counts = p.news_count[sessions, col].astype(np.int64)
+    rows = np.repeat(sessions, counts)
+    ks = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    states = pcg64_states([seed, 77], np.column_stack([np.full(len(rows), col), rows, ks]))
+    rng = KeyedDraws()
+    first = _OPEN_MINUTE - edge.jump_news_lead
+    out: list[Headline] = []
+    for t, count in zip(sessions.tolist(), counts.tolist(), strict=True):
+        # the day's UTC offset at noon holds from 06:00 to 20:00 (clocks change at 02:00)
+        noon = datetime.combine(schedule()[0][t].item(), time(12), NEW_YORK).astimezone(UTC)
+        base_tone, jumped = float(p.news_tone[t, col]), bool(p.jump[t, col])
+        session = []
+        for k in range(count):
+            rng.start(states[len(out) + k])
+            if jumped and k == 0:  # the big move is reported as the price makes it
+                minute = first + rng.integers(0, 15)
+            elif jumped:  # later stories of the move, never before it
+                minute = first + rng.integers(0, _LAST_MINUTE - first)
+            else:
+                minute = 6 * 60 + rng.integers(0, 14 * 60)
+            tone = min(max(base_tone + 0.15 * rng.standard_normal(), -1.0), 1.0)
+            strong = (jumped and k == 0) or (abs(base_tone) > 0.9 and rng.random() < 0.3)
+            provider = NEWS_PROVIDERS[rng.integers(len(NEWS_PROVIDERS))][0]
+            article = f"{provider}${stable_int(seed, inst.conid, t, k) % 2**32:08x}"
+            session.append(
+                Headline(
+                    time=noon + timedelta(minutes=minute - 12 * 60),
+                    provider_code=provider,
+                    article_id=article,
+                    headline=_headline_text(rng, inst, tone, strong),
+                    conid=inst.conid,
+                    symbol=inst.symbol,
+                    tone=round(tone, 4),
+                )
             )
-        )
-    return sorted(out, key=lambda h: h.time)
+        out.extend(sorted(session, key=lambda h: h.time))
+    return out

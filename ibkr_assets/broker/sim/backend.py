@@ -19,6 +19,7 @@ from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.sim.convert import (
     bars,
     copied,
+    copied_all,
     ib_errors,
     to_alert,
     to_contract,
@@ -120,26 +121,41 @@ class SimBroker:
 
     def contract_details(self, contract: models.Contract) -> models.ContractDetails:
         self._check_open()
-        inst = self._instrument(contract)
-        today = self.now().date()
+        return self._details([self._instrument(contract)], hours=True)[0]
+
+    def _details(self, insts: Sequence[Instrument], hours: bool) -> list[models.ContractDetails]:
+        """The details of ``insts``, their snapshots taken together; trading hours (the next
+        seven days') only with ``hours``."""
+        now = self.now()
         with ib_errors():
-            hours = [
-                models.TradingSession(start=start, end=end)
-                for day in self.market.sessions(today, today + timedelta(days=7))
-                for start, end in self.market.trading_hours(inst.conid, day)
-            ]
-        snap = self.market.snapshot(inst.conid, self.now())
-        return copied(
-            models.ContractDetails,
-            inst,
-            contract=to_contract(inst),
-            lot_size=round_lot(snap.prev_close) if inst.sec_type == "STK" else inst.lot_size,
-            trading_hours=hours,
-            liquid_hours=hours,
-            avg_daily_volume=inst.adv or None,
-            avg_volume_source="ib" if inst.adv else None,
-            market_cap=(inst.shares_outstanding * snap.last) if inst.shares_outstanding else None,
-        )
+            snaps = self.market.snapshots([i.conid for i in insts], now)
+        out = []
+        for inst, snap in zip(insts, snaps, strict=True):
+            lot = round_lot(snap.prev_close) if inst.sec_type == "STK" else inst.lot_size
+            sessions = []
+            if hours:
+                with ib_errors():
+                    sessions = [
+                        models.TradingSession(start=start, end=end)
+                        for day in self.market.sessions(now.date(), now.date() + timedelta(days=7))
+                        for start, end in self.market.trading_hours(inst.conid, day)
+                    ]
+            out.append(
+                copied(
+                    models.ContractDetails,
+                    inst,
+                    contract=to_contract(inst),
+                    lot_size=lot,
+                    trading_hours=sessions,
+                    liquid_hours=sessions,
+                    avg_daily_volume=inst.adv or None,
+                    avg_volume_source="ib" if inst.adv else None,
+                    market_cap=(inst.shares_outstanding * snap.last)
+                    if inst.shares_outstanding
+                    else None,
+                )
+            )
+        return out
 
     def resolve_many(
         self, symbols: Sequence[str], sec_type: str = "STK", currency: str = "USD"
@@ -149,7 +165,13 @@ class SimBroker:
     def contract_details_many(
         self, contracts: Sequence[models.Contract], hours: bool = True
     ) -> list[models.ContractDetails | BrokerError]:
-        return details_each(self, contracts, hours)
+        """Every contract's details, their snapshots taken together; when one cannot be
+        described, one request per contract, each failure's error in its place."""
+        self._check_open()
+        try:
+            return list(self._details([self._instrument(c) for c in contracts], hours))
+        except BrokerError:
+            return details_each(self, contracts, hours)
 
     def option_chain(self, underlying: models.Contract) -> models.OptionChain:
         self._check_open()
@@ -260,10 +282,8 @@ class SimBroker:
         now = self.now()
         with ib_errors():
             snaps = self.market.snapshots([c.conid for c in contracts], now)
-        return [
-            copied(models.Quote, s, contract=c, close=s.prev_close)
-            for c, s in zip(contracts, snaps, strict=True)
-        ]
+        closes = [s.prev_close for s in snaps]
+        return copied_all(models.Quote, snaps, contract=contracts, close=closes)
 
     def history(
         self,
@@ -321,7 +341,7 @@ class SimBroker:
         with ib_errors():
             items = self.market.news(inst.conid, start, end)
         items = sorted(items, key=lambda h: h.time, reverse=True)[:limit]
-        return [copied(models.NewsHeadline, h) for h in items]
+        return copied_all(models.NewsHeadline, items)
 
     # -- trading -----------------------------------------------------------------------------
     def _request(self, order: models.Order) -> OrderRequest:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from ibkr_assets.broker.errors import error_from_ib
 from ibkr_assets.broker.models import Bar, Contract, PriceAlert, Watchlist, bar_series
@@ -24,6 +24,7 @@ from ibkr_sim.universe import Instrument, Universe
 from ibkr_spec.errors import IBError
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 @contextmanager
@@ -53,6 +54,28 @@ def copied(target: type[T], record: object, *, skip: Collection[str] = (), **giv
     return target(**values, **given)
 
 
+@functools.cache
+def _list_adapter(target: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[target])  # type: ignore[valid-type]
+
+
+def copied_all(target: type[M], records: Sequence[object], **given: Sequence[Any]) -> list[M]:
+    """:func:`copied` of each of ``records`` (records of one type, into a pydantic model
+    ``target``), with the fields ``given`` one value per record, validated in one call to
+    pydantic's core: a replay reads ~150,000 headlines and ~90,000 quotes, and this is about
+    3x faster than one by one."""
+    if not records:
+        return []
+    shared = set(_field_names(type(records[0]))) - set(given)
+    names = [n for n in _field_names(target) if n in shared]
+    columns = list(given.items())
+    rows = [
+        {**{n: getattr(r, n) for n in names}, **{k: v[i] for k, v in columns}}
+        for i, r in enumerate(records)
+    ]
+    return _list_adapter(target).validate_python(rows)
+
+
 def to_contract(inst: Instrument) -> Contract:
     """The broker model of a simulated instrument, with IB's local symbol (``EUR.USD`` for a
     currency pair, OCC's for an option, else the symbol)."""
@@ -80,16 +103,12 @@ def bars(frame: pd.DataFrame, what_to_show: str, daily: bool) -> list[Bar]:
     """The simulator's OHLCV frame (index: bar time, UTC) as Bars, built column-wise."""
     times = frame.index.to_pydatetime()
     n = len(times)
-    columns = {
-        "time": times,
-        "open": frame["open"].to_numpy(float).tolist(),
-        "high": frame["high"].to_numpy(float).tolist(),
-        "low": frame["low"].to_numpy(float).tolist(),
-        "close": frame["close"].to_numpy(float).tolist(),
-        "volume": frame["volume"].to_numpy(float).tolist()
-        if what_to_show == "TRADES"
-        else [-1.0] * n,
-        "session": [t.date() for t in times] if daily else [None] * n,
-    }
-    rows = zip(*columns.values(), strict=True)
-    return bar_series([dict(zip(columns, row, strict=True)) for row in rows])
+    prices = [frame[c].to_numpy(float).tolist() for c in ("open", "high", "low", "close")]
+    volumes = frame["volume"].to_numpy(float).tolist() if what_to_show == "TRADES" else [-1.0] * n
+    sessions = [t.date() for t in times] if daily else [None] * n
+    return bar_series(
+        [
+            {"time": t, "open": o, "high": h, "low": lo, "close": c, "volume": v, "session": d}
+            for t, o, h, lo, c, v, d in zip(times, *prices, volumes, sessions, strict=True)
+        ]
+    )

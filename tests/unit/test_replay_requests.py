@@ -1,0 +1,111 @@
+"""The replay's bulk requests give what one request at a time gives: news in few requests within
+IB's cap of 300 headlines, contract details and quotes of many contracts at once (sim backend)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ibkr_assets.assets.market_data import IB_MAX_NEWS, headline_frame, news_between
+from ibkr_assets.broker.errors import BrokerError, InvalidRequest
+from ibkr_assets.broker.models import Contract, NewsHeadline
+from ibkr_assets.broker.sim.backend import SimBroker, shared_market
+from ibkr_sim.exchange import PaperExchange
+
+#: Friday 2026-11-20, 10:30 in New York
+OPEN = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
+
+
+class _Counting:
+    """A broker's news requests, counted; each answer must keep IB's cap."""
+
+    def __init__(self, broker: SimBroker) -> None:
+        self.broker, self.requests = broker, 0
+
+    def news(self, contract: Contract, start: datetime, end: datetime, limit: int) -> list:
+        self.requests += 1
+        assert limit <= IB_MAX_NEWS
+        return self.broker.news(contract, start=start, end=end, limit=limit)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> SimBroker:
+    market = shared_market(7, 60)
+    state = tmp_path_factory.mktemp("sim") / "paper.sqlite"
+    return SimBroker(market, PaperExchange(market, state, clock=lambda: OPEN), clock=lambda: OPEN)
+
+
+def test_headline_frame_pages_through_ibs_cap_span_by_span(broker: SimBroker) -> None:
+    """Four years of 30-day spans: one request per span (the old way, each span under the cap)
+    and the frame asked span after span in pages of 300 hold the same rows in the same order,
+    from a few requests per symbol."""
+    contracts = [broker.resolve(s.symbol) for s in broker.market.universe.stocks[:3]]
+    edges = [OPEN - timedelta(days=30 * k) for k in range(49, -1, -1)]
+    spans = list(pairwise(edges))
+    rows = []
+    for c in contracts:
+        for start, end in spans:
+            answer = broker.news(c, start=start, end=end, limit=IB_MAX_NEWS)
+            assert len(answer) < IB_MAX_NEWS
+            rows += [
+                (c.symbol, h.time, h.headline, h.provider_code, h.article_id)
+                for h in answer
+                if start <= h.time < end
+            ]
+    counting = _Counting(broker)
+    frame, failed = headline_frame(counting, contracts, spans, workers=1)  # type: ignore[arg-type]
+    assert not failed
+    assert len(rows) > 3 * IB_MAX_NEWS  # some symbol needs more than one page
+    assert list(frame.itertuples(index=False, name=None)) == [
+        (s, pd.Timestamp(t), *rest) for s, t, *rest in rows
+    ]
+    assert len(contracts) < counting.requests <= 3 * len(contracts)
+
+
+def test_news_between_refuses_a_full_page_at_one_instant() -> None:
+    at = datetime(2024, 1, 2, 14, tzinfo=UTC)
+    same = [
+        NewsHeadline(
+            time=at, provider_code="BZ", article_id=f"BZ${i}", headline="x", conid=1, symbol="X"
+        )
+        for i in range(IB_MAX_NEWS)
+    ]
+
+    class Flood:
+        def news(self, contract: Contract, start: datetime, end: datetime, limit: int) -> list:
+            return same[:limit]
+
+    with pytest.raises(InvalidRequest, match="more than 300 headlines at"):
+        news_between(
+            Flood(), Contract(conid=1, symbol="X", sec_type="STK"), at - timedelta(days=1), at
+        )  # type: ignore[arg-type]
+
+
+def test_headline_frame_refuses_overlapping_spans(broker: SimBroker) -> None:
+    spans = [(OPEN - timedelta(days=10), OPEN), (OPEN - timedelta(days=20), OPEN)]
+    with pytest.raises(ValueError, match="disjoint and in time order"):
+        headline_frame(broker, [], spans, workers=1)
+
+
+def test_sim_bulk_details_and_quotes_are_the_single_ones(broker: SimBroker, tmp_path: Path) -> None:
+    contracts = [broker.resolve(s.symbol) for s in broker.market.universe.stocks[:20]]
+    contracts.append(broker.resolve("SPY"))
+    for hours in (True, False):
+        bulk = broker.contract_details_many(contracts, hours=hours)
+        single = [broker.contract_details(c) for c in contracts]
+        if not hours:
+            single = [
+                d.model_copy(update={"trading_hours": [], "liquid_hours": []}) for d in single
+            ]
+        assert bulk == single
+    assert broker.quotes(contracts) == [broker.quotes([c])[0] for c in contracts]
+    # an unknown contract makes the bulk answer fall back to one by one, its error in its place
+    mixed = broker.contract_details_many(
+        [contracts[0], Contract(conid=1, symbol="NOPE", sec_type="STK")]
+    )
+    assert mixed[0] == broker.contract_details(contracts[0])
+    assert isinstance(mixed[1], BrokerError)
