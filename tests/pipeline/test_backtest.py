@@ -35,6 +35,7 @@ from ibkr_assets.quant.social import SOCIAL_COLUMNS, lookback
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.alerts import AlertResource
 from ibkr_assets.resources.storage import StorageResource
+from ibkr_assets.settings.social import SocialSettings
 from tests.journal_key import TEST_KEY
 from tests.replay_fixtures import load_small_replay
 
@@ -47,14 +48,17 @@ DAILY = daily_assets()
 CHECKS = daily_checks()
 
 
+def test_the_ingest_keeps_the_chatter_a_social_score_reads() -> None:
+    """The daily job's chatter (IBKR_SOCIAL_HISTORY_SESSIONS) covers a score's lookback, so its
+    social scores equal the replay's (one session short, ~1 name in 30 scores differently)."""
+    assert SocialSettings().history_sessions >= lookback()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _small_world():
     mp = pytest.MonkeyPatch()
     mp.setenv("IBKR_SIM_SYMBOLS", str(SYMBOLS))
     mp.setenv("IBKR_SENTIMENT_MODEL", "lexicon")
-    # the chatter a social score reads whole (quant.social.lookback, 121 sessions): the default
-    # 120 is one short, and about 1 name in 30 then scores slightly differently live
-    mp.setenv("IBKR_SOCIAL_HISTORY_SESSIONS", str(lookback()))
     yield
     mp.undo()
 
