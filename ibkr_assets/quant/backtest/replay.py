@@ -117,6 +117,14 @@ class ReplayData:
         lo, hi = np.searchsorted(times, [start.value, end.value], side="left")
         return self.headlines.iloc[np.sort(order[lo:hi])]
 
+    def compute_shared(self) -> None:
+        """Compute what every day reads (the statement history, the first reports, the
+        headlines' time order, the social scores) now: worker processes then receive it with
+        the data instead of each computing it again."""
+        _ = self.statement_history, self.first_report, self.headline_order
+        if self.social is not None:
+            _ = self.social_scores
+
     @property
     def evidence_sessions(self) -> list[tuple[date, pd.Timestamp]]:
         """Every session whose signal evidence is measured (warm-up, then replayed), with its
@@ -223,12 +231,14 @@ def day_features(
     at: pd.Timestamp,
     technical: pd.DataFrame,
     settings: ReplaySettings,
+    preopen: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The feature matrix of ``session`` as the live job assembles it at its run time ``at``
     (``technical`` its technical features), with the session's pre-open quotes and the last
     ``headline_hours`` of headlines (the overlay's). A session without a quote or forward EPS
-    in the data prices at the last close and leaves forward P/E unknown."""
-    day = pd.Timestamp(session)
+    in the data prices at the last close and leaves forward P/E unknown; so does every session
+    without ``preopen`` (what a later day's ingest holds of it)."""
+    day = pd.Timestamp(session) if preopen else pd.NaT
     quotes = data.quotes.loc[data.quotes["session"] == day].drop(columns="session")
     eps = data.forward_eps.loc[data.forward_eps["session"] == day, ["symbol", "forward_eps"]]
     # as the fundamentals asset: forward EPS only for names with a statement filed before
@@ -272,7 +282,7 @@ def panel_row(
     day = pd.Timestamp(session)
     if day not in returns.index:
         return None
-    features, _, _ = day_features(data, session, at, technical, settings)
+    features, _, _ = day_features(data, session, at, technical, settings, preopen=False)
     signals = signal_matrix(features)
     ic, cov = session_evidence(signals, returns.loc[day])
     return session, ic, cov
@@ -290,7 +300,6 @@ def signal_panel(data: ReplayData, settings: ReplaySettings, workers: int = 0) -
     days = data.evidence_sessions
     if not days:
         return ICPanel.empty(SIGNALS)
-    data = replace(data, quotes=data.quotes.iloc[0:0], forward_eps=data.forward_eps.iloc[0:0])
     technical = technical_windows(data, settings, [d for d, _ in days])
     if workers <= 0:
         returns = universe_closes(data).pct_change(fill_method=None)
@@ -396,6 +405,7 @@ def _pool(
     workers: int,
     panel: ICPanel | None = None,
 ) -> ProcessPoolExecutor:
+    data.compute_shared()  # once, here: the workers receive it with the data
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=get_context("spawn"),
