@@ -193,14 +193,32 @@ class CompiledProblem:
     ) -> None:
         """Scenario returns (``S x n``) and covariance factor; of the names ``idx`` (padded to
         the slots) in a working-set problem, of all names (``idx`` None) in the full one."""
-        loadings = None if factors is None else factors.loadings
         if idx is not None:
             r = pad(r[:, idx], self.slots)
-            loadings = None if factors is None else pad(loadings[:, idx], self.slots)
         self.r.value = r
-        if factors is not None:
-            self.ridge.value = factors.ridge
-            self.factor.value = loadings
+        if factors is None:
+            return
+        if idx is None:
+            self.ridge.value, self.factor.value = factors.ridge, factors.loadings
+            return
+        # the names' own square factor: their covariance's Cholesky root (ridge included),
+        # slots x slots instead of the scenarios' S rows — a far smaller problem for the solver
+        k = idx.size
+        block = factors.loadings[:, idx]
+        sigma = block.T @ block + factors.ridge * np.eye(k)
+        root = np.zeros((self.slots, self.slots))
+        root[:k, :k] = _square_root(sigma).T
+        self.ridge.value, self.factor.value = 0.0, root
+
+
+def _square_root(sigma: np.ndarray) -> np.ndarray:
+    """An ``L`` with ``L·L' = sigma`` (symmetric PSD): its Cholesky factor, or from its
+    eigen-decomposition when it is singular to rounding."""
+    try:
+        return np.linalg.cholesky(sigma)
+    except np.linalg.LinAlgError:
+        vals, vecs = np.linalg.eigh(sigma)
+        return vecs * np.sqrt(np.clip(vals, 0.0, None))
 
 
 class Formulation:
@@ -254,7 +272,7 @@ class Formulation:
         self.rank = rank
         self._restricted = {}
         membership = self.groups.membership(np.arange(self.n_names), self.n_names)
-        self.full = self._compile(self.n_names, sparse.csr_matrix(membership))
+        self.full = self._compile(self.n_names, sparse.csr_matrix(membership), rank)
 
     def constant(self, idx: np.ndarray, held_bp: np.ndarray, costs: TradeCosts) -> float:
         """The objective's constant that :meth:`load`'s rewrite of the costs drops, in the
@@ -287,7 +305,8 @@ class Formulation:
     def restricted(self, slots: int) -> CompiledProblem:
         """The compiled working-set problem of ``slots`` weight slots (compiled once, cached)."""
         if slots not in self._restricted:
-            self._restricted[slots] = self._compile(slots, None)
+            # its covariance factor is its names' square root (CompiledProblem.load_risk)
+            self._restricted[slots] = self._compile(slots, None, slots)
         return self._restricted[slots]
 
     def load(
@@ -332,13 +351,14 @@ class Formulation:
             c.w_range[0].value, c.w_range[1].value = lower, upper
         c.alpha.value = pad(expected, slots)
 
-    def _compile(self, m: int, membership: sparse.csr_matrix | None) -> CompiledProblem:
-        """The parametrised cvxpy problem over ``m`` weight slots (units: module docstring).
+    def _compile(self, m: int, membership: sparse.csr_matrix | None, rank: int) -> CompiledProblem:
+        """The parametrised cvxpy problem over ``m`` weight slots (units: module docstring), its
+        covariance factor of ``rank`` rows.
 
         The sector rows are ``membership @ w`` — a constant 0/1 matrix for the full problem, a
         Parameter for a working set (whose names change from day to day).
         """
-        cfg, n_s, rank = self.config, self.n_scenarios, self.rank or 0
+        cfg, n_s = self.config, self.n_scenarios
         n_groups = len(self.groups)
         c = CompiledProblem(
             alpha=cp.Parameter(m, name="alpha"),
