@@ -7,8 +7,6 @@ output and every file under the data dir are searched for the planted values."""
 from __future__ import annotations
 
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -16,6 +14,7 @@ import httpx
 from ibkr_assets.quant.journal import append_entry, verify_journal
 from ibkr_assets.resources.alerts import AlertResource
 from ibkr_assets.settings import MCPSettings, load_settings, settings_table
+from tests.webhook import webhook_receiver
 
 from .conftest import serve_http, sim_broker_factory
 
@@ -26,19 +25,6 @@ SMTP_PASSWORD = "planted-smtp-password-51c2"
 FMP_KEY = "planted-fmp-key-9d41"
 REDDIT_SECRET = "planted-reddit-secret-3e07"
 WEBHOOK_PATH = "/services/T0/B0/planted-webhook-7f3a"
-
-
-class _Webhook(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.paths.append(self.path)  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def _secret_file(directory: Path, name: str, value: str) -> Path:
@@ -52,35 +38,29 @@ def test_planted_secrets_are_never_logged_or_written(tmp_path, monkeypatch, capl
     data, secrets = tmp_path / "data", tmp_path / "run-secrets"
     data.mkdir()
     secrets.mkdir()
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
-    hook.paths = []  # type: ignore[attr-defined]
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    webhook = f"http://127.0.0.1:{hook.server_address[1]}{WEBHOOK_PATH}"
-    token = _secret_file(secrets, "mcp_token", TOKEN_1)
-    files = {
-        "SLACK_WEBHOOK_URL_FILE": _secret_file(secrets, "slack_webhook_url", webhook),
-        "FMP_API_KEY_FILE": _secret_file(secrets, "fmp_api_key", FMP_KEY),
-        "IBKR_MCP_TOKEN_FILE": token,
-        "IBKR_JOURNAL_KEY_FILE": _secret_file(secrets, "journal_key", JOURNAL_KEY),
-    }
-    monkeypatch.delenv("IBKR_JOURNAL_KEY")  # tests/conftest.py sets it
-    for variable, path in files.items():
-        monkeypatch.setenv(variable, str(path))
-    monkeypatch.setenv("IBKR_SMTP_PASSWORD", SMTP_PASSWORD)
-    monkeypatch.setenv("REDDIT_CLIENT_SECRET", REDDIT_SECRET)
-    monkeypatch.setenv("IBKR_DATA_DIR", str(data))
-    monkeypatch.setenv("IBKR_ALERT_CHANNEL", "slack")
+    with webhook_receiver() as (base, posted):
+        webhook = base + WEBHOOK_PATH
+        token = _secret_file(secrets, "mcp_token", TOKEN_1)
+        files = {
+            "SLACK_WEBHOOK_URL_FILE": _secret_file(secrets, "slack_webhook_url", webhook),
+            "FMP_API_KEY_FILE": _secret_file(secrets, "fmp_api_key", FMP_KEY),
+            "IBKR_MCP_TOKEN_FILE": token,
+            "IBKR_JOURNAL_KEY_FILE": _secret_file(secrets, "journal_key", JOURNAL_KEY),
+        }
+        monkeypatch.delenv("IBKR_JOURNAL_KEY")  # tests/conftest.py sets it
+        for variable, path in files.items():
+            monkeypatch.setenv(variable, str(path))
+        monkeypatch.setenv("IBKR_SMTP_PASSWORD", SMTP_PASSWORD)
+        monkeypatch.setenv("REDDIT_CLIENT_SECRET", REDDIT_SECRET)
+        monkeypatch.setenv("IBKR_DATA_DIR", str(data))
+        monkeypatch.setenv("IBKR_ALERT_CHANNEL", "slack")
 
-    # the settings, as dumped
-    settings = load_settings()
-    print(settings, settings.model_dump_json(), settings_table())
-    # an alert, its webhook URL read from the file
-    try:
+        # the settings, as dumped
+        settings = load_settings()
+        print(settings, settings.model_dump_json(), settings_table())
+        # an alert, its webhook URL read from the file
         AlertResource.from_settings(settings).send("gate failed", "concentration 0.15 > 0.12")
-    finally:
-        hook.shutdown()
-        hook.server_close()
-    assert hook.paths == [WEBHOOK_PATH]  # type: ignore[attr-defined]
+    assert posted == [WEBHOOK_PATH]
     # the MCP server, configured as if on a LAN address, its token file rotated under it
     with serve_http(MCPSettings(data_dir=data), "192.168.1.20", sim_broker_factory(data)) as up:
 

@@ -19,6 +19,7 @@ from ibkr_assets.settings import (
     SLACK_WEBHOOK_URL,
     SecretError,
 )
+from tests.webhook import webhook_receiver
 
 VAULT_TOKEN = "hvs.loopback-vault-token-never-logged"
 
@@ -176,32 +177,12 @@ def test_vault_errors_name_the_address_never_the_token(vault, monkeypatch, tmp_p
 
 
 def test_an_alert_reads_its_rotated_webhook_file_at_each_send(monkeypatch, tmp_path) -> None:
-    paths: list[str] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            paths.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{hook.server_address[1]}/services"
     url = tmp_path / "webhook"
     monkeypatch.setenv("SLACK_WEBHOOK_URL_FILE", str(url))
     alerts = AlertResource(channel="slack", log_path=str(tmp_path / "alerts.jsonl"))
-    try:
-        url.write_text(f"{base}/first\n")
+    with webhook_receiver() as (base, paths):
+        url.write_text(f"{base}/services/first\n")
         alerts.send("one", "b")
-        url.write_text(f"{base}/second\n")
+        url.write_text(f"{base}/services/second\n")
         alerts.send("two", "b")
-    finally:
-        hook.shutdown()
-        hook.server_close()
     assert paths == ["/services/first", "/services/second"]
