@@ -5,15 +5,20 @@
   (:mod:`ibkr_assets.quant.orders`): shares from weight × net liquidation / price, rounded to
   the lot size (whole round lots with ``even_lots``), trades under ``min_notional`` dropped, limit
   prices from the quote (mid ± ``limit_spread_fraction`` × spread: buyers pay up, sellers give).
-  It depends on ``risk_report``, so the compliance gate's blocking checks stop it.
+  Round lots are IB's tiered US lots at the quoted price (:func:`ibkr_spec.lots.round_lot`, as
+  the backtest uses; the backends report a lot of 1). It depends on ``risk_report``, so the
+  compliance gate's blocking checks stop it.
 * ``what_if_orders`` asks the broker what each order would do to the account's margin (IB
   whatIf). An order that would leave negative excess liquidity — or that IB would reject — is
   sized down by ``whatif_shrink`` (20% by default) and asked again, until it passes or
   ``whatif_max_attempts`` is reached; then it is dropped (or kept, flagged). Every attempt is
-  recorded.
+  recorded, with the cost model's commission beside IB's; where they differ by more than
+  :data:`COMMISSION_TOLERANCE` the asset warns and names the orders in its metadata.
 * ``order_ticket`` is what a trader would work: ``reports/order_ticket_YYYY-MM-DD.json`` plus a
-  DuckDB table. It refuses to exist when the day's risk report failed the compliance gate — the
-  blocking checks already stop it; this is the second lock.
+  DuckDB table, each order with the one cost model's expected commission, spread and impact
+  (:func:`ibkr_assets.quant.decision.order_costs`: quoted spread, 20-session dollar ADV, the
+  risk model's volatility). It refuses to exist when the day's risk report failed the
+  compliance gate — the blocking checks already stop it; this is the second lock.
 
 The ticket file, not the DuckDB table, is what submission reads: a ticket may hold no orders,
 and an empty table is never created by the DuckDB IO manager.
@@ -28,17 +33,27 @@ import dagster as dg
 import pandas as pd
 
 from ibkr_assets.assets.catalog import IB, Table, decide_asset
+from ibkr_assets.assets.ib_rules import ib_cost_model
 from ibkr_assets.assets.materialization import listing
 from ibkr_assets.assets.partition import with_partition, without_partition
 from ibkr_assets.assets.portfolio import current_quantities, net_liquidation
 from ibkr_assets.assets.records import frame_records
+from ibkr_assets.assets.risk_model import risk_model_from_frame
 from ibkr_assets.broker import Broker
 from ibkr_assets.broker.models import Contract, Order, WhatIfResult
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.freshness import DAILY_OUTPUT_FRESHNESS
 from ibkr_assets.metadata import readable
 from ibkr_assets.partitions import as_of
-from ibkr_assets.quant.decision import diff_orders
+from ibkr_assets.quant.backtest.trading import lots_at
+from ibkr_assets.quant.costs import CostModel
+from ibkr_assets.quant.decision import (
+    ORDER_COST_COLUMNS,
+    cost_inputs,
+    diff_orders,
+    order_costs,
+    quote_prices,
+)
 from ibkr_assets.quant.orders import (
     ProposedOrder,
     order_ref,
@@ -46,6 +61,12 @@ from ibkr_assets.quant.orders import (
 )
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import StorageResource
+from ibkr_spec.lots import round_lot
+
+COMMISSION_TOLERANCE = (0.5, 0.50)
+"""The model's commission and IB's what-if estimate disagree when they differ by more than this
+share of IB's plus this many USD (50 % + $0.50: a modelling choice that passes IB's rounding
+and per-order minimum, and catches a wrong tier or schedule)."""
 
 SYMBOL = ("string", "ticker symbol")
 CONID = ("int64", "IB contract id (conId)")
@@ -89,6 +110,7 @@ WHATIF = Table(
         "maint_margin_after": MARGIN_AFTER,
         "excess_liquidity_after": ("float64", "IB what-if: excess liquidity after the fill, USD"),
         "commission": COMMISSION,
+        "model_commission": ("float64", "the cost model's commission of this size, USD"),
         "detail": ("string", "the what-if's margins, IB's warning, or why no trade"),
     }
 )
@@ -107,6 +129,11 @@ TICKET = Table(
         "whatif_decision": ("string", "accepted, resized or kept_failing"),
         "maint_margin_after": MARGIN_AFTER,
         "commission": COMMISSION,
+        "cost_commission": ("float64", "cost model: IB's tiered commission, USD"),
+        "cost_spread": ("float64", "cost model: half the quoted spread x shares, USD"),
+        "cost_impact": ("float64", "cost model: square-root impact, USD"),
+        "cost_total": ("float64", "cost model: commission + spread + impact, USD"),
+        "cost_bp": ("float64", "cost model: total, basis points of the notional"),
     }
 )
 TICKET_COLUMNS = TICKET.dtypes
@@ -129,16 +156,19 @@ def propose_orders(
     universe: pd.DataFrame,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """The :data:`PROPOSED` table — one row per symbol held or targeted: the trade to the
-    overlaid target weight, or why none — and the symbols skipped with their reason."""
-    ref = without_partition(universe).drop_duplicates("symbol").set_index("symbol")
+    overlaid target weight, or why none — and the symbols skipped with their reason. Each
+    name's round lot is IB's tiered lot at its quoted price."""
+    quotes = without_partition(quotes)
+    lotted = lots_at(without_partition(universe), quote_prices(quotes)["price"], round_lot)
+    ref = lotted.drop_duplicates("symbol").set_index("symbol")
     targets = without_partition(overlaid_targets).set_index("symbol")["weight"]
     held = current_quantities(portfolio_snapshot)
     diff = diff_orders(
         held,
         targets,
         net_liquidation(portfolio_snapshot),
-        without_partition(quotes),
-        without_partition(universe),
+        quotes,
+        lotted,
         min_notional=decide.min_notional,
         even_lots=decide.even_lots,
         limit_spread_fraction=decide.limit_spread_fraction,
@@ -251,11 +281,16 @@ def margin_check(
 
 
 def size_by_margin(
-    broker: Broker | None, proposed: pd.DataFrame, decide: DecideConfig, partition: str
+    broker: Broker | None,
+    proposed: pd.DataFrame,
+    decide: DecideConfig,
+    partition: str,
+    costs: CostModel,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """The :data:`WHATIF` table of the proposed trades — one row per what-if attempt, attempt 0
     for a symbol with no trade — and how many orders ended in each decision. ``broker`` (None
-    when nothing trades) answers the what-ifs."""
+    when nothing trades) answers the what-ifs; ``costs``' commission is set beside IB's
+    (the order valued at its limit, else the mid)."""
     rows = [
         {
             **row,
@@ -293,6 +328,7 @@ def size_by_margin(
             on_failure=decide.whatif_on_failure,
         )
         decisions[result.decision] = decisions.get(result.decision, 0) + 1
+        price = float(row["limit_price"] if decide.order_type == "LMT" else row["mid"])
         for attempt, what_if in zip(result.attempts, log, strict=True):
             is_final = result.order is not None and attempt is result.attempts[-1]
             rows.append(
@@ -318,6 +354,9 @@ def size_by_margin(
                     "maint_margin_after": what_if.maint_margin_after,
                     "excess_liquidity_after": what_if.excess_liquidity_after,
                     "commission": what_if.commission,
+                    "model_commission": costs.commission(
+                        attempt.quantity, attempt.quantity * price, row["action"] == "SELL", 0.0
+                    ),
                     "detail": attempt.detail,
                 }
             )
@@ -340,22 +379,50 @@ def what_if_orders(
     proposed = without_partition(proposed_orders)
     trades = int((proposed["quantity"] > 0).sum())
     broker = ib.broker_at(as_of(partition)) if trades else None
-    frame, decisions = size_by_margin(broker, proposed, decide, partition)
+    costs = ib_cost_model(decide.holding_period_sessions)
+    frame, decisions = size_by_margin(broker, proposed, decide, partition, costs)
+    disagree = commission_disagreements(frame)
+    if disagree:
+        context.log.warning(
+            "the cost model's commission and IB's what-if disagree (beyond "
+            f"{COMMISSION_TOLERANCE[0]:.0%} + ${COMMISSION_TOLERANCE[1]:.2f}): "
+            + "; ".join(f"{k}: {v}" for k, v in disagree.items())
+        )
     return dg.Output(
         with_partition(frame, partition),
         metadata={
             "orders": trades,
             "what_if_calls": int((frame["attempt"] > 0).sum()),
             **{f"decision_{k}": v for k, v in sorted(decisions.items())},
+            "commission_disagreements": listing(disagree),
         },
     )
+
+
+def commission_disagreements(what_if: pd.DataFrame) -> dict[str, str]:
+    """The what-if attempts whose model commission and IB's estimate differ by more than
+    :data:`COMMISSION_TOLERANCE`, by ``SYMBOL#attempt``, saying both (USD). IB's estimate
+    unknown (NaN) is no disagreement."""
+    share, usd = COMMISSION_TOLERANCE
+    asked = what_if[what_if["attempt"] > 0]
+    ib, model = asked["commission"].astype(float), asked["model_commission"].astype(float)
+    off = ib.notna() & ((model - ib).abs() > share * ib.abs() + usd)
+    return {
+        f"{r.symbol}#{r.attempt}": f"model ${r.model_commission:,.2f} vs IB ${r.commission:,.2f}"
+        for r in asked[off].itertuples()
+    }
 
 
 # -- order ticket ----------------------------------------------------------------------------
 
 
-def final_orders(what_if: pd.DataFrame, order_type: str) -> pd.DataFrame:
-    """The ticket: the final size of each order that survived the what-if loop."""
+def final_orders(
+    what_if: pd.DataFrame, order_type: str, costs: Callable[[pd.DataFrame], pd.DataFrame]
+) -> pd.DataFrame:
+    """The ticket: the final size of each order that survived the what-if loop, with its
+    expected costs — ``costs(orders)``, the :data:`~ibkr_assets.quant.decision.ORDER_COST_COLUMNS`
+    of orders with ``symbol``, ``action``, ``quantity`` and ``mid`` (the asset binds
+    :func:`~ibkr_assets.quant.decision.order_costs` to the day's inputs)."""
     final = what_if[what_if["final"].astype(bool)]
     attempts = what_if[what_if["attempt"] > 0].groupby("symbol")["attempt"].max()
     ticket = final.assign(
@@ -365,6 +432,7 @@ def final_orders(what_if: pd.DataFrame, order_type: str) -> pd.DataFrame:
         whatif_attempts=final["symbol"].map(attempts),
         whatif_decision=final["decision"],
     )
+    ticket = ticket.join(costs(ticket)[list(ORDER_COST_COLUMNS)])
     return typed_frame(ticket[list(TICKET_COLUMNS)].to_dict("records"), TICKET_COLUMNS).sort_values(
         "symbol", ignore_index=True
     )
@@ -384,7 +452,13 @@ def read_ticket(path: Path) -> pd.DataFrame:
     stage="7-orders",
     kinds={"json"},
     freshness_policy=DAILY_OUTPUT_FRESHNESS,
-    ins={"what_if_orders": dg.AssetIn(), "risk_report": dg.AssetIn()},
+    ins={
+        "what_if_orders": dg.AssetIn(),
+        "risk_report": dg.AssetIn(),
+        "quotes": dg.AssetIn(),
+        "feature_matrix": dg.AssetIn(),
+        "risk_model": dg.AssetIn(),
+    },
 )
 def order_ticket(
     context: dg.AssetExecutionContext,
@@ -392,9 +466,13 @@ def order_ticket(
     storage: StorageResource,
     what_if_orders: pd.DataFrame,
     risk_report: pd.DataFrame,
+    quotes: pd.DataFrame,
+    feature_matrix: pd.DataFrame,
+    risk_model: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
     """The day's order ticket: the orders that passed the compliance gate and the margin
-    what-if. Due by 14:30 Europe/Bucharest on every NYSE session (late after that)."""
+    what-if, each with the cost model's expected costs. Due by 14:30 Europe/Bucharest on every
+    NYSE session (late after that)."""
     partition = context.partition_key
     failed = risk_report.loc[~risk_report["passed"].astype(bool), "check"].tolist()
     if failed:
@@ -402,7 +480,17 @@ def order_ticket(
             f"{partition}: the compliance gate failed ({', '.join(failed)}); no order ticket — "
             f"see {storage.report_path('recommendation', partition, 'md')}"
         )
-    ticket = final_orders(without_partition(what_if_orders), decide.order_type)
+    what_if = without_partition(what_if_orders)
+    inputs = cost_inputs(
+        what_if["symbol"].unique(),
+        without_partition(quotes),
+        without_partition(feature_matrix),
+        risk_model_from_frame(without_partition(risk_model)),
+    )
+    costs = ib_cost_model(decide.holding_period_sessions)
+    ticket = final_orders(
+        what_if, decide.order_type, lambda orders: order_costs(costs, orders, inputs)
+    )
     path = storage.write_json(
         storage.report_path("order_ticket", partition, "json"),
         {
@@ -410,6 +498,7 @@ def order_ticket(
             "auto_submit": decide.auto_submit,
             "order_count": len(ticket),
             "gross_notional": float(ticket["notional"].sum()),
+            "expected_cost": float(ticket["cost_total"].sum()),
             "orders": frame_records(ticket),
         },
     )
@@ -419,6 +508,7 @@ def order_ticket(
             {
                 "orders": len(ticket),
                 "gross_notional": float(ticket["notional"].sum()),
+                "expected_cost": float(ticket["cost_total"].sum()),
                 "path": str(path),
                 "ticket": dg.MetadataValue.md(  # every float on the ticket is USD
                     ticket.head(30).to_markdown(index=False, floatfmt=",.2f")

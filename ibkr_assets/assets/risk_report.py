@@ -9,6 +9,11 @@ Written to ``reports/risk_report_YYYY-MM-DD.json`` and DuckDB. When any limit is
 also writes the recommendation-only report ``reports/recommendation_YYYY-MM-DD.md`` (targets,
 failed checks and by how much), journals the blocked decision, and sends an alert; the blocking
 checks in :mod:`ibkr_assets.checks.compliance` then stop the order stages.
+
+Beside the checks it shows each trade's economics over the holding period
+(:func:`ibkr_assets.quant.decision.trade_economics`): expected return (the alpha stage's
+``expected_return``), the trade's one-σ risk and the cost model's cost, in USD — the ``trades``
+list of the JSON report and a table in the metadata, with their totals.
 """
 
 from collections.abc import Sequence
@@ -20,6 +25,7 @@ import dagster as dg
 import pandas as pd
 
 from ibkr_assets.assets.catalog import Table, decide_asset
+from ibkr_assets.assets.ib_rules import ib_cost_model
 from ibkr_assets.assets.journal import record_decision
 from ibkr_assets.assets.partition import with_partition, without_partition
 from ibkr_assets.assets.portfolio import current_weights, net_liquidation
@@ -27,7 +33,7 @@ from ibkr_assets.assets.records import frame_records
 from ibkr_assets.assets.risk_model import risk_model_from_frame
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.compliance import CheckResult, render_recommendation_markdown
-from ibkr_assets.quant.decision import EX_ANTE, compliance_checks
+from ibkr_assets.quant.decision import EX_ANTE, compliance_checks, cost_inputs, trade_economics
 from ibkr_assets.resources.alerts import AlertDeliveryError, AlertResource
 from ibkr_assets.resources.storage import StorageResource
 
@@ -57,6 +63,8 @@ RISK_REPORT = Table(
         "portfolio_snapshot": dg.AssetIn(),
         "universe": dg.AssetIn(),
         "feature_matrix": dg.AssetIn(),
+        "alpha_scores": dg.AssetIn(),
+        "quotes": dg.AssetIn(),
     },
 )
 def risk_report(
@@ -69,22 +77,41 @@ def risk_report(
     portfolio_snapshot: pd.DataFrame,
     universe: pd.DataFrame,
     feature_matrix: pd.DataFrame,
+    alpha_scores: pd.DataFrame,
+    quotes: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
     """The compliance gate: the day's targets against every limit, one blocking check each; a
-    breach blocks the order ticket and produces a recommendation-only report and an alert."""
+    breach blocks the order ticket and produces a recommendation-only report and an alert. Each
+    trade's expected return, risk and cost are reported beside the checks."""
     partition = context.partition_key
     targets = without_partition(overlaid_targets)
     current = current_weights(portfolio_snapshot)
     nav = net_liquidation(portfolio_snapshot)
+    weights = targets.set_index("symbol")["weight"]
+    model = risk_model_from_frame(without_partition(risk_model))
+    features = without_partition(feature_matrix)
     results = compliance_checks(
-        targets.set_index("symbol")["weight"],
+        weights,
         current,
-        risk_model_from_frame(without_partition(risk_model)),
+        model,
         decide.compliance_limits(),
         without_partition(universe),
-        without_partition(feature_matrix),
+        features,
         nav,
     )
+    names = weights.index.union(current.index)
+    trades = trade_economics(
+        weights,
+        current,
+        without_partition(alpha_scores).set_index("symbol")["expected_return"],
+        cost_inputs(names, without_partition(quotes), features, model),
+        ib_cost_model(decide.holding_period_sessions),
+        nav,
+    )
+    # totals over the trades whose number is known (a cost without a quote is unknown)
+    totals = {f"trades_{k}": float(trades[k].sum()) for k in ("expected_return", "risk", "cost")}
+    totals["trades_net"] = totals["trades_expected_return"] - totals["trades_cost"]
+    totals["trades_unknown_cost"] = int(trades["cost"].isna().sum())
     report = report_frame(results)
     passed = bool(report["passed"].all())
     ex_ante = {k: float(targets[k].iloc[0]) for k in EX_ANTE}
@@ -94,12 +121,24 @@ def risk_report(
         "net_liquidation": nav,
         **ex_ante,
         "checks": frame_records(report),
+        "holding_period_sessions": decide.holding_period_sessions,
+        **totals,
+        "trades": frame_records(trades),
     }
     path = storage.write_json(storage.report_path("risk_report", partition, "json"), payload)
     metadata: dict[str, Any] = {
         "passed": passed,
         "failed_checks": ", ".join(report.loc[~report["passed"], "check"]) or "none",
         "report": dg.MetadataValue.md(report.to_markdown(index=False)),
+        **totals,
+        # USD over the holding period; risk is each trade's own one-sigma move
+        "trades": dg.MetadataValue.md(
+            trades.head(30).to_markdown(
+                index=False, floatfmt=("", ".4f", ",.2f", ",.2f", ",.2f", ",.2f", ",.2f")
+            )
+            if len(trades)
+            else "none"
+        ),
         "path": dg.MetadataValue.path(str(path)),
     }
     if not passed:

@@ -19,6 +19,7 @@ day is decided by exactly the code that decides a live one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ibkr_assets.quant.compliance import CheckResult, ComplianceLimits, evaluate_compliance
-from ibkr_assets.quant.costs import CostModel, CostRates, cost_rates
+from ibkr_assets.quant.costs import CostModel, CostRates, cost_rates, order_cost
 from ibkr_assets.quant.optimiser import (
     OptimisationResult,
     OptimiserConfig,
@@ -61,6 +62,31 @@ def quote_prices(quotes: pd.DataFrame) -> pd.DataFrame:
     return quote.assign(price=quote["last"].fillna(quote["close"]))
 
 
+def cost_inputs(
+    symbols: Sequence[str], quotes: pd.DataFrame, features: pd.DataFrame, model: RiskModel
+) -> pd.DataFrame:
+    """The cost model's inputs of ``symbols`` (index), NaN where unknown: ``price`` (USD,
+    :func:`quote_prices`), ``half_spread`` (half the quoted ``spread``, or of ``ask − bid`` where
+    the quotes carry none; USD per share), ``adv`` (the feature matrix's 20-session average
+    dollar volume, USD) and ``vol`` (the risk model's daily volatility, fraction)."""
+    names = pd.Index([str(s) for s in symbols], dtype="object")
+    quote = quote_prices(quotes).reindex(names)
+    spread = quote["spread"] if "spread" in quote else quote["ask"] - quote["bid"]
+    adv = features.drop_duplicates("symbol").set_index("symbol")["adv"].reindex(names)
+    variance = np.clip(np.diag(model.daily_cov().to_numpy(dtype="float64")), 0.0, None)
+    vol = pd.Series(np.sqrt(variance), index=pd.Index(model.symbols, dtype="object"))
+    return pd.DataFrame(
+        {
+            "price": quote["price"],
+            "half_spread": spread / 2,
+            "adv": adv,
+            "vol": vol.reindex(names),
+        },
+        index=names,
+        dtype="float64",
+    )
+
+
 def trading_costs(
     costs: CostModel,
     model: RiskModel,
@@ -70,34 +96,139 @@ def trading_costs(
     month_shares: float = 0.0,
 ) -> tuple[CostRates, list[str]]:
     """Each of ``model``'s names' trading costs for a book of ``nav`` USD
-    (:func:`~ibkr_assets.quant.costs.cost_rates`): half the quoted ``spread`` and the price of
-    :func:`quote_prices` (the spread ``ask − bid`` where the quotes carry no ``spread``), the
-    feature matrix's ``adv`` (20-session average dollar volume) and the
-    model's daily volatility. Returns the rates of the names with every input, and the names
-    left out (no two-sided quote, price or ADV): the optimiser charges those its flat
-    ``turnover_cost``."""
-    symbols = pd.Index(model.symbols, dtype="object")
-    quote = quote_prices(quotes).reindex(symbols)
-    spread = quote["spread"] if "spread" in quote else quote["ask"] - quote["bid"]
-    adv = features.drop_duplicates("symbol").set_index("symbol")["adv"].reindex(symbols)
-    vol = np.sqrt(np.clip(np.diag(model.daily_cov().to_numpy(dtype="float64")), 0.0, None))
-    inputs = pd.DataFrame(
-        {
-            "price": quote["price"],
-            "half_spread": spread / 2,
-            "adv": adv,
-            "vol": vol,
-        },
-        index=symbols,
-        dtype="float64",
-    )
+    (:func:`~ibkr_assets.quant.costs.cost_rates` on :func:`cost_inputs`). Returns the rates of
+    the names with every input, and the names left out (no two-sided quote, price or ADV): the
+    optimiser charges those its flat ``turnover_cost``."""
+    inputs = cost_inputs(model.symbols, quotes, features, model)
     usable = np.isfinite(inputs).all(axis=1) & (inputs[["price", "adv"]] > 0).all(axis=1)
     usable &= (inputs[["half_spread", "vol"]] >= 0).all(axis=1)
     known = inputs[usable]
     rates = cost_rates(
         costs, known["price"], known["half_spread"], known["adv"], known["vol"], nav, month_shares
     )
-    return rates, [str(s) for s in symbols[~usable.to_numpy()]]
+    return rates, [str(s) for s in inputs.index[~usable.to_numpy()]]
+
+
+#: The model's cost of each order (:func:`order_costs`), USD but ``cost_bp``.
+ORDER_COST_COLUMNS = ("cost_commission", "cost_spread", "cost_impact", "cost_total", "cost_bp")
+
+
+def order_costs(
+    costs: CostModel, orders: pd.DataFrame, inputs: pd.DataFrame, month_shares: float = 0.0
+) -> pd.DataFrame:
+    """The one cost model's expected cost of each of ``orders`` (``symbol``, ``action`` BUY or
+    SELL, ``quantity`` shares, ``mid`` USD per share), on ``orders``' index: the
+    :data:`ORDER_COST_COLUMNS` — :func:`~ibkr_assets.quant.costs.order_cost`'s commission,
+    spread and impact and their sum in USD, and the sum in basis points of ``quantity × mid``.
+    ``inputs``: :func:`cost_inputs` of the orders' symbols; the order is priced at its ``mid``
+    (the ticket's notional). A name without a volatility is charged the median of the others'
+    (an unmodelled holding being sold; the backtest's choice too, a modelling choice); without a
+    half spread its spread, and without an ADV its impact, is NaN, and so is its total: unknown,
+    never 0."""
+    rows = []
+    vol = inputs["vol"]
+    median_vol = float(vol.median()) if vol.notna().any() else math.nan
+    for order in orders.itertuples():
+        symbol = str(order.symbol)
+        got = inputs.loc[symbol] if symbol in inputs.index else pd.Series(math.nan, inputs.columns)
+        half, adv, sigma = (float(got[k]) for k in ("half_spread", "adv", "vol"))
+        sigma = sigma if math.isfinite(sigma) else median_vol
+        price, shares = float(order.mid), float(order.quantity)
+        spread_known = math.isfinite(half) and half >= 0
+        impact_known = math.isfinite(adv) and adv > 0 and math.isfinite(sigma) and sigma >= 0
+        cost = order_cost(
+            costs,
+            shares,
+            price,
+            half if spread_known else 0.0,
+            adv / price if impact_known else 1.0,
+            sigma if impact_known else 0.0,
+            month_shares,
+            sell=order.action == "SELL",
+        )
+        spread = cost.spread if spread_known else math.nan
+        impact = cost.impact if impact_known else math.nan
+        total = cost.commission + spread + impact
+        notional = shares * price
+        rows.append(
+            (
+                cost.commission,
+                spread,
+                impact,
+                total,
+                total / notional * 1e4 if notional > 0 else math.nan,
+            )
+        )
+    return pd.DataFrame(rows, index=orders.index, columns=list(ORDER_COST_COLUMNS), dtype="float64")
+
+
+#: One row per trade of :func:`trade_economics`.
+TRADE_ECONOMICS_COLUMNS = (
+    "symbol",
+    "trade_weight",
+    "notional",
+    "expected_return",
+    "risk",
+    "cost",
+    "net",
+)
+
+
+def trade_economics(
+    weights: pd.Series,
+    current: pd.Series,
+    expected_returns: pd.Series,
+    inputs: pd.DataFrame,
+    costs: CostModel,
+    nav: float,
+) -> pd.DataFrame:
+    """What each trade from ``current`` to ``weights`` (fractions of ``nav`` USD, by symbol) is
+    expected to earn, risk and cost over the holding period ``H``
+    (:attr:`~ibkr_assets.quant.costs.CostModel.holding_period_sessions`), one row per name whose
+    weight changes (:data:`TRADE_ECONOMICS_COLUMNS`, USD but ``trade_weight``): ``trade_weight``
+    ``Δw``; ``notional`` ``|Δw|·nav``; ``expected_return`` ``E[r]·Δw·nav·H`` from the alpha
+    stage's daily ``expected_returns`` (0 for a name without one); ``risk`` the trade's own
+    one-σ move over the period, ``σ·sqrt(H)·|Δw|·nav`` (``σ`` the daily volatility of
+    ``inputs``, :func:`cost_inputs`; stand-alone, not the marginal contribution to the book's
+    risk); ``cost`` the order's :func:`order_costs` total at the quoted price (NaN where an input
+    is missing); ``net`` ``expected_return − cost``. Largest notional first, ties by symbol."""
+    names = weights.index.union(current.index)
+    target = weights.reindex(names).fillna(0.0)
+    held = current.reindex(names).fillna(0.0)
+    delta = (target - held)[lambda d: d != 0]
+    if delta.empty:
+        return pd.DataFrame(columns=list(TRADE_ECONOMICS_COLUMNS)).astype(
+            {c: "float64" for c in TRADE_ECONOMICS_COLUMNS[1:]} | {"symbol": "string"}
+        )
+    hold = costs.holding_period_sessions
+    notional = delta.abs() * nav
+    known = inputs.reindex(delta.index)
+    orders = pd.DataFrame(
+        {
+            "symbol": delta.index,
+            "action": np.where(delta > 0, "BUY", "SELL"),
+            "quantity": (notional / known["price"]).to_numpy(),
+            "mid": known["price"].to_numpy(),
+        }
+    )
+    priced = orders["mid"].gt(0) & np.isfinite(orders["quantity"])
+    cost = pd.Series(math.nan, index=orders.index)
+    if priced.any():
+        cost[priced] = order_costs(costs, orders[priced], inputs)["cost_total"]
+    expected = expected_returns.reindex(delta.index).fillna(0.0) * delta * nav * hold
+    frame = pd.DataFrame(
+        {
+            "symbol": delta.index.astype(str),
+            "trade_weight": delta.to_numpy(),
+            "notional": notional.to_numpy(),
+            "expected_return": expected.to_numpy(),
+            "risk": (known["vol"] * math.sqrt(hold) * notional).to_numpy(),
+            "cost": cost.to_numpy(),
+        }
+    )
+    frame["net"] = frame["expected_return"] - frame["cost"]
+    frame = frame.astype({"symbol": "string"})
+    return frame.sort_values("notional", ascending=False, kind="stable", ignore_index=True)
 
 
 def optimise_targets(

@@ -12,14 +12,18 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
 from ibkr_assets.assets import daily_assets, daily_checks, journal, submission
 from ibkr_assets.assets.execution import final_orders, order_from_row, read_ticket
+from ibkr_assets.assets.ib_rules import ib_cost_model
 from ibkr_assets.broker.sim import simulated_stocks
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
+from ibkr_assets.quant.costs import order_cost
+from ibkr_assets.quant.decision import ORDER_COST_COLUMNS, TRADE_ECONOMICS_COLUMNS, order_costs
 from ibkr_assets.quant.journal import read_journal, verify_journal
 from ibkr_assets.resources import build_resources
 from ibkr_assets.resources.alerts import AlertResource
@@ -89,8 +93,21 @@ def test_daily_run_writes_ticket_and_journal(happy):
         assert order["quantity"] > 0 and order["action"] in ("BUY", "SELL")
         assert order["order_ref"].startswith("ibkr-agent")
     assert len({o["order_ref"] for o in ticket["orders"]}) == len(ticket["orders"])
+    for order in ticket["orders"]:  # the cost model's columns add up
+        parts = order["cost_commission"] + order["cost_spread"] + order["cost_impact"]
+        assert order["cost_total"] == pytest.approx(parts) and order["cost_total"] > 0
+        assert order["cost_bp"] == pytest.approx(order["cost_total"] / order["notional"] * 1e4)
     report = json.loads((data_dir / "reports" / f"risk_report_{SESSION}.json").read_text())
     assert report["passed"] is True
+    # each trade's economics over the holding period: columns present, net adds up, totals
+    trades = pd.DataFrame(report["trades"])
+    assert list(trades.columns) == list(TRADE_ECONOMICS_COLUMNS)
+    assert len(trades) >= len(ticket["orders"]) > 0
+    np.testing.assert_allclose(trades["net"], trades["expected_return"] - trades["cost"])
+    assert (trades[["notional", "risk", "cost"]] > 0).all().all()
+    for column in ("expected_return", "risk", "cost", "net"):
+        assert report[f"trades_{column}"] == pytest.approx(trades[column].sum())
+    assert report["trades_unknown_cost"] == 0
     assert not (data_dir / "reports" / f"recommendation_{SESSION}.md").exists()
     # gate checks ran for this partition and passed
     evaluations = result.get_asset_check_evaluations()
@@ -201,14 +218,31 @@ def test_ticket_takes_the_final_size_of_each_order():
             row("DDD", 0, 0, False, "no_trade", False),
         ]
     )
-    ticket = final_orders(what_if, "LMT").set_index("symbol")
+    # the cost model's inputs, fixed: $10 mid, 1 cent half spread, $10M a day, 2 % a day
+    inputs = pd.DataFrame(
+        {"price": 10.0, "half_spread": 0.01, "adv": 1e7, "vol": 0.02}, index=["AAA", "BBB"]
+    )
+    model = ib_cost_model()
+
+    def costs(orders: pd.DataFrame) -> pd.DataFrame:
+        return order_costs(model, orders, inputs)
+
+    ticket = final_orders(what_if, "LMT", costs).set_index("symbol")
     assert list(ticket.index) == ["AAA", "BBB"]
+    for symbol, shares in (("AAA", 100), ("BBB", 320)):
+        want = order_cost(model, shares, 10.0, 0.01, 1e6, 0.02)
+        got = ticket.loc[symbol, list(ORDER_COST_COLUMNS)]
+        assert got["cost_commission"] == pytest.approx(want.commission)
+        assert got["cost_spread"] == pytest.approx(want.spread) == pytest.approx(shares * 0.01)
+        assert got["cost_impact"] == pytest.approx(want.impact) and want.impact > 0
+        assert got["cost_total"] == pytest.approx(want.total)
+        assert got["cost_bp"] == pytest.approx(want.total / (shares * 10.0) * 1e4)
     assert list(ticket["quantity"]) == [100, 320]
     assert list(ticket["whatif_attempts"]) == [1, 3]
     assert list(ticket["whatif_decision"]) == ["accepted", "resized"]
     assert ticket.loc["BBB", "notional"] == pytest.approx(3200.0)
     assert ticket.loc["BBB", "order_ref"] == "ref-BBB-320"
-    assert final_orders(what_if, "MKT")["limit_price"].isna().all()
+    assert final_orders(what_if, "MKT", costs)["limit_price"].isna().all()
 
 
 @pytest.mark.backends("sim")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,6 +15,7 @@ from ibkr_assets.assets.catalog import daily_asset_kwargs
 from ibkr_assets.assets.partition import with_partition
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
+from ibkr_assets.quant.decision import ORDER_COST_COLUMNS
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.storage import WarehouseIOManager
 
@@ -70,6 +72,23 @@ def run_what_if(world, config: DecideConfig) -> pd.DataFrame:
         return con.sql("select * from decide.what_if_orders order by attempt").df()
 
 
+def _no_costs(orders: pd.DataFrame) -> pd.DataFrame:
+    """Costs of no interest here: zero."""
+    return pd.DataFrame(0.0, index=orders.index, columns=list(ORDER_COST_COLUMNS))
+
+
+def test_a_commission_far_from_ibs_is_named():
+    rows = pd.DataFrame(
+        {
+            "symbol": ["AAA", "BBB", "CCC", "DDD"],
+            "attempt": [1, 1, 1, 0],
+            "commission": [1.00, 1.00, np.nan, np.nan],
+            "model_commission": [1.40, 2.10, 5.00, np.nan],  # within, beyond, IB unknown
+        }
+    )
+    assert execution.commission_disagreements(rows) == {"BBB#1": "model $2.10 vs IB $1.00"}
+
+
 def shrink_chain(quantity: int, tries: int) -> list[int]:
     sizes = [quantity]
     for _ in range(tries - 1):
@@ -88,7 +107,11 @@ def test_oversized_order_is_resized_until_margin_passes(world):
     # the passing size keeps excess liquidity non-negative; the failing ones did not (or IB
     # refused them)
     assert frame["excess_liquidity_after"].iloc[-1] >= 0
-    ticket = execution.final_orders(frame, "LMT")
+    # the cost model's commission beside IB's: the paper exchange charges IB's schedule
+    assert (frame["model_commission"] > 0).all()
+    np.testing.assert_allclose(frame["model_commission"], frame["commission"], rtol=0.05)
+    assert execution.commission_disagreements(frame) == {}
+    ticket = execution.final_orders(frame, "LMT", _no_costs)
     assert list(ticket["quantity"]) == [frame["quantity"].iloc[-1]]
     assert ticket["whatif_attempts"].iloc[0] == len(frame)
 
@@ -98,8 +121,8 @@ def test_order_is_dropped_or_kept_when_attempts_run_out(world):
     dropped = run_what_if(world, DecideConfig(whatif_max_attempts=2))
     assert list(dropped["quantity"]) == shrink_chain(quantity, 2)
     assert not dropped["passed"].any() and (dropped["decision"] == "dropped").all()
-    assert execution.final_orders(dropped, "LMT").empty
+    assert execution.final_orders(dropped, "LMT", _no_costs).empty
     kept = run_what_if(world, DecideConfig(whatif_max_attempts=2, whatif_on_failure="keep"))
     assert (kept["decision"] == "kept_failing").all()
-    ticket = execution.final_orders(kept, "LMT")
+    ticket = execution.final_orders(kept, "LMT", _no_costs)
     assert list(ticket["quantity"]) == [shrink_chain(quantity, 2)[-1]]

@@ -27,8 +27,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 #: The window, in CSS pixels, and its pixel density: large enough for the whole lineage graph
-#: to fit at a zoom where every asset's name is legible in the saved screenshot.
-VIEWPORT = {"width": 1700, "height": 1350}
+#: to fit at a zoom where every asset's name is legible in the saved screenshot (1900 high since
+#: the decision stages read the cost model's inputs: the graph's layout grew taller).
+VIEWPORT = {"width": 1700, "height": 1900}
 PIXEL_RATIO = 1.5
 #: Milliseconds an action or a web-first assertion waits for the page before failing.
 WAIT_MS = 30_000

@@ -146,3 +146,38 @@ def test_impact_quadratic_is_the_least_squares_fit_of_the_power_law():
     assert a * 0.005 + b * 0.005**2 > 0.005**1.5  # small trades: charged more, never less
     with pytest.raises(ValueError, match="fit range"):
         impact_quadratic(0.0)
+
+
+def test_each_trades_expected_return_risk_and_cost_add_up():
+    """The risk report's per-trade economics over the holding period (quant.decision)."""
+    from ibkr_assets.quant.decision import TRADE_ECONOMICS_COLUMNS, trade_economics
+
+    nav, hold = 1_000_000.0, 10
+    model = CostModel(commission=stock_commission, holding_period_sessions=hold)
+    inputs = pd.DataFrame(
+        {"price": [50.0, 200.0, 20.0], "half_spread": [0.02, 0.05, 0.01], "adv": [5e7, 2e8, 1e7],
+         "vol": [0.02, 0.015, 0.03]},
+        index=["AAA", "BBB", "CCC"],
+    )  # fmt: skip
+    weights = pd.Series({"AAA": 0.05, "BBB": 0.02})
+    current = pd.Series({"BBB": 0.035, "CCC": 0.01})
+    expected = pd.Series({"AAA": 1e-3, "BBB": -5e-4, "CCC": 2e-4})  # daily
+    trades = trade_economics(weights, current, expected, inputs, model, nav).set_index("symbol")
+    assert list(trades.reset_index().columns) == list(TRADE_ECONOMICS_COLUMNS)
+    assert list(trades.index) == ["AAA", "BBB", "CCC"]  # largest notional first
+    aaa = trades.loc["AAA"]
+    assert aaa["notional"] == pytest.approx(50_000.0)
+    assert aaa["expected_return"] == pytest.approx(1e-3 * 0.05 * nav * hold)  # $500
+    assert aaa["risk"] == pytest.approx(0.02 * math.sqrt(hold) * 50_000.0)
+    want = order_cost(model, 1_000, 50.0, 0.02, 1e6, 0.02)
+    assert aaa["cost"] == pytest.approx(want.total)
+    # selling a name expected to fall earns: -1.5 % x -5 bp x NAV x 10
+    assert trades.loc["BBB", "expected_return"] == pytest.approx(-0.015 * -5e-4 * nav * hold)
+    sold = order_cost(model, 10_000 / 20.0, 20.0, 0.01, 5e5, 0.03, sell=True)
+    assert trades.loc["CCC", "cost"] == pytest.approx(sold.total)
+    np.testing.assert_allclose(trades["net"], trades["expected_return"] - trades["cost"])
+    # a name without a quote: its cost is unknown (NaN), never 0
+    unquoted = trade_economics(
+        pd.Series({"ZZZ": 0.01}), pd.Series(dtype=float), expected, inputs, model, nav
+    )
+    assert unquoted["cost"].isna().all() and unquoted["net"].isna().all()

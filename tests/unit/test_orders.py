@@ -148,5 +148,44 @@ def test_the_ticket_keeps_the_orders_of_names_already_held():
     frame, _ = proposed_table("2026-11-30", DecideConfig(), targets, snapshot, quotes, universe)
     orders = frame.set_index("symbol")
     assert orders.loc["AAA", "action"] == "SELL" and orders.loc["AAA", "quantity"] == 1_000
-    assert orders.loc["BBB", "action"] == "BUY"  # 25% of 175k at 50 = 875 shares, 500 held
-    assert orders.loc["BBB", "quantity"] == 375 and orders.loc["CCC", "action"] == "BUY"
+    # 25% of 175k at $50 = 875 shares, 500 held: 375, down to the round lot of 100 at $50
+    assert orders.loc["BBB", "action"] == "BUY" and orders.loc["BBB", "lot_size"] == 100
+    assert orders.loc["BBB", "quantity"] == 300 and orders.loc["CCC", "action"] == "BUY"
+
+
+def test_the_ticket_trades_ibs_tiered_round_lots_whatever_the_backend_reports():
+    """The backends report a lot of 1; US round lots are tiered by price (100 / 40 / 10 / 1
+    shares at <= $250 / $1,000 / $10,000 / above), as the backtest trades: a $1,379 stock's lot
+    is 10 shares."""
+    from ibkr_assets.assets.execution import propose_orders as proposed_table
+    from ibkr_assets.decide_config import DecideConfig
+
+    snapshot = pd.DataFrame(
+        {
+            "symbol": ["CASH"],
+            "conid": [0],
+            "sec_type": ["CASH"],
+            "quantity": [1_000_000.0],
+            "market_value": [1_000_000.0],
+        }
+    )
+    targets = pd.DataFrame({"symbol": ["BIG", "MID"], "weight": [0.05, 0.05]})
+    quotes = pd.DataFrame(
+        {
+            "symbol": ["BIG", "MID"],
+            "bid": [1378.5, 399.9],
+            "ask": [1379.5, 400.1],
+            "last": [1379.0, 400.0],
+            "close": [1379.0, 400.0],
+        }
+    )
+    universe = pd.DataFrame({"symbol": ["BIG", "MID"], "conid": [1, 2], "lot_size": 1})
+    frame, _ = proposed_table("2026-11-30", DecideConfig(), targets, snapshot, quotes, universe)
+    orders = frame.set_index("symbol")
+    assert orders.loc["BIG", "lot_size"] == 10 and orders.loc["MID", "lot_size"] == 40
+    # $50,000 / $1,379 = 36.3 shares -> 30; $50,000 / $400 = 125 -> 120
+    assert orders.loc["BIG", "quantity"] == 30 and orders.loc["MID", "quantity"] == 120
+    odd = proposed_table(
+        "2026-11-30", DecideConfig(even_lots=False), targets, snapshot, quotes, universe
+    )[0].set_index("symbol")
+    assert odd.loc["BIG", "quantity"] == 36 and odd.loc["BIG", "lot_size"] == 10

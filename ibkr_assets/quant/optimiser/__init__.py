@@ -1,9 +1,9 @@
-"""Target weights: mean-variance-CVaR optimisation with turnover cost, under the book's limits.
+"""Target weights: mean-variance-CVaR optimisation net of trading costs, under the book's limits.
 
 For ``n`` symbols with expected returns ``a`` (the alpha scores mapped to returns), covariance
 ``Σ``, historical return scenarios ``R`` (``S x n``) and current weights ``w0`` we solve
 
-    maximise    a·w − λ_var·w'Σw − λ_cvar·CVaR_α(w) − c·‖w − w0‖₁
+    maximise    a·w − λ_var·w'Σw − λ_cvar·CVaR_α(w) − Σ_i cost_i(w_i − w0_i)
     subject to  Σ|w_i| ≤ max_gross           (gross exposure, default 1.2)
                 |w_i| ≤ max_weight            (single-name cap, default 12%)
                 Σw_i ≤ 1 − cash_buffer        (net exposure, default 95%)
@@ -17,8 +17,11 @@ For ``n`` symbols with expected returns ``a`` (the alpha scores mapped to return
   Rockafellar & Uryasev (2000) linearisation with one auxiliary per scenario:
   ``CVaR = min_ζ ζ + Σ_s u_s / ((1 − α) S)``, ``u_s ≥ −R_s·w − ζ``, ``u_s ≥ 0``. It penalises
   fat left tails the variance misses;
-* ``c·‖w − w0‖₁`` charges the proportional trading cost (half-spread + commission + impact) of
-  moving from the current book, so small alpha changes do not churn the portfolio.
+* ``cost_i(Δ) = c_i^buy·Δ⁺ + c_i^sell·Δ⁻ + q_i·Δ²`` charges each name's trading cost of moving
+  from the current book (:class:`~ibkr_assets.quant.costs.CostRates`: half spread + commission,
+  by side, and square-root impact as its quadratic fit, amortised over the holding period; the
+  config's flat ``turnover_cost`` for a name without rates), so small alpha changes do not churn
+  the portfolio; trades under the no-trade band are undone after the solve.
 
 Units must agree: with daily scenarios use daily ``a`` and daily ``Σ``
 (:meth:`PortfolioOptimiser.from_risk_model` does this). Weights are fractions of net asset value.
