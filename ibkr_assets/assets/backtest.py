@@ -45,7 +45,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ibkr_assets.assets.catalog import IB, Table, catalog_kwargs
-from ibkr_assets.assets.ib_rules import ib_execution
+from ibkr_assets.assets.ib_rules import ib_cost_model, ib_execution
 from ibkr_assets.assets.market_data import named_failures, request_workers
 from ibkr_assets.assets.materialization import listing, png_markdown
 from ibkr_assets.assets.replay_data import Progress, closed_at, load_replay_data
@@ -70,6 +70,7 @@ from ibkr_assets.quant.backtest import (
     BacktestResult,
     BacktestStatistics,
     Calibration,
+    Execution,
     ReplayData,
     ReplaySettings,
     backtest_statistics,
@@ -349,13 +350,14 @@ def statistics_columns(stats: BacktestStatistics) -> dict[str, float | int | str
 def _replay(
     data: ReplayData,
     settings: ReplaySettings,
+    execution: Execution,
     calibration: bool,
     workers: int,
     progress: Progress | None,
     timings: dict[str, float],
 ) -> tuple[BacktestResult, Calibration | None]:
-    """The replay of ``data`` and, with ``calibration``, the calibration on the same days; the
-    seconds each phase took go to ``timings``."""
+    """The replay of ``data`` under IB's rules ``execution`` and, with ``calibration``, the
+    calibration on the same days; the seconds each phase took go to ``timings``."""
     report = progress or (lambda phase, done, total: None)
     mark = clock.perf_counter()
     panel = signal_panel(data, settings, workers=workers)
@@ -367,7 +369,7 @@ def _replay(
         days,
         data,
         settings,
-        ib_execution(),
+        execution,
         progress=lambda done, total, _: report("replay", done, total),
         total=len(data.sessions),
     )
@@ -376,7 +378,7 @@ def _replay(
         return result, None
     mark = clock.perf_counter()
     report("calibrate", 0, 1)
-    tuned = calibrate(list(days), data, settings, ib_execution(), panel, **CALIBRATION_FOLDS)
+    tuned = calibrate(list(days), data, settings, execution, panel, **CALIBRATION_FOLDS)
     timings["calibrate"] = clock.perf_counter() - mark
     report("calibrate", 1, 1)
     return result, tuned
@@ -423,7 +425,8 @@ def run_backtest(
         social=resources.social,
     )
     timings["load"] = clock.perf_counter() - started
-    result, tuned = _replay(data, settings, calibration, workers, progress, timings)
+    execution = ib_execution(ib_cost_model(resources.decide.holding_period_sessions))
+    result, tuned = _replay(data, settings, execution, calibration, workers, progress, timings)
     s = result.summary
     stats = backtest_statistics(
         result,

@@ -28,8 +28,9 @@ class DecideLimits(BaseModel):
     turnover_cost: float = Field(
         0.0008,
         ge=0,
-        description="one-off cost per unit of |Δw| traded (fraction of the value traded: half "
-        "spread + commission + impact, about 8 bp measured on the simulated market)",
+        description="one-off cost per unit of |Δw| traded of a name the cost model cannot price "
+        "(no two-sided quote or ADV; the others pay their own half spread, IB commission and "
+        "impact): fraction of the value traded, about 8 bp measured on the simulated market",
     )
     holding_period_sessions: float = Field(
         10.0,
