@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--symbols", type=int, help="only the first N symbols of the watch-list")
     bt.add_argument("--end", type=_date, help="last session (default the latest closed one)")
     bt.add_argument(
-        "--calibrate", action="store_true", help="tune the signal blend weights (slower)"
+        "--calibrate",
+        action="store_true",
+        help="also the walk-forward calibration of how the signals' evidence is read (replays at "
+        "least 24 months; slower)",
     )
     bt.add_argument(
         "--workers", type=int, default=1, help="processes preparing the days (0 = none)"
