@@ -47,7 +47,7 @@ from pypfopt.efficient_frontier import EfficientCVaR
 
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.costs import CostModel, CostRates, cost_rates
-from ibkr_assets.quant.optimiser import OptimiserConfig, PortfolioOptimiser
+from ibkr_assets.quant.optimiser import OptimisationResult, OptimiserConfig, PortfolioOptimiser
 from ibkr_assets.quant.risk_model import build_risk_model
 from ibkr_spec.commissions import stock_commission
 
@@ -224,29 +224,10 @@ def bench_daily(n: int, s: int, days: int) -> None:
     rates = _cost_rates(model, symbols)
     named_walls, named_cpus, named_solvers, named_results, named_sizes = run_days(config, rates)
     _, _, _, named_full, _ = run_days(config.model_copy(update={"working_set": None}), rates)
-    named_gap = max(
-        abs(w.objective / f.objective - 1) for w, f in zip(named_results, named_full, strict=True)
-    )
-    named_dw = max(
-        float((w.weights - f.weights).abs().max())
-        for w, f in zip(named_results, named_full, strict=True)
-    )
+    named_gap, named_dw = _disagreement(named_results, named_full)
     named_exact = named_gap <= WORKING_SET_OBJECTIVE_RTOL and named_dw <= WORKING_SET_WEIGHTS_TOL
-    flat_turnover = statistics.mean(
-        float((r.weights - b.weights).abs().sum())
-        for r, b in zip(ws_results[1:], ws_results[:-1], strict=True)
-    )
-    named_turnover = statistics.mean(
-        float((r.weights - b.weights).abs().sum())
-        for r, b in zip(named_results[1:], named_results[:-1], strict=True)
-    )
-    obj_gap = max(
-        abs(w.objective / f.objective - 1) for w, f in zip(ws_results, full_results, strict=True)
-    )
-    w_gap = max(
-        float((w.weights - f.weights).abs().max())
-        for w, f in zip(ws_results, full_results, strict=True)
-    )
+    flat_turnover, named_turnover = _turnover(ws_results), _turnover(named_results)
+    obj_gap, w_gap = _disagreement(ws_results, full_results)
     exact = obj_gap <= WORKING_SET_OBJECTIVE_RTOL and w_gap <= WORKING_SET_WEIGHTS_TOL
     reference = PortfolioOptimiser.from_risk_model(
         model, config.model_copy(update={"solver": "CLARABEL"}), sectors
@@ -316,6 +297,25 @@ def bench_daily(n: int, s: int, days: int) -> None:
         f"names per round {named_sizes}; vs the full problem: objective rel. gap "
         f"{named_gap:.1e}, max |Δw| {named_dw:.1e}: {_verdict(named_exact)}; mean daily "
         f"turnover {named_turnover:.3f} (flat rate {flat_turnover:.3f})"
+    )
+
+
+def _disagreement(
+    results: list[OptimisationResult], reference: list[OptimisationResult]
+) -> tuple[float, float]:
+    """The largest relative objective gap and weight difference between two runs of the same
+    days (optimisation results)."""
+    pairs = list(zip(results, reference, strict=True))
+    gap = max(abs(r.objective / f.objective - 1) for r, f in pairs)
+    dw = max(float((r.weights - f.weights).abs().max()) for r, f in pairs)
+    return gap, dw
+
+
+def _turnover(results: list[OptimisationResult]) -> float:
+    """Mean of Σ|Δw| between consecutive days' targets (fraction of NAV)."""
+    return statistics.mean(
+        float((r.weights - b.weights).abs().sum())
+        for r, b in zip(results[1:], results[:-1], strict=True)
     )
 
 
