@@ -10,7 +10,7 @@ Here the keys are hashed together (numpy's ``SeedSequence`` mixing, vectorised o
 moves one generator to each key's state in turn. Its draws follow numpy's algorithms on the raw
 64-bit outputs (Lemire's bounded integers on 32-bit halves, buffered as ``PCG64`` buffers them;
 53-bit doubles), except the standard normal (a ziggurat on numpy's tables), which the generator
-draws itself. The numbers are numpy 2's: tests/sim/test_seeded.py checks them against numpy
+draws itself. The numbers are numpy 2's: tests/unit/test_seeded_draws.py checks them against numpy
 for many keys, so a numpy that changed its algorithms would fail there first.
 """
 
