@@ -1,7 +1,8 @@
 """``ibkr-agent run``: the daily job for one NYSE session in this process, with a progress bar,
 one line per failed step or check, one per asset whose data is incomplete (what could not be
 fetched, with IB's error), and the files the run wrote (the demo runs it the same way). One run
-per account at a time (:func:`run_daily`)."""
+per account at a time (:func:`run_daily`). After the run, the runs and staging payloads past their
+retention are deleted (:mod:`ibkr_assets.housekeeping`)."""
 
 from __future__ import annotations
 
@@ -91,7 +92,32 @@ def run_daily(session: date, quiet: bool = False, settings: Settings | None = No
                 soft_wrap=True,
             )
             return False
-        return _execute(instance, run_id, tags, session, quiet, settings)
+        passed = _execute(instance, run_id, tags, session, quiet, settings)
+        _housekeep(instance, quiet, settings)
+        return passed
+
+
+def _housekeep(instance: DagsterInstance, quiet: bool, settings: Settings | None) -> None:
+    """Delete the runs and staging payloads past their retention (``IBKR_RETENTION_DAYS``,
+    ``IBKR_STAGING_RETENTION_DAYS``; :mod:`ibkr_assets.housekeeping`), saying what was freed; a
+    file that cannot be deleted is named and left for the next run."""
+    from ibkr_assets.housekeeping import housekeep
+    from ibkr_assets.settings import load_settings
+
+    settings = settings or load_settings()
+    try:
+        done = housekeep(
+            instance,
+            Path(settings.broker.data_dir),
+            run_days=settings.run.retention_days,
+            staging_days=settings.run.staging_retention_days,
+            keep_sessions=settings.promotion.promotion_sessions,
+        )
+    except OSError as exc:
+        console.print(f"[yellow]housekeeping skipped:[/] {exc}; the next run tries again")
+        return
+    if done.summary() and not quiet:
+        console.print(done.summary())
 
 
 def _lock_holder(lock: Path) -> dict[str, str]:

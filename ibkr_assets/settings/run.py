@@ -1,5 +1,5 @@
-"""Who started an in-process run and where its Dagster instance lives; how much paper evidence a
-live account needs (``IBKR_``)."""
+"""Who started an in-process run, where its Dagster instance lives and how long its runs and
+staging payloads are kept; how much paper evidence a live account needs (``IBKR_``)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ class PromotionSettings(BaseSettings):
 
 
 class RunSettings(BaseSettings):
-    """Who started an in-process run, and where its Dagster instance lives."""
+    """Who started an in-process run, where its Dagster instance lives, how long runs and staging
+    payloads are kept."""
 
     model_config = SettingsConfigDict(env_prefix="IBKR_", extra="ignore")
 
@@ -35,6 +36,20 @@ class RunSettings(BaseSettings):
         validation_alias=AliasChoices("DAGSTER_HOME", "dagster_home"),
         description="Dagster instance of `ibkr-agent run`, `demo` and `promote`; unset = "
         "<data root>/.dagster",
+    )
+
+    retention_days: int = Field(
+        30,
+        ge=0,
+        description="days a finished Dagster run and its event log are kept (ibkr_assets/"
+        "housekeeping.py: the latest materialisation of each asset and the runs of the last "
+        "IBKR_PROMOTION_SESSIONS sessions are kept whatever their age); 0 = forever",
+    )
+    staging_retention_days: int = Field(
+        14,
+        ge=0,
+        description="days the raw payloads under <data root>/staging are kept (the newest "
+        "session's always); 0 = forever",
     )
 
     @field_validator("run_trigger")
