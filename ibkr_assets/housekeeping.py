@@ -3,7 +3,9 @@
 Every daily run adds to the Dagster instance under ``<data root>/.dagster`` (the run's row, its
 event log — an SQLite file per run plus rows in the index — and its captured compute logs) and
 writes the session's raw payloads under ``staging/YYYY-MM-DD/``; nothing reclaimed them, so a
-rerun cost about 1.4 MB of instance storage for good. :func:`housekeep` deletes:
+rerun cost about 1.4 MB of instance storage for good. :func:`housekeep`, called by
+``ibkr-agent run`` after each run and by the ``housekeeping`` sensor under the daemon
+(:mod:`ibkr_assets.sensors.housekeeping`), deletes:
 
 * **runs** created more than ``run_days`` days ago (``IBKR_RETENTION_DAYS``, default 30), with
   their events (``DagsterInstance.delete_run``), their per-run event-log file and their compute

@@ -15,9 +15,11 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.run_request import InstigatorType
 from dagster._core.scheduler.instigation import TickStatus
+from dagster._core.storage.runs.schema import RunsTable
 
 from ibkr_assets.housekeeping import housekeep
 from ibkr_assets.jobs import DAILY_JOB_NAME
+from ibkr_assets.sensors.housekeeping import housekeeping
 
 PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 DAYS = 30
@@ -227,3 +229,21 @@ def test_the_latest_check_evaluation_is_kept(instance: dg.DagsterInstance, tmp_p
     )
     assert [c.run_id for c in latest] == [checked.run_id]
     assert instance.get_run_by_id(materialised.run_id) is not None
+
+
+def test_the_daemon_sensor_deletes_what_is_past_retention(
+    instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IBKR_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("IBKR_RETENTION_DAYS", "2")
+    old, new = _rerun(instance), _rerun(instance)
+    created = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=3)  # stored naive, UTC
+    with instance.run_storage.connect() as conn:  # type: ignore[attr-defined]
+        conn.execute(
+            RunsTable.update().where(RunsTable.c.run_id == old).values(create_timestamp=created)
+        )
+
+    tick = housekeeping(dg.build_sensor_context(instance=instance))
+
+    assert isinstance(tick, dg.SkipReason) and "1 old run(s)" in str(tick.skip_message)
+    assert instance.get_run_by_id(old) is None and instance.get_run_by_id(new) is not None
