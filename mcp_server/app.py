@@ -29,6 +29,7 @@ from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.settings import MCPSettings, load_settings
 from mcp_server.arguments import argument_error, make_strict
 from mcp_server.safety import AuditLog, ConfirmationStore
+from mcp_server.schemas import compact_schema
 
 
 def broker_from_env(settings: MCPSettings) -> GuardedBroker:
@@ -74,6 +75,10 @@ class AppState:
                 self._broker = self.broker_factory(self.settings)
             return self._broker
 
+    def open_broker(self) -> GuardedBroker | None:
+        """The connection if it is open, else None; never blocks (safe on the event loop)."""
+        return self._broker
+
     @property
     def order_guard(self) -> OrderGuard:
         """The order guard every order of this server passes (opens the broker if needed)."""
@@ -106,9 +111,13 @@ class IBKRServer(MCPServer[AppState]):
     app_state: AppState
 
     def add_tool(self, fn: Callable[..., Any], name: str | None = None, **kwargs: Any) -> None:
-        """Register ``fn`` as MCPServer does, then make its arguments strict."""
+        """Register ``fn`` as MCPServer does, then make its arguments strict and publish its
+        output schema compacted (:mod:`mcp_server.schemas`: cheaper for clients to check)."""
         super().add_tool(fn, name=name, **kwargs)
         make_strict(self, name or fn.__name__)
+        meta = self._tool_manager.get_tool(name or fn.__name__).fn_metadata  # no public getter
+        if meta.output_schema is not None:
+            meta.output_schema = compact_schema(meta.output_schema)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context | None = None

@@ -3,7 +3,10 @@
 The MCP lifespan hands the state to every session as a typed lifespan context, and the
 plain-HTTP routes (``/tools/list``, ``/tools/call``) reach the same object through the server
 (:func:`state`). Broker methods are synchronous, so tools call them in a worker thread with
-:func:`call_broker`, which also turns a broker error into a tool error with IB's message.
+:func:`call_broker`, which also turns a broker error into a tool error with IB's message. A
+market-data read goes through :func:`read_market_data` instead: on the event loop when the open
+backend answers it from memory (the simulator, where the thread hop cost more than the read),
+in a worker thread like any other call when it waits on IB.
 
 The account a tool uses by default is chosen per MCP session (``select_account``); the plain-HTTP
 routes have no session and take an explicit ``account_id`` (else the primary account).
@@ -12,7 +15,8 @@ routes have no session and take an explicit ``account_id`` (else the primary acc
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import anyio
@@ -21,7 +25,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from ibkr_assets.broker import Broker, BrokerError
+from ibkr_assets.broker import Broker, BrokerError, GuardedBroker
 from ibkr_assets.broker.errors import NotSupported
 from ibkr_assets.broker.models import Contract
 from mcp_server.app import AppState, IBKRServer
@@ -72,21 +76,42 @@ def state(ctx: Context) -> AppState:
         return server.app_state
 
 
+@contextmanager
+def _tool_errors() -> Iterator[None]:
+    """Broker errors as tool errors with IB's message; a feature the backend does not offer
+    (NotSupported: "<feature> is not available on the <backend> backend: ...") as
+    :class:`NotAvailable`."""
+    try:
+        yield
+    except NotSupported as exc:
+        raise NotAvailable(exc.message) from None
+    except BrokerError as exc:
+        raise ToolError(str(exc)) from None
+
+
 async def call_broker(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run ``fn(broker, *args, **kwargs)`` in a worker thread; broker errors become tool errors
-    with IB's message, and a feature the backend does not offer (NotSupported: "<feature> is not
-    available on the <backend> backend: ...") becomes :class:`NotAvailable`."""
+    with IB's message, and a feature the backend does not offer becomes :class:`NotAvailable`."""
     app = state(ctx)
 
     def run() -> T:
         return fn(app.broker(), *args, **kwargs)
 
-    try:
+    with _tool_errors():
         return await anyio.to_thread.run_sync(run)
-    except NotSupported as exc:
-        raise NotAvailable(exc.message) from None
-    except BrokerError as exc:
-        raise ToolError(str(exc)) from None
+
+
+async def read_market_data(ctx: Context, fn: Callable[[GuardedBroker], T]) -> T:
+    """Run ``fn(broker)``, which may only resolve contracts and read quotes, as
+    :func:`call_broker` does, except that when the broker is open and answers those from memory
+    (``market_data_in_process``: the simulator) it runs here on the event loop: the hop to a
+    worker thread and back cost more than the read. A backend that waits on IB (TWS, Client
+    Portal), or a broker not yet opened (opening blocks), still runs in a worker thread."""
+    broker = state(ctx).open_broker()
+    if broker is None or not broker.market_data_in_process:
+        return await call_broker(ctx, fn)
+    with _tool_errors():
+        return fn(broker)
 
 
 #: An option as a trader writes it: "AAPL 20261218 200 C" (underlying, expiry, strike, right).

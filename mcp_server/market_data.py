@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from ibkr_assets.broker.models import Bar, Contract, NewsHeadline, OrderBook, Quote, WhatToShow
 from ibkr_spec import historical  # IB's duration / bar-size rules, shared with the backends
 from ibkr_spec.errors import SpecError
-from mcp_server.context import add_tool, call_broker, resolve
+from mcp_server.context import add_tool, call_broker, read_market_data, resolve
 from mcp_server.reference import SecTypeParam, Symbol
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ async def quotes(
         contracts = [resolve(b, s, sec_type) for s in symbols]
         return QuoteList(quotes=[quote_row(q) for q in b.quotes(contracts)])
 
-    return await call_broker(ctx, run)
+    return await read_market_data(ctx, run)
 
 
 async def history(

@@ -50,6 +50,11 @@ class Broker(Protocol):
     #: threads would only add overhead); a caller fetching many contracts keeps at most this
     #: many requests in flight, and the backend holds its pacing across those threads.
     history_concurrency: int
+    #: Quotes and contract lookups are answered from this process's memory without waiting on
+    #: I/O (the simulator): an async caller may call them on its event loop, where a hop to a
+    #: worker thread costs more than the answer. False where they wait on IB (TWS, Client
+    #: Portal): call them from a worker thread, never on an event loop.
+    market_data_in_process: bool
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:

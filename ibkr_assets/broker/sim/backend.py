@@ -49,6 +49,8 @@ class SimBroker:
     name = "sim"
     #: one at a time: in-process and CPU-bound under the GIL, threads would only add overhead
     history_concurrency = 1
+    #: quotes and lookups are numpy over the in-memory market: no I/O, no waiting
+    market_data_in_process = True
 
     def __init__(
         self,

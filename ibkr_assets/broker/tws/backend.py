@@ -48,6 +48,7 @@ class TwsBroker:
     #: IB: "the maximum number of simultaneous open historical data requests from the API is 50"
     #: (TWS API, Historical Data Limitations); its pacing rules are kept by tws/pacing.py
     history_concurrency = 50
+    market_data_in_process = False  # every read is a request to TWS / IB Gateway
 
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings

@@ -39,6 +39,7 @@ class WebApiBroker:
     name = "webapi"
     #: IBKR: 5 concurrent /iserver/marketdata/history requests (the pacer holds them to it)
     history_concurrency = HISTORY_CONCURRENCY
+    market_data_in_process = False  # every read is an HTTPS request to the gateway
 
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
