@@ -73,8 +73,7 @@ def cost_inputs(
     quote = quote_prices(quotes).reindex(names)
     spread = quote["spread"] if "spread" in quote else quote["ask"] - quote["bid"]
     adv = features.drop_duplicates("symbol").set_index("symbol")["adv"].reindex(names)
-    variance = np.clip(np.diag(model.daily_cov().to_numpy(dtype="float64")), 0.0, None)
-    vol = pd.Series(np.sqrt(variance), index=pd.Index(model.symbols, dtype="object"))
+    vol = model.daily_volatility()
     return pd.DataFrame(
         {
             "price": quote["price"],

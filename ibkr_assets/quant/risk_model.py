@@ -56,6 +56,12 @@ class RiskModel:
         """The one-day covariance (``cov / periods_per_year``), in the scenarios' units."""
         return self.cov / self.periods_per_year
 
+    def daily_volatility(self) -> pd.Series:
+        """Each symbol's one-day volatility (fraction; the square root of ``daily_cov``'s
+        diagonal, negative rounding clipped to 0), by symbol."""
+        variance = np.clip(np.diag(self.cov.to_numpy(dtype="float64")), 0.0, None)
+        return pd.Series(np.sqrt(variance / self.periods_per_year), index=self.symbols)
+
     def subset(self, symbols: list[str]) -> RiskModel:
         """The same model restricted to ``symbols`` (all must be in the model)."""
         missing = [s for s in symbols if s not in self.cov.index]

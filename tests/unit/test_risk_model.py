@@ -33,6 +33,9 @@ def test_cov_matches_sklearn_on_demeaned_returns_and_is_annualised():
     assert model.scenarios.shape == (200, 5)
     np.testing.assert_allclose(model.scenarios.to_numpy(), r, rtol=1e-12)
     np.testing.assert_allclose(model.mean.to_numpy(), r.mean(axis=0) * 252, rtol=1e-10)
+    # One-day volatility: the daily covariance's diagonal, square-rooted, by symbol.
+    np.testing.assert_allclose(model.daily_volatility(), np.sqrt(np.diag(expected)), rtol=1e-10)
+    assert list(model.daily_volatility().index) == model.symbols
     # Shrinkage moves the matrix between the sample covariance and the identity target.
     sample = np.cov(r, rowvar=False, bias=True)
     assert 0 < model.shrinkage < 1

@@ -170,7 +170,6 @@ def simulate(
         paid = spread = impact = traded = 0.0
         orders = filled = 0
         if passed:
-            model_vol = np.sqrt(np.diag(model.daily_cov().to_numpy()))
             day_trades = trade_session(
                 day.session,
                 shares,
@@ -182,7 +181,7 @@ def simulate(
                 data.universe,
                 bars[now],
                 day.features,
-                pd.Series(model_vol, index=model.symbols),
+                model.daily_volatility(),
                 month_shares,
                 settings,
                 execution,
