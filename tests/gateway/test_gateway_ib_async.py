@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import struct
 import subprocess
-import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -29,6 +28,7 @@ from ib_async import (
 
 from ibkr_sim.gateway import start_gateway
 from ibkr_sim.gateway.profile import IB_PAPER
+from tests.gateway.cli_gateway import bound_port, gateway_command
 
 SESSION_START = datetime(2025, 6, 10, 15, 0, tzinfo=UTC)  # Tue 11:00 New York
 
@@ -342,30 +342,13 @@ def test_pacing_ib_rejects_identical_historical_request(tmp_path):
 
 def test_cli_serves_ib_async(tmp_path):
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ibkr_sim.cli",
-            "gateway",
-            "--port",
-            "0",
-            "--symbols",
-            "20",
-            "--now",
-            "2025-06-10T15:00:00Z",
-            "--data-dir",
-            str(tmp_path),
-            "--log-level",
-            "WARNING",
-        ],
+        gateway_command(tmp_path, 20, "--now", "2025-06-10T15:00:00Z", "--log-level", "WARNING"),
         stdout=subprocess.PIPE,
         text=True,
     )
     client = IB()
     try:
-        line = proc.stdout.readline()
-        assert "listening on 127.0.0.1:" in line, line
-        port = int(line.rsplit(":", 1)[1])
+        port = bound_port(proc.stdout.readline())
         client.connect("127.0.0.1", port, clientId=9, timeout=10)
         assert client.managedAccounts() == ["DU1234567"]  # ib-paper by default: one login
         assert abs((client.reqCurrentTime() - SESSION_START).total_seconds()) < 30

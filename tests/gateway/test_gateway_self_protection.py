@@ -24,6 +24,7 @@ from ib_async import IB, Stock
 
 from ibkr_sim.gateway import running_clock, start_gateway
 from ibkr_sim.gateway.profile import IB_PAPER, IDEAL
+from tests.gateway.cli_gateway import bound_port, gateway_command
 
 SESSION_START = datetime(2025, 6, 10, 15, 0, tzinfo=UTC)  # Tue 11:00 New York
 
@@ -198,32 +199,23 @@ def test_two_clients_with_one_client_id_get_326(gateway, ib) -> None:
 def test_cli_profile_accounts_and_fault(tmp_path: Path) -> None:
     """``ibkr-sim gateway --profile ib-paper --accounts 2 --fault drop-at=+2,...``."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ibkr_sim.cli",
-            "gateway",
-            "--port",
-            "0",
-            "--symbols",
-            "10",
-            "--data-dir",
-            str(tmp_path),
+        gateway_command(
+            tmp_path,
+            10,
             "--profile",
             "ib-paper",
             "--accounts",
             "2",
             "--fault",
             "drop-at=+2,for=0.5,restore=1102",
-        ],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        port = int(line.rsplit(":", 1)[1])
+        port = bound_port(proc.stdout.readline())
         ib = IB()
         codes: list[int] = []
         ib.errorEvent += lambda req_id, code, msg, contract: codes.append(code)
@@ -256,18 +248,7 @@ def test_the_gateway_stops_on_sigterm_even_if_its_parent_ignored_it(tmp_path: Pa
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ibkr_sim.cli",
-            "gateway",
-            "--port",
-            "0",
-            "--symbols",
-            "5",
-            "--data-dir",
-            str(tmp_path),
-        ],
+        gateway_command(tmp_path, 5),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
