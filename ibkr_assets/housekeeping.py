@@ -46,6 +46,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventL
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 
 from ibkr_assets.jobs import DAILY_JOB_NAME
+from ibkr_assets.settings import Settings
 
 #: The run tag holding a run's partition key.
 PARTITION_TAG = "dagster/partition"
@@ -95,6 +96,19 @@ def housekeep(
         staging, staged = _delete_staging(data_root / "staging", now - timedelta(days=staging_days))
         freed += staged
     return Reclaimed(runs=runs, staging_files=staging, bytes_freed=freed)
+
+
+def housekeep_as_configured(instance: dg.DagsterInstance, settings: Settings) -> Reclaimed:
+    """:func:`housekeep` on ``settings``' data root with their retention
+    (``IBKR_RETENTION_DAYS``, ``IBKR_STAGING_RETENTION_DAYS``) and promotion window
+    (``IBKR_PROMOTION_SESSIONS``): what ``ibkr-agent run`` and the housekeeping sensor do."""
+    return housekeep(
+        instance,
+        Path(settings.broker.data_dir),
+        run_days=settings.run.retention_days,
+        staging_days=settings.run.staging_retention_days,
+        keep_sessions=settings.promotion.promotion_sessions,
+    )
 
 
 def _delete_runs(

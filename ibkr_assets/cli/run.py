@@ -101,18 +101,11 @@ def _housekeep(instance: DagsterInstance, quiet: bool, settings: Settings | None
     """Delete the runs and staging payloads past their retention (``IBKR_RETENTION_DAYS``,
     ``IBKR_STAGING_RETENTION_DAYS``; :mod:`ibkr_assets.housekeeping`), saying what was freed; a
     file that cannot be deleted is named and left for the next run."""
-    from ibkr_assets.housekeeping import housekeep
+    from ibkr_assets.housekeeping import housekeep_as_configured
     from ibkr_assets.settings import load_settings
 
-    settings = settings or load_settings()
     try:
-        done = housekeep(
-            instance,
-            Path(settings.broker.data_dir),
-            run_days=settings.run.retention_days,
-            staging_days=settings.run.staging_retention_days,
-            keep_sessions=settings.promotion.promotion_sessions,
-        )
+        done = housekeep_as_configured(instance, settings or load_settings())
     except OSError as exc:
         console.print(f"[yellow]housekeeping skipped:[/] {exc}; the next run tries again")
         return

@@ -6,11 +6,9 @@ it deleted (the tick's skip reason)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 
-from ibkr_assets.housekeeping import housekeep
+from ibkr_assets.housekeeping import housekeep_as_configured
 from ibkr_assets.settings import load_settings
 
 #: Seconds between two housekeeping passes (a modelling choice: retention is counted in days).
@@ -26,11 +24,5 @@ HOUSEKEEPING_INTERVAL_S = 3600
 def housekeeping(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     """Delete what is past its retention on this instance and data root; say what."""
     settings = load_settings().checked("broker", "run", "promotion")
-    done = housekeep(
-        context.instance,
-        Path(settings.broker.data_dir),
-        run_days=settings.run.retention_days,
-        staging_days=settings.run.staging_retention_days,
-        keep_sessions=settings.promotion.promotion_sessions,
-    )
+    done = housekeep_as_configured(context.instance, settings)
     return dg.SkipReason(done.summary() or "nothing past its retention")
