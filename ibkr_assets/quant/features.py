@@ -49,15 +49,14 @@ import pandas as pd
 
 from ibkr_assets.quant.frames import require_columns
 from ibkr_assets.quant.fundamental import fundamental_features, statement_metrics
+from ibkr_assets.quant.market_clock import MARKET_TZ, SESSION_CLOSE
 from ibkr_assets.quant.sentiment import SENTIMENT_COLUMNS, headline_polarity_zscore
 from ibkr_assets.quant.social import social_features
 from ibkr_assets.quant.technical import TechnicalParams, technical_features
 
-MARKET_TZ = "America/New_York"
 #: how long after ``as_of`` a quote still counts as the decision's own (the run takes its quotes
 #: after it starts: the universe and ingest steps take minutes, more under IBKR's Web API limits)
 QUOTE_GRACE = pd.Timedelta(hours=1)
-SESSION_CLOSE = pd.Timedelta(hours=16)
 IDENTITY_COLUMNS = (
     "symbol",
     "conid",

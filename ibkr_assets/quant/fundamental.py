@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from ibkr_assets.quant.frames import require_columns
+from ibkr_assets.quant.market_clock import MARKET_TZ
 
 STATEMENT_COLUMNS = (
     "symbol",
@@ -104,7 +105,7 @@ def _known_statements(
     if as_of is not None:
         cutoff = pd.Timestamp(as_of)
         if cutoff.tz is not None:  # report dates are New York calendar days
-            cutoff = cutoff.tz_convert("America/New_York").tz_localize(None)
+            cutoff = cutoff.tz_convert(MARKET_TZ).tz_localize(None)
         frame = frame.loc[frame["report_date"] <= cutoff]
     frame = frame.sort_values(["symbol", "period_end", "report_date"], kind="stable")
     # A restated quarter: keep the latest report known as of the date.

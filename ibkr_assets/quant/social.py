@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ibkr_assets.quant.frames import require_columns
+from ibkr_assets.quant.market_clock import MARKET_TZ, SESSION_CLOSE
 
 #: The columns :func:`social_features` adds to the feature matrix.
 SOCIAL_COLUMNS = ("social_posts", "social_mentions", "social_spike_z", "social_volume_z")
@@ -42,8 +43,6 @@ MIN_SCALE = 0.5
 CLIP = 5.0
 #: The trailing sessions a score is measured against, and the fewest it needs known.
 WINDOW, MIN_HISTORY = 60, 20
-#: When a session's counts are known: at its close, 16:00 New York (as its daily bar).
-MARKET_TZ, SESSION_CLOSE = "America/New_York", pd.Timedelta(hours=16)
 
 
 def lookback(window: int = WINDOW) -> int:
