@@ -139,8 +139,8 @@ async def _call(url: str | None, tool: str, arguments: dict[str, Any]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``ibkr-agent mcp ARGS`` (which runs ``python -m mcp_server.cli ARGS``)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``ibkr-agent mcp``: serve, tools, call, health."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the MCP server")
@@ -157,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--url")
     p = sub.add_parser("health", help="broker connection, account and mode")
     p.add_argument("--url")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``ibkr-agent mcp ARGS`` (which runs ``python -m mcp_server.cli ARGS``)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     if args.command == "serve":
