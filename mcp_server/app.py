@@ -13,6 +13,7 @@ it imports none of them, so the server's modules form no circle.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from ibkr_assets.broker.guard import OrderGuard
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.settings import MCPSettings, load_settings
 from mcp_server.arguments import argument_error, make_strict
+from mcp_server.metrics import UNKNOWN_TOOL, ServerMetrics
 from mcp_server.safety import AuditLog, ConfirmationStore
 from mcp_server.schemas import compact_schema
 
@@ -47,12 +49,16 @@ def broker_from_env(settings: MCPSettings) -> GuardedBroker:
 @dataclass
 class AppState:
     """One per server: the guarded broker (opened on first use), settings, confirmation tokens,
-    the audit log, and each MCP session's chosen account."""
+    the audit log, each MCP session's chosen account, and the server's metrics
+    (:mod:`mcp_server.metrics`)."""
 
     settings: MCPSettings
     broker_factory: Callable[[MCPSettings], GuardedBroker] = broker_from_env
     confirmations: ConfirmationStore = field(init=False)
     audit_log: AuditLog = field(init=False)
+    metrics: ServerMetrics = field(init=False)
+    #: True after a broker call found the connection gone, until a call succeeds again.
+    broker_lost: bool = field(default=False, init=False)
     _selected: dict[str, str] = field(default_factory=dict, init=False)
     _broker: GuardedBroker | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -62,6 +68,10 @@ class AppState:
             self.settings.data_dir / "mcp" / "confirmations.sqlite", self.settings.token_ttl_s
         )
         self.audit_log = AuditLog(self.settings.audit_path)
+        self.metrics = ServerMetrics(
+            opened=lambda: self._broker is not None,
+            connected=lambda: self._broker is not None and not self.broker_lost,
+        )
 
     @property
     def data_dir(self) -> Path:
@@ -122,14 +132,27 @@ class IBKRServer(MCPServer[AppState]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context | None = None
     ) -> CallToolResult | InputRequiredResult:
-        """Call a tool; arguments that fail validation answer one message naming each of them."""
+        """Call a tool; arguments that fail validation answer one message naming each of them.
+        Each call is counted by tool and outcome, with its time in the server
+        (:mod:`mcp_server.metrics`)."""
+        start = time.perf_counter()
+        outcome = "unexpected"
         try:
-            return await super().call_tool(name, arguments, context)
+            result = await super().call_tool(name, arguments, context)
+            outcome = "error" if getattr(result, "is_error", False) else "ok"
+            return result
         except ToolError as exc:
             cause = exc.__cause__
-            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+            if isinstance(exc, UnexpectedToolError):
                 raise
+            if not isinstance(cause, ValidationError):
+                outcome = "error"
+                raise
+            outcome = "invalid_arguments"
             raise argument_error(name, cause) from cause
+        finally:
+            tool = name if self._tool_manager.get_tool(name) is not None else UNKNOWN_TOOL
+            self.app_state.metrics.tool_call(tool, outcome, time.perf_counter() - start)
 
 
 __all__ = ["AppState", "IBKRServer", "broker_from_env"]

@@ -26,7 +26,7 @@ from mcp_types import ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ibkr_assets.broker import Broker, BrokerError, GuardedBroker
-from ibkr_assets.broker.errors import NotSupported
+from ibkr_assets.broker.errors import NotConnected, NotSupported, OrderRefused
 from ibkr_assets.broker.models import Contract
 from mcp_server.app import AppState, IBKRServer
 
@@ -77,16 +77,22 @@ def state(ctx: Context) -> AppState:
 
 
 @contextmanager
-def _tool_errors() -> Iterator[None]:
+def _tool_errors(app: AppState) -> Iterator[None]:
     """Broker errors as tool errors with IB's message; a feature the backend does not offer
     (NotSupported: "<feature> is not available on the <backend> backend: ...") as
-    :class:`NotAvailable`."""
+    :class:`NotAvailable`. The server's metrics count the order guard's refusals by limit and
+    note a connection found gone (until a broker call succeeds again)."""
     try:
         yield
     except NotSupported as exc:
         raise NotAvailable(exc.message) from None
     except BrokerError as exc:
+        if isinstance(exc, OrderRefused):
+            app.metrics.refusal(exc.limit)
+        elif isinstance(exc, NotConnected):
+            app.broker_lost = True
         raise ToolError(str(exc)) from None
+    app.broker_lost = False
 
 
 async def call_broker(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -97,7 +103,7 @@ async def call_broker(ctx: Context, fn: Callable[..., T], *args: Any, **kwargs: 
     def run() -> T:
         return fn(app.broker(), *args, **kwargs)
 
-    with _tool_errors():
+    with _tool_errors(app):
         return await anyio.to_thread.run_sync(run)
 
 
@@ -107,10 +113,11 @@ async def read_market_data(ctx: Context, fn: Callable[[GuardedBroker], T]) -> T:
     (``market_data_in_process``: the simulator) it runs here on the event loop: the hop to a
     worker thread and back cost more than the read. A backend that waits on IB (TWS, Client
     Portal), or a broker not yet opened (opening blocks), still runs in a worker thread."""
-    broker = state(ctx).open_broker()
+    app = state(ctx)
+    broker = app.open_broker()
     if broker is None or not broker.market_data_in_process:
         return await call_broker(ctx, fn)
-    with _tool_errors():
+    with _tool_errors(app):
         return fn(broker)
 
 

@@ -11,8 +11,9 @@ positions, P&L and the pipeline's latest ticket and risk report for assistants t
 without a tool call.
 
 Transports: stdio (desktop assistants) and streamable HTTP at ``/mcp``; the HTTP app also answers
-plain ``GET /tools/list`` and ``POST /tools/call`` for scripts, behind the same Host/Origin checks
-and bearer token (:mod:`mcp_server.security`).
+plain ``GET /tools/list`` and ``POST /tools/call`` for scripts, and ``GET /metrics`` for
+Prometheus (:mod:`mcp_server.metrics`), behind the same Host/Origin checks and bearer token
+(:mod:`mcp_server.security`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from mcp_server import (
 )
 from mcp_server.app import AppState, IBKRServer, broker_from_env
 from mcp_server.context import add_tool, state
+from mcp_server.metrics import CONTENT_TYPE
 from mcp_server.portfolio import account_for
 from mcp_server.security import (
     SecurityMiddleware,
@@ -179,6 +181,10 @@ def build_server(
 
 
 def _add_plain_routes(server: IBKRServer) -> None:
+    @server.custom_route("/metrics", methods=["GET"])
+    async def metrics(request: Request) -> Response:
+        return Response(server.app_state.metrics.exposition(), media_type=CONTENT_TYPE)
+
     @server.custom_route("/tools/list", methods=["GET"])
     async def tools_list(request: Request) -> Response:
         tools = await server.list_tools()
