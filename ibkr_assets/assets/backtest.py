@@ -22,7 +22,9 @@ rerun replaces, and one per command-line run), the equity curve and drawdown
 as a PNG in the asset's metadata (and under ``plots/backtest-<label>/``), and — with
 ``calibrate`` on — the walk-forward calibration of the evidence reading over at least
 :data:`CALIBRATION_MONTHS` (its folds, paired Newey–West t and decision) in the decision
-journal; a kept reading is written where the daily job reads it
+journal (its candidates' replays fan out over a Dask cluster:
+:func:`~ibkr_assets.resources.compute.dask_map`, ``IBKR_DASK_SCHEDULER`` or a local one); a
+kept reading is written where the daily job reads it
 (:func:`~ibkr_assets.assets.signals.write_calibrated_evidence`). Every run also saves its
 sessions under the data root's ``backtest/<label>/`` (:func:`save_results`): ``daily.parquet``
 (NAV, returns, costs, turnover per session), ``positions.parquet`` (the book at each close) and
@@ -82,6 +84,7 @@ from ibkr_assets.quant.backtest import (
 from ibkr_assets.quant.evidence import EvidenceSettings
 from ibkr_assets.quant.journal import append_entry
 from ibkr_assets.quant.overlay import load_rules
+from ibkr_assets.resources.compute import dask_map
 from ibkr_assets.resources.fundamentals import FundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.sentiment import SentimentResource
@@ -378,7 +381,10 @@ def _replay(
         return result, None
     mark = clock.perf_counter()
     report("calibrate", 0, 1)
-    tuned = calibrate(list(days), data, settings, execution, panel, **CALIBRATION_FOLDS)
+    with dask_map() as fan_out:  # the candidates' replays: IBKR_DASK_SCHEDULER or a local cluster
+        tuned = calibrate(
+            list(days), data, settings, execution, panel, **CALIBRATION_FOLDS, map_fn=fan_out
+        )
     timings["calibrate"] = clock.perf_counter() - mark
     report("calibrate", 1, 1)
     return result, tuned

@@ -6,7 +6,9 @@ evidence is read (:class:`~ibkr_assets.quant.evidence.EvidenceSettings`).
 :func:`calibrate`:
 
 1. replays the whole window once per candidate (:func:`candidate_evidence`: the configured
-   settings and a few neighbours), each from cash with the book carried through;
+   settings and a few neighbours), each from cash with the book carried through; the replays
+   are independent, so the caller's ``map_fn`` may run them elsewhere (the assets layer passes
+   a Dask cluster's map; the default is the builtin ``map``, here, one after the other);
 2. cuts the window into rolling folds: each test block of ``fold_sessions`` (63, a quarter)
    follows ``train_sessions`` (252, a year) of training; on each fold the candidate with the
    best training Sharpe is chosen, and its daily net returns on the test block are paired
@@ -25,13 +27,15 @@ quarter is about 2).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ibkr_assets.quant.backtest.book import simulate
+from ibkr_assets.quant.backtest.book import BacktestResult, simulate
 from ibkr_assets.quant.backtest.replay import DayInputs, ReplayData, ReplaySettings
 from ibkr_assets.quant.backtest.trading import Execution
 from ibkr_assets.quant.evidence import EvidenceSettings, ICPanel, newey_west
@@ -39,6 +43,9 @@ from ibkr_assets.quant.performance import sharpe_ratio
 
 #: About 24 months of sessions: the shortest replay a calibration accepts by default.
 MIN_SESSIONS = 504
+
+#: A ``map``: ``map_fn(function, items)`` yields ``function(item)`` for each item, in order.
+MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,19 @@ def candidate_evidence(base: EvidenceSettings) -> dict[str, EvidenceSettings]:
     }
 
 
+def candidate_replay(
+    days: Sequence[DayInputs],
+    data: ReplayData,
+    settings: ReplaySettings,
+    execution: Execution,
+    panel: ICPanel,
+    reading: EvidenceSettings,
+) -> BacktestResult:
+    """The replay of ``days`` from cash with the evidence read by ``reading`` (one candidate of
+    :func:`calibrate`; independent of every other candidate's)."""
+    return simulate(days, data, settings, execution, evidence=reading, panel=panel)
+
+
 def _sharpe(returns: pd.Series) -> float:
     value = sharpe_ratio(returns) if len(returns) > 1 else math.nan
     return -math.inf if math.isnan(value) else value
@@ -109,9 +129,12 @@ def calibrate(
     fold_sessions: int = 63,
     min_sessions: int = MIN_SESSIONS,
     t_required: float = 2.0,
+    map_fn: MapFn = map,
 ) -> Calibration:
     """Walk-forward calibration of the evidence reading over ``days`` (see the module
-    docstring); ``panel`` is the replay's :func:`~.replay.signal_panel`."""
+    docstring); ``panel`` is the replay's :func:`~.replay.signal_panel`. The candidates'
+    replays (:func:`candidate_replay`, one per reading) run through ``map_fn``, which must
+    yield their results in the order of the readings (the builtin ``map``: here, in turn)."""
     if len(days) < max(min_sessions, train_sessions + fold_sessions):
         raise ValueError(
             f"{len(days)} sessions are too few to calibrate: walk-forward needs at least "
@@ -121,12 +144,9 @@ def calibrate(
     grid = candidates or candidate_evidence(settings.evidence)
     if "configured" not in grid or grid["configured"] != settings.evidence:
         raise ValueError("the candidates must include the configured settings as 'configured'")
-    returns = {
-        name: simulate(days, data, settings, execution, evidence=reading, panel=panel).daily[
-            "net_return"
-        ]
-        for name, reading in grid.items()
-    }
+    replay = partial(candidate_replay, days, data, settings, execution, panel)
+    results = list(map_fn(replay, grid.values()))
+    returns = {name: r.daily["net_return"] for name, r in zip(grid, results, strict=True)}
     base = returns["configured"]
     index = base.index
     folds, differences = [], []
