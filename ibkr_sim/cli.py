@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="scripted fault, repeatable: drop-at=, farm-drop-at= or restart-at= an ISO instant "
         "of the gateway clock or +SECONDS after start; options ,for=SECONDS ,restore=1101|1102",
     )
+    gw.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus' /metrics on this HTTP port of --host (requests, pacing "
+        "violations, connected clients; 0 = any free port). Default: not served",
+    )
     gw.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     _add_webapi_parser(sub)
     return parser
@@ -195,9 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "gateway":
         from ibkr_sim.gateway.server import build_state, running_clock, serve_forever
 
-        if not 0 <= args.port <= 65535:
-            print(f"ibkr-sim gateway: --port {args.port} is not a TCP port", file=sys.stderr)
-            return 2
+        for flag, value in (("--port", args.port), ("--metrics-port", args.metrics_port)):
+            if value is not None and not 0 <= value <= 65535:
+                print(f"ibkr-sim gateway: {flag} {value} is not a TCP port", file=sys.stderr)
+                return 2
         try:  # bad --symbols / unwritable data dir fail here, before any event loop starts
             knobs = {
                 "accounts": args.accounts,
@@ -217,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.edge,
             )
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(serve_forever(state, args.host, args.port, args.fault))
+                asyncio.run(
+                    serve_forever(state, args.host, args.port, args.fault, args.metrics_port)
+                )
         except (ValueError, OSError) as exc:  # bad --symbols, port in use, unwritable data dir
             print(f"ibkr-sim gateway: {exc}", file=sys.stderr)
             return 2

@@ -26,6 +26,9 @@ not exceeded" [IBAPI-ERR]), and it drops a client that leaves a message (or its 
 half-sent for ``frame_timeout`` seconds, so stalled clients cannot hold its memory. Scripted and
 scheduled faults (:mod:`ibkr_sim.gateway.faults`: connectivity loss, farm drops, restarts,
 the profile's nightly restart) run on the gateway's own loop.
+
+Each gateway counts its requests, pacing violations and clients (:mod:`ibkr_sim.gateway.metrics`)
+and serves them to Prometheus on a port of its own when given one (``metrics_port``).
 """
 
 from __future__ import annotations
@@ -39,12 +42,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
+from wsgiref.simple_server import WSGIServer
 
 from ibkr_sim.exchange import PaperExchange
 from ibkr_sim.gateway import wire
 from ibkr_sim.gateway.faults import Fault, FaultKind, FaultSchedule, parse_fault
 from ibkr_sim.gateway.handlers import HANDLERS, REQ_ID_POSITION, UNSUPPORTED
 from ibkr_sim.gateway.market_data import push_stream_updates
+from ibkr_sim.gateway.metrics import GatewayMetrics
 from ibkr_sim.gateway.orders import push_order_updates
 from ibkr_sim.gateway.pacing import Pacer
 from ibkr_sim.gateway.profile import RealismProfile, get_profile
@@ -70,7 +75,10 @@ TICK_SECONDS = 1.0
 
 class Connection(Session):
     """A session's life on its socket: the handshake, the read loop that dispatches each
-    request to its handler, and the background work (fills, streaming ticks)."""
+    request to its handler, and the background work (fills, streaming ticks). ``metrics`` (set
+    by the :class:`Gateway` that accepted it) counts its requests and pacing violations."""
+
+    metrics: GatewayMetrics
 
     # ---------------------------------------------------------------- life cycle
     async def run(self) -> None:
@@ -171,9 +179,12 @@ class Connection(Session):
             self.error(-1, NOT_CONNECTED, "Not connected: send startApi first")
             return
         reader.pos = 1
+        handler = HANDLERS.get(msg_id)
+        self.metrics.request(
+            handler.__name__ if handler else "unsupported" if msg_id in UNSUPPORTED else "unknown"
+        )
         if msg_id != 71 and not self.state.pacer.allow_message(self, self.arrival):
             return
-        handler = HANDLERS.get(msg_id)
         if handler is None:
             req_id = _guess_req_id(msg_id, fields)
             if msg_id in UNSUPPORTED:
@@ -204,6 +215,11 @@ class Connection(Session):
                 INTERNAL_ERROR,
                 f"Simulated gateway could not serve message {msg_id}: {type(exc).__name__}: {exc}",
             )
+
+    def error(self, req_id: int, code: int, message: str) -> None:
+        """Send IB's error message, counting a pacing violation in the gateway's metrics."""
+        self.metrics.error_sent(code, message)
+        super().error(req_id, code, message)
 
     # ---------------------------------------------------------------- background work
     async def _poll_fills(self) -> None:
@@ -284,6 +300,7 @@ class Gateway:
         self.port = 0
         self.restarting = False
         self.faults = FaultSchedule(state, faults, self.restart)
+        self.metrics = GatewayMetrics(lambda: len(state.sessions))
 
     async def start(self, host: str, port: int) -> int:
         self.server = await asyncio.start_server(self._serve, host, port)
@@ -297,9 +314,11 @@ class Gateway:
             # the client reports 502 "... maximum API connection threshold (default 32) ..."
             # [IBAPI-ERR]; the gateway only closes the socket
             log.warning("refused an API connection: %d clients connected (max %d)", limit, limit)
+            self.metrics.refused_connections.inc()
             writer.close()
             return
         session = Connection(self.state, reader, writer)
+        session.metrics = self.metrics
         self.state.sessions.add(session)
         await session.run()
 
@@ -344,8 +363,20 @@ class GatewayHandle:
     _loop: asyncio.AbstractEventLoop
     _thread: threading.Thread
     _gateway: Gateway
+    #: the /metrics server's port (None: not served; :meth:`metrics` still counts)
+    metrics_port: int | None = None
+    _metrics_server: WSGIServer | None = None
+
+    @property
+    def metrics(self) -> GatewayMetrics:
+        """The gateway's metrics (:mod:`ibkr_sim.gateway.metrics`)."""
+        return self._gateway.metrics
 
     def stop(self, timeout: float = 5.0) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
         if not self._thread.is_alive():
             return
         fut = asyncio.run_coroutine_threadsafe(self._gateway.stop(), self._loop)
@@ -434,12 +465,14 @@ def start_gateway(
     host: str = "127.0.0.1",
     port: int = 0,
     faults: Iterable[Fault | str] = (),
+    metrics_port: int | None = None,
     **world: Unpack[WorldOptions],
 ) -> GatewayHandle:
     """Start a gateway on a background thread; ``port=0`` picks a free port (see ``.port``).
     ``faults`` are scripted faults (:class:`Fault` or their ``--fault`` text, e.g.
-    ``"drop-at=+2,for=1,restore=1102"``); ``world`` are :func:`build_state`'s options (seed,
-    symbols, pacing, data_dir, clock, profile)."""
+    ``"drop-at=+2,for=1,restore=1102"``); ``metrics_port`` serves Prometheus' ``/metrics`` on
+    ``host`` (0: a free port, see ``.metrics_port``); ``world`` are :func:`build_state`'s
+    options (seed, symbols, pacing, data_dir, clock, profile)."""
     scripted = [parse_fault(f) if isinstance(f, str) else f for f in faults]
     state = build_state(**world)
     loop = asyncio.new_event_loop()
@@ -464,7 +497,11 @@ def start_gateway(
     started.wait(30)
     if "error" in ready:
         raise ready["error"]
-    return GatewayHandle(host, ready["port"], state, loop, thread, gateway)
+    handle = GatewayHandle(host, ready["port"], state, loop, thread, gateway)
+    if metrics_port is not None:
+        handle._metrics_server, _ = gateway.metrics.serve(host, metrics_port)
+        handle.metrics_port = handle._metrics_server.server_port
+    return handle
 
 
 def running_clock(start: datetime) -> Callable[[], datetime]:
@@ -474,11 +511,23 @@ def running_clock(start: datetime) -> Callable[[], datetime]:
 
 
 async def serve_forever(
-    state: GatewayState, host: str, port: int, faults: Iterable[Fault] = ()
+    state: GatewayState,
+    host: str,
+    port: int,
+    faults: Iterable[Fault] = (),
+    metrics_port: int | None = None,
 ) -> None:
-    """Serve ``state`` in the current event loop until cancelled (the ``ibkr-sim gateway`` CLI)."""
+    """Serve ``state`` in the current event loop until cancelled (the ``ibkr-sim gateway`` CLI),
+    and Prometheus' ``/metrics`` on ``host``:``metrics_port`` when given (0: a free port)."""
     gateway = Gateway(state, faults)
     bound = await gateway.start(host, port)
+    metrics_server = None
+    if metrics_port is not None:
+        metrics_server, _ = gateway.metrics.serve(host, metrics_port)
+        print(
+            f"ibkr-sim gateway metrics on http://{host}:{metrics_server.server_port}/metrics",
+            flush=True,
+        )
     pacing = "ib" if state.pacer.enabled else "off"
     log.info(
         "ibkr-sim gateway listening on %s:%d (pacing %s, profile %s)",
@@ -491,6 +540,9 @@ async def serve_forever(
     try:
         await asyncio.Event().wait()
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         await gateway.stop()
 
 

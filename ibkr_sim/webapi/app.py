@@ -12,6 +12,9 @@ A route that fails with an unexpected exception answers 500 ``{"error": ...}`` n
 answers 500 "internal server error" with its reason), never a dropped connection. A path the
 simulator does not serve answers 404, a method it does not serve on a path 405 (with ``Allow``),
 both ``{"error": ...}`` like every other error of the gateway.
+
+Outside all of that, ``GET /metrics`` serves the gateway's Prometheus metrics and every request
+is counted by route and status (:mod:`ibkr_sim.webapi.metrics`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from ibkr_sim.webapi import (
     routes_session,
     routes_watchlists,
 )
+from ibkr_sim.webapi.metrics import MetricsMiddleware, WebApiMetrics
 from ibkr_sim.webapi.routes_session import OPEN_WITHOUT_BROKERAGE, OPEN_WITHOUT_LOGIN
 from ibkr_sim.webapi.state import WebApiState, error
 
@@ -89,7 +93,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def build_app(state: WebApiState) -> Starlette:
-    """The ASGI app serving ``state`` under ``/v1/api``."""
+    """The ASGI app serving ``state`` under ``/v1/api``, and its metrics at ``/metrics``."""
     routes = (
         routes_session.ROUTES
         + routes_portfolio.ROUTES
@@ -104,12 +108,18 @@ def build_app(state: WebApiState) -> Starlette:
         + routes_watchlists.ROUTES
         + routes_fx.ROUTES
     )
+    metrics = WebApiMetrics(state.session)
+    mounted = [Mount(PREFIX, routes=routes)]
     app = Starlette(
-        routes=[Mount(PREFIX, routes=routes)],
-        middleware=[Middleware(GatewayMiddleware)],
+        routes=mounted,
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics, routes=mounted),
+            Middleware(GatewayMiddleware),
+        ],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.webapi = state
+    app.state.metrics = metrics
     return app
 
 
