@@ -2,7 +2,8 @@
 one line per failed step or check, one per asset whose data is incomplete (what could not be
 fetched, with IB's error), and the files the run wrote (the demo runs it the same way). One run
 per account at a time (:func:`run_daily`). After the run, the runs and staging payloads past their
-retention are deleted (:mod:`ibkr_assets.housekeeping`)."""
+retention are deleted (:mod:`ibkr_assets.housekeeping`) and the run's metrics are written for
+Prometheus (:mod:`ibkr_assets.metrics`)."""
 
 from __future__ import annotations
 
@@ -93,8 +94,28 @@ def run_daily(session: date, quiet: bool = False, settings: Settings | None = No
             )
             return False
         passed = _execute(instance, run_id, tags, session, quiet, settings)
+        _record_metrics(instance, run_id, quiet, settings)
         _housekeep(instance, quiet, settings)
         return passed
+
+
+def _record_metrics(
+    instance: DagsterInstance, run_id: str, quiet: bool, settings: Settings | None
+) -> None:
+    """Write the run's metrics to its Prometheus textfile under the data root, and push them to
+    ``IBKR_PUSHGATEWAY_URL`` when set (:mod:`ibkr_assets.metrics`); a failure to write or push
+    is said in one line and does not change the run's verdict."""
+    from ibkr_assets.metrics import record_run
+    from ibkr_assets.settings import load_settings
+
+    data_root = Path((settings or load_settings()).broker.data_dir)
+    try:
+        path = record_run(instance, run_id, data_root)
+    except (OSError, ValueError) as exc:
+        console.print(f"[yellow]run metrics:[/] {exc}", soft_wrap=True)
+        return
+    if not quiet:
+        console.print(f"  {'metrics':<17} {path}", soft_wrap=True)
 
 
 def _housekeep(instance: DagsterInstance, quiet: bool, settings: Settings | None) -> None:
