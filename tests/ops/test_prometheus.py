@@ -24,6 +24,7 @@ import pytest
 
 from ibkr_assets.metrics import textfile_path
 from tests.mcp.conftest import ok, trading_server
+from tests.ops.test_dashboard import alert_exprs, dashboard_exprs
 from tests.small_world import SMALL_WORLD_EVIDENCE
 
 pytestmark = [pytest.mark.ops]
@@ -224,3 +225,9 @@ async def test_prometheus_scrapes_the_mcp_server_and_a_finished_run(
         _query(prom, 'ibkr_pipeline_orders{state="queued"}')
         _query(prom, "ibkr_pipeline_net_liquidation_usd > 0")
         _query(prom, 'ibkr_pipeline_stage_duration_seconds{stage="target_weights"} > 0')
+
+        # every dashboard panel's and alert's expression is PromQL this Prometheus accepts
+        for expr in dashboard_exprs() + alert_exprs():
+            promql = expr.replace("$__rate_interval", "1m").replace("$account", ".*")
+            answer = httpx.get(prom + "/api/v1/query", params={"query": promql}, timeout=10)
+            assert answer.json()["status"] == "success", (expr, answer.text)
