@@ -1,0 +1,122 @@
+"""A finished run's metrics (ibkr_assets/metrics.py): written atomically to its textfile, pushed
+to a Pushgateway (a loopback receiver here) grouped by Dagster job and account, the file kept
+when the Pushgateway cannot be reached; the run's figures read from its event log."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ibkr_assets.metrics import record_run, run_figures, textfile_path
+
+pytestmark = pytest.mark.ops
+
+
+@dg.op
+def fetch() -> int:
+    return 3
+
+
+@dg.op
+def fail(rows: int) -> None:
+    raise ValueError(f"{rows} rows are not enough")
+
+
+@dg.job
+def tiny_job() -> None:
+    fetch()
+
+
+@dg.job
+def failing_job() -> None:
+    fail(fetch())
+
+
+@contextmanager
+def pushgateway() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
+    """A loopback stand-in for a Pushgateway: records (method, path, body) of each push."""
+    pushes: list[tuple[str, str, str]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            pushes.append((self.command, self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", pushes
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_a_run_is_written_and_pushed_by_job_and_account(tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    run = tiny_job.execute_in_process(instance=instance, tags={"ibkr/account": "DU1"})
+    with pushgateway() as (url, pushes):
+        path = record_run(instance, run.run_id, tmp_path, pushgateway=url)
+    assert path == textfile_path(tmp_path, "tiny_job")
+    assert path == tmp_path / "metrics" / "ibkr_agent_tiny_job.prom"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    written = _samples(path.read_text())
+    labels = {"dagster_job": "tiny_job", "account": "DU1"}
+    assert written[("ibkr_pipeline_run_success", frozenset(labels.items()))] == 1.0
+    stage = frozenset({**labels, "stage": "fetch"}.items())
+    assert written[("ibkr_pipeline_stage_duration_seconds", stage)] >= 0.0
+    [(method, where, body)] = pushes
+    assert method == "PUT"
+    assert where == "/metrics/job/ibkr_agent/account/DU1/dagster_job/tiny_job"
+    assert _samples(body) == written
+
+
+def test_a_failed_run_is_recorded_and_an_unreachable_pushgateway_named(tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    run = failing_job.execute_in_process(instance=instance, raise_on_error=False)
+    figures = run_figures(instance, run.run_id)
+    assert not figures.success and figures.account == "none"
+    assert set(figures.stage_seconds) == {"fetch", "fail"}
+    assert figures.deadline() is None  # no daily partition
+    with pytest.raises(OSError):
+        record_run(instance, run.run_id, tmp_path, pushgateway="http://127.0.0.1:9")
+    written = _samples(textfile_path(tmp_path, "failing_job").read_text())
+    labels = frozenset({"dagster_job": "failing_job", "account": "none"}.items())
+    assert written[("ibkr_pipeline_run_success", labels)] == 0.0
+
+
+def test_an_unknown_run_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no run nope"):
+        record_run(dg.DagsterInstance.ephemeral(), "nope", tmp_path)
+
+
+def test_the_deadline_is_1430_bucharest_of_the_next_session() -> None:
+    from ibkr_assets.metrics import RunFigures
+
+    def deadline(partition: str) -> float | None:
+        return RunFigures("r", "daily_pipeline", "DU1", partition, True, 0.0, 0.0).deadline()
+
+    # Friday 2024-11-29 -> Monday 2024-12-02 14:30 EET (UTC+2) = 12:30 UTC
+    assert deadline("2024-11-29") == 1733142600.0
+    # Wednesday 2024-07-03 -> Friday 2024-07-05 (the 4th is a holiday), 14:30 EEST = 11:30 UTC
+    assert deadline("2024-07-03") == 1720179000.0
