@@ -14,6 +14,21 @@ industry keys to GICS names). Everything numeric is simulated and deterministic 
   $250, 40 up to $1,000, ...); quotes and contract details re-tier it at each previous close.
   A min tick of one cent.
 
+**Generated stocks.** A world of more than the :data:`LISTED_STOCKS` real tickers (up to
+:data:`MAX_STOCKS`) continues with generated ones, ranks 808 onwards, flagged
+``Instrument.generated`` and named ``Generated Stock 0808 (simulated)``. Their symbols are
+``SIM`` plus three letters (``SIMAAA`` is rank 808, ``SIMAAB`` 809, ...): six capital letters
+cannot be a real US listing (NYSE and Nasdaq roots have at most five letters; share classes and
+suffixes follow a separator, IB's ``BRK B``), they hold no ``.``, ``-``, ``/`` or space, so
+:meth:`Universe.lookup` never reads them as an FX pair or a share class, and letters only is what
+the Client Portal's ``/trsrv/stocks`` accepts ("Symbols must contain only capitalized letters").
+Sector, industry and primary exchange are drawn in the real universe's proportions (e.g. 545 of
+the 807 listed stocks on NYSE); market cap continues the same power law (rank 807 ~ $7.3bn,
+rank 2,000 ~ $3.2bn, rank 5,000 ~ $1.4bn; the real US tail is steeper, Russell 3000's smallest
+are a few hundred million, so the generated tail is a mid-cap world), start price, turnover
+(ADV) and round lot as for listed ones. They are drawn from their own random stream
+(``SeedSequence([seed, 2])``), so the listed stocks' numbers do not change with the world's size.
+
 ``others`` holds the macro instruments: SPY and QQQ (STK, ``is_etf``), VIX and TNX (IND on CBOE;
 TNX is the 10-year Treasury yield x 10 as IB quotes it), CL (NYMEX crude, the continuous front
 month, so ``last_trade_date`` is left empty) and FX pairs on IDEALPRO in IB's own convention:
@@ -42,7 +57,12 @@ KNOWN_CONIDS: dict[tuple[str, str, str], int] = {
     ("CASH", "EUR", "USD"): 12087792,
 }
 _EXCHANGES = {"Q": "NASDAQ", "N": "NYSE", "A": "ARCA"}
-MAX_STOCKS = 807
+#: the real tickers of ``data/universe.csv``
+LISTED_STOCKS = 807
+#: the largest world: the listed stocks, then generated ones (module docstring)
+MAX_STOCKS = 5000
+#: generated symbols: this prefix and the generated stock's index in three letters
+GENERATED_PREFIX = "SIM"
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,8 @@ class Instrument:
     right: str = ""
     underlying_conid: int = 0
     is_etf: bool = False
+    #: a generated stock of a world above :data:`LISTED_STOCKS` names, not a real company
+    generated: bool = False
 
     @property
     def local_symbol(self) -> str:
@@ -92,6 +114,16 @@ def hashed_conid(sec_type: str, symbol: str, currency: str, lo: int, hi: int) ->
     if known is not None:
         return known
     return lo + stable_int(sec_type, symbol, currency) % (hi - lo)
+
+
+def generated_symbol(rank: int) -> str:
+    """The symbol of the generated stock of ``rank`` (808 ..): ``SIM`` and three letters,
+    the index ``rank - 808`` in base 26 (``SIMAAA``, ``SIMAAB``, ...)."""
+    k = rank - LISTED_STOCKS - 1
+    if not 0 <= k < 26**3:
+        raise ValueError(f"no generated stock of rank {rank}")
+    letters = "".join(chr(ord("A") + k // 26**p % 26) for p in (2, 1, 0))
+    return GENERATED_PREFIX + letters
 
 
 def _read_csv(name: str) -> list[dict[str, str]]:
@@ -155,12 +187,63 @@ def _macro_instruments() -> list[Instrument]:
     ]
 
 
+def _market_cap(rng: np.random.Generator, rank: np.ndarray) -> np.ndarray:
+    """USD: a power law in rank (rank 1 ~ $3T, 700 ~ $8bn, 5,000 ~ $1.4bn), lognormal noise."""
+    return 3.0e12 * rank**-0.9 * np.exp(rng.normal(0.0, 0.1, len(rank)))
+
+
+def _start_price(rng: np.random.Generator, n: int) -> np.ndarray:
+    """USD on 2019-01-02: log-uniform between $18 and $450, to the cent."""
+    return np.round(np.exp(rng.uniform(np.log(18.0), np.log(450.0), n)), 2)
+
+
+def _turnover(rng: np.random.Generator, n: int) -> np.ndarray:
+    """ADV as a share of shares outstanding: log-uniform 0.3 %-1.5 % a day."""
+    return np.exp(rng.uniform(np.log(0.003), np.log(0.015), n))
+
+
+def _generated(
+    seed: int, rows: list[dict[str, str]], industries: dict[str, tuple[str, str]]
+) -> tuple[list[tuple[str, str, str, str, str]], np.ndarray, np.ndarray, np.ndarray]:
+    """Every generated stock of a seed (ranks 808 .. :data:`MAX_STOCKS`): (symbol, name, sector,
+    industry, exchange key) rows, then start price, market cap and turnover; industry and exchange
+    in the listed stocks' proportions, from their own stream so the listed stocks stay put."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    n = MAX_STOCKS - LISTED_STOCKS
+    keys, counts = np.unique([r["industry"] for r in rows], return_counts=True)
+    venues, venue_counts = np.unique([r["exchange"] for r in rows], return_counts=True)
+    industry = rng.choice(keys, n, p=counts / counts.sum())
+    venue = rng.choice(venues, n, p=venue_counts / venue_counts.sum())
+    rank = np.arange(LISTED_STOCKS + 1, MAX_STOCKS + 1, dtype=np.float64)
+    market_cap = _market_cap(rng, rank)
+    start = _start_price(rng, n)
+    turnover = _turnover(rng, n)
+    described = [
+        (
+            generated_symbol(int(r)),
+            f"Generated Stock {int(r):04d} (simulated)",
+            *industries[str(key)],
+            str(ex),
+        )
+        for r, key, ex in zip(rank, industry, venue, strict=True)
+    ]
+    return described, start, market_cap, turnover
+
+
+#: how many macro instruments every world holds (``Universe.others``)
+N_OTHERS = len(_macro_instruments())
+
+
 class Universe:
-    """``n_stocks`` real US stocks (largest first) plus the macro instruments in ``others``."""
+    """``n_stocks`` stocks, largest first: the real US ones, then generated ones beyond
+    :data:`LISTED_STOCKS` (module docstring), plus the macro instruments in ``others``."""
 
     def __init__(self, seed: int = 7, n_stocks: int = 700) -> None:
         if not 1 <= n_stocks <= MAX_STOCKS:
-            raise ValueError(f"n_stocks must be between 1 and {MAX_STOCKS}, got {n_stocks}")
+            raise ValueError(
+                f"the simulated world holds 1 to {MAX_STOCKS} stocks ({LISTED_STOCKS} real "
+                f"tickers, then generated ones), got {n_stocks}"
+            )
         self.seed = seed
         industries = {r["key"]: (r["sector"], r["industry"]) for r in _read_csv("industries.csv")}
         rows = _read_csv("universe.csv")
@@ -168,31 +251,41 @@ class Universe:
         # how many stocks were asked for.
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
         rank = np.arange(1, len(rows) + 1, dtype=np.float64)
-        market_cap = 3.0e12 * rank**-0.9 * np.exp(rng.normal(0.0, 0.1, len(rows)))
-        start = np.round(np.exp(rng.uniform(np.log(18.0), np.log(450.0), len(rows))), 2)
-        turnover = np.exp(rng.uniform(np.log(0.003), np.log(0.015), len(rows)))
+        market_cap = _market_cap(rng, rank)
+        start = _start_price(rng, len(rows))
+        turnover = _turnover(rng, len(rows))
+        listed = [
+            (row["symbol"], row["name"], *industries[row["industry"]], row["exchange"])
+            for row in rows
+        ]
+        if n_stocks > LISTED_STOCKS:
+            drawn = _generated(seed, rows, industries)
+            listed += drawn[0]
+            start, market_cap, turnover = (
+                np.concatenate([a, b])
+                for a, b in zip((start, market_cap, turnover), drawn[1:], strict=True)
+            )
         shares = np.round(market_cap / start, -3)
-        rows = rows[:n_stocks]
         #: price on the first simulated session (2019-01-02), per stock, in row order
         self.start_prices = start[:n_stocks]
         self.stocks: list[Instrument] = []
-        for i, row in enumerate(rows):
-            sector, industry = industries[row["industry"]]
+        for i, (symbol, name, sector, industry, exchange) in enumerate(listed[:n_stocks]):
             self.stocks.append(
                 Instrument(
-                    conid=hashed_conid("STK", row["symbol"], "USD", 10_000_000, 900_000_000),
-                    symbol=row["symbol"],
+                    conid=hashed_conid("STK", symbol, "USD", 10_000_000, 900_000_000),
+                    symbol=symbol,
                     sec_type="STK",
                     exchange="SMART",
-                    primary_exchange=_EXCHANGES[row["exchange"]],
+                    primary_exchange=_EXCHANGES[exchange],
                     currency="USD",
-                    name=row["name"],
+                    name=name,
                     sector=sector,
                     industry=industry,
                     lot_size=round_lot(float(start[i])),
                     min_tick=0.01,
                     adv=float(np.round(shares[i] * turnover[i], -2)),
                     shares_outstanding=float(shares[i]),
+                    generated=i >= LISTED_STOCKS,
                 )
             )
         self.others: list[Instrument] = _macro_instruments()
@@ -289,4 +382,13 @@ class Universe:
         return (exact + prefix + named)[:limit]
 
 
-__all__ = ["MAX_STOCKS", "Instrument", "Universe", "hashed_conid", "stable_int"]
+__all__ = [
+    "LISTED_STOCKS",
+    "MAX_STOCKS",
+    "N_OTHERS",
+    "Instrument",
+    "Universe",
+    "generated_symbol",
+    "hashed_conid",
+    "stable_int",
+]

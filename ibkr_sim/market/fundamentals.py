@@ -8,6 +8,9 @@ same in every world of a seed, informative about returns in the default one, not
 edge-free one.
 Statements appear 30-45 days after the quarter ends (point in time): a query as of a date sees
 only the quarters reported by then. Amounts in USD (rounded to thousands), shares in shares.
+Rows are the stocks' panel columns (:func:`ibkr_sim.market.paths.stock_column`): the listed
+stocks, empty rows for the macro instruments, then the generated stocks a world asked for, each
+block of them from its own stream.
 """
 
 from __future__ import annotations
@@ -21,34 +24,79 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from ibkr_sim.market import paths
 from ibkr_sim.market.paths import stocks
-from ibkr_sim.universe import MAX_STOCKS, Universe, stable_int
+from ibkr_sim.universe import LISTED_STOCKS, N_OTHERS, Universe, stable_int
 
 
 @dataclass(frozen=True)
 class Statements:
-    """Every stock's quarters 2015Q4..2028Q4: (MAX_STOCKS, K) arrays per line item."""
+    """Every stock's quarters 2015Q4..2028Q4: (stock columns, K) arrays per line item."""
 
     period_end: np.ndarray  # (K,) datetime64[ns]
-    report_date: np.ndarray  # (MAX_STOCKS, K) datetime64[ns], increasing along K
+    report_date: np.ndarray  # (stock columns, K) datetime64[ns], increasing along K
     items: dict[str, np.ndarray]
 
 
-@functools.lru_cache(maxsize=4)
 def statements(seed: int) -> Statements:
-    """Quarterly statements whose trends follow each stock's quality (vectorised, once per seed).
+    """Quarterly statements whose trends follow each stock's quality (vectorised, once per seed
+    and world size).
 
     Good companies (high quality) grow revenue, widen margins, convert earnings to
     cash, de-lever, improve liquidity and buy back shares; poor ones do the opposite, so the
     Piotroski (2000) F-score spreads across 0..9.
     """
-    uni = Universe(seed, MAX_STOCKS)
-    q = stocks(seed).quality[:, None]
-    shares0 = np.array([i.shares_outstanding for i in uni.stocks])[:, None]
-    market_cap = shares0 * uni.start_prices[:, None]
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 41]))
+    return _statements(seed, paths.generated_blocks())
+
+
+@functools.lru_cache(maxsize=4)
+def _statements(seed: int, blocks: int) -> Statements:
+    uni = Universe(seed, LISTED_STOCKS)
+    listed = _statement_block(
+        np.random.default_rng(np.random.SeedSequence([seed, 41])),
+        stocks(seed).quality,
+        np.array([i.shares_outstanding for i in uni.stocks]),
+        uni.start_prices,
+    )
+    if not blocks:
+        return listed
+    insts, start = paths.generated_instruments(seed)
+    parts = [listed]
+    for b in range(blocks):
+        rows = paths.block_slice(b)
+        parts.append(
+            _statement_block(
+                np.random.default_rng(np.random.SeedSequence([seed, 41, 1 + b])),
+                paths.generated_stocks(seed, b).quality,
+                np.array([i.shares_outstanding for i in insts[rows]]),
+                start[rows],
+            )
+        )
+    K = len(listed.period_end)
+    empty = np.full((N_OTHERS, K), np.nan)  # the macro instruments' rows
+    return Statements(
+        period_end=listed.period_end,
+        report_date=np.concatenate(
+            [listed.report_date, empty.astype("datetime64[ns]")]
+            + [part.report_date for part in parts[1:]]
+        ),
+        items={
+            name: np.concatenate([listed.items[name], empty] + [p.items[name] for p in parts[1:]])
+            for name in listed.items
+        },
+    )
+
+
+def _statement_block(
+    rng: np.random.Generator, quality: np.ndarray, shares_outstanding: np.ndarray, start: np.ndarray
+) -> Statements:
+    """The statements of a set of stocks of latent ``quality`` with ``shares_outstanding`` and
+    ``start`` prices (USD) on the first session, drawn from ``rng``."""
+    q = quality[:, None]
+    shares0 = shares_outstanding[:, None]
+    market_cap = shares0 * start[:, None]
     period_end = pd.date_range("2015-12-31", "2028-12-31", freq="QE").values.astype("datetime64[D]")
-    N, K = MAX_STOCKS, len(period_end)
+    N, K = len(quality), len(period_end)
     k = np.arange(K)[None, :] - 12.0  # quarters since 2018Q4
     noise = rng.standard_normal((8, N, K))
     level = rng.random((8, N, 1))

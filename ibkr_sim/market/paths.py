@@ -51,14 +51,24 @@ of minutes for liquid names), never parked at an extreme.
 The whole panel (2019-01-02 to 2028-12-29, every listed stock plus the macro instruments) is
 drawn once per seed and edge from ``numpy.random.SeedSequence`` and cached per process, so two
 processes see identical numbers and a stock's history does not depend on how many stocks the
-universe holds. The random draws do not depend on the edge: the edge-free world of a seed has
-the same shocks, news and fundamentals as its default world, only without the links.
+universe holds. Generated stocks (a world above the 807 listed ones,
+:mod:`ibkr_sim.universe`) follow the same model on the same market and sector factors, in
+blocks of :data:`GENERATED_BLOCK` stocks, each block from its own streams and appended after
+the macro instruments (:func:`stock_column`), so the listed stocks and the macro instruments
+keep their numbers and columns; a process's panel holds the generated blocks the largest world
+it opened needs (:func:`include_generated`). Their parameters continue the listed stocks' with
+rank: idiosyncratic volatility ``0.017 + 0.006 log(rank / 807) / log(5000 / 807)`` a day plus
+U(0, 0.005) (the listed ones reach 0.017 at rank 807), headlines ``0.25 sqrt(807 / rank)`` a
+session (0.10 at rank 5,000). The random draws do not depend on the edge: the edge-free world of
+a seed has the same shocks, news and fundamentals as its default world, only without the links.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +76,7 @@ import numpy as np
 from ibkr_sim.market.calendar import schedule
 from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.social import Chatter, draw_chatter, price_pressure
-from ibkr_sim.universe import MAX_STOCKS, Universe
+from ibkr_sim.universe import LISTED_STOCKS, MAX_STOCKS, N_OTHERS, Instrument, Universe
 
 SECTORS = (
     "Information Technology",
@@ -109,6 +119,37 @@ _MACRO_OU = {
 _NEWS_LAGS = 5  # sessions of post-news drift
 _NEWS_DECAY = 0.8  # the drift's decay per session (its size is Edge.news_tone_drift)
 _MOMENTUM_WINDOW = (252, 21)  # 12-1 momentum: sessions back to the window's start and end
+#: generated stocks per block of the panel (each block drawn from its own streams)
+GENERATED_BLOCK = 256
+#: the generated blocks this process's panel holds (grows with the largest world opened)
+_generated_blocks = 0
+
+
+def include_generated(n_stocks: int) -> None:
+    """Make this process's panel, intraday paths and statements cover a world of ``n_stocks``
+    stocks: the generated blocks it needs are drawn (once) the next time they are read. The
+    listed stocks' and macro instruments' numbers and columns never change."""
+    global _generated_blocks
+    needed = -(-max(n_stocks - LISTED_STOCKS, 0) // GENERATED_BLOCK)
+    _generated_blocks = max(_generated_blocks, needed)
+
+
+def generated_blocks() -> int:
+    """How many blocks of generated stocks this process's panel holds."""
+    return _generated_blocks
+
+
+def block_sizes(blocks: int) -> list[int]:
+    """The number of generated stocks in each of the first ``blocks`` blocks (the last may be
+    short: there are ``MAX_STOCKS - LISTED_STOCKS`` generated stocks)."""
+    total = MAX_STOCKS - LISTED_STOCKS
+    return [min(GENERATED_BLOCK, total - b * GENERATED_BLOCK) for b in range(blocks)]
+
+
+def stock_column(i: int) -> int:
+    """The panel column of the universe's ``i``-th stock: the listed stocks first, then the
+    macro instruments, then the generated stocks."""
+    return i if i < LISTED_STOCKS else i + N_OTHERS
 
 
 # -- the daily panel ---------------------------------------------------------------------------
@@ -145,18 +186,56 @@ class Stocks:
     gap_frac: np.ndarray  # share of the non-jump return made overnight
 
 
-def _streams(seed: int) -> tuple[np.random.Generator, ...]:
-    """The panel's six independent random streams: params, factor, idio, ohlc, news, volume."""
-    ss = np.random.SeedSequence([seed, 20190102])
+def _streams(seed: int, *block: int) -> tuple[np.random.Generator, ...]:
+    """The panel's six independent random streams: params, factor, idio, ohlc, news, volume
+    (a block of generated stocks: its own six, keyed by ``block`` beside the seed)."""
+    ss = np.random.SeedSequence([seed, 20190102, *block])
     return tuple(np.random.default_rng(s) for s in ss.spawn(6))
 
 
 @functools.lru_cache(maxsize=4)
-def stocks(seed: int) -> Stocks:
-    """Draw the per-stock parameters of a seed (the fundamentals need ``quality`` alone)."""
+def generated_instruments(seed: int) -> tuple[list[Instrument], np.ndarray]:
+    """Every generated stock of a seed and its start price (USD), in universe order."""
     uni = Universe(seed, MAX_STOCKS)
+    return uni.stocks[LISTED_STOCKS:], uni.start_prices[LISTED_STOCKS:]
+
+
+def block_slice(b: int) -> slice:
+    """Block ``b``'s generated stocks among :func:`generated_instruments`."""
+    size = block_sizes(b + 1)[b]
+    return slice(b * GENERATED_BLOCK, b * GENERATED_BLOCK + size)
+
+
+@functools.lru_cache(maxsize=32)
+def generated_stocks(seed: int, b: int) -> Stocks:
+    """Draw the per-stock parameters of block ``b`` of a seed's generated stocks, continuing
+    the listed stocks' with rank (module docstring)."""
+    insts = generated_instruments(seed)[0][block_slice(b)]
+    r_params = _streams(seed, 1 + b)[0]
+    N = len(insts)
+    rank = LISTED_STOCKS + 1 + b * GENERATED_BLOCK + np.arange(N, dtype=np.float64)
+    beta = np.array([_SECTOR_BETA[i.sector] for i in insts]) * r_params.uniform(0.7, 1.3, N)
+    gamma = r_params.uniform(0.5, 1.2, N)
+    depth = np.log(rank / LISTED_STOCKS) / math.log(MAX_STOCKS / LISTED_STOCKS)
+    idio_vol = 0.017 + 0.006 * depth + r_params.uniform(0.0, 0.005, N)
+    quality = r_params.standard_normal(N)
+    return Stocks(
+        beta=beta,
+        gamma=gamma,
+        idio_vol=idio_vol,
+        quality=quality,
+        news_rate=0.25 * np.sqrt(LISTED_STOCKS / rank),
+        gap_frac=r_params.uniform(0.15, 0.35, N),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def stocks(seed: int) -> Stocks:
+    """Draw the per-stock parameters of a seed's listed stocks (the fundamentals need
+    ``quality`` alone)."""
+    uni = Universe(seed, LISTED_STOCKS)
     r_params = _streams(seed)[0]
-    N = MAX_STOCKS
+    N = LISTED_STOCKS
     rank_frac = np.arange(N) / (N - 1)
     beta = np.array([_SECTOR_BETA[i.sector] for i in uni.stocks]) * r_params.uniform(0.7, 1.3, N)
     gamma = r_params.uniform(0.5, 1.2, N)
@@ -248,27 +327,37 @@ def _ohlc(
     return o, h, lo, c
 
 
-@functools.lru_cache(maxsize=4)
-def panel(seed: int, edge: Edge) -> Panel:
-    """Draw the whole market for a seed and edge, vectorised (~0.5 s once per process)."""
-    uni = Universe(seed, MAX_STOCKS)
-    days, _, _ = schedule()
-    T, N = len(days), MAX_STOCKS
-    others = uni.others
-    C = N + len(others)
-    col = {(i.symbol, i.sec_type, i.currency): N + j for j, i in enumerate(others)}
-    _, r_factor, r_idio, r_ohlc, r_news, r_vol = _streams(seed)
-    st = stocks(seed)
-    sector_of = np.array([SECTORS.index(i.sector) for i in uni.stocks])
+@dataclass(frozen=True)
+class _Returns:
+    """The stock part of the panel for one set of stocks, (T, N) each."""
+
+    r: np.ndarray  # daily log return
+    sigma: np.ndarray  # conditional volatility of the next session's return
+    gap: np.ndarray  # the overnight part of r
+    count: np.ndarray  # int8 headlines
+    tone: np.ndarray  # news tone (0 without news)
+    is_jump: np.ndarray  # bool
+    hit: np.ndarray  # flat indices of the jumps
+    chatter: Chatter
+
+
+def _stock_returns(
+    streams: tuple[np.random.Generator, ...],
+    st: Stocks,
+    sectors: list[str],
+    edge: Edge,
+    factors: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    chatter_of: Callable[[np.ndarray, np.ndarray, np.ndarray], Chatter],
+) -> _Returns:
+    """Returns, news, jumps and chatter of a set of stocks on the market and sector
+    ``factors`` (m, sig_m, s, sig_s), from the idio, news and ohlc ``streams`` (in this order;
+    the ohlc stream draws the jumps' overnight share first)."""
+    _, _, r_idio, r_ohlc, r_news, _ = streams
+    m, sig_m, s_fac, sig_s = factors
+    T, N = m.shape[0], len(st.beta)
+    sector_of = np.array([SECTORS.index(s) for s in sectors])
     beta, gamma, idio_vol, news_rate = st.beta, st.gamma, st.idio_vol, st.news_rate
     mu = 0.0003 + edge.quality_drift * st.quality
-
-    # factors
-    z_m = _unit_t(r_factor, 5.0, (T, 1))
-    m, sig_m = _garch(z_m, np.array([0.0105]), alpha=0.04, beta=0.89, gamma=0.10)
-    s_fac, sig_s = _garch(
-        _unit_t(r_factor, 5.0, (T, len(SECTORS))), np.full(len(SECTORS), 0.006), 0.06, 0.92
-    )
     e, sig_e = _garch(_unit_t(r_idio, 4.0, (T, N)), idio_vol, 0.06, 0.91)
 
     # news and jumps
@@ -290,19 +379,162 @@ def panel(seed: int, edge: Edge) -> Panel:
     drift = edge.momentum * _momentum_z(e, idio_vol)
     for lag in range(1, _NEWS_LAGS + 1):
         drift[lag:] += edge.news_tone_drift * _NEWS_DECAY ** (lag - 1) * tone[:-lag]
-    chatter = draw_chatter(seed, days, count, is_jump, e / idio_vol)
+    chatter = chatter_of(count, is_jump, e / idio_vol)
     drift += edge.social_attention_drift * price_pressure(chatter.attention)
 
     r = mu + drift + beta * m + gamma * s_fac[:, sector_of] + e + jump
     sigma = np.sqrt((beta * sig_m) ** 2 + (gamma * sig_s[:, sector_of]) ** 2 + sig_e**2)
     gap = st.gap_frac * (r - jump)
     gap.flat[hit] += jump.flat[hit] * r_ohlc.uniform(0.7, 1.0, hit.size)
+    return _Returns(r, sigma, gap, count, tone, is_jump, hit, chatter)
+
+
+def _volume(
+    r_vol: np.random.Generator,
+    R: np.ndarray,
+    SIG: np.ndarray,
+    adv: np.ndarray,
+    hit: np.ndarray,
+    N: int,
+) -> np.ndarray:
+    """(T, C) shares: around ADV, up with |r| / sigma, much higher on the jump days ``hit``
+    (flat indices among the first ``N`` columns, the stocks)."""
+    T, C = R.shape
+    surprise = np.abs(R - R.mean(axis=0)) / np.maximum(SIG, 1e-6)
+    z_vol = r_vol.standard_normal((T, C), dtype=np.float32)
+    vol = adv * np.exp(0.3 * z_vol - 0.045) * (0.65 + 0.35 * surprise / 0.8)
+    hit_t, hit_i = np.unravel_index(hit, (T, N))
+    vol[hit_t, hit_i] *= r_vol.uniform(2.5, 5.0, hit.size)
+    vol = np.round(vol, -2)
+    vol[:, N:] = np.where(adv[N:] > 0, np.maximum(vol[:, N:], 100.0), 0.0)
+    vol[:, :N] = np.maximum(vol[:, :N], 100.0)
+    return vol
+
+
+def panel(seed: int, edge: Edge) -> Panel:
+    """Draw the whole market for a seed and edge, vectorised (~0.5 s once per process for the
+    listed stocks; each block of generated stocks :func:`include_generated` asked for adds its
+    columns)."""
+    return _panel(seed, edge, _generated_blocks)
+
+
+@functools.lru_cache(maxsize=4)
+def _panel(seed: int, edge: Edge, blocks: int) -> Panel:
+    listed = _listed_panel(seed, edge)
+    if not blocks:
+        return listed
+    days = schedule()[0]
+    T = len(days)
+    sizes = block_sizes(blocks)
+    C = listed.close.shape[1] + sum(sizes)
+    wide: dict[str, np.ndarray] = {}
+    for name in ("open", "high", "low", "close", "volume", "sigma", "news_count", "news_tone"):
+        wide[name] = np.zeros((T, C), dtype=getattr(listed, name).dtype)
+    wide["jump"] = np.zeros((T, C), dtype=bool)
+    for name in ("posts", "mentions", "attention"):  # zeros in the macro instruments' columns
+        wide[name] = np.zeros((T, C), dtype=getattr(listed.chatter, name).dtype)
+    per_col = {name: [getattr(listed, name)] for name in ("start_price", "tick", "adv")}
+    fill = listed.close.shape[1]
+    for name in wide:
+        src = getattr(
+            listed.chatter if name in ("posts", "mentions", "attention") else listed, name
+        )
+        wide[name][:, : src.shape[1]] = src
+    factors = _factors(seed)[1]
+    insts_all, start_all = generated_instruments(seed)
+    for b, size in enumerate(sizes):
+        streams = _streams(seed, 1 + b)
+        insts, start = insts_all[block_slice(b)], start_all[block_slice(b)]
+        ret = _stock_returns(
+            streams,
+            generated_stocks(seed, b),
+            [i.sector for i in insts],
+            edge,
+            factors,
+            lambda count, jump, z, b=b: draw_chatter(
+                seed, days, count, jump, z, (1 + b,), LISTED_STOCKS + 1 + b * GENERATED_BLOCK
+            ),
+        )
+        tick = np.array([i.min_tick for i in insts])
+        adv = np.array([i.adv for i in insts])
+        log_close = np.log(start) + np.cumsum(ret.r, axis=0)
+        log_prev = np.vstack([np.log(start)[None, :], log_close[:-1]])
+        cols = slice(fill, fill + size)
+        o, h, lo, c = _ohlc(streams[3], log_prev, ret.r, ret.sigma, ret.gap, tick)
+        block = {
+            "open": o,
+            "high": h,
+            "low": lo,
+            "close": c,
+            "volume": _volume(streams[5], ret.r, ret.sigma, adv, ret.hit, size),
+            "sigma": ret.sigma,
+            "news_count": ret.count,
+            "news_tone": ret.tone,
+            "jump": ret.is_jump,
+            "posts": ret.chatter.posts,
+            "mentions": ret.chatter.mentions,
+            "attention": ret.chatter.attention,
+        }
+        for name, values in block.items():
+            wide[name][:, cols] = values
+        for name, values in (("start_price", start), ("tick", tick), ("adv", adv)):
+            per_col[name].append(values)
+        fill += size
+    for name in ("open", "high", "low", "close", "volume", "sigma"):
+        wide[name].flags.writeable = False
+    chatter = Chatter(
+        posts=wide.pop("posts"), mentions=wide.pop("mentions"), attention=wide.pop("attention")
+    )
+    return Panel(
+        **wide,
+        **{name: np.concatenate(parts) for name, parts in per_col.items()},
+        chatter=chatter,
+    )
+
+
+def _factors(
+    seed: int,
+) -> tuple[np.random.Generator, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The factor stream after its first draws, and those: the market factor, its volatility,
+    the sector factors and theirs, (T, 1), (T, 1), (T, 11), (T, 11)."""
+    r_factor = _streams(seed)[1]
+    T = len(schedule()[0])
+    z_m = _unit_t(r_factor, 5.0, (T, 1))
+    m, sig_m = _garch(z_m, np.array([0.0105]), alpha=0.04, beta=0.89, gamma=0.10)
+    s_fac, sig_s = _garch(
+        _unit_t(r_factor, 5.0, (T, len(SECTORS))), np.full(len(SECTORS), 0.006), 0.06, 0.92
+    )
+    return r_factor, (m, sig_m, s_fac, sig_s)
+
+
+@functools.lru_cache(maxsize=4)
+def _listed_panel(seed: int, edge: Edge) -> Panel:
+    """The listed stocks and the macro instruments (columns in that order)."""
+    uni = Universe(seed, LISTED_STOCKS)
+    days, _, _ = schedule()
+    T, N = len(days), LISTED_STOCKS
+    others = uni.others
+    C = N + len(others)
+    col = {(i.symbol, i.sec_type, i.currency): N + j for j, i in enumerate(others)}
+    streams = _streams(seed)
+    _, _, _, r_ohlc, _, r_vol = streams
+    r_factor, (m, sig_m, s_fac, sig_s) = _factors(seed)  # the macro draws follow the factors'
+    ret = _stock_returns(
+        streams,
+        stocks(seed),
+        [i.sector for i in uni.stocks],
+        edge,
+        (m, sig_m, s_fac, sig_s),
+        lambda count, jump, z: draw_chatter(seed, days, count, jump, z),
+    )
+    chatter, hit = ret.chatter, ret.hit
+    count, tone, is_jump = ret.count, ret.tone, ret.is_jump
 
     # macro instruments
     R = np.zeros((T, C))
     SIG = np.zeros((T, C))
     GAP = np.zeros((T, C))
-    R[:, :N], SIG[:, :N], GAP[:, :N] = r, sigma, gap
+    R[:, :N], SIG[:, :N], GAP[:, :N] = ret.r, ret.sigma, ret.gap
     start = np.zeros(C)
     start[:N] = uni.start_prices
     tick = np.array([i.min_tick for i in uni.stocks + others])
@@ -341,15 +573,7 @@ def panel(seed: int, edge: Edge) -> Panel:
     log_prev = np.vstack([np.log(start)[None, :], log_close[:-1]])
     o, h, lo, c = _ohlc(r_ohlc, log_prev, R, SIG, GAP, tick)
 
-    # volume: around ADV, up with |r| / sigma, much higher on jump days
-    surprise = np.abs(R - R.mean(axis=0)) / np.maximum(SIG, 1e-6)
-    z_vol = r_vol.standard_normal((T, C), dtype=f32)
-    vol = adv * np.exp(0.3 * z_vol - 0.045) * (0.65 + 0.35 * surprise / 0.8)
-    hit_t, hit_i = np.unravel_index(hit, (T, N))
-    vol[hit_t, hit_i] *= r_vol.uniform(2.5, 5.0, hit.size)
-    vol = np.round(vol, -2)
-    vol[:, N:] = np.where(adv[N:] > 0, np.maximum(vol[:, N:], 100.0), 0.0)
-    vol[:, :N] = np.maximum(vol[:, :N], 100.0)
+    vol = _volume(r_vol, R, SIG, adv, hit, N)
 
     news_count = np.zeros((T, C), dtype=np.int8)
     news_tone = np.zeros((T, C), dtype=np.float32)
@@ -388,30 +612,70 @@ class Intraday:
     minutes: int
 
 
-@functools.lru_cache(maxsize=8)
 def intraday(seed: int, edge: Edge, j: int) -> Intraday:
     """Session ``j``'s minute path for every column: a Brownian bridge from the open to the close
     in volume time, pinned to the day's high and low where it peaks and troughs and reflected
     into the day's range (module docstring). Deterministic per (seed, session): the edge enters
-    only through the panel's prices and volume."""
-    p = panel(seed, edge)
+    only through the panel's prices and volume; each block of generated stocks draws from its
+    own stream, so the listed columns' paths do not depend on how many there are."""
+    return _intraday(seed, edge, j, _generated_blocks)
+
+
+@functools.lru_cache(maxsize=8)
+def _intraday(seed: int, edge: Edge, j: int, blocks: int) -> Intraday:
+    p = _panel(seed, edge, blocks)
     _, opens, closes = schedule()
     n = int((closes[j] - opens[j]) // 60_000_000_000)
-    C = p.close.shape[1]
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 31, j]))
     # expected volume per minute, relative: U-shaped with an opening burst; the price's variance
     # runs on the same clock (volume time), from 0 at the open to 1 at the close
     u = (np.arange(n) + 0.5) / n
     profile = 1.0 + 2.5 * (2.0 * u - 1.0) ** 4 + 0.8 * np.exp(-u * 30.0)
     clock = np.zeros(n + 1)
     np.cumsum(profile / profile.sum(), out=clock[1:])
-    o, h, lo, c = (np.log(x[j])[:, None] for x in (p.open, p.high, p.low, p.close))
+    edges = [0, LISTED_STOCKS + N_OTHERS]
+    for size in block_sizes(blocks):
+        edges.append(edges[-1] + size)
+    parts = [
+        _minute_paths(
+            p,
+            j,
+            slice(lo, hi),
+            profile,
+            clock,
+            np.random.default_rng(np.random.SeedSequence([seed, 31, j, *([b] if b else [])])),
+        )
+        for b, (lo, hi) in enumerate(itertools.pairwise(edges))
+    ]
+    path = np.concatenate([part[0] for part in parts]) if blocks else parts[0][0]
+    cum = np.concatenate([part[1] for part in parts]) if blocks else parts[0][1]
+    return Intraday(
+        path=path,
+        run_high=np.maximum.accumulate(path, axis=1),
+        run_low=np.minimum.accumulate(path, axis=1),
+        cum_volume=cum,
+        minutes=n,
+    )
+
+
+def _minute_paths(
+    p: Panel,
+    j: int,
+    cols: slice,
+    profile: np.ndarray,
+    clock: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Session ``j``'s minute price path and cumulative volume of the panel columns ``cols``
+    (:func:`intraday`), from ``rng``."""
+    n = len(profile)
+    o, h, lo, c = (np.log(x[j, cols])[:, None] for x in (p.open, p.high, p.low, p.close))
+    C = o.shape[0]
     # a Brownian bridge from log open to log close; its variance over the session is that of
     # the panel's open-to-close log return (0.76 of the day's sigma: the rest is the overnight gap)
     x = np.zeros((C, n + 1))
     np.cumsum(rng.standard_normal((C, n)) * np.sqrt(np.diff(clock)), axis=1, out=x[:, 1:])
     x -= x[:, -1:] * clock
-    x *= 0.76 * p.sigma[max(j - 1, 0)][:, None]
+    x *= 0.76 * p.sigma[max(j - 1, 0), cols][:, None]
     x += o + (c - o) * clock
     # pin it to the high where it peaks and to the low where it troughs: adding the linear
     # interpolation (in volume time) of the misses at the pins conditions a Brownian path on
@@ -437,15 +701,9 @@ def intraday(seed: int, edge: Edge, j: int) -> Intraday:
     x -= lo
     np.mod(x, np.where(width > 0.0, 2.0 * width, 1.0), out=x)
     x = lo + np.where(x > width, 2.0 * width - x, x)
-    path = on_tick(np.exp(x), p.tick[:, None])
+    path = on_tick(np.exp(x), p.tick[cols, None])
     w = profile[None, :] * np.exp(0.3 * rng.standard_normal((C, n)))
     cum = np.zeros((C, n + 1))
     np.cumsum(w, axis=1, out=cum[:, 1:])
-    cum *= (p.volume[j] / cum[:, -1])[:, None]
-    return Intraday(
-        path=path,
-        run_high=np.maximum.accumulate(path, axis=1),
-        run_low=np.minimum.accumulate(path, axis=1),
-        cum_volume=cum,
-        minutes=n,
-    )
+    cum *= (p.volume[j, cols] / cum[:, -1])[:, None]
+    return path, cum

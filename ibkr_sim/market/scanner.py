@@ -15,7 +15,7 @@ import numpy as np
 
 from ibkr_sim.market.calendar import from_ns, schedule, when
 from ibkr_sim.market.edge import Edge
-from ibkr_sim.market.paths import panel
+from ibkr_sim.market.paths import panel, stock_column
 from ibkr_sim.market.quotes import state
 from ibkr_sim.universe import Instrument
 from ibkr_spec.errors import INVALID_REQUEST, IBError
@@ -63,7 +63,8 @@ def scan(
     market_cap_below: float | None,
     limit: int,
 ) -> list[ScanResult]:
-    """Rank ``stocks`` (the universe's, in panel column order) by ``code`` at ``at``.
+    """Rank ``stocks`` (the universe's, in its order: :func:`stock_column` gives their panel
+    columns) by ``code`` at ``at``.
 
     HOT_BY_VOLUME ranks volume relative to the average expected by this time of day. Filters
     are strict bounds: price in currency, volume in shares, market cap in USD.
@@ -80,12 +81,13 @@ def scan(
         )
     if limit < 1:
         raise IBError(INVALID_REQUEST, f"scanner limit must be at least 1, got {limit}")
-    cols = np.arange(len(stocks))
+    index = np.arange(len(stocks))
     if location in ("STK.NASDAQ", "STK.NYSE"):
         venue = location.split(".")[1]
-        cols = np.array(
+        index = np.array(
             [i for i, s in enumerate(stocks) if s.primary_exchange == venue], dtype=np.int64
         )
+    cols = np.array([stock_column(i) for i in index.tolist()], dtype=np.int64)
     kind, j, _ = when(at)
     st = state(
         seed, edge, cols, at if kind != "pre" else from_ns(schedule()[2][j - 1]) if j > 0 else at
@@ -93,7 +95,7 @@ def scan(
     last, volume, prev = st["last"], st["volume"], st["prev_close"]
     change = (last / prev - 1.0) * 100.0
     adv = panel(seed, edge).adv[cols]
-    cap = last * np.array([stocks[c].shares_outstanding for c in cols])
+    cap = last * np.array([stocks[i].shares_outstanding for i in index.tolist()])
     keep = np.ones(len(cols), dtype=bool)
     for value, bound, above in (
         (last, above_price, True),
@@ -119,7 +121,7 @@ def scan(
     return [
         ScanResult(
             rank=r,
-            conid=stocks[cols[i]].conid,
+            conid=stocks[index[i]].conid,
             last=float(last[i]),
             change_pct=round(float(change[i]), 4),
             volume=float(volume[i]),

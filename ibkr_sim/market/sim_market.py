@@ -23,7 +23,7 @@ from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.news import Headline
 from ibkr_sim.market.quotes import Snapshot
 from ibkr_sim.market.scanner import ScanResult
-from ibkr_sim.universe import MAX_STOCKS, Instrument, Universe
+from ibkr_sim.universe import LISTED_STOCKS, Instrument, Universe
 from ibkr_spec.errors import (
     HISTORICAL_DATA_ERROR,
     INVALID_REQUEST,
@@ -41,8 +41,9 @@ class SimMarket:
     default world's unless given).
 
     Every stock of the universe and every macro instrument has a column in the daily panel
-    (stocks first, in universe order, then the others after all :data:`MAX_STOCKS` listable
-    stocks); options are priced from their underlying's column. Timestamps are timezone-aware.
+    (the listed stocks in universe order, then the macro instruments, then generated stocks:
+    :func:`~ibkr_sim.market.paths.stock_column`); options are priced from their underlying's
+    column. Timestamps are timezone-aware.
     """
 
     SCANNER_CODES: tuple[str, ...] = scanner.SCANNER_CODES
@@ -52,9 +53,12 @@ class SimMarket:
         self.seed = int(seed)
         self.edge = edge if edge is not None else Edge()
         self.universe = Universe(self.seed, n_stocks)
-        self._cols: dict[int, int] = {inst.conid: i for i, inst in enumerate(self.universe.stocks)}
+        paths.include_generated(n_stocks)
+        self._cols: dict[int, int] = {
+            inst.conid: paths.stock_column(i) for i, inst in enumerate(self.universe.stocks)
+        }
         self._cols.update(
-            {inst.conid: MAX_STOCKS + j for j, inst in enumerate(self.universe.others)}
+            {inst.conid: LISTED_STOCKS + j for j, inst in enumerate(self.universe.others)}
         )
         self._conid_of_col = {c: conid for conid, c in self._cols.items()}
         self.universe.resolver = self._decode_option
@@ -235,7 +239,7 @@ class SimMarket:
         for anything but a stock (the simulated world has no chatter about ETFs or others)."""
         inst = self._instrument(conid)
         col = self._cols.get(conid)
-        if inst.sec_type != "STK" or inst.is_etf or col is None or col >= MAX_STOCKS:
+        if inst.sec_type != "STK" or inst.is_etf or col is None:
             raise ValueError(
                 f"the simulated world has no social chatter about {inst.symbol} "
                 f"({'ETF' if inst.is_etf else inst.sec_type}): only stocks have it"

@@ -81,15 +81,22 @@ def _dow(days: np.ndarray) -> np.ndarray:
 
 
 def draw_chatter(
-    seed: int, days: np.ndarray, news: np.ndarray, jump: np.ndarray, shock_z: np.ndarray
+    seed: int,
+    days: np.ndarray,
+    news: np.ndarray,
+    jump: np.ndarray,
+    shock_z: np.ndarray,
+    block: tuple[int, ...] = (),
+    first_rank: int = 1,
 ) -> Chatter:
     """The chatter of a seed: ``days`` (sessions,) datetime64[D]; ``news`` (sessions, stocks)
     headline counts, ``jump`` big-move sessions and ``shock_z`` idiosyncratic returns in
     standard deviations, as :func:`ibkr_sim.market.paths.panel` draws them (none depends on
-    the edge). Deterministic per seed."""
+    the edge). Deterministic per seed; a block of generated stocks (ranks from ``first_rank``)
+    draws from its own stream, keyed by ``block`` beside the seed."""
     T, N = news.shape
-    rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM]))
-    rank = np.arange(1, N + 1, dtype=np.float64)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM, *block]))
+    rank = np.arange(first_rank, first_rank + N, dtype=np.float64)
     popularity = np.exp(rng.normal(0.0, 0.8, N))
     base_posts = 12.0 * rank**-0.8 * popularity
     base_mentions = 800.0 * rank**-0.7 * popularity**0.8

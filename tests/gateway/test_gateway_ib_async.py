@@ -443,8 +443,8 @@ def test_fill_made_elsewhere_is_pushed_to_the_client(ib, gateway):
 def test_cli_rejects_bad_arguments(tmp_path, capsys):
     from ibkr_sim.cli import main
 
-    assert main(["gateway", "--symbols", "5000", "--port", "0", "--data-dir", str(tmp_path)]) == 2
-    assert "n_stocks must be between 1 and" in capsys.readouterr().err
+    assert main(["gateway", "--symbols", "5001", "--port", "0", "--data-dir", str(tmp_path)]) == 2
+    assert "1 to 5000 stocks" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["gateway", "--pacing", "fast"])
 

@@ -23,7 +23,7 @@ from ibkr_assets.quant.evidence import (
 )
 from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.paths import panel as market_panel
-from ibkr_sim.universe import MAX_STOCKS
+from ibkr_sim.universe import LISTED_STOCKS
 
 
 def _bartlett_double_sum(x: np.ndarray, lags: int) -> float:
@@ -167,11 +167,11 @@ def world_evidence(request) -> tuple[str, pd.DataFrame]:
     """The evidence of news tone and 12-1 momentum after 250 sessions of a seeded 700-stock
     world (seed 7), measured from the market's own series, with and without edge."""
     p = market_panel(7, Edge.named(request.param))
-    close = p.close[:, :MAX_STOCKS]
-    tone = np.where(p.news_count[:, :MAX_STOCKS] > 0, p.news_tone[:, :MAX_STOCKS], np.nan)
+    close = p.close[:, :LISTED_STOCKS]
+    tone = np.where(p.news_count[:, :LISTED_STOCKS] > 0, p.news_tone[:, :LISTED_STOCKS], np.nan)
     rows = []
     first = 1000  # sessions with a year of momentum behind them
-    names = [f"S{i}" for i in range(MAX_STOCKS)]
+    names = [f"S{i}" for i in range(LISTED_STOCKS)]
     for t in range(first, first + 250):
         # known at session t's run: closes to t - 1 and news up to t - 1; return of session t
         momentum = close[t - 22] / close[t - 253] - 1

@@ -22,8 +22,8 @@ import pytest
 from ibkr_sim.market.bars import intraday_bars
 from ibkr_sim.market.calendar import schedule, session_index
 from ibkr_sim.market.edge import Edge
-from ibkr_sim.market.paths import Intraday, intraday, panel
-from ibkr_sim.universe import MAX_STOCKS, Universe
+from ibkr_sim.market.paths import Intraday, _intraday, generated_blocks, intraday, panel
+from ibkr_sim.universe import LISTED_STOCKS, Universe
 
 SEED = 7
 EDGE = Edge()
@@ -37,7 +37,7 @@ LIQUID_ADV, LIQUID_PRICE = 1e6, 20.0
 def _liquid(j: int) -> np.ndarray:
     p = panel(SEED, EDGE)
     return np.flatnonzero(
-        (p.adv[:MAX_STOCKS] > LIQUID_ADV) & (p.close[j - 1, :MAX_STOCKS] > LIQUID_PRICE)
+        (p.adv[:LISTED_STOCKS] > LIQUID_ADV) & (p.close[j - 1, :LISTED_STOCKS] > LIQUID_PRICE)
     )
 
 
@@ -99,7 +99,7 @@ def test_last_hour_five_minute_bars_move() -> None:
     """AAPL's five-minute bars of the last hour all have a range (the issue found four flat ones);
     across liquid names, under 1 % of them are flat."""
     j = session_index(SESSION)
-    aapl = next(k for k, s in enumerate(Universe(SEED, MAX_STOCKS).stocks) if s.symbol == "AAPL")
+    aapl = next(k for k, s in enumerate(Universe(SEED, LISTED_STOCKS).stocks) if s.symbol == "AAPL")
     bars = intraday_bars(SEED, EDGE, aapl, SESSION, 5).iloc[-12:]
     assert len(bars) == 12
     assert (bars["high"] > bars["low"]).all(), bars
@@ -127,7 +127,7 @@ def test_volume_is_u_shaped_with_an_opening_burst() -> None:
     first five minutes most of all."""
     j = session_index(SESSION)
     day = intraday(SEED, EDGE, j)
-    per_minute = np.diff(day.cum_volume[:MAX_STOCKS], axis=1).sum(axis=0)
+    per_minute = np.diff(day.cum_volume[:LISTED_STOCKS], axis=1).sum(axis=0)
     assert (per_minute > 0).all()
     midday = per_minute[165:225].mean()
     first, last = per_minute[:30].mean(), per_minute[-30:].mean()
@@ -139,7 +139,7 @@ def test_deterministic_per_seed_edge_and_session() -> None:
     """A rebuilt session equals the cached one; the next session draws another path."""
     j = session_index(SESSION)
     cached: Intraday = intraday(SEED, EDGE, j)
-    again: Intraday = intraday.__wrapped__(SEED, EDGE, j)
+    again: Intraday = _intraday.__wrapped__(SEED, EDGE, j, generated_blocks())
     for field in ("path", "run_high", "run_low", "cum_volume"):
         np.testing.assert_array_equal(getattr(again, field), getattr(cached, field))
     nxt = intraday(SEED, EDGE, j + 1)

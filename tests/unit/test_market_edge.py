@@ -26,7 +26,7 @@ from ibkr_sim.market.calendar import schedule
 from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.fundamentals import statements
 from ibkr_sim.market.paths import panel
-from ibkr_sim.universe import MAX_STOCKS
+from ibkr_sim.universe import LISTED_STOCKS
 
 SEED = 7
 #: the band the defaults are sized for (Edge's docstring: published daily ICs)
@@ -55,7 +55,7 @@ def _fscore() -> np.ndarray:
     reports are in (the last session of February, May, August and November), held until the
     next."""
     st = statements(SEED)
-    n, k = MAX_STOCKS, len(st.period_end)
+    n, k = LISTED_STOCKS, len(st.period_end)
     names = np.arange(n).astype(str)
     frame = pd.DataFrame(
         {
@@ -83,10 +83,10 @@ def fscore() -> np.ndarray:
 def _ics(edge: Edge, fscore: np.ndarray) -> dict[str, np.ndarray]:
     """Daily ICs of news tone, F-score and 12-1 momentum against the next session's return."""
     p = panel(SEED, edge)
-    log_close = np.log(p.close[:, :MAX_STOCKS])
+    log_close = np.log(p.close[:, :LISTED_STOCKS])
     nxt = np.full_like(log_close, np.nan)
     nxt[:-1] = np.diff(log_close, axis=0)  # row t: the return of session t + 1
-    tone = np.where(p.news_count[:, :MAX_STOCKS] > 0, p.news_tone[:, :MAX_STOCKS], np.nan)
+    tone = np.where(p.news_count[:, :LISTED_STOCKS] > 0, p.news_tone[:, :LISTED_STOCKS], np.nan)
     momentum = np.full_like(log_close, np.nan)
     momentum[252:] = log_close[231:-21] - log_close[:-252]  # sessions t-252 .. t-21
     return {

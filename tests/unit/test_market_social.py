@@ -23,7 +23,7 @@ from ibkr_sim.market import SimMarket
 from ibkr_sim.market.calendar import schedule, session_slice
 from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.paths import panel
-from ibkr_sim.universe import MAX_STOCKS
+from ibkr_sim.universe import LISTED_STOCKS
 from tests.unit.test_market_edge import NONE_SE
 
 SEED = 7
@@ -74,7 +74,7 @@ def _evidence_ics(edge: Edge, scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
     (:func:`~ibkr_assets.quant.alpha.signal_matrix`, prescaled) and ranked by
     :func:`~ibkr_assets.quant.evidence.rank_ic`; the first 100 sessions (no scores yet) left
     out."""
-    log_close = np.log(panel(SEED, edge).close[:, :MAX_STOCKS])
+    log_close = np.log(panel(SEED, edge).close[:, :LISTED_STOCKS])
     nxt = np.full_like(log_close, np.nan)
     nxt[:-1] = np.diff(log_close, axis=0)  # row t: the return of session t + 1
     symbols = scores["social_spike_z"].columns
