@@ -14,13 +14,13 @@ cached bars are read once, only the missing sessions are requested, and those ar
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import date, datetime
 from itertools import pairwise
 from typing import TypeVar
 
+import numpy as np
 import pandas as pd
 
 from ibkr_assets.assets.catalog import Table
@@ -32,13 +32,7 @@ from ibkr_assets.broker.errors import (
     InvalidRequest,
     NotConnected,
 )
-from ibkr_assets.broker.models import (
-    MARKET_DATA_TYPE_NAMES,
-    Bar,
-    Contract,
-    NewsHeadline,
-    Quote,
-)
+from ibkr_assets.broker.models import MARKET_DATA_TYPE_NAMES, Contract, Quote
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.resources.storage import StorageResource
 from ibkr_spec.errors import COULD_NOT_CONNECT
@@ -213,6 +207,11 @@ def fetch_each(
     return results, {s: str(e) for s, _, e in outcomes if e is not None}  # type: ignore[return-value]
 
 
+def _empty(table: Table) -> pd.DataFrame:
+    """A frame of ``table``'s columns and dtypes without rows."""
+    return pd.DataFrame(columns=table.names).astype(table.dtypes)
+
+
 def universe_contracts(universe: pd.DataFrame) -> list[Contract]:
     """The contracts of a :data:`UNIVERSE` frame's rows."""
     return [
@@ -341,19 +340,30 @@ def quote_frame(
 # -- daily bars (incremental) -----------------------------------------------------------------
 
 
-def _bar_rows(symbol: str, bars: Sequence[Bar], keep: Callable[[date], bool]) -> list[tuple]:
-    """``symbol``'s bars of the sessions ``keep`` accepts, as :data:`BARS` rows."""
-    return [
-        (symbol, day, b.open, b.high, b.low, b.close, b.volume)
-        for b in bars
-        if keep(day := b.session or b.time.date())
-    ]
+def bars_frame(symbol: str, frame: pd.DataFrame, before: date) -> pd.DataFrame:
+    """``symbol``'s bars (a bar frame, ``Broker.history_frame``) of the sessions before
+    ``before`` (:data:`BARS`)."""
+    day = _bar_days(frame)
+    keep = (day < pd.Timestamp(before)).to_numpy()
+    return _bars_table(symbol, frame.loc[keep], day[keep])
 
 
-def bars_frame(symbol: str, bars: Sequence[Bar], before: date) -> pd.DataFrame:
-    """``symbol``'s bars of the sessions before ``before`` (:data:`BARS`)."""
-    rows = _bar_rows(symbol, bars, lambda day: day < before)
-    return pd.DataFrame(rows, columns=BARS.names).astype(BARS.dtypes)
+def _bar_days(frame: pd.DataFrame) -> pd.Series:
+    """Each bar's session (its UTC date where the frame has none), datetime64[ns]."""
+    utc_day = frame["time"].dt.tz_convert(None).dt.normalize()
+    return frame["session"].fillna(utc_day).astype("datetime64[ns]")
+
+
+def _bars_table(symbol: str | np.ndarray, frame: pd.DataFrame, day: pd.Series) -> pd.DataFrame:
+    """A bar frame's rows as :data:`BARS` rows of ``symbol`` (one, or one a row), sessions
+    ``day``."""
+    symbols = np.full(len(frame), symbol, dtype=object) if isinstance(symbol, str) else symbol
+    table = {
+        "symbol": symbols,
+        "session": day.to_numpy(),
+        **{c: frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")},
+    }
+    return pd.DataFrame(table, columns=BARS.names).astype(BARS.dtypes)
 
 
 def cached_bars(
@@ -372,27 +382,39 @@ def cached_bars(
     request failed (with the error) and the number of history requests."""
     symbols = [c.symbol for c in contracts]
     cached = storage.cached_bars(symbols, needed[0], needed[-1]).astype(BARS.dtypes)
-    present = set(zip(cached["symbol"].astype(str), cached["session"].dt.date, strict=True))
-    missing: dict[str, list[date]] = {}
+    wanted = pd.DatetimeIndex(sorted(set(needed))).as_unit("ns")
+    have = cached.groupby(cached["symbol"].astype(str), sort=False)["session"]
+    present = {symbol: pd.DatetimeIndex(days) for symbol, days in have}
+    missing: dict[str, pd.DatetimeIndex] = {}
     for symbol in symbols:
-        lacking = sorted({day for day in needed if (symbol, day) not in present})
-        if lacking:
+        lacking = wanted.difference(present[symbol]) if symbol in present else wanted
+        if len(lacking):
             missing[symbol] = lacking
-    to_fetch = [c for c in contracts if missing.get(c.symbol)]
+    to_fetch = [c for c in contracts if c.symbol in missing]
+    before = pd.Timestamp(session)
 
-    def new_bars(got: Mapping[str, Sequence[Bar]]) -> pd.DataFrame:
-        """The bars of ``got`` (symbol -> IB's bars) of the sessions the cache lacks (all
-        before ``session``), in one frame."""
-        rows = []
-        for symbol, bars in got.items():
-            lacking = {day for day in missing[symbol] if day < session}
-            rows += _bar_rows(symbol, bars, lacking.__contains__)
-        return pd.DataFrame(rows, columns=BARS.names).astype(BARS.dtypes)
+    def new_bars(got: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+        """The bars of ``got`` (symbol -> IB's bar frame) of the sessions the cache lacks (all
+        before ``session``), in one frame (concatenated once: a replay reads 700 symbols)."""
+        if not got:
+            return _empty(BARS)
+        frame = pd.concat(list(got.values()), ignore_index=True)
+        day = _bar_days(frame).to_numpy()
+        keep = day < before.to_datetime64()
+        lengths = [len(f) for f in got.values()]
+        for symbol, end, n in zip(got, np.cumsum(lengths).tolist(), lengths, strict=True):
+            rows = slice(end - n, end)
+            keep[rows] &= np.isin(day[rows], missing[symbol].to_numpy())
+        symbols = np.repeat(np.array(list(got), dtype=object), lengths)
+        return _bars_table(symbols[keep], frame.loc[keep], pd.Series(day[keep]))
 
     # bars fetched before a lost connection are cached all the same: the retry asks for the rest
     results, failed = fetch_each(
-        lambda c: broker.history(
-            c, duration=ib_duration(missing[c.symbol][0], at), bar_size="1 day", end=at
+        lambda c: broker.history_frame(
+            c,
+            duration=ib_duration(missing[c.symbol][0].date(), at),
+            bar_size="1 day",
+            end=at,
         ),
         to_fetch,
         workers,
@@ -411,27 +433,29 @@ def cached_bars(
 
 def news_between(
     broker: Broker, contract: Contract, start: datetime, end: datetime
-) -> list[NewsHeadline]:
-    """Every headline about ``contract`` with ``start <= time < end``, newest first, in as few
-    requests as IB's cap allows: IB answers a news request with its newest
-    :data:`IB_MAX_NEWS` headlines, so a full answer is followed by a request ending at the
-    oldest headline it held (the headlines of that instant come again and are kept once)."""
-    found: dict[tuple[str, str], NewsHeadline] = {}
+) -> pd.DataFrame:
+    """Every headline about ``contract`` with ``start <= time < end`` (a headline frame,
+    ``Broker.news_frame``), newest first, in as few requests as IB's cap allows: IB answers a
+    news request with its newest :data:`IB_MAX_NEWS` headlines, so a full answer is followed by
+    a request ending at the oldest headline it held (the headlines of that instant come again
+    and are kept once)."""
+    pages = []
     stop = end
+    low, high = pd.Timestamp(start), pd.Timestamp(end)
     while True:
-        page = broker.news(contract, start=start, end=stop, limit=IB_MAX_NEWS)
-        for h in page:
-            if start <= h.time < end:
-                found.setdefault((h.provider_code, h.article_id), h)
+        page = broker.news_frame(contract, start=start, end=stop, limit=IB_MAX_NEWS)
+        pages.append(page.loc[((page["time"] >= low) & (page["time"] < high)).to_numpy()])
         if len(page) < IB_MAX_NEWS:
-            return list(found.values())
-        oldest = min(h.time for h in page)
-        if oldest >= stop:
+            break
+        oldest = page["time"].min()
+        if oldest >= pd.Timestamp(stop):
             raise InvalidRequest(
                 f"{contract.symbol} has more than {IB_MAX_NEWS} headlines at {oldest}: IB "
                 "cannot be asked for the older ones; ask for a shorter span"
             )
-        stop = oldest
+        stop = oldest.to_pydatetime()
+    found = pages[0] if len(pages) == 1 else pd.concat(pages, ignore_index=True)
+    return found.drop_duplicates(["provider_code", "article_id"]).reset_index(drop=True)
 
 
 def headline_frame(
@@ -453,23 +477,21 @@ def headline_frame(
             runs[-1] = (runs[-1][0], end)
         else:
             runs.append((start, end))
-    starts = [start for start, _ in spans]
+    starts = pd.DatetimeIndex([pd.Timestamp(start) for start, _ in spans]).as_unit("ns").asi8
 
-    def span_by_span(contract: Contract) -> list[NewsHeadline]:
-        found = [h for start, end in runs for h in news_between(broker, contract, start, end)]
+    def span_by_span(contract: Contract) -> pd.DataFrame:
+        parts = [news_between(broker, contract, start, end) for start, end in runs]
+        found = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         # each headline's span: the last one starting at or before it (sorted stably)
-        span = [bisect_right(starts, h.time) - 1 for h in found]
-        return [h for _, h in sorted(zip(span, found, strict=True), key=lambda pair: pair[0])]
+        times = pd.DatetimeIndex(found["time"]).as_unit("ns").asi8
+        span = np.searchsorted(starts, times, side="right") - 1
+        return found.take(np.argsort(span, kind="stable"))
 
     results, failed = fetch_each(span_by_span, contracts, workers)
-    rows = [
-        (symbol, h.time, h.headline, h.provider_code, h.article_id)
-        for symbol, items in results.items()
-        for h in items
-    ]
-    frame = pd.DataFrame(rows, columns=HEADLINES.names)
-    frame = frame.assign(time=pd.to_datetime(frame["time"], utc=True)).astype(HEADLINES.dtypes)
-    return frame, failed
+    parts = [found.assign(symbol=symbol) for symbol, found in results.items() if len(found)]
+    frame = pd.concat(parts, ignore_index=True) if parts else _empty(HEADLINES)
+    frame = frame.assign(time=pd.to_datetime(frame["time"], utc=True))
+    return frame[HEADLINES.names].astype(HEADLINES.dtypes), failed
 
 
 def macro_history(
@@ -481,7 +503,7 @@ def macro_history(
     for column, (symbol, sec_type, currency, what, scale) in MACRO_INSTRUMENTS.items():
         try:
             contract = broker.resolve(symbol, sec_type=sec_type, currency=currency)
-            bars = broker.history(
+            bars = broker.history_frame(
                 contract,
                 duration=ib_duration(first, at),
                 bar_size="1 day",

@@ -22,9 +22,12 @@ accepts and refuses the same requests with the same message.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Literal, cast, get_args
 
+import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from ibkr_assets.broker.errors import InvalidOrder, InvalidRequest
@@ -184,6 +187,65 @@ def bars_as_of(bars: list[Bar], at: datetime) -> list[Bar]:
     if bars and bars[-1].time > at:
         return [*bars[:-1], bars[-1].model_copy(update={"time": at})]
     return bars
+
+
+#: The columns of a bar frame (:func:`frame_of_bars`, ``Broker.history_frame``): a
+#: :class:`Bar`'s fields ``time`` (datetime64[ns, UTC]), ``open``, ``high``, ``low``, ``close``
+#: (float64, the instrument's currency per unit), ``volume`` (float64 shares; -1 for
+#: MIDPOINT/BID/ASK) and ``session`` (datetime64[ns], the session's date; NaT for intraday bars).
+BAR_COLUMNS = ("time", "open", "high", "low", "close", "volume", "session")
+#: The columns of a headline frame (:func:`frame_of_headlines`, ``Broker.news_frame``):
+#: ``time`` (datetime64[ns, UTC]), ``provider_code``, ``article_id`` and ``headline`` (string).
+HEADLINE_COLUMNS = ("time", "provider_code", "article_id", "headline")
+
+
+def bar_frame(
+    time: Any,
+    prices: Sequence[Any],
+    volume: Any,
+    session: Any,
+) -> pd.DataFrame:
+    """A bar frame (:data:`BAR_COLUMNS`) from its columns: ``time`` (UTC instants, anything
+    ``pd.DatetimeIndex`` reads), ``prices`` (open, high, low, close), ``volume`` and
+    ``session`` (dates, None for intraday bars)."""
+    times = pd.DatetimeIndex(time)
+    times = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
+    frame = {
+        "time": times.as_unit("ns"),
+        **{
+            name: np.asarray(values, dtype=np.float64)
+            for name, values in zip(("open", "high", "low", "close"), prices, strict=True)
+        },
+        "volume": np.asarray(volume, dtype=np.float64),
+        "session": pd.DatetimeIndex(pd.to_datetime(session)).as_unit("ns"),
+    }
+    return pd.DataFrame(frame, columns=list(BAR_COLUMNS))
+
+
+def frame_of_bars(bars: Sequence[Bar]) -> pd.DataFrame:
+    """:class:`Bar` objects as a bar frame (:data:`BAR_COLUMNS`), in their order: what a
+    backend whose requests return bars answers ``Broker.history_frame`` with."""
+    return bar_frame(
+        [b.time for b in bars],
+        [[getattr(b, name) for b in bars] for name in ("open", "high", "low", "close")],
+        [b.volume for b in bars],
+        [b.session for b in bars],
+    )
+
+
+def frame_of_headlines(items: Sequence[NewsHeadline]) -> pd.DataFrame:
+    """:class:`NewsHeadline` objects as a headline frame (:data:`HEADLINE_COLUMNS`), in their
+    order: what a backend whose requests return headlines answers ``Broker.news_frame`` with."""
+    times = pd.DatetimeIndex([h.time for h in items], dtype="datetime64[ns, UTC]")
+    return pd.DataFrame(
+        {
+            "time": times,
+            **{
+                name: pd.array([getattr(h, name) for h in items], dtype="string")
+                for name in HEADLINE_COLUMNS[1:]
+            },
+        }
+    )
 
 
 class DepthLevel(_Model):

@@ -3,8 +3,9 @@
 Backends: ``sim`` (in-process simulator), ``tws`` (ib_async against TWS / IB Gateway or the
 simulated gateway), ``webapi`` (Client Portal Web API). All methods are synchronous and safe to
 call from several threads; async callers (the MCP server) run them in a worker thread. Every
-method returns the models of :mod:`ibkr_assets.broker.models` and raises only the errors of
-:mod:`ibkr_assets.broker.errors`.
+method returns the models of :mod:`ibkr_assets.broker.models` (the two ``*_frame`` calls: the same
+data as a DataFrame, for a pipeline reading hundreds of thousands of bars or headlines) and raises
+only the errors of :mod:`ibkr_assets.broker.errors`.
 
 ``account_id=None`` always means the primary account.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
+
+import pandas as pd
 
 from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.broker.models import (
@@ -154,6 +157,21 @@ class Broker(Protocol):
         bar sizes ("1 min", "1 hour", "1 day"). Raises InvalidRequest for a bad spec."""
         ...
 
+    def history_frame(
+        self,
+        contract: Contract,
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> pd.DataFrame:
+        """:meth:`history`'s bars as one frame, oldest first (columns
+        :data:`~ibkr_assets.broker.models.BAR_COLUMNS`), the same request and errors: the sim
+        backend builds it from its arrays, the others convert :meth:`history`'s bars
+        (:func:`~ibkr_assets.broker.models.frame_of_bars`)."""
+        ...
+
     def depth(self, contract: Contract, rows: int = 5) -> OrderBook:
         """Level-2 order book, ``rows`` levels a side."""
         ...
@@ -166,6 +184,19 @@ class Broker(Protocol):
         limit: int = 50,
     ) -> list[NewsHeadline]:
         """Headlines for an instrument between ``start`` and ``end``, newest first."""
+        ...
+
+    def news_frame(
+        self,
+        contract: Contract,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+    ) -> pd.DataFrame:
+        """:meth:`news`'s headlines as one frame, newest first (columns
+        :data:`~ibkr_assets.broker.models.HEADLINE_COLUMNS`), the same request and errors: the
+        sim backend builds it from its arrays, the others convert :meth:`news`'s headlines
+        (:func:`~ibkr_assets.broker.models.frame_of_headlines`)."""
         ...
 
     # -- trading -----------------------------------------------------------------------------

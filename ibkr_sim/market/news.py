@@ -16,6 +16,7 @@ draws are numpy's without building a generator per headline (:mod:`ibkr_sim.mark
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
@@ -118,6 +119,35 @@ def _headline_text(rng: KeyedDraws, inst: Instrument, tone: float, strong: bool)
     )
 
 
+@dataclass(frozen=True)
+class NewsColumns:
+    """Headlines of one stock as columns, oldest first: what :func:`news_columns` returns
+    (a frame-building caller reads these; :func:`headlines` makes :class:`Headline` objects)."""
+
+    time_ns: np.ndarray  # int64, UTC nanoseconds
+    provider_code: np.ndarray  # object (str)
+    article_id: np.ndarray  # object (str)
+    headline: np.ndarray  # object (str)
+    tone: np.ndarray  # float64, -1 (very negative) .. 1 (very positive), 4 decimals
+    conid: int
+    symbol: str
+
+    def __len__(self) -> int:
+        return len(self.time_ns)
+
+    def take(self, rows: np.ndarray) -> NewsColumns:
+        """The headlines at positions ``rows`` (indices or a boolean mask), in that order."""
+        return NewsColumns(
+            self.time_ns[rows],
+            self.provider_code[rows],
+            self.article_id[rows],
+            self.headline[rows],
+            self.tone[rows],
+            self.conid,
+            self.symbol,
+        )
+
+
 def headlines(
     seed: int, edge: Edge, inst: Instrument, col: int | None, start: datetime, end: datetime
 ) -> list[Headline]:
@@ -125,26 +155,68 @@ def headlines(
 
     ``col`` is the instrument's panel column (None for a contract outside the panel).
     """
+    found = news_columns(seed, edge, inst, col, start, end)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return [
+        Headline(
+            time=epoch + timedelta(microseconds=t // 1000),
+            provider_code=p,
+            article_id=a,
+            headline=h,
+            conid=found.conid,
+            symbol=found.symbol,
+            tone=tone,
+        )
+        for t, p, a, h, tone in zip(
+            found.time_ns.tolist(),
+            found.provider_code.tolist(),
+            found.article_id.tolist(),
+            found.headline.tolist(),
+            found.tone.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def news_columns(
+    seed: int, edge: Edge, inst: Instrument, col: int | None, start: datetime, end: datetime
+) -> NewsColumns:
+    """:func:`headlines` as columns: the headlines with ``start <= time <= end``, oldest first
+    (none for anything but a stock, or for ``col`` None: a contract outside the panel)."""
     start_ns, end_ns = to_ns(start), to_ns(end)
     if col is None or inst.sec_type != "STK" or inst.is_etf or end_ns < start_ns:
-        return []
+        none = np.zeros(0, dtype=object)
+        return NewsColumns(
+            np.zeros(0, np.int64), none, none, none, np.zeros(0), inst.conid, inst.symbol
+        )
     p = panel(seed, edge)
     days = schedule()[0]
     lo = int(np.searchsorted(days, np.datetime64(start.astimezone(NEW_YORK).date(), "D")))
     hi = int(np.searchsorted(days, np.datetime64(end.astimezone(NEW_YORK).date(), "D"), "right"))
     sessions = np.flatnonzero(p.news_count[lo:hi, col]) + lo
     found = _session_headlines(seed, edge, inst, col, sessions)
-    return [h for h in found if start <= h.time <= end]
+    return found.take((found.time_ns >= start_ns) & (found.time_ns <= end_ns))
 
 
 #: New York minute of the open: a jump's news comes then (less ``Edge.jump_news_lead``)
 _OPEN_MINUTE = 9 * 60 + 30
 _LAST_MINUTE = 20 * 60  # the day's last headline minute
+_MINUTE_NS = 60_000_000_000
+
+
+@functools.cache
+def _noon_ns() -> np.ndarray:
+    """Each session's 12:00 New York in UTC nanoseconds: the day's UTC offset at noon holds
+    from 06:00 to 20:00 (clocks change at 02:00), when headlines come."""
+    return np.array(
+        [to_ns(datetime.combine(d, time(12), NEW_YORK)) for d in schedule()[0].tolist()],
+        dtype=np.int64,
+    )
 
 
 def _session_headlines(
     seed: int, edge: Edge, inst: Instrument, col: int, sessions: np.ndarray
-) -> list[Headline]:
+) -> NewsColumns:
     """The headlines of the panel rows ``sessions`` (ascending), oldest first: each session's
     ``news_count`` headlines, the k-th drawn from its own generator keyed (seed, 77, col,
     session, k), so a headline is the same whichever span it is asked in."""
@@ -155,34 +227,40 @@ def _session_headlines(
     states = pcg64_states([seed, 77], np.column_stack([np.full(len(rows), col), rows, ks]))
     rng = KeyedDraws()
     first = _OPEN_MINUTE - edge.jump_news_lead
-    out: list[Headline] = []
-    for t, count in zip(sessions.tolist(), counts.tolist(), strict=True):
-        # the day's UTC offset at noon holds from 06:00 to 20:00 (clocks change at 02:00)
-        noon = datetime.combine(schedule()[0][t].item(), time(12), NEW_YORK).astimezone(UTC)
-        base_tone, jumped = float(p.news_tone[t, col]), bool(p.jump[t, col])
-        session = []
-        for k in range(count):
-            rng.start(states[len(out) + k])
-            if jumped and k == 0:  # the big move is reported as the price makes it
-                minute = first + rng.integers(0, 15)
-            elif jumped:  # later stories of the move, never before it
-                minute = first + rng.integers(0, _LAST_MINUTE - first)
-            else:
-                minute = 6 * 60 + rng.integers(0, 14 * 60)
-            tone = min(max(base_tone + 0.15 * rng.standard_normal(), -1.0), 1.0)
-            strong = (jumped and k == 0) or (abs(base_tone) > 0.9 and rng.random() < 0.3)
-            provider = NEWS_PROVIDERS[rng.integers(len(NEWS_PROVIDERS))][0]
-            article = f"{provider}${stable_int(seed, inst.conid, t, k) % 2**32:08x}"
-            session.append(
-                Headline(
-                    time=noon + timedelta(minutes=minute - 12 * 60),
-                    provider_code=provider,
-                    article_id=article,
-                    headline=_headline_text(rng, inst, tone, strong),
-                    conid=inst.conid,
-                    symbol=inst.symbol,
-                    tone=round(tone, 4),
-                )
-            )
-        out.extend(sorted(session, key=lambda h: h.time))
-    return out
+    n = len(rows)
+    minutes = np.empty(n, np.int64)
+    tones = np.empty(n, np.float64)
+    providers: list[str] = []
+    articles: list[str] = []
+    texts: list[str] = []
+    base_tones = p.news_tone[rows, col].astype(np.float64).tolist()
+    jumped_rows = p.jump[rows, col].tolist()
+    for i, (t, k, base_tone, jumped) in enumerate(
+        zip(rows.tolist(), ks.tolist(), base_tones, jumped_rows, strict=True)
+    ):
+        rng.start(states[i])
+        if jumped and k == 0:  # the big move is reported as the price makes it
+            minute = first + rng.integers(0, 15)
+        elif jumped:  # later stories of the move, never before it
+            minute = first + rng.integers(0, _LAST_MINUTE - first)
+        else:
+            minute = 6 * 60 + rng.integers(0, 14 * 60)
+        tone = min(max(base_tone + 0.15 * rng.standard_normal(), -1.0), 1.0)
+        strong = (jumped and k == 0) or (abs(base_tone) > 0.9 and rng.random() < 0.3)
+        provider = NEWS_PROVIDERS[rng.integers(len(NEWS_PROVIDERS))][0]
+        minutes[i] = minute
+        tones[i] = round(tone, 4)
+        providers.append(provider)
+        articles.append(f"{provider}${stable_int(seed, inst.conid, t, k) % 2**32:08x}")
+        texts.append(_headline_text(rng, inst, tone, strong))
+    time_ns = _noon_ns()[rows] + (minutes - 12 * 60) * _MINUTE_NS
+    order = np.lexsort((time_ns, rows))  # each session's by time (stable: ties keep k's order)
+    return NewsColumns(
+        time_ns[order],
+        np.array(providers, dtype=object).reshape(n)[order],
+        np.array(articles, dtype=object).reshape(n)[order],
+        np.array(texts, dtype=object).reshape(n)[order],
+        tones[order],
+        inst.conid,
+        inst.symbol,
+    )

@@ -231,6 +231,11 @@ class SimMarket:
         inst = self._instrument(conid)
         return news.headlines(self.seed, self.edge, inst, self._cols.get(conid), start, end)
 
+    def news_columns(self, conid: int, start: datetime, end: datetime) -> news.NewsColumns:
+        """:meth:`news` as columns (:class:`~ibkr_sim.market.news.NewsColumns`), oldest first."""
+        inst = self._instrument(conid)
+        return news.news_columns(self.seed, self.edge, inst, self._cols.get(conid), start, end)
+
     # -- social chatter ---------------------------------------------------------------------
     def social_chatter(self, conid: int, start: date, end: date) -> pd.DataFrame:
         """A stock's social chatter of the sessions in [start, end] (:mod:`.social`): columns

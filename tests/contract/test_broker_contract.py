@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 
 from ibkr_assets.broker import Broker
@@ -15,7 +16,14 @@ from ibkr_assets.broker.errors import (
     NotSupported,
     OrderNotFound,
 )
-from ibkr_assets.broker.models import Order, ScanFilter
+from ibkr_assets.broker.models import (
+    BAR_COLUMNS,
+    HEADLINE_COLUMNS,
+    Order,
+    ScanFilter,
+    frame_of_bars,
+    frame_of_headlines,
+)
 from ibkr_sim.universe import Universe
 
 # -- reference -------------------------------------------------------------------------------
@@ -101,6 +109,27 @@ def test_history_rejects_a_bad_bar_size(broker: Broker) -> None:
     assert "7 parsecs" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("duration", "bar_size", "what_to_show"),
+    [("1 Y", "1 day", "TRADES"), ("1 M", "1 day", "MIDPOINT"), ("1 D", "5 mins", "TRADES")],
+)
+def test_history_frame_is_history_as_one_frame(
+    broker: Broker, duration: str, bar_size: str, what_to_show: str
+) -> None:
+    """The column-wise call the pipeline reads bars with holds the bars of ``history``, in
+    order (the sim backend builds it from its arrays, the others convert the bars)."""
+    aapl = broker.resolve("AAPL")
+    end = broker.now()
+    frame = broker.history_frame(aapl, duration, bar_size, what_to_show, end=end)
+    bars = broker.history(aapl, duration, bar_size, what_to_show, end=end)
+    assert list(frame.columns) == list(BAR_COLUMNS) and len(frame) == len(bars) > 0
+    pd.testing.assert_frame_equal(frame, frame_of_bars(bars))
+    daily = bar_size == "1 day"
+    assert frame["session"].notna().all() if daily else frame["session"].isna().all()
+    with pytest.raises(InvalidRequest, match="7 parsecs"):
+        broker.history_frame(aapl, duration="1 Y", bar_size="7 parsecs")
+
+
 def test_depth(broker: Broker) -> None:
     if broker.name == "webapi":  # IBKR's Web API streams the book on its websocket only
         with pytest.raises(NotSupported, match="IBKR_BACKEND=tws"):
@@ -124,11 +153,19 @@ def test_news_headlines(broker: Broker) -> None:
     if broker.name == "webapi":  # IBKR's Web API has no historical-news endpoint
         with pytest.raises(NotSupported, match="IBKR_BACKEND=tws"):
             broker.news(aapl, start=end - timedelta(days=30), end=end)
+        with pytest.raises(NotSupported, match="IBKR_BACKEND=tws"):
+            broker.news_frame(aapl, start=end - timedelta(days=30), end=end)
         return
     news = broker.news(aapl, start=end - timedelta(days=30), end=end)
     assert news, "a month of news has headlines"
     assert all(h.time <= end for h in news)
     assert [h.time for h in news] == sorted((h.time for h in news), reverse=True)
+    # the column-wise call: the same headlines, newest first, within the limit
+    for limit in (300, 5):
+        frame = broker.news_frame(aapl, start=end - timedelta(days=30), end=end, limit=limit)
+        expected = broker.news(aapl, start=end - timedelta(days=30), end=end, limit=limit)
+        assert list(frame.columns) == list(HEADLINE_COLUMNS) and len(frame) <= limit
+        pd.testing.assert_frame_equal(frame, frame_of_headlines(expected))
 
 
 # -- accounts --------------------------------------------------------------------------------

@@ -259,11 +259,11 @@ class _DropsAt:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.broker, name)
 
-    def history(self, *args: Any, **kwargs: Any) -> Any:
+    def history_frame(self, *args: Any, **kwargs: Any) -> Any:
         self.requests += 1
         if self.requests >= self.nth:
             raise NotConnected("connection to IB lost: [Errno 32] Broken pipe")
-        return self.broker.history(*args, **kwargs)
+        return self.broker.history_frame(*args, **kwargs)
 
 
 @pytest.mark.parametrize("workers", [1, 3])

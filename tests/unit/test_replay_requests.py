@@ -12,7 +12,7 @@ import pytest
 
 from ibkr_assets.assets.market_data import IB_MAX_NEWS, headline_frame, news_between
 from ibkr_assets.broker.errors import BrokerError, InvalidRequest
-from ibkr_assets.broker.models import Contract, NewsHeadline
+from ibkr_assets.broker.models import Contract, NewsHeadline, frame_of_headlines
 from ibkr_assets.broker.sim.backend import SimBroker, shared_market
 from ibkr_sim.exchange import PaperExchange
 
@@ -26,10 +26,12 @@ class _Counting:
     def __init__(self, broker: SimBroker) -> None:
         self.broker, self.requests = broker, 0
 
-    def news(self, contract: Contract, start: datetime, end: datetime, limit: int) -> list:
+    def news_frame(
+        self, contract: Contract, start: datetime, end: datetime, limit: int
+    ) -> pd.DataFrame:
         self.requests += 1
         assert limit <= IB_MAX_NEWS
-        return self.broker.news(contract, start=start, end=end, limit=limit)
+        return self.broker.news_frame(contract, start=start, end=end, limit=limit)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +78,10 @@ def test_news_between_refuses_a_full_page_at_one_instant() -> None:
     ]
 
     class Flood:
-        def news(self, contract: Contract, start: datetime, end: datetime, limit: int) -> list:
-            return same[:limit]
+        def news_frame(
+            self, contract: Contract, start: datetime, end: datetime, limit: int
+        ) -> pd.DataFrame:
+            return frame_of_headlines(same[:limit])
 
     with pytest.raises(InvalidRequest, match="more than 300 headlines at"):
         news_between(

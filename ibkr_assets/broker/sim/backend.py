@@ -11,15 +11,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import get_args
 
+import numpy as np
+import pandas as pd
+
 from ibkr_assets.broker import models
 from ibkr_assets.broker.batch import details_each, resolve_each
 from ibkr_assets.broker.errors import AccountNotFound, BrokerError, InvalidRequest, NotConnected
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.sim.convert import (
+    bar_frame_as_of,
     bars,
     copied,
     copied_all,
+    headline_frame_of,
     ib_errors,
     to_alert,
     to_contract,
@@ -296,6 +301,31 @@ class SimBroker:
         end: datetime | None = None,
         use_rth: bool = True,
     ) -> list[models.Bar]:
+        frame, daily, end = self._history(contract, duration, bar_size, what_to_show, end)
+        return models.bars_as_of(bars(frame, what_to_show, daily), end)
+
+    def history_frame(
+        self,
+        contract: models.Contract,
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> pd.DataFrame:
+        frame, daily, end = self._history(contract, duration, bar_size, what_to_show, end)
+        return bar_frame_as_of(frame, what_to_show, daily, end)
+
+    def _history(
+        self,
+        contract: models.Contract,
+        duration: str,
+        bar_size: str,
+        what_to_show: str,
+        end: datetime | None,
+    ) -> tuple[pd.DataFrame, bool, datetime]:
+        """The simulator's OHLCV frame (index: bar time, UTC) a history request asks for,
+        whether its bars are daily (or longer), and the request's end."""
         self._check_open()
         inst = self._instrument(contract)
         end = min(end or self.now(), self.now())
@@ -308,7 +338,7 @@ class SimBroker:
                 frame = self.market.history(
                     inst.conid, start=start, end=end, bar_size=size, what_to_show=what_to_show
                 )
-        return models.bars_as_of(bars(frame, what_to_show, size.is_daily), end)
+        return frame, size.is_daily, end
 
     def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
         self._check_open()
@@ -336,14 +366,41 @@ class SimBroker:
         end: datetime | None = None,
         limit: int = 50,
     ) -> list[models.NewsHeadline]:
+        found = self._news(contract, start, end, limit)
+        return [
+            models.NewsHeadline(
+                time=t.to_pydatetime(),
+                provider_code=p,
+                article_id=a,
+                headline=h,
+                conid=contract.conid,
+                symbol=contract.symbol,
+            )
+            for t, p, a, h in zip(*(found[c] for c in models.HEADLINE_COLUMNS), strict=True)
+        ]
+
+    def news_frame(
+        self,
+        contract: models.Contract,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+    ) -> pd.DataFrame:
+        return self._news(contract, start, end, limit)
+
+    def _news(
+        self, contract: models.Contract, start: datetime | None, end: datetime | None, limit: int
+    ) -> pd.DataFrame:
+        """The newest ``limit`` headlines of a news request, newest first, as a headline frame
+        (:data:`~ibkr_assets.broker.models.HEADLINE_COLUMNS`)."""
         self._check_open()
         inst = self._instrument(contract)
         end = min(end or self.now(), self.now())
         start = start or end - timedelta(days=1)
         with ib_errors():
-            items = self.market.news(inst.conid, start, end)
-        items = sorted(items, key=lambda h: h.time, reverse=True)[:limit]
-        return copied_all(models.NewsHeadline, items)
+            found = self.market.news_columns(inst.conid, start, end)
+        newest = np.argsort(-found.time_ns, kind="stable")[:limit]
+        return headline_frame_of(found, newest)
 
     # -- trading -----------------------------------------------------------------------------
     def _request(self, order: models.Order) -> OrderRequest:

@@ -11,15 +11,26 @@ import dataclasses
 import functools
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, TypeAdapter
 
 from ibkr_assets.broker.errors import error_from_ib
-from ibkr_assets.broker.models import Bar, Contract, PriceAlert, Watchlist, bar_series
+from ibkr_assets.broker.models import (
+    HEADLINE_COLUMNS,
+    Bar,
+    Contract,
+    PriceAlert,
+    Watchlist,
+    bar_frame,
+    bar_series,
+)
 from ibkr_sim.exchange.alerts import AlertInfo
 from ibkr_sim.exchange.watchlists import WatchlistInfo
+from ibkr_sim.market.news import NewsColumns
 from ibkr_sim.universe import Instrument, Universe
 from ibkr_spec.errors import IBError
 
@@ -111,4 +122,48 @@ def bars(frame: pd.DataFrame, what_to_show: str, daily: bool) -> list[Bar]:
             {"time": t, "open": o, "high": h, "low": lo, "close": c, "volume": v, "session": d}
             for t, o, h, lo, c, v, d in zip(times, *prices, volumes, sessions, strict=True)
         ]
+    )
+
+
+_DAY_NS = 86_400_000_000_000
+
+
+def bar_frame_as_of(
+    frame: pd.DataFrame, what_to_show: str, daily: bool, at: datetime
+) -> pd.DataFrame:
+    """The simulator's OHLCV frame (index: bar time, UTC) as a bar frame
+    (:data:`~ibkr_assets.broker.models.BAR_COLUMNS`) known at ``at``, the request's end: the
+    bars :func:`bars` makes, a bar later than ``at`` (the day so far) stamped ``at``, as
+    :func:`~ibkr_assets.broker.models.bars_as_of` stamps it."""
+    ns = pd.DatetimeIndex(frame.index).tz_convert("UTC").as_unit("ns").asi8
+    stamped = ns.copy()
+    if len(ns) and ns[-1] > (at_ns := pd.Timestamp(at).as_unit("ns").value):
+        stamped[-1] = at_ns
+    n = len(ns)
+    volume = frame["volume"].to_numpy(float) if what_to_show == "TRADES" else np.full(n, -1.0)
+    sessions = (
+        (ns // _DAY_NS * _DAY_NS).astype("datetime64[ns]")
+        if daily
+        else np.full(n, np.datetime64("NaT", "ns"))
+    )
+    return bar_frame(
+        pd.to_datetime(stamped, utc=True),
+        [frame[c].to_numpy(float) for c in ("open", "high", "low", "close")],
+        volume,
+        sessions,
+    )
+
+
+def headline_frame_of(found: NewsColumns, rows: np.ndarray) -> pd.DataFrame:
+    """The simulator's headlines at positions ``rows`` as a headline frame
+    (:data:`~ibkr_assets.broker.models.HEADLINE_COLUMNS`), in that order."""
+    picked = found.take(rows)
+    return pd.DataFrame(
+        {
+            "time": pd.to_datetime(picked.time_ns, utc=True),
+            **{
+                name: pd.array(getattr(picked, name), dtype="string")
+                for name in HEADLINE_COLUMNS[1:]
+            },
+        }
     )

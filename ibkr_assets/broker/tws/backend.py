@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import ib_async
+import pandas as pd
 
 from ibkr_assets.broker import models
 from ibkr_assets.broker.batch import details_each, resolve_each
@@ -180,6 +181,18 @@ class TwsBroker:
         request = HistoryRequest(contract, duration, bar_size, what_to_show, end, use_rth, small)
         return self._read(lambda: self._market.history(request), timeout=timeout)
 
+    def history_frame(
+        self,
+        contract: models.Contract,
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> pd.DataFrame:
+        bars = self.history(contract, duration, bar_size, what_to_show, end, use_rth)
+        return models.frame_of_bars(bars)
+
     def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
         return self._read(lambda: self._market.depth(contract, rows))
 
@@ -191,6 +204,15 @@ class TwsBroker:
         limit: int = 50,
     ) -> list[models.NewsHeadline]:
         return self._read(lambda: self._market.news(contract, start, end, limit))
+
+    def news_frame(
+        self,
+        contract: models.Contract,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+    ) -> pd.DataFrame:
+        return models.frame_of_headlines(self.news(contract, start, end, limit))
 
     # -- trading -----------------------------------------------------------------------------
     def what_if(self, order: models.Order) -> models.WhatIfResult:

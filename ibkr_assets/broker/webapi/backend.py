@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime
 
+import pandas as pd
+
 from ibkr_assets.broker import models
 from ibkr_assets.broker.batch import resolve_each
 from ibkr_assets.broker.errors import BrokerError, NotSupported
@@ -145,6 +147,18 @@ class WebApiBroker:
     ) -> list[models.Bar]:
         return self._market.history(contract, duration, bar_size, what_to_show, end, use_rth)
 
+    def history_frame(
+        self,
+        contract: models.Contract,
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> pd.DataFrame:
+        bars = self.history(contract, duration, bar_size, what_to_show, end, use_rth)
+        return models.frame_of_bars(bars)
+
     def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
         raise NotSupported(
             "depth is not available on the webapi backend: IBKR's Web API streams the order "
@@ -163,6 +177,15 @@ class WebApiBroker:
             "news is not available on the webapi backend: IBKR's Web API has no "
             "historical-news endpoint; use IBKR_BACKEND=tws"
         )
+
+    def news_frame(
+        self,
+        contract: models.Contract,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+    ) -> pd.DataFrame:
+        return models.frame_of_headlines(self.news(contract, start, end, limit))
 
     # -- trading -----------------------------------------------------------------------------
     def what_if(self, order: models.Order) -> models.WhatIfResult:
