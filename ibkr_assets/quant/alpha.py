@@ -80,28 +80,73 @@ TOP_DRIVERS = 5
 def normalise(
     values: pd.Series, method: Literal["zscore", "rank"] = "zscore", spread: float = 2.0
 ) -> pd.Series:
-    """A cross-section of one signal mapped into [-1, 1]; NaN/inf -> 0 (neutral)."""
-    x = pd.to_numeric(values, errors="coerce").astype("float64").replace([np.inf, -np.inf], np.nan)
-    n = int(x.notna().sum())
+    """A cross-section of one signal mapped into [-1, 1]; NaN/inf -> 0 (neutral): the one-row
+    case of :func:`normalise_rows`."""
+    x = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+    return pd.Series(normalise_rows(x[None, :], method, spread)[0], index=values.index)
+
+
+def normalise_rows(
+    values: np.ndarray, method: Literal["zscore", "rank"] = "zscore", spread: float = 2.0
+) -> np.ndarray:
+    """Each row of ``values`` (sessions x names; NaN/inf: missing) a cross-section mapped into
+    [-1, 1] (step 1 of the module docstring): ``tanh((x - median) / scale / spread)`` with
+    ``scale`` 1.4826 x the median absolute deviation, or the standard deviation (ddof 1) when
+    that is 0; the rank method's centred percentile ranks; 0 where a value is missing, and a
+    whole row 0 when it holds fewer than two values or no spread."""
     if method not in ("zscore", "rank"):
         raise ValueError(f"unknown normalisation method {method!r} (zscore|rank)")
-    if n < 2:
-        return x.notna().astype("float64") * 0.0
+    x = np.asarray(values, dtype="float64")
+    x = np.where(np.isfinite(x), x, np.nan)
+    n = np.isfinite(x).sum(axis=1)
+    usable = n >= 2
+    out = np.zeros_like(x)
+    if not usable.any():
+        return out
+    x = x[usable]
     if method == "rank":
-        out = (x.rank(method="average") - 1) / (n - 1) * 2 - 1
+        ranks = pd.DataFrame(x).rank(axis=1, method="average").to_numpy()
+        scaled = (ranks - 1) / (n[usable, None] - 1) * 2 - 1
     else:
-        median = x.median()
-        scale = 1.4826 * (x - median).abs().median()
-        if not scale > 0:
-            scale = x.std(ddof=1)
-        out = np.tanh((x - median) / scale / spread) if scale > 0 else x * 0.0
-    return out.fillna(0.0)
+        median = _row_medians(x, n[usable])[:, None]
+        scale = 1.4826 * _row_medians(np.abs(x - median), n[usable])
+        scale = np.where(scale > 0, scale, np.nanstd(x, axis=1, ddof=1))[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scaled = np.where(scale > 0, np.tanh((x - median) / scale / spread), 0.0)
+    out[usable] = np.nan_to_num(scaled, nan=0.0)
+    return out
 
 
-def squash(values: pd.Series, scale: float = 2.0) -> np.ndarray:
-    """An already standardised signal into [-1, 1]: ``tanh(x / scale)``, NaN -> 0."""
-    x = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
-    return np.nan_to_num(np.tanh(x / scale), nan=0.0)
+def _row_medians(x: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Each row's median of its ``n`` non-NaN values (NaN sorts last; the mean of the two middle
+    values for an even count, as ``np.median``)."""
+    ordered = np.sort(x, axis=1)
+    rows = np.arange(len(x))
+    return (ordered[rows, (n - 1) // 2] + ordered[rows, n // 2]) / 2
+
+
+def squash(values: pd.Series | np.ndarray, scale: float = 2.0) -> np.ndarray:
+    """An already standardised signal into [-1, 1]: ``tanh(x / scale)``, NaN -> 0 (a Series
+    is read as numbers, anything else as NaN)."""
+    if isinstance(values, pd.Series):
+        values = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+    return np.nan_to_num(np.tanh(np.asarray(values, dtype="float64") / scale), nan=0.0)
+
+
+def normalise_signals(
+    values: np.ndarray,
+    signals: tuple[str, ...],
+    method: Literal["zscore", "rank"] = "zscore",
+    prescaled: frozenset[str] = PRESCALED_SIGNALS,
+) -> np.ndarray:
+    """Sessions x names x ``signals`` raw values (NaN: missing) normalised into [-1, 1], each
+    session's cross-section on its own: :func:`squash` for the ``prescaled`` signals,
+    :func:`normalise_rows` for the others (:func:`signal_matrix` is the one-session case)."""
+    out = np.empty(values.shape, dtype="float64")
+    for j, signal in enumerate(signals):
+        column = values[:, :, j]
+        out[:, :, j] = squash(column) if signal in prescaled else normalise_rows(column, method)
+    return out
 
 
 def _symbols(features: pd.DataFrame) -> pd.Series:
@@ -128,11 +173,15 @@ def signal_matrix(
     if missing:
         raise ValueError(f"features lack signal column(s) {missing}")
     frame = features.reset_index(drop=True)
-    columns = {
-        c: squash(frame[c]) if c in prescaled else normalise(frame[c], method).to_numpy()
-        for c in signals
-    }
-    return pd.DataFrame(columns, index=pd.Index(symbols.to_numpy(), name="symbol"), dtype="float64")
+    raw = np.empty((1, len(frame), len(signals)))
+    for j, c in enumerate(signals):
+        raw[0, :, j] = pd.to_numeric(frame[c], errors="coerce").astype("float64").to_numpy()
+    return pd.DataFrame(
+        normalise_signals(raw, signals, method, prescaled)[0],
+        index=pd.Index(symbols.to_numpy(), name="symbol"),
+        columns=list(signals),
+        dtype="float64",
+    )
 
 
 def compute_alpha_scores(

@@ -47,6 +47,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 #: Observations of a signal's IC below which its t-statistic is not trusted (weight 0).
 MIN_OBSERVATIONS = 20
@@ -145,34 +146,65 @@ class Evidence:
 def rank_ic(signals: pd.DataFrame, returns: pd.Series) -> pd.Series:
     """Per column of ``signals`` (index symbol), the Spearman rank correlation with
     ``returns`` (by symbol) across the names that have a finite return; NaN for a column
-    without spread or with fewer than 3 names."""
-    r = pd.to_numeric(returns, errors="coerce").reindex(signals.index)
-    keep = np.isfinite(r.to_numpy(dtype="float64"))
-    if keep.sum() < 3:
-        return pd.Series(np.nan, index=signals.columns, dtype="float64")
-    ranks = signals.loc[keep].rank(method="average").to_numpy(dtype="float64")
-    target = r.loc[keep].rank(method="average").to_numpy(dtype="float64")
-    x = ranks - ranks.mean(axis=0)
-    y = target - target.mean()
-    norms = np.sqrt((x**2).sum(axis=0) * (y**2).sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(norms > 0, x.T @ y / norms, np.nan)
-    return pd.Series(out, index=signals.columns, dtype="float64")
+    without spread or with fewer than 3 names (:func:`evidence_rows` of one session)."""
+    ic, _ = _one_session(signals, returns)
+    return pd.Series(ic, index=signals.columns, dtype="float64")
 
 
 def session_evidence(signals: pd.DataFrame, returns: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """One session's row of an :class:`ICPanel`: the rank IC of each normalised signal
     (columns of ``signals``, index symbol) against the session's returns, and the signals'
-    cross-sectional covariance (ddof 1) over the names with a return."""
+    cross-sectional covariance (ddof 1) over the names with a return (:func:`evidence_rows`
+    of one session)."""
+    ic, cov = _one_session(signals, returns)
+    return pd.Series(ic, index=signals.columns, dtype="float64"), cov
+
+
+def _one_session(signals: pd.DataFrame, returns: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     r = pd.to_numeric(returns, errors="coerce").reindex(signals.index)
-    known = signals.loc[np.isfinite(r.to_numpy(dtype="float64"))].to_numpy(dtype="float64")
-    k = signals.shape[1]
-    cov = (
-        np.cov(known, rowvar=False, ddof=1).reshape(k, k)
-        if len(known) > 1
-        else np.full((k, k), np.nan)
-    )
-    return rank_ic(signals, returns), cov
+    values = signals.to_numpy(dtype="float64")[None]
+    present = np.ones(values.shape[:2], dtype=bool)
+    ic, cov = evidence_rows(values, r.to_numpy(dtype="float64")[None], present)
+    return ic[0], cov[0]
+
+
+def evidence_rows(
+    signals: np.ndarray, returns: np.ndarray, present: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Many sessions' rows of an :class:`ICPanel` at once. ``signals``: sessions x names x
+    signals, normalised (finite where ``present``); ``returns``: sessions x names, each
+    session's close-to-close return (fraction, NaN unknown); ``present``: sessions x names, the
+    names of each session's feature matrix. Per session, over its present names with a finite
+    return: each signal's Spearman rank correlation with the return (NaN without spread or
+    with fewer than 3 names) and the signals' covariance (ddof 1; NaN with fewer than 2
+    names). Returns ``(ic, cov)``: sessions x signals and sessions x signals x signals."""
+    values = np.asarray(signals, dtype="float64")
+    keep = np.asarray(present, dtype=bool) & np.isfinite(returns)
+    count = keep.sum(axis=1)
+    # names outside a session's cross-section rank above every kept one: the kept ranks are
+    # their ranks among themselves
+    ranks = rankdata(np.where(keep[:, :, None], values, np.inf), method="average", axis=1)
+    target = rankdata(np.where(keep, returns, np.inf), method="average", axis=1)
+    x = _centred(ranks, keep, count)
+    y = _centred(target[:, :, None], keep, count)[:, :, 0]
+    norms = np.sqrt((x**2).sum(axis=1) * (y**2).sum(axis=1)[:, None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ic = np.where(norms > 0, np.einsum("snk,sn->sk", x, y) / norms, np.nan)
+    ic[count < 3] = np.nan
+    centred = _centred(values, keep, count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = np.einsum("snk,snl->skl", centred, centred) / (count - 1)[:, None, None]
+    cov[count < 2] = np.nan
+    return ic, cov
+
+
+def _centred(values: np.ndarray, keep: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``values`` (sessions x names x k) less each session's mean over its kept names; 0 at
+    the others."""
+    kept = np.where(keep[:, :, None], values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = kept.sum(axis=1) / count[:, None]
+    return np.where(keep[:, :, None], kept - mean[:, None, :], 0.0)
 
 
 def newey_west(x: np.ndarray, lags: int | None = None) -> tuple[float, float]:

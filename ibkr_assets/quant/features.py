@@ -41,6 +41,7 @@ the universe does not say. ``market_data_type`` is the quote's (``live``, ``froz
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -145,16 +146,42 @@ def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataF
 def _statement_metrics_known(inputs: FeatureInputs, at: pd.Timestamp) -> pd.DataFrame:
     """The statements' metrics (:func:`~ibkr_assets.quant.fundamental.statement_metrics`) from
     the filings known at ``at``: each symbol's last row of ``inputs.statement_history`` known by
-    then, or computed from the known rows of ``inputs.fundamentals_long``."""
+    then (:func:`statement_rows_known`), or computed from the known rows of
+    ``inputs.fundamentals_long``."""
     history = inputs.statement_history
     if history is None:
         statements = inputs.fundamentals_long
         require_columns(statements, "fundamentals_long", ("symbol", "report_date"))
         known = _report_dates(statements["report_date"]) + pd.Timedelta(days=1) <= at
         return statement_metrics(statements.loc[known.to_numpy()])
-    known = _report_dates(history["known_from"]) + pd.Timedelta(days=1) <= at
-    latest = history.loc[known.to_numpy()].groupby("symbol", sort=True).tail(1)
+    symbols = sorted(set(history["symbol"].astype(str)))
+    rows = statement_rows_known(history, [at], symbols)[0]
+    latest = history.iloc[rows[rows >= 0]]
     return latest.drop(columns="known_from").set_index("symbol")
+
+
+def statement_rows_known(
+    history: pd.DataFrame, times: Sequence[pd.Timestamp], symbols: Sequence[str]
+) -> np.ndarray:
+    """Which row of a statement history (:func:`~ibkr_assets.quant.fundamental.statement_history`:
+    ``symbol``, ``known_from`` report dates, the metrics) holds each symbol's metrics at each
+    of ``times`` (New York timestamps): ``times`` x ``symbols`` positions in ``history``, -1
+    where no filing of the symbol is known yet. A filing is known from the day after its report
+    date (the module docstring's rule); of several, the last in the history's order counts."""
+    require_columns(history, "statement_history", ("symbol", "known_from"))
+    known = (_report_dates(history["known_from"]) + pd.Timedelta(days=1)).array.asi8
+    names = history["symbol"].astype(str).to_numpy()
+    order = np.lexsort((np.arange(len(history)), known, names))
+    names, known = names[order], known[order]
+    at = np.array([pd.Timestamp(t).value for t in times], dtype="int64")
+    out = np.full((len(at), len(symbols)), -1, dtype="int64")
+    lo = np.searchsorted(names, np.asarray(symbols, dtype=object), side="left")
+    hi = np.searchsorted(names, np.asarray(symbols, dtype=object), side="right")
+    for j, (a, b) in enumerate(zip(lo, hi, strict=True)):
+        if b > a:
+            i = a + np.searchsorted(known[a:b], at, side="right") - 1
+            out[:, j] = np.where(i >= a, order[np.maximum(i, a)], -1)
+    return out
 
 
 @dataclass(frozen=True)

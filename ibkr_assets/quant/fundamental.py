@@ -290,6 +290,13 @@ def forward_pe(price: pd.Series, forward_eps: pd.Series, sector: pd.Series) -> p
     )
 
 
+def statement_signals(metrics: pd.DataFrame, growth_threshold: float = 0.15) -> pd.DataFrame:
+    """The statements' features, row by row of ``metrics`` (:func:`statement_metrics`'s
+    columns; any index): the Piotroski criteria and score, and the revenue growth and its flag
+    (above ``growth_threshold``)."""
+    return pd.concat([_piotroski(metrics), revenue_growth(metrics, growth_threshold)], axis=1)
+
+
 def fundamental_features(
     metrics: pd.DataFrame,
     forward_eps: pd.Series,
@@ -307,9 +314,7 @@ def fundamental_features(
     index = pd.Index(
         symbols if symbols is not None else metrics.index.union(price.index), name="symbol"
     )
-    blocks = pd.concat(
-        [_piotroski(metrics), revenue_growth(metrics, growth_threshold)], axis=1
-    ).reindex(index)
+    blocks = statement_signals(metrics, growth_threshold).reindex(index)
     valuation = forward_pe(price.reindex(index), forward_eps.reindex(index), sector.reindex(index))
     out = pd.concat([blocks, valuation], axis=1)
     return out.assign(piotroski_available=out["piotroski_available"].fillna(0).astype("int64")).loc[

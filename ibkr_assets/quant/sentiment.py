@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -267,55 +268,239 @@ def headline_polarity_zscore(
     default_sd: float = 0.5,
 ) -> pd.DataFrame:
     """Per symbol: mean polarity over ``(as_of - window_hours, as_of]``, its own history and
-    the z-score (:data:`SENTIMENT_COLUMNS`), indexed by symbol.
+    the z-score (:data:`SENTIMENT_COLUMNS`), indexed by symbol: :func:`polarity_zscore_panel`
+    of the one time ``as_of``.
 
     ``scored`` has ``symbol``, ``time`` and ``polarity`` (see :func:`score_headlines`); rows
     after ``as_of`` are ignored. Rows are ``symbols`` when given, else every symbol seen.
     ``default_sd`` is the prior spread used when not even two daily means exist to estimate it.
     """
-    require_columns(scored, "scored headlines", ("symbol", "time", "polarity"))
-    now = _utc(as_of)
-    start = now - pd.Timedelta(hours=window_hours)
-    frame = pd.DataFrame(
-        {
-            "symbol": scored["symbol"].astype(str).to_numpy(),
-            "time": _utc(scored["time"]).array,
-            "polarity": pd.to_numeric(scored["polarity"], errors="coerce").to_numpy(),
-        }
-    ).dropna(subset=["polarity"])
-    frame = frame.loc[frame["time"] <= now]
-    recent = frame.loc[frame["time"] > start]
-    past = frame.loc[
-        (frame["time"] <= start) & (frame["time"] > start - pd.Timedelta(days=history_days))
-    ]
-    index = pd.Index(
-        symbols if symbols is not None else sorted(set(frame["symbol"])),
-        name="symbol",
-        dtype=object,
+    tape = HeadlineTape.of(scored)
+    now = pd.Timestamp(_utc(as_of))
+    if symbols is None:
+        seen = np.isfinite(tape.polarity) & (tape.times <= now.value)
+        symbols = sorted(set(tape.symbols[tape.codes[seen]]))
+    index = pd.Index(list(symbols), name="symbol", dtype=object)
+    panel = polarity_zscore_panel(
+        tape,
+        [now],
+        list(index),
+        window_hours=window_hours,
+        history_days=history_days,
+        min_history_days=min_history_days,
+        default_sd=default_sd,
     )
-    today = recent.groupby("symbol")["polarity"].agg(["mean", "size"]).reindex(index)
-    daily = past.groupby(["symbol", past["time"].dt.floor("D")])["polarity"].mean()
-    hist = daily.groupby(level="symbol").agg(["mean", "var", "size"]).reindex(index)
-    pool = daily if len(daily) >= 2 else recent.groupby("symbol")["polarity"].mean()
-    prior_sd = float(pool.std(ddof=1)) if len(pool) >= 2 else default_sd
-    prior_sd = prior_sd if np.isfinite(prior_sd) and prior_sd > 0 else default_sd
-    n = hist["size"].fillna(0.0).to_numpy()
-    mean = hist["mean"].fillna(0.0).to_numpy()
-    var = hist["var"].fillna(0.0).to_numpy()
+    return pd.DataFrame({c: panel[c][0] for c in SENTIMENT_COLUMNS}, index=index)
+
+
+@dataclass(frozen=True)
+class HeadlineTape:
+    """Scored headlines as arrays in time order (ties in their original order): ``codes``
+    index ``symbols`` (sorted); ``times`` UTC nanoseconds; ``polarity`` (NaN: unscored);
+    ``days`` the UTC day (days since 1970-01-01) each falls in; ``positions`` each one's row in
+    the frame it was read from."""
+
+    symbols: np.ndarray
+    codes: np.ndarray
+    times: np.ndarray
+    polarity: np.ndarray
+    days: np.ndarray
+    positions: np.ndarray
+
+    @classmethod
+    def of(cls, scored: pd.DataFrame) -> HeadlineTape:
+        """The tape of ``scored`` (``symbol``, ``time``, ``polarity``; naive times are UTC)."""
+        require_columns(scored, "scored headlines", ("symbol", "time", "polarity"))
+        times = _utc(scored["time"]).dt.tz_localize(None).to_numpy("datetime64[ns]")
+        times = times.astype("int64")
+        order = np.argsort(times, kind="stable")
+        codes, symbols = pd.factorize(scored["symbol"].astype(str).to_numpy()[order], sort=True)
+        polarity = pd.to_numeric(scored["polarity"], errors="coerce").to_numpy("float64")
+        times = times[order]
+        return cls(
+            np.asarray(symbols, dtype=object),
+            codes.astype("int64"),
+            times,
+            polarity[order],
+            times // _DAY_NS,
+            order.astype("int64"),
+        )
+
+
+_DAY_NS = 86_400 * 10**9
+_HOUR_NS = 3_600 * 10**9
+
+
+def polarity_zscore_panel(
+    tape: HeadlineTape,
+    as_ofs: Sequence[pd.Timestamp],
+    symbols: Sequence[str],
+    window_hours: float = 24.0,
+    history_days: int = 60,
+    min_history_days: int = 5,
+    default_sd: float = 0.5,
+    newest: tuple[float, int] | None = None,
+    before_as_of: bool = False,
+) -> dict[str, np.ndarray]:
+    """:data:`SENTIMENT_COLUMNS` at each of ``as_ofs`` (UTC timestamps) for ``symbols``: column
+    -> an ``as_ofs`` x ``symbols`` array, read from the ``tape`` as the module docstring says.
+
+    At ``as_of``: the window is ``(as_of - window_hours, as_of]``, the history the
+    ``history_days`` days before it, each symbol's daily means taken by UTC day (a partial day
+    at either end is the mean of its headlines inside); ``polarity_24h`` the window's mean,
+    ``headlines_24h`` its count; the symbol's mean and variance of its daily means are shrunk
+    toward mean 0 and the prior spread with the weight of ``min_history_days`` days, the prior
+    spread being the standard deviation of every symbol's daily means (of the window's
+    per-symbol means with fewer than two, ``default_sd`` with fewer than two of those);
+    ``sentiment_z = (polarity_24h - mean) / sd`` clipped to [-5, 5], 0 without news. Unscored
+    headlines (NaN polarity) are left out. ``newest`` = ``(hours, per_symbol)``: of the
+    headlines in ``[as_of - hours, as_of]`` only each symbol's newest ``per_symbol`` are read
+    (as :func:`split_headlines` keeps them for the ingest); ``before_as_of``: a headline stamped
+    exactly ``as_of`` is not read (the ingest fetches the news before its run time).
+
+    The means and variances are pandas' group reductions over every session's rows at once,
+    summed in the order the ingest's frame holds them (the history's headlines in their
+    original order, then those at the window's start; the window's newest first), so one
+    session's numbers are bit for bit those of the same call on that session alone."""
+    past, recent = _session_rows(tape, as_ofs, window_hours, history_days, newest, before_as_of)
+    n_codes, sessions = len(tape.symbols), len(as_ofs)
+    first_day = int(tape.days.min()) if len(tape.days) else 0
+    span = int(tape.days.max()) - first_day + 1 if len(tape.days) else 1
+    # daily means by (session, symbol, day), then each symbol's mean, variance and count of them
+    session, rows = past
+    key = (session * n_codes + tape.codes[rows]) * span + (tape.days[rows] - first_day)
+    daily = pd.Series(tape.polarity[rows]).groupby(key).mean()
+    owner = daily.index.to_numpy() // span
+    hist = daily.groupby(owner).agg(["mean", "var", "size"])
+    session, rows = recent
+    today = pd.Series(tape.polarity[rows]).groupby(session * n_codes + tape.codes[rows])
+    today = today.agg(["mean", "size"])
+    wide = {
+        name: _spread(frame[column], sessions, n_codes)
+        for name, frame, column in (
+            ("x", today, "mean"),
+            ("today_n", today, "size"),
+            ("mean", hist, "mean"),
+            ("var", hist, "var"),
+            ("n", hist, "size"),
+        )
+    }
+    prior_sd = _prior_sd(daily, owner // n_codes, today, sessions, n_codes, default_sd)
+    n = np.nan_to_num(wide["n"])
+    mean = np.nan_to_num(wide["mean"])
+    var = np.nan_to_num(wide["var"])
     k = float(min_history_days)
     shrunk_mean = n * mean / (n + k)
     dof = np.maximum(n - 1, 0)
-    shrunk_sd = np.sqrt((dof * var + k * prior_sd**2) / (dof + k))
-    x = today["mean"].to_numpy()
-    z = np.clip(np.nan_to_num((x - shrunk_mean) / shrunk_sd, nan=0.0), -5.0, 5.0)
-    return pd.DataFrame(
-        {
-            "polarity_24h": x,
-            "headlines_24h": today["size"].fillna(0).astype("int64").to_numpy(),
-            "polarity_hist_mean": hist["mean"].to_numpy(),
-            "polarity_hist_std": np.sqrt(hist["var"].to_numpy()),
-            "polarity_hist_days": n.astype("int64"),
-            "sentiment_z": z,
-        },
-        index=index,
-    )
+    shrunk_sd = np.sqrt((dof * var + k * prior_sd[:, None] ** 2) / (dof + k))
+    x = wide["x"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.clip(np.nan_to_num((x - shrunk_mean) / shrunk_sd, nan=0.0), -5.0, 5.0)
+    wanted = pd.Index(tape.symbols).get_indexer(pd.Index(list(symbols), dtype=object))
+    has = wanted >= 0
+    columns = {
+        "polarity_24h": (x, np.nan),
+        "headlines_24h": (np.nan_to_num(wide["today_n"]).astype("int64"), 0),
+        "polarity_hist_mean": (wide["mean"], np.nan),
+        "polarity_hist_std": (np.sqrt(wide["var"]), np.nan),
+        "polarity_hist_days": (n.astype("int64"), 0),
+        "sentiment_z": (z, 0.0),
+    }
+    out = {}
+    for column, (values, missing) in columns.items():
+        full = np.full((sessions, len(wanted)), missing, dtype=values.dtype)
+        full[:, has] = values[:, wanted[has]]
+        out[column] = full
+    return out
+
+
+def _session_rows(
+    tape: HeadlineTape,
+    as_ofs: Sequence[pd.Timestamp],
+    window_hours: float,
+    history_days: int,
+    newest: tuple[float, int] | None,
+    before_as_of: bool,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Every session's history rows and window rows of the tape (scored, kept by ``newest``),
+    each as (session number, tape row) arrays in summation order: see
+    :func:`polarity_zscore_panel`."""
+    window = round(window_hours * _HOUR_NS)
+    history = history_days * _DAY_NS
+    times, scored = tape.times, np.isfinite(tape.polarity)
+    past: list[np.ndarray] = []
+    recent: list[np.ndarray] = []
+    for as_of in as_ofs:
+        now = pd.Timestamp(_utc(as_of)).value
+        start = now - window
+        lo = int(np.searchsorted(times, start - history, side="right"))
+        first = int(np.searchsorted(times, start, side="left"))
+        mid = int(np.searchsorted(times, start, side="right"))
+        hi = int(np.searchsorted(times, now, side="left" if before_as_of else "right"))
+        read = scored.copy() if newest is None else scored & _kept(tape, now, hi, newest)
+        older = lo + np.argsort(tape.positions[lo:first], kind="stable")
+        at_start = first + np.argsort(tape.positions[first:mid], kind="stable")
+        rows = np.concatenate([older, at_start])
+        past.append(rows[read[rows]])
+        span = np.arange(mid, max(hi, mid))
+        rows = span[np.lexsort((tape.positions[span], -times[span]))]
+        recent.append(rows[read[rows]])
+    return _numbered(past), _numbered(recent)
+
+
+def _kept(tape: HeadlineTape, now: int, hi: int, newest: tuple[float, int]) -> np.ndarray:
+    """Which tape rows are read when only each symbol's ``per_symbol`` newest of the last
+    ``hours`` (before row ``hi``) are: every row outside that span, the newest inside."""
+    hours, per_symbol = newest
+    first = int(np.searchsorted(tape.times, now - round(hours * _HOUR_NS), side="left"))
+    keep = np.ones(len(tape.times), dtype=bool)
+    if hi > first:
+        codes, times = tape.codes[first:hi], tape.times[first:hi]
+        order = np.lexsort((tape.positions[first:hi], -times, codes))
+        ordered = codes[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        keep[first:hi] = False
+        keep[first + order[rank < per_symbol]] = True
+    return keep
+
+
+def _numbered(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-session row arrays as (session number, row) arrays."""
+    sizes = [len(r) for r in rows]
+    session = np.repeat(np.arange(len(rows), dtype="int64"), sizes)
+    return session, np.concatenate(rows) if rows else np.zeros(0, dtype="int64")
+
+
+def _spread(values: pd.Series, sessions: int, n_codes: int) -> np.ndarray:
+    """A Series keyed ``session * n_codes + code`` as a sessions x codes array (NaN: absent)."""
+    out = np.full(sessions * n_codes, np.nan)
+    out[values.index.to_numpy()] = values.to_numpy("float64")
+    return out.reshape(sessions, n_codes)
+
+
+def _prior_sd(
+    daily: pd.Series,
+    daily_session: np.ndarray,
+    today: pd.DataFrame,
+    sessions: int,
+    n_codes: int,
+    default_sd: float,
+) -> np.ndarray:
+    """Each session's prior spread: the standard deviation (ddof 1) of its daily means (in
+    symbol and day order), or of its window's per-symbol means with fewer than two, else
+    ``default_sd`` (also for a non-finite or zero spread)."""
+    out = np.full(sessions, default_sd)
+    means = daily.to_numpy("float64")
+    bounds = np.searchsorted(daily_session, np.arange(sessions + 1))
+    today_session = today.index.to_numpy() // n_codes
+    today_bounds = np.searchsorted(today_session, np.arange(sessions + 1))
+    today_means = today["mean"].to_numpy("float64")
+    for s in range(sessions):
+        pool = means[bounds[s] : bounds[s + 1]]
+        if len(pool) < 2:
+            pool = today_means[today_bounds[s] : today_bounds[s + 1]]
+        if len(pool) >= 2:
+            sd = float(np.std(pool, ddof=1))
+            out[s] = sd if np.isfinite(sd) and sd > 0 else default_sd
+    return out

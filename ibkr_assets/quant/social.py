@@ -109,16 +109,29 @@ def known_row(
 ) -> pd.DataFrame:
     """One row per symbol of ``symbols`` (index ``symbol``): the :data:`SOCIAL_COLUMNS` of the
     last session of ``panel`` (:func:`social_panel`) closed by ``at`` (naive: New York time),
-    all NaN when none was."""
+    all NaN when none was: :func:`known_rows` of the one time."""
     index = pd.Index([str(s) for s in symbols], name="symbol")
+    rows = known_rows(panel, [at], list(index))
+    return pd.DataFrame({c: rows[c][0] for c in SOCIAL_COLUMNS}, index=index)
+
+
+def known_rows(
+    panel: Mapping[str, pd.DataFrame], times: Sequence[pd.Timestamp], symbols: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Per column of ``panel`` (:func:`social_panel`): a ``times`` x ``symbols`` array of the
+    last session closed by each time (naive: New York time), NaN where none was or a symbol
+    is not in the panel."""
     sessions = next(iter(panel.values())).index
-    closes = (sessions + SESSION_CLOSE).tz_localize(MARKET_TZ)
-    when = pd.Timestamp(at)
-    when = when.tz_localize(MARKET_TZ) if when.tz is None else when.tz_convert(MARKET_TZ)
-    i = int(closes.searchsorted(when, side="right")) - 1
-    if i < 0:
-        return pd.DataFrame(np.nan, index=index, columns=list(SOCIAL_COLUMNS))
-    return pd.DataFrame({c: panel[c].iloc[i].reindex(index) for c in SOCIAL_COLUMNS}, index=index)
+    closes = (sessions + SESSION_CLOSE).tz_localize(MARKET_TZ).asi8
+    when = [pd.Timestamp(t) for t in times]
+    at = [t.tz_localize(MARKET_TZ) if t.tz is None else t.tz_convert(MARKET_TZ) for t in when]
+    i = np.searchsorted(closes, np.array([t.value for t in at], dtype="int64"), side="right") - 1
+    out = {}
+    for column, frame in panel.items():
+        wide = frame.reindex(columns=pd.Index([str(s) for s in symbols])).to_numpy("float64")
+        wide = np.vstack([wide, np.full((1, wide.shape[1]), np.nan)])
+        out[column] = wide[np.where(i >= 0, i, len(wide) - 1)]
+    return out
 
 
 def social_features(

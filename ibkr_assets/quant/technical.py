@@ -230,21 +230,26 @@ def technical_features(
     )
 
 
-def technical_history(
+@dataclass(frozen=True)
+class TechnicalPanel:
+    """:data:`FEATURE_COLUMNS` of many windows as arrays: ``symbols`` (sorted), ``values``
+    (windows x symbols x features; NaN where a symbol has no bar in the window), ``counts``
+    (windows x symbols: its bars in the window) and ``last_row`` (windows x symbols: the row of
+    its last bar in the window in ``sessions``, the sorted bars' sessions; -1 without one)."""
+
+    symbols: np.ndarray
+    values: np.ndarray
+    counts: np.ndarray
+    last_row: np.ndarray
+    sessions: np.ndarray
+
+
+def technical_panel(
     bars_long: pd.DataFrame,
     windows: list[tuple[pd.Timestamp, pd.Timestamp]],
     params: TechnicalParams | None = None,
-) -> list[pd.DataFrame]:
-    """:func:`technical_features` of many days at once, for a backtest: one frame per
-    ``(first, last)`` session window, equal to ``technical_features`` of the bars dated in
-    ``[first, last]``.
-
-    Every symbol's indicators are computed once over all of ``bars_long`` and read at the
-    symbol's last bar in each window, so no value uses a bar after ``last``. The moving
-    windows (SMA, breakout channel, volatility, momentum) are identical; the recursive
-    averages (Wilder's ATR and RSI, the MACD EMAs) start earlier than in the one-day call,
-    which changes them by less than 1e-12 once a window holds a few hundred bars.
-    """
+) -> TechnicalPanel:
+    """:func:`technical_history` as arrays (:class:`TechnicalPanel`)."""
     bars, starts, ends = _prepared_bars(bars_long)
     symbols = bars["symbol"].to_numpy()
     sessions = bars["session"].to_numpy()
@@ -264,17 +269,37 @@ def technical_history(
         known = counts[:, i] > 0
         last_row[known, i] = a + hi[known] - 1
         values[known, i] = table[hi[known] - 1]
+    return TechnicalPanel(symbols[starts], values, counts, last_row, sessions)
+
+
+def technical_history(
+    bars_long: pd.DataFrame,
+    windows: list[tuple[pd.Timestamp, pd.Timestamp]],
+    params: TechnicalParams | None = None,
+) -> list[pd.DataFrame]:
+    """:func:`technical_features` of many days at once, for a backtest: one frame per
+    ``(first, last)`` session window, equal to ``technical_features`` of the bars dated in
+    ``[first, last]``.
+
+    Every symbol's indicators are computed once over all of ``bars_long`` and read at the
+    symbol's last bar in each window (:func:`technical_panel`), so no value uses a bar after
+    ``last``. The moving windows (SMA, breakout channel, volatility, momentum) are identical;
+    the recursive averages (Wilder's ATR and RSI, the MACD EMAs) start earlier than in the
+    one-day call, which changes them by less than 1e-12 once a window holds a few hundred bars.
+    """
+    panel = technical_panel(bars_long, windows, params)
     out = []
     for k in range(len(windows)):
-        keep = counts[k] > 0
+        keep = panel.counts[k] > 0
         frame = pd.DataFrame(
-            values[k, keep],
-            index=pd.Index(symbols[starts[keep]], name="symbol"),
+            panel.values[k, keep],
+            index=pd.Index(panel.symbols[keep], name="symbol"),
             columns=list(FEATURE_COLUMNS),
         )
         out.append(
             frame.assign(
-                last_session=sessions[last_row[k, keep]], n_bars=counts[k, keep].astype("int64")
+                last_session=panel.sessions[panel.last_row[k, keep]],
+                n_bars=panel.counts[k, keep].astype("int64"),
             )
         )
     return out

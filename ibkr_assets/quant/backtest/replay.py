@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ibkr_assets.quant.alpha import SIGNALS, compute_alpha_scores, signal_matrix
+from ibkr_assets.quant.alpha import SIGNALS, compute_alpha_scores, normalise_signals
 from ibkr_assets.quant.backtest.fills import PAPER_PARTICIPATION
 from ibkr_assets.quant.compliance import ComplianceLimits
 from ibkr_assets.quant.decision import close_panel
@@ -29,17 +29,23 @@ from ibkr_assets.quant.evidence import (
     ICPanel,
     daily_volatility,
     evidence_at,
-    session_evidence,
+    evidence_rows,
 )
-from ibkr_assets.quant.features import FeatureInputs, assemble_feature_matrix
-from ibkr_assets.quant.fundamental import statement_history
+from ibkr_assets.quant.features import (
+    FeatureInputs,
+    as_of_timestamp,
+    assemble_feature_matrix,
+    statement_rows_known,
+)
+from ibkr_assets.quant.fundamental import statement_history, statement_signals
 from ibkr_assets.quant.macro import latest_regime, macro_features
 from ibkr_assets.quant.optimiser import OptimiserConfig
 from ibkr_assets.quant.overlay import Rule
 from ibkr_assets.quant.risk_model import RiskModel, build_risk_model
-from ibkr_assets.quant.sentiment import split_headlines
-from ibkr_assets.quant.social import SOCIAL_COLUMNS, known_row, social_panel
-from ibkr_assets.quant.technical import technical_history
+from ibkr_assets.quant.sentiment import HeadlineTape, polarity_zscore_panel, split_headlines
+from ibkr_assets.quant.social import SOCIAL_COLUMNS, known_row, known_rows, social_panel
+from ibkr_assets.quant.technical import FEATURE_COLUMNS as TECHNICAL_FEATURES
+from ibkr_assets.quant.technical import technical_history, technical_panel
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,11 @@ class ReplayData:
         values = times.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").astype("int64")
         order = np.argsort(values, kind="stable")
         return order, values[order]
+
+    @cached_property
+    def headline_tape(self) -> HeadlineTape:
+        """The headlines as arrays in time order, for the evidence's sentiment panel."""
+        return HeadlineTape.of(self.headlines)
 
     def headlines_between(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """The headlines with ``start <= time < end`` (UTC timestamps), in their own order."""
@@ -213,11 +224,17 @@ def technical_windows(
     """The technical features of every replayed session, each from the ``history_sessions``
     bars before it; or of the evidence's ``sessions``, each from as many of those bars as the
     data holds (a warm-up session's window starts at the first bar)."""
+    return technical_history(data.bars, _technical_spans(data, settings, sessions))
+
+
+def _technical_spans(
+    data: ReplayData, settings: ReplaySettings, sessions: Sequence[date] | None
+) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """The bar windows of :func:`technical_windows`."""
     window = SessionWindow(data.calendar)
     days = data.sessions if sessions is None else sessions
     clip = sessions is not None
-    spans = [window.before(s, settings.history_sessions, clip) for s in days]
-    return technical_history(data.bars, spans)
+    return [window.before(s, settings.history_sessions, clip) for s in days]
 
 
 def universe_closes(data: ReplayData) -> pd.DataFrame:
@@ -268,49 +285,87 @@ def day_features(
     return features, quotes, recent
 
 
-def panel_row(
-    data: ReplayData,
-    session: date,
-    at: pd.Timestamp,
-    technical: pd.DataFrame,
-    settings: ReplaySettings,
-    returns: pd.DataFrame,
-) -> tuple[date, pd.Series, np.ndarray] | None:
-    """One session's evidence (:func:`~ibkr_assets.quant.evidence.session_evidence`): its
-    normalised signals against its close-to-close ``returns`` (a row of the returns panel);
-    None when the data has no return for the session."""
-    day = pd.Timestamp(session)
-    if day not in returns.index:
-        return None
-    features, _, _ = day_features(data, session, at, technical, settings, preopen=False)
-    signals = signal_matrix(features)
-    ic, cov = session_evidence(signals, returns.loc[day])
-    return session, ic, cov
-
-
 def signal_panel(data: ReplayData, settings: ReplaySettings, workers: int = 0) -> ICPanel:
     """The daily evidence of every session of ``data.evidence_sessions`` (warm-up and
-    replayed), computed in ``workers`` processes (0: here).
+    replayed) that has a return in the bars: each session's normalised signals
+    (:func:`evidence_signals`, then :func:`~ibkr_assets.quant.alpha.normalise_signals`) against
+    its close-to-close returns (:func:`~ibkr_assets.quant.evidence.evidence_rows`), every
+    session at once in this process (``workers`` is not used: the panel is vectorised).
 
     A past session's signals are measured from what the daily job's ingest holds for it: its
     bars, statements and headlines, priced at the last close, without the pre-open quote or the
     forward EPS of that session (the daily job keeps only today's), so a replayed day reads the
     same evidence as a daily job that ran every day before it; forward P/E has no measured IC
     and so no weight."""
-    days = data.evidence_sessions
+    del workers
+    returns = universe_closes(data).pct_change(fill_method=None)
+    days = [(d, at) for d, at in data.evidence_sessions if pd.Timestamp(d) in returns.index]
     if not days:
         return ICPanel.empty(SIGNALS)
-    technical = technical_windows(data, settings, [d for d, _ in days])
-    if workers <= 0:
-        returns = universe_closes(data).pct_change(fill_method=None)
-        rows = [
-            panel_row(data, d, at, technical[k], settings, returns)
-            for k, (d, at) in enumerate(days)
-        ]
-    else:
-        with _pool(data, technical, settings, workers) as pool:
-            rows = list(pool.map(_panel_row_in_worker, range(len(days)), chunksize=8))
-    return ICPanel.of([r for r in rows if r is not None], SIGNALS)
+    symbols, present, raw = evidence_signals(data, settings, days)
+    index = pd.DatetimeIndex([pd.Timestamp(d) for d, _ in days], name="session")
+    ic = np.empty((len(days), len(SIGNALS)))
+    cov = np.empty((len(days), len(SIGNALS), len(SIGNALS)))
+    for a in range(0, len(days), _PANEL_CHUNK):  # bounded memory: sessions x names x signals
+        b = a + _PANEL_CHUNK
+        r = returns.reindex(index=index[a:b], columns=symbols).to_numpy("float64")
+        signals = normalise_signals(raw[a:b], SIGNALS)
+        ic[a:b], cov[a:b] = evidence_rows(signals, r, present[a:b])
+    frame = pd.DataFrame(ic, index=index, columns=list(SIGNALS))
+    order = np.argsort(index.to_numpy(), kind="stable")
+    return ICPanel(frame.iloc[order], cov[order])
+
+
+#: sessions whose signals and ranks are held at once by :func:`signal_panel` (~60 MB at 700
+#: names and 13 signals)
+_PANEL_CHUNK = 64
+
+
+def evidence_signals(
+    data: ReplayData, settings: ReplaySettings, days: Sequence[tuple[date, pd.Timestamp]]
+) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+    """The raw :data:`~ibkr_assets.quant.alpha.SIGNALS` of the feature matrix
+    :func:`day_features` assembles for each of ``days`` (session, run time) with
+    ``preopen=False``, every session at once: the symbols (every one with bars), which of them
+    each session's matrix holds (sessions x symbols), and the values (sessions x symbols x
+    signals; NaN where missing or not held). The technical features are read from
+    :func:`~ibkr_assets.quant.technical.technical_panel` over :func:`technical_windows`'
+    windows, the statements' metrics from the statement history by
+    :func:`~ibkr_assets.quant.features.statement_rows_known`, the headline z-scores from
+    :func:`~ibkr_assets.quant.sentiment.polarity_zscore_panel` and the social scores from
+    :func:`~ibkr_assets.quant.social.known_rows`: the functions the single day calls."""
+    spans = _technical_spans(data, settings, [d for d, _ in days])
+    technical = technical_panel(data.bars, spans)
+    symbols = pd.Index(technical.symbols.astype(str))
+    column = {s: j for j, s in enumerate(SIGNALS)}
+    present = technical.counts > 0
+    raw = np.full((len(days), len(symbols), len(SIGNALS)), np.nan)
+    for j, name in enumerate(TECHNICAL_FEATURES):
+        if name in column:
+            raw[:, :, column[name]] = technical.values[:, :, j]
+    times = [as_of_timestamp(at) for _, at in days]
+    history = data.statement_history
+    rows = statement_rows_known(history, times, list(symbols))
+    signals = statement_signals(history.drop(columns=["symbol", "known_from"]))
+    for name in ("piotroski", "revenue_growth_flag"):
+        values = signals[name].to_numpy("float64")
+        raw[:, :, column[name]] = np.where(rows >= 0, values[np.maximum(rows, 0)], np.nan)
+    # forward_pe_rel_sector stays NaN: a past session has no forward EPS (see signal_panel)
+    sentiment = polarity_zscore_panel(
+        data.headline_tape,
+        times,
+        list(symbols),
+        history_days=settings.headline_history_days,
+        newest=(settings.headline_hours, settings.headlines_per_symbol),
+        before_as_of=True,
+    )
+    raw[:, :, column["sentiment_z"]] = sentiment["sentiment_z"]
+    if data.social is not None:
+        social = known_rows(data.social_scores, times, list(symbols))
+        for name in ("social_spike_z", "social_volume_z"):
+            raw[:, :, column[name]] = social[name]
+    raw[~present] = np.nan
+    return symbols, present, raw
 
 
 def prepare_day(
@@ -387,14 +442,12 @@ def _init_worker(
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # two cores: one solving in the parent, one preparing here
-    closes = universe_closes(data)
     _WORKER.update(
         data=data,
         technical=technical,
         settings=settings,
         panel=panel,
-        closes=closes,
-        returns=closes.pct_change(fill_method=None),
+        closes=universe_closes(data),
     )
 
 
@@ -411,19 +464,6 @@ def _pool(
         mp_context=get_context("spawn"),
         initializer=_init_worker,
         initargs=(data, technical, settings, panel),
-    )
-
-
-def _panel_row_in_worker(k: int) -> tuple[date, pd.Series, np.ndarray] | None:
-    data: ReplayData = _WORKER["data"]  # type: ignore[assignment]
-    session, at = data.evidence_sessions[k]
-    return panel_row(
-        data,
-        session,
-        at,
-        _WORKER["technical"][k],  # type: ignore[index]
-        _WORKER["settings"],  # type: ignore[arg-type]
-        _WORKER["returns"],  # type: ignore[arg-type]
     )
 
 
