@@ -4,6 +4,7 @@ when the Pushgateway cannot be reached; the run's figures read from its event lo
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,3 +121,64 @@ def test_the_deadline_is_1430_bucharest_of_the_next_session() -> None:
     assert deadline("2024-11-29") == 1733142600.0
     # Wednesday 2024-07-03 -> Friday 2024-07-05 (the 4th is a holiday), 14:30 EEST = 11:30 UTC
     assert deadline("2024-07-03") == 1720179000.0
+
+
+def test_orders_exposure_var_and_missing_data_are_read_from_what_the_run_materialised(
+    tmp_path: Path,
+) -> None:
+    """Assets named and described as the daily job's (same metadata keys, same report files)."""
+    risk = tmp_path / "risk_report.json"
+    risk.write_text(
+        json.dumps(
+            {
+                "net_liquidation": 1_000_000.0,
+                "checks": [
+                    {"check": "var_historical", "value": 0.021},
+                    {"check": "var_parametric", "value": 0.019},
+                    {"check": "liquidity", "value": 0.5},
+                ],
+            }
+        )
+    )
+    sent = tmp_path / "submitted_orders.json"
+    statuses = ["Filled", "Filled", "Submitted", "Inactive"]
+    sent.write_text(json.dumps({"orders": [{"status": s} for s in statuses]}))
+
+    @dg.asset
+    def daily_bars() -> dg.MaterializeResult:
+        line = "daily_bars 2024-06-03: 2 could not be fetched (MSFT, KO: [IB 162] no data)"
+        return dg.MaterializeResult(metadata={"dagster/row_count": 1200, "missing_data": line})
+
+    @dg.asset
+    def overlaid_targets() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"gross": 0.95})
+
+    @dg.asset
+    def risk_report() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(risk))})
+
+    @dg.asset
+    def order_ticket() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"orders": 5})
+
+    @dg.asset
+    def submitted_orders() -> dg.MaterializeResult:
+        meta = {"placed": 4, "rejected": 1, "refused": 0, "path": str(sent)}
+        return dg.MaterializeResult(metadata=meta)
+
+    instance = dg.DagsterInstance.ephemeral()
+    assets = [daily_bars, overlaid_targets, risk_report, order_ticket, submitted_orders]
+    result = dg.materialize(assets, instance=instance, tags={"ibkr/account": "DU1"})
+    figures = run_figures(instance, result.run_id)
+    assert figures.rows == {"daily_bars": 1200}
+    assert figures.missing == {"daily_bars": 2}
+    assert figures.orders == {
+        "queued": 5,
+        "submitted": 4,
+        "rejected": 1,
+        "refused": 0,
+        "filled": 2,
+    }
+    assert figures.gross_exposure == 0.95
+    assert figures.var == {"historical": 0.021, "parametric": 0.019}
+    assert figures.net_liquidation == 1_000_000.0
