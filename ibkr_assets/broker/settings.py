@@ -81,7 +81,12 @@ class BrokerConnection(BaseModel):
         "paper account",
     )
     sim_seed: int = Field(7, description="seed of the simulated market")
-    sim_symbols: int = Field(700, description="number of simulated US stocks")
+    sim_symbols: int = Field(
+        700,
+        ge=1,
+        le=5000,  # ibkr_sim.universe.MAX_STOCKS: the core cannot import it, a test keeps them equal
+        description="number of simulated US stocks: the 807 real tickers, then generated ones",
+    )
     sim_edge: Literal["default", "none"] = Field(
         "default",
         description="how the simulated market's observables predict returns: default (realistic "
