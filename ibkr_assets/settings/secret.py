@@ -25,8 +25,9 @@ Vault is one HTTP request to it. A value read is a :class:`pydantic.SecretStr` (
 ``**********``), held only as long as the call that uses it; no resource field, settings
 section, log line, metadata or file of ours holds one.
 
-The PostgreSQL password of a production Dagster instance (issue #19, not built yet) is to be the
-secret ``IBKR_PG_PASSWORD``, read in the same way.
+The PostgreSQL password of a Dagster instance on PostgreSQL is :data:`PG_PASSWORD`
+(``IBKR_PG_PASSWORD``), read in the same way at each new database connection
+(:mod:`ibkr_assets.dagster_instance`).
 """
 
 from __future__ import annotations
@@ -235,6 +236,11 @@ JOURNAL_KEY = Secret(
     "decision journal's signing key, at least 32 characters; unset = the file "
     "$XDG_CONFIG_HOME/ibkr-agent/journal.key, created by the first append",
     min_length=32,
+)
+#: Not in :data:`SECRETS` yet: that tuple generates README's settings table.
+PG_PASSWORD = Secret(
+    "IBKR_PG_PASSWORD",
+    "PostgreSQL password of the Dagster instance, when IBKR_PG_URL or IBKR_PG_HOST is set",
 )
 SECRETS = (
     SLACK_WEBHOOK_URL,
