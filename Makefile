@@ -41,6 +41,9 @@ format: $(STAMP)
 # the instance's own (run from here, Dagster would warn that ./dagster.yaml, the template
 # copied into the instance, does not configure it). IBKR_* values naming a file or folder
 # relative to here are made absolute first, so they mean what they mean to `ibkr-agent`.
+# The weekly backtest's calibration replays its candidates on a Dask cluster: a local one by
+# default; for a real one: `dask scheduler` (port 8786), `dask worker tcp://HOST:8786` on each
+# machine (this package installed), then `IBKR_DASK_SCHEDULER=tcp://HOST:8786 make dev`.
 dev: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000 (DAGSTER_PORT), the instance `ibkr-agent run` uses
 	root="$$(realpath -m "$${IBKR_DATA_DIR:-data}")" && home="$$root/.dagster" && \
 	mkdir -p "$$home" && { [ -e "$$home/dagster.yaml" ] || cp dagster.yaml "$$home/"; } && \
