@@ -11,7 +11,9 @@ tone (positive, neutral, negative), with event phrases ("beats estimates", "guid
 probe", "FDA ban" for health care) when the news is strong, as it always is for a jump. Only
 stocks have news; ETFs and other instruments have none. Each headline draws from its own numpy
 generator, keyed by its stock and session, so it is the same whichever span it is asked in; the
-draws are numpy's without building a generator per headline (:mod:`ibkr_sim.market.seeded`).
+draws are numpy's without building a generator per headline, made for all of a request's
+headlines at once (:class:`~ibkr_sim.market.seeded.KeyedArrays`), and served as columns
+(:func:`news_columns`) or as :class:`Headline` objects (:func:`headlines`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from hashlib import blake2b
 
 import numpy as np
 
 from ibkr_sim.market.calendar import NEW_YORK, schedule, to_ns
 from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.paths import panel
-from ibkr_sim.market.seeded import KeyedDraws, pcg64_states
-from ibkr_sim.universe import Instrument, stable_int
+from ibkr_sim.market.seeded import KeyedArrays, KeyedDraws, pcg64_states
+from ibkr_sim.universe import Instrument
 
 NEWS_PROVIDERS = (
     ("BRFG", "Briefing.com General Market Columns"),
@@ -219,42 +222,76 @@ def _session_headlines(
 ) -> NewsColumns:
     """The headlines of the panel rows ``sessions`` (ascending), oldest first: each session's
     ``news_count`` headlines, the k-th drawn from its own generator keyed (seed, 77, col,
-    session, k), so a headline is the same whichever span it is asked in."""
+    session, k), so a headline is the same whichever span it is asked in. The draws are made
+    for all headlines at once (:class:`~ibkr_sim.market.seeded.KeyedArrays`); the few whose
+    draws leave numpy's fast paths are drawn again one by one (:func:`_drawn_one_by_one`)."""
     p = panel(seed, edge)
     counts = p.news_count[sessions, col].astype(np.int64)
     rows = np.repeat(sessions, counts)
     ks = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-    states = pcg64_states([seed, 77], np.column_stack([np.full(len(rows), col), rows, ks]))
-    rng = KeyedDraws()
+    keys = np.column_stack([np.full(len(rows), col), rows, ks])
+    base_tone = p.news_tone[rows, col].astype(np.float64)
+    jumped = p.jump[rows, col]
     first = _OPEN_MINUTE - edge.jump_news_lead
-    n = len(rows)
-    minutes = np.empty(n, np.int64)
-    tones = np.empty(n, np.float64)
-    providers: list[str] = []
-    articles: list[str] = []
-    texts: list[str] = []
-    base_tones = p.news_tone[rows, col].astype(np.float64).tolist()
-    jumped_rows = p.jump[rows, col].tolist()
-    for i, (t, k, base_tone, jumped) in enumerate(
-        zip(rows.tolist(), ks.tolist(), base_tones, jumped_rows, strict=True)
-    ):
-        rng.start(states[i])
-        if jumped and k == 0:  # the big move is reported as the price makes it
-            minute = first + rng.integers(0, 15)
-        elif jumped:  # later stories of the move, never before it
-            minute = first + rng.integers(0, _LAST_MINUTE - first)
-        else:
-            minute = 6 * 60 + rng.integers(0, 14 * 60)
-        tone = min(max(base_tone + 0.15 * rng.standard_normal(), -1.0), 1.0)
-        strong = (jumped and k == 0) or (abs(base_tone) > 0.9 and rng.random() < 0.3)
-        provider = NEWS_PROVIDERS[rng.integers(len(NEWS_PROVIDERS))][0]
-        minutes[i] = minute
-        tones[i] = round(tone, 4)
-        providers.append(provider)
-        articles.append(f"{provider}${stable_int(seed, inst.conid, t, k) % 2**32:08x}")
-        texts.append(_headline_text(rng, inst, tone, strong))
-    time_ns = _noon_ns()[rows] + (minutes - 12 * 60) * _MINUTE_NS
+    rng = KeyedArrays([seed, 77], keys, _OUTPUTS)
+    # the big move is reported as the price makes it; later stories of the move, never before it
+    lead = jumped & (ks == 0)
+    minute = np.where(jumped, first, 6 * 60) + rng.integers(
+        0, np.where(lead, 15, np.where(jumped, _LAST_MINUTE - first, 14 * 60))
+    )
+    tone = np.clip(base_tone + 0.15 * rng.standard_normal(), -1.0, 1.0)
+    asks = np.flatnonzero(~lead & (np.abs(base_tone) > 0.9))
+    strong = lead.copy()
+    strong[asks] = rng.random(asks) < 0.3
+    provider = rng.integers(0, len(NEWS_PROVIDERS))
+    pool = _pools(inst, tone, strong)
+    template = rng.integers(0, np.array([len(_POOLS[k]) for k in range(len(_POOLS))])[pool])
+    broker = rng.integers(0, len(_BROKERS))
+    target = rng.integers(20, 600)
+    buyback = rng.integers(1, 20)
+    quarter = rng.integers(1, 5)
+    beat = rng.uniform(0.02, 0.4)
+    providers = [NEWS_PROVIDERS[i][0] for i in provider.tolist()]
+    sector = inst.sector or "Investor"
+    texts = [
+        _POOLS[k][t].format(
+            name=inst.name,
+            sym=inst.symbol,
+            broker=_BROKERS[b],
+            sector=sector,
+            target=x,
+            buyback=y,
+            q=q,
+            beat=f"{u:.2f}",
+        )
+        for k, t, b, x, y, q, u in zip(
+            pool.tolist(),
+            template.tolist(),
+            broker.tolist(),
+            target.tolist(),
+            buyback.tolist(),
+            quarter.tolist(),
+            beat.tolist(),
+            strict=True,
+        )
+    ]
+    tones = np.array([round(t, 4) for t in tone.tolist()])  # Python's rounding, as before
+    irregular = np.flatnonzero(rng.irregular)
+    if len(irregular):
+        again = _drawn_one_by_one(
+            seed, inst, keys[irregular], base_tone[irregular], jumped[irregular], first
+        )
+        for i, (m, t, code, text) in zip(irregular.tolist(), again, strict=True):
+            minute[i], tones[i], providers[i], texts[i] = m, t, code, text
+    # the article id: the low 32 bits of stable_int(seed, conid, session, k), its hash inlined
+    prefix = f"{seed}|{inst.conid}|"
+    articles = [
+        f"{code}${blake2b(f'{prefix}{t}|{k}'.encode(), digest_size=8).digest()[4:].hex()}"
+        for code, t, k in zip(providers, rows.tolist(), ks.tolist(), strict=True)
+    ]
+    time_ns = _noon_ns()[rows] + (minute - 12 * 60) * _MINUTE_NS
     order = np.lexsort((time_ns, rows))  # each session's by time (stable: ties keep k's order)
+    n = len(rows)
     return NewsColumns(
         time_ns[order],
         np.array(providers, dtype=object).reshape(n)[order],
@@ -264,3 +301,60 @@ def _session_headlines(
         inst.conid,
         inst.symbol,
     )
+
+
+#: PCG64 outputs drawn per headline: its draws take at most seven (see _drawn_one_by_one)
+_OUTPUTS = 8
+#: the templates by kind: strong positive, strong negative, strong negative for health care,
+#: positive, negative, neutral (:func:`_pools` picks one per headline)
+_POOLS: tuple[tuple[str, ...], ...] = (
+    _STRONG_POSITIVE,
+    _STRONG_NEGATIVE,
+    (*_STRONG_NEGATIVE, _FDA),
+    _POSITIVE,
+    _NEGATIVE,
+    _NEUTRAL,
+)
+
+
+def _pools(inst: Instrument, tone: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """Each headline's template pool (an index of :data:`_POOLS`), as
+    :func:`_headline_text` picks it."""
+    negative = 2 if inst.sector == "Health Care" else 1
+    mild = np.where(tone > 0.25, 3, np.where(tone < -0.25, 4, 5))
+    return np.where(strong, np.where(tone > 0, 0, negative), mild)
+
+
+def _drawn_one_by_one(
+    seed: int,
+    inst: Instrument,
+    keys: np.ndarray,
+    base_tone: np.ndarray,
+    jumped: np.ndarray,
+    first: int,
+) -> list[tuple[int, float, str, str]]:
+    """The (minute, rounded tone, provider, text) of the headlines keyed ``keys`` (col,
+    session, k), each drawn from its own generator one draw at a time: what
+    :func:`_session_headlines` draws for all at once, for the headlines whose draws leave
+    numpy's fast paths."""
+    rng = KeyedDraws()
+    out = []
+    for state, (_, _, k), base, jump in zip(
+        pcg64_states([seed, 77], keys),
+        keys.tolist(),
+        base_tone.tolist(),
+        jumped.tolist(),
+        strict=True,
+    ):
+        rng.start(state)
+        if jump and k == 0:  # the big move is reported as the price makes it
+            minute = first + rng.integers(0, 15)
+        elif jump:  # later stories of the move, never before it
+            minute = first + rng.integers(0, _LAST_MINUTE - first)
+        else:
+            minute = 6 * 60 + rng.integers(0, 14 * 60)
+        tone = min(max(base + 0.15 * rng.standard_normal(), -1.0), 1.0)
+        strong = (jump and k == 0) or (abs(base) > 0.9 and rng.random() < 0.3)
+        provider = NEWS_PROVIDERS[rng.integers(len(NEWS_PROVIDERS))][0]
+        out.append((minute, round(tone, 4), provider, _headline_text(rng, inst, tone, strong)))
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ibkr_sim.market.seeded import KeyedDraws, pcg64_states
+from ibkr_sim.market.seeded import KeyedArrays, KeyedDraws, pcg64_states
 
 
 @pytest.mark.parametrize("prefix", [[7, 77], [2**40 + 3, 77], [0], []])
@@ -47,3 +47,51 @@ def test_keys_outside_one_word_are_refused() -> None:
         pcg64_states([-1], np.zeros((1, 2), np.int64))
     with pytest.raises(ValueError, match="range must hold"):
         KeyedDraws().integers(0)
+
+
+def test_keyed_arrays_draw_what_keyed_draws_draw() -> None:
+    """Many keys' draws at once are each key's own, call for call; a key whose draw leaves
+    numpy's fast paths is flagged irregular (its numbers unused), and a few are."""
+    rs = np.random.default_rng(3)
+    keys = rs.integers(0, 2**32, size=(5000, 3))
+    keys[:500] = rs.integers(0, 5, size=(500, 3))
+    arrays = KeyedArrays([7, 77], keys, 12)
+    script = [("int", 0, 15), ("normal",), ("random",), ("int", 0, 3), ("int", 0, 7)]
+    script += [("int", 0, 12), ("int", 20, 600), ("int", 1, 20), ("uniform",), ("int", 1, 5)]
+    script += [("normal",), ("int", 0, 1000)]
+    drawn = []
+    for op, *args in script:
+        if op == "int":
+            drawn.append(arrays.integers(*args))
+        elif op == "normal":
+            drawn.append(arrays.standard_normal())
+        elif op == "random":
+            drawn.append(arrays.random())
+        else:
+            drawn.append(arrays.uniform(0.02, 0.4))
+    irregular = arrays.irregular
+    assert 0 < irregular.sum() < 0.1 * len(keys)
+    one = KeyedDraws()
+    for i, state in enumerate(pcg64_states([7, 77], keys)):
+        if irregular[i]:
+            continue
+        one.start(state)
+        for (op, *args), values in zip(script, drawn, strict=True):
+            if op == "int":
+                expected = one.integers(*args)
+            elif op == "normal":
+                expected = one.standard_normal()
+            elif op == "random":
+                expected = one.random()
+            else:
+                expected = one.uniform(0.02, 0.4)
+            assert values[i] == expected and np.signbit(values[i]) == np.signbit(expected), i
+    # a subset of keys draws only for those rows
+    subset = KeyedArrays([7, 77], keys[:10], 4)
+    rows = np.array([1, 3, 5])
+    assert subset.random(rows).tolist() == [
+        np.random.default_rng(np.random.SeedSequence([7, 77, *keys[r].tolist()])).random()
+        for r in rows.tolist()
+    ]
+    with pytest.raises(ValueError, match="2 to 2\\*\\*32 - 1 values"):
+        subset.integers(5, 6)

@@ -1,0 +1,52 @@
+"""The simulated news drawn for all headlines at once are each headline's own draws."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+import numpy as np
+import pytest
+
+from ibkr_sim.market import SimMarket
+from ibkr_sim.market.calendar import NEW_YORK, schedule, to_ns
+from ibkr_sim.market.news import _OPEN_MINUTE, _drawn_one_by_one, _session_headlines
+from ibkr_sim.market.paths import panel
+from ibkr_sim.universe import stable_int
+
+
+@pytest.fixture(scope="module")
+def market() -> SimMarket:
+    return SimMarket(seed=7, n_stocks=700)
+
+
+def test_news_drawn_at_once_are_the_one_by_one_draws(market: SimMarket) -> None:
+    """Every headline of a few stocks over six years (jump days and strong news included)
+    drawn for all at once equals its own generator's draws one by one, and its article id is
+    the low 32 bits of stable_int(seed, conid, session, k)."""
+    p = panel(market.seed, market.edge)
+    first = _OPEN_MINUTE - market.edge.jump_news_lead
+    for inst in market.universe.stocks[3:700:97]:
+        col = market._cols[inst.conid]
+        sessions = np.flatnonzero(p.news_count[:1500, col])
+        found = _session_headlines(market.seed, market.edge, inst, col, sessions)
+        counts = p.news_count[sessions, col].astype(np.int64)
+        rows = np.repeat(sessions, counts)
+        ks = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        keys = np.column_stack([np.full(len(rows), col), rows, ks])
+        base = p.news_tone[rows, col].astype(np.float64)
+        one = _drawn_one_by_one(market.seed, inst, keys, base, p.jump[rows, col], first)
+        noon = np.array(
+            [to_ns(datetime.combine(d, time(12), NEW_YORK)) for d in schedule()[0][rows].tolist()]
+        )
+        times = noon + (np.array([m for m, *_ in one]) - 12 * 60) * 60_000_000_000
+        ids = [
+            f"{code}${stable_int(market.seed, inst.conid, t, k) % 2**32:08x}"
+            for (_, _, code, _), t, k in zip(one, rows.tolist(), ks.tolist(), strict=True)
+        ]
+        order = np.lexsort((times, rows))
+        assert found.time_ns.tolist() == times[order].tolist()
+        assert found.tone.tolist() == [one[i][1] for i in order]
+        assert found.provider_code.tolist() == [one[i][2] for i in order]
+        assert found.headline.tolist() == [one[i][3] for i in order]
+        assert found.article_id.tolist() == [ids[i] for i in order]
+        assert p.jump[rows, col].any(), "jump days are among them"
