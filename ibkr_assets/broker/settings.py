@@ -85,7 +85,7 @@ class BrokerConnection(BaseModel):
         700,
         ge=1,
         le=5000,  # ibkr_sim.universe.MAX_STOCKS: the core cannot import it, a test keeps them equal
-        description="number of simulated US stocks: the 807 real tickers, then generated ones",
+        description="number of simulated US stocks",
     )
     sim_edge: Literal["default", "none"] = Field(
         "default",
