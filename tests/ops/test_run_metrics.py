@@ -182,3 +182,36 @@ def test_orders_exposure_var_and_missing_data_are_read_from_what_the_run_materia
     assert figures.gross_exposure == 0.95
     assert figures.var == {"historical": 0.021, "parametric": 0.019}
     assert figures.net_liquidation == 1_000_000.0
+
+
+def test_the_sensors_record_runs_the_daemon_launched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ibkr_assets.sensors.metrics import run_metrics_failed, run_metrics_succeeded
+
+    monkeypatch.setenv("IBKR_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("IBKR_PUSHGATEWAY_URL", raising=False)
+    instance = dg.DagsterInstance.ephemeral()
+    good = tiny_job.execute_in_process(instance=instance)
+    bad = failing_job.execute_in_process(instance=instance, raise_on_error=False)
+    run_metrics_succeeded(
+        dg.build_run_status_sensor_context(
+            sensor_name="run_metrics_succeeded",
+            dagster_event=good.get_run_success_event(),
+            dagster_instance=instance,
+            dagster_run=good.dagster_run,
+        )
+    )
+    run_metrics_failed(
+        dg.build_run_status_sensor_context(
+            sensor_name="run_metrics_failed",
+            dagster_event=bad.get_run_failure_event(),
+            dagster_instance=instance,
+            dagster_run=bad.dagster_run,
+        ).for_run_failure()
+    )
+    labels = {"account": "none"}
+    for job, success in (("tiny_job", 1.0), ("failing_job", 0.0)):
+        written = _samples(textfile_path(tmp_path, job).read_text())
+        key = frozenset({**labels, "dagster_job": job}.items())
+        assert written[("ibkr_pipeline_run_success", key)] == success
