@@ -53,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     gw.add_argument("--port", type=int, default=4002, help="TCP port (default 4002; 0 = any)")
     gw.add_argument("--seed", type=int, default=7, help="market seed (default 7)")
-    gw.add_argument("--symbols", type=int, default=700, help="number of stocks (default 700)")
+    gw.add_argument(
+        "--symbols",
+        type=int,
+        default=700,
+        help="number of stocks, 1-5000: the 807 real tickers, then generated ones (default 700)",
+    )
     _add_edge(gw)
     gw.add_argument("--pacing", choices=("off", "ib"), default="off", help="emulate IB pacing")
     gw.add_argument(
@@ -130,7 +135,12 @@ def _add_webapi_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore
     web.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     web.add_argument("--port", type=int, default=5000, help="TCP port (default 5000; 0 = any)")
     web.add_argument("--seed", type=int, default=7, help="market seed (default 7)")
-    web.add_argument("--symbols", type=int, default=700, help="number of stocks (default 700)")
+    web.add_argument(
+        "--symbols",
+        type=int,
+        default=700,
+        help="number of stocks, 1-5000: the 807 real tickers, then generated ones (default 700)",
+    )
     _add_edge(web)
     web.add_argument(
         "--data-dir",
