@@ -1,7 +1,8 @@
 """The calibration's candidate replays over Dask (#19 item 3): on a 2-worker local cluster they
 give the single-process run's results to the bit (daily returns, weights, the chosen reading and
-its t), and IBKR_DASK_SCHEDULER points the fan-out at a scheduler this test starts (real
-``dask scheduler`` and ``dask worker`` processes on loopback)."""
+its t), so do the technical features with the symbols split over the workers, and
+IBKR_DASK_SCHEDULER points the fan-out at a scheduler this test starts (real ``dask scheduler``
+and ``dask worker`` processes on loopback)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ import pandas as pd
 import pytest
 
 from ibkr_assets.assets.ib_rules import ib_execution
+from ibkr_assets.assets.symbol_partitions import symbol_groups, technical_history_by_symbols
 from ibkr_assets.partitions import sessions_between
 from ibkr_assets.quant.backtest import BacktestResult, calibrate, prepare_days, signal_panel
 from ibkr_assets.quant.backtest.calibration import candidate_evidence
+from ibkr_assets.quant.backtest.replay import SessionWindow, technical_windows
 from ibkr_assets.quant.evidence import EvidenceSettings
 from ibkr_assets.resources.compute import DaskMap, dask_client, dask_map
 from ibkr_assets.settings.compute import DaskSettings
@@ -216,3 +219,19 @@ def test_a_malformed_scheduler_address_is_refused(monkeypatch):
         DaskSettings()
     monkeypatch.setenv("IBKR_DASK_SCHEDULER", "")
     assert DaskSettings().scheduler is None
+
+
+def test_technical_features_with_the_symbols_split_over_workers_equal_one_pass(world, cluster):
+    data, settings, _, _, _ = world
+    window = SessionWindow(data.calendar)
+    spans = [window.before(s, settings.history_sessions) for s in data.sessions]
+    want = technical_windows(data, settings)  # one pass over every symbol
+    groups = symbol_groups(data.bars, 2)
+    assert [g["symbol"].nunique() for g in groups] == [SYMBOLS // 2, SYMBOLS // 2]
+    assert set(groups[0]["symbol"]).isdisjoint(groups[1]["symbol"])
+    for map_fn, parts in ((DaskMap(cluster), 2), (map, 3)):
+        got = technical_history_by_symbols(data.bars, spans, map_fn, parts)
+        assert len(got) == len(want) == len(data.sessions)
+        for a, b in zip(want, got, strict=True):
+            assert len(a) == SYMBOLS
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
