@@ -358,111 +358,192 @@ def polarity_zscore_panel(
     (as :func:`split_headlines` keeps them for the ingest); ``before_as_of``: a headline stamped
     exactly ``as_of`` is not read (the ingest fetches the news before its run time).
 
-    The means and variances are pandas' group reductions over every session's rows at once,
-    summed in the order the ingest's frame holds them (the history's headlines in their
-    original order, then those at the window's start; the window's newest first), so one
-    session's numbers are bit for bit those of the same call on that session alone."""
-    past, recent = _session_rows(tape, as_ofs, window_hours, history_days, newest, before_as_of)
-    n_codes, sessions = len(tape.symbols), len(as_ofs)
-    first_day = int(tape.days.min()) if len(tape.days) else 0
-    span = int(tape.days.max()) - first_day + 1 if len(tape.days) else 1
-    # daily means by (session, symbol, day), then each symbol's mean, variance and count of them
-    session, rows = past
-    key = (session * n_codes + tape.codes[rows]) * span + (tape.days[rows] - first_day)
-    daily = pd.Series(tape.polarity[rows]).groupby(key).mean()
-    owner = daily.index.to_numpy() // span
-    hist = daily.groupby(owner).agg(["mean", "var", "size"])
-    session, rows = recent
+    Sums are taken in the order the ingest's frame holds the headlines (the history's in
+    their original order, then those at the window's start; the window's newest first), with
+    pandas' group reductions (the means with Kahan summation, the variance with Welford's
+    algorithm, :func:`_kahan_welford` for the daily means' own), so each session's numbers are
+    bit for bit those of the same call on that session alone: rank ICs of the z-scores, with
+    their many exact ties, would otherwise move with the last bit."""
+    sessions, n_codes = len(as_ofs), len(tape.symbols)
+    days = history_days + 1  # the days a history window touches (both ends partial)
+    plan = _plan(tape, as_ofs, window_hours, history_days, newest, before_as_of)
+    session, rows = plan.recent
     today = pd.Series(tape.polarity[rows]).groupby(session * n_codes + tape.codes[rows])
     today = today.agg(["mean", "size"])
-    wide = {
-        name: _spread(frame[column], sessions, n_codes)
-        for name, frame, column in (
-            ("x", today, "mean"),
-            ("today_n", today, "size"),
-            ("mean", hist, "mean"),
-            ("var", hist, "var"),
-            ("n", hist, "size"),
+    x = _spread(today["mean"], sessions, n_codes)
+    today_n = np.nan_to_num(_spread(today["size"], sessions, n_codes)).astype("int64")
+    # each symbol's daily means: whole days once for every session, the partial ones per session
+    first_day = int(plan.first_days.min())
+    width = int(plan.first_days.max()) + days - first_day
+    whole = _daily_means(tape, np.argsort(tape.positions, kind="stable"), first_day, width)
+    session, rows = plan.partial
+    offset = tape.days[rows] - plan.first_days[session]
+    partial = pd.Series(tape.polarity[rows]).groupby(
+        (session * n_codes + tape.codes[rows]) * days + offset
+    )
+    partial = partial.mean()
+    key = partial.index.to_numpy()
+    partial_at = (key // days // n_codes, key // days % n_codes, key % days)
+    mean = np.full((sessions, n_codes), np.nan)
+    var = np.full((sessions, n_codes), np.nan)
+    n = np.zeros((sessions, n_codes))
+    prior_sd = np.full(sessions, default_sd)
+    for a in range(0, sessions, _CHUNK):
+        b = min(a + _CHUNK, sessions)
+        columns = plan.first_days[a:b, None] - first_day + np.arange(days)
+        daily = whole[:, columns].transpose(1, 0, 2)  # sessions x symbols x days
+        for i in range(a, b):
+            daily[i - a, :, plan.partial_days[i]] = np.nan
+        chosen = (partial_at[0] >= a) & (partial_at[0] < b)
+        daily[partial_at[0][chosen] - a, partial_at[1][chosen], partial_at[2][chosen]] = (
+            partial.to_numpy()[chosen]
         )
-    }
-    prior_sd = _prior_sd(daily, owner // n_codes, today, sessions, n_codes, default_sd)
-    n = np.nan_to_num(wide["n"])
-    mean = np.nan_to_num(wide["mean"])
-    var = np.nan_to_num(wide["var"])
+        mean[a:b], var[a:b], n[a:b] = _kahan_welford(daily)
+        for i in range(a, b):
+            pool = daily[i - a][np.isfinite(daily[i - a])]  # by symbol, then day
+            if len(pool) < 2:
+                pool = x[i][today_n[i] > 0]
+            if len(pool) >= 2:
+                sd = float(np.std(pool, ddof=1))
+                prior_sd[i] = sd if np.isfinite(sd) and sd > 0 else default_sd
     k = float(min_history_days)
-    shrunk_mean = n * mean / (n + k)
+    shrunk_mean = n * np.nan_to_num(mean) / (n + k)
     dof = np.maximum(n - 1, 0)
-    shrunk_sd = np.sqrt((dof * var + k * prior_sd[:, None] ** 2) / (dof + k))
-    x = wide["x"]
+    shrunk_sd = np.sqrt((dof * np.nan_to_num(var) + k * prior_sd[:, None] ** 2) / (dof + k))
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.clip(np.nan_to_num((x - shrunk_mean) / shrunk_sd, nan=0.0), -5.0, 5.0)
     wanted = pd.Index(tape.symbols).get_indexer(pd.Index(list(symbols), dtype=object))
     has = wanted >= 0
-    columns = {
-        "polarity_24h": (x, np.nan),
-        "headlines_24h": (np.nan_to_num(wide["today_n"]).astype("int64"), 0),
-        "polarity_hist_mean": (wide["mean"], np.nan),
-        "polarity_hist_std": (np.sqrt(wide["var"]), np.nan),
-        "polarity_hist_days": (n.astype("int64"), 0),
-        "sentiment_z": (z, 0.0),
-    }
     out = {}
-    for column, (values, missing) in columns.items():
+    for column, values, missing in (
+        ("polarity_24h", x, np.nan),
+        ("headlines_24h", today_n, 0),
+        ("polarity_hist_mean", mean, np.nan),
+        ("polarity_hist_std", np.sqrt(var), np.nan),
+        ("polarity_hist_days", n.astype("int64"), 0),
+        ("sentiment_z", z, 0.0),
+    ):
         full = np.full((sessions, len(wanted)), missing, dtype=values.dtype)
         full[:, has] = values[:, wanted[has]]
         out[column] = full
     return out
 
 
-def _session_rows(
+#: sessions whose dense daily means (sessions x symbols x days) are held at once
+_CHUNK = 128
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Which tape rows each session reads, as (session number, tape row) arrays in summation
+    order: ``recent`` the window's, ``partial`` the history's on its partial days;
+    ``first_days`` each session's first history day (UTC day number) and ``partial_days`` the
+    offsets from it of the days read per session (the rest are whole days, the same for every
+    session)."""
+
+    recent: tuple[np.ndarray, np.ndarray]
+    partial: tuple[np.ndarray, np.ndarray]
+    first_days: np.ndarray
+    partial_days: list[np.ndarray]
+
+
+def _plan(
     tape: HeadlineTape,
     as_ofs: Sequence[pd.Timestamp],
     window_hours: float,
     history_days: int,
     newest: tuple[float, int] | None,
     before_as_of: bool,
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Every session's history rows and window rows of the tape (scored, kept by ``newest``),
-    each as (session number, tape row) arrays in summation order: see
-    :func:`polarity_zscore_panel`."""
+) -> _Plan:
+    """Each session's window rows and partial-day history rows (:class:`_Plan`)."""
     window = round(window_hours * _HOUR_NS)
     history = history_days * _DAY_NS
     times, scored = tape.times, np.isfinite(tape.polarity)
-    past: list[np.ndarray] = []
     recent: list[np.ndarray] = []
-    for as_of in as_ofs:
+    partial: list[np.ndarray] = []
+    first_days = np.zeros(len(as_ofs), dtype="int64")
+    partial_days = []
+    for i, as_of in enumerate(as_ofs):
         now = pd.Timestamp(_utc(as_of)).value
         start = now - window
         lo = int(np.searchsorted(times, start - history, side="right"))
         first = int(np.searchsorted(times, start, side="left"))
         mid = int(np.searchsorted(times, start, side="right"))
         hi = int(np.searchsorted(times, now, side="left" if before_as_of else "right"))
-        read = scored.copy() if newest is None else scored & _kept(tape, now, hi, newest)
-        older = lo + np.argsort(tape.positions[lo:first], kind="stable")
-        at_start = first + np.argsort(tape.positions[first:mid], kind="stable")
+        read = scored[: max(hi, mid)].copy()
+        # the day of the history's first instant, the day of its last; from the cap's first
+        # day on, a day's headlines may be capped, so it is read per session too
+        first_days[i] = (start - history + 1) // _DAY_NS
+        last_whole = start // _DAY_NS
+        if newest is not None:
+            hours, per_symbol = newest
+            since = now - round(hours * _HOUR_NS)
+            capped = max(int(np.searchsorted(times, since, side="left")), lo)
+            read[capped:hi] &= _newest(tape, capped, hi, per_symbol)
+            last_whole = min(last_whole, since // _DAY_NS)
+        # partial days: the first, and from the last whole one on
+        head = int(np.searchsorted(times, (first_days[i] + 1) * _DAY_NS, side="left"))
+        tail = max(int(np.searchsorted(times, last_whole * _DAY_NS, side="left")), head)
+        older = np.r_[np.arange(lo, min(head, first)), np.arange(max(tail, lo), first)]
+        older = older[np.argsort(tape.positions[older], kind="stable")]
+        at_start = np.arange(first, mid)
+        at_start = at_start[np.argsort(tape.positions[first:mid], kind="stable")]
         rows = np.concatenate([older, at_start])
-        past.append(rows[read[rows]])
+        partial.append(rows[read[rows]])
+        offsets = np.arange(history_days + 1)
+        partial_days.append(offsets[(offsets == 0) | (offsets >= last_whole - first_days[i])])
         span = np.arange(mid, max(hi, mid))
         rows = span[np.lexsort((tape.positions[span], -times[span]))]
         recent.append(rows[read[rows]])
-    return _numbered(past), _numbered(recent)
+    return _Plan(_numbered(recent), _numbered(partial), first_days, partial_days)
 
 
-def _kept(tape: HeadlineTape, now: int, hi: int, newest: tuple[float, int]) -> np.ndarray:
-    """Which tape rows are read when only each symbol's ``per_symbol`` newest of the last
-    ``hours`` (before row ``hi``) are: every row outside that span, the newest inside."""
-    hours, per_symbol = newest
-    first = int(np.searchsorted(tape.times, now - round(hours * _HOUR_NS), side="left"))
-    keep = np.ones(len(tape.times), dtype=bool)
-    if hi > first:
-        codes, times = tape.codes[first:hi], tape.times[first:hi]
-        order = np.lexsort((tape.positions[first:hi], -times, codes))
-        ordered = codes[order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-        keep[first:hi] = False
-        keep[first + order[rank < per_symbol]] = True
+def _newest(tape: HeadlineTape, first: int, hi: int, per_symbol: int) -> np.ndarray:
+    """Which tape rows of ``[first, hi)`` are among their symbol's ``per_symbol`` newest there
+    (of equal times, the earlier in the frame first)."""
+    codes = tape.codes[first:hi]
+    order = np.lexsort((tape.positions[first:hi], -tape.times[first:hi], codes))
+    ordered = codes[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    keep = np.zeros(hi - first, dtype=bool)
+    keep[order[rank < per_symbol]] = True
     return keep
+
+
+def _daily_means(tape: HeadlineTape, rows: np.ndarray, first_day: int, width: int) -> np.ndarray:
+    """Symbols x days (``width`` from ``first_day``) mean polarity of the scored ``rows`` (in
+    summation order) of each symbol and day, NaN without one."""
+    rows = rows[np.isfinite(tape.polarity[rows])]
+    offset = tape.days[rows] - first_day
+    rows, offset = rows[(offset >= 0) & (offset < width)], offset[(offset >= 0) & (offset < width)]
+    means = pd.Series(tape.polarity[rows]).groupby(tape.codes[rows] * width + offset).mean()
+    out = np.full(len(tape.symbols) * width, np.nan)
+    out[means.index.to_numpy()] = means.to_numpy()
+    return out.reshape(len(tape.symbols), width)
+
+
+def _kahan_welford(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Along the last axis of ``values`` (NaN skipped): the mean by Kahan summation, the
+    variance (ddof 1, NaN below two values) by Welford's algorithm and the count, as pandas'
+    ``groupby`` mean and var compute them (the same operations in the same order, so the same
+    bits: tests/unit/test_sentiment.py checks it against pandas)."""
+    shape = values.shape[:-1]
+    total, compensation, count = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    mean, m2 = np.zeros(shape), np.zeros(shape)
+    for j in range(values.shape[-1]):
+        v = values[..., j]
+        ok = np.isfinite(v)
+        count = count + ok
+        y = v - compensation
+        t = total + y
+        compensation = np.where(ok, (t - total) - y, compensation)
+        total = np.where(ok, t, total)
+        previous = mean
+        mean = np.where(ok, mean + (v - previous) / np.maximum(count, 1), mean)
+        m2 = np.where(ok, m2 + (v - mean) * (v - previous), m2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count, np.where(count > 1, m2 / (count - 1), np.nan), count
 
 
 def _numbered(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -477,30 +558,3 @@ def _spread(values: pd.Series, sessions: int, n_codes: int) -> np.ndarray:
     out = np.full(sessions * n_codes, np.nan)
     out[values.index.to_numpy()] = values.to_numpy("float64")
     return out.reshape(sessions, n_codes)
-
-
-def _prior_sd(
-    daily: pd.Series,
-    daily_session: np.ndarray,
-    today: pd.DataFrame,
-    sessions: int,
-    n_codes: int,
-    default_sd: float,
-) -> np.ndarray:
-    """Each session's prior spread: the standard deviation (ddof 1) of its daily means (in
-    symbol and day order), or of its window's per-symbol means with fewer than two, else
-    ``default_sd`` (also for a non-finite or zero spread)."""
-    out = np.full(sessions, default_sd)
-    means = daily.to_numpy("float64")
-    bounds = np.searchsorted(daily_session, np.arange(sessions + 1))
-    today_session = today.index.to_numpy() // n_codes
-    today_bounds = np.searchsorted(today_session, np.arange(sessions + 1))
-    today_means = today["mean"].to_numpy("float64")
-    for s in range(sessions):
-        pool = means[bounds[s] : bounds[s + 1]]
-        if len(pool) < 2:
-            pool = today_means[today_bounds[s] : today_bounds[s + 1]]
-        if len(pool) >= 2:
-            sd = float(np.std(pool, ddof=1))
-            out[s] = sd if np.isfinite(sd) and sd > 0 else default_sd
-    return out

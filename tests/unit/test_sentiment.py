@@ -13,12 +13,16 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 
 from ibkr_assets.quant.sentiment import (
     SENTIMENT_COLUMNS,
+    HeadlineTape,
     LexiconScorer,
     SentimentScorer,
     TransformersScorer,
+    _kahan_welford,
     headline_polarity_zscore,
     load_scorer,
+    polarity_zscore_panel,
     score_headlines,
+    split_headlines,
 )
 
 HEADLINES = [
@@ -164,3 +168,92 @@ def test_score_headlines_scores_each_text_once() -> None:
     np.testing.assert_allclose(out["polarity"], [0.02, 0.04, 0.02])
     with pytest.raises(ValueError, match="headline"):
         score_headlines(frame.drop(columns="headline"), scorer)
+
+
+def _reference_zscore(
+    scored: pd.DataFrame, as_of: pd.Timestamp, symbols: list[str], history_days: int
+) -> pd.DataFrame:
+    """The one-session z-score written directly with pandas (the implementation before the
+    panel), an independent check of :func:`polarity_zscore_panel`."""
+    now = as_of.tz_convert("UTC")
+    start = now - pd.Timedelta(hours=24)
+    frame = scored.dropna(subset=["polarity"])
+    frame = frame.loc[frame["time"] <= now]
+    recent = frame.loc[frame["time"] > start]
+    past = frame.loc[
+        (frame["time"] <= start) & (frame["time"] > start - pd.Timedelta(days=history_days))
+    ]
+    index = pd.Index(symbols, name="symbol", dtype=object)
+    today = recent.groupby("symbol")["polarity"].agg(["mean", "size"]).reindex(index)
+    daily = past.groupby(["symbol", past["time"].dt.floor("D")])["polarity"].mean()
+    hist = daily.groupby(level="symbol").agg(["mean", "var", "size"]).reindex(index)
+    pool = daily if len(daily) >= 2 else recent.groupby("symbol")["polarity"].mean()
+    prior_sd = float(pool.std(ddof=1)) if len(pool) >= 2 else 0.5
+    prior_sd = prior_sd if np.isfinite(prior_sd) and prior_sd > 0 else 0.5
+    n = hist["size"].fillna(0.0).to_numpy()
+    mean = hist["mean"].fillna(0.0).to_numpy()
+    var = hist["var"].fillna(0.0).to_numpy()
+    shrunk_mean = n * mean / (n + 5.0)
+    dof = np.maximum(n - 1, 0)
+    shrunk_sd = np.sqrt((dof * var + 5.0 * prior_sd**2) / (dof + 5.0))
+    x = today["mean"].to_numpy()
+    z = np.clip(np.nan_to_num((x - shrunk_mean) / shrunk_sd, nan=0.0), -5.0, 5.0)
+    return pd.DataFrame(
+        {"polarity_24h": x, "headlines_24h": today["size"].fillna(0).to_numpy(), "z": z},
+        index=index,
+    )
+
+
+def test_the_panel_is_bit_for_bit_the_one_session_computation() -> None:
+    # discrete polarities (as the lexicon's) make many exactly tied z-scores: their ranks
+    # change with the last bit, so the panel must sum in the one-session order
+    rng = np.random.default_rng(3)
+    n = 6000
+    symbols = [f"S{i:02d}" for i in range(40)]
+    minutes = rng.integers(0, 70 * 24 * 60, n)
+    frame = pd.DataFrame(
+        {
+            "symbol": rng.choice(symbols, n),
+            "time": pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(minutes, "min"),
+            "polarity": rng.choice([-1.0, -0.5, -1 / 3, 0.0, 1 / 3, 0.5, 1.0, np.nan], n),
+        }
+    )
+    as_ofs = [pd.Timestamp("2025-02-10 07:00", tz="America/New_York") + pd.Timedelta(days=d)
+              for d in range(0, 25, 3)]  # fmt: skip
+    # a headline exactly at one window's start and one exactly at a run time
+    frame.loc[0, "time"] = as_ofs[1].tz_convert("UTC") - pd.Timedelta(hours=24)
+    frame.loc[1, "time"] = as_ofs[2].tz_convert("UTC")
+    tape = HeadlineTape.of(frame)
+    for per_symbol in (10**6, 2):  # every headline; the ingest's cap of the newest two
+        panel = polarity_zscore_panel(
+            tape, as_ofs, symbols, history_days=30, newest=(24.0, per_symbol), before_as_of=True
+        )
+        assert (panel["headlines_24h"] > 0).any() and (panel["headlines_24h"] == 0).any()
+        assert (panel["headlines_24h"] > 2).any() == (per_symbol > 2)
+        for i, at in enumerate(as_ofs):
+            # what the ingest holds at ``at``: the news before it, the last day's capped, newest
+            # first, after the older
+            before = frame.loc[frame["time"] < at.tz_convert("UTC")]
+            ingest = pd.concat(split_headlines(before, at, 24.0, per_symbol)[::-1])
+            want = _reference_zscore(ingest, at, symbols, 30)
+            np.testing.assert_array_equal(panel["sentiment_z"][i], want["z"])
+            np.testing.assert_array_equal(panel["polarity_24h"][i], want["polarity_24h"])
+            np.testing.assert_array_equal(panel["headlines_24h"][i], want["headlines_24h"])
+            one = headline_polarity_zscore(ingest, at, symbols=symbols, history_days=30)
+            np.testing.assert_array_equal(one["sentiment_z"], want["z"])
+
+
+def test_kahan_welford_is_pandas_group_mean_and_var() -> None:
+    rng = np.random.default_rng(4)
+    values = rng.choice([-1.0, -0.5, -1 / 3, 0.0, 0.2, 1 / 3, 0.5, 2 / 3, 1.0], (3000, 31))
+    values = (values + rng.permutation(values.ravel()).reshape(values.shape)) / 3
+    values[rng.random(values.shape) < 0.6] = np.nan
+    mean, var, count = _kahan_welford(values)
+    group, _ = np.nonzero(np.isfinite(values))
+    want = pd.Series(values[np.isfinite(values)]).groupby(group).agg(["mean", "var", "size"])
+    want = want.reindex(range(len(values)))
+    np.testing.assert_array_equal(mean, want["mean"])
+    np.testing.assert_array_equal(var, want["var"])
+    np.testing.assert_array_equal(count, want["size"].fillna(0))
+    # naive summation differs in the last bit for some groups: the order of operations matters
+    assert not np.array_equal(np.nansum(values, axis=1) / count, want["mean"], equal_nan=True)
