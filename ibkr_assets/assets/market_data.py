@@ -455,7 +455,11 @@ def news_between(
             )
         stop = oldest.to_pydatetime()
     found = pages[0] if len(pages) == 1 else pd.concat(pages, ignore_index=True)
-    return found.drop_duplicates(["provider_code", "article_id"]).reset_index(drop=True)
+    # each headline once, the first time it came (a few hundred: a set beats pandas here)
+    seen: set[tuple[str, str]] = set()
+    keys = zip(found["provider_code"].tolist(), found["article_id"].tolist(), strict=True)
+    first = np.array([not (key in seen or seen.add(key)) for key in keys], dtype=bool)
+    return found if first.all() else found.loc[first].reset_index(drop=True)
 
 
 def headline_frame(
@@ -488,8 +492,12 @@ def headline_frame(
         return found.take(np.argsort(span, kind="stable"))
 
     results, failed = fetch_each(span_by_span, contracts, workers)
-    parts = [found.assign(symbol=symbol) for symbol, found in results.items() if len(found)]
-    frame = pd.concat(parts, ignore_index=True) if parts else _empty(HEADLINES)
+    found = [frame for frame in results.values() if len(frame)]
+    if not found:
+        return _empty(HEADLINES), failed
+    frame = pd.concat(found, ignore_index=True)
+    symbols = [symbol for symbol, frame in results.items() if len(frame)]
+    frame["symbol"] = np.repeat(np.array(symbols, dtype=object), [len(f) for f in found])
     frame = frame.assign(time=pd.to_datetime(frame["time"], utc=True))
     return frame[HEADLINES.names].astype(HEADLINES.dtypes), failed
 

@@ -205,11 +205,13 @@ def bar_frame(
     volume: Any,
     session: Any,
 ) -> pd.DataFrame:
-    """A bar frame (:data:`BAR_COLUMNS`) from its columns: ``time`` (UTC instants, anything
-    ``pd.DatetimeIndex`` reads), ``prices`` (open, high, low, close), ``volume`` and
-    ``session`` (dates, None for intraday bars)."""
-    times = pd.DatetimeIndex(time)
+    """A bar frame (:data:`BAR_COLUMNS`) from its columns: ``time`` (UTC instants: a
+    ``DatetimeIndex``, or anything it reads), ``prices`` (open, high, low, close), ``volume``
+    and ``session`` (datetime64[ns] dates, or dates and None for intraday bars)."""
+    times = time if isinstance(time, pd.DatetimeIndex) else pd.DatetimeIndex(time)
     times = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
+    if not (isinstance(session, np.ndarray) and session.dtype == np.dtype("datetime64[ns]")):
+        session = pd.DatetimeIndex(pd.to_datetime(session)).as_unit("ns").to_numpy()
     frame = {
         "time": times.as_unit("ns"),
         **{
@@ -217,7 +219,7 @@ def bar_frame(
             for name, values in zip(("open", "high", "low", "close"), prices, strict=True)
         },
         "volume": np.asarray(volume, dtype=np.float64),
-        "session": pd.DatetimeIndex(pd.to_datetime(session)).as_unit("ns"),
+        "session": session,
     }
     return pd.DataFrame(frame, columns=list(BAR_COLUMNS))
 

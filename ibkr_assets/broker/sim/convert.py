@@ -141,16 +141,12 @@ def bar_frame_as_of(
         stamped[-1] = at_ns
     n = len(ns)
     volume = frame["volume"].to_numpy(float) if what_to_show == "TRADES" else np.full(n, -1.0)
-    sessions = (
-        (ns // _DAY_NS * _DAY_NS).astype("datetime64[ns]")
-        if daily
-        else np.full(n, np.datetime64("NaT", "ns"))
-    )
+    days = ns // _DAY_NS * _DAY_NS if daily else np.full(n, np.iinfo(np.int64).min)  # NaT
     return bar_frame(
-        pd.to_datetime(stamped, utc=True),
+        pd.DatetimeIndex(stamped.view("datetime64[ns]")),
         [frame[c].to_numpy(float) for c in ("open", "high", "low", "close")],
         volume,
-        sessions,
+        days.view("datetime64[ns]"),
     )
 
 
@@ -160,7 +156,7 @@ def headline_frame_of(found: NewsColumns, rows: np.ndarray) -> pd.DataFrame:
     picked = found.take(rows)
     return pd.DataFrame(
         {
-            "time": pd.to_datetime(picked.time_ns, utc=True),
+            "time": pd.DatetimeIndex(picked.time_ns.view("datetime64[ns]")).tz_localize("UTC"),
             **{
                 name: pd.array(getattr(picked, name), dtype="string")
                 for name in HEADLINE_COLUMNS[1:]
