@@ -6,7 +6,8 @@ import os
 
 from tests.small_world import SMALL_WORLD_EVIDENCE
 
-# Tests must never reach a real IB account, a real Slack or Vault, or the Hugging Face hub.
+# Tests must never reach a real IB account, a real Slack, Vault or PostgreSQL server, or the
+# Hugging Face hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 for _var in (
@@ -16,6 +17,12 @@ for _var in (
     "IBKR_ALLOW_LIVE",
     "SLACK_WEBHOOK_URL",
     "VAULT_ADDR",
+    # the Dagster instance's server (ibkr_assets/dagster_instance.py); tests/instance starts one
+    "IBKR_PG_URL",
+    "IBKR_PG_HOST",
+    "IBKR_PG_PORT",
+    "IBKR_PG_USER",
+    "IBKR_PG_DB",
 ):
     os.environ.pop(_var, None)
 # The decision journal signs its rows with a key kept outside the journal; tests use this one

@@ -60,6 +60,10 @@ class Server:
             autocommit=True,
         )
 
+    def admin(self) -> psycopg.Connection:
+        """The superuser's connection through the Unix socket (trusted: no password)."""
+        return _admin_connection(self.directory, self.port, DATABASE)
+
 
 def pg_ctl() -> str:
     """``pg_ctl``: on ``PATH``, else the newest of Debian's ``/usr/lib/postgresql/N/bin``."""
@@ -97,14 +101,14 @@ def _as_server_user(directory: Path, executable: str) -> str:
     return str(wrapper)
 
 
-def _admin_connection(directory: Path, port: int) -> psycopg.Connection:
-    """The superuser's connection through the Unix socket in ``directory``, once the server
-    accepts connections (the port opens while it is still starting up)."""
+def _admin_connection(directory: Path, port: int, dbname: str) -> psycopg.Connection:
+    """The superuser's connection to ``dbname`` through the Unix socket in ``directory``, once
+    the server accepts connections (the port opens while it is still starting up)."""
     deadline = time.monotonic() + START_S
     while True:
         try:
             return psycopg.connect(
-                host=str(directory), port=port, user=ROLE, dbname="postgres", autocommit=True
+                host=str(directory), port=port, user=ROLE, dbname=dbname, autocommit=True
             )
         except psycopg.OperationalError:
             if time.monotonic() > deadline:
@@ -139,7 +143,7 @@ def postgres() -> Iterator[Server]:
     password_file.write_text(f"pw-{os.urandom(12).hex()}\n")
     try:
         server.start()
-        with _admin_connection(directory, port) as admin:
+        with _admin_connection(directory, port, "postgres") as admin:
             admin.execute(f"CREATE DATABASE {DATABASE}")
             admin.execute(
                 psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
