@@ -49,6 +49,7 @@ from typing import Any
 import dagster as dg
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
+from ibkr_assets.jobs import ACCOUNT_TAG
 from ibkr_assets.partitions import BUCHAREST, nyse_calendar
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,6 @@ PUSH_JOB = "ibkr_agent"
 RUN_DEADLINE_BUCHAREST = time(14, 30)
 #: An ingest asset's missing-data line: "<asset> <day>: N could not be fetched (...)".
 _MISSING = re.compile(r": (\d+) could not be fetched")
-_ACCOUNT_TAG = "ibkr/account"  # ibkr_assets.jobs.ACCOUNT_TAG (jobs imports the definitions)
 _PARTITION_TAG = "dagster/partition"
 
 
@@ -116,7 +116,7 @@ def run_figures(instance: dg.DagsterInstance, run_id: str) -> RunFigures:
     figures = RunFigures(
         run_id=run_id,
         job=run.job_name,
-        account=run.tags.get(_ACCOUNT_TAG) or "none",
+        account=run.tags.get(ACCOUNT_TAG) or "none",
         partition=run.tags.get(_PARTITION_TAG, ""),
         success=run.status == dg.DagsterRunStatus.SUCCESS,
         finished=end,
