@@ -49,7 +49,7 @@ from typing import Any
 import dagster as dg
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
-from ibkr_assets.jobs import ACCOUNT_TAG
+from ibkr_assets.jobs import ACCOUNT_TAG, DAILY_JOB_NAME
 from ibkr_assets.partitions import BUCHAREST, nyse_calendar
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,9 @@ class RunFigures:
 
     def deadline(self) -> float | None:
         """14:30 Bucharest of the NYSE session after the partition, epoch seconds (None for a
-        run without a daily partition)."""
+        run of another job than the daily one, or without a partition)."""
+        if self.job != DAILY_JOB_NAME:
+            return None
         try:
             day = date.fromisoformat(self.partition)
         except ValueError:

@@ -98,7 +98,7 @@ def test_a_failed_run_is_recorded_and_an_unreachable_pushgateway_named(tmp_path:
     figures = run_figures(instance, run.run_id)
     assert not figures.success and figures.account == "none"
     assert set(figures.stage_seconds) == {"fetch", "fail"}
-    assert figures.deadline() is None  # no daily partition
+    assert figures.deadline() is None  # not the daily job
     with pytest.raises(OSError):
         record_run(instance, run.run_id, tmp_path, pushgateway="http://127.0.0.1:9")
     written = _samples(textfile_path(tmp_path, "failing_job").read_text())
