@@ -363,7 +363,7 @@ def _replay(
     calibration on the same days; the seconds each phase took go to ``timings``."""
     report = progress or (lambda phase, done, total: None)
     mark = clock.perf_counter()
-    panel = signal_panel(data, settings, workers=workers)
+    panel = signal_panel(data, settings)
     timings["evidence"] = clock.perf_counter() - mark
     mark = clock.perf_counter()
     prepared = prepare_days(data, settings, panel, workers=workers)

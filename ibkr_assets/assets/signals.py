@@ -63,9 +63,6 @@ CALIBRATED_EVIDENCE = Path("calibration") / "evidence.json"
 #: Every past session's measured evidence (IC row and signal covariance), kept under the data
 #: root so each run measures only the sessions it has not measured before.
 EVIDENCE_CACHE = Path("evidence") / "signal_ic.parquet"
-#: Sessions to measure from which the measuring runs in two worker processes (a cold data
-#: root measures a year; a daily run measures one session, which a spawned pool would slow).
-PARALLEL_FROM = 120
 #: Each signal's block.
 BLOCK_OF = {signal: block for block, signals in SIGNAL_BLOCKS.items() for signal in signals}
 #: What :func:`signal_evidence` returns: one row per signal.
@@ -238,7 +235,6 @@ def measured_panel(storage: StorageResource, data: ReplayData, settings: ReplayS
         fresh = signal_panel(
             replace(data, warmup=[d for d, _ in todo], warmup_times=[at for _, at in todo]),
             settings,
-            workers=2 if len(todo) >= PARALLEL_FROM else 0,
         )
         if len(fresh.ic):
             measured = panel_frame(fresh)

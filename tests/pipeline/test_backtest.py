@@ -66,7 +66,7 @@ def _small_world():
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory):
     data, settings, _ = load_small_replay(tmp_path_factory.mktemp("replay"), SYMBOLS, WINDOW)
-    panel = signal_panel(data, settings, workers=0)
+    panel = signal_panel(data, settings)
     days = {d.session: d for d in prepare_days(data, settings, panel, workers=0)}
     return data, settings, days, panel
 

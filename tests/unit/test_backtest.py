@@ -64,7 +64,7 @@ def world(tmp_path_factory):
     )
     assert not problems
     assert len(data.warmup) == EVIDENCE.sessions and data.warmup[-1] < SESSIONS[0]
-    panel = signal_panel(data, settings, workers=0)
+    panel = signal_panel(data, settings)
     days = list(prepare_days(data, settings, panel, workers=0))
     return data, settings, days, panel
 
@@ -142,7 +142,7 @@ def test_no_look_ahead(world):
     data, settings, days, _ = world
     # sanity: the perturbation does reach the inputs of the *next* session
     scrambled = _perturb_after(data, DAY)
-    panel = signal_panel(scrambled, settings, workers=0)
+    panel = signal_panel(scrambled, settings)
     technical = technical_windows(scrambled, settings)
     later = prepare_day(scrambled, DAY + 1, technical[DAY + 1], settings, panel)
     assert not np.allclose(later.alpha["alpha_score"], days[DAY + 1].alpha["alpha_score"])

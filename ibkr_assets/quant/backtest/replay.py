@@ -285,19 +285,18 @@ def day_features(
     return features, quotes, recent
 
 
-def signal_panel(data: ReplayData, settings: ReplaySettings, workers: int = 0) -> ICPanel:
+def signal_panel(data: ReplayData, settings: ReplaySettings) -> ICPanel:
     """The daily evidence of every session of ``data.evidence_sessions`` (warm-up and
     replayed) that has a return in the bars: each session's normalised signals
     (:func:`evidence_signals`, then :func:`~ibkr_assets.quant.alpha.normalise_signals`) against
     its close-to-close returns (:func:`~ibkr_assets.quant.evidence.evidence_rows`), every
-    session at once in this process (``workers`` is not used: the panel is vectorised).
+    session at once.
 
     A past session's signals are measured from what the daily job's ingest holds for it: its
     bars, statements and headlines, priced at the last close, without the pre-open quote or the
     forward EPS of that session (the daily job keeps only today's), so a replayed day reads the
     same evidence as a daily job that ran every day before it; forward P/E has no measured IC
     and so no weight."""
-    del workers
     returns = universe_closes(data).pct_change(fill_method=None)
     days = [(d, at) for d, at in data.evidence_sessions if pd.Timestamp(d) in returns.index]
     if not days:
