@@ -32,7 +32,7 @@ from ibkr_assets.broker.errors import (
     InvalidRequest,
     NotConnected,
 )
-from ibkr_assets.broker.models import MARKET_DATA_TYPE_NAMES, Contract, Quote
+from ibkr_assets.broker.models import MARKET_DATA_TYPE_NAMES, Contract
 from ibkr_assets.config import PipelineConfig
 from ibkr_assets.resources.storage import StorageResource
 from ibkr_spec.errors import COULD_NOT_CONNECT
@@ -289,25 +289,6 @@ def universe_frame(broker: Broker, reasons: dict[str, str]) -> tuple[pd.DataFram
 # -- quotes -----------------------------------------------------------------------------------
 
 
-def _quote_rows(quotes: Sequence[Quote]) -> list[tuple]:
-    return [
-        (
-            q.contract.symbol,
-            q.contract.conid,
-            q.bid,
-            q.ask,
-            q.last,
-            q.close,
-            q.volume,
-            q.mid,
-            q.spread,
-            q.time,
-            MARKET_DATA_TYPE_NAMES.get(q.market_data_type, str(q.market_data_type)),
-        )
-        for q in quotes
-    ]
-
-
 def value_counts(frame: pd.DataFrame, column: str) -> dict[str, int]:
     """How many rows of ``frame`` hold each value of ``column`` (most frequent first, empty
     cells left out), for an asset's metadata: e.g. the market-data types of the quotes,
@@ -320,21 +301,30 @@ def quote_frame(
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """A bulk snapshot of ``contracts`` (:data:`QUOTE_CHUNK` per request, :data:`QUOTES`), and
     the error of each symbol the broker could not quote."""
-    rows, missing = [], {}
+    parts, missing = [], {}
     for start in range(0, len(contracts), QUOTE_CHUNK):
         chunk = contracts[start : start + QUOTE_CHUNK]
         try:
-            rows += _quote_rows(broker.quotes(chunk))
+            parts.append(broker.quotes_frame(chunk))
         except BrokerError as exc:  # one bad instrument: ask one by one to find it
             request_error(exc)
             for c in chunk:
                 try:
-                    rows += _quote_rows(broker.quotes([c]))
+                    parts.append(broker.quotes_frame([c]))
                 except BrokerError as exc:
                     missing[c.symbol] = request_error(exc)
-    frame = pd.DataFrame(rows, columns=QUOTES.names)
-    frame = frame.assign(time=pd.to_datetime(frame["time"], utc=True)).astype(QUOTES.dtypes)
-    return frame, missing
+    if not parts:
+        return _empty(QUOTES), missing
+    got = pd.concat(parts, ignore_index=True)
+    bid, ask = got["bid"].to_numpy(), got["ask"].to_numpy()
+    two_sided = (bid > 0) & (ask > 0)  # NaN compares False: no two-sided market
+    names = got["market_data_type"].map(lambda t: MARKET_DATA_TYPE_NAMES.get(t, str(t)))
+    frame = got.assign(
+        mid=np.where(two_sided, (bid + ask) / 2.0, np.nan),
+        spread=np.where(two_sided, ask - bid, np.nan),
+        market_data_type=names,
+    )
+    return frame[QUOTES.names].astype(QUOTES.dtypes), missing
 
 
 # -- daily bars (incremental) -----------------------------------------------------------------

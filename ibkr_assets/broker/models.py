@@ -224,6 +224,64 @@ def bar_frame(
     return pd.DataFrame(frame, columns=list(BAR_COLUMNS))
 
 
+#: The columns of a quote frame (:func:`frame_of_quotes`, ``Broker.quotes_frame``): the
+#: contract's ``conid`` (int64) and ``symbol`` (string), then a :class:`Quote`'s fields:
+#: ``time`` (datetime64[ns, UTC]), prices and sizes (float64, NaN where the quote has none) and
+#: ``market_data_type`` (int64).
+QUOTE_COLUMNS = (
+    "conid",
+    "symbol",
+    "time",
+    "bid",
+    "ask",
+    "last",
+    "bid_size",
+    "ask_size",
+    "last_size",
+    "volume",
+    "open",
+    "high",
+    "low",
+    "close",
+    "market_data_type",
+)
+
+
+def quote_frame(
+    contracts: Sequence[Contract], time: Any, values: dict[str, Any], market_data_type: Any
+) -> pd.DataFrame:
+    """A quote frame (:data:`QUOTE_COLUMNS`) of ``contracts``: ``time`` (UTC instants, one for
+    all or one a quote), ``values`` one sequence per price and size column (None or NaN where
+    absent) and ``market_data_type`` (one for all or one a quote)."""
+    n = len(contracts)
+    times = pd.DatetimeIndex(np.broadcast_to(np.asarray(time, dtype="datetime64[ns]"), (n,)))
+    frame = {
+        "conid": np.array([c.conid for c in contracts], dtype=np.int64),
+        "symbol": pd.array([c.symbol for c in contracts], dtype="string"),
+        "time": times.tz_localize("UTC"),
+        **{
+            name: np.asarray(values[name], dtype=np.float64).reshape(n)
+            for name in QUOTE_COLUMNS[3:-1]
+        },
+        "market_data_type": np.broadcast_to(np.asarray(market_data_type, np.int64), (n,)),
+    }
+    return pd.DataFrame(frame, columns=list(QUOTE_COLUMNS))
+
+
+def frame_of_quotes(quotes: Sequence[Quote]) -> pd.DataFrame:
+    """:class:`Quote` objects as a quote frame (:data:`QUOTE_COLUMNS`), in their order: what a
+    backend whose requests return quotes answers ``Broker.quotes_frame`` with."""
+    return quote_frame(
+        [q.contract for q in quotes],
+        [pd.Timestamp(q.time).tz_convert("UTC").tz_localize(None) for q in quotes],
+        {
+            name: [np.nan if (v := getattr(q, name)) is None else v for q in quotes]
+            for name in QUOTE_COLUMNS[3:-1]
+        },
+        [q.market_data_type for q in quotes],
+    )
+
+
 def frame_of_bars(bars: Sequence[Bar]) -> pd.DataFrame:
     """:class:`Bar` objects as a bar frame (:data:`BAR_COLUMNS`), in their order: what a
     backend whose requests return bars answers ``Broker.history_frame`` with."""

@@ -3,7 +3,7 @@
 Backends: ``sim`` (in-process simulator), ``tws`` (ib_async against TWS / IB Gateway or the
 simulated gateway), ``webapi`` (Client Portal Web API). All methods are synchronous and safe to
 call from several threads; async callers (the MCP server) run them in a worker thread. Every
-method returns the models of :mod:`ibkr_assets.broker.models` (the two ``*_frame`` calls: the same
+method returns the models of :mod:`ibkr_assets.broker.models` (the ``*_frame`` calls: the same
 data as a DataFrame, for a pipeline reading hundreds of thousands of bars or headlines) and raises
 only the errors of :mod:`ibkr_assets.broker.errors`.
 
@@ -142,6 +142,13 @@ class Broker(Protocol):
     def quotes(self, contracts: Sequence[Contract]) -> list[Quote]:
         """Snapshot quotes, in the order given. Raises MarketDataUnavailable for an instrument
         with no quote at all."""
+        ...
+
+    def quotes_frame(self, contracts: Sequence[Contract]) -> pd.DataFrame:
+        """:meth:`quotes` as one frame, in the order given (columns
+        :data:`~ibkr_assets.broker.models.QUOTE_COLUMNS`), the same request and errors: the sim
+        backend builds it from its arrays, the others convert :meth:`quotes`'s quotes
+        (:func:`~ibkr_assets.broker.models.frame_of_quotes`)."""
         ...
 
     def history(

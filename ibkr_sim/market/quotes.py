@@ -115,10 +115,27 @@ def state(seed: int, edge: Edge, cols: np.ndarray, at: datetime) -> dict[str, np
     }
 
 
-def panel_snapshots(
-    seed: int, edge: Edge, conids: list[int], cols: np.ndarray, at: datetime
-) -> list[Snapshot]:
-    """Snapshots of contracts with a panel column (``cols[k]`` holds ``conids[k]``)."""
+#: the columns of :func:`panel_snapshot_columns`: a :class:`Snapshot`'s fields but conid and time
+SNAPSHOT_COLUMNS = (
+    "bid",
+    "ask",
+    "last",
+    "bid_size",
+    "ask_size",
+    "last_size",
+    "volume",
+    "open",
+    "high",
+    "low",
+    "prev_close",
+)
+
+
+def panel_snapshot_columns(
+    seed: int, edge: Edge, cols: np.ndarray, at: datetime
+) -> dict[str, np.ndarray]:
+    """The snapshots of panel columns ``cols`` at ``at`` as float64 arrays, one per field of
+    :data:`SNAPSHOT_COLUMNS` (what :func:`panel_snapshots` makes objects of)."""
     p = panel(seed, edge)
     st = state(seed, edge, cols, at)
     last, tick = st["last"], p.tick[cols]
@@ -134,25 +151,28 @@ def panel_snapshots(
         [round_lot(pc) if t else 0 for pc, t in zip(st["prev_close"], traded, strict=True)],
         dtype=np.float64,
     )
-    bid_size = lot * (1 + h % depth_scale)
-    ask_size = lot * (1 + (h >> 8) % depth_scale)
-    last_size = lot * (1 + (h >> 16) % 5)
+    full = len(cols)
+    return {
+        "bid": np.round(bid, 8),
+        "ask": np.round(ask, 8),
+        "last": np.round(last, 8),
+        "bid_size": lot * (1 + h % depth_scale),
+        "ask_size": lot * (1 + (h >> 8) % depth_scale),
+        "last_size": lot * (1 + (h >> 16) % 5),
+        **{
+            name: np.broadcast_to(np.asarray(st[name], dtype=np.float64), (full,))
+            for name in ("volume", "open", "high", "low", "prev_close")
+        },
+    }
+
+
+def panel_snapshots(
+    seed: int, edge: Edge, conids: list[int], cols: np.ndarray, at: datetime
+) -> list[Snapshot]:
+    """Snapshots of contracts with a panel column (``cols[k]`` holds ``conids[k]``)."""
+    columns = panel_snapshot_columns(seed, edge, cols, at)
     when_utc = at.astimezone(UTC)
-    rows = zip(
-        conids,
-        np.round(bid, 8).tolist(),
-        np.round(ask, 8).tolist(),
-        np.round(last, 8).tolist(),
-        bid_size.tolist(),
-        ask_size.tolist(),
-        last_size.tolist(),
-        st["volume"].tolist(),
-        st["open"].tolist(),
-        st["high"].tolist(),
-        st["low"].tolist(),
-        st["prev_close"].tolist(),
-        strict=True,
-    )
+    rows = zip(conids, *(columns[name].tolist() for name in SNAPSHOT_COLUMNS), strict=True)
     return [Snapshot(c, when_utc, *vals) for c, *vals in rows]
 
 

@@ -179,6 +179,17 @@ class SimMarket:
                 out[c] = self._option_snapshot(self._instrument(c), at)
         return [out[c] for c in conids]
 
+    def snapshot_columns(self, conids: Sequence[int], at: datetime) -> dict[str, np.ndarray] | None:
+        """:meth:`snapshots` of contracts that all have a panel column, as float64 arrays (one
+        per field of :data:`~ibkr_sim.market.quotes.SNAPSHOT_COLUMNS`, in the order asked);
+        None when one has none (an option: ask :meth:`snapshots`)."""
+        cols = [self._cols.get(c) for c in conids]
+        if any(c is None for c in cols):
+            return None
+        return quotes.panel_snapshot_columns(
+            self.seed, self.edge, np.array(cols, dtype=np.int64), at
+        )
+
     def _option_snapshot(self, inst: Instrument, at: datetime) -> Snapshot:
         if inst.sec_type != "OPT":
             raise IBError(NO_MARKET_DATA, f"no market data for {inst.symbol} ({inst.sec_type})")

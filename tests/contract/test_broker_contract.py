@@ -19,10 +19,12 @@ from ibkr_assets.broker.errors import (
 from ibkr_assets.broker.models import (
     BAR_COLUMNS,
     HEADLINE_COLUMNS,
+    QUOTE_COLUMNS,
     Order,
     ScanFilter,
     frame_of_bars,
     frame_of_headlines,
+    frame_of_quotes,
 )
 from ibkr_sim.universe import Universe
 
@@ -107,6 +109,20 @@ def test_history_rejects_a_bad_bar_size(broker: Broker) -> None:
     with pytest.raises(InvalidRequest) as err:
         broker.history(broker.resolve("AAPL"), duration="1 Y", bar_size="7 parsecs")
     assert "7 parsecs" in str(err.value)
+
+
+def test_quotes_frame_is_quotes_as_one_frame(broker: Broker) -> None:
+    """The column-wise call the pipeline reads quotes with holds the quotes of ``quotes``, in
+    the order asked (the sim backend builds it from its arrays, the others convert)."""
+    contracts = [broker.resolve(s) for s in ("MSFT", "AAPL", "SPY", "NVDA")]
+    frame = broker.quotes_frame(contracts)
+    assert list(frame.columns) == list(QUOTE_COLUMNS)
+    assert frame["symbol"].tolist() == ["MSFT", "AAPL", "SPY", "NVDA"]
+    expected = frame_of_quotes(broker.quotes(contracts))
+    if broker.name != "sim":  # a live quote moves between two requests: compare its shape
+        expected = expected.assign(**{c: frame[c] for c in QUOTE_COLUMNS[2:]})
+    pd.testing.assert_frame_equal(frame, expected)
+    assert (frame["bid"] <= frame["ask"]).all() and (frame["close"] > 0).all()
 
 
 @pytest.mark.parametrize(

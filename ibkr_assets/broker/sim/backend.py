@@ -292,6 +292,18 @@ class SimBroker:
         closes = [s.prev_close for s in snaps]
         return copied_all(models.Quote, snaps, contract=contracts, close=closes)
 
+    def quotes_frame(self, contracts: Sequence[models.Contract]) -> pd.DataFrame:
+        """Built from the simulator's arrays when every contract has a panel column (any but
+        an option), else from :meth:`quotes`."""
+        self._check_open()
+        now = self.now()
+        with ib_errors():
+            columns = self.market.snapshot_columns([c.conid for c in contracts], now)
+        if columns is None:
+            return models.frame_of_quotes(self.quotes(contracts))
+        at = pd.Timestamp(now).tz_convert("UTC").tz_localize(None)
+        return models.quote_frame(contracts, at, columns | {"close": columns["prev_close"]}, 1)
+
     def history(
         self,
         contract: models.Contract,

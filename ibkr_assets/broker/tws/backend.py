@@ -165,6 +165,9 @@ class TwsBroker:
         timeout = s.timeout * 3 + len(contracts) / paced_rate
         return self._read(lambda: self._market.quotes(list(contracts)), timeout=timeout)
 
+    def quotes_frame(self, contracts: Sequence[models.Contract]) -> pd.DataFrame:
+        return models.frame_of_quotes(self.quotes(contracts))
+
     def history(
         self,
         contract: models.Contract,

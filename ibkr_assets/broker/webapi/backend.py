@@ -136,6 +136,9 @@ class WebApiBroker:
     def quotes(self, contracts: Sequence[models.Contract]) -> list[models.Quote]:
         return self._market.quotes(list(contracts))
 
+    def quotes_frame(self, contracts: Sequence[models.Contract]) -> pd.DataFrame:
+        return models.frame_of_quotes(self.quotes(contracts))
+
     def history(
         self,
         contract: models.Contract,
