@@ -4,14 +4,15 @@ real ones, served by the simulated market like listed stocks, and the listed sto
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.settings import load_settings
+from ibkr_sim.market import fundamentals, paths
 from ibkr_sim.market.sim_market import SimMarket
 from ibkr_sim.universe import (
     LISTED_STOCKS,
@@ -22,8 +23,7 @@ from ibkr_sim.universe import (
 from ibkr_spec.errors import IBError
 
 SEED = 7
-#: a world one block of generated stocks deep: cheap to draw, and it widens this process's panel
-#: (every later test here then reads a panel with generated columns, which must not matter)
+#: a world one block of generated stocks deep: cheap to draw
 SMALL_WIDE = LISTED_STOCKS + 100
 AT = datetime(2024, 6, 3, 15, 0, tzinfo=UTC)  # 11:00 New York, the session open
 
@@ -97,20 +97,39 @@ def test_the_world_size_is_bounded_with_a_clear_error(monkeypatch: pytest.Monkey
 
 
 @pytest.fixture(scope="module")
-def wide() -> SimMarket:
-    return SimMarket(seed=SEED, n_stocks=SMALL_WIDE)
+def wide() -> Iterator[SimMarket]:
+    """A world one block of generated stocks deep. It widens this process's panel (as the
+    largest world a process opens does); the width is restored afterwards, so the tests of other
+    modules, which slice the listed stocks' rows of per-stock arrays, see the listed world."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(paths, "_generated_blocks", paths.generated_blocks())
+        yield SimMarket(seed=SEED, n_stocks=SMALL_WIDE)
 
 
-def test_listed_stocks_trade_the_same_in_a_wider_world(wide: SimMarket) -> None:
-    narrow = SimMarket(seed=SEED, n_stocks=30)
-    aapl = narrow.universe.lookup("AAPL").conid
-    spy = narrow.universe.lookup("SPY").conid
-    for conid in (aapl, spy):
-        pd.testing.assert_frame_equal(
-            wide.daily_bars(conid, date(2024, 1, 1), date(2024, 6, 28)),
-            narrow.daily_bars(conid, date(2024, 1, 1), date(2024, 6, 28)),
+def test_listed_columns_are_the_same_in_a_wider_panel(wide: SimMarket) -> None:
+    """The listed stocks and macro instruments keep their numbers and columns when generated
+    blocks are appended: daily panel, chatter, a session's minute paths and the statements."""
+    blocks = paths.generated_blocks()
+    assert blocks == 1
+    narrow, wider = paths._panel(SEED, wide.edge, 0), paths._panel(SEED, wide.edge, blocks)
+    C = narrow.close.shape[1]
+    assert wider.close.shape[1] == C + paths.GENERATED_BLOCK
+    for name in ("open", "high", "low", "close", "volume", "sigma", "news_count", "news_tone"):
+        np.testing.assert_array_equal(getattr(wider, name)[:, :C], getattr(narrow, name))
+    for name in ("start_price", "tick", "adv"):
+        np.testing.assert_array_equal(getattr(wider, name)[:C], getattr(narrow, name))
+    for name in ("posts", "mentions", "attention"):
+        np.testing.assert_array_equal(
+            getattr(wider.chatter, name)[:, :LISTED_STOCKS], getattr(narrow.chatter, name)
         )
-        assert wide.snapshot(conid, AT) == narrow.snapshot(conid, AT)
+    j = 1300
+    day, wider_day = paths._intraday(SEED, wide.edge, j, 0), paths._intraday(SEED, wide.edge, j, 1)
+    np.testing.assert_array_equal(wider_day.path[:C], day.path)
+    np.testing.assert_array_equal(wider_day.cum_volume[:C], day.cum_volume)
+    st, wider_st = fundamentals._statements(SEED, 0), fundamentals._statements(SEED, 1)
+    np.testing.assert_array_equal(wider_st.report_date[:LISTED_STOCKS], st.report_date)
+    for name, values in st.items.items():
+        np.testing.assert_array_equal(wider_st.items[name][:LISTED_STOCKS], values)
 
 
 def test_a_generated_stock_has_everything_a_listed_one_has(wide: SimMarket) -> None:
