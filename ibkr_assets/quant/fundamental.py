@@ -122,7 +122,14 @@ def statement_metrics(
     ``net_income_ttm``, ``cfo_ttm`` and ``quarters`` (consecutive quarters available, capped
     at 8).
     """
-    frame = _known_statements(statements, as_of)
+    table = _metric_rows(_known_statements(statements, as_of))
+    return table.groupby("symbol", sort=True).tail(1).set_index("symbol")
+
+
+def _metric_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`statement_metrics` at every row of ``frame`` (known statements sorted by symbol
+    and period end, one per period end), each from that row and the ones before it of its
+    symbol; column ``symbol`` beside the metrics."""
     numeric = frame.loc[:, list(STATEMENT_COLUMNS[3:])].apply(pd.to_numeric, errors="coerce")
     group = numeric.groupby(frame["symbol"], sort=False)
     ends = frame.groupby("symbol", sort=False)["period_end"]
@@ -163,13 +170,12 @@ def statement_metrics(
     breaks = ~step.between(60, 120)
     run = breaks.astype("int64").groupby(frame["symbol"], sort=False).cumsum()
     quarters = frame.groupby([frame["symbol"], run], sort=False).cumcount() + 1
-    table = pd.concat([current, previous], axis=1).assign(
+    return pd.concat([current, previous], axis=1).assign(
         net_income_ttm=ttm["net_income"],
         cfo_ttm=ttm["operating_cash_flow"],
         quarters=np.minimum(quarters.to_numpy(), 8),
         symbol=frame["symbol"],
     )
-    return table.groupby("symbol", sort=True).tail(1).set_index("symbol")
 
 
 def statement_history(statements: pd.DataFrame) -> pd.DataFrame:
@@ -190,12 +196,28 @@ def statement_history(statements: pd.DataFrame) -> pd.DataFrame:
         .rename(columns={"report_date": "known_from"})
         .sort_values(["symbol", "known_from"], ignore_index=True)
     )
-    keys["state"] = keys.index.astype(str)
-    # every filing's state: the symbol's statements reported by then, under a key of its own
-    states = frame.merge(keys, on="symbol")
+    # A symbol whose quarters were each reported once, in order, stood after each filing at
+    # its statements up to that one: one pass over its rows gives every state.
+    known = _known_statements(frame, None)
+    names = known["symbol"].to_numpy()
+    reported = known["report_date"].to_numpy()
+    out_of_order = np.r_[False, (names[1:] == names[:-1]) & ~(reported[1:] > reported[:-1])]
+    filed = frame["symbol"].value_counts()
+    kept = known["symbol"].value_counts().reindex(filed.index, fill_value=0)
+    restated = set(names[out_of_order]) | set(filed.index[(filed != kept).to_numpy()])
+    simple = set(names) - restated
+    in_order = known.loc[known["symbol"].isin(simple).to_numpy()]
+    rows = _metric_rows(in_order).assign(known_from=in_order["report_date"])
+    # the others (restated or out-of-order filings): each filing's state, the symbol's
+    # statements reported by then, under a key of its own
+    keys = keys.assign(state=keys.index.astype(str))
+    others = keys.loc[~keys["symbol"].isin(simple).to_numpy()]
+    states = frame.merge(others, on="symbol")
     states = states.loc[states["report_date"] <= states["known_from"]]
     metrics = statement_metrics(states.assign(symbol=states["state"]))
-    return keys.join(metrics, on="state").drop(columns="state")
+    by_state = others.join(metrics, on="state").drop(columns="state")
+    history = pd.concat([rows.loc[:, list(by_state.columns)], by_state], ignore_index=True)
+    return history.sort_values(["symbol", "known_from"], ignore_index=True)
 
 
 def _passes(condition: pd.Series, *inputs: pd.Series) -> pd.Series:

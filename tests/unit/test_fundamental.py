@@ -137,7 +137,8 @@ def test_missing_column_is_named() -> None:
 
 def test_statement_history_is_the_metrics_after_each_filing() -> None:
     """The precomputed history a replay reads equals statement_metrics recomputed on every
-    day, restatements and a second name with a gap included."""
+    day, restatements, a second name with a gap (filed in order: read in one pass) and a third
+    filed out of order included."""
     hand = _hand_example()
     restated = hand.tail(1).assign(
         report_date=QUARTER_ENDS[-1] + pd.Timedelta(days=90), net_income=-100.0
@@ -145,11 +146,14 @@ def test_statement_history_is_the_metrics_after_each_filing() -> None:
     gapped = hand.drop(index=5).assign(
         symbol="GAP", report_date=hand["report_date"] + pd.Timedelta(days=3)
     )
-    statements = pd.concat([hand, restated, gapped], ignore_index=True)
+    # a third name whose third quarter was filed after its fifth (out of order)
+    late = hand.assign(symbol="LATE")
+    late.loc[2, "report_date"] = late.loc[4, "report_date"] + pd.Timedelta(days=1)
+    statements = pd.concat([hand, restated, gapped, late], ignore_index=True)
     history = statement_history(statements)
     assert len(history) == statements[["symbol", "report_date"]].drop_duplicates().shape[0]
     for day in pd.date_range(QUARTER_ENDS[0], QUARTER_ENDS[-1] + pd.Timedelta(days=120), freq="5D"):
         expected = statement_metrics(statements, as_of=day)
         known = history.loc[history["known_from"] <= day].groupby("symbol").tail(1)
         got = known.drop(columns="known_from").set_index("symbol")
-        pd.testing.assert_frame_equal(got, expected, check_names=False)
+        pd.testing.assert_frame_equal(got, expected, check_names=False, check_exact=True)
