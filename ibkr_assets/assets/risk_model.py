@@ -72,7 +72,8 @@ def risk_model_from_frame(frame: pd.DataFrame) -> RiskModel:
     mean = by_kind["mean"].set_index("symbol")["value"]
     return RiskModel(
         symbols=symbols,
-        cov=pd.DataFrame(cov.loc[symbols, symbols].to_numpy(), index=symbols, columns=symbols),
+        # Ledoit-Wolf's target: the mean of the shrunk matrix's diagonal (daily)
+        shrinkage_target=float(np.mean(np.diag(cov.loc[symbols, symbols]))) / scalars[1],
         scenarios=pd.DataFrame(
             scen.sort_index().loc[:, symbols].to_numpy(),
             index=scen.index.sort_values(),

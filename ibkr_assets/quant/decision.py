@@ -32,7 +32,6 @@ from ibkr_assets.quant.costs import CostModel, CostRates, cost_rates, order_cost
 from ibkr_assets.quant.optimiser import (
     OptimisationResult,
     OptimiserConfig,
-    OptimizationError,
     PortfolioOptimiser,
 )
 from ibkr_assets.quant.orders import OrderDiff, propose_orders
@@ -260,9 +259,7 @@ def optimise_targets(
     if optimiser is None:
         optimiser = PortfolioOptimiser.from_risk_model(model, config, sectors)
     else:
-        if optimiser.symbols != list(symbols):
-            raise OptimizationError("the compiled optimiser holds other symbols than the model")
-        optimiser.update_risk(model.daily_cov(), model.scenarios)
+        optimiser.update_model(model)
     result = optimiser.solve(expected, w0, costs)
     frame = pd.DataFrame(
         {
@@ -324,15 +321,18 @@ def compliance_checks(
     features: pd.DataFrame,
     net_liquidation: float,
 ) -> list[CheckResult]:
-    """Every check of the gate for the day's final weights (one-day VaR from the model);
-    each order's notional is compared with the symbol's 20-session average dollar volume."""
+    """Every check of the gate for the day's final weights (one-day VaR from the model: the
+    covariance of the names held, the others' weights being 0); each order's notional is
+    compared with the symbol's 20-session average dollar volume."""
     ref = universe.drop_duplicates("symbol").set_index("symbol")
     dollar_adv = features.drop_duplicates("symbol").set_index("symbol")["adv"]
+    modelled = set(model.symbols)
+    held = [s for s in weights.index[weights.to_numpy() != 0] if s in modelled]
     return evaluate_compliance(
         weights,
         current,
         model.scenarios,
-        model.daily_cov(),
+        model.daily_cov(held),
         limits,
         sectors=ref["sector"],
         adv=dollar_adv.astype("float64").dropna(),

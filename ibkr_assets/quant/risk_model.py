@@ -8,9 +8,14 @@ From a panel of daily closes (sessions x symbols) we take simple daily returns o
   few hundred days is noisy and close to singular: an optimiser fed with it piles into the
   spuriously "uncorrelated" pairs. Ledoit & Wolf (2004) pull the sample matrix towards a
   scaled identity, ``Σ = δ·μI + (1 − δ)·S``, with the shrinkage intensity ``δ`` chosen in closed
-  form to minimise expected estimation error. We use scikit-learn's
-  :class:`~sklearn.covariance.LedoitWolf`. ``cov`` is annualised (x ``periods_per_year``);
-  :meth:`RiskModel.daily_cov` gives the one-day matrix that matches the scenarios.
+  form to minimise expected estimation error (:func:`ledoit_wolf_shrinkage`, scikit-learn's
+  :func:`~sklearn.covariance.ledoit_wolf_shrinkage` formula). With ``X`` the ``T`` demeaned
+  daily returns, ``S = X'X/T``, so the matrix is held in its **factor form**
+  (:attr:`RiskModel.loadings` ``L = √((1 − δ)/T)·X`` and :attr:`RiskModel.ridge` ``δ·μ``:
+  ``Σ = L'L + δμ·I``): the optimiser's variance term, the volatilities and a book's variance
+  are read from it, and no ``n x n`` matrix is formed unless asked for
+  (:attr:`RiskModel.cov`, :meth:`RiskModel.daily_cov`) — ``n`` may be thousands of names.
+  ``cov`` is annualised (x ``periods_per_year``); the factor form is daily, as the scenarios.
 * **historical scenarios**: the daily return vectors themselves. Replaying them against a
   portfolio gives its empirical P&L distribution, from which historical VaR and CVaR are read
   (Rockafellar & Uryasev 2000) without assuming normality.
@@ -28,10 +33,10 @@ covariance matrices", *J. Multivariate Analysis* 88(2); R.T. Rockafellar & S. Ur
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from sklearn.covariance import LedoitWolf
 
 PERIODS_PER_YEAR = 252
 
@@ -40,42 +45,100 @@ PERIODS_PER_YEAR = 252
 class RiskModel:
     """Shrunk covariance, mean and historical daily return scenarios for a set of symbols.
 
-    ``cov`` and ``mean`` are annualised; ``scenarios`` are daily simple returns
-    (sessions x symbols, no NaN). ``dropped`` maps each symbol left out to the reason.
+    ``scenarios`` are daily simple returns (sessions x symbols, no NaN); ``mean`` is
+    annualised. The covariance is Ledoit–Wolf's ``δ·μI + (1 − δ)·S`` of the scenarios, with
+    ``shrinkage`` ``δ`` and ``shrinkage_target`` ``μ`` (the identity target's daily variance:
+    the mean of the names' sample variances when the model was built, kept by :meth:`subset`);
+    it is held in factor form (:attr:`loadings`, :attr:`ridge`, daily) and formed as a matrix
+    only on request (:attr:`cov`, annualised; :meth:`daily_cov`). ``dropped`` maps each symbol
+    left out to the reason.
     """
 
     symbols: list[str]
-    cov: pd.DataFrame
     scenarios: pd.DataFrame
     mean: pd.Series
     shrinkage: float
+    shrinkage_target: float
     periods_per_year: int = PERIODS_PER_YEAR
     dropped: dict[str, str] = field(default_factory=dict)
 
-    def daily_cov(self) -> pd.DataFrame:
-        """The one-day covariance (``cov / periods_per_year``), in the scenarios' units."""
-        return self.cov / self.periods_per_year
+    @cached_property
+    def loadings(self) -> np.ndarray:
+        """``L = √((1 − δ)/T)·X`` (``T x n``, daily): ``X`` the scenarios less their mean, so
+        the daily covariance is ``L'L + ridge·I``."""
+        r = self.scenarios.to_numpy(dtype="float64")
+        return np.sqrt((1.0 - self.shrinkage) / len(r)) * (r - r.mean(axis=0))
+
+    @property
+    def ridge(self) -> float:
+        """``δ·μ``: the daily covariance's multiple of the identity beside ``L'L``."""
+        return self.shrinkage * self.shrinkage_target
+
+    @cached_property
+    def cov(self) -> pd.DataFrame:
+        """The annualised covariance (``n x n``; formed on first use)."""
+        return self.daily_cov() * self.periods_per_year
+
+    def daily_cov(self, symbols: list[str] | None = None) -> pd.DataFrame:
+        """The one-day covariance (the scenarios' units) of ``symbols`` (default: all; each
+        must be in the model), formed from the factor form."""
+        names = self.symbols if symbols is None else list(symbols)
+        columns = self._columns(names)
+        loadings = self.loadings[:, columns]
+        sigma = loadings.T @ loadings
+        sigma[np.diag_indices_from(sigma)] += self.ridge
+        return pd.DataFrame(sigma, index=names, columns=names)
 
     def daily_volatility(self) -> pd.Series:
-        """Each symbol's one-day volatility (fraction; the square root of ``daily_cov``'s
-        diagonal, negative rounding clipped to 0), by symbol."""
-        variance = np.clip(np.diag(self.cov.to_numpy(dtype="float64")), 0.0, None)
-        return pd.Series(np.sqrt(variance / self.periods_per_year), index=self.symbols)
+        """Each symbol's one-day volatility (fraction; the square root of the daily
+        covariance's diagonal), by symbol."""
+        variance = np.einsum("ij,ij->j", self.loadings, self.loadings) + self.ridge
+        return pd.Series(np.sqrt(np.clip(variance, 0.0, None)), index=self.symbols)
 
     def subset(self, symbols: list[str]) -> RiskModel:
-        """The same model restricted to ``symbols`` (all must be in the model)."""
-        missing = [s for s in symbols if s not in self.cov.index]
-        if missing:
-            raise KeyError(f"risk model has no data for {missing}")
+        """The same model restricted to ``symbols`` (all must be in the model): the same
+        shrinkage and target, so its covariance is the block of this one's."""
+        columns = self._columns(symbols)
         return RiskModel(
             symbols=list(symbols),
-            cov=self.cov.loc[symbols, symbols],
-            scenarios=self.scenarios.loc[:, symbols],
-            mean=self.mean.loc[symbols],
+            scenarios=self.scenarios.iloc[:, columns],
+            mean=self.mean.iloc[columns],
             shrinkage=self.shrinkage,
+            shrinkage_target=self.shrinkage_target,
             periods_per_year=self.periods_per_year,
             dropped=dict(self.dropped),
         )
+
+    @cached_property
+    def _position(self) -> dict[str, int]:
+        return {s: i for i, s in enumerate(self.symbols)}
+
+    def _columns(self, symbols: list[str]) -> np.ndarray:
+        """The positions of ``symbols``; raises ``KeyError`` naming those not in the model."""
+        missing = [s for s in symbols if s not in self._position]
+        if missing:
+            raise KeyError(f"risk model has no data for {missing}")
+        return np.fromiter((self._position[s] for s in symbols), dtype=np.intp, count=len(symbols))
+
+
+def ledoit_wolf_shrinkage(x: np.ndarray) -> tuple[float, float]:
+    """Ledoit & Wolf's (2004) shrinkage ``δ`` and target ``μ`` for the demeaned returns ``x``
+    (``T x n``): scikit-learn's :func:`~sklearn.covariance.ledoit_wolf_shrinkage` formula, with
+    ``‖X'X‖²_F`` computed as ``‖XX'‖²_F`` when ``T < n`` and ``Σ_ij (X²'X²)_ij`` as
+    ``Σ_t (Σ_i x_ti²)²``: one ``min(T, n)``-square product instead of two ``n x n`` ones."""
+    t, n = x.shape
+    if n == 1:
+        return 0.0, float(np.sum(x**2) / t)
+    x2 = x**2
+    trace = x2.sum(axis=0) / t  # the sample variances
+    mu = float(trace.sum() / n)
+    gram = x @ x.T if t < n else x.T @ x
+    delta_ = float(np.sum(gram**2)) / t**2
+    beta_ = float(np.sum(x2.sum(axis=1) ** 2))
+    beta = (beta_ / t - delta_) / (n * t)
+    delta = (delta_ - 2.0 * mu * float(trace.sum()) + n * mu**2) / n
+    beta = min(beta, delta)
+    return (0.0 if beta == 0 else beta / delta), mu
 
 
 def daily_returns(closes: pd.DataFrame) -> pd.DataFrame:
@@ -136,18 +199,14 @@ def build_risk_model(
     filled = pd.DataFrame(
         np.where(np.isnan(values), mean.to_numpy(), values), index=window.index, columns=kept
     )
-    demeaned = filled.to_numpy() - mean.to_numpy()
-    # store_precision=False: the precision matrix (an eigendecomposition) is never used
-    lw = LedoitWolf(assume_centered=True, store_precision=False).fit(demeaned)
+    shrinkage, target = ledoit_wolf_shrinkage(filled.to_numpy() - mean.to_numpy())
     symbols = [str(s) for s in kept]
-    cov = pd.DataFrame(lw.covariance_ * periods_per_year, index=symbols, columns=symbols)
-    scenarios = pd.DataFrame(filled.to_numpy(), index=filled.index, columns=symbols)
     return RiskModel(
         symbols=symbols,
-        cov=cov,
-        scenarios=scenarios,
+        scenarios=pd.DataFrame(filled.to_numpy(), index=filled.index, columns=symbols),
         mean=pd.Series(mean.to_numpy() * periods_per_year, index=symbols, name="mean"),
-        shrinkage=float(lw.shrinkage_),
+        shrinkage=float(shrinkage),
+        shrinkage_target=target,
         periods_per_year=periods_per_year,
         dropped=dropped,
     )

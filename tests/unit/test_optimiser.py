@@ -656,3 +656,24 @@ def test_working_set_with_per_name_costs_equals_the_full_solve():
         _assert_same_optimum(ref, res)
         book_ref, book_ws = ref.weights, res.weights
         alpha = alpha * 0.7 + pd.Series(rng.uniform(-1, 1, n), alpha.index) * 6e-4
+
+
+def test_a_risk_model_s_factor_form_solves_as_its_matrix():
+    """from_risk_model and update_model hand the optimiser the model's Ledoit–Wolf loadings
+    and ridge (no n x n matrix): the same optimum as the dense matrix, day after day."""
+    model, sectors, alpha, held = _daily_world(n=60, s=200)
+    later, _, _, _ = _daily_world(n=60, s=200, seed=12)
+    cfg = OptimiserConfig(sector_cap=0.3)
+    dense = PortfolioOptimiser(model.symbols, model.daily_cov(), model.scenarios, cfg, sectors)
+    factor = PortfolioOptimiser.from_risk_model(model, cfg, sectors)
+    assert factor.problem.param_dict["cov_factor"].shape == (200, 60)
+    for risk in (model, later):
+        dense.update_risk(risk.daily_cov(), risk.scenarios)
+        factor.update_model(risk)
+        want, got = dense.solve(alpha, held), factor.solve(alpha, held)
+        assert got.objective == pytest.approx(want.objective, rel=1e-9)
+        np.testing.assert_allclose(got.weights, want.weights, atol=1e-7)
+        w = got.weights.to_numpy()
+        assert got.volatility == pytest.approx(np.sqrt(w @ risk.daily_cov().to_numpy() @ w))
+    with pytest.raises(OptimizationError, match="other symbols than the model"):
+        factor.update_model(later.subset(later.symbols[:-1]))

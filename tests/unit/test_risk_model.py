@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from sklearn.covariance import LedoitWolf, ledoit_wolf
 
-from ibkr_assets.quant.risk_model import build_risk_model, daily_returns
+from ibkr_assets.quant.risk_model import build_risk_model, daily_returns, ledoit_wolf_shrinkage
 
 
 def _panel(n_sessions: int = 300, n_symbols: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -67,3 +67,29 @@ def test_bad_inputs_name_the_problem():
         build_risk_model(closes)
     with pytest.raises(ValueError, match="no symbol has 60 valid returns"):
         build_risk_model(_panel(30, 3))
+
+
+@pytest.mark.parametrize(("sessions", "names"), [(120, 300), (300, 20)])
+def test_the_factor_form_is_sklearn_s_ledoit_wolf_without_an_n_by_n_product(sessions, names):
+    """More names than sessions (the shrinkage's Frobenius norm from the sessions' Gram
+    matrix) and fewer: the same shrinkage and target as scikit-learn, and the loadings and
+    ridge rebuild its matrix; a block of names is the block of the matrix."""
+    closes = _panel(sessions + 1, names, seed=3)
+    model = build_risk_model(closes, scenario_sessions=sessions)
+    r = daily_returns(closes).to_numpy()
+    x = r - r.mean(axis=0)
+    expected, shrink = ledoit_wolf(x, assume_centered=True)
+    assert ledoit_wolf_shrinkage(x) == pytest.approx((shrink, np.trace(expected) / names))
+    assert model.shrinkage == pytest.approx(shrink, rel=1e-12)
+    loadings = model.loadings
+    assert loadings.shape == (sessions, names)
+    rebuilt = loadings.T @ loadings + model.ridge * np.eye(names)
+    np.testing.assert_allclose(rebuilt, expected, rtol=1e-10, atol=1e-16)
+    picked = ["S7", "S2", "S11"]
+    block = model.daily_cov(picked)
+    assert list(block.index) == picked and list(block.columns) == picked
+    np.testing.assert_allclose(block, model.daily_cov().loc[picked, picked], rtol=1e-12)
+    np.testing.assert_allclose(model.subset(picked).daily_cov(), block, rtol=1e-12)
+    np.testing.assert_allclose(model.daily_volatility(), np.sqrt(np.diag(expected)), rtol=1e-10)
+    with pytest.raises(KeyError, match="ZZZ"):
+        model.daily_cov(["S1", "ZZZ"])

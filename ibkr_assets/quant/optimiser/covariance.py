@@ -6,7 +6,10 @@ The variance ``w'Σw`` is never handed to the solver as the dense ``n x n`` matr
 is exactly ``(1 − δ)/T·X'X + δμ·I`` with ``X`` the demeaned scenarios, so ``Z = √((1 − δ)/T)·X``
 (``k = S`` = 504 rows instead of a 700-row Cholesky factor) and no decomposition is needed; any
 other ``Σ`` uses its eigen-decomposition (``Z'Z = Σ − λ_min I``). Units are those of ``Σ``
-(squared returns per period of the scenarios, daily in the pipeline).
+(squared returns per period of the scenarios, daily in the pipeline). A
+:class:`~ibkr_assets.quant.risk_model.RiskModel` holds its matrix in this form already
+(:func:`model_factors`): no ``n x n`` matrix is formed or checked, which matters for a
+universe of thousands of names.
 
 Reference: O. Ledoit & M. Wolf (2004), "A well-conditioned estimator for large-dimensional
 covariance matrices", *J. Multivariate Analysis* 88(2).
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ibkr_assets.quant.optimiser.diagnostics import check_psd
+from ibkr_assets.quant.risk_model import RiskModel
 
 _SCENARIO_FORM_RTOL = 1e-9  # Σ − (a·X'X + b·I), relative to max|Σ|, to reuse the scenarios
 _EIG_RTOL = 1e-12  # eigenvalues this close (relative to the largest) to the smallest are equal
@@ -43,6 +47,10 @@ class CovarianceFactors:
     def rank(self) -> int:
         """Number of rows of the low-rank part (scenarios, or eigenvectors kept)."""
         return int(self.loadings.shape[0])
+
+    def diagonal(self) -> np.ndarray:
+        """``Σ``'s diagonal: each name's variance."""
+        return np.einsum("ij,ij->j", self.loadings, self.loadings) + self.ridge
 
     def variance(self, w: np.ndarray) -> float:
         """``w'Σw`` from the factors (what the optimiser's variance term evaluates)."""
@@ -82,3 +90,9 @@ def covariance_factors(cov: np.ndarray, scenarios: np.ndarray | None = None) -> 
     keep[-1] = True  # at least one row, so the problem's shape never degenerates
     loadings = vecs[:, keep] * np.sqrt(np.clip(vals[keep] - ridge, 0.0, None))
     return CovarianceFactors(loadings.T.copy(), ridge, False)
+
+
+def model_factors(model: RiskModel) -> CovarianceFactors:
+    """A risk model's daily covariance in this form: its own Ledoit–Wolf loadings and ridge
+    (:attr:`~ibkr_assets.quant.risk_model.RiskModel.loadings`), in its symbols' order."""
+    return CovarianceFactors(model.loadings, model.ridge, True)

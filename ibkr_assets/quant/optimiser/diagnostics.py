@@ -58,14 +58,15 @@ def check_scenario_count(n_scenarios: int, cvar_alpha: float) -> None:
         )
 
 
-def check_same_units(sigma: np.ndarray, scenarios: np.ndarray) -> None:
-    """Raise when the covariance ``sigma`` and the return ``scenarios`` (rows = scenarios) are in
-    different units, e.g. an annualised covariance beside daily scenarios (ratio near 252).
+def check_same_units(variances: np.ndarray, scenarios: np.ndarray) -> None:
+    """Raise when the covariance whose diagonal is ``variances`` and the return ``scenarios``
+    (rows = scenarios) are in different units, e.g. an annualised covariance beside daily
+    scenarios (ratio near 252).
 
     Compares the covariance's diagonal with each name's variance over the scenarios (median
     ratio over the names whose both are positive) against :data:`UNITS_RATIO_BAND`.
     """
-    diag = np.diag(sigma)
+    diag = np.asarray(variances, dtype="float64")
     var = scenarios.var(axis=0, ddof=1)
     both = (diag > 0) & (var > 0)
     if not both.any():

@@ -25,6 +25,11 @@ import pandas as pd
 
 from ibkr_assets.quant.costs import CostRates, impact_quadratic
 from ibkr_assets.quant.optimiser.config import OptimiserConfig
+from ibkr_assets.quant.optimiser.covariance import (
+    CovarianceFactors,
+    covariance_factors,
+    model_factors,
+)
 from ibkr_assets.quant.optimiser.diagnostics import (
     OptimizationError,
     check_finite,
@@ -66,7 +71,7 @@ class PortfolioOptimiser:
     def __init__(
         self,
         symbols: list[str],
-        cov: pd.DataFrame,
+        cov: pd.DataFrame | CovarianceFactors,
         scenarios: pd.DataFrame,
         config: OptimiserConfig | None = None,
         sectors: Mapping[str, str] | pd.Series | None = None,
@@ -94,17 +99,27 @@ class PortfolioOptimiser:
         config: OptimiserConfig | None = None,
         sectors: Mapping[str, str] | pd.Series | None = None,
     ) -> PortfolioOptimiser:
-        """From a :class:`~ibkr_assets.quant.risk_model.RiskModel`, in daily units."""
-        return cls(model.symbols, model.daily_cov(), model.scenarios, config, sectors)
+        """From a :class:`~ibkr_assets.quant.risk_model.RiskModel`, in daily units (its
+        covariance in factor form, :func:`~.covariance.model_factors`)."""
+        return cls(model.symbols, model_factors(model), model.scenarios, config, sectors)
 
     @property
     def problem(self) -> cp.Problem:
         """The compiled full problem (the working-set ones are compiled beside it)."""
         return self._form.full.problem
 
-    def update_risk(self, cov: pd.DataFrame, scenarios: pd.DataFrame) -> None:
+    def update_model(self, model: RiskModel) -> None:
+        """The risk of ``model`` (the optimiser's symbols, the same number of scenarios):
+        :meth:`update_risk` with its covariance in factor form."""
+        if model.symbols != self.symbols:
+            raise OptimizationError("the compiled optimiser holds other symbols than the model")
+        self.update_risk(model_factors(model), model.scenarios)
+
+    def update_risk(self, cov: pd.DataFrame | CovarianceFactors, scenarios: pd.DataFrame) -> None:
         """New covariance and scenarios (same symbols, same number of scenarios).
 
+        ``cov``: the matrix (by symbol), or its factor form over the optimiser's symbols in
+        order (:class:`~.covariance.CovarianceFactors`: nothing ``n x n`` is formed).
         Recompiles only when the covariance factor changes its number of rows (see
         :func:`~ibkr_assets.quant.optimiser.covariance.covariance_factors`).
         """
@@ -112,15 +127,32 @@ class PortfolioOptimiser:
             raise OptimizationError(
                 f"expected {self.n_scenarios} scenarios (fixed at build), got {len(scenarios)}"
             )
-        missing = [s for s in self.symbols if s not in cov.index or s not in scenarios.columns]
-        if missing:
-            raise OptimizationError(f"no covariance or scenarios for {missing}")
-        sigma = cov.loc[self.symbols, self.symbols].to_numpy(dtype="float64")
-        check_finite(sigma, self.symbols, "covariance")
-        r = scenarios.loc[:, self.symbols].to_numpy(dtype="float64")
+        if list(scenarios.columns) == self.symbols:
+            r = scenarios.to_numpy(dtype="float64")
+        else:
+            missing = [s for s in self.symbols if s not in scenarios.columns]
+            if missing:
+                raise OptimizationError(f"no scenarios for {missing}")
+            r = scenarios.loc[:, self.symbols].to_numpy(dtype="float64")
         check_finite(r, self.symbols, "return scenarios")
-        check_same_units(sigma, r)
-        self._form.set_risk((sigma + sigma.T) / 2, r)
+        if isinstance(cov, CovarianceFactors):
+            if cov.loadings.shape[1] != len(self.symbols):
+                raise OptimizationError(
+                    f"covariance factors of {cov.loadings.shape[1]} names for an optimiser of "
+                    f"{len(self.symbols)}"
+                )
+            check_finite(cov.loadings, self.symbols, "covariance")
+            check_finite(np.array([cov.ridge]), ["ridge"], "covariance")
+            factors = cov
+        else:
+            missing = [s for s in self.symbols if s not in cov.index]
+            if missing:
+                raise OptimizationError(f"no covariance for {missing}")
+            sigma = cov.loc[self.symbols, self.symbols].to_numpy(dtype="float64")
+            check_finite(sigma, self.symbols, "covariance")
+            factors = covariance_factors((sigma + sigma.T) / 2, r)
+        check_same_units(factors.diagonal(), r)
+        self._form.set_risk(factors, r)
 
     def solve(
         self,
@@ -183,7 +215,7 @@ class PortfolioOptimiser:
         return OptimisationResult(
             weights=weights,
             expected_return=float(alpha @ w),
-            volatility=math.sqrt(max(float(w @ form.sigma @ w), 0.0)),
+            volatility=math.sqrt(max(form.factors.variance(w), 0.0)),
             cvar=cvar,
             objective=solved.value / (form.objective_scale * BP**2),
             solver=solved.solver,

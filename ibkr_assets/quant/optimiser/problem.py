@@ -48,8 +48,8 @@ import pandas as pd
 from scipy import sparse
 
 from ibkr_assets.quant.optimiser.config import OptimiserConfig
-from ibkr_assets.quant.optimiser.covariance import CovarianceFactors, covariance_factors
-from ibkr_assets.quant.optimiser.diagnostics import OptimizationError, check_psd
+from ibkr_assets.quant.optimiser.covariance import CovarianceFactors
+from ibkr_assets.quant.optimiser.diagnostics import OptimizationError
 
 BP = 1e4
 """Weights enter the solver in basis points, so small holdings stay clear of its tolerances."""
@@ -188,15 +188,16 @@ class CompiledProblem:
     def load_risk(
         self,
         r: np.ndarray,
-        factors: CovarianceFactors | None,
+        factors: CovarianceFactors,
         idx: np.ndarray | None = None,
     ) -> None:
-        """Scenario returns (``S x n``) and covariance factor; of the names ``idx`` (padded to
-        the slots) in a working-set problem, of all names (``idx`` None) in the full one."""
+        """Scenario returns (``S x n``) and covariance factor (a problem without a variance
+        term takes none); of the names ``idx`` (padded to the slots) in a working-set problem,
+        of all names (``idx`` None) in the full one."""
         if idx is not None:
             r = pad(r[:, idx], self.slots)
         self.r.value = r
-        if factors is None:
+        if self.factor is None:
             return
         if idx is None:
             self.ridge.value, self.factor.value = factors.ridge, factors.loadings
@@ -224,10 +225,10 @@ def _square_root(sigma: np.ndarray) -> np.ndarray:
 class Formulation:
     """The problems for one symbol set: the full one, the working-set ones, and their data.
 
-    ``config`` and the sector groups are fixed; :meth:`set_risk` loads the covariance
-    (``sigma``, ``n x n``) and scenarios (``S x n``), rebuilding only when the covariance
-    factor changes its number of rows; :meth:`load` puts a day's alpha and book into one of
-    the compiled problems.
+    ``config`` and the sector groups are fixed; :meth:`set_risk` loads the covariance (in
+    factor form, :class:`~.covariance.CovarianceFactors`) and scenarios (``S x n``), rebuilding
+    only when the covariance factor changes its number of rows; :meth:`load` puts a day's
+    alpha and book into one of the compiled problems.
     """
 
     def __init__(
@@ -241,25 +242,18 @@ class Formulation:
         """The lowest weight a name may take (fraction of NAV)."""
         self.rank: int | None = None  # rows of the covariance factor of the built problem
         self.objective_scale: float  # set with the risk data: the solver's objective scale
-        self.sigma: np.ndarray
         self.scenarios: np.ndarray
-        self.factors: CovarianceFactors | None = None
+        self.factors: CovarianceFactors
         self.full: CompiledProblem
         self._restricted: dict[int, CompiledProblem] = {}
 
-    def set_risk(self, sigma: np.ndarray, r: np.ndarray) -> None:
-        """Load a covariance (symmetric, checked finite) and scenarios of the built shape."""
-        if self.config.risk_aversion > 0:
-            factors = covariance_factors(sigma, r)
-            rank = factors.rank
-        else:  # no variance term: Σ only reports the volatility
-            check_psd(sigma)
-            factors, rank = None, 0
+    def set_risk(self, factors: CovarianceFactors, r: np.ndarray) -> None:
+        """Load a covariance in factor form (checked finite) and scenarios of the built shape."""
+        rank = factors.rank if self.config.risk_aversion > 0 else 0  # 0: no variance term
         if self.rank != rank:
             rms = float(np.sqrt(np.mean(r**2)))
             self.objective_scale = 1.0 / rms if rms > 0 else 1.0
             self._build(rank)
-        self.sigma = sigma
         self.scenarios = r
         self.factors = factors
         self.full.load_risk(r, factors)

@@ -136,7 +136,7 @@ def solve_on(
             "no solver reached an optimal solution: "
             + "; ".join(errors)
             + f" (largest |expected return| {np.abs(alpha).max():.3g}, largest variance "
-            f"{np.diag(form.sigma).max():.3g}: a numerical failure usually means an input off "
+            f"{form.factors.diagonal().max():.3g}: a numerical failure usually means an input off "
             "the daily scale, e.g. returns in percent)"
         )
     if problem.status != cp.OPTIMAL:

@@ -114,7 +114,7 @@ def entry_gain(
     if any(r.dual_value is None for r in rows):
         raise OptimizationError(f"{c.problem.solver_stats.solver_name} returned no duals")
     gain = scale * BP * (alpha - costs.buy)
-    if factors is not None:
+    if c.factor is not None:  # the variance term
         marginal = factors.loadings.T @ (factors.loadings @ w_bp)
         marginal += factors.ridge * w_bp
         gain -= scale * 2 * cfg.risk_aversion * marginal
