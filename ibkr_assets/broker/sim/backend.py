@@ -379,14 +379,15 @@ class SimBroker:
         limit: int = 50,
     ) -> list[models.NewsHeadline]:
         found = self._news(contract, start, end, limit)
+        inst = self._instrument(contract)  # the headlines name the simulator's instrument
         return [
             models.NewsHeadline(
                 time=t.to_pydatetime(),
                 provider_code=p,
                 article_id=a,
                 headline=h,
-                conid=contract.conid,
-                symbol=contract.symbol,
+                conid=inst.conid,
+                symbol=inst.symbol,
             )
             for t, p, a, h in zip(*(found[c] for c in models.HEADLINE_COLUMNS), strict=True)
         ]
