@@ -161,6 +161,7 @@ def session_evidence(signals: pd.DataFrame, returns: pd.Series) -> tuple[pd.Seri
 
 
 def _one_session(signals: pd.DataFrame, returns: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`evidence_rows` of one session's signals (index symbol) and returns (by symbol)."""
     r = pd.to_numeric(returns, errors="coerce").reindex(signals.index)
     values = signals.to_numpy(dtype="float64")[None]
     present = np.ones(values.shape[:2], dtype=bool)

@@ -165,7 +165,7 @@ def statement_rows_known(
 ) -> np.ndarray:
     """Which row of a statement history (:func:`~ibkr_assets.quant.fundamental.statement_history`:
     ``symbol``, ``known_from`` report dates, the metrics) holds each symbol's metrics at each
-    of ``times`` (New York timestamps): ``times`` x ``symbols`` positions in ``history``, -1
+    of ``times`` (naive: New York time): ``times`` x ``symbols`` positions in ``history``, -1
     where no filing of the symbol is known yet. A filing is known from the day after its report
     date (the module docstring's rule); of several, the last in the history's order counts."""
     require_columns(history, "statement_history", ("symbol", "known_from"))
@@ -173,7 +173,7 @@ def statement_rows_known(
     names = history["symbol"].astype(str).to_numpy()
     order = np.lexsort((np.arange(len(history)), known, names))
     names, known = names[order], known[order]
-    at = np.array([pd.Timestamp(t).value for t in times], dtype="int64")
+    at = np.array([as_of_timestamp(t).value for t in times], dtype="int64")
     out = np.full((len(at), len(symbols)), -1, dtype="int64")
     lo = np.searchsorted(names, np.asarray(symbols, dtype=object), side="left")
     hi = np.searchsorted(names, np.asarray(symbols, dtype=object), side="right")

@@ -365,6 +365,11 @@ def polarity_zscore_panel(
     bit for bit those of the same call on that session alone: rank ICs of the z-scores, with
     their many exact ties, would otherwise move with the last bit."""
     sessions, n_codes = len(as_ofs), len(tape.symbols)
+    if not sessions:
+        counts = ("headlines_24h", "polarity_hist_days")
+        return {
+            c: np.zeros((0, len(symbols)), int if c in counts else float) for c in SENTIMENT_COLUMNS
+        }
     days = history_days + 1  # the days a history window touches (both ends partial)
     plan = _plan(tape, as_ofs, window_hours, history_days, newest, before_as_of)
     session, rows = plan.recent
