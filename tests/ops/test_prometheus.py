@@ -221,8 +221,8 @@ async def test_prometheus_scrapes_the_mcp_server_and_a_finished_run(
             await ok(mcp, "ping")
         await ok(mcp, "quotes", {"symbols": ["AAPL"]})
 
-        up = _query(prom, "up == 1")
-        assert {r["metric"]["job"] for r in up} == {"mcp", "pipeline"}
+        for job in ("mcp", "pipeline"):  # each target scraped (each waits for its first scrape)
+            _query(prom, f'up{{job="{job}"}} == 1')
         calls = _query(prom, 'ibkr_mcp_tool_calls_total{tool="ping", outcome="ok"} >= 2')
         assert float(calls[0]["value"][1]) == 2.0
         _query(prom, 'ibkr_mcp_tool_latency_seconds_count{tool="quotes"} >= 1')
