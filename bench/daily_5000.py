@@ -11,7 +11,8 @@ tickers as the watch-list).
 Prints, per run: the job's wall time (the materialisation; the gateway's start-up, which draws
 the world before it listens, beside it), the peak RSS of the process tree (the run's own
 ``ru_maxrss`` plus the gateway's, an upper bound since they run together; and, when psutil is
-installed, the tree's RSS sampled every 0.2 s), then the large world's ratios to the baseline
+installed, the tree's RSS sampled every 0.2 s, whose largest sample within each step's start and
+end in the run's log is shown beside the step), then the large world's ratios to the baseline
 measured in the same invocation, and the top steps (Dagster step durations from the run's
 events) of each backend, baseline beside. Targets (issue #19 item 4, this 2-core machine): the
 large world <= 300 s and <= 4 GiB through each backend, optimiser included; the baseline
@@ -26,12 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,8 +147,36 @@ def _run_child(backend: str, symbols: int, session: str, result: Path) -> None:
 # -- the bench (the parent) ---------------------------------------------------------------------
 
 
-def _sample_tree(pid: int, stop: threading.Event, peak: list[int]) -> None:
-    """Keep ``peak[0]`` at the largest summed RSS of ``pid`` and its descendants (psutil)."""
+#: a Dagster event line of the run's log: its time (UTC, to the second), step and event
+EVENT_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+0000 - dagster - \w+ - \S+ - \S+ - \d+ - "
+    r"(\w+) - (STEP_START|STEP_SUCCESS)"
+)
+
+
+def _step_memory(log: str, samples: list[tuple[float, int]]) -> dict[str, int]:
+    """Each step's largest sampled tree RSS (bytes) between its start and end, from the run's
+    log lines (times to the second) and the ``(epoch seconds, bytes)`` samples."""
+    started: dict[str, float] = {}
+    peaks: dict[str, int] = {}
+    for line in log.splitlines():
+        found = EVENT_LINE.match(line)
+        if found is None:
+            continue
+        at = datetime.fromisoformat(found[1] + "+00:00").timestamp()
+        if found[3] == "STEP_START":
+            started[found[2]] = at
+        elif found[2] in started:
+            lo, hi = started[found[2]], at + 1.0
+            peaks[found[2]] = max((rss for t, rss in samples if lo <= t <= hi), default=0)
+    return peaks
+
+
+def _sample_tree(
+    pid: int, stop: threading.Event, peak: list[int], samples: list[tuple[float, int]]
+) -> None:
+    """Keep ``peak[0]`` at the largest summed RSS of ``pid`` and its descendants (psutil), and
+    every sample in ``samples`` as (epoch seconds, bytes)."""
     import psutil
 
     try:
@@ -158,6 +189,7 @@ def _sample_tree(pid: int, stop: threading.Event, peak: list[int]) -> None:
                 except psutil.NoSuchProcess:
                     continue
             peak[0] = max(peak[0], total)
+            samples.append((time.time(), total))
             stop.wait(SAMPLE_SECONDS)
     except psutil.NoSuchProcess:
         return
@@ -173,12 +205,12 @@ def _measure(backend: str, symbols: int, session: str) -> dict[str, Any]:
         log = Path(tmp) / "run.log"  # Dagster's event log lines, shown when the run fails
         with log.open("w") as out:
             proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        stop, peak = threading.Event(), [0]
+        stop, peak, samples = threading.Event(), [0], []
         sampler = None
         try:
             import psutil  # noqa: F401  (optional: the tree's RSS sampled)
 
-            sampler = threading.Thread(target=_sample_tree, args=(proc.pid, stop, peak))
+            sampler = threading.Thread(target=_sample_tree, args=(proc.pid, stop, peak, samples))
             sampler.start()
         except ImportError:
             pass
@@ -190,6 +222,7 @@ def _measure(backend: str, symbols: int, session: str) -> dict[str, Any]:
             print("".join(log.read_text().splitlines(keepends=True)[-40:]), file=sys.stderr)
             raise SystemExit(2)
         figures: dict[str, Any] = json.loads(result.read_text())
+        figures["step_rss"] = _step_memory(log.read_text(), samples)
     figures["sampled_peak"] = peak[0]
     figures["tree_peak"] = figures["run_peak"] + figures["gateway_peak"]
     return figures
@@ -234,11 +267,21 @@ def main() -> int:
             f"stock run above): wall {large['wall'] / small['wall']:.2f}x, peak RSS "
             f"{large['tree_peak'] / small['tree_peak']:.2f}x"
         )
-        print(f"  top steps{'':<31}{args.baseline:>10}{args.symbols:>10}{'ratio':>8}")
+        print(
+            f"  top steps, seconds{'':<22}{args.baseline:>8}{args.symbols:>8}{'ratio':>8}"
+            f"   tree RSS in the step, GiB: {args.baseline:>5}{args.symbols:>6}"
+        )
         for step in sorted(large["steps"], key=large["steps"].get, reverse=True)[:TOP_STEPS]:
             before = small["steps"].get(step, float("nan"))
             after = large["steps"][step]
-            print(f"  {step:<40}{before:>10.1f}{after:>10.1f}{after / before:>7.1f}x")
+            rss = [_gib(run.get("step_rss", {}).get(step, 0)) for run in (small, large)]
+            print(
+                f"  {step:<40}{before:>8.1f}{after:>8.1f}{after / before:>7.1f}x"
+                f"{'':<29}{rss[0]:>5}{rss[1]:>6}"
+            )
+        worst = max(large.get("step_rss", {}).items(), key=lambda kv: kv[1], default=None)
+        if worst is not None:
+            print(f"  largest tree RSS in a step: {worst[0]}, {_gib(worst[1])} GiB")
 
     missed = []
     for backend in backends:
