@@ -299,11 +299,14 @@ def value_counts(frame: pd.DataFrame, column: str) -> dict[str, int]:
 def quote_frame(
     broker: Broker, contracts: Sequence[Contract]
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """A bulk snapshot of ``contracts`` (:data:`QUOTE_CHUNK` per request, :data:`QUOTES`), and
-    the error of each symbol the broker could not quote."""
+    """A bulk snapshot of ``contracts`` (:data:`QUOTES`), and the error of each symbol the
+    broker could not quote: :data:`QUOTE_CHUNK` per request, or all in one from a backend
+    answering in-process (``market_data_in_process``: a request costs it no I/O, and a replay
+    asks for 700 names on each of 127 sessions); a chunk that fails is asked one by one."""
     parts, missing = [], {}
-    for start in range(0, len(contracts), QUOTE_CHUNK):
-        chunk = contracts[start : start + QUOTE_CHUNK]
+    size = max(len(contracts), 1) if broker.market_data_in_process else QUOTE_CHUNK
+    for start in range(0, len(contracts), size):
+        chunk = contracts[start : start + size]
         try:
             parts.append(broker.quotes_frame(chunk))
         except BrokerError as exc:  # one bad instrument: ask one by one to find it

@@ -10,7 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ibkr_assets.assets.market_data import IB_MAX_NEWS, headline_frame, news_between
+from ibkr_assets.assets.market_data import (
+    IB_MAX_NEWS,
+    QUOTE_CHUNK,
+    headline_frame,
+    news_between,
+    quote_frame,
+)
 from ibkr_assets.broker.errors import BrokerError, InvalidRequest
 from ibkr_assets.broker.models import Contract, NewsHeadline, frame_of_headlines
 from ibkr_assets.broker.sim.backend import SimBroker, shared_market
@@ -113,3 +119,24 @@ def test_sim_bulk_details_and_quotes_are_the_single_ones(broker: SimBroker, tmp_
     )
     assert mixed[0] == broker.contract_details(contracts[0])
     assert isinstance(mixed[1], BrokerError)
+
+
+def test_quote_frame_asks_an_in_process_backend_once(broker: SimBroker) -> None:
+    """An in-process backend is asked for every contract in one request (a replay asks for 700
+    names on each of 127 sessions); any other in chunks of QUOTE_CHUNK; the same frame."""
+    contracts = [broker.resolve(s.symbol) for s in broker.market.universe.stocks[:60]] * 4
+
+    class Counting:
+        def __init__(self, in_process: bool) -> None:
+            self.market_data_in_process, self.sizes = in_process, []
+
+        def quotes_frame(self, chunk: list[Contract]) -> pd.DataFrame:
+            self.sizes.append(len(chunk))
+            return broker.quotes_frame(chunk)
+
+    local, remote = Counting(True), Counting(False)
+    frame, missing = quote_frame(local, contracts)  # type: ignore[arg-type]
+    chunked, _ = quote_frame(remote, contracts)  # type: ignore[arg-type]
+    assert local.sizes == [240] and remote.sizes == [QUOTE_CHUNK, QUOTE_CHUNK, 40]
+    assert not missing and len(frame) == 240
+    pd.testing.assert_frame_equal(frame, chunked)
