@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -51,11 +50,10 @@ from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_t
 
 from ibkr_assets.jobs import ACCOUNT_TAG, DAILY_JOB_NAME
 from ibkr_assets.partitions import BUCHAREST, nyse_calendar
+from ibkr_assets.settings.metrics import MetricsSettings
 
 log = logging.getLogger(__name__)
 
-#: The Pushgateway's base URL (``http://host:9091``); unset: no push.
-PUSHGATEWAY_ENV = "IBKR_PUSHGATEWAY_URL"
 #: The Prometheus ``job`` the Pushgateway groups the pipeline's pushes under.
 PUSH_JOB = "ibkr_agent"
 #: Bucharest time by which each NYSE session's daily run must have finished (it starts at 14:00).
@@ -286,14 +284,15 @@ def record_run(
     instance: dg.DagsterInstance, run_id: str, data_root: Path, pushgateway: str | None = None
 ) -> Path:
     """Write the metrics of the finished run ``run_id`` to its textfile (atomically) and push
-    them to ``pushgateway`` (default ``IBKR_PUSHGATEWAY_URL``; none when unset); returns the
-    file. A Pushgateway that cannot be reached raises OSError after the file is written."""
+    them to ``pushgateway`` (default ``IBKR_PUSHGATEWAY_URL``, read now; none when unset);
+    returns the file. After the file is written, a Pushgateway that cannot be reached raises
+    OSError and a malformed ``IBKR_PUSHGATEWAY_URL`` ValueError naming it."""
     figures = run_figures(instance, run_id)
     registry = registry_of(figures)
     path = textfile_path(data_root, figures.job)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)  # a temporary file renamed over the old one
-    url = pushgateway if pushgateway is not None else os.environ.get(PUSHGATEWAY_ENV, "")
+    url = pushgateway if pushgateway is not None else MetricsSettings().pushgateway_url
     if url:
         grouping = {"dagster_job": figures.job, "account": figures.account}
         push_to_gateway(url, job=PUSH_JOB, registry=registry, grouping_key=grouping, timeout=10)
@@ -301,7 +300,6 @@ def record_run(
 
 
 __all__ = [
-    "PUSHGATEWAY_ENV",
     "RunFigures",
     "record_run",
     "registry_of",

@@ -17,12 +17,13 @@ from ibkr_assets.settings import load_settings
 
 def _record(context: dg.RunStatusSensorContext) -> None:
     """Record the metrics of the run the sensor saw finish; a Pushgateway that cannot be
-    reached is logged (the textfile is written first) and the sensor carries on."""
+    reached (the textfile is written first) or a malformed IBKR_PUSHGATEWAY_URL is logged and
+    the sensor carries on."""
     data_root = Path(load_settings().checked("broker").broker.data_dir)
     try:
         path = record_run(context.instance, context.dagster_run.run_id, data_root)
-    except OSError as exc:
-        context.log.warning(f"run metrics of {context.dagster_run.run_id} not pushed: {exc}")
+    except (OSError, ValueError) as exc:
+        context.log.warning(f"run metrics of {context.dagster_run.run_id}: {exc}")
         return
     context.log.info(f"run metrics of {context.dagster_run.run_id} written to {path}")
 

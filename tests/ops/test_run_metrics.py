@@ -73,11 +73,14 @@ def _samples(text: str) -> dict[tuple[str, frozenset], float]:
     }
 
 
-def test_a_run_is_written_and_pushed_by_job_and_account(tmp_path: Path) -> None:
+def test_a_run_is_written_and_pushed_by_job_and_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     instance = dg.DagsterInstance.ephemeral()
     run = tiny_job.execute_in_process(instance=instance, tags={"ibkr/account": "DU1"})
     with pushgateway() as (url, pushes):
-        path = record_run(instance, run.run_id, tmp_path, pushgateway=url)
+        monkeypatch.setenv("IBKR_PUSHGATEWAY_URL", url + "/")
+        path = record_run(instance, run.run_id, tmp_path)
     assert path == textfile_path(tmp_path, "tiny_job")
     assert path == tmp_path / "metrics" / "ibkr_agent_tiny_job.prom"
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
@@ -104,6 +107,17 @@ def test_a_failed_run_is_recorded_and_an_unreachable_pushgateway_named(tmp_path:
     written = _samples(textfile_path(tmp_path, "failing_job").read_text())
     labels = frozenset({"dagster_job": "failing_job", "account": "none"}.items())
     assert written[("ibkr_pipeline_run_success", labels)] == 0.0
+
+
+def test_a_malformed_pushgateway_url_is_named_after_the_file_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    run = tiny_job.execute_in_process(instance=instance)
+    monkeypatch.setenv("IBKR_PUSHGATEWAY_URL", "pushgateway:9091")
+    with pytest.raises(ValueError, match="IBKR_PUSHGATEWAY_URL must be an http"):
+        record_run(instance, run.run_id, tmp_path)
+    assert textfile_path(tmp_path, "tiny_job").exists()
 
 
 def test_an_unknown_run_is_named(tmp_path: Path) -> None:
