@@ -175,12 +175,16 @@ def statement_rows_known(
     names, known = names[order], known[order]
     at = np.array([as_of_timestamp(t).value for t in times], dtype="int64")
     out = np.full((len(at), len(symbols)), -1, dtype="int64")
-    lo = np.searchsorted(names, np.asarray(symbols, dtype=object), side="left")
-    hi = np.searchsorted(names, np.asarray(symbols, dtype=object), side="right")
-    for j, (a, b) in enumerate(zip(lo, hi, strict=True)):
-        if b > a:
-            i = a + np.searchsorted(known[a:b], at, side="right") - 1
-            out[:, j] = np.where(i >= a, order[np.maximum(i, a)], -1)
+    if not len(names):
+        return out
+    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
+    column = pd.Index(names[starts]).get_indexer(pd.Index(list(symbols), dtype=object))
+    has = column >= 0
+    for k, t in enumerate(at):
+        # each symbol's filings known by t are a prefix of its rows (sorted by known time)
+        count = np.add.reduceat((known <= t).astype("int64"), starts)
+        last = np.where(count > 0, order[starts + np.maximum(count, 1) - 1], -1)
+        out[k, has] = last[column[has]]
     return out
 
 
