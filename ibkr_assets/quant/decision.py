@@ -300,14 +300,18 @@ def overlay_targets(
         headlines=headlines,
         as_of=as_of,
     )
-    overrides = result.overrides_frame()
-    reasons = overrides.groupby("symbol").agg(
-        override_rule=("rule", "; ".join), override_reason=("reason", "; ".join)
-    )
-    frame = targets.assign(weight=targets["symbol"].map(result.weights).astype("float64"))
-    frame = frame.assign(
-        override_rule=frame["symbol"].map(reasons["override_rule"]).fillna("").astype("string"),
-        override_reason=frame["symbol"].map(reasons["override_reason"]).fillna("").astype("string"),
+    rules_of: dict[str, list[str]] = {}
+    reasons_of: dict[str, list[str]] = {}
+    for o in result.overrides:  # in the order applied
+        rules_of.setdefault(o.symbol, []).append(o.rule)
+        reasons_of.setdefault(o.symbol, []).append(o.reason)
+    symbols = targets["symbol"].astype(str)
+    frame = targets.assign(
+        weight=result.weights.reindex(symbols.to_numpy()).to_numpy(dtype="float64"),
+        override_rule=pd.array(["; ".join(rules_of.get(s, ())) for s in symbols], dtype="string"),
+        override_reason=pd.array(
+            ["; ".join(reasons_of.get(s, ())) for s in symbols], dtype="string"
+        ),
     )
     return frame, result
 

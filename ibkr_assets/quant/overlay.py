@@ -140,13 +140,15 @@ class OverlayResult:
 
 
 def _recent_headlines(
-    headlines: pd.DataFrame | None, as_of: pd.Timestamp, hours: float
+    headlines: pd.DataFrame | None, as_of: pd.Timestamp, hours: float, symbols: pd.Index
 ) -> pd.DataFrame:
+    """The headlines of ``symbols`` in the ``hours`` up to ``as_of``, in their order."""
     if headlines is None or headlines.empty:
         return pd.DataFrame(columns=["symbol", "time", "headline"])
     missing = {"symbol", "time", "headline"} - set(headlines.columns)
     if missing:
         raise ValueError(f"headlines need columns {sorted(missing)}")
+    headlines = headlines.loc[headlines["symbol"].astype(str).isin(symbols.astype(str)).to_numpy()]
     times = pd.to_datetime(headlines["time"], utc=True, cache=False)
     start = as_of - pd.Timedelta(hours=hours)
     return headlines.loc[(times > start) & (times <= as_of)].reset_index(drop=True)
@@ -200,13 +202,14 @@ def apply_overlay(
                     f"sentiment z {sent[sym]:.2f} < {rule.threshold:g}",
                 )
         elif isinstance(rule, HeadlineContains):
-            recent = _recent_headlines(headlines, ts, rule.window_hours)
+            # a zero weight scaled stays zero, so only held names can be overridden: only their
+            # headlines are read
+            held = w.index[(w != 0).to_numpy()]
+            recent = _recent_headlines(headlines, ts, rule.window_hours, held)
             text = recent["headline"].astype(str).str.lower()
             by_symbol = recent.groupby(recent["symbol"].astype(str)).indices
             # each phrase looked for once in every recent line; a symbol's lines index into it
             found = {p: text.str.contains(p.lower(), regex=False).to_numpy() for p in rule.phrases}
-            # a zero weight scaled stays zero, so only held names can be overridden
-            held = w.index[(w != 0).to_numpy()]
             for sym in (s for s in held if str(s) in by_symbol):
                 lines = by_symbol[str(sym)]
                 for phrase in rule.phrases:

@@ -167,8 +167,8 @@ def sector_exposure(weights: pd.Series, sectors: pd.Series) -> pd.DataFrame:
     missing = sec.index[sec.isna()].tolist()
     if missing:
         raise ValueError(f"no sector for held symbols {missing}")
-    frame = pd.DataFrame({"sector": sec.astype(str), "w": held})
-    out = frame.groupby("sector")["w"].agg(net="sum", gross=lambda x: x.abs().sum())
+    frame = pd.DataFrame({"sector": sec.astype(str), "w": held, "gross": held.abs()})
+    out = frame.groupby("sector")[["w", "gross"]].sum().rename(columns={"w": "net"})
     return out.sort_values("gross", ascending=False)
 
 
