@@ -149,15 +149,15 @@ def daily_returns(closes: pd.DataFrame) -> pd.DataFrame:
     """
     if not isinstance(closes, pd.DataFrame) or closes.empty:
         raise ValueError("closes must be a non-empty sessions x symbols DataFrame")
-    values = closes.astype("float64")
-    bad = values.columns[(values <= 0).any(axis=0)].tolist()
+    values = closes.sort_index()
+    v = values.to_numpy(dtype="float64")
+    bad = values.columns[(v <= 0).any(axis=0)].tolist()
     if bad:
         raise ValueError(f"non-positive close prices for {bad}")
-    infinite = values.columns[np.isinf(values.to_numpy()).any(axis=0)].tolist()
+    infinite = values.columns[np.isinf(v).any(axis=0)].tolist()
     if infinite:
         raise ValueError(f"infinite close prices for {infinite}")
-    values = values.sort_index()
-    return (values / values.shift(1) - 1.0).iloc[1:]
+    return pd.DataFrame(v[1:] / v[:-1] - 1.0, index=values.index[1:], columns=values.columns)
 
 
 def build_risk_model(
@@ -187,24 +187,21 @@ def build_risk_model(
         f"(need {min_history})"
         for sym, n in short.items()
     }
-    kept = [c for c in returns.columns if c not in short.index]
-    if not kept:
+    kept = returns.columns[(counts >= min_history).to_numpy()]
+    if kept.empty:
         raise ValueError(
             f"no symbol has {min_history} valid returns in the last {len(returns)} sessions"
         )
-    window = returns.loc[:, kept]
-    mean = window.mean(axis=0)
-    values = window.to_numpy()
+    values = returns.to_numpy()[:, (counts >= min_history).to_numpy()]
+    mean = np.nanmean(values, axis=0)
     # a gap takes its column's mean (as fillna(mean), which pandas does column by column: slow)
-    filled = pd.DataFrame(
-        np.where(np.isnan(values), mean.to_numpy(), values), index=window.index, columns=kept
-    )
-    shrinkage, target = ledoit_wolf_shrinkage(filled.to_numpy() - mean.to_numpy())
+    filled = np.where(np.isnan(values), mean, values)
+    shrinkage, target = ledoit_wolf_shrinkage(filled - mean)
     symbols = [str(s) for s in kept]
     return RiskModel(
         symbols=symbols,
-        scenarios=pd.DataFrame(filled.to_numpy(), index=filled.index, columns=symbols),
-        mean=pd.Series(mean.to_numpy() * periods_per_year, index=symbols, name="mean"),
+        scenarios=pd.DataFrame(filled, index=returns.index, columns=symbols),
+        mean=pd.Series(mean * periods_per_year, index=symbols, name="mean"),
         shrinkage=float(shrinkage),
         shrinkage_target=target,
         periods_per_year=periods_per_year,
