@@ -233,6 +233,13 @@ def _session_headlines(
     base_tone = p.news_tone[rows, col].astype(np.float64)
     jumped = p.jump[rows, col]
     first = _OPEN_MINUTE - edge.jump_news_lead
+    if len(rows) < _AT_ONCE_FROM:  # a few headlines: one generator after another costs less
+        drawn = _drawn_one_by_one(seed, inst, keys, base_tone, jumped, first)
+        minute = np.array([m for m, _, _, _ in drawn], dtype=np.int64)
+        tones = np.array([t for _, t, _, _ in drawn], dtype=np.float64)
+        providers = [code for _, _, code, _ in drawn]
+        texts = [text for _, _, _, text in drawn]
+        return _columns(seed, inst, rows, ks, minute, tones, providers, texts)
     rng = KeyedArrays([seed, 77], keys, _OUTPUTS)
     # the big move is reported as the price makes it; later stories of the move, never before it
     lead = jumped & (ks == 0)
@@ -283,6 +290,21 @@ def _session_headlines(
         )
         for i, (m, t, code, text) in zip(irregular.tolist(), again, strict=True):
             minute[i], tones[i], providers[i], texts[i] = m, t, code, text
+    return _columns(seed, inst, rows, ks, minute, tones, providers, texts)
+
+
+def _columns(
+    seed: int,
+    inst: Instrument,
+    rows: np.ndarray,
+    ks: np.ndarray,
+    minute: np.ndarray,
+    tones: np.ndarray,
+    providers: list[str],
+    texts: list[str],
+) -> NewsColumns:
+    """The headlines of panel rows ``rows`` (the k-th ``ks`` of their session) at New York
+    ``minute``, with their ``tones``, ``providers`` and ``texts``, as columns oldest first."""
     # the article id: the low 32 bits of stable_int(seed, conid, session, k), its hash inlined
     prefix = f"{seed}|{inst.conid}|"
     articles = [
@@ -303,6 +325,8 @@ def _session_headlines(
     )
 
 
+#: from this many headlines a request's are drawn all at once (below, one by one is cheaper)
+_AT_ONCE_FROM = 48
 #: PCG64 outputs drawn per headline: its draws take at most seven (see _drawn_one_by_one)
 _OUTPUTS = 8
 #: the templates by kind: strong positive, strong negative, strong negative for health care,

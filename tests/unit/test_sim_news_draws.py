@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import numpy as np
 import pytest
 
 from ibkr_sim.market import SimMarket
 from ibkr_sim.market.calendar import NEW_YORK, schedule, to_ns
-from ibkr_sim.market.news import _OPEN_MINUTE, _drawn_one_by_one, _session_headlines
+from ibkr_sim.market.news import (
+    _AT_ONCE_FROM,
+    _OPEN_MINUTE,
+    _drawn_one_by_one,
+    _session_headlines,
+)
 from ibkr_sim.market.paths import panel
 from ibkr_sim.universe import stable_int
 
@@ -50,3 +55,16 @@ def test_news_drawn_at_once_are_the_one_by_one_draws(market: SimMarket) -> None:
         assert found.headline.tolist() == [one[i][3] for i in order]
         assert found.article_id.tolist() == [ids[i] for i in order]
         assert p.jump[rows, col].any(), "jump days are among them"
+
+
+def test_a_short_request_drawn_one_by_one_equals_a_long_one(market: SimMarket) -> None:
+    """A request with few headlines (drawn one generator after another) gives the headlines a
+    long request (drawn all at once) gives for the same days."""
+    end = datetime(2024, 6, 28, 20, tzinfo=UTC)
+    for inst in market.universe.stocks[:5]:
+        long = market.news_columns(inst.conid, end - timedelta(days=400), end)
+        short = market.news_columns(inst.conid, end - timedelta(days=20), end)
+        assert len(short) < _AT_ONCE_FROM <= len(long)
+        tail = long.take(long.time_ns >= short.time_ns[0])
+        for field in ("time_ns", "provider_code", "article_id", "headline", "tone"):
+            assert getattr(short, field).tolist() == getattr(tail, field).tolist(), field
