@@ -44,6 +44,11 @@ LARGE_SECONDS = 300.0
 LARGE_BYTES = 4 * 1024**3
 BASELINE_GATEWAY_SECONDS = 15.0
 TOP_STEPS = 8
+#: the decision limits of the bench's runs (IBKR_DECIDE_CONFIG): the compliance gate's 1-day
+#: Gaussian VaR limit lifted from 3 % to 5 % of NAV, because on seed 7, 2024-06-03 the 5,000-name
+#: book's is 3.1 % (measured) and a blocked gate stops the job before the orders, the what-if
+#: and the ticket; the bench measures every stage's time and memory, not the gate's verdict
+BENCH_LIMITS = "var_parametric_max: 0.05\n"
 SAMPLE_SECONDS = 0.2
 
 
@@ -98,6 +103,9 @@ def _run_child(backend: str, symbols: int, session: str, result: Path) -> None:
     os.environ["IBKR_SIM_SYMBOLS"] = str(symbols)
     with tempfile.TemporaryDirectory(prefix="bench-daily5000-") as tmp:
         root = Path(tmp)
+        limits = root / "decide.yaml"
+        limits.write_text(BENCH_LIMITS)
+        os.environ["IBKR_DECIDE_CONFIG"] = str(limits)
         gateway = None
         startup = 0.0
         if backend == "gateway":
@@ -251,7 +259,8 @@ def main() -> int:
     print(f"\ndaily job, session {args.session}: {args.baseline} vs {args.symbols} stocks")
     print(
         f"machine: {os.cpu_count()} cores, shared with other work (wall times are noisy); "
-        "RSS tree = the run's peak + the gateway's (upper bound), sampled = psutil every 0.2 s"
+        "RSS tree = the run's peak + the gateway's (upper bound), sampled = psutil every 0.2 s; "
+        f"decision limits: {BENCH_LIMITS.strip()} (BENCH_LIMITS)"
     )
     header = f"{'backend':<9}{'stocks':>7}{'job wall s':>12}{'gw start s':>12}"
     print(header + f"{'RSS tree GiB':>14}{'run':>7}{'gateway':>9}{'sampled':>9}")
