@@ -154,7 +154,7 @@ def simulate(
         frame, solved, _ = optimise_targets(
             alpha,
             model,
-            sector_map(data.universe, model.symbols),
+            sectors,
             current,
             settings.optimiser,
             optimiser,

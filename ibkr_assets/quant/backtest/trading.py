@@ -283,12 +283,13 @@ def trade_session(
     unmodelled holding being sold, is charged the median: a modelling choice)."""
     held = shares[shares != 0]
     orders = day_orders(held, weights, nav, cash, prices, quotes, universe, settings, execution)
-    matrix = features.drop_duplicates("symbol").set_index("symbol")
-    reported = universe.drop_duplicates("symbol").set_index("symbol")["adv"]
-    adv_shares = (matrix["adv"] / matrix["price"]).reindex(reported.index.union(matrix.index))
-    adv_shares = adv_shares.fillna(reported.reindex(adv_shares.index))
-    vol = daily_vol.reindex(daily_vol.index.union(pd.Index([o.order.symbol for o in orders])))
-    vol = vol.fillna(float(daily_vol.median()))
+    names = pd.Index([o.order.symbol for o in orders]).unique()  # the inputs of these only
+    matrix = features.loc[features["symbol"].isin(names).to_numpy()]
+    matrix = matrix.drop_duplicates("symbol").set_index("symbol")
+    listed = universe.loc[universe["symbol"].isin(names).to_numpy()]
+    reported = listed.drop_duplicates("symbol").set_index("symbol")["adv"]
+    adv_shares = (matrix["adv"] / matrix["price"]).reindex(names).fillna(reported.reindex(names))
+    vol = daily_vol.reindex(names).fillna(float(daily_vol.median()))
     fills, rows = fill_orders(
         session,
         orders,
