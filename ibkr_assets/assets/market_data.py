@@ -424,20 +424,22 @@ def cached_bars(
 # -- news and macro ---------------------------------------------------------------------------
 
 
-def news_between(
+def _ns(times: pd.Series) -> np.ndarray:
+    """UTC nanoseconds of a column of instants."""
+    return pd.DatetimeIndex(times).as_unit("ns").asi8
+
+
+def _news_rows(
     broker: Broker, contract: Contract, start: datetime, end: datetime
-) -> pd.DataFrame:
-    """Every headline about ``contract`` with ``start <= time < end`` (a headline frame,
-    ``Broker.news_frame``), newest first, in as few requests as IB's cap allows: IB answers a
-    news request with its newest :data:`IB_MAX_NEWS` headlines, so a full answer is followed by
-    a request ending at the oldest headline it held (the headlines of that instant come again
-    and are kept once)."""
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The answers of :func:`news_between`'s requests in one frame, and the positions of the
+    headlines it keeps, in order (the frame is cut once, by the caller: a replay asks 700
+    symbols, and pandas costs more per small frame than the headlines do)."""
     pages = []
     stop = end
-    low, high = pd.Timestamp(start), pd.Timestamp(end)
     while True:
         page = broker.news_frame(contract, start=start, end=stop, limit=IB_MAX_NEWS)
-        pages.append(page.loc[((page["time"] >= low) & (page["time"] < high)).to_numpy()])
+        pages.append(page)
         if len(page) < IB_MAX_NEWS:
             break
         oldest = page["time"].min()
@@ -448,11 +450,29 @@ def news_between(
             )
         stop = oldest.to_pydatetime()
     found = pages[0] if len(pages) == 1 else pd.concat(pages, ignore_index=True)
+    times = _ns(found["time"])
+    inside = (times >= pd.Timestamp(start).value) & (times < pd.Timestamp(end).value)
     # each headline once, the first time it came (a few hundred: a set beats pandas here)
     seen: set[tuple[str, str]] = set()
     keys = zip(found["provider_code"].tolist(), found["article_id"].tolist(), strict=True)
-    first = np.array([not (key in seen or seen.add(key)) for key in keys], dtype=bool)
-    return found if first.all() else found.loc[first].reset_index(drop=True)
+    keep = []
+    for i, (within, key) in enumerate(zip(inside.tolist(), keys, strict=True)):
+        if within and key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return found, np.array(keep, dtype=np.intp)
+
+
+def news_between(
+    broker: Broker, contract: Contract, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Every headline about ``contract`` with ``start <= time < end`` (a headline frame,
+    ``Broker.news_frame``), newest first, in as few requests as IB's cap allows: IB answers a
+    news request with its newest :data:`IB_MAX_NEWS` headlines, so a full answer is followed by
+    a request ending at the oldest headline it held (the headlines of that instant come again
+    and are kept once)."""
+    found, keep = _news_rows(broker, contract, start, end)
+    return found.take(keep).reset_index(drop=True)
 
 
 def headline_frame(
@@ -474,23 +494,29 @@ def headline_frame(
             runs[-1] = (runs[-1][0], end)
         else:
             runs.append((start, end))
-    starts = pd.DatetimeIndex([pd.Timestamp(start) for start, _ in spans]).as_unit("ns").asi8
+    starts = np.array([pd.Timestamp(start).value for start, _ in spans], dtype=np.int64)
 
-    def span_by_span(contract: Contract) -> pd.DataFrame:
-        parts = [news_between(broker, contract, start, end) for start, end in runs]
-        found = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    def span_by_span(contract: Contract) -> tuple[pd.DataFrame, np.ndarray]:
+        """The symbol's answers and the positions of its headlines, span after span."""
+        answers = [_news_rows(broker, contract, start, end) for start, end in runs]
+        offsets = np.cumsum([0] + [len(found) for found, _ in answers[:-1]])
+        keep = np.concatenate([k + o for (_, k), o in zip(answers, offsets, strict=True)])
+        found = answers[0][0] if len(answers) == 1 else pd.concat([f for f, _ in answers])
         # each headline's span: the last one starting at or before it (sorted stably)
-        times = pd.DatetimeIndex(found["time"]).as_unit("ns").asi8
-        span = np.searchsorted(starts, times, side="right") - 1
-        return found.take(np.argsort(span, kind="stable"))
+        span = np.searchsorted(starts, _ns(found["time"])[keep], side="right") - 1
+        return found, keep[np.argsort(span, kind="stable")]
 
     results, failed = fetch_each(span_by_span, contracts, workers)
-    found = [frame for frame in results.values() if len(frame)]
-    if not found:
+    got = [(symbol, found, keep) for symbol, (found, keep) in results.items() if len(keep)]
+    if not got:
         return _empty(HEADLINES), failed
-    frame = pd.concat(found, ignore_index=True)
-    symbols = [symbol for symbol, frame in results.items() if len(frame)]
-    frame["symbol"] = np.repeat(np.array(symbols, dtype=object), [len(f) for f in found])
+    frame = pd.concat([found for _, found, _ in got], ignore_index=True)
+    offsets = np.cumsum([0] + [len(found) for _, found, _ in got[:-1]])
+    rows = np.concatenate([keep + o for (_, _, keep), o in zip(got, offsets, strict=True)])
+    frame = frame.take(rows).reset_index(drop=True)
+    frame["symbol"] = np.repeat(
+        np.array([symbol for symbol, _, _ in got], dtype=object), [len(k) for _, _, k in got]
+    )
     frame = frame.assign(time=pd.to_datetime(frame["time"], utc=True))
     return frame[HEADLINES.names].astype(HEADLINES.dtypes), failed
 
