@@ -50,7 +50,7 @@ from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_t
 
 from ibkr_assets.jobs import ACCOUNT_TAG, DAILY_JOB_NAME
 from ibkr_assets.partitions import BUCHAREST, nyse_calendar
-from ibkr_assets.settings.metrics import MetricsSettings
+from ibkr_assets.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,11 @@ def record_run(
     path = textfile_path(data_root, figures.job)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)  # a temporary file renamed over the old one
-    url = pushgateway if pushgateway is not None else MetricsSettings().pushgateway_url
+    url = (
+        pushgateway
+        if pushgateway is not None
+        else load_settings().checked("metrics").metrics.pushgateway_url
+    )
     if url:
         grouping = {"dagster_job": figures.job, "account": figures.account}
         push_to_gateway(url, job=PUSH_JOB, registry=registry, grouping_key=grouping, timeout=10)

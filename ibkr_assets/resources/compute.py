@@ -18,6 +18,7 @@ from typing import Any
 
 from distributed import Client, Future, LocalCluster
 
+from ibkr_assets.settings import load_settings
 from ibkr_assets.settings.compute import DaskSettings
 
 
@@ -54,7 +55,7 @@ def dask_client(settings: DaskSettings | None = None) -> Iterator[Client]:
     of a local cluster started here: ``IBKR_DASK_WORKERS`` processes (default one per core as
     Dask counts them: CPU affinity and cgroup quota), one thread each, no dashboard. Closed on
     leaving (the local cluster shut down). ``settings`` default to the environment's."""
-    settings = settings or DaskSettings()
+    settings = settings or load_settings().checked("compute").compute
     if settings.scheduler is None:
         with (
             LocalCluster(

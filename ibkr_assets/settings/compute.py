@@ -1,9 +1,5 @@
 """Where the work that grows runs (``IBKR_DASK_``): the Dask cluster the weekly backtest's
 calibration fans its candidate replays out over (:mod:`ibkr_assets.resources.compute`).
-
-Not yet a section of the tree (:class:`~ibkr_assets.settings.tree.Settings`): adding it there
-regenerates README.md's table of variables (``python -m ibkr_assets.settings --readme
-README.md``); until then :func:`~ibkr_assets.resources.compute.dask_map` reads it at each use.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
 """Where the pipeline's per-run metrics are pushed (``IBKR_PUSHGATEWAY_URL``;
 :mod:`ibkr_assets.metrics`).
-
-Not yet a section of the tree (:class:`~ibkr_assets.settings.tree.Settings`): adding it there
-regenerates README.md's table of variables (``python -m ibkr_assets.settings --readme
-README.md``); until then :func:`~ibkr_assets.metrics.record_run` reads it at each use.
 """
 
 from __future__ import annotations

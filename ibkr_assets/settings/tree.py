@@ -21,9 +21,11 @@ from pydantic_settings import BaseSettings
 from ibkr_assets.broker.settings import BrokerSettings, PipelineOrderLimits
 from ibkr_assets.errors import ConfigurationError, env_variables, settings_error
 from ibkr_assets.settings.alerts import AlertSettings
+from ibkr_assets.settings.compute import DaskSettings
 from ibkr_assets.settings.decide import DecideFileSettings, DecideLimits, read_decide_file
 from ibkr_assets.settings.journal import JournalSettings
 from ibkr_assets.settings.mcp import MCPSettings
+from ibkr_assets.settings.metrics import MetricsSettings
 from ibkr_assets.settings.pipeline import FundamentalsSettings, PipelineSettings, SentimentSettings
 from ibkr_assets.settings.run import PromotionSettings, RunSettings
 from ibkr_assets.settings.secret import VaultSettings
@@ -48,6 +50,8 @@ class Settings(BaseModel):
     journal: JournalSettings
     mcp: MCPSettings
     run: RunSettings
+    metrics: MetricsSettings
+    compute: DaskSettings
     vault: VaultSettings
     problems: dict[str, str] = Field(
         default_factory=dict,
