@@ -23,6 +23,9 @@ for _var in (
     "IBKR_PG_PORT",
     "IBKR_PG_USER",
     "IBKR_PG_DB",
+    # no test pushes to a developer's Pushgateway or sends work to their Dask cluster
+    "IBKR_PUSHGATEWAY_URL",
+    "IBKR_DASK_SCHEDULER",
 ):
     os.environ.pop(_var, None)
 # The decision journal signs its rows with a key kept outside the journal; tests use this one
