@@ -237,6 +237,7 @@ def test_the_instance_is_on_postgres_with_run_retries(world: World) -> None:
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 1
+        assert not instance.run_retries_retry_on_asset_or_op_failure
         # what a run's worker is handed names no server and no password: it reads its own env
         ref = instance.get_ref()
         assert ref.storage_data is not None and ref.storage_data.config_yaml == "{}\n"
