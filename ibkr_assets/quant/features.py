@@ -49,7 +49,11 @@ import numpy as np
 import pandas as pd
 
 from ibkr_assets.quant.frames import require_columns
-from ibkr_assets.quant.fundamental import fundamental_features, statement_metrics
+from ibkr_assets.quant.fundamental import (
+    fundamental_columns,
+    statement_metrics,
+    statement_signals,
+)
 from ibkr_assets.quant.market_clock import MARKET_TZ, SESSION_CLOSE
 from ibkr_assets.quant.sentiment import SENTIMENT_COLUMNS, headline_polarity_zscore
 from ibkr_assets.quant.social import social_features
@@ -189,6 +193,21 @@ def statement_rows_known(
 
 
 @dataclass(frozen=True)
+class KnownParts:
+    """The parts of a day's matrix that do not depend on its pre-open quotes, taken from panels
+    a replay computes once for all its sessions: ``statements``, the statements' signals
+    (:func:`~ibkr_assets.quant.fundamental.statement_signals`) of each symbol's filings known at
+    the day's ``as_of`` (index ``symbol``; a symbol without a known filing left out), and
+    ``sentiment``, the :data:`~ibkr_assets.quant.sentiment.SENTIMENT_COLUMNS` of every symbol
+    of the matrix (index ``symbol``) from
+    :func:`~ibkr_assets.quant.sentiment.polarity_zscore_panel`, the panel the one-day
+    :func:`~ibkr_assets.quant.sentiment.headline_polarity_zscore` reads."""
+
+    statements: pd.DataFrame
+    sentiment: pd.DataFrame
+
+
+@dataclass(frozen=True)
 class FeatureInputs:
     """The frames the matrix is assembled from besides the daily bars, as the pipeline's ingest
     stage stores them (docs/architecture.md, "Pipeline stages"): the quote snapshot, long
@@ -199,7 +218,9 @@ class FeatureInputs:
     safe. ``statement_history``: the statements' metrics after each filing
     (:func:`~ibkr_assets.quant.fundamental.statement_history` of ``fundamentals_long``), given by
     a replay that assembles many days from the same statements; None: computed from
-    ``fundamentals_long`` for the day."""
+    ``fundamentals_long`` for the day. ``known``: the day's statement signals and sentiment
+    computed beforehand (:class:`KnownParts`); ``fundamentals_long`` and ``headlines_scored``
+    are then not read."""
 
     quotes: pd.DataFrame
     fundamentals_long: pd.DataFrame
@@ -208,6 +229,7 @@ class FeatureInputs:
     universe: pd.DataFrame
     social: pd.DataFrame | None = None
     statement_history: pd.DataFrame | None = None
+    known: KnownParts | None = None
 
 
 def build_feature_matrix(
@@ -263,7 +285,12 @@ def assemble_feature_matrix(
         price_source=np.where(fallback, "bar_close", prices["price_source"]),
     )
 
-    metrics = _statement_metrics_known(inputs, at)
+    known = inputs.known
+    signals = (
+        statement_signals(_statement_metrics_known(inputs, at), growth_threshold)
+        if known is None
+        else known.statements
+    )
     forward_eps = inputs.forward_eps
     eps = (
         forward_eps.set_index(forward_eps["symbol"].astype(str))["forward_eps"]
@@ -271,16 +298,17 @@ def assemble_feature_matrix(
         else forward_eps
     )
     eps = pd.to_numeric(eps, errors="coerce").groupby(level=0).last().reindex(symbols)
-    fundamental = fundamental_features(
-        metrics,
+    fundamental = fundamental_columns(
+        signals,
         forward_eps=eps,
         price=prices["price"],
         sector=uni["sector"],
-        growth_threshold=growth_threshold,
         symbols=list(symbols),
     )
 
-    if inputs.headlines_scored is None or inputs.headlines_scored.empty:
+    if known is not None:
+        sentiment = known.sentiment
+    elif inputs.headlines_scored is None or inputs.headlines_scored.empty:
         sentiment = pd.DataFrame({c: 0.0 for c in SENTIMENT_COLUMNS}, index=symbols).assign(
             polarity_24h=np.nan, polarity_hist_mean=np.nan, polarity_hist_std=np.nan
         )

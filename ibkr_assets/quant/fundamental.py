@@ -333,10 +333,25 @@ def fundamental_features(
     Rows are ``symbols`` when given (NaN where a symbol has no statements), else the union of
     symbols in the metrics and in ``price``.
     """
-    index = pd.Index(
-        symbols if symbols is not None else metrics.index.union(price.index), name="symbol"
+    return fundamental_columns(
+        statement_signals(metrics, growth_threshold), forward_eps, price, sector, symbols
     )
-    blocks = statement_signals(metrics, growth_threshold).reindex(index)
+
+
+def fundamental_columns(
+    signals: pd.DataFrame,
+    forward_eps: pd.Series,
+    price: pd.Series,
+    sector: pd.Series,
+    symbols: list[Hashable] | None = None,
+) -> pd.DataFrame:
+    """:func:`fundamental_features` from the statements' :func:`statement_signals` as of the day
+    (indexed by symbol; a replay takes them row by row from the signals of the whole
+    :func:`statement_history`, computed once) and the day's forward EPS, price and sector."""
+    index = pd.Index(
+        symbols if symbols is not None else signals.index.union(price.index), name="symbol"
+    )
+    blocks = signals.reindex(index)
     valuation = forward_pe(price.reindex(index), forward_eps.reindex(index), sector.reindex(index))
     out = pd.concat([blocks, valuation], axis=1)
     return out.assign(piotroski_available=out["piotroski_available"].fillna(0).astype("int64")).loc[

@@ -33,6 +33,7 @@ from ibkr_assets.quant.evidence import (
 )
 from ibkr_assets.quant.features import (
     FeatureInputs,
+    KnownParts,
     as_of_timestamp,
     assemble_feature_matrix,
     statement_rows_known,
@@ -42,7 +43,12 @@ from ibkr_assets.quant.macro import latest_regime, macro_features
 from ibkr_assets.quant.optimiser import OptimiserConfig
 from ibkr_assets.quant.overlay import Rule
 from ibkr_assets.quant.risk_model import RiskModel, build_risk_model
-from ibkr_assets.quant.sentiment import HeadlineTape, polarity_zscore_panel, split_headlines
+from ibkr_assets.quant.sentiment import (
+    SENTIMENT_COLUMNS,
+    HeadlineTape,
+    polarity_zscore_panel,
+    split_headlines,
+)
 from ibkr_assets.quant.social import SOCIAL_COLUMNS, known_row, known_rows, social_panel
 from ibkr_assets.quant.technical import FEATURE_COLUMNS as TECHNICAL_FEATURES
 from ibkr_assets.quant.technical import technical_history, technical_panel
@@ -242,6 +248,69 @@ def universe_closes(data: ReplayData) -> pd.DataFrame:
     return close_panel(data.bars, sorted(data.universe["symbol"].astype(str)))
 
 
+@dataclass(frozen=True)
+class DayParts:
+    """The quote-independent parts of the replayed sessions' feature matrices, every session at
+    once (what :func:`evidence_signals` reads for the evidence sessions): for each session's
+    run time (rows) and each universe symbol (``symbols``, sorted; columns), the row of the
+    statement history holding its metrics (:func:`~ibkr_assets.quant.features.statement_rows_known`,
+    -1: none known), the sentiment columns
+    (:func:`~ibkr_assets.quant.sentiment.polarity_zscore_panel`) and the social scores
+    (:func:`~ibkr_assets.quant.social.known_rows`; None without chatter); ``signals`` the
+    statement signals of every row of the history, computed once."""
+
+    symbols: pd.Index
+    statement_rows: np.ndarray
+    signals: pd.DataFrame
+    sentiment: dict[str, np.ndarray]
+    social: dict[str, np.ndarray] | None
+
+    @classmethod
+    def of(cls, data: ReplayData, settings: ReplaySettings) -> DayParts:
+        """The parts of every session of ``data.sessions`` at its run time."""
+        symbols = pd.Index(sorted(data.universe["symbol"].astype(str).unique()), dtype=object)
+        times = [as_of_timestamp(at) for at in data.decision_times]
+        history = data.statement_history
+        sentiment = polarity_zscore_panel(
+            data.headline_tape,
+            times,
+            list(symbols),
+            history_days=settings.headline_history_days,
+            newest=(settings.headline_hours, settings.headlines_per_symbol),
+            before_as_of=True,
+        )
+        return cls(
+            symbols=symbols,
+            statement_rows=statement_rows_known(history, times, list(symbols)),
+            signals=statement_signals(history.drop(columns=["symbol", "known_from"])),
+            sentiment=sentiment,
+            social=None
+            if data.social is None
+            else known_rows(data.social_scores, times, list(symbols)),
+        )
+
+    def known(self, i: int, symbols: pd.Index) -> tuple[KnownParts, pd.DataFrame | None]:
+        """Session ``i``'s statement signals and sentiment of ``symbols`` (each a universe
+        symbol), and their social scores (None without chatter)."""
+        columns = self.symbols.get_indexer(symbols)
+        if (columns < 0).any():
+            raise ValueError(f"symbols {list(symbols[columns < 0])[:10]} are not in the universe")
+        rows = self.statement_rows[i, columns]
+        statements = self.signals.iloc[rows[rows >= 0]].set_axis(
+            pd.Index(symbols[rows >= 0], name="symbol")
+        )
+        index = pd.Index(symbols, name="symbol")
+        sentiment = pd.DataFrame(
+            {c: self.sentiment[c][i, columns] for c in SENTIMENT_COLUMNS}, index=index
+        )
+        social = (
+            None
+            if self.social is None
+            else pd.DataFrame({c: self.social[c][i, columns] for c in SOCIAL_COLUMNS}, index=index)
+        )
+        return KnownParts(statements, sentiment), social
+
+
 def day_features(
     data: ReplayData,
     session: date,
@@ -249,20 +318,35 @@ def day_features(
     technical: pd.DataFrame,
     settings: ReplaySettings,
     preopen: bool = True,
+    parts: tuple[DayParts, int] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The feature matrix of ``session`` as the live job assembles it at its run time ``at``
     (``technical`` its technical features), with the session's pre-open quotes and the last
     ``headline_hours`` of headlines (the overlay's). A session without a quote or forward EPS
     in the data prices at the last close and leaves forward P/E unknown; so does every session
-    without ``preopen`` (what a later day's ingest holds of it)."""
+    without ``preopen`` (what a later day's ingest holds of it). ``parts``: the replayed
+    sessions' :class:`DayParts` and this session's position in them, read instead of
+    computing the statement signals, sentiment and social scores for the day alone."""
     day = pd.Timestamp(session) if preopen else pd.NaT
     quotes = data.quotes.loc[data.quotes["session"] == day].drop(columns="session")
     eps = data.forward_eps.loc[data.forward_eps["session"] == day, ["symbol", "forward_eps"]]
     # as the fundamentals asset: forward EPS only for names with a statement filed before
     first_report = data.first_report.reindex(eps["symbol"].astype(str).to_numpy())
     eps = eps.loc[(first_report < day).to_numpy()]
-    history_start = at - pd.Timedelta(hours=settings.headline_hours)
-    history_start -= pd.Timedelta(days=settings.headline_history_days)
+    recent_start = at - pd.Timedelta(hours=settings.headline_hours)
+    if parts is not None:
+        known, social = parts[0].known(parts[1], technical.index.astype(str))
+        news = data.headlines_between(recent_start, at)
+        recent, _ = split_headlines(
+            news, at, settings.headline_hours, settings.headlines_per_symbol
+        )
+        inputs = FeatureInputs(quotes, data.statements, eps, None, data.universe, known=known)
+        features = assemble_feature_matrix(technical, inputs, at)
+        if social is not None:
+            social = social.reindex(features["symbol"].astype(str))
+            features = features.assign(**{c: social[c].to_numpy() for c in SOCIAL_COLUMNS})
+        return features, quotes, recent
+    history_start = recent_start - pd.Timedelta(days=settings.headline_history_days)
     news = data.headlines_between(history_start, at)
     recent, older = split_headlines(
         news, at, settings.headline_hours, settings.headlines_per_symbol
@@ -374,15 +458,19 @@ def prepare_day(
     settings: ReplaySettings,
     panel: ICPanel,
     closes: pd.DataFrame | None = None,
+    parts: DayParts | None = None,
 ) -> DayInputs:
     """The inputs of replayed session ``i`` as the live job would see them at its run time
     (``technical`` from :func:`technical_windows`; ``panel`` from :func:`signal_panel`, read
     before the session; ``closes`` the wide close panel of the bars, computed here when not
-    given)."""
+    given; ``parts`` the replayed sessions' :class:`DayParts`, the session's own computed
+    alone when not given)."""
     session, at = data.sessions[i], data.decision_times[i]
     window = SessionWindow(data.calendar)
     day = pd.Timestamp(session)
-    features, quotes, recent = day_features(data, session, at, technical, settings)
+    features, quotes, recent = day_features(
+        data, session, at, technical, settings, parts=None if parts is None else (parts, i)
+    )
     first_macro, _ = window.before(session, settings.macro_sessions)
     macro = data.macro.loc[(data.macro.index >= first_macro) & (data.macro.index < day)]
     regime = latest_regime(macro_features(macro))
@@ -447,6 +535,7 @@ def _init_worker(
         settings=settings,
         panel=panel,
         closes=universe_closes(data),
+        parts=DayParts.of(data, settings),
     )
 
 
@@ -474,6 +563,7 @@ def _prepare_in_worker(i: int) -> DayInputs:
         _WORKER["settings"],  # type: ignore[arg-type]
         _WORKER["panel"],  # type: ignore[arg-type]
         _WORKER["closes"],  # type: ignore[arg-type]
+        _WORKER["parts"],  # type: ignore[arg-type]
     )
 
 
@@ -486,9 +576,9 @@ def prepare_days(
     process."""
     technical = technical_windows(data, settings)
     if workers <= 0:
-        closes = universe_closes(data)
+        closes, parts = universe_closes(data), DayParts.of(data, settings)
         for i in range(len(data.sessions)):
-            yield prepare_day(data, i, technical[i], settings, panel, closes)
+            yield prepare_day(data, i, technical[i], settings, panel, closes, parts)
         return
     with _pool(data, technical, settings, workers, panel) as pool:
         yield from pool.map(_prepare_in_worker, range(len(data.sessions)))
