@@ -117,28 +117,36 @@ def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataF
             (pd.to_datetime(q["time"], utc=True, cache=False) <= at + QUOTE_GRACE).to_numpy()
             | q["time"].isna().to_numpy()
         ]
-    q = q.assign(symbol=q["symbol"].astype(str)).drop_duplicates("symbol", keep="last")
-    q = q.set_index("symbol").reindex(index)
-    bid, ask, last, close = (
-        pd.to_numeric(q[c], errors="coerce").astype("float64")
-        for c in ("bid", "ask", "last", "close")
-    )
+    # each symbol of ``index``: its last quote's row (-1: none)
+    wanted = index.get_indexer(pd.Index(q["symbol"].astype(str).to_numpy(), dtype=object))
+    take = np.full(len(index), -1, dtype="int64")
+    np.maximum.at(take, wanted[wanted >= 0], np.flatnonzero(wanted >= 0))
+    found = take >= 0
+
+    def column(name: str) -> np.ndarray:
+        values = pd.to_numeric(q[name], errors="coerce").to_numpy("float64", na_value=np.nan)
+        return np.where(found, values[np.maximum(take, 0)] if len(values) else np.nan, np.nan)
+
+    bid, ask, last, close = (column(c) for c in ("bid", "ask", "last", "close"))
     two_sided = (bid > 0) & (ask > 0) & (ask >= bid)
-    mid = ((bid + ask) / 2).where(two_sided)
-    price = mid.fillna(last.where(last > 0)).fillna(close.where(close > 0))
+    mid = np.where(two_sided, (bid + ask) / 2, np.nan)
+    price = np.where(np.isnan(mid), np.where(last > 0, last, np.nan), mid)
+    price = np.where(np.isnan(price), np.where(close > 0, close, np.nan), price)
     source = np.select(
-        [mid.notna(), (last > 0).to_numpy(), (close > 0).to_numpy()],
-        ["mid", "last", "prev_close"],
-        default="bar_close",
+        [~np.isnan(mid), last > 0, close > 0], ["mid", "last", "prev_close"], default="bar_close"
     )
-    spread = (ask - bid).where(two_sided)
-    data_type = q["market_data_type"] if "market_data_type" in q.columns else pd.NA
+    spread = np.where(two_sided, ask - bid, np.nan)
+    data_type = (
+        q["market_data_type"].astype("string").array.take(take, allow_fill=True)
+        if "market_data_type" in q.columns
+        else pd.NA
+    )
     return pd.DataFrame(
         {
             "price": price,
             "price_source": source,
-            "bid": bid.where(bid > 0),
-            "ask": ask.where(ask > 0),
+            "bid": np.where(bid > 0, bid, np.nan),
+            "ask": np.where(ask > 0, ask, np.nan),
             "spread": spread,
             "spread_bps": 1e4 * spread / mid,
             "market_data_type": pd.Series(data_type, index=index, dtype="string"),
