@@ -425,8 +425,8 @@ def cached_bars(
 
 
 def _ns(times: pd.Series) -> np.ndarray:
-    """UTC nanoseconds of a column of instants."""
-    return pd.DatetimeIndex(times).as_unit("ns").asi8
+    """UTC nanoseconds of a column of instants (datetime64, timezone-aware or naive UTC)."""
+    return times.array.as_unit("ns").asi8
 
 
 def _news_rows(
