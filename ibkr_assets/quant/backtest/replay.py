@@ -102,6 +102,29 @@ class ReplayData:
         return social_panel(self.social, sorted(self.universe["symbol"].astype(str)))
 
     @cached_property
+    def window(self) -> SessionWindow:
+        """Index arithmetic on the calendar."""
+        return SessionWindow(self.calendar)
+
+    @cached_property
+    def session_rows(self) -> dict[str, dict[pd.Timestamp, np.ndarray]]:
+        """The positions of each session's rows in ``quotes`` and ``forward_eps`` (by frame
+        name, then session), in order."""
+        return {
+            name: {
+                pd.Timestamp(k): v for k, v in frame.groupby("session", sort=False).indices.items()
+            }
+            for name, frame in (("quotes", self.quotes), ("forward_eps", self.forward_eps))
+        }
+
+    def session_slice(
+        self, name: Literal["quotes", "forward_eps"], day: pd.Timestamp
+    ) -> pd.DataFrame:
+        """The rows of ``quotes`` or ``forward_eps`` (``name``) of session ``day`` (NaT: none)."""
+        rows = self.session_rows[name].get(day, np.empty(0, dtype="int64"))
+        return getattr(self, name).iloc[rows]
+
+    @cached_property
     def statement_history(self) -> pd.DataFrame:
         """The statements' metrics after each filing
         (:func:`~ibkr_assets.quant.fundamental.statement_history`), computed once for every day
@@ -138,7 +161,7 @@ class ReplayData:
         """Compute what every day reads (the statement history, the first reports, the
         headlines' time order, the social scores) now: worker processes then receive it with
         the data instead of each computing it again."""
-        _ = self.statement_history, self.first_report, self.headline_order
+        _ = self.statement_history, self.first_report, self.headline_order, self.session_rows
         if self.social is not None:
             _ = self.social_scores
 
@@ -237,7 +260,7 @@ def _technical_spans(
     data: ReplayData, settings: ReplaySettings, sessions: Sequence[date] | None
 ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     """The bar windows of :func:`technical_windows`."""
-    window = SessionWindow(data.calendar)
+    window = data.window
     days = data.sessions if sessions is None else sessions
     clip = sessions is not None
     return [window.before(s, settings.history_sessions, clip) for s in days]
@@ -328,8 +351,8 @@ def day_features(
     sessions' :class:`DayParts` and this session's position in them, read instead of
     computing the statement signals, sentiment and social scores for the day alone."""
     day = pd.Timestamp(session) if preopen else pd.NaT
-    quotes = data.quotes.loc[data.quotes["session"] == day].drop(columns="session")
-    eps = data.forward_eps.loc[data.forward_eps["session"] == day, ["symbol", "forward_eps"]]
+    quotes = data.session_slice("quotes", day).drop(columns="session")
+    eps = data.session_slice("forward_eps", day).loc[:, ["symbol", "forward_eps"]]
     # as the fundamentals asset: forward EPS only for names with a statement filed before
     first_report = data.first_report.reindex(eps["symbol"].astype(str).to_numpy())
     eps = eps.loc[(first_report < day).to_numpy()]
@@ -466,7 +489,7 @@ def prepare_day(
     given; ``parts`` the replayed sessions' :class:`DayParts`, the session's own computed
     alone when not given)."""
     session, at = data.sessions[i], data.decision_times[i]
-    window = SessionWindow(data.calendar)
+    window = data.window
     day = pd.Timestamp(session)
     features, quotes, recent = day_features(
         data, session, at, technical, settings, parts=None if parts is None else (parts, i)
@@ -476,8 +499,12 @@ def prepare_day(
     regime = latest_regime(macro_features(macro))
     first, last = window.before(session, settings.history_sessions)
     panel_closes = universe_closes(data) if closes is None else closes
-    panel_closes = panel_closes.loc[(panel_closes.index >= first) & (panel_closes.index <= last)]
-    panel_closes = panel_closes.dropna(how="all").dropna(axis=1, how="all")
+    a = panel_closes.index.searchsorted(first, side="left")  # the index is sorted
+    b = panel_closes.index.searchsorted(last, side="right")
+    window_closes = panel_closes.to_numpy()[a:b]
+    rows = np.flatnonzero(~np.isnan(window_closes).all(axis=1))
+    columns = np.flatnonzero(~np.isnan(window_closes[rows]).all(axis=0))
+    panel_closes = panel_closes.iloc[a + rows, columns]
     evidence = evidence_at(panel, session, settings.evidence)
     volatility = daily_volatility(panel_closes, settings.evidence.volatility_sessions)
     alpha = compute_alpha_scores(
