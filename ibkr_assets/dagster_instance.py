@@ -24,7 +24,6 @@ password takes effect without a restart. Unset, libpq finds one itself (``~/.pgp
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +41,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ibkr_assets.errors import ConfigurationError
+from ibkr_assets.settings import load_settings
 from ibkr_assets.settings.secret import PG_PASSWORD
 
 #: The server as one URL, without its password.
@@ -62,9 +62,11 @@ _URL_FORM = "postgresql://USER@HOST:PORT/DATABASE"
 
 
 def _variable(name: str) -> str | None:
-    """The variable's value, None when unset or blank."""
-    value = os.environ.get(name, "").strip()
-    return value or None
+    """The variable's value (``IBKR_PG_HOST``: the instance section's ``host``), None when unset
+    or blank."""
+    section = load_settings().instance
+    value = getattr(section, name.removeprefix("IBKR_PG_").lower()) or ""
+    return value.strip() or None
 
 
 def postgres_url() -> URL | None:

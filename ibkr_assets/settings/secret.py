@@ -237,7 +237,6 @@ JOURNAL_KEY = Secret(
     "$XDG_CONFIG_HOME/ibkr-agent/journal.key, created by the first append",
     min_length=32,
 )
-#: Not in :data:`SECRETS` yet: that tuple generates README's settings table.
 PG_PASSWORD = Secret(
     "IBKR_PG_PASSWORD",
     "PostgreSQL password of the Dagster instance, when IBKR_PG_URL or IBKR_PG_HOST is set",
@@ -251,5 +250,6 @@ SECRETS = (
     REDDIT_CLIENT_SECRET,
     MCP_TOKEN,
     JOURNAL_KEY,
+    PG_PASSWORD,
     VAULT_TOKEN,
 )

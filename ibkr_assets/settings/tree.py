@@ -23,6 +23,7 @@ from ibkr_assets.errors import ConfigurationError, env_variables, settings_error
 from ibkr_assets.settings.alerts import AlertSettings
 from ibkr_assets.settings.compute import DaskSettings
 from ibkr_assets.settings.decide import DecideFileSettings, DecideLimits, read_decide_file
+from ibkr_assets.settings.instance import InstanceSettings
 from ibkr_assets.settings.journal import JournalSettings
 from ibkr_assets.settings.mcp import MCPSettings
 from ibkr_assets.settings.metrics import MetricsSettings
@@ -52,6 +53,7 @@ class Settings(BaseModel):
     run: RunSettings
     metrics: MetricsSettings
     compute: DaskSettings
+    instance: InstanceSettings
     vault: VaultSettings
     problems: dict[str, str] = Field(
         default_factory=dict,

@@ -35,7 +35,6 @@ PROJECT = Path(__file__).resolve().parents[2]
 READS_ALLOWED = {
     "ibkr_assets/settings/tree.py",
     "ibkr_assets/settings/secret.py",
-    "ibkr_assets/dagster_instance.py",
     "mcp_server/pipeline.py",
     "mcp_server/cli.py",
 }
