@@ -63,15 +63,23 @@ def robust_zscores(
     score needs about ``2 x min_history`` sessions of history."""
     if window < min_history or min_history < 1:
         raise ValueError(f"need 1 <= min_history ({min_history}) <= window ({window})")
-    logs = np.log1p(counts.astype("float64"))
-
-    def trailing_median(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.shift(1).rolling(window, min_periods=min_history).median()
-
-    median = trailing_median(logs)
-    spread = trailing_median((logs - median).abs())
+    logs = np.log1p(counts.to_numpy("float64"))
+    median = _trailing_median(logs, window, min_history)
+    spread = _trailing_median(np.abs(logs - median), window, min_history)
     z = (logs - median) / np.maximum(1.4826 * spread, MIN_SCALE)
-    return z.clip(-CLIP, CLIP)
+    return pd.DataFrame(z, index=counts.index, columns=counts.columns).clip(-CLIP, CLIP)
+
+
+def _trailing_median(values: np.ndarray, window: int, min_history: int) -> np.ndarray:
+    """Sessions x symbols ``values`` -> each one's median over the ``window`` rows before it
+    (NaN ignored; NaN with fewer than ``min_history`` known): pandas' rolling median of every
+    column in one call, the columns laid end to end with ``window`` NaN rows before each, so
+    no window reaches into the previous column (one C loop instead of one call per column)."""
+    sessions, symbols = values.shape
+    padded = np.full((symbols, window + 1 + sessions), np.nan)
+    padded[:, window + 1 :] = values.T  # shifted one session: the window is before the row
+    medians = pd.Series(padded.ravel()).rolling(window, min_periods=min_history).median()
+    return medians.to_numpy().reshape(symbols, -1)[:, window : window + sessions].T
 
 
 def social_panel(
@@ -92,13 +100,23 @@ def social_panel(
         symbol=chatter["symbol"].astype(str), session=pd.to_datetime(chatter["session"])
     )
     sessions = pd.DatetimeIndex(sorted(frame["session"].unique()), name="session")
+    row = sessions.get_indexer(frame["session"])
+    column = columns.get_indexer(frame["symbol"])
+    cell = np.where(column >= 0, row * len(columns) + column, -1)
     out: dict[str, pd.DataFrame] = {}
     for count, level, score in (
         ("posts", "social_posts", "social_spike_z"),
         ("mentions", "social_mentions", "social_volume_z"),
     ):
-        wide = frame.pivot_table(index="session", columns="symbol", values=count, aggfunc="last")
-        wide = wide.reindex(index=sessions, columns=columns).astype("float64")
+        # each cell's last known count (as a pivot's "last": NaN rows skipped)
+        values = pd.to_numeric(frame[count], errors="coerce").to_numpy("float64", na_value=np.nan)
+        kept = np.flatnonzero((cell >= 0) & ~np.isnan(values))
+        last = np.full(len(sessions) * len(columns), -1, dtype="int64")
+        np.maximum.at(last, cell[kept], kept)
+        filled = np.where(last >= 0, values[np.maximum(last, 0)], np.nan)
+        wide = pd.DataFrame(
+            filled.reshape(len(sessions), len(columns)), index=sessions, columns=columns
+        )
         out[level] = wide
         out[score] = robust_zscores(wide, window, min_history)
     return out
