@@ -239,7 +239,8 @@ def top_drivers(contributions: np.ndarray, names: list[str], k: int = TOP_DRIVER
     """Per row, the ``k`` largest absolute contributions as ``"name +0.123; ..."`` (zeros
     left out)."""
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+    largest = np.take_along_axis(contributions, order, axis=1).tolist()  # Python floats
     return [
-        "; ".join(f"{names[j]} {row[j]:+.3f}" for j in idx if row[j] != 0)
-        for row, idx in zip(contributions, order, strict=True)
+        "; ".join(f"{names[j]} {v:+.3f}" for j, v in zip(idx, row, strict=True) if v != 0)
+        for row, idx in zip(largest, order.tolist(), strict=True)
     ]

@@ -294,19 +294,24 @@ def forward_pe(price: pd.Series, forward_eps: pd.Series, sector: pd.Series) -> p
     non-positive price; the sector median is over the names with a defined P/E.
     """
     frame = pd.DataFrame({"price": price, "eps": forward_eps, "sector": sector})
-    frame = frame.assign(
-        price=pd.to_numeric(frame["price"], errors="coerce"),
-        eps=pd.to_numeric(frame["eps"], errors="coerce"),
+    price_ok, eps = (
+        pd.to_numeric(frame[c], errors="coerce").to_numpy("float64", na_value=np.nan)
+        for c in ("price", "eps")
     )
-    price_ok = frame["price"].where(frame["price"] > 0)
-    pe = (price_ok / frame["eps"].where(frame["eps"] > 0)).astype("float64")
-    median = pe.groupby(frame["sector"].fillna("Unknown")).transform("median")
+    price_ok = np.where(price_ok > 0, price_ok, np.nan)
+    pe = price_ok / np.where(eps > 0, eps, np.nan)
+    sectors, names = pd.factorize(frame["sector"].fillna("Unknown"))
+    median = np.full(len(pe), np.nan)
+    for k in range(len(names)):  # a dozen sectors
+        members = sectors == k
+        known = pe[members][~np.isnan(pe[members])]
+        median[members] = np.median(known) if len(known) else np.nan
     return pd.DataFrame(
         {
             "forward_pe": pe,
             "forward_pe_sector_median": median,
             "forward_pe_rel_sector": pe / median - 1.0,
-            "forward_earnings_yield": frame["eps"] / price_ok,
+            "forward_earnings_yield": eps / price_ok,
         },
         index=frame.index,
     )
