@@ -212,25 +212,33 @@ def compute_alpha_scores(
         raise ValueError(f"macro_adjustment {macro_adjustment} is outside [-1, 1]")
     symbols = _symbols(features)
     weighted = [c for c in SIGNALS if w[c] != 0]
-    matrix = signal_matrix(features, tuple(weighted), method) * w[weighted]
-    contributions = matrix.reindex(columns=list(SIGNALS), fill_value=0.0)
-    score = contributions.sum(axis=1)
+    # signals x names, summed signal after signal (as a frame's row sums add its columns)
+    contributions = np.zeros((len(SIGNALS), len(symbols)))
+    if weighted:
+        matrix = signal_matrix(features, tuple(weighted), method).to_numpy()
+        at = [SIGNALS.index(c) for c in weighted]
+        contributions[at] = matrix.T * w[weighted].to_numpy()[:, None]
+    index = pd.Index(symbols.to_numpy(), name="symbol")
+    score = pd.Series(contributions.sum(axis=0), index=index)
     vol = (
-        pd.Series(np.nan, index=score.index)
+        pd.Series(np.nan, index=index)
         if volatility is None
-        else pd.to_numeric(volatility, errors="coerce").reindex(score.index).astype("float64")
+        else pd.to_numeric(volatility, errors="coerce").reindex(index).astype("float64")
     )
     expected = grinold_expected_returns(score, vol, composite_ic) if weighted else score * 0.0
-    blocks = {b: contributions.loc[:, list(cols)].sum(axis=1) for b, cols in SIGNAL_BLOCKS.items()}
+    blocks = {
+        b: contributions[[SIGNALS.index(c) for c in cols]].sum(axis=0)
+        for b, cols in SIGNAL_BLOCKS.items()
+    }
     return pd.DataFrame(
         {
             "symbol": symbols.to_numpy(),
             "alpha_score": score.to_numpy(),
-            **{b: v.to_numpy(dtype="float64") for b, v in blocks.items()},
+            **blocks,
             "macro": macro,
             "volatility": vol.to_numpy(),
             "expected_return": expected.to_numpy(dtype="float64"),
-            "top_drivers": top_drivers(contributions.to_numpy(), list(SIGNALS)),
+            "top_drivers": top_drivers(contributions.T, list(SIGNALS)),
         }
     )
 
