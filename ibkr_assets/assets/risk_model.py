@@ -4,9 +4,14 @@ tomorrow.
 The last ``scenario_sessions`` (504 by default, two years) daily close-to-close returns of every
 scored symbol, taken only from sessions before the partition date. They are the historical
 scenarios behind CVaR and historical VaR, and the sample from which the shrunk (Ledoit–Wolf)
-covariance is estimated (:mod:`ibkr_assets.quant.risk_model`). The model is stored as one long
-table (:data:`RISK_MODEL`, :func:`risk_model_frame`) that the later stages read back with
-:func:`risk_model_from_frame`.
+covariance is estimated (:mod:`ibkr_assets.quant.risk_model`). The model is stored in its factor
+form as one long table (:data:`RISK_MODEL`, :func:`risk_model_frame`): the ``T x n`` scenarios
+(from which :attr:`~ibkr_assets.quant.risk_model.RiskModel.loadings` are ``√((1 − δ)/T)`` times
+their demeaned values), each name's mean, and the shrinkage ``δ`` and its target ``μ`` (the
+covariance is ``L'L + δμ·I``) — ``T·n + n + 4`` rows, never the ``n²`` covariance entries (25
+million rows at 5,000 names). The later stages read it back with :func:`risk_model_from_frame`
+and form only what they need (the optimiser's factors, the names' volatilities, the held names'
+covariance block).
 """
 
 import dagster as dg
@@ -24,64 +29,93 @@ from ibkr_assets.quant.risk_model import RiskModel, build_risk_model
 #: The long table a risk model is stored as (:func:`risk_model_frame`).
 RISK_MODEL = Table(
     {
-        "kind": ("string", "scenario, cov, mean, shrinkage, periods_per_year or dropped"),
-        "row": ("string", "scenario: its session; cov: the first symbol; dropped: the reason"),
-        "symbol": ("string", "the symbol (cov: the second one); empty for the scalars"),
+        "kind": (
+            "string",
+            "scenario, mean, shrinkage, shrinkage_target, periods_per_year or dropped",
+        ),
+        "row": ("string", "scenario: its session; dropped: the reason"),
+        "symbol": ("string", "the symbol; empty for the scalars"),
         "value": (
             "float64",
-            "scenario: daily simple return, fraction; cov: annualised covariance of returns; "
-            "mean: annualised mean return, fraction; shrinkage: Ledoit-Wolf intensity, 0-1; "
-            "periods_per_year: sessions a year",
+            "scenario: daily simple return, fraction; mean: annualised mean return, fraction; "
+            "shrinkage: Ledoit-Wolf intensity, 0-1; shrinkage_target: the identity target's "
+            "daily variance (the names' mean sample variance), fraction²; periods_per_year: "
+            "sessions a year",
         ),
     }
 )
+#: The scalar rows of a stored model, in order.
+SCALARS = ("shrinkage", "shrinkage_target", "periods_per_year")
 
 
 def risk_model_frame(model: RiskModel) -> pd.DataFrame:
-    """A risk model as one long table (kind, row, symbol, value) for the warehouse: daily
-    scenarios, the annualised covariance and mean, the shrinkage, and the symbols left out."""
-    scen = model.scenarios.rename_axis(index="row", columns="symbol").stack().rename("value")
-    scen = scen.reset_index().assign(kind="scenario", row=lambda f: f["row"].astype(str))
-    cov = model.cov.rename_axis(index="row", columns="symbol").stack().rename("value")
-    cov = cov.reset_index().assign(kind="cov")
-    mean = pd.DataFrame({"kind": "mean", "row": "", "symbol": model.symbols, "value": model.mean})
+    """A risk model as one long table (kind, row, symbol, value) for the warehouse: the daily
+    scenarios (session by session, each session's names in the model's order), the annualised
+    mean, the shrinkage and its target, sessions a year, and the symbols left out."""
+    sessions, symbols = model.scenarios.index.astype(str), np.asarray(model.symbols, dtype=object)
+    scen = pd.DataFrame(
+        {
+            "kind": "scenario",
+            "row": np.repeat(sessions.to_numpy(dtype=object), len(symbols)),
+            "symbol": np.tile(symbols, len(sessions)),
+            "value": model.scenarios.to_numpy(dtype="float64").ravel(),
+        }
+    )
+    mean = pd.DataFrame({"kind": "mean", "row": "", "symbol": symbols, "value": model.mean})
     scalars = pd.DataFrame(
         {
-            "kind": ["shrinkage", "periods_per_year"],
+            "kind": list(SCALARS),
             "row": "",
             "symbol": "",
-            "value": [model.shrinkage, float(model.periods_per_year)],
+            "value": [model.shrinkage, model.shrinkage_target, float(model.periods_per_year)],
         }
     )
     dropped = pd.DataFrame(
         {"kind": "dropped", "row": list(model.dropped.values()), "symbol": list(model.dropped)}
     ).assign(value=float("nan"))
-    frame = pd.concat([scen, cov, mean, scalars, dropped], ignore_index=True)
+    frame = pd.concat([scen, mean, scalars, dropped], ignore_index=True)
     return frame[RISK_MODEL.names].astype(RISK_MODEL.dtypes)
 
 
 def risk_model_from_frame(frame: pd.DataFrame) -> RiskModel:
-    """The :class:`RiskModel` a ``risk_model`` table holds (inverse of risk_model_frame)."""
-    by_kind = {k: g for k, g in frame.groupby("kind")}
-    scen = by_kind["scenario"].pivot(index="row", columns="symbol", values="value")
-    symbols = [str(s) for s in by_kind["mean"]["symbol"]]
-    scen.index = pd.to_datetime(scen.index)
-    cov = by_kind["cov"].pivot(index="row", columns="symbol", values="value")
-    scalars = by_kind["shrinkage"]["value"].iloc[0], by_kind["periods_per_year"]["value"].iloc[0]
-    dropped = by_kind.get("dropped", pd.DataFrame(columns=["row", "symbol"]))
-    mean = by_kind["mean"].set_index("symbol")["value"]
+    """The :class:`RiskModel` a ``risk_model`` table holds (inverse of risk_model_frame): its
+    symbols in the order of the ``mean`` rows, the scenario rows in any order. Raises
+    ``ValueError`` naming what is missing when the table is not a whole model (e.g. one stored
+    before the factor form, without ``shrinkage_target``)."""
+    kind = frame["kind"].astype(str)
+    scalar = {k: frame.loc[kind == k, "value"] for k in SCALARS}
+    missing = [k for k, v in scalar.items() if len(v) != 1]
+    if missing:
+        raise ValueError(
+            f"the risk_model table has no single {', '.join(missing)} row: it was stored by an "
+            "older version or is damaged; materialise risk_model for the partition again"
+        )
+    means = frame.loc[kind == "mean"]
+    symbols = [str(s) for s in means["symbol"]]
+    scen = frame.loc[kind == "scenario"]
+    row_codes, sessions = pd.factorize(scen["row"].astype(str))
+    columns = pd.Index(symbols).get_indexer(scen["symbol"].astype(str))
+    values = np.full((len(sessions), len(symbols)), np.nan)
+    if (columns >= 0).all():
+        values[row_codes, columns] = scen["value"].to_numpy(dtype="float64")
+    if np.isnan(values).any():
+        raise ValueError(
+            f"the risk_model table's scenarios do not cover its {len(symbols)} symbols on each "
+            f"of its {len(sessions)} sessions: materialise risk_model for the partition again"
+        )
+    index = pd.to_datetime(pd.Index(sessions))
+    order = np.argsort(index.to_numpy(), kind="stable")
+    # column-major as build_risk_model's scenarios: the loadings' column means then sum in the
+    # same order, so the model read back is the one built, bit for bit
+    scenarios = np.asfortranarray(values[order])
+    dropped = frame.loc[kind == "dropped"]
     return RiskModel(
         symbols=symbols,
-        # Ledoit-Wolf's target: the mean of the shrunk matrix's diagonal (daily)
-        shrinkage_target=float(np.mean(np.diag(cov.loc[symbols, symbols]))) / scalars[1],
-        scenarios=pd.DataFrame(
-            scen.sort_index().loc[:, symbols].to_numpy(),
-            index=scen.index.sort_values(),
-            columns=symbols,
-        ),
-        mean=pd.Series(mean.loc[symbols].to_numpy(), index=symbols, name="mean"),
-        shrinkage=float(scalars[0]),
-        periods_per_year=int(scalars[1]),
+        scenarios=pd.DataFrame(scenarios, index=index[order], columns=symbols),
+        mean=pd.Series(means["value"].to_numpy(dtype="float64"), index=symbols, name="mean"),
+        shrinkage=float(scalar["shrinkage"].iloc[0]),
+        shrinkage_target=float(scalar["shrinkage_target"].iloc[0]),
+        periods_per_year=int(scalar["periods_per_year"].iloc[0]),
         dropped=dict(zip(dropped["symbol"].astype(str), dropped["row"].astype(str), strict=True)),
     )
 
@@ -105,7 +139,7 @@ def risk_model(
         close_panel(daily_bars, symbols), scenario_sessions=decide.scenario_sessions
     )
     no_bars = sorted(set(symbols) - set(model.symbols) - set(model.dropped))
-    vols = np.sqrt(np.diag(model.cov.to_numpy()))
+    vols = model.daily_volatility() * np.sqrt(model.periods_per_year)
     return dg.Output(
         with_partition(risk_model_frame(model), context.partition_key),
         metadata=readable(
