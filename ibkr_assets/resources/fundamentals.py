@@ -23,9 +23,10 @@ failing the run; any other error (a lost connection, a refused key, a malformed 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import httpx
@@ -127,25 +128,17 @@ class SimFundamentalsResource(FundamentalsResource):
         from ibkr_assets.broker.sim import simulated_market  # the simulated world, this source only
 
         market = simulated_market(broker, self.sim_seed, self.sim_symbols, self.sim_edge)
-        frames: list[pd.DataFrame] = []
-        eps: dict[str, float] = {}
-        missing: dict[str, str] = {}
-        for symbol in symbols:
-            try:
-                conid = broker.resolve(symbol).conid
-                frame = market.fundamentals(conid, as_of)
-                eps[symbol] = float(market.forward_eps(conid, as_of))
-            except (BrokerError, IBError) as exc:
-                if not _no_data(exc):
-                    raise
-                missing[symbol] = f"{type(exc).__name__}: {exc}"
-                continue
-            if frame.empty:
+        stocks, missing, found = _sim_stocks(broker, market, symbols, as_of)
+        # every stock's statements from the simulator's arrays at once (a replay asks for 700)
+        eps = dict(zip(stocks, market.forward_eps_many(list(stocks.values()), as_of), strict=True))
+        reported = set(found["conid"].tolist())
+        for symbol, conid in stocks.items():
+            if conid not in reported:
                 missing[symbol] = "no statements reported"
-                continue
-            frames.append(frame.assign(symbol=symbol))
+        symbol_of = {conid: symbol for symbol, conid in stocks.items()}
+        found.insert(0, "symbol", [symbol_of[c] for c in found.pop("conid").tolist()])
         _warn_missing("fundamentals (simulated)", missing, len(symbols))
-        return _finish(frames, eps, missing, as_of)
+        return _finish([found], eps, dict(sorted(missing.items(), key=_order(symbols))), as_of)
 
     def forward_eps_history(
         self, broker: Broker, symbols: Sequence[str], sessions: Sequence[date]
@@ -153,23 +146,8 @@ class SimFundamentalsResource(FundamentalsResource):
         from ibkr_assets.broker.sim import simulated_market  # the simulated world, this source only
 
         market = simulated_market(broker, self.sim_seed, self.sim_symbols, self.sim_edge)
-        conids: dict[str, int] = {}
-        skipped: dict[str, str] = {}
-        for symbol in symbols:
-            try:
-                conids[symbol] = broker.resolve(symbol).conid
-            except ContractNotFound as exc:  # fetch() reports it as missing too
-                skipped[symbol] = f"{type(exc).__name__}: {exc}"
-        stocks: dict[str, int] = {}
-        for symbol, conid in conids.items():
-            try:  # a symbol without fundamentals (an ETF) has no forward EPS
-                market.forward_eps(conid, sessions[0])
-            except (BrokerError, IBError) as exc:
-                if not _no_data(exc):
-                    raise
-                skipped[symbol] = f"{type(exc).__name__}: {exc}"
-                continue
-            stocks[symbol] = conid
+        # a symbol without fundamentals (an ETF) has no forward EPS
+        stocks, skipped, _ = _sim_stocks(broker, market, symbols, sessions[0])
         _warn_missing("forward EPS history (simulated)", skipped, len(symbols))
         frames = [
             pd.DataFrame(
@@ -182,6 +160,40 @@ class SimFundamentalsResource(FundamentalsResource):
             for day in sessions
         ]
         return pd.concat(frames, ignore_index=True).astype({"symbol": "string"})
+
+
+def _sim_stocks(
+    broker: Broker, market: Any, symbols: Sequence[str], as_of: date
+) -> tuple[dict[str, int], dict[str, str], pd.DataFrame]:
+    """The simulated ``symbols`` (``market``: the simulator's ``SimMarket``, which only the
+    sim backend may import) that have fundamentals (symbol -> conid, in order), why each
+    other one has none, and the stocks' statements reported by ``as_of``
+    (``SimMarket.fundamentals_many``); an error that is not "no data" is raised."""
+    conids: dict[str, int] = {}
+    missing: dict[str, str] = {}
+    for symbol, found in broker.resolve_many(list(symbols)).items():
+        if isinstance(found, BrokerError):
+            if not _no_data(found):
+                raise found
+            missing[symbol] = f"{type(found).__name__}: {found}"
+        else:
+            conids[symbol] = found.conid
+    statements, refused = market.fundamentals_many(list(conids.values()), as_of)
+    stocks: dict[str, int] = {}
+    for symbol, conid in conids.items():
+        if (exc := refused.get(conid)) is None:
+            stocks[symbol] = conid
+        elif not _no_data(exc):
+            raise exc
+        else:
+            missing[symbol] = f"{type(exc).__name__}: {exc}"
+    return stocks, missing, statements
+
+
+def _order(symbols: Sequence[str]) -> Callable[[tuple[str, str]], int]:
+    """A sort key putting a ``(symbol, reason)`` item in the order of ``symbols``."""
+    rank = {symbol: k for k, symbol in enumerate(symbols)}
+    return lambda item: rank[item[0]]
 
 
 class FMPError(RuntimeError):

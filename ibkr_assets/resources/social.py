@@ -53,7 +53,6 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 from ibkr_assets.broker import Broker
 from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.settings.secret import REDDIT_CLIENT_ID, REDDIT_CLIENT_SECRET, SecretError
-from ibkr_spec.errors import IBError
 
 log = dg.get_dagster_logger(__name__)
 NEW_YORK = ZoneInfo("America/New_York")
@@ -155,16 +154,25 @@ class SimSocialResource(SocialResource):
         from ibkr_assets.broker.sim import simulated_market  # the simulated world, this source only
 
         market = simulated_market(broker, self.sim_seed, self.sim_symbols, self.sim_edge)
-        frames: list[pd.DataFrame] = []
+        resolved = broker.resolve_many(list(symbols))
+        conids = {s: c.conid for s, c in resolved.items() if not isinstance(c, BrokerError)}
+        # every stock from one slice of the simulator's panel (a replay asks for 700)
+        got, refused = market.social_chatter_many(list(conids.values()), sessions[1], sessions[-1])
         failed: dict[str, str] = {}
-        for symbol in symbols:
-            try:
-                got = market.social_chatter(broker.resolve(symbol).conid, sessions[1], sessions[-1])
-            except (BrokerError, IBError, ValueError) as exc:  # unknown, or not a stock
+        for symbol in symbols:  # unknown, or not a stock
+            exc = resolved[symbol] if symbol not in conids else refused.get(conids[symbol])
+            if exc is not None:
                 failed[f"sim {symbol}"] = f"{type(exc).__name__}: {exc}"
-                continue
-            frames.append(got.assign(symbol=symbol).astype({"posts": float, "mentions": float}))
-        return Chatter(_frame(frames), failed)
+        symbol_of = {conid: symbol for symbol, conid in conids.items()}
+        counts = pd.DataFrame(
+            {
+                "symbol": [symbol_of[c] for c in got["conid"].tolist()],
+                "session": got["session"],
+                "posts": got["posts"].astype(float),
+                "mentions": got["mentions"].astype(float),
+            }
+        )
+        return Chatter(_frame([counts]), failed)
 
 
 class _Retryable(RuntimeError):

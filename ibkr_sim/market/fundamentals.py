@@ -140,10 +140,23 @@ def fundamentals(seed: int, col: int, as_of: date) -> pd.DataFrame:
 
     Columns: ``period_end``, ``report_date``, then the line items of :func:`statements`.
     """
+    return fundamentals_many(seed, [col], as_of).drop(columns="stock")
+
+
+def fundamentals_many(seed: int, cols: Sequence[int], as_of: date) -> pd.DataFrame:
+    """:func:`fundamentals` of many stocks (panel columns ``cols``) in one frame: a ``stock``
+    column first (the position in ``cols``), the stocks in that order, each oldest first."""
     st = statements(seed)
-    n = int(np.searchsorted(st.report_date[col], np.datetime64(as_of, "ns"), "right"))
-    columns = {"period_end": st.period_end[:n], "report_date": st.report_date[col, :n]}
-    columns.update({name: v[col, :n] for name, v in st.items.items()})
+    picked = np.array(cols, dtype=np.int64)
+    n = (st.report_date[picked] <= np.datetime64(as_of, "ns")).sum(axis=1)
+    stock, quarter = np.nonzero(np.arange(len(st.period_end))[None, :] < n[:, None])
+    rows = picked[stock]
+    columns = {
+        "stock": stock,
+        "period_end": st.period_end[quarter],
+        "report_date": st.report_date[rows, quarter],
+    }
+    columns.update({name: v[rows, quarter] for name, v in st.items.items()})
     return pd.DataFrame(columns)
 
 

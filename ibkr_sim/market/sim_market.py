@@ -222,6 +222,23 @@ class SimMarket:
         """Quarterly statements reported on or before ``as_of`` (oldest first), USD / shares."""
         return fundamentals.fundamentals(self.seed, self._stock(conid), as_of)
 
+    def fundamentals_many(
+        self, conids: Sequence[int], as_of: date
+    ) -> tuple[pd.DataFrame, dict[int, IBError]]:
+        """:meth:`fundamentals` of many stocks in one frame (a ``conid`` column first, the
+        stocks in the order asked, each oldest first; the same numbers), and the error of each
+        conid :meth:`fundamentals` refuses (unknown, or no fundamentals: IB's 200 / 430)."""
+        cols: dict[int, int] = {}
+        failed: dict[int, IBError] = {}
+        for conid in conids:
+            try:
+                cols[conid] = self._stock(conid)
+            except IBError as exc:
+                failed[conid] = exc
+        frame = fundamentals.fundamentals_many(self.seed, list(cols.values()), as_of)
+        frame.insert(0, "conid", np.array(list(cols), dtype=np.int64)[frame.pop("stock")])
+        return frame, failed
+
     def forward_eps(self, conid: int, as_of: date) -> float:
         """Consensus EPS for the next twelve months: trailing EPS grown at the recent trend."""
         return fundamentals.forward_eps(self.seed, conid, self._stock(conid), as_of)
@@ -248,11 +265,9 @@ class SimMarket:
         return news.news_columns(self.seed, self.edge, inst, self._cols.get(conid), start, end)
 
     # -- social chatter ---------------------------------------------------------------------
-    def social_chatter(self, conid: int, start: date, end: date) -> pd.DataFrame:
-        """A stock's social chatter of the sessions in [start, end] (:mod:`.social`): columns
-        ``session`` (datetime64, the window ends at its close and the counts are known from
-        then), ``posts`` (Reddit-like) and ``mentions`` (X/StockTwits-like); ``ValueError``
-        for anything but a stock (the simulated world has no chatter about ETFs or others)."""
+    def _chatter_col(self, conid: int) -> int:
+        """A stock's panel column; ``ValueError`` for anything but a stock (the simulated world
+        has no chatter about ETFs or others)."""
         inst = self._instrument(conid)
         col = self._cols.get(conid)
         if inst.sec_type != "STK" or inst.is_etf or col is None:
@@ -260,15 +275,42 @@ class SimMarket:
                 f"the simulated world has no social chatter about {inst.symbol} "
                 f"({'ETF' if inst.is_etf else inst.sec_type}): only stocks have it"
             )
+        return col
+
+    def social_chatter(self, conid: int, start: date, end: date) -> pd.DataFrame:
+        """A stock's social chatter of the sessions in [start, end] (:mod:`.social`): columns
+        ``session`` (datetime64, the window ends at its close and the counts are known from
+        then), ``posts`` (Reddit-like) and ``mentions`` (X/StockTwits-like); ``ValueError``
+        for anything but a stock (the simulated world has no chatter about ETFs or others)."""
+        self._chatter_col(conid)
+        return self.social_chatter_many([conid], start, end)[0].drop(columns="conid")
+
+    def social_chatter_many(
+        self, conids: Sequence[int], start: date, end: date
+    ) -> tuple[pd.DataFrame, dict[int, IBError | ValueError]]:
+        """:meth:`social_chatter` of many stocks from one slice of the panel: one frame with a
+        ``conid`` column first (the stocks in the order asked, each session after session),
+        and the error of each conid it refuses (unknown: IB's 200; not a stock: ValueError)."""
+        cols: dict[int, int] = {}
+        failed: dict[int, IBError | ValueError] = {}
+        for conid in conids:
+            try:
+                cols[conid] = self._chatter_col(conid)
+            except (IBError, ValueError) as exc:
+                failed[conid] = exc
         rows = calendar.session_slice(start, end)
         chatter = paths.panel(self.seed, self.edge).chatter
-        return pd.DataFrame(
+        picked = np.array(list(cols.values()), dtype=np.int64)
+        days = calendar.schedule()[0][rows].astype("datetime64[ns]")
+        frame = pd.DataFrame(
             {
-                "session": calendar.schedule()[0][rows].astype("datetime64[ns]"),
-                "posts": chatter.posts[rows, col].astype(np.int64),
-                "mentions": chatter.mentions[rows, col].astype(np.int64),
+                "conid": np.repeat(np.array(list(cols), dtype=np.int64), len(days)),
+                "session": np.tile(days, len(picked)),
+                "posts": chatter.posts[rows][:, picked].T.ravel().astype(np.int64),
+                "mentions": chatter.mentions[rows][:, picked].T.ravel().astype(np.int64),
             }
         )
+        return frame, failed
 
     # -- scanners ---------------------------------------------------------------------------
     def scan(

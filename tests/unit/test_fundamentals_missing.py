@@ -35,7 +35,7 @@ def resource() -> SimFundamentalsResource:
 
 
 class _Disconnected:
-    """A sim broker whose connection is lost: resolve raises NotConnected."""
+    """A sim broker whose connection is lost: resolve and resolve_many raise NotConnected."""
 
     def __init__(self, inner: SimBroker) -> None:
         self._inner = inner
@@ -44,6 +44,9 @@ class _Disconnected:
         return getattr(self._inner, name)
 
     def resolve(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotConnected("connection to IB lost")
+
+    def resolve_many(self, *args: Any, **kwargs: Any) -> Any:
         raise NotConnected("connection to IB lost")
 
 
