@@ -30,6 +30,10 @@ interactivebrokers.com/en/pricing/commissions-stocks.php.
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 #: (month-to-date shares up to, USD per share)
 US_STOCK_TIERS: tuple[tuple[float, float], ...] = (
@@ -62,21 +66,27 @@ def stock_tier_rate(month_shares: float) -> float:
     return US_STOCK_TIERS[-1][1]
 
 
-def stock_commission(shares: float, value: float, sell: bool, month_shares: float = 0.0) -> float:
-    """Total commission (IB + exchange + clearing + regulatory) of one US stock order, USD.
+def stock_commission(
+    shares: ArrayLike, value: ArrayLike, sell: bool, month_shares: float = 0.0
+) -> Any:
+    """Total commission (IB + exchange + clearing + regulatory) of one US stock order, USD —
+    or of many orders at once, elementwise: the one implementation of the schedule.
 
-    ``shares`` executed (positive), ``value`` their total price (USD), ``sell`` for sales
-    (regulatory fees), ``month_shares`` the account's volume this month before the order.
+    ``shares`` executed (positive; an order of none costs nothing), ``value`` their total price
+    (USD), ``sell`` for sales (regulatory fees), ``month_shares`` the account's volume this month
+    before the order(s). Scalars give a ``float``, arrays (``shares`` and ``value`` broadcast
+    together) an array of USD.
     """
-    if shares <= 0:
-        return 0.0
-    ib = min(
-        max(stock_tier_rate(month_shares) * shares, STOCK_MIN_PER_ORDER), STOCK_MAX_RATE * value
+    q = np.asarray(shares, dtype="float64")
+    v = np.asarray(value, dtype="float64")
+    ib = np.minimum(
+        np.maximum(stock_tier_rate(month_shares) * q, STOCK_MIN_PER_ORDER), STOCK_MAX_RATE * v
     )
-    fees = (EXCHANGE_FEE_PER_SHARE + CLEARING_FEE_PER_SHARE) * shares
+    fees = (EXCHANGE_FEE_PER_SHARE + CLEARING_FEE_PER_SHARE) * q
     if sell:
-        fees += SEC_FEE_RATE * value + min(FINRA_TAF_PER_SHARE * shares, FINRA_TAF_MAX)
-    return ib + fees
+        fees = fees + (SEC_FEE_RATE * v + np.minimum(FINRA_TAF_PER_SHARE * q, FINRA_TAF_MAX))
+    total = np.where(q <= 0, 0.0, ib + fees)
+    return float(total) if total.ndim == 0 else total
 
 
 def order_commission(

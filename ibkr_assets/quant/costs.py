@@ -58,14 +58,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-Commission = Callable[[float, float, bool, float], float]
-"""``commission(shares, value_usd, sell, month_shares) -> USD`` of one stock order
-(``ibkr_spec.commissions.stock_commission``, passed in by the assets layer)."""
+Commission = Callable[[Any, Any, bool, float], Any]
+"""``commission(shares, value_usd, sell, month_shares) -> USD`` of one stock order, or
+elementwise of arrays of ``shares`` and ``value_usd`` (:func:`cost_rates` prices every name's
+reference order in one call): ``ibkr_spec.commissions.stock_commission``, passed in by the
+assets layer."""
 
 DEFAULT_IMPACT_COEFFICIENT = 0.3
 """``Y`` of the square-root law (dimensionless); the module docstring gives the sources."""
@@ -91,7 +94,8 @@ class CostModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     commission: Commission = Field(
-        description="commission(shares, value_usd, sell, month_shares) -> USD of one order"
+        description="commission(shares, value_usd, sell, month_shares) -> USD of one order, "
+        "elementwise over arrays of shares and values"
     )
     impact_coefficient: float = Field(
         DEFAULT_IMPACT_COEFFICIENT, ge=0, description="Y: impact = Y·σ·sqrt(shares / ADV)"
@@ -242,11 +246,11 @@ def cost_rates(
     spread = frame["half_spread"] / frame["price"]
     # commission per dollar of a reference order, by side (sales pay the SEC and FINRA fees)
     ref_value = model.reference_trade * nav
-    shares = ref_value / frame["price"]
-    buy_fee = [model.commission(q, ref_value, False, month_shares) for q in shares]
-    sell_fee = [model.commission(q, ref_value, True, month_shares) for q in shares]
-    buy = (spread + np.asarray(buy_fee) / ref_value) / hold
-    sell = (spread + np.asarray(sell_fee) / ref_value) / hold
+    shares = ref_value / frame["price"].to_numpy()
+    buy_fee = np.asarray(model.commission(shares, ref_value, False, month_shares), "float64")
+    sell_fee = np.asarray(model.commission(shares, ref_value, True, month_shares), "float64")
+    buy = (spread + buy_fee / ref_value) / hold
+    sell = (spread + sell_fee / ref_value) / hold
     impact = model.impact_coefficient * frame["daily_vol"] * np.sqrt(nav / frame["adv_dollars"])
     return CostRates(
         buy=buy.rename("buy"),
