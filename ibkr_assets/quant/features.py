@@ -121,11 +121,10 @@ def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataF
     wanted = index.get_indexer(pd.Index(q["symbol"].astype(str).to_numpy(), dtype=object))
     take = np.full(len(index), -1, dtype="int64")
     np.maximum.at(take, wanted[wanted >= 0], np.flatnonzero(wanted >= 0))
-    found = take >= 0
 
     def column(name: str) -> np.ndarray:
         values = pd.to_numeric(q[name], errors="coerce").to_numpy("float64", na_value=np.nan)
-        return np.where(found, values[np.maximum(take, 0)] if len(values) else np.nan, np.nan)
+        return np.append(values, np.nan)[take]  # -1: the NaN appended
 
     bid, ask, last, close = (column(c) for c in ("bid", "ask", "last", "close"))
     two_sided = (bid > 0) & (ask > 0) & (ask >= bid)
@@ -153,6 +152,17 @@ def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataF
         },
         index=index,
     )
+
+
+def _last_known(values: pd.Series, index: pd.Index) -> pd.Series:
+    """Each label of ``index``: the last number of ``values`` (by label; not a number: NaN)
+    under it that is not NaN, NaN without one."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy("float64", na_value=np.nan)
+    wanted = index.get_indexer(values.index)
+    kept = np.flatnonzero((wanted >= 0) & ~np.isnan(numbers))
+    last = np.full(len(index), -1, dtype="int64")
+    np.maximum.at(last, wanted[kept], kept)
+    return pd.Series(np.append(numbers, np.nan)[last], index=index)  # -1: the NaN appended
 
 
 def _statement_metrics_known(inputs: FeatureInputs, at: pd.Timestamp) -> pd.DataFrame:
@@ -305,7 +315,7 @@ def assemble_feature_matrix(
         if isinstance(forward_eps, pd.DataFrame)
         else forward_eps
     )
-    eps = pd.to_numeric(eps, errors="coerce").groupby(level=0).last().reindex(symbols)
+    eps = _last_known(eps, symbols)
     fundamental = fundamental_columns(
         signals,
         forward_eps=eps,
