@@ -219,10 +219,13 @@ class KnownParts:
     ``sentiment``, the :data:`~ibkr_assets.quant.sentiment.SENTIMENT_COLUMNS` of every symbol
     of the matrix (index ``symbol``) from
     :func:`~ibkr_assets.quant.sentiment.polarity_zscore_panel`, the panel the one-day
-    :func:`~ibkr_assets.quant.sentiment.headline_polarity_zscore` reads."""
+    :func:`~ibkr_assets.quant.sentiment.headline_polarity_zscore` reads; ``social``, the
+    :data:`~ibkr_assets.quant.social.SOCIAL_COLUMNS` of every symbol of the matrix in its order
+    (:func:`~ibkr_assets.quant.social.known_rows`), None: from ``FeatureInputs.social``."""
 
     statements: pd.DataFrame
     sentiment: pd.DataFrame
+    social: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -337,11 +340,15 @@ def assemble_feature_matrix(
         )
 
     chatter = inputs.social
-    social = social_features(
-        pd.DataFrame(columns=["symbol", "session", "posts", "mentions"])
-        if chatter is None
-        else _known_bars(chatter, at),
-        list(symbols),
+    social = (
+        known.social
+        if known is not None and known.social is not None
+        else social_features(
+            pd.DataFrame(columns=["symbol", "session", "posts", "mentions"])
+            if chatter is None
+            else _known_bars(chatter, at),
+            list(symbols),
+        )
     )
 
     identity = pd.DataFrame(

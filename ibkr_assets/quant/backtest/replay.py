@@ -312,9 +312,9 @@ class DayParts:
             else known_rows(data.social_scores, times, list(symbols)),
         )
 
-    def known(self, i: int, symbols: pd.Index) -> tuple[KnownParts, pd.DataFrame | None]:
-        """Session ``i``'s statement signals and sentiment of ``symbols`` (each a universe
-        symbol), and their social scores (None without chatter)."""
+    def known(self, i: int, symbols: pd.Index) -> KnownParts:
+        """Session ``i``'s statement signals, sentiment and social scores (None without
+        chatter) of ``symbols`` (each a universe symbol)."""
         columns = self.symbols.get_indexer(symbols)
         if (columns < 0).any():
             raise ValueError(f"symbols {list(symbols[columns < 0])[:10]} are not in the universe")
@@ -331,7 +331,7 @@ class DayParts:
             if self.social is None
             else pd.DataFrame({c: self.social[c][i, columns] for c in SOCIAL_COLUMNS}, index=index)
         )
-        return KnownParts(statements, sentiment), social
+        return KnownParts(statements, sentiment, social)
 
 
 def day_features(
@@ -358,17 +358,13 @@ def day_features(
     eps = eps.loc[(first_report < day).to_numpy()]
     recent_start = at - pd.Timedelta(hours=settings.headline_hours)
     if parts is not None:
-        known, social = parts[0].known(parts[1], technical.index.astype(str))
+        known = parts[0].known(parts[1], technical.index.astype(str))
         news = data.headlines_between(recent_start, at)
         recent, _ = split_headlines(
             news, at, settings.headline_hours, settings.headlines_per_symbol
         )
         inputs = FeatureInputs(quotes, data.statements, eps, None, data.universe, known=known)
-        features = assemble_feature_matrix(technical, inputs, at)
-        if social is not None:
-            social = social.reindex(features["symbol"].astype(str))
-            features = features.assign(**{c: social[c].to_numpy() for c in SOCIAL_COLUMNS})
-        return features, quotes, recent
+        return assemble_feature_matrix(technical, inputs, at), quotes, recent
     history_start = recent_start - pd.Timedelta(days=settings.headline_history_days)
     news = data.headlines_between(history_start, at)
     recent, older = split_headlines(
