@@ -358,7 +358,6 @@ def fundamental_columns(
     )
     blocks = signals.reindex(index)
     valuation = forward_pe(price.reindex(index), forward_eps.reindex(index), sector.reindex(index))
-    out = pd.concat([blocks, valuation], axis=1)
-    return out.assign(piotroski_available=out["piotroski_available"].fillna(0).astype("int64")).loc[
-        :, list(FEATURE_COLUMNS)
-    ]
+    columns = {**dict(blocks.items()), **dict(valuation.items())}
+    columns["piotroski_available"] = columns["piotroski_available"].fillna(0).astype("int64")
+    return pd.DataFrame({c: columns[c] for c in FEATURE_COLUMNS}, index=index)
