@@ -61,24 +61,44 @@ def quote_prices(quotes: pd.DataFrame) -> pd.DataFrame:
     return quote.assign(price=quote["last"].fillna(quote["close"]))
 
 
+def first_rows(symbols: pd.Series, names: pd.Index) -> np.ndarray:
+    """The position in ``symbols`` (a frame's symbol column) of each of ``names``' first row,
+    -1 where it has none: the rows ``frame.drop_duplicates("symbol").set_index("symbol")
+    .reindex(names)`` reads, found by one hash lookup instead of copying the frame."""
+    keys = pd.Index(symbols.to_numpy())
+    first = np.flatnonzero(~keys.duplicated())
+    found = keys[first].get_indexer(names)
+    return np.append(first, -1)[found]  # -1 (not found) reads the appended -1
+
+
+def _column_at(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
+    """``frame[column]`` as float64 at positions ``rows`` (:func:`first_rows`), NaN at -1."""
+    values = frame[column].to_numpy(dtype="float64", na_value=np.nan)
+    return np.append(values, np.nan)[rows]
+
+
 def cost_inputs(
     symbols: Sequence[str], quotes: pd.DataFrame, features: pd.DataFrame, model: RiskModel
 ) -> pd.DataFrame:
     """The cost model's inputs of ``symbols`` (index), NaN where unknown: ``price`` (USD,
-    :func:`quote_prices`), ``half_spread`` (half the quoted ``spread``, or of ``ask − bid`` where
-    the quotes carry none; USD per share), ``adv`` (the feature matrix's 20-session average
-    dollar volume, USD) and ``vol`` (the risk model's daily volatility, fraction)."""
+    :func:`quote_prices`'s: the last trade, else the previous close), ``half_spread`` (half the
+    quoted ``spread``, or of ``ask − bid`` where the quotes carry none; USD per share), ``adv``
+    (the feature matrix's 20-session average dollar volume, USD) and ``vol`` (the risk model's
+    daily volatility, fraction). Each symbol's first quote and feature row."""
     names = pd.Index([str(s) for s in symbols], dtype="object")
-    quote = quote_prices(quotes).reindex(names)
-    spread = quote["spread"] if "spread" in quote else quote["ask"] - quote["bid"]
-    adv = features.drop_duplicates("symbol").set_index("symbol")["adv"].reindex(names)
+    quoted = first_rows(quotes["symbol"], names)
+    last, close = _column_at(quotes, "last", quoted), _column_at(quotes, "close", quoted)
+    if "spread" in quotes:
+        spread = _column_at(quotes, "spread", quoted)
+    else:
+        spread = _column_at(quotes, "ask", quoted) - _column_at(quotes, "bid", quoted)
     vol = model.daily_volatility()
     return pd.DataFrame(
         {
-            "price": quote["price"],
+            "price": np.where(np.isnan(last), close, last),
             "half_spread": spread / 2,
-            "adv": adv,
-            "vol": vol.reindex(names),
+            "adv": _column_at(features, "adv", first_rows(features["symbol"], names)),
+            "vol": vol.reindex(names).to_numpy(dtype="float64"),
         },
         index=names,
         dtype="float64",
@@ -98,13 +118,14 @@ def trading_costs(
     the names with every input, and the names left out (no two-sided quote, price or ADV): the
     optimiser charges those its flat ``turnover_cost``."""
     inputs = cost_inputs(model.symbols, quotes, features, model)
-    usable = np.isfinite(inputs).all(axis=1) & (inputs[["price", "adv"]] > 0).all(axis=1)
-    usable &= (inputs[["half_spread", "vol"]] >= 0).all(axis=1)
+    price, half_spread, adv, vol = inputs[["price", "half_spread", "adv", "vol"]].to_numpy().T
+    usable = np.isfinite(inputs.to_numpy()).all(axis=1) & (price > 0) & (adv > 0)
+    usable &= (half_spread >= 0) & (vol >= 0)
     known = inputs[usable]
     rates = cost_rates(
         costs, known["price"], known["half_spread"], known["adv"], known["vol"], nav, month_shares
     )
-    return rates, [str(s) for s in inputs.index[~usable.to_numpy()]]
+    return rates, [str(s) for s in inputs.index[~usable]]
 
 
 #: The model's cost of each order (:func:`order_costs`), USD but ``cost_bp``.
@@ -328,8 +349,15 @@ def compliance_checks(
     """Every check of the gate for the day's final weights (one-day VaR from the model: the
     covariance of the names held, the others' weights being 0); each order's notional is
     compared with the symbol's 20-session average dollar volume."""
-    ref = universe.drop_duplicates("symbol").set_index("symbol")
-    dollar_adv = features.drop_duplicates("symbol").set_index("symbol")["adv"]
+    listed = ~universe["symbol"].duplicated().to_numpy()
+    sectors = pd.Series(
+        universe["sector"].to_numpy()[listed], index=universe["symbol"].to_numpy()[listed]
+    )
+    measured = ~features["symbol"].duplicated().to_numpy()
+    dollar_adv = pd.Series(
+        features["adv"].to_numpy(dtype="float64", na_value=np.nan)[measured],
+        index=features["symbol"].to_numpy()[measured],
+    )
     modelled = set(model.symbols)
     held = [s for s in weights.index[weights.to_numpy() != 0] if s in modelled]
     return evaluate_compliance(
@@ -338,8 +366,8 @@ def compliance_checks(
         model.scenarios,
         model.daily_cov(held),
         limits,
-        sectors=ref["sector"],
-        adv=dollar_adv.astype("float64").dropna(),
+        sectors=sectors,
+        adv=dollar_adv.dropna(),
         net_liquidation=net_liquidation,
     )
 
