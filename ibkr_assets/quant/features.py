@@ -375,4 +375,7 @@ def assemble_feature_matrix(
         axis=1,
     )
     out.index.name = "symbol"
-    return out.reset_index().assign(as_of=at).sort_values("symbol", ignore_index=True)
+    out = out.reset_index().assign(as_of=at)
+    if out["symbol"].is_monotonic_increasing:  # the technical features' order, as a rule
+        return out
+    return out.sort_values("symbol", ignore_index=True)
