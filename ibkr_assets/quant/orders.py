@@ -90,14 +90,27 @@ def _series(values: pd.Series | Mapping[str, float] | None, what: str) -> pd.Ser
     return s
 
 
-def _mid_spread(quotes: pd.DataFrame, symbol: str) -> tuple[float, float, str]:
-    if symbol not in quotes.index:
+def _quote_rows(quotes: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
+    """Each quoted symbol's ``(bid, ask, price)``, USD, NaN where the quotes have no column."""
+    columns = [
+        quotes[c].to_numpy(dtype="float64", na_value=np.nan)
+        if c in quotes
+        else np.full(len(quotes), np.nan)
+        for c in ("bid", "ask", "price")
+    ]
+    return dict(zip(quotes.index, zip(*(c.tolist() for c in columns), strict=True), strict=True))
+
+
+def _mid_spread(
+    quoted: dict[str, tuple[float, float, float]], symbol: str
+) -> tuple[float, float, str]:
+    """``symbol``'s mid and spread (USD) from ``quoted`` (:func:`_quote_rows`): the two-sided
+    quote's, else the last price with a zero spread (and a note saying so)."""
+    if symbol not in quoted:
         raise ValueError(f"no quote for {symbol}")
-    q = quotes.loc[symbol]
-    bid, ask = float(q.get("bid", np.nan)), float(q.get("ask", np.nan))
+    bid, ask, price = quoted[symbol]
     if np.isfinite(bid) and np.isfinite(ask) and 0 < bid <= ask:
         return (bid + ask) / 2, ask - bid, ""
-    price = float(q.get("price", np.nan))
     if np.isfinite(price) and price > 0:
         return price, 0.0, " (no two-sided quote: last price, zero spread)"
     raise ValueError(f"no usable price for {symbol} (bid {bid}, ask {ask}, price {price})")
@@ -141,15 +154,22 @@ def propose_orders(
     if bad_lots:
         raise ValueError(f"lot sizes must be positive: {bad_lots}")
     symbols = sorted(set(current.index[current != 0]) | set(targets.index))
+    if quotes.index.has_duplicates:
+        dupes = quotes.index[quotes.index.duplicated()].unique().tolist()
+        raise ValueError(f"quotes must have one row per symbol; repeated: {dupes}")
+    quoted = _quote_rows(quotes)
+    held_of = dict(zip(current.index, current.tolist(), strict=True))
+    weight_of = dict(zip(targets.index, targets.tolist(), strict=True))
+    lot_of = dict(zip(lots.index, lots.tolist(), strict=True))
     orders, skipped = [], []
     for sym in symbols:
-        held = float(current.get(sym, 0.0))
-        w = float(targets.get(sym, 0.0))
+        held = held_of.get(sym, 0.0)
+        w = weight_of.get(sym, 0.0)
         if held == 0 and w == 0:
             continue
-        mid, spread, note = _mid_spread(quotes, sym)
+        mid, spread, note = _mid_spread(quoted, sym)
         target_sh = w * net_liquidation / mid
-        lot = float(lots.get(sym, 1.0)) if even_lots else 1.0
+        lot = lot_of.get(sym, 1.0) if even_lots else 1.0
         if w == 0:
             delta, why = -held, "exit (target 0)"
         else:

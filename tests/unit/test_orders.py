@@ -80,6 +80,9 @@ def test_bad_inputs_named():
     q = QUOTES.assign(price=[100.0, 50.0, 20.0, np.nan])
     with pytest.raises(ValueError, match="no usable price for DDD"):
         propose_orders({}, {"DDD": 0.1}, 1e5, q)
+    twice = pd.concat([QUOTES, QUOTES.iloc[[1]]])
+    with pytest.raises(ValueError, match=rf"one row per symbol; repeated: \['{QUOTES.index[1]}'\]"):
+        propose_orders({}, {"AAA": 0.1}, 1e5, twice)
 
 
 def test_limit_price_and_order_ref():
