@@ -90,15 +90,18 @@ def _series(values: pd.Series | Mapping[str, float] | None, what: str) -> pd.Ser
     return s
 
 
-def _quote_rows(quotes: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
-    """Each quoted symbol's ``(bid, ask, price)``, USD, NaN where the quotes have no column."""
+def _quote_rows(quotes: pd.DataFrame, symbols: list[str]) -> dict[str, tuple[float, float, float]]:
+    """Each quoted one of ``symbols``' ``(bid, ask, price)``, USD, NaN where the quotes have no
+    such column (``quotes`` indexed by symbol, one row each)."""
+    rows = quotes.index.get_indexer(symbols)
     columns = [
-        quotes[c].to_numpy(dtype="float64", na_value=np.nan)
+        np.append(quotes[c].to_numpy(dtype="float64", na_value=np.nan), np.nan)[rows].tolist()
         if c in quotes
-        else np.full(len(quotes), np.nan)
+        else [np.nan] * len(rows)
         for c in ("bid", "ask", "price")
     ]
-    return dict(zip(quotes.index, zip(*(c.tolist() for c in columns), strict=True), strict=True))
+    quoted = zip(symbols, rows.tolist(), *columns, strict=True)
+    return {s: (bid, ask, price) for s, row, bid, ask, price in quoted if row >= 0}
 
 
 def _mid_spread(
@@ -157,7 +160,7 @@ def propose_orders(
     if quotes.index.has_duplicates:
         dupes = quotes.index[quotes.index.duplicated()].unique().tolist()
         raise ValueError(f"quotes must have one row per symbol; repeated: {dupes}")
-    quoted = _quote_rows(quotes)
+    quoted = _quote_rows(quotes, symbols)
     held_of = dict(zip(current.index, current.tolist(), strict=True))
     weight_of = dict(zip(targets.index, targets.tolist(), strict=True))
     lot_of = dict(zip(lots.index, lots.tolist(), strict=True))

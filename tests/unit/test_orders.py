@@ -80,6 +80,8 @@ def test_bad_inputs_named():
     q = QUOTES.assign(price=[100.0, 50.0, 20.0, np.nan])
     with pytest.raises(ValueError, match="no usable price for DDD"):
         propose_orders({}, {"DDD": 0.1}, 1e5, q)
+    with pytest.raises(ValueError, match="no quote for AAA"):
+        propose_orders({}, {"AAA": 0.1}, 1e5, QUOTES.iloc[:0])
     twice = pd.concat([QUOTES, QUOTES.iloc[[1]]])
     with pytest.raises(ValueError, match=rf"one row per symbol; repeated: \['{QUOTES.index[1]}'\]"):
         propose_orders({}, {"AAA": 0.1}, 1e5, twice)
