@@ -386,21 +386,33 @@ def cached_bars(
     to_fetch = [c for c in contracts if c.symbol in missing]
     before = pd.Timestamp(session)
 
-    def new_bars(got: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-        """The bars of ``got`` (symbol -> IB's bar frame) of the sessions the cache lacks (all
-        before ``session``), in one frame (concatenated once: a replay reads 700 symbols)."""
+    def new_bars(
+        frame: pd.DataFrame, symbols: Sequence[str], lengths: Sequence[int]
+    ) -> pd.DataFrame:
+        """The bars of ``frame`` (IB's bars of ``symbols``, ``lengths`` rows each, one after
+        the other) of the sessions the cache lacks (all before ``session``), as :data:`BARS`."""
+        if not len(frame):
+            return _empty(BARS)
+        day = _bar_days(frame).to_numpy()
+        keep = day < before.to_datetime64()
+        for symbol, end, n in zip(symbols, np.cumsum(lengths).tolist(), lengths, strict=True):
+            rows = slice(end - n, end)
+            keep[rows] &= np.isin(day[rows], missing[symbol].to_numpy())
+        names = np.repeat(np.array(list(symbols), dtype=object), lengths)
+        return _bars_table(names[keep], frame.loc[keep], pd.Series(day[keep]))
+
+    def each_new_bars(got: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+        """:func:`new_bars` of ``got`` (symbol -> IB's bar frame), concatenated once (a replay
+        reads 700 symbols)."""
         if not got:
             return _empty(BARS)
         frame = pd.concat(list(got.values()), ignore_index=True)
-        day = _bar_days(frame).to_numpy()
-        keep = day < before.to_datetime64()
-        lengths = [len(f) for f in got.values()]
-        for symbol, end, n in zip(got, np.cumsum(lengths).tolist(), lengths, strict=True):
-            rows = slice(end - n, end)
-            keep[rows] &= np.isin(day[rows], missing[symbol].to_numpy())
-        symbols = np.repeat(np.array(list(got), dtype=object), lengths)
-        return _bars_table(symbols[keep], frame.loc[keep], pd.Series(day[keep]))
+        return new_bars(frame, list(got), [len(f) for f in got.values()])
 
+    if broker.market_data_in_process:  # no I/O: every symbol of a duration in one request
+        fetched, failed = _history_together(broker, to_fetch, missing, at, new_bars, storage)
+        storage.cache_bars(fetched, at)
+        return _with_cached(cached, fetched), fetched, failed, len(to_fetch)
     # bars fetched before a lost connection are cached all the same: the retry asks for the rest
     results, failed = fetch_each(
         lambda c: broker.history_frame(
@@ -411,14 +423,56 @@ def cached_bars(
         ),
         to_fetch,
         workers,
-        keep=lambda got: storage.cache_bars(new_bars(got), at),
+        keep=lambda got: storage.cache_bars(each_new_bars(got), at),
     )
-    fetched = new_bars(results)
+    fetched = each_new_bars(results)
     storage.cache_bars(fetched, at)
+    return _with_cached(cached, fetched), fetched, failed, len(to_fetch)
+
+
+def _with_cached(cached: pd.DataFrame, fetched: pd.DataFrame) -> pd.DataFrame:
+    """The cached bars and the ones just fetched, by symbol and session (:data:`BARS`)."""
     if fetched.empty:  # the cache had them all, in order
-        return cached, fetched, failed, len(to_fetch)
+        return cached
     bars = pd.concat([cached, fetched], ignore_index=True).sort_values(["symbol", "session"])
-    return bars.reset_index(drop=True).astype(BARS.dtypes), fetched, failed, len(to_fetch)
+    return bars.reset_index(drop=True).astype(BARS.dtypes)
+
+
+def _history_together(
+    broker: Broker,
+    contracts: Sequence[Contract],
+    missing: Mapping[str, pd.DatetimeIndex],
+    at: datetime,
+    new_bars: Callable[[pd.DataFrame, Sequence[str], Sequence[int]], pd.DataFrame],
+    storage: StorageResource,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """:func:`cached_bars`'s requests as one ``Broker.history_frames`` per duration (a replay's
+    700 symbols lack the same sessions: one request): the new bars (``new_bars`` of each
+    answer) and the error of each symbol that failed. A step error is raised again once the
+    bars of the durations answered before it are cached."""
+    symbol_of = {c.conid: c.symbol for c in contracts}
+    by_duration: dict[str, list[Contract]] = {}
+    for c in contracts:
+        by_duration.setdefault(ib_duration(missing[c.symbol][0].date(), at), []).append(c)
+    parts: list[pd.DataFrame] = []
+    failed: dict[str, str] = {}
+    try:
+        for duration, group in by_duration.items():
+            frame, errors = broker.history_frames(group, duration, "1 day", end=at)
+            failed |= {symbol_of[conid]: request_error(exc) for conid, exc in errors.items()}
+            conids = frame["conid"].to_numpy()
+            starts = np.flatnonzero(np.r_[True, conids[1:] != conids[:-1]]) if len(conids) else []
+            lengths = np.diff(np.r_[starts, len(conids)]).tolist()
+            parts.append(new_bars(frame, [symbol_of[k] for k in conids[starts].tolist()], lengths))
+    except STEP_ERRORS:
+        storage.cache_bars(_concat(parts, BARS), at)
+        raise
+    return _concat(parts, BARS), failed
+
+
+def _concat(parts: list[pd.DataFrame], table: Table) -> pd.DataFrame:
+    """``parts`` in one frame of ``table`` (its empty frame for none)."""
+    return pd.concat(parts, ignore_index=True) if parts else _empty(table)
 
 
 # -- news and macro ---------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+import pandas as pd
+
 from ibkr_assets.broker.errors import BrokerError, NotConnected, PacingViolation
 from ibkr_assets.broker.models import Contract, ContractDetails
 
@@ -59,3 +61,17 @@ def details_each(
 ) -> list[ContractDetails | BrokerError]:
     """``contract_details_many`` as one ``contract_details`` per contract."""
     return each(contracts, lambda c: without_hours(broker.contract_details(c), hours))
+
+
+def frames_each(
+    contracts: Sequence[Contract], ask: Callable[[Contract], pd.DataFrame], empty: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
+    """A ``*_frames`` call (``history_frames``) as one ``ask(contract)`` per contract (backends
+    whose requests carry one contract, each paced as it is): the answers in one frame, a
+    ``conid`` column first, the contracts in order; and each contract's error, by conid (one of
+    :data:`CONNECTION_ERRORS` raised). ``empty``: the frame of no answer (its columns)."""
+    answers = list(zip(contracts, each(contracts, ask), strict=True))
+    failed = {c.conid: f for c, f in answers if isinstance(f, BrokerError)}
+    frames = [f.assign(conid=c.conid) for c, f in answers if not isinstance(f, BrokerError)]
+    frame = pd.concat(frames, ignore_index=True) if frames else empty.assign(conid=0)[:0]
+    return frame[["conid", *empty.columns]].astype({"conid": "int64"}), failed

@@ -179,6 +179,22 @@ class Broker(Protocol):
         (:func:`~ibkr_assets.broker.models.frame_of_bars`)."""
         ...
 
+    def history_frames(
+        self,
+        contracts: Sequence[Contract],
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
+        """:meth:`history_frame` of each of ``contracts`` (the same request for each) in one
+        frame, a ``conid`` column (int64) first, the contracts in the order given; and the error
+        of each contract whose request failed, by conid (a connection or pacing error is
+        raised). The sim backend answers daily bars from one slice of its arrays; tws and
+        webapi send one request per contract, each paced as :meth:`history_frame`'s."""
+        ...
+
     def depth(self, contract: Contract, rows: int = 5) -> OrderBook:
         """Level-2 order book, ``rows`` levels a side."""
         ...

@@ -151,30 +151,41 @@ def session_history(
     :func:`ibkr_spec.historical.session_window`); while a session is open at ``end`` its bar so
     far (open, running high and low, last, volume traded) is the last one, stamped with the
     session's close like every daily bar. ``start`` is the first session's open (None: no bar)."""
+    start, times, columns = daily_session_history(seed, edge, np.array([col]), end, duration)
+    if start is None:
+        empty = pd.DatetimeIndex([], tz="UTC", name="time")
+        return None, pd.DataFrame({c: [] for c in _BAR_COLUMNS}, index=empty, dtype="float64")
+    index = pd.DatetimeIndex(times.view("datetime64[ns]"), name="time").tz_localize("UTC")
+    frame = pd.DataFrame({name: v[:, 0] for name, v in columns.items()}, index=index)
+    return start, _quoted(seed, edge, col, _aggregate(frame, bar_size), what_to_show)
+
+
+def daily_session_history(
+    seed: int, edge: Edge, cols: np.ndarray, end: datetime, duration: Duration
+) -> tuple[datetime | None, np.ndarray, dict[str, np.ndarray]]:
+    """The daily TRADES bars of :func:`session_history` for many panel columns ``cols`` at
+    once: (start, the bars' UTC close in ns (sessions,), OHLCV (sessions, len(cols)) float64
+    arrays); start None and no rows when the window holds no session."""
     days, opens, closes = schedule()
     window = session_window(end, duration, days, opens, closes)
     if window.empty:
-        empty = pd.DatetimeIndex([], tz="UTC", name="time")
-        return None, pd.DataFrame({c: [] for c in _BAR_COLUMNS}, index=empty, dtype="float64")
+        return None, np.empty(0, np.int64), {c: np.empty((0, len(cols))) for c in _BAR_COLUMNS}
     done = window.last if window.in_progress else window.last + 1
-    frame = _panel_bars(
-        seed, edge, col, slice(window.first, done), close_index()[window.first : done]
-    )
-    if window.in_progress:
-        now = state(seed, edge, np.array([col]), end)
-        today = pd.DataFrame(
-            {
-                "open": now["open"],
-                "high": now["high"],
-                "low": now["low"],
-                "close": now["last"],
-                "volume": now["volume"],
-            },
-            index=close_index()[window.last : window.last + 1],
-        )
-        frame = pd.concat([frame, today]) if len(frame) else today
+    p = panel(seed, edge)
+    columns = {
+        name: getattr(p, name)[window.first : done][:, cols].astype(np.float64, copy=False)
+        for name in _BAR_COLUMNS
+    }
+    if window.in_progress:  # the day so far
+        now = state(seed, edge, cols, end)
+        today = {"open": "open", "high": "high", "low": "low", "close": "last", "volume": "volume"}
+        columns = {
+            name: np.vstack([v, np.asarray(now[today[name]], dtype=np.float64)[None, :]])
+            for name, v in columns.items()
+        }
+    times = close_index()[window.first : window.last + 1].as_unit("ns").asi8
     start = pd.Timestamp(int(opens[window.first]), tz="UTC").to_pydatetime()
-    return start, _quoted(seed, edge, col, _aggregate(frame, bar_size), what_to_show)
+    return start, times, columns
 
 
 def _aggregate(frame: pd.DataFrame, bar_size: BarSize) -> pd.DataFrame:

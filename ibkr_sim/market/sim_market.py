@@ -159,6 +159,16 @@ class SimMarket:
             self.seed, self.edge, self._col(conid), end, duration, bar_size, what_to_show
         )
 
+    def daily_session_history(
+        self, conids: Sequence[int], end: datetime, duration: Duration
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The daily TRADES bars :meth:`session_history` answers for each of ``conids``, all
+        at once: the bars' UTC close in ns (sessions,) and OHLCV (sessions, len(conids))
+        float64 arrays (:func:`~ibkr_sim.market.bars.daily_session_history`)."""
+        cols = np.array([self._col(c) for c in conids], dtype=np.int64)
+        _, times, columns = bars.daily_session_history(self.seed, self.edge, cols, end, duration)
+        return times, columns
+
     # -- quotes -----------------------------------------------------------------------------
     def snapshot(self, conid: int, at: datetime) -> Snapshot:
         """Top of book at ``at`` (see :class:`Snapshot`)."""

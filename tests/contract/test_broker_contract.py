@@ -20,6 +20,7 @@ from ibkr_assets.broker.models import (
     BAR_COLUMNS,
     HEADLINE_COLUMNS,
     QUOTE_COLUMNS,
+    Contract,
     Order,
     ScanFilter,
     frame_of_bars,
@@ -144,6 +145,30 @@ def test_history_frame_is_history_as_one_frame(
     assert frame["session"].notna().all() if daily else frame["session"].isna().all()
     with pytest.raises(InvalidRequest, match="7 parsecs"):
         broker.history_frame(aapl, duration="1 Y", bar_size="7 parsecs")
+
+
+@pytest.mark.parametrize(("duration", "what_to_show"), [("1 Y", "TRADES"), ("1 M", "MIDPOINT")])
+def test_history_frames_are_each_contracts_history_frame(
+    broker: Broker, duration: str, what_to_show: str
+) -> None:
+    """The many-contract call holds each contract's ``history_frame``, a conid column first,
+    in the order asked (the sim backend slices its panel once, the others ask one by one); a
+    contract the broker cannot answer is its error, by conid, the others answered."""
+    contracts = [broker.resolve(s) for s in ("MSFT", "AAPL", "SPY")]
+    end = broker.now()
+    frame, failed = broker.history_frames(contracts, duration, "1 day", what_to_show, end=end)
+    assert not failed and list(frame.columns) == ["conid", *BAR_COLUMNS]
+    expected = pd.concat(
+        [
+            broker.history_frame(c, duration, "1 day", what_to_show, end=end).assign(conid=c.conid)
+            for c in contracts
+        ],
+        ignore_index=True,
+    )[["conid", *BAR_COLUMNS]]
+    pd.testing.assert_frame_equal(frame, expected)
+    unknown = Contract(conid=999_999_999, symbol="NOPE", sec_type="STK")
+    frame, failed = broker.history_frames([contracts[0], unknown], "1 M", "1 day", end=end)
+    assert set(failed) == {unknown.conid} and set(frame["conid"]) == {contracts[0].conid}
 
 
 def test_depth(broker: Broker) -> None:

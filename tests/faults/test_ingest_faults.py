@@ -51,7 +51,16 @@ CLIENT_ID = 31
 RECONNECT_SECONDS = 3.0
 #: no random farm drops or history gaps: each test sets off its own fault
 PAPER = IB_PAPER.with_options(history_gap_rate=0.0, farm_drops_per_day=0.0)
-INGEST = {"top_movers", "universe", "quotes", "daily_bars", "fundamentals", "headlines"}
+#: The steps that ask IB (social_chatter resolves its symbols there: a lost connection fails it)
+INGEST = {
+    "top_movers",
+    "universe",
+    "quotes",
+    "daily_bars",
+    "fundamentals",
+    "headlines",
+    "social_chatter",
+}
 
 
 @pytest.fixture
@@ -251,7 +260,11 @@ def test_a_client_id_in_use_fails_the_run_at_once_naming_it(
 
 
 class _DropsAt:
-    """A broker whose connection drops at its ``nth`` history request (and stays down)."""
+    """A broker whose connection drops at its ``nth`` history request (and stays down): one
+    over a connection, asked one request per symbol (not an in-process one, asked for every
+    symbol at once)."""
+
+    market_data_in_process = False
 
     def __init__(self, broker: Any, nth: int) -> None:
         self.broker, self.nth, self.requests = broker, nth, 0

@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.batch import details_each, resolve_each
+from ibkr_assets.broker.batch import details_each, frames_each, resolve_each
 from ibkr_assets.broker.errors import AccountNotFound, BrokerError, InvalidRequest, NotConnected
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.sim.convert import (
     bar_frame_as_of,
+    bar_frames_as_of,
     bars,
     copied,
     copied_all,
@@ -327,6 +328,54 @@ class SimBroker:
     ) -> pd.DataFrame:
         frame, daily, end = self._history(contract, duration, bar_size, what_to_show, end)
         return bar_frame_as_of(frame, what_to_show, daily, end)
+
+    def history_frames(
+        self,
+        contracts: Sequence[models.Contract],
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
+        """Daily TRADES or MIDPOINT bars of contracts that all have a price history from one
+        slice of the simulator's panel; any other request one :meth:`history_frame` per
+        contract."""
+        self._check_open()
+        end = min(end or self.now(), self.now())
+        found = self._daily_columns(contracts, duration, bar_size, what_to_show, end)
+        if found is None:
+            return frames_each(
+                contracts,
+                lambda c: self.history_frame(c, duration, bar_size, what_to_show, end, use_rth),
+                models.frame_of_bars([]),
+            )
+        frame = bar_frames_as_of(*found, what_to_show, True, end)
+        times = len(found[0])
+        frame.insert(0, "conid", np.repeat(np.array([c.conid for c in contracts]), times))
+        return frame, {}
+
+    def _daily_columns(
+        self,
+        contracts: Sequence[models.Contract],
+        duration: str,
+        bar_size: str,
+        what_to_show: str,
+        end: datetime,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """The simulator's daily bars of every contract at once (UTC ns of the bars,
+        OHLCV (bars, contracts)); None unless the request is for daily TRADES or MIDPOINT bars
+        and every contract has a price history (then each is asked alone, for its own answer
+        or error)."""
+        if not contracts or bar_size != "1 day" or what_to_show not in ("TRADES", "MIDPOINT"):
+            return None
+        try:
+            span, _ = models.history_spec(contracts[0].symbol, duration, bar_size, what_to_show)
+            conids = [self._instrument(c).conid for c in contracts]
+            with ib_errors():
+                return self.market.daily_session_history(conids, end, span)
+        except BrokerError:
+            return None
 
     def _history(
         self,

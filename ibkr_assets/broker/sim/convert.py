@@ -136,17 +136,31 @@ def bar_frame_as_of(
     bars :func:`bars` makes, a bar later than ``at`` (the day so far) stamped ``at``, as
     :func:`~ibkr_assets.broker.models.bars_as_of` stamps it."""
     ns = pd.DatetimeIndex(frame.index).tz_convert("UTC").as_unit("ns").asi8
-    stamped = ns.copy()
-    if len(ns) and ns[-1] > (at_ns := pd.Timestamp(at).as_unit("ns").value):
+    columns = {c: frame[c].to_numpy(float)[:, None] for c in ("open", "high", "low", "close")}
+    return bar_frames_as_of(
+        ns, columns | {"volume": frame["volume"].to_numpy(float)[:, None]}, what_to_show, daily, at
+    )
+
+
+def bar_frames_as_of(
+    times: np.ndarray, columns: dict[str, np.ndarray], what_to_show: str, daily: bool, at: datetime
+) -> pd.DataFrame:
+    """The simulator's bars of one or more instruments as one bar frame
+    (:data:`~ibkr_assets.broker.models.BAR_COLUMNS`), instrument after instrument, as
+    :func:`bar_frame_as_of` makes each: ``times`` the bars' UTC ns (bars,), ``columns`` OHLCV
+    (bars, instruments)."""
+    stamped = times.copy()
+    if len(times) and times[-1] > (at_ns := pd.Timestamp(at).as_unit("ns").value):
         stamped[-1] = at_ns
-    n = len(ns)
-    volume = frame["volume"].to_numpy(float) if what_to_show == "TRADES" else np.full(n, -1.0)
-    days = ns // _DAY_NS * _DAY_NS if daily else np.full(n, np.iinfo(np.int64).min)  # NaT
+    count = columns["close"].shape[1]
+    n = len(times) * count
+    volume = columns["volume"].T.ravel() if what_to_show == "TRADES" else np.full(n, -1.0)
+    days = times // _DAY_NS * _DAY_NS if daily else np.full(len(times), np.iinfo(np.int64).min)
     return bar_frame(
-        pd.DatetimeIndex(stamped.view("datetime64[ns]")),
-        [frame[c].to_numpy(float) for c in ("open", "high", "low", "close")],
+        pd.DatetimeIndex(np.tile(stamped, count).view("datetime64[ns]")),
+        [columns[c].T.ravel() for c in ("open", "high", "low", "close")],
         volume,
-        days.view("datetime64[ns]"),
+        np.tile(days, count).view("datetime64[ns]"),  # NaT for intraday bars
     )
 
 

@@ -10,7 +10,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.batch import resolve_each
+from ibkr_assets.broker.batch import frames_each, resolve_each
 from ibkr_assets.broker.errors import BrokerError, NotSupported
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
@@ -161,6 +161,20 @@ class WebApiBroker:
     ) -> pd.DataFrame:
         bars = self.history(contract, duration, bar_size, what_to_show, end, use_rth)
         return models.frame_of_bars(bars)
+
+    def history_frames(
+        self,
+        contracts: Sequence[models.Contract],
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
+        def one(contract: models.Contract) -> pd.DataFrame:
+            return self.history_frame(contract, duration, bar_size, what_to_show, end, use_rth)
+
+        return frames_each(contracts, one, models.frame_of_bars([]))
 
     def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
         raise NotSupported(
