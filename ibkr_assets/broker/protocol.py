@@ -222,6 +222,20 @@ class Broker(Protocol):
         (:func:`~ibkr_assets.broker.models.frame_of_headlines`)."""
         ...
 
+    def news_frames(
+        self,
+        contracts: Sequence[Contract],
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
+        """:meth:`news_frame` of each of ``contracts`` (the same request for each) in one
+        frame, a ``conid`` column (int64) first, the contracts in the order given; and the error
+        of each contract whose request failed, by conid (a connection or pacing error is
+        raised). The sim backend frames every contract's headlines once; tws and webapi send
+        one request per contract, each paced as :meth:`news_frame`'s."""
+        ...
+
     # -- trading -----------------------------------------------------------------------------
     def what_if(self, order: Order) -> WhatIfResult:
         """Margin and commission impact of an order, without placing it."""

@@ -209,6 +209,34 @@ def test_news_headlines(broker: Broker) -> None:
         pd.testing.assert_frame_equal(frame, frame_of_headlines(expected))
 
 
+def test_news_frames_are_each_contracts_news_frame(broker: Broker) -> None:
+    """The many-contract call holds each contract's ``news_frame``, a conid column first, in
+    the order asked; a contract the broker cannot answer is its error, by conid."""
+    from datetime import timedelta
+
+    contracts = [broker.resolve(s) for s in ("MSFT", "AAPL", "NVDA")]
+    end = broker.now()
+    start = end - timedelta(days=30)
+    frame, failed = broker.news_frames(contracts, start=start, end=end, limit=20)
+    if broker.name == "webapi":  # IBKR's Web API has no historical-news endpoint
+        assert frame.empty and set(failed) == {c.conid for c in contracts}
+        assert all(isinstance(e, NotSupported) for e in failed.values())
+        return
+    assert not failed and list(frame.columns) == ["conid", *HEADLINE_COLUMNS]
+    expected = pd.concat(
+        [
+            broker.news_frame(c, start=start, end=end, limit=20).assign(conid=c.conid)
+            for c in contracts
+        ],
+        ignore_index=True,
+    )[["conid", *HEADLINE_COLUMNS]]
+    pd.testing.assert_frame_equal(frame, expected)
+    assert frame["conid"].drop_duplicates().tolist() == [c.conid for c in contracts]
+    unknown = Contract(conid=999_999_999, symbol="NOPE", sec_type="STK")
+    frame, failed = broker.news_frames([unknown, contracts[0]], start=start, end=end, limit=5)
+    assert set(failed) == {unknown.conid} and set(frame["conid"]) == {contracts[0].conid}
+
+
 # -- accounts --------------------------------------------------------------------------------
 
 

@@ -14,10 +14,9 @@ from ibkr_assets.assets.market_data import (
     IB_MAX_NEWS,
     QUOTE_CHUNK,
     headline_frame,
-    news_between,
     quote_frame,
 )
-from ibkr_assets.broker.errors import BrokerError, InvalidRequest
+from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.broker.models import Contract, NewsHeadline, frame_of_headlines
 from ibkr_assets.broker.sim.backend import SimBroker, shared_market
 from ibkr_sim.exchange import PaperExchange
@@ -27,17 +26,18 @@ OPEN = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 
 
 class _Counting:
-    """A broker's news requests, counted; each answer must keep IB's cap."""
+    """A broker's news requests (one a contract), counted; each answer must keep IB's cap.
+    ``market_data_in_process``: whether it is asked for many contracts at once."""
 
-    def __init__(self, broker: SimBroker) -> None:
-        self.broker, self.requests = broker, 0
+    def __init__(self, broker: SimBroker, in_process: bool) -> None:
+        self.broker, self.requests, self.market_data_in_process = broker, 0, in_process
 
-    def news_frame(
-        self, contract: Contract, start: datetime, end: datetime, limit: int
-    ) -> pd.DataFrame:
-        self.requests += 1
-        assert limit <= IB_MAX_NEWS
-        return self.broker.news_frame(contract, start=start, end=end, limit=limit)
+    def news_frames(
+        self, contracts: list[Contract], start: datetime, end: datetime, limit: int
+    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
+        self.requests += len(contracts)
+        assert limit <= IB_MAX_NEWS and (self.market_data_in_process or len(contracts) == 1)
+        return self.broker.news_frames(contracts, start=start, end=end, limit=limit)
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +47,13 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> SimBroker:
     return SimBroker(market, PaperExchange(market, state, clock=lambda: OPEN), clock=lambda: OPEN)
 
 
-def test_headline_frame_pages_through_ibs_cap_span_by_span(broker: SimBroker) -> None:
+@pytest.mark.parametrize("in_process", [True, False])
+def test_headline_frame_pages_through_ibs_cap_span_by_span(
+    broker: SimBroker, in_process: bool
+) -> None:
     """Four years of 30-day spans: one request per span (the old way, each span under the cap)
     and the frame asked span after span in pages of 300 hold the same rows in the same order,
-    from a few requests per symbol."""
+    from a few requests per symbol, whether the symbols are asked together or one by one."""
     contracts = [broker.resolve(s.symbol) for s in broker.market.universe.stocks[:3]]
     edges = [OPEN - timedelta(days=30 * k) for k in range(49, -1, -1)]
     spans = list(pairwise(edges))
@@ -64,7 +67,7 @@ def test_headline_frame_pages_through_ibs_cap_span_by_span(broker: SimBroker) ->
                 for h in answer
                 if start <= h.time < end
             ]
-    counting = _Counting(broker)
+    counting = _Counting(broker, in_process)
     frame, failed = headline_frame(counting, contracts, spans, workers=1)  # type: ignore[arg-type]
     assert not failed
     assert len(rows) > 3 * IB_MAX_NEWS  # some symbol needs more than one page
@@ -74,7 +77,7 @@ def test_headline_frame_pages_through_ibs_cap_span_by_span(broker: SimBroker) ->
     assert len(contracts) < counting.requests <= 3 * len(contracts)
 
 
-def test_news_between_refuses_a_full_page_at_one_instant() -> None:
+def test_a_full_page_at_one_instant_is_the_symbols_error() -> None:
     at = datetime(2024, 1, 2, 14, tzinfo=UTC)
     same = [
         NewsHeadline(
@@ -84,15 +87,17 @@ def test_news_between_refuses_a_full_page_at_one_instant() -> None:
     ]
 
     class Flood:
-        def news_frame(
-            self, contract: Contract, start: datetime, end: datetime, limit: int
-        ) -> pd.DataFrame:
-            return frame_of_headlines(same[:limit])
+        market_data_in_process = False
 
-    with pytest.raises(InvalidRequest, match="more than 300 headlines at"):
-        news_between(
-            Flood(), Contract(conid=1, symbol="X", sec_type="STK"), at - timedelta(days=1), at
-        )  # type: ignore[arg-type]
+        def news_frames(
+            self, contracts: list[Contract], start: datetime, end: datetime, limit: int
+        ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
+            return frame_of_headlines(same[:limit]).assign(conid=1), {}
+
+    x = Contract(conid=1, symbol="X", sec_type="STK")
+    frame, failed = headline_frame(Flood(), [x], [(at - timedelta(days=1), at)], 1)  # type: ignore[arg-type]
+    assert frame.empty and list(failed) == ["X"]
+    assert "more than 300 headlines at" in failed["X"] and "shorter span" in failed["X"]
 
 
 def test_headline_frame_refuses_overlapping_spans(broker: SimBroker) -> None:

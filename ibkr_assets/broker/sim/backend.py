@@ -26,6 +26,7 @@ from ibkr_assets.broker.sim.convert import (
     copied,
     copied_all,
     headline_frame_of,
+    headline_frames_of,
     ib_errors,
     to_alert,
     to_contract,
@@ -34,6 +35,7 @@ from ibkr_assets.broker.sim.convert import (
 from ibkr_sim.exchange import OrderInfo, OrderRequest, PaperExchange
 from ibkr_sim.exchange.accounts import fx_rates
 from ibkr_sim.market import Edge, SimMarket
+from ibkr_sim.market.news import NewsColumns
 from ibkr_sim.universe import Instrument
 from ibkr_spec import historical
 from ibkr_spec.errors import IBError
@@ -450,19 +452,42 @@ class SimBroker:
     ) -> pd.DataFrame:
         return self._news(contract, start, end, limit)
 
+    def news_frames(
+        self,
+        contracts: Sequence[models.Contract],
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
+        """Each contract's headlines drawn as columns and framed once for all."""
+        self._check_open()
+        found: list[tuple[int, NewsColumns]] = []
+        failed: dict[int, BrokerError] = {}
+        for contract in contracts:
+            try:
+                found.append((contract.conid, self._newest(contract, start, end, limit)))
+            except BrokerError as exc:
+                failed[contract.conid] = exc
+        return headline_frames_of(found), failed
+
     def _news(
         self, contract: models.Contract, start: datetime | None, end: datetime | None, limit: int
     ) -> pd.DataFrame:
         """The newest ``limit`` headlines of a news request, newest first, as a headline frame
         (:data:`~ibkr_assets.broker.models.HEADLINE_COLUMNS`)."""
         self._check_open()
+        return headline_frame_of(self._newest(contract, start, end, limit))
+
+    def _newest(
+        self, contract: models.Contract, start: datetime | None, end: datetime | None, limit: int
+    ) -> NewsColumns:
+        """The simulator's newest ``limit`` headlines of a news request, newest first."""
         inst = self._instrument(contract)
         end = min(end or self.now(), self.now())
         start = start or end - timedelta(days=1)
         with ib_errors():
             found = self.market.news_columns(inst.conid, start, end)
-        newest = np.argsort(-found.time_ns, kind="stable")[:limit]
-        return headline_frame_of(found, newest)
+        return found.take(np.argsort(-found.time_ns, kind="stable")[:limit])
 
     # -- trading -----------------------------------------------------------------------------
     def _request(self, order: models.Order) -> OrderRequest:

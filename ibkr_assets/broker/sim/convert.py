@@ -164,15 +164,30 @@ def bar_frames_as_of(
     )
 
 
-def headline_frame_of(found: NewsColumns, rows: np.ndarray) -> pd.DataFrame:
-    """The simulator's headlines at positions ``rows`` as a headline frame
-    (:data:`~ibkr_assets.broker.models.HEADLINE_COLUMNS`), in that order."""
-    picked = found.take(rows)
+def headline_frame_of(found: NewsColumns) -> pd.DataFrame:
+    """The simulator's headlines as a headline frame
+    (:data:`~ibkr_assets.broker.models.HEADLINE_COLUMNS`), in their order."""
+    return headline_frames_of([(found.conid, found)]).drop(columns="conid")
+
+
+def headline_frames_of(found: Sequence[tuple[int, NewsColumns]]) -> pd.DataFrame:
+    """The simulator's headlines of several contracts (conid, headlines) as one headline frame
+    with a ``conid`` column (int64) first, contract after contract, each in its order."""
+    parts = [columns for _, columns in found]
+    times = np.concatenate([c.time_ns for c in parts]) if parts else np.empty(0, np.int64)
     return pd.DataFrame(
         {
-            "time": pd.DatetimeIndex(picked.time_ns.view("datetime64[ns]")).tz_localize("UTC"),
+            "conid": np.repeat(
+                np.array([conid for conid, _ in found], dtype=np.int64), [len(c) for c in parts]
+            ),
+            "time": pd.DatetimeIndex(times.view("datetime64[ns]")).tz_localize("UTC"),
             **{
-                name: pd.array(getattr(picked, name), dtype="string")
+                name: pd.array(
+                    np.concatenate([getattr(c, name) for c in parts])
+                    if parts
+                    else np.empty(0, object),
+                    dtype="string",
+                )
                 for name in HEADLINE_COLUMNS[1:]
             },
         }

@@ -231,6 +231,18 @@ class TwsBroker:
     ) -> pd.DataFrame:
         return models.frame_of_headlines(self.news(contract, start, end, limit))
 
+    def news_frames(
+        self,
+        contracts: Sequence[models.Contract],
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
+        def one(contract: models.Contract) -> pd.DataFrame:
+            return self.news_frame(contract, start, end, limit)
+
+        return frames_each(contracts, one, models.frame_of_headlines([]))
+
     # -- trading -----------------------------------------------------------------------------
     def what_if(self, order: models.Order) -> models.WhatIfResult:
         return self._call(self._orders.what_if(order))
