@@ -61,7 +61,7 @@ def quote_prices(quotes: pd.DataFrame) -> pd.DataFrame:
     return quote.assign(price=quote["last"].fillna(quote["close"]))
 
 
-def first_rows(symbols: pd.Series, names: pd.Index) -> np.ndarray:
+def first_rows(symbols: pd.Series | pd.Index, names: pd.Index) -> np.ndarray:
     """The position in ``symbols`` (a frame's symbol column) of each of ``names``' first row,
     -1 where it has none: the rows ``frame.drop_duplicates("symbol").set_index("symbol")
     .reindex(names)`` reads, found by one hash lookup instead of copying the frame."""
@@ -71,7 +71,7 @@ def first_rows(symbols: pd.Series, names: pd.Index) -> np.ndarray:
     return np.append(first, -1)[found]  # -1 (not found) reads the appended -1
 
 
-def _column_at(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
+def column_at(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
     """``frame[column]`` as float64 at positions ``rows`` (:func:`first_rows`), NaN at -1."""
     values = frame[column].to_numpy(dtype="float64", na_value=np.nan)
     return np.append(values, np.nan)[rows]
@@ -87,17 +87,17 @@ def cost_inputs(
     daily volatility, fraction). Each symbol's first quote and feature row."""
     names = pd.Index([str(s) for s in symbols], dtype="object")
     quoted = first_rows(quotes["symbol"], names)
-    last, close = _column_at(quotes, "last", quoted), _column_at(quotes, "close", quoted)
+    last, close = column_at(quotes, "last", quoted), column_at(quotes, "close", quoted)
     if "spread" in quotes:
-        spread = _column_at(quotes, "spread", quoted)
+        spread = column_at(quotes, "spread", quoted)
     else:
-        spread = _column_at(quotes, "ask", quoted) - _column_at(quotes, "bid", quoted)
+        spread = column_at(quotes, "ask", quoted) - column_at(quotes, "bid", quoted)
     vol = model.daily_volatility()
     return pd.DataFrame(
         {
             "price": np.where(np.isnan(last), close, last),
             "half_spread": spread / 2,
-            "adv": _column_at(features, "adv", first_rows(features["symbol"], names)),
+            "adv": column_at(features, "adv", first_rows(features["symbol"], names)),
             "vol": vol.reindex(names).to_numpy(dtype="float64"),
         },
         index=names,

@@ -23,7 +23,7 @@ import pandas as pd
 from ibkr_assets.quant.backtest.fills import Bar, Fill, OrderCosts, fill_order
 from ibkr_assets.quant.backtest.replay import ReplaySettings
 from ibkr_assets.quant.costs import CostModel
-from ibkr_assets.quant.decision import diff_orders
+from ibkr_assets.quant.decision import column_at, diff_orders, first_rows
 from ibkr_assets.quant.orders import ProposedOrder, resize_until_margin_ok
 
 #: round_lot(price USD) -> shares (``ibkr_spec.lots.round_lot``)
@@ -185,14 +185,21 @@ def fill_orders(
     volume by symbol; the half spread from the pre-open ``quotes``, scaled to the open; a name
     without a bar that session fills nothing) and the trade rows (:data:`TRADE_COLUMNS`).
     ``month_shares`` grows with each fill (IB's tiers)."""
-    quote = quotes.drop_duplicates("symbol").set_index("symbol")
-    relative = (0.5 * quote["spread"] / quote["mid"]).where(lambda s: np.isfinite(s) & (s >= 0))
+    symbols = pd.Index([sized.order.symbol for sized in orders], dtype="object")
+    quoted = first_rows(quotes["symbol"], symbols)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = 0.5 * column_at(quotes, "spread", quoted) / column_at(quotes, "mid", quoted)
+    relative[~(np.isfinite(relative) & (relative >= 0))] = np.nan
+    relative[quoted < 0] = 0.0  # no quote: no spread
+    fields = ["open", "high", "low", "close", "volume"]
+    values = bars[fields].to_numpy(dtype="float64", na_value=np.nan)
+    ohlcv = np.vstack([values, np.full(len(fields), np.nan)])[first_rows(bars.index, symbols)]
+    adv_of = dict(zip(adv_shares.index, adv_shares.tolist(), strict=True))
+    vol_of = dict(zip(daily_vol.index, daily_vol.tolist(), strict=True))
     fills, rows = [], []
-    for sized in orders:
+    for sized, half, b in zip(orders, relative.tolist(), ohlcv.tolist(), strict=True):
         order = sized.order
-        b = bars.loc[order.symbol] if order.symbol in bars.index else None
-        fields = ("open", "high", "low", "close", "volume")
-        bar = Bar(*(math.nan if b is None else float(b[k]) for k in fields))
+        bar = Bar(*b)  # NaN: no bar that session
         if not all(math.isfinite(x) for x in (bar.open, bar.high, bar.low, bar.volume)):
             # no trade that session (a halt, a gap in the bars): the DAY order expires unfilled
             fill = Fill("none", order.quantity, 0.0, math.nan, 0.0, 0.0, 0.0, 0.0)
@@ -201,11 +208,11 @@ def fill_orders(
                 order.action == "BUY",
                 float(order.quantity),
                 order.limit_price,
-                float(relative.get(order.symbol, 0.0) or 0.0) * bar.open,
+                (half or 0.0) * bar.open,
                 bar,
                 costs,
-                adv_shares=float(adv_shares.get(order.symbol, math.nan)),
-                daily_vol=float(daily_vol.get(order.symbol, math.nan)),
+                adv_shares=adv_of.get(order.symbol, math.nan),
+                daily_vol=vol_of.get(order.symbol, math.nan),
                 month_shares=month_shares,
                 participation=participation,
             )
@@ -284,11 +291,11 @@ def trade_session(
     held = shares[shares != 0]
     orders = day_orders(held, weights, nav, cash, prices, quotes, universe, settings, execution)
     names = pd.Index([o.order.symbol for o in orders]).unique()  # the inputs of these only
-    matrix = features.loc[features["symbol"].isin(names).to_numpy()]
-    matrix = matrix.drop_duplicates("symbol").set_index("symbol")
-    listed = universe.loc[universe["symbol"].isin(names).to_numpy()]
-    reported = listed.drop_duplicates("symbol").set_index("symbol")["adv"]
-    adv_shares = (matrix["adv"] / matrix["price"]).reindex(names).fillna(reported.reindex(names))
+    measured = first_rows(features["symbol"], names)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        adv = column_at(features, "adv", measured) / column_at(features, "price", measured)
+    reported = column_at(universe, "adv", first_rows(universe["symbol"], names))
+    adv_shares = pd.Series(np.where(np.isnan(adv), reported, adv), index=names)
     vol = daily_vol.reindex(names).fillna(float(daily_vol.median()))
     fills, rows = fill_orders(
         session,
@@ -301,19 +308,22 @@ def trade_session(
         execution.costs,
         settings.participation,
     )
-    book = shares.copy()
+    after = dict(zip(shares.index, shares.tolist(), strict=True))
     commission = spread = impact = traded = 0.0
     for sized, fill in zip(orders, fills, strict=True):
         if fill.quantity <= 0:
             continue
         sign = 1.0 if sized.order.action == "BUY" else -1.0
         cash -= sign * fill.quantity * fill.price + fill.commission
-        book[sized.order.symbol] = float(book.get(sized.order.symbol, 0.0)) + sign * fill.quantity
+        after[sized.order.symbol] = after.get(sized.order.symbol, 0.0) + sign * fill.quantity
         month_shares += fill.quantity
         commission += fill.commission
         spread += fill.spread
         impact += fill.impact
         traded += fill.quantity * fill.price
+    added = list(after)[len(shares) :]  # symbols bought new, in fill order
+    index = shares.index.append(pd.Index(added, dtype="object")) if added else shares.index
+    book = pd.Series(list(after.values()), index=index, dtype="float64", name=shares.name)
     return SessionTrades(
         cash, book, month_shares, commission, spread, impact, traded, len(orders), rows
     )
