@@ -220,21 +220,18 @@ def cost_rates(
     if not (math.isfinite(nav) and nav > 0):
         raise ValueError(f"cost_rates needs a positive NAV, got {nav!r}")
     symbols = price.index
-    frame = pd.DataFrame(
-        {
-            "price": price,
-            "half_spread": half_spread.reindex(symbols),
-            "adv_dollars": adv_dollars.reindex(symbols),
-            "daily_vol": daily_vol.reindex(symbols),
-        },
-        dtype="float64",
+    columns = ("price", "half_spread", "adv_dollars", "daily_vol")
+    values = np.column_stack(
+        [
+            s.reindex(symbols).to_numpy(dtype="float64", na_value=np.nan)
+            for s in (price, half_spread, adv_dollars, daily_vol)
+        ]
     )
-    values = frame.to_numpy()
     bad = ~np.isfinite(values) | (values < 0)
     bad[:, [0, 2]] |= values[:, [0, 2]] <= 0
     if bad.any():
         problems = [
-            f"{sym}: {', '.join(frame.columns[bad[i]])}"
+            f"{sym}: {', '.join(c for c, b in zip(columns, bad[i], strict=True) if b)}"
             for i, sym in enumerate(symbols)
             if bad[i].any()
         ]
@@ -242,19 +239,18 @@ def cost_rates(
             "cost_rates needs a positive price and ADV and finite, non-negative spread and "
             f"volatility; wrong for {'; '.join(problems)}"
         )
+    px, half, adv, vol = values.T
     hold = model.holding_period_sessions
-    spread = frame["half_spread"] / frame["price"]
+    spread = half / px
     # commission per dollar of a reference order, by side (sales pay the SEC and FINRA fees)
     ref_value = model.reference_trade * nav
-    shares = ref_value / frame["price"].to_numpy()
+    shares = ref_value / px
     buy_fee = np.asarray(model.commission(shares, ref_value, False, month_shares), "float64")
     sell_fee = np.asarray(model.commission(shares, ref_value, True, month_shares), "float64")
-    buy = (spread + buy_fee / ref_value) / hold
-    sell = (spread + sell_fee / ref_value) / hold
-    impact = model.impact_coefficient * frame["daily_vol"] * np.sqrt(nav / frame["adv_dollars"])
+    impact = model.impact_coefficient * vol * np.sqrt(nav / adv)
     return CostRates(
-        buy=buy.rename("buy"),
-        sell=sell.rename("sell"),
-        impact=(impact / hold).rename("impact"),
+        buy=pd.Series((spread + buy_fee / ref_value) / hold, index=symbols, name="buy"),
+        sell=pd.Series((spread + sell_fee / ref_value) / hold, index=symbols, name="sell"),
+        impact=pd.Series(impact / hold, index=symbols, name="impact"),
         band=model.no_trade_band,
     )
