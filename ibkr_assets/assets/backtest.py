@@ -84,7 +84,7 @@ from ibkr_assets.quant.backtest import (
 from ibkr_assets.quant.evidence import EvidenceSettings
 from ibkr_assets.quant.journal import append_entry
 from ibkr_assets.quant.overlay import load_rules
-from ibkr_assets.resources.compute import dask_map
+from ibkr_assets.resources.compute import dask_map, symbol_map
 from ibkr_assets.resources.fundamentals import FundamentalsResource
 from ibkr_assets.resources.ib import IBResource
 from ibkr_assets.resources.sentiment import SentimentResource
@@ -363,7 +363,8 @@ def _replay(
     calibration on the same days; the seconds each phase took go to ``timings``."""
     report = progress or (lambda phase, done, total: None)
     mark = clock.perf_counter()
-    panel = signal_panel(data, settings)
+    with symbol_map() as (map_fn, parts):
+        panel = signal_panel(data, settings, map_fn, parts)
     timings["evidence"] = clock.perf_counter() - mark
     mark = clock.perf_counter()
     prepared = prepare_days(data, settings, panel, workers=workers)

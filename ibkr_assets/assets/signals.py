@@ -54,6 +54,7 @@ from ibkr_assets.quant.evidence import EvidenceSettings, ICPanel, daily_volatili
 from ibkr_assets.quant.macro import FEATURE_COLUMNS as MACRO_COLUMNS
 from ibkr_assets.quant.macro import latest_regime
 from ibkr_assets.quant.sentiment import score_headlines
+from ibkr_assets.resources.compute import symbol_map
 from ibkr_assets.resources.sentiment import SentimentResource
 from ibkr_assets.resources.storage import StorageResource
 
@@ -232,10 +233,13 @@ def measured_panel(storage: StorageResource, data: ReplayData, settings: ReplayS
     known = set(pd.to_datetime(stored["session"]).dt.date) if len(stored) else set()
     todo = [(d, at) for d, at in data.evidence_sessions if d not in known]
     if todo:
-        fresh = signal_panel(
-            replace(data, warmup=[d for d, _ in todo], warmup_times=[at for _, at in todo]),
-            settings,
-        )
+        with symbol_map() as (map_fn, parts):
+            fresh = signal_panel(
+                replace(data, warmup=[d for d, _ in todo], warmup_times=[at for _, at in todo]),
+                settings,
+                map_fn,
+                parts,
+            )
         if len(fresh.ic):
             measured = panel_frame(fresh)
             stored = pd.concat([stored, measured], ignore_index=True) if len(stored) else measured

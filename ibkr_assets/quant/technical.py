@@ -34,12 +34,14 @@ under a second.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import talib
 
 from ibkr_assets.quant.frames import require_columns
+from ibkr_assets.quant.parallel import MapFn
 
 BAR_COLUMNS = ("symbol", "session", "open", "high", "low", "close", "volume")
 FEATURE_COLUMNS = (
@@ -270,6 +272,41 @@ def technical_panel(
         last_row[known, i] = a + hi[known] - 1
         values[known, i] = table[hi[known] - 1]
     return TechnicalPanel(symbols[starts], values, counts, last_row, sessions)
+
+
+def technical_panel_by_symbols(
+    bars_long: pd.DataFrame,
+    windows: list[tuple[pd.Timestamp, pd.Timestamp]],
+    map_fn: MapFn = map,
+    parts: int = 1,
+    params: TechnicalParams | None = None,
+) -> TechnicalPanel:
+    """:func:`technical_panel` with the symbols split into ``parts`` groups, contiguous in sorted
+    symbol order, each computed through ``map_fn`` (a Dask map: on a cluster's workers) and
+    joined along the symbol axis: equal to the one pass, since a symbol's indicators read only
+    its own bars. ``parts`` <= 1 is the one pass, here."""
+    symbols = bars_long["symbol"].astype(str).to_numpy()
+    names = np.unique(symbols)
+    if parts <= 1 or len(names) < 2:
+        return technical_panel(bars_long, windows, params)
+    groups = [g for g in np.array_split(names, min(parts, len(names))) if len(g)]
+    frames = [bars_long.loc[np.isin(symbols, group)] for group in groups]
+    panels = list(map_fn(partial(technical_panel, windows=windows, params=params), frames))
+    # each group's rows of the sorted bars follow the previous groups': shift its row numbers
+    offsets = np.cumsum([0, *(len(p.sessions) for p in panels[:-1])])
+    return TechnicalPanel(
+        symbols=np.concatenate([p.symbols for p in panels]),
+        values=np.concatenate([p.values for p in panels], axis=1),
+        counts=np.concatenate([p.counts for p in panels], axis=1),
+        last_row=np.concatenate(
+            [
+                np.where(p.last_row >= 0, p.last_row + k, -1)
+                for p, k in zip(panels, offsets, strict=True)
+            ],
+            axis=1,
+        ),
+        sessions=np.concatenate([p.sessions for p in panels]),
+    )
 
 
 def technical_history(

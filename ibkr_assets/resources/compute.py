@@ -18,6 +18,7 @@ from typing import Any
 
 from distributed import Client, Future, LocalCluster
 
+from ibkr_assets.quant.parallel import MapFn
 from ibkr_assets.settings import load_settings
 from ibkr_assets.settings.compute import DaskSettings
 
@@ -94,3 +95,18 @@ def dask_map(settings: DaskSettings | None = None) -> Iterator[DaskMap]:
     """A :class:`DaskMap` over :func:`dask_client`'s cluster, for the time of the block."""
     with dask_client(settings) as client:
         yield DaskMap(client)
+
+
+@contextmanager
+def symbol_map() -> Iterator[tuple[MapFn, int]]:
+    """The ``map`` and the number of symbol groups the feature computation of a large universe
+    uses (:func:`~ibkr_assets.quant.technical.technical_panel_by_symbols`): with
+    ``IBKR_DASK_SCHEDULER`` set, the cluster's workers, one group each; unset, the builtin map in
+    one group — a local cluster started for one pass of features costs more than it saves on
+    one machine."""
+    settings = load_settings().checked("compute").compute
+    if settings.scheduler is None:
+        yield map, 1
+        return
+    with dask_client(settings) as client:
+        yield DaskMap(client), max(len(client.scheduler_info()["workers"]), 1)

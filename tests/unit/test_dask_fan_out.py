@@ -18,17 +18,18 @@ from datetime import date
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from ibkr_assets.assets.ib_rules import ib_execution
-from ibkr_assets.assets.symbol_partitions import symbol_groups, technical_history_by_symbols
 from ibkr_assets.partitions import sessions_between
 from ibkr_assets.quant.backtest import BacktestResult, calibrate, prepare_days, signal_panel
 from ibkr_assets.quant.backtest.calibration import candidate_evidence
-from ibkr_assets.quant.backtest.replay import SessionWindow, technical_windows
+from ibkr_assets.quant.backtest.replay import SessionWindow
 from ibkr_assets.quant.evidence import EvidenceSettings
-from ibkr_assets.resources.compute import DaskMap, dask_client, dask_map
+from ibkr_assets.quant.technical import technical_panel, technical_panel_by_symbols
+from ibkr_assets.resources.compute import DaskMap, dask_client, dask_map, symbol_map
 from ibkr_assets.settings.compute import DaskSettings
 from tests.replay_fixtures import load_small_replay
 
@@ -48,7 +49,7 @@ def world(tmp_path_factory):
         tmp_path_factory.mktemp("dask"), SYMBOLS, SESSIONS, EVIDENCE
     )
     assert not problems
-    panel = signal_panel(data, settings, workers=0)
+    panel = signal_panel(data, settings)
     days = list(prepare_days(data, settings, panel, workers=0))
     grid = candidate_evidence(settings.evidence)
     grid = {k: grid[k] for k in ("configured", "sessions x0.5", "t_threshold +1", "prior_sd x2")}
@@ -225,13 +226,22 @@ def test_technical_features_with_the_symbols_split_over_workers_equal_one_pass(w
     data, settings, _, _, _ = world
     window = SessionWindow(data.calendar)
     spans = [window.before(s, settings.history_sessions) for s in data.sessions]
-    want = technical_windows(data, settings)  # one pass over every symbol
-    groups = symbol_groups(data.bars, 2)
-    assert [g["symbol"].nunique() for g in groups] == [SYMBOLS // 2, SYMBOLS // 2]
-    assert set(groups[0]["symbol"]).isdisjoint(groups[1]["symbol"])
-    for map_fn, parts in ((DaskMap(cluster), 2), (map, 3)):
-        got = technical_history_by_symbols(data.bars, spans, map_fn, parts)
-        assert len(got) == len(want) == len(data.sessions)
-        for a, b in zip(want, got, strict=True):
-            assert len(a) == SYMBOLS
-            pd.testing.assert_frame_equal(a, b, check_exact=True)
+    want = technical_panel(data.bars, spans)  # one pass over every symbol
+    assert len(want.symbols) == SYMBOLS
+    for map_fn, parts in ((DaskMap(cluster), 2), (map, 3), (map, SYMBOLS + 5)):
+        got = technical_panel_by_symbols(data.bars, spans, map_fn, parts)
+        for name in ("symbols", "values", "counts", "last_row", "sessions"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+
+
+def test_the_evidence_with_the_symbols_on_the_cluster_is_the_one_process_evidence(world, cluster):
+    data, settings, _, panel, _ = world
+    split = signal_panel(data, settings, DaskMap(cluster), 2)
+    pd.testing.assert_frame_equal(split.ic, panel.ic, check_exact=True)
+    np.testing.assert_array_equal(split.cov, panel.cov)
+
+
+def test_symbol_map_is_the_cluster_only_when_one_is_configured(monkeypatch):
+    monkeypatch.delenv("IBKR_DASK_SCHEDULER", raising=False)
+    with symbol_map() as (map_fn, parts):
+        assert map_fn is map and parts == 1

@@ -27,10 +27,9 @@ quarter is about 2).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,13 +38,11 @@ from ibkr_assets.quant.backtest.book import BacktestResult, simulate
 from ibkr_assets.quant.backtest.replay import DayInputs, ReplayData, ReplaySettings
 from ibkr_assets.quant.backtest.trading import Execution
 from ibkr_assets.quant.evidence import EvidenceSettings, ICPanel, newey_west
+from ibkr_assets.quant.parallel import MapFn
 from ibkr_assets.quant.performance import sharpe_ratio
 
 #: About 24 months of sessions: the shortest replay a calibration accepts by default.
 MIN_SESSIONS = 504
-
-#: A ``map``: ``map_fn(function, items)`` yields ``function(item)`` for each item, in order.
-MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from ibkr_assets.quant.fundamental import statement_history, statement_signals
 from ibkr_assets.quant.macro import latest_regime, macro_features
 from ibkr_assets.quant.optimiser import OptimiserConfig
 from ibkr_assets.quant.overlay import Rule
+from ibkr_assets.quant.parallel import MapFn
 from ibkr_assets.quant.risk_model import RiskModel, build_risk_model
 from ibkr_assets.quant.sentiment import (
     SENTIMENT_COLUMNS,
@@ -51,7 +52,7 @@ from ibkr_assets.quant.sentiment import (
 )
 from ibkr_assets.quant.social import SOCIAL_COLUMNS, known_row, known_rows, social_panel
 from ibkr_assets.quant.technical import FEATURE_COLUMNS as TECHNICAL_FEATURES
-from ibkr_assets.quant.technical import technical_history, technical_panel
+from ibkr_assets.quant.technical import technical_history, technical_panel_by_symbols
 
 
 @dataclass(frozen=True)
@@ -388,12 +389,16 @@ def day_features(
     return features, quotes, recent
 
 
-def signal_panel(data: ReplayData, settings: ReplaySettings) -> ICPanel:
+def signal_panel(
+    data: ReplayData, settings: ReplaySettings, map_fn: MapFn = map, parts: int = 1
+) -> ICPanel:
     """The daily evidence of every session of ``data.evidence_sessions`` (warm-up and
     replayed) that has a return in the bars: each session's normalised signals
     (:func:`evidence_signals`, then :func:`~ibkr_assets.quant.alpha.normalise_signals`) against
     its close-to-close returns (:func:`~ibkr_assets.quant.evidence.evidence_rows`), every
-    session at once.
+    session at once. The technical features of a large universe can be computed with the
+    symbols in ``parts`` groups through ``map_fn`` (a cluster's workers:
+    :func:`~ibkr_assets.quant.technical.technical_panel_by_symbols`); the result is the same.
 
     A past session's signals are measured from what the daily job's ingest holds for it: its
     bars, statements and headlines, priced at the last close, without the pre-open quote or the
@@ -404,7 +409,7 @@ def signal_panel(data: ReplayData, settings: ReplaySettings) -> ICPanel:
     days = [(d, at) for d, at in data.evidence_sessions if pd.Timestamp(d) in returns.index]
     if not days:
         return ICPanel.empty(SIGNALS)
-    symbols, present, raw = evidence_signals(data, settings, days)
+    symbols, present, raw = evidence_signals(data, settings, days, map_fn, parts)
     index = pd.DatetimeIndex([pd.Timestamp(d) for d, _ in days], name="session")
     ic = np.empty((len(days), len(SIGNALS)))
     cov = np.empty((len(days), len(SIGNALS), len(SIGNALS)))
@@ -424,20 +429,25 @@ _PANEL_CHUNK = 64
 
 
 def evidence_signals(
-    data: ReplayData, settings: ReplaySettings, days: Sequence[tuple[date, pd.Timestamp]]
+    data: ReplayData,
+    settings: ReplaySettings,
+    days: Sequence[tuple[date, pd.Timestamp]],
+    map_fn: MapFn = map,
+    parts: int = 1,
 ) -> tuple[pd.Index, np.ndarray, np.ndarray]:
     """The raw :data:`~ibkr_assets.quant.alpha.SIGNALS` of the feature matrix
     :func:`day_features` assembles for each of ``days`` (session, run time) with
     ``preopen=False``, every session at once: the symbols (every one with bars), which of them
     each session's matrix holds (sessions x symbols), and the values (sessions x symbols x
     signals; NaN where missing or not held). The technical features are read from
-    :func:`~ibkr_assets.quant.technical.technical_panel` over :func:`technical_windows`'
+    :func:`~ibkr_assets.quant.technical.technical_panel` (with the symbols in ``parts`` groups
+    through ``map_fn``) over :func:`technical_windows`'
     windows, the statements' metrics from the statement history by
     :func:`~ibkr_assets.quant.features.statement_rows_known`, the headline z-scores from
     :func:`~ibkr_assets.quant.sentiment.polarity_zscore_panel` and the social scores from
     :func:`~ibkr_assets.quant.social.known_rows`: the functions the single day calls."""
     spans = _technical_spans(data, settings, [d for d, _ in days])
-    technical = technical_panel(data.bars, spans)
+    technical = technical_panel_by_symbols(data.bars, spans, map_fn, parts)
     symbols = pd.Index(technical.symbols.astype(str))
     column = {s: j for j, s in enumerate(SIGNALS)}
     present = technical.counts > 0
