@@ -318,16 +318,26 @@ def quote_frame(
                     missing[c.symbol] = request_error(exc)
     if not parts:
         return _empty(QUOTES), missing
-    got = pd.concat(parts, ignore_index=True)
+    got = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     bid, ask = got["bid"].to_numpy(), got["ask"].to_numpy()
     two_sided = (bid > 0) & (ask > 0)  # NaN compares False: no two-sided market
-    names = got["market_data_type"].map(lambda t: MARKET_DATA_TYPE_NAMES.get(t, str(t)))
+    types, which = np.unique(got["market_data_type"].to_numpy(), return_inverse=True)
+    names = [MARKET_DATA_TYPE_NAMES.get(t, str(t)) for t in types.tolist()]
     frame = got.assign(
         mid=np.where(two_sided, (bid + ask) / 2.0, np.nan),
         spread=np.where(two_sided, ask - bid, np.nan),
-        market_data_type=names,
+        market_data_type=np.array(names, dtype=object)[which.reshape(-1)],
     )
-    return frame[QUOTES.names].astype(QUOTES.dtypes), missing
+    return _typed(frame[QUOTES.names], QUOTES), missing
+
+
+def _typed(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """``frame`` (``table``'s columns) with ``table``'s dtypes, casting only the columns that
+    differ (a replay frames 127 sessions' quotes: casting every column each time costs more
+    than the quotes do)."""
+    dtypes = table.dtypes
+    differ = {c: t for c, t in dtypes.items() if frame[c].dtype != pd.api.types.pandas_dtype(t)}
+    return frame.astype(differ) if differ else frame
 
 
 # -- daily bars (incremental) -----------------------------------------------------------------
@@ -395,9 +405,15 @@ def cached_bars(
             return _empty(BARS)
         day = _bar_days(frame).to_numpy()
         keep = day < before.to_datetime64()
-        for symbol, end, n in zip(symbols, np.cumsum(lengths).tolist(), lengths, strict=True):
-            rows = slice(end - n, end)
-            keep[rows] &= np.isin(day[rows], missing[symbol].to_numpy())
+        # a symbol lacking every wanted session (a cold cache: all of them) keeps the bars of
+        # the wanted sessions, tested at once; any other its own lacking sessions
+        lacks_all = [len(missing[symbol]) == len(wanted) for symbol in symbols]
+        keep &= np.isin(day, wanted.to_numpy()) | ~np.repeat(lacks_all, lengths)
+        ends = np.cumsum(lengths).tolist()
+        for symbol, end, n, every in zip(symbols, ends, lengths, lacks_all, strict=True):
+            if not every:
+                rows = slice(end - n, end)
+                keep[rows] &= np.isin(day[rows], missing[symbol].to_numpy())
         names = np.repeat(np.array(list(symbols), dtype=object), lengths)
         return _bars_table(names[keep], frame.loc[keep], pd.Series(day[keep]))
 
