@@ -71,6 +71,15 @@ def first_rows(symbols: pd.Series | pd.Index, names: pd.Index) -> np.ndarray:
     return np.append(first, -1)[found]  # -1 (not found) reads the appended -1
 
 
+def by_symbol(frame: pd.DataFrame, column: str) -> pd.Series:
+    """``frame[column]`` of each symbol's first row, indexed by symbol: what
+    ``frame.drop_duplicates("symbol").set_index("symbol")[column]`` gives, without copying every
+    column of the frame."""
+    first = ~frame["symbol"].duplicated().to_numpy()
+    symbols = pd.Index(frame["symbol"].array[first], name="symbol")
+    return pd.Series(frame[column].array[first], index=symbols, name=column)
+
+
 def column_at(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
     """``frame[column]`` as float64 at positions ``rows`` (:func:`first_rows`), NaN at -1."""
     values = frame[column].to_numpy(dtype="float64", na_value=np.nan)
@@ -349,15 +358,7 @@ def compliance_checks(
     """Every check of the gate for the day's final weights (one-day VaR from the model: the
     covariance of the names held, the others' weights being 0); each order's notional is
     compared with the symbol's 20-session average dollar volume."""
-    listed = ~universe["symbol"].duplicated().to_numpy()
-    sectors = pd.Series(
-        universe["sector"].to_numpy()[listed], index=universe["symbol"].to_numpy()[listed]
-    )
-    measured = ~features["symbol"].duplicated().to_numpy()
-    dollar_adv = pd.Series(
-        features["adv"].to_numpy(dtype="float64", na_value=np.nan)[measured],
-        index=features["symbol"].to_numpy()[measured],
-    )
+    dollar_adv = by_symbol(features, "adv").astype("float64")
     modelled = set(model.symbols)
     held = [s for s in weights.index[weights.to_numpy() != 0] if s in modelled]
     return evaluate_compliance(
@@ -366,7 +367,7 @@ def compliance_checks(
         model.scenarios,
         model.daily_cov(held),
         limits,
-        sectors=sectors,
+        sectors=by_symbol(universe, "sector"),
         adv=dollar_adv.dropna(),
         net_liquidation=net_liquidation,
     )
@@ -387,13 +388,12 @@ def diff_orders(
     """The orders from ``held_shares`` to the non-zero ``weights`` of ``net_liquidation``,
     priced off the pre-open quotes (:func:`quote_prices`); symbols held without a target are
     sold out."""
-    ref = universe.drop_duplicates("symbol").set_index("symbol")
     return propose_orders(
         held_shares,
         weights[weights != 0],
         net_liquidation,
         quote_prices(quotes),
-        lot_sizes=ref["lot_size"],
+        lot_sizes=by_symbol(universe, "lot_size"),
         min_notional=min_notional,
         even_lots=even_lots,
         limit_spread_fraction=limit_spread_fraction,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ibkr_assets.quant.compliance import LIQUIDITY, SECTOR_EXPOSURE, ComplianceLimits
-from ibkr_assets.quant.decision import compliance_checks, cost_inputs, first_rows
+from ibkr_assets.quant.decision import by_symbol, compliance_checks, cost_inputs, first_rows
 from ibkr_assets.quant.risk_model import build_risk_model
 
 
@@ -63,3 +63,17 @@ def test_the_gate_reads_each_symbols_first_sector_and_adv() -> None:
     assert checks[SECTOR_EXPOSURE].offenders == ["X"] and checks[SECTOR_EXPOSURE].value == 0.6
     assert checks[LIQUIDITY].offenders == ["A"]  # $300k against A's first ADV, $100k
     assert checks[LIQUIDITY].value == 3.0
+
+
+def test_by_symbol_is_each_symbols_first_row_as_drop_duplicates_gives() -> None:
+    frame = pd.DataFrame(
+        {
+            "symbol": pd.array(["B", "A", "B", "C"], dtype="string"),
+            "lot_size": [1, 100, 5, 10],
+            "sector": pd.array(["X", "Y", "Z", None], dtype="string"),
+        }
+    )
+    for column in ("lot_size", "sector"):
+        expected = frame.drop_duplicates("symbol").set_index("symbol")[column]
+        pd.testing.assert_series_equal(by_symbol(frame, column), expected, check_exact=True)
+    assert by_symbol(frame, "lot_size").to_dict() == {"B": 1, "A": 100, "C": 10}

@@ -23,7 +23,7 @@ import pandas as pd
 from ibkr_assets.quant.backtest.fills import Bar, Fill, OrderCosts, fill_order
 from ibkr_assets.quant.backtest.replay import ReplaySettings
 from ibkr_assets.quant.costs import CostModel
-from ibkr_assets.quant.decision import column_at, diff_orders, first_rows
+from ibkr_assets.quant.decision import by_symbol, column_at, diff_orders, first_rows
 from ibkr_assets.quant.orders import ProposedOrder, resize_until_margin_ok
 
 #: round_lot(price USD) -> shares (``ibkr_spec.lots.round_lot``)
@@ -151,7 +151,7 @@ def day_orders(
     if execution.initial_margin is None:
         return [SizedOrder(o, o.quantity, 0, "accepted") for o in diff.orders]
     check = margin_what_if(held, prices, cash, execution.initial_margin)
-    lots = lotted.drop_duplicates("symbol").set_index("symbol")["lot_size"]
+    lots = by_symbol(lotted, "lot_size")
     sized = []
     for order in diff.orders:
         result = resize_until_margin_ok(
