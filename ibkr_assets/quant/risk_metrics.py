@@ -167,9 +167,26 @@ def sector_exposure(weights: pd.Series, sectors: pd.Series) -> pd.DataFrame:
     missing = sec.index[sec.isna()].tolist()
     if missing:
         raise ValueError(f"no sector for held symbols {missing}")
-    frame = pd.DataFrame({"sector": sec.astype(str), "w": held, "gross": held.abs()})
-    out = frame.groupby("sector")[["w", "gross"]].sum().rename(columns={"w": "net"})
+    codes, names = pd.factorize(sec.astype(str), sort=True)
+    w = held.to_numpy()
+    net, gross = (_group_sums(codes, x, len(names)) for x in (w, np.abs(w)))
+    out = pd.DataFrame({"net": net, "gross": gross}, index=names.rename("sector"))
     return out.sort_values("gross", ascending=False)
+
+
+def _group_sums(codes: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
+    """The sum of ``values`` by group ``codes`` (0 .. groups-1), Kahan-compensated in row order
+    as pandas' groupby ``sum`` adds: the same sums to the bit without building its frame (a
+    book's few held names make the Python loop the cheaper way)."""
+    total, compensation = [0.0] * groups, [0.0] * groups
+    for g, x in zip(codes.tolist(), values.tolist(), strict=True):
+        y = x - compensation[g]
+        t = total[g] + y
+        compensation[g] = t - total[g] - y
+        if compensation[g] != compensation[g]:  # inf - inf: pandas resets it
+            compensation[g] = 0.0
+        total[g] = t
+    return np.array(total, dtype="float64")
 
 
 def liquidity_usage(trade_notional: pd.Series, adv_notional: pd.Series) -> pd.Series:
