@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import ib_async
-import pandas as pd
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.batch import details_each, frames_each, resolve_each
+from ibkr_assets.broker.batch import details_each, resolve_each
 from ibkr_assets.broker.errors import BrokerError, InvalidRequest, NotSupported
+from ibkr_assets.broker.frames import FramesFromRequests
 from ibkr_assets.broker.fx import pair_rate
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
@@ -37,7 +37,7 @@ def _web_api_only(feature: str) -> NotSupported:
     )
 
 
-class TwsBroker:
+class TwsBroker(FramesFromRequests):
     """The Broker protocol over ib_async (TWS / IB Gateway / the simulated gateway).
 
     ``pacing_violations`` lists every pacing error IB sent this connection (code, message);
@@ -165,9 +165,6 @@ class TwsBroker:
         timeout = s.timeout * 3 + len(contracts) / paced_rate
         return self._read(lambda: self._market.quotes(list(contracts)), timeout=timeout)
 
-    def quotes_frame(self, contracts: Sequence[models.Contract]) -> pd.DataFrame:
-        return models.frame_of_quotes(self.quotes(contracts))
-
     def history(
         self,
         contract: models.Contract,
@@ -184,32 +181,6 @@ class TwsBroker:
         request = HistoryRequest(contract, duration, bar_size, what_to_show, end, use_rth, small)
         return self._read(lambda: self._market.history(request), timeout=timeout)
 
-    def history_frame(
-        self,
-        contract: models.Contract,
-        duration: str = "1 Y",
-        bar_size: str = "1 day",
-        what_to_show: str = "TRADES",
-        end: datetime | None = None,
-        use_rth: bool = True,
-    ) -> pd.DataFrame:
-        bars = self.history(contract, duration, bar_size, what_to_show, end, use_rth)
-        return models.frame_of_bars(bars)
-
-    def history_frames(
-        self,
-        contracts: Sequence[models.Contract],
-        duration: str = "1 Y",
-        bar_size: str = "1 day",
-        what_to_show: str = "TRADES",
-        end: datetime | None = None,
-        use_rth: bool = True,
-    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
-        def one(contract: models.Contract) -> pd.DataFrame:
-            return self.history_frame(contract, duration, bar_size, what_to_show, end, use_rth)
-
-        return frames_each(contracts, one, models.frame_of_bars([]))
-
     def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
         return self._read(lambda: self._market.depth(contract, rows))
 
@@ -221,27 +192,6 @@ class TwsBroker:
         limit: int = 50,
     ) -> list[models.NewsHeadline]:
         return self._read(lambda: self._market.news(contract, start, end, limit))
-
-    def news_frame(
-        self,
-        contract: models.Contract,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-    ) -> pd.DataFrame:
-        return models.frame_of_headlines(self.news(contract, start, end, limit))
-
-    def news_frames(
-        self,
-        contracts: Sequence[models.Contract],
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
-        def one(contract: models.Contract) -> pd.DataFrame:
-            return self.news_frame(contract, start, end, limit)
-
-        return frames_each(contracts, one, models.frame_of_headlines([]))
 
     # -- trading -----------------------------------------------------------------------------
     def what_if(self, order: models.Order) -> models.WhatIfResult:

@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime
 
-import pandas as pd
-
 from ibkr_assets.broker import models
-from ibkr_assets.broker.batch import frames_each, resolve_each
+from ibkr_assets.broker.batch import resolve_each
 from ibkr_assets.broker.errors import BrokerError, NotSupported
+from ibkr_assets.broker.frames import FramesFromRequests
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.timeutil import NEW_YORK
@@ -35,7 +34,7 @@ def _ib_volume(
     )
 
 
-class WebApiBroker:
+class WebApiBroker(FramesFromRequests):
     """The Broker protocol over IBKR's Client Portal Web API (a gateway, or ibkr-sim webapi)."""
 
     name = "webapi"
@@ -136,9 +135,6 @@ class WebApiBroker:
     def quotes(self, contracts: Sequence[models.Contract]) -> list[models.Quote]:
         return self._market.quotes(list(contracts))
 
-    def quotes_frame(self, contracts: Sequence[models.Contract]) -> pd.DataFrame:
-        return models.frame_of_quotes(self.quotes(contracts))
-
     def history(
         self,
         contract: models.Contract,
@@ -149,32 +145,6 @@ class WebApiBroker:
         use_rth: bool = True,
     ) -> list[models.Bar]:
         return self._market.history(contract, duration, bar_size, what_to_show, end, use_rth)
-
-    def history_frame(
-        self,
-        contract: models.Contract,
-        duration: str = "1 Y",
-        bar_size: str = "1 day",
-        what_to_show: str = "TRADES",
-        end: datetime | None = None,
-        use_rth: bool = True,
-    ) -> pd.DataFrame:
-        bars = self.history(contract, duration, bar_size, what_to_show, end, use_rth)
-        return models.frame_of_bars(bars)
-
-    def history_frames(
-        self,
-        contracts: Sequence[models.Contract],
-        duration: str = "1 Y",
-        bar_size: str = "1 day",
-        what_to_show: str = "TRADES",
-        end: datetime | None = None,
-        use_rth: bool = True,
-    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
-        def one(contract: models.Contract) -> pd.DataFrame:
-            return self.history_frame(contract, duration, bar_size, what_to_show, end, use_rth)
-
-        return frames_each(contracts, one, models.frame_of_bars([]))
 
     def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
         raise NotSupported(
@@ -194,27 +164,6 @@ class WebApiBroker:
             "news is not available on the webapi backend: IBKR's Web API has no "
             "historical-news endpoint; use IBKR_BACKEND=tws"
         )
-
-    def news_frame(
-        self,
-        contract: models.Contract,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-    ) -> pd.DataFrame:
-        return models.frame_of_headlines(self.news(contract, start, end, limit))
-
-    def news_frames(
-        self,
-        contracts: Sequence[models.Contract],
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
-        def one(contract: models.Contract) -> pd.DataFrame:
-            return self.news_frame(contract, start, end, limit)
-
-        return frames_each(contracts, one, models.frame_of_headlines([]))
 
     # -- trading -----------------------------------------------------------------------------
     def what_if(self, order: models.Order) -> models.WhatIfResult:
