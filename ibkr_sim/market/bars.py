@@ -26,7 +26,8 @@ from ibkr_sim.market.calendar import (
     to_ns,
 )
 from ibkr_sim.market.edge import Edge
-from ibkr_sim.market.paths import intraday, on_tick, panel
+from ibkr_sim.market.intraday import intraday
+from ibkr_sim.market.paths import on_tick, panel
 from ibkr_sim.market.quotes import spread, state
 from ibkr_spec.errors import INVALID_REQUEST, IBError
 from ibkr_spec.historical import BarSize, Duration, session_window

@@ -1,8 +1,8 @@
 """Quotes of the simulated market: top of book at any instant and a level-2 book around it.
 
 During a session the last price moves along the session's intraday path
-(:func:`ibkr_sim.market.paths.intraday`), interpolated between minute marks, with the running high
-and low and the volume traded so far. Before the open a snapshot shows the previous close with
+(:func:`ibkr_sim.market.intraday.intraday`), interpolated between minute marks, with the running
+high and low and the volume traded so far. Before the open a snapshot shows the previous close with
 volume 0; after the close, the day's close. The spread widens for less liquid names (about 1 bp
 for mega caps, tens of bp for thin names, at least one tick), 3x before the open and 2x after
 the close. Sizes and the depth ladder's market makers are hashed from the seed, the contract and
@@ -20,7 +20,8 @@ import numpy as np
 
 from ibkr_sim.market.calendar import to_ns, when
 from ibkr_sim.market.edge import Edge
-from ibkr_sim.market.paths import intraday, on_tick, panel
+from ibkr_sim.market.intraday import intraday
+from ibkr_sim.market.paths import on_tick, panel
 from ibkr_sim.universe import Instrument, stable_int
 from ibkr_spec.lots import round_lot
 

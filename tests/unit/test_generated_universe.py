@@ -12,7 +12,7 @@ import pytest
 
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.settings import load_settings
-from ibkr_sim.market import fundamentals, paths
+from ibkr_sim.market import fundamentals, intraday, paths
 from ibkr_sim.market.sim_market import SimMarket
 from ibkr_sim.universe import (
     LISTED_STOCKS,
@@ -123,7 +123,10 @@ def test_listed_columns_are_the_same_in_a_wider_panel(wide: SimMarket) -> None:
             getattr(wider.chatter, name)[:, :LISTED_STOCKS], getattr(narrow.chatter, name)
         )
     j = 1300
-    day, wider_day = paths._intraday(SEED, wide.edge, j, 0), paths._intraday(SEED, wide.edge, j, 1)
+    day, wider_day = (
+        intraday._intraday(SEED, wide.edge, j, 0),
+        intraday._intraday(SEED, wide.edge, j, 1),
+    )
     np.testing.assert_array_equal(wider_day.path[:C], day.path)
     np.testing.assert_array_equal(wider_day.cum_volume[:C], day.cum_volume)
     st, wider_st = fundamentals._statements(SEED, 0), fundamentals._statements(SEED, 1)

@@ -1,5 +1,6 @@
-"""The simulated market's intraday path (:func:`ibkr_sim.market.paths.intraday`) on a seeded world:
-exact daily OHLC, no price parked at an extreme, a realistic volatility and a U-shaped volume.
+"""The simulated market's intraday path (:func:`ibkr_sim.market.intraday.intraday`) on a seeded
+world: exact daily OHLC, no price parked at an extreme, a realistic volatility and a U-shaped
+volume.
 
 Measured on seed 7 (about 430 liquid names: ADV above a million shares, previous close above
 $20; sessions from 2021 to 2026): 7-11 % of their one-minute bars have open = high = low = close,
@@ -22,7 +23,8 @@ import pytest
 from ibkr_sim.market.bars import intraday_bars
 from ibkr_sim.market.calendar import schedule, session_index
 from ibkr_sim.market.edge import Edge
-from ibkr_sim.market.paths import Intraday, _intraday, generated_blocks, intraday, panel
+from ibkr_sim.market.intraday import Intraday, _intraday, intraday
+from ibkr_sim.market.paths import generated_blocks, panel
 from ibkr_sim.universe import LISTED_STOCKS, Universe
 
 SEED = 7
