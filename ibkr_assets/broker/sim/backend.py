@@ -11,33 +11,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import get_args
 
-import numpy as np
-import pandas as pd
-
 from ibkr_assets.broker import models
-from ibkr_assets.broker.batch import details_each, frames_each, resolve_each
+from ibkr_assets.broker.batch import details_each, resolve_each
 from ibkr_assets.broker.errors import AccountNotFound, BrokerError, InvalidRequest, NotConnected
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.sim.convert import (
-    bar_frame_as_of,
-    bar_frames_as_of,
     bars,
     copied,
     copied_all,
-    headline_frame_of,
-    headline_frames_of,
     ib_errors,
     to_alert,
     to_contract,
     to_watchlist,
 )
+from ibkr_assets.broker.sim.frames import SimFrames
 from ibkr_sim.exchange import OrderInfo, OrderRequest, PaperExchange
 from ibkr_sim.exchange.accounts import fx_rates
 from ibkr_sim.market import Edge, SimMarket
-from ibkr_sim.market.news import NewsColumns
 from ibkr_sim.universe import Instrument
-from ibkr_spec import historical
 from ibkr_spec.errors import IBError
 from ibkr_spec.lots import round_lot
 
@@ -51,7 +43,7 @@ def shared_market(seed: int, n_stocks: int, edge: str = "default") -> SimMarket:
     return SimMarket(seed=seed, n_stocks=n_stocks, edge=Edge.named(edge))
 
 
-class SimBroker:
+class SimBroker(SimFrames):
     """The Broker protocol served by the simulated market and paper exchange, in-process."""
 
     name = "sim"
@@ -295,18 +287,6 @@ class SimBroker:
         closes = [s.prev_close for s in snaps]
         return copied_all(models.Quote, snaps, contract=contracts, close=closes)
 
-    def quotes_frame(self, contracts: Sequence[models.Contract]) -> pd.DataFrame:
-        """Built from the simulator's arrays when every contract has a panel column (any but
-        an option), else from :meth:`quotes`."""
-        self._check_open()
-        now = self.now()
-        with ib_errors():
-            columns = self.market.snapshot_columns([c.conid for c in contracts], now)
-        if columns is None:
-            return models.frame_of_quotes(self.quotes(contracts))
-        at = pd.Timestamp(now).tz_convert("UTC").tz_localize(None)
-        return models.quote_frame(contracts, at, columns | {"close": columns["prev_close"]}, 1)
-
     def history(
         self,
         contract: models.Contract,
@@ -318,90 +298,6 @@ class SimBroker:
     ) -> list[models.Bar]:
         frame, daily, end = self._history(contract, duration, bar_size, what_to_show, end)
         return models.bars_as_of(bars(frame, what_to_show, daily), end)
-
-    def history_frame(
-        self,
-        contract: models.Contract,
-        duration: str = "1 Y",
-        bar_size: str = "1 day",
-        what_to_show: str = "TRADES",
-        end: datetime | None = None,
-        use_rth: bool = True,
-    ) -> pd.DataFrame:
-        frame, daily, end = self._history(contract, duration, bar_size, what_to_show, end)
-        return bar_frame_as_of(frame, what_to_show, daily, end)
-
-    def history_frames(
-        self,
-        contracts: Sequence[models.Contract],
-        duration: str = "1 Y",
-        bar_size: str = "1 day",
-        what_to_show: str = "TRADES",
-        end: datetime | None = None,
-        use_rth: bool = True,
-    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
-        """Daily TRADES or MIDPOINT bars of contracts that all have a price history from one
-        slice of the simulator's panel; any other request one :meth:`history_frame` per
-        contract."""
-        self._check_open()
-        end = min(end or self.now(), self.now())
-        found = self._daily_columns(contracts, duration, bar_size, what_to_show, end)
-        if found is None:
-            return frames_each(
-                contracts,
-                lambda c: self.history_frame(c, duration, bar_size, what_to_show, end, use_rth),
-                models.frame_of_bars([]),
-            )
-        frame = bar_frames_as_of(*found, what_to_show, True, end)
-        times = len(found[0])
-        frame.insert(0, "conid", np.repeat(np.array([c.conid for c in contracts]), times))
-        return frame, {}
-
-    def _daily_columns(
-        self,
-        contracts: Sequence[models.Contract],
-        duration: str,
-        bar_size: str,
-        what_to_show: str,
-        end: datetime,
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-        """The simulator's daily bars of every contract at once (UTC ns of the bars,
-        OHLCV (bars, contracts)); None unless the request is for daily TRADES or MIDPOINT bars
-        and every contract has a price history (then each is asked alone, for its own answer
-        or error)."""
-        if not contracts or bar_size != "1 day" or what_to_show not in ("TRADES", "MIDPOINT"):
-            return None
-        try:
-            span, _ = models.history_spec(contracts[0].symbol, duration, bar_size, what_to_show)
-            conids = [self._instrument(c).conid for c in contracts]
-            with ib_errors():
-                return self.market.daily_session_history(conids, end, span)
-        except BrokerError:
-            return None
-
-    def _history(
-        self,
-        contract: models.Contract,
-        duration: str,
-        bar_size: str,
-        what_to_show: str,
-        end: datetime | None,
-    ) -> tuple[pd.DataFrame, bool, datetime]:
-        """The simulator's OHLCV frame (index: bar time, UTC) a history request asks for,
-        whether its bars are daily (or longer), and the request's end."""
-        self._check_open()
-        inst = self._instrument(contract)
-        end = min(end or self.now(), self.now())
-        span, size = models.history_spec(contract.symbol, duration, bar_size, what_to_show)
-        with ib_errors():
-            if size.is_daily:  # trading sessions, today's bar so far included, as the gateway
-                _, frame = self.market.session_history(inst.conid, end, span, size, what_to_show)
-            else:
-                start = historical.start_of(end, span)
-                frame = self.market.history(
-                    inst.conid, start=start, end=end, bar_size=size, what_to_show=what_to_show
-                )
-        return frame, size.is_daily, end
 
     def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
         self._check_open()
@@ -442,52 +338,6 @@ class SimBroker:
             )
             for t, p, a, h in zip(*(found[c] for c in models.HEADLINE_COLUMNS), strict=True)
         ]
-
-    def news_frame(
-        self,
-        contract: models.Contract,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-    ) -> pd.DataFrame:
-        return self._news(contract, start, end, limit)
-
-    def news_frames(
-        self,
-        contracts: Sequence[models.Contract],
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
-        """Each contract's headlines drawn as columns and framed once for all."""
-        self._check_open()
-        found: list[tuple[int, NewsColumns]] = []
-        failed: dict[int, BrokerError] = {}
-        for contract in contracts:
-            try:
-                found.append((contract.conid, self._newest(contract, start, end, limit)))
-            except BrokerError as exc:
-                failed[contract.conid] = exc
-        return headline_frames_of(found), failed
-
-    def _news(
-        self, contract: models.Contract, start: datetime | None, end: datetime | None, limit: int
-    ) -> pd.DataFrame:
-        """The newest ``limit`` headlines of a news request, newest first, as a headline frame
-        (:data:`~ibkr_assets.broker.models.HEADLINE_COLUMNS`)."""
-        self._check_open()
-        return headline_frame_of(self._newest(contract, start, end, limit))
-
-    def _newest(
-        self, contract: models.Contract, start: datetime | None, end: datetime | None, limit: int
-    ) -> NewsColumns:
-        """The simulator's newest ``limit`` headlines of a news request, newest first."""
-        inst = self._instrument(contract)
-        end = min(end or self.now(), self.now())
-        start = start or end - timedelta(days=1)
-        with ib_errors():
-            found = self.market.news_columns(inst.conid, start, end)
-        return found.take(np.argsort(-found.time_ns, kind="stable")[:limit])
 
     # -- trading -----------------------------------------------------------------------------
     def _request(self, order: models.Order) -> OrderRequest:
