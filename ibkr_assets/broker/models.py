@@ -22,12 +22,9 @@ accepts and refuses the same requests with the same message.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Literal, cast, get_args
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from ibkr_assets.broker.errors import InvalidOrder, InvalidRequest
@@ -189,42 +186,17 @@ def bars_as_of(bars: list[Bar], at: datetime) -> list[Bar]:
     return bars
 
 
-#: The columns of a bar frame (:func:`frame_of_bars`, ``Broker.history_frame``): a
+#: The columns of a bar frame (:func:`~.frames.frame_of_bars`, ``Broker.history_frame``): a
 #: :class:`Bar`'s fields ``time`` (datetime64[ns, UTC]), ``open``, ``high``, ``low``, ``close``
 #: (float64, the instrument's currency per unit), ``volume`` (float64 shares; -1 for
 #: MIDPOINT/BID/ASK) and ``session`` (datetime64[ns], the session's date; NaT for intraday bars).
 BAR_COLUMNS = ("time", "open", "high", "low", "close", "volume", "session")
-#: The columns of a headline frame (:func:`frame_of_headlines`, ``Broker.news_frame``):
+#: The columns of a headline frame (:func:`~.frames.frame_of_headlines`, ``Broker.news_frame``):
 #: ``time`` (datetime64[ns, UTC]), ``provider_code``, ``article_id`` and ``headline`` (string).
 HEADLINE_COLUMNS = ("time", "provider_code", "article_id", "headline")
 
 
-def bar_frame(
-    time: Any,
-    prices: Sequence[Any],
-    volume: Any,
-    session: Any,
-) -> pd.DataFrame:
-    """A bar frame (:data:`BAR_COLUMNS`) from its columns: ``time`` (UTC instants: a
-    ``DatetimeIndex``, or anything it reads), ``prices`` (open, high, low, close), ``volume``
-    and ``session`` (datetime64[ns] dates, or dates and None for intraday bars)."""
-    times = time if isinstance(time, pd.DatetimeIndex) else pd.DatetimeIndex(time)
-    times = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
-    if not (isinstance(session, np.ndarray) and session.dtype == np.dtype("datetime64[ns]")):
-        session = pd.DatetimeIndex(pd.to_datetime(session)).as_unit("ns").to_numpy()
-    frame = {
-        "time": times.as_unit("ns"),
-        **{
-            name: np.asarray(values, dtype=np.float64)
-            for name, values in zip(("open", "high", "low", "close"), prices, strict=True)
-        },
-        "volume": np.asarray(volume, dtype=np.float64),
-        "session": session,
-    }
-    return pd.DataFrame(frame, columns=list(BAR_COLUMNS))
-
-
-#: The columns of a quote frame (:func:`frame_of_quotes`, ``Broker.quotes_frame``): the
+#: The columns of a quote frame (:func:`~.frames.frame_of_quotes`, ``Broker.quotes_frame``): the
 #: contract's ``conid`` (int64) and ``symbol`` (string), then a :class:`Quote`'s fields:
 #: ``time`` (datetime64[ns, UTC]), prices and sizes (float64, NaN where the quote has none) and
 #: ``market_data_type`` (int64).
@@ -245,67 +217,6 @@ QUOTE_COLUMNS = (
     "close",
     "market_data_type",
 )
-
-
-def quote_frame(
-    contracts: Sequence[Contract], time: Any, values: dict[str, Any], market_data_type: Any
-) -> pd.DataFrame:
-    """A quote frame (:data:`QUOTE_COLUMNS`) of ``contracts``: ``time`` (UTC instants, one for
-    all or one a quote), ``values`` one sequence per price and size column (None or NaN where
-    absent) and ``market_data_type`` (one for all or one a quote)."""
-    n = len(contracts)
-    times = pd.DatetimeIndex(np.broadcast_to(np.asarray(time, dtype="datetime64[ns]"), (n,)))
-    frame = {
-        "conid": np.array([c.conid for c in contracts], dtype=np.int64),
-        "symbol": pd.array([c.symbol for c in contracts], dtype="string"),
-        "time": times.tz_localize("UTC"),
-        **{
-            name: np.asarray(values[name], dtype=np.float64).reshape(n)
-            for name in QUOTE_COLUMNS[3:-1]
-        },
-        "market_data_type": np.broadcast_to(np.asarray(market_data_type, np.int64), (n,)),
-    }
-    return pd.DataFrame(frame, columns=list(QUOTE_COLUMNS))
-
-
-def frame_of_quotes(quotes: Sequence[Quote]) -> pd.DataFrame:
-    """:class:`Quote` objects as a quote frame (:data:`QUOTE_COLUMNS`), in their order: what a
-    backend whose requests return quotes answers ``Broker.quotes_frame`` with."""
-    return quote_frame(
-        [q.contract for q in quotes],
-        [pd.Timestamp(q.time).tz_convert("UTC").tz_localize(None) for q in quotes],
-        {
-            name: [np.nan if (v := getattr(q, name)) is None else v for q in quotes]
-            for name in QUOTE_COLUMNS[3:-1]
-        },
-        [q.market_data_type for q in quotes],
-    )
-
-
-def frame_of_bars(bars: Sequence[Bar]) -> pd.DataFrame:
-    """:class:`Bar` objects as a bar frame (:data:`BAR_COLUMNS`), in their order: what a
-    backend whose requests return bars answers ``Broker.history_frame`` with."""
-    return bar_frame(
-        [b.time for b in bars],
-        [[getattr(b, name) for b in bars] for name in ("open", "high", "low", "close")],
-        [b.volume for b in bars],
-        [b.session for b in bars],
-    )
-
-
-def frame_of_headlines(items: Sequence[NewsHeadline]) -> pd.DataFrame:
-    """:class:`NewsHeadline` objects as a headline frame (:data:`HEADLINE_COLUMNS`), in their
-    order: what a backend whose requests return headlines answers ``Broker.news_frame`` with."""
-    times = pd.DatetimeIndex([h.time for h in items], dtype="datetime64[ns, UTC]")
-    return pd.DataFrame(
-        {
-            "time": times,
-            **{
-                name: pd.array([getattr(h, name) for h in items], dtype="string")
-                for name in HEADLINE_COLUMNS[1:]
-            },
-        }
-    )
 
 
 class DepthLevel(_Model):

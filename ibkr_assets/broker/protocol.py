@@ -148,7 +148,7 @@ class Broker(Protocol):
         """:meth:`quotes` as one frame, in the order given (columns
         :data:`~ibkr_assets.broker.models.QUOTE_COLUMNS`), the same request and errors: the sim
         backend builds it from its arrays, the others convert :meth:`quotes`'s quotes
-        (:func:`~ibkr_assets.broker.models.frame_of_quotes`)."""
+        (:func:`~ibkr_assets.broker.frames.frame_of_quotes`)."""
         ...
 
     def history(
@@ -176,7 +176,7 @@ class Broker(Protocol):
         """:meth:`history`'s bars as one frame, oldest first (columns
         :data:`~ibkr_assets.broker.models.BAR_COLUMNS`), the same request and errors: the sim
         backend builds it from its arrays, the others convert :meth:`history`'s bars
-        (:func:`~ibkr_assets.broker.models.frame_of_bars`)."""
+        (:func:`~ibkr_assets.broker.frames.frame_of_bars`)."""
         ...
 
     def history_frames(
@@ -219,7 +219,7 @@ class Broker(Protocol):
         """:meth:`news`'s headlines as one frame, newest first (columns
         :data:`~ibkr_assets.broker.models.HEADLINE_COLUMNS`), the same request and errors: the
         sim backend builds it from its arrays, the others convert :meth:`news`'s headlines
-        (:func:`~ibkr_assets.broker.models.frame_of_headlines`)."""
+        (:func:`~ibkr_assets.broker.frames.frame_of_headlines`)."""
         ...
 
     def news_frames(

@@ -16,6 +16,7 @@ from ibkr_assets.broker.errors import (
     NotSupported,
     OrderNotFound,
 )
+from ibkr_assets.broker.frames import frame_of_bars, frame_of_headlines, frame_of_quotes
 from ibkr_assets.broker.models import (
     BAR_COLUMNS,
     HEADLINE_COLUMNS,
@@ -23,9 +24,6 @@ from ibkr_assets.broker.models import (
     Contract,
     Order,
     ScanFilter,
-    frame_of_bars,
-    frame_of_headlines,
-    frame_of_quotes,
 )
 from ibkr_sim.universe import Universe
 

@@ -19,13 +19,13 @@ import pandas as pd
 from pydantic import BaseModel, TypeAdapter
 
 from ibkr_assets.broker.errors import error_from_ib
+from ibkr_assets.broker.frames import bar_frame
 from ibkr_assets.broker.models import (
     HEADLINE_COLUMNS,
     Bar,
     Contract,
     PriceAlert,
     Watchlist,
-    bar_frame,
     bar_series,
 )
 from ibkr_sim.exchange.alerts import AlertInfo
