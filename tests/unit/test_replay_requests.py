@@ -17,7 +17,8 @@ from ibkr_assets.assets.market_data import (
     quote_frame,
 )
 from ibkr_assets.broker.errors import BrokerError
-from ibkr_assets.broker.models import Contract, NewsHeadline, frame_of_headlines
+from ibkr_assets.broker.frames import frame_of_headlines
+from ibkr_assets.broker.models import Contract, NewsHeadline
 from ibkr_assets.broker.sim.backend import SimBroker, shared_market
 from ibkr_sim.exchange import PaperExchange
 
