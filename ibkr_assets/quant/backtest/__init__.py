@@ -69,13 +69,13 @@ from ibkr_assets.quant.backtest.calibration import (
     calibrate,
     candidate_evidence,
 )
+from ibkr_assets.quant.backtest.evidence_panel import signal_panel
 from ibkr_assets.quant.backtest.replay import (
     DayInputs,
     ReplayData,
     ReplaySettings,
     prepare_day,
     prepare_days,
-    signal_panel,
     technical_windows,
 )
 from ibkr_assets.quant.backtest.statistics import (

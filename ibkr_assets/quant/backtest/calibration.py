@@ -129,7 +129,7 @@ def calibrate(
     map_fn: MapFn = map,
 ) -> Calibration:
     """Walk-forward calibration of the evidence reading over ``days`` (see the module
-    docstring); ``panel`` is the replay's :func:`~.replay.signal_panel`. The candidates'
+    docstring); ``panel`` is :func:`~.evidence_panel.signal_panel`. The candidates'
     replays (:func:`candidate_replay`, one per reading) run through ``map_fn``, which must
     yield their results in the order of the readings (the builtin ``map``: here, in turn)."""
     if len(days) < max(min_sessions, train_sessions + fold_sessions):
