@@ -7,7 +7,7 @@ subprocess (its own interpreter and GIL, as IBKR's gateway is its own Java proce
 clock started at the pre-open of ``--session``. The client is
 the ``webapi`` backend as ``connect()`` builds it for the pipeline, called through the ingest's
 own functions: :func:`~ibkr_assets.assets.market_data.quote_frame` (the ``quotes`` asset:
-chunks of 100) and :func:`~ibkr_assets.assets.market_data.cached_bars` (the ``daily_bars``
+chunks of 100) and :func:`~ibkr_assets.assets.bar_cache.cached_bars` (the ``daily_bars``
 asset, on an empty bar cache: one history request per symbol, ``request_workers`` threads,
 i.e. the backend's ``history_concurrency``). The bars asked are the sessions of the year before
 ``--session``, as of its pre-open (08:00 New York).
@@ -71,8 +71,8 @@ from zoneinfo import ZoneInfo
 from _world import parse_world, world_parser
 from ingest_gateway import gateway_process, message_lower_bound, warm_up
 
+from ibkr_assets.assets.bar_cache import cached_bars
 from ibkr_assets.assets.market_data import (
-    cached_bars,
     quote_frame,
     request_workers,
     universe_frame,

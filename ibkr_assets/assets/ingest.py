@@ -50,6 +50,7 @@ from typing import Any, TypeVar, cast
 import dagster as dg
 import pandas as pd
 
+from ibkr_assets.assets.bar_cache import cached_bars
 from ibkr_assets.assets.catalog import IB, IB_NEWS, Table, daily_asset_kwargs
 from ibkr_assets.assets.market_data import (
     BARS,
@@ -58,10 +59,7 @@ from ibkr_assets.assets.market_data import (
     QUOTES,
     TOP_MOVERS,
     UNIVERSE,
-    cached_bars,
-    headline_frame,
     is_transient,
-    macro_history,
     named_failures,
     quote_frame,
     request_workers,
@@ -71,6 +69,7 @@ from ibkr_assets.assets.market_data import (
     value_counts,
 )
 from ibkr_assets.assets.materialization import frame_metadata, listing
+from ibkr_assets.assets.news_history import headline_frame, macro_history
 from ibkr_assets.assets.partition import session_of, with_partition
 from ibkr_assets.config import PipelineConfig, watchlist_symbols
 from ibkr_assets.errors import ConfigurationError

@@ -7,8 +7,8 @@ lost connection or a pacing violation is the step's error rather than a symbol's
 again (:func:`request_error`) so the step fails, and its retry policy runs it again when
 :func:`is_transient` says another attempt can help.
 
-Daily bars go through the DuckDB cache of the storage resource (``cache.daily_bars``): the
-cached bars are read once, only the missing sessions are requested, and those are added.
+The daily bars and their cache are :mod:`ibkr_assets.assets.bar_cache`; the headlines and the
+macro gauges :mod:`ibkr_assets.assets.news_history`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import date, datetime
-from itertools import pairwise
 from typing import TypeVar
 
 import numpy as np
@@ -29,12 +28,10 @@ from ibkr_assets.broker.batch import CONNECTION_ERRORS
 from ibkr_assets.broker.errors import (
     BrokerError,
     DuplicateClientId,
-    InvalidRequest,
     NotConnected,
 )
 from ibkr_assets.broker.models import MARKET_DATA_TYPE_NAMES, Contract
 from ibkr_assets.config import PipelineConfig
-from ibkr_assets.resources.storage import StorageResource
 from ibkr_spec.errors import COULD_NOT_CONNECT
 
 T = TypeVar("T")
@@ -207,7 +204,7 @@ def fetch_each(
     return results, {s: str(e) for s, _, e in outcomes if e is not None}  # type: ignore[return-value]
 
 
-def _empty(table: Table) -> pd.DataFrame:
+def empty_frame(table: Table) -> pd.DataFrame:
     """A frame of ``table``'s columns and dtypes without rows."""
     return pd.DataFrame(columns=table.names).astype(table.dtypes)
 
@@ -317,7 +314,7 @@ def quote_frame(
                 except BrokerError as exc:
                     missing[c.symbol] = request_error(exc)
     if not parts:
-        return _empty(QUOTES), missing
+        return empty_frame(QUOTES), missing
     got = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     bid, ask = got["bid"].to_numpy(), got["ask"].to_numpy()
     two_sided = (bid > 0) & (ask > 0)  # NaN compares False: no two-sided market
@@ -338,326 +335,6 @@ def _typed(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     dtypes = table.dtypes
     differ = {c: t for c, t in dtypes.items() if frame[c].dtype != pd.api.types.pandas_dtype(t)}
     return frame.astype(differ) if differ else frame
-
-
-# -- daily bars (incremental) -----------------------------------------------------------------
-
-
-def bars_frame(symbol: str, frame: pd.DataFrame, before: date) -> pd.DataFrame:
-    """``symbol``'s bars (a bar frame, ``Broker.history_frame``) of the sessions before
-    ``before`` (:data:`BARS`)."""
-    day = _bar_days(frame)
-    keep = (day < pd.Timestamp(before)).to_numpy()
-    return _bars_table(symbol, frame.loc[keep], day[keep])
-
-
-def _bar_days(frame: pd.DataFrame) -> pd.Series:
-    """Each bar's session (its UTC date where the frame has none), datetime64[ns]."""
-    utc_day = frame["time"].dt.tz_convert(None).dt.normalize()
-    return frame["session"].fillna(utc_day).astype("datetime64[ns]")
-
-
-def _bars_table(symbol: str | np.ndarray, frame: pd.DataFrame, day: pd.Series) -> pd.DataFrame:
-    """A bar frame's rows as :data:`BARS` rows of ``symbol`` (one, or one a row), sessions
-    ``day``."""
-    symbols = np.full(len(frame), symbol, dtype=object) if isinstance(symbol, str) else symbol
-    table = {
-        "symbol": symbols,
-        "session": day.to_numpy(),
-        **{c: frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")},
-    }
-    return pd.DataFrame(table, columns=BARS.names).astype(BARS.dtypes)
-
-
-def cached_bars(
-    storage: StorageResource,
-    broker: Broker,
-    contracts: Sequence[Contract],
-    needed: Sequence[date],
-    at: datetime,
-    session: date,
-    workers: int,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str], int]:
-    """Daily bars of ``contracts`` for the ``needed`` sessions (all before ``session``): the
-    ones in the DuckDB cache, plus those fetched from the broker (as of ``at``) and added to
-    it; a bar of a session not closed by ``at`` (IB's day so far) is used but not cached.
-    Returns the bars (by symbol and session), the newly fetched ones, the symbols whose
-    request failed (with the error) and the number of history requests."""
-    symbols = [c.symbol for c in contracts]
-    cached = storage.cached_bars(symbols, needed[0], needed[-1]).astype(BARS.dtypes)
-    wanted = pd.DatetimeIndex(sorted(set(needed))).as_unit("ns")
-    have = cached.groupby(cached["symbol"].astype(str), sort=False)["session"]
-    present = {symbol: pd.DatetimeIndex(days) for symbol, days in have}
-    missing: dict[str, pd.DatetimeIndex] = {}
-    for symbol in symbols:
-        lacking = wanted.difference(present[symbol]) if symbol in present else wanted
-        if len(lacking):
-            missing[symbol] = lacking
-    to_fetch = [c for c in contracts if c.symbol in missing]
-    before = pd.Timestamp(session)
-
-    def new_bars(
-        frame: pd.DataFrame, symbols: Sequence[str], lengths: Sequence[int]
-    ) -> pd.DataFrame:
-        """The bars of ``frame`` (IB's bars of ``symbols``, ``lengths`` rows each, one after
-        the other) of the sessions the cache lacks (all before ``session``), as :data:`BARS`."""
-        if not len(frame):
-            return _empty(BARS)
-        day = _bar_days(frame).to_numpy()
-        keep = day < before.to_datetime64()
-        # a symbol lacking every wanted session (a cold cache: all of them) keeps the bars of
-        # the wanted sessions, tested at once; any other its own lacking sessions
-        lacks_all = [len(missing[symbol]) == len(wanted) for symbol in symbols]
-        keep &= np.isin(day, wanted.to_numpy()) | ~np.repeat(lacks_all, lengths)
-        ends = np.cumsum(lengths).tolist()
-        for symbol, end, n, every in zip(symbols, ends, lengths, lacks_all, strict=True):
-            if not every:
-                rows = slice(end - n, end)
-                keep[rows] &= np.isin(day[rows], missing[symbol].to_numpy())
-        names = np.repeat(np.array(list(symbols), dtype=object), lengths)
-        return _bars_table(names[keep], frame.loc[keep], pd.Series(day[keep]))
-
-    def each_new_bars(got: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-        """:func:`new_bars` of ``got`` (symbol -> IB's bar frame), concatenated once (a replay
-        reads 700 symbols)."""
-        if not got:
-            return _empty(BARS)
-        frame = pd.concat(list(got.values()), ignore_index=True)
-        return new_bars(frame, list(got), [len(f) for f in got.values()])
-
-    if broker.market_data_in_process:  # no I/O: every symbol of a duration in one request
-        fetched, failed = _history_together(broker, to_fetch, missing, at, new_bars, storage)
-        storage.cache_bars(fetched, at)
-        return _with_cached(cached, fetched), fetched, failed, len(to_fetch)
-    # bars fetched before a lost connection are cached all the same: the retry asks for the rest
-    results, failed = fetch_each(
-        lambda c: broker.history_frame(
-            c,
-            duration=ib_duration(missing[c.symbol][0].date(), at),
-            bar_size="1 day",
-            end=at,
-        ),
-        to_fetch,
-        workers,
-        keep=lambda got: storage.cache_bars(each_new_bars(got), at),
-    )
-    fetched = each_new_bars(results)
-    storage.cache_bars(fetched, at)
-    return _with_cached(cached, fetched), fetched, failed, len(to_fetch)
-
-
-def _with_cached(cached: pd.DataFrame, fetched: pd.DataFrame) -> pd.DataFrame:
-    """The cached bars and the ones just fetched, by symbol and session (:data:`BARS`)."""
-    if fetched.empty:  # the cache had them all, in order
-        return cached
-    bars = pd.concat([cached, fetched], ignore_index=True).sort_values(["symbol", "session"])
-    return bars.reset_index(drop=True).astype(BARS.dtypes)
-
-
-def _history_together(
-    broker: Broker,
-    contracts: Sequence[Contract],
-    missing: Mapping[str, pd.DatetimeIndex],
-    at: datetime,
-    new_bars: Callable[[pd.DataFrame, Sequence[str], Sequence[int]], pd.DataFrame],
-    storage: StorageResource,
-) -> tuple[pd.DataFrame, dict[str, str]]:
-    """:func:`cached_bars`'s requests as one ``Broker.history_frames`` per duration (a replay's
-    700 symbols lack the same sessions: one request): the new bars (``new_bars`` of each
-    answer) and the error of each symbol that failed. A step error is raised again once the
-    bars of the durations answered before it are cached."""
-    symbol_of = {c.conid: c.symbol for c in contracts}
-    by_duration: dict[str, list[Contract]] = {}
-    for c in contracts:
-        by_duration.setdefault(ib_duration(missing[c.symbol][0].date(), at), []).append(c)
-    parts: list[pd.DataFrame] = []
-    failed: dict[str, str] = {}
-    try:
-        for duration, group in by_duration.items():
-            frame, errors = broker.history_frames(group, duration, "1 day", end=at)
-            failed |= {symbol_of[conid]: request_error(exc) for conid, exc in errors.items()}
-            conids = frame["conid"].to_numpy()
-            starts = np.flatnonzero(np.r_[True, conids[1:] != conids[:-1]]) if len(conids) else []
-            lengths = np.diff(np.r_[starts, len(conids)]).tolist()
-            parts.append(new_bars(frame, [symbol_of[k] for k in conids[starts].tolist()], lengths))
-    except STEP_ERRORS:
-        storage.cache_bars(_concat(parts, BARS), at)
-        raise
-    return _concat(parts, BARS), failed
-
-
-def _concat(parts: list[pd.DataFrame], table: Table) -> pd.DataFrame:
-    """``parts`` in one frame of ``table`` (its empty frame for none)."""
-    return pd.concat(parts, ignore_index=True) if parts else _empty(table)
-
-
-# -- news and macro ---------------------------------------------------------------------------
-
-
-def _ns(times: pd.Series) -> np.ndarray:
-    """UTC nanoseconds of a column of instants (datetime64, timezone-aware or naive UTC)."""
-    return times.array.as_unit("ns").asi8
-
-
-def _pages(
-    broker: Broker,
-    contract: Contract,
-    start: datetime,
-    end: datetime,
-    page: pd.DataFrame | None = None,
-) -> list[pd.DataFrame]:
-    """The answers (``Broker.news_frames`` frames) of the requests for ``contract``'s headlines
-    of ``[start, end)``, in as few requests as IB's cap allows: IB answers a news request with
-    its newest :data:`IB_MAX_NEWS` headlines, so a full answer is followed by a request ending
-    at the oldest headline it held (the headlines of that instant come again: the caller keeps
-    each once). ``page``: the first answer, when it was asked with other contracts."""
-    pages = []
-    stop = end
-    while True:
-        if page is None:
-            page, errors = broker.news_frames([contract], start=start, end=stop, limit=IB_MAX_NEWS)
-            if errors:
-                raise errors[contract.conid]
-        pages.append(page)
-        if len(page) < IB_MAX_NEWS:
-            return pages
-        oldest = page["time"].min()
-        if oldest >= pd.Timestamp(stop):
-            raise InvalidRequest(
-                f"{contract.symbol} has more than {IB_MAX_NEWS} headlines at {oldest}: IB "
-                "cannot be asked for the older ones; ask for a shorter span"
-            )
-        stop, page = oldest.to_pydatetime(), None
-
-
-def _answers_together(
-    broker: Broker, contracts: Sequence[Contract], runs: Sequence[tuple[datetime, datetime]]
-) -> tuple[list[tuple[int, pd.DataFrame]], dict[str, str]]:
-    """:func:`headline_frame`'s requests to a backend answering in-process: every contract's
-    first page of a run in one ``news_frames`` call, then the further pages of those that
-    filled theirs; the answers as (run, frame), and the error of each symbol that failed."""
-    symbol_of = {c.conid: c.symbol for c in contracts}
-    parts: list[tuple[int, pd.DataFrame]] = []
-    failed: dict[str, str] = {}
-    for run, (start, end) in enumerate(runs):
-        first, errors = broker.news_frames(contracts, start=start, end=end, limit=IB_MAX_NEWS)
-        for conid, exc in errors.items():
-            failed.setdefault(symbol_of[conid], request_error(exc))
-        parts.append((run, first))
-        counts = first["conid"].value_counts()
-        for c in contracts:
-            if counts.get(c.conid, 0) < IB_MAX_NEWS:
-                continue
-            page = first.loc[(first["conid"] == c.conid).to_numpy()]
-            try:
-                parts += [(run, p) for p in _pages(broker, c, start, end, page)[1:]]
-            except BrokerError as exc:
-                failed.setdefault(c.symbol, request_error(exc))
-    return parts, failed
-
-
-def headline_frame(
-    broker: Broker,
-    contracts: Sequence[Contract],
-    spans: Sequence[tuple[datetime, datetime]],
-    workers: int,
-) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Every headline about ``contracts`` published in each ``(start, end)`` span (end
-    excluded; :data:`HEADLINES`), span after span, each newest first, each headline once; and
-    the error of each symbol that failed. The spans must be disjoint and in time order; those
-    that follow one another are asked together (:func:`_pages`), so a symbol takes one request
-    per :data:`IB_MAX_NEWS` headlines rather than one per span. A backend answering in-process
-    (``market_data_in_process``) is asked for every symbol at once, any other one symbol per
-    request, ``workers`` at a time; the answers are cut once, for every symbol (pandas costs
-    more per small frame than the headlines do)."""
-    if any(end > start for (_, end), (start, _) in pairwise(spans)):
-        raise ValueError(f"news spans must be disjoint and in time order, got {spans}")
-    runs: list[tuple[datetime, datetime]] = []
-    for start, end in spans:
-        if runs and runs[-1][1] == start:
-            runs[-1] = (runs[-1][0], end)
-        else:
-            runs.append((start, end))
-    if broker.market_data_in_process:
-        parts, failed = _answers_together(broker, contracts, runs)
-    else:
-        results, failed = fetch_each(
-            lambda c: [_pages(broker, c, start, end) for start, end in runs], contracts, workers
-        )
-        parts = [
-            (run, p) for per_run in results.values() for run, ps in enumerate(per_run) for p in ps
-        ]
-    return _headline_rows(contracts, spans, runs, parts, failed), failed
-
-
-def _headline_rows(
-    contracts: Sequence[Contract],
-    spans: Sequence[tuple[datetime, datetime]],
-    runs: Sequence[tuple[datetime, datetime]],
-    parts: Sequence[tuple[int, pd.DataFrame]],
-    failed: Mapping[str, str],
-) -> pd.DataFrame:
-    """:func:`headline_frame`'s rows from the answers ``parts`` ((run, frame), each symbol's
-    in the order asked): those of each run's window, each once per symbol and run (the first
-    time it came), symbol after symbol (those not ``failed``), span after span."""
-    if not parts:
-        return _empty(HEADLINES)
-    found = pd.concat([p for _, p in parts], ignore_index=True) if len(parts) > 1 else parts[0][1]
-    run = np.repeat(np.array([r for r, _ in parts], dtype=np.intp), [len(p) for _, p in parts])
-    position = {c.conid: k for k, c in reversed(list(enumerate(contracts)))}
-    symbol = found["conid"].map(position).to_numpy(dtype=np.intp)
-    times = _ns(found["time"])
-    bounds = np.array([[pd.Timestamp(t).value for t in run_] for run_ in runs], dtype=np.int64)
-    inside = (times >= bounds[run, 0]) & (times < bounds[run, 1])
-    bad = np.array([c.symbol in failed for c in contracts], dtype=bool)
-    rows = np.argsort(symbol, kind="stable")  # symbol after symbol, as answered
-    rows = rows[inside[rows] & ~bad[symbol[rows]]]
-    keys = pd.DataFrame(
-        {
-            "symbol": symbol[rows],
-            "run": run[rows],
-            "provider": found["provider_code"].to_numpy()[rows],
-            "article": found["article_id"].to_numpy()[rows],
-        }
-    )
-    rows = rows[~keys.duplicated().to_numpy()]
-    if not len(rows):
-        return _empty(HEADLINES)
-    # each headline's span: the last one starting at or before it (sorted stably)
-    starts = np.array([pd.Timestamp(start).value for start, _ in spans], dtype=np.int64)
-    span = np.searchsorted(starts, times[rows], side="right") - 1
-    rows = rows[np.lexsort((span, symbol[rows]))]
-    frame = found.take(rows).reset_index(drop=True)
-    frame["symbol"] = np.array([c.symbol for c in contracts], dtype=object)[symbol[rows]]
-    frame = frame.assign(time=pd.to_datetime(frame["time"], utc=True))
-    return frame[HEADLINES.names].astype(HEADLINES.dtypes)
-
-
-def macro_history(
-    broker: Broker, first: date, at: datetime, session: date
-) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Daily closes of the :data:`MACRO_INSTRUMENTS` (our units) from ``first`` to the session
-    before ``session``, index ``session``; and the error of each gauge that failed."""
-    closes, failed = {}, {}
-    for column, (symbol, sec_type, currency, what, scale) in MACRO_INSTRUMENTS.items():
-        try:
-            contract = broker.resolve(symbol, sec_type=sec_type, currency=currency)
-            bars = broker.history_frame(
-                contract,
-                duration=ib_duration(first, at),
-                bar_size="1 day",
-                what_to_show=what,
-                end=at,
-            )
-        except BrokerError as exc:
-            failed[column] = request_error(exc)
-            continue
-        frame = bars_frame(symbol, bars, before=session)
-        closes[column] = frame.set_index("session")["close"] * scale
-    history = pd.DataFrame(closes).sort_index()
-    history = history.loc[history.index >= pd.Timestamp(first)]
-    history.index.name = "session"
-    return history, failed
 
 
 def named_failures(what: str, failed: Mapping[str, str], limit: int = 50) -> str:

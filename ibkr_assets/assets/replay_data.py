@@ -21,14 +21,13 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
+from ibkr_assets.assets.bar_cache import cached_bars
 from ibkr_assets.assets.market_data import (
-    cached_bars,
-    headline_frame,
-    macro_history,
     quote_frame,
     universe_contracts,
     universe_frame,
 )
+from ibkr_assets.assets.news_history import headline_frame, macro_history
 from ibkr_assets.broker import Broker
 from ibkr_assets.partitions import NEW_YORK, as_of, previous_sessions, sessions_between
 from ibkr_assets.quant.backtest import ReplayData, ReplaySettings
@@ -41,7 +40,7 @@ from ibkr_assets.resources.storage import StorageResource
 #: A session's bars are final one hour after the close.
 CLOSE_NY = time(17, 0)
 #: The window's news is framed span after span of this many days (the frame's row order);
-#: :func:`~ibkr_assets.assets.market_data.headline_frame` asks for adjacent spans together, in
+#: :func:`~ibkr_assets.assets.news_history.headline_frame` asks for adjacent spans together, in
 #: pages of IB's 300 headlines per request.
 NEWS_CHUNK_DAYS = 30
 #: phase ("load" | "replay" | "calibrate"), done, total

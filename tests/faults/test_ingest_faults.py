@@ -29,7 +29,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ibkr_assets.assets.market_data import cached_bars
+from ibkr_assets.assets.bar_cache import cached_bars
 from ibkr_assets.broker import BrokerSettings, connect
 from ibkr_assets.broker.errors import NotConnected
 from ibkr_assets.broker.sim import simulated_stocks

@@ -13,9 +13,9 @@ import pytest
 from ibkr_assets.assets.market_data import (
     IB_MAX_NEWS,
     QUOTE_CHUNK,
-    headline_frame,
     quote_frame,
 )
+from ibkr_assets.assets.news_history import headline_frame
 from ibkr_assets.broker.errors import BrokerError
 from ibkr_assets.broker.frames import frame_of_headlines
 from ibkr_assets.broker.models import Contract, NewsHeadline

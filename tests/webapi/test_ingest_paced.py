@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ibkr_assets.assets.market_data import cached_bars, request_workers
+from ibkr_assets.assets.bar_cache import cached_bars
+from ibkr_assets.assets.market_data import request_workers
 from ibkr_assets.broker import Broker, BrokerSettings, connect
 from ibkr_assets.broker.errors import PacingViolation
 from ibkr_assets.broker.models import Contract

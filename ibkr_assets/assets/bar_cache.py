@@ -1,0 +1,175 @@
+"""The daily bars kept in the warehouse and fetched incrementally.
+
+A symbol's daily bars (:data:`~ibkr_assets.assets.market_data.BARS`) go through the DuckDB cache
+of the storage resource (``cache.daily_bars``): the cached bars are read once, only the missing
+sessions are requested from the broker, and those are added to the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+from ibkr_assets.assets.catalog import Table
+from ibkr_assets.assets.market_data import (
+    BARS,
+    STEP_ERRORS,
+    empty_frame,
+    fetch_each,
+    ib_duration,
+    request_error,
+)
+from ibkr_assets.broker import Broker
+from ibkr_assets.broker.models import Contract
+from ibkr_assets.resources.storage import StorageResource
+
+
+def bars_frame(symbol: str, frame: pd.DataFrame, before: date) -> pd.DataFrame:
+    """``symbol``'s bars (a bar frame, ``Broker.history_frame``) of the sessions before
+    ``before`` (:data:`BARS`)."""
+    day = _bar_days(frame)
+    keep = (day < pd.Timestamp(before)).to_numpy()
+    return _bars_table(symbol, frame.loc[keep], day[keep])
+
+
+def _bar_days(frame: pd.DataFrame) -> pd.Series:
+    """Each bar's session (its UTC date where the frame has none), datetime64[ns]."""
+    utc_day = frame["time"].dt.tz_convert(None).dt.normalize()
+    return frame["session"].fillna(utc_day).astype("datetime64[ns]")
+
+
+def _bars_table(symbol: str | np.ndarray, frame: pd.DataFrame, day: pd.Series) -> pd.DataFrame:
+    """A bar frame's rows as :data:`BARS` rows of ``symbol`` (one, or one a row), sessions
+    ``day``."""
+    symbols = np.full(len(frame), symbol, dtype=object) if isinstance(symbol, str) else symbol
+    table = {
+        "symbol": symbols,
+        "session": day.to_numpy(),
+        **{c: frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")},
+    }
+    return pd.DataFrame(table, columns=BARS.names).astype(BARS.dtypes)
+
+
+def cached_bars(
+    storage: StorageResource,
+    broker: Broker,
+    contracts: Sequence[Contract],
+    needed: Sequence[date],
+    at: datetime,
+    session: date,
+    workers: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str], int]:
+    """Daily bars of ``contracts`` for the ``needed`` sessions (all before ``session``): the
+    ones in the DuckDB cache, plus those fetched from the broker (as of ``at``) and added to
+    it; a bar of a session not closed by ``at`` (IB's day so far) is used but not cached.
+    Returns the bars (by symbol and session), the newly fetched ones, the symbols whose
+    request failed (with the error) and the number of history requests."""
+    symbols = [c.symbol for c in contracts]
+    cached = storage.cached_bars(symbols, needed[0], needed[-1]).astype(BARS.dtypes)
+    wanted = pd.DatetimeIndex(sorted(set(needed))).as_unit("ns")
+    have = cached.groupby(cached["symbol"].astype(str), sort=False)["session"]
+    present = {symbol: pd.DatetimeIndex(days) for symbol, days in have}
+    missing: dict[str, pd.DatetimeIndex] = {}
+    for symbol in symbols:
+        lacking = wanted.difference(present[symbol]) if symbol in present else wanted
+        if len(lacking):
+            missing[symbol] = lacking
+    to_fetch = [c for c in contracts if c.symbol in missing]
+    before = pd.Timestamp(session)
+
+    def new_bars(
+        frame: pd.DataFrame, symbols: Sequence[str], lengths: Sequence[int]
+    ) -> pd.DataFrame:
+        """The bars of ``frame`` (IB's bars of ``symbols``, ``lengths`` rows each, one after
+        the other) of the sessions the cache lacks (all before ``session``), as :data:`BARS`."""
+        if not len(frame):
+            return empty_frame(BARS)
+        day = _bar_days(frame).to_numpy()
+        keep = day < before.to_datetime64()
+        # a symbol lacking every wanted session (a cold cache: all of them) keeps the bars of
+        # the wanted sessions, tested at once; any other its own lacking sessions
+        lacks_all = [len(missing[symbol]) == len(wanted) for symbol in symbols]
+        keep &= np.isin(day, wanted.to_numpy()) | ~np.repeat(lacks_all, lengths)
+        ends = np.cumsum(lengths).tolist()
+        for symbol, end, n, every in zip(symbols, ends, lengths, lacks_all, strict=True):
+            if not every:
+                rows = slice(end - n, end)
+                keep[rows] &= np.isin(day[rows], missing[symbol].to_numpy())
+        names = np.repeat(np.array(list(symbols), dtype=object), lengths)
+        return _bars_table(names[keep], frame.loc[keep], pd.Series(day[keep]))
+
+    def each_new_bars(got: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+        """:func:`new_bars` of ``got`` (symbol -> IB's bar frame), concatenated once (a replay
+        reads 700 symbols)."""
+        if not got:
+            return empty_frame(BARS)
+        frame = pd.concat(list(got.values()), ignore_index=True)
+        return new_bars(frame, list(got), [len(f) for f in got.values()])
+
+    if broker.market_data_in_process:  # no I/O: every symbol of a duration in one request
+        fetched, failed = _history_together(broker, to_fetch, missing, at, new_bars, storage)
+        storage.cache_bars(fetched, at)
+        return _with_cached(cached, fetched), fetched, failed, len(to_fetch)
+    # bars fetched before a lost connection are cached all the same: the retry asks for the rest
+    results, failed = fetch_each(
+        lambda c: broker.history_frame(
+            c,
+            duration=ib_duration(missing[c.symbol][0].date(), at),
+            bar_size="1 day",
+            end=at,
+        ),
+        to_fetch,
+        workers,
+        keep=lambda got: storage.cache_bars(each_new_bars(got), at),
+    )
+    fetched = each_new_bars(results)
+    storage.cache_bars(fetched, at)
+    return _with_cached(cached, fetched), fetched, failed, len(to_fetch)
+
+
+def _with_cached(cached: pd.DataFrame, fetched: pd.DataFrame) -> pd.DataFrame:
+    """The cached bars and the ones just fetched, by symbol and session (:data:`BARS`)."""
+    if fetched.empty:  # the cache had them all, in order
+        return cached
+    bars = pd.concat([cached, fetched], ignore_index=True).sort_values(["symbol", "session"])
+    return bars.reset_index(drop=True).astype(BARS.dtypes)
+
+
+def _history_together(
+    broker: Broker,
+    contracts: Sequence[Contract],
+    missing: Mapping[str, pd.DatetimeIndex],
+    at: datetime,
+    new_bars: Callable[[pd.DataFrame, Sequence[str], Sequence[int]], pd.DataFrame],
+    storage: StorageResource,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """:func:`cached_bars`'s requests as one ``Broker.history_frames`` per duration (a replay's
+    700 symbols lack the same sessions: one request): the new bars (``new_bars`` of each
+    answer) and the error of each symbol that failed. A step error is raised again once the
+    bars of the durations answered before it are cached."""
+    symbol_of = {c.conid: c.symbol for c in contracts}
+    by_duration: dict[str, list[Contract]] = {}
+    for c in contracts:
+        by_duration.setdefault(ib_duration(missing[c.symbol][0].date(), at), []).append(c)
+    parts: list[pd.DataFrame] = []
+    failed: dict[str, str] = {}
+    try:
+        for duration, group in by_duration.items():
+            frame, errors = broker.history_frames(group, duration, "1 day", end=at)
+            failed |= {symbol_of[conid]: request_error(exc) for conid, exc in errors.items()}
+            conids = frame["conid"].to_numpy()
+            starts = np.flatnonzero(np.r_[True, conids[1:] != conids[:-1]]) if len(conids) else []
+            lengths = np.diff(np.r_[starts, len(conids)]).tolist()
+            parts.append(new_bars(frame, [symbol_of[k] for k in conids[starts].tolist()], lengths))
+    except STEP_ERRORS:
+        storage.cache_bars(_concat(parts, BARS), at)
+        raise
+    return _concat(parts, BARS), failed
+
+
+def _concat(parts: list[pd.DataFrame], table: Table) -> pd.DataFrame:
+    """``parts`` in one frame of ``table`` (its empty frame for none)."""
+    return pd.concat(parts, ignore_index=True) if parts else empty_frame(table)
