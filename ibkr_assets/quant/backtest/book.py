@@ -89,11 +89,11 @@ def simulate(
     :func:`~ibkr_assets.quant.backtest.trading.trade_session`). With ``evidence`` other than
     the settings' (the calibration's candidates) each day's evidence is read again from
     ``panel`` (:func:`~.evidence_panel.signal_panel`) with it and the alpha scores re-blended
-    from the day's feature matrix. With a ``data.watchlist`` each session decides over the watch-list,
-    the names held and the session's movers (:func:`~ibkr_assets.quant.movers.replay_movers`:
-    the pre-open scans rebuilt from the previous sessions' bars), as the daily job's universe.
-    ``total`` is the number of days
-    for ``progress`` (default ``len(days)``).
+    from the day's feature matrix. With a ``data.watchlist`` each session decides over the
+    watch-list, the names held and the session's movers
+    (:func:`~ibkr_assets.quant.movers.replay_movers`: the pre-open scans rebuilt from the previous
+    sessions' bars), as the daily job's universe. ``total`` is the number of days for
+    ``progress`` (default ``len(days)``).
     """
     if total is None:
         total = len(days)  # type: ignore[arg-type]
