@@ -41,7 +41,9 @@ from ibkr_assets.settings import load_settings
 from ibkr_sim.gateway import GatewayHandle, running_clock, start_gateway
 from ibkr_sim.gateway.profile import IB_PAPER
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
+#: A hang guard, not a speed bound: two runs of the daily job on a machine that CI shares with a
+#: PostgreSQL server and a Dagster daemon (tests/instance) can take a minute each.
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
 SESSION = "2024-06-03"
 SIM_SYMBOLS = 12
@@ -125,7 +127,7 @@ def _run(when_step_starts: Callable[[], None] | None = None, step: str = "daily_
         while worker.is_alive() and not _started(instance, step):
             time.sleep(0.02)
         when_step_starts()
-    worker.join(100)
+    worker.join(240)
     assert not worker.is_alive(), "the run did not end"
     return outcome["ok"]
 
@@ -138,6 +140,26 @@ def _started(instance: dg.DagsterInstance, step: str) -> bool:
         and r.dagster_event.step_key == step
         for r in instance.all_logs(runs[0].run_id)
     )
+
+
+def _seconds_to_fail(since: float) -> dict[str, float]:
+    """Per step of the last run that failed: seconds from when it started (or from ``since``, a
+    wall-clock time, if it started earlier) to its failure. A step's own wait for IB, free of
+    the time the run spends on other steps (which a loaded machine stretches)."""
+    instance = dagster_instance()
+    records = instance.all_logs(instance.get_runs(limit=1)[0].run_id)
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for record in records:
+        event = record.dagster_event
+        if event is None:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            started[str(event.step_key)] = record.timestamp
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            step = str(event.step_key)
+            seconds[step] = record.timestamp - max(started[step], since)
+    return seconds
 
 
 def _last_run_events() -> tuple[dg.DagsterRun, list[dg.DagsterEvent]]:
@@ -182,17 +204,18 @@ def test_gateway_killed_mid_ingest_fails_in_bounded_time_then_a_rerun_completes(
 
         def kill() -> None:
             os.kill(gateway.pid, signal.SIGKILL)
-            killed.append(time.monotonic())
+            killed.append(time.time())
 
         assert _run(kill) is False
-    ended = time.monotonic()
     run, events = _last_run_events()
     failed = _steps(events, dg.DagsterEventType.STEP_FAILURE)
     # the steps asking IB after the kill fail; none of them is retried (IB stays unreachable)
     assert failed and failed <= INGEST, failed
     assert "daily_bars" in failed | _steps(events, dg.DagsterEventType.STEP_SUCCESS)
     assert not _steps(events, dg.DagsterEventType.STEP_UP_FOR_RETRY)
-    assert ended - killed[0] < RECONNECT_SECONDS + 15, "bounded by the reconnect budget"
+    # each step asking IB gives up after the reconnect budget (plus the step's own bookkeeping)
+    waits = _seconds_to_fail(since=killed[0])
+    assert set(waits) == failed and max(waits.values()) < RECONNECT_SECONDS + 10, waits
     out = " ".join(capsys.readouterr().out.split())
     assert "IBKR_RECONNECT_SECONDS" in out and "cannot reach TWS / IB Gateway" in out
     assert f"run {run.run_id} for {SESSION}: not clean (step(s) failed:" in out
