@@ -47,7 +47,7 @@ class WebApiBroker(FramesFromRequests):
         self.session = Session(settings)
         self._contracts = Contracts(self.session)
         self._accounts = Accounts(self.session, self._contracts, settings.account)
-        self._market = MarketData(self.session, settings.timeout)
+        self._market = MarketData(self.session, settings.timeout, self.now)
         self._orders = Orders(self.session, self._accounts, self._contracts)
         self._lists = Lists(self.session, self._accounts, self._contracts)
         self._fx = Fx(self.session, self._contracts)

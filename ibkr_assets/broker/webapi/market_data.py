@@ -27,6 +27,7 @@ websocket only): depth and news are the tws backend's.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -120,9 +121,12 @@ def _period(duration: str, symbol: str) -> str:
 class MarketData:
     """Quotes and bars over one :class:`Session`."""
 
-    def __init__(self, session: Session, timeout: float) -> None:
+    def __init__(self, session: Session, timeout: float, now: Callable[[], datetime]) -> None:
+        """``now``: the gateway's time, learned from an answer first when none has shown it
+        (a daily history keeps only the sessions closed by then)."""
         self._s = session
         self._timeout = timeout
+        self._now = now
 
     # -- snapshot ----------------------------------------------------------------------------
     def snapshot_rows(self, conids: list[int]) -> dict[int, dict[str, Any]]:
@@ -265,7 +269,7 @@ class MarketData:
                 }
             )
         bars = bar_series(records)
-        return bars_as_of(bars, end or self._s.now()) if daily else bars
+        return bars_as_of(bars, end or self._now()) if daily else bars
 
 
 def ib_history_error(symbol: str, text: str) -> BrokerError:
