@@ -8,8 +8,9 @@
 - ``m`` is the market factor: GJR-GARCH(1,1) volatility (shocks raise tomorrow's variance, falls
   more than rises, so volatility clusters and is negatively correlated with returns) with
   Student-t(5) shocks (fat tails). ``s`` are eleven GICS sector factors (GARCH, t(5)) and ``e`` is
-  idiosyncratic (GARCH, t(4)) with a per-stock volatility that is higher for smaller caps.
-  References: Bollerslev (1986); Glosten, Jagannathan & Runkle (1993); Fama & French (1993).
+  idiosyncratic (GARCH, t(4); :mod:`~ibkr_sim.market.shocks` draws it and the headlines and
+  jumps) with a per-stock volatility that is higher for smaller caps. References: Bollerslev
+  (1986); Glosten, Jagannathan & Runkle (1993); Fama & French (1993).
 - ``mu_i`` is the stock's long-run drift: a common 0.03 %/day plus ``Edge.quality_drift`` per
   standard deviation of its latent quality, which also drives its fundamentals
   (:mod:`ibkr_sim.market.fundamentals`).
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,6 +60,7 @@ import numpy as np
 
 from ibkr_sim.market.calendar import schedule
 from ibkr_sim.market.edge import Edge
+from ibkr_sim.market.shocks import News, draw_news, garch, idiosyncratic, unit_t
 from ibkr_sim.market.social import Chatter, draw_chatter, price_pressure
 from ibkr_sim.universe import LISTED_STOCKS, MAX_STOCKS, N_OTHERS, Instrument, Universe
 
@@ -246,27 +249,6 @@ def _momentum_z(e: np.ndarray, idio_vol: np.ndarray) -> np.ndarray:
     return z
 
 
-def _garch(
-    z: np.ndarray, target: np.ndarray, alpha: float, beta: float, gamma: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """GJR-GARCH(1,1) paths for unit-variance shocks ``z`` (T, K); returns (eps, next sigma)."""
-    T, K = z.shape
-    omega = target**2 * (1.0 - alpha - beta - gamma / 2.0)
-    eps = np.empty((T, K))
-    sig_next = np.empty((T, K))
-    s2 = target**2
-    for t in range(T):
-        e = np.sqrt(s2) * z[t]
-        eps[t] = e
-        s2 = omega + (alpha + gamma * (e < 0.0)) * e * e + beta * s2
-        sig_next[t] = np.sqrt(s2)
-    return eps, sig_next
-
-
-def _unit_t(rng: np.random.Generator, df: float, shape: tuple[int, ...]) -> np.ndarray:
-    return rng.standard_t(df, shape) / math.sqrt(df / (df - 2.0))
-
-
 def on_tick(price: np.ndarray, tick: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Round to whole ticks; dividing by the (integer) ticks per unit gives exact decimals."""
     per_unit = np.rint(1.0 / tick)
@@ -317,10 +299,7 @@ class _Returns:
     r: np.ndarray  # daily log return
     sigma: np.ndarray  # conditional volatility of the next session's return
     gap: np.ndarray  # the overnight part of r
-    count: np.ndarray  # int8 headlines
-    tone: np.ndarray  # news tone (0 without news)
-    is_jump: np.ndarray  # bool
-    hit: np.ndarray  # flat indices of the jumps
+    news: News  # headlines and jumps
     chatter: Chatter
 
 
@@ -337,39 +316,24 @@ def _stock_returns(
     the ohlc stream draws the jumps' overnight share first)."""
     _, _, r_idio, r_ohlc, r_news, _ = streams
     m, sig_m, s_fac, sig_s = factors
-    T, N = m.shape[0], len(st.beta)
+    T = m.shape[0]
     sector_of = np.array([SECTORS.index(s) for s in sectors])
     beta, gamma, idio_vol, news_rate = st.beta, st.gamma, st.idio_vol, st.news_rate
     mu = 0.0003 + edge.quality_drift * st.quality
-    e, sig_e = _garch(_unit_t(r_idio, 4.0, (T, N)), idio_vol, 0.06, 0.91)
-
-    # news and jumps
-    f32 = np.float32
-    u = r_news.random((T, N), dtype=f32)
-    lam = news_rate[None, :]
-    p0 = np.exp(-lam)
-    p1 = p0 * lam
-    p2 = p1 * lam / 2.0
-    count = (u > p0).astype(np.int8) + (u > p0 + p1) + (u > p0 + p1 + p2)
-    tone = np.where(count > 0, np.clip(0.55 * r_news.standard_normal((T, N), dtype=f32), -1, 1), 0)
-    is_jump = r_news.random((T, N), dtype=f32) < 0.005
-    hit = np.flatnonzero(is_jump)
-    sign = np.where(r_news.random(hit.size) < 0.5, -1.0, 1.0)
-    jump = np.zeros((T, N))
-    jump.flat[hit] = sign * r_news.uniform(0.05, 0.12, hit.size)
-    tone.flat[hit] = sign * r_news.uniform(0.6, 0.95, hit.size)
-    count.flat[hit] = np.maximum(count.flat[hit], 1)
+    e, sig_e = idiosyncratic(r_idio, idio_vol, T)
+    news = draw_news(r_news, news_rate, T)
+    tone, hit, jump = news.tone, news.hit, news.jump
     drift = edge.momentum * _momentum_z(e, idio_vol)
     for lag in range(1, _NEWS_LAGS + 1):
         drift[lag:] += edge.news_tone_drift * _NEWS_DECAY ** (lag - 1) * tone[:-lag]
-    chatter = chatter_of(count, is_jump, e / idio_vol)
+    chatter = chatter_of(news.count, news.is_jump, e / idio_vol)
     drift += edge.social_attention_drift * price_pressure(chatter.attention)
 
     r = mu + drift + beta * m + gamma * s_fac[:, sector_of] + e + jump
     sigma = np.sqrt((beta * sig_m) ** 2 + (gamma * sig_s[:, sector_of]) ** 2 + sig_e**2)
     gap = st.gap_frac * (r - jump)
     gap.flat[hit] += jump.flat[hit] * r_ohlc.uniform(0.7, 1.0, hit.size)
-    return _Returns(r, sigma, gap, count, tone, is_jump, hit, chatter)
+    return _Returns(r, sigma, gap, news, chatter)
 
 
 def _volume(
@@ -401,13 +365,67 @@ def panel(seed: int, edge: Edge) -> Panel:
     return _panel(seed, edge, _generated_blocks)
 
 
+def _block_chatter(
+    seed: int, b: int | None
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray], Chatter]:
+    """How block ``b`` of generated stocks (None: the listed stocks) draws its chatter from its
+    headline counts, jump sessions and idiosyncratic shocks in standard deviations."""
+    days = schedule()[0]
+    if b is None:
+        return lambda count, jump, z: draw_chatter(seed, days, count, jump, z)
+    first_rank = LISTED_STOCKS + 1 + b * GENERATED_BLOCK
+    return lambda count, jump, z: draw_chatter(seed, days, count, jump, z, (1 + b,), first_rank)
+
+
+def chatter_alone(seed: int, b: int | None) -> Chatter:
+    """The chatter of block ``b`` of generated stocks (None: the listed stocks), the panel's
+    numbers, drawn without prices: only the block's idiosyncratic and news streams (the
+    chatter's inputs, none of which depends on the edge) are replayed."""
+    streams = _streams(seed) if b is None else _streams(seed, 1 + b)
+    st = stocks(seed) if b is None else generated_stocks(seed, b)
+    T = len(schedule()[0])
+    e, _ = idiosyncratic(streams[2], st.idio_vol, T)
+    news = draw_news(streams[4], st.news_rate, T)
+    return _block_chatter(seed, b)(news.count, news.is_jump, e / st.idio_vol)
+
+
+#: the chatter of each panel this process holds, by seed and panel columns (weakly: it goes
+#: with its panel), so that :func:`chatter_counts` slices it instead of drawing it again
+_panel_chatter: weakref.WeakValueDictionary[tuple[int, int], Chatter] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def chatter_counts(seed: int, cols: np.ndarray, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    """Posts and mentions (sessions ``rows``, stocks) int32 of the stocks in panel columns
+    ``cols`` (stocks' columns only, :func:`stock_column`): a slice of the chatter of a panel of
+    the seed this process holds (of any edge: the chatter does not depend on it), else only the
+    blocks holding ``cols`` drawn alone (:func:`chatter_alone`), without prices: what the
+    pipeline's simulated social source draws behind a simulated gateway, whose own process holds
+    the prices."""
+    for (held_seed, width), chatter in list(_panel_chatter.items()):
+        if held_seed == seed and (not len(cols) or cols.max() < width):
+            return chatter.posts[rows][:, cols], chatter.mentions[rows][:, cols]
+    generated = cols - LISTED_STOCKS - N_OTHERS
+    block = np.where(cols < LISTED_STOCKS, -1, generated // GENERATED_BLOCK)
+    sessions = len(range(len(schedule()[0]))[rows])
+    posts = np.zeros((sessions, len(cols)), dtype=np.int32)
+    mentions = np.zeros((sessions, len(cols)), dtype=np.int32)
+    for b in np.unique(block).tolist():
+        at = np.flatnonzero(block == b)
+        chatter = chatter_alone(seed, None if b < 0 else b)
+        within = cols[at] if b < 0 else generated[at] - b * GENERATED_BLOCK
+        posts[:, at] = chatter.posts[rows][:, within]
+        mentions[:, at] = chatter.mentions[rows][:, within]
+    return posts, mentions
+
+
 @functools.lru_cache(maxsize=4)
 def _panel(seed: int, edge: Edge, blocks: int) -> Panel:
     listed = _listed_panel(seed, edge)
     if not blocks:
         return listed
-    days = schedule()[0]
-    T = len(days)
+    T = len(schedule()[0])
     sizes = block_sizes(blocks)
     C = listed.close.shape[1] + sum(sizes)
     wide: dict[str, np.ndarray] = {}
@@ -434,9 +452,7 @@ def _panel(seed: int, edge: Edge, blocks: int) -> Panel:
             [i.sector for i in insts],
             edge,
             factors,
-            lambda count, jump, z, b=b: draw_chatter(
-                seed, days, count, jump, z, (1 + b,), LISTED_STOCKS + 1 + b * GENERATED_BLOCK
-            ),
+            _block_chatter(seed, b),
         )
         tick = np.array([i.min_tick for i in insts])
         adv = np.array([i.adv for i in insts])
@@ -449,11 +465,11 @@ def _panel(seed: int, edge: Edge, blocks: int) -> Panel:
             "high": h,
             "low": lo,
             "close": c,
-            "volume": _volume(streams[5], ret.r, ret.sigma, adv, ret.hit, size),
+            "volume": _volume(streams[5], ret.r, ret.sigma, adv, ret.news.hit, size),
             "sigma": ret.sigma,
-            "news_count": ret.count,
-            "news_tone": ret.tone,
-            "jump": ret.is_jump,
+            "news_count": ret.news.count,
+            "news_tone": ret.news.tone,
+            "jump": ret.news.is_jump,
             "posts": ret.chatter.posts,
             "mentions": ret.chatter.mentions,
             "attention": ret.chatter.attention,
@@ -468,6 +484,7 @@ def _panel(seed: int, edge: Edge, blocks: int) -> Panel:
     chatter = Chatter(
         posts=wide.pop("posts"), mentions=wide.pop("mentions"), attention=wide.pop("attention")
     )
+    _panel_chatter[seed, chatter.posts.shape[1]] = chatter
     return Panel(
         **wide,
         **{name: np.concatenate(parts) for name, parts in per_col.items()},
@@ -482,10 +499,10 @@ def _factors(
     the sector factors and theirs, (T, 1), (T, 1), (T, 11), (T, 11)."""
     r_factor = _streams(seed)[1]
     T = len(schedule()[0])
-    z_m = _unit_t(r_factor, 5.0, (T, 1))
-    m, sig_m = _garch(z_m, np.array([0.0105]), alpha=0.04, beta=0.89, gamma=0.10)
-    s_fac, sig_s = _garch(
-        _unit_t(r_factor, 5.0, (T, len(SECTORS))), np.full(len(SECTORS), 0.006), 0.06, 0.92
+    z_m = unit_t(r_factor, 5.0, (T, 1))
+    m, sig_m = garch(z_m, np.array([0.0105]), alpha=0.04, beta=0.89, gamma=0.10)
+    s_fac, sig_s = garch(
+        unit_t(r_factor, 5.0, (T, len(SECTORS))), np.full(len(SECTORS), 0.006), 0.06, 0.92
     )
     return r_factor, (m, sig_m, s_fac, sig_s)
 
@@ -508,10 +525,9 @@ def _listed_panel(seed: int, edge: Edge) -> Panel:
         [i.sector for i in uni.stocks],
         edge,
         (m, sig_m, s_fac, sig_s),
-        lambda count, jump, z: draw_chatter(seed, days, count, jump, z),
+        _block_chatter(seed, None),
     )
-    chatter, hit = ret.chatter, ret.hit
-    count, tone, is_jump = ret.count, ret.tone, ret.is_jump
+    chatter, hit = ret.chatter, ret.news.hit
 
     # macro instruments
     R = np.zeros((T, C))
@@ -561,9 +577,11 @@ def _listed_panel(seed: int, edge: Edge) -> Panel:
     news_count = np.zeros((T, C), dtype=np.int8)
     news_tone = np.zeros((T, C), dtype=np.float32)
     jumps = np.zeros((T, C), dtype=bool)
-    news_count[:, :N], news_tone[:, :N], jumps[:, :N] = count, tone, is_jump
+    news_count[:, :N], news_tone[:, :N] = ret.news.count, ret.news.tone
+    jumps[:, :N] = ret.news.is_jump
     for a in (o, h, lo, c, vol, SIG):
         a.flags.writeable = False
+    _panel_chatter[seed, chatter.posts.shape[1]] = chatter
     return Panel(
         open=o,
         high=h,

@@ -309,15 +309,15 @@ class SimMarket:
             except (IBError, ValueError) as exc:
                 failed[conid] = exc
         rows = calendar.session_slice(start, end)
-        chatter = paths.panel(self.seed, self.edge).chatter
         picked = np.array(list(cols.values()), dtype=np.int64)
+        posts, mentions = paths.chatter_counts(self.seed, picked, rows)
         days = calendar.schedule()[0][rows].astype("datetime64[ns]")
         frame = pd.DataFrame(
             {
                 "conid": np.repeat(np.array(list(cols), dtype=np.int64), len(days)),
                 "session": np.tile(days, len(picked)),
-                "posts": chatter.posts[rows][:, picked].T.ravel().astype(np.int64),
-                "mentions": chatter.mentions[rows][:, picked].T.ravel().astype(np.int64),
+                "posts": posts.T.ravel().astype(np.int64),
+                "mentions": mentions.T.ravel().astype(np.int64),
             }
         )
         return frame, failed

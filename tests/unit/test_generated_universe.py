@@ -3,6 +3,7 @@ real ones, served by the simulated market like listed stocks, and the listed sto
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -13,6 +14,7 @@ import pytest
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.settings import load_settings
 from ibkr_sim.market import fundamentals, intraday, paths
+from ibkr_sim.market.calendar import session_slice
 from ibkr_sim.market.sim_market import SimMarket
 from ibkr_sim.universe import (
     LISTED_STOCKS,
@@ -152,6 +154,31 @@ def test_a_generated_stock_has_everything_a_listed_one_has(wide: SimMarket) -> N
     assert snap.bid < snap.ask and snap.volume > 0
     with pytest.raises(IBError):
         wide.fundamentals(wide.universe.lookup("SPY").conid, date(2024, 6, 3))
+
+
+def test_chatter_drawn_without_prices_is_the_panels(
+    wide: SimMarket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that serves only chatter (the pipeline's simulated social source behind a
+    simulated gateway, whose process holds the prices) draws it without the price panel: the
+    panel's counts, listed and generated stocks alike, in the order asked."""
+    picks = [len(wide.universe.stocks) - 1, 0, LISTED_STOCKS, 5, LISTED_STOCKS - 1]
+    cols = np.array([paths.stock_column(i) for i in picks], dtype=np.int64)
+    rows = session_slice(date(2024, 1, 2), date(2024, 6, 28))
+    held = paths.panel(SEED, wide.edge).chatter
+    expected = (held.posts[rows][:, cols], held.mentions[rows][:, cols])
+
+    def no_prices(*args: object) -> None:
+        raise AssertionError("the price panel was drawn to serve chatter")
+
+    monkeypatch.setattr(paths, "_panel_chatter", weakref.WeakValueDictionary())  # none held
+    monkeypatch.setattr(paths, "_panel", no_prices)
+    monkeypatch.setattr(paths, "_listed_panel", no_prices)
+    drawn = paths.chatter_counts(SEED, cols, rows)
+    for got, want in zip(drawn, expected, strict=True):
+        assert got.shape == (rows.stop - rows.start, len(picks))
+        np.testing.assert_array_equal(got, want)
+    assert (drawn[1] > 0).any(axis=0).all()  # every stock is talked about
 
 
 def test_generated_stocks_have_their_own_paths_and_scan_like_the_others(wide: SimMarket) -> None:
