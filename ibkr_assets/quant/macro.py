@@ -42,6 +42,7 @@ the regime codes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,11 @@ class MacroParams:
     trend_window: int = 50
     change_window: int = 20
     regime_threshold: float = 0.25
+
+    @property
+    def lookback(self) -> int:
+        """The rows before a row its features read: the rolling windows' and the changes'."""
+        return max(self.vix_window - 1, self.trend_window - 1, self.change_window)
 
 
 # component -> (weight, sign, scale)
@@ -162,21 +168,52 @@ class MacroRegime:
     macro_adjustment: float
 
 
+def window_regimes(
+    history: pd.DataFrame,
+    windows: Sequence[tuple[pd.Timestamp, pd.Timestamp]],
+    params: MacroParams | None = None,
+) -> list[MacroRegime]:
+    """Each window's regime: ``latest_regime(macro_features(history[first <= session < end]))``
+    for every ``(first, end)`` of ``windows`` (``history`` as :func:`macro_features` reads it),
+    from the features of the whole history computed once. A window's last scored row at least
+    the longest lookback (:meth:`MacroParams.lookback` rows) after the window's first row has the
+    same features in both (the rolling sums start elsewhere: equal to ~1e-15); a window whose
+    last scored row lies closer to its start is computed on its own."""
+    p = params or MacroParams()
+    features = macro_features(history, p)
+    scored = np.flatnonzero(features["risk_score"].notna().to_numpy())
+    sessions = history.index
+    out = []
+    for first, end in windows:
+        a, b = sessions.searchsorted(first, side="left"), sessions.searchsorted(end, side="left")
+        last = scored[: np.searchsorted(scored, b)]  # the scored rows before the window's end
+        if len(last) and last[-1] - a >= p.lookback:
+            out.append(_regime(features, int(last[-1])))
+        else:
+            out.append(latest_regime(macro_features(history.iloc[a:b], p)))
+    return out
+
+
+def _regime(features: pd.DataFrame, row: int) -> MacroRegime:
+    """Row ``row`` of :func:`macro_features` (its score defined) as a :class:`MacroRegime`."""
+    values = features.iloc[row]
+    return MacroRegime(
+        session=pd.Timestamp(features.index[row]),
+        label=REGIME_LABELS[int(values["regime"])],
+        risk_score=float(values["risk_score"]),
+        equity_exposure=float(values["equity_exposure"]),
+        macro_adjustment=float(values["macro_adjustment"]),
+    )
+
+
 def latest_regime(features: pd.DataFrame) -> MacroRegime:
     """The last session of :func:`macro_features` with a defined score, as a :class:`MacroRegime`.
 
     With no usable session at all there is no macro view, hence no adjustment: the regime is
     neutral with score 0 and exposure 1.0.
     """
-    valid = features.dropna(subset=["risk_score"])
-    if valid.empty:
+    scored = np.flatnonzero(features["risk_score"].notna().to_numpy())
+    if not len(scored):
         last = features.index[-1] if len(features) else pd.NaT
         return MacroRegime(pd.Timestamp(last), REGIME_LABELS[0], 0.0, 1.0, 0.0)
-    row = valid.iloc[-1]
-    return MacroRegime(
-        session=pd.Timestamp(valid.index[-1]),
-        label=REGIME_LABELS[int(row["regime"])],
-        risk_score=float(row["risk_score"]),
-        equity_exposure=float(row["equity_exposure"]),
-        macro_adjustment=float(row["macro_adjustment"]),
-    )
+    return _regime(features, int(scored[-1]))

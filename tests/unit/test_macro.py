@@ -11,6 +11,7 @@ from ibkr_assets.quant.macro import (
     REGIME_LABELS,
     latest_regime,
     macro_features,
+    window_regimes,
 )
 
 
@@ -94,3 +95,30 @@ def test_bad_input_is_named() -> None:
         macro_features(_history().assign(gold=1.0))
     with pytest.raises(ValueError, match="sorted"):
         macro_features(_history().iloc[::-1])
+
+
+def test_window_regimes_are_each_windows_own() -> None:
+    """Every window's regime equals the regime computed on that window alone: long windows
+    (read from the whole history's features), short ones and ones whose last scored row sits
+    near their start (computed alone), with gaps in the gauges."""
+    history = _history(300, crash=True)
+    rng = np.random.default_rng(7)
+    history.loc[history.index[rng.choice(300, 40, replace=False)], "vix"] = np.nan
+    history.loc[history.index[200:290], ["vix", "spy", "qqq", "crude", "eurusd"]] = np.nan
+    history.loc[history.index[200:290], "ten_year_yield"] = np.nan
+    sessions = history.index
+    windows = [(sessions[max(0, e - 120)], sessions[e]) for e in range(1, 300, 7)]
+    windows += [(sessions[150], sessions[299]), (sessions[0], sessions[299] + pd.Timedelta(days=1))]
+    got = window_regimes(history, windows)
+    for (first, end), regime in zip(windows, got, strict=True):
+        alone = history.loc[(sessions >= first) & (sessions < end)]
+        want = latest_regime(macro_features(alone))
+        assert regime.session == want.session and regime.label == want.label
+        np.testing.assert_allclose(
+            [regime.risk_score, regime.equity_exposure, regime.macro_adjustment],
+            [want.risk_score, want.equity_exposure, want.macro_adjustment],
+            rtol=1e-12,
+            atol=1e-14,
+        )
+    # the window (sessions[150], sessions[299]): last scored row 199, 49 rows in: computed alone
+    assert got[-2].session == sessions[199]

@@ -37,7 +37,7 @@ from ibkr_assets.quant.features import (
     statement_rows_known,
 )
 from ibkr_assets.quant.fundamental import statement_history, statement_signals
-from ibkr_assets.quant.macro import latest_regime, macro_features
+from ibkr_assets.quant.macro import MacroRegime, window_regimes
 from ibkr_assets.quant.optimiser import OptimiserConfig
 from ibkr_assets.quant.overlay import Rule
 from ibkr_assets.quant.risk_model import RiskModel, build_risk_model
@@ -277,13 +277,15 @@ class DayParts:
     -1: none known), the sentiment columns
     (:func:`~ibkr_assets.quant.sentiment.polarity_zscore_panel`) and the social scores
     (:func:`~ibkr_assets.quant.social.known_rows`; None without chatter); ``signals`` the
-    statement signals of every row of the history, computed once."""
+    statement signals of every row of the history, computed once; ``regimes`` each session's
+    macro regime (:func:`macro_regimes`)."""
 
     symbols: pd.Index
     statement_rows: np.ndarray
     signals: pd.DataFrame
     sentiment: dict[str, np.ndarray]
     social: dict[str, np.ndarray] | None
+    regimes: list[MacroRegime]
 
     @classmethod
     def of(cls, data: ReplayData, settings: ReplaySettings) -> DayParts:
@@ -307,6 +309,7 @@ class DayParts:
             social=None
             if data.social is None
             else known_rows(data.social_scores, times, list(symbols)),
+            regimes=macro_regimes(data, settings, data.sessions),
         )
 
     def known(self, i: int, symbols: pd.Index) -> KnownParts:
@@ -329,6 +332,17 @@ class DayParts:
             else pd.DataFrame({c: self.social[c][i, columns] for c in SOCIAL_COLUMNS}, index=index)
         )
         return KnownParts(statements, sentiment, social)
+
+
+def macro_regimes(
+    data: ReplayData, settings: ReplaySettings, sessions: Sequence[date]
+) -> list[MacroRegime]:
+    """The macro regime each of ``sessions`` sees: that of the ``macro_sessions`` sessions
+    before it (:func:`~ibkr_assets.quant.macro.window_regimes`)."""
+    windows = [
+        (data.window.before(s, settings.macro_sessions)[0], pd.Timestamp(s)) for s in sessions
+    ]
+    return window_regimes(data.macro, windows)
 
 
 def day_features(
@@ -401,13 +415,10 @@ def prepare_day(
     alone when not given)."""
     session, at = data.sessions[i], data.decision_times[i]
     window = data.window
-    day = pd.Timestamp(session)
     features, quotes, recent = day_features(
         data, session, at, technical, settings, parts=None if parts is None else (parts, i)
     )
-    first_macro, _ = window.before(session, settings.macro_sessions)
-    macro = data.macro.loc[(data.macro.index >= first_macro) & (data.macro.index < day)]
-    regime = latest_regime(macro_features(macro))
+    regime = macro_regimes(data, settings, [session])[0] if parts is None else parts.regimes[i]
     first, last = window.before(session, settings.history_sessions)
     panel_closes = universe_closes(data) if closes is None else closes
     a = panel_closes.index.searchsorted(first, side="left")  # the index is sorted
@@ -415,15 +426,19 @@ def prepare_day(
     window_closes = panel_closes.to_numpy()[a:b]
     rows = np.flatnonzero(~np.isnan(window_closes).all(axis=1))
     columns = np.flatnonzero(~np.isnan(window_closes[rows]).all(axis=0))
-    panel_closes = panel_closes.iloc[a + rows, columns]
+    names = panel_closes.columns[columns]
+    panel_closes = pd.DataFrame(
+        window_closes[rows][:, columns], index=panel_closes.index[a + rows], columns=names
+    )
     evidence = evidence_at(panel, session, settings.evidence)
     volatility = daily_volatility(panel_closes, settings.evidence.volatility_sessions)
     alpha = compute_alpha_scores(
         features, evidence.weights, evidence.composite_ic, volatility, regime.macro_adjustment
     )
-    symbols = [s for s in alpha["symbol"] if s in panel_closes.columns]
+    # the risk model's names: the scored ones with closes, in the scores' order
+    position = names.get_indexer(pd.Index(alpha["symbol"].to_numpy(), dtype=object))
     model = build_risk_model(
-        panel_closes.loc[:, symbols], scenario_sessions=settings.scenario_sessions
+        panel_closes.iloc[:, position[position >= 0]], scenario_sessions=settings.scenario_sessions
     )
     return DayInputs(
         session=session,
