@@ -300,6 +300,16 @@ def quote_frame(
     broker could not quote: :data:`QUOTE_CHUNK` per request, or all in one from a backend
     answering in-process (``market_data_in_process``: a request costs it no I/O, and a replay
     asks for 700 names on each of 127 sessions); a chunk that fails is asked one by one."""
+    got, missing = broker_quotes(broker, contracts)
+    return (quotes_table(got) if got is not None else empty_frame(QUOTES)), missing
+
+
+def broker_quotes(
+    broker: Broker, contracts: Sequence[Contract]
+) -> tuple[pd.DataFrame | None, dict[str, str]]:
+    """:func:`quote_frame`'s answers as the broker gives them (``Broker.quotes_frame``'s
+    columns; None when none came) and the error of each symbol it could not quote; a replay
+    tables many snapshots' answers at once (:func:`quotes_table`)."""
     parts, missing = [], {}
     size = max(len(contracts), 1) if broker.market_data_in_process else QUOTE_CHUNK
     for start in range(0, len(contracts), size):
@@ -314,8 +324,13 @@ def quote_frame(
                 except BrokerError as exc:
                     missing[c.symbol] = request_error(exc)
     if not parts:
-        return empty_frame(QUOTES), missing
-    got = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        return None, missing
+    return (pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]), missing
+
+
+def quotes_table(got: pd.DataFrame) -> pd.DataFrame:
+    """Broker quote frames (``Broker.quotes_frame``'s columns) as :data:`QUOTES`: mid and
+    spread where the market is two-sided, the market-data type by name."""
     bid, ask = got["bid"].to_numpy(), got["ask"].to_numpy()
     two_sided = (bid > 0) & (ask > 0)  # NaN compares False: no two-sided market
     types, which = np.unique(got["market_data_type"].to_numpy(), return_inverse=True)
@@ -325,7 +340,7 @@ def quote_frame(
         spread=np.where(two_sided, ask - bid, np.nan),
         market_data_type=np.array(names, dtype=object)[which.reshape(-1)],
     )
-    return _typed(frame[QUOTES.names], QUOTES), missing
+    return _typed(frame[QUOTES.names], QUOTES)
 
 
 def _typed(frame: pd.DataFrame, table: Table) -> pd.DataFrame:

@@ -23,7 +23,10 @@ import pandas as pd
 
 from ibkr_assets.assets.bar_cache import cached_bars
 from ibkr_assets.assets.market_data import (
-    quote_frame,
+    QUOTES,
+    broker_quotes,
+    empty_frame,
+    quotes_table,
     universe_contracts,
     universe_frame,
 )
@@ -62,14 +65,22 @@ def preopen_quotes(
     close as the only price."""
     pinned = getattr(broker, "pinned", None)
     frames, missing = [], {}
-    if callable(pinned):
+    if callable(pinned):  # the answers tabled once for every session (pandas costs per frame)
         contracts = universe_contracts(universe)
+        days = []
         for day in sessions:
-            frame, failed = quote_frame(pinned(as_of(day.isoformat())), contracts)
-            frames.append(frame.assign(session=pd.Timestamp(day)))
+            got, failed = broker_quotes(pinned(as_of(day.isoformat())), contracts)
+            if got is not None:
+                frames.append(got)
+                days.append(pd.Timestamp(day))
             for symbol, error in failed.items():
                 missing.setdefault(symbol, f"no quote on {day}: {error}")
-        return pd.concat(frames, ignore_index=True), missing
+        if not frames:
+            return empty_frame(QUOTES).assign(session=pd.DatetimeIndex([])), missing
+        table = quotes_table(pd.concat(frames, ignore_index=True))
+        rows = [len(f) for f in frames]
+        session = pd.DatetimeIndex(days).as_unit(days[0].unit)  # a date's: seconds
+        return table.assign(session=session.repeat(rows)), missing
     closes = bars.pivot_table(index="session", columns="symbol", values="close").sort_index()
     previous = closes.shift(1).ffill()
     conids = universe.set_index("symbol")["conid"]

@@ -19,6 +19,7 @@ headlines at once (:class:`~ibkr_sim.market.seeded.KeyedArrays`), and served as 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from hashlib import blake2b
@@ -186,19 +187,44 @@ def news_columns(
 ) -> NewsColumns:
     """:func:`headlines` as columns: the headlines with ``start <= time <= end``, oldest first
     (none for anything but a stock, or for ``col`` None: a contract outside the panel)."""
+    return news_columns_many(seed, edge, [inst], [col], start, end)[0]
+
+
+def news_columns_many(
+    seed: int,
+    edge: Edge,
+    insts: Sequence[Instrument],
+    cols: Sequence[int | None],
+    start: datetime,
+    end: datetime,
+) -> list[NewsColumns]:
+    """:func:`news_columns` of many instruments (``cols[k]`` is ``insts[k]``'s panel column),
+    drawn together: the same headlines as one by one, for less numpy overhead per stock."""
     start_ns, end_ns = to_ns(start), to_ns(end)
-    if col is None or inst.sec_type != "STK" or inst.is_etf or end_ns < start_ns:
-        none = np.zeros(0, dtype=object)
-        return NewsColumns(
-            np.zeros(0, np.int64), none, none, none, np.zeros(0), inst.conid, inst.symbol
-        )
-    p = panel(seed, edge)
+    out = [_no_news(inst) for inst in insts]
+    served = [
+        k
+        for k, (inst, col) in enumerate(zip(insts, cols, strict=True))
+        if col is not None and inst.sec_type == "STK" and not inst.is_etf
+    ]
+    if not served or end_ns < start_ns:
+        return out
     days = schedule()[0]
     lo = int(np.searchsorted(days, np.datetime64(start.astimezone(NEW_YORK).date(), "D")))
     hi = int(np.searchsorted(days, np.datetime64(end.astimezone(NEW_YORK).date(), "D"), "right"))
-    sessions = np.flatnonzero(p.news_count[lo:hi, col]) + lo
-    found = _session_headlines(seed, edge, inst, col, sessions)
-    return found.take((found.time_ns >= start_ns) & (found.time_ns <= end_ns))
+    picked = np.array([cols[k] for k in served], dtype=np.int64)
+    found = _session_headlines(seed, edge, [insts[k] for k in served], picked, lo, hi)
+    for k, one in zip(served, found, strict=True):
+        out[k] = one.take((one.time_ns >= start_ns) & (one.time_ns <= end_ns))
+    return out
+
+
+def _no_news(inst: Instrument) -> NewsColumns:
+    """An instrument's empty headline columns."""
+    none = np.zeros(0, dtype=object)
+    return NewsColumns(
+        np.zeros(0, np.int64), none, none, none, np.zeros(0), inst.conid, inst.symbol
+    )
 
 
 #: New York minute of the open: a jump's news comes then (less ``Edge.jump_news_lead``)
@@ -218,28 +244,33 @@ def _noon_ns() -> np.ndarray:
 
 
 def _session_headlines(
-    seed: int, edge: Edge, inst: Instrument, col: int, sessions: np.ndarray
-) -> NewsColumns:
-    """The headlines of the panel rows ``sessions`` (ascending), oldest first: each session's
-    ``news_count`` headlines, the k-th drawn from its own generator keyed (seed, 77, col,
-    session, k), so a headline is the same whichever span it is asked in. The draws are made
+    seed: int, edge: Edge, insts: Sequence[Instrument], cols: np.ndarray, lo: int, hi: int
+) -> list[NewsColumns]:
+    """The headlines of panel rows ``lo:hi`` of each of ``insts`` (stocks; ``cols`` their
+    panel columns), each stock's oldest first: each session's ``news_count`` headlines, the
+    k-th drawn from its own generator keyed (seed, 77, col, session, k), so a headline is the
+    same whichever span (and with whichever other stocks) it is asked in. The draws are made
     for all headlines at once (:class:`~ibkr_sim.market.seeded.KeyedArrays`); the few whose
     draws leave numpy's fast paths are drawn again one by one (:func:`_drawn_one_by_one`)."""
     p = panel(seed, edge)
-    counts = p.news_count[sessions, col].astype(np.int64)
-    rows = np.repeat(sessions, counts)
+    per_day = p.news_count[lo:hi][:, cols].T.astype(np.int64)  # (stocks, sessions)
+    counts = per_day.ravel()
+    rows = np.repeat(np.tile(np.arange(lo, hi), len(cols)), counts)
+    stock = np.repeat(np.repeat(np.arange(len(cols)), hi - lo), counts)
     ks = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-    keys = np.column_stack([np.full(len(rows), col), rows, ks])
+    col = cols[stock]
+    keys = np.column_stack([col, rows, ks])
     base_tone = p.news_tone[rows, col].astype(np.float64)
     jumped = p.jump[rows, col]
     first = _OPEN_MINUTE - edge.jump_news_lead
+    of_row = [insts[i] for i in stock.tolist()]
     if len(rows) < _AT_ONCE_FROM:  # a few headlines: one generator after another costs less
-        drawn = _drawn_one_by_one(seed, inst, keys, base_tone, jumped, first)
+        drawn = _drawn_one_by_one(seed, of_row, keys, base_tone, jumped, first)
         minute = np.array([m for m, _, _, _ in drawn], dtype=np.int64)
         tones = np.array([t for _, t, _, _ in drawn], dtype=np.float64)
         providers = [code for _, _, code, _ in drawn]
         texts = [text for _, _, _, text in drawn]
-        return _columns(seed, inst, rows, ks, minute, tones, providers, texts)
+        return _columns(seed, insts, stock, rows, ks, minute, tones, providers, texts)
     rng = KeyedArrays([seed, 77], keys, _OUTPUTS)
     # the big move is reported as the price makes it; later stories of the move, never before it
     lead = jumped & (ks == 0)
@@ -251,7 +282,8 @@ def _session_headlines(
     strong = lead.copy()
     strong[asks] = rng.random(asks) < 0.3
     provider = rng.integers(0, len(NEWS_PROVIDERS))
-    pool = _pools(inst, tone, strong)
+    health = np.array([inst.sector == "Health Care" for inst in insts], dtype=bool)[stock]
+    pool = _pools(health, tone, strong)
     template = rng.integers(0, np.array([len(_POOLS[k]) for k in range(len(_POOLS))])[pool])
     broker = rng.integers(0, len(_BROKERS))
     target = rng.integers(20, 600)
@@ -259,19 +291,19 @@ def _session_headlines(
     quarter = rng.integers(1, 5)
     beat = rng.uniform(0.02, 0.4)
     providers = [NEWS_PROVIDERS[i][0] for i in provider.tolist()]
-    sector = inst.sector or "Investor"
     texts = [
         _POOLS[k][t].format(
             name=inst.name,
             sym=inst.symbol,
             broker=_BROKERS[b],
-            sector=sector,
+            sector=inst.sector or "Investor",
             target=x,
             buyback=y,
             q=q,
             beat=f"{u:.2f}",
         )
-        for k, t, b, x, y, q, u in zip(
+        for inst, k, t, b, x, y, q, u in zip(
+            of_row,
             pool.tolist(),
             template.tolist(),
             broker.tolist(),
@@ -286,43 +318,59 @@ def _session_headlines(
     irregular = np.flatnonzero(rng.irregular)
     if len(irregular):
         again = _drawn_one_by_one(
-            seed, inst, keys[irregular], base_tone[irregular], jumped[irregular], first
+            seed,
+            [of_row[i] for i in irregular.tolist()],
+            keys[irregular],
+            base_tone[irregular],
+            jumped[irregular],
+            first,
         )
         for i, (m, t, code, text) in zip(irregular.tolist(), again, strict=True):
             minute[i], tones[i], providers[i], texts[i] = m, t, code, text
-    return _columns(seed, inst, rows, ks, minute, tones, providers, texts)
+    return _columns(seed, insts, stock, rows, ks, minute, tones, providers, texts)
 
 
 def _columns(
     seed: int,
-    inst: Instrument,
+    insts: Sequence[Instrument],
+    stock: np.ndarray,
     rows: np.ndarray,
     ks: np.ndarray,
     minute: np.ndarray,
     tones: np.ndarray,
     providers: list[str],
     texts: list[str],
-) -> NewsColumns:
-    """The headlines of panel rows ``rows`` (the k-th ``ks`` of their session) at New York
-    ``minute``, with their ``tones``, ``providers`` and ``texts``, as columns oldest first."""
+) -> list[NewsColumns]:
+    """The headlines of ``insts[stock]`` on panel rows ``rows`` (the k-th ``ks`` of their
+    session, in stock order) at New York ``minute``, with their ``tones``, ``providers`` and
+    ``texts``, as columns of each stock, oldest first."""
     # the article id: the low 32 bits of stable_int(seed, conid, session, k), its hash inlined
-    prefix = f"{seed}|{inst.conid}|"
+    prefixes = [f"{seed}|{inst.conid}|" for inst in insts]
     articles = [
-        f"{code}${blake2b(f'{prefix}{t}|{k}'.encode(), digest_size=8).digest()[4:].hex()}"
-        for code, t, k in zip(providers, rows.tolist(), ks.tolist(), strict=True)
+        f"{code}${blake2b(f'{prefixes[i]}{t}|{k}'.encode(), digest_size=8).digest()[4:].hex()}"
+        for code, i, t, k in zip(providers, stock.tolist(), rows.tolist(), ks.tolist(), strict=True)
     ]
     time_ns = _noon_ns()[rows] + (minute - 12 * 60) * _MINUTE_NS
-    order = np.lexsort((time_ns, rows))  # each session's by time (stable: ties keep k's order)
+    # each stock's sessions by time (stable: ties keep k's order)
+    order = np.lexsort((time_ns, rows, stock))
     n = len(rows)
-    return NewsColumns(
-        time_ns[order],
-        np.array(providers, dtype=object).reshape(n)[order],
-        np.array(articles, dtype=object).reshape(n)[order],
-        np.array(texts, dtype=object).reshape(n)[order],
-        tones[order],
-        inst.conid,
-        inst.symbol,
-    )
+    provider = np.array(providers, dtype=object).reshape(n)[order]
+    article = np.array(articles, dtype=object).reshape(n)[order]
+    text = np.array(texts, dtype=object).reshape(n)[order]
+    time_ns, tones = time_ns[order], tones[order]
+    edges = np.searchsorted(stock[order], np.arange(len(insts) + 1))
+    return [
+        NewsColumns(
+            time_ns[a:b],
+            provider[a:b],
+            article[a:b],
+            text[a:b],
+            tones[a:b],
+            inst.conid,
+            inst.symbol,
+        )
+        for inst, a, b in zip(insts, edges[:-1].tolist(), edges[1:].tolist(), strict=True)
+    ]
 
 
 #: from this many headlines a request's are drawn all at once (below, one by one is cheaper)
@@ -341,29 +389,30 @@ _POOLS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def _pools(inst: Instrument, tone: np.ndarray, strong: np.ndarray) -> np.ndarray:
+def _pools(health_care: np.ndarray, tone: np.ndarray, strong: np.ndarray) -> np.ndarray:
     """Each headline's template pool (an index of :data:`_POOLS`), as
-    :func:`_headline_text` picks it."""
-    negative = 2 if inst.sector == "Health Care" else 1
+    :func:`_headline_text` picks it (``health_care``: the headline's stock is in that sector)."""
+    negative = np.where(health_care, 2, 1)
     mild = np.where(tone > 0.25, 3, np.where(tone < -0.25, 4, 5))
     return np.where(strong, np.where(tone > 0, 0, negative), mild)
 
 
 def _drawn_one_by_one(
     seed: int,
-    inst: Instrument,
+    insts: Sequence[Instrument],
     keys: np.ndarray,
     base_tone: np.ndarray,
     jumped: np.ndarray,
     first: int,
 ) -> list[tuple[int, float, str, str]]:
     """The (minute, rounded tone, provider, text) of the headlines keyed ``keys`` (col,
-    session, k), each drawn from its own generator one draw at a time: what
-    :func:`_session_headlines` draws for all at once, for the headlines whose draws leave
-    numpy's fast paths."""
+    session, k; about ``insts``, one a key), each drawn from its own generator one draw at a
+    time: what :func:`_session_headlines` draws for all at once, for the headlines whose draws
+    leave numpy's fast paths."""
     rng = KeyedDraws()
     out = []
-    for state, (_, _, k), base, jump in zip(
+    for inst, state, (_, _, k), base, jump in zip(
+        insts,
         pcg64_states([seed, 77], keys),
         keys.tolist(),
         base_tone.tolist(),

@@ -274,6 +274,14 @@ class SimMarket:
         inst = self._instrument(conid)
         return news.news_columns(self.seed, self.edge, inst, self._cols.get(conid), start, end)
 
+    def news_columns_many(
+        self, conids: Sequence[int], start: datetime, end: datetime
+    ) -> list[news.NewsColumns]:
+        """:meth:`news_columns` of many contracts, drawn together, in the order asked."""
+        insts = [self._instrument(c) for c in conids]
+        cols = [self._cols.get(c) for c in conids]
+        return news.news_columns_many(self.seed, self.edge, insts, cols, start, end)
+
     # -- social chatter ---------------------------------------------------------------------
     def _chatter_col(self, conid: int) -> int:
         """A stock's panel column; ``ValueError`` for anything but a stock (the simulated world

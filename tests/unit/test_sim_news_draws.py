@@ -33,13 +33,14 @@ def test_news_drawn_at_once_are_the_one_by_one_draws(market: SimMarket) -> None:
     for inst in market.universe.stocks[3:700:97]:
         col = market._cols[inst.conid]
         sessions = np.flatnonzero(p.news_count[:1500, col])
-        found = _session_headlines(market.seed, market.edge, inst, col, sessions)
+        found = _session_headlines(market.seed, market.edge, [inst], np.array([col]), 0, 1500)[0]
         counts = p.news_count[sessions, col].astype(np.int64)
         rows = np.repeat(sessions, counts)
         ks = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
         keys = np.column_stack([np.full(len(rows), col), rows, ks])
         base = p.news_tone[rows, col].astype(np.float64)
-        one = _drawn_one_by_one(market.seed, inst, keys, base, p.jump[rows, col], first)
+        insts = [inst] * len(keys)
+        one = _drawn_one_by_one(market.seed, insts, keys, base, p.jump[rows, col], first)
         noon = np.array(
             [to_ns(datetime.combine(d, time(12), NEW_YORK)) for d in schedule()[0][rows].tolist()]
         )
@@ -68,3 +69,20 @@ def test_a_short_request_drawn_one_by_one_equals_a_long_one(market: SimMarket) -
         tail = long.take(long.time_ns >= short.time_ns[0])
         for field in ("time_ns", "provider_code", "article_id", "headline", "tone"):
             assert getattr(short, field).tolist() == getattr(tail, field).tolist(), field
+
+
+def test_stocks_drawn_together_are_each_drawn_alone(market: SimMarket) -> None:
+    """Many stocks' headlines drawn together (one request of a backend asking for all, an ETF
+    and a long and a short span among them) are each stock's headlines asked alone."""
+    end = datetime(2024, 6, 28, 20, tzinfo=UTC)
+    etf = market.universe.lookup("SPY", "STK")
+    conids = [*(i.conid for i in market.universe.stocks[::37]), etf.conid]
+    for days in (10, 400):
+        together = market.news_columns_many(conids, end - timedelta(days=days), end)
+        assert len(together) == len(conids) and len(together[-1]) == 0
+        assert sum(len(t) for t in together) > (5 * _AT_ONCE_FROM if days > 10 else 0)
+        for conid, found in zip(conids, together, strict=True):
+            alone = market.news_columns(conid, end - timedelta(days=days), end)
+            assert (found.conid, found.symbol) == (alone.conid, alone.symbol)
+            for field in ("time_ns", "provider_code", "article_id", "headline", "tone"):
+                assert getattr(found, field).tolist() == getattr(alone, field).tolist(), field

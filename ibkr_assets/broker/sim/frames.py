@@ -164,15 +164,19 @@ class SimFrames:
         end: datetime | None = None,
         limit: int = 50,
     ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
-        """Each contract's headlines drawn as columns and framed once for all."""
+        """Every contract's headlines drawn together as columns and framed once for all."""
         self._check_open()
-        found: list[tuple[int, NewsColumns]] = []
+        known: list[int] = []
         failed: dict[int, BrokerError] = {}
         for contract in contracts:
             try:
-                found.append((contract.conid, self._newest(contract, start, end, limit)))
+                known.append(self._instrument(contract).conid)
             except BrokerError as exc:
                 failed[contract.conid] = exc
+        end, start = self._news_span(start, end)
+        with ib_errors():
+            drawn = self.market.news_columns_many(known, start, end)
+        found = [(c, _newest(d, limit)) for c, d in zip(known, drawn, strict=True)]
         return headline_frames_of(found), failed
 
     def _news(
@@ -188,8 +192,17 @@ class SimFrames:
     ) -> NewsColumns:
         """The simulator's newest ``limit`` headlines of a news request, newest first."""
         inst = self._instrument(contract)
-        end = min(end or self.now(), self.now())
-        start = start or end - timedelta(days=1)
+        end, start = self._news_span(start, end)
         with ib_errors():
-            found = self.market.news_columns(inst.conid, start, end)
-        return found.take(np.argsort(-found.time_ns, kind="stable")[:limit])
+            return _newest(self.market.news_columns(inst.conid, start, end), limit)
+
+    def _news_span(self, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+        """A news request's (end, start): ``end`` at most now (default now), ``start`` by
+        default a day before it."""
+        end = min(end or self.now(), self.now())
+        return end, start or end - timedelta(days=1)
+
+
+def _newest(found: NewsColumns, limit: int) -> NewsColumns:
+    """The newest ``limit`` of ``found``'s headlines, newest first."""
+    return found.take(np.argsort(-found.time_ns, kind="stable")[:limit])
