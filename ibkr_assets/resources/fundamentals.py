@@ -116,9 +116,10 @@ class FundamentalsResource(dg.ConfigurableResource):
 
 
 class SimFundamentalsResource(FundamentalsResource):
-    """The simulated market's statements and consensus EPS: the sim broker's own market, or —
-    behind the simulated gateway (``tws`` backend) — the same deterministic market rebuilt
-    from its seed, size and edge (``IBKR_SIM_SEED``, ``IBKR_SIM_SYMBOLS``, ``IBKR_SIM_EDGE``)."""
+    """The simulated market's statements and consensus EPS: the sim broker's own market's, or —
+    behind the simulated gateway (``tws`` backend) — the same world's (``IBKR_SIM_SEED``,
+    ``IBKR_SIM_SYMBOLS``, ``IBKR_SIM_EDGE``), drawn in this process from the stocks' quality
+    and shares alone: the statements need no prices, which the gateway's process holds."""
 
     sim_seed: int = 7
     sim_symbols: int = 700

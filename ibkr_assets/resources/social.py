@@ -138,9 +138,11 @@ class NoSocialResource(SocialResource):
 
 
 class SimSocialResource(SocialResource):
-    """The simulated world's chatter: the sim broker's own market, or — behind the simulated
-    gateway — the same market rebuilt from ``IBKR_SIM_SEED``, ``IBKR_SIM_SYMBOLS`` and
-    ``IBKR_SIM_EDGE``. Only stocks have chatter; ETFs and others are named as not counted."""
+    """The simulated world's chatter: the sim broker's own market's, or — behind the simulated
+    gateway — the same world's (``IBKR_SIM_SEED``, ``IBKR_SIM_SYMBOLS``, ``IBKR_SIM_EDGE``),
+    drawn in this process without its prices, which the gateway's process holds
+    (:func:`ibkr_sim.market.paths.chatter_counts`). Only stocks have chatter; ETFs and others
+    are named as not counted."""
 
     sim_seed: int = 7
     sim_symbols: int = 700

@@ -156,12 +156,12 @@ def test_a_generated_stock_has_everything_a_listed_one_has(wide: SimMarket) -> N
         wide.fundamentals(wide.universe.lookup("SPY").conid, date(2024, 6, 3))
 
 
-def test_chatter_drawn_without_prices_is_the_panels(
+def test_chatter_and_statements_are_drawn_without_prices(
     wide: SimMarket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A process that serves only chatter (the pipeline's simulated social source behind a
-    simulated gateway, whose process holds the prices) draws it without the price panel: the
-    panel's counts, listed and generated stocks alike, in the order asked."""
+    """A process that serves only chatter and fundamentals (the pipeline's simulated sources
+    behind a simulated gateway, whose process holds the prices) draws them without the price
+    panel: the panel's counts, listed and generated stocks alike, in the order asked."""
     picks = [len(wide.universe.stocks) - 1, 0, LISTED_STOCKS, 5, LISTED_STOCKS - 1]
     cols = np.array([paths.stock_column(i) for i in picks], dtype=np.int64)
     rows = session_slice(date(2024, 1, 2), date(2024, 6, 28))
@@ -179,6 +179,11 @@ def test_chatter_drawn_without_prices_is_the_panels(
         assert got.shape == (rows.stop - rows.start, len(picks))
         np.testing.assert_array_equal(got, want)
     assert (drawn[1] > 0).any(axis=0).all()  # every stock is talked about
+    fundamentals._statements.cache_clear()
+    stocks = [wide.universe.stocks[i].conid for i in picks]
+    statements, refused = wide.fundamentals_many(stocks, date(2024, 6, 3))
+    assert not refused and set(statements["conid"]) == set(stocks)
+    assert np.isfinite(wide.forward_eps_many(stocks, date(2024, 6, 3))).all()
 
 
 def test_generated_stocks_have_their_own_paths_and_scan_like_the_others(wide: SimMarket) -> None:
