@@ -55,9 +55,14 @@ def sector_map(universe: pd.DataFrame, symbols: Sequence[str]) -> pd.Series:
 
 
 def quote_prices(quotes: pd.DataFrame) -> pd.DataFrame:
-    """The pre-open quotes by symbol with ``price``: the last trade, else the previous close
+    """The pre-open quotes by symbol (each symbol's first: ``bid``, ``ask``, ``last``,
+    ``close``, those the quotes have) with ``price``: the last trade, else the previous close
     (the price the order diff sizes shares at)."""
-    quote = quotes.drop_duplicates("symbol").set_index("symbol")
+    first = ~quotes["symbol"].duplicated().to_numpy()
+    quote = pd.DataFrame(
+        {c: quotes[c].array[first] for c in ("bid", "ask", "last", "close") if c in quotes},
+        index=pd.Index(quotes["symbol"].array[first], name="symbol"),
+    )
     return quote.assign(price=quote["last"].fillna(quote["close"]))
 
 
@@ -127,13 +132,13 @@ def trading_costs(
     the names with every input, and the names left out (no two-sided quote, price or ADV): the
     optimiser charges those its flat ``turnover_cost``."""
     inputs = cost_inputs(model.symbols, quotes, features, model)
-    price, half_spread, adv, vol = inputs[["price", "half_spread", "adv", "vol"]].to_numpy().T
-    usable = np.isfinite(inputs.to_numpy()).all(axis=1) & (price > 0) & (adv > 0)
+    values = inputs[["price", "half_spread", "adv", "vol"]].to_numpy()
+    price, half_spread, adv, vol = values.T
+    usable = np.isfinite(values).all(axis=1) & (price > 0) & (adv > 0)
     usable &= (half_spread >= 0) & (vol >= 0)
-    known = inputs[usable]
-    rates = cost_rates(
-        costs, known["price"], known["half_spread"], known["adv"], known["vol"], nav, month_shares
-    )
+    known = inputs.index[usable]
+    price, half_spread, adv, vol = (pd.Series(x[usable], index=known) for x in values.T)
+    rates = cost_rates(costs, price, half_spread, adv, vol, nav, month_shares)
     return rates, [str(s) for s in inputs.index[~usable]]
 
 
@@ -322,11 +327,10 @@ def overlay_targets(
 ) -> tuple[pd.DataFrame, OverlayResult]:
     """``targets`` with ``weight`` after the news rules and, per symbol, the rules that fired
     (``override_rule``) and why (``override_reason``)."""
-    features = features.drop_duplicates("symbol").set_index("symbol")
     result = apply_overlay(
         targets.set_index("symbol")["target_weight"],
         rules,
-        sentiment=features.get("sentiment_z"),
+        sentiment=by_symbol(features, "sentiment_z") if "sentiment_z" in features else None,
         headlines=headlines,
         as_of=as_of,
     )
@@ -335,13 +339,15 @@ def overlay_targets(
     for o in result.overrides:  # in the order applied
         rules_of.setdefault(o.symbol, []).append(o.rule)
         reasons_of.setdefault(o.symbol, []).append(o.reason)
-    symbols = targets["symbol"].astype(str)
+    symbols = targets["symbol"].astype(str).tolist()
+    rule, reason = [""] * len(symbols), [""] * len(symbols)
+    for i, s in enumerate(symbols):
+        if s in rules_of:
+            rule[i], reason[i] = "; ".join(rules_of[s]), "; ".join(reasons_of[s])
     frame = targets.assign(
-        weight=result.weights.reindex(symbols.to_numpy()).to_numpy(dtype="float64"),
-        override_rule=pd.array(["; ".join(rules_of.get(s, ())) for s in symbols], dtype="string"),
-        override_reason=pd.array(
-            ["; ".join(reasons_of.get(s, ())) for s in symbols], dtype="string"
-        ),
+        weight=result.weights.reindex(symbols).to_numpy(dtype="float64"),
+        override_rule=pd.array(rule, dtype="string"),
+        override_reason=pd.array(reason, dtype="string"),
     )
     return frame, result
 
