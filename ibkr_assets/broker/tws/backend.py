@@ -8,18 +8,21 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import ib_async
+import pandas as pd
 
 from ibkr_assets.broker import models
-from ibkr_assets.broker.batch import details_each, resolve_each
+from ibkr_assets.broker.batch import without_hours
 from ibkr_assets.broker.errors import BrokerError, InvalidRequest, NotSupported
 from ibkr_assets.broker.frames import FramesFromRequests
 from ibkr_assets.broker.fx import pair_rate
 from ibkr_assets.broker.order_change import OrderChange
 from ibkr_assets.broker.settings import BrokerSettings
 from ibkr_assets.broker.tws.accounts import Accounts
+from ibkr_assets.broker.tws.batch import gather_each
 from ibkr_assets.broker.tws.connection import Connection
 from ibkr_assets.broker.tws.contracts import Contracts, to_ib_contract
-from ibkr_assets.broker.tws.market_data import MarketData
+from ibkr_assets.broker.tws.history import BarColumns
+from ibkr_assets.broker.tws.market_data import AVG_VOLUME_SECONDS, MarketData
 from ibkr_assets.broker.tws.orders import Orders
 from ibkr_assets.broker.tws.pacing import (
     IDENTICAL_SECONDS,
@@ -35,6 +38,22 @@ def _web_api_only(feature: str) -> NotSupported:
         f"{feature} are not available on the tws backend: IB's TWS API has no {feature} "
         "(they live in the Client Portal Web API). Use IBKR_BACKEND=webapi, or TWS's own window."
     )
+
+
+def _query(
+    symbol: str | int, sec_type: str, exchange: str, currency: str
+) -> tuple[ib_async.Contract, str]:
+    """The contract ``resolve`` asks IB's details of (a conId alone, or symbol, type, exchange
+    and currency), and its label for errors."""
+    if isinstance(symbol, int):
+        return ib_async.Contract(conId=symbol), f"conId {symbol}"
+    query = ib_async.Contract(
+        symbol=symbol.upper(),
+        secType="STK" if sec_type == "ETF" else sec_type,
+        exchange=exchange,
+        currency=currency,
+    )
+    return query, f"{symbol} ({sec_type} {exchange} {currency})"
 
 
 class TwsBroker(FramesFromRequests):
@@ -81,17 +100,7 @@ class TwsBroker(FramesFromRequests):
         exchange: str = "SMART",
         currency: str = "USD",
     ) -> models.Contract:
-        if isinstance(symbol, int):
-            query = ib_async.Contract(conId=symbol)
-            label = f"conId {symbol}"
-        else:
-            query = ib_async.Contract(
-                symbol=symbol.upper(),
-                secType="STK" if sec_type == "ETF" else sec_type,
-                exchange=exchange,
-                currency=currency,
-            )
-            label = f"{symbol} ({sec_type} {exchange} {currency})"
+        query, label = _query(symbol, sec_type, exchange, currency)
         return self._read(lambda: self._contracts.details(query, label)).contract
 
     def search(self, text: str, limit: int = 10) -> list[models.Contract]:
@@ -103,12 +112,36 @@ class TwsBroker(FramesFromRequests):
     def resolve_many(
         self, symbols: Sequence[str], sec_type: str = "STK", currency: str = "USD"
     ) -> dict[str, models.Contract | BrokerError]:
-        return resolve_each(self, symbols, sec_type, currency)
+        """Every symbol's contract details requested at once (:mod:`.batch`)."""
+        queries = [_query(s, sec_type, "SMART", currency) for s in symbols]
+
+        async def resolve(query: tuple[ib_async.Contract, str]) -> models.Contract:
+            return (await self._contracts.details(*query)).contract
+
+        found = self._read(
+            lambda: gather_each(queries, resolve), timeout=self._batch_seconds(len(symbols))
+        )
+        return dict(zip(symbols, found, strict=True))
 
     def contract_details_many(
         self, contracts: Sequence[models.Contract], hours: bool = True
     ) -> list[models.ContractDetails | BrokerError]:
-        return details_each(self, contracts, hours)
+        """Every contract's details and average volume requested at once (:mod:`.batch`); an
+        average volume holds a market-data line for up to ``AVG_VOLUME_SECONDS``."""
+        waves = -(-len(contracts) // self.settings.max_market_data_lines)
+        timeout = self._batch_seconds(3 * len(contracts)) + waves * AVG_VOLUME_SECONDS
+
+        async def describe(contract: models.Contract) -> models.ContractDetails:
+            return without_hours(await self._details_and_volume(contract), hours)
+
+        return self._read(lambda: gather_each(contracts, describe), timeout=timeout)
+
+    def _batch_seconds(self, messages: int) -> float:
+        """Seconds to allow a call sending ``messages`` requests at once: the settings' answer
+        time, plus their sending at IB's message rate when pacing is on (else 500 a second)."""
+        s = self.settings
+        paced_rate = s.max_msg_rate if s.pacing and s.max_msg_rate else 500  # messages/s
+        return s.timeout * 3 + messages / paced_rate
 
     async def _details_and_volume(self, contract: models.Contract) -> models.ContractDetails:
         """IB's contract details with its average daily volume, which IB sends as a market-data
@@ -160,9 +193,7 @@ class TwsBroker(FramesFromRequests):
     def quotes(self, contracts: Sequence[models.Contract]) -> list[models.Quote]:
         if not contracts:
             return []
-        s = self.settings
-        paced_rate = s.max_msg_rate if s.pacing and s.max_msg_rate else 500  # messages/s
-        timeout = s.timeout * 3 + len(contracts) / paced_rate
+        timeout = self._batch_seconds(len(contracts))
         return self._read(lambda: self._market.quotes(list(contracts)), timeout=timeout)
 
     def history(
@@ -174,6 +205,29 @@ class TwsBroker(FramesFromRequests):
         end: datetime | None = None,
         use_rth: bool = True,
     ) -> list[models.Bar]:
+        return self._bars(contract, duration, bar_size, what_to_show, end, use_rth).bars()
+
+    def history_frame(
+        self,
+        contract: models.Contract,
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> pd.DataFrame:
+        """The bars as a frame straight from their columns (no model per bar)."""
+        return self._bars(contract, duration, bar_size, what_to_show, end, use_rth).frame()
+
+    def _bars(
+        self,
+        contract: models.Contract,
+        duration: str,
+        bar_size: str,
+        what_to_show: str,
+        end: datetime | None,
+        use_rth: bool,
+    ) -> BarColumns:
         _, size = models.history_spec(contract.symbol, duration, bar_size, what_to_show)
         small = 0 < size.seconds <= SMALL_BAR_SIZE
         # a request may wait for its pacing slot: up to 10 minutes for small bars

@@ -41,7 +41,6 @@ from ibkr_assets.broker.errors import (
 )
 from ibkr_assets.broker.models import (
     MARKET_DATA_TYPE_NAMES,
-    Bar,
     Contract,
     DepthLevel,
     NewsHeadline,
@@ -49,12 +48,11 @@ from ibkr_assets.broker.models import (
     Quote,
     ScanFilter,
     ScannerRow,
-    bar_series,
-    bars_as_of,
 )
 from ibkr_assets.broker.timeutil import session_close_utc
 from ibkr_assets.broker.tws.connection import Connection
 from ibkr_assets.broker.tws.contracts import from_ib_contract, to_ib_contract
+from ibkr_assets.broker.tws.history import BarColumns, ColumnarHistory
 from ibkr_assets.broker.tws.pacing import HistoryPacer, HistoryRequest
 from ibkr_assets.broker.tws.wire import UNSET, num, positive
 from ibkr_spec.errors import DELAYED_NOT_ENABLED, NEEDS_SUBSCRIPTION, NO_MARKET_DATA
@@ -82,6 +80,7 @@ class MarketData:
         self._depth_slots = asyncio.Semaphore(_DEPTH_SUBSCRIPTIONS)
         self._hist = asyncio.Semaphore(s.max_historical_requests)
         self._pacer = HistoryPacer()
+        self._columns = ColumnarHistory(conn.ib)
         self._news_codes: str | None = None
         self._scan_codes: list[str] | None = None
         self._probe = asyncio.Lock()
@@ -168,11 +167,12 @@ class MarketData:
         if volume is not None:
             return volume, "ib"
         try:
-            bars = await self.history(
+            answer = await self.history(
                 HistoryRequest(
                     contract, f"{AVG_VOLUME_SESSIONS + 1} D", "1 day", "TRADES", None, True, False
                 )
             )
+            bars = answer.bars()
         except (BrokerError, ib_async.RequestError):
             return None, None
         done = [b.volume for b in bars if b.session and b.time >= session_close_utc(b.session)]
@@ -200,34 +200,31 @@ class MarketData:
         except MarketDataUnavailable:
             return None
 
-    async def history(self, r: HistoryRequest) -> list[Bar]:
+    async def history(self, r: HistoryRequest) -> BarColumns:
         """The bars ``r`` asks for, inside IB's historical pacing unless ``IBKR_PACING=false``."""
         if not self._conn.settings.pacing:
             return await self._fetch_history(r)
         return await self._pacer.paced(r, self._fetch_history)
 
-    async def _fetch_history(self, r: HistoryRequest) -> list[Bar]:
+    async def _fetch_history(self, r: HistoryRequest) -> BarColumns:
         timeout = self._conn.settings.timeout * 3
         async with self._hist:
-            started = _time.monotonic()
-            data = await self._ib.reqHistoricalDataAsync(
+            bars = await self._columns.request(
                 to_ib_contract(r.contract),
-                endDateTime=r.end.astimezone(UTC) if r.end else "",
-                durationStr=r.duration,
-                barSizeSetting=r.bar_size,
-                whatToShow=r.what_to_show,
-                useRTH=r.use_rth,
-                formatDate=2,
-                timeout=timeout,
+                r.end,
+                r.duration,
+                r.bar_size,
+                r.what_to_show,
+                r.use_rth,
+                timeout,
             )
-        if not data and _time.monotonic() - started >= timeout:
-            # ib_async answers a timed-out request with no bars; say what happened instead
+        if bars is None:
             raise NotConnected(
                 f"IB sent no {r.bar_size} bars for {r.contract.symbol} within {timeout:.0f} s"
             )
-        bars = bar_series([_bar_fields(b, r.what_to_show) for b in data])
-        if bars and bars[-1].session is not None:
-            bars = bars_as_of(bars, await self._answered_at(r))
+        bars = bars.traded(r.what_to_show)
+        if bars.daily:
+            bars = bars.as_of(await self._answered_at(r))
         return bars
 
     async def _answered_at(self, r: HistoryRequest) -> datetime:
@@ -347,24 +344,6 @@ class MarketData:
             )
             self._scan_codes = scan_codes(xml)
         return list(self._scan_codes)
-
-
-def _bar_fields(b: ib_async.BarData, what_to_show: str) -> dict[str, Any]:
-    if isinstance(b.date, datetime):
-        stamp, session = b.date.astimezone(UTC), None
-    else:
-        stamp, session = session_close_utc(b.date), b.date
-    return {
-        "time": stamp,
-        "open": b.open,
-        "high": b.high,
-        "low": b.low,
-        "close": b.close,
-        "volume": float(b.volume) if what_to_show == "TRADES" else -1.0,
-        "wap": num(b.average),
-        "bar_count": b.barCount or None,
-        "session": session,
-    }
 
 
 def scan_codes(xml: str) -> list[str]:

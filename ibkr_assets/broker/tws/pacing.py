@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ibkr_assets.broker.models import Bar, Contract
+from ibkr_assets.broker.models import Contract
+from ibkr_assets.broker.tws.history import BarColumns
 
 #: The windows are measured when a request is queued, IB measures when it arrives; the margin
 #: (seconds) covers the time a request may wait in ib_async's message throttle.
@@ -82,7 +83,7 @@ class HistoryPacer:
 
     def __init__(self) -> None:
         self._keys: defaultdict[tuple[Any, ...], asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._memo: dict[tuple[Any, ...], tuple[float, list[Bar]]] = {}
+        self._memo: dict[tuple[Any, ...], tuple[float, BarColumns]] = {}
         self._sent: dict[tuple[Any, ...], float] = {}
         self._order: deque[tuple[float, tuple[Any, ...]]] = deque()  # (sent, key), in order
         self._per_contract: defaultdict[tuple[Any, ...], _Window] = defaultdict(
@@ -91,15 +92,15 @@ class HistoryPacer:
         self._small_bars = _Window(_SMALL_BAR_MAX, SMALL_BAR_SECONDS)
 
     async def paced(
-        self, r: HistoryRequest, fetch: Callable[[HistoryRequest], Awaitable[list[Bar]]]
-    ) -> list[Bar]:
+        self, r: HistoryRequest, fetch: Callable[[HistoryRequest], Awaitable[BarColumns]]
+    ) -> BarColumns:
         """``fetch(r)`` once its pacing allows, or the answer to an identical request sent
         within 15 s."""
         loop = asyncio.get_running_loop()
         async with self._keys[r.key]:
             memo = self._memo.get(r.key)
             if memo and loop.time() - memo[0] < IDENTICAL_SECONDS:
-                return list(memo[1])
+                return memo[1]  # never modified: shared as it is
             last = self._sent.get(r.key)
             if last is not None:
                 await asyncio.sleep(last + IDENTICAL_SECONDS + _WINDOW_MARGIN - loop.time())
@@ -111,7 +112,7 @@ class HistoryPacer:
             bars = await fetch(r)
             self._memo[r.key] = (loop.time(), bars)
         self._forget_old_requests(loop.time())
-        return list(bars)
+        return bars
 
     def _forget_old_requests(self, now: float) -> None:
         """Drop what is kept of requests older than IB's 15 s: it can no longer matter."""

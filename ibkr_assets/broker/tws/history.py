@@ -1,0 +1,207 @@
+"""The tws backend's historical bars, read column-wise off IB's ``historicalData`` message.
+
+ib_async decodes that message (id 17) into one ``BarData`` per bar and parses each bar's date
+on its own; at 700 symbols x 756 daily bars that is half a million objects, the largest cost of
+the daily job's bars through the gateway (about 12 s of the client's loop under cProfile,
+session 17). :func:`install` puts a decoder of its own in front of ib_async's for message 17:
+a request made through :func:`request_columns` gets its bars as :class:`BarColumns` (numpy
+arrays, numbers parsed per column); every other historical request (``reqHistoricalData``
+called directly) still goes through ib_async's decoder.
+
+IB's message, as ib_async's decoder reads it [IBA ``ib_async/decoder.py`` ``historicalData``]:
+``17, reqId, startDate, endDate, numBars``, then per bar ``date, open, high, low, close,
+volume, average, barCount``. With ``formatDate=2`` a daily (weekly, monthly) bar's date is
+``YYYYMMDD`` and an intraday bar's the epoch second of its start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import ib_async
+import numpy as np
+import pandas as pd
+
+from ibkr_assets.broker.frames import bar_frame
+from ibkr_assets.broker.models import Bar, bar_series
+from ibkr_assets.broker.tws.wire import UNSET
+
+#: ib_async's message id of a historical-data answer
+HISTORICAL_DATA = 17
+#: a daily bar's UTC stamp: its session's regular close, 16:00 New York
+#: (:func:`~ibkr_assets.broker.timeutil.session_close_utc`)
+_CLOSE = pd.Timedelta(hours=16)
+
+
+@dataclass(frozen=True)
+class BarColumns:
+    """IB's bars of one request, one array per field: ``time`` (datetime64[ns], UTC, naive),
+    ``open``/``high``/``low``/``close`` (float64), ``volume`` (float64 shares; -1 unless
+    TRADES), ``wap`` (float64, NaN when IB sends none), ``bar_count`` (int64, 0 when none) and
+    ``session`` (datetime64[ns] dates; NaT for intraday bars). Never modified in place."""
+
+    time: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    wap: np.ndarray
+    bar_count: np.ndarray
+    session: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @property
+    def daily(self) -> bool:
+        """Bars of sessions (daily, weekly, monthly), not intraday ones."""
+        return len(self) > 0 and not np.isnat(self.session[-1])
+
+    def as_of(self, at: datetime) -> BarColumns:
+        """The bars as known at ``at`` (see :func:`~ibkr_assets.broker.models.bars_as_of`): a
+        last bar later than ``at`` (a session still open) is stamped ``at``."""
+        stamp = np.datetime64(at.astimezone(UTC).replace(tzinfo=None), "ns")
+        if not len(self) or self.time[-1] <= stamp:
+            return self
+        time = self.time.copy()
+        time[-1] = stamp
+        return replace(self, time=time)
+
+    def traded(self, what_to_show: str) -> BarColumns:
+        """The volume as the backend reports it: IB's for TRADES, -1 otherwise."""
+        if what_to_show == "TRADES":
+            return self
+        return replace(self, volume=np.full(len(self), -1.0))
+
+    def frame(self) -> pd.DataFrame:
+        """A bar frame (:data:`~ibkr_assets.broker.models.BAR_COLUMNS`)."""
+        return bar_frame(
+            pd.DatetimeIndex(self.time).tz_localize("UTC"),
+            (self.open, self.high, self.low, self.close),
+            self.volume,
+            self.session,
+        )
+
+    def bars(self) -> list[Bar]:
+        """The bars as :class:`~ibkr_assets.broker.models.Bar` models."""
+        times = pd.DatetimeIndex(self.time).tz_localize("UTC").to_pydatetime()
+        sessions = [None if pd.isna(s) else s.date() for s in pd.DatetimeIndex(self.session)]
+        records: list[dict[str, Any]] = [
+            {
+                "time": t,
+                "open": o,
+                "high": h,
+                "low": lo,
+                "close": c,
+                "volume": v,
+                "wap": None if np.isnan(w) else w,
+                "bar_count": n or None,
+                "session": s,
+            }
+            for t, o, h, lo, c, v, w, n, s in zip(
+                times,
+                self.open.tolist(),
+                self.high.tolist(),
+                self.low.tolist(),
+                self.close.tolist(),
+                self.volume.tolist(),
+                self.wap.tolist(),
+                self.bar_count.tolist(),
+                sessions,
+                strict=True,
+            )
+        ]
+        return bar_series(records)
+
+
+def decode(fields: list[str]) -> BarColumns:
+    """The bars of one ``historicalData`` message (its fields as ib_async splits them)."""
+    n = int(fields[4])
+    body = fields[5 : 5 + 8 * n]
+    dates = body[0::8]
+    numbers = np.array([body[k::8] for k in range(1, 7)], dtype=np.float64).reshape(6, n)
+    wap = numbers[5]
+    wap[np.isnan(wap) | (np.abs(wap) >= UNSET)] = np.nan
+    if all(len(d) == 8 for d in dates):  # YYYYMMDD: sessions, stamped with their close
+        session_days = _days(np.array(dates, dtype=np.int64))
+        closes = pd.DatetimeIndex(session_days + _CLOSE.to_timedelta64())
+        time = closes.tz_localize("America/New_York").tz_convert(None)
+    else:  # intraday: the epoch second each bar starts at (or IB's dated text)
+        if all(d.isdigit() for d in dates):
+            time = pd.to_datetime(np.array(dates, dtype=np.int64), unit="s").as_unit("ns")
+        else:
+            stamps = [ib_async.util.parseIBDatetime(d).astimezone(UTC) for d in dates]
+            time = pd.DatetimeIndex(stamps).tz_convert(None).as_unit("ns")
+        session_days = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+    return BarColumns(
+        time=time.to_numpy(),
+        open=numbers[0],
+        high=numbers[1],
+        low=numbers[2],
+        close=numbers[3],
+        volume=numbers[4],
+        wap=wap,
+        bar_count=np.array(body[7::8], dtype=np.int64),
+        session=session_days,
+    )
+
+
+def _days(ymd: np.ndarray) -> np.ndarray:
+    """Dates written as the integers YYYYMMDD, as datetime64[ns]."""
+    months = (ymd // 10000 - 1970) * 12 + ymd // 100 % 100 - 1
+    days = months.astype("datetime64[M]").astype("datetime64[D]") + (ymd % 100 - 1)
+    return days.astype("datetime64[ns]")
+
+
+class ColumnarHistory:
+    """Historical requests whose answers are decoded by :func:`decode`, on one ib_async
+    client; made on the connection's loop only."""
+
+    def __init__(self, ib: ib_async.IB) -> None:
+        self._ib = ib
+        self._wanted: dict[int, list[BarColumns]] = {}
+        handlers = ib.client.decoder.handlers
+        self._ib_decoder = handlers[HISTORICAL_DATA]
+        handlers[HISTORICAL_DATA] = self._on_message
+
+    def _on_message(self, fields: list[str]) -> None:
+        box = self._wanted.pop(int(fields[1]), None)
+        if box is None:  # a request made through ib_async
+            self._ib_decoder(fields)
+            return
+        box.append(decode(fields))
+        self._ib.wrapper.historicalDataEnd(int(fields[1]), fields[2], fields[3])
+
+    async def request(
+        self,
+        contract: ib_async.Contract,
+        end: datetime | None,
+        duration: str,
+        bar_size: str,
+        what_to_show: str,
+        use_rth: bool,
+        timeout: float,
+    ) -> BarColumns | None:
+        """IB's bars for the request (``formatDate=2``), or None when IB sent none within
+        ``timeout`` seconds (the request is then cancelled). IB's error for the request is
+        raised as ib_async's ``RequestError``."""
+        client, box = self._ib.client, []
+        req_id = client.getReqId()
+        future = self._ib.wrapper.startReq(req_id, contract, container=box)
+        self._wanted[req_id] = box
+        end_text = ib_async.util.formatIBDatetime(end.astimezone(UTC)) if end else ""
+        client.reqHistoricalData(
+            req_id, contract, end_text, duration, bar_size, what_to_show, use_rth, 2, False, []
+        )
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            client.cancelHistoricalData(req_id)
+            return None
+        finally:
+            self._wanted.pop(req_id, None)
+        return box[0]

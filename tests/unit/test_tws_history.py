@@ -1,0 +1,73 @@
+"""The tws backend's column-wise reading of IB's historicalData message (broker/tws/history.py):
+the bars it yields are the ones ib_async's per-bar decoding gave the backend (dates, stamps at
+the session's close, IB's unset numbers), as models and as a frame."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import numpy as np
+
+from ibkr_assets.broker.timeutil import session_close_utc
+from ibkr_assets.broker.tws.history import decode
+from ibkr_assets.broker.tws.wire import UNSET
+
+
+def _message(*bars: tuple[str, ...]) -> list[str]:
+    return ["17", "9", "start", "end", str(len(bars)), *(f for bar in bars for f in bar)]
+
+
+DAILY = _message(
+    ("20240603", "190.5", "192.25", "189.0", "191.75", "5000000.0", "191.0", "20000"),
+    ("20241202", "240.0", "241.0", "239.5", "240.5", "4000000.0", repr(UNSET), "0"),
+)
+
+
+def test_daily_bars_are_sessions_stamped_at_their_close() -> None:
+    bars = decode(DAILY).bars()
+    assert [b.session for b in bars] == [date(2024, 6, 3), date(2024, 12, 2)]
+    assert [b.time for b in bars] == [
+        session_close_utc(date(2024, 6, 3)),  # 20:00 UTC in summer
+        session_close_utc(date(2024, 12, 2)),  # 21:00 UTC in winter
+    ]
+    first, second = bars
+    assert (first.open, first.high, first.low, first.close) == (190.5, 192.25, 189.0, 191.75)
+    assert (first.volume, first.wap, first.bar_count) == (5_000_000.0, 191.0, 20000)
+    assert second.wap is None and second.bar_count is None, "IB's unset numbers read as none"
+
+
+def test_the_frame_holds_the_models_values() -> None:
+    columns = decode(DAILY)
+    frame = columns.frame()
+    bars = columns.bars()
+    assert list(frame["time"]) == [b.time for b in bars]
+    assert list(frame["session"].dt.date) == [b.session for b in bars]
+    assert frame["close"].tolist() == [191.75, 240.5]
+
+
+def test_a_session_still_open_is_stamped_with_the_answers_instant() -> None:
+    at = datetime(2024, 12, 2, 15, 0, tzinfo=UTC)  # before the 21:00 UTC close
+    bars = decode(DAILY).as_of(at).bars()
+    assert bars[-1].time == at and bars[-1].session == date(2024, 12, 2)
+    assert bars[0].time == session_close_utc(date(2024, 6, 3)), "closed sessions keep theirs"
+    later = datetime(2024, 12, 3, tzinfo=UTC)
+    assert decode(DAILY).as_of(later).bars() == decode(DAILY).bars()
+
+
+def test_volume_is_minus_one_unless_trades() -> None:
+    columns = decode(DAILY)
+    assert np.array_equal(columns.traded("MIDPOINT").volume, [-1.0, -1.0])
+    assert columns.traded("TRADES") is columns
+
+
+def test_intraday_bars_are_epoch_seconds_without_a_session() -> None:
+    start = datetime(2024, 6, 3, 13, 30, tzinfo=UTC)
+    stamp = str(int(start.timestamp()))
+    columns = decode(_message((stamp, "1", "2", "0.5", "1.5", "100.0", "1.25", "3")))
+    (bar,) = columns.bars()
+    assert bar.time == start and bar.session is None
+    assert not columns.daily
+    dated = decode(
+        _message(("20240603 09:30:00 US/Eastern", "1", "2", "0.5", "1.5", "100.0", "1", "3"))
+    )
+    assert dated.bars()[0].time == start, "IB's dated text, read in its zone"
