@@ -45,7 +45,7 @@ from ibkr_assets.housekeeping import housekeep
 from ibkr_assets.jobs import ACCOUNT_TAG, BACKFILL_TAG, DAILY_JOB_NAME, IN_PROGRESS
 from ibkr_assets.partitions import previous_sessions
 from tests.instance.conftest import Server
-from tests.small_world import SMALL_WORLD_EVIDENCE
+from tests.small_world import daemon_environment
 
 #: Five runs one after another (see the module docstring): more than the suite's 600 s on a
 #: loaded machine.
@@ -85,19 +85,7 @@ def world(postgres: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     server_env = {"IBKR_PG_URL": postgres.url, "IBKR_PG_PASSWORD_FILE": str(postgres.password_file)}
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("IBKR_", "DAGSTER_")) or name == "IBKR_JOURNAL_KEY"
-    }
-    env.update(
-        DAGSTER_HOME=str(home),
-        IBKR_DATA_DIR=str(root),
-        **SMALL_WORLD_EVIDENCE,
-        IBKR_SIM_SYMBOLS=str(SIM_SYMBOLS),
-        IBKR_WATCHLIST=json.dumps(WATCHLIST),
-        **server_env,
-    )
+    env = daemon_environment(root, SIM_SYMBOLS, WATCHLIST, **server_env)
     with pytest.MonkeyPatch.context() as patch:
         for name, value in server_env.items():
             patch.setenv(name, value)

@@ -23,7 +23,6 @@ About 2 minutes; the servers' logs are in the module's temporary data root.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -46,7 +45,7 @@ from ibkr_assets.assets.market_data import QUOTES
 from ibkr_assets.definitions import defs
 from ibkr_assets.jobs import BACKFILL_TAG, DAILY_JOB_NAME
 from ibkr_assets.partitions import latest_partition_date, previous_sessions
-from tests.small_world import SMALL_WORLD_EVIDENCE
+from tests.small_world import daemon_environment
 from tests.ui.conftest import new_page
 
 pytestmark = [pytest.mark.slow, pytest.mark.ui]
@@ -148,19 +147,7 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # keep the book in cash, so it is off and the best name is bought, over the 1% limit
     limits = {"concentration_max": CONCENTRATION_MAX, "cvar_aversion": 0.0}
     decide.write_text(yaml.safe_dump(limits))
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("IBKR_", "DAGSTER_")) or name == "IBKR_JOURNAL_KEY"
-    }
-    env.update(
-        DAGSTER_HOME=str(home),
-        IBKR_DATA_DIR=str(root),
-        **SMALL_WORLD_EVIDENCE,
-        IBKR_SIM_SYMBOLS=str(SIM_SYMBOLS),
-        IBKR_WATCHLIST=json.dumps(WATCHLIST),
-        IBKR_DECIDE_CONFIG=str(decide),
-    )
+    env = daemon_environment(root, SIM_SYMBOLS, WATCHLIST, IBKR_DECIDE_CONFIG=str(decide))
     # the instance's SQLite storage, created once here: the webserver and the daemon would
     # otherwise both create it at start, and the loser finds two schema versions
     dg.DagsterInstance.from_config(str(home)).dispose()
