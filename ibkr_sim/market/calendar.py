@@ -49,11 +49,18 @@ def close_index() -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(schedule()[2], utc=True), name="time")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def to_ns(at: datetime) -> int:
     """UTC nanoseconds of a timezone-aware instant; ``ValueError`` for a naive one."""
     if at.tzinfo is None:
         raise ValueError(f"timestamp {at!r} must be timezone-aware (UTC)")
-    return int(pd.Timestamp(at).tz_convert("UTC").value)
+    if isinstance(at, pd.Timestamp):  # may hold nanoseconds
+        return int(at.tz_convert("UTC").value)
+    # a datetime holds whole microseconds: exact, and ~10x cheaper than through pd.Timestamp
+    return (at - _EPOCH) // _MICROSECOND * 1000
 
 
 def from_ns(ns: int | np.integer) -> datetime:

@@ -55,11 +55,14 @@ def _prev_close(seed: int, edge: Edge, j: int, cols: np.ndarray) -> np.ndarray:
 def spread(seed: int, edge: Edge, cols: np.ndarray, price: np.ndarray, widen: float) -> np.ndarray:
     """Quoted spread: ~1 bp for mega caps, tens of bp for thin names; at least one tick."""
     p = panel(seed, edge)
-    tick = p.tick[cols]
-    dollar_adv = np.maximum(p.adv[cols] * price, 1.0)
-    bps = np.clip(1.0 + 5.0e4 / np.sqrt(dollar_adv), 1.0, 50.0)
-    bps = np.where(p.adv[cols] > 0, bps, 0.5)  # FX, indices: tight
-    return np.maximum(np.round(price * bps * widen / 1e4 / tick), 1.0) * tick
+    return _spread(p.tick[cols], p.adv[cols], price, widen)
+
+
+def _spread(tick: np.ndarray, adv: np.ndarray, price: np.ndarray, widen: float) -> np.ndarray:
+    """:func:`spread` of columns with ticks ``tick`` and average daily volumes ``adv``."""
+    bps = 1.0 + 5.0e4 / np.sqrt(np.maximum(adv * price, 1.0))
+    bps = np.where(adv > 0, np.minimum(np.maximum(bps, 1.0), 50.0), 0.5)  # FX, indices: tight
+    return np.maximum((price * bps * widen / 1e4 / tick).round(), 1.0) * tick
 
 
 def state(seed: int, edge: Edge, cols: np.ndarray, at: datetime) -> dict[str, np.ndarray]:
@@ -70,15 +73,12 @@ def state(seed: int, edge: Edge, cols: np.ndarray, at: datetime) -> dict[str, np
         day = intraday(seed, edge, j)
         k = min(int(minutes), day.minutes - 1)
         f = min(minutes - k, 1.0)
-        path = day.path[cols]
-        last = path[:, k] + f * (path[:, k + 1] - path[:, k])
-        last = np.clip(
-            on_tick(last, p.tick[cols]),
-            p.low[j, cols],
-            p.high[j, cols],
-        )
-        cum = day.cum_volume[cols]
-        volume = np.round(cum[:, k] + f * (cum[:, k + 1] - cum[:, k]), -2)
+        # minutes k and k + 1 of the asked columns' paths only (not their whole rows)
+        before, after = day.path[cols, k], day.path[cols, k + 1]
+        last = on_tick(before + f * (after - before), p.tick[cols])
+        last = np.minimum(np.maximum(last, p.low[j, cols]), p.high[j, cols])
+        before, after = day.cum_volume[cols, k], day.cum_volume[cols, k + 1]
+        volume = (before + f * (after - before)).round(-2)
         return {
             "last": last,
             "open": p.open[j, cols],
@@ -136,34 +136,29 @@ def panel_snapshot_columns(
     seed: int, edge: Edge, cols: np.ndarray, at: datetime
 ) -> dict[str, np.ndarray]:
     """The snapshots of panel columns ``cols`` at ``at`` as float64 arrays, one per field of
-    :data:`SNAPSHOT_COLUMNS` (what :func:`panel_snapshots` makes objects of)."""
+    :data:`SNAPSHOT_COLUMNS` (what :func:`panel_snapshots` makes objects of); to be read, not
+    written (before the open, open, high, low and previous close are one array)."""
     p = panel(seed, edge)
     st = state(seed, edge, cols, at)
-    last, tick = st["last"], p.tick[cols]
-    quoted = spread(seed, edge, cols, last, float(st["widen"]))
+    last, tick, adv = st["last"], p.tick[cols], p.adv[cols]
+    quoted = _spread(tick, adv, last, float(st["widen"]))
     bid = np.maximum(np.floor((last - quoted / 2.0) / tick + 1e-9) * tick, tick)
     ask = np.maximum(bid + quoted, np.ceil(last / tick - 1e-9) * tick)
     ask = np.where(ask <= bid, bid + tick, ask)
     minute = to_ns(at) // 60_000_000_000
     h = (cols * 2654435761 + minute * 40503 + seed * 977) % 4294967296
-    depth_scale = np.clip(p.adv[cols] / 2e5, 3, 80).astype(np.int64)
-    traded = p.adv[cols] > 0  # stocks and ETFs; FX and indices quote no size
-    lot = np.array(
-        [round_lot(pc) if t else 0 for pc, t in zip(st["prev_close"], traded, strict=True)],
-        dtype=np.float64,
-    )
-    full = len(cols)
+    depth_scale = np.minimum(np.maximum(adv / 2e5, 3), 80).astype(np.int64)
+    traded = zip(st["prev_close"].tolist(), (adv > 0).tolist(), strict=True)
+    # stocks and ETFs trade in round lots; FX and indices (no volume) quote no size
+    lot = np.array([round_lot(pc) if t else 0 for pc, t in traded], dtype=np.float64)
     return {
-        "bid": np.round(bid, 8),
-        "ask": np.round(ask, 8),
-        "last": np.round(last, 8),
+        "bid": bid.round(8),
+        "ask": ask.round(8),
+        "last": last.round(8),
         "bid_size": lot * (1 + h % depth_scale),
         "ask_size": lot * (1 + (h >> 8) % depth_scale),
         "last_size": lot * (1 + (h >> 16) % 5),
-        **{
-            name: np.broadcast_to(np.asarray(st[name], dtype=np.float64), (full,))
-            for name in ("volume", "open", "high", "low", "prev_close")
-        },
+        **{name: st[name] for name in ("volume", "open", "high", "low", "prev_close")},
     }
 
 
