@@ -169,19 +169,34 @@ def signal_matrix(
     symbol, one column per signal; a signal column missing from ``features`` is an error
     naming it."""
     symbols = _symbols(features)
-    missing = [c for c in signals if c not in features.columns]
-    if missing:
-        raise ValueError(f"features lack signal column(s) {missing}")
-    frame = features.reset_index(drop=True)
-    raw = np.empty((1, len(frame), len(signals)))
-    for j, c in enumerate(signals):
-        raw[0, :, j] = pd.to_numeric(frame[c], errors="coerce").astype("float64").to_numpy()
     return pd.DataFrame(
-        normalise_signals(raw, signals, method, prescaled)[0],
+        _normalised(features, signals, method, prescaled),
         index=pd.Index(symbols.to_numpy(), name="symbol"),
         columns=list(signals),
         dtype="float64",
     )
+
+
+def _normalised(
+    features: pd.DataFrame,
+    signals: tuple[str, ...],
+    method: Literal["zscore", "rank"],
+    prescaled: frozenset[str] = PRESCALED_SIGNALS,
+) -> np.ndarray:
+    """Names x ``signals``: :func:`signal_matrix`'s values (a column not numeric read as
+    numbers, anything else NaN)."""
+    missing = [c for c in signals if c not in features.columns]
+    if missing:
+        raise ValueError(f"features lack signal column(s) {missing}")
+    raw = np.empty((1, len(features), len(signals)))
+    for j, c in enumerate(signals):
+        column = features[c]
+        raw[0, :, j] = (
+            column.to_numpy()
+            if column.dtype == np.float64
+            else pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()
+        )
+    return normalise_signals(raw, signals, method, prescaled)[0]
 
 
 def compute_alpha_scores(
@@ -215,7 +230,7 @@ def compute_alpha_scores(
     # signals x names, summed signal after signal (as a frame's row sums add its columns)
     contributions = np.zeros((len(SIGNALS), len(symbols)))
     if weighted:
-        matrix = signal_matrix(features, tuple(weighted), method).to_numpy()
+        matrix = _normalised(features, tuple(weighted), method)
         at = [SIGNALS.index(c) for c in weighted]
         contributions[at] = matrix.T * w[weighted].to_numpy()[:, None]
     index = pd.Index(symbols.to_numpy(), name="symbol")

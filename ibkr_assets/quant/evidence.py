@@ -242,49 +242,48 @@ def evidence_at(
     docstring."""
     before = panel.ic.index < pd.Timestamp(session)
     position = np.flatnonzero(before)[-settings.sessions :]
-    window = panel.ic.iloc[position]
-    rows = {}
-    for signal in panel.ic.columns:
-        values = window[signal].to_numpy(dtype="float64")
-        n = int(np.isfinite(values).sum())
-        mean, se = newey_west(values)
-        t = mean / se if n >= MIN_OBSERVATIONS and se > 0 else math.nan
-        shrunk = mean * settings.prior_sd**2 / (settings.prior_sd**2 + se**2) if se > 0 else 0.0
-        significant = bool(np.isfinite(t) and abs(t) >= settings.t_threshold)
-        rows[signal] = {
-            "ic": mean,
-            "t": t,
-            "n": n,
-            "shrunk_ic": shrunk,
-            "raw": shrunk if significant else 0.0,
-        }
-    table = pd.DataFrame.from_dict(
-        rows, orient="index", columns=["ic", "t", "n", "shrunk_ic", "raw"]
+    window = panel.ic.to_numpy(dtype="float64")[position]  # sessions x signals
+    count = np.isfinite(window).sum(axis=0)
+    ic, t, shrunk, raw = (np.empty(window.shape[1]) for _ in range(4))
+    prior = settings.prior_sd**2
+    for j in range(window.shape[1]):
+        mean, se = newey_west(window[:, j])
+        ic[j] = mean
+        t[j] = mean / se if count[j] >= MIN_OBSERVATIONS and se > 0 else math.nan
+        shrunk[j] = mean * prior / (prior + se**2) if se > 0 else 0.0
+        significant = bool(np.isfinite(t[j]) and abs(t[j]) >= settings.t_threshold)
+        raw[j] = shrunk[j] if significant else 0.0
+    total = float(np.abs(raw).sum())
+    weight = raw / total if total > 0 else np.zeros(len(raw))
+    table = pd.DataFrame(
+        {"ic": ic, "t": t, "n": count.astype("int64"), "shrunk_ic": shrunk, "weight": weight},
+        index=pd.Index(list(panel.ic.columns)),
     )
-    table = table.astype({"n": "int64"})
-    raw = table["raw"].fillna(0.0)
-    total = float(raw.abs().sum())
-    weight = raw / total if total > 0 else pd.Series(0.0, index=raw.index)
-    table = table.drop(columns="raw").assign(weight=weight)
     composite = 0.0
     if total > 0:
         cov = np.nanmean(panel.cov[position], axis=0)
-        w = weight.to_numpy()
         spread = np.sqrt(np.clip(np.diag(cov), 0, None))
-        dispersion = float(w @ cov @ w)
+        dispersion = float(weight @ cov @ weight)
         if dispersion > 0:
-            composite = float(np.nansum(w * table["shrunk_ic"].to_numpy() * spread)) / math.sqrt(
-                dispersion
-            )
-    through = window.index[-1] if len(window) else pd.NaT
-    return Evidence(table, composite, len(window), through)
+            composite = float(np.nansum(weight * shrunk * spread)) / math.sqrt(dispersion)
+    through = panel.ic.index[position[-1]] if len(position) else pd.NaT
+    return Evidence(table, composite, len(position), through)
 
 
 def daily_volatility(closes: pd.DataFrame, sessions: int = 60) -> pd.Series:
     """Each column's standard deviation (ddof 1) of its last ``sessions`` daily simple returns
-    (``closes``: sessions x symbols, in order), a fraction a day; NaN with fewer than 2."""
-    returns = closes.iloc[-(sessions + 1) :].pct_change(fill_method=None).iloc[1:]
-    return returns.std(ddof=1)
+    (``closes``: sessions x symbols, in order), a fraction a day; NaN with fewer than 2. A
+    missing close leaves that day's and the next day's return out. Computed as pandas'
+    ``pct_change().std()`` computes it (two passes, each name's returns contiguous), to the bit."""
+    v = closes.iloc[-(sessions + 1) :].to_numpy(dtype="float64")
+    returns = np.ascontiguousarray((v[1:] / v[:-1] - 1.0).T)  # symbols x sessions
+    known = ~np.isnan(returns)
+    count = known.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(known, returns, 0.0).sum(axis=1) / count
+        square = np.where(known, (mean[:, None] - returns) ** 2, 0.0).sum(axis=1)
+        variance = np.where(count >= 2, square / (count - 1), np.nan)
+    return pd.Series(np.sqrt(variance), index=closes.columns)
 
 
 def grinold_expected_returns(

@@ -149,7 +149,7 @@ def daily_returns(closes: pd.DataFrame) -> pd.DataFrame:
     """
     if not isinstance(closes, pd.DataFrame) or closes.empty:
         raise ValueError("closes must be a non-empty sessions x symbols DataFrame")
-    values = closes.sort_index()
+    values = closes if closes.index.is_monotonic_increasing else closes.sort_index()
     v = values.to_numpy(dtype="float64")
     bad = values.columns[(v <= 0).any(axis=0)].tolist()
     if bad:
@@ -180,19 +180,19 @@ def build_risk_model(
         dupes = closes.columns[closes.columns.duplicated()].unique().tolist()
         raise ValueError(f"duplicate symbols in the close panel: {dupes}")
     returns = daily_returns(closes).iloc[-scenario_sessions:]
-    counts = returns.notna().sum(axis=0)
-    short = counts[counts < min_history]
+    counts = (~np.isnan(returns.to_numpy())).sum(axis=0)
     dropped = {
         str(sym): f"{int(n)} valid daily returns in the last {len(returns)} sessions "
         f"(need {min_history})"
-        for sym, n in short.items()
+        for sym, n in zip(returns.columns, counts, strict=True)
+        if n < min_history
     }
-    kept = returns.columns[(counts >= min_history).to_numpy()]
+    kept = returns.columns[counts >= min_history]
     if kept.empty:
         raise ValueError(
             f"no symbol has {min_history} valid returns in the last {len(returns)} sessions"
         )
-    values = returns.to_numpy()[:, (counts >= min_history).to_numpy()]
+    values = returns.to_numpy()[:, counts >= min_history]
     mean = np.nanmean(values, axis=0)
     # a gap takes its column's mean (as fillna(mean), which pandas does column by column: slow)
     filled = np.where(np.isnan(values), mean, values)
