@@ -104,7 +104,9 @@ def _judge(name: str, limit: float, measure: Callable[[], _Measured]) -> CheckRe
         m = measure()
     except (ValueError, KeyError) as exc:
         return CheckResult(name, False, math.nan, limit, math.nan, f"not evaluated: {exc}")
-    over = [] if m.by_item is None else m.by_item.index[m.by_item > limit + TOLERANCE].map(str)
+    over = []
+    if m.by_item is not None:
+        over = [str(s) for s in m.by_item.index[m.by_item.to_numpy() > limit + TOLERANCE]]
     return CheckResult(
         name,
         bool(m.value <= limit + TOLERANCE),

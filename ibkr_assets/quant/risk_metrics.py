@@ -23,6 +23,7 @@ All numbers are fractions of net liquidation value (NAV) over one day, losses po
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -93,10 +94,19 @@ def parametric_var_cvar(
     if missing:
         raise ValueError(f"no covariance for held symbols {missing}")
     held = w[w != 0]
-    sigma = math.sqrt(max(float(held @ cov.loc[held.index, held.index] @ held), 0.0))
+    h = held.to_numpy()  # np.dot, as pandas' ``held @ cov @ held``
+    variance = np.dot(np.dot(h, cov.loc[held.index, held.index].to_numpy()), h)
+    sigma = math.sqrt(max(float(variance), 0.0))
     mu = 0.0 if mean is None else float(mean.reindex(held.index).fillna(0.0) @ held)
+    z, density = _normal_quantile(confidence)
+    return z * sigma - mu, sigma * density / (1 - confidence) - mu
+
+
+@functools.cache
+def _normal_quantile(confidence: float) -> tuple[float, float]:
+    """The standard normal's quantile ``z_α`` at ``confidence`` and its density ``φ(z_α)``."""
     z = float(norm.ppf(confidence))
-    return z * sigma - mu, sigma * float(norm.pdf(z)) / (1 - confidence) - mu
+    return z, float(norm.pdf(z))
 
 
 @dataclass(frozen=True)

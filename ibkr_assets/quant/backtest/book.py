@@ -161,7 +161,11 @@ def simulate(
             costs,
         )
         final, _ = overlay_targets(frame, settings.rules, day.features, day.headlines, day.as_of)
-        final_weights = final.set_index("symbol")["weight"]
+        final_weights = pd.Series(  # final.set_index("symbol")["weight"], without the copy
+            final["weight"].to_numpy(),
+            index=pd.Index(final["symbol"].array, name="symbol"),
+            name="weight",
+        )
         targets[day.session] = final_weights
         checks = compliance_checks(
             final_weights, current, model, settings.limits, data.universe, day.features, nav
