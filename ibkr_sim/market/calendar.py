@@ -123,7 +123,7 @@ def when(at: datetime) -> tuple[str, int, float]:
     """("open", j, minutes into session j) | ("pre", j, 0) | ("closed", i, 0) for ``at``."""
     ns = to_ns(at)
     days, opens, closes = schedule()
-    i = int(np.searchsorted(closes, ns, "right")) - 1
+    i = int(closes.searchsorted(ns, "right")) - 1
     j = i + 1
     if j < len(days) and opens[j] <= ns:
         return "open", j, (ns - opens[j]) / 60e9
