@@ -179,8 +179,7 @@ class PortfolioOptimiser:
         a = a.reindex(self.symbols)
         check_finite(a.to_numpy(), self.symbols, "expected return (alpha)")
         w0 = pd.Series({} if current_weights is None else current_weights, dtype="float64")
-        known = set(self.symbols)
-        outside = [s for s, v in w0.items() if s not in known and v != 0]
+        outside = list(w0.index[~w0.index.isin(self.symbols) & (w0.to_numpy() != 0)])
         if outside:
             raise OptimizationError(f"current weights for symbols not in the optimiser: {outside}")
         w0 = w0.reindex(self.symbols).fillna(0.0)
@@ -244,7 +243,7 @@ class PortfolioOptimiser:
         frame.loc[missing] = [flat, flat, 0.0]
         rates = frame.to_numpy(dtype="float64")
         check_finite(rates.T, self.symbols, "trading cost rate")
-        bad = [s for s, row in zip(self.symbols, rates, strict=True) if (row < 0).any()]
+        bad = [self.symbols[i] for i in np.flatnonzero((rates < 0).any(axis=1))]
         if bad:
             raise OptimizationError(f"negative trading cost rates for {bad}")
         buy, sell, impact = rates.T

@@ -245,10 +245,12 @@ class Formulation:
         self.scenarios: np.ndarray
         self.factors: CovarianceFactors
         self.full: CompiledProblem
+        self._full_loaded = False  # whether the full problem holds the current risk data
         self._restricted: dict[int, CompiledProblem] = {}
 
     def set_risk(self, factors: CovarianceFactors, r: np.ndarray) -> None:
-        """Load a covariance in factor form (checked finite) and scenarios of the built shape."""
+        """Load a covariance in factor form (checked finite) and scenarios of the built shape
+        (into a compiled problem when it is next loaded, :meth:`load`)."""
         rank = factors.rank if self.config.risk_aversion > 0 else 0  # 0: no variance term
         if self.rank != rank:
             rms = float(np.sqrt(np.mean(r**2)))
@@ -256,7 +258,10 @@ class Formulation:
             self._build(rank)
         self.scenarios = r
         self.factors = factors
-        self.full.load_risk(r, factors)
+        # loaded into the full problem when it is solved (load): a working set usually suffices,
+        # and cvxpy's checks of the 504 x 700 Parameters took ~14 ms a session (cProfile of a
+        # 6-month 700-name replay under load, session 17)
+        self._full_loaded = False
 
     def _build(self, rank: int) -> None:
         """(Re)build the full problem for a covariance factor of ``rank`` rows.
@@ -318,7 +323,10 @@ class Formulation:
         risk data and sector rows; its unused slots get weight bounds of 0.
         """
         k, slots = idx.size, c.slots
-        if c is not self.full:
+        if c is self.full and not self._full_loaded:
+            c.load_risk(self.scenarios, self.factors)
+            self._full_loaded = True
+        elif c is not self.full:
             c.load_risk(self.scenarios, self.factors, idx)
             if len(self.groups):
                 c.membership.value = self.groups.membership(idx, slots)
