@@ -45,7 +45,8 @@ about future returns.
 
 Everything is drawn from its own ``numpy.random.SeedSequence`` stream per seed, from inputs that
 do not depend on the edge (headline counts, jumps, idiosyncratic shocks), so the counts are the
-same in a seed's default and edge-free worlds.
+same in a seed's default and edge-free worlds, and a process that holds no prices (the pipeline
+behind a simulated gateway) draws them alone (:func:`ibkr_sim.market.paths.chatter_alone`).
 """
 
 from __future__ import annotations
