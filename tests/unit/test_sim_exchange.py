@@ -1,4 +1,9 @@
-"""The paper exchange: fills, accounting, commissions, margin, order lifecycle, concurrency."""
+"""The paper exchange (:class:`ibkr_sim.exchange.PaperExchange`): accounts, fills and their
+accounting, order lifecycle at an instant, margin of options and futures, concurrency through
+the shared file. The pure arithmetic (commissions, Reg T margin, fills, book walk) is in
+test_sim_exchange_arithmetic.py, orders that wait for a later price in
+test_sim_exchange_over_time.py; fixtures in tests/unit/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -8,142 +13,12 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from ibkr_sim.exchange import (
-    Book,
-    OrderRequest,
-    PaperExchange,
-    apply_fill,
-    walk_book,
-)
+from ibkr_sim.exchange import OrderRequest, PaperExchange
 from ibkr_sim.market import SimMarket
-from ibkr_spec.commissions import order_commission, stock_commission, stock_tier_rate
 from ibkr_spec.errors import IBError
-from ibkr_spec.margin import buying_power, position_margin
-
-#: Friday 2026-11-20, 10:30 in New York: the market is open.
-OPEN = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
-PRIMARY, SECOND = "DU1234567", "DU7654321"
-
-
-class Clock:
-    """A settable clock for the exchange."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
-@pytest.fixture(scope="module")
-def market() -> SimMarket:
-    return SimMarket(seed=7, n_stocks=700)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(OPEN)
-
-
-@pytest.fixture
-def ex(market: SimMarket, tmp_path: Path, clock: Clock) -> PaperExchange:
-    return PaperExchange(market, tmp_path / "sim" / "paper.sqlite", clock=clock)
-
-
-def _conid(market: SimMarket, symbol: str) -> int:
-    return market.universe.lookup(symbol).conid
-
-
-def _state(ex: PaperExchange, account: str) -> tuple:
-    return (
-        ex.summary(account),
-        ex.positions(account),
-        ex.cash(account),
-        ex.open_orders(account),
-        ex.executions(account),
-    )
-
-
-# -- pure pieces -------------------------------------------------------------------------------
-
-
-def test_tiered_stock_commission_against_hand_computed_numbers() -> None:
-    # IB 0.35 minimum + (exchange 0.0030 + clearing 0.0002) x 100
-    assert stock_commission(100, 5_000.0, sell=False) == pytest.approx(0.35 + 0.32)
-    # 1000 x 0.0035 + 1000 x 0.0032
-    assert stock_commission(1_000, 50_000.0, sell=False) == pytest.approx(3.50 + 3.20)
-    # a $20 order: the 1 % maximum (0.20) is below the minimum and wins
-    assert stock_commission(10, 20.0, sell=False) == pytest.approx(0.20 + 0.032)
-    # second tier once 300k shares traded this month
-    assert stock_commission(1_000, 50_000.0, False, month_shares=500_000) == pytest.approx(5.20)
-    # a sale adds SEC (27.80 per million) and FINRA TAF (0.000166 / share)
-    assert stock_commission(1_000, 50_000.0, sell=True) == pytest.approx(
-        6.70 + 50_000 * 27.8e-6 + 0.166
-    )
-    # FINRA TAF is capped at 8.30 per order
-    assert stock_commission(100_000, 1_000_000.0, sell=True) == pytest.approx(
-        350.0 + 320.0 + 27.80 + 8.30
-    )
-    rates = [stock_tier_rate(v) for v in (0, 299_999, 300_000, 3e6, 2e7, 1e8, 5e8)]
-    np.testing.assert_allclose(rates, [0.0035, 0.0035, 0.0020, 0.0015, 0.0010, 0.0005, 0.0005])
-    assert order_commission("OPT", 1, 250.0, False) == pytest.approx(1.00)
-    assert order_commission("OPT", 3, 750.0, False) == pytest.approx(1.95)
-    assert order_commission("CASH", 10_000, 11_500.0, False) == pytest.approx(2.00)
-    assert order_commission("CASH", 1e6, 1.15e6, False) == pytest.approx(23.0)
-    with pytest.raises(ValueError, match="IND"):
-        order_commission("IND", 1, 1.0, False)
-
-
-def test_reg_t_margin_per_position() -> None:
-    assert position_margin("STK", 100, 50.0) == pytest.approx((2_500.0, 1_250.0))
-    assert position_margin("STK", -100, 50.0) == pytest.approx((2_500.0, 1_500.0))
-    assert position_margin("OPT", 2, 3.0, 100) == (0.0, 0.0)
-    # short OTM call: premium 200 + max(20 % of 10,000 - 1,000 OTM, 10 % of 10,000)
-    assert position_margin("OPT", -1, 2.0, 100, 1.0, 100.0, 110.0, "C") == pytest.approx(
-        (1_200.0, 1_200.0)
-    )
-    # short ITM put: premium 1,200 + 20 % of 10,000
-    assert position_margin("OPT", -1, 12.0, 100, 1.0, 100.0, 110.0, "P") == pytest.approx(
-        (3_200.0, 3_200.0)
-    )
-    assert position_margin("FUT", -1, 70.0, 1000) == pytest.approx((8_400.0, 7_000.0))
-    assert buying_power(1_000.0) == 2_000.0 and buying_power(-5.0) == 0.0
-
-
-def test_apply_fill_average_cost_realized_pnl_and_reversal(market: SimMarket) -> None:
-    inst = market.universe.lookup("AAPL")
-    book = Book({"USD": 10_000.0})
-    assert apply_fill(book, inst, 100, 10.0, 1.0) is None
-    pos = book.positions[inst.conid]
-    assert (pos.cost_basis + pos.comm_basis) / pos.quantity == pytest.approx(10.01)
-    # sell 40 at 12: 480 - 40/100 of (1000 + 1) - 1 commission
-    assert apply_fill(book, inst, -40, 12.0, 1.0) == pytest.approx(480 - 400.4 - 1.0)
-    assert (pos.cost_basis + pos.comm_basis) / pos.quantity == pytest.approx(10.01)
-    # sell 100 at 12 from +60: closes 60 (realized), opens a 40 short with 40 % of the commission
-    realized = apply_fill(book, inst, -100, 12.0, 1.0)
-    assert realized == pytest.approx(720 - 600.6 - 0.6)
-    assert pos.quantity == -40
-    assert (pos.cost_basis + pos.comm_basis) / pos.quantity == pytest.approx((480 - 0.4) / 40)
-    assert book.cash["USD"] == pytest.approx(10_000 - 1_001 + 479 + 1_199)
-    assert apply_fill(book, inst, 40, 11.0, 1.0) == pytest.approx(480 - 0.4 - 440 - 1.0)
-    assert inst.conid not in book.positions
-
-
-def test_walk_book_takes_levels_in_order_within_the_limit() -> None:
-    asks = [(10.00, 100.0, "A"), (10.01, 200.0, "B"), (10.03, 300.0, "C")]
-    assert walk_book(asks, 250, buy=True) == [(10.00, 100.0, "A"), (10.01, 150.0, "B")]
-    assert walk_book(asks, 250, buy=True, taken=50) == [(10.00, 50.0, "A"), (10.01, 200.0, "B")]
-    assert walk_book(asks, 1_000, buy=True, limit=10.01) == [
-        (10.00, 100.0, "A"),
-        (10.01, 200.0, "B"),
-    ]
-    assert walk_book(asks, 100, buy=True, limit=10.01, taken=300) == []
-    bids = [(9.99, 100.0, "A"), (9.98, 100.0, "B")]
-    assert walk_book(bids, 150, buy=False, limit=9.985) == [(9.99, 100.0, "A")]
-
+from tests.sim_direct import OPEN, PRIMARY, SECOND, Clock, _conid, _state
 
 # -- accounts ----------------------------------------------------------------------------------
 
@@ -509,103 +384,6 @@ def test_two_instances_and_a_process_trading_at_once_add_up(
     assert len({e.exec_id for e in execs}) == len(execs)
 
 
-def test_a_resting_order_fills_when_the_price_crossed_even_if_nobody_looked(
-    ex: PaperExchange, market: SimMarket, clock: Clock
-) -> None:
-    amzn = _conid(market, "AMZN")
-    marks = [OPEN + timedelta(minutes=m) for m in range(1, 330)]
-    asks = [market.snapshot(amzn, t).ask for t in marks]
-    limit = min(asks)
-    assert limit < market.snapshot(amzn, OPEN).ask
-    first = marks[next(i for i, a in enumerate(asks) if a <= limit + 1e-9)]
-    day = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=limit))
-    never = ex.place(
-        SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=round(limit * 0.5, 2))
-    )
-    assert day.status == "Submitted" and day.filled == 0
-    clock.at = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)  # the next day, a Saturday
-    filled = ex.order(day.order_id)
-    assert filled.status == "Filled" and filled.avg_fill_price <= limit + 1e-9
-    (fill,) = ex.executions(SECOND)
-    assert fill.time == first
-    assert ex.order(never.order_id).status == "Cancelled"
-
-
-def test_a_market_order_placed_before_the_open_fills_at_the_open(
-    ex: PaperExchange, market: SimMarket, clock: Clock
-) -> None:
-    amzn = _conid(market, "AMZN")
-    clock.at = datetime(2026, 11, 20, 13, 0, tzinfo=UTC)  # 08:00 New York
-    placed = ex.place(SECOND, OrderRequest(amzn, "BUY", 10))
-    assert placed.status == "PreSubmitted"
-    clock.at = OPEN
-    assert ex.order(placed.order_id).status == "Filled"
-    (fill,) = ex.executions(SECOND)
-    opening = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
-    assert fill.time == opening
-    assert fill.price == pytest.approx(market.snapshot(amzn, opening).ask)
-
-
-def test_bracket_child_waits_for_its_parent(ex: PaperExchange, market: SimMarket) -> None:
-    amzn = _conid(market, "AMZN")
-    snap = market.snapshot(amzn, OPEN)
-    parent = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=snap.bid - 1))
-    child = ex.place(
-        SECOND,
-        OrderRequest(amzn, "SELL", 10, "STP", stop_price=snap.bid + 5, parent_id=parent.order_id),
-    )
-    # the stop is above the last price, so it would trigger at once - but its parent is working
-    assert child.status == "PreSubmitted" and child.filled == 0
-    ex.modify(parent.order_id, limit_price=snap.ask)
-    assert ex.order(parent.order_id).status == "Filled"
-    assert ex.order(child.order_id).status == "Filled"
-    assert ex.positions(SECOND) == []
-    other = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=snap.bid - 1))
-    orphan = ex.place(
-        SECOND,
-        OrderRequest(amzn, "SELL", 10, "LMT", limit_price=snap.ask, parent_id=other.order_id),
-    )
-    ex.cancel(other.order_id)
-    assert ex.order(orphan.order_id).status == "Cancelled"
-    with pytest.raises(IBError) as err:
-        ex.place(SECOND, OrderRequest(amzn, "SELL", 1, parent_id=123_456))
-    assert err.value.code == 10147
-
-
-def test_a_bracket_childs_fill_cancels_its_sibling(ex: PaperExchange, market: SimMarket) -> None:
-    amzn = _conid(market, "AMZN")
-    snap = market.snapshot(amzn, OPEN)
-    parent = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=snap.bid - 1))
-    take_profit = ex.place(
-        SECOND,
-        OrderRequest(amzn, "SELL", 10, "LMT", limit_price=snap.bid, parent_id=parent.order_id),
-    )
-    stop_loss = ex.place(
-        SECOND,
-        OrderRequest(amzn, "SELL", 10, "STP", stop_price=snap.bid - 20, parent_id=parent.order_id),
-    )
-    ex.modify(parent.order_id, limit_price=snap.ask)  # the parent fills, the take-profit at once
-    assert ex.order(take_profit.order_id).status == "Filled"
-    cancelled = ex.order(stop_loss.order_id)
-    assert (cancelled.status, cancelled.filled) == ("Cancelled", 0)
-    assert "sibling filled" in cancelled.message
-    assert ex.positions(SECOND) == [] and ex.open_orders(SECOND) == []
-
-
-def test_a_reader_pinned_in_the_past_does_not_rewrite_history(
-    ex: PaperExchange, market: SimMarket, clock: Clock
-) -> None:
-    amzn = _conid(market, "AMZN")
-    bid = market.snapshot(amzn, OPEN).bid
-    placed = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=bid, tif="GTC"))
-    clock.at = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)
-    now_status = ex.order(placed.order_id)
-    fills = ex.executions(SECOND)
-    past = PaperExchange(market, ex.state_path, clock=lambda: OPEN + timedelta(minutes=5))
-    assert past.order(placed.order_id) == now_status
-    assert past.executions(SECOND) == fills
-
-
 def test_long_options_have_no_loan_value_and_futures_move_no_cash(
     ex: PaperExchange, market: SimMarket
 ) -> None:
@@ -642,33 +420,3 @@ def test_long_options_have_no_loan_value_and_futures_move_no_cash(
     assert ex.executions(SECOND)[-1].realized_pnl == pytest.approx(
         gain - fut.commission - sold.commission
     )
-
-
-def test_a_gtc_limit_left_alone_for_weeks_fills_at_the_first_crossing(
-    ex: PaperExchange, market: SimMarket, clock: Clock
-) -> None:
-    amzn = _conid(market, "AMZN")
-    sessions = market.sessions(OPEN.date() + timedelta(days=1), OPEN.date() + timedelta(days=40))
-    bars = market.daily_bars(amzn, sessions[0], sessions[-1])
-    target = bars["low"].iloc[3:].idxmin().date()
-
-    def marks(day):  # every minute mark of a session's regular hours
-        start, end = market.trading_hours(amzn, day)[0]
-        return [start + timedelta(minutes=k) for k in range(int((end - start).seconds / 60))]
-
-    limit = min(market.snapshot(amzn, t).ask for t in marks(target))
-    assert limit < market.snapshot(amzn, OPEN).bid
-    placed = ex.place(SECOND, OrderRequest(amzn, "BUY", 10, "LMT", limit_price=limit, tif="GTC"))
-    assert placed.status == "Submitted"
-    # brute force: the first minute mark from now on at which the ask is at or below the limit
-    expected = next(
-        t
-        for day in [OPEN.date(), *sessions]
-        if day == OPEN.date() or bars.loc[str(day), "low"] <= limit
-        for t in marks(day)
-        if t > OPEN and market.snapshot(amzn, t).ask <= limit + 1e-9
-    )
-    clock.at = datetime.combine(sessions[-1], datetime.min.time(), UTC) + timedelta(hours=23)
-    assert ex.order(placed.order_id).status == "Filled"
-    (fill,) = ex.executions(SECOND)
-    assert fill.time == expected and fill.price <= limit + 1e-9
