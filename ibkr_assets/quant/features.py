@@ -154,11 +154,6 @@ def _prices(quotes: pd.DataFrame, at: pd.Timestamp, index: pd.Index) -> pd.DataF
     )
 
 
-def _values(column: pd.Series, symbols: pd.Index) -> pd.api.extensions.ExtensionArray:
-    """``column``'s values in the order of ``symbols`` (its labels)."""
-    return (column if column.index.equals(symbols) else column.reindex(symbols)).array
-
-
 def _last_known(values: pd.Series, index: pd.Index) -> pd.Series:
     """Each label of ``index``: the last number of ``values`` (by label; not a number: NaN)
     under it that is not NaN, NaN without one."""
@@ -356,33 +351,31 @@ def assemble_feature_matrix(
         )
     )
 
-    identity = {
-        "symbol": symbols,
-        "conid": uni["conid"],
-        "sector": uni["sector"].astype("string"),
-        "industry": uni["industry"].astype("string"),
-        "lot_size": pd.to_numeric(uni["lot_size"], errors="coerce").fillna(1).astype("int64"),
-        "adv": technical["adv_20d"],
-        "avg_volume": pd.to_numeric(uni["adv"], errors="coerce"),
-        "avg_volume_source": uni["avg_volume_source"].astype("string"),
-        **dict(prices.items()),
-        "last_session": technical["last_session"],
-    }
-    parts = (
-        technical.drop(columns=["last_session"]),
-        fundamental,
-        eps.to_frame("forward_eps"),
-        sentiment.loc[:, list(SENTIMENT_COLUMNS)],
-        social.set_axis(symbols),
+    identity = pd.DataFrame(
+        {
+            "conid": uni["conid"],
+            "sector": uni["sector"].astype("string"),
+            "industry": uni["industry"].astype("string"),
+            "lot_size": pd.to_numeric(uni["lot_size"], errors="coerce").fillna(1).astype("int64"),
+            "adv": technical["adv_20d"],
+            "avg_volume": pd.to_numeric(uni["adv"], errors="coerce"),
+            "avg_volume_source": uni["avg_volume_source"].astype("string"),
+        },
+        index=symbols,
+    ).join(prices.assign(last_session=technical["last_session"]))
+    out = pd.concat(
+        [
+            identity,
+            technical.drop(columns=["last_session"]),
+            fundamental,
+            eps.rename("forward_eps"),
+            sentiment.loc[:, list(SENTIMENT_COLUMNS)],
+            social.set_axis(symbols),
+        ],
+        axis=1,
     )
-    columns = dict(identity)
-    for part in parts:  # each indexed by the symbols, as a rule in their order
-        aligned = part if part.index.equals(symbols) else part.reindex(symbols)
-        columns.update(aligned.items())
-    out = pd.DataFrame(
-        {c: v if isinstance(v, pd.Index) else _values(v, symbols) for c, v in columns.items()}
-    )
-    out["as_of"] = at
+    out.index.name = "symbol"
+    out = out.reset_index().assign(as_of=at)
     if out["symbol"].is_monotonic_increasing:  # the technical features' order, as a rule
         return out
     return out.sort_values("symbol", ignore_index=True)
