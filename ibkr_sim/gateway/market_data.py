@@ -22,6 +22,7 @@ the realism profile gives a history gap is answered with 162 "HMDS query returne
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from itertools import chain
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
@@ -346,7 +347,7 @@ def req_historical_data(s: Session, r: Reader) -> None:
     # one frame formatted in one call: three years of daily bars are ~6,000 fields a request.
     # Prices are rounded to 6 decimals and written with 6 ("%.6f" of the rounded double is
     # that decimal exactly), volume as Python writes a float, the bar count as an integer.
-    body = (_BAR_TEXT * len(dates)) % tuple(x for row in rows for x in row)
+    body = (_BAR_TEXT * len(dates)) % tuple(chain.from_iterable(rows))
     s.send_frame(wire.frame_raw(("\0".join(map(wire.field, header)) + "\0" + body).encode()))
 
 

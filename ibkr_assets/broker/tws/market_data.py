@@ -91,12 +91,13 @@ class MarketData:
         """``request()`` at the connection's market-data type, falling back to delayed data once
         if IB refuses the type for want of a subscription. The first request of a connection
         goes alone, so a refusal is met once, not by every request in flight."""
-        if self._type_known:
-            return await self._with_fallback(request, symbol)
-        async with self._probe:
-            result = await self._with_fallback(request, symbol)
-            self._type_known = True
-            return result
+        if not self._type_known:
+            async with self._probe:
+                if not self._type_known:  # else settled while this request waited
+                    result = await self._with_fallback(request, symbol)
+                    self._type_known = True
+                    return result
+        return await self._with_fallback(request, symbol)
 
     async def _with_fallback(self, request: Callable[[], Awaitable[T]], symbol: str) -> T:
         while True:
