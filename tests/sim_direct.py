@@ -1,17 +1,20 @@
 """Helpers for the tests of the simulator's own classes used directly, without a broker
-(:class:`ibkr_sim.market.SimMarket`, :class:`ibkr_sim.exchange.PaperExchange`): an instant in
-a session, the paper accounts, a settable clock. Their fixtures are in tests/unit/conftest.py.
+(:class:`ibkr_sim.market.SimMarket`, :class:`ibkr_sim.exchange.PaperExchange`): instants around a
+session, the paper accounts, a settable clock. Their fixtures are in tests/unit/conftest.py.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from ibkr_sim.exchange import PaperExchange
 from ibkr_sim.market import SimMarket
 
 #: Friday 2026-11-20, 10:30 in New York: the market is open.
 OPEN = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
+PRE_OPEN = datetime(2026, 11, 20, 13, 0, tzinfo=UTC)  # 08:00 New York
+AFTER_CLOSE = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)
+DAY = date(2026, 11, 20)
 PRIMARY, SECOND = "DU1234567", "DU7654321"
 
 
