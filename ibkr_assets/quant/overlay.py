@@ -148,10 +148,11 @@ def _recent_headlines(
     missing = {"symbol", "time", "headline"} - set(headlines.columns)
     if missing:
         raise ValueError(f"headlines need columns {sorted(missing)}")
-    headlines = headlines.loc[headlines["symbol"].astype(str).isin(symbols.astype(str)).to_numpy()]
     times = pd.to_datetime(headlines["time"], utc=True, cache=False)
     start = as_of - pd.Timedelta(hours=hours)
-    return headlines.loc[(times > start) & (times <= as_of)].reset_index(drop=True)
+    recent = ((times > start) & (times <= as_of)).to_numpy()
+    about = headlines["symbol"].astype(str).isin(symbols.astype(str)).to_numpy()
+    return headlines.loc[recent & about].reset_index(drop=True)
 
 
 def apply_overlay(
@@ -206,10 +207,16 @@ def apply_overlay(
             # headlines are read
             held = w.index[(w != 0).to_numpy()]
             recent = _recent_headlines(headlines, ts, rule.window_hours, held)
-            text = recent["headline"].astype(str).str.lower()
-            by_symbol = recent.groupby(recent["symbol"].astype(str)).indices
+            said = recent["headline"].astype(str).tolist()  # a missing one holds no phrase
+            text = [line.lower() if isinstance(line, str) else "" for line in said]
+            lines_of: dict[str, list[int]] = {}
+            for i, symbol in enumerate(recent["symbol"].astype(str).tolist()):
+                lines_of.setdefault(symbol, []).append(i)
+            by_symbol = {s: np.array(rows, dtype=np.intp) for s, rows in lines_of.items()}
             # each phrase looked for once in every recent line; a symbol's lines index into it
-            found = {p: text.str.contains(p.lower(), regex=False).to_numpy() for p in rule.phrases}
+            found = {
+                p: np.array([p.lower() in line for line in text], dtype=bool) for p in rule.phrases
+            }
             for sym in (s for s in held if str(s) in by_symbol):
                 lines = by_symbol[str(sym)]
                 for phrase in rule.phrases:

@@ -135,7 +135,7 @@ def day_orders(
     then each through the what-if size-down against the account (``cash`` USD). Only the names
     held or targeted can have an order: their round lots are the only ones looked up."""
     trading = set(held.index.astype(str)) | set(weights.index[weights.to_numpy() != 0].astype(str))
-    universe = universe.loc[universe["symbol"].astype(str).isin(trading).to_numpy()]
+    universe = universe.loc[universe["symbol"].isin(trading).to_numpy()]
     lotted = lots_at(universe, prices, execution.round_lot if settings.even_lots else None)
     diff = diff_orders(
         held,
