@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 import numpy as np
-import pytest
 
 from ibkr_sim.market import SimMarket
 from ibkr_sim.market.calendar import NEW_YORK, schedule, to_ns
@@ -17,11 +16,6 @@ from ibkr_sim.market.news import (
 )
 from ibkr_sim.market.paths import panel
 from ibkr_sim.universe import stable_int
-
-
-@pytest.fixture(scope="module")
-def market() -> SimMarket:
-    return SimMarket(seed=7, n_stocks=700)
 
 
 def test_news_drawn_at_once_are_the_one_by_one_draws(market: SimMarket) -> None:
