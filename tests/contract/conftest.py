@@ -10,7 +10,7 @@ its paper account starts fresh, and a clock inside a NYSE session so market orde
 way on every run (pinned for ``sim``, starting there and running in real time for the gateway).
 
 The suite is about the backends themselves, so it uses the backend behind ``connect``'s order
-guard (``.inner``); the guard has its own tests (tests/unit/test_order_guard.py, tests/safety/).
+guard (``.inner``); the guard has its own tests (tests/unit/test_order_guard*.py, tests/safety/).
 """
 
 from __future__ import annotations

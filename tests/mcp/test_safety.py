@@ -1,5 +1,5 @@
 """Confirmation tokens and the audit log on their own (the limits are the order guard's:
-tests/unit/test_order_guard.py)."""
+tests/unit/test_order_guard*.py)."""
 
 from __future__ import annotations
 
