@@ -35,7 +35,7 @@ class OptimiserConfig(BaseModel):
     )
     # 50, not 40: the first set (these plus the book and the last targets, ~60 names at 700) then
     # needs a second round of ~110 names in 6 of 125 sessions instead of 21 of 125, and HiGHS's
-    # time grows with the names: solve CPU -24% on a 6-month 700-name replay (session 17, #18.8)
+    # time grows with the names: solve CPU ~20% less, 6-month 700-name replay (session 17, #18.8)
     working_set: int | None = Field(
         50,
         ge=1,
