@@ -30,6 +30,7 @@ from typing import Any
 
 import dagster as dg
 import httpx
+import numpy as np
 import pandas as pd
 from pydantic import Field
 from tenacity import (
@@ -150,17 +151,15 @@ class SimFundamentalsResource(FundamentalsResource):
         # a symbol without fundamentals (an ETF) has no forward EPS
         stocks, skipped, _ = _sim_stocks(broker, market, symbols, sessions[0])
         _warn_missing("forward EPS history (simulated)", skipped, len(symbols))
-        frames = [
-            pd.DataFrame(
-                {
-                    "session": pd.Timestamp(day),
-                    "symbol": list(stocks),
-                    "forward_eps": market.forward_eps_many(list(stocks.values()), day),
-                }
-            )
-            for day in sessions
-        ]
-        return pd.concat(frames, ignore_index=True).astype({"symbol": "string"})
+        # every stock on every session in one call: (sessions, stocks), session-major rows
+        eps = market.forward_eps_history(list(stocks.values()), sessions)
+        return pd.DataFrame(
+            {
+                "session": np.array(sessions, dtype="datetime64[s]").repeat(len(stocks)),
+                "symbol": pd.array(list(stocks) * len(sessions), dtype="string"),
+                "forward_eps": eps.ravel(),
+            }
+        )
 
 
 def _sim_stocks(

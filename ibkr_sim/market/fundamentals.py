@@ -160,43 +160,61 @@ def fundamentals_many(seed: int, cols: Sequence[int], as_of: date) -> pd.DataFra
     return pd.DataFrame(columns)
 
 
-def _eps(income: float, growth: float, shares: float, seed: int, conid: int, day: str) -> float:
-    """Trailing income grown at ``growth`` (clamped to 0.7..1.5), with a +-3 % consensus error
-    fixed per stock and day, per share (USD, 4 decimals)."""
-    noise = 1.0 + 0.03 * ((stable_int(seed, conid, day) % 2001) / 1000 - 1)
-    return round(income * min(max(growth, 0.7), 1.5) * noise / shares, 4)
+def _eps(
+    income: np.ndarray,
+    growth: np.ndarray,
+    shares: np.ndarray,
+    seed: int,
+    conids: Sequence[int],
+    days: Sequence[date],
+) -> np.ndarray:
+    """Trailing ``income`` (USD) grown at ``growth`` (clamped to 0.7..1.5), with a +-3 %
+    consensus error fixed per stock and day, per share (USD, 4 decimals): arrays (days, stocks)
+    of ``days`` and the stocks ``conids``."""
+    texts = [day.isoformat() for day in days]
+    draws = np.array(
+        [[stable_int(seed, conid, text) % 2001 for conid in conids] for text in texts],
+        dtype=np.float64,
+    ).reshape(len(days), len(conids))
+    noise = 1.0 + 0.03 * (draws / 1000 - 1)
+    raw = income * np.minimum(np.maximum(growth, 0.7), 1.5) * noise / shares
+    # Python's round (correctly rounded), not np.round (scaled, off by one unit at times)
+    return np.array([round(x, 4) for x in raw.ravel().tolist()]).reshape(raw.shape)
 
 
 def forward_eps(seed: int, conid: int, col: int, as_of: date) -> float:
-    """Consensus EPS for the next twelve months: trailing EPS grown at the recent trend."""
+    """Consensus EPS for the next twelve months: trailing EPS grown at the recent trend (USD);
+    a stock with fewer than eight quarters reported: over the quarters it has."""
     st = statements(seed)
     n = int(np.searchsorted(st.report_date[col], np.datetime64(as_of, "ns"), "right"))
     income, revenue = st.items["net_income"][col, :n], st.items["revenue"][col, :n]
     growth = float(revenue[-4:].sum() / revenue[-8:-4].sum())
     shares = float(st.items["shares_outstanding"][col, n - 1])
-    return _eps(float(income[-4:].sum()), growth, shares, seed, conid, as_of.isoformat())
+    one = np.array([[float(income[-4:].sum()), growth, shares]])
+    return float(_eps(one[:, :1], one[:, 1:2], one[:, 2:], seed, [conid], [as_of])[0, 0])
 
 
-def forward_eps_many(
-    seed: int, conids: Sequence[int], cols: Sequence[int], as_of: date
-) -> list[float]:
-    """:func:`forward_eps` of many stocks for one date, vectorised over the statements
-    (a backtest asks for every stock on every session); the same numbers."""
+def forward_eps_history(
+    seed: int, conids: Sequence[int], cols: Sequence[int], days: Sequence[date]
+) -> np.ndarray:
+    """:func:`forward_eps` of the stocks ``conids`` (panel columns ``cols``) on each of ``days``
+    (USD), an array (days, stocks), vectorised over the statements (a backtest asks for every
+    stock on every session); the same numbers."""
     st = statements(seed)
-    rows_of = np.array(cols, dtype=np.int64)
-    if not len(rows_of):
-        return []
-    n = (st.report_date[rows_of] <= np.datetime64(as_of, "ns")).sum(axis=1)
-    if n.min() < 8:  # too few quarters for the vectorised windows: one by one
-        return [forward_eps(seed, c, col, as_of) for c, col in zip(conids, cols, strict=True)]
-    rows = rows_of[:, None]
-    last4 = n[:, None] + np.arange(-4, 0)
-    income = st.items["net_income"][rows, last4].sum(axis=1)
+    rows = np.array(cols, dtype=np.int64)
+    when = np.array([np.datetime64(day, "ns") for day in days], dtype="datetime64[ns]")
+    if not len(rows) or not len(when):
+        return np.empty((len(when), len(rows)))
+    # quarters reported by each day (each stock's report dates increase): (days, stocks)
+    n = np.stack([np.searchsorted(st.report_date[r], when, "right") for r in rows], axis=1)
+    short = n < 8  # too few quarters for the vectorised windows: one by one below
+    last4 = np.maximum(n, 8)[:, :, None] + np.arange(-4, 0)
+    picked = rows[None, :, None]
+    income = st.items["net_income"][picked, last4].sum(axis=2)
     revenue = st.items["revenue"]
-    growth = revenue[rows, last4].sum(axis=1) / revenue[rows, last4 - 4].sum(axis=1)
-    shares = st.items["shares_outstanding"][rows_of, n - 1]
-    day = as_of.isoformat()
-    return [
-        _eps(float(income[k]), float(growth[k]), float(shares[k]), seed, conid, day)
-        for k, conid in enumerate(conids)
-    ]
+    growth = revenue[picked, last4].sum(axis=2) / revenue[picked, last4 - 4].sum(axis=2)
+    shares = st.items["shares_outstanding"][rows[None, :], last4[:, :, -1]]
+    eps = _eps(income, growth, shares, seed, conids, days)
+    for d, k in zip(*np.nonzero(short), strict=True):
+        eps[d, k] = forward_eps(seed, conids[k], cols[k], days[d])
+    return eps

@@ -254,10 +254,16 @@ class SimMarket:
         return fundamentals.forward_eps(self.seed, conid, self._stock(conid), as_of)
 
     def forward_eps_many(self, conids: Sequence[int], as_of: date) -> list[float]:
-        """:meth:`forward_eps` of many stocks for one date, vectorised over the statements
-        (a backtest asks for every stock on every session); the same numbers."""
+        """:meth:`forward_eps` of many stocks for one date (:meth:`forward_eps_history` of one
+        day); the same numbers."""
+        return self.forward_eps_history(conids, [as_of])[0].tolist()
+
+    def forward_eps_history(self, conids: Sequence[int], days: Sequence[date]) -> np.ndarray:
+        """:meth:`forward_eps` of many stocks on each of ``days``, an array (days, stocks) in
+        the order asked, vectorised over the statements (a backtest asks for every stock on
+        every session); the same numbers."""
         cols = [self._stock(c) for c in conids]
-        return fundamentals.forward_eps_many(self.seed, conids, cols, as_of)
+        return fundamentals.forward_eps_history(self.seed, conids, cols, days)
 
     # -- news -------------------------------------------------------------------------------
     def news_providers(self) -> list[tuple[str, str]]:
