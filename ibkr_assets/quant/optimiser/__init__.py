@@ -43,7 +43,7 @@ The package, one concept a module:
 * :mod:`~ibkr_assets.quant.optimiser.portfolio` — :class:`PortfolioOptimiser`, the reusable
   optimiser for a symbol set, its :class:`OptimisationResult` and one-shot :func:`optimise`.
 
-Tuning constants are read where they are defined (e.g. ``solving.HIGHS_TIME_LIMIT``); the names
+Tuning constants are read where they are defined (e.g. ``solving.HIGHS_ITERATION_LIMIT``); the names
 exported here are for reading them.
 
 References: H. Markowitz (1952), "Portfolio selection", *J. Finance* 7(1); O. Ledoit &
@@ -62,7 +62,7 @@ from ibkr_assets.quant.optimiser.portfolio import (
     optimise,
 )
 from ibkr_assets.quant.optimiser.problem import BP
-from ibkr_assets.quant.optimiser.solving import AUTO_HIGHS_ENTRIES, HIGHS_TIME_LIMIT
+from ibkr_assets.quant.optimiser.solving import AUTO_HIGHS_ENTRIES, HIGHS_ITERATION_LIMIT
 from ibkr_assets.quant.optimiser.working_set import (
     WORKING_SET_ADD,
     WORKING_SET_MAX_SHARE,
@@ -75,7 +75,7 @@ from ibkr_assets.quant.optimiser.working_set import (
 __all__ = [
     "AUTO_HIGHS_ENTRIES",
     "BP",
-    "HIGHS_TIME_LIMIT",
+    "HIGHS_ITERATION_LIMIT",
     "SOLVERS",
     "WORKING_SET_ADD",
     "WORKING_SET_MAX_SHARE",
