@@ -39,7 +39,9 @@ from typing import Any
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
@@ -127,6 +129,8 @@ _INSERT_BARS = """
 insert or replace into cache.daily_bars
 select symbol, session, open, high, low, close, volume from new_bars
 """
+#: The cached bar columns after symbol and session: USD per share, then shares.
+_PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 #: NYSE's regular close, after midnight New York.
 _USUAL_CLOSE = pd.Timedelta(hours=16)
 #: A warehouse schema or table name: what DuckDB reads as one identifier without quotes.
@@ -227,9 +231,18 @@ class StorageResource(dg.ConfigurableResource):
         bars = bars.loc[session_closed(bars["session"], as_of).to_numpy()]
         if bars.empty:
             return
+        # one Arrow table scanned by one INSERT ... SELECT; sessions become date32 in numpy (a
+        # column of Python dates costs ~0.2 s and doubles the insert for 415,800 bars)
+        new_bars = pa.table(
+            {
+                "symbol": pa.Array.from_pandas(bars["symbol"], type=pa.string()),
+                "session": pa.array(bars["session"].to_numpy(dtype="datetime64[D]"), pa.date32()),
+                **{c: bars[c].to_numpy(dtype=np.float64) for c in _PRICE_COLUMNS},
+            }
+        )
         with self.warehouse() as conn:
             conn.execute(_DAILY_BARS_DDL)
-            conn.register("new_bars", bars.assign(session=bars["session"].dt.date))
+            conn.register("new_bars", new_bars)
             conn.execute(_INSERT_BARS)
 
     # -- writers ----------------------------------------------------------------------------
