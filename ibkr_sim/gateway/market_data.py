@@ -35,6 +35,7 @@ from ibkr_sim.gateway.accounts import push_pnl
 from ibkr_sim.gateway.contracts import read_contract, resolve, scanner_contract_fields
 from ibkr_sim.gateway.entitlements import served_type
 from ibkr_sim.gateway.wire import Reader
+from ibkr_sim.market.news import Headline
 from ibkr_sim.market.scanner import FILTERS as SCAN_FILTERS
 from ibkr_spec import historical
 from ibkr_spec.errors import HISTORICAL_DATA_ERROR, INVALID_REQUEST, IBError
@@ -472,6 +473,10 @@ def cancel_scanner_subscription(s: Session, r: Reader) -> None:
 
 
 # ------------------------------------------------------------------ news
+#: the instant a headline's ``time_ns`` counts from
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def req_news_providers(s: Session, r: Reader) -> None:
     providers = s.state.market.news_providers()
     fields: list[object] = [85, len(providers)]
@@ -493,6 +498,10 @@ def _news_time(text: str, default: datetime) -> datetime:
 
 
 def req_historical_news(s: Session, r: Reader) -> None:
+    """reqHistoricalNews: the contract's newest ``total`` headlines (300 at most) of the
+    window, newest first. A window given in full is served from the shared
+    :class:`~ibkr_sim.gateway.news.NewsStore` (drawn a block of stocks at a time); one left
+    open (its end now) is drawn on its own."""
     req_id = r.int()
     conid = r.int()
     providers = {p for p in r.str().split("+") if p}
@@ -502,16 +511,30 @@ def req_historical_news(s: Session, r: Reader) -> None:
     now = s.state.now()
     end = _news_time(end_text, now)
     start = _news_time(start_text, end - timedelta(days=30))
-    s.state.market.universe.by_conid(conid)
-    items = s.state.market.news(conid, start, end)
-    items = [h for h in items if not providers or h.provider_code in providers]
-    items.sort(key=lambda h: h.time, reverse=True)
+    market = s.state.market
+    market.universe.by_conid(conid)
+    if start_text.strip() and end_text.strip():
+        found = s.state.news.columns(market, conid, start, end)
+    else:
+        found = market.news_columns(conid, start, end)
+    if providers:
+        found = found.take(np.isin(found.provider_code, list(providers)))
+    newest = np.argsort(-found.time_ns, kind="stable")  # ties keep their order, as IB's
     total = max(1, min(total, 300))
-    for h in items[:total]:
+    for k in newest[:total].tolist():
+        h = Headline(
+            time=_EPOCH + timedelta(microseconds=int(found.time_ns[k]) // 1000),
+            provider_code=found.provider_code[k],
+            article_id=found.article_id[k],
+            headline=found.headline[k],
+            conid=found.conid,
+            symbol=found.symbol,
+            tone=float(found.tone[k]),
+        )
         s.articles[h.article_id] = h
-        stamp = h.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.0")
+        stamp = h.time.strftime("%Y-%m-%d %H:%M:%S.0")
         s.send(86, req_id, stamp, h.provider_code, h.article_id, h.headline)
-    s.send(87, req_id, len(items) > total)
+    s.send(87, req_id, len(found) > total)
 
 
 def req_news_article(s: Session, r: Reader) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ibkr_sim.exchange import PaperExchange
 from ibkr_sim.gateway import wire
+from ibkr_sim.gateway.news import NewsStore
 from ibkr_sim.gateway.pacing import Pacer
 from ibkr_sim.gateway.profile import IDEAL, RealismProfile
 from ibkr_sim.market import SimMarket
@@ -45,6 +46,8 @@ class GatewayState:
     #: exchange order id -> (clientId, orderId) of the API client that placed it
     order_owner: dict[int, tuple[int, int]] = field(default_factory=dict)
     sessions: set[Session] = field(default_factory=set)
+    #: headlines drawn for the clients' news requests, a block of stocks at a time
+    news: NewsStore = field(default_factory=NewsStore)
 
     def now(self) -> datetime:
         return self.clock()
