@@ -247,18 +247,21 @@ def measured_panel(storage: StorageResource, data: ReplayData, settings: ReplayS
             storage.write_parquet(path, stored.sort_values("session", ignore_index=True))
     wanted = {pd.Timestamp(d) for d, _ in data.evidence_sessions}
     rows = stored.loc[pd.to_datetime(stored["session"]).isin(wanted)] if len(stored) else stored
-    k, covariances = len(SIGNALS), cache_columns()[1 + len(SIGNALS) :]
-    return ICPanel.of(
-        [
-            (
-                pd.Timestamp(r["session"]).date(),
-                r[list(SIGNALS)].astype("float64"),
-                r[covariances].to_numpy(dtype="float64").reshape(k, k),
-            )
-            for _, r in rows.iterrows()
-        ],
-        SIGNALS,
-    )
+    return stored_panel(rows)
+
+
+def stored_panel(rows: pd.DataFrame) -> ICPanel:
+    """The :class:`ICPanel` of rows of :data:`EVIDENCE_CACHE` (:func:`panel_frame`'s columns,
+    any order of sessions): the sessions in order, all rows at once."""
+    if not len(rows):
+        return ICPanel.empty(SIGNALS)
+    rows = rows.sort_values("session", kind="stable")
+    days = pd.to_datetime(rows["session"]).dt.date
+    index = pd.DatetimeIndex([pd.Timestamp(d) for d in days], name="session")
+    ic = pd.DataFrame(rows[list(SIGNALS)].to_numpy("float64"), index=index, columns=list(SIGNALS))
+    k = len(SIGNALS)
+    cov = rows[cache_columns()[1 + k :]].to_numpy("float64").reshape(len(rows), k, k)
+    return ICPanel(ic, cov)
 
 
 def _number(x: float) -> float | None:
