@@ -26,7 +26,8 @@ from ibkr_assets.assets.market_data import (
 )
 from ibkr_assets.broker import Broker
 from ibkr_assets.broker.errors import BrokerError, InvalidRequest
-from ibkr_assets.broker.models import Contract
+from ibkr_assets.broker.frames import frame_of_headlines
+from ibkr_assets.broker.models import Contract, NewsHeadline
 
 
 def _ns(times: pd.Series) -> np.ndarray:
@@ -34,43 +35,41 @@ def _ns(times: pd.Series) -> np.ndarray:
     return times.array.as_unit("ns").asi8
 
 
+def _older_than(contract: Contract, oldest: datetime, stop: datetime) -> datetime:
+    """The end of the request after a full answer (IB's cap) ending at ``stop``: its oldest
+    headline's instant (the headlines of that instant come again: the caller keeps each once);
+    ``InvalidRequest`` when the whole answer is of that instant ``stop``."""
+    if oldest >= stop:
+        raise InvalidRequest(
+            f"{contract.symbol} has more than {IB_MAX_NEWS} headlines at "
+            f"{pd.Timestamp(oldest)}: IB cannot be asked for the older ones; ask for a shorter span"
+        )
+    return oldest
+
+
 def _pages(
-    broker: Broker,
-    contract: Contract,
-    start: datetime,
-    end: datetime,
-    page: pd.DataFrame | None = None,
-) -> list[pd.DataFrame]:
-    """The answers (``Broker.news_frames`` frames) of the requests for ``contract``'s headlines
-    of ``[start, end)``, in as few requests as IB's cap allows: IB answers a news request with
-    its newest :data:`IB_MAX_NEWS` headlines, so a full answer is followed by a request ending
-    at the oldest headline it held (the headlines of that instant come again: the caller keeps
-    each once). ``page``: the first answer, when it was asked with other contracts."""
+    broker: Broker, contract: Contract, start: datetime, stop: datetime
+) -> list[list[NewsHeadline]]:
+    """The answers (``Broker.news``) of the requests for ``contract``'s headlines of ``[start,
+    stop)``, in as few requests as IB's cap allows: IB answers a news request with its newest
+    :data:`IB_MAX_NEWS` headlines, so a full answer is followed by a request ending at the
+    oldest headline it held (:func:`_older_than`)."""
     pages = []
-    stop = end
     while True:
-        if page is None:
-            page, errors = broker.news_frames([contract], start=start, end=stop, limit=IB_MAX_NEWS)
-            if errors:
-                raise errors[contract.conid]
+        page = broker.news(contract, start=start, end=stop, limit=IB_MAX_NEWS)
         pages.append(page)
         if len(page) < IB_MAX_NEWS:
             return pages
-        oldest = page["time"].min()
-        if oldest >= pd.Timestamp(stop):
-            raise InvalidRequest(
-                f"{contract.symbol} has more than {IB_MAX_NEWS} headlines at {oldest}: IB "
-                "cannot be asked for the older ones; ask for a shorter span"
-            )
-        stop, page = oldest.to_pydatetime(), None
+        stop = _older_than(contract, min(h.time for h in page), stop)
 
 
 def _answers_together(
     broker: Broker, contracts: Sequence[Contract], runs: Sequence[tuple[datetime, datetime]]
-) -> tuple[list[tuple[int, pd.DataFrame]], dict[str, str]]:
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, str]]:
     """:func:`headline_frame`'s requests to a backend answering in-process: every contract's
-    first page of a run in one ``news_frames`` call, then the further pages of those that
-    filled theirs; the answers as (run, frame), and the error of each symbol that failed."""
+    first page of a run in one ``news_frames`` call, then the further pages (:func:`_pages`) of
+    those that filled theirs; the answers in one frame, each row's run, and the error of each
+    symbol that failed."""
     symbol_of = {c.conid: c.symbol for c in contracts}
     parts: list[tuple[int, pd.DataFrame]] = []
     failed: dict[str, str] = {}
@@ -83,12 +82,22 @@ def _answers_together(
         for c in contracts:
             if counts.get(c.conid, 0) < IB_MAX_NEWS:
                 continue
-            page = first.loc[(first["conid"] == c.conid).to_numpy()]
+            oldest = first.loc[(first["conid"] == c.conid).to_numpy(), "time"].min()
             try:
-                parts += [(run, p) for p in _pages(broker, c, start, end, page)[1:]]
+                stop = _older_than(c, oldest.to_pydatetime(), end)
+                parts += [(run, _frame(c, p)) for p in _pages(broker, c, start, stop)]
             except BrokerError as exc:
                 failed.setdefault(c.symbol, request_error(exc))
-    return parts, failed
+    found = pd.concat([p for _, p in parts], ignore_index=True) if len(parts) > 1 else parts[0][1]
+    run_of = np.repeat(np.array([r for r, _ in parts], dtype=np.intp), [len(p) for _, p in parts])
+    return found, run_of, failed
+
+
+def _frame(contract: Contract, page: Sequence[NewsHeadline]) -> pd.DataFrame:
+    """A ``Broker.news`` answer as a ``news_frames`` frame (``conid`` column first)."""
+    frame = frame_of_headlines(page)
+    frame.insert(0, "conid", np.full(len(page), contract.conid, dtype=np.int64))
+    return frame
 
 
 def headline_frame(
@@ -103,8 +112,8 @@ def headline_frame(
     that follow one another are asked together (:func:`_pages`), so a symbol takes one request
     per :data:`IB_MAX_NEWS` headlines rather than one per span. A backend answering in-process
     (``market_data_in_process``) is asked for every symbol at once, any other one symbol per
-    request, ``workers`` at a time; the answers are cut once, for every symbol (pandas costs
-    more per small frame than the headlines do)."""
+    request (``Broker.news``), ``workers`` at a time; the answers are framed and cut once, for
+    every symbol (pandas costs more per small frame than the headlines do)."""
     if any(end > start for (_, end), (start, _) in pairwise(spans)):
         raise ValueError(f"news spans must be disjoint and in time order, got {spans}")
     runs: list[tuple[datetime, datetime]] = []
@@ -113,32 +122,42 @@ def headline_frame(
             runs[-1] = (runs[-1][0], end)
         else:
             runs.append((start, end))
+    if not contracts or not runs:
+        return empty_frame(HEADLINES), {}
     if broker.market_data_in_process:
-        parts, failed = _answers_together(broker, contracts, runs)
+        found, run, failed = _answers_together(broker, contracts, runs)
     else:
         results, failed = fetch_each(
             lambda c: [_pages(broker, c, start, end) for start, end in runs], contracts, workers
         )
-        parts = [
-            (run, p) for per_run in results.values() for run, ps in enumerate(per_run) for p in ps
+        conid_of = {c.symbol: c.conid for c in contracts}
+        pages = [
+            (conid_of[symbol], k, page)
+            for symbol, per_run in results.items()
+            for k, ps in enumerate(per_run)
+            for page in ps
         ]
-    return _headline_rows(contracts, spans, runs, parts, failed), failed
+        found = frame_of_headlines([h for _, _, page in pages for h in page])
+        sizes = [len(page) for _, _, page in pages]
+        found.insert(0, "conid", np.repeat(np.array([c for c, _, _ in pages], np.int64), sizes))
+        run = np.repeat(np.array([k for _, k, _ in pages], dtype=np.intp), sizes)
+    return _headline_rows(contracts, spans, runs, found, run, failed), failed
 
 
 def _headline_rows(
     contracts: Sequence[Contract],
     spans: Sequence[tuple[datetime, datetime]],
     runs: Sequence[tuple[datetime, datetime]],
-    parts: Sequence[tuple[int, pd.DataFrame]],
+    found: pd.DataFrame,
+    run: np.ndarray,
     failed: Mapping[str, str],
 ) -> pd.DataFrame:
-    """:func:`headline_frame`'s rows from the answers ``parts`` ((run, frame), each symbol's
-    in the order asked): those of each run's window, each once per symbol and run (the first
-    time it came), symbol after symbol (those not ``failed``), span after span."""
-    if not parts:
+    """:func:`headline_frame`'s rows from the answers ``found`` (a ``news_frames`` frame, each
+    symbol's rows in the order asked; ``run[i]``: row i's run): those of each run's window,
+    each once per symbol and run (the first time it came), symbol after symbol (those not
+    ``failed``), span after span."""
+    if found.empty:
         return empty_frame(HEADLINES)
-    found = pd.concat([p for _, p in parts], ignore_index=True) if len(parts) > 1 else parts[0][1]
-    run = np.repeat(np.array([r for r, _ in parts], dtype=np.intp), [len(p) for _, p in parts])
     position = {c.conid: k for k, c in reversed(list(enumerate(contracts)))}
     symbol = found["conid"].map(position).to_numpy(dtype=np.intp)
     times = _ns(found["time"])

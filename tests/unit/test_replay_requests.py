@@ -40,6 +40,13 @@ class _Counting:
         assert limit <= IB_MAX_NEWS and (self.market_data_in_process or len(contracts) == 1)
         return self.broker.news_frames(contracts, start=start, end=end, limit=limit)
 
+    def news(
+        self, contract: Contract, start: datetime, end: datetime, limit: int
+    ) -> list[NewsHeadline]:
+        self.requests += 1
+        assert limit <= IB_MAX_NEWS
+        return self.broker.news(contract, start=start, end=end, limit=limit)
+
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> SimBroker:
@@ -78,7 +85,8 @@ def test_headline_frame_pages_through_ibs_cap_span_by_span(
     assert len(contracts) < counting.requests <= 3 * len(contracts)
 
 
-def test_a_full_page_at_one_instant_is_the_symbols_error() -> None:
+@pytest.mark.parametrize("in_process", [True, False])
+def test_a_full_page_at_one_instant_is_the_symbols_error(in_process: bool) -> None:
     at = datetime(2024, 1, 2, 14, tzinfo=UTC)
     same = [
         NewsHeadline(
@@ -88,12 +96,17 @@ def test_a_full_page_at_one_instant_is_the_symbols_error() -> None:
     ]
 
     class Flood:
-        market_data_in_process = False
+        market_data_in_process = in_process
 
         def news_frames(
             self, contracts: list[Contract], start: datetime, end: datetime, limit: int
         ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
             return frame_of_headlines(same[:limit]).assign(conid=1), {}
+
+        def news(
+            self, contract: Contract, start: datetime, end: datetime, limit: int
+        ) -> list[NewsHeadline]:
+            return same[:limit]
 
     x = Contract(conid=1, symbol="X", sec_type="STK")
     frame, failed = headline_frame(Flood(), [x], [(at - timedelta(days=1), at)], 1)  # type: ignore[arg-type]
