@@ -4,10 +4,11 @@ A client asks for headlines one contract at a time (``reqHistoricalNews`` takes 
 collecting a universe's news, asks every stock for the same window. Drawing a stock's news on
 its own costs numpy's per-call overhead every time; drawing a block of stocks together
 (:meth:`~ibkr_sim.market.SimMarket.news_columns_many`, the same headlines as one by one) costs
-about a seventh per stock at blocks of 64 (measured on seed 7, 700 stocks, a 31-day window:
-0.36 s one by one, 0.05 s in blocks of 64). So the first request of a window draws its stock's
-block, and the block's other stocks' requests of the same window are served from it, as a real
-gateway serves from IB's store. The store keeps the last :data:`WINDOWS` blocks drawn.
+about a seventh per stock at blocks of 50-100 (measured on seed 7, 700 stocks, a 31-day
+window: 0.36 s one by one, 0.056 s in blocks of 50, 0.047 s in blocks of 100). So the first
+request of a window draws its stock's block, and the block's other stocks' requests of the same
+window are served from it, as a real gateway serves from IB's store. The store keeps the last
+:data:`KEPT_BLOCKS` blocks drawn.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from ibkr_sim.market.news import NewsColumns
 
 #: stocks drawn together (in universe order, as a client collecting a universe asks them)
 BLOCK = 64
-#: blocks kept: a 5,000-stock world's whole window (79 blocks) and then some; a block of a
-#: 31-day window holds about 700 headlines (tens of kilobytes)
-WINDOWS = 256
+#: blocks kept (of any windows): a 5,000-stock world's whole window (79 blocks) and then some;
+#: a block of a 31-day window holds about 700 headlines (tens of kilobytes; 7,504 headlines of
+#: 700 stocks measured, seed 7, 2024-06-03)
+KEPT_BLOCKS = 256
 
 
 class NewsStore:
@@ -52,7 +54,7 @@ class NewsStore:
             drawn = market.news_columns_many(conids, start, end)
             block = dict(zip(conids, drawn, strict=True))
             self._blocks[key] = block
-            if len(self._blocks) > WINDOWS:
+            if len(self._blocks) > KEPT_BLOCKS:
                 self._blocks.popitem(last=False)
         else:
             self._blocks.move_to_end(key)
