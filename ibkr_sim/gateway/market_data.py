@@ -235,8 +235,22 @@ def parse_end(text: str, now: datetime) -> datetime:
 def history_bars(
     s: Session, inst: Instrument, end: datetime, duration: str, bar_text: str, what: str
 ) -> tuple[datetime, pd.DataFrame, historical.BarSize]:
-    """(start, bars, bar size): the market's bars within ``duration`` before ``end`` (see the
-    module docstring for how bars of a day or longer are counted)."""
+    """(start, bars, bar size): :func:`history_arrays` as a frame of open, high, low, close,
+    volume indexed by ``time`` (UTC)."""
+    start, times, ohlcv, bar = history_arrays(s, inst, end, duration, bar_text, what)
+    index = pd.DatetimeIndex(times.view("datetime64[ns]"), name="time").tz_localize("UTC")
+    columns = ("open", "high", "low", "close", "volume")
+    return start, pd.DataFrame(dict(zip(columns, ohlcv, strict=True)), index=index), bar
+
+
+def history_arrays(
+    s: Session, inst: Instrument, end: datetime, duration: str, bar_text: str, what: str
+) -> tuple[datetime, np.ndarray, np.ndarray, historical.BarSize]:
+    """(start, bar times, bars, bar size): the market's bars within ``duration`` before
+    ``end`` (see the module docstring for how bars of a day or longer are counted) as sent:
+    times in UTC ns (bars,) int64 (daily bars: their session's close; intraday: their start),
+    open/high/low/close (USD) and volume (shares; -1 unless TRADES) as (5, bars) float64.
+    162 "HMDS query returned no data" if there is none."""
     span = historical.parse_duration(duration)
     bar = historical.parse_bar_size(bar_text)
     if what not in WHAT_TO_SHOW:
@@ -259,7 +273,9 @@ def history_bars(
         )
     try:
         if bar.is_daily:  # trading sessions, today's bar so far included (IB's count)
-            first, frame = s.state.market.session_history(inst.conid, end, span, bar, what)
+            first, times, ohlcv = s.state.market.session_history_arrays(
+                inst.conid, end, span, bar, what
+            )
             start = end if first is None else first
         else:
             start = historical.start_of(end, span)
@@ -270,29 +286,21 @@ def history_bars(
                     "shorter duration",
                 )
             frame = s.state.market.history(inst.conid, start, end, bar, what)
+            times = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
+            ohlcv = frame[["open", "high", "low", "close", "volume"]].to_numpy(np.float64).T
     except IBError as exc:
         raise IBError(
             HISTORICAL_DATA_ERROR, f"Historical Market Data Service error message:{exc.message}"
         ) from exc
-    return start, _no_data_check(frame, inst, bar, duration, end, what), bar
-
-
-def _no_data_check(
-    frame: pd.DataFrame,
-    inst: Instrument,
-    bar: historical.BarSize,
-    duration: str,
-    end: datetime,
-    what: str,
-) -> pd.DataFrame:
-    """The bars as sent (volume -1 unless TRADES); 162 "HMDS query returned no data" if none."""
-    if frame.empty:
+    if not len(times):
         raise IBError(
             HISTORICAL_DATA_ERROR,
             "Historical Market Data Service error message:HMDS query returned no data: "
             f"{inst.symbol} {bar.text} {duration} before {end:%Y%m%d %H:%M:%S} UTC",
         )
-    return frame if what == "TRADES" else frame.assign(volume=-1.0)
+    if what != "TRADES":
+        ohlcv = np.vstack([ohlcv[:4], np.full((1, len(times)), -1.0)])
+    return start, times, ohlcv, bar
 
 
 def req_historical_data(s: Session, r: Reader) -> None:
@@ -317,7 +325,7 @@ def req_historical_data(s: Session, r: Reader) -> None:
     if not s.state.pacer.allow_historical(s, req_id, key, bar_seconds):
         return
     try:
-        start, frame, bar = history_bars(s, inst, end, duration, bar_text, what)
+        start, times, ohlcv, bar = history_arrays(s, inst, end, duration, bar_text, what)
     except historical.SpecError as exc:
         # TWS answers a malformed duration / bar size with a historical-data error that ends
         # the request (a bare 321 would leave ib_async waiting for its timeout)
@@ -329,17 +337,15 @@ def req_historical_data(s: Session, r: Reader) -> None:
         req_id,
         start.astimezone(NEW_YORK).strftime("%Y%m%d %H:%M:%S"),
         end.astimezone(NEW_YORK).strftime("%Y%m%d %H:%M:%S"),
-        len(frame),
+        len(times),
     ]
-    o, h, lo, c, v = (
-        frame[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume")
-    )
-    index = pd.DatetimeIndex(frame.index)
-    if bar.is_daily:  # indexed by the UTC close of the (last) session
-        dates = _daily_labels(index, bar.text)
+    o, h, lo, c, v = ohlcv
+    if bar.is_daily:  # stamped with the UTC close of the (last) session
+        dates = _daily_labels(times, bar.text)
     elif format_date == 2:
-        dates = [str(t) for t in (index.asi8 // 1_000_000_000).tolist()]
+        dates = [str(t) for t in (times // 1_000_000_000).tolist()]
     else:
+        index = pd.DatetimeIndex(times.view("datetime64[ns]")).tz_localize("UTC")
         dates = list(index.tz_convert(NEW_YORK).strftime("%Y%m%d %H:%M:%S US/Eastern"))
     counts = np.where(v >= 0, np.maximum(1, np.abs(v) // 250), -1).astype(np.int64)
     wap = (h + lo + c) / 3.0  # bar VWAP proxy
@@ -361,15 +367,17 @@ _BAR_TEXT = "%s\0%.6f\0%.6f\0%.6f\0%.6f\0%r\0%.6f\0%d\0"
 _DAILY_LABELS: dict[tuple[int, int, int, str], list[str]] = {}
 
 
-def _daily_labels(index: pd.DatetimeIndex, bar_text: str) -> list[str]:
-    """``YYYYMMDD`` (New York) of daily, weekly or monthly bars stamped with their UTC close."""
-    if not len(index):
+def _daily_labels(times: np.ndarray, bar_text: str) -> list[str]:
+    """``YYYYMMDD`` (New York) of daily, weekly or monthly bars stamped with their UTC close
+    (ns, int64)."""
+    if not len(times):
         return []
-    key = (int(index.asi8[0]), int(index.asi8[-1]), len(index), bar_text)
+    key = (int(times[0]), int(times[-1]), len(times), bar_text)
     labels = _DAILY_LABELS.get(key)
     if labels is None:
         if len(_DAILY_LABELS) >= 1024:
             _DAILY_LABELS.clear()
+        index = pd.DatetimeIndex(times.view("datetime64[ns]")).tz_localize("UTC")
         labels = _DAILY_LABELS[key] = list(index.tz_convert(NEW_YORK).strftime("%Y%m%d"))
     return labels
 

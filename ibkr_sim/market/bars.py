@@ -151,14 +151,42 @@ def session_history(
     ``end``, counted in trading sessions as IB counts them (see
     :func:`ibkr_spec.historical.session_window`); while a session is open at ``end`` its bar so
     far (open, running high and low, last, volume traded) is the last one, stamped with the
-    session's close like every daily bar. ``start`` is the first session's open (None: no bar)."""
-    start, times, columns = daily_session_history(seed, edge, np.array([col]), end, duration)
-    if start is None:
-        empty = pd.DatetimeIndex([], tz="UTC", name="time")
-        return None, pd.DataFrame({c: [] for c in _BAR_COLUMNS}, index=empty, dtype="float64")
+    session's close like every daily bar. ``start`` is the first session's open (None: no bar).
+    The bars of :func:`session_history_arrays` as a frame indexed by ``time`` (UTC)."""
+    start, times, ohlcv = session_history_arrays(
+        seed, edge, col, end, duration, bar_size, what_to_show
+    )
     index = pd.DatetimeIndex(times.view("datetime64[ns]"), name="time").tz_localize("UTC")
-    frame = pd.DataFrame({name: v[:, 0] for name, v in columns.items()}, index=index)
-    return start, _quoted(seed, edge, col, _aggregate(frame, bar_size), what_to_show)
+    return start, pd.DataFrame(dict(zip(_BAR_COLUMNS, ohlcv, strict=True)), index=index)
+
+
+def session_history_arrays(
+    seed: int,
+    edge: Edge,
+    col: int,
+    end: datetime,
+    duration: Duration,
+    bar_size: BarSize,
+    what_to_show: str,
+) -> tuple[datetime | None, np.ndarray, np.ndarray]:
+    """The bars of :func:`session_history` as arrays, without a frame for daily bars (the
+    gateway answers one request a stock: 700 for the daily job): (start, the bars' UTC close
+    in ns (bars,) int64, open/high/low/close/volume (5, bars) float64)."""
+    start, times, columns = daily_session_history(seed, edge, np.array([col]), end, duration)
+    ohlcv = np.vstack([columns[name][:, 0] for name in _BAR_COLUMNS])
+    if start is None:
+        return None, times, ohlcv
+    if bar_size.text != "1 day":  # weekly / monthly: grouped by New York week or month
+        index = pd.DatetimeIndex(times.view("datetime64[ns]"), name="time").tz_localize("UTC")
+        frame = _aggregate(
+            pd.DataFrame(dict(zip(_BAR_COLUMNS, ohlcv, strict=True)), index=index), bar_size
+        )
+        times = frame.index.as_unit("ns").asi8
+        ohlcv = np.vstack([frame[name].to_numpy(np.float64) for name in _BAR_COLUMNS])
+    shift = _quote_shift(seed, edge, col, ohlcv[3], what_to_show)
+    if shift is not None:
+        ohlcv = np.vstack([ohlcv[:4] + shift, ohlcv[4:]])
+    return start, times, ohlcv
 
 
 def daily_session_history(
@@ -214,10 +242,18 @@ def _quoted(
     seed: int, edge: Edge, col: int, frame: pd.DataFrame, what_to_show: str
 ) -> pd.DataFrame:
     """BID / ASK bars: trade prices shifted by half the typical spread; others unchanged."""
-    if what_to_show in ("BID", "ASK") and len(frame):
-        half = 0.5 * spread(seed, edge, np.full(len(frame), col), frame["close"].to_numpy(), 1.0)
-        sign = -1.0 if what_to_show == "BID" else 1.0
-        frame = frame.assign(
-            **{c: frame[c] + sign * half for c in ("open", "high", "low", "close")}
-        )
-    return frame
+    shift = _quote_shift(seed, edge, col, frame["close"].to_numpy(), what_to_show)
+    if shift is None:
+        return frame
+    return frame.assign(**{c: frame[c] + shift for c in ("open", "high", "low", "close")})
+
+
+def _quote_shift(
+    seed: int, edge: Edge, col: int, close: np.ndarray, what_to_show: str
+) -> np.ndarray | None:
+    """What BID / ASK bars add to the trade prices of bars closing at ``close`` (USD): minus
+    or plus half the typical spread; None for other kinds (or no bars), which are unchanged."""
+    if what_to_show not in ("BID", "ASK") or not len(close):
+        return None
+    half = 0.5 * spread(seed, edge, np.full(len(close), col), close, 1.0)
+    return -half if what_to_show == "BID" else half

@@ -159,6 +159,20 @@ class SimMarket:
             self.seed, self.edge, self._col(conid), end, duration, bar_size, what_to_show
         )
 
+    def session_history_arrays(
+        self,
+        conid: int,
+        end: datetime,
+        duration: Duration,
+        bar_size: BarSize,
+        what_to_show: str = "TRADES",
+    ) -> tuple[datetime | None, np.ndarray, np.ndarray]:
+        """:meth:`session_history` as arrays: (start, UTC close in ns (bars,), OHLCV (5, bars));
+        see :func:`ibkr_sim.market.bars.session_history_arrays`."""
+        return bars.session_history_arrays(
+            self.seed, self.edge, self._col(conid), end, duration, bar_size, what_to_show
+        )
+
     def daily_session_history(
         self, conids: Sequence[int], end: datetime, duration: Duration
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
