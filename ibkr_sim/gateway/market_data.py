@@ -35,7 +35,6 @@ from ibkr_sim.gateway.accounts import push_pnl
 from ibkr_sim.gateway.contracts import read_contract, resolve, scanner_contract_fields
 from ibkr_sim.gateway.entitlements import served_type
 from ibkr_sim.gateway.wire import Reader
-from ibkr_sim.market.news import Headline
 from ibkr_sim.market.scanner import FILTERS as SCAN_FILTERS
 from ibkr_spec import historical
 from ibkr_spec.errors import HISTORICAL_DATA_ERROR, INVALID_REQUEST, IBError
@@ -481,10 +480,6 @@ def cancel_scanner_subscription(s: Session, r: Reader) -> None:
 
 
 # ------------------------------------------------------------------ news
-#: the instant a headline's ``time_ns`` counts from
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def req_news_providers(s: Session, r: Reader) -> None:
     providers = s.state.market.news_providers()
     fields: list[object] = [85, len(providers)]
@@ -529,16 +524,7 @@ def req_historical_news(s: Session, r: Reader) -> None:
         found = found.take(np.isin(found.provider_code, list(providers)))
     newest = np.argsort(-found.time_ns, kind="stable")  # ties keep their order, as IB's
     total = max(1, min(total, 300))
-    for k in newest[:total].tolist():
-        h = Headline(
-            time=_EPOCH + timedelta(microseconds=int(found.time_ns[k]) // 1000),
-            provider_code=found.provider_code[k],
-            article_id=found.article_id[k],
-            headline=found.headline[k],
-            conid=found.conid,
-            symbol=found.symbol,
-            tone=float(found.tone[k]),
-        )
+    for h in found.take(newest[:total]).headlines():
         s.articles[h.article_id] = h
         stamp = h.time.strftime("%Y-%m-%d %H:%M:%S.0")
         s.send(86, req_id, stamp, h.provider_code, h.article_id, h.headline)

@@ -126,7 +126,7 @@ def _headline_text(rng: KeyedDraws, inst: Instrument, tone: float, strong: bool)
 @dataclass(frozen=True)
 class NewsColumns:
     """Headlines of one stock as columns, oldest first: what :func:`news_columns` returns
-    (a frame-building caller reads these; :func:`headlines` makes :class:`Headline` objects)."""
+    (a frame-building caller reads these; :meth:`headlines` makes :class:`Headline` objects)."""
 
     time_ns: np.ndarray  # int64, UTC nanoseconds
     provider_code: np.ndarray  # object (str)
@@ -151,6 +151,29 @@ class NewsColumns:
             self.symbol,
         )
 
+    def headlines(self) -> list[Headline]:
+        """The headlines as :class:`Headline` objects, in the columns' order."""
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        return [
+            Headline(
+                time=epoch + timedelta(microseconds=t // 1000),
+                provider_code=p,
+                article_id=a,
+                headline=h,
+                conid=self.conid,
+                symbol=self.symbol,
+                tone=tone,
+            )
+            for t, p, a, h, tone in zip(
+                self.time_ns.tolist(),
+                self.provider_code.tolist(),
+                self.article_id.tolist(),
+                self.headline.tolist(),
+                self.tone.tolist(),
+                strict=True,
+            )
+        ]
+
 
 def headlines(
     seed: int, edge: Edge, inst: Instrument, col: int | None, start: datetime, end: datetime
@@ -159,27 +182,7 @@ def headlines(
 
     ``col`` is the instrument's panel column (None for a contract outside the panel).
     """
-    found = news_columns(seed, edge, inst, col, start, end)
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    return [
-        Headline(
-            time=epoch + timedelta(microseconds=t // 1000),
-            provider_code=p,
-            article_id=a,
-            headline=h,
-            conid=found.conid,
-            symbol=found.symbol,
-            tone=tone,
-        )
-        for t, p, a, h, tone in zip(
-            found.time_ns.tolist(),
-            found.provider_code.tolist(),
-            found.article_id.tolist(),
-            found.headline.tolist(),
-            found.tone.tolist(),
-            strict=True,
-        )
-    ]
+    return news_columns(seed, edge, inst, col, start, end).headlines()
 
 
 def news_columns(
