@@ -38,6 +38,8 @@ The package, one concept a module:
   fallbacks, and keeping HiGHS's banner off stdout;
 * :mod:`~ibkr_assets.quant.optimiser.working_set` — a large long-only book solved on a few dozen
   names first, then proved optimal for the whole universe with the duals;
+* :mod:`~ibkr_assets.quant.optimiser.highs_qp` — a working set's problem written for HiGHS
+  directly (its own QP form, no auxiliaries, no cvxpy around each solve);
 * :mod:`~ibkr_assets.quant.optimiser.diagnostics` — :class:`OptimizationError` and the checks
   that name what is wrong (NaN inputs, a covariance that is not PSD, limits that conflict);
 * :mod:`~ibkr_assets.quant.optimiser.portfolio` — :class:`PortfolioOptimiser`, the reusable

@@ -84,6 +84,20 @@ class TradeCosts:
         return mean / flat, (self.buy - self.sell) / 2
 
 
+@dataclass(frozen=True)
+class TradeTerms:
+    """A day's data of the trades-as-variables form over some names (module docstring), in the
+    solver's units: each name's ``rate`` ``g`` (trades are measured in units of it), the
+    ``expected`` return with the cost rewrite's linear terms, the impact's quadratic
+    coefficient, and the bounds of the buy and sell trades (``g``-scaled bp)."""
+
+    rate: np.ndarray
+    expected: np.ndarray
+    impact_quad: np.ndarray
+    buy_range: tuple[np.ndarray, np.ndarray]
+    sell_range: tuple[np.ndarray, np.ndarray]
+
+
 def pad(values: np.ndarray, slots: int) -> np.ndarray:
     """``values`` with zero columns (last axis) up to ``slots``."""
     extra = slots - values.shape[-1]
@@ -154,6 +168,18 @@ class SectorGroups:
         return membership
 
 
+@dataclass(frozen=True)
+class RowPrices:
+    """A restricted solve's row prices in the solver's scaled objective per unit of the row, as
+    a maximisation reads them (a binding upper limit has a price >= 0): ``tail`` one per
+    scenario (None without a CVaR term), ``net`` the price of ``Σw``'s upper limit less that of
+    its floor, ``sector`` one per capped sector (None without caps)."""
+
+    tail: np.ndarray | None
+    net: float
+    sector: np.ndarray | None
+
+
 @dataclass
 class CompiledProblem:
     """A compiled problem over a number of weight slots and the handles to load and read it.
@@ -179,6 +205,22 @@ class CompiledProblem:
     tail: cp.Constraint | None = None
     floor: cp.Constraint | None = None
     sector: cp.Constraint | None = None
+
+    def row_prices(self) -> RowPrices:
+        """The last solve's row prices (its duals; cvxpy's sign: >= 0 on a binding limit)."""
+        rows = [r for r in (self.tail, self.floor, self.sector, *self.budget) if r is not None]
+        if any(r.dual_value is None for r in rows):
+            raise OptimizationError(f"{self.problem.solver_stats.solver_name} returned no duals")
+        net = sum(float(con.dual_value) for con in self.budget)
+        if self.floor is not None:
+            net -= float(self.floor.dual_value)
+        return RowPrices(
+            tail=None if self.tail is None else np.asarray(self.tail.dual_value, dtype="float64"),
+            net=net,
+            sector=None
+            if self.sector is None
+            else np.asarray(self.sector.dual_value, dtype="float64"),
+        )
 
     @property
     def slots(self) -> int:
@@ -331,27 +373,50 @@ class Formulation:
             if len(self.groups):
                 c.membership.value = self.groups.membership(idx, slots)
         c.w0.value = pad(held_bp[idx], slots)
+        if c.buy_range is not None:
+            trades = self.trades(idx, alpha, held_bp, costs, slots)
+            c.buy_range[0].value, c.buy_range[1].value = trades.buy_range
+            c.sell_range[0].value, c.sell_range[1].value = trades.sell_range
+            c.rate.value = trades.rate
+            c.rate_w0.value = trades.rate * c.w0.value
+            c.impact_root.value = np.sqrt(trades.impact_quad)
+            c.alpha.value = trades.expected
+        else:
+            c.w_range[0].value, c.w_range[1].value = self.weight_range(k, slots)
+            c.alpha.value = pad(alpha[idx], slots)
+
+    def weight_range(self, k: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
+        """The lowest and highest weight (bp) of ``k`` names in ``slots`` slots (the padding
+        slots at 0)."""
         lower = np.full(slots, BP * self.lower)
         upper = np.full(slots, BP * self.config.max_weight)
         lower[k:] = upper[k:] = 0.0  # padding slots stay empty
-        expected = alpha[idx]
-        if c.buy_range is not None:
-            # trades in units of each name's rate (module docstring); padding slots at rate 1
-            g, d = costs.split(self.config.turnover_cost)
-            g = np.append(g[idx], np.ones(slots - k))
-            q = costs.impact_quad[idx]
-            expected = expected - d[idx] + 2 * q * held_bp[idx] / BP
-            h = c.w0.value
-            c.buy_range[0].value = g * np.maximum(lower - h, 0.0)
-            c.buy_range[1].value = g * np.maximum(upper - h, 0.0)
-            c.sell_range[0].value = g * np.maximum(h - upper, 0.0)
-            c.sell_range[1].value = g * np.maximum(h - lower, 0.0)
-            c.rate.value = g
-            c.rate_w0.value = g * h
-            c.impact_root.value = pad(np.sqrt(q), slots)
-        else:
-            c.w_range[0].value, c.w_range[1].value = lower, upper
-        c.alpha.value = pad(expected, slots)
+        return lower, upper
+
+    def trades(
+        self,
+        idx: np.ndarray,
+        alpha: np.ndarray,
+        held_bp: np.ndarray,
+        costs: TradeCosts,
+        slots: int | None = None,
+    ) -> TradeTerms:
+        """The names ``idx``'s terms of the trades-as-variables form (module docstring) in
+        ``slots`` slots (default: one per name; padding slots at rate 1, bounds 0)."""
+        k = idx.size
+        slots = k if slots is None else slots
+        lower, upper = self.weight_range(k, slots)
+        g, d = costs.split(self.config.turnover_cost)
+        g = np.append(g[idx], np.ones(slots - k))
+        q = costs.impact_quad[idx]
+        h = pad(held_bp[idx], slots)
+        return TradeTerms(
+            rate=g,
+            expected=pad(alpha[idx] - d[idx] + 2 * q * held_bp[idx] / BP, slots),
+            impact_quad=pad(q, slots),
+            buy_range=(g * np.maximum(lower - h, 0.0), g * np.maximum(upper - h, 0.0)),
+            sell_range=(g * np.maximum(h - upper, 0.0), g * np.maximum(h - lower, 0.0)),
+        )
 
     def _compile(self, m: int, membership: sparse.csr_matrix | None, rank: int) -> CompiledProblem:
         """The parametrised cvxpy problem over ``m`` weight slots (units: module docstring), its
