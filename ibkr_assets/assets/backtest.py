@@ -77,7 +77,7 @@ from ibkr_assets.quant.backtest import (
     ReplaySettings,
     backtest_statistics,
     calibrate,
-    prepare_days,
+    preparing_days,
     signal_panel,
     simulate,
 )
@@ -363,20 +363,23 @@ def _replay(
     calibration on the same days; the seconds each phase took go to ``timings``."""
     report = progress or (lambda phase, done, total: None)
     mark = clock.perf_counter()
-    with symbol_map() as (map_fn, parts):
-        panel = signal_panel(data, settings, map_fn, parts)
-    timings["evidence"] = clock.perf_counter() - mark
-    mark = clock.perf_counter()
-    prepared = prepare_days(data, settings, panel, workers=workers)
-    days = list(prepared) if calibration else prepared
-    result = simulate(
-        days,
-        data,
-        settings,
-        execution,
-        progress=lambda done, total, _: report("replay", done, total),
-        total=len(data.sessions),
-    )
+    # the workers start now and get ready (the data, the technical windows) while this process
+    # measures the evidence
+    with preparing_days(data, settings, workers) as days_for:
+        with symbol_map() as (map_fn, parts):
+            panel = signal_panel(data, settings, map_fn, parts)
+        timings["evidence"] = clock.perf_counter() - mark
+        mark = clock.perf_counter()
+        prepared = days_for(panel)
+        days = list(prepared) if calibration else prepared
+        result = simulate(
+            days,
+            data,
+            settings,
+            execution,
+            progress=lambda done, total, _: report("replay", done, total),
+            total=len(data.sessions),
+        )
     timings["replay"] = clock.perf_counter() - mark
     if not calibration:
         return result, None

@@ -54,10 +54,12 @@ on the next quarter against the configured reading; the choice is kept only when
 out-of-sample daily differences have a Newey–West t of 2 or more.
 
 **Speed.** The day's inputs (features, alpha, risk model) do not depend on the book, so
-:func:`prepare_days` computes them in worker processes while the main process replays the
-book in order. The optimiser is compiled once for the universe and re-solved every day with
-that day's alpha, current weights, covariance and scenarios (cvxpy parameters), so a day
-costs one solver call — the same problem, size and solver as the live job.
+:func:`preparing_days` computes them in worker processes, started while the main process
+measures the evidence, as the main process replays the book in order. The optimiser is built
+once for the universe and re-solved every day with that day's alpha, current weights,
+covariance and scenarios (a working set of names handed to HiGHS directly, or the cvxpy
+problem's parameters), so a day costs one or two solver calls — the same problem, size and
+solver as the live job.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ from ibkr_assets.quant.backtest.replay import (
     ReplaySettings,
     prepare_day,
     prepare_days,
+    preparing_days,
     technical_windows,
 )
 from ibkr_assets.quant.backtest.statistics import (
@@ -106,6 +109,7 @@ __all__ = [
     "candidate_evidence",
     "prepare_day",
     "prepare_days",
+    "preparing_days",
     "signal_panel",
     "simulate",
     "technical_windows",
