@@ -33,6 +33,7 @@ under a second.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -85,42 +86,75 @@ class TechnicalParams:
     trading_days: int = 252
 
 
-def _shift(x: np.ndarray, k: int) -> np.ndarray:
-    """``x`` lagged by ``k`` >= 1 steps, NaN-padded."""
+def _shift(x: np.ndarray, k: int, offsets: np.ndarray) -> np.ndarray:
+    """``x`` lagged by ``k`` >= 1 steps within each block, NaN-padded: ``offsets`` is every
+    element's position in its own block (0 at a block's first element)."""
     out = np.full_like(x, np.nan)
     if k < len(x):
         out[k:] = x[: len(x) - k]
+    out[offsets < k] = np.nan
     return out
 
 
-def indicator_arrays(
+def _per_block(
+    fn: Callable[..., np.ndarray], spans: list[tuple[int, int]], *arrays: np.ndarray
+) -> np.ndarray:
+    """``fn`` (a TA-Lib function returning one array) applied to each block's slice of
+    ``arrays`` on its own, the results side by side in one array."""
+    out = np.empty(len(arrays[0]))
+    for a, b in spans:
+        out[a:b] = fn(*(x[a:b] for x in arrays))
+    return out
+
+
+def block_indicators(
     high: np.ndarray,
     low: np.ndarray,
     close: np.ndarray,
     volume: np.ndarray,
+    starts: np.ndarray,
     params: TechnicalParams | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every technical feature as a full time series (float64 arrays, NaN during warm-up)."""
+    """Every technical feature as a full time series (float64 arrays, NaN during warm-up) of
+    bars stored as consecutive blocks, one per symbol, block ``i`` from row ``starts[i]`` (0 for
+    the first) to the next start (the last to the end); each block's series reads its own bars
+    only.
+
+    TA-Lib's look-backs run block by block (their running sums and recursive averages depend
+    on where a series starts); the rest is element-wise over all the blocks at once, so a block's
+    values are bit-identical to the block computed alone."""
     p = params or TechnicalParams()
     high, low, close, volume = (
         np.ascontiguousarray(a, dtype="float64") for a in (high, low, close, volume)
     )
-    sma_fast = talib.SMA(close, timeperiod=p.sma_fast)
-    sma_slow = talib.SMA(close, timeperiod=p.sma_slow)
+    n = len(close)
+    starts = np.asarray(starts, dtype="int64")
+    ends = np.r_[starts[1:], n][: len(starts)].astype("int64")
+    spans = list(zip(starts.tolist(), ends.tolist(), strict=True))
+    offsets = np.arange(n) - np.repeat(starts, ends - starts)
+
+    def shift(x: np.ndarray, k: int) -> np.ndarray:
+        return _shift(x, k, offsets)
+
+    def blocks(fn: Callable[..., np.ndarray], *arrays: np.ndarray) -> np.ndarray:
+        return _per_block(fn, spans, *arrays)
+
+    sma_fast = blocks(partial(talib.SMA, timeperiod=p.sma_fast), close)
+    sma_slow = blocks(partial(talib.SMA, timeperiod=p.sma_slow), close)
     spread = sma_fast - sma_slow
     above = np.sign(spread)
-    before = _shift(above, 1)
+    before = shift(above, 1)
     # A cross at t: the sign of fast - slow changes between t-1 and t (both defined, t nonzero).
     crossed = np.where(
         ~np.isnan(above) & ~np.isnan(before) & (above != before) & (above != 0), above, 0.0
     )
     recent = crossed.copy()
     for k in range(1, p.cross_lookback):
-        lagged = np.nan_to_num(_shift(crossed, k))
+        lagged = np.nan_to_num(shift(crossed, k))
         recent = np.where(recent == 0, lagged, recent)
-    atr = talib.ATR(high, low, close, timeperiod=p.atr_period)
-    prior_high = _shift(talib.MAX(high, timeperiod=p.breakout_window), 1)
-    prior_low = _shift(talib.MIN(low, timeperiod=p.breakout_window), 1)
+    atr = blocks(partial(talib.ATR, timeperiod=p.atr_period), high, low, close)
+    prior_high = shift(blocks(partial(talib.MAX, timeperiod=p.breakout_window), high), 1)
+    prior_low = shift(blocks(partial(talib.MIN, timeperiod=p.breakout_window), low), 1)
     up = close > prior_high + p.breakout_k * atr
     down = close < prior_low - p.breakout_k * atr
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -130,7 +164,7 @@ def indicator_arrays(
             default=0.0,
         )
     undefined = np.isnan(atr) | np.isnan(prior_high)
-    rsi = talib.RSI(close, timeperiod=p.rsi_period)
+    rsi = blocks(partial(talib.RSI, timeperiod=p.rsi_period), close)
     rsi_signal = np.select(
         [rsi < p.rsi_oversold, rsi > p.rsi_overbought],
         [
@@ -139,12 +173,13 @@ def indicator_arrays(
         ],
         default=0.0,
     )
-    _, _, macd_hist = talib.MACD(
-        close, fastperiod=p.macd_fast, slowperiod=p.macd_slow, signalperiod=p.macd_signal
+    macd = partial(
+        talib.MACD, fastperiod=p.macd_fast, slowperiod=p.macd_slow, signalperiod=p.macd_signal
     )
+    macd_hist = blocks(lambda c: macd(c)[2], close)
     log_close = np.log(close)
-    log_ret = log_close - _shift(log_close, 1)
-    vol = talib.STDDEV(log_ret, timeperiod=p.vol_window, nbdev=1.0)
+    log_ret = log_close - shift(log_close, 1)
+    vol = blocks(partial(talib.STDDEV, timeperiod=p.vol_window, nbdev=1.0), log_ret)
     # TA-Lib's STDDEV is the population deviation; rescale to the sample one.
     vol = vol * np.sqrt(p.vol_window / (p.vol_window - 1)) * np.sqrt(p.trading_days)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -161,10 +196,22 @@ def indicator_arrays(
             "rsi": rsi,
             "rsi_signal": np.where(np.isnan(rsi), np.nan, rsi_signal),
             "macd_hist_pct": macd_hist / close,
-            "mom_12_1": _shift(close, p.mom_skip) / _shift(close, p.mom_lookback) - 1.0,
+            "mom_12_1": shift(close, p.mom_skip) / shift(close, p.mom_lookback) - 1.0,
             "vol_20d": vol,
-            "adv_20d": talib.SMA(close * volume, timeperiod=p.vol_window),
+            "adv_20d": blocks(partial(talib.SMA, timeperiod=p.vol_window), close * volume),
         }
+
+
+def indicator_arrays(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    params: TechnicalParams | None = None,
+) -> dict[str, np.ndarray]:
+    """Every technical feature as a full time series of ONE symbol's bars (float64 arrays, NaN
+    during warm-up): :func:`block_indicators` of one block."""
+    return block_indicators(high, low, close, volume, np.zeros(1, dtype="int64"), params)
 
 
 def technical_indicators(bars: pd.DataFrame, params: TechnicalParams | None = None) -> pd.DataFrame:
@@ -180,30 +227,49 @@ def technical_indicators(bars: pd.DataFrame, params: TechnicalParams | None = No
     return pd.DataFrame(arrays, index=bars.index)
 
 
-def _prepared_bars(bars_long: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Bars sorted by symbol and session without unusable rows, and the start and end row of
-    each symbol's block."""
+@dataclass(frozen=True)
+class _SortedBars:
+    """Usable bars sorted by symbol and session, as arrays: ``symbols`` (str objects),
+    ``sessions``, ``columns`` (high, low, close, volume as float64) and the ``starts`` and
+    ``ends`` (exclusive) row of each symbol's block."""
+
+    symbols: np.ndarray
+    sessions: np.ndarray
+    columns: list[np.ndarray]
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+def _prepared_bars(bars_long: pd.DataFrame) -> _SortedBars:
+    """The bars sorted by symbol and session without unusable rows (a stable sort: a symbol's
+    bars without a session come after its dated ones)."""
     require_columns(bars_long, "bars_long", BAR_COLUMNS)
-    bars = bars_long.loc[:, list(BAR_COLUMNS)].assign(
-        symbol=bars_long["symbol"].astype(str),
-        session=pd.to_datetime(bars_long["session"], cache=False),
-    )
     # A bar without a usable high/low/close (NaN or <= 0) is a data error; TA-Lib's recursive
     # averages (ATR, RSI, MACD) would stay NaN for ever after it, so such bars are skipped.
-    usable = (bars.loc[:, ["high", "low", "close"]] > 0).all(axis=1)
-    bars = bars.loc[usable].sort_values(["symbol", "session"], kind="stable")
-    bars = bars.reset_index(drop=True)
-    dupes = bars.duplicated(["symbol", "session"])
+    usable = np.flatnonzero((bars_long.loc[:, ["high", "low", "close"]] > 0).all(axis=1))
+    symbols = bars_long["symbol"].astype(str).to_numpy()[usable]
+    session = pd.to_datetime(bars_long["session"], cache=False)
+    day_key = np.asarray(session.array.asi8)[usable]
+    day_key = np.where(session.isna().to_numpy()[usable], np.iinfo(np.int64).max, day_key)
+    codes = pd.factorize(symbols, sort=True)[0]
+    order = np.lexsort((day_key, codes))
+    codes, day_key = codes[order], day_key[order]
+    rows = usable[order]
+    symbols = symbols[order]
+    dupes = np.r_[False, (codes[1:] == codes[:-1]) & (day_key[1:] == day_key[:-1])]
     if dupes.any():
-        raise ValueError(f"duplicate bars for {sorted(bars.loc[dupes, 'symbol'].unique())[:10]}")
-    symbols = bars["symbol"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])[: len(bars)]
-    ends = np.r_[starts[1:], len(bars)][: len(starts)].astype("int64")
-    return bars, starts, ends
-
-
-def _columns(bars: pd.DataFrame) -> list[np.ndarray]:
-    return [bars[c].to_numpy(dtype="float64") for c in ("high", "low", "close", "volume")]
+        raise ValueError(f"duplicate bars for {sorted(set(symbols[dupes]))[:10]}")
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])[: len(rows)]
+    ends = np.r_[starts[1:], len(rows)][: len(starts)].astype("int64")
+    return _SortedBars(
+        symbols=symbols,
+        sessions=session.to_numpy()[rows],
+        columns=[
+            bars_long[c].to_numpy(dtype="float64")[rows] for c in ("high", "low", "close", "volume")
+        ],
+        starts=starts,
+        ends=ends,
+    )
 
 
 def technical_features(
@@ -217,19 +283,14 @@ def technical_features(
     (see :func:`ibkr_assets.quant.features.build_feature_matrix`). Duplicate (symbol, session)
     rows are an error, since they would silently distort every look-back.
     """
-    bars, starts, ends = _prepared_bars(bars_long)
-    symbols = bars["symbol"].to_numpy()
-    columns = _columns(bars)
-    rows = np.full((len(starts), len(FEATURE_COLUMNS)), np.nan)
-    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        arrays = indicator_arrays(*(c[a:b] for c in columns), params=params)
-        rows[i] = [arrays[c][-1] for c in FEATURE_COLUMNS]
+    bars = _prepared_bars(bars_long)
+    starts, ends = bars.starts, bars.ends
+    arrays = block_indicators(*bars.columns, starts, params=params)
+    rows = np.column_stack([arrays[c][ends - 1] for c in FEATURE_COLUMNS])
     out = pd.DataFrame(
-        rows, index=pd.Index(symbols[starts], name="symbol"), columns=list(FEATURE_COLUMNS)
+        rows, index=pd.Index(bars.symbols[starts], name="symbol"), columns=list(FEATURE_COLUMNS)
     )
-    return out.assign(
-        last_session=bars["session"].to_numpy()[ends - 1], n_bars=(ends - starts).astype("int64")
-    )
+    return out.assign(last_session=bars.sessions[ends - 1], n_bars=(ends - starts).astype("int64"))
 
 
 @dataclass(frozen=True)
@@ -252,26 +313,25 @@ def technical_panel(
     params: TechnicalParams | None = None,
 ) -> TechnicalPanel:
     """:func:`technical_history` as arrays (:class:`TechnicalPanel`)."""
-    bars, starts, ends = _prepared_bars(bars_long)
-    symbols = bars["symbol"].to_numpy()
-    sessions = bars["session"].to_numpy()
-    columns = _columns(bars)
+    bars = _prepared_bars(bars_long)
+    starts, ends, sessions = bars.starts, bars.ends, bars.sessions
+    arrays = block_indicators(*bars.columns, starts, params=params)
     firsts = np.array([np.datetime64(pd.Timestamp(a), "ns") for a, _ in windows])
     lasts = np.array([np.datetime64(pd.Timestamp(b), "ns") for _, b in windows])
     values = np.full((len(windows), len(starts), len(FEATURE_COLUMNS)), np.nan)
     last_row = np.full((len(windows), len(starts)), -1, dtype="int64")
     counts = np.zeros((len(windows), len(starts)), dtype="int64")
     for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        arrays = indicator_arrays(*(c[a:b] for c in columns), params=params)
-        table = np.column_stack([arrays[c] for c in FEATURE_COLUMNS])
         own = sessions[a:b]
         hi = np.searchsorted(own, lasts, side="right")
         lo = np.searchsorted(own, firsts, side="left")
         counts[:, i] = np.maximum(hi - lo, 0)
         known = counts[:, i] > 0
         last_row[known, i] = a + hi[known] - 1
-        values[known, i] = table[hi[known] - 1]
-    return TechnicalPanel(symbols[starts], values, counts, last_row, sessions)
+    known = last_row >= 0
+    for j, column in enumerate(FEATURE_COLUMNS):
+        values[known, j] = arrays[column][last_row[known]]
+    return TechnicalPanel(bars.symbols[starts], values, counts, last_row, sessions)
 
 
 def technical_panel_by_symbols(
@@ -285,9 +345,11 @@ def technical_panel_by_symbols(
     symbol order, each computed through ``map_fn`` (a Dask map: on a cluster's workers) and
     joined along the symbol axis: equal to the one pass, since a symbol's indicators read only
     its own bars. ``parts`` <= 1 is the one pass, here."""
+    if parts <= 1:
+        return technical_panel(bars_long, windows, params)
     symbols = bars_long["symbol"].astype(str).to_numpy()
     names = np.unique(symbols)
-    if parts <= 1 or len(names) < 2:
+    if len(names) < 2:
         return technical_panel(bars_long, windows, params)
     groups = [g for g in np.array_split(names, min(parts, len(names))) if len(g)]
     frames = [bars_long.loc[np.isin(symbols, group)] for group in groups]
