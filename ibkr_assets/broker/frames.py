@@ -50,7 +50,9 @@ def bar_frame(
         "volume": np.asarray(volume, dtype=np.float64),
         "session": session,
     }
-    return pd.DataFrame(frame, columns=list(models.BAR_COLUMNS))
+    # the keys are BAR_COLUMNS in order, so no columns=: with it pandas reindexes the dict
+    # through a Series (the 699 frames of the 700-stock gateway job: 0.36 -> 0.17 s CPU, session 18)
+    return pd.DataFrame(frame)
 
 
 def quote_frame(
