@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from ibkr_assets.quant.costs import CostRates
-from ibkr_assets.quant.optimiser import OptimiserConfig, PortfolioOptimiser
+from ibkr_assets.quant.optimiser import OptimiserConfig, PortfolioOptimiser, highs_qp
 from ibkr_assets.quant.optimiser.highs_qp import direct_applies, solve_direct
 from ibkr_assets.quant.optimiser.problem import BP
 from ibkr_assets.quant.optimiser.solving import solve_on
@@ -91,3 +91,24 @@ def test_the_direct_program_is_left_to_cvxpy_where_highs_is_not_first():
     ):
         form = PortfolioOptimiser.from_risk_model(model, cfg, sectors)._form
         assert not direct_applies(form)
+
+
+@pytest.mark.parametrize("start", [5, 40])  # 5: raised to the tail's 16 rows
+def test_scenario_rows_generated_as_needed_give_the_optimum_of_all_of_them(monkeypatch, start):
+    model, sectors, alpha, held, rates = _world(seed=6)
+    optimiser = PortfolioOptimiser.from_risk_model(model, OptimiserConfig(sector_cap=0.3), sectors)
+    form, costs = optimiser._form, optimiser._trade_costs(rates)
+    held_bp = np.round(held * BP, 3)
+    idx = np.flatnonzero((held > 0) | (alpha > np.quantile(alpha, 0.6)))
+    programs = []
+    program = highs_qp._program
+    monkeypatch.setattr(highs_qp, "_program", lambda *a: programs.append(a[-1].size) or program(*a))
+    every, every_prices = solve_direct(form, idx, alpha, held_bp, costs)  # 300 > 100 rows
+    monkeypatch.setattr(highs_qp, "TAIL_START", start)
+    monkeypatch.setattr(highs_qp, "TAIL_ADD", 5)
+    got, got_prices = solve_direct(form, idx, alpha, held_bp, costs)
+    assert len(programs) >= 3 and programs[-1] < form.n_scenarios  # rounds, never all rows
+    np.testing.assert_allclose(got.w_bp, every.w_bp, atol=1e-4)
+    assert got.value == pytest.approx(every.value, rel=1e-9)
+    np.testing.assert_allclose(got_prices.tail, every_prices.tail, atol=1e-6 * every.value)
+    assert (got_prices.tail > 0).sum() >= 0.04 * form.n_scenarios  # the tail, priced

@@ -86,7 +86,7 @@ def solve_working_set(
         if idx.size > WORKING_SET_MAX_SHARE * n:
             return None
         rounds.append(idx.size)
-        found = solve_direct(form, idx, alpha, held_bp, costs) if direct else None
+        found = solve_direct(form, idx, alpha, held_bp, costs, last_bp) if direct else None
         if found is None:  # through cvxpy, with its solver fallbacks
             slots = min(-(-idx.size // WORKING_SET_SLOTS) * WORKING_SET_SLOTS, n)
             compiled = form.restricted(slots)
