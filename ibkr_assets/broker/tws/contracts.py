@@ -3,6 +3,7 @@ trading hours, symbol search and option chains."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import ib_async
@@ -50,11 +51,20 @@ def from_ib_contract(c: ib_async.Contract, name: str = "") -> Contract:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _sessions(hours: str, tz: str) -> tuple[TradingSession, ...]:
+    """IB's ``tradingHours`` / ``liquidHours`` text as (frozen) sessions, parsed once per text:
+    every contract of a kind carries the same text on a day, and parsing it is most of the cost
+    of a contract's details (the 2,106 details of a 700-stock daily job through the simulated
+    gateway: 0.69 s CPU of strptime and models, session 18)."""
+    return tuple(TradingSession(start=s, end=e) for s, e in parse_ib_hours(hours, tz))
+
+
 def _details_model(d: ib_async.ContractDetails) -> ContractDetails:
     assert d.contract is not None
     tz = d.timeZoneId or "America/New_York"
-    trading = [TradingSession(start=s, end=e) for s, e in parse_ib_hours(d.tradingHours, tz)]
-    liquid = [TradingSession(start=s, end=e) for s, e in parse_ib_hours(d.liquidHours, tz)]
+    trading = list(_sessions(d.tradingHours, tz))
+    liquid = list(_sessions(d.liquidHours, tz))
     lot = d.sizeIncrement if d.sizeIncrement and d.sizeIncrement > 1 else d.minSize
     return ContractDetails(
         contract=from_ib_contract(d.contract, name=d.longName),
