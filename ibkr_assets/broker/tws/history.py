@@ -5,8 +5,9 @@ on its own; at 700 symbols x 756 daily bars that is half a million objects, the 
 the daily job's bars through the gateway (about 12 s of the client's loop under cProfile,
 session 17). :func:`install` puts a decoder of its own in front of ib_async's for message 17:
 a request made through :func:`request_columns` gets its bars as :class:`BarColumns` (numpy
-arrays, numbers parsed per column); every other historical request (``reqHistoricalData``
-called directly) still goes through ib_async's decoder.
+arrays: a message's numbers read in one pass, the closes of a run of sessions computed once for
+every symbol that answers them); every other historical request (``reqHistoricalData`` called
+directly) still goes through ib_async's decoder.
 
 IB's message, as ib_async's decoder reads it [IBA ``ib_async/decoder.py`` ``historicalData``]:
 ``17, reqId, startDate, endDate, numBars``, then per bar ``date, open, high, low, close,
@@ -17,6 +18,7 @@ volume, average, barCount``. With ``formatDate=2`` a daily (weekly, monthly) bar
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -123,31 +125,45 @@ def decode(fields: list[str]) -> BarColumns:
     n = int(fields[4])
     body = fields[5 : 5 + 8 * n]
     dates = body[0::8]
-    numbers = np.array([body[k::8] for k in range(1, 7)], dtype=np.float64).reshape(6, n)
+    bar_count = np.array(body[7::8], dtype=np.int64)
+    del body[7::8]  # each bar: date, open, high, low, close, volume, average
+    del body[0::7]  # each bar: open, high, low, close, volume, average
+    # float() is how numpy reads a str as float64 too, without numpy's per-item dispatch
+    numbers = np.fromiter(map(float, body), np.float64, 6 * n).reshape(n, 6).T.copy()
     wap = numbers[5]
     wap[np.isnan(wap) | (np.abs(wap) >= UNSET)] = np.nan
-    if all(len(d) == 8 for d in dates):  # YYYYMMDD: sessions, stamped with their close
-        session_days = _days(np.array(dates, dtype=np.int64))
-        closes = pd.DatetimeIndex(session_days + _CLOSE.to_timedelta64())
-        time = closes.tz_localize("America/New_York").tz_convert(None)
+    if all(map((8).__eq__, map(len, dates))):  # YYYYMMDD: sessions, stamped with their close
+        ymd = np.array(dates, dtype=np.int64).tobytes()
+        time, session_days = (a.copy() for a in _session_closes(ymd))
     else:  # intraday: the epoch second each bar starts at (or IB's dated text)
         if all(d.isdigit() for d in dates):
-            time = pd.to_datetime(np.array(dates, dtype=np.int64), unit="s").as_unit("ns")
+            stamps = pd.to_datetime(np.array(dates, dtype=np.int64), unit="s").as_unit("ns")
         else:
-            stamps = [ib_async.util.parseIBDatetime(d).astimezone(UTC) for d in dates]
-            time = pd.DatetimeIndex(stamps).tz_convert(None).as_unit("ns")
+            parsed = [ib_async.util.parseIBDatetime(d).astimezone(UTC) for d in dates]
+            stamps = pd.DatetimeIndex(parsed).tz_convert(None).as_unit("ns")
+        time = stamps.to_numpy()
         session_days = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
     return BarColumns(
-        time=time.to_numpy(),
+        time=time,
         open=numbers[0],
         high=numbers[1],
         low=numbers[2],
         close=numbers[3],
         volume=numbers[4],
         wap=wap,
-        bar_count=np.array(body[7::8], dtype=np.int64),
+        bar_count=bar_count,
         session=session_days,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _session_closes(ymd: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The UTC close instants (datetime64[ns], naive) and the dates (datetime64[ns]) of the
+    sessions written as the int64 integers YYYYMMDD in ``ymd``: computed once for all the
+    symbols of a daily request that answer the same sessions (read-only: callers copy)."""
+    session_days = _days(np.frombuffer(ymd, dtype=np.int64))
+    closes = pd.DatetimeIndex(session_days + _CLOSE.to_timedelta64())
+    return closes.tz_localize("America/New_York").tz_convert(None).to_numpy(), session_days
 
 
 def _days(ymd: np.ndarray) -> np.ndarray:
