@@ -23,7 +23,13 @@ from ibkr_assets.assets.portfolio import current_weights, net_liquidation
 from ibkr_assets.assets.risk_model import risk_model_from_frame
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.metadata import readable
-from ibkr_assets.quant.decision import EX_ANTE, optimise_targets, sector_map, trading_costs
+from ibkr_assets.quant.decision import (
+    EX_ANTE,
+    cost_inputs,
+    optimise_targets,
+    sector_map,
+    trading_costs,
+)
 
 #: What :func:`optimise_targets` returns; the ex-ante numbers are the portfolio's, on every row.
 TARGETS = Table(
@@ -69,9 +75,7 @@ def target_weights(
     model = risk_model_from_frame(risk_model)
     costs, flat = trading_costs(
         ib_cost_model(decide.holding_period_sessions),
-        model,
-        quotes,
-        feature_matrix,
+        cost_inputs(model.symbols, quotes, feature_matrix, model),
         net_liquidation(portfolio_snapshot),
     )
     frame, result, unmodelled = optimise_targets(

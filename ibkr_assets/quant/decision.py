@@ -120,18 +120,13 @@ def cost_inputs(
 
 
 def trading_costs(
-    costs: CostModel,
-    model: RiskModel,
-    quotes: pd.DataFrame,
-    features: pd.DataFrame,
-    nav: float,
-    month_shares: float = 0.0,
+    costs: CostModel, inputs: pd.DataFrame, nav: float, month_shares: float = 0.0
 ) -> tuple[CostRates, list[str]]:
-    """Each of ``model``'s names' trading costs for a book of ``nav`` USD
-    (:func:`~ibkr_assets.quant.costs.cost_rates` on :func:`cost_inputs`). Returns the rates of
-    the names with every input, and the names left out (no two-sided quote, price or ADV): the
-    optimiser charges those its flat ``turnover_cost``."""
-    inputs = cost_inputs(model.symbols, quotes, features, model)
+    """Each name's trading costs for a book of ``nav`` USD
+    (:func:`~ibkr_assets.quant.costs.cost_rates`) from its ``inputs`` (:func:`cost_inputs` of
+    the risk model's names). Returns the rates of the names with every input, and the names left
+    out (no two-sided quote, price or ADV): the optimiser charges those its flat
+    ``turnover_cost``."""
     values = inputs[["price", "half_spread", "adv", "vol"]].to_numpy()
     price, half_spread, adv, vol = values.T
     usable = np.isfinite(values).all(axis=1) & (price > 0) & (adv > 0)

@@ -21,6 +21,7 @@ from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.decision import (
     EX_ANTE,
     compliance_checks,
+    cost_inputs,
     optimise_targets,
     sector_map,
     trading_costs,
@@ -131,9 +132,7 @@ def test_the_factor_table_gives_the_dense_tables_targets_and_var(run):
     )
     costs, _ = trading_costs(
         ib_cost_model(config.holding_period_sessions),
-        dense,
-        up["quotes"],
-        up["feature_matrix"],
+        cost_inputs(dense.symbols, up["quotes"], up["feature_matrix"], dense),
         net_liquidation(up["portfolio_snapshot"]),
     )
     current = current_weights(up["portfolio_snapshot"])

@@ -148,9 +148,7 @@ def simulate(
             optimiser = PortfolioOptimiser.from_risk_model(model, settings.optimiser, sectors)
         costs = None
         if execution.cost_model is not None:  # each name's rates, as the daily job charges
-            costs, _ = trading_costs(
-                execution.cost_model, model, day.quotes, day.features, nav, month_shares
-            )
+            costs, _ = trading_costs(execution.cost_model, day.cost_inputs, nav, month_shares)
         frame, solved, _ = optimise_targets(
             alpha,
             model,

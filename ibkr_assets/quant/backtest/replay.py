@@ -26,7 +26,7 @@ import pandas as pd
 from ibkr_assets.quant.alpha import compute_alpha_scores
 from ibkr_assets.quant.backtest.fills import PAPER_PARTICIPATION
 from ibkr_assets.quant.compliance import ComplianceLimits
-from ibkr_assets.quant.decision import close_panel
+from ibkr_assets.quant.decision import close_panel, cost_inputs
 from ibkr_assets.quant.evidence import (
     Evidence,
     EvidenceSettings,
@@ -214,7 +214,8 @@ class ReplaySettings:
 class DayInputs:
     """What the live job knows at a session's run time: the feature matrix, the macro
     adjustment, the signals' evidence, each name's daily volatility, the alpha scores, the
-    risk model, the pre-open quotes and the last day's headlines (for the overlay)."""
+    risk model, the pre-open quotes, the last day's headlines (for the overlay) and the cost
+    model's inputs of the risk model's names (:func:`~ibkr_assets.quant.decision.cost_inputs`)."""
 
     session: date
     as_of: pd.Timestamp
@@ -226,6 +227,7 @@ class DayInputs:
     model: RiskModel
     quotes: pd.DataFrame
     headlines: pd.DataFrame
+    cost_inputs: pd.DataFrame
 
 
 # -- the day's inputs ---------------------------------------------------------------------------
@@ -456,6 +458,7 @@ def prepare_day(
         model=model,
         quotes=quotes,
         headlines=recent,
+        cost_inputs=cost_inputs(model.symbols, quotes, features, model),
     )
 
 
@@ -472,7 +475,8 @@ def day_universe(day: DayInputs, members: set[str]) -> DayInputs:
         features, ev.weights, ev.composite_ic, day.volatility, day.macro_adjustment
     )
     model = day.model.subset([s for s in day.model.symbols if s in members])
-    return replace(day, features=features, alpha=alpha, model=model)
+    inputs = day.cost_inputs.loc[model.symbols]
+    return replace(day, features=features, alpha=alpha, model=model, cost_inputs=inputs)
 
 
 _WORKER: dict[str, object] = {}
@@ -501,7 +505,7 @@ def _started() -> None:
 
 
 def _prepare_in_worker(i: int, panel: ICPanel) -> DayInputs:
-    return prepare_day(
+    day = prepare_day(
         _WORKER["data"],  # type: ignore[arg-type]
         i,
         _WORKER["technical"][i],  # type: ignore[index]
@@ -510,6 +514,8 @@ def _prepare_in_worker(i: int, panel: ICPanel) -> DayInputs:
         _WORKER["closes"],  # type: ignore[arg-type]
         _WORKER["parts"],  # type: ignore[arg-type]
     )
+    _ = day.model.loadings  # computed here, on the preparing core, and sent with the model
+    return day
 
 
 #: days_for(panel): every replayed session's DayInputs in order, read with the evidence ``panel``
