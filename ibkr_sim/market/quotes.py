@@ -190,14 +190,17 @@ def _spread(x: _Reader, tick: Any, adv: Any, price: Any, widen: float) -> Any:
     return x.maximum(x.round(price * bps * widen / 1e4 / tick), 1.0) * tick
 
 
-def state(seed: int, edge: Edge, cols: np.ndarray, at: datetime) -> dict[str, np.ndarray]:
-    """Last/open/high/low/volume/prev_close for panel columns at an instant (vectorised)."""
+def state(seed: int, edge: Edge, cols: np.ndarray, at: datetime) -> dict[str, Any]:
+    """Last/open/high/low/volume/prev_close (arrays) for panel columns at an instant, with the
+    spread's widening (a float), the share of the session elapsed (a float) and the session's
+    index."""
     return _state(_Columns(cols), panel(seed, edge), seed, edge, at)
 
 
 def _state(x: _Reader, p: Panel, seed: int, edge: Edge, at: datetime) -> dict[str, Any]:
     """:func:`state` of the columns ``x`` reads."""
     kind, j, minutes = when(at)
+    minutes = float(minutes)  # a numpy scalar would make the floats' path numpy scalars
     if kind == "open":
         day = intraday(seed, edge, j)
         k = min(int(minutes), day.minutes - 1)
@@ -215,9 +218,9 @@ def _state(x: _Reader, p: Panel, seed: int, edge: Edge, at: datetime) -> dict[st
             "low": x.minimum(x.minute(day.run_low, k), last),
             "volume": volume,
             "prev_close": _prev_close(x, p, j),
-            "widen": np.array(1.0),
-            "elapsed": np.array(max(minutes, 1.0) / day.minutes),
-            "session": np.array(j),
+            "widen": 1.0,
+            "elapsed": max(minutes, 1.0) / day.minutes,
+            "session": j,
         }
     if kind == "pre":
         prev = _prev_close(x, p, j)
@@ -228,9 +231,9 @@ def _state(x: _Reader, p: Panel, seed: int, edge: Edge, at: datetime) -> dict[st
             "low": prev,
             "volume": x.zeros(),
             "prev_close": prev,
-            "widen": np.array(3.0),
-            "elapsed": np.array(0.0),
-            "session": np.array(j),
+            "widen": 3.0,
+            "elapsed": 0.0,
+            "session": j,
         }
     return {
         "last": x.row(p.close, j),
@@ -239,9 +242,9 @@ def _state(x: _Reader, p: Panel, seed: int, edge: Edge, at: datetime) -> dict[st
         "low": x.row(p.low, j),
         "volume": x.row(p.volume, j),
         "prev_close": _prev_close(x, p, j),
-        "widen": np.array(2.0),
-        "elapsed": np.array(1.0),
-        "session": np.array(j),
+        "widen": 2.0,
+        "elapsed": 1.0,
+        "session": j,
     }
 
 
@@ -275,7 +278,7 @@ def _snapshot(x: _Reader, seed: int, edge: Edge, at: datetime) -> dict[str, Any]
     p = panel(seed, edge)
     st = _state(x, p, seed, edge, at)
     last, tick, adv = st["last"], x.of(p.tick), x.of(p.adv)
-    quoted = _spread(x, tick, adv, last, float(st["widen"]))
+    quoted = _spread(x, tick, adv, last, st["widen"])
     bid = x.maximum(x.floor((last - quoted / 2.0) / tick + 1e-9) * tick, tick)
     ask = x.maximum(bid + quoted, x.ceil(last / tick - 1e-9) * tick)
     ask = x.where(ask <= bid, bid + tick, ask)
@@ -302,7 +305,7 @@ def panel_snapshots(
     :data:`FEW_COLUMNS` column by column in floats, more as arrays (the same numbers)."""
     when_utc = at.astimezone(UTC)
     if len(cols) <= FEW_COLUMNS:
-        rows = [_snapshot(_Column(int(col)), seed, edge, at) for col in cols]
+        rows = [_snapshot(_Column(col), seed, edge, at) for col in cols.tolist()]
         return [
             Snapshot(c, when_utc, *(row[name] for name in SNAPSHOT_COLUMNS))
             for c, row in zip(conids, rows, strict=True)
