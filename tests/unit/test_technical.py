@@ -10,6 +10,8 @@ import talib
 from ibkr_assets.quant.technical import (
     FEATURE_COLUMNS,
     TechnicalParams,
+    block_indicators,
+    indicator_arrays,
     technical_features,
     technical_indicators,
 )
@@ -132,3 +134,23 @@ def test_bad_bars_are_named() -> None:
         technical_features(twice)
     empty = technical_features(_bars("AAA", 30, 1).iloc[:0])
     assert empty.empty and list(empty.columns)[-2:] == ["last_session", "n_bars"]
+
+
+def test_blocks_side_by_side_are_each_block_computed_alone() -> None:
+    """Symbols' bars one after the other (a long history, a short one, one bar, a history that
+    starts with a spike) give, block by block, bit for bit what each block gives alone: no
+    look-back (lagged values, moving windows, TA-Lib's recursive averages) reads across a
+    block's start."""
+    blocks = [_bars("AAA", 300, 1), _bars("BBB", 40, 2), _bars("CCC", 1, 3), _bars("DDD", 80, 4)]
+    blocks[3].loc[0, ["high", "close"]] = 500.0  # would show in the next block if it leaked
+    columns = [pd.concat(blocks)[c].to_numpy() for c in ("high", "low", "close", "volume")]
+    starts = np.cumsum([0, *(len(b) for b in blocks[:-1])])
+    together = block_indicators(*columns, starts, TechnicalParams(mom_lookback=30, mom_skip=5))
+    for block, a in zip(blocks, starts, strict=True):
+        alone = indicator_arrays(
+            *(block[c].to_numpy() for c in ("high", "low", "close", "volume")),
+            TechnicalParams(mom_lookback=30, mom_skip=5),
+        )
+        for name in FEATURE_COLUMNS:
+            mine = together[name][a : a + len(block)]
+            assert mine.tobytes() == alone[name].tobytes(), (block["symbol"].iloc[0], name)

@@ -71,3 +71,27 @@ def test_intraday_bars_are_epoch_seconds_without_a_session() -> None:
         _message(("20240603 09:30:00 US/Eastern", "1", "2", "0.5", "1.5", "100.0", "1", "3"))
     )
     assert dated.bars()[0].time == start, "IB's dated text, read in its zone"
+
+
+def test_messages_with_the_same_sessions_get_arrays_of_their_own() -> None:
+    """The closes of a run of sessions are computed once for every symbol answering them; each
+    message's columns are still its own arrays (one changed leaves the other as decoded)."""
+    first, second = decode(DAILY), decode(DAILY)
+    assert np.array_equal(first.time, second.time)
+    assert first.time is not second.time and first.session is not second.session
+    first.time[0] = np.datetime64("2000-01-01T00:00:00", "ns")
+    first.session[0] = np.datetime64("2000-01-01", "ns")
+    assert decode(DAILY).bars() == second.bars()
+    assert second.bars()[0].session == date(2024, 6, 3)
+
+
+def test_the_numbers_are_read_as_float_reads_them() -> None:
+    """Each price and volume field is read as Python's float() reads its text (signed zero,
+    overflow to infinity, spaces, digit separators), field by field in bar order."""
+    odd = ("20240603", "-0", "1e400", " 2.5", "1_000.25", "-1", "nan", "7")
+    columns = decode(_message(odd, DAILY[5:13]))
+    assert np.signbit(columns.open[0]) and columns.open[0] == 0.0
+    assert columns.high[0] == np.inf and columns.low[0] == 2.5 and columns.close[0] == 1000.25
+    assert columns.volume.tolist() == [-1.0, 5_000_000.0] and np.isnan(columns.wap[0])
+    assert columns.bar_count.tolist() == [7, 20000]
+    assert columns.close.tolist()[1] == 191.75 and columns.wap[1] == 191.0
