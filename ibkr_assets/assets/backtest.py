@@ -72,16 +72,17 @@ from ibkr_assets.quant.backtest import (
     BacktestResult,
     BacktestStatistics,
     Calibration,
+    DayInputs,
+    DayWorkers,
     Execution,
     ReplayData,
     ReplaySettings,
     backtest_statistics,
     calibrate,
-    preparing_days,
     signal_panel,
     simulate,
 )
-from ibkr_assets.quant.evidence import EvidenceSettings
+from ibkr_assets.quant.evidence import EvidenceSettings, ICPanel
 from ibkr_assets.quant.journal import append_entry
 from ibkr_assets.quant.overlay import load_rules
 from ibkr_assets.resources.compute import dask_map, symbol_map
@@ -355,43 +356,57 @@ def _replay(
     settings: ReplaySettings,
     execution: Execution,
     calibration: bool,
-    workers: int,
+    day_workers: DayWorkers,
     progress: Progress | None,
     timings: dict[str, float],
-) -> tuple[BacktestResult, Calibration | None]:
-    """The replay of ``data`` under IB's rules ``execution`` and, with ``calibration``, the
-    calibration on the same days; the seconds each phase took go to ``timings``."""
+) -> tuple[BacktestResult, ICPanel, list[DayInputs]]:
+    """The replay of ``data`` under IB's rules ``execution`` (its days prepared by
+    ``day_workers``), the signal panel read, and (``calibration``: the calibration replays them
+    again) the days; the seconds each phase took go to ``timings``."""
     report = progress or (lambda phase, done, total: None)
     mark = clock.perf_counter()
-    # the workers start now and get ready (the data, the technical windows) while this process
-    # measures the evidence
-    with preparing_days(data, settings, workers) as days_for:
-        with symbol_map() as (map_fn, parts):
-            panel = signal_panel(data, settings, map_fn, parts)
-        timings["evidence"] = clock.perf_counter() - mark
-        mark = clock.perf_counter()
-        prepared = days_for(panel)
-        days = list(prepared) if calibration else prepared
-        result = simulate(
-            days,
-            data,
-            settings,
-            execution,
-            progress=lambda done, total, _: report("replay", done, total),
-            total=len(data.sessions),
-        )
+    # the workers get the data now and get ready (the technical windows, ...) while this
+    # process measures the evidence
+    days_for = day_workers.prepare(data, settings)
+    with symbol_map() as (map_fn, parts):
+        panel = signal_panel(data, settings, map_fn, parts)
+    timings["evidence"] = clock.perf_counter() - mark
+    mark = clock.perf_counter()
+    prepared = days_for(panel)
+    days = list(prepared) if calibration else prepared
+    result = simulate(
+        days,
+        data,
+        settings,
+        execution,
+        progress=lambda done, total, _: report("replay", done, total),
+        total=len(data.sessions),
+    )
     timings["replay"] = clock.perf_counter() - mark
-    if not calibration:
-        return result, None
+    return result, panel, days if calibration else []
+
+
+def _calibrate(
+    days: list[DayInputs],
+    data: ReplayData,
+    settings: ReplaySettings,
+    execution: Execution,
+    panel: ICPanel,
+    progress: Progress | None,
+    timings: dict[str, float],
+) -> Calibration:
+    """The walk-forward calibration of the evidence reading on the replayed ``days``; its
+    seconds go to ``timings``."""
+    report = progress or (lambda phase, done, total: None)
     mark = clock.perf_counter()
     report("calibrate", 0, 1)
     with dask_map() as fan_out:  # the candidates' replays: IBKR_DASK_SCHEDULER or a local cluster
         tuned = calibrate(
-            list(days), data, settings, execution, panel, **CALIBRATION_FOLDS, map_fn=fan_out
+            days, data, settings, execution, panel, **CALIBRATION_FOLDS, map_fn=fan_out
         )
     timings["calibrate"] = clock.perf_counter() - mark
     report("calibrate", 1, 1)
-    return result, tuned
+    return tuned
 
 
 def run_backtest(
@@ -421,22 +436,31 @@ def run_backtest(
     broker = resources.ib.get_broker()
     names = list(symbols) if symbols is not None else watchlist_symbols(resources.pipeline, broker)
     movers_from = mover_candidates(resources.pipeline, broker) if symbols is None else []
-    data, problems = load_replay_data(
-        broker,
-        storage,
-        resources.fundamentals,
-        resources.sentiment.scorer(),
-        settings,
-        names,
-        sessions,
-        request_workers=request_workers(broker, resources.pipeline),
-        progress=progress,
-        movers_from=movers_from,
-        social=resources.social,
+    # the processes preparing the days start (and import) while this one loads the data
+    with DayWorkers(workers) as day_workers:
+        data, problems = load_replay_data(
+            broker,
+            storage,
+            resources.fundamentals,
+            resources.sentiment.scorer(),
+            settings,
+            names,
+            sessions,
+            request_workers=request_workers(broker, resources.pipeline),
+            progress=progress,
+            movers_from=movers_from,
+            social=resources.social,
+        )
+        timings["load"] = clock.perf_counter() - started
+        execution = ib_execution(ib_cost_model(resources.decide.holding_period_sessions))
+        result, panel, days = _replay(
+            data, settings, execution, calibration, day_workers, progress, timings
+        )
+    tuned = (
+        _calibrate(days, data, settings, execution, panel, progress, timings)
+        if calibration
+        else None
     )
-    timings["load"] = clock.perf_counter() - started
-    execution = ib_execution(ib_cost_model(resources.decide.holding_period_sessions))
-    result, tuned = _replay(data, settings, execution, calibration, workers, progress, timings)
     s = result.summary
     stats = backtest_statistics(
         result,

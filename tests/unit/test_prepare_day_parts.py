@@ -14,7 +14,8 @@ import pytest
 
 from ibkr_assets.partitions import sessions_between
 from ibkr_assets.quant.backtest import ReplayData, ReplaySettings, signal_panel, technical_windows
-from ibkr_assets.quant.backtest.replay import DayParts, prepare_day, prepare_days, universe_closes
+from ibkr_assets.quant.backtest.day_workers import DayWorkers, prepare_days
+from ibkr_assets.quant.backtest.replay import DayParts, prepare_day, universe_closes
 from ibkr_assets.quant.evidence import EvidenceSettings
 from tests.replay_fixtures import load_small_replay
 
@@ -61,3 +62,29 @@ def test_day_parts_name_a_symbol_outside_the_universe(world):
     parts = DayParts.of(data, settings)
     with pytest.raises(ValueError, match="not in the universe"):
         parts.known(0, pd.Index(["NOT_A_SYMBOL"]))
+
+
+def test_day_workers_prepare_in_another_process_what_this_one_would(world):
+    """The worker started before the data exists (as the backtest starts it before the load)
+    gets it by hand-over and yields the in-process days, bit for bit, in order."""
+    data, settings = world
+    panel = signal_panel(data, settings)
+    here = list(prepare_days(data, settings, panel, workers=0))
+    with DayWorkers(1) as workers:
+        days_for = workers.prepare(data, settings)
+        there = list(days_for(panel))
+        with pytest.raises(ValueError, match="already prepare a replay"):
+            workers.prepare(data, settings)
+    assert [d.session for d in there] == [d.session for d in here]
+    for a, b in zip(here, there, strict=True):
+        pd.testing.assert_frame_equal(a.features, b.features, check_exact=True)
+        pd.testing.assert_frame_equal(a.alpha, b.alpha, check_exact=True)
+        pd.testing.assert_frame_equal(a.cost_inputs, b.cost_inputs, check_exact=True)
+        assert np.array_equal(a.model.loadings, b.model.loadings)
+
+
+def test_day_workers_never_handed_data_stop_cleanly():
+    """A load that fails leaves the started workers without data: leaving the block ends them
+    (no hang, no error of their own)."""
+    with pytest.raises(RuntimeError, match="the load failed"), DayWorkers(1):
+        raise RuntimeError("the load failed")

@@ -54,8 +54,9 @@ on the next quarter against the configured reading; the choice is kept only when
 out-of-sample daily differences have a Newey–West t of 2 or more.
 
 **Speed.** The day's inputs (features, alpha, risk model) do not depend on the book, so
-:func:`preparing_days` computes them in worker processes, started while the main process
-measures the evidence, as the main process replays the book in order. The optimiser is built
+:class:`DayWorkers` computes them in worker processes — started while the main process loads
+the data, handed it while it measures the evidence — as the main process replays the book in
+order. The optimiser is built
 once for the universe and re-solved every day with that day's alpha, current weights,
 covariance and scenarios (a working set of names handed to HiGHS directly, or the cvxpy
 problem's parameters), so a day costs one or two solver calls — the same problem, size and
@@ -71,14 +72,13 @@ from ibkr_assets.quant.backtest.calibration import (
     calibrate,
     candidate_evidence,
 )
+from ibkr_assets.quant.backtest.day_workers import DayWorkers, prepare_days
 from ibkr_assets.quant.backtest.evidence_panel import signal_panel
 from ibkr_assets.quant.backtest.replay import (
     DayInputs,
     ReplayData,
     ReplaySettings,
     prepare_day,
-    prepare_days,
-    preparing_days,
     technical_windows,
 )
 from ibkr_assets.quant.backtest.statistics import (
@@ -98,6 +98,7 @@ __all__ = [
     "BenchmarkComparison",
     "Calibration",
     "DayInputs",
+    "DayWorkers",
     "Execution",
     "Fold",
     "Progress",
@@ -109,7 +110,6 @@ __all__ = [
     "candidate_evidence",
     "prepare_day",
     "prepare_days",
-    "preparing_days",
     "signal_panel",
     "simulate",
     "technical_windows",

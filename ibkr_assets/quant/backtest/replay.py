@@ -1,23 +1,16 @@
 """What a replay reads and what it knows each day: the window's data fetched once
 (:class:`ReplayData`), the live settings it uses (:class:`ReplaySettings`), and each session's
-inputs cut to what the live job knew at its run time (:func:`prepare_day`; :func:`prepare_days`
-and :func:`preparing_days`, in worker processes started early). The signals' daily evidence
+inputs cut to what the live job knew at its run time (:func:`prepare_day`; every session's in
+worker processes: :mod:`~ibkr_assets.quant.backtest.day_workers`). The signals' daily evidence
 behind them, read by :func:`~ibkr_assets.quant.evidence.evidence_at` before each day, is
 :func:`~ibkr_assets.quant.backtest.evidence_panel.signal_panel`."""
 
 from __future__ import annotations
 
-import pickle
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import cached_property
-from itertools import repeat
-from multiprocessing import get_context
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -477,97 +470,3 @@ def day_universe(day: DayInputs, members: set[str]) -> DayInputs:
     model = day.model.subset([s for s in day.model.symbols if s in members])
     inputs = day.cost_inputs.loc[model.symbols]
     return replace(day, features=features, alpha=alpha, model=model, cost_inputs=inputs)
-
-
-_WORKER: dict[str, object] = {}
-
-
-def _init_worker(path: str) -> None:
-    """A worker's start: the replay's data and settings read from ``path`` (pickled by
-    :func:`preparing_days`), then what every day reads computed once: the technical windows,
-    the close panel and the :class:`DayParts`."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)  # two cores: one solving in the parent, one preparing here
-    data, settings = pickle.loads(Path(path).read_bytes())
-    _WORKER.update(
-        data=data,
-        settings=settings,
-        technical=technical_windows(data, settings),
-        closes=universe_closes(data),
-        parts=DayParts.of(data, settings),
-    )
-
-
-def _started() -> None:
-    """A no-op task: submitted once per worker so the workers start (and read the data) at
-    once, not when the first day is asked for."""
-
-
-def _prepare_in_worker(i: int, panel: ICPanel) -> DayInputs:
-    day = prepare_day(
-        _WORKER["data"],  # type: ignore[arg-type]
-        i,
-        _WORKER["technical"][i],  # type: ignore[index]
-        _WORKER["settings"],  # type: ignore[arg-type]
-        panel,
-        _WORKER["closes"],  # type: ignore[arg-type]
-        _WORKER["parts"],  # type: ignore[arg-type]
-    )
-    _ = day.model.loadings  # computed here, on the preparing core, and sent with the model
-    return day
-
-
-#: days_for(panel): every replayed session's DayInputs in order, read with the evidence ``panel``
-DaysFor = Callable[[ICPanel], Iterator[DayInputs]]
-
-
-@contextmanager
-def preparing_days(
-    data: ReplayData, settings: ReplaySettings, workers: int = 1
-) -> Iterator[DaysFor]:
-    """Start preparing the replayed sessions' :class:`DayInputs` and yield ``days_for(panel)``,
-    which yields them in order read with the evidence ``panel`` (from :func:`signal_panel`).
-
-    With ``workers`` > 0, that many worker processes (``spawn``) start at once: each reads the
-    data from a file written here (so this process does not wait while a worker imports) and
-    computes what every day reads — the technical windows, the close panel, the
-    :class:`DayParts` — while the caller goes on (measuring the evidence, typically); the days
-    are then computed there while the caller consumes them, and this process's BLAS keeps one
-    thread (two cores: one solving here, one preparing). With 0, everything in this process."""
-    if workers <= 0:
-
-        def in_process(panel: ICPanel) -> Iterator[DayInputs]:
-            technical = technical_windows(data, settings)
-            closes, parts = universe_closes(data), DayParts.of(data, settings)
-            for i in range(len(data.sessions)):
-                yield prepare_day(data, i, technical[i], settings, panel, closes, parts)
-
-        yield in_process
-        return
-    from threadpoolctl import threadpool_limits
-
-    data.compute_shared()  # once, here: the workers receive it with the data
-    with tempfile.TemporaryDirectory(prefix="ibkr-replay-") as folder:
-        path = Path(folder) / "replay.pickle"
-        path.write_bytes(pickle.dumps((data, settings), protocol=pickle.HIGHEST_PROTOCOL))
-        pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(str(path),),
-        )
-        with pool, threadpool_limits(1):
-            for _ in range(workers):
-                pool.submit(_started)
-            sessions = range(len(data.sessions))
-            yield lambda panel: pool.map(_prepare_in_worker, sessions, repeat(panel))
-
-
-def prepare_days(
-    data: ReplayData, settings: ReplaySettings, panel: ICPanel, workers: int = 1
-) -> Iterator[DayInputs]:
-    """Every replayed session's :class:`DayInputs`, in order (``panel`` from
-    :func:`signal_panel`; ``workers`` as :func:`preparing_days`)."""
-    with preparing_days(data, settings, workers) as days_for:
-        yield from days_for(panel)
