@@ -279,9 +279,17 @@ def optimise_targets(
     backtest does every day); without it one is built.
     """
     symbols = model.symbols
-    scores = alpha_scores.set_index("symbol")
-    alpha = scores["alpha_score"].reindex(symbols).fillna(0.0)
-    expected = scores["expected_return"].reindex(symbols).fillna(0.0)
+    names = pd.Index(symbols, dtype="object")
+    if alpha_scores["symbol"].duplicated().any():
+        repeated = alpha_scores["symbol"][alpha_scores["symbol"].duplicated()].unique().tolist()
+        raise ValueError(f"the alpha scores hold symbols more than once: {repeated[:10]}")
+    scored = first_rows(alpha_scores["symbol"], names)  # -1: not scored, alpha 0
+
+    def scores(column: str) -> np.ndarray:
+        values = column_at(alpha_scores, column, scored)
+        return np.where(np.isnan(values), 0.0, values)
+
+    alpha, expected = scores("alpha_score"), scores("expected_return")
     sectors = sectors.reindex(symbols).fillna("Unknown")
     w0 = current.reindex(symbols).fillna(0.0)
     modelled = set(symbols)
@@ -290,27 +298,27 @@ def optimise_targets(
         optimiser = PortfolioOptimiser.from_risk_model(model, config, sectors)
     else:
         optimiser.update_model(model)
-    result = optimiser.solve(expected, w0, costs)
-    frame = pd.DataFrame(
-        {
-            "symbol": symbols,
-            "sector": sectors.to_numpy(),
-            "alpha_score": alpha.to_numpy(),
-            "current_weight": w0.to_numpy(),
-            "target_weight": result.weights.reindex(symbols)
-            .clip(-config.max_weight, config.max_weight)
-            .to_numpy(dtype=float),
-        }
-    )
+    result = optimiser.solve(pd.Series(expected, index=names), w0, costs)
+    target = result.weights.reindex(symbols).to_numpy(dtype="float64")
+    columns = {
+        "symbol": symbols,
+        "sector": sectors.to_numpy(),
+        "alpha_score": alpha,
+        "current_weight": w0.to_numpy(),
+        "target_weight": np.clip(target, -config.max_weight, config.max_weight),
+    }
     if "top_drivers" in alpha_scores:
-        drivers = alpha_scores.set_index("symbol")["top_drivers"].astype("string")
-        frame = frame.assign(top_drivers=frame["symbol"].map(drivers).fillna(""))
-    frame = frame.assign(
-        ex_ante_return=float(result.expected_return),
-        ex_ante_volatility=float(result.volatility),
-        ex_ante_cvar=float(result.cvar),
-    )
-    return frame, result, unmodelled
+        drivers = alpha_scores["top_drivers"].astype("string").array
+        columns["top_drivers"] = pd.array(
+            [drivers[i] if i >= 0 and drivers[i] is not pd.NA else "" for i in scored.tolist()],
+            dtype="string",
+        )
+    columns |= {
+        "ex_ante_return": float(result.expected_return),
+        "ex_ante_volatility": float(result.volatility),
+        "ex_ante_cvar": float(result.cvar),
+    }
+    return pd.DataFrame(columns), result, unmodelled
 
 
 def overlay_targets(
@@ -323,7 +331,11 @@ def overlay_targets(
     """``targets`` with ``weight`` after the news rules and, per symbol, the rules that fired
     (``override_rule``) and why (``override_reason``)."""
     result = apply_overlay(
-        targets.set_index("symbol")["target_weight"],
+        pd.Series(
+            targets["target_weight"].to_numpy(),
+            index=pd.Index(targets["symbol"].array, name="symbol"),
+            name="target_weight",
+        ),
         rules,
         sentiment=by_symbol(features, "sentiment_z") if "sentiment_z" in features else None,
         headlines=headlines,
