@@ -17,12 +17,14 @@ own QP (:mod:`~ibkr_assets.quant.optimiser.highs_qp`); otherwise, or when that s
 optimal, the cvxpy working-set problems are compiled once per size bucket of
 :data:`WORKING_SET_SLOTS` names (unused slots padded with weight bounds of 0) and re-solved with
 the day's names loaded into their Parameters, with the solver fallbacks. At 700 names x 504
-scenarios a solve takes ~0.06-0.12 s instead of ~0.67 s (``bench/optimiser.py``), the same
-optimum to the solver's tolerance. HiGHS's time grows with the names in the set (padding slots
-cost nothing measurable: ~60 names padded to 64 slots or not, the same time), so a second round
-of ~110 names costs about twice the first: the first set is sized (``working_set`` 50 best
-alphas, ~60 names with the book) to need one on few days (6 of the 125 sessions of a 6-month
-700-name replay; 21 with 40 best alphas; session 17 measurements for issue #18 item 8).
+scenarios a working-set solve took ~0.06-0.12 s through cvxpy instead of ~0.67 s for the full
+problem (``bench/optimiser.py``), the same optimum to the solver's tolerance; the direct program
+takes about half the cvxpy path's time (session 18). HiGHS's time grows with the names in the
+set (padding slots cost nothing measurable: ~60 names padded to 64 slots or not, the same time),
+so a second round of ~110 names costs about twice the first: the first set is sized
+(``working_set`` 50 best alphas, ~60 names with the book) to need one on few days (6 of the 125
+sessions of a 6-month 700-name replay; 21 with 40 best alphas; session 17 measurements for
+issue #18 item 8).
 
 Weights are in basis points and gains in the solver's scaled objective per basis point (see
 :mod:`ibkr_assets.quant.optimiser.problem`).
