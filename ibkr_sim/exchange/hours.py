@@ -7,26 +7,20 @@ STP LMT orders with ``outside_rth`` work in the extended session (04:00-20:00 Ne
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import exchange_calendars as xcals
 import pandas as pd
 
 from ibkr_sim.exchange.orders import OrderRequest
 from ibkr_sim.market import SimMarket
+from ibkr_sim.market.calendar import exchange_calendar
 from ibkr_sim.universe import Instrument
 from ibkr_spec.errors import INVALID_REQUEST, ORDER_REJECTED, IBError
 
 NEW_YORK = ZoneInfo("America/New_York")
 #: the extended session of US stocks, New York time
 EXTENDED_HOURS = (time(4, 0), time(20, 0))
-
-
-@functools.cache
-def _calendar() -> xcals.ExchangeCalendar:
-    return xcals.get_calendar("XNYS", start="2018-06-01", end="2029-12-31")
 
 
 def utc(at: datetime) -> datetime:
@@ -38,8 +32,13 @@ def utc(at: datetime) -> datetime:
 
 def day_start(at: datetime) -> datetime:
     """The close the snapshot's ``prev_close`` refers to: the close of the session before
-    today's (open, not yet open, or closed) or, on a non-trading day, before the last one."""
-    cal = _calendar()
+    today's (open, not yet open, or closed) or, on a non-trading day, before the last one.
+
+    Read off the simulated market's NYSE calendar (:func:`exchange_calendar`: December 2018
+    to January 2029, around every session with prices), which the gateway builds before it
+    listens; a calendar of its own made the first positions request, sent when a client
+    connects, wait 0.2-0.4 s for it (session 18, 700-stock daily job)."""
+    cal = exchange_calendar()
     local = pd.Timestamp(at.astimezone(NEW_YORK).date())
     current = local if cal.is_session(local) else cal.date_to_session(local, "previous")
     return cal.session_close(cal.previous_session(current)).to_pydatetime()
