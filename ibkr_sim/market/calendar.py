@@ -90,16 +90,24 @@ def last_session(at: datetime) -> date:
 
 def trading_hours(sec_type: str, day: date) -> list[tuple[datetime, datetime]]:
     """Regular trading hours in UTC (FX: IDEALPRO's 17:15 ET the day before to 17:00 ET)."""
+    return list(_trading_hours(sec_type, day))
+
+
+@functools.lru_cache(maxsize=256)
+def _trading_hours(sec_type: str, day: date) -> tuple[tuple[datetime, datetime], ...]:
+    """:func:`trading_hours`, worked out once per security type and day: every market-data
+    request asks (the calendar's look-ups cost ~0.1 ms; 1,400 requests of a 700-stock daily
+    job spent ~0.15 s of the gateway's time there, session 18)."""
     cal = exchange_calendar()
     ts = pd.Timestamp(day)
     if not cal.is_session(ts):
-        return []
+        return ()
     if sec_type == "CASH":
         start = datetime.combine(day - timedelta(days=1), time(17, 15), NEW_YORK)
         end = datetime.combine(day, time(17, 0), NEW_YORK)
-        return [(start.astimezone(UTC), end.astimezone(UTC))]
+        return ((start.astimezone(UTC), end.astimezone(UTC)),)
     opened, closed = cal.session_open(ts), cal.session_close(ts)
-    return [(opened.to_pydatetime().astimezone(UTC), closed.to_pydatetime().astimezone(UTC))]
+    return ((opened.to_pydatetime().astimezone(UTC), closed.to_pydatetime().astimezone(UTC)),)
 
 
 def session_slice(start: date, end: date) -> slice:
