@@ -9,6 +9,7 @@ session is its row ``j`` in :func:`schedule`, the row of the daily panel that ho
 
 from __future__ import annotations
 
+import bisect
 import functools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -127,11 +128,21 @@ def session_index(session: date) -> int:
     return j
 
 
+@functools.cache
+def _bounds() -> tuple[list[int], list[int]]:
+    """:func:`schedule`'s opens and closes as Python ints, which :func:`when` bisects: numpy's
+    searchsorted and scalars cost ~2 of its ~3 us hot, ~30 us inside the MCP server's quote
+    (bench/mcp_latency.py, measured with time.thread_time in session 18)."""
+    _, opens, closes = schedule()
+    return opens.tolist(), closes.tolist()
+
+
 def when(at: datetime) -> tuple[str, int, float]:
     """("open", j, minutes into session j) | ("pre", j, 0) | ("closed", i, 0) for ``at``."""
     ns = to_ns(at)
-    days, opens, closes = schedule()
-    i = int(closes.searchsorted(ns, "right")) - 1
+    days = schedule()[0]
+    opens, closes = _bounds()
+    i = bisect.bisect_right(closes, ns) - 1
     j = i + 1
     if j < len(days) and opens[j] <= ns:
         return "open", j, (ns - opens[j]) / 60e9

@@ -200,7 +200,6 @@ def state(seed: int, edge: Edge, cols: np.ndarray, at: datetime) -> dict[str, An
 def _state(x: _Reader, p: Panel, seed: int, edge: Edge, at: datetime) -> dict[str, Any]:
     """:func:`state` of the columns ``x`` reads."""
     kind, j, minutes = when(at)
-    minutes = float(minutes)  # a numpy scalar would make the floats' path numpy scalars
     if kind == "open":
         day = intraday(seed, edge, j)
         k = min(int(minutes), day.minutes - 1)
