@@ -13,7 +13,8 @@ sessions whose score's 41-121 sessions of chatter the ``social_chatter`` asset h
 (``IBKR_SOCIAL_HISTORY_SESSIONS``, 120), so a cold start measures them over its last ~80
 sessions and the daily runs add one a day (a source without history gives NaN: no IC, no
 weight). Each signal's trailing mean IC, Newey–West t,
-shrunk IC and weight (0 below ``IBKR_EVIDENCE_T_THRESHOLD``; sign from the evidence) are the
+shrunk IC and weight (0 unless distinguishable from zero at ``IBKR_EVIDENCE_T_THRESHOLD``'s
+level, the signals tested together; sign from the evidence) are the
 asset's rows and metadata (:mod:`ibkr_assets.quant.evidence`). A weekly calibration that
 keeps a better reading writes it to ``calibration/evidence.json`` under the data root
 (:func:`write_calibrated_evidence`); the daily job then reads the evidence that way and names

@@ -73,7 +73,10 @@ class PipelineFields(BaseModel):
         250, ge=20, description="sessions of daily signal ICs behind the weights (about a year)"
     )
     evidence_t_threshold: float = Field(
-        2.0, ge=0, description="Newey-West |t| of a signal's mean IC below which it weighs 0"
+        2.0,
+        ge=0,
+        description="Newey-West |t| of its mean IC a signal alone needs for a weight (tested "
+        "together, at that level: Benjamini-Hochberg)",
     )
     evidence_prior_sd: float = Field(
         0.02, gt=0, description="prior spread of true daily ICs: shrinks a measured IC toward 0"

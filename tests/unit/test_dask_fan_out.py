@@ -35,8 +35,9 @@ from tests.replay_fixtures import load_small_replay
 
 SYMBOLS = 20
 SESSIONS = sessions_between(date(2024, 6, 10), date(2024, 6, 21))
-#: a short, lenient reading (as tests/unit/test_backtest.py): 20 names give noisy daily ICs
-EVIDENCE = EvidenceSettings(sessions=40, t_threshold=1.0)
+#: a short reading weighting every signal (t_threshold 0): 20 names give noisy daily ICs, and
+#: the replays must trade
+EVIDENCE = EvidenceSettings(sessions=40, t_threshold=0.0)
 #: walk-forward folds small enough for ten sessions
 FOLDS = {"train_sessions": 4, "fold_sessions": 2, "min_sessions": 8}
 #: the dask command of this interpreter's environment

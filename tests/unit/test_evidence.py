@@ -8,13 +8,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import norm, spearmanr
 
 from ibkr_assets.quant.alpha import SIGNALS, compute_alpha_scores, signal_matrix
 from ibkr_assets.quant.evidence import (
     EvidenceSettings,
     ICPanel,
     daily_volatility,
+    distinguishable,
     evidence_at,
     grinold_expected_returns,
     newey_west,
@@ -197,3 +198,30 @@ def test_a_seeded_world_weights_only_signals_with_evidence(world_evidence) -> No
     else:
         assert table.at["sentiment_z", "weight"] > 0 and table.at["sentiment_z", "t"] > 2
         assert table.at["mom_12_1", "ic"] > 0
+
+
+def test_signals_are_told_apart_from_zero_together() -> None:
+    """Benjamini–Hochberg at the level of |t| >= 2: a signal alone passes at |t| >= 2; with a
+    dozen edge-free signals some passes ~4.6% of the time, where one test per signal passes one
+    ~43% of the time (1 - 0.9545^12); a strong signal lets a weaker one through."""
+    assert distinguishable(np.array([2.01]), 2.0).tolist() == [True]
+    assert distinguishable(np.array([-1.99]), 2.0).tolist() == [False]
+    assert distinguishable(np.array([np.nan, 5.0, np.nan]), 2.0).tolist() == [False, True, False]
+    assert not distinguishable(np.array([np.nan, np.nan]), 2.0).any()
+    # fixed p-values (two-sided): 0.001, 0.008, 0.039, 0.041, 0.2 at q = 0.0455 (|t| >= 2): the
+    # step-up keeps the first two (0.008 <= 2q/5 = 0.0182; 0.039 > 3q/5 = 0.0273, 0.041 > 4q/5)
+    t = -norm.ppf(np.array([0.001, 0.008, 0.039, 0.041, 0.2]) / 2)
+    assert distinguishable(t, 2.0).tolist() == [True, True, False, False, False]
+    assert distinguishable(t[[4, 2, 0, 3, 1]], 2.0).tolist() == [False, False, True, False, True]
+    # everything passes at a threshold of 0; nothing at a huge one
+    assert distinguishable(t, 0.0).all() and not distinguishable(t, 50.0).any()
+    null = np.random.default_rng(3).standard_normal((20_000, 12))
+    together = np.mean([distinguishable(row, 2.0).any() for row in null])
+    alone = np.mean((np.abs(null) >= 2.0).any(axis=1))
+    assert together == pytest.approx(2 * norm.sf(2.0), abs=0.006)  # 0.0455
+    assert alone == pytest.approx(1 - (1 - 2 * norm.sf(2.0)) ** 12, abs=0.015)  # 0.43
+    # one strong signal (p ~ 1e-9) and one at p = 0.0073: alone 0.0073 > q/12 = 0.0038 fails,
+    # beside the strong one it passes at 2q/12 = 0.0076
+    pair = np.r_[6.0, 2.68, np.zeros(10)]
+    assert distinguishable(pair, 2.0)[:2].tolist() == [True, True]
+    assert not distinguishable(np.r_[2.68, np.zeros(11)], 2.0).any()
