@@ -308,11 +308,8 @@ def optimise_targets(
         "target_weight": np.clip(target, -config.max_weight, config.max_weight),
     }
     if "top_drivers" in alpha_scores:
-        drivers = alpha_scores["top_drivers"].astype("string").array
-        columns["top_drivers"] = pd.array(
-            [drivers[i] if i >= 0 and drivers[i] is not pd.NA else "" for i in scored.tolist()],
-            dtype="string",
-        )
+        drivers = alpha_scores["top_drivers"].astype("string").fillna("").to_numpy(dtype=object)
+        columns["top_drivers"] = pd.array(np.append(drivers, "")[scored], dtype="string")
     columns |= {
         "ex_ante_return": float(result.expected_return),
         "ex_ante_volatility": float(result.volatility),
