@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from ibkr_assets.quant.costs import CostRates
-from ibkr_assets.quant.optimiser import OptimiserConfig, PortfolioOptimiser, highs_qp
+from ibkr_assets.quant.optimiser import OptimiserConfig, PortfolioOptimiser, highs_qp, working_set
 from ibkr_assets.quant.optimiser.highs_qp import direct_applies, solve_direct
 from ibkr_assets.quant.optimiser.problem import BP
 from ibkr_assets.quant.optimiser.solving import solve_on
@@ -112,3 +112,28 @@ def test_scenario_rows_generated_as_needed_give_the_optimum_of_all_of_them(monke
     assert got.value == pytest.approx(every.value, rel=1e-9)
     np.testing.assert_allclose(got_prices.tail, every_prices.tail, atol=1e-6 * every.value)
     assert (got_prices.tail > 0).sum() >= 0.04 * form.n_scenarios  # the tail, priced
+
+
+def test_an_edge_free_day_is_proved_all_cash_in_one_round():
+    """With every expected return 0 and nothing held the optimum is cash; its proof (some CVaR
+    price of the degenerate all-tied tail pricing every name at or below 0) holds in the first
+    round, where the solver's own prices would grow the set round after round."""
+    model, sectors, _, _, rates = _world(n=400, s=504, seed=9)
+    zero = pd.Series(0.0, index=model.symbols)
+    optimiser = PortfolioOptimiser.from_risk_model(model, OptimiserConfig(sector_cap=0.3), sectors)
+    full = PortfolioOptimiser.from_risk_model(
+        model, OptimiserConfig(sector_cap=0.3, working_set=None), sectors
+    )
+    got, want = optimiser.solve(zero, None, rates), full.solve(zero, None, rates)
+    assert optimiser.working_set_rounds == [50]
+    assert (got.weights == 0).all() and (want.weights.abs() < 1e-9).all()
+    form, costs = optimiser._form, optimiser._trade_costs(rates)
+    assert working_set.cash_is_optimal(form, np.zeros(form.n_names), costs)
+    # a name expected to earn well above its costs: cash is not proved (nor optimal)
+    rich = np.zeros(form.n_names)
+    rich[7] = 0.01
+    assert not working_set.cash_is_optimal(form, rich, costs)
+    assert full.solve(pd.Series(rich, index=model.symbols), None, rates).weights.iloc[7] > 0
+    # a floor on the net: cash is infeasible, never "proved"
+    floored = PortfolioOptimiser.from_risk_model(model, OptimiserConfig(min_net=0.5), sectors)
+    assert not working_set.cash_is_optimal(floored._form, np.zeros(form.n_names), costs)

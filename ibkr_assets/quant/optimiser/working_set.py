@@ -97,7 +97,10 @@ def solve_working_set(
         compile_seconds += solved.compile_seconds
         gain = entry_gain(form, prices, solved.w_bp, alpha, costs)
         gain[idx] = -np.inf
-        if not (gain > WORKING_SET_TOL * BP).any():
+        proved = not (gain > WORKING_SET_TOL * BP).any()
+        if not proved and not held_bp.any() and not solved.w_bp.any():
+            proved = cash_is_optimal(form, alpha, costs)
+        if proved:
             return Solved(solved.w_bp, solved.value, solved.solver, compile_seconds), rounds
         # the best gains join, violators or not: the next round's optimum tends to need them
         best_first = np.argsort(-gain, kind="stable")[:WORKING_SET_ADD]
@@ -134,3 +137,36 @@ def entry_gain(
     if prices.sector is not None:
         gain -= np.append(prices.sector, 0.0)[form.groups.group_of]
     return gain
+
+
+def cash_is_optimal(form: Formulation, alpha: np.ndarray, costs: TradeCosts) -> bool:
+    """Whether holding nothing is proved the full problem's optimum, for a book that holds
+    nothing (True: proved; False: not proved, maybe optimal all the same).
+
+    At ``w = 0`` every scenario's loss ties with the VaR (0), so the CVaR's scenario prices may
+    be any ``y`` with ``0 <= y_s <= κ'/((1 − α)·S)`` and ``Σ y = κ'`` (``κ'`` the CVaR's weight
+    in the solver's units). The solver returns one of them, which may price names left out above
+    0 although cash is optimal: an edge-free day's set then grows round after round. Cash is
+    optimal when one such ``y`` prices every name at or below 0, ``scale·BP·(a_i − buy_i) +
+    (y'R)_i <= tol`` (at 0 the variance and the impact have no slope): three are tried — ``y``
+    spread evenly over the scenarios, on the equal-weight market's worst ones, and half each.
+    Only for limits that do not bind at 0 (positive caps and net ceiling, no positive floor)."""
+    cfg, scale = form.config, form.objective_scale
+    if (cfg.min_net or 0.0) > 0 or min(cfg.max_net, cfg.max_gross, *form.groups.caps.values()) <= 0:
+        return False
+    base = scale * BP * (alpha - costs.buy)
+    if cfg.cvar_aversion <= 0:
+        return bool((base <= WORKING_SET_TOL * BP).all())
+    r = form.scenarios
+    n_s = r.shape[0]
+    total = scale * BP * cfg.cvar_aversion
+    cap = total / ((1 - cfg.cvar_alpha) * n_s)
+    even = np.full(n_s, total / n_s)
+    tail = np.zeros(n_s)
+    worst = np.argsort(r.mean(axis=1), kind="stable")
+    full = min(int(total // cap), n_s - 1)
+    tail[worst[:full]] = cap
+    tail[worst[full]] = total - cap * full
+    return any(
+        bool((base + y @ r <= WORKING_SET_TOL * BP).all()) for y in (even, tail, (even + tail) / 2)
+    )
