@@ -74,8 +74,13 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "IBKR_JOURNAL_KEY": os.environ["IBKR_JOURNAL_KEY"],
     }
     command = [sys.executable, "-m", "ibkr_assets.cli", "run", "--date", SESSION]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
+    # the output to a file, not a pipe: a process the run leaves behind holding the pipe (Dagster's
+    # compute-log tail) would keep subprocess.run reading after the run had exited (CI, session
+    # 18: the run exited 0, the fixture waited out its 300 s)
+    output = tmp_path_factory.mktemp("ops-run-output") / "run.log"
+    with output.open("w") as log:
+        done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=300)
+    assert done.returncode == 0, output.read_text()
     return data
 
 
