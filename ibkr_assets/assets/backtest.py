@@ -32,7 +32,6 @@ sessions under the data root's ``backtest/<label>/`` (:func:`save_results`): ``d
 ``ibkr-agent backtest`` runs the same function from the command line.
 """
 
-import io
 import json
 import math
 import time as clock
@@ -44,8 +43,8 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
-from matplotlib.figure import Figure
 
+from ibkr_assets.assets.backtest_results import backtest_plot, save_results
 from ibkr_assets.assets.catalog import IB, Table, catalog_kwargs
 from ibkr_assets.assets.ib_rules import ib_cost_model, ib_execution
 from ibkr_assets.assets.market_data import named_failures, request_workers
@@ -268,23 +267,6 @@ def replay_window(end: date, months: int) -> list[date]:
     return sessions_between(start, end)
 
 
-def backtest_plot(daily: pd.DataFrame, title: str) -> bytes:
-    """PNG: the equity curve (net of costs, from 1) above its drawdown."""
-    fig = Figure(figsize=(11, 5.5), dpi=90)
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    index = pd.to_datetime(daily.index)
-    top.plot(index, daily["equity"], color="#4c72b0", linewidth=1.4)
-    top.axhline(1.0, color="grey", linewidth=0.8)
-    top.set(title=f"{title}: equity after costs", ylabel="equity (start = 1)")
-    bottom.fill_between(index, -daily["drawdown"] * 100, 0, color="#c44e52", alpha=0.6)
-    bottom.set(ylabel="drawdown %")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
 @dataclass(frozen=True)
 class BacktestRun:
     """A finished run: the replay, the calibration (if asked), the statistics, the row appended
@@ -301,23 +283,6 @@ class BacktestRun:
     png: bytes
     timings: dict[str, float]
     problems: dict[str, str]
-
-
-#: Where each run's per-session results go, under the data root (one folder per label).
-RESULTS_DIR = "backtest"
-
-
-def save_results(storage: StorageResource, label: str, result: BacktestResult) -> Path:
-    """Write the replay's sessions under ``<data root>/backtest/<label>/`` (a rerun replaces
-    them): ``daily.parquet`` (:attr:`BacktestResult.daily`, index ``session``),
-    ``positions.parquet`` (session, symbol, shares, close, weight) and ``trades.parquet``
-    (every order: session, symbol, side, ordered and filled shares, fill price and kind,
-    commission, spread, impact in USD). The folder."""
-    folder = storage.root / RESULTS_DIR / label
-    storage.write_parquet(folder / "daily.parquet", result.daily.reset_index())
-    storage.write_parquet(folder / "positions.parquet", result.positions)
-    storage.write_parquet(folder / "trades.parquet", result.trades)
-    return folder
 
 
 def _number(x: float) -> float | None:

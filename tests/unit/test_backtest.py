@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibkr_assets.assets.backtest import save_results
+from ibkr_assets.assets.backtest_results import save_results
 from ibkr_assets.assets.ib_rules import ib_execution
 from ibkr_assets.broker.sim import shared_market
 from ibkr_assets.partitions import as_of, sessions_between
