@@ -17,7 +17,7 @@ import dagster as dg
 
 from ibkr_assets.assets.partition import PARTITION_COLUMN, PARTITION_DESCRIPTION
 from ibkr_assets.partitions import DAILY_PARTITIONS
-from ibkr_assets.resources.storage import WAREHOUSE_SCHEMA
+from ibkr_assets.resources.warehouse_io import WAREHOUSE_SCHEMA
 
 #: Tag keys of every asset.
 STAGE, SOURCE, TRADING_CRITICAL = "stage", "source", "trading_critical"

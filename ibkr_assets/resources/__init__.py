@@ -43,7 +43,8 @@ from ibkr_assets.resources.social import (
     SocialResource,
     StocktwitsSocialResource,
 )
-from ibkr_assets.resources.storage import StorageResource, WarehouseIOManager
+from ibkr_assets.resources.storage import StorageResource
+from ibkr_assets.resources.warehouse_io import WarehouseIOManager
 from ibkr_assets.settings import Settings, load_settings
 
 

@@ -9,7 +9,8 @@ Layout under ``IBKR_DATA_DIR`` (default ``./data``), as operators expect it::
     decision_log/                             hash-chained decision journal
     metrics/rolling_backtest.csv
     plots/YYYY-MM-DD/<name>.png               charts shown in the Dagster UI
-    warehouse.duckdb                          tables (DuckDB IO manager) and the daily-bar cache
+    warehouse.duckdb                          tables (DuckDB IO manager, warehouse_io.py) and the
+                                              daily-bar cache
 
 Every file is written atomically — to a temporary file in the same directory, then
 ``os.replace`` — so a reader never sees half a file and a rerun replaces a partition's files
@@ -17,19 +18,19 @@ whole. A failed write leaves the previous version in place.
 
 A ``warehouse.duckdb`` that DuckDB cannot open (damaged, truncated, not a DuckDB file) is a
 :class:`~ibkr_assets.errors.ConfigurationError` naming the file and what to do: the IO manager
-checks it when a run starts, so the run fails before any step. Only a lock held by another
-process is waited for.
+(:mod:`ibkr_assets.resources.warehouse_io`) checks it when a run starts, so the run fails before
+any step. Only a lock held by another process is waited for. How the file is opened:
+:mod:`ibkr_assets.resources.warehouse_file`.
 
 Every statement on the warehouse is a constant with ``?`` parameters, in the named methods
-here (the daily-bar cache: :meth:`StorageResource.cached_bars`, :meth:`StorageResource.cache_bars`);
-the IO manager's tables are created through DuckDB's relational API, not SQL text.
+here (the daily-bar cache: :meth:`StorageResource.cached_bars`, :meth:`StorageResource.cache_bars`)
+and in the IO manager's module.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,59 +43,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from ibkr_assets.errors import ConfigurationError
 from ibkr_assets.partitions import NEW_YORK, nyse_calendar
-
-
-def _locked(exc: BaseException) -> bool:
-    """True when DuckDB refused the file because another process holds its lock."""
-    return isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc)
-
-
-def _unusable(path: Path, exc: duckdb.Error) -> ConfigurationError:
-    reason = str(exc).removeprefix("IO Error: ").rstrip("!.")
-    return ConfigurationError(
-        f"cannot open the warehouse {path}: {reason}. If it is damaged, move it aside "
-        f"(mv {path} {path}.damaged) and run again: its tables are rebuilt as partitions are "
-        "materialised again, and the daily-bar cache (cache.daily_bars) refetches from IB."
-    )
-
-
-def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
-    """Connect to the DuckDB file ``path``, waiting up to a minute while another process holds
-    its lock (DuckDB lets one process write at a time). A file DuckDB cannot open for another
-    reason raises :class:`~ibkr_assets.errors.ConfigurationError` naming it and what to do."""
-
-    @retry(
-        retry=retry_if_exception(_locked),
-        stop=stop_after_delay(60),
-        wait=wait_random_exponential(multiplier=0.05, max=2),
-        reraise=True,
-    )
-    def connect() -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(path))
-
-    try:
-        return connect()
-    except duckdb.Error as exc:
-        if _locked(exc):
-            raise
-        raise _unusable(path, exc) from None
-
-
-def check_warehouse(path: Path) -> None:
-    """Raise :class:`~ibkr_assets.errors.ConfigurationError` when the DuckDB file ``path``
-    exists and cannot be opened; a file locked by another process is taken as sound."""
-    if not path.exists():
-        return
-    try:
-        duckdb.connect(str(path)).close()
-    except duckdb.Error as exc:
-        if not _locked(exc):
-            raise _unusable(path, exc) from None
+from ibkr_assets.resources.warehouse_file import open_warehouse
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -133,11 +84,6 @@ select symbol, session, open, high, low, close, volume from new_bars
 _PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 #: NYSE's regular close, after midnight New York.
 _USUAL_CLOSE = pd.Timedelta(hours=16)
-#: A warehouse schema or table name: what DuckDB reads as one identifier without quotes.
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TABLE_EXISTS = """
-select count(*) from information_schema.tables where table_schema = ? and table_name = ?
-"""
 
 
 def session_closed(sessions: pd.Series, as_of: datetime) -> pd.Series:
@@ -207,11 +153,8 @@ class StorageResource(dg.ConfigurableResource):
     def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection to ``warehouse.duckdb`` (see :func:`open_warehouse`)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        conn = open_warehouse(self.warehouse_path)
-        try:
+        with open_warehouse(self.warehouse_path) as conn:
             yield conn
-        finally:
-            conn.close()
 
     # -- the daily-bar cache ----------------------------------------------------------------
     def cached_bars(self, symbols: Sequence[str], first: date, last: date) -> pd.DataFrame:
@@ -281,98 +224,3 @@ class StorageResource(dg.ConfigurableResource):
         if key is not None:
             frame = frame.sort_values(key, kind="stable", key=lambda k: k.astype(str))
         return self.write_text(path, frame.to_csv(index=False))
-
-
-class _EmptyFrameTypeHandler(DuckDBPandasTypeHandler):
-    """dagster-duckdb-pandas skips empty frames, so a partition with no rows (a day without
-    news) leaves no table behind and the next stage fails to load it. Here an empty frame
-    still creates the table with its columns and types; its partition is then simply empty."""
-
-    def handle_output(
-        self,
-        context: dg.OutputContext,
-        table_slice: Any,  # dagster's TableSlice: schema, table, partition of the output
-        obj: pd.DataFrame,
-        connection: duckdb.DuckDBPyConnection,
-    ) -> None:
-        if not obj.empty:
-            super().handle_output(context, table_slice, obj, connection)
-            return
-        schema, table = table_slice.schema, table_slice.table
-        [(exists,)] = connection.execute(_TABLE_EXISTS, [schema, table]).fetchall()
-        if not exists:
-            connection.from_df(obj).create(f"{schema}.{table}")
-        context.add_output_metadata({"dagster/partition_row_count": 0})
-
-
-#: The asset metadata key naming the DuckDB schema of the asset's table in the warehouse.
-WAREHOUSE_SCHEMA = "warehouse_schema"
-
-
-def _identifier(name: str, what: str) -> str:
-    """``name`` when it is a plain identifier (dagster-duckdb writes schema and table names into
-    its statements as they are); otherwise a ValueError naming it."""
-    if not _IDENTIFIER.fullmatch(name):
-        raise ValueError(
-            f"{what} {name!r} cannot name a warehouse table: use letters, digits and "
-            "underscores only"
-        )
-    return name
-
-
-class _InWarehouseSchema:
-    """An output (or input) context as the DuckDB IO manager reads it: Dagster's ``schema``
-    metadata key — the documented way to name an asset's DuckDB schema — taken from the
-    asset's ``warehouse_schema`` (Dagster's own key reads in the UI as if it were the column
-    schema, so the catalog does not carry it). Everything else is the context's own."""
-
-    def __init__(self, context: dg.OutputContext | dg.InputContext) -> None:
-        self._context = context
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._context, name)
-
-    @property
-    def definition_metadata(self) -> dict[str, Any]:
-        meta = dict(self._context.definition_metadata or {})
-        if WAREHOUSE_SCHEMA in meta:
-            meta["schema"] = _identifier(str(meta[WAREHOUSE_SCHEMA]), WAREHOUSE_SCHEMA)
-        return meta
-
-    @property
-    def upstream_output(self) -> _InWarehouseSchema:
-        return _InWarehouseSchema(self._context.upstream_output)  # type: ignore[union-attr]
-
-
-class _WarehouseTables(dg.IOManager):
-    """dagster-duckdb's IO manager, reading each table's schema from ``warehouse_schema``;
-    schema and table (the asset's name) are checked to be plain identifiers first."""
-
-    def __init__(self, tables: dg.IOManager) -> None:
-        self._tables = tables
-
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        if context.has_asset_key:
-            _identifier(context.asset_key.path[-1], "asset name")
-        self._tables.handle_output(_InWarehouseSchema(context), obj)  # type: ignore[arg-type]
-
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        if context.has_asset_key:
-            _identifier(context.asset_key.path[-1], "asset name")
-        return self._tables.load_input(_InWarehouseSchema(context))  # type: ignore[arg-type]
-
-
-class WarehouseIOManager(DuckDBPandasIOManager):
-    """The DuckDB pandas IO manager of the warehouse, with empty partitions stored as such and
-    each table in the DuckDB schema its asset's ``warehouse_schema`` names.
-
-    It opens the warehouse when a run starts: a damaged file fails the run before any step,
-    with one message naming it, rather than each step after Dagster's own ten retries."""
-
-    @staticmethod
-    def type_handlers() -> Sequence[DuckDBPandasTypeHandler]:
-        return [_EmptyFrameTypeHandler()]
-
-    def create_io_manager(self, context: dg.InitResourceContext) -> dg.IOManager:
-        check_warehouse(Path(self.database))
-        return _WarehouseTables(super().create_io_manager(context))

@@ -15,7 +15,8 @@ from ibkr_assets.checks.compliance import COMPLIANCE_CHECKS, COMPLIANCE_GATE
 from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.quant.journal import verify_journal
 from ibkr_assets.resources.alerts import AlertResource
-from ibkr_assets.resources.storage import StorageResource, WarehouseIOManager
+from ibkr_assets.resources.storage import StorageResource
+from ibkr_assets.resources.warehouse_io import WarehouseIOManager
 from tests.journal_key import TEST_KEY
 from tests.pipeline.decide_fixtures import EVENT_SYMBOL, OTHER_SESSION, SESSION, UPSTREAM
 

@@ -27,7 +27,7 @@ from ibkr_assets.quant.decision import (
     trading_costs,
 )
 from ibkr_assets.quant.risk_model import RiskModel, build_risk_model
-from ibkr_assets.resources.storage import WarehouseIOManager
+from ibkr_assets.resources.warehouse_io import WarehouseIOManager
 from tests.pipeline.decide_fixtures import SECTORS, SESSION, SYMBOLS, UPSTREAM
 
 

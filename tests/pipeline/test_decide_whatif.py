@@ -17,7 +17,7 @@ from ibkr_assets.decide_config import DecideConfig
 from ibkr_assets.partitions import as_of
 from ibkr_assets.quant.decision import ORDER_COST_COLUMNS
 from ibkr_assets.resources.ib import IBResource
-from ibkr_assets.resources.storage import WarehouseIOManager
+from ibkr_assets.resources.warehouse_io import WarehouseIOManager
 
 SESSION = "2024-06-03"
 

@@ -18,7 +18,7 @@ from ibkr_assets.assets.execution import order_ticket
 from ibkr_assets.assets.partition import PARTITION_COLUMN
 from ibkr_assets.definitions import defs
 from ibkr_assets.metadata import readable, readable_number
-from ibkr_assets.resources.storage import WAREHOUSE_SCHEMA
+from ibkr_assets.resources.warehouse_io import WAREHOUSE_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAPH = defs.resolve_asset_graph()

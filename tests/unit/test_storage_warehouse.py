@@ -8,7 +8,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ibkr_assets.resources.storage import WAREHOUSE_SCHEMA, StorageResource, WarehouseIOManager
+from ibkr_assets.resources.storage import StorageResource
+from ibkr_assets.resources.warehouse_io import WAREHOUSE_SCHEMA, WarehouseIOManager
 
 PARTITIONS = dg.DailyPartitionsDefinition(start_date="2024-06-01")
 #: An as-of long after every session of these tests has closed.
