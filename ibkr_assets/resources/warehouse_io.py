@@ -10,7 +10,8 @@ manager with two additions.
   dtypes any later load returns — and the frame is kept for the inputs of the run's steps that
   take it (counted in the run's execution plan). The last of them gets the frame itself and
   it is dropped; the others a copy (a step may write to its input). Any other input (another
-  run's partition, several partitions, a column subset) is loaded from the file.
+  run's partition, several partitions, a column subset, a table beyond the memory the kept
+  frames may take, :data:`KEEP_BYTES`) is loaded from the file.
 
 Every connection is the file attached to the process's DuckDB instance
 (:mod:`~ibkr_assets.resources.warehouse_file`: ~2 ms, against ~25 ms for a new instance per
@@ -24,6 +25,7 @@ starts (:func:`~ibkr_assets.resources.warehouse_file.check_warehouse`).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from typing import Any
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 from dagster._core.storage.db_io_manager import DbIOManager
 from dagster_duckdb.io_manager import DuckDbClient
@@ -53,22 +56,56 @@ where table_catalog = current_database() and table_schema = ? and table_name = ?
 _Slice = tuple[tuple[str, ...], str | None]
 
 
+#: The most memory (bytes) a run's kept frames may take together: the 700-stock daily job's
+#: tables (~150 MB, the daily bars ~50 MB) fit; a 5,000-stock world's bars (~350 MB) and risk
+#: model are read from the file by each step instead, which keeps its peak within 4 GiB.
+KEEP_BYTES = 192 * 1024**2
+
+
+#: values of an object column whose sizes estimate the column's (pandas' exact count reads every
+#: value: 60 ms for the 700-stock bars' symbols, 0.8 s for 5,000 stocks')
+_SAMPLE = 256
+
+
+def frame_bytes(frame: pd.DataFrame) -> int:
+    """The memory ``frame`` holds (bytes): its arrays, and the Python objects of its object
+    columns (strings) estimated from :data:`_SAMPLE` evenly spaced values each."""
+    size = int(frame.memory_usage(index=True, deep=False).sum())
+    for at, dtype in enumerate(frame.dtypes):
+        if dtype != np.dtype(object):
+            continue
+        column = frame.iloc[:, at]
+        sample = column.iloc[:: max(1, len(column) // _SAMPLE)]
+        size += len(column) * sum(map(sys.getsizeof, sample)) // max(len(sample), 1)
+    return size
+
+
 @dataclass
 class _Kept:
     frame: pd.DataFrame
+    size: int  # bytes
     takers: int  # inputs of the run's steps still to load it
 
 
 class RunFrames:
     """The tables one run has written, as the warehouse returns them, until each of the run's
-    inputs that takes one has loaded it."""
+    inputs that takes one has loaded it; at most ``budget`` bytes of them at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: int) -> None:
         self._kept: dict[_Slice, _Kept] = {}
+        self._room = budget
+
+    def fits(self, size: int) -> bool:
+        """True when a frame of ``size`` bytes can be kept now."""
+        return size <= self._room
 
     def keep(self, written: _Slice, frame: pd.DataFrame, takers: int) -> None:
-        """Keep ``frame`` (the partition ``written`` as read back) for ``takers`` loads."""
-        self._kept[written] = _Kept(frame, takers)
+        """Keep ``frame`` (the partition ``written`` as read back) for ``takers`` loads, when it
+        fits."""
+        size = frame_bytes(frame)
+        if self.fits(size):
+            self._kept[written] = _Kept(frame, size, takers)
+            self._room -= size
 
     def take(self, wanted: _Slice) -> pd.DataFrame | None:
         """The kept frame of ``wanted``, or None when this run has not kept it."""
@@ -78,11 +115,9 @@ class RunFrames:
         kept.takers -= 1
         if kept.takers <= 0:
             del self._kept[wanted]
+            self._room += kept.size
             return kept.frame
         return kept.frame.copy()
-
-    def __len__(self) -> int:
-        return len(self._kept)
 
 
 def _written(context: dg.OutputContext) -> _Slice:
@@ -149,7 +184,7 @@ class _WarehouseFrames(DuckDBPandasTypeHandler):
         else:
             super().handle_output(context, table_slice, obj, connection)
         takers = _takers(context)
-        if takers:
+        if takers and self._frames.fits(frame_bytes(obj)):  # as written: about as read back
             select = DuckDbClient.get_select_statement(table_slice)
             self._frames.keep(_written(context), connection.execute(select).fetchdf(), takers)
 
@@ -223,7 +258,7 @@ class WarehouseIOManager(DuckDBPandasIOManager):
 
     def create_io_manager(self, context: dg.InitResourceContext) -> dg.IOManager:
         check_warehouse(Path(self.database))
-        frames = RunFrames()
+        frames = RunFrames(KEEP_BYTES)
         tables = DbIOManager(  # as dagster-duckdb's create_io_manager, with this handler
             db_client=_AttachedClient(),
             database=self.database,

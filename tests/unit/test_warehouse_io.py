@@ -140,6 +140,36 @@ def test_a_table_written_in_a_run_reaches_its_later_steps_as_the_file_returns_it
     pd.testing.assert_frame_equal(got["listed"], stored_prices, check_exact=True)
 
 
+def test_a_table_beyond_the_memory_for_kept_frames_is_read_from_the_file(tmp_path, monkeypatch):
+    database = tmp_path / "warehouse.duckdb"
+    got: list[pd.DataFrame] = []
+
+    @dg.asset(partitions_def=PARTITIONS, metadata=BY_SESSION)
+    def prices() -> pd.DataFrame:
+        return _prices()
+
+    @dg.asset(partitions_def=PARTITIONS, metadata=BY_SESSION)
+    def names(prices: pd.DataFrame) -> pd.DataFrame:
+        got.append(prices)
+        return prices[["symbol", "session"]]
+
+    opened: list[Path] = []
+
+    def counted(path: Path):
+        opened.append(path)
+        return open_warehouse(path)
+
+    monkeypatch.setattr(warehouse_io, "open_warehouse", counted)
+    monkeypatch.setattr(warehouse_io, "KEEP_BYTES", warehouse_io.frame_bytes(_prices()) - 1)
+    result = dg.materialize(
+        [prices, names],
+        partition_key=DAY,
+        resources={"io_manager": WarehouseIOManager(database=str(database))},
+    )
+    assert result.success and len(opened) == 3  # two tables written, one read
+    assert got[0]["close"].iloc[1] == 20.25
+
+
 @pytest.mark.parametrize("columns", [["symbol"], None])
 def test_an_input_of_a_column_subset_is_read_from_the_file(tmp_path, columns):
     database = tmp_path / "warehouse.duckdb"
