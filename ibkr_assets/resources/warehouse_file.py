@@ -7,7 +7,9 @@ time); a daily job opens the warehouse ~80 times (every table written and read, 
 ~2 s in all. Attaching the file to an instance that already exists costs ~2 ms. The file is
 detached as soon as its last user in the process is done, so DuckDB's lock on it (one writing
 process at a time) is held no longer than before: the MCP server or another run opens it
-between two steps.
+between two steps. The instance keeps the memory of its largest read or write for the next one
+(a 5,000-stock daily job's peak: 3.66 -> 3.76 GiB); its allocator's background threads would
+return it, but cost the 700-stock job ~1 s of re-faulted pages.
 
 A file locked by another process is waited for, up to a minute; a file DuckDB cannot open for
 another reason (damaged, truncated, not a DuckDB file) is a
