@@ -69,27 +69,27 @@ class _Attachments:
         """Attach ``path`` (a new user of it): its alias. While another process holds its lock,
         waits up to a minute when ``wait``, else raises DuckDB's error at once."""
 
-        @retry(
+        @retry(  # each attempt under the lock, the waits between them not
             retry=retry_if_exception(lambda exc: wait and _locked(exc)),
             stop=stop_after_delay(60),
             wait=wait_random_exponential(multiplier=0.05, max=2),
             reraise=True,
         )
-        def attach_file(alias: str) -> None:
-            self._home.execute(f"ATTACH {_quoted(path)} AS {alias}")
+        def attach_once() -> str:
+            with self._lock:
+                alias, users = self._attached.get(path, ("", 0))
+                if not users:
+                    alias = next(self._aliases)
+                    self._home.execute(f"ATTACH {_quoted(path)} AS {alias}")
+                self._attached[path] = (alias, users + 1)
+                return alias
 
-        with self._lock:
-            alias, users = self._attached.get(path, ("", 0))
-            if not users:
-                alias = next(self._aliases)
-                try:
-                    attach_file(alias)
-                except duckdb.Error as exc:
-                    if _locked(exc):
-                        raise
-                    raise _unusable(path, exc) from None
-            self._attached[path] = (alias, users + 1)
-            return alias
+        try:
+            return attach_once()
+        except duckdb.Error as exc:
+            if _locked(exc):
+                raise
+            raise _unusable(path, exc) from None
 
     def detach(self, path: Path) -> None:
         """One user of ``path`` is done; the last one detaches it (DuckDB checkpoints the file
