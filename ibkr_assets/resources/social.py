@@ -166,9 +166,10 @@ class SimSocialResource(SocialResource):
             if exc is not None:
                 failed[f"sim {symbol}"] = f"{type(exc).__name__}: {exc}"
         symbol_of = {conid: symbol for symbol, conid in conids.items()}
+        names = pd.array(list(symbol_of.values()), dtype="string")  # by position, not per row
         counts = pd.DataFrame(
             {
-                "symbol": [symbol_of[c] for c in got["conid"].tolist()],
+                "symbol": names.take(pd.Index(list(symbol_of)).get_indexer(got["conid"])),
                 "session": got["session"],
                 "posts": got["posts"].astype(float),
                 "mentions": got["mentions"].astype(float),

@@ -55,13 +55,14 @@ import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ibkr_sim.market.calendar import schedule
 from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.shocks import News, draw_news, garch, idiosyncratic, unit_t
-from ibkr_sim.market.social import Chatter, draw_chatter, price_pressure
+from ibkr_sim.market.social import Chatter, draw_chatter, draw_counts, price_pressure
 from ibkr_sim.universe import LISTED_STOCKS, MAX_STOCKS, N_OTHERS, Instrument, Universe
 
 SECTORS = (
@@ -365,28 +366,27 @@ def panel(seed: int, edge: Edge) -> Panel:
     return _panel(seed, edge, _generated_blocks)
 
 
-def _block_chatter(
-    seed: int, b: int | None
-) -> Callable[[np.ndarray, np.ndarray, np.ndarray], Chatter]:
-    """How block ``b`` of generated stocks (None: the listed stocks) draws its chatter from its
-    headline counts, jump sessions and idiosyncratic shocks in standard deviations."""
-    days = schedule()[0]
+def _chatter_key(b: int | None) -> dict[str, Any]:
+    """The chatter stream's key beside the seed and the first rank of block ``b`` of generated
+    stocks (None: the listed stocks), as :func:`~ibkr_sim.market.social.draw_chatter` takes
+    them."""
     if b is None:
-        return lambda count, jump, z: draw_chatter(seed, days, count, jump, z)
-    first_rank = LISTED_STOCKS + 1 + b * GENERATED_BLOCK
-    return lambda count, jump, z: draw_chatter(seed, days, count, jump, z, (1 + b,), first_rank)
+        return {}
+    return {"block": (1 + b,), "first_rank": LISTED_STOCKS + 1 + b * GENERATED_BLOCK}
 
 
-def chatter_alone(seed: int, b: int | None) -> Chatter:
-    """The chatter of block ``b`` of generated stocks (None: the listed stocks), the panel's
-    numbers, drawn without prices: only the block's idiosyncratic and news streams (the
-    chatter's inputs, none of which depends on the edge) are replayed."""
+def chatter_alone(seed: int, b: int | None, sessions: int) -> tuple[np.ndarray, np.ndarray]:
+    """The posts and mentions of the first ``sessions`` sessions of block ``b`` of generated
+    stocks (None: the listed stocks), the panel's numbers, drawn without prices: only the
+    block's idiosyncratic and news streams (the chatter's inputs, none of which depends on the
+    edge) are replayed (:func:`~ibkr_sim.market.social.draw_counts`)."""
     streams = _streams(seed) if b is None else _streams(seed, 1 + b)
     st = stocks(seed) if b is None else generated_stocks(seed, b)
-    T = len(schedule()[0])
-    e, _ = idiosyncratic(streams[2], st.idio_vol, T)
-    news = draw_news(streams[4], st.news_rate, T)
-    return _block_chatter(seed, b)(news.count, news.is_jump, e / st.idio_vol)
+    days = schedule()[0]
+    shock_z, _ = idiosyncratic(streams[2], st.idio_vol, len(days))
+    shock_z /= st.idio_vol
+    news = draw_news(streams[4], st.news_rate, len(days))
+    return draw_counts(seed, days, news.count, news.is_jump, shock_z, sessions, **_chatter_key(b))
 
 
 #: the chatter of each panel this process holds, by seed and panel columns (weakly: it goes
@@ -400,23 +400,23 @@ def chatter_counts(seed: int, cols: np.ndarray, rows: slice) -> tuple[np.ndarray
     """Posts and mentions (sessions ``rows``, stocks) int32 of the stocks in panel columns
     ``cols`` (stocks' columns only, :func:`stock_column`): a slice of the chatter of a panel of
     the seed this process holds (of any edge: the chatter does not depend on it), else only the
-    blocks holding ``cols`` drawn alone (:func:`chatter_alone`), without prices: what the
-    pipeline's simulated social source draws behind a simulated gateway, whose own process holds
-    the prices."""
+    blocks holding ``cols`` drawn alone up to the last of ``rows`` (:func:`chatter_alone`),
+    without prices: what the pipeline's simulated social source draws behind a simulated
+    gateway, whose own process holds the prices."""
     for (held_seed, width), chatter in list(_panel_chatter.items()):
         if held_seed == seed and (not len(cols) or cols.max() < width):
             return chatter.posts[rows][:, cols], chatter.mentions[rows][:, cols]
     generated = cols - LISTED_STOCKS - N_OTHERS
     block = np.where(cols < LISTED_STOCKS, -1, generated // GENERATED_BLOCK)
-    sessions = len(range(len(schedule()[0]))[rows])
-    posts = np.zeros((sessions, len(cols)), dtype=np.int32)
-    mentions = np.zeros((sessions, len(cols)), dtype=np.int32)
+    picked = np.arange(len(schedule()[0]))[rows]
+    posts = np.zeros((len(picked), len(cols)), dtype=np.int32)
+    mentions = np.zeros((len(picked), len(cols)), dtype=np.int32)
     for b in np.unique(block).tolist():
         at = np.flatnonzero(block == b)
-        chatter = chatter_alone(seed, None if b < 0 else b)
+        drawn = chatter_alone(seed, None if b < 0 else b, int(picked.max(initial=-1)) + 1)
         within = cols[at] if b < 0 else generated[at] - b * GENERATED_BLOCK
-        posts[:, at] = chatter.posts[rows][:, within]
-        mentions[:, at] = chatter.mentions[rows][:, within]
+        posts[:, at] = drawn[0][picked][:, within]
+        mentions[:, at] = drawn[1][picked][:, within]
     return posts, mentions
 
 
@@ -452,7 +452,7 @@ def _panel(seed: int, edge: Edge, blocks: int) -> Panel:
             [i.sector for i in insts],
             edge,
             factors,
-            _block_chatter(seed, b),
+            functools.partial(draw_chatter, seed, schedule()[0], **_chatter_key(b)),
         )
         tick = np.array([i.min_tick for i in insts])
         adv = np.array([i.adv for i in insts])
@@ -525,7 +525,7 @@ def _listed_panel(seed: int, edge: Edge) -> Panel:
         [i.sector for i in uni.stocks],
         edge,
         (m, sig_m, s_fac, sig_s),
-        _block_chatter(seed, None),
+        functools.partial(draw_chatter, seed, days, **_chatter_key(None)),
     )
     chatter, hit = ret.chatter, ret.news.hit
 

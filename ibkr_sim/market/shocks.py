@@ -23,23 +23,31 @@ import numpy as np
 def garch(
     z: np.ndarray, target: np.ndarray, alpha: float, beta: float, gamma: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """GJR-GARCH(1,1) paths for unit-variance shocks ``z`` (T, K); returns (eps, next sigma)."""
+    """GJR-GARCH(1,1) paths for unit-variance shocks ``z`` (T, K); returns (eps, next sigma).
+    In place on (K,) rows: a Python step per session, so each numpy call counts."""
     T, K = z.shape
     omega = target**2 * (1.0 - alpha - beta - gamma / 2.0)
     eps = np.empty((T, K))
     sig_next = np.empty((T, K))
     s2 = target**2
+    sig = np.sqrt(s2)
+    impact = np.empty(K)  # omega + (alpha + gamma [e < 0]) e^2
     for t in range(T):
-        e = np.sqrt(s2) * z[t]
-        eps[t] = e
-        s2 = omega + (alpha + gamma * (e < 0.0)) * e * e + beta * s2
-        sig_next[t] = np.sqrt(s2)
+        e = np.multiply(sig, z[t], out=eps[t])
+        np.multiply(alpha + gamma * (e < 0.0) if gamma else alpha, e, out=impact)
+        impact *= e
+        impact += omega
+        s2 *= beta
+        s2 += impact
+        sig = np.sqrt(s2, out=sig_next[t])
     return eps, sig_next
 
 
 def unit_t(rng: np.random.Generator, df: float, shape: tuple[int, ...]) -> np.ndarray:
     """Student-t(``df``) draws scaled to unit variance."""
-    return rng.standard_t(df, shape) / math.sqrt(df / (df - 2.0))
+    z = rng.standard_t(df, shape)
+    z /= math.sqrt(df / (df - 2.0))
+    return z
 
 
 def idiosyncratic(
@@ -72,7 +80,10 @@ def draw_news(r_news: np.random.Generator, news_rate: np.ndarray, sessions: int)
     p1 = p0 * lam
     p2 = p1 * lam / 2.0
     count = (u > p0).astype(np.int8) + (u > p0 + p1) + (u > p0 + p1 + p2)
-    tone = np.where(count > 0, np.clip(0.55 * r_news.standard_normal((T, N), dtype=f32), -1, 1), 0)
+    tone = r_news.standard_normal((T, N), dtype=f32)
+    tone *= 0.55
+    np.clip(tone, -1, 1, out=tone)
+    np.copyto(tone, 0, where=count == 0)
     is_jump = r_news.random((T, N), dtype=f32) < 0.005
     hit = np.flatnonzero(is_jump)
     sign = np.where(r_news.random(hit.size) < 0.5, -1.0, 1.0)

@@ -95,37 +95,108 @@ def draw_chatter(
     standard deviations, as :func:`ibkr_sim.market.paths.panel` draws them (none depends on
     the edge). Deterministic per seed; a block of generated stocks (ranks from ``first_rank``)
     draws from its own stream, keyed by ``block`` beside the seed."""
+    rng, base, start, a = _attention(seed, news, jump, shock_z, block, first_rank)
+    abnormal = _abnormal(start, a)
+    posts, mentions = _counts(rng, base, a, days, len(days))
+    return Chatter(posts=posts, mentions=mentions, attention=abnormal)
+
+
+def draw_counts(
+    seed: int,
+    days: np.ndarray,
+    news: np.ndarray,
+    jump: np.ndarray,
+    shock_z: np.ndarray,
+    sessions: int,
+    block: tuple[int, ...] = (),
+    first_rank: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`draw_chatter`'s posts and mentions (int32) of the first ``sessions`` sessions,
+    the same numbers, drawn without the attention and the later sessions' mentions (every
+    other draw is made: the chatter has one stream, and each draw moves it for the next): what
+    a process that serves only the counts draws."""
+    rng, base, _, a = _attention(seed, news, jump, shock_z, block, first_rank)
+    posts, mentions = _counts(rng, base, a, days, sessions)
+    return posts[:sessions], mentions
+
+
+def _attention(
+    seed: int,
+    news: np.ndarray,
+    jump: np.ndarray,
+    shock_z: np.ndarray,
+    block: tuple[int, ...],
+    first_rank: int,
+) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray]:
+    """The chatter's stream after the attention's draws, the base rates (posts and mentions a
+    day, (2, stocks)), the regime's start ``x`` (stocks,) and the log intensity ``a``
+    (sessions, stocks) float32 (module docstring)."""
     T, N = news.shape
     rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM, *block]))
     rank = np.arange(first_rank, first_rank + N, dtype=np.float64)
     popularity = np.exp(rng.normal(0.0, 0.8, N))
-    base_posts = 12.0 * rank**-0.8 * popularity
-    base_mentions = 800.0 * rank**-0.7 * popularity**0.8
-    eta = rng.standard_normal((T, N), dtype=np.float32)
-    impulse = (
-        0.35 * news.astype(np.float32)
-        + 0.35 * np.clip(np.abs(shock_z) - 1.0, 0.0, 5.0).astype(np.float32)
-        + 1.2 * jump.astype(np.float32)
-    )
-    a = np.empty((T, N), dtype=np.float32)
-    abnormal = np.empty((T, N), dtype=np.float32)
-    x = rng.normal(0.0, 0.48, N).astype(np.float32)  # the regime's stationary spread
-    b = np.zeros(N, dtype=np.float32)
-    keep = np.float32(0.5 ** (1.0 / _EMA_HALF_LIFE))
-    level = x.copy()
+    base = np.array([12.0 * rank**-0.8 * popularity, 800.0 * rank**-0.7 * popularity**0.8])
+    pulse = rng.standard_normal((T, N), dtype=np.float32)
+    pulse *= 0.15  # the regime's innovations, 0.15 eta
+    impulse = _impulse(news, jump, shock_z)
+    start = rng.normal(0.0, 0.48, N).astype(np.float32)  # the regime's stationary spread
+    # a[t] = x[t] + b[t], written over the innovations (row t is read before it is written)
+    x, b = start.copy(), np.zeros(N, dtype=np.float32)
     for t in range(T):
-        x = 0.95 * x + 0.15 * eta[t]
-        b = 0.6 * b + impulse[t]
-        a[t] = x + b
-        abnormal[t] = a[t] - level
-        level = keep * level + (1 - keep) * a[t]
-    abnormal /= abnormal[T // 10 :].std()
-    intensity = np.exp(a + _dow(days)[:, None].astype(np.float32))
-    posts = rng.poisson(base_posts * intensity * rng.gamma(5.0, 0.2, (T, N)))
-    mentions = rng.poisson(base_mentions * intensity * rng.gamma(5.0, 0.2, (T, N)))
-    return Chatter(
-        posts=posts.astype(np.int32), mentions=mentions.astype(np.int32), attention=abnormal
-    )
+        x *= 0.95
+        x += pulse[t]
+        b *= 0.6
+        b += impulse[t]
+        np.add(x, b, out=pulse[t])
+    return rng, base, start, pulse
+
+
+def _counts(
+    rng: np.random.Generator, base: np.ndarray, a: np.ndarray, days: np.ndarray, sessions: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every session's posts and the first ``sessions`` sessions' mentions (int32), Poisson
+    around ``base`` times the intensity ``exp(a + dow)`` (``a`` is overwritten) times their
+    own Gamma(5, 1/5)."""
+    a += _dow(days)[:, None].astype(np.float32)
+    intensity = np.exp(a, out=a)
+    lam = np.multiply(intensity, base[0])
+    lam *= rng.gamma(5.0, 0.2, a.shape)
+    posts = rng.poisson(lam).astype(np.int32)
+    lam = np.multiply(intensity[:sessions], base[1], out=lam[:sessions])
+    lam *= rng.gamma(5.0, 0.2, a.shape)[:sessions]  # every session's draws move the stream
+    return posts, rng.poisson(lam).astype(np.int32)
+
+
+def _abnormal(start: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Abnormal attention: ``a`` less its exponential moving average over the sessions before
+    (from ``start``), scaled to unit standard deviation past the first tenth of the sessions."""
+    keep = np.float32(0.5 ** (1.0 / _EMA_HALF_LIFE))
+    fresh = (1 - keep) * a
+    level = start.copy()
+    abnormal = np.empty_like(a)
+    for t in range(len(a)):
+        np.subtract(a[t], level, out=abnormal[t])
+        level *= keep
+        level += fresh[t]
+    abnormal /= abnormal[len(a) // 10 :].std()
+    return abnormal
+
+
+def _impulse(news: np.ndarray, jump: np.ndarray, shock_z: np.ndarray) -> np.ndarray:
+    """(sessions, stocks) float32 what bursts attention:
+    ``0.35 news + 0.35 min(max(|z| - 1, 0), 5) + 1.2 jump``."""
+    moved = np.abs(shock_z)
+    moved -= 1.0
+    np.clip(moved, 0.0, 5.0, out=moved)
+    impulse = moved.astype(np.float32)
+    impulse *= 0.35
+    term = news.astype(np.float32)
+    term *= 0.35
+    impulse += term
+    term[...] = jump
+    term *= 1.2
+    impulse += term
+    return impulse
 
 
 def price_pressure(attention: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from ibkr_sim.market import SimMarket
 from ibkr_sim.market.calendar import schedule, session_slice
 from ibkr_sim.market.edge import Edge
 from ibkr_sim.market.paths import panel
+from ibkr_sim.market.social import draw_chatter, draw_counts
 from ibkr_sim.universe import LISTED_STOCKS
 from tests.unit.test_market_edge import NONE_SE
 
@@ -66,6 +67,23 @@ def test_sim_market_serves_a_stocks_counts_and_refuses_an_etf() -> None:
     assert got["mentions"].tolist() == chatter.mentions[rows, 0].tolist()
     with pytest.raises(ValueError, match="no social chatter about SPY"):
         m.social_chatter(m.universe.lookup("SPY").conid, date(2024, 3, 1), date(2024, 3, 8))
+
+
+def test_counts_drawn_alone_are_the_chatters_first_sessions() -> None:
+    """What a process serving only the counts draws (no attention, no mentions after the last
+    session asked for) is the chatter's numbers, for any number of sessions."""
+    rng = np.random.default_rng(3)
+    T, N = 300, 40
+    news = rng.poisson(0.4, (T, N)).astype(np.int8)
+    jump = rng.random((T, N)) < 0.01
+    shock_z = rng.standard_t(4, (T, N))
+    days = schedule()[0][:T]
+    whole = draw_chatter(SEED, days, news, jump, shock_z, (2,), 900)
+    for sessions in (0, 1, 123, T):
+        posts, mentions = draw_counts(SEED, days, news, jump, shock_z, sessions, (2,), 900)
+        assert posts.shape == mentions.shape == (sessions, N)
+        np.testing.assert_array_equal(posts, whole.posts[:sessions])
+        np.testing.assert_array_equal(mentions, whole.mentions[:sessions])
 
 
 def _evidence_ics(edge: Edge, scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
