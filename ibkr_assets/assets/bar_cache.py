@@ -26,31 +26,42 @@ from ibkr_assets.broker import Broker
 from ibkr_assets.broker.models import Contract
 from ibkr_assets.resources.storage import StorageResource
 
+#: a bar's prices (USD per share) and volume (shares), float64 in :data:`BARS`
+_NUMBERS = ("open", "high", "low", "close", "volume")
+
 
 def bars_frame(symbol: str, frame: pd.DataFrame, before: date) -> pd.DataFrame:
     """``symbol``'s bars (a bar frame, ``Broker.history_frame``) of the sessions before
     ``before`` (:data:`BARS`)."""
     day = _bar_days(frame)
-    keep = (day < pd.Timestamp(before)).to_numpy()
-    return _bars_table(symbol, frame.loc[keep], day[keep])
+    keep = day < np.datetime64(before, "ns")
+    numbers = {c: frame[c].to_numpy()[keep] for c in _NUMBERS}
+    return _bars_table([symbol], np.zeros(int(keep.sum()), np.intp), day[keep], numbers)
 
 
-def _bar_days(frame: pd.DataFrame) -> pd.Series:
+def _bar_days(frame: pd.DataFrame) -> np.ndarray:
     """Each bar's session (its UTC date where the frame has none), datetime64[ns]."""
-    utc_day = frame["time"].dt.tz_convert(None).dt.normalize()
-    return frame["session"].fillna(utc_day).astype("datetime64[ns]")
+    day = frame["session"].to_numpy(dtype="datetime64[ns]")
+    undated = np.isnat(day)
+    if undated.any():  # intraday bars
+        utc = frame["time"].to_numpy(dtype="datetime64[ns]")[undated]
+        day = day.copy()
+        day[undated] = utc.astype("datetime64[D]")
+    return day
 
 
-def _bars_table(symbol: str | np.ndarray, frame: pd.DataFrame, day: pd.Series) -> pd.DataFrame:
-    """A bar frame's rows as :data:`BARS` rows of ``symbol`` (one, or one a row), sessions
-    ``day``."""
-    symbols = np.full(len(frame), symbol, dtype=object) if isinstance(symbol, str) else symbol
+def _bars_table(
+    symbols: Sequence[str], which: np.ndarray, day: np.ndarray, numbers: Mapping[str, np.ndarray]
+) -> pd.DataFrame:
+    """:data:`BARS` rows: row i is ``symbols[which[i]]``'s bar of the session ``day[i]``, its
+    ``numbers`` (:data:`_NUMBERS`) the i-th of each."""
     table = {
-        "symbol": symbols,
-        "session": day.to_numpy(),
-        **{c: frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")},
+        # a string array of the names taken by position: no string of a row read again
+        "symbol": pd.array(list(symbols), dtype=BARS.dtypes["symbol"]).take(which),
+        "session": day,
+        **{c: numbers[c] for c in _NUMBERS},
     }
-    return pd.DataFrame(table, columns=BARS.names).astype(BARS.dtypes)
+    return pd.DataFrame(table).astype(BARS.dtypes, copy=False)
 
 
 def cached_bars(
@@ -87,7 +98,7 @@ def cached_bars(
         the other) of the sessions the cache lacks (all before ``session``), as :data:`BARS`."""
         if not len(frame):
             return empty_frame(BARS)
-        day = _bar_days(frame).to_numpy()
+        day = _bar_days(frame)
         keep = day < before.to_datetime64()
         # a symbol lacking every wanted session (a cold cache: all of them) keeps the bars of
         # the wanted sessions, tested at once; any other its own lacking sessions
@@ -98,8 +109,9 @@ def cached_bars(
             if not every:
                 rows = slice(end - n, end)
                 keep[rows] &= np.isin(day[rows], missing[symbol].to_numpy())
-        names = np.repeat(np.array(list(symbols), dtype=object), lengths)
-        return _bars_table(names[keep], frame.loc[keep], pd.Series(day[keep]))
+        numbers = {c: frame[c].to_numpy()[keep] for c in _NUMBERS}
+        which = np.repeat(np.arange(len(symbols)), lengths)[keep]
+        return _bars_table(symbols, which, day[keep], numbers)
 
     def each_new_bars(got: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         """:func:`new_bars` of ``got`` (symbol -> IB's bar frame), concatenated once (a replay

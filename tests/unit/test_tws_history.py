@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import numpy as np
+import pyarrow as pa
 
 from ibkr_assets.broker.timeutil import session_close_utc
 from ibkr_assets.broker.tws.history import decode
@@ -95,3 +96,26 @@ def test_the_numbers_are_read_as_float_reads_them() -> None:
     assert columns.volume.tolist() == [-1.0, 5_000_000.0] and np.isnan(columns.wap[0])
     assert columns.bar_count.tolist() == [7, 20000]
     assert columns.close.tolist()[1] == 191.75 and columns.wap[1] == 191.0
+
+
+def test_ibs_number_texts_are_read_bit_for_bit_as_float_reads_them() -> None:
+    """The bulk read (one Arrow cast, which takes every text here) gives float()'s double for
+    every text IB writes: fixed decimals, exponents, IB's unset number, signed zero, nan and
+    infinity."""
+    rng = np.random.default_rng(7)
+    texts = [repr(UNSET), "-0", "0", "nan", "inf", "-inf", "1e400", "4.9e-324", "-1"]
+    prices, decimals = rng.lognormal(3, 3, 4000), rng.integers(0, 9, 4000)
+    texts += [f"{x:.{d}f}" for x, d in zip(prices, decimals, strict=True)]
+    texts += [repr(float(x)) for x in rng.normal(0, 1e6, 4000)] + [f"{x:e}" for x in rng.random(7)]
+    assert len(texts) % 6 == 0
+    pa.array(texts).cast(pa.float64())  # no text left to float()
+    bars = [("20240603", *texts[i : i + 6], "1") for i in range(0, len(texts), 6)]
+    columns = decode(_message(*bars))
+    names = ("open", "high", "low", "close", "volume", "wap")
+    read = np.stack([getattr(columns, name) for name in names], axis=1).ravel()
+    expected = np.array([float(t) for t in texts])
+    wap = expected.reshape(-1, 6)[:, 5]
+    wap[np.isnan(wap) | (np.abs(wap) >= UNSET)] = np.nan  # IB's unset average: none
+    unread = np.isnan(expected)
+    assert np.array_equal(np.isnan(read), unread)
+    assert np.array_equal(read[~unread].view(np.int64), expected[~unread].view(np.int64))
