@@ -73,6 +73,19 @@ def test_a_file_locked_by_another_process_is_waited_for(tmp_path):
     assert holder.wait(10) == 0
 
 
+@pytest.fixture
+def opened(monkeypatch) -> list[Path]:
+    """The warehouse files the IO manager opens, one entry per opening."""
+    paths: list[Path] = []
+
+    def counted(path: Path):
+        paths.append(path)
+        return open_warehouse(path)
+
+    monkeypatch.setattr(warehouse_io, "open_warehouse", counted)
+    return paths
+
+
 def _prices() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -84,9 +97,7 @@ def _prices() -> pd.DataFrame:
     )
 
 
-def test_a_table_written_in_a_run_reaches_its_later_steps_as_the_file_returns_it(
-    tmp_path, monkeypatch
-):
+def test_a_table_written_in_a_run_reaches_its_later_steps_as_the_file_returns_it(tmp_path, opened):
     database = tmp_path / "warehouse.duckdb"
     got: dict[str, pd.DataFrame] = {}
 
@@ -105,13 +116,6 @@ def test_a_table_written_in_a_run_reaches_its_later_steps_as_the_file_returns_it
         got["listed"], got["listed_doubled"] = prices, doubled
         return prices[["symbol", "session"]]
 
-    opened: list[Path] = []
-
-    def counted(path: Path):
-        opened.append(path)
-        return open_warehouse(path)
-
-    monkeypatch.setattr(warehouse_io, "open_warehouse", counted)
     result = dg.materialize(
         [prices, doubled, listed],
         partition_key=DAY,
@@ -140,7 +144,9 @@ def test_a_table_written_in_a_run_reaches_its_later_steps_as_the_file_returns_it
     pd.testing.assert_frame_equal(got["listed"], stored_prices, check_exact=True)
 
 
-def test_a_table_beyond_the_memory_for_kept_frames_is_read_from_the_file(tmp_path, monkeypatch):
+def test_a_table_beyond_the_memory_for_kept_frames_is_read_from_the_file(
+    tmp_path, monkeypatch, opened
+):
     database = tmp_path / "warehouse.duckdb"
     got: list[pd.DataFrame] = []
 
@@ -153,13 +159,6 @@ def test_a_table_beyond_the_memory_for_kept_frames_is_read_from_the_file(tmp_pat
         got.append(prices)
         return prices[["symbol", "session"]]
 
-    opened: list[Path] = []
-
-    def counted(path: Path):
-        opened.append(path)
-        return open_warehouse(path)
-
-    monkeypatch.setattr(warehouse_io, "open_warehouse", counted)
     monkeypatch.setattr(warehouse_io, "KEEP_BYTES", warehouse_io.frame_bytes(_prices()) - 1)
     result = dg.materialize(
         [prices, names],
