@@ -28,6 +28,9 @@ from ibkr_assets.resources.storage import StorageResource
 
 #: a bar's prices (USD per share) and volume (shares), float64 in :data:`BARS`
 _NUMBERS = ("open", "high", "low", "close", "volume")
+#: contracts a backend with ``history_together`` over a connection is asked for in one call:
+#: the calls answered before a lost connection are cached, the one in flight is fetched again
+HISTORY_BATCH = 100
 
 
 def bars_frame(symbol: str, frame: pd.DataFrame, before: date) -> pd.DataFrame:
@@ -77,7 +80,8 @@ def cached_bars(
     ones in the DuckDB cache, plus those fetched from the broker (as of ``at``) and added to
     it; a bar of a session not closed by ``at`` (IB's day so far) is used but not cached.
     Returns the bars (by symbol and session), the newly fetched ones, the symbols whose
-    request failed (with the error) and the number of history requests."""
+    request failed (with the error) and the number of history requests. ``workers``: the
+    threads asking a backend without ``history_together`` one contract each."""
     symbols = [c.symbol for c in contracts]
     cached = storage.cached_bars(symbols, needed[0], needed[-1]).astype(BARS.dtypes)
     wanted = pd.DatetimeIndex(sorted(set(needed))).as_unit("ns")
@@ -121,8 +125,10 @@ def cached_bars(
         frame = pd.concat(list(got.values()), ignore_index=True)
         return new_bars(frame, list(got), [len(f) for f in got.values()])
 
-    if broker.market_data_in_process:  # no I/O: every symbol of a duration in one request
-        fetched, failed = _history_together(broker, to_fetch, missing, at, new_bars, storage)
+    if broker.market_data_in_process or broker.history_together:
+        fetched, failed = _history_together(
+            broker, _batches(broker, to_fetch, missing, at), at, new_bars, storage
+        )
         storage.cache_bars(fetched, at)
         return _with_cached(cached, fetched), fetched, failed, len(to_fetch)
     # bars fetched before a lost connection are cached all the same: the retry asks for the rest
@@ -150,26 +156,47 @@ def _with_cached(cached: pd.DataFrame, fetched: pd.DataFrame) -> pd.DataFrame:
     return bars.reset_index(drop=True).astype(BARS.dtypes)
 
 
-def _history_together(
+def _batches(
     broker: Broker,
     contracts: Sequence[Contract],
     missing: Mapping[str, pd.DatetimeIndex],
     at: datetime,
+) -> list[tuple[str, list[Contract]]]:
+    """The ``history_frames`` calls of :func:`cached_bars` (duration, contracts): an in-process
+    backend's one per duration (no I/O: a replay's 700 symbols lack the same sessions, one
+    call); any other's one per run of contracts of one duration, in their order, at most
+    :data:`HISTORY_BATCH` a call (a lost connection loses only the call in flight)."""
+    durations = [ib_duration(missing[c.symbol][0].date(), at) for c in contracts]
+    if broker.market_data_in_process:
+        by_duration: dict[str, list[Contract]] = {}
+        for duration, c in zip(durations, contracts, strict=True):
+            by_duration.setdefault(duration, []).append(c)
+        return list(by_duration.items())
+    batches: list[tuple[str, list[Contract]]] = []
+    for duration, c in zip(durations, contracts, strict=True):
+        if batches and batches[-1][0] == duration and len(batches[-1][1]) < HISTORY_BATCH:
+            batches[-1][1].append(c)
+        else:
+            batches.append((duration, [c]))
+    return batches
+
+
+def _history_together(
+    broker: Broker,
+    batches: Sequence[tuple[str, Sequence[Contract]]],
+    at: datetime,
     new_bars: Callable[[pd.DataFrame, Sequence[str], Sequence[int]], pd.DataFrame],
     storage: StorageResource,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """:func:`cached_bars`'s requests as one ``Broker.history_frames`` per duration (a replay's
-    700 symbols lack the same sessions: one request): the new bars (``new_bars`` of each
-    answer) and the error of each symbol that failed. A step error is raised again once the
-    bars of the durations answered before it are cached."""
-    symbol_of = {c.conid: c.symbol for c in contracts}
-    by_duration: dict[str, list[Contract]] = {}
-    for c in contracts:
-        by_duration.setdefault(ib_duration(missing[c.symbol][0].date(), at), []).append(c)
+    """:func:`cached_bars`'s requests as one ``Broker.history_frames`` per batch (duration,
+    contracts): the new bars (``new_bars`` of each answer) and the error of each symbol that
+    failed. A step error is raised again once the bars of the batches answered before it are
+    cached."""
+    symbol_of = {c.conid: c.symbol for _, group in batches for c in group}
     parts: list[pd.DataFrame] = []
     failed: dict[str, str] = {}
     try:
-        for duration, group in by_duration.items():
+        for duration, group in batches:
             frame, errors = broker.history_frames(group, duration, "1 day", end=at)
             failed |= {symbol_of[conid]: request_error(exc) for conid, exc in errors.items()}
             conids = frame["conid"].to_numpy()

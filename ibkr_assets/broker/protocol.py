@@ -58,6 +58,11 @@ class Broker(Protocol):
     #: worker thread costs more than the answer. False where they wait on IB (TWS, Client
     #: Portal): call them from a worker thread, never on an event loop.
     market_data_in_process: bool
+    #: ``history_frames`` runs its contracts' requests together inside the backend (the
+    #: simulator: one slice of its arrays; tws: all in flight on its event loop, IB's limits
+    #: kept), cheaper than one ``history_frame`` per contract from the caller's threads. False
+    #: where it is one ``history_frame`` per contract anyway (Client Portal).
+    history_together: bool
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -192,7 +197,8 @@ class Broker(Protocol):
         frame, a ``conid`` column (int64) first, the contracts in the order given; and the error
         of each contract whose request failed, by conid (a connection or pacing error is
         raised). The sim backend answers daily bars from one slice of its arrays; tws and
-        webapi send one request per contract, each paced as :meth:`history_frame`'s."""
+        webapi send one request per contract, each paced as :meth:`history_frame`'s (tws: all
+        in flight together on its event loop)."""
         ...
 
     def depth(self, contract: Contract, rows: int = 5) -> OrderBook:

@@ -150,7 +150,8 @@ def test_history_frames_are_each_contracts_history_frame(
     broker: Broker, duration: str, what_to_show: str
 ) -> None:
     """The many-contract call holds each contract's ``history_frame``, a conid column first,
-    in the order asked (the sim backend slices its panel once, the others ask one by one); a
+    in the order asked (the sim backend slices its panel once, tws asks for all at once, webapi
+    one by one); a
     contract the broker cannot answer is its error, by conid, the others answered."""
     contracts = [broker.resolve(s) for s in ("MSFT", "AAPL", "SPY")]
     end = broker.now()

@@ -29,6 +29,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from ibkr_assets.assets import bar_cache
 from ibkr_assets.assets.bar_cache import cached_bars
 from ibkr_assets.broker import BrokerSettings, connect
 from ibkr_assets.broker.errors import NotConnected
@@ -288,6 +289,7 @@ class _DropsAt:
     symbol at once)."""
 
     market_data_in_process = False
+    history_together = False
 
     def __init__(self, broker: Any, nth: int) -> None:
         self.broker, self.nth, self.requests = broker, nth, 0
@@ -327,4 +329,51 @@ def test_bars_fetched_before_a_drop_are_kept_and_the_retry_asks_only_for_the_res
     bars, fetched, failed, requests = fetch(broker)  # the retry
     assert requests == len(WATCHLIST) - len(per_symbol) and not failed
     assert set(fetched["symbol"]).isdisjoint(per_symbol.index)
+    assert len(bars) == len(WATCHLIST) * len(needed)
+
+
+class _BatchDropsAt:
+    """A broker over a connection asked for many symbols' bars in one ``history_frames`` call
+    (tws), whose connection drops at its ``nth`` call (and stays down)."""
+
+    market_data_in_process = False
+    history_together = True
+
+    def __init__(self, broker: Any, nth: int) -> None:
+        self.broker, self.nth, self.calls = broker, nth, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.broker, name)
+
+    def history_frames(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls >= self.nth:
+            raise NotConnected("connection to IB lost: [Errno 32] Broken pipe")
+        return self.broker.history_frames(*args, **kwargs)
+
+
+def test_batches_fetched_before_a_drop_are_kept_and_the_retry_asks_only_for_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IBKR_SIM_SYMBOLS", str(SIM_SYMBOLS))
+    monkeypatch.setattr(bar_cache, "HISTORY_BATCH", 2)  # 5 symbols: calls of 2, 2 and 1
+    resources = build_resources(str(tmp_path))
+    storage, broker = resources["storage"], resources["ib"].broker_at(as_of(SESSION))
+    contracts = [broker.resolve(s) for s in WATCHLIST]
+    session = date.fromisoformat(SESSION)
+    needed = previous_sessions(session, 30)
+
+    def fetch(source: Any) -> tuple:
+        return cached_bars(storage, source, contracts, needed, as_of(SESSION), session, 1)
+
+    dropping = _BatchDropsAt(broker, nth=3)
+    with pytest.raises(NotConnected, match="Broken pipe"):  # the step's error, not the symbols'
+        fetch(dropping)
+    assert dropping.calls == 3, "nothing is asked once the connection is lost"
+    kept = storage.cached_bars(WATCHLIST, needed[0], needed[-1])
+    per_symbol = kept.groupby("symbol").size()
+    assert sorted(per_symbol.index) == sorted(WATCHLIST[:4]), "the two calls answered are kept"
+    assert (per_symbol == len(needed)).all()
+    bars, fetched, failed, requests = fetch(_BatchDropsAt(broker, nth=99))  # the retry
+    assert requests == 1 and not failed and set(fetched["symbol"]) == {WATCHLIST[4]}
     assert len(bars) == len(WATCHLIST) * len(needed)

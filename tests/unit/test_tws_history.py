@@ -7,10 +7,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
+from ibkr_assets.broker.models import BAR_COLUMNS
 from ibkr_assets.broker.timeutil import session_close_utc
-from ibkr_assets.broker.tws.history import decode
+from ibkr_assets.broker.tws.history import columns_frame, decode
 from ibkr_assets.broker.tws.wire import UNSET
 
 
@@ -119,3 +121,18 @@ def test_ibs_number_texts_are_read_bit_for_bit_as_float_reads_them() -> None:
     unread = np.isnan(expected)
     assert np.array_equal(np.isnan(read), unread)
     assert np.array_equal(read[~unread].view(np.int64), expected[~unread].view(np.int64))
+
+
+def test_many_answers_make_one_frame_of_each_answers_frame() -> None:
+    """``history_frames``' frame: each answer's frame in order, its conid on its rows."""
+    daily, one = decode(DAILY), decode(_message(DAILY[5:13]))
+    intraday = decode(_message(("1717423800", "1.0", "2.0", "0.5", "1.5", "10.0", "1.2", "3")))
+    frame = columns_frame([(7, daily), (8, one), (9, decode(_message())), (10, intraday)])
+    expected = pd.concat(
+        [f.frame().assign(conid=k) for k, f in ((7, daily), (8, one), (10, intraday))],
+        ignore_index=True,
+    )[["conid", *BAR_COLUMNS]]
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    empty = columns_frame([])
+    assert list(empty.columns) == ["conid", *BAR_COLUMNS] and empty.empty
+    assert empty["conid"].dtype == np.int64

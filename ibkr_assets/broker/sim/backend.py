@@ -51,6 +51,7 @@ class SimBroker(SimFrames):
     history_concurrency = 1
     #: quotes and lookups are numpy over the in-memory market: no I/O, no waiting
     market_data_in_process = True
+    history_together = True  # daily bars of many contracts: one slice of the panel
 
     def __init__(
         self,

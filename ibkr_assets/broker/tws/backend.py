@@ -21,7 +21,7 @@ from ibkr_assets.broker.tws.accounts import Accounts
 from ibkr_assets.broker.tws.batch import gather_each
 from ibkr_assets.broker.tws.connection import Connection
 from ibkr_assets.broker.tws.contracts import Contracts, to_ib_contract
-from ibkr_assets.broker.tws.history import BarColumns
+from ibkr_assets.broker.tws.history import BarColumns, columns_frame
 from ibkr_assets.broker.tws.market_data import AVG_VOLUME_SECONDS, MarketData
 from ibkr_assets.broker.tws.orders import Orders
 from ibkr_assets.broker.tws.pacing import (
@@ -69,6 +69,7 @@ class TwsBroker(FramesFromRequests):
     #: (TWS API, Historical Data Limitations); its pacing rules are kept by tws/pacing.py
     history_concurrency = 50
     market_data_in_process = False  # every read is a request to TWS / IB Gateway
+    history_together = True  # history_frames: every request in flight on the connection's loop
 
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
@@ -219,6 +220,45 @@ class TwsBroker(FramesFromRequests):
         """The bars as a frame straight from their columns (no model per bar)."""
         return self._bars(contract, duration, bar_size, what_to_show, end, use_rth).frame()
 
+    def history_frames(
+        self,
+        contracts: Sequence[models.Contract],
+        duration: str = "1 Y",
+        bar_size: str = "1 day",
+        what_to_show: str = "TRADES",
+        end: datetime | None = None,
+        use_rth: bool = True,
+    ) -> tuple[pd.DataFrame, dict[int, BrokerError]]:
+        """Every contract's request in flight together on the connection's loop (at most
+        ``max_historical_requests``, each paced as :meth:`history_frame`'s), the answers' columns
+        in one frame: no frame, nor hand-off between threads, per contract."""
+        asks: list[HistoryRequest | BrokerError] = []
+        for contract in contracts:
+            try:
+                asks.append(self._request(contract, duration, bar_size, what_to_show, end, use_rth))
+            except InvalidRequest as exc:
+                asks.append(exc)
+        requests = [a for a in asks if isinstance(a, HistoryRequest)]
+        answers: list[BarColumns | BrokerError] = []
+        if requests:
+            # each wave of requests in flight gets one request's time (seconds)
+            waves = -(-len(requests) // self.settings.max_historical_requests)
+            timeout = self._batch_seconds(len(requests)) + waves * self._seconds(requests[0])
+            answers = self._read(lambda: gather_each(requests, self._market.history), timeout)
+        answered = iter(answers)
+        outcomes = [a if isinstance(a, BrokerError) else next(answered) for a in asks]
+        got = [
+            (c.conid, a)
+            for c, a in zip(contracts, outcomes, strict=True)
+            if isinstance(a, BarColumns)
+        ]
+        failed = {
+            c.conid: a
+            for c, a in zip(contracts, outcomes, strict=True)
+            if isinstance(a, BrokerError)
+        }
+        return columns_frame(got), failed
+
     def _bars(
         self,
         contract: models.Contract,
@@ -228,12 +268,28 @@ class TwsBroker(FramesFromRequests):
         end: datetime | None,
         use_rth: bool,
     ) -> BarColumns:
+        request = self._request(contract, duration, bar_size, what_to_show, end, use_rth)
+        return self._read(lambda: self._market.history(request), timeout=self._seconds(request))
+
+    @staticmethod
+    def _request(
+        contract: models.Contract,
+        duration: str,
+        bar_size: str,
+        what_to_show: str,
+        end: datetime | None,
+        use_rth: bool,
+    ) -> HistoryRequest:
+        """The historical request, its spec checked (InvalidRequest naming the symbol)."""
         _, size = models.history_spec(contract.symbol, duration, bar_size, what_to_show)
         small = 0 < size.seconds <= SMALL_BAR_SIZE
-        # a request may wait for its pacing slot: up to 10 minutes for small bars
-        timeout = self.settings.timeout * 3 + (SMALL_BAR_SECONDS if small else IDENTICAL_SECONDS)
-        request = HistoryRequest(contract, duration, bar_size, what_to_show, end, use_rth, small)
-        return self._read(lambda: self._market.history(request), timeout=timeout)
+        return HistoryRequest(contract, duration, bar_size, what_to_show, end, use_rth, small)
+
+    def _seconds(self, request: HistoryRequest) -> float:
+        """Seconds to allow ``request``: its answer, after waiting for its pacing slot (up to
+        10 minutes for small bars)."""
+        pacing = SMALL_BAR_SECONDS if request.small else IDENTICAL_SECONDS
+        return self.settings.timeout * 3 + pacing
 
     def depth(self, contract: models.Contract, rows: int = 5) -> models.OrderBook:
         return self._read(lambda: self._market.depth(contract, rows))

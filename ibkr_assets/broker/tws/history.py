@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ibkr_assets.broker.frames import bar_frame
+from ibkr_assets.broker.frames import bar_frame, frame_of_bars
 from ibkr_assets.broker.models import Bar, bar_series
 from ibkr_assets.broker.tws.wire import UNSET
 
@@ -119,6 +120,22 @@ class BarColumns:
             )
         ]
         return bar_series(records)
+
+
+def columns_frame(answers: Sequence[tuple[int, BarColumns]]) -> pd.DataFrame:
+    """The bar frames of many requests (conid, its bars) in one, a ``conid`` column (int64)
+    first, the answers in order: their columns joined, one frame built."""
+    bars = [b for _, b in answers]
+    if not bars:
+        frame = frame_of_bars([])
+    else:
+        joined = {
+            f.name: np.concatenate([getattr(b, f.name) for b in bars]) for f in fields(BarColumns)
+        }
+        frame = BarColumns(**joined).frame()
+    conids = np.array([conid for conid, _ in answers], np.int64)
+    frame.insert(0, "conid", np.repeat(conids, [len(b) for b in bars]))
+    return frame
 
 
 def decode(fields: list[str]) -> BarColumns:

@@ -41,6 +41,7 @@ class WebApiBroker(FramesFromRequests):
     #: IBKR: 5 concurrent /iserver/marketdata/history requests (the pacer holds them to it)
     history_concurrency = HISTORY_CONCURRENCY
     market_data_in_process = False  # every read is an HTTPS request to the gateway
+    history_together = False  # history_frames: one request per contract, as history_frame
 
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
