@@ -361,10 +361,13 @@ def test_reused_optimiser_solves_like_a_fresh_one(world):
     )
     current = start.set_index("symbol")["target_weight"]
     args = (scored(later), later.model, sectors, current, settings.optimiser)
-    reused, _, _ = optimise_targets(*args, optimiser=compiled)
-    fresh, _, _ = optimise_targets(*args)
+    reused, reused_result, _ = optimise_targets(*args, optimiser=compiled)
+    fresh, fresh_result, _ = optimise_targets(*args)
     assert (fresh["target_weight"] > 0).sum() >= 2
-    np.testing.assert_allclose(reused["target_weight"], fresh["target_weight"], atol=1e-6)
+    # the same optimum; its weights to 0.5 bp of NAV: this day's objective is nearly flat along
+    # one direction (the solver's tolerance moves weights 1.5e-5 for a 3e-9 relative change)
+    assert reused_result.objective == pytest.approx(fresh_result.objective, rel=1e-8)
+    np.testing.assert_allclose(reused["target_weight"], fresh["target_weight"], atol=5e-5)
 
 
 def test_statistics_against_benchmarks_built_by_hand(world):
