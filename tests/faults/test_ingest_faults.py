@@ -284,96 +284,85 @@ def test_a_client_id_in_use_fails_the_run_at_once_naming_it(
 
 
 class _DropsAt:
-    """A broker whose connection drops at its ``nth`` history request (and stays down): one
-    over a connection, asked one request per symbol (not an in-process one, asked for every
-    symbol at once)."""
+    """A broker over a connection (not an in-process one) whose connection drops at its ``nth``
+    call of ``method`` and stays down: ``history_frame``, asked one request per symbol, or
+    ``history_frames``, many symbols a call (tws)."""
 
     market_data_in_process = False
-    history_together = False
 
-    def __init__(self, broker: Any, nth: int) -> None:
-        self.broker, self.nth, self.requests = broker, nth, 0
+    def __init__(self, broker: Any, nth: int, method: str = "history_frame") -> None:
+        self.broker, self.nth, self.method, self.calls = broker, nth, method, 0
+        self.history_together = method == "history_frames"
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.broker, name)
+        if name != self.method:
+            return getattr(self.broker, name)
 
-    def history_frame(self, *args: Any, **kwargs: Any) -> Any:
-        self.requests += 1
-        if self.requests >= self.nth:
-            raise NotConnected("connection to IB lost: [Errno 32] Broken pipe")
-        return self.broker.history_frame(*args, **kwargs)
+        def dropping(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls >= self.nth:
+                raise NotConnected("connection to IB lost: [Errno 32] Broken pipe")
+            return getattr(self.broker, name)(*args, **kwargs)
+
+        return dropping
+
+
+#: the sessions of bars the drop tests ask for
+NEEDED = previous_sessions(date.fromisoformat(SESSION), 30)
+
+
+def _bar_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> tuple[Any, Any, Callable[[Any], tuple]]:
+    """The storage and broker of a fresh data root, and ``cached_bars`` of the watch-list's
+    :data:`NEEDED` sessions through a given broker, ``workers`` requests at a time."""
+    monkeypatch.setenv("IBKR_SIM_SYMBOLS", str(SIM_SYMBOLS))
+    resources = build_resources(str(tmp_path))
+    storage, broker = resources["storage"], resources["ib"].broker_at(as_of(SESSION))
+    contracts = [broker.resolve(s) for s in WATCHLIST]
+    session = date.fromisoformat(SESSION)
+
+    def fetch(source: Any) -> tuple:
+        return cached_bars(storage, source, contracts, NEEDED, as_of(SESSION), session, workers)
+
+    return storage, broker, fetch
 
 
 @pytest.mark.parametrize("workers", [1, 3])
 def test_bars_fetched_before_a_drop_are_kept_and_the_retry_asks_only_for_the_rest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
-    monkeypatch.setenv("IBKR_SIM_SYMBOLS", str(SIM_SYMBOLS))
-    resources = build_resources(str(tmp_path))
-    storage, broker = resources["storage"], resources["ib"].broker_at(as_of(SESSION))
-    contracts = [broker.resolve(s) for s in WATCHLIST]
-    session = date.fromisoformat(SESSION)
-    needed = previous_sessions(session, 30)
-
-    def fetch(source: Any) -> tuple:
-        return cached_bars(storage, source, contracts, needed, as_of(SESSION), session, workers)
+    storage, broker, fetch = _bar_fetch(tmp_path, monkeypatch, workers)
 
     dropping = _DropsAt(broker, nth=3)
     with pytest.raises(NotConnected, match="Broken pipe"):  # the step's error, not the symbols'
         fetch(dropping)
-    kept = storage.cached_bars(WATCHLIST, needed[0], needed[-1])
+    kept = storage.cached_bars(WATCHLIST, NEEDED[0], NEEDED[-1])
     per_symbol = kept.groupby("symbol").size()
-    assert len(per_symbol) >= 2 and (per_symbol == len(needed)).all(), "whole symbols kept"
+    assert len(per_symbol) >= 2 and (per_symbol == len(NEEDED)).all(), "whole symbols kept"
     if workers == 1:
-        assert dropping.requests == 3, "nothing is asked once the connection is lost"
+        assert dropping.calls == 3, "nothing is asked once the connection is lost"
     bars, fetched, failed, requests = fetch(broker)  # the retry
     assert requests == len(WATCHLIST) - len(per_symbol) and not failed
     assert set(fetched["symbol"]).isdisjoint(per_symbol.index)
-    assert len(bars) == len(WATCHLIST) * len(needed)
-
-
-class _BatchDropsAt:
-    """A broker over a connection asked for many symbols' bars in one ``history_frames`` call
-    (tws), whose connection drops at its ``nth`` call (and stays down)."""
-
-    market_data_in_process = False
-    history_together = True
-
-    def __init__(self, broker: Any, nth: int) -> None:
-        self.broker, self.nth, self.calls = broker, nth, 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.broker, name)
-
-    def history_frames(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls >= self.nth:
-            raise NotConnected("connection to IB lost: [Errno 32] Broken pipe")
-        return self.broker.history_frames(*args, **kwargs)
+    assert len(bars) == len(WATCHLIST) * len(NEEDED)
 
 
 def test_batches_fetched_before_a_drop_are_kept_and_the_retry_asks_only_for_the_rest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("IBKR_SIM_SYMBOLS", str(SIM_SYMBOLS))
     monkeypatch.setattr(bar_cache, "HISTORY_BATCH", 2)  # 5 symbols: calls of 2, 2 and 1
-    resources = build_resources(str(tmp_path))
-    storage, broker = resources["storage"], resources["ib"].broker_at(as_of(SESSION))
-    contracts = [broker.resolve(s) for s in WATCHLIST]
-    session = date.fromisoformat(SESSION)
-    needed = previous_sessions(session, 30)
+    storage, broker, fetch = _bar_fetch(tmp_path, monkeypatch, workers=1)
 
-    def fetch(source: Any) -> tuple:
-        return cached_bars(storage, source, contracts, needed, as_of(SESSION), session, 1)
-
-    dropping = _BatchDropsAt(broker, nth=3)
+    dropping = _DropsAt(broker, nth=3, method="history_frames")
     with pytest.raises(NotConnected, match="Broken pipe"):  # the step's error, not the symbols'
         fetch(dropping)
     assert dropping.calls == 3, "nothing is asked once the connection is lost"
-    kept = storage.cached_bars(WATCHLIST, needed[0], needed[-1])
+    kept = storage.cached_bars(WATCHLIST, NEEDED[0], NEEDED[-1])
     per_symbol = kept.groupby("symbol").size()
     assert sorted(per_symbol.index) == sorted(WATCHLIST[:4]), "the two calls answered are kept"
-    assert (per_symbol == len(needed)).all()
-    bars, fetched, failed, requests = fetch(_BatchDropsAt(broker, nth=99))  # the retry
+    assert (per_symbol == len(NEEDED)).all()
+    retry = _DropsAt(broker, nth=99, method="history_frames")  # connected again
+    bars, fetched, failed, requests = fetch(retry)
     assert requests == 1 and not failed and set(fetched["symbol"]) == {WATCHLIST[4]}
-    assert len(bars) == len(WATCHLIST) * len(needed)
+    assert len(bars) == len(WATCHLIST) * len(NEEDED)
