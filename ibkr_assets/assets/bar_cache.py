@@ -125,7 +125,7 @@ def cached_bars(
         frame = pd.concat(list(got.values()), ignore_index=True)
         return new_bars(frame, list(got), [len(f) for f in got.values()])
 
-    if broker.market_data_in_process or broker.history_together:
+    if broker.history_together:
         fetched, failed = _history_together(
             broker, _batches(broker, to_fetch, missing, at), at, new_bars, storage
         )

@@ -99,13 +99,11 @@ class RunFrames:
         """True when a frame of ``size`` bytes can be kept now."""
         return size <= self._room
 
-    def keep(self, written: _Slice, frame: pd.DataFrame, takers: int) -> None:
-        """Keep ``frame`` (the partition ``written`` as read back) for ``takers`` loads, when it
-        fits."""
-        size = frame_bytes(frame)
-        if self.fits(size):
-            self._kept[written] = _Kept(frame, size, takers)
-            self._room -= size
+    def keep(self, written: _Slice, frame: pd.DataFrame, size: int, takers: int) -> None:
+        """Keep ``frame`` (the partition ``written`` as read back, ``size`` bytes, which
+        :meth:`fits`) for ``takers`` loads."""
+        self._kept[written] = _Kept(frame, size, takers)
+        self._room -= size
 
     def take(self, wanted: _Slice) -> pd.DataFrame | None:
         """The kept frame of ``wanted``, or None when this run has not kept it."""
@@ -184,9 +182,10 @@ class _WarehouseFrames(DuckDBPandasTypeHandler):
         else:
             super().handle_output(context, table_slice, obj, connection)
         takers = _takers(context)
-        if takers and self._frames.fits(frame_bytes(obj)):  # as written: about as read back
-            select = DuckDbClient.get_select_statement(table_slice)
-            self._frames.keep(_written(context), connection.execute(select).fetchdf(), takers)
+        size = frame_bytes(obj) if takers else 0  # as written: about as read back
+        if takers and self._frames.fits(size):
+            back = connection.execute(DuckDbClient.get_select_statement(table_slice)).fetchdf()
+            self._frames.keep(_written(context), back, size, takers)
 
 
 def _identifier(name: str, what: str) -> str:

@@ -247,16 +247,13 @@ class TwsBroker(FramesFromRequests):
             answers = self._read(lambda: gather_each(requests, self._market.history), timeout)
         answered = iter(answers)
         outcomes = [a if isinstance(a, BrokerError) else next(answered) for a in asks]
-        got = [
-            (c.conid, a)
-            for c, a in zip(contracts, outcomes, strict=True)
-            if isinstance(a, BarColumns)
-        ]
-        failed = {
-            c.conid: a
-            for c, a in zip(contracts, outcomes, strict=True)
-            if isinstance(a, BrokerError)
-        }
+        got: list[tuple[int, BarColumns]] = []
+        failed: dict[int, BrokerError] = {}
+        for contract, outcome in zip(contracts, outcomes, strict=True):
+            if isinstance(outcome, BrokerError):
+                failed[contract.conid] = outcome
+            else:
+                got.append((contract.conid, outcome))
         return columns_frame(got), failed
 
     def _bars(
